@@ -1,0 +1,1 @@
+"""YAML -> validated, frozen definition objects; every problem reported at once."""

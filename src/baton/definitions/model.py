@@ -1,0 +1,152 @@
+"""Frozen definition objects: what a validated YAML document becomes.
+
+Definitions (``*Definition``) are immutable and shared by every run pinned to the
+same version; instances (``Run``, ``StepRun``) live in ``baton.engine``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+FIELD_TYPES = ("string", "text", "int", "decimal", "bool", "date", "datetime", "choice", "ref", "json")
+STEP_TYPES = ("background", "interactive", "callout", "ai", "milestone", "pause", "orchestration")
+ON_FAILURE = ("fallout", "fail_run", "continue")
+DEFAULT_MAX_ITERATIONS = 10
+
+
+class AssigneeKind(StrEnum):
+    USER = "user"
+    GROUP = "group"
+    QUEUE = "queue"
+
+
+@dataclass(frozen=True)
+class FieldDefinition:
+    """A field of an object type, or of a form, or of an autolaunched trigger's input."""
+
+    name: str
+    type: str
+    required: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    object: str | None = None  # target object type of a ``ref`` field
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectTypeDefinition:
+    name: str
+    fields: tuple[FieldDefinition, ...]
+    label: str | None = None
+
+    def field(self, name: str) -> FieldDefinition | None:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        return None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``when`` / ``exit_when`` / ``complete_when``: an ``=expression`` or an evaluation flow."""
+
+    expression: str | None = None
+    flow: str | None = None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Who gets a work item. ``value`` is a literal name or an ``=expression``."""
+
+    kind: AssigneeKind
+    value: str
+
+
+@dataclass(frozen=True)
+class StepDefinition:
+    name: str
+    type: str
+    flow: str | None = None
+    after: tuple[str, ...] = ()
+    when: Condition | None = None
+    complete_when: Condition | None = None
+    assign: Assignment | None = None
+    form: tuple[FieldDefinition, ...] = ()
+    instructions: str | None = None
+    on_failure: str = "fallout"
+    # Settings owned by later step types / policies (retry, timeout, sla, lane, run_as,
+    # callout/ai/pause options …), kept as validated-by-shape plain data.
+    options: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class NextRule:
+    goto: str  # a stage name or "end"
+    when: Condition | None = None
+
+
+@dataclass(frozen=True)
+class StageDefinition:
+    name: str
+    steps: tuple[StepDefinition, ...]
+    exit_when: Condition | None = None
+    next: tuple[NextRule, ...] | None = None  # None: continue with the following stage
+    max_iterations: int = DEFAULT_MAX_ITERATIONS
+    line: int = 0
+
+    def step(self, name: str) -> StepDefinition | None:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        return None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    type: str  # "record" | "autolaunched" | "schedule"
+    object: str | None = None
+    on: tuple[str, ...] = ()  # "create", "update"
+    when: Condition | None = None
+    input: tuple[FieldDefinition, ...] = ()
+    cron: str | None = None
+
+
+@dataclass(frozen=True)
+class OrchestrationDefinition:
+    name: str
+    trigger: Trigger
+    stages: tuple[StageDefinition, ...]
+    variables: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    label: str | None = None
+
+    def stage(self, name: str) -> StageDefinition | None:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        return None
+
+    def find_step(self, name: str) -> tuple[StageDefinition, StepDefinition] | None:
+        for st in self.stages:
+            sd = st.step(name)
+            if sd is not None:
+                return st, sd
+        return None
+
+
+Definition = ObjectTypeDefinition | OrchestrationDefinition
+
+
+@dataclass(frozen=True)
+class LoadedDefinition:
+    """One document as loaded from a file: the frozen object plus where it came from."""
+
+    kind: str  # "object" | "orchestration"
+    name: str
+    definition: Definition
+    source: str  # the YAML text of this document (what gets versioned)
+    file: str
+    line: int

@@ -1,0 +1,1 @@
+"""The pure engine core: statuses, transition tables, decide()."""

@@ -1,0 +1,107 @@
+"""Flows: the Python code background steps run, registered by name.
+
+```python
+from baton import flow
+
+@flow("cases.classify")
+def classify(ctx):
+    return {"category": "billing" if "invoice" in ctx.record["subject"] else "tech"}
+```
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from baton.errors import BatonError
+
+FlowFn = Callable[["FlowContext"], "Mapping[str, Any] | bool | None"]
+
+_REGISTRY: dict[str, FlowFn] = {}
+
+
+def flow(name: str) -> Callable[[FlowFn], FlowFn]:
+    """Register the decorated function as the flow ``name``.
+
+    Registering the same name twice with a different function is an error, so two
+    modules cannot silently shadow each other.
+    """
+
+    def register(fn: FlowFn) -> FlowFn:
+        existing = _REGISTRY.get(name)
+        if existing is not None and _qualname(existing) != _qualname(fn):
+            raise BatonError(
+                f"flow {name!r} is registered twice: {_qualname(existing)} and {_qualname(fn)}"
+            )
+        _REGISTRY[name] = fn
+        return fn
+
+    return register
+
+
+def _qualname(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def get_flow(name: str) -> FlowFn | None:
+    return _REGISTRY.get(name)
+
+
+def registered_flows() -> frozenset[str]:
+    return frozenset(_REGISTRY)
+
+
+@dataclass(frozen=True)
+class StepView:
+    """What a flow sees of an earlier step (its latest iteration)."""
+
+    name: str
+    status: str
+    output: Mapping[str, Any]
+
+
+class FlowContext:
+    """What a flow receives.
+
+    ``record`` is read-only; ``update_record`` stages field updates that are
+    committed atomically with the step's completion. ``vars`` is mutable and its
+    changes are committed the same way.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        step: str,
+        iteration: int,
+        record: Mapping[str, Any] | None,
+        vars: dict[str, Any],
+        input: Mapping[str, Any],
+        steps: Mapping[str, StepView],
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        self.run_id = run_id
+        self.step = step
+        self.iteration = iteration
+        self._record = dict(record) if record is not None else None
+        self.record: Mapping[str, Any] = MappingProxyType(self._record or {})
+        self.vars = vars
+        self.input: Mapping[str, Any] = MappingProxyType(dict(input))
+        self.steps = MappingProxyType(dict(steps))
+        self.log = logger
+        self.record_updates: dict[str, Any] = {}
+
+    @property
+    def has_record(self) -> bool:
+        return self._record is not None
+
+    def update_record(self, fields: Mapping[str, Any]) -> None:
+        """Stage updates to the run's record; applied when the step completes."""
+        if self._record is None:
+            raise BatonError(f"step {self.step!r}: this run has no record to update")
+        self.record_updates.update(fields)
+        self._record.update(fields)
