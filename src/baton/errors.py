@@ -71,10 +71,10 @@ class ValidationError(BatonError):
 class NotFound(BatonError):
     """A thing that was asked for by id or name does not exist."""
 
-    def __init__(self, kind: str, key: str) -> None:
+    def __init__(self, kind: str, key: str, hint: str = "") -> None:
         self.kind = kind
         self.key = key
-        super().__init__(f"{kind} {key!r} not found")
+        super().__init__(f"{kind} {key!r} not found" + (f" ({hint})" if hint else ""))
 
 
 class TransitionConflict(BatonError):

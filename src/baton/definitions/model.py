@@ -70,6 +70,7 @@ class StepDefinition:
     name: str
     type: str
     flow: str | None = None
+    label: str | None = None
     after: tuple[str, ...] = ()
     when: Condition | None = None
     complete_when: Condition | None = None

@@ -1,0 +1,139 @@
+"""``baton demo``: the examples, run for real on a fresh SQLite file.
+
+200 support cases go through case_triage (simulated agents escalate about 20 %
+at tier 1) and 20 address-update requests through address_update. The workers
+run in this process; agents claim and complete their work items between
+batches, exactly as they would from the CLI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from baton.cli.output import console, table
+from baton.errors import ConfigError
+from baton.project import load_project
+from baton.runtime.engine import Engine
+from baton.runtime.worker import Worker
+
+AGENTS = {"tier1": ["ann", "bob"], "tier2": ["cyd", "dan"], "tier3": ["eve"], "back_office": ["fay", "gus"]}
+
+
+def _examples_dir(given: Path | None) -> Path:
+    candidates = [given] if given else [Path("examples"), Path(__file__).resolve().parents[3] / "examples"]
+    for c in candidates:
+        if c is not None and (c / "case_triage" / "baton.toml").exists():
+            return c
+    raise ConfigError("cannot find the examples folder (with case_triage/ and address_update/); "
+                      "run from the repository root or pass --examples DIR")
+
+
+def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None) -> None:
+    ex = _examples_dir(examples)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+    projects = [load_project(ex / "case_triage"), load_project(ex / "address_update")]
+    for p in projects:
+        p.import_flows()
+    engine = Engine(f"sqlite:///{db_file.resolve()}")
+    for p in projects:
+        engine.deploy([p.definitions_dir], actor="demo")
+    console.print(f"Deployed the examples into [bold]{db_file}[/bold].")
+    started = time.perf_counter()
+    for i in range(1, n_cases + 1):
+        subject = f"invoice question {i}" if i % 2 else f"login broken {i}"
+        engine.create_record("Case", {"subject": subject, "number": i, "origin": "Web"}, actor="demo")
+    for i in range(1, n_requests + 1):
+        engine.create_record("ServiceRequest", {
+            "customer": f"Customer {i}", "account_number": f"ACC-{1000 + i}",
+            "new_address": f"{i} Solar Way, Springfield", "documents": [f"proof-{i}.pdf"],
+        }, actor="demo")
+    worker = Worker(engine, batch=64)
+    total = n_cases + n_requests
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("runs finished", total=total)
+        while True:
+            worker.run_once()
+            worked = _act_as_agents(engine)
+            done = _finished(engine)
+            progress.update(task, completed=done)
+            if done >= total:
+                break
+            if not worked and worker.run_once() == 0 and not engine.list_work(limit=1):
+                break  # nothing can move any more; the summary will show where runs stopped
+    elapsed = time.perf_counter() - started
+    worker.store.unregister_worker(worker.id)
+    _summary(engine, elapsed)
+
+
+def _act_as_agents(engine: Engine) -> int:
+    """Every open work item is claimed and completed by an agent of its queue."""
+    n = 0
+    for item in engine.list_work(limit=500):
+        agents = AGENTS.get(item["assignee"], ["ann"]) if item["assignee_kind"] == "queue" else [item["assignee"]]
+        agent = agents[n % len(agents)]
+        if item["status"] == "open":
+            engine.claim(item["id"], agent)
+        else:
+            agent = item["claimed_by"]
+        if item["step"] == "triage":
+            case = engine.get_record(item["record_id"])
+            escalate = case["number"] % 5 == 0 and case.get("level", 1) == 1
+            data = {"resolution": "escalate" if escalate else "close",
+                    "notes": "needs tier 2" if escalate else "resolved on first contact"}
+        else:
+            req = engine.get_record(item["record_id"])
+            reject = int(req["account_number"].split("-")[1]) % 10 == 7
+            data = {"decision": "reject" if reject else "approve",
+                    "notes": "proof of address is unreadable" if reject else "utility bill matches"}
+        engine.complete(item["id"], agent, data)
+        n += 1
+    return n
+
+
+def _finished(engine: Engine) -> int:
+    with engine.store.read() as tx:
+        return sum(c for _o, status, _s, c in tx.count_runs_txn() if status != "in_progress")
+
+
+def _summary(engine: Engine, elapsed: float) -> None:
+    with engine.store.read() as tx:
+        counts = tx.count_runs_txn()
+    per: Counter[tuple[str, str]] = Counter()
+    for orch, status, _stage, c in counts:
+        per[(orch, status)] += c
+    table("Runs per orchestration", ["orchestration", "status", "runs"],
+          [[o, s, c] for (o, s), c in sorted(per.items())])
+    paths: Counter[tuple[str, str]] = Counter()
+    escalated = None
+    for run in _all_runs(engine):
+        stages = [run.decisions[0]["stage"]] if run.decisions else []
+        stages += [d["goto"] for d in run.decisions]
+        paths[(run.orchestration, " → ".join(stages))] += 1
+        if escalated is None and any(d["goto"] == "escalate" for d in run.decisions):
+            escalated = run
+    table("Stage paths", ["orchestration", "path", "runs"],
+          [[o, p, c] for (o, p), c in sorted(paths.items())])
+    console.print(f"Finished in {elapsed:.1f} s.")
+    if escalated is not None and escalated.record_id:
+        from baton.cli.main import describe_event
+
+        events = engine.timeline(escalated.record_id)
+        table(f"Timeline of escalated case {escalated.record_id} (run {escalated.id})",
+              ["at", "event", "actor", "detail"],
+              [[e["at"][11:23], e["type"], e["actor"], describe_event(e)] for e in events])
+
+
+def _all_runs(engine: Engine) -> list:  # type: ignore[type-arg]
+    out, offset = [], 0
+    while True:
+        batch = engine.list_runs(limit=500, offset=offset)
+        out.extend(batch)
+        if len(batch) < 500:
+            return out
+        offset += 500

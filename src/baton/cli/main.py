@@ -1,0 +1,416 @@
+"""The ``baton`` command: thin commands over the Engine (the API will use the same)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.markup import escape
+
+from baton.cli.output import (
+    console,
+    err_console,
+    print_json,
+    run_detail,
+    run_summary,
+    styled,
+    table,
+    work_item_json,
+)
+from baton.errors import BatonError, DefinitionError, ValidationError
+from baton.project import Project, load_project
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Baton: durable business process orchestration.")
+records_app = typer.Typer(no_args_is_help=True, help="Create, update and read records.")
+runs_app = typer.Typer(no_args_is_help=True, help="List, inspect and cancel runs.")
+work_app = typer.Typer(no_args_is_help=True, help="Work items: list, claim, complete, reassign.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(records_app, name="records")
+app.add_typer(runs_app, name="runs")
+app.add_typer(work_app, name="work")
+app.add_typer(db_app, name="db")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+class State:
+    project_dir: str | None = None
+    db: str | None = None
+    _project: Project | None = None
+    _engine: Any = None
+
+    def project(self) -> Project:
+        if self._project is None:
+            self._project = load_project(self.project_dir)
+        return self._project
+
+    def engine(self, *, flows: bool = False, migrate: bool = True) -> Any:
+        from baton.runtime.engine import Engine
+
+        if flows:
+            self.project().import_flows()
+        if self._engine is None:
+            self._engine = Engine(self.project().database_url(self.db), migrate=migrate)
+        return self._engine
+
+
+state = State()
+
+
+@app.callback()
+def _main(
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project folder (default: .)")] = None,
+    db: Annotated[str | None, typer.Option("--db", envvar="BATON_DB",
+                                           help="Database URL (default from baton.toml: sqlite:///baton.db)")] = None,
+) -> None:
+    state.project_dir = project
+    state.db = db
+
+
+def fail(message: str) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    raise typer.Exit(1)
+
+
+def parse_json(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    if not isinstance(value, dict):
+        fail(f"{what} must be a JSON object like '{{\"field\": \"value\"}}'")
+    return value
+
+
+# ---- project and definitions ------------------------------------------------------------
+@app.command()
+def init(folder: Annotated[Path, typer.Argument(help="Folder to create")]) -> None:
+    """Create a project folder with example definitions and flows."""
+    template = Path(__file__).resolve().parent.parent / "templates" / "project"
+    if folder.exists() and any(folder.iterdir()):
+        fail(f"{folder} exists and is not empty")
+    shutil.copytree(template, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    console.print(f"Created project in [bold]{folder}[/bold]. Next:\n"
+                  f"  cd {folder} && baton deploy && baton records create Ticket --data "
+                  "'{\"subject\": \"Printer on fire\"}' && baton worker --until-idle && baton work list")
+
+
+def _paths(path: Path | None) -> list[Path]:
+    if path is not None:
+        return [path]
+    return [state.project().definitions_dir]
+
+
+@app.command()
+def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (default: definitions/)")] = None,
+             as_json: JsonOpt = False) -> None:
+    """List every problem in the definitions, with file, line and path."""
+    eng = state.engine(flows=True)
+    issues = eng.validate(_paths(path))
+    if as_json:
+        print_json([{"file": i.file, "line": i.line, "path": i.path, "message": i.message} for i in issues])
+    elif issues:
+        for i in issues:
+            console.print(str(i), highlight=False, markup=False)
+        err_console.print(f"[red]{len(issues)} problem{'s' if len(issues) != 1 else ''}[/red]")
+    else:
+        console.print("[green]valid[/green]")
+    if issues:
+        raise typer.Exit(1)
+
+
+@app.command()
+def deploy(path: Annotated[Path | None, typer.Argument(help="File or folder (default: definitions/)")] = None,
+           as_json: JsonOpt = False) -> None:
+    """Validate and deploy definitions; a changed definition becomes a new version."""
+    eng = state.engine(flows=True)
+    results = eng.deploy(_paths(path))
+    if as_json:
+        print_json([{"kind": r.kind, "name": r.name, "version": r.version, "changed": r.changed}
+                    for r in results])
+        return
+    table("Deployed", ["kind", "name", "version", ""],
+          [[r.kind, r.name, r.version, "new version" if r.changed else "unchanged"] for r in results])
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending schema migrations."""
+    from baton.store.sql import SqlStore
+
+    store = SqlStore(state.project().database_url(state.db))
+    applied = store.migrate()
+    console.print("\n".join(f"applied {a}" for a in applied) or "schema is up to date")
+
+
+# ---- workers ----------------------------------------------------------------------------
+@app.command()
+def worker(
+    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when nothing is ready")] = False,
+    batch: Annotated[int, typer.Option(help="Jobs claimed per transaction")] = 32,
+    heartbeat_timeout: Annotated[float, typer.Option(help="Seconds before a silent worker's jobs are taken over")] = 30.0,
+) -> None:
+    """Run the workers: background steps, condition checks, re-evaluation."""
+    from baton.runtime.worker import Worker
+
+    eng = state.engine(flows=True)
+    w = Worker(eng, batch=batch, heartbeat_timeout=heartbeat_timeout)
+    signal.signal(signal.SIGTERM, lambda *_: w.stop())
+    try:
+        stats = w.run(until_idle=until_idle)
+    except KeyboardInterrupt:
+        w.stop()
+        stats = w.stats
+    console.print(f"worker {w.id}: {stats.jobs} jobs, {stats.steps_completed} steps completed, "
+                  f"{stats.steps_failed} failed")
+
+
+@app.command()
+def serve() -> None:
+    """Run Baton until stopped (the workers; the HTTP API and web UI join in a later version)."""
+    console.print("Baton is running (workers). Stop with Ctrl-C.")
+    worker(until_idle=False)
+
+
+# ---- runs ---------------------------------------------------------------------------------
+@app.command()
+def start(name: Annotated[str, typer.Argument(help="Orchestration name")],
+          input: Annotated[str, typer.Option("--input", help="Input as JSON")] = "{}",
+          record: Annotated[str | None, typer.Option("--record", help="Record id the run works on")] = None,
+          as_json: JsonOpt = False) -> None:
+    """Start an autolaunched orchestration."""
+    run = state.engine(flows=True).start(name, parse_json(input, "--input"), record_id=record, actor="cli")
+    if as_json:
+        print_json(run_summary(run))
+    else:
+        console.print(f"started run [bold]{run.id}[/bold] of {run.orchestration} v{run.version} "
+                      f"({styled(run.status.value)}, stage {run.current_stage})")
+
+
+@runs_app.command("list")
+def runs_list(orchestration: Annotated[str | None, typer.Option("--orchestration", "-o")] = None,
+              status: Annotated[str | None, typer.Option("--status")] = None,
+              stage: Annotated[str | None, typer.Option("--stage")] = None,
+              record: Annotated[str | None, typer.Option("--record")] = None,
+              limit: int = 50, offset: int = 0, as_json: JsonOpt = False) -> None:
+    """List runs, newest first."""
+    runs = state.engine().list_runs(orchestration=orchestration, status=status, current_stage=stage,
+                                    record_id=record, limit=limit, offset=offset)
+    if as_json:
+        print_json([run_summary(r) for r in runs])
+        return
+    table("Runs", ["id", "orchestration", "v", "status", "stage", "record", "created"],
+          [[r.id, r.orchestration, r.version, styled(r.status.value), r.current_stage, r.record_id,
+            r.created_at] for r in runs])
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
+    """A run's stages and steps with their status, and the decisions taken."""
+    run = state.engine().get_run(run_id)
+    if as_json:
+        print_json(run_detail(run))
+        return
+    console.print(f"[bold]{run.id}[/bold] {run.orchestration} v{run.version}  {styled(run.status.value)}"
+                  f"  record {run.record_id or '-'}")
+    if run.error:
+        console.print(f"[red]error:[/red] {run.error.get('message')}")
+    rows = []
+    for st in run.stages.values():
+        rows.append([f"[bold]{st.name}[/bold]", f"#{st.iteration}", styled(st.status.value), ""])
+        for sr in run.steps.values():
+            if sr.stage == st.name:
+                detail = sr.work_item_id or (sr.error or {}).get("message", "")
+                rows.append([f"  {sr.name}", f"#{sr.iteration}", styled(sr.status.value), detail])
+    table("Stages and steps", ["stage / step", "iteration", "status", "detail"], rows)
+    if run.decisions:
+        table("Decisions", ["after stage", "iteration", "goto", "rule"],
+              [[d["stage"], d["iteration"], d["goto"], "default" if d["rule"] is None else f"next[{d['rule']}]"]
+               for d in run.decisions])
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: str, reason: Annotated[str, typer.Option("--reason")] = "canceled from the CLI",
+                as_json: JsonOpt = False) -> None:
+    """Cancel a run; its open work items are canceled too."""
+    run = state.engine().cancel_run(run_id, reason, actor="cli")
+    print_json(run_summary(run)) if as_json else console.print(f"run {run.id} {styled(run.status.value)}")
+
+
+# ---- records ------------------------------------------------------------------------------
+@records_app.command("create")
+def records_create(object_type: str, data: Annotated[str, typer.Option("--data")] = "{}",
+                   as_json: JsonOpt = False) -> None:
+    """Create a record; orchestrations triggered on create start with it."""
+    rec = state.engine().create_record(object_type, parse_json(data, "--data"), actor="cli")
+    print_json({**rec, "status": rec.get("status")}) if as_json else console.print(
+        f"created {object_type} [bold]{rec['id']}[/bold]")
+
+
+@records_app.command("update")
+def records_update(record_id: str, data: Annotated[str, typer.Option("--data")],
+                   version: Annotated[int | None, typer.Option("--version", help="Fail unless the record is at this version")] = None,
+                   as_json: JsonOpt = False) -> None:
+    """Update fields of a record (optimistic concurrency with --version)."""
+    rec = state.engine().update_record(record_id, parse_json(data, "--data"), expected_version=version,
+                                       actor="cli")
+    print_json(rec) if as_json else console.print(f"updated {record_id} (version {rec['version']})")
+
+
+@records_app.command("show")
+def records_show(record_id: str, as_json: JsonOpt = False) -> None:
+    rec = state.engine().get_record(record_id)
+    if as_json:
+        print_json(rec)
+        return
+    table(f"{rec['object_type']} {rec['id']}", ["field", "value"],
+          [[k, json.dumps(v) if isinstance(v, dict | list) else v] for k, v in rec.items()])
+
+
+@records_app.command("list")
+def records_list(object_type: Annotated[str | None, typer.Argument()] = None, limit: int = 50,
+                 offset: int = 0, as_json: JsonOpt = False) -> None:
+    recs = state.engine().list_records(object_type, limit=limit, offset=offset)
+    if as_json:
+        print_json(recs)
+        return
+    table("Records", ["id", "type", "version", "updated", "fields"],
+          [[r["id"], r["object_type"], r["version"], r["updated_at"],
+            json.dumps({k: v for k, v in r.items() if k not in ("id", "object_type", "version",
+                                                                "created_at", "updated_at")})[:80]]
+           for r in recs])
+
+
+@records_app.command("timeline")
+def records_timeline(record_id: str, as_json: JsonOpt = False) -> None:
+    """Every event that touched the record, in order, with actor and time."""
+    events = state.engine().timeline(record_id)
+    if as_json:
+        print_json(events)
+        return
+    table(f"Timeline of {record_id}", ["at", "event", "actor", "run", "detail"],
+          [[e["at"], e["type"], e["actor"], e["run_id"], describe_event(e)] for e in events])
+
+
+def describe_event(e: dict[str, Any]) -> str:
+    d = e["data"]
+    t = e["type"]
+    if t == "record_updated":
+        return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
+    if t == "decision_taken":
+        return f"after {d['stage']} #{d['iteration']} → {d['goto']}"
+    if t.startswith("step_") or t == "milestone_reached":
+        extra = d.get("error", {}).get("message", "") if "error" in d else ""
+        return f"{d.get('stage')}.{d.get('step')} #{d.get('iteration')} {extra}".strip()
+    if t.startswith("stage_"):
+        return f"{d.get('stage')} #{d.get('iteration')}"
+    if t.startswith("work_item_"):
+        bits = [d.get("work_item", ""), d.get("step", "")]
+        for k in ("assignee", "to", "reason"):
+            if k in d:
+                bits.append(f"{k}={d[k]}")
+        if "data" in d:
+            bits.append(json.dumps(d["data"]))
+        return " ".join(str(b) for b in bits if b)
+    if t == "run_started":
+        return f"{d.get('orchestration')} v{d.get('version')}"
+    return json.dumps(d)[:100] if d else ""
+
+
+# ---- work items ---------------------------------------------------------------------------
+@work_app.command("list")
+def work_list(user: Annotated[str | None, typer.Option("--user", "-u")] = None,
+              queue: Annotated[str | None, typer.Option("--queue", "-q")] = None,
+              group: Annotated[str | None, typer.Option("--group", "-g")] = None,
+              all_statuses: Annotated[bool, typer.Option("--all", help="Include completed and canceled")] = False,
+              limit: int = 100, offset: int = 0, as_json: JsonOpt = False) -> None:
+    """Open work items: a user's, a queue's or a group's (all open items if none is given)."""
+    statuses = ("open", "claimed", "completed", "canceled") if all_statuses else ("open", "claimed")
+    items = state.engine().list_work(user=user, queue=queue, group=group, statuses=statuses,
+                                     limit=limit, offset=offset)
+    if as_json:
+        print_json([work_item_json(i) for i in items])
+        return
+    table("Work items", ["id", "status", "step", "assigned to", "claimed by", "run", "record"],
+          [[i["id"], styled(i["status"]), i["step"], f"{i['assignee_kind']}:{i['assignee']}",
+            i["claimed_by"], i["run_id"], i["record_id"]] for i in items])
+
+
+@work_app.command("show")
+def work_show(item_id: str, as_json: JsonOpt = False) -> None:
+    item = work_item_json(state.engine().get_work_item(item_id))
+    if as_json:
+        print_json(item)
+        return
+    console.print(f"[bold]{item['id']}[/bold] {item['title']}  {styled(item['status'])}  "
+                  f"assigned to {item['assigned_to']}")
+    if item["instructions"]:
+        console.print(item["instructions"])
+    table("Form", ["field", "type", "required", "choices"],
+          [[f["name"], f["type"], "yes" if f["required"] else "", ", ".join(f.get("choices") or [])]
+           for f in item["form"]])
+
+
+@work_app.command("claim")
+def work_claim(item_id: str, user: Annotated[str, typer.Option("--user", "-u")], as_json: JsonOpt = False) -> None:
+    """Claim an item; if someone else claimed it first, this fails with a clear message."""
+    item = state.engine().claim(item_id, user)
+    print_json(work_item_json(item)) if as_json else console.print(f"{item_id} claimed by {user}")
+
+
+@work_app.command("complete")
+def work_complete(item_id: str, user: Annotated[str, typer.Option("--user", "-u")],
+                  data: Annotated[str, typer.Option("--data")] = "{}", as_json: JsonOpt = False) -> None:
+    """Submit the form; the step completes and the run moves on."""
+    result = state.engine().complete(item_id, user, parse_json(data, "--data"))
+    run = result.pop("run")
+    if as_json:
+        print_json({**work_item_json(result), "run": run_summary(run)})
+    else:
+        console.print(f"{item_id} completed by {user}; run {run.id} is {styled(run.status.value)}"
+                      + (f" in stage {run.current_stage}" if run.current_stage else ""))
+
+
+@work_app.command("reassign")
+def work_reassign(item_id: str, to: Annotated[str, typer.Option("--to", help="user:NAME, group:NAME or queue:NAME")],
+                  as_json: JsonOpt = False) -> None:
+    item = state.engine().reassign(item_id, to, actor="cli")
+    print_json(work_item_json(item)) if as_json else console.print(f"{item_id} reassigned to {to}")
+
+
+@app.command()
+def demo(
+    db: Annotated[Path, typer.Option("--db-file", help="SQLite file to (re)create")] = Path("baton-demo.db"),
+    cases: int = 200, requests: int = 20,
+    examples: Annotated[Path | None, typer.Option(help="Examples folder")] = None,
+) -> None:
+    """Deploy the examples, run 200 cases and 20 address updates, print what happened."""
+    from baton.cli.demo import run_demo
+
+    run_demo(db, cases, requests, examples)
+
+
+def main() -> None:
+    try:
+        app()
+    except DefinitionError as exc:
+        for issue in exc.issues:
+            console.print(str(issue), highlight=False, markup=False)
+        err_console.print(f"[red]error:[/red] {len(exc.issues)} problem(s); nothing was deployed")
+        sys.exit(1)
+    except ValidationError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    except BatonError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

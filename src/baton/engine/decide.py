@@ -1,0 +1,412 @@
+"""The engine: ``decide(definition, run, event, now, record) -> Decision``.
+
+Pure: no I/O, no clock, no ids. Everything it needs comes in as arguments and
+everything it wants done goes out as commands. The store applies the new run
+state and the commands in one transaction.
+
+Semantics (DESIGN §2.1): one stage in progress; steps start at stage start or
+when all their ``after`` steps are complete; ``when`` waits until true; a stage
+completes when all its steps are complete or ``exit_when`` holds (open steps are
+then canceled); ``next`` is evaluated in order, the first match wins; re-entering
+a stage starts a fresh iteration; ``max_iterations`` fails the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from baton.clock import iso
+from baton.definitions.model import (
+    Condition,
+    OrchestrationDefinition,
+    StageDefinition,
+    StepDefinition,
+)
+from baton.engine.events import (
+    Audit,
+    CancelRequested,
+    CancelWorkItem,
+    Command,
+    CreateWorkItem,
+    Event,
+    RecordChanged,
+    ConditionEvaluated,
+    EvaluateCondition,
+    RunStarted,
+    ScheduleStep,
+    StepCompleted,
+    StepFailed,
+)
+from baton.engine.state import Run, StageRun, StepRun
+from baton.engine.status import (
+    STEP_DONE,
+    STEP_OPEN,
+    RunStatus,
+    StageStatus,
+    StepStatus,
+    check_transition,
+)
+from baton.errors import ExpressionError
+from baton.expressions import evaluate, evaluate_condition, is_expression
+
+# A safety net against a definition whose stages route in a loop without any step
+# (each pass is bounded by max_iterations anyway; this bounds one decide() call).
+_MAX_PASSES = 10_000
+
+
+@dataclass
+class Decision:
+    run: Run
+    commands: list[Command] = field(default_factory=list)
+    stale: bool = False  # the event referred to a step iteration that is no longer current
+
+
+class _Decider:
+    def __init__(
+        self, defn: OrchestrationDefinition, run: Run, now: datetime, record: Mapping[str, Any] | None
+    ) -> None:
+        self.defn = defn
+        self.run = run
+        self.now = iso(now)
+        self.record = dict(record) if record is not None else {}
+        self.commands: list[Command] = []
+        self.consulted_flows: set[str] = set()
+
+    # ---- helpers ------------------------------------------------------------------------
+    def audit(self, type_: str, actor: str = "system", **data: Any) -> None:
+        self.commands.append(Audit(type_, data, actor))
+
+    def scope(self) -> dict[str, Any]:
+        steps = {
+            name: {
+                "status": sr.status.value,
+                "iteration": sr.iteration,
+                **({"output": sr.output} if sr.output is not None else {}),
+                **({"error": sr.error} if sr.error is not None else {}),
+            }
+            for name, sr in self.run.steps.items()
+        }
+        return {
+            "record": self.record,
+            "vars": self.run.vars,
+            "input": self.run.input,
+            "steps": steps,
+            "now": self.now,
+        }
+
+    def holds(self, cond: Condition | None) -> bool:
+        """Evaluate a condition; missing values are false for now. May raise ExpressionError."""
+        if cond is None:
+            return True
+        if cond.flow is not None:
+            # Evaluation flows run on the workers; the engine uses their latest answer
+            # and asks for a fresh one after every record or step change.
+            self.consulted_flows.add(cond.flow)
+            return self.run.flow_conditions.get(cond.flow, False)
+        return evaluate_condition(cond.expression or "=false", self.scope())
+
+    def set_step(self, sr: StepRun, status: StepStatus) -> None:
+        check_transition(f"step {sr.name!r}", sr.status, status)
+        sr.status = status
+
+    def set_stage(self, st: StageRun, status: StageStatus) -> None:
+        check_transition(f"stage {st.name!r}", st.status, status)
+        st.status = status
+
+    def set_run(self, status: RunStatus) -> None:
+        check_transition(f"run {self.run.id}", self.run.status, status)
+        self.run.status = status
+
+    def stage_def(self) -> StageDefinition:
+        assert self.run.current_stage is not None
+        sd = self.defn.stage(self.run.current_stage)
+        assert sd is not None, f"stage {self.run.current_stage!r} not in definition"
+        return sd
+
+    def is_done(self, sr: StepRun, sd: StepDefinition) -> bool:
+        return sr.status in STEP_DONE or (
+            sr.status is StepStatus.FAILED and sd.on_failure == "continue"
+        )
+
+    # ---- run level ----------------------------------------------------------------------
+    def fail_run(self, reason: str, **data: Any) -> None:
+        self.cancel_open_steps(f"run failed: {reason}")
+        st = self.run.stages.get(self.run.current_stage or "")
+        if st is not None and st.status is StageStatus.IN_PROGRESS:
+            self.set_stage(st, StageStatus.FAILED)
+        self.set_run(RunStatus.FAILED)
+        self.run.error = {"message": reason, **data}
+        self.run.completed_at = self.now
+        self.audit("run_failed", reason=reason, **data)
+
+    def cancel_open_steps(self, reason: str) -> None:
+        for sr in self.run.steps.values():
+            if sr.stage == self.run.current_stage and sr.status in STEP_OPEN:
+                if sr.status is StepStatus.WAITING_FOR_PERSON:
+                    self.commands.append(CancelWorkItem(sr.name, sr.iteration, reason))
+                self.set_step(sr, StepStatus.CANCELED)
+                sr.completed_at = self.now
+                self.audit("step_canceled", step=sr.name, stage=sr.stage, iteration=sr.iteration,
+                           reason=reason)
+
+    def enter_stage(self, name: str) -> None:
+        sd = self.defn.stage(name)
+        assert sd is not None
+        st = self.run.stages.setdefault(name, StageRun(name))
+        if st.iteration >= sd.max_iterations:
+            self.fail_run(
+                f"stage {name!r} would start iteration {st.iteration + 1}, "
+                f"over its max_iterations of {sd.max_iterations}",
+                stage=name,
+            )
+            return
+        self.set_stage(st, StageStatus.IN_PROGRESS)
+        st.iteration += 1
+        st.started_at, st.completed_at = self.now, None
+        self.run.current_stage = name
+        for step in sd.steps:
+            self.run.steps[step.name] = StepRun(step.name, name, st.iteration)
+        self.audit("stage_started", stage=name, iteration=st.iteration)
+
+    # ---- steps --------------------------------------------------------------------------
+    def start_ready_steps(self, sd: StageDefinition) -> bool:
+        changed = False
+        for step in sd.steps:
+            sr = self.run.steps[step.name]
+            if sr.status not in (StepStatus.NOT_STARTED, StepStatus.WAITING):
+                continue
+            if not all(self.is_done(self.run.steps[a], sd.step(a)) for a in step.after):  # type: ignore[arg-type]
+                continue
+            try:
+                ready = self.holds(step.when)
+            except ExpressionError as exc:
+                self.fail_step(sr, step, _expr_error("when", exc))
+                changed = True
+                continue
+            if not ready:
+                if sr.status is StepStatus.NOT_STARTED:
+                    self.set_step(sr, StepStatus.WAITING)
+                    changed = True
+                continue
+            self.start_step(sr, step)
+            changed = True
+        return changed
+
+    def start_step(self, sr: StepRun, step: StepDefinition) -> None:
+        sr.started_at = self.now
+        if step.type == "milestone":
+            self.set_step(sr, StepStatus.COMPLETED)
+            sr.output, sr.completed_at = {}, self.now
+            self.audit("milestone_reached", step=sr.name, stage=sr.stage, iteration=sr.iteration)
+            return
+        if step.type == "interactive":
+            self.start_interactive(sr, step)
+            return
+        self.set_step(sr, StepStatus.RUNNING)
+        sr.attempts += 1
+        assert step.flow is not None
+        self.commands.append(ScheduleStep(sr.name, sr.iteration, step.flow))
+        self.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
+                   type=step.type)
+
+    def start_interactive(self, sr: StepRun, step: StepDefinition) -> None:
+        assert step.assign is not None
+        try:
+            assignee = evaluate(step.assign.value, self.scope()) if is_expression(
+                step.assign.value) else step.assign.value
+        except ExpressionError as exc:
+            self.fail_step(sr, step, _expr_error("assign", exc))
+            return
+        if not isinstance(assignee, str) or not assignee:
+            self.fail_step(sr, step, {"type": "AssignmentError",
+                                      "message": f"assign gave {assignee!r}, not a name"})
+            return
+        self.set_step(sr, StepStatus.WAITING_FOR_PERSON)
+        form = tuple(
+            {"name": f.name, "type": f.type, "required": f.required, "choices": list(f.choices),
+             "default": f.default, "label": f.label}
+            for f in step.form
+        )
+        self.commands.append(CreateWorkItem(
+            sr.name, sr.stage, sr.iteration, step.assign.kind.value, assignee,
+            step.label or step.name,
+            step.instructions, form,
+        ))
+        self.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
+                   type="interactive", assignee=f"{step.assign.kind.value}:{assignee}")
+
+    def fail_step(self, sr: StepRun, step: StepDefinition, error: dict[str, Any]) -> None:
+        sr.error, sr.completed_at = error, self.now
+        if step.on_failure == "fallout":
+            self.set_step(sr, StepStatus.FALLOUT)
+            self.audit("step_fallout", step=sr.name, stage=sr.stage, iteration=sr.iteration,
+                       error=error)
+            return
+        self.set_step(sr, StepStatus.FAILED)
+        self.audit("step_failed", step=sr.name, stage=sr.stage, iteration=sr.iteration, error=error)
+        if step.on_failure == "fail_run":
+            self.fail_run(f"step {sr.name!r} failed: {error.get('message', '')}", step=sr.name)
+
+    def check_complete_when(self, sd: StageDefinition) -> bool:
+        changed = False
+        for step in sd.steps:
+            sr = self.run.steps[step.name]
+            if step.complete_when is None or sr.status is not StepStatus.WAITING_FOR_PERSON:
+                continue
+            try:
+                done = self.holds(step.complete_when)
+            except ExpressionError as exc:
+                self.commands.append(CancelWorkItem(sr.name, sr.iteration, "complete_when failed"))
+                self.fail_step(sr, step, _expr_error("complete_when", exc))
+                changed = True
+                continue
+            if done:
+                self.commands.append(CancelWorkItem(sr.name, sr.iteration, "complete_when holds"))
+                self.complete_step(sr, {}, "system", via="complete_when")
+                changed = True
+        return changed
+
+    def complete_step(self, sr: StepRun, output: dict[str, Any], actor: str, **extra: Any) -> None:
+        self.set_step(sr, StepStatus.COMPLETED)
+        sr.output, sr.completed_at, sr.error = output, self.now, None
+        self.audit("step_completed", actor, step=sr.name, stage=sr.stage, iteration=sr.iteration,
+                   output=output, **extra)
+
+    # ---- stage completion and routing ----------------------------------------------------
+    def try_finish_stage(self, sd: StageDefinition) -> bool:
+        st = self.run.stages[sd.name]
+        if sd.exit_when is not None:
+            try:
+                exit_now = self.holds(sd.exit_when)
+            except ExpressionError as exc:
+                self.fail_run(f"stage {sd.name!r} exit_when: {exc}", stage=sd.name)
+                return True
+            if exit_now:
+                self.cancel_open_steps(f"stage {sd.name!r} exit_when holds")
+                return self.finish_stage(sd, st, "exit_when")
+        if all(self.is_done(self.run.steps[s.name], s) for s in sd.steps):
+            return self.finish_stage(sd, st, "all_steps_complete")
+        return False
+
+    def finish_stage(self, sd: StageDefinition, st: StageRun, why: str) -> bool:
+        self.set_stage(st, StageStatus.COMPLETED)
+        st.completed_at = self.now
+        self.audit("stage_completed", stage=sd.name, iteration=st.iteration, reason=why)
+        target = self.route(sd)
+        if target is None:
+            return True
+        if target == "end":
+            self.set_run(RunStatus.COMPLETED)
+            self.run.completed_at = self.now
+            self.run.current_stage = None
+            self.audit("run_completed")
+        else:
+            self.enter_stage(target)
+        return True
+
+    def route(self, sd: StageDefinition) -> str | None:
+        """Where to go after ``sd``; ``None`` when routing failed the run."""
+        if sd.next is None:
+            idx = [s.name for s in self.defn.stages].index(sd.name)
+            target = self.defn.stages[idx + 1].name if idx + 1 < len(self.defn.stages) else "end"
+            self.record_decision(sd, target, None)
+            return target
+        for i, rule in enumerate(sd.next):
+            try:
+                matched = self.holds(rule.when)
+            except ExpressionError as exc:
+                self.fail_run(f"stage {sd.name!r} next[{i}].when: {exc}", stage=sd.name)
+                return None
+            if matched:
+                self.record_decision(sd, rule.goto, i)
+                return rule.goto
+        self.fail_run(f"stage {sd.name!r}: no next rule matched", stage=sd.name)
+        return None
+
+    def record_decision(self, sd: StageDefinition, goto: str, rule: int | None) -> None:
+        entry = {"stage": sd.name, "iteration": self.run.stages[sd.name].iteration,
+                 "goto": goto, "rule": rule, "at": self.now}
+        self.run.decisions.append(entry)
+        self.audit("decision_taken", **{k: v for k, v in entry.items() if k != "at"})
+
+    # ---- the loop -----------------------------------------------------------------------
+    def advance(self) -> None:
+        for _ in range(_MAX_PASSES):
+            if self.run.status is not RunStatus.IN_PROGRESS or self.run.current_stage is None:
+                return
+            sd = self.stage_def()
+            changed = self.check_complete_when(sd)
+            if self.run.status is not RunStatus.IN_PROGRESS:
+                return
+            changed = self.start_ready_steps(sd) or changed
+            if self.run.status is not RunStatus.IN_PROGRESS:
+                return
+            changed = self.try_finish_stage(sd) or changed
+            if not changed:
+                return
+        self.fail_run("routing did not settle (stages loop without any step)")
+
+
+def _expr_error(where: str, exc: ExpressionError) -> dict[str, Any]:
+    return {"type": "ExpressionError", "message": f"{where}: {exc.reason}",
+            "expression": exc.source, "position": exc.position}
+
+
+def decide(
+    defn: OrchestrationDefinition,
+    run: Run,
+    event: Event,
+    now: datetime,
+    record: Mapping[str, Any] | None = None,
+) -> Decision:
+    """Apply ``event`` to ``run`` and return the new state plus the commands to carry out.
+
+    ``record`` is the run's record as it is now (after any updates the event carries).
+    The input ``run`` is not modified.
+    """
+    d = _Decider(defn, run.copy(), now, record)
+    r = d.run
+    if isinstance(event, RunStarted):
+        r.created_at = r.created_at or d.now
+        d.audit("run_started", orchestration=defn.name, version=r.version)
+        d.enter_stage(defn.stages[0].name)
+    elif isinstance(event, StepCompleted | StepFailed):
+        sr = r.steps.get(event.step)
+        if (r.status is not RunStatus.IN_PROGRESS or sr is None or sr.iteration != event.iteration
+                or sr.status not in (StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON,
+                                     StepStatus.FALLOUT)):
+            return Decision(run, [], stale=True)
+        found = defn.find_step(event.step)
+        assert found is not None
+        if isinstance(event, StepCompleted):
+            if event.vars is not None:
+                r.vars = dict(event.vars)
+            d.complete_step(sr, dict(event.output), event.actor)
+        else:
+            d.fail_step(sr, found[1], event.error)
+    elif isinstance(event, RecordChanged):
+        if r.status is not RunStatus.IN_PROGRESS:
+            return Decision(run, [], stale=True)
+    elif isinstance(event, ConditionEvaluated):
+        if r.status is not RunStatus.IN_PROGRESS:
+            return Decision(run, [], stale=True)
+        r.flow_conditions[event.flow] = event.value
+    elif isinstance(event, CancelRequested):
+        if r.status not in (RunStatus.IN_PROGRESS, RunStatus.FAILED):
+            return Decision(run, [], stale=True)
+        d.cancel_open_steps(f"run canceled: {event.reason}")
+        st = r.stages.get(r.current_stage or "")
+        if st is not None and st.status is StageStatus.IN_PROGRESS:
+            d.set_stage(st, StageStatus.CANCELED)
+        d.set_run(RunStatus.CANCELED)
+        r.completed_at = d.now
+        d.audit("run_canceled", event.actor, reason=event.reason)
+        return Decision(r, d.commands)
+    d.advance()
+    if not isinstance(event, ConditionEvaluated) and r.status is RunStatus.IN_PROGRESS:
+        for flow_name in sorted(d.consulted_flows):
+            d.commands.append(EvaluateCondition(flow_name))
+    return Decision(r, d.commands)

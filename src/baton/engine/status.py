@@ -1,0 +1,111 @@
+"""Statuses of runs, stages, steps and work items, each with ONE transition table.
+
+``docs/states.md`` draws these tables; ``tests/unit/test_transitions.py`` checks
+every (from, to) pair against them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from baton.errors import TransitionConflict
+
+
+class RunStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class StageStatus(StrEnum):
+    NOT_STARTED = "not_started"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class StepStatus(StrEnum):
+    NOT_STARTED = "not_started"  # waiting for its `after` steps
+    WAITING = "waiting"  # `after` done, its `when` does not hold yet
+    RUNNING = "running"  # a background job is queued or executing
+    WAITING_FOR_PERSON = "waiting_for_person"  # a work item is open
+    COMPLETED = "completed"
+    FAILED = "failed"
+    FALLOUT = "fallout"  # failed after its retries; waits for an operator
+    SKIPPED = "skipped"
+    CANCELED = "canceled"
+
+
+class WorkItemStatus(StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+
+
+R, G, S, W = RunStatus, StageStatus, StepStatus, WorkItemStatus
+
+RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    R.IN_PROGRESS: frozenset({R.COMPLETED, R.FAILED, R.CANCELED}),
+    R.FAILED: frozenset({R.IN_PROGRESS, R.CANCELED}),  # resume after the cause is fixed
+    R.COMPLETED: frozenset(),
+    R.CANCELED: frozenset(),
+}
+
+STAGE_TRANSITIONS: dict[StageStatus, frozenset[StageStatus]] = {
+    G.NOT_STARTED: frozenset({G.IN_PROGRESS}),
+    G.IN_PROGRESS: frozenset({G.COMPLETED, G.FAILED, G.CANCELED}),
+    G.FAILED: frozenset({G.IN_PROGRESS, G.CANCELED}),
+    G.COMPLETED: frozenset({G.IN_PROGRESS}),  # re-entry starts a fresh iteration
+    G.CANCELED: frozenset({G.IN_PROGRESS}),
+}
+
+STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
+    S.NOT_STARTED: frozenset(
+        {S.WAITING, S.RUNNING, S.WAITING_FOR_PERSON, S.COMPLETED, S.FAILED, S.FALLOUT, S.CANCELED}
+    ),
+    S.WAITING: frozenset(
+        {S.RUNNING, S.WAITING_FOR_PERSON, S.COMPLETED, S.FAILED, S.FALLOUT, S.CANCELED}
+    ),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.FALLOUT, S.CANCELED}),
+    S.WAITING_FOR_PERSON: frozenset({S.COMPLETED, S.FAILED, S.FALLOUT, S.CANCELED}),
+    S.FALLOUT: frozenset({S.RUNNING, S.COMPLETED, S.SKIPPED, S.CANCELED}),
+    S.FAILED: frozenset({S.RUNNING}),  # resume of a failed run retries its failed step
+    S.COMPLETED: frozenset(),
+    S.SKIPPED: frozenset(),
+    S.CANCELED: frozenset(),
+}
+
+WORK_ITEM_TRANSITIONS: dict[WorkItemStatus, frozenset[WorkItemStatus]] = {
+    W.OPEN: frozenset({W.CLAIMED, W.COMPLETED, W.CANCELED}),
+    W.CLAIMED: frozenset({W.OPEN, W.COMPLETED, W.CANCELED}),  # -> open: released/reassigned
+    W.COMPLETED: frozenset(),
+    W.CANCELED: frozenset(),
+}
+
+TABLES = {
+    RunStatus: RUN_TRANSITIONS,
+    StageStatus: STAGE_TRANSITIONS,
+    StepStatus: STEP_TRANSITIONS,
+    WorkItemStatus: WORK_ITEM_TRANSITIONS,
+}
+
+StatusT = RunStatus | StageStatus | StepStatus | WorkItemStatus
+
+
+def can_transition(old: StatusT, new: StatusT) -> bool:
+    return new in TABLES[type(old)][old]  # type: ignore[index]
+
+
+def check_transition(what: str, old: StatusT, new: StatusT) -> None:
+    """Raise :class:`TransitionConflict` unless ``old -> new`` is in the table."""
+    if type(old) is not type(new) or not can_transition(old, new):
+        raise TransitionConflict(f"{what}: cannot go from {old.value} to {new.value}")
+
+
+# Step statuses that satisfy `after` and count towards "all steps complete".
+STEP_DONE = frozenset({S.COMPLETED, S.SKIPPED})
+STEP_OPEN = frozenset({S.NOT_STARTED, S.WAITING, S.RUNNING, S.WAITING_FOR_PERSON, S.FALLOUT})
+WORK_ITEM_OPEN = frozenset({W.OPEN, W.CLAIMED})

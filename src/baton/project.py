@@ -1,0 +1,103 @@
+"""A Baton project is a folder: ``baton.toml``, ``definitions/`` and flow modules (DESIGN §4)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from baton.errors import ConfigError
+
+DEFAULT_DATABASE = "sqlite:///baton.db"
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    database: str
+    flows: tuple[str, ...]
+
+    @property
+    def definitions_dir(self) -> Path:
+        return self.root / "definitions"
+
+    def database_url(self, override: str | None = None) -> str:
+        """``--db`` beats ``BATON_DB`` beats ``baton.toml``; relative SQLite paths are
+        resolved against the project folder."""
+        url = override or os.environ.get("BATON_DB") or self.database
+        if "://" not in url:
+            url = f"sqlite:///{url}"
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rel = url[len("sqlite:///"):]
+            base = Path.cwd() if (override or os.environ.get("BATON_DB")) else self.root
+            url = f"sqlite:///{(base / rel).resolve()}"
+        return url
+
+    def import_flows(self) -> None:
+        """Import the flow modules so their ``@flow`` registrations take effect."""
+        for module in self.flows:
+            try:
+                _import_from(self.root.resolve(), module)
+            except (ImportError, FileNotFoundError) as exc:
+                raise ConfigError(f"{self.root / 'baton.toml'}: cannot import flow module {module!r}: {exc}") from exc
+
+
+def load_project(folder: str | Path | None = None) -> Project:
+    """Read ``baton.toml`` in ``folder`` (default: the current folder).
+
+    A folder without ``baton.toml`` is still a project with the defaults, so
+    ``baton --db x.db runs list`` works anywhere.
+    """
+    root = Path(folder or ".").resolve()
+    if folder is not None and not root.is_dir():
+        raise ConfigError(f"project folder {root} does not exist")
+    path = root / "baton.toml"
+    if not path.exists():
+        return Project(root, DEFAULT_DATABASE, ())
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    unknown = set(data) - {"database", "flows"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: database, flows)")
+    database = data.get("database", DEFAULT_DATABASE)
+    flows = data.get("flows", [])
+    if not isinstance(database, str):
+        raise ConfigError(f"{path}: database must be a string URL such as {DEFAULT_DATABASE!r}")
+    if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
+        raise ConfigError(f'{path}: flows must be a list of module names, e.g. flows = ["flows"]')
+    return Project(root, database, tuple(flows))
+
+
+def _import_from(root: Path, module: str) -> None:
+    """Import ``module`` from the project folder under a name unique to that folder.
+
+    Two projects may both have a ``flows.py``; importing by plain name would give
+    the second project the first one's module.
+    """
+    rel = Path(*module.split("."))
+    file = root / rel.with_suffix(".py")
+    package = root / rel / "__init__.py"
+    path = file if file.exists() else package
+    if not path.exists():
+        raise FileNotFoundError(f"neither {file} nor {package} exists")
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:10]
+    name = f"baton_project_{digest}.{module}"
+    if name in sys.modules:
+        return
+    search = [str(path.parent)] if path.name == "__init__.py" else None
+    spec = importlib.util.spec_from_file_location(name, path, submodule_search_locations=search)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[name]
+        raise

@@ -1,0 +1,128 @@
+"""Typed fields: validate and normalise record data, form submissions and run input.
+
+One function serves all three, so a form and an object type agree on what
+``int`` or ``choice`` means. Every bad field is reported at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from baton.definitions.model import FieldDefinition
+from baton.errors import ValidationError
+
+RESERVED = ("id", "created_at", "updated_at", "version")
+MAX_STRING = 1000
+
+
+def _coerce(f: FieldDefinition, value: Any) -> Any:
+    t = f.type
+    if t in ("string", "text"):
+        if not isinstance(value, str):
+            raise ValueError(f"expected text, got {type(value).__name__}")
+        if t == "string" and ("\n" in value or len(value) > MAX_STRING):
+            raise ValueError(f"expected one line of at most {MAX_STRING} characters (use type text)")
+        return value
+    if t == "int":
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+    if t == "decimal":
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        try:
+            d = decimal.Decimal(str(value))
+        except decimal.InvalidOperation:
+            raise ValueError(f"expected a number, got {value!r}") from None
+        if not d.is_finite():
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return float(d)  # stored as a JSON number so expressions can compare it
+    if t == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ValueError(f"expected true or false, got {value!r}")
+    if t == "date":
+        try:
+            return dt.date.fromisoformat(str(value)).isoformat()
+        except ValueError:
+            raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+    if t == "datetime":
+        try:
+            parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"expected an ISO 8601 date-time, got {value!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if t == "choice":
+        if value not in f.choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(f.choices)}")
+        return value
+    if t == "ref":
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"expected the id of a {f.object} record, got {value!r}")
+        return value
+    if t == "json":
+        return value
+    raise ValueError(f"unknown field type {t!r}")
+
+
+def coerce_fields(
+    fields: Sequence[FieldDefinition],
+    data: Mapping[str, Any],
+    what: str,
+    *,
+    partial: bool = False,
+    apply_defaults: bool = True,
+) -> dict[str, Any]:
+    """Validate ``data`` against ``fields``; return the normalised values.
+
+    ``partial`` (updates): only the given fields are checked, required fields may
+    be absent. A value of ``None`` clears an optional field. Raises
+    :class:`ValidationError` naming every bad field.
+    """
+    if not isinstance(data, Mapping):
+        raise ValidationError(what, {"(data)": f"expected an object of fields, got {type(data).__name__}"})
+    known = {f.name: f for f in fields}
+    errors: dict[str, str] = {}
+    out: dict[str, Any] = {}
+    for key in data:
+        if key not in known:
+            if key in RESERVED:
+                errors[key] = "is set by Baton and cannot be written"
+            else:
+                errors[key] = f"unknown field (fields: {', '.join(known) or 'none'})"
+    for f in fields:
+        if f.name not in data:
+            if partial:
+                continue
+            if f.default is not None and apply_defaults:
+                out[f.name] = f.default
+            elif f.required:
+                errors[f.name] = "is required"
+            continue
+        value = data[f.name]
+        if value is None or (value == "" and f.type not in ("string", "text", "json")):
+            if f.required:
+                errors[f.name] = "is required"
+            else:
+                out[f.name] = None
+            continue
+        if f.required and isinstance(value, str) and not value.strip():
+            errors[f.name] = "is required"
+            continue
+        try:
+            out[f.name] = _coerce(f, value)
+        except ValueError as exc:
+            errors[f.name] = str(exc)
+    if errors:
+        raise ValidationError(what, errors)
+    return out

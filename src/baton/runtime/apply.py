@@ -1,0 +1,124 @@
+"""Carry out a Decision inside the caller's transaction.
+
+The new run state, its audit events, the work items it creates or cancels and
+the jobs it enqueues are written together: one transaction, all or nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baton.definitions.model import OrchestrationDefinition
+from baton.engine.decide import Decision, decide
+from baton.engine.events import (
+    Audit,
+    CancelWorkItem,
+    CreateWorkItem,
+    EvaluateCondition,
+    Event,
+    ScheduleStep,
+)
+from baton.engine.state import Run
+from baton.engine.status import WORK_ITEM_OPEN, WorkItemStatus
+from baton.ids import IdGenerator
+from baton.store.sql import SqlTx
+
+
+def run_row(run: Run, now: str) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "orchestration": run.orchestration,
+        "version": run.version,
+        "record_id": run.record_id,
+        "status": run.status.value,
+        "current_stage": run.current_stage,
+        "state": run.to_json(),
+        "seq": run.seq,
+        "created_at": run.created_at or now,
+        "updated_at": now,
+        "completed_at": run.completed_at,
+    }
+
+
+def event_row(type_: str, actor: str, now: str, record_id: str | None, run_id: str | None,
+              data: dict[str, Any]) -> dict[str, Any]:
+    return {"at": now, "type": type_, "actor": actor, "record_id": record_id, "run_id": run_id,
+            "data": data}
+
+
+class Applier:
+    """Applies decisions; one per engine (it holds only the id generator)."""
+
+    def __init__(self, ids: IdGenerator, wake: Any = None) -> None:
+        self.ids = ids
+        self.wake = wake  # callable to wake in-process workers after commit
+
+    def decide_and_apply_txn(
+        self,
+        tx: SqlTx,
+        defn: OrchestrationDefinition,
+        run: Run,
+        event: Event,
+        now: Any,
+        record: dict[str, Any] | None,
+        *,
+        insert: bool = False,
+    ) -> Decision:
+        decision = decide(defn, run, event, now, record)
+        if decision.stale:
+            return decision
+        self.apply_txn(tx, run, decision, now, insert=insert)
+        return decision
+
+    def apply_txn(self, tx: SqlTx, before: Run, decision: Decision, now_dt: Any, *,
+                  insert: bool = False) -> None:
+        from baton.clock import iso
+
+        now = iso(now_dt)
+        run = decision.run
+        events: list[dict[str, Any]] = []
+        enqueued = False
+        for cmd in decision.commands:
+            if isinstance(cmd, Audit):
+                events.append(event_row(cmd.type, cmd.actor, now, run.record_id, run.id, cmd.data))
+            elif isinstance(cmd, ScheduleStep):
+                tx.enqueue_job_txn("step", run.id, {"step": cmd.step, "iteration": cmd.iteration,
+                                                    "flow": cmd.flow}, now, now)
+                enqueued = True
+            elif isinstance(cmd, EvaluateCondition):
+                tx.enqueue_job_txn("condition", run.id, {"flow": cmd.flow}, now, now)
+                enqueued = True
+            elif isinstance(cmd, CreateWorkItem):
+                item_id = self.ids.new("wi")
+                tx.insert_work_item_txn({
+                    "id": item_id, "run_id": run.id, "record_id": run.record_id,
+                    "orchestration": run.orchestration, "stage": cmd.stage, "step": cmd.step,
+                    "iteration": cmd.iteration, "title": cmd.title,
+                    "instructions": cmd.instructions, "form": list(cmd.form),
+                    "status": WorkItemStatus.OPEN.value, "assignee_kind": cmd.assignee_kind,
+                    "assignee": cmd.assignee, "claimed_by": None, "data": None, "version": 1,
+                    "created_at": now, "updated_at": now, "completed_at": None,
+                    "completed_by": None,
+                })
+                run.steps[cmd.step].work_item_id = item_id
+                events.append(event_row("work_item_assigned", "system", now, run.record_id, run.id, {
+                    "work_item": item_id, "step": cmd.step, "iteration": cmd.iteration,
+                    "assignee": f"{cmd.assignee_kind}:{cmd.assignee}"}))
+            elif isinstance(cmd, CancelWorkItem):
+                item = tx.find_work_item_txn(run.id, cmd.step, cmd.iteration)
+                if item is not None and tx.update_work_item_txn(
+                    item["id"], [s.value for s in WORK_ITEM_OPEN], None,
+                    {"status": WorkItemStatus.CANCELED.value, "updated_at": now},
+                ):
+                    events.append(event_row("work_item_canceled", "system", now, run.record_id,
+                                            run.id, {"work_item": item["id"], "step": cmd.step,
+                                                     "reason": cmd.reason}))
+        run.seq = before.seq + 1
+        row = run_row(run, now)
+        if insert:
+            tx.insert_run_txn(row)
+        else:
+            tx.update_run_txn(row, before.seq)
+        tx.append_events_txn(events)
+        if enqueued and self.wake is not None:
+            self.wake()

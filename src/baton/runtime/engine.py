@@ -1,0 +1,363 @@
+"""The embeddable Engine: every operation of the CLI (and later the API) as one method.
+
+Each state change is one write transaction: the record or work-item write, the
+run's new state from :func:`baton.engine.decide.decide`, its audit events and
+the next jobs commit together.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+from baton.clock import Clock, SystemClock, iso
+from baton.definitions.loader import check_definitions
+from baton.definitions.model import OrchestrationDefinition
+from baton.engine.events import CancelRequested, RecordChanged, RunStarted, StepCompleted
+from baton.engine.state import Run
+from baton.engine.status import WORK_ITEM_OPEN, RunStatus, WorkItemStatus
+from baton.errors import (
+    BatonError,
+    ExpressionError,
+    Issue,
+    NotFound,
+    PermissionDenied,
+    TransitionConflict,
+    ValidationError,
+)
+from baton.expressions import evaluate_condition
+from baton.flows import registered_flows
+from baton.ids import IdGenerator, UlidIds
+from baton.records.fields import coerce_fields
+from baton.runtime.apply import Applier, event_row
+from baton.runtime.definitions import DefinitionRepo, DeployResult
+from baton.store.sql import SqlStore, SqlTx
+
+ASSIGNEE_KINDS = ("user", "group", "queue")
+
+
+def record_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A record as flows, expressions and users see it: fields plus the system fields."""
+    return {**row["data"], "id": row["id"], "created_at": row["created_at"],
+            "updated_at": row["updated_at"], "version": row["version"]}
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    return {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
+
+
+class Engine:
+    """Baton on one database. Thread-safe; share one per process."""
+
+    def __init__(
+        self,
+        db: str | SqlStore = "sqlite:///baton.db",
+        *,
+        clock: Clock | None = None,
+        ids: IdGenerator | None = None,
+        migrate: bool = True,
+    ) -> None:
+        self.store = db if isinstance(db, SqlStore) else SqlStore(db)
+        self.clock = clock or SystemClock()
+        self.ids = ids or UlidIds()
+        self.work_available = threading.Event()
+        self.applier = Applier(self.ids, self.work_available.set)
+        self.definitions = DefinitionRepo(self.store, self.clock)
+        if migrate:
+            self.store.migrate()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _now(self) -> tuple[Any, str]:
+        now = self.clock.now()
+        return now, iso(now)
+
+    # ---- definitions --------------------------------------------------------------------
+    def validate(self, paths: Sequence[str | Path], known_flows: Collection[str] | None = None) -> list[Issue]:
+        flows = registered_flows() if known_flows is None else known_flows
+        _docs, issues = check_definitions(
+            paths, known_flows=flows, deployed_objects=self.definitions.object_types()
+        )
+        return issues
+
+    def deploy(self, paths: Sequence[str | Path], *, actor: str = "cli",
+               known_flows: Collection[str] | None = None) -> list[DeployResult]:
+        flows = registered_flows() if known_flows is None else known_flows
+        return self.definitions.deploy(paths, flows, actor)
+
+    # ---- records ------------------------------------------------------------------------
+    def create_record(self, object_type: str, data: dict[str, Any], *, actor: str = "system") -> dict[str, Any]:
+        """Create a record; runs it triggers start in the same transaction."""
+        now_dt, now = self._now()
+        with self.store.write() as tx:
+            otype = self.definitions.object_type(object_type, tx)
+            values = coerce_fields(otype.fields, data, f"{object_type} record")
+            row = {"id": self.ids.new("rec"), "object_type": object_type, "data": values,
+                   "version": 1, "created_at": now, "updated_at": now}
+            tx.insert_record_txn(row)
+            tx.append_events_txn([event_row("record_created", actor, now, row["id"], None,
+                                            {"object_type": object_type, "fields": values})])
+            self._fire_triggers_txn(tx, row, None, "create", now_dt, actor)
+        return record_view(row)
+
+    def update_record(self, record_id: str, data: dict[str, Any], *, expected_version: int | None = None,
+                      actor: str = "system") -> dict[str, Any]:
+        now_dt, _ = self._now()
+        with self.store.write() as tx:
+            row = self._get_record_txn(tx, record_id)
+            if expected_version is not None and row["version"] != expected_version:
+                raise TransitionConflict(
+                    f"record {record_id} is at version {row['version']}, not {expected_version} "
+                    "(someone else changed it): read it again and retry"
+                )
+            new = self._update_record_txn(tx, row, data, actor, now_dt, exclude_run=None)
+        return record_view(new)
+
+    def _get_record_txn(self, tx: SqlTx, record_id: str) -> dict[str, Any]:
+        row = tx.get_record_txn(record_id)
+        if row is None:
+            raise NotFound("record", record_id)
+        return row
+
+    def _update_record_txn(self, tx: SqlTx, row: dict[str, Any], data: dict[str, Any], actor: str,
+                           now_dt: Any, exclude_run: str | None) -> dict[str, Any]:
+        """Validate and write field updates; fire update triggers; wake the record's runs."""
+        now = iso(now_dt)
+        otype = self.definitions.object_type(row["object_type"], tx)
+        values = coerce_fields(otype.fields, data, f"{row['object_type']} record {row['id']}", partial=True)
+        changed = _changes(row["data"], values)
+        if not changed:
+            return row
+        merged = {**row["data"], **values}
+        version = tx.update_record_txn(row["id"], merged, row["version"], now)
+        new = {**row, "data": merged, "version": version, "updated_at": now}
+        tx.append_events_txn([event_row("record_updated", actor, now, row["id"], exclude_run,
+                                        {"changes": changed})])
+        for run_id in tx.active_run_ids_for_record_txn(row["id"]):
+            if run_id != exclude_run:
+                tx.enqueue_job_txn("evaluate", run_id, {"reason": "record_updated"}, now, now)
+                self.work_available.set()
+        self._fire_triggers_txn(tx, new, row, "update", now_dt, actor)
+        return new
+
+    def _fire_triggers_txn(self, tx: SqlTx, row: dict[str, Any], old: dict[str, Any] | None,
+                           op: str, now_dt: Any, actor: str) -> None:
+        view = record_view(row)
+        scope = {"record": view, "old": record_view(old) if old else {}, "now": iso(now_dt)}
+        for defn, version in self.definitions.record_triggers(row["object_type"], op, tx):
+            when = defn.trigger.when
+            try:
+                ok = when is None or evaluate_condition(when.expression or "=true", scope)
+            except ExpressionError as exc:
+                tx.append_events_txn([event_row("trigger_failed", "system", iso(now_dt), row["id"], None, {
+                    "orchestration": defn.name, "version": version, "error": str(exc)})])
+                continue
+            if ok:
+                self._start_run_txn(tx, defn, version, row, {}, actor, now_dt)
+
+    def get_record(self, record_id: str) -> dict[str, Any]:
+        with self.store.read() as tx:
+            row = self._get_record_txn(tx, record_id)
+        return {"object_type": row["object_type"], **record_view(row)}
+
+    def list_records(self, object_type: str | None = None, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        with self.store.read() as tx:
+            rows = tx.list_records_txn(object_type, limit, offset)
+        return [{"object_type": r["object_type"], **record_view(r)} for r in rows]
+
+    def timeline(self, record_id: str) -> list[dict[str, Any]]:
+        """Every event that touched the record, in order, with actor and time."""
+        with self.store.read() as tx:
+            self._get_record_txn(tx, record_id)
+            return tx.events_txn(record_id=record_id)
+
+    # ---- runs ---------------------------------------------------------------------------
+    def start(self, orchestration: str, input: dict[str, Any] | None = None, *,
+              record_id: str | None = None, actor: str = "system") -> Run:
+        """Start an autolaunched orchestration with typed ``input``."""
+        now_dt, _ = self._now()
+        with self.store.write() as tx:
+            defn, version = self.definitions.orchestration(orchestration, tx=tx)
+            t = defn.trigger
+            if t.type != "autolaunched":
+                raise BatonError(
+                    f"orchestration {orchestration!r} starts from its {t.type} trigger, not by hand"
+                )
+            values = coerce_fields(t.input, input or {}, f"input of {orchestration}")
+            row = None
+            if record_id is not None:
+                row = self._get_record_txn(tx, record_id)
+                if t.object and row["object_type"] != t.object:
+                    raise ValidationError(f"start of {orchestration}", {
+                        "record": f"is a {row['object_type']}, this orchestration takes a {t.object}"})
+            elif t.object:
+                raise ValidationError(f"start of {orchestration}", {
+                    "record": f"this orchestration runs on a {t.object} record: pass its id"})
+            run = self._start_run_txn(tx, defn, version, row, values, actor, now_dt)
+        return run
+
+    def _start_run_txn(self, tx: SqlTx, defn: OrchestrationDefinition, version: int,
+                       record_row: dict[str, Any] | None, input: dict[str, Any], actor: str,
+                       now_dt: Any) -> Run:
+        run = Run(id=self.ids.new("run"), orchestration=defn.name, version=version,
+                  record_id=record_row["id"] if record_row else None,
+                  vars=dict(defn.variables), input=input, created_at=iso(now_dt))
+        record = record_view(record_row) if record_row else None
+        decision = self.applier.decide_and_apply_txn(tx, defn, run, RunStarted(), now_dt, record,
+                                                     insert=True)
+        return decision.run
+
+    def get_run(self, run_id: str) -> Run:
+        with self.store.read() as tx:
+            row = tx.get_run_txn(run_id)
+        if row is None:
+            raise NotFound("run", run_id)
+        return Run.from_json(row["state"])
+
+    def list_runs(self, *, limit: int = 50, offset: int = 0, **filters: Any) -> list[Run]:
+        with self.store.read() as tx:
+            rows = tx.list_runs_txn(filters, limit, offset)
+        return [Run.from_json(r["state"]) for r in rows]
+
+    def cancel_run(self, run_id: str, reason: str, *, actor: str = "system") -> Run:
+        now_dt, _ = self._now()
+        with self.store.write() as tx:
+            run, defn, record = self._load_run_txn(tx, run_id)
+            decision = self.applier.decide_and_apply_txn(
+                tx, defn, run, CancelRequested(reason, actor), now_dt, record)
+            if decision.stale:
+                raise TransitionConflict(f"run {run_id} is {run.status.value}; it cannot be canceled")
+        return decision.run
+
+    def _load_run_txn(self, tx: SqlTx, run_id: str) -> tuple[Run, OrchestrationDefinition, dict[str, Any] | None]:
+        row = tx.get_run_txn(run_id)
+        if row is None:
+            raise NotFound("run", run_id)
+        run = Run.from_json(row["state"])
+        defn, _ = self.definitions.orchestration(run.orchestration, run.version, tx=tx)
+        record = None
+        if run.record_id:
+            rec = tx.get_record_txn(run.record_id)
+            record = record_view(rec) if rec else None
+        return run, defn, record
+
+    def evaluate_run_txn(self, tx: SqlTx, run_id: str, now_dt: Any) -> None:
+        """Re-evaluate a run's conditions (its record changed)."""
+        run, defn, record = self._load_run_txn(tx, run_id)
+        if run.status is RunStatus.IN_PROGRESS:
+            self.applier.decide_and_apply_txn(tx, defn, run, RecordChanged(), now_dt, record)
+
+    # ---- work items ---------------------------------------------------------------------
+    def list_work(self, *, user: str | None = None, queue: str | None = None, group: str | None = None,
+                  statuses: Sequence[str] = ("open", "claimed"), run_id: str | None = None,
+                  limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        filters: dict[str, Any] = {"statuses": list(statuses), "run_id": run_id}
+        with self.store.read() as tx:
+            if user is not None:
+                mine = tx.list_work_items_txn({**filters, "assignee_kind": "user", "assignee": user},
+                                              limit + offset, 0)
+                claimed = tx.list_work_items_txn({**filters, "claimed_by": user}, limit + offset, 0)
+                seen: dict[str, dict[str, Any]] = {i["id"]: i for i in mine + claimed}
+                items = sorted(seen.values(), key=lambda i: (i["created_at"], i["id"]))[offset:offset + limit]
+                return items
+            if queue is not None:
+                filters.update(assignee_kind="queue", assignee=queue)
+            elif group is not None:
+                filters.update(assignee_kind="group", assignee=group)
+            return tx.list_work_items_txn(filters, limit, offset)
+
+    def get_work_item(self, item_id: str) -> dict[str, Any]:
+        with self.store.read() as tx:
+            return self._get_item_txn(tx, item_id)
+
+    def _get_item_txn(self, tx: SqlTx, item_id: str) -> dict[str, Any]:
+        item = tx.get_work_item_txn(item_id)
+        if item is None:
+            raise NotFound("work item", item_id)
+        return item
+
+    @staticmethod
+    def _check_may_act(item: dict[str, Any], user: str) -> None:
+        if item["assignee_kind"] == "user" and item["assignee"] != user:
+            raise PermissionDenied(
+                f"work item {item['id']} is assigned to user {item['assignee']}, not {user}"
+            )
+
+    def claim(self, item_id: str, user: str) -> dict[str, Any]:
+        """Claim an open item. Exactly one claimer wins; the others get a TransitionConflict."""
+        _, now = self._now()
+        with self.store.write() as tx:
+            item = self._get_item_txn(tx, item_id)
+            if item["status"] != WorkItemStatus.OPEN.value:
+                raise TransitionConflict(_not_open(item))
+            self._check_may_act(item, user)
+            if not tx.update_work_item_txn(item_id, ["open"], item["version"],
+                                           {"status": "claimed", "claimed_by": user, "updated_at": now}):
+                raise TransitionConflict(_not_open(self._get_item_txn(tx, item_id)))
+            tx.append_events_txn([event_row("work_item_claimed", user, now, item["record_id"],
+                                            item["run_id"], {"work_item": item_id, "step": item["step"]})])
+            return self._get_item_txn(tx, item_id)
+
+    def complete(self, item_id: str, user: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Submit the form: completes the item and its step, and moves the run on."""
+        now_dt, now = self._now()
+        with self.store.write() as tx:
+            item = self._get_item_txn(tx, item_id)
+            status = item["status"]
+            if status == "claimed" and item["claimed_by"] != user:
+                raise TransitionConflict(f"work item {item_id} is claimed by {item['claimed_by']}")
+            if status not in ("open", "claimed"):
+                raise TransitionConflict(f"work item {item_id} is {status}; it cannot be completed")
+            self._check_may_act(item, user)
+            from baton.definitions.model import FieldDefinition
+
+            form = [FieldDefinition(name=f["name"], type=f["type"], required=f["required"],
+                                    choices=tuple(f.get("choices") or ()), default=f.get("default"))
+                    for f in item["form"]]
+            values = coerce_fields(form, data, f"form of work item {item_id}")
+            if not tx.update_work_item_txn(item_id, [status], item["version"], {
+                "status": "completed", "claimed_by": user, "data": values, "updated_at": now,
+                "completed_at": now, "completed_by": user,
+            }):
+                raise TransitionConflict(f"work item {item_id} changed while completing; try again")
+            tx.append_events_txn([event_row("work_item_completed", user, now, item["record_id"],
+                                            item["run_id"], {"work_item": item_id, "step": item["step"],
+                                                             "data": values})])
+            run, defn, record = self._load_run_txn(tx, item["run_id"])
+            decision = self.applier.decide_and_apply_txn(
+                tx, defn, run, StepCompleted(item["step"], item["iteration"], values, actor=user),
+                now_dt, record)
+            if decision.stale:
+                raise TransitionConflict(
+                    f"step {item['step']!r} of run {run.id} is no longer waiting for this item")
+            return {**self._get_item_txn(tx, item_id), "run": decision.run}
+
+    def reassign(self, item_id: str, to: str, *, actor: str = "system") -> dict[str, Any]:
+        """Give the item to ``user:NAME``, ``group:NAME`` or ``queue:NAME``; a claim is released."""
+        kind, _, name = to.partition(":")
+        if kind not in ASSIGNEE_KINDS or not name:
+            raise ValidationError("reassign", {"to": f"expected user:NAME, group:NAME or queue:NAME, got {to!r}"})
+        _, now = self._now()
+        with self.store.write() as tx:
+            item = self._get_item_txn(tx, item_id)
+            if item["status"] not in [s.value for s in WORK_ITEM_OPEN]:
+                raise TransitionConflict(f"work item {item_id} is {item['status']}; it cannot be reassigned")
+            if not tx.update_work_item_txn(item_id, [item["status"]], item["version"], {
+                "status": "open", "claimed_by": None, "assignee_kind": kind, "assignee": name,
+                "updated_at": now,
+            }):
+                raise TransitionConflict(f"work item {item_id} changed while reassigning; try again")
+            tx.append_events_txn([event_row("work_item_reassigned", actor, now, item["record_id"],
+                                            item["run_id"], {"work_item": item_id, "step": item["step"],
+                                                             "from": f"{item['assignee_kind']}:{item['assignee']}",
+                                                             "to": f"{kind}:{name}"})])
+            return self._get_item_txn(tx, item_id)
+
+
+def _not_open(item: dict[str, Any]) -> str:
+    if item["status"] == "claimed":
+        return f"work item {item['id']} is already claimed by {item['claimed_by']}"
+    return f"work item {item['id']} is {item['status']}; it cannot be claimed"

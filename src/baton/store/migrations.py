@@ -1,0 +1,54 @@
+"""Numbered, versioned schema migrations, applied in order and recorded.
+
+Each migration is a function of a SQLAlchemy connection inside a transaction.
+``tests/contract/test_migrations.py`` checks that migrating an empty database
+yields the canonical schema of ``schema.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, inspect
+
+from baton.store import schema
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[Connection], None]
+
+
+def _m001_initial(conn: Connection) -> None:
+    tables = [
+        schema.definitions,
+        schema.records,
+        schema.runs,
+        schema.work_items,
+        schema.jobs,
+        schema.events,
+        schema.workers,
+    ]
+    for table in tables:
+        table.create(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _m001_initial),)
+LATEST = MIGRATIONS[-1].version
+
+
+def current_version(conn: Connection) -> int:
+    if not inspect(conn).has_table(schema.schema_migrations.name):
+        return 0
+    row = conn.execute(
+        schema.schema_migrations.select().order_by(schema.schema_migrations.c.version.desc())
+    ).first()
+    return int(row.version) if row else 0
+
+
+def pending(conn: Connection) -> list[Migration]:
+    have = current_version(conn)
+    return [m for m in MIGRATIONS if m.version > have]

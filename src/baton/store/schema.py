@@ -1,0 +1,144 @@
+"""The canonical schema (SQLAlchemy Core). Migrations in ``migrations.py`` must produce it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# Big integer ids that autoincrement on SQLite too (SQLite only autoincrements INTEGER PRIMARY KEY).
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+schema_migrations = Table(
+    "baton_schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("applied_at", String(40), nullable=False),
+)
+
+definitions = Table(
+    "baton_definitions",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("kind", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("checksum", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("file", String(500), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("deployed_at", String(40), nullable=False),
+    Column("deployed_by", String(200), nullable=False),
+    UniqueConstraint("kind", "name", "version", name="uq_definitions_kind_name_version"),
+)
+
+records = Table(
+    "baton_records",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("object_type", String(200), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    Index("ix_records_object_type", "object_type", "created_at"),
+)
+
+runs = Table(
+    "baton_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("orchestration", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("record_id", String(40), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("current_stage", String(200), nullable=True),
+    Column("state", JSON, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    Column("completed_at", String(40), nullable=True),
+    Index("ix_runs_record", "record_id", "status"),
+    Index("ix_runs_status", "status", "orchestration"),
+)
+
+work_items = Table(
+    "baton_work_items",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("run_id", String(40), nullable=False),
+    Column("record_id", String(40), nullable=True),
+    Column("orchestration", String(200), nullable=False),
+    Column("stage", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("iteration", Integer, nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("instructions", Text, nullable=True),
+    Column("form", JSON, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("assignee_kind", String(10), nullable=False),
+    Column("assignee", String(200), nullable=False),
+    Column("claimed_by", String(200), nullable=True),
+    Column("data", JSON, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    Column("completed_at", String(40), nullable=True),
+    Column("completed_by", String(200), nullable=True),
+    Index("ix_work_items_assignee", "status", "assignee_kind", "assignee"),
+    Index("ix_work_items_run", "run_id", "step", "iteration"),
+)
+
+jobs = Table(
+    "baton_jobs",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("kind", String(40), nullable=False),
+    Column("run_id", String(40), nullable=True),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(20), nullable=False),  # ready | claimed
+    Column("run_after", String(40), nullable=False),
+    Column("claimed_by", String(80), nullable=True),
+    Column("claimed_at", String(40), nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Index("ix_jobs_ready", "status", "run_after", "id"),
+    Index("ix_jobs_claimed_by", "claimed_by"),
+)
+
+events = Table(
+    "baton_events",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("at", String(40), nullable=False),
+    Column("type", String(60), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("record_id", String(40), nullable=True),
+    Column("run_id", String(40), nullable=True),
+    Column("data", JSON, nullable=False),
+    Index("ix_events_record", "record_id", "id"),
+    Index("ix_events_run", "run_id", "id"),
+)
+
+workers = Table(
+    "baton_workers",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", String(40), nullable=False),
+    Column("heartbeat_at", String(40), nullable=False),
+)

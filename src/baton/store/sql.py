@@ -1,0 +1,445 @@
+"""SqlStore: the Store on SQLAlchemy Core, for SQLite (embedded) and PostgreSQL.
+
+SQLite: WAL, ``synchronous=FULL`` by default (the honest durable setting), and
+``BEGIN IMMEDIATE`` for every write transaction so writers queue on the lock
+instead of failing half-way. Reads use a separate deferred-transaction engine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from baton.clock import iso, parse_iso
+from baton.errors import ConfigError, TransitionConflict
+from baton.store import schema as s
+from baton.store.base import DefinitionRow, Job
+from baton.store.migrations import current_version, pending
+
+SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``sqlite:///file.db``, a bare path, or a PostgreSQL URL."""
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class SqlTx:
+    """One open transaction; every method runs inside it and never commits."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # ---- definitions --------------------------------------------------------------------
+    def latest_definition_txn(self, kind: str, name: str) -> DefinitionRow | None:
+        row = self.conn.execute(
+            select(s.definitions)
+            .where(s.definitions.c.kind == kind, s.definitions.c.name == name)
+            .order_by(s.definitions.c.version.desc())
+            .limit(1)
+        ).first()
+        return DefinitionRow(**row._mapping) if row else None
+
+    def get_definition_txn(self, kind: str, name: str, version: int | None) -> DefinitionRow | None:
+        if version is None:
+            return self.latest_definition_txn(kind, name)
+        row = self.conn.execute(
+            select(s.definitions).where(
+                s.definitions.c.kind == kind,
+                s.definitions.c.name == name,
+                s.definitions.c.version == version,
+            )
+        ).first()
+        return DefinitionRow(**row._mapping) if row else None
+
+    def list_definitions_txn(self, kind: str | None = None) -> list[DefinitionRow]:
+        q = select(s.definitions).order_by(
+            s.definitions.c.kind, s.definitions.c.name, s.definitions.c.version
+        )
+        if kind:
+            q = q.where(s.definitions.c.kind == kind)
+        return [DefinitionRow(**r._mapping) for r in self.conn.execute(q)]
+
+    def definitions_generation_txn(self) -> int:
+        return int(self.conn.execute(select(func.coalesce(func.max(s.definitions.c.id), 0))).scalar_one())
+
+    def insert_definition_txn(self, row: dict[str, Any]) -> int:
+        res = self.conn.execute(insert(s.definitions).values(**row))
+        return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+    def set_active_txn(self, kind: str, name: str, version: int) -> None:
+        t = s.definitions
+        self.conn.execute(
+            update(t).where(t.c.kind == kind, t.c.name == name).values(active=t.c.version == version)
+        )
+
+    # ---- records ------------------------------------------------------------------------
+    def insert_record_txn(self, row: dict[str, Any]) -> None:
+        self.conn.execute(insert(s.records).values(**row))
+
+    def get_record_txn(self, record_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(select(s.records).where(s.records.c.id == record_id)).first()
+        return dict(row._mapping) if row else None
+
+    def update_record_txn(
+        self, record_id: str, data: dict[str, Any], expected_version: int, now: str
+    ) -> int:
+        t = s.records
+        res = self.conn.execute(
+            update(t)
+            .where(t.c.id == record_id, t.c.version == expected_version)
+            .values(data=data, version=expected_version + 1, updated_at=now)
+        )
+        if res.rowcount != 1:
+            raise TransitionConflict(
+                f"record {record_id} is no longer at version {expected_version} "
+                "(someone else changed it): read it again and retry"
+            )
+        return expected_version + 1
+
+    def list_records_txn(self, object_type: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        q = select(s.records).order_by(s.records.c.created_at.desc()).limit(limit).offset(offset)
+        if object_type:
+            q = q.where(s.records.c.object_type == object_type)
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+    # ---- runs ---------------------------------------------------------------------------
+    def insert_run_txn(self, row: dict[str, Any]) -> None:
+        self.conn.execute(insert(s.runs).values(**row))
+
+    def get_run_txn(self, run_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(select(s.runs).where(s.runs.c.id == run_id)).first()
+        return dict(row._mapping) if row else None
+
+    def update_run_txn(self, row: dict[str, Any], expected_seq: int) -> None:
+        t = s.runs
+        res = self.conn.execute(
+            update(t).where(t.c.id == row["id"], t.c.seq == expected_seq).values(**row)
+        )
+        if res.rowcount != 1:
+            raise TransitionConflict(f"run {row['id']} changed concurrently (expected seq {expected_seq})")
+
+    def active_run_ids_for_record_txn(self, record_id: str) -> list[str]:
+        t = s.runs
+        q = select(t.c.id).where(t.c.record_id == record_id, t.c.status == "in_progress")
+        return [r.id for r in self.conn.execute(q)]
+
+    def list_runs_txn(self, filters: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
+        t = s.runs
+        q = select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit).offset(offset)
+        for key in ("orchestration", "version", "status", "current_stage", "record_id"):
+            if filters.get(key) is not None:
+                q = q.where(t.c[key] == filters[key])
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+    def count_runs_txn(self) -> list[tuple[str, str, str | None, int]]:
+        t = s.runs
+        q = select(t.c.orchestration, t.c.status, t.c.current_stage, func.count()).group_by(
+            t.c.orchestration, t.c.status, t.c.current_stage
+        )
+        return [(r[0], r[1], r[2], int(r[3])) for r in self.conn.execute(q)]
+
+    # ---- work items ---------------------------------------------------------------------
+    def insert_work_item_txn(self, row: dict[str, Any]) -> None:
+        self.conn.execute(insert(s.work_items).values(**row))
+
+    def get_work_item_txn(self, item_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(select(s.work_items).where(s.work_items.c.id == item_id)).first()
+        return dict(row._mapping) if row else None
+
+    def find_work_item_txn(self, run_id: str, step: str, iteration: int) -> dict[str, Any] | None:
+        t = s.work_items
+        row = self.conn.execute(
+            select(t).where(t.c.run_id == run_id, t.c.step == step, t.c.iteration == iteration)
+        ).first()
+        return dict(row._mapping) if row else None
+
+    def update_work_item_txn(
+        self,
+        item_id: str,
+        expected_statuses: Sequence[str],
+        expected_version: int | None,
+        values: dict[str, Any],
+    ) -> bool:
+        t = s.work_items
+        q = update(t).where(t.c.id == item_id, t.c.status.in_(list(expected_statuses)))
+        if expected_version is not None:
+            q = q.where(t.c.version == expected_version)
+        res = self.conn.execute(q.values(**values, version=t.c.version + 1))
+        return bool(res.rowcount == 1)
+
+    def list_work_items_txn(self, filters: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
+        t = s.work_items
+        q = select(t).order_by(t.c.created_at, t.c.id).limit(limit).offset(offset)
+        statuses = filters.get("statuses")
+        if statuses:
+            q = q.where(t.c.status.in_(list(statuses)))
+        for key in ("run_id", "assignee_kind", "assignee", "claimed_by", "step", "record_id"):
+            if filters.get(key) is not None:
+                q = q.where(t.c[key] == filters[key])
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+    # ---- jobs ---------------------------------------------------------------------------
+    def enqueue_job_txn(
+        self, kind: str, run_id: str | None, payload: dict[str, Any], run_after: str, now: str
+    ) -> None:
+        self.conn.execute(
+            insert(s.jobs).values(
+                kind=kind, run_id=run_id, payload=payload, status="ready", run_after=run_after,
+                attempts=0, created_at=now,
+            )
+        )
+
+    def finish_job_txn(self, job_id: int, worker_id: str) -> None:
+        """Delete a claimed job; only its claimer may, exactly once."""
+        t = s.jobs
+        res = self.conn.execute(
+            delete(t).where(t.c.id == job_id, t.c.claimed_by == worker_id, t.c.status == "claimed")
+        )
+        if res.rowcount != 1:
+            raise TransitionConflict(f"job {job_id} is no longer held by worker {worker_id}")
+
+    def count_jobs_txn(self) -> dict[str, int]:
+        t = s.jobs
+        return {r[0]: int(r[1]) for r in self.conn.execute(select(t.c.status, func.count()).group_by(t.c.status))}
+
+    def next_job_due_txn(self) -> str | None:
+        t = s.jobs
+        return self.conn.execute(select(func.min(t.c.run_after)).where(t.c.status == "ready")).scalar()
+
+    # ---- events -------------------------------------------------------------------------
+    def append_events_txn(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(s.events), list(rows))
+
+    def events_txn(
+        self, *, record_id: str | None = None, run_id: str | None = None,
+        types: Sequence[str] | None = None, after_id: int = 0, limit: int = 10_000,
+    ) -> list[dict[str, Any]]:
+        t = s.events
+        q = select(t).where(t.c.id > after_id).order_by(t.c.id).limit(limit)
+        if record_id is not None:
+            q = q.where(t.c.record_id == record_id)
+        if run_id is not None:
+            q = q.where(t.c.run_id == run_id)
+        if types:
+            q = q.where(t.c.type.in_(list(types)))
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+
+class SqlStore:
+    """The Store for SQLite and PostgreSQL."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str | None = None) -> None:
+        self.url = normalize_url(url)
+        u = make_url(self.url)
+        self.dialect = u.get_backend_name()
+        if self.dialect == "sqlite":
+            self._init_sqlite(u.database or "", sqlite_synchronous)
+        elif self.dialect == "postgresql":
+            raise ConfigError(
+                "PostgreSQL support is not in this version yet; use a sqlite:/// URL (the default)"
+            )
+        else:
+            raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///PATH")
+
+    # ---- SQLite setup -------------------------------------------------------------------
+    def _init_sqlite(self, path: str, synchronous: str | None) -> None:
+        if not path or path == ":memory:":
+            raise ConfigError("SQLite needs a file (sqlite:///baton.db); in-memory databases are not durable")
+        sync = (synchronous or os.environ.get("BATON_SQLITE_SYNCHRONOUS") or "FULL").upper()
+        if sync not in SQLITE_SYNCHRONOUS:
+            raise ConfigError(f"BATON_SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
+        self.synchronous = sync
+        parent = Path(path).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise ConfigError(f"database folder {parent} does not exist")
+        self.path = str(Path(path).expanduser())
+
+        def make(immediate: bool) -> Engine:
+            eng = create_engine(
+                self.url, connect_args={"check_same_thread": False, "timeout": 60},
+                poolclass=NullPool if os.environ.get("BATON_SQLITE_NULLPOOL") else None,
+            )
+
+            @event.listens_for(eng, "connect")
+            def _connect(dbapi_conn: Any, _rec: Any) -> None:
+                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute(f"PRAGMA synchronous={sync}")
+                cur.execute("PRAGMA busy_timeout=60000")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+            @event.listens_for(eng, "begin")
+            def _begin(conn: Connection) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+            return eng
+
+        self._writer = make(True)
+        self._reader = make(False)
+
+    # ---- transactions -------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[SqlTx]:
+        """A write transaction: committed when the block ends, rolled back on error."""
+        with self._writer.begin() as conn:
+            yield SqlTx(conn)
+
+    @contextmanager
+    def read(self) -> Iterator[SqlTx]:
+        with self._reader.begin() as conn:
+            yield SqlTx(conn)
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; returns the names applied."""
+        applied = []
+        with self.write() as tx:
+            if current_version(tx.conn) == 0:
+                s.schema_migrations.create(tx.conn, checkfirst=True)
+            for m in pending(tx.conn):
+                m.apply(tx.conn)
+                tx.conn.execute(
+                    insert(s.schema_migrations).values(
+                        version=m.version, name=m.name, applied_at=iso(_utcnow())
+                    )
+                )
+                applied.append(f"{m.version:03d} {m.name}")
+        return applied
+
+    def schema_version(self) -> int:
+        with self.read() as tx:
+            return current_version(tx.conn)
+
+    # ---- jobs ---------------------------------------------------------------------------
+    def claim_jobs(self, worker_id: str, now: str, limit: int, kinds: Sequence[str] | None = None) -> list[Job]:
+        t = s.jobs
+        with self.write() as tx:
+            q = (
+                select(t.c.id, t.c.kind, t.c.run_id, t.c.payload, t.c.attempts)
+                .where(t.c.status == "ready", t.c.run_after <= now)
+                .order_by(t.c.run_after, t.c.id)
+                .limit(limit)
+            )
+            if kinds:
+                q = q.where(t.c.kind.in_(list(kinds)))
+            rows = tx.conn.execute(q).all()
+            if not rows:
+                return []
+            ids = [r.id for r in rows]
+            tx.conn.execute(
+                update(t)
+                .where(t.c.id.in_(ids), t.c.status == "ready")
+                .values(status="claimed", claimed_by=worker_id, claimed_at=now, attempts=t.c.attempts + 1)
+            )
+            return [Job(r.id, r.kind, r.run_id, r.payload, r.attempts + 1) for r in rows]
+
+    def release_job(self, job_id: int, worker_id: str, run_after: str) -> None:
+        t = s.jobs
+        with self.write() as tx:
+            tx.conn.execute(
+                update(t)
+                .where(t.c.id == job_id, t.c.claimed_by == worker_id)
+                .values(status="ready", claimed_by=None, claimed_at=None, run_after=run_after)
+            )
+
+    def register_worker(self, worker_id: str, host: str, pid: int, now: str) -> None:
+        with self.write() as tx:
+            tx.conn.execute(
+                insert(s.workers).values(id=worker_id, host=host, pid=pid, started_at=now, heartbeat_at=now)
+            )
+
+    def heartbeat(self, worker_id: str, now: str) -> None:
+        with self.write() as tx:
+            tx.conn.execute(update(s.workers).where(s.workers.c.id == worker_id).values(heartbeat_at=now))
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self.write() as tx:
+            tx.conn.execute(
+                update(s.jobs)
+                .where(s.jobs.c.claimed_by == worker_id, s.jobs.c.status == "claimed")
+                .values(status="ready", claimed_by=None, claimed_at=None)
+            )
+            tx.conn.execute(delete(s.workers).where(s.workers.c.id == worker_id))
+
+    def release_jobs_of_dead_workers(self, now: str, heartbeat_timeout_s: float) -> int:
+        """Hand jobs held by dead workers back to the queue.
+
+        A worker is dead when its heartbeat is older than the timeout, or at once
+        when it ran on this host and its process no longer exists.
+        """
+        host = socket.gethostname()
+        cutoff = iso(parse_iso(now) - timedelta(seconds=heartbeat_timeout_s))
+        with self.write() as tx:
+            dead = [
+                w.id
+                for w in tx.conn.execute(select(s.workers))
+                if w.heartbeat_at < cutoff or (w.host == host and not _pid_alive(w.pid))
+            ]
+            # Jobs claimed by a worker that has no row at all (crashed while registering).
+            known = select(s.workers.c.id)
+            orphan = s.jobs.c.claimed_by.not_in(known)
+            res = tx.conn.execute(
+                update(s.jobs)
+                .where(s.jobs.c.status == "claimed", s.jobs.c.claimed_by.in_(dead) | orphan)
+                .values(status="ready", claimed_by=None, claimed_at=None)
+            )
+            if dead:
+                tx.conn.execute(delete(s.workers).where(s.workers.c.id.in_(dead)))
+            return int(res.rowcount or 0)
+
+    def iter_tables(self) -> Iterator[str]:
+        yield from s.metadata.tables
+
+    def database_size(self) -> int:
+        if self.dialect == "sqlite":
+            return sum(
+                Path(p).stat().st_size
+                for p in (self.path, self.path + "-wal")
+                if Path(p).exists()
+            )
+        return 0
+
+    def close(self) -> None:
+        self._writer.dispose()
+        self._reader.dispose()
+
+
+def _utcnow() -> Any:
+    from baton.clock import SystemClock
+
+    return SystemClock().now()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed, not yet reaped) counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+__all__ = ["OperationalError", "SqlStore", "SqlTx", "normalize_url"]
