@@ -22,7 +22,7 @@ from baton.cli.output import (
     table,
     work_item_json,
 )
-from baton.errors import BatonError, DefinitionError, ValidationError
+from baton.errors import BatonError, DefinitionError
 from baton.project import Project, load_project
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -318,6 +318,8 @@ def describe_event(e: dict[str, Any]) -> str:
         if "data" in d:
             bits.append(json.dumps(d["data"]))
         return " ".join(str(b) for b in bits if b)
+    if t == "record_created":
+        return ", ".join(f"{k}={v!r}" for k, v in d.get("fields", {}).items() if v is not None)[:200]
     if t == "run_started":
         return f"{d.get('orchestration')} v{d.get('version')}"
     return json.dumps(d)[:100] if d else ""
@@ -403,9 +405,6 @@ def main() -> None:
         for issue in exc.issues:
             console.print(str(issue), highlight=False, markup=False)
         err_console.print(f"[red]error:[/red] {len(exc.issues)} problem(s); nothing was deployed")
-        sys.exit(1)
-    except ValidationError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     except BatonError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)

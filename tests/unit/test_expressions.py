@@ -1,0 +1,90 @@
+"""The expression wrapper: CEL compiled once, JSON-shaped data, our own errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+import pytest
+
+from baton.errors import ExpressionError
+from baton.expressions import (
+    MAX_SOURCE,
+    Missing,
+    compile_expression,
+    evaluate,
+    evaluate_condition,
+    is_expression,
+    referenced_names,
+    resolve,
+)
+from baton.expressions.cel import to_json_shape
+
+
+def test_equals_prefix_marks_an_expression_anything_else_is_literal() -> None:
+    assert is_expression("=1 + 1")
+    assert not is_expression("tier1")
+    assert resolve("tier1", {}) == "tier1"
+    assert resolve('="tier" + string(vars.level)', {"vars": {"level": 2}}) == "tier2"
+
+
+def test_compiled_once_and_cached() -> None:
+    assert compile_expression("=record.level > 1") is compile_expression("record.level > 1")
+
+
+def test_source_longer_than_cap_is_refused() -> None:
+    with pytest.raises(ExpressionError, match=f"longer than {MAX_SOURCE}"):
+        compile_expression("=" + " || ".join(["true"] * 2000))
+
+
+def test_syntax_error_carries_expression_and_column() -> None:
+    with pytest.raises(ExpressionError) as info:
+        compile_expression("=record.x +")
+    assert info.value.source == "record.x +"
+    assert info.value.position == 11
+    assert "Syntax error" in info.value.reason
+
+
+def test_unknown_variable_is_a_compile_error() -> None:
+    with pytest.raises(ExpressionError, match="undeclared reference to 'recrod"):
+        compile_expression("=recrod.level > 1")
+
+
+def test_runtime_error_value_becomes_our_exception() -> None:
+    with pytest.raises(ExpressionError, match="divide by zero") as info:
+        evaluate("=1 / 0", {})
+    assert not isinstance(info.value, Missing)
+
+
+def test_missing_key_and_empty_value_are_missing_not_errors() -> None:
+    with pytest.raises(Missing):
+        evaluate("=steps.triage.output.resolution", {"steps": {}})
+    assert evaluate_condition('=steps.triage.output.resolution == "close"', {"steps": {}}) is False
+    assert evaluate_condition("=record.level > 1", {"record": {"level": None}}) is False
+
+
+def test_condition_must_be_boolean() -> None:
+    with pytest.raises(ExpressionError, match="must be true or false"):
+        evaluate_condition("=1 + 1", {})
+
+
+def test_dates_and_decimals_pass_as_json_shapes() -> None:
+    data = to_json_shape({"d": dt.date(2026, 1, 2), "n": decimal.Decimal("1.5"), "l": (1, 2)})
+    assert data == {"d": "2026-01-02", "n": 1.5, "l": [1, 2]}
+    assert evaluate('=record.d == "2026-01-02"', {"record": data}) is True
+
+
+def test_python_objects_cannot_reach_an_expression() -> None:
+    with pytest.raises(ExpressionError):
+        to_json_shape({"x": object()})
+
+
+def test_expressions_cannot_mutate_data() -> None:
+    record = {"tags": ["a"], "level": 1}
+    evaluate('=record.tags + ["b"]', {"record": record})
+    assert record == {"tags": ["a"], "level": 1}
+
+
+def test_referenced_names_ignore_string_literals() -> None:
+    names = list(referenced_names('=steps.triage.output.x == "record.foo" && record.level > 1'))
+    assert names == [("steps", "triage"), ("record", "level")]
