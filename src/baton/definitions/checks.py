@@ -1,0 +1,515 @@
+"""Building blocks shared by the validation rules: located issues and shape checks.
+
+Every check *adds* an issue and returns what it could make of the value (or ``None``),
+so callers keep going and one run of validation reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import re
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton.errors import ExpressionError, Issue
+from baton.expressions import VARIABLES, compile_expression, is_expression, referenced_names
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+DURATION = re.compile(r"(\d+)(ms|s|m|h|d)\Z")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+FIELD_KEYS = ("type", "required", "default", "choices", "object", "label", "description")
+RESERVED_FIELDS = ("id", "created_at", "updated_at", "version")
+_UNDECLARED = re.compile(r"undeclared reference to '([A-Za-z_]\w*)")
+CONDITION_MESSAGE = "a condition must be an expression starting with '=' or {flow: name}"
+
+
+@dataclass
+class ParsedDocument:
+    """One YAML document before validation: plain data plus the line of every path."""
+
+    file: str
+    line: int  # 1-based line of the document's root node
+    source: str  # exact text of the document (what gets versioned)
+    data: Any
+    lines: dict[str, int] = field(default_factory=dict)
+    issues: list[Issue] = field(default_factory=list)  # found while reading (duplicate keys…)
+
+
+class Checker:
+    """Collects the issues of one document, locating each path on its line."""
+
+    def __init__(self, doc: ParsedDocument) -> None:
+        self.doc = doc
+        self.issues: list[Issue] = list(doc.issues)
+
+    def line(self, path: str) -> int:
+        # A path with no node of its own (a missing key) is reported on its parent's line.
+        while path and path not in self.doc.lines:
+            path = _parent(path)
+        return self.doc.lines.get(path, self.doc.line)
+
+    def add(self, path: str, message: str) -> None:
+        self.issues.append(Issue(self.doc.file, self.line(path), path, message))
+
+
+def _parent(path: str) -> str:
+    cut = max(path.rfind("."), path.rfind("["))
+    return path[:cut] if cut > 0 else ""
+
+
+def join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def item(path: str, index: int) -> str:
+    return f"{path}[{index}]"
+
+
+# --- messages ------------------------------------------------------------------------
+
+
+def suggest(name: object, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when a close match exists, else ``""``."""
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def unknown(what: str, value: object, options: Collection[str]) -> str:
+    """Message for a value outside a small fixed set: a suggestion, else the whole set."""
+    if not isinstance(value, str):
+        return f"expected a {what} (one of: {', '.join(options)}), got {describe(value)}"
+    hint = suggest(value, options) or f" (expected one of: {', '.join(options)})"
+    return f"unknown {what} '{value}'{hint}"
+
+
+def _show(value: object) -> str:
+    """A scalar as the user typed it; anything bigger by its type."""
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int | float) else describe(value)
+
+
+def describe(value: object) -> str:
+    """A user's word for a YAML value's type: ``a string``, ``a list``…"""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+# --- shapes --------------------------------------------------------------------------
+
+
+def check_keys(
+    ck: Checker,
+    path: str,
+    data: Mapping[str, Any],
+    allowed: Collection[str],
+    required: Iterable[str] = (),
+) -> bool:
+    """Report unknown and missing keys; True when there was no unknown key."""
+    clean = True
+    for key in data:
+        if key not in allowed:
+            # A short list of what is allowed helps more than silence when nothing is close.
+            hint = suggest(key, allowed) or (
+                f" (expected one of: {', '.join(allowed)})" if len(allowed) <= 8 else ""
+            )
+            ck.add(join(path, key), f"unknown key '{key}'{hint}")
+            clean = False
+    for key in required:
+        if key not in data:
+            ck.add(join(path, key), f"required key '{key}' is missing")
+    return clean
+
+
+def expect_mapping(ck: Checker, path: str, value: Any) -> dict[str, Any] | None:
+    if isinstance(value, dict):
+        return value
+    ck.add(path, f"expected a mapping, got {describe(value)}")
+    return None
+
+
+def expect_list(ck: Checker, path: str, value: Any) -> list[Any] | None:
+    if isinstance(value, list):
+        return value
+    ck.add(path, f"expected a list, got {describe(value)}")
+    return None
+
+
+def expect_str(ck: Checker, path: str, value: Any) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value
+    ck.add(
+        path,
+        "expected a non-empty string"
+        + ("" if isinstance(value, str) else f", got {describe(value)}"),
+    )
+    return None
+
+
+def expect_bool(ck: Checker, path: str, value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    ck.add(path, f"expected true or false, got {describe(value)}")
+    return None
+
+
+def expect_int(ck: Checker, path: str, value: Any, minimum: int) -> int | None:
+    # YAML booleans are Python ints; a `true` here is a mistake, not the number 1.
+    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+        return value
+    got = str(value) if isinstance(value, int) and not isinstance(value, bool) else describe(value)
+    ck.add(path, f"expected a whole number >= {minimum}, got {got}")
+    return None
+
+
+def expect_identifier(ck: Checker, path: str, value: Any, what: str) -> str | None:
+    name = expect_str(ck, path, value)
+    if name is not None and not IDENTIFIER.match(name):
+        ck.add(
+            path,
+            f"{what} '{name}' must be an identifier (letters, digits and _, not starting with a digit)",
+        )
+        return None
+    return name
+
+
+def check_texts(ck: Checker, path: str, data: Mapping[str, Any], keys: Iterable[str]) -> None:
+    for key in keys:
+        if key in data:
+            expect_str(ck, join(path, key), data[key])
+
+
+def duration_ms(value: Any) -> int | None:
+    """Milliseconds of a duration like ``30s``, ``10m``, ``4h``, ``2d`` (None if not one)."""
+    m = DURATION.match(value) if isinstance(value, str) else None
+    return int(m.group(1)) * _UNIT_MS[m.group(2)] if m else None
+
+
+def check_duration(ck: Checker, path: str, value: Any) -> int | None:
+    ms = duration_ms(value)
+    if ms is None:
+        got = f"'{value}'" if isinstance(value, str) else describe(value)
+        ck.add(path, f"expected a duration like 30s, 10m, 4h or 2d, got {got}")
+    return ms
+
+
+def check_flow(ck: Checker, path: str, value: Any, known_flows: Collection[str] | None) -> None:
+    name = expect_str(ck, path, value)
+    if name is not None and known_flows is not None and name not in known_flows:
+        ck.add(path, f"unknown flow '{name}'{suggest(name, known_flows)}")
+
+
+# --- fields (object types, forms, trigger input) -------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldRules:
+    types: tuple[str, ...]
+    object_types: Collection[str]
+    reserved: tuple[str, ...] = ()
+
+
+def check_field_name(ck: Checker, path: str, name: Any, rules: FieldRules) -> None:
+    if expect_identifier(ck, path, name, "field name") and name in rules.reserved:
+        ck.add(
+            path,
+            f"'{name}' is a reserved field name (every record has {', '.join(RESERVED_FIELDS)})",
+        )
+
+
+def check_field(
+    ck: Checker, path: str, spec: Any, rules: FieldRules, *, named: bool = False
+) -> None:
+    """One field spec ``{type, required, default, choices, object, label, description}``.
+
+    ``named``: the spec carries its own ``name`` key (form fields) instead of being a
+    mapping value keyed by the name (object fields, trigger input).
+    """
+    m = expect_mapping(ck, path, spec)
+    if m is None:
+        return
+    check_keys(
+        ck,
+        path,
+        m,
+        FIELD_KEYS + (("name",) if named else ()),
+        ("name", "type") if named else ("type",),
+    )
+    if named and "name" in m:
+        check_field_name(ck, join(path, "name"), m["name"], rules)
+    check_texts(ck, path, m, ("label", "description"))
+    if "required" in m:
+        expect_bool(ck, join(path, "required"), m["required"])
+    ftype = m.get("type")
+    if "type" in m and ftype not in rules.types:
+        # Only forms leave out ref: a form cannot pick a record yet.
+        message = (
+            "a form field cannot be a ref"
+            if ftype == "ref"
+            else unknown("field type", ftype, rules.types)
+        )
+        ck.add(join(path, "type"), message)
+        return
+    if "type" in m:
+        _check_field_extras(ck, path, m, str(ftype), rules)
+
+
+def _check_field_extras(
+    ck: Checker, path: str, m: Mapping[str, Any], ftype: str, rules: FieldRules
+) -> None:
+    choices = _check_choices(ck, path, m, ftype)
+    if ftype == "ref":
+        target = m.get("object")
+        if "object" not in m:
+            ck.add(join(path, "object"), "a ref field needs object: the object type it points to")
+        elif expect_str(ck, join(path, "object"), target) and target not in rules.object_types:
+            ck.add(
+                join(path, "object"),
+                f"unknown object type '{target}'{suggest(target, rules.object_types)}",
+            )
+    elif "object" in m:
+        ck.add(join(path, "object"), "object only applies to ref fields")
+    if "default" in m and m["default"] is not None:
+        _check_default(ck, join(path, "default"), m["default"], ftype, choices)
+
+
+def _check_choices(ck: Checker, path: str, m: Mapping[str, Any], ftype: str) -> list[str] | None:
+    cpath = join(path, "choices")
+    if ftype != "choice":
+        if "choices" in m:
+            ck.add(cpath, "choices only apply to choice fields")
+        return None
+    value = m.get("choices")
+    if not isinstance(value, list) or not value:
+        ck.add(cpath, "a choice field needs a non-empty list of choices")
+        return None
+    seen: set[str] = set()
+    for i, choice in enumerate(value):
+        if expect_str(ck, item(cpath, i), choice) is None:
+            return None
+        if choice in seen:
+            ck.add(item(cpath, i), f"duplicate choice '{choice}'")
+        seen.add(choice)
+    return list(value)
+
+
+def _check_default(
+    ck: Checker, path: str, value: Any, ftype: str, choices: list[str] | None
+) -> None:
+    if ftype == "choice":
+        if choices is not None and value not in choices:
+            ck.add(
+                path, f"default {_show(value)} is not one of the choices{suggest(value, choices)}"
+            )
+        return
+    if not _fits(value, ftype):
+        ck.add(path, f"default {_show(value)} is not a valid {ftype}")
+
+
+def _fits(value: Any, ftype: str) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if ftype in ("string", "text", "ref"):
+        return isinstance(value, str)
+    if ftype == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if ftype == "decimal":
+        return number
+    if ftype == "bool":
+        return isinstance(value, bool)
+    if ftype in ("date", "datetime"):
+        return isinstance(value, str) and _parses(value, ftype)
+    return True  # json: anything YAML can hold
+
+
+def _parses(text: str, ftype: str) -> bool:
+    try:
+        (_dt.date if ftype == "date" else _dt.datetime).fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --- expressions and conditions -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the expressions of one orchestration may name.
+
+    ``record_fields``/``inputs`` None means "not checkable" (an unknown object type, no
+    declared input); ``has_record`` False means the run has no record at all.
+    """
+
+    steps: frozenset[str] = frozenset()
+    variables: frozenset[str] = frozenset()
+    has_record: bool = True
+    record_fields: frozenset[str] | None = None
+    inputs: frozenset[str] | None = None
+    allow_old: bool = False
+    known_flows: Collection[str] | None = None
+
+
+def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
+    try:
+        compile_expression(source)
+    except ExpressionError as exc:
+        at = f" at column {exc.position}" if exc.position else ""
+        ck.add(path, f"bad expression{at}: {_reason(exc.reason)}")
+        return
+    reported: set[tuple[str, str]] = set()
+    for var, member in referenced_names(source):
+        message = _reference_problem(var, member, scope)
+        if message and (var, member) not in reported:
+            reported.add((var, member))
+            ck.add(path, message)
+
+
+def _reason(reason: str) -> str:
+    reason = reason.replace(" (in container '')", "")
+    m = _UNDECLARED.match(reason)
+    return reason + suggest(m.group(1), VARIABLES) if m else reason
+
+
+def _reference_problem(var: str, member: str, scope: Scope) -> str | None:
+    if var == "line":
+        return "'line' is not available in an orchestration (only in fulfillment scenarios)"
+    if var == "old" and not scope.allow_old:
+        return "'old' is only available in trigger.when of a record trigger on update"
+    if var in ("record", "old"):
+        return _record_problem(member, scope)
+    known = {"steps": scope.steps, "vars": scope.variables, "input": scope.inputs}[var]
+    if known is None or member in known:
+        return None
+    what = {"steps": "step", "vars": "variable", "input": "input"}[var]
+    return f"unknown {what} '{member}'{suggest(member, known)}"
+
+
+def _record_problem(member: str, scope: Scope) -> str | None:
+    if not scope.has_record:
+        return "this orchestration has no record (its trigger names no object)"
+    fields = scope.record_fields
+    if fields is None or member in fields:
+        return None
+    return f"unknown record field '{member}'{suggest(member, fields)}"
+
+
+def check_condition(ck: Checker, path: str, value: Any, scope: Scope) -> None:
+    """``=expression``, ``true``/``false``, or ``{flow: name}`` (an evaluation flow)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if is_expression(value):
+            check_expression(ck, path, value, scope)
+        else:
+            ck.add(path, CONDITION_MESSAGE)
+        return
+    if isinstance(value, dict):
+        if check_keys(ck, path, value, ("flow",), ("flow",)) and "flow" in value:
+            check_flow(ck, join(path, "flow"), value["flow"], scope.known_flows)
+        return
+    ck.add(path, f"{CONDITION_MESSAGE}, got {describe(value)}")
+
+
+def check_value(ck: Checker, path: str, value: Any, scope: Scope) -> str | None:
+    """A string that is a literal name or an ``=expression`` (assignees, run_as)."""
+    text = expect_str(ck, path, value)
+    if text is not None and is_expression(text):
+        check_expression(ck, path, text, scope)
+    return text
+
+
+# --- step policies: shape only (acted on by later versions) -------------------------------
+
+RETRY_KEYS = ("max", "backoff", "initial", "max_delay", "jitter")
+BACKOFFS = ("fixed", "exponential")
+SLA_KEYS = ("duration", "jeopardy")
+
+
+def check_policies(ck: Checker, path: str, m: Mapping[str, Any]) -> None:
+    """``timeout``, ``sla`` and ``retry`` of a step."""
+    if "timeout" in m:
+        check_duration(ck, join(path, "timeout"), m["timeout"])
+    if "sla" in m:
+        _check_sla(ck, join(path, "sla"), m["sla"])
+    if "retry" in m:
+        _check_retry(ck, join(path, "retry"), m["retry"])
+
+
+def _check_sla(ck: Checker, path: str, value: Any) -> None:
+    sla = expect_mapping(ck, path, value)
+    if sla is None:
+        return
+    check_keys(ck, path, sla, SLA_KEYS, ("duration",))
+    duration = (
+        check_duration(ck, join(path, "duration"), sla["duration"]) if "duration" in sla else None
+    )
+    jeopardy = (
+        check_duration(ck, join(path, "jeopardy"), sla["jeopardy"]) if "jeopardy" in sla else None
+    )
+    if duration is not None and jeopardy is not None and jeopardy >= duration:
+        ck.add(
+            join(path, "jeopardy"),
+            f"jeopardy ({sla['jeopardy']}) must be shorter than duration ({sla['duration']})",
+        )
+
+
+def _check_retry(ck: Checker, path: str, value: Any) -> None:
+    retry = expect_mapping(ck, path, value)
+    if retry is None:
+        return
+    check_keys(ck, path, retry, RETRY_KEYS)
+    if "max" in retry:
+        expect_int(ck, join(path, "max"), retry["max"], 0)
+    if "backoff" in retry and retry["backoff"] not in BACKOFFS:
+        ck.add(join(path, "backoff"), unknown("backoff", retry["backoff"], BACKOFFS))
+    for key in ("initial", "max_delay"):
+        if key in retry:
+            check_duration(ck, join(path, key), retry[key])
+    if "jitter" in retry:
+        expect_bool(ck, join(path, "jitter"), retry["jitter"])
+
+
+# --- graphs ------------------------------------------------------------------------------
+
+
+def find_cycles(graph: Mapping[str, list[str]], order: list[str]) -> list[list[str]]:
+    """One cycle per back edge found by a depth-first walk in file order, each reported once."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    found: list[list[str]] = []
+    seen: set[frozenset[str]] = set()
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        trail.append(node)
+        for nxt in graph.get(node, []):
+            if state.get(nxt) == 1:
+                cycle = trail[trail.index(nxt) :] + [nxt]
+                if frozenset(cycle) not in seen:
+                    seen.add(frozenset(cycle))
+                    found.append(cycle)
+            elif nxt not in state:
+                visit(nxt, trail)
+        trail.pop()
+        state[node] = 2
+
+    for node in order:
+        if node not in state:
+            visit(node, [])
+    return found

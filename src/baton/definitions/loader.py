@@ -1,0 +1,434 @@
+"""Load definition files: YAML with line numbers -> validated, frozen definitions.
+
+A path is a file or a directory (every ``*.yaml``/``*.yml`` in it, recursively, sorted).
+A file may hold several documents separated by ``---``; each is one definition.
+
+YAML is read with two deliberate departures from PyYAML's YAML 1.1 defaults, so that
+what users type stays what they meant: only ``true``/``false`` are booleans (``on:``,
+``yes``, ``no`` stay strings — ``on`` is a trigger key) and dates stay ISO strings
+(definitions and records are JSON-shaped).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from baton.definitions.checks import ParsedDocument, item, join
+from baton.definitions.model import (
+    DEFAULT_MAX_ITERATIONS,
+    AssigneeKind,
+    Assignment,
+    Condition,
+    FieldDefinition,
+    LoadedDefinition,
+    NextRule,
+    ObjectTypeDefinition,
+    OrchestrationDefinition,
+    StageDefinition,
+    StepDefinition,
+    Trigger,
+)
+from baton.definitions.validate import validate_documents
+from baton.errors import DefinitionError, Issue
+
+__all__ = ["check_definitions", "load_definitions", "load_text"]
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_DOC_MARKER = re.compile(r"---(?=\s|$)")
+_BARE_MARKER = re.compile(r"---\s*(#.*)?$")
+_LINES = re.compile(r"[^\n]*\n|[^\n]+\Z")
+OPTION_KEYS = ("retry", "timeout", "sla", "lane", "run_as", "output")
+
+
+class _Loader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]  # PyYAML ships no stubs
+    """SafeLoader with YAML 1.2-like booleans and no timestamp type."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL_TAG, _TIMESTAMP_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+# --- public API ---------------------------------------------------------------------------
+
+
+def load_definitions(
+    paths: Sequence[str | Path],
+    *,
+    known_flows: Collection[str] | None = None,
+    deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+) -> list[LoadedDefinition]:
+    """Load, validate and build every definition under ``paths``.
+
+    Args:
+        paths: files and/or directories.
+        known_flows: registered flow names; ``None`` skips the flow checks.
+        deployed_objects: object types already deployed, which definitions may reference.
+
+    Raises:
+        DefinitionError: listing every problem in every file.
+    """
+    loaded, issues = check_definitions(
+        paths, known_flows=known_flows, deployed_objects=deployed_objects
+    )
+    if issues:
+        raise DefinitionError(issues)
+    return loaded
+
+
+def check_definitions(
+    paths: Sequence[str | Path],
+    *,
+    known_flows: Collection[str] | None = None,
+    deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+) -> tuple[list[LoadedDefinition], list[Issue]]:
+    """Like :func:`load_definitions` without raising.
+
+    Returns the definitions that have no problem of their own, and every issue sorted
+    by (file, line).
+    """
+    docs: list[ParsedDocument] = []
+    issues: list[Issue] = []
+    files, missing = _expand(paths)
+    issues.extend(missing)
+    for shown, path in files:
+        text, problem = _read(shown, path)
+        if problem is not None:
+            issues.append(problem)
+            continue
+        parsed, found = parse_text(text, shown)
+        docs.extend(parsed)
+        issues.extend(found)
+    return _finish(docs, issues, known_flows, deployed_objects)
+
+
+def load_text(
+    text: str,
+    file: str = "<text>",
+    *,
+    known_flows: Collection[str] | None = None,
+    deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+) -> list[LoadedDefinition]:
+    """:func:`load_definitions` for YAML text already in memory (tests, the API)."""
+    docs, issues = parse_text(text, file)
+    loaded, issues = _finish(docs, issues, known_flows, deployed_objects)
+    if issues:
+        raise DefinitionError(issues)
+    return loaded
+
+
+def _finish(
+    docs: list[ParsedDocument],
+    issues: list[Issue],
+    known_flows: Collection[str] | None,
+    deployed_objects: Mapping[str, ObjectTypeDefinition] | None,
+) -> tuple[list[LoadedDefinition], list[Issue]]:
+    per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects)
+    loaded = [build(d) for d, own in zip(docs, per_doc, strict=True) if not own]
+    everything = issues + [i for own in per_doc for i in own]
+    unique = list(dict.fromkeys(everything))
+    return loaded, sorted(unique, key=lambda i: (i.file, i.line))
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def _expand(paths: Sequence[str | Path]) -> tuple[list[tuple[str, Path]], list[Issue]]:
+    """(shown name, path) of every definition file; a missing path is an issue."""
+    files: list[tuple[str, Path]] = []
+    issues: list[Issue] = []
+    if isinstance(paths, str | Path):  # a lone path, not a sequence of one-letter paths
+        paths = [paths]
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            files.extend((os.path.join(str(given), rel), path / rel) for rel in _yaml_files(path))
+        elif path.is_file():
+            files.append((str(given), path))
+        else:
+            issues.append(Issue(str(given), 0, "", "no such file or directory"))
+    unique: dict[Path, tuple[str, Path]] = {}
+    for shown, path in files:
+        unique.setdefault(path.resolve(), (shown, path))  # a file given twice is loaded once
+    return list(unique.values()), issues
+
+
+def _yaml_files(folder: Path) -> list[str]:
+    found = []
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        hidden = any(part.startswith(".") for part in rel.parts)  # .git, editor backups
+        if path.suffix in (".yaml", ".yml") and path.is_file() and not hidden:
+            found.append(rel.as_posix())
+    return sorted(found)
+
+
+def _read(shown: str, path: Path) -> tuple[str, Issue | None]:
+    try:
+        return path.read_text(encoding="utf-8"), None
+    except (OSError, UnicodeDecodeError) as exc:
+        return "", Issue(shown, 0, "", f"cannot read the file: {exc}")
+
+
+# --- YAML -> plain data with line numbers ---------------------------------------------------
+
+
+def parse_text(text: str, file: str) -> tuple[list[ParsedDocument], list[Issue]]:
+    """Split ``text`` into documents and parse each; a YAML error spoils only its document."""
+    docs: list[ParsedDocument] = []
+    issues: list[Issue] = []
+    for chunk, first_line in _split_documents(text):
+        try:
+            doc = _parse_document(chunk, first_line, file)
+        except yaml.MarkedYAMLError as exc:
+            issues.append(_yaml_issue(exc, file, first_line))
+            continue
+        if doc is not None:
+            docs.append(doc)
+    return docs, issues
+
+
+def _split_documents(text: str) -> list[tuple[str, int]]:
+    """(text, 0-based line offset) of each ``---``-separated document.
+
+    Splitting the text (rather than parsing the stream) keeps each document's exact
+    source for versioning, and lets a syntax error in one document spare the others.
+    A ``---`` at column 0 always starts a document in YAML, even inside a scalar.
+    """
+    chunks: list[tuple[str, int]] = []
+    current: list[str] = []
+    start = 0
+    # Split on "\n" only: str.splitlines also breaks on characters YAML does not, and
+    # line numbers would drift from the parser's.
+    for number, line in enumerate(_LINES.findall(text)):
+        if _DOC_MARKER.match(line) and number > 0:
+            chunks.append(("".join(current), start))
+            current, start = [], number
+        current.append(line)
+    chunks.append(("".join(current), start))
+    return chunks
+
+
+def _parse_document(chunk: str, offset: int, file: str) -> ParsedDocument | None:
+    loader = _Loader(chunk)
+    try:
+        root = loader.get_single_node()
+    finally:
+        loader.dispose()
+    if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL_TAG):
+        return None  # only comments, blank lines or a bare `---`
+    lines: dict[str, int] = {"": root.start_mark.line + 1 + offset}
+    converter = _Converter(_Loader(""), lines, offset, file)
+    data = converter.convert(root, "", ())
+    return ParsedDocument(file, lines[""], _strip_marker(chunk), data, lines, converter.issues)
+
+
+def _strip_marker(chunk: str) -> str:
+    first, _, rest = chunk.partition("\n")
+    return rest if _BARE_MARKER.match(first) else chunk
+
+
+def _yaml_issue(exc: yaml.MarkedYAMLError, file: str, offset: int) -> Issue:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 + offset if mark is not None else 0
+    context = f" ({exc.context})" if exc.context else ""
+    return Issue(file, line, "", f"invalid YAML: {exc.problem or 'cannot be parsed'}{context}")
+
+
+class _Converter:
+    """Composed YAML nodes -> plain data, recording the line of every path.
+
+    Mapping keys are kept as the text typed (so ``on:`` stays ``"on"``); a repeated key
+    is an issue, because PyYAML would silently keep only the last value.
+    """
+
+    def __init__(self, constructor: _Loader, lines: dict[str, int], offset: int, file: str) -> None:
+        self.constructor = constructor
+        self.lines = lines
+        self.offset = offset
+        self.file = file
+        self.issues: list[Issue] = []
+
+    def line(self, node: Node) -> int:
+        return int(node.start_mark.line) + 1 + self.offset
+
+    def convert(self, node: Node, path: str, stack: tuple[int, ...]) -> Any:
+        if id(node) in stack:  # an alias inside its own anchor: the data would be infinite
+            raise yaml.constructor.ConstructorError(None, None, "recursive alias", node.start_mark)
+        stack = stack + (id(node),)
+        if isinstance(node, MappingNode):
+            return self._mapping(node, path, stack)
+        if isinstance(node, SequenceNode):
+            return self._sequence(node, path, stack)
+        return self.constructor.construct_object(node, deep=True)  # unknown tags raise
+
+    def _sequence(self, node: SequenceNode, path: str, stack: tuple[int, ...]) -> list[Any]:
+        out = []
+        for index, child in enumerate(node.value):
+            self.lines[item(path, index)] = self.line(child)
+            out.append(self.convert(child, item(path, index), stack))
+        return out
+
+    def _mapping(self, node: MappingNode, path: str, stack: tuple[int, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        merges = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merges.append(value_node)
+            elif not isinstance(key_node, ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain name", key_node.start_mark
+                )
+            else:
+                self._entry(out, str(key_node.value), key_node, value_node, path, stack)
+        for merged in merges:  # `<<: *defaults` fills in the keys not given explicitly
+            for source in merged.value if isinstance(merged, SequenceNode) else [merged]:
+                for key_node, value_node in source.value if isinstance(source, MappingNode) else []:
+                    key = str(key_node.value)
+                    if isinstance(key_node, ScalarNode) and key not in out:
+                        self._entry(out, key, key_node, value_node, path, stack)
+        return out
+
+    def _entry(
+        self,
+        out: dict[str, Any],
+        key: str,
+        key_node: Node,
+        value_node: Node,
+        path: str,
+        stack: tuple[int, ...],
+    ) -> None:
+        kpath = join(path, key)
+        if key in out:
+            first = self.lines[kpath]
+            message = f"duplicate key '{key}' (first at line {first})"
+            self.issues.append(Issue(self.file, self.line(key_node), kpath, message))
+            return
+        self.lines[kpath] = self.line(key_node)
+        out[key] = self.convert(value_node, kpath, stack)
+
+
+# --- plain data -> frozen definitions (only for documents that passed validation) ----------
+
+
+def build(doc: ParsedDocument) -> LoadedDefinition:
+    """Build the frozen definition of a document that passed validation."""
+    data = doc.data
+    definition: ObjectTypeDefinition | OrchestrationDefinition
+    if data["kind"] == "object":
+        definition = _build_object(data)
+    else:
+        definition = _build_orchestration(data, doc.lines)
+    return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)
+
+
+def _build_object(data: Mapping[str, Any]) -> ObjectTypeDefinition:
+    fields = tuple(_build_field(name, spec) for name, spec in data["fields"].items())
+    return ObjectTypeDefinition(name=data["name"], fields=fields, label=data.get("label"))
+
+
+def _build_field(name: str, spec: Mapping[str, Any]) -> FieldDefinition:
+    return FieldDefinition(
+        name=name,
+        type=spec["type"],
+        required=spec.get("required", False),
+        default=spec.get("default"),
+        choices=tuple(spec.get("choices", ())),
+        object=spec.get("object"),
+        label=spec.get("label"),
+    )
+
+
+def _build_orchestration(
+    data: Mapping[str, Any], lines: Mapping[str, int]
+) -> OrchestrationDefinition:
+    stages = tuple(
+        _build_stage(stage, item("stages", i), lines) for i, stage in enumerate(data["stages"])
+    )
+    return OrchestrationDefinition(
+        name=data["name"],
+        trigger=_build_trigger(data["trigger"]),
+        stages=stages,
+        variables=MappingProxyType(dict(data.get("variables") or {})),
+        label=data.get("label"),
+    )
+
+
+def _build_trigger(data: Mapping[str, Any]) -> Trigger:
+    on = data.get("on", ["create"]) if data["type"] == "record" else []
+    return Trigger(
+        type=data["type"],
+        object=data.get("object"),
+        on=(on,) if isinstance(on, str) else tuple(on),
+        when=_build_condition(data.get("when")),
+        input=tuple(_build_field(name, spec) for name, spec in (data.get("input") or {}).items()),
+        cron=data.get("cron"),
+    )
+
+
+def _build_stage(data: Mapping[str, Any], path: str, lines: Mapping[str, int]) -> StageDefinition:
+    steps_path = join(path, "steps")
+    steps = tuple(
+        _build_step(s, lines[item(steps_path, j)]) for j, s in enumerate(data.get("steps") or [])
+    )
+    rules = data.get("next")
+    return StageDefinition(
+        name=data["name"],
+        steps=steps,
+        exit_when=_build_condition(data.get("exit_when")),
+        next=None
+        if rules is None
+        else tuple(NextRule(r["goto"], _build_condition(r.get("when"))) for r in rules),
+        max_iterations=data.get("max_iterations", DEFAULT_MAX_ITERATIONS),
+        line=lines[path],
+    )
+
+
+def _build_step(data: Mapping[str, Any], line: int) -> StepDefinition:
+    return StepDefinition(
+        name=data["name"],
+        type=data["type"],
+        flow=data.get("flow"),
+        label=data.get("label"),
+        after=tuple(data.get("after", ())),
+        when=_build_condition(data.get("when")),
+        complete_when=_build_condition(data.get("complete_when")),
+        assign=_build_assignment(data.get("assign")),
+        form=tuple(_build_field(f["name"], f) for f in data.get("form", ())),
+        instructions=data.get("instructions"),
+        on_failure=data.get("on_failure", "fallout"),
+        options=MappingProxyType({k: data[k] for k in OPTION_KEYS if k in data}),
+        line=line,
+    )
+
+
+def _build_condition(value: Any) -> Condition | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return Condition(expression="=true" if value else "=false")
+    if isinstance(value, Mapping):
+        return Condition(flow=value["flow"])
+    return Condition(expression=value)
+
+
+def _build_assignment(value: Mapping[str, str] | None) -> Assignment | None:
+    if value is None:
+        return None
+    ((kind, who),) = value.items()
+    return Assignment(AssigneeKind(kind), who)

@@ -1,0 +1,573 @@
+"""Validation rules for parsed definition documents (DESIGN §2, §2.1).
+
+Works on plain YAML data (see :class:`~baton.definitions.checks.ParsedDocument`), so it
+can report every problem — including ones that would make building the frozen objects
+impossible — before anything is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from baton.definitions.checks import (
+    RESERVED_FIELDS,
+    Checker,
+    FieldRules,
+    ParsedDocument,
+    Scope,
+    check_condition,
+    check_field,
+    check_field_name,
+    check_flow,
+    check_keys,
+    check_policies,
+    check_texts,
+    check_value,
+    describe,
+    expect_identifier,
+    expect_int,
+    expect_list,
+    expect_mapping,
+    expect_str,
+    find_cycles,
+    item,
+    join,
+    suggest,
+    unknown,
+)
+from baton.definitions.model import (
+    FIELD_TYPES,
+    ON_FAILURE,
+    STEP_TYPES,
+    AssigneeKind,
+    ObjectTypeDefinition,
+)
+from baton.errors import Issue
+
+KINDS = ("object", "orchestration")
+OBJECT_KEYS = ("kind", "name", "label", "description", "fields")
+ORCHESTRATION_KEYS = ("kind", "name", "label", "description", "trigger", "variables", "stages")
+TRIGGER_KEYS = {
+    "record": ("type", "object", "on", "when"),
+    "autolaunched": ("type", "input", "object"),
+    "schedule": ("type", "cron"),
+}
+TRIGGER_REQUIRED = {"record": ("object",), "autolaunched": (), "schedule": ("cron",)}
+TRIGGER_EVENTS = ("create", "update")
+STAGE_KEYS = ("name", "label", "description", "steps", "exit_when", "next", "max_iterations")
+STEP_KEYS = (
+    "name", "type", "label", "description", "flow", "after", "when", "complete_when", "assign",
+    "form", "instructions", "on_failure", "retry", "timeout", "sla", "lane", "run_as", "output",
+)  # fmt: skip
+EXECUTABLE_STEPS = ("background", "interactive", "milestone")
+# Keys that only mean something for one step type; elsewhere they are mistakes.
+TYPE_ONLY_KEYS = {
+    "flow": "background",
+    "assign": "interactive",
+    "form": "interactive",
+    "instructions": "interactive",
+}
+END = "end"
+
+
+Stages = list[tuple[int, dict[str, Any]]]  # (index, stage) for the stages that are mappings
+
+
+@dataclass(frozen=True)
+class Env:
+    """What every document of one load may refer to."""
+
+    object_types: Mapping[str, frozenset[str]]  # name -> field names (with the reserved ones)
+    known_flows: Collection[str] | None
+
+
+@dataclass(frozen=True)
+class Orchestration:
+    """What the rules for one stage need to know about the whole orchestration."""
+
+    stage_names: list[str]
+    step_stages: Mapping[str, str]  # step name -> name of its stage
+    scope: Scope
+
+
+def validate_documents(
+    docs: Sequence[ParsedDocument],
+    *,
+    known_flows: Collection[str] | None = None,
+    deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+) -> list[list[Issue]]:
+    """Check every document; returns each document's issues (same order as ``docs``)."""
+    env = Env(_object_types(docs, deployed_objects or {}), known_flows)
+    seen: dict[tuple[str, str], ParsedDocument] = {}
+    results = []
+    for doc in docs:
+        ck = Checker(doc)
+        _check_document(ck, env)
+        _check_unique(ck, seen)
+        results.append(ck.issues)
+    return results
+
+
+def _object_types(
+    docs: Sequence[ParsedDocument], deployed: Mapping[str, ObjectTypeDefinition]
+) -> dict[str, frozenset[str]]:
+    types = {
+        name: frozenset(f.name for f in d.fields) | set(RESERVED_FIELDS)
+        for name, d in deployed.items()
+    }
+    for doc in docs:
+        data = doc.data
+        if (
+            isinstance(data, dict)
+            and data.get("kind") == "object"
+            and isinstance(data.get("name"), str)
+        ):
+            fields = data.get("fields")
+            names = frozenset(fields) if isinstance(fields, dict) else frozenset()
+            types[data["name"]] = names | set(RESERVED_FIELDS)
+    return types
+
+
+def _check_document(ck: Checker, env: Env) -> None:
+    data = ck.doc.data
+    if not isinstance(data, dict):
+        ck.add("", f"a definition must be a mapping that starts with kind:, got {describe(data)}")
+        return
+    if "kind" not in data:
+        ck.add("kind", "required key 'kind' is missing")
+        return
+    kind = data["kind"]
+    if kind not in KINDS:
+        # Spell out the kinds unless a close match says more (a later version adds more).
+        hint = suggest(kind, KINDS) or f" (expected one of: {', '.join(KINDS)})"
+        ck.add(
+            "kind",
+            f"unknown kind '{kind}'{hint}"
+            if isinstance(kind, str)
+            else unknown("kind", kind, KINDS),
+        )
+    elif kind == "object":
+        _check_object(ck, data, env)
+    else:
+        _check_orchestration(ck, data, env)
+
+
+def _check_unique(ck: Checker, seen: dict[tuple[str, str], ParsedDocument]) -> None:
+    data = ck.doc.data
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("name"), str)
+        or data.get("kind") not in KINDS
+    ):
+        return
+    key = (data["kind"], data["name"])
+    first = seen.setdefault(key, ck.doc)
+    if first is not ck.doc:
+        ck.add("name", f"{key[0]} '{key[1]}' is already defined at {first.file}:{first.line}")
+
+
+# --- kind: object -------------------------------------------------------------------
+
+
+def _check_object(ck: Checker, data: dict[str, Any], env: Env) -> None:
+    check_keys(ck, "", data, OBJECT_KEYS, ("name", "fields"))
+    if "name" in data:
+        expect_identifier(ck, "name", data["name"], "object type name")
+    check_texts(ck, "", data, ("label", "description"))
+    fields = expect_mapping(ck, "fields", data["fields"]) if "fields" in data else None
+    if fields == {}:
+        ck.add("fields", "an object type needs at least one field")
+    rules = FieldRules(FIELD_TYPES, env.object_types, RESERVED_FIELDS)
+    for name, spec in (fields or {}).items():
+        check_field_name(ck, join("fields", name), name, rules)
+        check_field(ck, join("fields", name), spec, rules)
+
+
+# --- kind: orchestration --------------------------------------------------------------
+
+
+def _check_orchestration(ck: Checker, data: dict[str, Any], env: Env) -> None:
+    check_keys(ck, "", data, ORCHESTRATION_KEYS, ("name", "trigger", "stages"))
+    if "name" in data:
+        expect_identifier(ck, "name", data["name"], "orchestration name")
+    check_texts(ck, "", data, ("label", "description"))
+    stages = _stage_list(ck, data)
+    step_stages = _step_stages(stages)
+    scope = Scope(
+        steps=frozenset(step_stages),
+        variables=_check_variables(ck, data),
+        known_flows=env.known_flows,
+    )
+    scope = _check_trigger(ck, data, env, scope)
+    _check_stage_names(ck, stages)
+    _check_step_names(ck, stages)
+    names = [s["name"] for _, s in stages if isinstance(s.get("name"), str)]
+    orch = Orchestration(names, step_stages, scope)
+    for i, stage in stages:
+        _check_stage(ck, item("stages", i), stage, orch)
+    _check_reachable(ck, stages)
+
+
+def _stage_list(ck: Checker, data: dict[str, Any]) -> Stages:
+    """The stages that are mappings, with their index; reports the shape problems."""
+    if "stages" not in data:
+        return []
+    stages = expect_list(ck, "stages", data["stages"])
+    if stages is not None and not stages:
+        ck.add("stages", "an orchestration needs at least one stage")
+    mappings = []
+    for i, stage in enumerate(stages or []):
+        m = expect_mapping(ck, item("stages", i), stage)
+        if m is not None:
+            mappings.append((i, m))
+    return mappings
+
+
+def _steps_of(stage: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    steps = stage.get("steps")
+    if not isinstance(steps, list):
+        return []
+    return [(j, s) for j, s in enumerate(steps) if isinstance(s, dict)]
+
+
+def _step_stages(stages: Stages) -> dict[str, str]:
+    """Step name -> name of its (first) stage, over the whole orchestration."""
+    found: dict[str, str] = {}
+    for _, stage in stages:
+        for _, step in _steps_of(stage):
+            if isinstance(step.get("name"), str):
+                found.setdefault(step["name"], str(stage.get("name")))
+    return found
+
+
+def _check_variables(ck: Checker, data: dict[str, Any]) -> frozenset[str]:
+    # Initial values are literals: a string starting with '=' is kept as text.
+    if "variables" not in data:
+        return frozenset()
+    variables = expect_mapping(ck, "variables", data["variables"]) or {}
+    for name in variables:
+        expect_identifier(ck, join("variables", name), name, "variable name")
+    return frozenset(variables)
+
+
+def _check_stage_names(ck: Checker, stages: Stages) -> None:
+    first: dict[str, int] = {}
+    for i, stage in stages:
+        path = join(item("stages", i), "name")
+        if "name" not in stage or expect_identifier(ck, path, stage["name"], "stage name") is None:
+            continue
+        name = stage["name"]
+        if name == END:
+            ck.add(path, "'end' is reserved (goto: end ends the run); choose another stage name")
+        elif name in first:
+            ck.add(path, f"duplicate stage name '{name}' (first at line {first[name]})")
+        else:
+            first[name] = ck.line(path)
+
+
+def _check_step_names(ck: Checker, stages: Stages) -> None:
+    # Unique across the whole orchestration: steps.<name> may name a step of any stage.
+    first: dict[str, int] = {}
+    for i, stage in stages:
+        for j, step in _steps_of(stage):
+            path = join(item(join(item("stages", i), "steps"), j), "name")
+            if "name" not in step or expect_identifier(ck, path, step["name"], "step name") is None:
+                continue
+            name = step["name"]
+            if name in first:
+                ck.add(path, f"duplicate step name '{name}' (first at line {first[name]})")
+            else:
+                first[name] = ck.line(path)
+
+
+# --- trigger ----------------------------------------------------------------------------
+
+
+def _check_trigger(ck: Checker, data: dict[str, Any], env: Env, scope: Scope) -> Scope:
+    """Check the trigger; returns ``scope`` narrowed to what the trigger provides."""
+    trigger = expect_mapping(ck, "trigger", data["trigger"]) if "trigger" in data else None
+    if trigger is None:
+        return scope
+    ttype = trigger.get("type")
+    if "type" not in trigger:
+        ck.add("trigger.type", "required key 'type' is missing")
+        return scope
+    if not isinstance(ttype, str) or ttype not in TRIGGER_KEYS:
+        ck.add("trigger.type", unknown("trigger type", ttype, tuple(TRIGGER_KEYS)))
+        return scope
+    check_keys(ck, "trigger", trigger, TRIGGER_KEYS[ttype], TRIGGER_REQUIRED[ttype])
+    scope = _trigger_record(ck, trigger, env, scope)
+    if ttype == "record":
+        _check_record_trigger(ck, trigger, scope)
+    elif ttype == "autolaunched":
+        scope = _check_input(ck, trigger, env, scope)
+    elif "cron" in trigger:
+        _check_cron(ck, trigger["cron"])
+    return scope
+
+
+def _trigger_record(ck: Checker, trigger: dict[str, Any], env: Env, scope: Scope) -> Scope:
+    if "object" not in trigger:
+        return replace(scope, has_record=False)
+    name = expect_str(ck, "trigger.object", trigger["object"])
+    if name is not None and name not in env.object_types:
+        ck.add("trigger.object", f"unknown object type '{name}'{suggest(name, env.object_types)}")
+    return replace(scope, record_fields=env.object_types.get(name or ""))
+
+
+def _check_record_trigger(ck: Checker, trigger: dict[str, Any], scope: Scope) -> None:
+    events = trigger.get("on", ["create"])
+    events = [events] if isinstance(events, str) else events
+    if expect_list(ck, "trigger.on", events) is None:
+        return
+    if not events:
+        ck.add("trigger.on", "on needs at least one of: create, update")
+    for event in events:
+        if event not in TRIGGER_EVENTS:
+            ck.add("trigger.on", unknown("trigger event", event, TRIGGER_EVENTS))
+    if "when" in trigger:
+        check_condition(
+            ck, "trigger.when", trigger["when"], replace(scope, allow_old="update" in events)
+        )
+
+
+def _check_input(ck: Checker, trigger: dict[str, Any], env: Env, scope: Scope) -> Scope:
+    if "input" not in trigger:
+        return scope
+    fields = expect_mapping(ck, "trigger.input", trigger["input"]) or {}
+    rules = FieldRules(FIELD_TYPES, env.object_types)
+    for name, spec in fields.items():
+        check_field_name(ck, join("trigger.input", name), name, rules)
+        check_field(ck, join("trigger.input", name), spec, rules)
+    return replace(scope, inputs=frozenset(fields))
+
+
+def _check_cron(ck: Checker, cron: Any) -> None:
+    text = expect_str(ck, "trigger.cron", cron)
+    if text is not None and len(text.split()) != 5:
+        ck.add(
+            "trigger.cron",
+            f"a cron schedule has 5 fields (minute hour day month weekday), got {len(text.split())}",
+        )
+
+
+# --- stages -----------------------------------------------------------------------------
+
+
+def _check_stage(ck: Checker, path: str, stage: dict[str, Any], orch: Orchestration) -> None:
+    check_keys(ck, path, stage, STAGE_KEYS, ("name",))
+    check_texts(ck, path, stage, ("label", "description"))
+    if "steps" in stage and expect_list(ck, join(path, "steps"), stage["steps"]) is not None:
+        for j, step in enumerate(stage["steps"]):
+            _check_step(ck, item(join(path, "steps"), j), step, orch.scope)
+        _check_after(ck, path, stage, orch.step_stages)
+    if "exit_when" in stage:
+        check_condition(ck, join(path, "exit_when"), stage["exit_when"], orch.scope)
+    if "next" in stage:
+        _check_next(ck, join(path, "next"), stage["next"], orch)
+    if "max_iterations" in stage:
+        expect_int(ck, join(path, "max_iterations"), stage["max_iterations"], 1)
+
+
+def _check_next(ck: Checker, path: str, rules: Any, orch: Orchestration) -> None:
+    if expect_list(ck, path, rules) is None:
+        return
+    if not rules:
+        ck.add(
+            path, "next needs at least one rule (leave next out to go on with the following stage)"
+        )
+    names = orch.stage_names
+    for k, rule in enumerate(rules):
+        rpath = item(path, k)
+        m = expect_mapping(ck, rpath, rule)
+        if m is None:
+            continue
+        check_keys(ck, rpath, m, ("goto", "when"), ("goto",))
+        goto = m.get("goto")
+        if (
+            "goto" in m
+            and expect_str(ck, join(rpath, "goto"), goto)
+            and goto != END
+            and goto not in names
+        ):
+            ck.add(join(rpath, "goto"), f"unknown stage '{goto}'{suggest(goto, names + [END])}")
+        if "when" in m:
+            check_condition(ck, join(rpath, "when"), m["when"], orch.scope)
+
+
+def _successors(
+    i: int, stage: dict[str, Any], index: dict[str, int], count: int
+) -> list[int] | None:
+    """Stages reachable in one move from stage ``i``; None when ``next`` is not usable."""
+    if "next" not in stage:
+        return [i + 1] if i + 1 < count else []
+    rules = stage["next"]
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        return None
+    gotos = [r.get("goto") for r in rules]
+    if any(not isinstance(g, str) or (g != END and g not in index) for g in gotos):
+        return None
+    return [index[g] for g in gotos if g != END]
+
+
+def _check_reachable(ck: Checker, stages: Stages) -> None:
+    # Only decidable when every stage is a mapping with a name and every goto resolves;
+    # otherwise the issues already reported explain the graph, and guessing would add noise.
+    if not stages or len(stages) != max(i for i, _ in stages) + 1:
+        return
+    index: dict[str, int] = {s["name"]: i for i, s in stages if isinstance(s.get("name"), str)}
+    if len(index) != len(stages):
+        return
+    edges = [_successors(i, s, index, len(stages)) for i, s in stages]
+    if any(e is None for e in edges):
+        return
+    reached, todo = {0}, [0]
+    while todo:
+        for nxt in edges[todo.pop()] or []:
+            if nxt not in reached:
+                reached.add(nxt)
+                todo.append(nxt)
+    for i, stage in stages:
+        if i not in reached:
+            ck.add(
+                item("stages", i), f"stage '{stage['name']}' is unreachable (no stage goes to it)"
+            )
+
+
+# --- steps --------------------------------------------------------------------------------
+
+
+def _check_step(ck: Checker, path: str, step: Any, scope: Scope) -> None:
+    m = expect_mapping(ck, path, step)
+    if m is None:
+        return
+    stype = m.get("type")
+    if "type" in m and stype not in EXECUTABLE_STEPS:
+        if stype in STEP_TYPES:
+            ck.add(
+                join(path, "type"), f"step type '{stype}' is not available in this version of Baton"
+            )
+        else:
+            ck.add(join(path, "type"), unknown("step type", stype, EXECUTABLE_STEPS))
+        return  # its other keys belong to a type we cannot check
+    check_keys(ck, path, m, STEP_KEYS, ("name", "type"))
+    if "type" in m:
+        _check_step_type(ck, path, m, str(stype), scope)
+    check_texts(ck, path, m, ("label", "description", "lane"))
+    for key in ("when", "complete_when"):
+        if key in m:
+            check_condition(ck, join(path, key), m[key], scope)
+    if "on_failure" in m and m["on_failure"] not in ON_FAILURE:
+        ck.add(join(path, "on_failure"), unknown("on_failure", m["on_failure"], ON_FAILURE))
+    if "run_as" in m:
+        check_value(ck, join(path, "run_as"), m["run_as"], scope)
+    check_policies(ck, path, m)
+
+
+def _check_step_type(ck: Checker, path: str, m: dict[str, Any], stype: str, scope: Scope) -> None:
+    for key, owner in TYPE_ONLY_KEYS.items():
+        if key in m and owner != stype:
+            ck.add(
+                join(path, key), f"{key} does not apply to a {stype} step (only to {owner} steps)"
+            )
+    if stype == "background":
+        if "flow" in m:
+            check_flow(ck, join(path, "flow"), m["flow"], scope.known_flows)
+        else:
+            ck.add(
+                join(path, "flow"), "required key 'flow' is missing (a background step runs a flow)"
+            )
+    elif stype == "interactive":
+        _check_interactive(ck, path, m, scope)
+    elif not m.get("after"):
+        ck.add(join(path, "after"), "a milestone step needs at least one step in after")
+
+
+def _check_interactive(ck: Checker, path: str, m: dict[str, Any], scope: Scope) -> None:
+    if "assign" not in m:
+        ck.add(
+            join(path, "assign"),
+            "required key 'assign' is missing (who gets the work item: user, group or queue)",
+        )
+    else:
+        _check_assign(ck, join(path, "assign"), m["assign"], scope)
+    if "instructions" in m:
+        check_value(ck, join(path, "instructions"), m["instructions"], scope)
+    if "form" in m:
+        _check_form(ck, join(path, "form"), m["form"], scope)
+
+
+def _check_assign(ck: Checker, path: str, value: Any, scope: Scope) -> None:
+    assign = expect_mapping(ck, path, value)
+    if assign is None:
+        return
+    kinds = [k.value for k in AssigneeKind]
+    clean = check_keys(ck, path, assign, kinds)
+    present = [k for k in kinds if k in assign]
+    if clean and len(present) != 1:
+        ck.add(path, f"assign needs exactly one of: {', '.join(kinds)} (got {len(present)})")
+    for kind in present:
+        check_value(ck, join(path, kind), assign[kind], scope)
+
+
+def _check_form(ck: Checker, path: str, value: Any, scope: Scope) -> None:
+    fields = expect_list(ck, path, value)
+    rules = FieldRules(tuple(t for t in FIELD_TYPES if t != "ref"), ())
+    first: dict[str, int] = {}
+    for k, spec in enumerate(fields or []):
+        fpath = item(path, k)
+        check_field(ck, fpath, spec, rules, named=True)
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if isinstance(name, str) and name in first:
+            ck.add(
+                join(fpath, "name"), f"duplicate form field '{name}' (first at line {first[name]})"
+            )
+        elif isinstance(name, str):
+            first[name] = ck.line(fpath)
+
+
+# --- after: references and cycles -------------------------------------------------------
+
+
+def _check_after(
+    ck: Checker, path: str, stage: dict[str, Any], step_stages: Mapping[str, str]
+) -> None:
+    """``after`` names steps of the same stage and never loops back."""
+    steps = _steps_of(stage)
+    local = [s["name"] for _, s in steps if isinstance(s.get("name"), str)]
+    graph: dict[str, list[str]] = {name: [] for name in local}
+    after_paths: dict[str, str] = {}
+    for j, step in steps:
+        if "after" not in step:
+            continue
+        apath = join(item(join(path, "steps"), j), "after")
+        refs = expect_list(ck, apath, step["after"]) or []
+        name = step.get("name")
+        if isinstance(name, str):
+            after_paths.setdefault(name, apath)
+        for ref in refs:
+            if _after_ref_ok(ck, apath, ref, local, stage.get("name"), step_stages) and isinstance(
+                name, str
+            ):
+                graph[name].append(ref)
+    for cycle in find_cycles(graph, local):
+        ck.add(after_paths[cycle[0]], "cycle in after: " + " -> ".join(cycle))
+
+
+def _after_ref_ok(
+    ck: Checker, path: str, ref: Any, local: list[str], stage: Any, step_stages: Mapping[str, str]
+) -> bool:
+    if expect_str(ck, path, ref) is None:
+        return False
+    if ref in local:
+        return True
+    if ref in step_stages:
+        ck.add(
+            path,
+            f"step '{ref}' is in stage '{step_stages[ref]}'; after only names steps of the same stage",
+        )
+    else:
+        ck.add(path, f"unknown step '{ref}'{suggest(ref, local)}")
+    return False
