@@ -142,15 +142,18 @@ class _Decider:
         self.run.completed_at = self.now
         self.audit("run_failed", reason=reason, **data)
 
-    def cancel_open_steps(self, reason: str) -> None:
+    def cancel_open_steps(self, reason: str) -> int:
+        canceled = 0
         for sr in self.run.steps.values():
             if sr.stage == self.run.current_stage and sr.status in STEP_OPEN:
+                canceled += 1
                 if sr.status is StepStatus.WAITING_FOR_PERSON:
                     self.commands.append(CancelWorkItem(sr.name, sr.iteration, reason))
                 self.set_step(sr, StepStatus.CANCELED)
                 sr.completed_at = self.now
                 self.audit("step_canceled", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                            reason=reason)
+        return canceled
 
     def enter_stage(self, name: str) -> None:
         sd = self.defn.stage(name)
@@ -167,6 +170,12 @@ class _Decider:
         st.iteration += 1
         st.started_at, st.completed_at = self.now, None
         self.run.current_stage = name
+        # Answers of evaluation flows belong to the moment they were asked for: a fresh
+        # iteration must not exit (or route) at once on the answer that ended the last one,
+        # so its flows are false until asked again. Only this stage's flows matter now.
+        for flow_name in _stage_flows(sd):
+            self.run.flow_conditions.pop(flow_name, None)
+        self.consulted_flows.clear()
         for step in sd.steps:
             self.run.steps[step.name] = StepRun(step.name, name, st.iteration)
         self.audit("stage_started", stage=name, iteration=st.iteration)
@@ -285,11 +294,30 @@ class _Decider:
                 self.fail_run(f"stage {sd.name!r} exit_when: {exc}", stage=sd.name)
                 return True
             if exit_now:
-                self.cancel_open_steps(f"stage {sd.name!r} exit_when holds")
+                canceled = self.cancel_open_steps(f"stage {sd.name!r} exit_when holds")
+                if self.awaiting_routing_answers(sd):
+                    return canceled > 0
                 return self.finish_stage(sd, st, "exit_when")
         if all(self.is_done(self.run.steps[s.name], s) for s in sd.steps):
+            if self.awaiting_routing_answers(sd):
+                return False
             return self.finish_stage(sd, st, "all_steps_complete")
         return False
+
+    def awaiting_routing_answers(self, sd: StageDefinition) -> bool:
+        """True while an evaluation flow named by ``next`` has not answered for this iteration.
+
+        ``next`` is only looked at once the stage is done, so such a flow has never been
+        asked before that moment; routing on "no answer" would always take the false branch.
+        The stage stays in progress until the workers answer (``ConditionEvaluated``).
+        """
+        waiting = False
+        for rule in sd.next or ():
+            if rule.when is not None and rule.when.flow is not None \
+                    and rule.when.flow not in self.run.flow_conditions:
+                self.consulted_flows.add(rule.when.flow)
+                waiting = True
+        return waiting
 
     def finish_stage(self, sd: StageDefinition, st: StageRun, why: str) -> bool:
         self.set_stage(st, StageStatus.COMPLETED)
@@ -369,15 +397,19 @@ def decide(
     """
     d = _Decider(defn, run.copy(), now, record)
     r = d.run
+    before = _progress(r)
     if isinstance(event, RunStarted):
         r.created_at = r.created_at or d.now
         d.audit("run_started", orchestration=defn.name, version=r.version)
         d.enter_stage(defn.stages[0].name)
     elif isinstance(event, StepCompleted | StepFailed):
         sr = r.steps.get(event.step)
+        # A step in fallout may still be completed (an operator gives the output by hand),
+        # but a failure reported for it again is a redelivery: FALLOUT -> FALLOUT is no move.
+        open_for = (StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON) + (
+            (StepStatus.FALLOUT,) if isinstance(event, StepCompleted) else ())
         if (r.status is not RunStatus.IN_PROGRESS or sr is None or sr.iteration != event.iteration
-                or sr.status not in (StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON,
-                                     StepStatus.FALLOUT)):
+                or sr.status not in open_for):
             return Decision(run, [], stale=True)
         found = defn.find_step(event.step)
         assert found is not None
@@ -406,7 +438,25 @@ def decide(
         d.audit("run_canceled", event.actor, reason=event.reason)
         return Decision(r, d.commands)
     d.advance()
-    if not isinstance(event, ConditionEvaluated) and r.status is RunStatus.IN_PROGRESS:
+    # Evaluation flows are asked again whenever the record or a step changed. An answer
+    # alone changes neither, so it asks again only if it moved the run on (a step started,
+    # a stage was entered): otherwise answering would loop forever.
+    moved = not isinstance(event, ConditionEvaluated) or _progress(r) != before
+    if moved and r.status is RunStatus.IN_PROGRESS:
         for flow_name in sorted(d.consulted_flows):
             d.commands.append(EvaluateCondition(flow_name))
     return Decision(r, d.commands)
+
+
+def _progress(run: Run) -> tuple[Any, ...]:
+    """Where a run stands: its stage and the status of every step iteration."""
+    stages = tuple((st.name, st.status, st.iteration) for st in run.stages.values())
+    steps = tuple((sr.name, sr.iteration, sr.status) for sr in run.steps.values())
+    return run.current_stage, stages, steps
+
+
+def _stage_flows(sd: StageDefinition) -> set[str]:
+    """Evaluation flows named by a stage's conditions (exit_when, next, its steps)."""
+    conds = [sd.exit_when, *(rule.when for rule in sd.next or ())]
+    conds += [c for step in sd.steps for c in (step.when, step.complete_when)]
+    return {c.flow for c in conds if c is not None and c.flow is not None}

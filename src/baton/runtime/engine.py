@@ -146,7 +146,12 @@ class Engine:
     def _fire_triggers_txn(self, tx: SqlTx, row: dict[str, Any], old: dict[str, Any] | None,
                            op: str, now_dt: Any, actor: str) -> None:
         view = record_view(row)
-        scope = {"record": view, "old": record_view(old) if old else {}, "now": iso(now_dt)}
+        if old is None:  # on create every field was empty before: old.x is null, not missing
+            otype = self.definitions.object_type(row["object_type"], tx)
+            old_view: dict[str, Any] = {f.name: None for f in otype.fields}
+        else:
+            old_view = record_view(old)
+        scope = {"record": view, "old": old_view, "now": iso(now_dt)}
         for defn, version in self.definitions.record_triggers(row["object_type"], op, tx):
             when = defn.trigger.when
             try:
