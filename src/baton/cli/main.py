@@ -249,7 +249,7 @@ def records_create(object_type: str, data: Annotated[str, typer.Option("--data")
                    as_json: JsonOpt = False) -> None:
     """Create a record; orchestrations triggered on create start with it."""
     rec = state.engine().create_record(object_type, parse_json(data, "--data"), actor="cli")
-    print_json({**rec, "status": rec.get("status")}) if as_json else console.print(
+    print_json(rec) if as_json else console.print(
         f"created {object_type} [bold]{rec['id']}[/bold]")
 
 

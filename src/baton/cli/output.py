@@ -11,8 +11,10 @@ from rich.table import Table
 
 from baton.engine.state import Run
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a line that is longer than the terminal (or piped to a file) stays one line,
+# so `file:line path: message` and one-line errors can be grepped and parsed.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 STATUS_STYLE = {
     "completed": "green", "in_progress": "cyan", "running": "cyan", "waiting": "yellow",
