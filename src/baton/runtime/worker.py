@@ -186,26 +186,18 @@ class Worker:
             with self.store.write() as tx:
                 tx.finish_job_txn(job.id, self.id)
                 run, defn, record = eng._load_run_txn(tx, job.run_id or "")
-                updated = False
+                if not _still_waiting(run, event):
+                    # The step was canceled (run canceled, stage exited) while its flow ran:
+                    # its result, record updates included, is dropped with the job.
+                    self.stats.stale += 1
+                    return
                 if record_updates and run.record_id and isinstance(event, StepCompleted):
                     row = tx.get_record_txn(run.record_id)
                     assert row is not None
                     new = eng._update_record_txn(tx, row, record_updates, f"flow:{event.step}", now_dt,
                                                  exclude_run=run.id)
                     record = record_view(new)
-                    updated = True
                 decision = eng.applier.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
-                if decision.stale and updated:
-                    # The step was canceled (run canceled, stage exited) while its flow ran:
-                    # its record updates commit with its completion or not at all. Roll
-                    # this transaction back; below, the job alone is dropped.
-                    raise _StaleResult
-        except _StaleResult:
-            with self.store.write() as tx:
-                tx.finish_job_txn(job.id, self.id)
-            self._faults.hit("after_commit")
-            self.stats.stale += 1
-            return
         except BatonError as exc:
             if isinstance(exc, TransitionConflict):
                 raise
@@ -243,8 +235,14 @@ class Worker:
         self._commit(job, ConditionEvaluated(name, value), {})
 
 
-class _StaleResult(Exception):
-    """Rolls back a flow's result (and its record updates) that no step waits for any more."""
+def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvaluated) -> bool:
+    """Is the step this result belongs to still waiting for it (same iteration, running)?"""
+    if run.status is not RunStatus.IN_PROGRESS:
+        return False
+    if isinstance(event, ConditionEvaluated):
+        return True
+    sr = run.steps.get(event.step)
+    return sr is not None and sr.iteration == event.iteration and sr.status is StepStatus.RUNNING
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
