@@ -1,7 +1,14 @@
-"""Shared fixtures: an Engine on a fresh SQLite file, deploying YAML given as text."""
+"""Shared fixtures: an Engine on a fresh database of each backend, deploying YAML as text.
+
+PostgreSQL tests read ``BATON_TEST_PG_URL`` (default: the local server). Each test gets
+its own database cloned from a template migrated once per session. Without a server the
+PostgreSQL variants skip with the reason; in CI (``CI=true``) that is a failure instead.
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +23,75 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 
 
-class Harness:
-    """An Engine on a temporary SQLite file with helpers tests keep needing."""
+PG_URL = os.environ.get("BATON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKENDS = ["sqlite", "postgres"]
 
-    def __init__(self, tmp: Path, clock: VirtualClock) -> None:
+
+def _pg_admin() -> object:
+    import psycopg
+
+    return psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
+
+
+def _pg_url_for(dbname: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(PG_URL).set(database=dbname).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A database migrated once per session; every test's database is cloned from it."""
+    try:
+        admin = _pg_admin()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no server"
+        reason = f"PostgreSQL not reachable at {PG_URL} ({str(exc).splitlines()[0]})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must have it running", pytrace=False)
+        pytest.skip(reason)
+    name = f"baton_tpl_{os.getpid()}"
+    with admin:  # type: ignore[attr-defined]
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[attr-defined]
+        admin.execute(f"CREATE DATABASE {name}")  # type: ignore[attr-defined]
+    from baton.store.sql import SqlStore
+
+    store = SqlStore(_pg_url_for(name))
+    store.migrate()
+    store.close()
+    yield name
+    with _pg_admin() as admin:  # type: ignore[attr-defined]
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+_db_counter = itertools.count(1)
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    name = f"baton_t_{os.getpid()}_{next(_db_counter)}"
+    with _pg_admin() as admin:  # type: ignore[attr-defined]
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
+    yield _pg_url_for(name)
+    with _pg_admin() as admin:  # type: ignore[attr-defined]
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, migrated database of each backend."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'baton.db'}"
+
+
+class Harness:
+    """An Engine on a fresh database with helpers tests keep needing."""
+
+    def __init__(self, tmp: Path, clock: VirtualClock, db_url: str) -> None:
         self.tmp = tmp
         self.clock = clock
-        self.db_url = f"sqlite:///{tmp / 'baton.db'}"
+        self.db_url = db_url
+        self.backend = "postgres" if db_url.startswith("postgres") else "sqlite"
         self.engine = Engine(self.db_url, clock=clock)
         self.worker = Worker(self.engine)
 
@@ -48,7 +117,7 @@ def clock() -> VirtualClock:
 
 
 @pytest.fixture
-def harness(tmp_path: Path, clock: VirtualClock) -> Iterator[Harness]:
-    h = Harness(tmp_path, clock)
+def harness(tmp_path: Path, clock: VirtualClock, db_url: str) -> Iterator[Harness]:
+    h = Harness(tmp_path, clock, db_url)
     yield h
     h.engine.close()

@@ -44,7 +44,12 @@ def flow(name: str) -> Callable[[FlowFn], FlowFn]:
 
 
 def _qualname(fn: Callable[..., Any]) -> str:
-    return f"{fn.__module__}.{fn.__qualname__}"
+    # Project modules are imported as ``baton_project_<folder digest>.<module>``; the same
+    # module of another copy of the project (tests, a re-import) is the same flow.
+    module = fn.__module__
+    if module.startswith("baton_project_"):
+        module = module.split(".", 1)[-1]
+    return f"{module}.{fn.__qualname__}"
 
 
 def get_flow(name: str) -> FlowFn | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import signal
 import sys
@@ -153,29 +154,51 @@ def db_upgrade() -> None:
 @app.command()
 def worker(
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when nothing is ready")] = False,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Worker threads in this process")] = 1,
     batch: Annotated[int, typer.Option(help="Jobs claimed per transaction")] = 32,
     heartbeat_timeout: Annotated[float, typer.Option(help="Seconds before a silent worker's jobs are taken over")] = 30.0,
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
 ) -> None:
     """Run the workers: background steps, condition checks, re-evaluation."""
-    from baton.runtime.worker import Worker
+    from baton.runtime.worker import run_workers
 
-    eng = state.engine(flows=True)
-    w = Worker(eng, batch=batch, heartbeat_timeout=heartbeat_timeout)
-    signal.signal(signal.SIGTERM, lambda *_: w.stop())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    eng = state.engine(flows=True, migrate=not no_migrate)
+    workers: list[Any] = []
+
+    def stop(*_: Any) -> None:  # SIGTERM: finish the job in hand, release the rest, exit
+        for w in workers:
+            w.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    import threading
+
+    result: list[Any] = []
+    runner = threading.Thread(target=lambda: result.extend(run_workers(
+        eng, concurrency, until_idle=until_idle, batch=batch, heartbeat_timeout=heartbeat_timeout,
+        _created=workers)), daemon=True)
+    runner.start()
     try:
-        stats = w.run(until_idle=until_idle)
+        while runner.is_alive():
+            runner.join(0.2)
     except KeyboardInterrupt:
-        w.stop()
-        stats = w.stats
-    console.print(f"worker {w.id}: {stats.jobs} jobs, {stats.steps_completed} steps completed, "
-                  f"{stats.steps_failed} failed")
+        stop()
+        runner.join()
+    jobs = sum(w.stats.jobs for w in workers)
+    done = sum(w.stats.steps_completed for w in workers)
+    failed = sum(w.stats.steps_failed for w in workers)
+    console.print(f"{len(workers)} worker(s): {jobs} jobs, {done} steps completed, {failed} failed")
 
 
 @app.command()
-def serve() -> None:
+def serve(
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c")] = 1,
+) -> None:
     """Run Baton until stopped (the workers; the HTTP API and web UI join in a later version)."""
     console.print("Baton is running (workers). Stop with Ctrl-C.")
-    worker(until_idle=False)
+    worker(until_idle=False, concurrency=concurrency, batch=32, heartbeat_timeout=30.0,
+           no_migrate=no_migrate)
 
 
 # ---- runs ---------------------------------------------------------------------------------

@@ -7,10 +7,14 @@ the next jobs commit together.
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError
 
 from baton.clock import Clock, SystemClock, iso
 from baton.definitions.loader import check_definitions
@@ -36,6 +40,30 @@ from baton.runtime.definitions import DefinitionRepo, DeployResult
 from baton.store.sql import SqlStore, SqlTx
 
 ASSIGNEE_KINDS = ("user", "group", "queue")
+log = logging.getLogger("baton.engine")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def one_transaction(method: F) -> F:
+    """Mark an Engine method that is exactly one write transaction, and retry it once on a
+    transient database error (lost connection, serialization failure, deadlock).
+
+    Safe because the transaction either committed nothing or everything.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except DBAPIError as exc:
+            if not self.store.is_transient(exc):
+                raise
+            log.warning("%s: transient database error, trying once more: %s",
+                        method.__name__, str(exc).splitlines()[0])
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def record_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -83,12 +111,14 @@ class Engine:
         )
         return issues
 
+    @one_transaction
     def deploy(self, paths: Sequence[str | Path], *, actor: str = "cli",
                known_flows: Collection[str] | None = None) -> list[DeployResult]:
         flows = registered_flows() if known_flows is None else known_flows
         return self.definitions.deploy(paths, flows, actor)
 
     # ---- records ------------------------------------------------------------------------
+    @one_transaction
     def create_record(self, object_type: str, data: dict[str, Any], *, actor: str = "system") -> dict[str, Any]:
         """Create a record; runs it triggers start in the same transaction."""
         now_dt, now = self._now()
@@ -103,6 +133,7 @@ class Engine:
             self._fire_triggers_txn(tx, row, None, "create", now_dt, actor)
         return record_view(row)
 
+    @one_transaction
     def update_record(self, record_id: str, data: dict[str, Any], *, expected_version: int | None = None,
                       actor: str = "system") -> dict[str, Any]:
         now_dt, _ = self._now()
@@ -116,8 +147,8 @@ class Engine:
             new = self._update_record_txn(tx, row, data, actor, now_dt, exclude_run=None)
         return record_view(new)
 
-    def _get_record_txn(self, tx: SqlTx, record_id: str) -> dict[str, Any]:
-        row = tx.get_record_txn(record_id)
+    def _get_record_txn(self, tx: SqlTx, record_id: str, *, lock: bool = True) -> dict[str, Any]:
+        row = tx.get_record_txn(record_id, for_update=lock)
         if row is None:
             raise NotFound("record", record_id)
         return row
@@ -165,7 +196,7 @@ class Engine:
 
     def get_record(self, record_id: str) -> dict[str, Any]:
         with self.store.read() as tx:
-            row = self._get_record_txn(tx, record_id)
+            row = self._get_record_txn(tx, record_id, lock=False)
         return {"object_type": row["object_type"], **record_view(row)}
 
     def list_records(self, object_type: str | None = None, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
@@ -176,10 +207,11 @@ class Engine:
     def timeline(self, record_id: str) -> list[dict[str, Any]]:
         """Every event that touched the record, in order, with actor and time."""
         with self.store.read() as tx:
-            self._get_record_txn(tx, record_id)
+            self._get_record_txn(tx, record_id, lock=False)
             return tx.events_txn(record_id=record_id)
 
     # ---- runs ---------------------------------------------------------------------------
+    @one_transaction
     def start(self, orchestration: str, input: dict[str, Any] | None = None, *,
               record_id: str | None = None, actor: str = "system") -> Run:
         """Start an autolaunched orchestration with typed ``input``."""
@@ -227,6 +259,7 @@ class Engine:
             rows = tx.list_runs_txn(filters, limit, offset)
         return [Run.from_json(r["state"]) for r in rows]
 
+    @one_transaction
     def cancel_run(self, run_id: str, reason: str, *, actor: str = "system") -> Run:
         now_dt, _ = self._now()
         with self.store.write() as tx:
@@ -238,14 +271,15 @@ class Engine:
         return decision.run
 
     def _load_run_txn(self, tx: SqlTx, run_id: str) -> tuple[Run, OrchestrationDefinition, dict[str, Any] | None]:
-        row = tx.get_run_txn(run_id)
+        """Load a run to change it: its row is locked until commit (PostgreSQL)."""
+        row = tx.get_run_txn(run_id, for_update=True)
         if row is None:
             raise NotFound("run", run_id)
         run = Run.from_json(row["state"])
         defn, _ = self.definitions.orchestration(run.orchestration, run.version, tx=tx)
         record = None
         if run.record_id:
-            rec = tx.get_record_txn(run.record_id)
+            rec = tx.get_record_txn(run.record_id, for_update=True)
             record = record_view(rec) if rec else None
         return run, defn, record
 
@@ -276,10 +310,10 @@ class Engine:
 
     def get_work_item(self, item_id: str) -> dict[str, Any]:
         with self.store.read() as tx:
-            return self._get_item_txn(tx, item_id)
+            return self._get_item_txn(tx, item_id, lock=False)
 
-    def _get_item_txn(self, tx: SqlTx, item_id: str) -> dict[str, Any]:
-        item = tx.get_work_item_txn(item_id)
+    def _get_item_txn(self, tx: SqlTx, item_id: str, *, lock: bool = True) -> dict[str, Any]:
+        item = tx.get_work_item_txn(item_id, for_update=lock)
         if item is None:
             raise NotFound("work item", item_id)
         return item
@@ -291,6 +325,7 @@ class Engine:
                 f"work item {item['id']} is assigned to user {item['assignee']}, not {user}"
             )
 
+    @one_transaction
     def claim(self, item_id: str, user: str) -> dict[str, Any]:
         """Claim an open item. Exactly one claimer wins; the others get a TransitionConflict."""
         _, now = self._now()
@@ -306,6 +341,7 @@ class Engine:
                                             item["run_id"], {"work_item": item_id, "step": item["step"]})])
             return self._get_item_txn(tx, item_id)
 
+    @one_transaction
     def complete(self, item_id: str, user: str, data: dict[str, Any]) -> dict[str, Any]:
         """Submit the form: completes the item and its step, and moves the run on."""
         now_dt, now = self._now()
@@ -340,6 +376,7 @@ class Engine:
                     f"step {item['step']!r} of run {run.id} is no longer waiting for this item")
             return {**self._get_item_txn(tx, item_id), "run": decision.run}
 
+    @one_transaction
     def reassign(self, item_id: str, to: str, *, actor: str = "system") -> dict[str, Any]:
         """Give the item to ``user:NAME``, ``group:NAME`` or ``queue:NAME``; a claim is released."""
         kind, _, name = to.partition(":")

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from baton.clock import iso
 from baton.engine.events import ConditionEvaluated, StepCompleted, StepFailed
@@ -26,8 +28,12 @@ from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, StepView, get_flow
 from baton.runtime.engine import Engine, record_view
 from baton.store.base import Job
+from baton.store.sql import worker_host
 
 log = logging.getLogger("baton.worker")
+
+MAX_BACKOFF = 30.0  # seconds between tries while the database is down
+MAX_CONFLICT_ATTEMPTS = 5
 
 FAULT_ENV = "BATON_FAULT"
 """Fault injection for durability tests: ``after_claim@N`` / ``after_flow@N`` /
@@ -60,12 +66,15 @@ class WorkerStats:
 
 class Worker:
     def __init__(self, engine: Engine, *, batch: int = 32, poll_interval: float = 0.5,
-                 heartbeat_interval: float = 5.0, heartbeat_timeout: float = 30.0) -> None:
+                 idle_poll: float = 10.0, heartbeat_interval: float | None = None,
+                 heartbeat_timeout: float = 30.0) -> None:
         self.engine = engine
         self.store = engine.store
         self.batch = batch
-        self.poll_interval = poll_interval
-        self.heartbeat_interval = heartbeat_interval
+        self.poll_interval = poll_interval  # SQLite: how often an idle worker looks
+        self.idle_poll = idle_poll  # PostgreSQL: fallback poll when no NOTIFY arrives
+        # Beat at least three times per timeout, so a live worker is never taken for dead.
+        self.heartbeat_interval = heartbeat_interval or min(5.0, heartbeat_timeout / 3)
         self.heartbeat_timeout = heartbeat_timeout
         self.id = engine.ids.new("wrk")
         self.stats = WorkerStats()
@@ -74,27 +83,77 @@ class Worker:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def run(self, *, until_idle: bool = False) -> WorkerStats:
-        """Process jobs until stopped, or (``until_idle``) until nothing is ready now."""
+        """Process jobs until stopped, or (``until_idle``) until nothing is ready now.
+
+        A database that is down does not kill the worker: it logs, backs off (up to
+        30 s) and tries again. With ``until_idle`` the error is raised instead.
+        """
         self.stopping.clear()
-        now = iso(self.engine.clock.now())
-        self.store.register_worker(self.id, socket.gethostname(), os.getpid(), now)
+        self._with_db(self._register, retry=not until_idle)
         hb = threading.Thread(target=self._heartbeat_loop, daemon=True, name="baton-heartbeat")
         hb.start()
+        next_reap = 0.0
+        delay = 0.0
         try:
             while not self.stopping.is_set():
-                self.store.release_jobs_of_dead_workers(iso(self.engine.clock.now()), self.heartbeat_timeout)
-                if self.run_once():
+                try:
+                    if time.monotonic() >= next_reap:  # hand back jobs of dead workers
+                        self.store.release_jobs_of_dead_workers(
+                            iso(self.engine.clock.now()), self.heartbeat_timeout)
+                        next_reap = time.monotonic() + self.heartbeat_interval
+                    processed = self.run_once()
+                    delay = 0.0
+                except DBAPIError as exc:
+                    if until_idle:
+                        raise
+                    delay = min(max(delay * 2, 0.5), MAX_BACKOFF)
+                    log.warning("database unavailable (%s); retrying in %.1f s",
+                                str(exc).splitlines()[0], delay)
+                    self.stopping.wait(delay)
+                    continue
+                if processed:
                     continue
                 if until_idle:
                     break
-                self.engine.work_available.wait(self.poll_interval)
-                self.engine.work_available.clear()
+                self._idle_wait()
         finally:
             self.stopping.set()
-            self.store.unregister_worker(self.id)
+            try:  # releases jobs claimed but not processed (graceful stop)
+                self.store.unregister_worker(self.id)
+            except DBAPIError:
+                log.warning("could not unregister worker %s; its jobs return after the "
+                            "heartbeat timeout", self.id)
         return self.stats
 
+    def _register(self) -> None:
+        now = iso(self.engine.clock.now())
+        self.store.register_worker(self.id, worker_host(), os.getpid(), now)
+
+    def _with_db(self, fn: Any, *, retry: bool) -> None:
+        delay = 0.5
+        while True:
+            try:
+                fn()
+                return
+            except DBAPIError as exc:
+                if not retry or self.stopping.is_set():
+                    raise
+                log.warning("database unavailable (%s); retrying in %.1f s",
+                            str(exc).splitlines()[0], delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+    def _idle_wait(self) -> None:
+        """Sleep until work may be there: a NOTIFY (PostgreSQL), an in-process wake-up,
+        or the slow fallback poll."""
+        if self.store.dialect == "postgresql":
+            self.store.wait_for_jobs(self.idle_poll)
+        else:
+            self.engine.work_available.wait(self.poll_interval)
+            self.engine.work_available.clear()
+
     def stop(self) -> None:
+        """Stop after the job in hand; jobs claimed but not started are released."""
         self.stopping.set()
         self.engine.work_available.set()
 
@@ -102,20 +161,35 @@ class Worker:
         while not self.stopping.wait(self.heartbeat_interval):
             try:
                 self.store.heartbeat(self.id, iso(self.engine.clock.now()))
-            except Exception:  # the database may be busy; the next beat tries again
+            except Exception:  # the database may be busy or down; the next beat tries again
                 log.warning("heartbeat failed", exc_info=True)
 
     def run_once(self) -> int:
         """Claim and process one batch; returns how many jobs were processed."""
         jobs = self.store.claim_jobs(self.id, iso(self.engine.clock.now()), self.batch)
+        done = 0
         for job in jobs:
+            if self.stopping.is_set():
+                break  # the rest is released by unregister_worker
             self._faults.hit("after_claim")
             try:
                 self.process(job)
             except TransitionConflict as exc:
-                log.info("job %s dropped: %s", job.id, exc)
+                self._conflict(job, exc)
             self.stats.jobs += 1
-        return len(jobs)
+            done += 1
+        return done or len(jobs)
+
+    def _conflict(self, job: Job, exc: TransitionConflict) -> None:
+        """A result could not be committed because something changed underneath (or the job
+        was handed to another worker). Try again later, a few times, then drop it."""
+        if job.attempts < MAX_CONFLICT_ATTEMPTS:
+            log.info("job %s (run %s) conflicted, will retry: %s", job.id, job.run_id, exc)
+            self.store.release_job(job.id, self.id, iso(self.engine.clock.now()))
+        else:
+            log.error("job %s (run %s) dropped after %d conflicts: %s", job.id, job.run_id,
+                      job.attempts, exc)
+            self.store.drop_job(job.id, self.id)
 
     # ---- one job ------------------------------------------------------------------------
     def process(self, job: Job) -> None:
@@ -259,3 +333,32 @@ def _jsonable(value: Any) -> Any:
     import json
 
     return json.loads(json.dumps(value, default=str))
+
+
+def run_workers(engine: Engine, concurrency: int, *, until_idle: bool = False,
+                _created: list[Worker] | None = None, **options: Any) -> list[Worker]:
+    """Run ``concurrency`` workers in threads of this process until they stop.
+
+    Threads help flows that wait on I/O (callouts, other systems); CPU-bound flows
+    scale with more processes (``baton worker`` on more cores or machines).
+    """
+    workers = [Worker(engine, **options) for _ in range(max(1, concurrency))]
+    if _created is not None:  # lets a caller (a signal handler) reach them while they run
+        _created.extend(workers)
+    if len(workers) == 1:
+        workers[0].run(until_idle=until_idle)
+        return workers
+    threads = [threading.Thread(target=w.run, kwargs={"until_idle": until_idle},
+                                name=f"baton-worker-{i}") for i, w in enumerate(workers)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.5)
+    except KeyboardInterrupt:
+        for w in workers:
+            w.stop()
+        for t in threads:
+            t.join()
+    return workers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -17,6 +18,9 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+
+# JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
+JSON = JSON().with_variant(JSONB(), "postgresql")  # type: ignore[misc]
 
 # Big integer ids that autoincrement on SQLite too (SQLite only autoincrements INTEGER PRIMARY KEY).
 AutoId = BigInteger().with_variant(Integer(), "sqlite")

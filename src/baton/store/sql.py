@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from baton.clock import iso, parse_iso
@@ -27,6 +27,8 @@ from baton.store.base import DefinitionRow, Job
 from baton.store.migrations import current_version, pending
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+NOTIFY_CHANNEL = "baton_jobs"
+MIGRATION_LOCK = 7301995  # pg_advisory_xact_lock key held while migrating
 
 
 def normalize_url(url: str) -> str:
@@ -43,6 +45,7 @@ class SqlTx:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.enqueued = False  # a job was enqueued: wake idle workers at commit (PostgreSQL)
 
     # ---- definitions --------------------------------------------------------------------
     def latest_definition_txn(self, kind: str, name: str) -> DefinitionRow | None:
@@ -91,8 +94,10 @@ class SqlTx:
     def insert_record_txn(self, row: dict[str, Any]) -> None:
         self.conn.execute(insert(s.records).values(**row))
 
-    def get_record_txn(self, record_id: str) -> dict[str, Any] | None:
-        row = self.conn.execute(select(s.records).where(s.records.c.id == record_id)).first()
+    def get_record_txn(self, record_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        """``for_update`` locks the row until commit (PostgreSQL; SQLite's write lock covers it)."""
+        q = select(s.records).where(s.records.c.id == record_id)
+        row = self.conn.execute(q.with_for_update() if for_update else q).first()
         return dict(row._mapping) if row else None
 
     def update_record_txn(
@@ -121,8 +126,10 @@ class SqlTx:
     def insert_run_txn(self, row: dict[str, Any]) -> None:
         self.conn.execute(insert(s.runs).values(**row))
 
-    def get_run_txn(self, run_id: str) -> dict[str, Any] | None:
-        row = self.conn.execute(select(s.runs).where(s.runs.c.id == run_id)).first()
+    def get_run_txn(self, run_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        """``for_update`` serialises writers of one run (two of its steps finishing at once)."""
+        q = select(s.runs).where(s.runs.c.id == run_id)
+        row = self.conn.execute(q.with_for_update() if for_update else q).first()
         return dict(row._mapping) if row else None
 
     def update_run_txn(self, row: dict[str, Any], expected_seq: int) -> None:
@@ -157,8 +164,9 @@ class SqlTx:
     def insert_work_item_txn(self, row: dict[str, Any]) -> None:
         self.conn.execute(insert(s.work_items).values(**row))
 
-    def get_work_item_txn(self, item_id: str) -> dict[str, Any] | None:
-        row = self.conn.execute(select(s.work_items).where(s.work_items.c.id == item_id)).first()
+    def get_work_item_txn(self, item_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        q = select(s.work_items).where(s.work_items.c.id == item_id)
+        row = self.conn.execute(q.with_for_update() if for_update else q).first()
         return dict(row._mapping) if row else None
 
     def find_work_item_txn(self, run_id: str, step: str, iteration: int) -> dict[str, Any] | None:
@@ -203,6 +211,7 @@ class SqlTx:
                 attempts=0, created_at=now,
             )
         )
+        self.enqueued = True
 
     def finish_job_txn(self, job_id: int, worker_id: str) -> None:
         """Delete a claimed job; only its claimer may, exactly once."""
@@ -251,11 +260,11 @@ class SqlStore:
         if self.dialect == "sqlite":
             self._init_sqlite(u.database or "", sqlite_synchronous)
         elif self.dialect == "postgresql":
-            raise ConfigError(
-                "PostgreSQL support is not in this version yet; use a sqlite:/// URL (the default)"
-            )
+            self._init_postgres()
         else:
-            raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///PATH")
+            raise ConfigError(
+                f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST/DB"
+            )
 
     # ---- SQLite setup -------------------------------------------------------------------
     def _init_sqlite(self, path: str, synchronous: str | None) -> None:
@@ -295,12 +304,73 @@ class SqlStore:
         self._writer = make(True)
         self._reader = make(False)
 
+    # ---- PostgreSQL setup ---------------------------------------------------------------
+    def _init_postgres(self) -> None:
+        self.synchronous = "on (synchronous_commit)"
+        self.path = ""
+        env = os.environ
+        # SQLAlchemy's QueuePool is the pool: every statement goes through SQLAlchemy Core,
+        # so a second pool (psycopg-pool) underneath would only hold idle connections twice.
+        self._writer = create_engine(
+            self.url,
+            pool_size=int(env.get("BATON_PG_POOL_SIZE", "5")),
+            max_overflow=int(env.get("BATON_PG_POOL_OVERFLOW", "5")),
+            pool_timeout=30,
+            pool_pre_ping=True,  # a connection the server dropped is replaced, not used
+            pool_recycle=1800,
+            connect_args={"connect_timeout": 10, "application_name": "baton"},
+        )
+        self._reader = self._writer
+        self._listener: Any = None
+
     # ---- transactions -------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[SqlTx]:
         """A write transaction: committed when the block ends, rolled back on error."""
         with self._writer.begin() as conn:
-            yield SqlTx(conn)
+            tx = SqlTx(conn)
+            yield tx
+            if tx.enqueued and self.dialect == "postgresql":
+                # Delivered at commit, to every listening worker: no busy polling.
+                conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Errors worth one more try: a lost connection, a serialization failure, a deadlock,
+        SQLite's lock timeout."""
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        orig = getattr(exc, "orig", None)
+        code = getattr(orig, "sqlstate", None)
+        if code in ("40001", "40P01") or (code or "").startswith("08"):
+            return True
+        return isinstance(exc, OperationalError) and (
+            self.dialect == "postgresql" or "locked" in str(exc)
+        )
+
+    def wait_for_jobs(self, timeout: float) -> bool:
+        """Block until a job may be ready (PostgreSQL NOTIFY) or ``timeout`` passes.
+
+        SQLite has no notifications: in-process callers are woken by the Engine's
+        event and other processes by the poll.
+        """
+        if self.dialect != "postgresql" or timeout <= 0:
+            return False
+        import psycopg
+
+        try:
+            if self._listener is None or self._listener.closed:
+                dsn = self.url.replace("postgresql+psycopg://", "postgresql://")
+                self._listener = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+                self._listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            got = False
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                got = True
+            return got
+        except psycopg.Error:
+            if self._listener is not None:
+                self._listener.close()
+            self._listener = None
+            raise
 
     @contextmanager
     def read(self) -> Iterator[SqlTx]:
@@ -311,6 +381,9 @@ class SqlStore:
         """Apply pending migrations; returns the names applied."""
         applied = []
         with self.write() as tx:
+            if self.dialect == "postgresql":
+                # Many workers may start at once: one migrates, the others wait and see it done.
+                tx.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             if current_version(tx.conn) == 0:
                 s.schema_migrations.create(tx.conn, checkfirst=True)
             for m in pending(tx.conn):
@@ -336,6 +409,9 @@ class SqlStore:
                 .where(t.c.status == "ready", t.c.run_after <= now)
                 .order_by(t.c.run_after, t.c.id)
                 .limit(limit)
+                # PostgreSQL: rows another worker is claiming are skipped, not waited for.
+                # SQLite: BEGIN IMMEDIATE already made this transaction the only writer.
+                .with_for_update(skip_locked=True)
             )
             if kinds:
                 q = q.where(t.c.kind.in_(list(kinds)))
@@ -358,6 +434,11 @@ class SqlStore:
                 .where(t.c.id == job_id, t.c.claimed_by == worker_id)
                 .values(status="ready", claimed_by=None, claimed_at=None, run_after=run_after)
             )
+
+    def drop_job(self, job_id: int, worker_id: str) -> None:
+        t = s.jobs
+        with self.write() as tx:
+            tx.conn.execute(delete(t).where(t.c.id == job_id, t.c.claimed_by == worker_id))
 
     def register_worker(self, worker_id: str, host: str, pid: int, now: str) -> None:
         with self.write() as tx:
@@ -384,7 +465,7 @@ class SqlStore:
         A worker is dead when its heartbeat is older than the timeout, or at once
         when it ran on this host and its process no longer exists.
         """
-        host = socket.gethostname()
+        host = worker_host()
         cutoff = iso(parse_iso(now) - timedelta(seconds=heartbeat_timeout_s))
         with self.write() as tx:
             dead = [
@@ -408,6 +489,9 @@ class SqlStore:
         yield from s.metadata.tables
 
     def database_size(self) -> int:
+        if self.dialect == "postgresql":
+            with self.read() as tx:
+                return int(tx.conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one())
         if self.dialect == "sqlite":
             return sum(
                 Path(p).stat().st_size
@@ -419,12 +503,20 @@ class SqlStore:
     def close(self) -> None:
         self._writer.dispose()
         self._reader.dispose()
+        if getattr(self, "_listener", None) is not None:
+            self._listener.close()
 
 
 def _utcnow() -> Any:
     from baton.clock import SystemClock
 
     return SystemClock().now()
+
+
+def worker_host() -> str:
+    """The host name workers report; ``BATON_WORKER_HOST`` overrides it (tests use it to
+    make workers on one machine behave as if on many: judged by heartbeat only)."""
+    return os.environ.get("BATON_WORKER_HOST") or socket.gethostname()
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,0 +1,172 @@
+"""The Store contract: the same tests against SQLite and PostgreSQL.
+
+What the engine relies on: compare-and-set writes that refuse stale versions, jobs
+claimed by exactly one worker, jobs finished only by their holder, dead workers' jobs
+handed back, events kept in order, and (PostgreSQL) idle workers woken by NOTIFY.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from baton.errors import TransitionConflict
+from baton.store.migrations import LATEST
+from baton.store.sql import SqlStore
+
+NOW = "2026-01-05T09:00:00.000Z"
+LATER = "2026-01-05T09:10:00.000Z"
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[SqlStore]:
+    s = SqlStore(db_url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+def _enqueue(store: SqlStore, n: int, run_after: str = NOW) -> None:
+    with store.write() as tx:
+        for i in range(n):
+            tx.enqueue_job_txn("step", f"run_{i}", {"i": i}, run_after, NOW)
+
+
+def _record(store: SqlStore, rid: str = "rec_1") -> None:
+    with store.write() as tx:
+        tx.insert_record_txn({"id": rid, "object_type": "Case", "data": {"a": 1}, "version": 1,
+                              "created_at": NOW, "updated_at": NOW})
+
+
+def test_schema_is_at_the_latest_migration(store: SqlStore) -> None:
+    assert store.schema_version() == LATEST
+    assert store.migrate() == []
+
+
+def test_record_update_is_compare_and_set(store: SqlStore) -> None:
+    _record(store)
+    with store.write() as tx:
+        assert tx.update_record_txn("rec_1", {"a": 2}, 1, LATER) == 2
+    with pytest.raises(TransitionConflict, match="no longer at version 1"), store.write() as tx:
+        tx.update_record_txn("rec_1", {"a": 3}, 1, LATER)
+    with store.read() as tx:
+        row = tx.get_record_txn("rec_1")
+    assert row is not None and row["data"] == {"a": 2} and row["version"] == 2
+
+
+def test_run_update_is_compare_and_set(store: SqlStore) -> None:
+    row: dict[str, Any] = {"id": "run_1", "orchestration": "o", "version": 1, "record_id": None,
+                           "status": "in_progress", "current_stage": "s", "state": {"x": 1},
+                           "seq": 1, "created_at": NOW, "updated_at": NOW, "completed_at": None}
+    with store.write() as tx:
+        tx.insert_run_txn(row)
+        tx.update_run_txn({**row, "seq": 2, "state": {"x": 2}}, 1)
+    with pytest.raises(TransitionConflict), store.write() as tx:
+        tx.update_run_txn({**row, "seq": 2, "state": {"x": 3}}, 1)
+    with store.read() as tx:
+        got = tx.get_run_txn("run_1")
+    assert got is not None and got["state"] == {"x": 2}
+
+
+def test_a_failed_transaction_leaves_nothing(store: SqlStore) -> None:
+    with pytest.raises(RuntimeError), store.write() as tx:
+        tx.enqueue_job_txn("step", "run_1", {}, NOW, NOW)
+        tx.append_events_txn([{"at": NOW, "type": "x", "actor": "t", "record_id": None,
+                               "run_id": "run_1", "data": {}}])
+        raise RuntimeError("boom")
+    with store.read() as tx:
+        assert tx.count_jobs_txn() == {}
+        assert tx.events_txn(run_id="run_1") == []
+
+
+def test_jobs_not_yet_due_are_not_claimed(store: SqlStore) -> None:
+    _enqueue(store, 2, run_after=LATER)
+    assert store.claim_jobs("w1", NOW, 10) == []
+    assert len(store.claim_jobs("w1", LATER, 10)) == 2
+
+
+def test_concurrent_claimers_never_get_the_same_job(store: SqlStore) -> None:
+    _enqueue(store, 200)
+    got: dict[str, list[int]] = {}
+    barrier = threading.Barrier(4)
+
+    def claimer(name: str) -> None:
+        barrier.wait()
+        mine: list[int] = []
+        while batch := store.claim_jobs(name, NOW, 7):
+            mine += [j.id for j in batch]
+        got[name] = mine
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    all_ids = [i for ids in got.values() for i in ids]
+    assert len(all_ids) == 200 and len(set(all_ids)) == 200
+
+
+def test_only_the_holder_finishes_a_job_and_only_once(store: SqlStore) -> None:
+    _enqueue(store, 1)
+    (job,) = store.claim_jobs("w1", NOW, 1)
+    with pytest.raises(TransitionConflict), store.write() as tx:
+        tx.finish_job_txn(job.id, "w2")
+    with store.write() as tx:
+        tx.finish_job_txn(job.id, "w1")
+    with pytest.raises(TransitionConflict), store.write() as tx:
+        tx.finish_job_txn(job.id, "w1")
+
+
+def test_jobs_of_a_silent_worker_are_handed_back_after_the_timeout(store: SqlStore,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_WORKER_HOST", "elsewhere")  # judged by heartbeat, not by pid
+    store.register_worker("w1", "another-host", 999_999, NOW)
+    _enqueue(store, 3)
+    assert len(store.claim_jobs("w1", NOW, 10)) == 3
+    assert store.release_jobs_of_dead_workers("2026-01-05T09:00:20.000Z", 30) == 0
+    assert store.release_jobs_of_dead_workers("2026-01-05T09:00:31.000Z", 30) == 3
+    again = store.claim_jobs("w2", LATER, 10)
+    assert len(again) == 3 and all(j.attempts == 2 for j in again)
+
+
+def test_jobs_of_a_dead_process_on_this_host_are_handed_back_at_once(store: SqlStore) -> None:
+    import subprocess
+
+    from baton.store.sql import worker_host
+
+    gone = subprocess.Popen(["true"])  # a process that existed and has exited
+    gone.wait()
+    store.register_worker("w1", worker_host(), gone.pid, NOW)
+    _enqueue(store, 2)
+    store.claim_jobs("w1", NOW, 10)
+    assert store.release_jobs_of_dead_workers(NOW, 30) == 2
+
+
+def test_graceful_unregister_releases_claimed_jobs(store: SqlStore) -> None:
+    store.register_worker("w1", "h", 1, NOW)
+    _enqueue(store, 2)
+    store.claim_jobs("w1", NOW, 10)
+    store.unregister_worker("w1")
+    assert len(store.claim_jobs("w2", NOW, 10)) == 2
+
+
+def test_events_come_back_in_order(store: SqlStore) -> None:
+    with store.write() as tx:
+        tx.append_events_txn([{"at": NOW, "type": f"e{i}", "actor": "t", "record_id": "rec_1",
+                               "run_id": None, "data": {"i": i}} for i in range(50)])
+    with store.read() as tx:
+        events = tx.events_txn(record_id="rec_1")
+    assert [e["data"]["i"] for e in events] == list(range(50))
+
+
+def test_idle_workers_are_woken_by_an_enqueue(store: SqlStore) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite has no notifications: in-process workers are woken by the Engine")
+    assert store.wait_for_jobs(0.2) is False  # nothing enqueued: times out
+    timer = threading.Timer(0.3, _enqueue, args=(store, 1))
+    timer.start()
+    assert store.wait_for_jobs(30) is True
+    timer.join()
