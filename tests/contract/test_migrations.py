@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import create_engine, inspect
@@ -43,3 +44,28 @@ def test_migrate_is_idempotent(tmp_path: Path) -> None:
     assert store.migrate()
     assert store.migrate() == []
     store.close()
+
+
+def test_migrations_produce_the_canonical_schema_on_postgres(pg_template: str) -> None:
+    from tests.conftest import _pg_admin, _pg_url_for
+
+    names = [f"baton_mig_{os.getpid()}_{kind}" for kind in ("migrated", "canonical")]
+    with _pg_admin() as admin:  # type: ignore[attr-defined]
+        for name in names:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin.execute(f"CREATE DATABASE {name}")
+    try:
+        store = SqlStore(_pg_url_for(names[0]))
+        assert store.migrate()[-1].startswith(f"{LATEST:03d}")
+        assert store.migrate() == []
+        store.close()
+        canonical = _pg_url_for(names[1]).replace("postgresql://", "postgresql+psycopg://")
+        eng = create_engine(canonical)
+        schema.metadata.create_all(eng)
+        eng.dispose()
+        migrated = _shape(_pg_url_for(names[0]).replace("postgresql://", "postgresql+psycopg://"))
+        assert {k: v for k, v in migrated.items()} == _shape(canonical)
+    finally:
+        with _pg_admin() as admin:  # type: ignore[attr-defined]
+            for name in names:
+                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
