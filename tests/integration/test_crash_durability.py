@@ -66,9 +66,10 @@ def _baton(project: Path, db_url: str, *args: str, fault: str | None = None,
 
 
 def _pick_k(rng: random.Random) -> int:
-    # Mostly early deaths (many kills at all three points), sometimes longer lives so the
-    # test does not spend all its time starting Python (~0.5 s per worker process).
-    return rng.randint(1, 30) if rng.random() < 0.85 else rng.randint(31, 150)
+    # Mostly early deaths (many kills at all three points; a worker commits a whole batch
+    # at once, so it reaches after_commit only once per batch), sometimes longer lives so
+    # the test does not spend all its time starting Python (~0.5 s per worker process).
+    return rng.randint(1, 8) if rng.random() < 0.85 else rng.randint(9, 60)
 
 
 def _act_as_agents(engine: Engine) -> int:
@@ -124,7 +125,9 @@ def _run_and_check(engine: Engine, project: Path, db_url: str) -> None:
             break
         point = POINTS[life % len(POINTS)]
         k = _pick_k(rng)
-        proc = _baton(project, db_url, "worker", "--until-idle", fault=f"{point}@{k}")
+        # Small batches: many group commits to crash around (a batch is one commit).
+        proc = _baton(project, db_url, "worker", "--until-idle", "--batch", "4",
+                      fault=f"{point}@{k}")
         lives.append((point, k, proc.returncode))
         assert proc.returncode in (0, -signal.SIGKILL), (
             f"worker life {life} ({point}@{k}) exited {proc.returncode}:\n{proc.stderr}")

@@ -414,9 +414,10 @@ def decide(
         found = defn.find_step(event.step)
         assert found is not None
         if isinstance(event, StepCompleted):
-            if event.vars is not None:
-                r.vars = dict(event.vars)
-            d.complete_step(sr, dict(event.output), event.actor)
+            if event.vars:
+                r.vars.update(event.vars)  # only what this flow changed: concurrent steps merge
+            extra = {"ran_at": event.ran_at} if event.ran_at else {}
+            d.complete_step(sr, dict(event.output), event.actor, **extra)
         else:
             d.fail_step(sr, found[1], event.error)
     elif isinstance(event, RecordChanged):

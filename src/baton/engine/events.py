@@ -19,8 +19,9 @@ class StepCompleted:
     step: str
     iteration: int
     output: dict[str, Any]
-    vars: dict[str, Any] | None = None  # the run's variables after the flow (None: unchanged)
+    vars: dict[str, Any] | None = None  # variables the flow set or changed (None: none)
     actor: str = "system"
+    ran_at: str | None = None  # when the worker started running the flow
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from baton.clock import Clock, SystemClock, iso
 from baton.definitions.loader import check_definitions
-from baton.definitions.model import OrchestrationDefinition
+from baton.definitions.model import FieldDefinition, OrchestrationDefinition
 from baton.engine.events import CancelRequested, RecordChanged, RunStarted, StepCompleted
 from baton.engine.state import Run
 from baton.engine.status import WORK_ITEM_OPEN, RunStatus, WorkItemStatus
@@ -121,17 +121,30 @@ class Engine:
     @one_transaction
     def create_record(self, object_type: str, data: dict[str, Any], *, actor: str = "system") -> dict[str, Any]:
         """Create a record; runs it triggers start in the same transaction."""
+        return self.create_records(object_type, [data], actor=actor)[0]
+
+    @one_transaction
+    def create_records(self, object_type: str, rows: Sequence[dict[str, Any]], *,
+                       actor: str = "system") -> list[dict[str, Any]]:
+        """Create many records (and the runs they trigger) in one transaction: all or none.
+
+        For imports and load: one commit instead of one per record.
+        """
         now_dt, now = self._now()
+        out = []
         with self.store.write() as tx:
             otype = self.definitions.object_type(object_type, tx)
-            values = coerce_fields(otype.fields, data, f"{object_type} record")
-            row = {"id": self.ids.new("rec"), "object_type": object_type, "data": values,
-                   "version": 1, "created_at": now, "updated_at": now}
-            tx.insert_record_txn(row)
-            tx.append_events_txn([event_row("record_created", actor, now, row["id"], None,
-                                            {"object_type": object_type, "fields": values})])
-            self._fire_triggers_txn(tx, row, None, "create", now_dt, actor)
-        return record_view(row)
+            for i, data in enumerate(rows):
+                what = f"{object_type} record" + (f" #{i + 1}" if len(rows) > 1 else "")
+                values = coerce_fields(otype.fields, data, what)
+                row = {"id": self.ids.new("rec"), "object_type": object_type, "data": values,
+                       "version": 1, "created_at": now, "updated_at": now}
+                tx.insert_record_txn(row)
+                tx.append_events_txn([event_row("record_created", actor, now, row["id"], None,
+                                                {"object_type": object_type, "fields": values})])
+                self._fire_triggers_txn(tx, row, None, "create", now_dt, actor)
+                out.append(record_view(row))
+        return out
 
     @one_transaction
     def update_record(self, record_id: str, data: dict[str, Any], *, expected_version: int | None = None,
@@ -344,37 +357,61 @@ class Engine:
     @one_transaction
     def complete(self, item_id: str, user: str, data: dict[str, Any]) -> dict[str, Any]:
         """Submit the form: completes the item and its step, and moves the run on."""
-        now_dt, now = self._now()
+        now_dt, _ = self._now()
         with self.store.write() as tx:
-            item = self._get_item_txn(tx, item_id)
-            status = item["status"]
-            if status == "claimed" and item["claimed_by"] != user:
-                raise TransitionConflict(f"work item {item_id} is claimed by {item['claimed_by']}")
-            if status not in ("open", "claimed"):
-                raise TransitionConflict(f"work item {item_id} is {status}; it cannot be completed")
-            self._check_may_act(item, user)
-            from baton.definitions.model import FieldDefinition
+            return self._complete_txn(tx, item_id, user, data, now_dt)
 
-            form = [FieldDefinition(name=f["name"], type=f["type"], required=f["required"],
-                                    choices=tuple(f.get("choices") or ()), default=f.get("default"))
-                    for f in item["form"]]
-            values = coerce_fields(form, data, f"form of work item {item_id}")
-            if not tx.update_work_item_txn(item_id, [status], item["version"], {
-                "status": "completed", "claimed_by": user, "data": values, "updated_at": now,
-                "completed_at": now, "completed_by": user,
-            }):
-                raise TransitionConflict(f"work item {item_id} changed while completing; try again")
-            tx.append_events_txn([event_row("work_item_completed", user, now, item["record_id"],
-                                            item["run_id"], {"work_item": item_id, "step": item["step"],
-                                                             "data": values})])
-            run, defn, record = self._load_run_txn(tx, item["run_id"])
-            decision = self.applier.decide_and_apply_txn(
-                tx, defn, run, StepCompleted(item["step"], item["iteration"], values, actor=user),
-                now_dt, record)
-            if decision.stale:
-                raise TransitionConflict(
-                    f"step {item['step']!r} of run {run.id} is no longer waiting for this item")
-            return {**self._get_item_txn(tx, item_id), "run": decision.run}
+    def complete_many(self, submissions: Sequence[tuple[str, str, dict[str, Any]]]
+                      ) -> list[dict[str, Any] | BatonError]:
+        """Complete many work items in one transaction (``(item_id, user, data)`` each).
+
+        Each submission is its own savepoint: one that fails (a conflict, bad form data)
+        is returned as its error and changes nothing, the others commit together.
+        """
+        now_dt, _ = self._now()
+        results: list[dict[str, Any] | BatonError] = []
+        with self.store.write() as tx:
+            for item_id, user, data in submissions:
+                try:
+                    with tx.conn.begin_nested():
+                        results.append(self._complete_txn(tx, item_id, user, data, now_dt))
+                except BatonError as exc:
+                    results.append(exc)
+        return results
+
+    def _complete_txn(self, tx: SqlTx, item_id: str, user: str, data: dict[str, Any],
+                      now_dt: Any) -> dict[str, Any]:
+        now = iso(now_dt)
+        item = self._get_item_txn(tx, item_id)
+        status = item["status"]
+        if status == "claimed" and item["claimed_by"] != user:
+            raise TransitionConflict(f"work item {item_id} is claimed by {item['claimed_by']}")
+        if status not in ("open", "claimed"):
+            raise TransitionConflict(f"work item {item_id} is {status}; it cannot be completed")
+        self._check_may_act(item, user)
+        form = [FieldDefinition(name=f["name"], type=f["type"], required=f["required"],
+                                choices=tuple(f.get("choices") or ()), default=f.get("default"))
+                for f in item["form"]]
+        values = coerce_fields(form, data, f"form of work item {item_id}")
+        if not tx.update_work_item_txn(item_id, [status], item["version"], {
+            "status": "completed", "claimed_by": user, "data": values, "updated_at": now,
+            "completed_at": now, "completed_by": user,
+        }):
+            raise TransitionConflict(f"work item {item_id} changed while completing; try again")
+        tx.append_events_txn([event_row("work_item_completed", user, now, item["record_id"],
+                                        item["run_id"], {"work_item": item_id, "step": item["step"],
+                                                         "data": values})])
+        run, defn, record = self._load_run_txn(tx, item["run_id"])
+        decision = self.applier.decide_and_apply_txn(
+            tx, defn, run, StepCompleted(item["step"], item["iteration"], values, actor=user),
+            now_dt, record)
+        if decision.stale:
+            raise TransitionConflict(
+                f"step {item['step']!r} of run {run.id} is no longer waiting for this item")
+        updated = {**item, "status": "completed", "claimed_by": user, "data": values,
+                   "updated_at": now, "completed_at": now, "completed_by": user,
+                   "version": item["version"] + 1}
+        return {**updated, "run": decision.run}
 
     @one_transaction
     def reassign(self, item_id: str, to: str, *, actor: str = "system") -> dict[str, Any]:

@@ -15,13 +15,13 @@ import signal
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
 from baton.clock import iso
-from baton.engine.events import ConditionEvaluated, StepCompleted, StepFailed
+from baton.engine.events import ConditionEvaluated, RecordChanged, StepCompleted, StepFailed
 from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
@@ -165,20 +165,25 @@ class Worker:
                 log.warning("heartbeat failed", exc_info=True)
 
     def run_once(self) -> int:
-        """Claim and process one batch; returns how many jobs were processed."""
+        """Claim one batch, run its flows, and commit all their results in ONE transaction.
+
+        Group commit: a batch of results shares one commit (and one fsync), while each
+        result is applied in its own savepoint, so one that cannot be committed does not
+        take the others down with it.
+        """
         jobs = self.store.claim_jobs(self.id, iso(self.engine.clock.now()), self.batch)
-        done = 0
+        if not jobs:
+            return 0
+        results: list[_Result] = []
+        snapshots = self._read_batch(jobs)
         for job in jobs:
             if self.stopping.is_set():
                 break  # the rest is released by unregister_worker
             self._faults.hit("after_claim")
-            try:
-                self.process(job)
-            except TransitionConflict as exc:
-                self._conflict(job, exc)
-            self.stats.jobs += 1
-            done += 1
-        return done or len(jobs)
+            results.append(self._execute(job, snapshots.get(job.run_id or "")))
+        self._commit_batch(results)
+        self.stats.jobs += len(results)
+        return len(results)
 
     def _conflict(self, job: Job, exc: TransitionConflict) -> None:
         """A result could not be committed because something changed underneath (or the job
@@ -191,21 +196,21 @@ class Worker:
                       job.attempts, exc)
             self.store.drop_job(job.id, self.id)
 
-    # ---- one job ------------------------------------------------------------------------
-    def process(self, job: Job) -> None:
-        if job.kind == "step":
-            self._run_step(job)
-        elif job.kind == "condition":
-            self._run_condition(job)
-        elif job.kind == "evaluate":
-            with self.store.write() as tx:
-                tx.finish_job_txn(job.id, self.id)
-                self.engine.evaluate_run_txn(tx, job.run_id or "", self.engine.clock.now())
-            self._faults.hit("after_commit")
-        else:
-            log.error("unknown job kind %r (job %s) dropped", job.kind, job.id)
-            with self.store.write() as tx:
-                tx.finish_job_txn(job.id, self.id)
+    # ---- outside the transaction: read, run flows ------------------------------------------
+    def _read_batch(self, jobs: list[Job]) -> dict[str, tuple[Run, dict[str, Any] | None]]:
+        """The state of every run the batch touches, read in one (read) transaction."""
+        out: dict[str, tuple[Run, dict[str, Any] | None]] = {}
+        with self.store.read() as tx:
+            for job in jobs:
+                if job.kind not in ("step", "condition") or not job.run_id or job.run_id in out:
+                    continue
+                row = tx.get_run_txn(job.run_id)
+                if row is None:
+                    continue
+                run = Run.from_json(row["state"])
+                rec = tx.get_record_txn(run.record_id) if run.record_id else None
+                out[job.run_id] = (run, record_view(rec) if rec else None)
+        return out
 
     def _context(self, run: Run, step: str, iteration: int, record: dict[str, Any] | None) -> FlowContext:
         steps = {n: StepView(n, sr.status.value, sr.output or {}) for n, sr in run.steps.items()}
@@ -214,28 +219,26 @@ class Worker:
         return FlowContext(run_id=run.id, step=step, iteration=iteration, record=record,
                            vars=dict(run.vars), input=run.input, steps=steps, logger=logger)
 
-    def _read(self, run_id: str) -> tuple[Run, dict[str, Any] | None]:
-        with self.store.read() as tx:
-            row = tx.get_run_txn(run_id)
-            if row is None:
-                raise TransitionConflict(f"run {run_id} is gone")
-            run = Run.from_json(row["state"])
-            rec = tx.get_record_txn(run.record_id) if run.record_id else None
-        return run, record_view(rec) if rec else None
-
-    def _run_step(self, job: Job) -> None:
+    def _execute(self, job: Job, snapshot: tuple[Run, dict[str, Any] | None] | None) -> _Result:
+        """Run the job's flow (if any) and return what to commit."""
+        if job.kind == "evaluate":
+            return _Result(job, RecordChanged())
+        if job.kind not in ("step", "condition") or snapshot is None:
+            if job.kind not in ("step", "condition"):
+                log.error("unknown job kind %r (job %s) dropped", job.kind, job.id)
+            return _Result(job, None)
+        run, record = snapshot
+        if job.kind == "condition":
+            return self._execute_condition(job, run, record)
         step, iteration = job.payload["step"], job.payload["iteration"]
-        run, record = self._read(job.run_id or "")
         sr = run.steps.get(step)
         if run.status is not RunStatus.IN_PROGRESS or sr is None or sr.iteration != iteration \
                 or sr.status is not StepStatus.RUNNING:
-            with self.store.write() as tx:  # the step moved on (canceled, stage exited): drop
-                tx.finish_job_txn(job.id, self.id)
-            self.stats.stale += 1
-            return
+            return _Result(job, None)  # the step moved on (canceled, stage exited): drop
         ctx = self._context(run, step, iteration, record)
         event: StepCompleted | StepFailed
         fn = get_flow(job.payload["flow"])
+        ran_at = iso(self.engine.clock.now())
         try:
             if fn is None:
                 raise StepFailure(f"flow {job.payload['flow']!r} is not registered in this worker "
@@ -246,42 +249,69 @@ class Worker:
             if not isinstance(output, dict):
                 raise StepFailure(f"flow {job.payload['flow']!r} returned {type(output).__name__}, "
                                   "not a dict", retryable=False)
-            event = StepCompleted(step, iteration, _jsonable(output), vars=ctx.vars)
+            changed_vars = {k: v for k, v in ctx.vars.items() if run.vars.get(k, _UNSET) != v}
+            event = StepCompleted(step, iteration, _jsonable(output),
+                                  vars=_jsonable(changed_vars) if changed_vars else None,
+                                  ran_at=ran_at)
         except Exception as exc:  # a failing flow fails its step, never the worker
             event = StepFailed(step, iteration, _error(exc))
         self._faults.hit("after_flow")
-        self._commit(job, event, ctx.record_updates)
+        return _Result(job, event, ctx.record_updates)
 
-    def _commit(self, job: Job, event: StepCompleted | StepFailed | ConditionEvaluated,
-                record_updates: dict[str, Any]) -> None:
-        eng = self.engine
-        now_dt = eng.clock.now()
+    def _execute_condition(self, job: Job, run: Run, record: dict[str, Any] | None) -> _Result:
+        name = job.payload["flow"]
+        if run.status is not RunStatus.IN_PROGRESS:
+            return _Result(job, None)
+        fn = get_flow(name)
         try:
-            with self.store.write() as tx:
-                tx.finish_job_txn(job.id, self.id)
-                run, defn, record = eng._load_run_txn(tx, job.run_id or "")
-                if not _still_waiting(run, event):
-                    # The step was canceled (run canceled, stage exited) while its flow ran:
-                    # its result, record updates included, is dropped with the job.
-                    self.stats.stale += 1
-                    return
-                if record_updates and run.record_id and isinstance(event, StepCompleted):
-                    row = tx.get_record_txn(run.record_id)
-                    assert row is not None
-                    new = eng._update_record_txn(tx, row, record_updates, f"flow:{event.step}", now_dt,
-                                                 exclude_run=run.id)
-                    record = record_view(new)
-                decision = eng.applier.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
-        except BatonError as exc:
-            if isinstance(exc, TransitionConflict):
-                raise
-            # The result cannot be committed (e.g. the flow's record update is invalid):
-            # fail the step with that reason instead, in a fresh transaction.
-            if isinstance(event, StepCompleted):
-                self._commit_failure(job, event, exc)
-                return
-            raise
+            value = bool(fn(self._context(run, name, 0, record))) if fn else False
+        except Exception:
+            log.exception("evaluation flow %s failed for run %s; treated as false", name, run.id)
+            value = False
+        return _Result(job, ConditionEvaluated(name, value))
+
+    # ---- inside the transaction: commit the batch --------------------------------------
+    def _commit_batch(self, results: list[_Result]) -> None:
+        conflicts: list[tuple[Job, TransitionConflict]] = []
+        now_dt = self.engine.clock.now()
+        with self.store.write() as tx:
+            for res in results:
+                try:
+                    with tx.conn.begin_nested():
+                        self._apply_txn(tx, res, now_dt)
+                except TransitionConflict as exc:
+                    conflicts.append((res.job, exc))
+                except BatonError as exc:
+                    if not isinstance(res.event, StepCompleted):
+                        raise
+                    # The result cannot be committed (e.g. the flow's record update is
+                    # invalid): the step fails with that reason instead.
+                    failed = StepFailed(res.event.step, res.event.iteration, _error(exc))
+                    with tx.conn.begin_nested():
+                        self._apply_txn(tx, _Result(res.job, failed), now_dt)
         self._faults.hit("after_commit")
+        for job, exc in conflicts:
+            self._conflict(job, exc)
+
+    def _apply_txn(self, tx: Any, res: _Result, now_dt: Any) -> None:
+        eng, job, event = self.engine, res.job, res.event
+        tx.finish_job_txn(job.id, self.id)
+        if event is None:
+            self.stats.stale += 1
+            return
+        run, defn, record = eng._load_run_txn(tx, job.run_id or "")
+        if not _still_waiting(run, event):
+            # The step was canceled (run canceled, stage exited) while its flow ran:
+            # its result, record updates included, is dropped with the job.
+            self.stats.stale += 1
+            return
+        if res.record_updates and run.record_id and isinstance(event, StepCompleted):
+            row = tx.get_record_txn(run.record_id, for_update=True)
+            assert row is not None
+            new = eng._update_record_txn(tx, row, res.record_updates, f"flow:{event.step}", now_dt,
+                                         exclude_run=run.id)
+            record = record_view(new)
+        decision = eng.applier.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
         if decision.stale:
             self.stats.stale += 1
         elif isinstance(event, StepCompleted):
@@ -289,31 +319,24 @@ class Worker:
         elif isinstance(event, StepFailed):
             self.stats.steps_failed += 1
 
-    def _commit_failure(self, job: Job, event: StepCompleted, exc: BatonError) -> None:
-        failed = StepFailed(event.step, event.iteration, _error(exc))
-        self._commit(job, failed, {})
 
-    def _run_condition(self, job: Job) -> None:
-        name = job.payload["flow"]
-        run, record = self._read(job.run_id or "")
-        if run.status is not RunStatus.IN_PROGRESS:
-            with self.store.write() as tx:
-                tx.finish_job_txn(job.id, self.id)
-            return
-        fn = get_flow(name)
-        try:
-            value = bool(fn(self._context(run, name, 0, record))) if fn else False
-        except Exception:
-            log.exception("evaluation flow %s failed for run %s; treated as false", name, run.id)
-            value = False
-        self._commit(job, ConditionEvaluated(name, value), {})
+_UNSET = object()
 
 
-def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvaluated) -> bool:
+@dataclass
+class _Result:
+    """What running one job produced, waiting to be committed with its batch."""
+
+    job: Job
+    event: StepCompleted | StepFailed | ConditionEvaluated | RecordChanged | None  # None: drop
+    record_updates: dict[str, Any] = field(default_factory=dict)
+
+
+def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvaluated | RecordChanged) -> bool:
     """Is the step this result belongs to still waiting for it (same iteration, running)?"""
     if run.status is not RunStatus.IN_PROGRESS:
         return False
-    if isinstance(event, ConditionEvaluated):
+    if isinstance(event, ConditionEvaluated | RecordChanged):
         return True
     sr = run.steps.get(event.step)
     return sr is not None and sr.iteration == event.iteration and sr.status is StepStatus.RUNNING
