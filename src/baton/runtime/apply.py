@@ -77,17 +77,15 @@ class Applier:
         now = iso(now_dt)
         run = decision.run
         events: list[dict[str, Any]] = []
-        enqueued = False
+        jobs: list[tuple[str, dict[str, Any]]] = []
         for cmd in decision.commands:
             if isinstance(cmd, Audit):
                 events.append(event_row(cmd.type, cmd.actor, now, run.record_id, run.id, cmd.data))
             elif isinstance(cmd, ScheduleStep):
-                tx.enqueue_job_txn("step", run.id, {"step": cmd.step, "iteration": cmd.iteration,
-                                                    "flow": cmd.flow}, now, now)
-                enqueued = True
+                jobs.append(("step", {"step": cmd.step, "iteration": cmd.iteration,
+                                      "flow": cmd.flow}))
             elif isinstance(cmd, EvaluateCondition):
-                tx.enqueue_job_txn("condition", run.id, {"flow": cmd.flow}, now, now)
-                enqueued = True
+                jobs.append(("condition", {"flow": cmd.flow}))
             elif isinstance(cmd, CreateWorkItem):
                 item_id = self.ids.new("wi")
                 tx.insert_work_item_txn({
@@ -120,5 +118,7 @@ class Applier:
         else:
             tx.update_run_txn(row, before.seq)
         tx.append_events_txn(events)
-        if enqueued and self.wake is not None:
-            self.wake()
+        if jobs:
+            tx.enqueue_jobs_txn([(kind, run.id, payload) for kind, payload in jobs], now, now)
+            if self.wake is not None:
+                self.wake()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ from baton.definitions.loader import load_definitions, load_text
 from baton.definitions.model import ObjectTypeDefinition, OrchestrationDefinition
 from baton.errors import NotFound
 from baton.store.sql import SqlStore, SqlTx
+
+
+REFRESH_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class DefinitionRepo:
         self._generation = -1
         self._active: dict[tuple[str, str], int] = {}  # (kind, name) -> active version
         self._sources: dict[tuple[str, str, int], tuple[str, str]] = {}
+        self._next_check = 0.0
 
     # ---- deploy -------------------------------------------------------------------------
     def deploy(
@@ -76,6 +81,12 @@ class DefinitionRepo:
             with self.store.read() as rtx:
                 self.refresh(rtx)
             return
+        # Another process may deploy at any time; looking at most once a second keeps that
+        # visible without a query in every transaction of the hot path.
+        now = time.monotonic()
+        if self._generation >= 0 and now < self._next_check:
+            return
+        self._next_check = now + REFRESH_INTERVAL_S
         gen = tx.definitions_generation_txn()
         if gen == self._generation:
             return

@@ -285,16 +285,19 @@ class Engine:
 
     def _load_run_txn(self, tx: SqlTx, run_id: str) -> tuple[Run, OrchestrationDefinition, dict[str, Any] | None]:
         """Load a run to change it: its row is locked until commit (PostgreSQL)."""
+        run, defn, rec = self._load_run_row_txn(tx, run_id)
+        return run, defn, record_view(rec) if rec else None
+
+    def _load_run_row_txn(self, tx: SqlTx, run_id: str
+                          ) -> tuple[Run, OrchestrationDefinition, dict[str, Any] | None]:
+        """Like :meth:`_load_run_txn`, with the record's stored row (locked too)."""
         row = tx.get_run_txn(run_id, for_update=True)
         if row is None:
             raise NotFound("run", run_id)
         run = Run.from_json(row["state"])
         defn, _ = self.definitions.orchestration(run.orchestration, run.version, tx=tx)
-        record = None
-        if run.record_id:
-            rec = tx.get_record_txn(run.record_id, for_update=True)
-            record = record_view(rec) if rec else None
-        return run, defn, record
+        rec = tx.get_record_txn(run.record_id, for_update=True) if run.record_id else None
+        return run, defn, rec
 
     def evaluate_run_txn(self, tx: SqlTx, run_id: str, now_dt: Any) -> None:
         """Re-evaluate a run's conditions (its record changed)."""

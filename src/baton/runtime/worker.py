@@ -9,6 +9,7 @@ Flows may therefore run more than once (at-least-once); their effects on Baton
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -272,8 +273,26 @@ class Worker:
 
     # ---- inside the transaction: commit the batch --------------------------------------
     def _commit_batch(self, results: list[_Result]) -> None:
-        conflicts: list[tuple[Job, TransitionConflict]] = []
+        """Commit every result of the batch in one transaction.
+
+        The common case (every result applies) costs one commit and no savepoints. If any
+        result cannot be applied, that transaction is rolled back and the batch is
+        committed again one result per savepoint, so the bad one is handled on its own.
+        """
         now_dt = self.engine.clock.now()
+        stats = dataclasses.replace(self.stats)
+        try:
+            with self.store.write() as tx:
+                for res in results:
+                    self._apply_txn(tx, res, now_dt)
+        except BatonError:
+            self.stats = stats  # nothing of that attempt was committed
+            self._commit_one_by_one(results, now_dt)
+            return
+        self._faults.hit("after_commit")
+
+    def _commit_one_by_one(self, results: list[_Result], now_dt: Any) -> None:
+        conflicts: list[tuple[Job, TransitionConflict]] = []
         with self.store.write() as tx:
             for res in results:
                 try:
@@ -299,16 +318,15 @@ class Worker:
         if event is None:
             self.stats.stale += 1
             return
-        run, defn, record = eng._load_run_txn(tx, job.run_id or "")
+        run, defn, record_row = eng._load_run_row_txn(tx, job.run_id or "")
+        record = record_view(record_row) if record_row else None
         if not _still_waiting(run, event):
             # The step was canceled (run canceled, stage exited) while its flow ran:
             # its result, record updates included, is dropped with the job.
             self.stats.stale += 1
             return
-        if res.record_updates and run.record_id and isinstance(event, StepCompleted):
-            row = tx.get_record_txn(run.record_id, for_update=True)
-            assert row is not None
-            new = eng._update_record_txn(tx, row, res.record_updates, f"flow:{event.step}", now_dt,
+        if res.record_updates and record_row is not None and isinstance(event, StepCompleted):
+            new = eng._update_record_txn(tx, record_row, res.record_updates, f"flow:{event.step}", now_dt,
                                          exclude_run=run.id)
             record = record_view(new)
         decision = eng.applier.decide_and_apply_txn(tx, defn, run, event, now_dt, record)

@@ -15,7 +15,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
@@ -38,6 +49,37 @@ def normalize_url(url: str) -> str:
     if url.startswith(("postgres://", "postgresql://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+# Hot-path statements, built once: SQLAlchemy then reuses their compiled form and cache
+# key instead of rebuilding both on every call (it showed at the top of the profile).
+_GET_RUN = select(s.runs).where(s.runs.c.id == bindparam("_id"))
+_GET_RUN_LOCKED = _GET_RUN.with_for_update()
+_GET_RECORD = select(s.records).where(s.records.c.id == bindparam("_id"))
+_GET_RECORD_LOCKED = _GET_RECORD.with_for_update()
+_GET_ITEM = select(s.work_items).where(s.work_items.c.id == bindparam("_id"))
+_GET_ITEM_LOCKED = _GET_ITEM.with_for_update()
+_UPDATE_RUN = update(s.runs).where(s.runs.c.id == bindparam("_id"), s.runs.c.seq == bindparam("_seq"))
+_UPDATE_RECORD = (
+    update(s.records)
+    .where(s.records.c.id == bindparam("_id"), s.records.c.version == bindparam("_version"))
+    .values(data=bindparam("data"), version=bindparam("version"), updated_at=bindparam("updated_at"))
+)
+_INSERT_RUN = insert(s.runs)
+_INSERT_RECORD = insert(s.records)
+_INSERT_EVENT = insert(s.events)
+_INSERT_JOB = insert(s.jobs)
+_FINISH_JOB = delete(s.jobs).where(
+    s.jobs.c.id == bindparam("_id"), s.jobs.c.claimed_by == bindparam("_worker"),
+    s.jobs.c.status == "claimed",
+)
+_ACTIVE_RUNS = select(s.runs.c.id).where(
+    s.runs.c.record_id == bindparam("_record"), s.runs.c.status == "in_progress"
+)
+_FIND_ITEM = select(s.work_items).where(
+    s.work_items.c.run_id == bindparam("_run"), s.work_items.c.step == bindparam("_step"),
+    s.work_items.c.iteration == bindparam("_iteration"),
+)
 
 
 class SqlTx:
@@ -92,23 +134,21 @@ class SqlTx:
 
     # ---- records ------------------------------------------------------------------------
     def insert_record_txn(self, row: dict[str, Any]) -> None:
-        self.conn.execute(insert(s.records).values(**row))
+        self.conn.execute(_INSERT_RECORD, row)
 
     def get_record_txn(self, record_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
         """``for_update`` locks the row until commit (PostgreSQL; SQLite's write lock covers it)."""
-        q = select(s.records).where(s.records.c.id == record_id)
-        row = self.conn.execute(q.with_for_update() if for_update else q).first()
+        q = _GET_RECORD_LOCKED if for_update else _GET_RECORD
+        row = self.conn.execute(q, {"_id": record_id}).first()
         return dict(row._mapping) if row else None
 
     def update_record_txn(
         self, record_id: str, data: dict[str, Any], expected_version: int, now: str
     ) -> int:
-        t = s.records
-        res = self.conn.execute(
-            update(t)
-            .where(t.c.id == record_id, t.c.version == expected_version)
-            .values(data=data, version=expected_version + 1, updated_at=now)
-        )
+        res = self.conn.execute(_UPDATE_RECORD, {
+            "_id": record_id, "_version": expected_version, "data": data,
+            "version": expected_version + 1, "updated_at": now,
+        })
         if res.rowcount != 1:
             raise TransitionConflict(
                 f"record {record_id} is no longer at version {expected_version} "
@@ -124,26 +164,21 @@ class SqlTx:
 
     # ---- runs ---------------------------------------------------------------------------
     def insert_run_txn(self, row: dict[str, Any]) -> None:
-        self.conn.execute(insert(s.runs).values(**row))
+        self.conn.execute(_INSERT_RUN, row)
 
     def get_run_txn(self, run_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
         """``for_update`` serialises writers of one run (two of its steps finishing at once)."""
-        q = select(s.runs).where(s.runs.c.id == run_id)
-        row = self.conn.execute(q.with_for_update() if for_update else q).first()
+        q = _GET_RUN_LOCKED if for_update else _GET_RUN
+        row = self.conn.execute(q, {"_id": run_id}).first()
         return dict(row._mapping) if row else None
 
     def update_run_txn(self, row: dict[str, Any], expected_seq: int) -> None:
-        t = s.runs
-        res = self.conn.execute(
-            update(t).where(t.c.id == row["id"], t.c.seq == expected_seq).values(**row)
-        )
+        res = self.conn.execute(_UPDATE_RUN, {**row, "_id": row["id"], "_seq": expected_seq})
         if res.rowcount != 1:
             raise TransitionConflict(f"run {row['id']} changed concurrently (expected seq {expected_seq})")
 
     def active_run_ids_for_record_txn(self, record_id: str) -> list[str]:
-        t = s.runs
-        q = select(t.c.id).where(t.c.record_id == record_id, t.c.status == "in_progress")
-        return [r.id for r in self.conn.execute(q)]
+        return [r.id for r in self.conn.execute(_ACTIVE_RUNS, {"_record": record_id})]
 
     def list_runs_txn(self, filters: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
         t = s.runs
@@ -165,14 +200,13 @@ class SqlTx:
         self.conn.execute(insert(s.work_items).values(**row))
 
     def get_work_item_txn(self, item_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
-        q = select(s.work_items).where(s.work_items.c.id == item_id)
-        row = self.conn.execute(q.with_for_update() if for_update else q).first()
+        q = _GET_ITEM_LOCKED if for_update else _GET_ITEM
+        row = self.conn.execute(q, {"_id": item_id}).first()
         return dict(row._mapping) if row else None
 
     def find_work_item_txn(self, run_id: str, step: str, iteration: int) -> dict[str, Any] | None:
-        t = s.work_items
         row = self.conn.execute(
-            select(t).where(t.c.run_id == run_id, t.c.step == step, t.c.iteration == iteration)
+            _FIND_ITEM, {"_run": run_id, "_step": step, "_iteration": iteration}
         ).first()
         return dict(row._mapping) if row else None
 
@@ -205,20 +239,25 @@ class SqlTx:
     def enqueue_job_txn(
         self, kind: str, run_id: str | None, payload: dict[str, Any], run_after: str, now: str
     ) -> None:
-        self.conn.execute(
-            insert(s.jobs).values(
-                kind=kind, run_id=run_id, payload=payload, status="ready", run_after=run_after,
-                attempts=0, created_at=now,
-            )
-        )
+        self.conn.execute(_INSERT_JOB, {
+            "kind": kind, "run_id": run_id, "payload": payload, "status": "ready",
+            "run_after": run_after, "attempts": 0, "created_at": now,
+        })
+        self.enqueued = True
+
+    def enqueue_jobs_txn(self, jobs: Sequence[tuple[str, str | None, dict[str, Any]]],
+                         run_after: str, now: str) -> None:
+        """Enqueue several jobs with one statement."""
+        self.conn.execute(_INSERT_JOB, [
+            {"kind": kind, "run_id": run_id, "payload": payload, "status": "ready",
+             "run_after": run_after, "attempts": 0, "created_at": now}
+            for kind, run_id, payload in jobs
+        ])
         self.enqueued = True
 
     def finish_job_txn(self, job_id: int, worker_id: str) -> None:
         """Delete a claimed job; only its claimer may, exactly once."""
-        t = s.jobs
-        res = self.conn.execute(
-            delete(t).where(t.c.id == job_id, t.c.claimed_by == worker_id, t.c.status == "claimed")
-        )
+        res = self.conn.execute(_FINISH_JOB, {"_id": job_id, "_worker": worker_id})
         if res.rowcount != 1:
             raise TransitionConflict(f"job {job_id} is no longer held by worker {worker_id}")
 
@@ -233,7 +272,7 @@ class SqlTx:
     # ---- events -------------------------------------------------------------------------
     def append_events_txn(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            self.conn.execute(insert(s.events), list(rows))
+            self.conn.execute(_INSERT_EVENT, list(rows))
 
     def events_txn(
         self, *, record_id: str | None = None, run_id: str | None = None,
