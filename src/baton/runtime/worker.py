@@ -199,19 +199,14 @@ class Worker:
 
     # ---- outside the transaction: read, run flows ------------------------------------------
     def _read_batch(self, jobs: list[Job]) -> dict[str, tuple[Run, dict[str, Any] | None]]:
-        """The state of every run the batch touches, read in one (read) transaction."""
-        out: dict[str, tuple[Run, dict[str, Any] | None]] = {}
+        """The state of every run the batch touches: one read transaction, two statements."""
+        ids = [j.run_id for j in jobs if j.kind in ("step", "condition") and j.run_id]
         with self.store.read() as tx:
-            for job in jobs:
-                if job.kind not in ("step", "condition") or not job.run_id or job.run_id in out:
-                    continue
-                row = tx.get_run_txn(job.run_id)
-                if row is None:
-                    continue
-                run = Run.from_json(row["state"])
-                rec = tx.get_record_txn(run.record_id) if run.record_id else None
-                out[job.run_id] = (run, record_view(rec) if rec else None)
-        return out
+            rows = tx.get_runs_txn(ids)
+            runs = {rid: Run.from_json(row["state"]) for rid, row in rows.items()}
+            recs = tx.get_records_txn([r.record_id for r in runs.values() if r.record_id])
+        return {rid: (run, record_view(recs[run.record_id]) if run.record_id in recs else None)
+                for rid, run in runs.items()}
 
     def _context(self, run: Run, step: str, iteration: int, record: dict[str, Any] | None) -> FlowContext:
         steps = {n: StepView(n, sr.status.value, sr.output or {}) for n, sr in run.steps.items()}
@@ -283,8 +278,9 @@ class Worker:
         stats = dataclasses.replace(self.stats)
         try:
             with self.store.write() as tx:
+                cache = self._prefetch_txn(tx, results)
                 for res in results:
-                    self._apply_txn(tx, res, now_dt)
+                    self._apply_txn(tx, res, now_dt, cache)
         except BatonError:
             self.stats = stats  # nothing of that attempt was committed
             self._commit_one_by_one(results, now_dt)
@@ -312,13 +308,25 @@ class Worker:
         for job, exc in conflicts:
             self._conflict(job, exc)
 
-    def _apply_txn(self, tx: Any, res: _Result, now_dt: Any) -> None:
+    def _prefetch_txn(self, tx: Any, results: list[_Result]) -> _BatchCache:
+        """Lock and read every run and record the batch writes, two statements in all."""
+        run_ids = [r.job.run_id for r in results if r.event is not None and r.job.run_id]
+        runs = tx.get_runs_txn(run_ids, for_update=True)
+        record_ids = [row["record_id"] for row in runs.values() if row["record_id"]]
+        return _BatchCache(runs, tx.get_records_txn(record_ids, for_update=True))
+
+    def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None) -> None:
         eng, job, event = self.engine, res.job, res.event
         tx.finish_job_txn(job.id, self.id)
         if event is None:
             self.stats.stale += 1
             return
-        run, defn, record_row = eng._load_run_row_txn(tx, job.run_id or "")
+        if cache is not None and job.run_id in cache.runs:
+            run = Run.from_json(cache.runs[job.run_id]["state"])
+            defn, _ = eng.definitions.orchestration(run.orchestration, run.version, tx=tx)
+            record_row = cache.records.get(run.record_id or "")
+        else:
+            run, defn, record_row = eng._load_run_row_txn(tx, job.run_id or "")
         record = record_view(record_row) if record_row else None
         if not _still_waiting(run, event):
             # The step was canceled (run canceled, stage exited) while its flow ran:
@@ -329,7 +337,11 @@ class Worker:
             new = eng._update_record_txn(tx, record_row, res.record_updates, f"flow:{event.step}", now_dt,
                                          exclude_run=run.id)
             record = record_view(new)
+            if cache is not None:
+                cache.records[new["id"]] = new
         decision = eng.applier.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
+        if cache is not None and not decision.stale:  # the next result for this run sees it
+            cache.runs[run.id] = {"state": decision.run.to_json()}
         if decision.stale:
             self.stats.stale += 1
         elif isinstance(event, StepCompleted):
@@ -339,6 +351,14 @@ class Worker:
 
 
 _UNSET = object()
+
+
+@dataclass
+class _BatchCache:
+    """Rows a batch commit read (locked) at its start, kept current as results apply."""
+
+    runs: dict[str, dict[str, Any]]
+    records: dict[str, dict[str, Any]]
 
 
 @dataclass

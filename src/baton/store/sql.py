@@ -69,6 +69,15 @@ _INSERT_RUN = insert(s.runs)
 _INSERT_RECORD = insert(s.records)
 _INSERT_EVENT = insert(s.events)
 _INSERT_JOB = insert(s.jobs)
+_INSERT_ITEM = insert(s.work_items)
+# Compare-and-set on a work item: the SET columns come from the parameters of each call.
+_UPDATE_ITEM = (
+    update(s.work_items)
+    .where(s.work_items.c.id == bindparam("_id"),
+           s.work_items.c.status.in_(bindparam("_statuses", expanding=True)))
+    .values(version=s.work_items.c.version + 1)
+)
+_UPDATE_ITEM_AT_VERSION = _UPDATE_ITEM.where(s.work_items.c.version == bindparam("_version"))
 _FINISH_JOB = delete(s.jobs).where(
     s.jobs.c.id == bindparam("_id"), s.jobs.c.claimed_by == bindparam("_worker"),
     s.jobs.c.status == "claimed",
@@ -88,6 +97,32 @@ class SqlTx:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.enqueued = False  # a job was enqueued: wake idle workers at commit (PostgreSQL)
+        # Audit events and jobs are appended, never read back by the code that writes them,
+        # so they are buffered and written with one statement each at commit (or before
+        # anything in this transaction reads them).
+        self._events: list[dict[str, Any]] = []
+        self._jobs: list[dict[str, Any]] = []
+
+    def flush_txn(self) -> None:
+        if self._events:
+            self.conn.execute(_INSERT_EVENT, self._events)
+            self._events = []
+        if self._jobs:
+            self.conn.execute(_INSERT_JOB, self._jobs)
+            self._jobs = []
+
+    def get_runs_txn(self, run_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
+        """Several runs by id in one statement (locked in id order: no deadlocks)."""
+        if not run_ids:
+            return {}
+        q = select(s.runs).where(s.runs.c.id.in_(sorted(set(run_ids)))).order_by(s.runs.c.id)
+        return {r.id: dict(r._mapping) for r in self.conn.execute(q.with_for_update() if for_update else q)}
+
+    def get_records_txn(self, record_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
+        if not record_ids:
+            return {}
+        q = select(s.records).where(s.records.c.id.in_(sorted(set(record_ids)))).order_by(s.records.c.id)
+        return {r.id: dict(r._mapping) for r in self.conn.execute(q.with_for_update() if for_update else q)}
 
     # ---- definitions --------------------------------------------------------------------
     def latest_definition_txn(self, kind: str, name: str) -> DefinitionRow | None:
@@ -197,7 +232,7 @@ class SqlTx:
 
     # ---- work items ---------------------------------------------------------------------
     def insert_work_item_txn(self, row: dict[str, Any]) -> None:
-        self.conn.execute(insert(s.work_items).values(**row))
+        self.conn.execute(_INSERT_ITEM, row)
 
     def get_work_item_txn(self, item_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
         q = _GET_ITEM_LOCKED if for_update else _GET_ITEM
@@ -217,11 +252,9 @@ class SqlTx:
         expected_version: int | None,
         values: dict[str, Any],
     ) -> bool:
-        t = s.work_items
-        q = update(t).where(t.c.id == item_id, t.c.status.in_(list(expected_statuses)))
-        if expected_version is not None:
-            q = q.where(t.c.version == expected_version)
-        res = self.conn.execute(q.values(**values, version=t.c.version + 1))
+        q = _UPDATE_ITEM if expected_version is None else _UPDATE_ITEM_AT_VERSION
+        res = self.conn.execute(q, {**values, "_id": item_id, "_statuses": list(expected_statuses),
+                                    "_version": expected_version})
         return bool(res.rowcount == 1)
 
     def list_work_items_txn(self, filters: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
@@ -239,7 +272,7 @@ class SqlTx:
     def enqueue_job_txn(
         self, kind: str, run_id: str | None, payload: dict[str, Any], run_after: str, now: str
     ) -> None:
-        self.conn.execute(_INSERT_JOB, {
+        self._jobs.append({
             "kind": kind, "run_id": run_id, "payload": payload, "status": "ready",
             "run_after": run_after, "attempts": 0, "created_at": now,
         })
@@ -248,11 +281,11 @@ class SqlTx:
     def enqueue_jobs_txn(self, jobs: Sequence[tuple[str, str | None, dict[str, Any]]],
                          run_after: str, now: str) -> None:
         """Enqueue several jobs with one statement."""
-        self.conn.execute(_INSERT_JOB, [
+        self._jobs.extend(
             {"kind": kind, "run_id": run_id, "payload": payload, "status": "ready",
              "run_after": run_after, "attempts": 0, "created_at": now}
             for kind, run_id, payload in jobs
-        ])
+        )
         self.enqueued = True
 
     def finish_job_txn(self, job_id: int, worker_id: str) -> None:
@@ -262,22 +295,24 @@ class SqlTx:
             raise TransitionConflict(f"job {job_id} is no longer held by worker {worker_id}")
 
     def count_jobs_txn(self) -> dict[str, int]:
+        self.flush_txn()
         t = s.jobs
         return {r[0]: int(r[1]) for r in self.conn.execute(select(t.c.status, func.count()).group_by(t.c.status))}
 
     def next_job_due_txn(self) -> str | None:
+        self.flush_txn()
         t = s.jobs
         return self.conn.execute(select(func.min(t.c.run_after)).where(t.c.status == "ready")).scalar()
 
     # ---- events -------------------------------------------------------------------------
     def append_events_txn(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(_INSERT_EVENT, list(rows))
+        self._events.extend(rows)
 
     def events_txn(
         self, *, record_id: str | None = None, run_id: str | None = None,
         types: Sequence[str] | None = None, after_id: int = 0, limit: int = 10_000,
     ) -> list[dict[str, Any]]:
+        self.flush_txn()
         t = s.events
         q = select(t).where(t.c.id > after_id).order_by(t.c.id).limit(limit)
         if record_id is not None:
@@ -369,6 +404,7 @@ class SqlStore:
         with self._writer.begin() as conn:
             tx = SqlTx(conn)
             yield tx
+            tx.flush_txn()
             if tx.enqueued and self.dialect == "postgresql":
                 # Delivered at commit, to every listening worker: no busy polling.
                 conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
