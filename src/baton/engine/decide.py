@@ -389,13 +389,16 @@ def decide(
     event: Event,
     now: datetime,
     record: Mapping[str, Any] | None = None,
+    *,
+    consume: bool = False,
 ) -> Decision:
     """Apply ``event`` to ``run`` and return the new state plus the commands to carry out.
 
     ``record`` is the run's record as it is now (after any updates the event carries).
-    The input ``run`` is not modified.
+    The input ``run`` is not modified, unless the caller hands it over with ``consume``
+    (it was loaded for this call alone): then the copy is skipped.
     """
-    d = _Decider(defn, run.copy(), now, record)
+    d = _Decider(defn, run if consume else run.copy(), now, record)
     r = d.run
     before = _progress(r)
     if isinstance(event, RunStarted):

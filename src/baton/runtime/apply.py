@@ -64,13 +64,15 @@ class Applier:
         *,
         insert: bool = False,
     ) -> Decision:
-        decision = decide(defn, run, event, now, record)
+        """Decide and apply; ``run`` is handed over (callers load it for this call alone)."""
+        expected_seq = run.seq
+        decision = decide(defn, run, event, now, record, consume=True)
         if decision.stale:
             return decision
-        self.apply_txn(tx, run, decision, now, insert=insert)
+        self.apply_txn(tx, expected_seq, decision, now, insert=insert)
         return decision
 
-    def apply_txn(self, tx: SqlTx, before: Run, decision: Decision, now_dt: Any, *,
+    def apply_txn(self, tx: SqlTx, expected_seq: int, decision: Decision, now_dt: Any, *,
                   insert: bool = False) -> None:
         from baton.clock import iso
 
@@ -111,12 +113,12 @@ class Applier:
                     events.append(event_row("work_item_canceled", "system", now, run.record_id,
                                             run.id, {"work_item": item["id"], "step": cmd.step,
                                                      "reason": cmd.reason}))
-        run.seq = before.seq + 1
+        run.seq = expected_seq + 1
         row = run_row(run, now)
         if insert:
             tx.insert_run_txn(row)
         else:
-            tx.update_run_txn(row, before.seq)
+            tx.update_run_txn(row, expected_seq)
         tx.append_events_txn(events)
         if jobs:
             tx.enqueue_jobs_txn([(kind, run.id, payload) for kind, payload in jobs], now, now)

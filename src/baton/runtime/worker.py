@@ -279,6 +279,7 @@ class Worker:
         try:
             with self.store.write() as tx:
                 cache = self._prefetch_txn(tx, results)
+                tx.deferred = True  # rows are locked and cached: write each one once, at the end
                 for res in results:
                     self._apply_txn(tx, res, now_dt, cache)
         except BatonError:
@@ -311,8 +312,9 @@ class Worker:
     def _prefetch_txn(self, tx: Any, results: list[_Result]) -> _BatchCache:
         """Lock and read every run and record the batch writes, two statements in all."""
         run_ids = [r.job.run_id for r in results if r.event is not None and r.job.run_id]
-        runs = tx.get_runs_txn(run_ids, for_update=True)
-        record_ids = [row["record_id"] for row in runs.values() if row["record_id"]]
+        rows = tx.get_runs_txn(run_ids, for_update=True)
+        record_ids = [row["record_id"] for row in rows.values() if row["record_id"]]
+        runs = {rid: Run.from_json(row["state"]) for rid, row in rows.items()}
         return _BatchCache(runs, tx.get_records_txn(record_ids, for_update=True))
 
     def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None) -> None:
@@ -322,7 +324,7 @@ class Worker:
             self.stats.stale += 1
             return
         if cache is not None and job.run_id in cache.runs:
-            run = Run.from_json(cache.runs[job.run_id]["state"])
+            run = cache.runs[job.run_id]  # decide() updates it in place: the next result sees it
             defn, _ = eng.definitions.orchestration(run.orchestration, run.version, tx=tx)
             record_row = cache.records.get(run.record_id or "")
         else:
@@ -340,8 +342,6 @@ class Worker:
             if cache is not None:
                 cache.records[new["id"]] = new
         decision = eng.applier.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
-        if cache is not None and not decision.stale:  # the next result for this run sees it
-            cache.runs[run.id] = {"state": decision.run.to_json()}
         if decision.stale:
             self.stats.stale += 1
         elif isinstance(event, StepCompleted):
@@ -357,7 +357,7 @@ _UNSET = object()
 class _BatchCache:
     """Rows a batch commit read (locked) at its start, kept current as results apply."""
 
-    runs: dict[str, dict[str, Any]]
+    runs: dict[str, Run]
     records: dict[str, dict[str, Any]]
 
 

@@ -102,8 +102,30 @@ class SqlTx:
         # anything in this transaction reads them).
         self._events: list[dict[str, Any]] = []
         self._jobs: list[dict[str, Any]] = []
+        # Deferred writes (a worker's batch commit, which holds the rows locked and keeps
+        # their current state itself): many updates of one run or record in the batch
+        # become one write each, and all of them a few executemany statements.
+        self.deferred = False
+        self._run_writes: dict[str, tuple[dict[str, Any], int]] = {}
+        self._record_writes: dict[str, dict[str, Any]] = {}
+        self._finished_jobs: list[dict[str, Any]] = []
 
     def flush_txn(self) -> None:
+        if self._finished_jobs:
+            res = self.conn.execute(_FINISH_JOB, self._finished_jobs)
+            n, self._finished_jobs = len(self._finished_jobs), []
+            if res.rowcount != n:
+                raise TransitionConflict("a job of this batch is no longer held by this worker")
+        if self._run_writes:
+            rows = [{**row, "_id": rid, "_seq": seq} for rid, (row, seq) in self._run_writes.items()]
+            self._run_writes = {}
+            if self.conn.execute(_UPDATE_RUN, rows).rowcount != len(rows):
+                raise TransitionConflict("a run of this batch changed concurrently")
+        if self._record_writes:
+            rows = list(self._record_writes.values())
+            self._record_writes = {}
+            if self.conn.execute(_UPDATE_RECORD, rows).rowcount != len(rows):
+                raise TransitionConflict("a record of this batch changed concurrently")
         if self._events:
             self.conn.execute(_INSERT_EVENT, self._events)
             self._events = []
@@ -173,6 +195,8 @@ class SqlTx:
 
     def get_record_txn(self, record_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
         """``for_update`` locks the row until commit (PostgreSQL; SQLite's write lock covers it)."""
+        if self._record_writes:
+            self.flush_txn()
         q = _GET_RECORD_LOCKED if for_update else _GET_RECORD
         row = self.conn.execute(q, {"_id": record_id}).first()
         return dict(row._mapping) if row else None
@@ -180,10 +204,15 @@ class SqlTx:
     def update_record_txn(
         self, record_id: str, data: dict[str, Any], expected_version: int, now: str
     ) -> int:
-        res = self.conn.execute(_UPDATE_RECORD, {
-            "_id": record_id, "_version": expected_version, "data": data,
-            "version": expected_version + 1, "updated_at": now,
-        })
+        params = {"_id": record_id, "_version": expected_version, "data": data,
+                  "version": expected_version + 1, "updated_at": now}
+        if self.deferred:
+            first = self._record_writes.get(record_id)
+            if first is not None:  # written earlier in this batch: compare with the stored one
+                params["_version"] = first["_version"]
+            self._record_writes[record_id] = params
+            return expected_version + 1
+        res = self.conn.execute(_UPDATE_RECORD, params)
         if res.rowcount != 1:
             raise TransitionConflict(
                 f"record {record_id} is no longer at version {expected_version} "
@@ -203,11 +232,17 @@ class SqlTx:
 
     def get_run_txn(self, run_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
         """``for_update`` serialises writers of one run (two of its steps finishing at once)."""
+        if self._run_writes:
+            self.flush_txn()
         q = _GET_RUN_LOCKED if for_update else _GET_RUN
         row = self.conn.execute(q, {"_id": run_id}).first()
         return dict(row._mapping) if row else None
 
     def update_run_txn(self, row: dict[str, Any], expected_seq: int) -> None:
+        if self.deferred:
+            first = self._run_writes.get(row["id"])
+            self._run_writes[row["id"]] = (row, first[1] if first else expected_seq)
+            return
         res = self.conn.execute(_UPDATE_RUN, {**row, "_id": row["id"], "_seq": expected_seq})
         if res.rowcount != 1:
             raise TransitionConflict(f"run {row['id']} changed concurrently (expected seq {expected_seq})")
@@ -290,6 +325,9 @@ class SqlTx:
 
     def finish_job_txn(self, job_id: int, worker_id: str) -> None:
         """Delete a claimed job; only its claimer may, exactly once."""
+        if self.deferred:
+            self._finished_jobs.append({"_id": job_id, "_worker": worker_id})
+            return
         res = self.conn.execute(_FINISH_JOB, {"_id": job_id, "_worker": worker_id})
         if res.rowcount != 1:
             raise TransitionConflict(f"job {job_id} is no longer held by worker {worker_id}")
