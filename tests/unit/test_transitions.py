@@ -46,7 +46,7 @@ EXPECTED: dict[type[StrEnum], dict[StrEnum, set[StrEnum]]] = {
                     S.CANCELED},
         S.RUNNING: {S.COMPLETED, S.FAILED, S.FALLOUT, S.CANCELED},
         S.WAITING_FOR_PERSON: {S.COMPLETED, S.FAILED, S.FALLOUT, S.CANCELED},
-        S.FALLOUT: {S.RUNNING, S.COMPLETED, S.SKIPPED, S.CANCELED},  # operator actions
+        S.FALLOUT: {S.RUNNING, S.WAITING_FOR_PERSON, S.COMPLETED, S.SKIPPED, S.CANCELED},  # operator
         S.FAILED: {S.RUNNING},
         S.COMPLETED: set(),
         S.SKIPPED: set(),

@@ -32,6 +32,9 @@ records_app = typer.Typer(no_args_is_help=True, help="Create, update and read re
 runs_app = typer.Typer(no_args_is_help=True, help="List, inspect and cancel runs.")
 work_app = typer.Typer(no_args_is_help=True, help="Work items: list, claim, complete, reassign.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+fallout_app = typer.Typer(no_args_is_help=True,
+                          help="Steps in fallout: list them; retry, complete or skip one (ID = RUN_ID:STEP).")
+app.add_typer(fallout_app, name="fallout")
 app.add_typer(records_app, name="records")
 app.add_typer(runs_app, name="runs")
 app.add_typer(work_app, name="work")
@@ -250,8 +253,10 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
         for sr in run.steps.values():
             if sr.stage == st.name:
                 detail = sr.work_item_id or (sr.error or {}).get("message", "")
-                rows.append([f"  {sr.name}", f"#{sr.iteration}", styled(sr.status.value), detail])
-    table("Stages and steps", ["stage / step", "iteration", "status", "detail"], rows)
+                sla = f"{styled(sr.sla['status'])} due {sr.sla['due_at']}" if sr.sla else ""
+                rows.append([f"  {sr.name}", f"#{sr.iteration}", styled(sr.status.value), sla,
+                             detail])
+    table("Stages and steps", ["stage / step", "iteration", "status", "sla", "detail"], rows)
     if run.decisions:
         table("Decisions", ["after stage", "iteration", "goto", "rule"],
               [[d["stage"], d["iteration"], d["goto"], "default" if d["rule"] is None else f"next[{d['rule']}]"]
@@ -264,6 +269,68 @@ def runs_cancel(run_id: str, reason: Annotated[str, typer.Option("--reason")] = 
     """Cancel a run; its open work items are canceled too."""
     run = state.engine().cancel_run(run_id, reason, actor="cli")
     print_json(run_summary(run)) if as_json else console.print(f"run {run.id} {styled(run.status.value)}")
+
+
+@runs_app.command("resume")
+def runs_resume(run_id: str, reason: Annotated[str, typer.Option("--reason", help="Why (audited)")],
+                as_json: JsonOpt = False) -> None:
+    """Resume a failed run after its cause is fixed: its failed steps run again."""
+    run = state.engine().resume_run(run_id, reason, actor="cli")
+    print_json(run_summary(run)) if as_json else console.print(f"run {run.id} {styled(run.status.value)}")
+
+
+@runs_app.command("signal")
+def runs_signal(run_id: str, name: str, data: Annotated[str, typer.Option("--data")] = "{}",
+                as_json: JsonOpt = False) -> None:
+    """Send a named signal: pause steps waiting for it complete with --data as their output."""
+    run = state.engine().signal(run_id, name, parse_json(data, "--data"), actor="cli")
+    print_json(run_summary(run)) if as_json else console.print(
+        f"signal {name} delivered; run {run.id} {styled(run.status.value)}")
+
+
+# ---- fallout ------------------------------------------------------------------------------
+@fallout_app.command("list")
+def fallout_list(limit: int = 100, as_json: JsonOpt = False) -> None:
+    """Steps in fallout, with their error; ID is RUN_ID:STEP."""
+    items = state.engine().list_fallout(limit=limit)
+    if as_json:
+        print_json(items)
+        return
+    table("Fallout", ["id", "orchestration", "stage", "attempts", "error", "since"],
+          [[f["id"], f["orchestration"], f["stage"], f["attempts"],
+            f"{(f['error'] or {}).get('type', '')}: {(f['error'] or {}).get('message', '')}",
+            f["since"]] for f in items])
+
+
+def _fallout(action: str, fallout_id: str, reason: str, data: str | None, as_json: bool) -> None:
+    output = parse_json(data, "--data") if data is not None else None
+    run = state.engine().resolve_fallout(fallout_id, action, reason=reason, actor="cli",
+                                         output=output)
+    print_json(run_summary(run)) if as_json else console.print(
+        f"{fallout_id}: {action} done; run {run.id} {styled(run.status.value)}")
+
+
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (audited)")]
+
+
+@fallout_app.command("retry")
+def fallout_retry(fallout_id: str, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+    """Run the step again (its retry policy applies afresh)."""
+    _fallout("retry", fallout_id, reason, None, as_json)
+
+
+@fallout_app.command("complete")
+def fallout_complete(fallout_id: str, reason: ReasonOpt,
+                     data: Annotated[str, typer.Option("--data", help="The step's output as JSON")] = "{}",
+                     as_json: JsonOpt = False) -> None:
+    """Complete the step by hand with --data as its output (checked against its output: specs)."""
+    _fallout("complete", fallout_id, reason, data, as_json)
+
+
+@fallout_app.command("skip")
+def fallout_skip(fallout_id: str, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+    """Skip the step: its dependents go on as if it had completed."""
+    _fallout("skip", fallout_id, reason, None, as_json)
 
 
 # ---- records ------------------------------------------------------------------------------
@@ -362,9 +429,11 @@ def work_list(user: Annotated[str | None, typer.Option("--user", "-u")] = None,
     if as_json:
         print_json([work_item_json(i) for i in items])
         return
-    table("Work items", ["id", "status", "step", "assigned to", "claimed by", "run", "record"],
+    table("Work items", ["id", "status", "step", "assigned to", "claimed by", "sla", "due",
+                         "run", "record"],
           [[i["id"], styled(i["status"]), i["step"], f"{i['assignee_kind']}:{i['assignee']}",
-            i["claimed_by"], i["run_id"], i["record_id"]] for i in items])
+            i["claimed_by"], styled(i["sla_status"] or ""), i["due_at"], i["run_id"],
+            i["record_id"]] for i in items])
 
 
 @work_app.command("show")
@@ -375,6 +444,8 @@ def work_show(item_id: str, as_json: JsonOpt = False) -> None:
         return
     console.print(f"[bold]{item['id']}[/bold] {item['title']}  {styled(item['status'])}  "
                   f"assigned to {item['assigned_to']}")
+    if item["sla_status"]:
+        console.print(f"SLA {styled(item['sla_status'])}, due {item['due_at']}")
     if item["instructions"]:
         console.print(item["instructions"])
     table("Form", ["field", "type", "required", "choices"],

@@ -19,6 +19,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 STATUS_STYLE = {
     "completed": "green", "in_progress": "cyan", "running": "cyan", "waiting": "yellow",
     "waiting_for_person": "magenta", "not_started": "dim", "failed": "red", "fallout": "red",
+    "on_track": "green", "in_jeopardy": "yellow", "overdue": "red",
     "canceled": "dim strike", "skipped": "dim", "open": "magenta", "claimed": "yellow",
 }
 
@@ -46,7 +47,9 @@ def run_detail(run: Run) -> dict[str, Any]:
         stages=[{"name": s.name, "status": s.status.value, "iteration": s.iteration}
                 for s in run.stages.values()],
         steps=[{"name": s.name, "stage": s.stage, "iteration": s.iteration, "status": s.status.value,
-                "output": s.output, "error": s.error, "work_item_id": s.work_item_id}
+                "output": s.output, "error": s.error, "work_item_id": s.work_item_id,
+                "attempts": s.attempts, "sla_status": (s.sla or {}).get("status"),
+                "due_at": (s.sla or {}).get("due_at")}
                for s in run.steps.values()],
         decisions=run.decisions, vars=run.vars, input=run.input, error=run.error,
     )
@@ -56,7 +59,7 @@ def run_detail(run: Run) -> dict[str, Any]:
 def work_item_json(item: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "status", "step", "run_id", "record_id", "orchestration", "stage", "iteration",
             "title", "instructions", "assignee_kind", "assignee", "claimed_by", "form", "data",
-            "created_at", "updated_at", "completed_at", "completed_by")
+            "created_at", "updated_at", "completed_at", "completed_by", "sla_status", "due_at")
     out = {k: item.get(k) for k in keys}
     out["assigned_to"] = f"{item['assignee_kind']}:{item['assignee']}"
     return out

@@ -439,7 +439,8 @@ def check_value(ck: Checker, path: str, value: Any, scope: Scope) -> str | None:
 
 RETRY_KEYS = ("max", "backoff", "initial", "max_delay", "jitter")
 BACKOFFS = ("fixed", "exponential")
-SLA_KEYS = ("duration", "jeopardy")
+SLA_KEYS = ("duration", "jeopardy", "calendar", "on_jeopardy", "on_overdue")
+SLA_ACTION_KEYS = ("reassign", "flow", "notify")
 
 
 def check_policies(ck: Checker, path: str, m: Mapping[str, Any]) -> None:
@@ -463,11 +464,35 @@ def _check_sla(ck: Checker, path: str, value: Any) -> None:
     jeopardy = (
         check_duration(ck, join(path, "jeopardy"), sla["jeopardy"]) if "jeopardy" in sla else None
     )
+    if "calendar" in sla:
+        expect_identifier(ck, join(path, "calendar"), sla["calendar"], "calendar name")
+    for key in ("on_jeopardy", "on_overdue"):
+        if key in sla:
+            _check_sla_action(ck, join(path, key), sla[key])
     if duration is not None and jeopardy is not None and jeopardy >= duration:
         ck.add(
             join(path, "jeopardy"),
             f"jeopardy ({sla['jeopardy']}) must be shorter than duration ({sla['duration']})",
         )
+
+
+def _check_sla_action(ck: Checker, path: str, value: Any) -> None:
+    """``{reassign: queue:NAME | user:NAME | group:NAME, flow: name, notify: [who, ...]}``."""
+    action = expect_mapping(ck, path, value)
+    if action is None:
+        return
+    check_keys(ck, path, action, SLA_ACTION_KEYS)
+    if "reassign" in action:
+        to = expect_str(ck, join(path, "reassign"), action["reassign"])
+        kind, _, name = (to or "").partition(":")
+        if to is not None and (kind not in ("user", "group", "queue") or not name):
+            ck.add(join(path, "reassign"), f"expected user:NAME, group:NAME or queue:NAME, got '{to}'")
+    if "flow" in action:
+        expect_str(ck, join(path, "flow"), action["flow"])
+    if "notify" in action:
+        who = action["notify"]
+        if not isinstance(who, (str, list)):
+            ck.add(join(path, "notify"), f"expected a name or a list of names, got {describe(who)}")
 
 
 def _check_retry(ck: Checker, path: str, value: Any) -> None:

@@ -28,6 +28,7 @@ from baton.definitions.model import (
     Assignment,
     Condition,
     FieldDefinition,
+    CalendarDefinition,
     LoadedDefinition,
     NextRule,
     ObjectTypeDefinition,
@@ -48,7 +49,7 @@ _NULL_TAG = "tag:yaml.org,2002:null"
 _DOC_MARKER = re.compile(r"---(?=\s|$)")
 _BARE_MARKER = re.compile(r"---\s*(#.*)?$")
 _LINES = re.compile(r"[^\n]*\n|[^\n]+\Z")
-OPTION_KEYS = ("retry", "timeout", "sla", "lane", "run_as", "output")
+OPTION_KEYS = ("retry", "timeout", "sla", "lane", "run_as", "output", "for", "until", "signal")
 
 
 class _Loader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]  # PyYAML ships no stubs
@@ -329,12 +330,25 @@ class _Converter:
 def build(doc: ParsedDocument) -> LoadedDefinition:
     """Build the frozen definition of a document that passed validation."""
     data = doc.data
-    definition: ObjectTypeDefinition | OrchestrationDefinition
+    definition: ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
     if data["kind"] == "object":
         definition = _build_object(data)
+    elif data["kind"] == "calendar":
+        definition = _build_calendar(data)
     else:
         definition = _build_orchestration(data, doc.lines)
     return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)
+
+
+def _build_calendar(data: Mapping[str, Any]) -> CalendarDefinition:
+    return CalendarDefinition(
+        name=data["name"],
+        timezone=data["timezone"],
+        hours=MappingProxyType({day: tuple(v) for day, v in data["hours"].items()}),
+        holidays=MappingProxyType(dict(data["holidays"])) if data.get("holidays") else None,
+        extra_dates=tuple(str(d) for d in data.get("extra_dates") or ()),
+        label=data.get("label"),
+    )
 
 
 def _build_object(data: Mapping[str, Any]) -> ObjectTypeDefinition:
@@ -366,6 +380,7 @@ def _build_orchestration(
         stages=stages,
         variables=MappingProxyType(dict(data.get("variables") or {})),
         label=data.get("label"),
+        retry=MappingProxyType(dict(data["retry"])) if data.get("retry") else None,
     )
 
 

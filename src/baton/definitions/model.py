@@ -123,6 +123,10 @@ class OrchestrationDefinition:
     stages: tuple[StageDefinition, ...]
     variables: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     label: str | None = None
+    retry: MappingProxyType[str, Any] | None = None  # default retry policy of its steps
+    # Business calendars its SLAs name, resolved when a deployed version is loaded
+    # (name -> baton.calendars.BusinessCalendar); empty in a definition just parsed.
+    calendars: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def stage(self, name: str) -> StageDefinition | None:
         for s in self.stages:
@@ -138,7 +142,26 @@ class OrchestrationDefinition:
         return None
 
 
-Definition = ObjectTypeDefinition | OrchestrationDefinition
+@dataclass(frozen=True)
+class CalendarDefinition:
+    """``kind: calendar``: working hours per weekday in a time zone, minus holidays.
+
+    Turned into a :class:`baton.calendars.BusinessCalendar` where business time is counted.
+    """
+
+    name: str
+    timezone: str
+    hours: MappingProxyType[str, tuple[str, ...]]  # "mon" -> ("09:00-12:00", "13:00-17:00")
+    holidays: MappingProxyType[str, str] | None = None  # {country, subdivision}
+    extra_dates: tuple[str, ...] = ()  # ISO dates that are closed too
+    label: str | None = None
+
+    def spec(self) -> dict[str, Any]:
+        return {"timezone": self.timezone, "hours": {k: list(v) for k, v in self.hours.items()},
+                "holidays": dict(self.holidays or {}), "extra_dates": list(self.extra_dates)}
+
+
+Definition = ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,14 @@ impossible — before anything is built.
 
 from __future__ import annotations
 
+import datetime as _dt
+import re
+import zoneinfo
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+
+import holidays
 
 from baton.definitions.checks import (
     RESERVED_FIELDS,
@@ -18,6 +23,7 @@ from baton.definitions.checks import (
     ParsedDocument,
     Scope,
     check_condition,
+    check_duration,
     check_field,
     check_field_name,
     check_flow,
@@ -46,9 +52,15 @@ from baton.definitions.model import (
 )
 from baton.errors import Issue
 
-KINDS = ("object", "orchestration")
+KINDS = ("object", "orchestration", "calendar")
+CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
+                 "extra_dates")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d\Z")
 OBJECT_KEYS = ("kind", "name", "label", "description", "fields")
-ORCHESTRATION_KEYS = ("kind", "name", "label", "description", "trigger", "variables", "stages")
+ORCHESTRATION_KEYS = (
+    "kind", "name", "label", "description", "trigger", "variables", "stages", "retry",
+)  # fmt: skip
 TRIGGER_KEYS = {
     "record": ("type", "object", "on", "when"),
     "autolaunched": ("type", "input", "object"),
@@ -60,14 +72,19 @@ STAGE_KEYS = ("name", "label", "description", "steps", "exit_when", "next", "max
 STEP_KEYS = (
     "name", "type", "label", "description", "flow", "after", "when", "complete_when", "assign",
     "form", "instructions", "on_failure", "retry", "timeout", "sla", "lane", "run_as", "output",
+    "for", "until", "signal",
 )  # fmt: skip
-EXECUTABLE_STEPS = ("background", "interactive", "milestone")
+EXECUTABLE_STEPS = ("background", "interactive", "milestone", "pause")
+PAUSE_KEYS = ("for", "until", "signal")
 # Keys that only mean something for one step type; elsewhere they are mistakes.
 TYPE_ONLY_KEYS = {
     "flow": "background",
     "assign": "interactive",
     "form": "interactive",
     "instructions": "interactive",
+    "for": "pause",
+    "until": "pause",
+    "signal": "pause",
 }
 END = "end"
 
@@ -150,6 +167,8 @@ def _check_document(ck: Checker, env: Env) -> None:
         )
     elif kind == "object":
         _check_object(ck, data, env)
+    elif kind == "calendar":
+        _check_calendar(ck, data)
     else:
         _check_orchestration(ck, data, env)
 
@@ -185,6 +204,46 @@ def _check_object(ck: Checker, data: dict[str, Any], env: Env) -> None:
         check_field(ck, join("fields", name), spec, rules)
 
 
+# --- kind: calendar ------------------------------------------------------------------
+
+
+def _check_calendar(ck: Checker, data: dict[str, Any]) -> None:
+    check_keys(ck, "", data, CALENDAR_KEYS, ("name", "timezone", "hours"))
+    if "name" in data:
+        expect_identifier(ck, "name", data["name"], "calendar name")
+    check_texts(ck, "", data, ("label", "description"))
+    tz = expect_str(ck, "timezone", data["timezone"]) if "timezone" in data else None
+    if tz is not None and tz not in zoneinfo.available_timezones() and tz != "UTC":
+        ck.add("timezone", f"unknown time zone '{tz}' (an IANA name like Europe/Paris)")
+    hours = expect_mapping(ck, "hours", data["hours"]) if "hours" in data else None
+    for day, spans in (hours or {}).items():
+        path = join("hours", str(day))
+        if day not in WEEKDAYS:
+            ck.add(path, unknown("weekday", day, WEEKDAYS))
+        for span in expect_list(ck, path, spans) or []:
+            if not isinstance(span, str) or not HOURS.match(span) or span[:5] >= span[6:]:
+                got = f"'{span}'" if isinstance(span, str) else describe(span)
+                ck.add(path, f"expected working hours like '09:00-17:00' (start before end), got {got}")
+    if "holidays" in data:
+        _check_holidays(ck, data["holidays"])
+    for i, d in enumerate(expect_list(ck, "extra_dates", data.get("extra_dates", [])) or []):
+        try:
+            _dt.date.fromisoformat(str(d))
+        except ValueError:
+            ck.add(item("extra_dates", i), f"expected a date like 2026-12-24, got {describe(d)}")
+
+
+def _check_holidays(ck: Checker, value: Any) -> None:
+    hol = expect_mapping(ck, "holidays", value)
+    if hol is None or not check_keys(ck, "holidays", hol, ("country", "subdivision"), ("country",)) \
+            or "country" not in hol:
+        return
+    try:
+        holidays.country_holidays(hol["country"], subdiv=hol.get("subdivision"))
+    except (NotImplementedError, KeyError, TypeError) as exc:
+        ck.add("holidays", f"the holidays package does not know {hol}: {exc}")
+
+
 # --- kind: orchestration --------------------------------------------------------------
 
 
@@ -203,6 +262,8 @@ def _check_orchestration(ck: Checker, data: dict[str, Any], env: Env) -> None:
     scope = _check_trigger(ck, data, env, scope)
     _check_stage_names(ck, stages)
     _check_step_names(ck, stages)
+    if "retry" in data:
+        check_policies(ck, "", {"retry": data["retry"]})
     names = [s["name"] for _, s in stages if isinstance(s.get("name"), str)]
     orch = Orchestration(names, step_stages, scope)
     for i, stage in stages:
@@ -481,8 +542,24 @@ def _check_step_type(ck: Checker, path: str, m: dict[str, Any], stype: str, scop
             )
     elif stype == "interactive":
         _check_interactive(ck, path, m, scope)
+    elif stype == "pause":
+        _check_pause(ck, path, m, scope)
     elif not m.get("after"):
         ck.add(join(path, "after"), "a milestone step needs at least one step in after")
+
+
+def _check_pause(ck: Checker, path: str, m: dict[str, Any], scope: Scope) -> None:
+    """A pause step waits for a duration, a condition, a named signal (any that comes first)."""
+    if not any(k in m for k in PAUSE_KEYS):
+        ck.add(path, "a pause step needs at least one of: for, until, signal")
+    if "for" in m:
+        check_duration(ck, join(path, "for"), m["for"])
+    if "until" in m:
+        check_condition(ck, join(path, "until"), m["until"], scope)
+        if isinstance(m["until"], dict):
+            ck.add(join(path, "until"), "until takes an '=expression' (not an evaluation flow)")
+    if "signal" in m:
+        expect_identifier(ck, join(path, "signal"), m["signal"], "signal name")
 
 
 def _check_interactive(ck: Checker, path: str, m: dict[str, Any], scope: Scope) -> None:

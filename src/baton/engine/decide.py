@@ -9,15 +9,22 @@ when all their ``after`` steps are complete; ``when`` waits until true; a stage
 completes when all its steps are complete or ``exit_when`` holds (open steps are
 then canceled); ``next`` is evaluated in order, the first match wins; re-entering
 a stage starts a fresh iteration; ``max_iterations`` fails the run.
+
+Time and failure (DESIGN §2.3): a failed background attempt is retried per its policy
+(``engine/policy.py``) with a job that is not due before the backoff; then ``on_failure``
+applies. Operators retry, complete or skip a step in fallout, and resume a failed run.
+Pause steps wait for a timer, a condition or a signal; an SLA is two timers. Timers are
+``StartTimer`` commands (durable jobs) that come back as ``TimerFired`` events.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from baton.calendars import add_business_time
 from baton.clock import iso
 from baton.definitions.model import (
     Condition,
@@ -28,6 +35,7 @@ from baton.definitions.model import (
 from baton.engine.events import (
     Audit,
     CancelRequested,
+    CancelTimers,
     CancelWorkItem,
     Command,
     CreateWorkItem,
@@ -35,11 +43,19 @@ from baton.engine.events import (
     RecordChanged,
     ConditionEvaluated,
     EvaluateCondition,
+    FalloutAction,
+    ReassignWorkItem,
+    ResumeRequested,
+    RunFlow,
     RunStarted,
     ScheduleStep,
+    SignalReceived,
+    StartTimer,
     StepCompleted,
     StepFailed,
+    TimerFired,
 )
+from baton.engine.policy import RetryPolicy, duration
 from baton.engine.state import Run, StageRun, StepRun
 from baton.engine.status import (
     STEP_DONE,
@@ -51,6 +67,9 @@ from baton.engine.status import (
 )
 from baton.errors import ExpressionError
 from baton.expressions import evaluate, evaluate_condition, is_expression
+
+# Statuses in which a step may have timers pending; leaving them for good cancels those.
+_TIMED = frozenset({StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT})
 
 # A safety net against a definition whose stages route in a loop without any step
 # (each pass is bounded by max_iterations anyway; this bounds one decide() call).
@@ -70,10 +89,12 @@ class _Decider:
     ) -> None:
         self.defn = defn
         self.run = run
+        self.now_dt = now
         self.now = iso(now)
         self.record = dict(record) if record is not None else {}
         self.commands: list[Command] = []
         self.consulted_flows: set[str] = set()
+        self.firing_pause: tuple[str, int] | None = None  # a pause step's own timer fired
 
     # ---- helpers ------------------------------------------------------------------------
     def audit(self, type_: str, actor: str = "system", **data: Any) -> None:
@@ -110,7 +131,18 @@ class _Decider:
 
     def set_step(self, sr: StepRun, status: StepStatus) -> None:
         check_transition(f"step {sr.name!r}", sr.status, status)
+        if sr.status in _TIMED and status not in STEP_OPEN and self.has_timers(sr):
+            self.commands.append(CancelTimers(sr.name, sr.iteration))
         sr.status = status
+
+    def has_timers(self, sr: StepRun) -> bool:
+        """May the step iteration have pending timers (an SLA, a pause ``for``)?"""
+        if sr.sla is not None:
+            return True
+        if self.firing_pause == (sr.name, sr.iteration):
+            return False  # its only timer is the one firing now (claimed, not pending)
+        found = self.defn.find_step(sr.name)
+        return found is not None and found[1].type == "pause" and "for" in found[1].options
 
     def set_stage(self, st: StageRun, status: StageStatus) -> None:
         check_transition(f"stage {st.name!r}", st.status, status)
@@ -206,6 +238,10 @@ class _Decider:
 
     def start_step(self, sr: StepRun, step: StepDefinition) -> None:
         sr.started_at = self.now
+        self.start_sla(sr, step)
+        if step.type == "pause":
+            self.start_pause(sr, step)
+            return
         if step.type == "milestone":
             self.set_step(sr, StepStatus.COMPLETED)
             sr.output, sr.completed_at = {}, self.now
@@ -215,11 +251,174 @@ class _Decider:
             self.start_interactive(sr, step)
             return
         self.set_step(sr, StepStatus.RUNNING)
-        sr.attempts += 1
-        assert step.flow is not None
-        self.commands.append(ScheduleStep(sr.name, sr.iteration, step.flow))
+        self.schedule_attempt(sr, step, None)
         self.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                    type=step.type)
+
+    def schedule_attempt(self, sr: StepRun, step: StepDefinition, not_before: str | None) -> None:
+        """Ask the workers for the step's next attempt (now, or after a retry's backoff)."""
+        sr.attempts += 1
+        assert step.flow is not None
+        timeout = step.options.get("timeout")
+        self.commands.append(ScheduleStep(
+            sr.name, sr.iteration, step.flow, attempt=sr.attempts, not_before=not_before,
+            timeout_ms=int(duration(timeout).total_seconds() * 1000) if timeout else None))
+
+    # ---- retries ------------------------------------------------------------------------
+    def attempt_failed(self, sr: StepRun, step: StepDefinition, error: dict[str, Any]) -> None:
+        """A background attempt failed: retry it after its backoff, or fail the step."""
+        policy = RetryPolicy.from_options(step.options.get("retry"), self.defn.retry)
+        retries_used = sr.attempts - sr.attempt_base - 1
+        retry = error.get("retryable", True) is not False and retries_used < policy.max
+        next_at: str | None = None
+        if retry:
+            delay = policy.delay(retries_used + 1, f"{self.run.id}:{sr.name}:{sr.iteration}")
+            if error.get("retry_after"):  # the flow knows better (e.g. a rate limit's reset)
+                delay = max(delay, timedelta(seconds=float(error["retry_after"])))
+            next_at = iso(self.now_dt + delay)
+        self.audit("step_attempt_failed", step=sr.name, stage=sr.stage, iteration=sr.iteration,
+                   attempt=sr.attempts, error=error, next_retry_at=next_at)
+        if next_at is None:
+            self.fail_step(sr, step, {**error, "attempts": sr.attempts})
+            return
+        sr.error = error
+        self.schedule_attempt(sr, step, next_at)
+
+    # ---- pause --------------------------------------------------------------------------
+    def start_pause(self, sr: StepRun, step: StepDefinition) -> None:
+        """Wait for ``for`` (a timer), ``until`` (re-checked on changes) or ``signal``."""
+        self.set_step(sr, StepStatus.RUNNING)
+        self.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
+                   type="pause")
+        if "for" in step.options:
+            at = iso(self.now_dt + duration(step.options["for"]))
+            self.commands.append(StartTimer("pause", sr.name, sr.iteration, at,
+                                            {"started_at": sr.started_at}))
+        self.check_pause_until(sr, step)
+
+    def check_pause_until(self, sr: StepRun, step: StepDefinition) -> bool:
+        if "until" not in step.options or sr.status is not StepStatus.RUNNING:
+            return False
+        try:
+            done = self.holds(Condition(expression=step.options["until"]))
+        except ExpressionError as exc:
+            self.fail_step(sr, step, _expr_error("until", exc))
+            return True
+        if done:
+            self.complete_step(sr, {}, "system", via="until")
+        return done
+
+    # ---- SLA ----------------------------------------------------------------------------
+    def start_sla(self, sr: StepRun, step: StepDefinition) -> None:
+        """Start the step's SLA clock: timers at due - jeopardy and at due."""
+        spec = step.options.get("sla")
+        if not spec:
+            return
+        total = duration(spec["duration"])
+        warn = duration(spec["jeopardy"]) if spec.get("jeopardy") else None
+        due = self.sla_instant(sr, spec, total)
+        sr.sla = {"status": "on_track", "due_at": iso(due), "jeopardy_at": None}
+        if warn is not None:
+            sr.sla["jeopardy_at"] = iso(self.sla_instant(sr, spec, total - warn))
+            self.commands.append(StartTimer("sla_jeopardy", sr.name, sr.iteration,
+                                            sr.sla["jeopardy_at"], {"due_at": sr.sla["due_at"]}))
+        self.commands.append(StartTimer("sla_overdue", sr.name, sr.iteration, sr.sla["due_at"],
+                                        {"due_at": sr.sla["due_at"]}))
+
+    def sla_instant(self, sr: StepRun, spec: Mapping[str, Any], span: timedelta) -> datetime:
+        """``span`` after now: in the calendar's business time when the SLA names one."""
+        name = spec.get("calendar")
+        if not name:
+            return self.now_dt + span
+        cal = self.defn.calendars.get(name)
+        if cal is None:
+            self.audit("sla_calendar_missing", step=sr.name, calendar=name,
+                       note="calendar not deployed: wall-clock time is counted")
+            return self.now_dt + span
+        return add_business_time(cal, self.now_dt, span)
+
+    def sla_timer(self, sr: StepRun, step: StepDefinition, ev: TimerFired) -> bool:
+        """An SLA instant came: on_track -> in_jeopardy -> overdue, with the mapping's actions.
+
+        A timer of an earlier SLA clock of this step (restarted by an operator retry or a
+        resume) names another due time and changes nothing.
+        """
+        kind = ev.kind
+        if sr.sla is None or sr.status not in STEP_OPEN \
+                or ev.data.get("due_at", sr.sla["due_at"]) != sr.sla["due_at"]:
+            return False
+        new, key = ("in_jeopardy", "on_jeopardy") if kind == "sla_jeopardy" else (
+            "overdue", "on_overdue")
+        if sr.sla["status"] == new or sr.sla["status"] == "overdue":
+            return False
+        sr.sla["status"] = new
+        self.audit(f"sla_{new}", step=sr.name, stage=sr.stage, iteration=sr.iteration,
+                   due_at=sr.sla["due_at"])
+        action = (step.options.get("sla") or {}).get(key) or {}
+        if action.get("reassign") and sr.status is StepStatus.WAITING_FOR_PERSON:
+            self.commands.append(ReassignWorkItem(sr.name, sr.iteration, action["reassign"],
+                                                  f"sla {new}"))
+        if action.get("flow"):
+            self.commands.append(RunFlow(action["flow"], sr.name, sr.iteration, f"sla {new}"))
+        if action.get("notify"):
+            who = action["notify"]
+            # Email needs the notification work of another issue: the request is recorded.
+            self.audit("notification_requested", step=sr.name, reason=f"sla {new}",
+                       recipients=[who] if isinstance(who, str) else list(who))
+        return True
+
+    # ---- operators ----------------------------------------------------------------------
+    def fallout_action(self, sr: StepRun, step: StepDefinition, ev: FalloutAction) -> None:
+        extra = {"step": sr.name, "stage": sr.stage, "iteration": sr.iteration,
+                 "reason": ev.reason}
+        if ev.action == "retry":
+            self.audit("fallout_retried", ev.actor, **extra)
+            sr.error, sr.completed_at = None, None
+            sr.attempt_base = sr.attempts  # a fresh series: the retry policy applies again
+            self.start_step(sr, step)
+        elif ev.action == "complete":
+            self.complete_step(sr, dict(ev.output or {}), ev.actor, via="operator",
+                               reason=ev.reason)
+        else:
+            self.set_step(sr, StepStatus.SKIPPED)
+            sr.completed_at = self.now
+            self.audit("step_skipped", ev.actor, **extra)
+
+    def resume(self, ev: ResumeRequested) -> None:
+        """A failed run goes on: its failed and canceled steps of the current stage start
+        afresh (same iteration), and routing is tried again if that is what failed."""
+        self.set_run(RunStatus.IN_PROGRESS)
+        self.run.error, self.run.completed_at = None, None
+        self.audit("run_resumed", ev.actor, reason=ev.reason)
+        st = self.run.stages.get(self.run.current_stage or "")
+        if st is None:
+            return
+        if st.status is StageStatus.FAILED:
+            self.set_stage(st, StageStatus.IN_PROGRESS)
+            st.completed_at = None
+        sd = self.stage_def()
+        for step in sd.steps:
+            old = self.run.steps[step.name]
+            if old.status is StepStatus.CANCELED or (
+                    old.status is StepStatus.FAILED and step.on_failure != "continue"):
+                self.run.steps[step.name] = StepRun(step.name, old.stage, old.iteration,
+                                                    attempts=old.attempts,
+                                                    attempt_base=old.attempts)
+        if st.status is StageStatus.COMPLETED:  # the stage was done; its routing failed
+            self.follow(self.route(sd))
+
+    def signal(self, ev: SignalReceived) -> bool:
+        """Complete every pause step of the current stage waiting for this signal."""
+        hit = False
+        for sr in list(self.run.steps.values()):
+            found = self.defn.find_step(sr.name)
+            if (found is None or sr.stage != self.run.current_stage
+                    or sr.status is not StepStatus.RUNNING or found[1].type != "pause"
+                    or found[1].options.get("signal") != ev.name):
+                continue
+            self.complete_step(sr, dict(ev.data), ev.actor, via=f"signal:{ev.name}")
+            hit = True
+        return hit
 
     def start_interactive(self, sr: StepRun, step: StepDefinition) -> None:
         assert step.assign is not None
@@ -263,6 +462,9 @@ class _Decider:
         changed = False
         for step in sd.steps:
             sr = self.run.steps[step.name]
+            if step.type == "pause":
+                changed = self.check_pause_until(sr, step) or changed
+                continue
             if step.complete_when is None or sr.status is not StepStatus.WAITING_FOR_PERSON:
                 continue
             try:
@@ -323,9 +525,13 @@ class _Decider:
         self.set_stage(st, StageStatus.COMPLETED)
         st.completed_at = self.now
         self.audit("stage_completed", stage=sd.name, iteration=st.iteration, reason=why)
-        target = self.route(sd)
+        self.follow(self.route(sd))
+        return True
+
+    def follow(self, target: str | None) -> None:
+        """Go where routing said: the next stage, or the end of the run (None: it failed)."""
         if target is None:
-            return True
+            return
         if target == "end":
             self.set_run(RunStatus.COMPLETED)
             self.run.completed_at = self.now
@@ -333,7 +539,6 @@ class _Decider:
             self.audit("run_completed")
         else:
             self.enter_stage(target)
-        return True
 
     def route(self, sd: StageDefinition) -> str | None:
         """Where to go after ``sd``; ``None`` when routing failed the run."""
@@ -412,7 +617,8 @@ def decide(
         open_for = (StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON) + (
             (StepStatus.FALLOUT,) if isinstance(event, StepCompleted) else ())
         if (r.status is not RunStatus.IN_PROGRESS or sr is None or sr.iteration != event.iteration
-                or sr.status not in open_for):
+                or sr.status not in open_for
+                or (event.attempt is not None and event.attempt != sr.attempts)):
             return Decision(run, [], stale=True)
         found = defn.find_step(event.step)
         assert found is not None
@@ -421,8 +627,38 @@ def decide(
                 r.vars.update(event.vars)  # only what this flow changed: concurrent steps merge
             extra = {"ran_at": event.ran_at} if event.ran_at else {}
             d.complete_step(sr, dict(event.output), event.actor, **extra)
+        elif found[1].type == "background" and sr.status is StepStatus.RUNNING:
+            d.attempt_failed(sr, found[1], event.error)
         else:
             d.fail_step(sr, found[1], event.error)
+    elif isinstance(event, FalloutAction):
+        sr = r.steps.get(event.step)
+        found = defn.find_step(event.step)
+        if r.status is not RunStatus.IN_PROGRESS or sr is None or found is None \
+                or sr.status is not StepStatus.FALLOUT:
+            return Decision(run, [], stale=True)
+        d.fallout_action(sr, found[1], event)
+    elif isinstance(event, ResumeRequested):
+        if r.status is not RunStatus.FAILED:
+            return Decision(run, [], stale=True)
+        d.resume(event)
+    elif isinstance(event, TimerFired):
+        sr = r.steps.get(event.step)
+        found = defn.find_step(event.step)
+        if r.status is not RunStatus.IN_PROGRESS or sr is None or found is None \
+                or sr.iteration != event.iteration:
+            return Decision(run, [], stale=True)
+        if event.kind == "pause":
+            if sr.status is not StepStatus.RUNNING or found[1].type != "pause" \
+                    or event.data.get("started_at", sr.started_at) != sr.started_at:
+                return Decision(run, [], stale=True)  # an earlier pause of this step
+            d.firing_pause = (sr.name, sr.iteration)
+            d.complete_step(sr, {}, "system", via="for")
+        elif not d.sla_timer(sr, found[1], event):
+            return Decision(run, [], stale=True)
+    elif isinstance(event, SignalReceived):
+        if r.status is not RunStatus.IN_PROGRESS or not d.signal(event):
+            return Decision(run, [], stale=True)
     elif isinstance(event, RecordChanged):
         if r.status is not RunStatus.IN_PROGRESS:
             return Decision(run, [], stale=True)

@@ -22,14 +22,16 @@ class StepCompleted:
     vars: dict[str, Any] | None = None  # variables the flow set or changed (None: none)
     actor: str = "system"
     ran_at: str | None = None  # when the worker started running the flow
+    attempt: int | None = None  # the attempt that produced it (None: not a worker's result)
 
 
 @dataclass(frozen=True)
 class StepFailed:
     step: str
     iteration: int
-    error: dict[str, Any]  # {"type", "message", "traceback"}
+    error: dict[str, Any]  # {"type", "message", "retryable", "traceback"}
     actor: str = "system"
+    attempt: int | None = None  # the attempt that failed (None: not a worker's result)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,46 @@ class ConditionEvaluated:
     value: bool
 
 
-Event = ConditionEvaluated | RunStarted | StepCompleted | StepFailed | RecordChanged | CancelRequested
+@dataclass(frozen=True)
+class FalloutAction:
+    """An operator resolves a step in fallout: ``retry``, ``complete`` (with output) or ``skip``."""
+
+    step: str
+    action: str  # retry | complete | skip
+    actor: str
+    reason: str
+    output: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ResumeRequested:
+    """An operator resumes a failed run after fixing the cause."""
+
+    actor: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    """A durable timer (a job whose ``run_after`` was in the future) came due."""
+
+    kind: str  # pause | sla_jeopardy | sla_overdue
+    step: str
+    iteration: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SignalReceived:
+    """``baton runs signal RUN NAME --data JSON``: completes pause steps waiting for NAME."""
+
+    name: str
+    data: dict[str, Any]
+    actor: str
+
+
+Event = (ConditionEvaluated | RunStarted | StepCompleted | StepFailed | RecordChanged
+         | CancelRequested | FalloutAction | ResumeRequested | TimerFired | SignalReceived)
 
 
 # ---- commands -----------------------------------------------------------------------------
@@ -62,6 +103,48 @@ class ScheduleStep:
     step: str
     iteration: int
     flow: str
+    attempt: int = 1
+    not_before: str | None = None  # ISO time; None: now (a retry waits for its backoff)
+    timeout_ms: int | None = None  # the attempt fails when the flow overruns this
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    """A durable timer: a job that becomes due at ``at`` and comes back as TimerFired."""
+
+    kind: str
+    step: str
+    iteration: int
+    at: str  # ISO time
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CancelTimers:
+    """The step iteration closed: its timers that have not fired are deleted."""
+
+    step: str
+    iteration: int
+
+
+@dataclass(frozen=True)
+class ReassignWorkItem:
+    """Give a step's open work item to someone else (an SLA action)."""
+
+    step: str
+    iteration: int
+    to: str  # queue:NAME | user:NAME | group:NAME
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunFlow:
+    """Run a flow for its side effects (an SLA escalation); its output is only audited."""
+
+    flow: str
+    step: str
+    iteration: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -99,4 +182,5 @@ class EvaluateCondition:
     flow: str
 
 
-Command = EvaluateCondition | ScheduleStep | CreateWorkItem | CancelWorkItem | Audit
+Command = (EvaluateCondition | ScheduleStep | CreateWorkItem | CancelWorkItem | Audit
+           | StartTimer | CancelTimers | ReassignWorkItem | RunFlow)

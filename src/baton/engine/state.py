@@ -25,6 +25,8 @@ class StepRun:
     started_at: str | None = None
     completed_at: str | None = None
     work_item_id: str | None = None
+    attempt_base: int = 0  # attempts made before the current retry series (operator retry)
+    sla: dict[str, Any] | None = None  # {"status", "due_at", "jeopardy_at"} when the step has one
 
 
 @dataclass
@@ -76,7 +78,8 @@ class Run:
                           "status": v.status.value, "output": _copy(v.output),
                           "error": _copy(v.error), "attempts": v.attempts,
                           "started_at": v.started_at, "completed_at": v.completed_at,
-                          "work_item_id": v.work_item_id}
+                          "work_item_id": v.work_item_id, "attempt_base": v.attempt_base,
+                          "sla": _copy(v.sla)}
                       for k, v in self.steps.items()},
             "vars": _copy(self.vars), "input": _copy(self.input),
             "decisions": [dict(d) for d in self.decisions],
@@ -99,7 +102,8 @@ class Run:
                     for k, v in data["stages"].items()},
             steps={k: StepRun(v["name"], v["stage"], v["iteration"], StepStatus(v["status"]),
                               _copy(v["output"]), _copy(v["error"]), v["attempts"],
-                              v["started_at"], v["completed_at"], v["work_item_id"])
+                              v["started_at"], v["completed_at"], v["work_item_id"],
+                              v.get("attempt_base", 0), _copy(v.get("sla")))
                    for k, v in data["steps"].items()},
             vars=_copy(data["vars"]), input=_copy(data["input"]),
             decisions=[dict(d) for d in data["decisions"]],

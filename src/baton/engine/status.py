@@ -29,7 +29,7 @@ class StageStatus(StrEnum):
 class StepStatus(StrEnum):
     NOT_STARTED = "not_started"  # waiting for its `after` steps
     WAITING = "waiting"  # `after` done, its `when` does not hold yet
-    RUNNING = "running"  # a background job is queued or executing
+    RUNNING = "running"  # a background job is queued, executing or waiting to retry; a pause waits
     WAITING_FOR_PERSON = "waiting_for_person"  # a work item is open
     COMPLETED = "completed"
     FAILED = "failed"
@@ -71,7 +71,8 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     ),
     S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.FALLOUT, S.CANCELED}),
     S.WAITING_FOR_PERSON: frozenset({S.COMPLETED, S.FAILED, S.FALLOUT, S.CANCELED}),
-    S.FALLOUT: frozenset({S.RUNNING, S.COMPLETED, S.SKIPPED, S.CANCELED}),
+    # operator actions: retry (-> running / waiting_for_person), complete, skip; or run canceled
+    S.FALLOUT: frozenset({S.RUNNING, S.WAITING_FOR_PERSON, S.COMPLETED, S.SKIPPED, S.CANCELED}),
     S.FAILED: frozenset({S.RUNNING}),  # resume of a failed run retries its failed step
     S.COMPLETED: frozenset(),
     S.SKIPPED: frozenset(),

@@ -12,11 +12,15 @@ from baton.definitions.model import OrchestrationDefinition
 from baton.engine.decide import Decision, decide
 from baton.engine.events import (
     Audit,
+    CancelTimers,
     CancelWorkItem,
     CreateWorkItem,
     EvaluateCondition,
     Event,
+    ReassignWorkItem,
+    RunFlow,
     ScheduleStep,
+    StartTimer,
 )
 from baton.engine.state import Run
 from baton.engine.status import WORK_ITEM_OPEN, WorkItemStatus
@@ -84,8 +88,24 @@ class Applier:
             if isinstance(cmd, Audit):
                 events.append(event_row(cmd.type, cmd.actor, now, run.record_id, run.id, cmd.data))
             elif isinstance(cmd, ScheduleStep):
-                jobs.append(("step", {"step": cmd.step, "iteration": cmd.iteration,
-                                      "flow": cmd.flow}))
+                payload = {"step": cmd.step, "iteration": cmd.iteration, "flow": cmd.flow,
+                           "attempt": cmd.attempt, "timeout_ms": cmd.timeout_ms}
+                if cmd.not_before is None:
+                    jobs.append(("step", payload))
+                else:  # a retry: a job that is not due before its backoff has passed
+                    tx.enqueue_job_txn("step", run.id, payload, cmd.not_before, now)
+            elif isinstance(cmd, StartTimer):
+                # The jobs table is the durable timer store: due at ``at``, fired once.
+                tx.enqueue_job_txn("timer", run.id, {"kind": cmd.kind, "step": cmd.step,
+                                                     "iteration": cmd.iteration, "data": cmd.data},
+                                   cmd.at, now)
+            elif isinstance(cmd, CancelTimers):
+                tx.cancel_timers_txn(run.id, cmd.step, cmd.iteration)
+            elif isinstance(cmd, RunFlow):
+                jobs.append(("escalation", {"flow": cmd.flow, "step": cmd.step,
+                                            "iteration": cmd.iteration, "reason": cmd.reason}))
+            elif isinstance(cmd, ReassignWorkItem):
+                events.extend(self._reassign_txn(tx, run, cmd, now))
             elif isinstance(cmd, EvaluateCondition):
                 jobs.append(("condition", {"flow": cmd.flow}))
             elif isinstance(cmd, CreateWorkItem):
@@ -124,3 +144,18 @@ class Applier:
             tx.enqueue_jobs_txn([(kind, run.id, payload) for kind, payload in jobs], now, now)
             if self.wake is not None:
                 self.wake()
+
+    @staticmethod
+    def _reassign_txn(tx: SqlTx, run: Run, cmd: ReassignWorkItem, now: str) -> list[dict[str, Any]]:
+        """Give the step's open work item to ``cmd.to`` (a claim is released)."""
+        item = tx.find_work_item_txn(run.id, cmd.step, cmd.iteration)
+        kind, _, name = cmd.to.partition(":")
+        if item is None or not tx.update_work_item_txn(
+            item["id"], [s.value for s in WORK_ITEM_OPEN], None,
+            {"status": WorkItemStatus.OPEN.value, "claimed_by": None, "assignee_kind": kind,
+             "assignee": name, "updated_at": now},
+        ):
+            return []
+        return [event_row("work_item_reassigned", "system", now, run.record_id, run.id, {
+            "work_item": item["id"], "step": cmd.step, "reason": cmd.reason,
+            "from": f"{item['assignee_kind']}:{item['assignee']}", "to": cmd.to})]

@@ -11,13 +11,19 @@ import hashlib
 import threading
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from baton.calendars import BusinessCalendar
 from baton.clock import Clock, iso
 from baton.definitions.loader import load_definitions, load_text
-from baton.definitions.model import ObjectTypeDefinition, OrchestrationDefinition
+from baton.definitions.model import (
+    CalendarDefinition,
+    ObjectTypeDefinition,
+    OrchestrationDefinition,
+)
 from baton.errors import NotFound
 from baton.store.sql import SqlStore, SqlTx
 
@@ -113,9 +119,28 @@ class DefinitionRepo:
         else:  # an object type's ref fields only need the names of the other types
             objects = {n: ObjectTypeDefinition(n, ()) for (k, n) in self._active if k == "object"}
         docs = load_text(source, file, deployed_objects=objects)
+        definition = docs[0].definition
+        if isinstance(definition, OrchestrationDefinition):
+            definition = replace(definition, calendars=MappingProxyType(self._calendars(definition)))
         with self._lock:
-            self._parsed[key] = docs[0].definition
-        return docs[0].definition
+            self._parsed[key] = definition
+        return definition
+
+    def _calendars(self, defn: OrchestrationDefinition) -> dict[str, BusinessCalendar]:
+        """The active version of every calendar the orchestration's SLAs name (those deployed).
+
+        A calendar that is not deployed is left out; its SLAs then count wall-clock time and
+        say so in the audit log (``sla_calendar_missing``).
+        """
+        names = {(step.options.get("sla") or {}).get("calendar")
+                 for stage in defn.stages for step in stage.steps}
+        out = {}
+        for name in sorted(n for n in names if n):
+            version = self._active.get(("calendar", name))
+            if version is not None:
+                cal: CalendarDefinition = self._parse("calendar", name, version)
+                out[name] = BusinessCalendar.from_spec(name, cal.spec())
+        return out
 
     def object_types(self) -> dict[str, ObjectTypeDefinition]:
         self.refresh()

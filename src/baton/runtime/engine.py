@@ -19,9 +19,18 @@ from sqlalchemy.exc import DBAPIError
 from baton.clock import Clock, SystemClock, iso
 from baton.definitions.loader import check_definitions
 from baton.definitions.model import FieldDefinition, OrchestrationDefinition
-from baton.engine.events import CancelRequested, RecordChanged, RunStarted, StepCompleted
+from baton.engine.events import (
+    CancelRequested,
+    Event,
+    FalloutAction,
+    RecordChanged,
+    ResumeRequested,
+    RunStarted,
+    SignalReceived,
+    StepCompleted,
+)
 from baton.engine.state import Run
-from baton.engine.status import WORK_ITEM_OPEN, RunStatus, WorkItemStatus
+from baton.engine.status import WORK_ITEM_OPEN, RunStatus, StepStatus, WorkItemStatus
 from baton.errors import (
     BatonError,
     ExpressionError,
@@ -283,6 +292,80 @@ class Engine:
                 raise TransitionConflict(f"run {run_id} is {run.status.value}; it cannot be canceled")
         return decision.run
 
+    # ---- fallout, resume, signals -------------------------------------------------------
+    def list_fallout(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Steps waiting for an operator: one entry per step in fallout, oldest run first.
+
+        Each entry's ``id`` is ``RUN_ID:STEP``, the form ``baton fallout`` commands take.
+        """
+        out: list[dict[str, Any]] = []
+        with self.store.read() as tx:
+            rows = tx.list_runs_txn({"status": RunStatus.IN_PROGRESS.value}, 100_000, 0)
+        for row in reversed(rows):
+            run = Run.from_json(row["state"])
+            for sr in run.steps.values():
+                if sr.status is StepStatus.FALLOUT:
+                    out.append({"id": f"{run.id}:{sr.name}", "run_id": run.id,
+                                "orchestration": run.orchestration, "record_id": run.record_id,
+                                "step": sr.name, "stage": sr.stage, "iteration": sr.iteration,
+                                "attempts": sr.attempts, "error": sr.error,
+                                "since": sr.completed_at})
+        return out[:limit]
+
+    @one_transaction
+    def resolve_fallout(self, fallout_id: str, action: str, *, reason: str, actor: str = "system",
+                        output: dict[str, Any] | None = None) -> Run:
+        """Operator action on a step in fallout: ``retry``, ``complete`` (with output) or ``skip``.
+
+        ``fallout_id`` is ``RUN_ID:STEP``. A ``complete`` output is validated against the
+        step's ``output:`` field specs when it declares them.
+        """
+        run_id, _, step = fallout_id.partition(":")
+        if action not in ("retry", "complete", "skip"):
+            raise ValidationError("fallout action", {"action": f"expected retry, complete or skip, got {action!r}"})
+        if not step:
+            raise ValidationError("fallout id", {"id": f"expected RUN_ID:STEP, got {fallout_id!r}"})
+        if not reason:
+            raise ValidationError("fallout action", {"reason": "say why (it is audited)"})
+        now_dt, _ = self._now()
+        with self.store.write() as tx:
+            run, defn, record = self._load_run_txn(tx, run_id)
+            found = defn.find_step(step)
+            if found is None:
+                raise NotFound("step", step, f"run {run_id} has no such step")
+            if action == "complete":
+                output = _check_output(found[1].options.get("output"), output or {}, step)
+            event = FalloutAction(step, action, actor, reason, output)
+            decision = self.applier.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
+            if decision.stale:
+                sr = run.steps.get(step)
+                status = sr.status.value if sr else "not started"
+                raise TransitionConflict(f"step {step!r} of run {run_id} is {status}, not in fallout "
+                                         f"(or the run is {run.status.value})")
+        return decision.run
+
+    @one_transaction
+    def resume_run(self, run_id: str, reason: str, *, actor: str = "system") -> Run:
+        """Resume a failed run after its cause is fixed: its failed steps run again."""
+        return self._run_event(run_id, ResumeRequested(actor, reason),
+                               "is {status}; only a failed run can be resumed")
+
+    @one_transaction
+    def signal(self, run_id: str, name: str, data: dict[str, Any] | None = None, *,
+               actor: str = "system") -> Run:
+        """Send a named signal: pause steps waiting for it complete with ``data`` as output."""
+        return self._run_event(run_id, SignalReceived(name, dict(data or {}), actor),
+                               f"({{status}}) has no pause step waiting for signal {name!r}")
+
+    def _run_event(self, run_id: str, event: Event, refusal: str) -> Run:
+        now_dt, _ = self._now()
+        with self.store.write() as tx:
+            run, defn, record = self._load_run_txn(tx, run_id)
+            decision = self.applier.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
+            if decision.stale:
+                raise TransitionConflict(f"run {run_id} " + refusal.format(status=run.status.value))
+        return decision.run
+
     def _load_run_txn(self, tx: SqlTx, run_id: str) -> tuple[Run, OrchestrationDefinition, dict[str, Any] | None]:
         """Load a run to change it: its row is locked until commit (PostgreSQL)."""
         run, defn, rec = self._load_run_row_txn(tx, run_id)
@@ -317,16 +400,16 @@ class Engine:
                 claimed = tx.list_work_items_txn({**filters, "claimed_by": user}, limit + offset, 0)
                 seen: dict[str, dict[str, Any]] = {i["id"]: i for i in mine + claimed}
                 items = sorted(seen.values(), key=lambda i: (i["created_at"], i["id"]))[offset:offset + limit]
-                return items
+                return _with_sla_txn(tx, items)
             if queue is not None:
                 filters.update(assignee_kind="queue", assignee=queue)
             elif group is not None:
                 filters.update(assignee_kind="group", assignee=group)
-            return tx.list_work_items_txn(filters, limit, offset)
+            return _with_sla_txn(tx, tx.list_work_items_txn(filters, limit, offset))
 
     def get_work_item(self, item_id: str) -> dict[str, Any]:
         with self.store.read() as tx:
-            return self._get_item_txn(tx, item_id, lock=False)
+            return _with_sla_txn(tx, [self._get_item_txn(tx, item_id, lock=False)])[0]
 
     def _get_item_txn(self, tx: SqlTx, item_id: str, *, lock: bool = True) -> dict[str, Any]:
         item = tx.get_work_item_txn(item_id, for_update=lock)
@@ -437,6 +520,27 @@ class Engine:
                                                              "from": f"{item['assignee_kind']}:{item['assignee']}",
                                                              "to": f"{kind}:{name}"})])
             return self._get_item_txn(tx, item_id)
+
+
+def _with_sla_txn(tx: SqlTx, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``sla_status`` and ``due_at`` to work items: their step's SLA, kept in the run."""
+    runs = tx.get_runs_txn(list({i["run_id"] for i in items}))
+    for item in items:
+        state = (runs.get(item["run_id"]) or {}).get("state") or {}
+        step = (state.get("steps") or {}).get(item["step"]) or {}
+        sla = step.get("sla") if step.get("iteration") == item["iteration"] else None
+        item["sla_status"], item["due_at"] = (sla or {}).get("status"), (sla or {}).get("due_at")
+    return items
+
+
+def _check_output(spec: Any, output: dict[str, Any], step: str) -> dict[str, Any]:
+    """Validate an operator's output against the step's ``output:`` field specs, if any."""
+    if not spec:
+        return output
+    fields = [FieldDefinition(name=name, type=f.get("type", "json"), required=f.get("required", False),
+                              choices=tuple(f.get("choices") or ()), default=f.get("default"))
+              for name, f in dict(spec).items() if isinstance(f, dict)]
+    return coerce_fields(fields, output, f"output of step {step}")
 
 
 def _not_open(item: dict[str, Any]) -> str:

@@ -22,11 +22,18 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from baton.clock import iso
-from baton.engine.events import ConditionEvaluated, RecordChanged, StepCompleted, StepFailed
+from baton.engine.events import (
+    ConditionEvaluated,
+    RecordChanged,
+    StepCompleted,
+    StepFailed,
+    TimerFired,
+)
 from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, StepView, get_flow
+from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.store.base import Job
 from baton.store.sql import worker_host
@@ -200,7 +207,7 @@ class Worker:
     # ---- outside the transaction: read, run flows ------------------------------------------
     def _read_batch(self, jobs: list[Job]) -> dict[str, tuple[Run, dict[str, Any] | None]]:
         """The state of every run the batch touches: one read transaction, two statements."""
-        ids = [j.run_id for j in jobs if j.kind in ("step", "condition") and j.run_id]
+        ids = [j.run_id for j in jobs if j.kind in _RUN_JOBS and j.run_id]
         with self.store.read() as tx:
             rows = tx.get_runs_txn(ids)
             runs = {rid: Run.from_json(row["state"]) for rid, row in rows.items()}
@@ -219,17 +226,24 @@ class Worker:
         """Run the job's flow (if any) and return what to commit."""
         if job.kind == "evaluate":
             return _Result(job, RecordChanged())
-        if job.kind not in ("step", "condition") or snapshot is None:
-            if job.kind not in ("step", "condition"):
+        if job.kind == "timer":
+            p = job.payload
+            return _Result(job, TimerFired(p["kind"], p["step"], p["iteration"], p.get("data") or {}))
+        if job.kind not in _RUN_JOBS or snapshot is None:
+            if job.kind not in _RUN_JOBS:
                 log.error("unknown job kind %r (job %s) dropped", job.kind, job.id)
             return _Result(job, None)
         run, record = snapshot
         if job.kind == "condition":
             return self._execute_condition(job, run, record)
+        if job.kind == "escalation":
+            return self._execute_escalation(job, run, record)
         step, iteration = job.payload["step"], job.payload["iteration"]
+        attempt = job.payload.get("attempt")
         sr = run.steps.get(step)
         if run.status is not RunStatus.IN_PROGRESS or sr is None or sr.iteration != iteration \
-                or sr.status is not StepStatus.RUNNING:
+                or sr.status is not StepStatus.RUNNING \
+                or (attempt is not None and attempt != sr.attempts):
             return _Result(job, None)  # the step moved on (canceled, stage exited): drop
         ctx = self._context(run, step, iteration, record)
         event: StepCompleted | StepFailed
@@ -239,7 +253,7 @@ class Worker:
             if fn is None:
                 raise StepFailure(f"flow {job.payload['flow']!r} is not registered in this worker "
                                   "(is its module listed under flows in baton.toml?)", retryable=False)
-            output = fn(ctx)
+            output = _call_with_timeout(fn, ctx, job.payload.get("timeout_ms"))
             if output is None:
                 output = {}
             if not isinstance(output, dict):
@@ -248,11 +262,28 @@ class Worker:
             changed_vars = {k: v for k, v in ctx.vars.items() if run.vars.get(k, _UNSET) != v}
             event = StepCompleted(step, iteration, _jsonable(output),
                                   vars=_jsonable(changed_vars) if changed_vars else None,
-                                  ran_at=ran_at)
+                                  ran_at=ran_at, attempt=attempt)
         except Exception as exc:  # a failing flow fails its step, never the worker
-            event = StepFailed(step, iteration, _error(exc))
+            event = StepFailed(step, iteration, _error(exc), attempt=attempt)
         self._faults.hit("after_flow")
-        return _Result(job, event, ctx.record_updates)
+        updates = ctx.record_updates if isinstance(event, StepCompleted) else {}
+        return _Result(job, event, updates)
+
+    def _execute_escalation(self, job: Job, run: Run, record: dict[str, Any] | None) -> _Result:
+        """Run an SLA escalation flow; what it returned (or raised) is audited on the run."""
+        p = job.payload
+        fn = get_flow(p["flow"])
+        data: dict[str, Any] = {"flow": p["flow"], "step": p["step"], "reason": p["reason"]}
+        try:
+            if fn is None:
+                raise StepFailure(f"flow {p['flow']!r} is not registered in this worker")
+            data["output"] = _jsonable(fn(self._context(run, p["step"], p["iteration"], record)))
+            kind = "escalation_flow_ran"
+        except Exception as exc:
+            data["error"] = _error(exc)
+            kind = "escalation_flow_failed"
+        row = event_row(kind, "system", iso(self.engine.clock.now()), run.record_id, run.id, data)
+        return _Result(job, None, audit=[row])
 
     def _execute_condition(self, job: Job, run: Run, record: dict[str, Any] | None) -> _Result:
         name = job.payload["flow"]
@@ -320,8 +351,11 @@ class Worker:
     def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None) -> None:
         eng, job, event = self.engine, res.job, res.event
         tx.finish_job_txn(job.id, self.id)
+        if res.audit:
+            tx.append_events_txn(res.audit)
         if event is None:
-            self.stats.stale += 1
+            if not res.audit:
+                self.stats.stale += 1
             return
         if cache is not None and job.run_id in cache.runs:
             run = cache.runs[job.run_id]  # decide() updates it in place: the next result sees it
@@ -366,16 +400,53 @@ class _Result:
     """What running one job produced, waiting to be committed with its batch."""
 
     job: Job
-    event: StepCompleted | StepFailed | ConditionEvaluated | RecordChanged | None  # None: drop
+    event: StepCompleted | StepFailed | ConditionEvaluated | RecordChanged | TimerFired | None
     record_updates: dict[str, Any] = field(default_factory=dict)
+    audit: list[dict[str, Any]] = field(default_factory=list)  # events to append with it
 
 
-def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvaluated | RecordChanged) -> bool:
+_RUN_JOBS = ("step", "condition", "escalation")  # jobs that read their run's state first
+
+
+class StepTimeout(StepFailure):
+    """An attempt overran its step's ``timeout`` (retryable)."""
+
+
+def _call_with_timeout(fn: Any, ctx: FlowContext, timeout_ms: int | None) -> Any:
+    """Call the flow; with a timeout, in a helper thread that is abandoned when it overruns.
+
+    The worker stops waiting after ``timeout_ms`` (real time: it bounds how long a worker
+    slot is held) and the attempt fails; whatever the abandoned thread does later is
+    ignored (its record updates are never read). Python cannot kill a thread, so a flow
+    that never returns keeps that helper thread, but no longer the worker.
+    """
+    if not timeout_ms:
+        return fn(ctx)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn(ctx)
+        except BaseException as exc:  # handed to the worker thread below
+            box["error"] = exc
+
+    helper = threading.Thread(target=target, daemon=True, name="baton-flow")
+    helper.start()
+    helper.join(timeout_ms / 1000)
+    if helper.is_alive():
+        raise StepTimeout(f"attempt overran its timeout of {timeout_ms} ms", retryable=True)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvaluated
+                   | RecordChanged | TimerFired) -> bool:
     """Is the step this result belongs to still waiting for it (same iteration, running)?"""
     if run.status is not RunStatus.IN_PROGRESS:
         return False
-    if isinstance(event, ConditionEvaluated | RecordChanged):
-        return True
+    if isinstance(event, ConditionEvaluated | RecordChanged | TimerFired):
+        return True  # decide() sorts out a timer whose step moved on
     sr = run.steps.get(event.step)
     return sr is not None and sr.iteration == event.iteration and sr.status is StepStatus.RUNNING
 
@@ -385,8 +456,10 @@ def _error(exc: BaseException) -> dict[str, Any]:
     return {
         "type": type(exc).__name__,
         "message": str(exc),
-        "retryable": getattr(exc, "retryable", True),
-        "traceback": "".join(tb[-3:])[-2000:],
+        # Baton's own errors (invalid data, a bad expression) fail the same way every time.
+        "retryable": getattr(exc, "retryable", not isinstance(exc, BatonError)),
+        **({"retry_after": exc.retry_after} if getattr(exc, "retry_after", None) else {}),
+        "traceback": "".join(tb[-3:])[-2000:],  # a summary: the last frames
     }
 
 

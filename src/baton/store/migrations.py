@@ -36,7 +36,17 @@ def _m001_initial(conn: Connection) -> None:
         table.create(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _m001_initial),)
+def _m002_jobs_by_run(conn: Connection) -> None:
+    """Index jobs by run: a step that closes cancels its pending timers (SLA, pause)."""
+    for index in schema.jobs.indexes:
+        if index.name == "ix_jobs_run":
+            index.create(conn, checkfirst=True)  # a fresh database got it from migration 1
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _m001_initial),
+    Migration(2, "index jobs by run", _m002_jobs_by_run),
+)
 LATEST = MIGRATIONS[-1].version
 
 

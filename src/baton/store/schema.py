@@ -121,6 +121,7 @@ jobs = Table(
     Column("created_at", String(40), nullable=False),
     Index("ix_jobs_ready", "status", "run_after", "id"),
     Index("ix_jobs_claimed_by", "claimed_by"),
+    Index("ix_jobs_run", "run_id", "kind"),  # a run's pending timers (canceled when done)
 )
 
 events = Table(

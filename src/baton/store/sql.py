@@ -323,6 +323,23 @@ class SqlTx:
         )
         self.enqueued = True
 
+    def cancel_timers_txn(self, run_id: str, step: str, iteration: int) -> int:
+        """Delete a step iteration's timers that have not fired (a timer being fired right
+        now is claimed, not ready: it fires as a no-op). Returns how many were deleted."""
+        def mine(kind: str, rid: str | None, payload: dict[str, Any]) -> bool:
+            return kind == "timer" and rid == run_id and payload.get("step") == step \
+                and payload.get("iteration") == iteration
+
+        before = len(self._jobs)
+        self._jobs = [j for j in self._jobs if not mine(j["kind"], j["run_id"], j["payload"])]
+        t = s.jobs
+        rows = self.conn.execute(select(t.c.id, t.c.payload).where(
+            t.c.run_id == run_id, t.c.kind == "timer", t.c.status == "ready"))
+        ids = [r.id for r in rows if mine("timer", run_id, r.payload)]
+        if ids:
+            self.conn.execute(delete(t).where(t.c.id.in_(ids), t.c.status == "ready"))
+        return before - len(self._jobs) + len(ids)
+
     def finish_job_txn(self, job_id: int, worker_id: str) -> None:
         """Delete a claimed job; only its claimer may, exactly once."""
         if self.deferred:

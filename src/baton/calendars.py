@@ -1,0 +1,86 @@
+"""Business calendars: working hours per weekday in a time zone, minus holidays.
+
+Pure: no I/O and no clock. ``add_business_time(cal, start, delta)`` is the instant at
+which ``delta`` of working time has passed since ``start`` — how an SLA with
+``calendar:`` counts (``sla: {duration: 8h, calendar: support_hours}``).
+
+Holidays come from the ``holidays`` package (country + optional subdivision, computed
+from rules in the package, offline) plus a definition's ``extra_dates``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import holidays as holidays_pkg
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_MAX_DAYS = 3 * 366  # an SLA longer than this in business time is a definition mistake
+
+
+@dataclass(frozen=True)
+class BusinessCalendar:
+    name: str
+    timezone: str
+    hours: dict[int, tuple[tuple[time, time], ...]]  # weekday (0 = Monday) -> intervals
+    country: str | None = None
+    subdivision: str | None = None
+    extra_dates: frozenset[date] = frozenset()
+    _holidays: Any = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_spec(cls, name: str, spec: dict[str, Any]) -> BusinessCalendar:
+        """Build from a ``kind: calendar`` document's data (already validated)."""
+        hours = {WEEKDAYS.index(day): tuple(_interval(text) for text in texts)
+                 for day, texts in (spec.get("hours") or {}).items()}
+        hol = spec.get("holidays") or {}
+        extra = frozenset(date.fromisoformat(str(d)) for d in spec.get("extra_dates") or ())
+        country, subdiv = hol.get("country"), hol.get("subdivision")
+        table = holidays_pkg.country_holidays(country, subdiv=subdiv) if country else None
+        return cls(name, spec.get("timezone", "UTC"), hours, country, subdiv, extra, table)
+
+    def is_closed(self, day: date) -> bool:
+        """A holiday or an extra date: no working hours that day."""
+        return day in self.extra_dates or (self._holidays is not None and day in self._holidays)
+
+    def intervals(self, day: date) -> list[tuple[datetime, datetime]]:
+        """That local day's working intervals as UTC instants (DST-safe)."""
+        if self.is_closed(day):
+            return []
+        tz = ZoneInfo(self.timezone)
+        return [(datetime.combine(day, a, tz).astimezone(UTC),
+                 datetime.combine(day, b, tz).astimezone(UTC))
+                for a, b in self.hours.get(day.weekday(), ())]
+
+
+def _interval(text: str) -> tuple[time, time]:
+    start, _, end = text.partition("-")
+    return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+
+
+def add_business_time(cal: BusinessCalendar, start: datetime, delta: timedelta) -> datetime:
+    """The instant when ``delta`` of the calendar's working time has passed after ``start``.
+
+    Time outside working hours, at weekends without hours and on holidays does not count.
+    ``delta == 0`` returns ``start`` itself.
+    """
+    remaining = delta
+    if remaining <= timedelta(0):
+        return start
+    now = start.astimezone(UTC)
+    day = now.astimezone(ZoneInfo(cal.timezone)).date()
+    for _ in range(_MAX_DAYS):
+        for begin, end in cal.intervals(day):
+            if now >= end:
+                continue
+            begin = max(begin, now)
+            if remaining <= end - begin:
+                return begin + remaining
+            remaining -= end - begin
+            now = end
+        day += timedelta(days=1)
+    raise ValueError(f"calendar {cal.name!r}: {delta} of business time does not fit in "
+                     f"{_MAX_DAYS} days (no working hours?)")

@@ -1,0 +1,64 @@
+"""Retry policy and backoff: pure functions of the step's options and the attempt number.
+
+``retry: {max: 3, backoff: exponential, initial: 10s, max_delay: 10m, jitter: true}``
+
+- ``max``: how many times a failed attempt is retried (so ``max: 3`` allows 4 attempts);
+  default 0 (no retry) when a step and its orchestration give no policy.
+- ``backoff``: ``exponential`` (default: initial, 2x initial, 4x initial …) or ``fixed``.
+- ``initial``: the first delay (default 10s); ``max_delay`` caps every delay (default 10m).
+- ``jitter``: spread the delay over [delay/2, delay) so failed attempts of many runs do not
+  retry in lock-step. Deterministic: derived from a hash of run, step, iteration and
+  attempt, so virtual-time tests (and replays) see the same schedule every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def duration(text: str) -> timedelta:
+    """``30s``, ``10m``, ``4h``, ``2d``, ``250ms`` -> timedelta (already validated)."""
+    for unit in ("ms", "s", "m", "h", "d"):
+        if text.endswith(unit) and text[: -len(unit)].isdigit():
+            return timedelta(milliseconds=int(text[: -len(unit)]) * _UNIT_MS[unit])
+    raise ValueError(f"not a duration: {text!r}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max: int = 0
+    backoff: str = "exponential"
+    initial: timedelta = timedelta(seconds=10)
+    max_delay: timedelta = timedelta(minutes=10)
+    jitter: bool = False
+
+    @classmethod
+    def from_options(cls, step: Mapping[str, Any] | None,
+                     default: Mapping[str, Any] | None = None) -> RetryPolicy:
+        """The step's ``retry`` mapping, else the orchestration's, else no retries."""
+        spec = step if step is not None else default
+        if not spec:
+            return cls()
+        return cls(
+            max=int(spec.get("max", 3)),
+            backoff=str(spec.get("backoff", "exponential")),
+            initial=duration(spec["initial"]) if "initial" in spec else cls.initial,
+            max_delay=duration(spec["max_delay"]) if "max_delay" in spec else cls.max_delay,
+            jitter=bool(spec.get("jitter", False)),
+        )
+
+    def delay(self, retry: int, key: str) -> timedelta:
+        """Delay before retry number ``retry`` (1-based); ``key`` seeds the jitter."""
+        base = self.initial if self.backoff == "fixed" else self.initial * (2 ** (retry - 1))
+        base = min(base, self.max_delay)
+        if not self.jitter:
+            return base
+        digest = hashlib.sha256(f"{key}:{retry}".encode()).digest()
+        fraction = int.from_bytes(digest[:8], "big") / 2**64  # [0, 1)
+        return base / 2 + (base / 2) * fraction
