@@ -23,6 +23,7 @@ from baton.cli.output import (
     table,
     work_item_json,
 )
+from baton.cli.bench import bench_app
 from baton.errors import BatonError, DefinitionError
 from baton.project import Project, load_project
 
@@ -39,6 +40,7 @@ app.add_typer(records_app, name="records")
 app.add_typer(runs_app, name="runs")
 app.add_typer(work_app, name="work")
 app.add_typer(db_app, name="db")
+app.add_typer(bench_app, name="bench")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 

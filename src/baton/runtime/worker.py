@@ -73,7 +73,7 @@ class WorkerStats:
 
 
 class Worker:
-    def __init__(self, engine: Engine, *, batch: int = 32, poll_interval: float = 0.5,
+    def __init__(self, engine: Engine, *, batch: int = 32, poll_interval: float = 0.2,
                  idle_poll: float = 10.0, heartbeat_interval: float | None = None,
                  heartbeat_timeout: float = 30.0) -> None:
         self.engine = engine

@@ -70,6 +70,12 @@ _INSERT_RECORD = insert(s.records)
 _INSERT_EVENT = insert(s.events)
 _INSERT_JOB = insert(s.jobs)
 _INSERT_ITEM = insert(s.work_items)
+_READY_TIMERS = select(s.jobs.c.id, s.jobs.c.payload).where(
+    s.jobs.c.run_id == bindparam("_run"), s.jobs.c.kind == "timer", s.jobs.c.status == "ready"
+)
+_DELETE_READY_JOBS = delete(s.jobs).where(
+    s.jobs.c.id.in_(bindparam("_ids", expanding=True)), s.jobs.c.status == "ready"
+)
 # Compare-and-set on a work item: the SET columns come from the parameters of each call.
 _UPDATE_ITEM = (
     update(s.work_items)
@@ -109,6 +115,7 @@ class SqlTx:
         self._run_writes: dict[str, tuple[dict[str, Any], int]] = {}
         self._record_writes: dict[str, dict[str, Any]] = {}
         self._finished_jobs: list[dict[str, Any]] = []
+        self._buffered_timer_runs: set[str | None] = set()
 
     def flush_txn(self) -> None:
         if self._finished_jobs:
@@ -132,6 +139,7 @@ class SqlTx:
         if self._jobs:
             self.conn.execute(_INSERT_JOB, self._jobs)
             self._jobs = []
+            self._buffered_timer_runs.clear()
 
     def get_runs_txn(self, run_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
         """Several runs by id in one statement (locked in id order: no deadlocks)."""
@@ -311,6 +319,8 @@ class SqlTx:
             "kind": kind, "run_id": run_id, "payload": payload, "status": "ready",
             "run_after": run_after, "attempts": 0, "created_at": now,
         })
+        if kind == "timer":
+            self._buffered_timer_runs.add(run_id)
         self.enqueued = True
 
     def enqueue_jobs_txn(self, jobs: Sequence[tuple[str, str | None, dict[str, Any]]],
@@ -321,6 +331,7 @@ class SqlTx:
              "run_after": run_after, "attempts": 0, "created_at": now}
             for kind, run_id, payload in jobs
         )
+        self._buffered_timer_runs.update(run_id for kind, run_id, _ in jobs if kind == "timer")
         self.enqueued = True
 
     def cancel_timers_txn(self, run_id: str, step: str, iteration: int) -> int:
@@ -330,15 +341,16 @@ class SqlTx:
             return kind == "timer" and rid == run_id and payload.get("step") == step \
                 and payload.get("iteration") == iteration
 
-        before = len(self._jobs)
-        self._jobs = [j for j in self._jobs if not mine(j["kind"], j["run_id"], j["payload"])]
-        t = s.jobs
-        rows = self.conn.execute(select(t.c.id, t.c.payload).where(
-            t.c.run_id == run_id, t.c.kind == "timer", t.c.status == "ready"))
+        dropped = 0
+        if run_id in self._buffered_timer_runs:  # only then can the buffer hold one of them
+            before = len(self._jobs)
+            self._jobs = [j for j in self._jobs if not mine(j["kind"], j["run_id"], j["payload"])]
+            dropped = before - len(self._jobs)
+        rows = self.conn.execute(_READY_TIMERS, {"_run": run_id})
         ids = [r.id for r in rows if mine("timer", run_id, r.payload)]
         if ids:
-            self.conn.execute(delete(t).where(t.c.id.in_(ids), t.c.status == "ready"))
-        return before - len(self._jobs) + len(ids)
+            self.conn.execute(_DELETE_READY_JOBS, {"_ids": ids})
+        return dropped + len(ids)
 
     def finish_job_txn(self, job_id: int, worker_id: str) -> None:
         """Delete a claimed job; only its claimer may, exactly once."""
