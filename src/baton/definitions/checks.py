@@ -477,7 +477,8 @@ def _check_sla(ck: Checker, path: str, value: Any) -> None:
 
 
 def _check_sla_action(ck: Checker, path: str, value: Any) -> None:
-    """``{reassign: queue:NAME | user:NAME | group:NAME, flow: name, notify: [who, ...]}``."""
+    """``{reassign: queue:NAME | user:NAME | group:NAME, flow: name, notify: [who, ...]}``
+    (``who``: an e-mail address, ``assignee`` or a name of ``BATON_NOTIFY_ADDRESSES``)."""
     action = expect_mapping(ck, path, value)
     if action is None:
         return
@@ -491,8 +492,10 @@ def _check_sla_action(ck: Checker, path: str, value: Any) -> None:
         expect_str(ck, join(path, "flow"), action["flow"])
     if "notify" in action:
         who = action["notify"]
-        if not isinstance(who, (str, list)):
-            ck.add(join(path, "notify"), f"expected a name or a list of names, got {describe(who)}")
+        if not isinstance(who, (str, list)) or (
+                isinstance(who, list) and not all(isinstance(w, str) and w for w in who)):
+            ck.add(join(path, "notify"), "expected a name or address, or a list of them, "
+                                         f"got {describe(who)}")
 
 
 def _check_retry(ck: Checker, path: str, value: Any) -> None:

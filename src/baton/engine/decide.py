@@ -49,6 +49,7 @@ from baton.engine.events import (
     RunFlow,
     RunStarted,
     ScheduleStep,
+    SendEmail,
     SignalReceived,
     StartTimer,
     StepCompleted,
@@ -362,9 +363,13 @@ class _Decider:
             self.commands.append(RunFlow(action["flow"], sr.name, sr.iteration, f"sla {new}"))
         if action.get("notify"):
             who = action["notify"]
-            # Email needs the notification work of another issue: the request is recorded.
+            names = [who] if isinstance(who, str) else list(who)
             self.audit("notification_requested", step=sr.name, reason=f"sla {new}",
-                       recipients=[who] if isinstance(who, str) else list(who))
+                       recipients=names)
+            subject = (f"[baton] {self.run.orchestration}: step {sr.name} is "
+                       f"{new.replace('_', ' ')}")
+            self.commands.append(SendEmail(tuple(names), subject, sr.name, sr.iteration, new,
+                                           sr.sla["due_at"], self.run.record_id, self.run.id))
         return True
 
     # ---- operators ----------------------------------------------------------------------

@@ -176,6 +176,21 @@ class Audit:
 
 
 @dataclass(frozen=True)
+class SendEmail:
+    """E-mail the named recipients (an SLA ``notify``): queued as a job in the same
+    transaction (an outbox) and sent by a worker outside any transaction."""
+
+    to: tuple[str, ...]  # names as written: addresses, ``assignee`` or mapped names
+    subject: str
+    step: str
+    iteration: int
+    sla_status: str  # in_jeopardy | overdue
+    due_at: str | None
+    record_id: str | None
+    run_id: str
+
+
+@dataclass(frozen=True)
 class EvaluateCondition:
     """Run an evaluation flow (``exit_when: {flow: ...}``) and report its answer."""
 
@@ -183,4 +198,4 @@ class EvaluateCondition:
 
 
 Command = (EvaluateCondition | ScheduleStep | CreateWorkItem | CancelWorkItem | Audit
-           | StartTimer | CancelTimers | ReassignWorkItem | RunFlow)
+           | StartTimer | CancelTimers | ReassignWorkItem | RunFlow | SendEmail)

@@ -20,12 +20,14 @@ from baton.engine.events import (
     ReassignWorkItem,
     RunFlow,
     ScheduleStep,
+    SendEmail,
     StartTimer,
 )
 from baton.engine.state import Run
 from baton.engine.status import WORK_ITEM_OPEN, WorkItemStatus
 from baton.ids import IdGenerator
 from baton.store.sql import SqlTx
+from baton.work.notify import resolve_recipients
 
 
 def run_row(run: Run, now: str) -> dict[str, Any]:
@@ -106,6 +108,11 @@ class Applier:
                                             "iteration": cmd.iteration, "reason": cmd.reason}))
             elif isinstance(cmd, ReassignWorkItem):
                 events.extend(self._reassign_txn(tx, run, cmd, now))
+            elif isinstance(cmd, SendEmail):
+                ev, email = self._email_txn(tx, run, cmd, now)
+                events.append(ev)
+                if email is not None:
+                    jobs.append(("email", email))
             elif isinstance(cmd, EvaluateCondition):
                 jobs.append(("condition", {"flow": cmd.flow}))
             elif isinstance(cmd, CreateWorkItem):
@@ -144,6 +151,33 @@ class Applier:
             tx.enqueue_jobs_txn([(kind, run.id, payload) for kind, payload in jobs], now, now)
             if self.wake is not None:
                 self.wake()
+
+    @staticmethod
+    def _email_txn(tx: SqlTx, run: Run, cmd: SendEmail, now: str,
+                   ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Resolve the recipients and queue an ``email`` job (an outbox row: it commits or
+        rolls back with the rest). Never fails: names that resolve to nothing are audited."""
+        assignee = None
+        if "assignee" in cmd.to:
+            item = tx.find_work_item_txn(run.id, cmd.step, cmd.iteration)
+            if item is not None and item["assignee_kind"] == "user":
+                assignee = item["assignee"]
+        recipients, unresolved = resolve_recipients(cmd.to, assignee)
+        data: dict[str, Any] = {"step": cmd.step, "subject": cmd.subject,
+                                "recipients": recipients, "unresolved": unresolved}
+        if not recipients:
+            return event_row("email_skipped", "system", now, run.record_id, run.id, data), None
+        text = "\n".join([
+            cmd.subject, "",
+            f"Run:       {cmd.run_id}",
+            f"Step:      {cmd.step} (iteration {cmd.iteration})",
+            f"SLA:       {cmd.sla_status.replace('_', ' ')}",
+            f"Due:       {cmd.due_at or '-'}",
+            f"Record:    {cmd.record_id or '-'}",
+        ])
+        job = {"recipients": recipients, "subject": cmd.subject, "text": text,
+               "record_id": run.record_id, "step": cmd.step}
+        return event_row("email_queued", "system", now, run.record_id, run.id, data), job
 
     @staticmethod
     def _reassign_txn(tx: SqlTx, run: Run, cmd: ReassignWorkItem, now: str) -> list[dict[str, Any]]:

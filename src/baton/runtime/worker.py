@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -37,6 +38,7 @@ from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.store.base import Job
 from baton.store.sql import worker_host
+from baton.work import notify
 
 log = logging.getLogger("baton.worker")
 
@@ -229,6 +231,8 @@ class Worker:
         if job.kind == "timer":
             p = job.payload
             return _Result(job, TimerFired(p["kind"], p["step"], p["iteration"], p.get("data") or {}))
+        if job.kind == "email":
+            return self._execute_email(job)
         if job.kind not in _RUN_JOBS or snapshot is None:
             if job.kind not in _RUN_JOBS:
                 log.error("unknown job kind %r (job %s) dropped", job.kind, job.id)
@@ -284,6 +288,34 @@ class Worker:
             kind = "escalation_flow_failed"
         row = event_row(kind, "system", iso(self.engine.clock.now()), run.record_id, run.id, data)
         return _Result(job, None, audit=[row])
+
+    def _execute_email(self, job: Job) -> _Result:
+        """Send a queued e-mail (no transaction is open). A failure is audited and the job
+        retried with backoff; after the last attempt it is dropped. Never fails a run."""
+        p = job.payload
+        now_dt = self.engine.clock.now()
+        data: dict[str, Any] = {"recipients": p["recipients"], "subject": p["subject"],
+                                "step": p.get("step"), "attempt": job.attempts}
+
+        def audit(kind: str, **extra: Any) -> dict[str, Any]:
+            return event_row(kind, "system", iso(now_dt), p.get("record_id"), job.run_id,
+                             {**data, **extra})
+
+        try:
+            notify.send_email(p["recipients"], p["subject"], p["text"], job.run_id)
+        except Exception as exc:  # SMTP, network, configuration: never the worker's problem
+            error = f"{type(exc).__name__}: {exc}"
+            if job.attempts >= notify.MAX_ATTEMPTS:
+                log.error("email job %s (run %s) dropped after %d attempts: %s", job.id,
+                          job.run_id, job.attempts, error)
+                return _Result(job, None, audit=[audit("email_failed", error=error),
+                                                 audit("email_dropped", error=error)])
+            retry_at = iso(now_dt + timedelta(seconds=notify.retry_delay(job.attempts)))
+            log.warning("email job %s (run %s) failed (attempt %d), retry at %s: %s", job.id,
+                        job.run_id, job.attempts, retry_at, error)
+            return _Result(job, None, audit=[audit("email_failed", error=error,
+                                                   retry_at=retry_at)], release_at=retry_at)
+        return _Result(job, None, audit=[audit("email_sent")])
 
     def _execute_condition(self, job: Job, run: Run, record: dict[str, Any] | None) -> _Result:
         name = job.payload["flow"]
@@ -350,7 +382,10 @@ class Worker:
 
     def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None) -> None:
         eng, job, event = self.engine, res.job, res.event
-        tx.finish_job_txn(job.id, self.id)
+        if res.release_at is not None:  # to be tried again later
+            tx.release_job_txn(job.id, self.id, res.release_at)
+        else:
+            tx.finish_job_txn(job.id, self.id)
         if res.audit:
             tx.append_events_txn(res.audit)
         if event is None:
@@ -403,6 +438,7 @@ class _Result:
     event: StepCompleted | StepFailed | ConditionEvaluated | RecordChanged | TimerFired | None
     record_updates: dict[str, Any] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)  # events to append with it
+    release_at: str | None = None  # ISO time: the job goes back to the queue, not away
 
 
 _RUN_JOBS = ("step", "condition", "escalation")  # jobs that read their run's state first

@@ -361,6 +361,15 @@ class SqlTx:
         if res.rowcount != 1:
             raise TransitionConflict(f"job {job_id} is no longer held by worker {worker_id}")
 
+    def release_job_txn(self, job_id: int, worker_id: str, run_after: str) -> None:
+        """Hand a claimed job back to the queue, due again at ``run_after``."""
+        t = s.jobs
+        self.conn.execute(
+            update(t)
+            .where(t.c.id == job_id, t.c.claimed_by == worker_id)
+            .values(status="ready", claimed_by=None, claimed_at=None, run_after=run_after)
+        )
+
     def count_jobs_txn(self) -> dict[str, int]:
         self.flush_txn()
         t = s.jobs
