@@ -24,6 +24,7 @@ from baton.cli.output import (
     work_item_json,
 )
 from baton.cli.bench import bench_app
+from baton.cli.people import tokens_app, users_app
 from baton.errors import BatonError, DefinitionError
 from baton.project import Project, load_project
 
@@ -41,6 +42,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(work_app, name="work")
 app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -197,13 +200,41 @@ def worker(
 
 @app.command()
 def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8000,
+    workers_: Annotated[int, typer.Option("--workers", "-w", help="Worker threads in this process (0: run workers separately with `baton worker`)")] = 1,
+    base_url: Annotated[str | None, typer.Option("--base-url", envvar="BATON_BASE_URL", help="How browsers reach this server (links in e-mails)")] = None,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c")] = 1,
 ) -> None:
-    """Run Baton until stopped (the workers; the HTTP API and web UI join in a later version)."""
-    console.print("Baton is running (workers). Stop with Ctrl-C.")
-    worker(until_idle=False, concurrency=concurrency, batch=32, heartbeat_timeout=30.0,
-           no_migrate=no_migrate)
+    """Run the REST API, the web UI and the workers in one process until stopped."""
+    import threading
+
+    import uvicorn
+
+    from baton.runtime.worker import Worker
+    from baton.web import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    eng = state.engine(flows=True, migrate=not no_migrate)
+    url = (base_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}").rstrip("/")
+    if eng.directory.count_users() == 0:
+        console.print("[yellow]No users yet.[/yellow] Create the first admin (in another terminal):\n"
+                      "  baton users add admin --role admin --email you@example.com --password\n"
+                      f"then log in at {url}/login (API: `baton tokens create admin`).")
+    workers = [Worker(eng) for _ in range(max(0, workers_))]
+    threads = [threading.Thread(target=w.run, name=f"baton-worker-{i}", daemon=True)
+               for i, w in enumerate(workers)]
+    for t in threads:
+        t.start()
+    console.print(f"Baton at {url} (API docs {url}/docs) with {len(workers)} worker thread(s). "
+                  "Stop with Ctrl-C.")
+    try:
+        uvicorn.run(create_app(eng, base_url=url), host=host, port=port, log_level="info")
+    finally:
+        for w in workers:  # finish the job in hand, release the rest
+            w.stop()
+        for t in threads:
+            t.join(timeout=30)
 
 
 # ---- runs ---------------------------------------------------------------------------------

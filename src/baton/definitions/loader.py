@@ -118,6 +118,22 @@ def check_definitions(
     return _finish(docs, issues, known_flows, deployed_objects)
 
 
+def check_texts(
+    files: Mapping[str, str],
+    *,
+    known_flows: Collection[str] | None = None,
+    deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+) -> tuple[list[LoadedDefinition], list[Issue]]:
+    """:func:`check_definitions` for YAML texts in memory, keyed by file name (the API)."""
+    docs: list[ParsedDocument] = []
+    issues: list[Issue] = []
+    for name, text in files.items():
+        parsed, found = parse_text(text, name)
+        docs.extend(parsed)
+        issues.extend(found)
+    return _finish(docs, issues, known_flows, deployed_objects)
+
+
 def load_text(
     text: str,
     file: str = "<text>",

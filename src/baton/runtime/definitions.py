@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Collection, Sequence
+import difflib
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -18,13 +19,14 @@ from typing import Any
 
 from baton.calendars import BusinessCalendar
 from baton.clock import Clock, iso
-from baton.definitions.loader import load_definitions, load_text
+from baton.definitions.loader import check_texts, load_definitions, load_text
 from baton.definitions.model import (
     CalendarDefinition,
     ObjectTypeDefinition,
     OrchestrationDefinition,
 )
-from baton.errors import NotFound
+from baton.errors import DefinitionError, NotFound, TransitionConflict
+from baton.store.base import DefinitionRow
 from baton.store.sql import SqlStore, SqlTx
 
 
@@ -49,17 +51,28 @@ class DefinitionRepo:
         self.clock = clock
         self._lock = threading.Lock()
         self._parsed: dict[tuple[str, str, int], Any] = {}
-        self._generation = -1
+        self._generation: tuple[int, int] | None = None
         self._active: dict[tuple[str, str], int] = {}  # (kind, name) -> active version
         self._sources: dict[tuple[str, str, int], tuple[str, str]] = {}
         self._next_check = 0.0
 
     # ---- deploy -------------------------------------------------------------------------
     def deploy(
-        self, paths: Sequence[str | Path], known_flows: Collection[str] | None, actor: str
+        self, paths: Sequence[str | Path], known_flows: Collection[str] | None, actor: str,
+        texts: Mapping[str, str] | None = None,
     ) -> list[DeployResult]:
-        """Validate everything first; deploy all or nothing."""
-        docs = load_definitions(paths, known_flows=known_flows, deployed_objects=self.object_types())
+        """Validate everything first; deploy all or nothing.
+
+        ``texts`` (file name -> YAML) deploys definitions sent over the API instead of files.
+        """
+        if texts is not None:
+            docs, issues = check_texts(texts, known_flows=known_flows,
+                                       deployed_objects=self.object_types())
+            if issues:
+                raise DefinitionError(issues)
+        else:
+            docs = load_definitions(paths, known_flows=known_flows,
+                                    deployed_objects=self.object_types())
         results = []
         now = iso(self.clock.now())
         with self.store.write() as tx:
@@ -77,8 +90,53 @@ class DefinitionRepo:
                 ))
                 tx.set_active_txn(doc.kind, doc.name, version)
                 results.append(DeployResult(doc.kind, doc.name, version, True))
-        self._generation = -1
+        self._generation = None
         return results
+
+    # ---- versions -----------------------------------------------------------------------
+    def list_versions(self, kind: str | None = None, name: str | None = None) -> list[DefinitionRow]:
+        with self.store.read() as tx:
+            rows = tx.list_definitions_txn(kind)
+        return [r for r in rows if name is None or r.name == name]
+
+    def get_version(self, kind: str, name: str, version: int | None = None) -> DefinitionRow:
+        """One deployed version (the latest when ``version`` is None)."""
+        with self.store.read() as tx:
+            row = tx.get_definition_txn(kind, name, version)
+        if row is None:
+            what = f"{name} v{version}" if version is not None else name
+            raise NotFound(kind, what, "see `baton definitions` or GET /api/definitions")
+        return row
+
+    def diff(self, kind: str, name: str, old: int, new: int) -> str:
+        """A unified diff of two versions' YAML."""
+        a, b = self.get_version(kind, name, old), self.get_version(kind, name, new)
+        return "".join(difflib.unified_diff(
+            a.source.splitlines(keepends=True), b.source.splitlines(keepends=True),
+            fromfile=f"{name} v{old}", tofile=f"{name} v{new}"))
+
+    def set_active(self, kind: str, name: str, version: int | None, actor: str) -> DefinitionRow | None:
+        """Make ``version`` the active one (new runs and triggers use it), or with
+        ``version=None`` deactivate the definition: no new runs start, running ones go on."""
+        with self.store.write() as tx:
+            if tx.latest_definition_txn(kind, name) is None:
+                raise NotFound(kind, name)
+            if version is not None:
+                if tx.get_definition_txn(kind, name, version) is None:
+                    raise NotFound(kind, f"{name} v{version}")
+                tx.set_active_txn(kind, name, version)
+            else:
+                if kind == "object":
+                    raise TransitionConflict(
+                        f"object type {name!r} cannot be deactivated: records of it exist or may; "
+                        "activate another version instead")
+                tx.set_active_txn(kind, name, -1)
+            tx.append_events_txn([{
+                "at": iso(self.clock.now()), "type": "definition_activated" if version is not None
+                else "definition_deactivated", "actor": actor, "record_id": None, "run_id": None,
+                "data": {"kind": kind, "name": name, "version": version}}])
+        self._generation = None
+        return self.get_version(kind, name, version) if version is not None else None
 
     # ---- lookups ------------------------------------------------------------------------
     def refresh(self, tx: SqlTx | None = None) -> None:
@@ -90,7 +148,7 @@ class DefinitionRepo:
         # Another process may deploy at any time; looking at most once a second keeps that
         # visible without a query in every transaction of the hot path.
         now = time.monotonic()
-        if self._generation >= 0 and now < self._next_check:
+        if self._generation is not None and now < self._next_check:
             return
         self._next_check = now + REFRESH_INTERVAL_S
         gen = tx.definitions_generation_txn()
@@ -109,7 +167,7 @@ class DefinitionRepo:
         if hit is not None:
             return hit
         if key not in self._sources:
-            self._generation = -1
+            self._generation = None
             self.refresh()
         if key not in self._sources:
             raise NotFound(kind, f"{name} v{version}")

@@ -12,12 +12,13 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from baton.auth.directory import Directory
 from baton.clock import Clock, SystemClock, iso
-from baton.definitions.loader import check_definitions
+from baton.definitions.loader import check_definitions, check_texts
 from baton.definitions.model import FieldDefinition, OrchestrationDefinition
 from baton.engine.events import (
     CancelRequested,
@@ -47,6 +48,9 @@ from baton.records.fields import coerce_fields
 from baton.runtime.apply import Applier, event_row
 from baton.runtime.definitions import DefinitionRepo, DeployResult
 from baton.store.sql import SqlStore, SqlTx
+
+if TYPE_CHECKING:
+    from baton.auth.directory import User
 
 ASSIGNEE_KINDS = ("user", "group", "queue")
 log = logging.getLogger("baton.engine")
@@ -102,6 +106,7 @@ class Engine:
         self.work_available = threading.Event()
         self.applier = Applier(self.ids, self.work_available.set)
         self.definitions = DefinitionRepo(self.store, self.clock)
+        self.directory = Directory(self.store, self.clock, self.ids)
         if migrate:
             self.store.migrate()
 
@@ -120,11 +125,20 @@ class Engine:
         )
         return issues
 
-    @one_transaction
-    def deploy(self, paths: Sequence[str | Path], *, actor: str = "cli",
-               known_flows: Collection[str] | None = None) -> list[DeployResult]:
+    def validate_texts(self, texts: dict[str, str], known_flows: Collection[str] | None = None) -> list[Issue]:
+        """Validate YAML texts (file name -> text) as ``validate`` does files."""
         flows = registered_flows() if known_flows is None else known_flows
-        return self.definitions.deploy(paths, flows, actor)
+        _docs, issues = check_texts(texts, known_flows=flows,
+                                    deployed_objects=self.definitions.object_types())
+        return issues
+
+    @one_transaction
+    def deploy(self, paths: Sequence[str | Path] = (), *, actor: str = "cli",
+               known_flows: Collection[str] | None = None,
+               texts: dict[str, str] | None = None) -> list[DeployResult]:
+        """Deploy definition files (or ``texts``: file name -> YAML), all or nothing."""
+        flows = registered_flows() if known_flows is None else known_flows
+        return self.definitions.deploy(paths, flows, actor, texts=texts)
 
     # ---- records ------------------------------------------------------------------------
     @one_transaction
@@ -226,6 +240,31 @@ class Engine:
             rows = tx.list_records_txn(object_type, limit, offset)
         return [{"object_type": r["object_type"], **record_view(r)} for r in rows]
 
+    def count_records(self, object_type: str | None = None) -> int:
+        with self.store.read() as tx:
+            return tx.count_records_txn(object_type)
+
+    @one_transaction
+    def delete_record(self, record_id: str, *, expected_version: int | None = None,
+                      actor: str = "system") -> None:
+        """Delete a record that no run is working on; its timeline (audit events) is kept."""
+        _, now = self._now()
+        with self.store.write() as tx:
+            row = self._get_record_txn(tx, record_id)
+            if expected_version is not None and row["version"] != expected_version:
+                raise TransitionConflict(
+                    f"record {record_id} is at version {row['version']}, not {expected_version}; "
+                    "read it again and retry")
+            active = tx.active_run_ids_for_record_txn(record_id)
+            if active:
+                raise TransitionConflict(
+                    f"record {record_id} has {len(active)} run(s) in progress ({', '.join(active[:3])}); "
+                    "cancel them first")
+            tx.delete_record_txn(record_id)
+            tx.append_events_txn([event_row("record_deleted", actor, now, record_id, None,
+                                            {"object_type": row["object_type"],
+                                             "version": row["version"]})])
+
     def timeline(self, record_id: str) -> list[dict[str, Any]]:
         """Every event that touched the record, in order, with actor and time."""
         with self.store.read() as tx:
@@ -280,6 +319,17 @@ class Engine:
         with self.store.read() as tx:
             rows = tx.list_runs_txn(filters, limit, offset)
         return [Run.from_json(r["state"]) for r in rows]
+
+    def count_runs(self, **filters: Any) -> int:
+        with self.store.read() as tx:
+            return tx.count_runs_filtered_txn(filters)
+
+    def run_events(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's audit events in order (its decisions, steps, work items)."""
+        with self.store.read() as tx:
+            if tx.get_run_txn(run_id) is None:
+                raise NotFound("run", run_id)
+            return tx.events_txn(run_id=run_id)
 
     @one_transaction
     def cancel_run(self, run_id: str, reason: str, *, actor: str = "system") -> Run:
@@ -391,8 +441,23 @@ class Engine:
     # ---- work items ---------------------------------------------------------------------
     def list_work(self, *, user: str | None = None, queue: str | None = None, group: str | None = None,
                   statuses: Sequence[str] = ("open", "claimed"), run_id: str | None = None,
-                  limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        filters: dict[str, Any] = {"statuses": list(statuses), "run_id": run_id}
+                  limit: int = 100, offset: int = 0, scope: User | None = None,
+                  order: str = "created", record_id: str | None = None) -> list[dict[str, Any]]:
+        """Work items. ``scope`` (a directory user) keeps the items assigned to them, their
+        groups or their queues, or claimed by them; ``queue``/``group`` narrow further.
+        ``order``: ``created``, ``due`` or ``priority``."""
+        filters: dict[str, Any] = {"statuses": list(statuses), "run_id": run_id, "record_id": record_id}
+        if order not in ("created", "due", "priority"):
+            raise ValidationError("work list", {"order": f"expected created, due or priority, got {order!r}"})
+        if scope is not None:
+            filters["scope"] = (scope.name, scope.groups, scope.queues)
+            if user is None:
+                if queue is not None:
+                    filters.update(assignee_kind="queue", assignee=queue)
+                elif group is not None:
+                    filters.update(assignee_kind="group", assignee=group)
+                with self.store.read() as tx:
+                    return _with_sla_txn(tx, tx.list_work_items_txn(filters, limit, offset, order))
         with self.store.read() as tx:
             if user is not None:
                 mine = tx.list_work_items_txn({**filters, "assignee_kind": "user", "assignee": user},
@@ -405,7 +470,20 @@ class Engine:
                 filters.update(assignee_kind="queue", assignee=queue)
             elif group is not None:
                 filters.update(assignee_kind="group", assignee=group)
-            return _with_sla_txn(tx, tx.list_work_items_txn(filters, limit, offset))
+            return _with_sla_txn(tx, tx.list_work_items_txn(filters, limit, offset, order))
+
+    def count_work(self, *, statuses: Sequence[str] = ("open", "claimed"), scope: User | None = None,
+                   queue: str | None = None, group: str | None = None,
+                   record_id: str | None = None) -> int:
+        filters: dict[str, Any] = {"statuses": list(statuses), "record_id": record_id}
+        if scope is not None:
+            filters["scope"] = (scope.name, scope.groups, scope.queues)
+        if queue is not None:
+            filters.update(assignee_kind="queue", assignee=queue)
+        elif group is not None:
+            filters.update(assignee_kind="group", assignee=group)
+        with self.store.read() as tx:
+            return tx.count_work_items_txn(filters)
 
     def get_work_item(self, item_id: str) -> dict[str, Any]:
         with self.store.read() as tx:
@@ -418,21 +496,27 @@ class Engine:
         return item
 
     @staticmethod
-    def _check_may_act(item: dict[str, Any], user: str) -> None:
+    def _check_may_act(item: dict[str, Any], user: str, scope: User | None = None) -> None:
+        """A user-assigned item is only its user's. With ``scope`` (the acting directory
+        user, as the API passes it), a group or queue item needs membership too."""
         if item["assignee_kind"] == "user" and item["assignee"] != user:
             raise PermissionDenied(
                 f"work item {item['id']} is assigned to user {item['assignee']}, not {user}"
             )
+        if scope is not None and not scope.in_scope(item):
+            raise PermissionDenied(
+                f"work item {item['id']} is assigned to {item['assignee_kind']} {item['assignee']!r}, "
+                f"and {user} is not a member of it")
 
     @one_transaction
-    def claim(self, item_id: str, user: str) -> dict[str, Any]:
+    def claim(self, item_id: str, user: str, *, scope: User | None = None) -> dict[str, Any]:
         """Claim an open item. Exactly one claimer wins; the others get a TransitionConflict."""
         _, now = self._now()
         with self.store.write() as tx:
             item = self._get_item_txn(tx, item_id)
             if item["status"] != WorkItemStatus.OPEN.value:
                 raise TransitionConflict(_not_open(item))
-            self._check_may_act(item, user)
+            self._check_may_act(item, user, scope)
             if not tx.update_work_item_txn(item_id, ["open"], item["version"],
                                            {"status": "claimed", "claimed_by": user, "updated_at": now}):
                 raise TransitionConflict(_not_open(self._get_item_txn(tx, item_id)))
@@ -441,11 +525,12 @@ class Engine:
             return self._get_item_txn(tx, item_id)
 
     @one_transaction
-    def complete(self, item_id: str, user: str, data: dict[str, Any]) -> dict[str, Any]:
+    def complete(self, item_id: str, user: str, data: dict[str, Any], *,
+                 scope: User | None = None) -> dict[str, Any]:
         """Submit the form: completes the item and its step, and moves the run on."""
         now_dt, _ = self._now()
         with self.store.write() as tx:
-            return self._complete_txn(tx, item_id, user, data, now_dt)
+            return self._complete_txn(tx, item_id, user, data, now_dt, scope)
 
     def complete_many(self, submissions: Sequence[tuple[str, str, dict[str, Any]]]
                       ) -> list[dict[str, Any] | BatonError]:
@@ -466,7 +551,7 @@ class Engine:
         return results
 
     def _complete_txn(self, tx: SqlTx, item_id: str, user: str, data: dict[str, Any],
-                      now_dt: Any) -> dict[str, Any]:
+                      now_dt: Any, scope: User | None = None) -> dict[str, Any]:
         now = iso(now_dt)
         item = self._get_item_txn(tx, item_id)
         status = item["status"]
@@ -474,7 +559,7 @@ class Engine:
             raise TransitionConflict(f"work item {item_id} is claimed by {item['claimed_by']}")
         if status not in ("open", "claimed"):
             raise TransitionConflict(f"work item {item_id} is {status}; it cannot be completed")
-        self._check_may_act(item, user)
+        self._check_may_act(item, user, scope)
         form = [FieldDefinition(name=f["name"], type=f["type"], required=f["required"],
                                 choices=tuple(f.get("choices") or ()), default=f.get("default"))
                 for f in item["form"]]

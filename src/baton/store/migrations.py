@@ -43,9 +43,23 @@ def _m002_jobs_by_run(conn: Connection) -> None:
             index.create(conn, checkfirst=True)  # a fresh database got it from migration 1
 
 
+def _m003_people(conn: Connection) -> None:
+    """Users, their groups and queues, API tokens and UI sessions (the web API and UI)."""
+    for table in (schema.users, schema.memberships, schema.api_tokens, schema.sessions):
+        table.create(conn)
+    # Work items carry their priority and due time (the Work Guide sorts by them).
+    columns = {c["name"] for c in inspect(conn).get_columns(schema.work_items.name)}
+    if "priority" not in columns:
+        conn.exec_driver_sql(
+            "ALTER TABLE baton_work_items ADD COLUMN priority INTEGER NOT NULL DEFAULT 1")
+    if "due_at" not in columns:
+        conn.exec_driver_sql("ALTER TABLE baton_work_items ADD COLUMN due_at VARCHAR(40)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
+    Migration(3, "users, memberships, API tokens, sessions", _m003_people),
 )
 LATEST = MIGRATIONS[-1].version
 

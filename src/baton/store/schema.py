@@ -102,6 +102,10 @@ work_items = Table(
     Column("updated_at", String(40), nullable=False),
     Column("completed_at", String(40), nullable=True),
     Column("completed_by", String(200), nullable=True),
+    # Migration 3: how urgent (0 low, 1 normal, 2 high, 3 urgent) and the step's SLA due time,
+    # kept on the item so the Work Guide can sort by them.
+    Column("priority", Integer, nullable=False, server_default="1"),
+    Column("due_at", String(40), nullable=True),
     Index("ix_work_items_assignee", "status", "assignee_kind", "assignee"),
     Index("ix_work_items_run", "run_id", "step", "iteration"),
 )
@@ -146,4 +150,51 @@ workers = Table(
     Column("pid", Integer, nullable=False),
     Column("started_at", String(40), nullable=False),
     Column("heartbeat_at", String(40), nullable=False),
+)
+
+# ---- people: users, their groups and queues, API tokens, UI sessions (migration 3) -------
+users = Table(
+    "baton_users",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("display_name", String(200), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("roles", JSON, nullable=False),  # list of role names
+    Column("password_hash", String(300), nullable=True),  # argon2 (pwdlib); null: no UI login
+    Column("active", Boolean, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)
+
+memberships = Table(
+    "baton_memberships",
+    metadata,
+    Column("user_name", String(200), primary_key=True),
+    Column("kind", String(10), primary_key=True),  # group | queue
+    Column("name", String(200), primary_key=True),
+    Index("ix_memberships_kind_name", "kind", "name"),
+)
+
+api_tokens = Table(
+    "baton_api_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_name", String(200), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),  # sha256 of the secret
+    Column("created_at", String(40), nullable=False),
+    Column("last_used_at", String(40), nullable=True),
+    Column("revoked_at", String(40), nullable=True),
+    Index("ix_api_tokens_user", "user_name"),
+)
+
+sessions = Table(
+    "baton_sessions",
+    metadata,
+    Column("secret_hash", String(64), primary_key=True),  # sha256 of the cookie value
+    Column("user_name", String(200), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("expires_at", String(40), nullable=False),
+    Index("ix_sessions_user", "user_name"),
 )

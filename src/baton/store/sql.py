@@ -19,10 +19,13 @@ from sqlalchemy import (
     Connection,
     Engine,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
+    and_,
     func,
+    or_,
     insert,
     select,
     update,
@@ -186,8 +189,13 @@ class SqlTx:
             q = q.where(s.definitions.c.kind == kind)
         return [DefinitionRow(**r._mapping) for r in self.conn.execute(q)]
 
-    def definitions_generation_txn(self) -> int:
-        return int(self.conn.execute(select(func.coalesce(func.max(s.definitions.c.id), 0))).scalar_one())
+    def definitions_generation_txn(self) -> tuple[int, int]:
+        """Changes whenever a version is deployed or (de)activated (the table is small)."""
+        t = s.definitions
+        row = self.conn.execute(select(
+            func.coalesce(func.max(t.c.id), 0),
+            func.coalesce(func.sum(case((t.c.active, t.c.id), else_=0)), 0))).one()
+        return int(row[0]), int(row[1])
 
     def insert_definition_txn(self, row: dict[str, Any]) -> int:
         res = self.conn.execute(insert(s.definitions).values(**row))
@@ -263,10 +271,28 @@ class SqlTx:
     def list_runs_txn(self, filters: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
         t = s.runs
         q = select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit).offset(offset)
+        return [dict(r._mapping) for r in self.conn.execute(self._runs_where(q, filters))]
+
+    def count_runs_filtered_txn(self, filters: dict[str, Any]) -> int:
+        q = self._runs_where(select(func.count()).select_from(s.runs), filters)
+        return int(self.conn.execute(q).scalar_one())
+
+    @staticmethod
+    def _runs_where(q: Any, filters: dict[str, Any]) -> Any:
+        t = s.runs
         for key in ("orchestration", "version", "status", "current_stage", "record_id"):
             if filters.get(key) is not None:
                 q = q.where(t.c[key] == filters[key])
-        return [dict(r._mapping) for r in self.conn.execute(q)]
+        return q
+
+    def count_records_txn(self, object_type: str | None) -> int:
+        q = select(func.count()).select_from(s.records)
+        if object_type:
+            q = q.where(s.records.c.object_type == object_type)
+        return int(self.conn.execute(q).scalar_one())
+
+    def delete_record_txn(self, record_id: str) -> None:
+        self.conn.execute(delete(s.records).where(s.records.c.id == record_id))
 
     def count_in_progress_runs_txn(self) -> int:
         """Runs still in progress: an index range scan, cheap however many runs finished."""
@@ -308,16 +334,47 @@ class SqlTx:
                                     "_version": expected_version})
         return bool(res.rowcount == 1)
 
-    def list_work_items_txn(self, filters: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
+    def list_work_items_txn(self, filters: dict[str, Any], limit: int, offset: int,
+                            order: str = "created") -> list[dict[str, Any]]:
+        """Work items by filters. ``filters["scope"]`` = (user, groups, queues) keeps the items
+        assigned to that user, claimed by them, or in one of their groups or queues.
+        ``order``: ``created`` (oldest first), ``due`` (soonest due first, no due date last),
+        ``priority`` (most urgent first)."""
         t = s.work_items
-        q = select(t).order_by(t.c.created_at, t.c.id).limit(limit).offset(offset)
+        q = self._work_items_where(select(t), filters)
+        orders = {
+            "created": (t.c.created_at, t.c.id),
+            "due": (t.c.due_at.is_(None), t.c.due_at, t.c.priority.desc(), t.c.created_at, t.c.id),
+            "priority": (t.c.priority.desc(), t.c.due_at.is_(None), t.c.due_at, t.c.created_at, t.c.id),
+        }
+        q = q.order_by(*orders[order]).limit(limit).offset(offset)
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+    def count_work_items_txn(self, filters: dict[str, Any]) -> int:
+        t = s.work_items
+        q = self._work_items_where(select(func.count()).select_from(t), filters)
+        return int(self.conn.execute(q).scalar_one())
+
+    @staticmethod
+    def _work_items_where(q: Any, filters: dict[str, Any]) -> Any:
+        t = s.work_items
         statuses = filters.get("statuses")
         if statuses:
             q = q.where(t.c.status.in_(list(statuses)))
-        for key in ("run_id", "assignee_kind", "assignee", "claimed_by", "step", "record_id"):
+        for key in ("run_id", "assignee_kind", "assignee", "claimed_by", "step", "record_id",
+                    "orchestration"):
             if filters.get(key) is not None:
                 q = q.where(t.c[key] == filters[key])
-        return [dict(r._mapping) for r in self.conn.execute(q)]
+        scope = filters.get("scope")
+        if scope is not None:
+            user, groups, queues = scope
+            terms = [t.c.claimed_by == user, and_(t.c.assignee_kind == "user", t.c.assignee == user)]
+            if groups:
+                terms.append(and_(t.c.assignee_kind == "group", t.c.assignee.in_(sorted(groups))))
+            if queues:
+                terms.append(and_(t.c.assignee_kind == "queue", t.c.assignee.in_(sorted(queues))))
+            q = q.where(or_(*terms))
+        return q
 
     # ---- jobs ---------------------------------------------------------------------------
     def enqueue_job_txn(

@@ -1,0 +1,345 @@
+"""The user directory: users, roles, group and queue memberships, API tokens, UI sessions.
+
+Passwords are argon2 hashes (pwdlib). API tokens and session cookies are long random
+secrets; only their SHA-256 is stored (a fast hash is right for high-entropy secrets:
+nothing to brute-force), so a copy of the database gives no one a way in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pwdlib import PasswordHash
+from sqlalchemy import delete, func, insert, select, update
+
+from baton.auth.roles import ROLES, Permission, permissions
+from baton.clock import Clock, iso, parse_iso
+from baton.errors import NotFound, TransitionConflict, ValidationError
+from baton.ids import IdGenerator
+from baton.store import schema as s
+from baton.store.sql import SqlStore, SqlTx
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,199}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+TOKEN_PREFIX = "baton_"
+SESSION_TTL = timedelta(hours=12)
+TOKEN_TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is refreshed at most this often
+MIN_PASSWORD = 8
+
+_hasher = PasswordHash.recommended()
+# Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("baton-dummy-password")
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    display_name: str
+    email: str | None
+    roles: frozenset[str]
+    groups: frozenset[str] = field(default_factory=frozenset)
+    queues: frozenset[str] = field(default_factory=frozenset)
+    active: bool = True
+    has_password: bool = False
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return permissions(self.roles) if self.active else frozenset()
+
+    def can(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    def in_scope(self, item: Mapping[str, Any]) -> bool:
+        """Is this work item assigned to me, to one of my groups or one of my queues
+        (or claimed by me)?"""
+        kind, assignee = item.get("assignee_kind"), item.get("assignee")
+        return bool(
+            item.get("claimed_by") == self.name
+            or (kind == "user" and assignee == self.name)
+            or (kind == "group" and assignee in self.groups)
+            or (kind == "queue" and assignee in self.queues)
+        )
+
+    def may_see_item(self, item: Mapping[str, Any]) -> bool:
+        return self.can(Permission.WORK_ALL) or (self.can(Permission.WORK) and self.in_scope(item))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "display_name": self.display_name, "email": self.email,
+                "roles": sorted(self.roles), "groups": sorted(self.groups),
+                "queues": sorted(self.queues), "active": self.active}
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: str
+    user_name: str
+    label: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _check_names(what: str, names: Iterable[str], problems: dict[str, str]) -> list[str]:
+    out = sorted(set(names))
+    bad = [n for n in out if not NAME_RE.match(n)]
+    if bad:
+        problems[what] = f"invalid name(s) {', '.join(map(repr, bad))}: use letters, digits, _ . @ -"
+    return out
+
+
+class Directory:
+    def __init__(self, store: SqlStore, clock: Clock, ids: IdGenerator) -> None:
+        self.store = store
+        self.clock = clock
+        self.ids = ids
+
+    def _now(self) -> str:
+        return iso(self.clock.now())
+
+    # ---- users --------------------------------------------------------------------------
+    def add_user(self, name: str, *, roles: Iterable[str], groups: Iterable[str] = (),
+                 queues: Iterable[str] = (), email: str | None = None,
+                 password: str | None = None, display_name: str | None = None) -> User:
+        problems: dict[str, str] = {}
+        if not NAME_RE.match(name or ""):
+            problems["name"] = f"invalid user name {name!r}: use letters, digits, _ . @ - (max 200)"
+        role_list = self._check_roles(roles, problems)
+        group_list = _check_names("groups", groups, problems)
+        queue_list = _check_names("queues", queues, problems)
+        self._check_email(email, problems)
+        if password is not None:
+            self._check_password(password, problems)
+        if problems:
+            raise ValidationError(f"user {name!r}", problems)
+        now = self._now()
+        with self.store.write() as tx:
+            if self._row_txn(tx, name) is not None:
+                raise TransitionConflict(
+                    f"user {name!r} already exists; change it with `baton users update {name}`")
+            tx.conn.execute(insert(s.users).values(
+                name=name, display_name=display_name or name, email=email or None,
+                roles=role_list, password_hash=_hasher.hash(password) if password else None,
+                active=True, created_at=now, updated_at=now))
+            self._set_memberships_txn(tx, name, "group", group_list)
+            self._set_memberships_txn(tx, name, "queue", queue_list)
+            return self._user_txn(tx, name)
+
+    def update_user(self, name: str, *, roles: Iterable[str] | None = None,
+                    groups: Iterable[str] | None = None, queues: Iterable[str] | None = None,
+                    email: str | None = None, display_name: str | None = None,
+                    active: bool | None = None, password: str | None = None) -> User:
+        problems: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        if roles is not None:
+            values["roles"] = self._check_roles(roles, problems)
+        group_list = _check_names("groups", groups, problems) if groups is not None else None
+        queue_list = _check_names("queues", queues, problems) if queues is not None else None
+        if email is not None:
+            self._check_email(email, problems)
+            values["email"] = email or None
+        if password is not None:
+            self._check_password(password, problems)
+            values["password_hash"] = _hasher.hash(password)
+        if display_name is not None:
+            values["display_name"] = display_name
+        if active is not None:
+            values["active"] = active
+        if problems:
+            raise ValidationError(f"user {name!r}", problems)
+        with self.store.write() as tx:
+            self._user_txn(tx, name)  # NotFound
+            if values:
+                tx.conn.execute(update(s.users).where(s.users.c.name == name)
+                                .values(**values, updated_at=self._now()))
+            if group_list is not None:
+                self._set_memberships_txn(tx, name, "group", group_list)
+            if queue_list is not None:
+                self._set_memberships_txn(tx, name, "queue", queue_list)
+            if active is False or password is not None:  # sign the user out everywhere
+                tx.conn.execute(delete(s.sessions).where(s.sessions.c.user_name == name))
+            return self._user_txn(tx, name)
+
+    def get_user(self, name: str) -> User:
+        with self.store.read() as tx:
+            return self._user_txn(tx, name)
+
+    def find_user(self, name: str) -> User | None:
+        with self.store.read() as tx:
+            row = self._row_txn(tx, name)
+            return self._to_user_txn(tx, row) if row is not None else None
+
+    def list_users(self) -> list[User]:
+        with self.store.read() as tx:
+            rows = tx.conn.execute(select(s.users).order_by(s.users.c.name)).all()
+            return [self._to_user_txn(tx, dict(r._mapping)) for r in rows]
+
+    def count_users(self) -> int:
+        with self.store.read() as tx:
+            return int(tx.conn.execute(select(func.count()).select_from(s.users)).scalar_one())
+
+    def members_txn(self, tx: SqlTx, kind: str, name: str) -> list[User]:
+        """Active users in a group or queue (``kind`` group|queue), or the user ``name``."""
+        if kind == "user":
+            row = self._row_txn(tx, name)
+            users = [self._to_user_txn(tx, row)] if row is not None else []
+        else:
+            m = s.memberships
+            names = [r[0] for r in tx.conn.execute(
+                select(m.c.user_name).where(m.c.kind == kind, m.c.name == name).order_by(m.c.user_name))]
+            rows = tx.conn.execute(select(s.users).where(s.users.c.name.in_(names))).all() if names else []
+            users = [self._to_user_txn(tx, dict(r._mapping)) for r in rows]
+        return [u for u in users if u.active]
+
+    def members(self, kind: str, name: str) -> list[User]:
+        with self.store.read() as tx:
+            return self.members_txn(tx, kind, name)
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The user if the name and password match an active user with a password."""
+        with self.store.read() as tx:
+            row = self._row_txn(tx, name)
+            user = self._to_user_txn(tx, row) if row is not None else None
+        stored = row["password_hash"] if row is not None else None
+        ok = _hasher.verify(password, stored or _DUMMY_HASH)
+        return user if ok and stored and user is not None and user.active else None
+
+    # ---- API tokens ---------------------------------------------------------------------
+    def create_token(self, user_name: str, label: str = "") -> tuple[TokenInfo, str]:
+        """A new token for the user: returns its info and the secret (shown once, never stored)."""
+        token_id = self.ids.new("tok")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = self._now()
+        with self.store.write() as tx:
+            self._user_txn(tx, user_name)
+            tx.conn.execute(insert(s.api_tokens).values(
+                id=token_id, user_name=user_name, label=label or "", secret_hash=_digest(secret),
+                created_at=now, last_used_at=None, revoked_at=None))
+        return TokenInfo(token_id, user_name, label or "", now, None, None), secret
+
+    def list_tokens(self, user_name: str | None = None) -> list[TokenInfo]:
+        t = s.api_tokens
+        q = select(t).order_by(t.c.created_at, t.c.id)
+        if user_name is not None:
+            q = q.where(t.c.user_name == user_name)
+        with self.store.read() as tx:
+            return [TokenInfo(r.id, r.user_name, r.label, r.created_at, r.last_used_at, r.revoked_at)
+                    for r in tx.conn.execute(q)]
+
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        t = s.api_tokens
+        with self.store.write() as tx:
+            row = tx.conn.execute(select(t).where(t.c.id == token_id)).first()
+            if row is None:
+                raise NotFound("API token", token_id, "see `baton tokens list`")
+            if row.revoked_at is None:
+                tx.conn.execute(update(t).where(t.c.id == token_id).values(revoked_at=self._now()))
+        return next(i for i in self.list_tokens(row.user_name) if i.id == token_id)
+
+    def user_for_token(self, secret: str) -> User | None:
+        if not secret.startswith(TOKEN_PREFIX):
+            return None
+        t = s.api_tokens
+        with self.store.read() as tx:
+            row = tx.conn.execute(select(t).where(t.c.secret_hash == _digest(secret))).first()
+            if row is None or row.revoked_at is not None:
+                return None
+            user_row = self._row_txn(tx, row.user_name)
+            user = self._to_user_txn(tx, user_row) if user_row is not None else None
+        if user is None or not user.active:
+            return None
+        now = self.clock.now()
+        if row.last_used_at is None or parse_iso(row.last_used_at) + TOKEN_TOUCH_EVERY < now:
+            with self.store.write() as tx:
+                tx.conn.execute(update(t).where(t.c.id == row.id).values(last_used_at=iso(now)))
+        return user
+
+    # ---- UI sessions --------------------------------------------------------------------
+    def create_session(self, user_name: str, ttl: timedelta = SESSION_TTL) -> tuple[str, str]:
+        """A new session: returns (cookie value, CSRF token)."""
+        secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        now = self.clock.now()
+        with self.store.write() as tx:
+            t = s.sessions
+            tx.conn.execute(delete(t).where(t.c.expires_at < iso(now)))  # sweep expired ones
+            tx.conn.execute(insert(t).values(
+                secret_hash=_digest(secret), user_name=user_name, csrf_token=csrf,
+                created_at=iso(now), expires_at=iso(now + ttl)))
+        return secret, csrf
+
+    def session(self, secret: str) -> tuple[User, str] | None:
+        """(user, CSRF token) for a live session cookie, else None."""
+        t = s.sessions
+        with self.store.read() as tx:
+            row = tx.conn.execute(select(t).where(t.c.secret_hash == _digest(secret))).first()
+            if row is None or parse_iso(row.expires_at) <= self.clock.now():
+                return None
+            user_row = self._row_txn(tx, row.user_name)
+            if user_row is None:
+                return None
+            user = self._to_user_txn(tx, user_row)
+        return (user, row.csrf_token) if user.active else None
+
+    def delete_session(self, secret: str) -> None:
+        with self.store.write() as tx:
+            tx.conn.execute(delete(s.sessions).where(s.sessions.c.secret_hash == _digest(secret)))
+
+    # ---- internals ----------------------------------------------------------------------
+    @staticmethod
+    def _check_roles(roles: Iterable[str], problems: dict[str, str]) -> list[str]:
+        out = sorted(set(roles))
+        bad = [r for r in out if r not in ROLES]
+        if bad:
+            problems["roles"] = f"unknown role(s) {', '.join(map(repr, bad))}; roles: {', '.join(ROLES)}"
+        elif not out:
+            problems["roles"] = f"at least one role is needed: {', '.join(ROLES)}"
+        return out
+
+    @staticmethod
+    def _check_email(email: str | None, problems: dict[str, str]) -> None:
+        if email and not EMAIL_RE.match(email):
+            problems["email"] = f"{email!r} is not an e-mail address"
+
+    @staticmethod
+    def _check_password(password: str, problems: dict[str, str]) -> None:
+        if len(password) < MIN_PASSWORD:
+            problems["password"] = f"too short: at least {MIN_PASSWORD} characters"
+
+    @staticmethod
+    def _row_txn(tx: SqlTx, name: str) -> dict[str, Any] | None:
+        row = tx.conn.execute(select(s.users).where(s.users.c.name == name)).first()
+        return dict(row._mapping) if row else None
+
+    def _user_txn(self, tx: SqlTx, name: str) -> User:
+        row = self._row_txn(tx, name)
+        if row is None:
+            raise NotFound("user", name, "see `baton users list`")
+        return self._to_user_txn(tx, row)
+
+    @staticmethod
+    def _to_user_txn(tx: SqlTx, row: Mapping[str, Any]) -> User:
+        m = s.memberships
+        groups, queues = set(), set()
+        for kind, name in tx.conn.execute(
+                select(m.c.kind, m.c.name).where(m.c.user_name == row["name"])):
+            (groups if kind == "group" else queues).add(name)
+        return User(name=row["name"], display_name=row["display_name"], email=row["email"],
+                    roles=frozenset(row["roles"] or ()), groups=frozenset(groups),
+                    queues=frozenset(queues), active=bool(row["active"]),
+                    has_password=bool(row["password_hash"]))
+
+    @staticmethod
+    def _set_memberships_txn(tx: SqlTx, user: str, kind: str, names: list[str]) -> None:
+        m = s.memberships
+        tx.conn.execute(delete(m).where(m.c.user_name == user, m.c.kind == kind))
+        if names:
+            tx.conn.execute(insert(m), [{"user_name": user, "kind": kind, "name": n} for n in names])

@@ -1,0 +1,127 @@
+"""``baton users`` and ``baton tokens``: the people who use the API and the web UI."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from baton.cli.output import console, print_json, table
+
+users_app = typer.Typer(no_args_is_help=True, help="Users, their roles, groups and queues.")
+tokens_app = typer.Typer(no_args_is_help=True, help="API tokens (shown once, stored hashed).")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+RoleOpt = Annotated[list[str] | None, typer.Option("--role", "-r", help="admin, designer, operator or agent (repeat for more)")]
+GroupOpt = Annotated[list[str] | None, typer.Option("--group", "-g", help="A group the user belongs to (repeatable)")]
+QueueOpt = Annotated[list[str] | None, typer.Option("--queue", "-q", help="A queue the user works (repeatable)")]
+
+
+def _engine() -> Any:
+    from baton.cli.main import state
+
+    return state.engine()
+
+
+def _read_password(prompt: bool, stdin: bool) -> str | None:
+    if stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if prompt:
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return None
+
+
+def _show(user: Any, as_json: bool, verb: str) -> None:
+    if as_json:
+        print_json(user.to_json())
+        return
+    console.print(f"{verb} user [bold]{user.name}[/bold]: roles {', '.join(sorted(user.roles))}"
+                  + (f"; groups {', '.join(sorted(user.groups))}" if user.groups else "")
+                  + (f"; queues {', '.join(sorted(user.queues))}" if user.queues else "")
+                  + (f"; e-mail {user.email}" if user.email else "")
+                  + ("" if user.has_password else "; no password (API tokens only)"))
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    role: RoleOpt = None,
+    group: GroupOpt = None,
+    queue: QueueOpt = None,
+    email: Annotated[str | None, typer.Option("--email", "-e")] = None,
+    display_name: Annotated[str | None, typer.Option("--display-name")] = None,
+    password: Annotated[bool, typer.Option("--password", help="Prompt for a password (for the web UI)")] = False,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a user: `baton users add alice --role agent --queue tier1 --email alice@example.com --password`."""
+    secret = _read_password(password, password_stdin)
+    user = _engine().directory.add_user(name, roles=role or [], groups=group or [], queues=queue or [],
+                                        email=email, password=secret, display_name=display_name)
+    _show(user, as_json, "added")
+
+
+@users_app.command("update")
+def users_update(
+    name: str,
+    role: RoleOpt = None,
+    group: GroupOpt = None,
+    queue: QueueOpt = None,
+    email: Annotated[str | None, typer.Option("--email", "-e")] = None,
+    display_name: Annotated[str | None, typer.Option("--display-name")] = None,
+    active: Annotated[bool | None, typer.Option("--active/--inactive", help="Deactivate to lock the user out")] = None,
+    password: Annotated[bool, typer.Option("--password", help="Prompt for a new password")] = False,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a user; --role, --group and --queue replace the lists they name."""
+    secret = _read_password(password, password_stdin)
+    user = _engine().directory.update_user(name, roles=role, groups=group, queues=queue, email=email,
+                                           display_name=display_name, active=active, password=secret)
+    _show(user, as_json, "updated")
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOpt = False) -> None:
+    """Every user with roles, groups and queues."""
+    users = _engine().directory.list_users()
+    if as_json:
+        print_json([u.to_json() for u in users])
+        return
+    table("Users", ["name", "roles", "groups", "queues", "e-mail", "active"],
+          [[u.name, ", ".join(sorted(u.roles)), ", ".join(sorted(u.groups)),
+            ", ".join(sorted(u.queues)), u.email or "", "yes" if u.active else "no"] for u in users])
+
+
+@tokens_app.command("create")
+def tokens_create(user: str, label: Annotated[str, typer.Option("--label", help="What the token is for")] = "",
+                  as_json: JsonOpt = False) -> None:
+    """Create an API token for USER. The secret is printed once; only its hash is kept."""
+    info, secret = _engine().directory.create_token(user, label)
+    if as_json:
+        print_json({"id": info.id, "user": info.user_name, "label": info.label, "token": secret})
+        return
+    console.print(f"token [bold]{info.id}[/bold] for {info.user_name} (shown once, keep it safe):")
+    print(secret)
+
+
+@tokens_app.command("list")
+def tokens_list(user: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+    """API tokens (never their secrets)."""
+    infos = _engine().directory.list_tokens(user)
+    rows = [{"id": i.id, "user": i.user_name, "label": i.label, "created_at": i.created_at,
+             "last_used_at": i.last_used_at, "revoked_at": i.revoked_at} for i in infos]
+    if as_json:
+        print_json(rows)
+        return
+    table("API tokens", ["id", "user", "label", "created", "last used", "revoked"],
+          [[r["id"], r["user"], r["label"], r["created_at"], r["last_used_at"] or "",
+            r["revoked_at"] or ""] for r in rows])
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str) -> None:
+    """Revoke a token: requests with it get 401 from now on."""
+    info = _engine().directory.revoke_token(token_id)
+    console.print(f"token {info.id} of {info.user_name} revoked at {info.revoked_at}")

@@ -1,0 +1,5 @@
+"""The REST API, mounted at ``/api``."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

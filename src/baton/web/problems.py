@@ -1,0 +1,150 @@
+"""Errors as ``application/problem+json`` (RFC 9457), from one root: BatonError.
+
+Every API error body has ``type``, ``title``, ``status`` and ``detail``; validation errors
+add ``errors``: one ``{"field", "message"}`` per offending field (``field`` is a dotted
+path such as ``data.subject`` or ``query.limit``), and definition errors add ``issues``
+(file, line, path, message). Pages of the web UI get the same errors as HTML instead
+(the UI sets ``app.state.render_html_error``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from baton.errors import (
+    BatonError,
+    ConfigError,
+    DefinitionError,
+    ExpressionError,
+    NotFound,
+    PermissionDenied,
+    TransitionConflict,
+    ValidationError,
+)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://baton.dev/problems/"
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class DefinitionIssue(BaseModel):
+    file: str
+    line: int
+    path: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str = ""
+    instance: str | None = None
+    errors: list[FieldProblem] | None = None
+    issues: list[DefinitionIssue] | None = None
+
+
+class ProblemError(Exception):
+    """Raise to answer with a problem document (status, title, detail, extra members)."""
+
+    def __init__(self, status: int, title: str, detail: str = "", *, slug: str | None = None,
+                 errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail = status, title, detail
+        self.slug, self.errors, self.headers, self.extra = slug, errors, headers, extra
+
+
+# Responses every protected operation may give, for the OpenAPI document.
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    titles = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden", 404: "Not found",
+              409: "Conflict", 422: "Invalid input"}
+    return {c: {"model": Problem, "description": titles.get(c, "Error"),
+                "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for c in codes}
+
+
+def _body(request: Request, status: int, title: str, detail: str, slug: str | None,
+          **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": TYPE_BASE + slug if slug else "about:blank", "title": title,
+                            "status": status, "detail": detail, "instance": request.url.path}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def problem_response(request: Request, status: int, title: str, detail: str = "", *,
+                     slug: str | None = None, headers: dict[str, str] | None = None,
+                     **extra: Any) -> Response:
+    render = getattr(request.app.state, "render_html_error", None)
+    if render is not None and not request.url.path.startswith("/api"):
+        return render(request, status, title, detail, headers)  # type: ignore[no-any-return]
+    return JSONResponse(_body(request, status, title, detail, slug, **extra), status_code=status,
+                        media_type=PROBLEM_JSON, headers=headers)
+
+
+def _from_baton(request: Request, exc: BatonError) -> Response:
+    if isinstance(exc, ValidationError):
+        errors = [{"field": f, "message": m} for f, m in exc.fields.items()]
+        return problem_response(request, 422, "Invalid input", str(exc), slug="validation",
+                                errors=errors)
+    if isinstance(exc, DefinitionError):
+        issues = [{"file": i.file, "line": i.line, "path": i.path, "message": i.message}
+                  for i in exc.issues]
+        return problem_response(request, 422, "Invalid definition", str(exc).splitlines()[0],
+                                slug="definition", issues=issues)
+    if isinstance(exc, ExpressionError):
+        return problem_response(request, 422, "Invalid expression", str(exc), slug="expression")
+    if isinstance(exc, NotFound):
+        return problem_response(request, 404, "Not found", str(exc), slug="not-found")
+    if isinstance(exc, TransitionConflict):
+        return problem_response(request, 409, "Conflict", str(exc), slug="conflict")
+    if isinstance(exc, PermissionDenied):
+        return problem_response(request, 403, "Forbidden", str(exc), slug="forbidden")
+    if isinstance(exc, ConfigError):
+        return problem_response(request, 500, "Server misconfigured", str(exc), slug="config")
+    return problem_response(request, 400, "Bad request", str(exc), slug="bad-request")
+
+
+def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:] or ["body"]
+    return ".".join(parts)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> Response:
+        return problem_response(request, exc.status, exc.title, exc.detail, slug=exc.slug,
+                                headers=exc.headers, errors=exc.errors, **exc.extra)
+
+    @app.exception_handler(BatonError)
+    async def _baton(request: Request, exc: BatonError) -> Response:
+        return _from_baton(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{"field": _field_path(e.get("loc", ())), "message": e.get("msg", "invalid")}
+                  for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem_response(request, 422, "Invalid input", detail, slug="validation",
+                                errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        titles = {404: "Not found", 405: "Method not allowed", 401: "Not authenticated",
+                  403: "Forbidden"}
+        return problem_response(request, exc.status_code, titles.get(exc.status_code, "Error"),
+                                str(exc.detail or ""), headers=getattr(exc, "headers", None))

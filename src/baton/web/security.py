@@ -1,0 +1,105 @@
+"""Who is asking: API tokens (``Authorization: Bearer baton_…``) or the UI's session cookie.
+
+A request authenticated by the session cookie that changes something (POST, PUT, PATCH,
+DELETE) must carry the session's CSRF token, as the ``X-CSRF-Token`` header (htmx sends it
+on every request) or a ``csrf_token`` form field. Token-authenticated requests need no CSRF
+token: browsers never attach them on their own.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from baton.auth.directory import User
+from baton.auth.roles import Permission, require
+from baton.runtime.engine import Engine
+from baton.web.problems import ProblemError
+
+SESSION_COOKIE = "baton_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+bearer = HTTPBearer(auto_error=False, description="An API token: `baton tokens create USER`")
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    via: str  # "token" | "session"
+    csrf: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.user.name
+
+
+def engine_of(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def unauthorized(detail: str) -> ProblemError:
+    return ProblemError(401, "Not authenticated", detail, slug="unauthenticated",
+                        headers={"WWW-Authenticate": 'Bearer realm="baton"'})
+
+
+async def _check_csrf(request: Request, expected: str) -> None:
+    if request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()  # Starlette caches it: Form() parameters still work
+            value = form.get(CSRF_FIELD)
+            sent = value if isinstance(value, str) else None
+    if not sent or not hmac.compare_digest(sent, expected):
+        raise ProblemError(403, "CSRF token missing or wrong",
+                           f"send the session's CSRF token as the {CSRF_HEADER} header or the "
+                           f"{CSRF_FIELD} form field; reload the page to get a fresh one",
+                           slug="csrf")
+
+
+async def optional_principal(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+) -> Principal | None:
+    """The caller, or None when the request carries no credentials at all."""
+    eng = engine_of(request)
+    if credentials is not None:
+        user = eng.directory.user_for_token(credentials.credentials)
+        if user is None:
+            raise unauthorized("the API token is unknown, revoked, or its user is deactivated")
+        return Principal(user, "token")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        found = eng.directory.session(cookie)
+        if found is None:
+            return None
+        user, csrf = found
+        await _check_csrf(request, csrf)
+        return Principal(user, "session", csrf)
+    return None
+
+
+async def current_principal(principal: Principal | None = Depends(optional_principal)) -> Principal:
+    if principal is None:
+        raise unauthorized("send an API token as `Authorization: Bearer …` "
+                           "(create one with `baton tokens create USER`) or log in at /login")
+    return principal
+
+
+def need(permission: Permission) -> Callable[..., Any]:
+    """A dependency: the caller, who must hold ``permission`` (403 otherwise)."""
+
+    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+        require(principal.user, permission)  # PermissionDenied -> 403 problem
+        return principal
+
+    return dependency
