@@ -3,4 +3,4 @@
 from baton.auth.directory import Directory, User
 from baton.auth.roles import ROLES, Permission, require
 
-__all__ = ["Directory", "User", "ROLES", "Permission", "require"]
+__all__ = ["ROLES", "Directory", "Permission", "User", "require"]

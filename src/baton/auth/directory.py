@@ -328,7 +328,8 @@ class Directory:
     @staticmethod
     def _to_user_txn(tx: SqlTx, row: Mapping[str, Any]) -> User:
         m = s.memberships
-        groups, queues = set(), set()
+        groups: set[str] = set()
+        queues: set[str] = set()
         for kind, name in tx.conn.execute(
                 select(m.c.kind, m.c.name).where(m.c.user_name == row["name"])):
             (groups if kind == "group" else queues).add(name)

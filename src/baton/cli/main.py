@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -217,6 +218,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     eng = state.engine(flows=True, migrate=not no_migrate)
     url = (base_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}").rstrip("/")
+    os.environ.setdefault("BATON_BASE_URL", url)  # links in e-mails sent by this process
     if eng.directory.count_users() == 0:
         console.print("[yellow]No users yet.[/yellow] Create the first admin (in another terminal):\n"
                       "  baton users add admin --role admin --email you@example.com --password\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -68,7 +68,7 @@ async def _check_csrf(request: Request, expected: str) -> None:
 
 async def optional_principal(
     request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal | None:
     """The caller, or None when the request carries no credentials at all."""
     eng = engine_of(request)
@@ -88,7 +88,9 @@ async def optional_principal(
     return None
 
 
-async def current_principal(principal: Principal | None = Depends(optional_principal)) -> Principal:
+async def current_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
     if principal is None:
         raise unauthorized("send an API token as `Authorization: Bearer …` "
                            "(create one with `baton tokens create USER`) or log in at /login")
@@ -98,7 +100,7 @@ async def current_principal(principal: Principal | None = Depends(optional_princ
 def need(permission: Permission) -> Callable[..., Any]:
     """A dependency: the caller, who must hold ``permission`` (403 otherwise)."""
 
-    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         require(principal.user, permission)  # PermissionDenied -> 403 problem
         return principal
 

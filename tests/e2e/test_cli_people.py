@@ -1,0 +1,89 @@
+"""``baton users``, ``baton tokens`` and ``baton serve`` end to end, as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.e2e.test_cli import EXAMPLES, _env, baton, ok
+
+
+def _project(tmp_path: Path) -> Path:
+    proj = tmp_path / "proj"
+    shutil.copytree(EXAMPLES / "case_triage", proj)
+    ok(baton("deploy", cwd=proj))
+    return proj
+
+
+def _run_stdin(args: list[str], cwd: Path, stdin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "baton.cli.main", *args], check=False, cwd=cwd, env=_env("400"),
+                          input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def test_users_and_tokens(tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    p = _run_stdin(["users", "add", "alice", "--role", "agent", "--queue", "tier1", "--queue", "tier2",
+                    "--email", "alice@example.com", "--password-stdin"], proj, "correct horse\n")
+    ok(p)
+    assert "added user alice: roles agent; queues tier1, tier2; e-mail alice@example.com" in p.stdout
+    bad = baton("users", "add", "bob", "--role", "boss", cwd=proj)
+    assert bad.returncode == 1 and "unknown role(s) 'boss'" in bad.stderr
+    dup = baton("users", "add", "alice", "--role", "agent", cwd=proj)
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    ok(baton("users", "update", "alice", "--role", "agent", "--role", "operator", cwd=proj))
+    users = json.loads(ok(baton("users", "list", "--json", cwd=proj)).stdout)
+    assert users == [{"name": "alice", "display_name": "alice", "email": "alice@example.com",
+                      "roles": ["agent", "operator"], "groups": [], "queues": ["tier1", "tier2"],
+                      "active": True}]
+    made = json.loads(ok(baton("tokens", "create", "alice", "--label", "laptop", "--json", cwd=proj)).stdout)
+    assert made["token"].startswith("baton_") and made["user"] == "alice"
+    listed = json.loads(ok(baton("tokens", "list", "--json", cwd=proj)).stdout)
+    assert [t["id"] for t in listed] == [made["id"]] and "token" not in listed[0]
+    assert made["token"] not in (proj / "baton.db").read_bytes().decode("latin-1")  # stored hashed
+    ok(baton("tokens", "revoke", made["id"], cwd=proj))
+    missing = baton("tokens", "create", "ghost", cwd=proj)
+    assert missing.returncode == 1 and "user 'ghost' not found" in missing.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_answers_and_says_how_to_create_the_admin(tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "baton.cli.main", "serve", "--port", str(port)],
+                            cwd=proj, env=_env("400"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        spec = None
+        while time.monotonic() < deadline and spec is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=5) as r:
+                    spec = json.load(r)
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.2)
+        assert spec is not None and spec["info"]["title"] == "Baton"
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/me", timeout=5)
+            raise AssertionError("expected 401")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
+            assert exc.headers["content-type"] == "application/problem+json"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert "No users yet" in out and "baton users add admin --role admin" in out
+    assert proc.returncode == 0, out
