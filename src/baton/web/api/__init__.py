@@ -1,5 +1,13 @@
-"""The REST API, mounted at ``/api``."""
+"""The REST API, mounted at ``/api``: one module per area, each operation with its
+permission, response model and the problem documents it can answer with."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-router = APIRouter()
+from baton.web.api import definitions, fallout, people, records, runs, work
+from baton.web.api.common import clean_input
+
+router = APIRouter(dependencies=[Depends(clean_input)])
+for module in (people, definitions, records, runs, work, fallout):
+    router.include_router(module.router)
+
+__all__ = ["router"]

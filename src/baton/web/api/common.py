@@ -1,0 +1,141 @@
+"""What every API module shares: pagination, input hygiene, small response pieces.
+
+Input hygiene: JSON parsed by Python accepts things no database column or JSON response
+can hold (NUL characters, lone UTF-16 surrogates, NaN). :func:`clean_input` refuses them
+up front, on every route of the API, as a 422 naming the field, instead of letting a
+driver error surface as a 500 deep inside a transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query, Request
+from pydantic import BaseModel, Field
+
+from baton.web.problems import ProblemError
+
+T = TypeVar("T")
+
+MAX_LIMIT = 500
+MAX_INT = 2**31 - 1  # what an INTEGER column holds on every backend
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (1..500)")]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="Items to skip")]
+# Names and ids in paths and filters: bounded, so a fuzzer's megabyte string is a 422, not a
+# full scan with a megabyte parameter.
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list. ``next_offset`` is null on the last page."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+def page(items: list[T], total: int, limit: int, offset: int) -> dict[str, Any]:
+    nxt = offset + len(items)
+    return {"items": items, "total": total, "limit": limit, "offset": offset,
+            "next_offset": nxt if nxt < total and items else None}
+
+
+def page_of(all_items: list[T], limit: int, offset: int) -> dict[str, Any]:
+    """Paginate a list that was read whole (small lists: versions, timelines, fallout)."""
+    return page(all_items[offset:offset + limit], len(all_items), limit, offset)
+
+
+class Reason(BaseModel):
+    """Why (audited with the actor's name)."""
+
+    reason: str = Field(min_length=1, max_length=2000, description="Why (audited)")
+
+
+# ---- input hygiene ------------------------------------------------------------------------
+def _bad_text(value: str) -> str | None:
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (lone surrogate)"
+    return None
+
+
+def _scan(value: Any, where: str, out: list[dict[str, str]], depth: int = 0) -> None:
+    if len(out) >= 20:
+        return
+    if depth > 64:
+        out.append({"field": where, "message": "nested too deeply (max 64 levels)"})
+    elif isinstance(value, str):
+        msg = _bad_text(value)
+        if msg:
+            out.append({"field": where, "message": msg})
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            out.append({"field": where, "message": "must be a finite number"})
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            key = str(k)
+            msg = _bad_text(key)
+            if msg:
+                out.append({"field": f"{where}.{key!r}", "message": f"key {msg}"})
+            _scan(v, f"{where}.{key}" if where else key, out, depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _scan(v, f"{where}.{i}" if where else str(i), out, depth + 1)
+
+
+async def clean_input(request: Request) -> None:
+    """Refuse text no database can store and numbers JSON cannot carry (422, per field)."""
+    out: list[dict[str, str]] = []
+    for k, v in request.path_params.items():
+        _scan(v, f"path.{k}", out)
+    for k, v in request.query_params.multi_items():
+        _scan(k, "query", out)
+        _scan(v, f"query.{k}", out)
+    if request.method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("application/json"):
+            body = await request.body()  # cached: FastAPI parses the same bytes
+            if body:
+                try:
+                    data = json.loads(body)
+                except (ValueError, RecursionError):
+                    data = None  # FastAPI reports the syntax error itself
+                _scan(data, "", out)
+    if out:
+        detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in out)
+        raise ProblemError(422, "Invalid input", detail, slug="validation",
+                           errors=[{"field": e["field"] or "body", "message": e["message"]}
+                                   for e in out])
+
+
+class under:
+    """Re-raise the engine's ValidationError with each field named as the request does.
+
+    ``with under("data"):`` turns field ``subject`` into ``data.subject``; ``rename`` maps
+    engine names that are not under the prefix (``record`` -> ``record_id``).
+    """
+
+    def __init__(self, prefix: str, rename: dict[str, str] | None = None) -> None:
+        self.prefix, self.rename = prefix, rename or {}
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
+        from baton.errors import ValidationError
+
+        if isinstance(exc, ValidationError):
+            def name(f: str) -> str:
+                if f in self.rename:
+                    return self.rename[f]
+                return self.prefix if f == "(data)" else f"{self.prefix}.{f}"
+
+            raise ValidationError(exc.what, {name(f): m for f, m in exc.fields.items()}) from exc

@@ -1,0 +1,206 @@
+"""Definitions: validate and deploy YAML, list versions, show one, diff two, (de)activate."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from baton.auth.roles import Permission
+from baton.errors import NotFound
+from baton.store.base import DefinitionRow
+from baton.web.api.common import MAX_INT, Limit, Offset, Page, page_of
+from baton.web.problems import DefinitionIssue, problem_responses
+from baton.web.security import Principal, engine_of, need
+
+router = APIRouter(prefix="/definitions", tags=["definitions"])
+
+MAX_FILES = 200
+MAX_FILE_CHARS = 1_000_000
+
+
+class Kind(str, Enum):
+    object = "object"
+    orchestration = "orchestration"
+    calendar = "calendar"
+
+
+class DefinitionFiles(BaseModel):
+    """YAML texts by file name; file names appear in problems (``file:line path: message``)."""
+
+    files: dict[Annotated[str, Field(min_length=1, max_length=300)],
+                Annotated[str, Field(max_length=MAX_FILE_CHARS)]] = Field(
+        min_length=1, max_length=MAX_FILES,
+        examples=[{"case.yaml": "kind: object\nname: Case\nfields:\n  subject: {type: string}\n"}])
+
+
+class ValidationResult(BaseModel):
+    valid: bool
+    issues: list[DefinitionIssue]
+
+
+class Deployed(BaseModel):
+    kind: str
+    name: str
+    version: int
+    changed: bool = Field(description="false when the text equals the latest version's")
+
+
+class DeployResult(BaseModel):
+    deployed: list[Deployed]
+
+
+class DefinitionSummary(BaseModel):
+    kind: str
+    name: str
+    active_version: int | None = Field(description="null when deactivated")
+    latest_version: int
+    versions: int
+
+
+class DefinitionVersion(BaseModel):
+    kind: str
+    name: str
+    version: int
+    active: bool
+    checksum: str
+    file: str
+    deployed_at: str
+    deployed_by: str
+
+
+class DefinitionSource(DefinitionVersion):
+    source: str = Field(description="the YAML text as deployed")
+
+
+class DefinitionDetail(DefinitionSummary):
+    history: list[DefinitionVersion]
+
+
+class DefinitionDiff(BaseModel):
+    kind: str
+    name: str
+    from_version: int
+    to_version: int
+    diff: str = Field(description="unified diff of the two versions' YAML (empty if equal)")
+
+
+class Activate(BaseModel):
+    version: int = Field(ge=1, le=MAX_INT)
+
+
+def version_json(row: DefinitionRow) -> dict[str, Any]:
+    return {"kind": row.kind, "name": row.name, "version": row.version, "active": row.active,
+            "checksum": row.checksum, "file": row.file, "deployed_at": row.deployed_at,
+            "deployed_by": row.deployed_by}
+
+
+def _summaries(rows: list[DefinitionRow]) -> list[dict[str, Any]]:
+    grouped: dict[tuple[str, str], list[DefinitionRow]] = {}
+    for r in rows:
+        grouped.setdefault((r.kind, r.name), []).append(r)
+    out = []
+    for (kind, name), versions in sorted(grouped.items()):
+        active = next((v.version for v in versions if v.active), None)
+        out.append({"kind": kind, "name": name, "active_version": active,
+                    "latest_version": max(v.version for v in versions),
+                    "versions": len(versions)})
+    return out
+
+
+def _versions(request: Request, kind: Kind, name: str) -> list[DefinitionRow]:
+    rows = engine_of(request).definitions.list_versions(kind.value, name)
+    if not rows:
+        raise NotFound(kind.value, name, "see GET /api/definitions")
+    return rows
+
+
+KindPath = Annotated[Kind, Path(description="object, orchestration or calendar")]
+NamePath = Annotated[str, Path(min_length=1, max_length=200)]
+VersionNo = Annotated[int, Path(ge=1, le=MAX_INT)]
+READ = Depends(need(Permission.DEFINITIONS_READ))
+WRITE = Depends(need(Permission.DEFINITIONS_WRITE))
+
+
+@router.get("", response_model=Page[DefinitionSummary], summary="List deployed definitions",
+            responses=problem_responses(401, 403, 422))
+def list_definitions(request: Request, kind: Kind | None = None, limit: Limit = 50,
+                     offset: Offset = 0, _: Principal = READ) -> dict[str, Any]:
+    rows = engine_of(request).definitions.list_versions(kind.value if kind else None)
+    return page_of(_summaries(rows), limit, offset)
+
+
+@router.post("/validate", response_model=ValidationResult, summary="Validate YAML definitions",
+             description="Every problem at once, each with file, line and path. Nothing is "
+                         "deployed; an invalid set answers 200 with `valid: false`.",
+             responses=problem_responses(401, 403, 422))
+def validate(request: Request, body: DefinitionFiles, _: Principal = WRITE) -> dict[str, Any]:
+    issues = engine_of(request).validate_texts(body.files)
+    return {"valid": not issues,
+            "issues": [{"file": i.file, "line": i.line, "path": i.path, "message": i.message}
+                       for i in issues]}
+
+
+@router.post("/deploy", response_model=DeployResult, summary="Deploy YAML definitions",
+             description="All or nothing: an invalid set answers 422 with `issues` (file, line, "
+                         "path, message) and deploys nothing. A changed text becomes a new "
+                         "version, which is made active; runs stay on their version.",
+             responses=problem_responses(401, 403, 422))
+def deploy(request: Request, body: DefinitionFiles, principal: Principal = WRITE) -> dict[str, Any]:
+    results = engine_of(request).deploy(texts=body.files, actor=principal.name)
+    return {"deployed": [{"kind": r.kind, "name": r.name, "version": r.version,
+                          "changed": r.changed} for r in results]}
+
+
+@router.get("/{kind}/{name}", response_model=DefinitionDetail, summary="One definition's versions",
+            responses=problem_responses(401, 403, 404, 422))
+def get_definition(request: Request, kind: KindPath, name: NamePath,
+                   _: Principal = READ) -> dict[str, Any]:
+    rows = _versions(request, kind, name)
+    return {**_summaries(rows)[0], "history": [version_json(r) for r in rows]}
+
+
+@router.get("/{kind}/{name}/versions/{version}", response_model=DefinitionSource,
+            summary="One version with its YAML source",
+            responses=problem_responses(401, 403, 404, 422))
+def get_version(request: Request, kind: KindPath, name: NamePath, version: VersionNo,
+                _: Principal = READ) -> dict[str, Any]:
+    row = engine_of(request).definitions.get_version(kind.value, name, version)
+    return {**version_json(row), "source": row.source}
+
+
+@router.get("/{kind}/{name}/diff", response_model=DefinitionDiff, summary="Diff two versions",
+            responses=problem_responses(401, 403, 404, 422))
+def diff(request: Request, kind: KindPath, name: NamePath,
+         from_: Annotated[int, Query(alias="from", ge=1, le=MAX_INT)],
+         to: Annotated[int, Query(ge=1, le=MAX_INT)], _: Principal = READ) -> dict[str, Any]:
+    text = engine_of(request).definitions.diff(kind.value, name, from_, to)
+    return {"kind": kind.value, "name": name, "from_version": from_, "to_version": to,
+            "diff": text}
+
+
+@router.post("/{kind}/{name}/activate", response_model=DefinitionVersion,
+             summary="Make a version the active one",
+             description="New runs and record triggers use the active version; "
+                         "runs in progress stay on theirs.",
+             responses=problem_responses(401, 403, 404, 422))
+def activate(request: Request, kind: KindPath, name: NamePath, body: Annotated[Activate, Body()],
+             principal: Principal = WRITE) -> dict[str, Any]:
+    row = engine_of(request).definitions.set_active(kind.value, name, body.version,
+                                                    principal.name)
+    assert row is not None
+    return version_json(row)
+
+
+@router.post("/{kind}/{name}/deactivate", response_model=DefinitionSummary,
+             summary="Deactivate a definition",
+             description="No new runs start from it (nor from its record triggers); runs in "
+                         "progress go on. Object types cannot be deactivated (409).",
+             responses=problem_responses(401, 403, 404, 409, 422))
+def deactivate(request: Request, kind: KindPath, name: NamePath,
+               principal: Principal = WRITE) -> dict[str, Any]:
+    _versions(request, kind, name)
+    engine_of(request).definitions.set_active(kind.value, name, None, principal.name)
+    return _summaries(_versions(request, kind, name))[0]

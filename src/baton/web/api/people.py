@@ -1,0 +1,177 @@
+"""People: who am I, users (the ``users`` permission), API tokens (one's own, or anyone's
+with ``users``). A token's secret is in the creation response only; it is never stored."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from baton.auth.directory import TokenInfo, User
+from baton.auth.roles import Permission, require
+from baton.errors import NotFound
+from baton.web.api.common import Limit, Offset, Page, page_of
+from baton.web.problems import problem_responses
+from baton.web.security import Principal, current_principal, engine_of, need
+
+router = APIRouter(tags=["people"])
+
+USERS = Depends(need(Permission.USERS))
+ME = Depends(current_principal)
+Role = Literal["admin", "designer", "operator", "agent"]
+UserName = Annotated[str, Path(min_length=1, max_length=200)]
+Member = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class UserOut(BaseModel):
+    name: str
+    display_name: str
+    email: str | None
+    roles: list[str]
+    groups: list[str]
+    queues: list[str]
+    active: bool
+    has_password: bool
+
+
+class Me(UserOut):
+    permissions: list[str]
+    authenticated_by: Literal["token", "session"]
+
+
+class NewUser(BaseModel):
+    name: str = Field(min_length=1, max_length=200, examples=["ann"])
+    roles: list[Role] = Field(min_length=1, max_length=4)
+    groups: list[Member] = Field(default_factory=list, max_length=100)
+    queues: list[Member] = Field(default_factory=list, max_length=100)
+    email: str | None = Field(default=None, max_length=320)
+    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    password: str | None = Field(default=None, min_length=8, max_length=1000)
+
+
+class UserPatch(BaseModel):
+    roles: list[Role] | None = Field(default=None, min_length=1, max_length=4)
+    groups: list[Member] | None = Field(default=None, max_length=100)
+    queues: list[Member] | None = Field(default=None, max_length=100)
+    email: str | None = Field(default=None, max_length=320, description='"" clears it')
+    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    active: bool | None = Field(default=None, description="false signs the user out everywhere")
+    password: str | None = Field(default=None, min_length=8, max_length=1000)
+
+
+class TokenOut(BaseModel):
+    id: str
+    user: str
+    label: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class TokenCreated(TokenOut):
+    secret: str = Field(description="shown once: send it as `Authorization: Bearer …`")
+
+
+class NewToken(BaseModel):
+    label: str = Field(default="", max_length=200)
+    user: str | None = Field(default=None, min_length=1, max_length=200,
+                             description="whose token (default: yours; others need `users`)")
+
+
+def user_json(u: User) -> dict[str, Any]:
+    return u.to_json() | {"has_password": u.has_password}
+
+
+def token_json(t: TokenInfo) -> dict[str, Any]:
+    return {"id": t.id, "user": t.user_name, "label": t.label, "created_at": t.created_at,
+            "last_used_at": t.last_used_at, "revoked_at": t.revoked_at}
+
+
+def _for_user(principal: Principal, name: str | None) -> str:
+    """Acting on someone else's tokens needs the ``users`` permission."""
+    if name is not None and name != principal.name:
+        require(principal.user, Permission.USERS)
+        return name
+    return principal.name
+
+
+@router.get("/me", response_model=Me, summary="Who am I",
+            responses=problem_responses(401))
+def me(principal: Principal = ME) -> dict[str, Any]:
+    u = principal.user
+    return user_json(u) | {"permissions": sorted(p.value for p in u.permissions),
+                           "authenticated_by": principal.via}
+
+
+@router.get("/users", response_model=Page[UserOut], summary="List users",
+            responses=problem_responses(401, 403, 422))
+def list_users(request: Request, limit: Limit = 50, offset: Offset = 0,
+               _: Principal = USERS) -> dict[str, Any]:
+    users = [user_json(u) for u in engine_of(request).directory.list_users()]
+    return page_of(users, limit, offset)
+
+
+@router.post("/users", response_model=UserOut, status_code=201, summary="Add a user",
+             description="409 when the name is taken.",
+             responses=problem_responses(401, 403, 409, 422))
+def add_user(request: Request, response: Response, body: NewUser,
+             _: Principal = USERS) -> dict[str, Any]:
+    user = engine_of(request).directory.add_user(
+        body.name, roles=body.roles, groups=body.groups, queues=body.queues, email=body.email,
+        password=body.password, display_name=body.display_name)
+    response.headers["Location"] = f"/api/users/{user.name}"
+    return user_json(user)
+
+
+@router.get("/users/{name}", response_model=UserOut, summary="One user",
+            responses=problem_responses(401, 403, 404, 422))
+def get_user(request: Request, name: UserName, _: Principal = USERS) -> dict[str, Any]:
+    return user_json(engine_of(request).directory.get_user(name))
+
+
+@router.patch("/users/{name}", response_model=UserOut, summary="Change a user",
+              description="Only the fields sent change; `groups`/`queues` replace the lists.",
+              responses=problem_responses(401, 403, 404, 422))
+def update_user(request: Request, name: UserName, body: UserPatch,
+                _: Principal = USERS) -> dict[str, Any]:
+    user = engine_of(request).directory.update_user(
+        name, roles=body.roles, groups=body.groups, queues=body.queues, email=body.email,
+        display_name=body.display_name, active=body.active, password=body.password)
+    return user_json(user)
+
+
+@router.post("/tokens", response_model=TokenCreated, status_code=201,
+             summary="Create an API token",
+             description="For yourself, or for `user` with the `users` permission. "
+                         "The secret is in this response only.",
+             responses=problem_responses(401, 403, 404, 422))
+def create_token(request: Request, body: NewToken, principal: Principal = ME) -> dict[str, Any]:
+    owner = _for_user(principal, body.user)
+    info, secret = engine_of(request).directory.create_token(owner, body.label)
+    return token_json(info) | {"secret": secret}
+
+
+@router.get("/tokens", response_model=Page[TokenOut], summary="List API tokens",
+            description="Yours, or `user`'s with the `users` permission.",
+            responses=problem_responses(401, 403, 422))
+def list_tokens(request: Request,
+                user: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+                limit: Limit = 50, offset: Offset = 0,
+                principal: Principal = ME) -> dict[str, Any]:
+    owner = _for_user(principal, user)
+    tokens = [token_json(t) for t in engine_of(request).directory.list_tokens(owner)]
+    return page_of(tokens, limit, offset)
+
+
+@router.delete("/tokens/{token_id}", response_model=TokenOut, summary="Revoke an API token",
+               description="Your own, or anyone's with `users`. Revoking twice is harmless.",
+               responses=problem_responses(401, 404, 422))
+def revoke_token(request: Request, token_id: Annotated[str, Path(min_length=1, max_length=40)],
+                 principal: Principal = ME) -> dict[str, Any]:
+    d = engine_of(request).directory
+    found = next((t for t in d.list_tokens() if t.id == token_id), None)
+    if found is None or (found.user_name != principal.name
+                         and not principal.user.can(Permission.USERS)):
+        raise NotFound("API token", token_id)  # someone else's token: as if it did not exist
+    return token_json(d.revoke_token(token_id))

@@ -1,0 +1,167 @@
+"""Records: create, list, read, update (optimistic concurrency), delete, timeline."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from baton.auth.roles import Permission
+from baton.web.api.common import MAX_INT, Limit, Offset, Page, page, page_of, under
+from baton.web.problems import ProblemError, problem_responses
+from baton.web.security import Principal, engine_of, need
+
+router = APIRouter(tags=["records"])
+
+READ = Depends(need(Permission.RECORDS_READ))
+WRITE = Depends(need(Permission.RECORDS_WRITE))
+RecordId = Annotated[str, Path(min_length=1, max_length=40)]
+TypeName = Annotated[str, Path(min_length=1, max_length=200, description="object type, e.g. Case")]
+
+
+class RecordData(BaseModel):
+    data: dict[str, Any] = Field(default_factory=dict, description="field values by name",
+                                 examples=[{"subject": "Invoice 42 is wrong", "origin": "Web"}])
+
+
+class RecordPatch(BaseModel):
+    data: dict[str, Any] = Field(description="the fields to change; the others keep their values")
+    version: int | None = Field(default=None, ge=1, le=MAX_INT,
+                                description="the version you read; a stale one gives 409 "
+                                            "(the If-Match header does the same)")
+
+
+class RecordOut(BaseModel):
+    id: str
+    object_type: str
+    version: int
+    created_at: str
+    updated_at: str
+    data: dict[str, Any]
+
+
+class Event(BaseModel):
+    id: int
+    at: str
+    type: str
+    actor: str
+    record_id: str | None
+    run_id: str | None
+    data: dict[str, Any]
+
+
+_SYSTEM = ("id", "object_type", "version", "created_at", "updated_at")
+
+
+def record_json(view: dict[str, Any], object_type: str | None = None) -> dict[str, Any]:
+    """The engine's flat record view as ``{id, object_type, version, ..., data}``."""
+    return {"id": view["id"], "object_type": object_type or view["object_type"],
+            "version": view["version"], "created_at": view["created_at"],
+            "updated_at": view["updated_at"],
+            "data": {k: v for k, v in view.items() if k not in _SYSTEM}}
+
+
+def event_json(e: dict[str, Any]) -> dict[str, Any]:
+    return {k: e.get(k) for k in ("id", "at", "type", "actor", "record_id", "run_id")} | {
+        "data": e.get("data") or {}}
+
+
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,10})"?\s*$')
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    m = _ETAG.match(value)
+    if not m or not 1 <= int(m.group(1)) <= MAX_INT:
+        raise ProblemError(422, "Invalid input", f"If-Match must be a record version such as "
+                           f'"3" (from the ETag header or the version field), got {value[:50]!r}',
+                           slug="validation", errors=[{"field": "header.If-Match",
+                                                       "message": "expected a record version"}])
+    return int(m.group(1))
+
+
+def _etag(response: Response, record: dict[str, Any]) -> None:
+    response.headers["ETag"] = f'"{record["version"]}"'
+
+
+IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100,
+                                       description='expected version, e.g. "3"')]
+
+
+@router.post("/records/{object_type}", response_model=RecordOut, status_code=201,
+             summary="Create a record",
+             description="Runs its create triggers start in the same transaction. "
+                         "Field errors answer 422 naming each field (`data.FIELD`).",
+             responses=problem_responses(401, 403, 404, 422))
+def create_record(request: Request, response: Response, object_type: TypeName,
+                  body: RecordData, principal: Principal = WRITE) -> dict[str, Any]:
+    with under("data"):
+        view = engine_of(request).create_record(object_type, body.data, actor=principal.name)
+    out = record_json(view, object_type)
+    response.headers["Location"] = f"/api/records/{out['id']}"
+    _etag(response, out)
+    return out
+
+
+@router.get("/records", response_model=Page[RecordOut], summary="List records, newest first",
+            responses=problem_responses(401, 403, 422))
+def list_records(request: Request,
+                 object_type: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+                 limit: Limit = 50, offset: Offset = 0, _: Principal = READ) -> dict[str, Any]:
+    eng = engine_of(request)
+    items = [record_json(r) for r in eng.list_records(object_type, limit=limit, offset=offset)]
+    return page(items, eng.count_records(object_type), limit, offset)
+
+
+@router.get("/records/{record_id}", response_model=RecordOut, summary="Read a record",
+            description="The ETag header is the record's version, for If-Match on PATCH.",
+            responses=problem_responses(401, 403, 404, 422))
+def get_record(request: Request, response: Response, record_id: RecordId,
+               _: Principal = READ) -> dict[str, Any]:
+    out = record_json(engine_of(request).get_record(record_id))
+    _etag(response, out)
+    return out
+
+
+@router.patch("/records/{record_id}", response_model=RecordOut, summary="Update a record",
+              description="Optimistic concurrency: send the version you read as `If-Match` or "
+                          "as `version`; if someone changed the record since, the answer is 409 "
+                          "and nothing is written: read it again and retry.",
+              responses=problem_responses(401, 403, 404, 409, 422))
+def update_record(request: Request, response: Response, record_id: RecordId, body: RecordPatch,
+                  if_match: IfMatch = None, principal: Principal = WRITE) -> dict[str, Any]:
+    header = _if_match(if_match)
+    if header is not None and body.version is not None and header != body.version:
+        raise ProblemError(422, "Invalid input", "If-Match and version disagree",
+                           slug="validation",
+                           errors=[{"field": "version", "message": "differs from If-Match"}])
+    eng = engine_of(request)
+    with under("data"):
+        view = eng.update_record(record_id, body.data, actor=principal.name,
+                                 expected_version=header if header is not None else body.version)
+    out = record_json({**view, "object_type": eng.get_record(record_id)["object_type"]})
+    _etag(response, out)
+    return out
+
+
+@router.delete("/records/{record_id}", status_code=204, response_class=Response,
+               summary="Delete a record",
+               description="Refused (409) while a run is working on it. Its timeline is kept.",
+               responses=problem_responses(401, 403, 404, 409, 422))
+def delete_record(request: Request, record_id: RecordId, if_match: IfMatch = None,
+                  principal: Principal = WRITE) -> Response:
+    engine_of(request).delete_record(record_id, expected_version=_if_match(if_match),
+                                     actor=principal.name)
+    return Response(status_code=204)
+
+
+@router.get("/records/{record_id}/timeline", response_model=Page[Event],
+            summary="Every event that touched the record, oldest first",
+            responses=problem_responses(401, 403, 404, 422))
+def timeline(request: Request, record_id: RecordId, limit: Limit = 50, offset: Offset = 0,
+             _: Principal = READ) -> dict[str, Any]:
+    events = [event_json(e) for e in engine_of(request).timeline(record_id)]
+    return page_of(events, limit, offset)

@@ -1,0 +1,208 @@
+"""Runs: start, list with filters, show (stages, steps, SLA, decisions), events, cancel,
+resume, signal."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from baton.auth.roles import Permission
+from baton.engine.state import Run
+from baton.engine.status import RunStatus, StageStatus, StepStatus
+from baton.web.api.common import MAX_INT, Limit, Offset, Page, Reason, page, page_of, under
+from baton.web.api.records import Event, event_json
+from baton.web.problems import ProblemError, problem_responses
+from baton.web.security import Principal, engine_of, need
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+READ = Depends(need(Permission.RUNS_READ))
+WRITE = Depends(need(Permission.RUNS_WRITE))
+RunId = Annotated[str, Path(min_length=1, max_length=40)]
+Text = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+class StartRun(BaseModel):
+    orchestration: str = Field(min_length=1, max_length=200)
+    input: dict[str, Any] = Field(default_factory=dict, description="typed by the trigger's input")
+    record_id: str | None = Field(default=None, min_length=1, max_length=40,
+                                  description="the record the run works on, if it takes one")
+
+
+class Signal(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    data: dict[str, Any] = Field(default_factory=dict,
+                                 description="output of the pause steps waiting for it")
+
+
+class RunSummary(BaseModel):
+    id: str
+    orchestration: str
+    version: int
+    status: RunStatus
+    record_id: str | None
+    current_stage: str | None
+    created_at: str
+    completed_at: str | None
+
+
+class StageOut(BaseModel):
+    name: str
+    status: StageStatus
+    iteration: int
+    started_at: str | None
+    completed_at: str | None
+
+
+class SlaOut(BaseModel):
+    status: str | None = Field(description="on_track, in_jeopardy or overdue")
+    due_at: str | None
+    jeopardy_at: str | None
+
+
+class StepOut(BaseModel):
+    name: str
+    type: str
+    stage: str
+    iteration: int
+    status: StepStatus
+    attempts: int
+    started_at: str | None
+    completed_at: str | None
+    output: dict[str, Any] | None
+    error: dict[str, Any] | None
+    work_item_id: str | None
+    sla: SlaOut | None
+
+
+class RunDetail(RunSummary):
+    stages: list[StageOut] = Field(description="in the definition's order")
+    steps: list[StepOut] = Field(description="each step's latest iteration, stage by stage")
+    decisions: list[dict[str, Any]] = Field(description="which `next` rule moved the run on")
+    vars: dict[str, Any]
+    input: dict[str, Any]
+    error: dict[str, Any] | None
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    return {"id": run.id, "orchestration": run.orchestration, "version": run.version,
+            "status": run.status.value, "record_id": run.record_id,
+            "current_stage": run.current_stage, "created_at": run.created_at,
+            "completed_at": run.completed_at}
+
+
+def run_detail(request: Request, run: Run) -> dict[str, Any]:
+    """The run with its stages and steps in the definition's order (stored JSON keeps no
+    order on PostgreSQL); those not reached yet are listed as ``not_started``."""
+    state = run.to_json()
+    defn, _ = engine_of(request).definitions.orchestration(run.orchestration, run.version)
+    stages, steps = [], []
+    for stage_def in defn.stages:
+        st = state["stages"].get(stage_def.name) or {
+            "name": stage_def.name, "status": "not_started", "iteration": 0,
+            "started_at": None, "completed_at": None}
+        stages.append(st)
+        for step_def in stage_def.steps:
+            sr = state["steps"].get(step_def.name)
+            if sr is None or sr["stage"] != stage_def.name:
+                sr = {"name": step_def.name, "stage": stage_def.name, "iteration": 0,
+                      "status": "not_started", "attempts": 0}
+            sla = sr.get("sla")
+            steps.append({k: sr.get(k) for k in (
+                "name", "stage", "iteration", "status", "attempts", "started_at",
+                "completed_at", "output", "error", "work_item_id")} | {
+                "type": step_def.type,
+                "sla": {"status": sla.get("status"), "due_at": sla.get("due_at"),
+                        "jeopardy_at": sla.get("jeopardy_at")} if sla else None})
+    return run_summary(run) | {
+        "stages": stages, "steps": steps, "decisions": state["decisions"],
+        "vars": state["vars"], "input": state["input"], "error": state["error"]}
+
+
+def _check_startable(request: Request, name: str) -> None:
+    """A deactivated orchestration says so (the engine only knows 'no active version')."""
+    rows = engine_of(request).definitions.list_versions("orchestration", name)
+    if rows and not any(r.active for r in rows):
+        raise ProblemError(
+            409, "Orchestration deactivated",
+            f"orchestration {name!r} is deactivated: no new runs start from it. Activate a "
+            f"version first (POST /api/definitions/orchestration/{name}/activate).",
+            slug="deactivated")
+
+
+@router.post("", response_model=RunDetail, status_code=201,
+             summary="Start a run of an autolaunched orchestration",
+             description="Input is validated against the trigger's `input` fields (422 naming "
+                         "each). Record-triggered orchestrations start by creating or updating "
+                         "records instead (400). A deactivated orchestration answers 409.",
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
+def start_run(request: Request, response: Response, body: StartRun,
+              principal: Principal = WRITE) -> dict[str, Any]:
+    _check_startable(request, body.orchestration)
+    with under("input", {"record": "record_id"}):
+        run = engine_of(request).start(body.orchestration, body.input, record_id=body.record_id,
+                                       actor=principal.name)
+    response.headers["Location"] = f"/api/runs/{run.id}"
+    return run_detail(request, run)
+
+
+@router.get("", response_model=Page[RunSummary], summary="List runs, newest first",
+            responses=problem_responses(401, 403, 422))
+def list_runs(request: Request, orchestration: Text = None,
+              version: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+              status: RunStatus | None = None,
+              stage: Annotated[str | None, Query(min_length=1, max_length=200,
+                                                 description="current stage")] = None,
+              record_id: Text = None, limit: Limit = 50, offset: Offset = 0,
+              _: Principal = READ) -> dict[str, Any]:
+    filters = {"orchestration": orchestration, "version": version,
+               "status": status.value if status else None, "current_stage": stage,
+               "record_id": record_id}
+    eng = engine_of(request)
+    runs = eng.list_runs(limit=limit, offset=offset, **filters)
+    return page([run_summary(r) for r in runs], eng.count_runs(**filters), limit, offset)
+
+
+@router.get("/{run_id}", response_model=RunDetail,
+            summary="A run: stages, steps with statuses and SLA, decisions, vars",
+            responses=problem_responses(401, 403, 404, 422))
+def get_run(request: Request, run_id: RunId, _: Principal = READ) -> dict[str, Any]:
+    return run_detail(request, engine_of(request).get_run(run_id))
+
+
+@router.get("/{run_id}/events", response_model=Page[Event], summary="A run's audit events",
+            responses=problem_responses(401, 403, 404, 422))
+def run_events(request: Request, run_id: RunId, limit: Limit = 50, offset: Offset = 0,
+               _: Principal = READ) -> dict[str, Any]:
+    return page_of([event_json(e) for e in engine_of(request).run_events(run_id)], limit, offset)
+
+
+@router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel a run",
+             description="Its open work items are canceled too. A finished run answers 409.",
+             responses=problem_responses(401, 403, 404, 409, 422))
+def cancel_run(request: Request, run_id: RunId, body: Reason,
+               principal: Principal = WRITE) -> dict[str, Any]:
+    return run_detail(request, engine_of(request).cancel_run(run_id, body.reason,
+                                                             actor=principal.name))
+
+
+@router.post("/{run_id}/resume", response_model=RunDetail, summary="Resume a failed run",
+             description="After its cause is fixed: its failed steps run again. "
+                         "A run that has not failed answers 409.",
+             responses=problem_responses(401, 403, 404, 409, 422))
+def resume_run(request: Request, run_id: RunId, body: Reason,
+               principal: Principal = WRITE) -> dict[str, Any]:
+    return run_detail(request, engine_of(request).resume_run(run_id, body.reason,
+                                                             actor=principal.name))
+
+
+@router.post("/{run_id}/signal", response_model=RunDetail, summary="Send a named signal",
+             description="Pause steps waiting for it complete with `data` as their output; "
+                         "409 when no step waits for it.",
+             responses=problem_responses(401, 403, 404, 409, 422))
+def signal_run(request: Request, run_id: RunId, body: Signal,
+               principal: Principal = WRITE) -> dict[str, Any]:
+    return run_detail(request, engine_of(request).signal(run_id, body.name, body.data,
+                                                         actor=principal.name))

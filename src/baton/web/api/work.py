@@ -1,0 +1,174 @@
+"""Work items: list (an agent's scope, or all), show, claim, complete, reassign.
+
+An agent (``work`` without ``work:all``) sees and acts only on items assigned to them, to
+one of their groups or one of their queues (or claimed by them). An item outside that
+scope answers 404 exactly like an item that does not exist, so nothing leaks; the engine
+checks the scope again inside the claim/complete transaction (``scope=``), so an item
+reassigned meanwhile is refused (403) with nothing changed.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from baton.auth.directory import User
+from baton.auth.roles import Permission
+from baton.engine.status import WorkItemStatus
+from baton.errors import NotFound, ValidationError
+from baton.web.api.common import Limit, Offset, Page, page, under
+from baton.web.api.runs import RunSummary, run_summary
+from baton.web.problems import problem_responses
+from baton.web.security import Principal, engine_of, need
+
+router = APIRouter(prefix="/work", tags=["work"])
+
+WORK = Depends(need(Permission.WORK))
+WORK_ALL = Depends(need(Permission.WORK_ALL))
+ItemId = Annotated[str, Path(min_length=1, max_length=40)]
+Text = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+class Order(str, Enum):
+    created = "created"
+    due = "due"
+    priority = "priority"
+
+
+class FormField(BaseModel):
+    name: str
+    type: str
+    required: bool = False
+    choices: list[Any] = Field(default_factory=list)
+    default: Any = None
+    label: str | None = None
+
+
+class WorkItem(BaseModel):
+    id: str
+    status: WorkItemStatus
+    title: str
+    instructions: str | None
+    run_id: str
+    record_id: str | None
+    orchestration: str
+    stage: str
+    step: str
+    iteration: int
+    assignee_kind: str = Field(description="user, group or queue")
+    assignee: str
+    assigned_to: str = Field(description="KIND:NAME")
+    claimed_by: str | None
+    form: list[FormField]
+    data: dict[str, Any] | None = Field(description="the submitted form, once completed")
+    priority: int | None
+    sla_status: str | None = Field(description="on_track, in_jeopardy or overdue")
+    due_at: str | None
+    created_at: str
+    updated_at: str
+    completed_at: str | None
+    completed_by: str | None
+    version: int
+
+
+class Completed(WorkItem):
+    run: RunSummary = Field(description="the run after the step completed")
+
+
+class Submission(BaseModel):
+    data: dict[str, Any] = Field(default_factory=dict, description="the form's fields",
+                                 examples=[{"resolution": "close", "notes": "answered"}])
+
+
+class Reassign(BaseModel):
+    to: str = Field(pattern=r"^(user|group|queue):[A-Za-z0-9][A-Za-z0-9_.@-]{0,199}$",
+                    max_length=206, description="user:NAME, group:NAME or queue:NAME",
+                    examples=["queue:tier2"])
+
+
+def item_json(item: dict[str, Any]) -> dict[str, Any]:
+    keys = WorkItem.model_fields.keys() - {"assigned_to"}
+    out = {k: item.get(k) for k in keys}
+    out["assigned_to"] = f"{item['assignee_kind']}:{item['assignee']}"
+    out["form"] = [dict(f) for f in item.get("form") or []]
+    return out
+
+
+def _scope(principal: Principal) -> User | None:
+    """Whose scope the caller acts in: None (everything) with work:all."""
+    return None if principal.user.can(Permission.WORK_ALL) else principal.user
+
+
+def _visible_item(request: Request, item_id: str, principal: Principal) -> dict[str, Any]:
+    item = engine_of(request).get_work_item(item_id)
+    if not principal.user.may_see_item(item):
+        raise NotFound("work item", item_id)  # the same answer as for a missing item
+    return item
+
+
+@router.get("", response_model=Page[WorkItem], summary="List work items",
+            description="An agent gets the items assigned to them, their groups or their "
+                        "queues; `work:all` (operators, admins) gets every item, or its own "
+                        "scope with `mine=true`. Default statuses: open and claimed.",
+            responses=problem_responses(401, 403, 422))
+def list_work(request: Request, queue: Text = None, group: Text = None,
+              status: Annotated[list[WorkItemStatus] | None, Query(max_length=4)] = None,
+              record_id: Text = None, order: Order = Order.created,
+              mine: Annotated[bool, Query(description="only my scope (work:all)")] = False,
+              limit: Limit = 50, offset: Offset = 0,
+              principal: Principal = WORK) -> dict[str, Any]:
+    eng = engine_of(request)
+    scope = principal.user if mine else _scope(principal)
+    statuses = [s.value for s in status] if status else ["open", "claimed"]
+    items = eng.list_work(queue=queue, group=group, statuses=statuses, record_id=record_id,
+                          order=order.value, scope=scope, limit=limit, offset=offset)
+    total = eng.count_work(statuses=statuses, scope=scope, queue=queue, group=group,
+                           record_id=record_id)
+    return page([item_json(i) for i in items], total, limit, offset)
+
+
+@router.get("/{item_id}", response_model=WorkItem, summary="A work item with its form",
+            description="404 when it does not exist or is outside the caller's scope.",
+            responses=problem_responses(401, 403, 404, 422))
+def get_item(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
+    return item_json(_visible_item(request, item_id, principal))
+
+
+@router.post("/{item_id}/claim", response_model=WorkItem, summary="Claim an open item",
+             description="Exactly one claim wins; the others get 409 (someone else has it: "
+                         "pick another item).",
+             responses=problem_responses(401, 403, 404, 409, 422))
+def claim(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
+    _visible_item(request, item_id, principal)
+    item = engine_of(request).claim(item_id, principal.name, scope=_scope(principal))
+    return item_json(item)
+
+
+@router.post("/{item_id}/complete", response_model=Completed, summary="Submit the form",
+             description="The form is validated like the step defines it (422 naming each "
+                         "field as `data.FIELD`); the step completes and the run moves on.",
+             responses=problem_responses(401, 403, 404, 409, 422))
+def complete(request: Request, item_id: ItemId, body: Submission,
+             principal: Principal = WORK) -> dict[str, Any]:
+    _visible_item(request, item_id, principal)
+    with under("data"):
+        result = engine_of(request).complete(item_id, principal.name, body.data,
+                                              scope=_scope(principal))
+    run = result.pop("run")
+    return item_json(result) | {"run": run_summary(run)}
+
+
+@router.post("/{item_id}/reassign", response_model=WorkItem, summary="Reassign an item",
+             description="To `user:NAME`, `group:NAME` or `queue:NAME`; a claim is released. "
+                         "Audited with who did it.",
+             responses=problem_responses(401, 403, 404, 409, 422))
+def reassign(request: Request, item_id: ItemId, body: Reassign,
+             principal: Principal = WORK_ALL) -> dict[str, Any]:
+    eng = engine_of(request)
+    kind, _, name = body.to.partition(":")
+    if kind == "user" and eng.directory.find_user(name) is None:
+        raise ValidationError("reassign", {"to": f"there is no user {name!r}"})
+    return item_json(eng.reassign(item_id, body.to, actor=principal.name))
