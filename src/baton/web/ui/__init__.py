@@ -1,5 +1,25 @@
-"""The web UI: server-rendered pages (Jinja2) with htmx."""
+"""The web UI: server-rendered pages (Jinja2) with htmx, one module per page area.
 
-from fastapi import APIRouter
+``install(app)`` makes errors on pages render as HTML inside the layout and sends
+requests without a session to the login page.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+
+from baton.web.ui import auth, definitions, fallout, monitor, records, work
+from baton.web.ui.base import LoginRequired, login_redirect, render_html_error
 
 router = APIRouter(include_in_schema=False)
+for _module in (auth, work, monitor, records, definitions, fallout):
+    router.include_router(_module.router)
+
+
+def install(app: FastAPI) -> None:
+    app.state.render_html_error = render_html_error
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        return login_redirect(request)

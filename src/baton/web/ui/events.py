@@ -1,0 +1,38 @@
+"""One line of plain text per audit event, for timelines (the CLI has its own version)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def describe_event(e: dict[str, Any]) -> str:
+    d = e.get("data") or {}
+    t = e.get("type", "")
+    if t == "record_updated":
+        return ", ".join(f"{k}: {_short(v[0])} → {_short(v[1])}"
+                         for k, v in (d.get("changes") or {}).items())
+    if t == "record_created":
+        return ", ".join(f"{k}={_short(v)}" for k, v in (d.get("fields") or {}).items()
+                         if v is not None)[:300]
+    if t == "decision_taken":
+        return f"after stage {d.get('stage')} (iteration {d.get('iteration')}) → {d.get('goto')}"
+    if t.startswith("step_") or t == "milestone_reached":
+        error = (d.get("error") or {}).get("message", "") if isinstance(d.get("error"), dict) else ""
+        return f"{d.get('stage')} / {d.get('step')} (iteration {d.get('iteration')}) {error}".strip()
+    if t.startswith("stage_"):
+        return f"{d.get('stage')} (iteration {d.get('iteration')})"
+    if t.startswith("work_item_"):
+        bits = [str(d.get("step") or ""), str(d.get("work_item") or "")]
+        bits += [f"{k}: {d[k]}" for k in ("assignee", "from", "to", "reason") if k in d]
+        if "data" in d:
+            bits.append(_short(d["data"]))
+        return " ".join(b for b in bits if b)
+    if t == "run_started":
+        return f"{d.get('orchestration')} v{d.get('version')}"
+    return _short(d) if d else ""
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,68 @@
+"""Fallout: steps that failed after their retries, and the operator's actions on them
+(retry, skip, complete with an output), each with a required reason (audited)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from baton.auth.roles import Permission
+from baton.errors import TransitionConflict, ValidationError, NotFound
+from baton.web.security import Principal, engine_of
+from baton.web.ui.base import page_need, render
+
+router = APIRouter()
+Operator = Annotated[Principal, Depends(page_need(Permission.FALLOUT))]
+ACTIONS = ("retry", "skip", "complete")
+
+
+@router.get("/fallout")
+def fallout_list(request: Request, principal: Operator, done: str | None = None) -> Response:
+    return _page(request, principal, done=done)
+
+
+@router.post("/fallout")
+def resolve(request: Request, principal: Operator, id: Annotated[str, Form()],
+            action: Annotated[str, Form()], reason: Annotated[str, Form()] = "",
+            output: Annotated[str, Form()] = "") -> Response:
+    eng = engine_of(request)
+    errors: dict[str, str] = {}
+    parsed: dict[str, Any] | None = None
+    if action not in ACTIONS:
+        errors["action"] = f"choose one of {', '.join(ACTIONS)}"
+    if not reason.strip():
+        errors["reason"] = "is required: say why (it is audited)"
+    if action == "complete" and output.strip():
+        try:
+            value = json.loads(output)
+        except json.JSONDecodeError as exc:
+            errors["output"] = f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        else:
+            if isinstance(value, dict):
+                parsed = value
+            else:
+                errors["output"] = 'must be a JSON object, like {"field": "value"}'
+    status = 422
+    if not errors:
+        try:
+            eng.resolve_fallout(id, action, reason=reason.strip(), actor=principal.name,
+                                output=parsed)
+        except ValidationError as exc:
+            errors = dict(exc.fields)
+        except (TransitionConflict, NotFound) as exc:
+            errors, status = {"(step)": str(exc)}, 409
+        else:
+            return RedirectResponse(f"/fallout?done={action}", status_code=303)
+    return _page(request, principal, failed={"id": id, "action": action, "reason": reason,
+                                             "output": output, "errors": errors}, status=status)
+
+
+def _page(request: Request, principal: Principal, *, done: str | None = None,
+          failed: dict[str, Any] | None = None, status: int = 200) -> Response:
+    entries = engine_of(request).list_fallout(limit=200)
+    return render(request, "fallout.html", principal, {
+        "entries": entries, "done": done if done in ACTIONS else None, "failed": failed,
+        "actions": ACTIONS}, status=status)
