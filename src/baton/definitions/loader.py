@@ -49,7 +49,8 @@ _NULL_TAG = "tag:yaml.org,2002:null"
 _DOC_MARKER = re.compile(r"---(?=\s|$)")
 _BARE_MARKER = re.compile(r"---\s*(#.*)?$")
 _LINES = re.compile(r"[^\n]*\n|[^\n]+\Z")
-OPTION_KEYS = ("retry", "timeout", "sla", "lane", "run_as", "output", "for", "until", "signal")
+OPTION_KEYS = ("retry", "timeout", "sla", "lane", "run_as", "output", "for", "until", "signal",
+               "priority")
 
 
 class _Loader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]  # PyYAML ships no stubs

@@ -15,6 +15,9 @@ FIELD_TYPES = ("string", "text", "int", "decimal", "bool", "date", "datetime", "
 STEP_TYPES = ("background", "interactive", "callout", "ai", "milestone", "pause", "orchestration")
 ON_FAILURE = ("fallout", "fail_run", "continue")
 DEFAULT_MAX_ITERATIONS = 10
+# Work-item priorities, least urgent first: the index is what ``baton_work_items.priority`` stores.
+PRIORITIES = ("low", "normal", "high", "urgent")
+DEFAULT_PRIORITY = 1  # normal
 
 
 class AssigneeKind(StrEnum):

@@ -24,6 +24,7 @@ from baton.definitions.checks import (
     Scope,
     check_condition,
     check_duration,
+    check_expression,
     check_field,
     check_field_name,
     check_flow,
@@ -46,11 +47,13 @@ from baton.definitions.checks import (
 from baton.definitions.model import (
     FIELD_TYPES,
     ON_FAILURE,
+    PRIORITIES,
     STEP_TYPES,
     AssigneeKind,
     ObjectTypeDefinition,
 )
 from baton.errors import Issue
+from baton.expressions import is_expression
 
 KINDS = ("object", "orchestration", "calendar")
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
@@ -72,7 +75,7 @@ STAGE_KEYS = ("name", "label", "description", "steps", "exit_when", "next", "max
 STEP_KEYS = (
     "name", "type", "label", "description", "flow", "after", "when", "complete_when", "assign",
     "form", "instructions", "on_failure", "retry", "timeout", "sla", "lane", "run_as", "output",
-    "for", "until", "signal",
+    "for", "until", "signal", "priority",
 )  # fmt: skip
 EXECUTABLE_STEPS = ("background", "interactive", "milestone", "pause")
 PAUSE_KEYS = ("for", "until", "signal")
@@ -82,6 +85,7 @@ TYPE_ONLY_KEYS = {
     "assign": "interactive",
     "form": "interactive",
     "instructions": "interactive",
+    "priority": "interactive",
     "for": "pause",
     "until": "pause",
     "signal": "pause",
@@ -574,6 +578,20 @@ def _check_interactive(ck: Checker, path: str, m: dict[str, Any], scope: Scope) 
         check_value(ck, join(path, "instructions"), m["instructions"], scope)
     if "form" in m:
         _check_form(ck, join(path, "form"), m["form"], scope)
+    if "priority" in m:
+        _check_priority(ck, join(path, "priority"), m["priority"], scope)
+
+
+def _check_priority(ck: Checker, path: str, value: Any, scope: Scope) -> None:
+    """``low|normal|high|urgent``, or an ``=expression`` giving one of them when the item
+    is created (a value outside the four falls back to normal there, audited)."""
+    if isinstance(value, str) and is_expression(value):
+        check_expression(ck, path, value, scope)
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(PRIORITIES):
+        ck.add(path, f"priority is a word, not a number: write '{PRIORITIES[value]}' "
+                     f"(one of: {', '.join(PRIORITIES)})")
+    elif value not in PRIORITIES:
+        ck.add(path, unknown("priority", value, PRIORITIES))
 
 
 def _check_assign(ck: Checker, path: str, value: Any, scope: Scope) -> None:

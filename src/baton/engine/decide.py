@@ -27,6 +27,8 @@ from typing import Any
 from baton.calendars import add_business_time
 from baton.clock import iso
 from baton.definitions.model import (
+    DEFAULT_PRIORITY,
+    PRIORITIES,
     Condition,
     OrchestrationDefinition,
     StageDefinition,
@@ -447,9 +449,38 @@ class _Decider:
             sr.name, sr.stage, sr.iteration, step.assign.kind.value, assignee,
             step.label or step.name,
             step.instructions, form,
+            priority=self.priority(sr, step),
+            due_at=sr.sla["due_at"] if sr.sla else None,
         ))
         self.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                    type="interactive", assignee=f"{step.assign.kind.value}:{assignee}")
+
+    def priority(self, sr: StepRun, step: StepDefinition) -> int:
+        """The work item's priority: the step's word, or its expression's value now.
+
+        A value that is not one of the four words (or an expression that cannot be
+        evaluated yet) gives ``normal`` and an audit event: a doubtful priority is no
+        reason to hold back the work item itself.
+        """
+        spec = step.options.get("priority")
+        if spec is None:
+            return DEFAULT_PRIORITY
+        value: Any = spec
+        if is_expression(spec):
+            try:
+                value = evaluate(spec, self.scope())
+            except ExpressionError as exc:
+                self.audit("work_item_priority_invalid", step=sr.name, iteration=sr.iteration,
+                           expression=spec, error=exc.reason, used="normal")
+                return DEFAULT_PRIORITY
+        word = value.strip().lower() if isinstance(value, str) else value
+        if word in PRIORITIES:
+            return PRIORITIES.index(word)
+        self.audit("work_item_priority_invalid", step=sr.name, iteration=sr.iteration,
+                   expression=spec, value=value if isinstance(value, str | int | float | bool)
+                   else repr(value), error=f"expected one of: {', '.join(PRIORITIES)}",
+                   used="normal")
+        return DEFAULT_PRIORITY
 
     def fail_step(self, sr: StepRun, step: StepDefinition, error: dict[str, Any]) -> None:
         sr.error, sr.completed_at = error, self.now

@@ -157,6 +157,8 @@ class CreateWorkItem:
     title: str
     instructions: str | None
     form: tuple[dict[str, Any], ...] = ()
+    priority: int = 1  # index into definitions.model.PRIORITIES (0 low … 3 urgent)
+    due_at: str | None = None  # the step's SLA due time (ISO), if it has an SLA
 
 
 @dataclass(frozen=True)
