@@ -6,7 +6,7 @@ the jobs it enqueues are written together: one transaction, all or nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton.definitions.model import OrchestrationDefinition
 from baton.engine.decide import Decision, decide
@@ -27,7 +27,10 @@ from baton.engine.state import Run
 from baton.engine.status import WORK_ITEM_OPEN, WorkItemStatus
 from baton.ids import IdGenerator
 from baton.store.sql import SqlTx
-from baton.work.notify import resolve_recipients
+from baton.work.notify import assignment_message, resolve_recipients
+
+if TYPE_CHECKING:
+    from baton.auth.directory import Directory
 
 
 def run_row(run: Run, now: str) -> dict[str, Any]:
@@ -53,11 +56,19 @@ def event_row(type_: str, actor: str, now: str, record_id: str | None, run_id: s
 
 
 class Applier:
-    """Applies decisions; one per engine (it holds only the id generator)."""
+    """Applies decisions; one per engine (the id generator, the wake-up, the directory).
 
-    def __init__(self, ids: IdGenerator, wake: Any = None) -> None:
+    ``notify_assignments``: queue an e-mail to the assignee(s) whenever a work item is
+    assigned or reassigned. Off, assignment costs nothing extra (no directory read, no
+    job); the Engine sets it from the environment once (see ``baton.work.notify``).
+    """
+
+    def __init__(self, ids: IdGenerator, wake: Any = None, *,
+                 directory: Directory | None = None, notify_assignments: bool = False) -> None:
         self.ids = ids
         self.wake = wake  # callable to wake in-process workers after commit
+        self.directory = directory
+        self.notify_assignments = notify_assignments
 
     def decide_and_apply_txn(
         self,
@@ -107,7 +118,7 @@ class Applier:
                 jobs.append(("escalation", {"flow": cmd.flow, "step": cmd.step,
                                             "iteration": cmd.iteration, "reason": cmd.reason}))
             elif isinstance(cmd, ReassignWorkItem):
-                events.extend(self._reassign_txn(tx, run, cmd, now))
+                events.extend(self._reassign_txn(tx, run, cmd, now, jobs))
             elif isinstance(cmd, SendEmail):
                 ev, email = self._email_txn(tx, run, cmd, now)
                 events.append(ev)
@@ -117,7 +128,7 @@ class Applier:
                 jobs.append(("condition", {"flow": cmd.flow}))
             elif isinstance(cmd, CreateWorkItem):
                 item_id = self.ids.new("wi")
-                tx.insert_work_item_txn({
+                new_item: dict[str, Any] = {
                     "id": item_id, "run_id": run.id, "record_id": run.record_id,
                     "orchestration": run.orchestration, "stage": cmd.stage, "step": cmd.step,
                     "iteration": cmd.iteration, "title": cmd.title,
@@ -125,12 +136,18 @@ class Applier:
                     "status": WorkItemStatus.OPEN.value, "assignee_kind": cmd.assignee_kind,
                     "assignee": cmd.assignee, "claimed_by": None, "data": None, "version": 1,
                     "created_at": now, "updated_at": now, "completed_at": None,
-                    "completed_by": None,
-                })
+                    "completed_by": None, "priority": cmd.priority, "due_at": cmd.due_at,
+                }
+                tx.insert_work_item_txn(new_item)
                 run.steps[cmd.step].work_item_id = item_id
                 events.append(event_row("work_item_assigned", "system", now, run.record_id, run.id, {
                     "work_item": item_id, "step": cmd.step, "iteration": cmd.iteration,
                     "assignee": f"{cmd.assignee_kind}:{cmd.assignee}"}))
+                if self.notify_assignments:
+                    ev, email = self._assignment_email_txn(tx, new_item, now)
+                    events.append(ev)
+                    if email is not None:
+                        jobs.append(("email", email))
             elif isinstance(cmd, CancelWorkItem):
                 item = tx.find_work_item_txn(run.id, cmd.step, cmd.iteration)
                 if item is not None and tx.update_work_item_txn(
@@ -152,8 +169,7 @@ class Applier:
             if self.wake is not None:
                 self.wake()
 
-    @staticmethod
-    def _email_txn(tx: SqlTx, run: Run, cmd: SendEmail, now: str,
+    def _email_txn(self, tx: SqlTx, run: Run, cmd: SendEmail, now: str,
                    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """Resolve the recipients and queue an ``email`` job (an outbox row: it commits or
         rolls back with the rest). Never fails: names that resolve to nothing are audited."""
@@ -162,6 +178,11 @@ class Applier:
             item = tx.find_work_item_txn(run.id, cmd.step, cmd.iteration)
             if item is not None and item["assignee_kind"] == "user":
                 assignee = item["assignee"]
+                # The directory's address first; BATON_USER_EMAILS is the fallback.
+                users = self.directory.members_txn(tx, "user", assignee) \
+                    if self.directory is not None and "@" not in assignee else []
+                if users and users[0].email:
+                    assignee = users[0].email
         recipients, unresolved = resolve_recipients(cmd.to, assignee)
         data: dict[str, Any] = {"step": cmd.step, "subject": cmd.subject,
                                 "recipients": recipients, "unresolved": unresolved}
@@ -179,17 +200,72 @@ class Applier:
                "record_id": run.record_id, "step": cmd.step}
         return event_row("email_queued", "system", now, run.record_id, run.id, data), job
 
-    @staticmethod
-    def _reassign_txn(tx: SqlTx, run: Run, cmd: ReassignWorkItem, now: str) -> list[dict[str, Any]]:
+    def _reassign_txn(self, tx: SqlTx, run: Run, cmd: ReassignWorkItem, now: str,
+                      jobs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         """Give the step's open work item to ``cmd.to`` (a claim is released)."""
         item = tx.find_work_item_txn(run.id, cmd.step, cmd.iteration)
         kind, _, name = cmd.to.partition(":")
+        changes = {"status": WorkItemStatus.OPEN.value, "claimed_by": None, "assignee_kind": kind,
+                   "assignee": name, "updated_at": now}
         if item is None or not tx.update_work_item_txn(
-            item["id"], [s.value for s in WORK_ITEM_OPEN], None,
-            {"status": WorkItemStatus.OPEN.value, "claimed_by": None, "assignee_kind": kind,
-             "assignee": name, "updated_at": now},
+            item["id"], [s.value for s in WORK_ITEM_OPEN], None, changes,
         ):
             return []
-        return [event_row("work_item_reassigned", "system", now, run.record_id, run.id, {
+        previous = f"{item['assignee_kind']}:{item['assignee']}"
+        events = [event_row("work_item_reassigned", "system", now, run.record_id, run.id, {
             "work_item": item["id"], "step": cmd.step, "reason": cmd.reason,
-            "from": f"{item['assignee_kind']}:{item['assignee']}", "to": cmd.to})]
+            "from": previous, "to": cmd.to})]
+        if self.notify_assignments:
+            ev, email = self._assignment_email_txn(tx, {**item, **changes}, now, previous)
+            events.append(ev)
+            if email is not None:
+                jobs.append(("email", email))
+        return events
+
+    def notify_assignment_txn(self, tx: SqlTx, item: dict[str, Any], now: str,
+                              previous: str | None = None) -> list[dict[str, Any]]:
+        """For a work item just given to someone outside a decision (``Engine.reassign``):
+        queue its e-mail (when assignment e-mails are on); returns the events to append."""
+        if not self.notify_assignments:
+            return []
+        ev, email = self._assignment_email_txn(tx, item, now, previous)
+        if email is not None:
+            tx.enqueue_job_txn("email", item["run_id"], email, now, now)
+            if self.wake is not None:
+                self.wake()
+        return [ev]
+
+    def _assignment_email_txn(self, tx: SqlTx, item: dict[str, Any], now: str,
+                              previous: str | None = None,
+                              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Resolve who is told about ``item`` (its user, or every active member of its
+        group or queue, with an e-mail address) from the directory, by reading this
+        transaction only, and build the ``email`` job; or an ``email_skipped`` event."""
+        kind, name = item["assignee_kind"], item["assignee"]
+        members = self.directory.members_txn(tx, kind, name) if self.directory else []
+        recipients: list[str] = []
+        for user in members:
+            if user.email and user.email not in recipients:
+                recipients.append(user.email)
+        data: dict[str, Any] = {"work_item": item["id"], "step": item["step"],
+                                "assignee": f"{kind}:{name}", "notification": "assignment"}
+        if not recipients:
+            if kind == "user":
+                why = (f"user {name!r} has no e-mail address" if members
+                       else f"user {name!r} is not an active user of the directory")
+            elif members:
+                why = (f"{kind} {name!r}: none of its {len(members)} active member(s) has an "
+                       "e-mail address")
+            else:
+                why = f"{kind} {name!r} has no active members"
+            return event_row("email_skipped", "system", now, item["record_id"], item["run_id"],
+                             {**data, "reason": why}), None
+        record = tx.get_record_txn(item["record_id"]) if item.get("record_id") else None
+        subject, text, html_body = assignment_message(
+            item, record["object_type"] if record else None, previous)
+        data.update(subject=subject, recipients=recipients)
+        job = {"recipients": recipients, "subject": subject, "text": text, "html": html_body,
+               "link": f"/work/{item['id']}", "work_item": item["id"],
+               "record_id": item["record_id"], "step": item["step"]}
+        return event_row("email_queued", "system", now, item["record_id"], item["run_id"],
+                         data), job

@@ -48,6 +48,7 @@ from baton.records.fields import coerce_fields
 from baton.runtime.apply import Applier, event_row
 from baton.runtime.definitions import DefinitionRepo, DeployResult
 from baton.store.sql import SqlStore, SqlTx
+from baton.work.notify import assignments_enabled
 
 if TYPE_CHECKING:
     from baton.auth.directory import User
@@ -99,14 +100,21 @@ class Engine:
         clock: Clock | None = None,
         ids: IdGenerator | None = None,
         migrate: bool = True,
+        notify_assignments: bool | None = None,
     ) -> None:
+        """``notify_assignments``: e-mail assignees on (re)assignment; None reads the
+        environment once (``baton.work.notify.assignments_enabled``). Tests may flip
+        ``engine.applier.notify_assignments`` later."""
         self.store = db if isinstance(db, SqlStore) else SqlStore(db)
         self.clock = clock or SystemClock()
         self.ids = ids or UlidIds()
         self.work_available = threading.Event()
-        self.applier = Applier(self.ids, self.work_available.set)
-        self.definitions = DefinitionRepo(self.store, self.clock)
         self.directory = Directory(self.store, self.clock, self.ids)
+        if notify_assignments is None:
+            notify_assignments = assignments_enabled()
+        self.applier = Applier(self.ids, self.work_available.set, directory=self.directory,
+                               notify_assignments=notify_assignments)
+        self.definitions = DefinitionRepo(self.store, self.clock)
         if migrate:
             self.store.migrate()
 
@@ -600,11 +608,15 @@ class Engine:
                 "updated_at": now,
             }):
                 raise TransitionConflict(f"work item {item_id} changed while reassigning; try again")
+            previous = f"{item['assignee_kind']}:{item['assignee']}"
             tx.append_events_txn([event_row("work_item_reassigned", actor, now, item["record_id"],
                                             item["run_id"], {"work_item": item_id, "step": item["step"],
-                                                             "from": f"{item['assignee_kind']}:{item['assignee']}",
+                                                             "from": previous,
                                                              "to": f"{kind}:{name}"})])
-            return self._get_item_txn(tx, item_id)
+            new = self._get_item_txn(tx, item_id)
+            # The new assignee hears of it (an outbox job, sent after commit by a worker).
+            tx.append_events_txn(self.applier.notify_assignment_txn(tx, new, now, previous))
+            return new
 
 
 def _with_sla_txn(tx: SqlTx, items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -296,13 +296,16 @@ class Worker:
         now_dt = self.engine.clock.now()
         data: dict[str, Any] = {"recipients": p["recipients"], "subject": p["subject"],
                                 "step": p.get("step"), "attempt": job.attempts}
+        if p.get("work_item"):  # an assignment e-mail
+            data["work_item"] = p["work_item"]
 
         def audit(kind: str, **extra: Any) -> dict[str, Any]:
             return event_row(kind, "system", iso(now_dt), p.get("record_id"), job.run_id,
                              {**data, **extra})
 
         try:
-            notify.send_email(p["recipients"], p["subject"], p["text"], job.run_id)
+            notify.send_email(p["recipients"], p["subject"], p["text"], job.run_id,
+                              link=p.get("link"), html_body=p.get("html"))
         except Exception as exc:  # SMTP, network, configuration: never the worker's problem
             error = f"{type(exc).__name__}: {exc}"
             if job.attempts >= notify.MAX_ATTEMPTS:

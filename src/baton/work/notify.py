@@ -1,4 +1,4 @@
-"""E-mail notifications (SLA ``notify`` actions): recipients, the message, SMTP.
+"""E-mail notifications: SLA ``notify`` actions and work-item assignments.
 
 Resolution happens when the notification is queued (inside the engine transaction, no
 I/O); sending happens on a worker outside any transaction (job kind ``email``).
@@ -7,7 +7,11 @@ Environment:
 
 * ``BATON_SMTP_HOST`` (127.0.0.1), ``BATON_SMTP_PORT`` (25), ``BATON_SMTP_FROM``
   (baton@localhost), ``BATON_SMTP_USER`` / ``BATON_SMTP_PASSWORD`` (optional),
-  ``BATON_SMTP_STARTTLS`` (0/1), ``BATON_BASE_URL`` (links in the message).
+  ``BATON_SMTP_STARTTLS`` (0/1), ``BATON_BASE_URL`` (links in the message; read when
+  the message is sent).
+* ``BATON_NOTIFY_ASSIGNMENTS`` (0/1): e-mail assignees when a work item is assigned or
+  reassigned. Unset: on exactly when ``BATON_SMTP_HOST`` is set. Read once, when the
+  Engine is made (``Engine(notify_assignments=...)`` overrides it).
 * ``BATON_NOTIFY_ADDRESSES``: JSON object, name -> address or list of addresses.
 * ``BATON_USER_EMAILS``: JSON object, user name -> address (for ``assignee``).
 """
@@ -21,8 +25,12 @@ import os
 import smtplib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from email.message import EmailMessage
 from typing import Any
+
+from baton.clock import parse_iso
+from baton.definitions.model import PRIORITIES
 
 log = logging.getLogger("baton.notify")
 
@@ -44,6 +52,24 @@ def _json_env(name: str) -> dict[str, Any]:
         log.warning("%s is not a JSON object; ignored", name)
         return {}
     return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def assignments_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """Are assignment e-mails on? ``BATON_NOTIFY_ASSIGNMENTS`` if set, else whether
+    ``BATON_SMTP_HOST`` is set (no SMTP server configured: no e-mail jobs at all)."""
+    e = os.environ if env is None else env
+    raw = (e.get("BATON_NOTIFY_ASSIGNMENTS") or "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw and raw not in _FALSE:
+        log.warning("BATON_NOTIFY_ASSIGNMENTS=%r is not 0 or 1; ignored", raw)
+    if raw in _FALSE:
+        return False
+    return bool((e.get("BATON_SMTP_HOST") or "").strip())
 
 
 def resolve_recipients(names: Iterable[str], assignee: str | None = None,
@@ -98,14 +124,78 @@ class SmtpSettings:
         )
 
 
+def assignment_message(item: Mapping[str, Any], object_type: str | None = None,
+                       previous: str | None = None) -> tuple[str, str, str]:
+    """(subject, plain text, HTML fragment) telling people a work item is theirs.
+
+    ``item`` is the work item's row; ``previous`` the assignee it was taken from (a
+    reassignment). The link to the item is added when the message is sent.
+    """
+    title = " ".join(str(item["title"]).split())  # a header line: no line breaks
+    prio = item.get("priority")
+    priority = PRIORITIES[prio] if isinstance(prio, int) and 0 <= prio < len(PRIORITIES) \
+        else "normal"
+    record = f"{object_type} {item['record_id']}" if object_type and item.get("record_id") \
+        else item.get("record_id") or "-"
+    rows = [
+        ("Work item", str(item["id"])),
+        ("Assigned to", f"{item['assignee_kind']} {item['assignee']}"),
+        *([("Reassigned from", previous.replace(":", " ", 1))] if previous else []),
+        ("Priority", priority),
+        ("Due", _when(item.get("due_at"))),
+        ("Record", record),
+        ("Run", f"{item['run_id']} ({item['orchestration']}, step {item['step']})"),
+    ]
+    subject = f"[Baton] Work item for you: {title}"
+    if priority in ("high", "urgent"):
+        subject += f" ({priority} priority)"
+    width = max(len(k) for k, _ in rows) + 2
+    text = "\n".join([f"{title}", "", *(f"{k + ':':<{width}}{v}" for k, v in rows)])
+    cells = "\n".join(f"<tr><th align=\"left\">{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                      for k, v in rows)
+    body = f"<h2>{html.escape(title)}</h2>\n<table>\n{cells}\n</table>"
+    instructions = (item.get("instructions") or "").strip()
+    if instructions:
+        text += f"\n\nInstructions:\n{instructions}"
+        body += "\n<h3>Instructions</h3>\n<p>" + html.escape(instructions).replace(
+            "\n", "<br>\n") + "</p>"
+    return subject, text, body
+
+
+def _when(at: str | None) -> str:
+    """An ISO time as people read it: ``2026-01-05 13:00 UTC``."""
+    if not at:
+        return "-"
+    try:
+        return parse_iso(at).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return at
+
+
 def build_message(settings: SmtpSettings, recipients: list[str], subject: str, text: str,
-                  run_id: str | None = None) -> EmailMessage:
-    """A plain text message with an HTML alternative (and a link to the run, if configured)."""
-    link = f"{settings.base_url}/runs/{run_id}" if settings.base_url and run_id else None
-    plain = text + (f"\n\n{link}\n" if link else "\n")
-    body = f"<pre>{html.escape(text)}</pre>"
-    if link:
-        body += f'\n<p><a href="{html.escape(link)}">{html.escape(link)}</a></p>'
+                  run_id: str | None = None, *, link: str | None = None,
+                  html_body: str | None = None) -> EmailMessage:
+    """A plain text message with an HTML alternative.
+
+    ``link`` is a path in the web UI (``/work/ID``): the message links to it under
+    ``BATON_BASE_URL``. Without it the message links to the run (when a base URL is set).
+    ``html_body`` replaces the HTML rendering of ``text``.
+    """
+    body = html_body if html_body is not None else f"<pre>{html.escape(text)}</pre>"
+    if link is not None:
+        url = f"{settings.base_url}{link}" if settings.base_url else None
+        if url:
+            plain = f"{text}\n\nOpen it in the Work Guide: {url}\n"
+            body += (f'\n<p><a href="{html.escape(url)}">Open it in the Work Guide</a><br>'
+                     f"{html.escape(url)}</p>")
+        else:  # no base URL known to this worker: the path still finds it in the web UI
+            plain = f"{text}\n\nOpen it in the Work Guide: {link}\n"
+            body += f"\n<p>Open it in the Work Guide: {html.escape(link)}</p>"
+    else:
+        url = f"{settings.base_url}/runs/{run_id}" if settings.base_url and run_id else None
+        plain = text + (f"\n\n{url}\n" if url else "\n")
+        if url:
+            body += f'\n<p><a href="{html.escape(url)}">{html.escape(url)}</a></p>'
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = settings.sender
@@ -116,10 +206,12 @@ def build_message(settings: SmtpSettings, recipients: list[str], subject: str, t
 
 
 def send_email(recipients: list[str], subject: str, text: str, run_id: str | None = None,
-               settings: SmtpSettings | None = None) -> None:
+               settings: SmtpSettings | None = None, *, link: str | None = None,
+               html_body: str | None = None) -> None:
     """Send one message; raises on any SMTP or network error (the caller retries)."""
     settings = settings or SmtpSettings.from_env()
-    msg = build_message(settings, recipients, subject, text, run_id)
+    msg = build_message(settings, recipients, subject, text, run_id, link=link,
+                        html_body=html_body)
     with smtplib.SMTP(settings.host, settings.port, timeout=SMTP_TIMEOUT) as smtp:
         if settings.starttls:
             smtp.starttls()
