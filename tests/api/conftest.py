@@ -52,6 +52,20 @@ PEOPLE: dict[str, tuple[list[str], list[str], list[str]]] = {
 }
 
 
+FLAKY = """
+kind: orchestration
+name: flaky_job
+trigger:
+  type: autolaunched
+  input: {n: {type: int, required: true}}
+stages:
+  - name: only
+    steps:
+      - {name: boom, type: background, flow: api_tests.boom, retry: {max: 1}}
+      - {name: after_boom, type: background, flow: api_tests.ok, after: [boom]}
+"""
+
+
 class Api:
     """An app over one Engine, a token per person, and helpers the tests keep needing."""
 
@@ -137,3 +151,13 @@ def assert_problem(r: Any, status: int, *fields: str) -> dict[str, Any]:
         named = {e["field"] for e in body.get("errors") or []}
         assert set(fields) <= named, (fields, body)
     return body  # type: ignore[no-any-return]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the schemathesis summary line (operations, requests, failures) when it ran."""
+    from tests.api import test_schemathesis
+
+    line = test_schemathesis.write_summary()
+    if line:
+        terminalreporter.write_sep("-", "schemathesis summary")
+        terminalreporter.write_line(line)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import Api, assert_problem
+from tests.api.conftest import FLAKY, Api, assert_problem
 
 
 def test_me_names_the_caller_and_their_permissions(api: Api) -> None:
@@ -216,16 +216,3 @@ def test_people_users_and_tokens(api: Api) -> None:
     api.patch("root", "/api/users/ann", {"active": False})
     assert_problem(api.get("ann", "/api/me"), 401)
 
-
-FLAKY = """
-kind: orchestration
-name: flaky_job
-trigger:
-  type: autolaunched
-  input: {n: {type: int, required: true}}
-stages:
-  - name: only
-    steps:
-      - {name: boom, type: background, flow: api_tests.boom, retry: {max: 1}}
-      - {name: after_boom, type: background, flow: api_tests.ok, after: [boom]}
-"""

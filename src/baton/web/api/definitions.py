@@ -5,11 +5,12 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
+import yaml
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from baton.auth.roles import Permission
-from baton.errors import NotFound
+from baton.errors import DefinitionError, Issue, NotFound
 from baton.store.base import DefinitionRow
 from baton.web.api.common import MAX_INT, Limit, Offset, Page, page_of
 from baton.web.problems import DefinitionIssue, problem_responses
@@ -91,6 +92,22 @@ class Activate(BaseModel):
     version: int = Field(ge=1, le=MAX_INT)
 
 
+def unreadable(files: dict[str, str]) -> list[Issue]:
+    """Characters YAML refuses to read at all (control characters), as located issues.
+
+    The loader reports YAML syntax errors itself; these it would raise instead.
+    """
+    issues = []
+    for name, text in files.items():
+        try:
+            yaml.reader.Reader(text)
+        except yaml.reader.ReaderError as exc:
+            line = text[:exc.position].count("\n") + 1
+            issues.append(Issue(name, line, "", f"character #x{exc.character:04x} is not allowed "
+                                                 "in YAML (control characters cannot appear)"))
+    return issues
+
+
 def version_json(row: DefinitionRow) -> dict[str, Any]:
     return {"kind": row.kind, "name": row.name, "version": row.version, "active": row.active,
             "checksum": row.checksum, "file": row.file, "deployed_at": row.deployed_at,
@@ -135,9 +152,9 @@ def list_definitions(request: Request, kind: Kind | None = None, limit: Limit = 
 @router.post("/validate", response_model=ValidationResult, summary="Validate YAML definitions",
              description="Every problem at once, each with file, line and path. Nothing is "
                          "deployed; an invalid set answers 200 with `valid: false`.",
-             responses=problem_responses(401, 403, 422))
+             responses=problem_responses(400, 401, 403, 422))
 def validate(request: Request, body: DefinitionFiles, _: Principal = WRITE) -> dict[str, Any]:
-    issues = engine_of(request).validate_texts(body.files)
+    issues = unreadable(body.files) or engine_of(request).validate_texts(body.files)
     return {"valid": not issues,
             "issues": [{"file": i.file, "line": i.line, "path": i.path, "message": i.message}
                        for i in issues]}
@@ -147,8 +164,11 @@ def validate(request: Request, body: DefinitionFiles, _: Principal = WRITE) -> d
              description="All or nothing: an invalid set answers 422 with `issues` (file, line, "
                          "path, message) and deploys nothing. A changed text becomes a new "
                          "version, which is made active; runs stay on their version.",
-             responses=problem_responses(401, 403, 422))
+             responses=problem_responses(400, 401, 403, 422))
 def deploy(request: Request, body: DefinitionFiles, principal: Principal = WRITE) -> dict[str, Any]:
+    issues = unreadable(body.files)
+    if issues:
+        raise DefinitionError(issues)
     results = engine_of(request).deploy(texts=body.files, actor=principal.name)
     return {"deployed": [{"kind": r.kind, "name": r.name, "version": r.version,
                           "changed": r.changed} for r in results]}
@@ -185,7 +205,7 @@ def diff(request: Request, kind: KindPath, name: NamePath,
              summary="Make a version the active one",
              description="New runs and record triggers use the active version; "
                          "runs in progress stay on theirs.",
-             responses=problem_responses(401, 403, 404, 422))
+             responses=problem_responses(400, 401, 403, 404, 422))
 def activate(request: Request, kind: KindPath, name: NamePath, body: Annotated[Activate, Body()],
              principal: Principal = WRITE) -> dict[str, Any]:
     row = engine_of(request).definitions.set_active(kind.value, name, body.version,
@@ -198,7 +218,7 @@ def activate(request: Request, kind: KindPath, name: NamePath, body: Annotated[A
              summary="Deactivate a definition",
              description="No new runs start from it (nor from its record triggers); runs in "
                          "progress go on. Object types cannot be deactivated (409).",
-             responses=problem_responses(401, 403, 404, 409, 422))
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
 def deactivate(request: Request, kind: KindPath, name: NamePath,
                principal: Principal = WRITE) -> dict[str, Any]:
     _versions(request, kind, name)

@@ -52,7 +52,7 @@ _ACTIONS = "; 409 when the step is not in fallout (any more)."
 
 @router.post("/{fallout_id}/retry", response_model=RunDetail, summary="Retry the step",
              description="Its attempts start over" + _ACTIONS,
-             responses=problem_responses(401, 403, 404, 409, 422))
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
 def retry(request: Request, fallout_id: FalloutId, body: Reason,
           principal: Principal = FALLOUT) -> dict[str, Any]:
     run = engine_of(request).resolve_fallout(fallout_id, "retry", reason=body.reason,
@@ -63,7 +63,7 @@ def retry(request: Request, fallout_id: FalloutId, body: Reason,
 @router.post("/{fallout_id}/complete", response_model=RunDetail,
              summary="Mark the step complete, giving its output by hand",
              description="The run goes on as if the step had returned `data`" + _ACTIONS,
-             responses=problem_responses(401, 403, 404, 409, 422))
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
 def complete(request: Request, fallout_id: FalloutId, body: CompleteByHand,
              principal: Principal = FALLOUT) -> dict[str, Any]:
     with under("data", {"reason": "reason"}):
@@ -74,7 +74,7 @@ def complete(request: Request, fallout_id: FalloutId, body: CompleteByHand,
 
 @router.post("/{fallout_id}/skip", response_model=RunDetail, summary="Skip the step",
              description="Its dependents go on without its output" + _ACTIONS,
-             responses=problem_responses(401, 403, 404, 409, 422))
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
 def skip(request: Request, fallout_id: FalloutId, body: Reason,
          principal: Principal = FALLOUT) -> dict[str, Any]:
     run = engine_of(request).resolve_fallout(fallout_id, "skip", reason=body.reason,

@@ -114,7 +114,7 @@ def list_users(request: Request, limit: Limit = 50, offset: Offset = 0,
 
 @router.post("/users", response_model=UserOut, status_code=201, summary="Add a user",
              description="409 when the name is taken.",
-             responses=problem_responses(401, 403, 409, 422))
+             responses=problem_responses(400, 401, 403, 409, 422))
 def add_user(request: Request, response: Response, body: NewUser,
              _: Principal = USERS) -> dict[str, Any]:
     user = engine_of(request).directory.add_user(
@@ -132,7 +132,7 @@ def get_user(request: Request, name: UserName, _: Principal = USERS) -> dict[str
 
 @router.patch("/users/{name}", response_model=UserOut, summary="Change a user",
               description="Only the fields sent change; `groups`/`queues` replace the lists.",
-              responses=problem_responses(401, 403, 404, 422))
+              responses=problem_responses(400, 401, 403, 404, 422))
 def update_user(request: Request, name: UserName, body: UserPatch,
                 _: Principal = USERS) -> dict[str, Any]:
     user = engine_of(request).directory.update_user(
@@ -145,7 +145,7 @@ def update_user(request: Request, name: UserName, body: UserPatch,
              summary="Create an API token",
              description="For yourself, or for `user` with the `users` permission. "
                          "The secret is in this response only.",
-             responses=problem_responses(401, 403, 404, 422))
+             responses=problem_responses(400, 401, 403, 404, 422))
 def create_token(request: Request, body: NewToken, principal: Principal = ME) -> dict[str, Any]:
     owner = _for_user(principal, body.user)
     info, secret = engine_of(request).directory.create_token(owner, body.label)

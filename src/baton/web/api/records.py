@@ -95,7 +95,7 @@ IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100,
              summary="Create a record",
              description="Runs its create triggers start in the same transaction. "
                          "Field errors answer 422 naming each field (`data.FIELD`).",
-             responses=problem_responses(401, 403, 404, 422))
+             responses=problem_responses(400, 401, 403, 404, 422))
 def create_record(request: Request, response: Response, object_type: TypeName,
                   body: RecordData, principal: Principal = WRITE) -> dict[str, Any]:
     with under("data"):
@@ -130,7 +130,7 @@ def get_record(request: Request, response: Response, record_id: RecordId,
               description="Optimistic concurrency: send the version you read as `If-Match` or "
                           "as `version`; if someone changed the record since, the answer is 409 "
                           "and nothing is written: read it again and retry.",
-              responses=problem_responses(401, 403, 404, 409, 422))
+              responses=problem_responses(400, 401, 403, 404, 409, 422))
 def update_record(request: Request, response: Response, record_id: RecordId, body: RecordPatch,
                   if_match: IfMatch = None, principal: Principal = WRITE) -> dict[str, Any]:
     header = _if_match(if_match)

@@ -181,7 +181,7 @@ def run_events(request: Request, run_id: RunId, limit: Limit = 50, offset: Offse
 
 @router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel a run",
              description="Its open work items are canceled too. A finished run answers 409.",
-             responses=problem_responses(401, 403, 404, 409, 422))
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
 def cancel_run(request: Request, run_id: RunId, body: Reason,
                principal: Principal = WRITE) -> dict[str, Any]:
     return run_detail(request, engine_of(request).cancel_run(run_id, body.reason,
@@ -191,7 +191,7 @@ def cancel_run(request: Request, run_id: RunId, body: Reason,
 @router.post("/{run_id}/resume", response_model=RunDetail, summary="Resume a failed run",
              description="After its cause is fixed: its failed steps run again. "
                          "A run that has not failed answers 409.",
-             responses=problem_responses(401, 403, 404, 409, 422))
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
 def resume_run(request: Request, run_id: RunId, body: Reason,
                principal: Principal = WRITE) -> dict[str, Any]:
     return run_detail(request, engine_of(request).resume_run(run_id, body.reason,
@@ -201,7 +201,7 @@ def resume_run(request: Request, run_id: RunId, body: Reason,
 @router.post("/{run_id}/signal", response_model=RunDetail, summary="Send a named signal",
              description="Pause steps waiting for it complete with `data` as their output; "
                          "409 when no step waits for it.",
-             responses=problem_responses(401, 403, 404, 409, 422))
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
 def signal_run(request: Request, run_id: RunId, body: Signal,
                principal: Principal = WRITE) -> dict[str, Any]:
     return run_detail(request, engine_of(request).signal(run_id, body.name, body.data,

@@ -140,7 +140,7 @@ def get_item(request: Request, item_id: ItemId, principal: Principal = WORK) -> 
 @router.post("/{item_id}/claim", response_model=WorkItem, summary="Claim an open item",
              description="Exactly one claim wins; the others get 409 (someone else has it: "
                          "pick another item).",
-             responses=problem_responses(401, 403, 404, 409, 422))
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
 def claim(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
     _visible_item(request, item_id, principal)
     item = engine_of(request).claim(item_id, principal.name, scope=_scope(principal))
@@ -150,7 +150,7 @@ def claim(request: Request, item_id: ItemId, principal: Principal = WORK) -> dic
 @router.post("/{item_id}/complete", response_model=Completed, summary="Submit the form",
              description="The form is validated like the step defines it (422 naming each "
                          "field as `data.FIELD`); the step completes and the run moves on.",
-             responses=problem_responses(401, 403, 404, 409, 422))
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
 def complete(request: Request, item_id: ItemId, body: Submission,
              principal: Principal = WORK) -> dict[str, Any]:
     _visible_item(request, item_id, principal)
@@ -164,7 +164,7 @@ def complete(request: Request, item_id: ItemId, body: Submission,
 @router.post("/{item_id}/reassign", response_model=WorkItem, summary="Reassign an item",
              description="To `user:NAME`, `group:NAME` or `queue:NAME`; a claim is released. "
                          "Audited with who did it.",
-             responses=problem_responses(401, 403, 404, 409, 422))
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
 def reassign(request: Request, item_id: ItemId, body: Reassign,
              principal: Principal = WORK_ALL) -> dict[str, Any]:
     eng = engine_of(request)
