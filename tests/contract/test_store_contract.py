@@ -170,3 +170,37 @@ def test_idle_workers_are_woken_by_an_enqueue(store: SqlStore) -> None:
     timer.start()
     assert store.wait_for_jobs(30) is True
     timer.join()
+
+
+def _item(item_id: str, status: str, created_at: str) -> dict[str, object]:
+    return dict(id=item_id, run_id="run_1", record_id=None, orchestration="o", stage="s",
+                step="review", iteration=1, title="Review", instructions=None, form=[],
+                status=status, assignee_kind="queue", assignee="q", claimed_by=None, data=None,
+                version=1, created_at=created_at, updated_at=created_at, completed_at=None,
+                completed_by=None, priority=2, due_at=None)
+
+
+def test_find_work_item_gives_the_iterations_latest_item(store: SqlStore) -> None:
+    """An operator retry cancels a step's item and creates another for the same iteration."""
+    with store.write() as tx:
+        tx.insert_work_item_txn(_item("wi_a", "canceled", NOW))
+        tx.insert_work_item_txn(_item("wi_b", "open", LATER))
+    with store.read() as tx:
+        found = tx.find_work_item_txn("run_1", "review", 1)
+        assert found is not None and found["id"] == "wi_b" and found["priority"] == 2
+        assert tx.find_work_item_txn("run_1", "review", 2) is None
+
+
+def test_work_items_in_a_users_scope(store: SqlStore) -> None:
+    rows = [("wi_1", "user", "ann", None), ("wi_2", "queue", "tier1", None),
+            ("wi_3", "queue", "tier2", "ann"), ("wi_4", "group", "emea", None),
+            ("wi_5", "user", "bob", None)]
+    with store.write() as tx:
+        for item_id, kind, who, claimed in rows:
+            tx.insert_work_item_txn({**_item(item_id, "claimed" if claimed else "open", NOW),
+                                     "assignee_kind": kind, "assignee": who, "claimed_by": claimed})
+    with store.read() as tx:
+        scope = {"statuses": ["open", "claimed"], "scope": ("ann", {"emea"}, {"tier1"})}
+        assert [i["id"] for i in tx.list_work_items_txn(scope, 10, 0)] == ["wi_1", "wi_2", "wi_3", "wi_4"]
+        assert tx.count_work_items_txn(scope) == 4
+        assert tx.count_work_items_txn({"scope": ("bob", set(), set())}) == 1

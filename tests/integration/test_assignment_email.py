@@ -136,6 +136,7 @@ def test_queue_item_goes_to_every_active_member_with_an_address(
     assert harness.work() == 1
     ((rcpts, msg),) = inbox.messages
     assert sorted(rcpts) == ["ann@example.com", "bob@example.com"]  # not cy, not dee
+    assert msg["To"] == "undisclosed-recipients:;"  # members do not see each other's addresses
     assert msg["Subject"] == "[Baton] Work item for you: Triage the case (urgent priority)"
     assert msg.is_multipart()
     plain, html = bodies(msg)

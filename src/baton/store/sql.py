@@ -96,10 +96,12 @@ _FINISH_JOB = delete(s.jobs).where(
 _ACTIVE_RUNS = select(s.runs.c.id).where(
     s.runs.c.record_id == bindparam("_record"), s.runs.c.status == "in_progress"
 )
+# The step iteration's latest item: an operator retry of an interactive step cancels the old
+# item and creates a new one for the same iteration.
 _FIND_ITEM = select(s.work_items).where(
     s.work_items.c.run_id == bindparam("_run"), s.work_items.c.step == bindparam("_step"),
     s.work_items.c.iteration == bindparam("_iteration"),
-)
+).order_by(s.work_items.c.created_at.desc(), s.work_items.c.id.desc()).limit(1)
 
 
 class SqlTx:

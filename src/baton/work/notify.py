@@ -199,7 +199,9 @@ def build_message(settings: SmtpSettings, recipients: list[str], subject: str, t
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = settings.sender
-    msg["To"] = ", ".join(recipients)
+    # Members of a group or queue get one message, delivered by envelope: none of them sees
+    # the others' addresses.
+    msg["To"] = recipients[0] if len(recipients) == 1 else "undisclosed-recipients:;"
     msg.set_content(plain)
     msg.add_alternative(f"<html><body>\n{body}\n</body></html>\n", subtype="html")
     return msg
