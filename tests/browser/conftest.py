@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "case_triage"
 SHOTS = REPO / "test-output" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-1", "olga": "olga-secret-1"}
+PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-1", "olga": "olga-secret-1",
+             "dana": "dana-secret-1"}
 T = TypeVar("T")
 
 
@@ -58,7 +59,7 @@ class Server:
         """Run ``baton --project P --db D ARGS`` and return its standard output."""
         cmd = [sys.executable, "-c", "from baton.cli.main import main; main()",
                "--project", str(self.project), "--db", self.db, *args]
-        done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=120,
+        done = subprocess.run(cmd, check=False, input=input, capture_output=True, text=True, timeout=120,
                               cwd=self.project)
         if done.returncode != 0:
             raise AssertionError(f"baton {' '.join(args)} failed ({done.returncode}):\n"
@@ -114,8 +115,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for name, queue in (("alice", "tier1"), ("bob", "tier1")):
         srv.cli("users", "add", name, "--role", "agent", "--queue", queue, "--email",
                 f"{name}@example.com", "--password-stdin", input=PASSWORDS[name] + "\n")
-    srv.cli("users", "add", "olga", "--role", "operator", "--email", "olga@example.com",
-            "--password-stdin", input=PASSWORDS["olga"] + "\n")
+    for name, role in (("olga", "operator"), ("dana", "designer")):
+        srv.cli("users", "add", name, "--role", role, "--email", f"{name}@example.com",
+                "--password-stdin", input=PASSWORDS[name] + "\n")
     with srv.log.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from baton.cli.main import main; main()", "--project",

@@ -44,3 +44,19 @@ def test_records_definitions_and_fallout_pages(server: Server, new_page: Any) ->
     expect(page.get_by_role("heading", name="Fallout")).to_be_visible()
     expect(page.get_by_text("No steps in fallout.")).to_be_visible()
     shot(page, "fallout")
+
+
+def test_designer_deactivates_and_activates_an_orchestration(server: Server,
+                                                             new_page: Any) -> None:
+    page = new_page()
+    login(page, "dana")
+    expect(page).to_have_url(re.compile(r"/runs$"))  # designers: no Work Guide
+    nav = page.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link", name="Fallout")).to_have_count(0)
+    page.goto("/definitions/orchestration/case_triage")
+    page.get_by_role("button", name="Deactivate case_triage").click()
+    expect(page.get_by_role("status").filter(has_text="No version is active")).to_be_visible()
+    shot(page, "definition-deactivated")
+    page.get_by_role("button", name="Activate v1").click()
+    expect(page.get_by_role("table", name="Versions")).to_contain_text("active")
+    expect(page.get_by_role("button", name="Deactivate case_triage")).to_be_visible()

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from baton.web.security import SESSION_COOKIE, Principal, engine_of, optional_principal
-from baton.web.ui.base import SECURITY_HEADERS, nav_for, page_principal, render, safe_next
 from baton.auth.directory import SESSION_TTL
 from baton.errors import PermissionDenied
+from baton.web.security import SESSION_COOKIE, Principal, engine_of, optional_principal
+from baton.web.ui.base import SECURITY_HEADERS, nav_for, page_principal, render, safe_next
 
 router = APIRouter()
 

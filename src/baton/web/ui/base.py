@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
@@ -114,7 +114,8 @@ def login_redirect(request: Request) -> Response:
     return RedirectResponse(location, status_code=303)
 
 
-async def page_principal(principal: Principal | None = Depends(optional_principal)) -> Principal:
+async def page_principal(
+        principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
     """The logged-in caller of a page (CSRF already checked for unsafe methods)."""
     if principal is None:
         raise LoginRequired()
@@ -124,7 +125,7 @@ async def page_principal(principal: Principal | None = Depends(optional_principa
 def page_need(permission: Permission) -> Any:
     """A dependency: the page's caller, who must hold ``permission`` (a 403 page otherwise)."""
 
-    async def dependency(principal: Principal = Depends(page_principal)) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(page_principal)]) -> Principal:
         require(principal.user, permission)
         return principal
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from baton.auth.roles import Permission
-from baton.errors import TransitionConflict, ValidationError, NotFound
+from baton.errors import NotFound, TransitionConflict, ValidationError
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import page_need, render
 
