@@ -6,12 +6,14 @@ triage work items, a run in fallout) and the fuzzer is an admin with a real API 
 every operation is reachable. Checks: no 5xx, responses (problem documents included)
 match the declared schema, status codes and content types are among those declared.
 A summary line (operations, generated requests, failures) is printed at the end of the
-session (``pytest_terminal_summary`` in this folder's conftest) and written next to the
-database as ``schemathesis-summary.txt``.
+session (``pytest_terminal_summary`` in this folder's conftest) and written to
+``test-output/schemathesis-summary.txt`` with any failures.
 """
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from schemathesis.checks import (
 
 from baton.clock import VirtualClock
 from tests.api.conftest import FLAKY, Api
+from tests.conftest import REPO
 
 MAX_EXAMPLES = 20
 FUZZ_ADMIN = "fuzz-admin-q7"  # a name the fuzzer will not guess to deactivate it
@@ -42,6 +45,7 @@ STATS: dict[str, Any] = {"operations": set(), "requests": 0, "failures": [],
 # fixtures run; ``fuzz_api`` seeds its database once for the module and closes it after.
 _TMP = Path(tempfile.mkdtemp(prefix="baton-fuzz-"))
 _API = Api(f"sqlite:///{_TMP / 'baton.db'}", VirtualClock())
+atexit.register(shutil.rmtree, _TMP, True)  # the summary is printed; the folder can go
 schema = schemathesis.openapi.from_asgi(
     "/openapi.json", _API.app,
     config=schemathesis.Config.from_dict({"generation": {"deterministic": True}}))
@@ -57,7 +61,7 @@ def fuzz_api() -> Iterator[Api]:
         api.post(FUZZ_ADMIN, "/api/records/Case", {"data": {"subject": subject, "number": i}})
     api.post(FUZZ_ADMIN, "/api/runs", {"orchestration": "flaky_job", "input": {"n": 1}})
     api.work()
-    STATS["out"] = _TMP / "schemathesis-summary.txt"
+    STATS["out"] = REPO / "test-output" / "schemathesis-summary.txt"
     yield api
     api.close()
 
@@ -97,5 +101,6 @@ def write_summary() -> str | None:
     line = summary_line()
     out: Path | None = STATS.get("out")
     if line and out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(line + "\n" + "\n".join(STATS["failures"]) + "\n")
     return line

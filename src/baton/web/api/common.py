@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query, Request
 from pydantic import BaseModel, Field
 
+from baton.errors import ValidationError
 from baton.web.problems import ProblemError
 
 T = TypeVar("T")
@@ -116,26 +119,21 @@ async def clean_input(request: Request) -> None:
                                    for e in out])
 
 
-class under:
+
+@contextmanager
+def under(prefix: str, rename: dict[str, str] | None = None) -> Iterator[None]:
     """Re-raise the engine's ValidationError with each field named as the request does.
 
     ``with under("data"):`` turns field ``subject`` into ``data.subject``; ``rename`` maps
     engine names that are not under the prefix (``record`` -> ``record_id``).
     """
+    names = rename or {}
+    try:
+        yield
+    except ValidationError as exc:
+        def name(f: str) -> str:
+            if f in names:
+                return names[f]
+            return prefix if f == "(data)" else f"{prefix}.{f}"
 
-    def __init__(self, prefix: str, rename: dict[str, str] | None = None) -> None:
-        self.prefix, self.rename = prefix, rename or {}
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
-        from baton.errors import ValidationError
-
-        if isinstance(exc, ValidationError):
-            def name(f: str) -> str:
-                if f in self.rename:
-                    return self.rename[f]
-                return self.prefix if f == "(data)" else f"{self.prefix}.{f}"
-
-            raise ValidationError(exc.what, {name(f): m for f, m in exc.fields.items()}) from exc
+        raise ValidationError(exc.what, {name(f): m for f, m in exc.fields.items()}) from exc
