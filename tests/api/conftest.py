@@ -109,7 +109,7 @@ class Api:
     def new_case(self, subject: str = "Invoice 7 is wrong", **fields: Any) -> dict[str, Any]:
         """Create a Case over the API (as the operator) and let the workers run its triage
         up to the work item; returns the record."""
-        r = self.post("opal", "/api/records/Case", {"data": {"subject": subject, **fields}})
+        r = self.post("opal", "/api/objects/Case/records", {"data": {"subject": subject, **fields}})
         assert r.status_code == 201, r.text
         self.work()
         return r.json()  # type: ignore[no-any-return]

@@ -34,30 +34,30 @@ stages:
 
 def test_problem_documents_name_the_offending_fields(sqlite_api: Api) -> None:
     api = sqlite_api
-    body = assert_problem(api.post("opal", "/api/records/Case",
+    body = assert_problem(api.post("opal", "/api/objects/Case/records",
                                    {"data": {"origin": "Fax", "level": "high", "colour": "red"}}),
                           422, "data.subject", "data.origin", "data.level", "data.colour")
-    assert body["type"].endswith("/validation") and body["instance"] == "/api/records/Case"
+    assert body["type"].endswith("/validation") and body["instance"] == "/api/objects/Case/records"
     assert_problem(api.get("opal", "/api/records", params={"limit": 0}), 422, "query.limit")
     assert_problem(api.get("opal", "/api/records", params={"limit": 501}), 422, "query.limit")
     assert_problem(api.get("opal", "/api/records", params={"offset": -1}), 422, "query.offset")
     assert_problem(api.get("opal", "/api/runs", params={"version": 2**40}), 422, "query.version")
     assert_problem(api.get("opal", "/api/runs", params={"status": "sleeping"}), 422,
                    "query.status")
-    assert_problem(api.post("opal", "/api/records/Account", [1, 2]), 422, "body")
-    assert_problem(api.post("opal", "/api/records/Account", {"data": [1]}), 422, "data")
-    assert_problem(api.post("opal", "/api/records/Account", {"data": {"name": "a\x00b"}}), 422,
+    assert_problem(api.post("opal", "/api/objects/Account/records", [1, 2]), 422, "body")
+    assert_problem(api.post("opal", "/api/objects/Account/records", {"data": [1]}), 422, "data")
+    assert_problem(api.post("opal", "/api/objects/Account/records", {"data": {"name": "a\x00b"}}), 422,
                    "data.name")
     assert_problem(api.get("dee", "/api/definitions/widget/x"), 422, "path.kind")
-    assert_problem(api.post("opal", "/api/records/Spaceship", {"data": {}}), 404)
-    assert_problem(api.client.post("/api/records/Account", content=b"{not json",
+    assert_problem(api.post("opal", "/api/objects/Spaceship/records", {"data": {}}), 404)
+    assert_problem(api.client.post("/api/objects/Account/records", content=b"{not json",
                                     headers=api.auth("opal") | {"content-type": "application/json"}),
                    422)
 
 
 def test_pagination(sqlite_api: Api) -> None:
     api = sqlite_api
-    created = [api.post("opal", "/api/records/Account", {"data": {"name": f"A{i}"}}).json()["id"]
+    created = [api.post("opal", "/api/objects/Account/records", {"data": {"name": f"A{i}"}}).json()["id"]
                for i in range(7)]
     first = api.get("opal", "/api/records", params={"limit": 3}).json()
     assert (first["total"], first["limit"], first["offset"], first["next_offset"]) == (7, 3, 0, 3)
@@ -75,7 +75,7 @@ def test_pagination(sqlite_api: Api) -> None:
 
 
 def test_optimistic_concurrency(api: Api) -> None:
-    rec = api.post("opal", "/api/records/Account", {"data": {"name": "Old"}}).json()
+    rec = api.post("opal", "/api/objects/Account/records", {"data": {"name": "Old"}}).json()
     url = f"/api/records/{rec['id']}"
     assert api.patch("opal", url, {"data": {"name": "Mine"}, "version": 1}).status_code == 200
     # a second writer who read version 1 too is refused, with what to do

@@ -74,7 +74,7 @@ def test_case_triage_end_to_end_over_http(api: Api) -> None:
 
 
 def test_records_crud_with_etag_and_timeline(api: Api) -> None:
-    r = api.post("opal", "/api/records/Account", {"data": {"name": "Sunny Roofs"}})
+    r = api.post("opal", "/api/objects/Account/records", {"data": {"name": "Sunny Roofs"}})
     assert r.status_code == 201, r.text
     acc = r.json()
     assert r.headers["location"] == f"/api/records/{acc['id']}" and r.headers["etag"] == '"1"'

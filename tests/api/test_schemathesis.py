@@ -58,7 +58,7 @@ def fuzz_api() -> Iterator[Api]:
     api.tokens[FUZZ_ADMIN] = api.engine.directory.create_token(FUZZ_ADMIN, "fuzz")[1]
     api.post(FUZZ_ADMIN, "/api/definitions/deploy", {"files": {"flaky.yaml": FLAKY}})
     for i, subject in enumerate(["Invoice 1 wrong", "Inverter down", "Invoice 3", "Panel"]):
-        api.post(FUZZ_ADMIN, "/api/records/Case", {"data": {"subject": subject, "number": i}})
+        api.post(FUZZ_ADMIN, "/api/objects/Case/records", {"data": {"subject": subject, "number": i}})
     api.post(FUZZ_ADMIN, "/api/runs", {"orchestration": "flaky_job", "input": {"n": 1}})
     api.work()
     STATS["out"] = REPO / "test-output" / "schemathesis-summary.txt"

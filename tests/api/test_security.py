@@ -16,7 +16,7 @@ OPS: dict[str, tuple[str, str, Any]] = {
     "definitions:write": ("POST", "/api/definitions/validate",
                           {"files": {"a.yaml": "kind: object\nname: A\nfields: {}\n"}}),
     "records:read": ("GET", "/api/records", None),
-    "records:write": ("POST", "/api/records/Account", ACCOUNT),
+    "records:write": ("POST", "/api/objects/Account/records", ACCOUNT),
     "runs:read": ("GET", "/api/runs", None),
     "runs:write": ("POST", "/api/runs/run_missing/cancel", {"reason": "r"}),  # 404 once allowed
     "fallout": ("GET", "/api/fallout", None),
@@ -124,13 +124,13 @@ def test_session_cookie_needs_the_csrf_token_to_change_anything(sqlite_api: Api)
         r = api.client.get("/api/me")  # reading needs no CSRF token
         assert r.status_code == 200 and r.json()["authenticated_by"] == "session"
 
-        body = assert_problem(api.client.post("/api/records/Account", json=ACCOUNT), 403)
+        body = assert_problem(api.client.post("/api/objects/Account/records", json=ACCOUNT), 403)
         assert "CSRF" in body["title"]
-        assert_problem(api.client.post("/api/records/Account", json=ACCOUNT,
+        assert_problem(api.client.post("/api/objects/Account/records", json=ACCOUNT,
                                        headers={"X-CSRF-Token": "wrong"}), 403)
         assert api.engine.count_records("Account") == 0  # nothing was written
 
-        r = api.client.post("/api/records/Account", json=ACCOUNT, headers={"X-CSRF-Token": csrf})
+        r = api.client.post("/api/objects/Account/records", json=ACCOUNT, headers={"X-CSRF-Token": csrf})
         assert r.status_code == 201, r.text
         assert api.engine.count_records("Account") == 1
         created = [e for e in api.engine.timeline(r.json()["id"]) if e["type"] == "record_created"]
@@ -138,4 +138,4 @@ def test_session_cookie_needs_the_csrf_token_to_change_anything(sqlite_api: Api)
     finally:
         api.client.cookies.clear()
     # an API token needs no CSRF token: browsers never attach it on their own
-    assert api.post("opal", "/api/records/Account", ACCOUNT).status_code == 201
+    assert api.post("opal", "/api/objects/Account/records", ACCOUNT).status_code == 201

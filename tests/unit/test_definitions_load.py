@@ -332,3 +332,12 @@ def test_issue_text_and_missing_path(tmp_path: Path) -> None:
     assert [str(i) for i in info.value.issues] == [
         "cases.yaml:12 stages[0].steps[2].after: unknown step 'clasify' (did you mean 'classify'?)"
     ]
+
+
+def test_a_control_character_is_a_located_issue_not_a_crash() -> None:
+    from baton.definitions.loader import check_texts
+
+    text = "kind: object\nname: Thing\nfields:\n  a: {type: string}\n---\nkind: object\nname: B\x01\n"
+    _docs, issues = check_texts({"bad.yaml": text})
+    assert [(i.file, i.line) for i in issues] == [("bad.yaml", 7)]
+    assert "#x0001 is not allowed" in issues[0].message

@@ -216,6 +216,11 @@ def parse_text(text: str, file: str) -> tuple[list[ParsedDocument], list[Issue]]
         except yaml.MarkedYAMLError as exc:
             issues.append(_yaml_issue(exc, file, first_line))
             continue
+        except yaml.reader.ReaderError as exc:  # a character YAML refuses to read at all
+            line = first_line + chunk[:exc.position].count("\n") + 1
+            issues.append(Issue(file, line, "", f"character #x{exc.character:04x} is not allowed "
+                                                "in YAML (control characters cannot appear)"))
+            continue
         if doc is not None:
             docs.append(doc)
     return docs, issues

@@ -144,7 +144,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        titles = {404: "Not found", 405: "Method not allowed", 401: "Not authenticated",
-                  403: "Forbidden"}
+        titles = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden",
+                  404: "Not found", 405: "Method not allowed"}
         return problem_response(request, exc.status_code, titles.get(exc.status_code, "Error"),
                                 str(exc.detail or ""), headers=getattr(exc, "headers", None))

@@ -5,12 +5,11 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-import yaml  # type: ignore[import-untyped,unused-ignore]
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from baton.auth.roles import Permission
-from baton.errors import DefinitionError, Issue, NotFound
+from baton.errors import NotFound
 from baton.store.base import DefinitionRow
 from baton.web.api.common import MAX_INT, Limit, Offset, Page, page_of
 from baton.web.problems import DefinitionIssue, problem_responses
@@ -92,22 +91,6 @@ class Activate(BaseModel):
     version: int = Field(ge=1, le=MAX_INT)
 
 
-def unreadable(files: dict[str, str]) -> list[Issue]:
-    """Characters YAML refuses to read at all (control characters), as located issues.
-
-    The loader reports YAML syntax errors itself; these it would raise instead.
-    """
-    issues = []
-    for name, text in files.items():
-        try:
-            yaml.reader.Reader(text)
-        except yaml.reader.ReaderError as exc:
-            line = text[:exc.position].count("\n") + 1
-            issues.append(Issue(name, line, "", f"character #x{exc.character:04x} is not allowed "
-                                                 "in YAML (control characters cannot appear)"))
-    return issues
-
-
 def version_json(row: DefinitionRow) -> dict[str, Any]:
     return {"kind": row.kind, "name": row.name, "version": row.version, "active": row.active,
             "checksum": row.checksum, "file": row.file, "deployed_at": row.deployed_at,
@@ -154,7 +137,7 @@ def list_definitions(request: Request, kind: Kind | None = None, limit: Limit = 
                          "deployed; an invalid set answers 200 with `valid: false`.",
              responses=problem_responses(400, 401, 403, 422))
 def validate(request: Request, body: DefinitionFiles, _: Principal = WRITE) -> dict[str, Any]:
-    issues = unreadable(body.files) or engine_of(request).validate_texts(body.files)
+    issues = engine_of(request).validate_texts(body.files)
     return {"valid": not issues,
             "issues": [{"file": i.file, "line": i.line, "path": i.path, "message": i.message}
                        for i in issues]}
@@ -166,9 +149,6 @@ def validate(request: Request, body: DefinitionFiles, _: Principal = WRITE) -> d
                          "version, which is made active; runs stay on their version.",
              responses=problem_responses(400, 401, 403, 422))
 def deploy(request: Request, body: DefinitionFiles, principal: Principal = WRITE) -> dict[str, Any]:
-    issues = unreadable(body.files)
-    if issues:
-        raise DefinitionError(issues)
     results = engine_of(request).deploy(texts=body.files, actor=principal.name)
     return {"deployed": [{"kind": r.kind, "name": r.name, "version": r.version,
                           "changed": r.changed} for r in results]}

@@ -91,7 +91,7 @@ IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100,
                                        description='expected version, e.g. "3"')]
 
 
-@router.post("/records/{object_type}", response_model=RecordOut, status_code=201,
+@router.post("/objects/{object_type}/records", response_model=RecordOut, status_code=201,
              summary="Create a record",
              description="Runs its create triggers start in the same transaction. "
                          "Field errors answer 422 naming each field (`data.FIELD`).",
