@@ -89,6 +89,40 @@ class Server:
             engine.close()
 
 
+FRAGILE_YAML = """\
+kind: orchestration
+name: fragile_sync
+trigger: {type: autolaunched}
+stages:
+  - name: sync
+    steps:
+      - {name: push_to_crm, type: background, flow: fragile.push_to_crm}
+      - {name: confirm, type: background, flow: fragile.confirm, after: [push_to_crm]}
+"""
+
+FRAGILE_FLOWS = """\
+from baton import flow
+
+
+@flow("fragile.push_to_crm")
+def push_to_crm(ctx):
+    raise RuntimeError("CRM answered 503 Service Unavailable")
+
+
+@flow("fragile.confirm")
+def confirm(ctx):
+    return {"confirmed": True}
+"""
+
+
+def _add_fragile_orchestration(project: Path) -> None:
+    """An orchestration whose first step always fails: it lands in fallout (no retry policy)."""
+    (project / "definitions" / "fragile.yaml").write_text(FRAGILE_YAML)
+    (project / "fragile_flows.py").write_text(FRAGILE_FLOWS)
+    toml = project / "baton.toml"
+    toml.write_text(toml.read_text().replace('flows = ["flows"]', 'flows = ["flows", "fragile_flows"]'))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,6 +142,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("ui")
     project = base / "case_triage"
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
+    _add_fragile_orchestration(project)
     port = _free_port()
     srv = Server(f"http://127.0.0.1:{port}", project, f"sqlite:///{base / 'baton.db'}",
                  base / "serve.log")
