@@ -226,8 +226,11 @@ stages:
     eng.cancel_run(run.id, "customer withdrew", actor="user:ops")
     (canceled,) = events(harness, run.id, "run_canceled")
     assert canceled["data"]["reason"] == "customer withdrew"
+    # The item of the first attempt was canceled when the run failed, the one created after
+    # resuming when the run was canceled: no item of a canceled run stays open.
     assert [i["status"] for i in eng.list_work(run_id=run.id, statuses=("canceled",))] == [
-        "canceled", ]
+        "canceled", "canceled"]
+    assert eng.list_work(run_id=run.id) == []
 
 
 def test_timeout_counts_as_a_failed_attempt_and_frees_the_worker(harness: Any) -> None:
