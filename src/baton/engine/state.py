@@ -113,10 +113,13 @@ class Run:
         )
 
 
-def _copy(value: Any) -> Any:
+def copy_json(value: Any) -> Any:
     """Copy JSON-shaped data (dicts, lists, scalars) — much cheaper than copy.deepcopy."""
     if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: copy_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy(v) for v in value]
+        return [copy_json(v) for v in value]
     return value
+
+
+_copy = copy_json

@@ -30,7 +30,7 @@ from baton.engine.events import (
     StepFailed,
     TimerFired,
 )
-from baton.engine.state import Run
+from baton.engine.state import Run, copy_json
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, StepView, get_flow
@@ -185,13 +185,13 @@ class Worker:
         if not jobs:
             return 0
         results: list[_Result] = []
-        snapshots = self._read_batch(jobs)
+        snapshots, read = self._read_batch(jobs)
         for job in jobs:
             if self.stopping.is_set():
                 break  # the rest is released by unregister_worker
             self._faults.hit("after_claim")
             results.append(self._execute(job, snapshots.get(job.run_id or "")))
-        self._commit_batch(results)
+        self._commit_batch(results, read)
         self.stats.jobs += len(results)
         return len(results)
 
@@ -207,22 +207,29 @@ class Worker:
             self.store.drop_job(job.id, self.id)
 
     # ---- outside the transaction: read, run flows ------------------------------------------
-    def _read_batch(self, jobs: list[Job]) -> dict[str, tuple[Run, dict[str, Any] | None]]:
-        """The state of every run the batch touches: one read transaction, two statements."""
+    def _read_batch(self, jobs: list[Job]
+                    ) -> tuple[dict[str, tuple[Run, dict[str, Any] | None]], _BatchCache]:
+        """The state of every run the batch touches: one read transaction, two statements.
+
+        Also returned as read, for the commit: a run or record whose ``seq``/``version`` has
+        not moved since is not read and decoded again while the write lock is held."""
         ids = [j.run_id for j in jobs if j.kind in _RUN_JOBS and j.run_id]
         with self.store.read() as tx:
             rows = tx.get_runs_txn(ids)
             runs = {rid: Run.from_json(row["state"]) for rid, row in rows.items()}
             recs = tx.get_records_txn([r.record_id for r in runs.values() if r.record_id])
-        return {rid: (run, record_view(recs[run.record_id]) if run.record_id in recs else None)
-                for rid, run in runs.items()}
+        snapshots = {rid: (run, record_view(recs[run.record_id]) if run.record_id in recs else None)
+                     for rid, run in runs.items()}
+        return snapshots, _BatchCache(runs, recs)
 
     def _context(self, run: Run, step: str, iteration: int, record: dict[str, Any] | None) -> FlowContext:
-        steps = {n: StepView(n, sr.status.value, sr.output or {}) for n, sr in run.steps.items()}
+        # Copies: the run and record read for the batch are committed from, so whatever a
+        # flow does to what it was given must not reach them.
+        steps = {n: StepView(n, sr.status.value, copy_json(sr.output) or {}) for n, sr in run.steps.items()}
         logger = logging.LoggerAdapter(logging.getLogger(f"baton.flow.{step}"),
                                        {"run_id": run.id, "step": step})
-        return FlowContext(run_id=run.id, step=step, iteration=iteration, record=record,
-                           vars=dict(run.vars), input=run.input, steps=steps, logger=logger)
+        return FlowContext(run_id=run.id, step=step, iteration=iteration, record=copy_json(record),
+                           vars=copy_json(run.vars), input=copy_json(run.input), steps=steps, logger=logger)
 
     def _execute(self, job: Job, snapshot: tuple[Run, dict[str, Any] | None] | None) -> _Result:
         """Run the job's flow (if any) and return what to commit."""
@@ -333,7 +340,7 @@ class Worker:
         return _Result(job, ConditionEvaluated(name, value))
 
     # ---- inside the transaction: commit the batch --------------------------------------
-    def _commit_batch(self, results: list[_Result]) -> None:
+    def _commit_batch(self, results: list[_Result], read: _BatchCache | None = None) -> None:
         """Commit every result of the batch in one transaction.
 
         The common case (every result applies) costs one commit and no savepoints. If any
@@ -344,7 +351,7 @@ class Worker:
         stats = dataclasses.replace(self.stats)
         try:
             with self.store.write() as tx:
-                cache = self._prefetch_txn(tx, results)
+                cache = self._prefetch_txn(tx, results, read)
                 tx.deferred = True  # rows are locked and cached: write each one once, at the end
                 for res in results:
                     self._apply_txn(tx, res, now_dt, cache)
@@ -375,13 +382,27 @@ class Worker:
         for job, exc in conflicts:
             self._conflict(job, exc)
 
-    def _prefetch_txn(self, tx: Any, results: list[_Result]) -> _BatchCache:
-        """Lock and read every run and record the batch writes, two statements in all."""
+    def _prefetch_txn(self, tx: Any, results: list[_Result], read: _BatchCache | None) -> _BatchCache:
+        """Lock every run and record the batch writes, and have their current state: what
+        was read before the flows ran where it is still current (same ``seq`` / ``version``,
+        the compare-and-set guards of their writes), else read again."""
+        read = read or _BatchCache({}, {})
         run_ids = [r.job.run_id for r in results if r.event is not None and r.job.run_id]
-        rows = tx.get_runs_txn(run_ids, for_update=True)
-        record_ids = [row["record_id"] for row in rows.values() if row["record_id"]]
-        runs = {rid: Run.from_json(row["state"]) for rid, row in rows.items()}
-        return _BatchCache(runs, tx.get_records_txn(record_ids, for_update=True))
+        heads = tx.run_heads_txn(run_ids, for_update=True)
+        runs = {rid: read.runs[rid] for rid, h in heads.items()
+                if rid in read.runs and read.runs[rid].seq == h["seq"]}
+        moved = [rid for rid in heads if rid not in runs]
+        if moved:
+            runs.update((rid, Run.from_json(row["state"]))
+                        for rid, row in tx.get_runs_txn(moved).items())
+        record_ids = [h["record_id"] for h in heads.values() if h["record_id"]]
+        versions = tx.record_versions_txn(record_ids, for_update=True)
+        records = {rid: read.records[rid] for rid, v in versions.items()
+                   if rid in read.records and read.records[rid]["version"] == v}
+        moved = [rid for rid in versions if rid not in records]
+        if moved:
+            records.update(tx.get_records_txn(moved))
+        return _BatchCache(runs, records)
 
     def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None) -> None:
         eng, job, event = self.engine, res.job, res.event

@@ -129,8 +129,8 @@ def _update_item_hot(n_statuses: int, at_version: bool) -> Any:
 _DELETE_JOB = delete(s.jobs).where(s.jobs.c.id == bindparam("_id"))
 
 
-def _by_ids(table: Any, n: int, for_update: bool) -> Any:
-    q = select(table).where(table.c.id.in_([bindparam(f"_i{i}") for i in range(n)])).order_by(table.c.id)
+def _by_ids(table: Any, n: int, for_update: bool, columns: tuple[str, ...] = ()) -> Any:
+    q = select(*(table.c[c] for c in columns) if columns else (table,)).where(table.c.id.in_([bindparam(f"_i{i}") for i in range(n)])).order_by(table.c.id)
     return q.with_for_update() if for_update else q
 
 
@@ -292,13 +292,27 @@ class SqlTx:
             return {}
         return self._by_ids_txn(s.records, record_ids, for_update)
 
-    def _by_ids_txn(self, table: Any, ids: Sequence[str], for_update: bool) -> dict[str, dict[str, Any]]:
+    def run_heads_txn(self, run_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
+        """Several runs' ``seq`` and ``record_id`` (not their state): enough to tell whether
+        a state read earlier is still current, and to lock the rows."""
+        if not run_ids:
+            return {}
+        return self._by_ids_txn(s.runs, run_ids, for_update, ("id", "seq", "record_id"))
+
+    def record_versions_txn(self, record_ids: Sequence[str], *, for_update: bool = False) -> dict[str, int]:
+        if not record_ids:
+            return {}
+        rows = self._by_ids_txn(s.records, record_ids, for_update, ("id", "version"))
+        return {rid: r["version"] for rid, r in rows.items()}
+
+    def _by_ids_txn(self, table: Any, ids: Sequence[str], for_update: bool,
+                    columns: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
         # One statement per power of two of ids (padded with the last id): a few compiled
         # variants serve every batch size.
         wanted = sorted(set(ids))
         n = 1 << (len(wanted) - 1).bit_length()
-        key = ("by_ids", table.name, n, for_update)
-        h = self._hot.get(key) or self._compiled(key, _by_ids(table, n, for_update))
+        key = ("by_ids", table.name, n, for_update, columns)
+        h = self._hot.get(key) or self._compiled(key, _by_ids(table, n, for_update, columns))
         params = {f"_i{i}": wanted[min(i, len(wanted) - 1)] for i in range(n)}
         return {r["id"]: r for r in map(h.row, self._run(h, params).fetchall())}
 
