@@ -548,6 +548,17 @@ class Engine:
         is returned as its error and changes nothing, the others commit together.
         """
         now_dt, _ = self._now()
+        # The common case, every submission goes through, needs no savepoints (two
+        # statements each, a fifth of the cost of a completion): try that first. If one
+        # fails, nothing of this attempt is committed and each goes in its own savepoint.
+        try:
+            with self.store.write() as tx:
+                done: list[dict[str, Any] | BatonError] = [
+                    self._complete_txn(tx, item_id, user, data, now_dt)
+                    for item_id, user, data in submissions]
+            return done
+        except BatonError:
+            pass
         results: list[dict[str, Any] | BatonError] = []
         with self.store.write() as tx:
             for item_id, user, data in submissions:
