@@ -65,7 +65,11 @@ class Run:
 
     # Written out by hand: dataclasses.asdict and copy.deepcopy recurse generically and were
     # the largest cost per step in the profile.
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, copy: bool = True) -> dict[str, Any]:
+        """The stored document. ``copy=False`` shares the nested JSON values (outputs,
+        vars, …) with this run instead of copying them: for a document that is only
+        encoded (the run's row), not kept."""
+        _copy = copy_json if copy else _same
         return {
             "format": STATE_FORMAT,
             "id": self.id, "orchestration": self.orchestration, "version": self.version,
@@ -90,6 +94,9 @@ class Run:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Run:
+        """The run stored as ``data``, which it takes over: its nested values (outputs,
+        vars, …) become the run's own, not copies (callers pass a freshly decoded
+        document; :meth:`copy` passes one :meth:`to_json` copied)."""
         fmt = data.get("format", STATE_FORMAT)
         if fmt != STATE_FORMAT:
             raise ValueError(f"run state format {fmt} is not supported (expected {STATE_FORMAT})")
@@ -101,14 +108,14 @@ class Run:
                                 v["started_at"], v["completed_at"])
                     for k, v in data["stages"].items()},
             steps={k: StepRun(v["name"], v["stage"], v["iteration"], StepStatus(v["status"]),
-                              _copy(v["output"]), _copy(v["error"]), v["attempts"],
+                              v["output"], v["error"], v["attempts"],
                               v["started_at"], v["completed_at"], v["work_item_id"],
-                              v.get("attempt_base", 0), _copy(v.get("sla")))
+                              v.get("attempt_base", 0), v.get("sla"))
                    for k, v in data["steps"].items()},
-            vars=_copy(data["vars"]), input=_copy(data["input"]),
+            vars=data["vars"], input=data["input"],
             decisions=[dict(d) for d in data["decisions"]],
             flow_conditions=dict(data.get("flow_conditions", {})),
-            error=_copy(data["error"]), created_at=data["created_at"],
+            error=data["error"], created_at=data["created_at"],
             completed_at=data["completed_at"], seq=data["seq"],
         )
 
@@ -119,6 +126,10 @@ def copy_json(value: Any) -> Any:
         return {k: copy_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [copy_json(v) for v in value]
+    return value
+
+
+def _same(value: Any) -> Any:
     return value
 
 

@@ -41,7 +41,7 @@ def run_row(run: Run, now: str) -> dict[str, Any]:
         "record_id": run.record_id,
         "status": run.status.value,
         "current_stage": run.current_stage,
-        "state": run.to_json(),
+        "state": run.to_json(copy=False),  # encoded, not kept
         "seq": run.seq,
         "created_at": run.created_at or now,
         "updated_at": now,
