@@ -22,15 +22,15 @@ import orjson
 from sqlalchemy import (
     Connection,
     Engine,
+    and_,
     bindparam,
     case,
     create_engine,
     delete,
     event,
-    and_,
     func,
-    or_,
     insert,
+    or_,
     select,
     update,
 )
@@ -146,7 +146,7 @@ class _Hot:
     SQLAlchemy's, so SQLite and PostgreSQL share the statement.
     """
 
-    __slots__ = ("sql", "names", "static", "procs", "positional", "keys", "row_procs")
+    __slots__ = ("keys", "names", "positional", "procs", "row_procs", "sql", "static")
 
     def __init__(self, stmt: Any, dialect: Any, keys: Sequence[str] | None = None) -> None:
         c = stmt.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
@@ -218,7 +218,7 @@ class SqlTx:
         params = h.params(values)
         try:
             cur.execute(h.sql, params)
-        except Exception as exc:
+        except self.conn.dialect.loaded_dbapi.Error as exc:
             self._raise(exc, h.sql, params, cur)
         return cur
 
@@ -229,13 +229,11 @@ class SqlTx:
         params = [h.params(r) for r in rows]
         try:
             cur.executemany(h.sql, params)
-        except Exception as exc:
+        except self.conn.dialect.loaded_dbapi.Error as exc:
             self._raise(exc, h.sql, params, cur)
         return int(cur.rowcount)
 
     def _raise(self, exc: Exception, sql: str, params: Any, cur: Any) -> None:
-        if not isinstance(exc, self.conn.dialect.loaded_dbapi.Error):
-            raise exc
         # The same wrapping (DBAPIError subclasses, connection invalidation on a lost
         # connection) as a statement SQLAlchemy executes itself.
         self.conn._handle_dbapi_exception(exc, sql, params, cur, None)  # always raises
