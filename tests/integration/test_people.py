@@ -200,3 +200,28 @@ def test_delete_record_refuses_while_a_run_works_on_it(harness) -> None:
     with pytest.raises(NotFound):
         e.get_record(rec["id"])
     assert e.count_records("Ticket") == 0
+
+
+def test_complete_many_commits_the_good_and_returns_the_bad_as_errors(harness) -> None:
+    """One bad form and one unknown item among good ones: the good commit together, the
+    bad come back as their errors and change nothing."""
+    harness.deploy_text(QUEUE_FLOW)
+    e = harness.engine
+    for i in range(3):
+        e.create_record("Ticket", {"subject": f"t{i}"})
+    harness.work()
+    a, b, c = (i["id"] for i in e.list_work(queue="support"))
+    results = e.complete_many([(a, "ann", {"reply": "one"}), (b, "ann", {}),
+                               ("wi_missing", "ann", {"reply": "x"}), (c, "ann", {"reply": "three"})])
+    assert [type(r).__name__ for r in results] == ["dict", "ValidationError", "NotFound", "dict"]
+    assert list(results[1].fields) == ["reply"]
+    assert {i: e.get_work_item(i)["status"] for i in (a, b, c)} == {
+        a: "completed", b: "open", c: "completed"}
+    with e.store.read() as tx:
+        completed = tx.events_txn(types=["work_item_completed"])
+    assert sorted(ev["data"]["work_item"] for ev in completed) == sorted([a, c])
+    # All good: one transaction, no savepoints needed.
+    e.create_record("Ticket", {"subject": "t3"})
+    harness.work()
+    (d,) = (i["id"] for i in e.list_work(queue="support") if i["id"] != b)
+    assert [r["status"] for r in e.complete_many([(d, "ann", {"reply": "four"})])] == ["completed"]
