@@ -7,6 +7,8 @@ handed back, events kept in order, and (PostgreSQL) idle workers woken by NOTIFY
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -170,6 +172,28 @@ def test_idle_workers_are_woken_by_an_enqueue(store: SqlStore) -> None:
     timer.start()
     assert store.wait_for_jobs(30) is True
     timer.join()
+
+
+def test_sqlite_idle_workers_see_a_commit_by_another_process(store: SqlStore) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL workers are woken by NOTIFY")
+    wake = threading.Event()
+    seen = store.change_counter()
+    assert store.change_counter() == seen  # nothing committed: the counter stays
+    assert store.wait_for_change(seen, 0.2, wake) is False  # times out
+    # Another process commits a job (SQLite has no notifications to send).
+    code = ("import sys\nfrom baton.store.sql import SqlStore\n"
+            "with SqlStore(sys.argv[1]).write() as tx:\n"
+            f"    tx.enqueue_job_txn('step', 'run_x', {{}}, {NOW!r}, {NOW!r})\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, store.url])
+    try:
+        assert store.wait_for_change(seen, 60, wake) is True
+    finally:
+        assert proc.wait(60) == 0
+    assert store.change_counter() != seen
+    seen = store.change_counter()
+    threading.Timer(0.2, wake.set).start()  # an in-process wake-up ends the wait too
+    assert store.wait_for_change(seen, 60, wake) is True
 
 
 def _item(item_id: str, status: str, created_at: str) -> dict[str, object]:

@@ -104,6 +104,7 @@ class Worker:
         hb.start()
         next_reap = 0.0
         delay = 0.0
+        idle_since: float | None = None
         try:
             while not self.stopping.is_set():
                 try:
@@ -111,6 +112,7 @@ class Worker:
                         self.store.release_jobs_of_dead_workers(
                             iso(self.engine.clock.now()), self.heartbeat_timeout)
                         next_reap = time.monotonic() + self.heartbeat_interval
+                    seen = self.store.change_counter()  # SQLite: to sleep until a commit
                     processed = self.run_once()
                     delay = 0.0
                 except DBAPIError as exc:
@@ -122,10 +124,13 @@ class Worker:
                     self.stopping.wait(delay)
                     continue
                 if processed:
+                    idle_since = None
                     continue
                 if until_idle:
                     break
-                self._idle_wait()
+                now_m = time.monotonic()
+                idle_since = idle_since or now_m
+                self._idle_wait(seen, now_m - idle_since)
         finally:
             self.stopping.set()
             try:  # releases jobs claimed but not processed (graceful stop)
@@ -153,13 +158,15 @@ class Worker:
                 self.stopping.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
 
-    def _idle_wait(self) -> None:
-        """Sleep until work may be there: a NOTIFY (PostgreSQL), an in-process wake-up,
-        or the slow fallback poll."""
+    def _idle_wait(self, seen: int | None, idle_for: float) -> None:
+        """Sleep until work may be there: a NOTIFY (PostgreSQL); a commit by any process
+        (SQLite's data_version) or an in-process wake-up; at the latest the fallback poll
+        (due timers and retries become ready without a commit)."""
         if self.store.dialect == "postgresql":
             self.store.wait_for_jobs(self.idle_poll)
         else:
-            self.engine.work_available.wait(self.poll_interval)
+            self.store.wait_for_change(seen, self.poll_interval, self.engine.work_available,
+                                       idle_for=idle_for)
             self.engine.work_available.clear()
 
     def stop(self) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -711,6 +712,9 @@ class SqlStore:
 
         self._writer = make(True)
         self._reader = make(False)
+        self._watch = threading.local()  # per thread: PRAGMA data_version is per connection
+        self._watch_conns: list[sqlite3.Connection] = []
+        self._watch_lock = threading.Lock()
 
     # ---- PostgreSQL setup ---------------------------------------------------------------
     def _init_postgres(self) -> None:
@@ -781,6 +785,39 @@ class SqlStore:
                 self._listener.close()
             self._listener = None
             raise
+
+    # ---- SQLite: a cross-process wake-up ------------------------------------------------
+    def change_counter(self) -> int | None:
+        """SQLite: a number that changes whenever any connection, in any process, commits
+        (``PRAGMA data_version`` on a connection kept for this thread; ~5 µs, no disk read).
+        None on PostgreSQL, whose workers are woken by NOTIFY instead."""
+        if self.dialect != "sqlite":
+            return None
+        conn = getattr(self._watch, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._watch.conn = conn
+            with self._watch_lock:
+                self._watch_conns.append(conn)
+        return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def wait_for_change(self, seen: int | None, timeout: float, wake: threading.Event,
+                        *, idle_for: float = 0.0) -> bool:
+        """SQLite: sleep until a commit (by any process) moves :meth:`change_counter` past
+        ``seen``, ``wake`` is set (in this process), or ``timeout`` passes.
+
+        Looks every 1 ms during the first second of idleness, then every 5 ms, and every
+        20 ms after 10 s idle: a new job waits at most that long for an idle worker, and an
+        idle worker costs a few hundred 5 µs reads a second at most."""
+        deadline = time.monotonic() + timeout
+        step = 0.001 if idle_for < 1.0 else 0.005 if idle_for < 10.0 else 0.02
+        while True:
+            if wake.wait(min(step, max(0.0, deadline - time.monotonic()))):
+                return True
+            if seen is None or self.change_counter() != seen:
+                return True
+            if time.monotonic() >= deadline:
+                return False
 
     @contextmanager
     def read(self) -> Iterator[SqlTx]:
@@ -915,6 +952,8 @@ class SqlStore:
         self._reader.dispose()
         if getattr(self, "_listener", None) is not None:
             self._listener.close()
+        for conn in getattr(self, "_watch_conns", []):
+            conn.close()
 
 
 def _utcnow() -> Any:
