@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 
 
@@ -55,8 +56,11 @@ class VirtualClock:
             self._now = when
 
 
+@lru_cache(maxsize=256)
 def iso(dt: datetime) -> str:
-    """ISO 8601 with milliseconds and a Z suffix: the one textual time format Baton stores."""
+    """ISO 8601 with milliseconds and a Z suffix: the one textual time format Baton stores.
+
+    Memoized: a decision formats the same instant many times (every event, every step)."""
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

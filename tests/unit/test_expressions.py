@@ -88,3 +88,35 @@ def test_expressions_cannot_mutate_data() -> None:
 def test_referenced_names_ignore_string_literals() -> None:
     names = list(referenced_names('=steps.triage.output.x == "record.foo" && record.level > 1'))
     assert names == [("steps", "triage"), ("record", "level")]
+
+
+READS_CASES = [
+    'steps.triage.output.resolution == "escalate"',
+    '"tier" + string(vars.level)',
+    'size(record) == 3 && record.subject.startsWith("invoice")',
+    'record.exists(k, k == "level")',
+    'steps.all(s, steps[s].status == "completed")',
+    'steps["find agent"].output.agent == "ann"',
+    '"record.subject" == vars.label',  # a variable's name inside a string is not a read
+    'record.tags.exists(vars, vars == "vip")',  # a macro variable named like a variable
+    'has(steps.classify.output) && now > "2026"',
+    'input.amount * 2 > 10 && old.level < record.level',
+]
+
+
+@pytest.mark.parametrize("source", READS_CASES)
+def test_binding_only_what_is_read_gives_the_same_answer(source: str) -> None:
+    """evaluate() converts only the variables (and members) an expression reads; the
+    answer must be the one with everything bound."""
+    data = {
+        "record": {"subject": "invoice 7", "level": 2, "tags": ["vip", "new"]},
+        "old": {"subject": "invoice 7", "level": 1, "tags": []},
+        "input": {"amount": 7},
+        "vars": {"level": 2, "label": "record.subject"},
+        "steps": {"triage": {"status": "completed", "output": {"resolution": "escalate"}},
+                  "classify": {"status": "completed", "output": {"category": "billing"}},
+                  "find agent": {"status": "completed", "output": {"agent": "ann"}}},
+        "now": "2026-11-22T10:00:00.000Z",
+    }
+    full = compile_expression(source).eval(data={**{"line": {}}, **data}).plain_value()
+    assert evaluate(source, data) == full

@@ -19,7 +19,7 @@ Pause steps wait for a timer, a condition or a signal; an SLA is two timers. Tim
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,23 +103,8 @@ class _Decider:
     def audit(self, type_: str, actor: str = "system", **data: Any) -> None:
         self.commands.append(Audit(type_, data, actor))
 
-    def scope(self) -> dict[str, Any]:
-        steps = {
-            name: {
-                "status": sr.status.value,
-                "iteration": sr.iteration,
-                **({"output": sr.output} if sr.output is not None else {}),
-                **({"error": sr.error} if sr.error is not None else {}),
-            }
-            for name, sr in self.run.steps.items()
-        }
-        return {
-            "record": self.record,
-            "vars": self.run.vars,
-            "input": self.run.input,
-            "steps": steps,
-            "now": self.now,
-        }
+    def scope(self) -> Mapping[str, Any]:
+        return _Scope(self.record, self.run, self.now)
 
     def holds(self, cond: Condition | None) -> bool:
         """Evaluate a condition; missing values are false for now. May raise ExpressionError."""
@@ -736,3 +721,57 @@ def _stage_flows(sd: StageDefinition) -> set[str]:
     conds = [sd.exit_when, *(rule.when for rule in sd.next or ())]
     conds += [c for step in sd.steps for c in (step.when, step.complete_when)]
     return {c.flow for c in conds if c is not None and c.flow is not None}
+
+
+class _Scope(Mapping[str, Any]):
+    """What expressions see (DESIGN §2). ``steps`` is built on first use, and only for the
+    steps asked for: an expression reads one or two of them, a run may have many."""
+
+    __slots__ = ("_record", "_run", "_now")
+    _NAMES = ("record", "vars", "input", "steps", "now")
+
+    def __init__(self, record: dict[str, Any], run: Run, now: str) -> None:
+        self._record, self._run, self._now = record, run, now
+
+    def __getitem__(self, name: str) -> Any:
+        if name == "record":
+            return self._record
+        if name == "vars":
+            return self._run.vars
+        if name == "input":
+            return self._run.input
+        if name == "steps":
+            return _StepsView(self._run)
+        if name == "now":
+            return self._now
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._NAMES)
+
+    def __len__(self) -> int:
+        return len(self._NAMES)
+
+
+class _StepsView(Mapping[str, Any]):
+    """``steps.NAME``: status, iteration, and output or error, made when read."""
+
+    __slots__ = ("_steps",)
+
+    def __init__(self, run: Run) -> None:
+        self._steps = run.steps
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        sr = self._steps[name]
+        view: dict[str, Any] = {"status": sr.status.value, "iteration": sr.iteration}
+        if sr.output is not None:
+            view["output"] = sr.output
+        if sr.error is not None:
+            view["error"] = sr.error
+        return view
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._steps)
+
+    def __len__(self) -> int:
+        return len(self._steps)

@@ -88,6 +88,28 @@ def to_json_shape(value: Any) -> Any:
     raise ExpressionError("", f"value of type {type(value).__name__} cannot be passed to an expression")
 
 
+_EMPTY: dict[str, Any] = {name: ({} if name != "now" else "") for name in VARIABLES}
+_USE = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES) + r")\b(?:\s*\.\s*([A-Za-z_]\w*)\b(\s*\()?)?")
+
+
+@lru_cache(maxsize=4096)
+def _reads(body: str) -> tuple[tuple[str, frozenset[str] | None], ...]:
+    """The variables an expression reads: ``(name, members)``, where ``members`` are the
+    keys it reads with ``name.key`` only, or None when it uses the value in any other way
+    (``size(record)``, ``steps["a b"]``, ``record.exists(...)``): then all of it is bound.
+    String literals are ignored."""
+    members: dict[str, set[str] | None] = {}
+    for m in _USE.finditer(_STRING.sub('""', body)):
+        name, key, call = m.group(1), m.group(2), m.group(3)
+        if key is None or call is not None or name == "now":
+            members[name] = None
+        elif name not in members:
+            members[name] = {key}
+        elif members[name] is not None:
+            members[name].add(key)  # type: ignore[union-attr]
+    return tuple((n, frozenset(k) if k is not None else None) for n, k in members.items())
+
+
 def evaluate(source: str, data: Mapping[str, Any]) -> Any:
     """Evaluate ``source`` against ``data`` (keys from :data:`VARIABLES`).
 
@@ -96,8 +118,18 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
     :class:`ExpressionError`.
     """
     expr = compile_expression(source)
-    bound = {name: ({} if name != "now" else "") for name in VARIABLES}
-    bound.update(data)
+    bound = dict(_EMPTY)
+    for name, members in _reads(_strip(source)):
+        if name in data:
+            value = data[name]
+            if members is not None and isinstance(value, Mapping):
+                # Only the members it reads (steps.triage, record.subject): converting
+                # every step's output or the whole record to CEL values costs more than
+                # evaluating the expression.
+                value = {m: value[m] for m in members if m in value}
+            elif isinstance(value, Mapping) and not isinstance(value, dict):
+                value = {k: value[k] for k in value}  # a lazy view (the engine's steps)
+            bound[name] = value
     result = expr.eval(data=bound)
     if result.type() == cel.Type.ERROR:
         reason = str(result.value())
