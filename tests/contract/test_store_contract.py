@@ -17,7 +17,7 @@ import pytest
 
 from baton.errors import TransitionConflict
 from baton.store.migrations import LATEST
-from baton.store.sql import SqlStore
+from baton.store.sql import PlanAborted, SqlStore
 
 NOW = "2026-01-05T09:00:00.000Z"
 LATER = "2026-01-05T09:10:00.000Z"
@@ -228,3 +228,55 @@ def test_work_items_in_a_users_scope(store: SqlStore) -> None:
         assert [i["id"] for i in tx.list_work_items_txn(scope, 10, 0)] == ["wi_1", "wi_2", "wi_3", "wi_4"]
         assert tx.count_work_items_txn(scope) == 4
         assert tx.count_work_items_txn({"scope": ("bob", set(), set())}) == 1
+
+
+def test_a_plan_writes_nothing_until_replayed_under_the_lock(store: SqlStore) -> None:
+    """A worker plans a batch's commit on a read snapshot (PlanTx) and replays it in a write
+    transaction; planning writes nothing, and a plan cannot read what it wrote."""
+    _record(store)
+    event = {"at": NOW, "type": "planned", "actor": "t", "record_id": "rec_1", "run_id": None,
+             "data": {}}
+    with store.plan() as plan:
+        assert plan.get_record_txn("rec_1")["version"] == 1  # reads see the snapshot
+        plan.insert_work_item_txn(_item("wi_p", "open", NOW))
+        assert plan.update_record_txn("rec_1", {"a": 2}, 1, NOW) == 2
+        assert plan.update_work_item_txn("wi_p", ["open"], 1, {"status": "claimed"}) is True
+        plan.append_events_txn([event])
+        plan.enqueue_job_txn("timer", "run_1", {"step": "review", "iteration": 1}, LATER, NOW)
+        plan.enqueue_job_txn("step", "run_1", {"i": 1}, NOW, NOW)
+        assert plan.cancel_timers_txn("run_1", "review", 1) == 1  # the timer it planned itself
+        with pytest.raises(PlanAborted):
+            plan.find_work_item_txn("run_1", "review", 1)  # work_items: written by the plan
+        with pytest.raises(PlanAborted):
+            plan.get_record_txn("rec_1")  # would need its record write flushed first
+    with store.read() as tx:  # nothing written
+        assert tx.get_record_txn("rec_1")["version"] == 1
+        assert tx.get_work_item_txn("wi_p") is None
+        assert tx.events_txn(record_id="rec_1") == []
+        assert tx.count_jobs_txn() == {}
+    with store.write() as tx:
+        plan.replay_into(tx)
+    with store.read() as tx:
+        rec = tx.get_record_txn("rec_1")
+        assert (rec["version"], rec["data"]) == (2, {"a": 2})
+        assert tx.get_work_item_txn("wi_p")["status"] == "claimed"
+        assert [e["type"] for e in tx.events_txn(record_id="rec_1")] == ["planned"]
+        assert tx.count_jobs_txn() == {"ready": 1}  # the step; the timer was canceled
+
+
+def test_a_plan_replayed_over_a_changed_row_does_not_commit(store: SqlStore) -> None:
+    """Every write a plan replays keeps its compare-and-set: a stale plan raises, and the
+    write transaction rolls back whole."""
+    _record(store)
+    with store.plan() as plan:
+        plan.update_record_txn("rec_1", {"a": 2}, 1, NOW)
+        plan.append_events_txn([{"at": NOW, "type": "planned", "actor": "t", "record_id": "rec_1",
+                                 "run_id": None, "data": {}}])
+    with store.write() as tx:  # someone else changes the record in between
+        tx.update_record_txn("rec_1", {"a": 9}, 1, NOW)
+    with pytest.raises(TransitionConflict), store.write() as tx:
+        plan.replay_into(tx)
+    with store.read() as tx:
+        rec = tx.get_record_txn("rec_1")
+        assert (rec["version"], rec["data"]) == (2, {"a": 9})
+        assert tx.events_txn(record_id="rec_1") == []

@@ -388,6 +388,7 @@ def _worker_main(url: str, project_dir: str, batch: int, stop: Any, messages: An
     messages.put(("done", os.getpid(), peak_rss_mib(), {
         "jobs": stats.jobs, "steps_completed": stats.steps_completed,
         "steps_failed": stats.steps_failed, "stale": stats.stale,
+        "chained": stats.chained, "planned_commits": stats.planned_commits, "unplanned_commits": stats.unplanned_commits,
         "cpu_s": round(time.process_time() - cpu, 2)}))
 
 

@@ -10,6 +10,7 @@ Flows may therefore run more than once (at-least-once); their effects on Baton
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy.exc import DBAPIError
 
 from baton.clock import iso
@@ -37,13 +39,15 @@ from baton.flows import FlowContext, StepView, get_flow
 from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.store.base import Job
-from baton.store.sql import worker_host
+from baton.store.sql import PlanAborted, worker_host
 from baton.work import notify
 
 log = logging.getLogger("baton.worker")
 
 MAX_BACKOFF = 30.0  # seconds between tries while the database is down
 MAX_CONFLICT_ATTEMPTS = 5
+CHAIN_LIMIT = 256  # background steps a batch may run beyond its claimed jobs (loops end)
+CHAIN_SECONDS = 0.2  # and only while its plan is younger than this
 
 FAULT_ENV = "BATON_FAULT"
 """Fault injection for durability tests: ``after_claim@N`` / ``after_flow@N`` /
@@ -72,6 +76,9 @@ class WorkerStats:
     steps_completed: int = 0
     steps_failed: int = 0
     stale: int = 0
+    chained: int = 0  # steps run in the batch that made them ready (no job row)
+    planned_commits: int = 0  # batches committed from a plan made before taking the lock
+    unplanned_commits: int = 0  # batches whose plan could not be used (committed under the lock)
 
 
 class Worker:
@@ -90,6 +97,9 @@ class Worker:
         self.stats = WorkerStats()
         self.stopping = threading.Event()
         self._faults = _Faults()
+        # Plan each batch's commit before taking the write lock (BATON_PLAN_COMMITS=0: off).
+        self.plan_commits = os.environ.get("BATON_PLAN_COMMITS", "1") != "0"
+        self._chainable: dict[tuple[str, int, str, str], bool] = {}  # definitions are immutable
 
     # ---- lifecycle ----------------------------------------------------------------------
     def run(self, *, until_idle: bool = False) -> WorkerStats:
@@ -356,6 +366,18 @@ class Worker:
         """
         now_dt = self.engine.clock.now()
         stats = dataclasses.replace(self.stats)
+        if read is not None and self.plan_commits:
+            try:
+                self._commit_planned(results, read, now_dt)
+                self.stats.planned_commits += 1
+                self._faults.hit("after_commit")
+                return
+            except (PlanAborted, _Moved, BatonError) as exc:
+                # Rolled back, nothing committed: the usual way below, from fresh reads (the
+                # plan changed the runs it read in place).
+                log.debug("planned commit not possible (%s); committing under the lock", exc)
+                self.stats = dataclasses.replace(stats, unplanned_commits=stats.unplanned_commits + 1)
+                read = None
         try:
             with self.store.write() as tx:
                 cache = self._prefetch_txn(tx, results, read)
@@ -367,6 +389,75 @@ class Worker:
             self._commit_one_by_one(results, now_dt)
             return
         self._faults.hit("after_commit")
+
+    def _commit_planned(self, results: list[_Result], read: _BatchCache, now_dt: Any) -> None:
+        """Work out the whole batch's commit on a read snapshot, then take the write lock only
+        to check that what it read is still current and to write it: decide(), the record
+        updates and the rows to write are made while other processes may hold the lock.
+        Raises (with nothing committed) when the plan cannot be made or no longer holds."""
+        seen = _Seen()
+        cache = _BatchCache(dict(read.runs), dict(read.records))
+        pending = list(results)
+        budget = CHAIN_LIMIT
+        deadline = time.monotonic() + CHAIN_SECONDS
+        with self.store.plan() as plan:
+            i = 0
+            while i < len(pending):
+                self._apply_txn(plan, pending[i], now_dt, cache, seen)
+                i += 1
+                if budget > 0 and time.monotonic() < deadline:
+                    chained = self._chain(plan, cache, now_dt, budget)
+                    budget -= len(chained)
+                    pending.extend(chained)
+        with self.store.write() as tx:
+            if seen.runs:
+                heads = tx.run_heads_txn(list(seen.runs), for_update=True)
+                moved = [rid for rid, seq in seen.runs.items() if rid not in heads or heads[rid]["seq"] != seq]
+                if moved:
+                    raise _Moved(f"runs {moved} changed since they were read")
+            if seen.records:
+                versions = tx.record_versions_txn(list(seen.records), for_update=True)
+                if any(versions.get(rid) != v for rid, v in seen.records.items()):
+                    raise _Moved("a record changed since it was read")
+            for record_id, ids in plan.active_runs_seen.items():
+                if tx.active_run_ids_for_record_txn(record_id) != ids:
+                    raise _Moved(f"runs of record {record_id} started or ended since it was read")
+            plan.replay_into(tx)
+        chained = len(pending) - len(results)
+        self.stats.jobs += chained
+        self.stats.chained += chained
+
+    def _chain(self, plan: Any, cache: _BatchCache, now_dt: Any, budget: int) -> list[_Result]:
+        """Run now, in this plan, the background steps the plan has just made ready (a step
+        after a step): no job row is written, claimed and deleted for them and their run is
+        not read again; their results commit with the batch. Flows still run outside any
+        write lock and at least once (if this plan is dropped, they run again from a job)."""
+        now = iso(now_dt)
+
+        def wanted(j: dict[str, Any]) -> bool:
+            nonlocal budget
+            if budget <= 0 or j["kind"] != "step" or j["run_after"] > now or j["run_id"] not in cache.runs:
+                return False
+            run = cache.runs[j["run_id"]]
+            key = (run.orchestration, run.version, j["payload"]["step"], j["payload"]["flow"])
+            ok = self._chainable.get(key)
+            if ok is None:
+                found = self.engine.definitions.orchestration(run.orchestration, run.version)[0] \
+                    .find_step(key[2])
+                # Callouts, AI steps and the like wait for a worker slot as jobs.
+                ok = self._chainable[key] = found is not None and found[1].type == "background" \
+                    and get_flow(key[3]) is not None
+            if ok:
+                budget -= 1
+            return ok
+
+        results = []
+        for j in plan.take_new_jobs(wanted):
+            run = cache.runs[j["run_id"]]
+            row = cache.records.get(run.record_id or "")
+            job = Job(None, "step", j["run_id"], j["payload"], 1)
+            results.append(self._execute(job, (run, record_view(row) if row else None)))
+        return results
 
     def _commit_one_by_one(self, results: list[_Result], now_dt: Any) -> None:
         conflicts: list[tuple[Job, TransitionConflict]] = []
@@ -411,9 +502,12 @@ class Worker:
             records.update(tx.get_records_txn(moved))
         return _BatchCache(runs, records)
 
-    def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None) -> None:
+    def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None,
+                   seen: _Seen | None = None) -> None:
         eng, job, event = self.engine, res.job, res.event
-        if res.release_at is not None:  # to be tried again later
+        if job.id is None:
+            pass  # a step run in the plan that made it ready: it never had a job row
+        elif res.release_at is not None:  # to be tried again later
             tx.release_job_txn(job.id, self.id, res.release_at)
         else:
             tx.finish_job_txn(job.id, self.id)
@@ -429,6 +523,10 @@ class Worker:
             record_row = cache.records.get(run.record_id or "")
         else:
             run, defn, record_row = eng._load_run_row_txn(tx, job.run_id or "")
+        if seen is not None:  # what a planned commit must find unchanged under the lock
+            seen.runs.setdefault(run.id, run.seq)
+            if record_row is not None:
+                seen.records.setdefault(record_row["id"], record_row["version"])
         record = record_view(record_row) if record_row else None
         if not _still_waiting(run, event):
             # The step was canceled (run canceled, stage exited) while its flow ran:
@@ -451,6 +549,18 @@ class Worker:
 
 
 _UNSET = object()
+
+
+class _Moved(Exception):
+    """A planned commit's rows changed between the snapshot and the write lock."""
+
+
+@dataclass
+class _Seen:
+    """``seq`` of each run and ``version`` of each record as a planned commit first read them."""
+
+    runs: dict[str, int] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -530,10 +640,17 @@ def _error(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def _jsonable(value: Any) -> Any:
-    import json
+_JSONABLE_OPTS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+                  | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS)
 
-    return json.loads(json.dumps(value, default=str))
+
+def _jsonable(value: Any) -> Any:
+    """A copy of what a flow returned as JSON would store it (tuples as lists, keys as
+    strings, an Enum as its value, anything else as its ``str``)."""
+    try:
+        return orjson.loads(orjson.dumps(value, default=str, option=_JSONABLE_OPTS))
+    except (orjson.JSONEncodeError, TypeError):  # e.g. an int beyond 64 bits
+        return json.loads(json.dumps(value, default=str))
 
 
 def run_workers(engine: Engine, concurrency: int, *, until_idle: bool = False,

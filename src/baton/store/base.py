@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class Job:
-    id: int
+    id: int | None  # None: a step a worker runs in the batch that made it ready (no row)
     kind: str  # "step" | "condition" | "evaluate"
     run_id: str | None
     payload: dict[str, Any]

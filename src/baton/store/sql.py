@@ -507,6 +507,11 @@ class SqlTx:
         q = q.order_by(*orders[order]).limit(limit).offset(offset)
         return [dict(r._mapping) for r in self.conn.execute(q)]
 
+    def _update_work_item_or_conflict(self, item_id: str, expected_statuses: Sequence[str],
+                                      expected_version: int | None, values: dict[str, Any]) -> None:
+        if not self.update_work_item_txn(item_id, expected_statuses, expected_version, values):
+            raise TransitionConflict(f"work item {item_id} changed concurrently")
+
     def count_work_items_txn(self, filters: dict[str, Any]) -> int:
         t = s.work_items
         q = self._work_items_where(select(func.count()).select_from(t), filters)
@@ -620,6 +625,167 @@ class SqlTx:
         if types:
             q = q.where(t.c.type.in_(list(types)))
         return [dict(r._mapping) for r in self.conn.execute(q)]
+
+
+
+class PlanAborted(Exception):
+    """A planned commit met something it cannot do without the write lock (a read of rows
+    it wrote, a flush): the caller commits the usual way instead."""
+
+
+class PlanTx(SqlTx):
+    """A worker's batch commit worked out on a read snapshot, before the write lock is
+    taken, then replayed under the lock in a few statements (:meth:`replay_into`).
+
+    Reads run on the snapshot. Writes are not executed: run and record updates, events,
+    jobs and finished jobs are buffered exactly as in a deferred :class:`SqlTx`; the other
+    writes (a work item created, a run started, a work item's compare-and-set, stored
+    timers deleted) are recorded, in order, and made again at replay. A read of a table
+    this plan has written to raises :class:`PlanAborted`, as does anything that would
+    flush. Under the lock the caller checks that what the plan read is still current
+    (``seq`` / ``version`` / :attr:`active_runs_seen`) before replaying; every update keeps
+    its compare-and-set guard, so a plan made from a stale snapshot cannot be committed.
+    """
+
+    def __init__(self, conn: Connection, hot: dict[Any, _Hot] | None = None) -> None:
+        super().__init__(conn, hot)
+        self.deferred = True
+        self._calls: list[tuple[str, tuple[Any, ...]]] = []
+        self._dirty: set[str] = set()
+        self.active_runs_seen: dict[str, list[str]] = {}
+        self._scanned = 0  # buffered jobs take_new_jobs() has looked at
+
+    def _later(self, table: str, name: str, *args: Any) -> None:
+        self._calls.append((name, args))
+        self._dirty.add(table)
+
+    def _reading(self, table: str) -> None:
+        if table in self._dirty:
+            raise PlanAborted(f"reads {table} after writing to it")
+
+    def flush_txn(self) -> None:
+        if self._run_writes or self._record_writes or self._events or self._jobs or self._finished_jobs:
+            raise PlanAborted("needs a flush")
+
+    # ---- writes: recorded, made at replay ------------------------------------------------
+    def insert_record_txn(self, row: dict[str, Any]) -> None:
+        self._later("records", "insert_record_txn", row)
+
+    def insert_run_txn(self, row: dict[str, Any]) -> None:
+        self._later("runs", "insert_run_txn", row)
+
+    def insert_work_item_txn(self, row: dict[str, Any]) -> None:
+        self._later("work_items", "insert_work_item_txn", row)
+
+    def update_work_item_txn(self, item_id: str, expected_statuses: Sequence[str],
+                             expected_version: int | None, values: dict[str, Any]) -> bool:
+        # Planned as if it applies; at replay it must, or the whole plan is dropped.
+        self._later("work_items", "_update_work_item_or_conflict", item_id, expected_statuses,
+                    expected_version, values)
+        return True
+
+    def cancel_timers_txn(self, run_id: str, step: str, iteration: int) -> int:
+        dropped = 0
+        if run_id in self._buffered_timer_runs:  # timers this plan itself buffered
+            def mine(j: dict[str, Any]) -> bool:
+                return j["kind"] == "timer" and j["run_id"] == run_id \
+                    and j["payload"].get("step") == step and j["payload"].get("iteration") == iteration
+
+            before = len(self._jobs)
+            self._scanned -= sum(1 for j in self._jobs[:self._scanned] if mine(j))
+            self._jobs = [j for j in self._jobs if not mine(j)]
+            dropped = before - len(self._jobs)
+        self._later("jobs", "cancel_timers_txn", run_id, step, iteration)  # the stored ones
+        return dropped
+
+    def release_job_txn(self, job_id: int, worker_id: str, run_after: str) -> None:
+        self._later("jobs", "release_job_txn", job_id, worker_id, run_after)
+
+    def delete_record_txn(self, record_id: str) -> None:
+        raise PlanAborted("deletes a record")
+
+    def insert_definition_txn(self, row: dict[str, Any]) -> int:
+        raise PlanAborted("deploys a definition")
+
+    def set_active_txn(self, kind: str, name: str, version: int) -> None:
+        raise PlanAborted("activates a definition")
+
+    # ---- reads: on the snapshot, unless this plan wrote to the table ---------------------
+    def get_runs_txn(self, run_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
+        self._reading("runs")
+        return super().get_runs_txn(run_ids)
+
+    def get_run_txn(self, run_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        self._reading("runs")
+        return super().get_run_txn(run_id)
+
+    def run_heads_txn(self, run_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
+        self._reading("runs")
+        return super().run_heads_txn(run_ids)
+
+    def active_run_ids_for_record_txn(self, record_id: str) -> list[str]:
+        self._reading("runs")
+        ids = super().active_run_ids_for_record_txn(record_id)
+        self.active_runs_seen.setdefault(record_id, ids)
+        return ids
+
+    def get_records_txn(self, record_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
+        self._reading("records")
+        return super().get_records_txn(record_ids)
+
+    def get_record_txn(self, record_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        self._reading("records")
+        return super().get_record_txn(record_id)
+
+    def record_versions_txn(self, record_ids: Sequence[str], *, for_update: bool = False) -> dict[str, int]:
+        self._reading("records")
+        return super().record_versions_txn(record_ids)
+
+    def get_work_item_txn(self, item_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        self._reading("work_items")
+        return super().get_work_item_txn(item_id)
+
+    def find_work_item_txn(self, run_id: str, step: str, iteration: int) -> dict[str, Any] | None:
+        self._reading("work_items")
+        return super().find_work_item_txn(run_id, step, iteration)
+
+    def list_work_items_txn(self, filters: dict[str, Any], limit: int, offset: int,
+                            order: str = "created") -> list[dict[str, Any]]:
+        self._reading("work_items")
+        return super().list_work_items_txn(filters, limit, offset, order)
+
+    def take_new_jobs(self, wanted: Any) -> list[dict[str, Any]]:
+        """Remove and return the jobs buffered since the last call that ``wanted(job)``
+        accepts (a worker runs them in this same plan: they are never written)."""
+        start, self._scanned = self._scanned, len(self._jobs)
+        if start >= len(self._jobs):
+            return []
+        new = self._jobs[start:]
+        taken = [wanted(j) for j in new]
+        if not any(taken):
+            return []
+        self._jobs[start:] = [j for j, t in zip(new, taken, strict=True) if not t]
+        self._scanned = len(self._jobs)
+        return [j for j, t in zip(new, taken, strict=True) if t]
+
+    # ---- under the lock ------------------------------------------------------------------
+    def replay_into(self, tx: SqlTx) -> None:
+        """Make this plan's writes in ``tx`` (a write transaction whose caller has checked
+        that the rows the plan read are unchanged); they are flushed when ``tx`` commits."""
+        tx.deferred = True
+        for name, args in self._calls:
+            getattr(tx, name)(*args)
+        tx._finished_jobs.extend(self._finished_jobs)
+        for rid, (row, seq) in self._run_writes.items():
+            first = tx._run_writes.get(rid)
+            tx._run_writes[rid] = (row, first[1] if first else seq)
+        for rid, params in self._record_writes.items():
+            first_rec = tx._record_writes.get(rid)
+            tx._record_writes[rid] = {**params, "_version": first_rec["_version"]} if first_rec else params
+        tx._events.extend(self._events)
+        tx._jobs.extend(self._jobs)
+        tx._buffered_timer_runs.update(self._buffered_timer_runs)
+        tx.enqueued = tx.enqueued or self.enqueued
 
 
 BUSY_TIMEOUT_MS = 60_000
@@ -824,6 +990,12 @@ class SqlStore:
         with self._reader.begin() as conn:
             yield SqlTx(conn, self._hot)
 
+    @contextmanager
+    def plan(self) -> Iterator[PlanTx]:
+        """A :class:`PlanTx` on a read snapshot: writes are planned, not made."""
+        with self._reader.begin() as conn:
+            yield PlanTx(conn, self._hot)
+
     def migrate(self) -> list[str]:
         """Apply pending migrations; returns the names applied."""
         applied = []
@@ -983,4 +1155,4 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-__all__ = ["OperationalError", "SqlStore", "SqlTx", "normalize_url"]
+__all__ = ["OperationalError", "PlanAborted", "PlanTx", "SqlStore", "SqlTx", "normalize_url"]

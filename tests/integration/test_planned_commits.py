@@ -1,0 +1,168 @@
+"""Planned commits: a worker works out a batch's commit on a read snapshot and takes the
+write lock only to check and write it. The result must be what committing under the lock
+gives; a plan whose rows changed meanwhile is dropped and the batch committed the usual way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from baton import flow
+from baton.flows import FlowContext
+from baton.runtime.worker import Worker
+
+
+@flow("t_plan.classify")
+def _classify(ctx: FlowContext) -> dict[str, Any]:
+    ctx.update_record({"status": "Triaged", "category": "billing" if "invoice" in ctx.record["subject"] else "tech"})
+    ctx.vars["level"] = ctx.vars.get("level", 1) + 1
+    return {"ok": True}
+
+
+@flow("t_plan.tag")
+def _tag(ctx: FlowContext) -> dict[str, Any]:
+    return {"tag": ctx.record["subject"].split()[0]}
+
+
+DEFS = """
+kind: object
+name: Case
+fields:
+  subject:  {type: string, required: true}
+  priority: {type: int, default: 1}
+  status:   {type: choice, choices: [New, Triaged, Closed], default: New}
+  category: {type: string}
+---
+kind: orchestration
+name: t_plan
+trigger: {type: record, object: Case, on: [create]}
+variables: {level: 1}
+stages:
+  - name: s
+    steps:
+      - {name: classify, type: background, flow: t_plan.classify}
+      - {name: tag, type: background, flow: t_plan.tag}
+      - {name: review, type: interactive, after: [classify, tag],
+         assign: {queue: '="tier" + string(vars.level)'}, sla: {duration: 4h, jeopardy: 1h}}
+"""
+
+
+def _shape(harness: Any, record_id: str) -> tuple[Any, ...]:
+    """What a run left behind, without ids and times."""
+    eng = harness.engine
+    rec = eng.get_record(record_id)
+    (run,) = eng.list_runs(record_id=record_id)
+    items = [(i["step"], i["assignee"], i["status"]) for i in eng.list_work(run_id=run.id)]
+    events = [(e["type"], e["actor"]) for e in eng.timeline(record_id)]
+    return ({k: rec.get(k) for k in ("status", "category", "version")}, run.vars,
+            {n: (sr.status.value, sr.output) for n, sr in run.steps.items()}, items, events)
+
+
+def test_a_planned_commit_leaves_what_a_commit_under_the_lock_leaves(harness: Any) -> None:
+    harness.deploy_text(DEFS)
+    eng = harness.engine
+    planned = eng.create_record("Case", {"subject": "invoice 1"})
+    harness.work()
+    assert harness.worker.stats.planned_commits >= 1
+    assert harness.worker.stats.unplanned_commits == 0
+
+    locked_worker = Worker(eng)
+    locked_worker.plan_commits = False
+    locked = eng.create_record("Case", {"subject": "invoice 2"})
+    locked_worker.run(until_idle=True)
+    assert locked_worker.stats.planned_commits == 0
+
+    assert _shape(harness, planned["id"]) == _shape(harness, locked["id"])
+    shape = _shape(harness, planned["id"])
+    assert shape[0] == {"status": "Triaged", "category": "billing", "version": 2}
+    assert shape[3] == [("review", "tier2", "open")]  # the item, assigned with the new vars
+
+
+def test_a_plan_whose_record_changed_meanwhile_is_not_used(harness: Any) -> None:
+    """Someone updates the record after the worker planned but before it took the lock: the
+    plan is dropped, and the batch is committed under the lock on top of that change."""
+    harness.deploy_text(DEFS)
+    eng = harness.engine
+    rec = eng.create_record("Case", {"subject": "invoice 3"})
+    store = eng.store
+    plan = store.plan
+
+    @contextmanager
+    def plan_then_someone_writes() -> Iterator[Any]:
+        with plan() as p:
+            yield p
+        if harness.worker.stats.unplanned_commits == 0:  # once
+            eng.update_record(rec["id"], {"priority": 7}, actor="olga")
+
+    store.plan = plan_then_someone_writes  # type: ignore[method-assign]
+    try:
+        harness.work()
+    finally:
+        store.plan = plan  # type: ignore[method-assign]
+    assert harness.worker.stats.unplanned_commits == 1
+    after = eng.get_record(rec["id"])
+    # Olga's change and the flow's: neither lost.
+    assert (after["priority"], after["status"], after["category"]) == (7, "Triaged", "billing")
+    assert after["version"] == 3
+    (run,) = eng.list_runs(record_id=rec["id"])
+    assert {n: sr.status.value for n, sr in eng.get_run(run.id).steps.items()} == {
+        "classify": "completed", "tag": "completed", "review": "waiting_for_person"}
+    assert len([e for e in eng.timeline(rec["id"]) if e["type"] == "step_completed"]) == 2
+
+
+@flow("t_plan.step")
+def _step(ctx: FlowContext) -> dict[str, Any]:
+    return {"step": ctx.step, "saw": sorted(n for n, s in ctx.steps.items() if s.status == "completed")}
+
+
+CHAIN = """
+kind: orchestration
+name: t_chain
+trigger: {type: record, object: Case, on: [create]}
+stages:
+  - name: one
+    steps:
+      - {name: a, type: background, flow: t_plan.step}
+      - {name: b, type: background, flow: t_plan.step, after: [a]}
+    next: [{goto: two}]
+  - name: two
+    steps:
+      - {name: c, type: background, flow: t_plan.step}
+"""
+
+
+def test_steps_made_ready_by_a_batch_run_in_that_batch(harness: Any) -> None:
+    """a → b → (stage two) c: one claimed job, one commit; b and c never become job rows,
+    and the run ends exactly as with one job per step."""
+    harness.deploy_text(DEFS.split("---")[0] + "---\n" + CHAIN)
+    eng = harness.engine
+    chained = eng.create_record("Case", {"subject": "invoice 4"})
+    harness.work()
+    assert harness.worker.stats.chained == 2
+    assert harness.worker.stats.planned_commits == 1
+    (run,) = eng.list_runs(record_id=chained["id"])
+    run = eng.get_run(run.id)
+    assert run.status.value == "completed"
+    assert run.steps["c"].output == {"step": "c", "saw": ["a", "b"]}
+
+    one_by_one = Worker(eng)
+    one_by_one.plan_commits = False
+    other = eng.create_record("Case", {"subject": "invoice 5"})
+    one_by_one.run(until_idle=True)
+    assert one_by_one.stats.jobs == 3 and one_by_one.stats.chained == 0
+    assert _shape(harness, chained["id"])[1:] == _shape(harness, other["id"])[1:]
+
+
+def test_chaining_stops_at_its_budget(harness: Any, monkeypatch: Any) -> None:
+    import baton.runtime.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "CHAIN_LIMIT", 1)
+    harness.deploy_text(DEFS.split("---")[0] + "---\n" + CHAIN)
+    eng = harness.engine
+    rec = eng.create_record("Case", {"subject": "invoice 6"})
+    harness.work()
+    assert harness.worker.stats.chained == 1  # b in a's batch; c waited for the next batch
+    assert harness.worker.stats.planned_commits == 2
+    (run,) = eng.list_runs(record_id=rec["id"])
+    assert eng.get_run(run.id).status.value == "completed"
