@@ -280,3 +280,28 @@ def test_a_plan_replayed_over_a_changed_row_does_not_commit(store: SqlStore) -> 
         rec = tx.get_record_txn("rec_1")
         assert (rec["version"], rec["data"]) == (2, {"a": 9})
         assert tx.events_txn(record_id="rec_1") == []
+
+
+def test_a_plan_is_not_committed_over_rows_that_changed_since_it_read_them(store: SqlStore) -> None:
+    _record(store)
+    event = {"at": NOW, "type": "planned", "actor": "t", "record_id": "rec_1", "run_id": None,
+             "data": {}}
+    with store.plan() as plan:
+        assert plan.get_record_txn("rec_1")["version"] == 1
+        assert plan.active_run_ids_for_record_txn("rec_1") == []
+        plan.append_events_txn([event])
+    with store.write() as tx:  # the record is unchanged, but a run of it starts meanwhile
+        tx.insert_run_txn({"id": "run_9", "orchestration": "o", "version": 1, "record_id": "rec_1",
+                           "status": "in_progress", "current_stage": None, "state": {}, "seq": 1,
+                           "created_at": NOW, "updated_at": NOW})
+    with pytest.raises(PlanAborted, match="started or ended"), store.write() as tx:
+        plan.commit_into(tx)
+    with store.plan() as plan:
+        plan.get_record_txn("rec_1")
+        plan.append_events_txn([event])
+    with store.write() as tx:
+        tx.update_record_txn("rec_1", {"a": 9}, 1, NOW)
+    with pytest.raises(PlanAborted, match="changed since"), store.write() as tx:
+        plan.commit_into(tx)
+    with store.read() as tx:
+        assert tx.events_txn(record_id="rec_1") == []  # neither plan wrote anything

@@ -39,7 +39,7 @@ from baton.flows import FlowContext, StepView, get_flow
 from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.store.base import Job
-from baton.store.sql import PlanAborted, worker_host
+from baton.store.sql import PlanAborted, PlanTx, worker_host
 from baton.work import notify
 
 log = logging.getLogger("baton.worker")
@@ -97,7 +97,8 @@ class Worker:
         self.stats = WorkerStats()
         self.stopping = threading.Event()
         self._faults = _Faults()
-        # Plan each batch's commit before taking the write lock (BATON_PLAN_COMMITS=0: off).
+        # Plan each batch's commit before taking the write lock (PlanTx). BATON_PLAN_COMMITS=0
+        # turns it off: every batch is then worked out under the lock.
         self.plan_commits = os.environ.get("BATON_PLAN_COMMITS", "1") != "0"
         self._chainable: dict[tuple[str, int, str, str], bool] = {}  # definitions are immutable
 
@@ -372,10 +373,14 @@ class Worker:
                 self.stats.planned_commits += 1
                 self._faults.hit("after_commit")
                 return
-            except (PlanAborted, _Moved, BatonError) as exc:
-                # Rolled back, nothing committed: the usual way below, from fresh reads (the
-                # plan changed the runs it read in place).
-                log.debug("planned commit not possible (%s); committing under the lock", exc)
+            except Exception as exc:  # noqa: BLE001 - nothing was committed: the usual way
+                # below, from fresh reads (the plan changed the runs it read in place). An
+                # error that is not about the plan itself will show again there.
+                if isinstance(exc, DBAPIError) and not self.store.is_transient(exc):
+                    raise
+                log.log(logging.DEBUG if isinstance(exc, PlanAborted | BatonError | DBAPIError)
+                        else logging.WARNING, "planned commit not used (%s); committing under the "
+                        "write lock", exc, exc_info=not isinstance(exc, PlanAborted | BatonError))
                 self.stats = dataclasses.replace(stats, unplanned_commits=stats.unplanned_commits + 1)
                 read = None
         try:
@@ -395,7 +400,6 @@ class Worker:
         to check that what it read is still current and to write it: decide(), the record
         updates and the rows to write are made while other processes may hold the lock.
         Raises (with nothing committed) when the plan cannot be made or no longer holds."""
-        seen = _Seen()
         cache = _BatchCache(dict(read.runs), dict(read.records))
         pending = list(results)
         budget = CHAIN_LIMIT
@@ -403,26 +407,14 @@ class Worker:
         with self.store.plan() as plan:
             i = 0
             while i < len(pending):
-                self._apply_txn(plan, pending[i], now_dt, cache, seen)
+                self._apply_txn(plan, pending[i], now_dt, cache)
                 i += 1
                 if budget > 0 and time.monotonic() < deadline:
                     chained = self._chain(plan, cache, now_dt, budget)
                     budget -= len(chained)
                     pending.extend(chained)
         with self.store.write() as tx:
-            if seen.runs:
-                heads = tx.run_heads_txn(list(seen.runs), for_update=True)
-                moved = [rid for rid, seq in seen.runs.items() if rid not in heads or heads[rid]["seq"] != seq]
-                if moved:
-                    raise _Moved(f"runs {moved} changed since they were read")
-            if seen.records:
-                versions = tx.record_versions_txn(list(seen.records), for_update=True)
-                if any(versions.get(rid) != v for rid, v in seen.records.items()):
-                    raise _Moved("a record changed since it was read")
-            for record_id, ids in plan.active_runs_seen.items():
-                if tx.active_run_ids_for_record_txn(record_id) != ids:
-                    raise _Moved(f"runs of record {record_id} started or ended since it was read")
-            plan.replay_into(tx)
+            plan.commit_into(tx)
         chained = len(pending) - len(results)
         self.stats.jobs += chained
         self.stats.chained += chained
@@ -502,8 +494,7 @@ class Worker:
             records.update(tx.get_records_txn(moved))
         return _BatchCache(runs, records)
 
-    def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None,
-                   seen: _Seen | None = None) -> None:
+    def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None) -> None:
         eng, job, event = self.engine, res.job, res.event
         if job.id is None:
             pass  # a step run in the plan that made it ready: it never had a job row
@@ -523,10 +514,10 @@ class Worker:
             record_row = cache.records.get(run.record_id or "")
         else:
             run, defn, record_row = eng._load_run_row_txn(tx, job.run_id or "")
-        if seen is not None:  # what a planned commit must find unchanged under the lock
-            seen.runs.setdefault(run.id, run.seq)
+        if isinstance(tx, PlanTx):  # read before the plan: it must be unchanged under the lock
+            tx.saw_run(run.id, run.seq)
             if record_row is not None:
-                seen.records.setdefault(record_row["id"], record_row["version"])
+                tx.saw_record(record_row["id"], record_row["version"])
         record = record_view(record_row) if record_row else None
         if not _still_waiting(run, event):
             # The step was canceled (run canceled, stage exited) while its flow ran:
@@ -549,18 +540,6 @@ class Worker:
 
 
 _UNSET = object()
-
-
-class _Moved(Exception):
-    """A planned commit's rows changed between the snapshot and the write lock."""
-
-
-@dataclass
-class _Seen:
-    """``seq`` of each run and ``version`` of each record as a planned commit first read them."""
-
-    runs: dict[str, int] = field(default_factory=dict)
-    records: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

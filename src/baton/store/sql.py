@@ -629,39 +629,52 @@ class SqlTx:
 
 
 class PlanAborted(Exception):
-    """A planned commit met something it cannot do without the write lock (a read of rows
-    it wrote, a flush): the caller commits the usual way instead."""
+    """A planned commit met something it cannot do without the write lock (a read of a row
+    it wrote, a flush), or found under the lock that what it read has changed: nothing was
+    committed, and the caller commits the usual way instead."""
 
 
 class PlanTx(SqlTx):
-    """A worker's batch commit worked out on a read snapshot, before the write lock is
-    taken, then replayed under the lock in a few statements (:meth:`replay_into`).
+    """A commit worked out on a read snapshot before the write lock is taken, then checked
+    and replayed under the lock in a few statements (:meth:`commit_into`).
 
-    Reads run on the snapshot. Writes are not executed: run and record updates, events,
-    jobs and finished jobs are buffered exactly as in a deferred :class:`SqlTx`; the other
-    writes (a work item created, a run started, a work item's compare-and-set, stored
-    timers deleted) are recorded, in order, and made again at replay. A read of a table
-    this plan has written to raises :class:`PlanAborted`, as does anything that would
-    flush. Under the lock the caller checks that what the plan read is still current
-    (``seq`` / ``version`` / :attr:`active_runs_seen`) before replaying; every update keeps
-    its compare-and-set guard, so a plan made from a stale snapshot cannot be committed.
+    Reads run on the snapshot, and the ``seq`` of every run and the ``version`` of every
+    record read are remembered (:meth:`saw_run`, :meth:`saw_record` add rows read
+    elsewhere). Writes are not executed: run and record updates, events, jobs and finished
+    jobs are buffered as in a deferred :class:`SqlTx`; the other writes (records, runs and
+    work items created, a work item's compare-and-set, stored timers deleted) are recorded
+    in order and made again at replay. Reading a row this plan wrote raises
+    :class:`PlanAborted`, as does anything that would flush.
+
+    Under the lock, :meth:`commit_into` checks that every run and record read is unchanged
+    and that no run of a record read for its runs started or ended, then writes. Every
+    update keeps its compare-and-set guard as well: a stale plan cannot be committed.
     """
 
     def __init__(self, conn: Connection, hot: dict[Any, _Hot] | None = None) -> None:
         super().__init__(conn, hot)
         self.deferred = True
         self._calls: list[tuple[str, tuple[Any, ...]]] = []
-        self._dirty: set[str] = set()
+        self.seen_runs: dict[str, int] = {}
+        self.seen_records: dict[str, int] = {}
         self.active_runs_seen: dict[str, list[str]] = {}
+        self._new_runs: set[str] = set()
+        self._new_run_records: set[str] = set()
+        self._new_records: set[str] = set()
+        self._item_runs: dict[str, str] = {}  # work item id -> its run, for the items read
+        self._written_items: set[str] = set()
+        self._written_item_runs: set[str] = set()
+        self._items_unknown = False  # an item of unknown run was written: no item reads
         self._scanned = 0  # buffered jobs take_new_jobs() has looked at
 
-    def _later(self, table: str, name: str, *args: Any) -> None:
+    def _later(self, name: str, *args: Any) -> None:
         self._calls.append((name, args))
-        self._dirty.add(table)
 
-    def _reading(self, table: str) -> None:
-        if table in self._dirty:
-            raise PlanAborted(f"reads {table} after writing to it")
+    def saw_run(self, run_id: str, seq: int) -> None:
+        self.seen_runs.setdefault(run_id, seq)
+
+    def saw_record(self, record_id: str, version: int) -> None:
+        self.seen_records.setdefault(record_id, version)
 
     def flush_txn(self) -> None:
         if self._run_writes or self._record_writes or self._events or self._jobs or self._finished_jobs:
@@ -669,18 +682,29 @@ class PlanTx(SqlTx):
 
     # ---- writes: recorded, made at replay ------------------------------------------------
     def insert_record_txn(self, row: dict[str, Any]) -> None:
-        self._later("records", "insert_record_txn", row)
+        self._new_records.add(row["id"])
+        self._later("insert_record_txn", row)
 
     def insert_run_txn(self, row: dict[str, Any]) -> None:
-        self._later("runs", "insert_run_txn", row)
+        self._new_runs.add(row["id"])
+        if row.get("record_id"):
+            self._new_run_records.add(row["record_id"])
+        self._later("insert_run_txn", row)
 
     def insert_work_item_txn(self, row: dict[str, Any]) -> None:
-        self._later("work_items", "insert_work_item_txn", row)
+        self._written_items.add(row["id"])
+        self._written_item_runs.add(row["run_id"])
+        self._later("insert_work_item_txn", row)
 
     def update_work_item_txn(self, item_id: str, expected_statuses: Sequence[str],
                              expected_version: int | None, values: dict[str, Any]) -> bool:
         # Planned as if it applies; at replay it must, or the whole plan is dropped.
-        self._later("work_items", "_update_work_item_or_conflict", item_id, expected_statuses,
+        self._written_items.add(item_id)
+        if item_id in self._item_runs:
+            self._written_item_runs.add(self._item_runs[item_id])
+        else:
+            self._items_unknown = True
+        self._later("_update_work_item_or_conflict", item_id, expected_statuses,
                     expected_version, values)
         return True
 
@@ -695,11 +719,11 @@ class PlanTx(SqlTx):
             self._scanned -= sum(1 for j in self._jobs[:self._scanned] if mine(j))
             self._jobs = [j for j in self._jobs if not mine(j)]
             dropped = before - len(self._jobs)
-        self._later("jobs", "cancel_timers_txn", run_id, step, iteration)  # the stored ones
+        self._later("cancel_timers_txn", run_id, step, iteration)  # the stored ones
         return dropped
 
     def release_job_txn(self, job_id: int, worker_id: str, run_after: str) -> None:
-        self._later("jobs", "release_job_txn", job_id, worker_id, run_after)
+        self._later("release_job_txn", job_id, worker_id, run_after)
 
     def delete_record_txn(self, record_id: str) -> None:
         raise PlanAborted("deletes a record")
@@ -710,48 +734,88 @@ class PlanTx(SqlTx):
     def set_active_txn(self, kind: str, name: str, version: int) -> None:
         raise PlanAborted("activates a definition")
 
-    # ---- reads: on the snapshot, unless this plan wrote to the table ---------------------
+    # ---- reads: on the snapshot, never of a row this plan wrote --------------------------
+    def _check_runs(self, run_ids: Sequence[str]) -> None:
+        for rid in run_ids:
+            if rid in self._run_writes or rid in self._new_runs:
+                raise PlanAborted(f"reads run {rid} after writing it")
+
+    def _check_records(self, record_ids: Sequence[str]) -> None:
+        for rid in record_ids:
+            if rid in self._record_writes or rid in self._new_records:
+                raise PlanAborted(f"reads record {rid} after writing it")
+
+    def _check_items(self, item_id: str | None = None, run_id: str | None = None) -> None:
+        if self._items_unknown or item_id in self._written_items or run_id in self._written_item_runs:
+            raise PlanAborted("reads a work item after writing it")
+
     def get_runs_txn(self, run_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
-        self._reading("runs")
-        return super().get_runs_txn(run_ids)
+        self._check_runs(run_ids)
+        rows = self._by_ids_txn(s.runs, run_ids, False) if run_ids else {}
+        for rid, row in rows.items():
+            self.saw_run(rid, row["seq"])
+        return rows
 
     def get_run_txn(self, run_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
-        self._reading("runs")
-        return super().get_run_txn(run_id)
+        self._check_runs([run_id])
+        row = self._fetch_one(("get_run", False), _GET_RUN, {"_id": run_id})
+        if row is not None:
+            self.saw_run(run_id, row["seq"])
+        return row
 
     def run_heads_txn(self, run_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
-        self._reading("runs")
-        return super().run_heads_txn(run_ids)
+        self._check_runs(run_ids)
+        heads = super().run_heads_txn(run_ids)
+        for rid, head in heads.items():
+            self.saw_run(rid, head["seq"])
+        return heads
 
     def active_run_ids_for_record_txn(self, record_id: str) -> list[str]:
-        self._reading("runs")
+        if record_id in self._new_run_records:
+            raise PlanAborted(f"reads the runs of record {record_id} after starting one")
         ids = super().active_run_ids_for_record_txn(record_id)
         self.active_runs_seen.setdefault(record_id, ids)
         return ids
 
     def get_records_txn(self, record_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
-        self._reading("records")
-        return super().get_records_txn(record_ids)
+        self._check_records(record_ids)
+        rows = self._by_ids_txn(s.records, record_ids, False) if record_ids else {}
+        for rid, row in rows.items():
+            self.saw_record(rid, row["version"])
+        return rows
 
     def get_record_txn(self, record_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
-        self._reading("records")
-        return super().get_record_txn(record_id)
+        self._check_records([record_id])
+        row = self._fetch_one(("get_record", False), _GET_RECORD, {"_id": record_id})
+        if row is not None:
+            self.saw_record(record_id, row["version"])
+        return row
 
     def record_versions_txn(self, record_ids: Sequence[str], *, for_update: bool = False) -> dict[str, int]:
-        self._reading("records")
-        return super().record_versions_txn(record_ids)
+        self._check_records(record_ids)
+        versions = super().record_versions_txn(record_ids)
+        for rid, v in versions.items():
+            self.saw_record(rid, v)
+        return versions
 
     def get_work_item_txn(self, item_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
-        self._reading("work_items")
-        return super().get_work_item_txn(item_id)
+        self._check_items(item_id=item_id)
+        item = super().get_work_item_txn(item_id)
+        if item is not None:
+            self._item_runs[item_id] = item["run_id"]
+        return item
 
     def find_work_item_txn(self, run_id: str, step: str, iteration: int) -> dict[str, Any] | None:
-        self._reading("work_items")
-        return super().find_work_item_txn(run_id, step, iteration)
+        self._check_items(run_id=run_id)
+        item = super().find_work_item_txn(run_id, step, iteration)
+        if item is not None:
+            self._item_runs[item["id"]] = run_id
+        return item
 
     def list_work_items_txn(self, filters: dict[str, Any], limit: int, offset: int,
                             order: str = "created") -> list[dict[str, Any]]:
-        self._reading("work_items")
+        if self._written_items or self._items_unknown:
+            raise PlanAborted("lists work items after writing one")
         return super().list_work_items_txn(filters, limit, offset, order)
 
     def take_new_jobs(self, wanted: Any) -> list[dict[str, Any]]:
@@ -769,9 +833,29 @@ class PlanTx(SqlTx):
         return [j for j, t in zip(new, taken, strict=True) if t]
 
     # ---- under the lock ------------------------------------------------------------------
+    def commit_into(self, tx: SqlTx) -> None:
+        """In ``tx`` (a write transaction): check that what this plan read is unchanged
+        (:class:`PlanAborted` if not: roll ``tx`` back), then make its writes; they are
+        flushed when ``tx`` commits. Rows are locked in id order (PostgreSQL)."""
+        if self.seen_runs:
+            heads = tx.run_heads_txn(list(self.seen_runs), for_update=True)
+            moved = [rid for rid, seq in self.seen_runs.items()
+                     if rid not in heads or heads[rid]["seq"] != seq]
+            if moved:
+                raise PlanAborted(f"run(s) {', '.join(moved[:3])} changed since they were read")
+        if self.seen_records:
+            versions = tx.record_versions_txn(list(self.seen_records), for_update=True)
+            moved = [rid for rid, v in self.seen_records.items() if versions.get(rid) != v]
+            if moved:
+                raise PlanAborted(f"record(s) {', '.join(moved[:3])} changed since they were read")
+        for record_id, ids in self.active_runs_seen.items():
+            if tx.active_run_ids_for_record_txn(record_id) != ids:
+                raise PlanAborted(f"runs of record {record_id} started or ended since it was read")
+        self.replay_into(tx)
+
     def replay_into(self, tx: SqlTx) -> None:
-        """Make this plan's writes in ``tx`` (a write transaction whose caller has checked
-        that the rows the plan read are unchanged); they are flushed when ``tx`` commits."""
+        """Make this plan's writes in ``tx`` without checking what it read (the caller has);
+        they are flushed when ``tx`` commits."""
         tx.deferred = True
         for name, args in self._calls:
             getattr(tx, name)(*args)
@@ -786,7 +870,6 @@ class PlanTx(SqlTx):
         tx._jobs.extend(self._jobs)
         tx._buffered_timer_runs.update(self._buffered_timer_runs)
         tx.enqueued = tx.enqueued or self.enqueued
-
 
 BUSY_TIMEOUT_MS = 60_000
 _FAST_WAIT_S = 1.0  # how long a writer polls for the lock every ~0.2 ms before SQLite waits
