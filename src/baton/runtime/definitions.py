@@ -141,14 +141,14 @@ class DefinitionRepo:
     # ---- lookups ------------------------------------------------------------------------
     def refresh(self, tx: SqlTx | None = None) -> None:
         """Reload the index of active versions if anything was deployed since."""
-        if tx is None:
-            with self.store.read() as rtx:
-                self.refresh(rtx)
-            return
         # Another process may deploy at any time; looking at most once a second keeps that
         # visible without a query in every transaction of the hot path.
         now = time.monotonic()
         if self._generation is not None and now < self._next_check:
+            return
+        if tx is None:
+            with self.store.read() as rtx:
+                self.refresh(rtx)
             return
         self._next_check = now + REFRESH_INTERVAL_S
         gen = tx.definitions_generation_txn()
