@@ -110,6 +110,19 @@ def _reads(body: str) -> tuple[tuple[str, frozenset[str] | None], ...]:
     return tuple((n, frozenset(k) if k is not None else None) for n, k in members.items())
 
 
+_PREPARED: dict[str, tuple[Any, tuple[tuple[str, frozenset[str] | None], ...]]] = {}
+
+
+def _prepared(source: str) -> tuple[Any, tuple[tuple[str, frozenset[str] | None], ...]]:
+    """The compiled expression and what it reads, by source text: one dict lookup."""
+    hit = _PREPARED.get(source)
+    if hit is None:
+        hit = (compile_expression(source), _reads(_strip(source)))
+        if len(_PREPARED) < 4096:
+            _PREPARED[source] = hit
+    return hit
+
+
 def evaluate(source: str, data: Mapping[str, Any]) -> Any:
     """Evaluate ``source`` against ``data`` (keys from :data:`VARIABLES`).
 
@@ -117,20 +130,25 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
     :class:`Missing` rather than a crash. Raises :class:`Missing` or
     :class:`ExpressionError`.
     """
-    expr = compile_expression(source)
-    bound = dict(_EMPTY)
-    for name, members in _reads(_strip(source)):
-        if name in data:
-            value = data[name]
-            if members is not None and isinstance(value, Mapping):
-                # Only the members it reads (steps.triage, record.subject): converting
-                # every step's output or the whole record to CEL values costs more than
-                # evaluating the expression.
-                value = {m: value[m] for m in members if m in value}
-            elif isinstance(value, Mapping) and not isinstance(value, dict):
-                value = {k: value[k] for k in value}  # a lazy view (the engine's steps)
-            bound[name] = value
+    expr, reads = _prepared(source)
+    bound: dict[str, Any] = {}
+    for name, members in reads:  # only what it reads: converting values to CEL costs
+        if name not in data:
+            bound[name] = _EMPTY[name]
+            continue
+        value = data[name]
+        if members is not None and isinstance(value, Mapping):
+            # Only the members it reads (steps.triage, record.subject), not every step's
+            # output or the whole record.
+            value = {m: value[m] for m in members if m in value}
+        elif isinstance(value, Mapping) and not isinstance(value, dict):
+            value = {k: value[k] for k in value}  # a lazy view (the engine's steps)
+        bound[name] = value
     result = expr.eval(data=bound)
+    if result.type() == cel.Type.ERROR and "found in Activation" in str(result.value()):
+        # A read _reads() did not see: evaluate again with every variable bound.
+        result = expr.eval(data={**_EMPTY, **{k: (dict(v) if isinstance(v, Mapping) else v)
+                                              for k, v in data.items()}})
     if result.type() == cel.Type.ERROR:
         reason = str(result.value())
         body = _strip(source)
