@@ -40,13 +40,13 @@ from baton.engine.events import (
     CancelTimers,
     CancelWorkItem,
     Command,
-    CreateWorkItem,
-    Event,
-    RecordChanged,
     ConditionEvaluated,
+    CreateWorkItem,
     EvaluateCondition,
+    Event,
     FalloutAction,
     ReassignWorkItem,
+    RecordChanged,
     ResumeRequested,
     RunFlow,
     RunStarted,
@@ -727,7 +727,7 @@ class _Scope(Mapping[str, Any]):
     """What expressions see (DESIGN §2). ``steps`` is built on first use, and only for the
     steps asked for: an expression reads one or two of them, a run may have many."""
 
-    __slots__ = ("_record", "_run", "_now")
+    __slots__ = ("_now", "_record", "_run")
     _NAMES = ("record", "vars", "input", "steps", "now")
 
     def __init__(self, record: dict[str, Any], run: Run, now: str) -> None:

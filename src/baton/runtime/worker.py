@@ -216,6 +216,8 @@ class Worker:
     def _conflict(self, job: Job, exc: TransitionConflict) -> None:
         """A result could not be committed because something changed underneath (or the job
         was handed to another worker). Try again later, a few times, then drop it."""
+        if job.id is None:  # a chained step: committed with its batch or not at all
+            return
         if job.attempts < MAX_CONFLICT_ATTEMPTS:
             log.info("job %s (run %s) conflicted, will retry: %s", job.id, job.run_id, exc)
             self.store.release_job(job.id, self.id, iso(self.engine.clock.now()))
@@ -373,7 +375,7 @@ class Worker:
                 self.stats.planned_commits += 1
                 self._faults.hit("after_commit")
                 return
-            except Exception as exc:  # noqa: BLE001 - nothing was committed: the usual way
+            except Exception as exc:  # nothing was committed: the usual way
                 # below, from fresh reads (the plan changed the runs it read in place). An
                 # error that is not about the plan itself will show again there.
                 if isinstance(exc, DBAPIError) and not self.store.is_transient(exc):
@@ -410,9 +412,9 @@ class Worker:
                 self._apply_txn(plan, pending[i], now_dt, cache)
                 i += 1
                 if budget > 0 and time.monotonic() < deadline:
-                    chained = self._chain(plan, cache, now_dt, budget)
-                    budget -= len(chained)
-                    pending.extend(chained)
+                    more = self._chain(plan, cache, now_dt, budget)
+                    budget -= len(more)
+                    pending.extend(more)
         with self.store.write() as tx:
             plan.commit_into(tx)
         chained = len(pending) - len(results)

@@ -712,8 +712,9 @@ class PlanTx(SqlTx):
         dropped = 0
         if run_id in self._buffered_timer_runs:  # timers this plan itself buffered
             def mine(j: dict[str, Any]) -> bool:
-                return j["kind"] == "timer" and j["run_id"] == run_id \
-                    and j["payload"].get("step") == step and j["payload"].get("iteration") == iteration
+                return bool(j["kind"] == "timer" and j["run_id"] == run_id
+                            and j["payload"].get("step") == step
+                            and j["payload"].get("iteration") == iteration)
 
             before = len(self._jobs)
             self._scanned -= sum(1 for j in self._jobs[:self._scanned] if mine(j))
