@@ -305,3 +305,15 @@ def test_a_plan_is_not_committed_over_rows_that_changed_since_it_read_them(store
         plan.commit_into(tx)
     with store.read() as tx:
         assert tx.events_txn(record_id="rec_1") == []  # neither plan wrote anything
+
+
+def test_a_plan_cannot_write_what_it_does_not_defer(store: SqlStore) -> None:
+    """A write path a plan does not know is refused, never made on the read snapshot."""
+    _record(store)
+    with pytest.raises(PlanAborted), store.plan() as plan:
+        plan._write("insert_record", None, {})
+    if store.dialect == "sqlite":  # the reader connection itself refuses writes
+        with pytest.raises(PlanAborted, match="read connection"), store.plan() as plan:
+            plan.conn.exec_driver_sql("DELETE FROM baton_records")
+    with store.read() as tx:
+        assert tx.get_record_txn("rec_1") is not None

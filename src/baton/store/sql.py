@@ -627,7 +627,6 @@ class SqlTx:
         return [dict(r._mapping) for r in self.conn.execute(q)]
 
 
-
 class PlanAborted(Exception):
     """A planned commit met something it cannot do without the write lock (a read of a row
     it wrote, a flush), or found under the lock that what it read has changed: nothing was
@@ -679,6 +678,12 @@ class PlanTx(SqlTx):
     def flush_txn(self) -> None:
         if self._run_writes or self._record_writes or self._events or self._jobs or self._finished_jobs:
             raise PlanAborted("needs a flush")
+
+    def _write(self, key: Any, stmt: Any, values: dict[str, Any]) -> int:
+        raise PlanAborted(f"a write ({key}) this plan does not know how to defer")
+
+    def _write_many(self, key: Any, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
+        raise PlanAborted(f"a write ({key}) this plan does not know how to defer")
 
     # ---- writes: recorded, made at replay ------------------------------------------------
     def insert_record_txn(self, row: dict[str, Any]) -> None:
@@ -948,6 +953,8 @@ class SqlStore:
                 cur.execute(f"PRAGMA synchronous={sync}")
                 cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 cur.execute("PRAGMA foreign_keys=ON")
+                if not immediate:  # the reader: a write through it is a bug (a plan's, say)
+                    cur.execute("PRAGMA query_only=ON")
                 cur.close()
 
             @event.listens_for(eng, "begin")
@@ -1077,8 +1084,13 @@ class SqlStore:
     @contextmanager
     def plan(self) -> Iterator[PlanTx]:
         """A :class:`PlanTx` on a read snapshot: writes are planned, not made."""
-        with self._reader.begin() as conn:
-            yield PlanTx(conn, self._hot)
+        try:
+            with self._reader.begin() as conn:
+                yield PlanTx(conn, self._hot)
+        except OperationalError as exc:
+            if "readonly" in str(exc):  # SQLite's reader is query_only: nothing was written
+                raise PlanAborted(f"wrote through the read connection: {exc}") from exc
+            raise
 
     def migrate(self) -> list[str]:
         """Apply pending migrations; returns the names applied."""
