@@ -65,7 +65,7 @@ def iso(dt: datetime) -> str:
 
 
 def parse_iso(text: str) -> datetime:
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    dt = datetime.fromisoformat(text)  # 3.11 reads a "Z" suffix itself
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 

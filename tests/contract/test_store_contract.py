@@ -197,11 +197,12 @@ def test_sqlite_idle_workers_see_a_commit_by_another_process(store: SqlStore) ->
 
 
 def _item(item_id: str, status: str, created_at: str) -> dict[str, object]:
-    return dict(id=item_id, run_id="run_1", record_id=None, orchestration="o", stage="s",
-                step="review", iteration=1, title="Review", instructions=None, form=[],
-                status=status, assignee_kind="queue", assignee="q", claimed_by=None, data=None,
-                version=1, created_at=created_at, updated_at=created_at, completed_at=None,
-                completed_by=None, priority=2, due_at=None)
+    return {"id": item_id, "run_id": "run_1", "record_id": None, "orchestration": "o",
+            "stage": "s", "step": "review", "iteration": 1, "title": "Review",
+            "instructions": None, "form": [], "status": status, "assignee_kind": "queue",
+            "assignee": "q", "claimed_by": None, "data": None, "version": 1,
+            "created_at": created_at, "updated_at": created_at, "completed_at": None,
+            "completed_by": None, "priority": 2, "due_at": None}
 
 
 def test_find_work_item_gives_the_iterations_latest_item(store: SqlStore) -> None:

@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 
@@ -53,7 +51,8 @@ def _env(columns: str | None) -> dict[str, str]:
 def baton(*args: str | Path, cwd: Path, columns: str | None = WIDE,
           timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "baton.cli.main", *map(str, args)], cwd=cwd,
-                          env=_env(columns), capture_output=True, text=True, timeout=timeout)
+                          env=_env(columns), capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 def ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -296,7 +295,7 @@ def test_init_creates_a_project_that_deploys_and_runs_as_its_readme_says(tmp_pat
 
     # The README's walk-through, command by command, from inside the project folder.
     readme = (proj / "README.md").read_text()
-    block = re.search(r"```sh\n(.*?)```", readme, re.S)
+    block = re.search(r"```sh\n(.*?)```", readme, re.DOTALL)
     assert block, readme
     steps = [shlex.split(line.split("  #")[0]) for line in block[1].splitlines()
              if line.startswith("baton ")]

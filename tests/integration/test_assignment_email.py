@@ -274,7 +274,7 @@ def test_sla_notify_assignee_uses_the_directory_address(harness: Any, eng: Engin
         "      - {name: review, type: interactive, label: Review the answer, assign: {user: eve}}",
         "      - {name: review, type: interactive, label: Review the answer, assign: {user: eve},\n"
         "         sla: {duration: 4h, jeopardy: 1h, on_jeopardy: {notify: assignee}}}"))
-    run, _ = start(eng, "t_user_item")
+    _run, _ = start(eng, "t_user_item")
     harness.clock.advance(timedelta(hours=3))
     harness.work()
     ((rcpts, msg),) = inbox.messages

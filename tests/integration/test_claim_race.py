@@ -55,7 +55,7 @@ def test_one_claim_wins(harness: Any) -> None:
                 except TransitionConflict as exc:
                     assert "already claimed" in str(exc), exc
                     results[user].append((item_id, "conflict"))
-        except BaseException as exc:  # reported below; break the barrier so nobody hangs
+        except BaseException as exc:  # noqa: BLE001 - reported below; break the barrier so nobody hangs
             errors.append(exc)
             barrier.abort()
 

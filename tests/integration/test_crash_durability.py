@@ -62,6 +62,7 @@ def _baton(project: Path, db_url: str, *args: str, fault: str | None = None,
     return subprocess.run(
         [sys.executable, "-m", "baton.cli.main", "--project", str(project), "--db", db_url, *args],
         env=_env(fault), capture_output=True, text=True, timeout=timeout, cwd=project,
+        check=False,
     )
 
 

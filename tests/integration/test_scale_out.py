@@ -8,6 +8,7 @@ heartbeat timeout and everything still completes.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -69,7 +70,7 @@ def _start_workers(proj: Path, url: str, logs: Path) -> list[subprocess.Popen[by
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "baton.cli.main", "--project", str(proj), "--db", url,
              "worker", "--no-migrate", "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT)],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(logs / f"worker-{i}.err", "wb")))
+            env=env, stdout=subprocess.DEVNULL, stderr=open(logs / f"worker-{i}.err", "wb")))  # noqa: SIM115 - the child holds it
     return procs
 
 
@@ -111,7 +112,7 @@ def _check(engine: Engine, logs: Path, *, exactly_once_execution: bool) -> None:
             executions[(run, step, int(it))].append((int(start), int(end), int(pid)))
     for key, spans in executions.items():
         spans.sort()
-        for (s1, e1, p1), (s2, _e2, p2) in zip(spans, spans[1:]):
+        for (s1, e1, p1), (s2, _e2, p2) in itertools.pairwise(spans):
             assert s2 >= e1, f"{key} ran on workers {p1} and {p2} at the same time"
         if exactly_once_execution:
             assert len(spans) == 1, f"{key} executed {len(spans)} times"

@@ -64,7 +64,7 @@ def _baton(project: Path, db_url: str, *args: str, fault: str | None,
         env["BATON_FAULT"] = fault
     return subprocess.run(
         [sys.executable, "-m", "baton.cli.main", "--project", str(project), "--db", db_url, *args],
-        env=env, capture_output=True, text=True, timeout=120, cwd=project)
+        env=env, capture_output=True, text=True, timeout=120, cwd=project, check=False)
 
 
 def test_timers_fire_exactly_once_across_sigkill_and_restart(tmp_path: Path) -> None:

@@ -13,8 +13,6 @@ import textwrap
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from baton.definitions.loader import load_text
 from baton.definitions.model import OrchestrationDefinition
 from baton.engine.decide import Decision, decide

@@ -118,5 +118,5 @@ def test_binding_only_what_is_read_gives_the_same_answer(source: str) -> None:
                   "find agent": {"status": "completed", "output": {"agent": "ann"}}},
         "now": "2026-11-22T10:00:00.000Z",
     }
-    full = compile_expression(source).eval(data={**{"line": {}}, **data}).plain_value()
+    full = compile_expression(source).eval(data={"line": {}, **data}).plain_value()
     assert evaluate(source, data) == full

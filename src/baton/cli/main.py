@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.markup import escape
 
+from baton.cli.bench import bench_app
 from baton.cli.output import (
     console,
     err_console,
@@ -24,7 +25,6 @@ from baton.cli.output import (
     table,
     work_item_json,
 )
-from baton.cli.bench import bench_app
 from baton.cli.people import tokens_app, users_app
 from baton.errors import BatonError, DefinitionError
 from baton.project import Project, load_project

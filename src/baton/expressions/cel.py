@@ -46,7 +46,7 @@ def is_expression(value: object) -> bool:
 
 
 def _strip(source: str) -> str:
-    return source[1:] if source.startswith("=") else source
+    return source.removeprefix("=")
 
 
 @lru_cache(maxsize=4096)

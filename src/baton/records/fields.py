@@ -56,7 +56,7 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
             raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}") from None
     if t == "datetime":
         try:
-            parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            parsed = dt.datetime.fromisoformat(str(value))
         except ValueError:
             raise ValueError(f"expected an ISO 8601 date-time, got {value!r}") from None
         if parsed.tzinfo is None:

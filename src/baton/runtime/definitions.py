@@ -7,10 +7,10 @@ pinned to the version they started on. Parsed definitions are cached per
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import threading
 import time
-import difflib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,7 +28,6 @@ from baton.definitions.model import (
 from baton.errors import DefinitionError, NotFound, TransitionConflict
 from baton.store.base import DefinitionRow
 from baton.store.sql import SqlStore, SqlTx
-
 
 REFRESH_INTERVAL_S = 1.0
 
@@ -83,11 +82,11 @@ class DefinitionRepo:
                     results.append(DeployResult(doc.kind, doc.name, latest.version, False))
                     continue
                 version = (latest.version if latest else 0) + 1
-                tx.insert_definition_txn(dict(
-                    kind=doc.kind, name=doc.name, version=version, checksum=digest,
-                    source=doc.source, file=doc.file, active=True, deployed_at=now,
-                    deployed_by=actor,
-                ))
+                tx.insert_definition_txn({
+                    "kind": doc.kind, "name": doc.name, "version": version, "checksum": digest,
+                    "source": doc.source, "file": doc.file, "active": True, "deployed_at": now,
+                    "deployed_by": actor,
+                })
                 tx.set_active_txn(doc.kind, doc.name, version)
                 results.append(DeployResult(doc.kind, doc.name, version, True))
         self._generation = None

@@ -294,7 +294,7 @@ class Worker:
             event = StepCompleted(step, iteration, _jsonable(output),
                                   vars=_jsonable(changed_vars) if changed_vars else None,
                                   ran_at=ran_at, attempt=attempt)
-        except Exception as exc:  # a failing flow fails its step, never the worker
+        except Exception as exc:  # noqa: BLE001 - a failing flow fails its step, never the worker
             event = StepFailed(step, iteration, _error(exc), attempt=attempt)
         self._faults.hit("after_flow")
         updates = ctx.record_updates if isinstance(event, StepCompleted) else {}
@@ -310,7 +310,7 @@ class Worker:
                 raise StepFailure(f"flow {p['flow']!r} is not registered in this worker")
             data["output"] = _jsonable(fn(self._context(run, p["step"], p["iteration"], record)))
             kind = "escalation_flow_ran"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - audited on the run; never the worker's problem
             data["error"] = _error(exc)
             kind = "escalation_flow_failed"
         row = event_row(kind, "system", iso(self.engine.clock.now()), run.record_id, run.id, data)
@@ -333,7 +333,7 @@ class Worker:
         try:
             notify.send_email(p["recipients"], p["subject"], p["text"], job.run_id,
                               link=p.get("link"), html_body=p.get("html"))
-        except Exception as exc:  # SMTP, network, configuration: never the worker's problem
+        except Exception as exc:  # noqa: BLE001 - SMTP, network, configuration: not the worker's problem
             error = f"{type(exc).__name__}: {exc}"
             if job.attempts >= notify.MAX_ATTEMPTS:
                 log.error("email job %s (run %s) dropped after %d attempts: %s", job.id,
@@ -585,7 +585,7 @@ def _call_with_timeout(fn: Any, ctx: FlowContext, timeout_ms: int | None) -> Any
     def target() -> None:
         try:
             box["value"] = fn(ctx)
-        except BaseException as exc:  # handed to the worker thread below
+        except BaseException as exc:  # noqa: BLE001 - handed to the worker thread below
             box["error"] = exc
 
     helper = threading.Thread(target=target, daemon=True, name="baton-flow")

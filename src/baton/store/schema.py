@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -16,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 

@@ -31,8 +31,8 @@ def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
     app.state.base_url = base_url
     problems.install(app)
 
-    from baton.web.api import router as api_router
     from baton.web import ui
+    from baton.web.api import router as api_router
     from baton.web.ui import router as ui_router
 
     app.include_router(api_router, prefix="/api")
