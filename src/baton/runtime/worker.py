@@ -498,12 +498,11 @@ class Worker:
 
     def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None) -> None:
         eng, job, event = self.engine, res.job, res.event
-        if job.id is None:
-            pass  # a step run in the plan that made it ready: it never had a job row
-        elif res.release_at is not None:  # to be tried again later
-            tx.release_job_txn(job.id, self.id, res.release_at)
-        else:
-            tx.finish_job_txn(job.id, self.id)
+        if job.id is not None:  # (a chained step, run in the plan that made it ready, has none)
+            if res.release_at is not None:  # to be tried again later
+                tx.release_job_txn(job.id, self.id, res.release_at)
+            else:
+                tx.finish_job_txn(job.id, self.id)
         if res.audit:
             tx.append_events_txn(res.audit)
         if event is None:
