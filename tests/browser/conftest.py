@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from tests.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "case_triage"
@@ -123,12 +124,6 @@ def _add_fragile_orchestration(project: Path) -> None:
     toml.write_text(toml.read_text().replace('flows = ["flows"]', 'flows = ["flows", "fragile_flows"]'))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/login", timeout=2) as response:
@@ -143,7 +138,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     project = base / "case_triage"
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
     _add_fragile_orchestration(project)
-    port = _free_port()
+    port = free_port()
     srv = Server(f"http://127.0.0.1:{port}", project, f"sqlite:///{base / 'baton.db'}",
                  base / "serve.log")
     srv.cli("deploy")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.e2e.test_cli import EXAMPLES, _env, baton, ok
+from tests.net import free_port
 
 
 def _project(tmp_path: Path) -> Path:
@@ -53,15 +53,9 @@ def test_users_and_tokens(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "user 'ghost' not found" in missing.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_answers_and_says_how_to_create_the_admin(tmp_path: Path) -> None:
     proj = _project(tmp_path)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "baton.cli.main", "serve", "--port", str(port)],
                             cwd=proj, env=_env("400"), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from baton.runtime.engine import Engine
 from baton.store import schema
 from baton.work.notify import assignments_enabled
-from tests.integration.test_notify_email import Inbox, free_port
+from tests.net import Inbox, free_port, smtp_server
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller")
 
@@ -71,22 +71,14 @@ stages:
 
 @pytest.fixture
 def smtp_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BATON_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("BATON_BASE_URL", BASE + "/")
     monkeypatch.delenv("BATON_NOTIFY_ADDRESSES", raising=False)
 
 
 @pytest.fixture
 def inbox(smtp_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
-    box = Inbox()
-    port = free_port()
-    ctl = aiosmtpd.Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    monkeypatch.setenv("BATON_SMTP_PORT", str(port))
-    try:
+    with smtp_server(monkeypatch) as box:
         yield box
-    finally:
-        ctl.stop()
 
 
 @pytest.fixture

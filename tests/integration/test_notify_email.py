@@ -4,17 +4,15 @@ the engine transaction; a server that is down never touches the step or the run.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from datetime import timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
 
 from baton.engine.status import RunStatus
 from baton.work.notify import resolve_recipients
+from tests.net import Inbox, free_port, smtp_server
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller")
 
@@ -40,40 +38,16 @@ stages:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content,
-                                                                     policy=policy.default)))
-        return "250 OK"
-
-
 @pytest.fixture
 def smtp_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BATON_NOTIFY_ADDRESSES", json.dumps({"supervisor": "sup@example.com"}))
-    monkeypatch.setenv("BATON_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("BATON_BASE_URL", "https://baton.example.com/")
 
 
 @pytest.fixture
 def inbox(smtp_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
-    box = Inbox()
-    port = free_port()
-    ctl = aiosmtpd.Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    monkeypatch.setenv("BATON_SMTP_PORT", str(port))
-    try:
+    with smtp_server(monkeypatch) as box:
         yield box
-    finally:
-        ctl.stop()
 
 
 def events(harness: Any, run_id: str, type_: str) -> list[dict[str, Any]]:
