@@ -218,3 +218,20 @@ def test_definition_versions_diff_activate_deactivate(api: Api) -> None:
     assert r.status_code == 201 and r.json()["version"] == 2
     assert_problem(api.post("opal", "/api/runs", {"orchestration": "case_triage"}), 400)
     assert_problem(api.post("opal", "/api/runs", {"orchestration": "ghost"}), 404)
+
+
+def test_validate_refuses_an_alias_bomb_with_a_located_issue(api: Api) -> None:
+    """Hardening #1: validating is harmless whatever the text (it was a 500 or a stall)."""
+    lines = ["kind: object", "name: Bomb", 'a0: &a0 ["lol"]']
+    lines += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]" for n in range(1, 10)]
+    deep = "kind: object\nname: Deep\nx: " + "[" * 10_000 + "]" * 10_000 + "\n"
+    r = api.post("dee", "/api/definitions/validate",
+                 {"files": {"bomb.yaml": "\n".join(lines) + "\n", "deep.yaml": deep}})
+    assert r.status_code == 200, r.text
+    issues = {i["file"]: i for i in r.json()["issues"]}
+    assert issues["bomb.yaml"]["line"] == 1
+    assert "aliases are expanded" in issues["bomb.yaml"]["message"]
+    assert issues["deep.yaml"]["line"] == 3
+    assert "nested too deeply" in issues["deep.yaml"]["message"]
+    many = {f"f{n}.yaml": "#" * 900_000 for n in range(3)}
+    assert_problem(api.post("dee", "/api/definitions/validate", {"files": many}), 422, "files")

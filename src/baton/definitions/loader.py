@@ -7,6 +7,13 @@ YAML is read with two deliberate departures from PyYAML's YAML 1.1 defaults, so 
 what users type stays what they meant: only ``true``/``false`` are booleans (``on:``,
 ``yes``, ``no`` stay strings — ``on`` is a trigger key) and dates stay ISO strings
 (definitions and records are JSON-shaped).
+
+The loader is bounded, because validating a definition must be harmless even when the
+text comes from a stranger (``POST /api/definitions/validate``): a file over
+:data:`MAX_FILE_BYTES`, nesting deeper than :data:`MAX_DEPTH`, more than
+:data:`MAX_ALIASES` aliases, or a document that would expand to more than
+:data:`MAX_NODES` nodes (the "billion laughs" alias bomb) is refused with a located issue
+before anything is expanded, in milliseconds.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from baton.definitions.checks import ParsedDocument, item, join
@@ -40,7 +48,30 @@ from baton.definitions.model import (
 from baton.definitions.validate import validate_documents
 from baton.errors import DefinitionError, Issue
 
-__all__ = ["check_definitions", "load_definitions", "load_text"]
+__all__ = [
+    "MAX_ALIASES",
+    "MAX_DEPTH",
+    "MAX_DOCUMENTS",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
+    "check_definitions",
+    "load_definitions",
+    "load_text",
+]
+
+MAX_FILE_BYTES = 256 * 1024
+"""A definition file (or text sent to the API) larger than this is refused unread.
+
+Parsing costs about 6 µs of CPU per byte (PyYAML in Python, which keeps the line of every
+value), so this bounds one file's cost near 1.5 s; real definitions are a few KiB."""
+MAX_DOCUMENTS = 500
+"""Most ``---``-separated documents in one file."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists in one document (real definitions use under 10)."""
+MAX_ALIASES = 1000
+"""Most ``*alias`` references in one document."""
+MAX_NODES = 100_000
+"""Most nodes one document may have once its aliases are expanded."""
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
@@ -55,6 +86,93 @@ OPTION_KEYS = ("retry", "timeout", "sla", "lane", "run_as", "output", "for", "un
 
 class _Loader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]  # PyYAML ships no stubs
     """SafeLoader with YAML 1.2-like booleans and no timestamp type."""
+
+
+class _LimitExceeded(Exception):
+    """A document over one of the loader's bounds; ``line`` is 1-based within the chunk."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class _BoundedLoader(_Loader):
+    """Composes a document's node graph while counting nesting depth and aliases.
+
+    PyYAML's composer recurses once per nesting level and shares the node of an anchor
+    among its aliases; both bounds are checked as the events arrive, so a hostile
+    document is refused before it costs more than its own size.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        if self.check_event(AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise _LimitExceeded(
+                    f"too many aliases: more than {MAX_ALIASES} in one document", mark.line + 1
+                )
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _LimitExceeded(
+                    f"nested too deeply: more than {MAX_DEPTH} levels", mark.line + 1
+                )
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # The scanner looks ahead over open flow collections (`[[[[…`) in quadratic time
+        # before the composer sees any node; stop it at the same depth.
+        super().fetch_flow_collection_start(token_class)
+        if self.flow_level > MAX_DEPTH:
+            raise _LimitExceeded(
+                f"nested too deeply: more than {MAX_DEPTH} levels", self.get_mark().line + 1
+            )
+
+
+def _expanded_size(root: Node) -> int:
+    """How many nodes ``root`` has with every alias expanded, stopping past the bound.
+
+    Each distinct node is sized once (aliases share nodes), so this costs the size of
+    the document as written, whatever it would expand to. A node inside its own anchor
+    counts once here; the converter reports it as a recursive alias.
+    """
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            return 1
+        in_progress.add(key)
+        total = 1
+        if isinstance(node, SequenceNode):
+            children: list[Node] = list(node.value)
+        elif isinstance(node, MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_NODES:
+                break
+        in_progress.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -198,6 +316,10 @@ def _yaml_files(folder: Path) -> list[str]:
 
 def _read(shown: str, path: Path) -> tuple[str, Issue | None]:
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            message = f"too large: {size:,} bytes, at most {MAX_FILE_BYTES:,} are read"
+            return "", Issue(shown, 0, "", message)
         return path.read_text(encoding="utf-8"), None
     except (OSError, UnicodeDecodeError) as exc:
         return "", Issue(shown, 0, "", f"cannot read the file: {exc}")
@@ -210,9 +332,20 @@ def parse_text(text: str, file: str) -> tuple[list[ParsedDocument], list[Issue]]
     """Split ``text`` into documents and parse each; a YAML error spoils only its document."""
     docs: list[ParsedDocument] = []
     issues: list[Issue] = []
-    for chunk, first_line in _split_documents(text):
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_BYTES:
+        message = f"too large: {size:,} bytes, at most {MAX_FILE_BYTES:,} are read"
+        return [], [Issue(file, 0, "", message)]
+    chunks = _split_documents(text)
+    if len(chunks) > MAX_DOCUMENTS:
+        message = f"too many documents: {len(chunks):,}, at most {MAX_DOCUMENTS} in one file"
+        return [], [Issue(file, 0, "", message)]
+    for chunk, first_line in chunks:
         try:
             doc = _parse_document(chunk, first_line, file)
+        except _LimitExceeded as exc:
+            issues.append(Issue(file, first_line + exc.line, "", exc.message))
+            continue
         except yaml.MarkedYAMLError as exc:
             issues.append(_yaml_issue(exc, file, first_line))
             continue
@@ -248,13 +381,18 @@ def _split_documents(text: str) -> list[tuple[str, int]]:
 
 
 def _parse_document(chunk: str, offset: int, file: str) -> ParsedDocument | None:
-    loader = _Loader(chunk)
+    loader = _BoundedLoader(chunk)
     try:
         root = loader.get_single_node()
     finally:
         loader.dispose()
     if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL_TAG):
         return None  # only comments, blank lines or a bare `---`
+    if _expanded_size(root) > MAX_NODES:
+        raise _LimitExceeded(
+            f"too large once its aliases are expanded: more than {MAX_NODES:,} nodes",
+            root.start_mark.line + 1,
+        )
     lines: dict[str, int] = {"": root.start_mark.line + 1 + offset}
     converter = _Converter(_Loader(""), lines, offset, file)
     data = converter.convert(root, "", ())
