@@ -120,3 +120,13 @@ def test_binding_only_what_is_read_gives_the_same_answer(source: str) -> None:
     }
     full = compile_expression(source).eval(data={"line": {}, **data}).plain_value()
     assert evaluate(source, data) == full
+
+
+def test_an_evaluation_over_cels_budget_is_an_expression_error() -> None:
+    """cel-expr-python raises a bare RuntimeError for it; it must be ours, with the reason."""
+    ten = "[1,2,3,4,5,6,7,8,9,10]"
+    source = "=" + "".join(f"{ten}.all({v}, " for v in "abcdef") + "true" + ")" * 6
+    with pytest.raises(ExpressionError, match="too costly to evaluate"):
+        evaluate(source, {})
+    with pytest.raises(ExpressionError, match="too costly to evaluate"):
+        evaluate_condition(source, {})

@@ -144,11 +144,11 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
         elif isinstance(value, Mapping) and not isinstance(value, dict):
             value = {k: value[k] for k in value}  # a lazy view (the engine's steps)
         bound[name] = value
-    result = expr.eval(data=bound)
+    result = _eval(expr, source, bound)
     if result.type() == cel.Type.ERROR and "found in Activation" in str(result.value()):
         # A read _reads() did not see: evaluate again with every variable bound.
-        result = expr.eval(data={**_EMPTY, **{k: (dict(v) if isinstance(v, Mapping) else v)
-                                              for k, v in data.items()}})
+        result = _eval(expr, source, {**_EMPTY, **{k: (dict(v) if isinstance(v, Mapping) else v)
+                                                   for k, v in data.items()}})
     if result.type() == cel.Type.ERROR:
         reason = str(result.value())
         body = _strip(source)
@@ -156,6 +156,22 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
             raise Missing(body, reason)
         raise ExpressionError(body, reason)
     return result.plain_value()
+
+
+def _eval(expr: Any, source: str, bound: dict[str, Any]) -> Any:
+    """``expr.eval`` with the runtime's own refusals as :class:`ExpressionError`.
+
+    cel-expr-python raises a plain ``RuntimeError`` when an evaluation exhausts CEL's
+    iteration budget (nested comprehensions) or meets a value it cannot convert; left
+    alone that was a 500 from any write whose trigger condition did it.
+    """
+    try:
+        return expr.eval(data=bound)
+    except RuntimeError as exc:
+        reason = str(exc).split("\n")[0].removeprefix("INTERNAL: ").removesuffix(" [INTERNAL]")
+        if "budget" in reason:
+            reason = f"too costly to evaluate ({reason}): CEL bounds every evaluation"
+        raise ExpressionError(_strip(source), reason) from None
 
 
 def evaluate_condition(source: str | bool, data: Mapping[str, Any]) -> bool:
