@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from baton import flow
 from baton.engine.status import RunStatus
+from baton.errors import ValidationError
 
 TEN = "[1,2,3,4,5,6,7,8,9,10]"
 # Six nested comprehensions over ten elements: a million iterations, past CEL's budget.
@@ -53,3 +57,62 @@ stages:
     step = run.steps["look"]
     assert step.status.value == "fallout"
     assert "too costly to evaluate" in str(step.error)
+
+
+# ---- numbers and dates (hardening #6) --------------------------------------------------------
+
+NUMBERS = """
+kind: object
+name: Meter
+fields:
+  reading: {type: int}
+  seen_at: {type: datetime}
+  extra:   {type: json}
+---
+kind: orchestration
+name: meter_bump
+trigger: {type: record, object: Meter, on: [create]}
+stages:
+  - name: only
+    steps:
+      - {name: bump, type: background, flow: t_hardening.bump}
+      - {name: widen, type: background, flow: t_hardening.widen, after: [bump]}
+"""
+
+
+@flow("t_hardening.bump")
+def _bump(ctx: Any) -> dict[str, Any]:
+    big = ctx.record["reading"]
+    ctx.update_record({"reading": big - 1, "extra": {"also": big, "list": [big, -big - 1]}})
+    return {"was": big}
+
+
+@flow("t_hardening.widen")
+def _widen(ctx: Any) -> dict[str, Any]:
+    return {"wide": 2**64 + 1}
+
+
+def test_whole_numbers_stay_exact_through_a_flow_and_beyond_64_bits_are_refused(
+        harness: Any) -> None:
+    """A 30-digit int was accepted, then stored as 1.2345678901234568e+29 after a flow."""
+    harness.deploy_text(NUMBERS)
+    with pytest.raises(ValidationError, match="out of range"):
+        harness.engine.create_record("Meter", {"reading": 123456789012345678901234567890})
+    with pytest.raises(ValidationError, match="out of range"):
+        harness.engine.create_record("Meter", {"extra": {"deep": [1, 2**70]}})
+    with pytest.raises(ValidationError, match="out of range"):
+        harness.engine.create_record("Meter", {"seen_at": "0001-01-01T00:00:00+05:00"})
+    top = 2**63 - 1
+    rec = harness.engine.create_record("Meter", {"reading": top})
+    harness.work()
+    after = harness.engine.get_record(rec["id"])
+    assert after["reading"] == top - 1 and isinstance(after["reading"], int)
+    assert after["extra"] == {"also": top, "list": [top, -top - 1]}
+    (run,) = harness.engine.list_runs(record_id=rec["id"])
+    run = harness.engine.get_run(run.id)
+    assert run.steps["bump"].output == {"was": top}
+    # A flow that returns a wider number fails its step, saying why, instead of storing
+    # a float that is not what it returned.
+    widen = run.steps["widen"]
+    assert widen.status.value == "fallout"
+    assert "whole numbers must fit in 64 bits" in str(widen.error)

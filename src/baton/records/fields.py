@@ -16,6 +16,9 @@ from baton.errors import ValidationError
 
 RESERVED = ("id", "created_at", "updated_at", "version")
 MAX_STRING = 1000
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+"""An ``int`` field holds a signed 64-bit integer: what CEL computes with and what every
+JSON reader (orjson, JavaScript's BigInt-less clients aside) keeps exact."""
 
 
 def _coerce(f: FieldDefinition, value: Any) -> Any:
@@ -30,9 +33,13 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ValueError(f"expected a whole number, got {value!r}")
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
             raise ValueError(f"expected a whole number, got {value!r}") from None
+        if not INT_MIN <= number <= INT_MAX:
+            raise ValueError(f"{number} is out of range: a whole number is kept exact from "
+                             f"{INT_MIN} to {INT_MAX} (use type decimal or text beyond that)")
+        return number
     if t == "decimal":
         if isinstance(value, bool):
             raise ValueError(f"expected a number, got {value!r}")
@@ -61,7 +68,11 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
             raise ValueError(f"expected an ISO 8601 date-time, got {value!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=dt.UTC)
-        return parsed.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        try:
+            in_utc = parsed.astimezone(dt.UTC)
+        except OverflowError:  # 0001-01-01T00:00+05:00 is before the year 1 in UTC
+            raise ValueError(f"{value!r} is out of range once converted to UTC") from None
+        return in_utc.isoformat().replace("+00:00", "Z")
     if t == "choice":
         if value not in f.choices:
             raise ValueError(f"{value!r} is not one of {', '.join(f.choices)}")
@@ -71,8 +82,26 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
             raise ValueError(f"expected the id of a {f.object} record, got {value!r}")
         return value
     if t == "json":
+        _check_json_numbers(value)
         return value
     raise ValueError(f"unknown field type {t!r}")
+
+
+def _check_json_numbers(value: Any) -> None:
+    """A ``json`` value's whole numbers must fit 64 bits, like ``int`` fields: the stores
+    read JSON with orjson, which would turn a wider one into an inexact float."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise ValueError(f"holds {value}, a whole number out of range: numbers are kept "
+                             f"exact from {INT_MIN} to {INT_MAX} (write wider ones as text)")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_json_numbers(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_numbers(item)
 
 
 def coerce_fields(

@@ -10,7 +10,6 @@ Flows may therefore run more than once (at-least-once); their effects on Baton
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -626,11 +625,17 @@ _JSONABLE_OPTS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 def _jsonable(value: Any) -> Any:
     """A copy of what a flow returned as JSON would store it (tuples as lists, keys as
-    strings, an Enum as its value, anything else as its ``str``)."""
+    strings, an Enum as its value, anything else as its ``str``).
+
+    A whole number beyond 64 bits fails the step: stored, it would be read back as an
+    inexact float (the stores read JSON with orjson), silently changing its value.
+    """
     try:
         return orjson.loads(orjson.dumps(value, default=str, option=_JSONABLE_OPTS))
-    except (orjson.JSONEncodeError, TypeError):  # e.g. an int beyond 64 bits
-        return json.loads(json.dumps(value, default=str))
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        raise StepFailure(f"the flow returned a value that cannot be kept exactly ({exc}): "
+                          "whole numbers must fit in 64 bits; return wider ones as text",
+                          retryable=False) from None
 
 
 def run_workers(engine: Engine, concurrency: int, *, until_idle: bool = False,
