@@ -62,7 +62,7 @@ AGENT_POOLS = {"billing": ["ann", "bob"], "tech": ["cyd", "dan", "eve"]}
 COMPARE_ENGINES = ("spiffworkflow",)
 SPIFF_MODES = ("memory", "durable")
 SPIFF_SCRIPT = "spiffworkflow_triage.py"
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]  # bench/ sits in the repository root
 log = logging.getLogger("baton.bench")
 
 
