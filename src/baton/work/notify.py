@@ -224,4 +224,4 @@ def send_email(recipients: list[str], subject: str, text: str, run_id: str | Non
 
 def retry_delay(attempts: int) -> float:
     """Seconds to wait after the ``attempts``-th failed try."""
-    return RETRY_BASE * 2 ** max(attempts - 1, 0)
+    return RETRY_BASE * 2.0 ** max(attempts - 1, 0)
