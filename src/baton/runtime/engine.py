@@ -168,8 +168,9 @@ class Engine:
             for i, data in enumerate(rows):
                 what = f"{object_type} record" + (f" #{i + 1}" if len(rows) > 1 else "")
                 values = coerce_fields(otype.fields, data, what)
-                row = {"id": self.ids.new("rec"), "object_type": object_type, "data": values,
-                       "version": 1, "created_at": now, "updated_at": now}
+                row: dict[str, Any] = {"id": self.ids.new("rec"), "object_type": object_type,
+                                       "data": values, "version": 1, "created_at": now,
+                                       "updated_at": now}
                 tx.insert_record_txn(row)
                 tx.append_events_txn([event_row("record_created", actor, now, row["id"], None,
                                                 {"object_type": object_type, "fields": values})])
