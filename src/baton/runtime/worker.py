@@ -471,8 +471,8 @@ class Worker:
                     with tx.conn.begin_nested():
                         self._apply_txn(tx, _Result(res.job, failed), now_dt)
         self._faults.hit("after_commit")
-        for job, exc in conflicts:
-            self._conflict(job, exc)
+        for job, conflict in conflicts:
+            self._conflict(job, conflict)
 
     def _prefetch_txn(self, tx: Any, results: list[_Result], read: _BatchCache | None) -> _BatchCache:
         """Lock every run and record the batch writes, and have their current state: what
@@ -610,12 +610,13 @@ def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvalua
 
 def _error(exc: BaseException) -> dict[str, Any]:
     tb = traceback.format_exception(exc)
+    retry_after = getattr(exc, "retry_after", None)  # StepFailure's, or a flow's own error's
     return {
         "type": type(exc).__name__,
         "message": str(exc),
         # Baton's own errors (invalid data, a bad expression) fail the same way every time.
         "retryable": getattr(exc, "retryable", not isinstance(exc, BatonError)),
-        **({"retry_after": exc.retry_after} if getattr(exc, "retry_after", None) else {}),
+        **({"retry_after": retry_after} if retry_after else {}),
         "traceback": "".join(tb[-3:])[-2000:],  # a summary: the last frames
     }
 
