@@ -32,6 +32,7 @@ from rich.table import Table
 
 from baton.cli.output import console, err_console, print_json
 from baton.errors import BatonError, ConfigError
+from baton.settings import Settings
 
 bench_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                         help="Benchmarks: the reference case-triage workload.")
@@ -102,7 +103,8 @@ def triage(
         triage_mod = load_triage()
         cfg = triage_mod.BenchConfig(runs=runs, db=db, workers=workers, repeat=repeat, rate=rate,
                                      batch=batch, examples=examples,
-                                     compare=tuple(compare or ()), keep=keep)
+                                     compare=tuple(compare or ()), keep=keep,
+                                     settings=Settings.from_environment())
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
                       console=err_console, transient=True) as progress:
