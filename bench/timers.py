@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from baton.clock import SystemClock, VirtualClock, iso, parse_iso
 from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
+from baton.settings import Settings
 from baton.store import schema
 
 DEFS = """
@@ -52,7 +53,7 @@ BATCH = 1000
 
 def setup(db_url: str, folder: Path, n: int, window: float) -> VirtualClock:
     clock = VirtualClock()
-    engine = Engine(db_url, clock=clock)
+    engine = Engine(db_url, clock=clock, settings=Settings.from_environment())  # an entry point
     (folder / "defs.yaml").write_text(DEFS)
     engine.deploy([folder / "defs.yaml"], known_flows=())
     batches = max(1, n // BATCH)
@@ -77,7 +78,7 @@ def pending_timers(engine: Engine) -> int:
 def measure(db_url: str, first_due: str, workers: int, lead: float) -> dict[str, float]:
     clock = SystemClock()
     clock.offset = parse_iso(first_due) - clock.now() - timedelta(seconds=lead)
-    engine = Engine(db_url, clock=clock)
+    engine = Engine(db_url, clock=clock, settings=Settings.from_environment())  # an entry point
     n = pending_timers(engine)
     pool = [Worker(engine, batch=64, poll_interval=0.05) for _ in range(workers)]
     threads = [threading.Thread(target=w.run, daemon=True) for w in pool]

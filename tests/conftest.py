@@ -18,6 +18,7 @@ import pytest
 from baton.clock import VirtualClock
 from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
+from baton.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -92,8 +93,18 @@ class Harness:
         self.clock = clock
         self.db_url = db_url
         self.backend = "postgres" if db_url.startswith("postgres") else "sqlite"
-        self.engine = Engine(self.db_url, clock=clock)
+        self.engine = Engine(self.db_url, clock=clock)  # default settings: not this process's
         self.worker = Worker(self.engine)
+        self.env: dict[str, str] = {}
+
+    def setenv(self, **variables: str) -> None:
+        """As if Baton had been started with these ``BATON_*`` variables as well: the engine
+        and its worker run from now on with the settings ``baton`` reads from them. (What a
+        process reads once at start, ``Engine(notify_assignments)`` and the worker's plan and
+        fault settings, stays as it was made.)"""
+        self.env.update(variables)
+        settings = Settings.from_environment(self.env)
+        self.engine.settings = self.engine.applier.settings = settings
 
     def deploy_text(self, yaml_text: str, name: str = "defs.yaml") -> None:
         path = self.tmp / name

@@ -32,15 +32,15 @@ class Inbox:
 
 
 @contextmanager
-def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
-    """An SMTP server on a free loopback port for the test; BATON_SMTP_HOST/PORT point at it."""
+def smtp_server(harness: Any) -> Iterator[Inbox]:
+    """An SMTP server on a free loopback port for the test; the harness's
+    BATON_SMTP_HOST/PORT (``Harness.setenv``) point at it."""
     controller = pytest.importorskip("aiosmtpd.controller")
     box = Inbox()
     port = free_port()
     ctl = controller.Controller(box, hostname="127.0.0.1", port=port)
     ctl.start()
-    monkeypatch.setenv("BATON_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("BATON_SMTP_PORT", str(port))
+    harness.setenv(BATON_SMTP_HOST="127.0.0.1", BATON_SMTP_PORT=str(port))
     try:
         yield box
     finally:

@@ -6,7 +6,6 @@ Everything else receives a :class:`Clock`, so the same code runs on real time
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -19,17 +18,16 @@ class Clock(Protocol):
         ...
 
 
-OFFSET_ENV = "BATON_CLOCK_OFFSET"
-"""Seconds added to the wall clock (default 0). For drills and tests across processes,
-where a virtual clock cannot be shared: ``BATON_CLOCK_OFFSET=7200 baton worker`` behaves as
-if two hours had passed, so timers due within them fire. Never set it in production."""
-
-
 class SystemClock:
-    """Wall-clock time in UTC (shifted by ``BATON_CLOCK_OFFSET`` seconds when set)."""
+    """Wall-clock time in UTC, shifted by ``offset``.
 
-    def __init__(self) -> None:
-        self.offset = timedelta(seconds=float(os.environ.get(OFFSET_ENV) or 0))
+    The offset is for drills and tests across processes, where a virtual clock cannot be
+    shared: ``BATON_CLOCK_OFFSET=7200 baton worker`` (``Settings.clock_offset``) behaves as
+    if two hours had passed, so timers due within them fire. Never shift it in production.
+    """
+
+    def __init__(self, offset: timedelta = timedelta(0)) -> None:
+        self.offset = offset
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import os
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -27,14 +26,15 @@ class Project:
         return self.root / "definitions"
 
     def database_url(self, override: str | None = None) -> str:
-        """``--db`` beats ``BATON_DB`` beats ``baton.toml``; relative SQLite paths are
-        resolved against the project folder."""
-        url = override or os.environ.get("BATON_DB") or self.database
+        """``override`` (``Settings.database``: ``--db``, else ``BATON_DB``) beats
+        ``baton.toml``. A relative SQLite path is resolved against the current folder when
+        it came from the command line or the environment, else against the project folder."""
+        url = override or self.database
         if "://" not in url:
             url = f"sqlite:///{url}"
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             rel = url[len("sqlite:///"):]
-            base = Path.cwd() if (override or os.environ.get("BATON_DB")) else self.root
+            base = Path.cwd() if override else self.root
             url = f"sqlite:///{(base / rel).resolve()}"
         return url
 

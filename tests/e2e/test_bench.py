@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from baton.bench.triage import expected_steps, percentiles, resolution
+from bench.triage import expected_steps, percentiles, resolution
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -96,6 +96,16 @@ def test_workload_rules() -> None:
     assert sum(expected_steps(i) for i in range(1, 1001)) == 5600
     assert percentiles([1.0, 2.0, 3.0, 4.0, 5.0]) == {"p50": 3.0, "p95": 4.8, "p99": 5.0}
     assert percentiles([]) == {"p50": None, "p95": None, "p99": None}
+
+
+def test_outside_a_checkout_bench_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from baton.cli import bench as cli_bench
+    from baton.errors import ConfigError
+
+    assert cli_bench.checkout_root() == REPO
+    monkeypatch.setattr(cli_bench, "checkout_root", lambda: None)
+    with pytest.raises(ConfigError, match="needs a checkout of the Baton repository"):
+        cli_bench.load_triage()
 
 
 def test_triage_on_sqlite_json(tmp_path: Path) -> None:

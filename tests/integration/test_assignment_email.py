@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from baton.runtime.engine import Engine
+from baton.settings import Settings, assignments_enabled
 from baton.store import schema
-from baton.work.notify import assignments_enabled
 from tests.net import Inbox, free_port, smtp_server
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller")
@@ -70,14 +70,13 @@ stages:
 
 
 @pytest.fixture
-def smtp_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BATON_BASE_URL", BASE + "/")
-    monkeypatch.delenv("BATON_NOTIFY_ADDRESSES", raising=False)
+def smtp_env(harness: Any) -> None:
+    harness.setenv(BATON_BASE_URL=BASE + "/")
 
 
 @pytest.fixture
-def inbox(smtp_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
-    with smtp_server(monkeypatch) as box:
+def inbox(smtp_env: None, harness: Any) -> Iterator[Inbox]:
+    with smtp_server(harness) as box:
         yield box
 
 
@@ -191,9 +190,9 @@ def test_sla_reassign_tells_the_new_assignee(harness: Any, eng: Engine, inbox: I
 
 
 def test_smtp_down_commits_the_item_and_retries_the_email(
-        harness: Any, eng: Engine, smtp_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+        harness: Any, eng: Engine, smtp_env: None) -> None:
     port = free_port()  # nothing listens there yet
-    monkeypatch.setenv("BATON_SMTP_PORT", str(port))
+    harness.setenv(BATON_SMTP_PORT=str(port))
     run, _ = start(eng, "t_user_item")
     (item,) = eng.list_work(run_id=run.id)  # the engine transaction committed
     assert item["status"] == "open" and harness.step_status(run.id) == {"review": "waiting_for_person"}
@@ -252,7 +251,8 @@ def test_the_enable_rule(harness: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     assert assignments_enabled({"BATON_NOTIFY_ASSIGNMENTS": "1"}) is True
     monkeypatch.setenv("BATON_SMTP_HOST", "127.0.0.1")
     monkeypatch.delenv("BATON_NOTIFY_ASSIGNMENTS", raising=False)
-    on = Engine(harness.engine.store, clock=harness.clock, migrate=False)
+    on = Engine(harness.engine.store, clock=harness.clock, migrate=False,
+                settings=Settings.from_environment())  # what the baton command passes
     assert on.applier.notify_assignments is True
     assert Engine(harness.engine.store, migrate=False,
                   notify_assignments=False).applier.notify_assignments is False

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from baton.engine.status import RunStatus
+from baton.settings import Settings
 from baton.work.notify import resolve_recipients
 from tests.net import Inbox, free_port, smtp_server
 
@@ -39,14 +40,14 @@ stages:
 
 
 @pytest.fixture
-def smtp_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BATON_NOTIFY_ADDRESSES", json.dumps({"supervisor": "sup@example.com"}))
-    monkeypatch.setenv("BATON_BASE_URL", "https://baton.example.com/")
+def smtp_env(harness: Any) -> None:
+    harness.setenv(BATON_NOTIFY_ADDRESSES=json.dumps({"supervisor": "sup@example.com"}),
+                   BATON_BASE_URL="https://baton.example.com/")
 
 
 @pytest.fixture
-def inbox(smtp_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
-    with smtp_server(monkeypatch) as box:
+def inbox(smtp_env: None, harness: Any) -> Iterator[Inbox]:
+    with smtp_server(harness) as box:
         yield box
 
 
@@ -84,8 +85,8 @@ def test_jeopardy_notify_sends_one_message_to_every_resolved_address(harness: An
 
 
 def test_smtp_down_leaves_the_run_alone_and_the_email_is_retried(
-        harness: Any, smtp_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BATON_SMTP_PORT", str(free_port()))  # nothing listens there
+        harness: Any, smtp_env: None) -> None:
+    harness.setenv(BATON_SMTP_PORT=str(free_port()))  # nothing listens there
     run = start_run(harness)
     harness.clock.advance(timedelta(hours=3))
     harness.work()
@@ -109,11 +110,11 @@ def test_smtp_down_leaves_the_run_alone_and_the_email_is_retried(
     assert events(harness, run.id, "email_sent") == []
 
 
-def test_recipient_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BATON_NOTIFY_ADDRESSES", json.dumps({"tier1": ["a@x", "b@x"],
-                                                              "sup": "s@x"}))
-    monkeypatch.setenv("BATON_USER_EMAILS", json.dumps({"alice": "alice@x"}))
-    assert resolve_recipients(["tier1", "sup", "c@x", "a@x", "who", "assignee"], "alice") == (
+def test_recipient_resolution() -> None:
+    s = Settings.from_environment({
+        "BATON_NOTIFY_ADDRESSES": json.dumps({"tier1": ["a@x", "b@x"], "sup": "s@x"}),
+        "BATON_USER_EMAILS": json.dumps({"alice": "alice@x"})})
+    assert resolve_recipients(["tier1", "sup", "c@x", "a@x", "who", "assignee"], "alice", s) == (
         ["a@x", "b@x", "s@x", "c@x", "alice@x"], ["who"])
-    assert resolve_recipients(["assignee"], "bob@x") == (["bob@x"], [])
-    assert resolve_recipients(["assignee"], None) == ([], ["assignee"])
+    assert resolve_recipients(["assignee"], "bob@x", s) == (["bob@x"], [])
+    assert resolve_recipients(["assignee"], None, s) == ([], ["assignee"])

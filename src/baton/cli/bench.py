@@ -2,11 +2,19 @@
 
 Registered in :mod:`baton.cli.main` with ``app.add_typer(bench_app, name="bench")``; it
 also runs on its own (``python -c "from baton.cli.bench import bench_app; bench_app()"``).
+
+The benchmark itself is the repository's top-level ``bench/`` folder, not part of the
+installed package (the wheel does not carry it): this command finds it beside the package's
+source when Baton is installed from a checkout (``pip install -e .``), and says so clearly
+otherwise.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -23,10 +31,29 @@ from rich.progress import (
 from rich.table import Table
 
 from baton.cli.output import console, err_console, print_json
-from baton.errors import BatonError
+from baton.errors import BatonError, ConfigError
+from baton.settings import Settings
 
 bench_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                         help="Benchmarks: the reference case-triage workload.")
+
+
+def checkout_root() -> Path | None:
+    """The repository this package's source lives in, if it is a checkout with ``bench/``."""
+    root = Path(__file__).resolve().parents[3]  # src/baton/cli/bench.py -> the repository
+    return root if (root / "bench" / "triage.py").is_file() else None
+
+
+def load_triage() -> ModuleType:
+    """``bench.triage`` from the checkout Baton runs from; ConfigError when there is none."""
+    root = checkout_root()
+    if root is None:
+        raise ConfigError("baton bench needs a checkout of the Baton repository: the benchmark "
+                          "(bench/triage.py) is not installed with the package. Clone the "
+                          "repository and install it with `pip install -e '.[bench]'`")
+    if str(root) not in sys.path:  # worker processes (spawn) inherit sys.path
+        sys.path.insert(0, str(root))
+    return importlib.import_module("bench.triage")
 
 
 @bench_app.callback()
@@ -72,15 +99,16 @@ def triage(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object for machines")] = False,
 ) -> None:
     """N Case records through the seed process, every run verified; runs/s, steps/s, latency, RSS."""
-    from baton.bench.triage import BenchConfig, run_benchmark
-
-    cfg = BenchConfig(runs=runs, db=db, workers=workers, repeat=repeat, rate=rate, batch=batch,
-                      examples=examples, compare=tuple(compare or ()), keep=keep)
     try:
+        triage_mod = load_triage()
+        cfg = triage_mod.BenchConfig(runs=runs, db=db, workers=workers, repeat=repeat, rate=rate,
+                                     batch=batch, examples=examples,
+                                     compare=tuple(compare or ()), keep=keep,
+                                     settings=Settings.from_environment())
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
                       console=err_console, transient=True) as progress:
-            result = run_benchmark(cfg, _RichReporter(progress))
+            result = triage_mod.run_benchmark(cfg, _RichReporter(progress))
     except BatonError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
@@ -158,4 +186,4 @@ def print_table(r: dict[str, Any]) -> None:
         console.print(line, highlight=False)
 
 
-__all__ = ["bench_app", "print_table", "triage"]
+__all__ = ["bench_app", "checkout_root", "load_triage", "print_table", "triage"]

@@ -19,6 +19,7 @@ from baton.errors import ConfigError
 from baton.project import load_project
 from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
+from baton.settings import Settings
 
 AGENTS = {"tier1": ["ann", "bob"], "tier2": ["cyd", "dan"], "tier3": ["eve"], "back_office": ["fay", "gus"]}
 
@@ -32,14 +33,15 @@ def _examples_dir(given: Path | None) -> Path:
                       "run from the repository root or pass --examples DIR")
 
 
-def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None) -> None:
+def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None,
+             settings: Settings) -> None:
     ex = _examples_dir(examples)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_file}{suffix}").unlink(missing_ok=True)
     projects = [load_project(ex / "case_triage"), load_project(ex / "address_update")]
     for p in projects:
         p.import_flows()
-    engine = Engine(f"sqlite:///{db_file.resolve()}")
+    engine = Engine(f"sqlite:///{db_file.resolve()}", settings=settings)
     for p in projects:
         engine.deploy([p.definitions_dir], actor="demo")
     console.print(f"Deployed the examples into [bold]{db_file}[/bold].")

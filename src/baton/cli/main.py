@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -28,6 +28,7 @@ from baton.cli.output import (
 from baton.cli.people import tokens_app, users_app
 from baton.errors import BatonError, DefinitionError
 from baton.project import Project, load_project
+from baton.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Baton: durable business process orchestration.")
@@ -50,9 +51,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 
 
 class State:
+    """What this command runs with: the project, its settings (read once), its Engine."""
+
     project_dir: str | None = None
-    db: str | None = None
+    db: str | None = None  # --db
     _project: Project | None = None
+    _settings: Settings | None = None
     _engine: Any = None
 
     def project(self) -> Project:
@@ -60,13 +64,31 @@ class State:
             self._project = load_project(self.project_dir)
         return self._project
 
+    def settings(self) -> Settings:
+        """The environment (``BATON_*``), then the flags: the one place the command reads
+        its surroundings; everything below is given the result."""
+        if self._settings is None:
+            settings = Settings.from_environment()
+            if self.db:
+                settings = dataclasses.replace(settings, database=self.db)
+            self._settings = settings
+        return self._settings
+
+    def configure(self, **changes: Any) -> None:
+        """Settings a command works out itself (``serve``'s own address); before the Engine."""
+        assert self._engine is None, "settings change after the Engine was made"
+        self._settings = dataclasses.replace(self.settings(), **changes)
+
+    def database_url(self) -> str:
+        return self.project().database_url(self.settings().database)
+
     def engine(self, *, flows: bool = False, migrate: bool = True) -> Any:
         from baton.runtime.engine import Engine
 
         if flows:
             self.project().import_flows()
         if self._engine is None:
-            self._engine = Engine(self.project().database_url(self.db), migrate=migrate)
+            self._engine = Engine(self.database_url(), migrate=migrate, settings=self.settings())
         return self._engine
 
 
@@ -76,8 +98,7 @@ state = State()
 @app.callback()
 def _main(
     project: Annotated[str | None, typer.Option("--project", "-p", help="Project folder (default: .)")] = None,
-    db: Annotated[str | None, typer.Option("--db", envvar="BATON_DB",
-                                           help="Database URL (default from baton.toml: sqlite:///baton.db)")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL (default: BATON_DB, else baton.toml's, else sqlite:///baton.db)")] = None,
 ) -> None:
     state.project_dir = project
     state.db = db
@@ -154,7 +175,8 @@ def db_upgrade() -> None:
     """Apply pending schema migrations."""
     from baton.store.sql import SqlStore
 
-    store = SqlStore(state.project().database_url(state.db))
+    store = SqlStore(state.database_url(),
+                     sqlite_synchronous=state.settings().sqlite_synchronous)
     applied = store.migrate()
     console.print("\n".join(f"applied {a}" for a in applied) or "schema is up to date")
 
@@ -204,7 +226,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8000,
     workers_: Annotated[int, typer.Option("--workers", "-w", help="Worker threads in this process (0: run workers separately with `baton worker`)")] = 1,
-    base_url: Annotated[str | None, typer.Option("--base-url", envvar="BATON_BASE_URL", help="How browsers reach this server (links in e-mails)")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="How browsers reach this server (links in e-mails; default: BATON_BASE_URL, else its own address)")] = None,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
 ) -> None:
     """Run the REST API, the web UI and the workers in one process until stopped."""
@@ -216,9 +238,11 @@ def serve(
     from baton.web import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    smtp = state.settings().smtp
+    url = (base_url or smtp.base_url
+           or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}").rstrip("/")
+    state.configure(smtp=dataclasses.replace(smtp, base_url=url))  # links in e-mails
     eng = state.engine(flows=True, migrate=not no_migrate)
-    url = (base_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}").rstrip("/")
-    os.environ.setdefault("BATON_BASE_URL", url)  # links in e-mails sent by this process
     if eng.directory.count_users() == 0:
         console.print("[yellow]No users yet.[/yellow] Create the first admin (in another terminal):\n"
                       "  baton users add admin --role admin --email you@example.com --password\n"
@@ -524,7 +548,7 @@ def demo(
     """Deploy the examples, run 200 cases and 20 address updates, print what happened."""
     from baton.cli.demo import run_demo
 
-    run_demo(db, cases, requests, examples)
+    run_demo(db, cases, requests, examples, state.settings())
 
 
 def main() -> None:

@@ -581,8 +581,8 @@ class _Decider:
         return None
 
     def record_decision(self, sd: StageDefinition, goto: str, rule: int | None) -> None:
-        entry = {"stage": sd.name, "iteration": self.run.stages[sd.name].iteration,
-                 "goto": goto, "rule": rule, "at": self.now}
+        entry: dict[str, Any] = {"stage": sd.name, "iteration": self.run.stages[sd.name].iteration,
+                                 "goto": goto, "rule": rule, "at": self.now}
         self.run.decisions.append(entry)
         self.audit("decision_taken", **{k: v for k, v in entry.items() if k != "at"})
 

@@ -26,6 +26,7 @@ from baton.engine.events import (
 from baton.engine.state import Run
 from baton.engine.status import WORK_ITEM_OPEN, WorkItemStatus
 from baton.ids import IdGenerator
+from baton.settings import Settings
 from baton.store.sql import SqlTx
 from baton.work.notify import assignment_message, resolve_recipients
 
@@ -60,15 +61,18 @@ class Applier:
 
     ``notify_assignments``: queue an e-mail to the assignee(s) whenever a work item is
     assigned or reassigned. Off, assignment costs nothing extra (no directory read, no
-    job); the Engine sets it from the environment once (see ``baton.work.notify``).
+    job); the Engine sets it from its settings. ``settings`` resolve notify names to
+    addresses.
     """
 
     def __init__(self, ids: IdGenerator, wake: Any = None, *,
-                 directory: Directory | None = None, notify_assignments: bool = False) -> None:
+                 directory: Directory | None = None, notify_assignments: bool = False,
+                 settings: Settings | None = None) -> None:
         self.ids = ids
         self.wake = wake  # callable to wake in-process workers after commit
         self.directory = directory
         self.notify_assignments = notify_assignments
+        self.settings = settings or Settings()
 
     def decide_and_apply_txn(
         self,
@@ -178,12 +182,12 @@ class Applier:
             item = tx.find_work_item_txn(run.id, cmd.step, cmd.iteration)
             if item is not None and item["assignee_kind"] == "user":
                 assignee = item["assignee"]
-                # The directory's address first; BATON_USER_EMAILS is the fallback.
+                # The directory's address first; settings.user_emails is the fallback.
                 users = self.directory.members_txn(tx, "user", assignee) \
                     if self.directory is not None and "@" not in assignee else []
                 if users and users[0].email:
                     assignee = users[0].email
-        recipients, unresolved = resolve_recipients(cmd.to, assignee)
+        recipients, unresolved = resolve_recipients(cmd.to, assignee, self.settings)
         data: dict[str, Any] = {"step": cmd.step, "subject": cmd.subject,
                                 "recipients": recipients, "unresolved": unresolved}
         if not recipients:

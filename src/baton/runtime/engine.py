@@ -11,6 +11,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Collection, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,8 +48,8 @@ from baton.ids import IdGenerator, UlidIds
 from baton.records.fields import coerce_fields
 from baton.runtime.apply import Applier, event_row
 from baton.runtime.definitions import DefinitionRepo, DeployResult
+from baton.settings import Settings
 from baton.store.sql import SqlStore, SqlTx
-from baton.work.notify import assignments_enabled
 
 if TYPE_CHECKING:
     from baton.auth.directory import User
@@ -101,19 +102,23 @@ class Engine:
         ids: IdGenerator | None = None,
         migrate: bool = True,
         notify_assignments: bool | None = None,
+        settings: Settings | None = None,
     ) -> None:
-        """``notify_assignments``: e-mail assignees on (re)assignment; None reads the
-        environment once (``baton.work.notify.assignments_enabled``). Tests may flip
+        """``settings``: what the entry point read (``Settings.from_environment()``); None:
+        the defaults, whatever the environment says. ``notify_assignments``: e-mail assignees
+        on (re)assignment; None: ``settings.notify_assignments``. Tests may flip
         ``engine.applier.notify_assignments`` later."""
-        self.store = db if isinstance(db, SqlStore) else SqlStore(db)
-        self.clock = clock or SystemClock()
+        self.settings = settings = settings or Settings()
+        self.store = db if isinstance(db, SqlStore) else SqlStore(
+            db, sqlite_synchronous=settings.sqlite_synchronous)
+        self.clock = clock or SystemClock(timedelta(seconds=settings.clock_offset))
         self.ids = ids or UlidIds()
         self.work_available = threading.Event()
         self.directory = Directory(self.store, self.clock, self.ids)
         if notify_assignments is None:
-            notify_assignments = assignments_enabled()
+            notify_assignments = settings.notify_assignments
         self.applier = Applier(self.ids, self.work_available.set, directory=self.directory,
-                               notify_assignments=notify_assignments)
+                               notify_assignments=notify_assignments, settings=settings)
         self.definitions = DefinitionRepo(self.store, self.clock)
         if migrate:
             self.store.migrate()
@@ -168,8 +173,9 @@ class Engine:
             for i, data in enumerate(rows):
                 what = f"{object_type} record" + (f" #{i + 1}" if len(rows) > 1 else "")
                 values = coerce_fields(otype.fields, data, what)
-                row = {"id": self.ids.new("rec"), "object_type": object_type, "data": values,
-                       "version": 1, "created_at": now, "updated_at": now}
+                row: dict[str, Any] = {"id": self.ids.new("rec"), "object_type": object_type,
+                                       "data": values, "version": 1, "created_at": now,
+                                       "updated_at": now}
                 tx.insert_record_txn(row)
                 tx.append_events_txn([event_row("record_created", actor, now, row["id"], None,
                                                 {"object_type": object_type, "fields": values})])

@@ -48,14 +48,12 @@ MAX_CONFLICT_ATTEMPTS = 5
 CHAIN_LIMIT = 256  # background steps a batch may run beyond its claimed jobs (loops end)
 CHAIN_SECONDS = 0.2  # and only while its plan is younger than this
 
-FAULT_ENV = "BATON_FAULT"
-"""Fault injection for durability tests: ``after_claim@N`` / ``after_flow@N`` /
-``after_commit@N`` SIGKILLs this worker the N-th time it reaches that point."""
-
-
 class _Faults:
-    def __init__(self) -> None:
-        spec = os.environ.get(FAULT_ENV, "")
+    """Fault injection for durability tests (``Settings.fault``, ``BATON_FAULT``):
+    ``after_claim@N`` / ``after_flow@N`` / ``after_commit@N`` SIGKILLs this worker the N-th
+    time it reaches that point."""
+
+    def __init__(self, spec: str) -> None:
         self.point, _, n = spec.partition("@")
         self.remaining = int(n) if n else 1
         self.lock = threading.Lock()
@@ -95,10 +93,10 @@ class Worker:
         self.id = engine.ids.new("wrk")
         self.stats = WorkerStats()
         self.stopping = threading.Event()
-        self._faults = _Faults()
+        self._faults = _Faults(engine.settings.fault)
         # Plan each batch's commit before taking the write lock (PlanTx). BATON_PLAN_COMMITS=0
-        # turns it off: every batch is then worked out under the lock.
-        self.plan_commits = os.environ.get("BATON_PLAN_COMMITS", "1") != "0"
+        # (Settings.plan_commits) turns it off: every batch is then worked out under the lock.
+        self.plan_commits = engine.settings.plan_commits
         self._chainable: dict[tuple[str, int, str, str], bool] = {}  # definitions are immutable
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -331,7 +329,8 @@ class Worker:
 
         try:
             notify.send_email(p["recipients"], p["subject"], p["text"], job.run_id,
-                              link=p.get("link"), html_body=p.get("html"))
+                              self.engine.settings.smtp, link=p.get("link"),
+                              html_body=p.get("html"))
         except Exception as exc:  # noqa: BLE001 - SMTP, network, configuration: not the worker's problem
             error = f"{type(exc).__name__}: {exc}"
             if job.attempts >= notify.MAX_ATTEMPTS:
@@ -470,8 +469,8 @@ class Worker:
                     with tx.conn.begin_nested():
                         self._apply_txn(tx, _Result(res.job, failed), now_dt)
         self._faults.hit("after_commit")
-        for job, exc in conflicts:
-            self._conflict(job, exc)
+        for job, conflict in conflicts:
+            self._conflict(job, conflict)
 
     def _prefetch_txn(self, tx: Any, results: list[_Result], read: _BatchCache | None) -> _BatchCache:
         """Lock every run and record the batch writes, and have their current state: what
@@ -609,12 +608,13 @@ def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvalua
 
 def _error(exc: BaseException) -> dict[str, Any]:
     tb = traceback.format_exception(exc)
+    retry_after = getattr(exc, "retry_after", None)  # StepFailure's, or a flow's own error's
     return {
         "type": type(exc).__name__,
         "message": str(exc),
         # Baton's own errors (invalid data, a bad expression) fail the same way every time.
         "retryable": getattr(exc, "retryable", not isinstance(exc, BatonError)),
-        **({"retry_after": exc.retry_after} if getattr(exc, "retry_after", None) else {}),
+        **({"retry_after": retry_after} if retry_after else {}),
         "traceback": "".join(tb[-3:])[-2000:],  # a summary: the last frames
     }
 

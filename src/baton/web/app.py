@@ -15,7 +15,8 @@ HERE = Path(__file__).parent
 
 
 def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
-    """The app for one Engine. ``base_url`` is how browsers reach it (links in e-mails)."""
+    """The app for one Engine. ``base_url`` is how browsers reach it (links in e-mails);
+    None: the engine's setting (``BATON_BASE_URL``), as ``baton serve`` completes it."""
     app = FastAPI(
         title="Baton",
         version=__version__,
@@ -28,7 +29,7 @@ def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.engine = engine
-    app.state.base_url = base_url
+    app.state.base_url = base_url if base_url is not None else engine.settings.smtp.base_url
     problems.install(app)
 
     from baton.web import ui

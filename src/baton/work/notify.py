@@ -3,34 +3,26 @@
 Resolution happens when the notification is queued (inside the engine transaction, no
 I/O); sending happens on a worker outside any transaction (job kind ``email``).
 
-Environment:
-
-* ``BATON_SMTP_HOST`` (127.0.0.1), ``BATON_SMTP_PORT`` (25), ``BATON_SMTP_FROM``
-  (baton@localhost), ``BATON_SMTP_USER`` / ``BATON_SMTP_PASSWORD`` (optional),
-  ``BATON_SMTP_STARTTLS`` (0/1), ``BATON_BASE_URL`` (links in the message; read when
-  the message is sent).
-* ``BATON_NOTIFY_ASSIGNMENTS`` (0/1): e-mail assignees when a work item is assigned or
-  reassigned. Unset: on exactly when ``BATON_SMTP_HOST`` is set. Read once, when the
-  Engine is made (``Engine(notify_assignments=...)`` overrides it).
-* ``BATON_NOTIFY_ADDRESSES``: JSON object, name -> address or list of addresses.
-* ``BATON_USER_EMAILS``: JSON object, user name -> address (for ``assignee``).
+Configuration comes in as :class:`baton.settings.Settings` (read from ``BATON_SMTP_*``,
+``BATON_BASE_URL``, ``BATON_NOTIFY_*`` and ``BATON_USER_EMAILS`` by the ``baton`` command):
+``Settings.smtp`` says where messages go and what they link to, ``notify_addresses`` and
+``user_emails`` resolve names to addresses, ``notify_assignments`` turns assignment
+e-mails on (``Engine(notify_assignments=...)`` overrides it).
 """
 
 from __future__ import annotations
 
 import html
-import json
 import logging
-import os
 import smtplib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC
 from email.message import EmailMessage
 from typing import Any
 
 from baton.clock import parse_iso
 from baton.definitions.model import PRIORITIES
+from baton.settings import Settings, SmtpSettings
 
 log = logging.getLogger("baton.notify")
 
@@ -39,48 +31,16 @@ MAX_ATTEMPTS = 5
 RETRY_BASE = 30.0  # seconds; the n-th failure waits RETRY_BASE * 2**(n-1)
 
 
-def _json_env(name: str) -> dict[str, Any]:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        log.warning("%s is not valid JSON; ignored", name)
-        return {}
-    if not isinstance(value, dict):
-        log.warning("%s is not a JSON object; ignored", name)
-        return {}
-    return value
-
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
-def assignments_enabled(env: Mapping[str, str] | None = None) -> bool:
-    """Are assignment e-mails on? ``BATON_NOTIFY_ASSIGNMENTS`` if set, else whether
-    ``BATON_SMTP_HOST`` is set (no SMTP server configured: no e-mail jobs at all)."""
-    e = os.environ if env is None else env
-    raw = (e.get("BATON_NOTIFY_ASSIGNMENTS") or "").strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw and raw not in _FALSE:
-        log.warning("BATON_NOTIFY_ASSIGNMENTS=%r is not 0 or 1; ignored", raw)
-    if raw in _FALSE:
-        return False
-    return bool((e.get("BATON_SMTP_HOST") or "").strip())
-
-
-def resolve_recipients(names: Iterable[str], assignee: str | None = None,
+def resolve_recipients(names: Iterable[str], assignee: str | None, settings: Settings,
                        ) -> tuple[list[str], list[str]]:
     """Names -> (addresses, unresolved names). ``assignee`` is the work item's user name.
 
     An entry with ``@`` is an address; ``assignee`` is the work item's assignee (an address
-    itself, or through ``BATON_USER_EMAILS``); other names go through ``BATON_NOTIFY_ADDRESSES``.
+    itself, or through ``settings.user_emails``); other names go through
+    ``settings.notify_addresses``.
     """
-    groups = _json_env("BATON_NOTIFY_ADDRESSES")
-    users = _json_env("BATON_USER_EMAILS")
+    groups = settings.notify_addresses
+    users = settings.user_emails
     found: list[str] = []
     unresolved: list[str] = []
     for name in names:
@@ -98,30 +58,6 @@ def resolve_recipients(names: Iterable[str], assignee: str | None = None,
             unresolved.append(name)
         found.extend(a for a in addresses if a not in found)
     return found, unresolved
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str = "127.0.0.1"
-    port: int = 25
-    sender: str = "baton@localhost"
-    user: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    base_url: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpSettings:
-        e = os.environ if env is None else env
-        return cls(
-            host=e.get("BATON_SMTP_HOST") or "127.0.0.1",
-            port=int(e.get("BATON_SMTP_PORT") or 25),
-            sender=e.get("BATON_SMTP_FROM") or "baton@localhost",
-            user=e.get("BATON_SMTP_USER") or None,
-            password=e.get("BATON_SMTP_PASSWORD") or None,
-            starttls=(e.get("BATON_SMTP_STARTTLS") or "0").strip().lower() in ("1", "true", "yes"),
-            base_url=(e.get("BATON_BASE_URL") or "").rstrip("/") or None,
-        )
 
 
 def assignment_message(item: Mapping[str, Any], object_type: str | None = None,
@@ -178,7 +114,7 @@ def build_message(settings: SmtpSettings, recipients: list[str], subject: str, t
     """A plain text message with an HTML alternative.
 
     ``link`` is a path in the web UI (``/work/ID``): the message links to it under
-    ``BATON_BASE_URL``. Without it the message links to the run (when a base URL is set).
+    ``settings.base_url``. Without it the message links to the run (when a base URL is set).
     ``html_body`` replaces the HTML rendering of ``text``.
     """
     body = html_body if html_body is not None else f"<pre>{html.escape(text)}</pre>"
@@ -207,11 +143,10 @@ def build_message(settings: SmtpSettings, recipients: list[str], subject: str, t
     return msg
 
 
-def send_email(recipients: list[str], subject: str, text: str, run_id: str | None = None,
-               settings: SmtpSettings | None = None, *, link: str | None = None,
+def send_email(recipients: list[str], subject: str, text: str, run_id: str | None,
+               settings: SmtpSettings, *, link: str | None = None,
                html_body: str | None = None) -> None:
     """Send one message; raises on any SMTP or network error (the caller retries)."""
-    settings = settings or SmtpSettings.from_env()
     msg = build_message(settings, recipients, subject, text, run_id, link=link,
                         html_body=html_body)
     with smtplib.SMTP(settings.host, settings.port, timeout=SMTP_TIMEOUT) as smtp:
@@ -224,4 +159,4 @@ def send_email(recipients: list[str], subject: str, text: str, run_id: str | Non
 
 def retry_delay(attempts: int) -> float:
     """Seconds to wait after the ``attempts``-th failed try."""
-    return RETRY_BASE * 2 ** max(attempts - 1, 0)
+    return RETRY_BASE * 2.0 ** max(attempts - 1, 0)

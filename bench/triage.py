@@ -42,12 +42,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from baton.clock import parse_iso
 from baton.errors import BatonError, ConfigError
+from baton.settings import Settings
 
 CHUNK = 100  # records created per transaction
 COMPLETE_CHUNK = 250  # work items completed per transaction
@@ -62,7 +63,7 @@ AGENT_POOLS = {"billing": ["ann", "bob"], "tech": ["cyd", "dan", "eve"]}
 COMPARE_ENGINES = ("spiffworkflow",)
 SPIFF_MODES = ("memory", "durable")
 SPIFF_SCRIPT = "spiffworkflow_triage.py"
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]  # bench/ sits in the repository root
 log = logging.getLogger("baton.bench")
 
 
@@ -81,6 +82,9 @@ class BenchConfig:
     examples: Path | None = None
     compare: tuple[str, ...] = ()
     keep: bool = False  # keep the databases (SQLite files / PostgreSQL databases)
+    # What the driver's and the workers' Engines run with (the command reads the environment:
+    # BATON_PLAN_COMMITS=0, say); the database is --db's, never Settings.database.
+    settings: Settings = field(default_factory=Settings)
 
     def check(self) -> None:
         if self.runs < 1:
@@ -363,7 +367,8 @@ def _database_size(url: str) -> int:
 
 
 # ---- worker processes -------------------------------------------------------------------------
-def _worker_main(url: str, project_dir: str, batch: int, stop: Any, messages: Any) -> None:
+def _worker_main(url: str, project_dir: str, batch: int, settings: Settings, stop: Any,
+                 messages: Any) -> None:
     """One worker process: exactly what ``baton worker`` runs, until ``stop`` is set."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
     from baton.project import load_project
@@ -371,7 +376,7 @@ def _worker_main(url: str, project_dir: str, batch: int, stop: Any, messages: An
     from baton.runtime.worker import Worker
 
     load_project(project_dir).import_flows()
-    engine = Engine(url, migrate=False)
+    engine = Engine(url, migrate=False, settings=settings)
     worker = Worker(engine, batch=batch)
 
     def watch() -> None:
@@ -393,13 +398,14 @@ def _worker_main(url: str, project_dir: str, batch: int, stop: Any, messages: An
 
 
 class _Workers:
-    def __init__(self, url: str, project: Path, k: int, batch: int) -> None:
+    def __init__(self, url: str, project: Path, k: int, batch: int, settings: Settings) -> None:
         ctx = mp.get_context("spawn")
         self.stop_event = ctx.Event()
         self.messages = ctx.Queue()
         self.url = url
         self.procs = [ctx.Process(target=_worker_main, name=f"baton-bench-worker-{n}", daemon=True,
-                                  args=(url, str(project), batch, self.stop_event, self.messages))
+                                  args=(url, str(project), batch, settings, self.stop_event,
+                                        self.messages))
                       for n in range(k)]
         self.rss: dict[int, float] = {}
         self.stats: dict[int, dict[str, int]] = {}
@@ -707,7 +713,7 @@ def _baton_once(cfg: BenchConfig, rep: int, project: Path, dbs: _Databases,
     reset_peak_rss()
     url = dbs.fresh(rep)
     try:
-        engine = Engine(url)
+        engine = Engine(url, settings=cfg.settings)
         try:
             proj = load_project(project)
             proj.import_flows()
@@ -715,7 +721,7 @@ def _baton_once(cfg: BenchConfig, rep: int, project: Path, dbs: _Databases,
             durability = _durability(engine)
             reporter.phase(f"Baton, repetition {rep}/{cfg.repeat}: starting {cfg.workers} "
                            "worker process(es)", None)
-            workers = _Workers(url, project, cfg.workers, cfg.batch)
+            workers = _Workers(url, project, cfg.workers, cfg.batch, cfg.settings)
             try:
                 workers.start()
                 reporter.phase(f"Baton, repetition {rep}/{cfg.repeat}: runs finished", cfg.runs)

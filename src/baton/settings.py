@@ -1,0 +1,179 @@
+"""Baton's settings: one frozen object, built at the entry points and passed in.
+
+Where a value comes from, the first one set wins: a command-line flag, the environment
+(``BATON_*``), ``baton.toml`` (the database only), the default here. Only the edges build
+it: the ``baton`` command (``cli/``) and the benchmark read the environment once, through
+:meth:`Settings.from_environment`; an ``Engine`` made without settings (tests, embedding)
+gets the defaults, whatever the environment says. So no module below ``cli/`` and ``web/``
+reads ``os.environ``, and nothing writes it: a process started with ``BATON_*`` variables
+(``baton worker``, ``baton serve``) sees them because its command line read them.
+
+Each field names its environment variable in its metadata (``env``); the README's
+configuration tables list exactly those (``tests/unit/test_settings.py`` checks both ways).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, TypeVar
+
+from baton.errors import ConfigError
+
+log = logging.getLogger("baton.settings")
+
+N = TypeVar("N", int, float)
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _env(name: str) -> dict[str, str]:
+    return {"env": name}
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where e-mail goes (assignment notices, SLA ``notify``), and the links in it."""
+
+    host: str = field(default="127.0.0.1", metadata=_env("BATON_SMTP_HOST"))
+    port: int = field(default=25, metadata=_env("BATON_SMTP_PORT"))
+    sender: str = field(default="baton@localhost", metadata=_env("BATON_SMTP_FROM"))
+    user: str | None = field(default=None, metadata=_env("BATON_SMTP_USER"))
+    password: str | None = field(default=None, repr=False,  # kept out of logs
+                                 metadata=_env("BATON_SMTP_PASSWORD"))
+    starttls: bool = field(default=False, metadata=_env("BATON_SMTP_STARTTLS"))
+    base_url: str | None = field(default=None, metadata=_env("BATON_BASE_URL"))
+    """How browsers reach Baton, without a trailing slash; ``baton serve`` uses its own
+    address when it is not set."""
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> SmtpSettings:
+        return cls(
+            host=env.get("BATON_SMTP_HOST") or "127.0.0.1",
+            port=_number(env, "BATON_SMTP_PORT", int, 25),
+            sender=env.get("BATON_SMTP_FROM") or "baton@localhost",
+            user=env.get("BATON_SMTP_USER") or None,
+            password=env.get("BATON_SMTP_PASSWORD") or None,
+            starttls=(env.get("BATON_SMTP_STARTTLS") or "0").strip().lower() in ("1", "true", "yes"),
+            base_url=(env.get("BATON_BASE_URL") or "").rstrip("/") or None,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Baton takes from its surroundings rather than from definitions."""
+
+    database: str | None = field(default=None, metadata=_env("BATON_DB"))
+    """The database URL (``--db`` replaces it); None: ``baton.toml``'s, else
+    ``sqlite:///baton.db`` (see :meth:`baton.project.Project.database_url`)."""
+    clock_offset: float = field(default=0.0, metadata=_env("BATON_CLOCK_OFFSET"))
+    """Seconds added to the wall clock: for drills and cross-process tests of timers, where
+    a virtual clock cannot be shared. Never in production."""
+    sqlite_synchronous: str | None = field(default=None,
+                                           metadata=_env("BATON_SQLITE_SYNCHRONOUS"))
+    """SQLite's ``PRAGMA synchronous`` (None: ``FULL``); the store checks the value."""
+    sqlite_nullpool: bool = field(default=False, metadata=_env("BATON_SQLITE_NULLPOOL"))
+    """Open a new SQLite connection for every use instead of pooling them."""
+    pg_pool_size: int = field(default=5, metadata=_env("BATON_PG_POOL_SIZE"))
+    pg_pool_overflow: int = field(default=5, metadata=_env("BATON_PG_POOL_OVERFLOW"))
+    worker_host: str | None = field(default=None, metadata=_env("BATON_WORKER_HOST"))
+    """The host name workers report (None: this machine's)."""
+    plan_commits: bool = field(default=True, metadata=_env("BATON_PLAN_COMMITS"))
+    """Workers plan each batch's commit before taking the write lock, and run the steps a
+    batch makes ready in that batch (``BATON_PLAN_COMMITS=0`` turns both off)."""
+    fault: str = field(default="", metadata=_env("BATON_FAULT"))
+    """Fault injection for durability tests: ``after_claim@N`` / ``after_flow@N`` /
+    ``after_commit@N`` SIGKILLs a worker the N-th time it reaches that point."""
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    notify_assignments: bool = field(default=False, metadata=_env("BATON_NOTIFY_ASSIGNMENTS"))
+    """E-mail assignees when a work item is created or reassigned (from the environment:
+    see :func:`assignments_enabled`)."""
+    notify_addresses: dict[str, Any] = field(default_factory=dict,
+                                             metadata=_env("BATON_NOTIFY_ADDRESSES"))
+    """Notify name -> address or list of addresses (SLA ``notify``)."""
+    user_emails: dict[str, Any] = field(default_factory=dict,
+                                        metadata=_env("BATON_USER_EMAILS"))
+    """User name -> address, for ``notify: assignee`` when the user is not in the directory."""
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings a process started with ``env`` (default: this process's environment)
+        runs with. A value that cannot be read is a :class:`ConfigError` naming its variable,
+        except the JSON objects, which are ignored with a warning, as they always were."""
+        e = os.environ if env is None else env
+        return cls(
+            database=e.get("BATON_DB") or None,
+            clock_offset=_number(e, "BATON_CLOCK_OFFSET", float, 0.0),
+            sqlite_synchronous=e.get("BATON_SQLITE_SYNCHRONOUS") or None,
+            sqlite_nullpool=bool(e.get("BATON_SQLITE_NULLPOOL")),
+            pg_pool_size=_number(e, "BATON_PG_POOL_SIZE", int, 5),
+            pg_pool_overflow=_number(e, "BATON_PG_POOL_OVERFLOW", int, 5),
+            worker_host=e.get("BATON_WORKER_HOST") or None,
+            plan_commits=e.get("BATON_PLAN_COMMITS", "1") != "0",
+            fault=e.get("BATON_FAULT", ""),
+            smtp=SmtpSettings.from_environment(e),
+            notify_assignments=assignments_enabled(e),
+            notify_addresses=_json_object(e, "BATON_NOTIFY_ADDRESSES"),
+            user_emails=_json_object(e, "BATON_USER_EMAILS"),
+        )
+
+
+def environment_variables() -> list[str]:
+    """Every environment variable :class:`Settings` reads, nested settings included."""
+    found: list[str] = []
+
+    def walk(obj: Any) -> None:
+        for f in fields(obj):
+            if "env" in f.metadata:
+                found.append(f.metadata["env"])
+            value = getattr(obj, f.name)
+            if is_dataclass(value):
+                walk(value)
+
+    walk(Settings())
+    return found
+
+
+def assignments_enabled(env: Mapping[str, str]) -> bool:
+    """Are assignment e-mails on? ``BATON_NOTIFY_ASSIGNMENTS`` if set, else whether
+    ``BATON_SMTP_HOST`` is set (no SMTP server configured: no e-mail jobs at all)."""
+    raw = (env.get("BATON_NOTIFY_ASSIGNMENTS") or "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw and raw not in _FALSE:
+        log.warning("BATON_NOTIFY_ASSIGNMENTS=%r is not 0 or 1; ignored", raw)
+    if raw in _FALSE:
+        return False
+    return bool((env.get("BATON_SMTP_HOST") or "").strip())
+
+
+def _number(env: Mapping[str, str], name: str, kind: Callable[[str], N], default: N) -> N:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        log.warning("%s is not valid JSON; ignored", name)
+        return {}
+    if not isinstance(value, dict):
+        log.warning("%s is not a JSON object; ignored", name)
+        return {}
+    return value
+
+
+__all__ = ["Settings", "SmtpSettings", "assignments_enabled", "environment_variables"]

@@ -1,0 +1,187 @@
+"""Settings in one place: only the edges read the environment, nothing writes it, every
+variable is read into :class:`Settings`, and the README documents exactly those."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from baton.errors import ConfigError
+from baton.project import Project
+from baton.runtime.engine import Engine
+from baton.runtime.worker import Worker
+from baton.settings import Settings, SmtpSettings, environment_variables
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "baton"
+EDGES = ("cli", "web")  # entry points: they build Settings and pass it in
+# Reads the store part moves into SqlStore's parameters (issue 11); each entry must still
+# be there, so the exemption goes as soon as it is not needed.
+PENDING = {"store/sql.py": {"BATON_SQLITE_SYNCHRONOUS", "BATON_SQLITE_NULLPOOL",
+                            "BATON_PG_POOL_SIZE", "BATON_PG_POOL_OVERFLOW", "BATON_WORKER_HOST"}}
+ENV_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+MUTATORS = {"setdefault", "update", "pop", "popitem", "clear", "__setitem__", "__delitem__"}
+
+
+def _is_environ(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr in ("environ", "environb")
+
+
+def _environment_uses(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) for every touch of the process environment, read or write."""
+    uses: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ENV_NAMES:
+            uses.append((node.lineno, f"os.{node.attr}"))
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            uses.extend((node.lineno, f"from os import {a.name}") for a in node.names
+                        if a.name in ENV_NAMES)
+    return uses
+
+
+def _environment_writes(tree: ast.AST) -> list[tuple[int, str]]:
+    writes: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and _is_environ(node.value) \
+                and isinstance(node.ctx, (ast.Store, ast.Del)):
+            writes.append((node.lineno, "os.environ[...] assigned or deleted"))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if _is_environ(node.func.value) and node.func.attr in MUTATORS:
+                writes.append((node.lineno, f"os.environ.{node.func.attr}()"))
+            elif node.func.attr in ("putenv", "unsetenv"):
+                writes.append((node.lineno, f"os.{node.func.attr}()"))
+    return writes
+
+
+def _sources() -> list[tuple[str, ast.AST, str]]:
+    return [(f.relative_to(SRC).as_posix(), ast.parse(f.read_text()), f.read_text())
+            for f in sorted(SRC.rglob("*.py"))]
+
+
+def test_only_the_edges_and_settings_read_the_environment() -> None:
+    assert all((SRC / rel).is_file() for rel in PENDING), "a PENDING file moved: update PENDING"
+    bad = []
+    for rel, tree, text in _sources():
+        if rel.split("/")[0] in EDGES or rel == "settings.py":
+            continue
+        uses = _environment_uses(tree)
+        if rel in PENDING:
+            read = set(re.findall(r"BATON_[A-Z_]+", text))
+            assert uses and PENDING[rel] <= read, f"{rel} no longer reads the environment: " \
+                "drop it from PENDING"
+            assert not read - PENDING[rel], f"{rel} reads more than PENDING says"
+            continue
+        bad += [f"{rel}:{line} {what}" for line, what in uses]
+    assert not bad, "read the environment outside cli/, web/ and settings.py:\n" + "\n".join(bad)
+
+
+def test_nothing_writes_the_environment() -> None:
+    bad = [f"{rel}:{line} {what}" for rel, tree, _ in _sources()
+           for line, what in _environment_writes(tree)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_checks_see_reads_and_writes() -> None:
+    code = ast.parse("import os\nfrom os import getenv\nos.environ['A'] = '1'\n"
+                     "os.environ.setdefault('B', '2')\ndel os.environ['C']\nos.putenv('D', '')\n"
+                     "x = os.environ.get('E')\n")
+    assert len(_environment_uses(code)) == 6
+    assert [w for _, w in _environment_writes(code)] == [
+        "os.environ[...] assigned or deleted", "os.environ.setdefault()",
+        "os.environ[...] assigned or deleted", "os.putenv()"]
+
+
+def _documented() -> set[str]:
+    """BATON_* variables in the first column of the README's tables."""
+    found: set[str] = set()
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("|"):
+            found.update(re.findall(r"BATON_[A-Z_]+", line.split("|")[1]))
+    return found
+
+
+def test_the_readme_tables_list_exactly_the_settings() -> None:
+    variables = environment_variables()
+    assert len(variables) == len(set(variables))
+    assert set(variables) - _documented() == set(), "in Settings, not in the README"
+    assert _documented() - set(variables) == set(), "in the README, not in Settings"
+
+
+# Every variable, set to a value that is not its default, and the setting it must change.
+SAMPLES = {
+    "BATON_DB": ("postgresql://db/x", lambda s: s.database == "postgresql://db/x"),
+    "BATON_CLOCK_OFFSET": ("7200", lambda s: s.clock_offset == 7200.0),
+    "BATON_SQLITE_SYNCHRONOUS": ("NORMAL", lambda s: s.sqlite_synchronous == "NORMAL"),
+    "BATON_SQLITE_NULLPOOL": ("1", lambda s: s.sqlite_nullpool is True),
+    "BATON_PG_POOL_SIZE": ("9", lambda s: s.pg_pool_size == 9),
+    "BATON_PG_POOL_OVERFLOW": ("0", lambda s: s.pg_pool_overflow == 0),
+    "BATON_WORKER_HOST": ("elsewhere", lambda s: s.worker_host == "elsewhere"),
+    "BATON_PLAN_COMMITS": ("0", lambda s: s.plan_commits is False),
+    "BATON_FAULT": ("after_flow@2", lambda s: s.fault == "after_flow@2"),
+    "BATON_SMTP_HOST": ("mail", lambda s: s.smtp.host == "mail" and s.notify_assignments),
+    "BATON_SMTP_PORT": ("2525", lambda s: s.smtp.port == 2525),
+    "BATON_SMTP_FROM": ("b@x", lambda s: s.smtp.sender == "b@x"),
+    "BATON_SMTP_USER": ("u", lambda s: s.smtp.user == "u"),
+    "BATON_SMTP_PASSWORD": ("pw", lambda s: s.smtp.password == "pw" and "pw" not in repr(s)),
+    "BATON_SMTP_STARTTLS": ("1", lambda s: s.smtp.starttls is True),
+    "BATON_BASE_URL": ("https://b.example/", lambda s: s.smtp.base_url == "https://b.example"),
+    "BATON_NOTIFY_ASSIGNMENTS": ("1", lambda s: s.notify_assignments is True),
+    "BATON_NOTIFY_ADDRESSES": (json.dumps({"sup": "s@x"}),
+                               lambda s: s.notify_addresses == {"sup": "s@x"}),
+    "BATON_USER_EMAILS": (json.dumps({"ann": "a@x"}), lambda s: s.user_emails == {"ann": "a@x"}),
+}
+
+
+def test_every_variable_is_read() -> None:
+    assert set(SAMPLES) == set(environment_variables())
+    assert Settings.from_environment({}) == Settings()
+    for name, (value, holds) in SAMPLES.items():
+        assert holds(Settings.from_environment({name: value})), name
+
+
+def test_bad_values_name_their_variable() -> None:
+    with pytest.raises(ConfigError, match="BATON_CLOCK_OFFSET='soon' is not a number"):
+        Settings.from_environment({"BATON_CLOCK_OFFSET": "soon"})
+    with pytest.raises(ConfigError, match="BATON_SMTP_PORT"):
+        Settings.from_environment({"BATON_SMTP_PORT": "smtp"})
+    s = Settings.from_environment({"BATON_USER_EMAILS": "[1]", "BATON_NOTIFY_ADDRESSES": "{"})
+    assert s.user_emails == {} and s.notify_addresses == {}  # ignored, with a warning
+
+
+def test_an_engine_without_settings_ignores_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BATON_CLOCK_OFFSET", "BATON_SMTP_HOST", "BATON_PLAN_COMMITS", "BATON_FAULT"):
+        monkeypatch.setenv(name, SAMPLES[name][0])
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    plain = Engine(url)
+    try:
+        worker = Worker(plain)
+        assert plain.settings == Settings()
+        assert plain.clock.offset == timedelta(0)  # type: ignore[attr-defined]
+        assert plain.applier.notify_assignments is False
+        assert worker.plan_commits is True and worker._faults.point == ""
+    finally:
+        plain.close()
+    read = Engine(url, settings=Settings.from_environment())  # what the baton command does
+    try:
+        worker = Worker(read)
+        assert read.clock.offset == timedelta(hours=2)  # type: ignore[attr-defined]
+        assert read.applier.notify_assignments is True
+        assert worker.plan_commits is False and worker._faults.point == "after_flow"
+        assert read.settings.smtp == SmtpSettings(host="mail")
+    finally:
+        read.close()
+
+
+def test_the_database_setting_beats_baton_toml(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    project = Project(tmp_path / "proj", "sqlite:///proj.db", ())
+    assert project.database_url() == f"sqlite:///{tmp_path / 'proj' / 'proj.db'}"
+    assert project.database_url("here.db") == f"sqlite:///{tmp_path / 'here.db'}"
+    assert project.database_url("postgresql://h/d") == "postgresql://h/d"
