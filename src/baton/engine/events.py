@@ -106,7 +106,7 @@ class ScheduleStep:
     attempt: int = 1
     not_before: str | None = None  # ISO time; None: now (a retry waits for its backoff)
     timeout_ms: int | None = None  # the attempt fails when the flow overruns this
-    kind: str = "step"  # the job kind the step's attempts are queued as
+    kind: str = field(kw_only=True)  # the job kind: the step type's (``baton.steps``)
 
 
 @dataclass(frozen=True)
