@@ -236,7 +236,8 @@ class Worker:
     # ---- outside the transaction: read, run flows ------------------------------------------
     def _read_batch(self, jobs: list[Job]
                     ) -> tuple[dict[str, tuple[Run, dict[str, Any] | None]], _BatchCache]:
-        """The state of every run the batch touches: one read transaction, two statements.
+        """The state of every run the batch touches: one read transaction, two statements
+        (and the definitions of the steps it runs, the first time a worker meets one).
 
         Also returned as read, for the commit: a run or record whose ``seq``/``version`` has
         not moved since is not read and decoded again while the write lock is held."""
@@ -245,6 +246,9 @@ class Worker:
             rows = tx.get_runs_txn(ids)
             runs = {rid: Run.from_json(row["state"]) for rid, row in rows.items()}
             recs = tx.get_records_txn([r.record_id for r in runs.values() if r.record_id])
+            for j in jobs:
+                if j.kind in registry.JOB_KINDS and j.run_id in runs:
+                    self._step_definition(runs[j.run_id], j.payload["step"], tx)
         snapshots = {rid: (run, record_view(recs[run.record_id]) if run.record_id in recs else None)
                      for rid, run in runs.items()}
         return snapshots, _BatchCache(runs, recs)
@@ -278,11 +282,11 @@ class Worker:
                 or sr.status is not StepStatus.RUNNING \
                 or (attempt is not None and attempt != sr.attempts):
             return _Result(job, None)  # the step moved on (canceled, stage exited): drop
+        definition = self._step_definition(run, step)  # (read with the batch: no query here)
         event: StepCompleted | StepFailed
         updates: dict[str, Any] = {}
         ran_at = iso(self.engine.clock.now())
         try:
-            definition = self._step_definition(run, step)
             if definition is None:
                 raise StepFailure(f"step {step!r} is not in {run.orchestration} "
                                   f"v{run.version}", retryable=False)
@@ -297,11 +301,12 @@ class Worker:
         self._faults.hit("after_flow")
         return _Result(job, event, updates)
 
-    def _step_definition(self, run: Run, step: str) -> StepDefinition | None:
+    def _step_definition(self, run: Run, step: str, tx: Any = None) -> StepDefinition | None:
+        """The definition of a step of the run's pinned version (immutable: kept)."""
         key = (run.orchestration, run.version, step)
         if key not in self._step_defs:
-            found = self.engine.definitions.orchestration(run.orchestration, run.version)[0] \
-                .find_step(step)
+            found = self.engine.definitions.orchestration(run.orchestration, run.version,
+                                                          tx=tx)[0].find_step(step)
             self._step_defs[key] = found[1] if found is not None else None
         return self._step_defs[key]
 
