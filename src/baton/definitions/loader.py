@@ -47,6 +47,7 @@ from baton.definitions.model import (
 )
 from baton.definitions.validate import validate_documents
 from baton.errors import DefinitionError, Issue
+from baton.steps import registry
 
 __all__ = [
     "MAX_ALIASES",
@@ -80,8 +81,10 @@ _NULL_TAG = "tag:yaml.org,2002:null"
 _DOC_MARKER = re.compile(r"---(?=\s|$)")
 _BARE_MARKER = re.compile(r"---\s*(#.*)?$")
 _LINES = re.compile(r"[^\n]*\n|[^\n]+\Z")
-OPTION_KEYS = ("retry", "timeout", "sla", "lane", "run_as", "output", "for", "until", "signal",
-               "priority")
+# Step keys kept in ``StepDefinition.options``: these, then the keys of the step's type
+# (``baton.steps``) that are not fields of their own.
+OPTION_KEYS = ("retry", "timeout", "sla", "lane", "run_as", "output")
+_STEP_FIELDS = frozenset({"flow", "assign", "form", "instructions"})
 
 
 class _Loader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]  # PyYAML ships no stubs
@@ -587,9 +590,15 @@ def _build_step(data: Mapping[str, Any], line: int) -> StepDefinition:
         form=tuple(_build_field(f["name"], f) for f in data.get("form", ())),
         instructions=data.get("instructions"),
         on_failure=data.get("on_failure", "fallout"),
-        options=MappingProxyType({k: data[k] for k in OPTION_KEYS if k in data}),
+        options=MappingProxyType({k: data[k] for k in _option_keys(data["type"]) if k in data}),
         line=line,
     )
+
+
+def _option_keys(step_type: str) -> tuple[str, ...]:
+    st = registry.get(step_type)
+    own = tuple(k for k in st.keys if k not in _STEP_FIELDS) if st is not None else ()
+    return OPTION_KEYS + own
 
 
 def _build_condition(value: Any) -> Condition | None:

@@ -12,7 +12,6 @@ from types import MappingProxyType
 from typing import Any
 
 FIELD_TYPES = ("string", "text", "int", "decimal", "bool", "date", "datetime", "choice", "ref", "json")
-STEP_TYPES = ("background", "interactive", "callout", "ai", "milestone", "pause", "orchestration")
 ON_FAILURE = ("fallout", "fail_run", "continue")
 DEFAULT_MAX_ITERATIONS = 10
 # Work-item priorities, least urgent first: the index is what ``baton_work_items.priority`` stores.
@@ -81,8 +80,8 @@ class StepDefinition:
     form: tuple[FieldDefinition, ...] = ()
     instructions: str | None = None
     on_failure: str = "fallout"
-    # Settings owned by later step types / policies (retry, timeout, sla, lane, run_as,
-    # callout/ai/pause options …), kept as validated-by-shape plain data.
+    # The policies every step may have (retry, timeout, sla, lane, run_as, output) and the
+    # options of its step type (``baton.steps``), kept as validated-by-shape plain data.
     options: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     line: int = 0
 

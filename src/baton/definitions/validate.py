@@ -23,11 +23,8 @@ from baton.definitions.checks import (
     ParsedDocument,
     Scope,
     check_condition,
-    check_duration,
-    check_expression,
     check_field,
     check_field_name,
-    check_flow,
     check_keys,
     check_policies,
     check_texts,
@@ -44,16 +41,10 @@ from baton.definitions.checks import (
     suggest,
     unknown,
 )
-from baton.definitions.model import (
-    FIELD_TYPES,
-    ON_FAILURE,
-    PRIORITIES,
-    STEP_TYPES,
-    AssigneeKind,
-    ObjectTypeDefinition,
-)
+from baton.definitions.model import FIELD_TYPES, ON_FAILURE, ObjectTypeDefinition
 from baton.errors import Issue
-from baton.expressions import is_expression
+from baton.steps import registry
+from baton.steps.base import StepType
 
 KINDS = ("object", "orchestration", "calendar")
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
@@ -72,24 +63,11 @@ TRIGGER_KEYS = {
 TRIGGER_REQUIRED = {"record": ("object",), "autolaunched": (), "schedule": ("cron",)}
 TRIGGER_EVENTS = ("create", "update")
 STAGE_KEYS = ("name", "label", "description", "steps", "exit_when", "next", "max_iterations")
+# Keys every step may have; the keys of one step type (its ``keys``) come from the registry.
 STEP_KEYS = (
-    "name", "type", "label", "description", "flow", "after", "when", "complete_when", "assign",
-    "form", "instructions", "on_failure", "retry", "timeout", "sla", "lane", "run_as", "output",
-    "for", "until", "signal", "priority",
+    "name", "type", "label", "description", "after", "when", "complete_when", "on_failure",
+    "retry", "timeout", "sla", "lane", "run_as", "output",
 )  # fmt: skip
-EXECUTABLE_STEPS = ("background", "interactive", "milestone", "pause")
-PAUSE_KEYS = ("for", "until", "signal")
-# Keys that only mean something for one step type; elsewhere they are mistakes.
-TYPE_ONLY_KEYS = {
-    "flow": "background",
-    "assign": "interactive",
-    "form": "interactive",
-    "instructions": "interactive",
-    "priority": "interactive",
-    "for": "pause",
-    "until": "pause",
-    "signal": "pause",
-}
 END = "end"
 
 
@@ -509,17 +487,19 @@ def _check_step(ck: Checker, path: str, step: Any, scope: Scope) -> None:
     if m is None:
         return
     stype = m.get("type")
-    if "type" in m and stype not in EXECUTABLE_STEPS:
-        if stype in STEP_TYPES:
+    st = registry.get(stype) if isinstance(stype, str) else None
+    if "type" in m and st is None:
+        if stype in registry.PLANNED:
             ck.add(
                 join(path, "type"), f"step type '{stype}' is not available in this version of Baton"
             )
         else:
-            ck.add(join(path, "type"), unknown("step type", stype, EXECUTABLE_STEPS))
+            ck.add(join(path, "type"), unknown("step type", stype, registry.names()))
         return  # its other keys belong to a type we cannot check
-    check_keys(ck, path, m, STEP_KEYS, ("name", "type"))
-    if "type" in m:
-        _check_step_type(ck, path, m, str(stype), scope)
+    owners = registry.option_owners()
+    check_keys(ck, path, m, STEP_KEYS + tuple(owners), ("name", "type"))
+    if st is not None:
+        _check_step_type(ck, path, m, st, owners, scope)
     check_texts(ck, path, m, ("label", "description", "lane"))
     for key in ("when", "complete_when"):
         if key in m:
@@ -531,96 +511,14 @@ def _check_step(ck: Checker, path: str, step: Any, scope: Scope) -> None:
     check_policies(ck, path, m)
 
 
-def _check_step_type(ck: Checker, path: str, m: dict[str, Any], stype: str, scope: Scope) -> None:
-    for key, owner in TYPE_ONLY_KEYS.items():
-        if key in m and owner != stype:
-            ck.add(
-                join(path, key), f"{key} does not apply to a {stype} step (only to {owner} steps)"
-            )
-    if stype == "background":
-        if "flow" in m:
-            check_flow(ck, join(path, "flow"), m["flow"], scope.known_flows)
-        else:
-            ck.add(
-                join(path, "flow"), "required key 'flow' is missing (a background step runs a flow)"
-            )
-    elif stype == "interactive":
-        _check_interactive(ck, path, m, scope)
-    elif stype == "pause":
-        _check_pause(ck, path, m, scope)
-    elif not m.get("after"):
-        ck.add(join(path, "after"), "a milestone step needs at least one step in after")
-
-
-def _check_pause(ck: Checker, path: str, m: dict[str, Any], scope: Scope) -> None:
-    """A pause step waits for a duration, a condition, a named signal (any that comes first)."""
-    if not any(k in m for k in PAUSE_KEYS):
-        ck.add(path, "a pause step needs at least one of: for, until, signal")
-    if "for" in m:
-        check_duration(ck, join(path, "for"), m["for"])
-    if "until" in m:
-        check_condition(ck, join(path, "until"), m["until"], scope)
-        if isinstance(m["until"], dict):
-            ck.add(join(path, "until"), "until takes an '=expression' (not an evaluation flow)")
-    if "signal" in m:
-        expect_identifier(ck, join(path, "signal"), m["signal"], "signal name")
-
-
-def _check_interactive(ck: Checker, path: str, m: dict[str, Any], scope: Scope) -> None:
-    if "assign" not in m:
-        ck.add(
-            join(path, "assign"),
-            "required key 'assign' is missing (who gets the work item: user, group or queue)",
-        )
-    else:
-        _check_assign(ck, join(path, "assign"), m["assign"], scope)
-    if "instructions" in m:
-        check_value(ck, join(path, "instructions"), m["instructions"], scope)
-    if "form" in m:
-        _check_form(ck, join(path, "form"), m["form"], scope)
-    if "priority" in m:
-        _check_priority(ck, join(path, "priority"), m["priority"], scope)
-
-
-def _check_priority(ck: Checker, path: str, value: Any, scope: Scope) -> None:
-    """``low|normal|high|urgent``, or an ``=expression`` giving one of them when the item
-    is created (a value outside the four falls back to normal there, audited)."""
-    if isinstance(value, str) and is_expression(value):
-        check_expression(ck, path, value, scope)
-    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(PRIORITIES):
-        ck.add(path, f"priority is a word, not a number: write '{PRIORITIES[value]}' "
-                     f"(one of: {', '.join(PRIORITIES)})")
-    elif value not in PRIORITIES:
-        ck.add(path, unknown("priority", value, PRIORITIES))
-
-
-def _check_assign(ck: Checker, path: str, value: Any, scope: Scope) -> None:
-    assign = expect_mapping(ck, path, value)
-    if assign is None:
-        return
-    kinds = [k.value for k in AssigneeKind]
-    clean = check_keys(ck, path, assign, kinds)
-    present = [k for k in kinds if k in assign]
-    if clean and len(present) != 1:
-        ck.add(path, f"assign needs exactly one of: {', '.join(kinds)} (got {len(present)})")
-    for kind in present:
-        check_value(ck, join(path, kind), assign[kind], scope)
-
-
-def _check_form(ck: Checker, path: str, value: Any, scope: Scope) -> None:
-    fields = expect_list(ck, path, value)
-    rules = FieldRules(tuple(t for t in FIELD_TYPES if t != "ref"), ())
-    first: dict[str, int] = {}
-    for k, spec in enumerate(fields or []):
-        fpath = item(path, k)
-        check_field(ck, fpath, spec, rules, named=True)
-        name = spec.get("name") if isinstance(spec, dict) else None
-        if isinstance(name, str) and name in first:
-            ck.add(
-                join(fpath, "name"), f"duplicate form field '{name}' (first at line {first[name]})"
-            )
-        elif isinstance(name, str):
-            first[name] = ck.line(fpath)
+def _check_step_type(ck: Checker, path: str, m: dict[str, Any], st: StepType,
+                     owners: Mapping[str, tuple[str, ...]], scope: Scope) -> None:
+    """Keys of other step types are mistakes here; the type checks its own options."""
+    for key, names in owners.items():
+        if key in m and key not in st.keys:
+            ck.add(join(path, key), f"{key} does not apply to a {st.name} step "
+                                    f"(only to {' or '.join(names)} steps)")
+    st.validate(ck, path, m, scope)
 
 
 # --- after: references and cycles -------------------------------------------------------

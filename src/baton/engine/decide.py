@@ -13,8 +13,12 @@ a stage starts a fresh iteration; ``max_iterations`` fails the run.
 Time and failure (DESIGN §2.3): a failed background attempt is retried per its policy
 (``engine/policy.py``) with a job that is not due before the backoff; then ``on_failure``
 applies. Operators retry, complete or skip a step in fallout, and resume a failed run.
-Pause steps wait for a timer, a condition or a signal; an SLA is two timers. Timers are
-``StartTimer`` commands (durable jobs) that come back as ``TimerFired`` events.
+An SLA is two timers. Timers are ``StartTimer`` commands (durable jobs) that come back as
+``TimerFired`` events.
+
+Step types (``baton.steps``): what starting a step does, what it re-checks on each pass,
+and the timers and signals of its own belong to its type, looked up in the registry; this
+module names none of them.
 """
 
 from __future__ import annotations
@@ -27,8 +31,6 @@ from typing import Any
 from baton.calendars import add_business_time
 from baton.clock import iso
 from baton.definitions.model import (
-    DEFAULT_PRIORITY,
-    PRIORITIES,
     Condition,
     OrchestrationDefinition,
     StageDefinition,
@@ -41,7 +43,6 @@ from baton.engine.events import (
     CancelWorkItem,
     Command,
     ConditionEvaluated,
-    CreateWorkItem,
     EvaluateCondition,
     Event,
     FalloutAction,
@@ -69,10 +70,15 @@ from baton.engine.status import (
     check_transition,
 )
 from baton.errors import ExpressionError
-from baton.expressions import evaluate, evaluate_condition, is_expression
+from baton.expressions import evaluate_condition
+from baton.steps.base import expression_error as _expr_error
+from baton.steps.registry import TYPES as _STEP_TYPES
 
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
 _TIMED = frozenset({StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT})
+
+# The timers an SLA starts; any other timer kind belongs to the step's type.
+_SLA_TIMERS = frozenset({"sla_jeopardy", "sla_overdue"})
 
 # A safety net against a definition whose stages route in a loop without any step
 # (each pass is bounded by max_iterations anyway; this bounds one decide() call).
@@ -97,7 +103,7 @@ class _Decider:
         self.record = dict(record) if record is not None else {}
         self.commands: list[Command] = []
         self.consulted_flows: set[str] = set()
-        self.firing_pause: tuple[str, int] | None = None  # a pause step's own timer fired
+        self.firing_timer: tuple[str, int] | None = None  # a step's own timer is firing
 
     # ---- helpers ------------------------------------------------------------------------
     def audit(self, type_: str, actor: str = "system", **data: Any) -> None:
@@ -124,13 +130,13 @@ class _Decider:
         sr.status = status
 
     def has_timers(self, sr: StepRun) -> bool:
-        """May the step iteration have pending timers (an SLA, a pause ``for``)?"""
+        """May the step iteration have pending timers (an SLA, one of its type's own)?"""
         if sr.sla is not None:
             return True
-        if self.firing_pause == (sr.name, sr.iteration):
+        if self.firing_timer == (sr.name, sr.iteration):
             return False  # its only timer is the one firing now (claimed, not pending)
         found = self.defn.find_step(sr.name)
-        return found is not None and found[1].type == "pause" and "for" in found[1].options
+        return found is not None and _STEP_TYPES[found[1].type].has_timers(found[1])
 
     def set_stage(self, st: StageRun, status: StageStatus) -> None:
         check_transition(f"stage {st.name!r}", st.status, status)
@@ -227,30 +233,19 @@ class _Decider:
     def start_step(self, sr: StepRun, step: StepDefinition) -> None:
         sr.started_at = self.now
         self.start_sla(sr, step)
-        if step.type == "pause":
-            self.start_pause(sr, step)
-            return
-        if step.type == "milestone":
-            self.set_step(sr, StepStatus.COMPLETED)
-            sr.output, sr.completed_at = {}, self.now
-            self.audit("milestone_reached", step=sr.name, stage=sr.stage, iteration=sr.iteration)
-            return
-        if step.type == "interactive":
-            self.start_interactive(sr, step)
-            return
-        self.set_step(sr, StepStatus.RUNNING)
-        self.schedule_attempt(sr, step, None)
-        self.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
-                   type=step.type)
+        _STEP_TYPES[step.type].start(self, sr, step)
 
     def schedule_attempt(self, sr: StepRun, step: StepDefinition, not_before: str | None) -> None:
-        """Ask the workers for the step's next attempt (now, or after a retry's backoff)."""
+        """Ask the workers for the step's next attempt (now, or after a retry's backoff):
+        a job of the kind its type enqueues."""
         sr.attempts += 1
-        assert step.flow is not None
+        kind = _STEP_TYPES[step.type].job_kind
+        assert kind is not None, f"step type {step.type!r} enqueues no jobs"
         timeout = step.options.get("timeout")
         self.commands.append(ScheduleStep(
             sr.name, sr.iteration, step.flow, attempt=sr.attempts, not_before=not_before,
-            timeout_ms=int(duration(timeout).total_seconds() * 1000) if timeout else None))
+            timeout_ms=int(duration(timeout).total_seconds() * 1000) if timeout else None,
+            kind=kind))
 
     # ---- retries ------------------------------------------------------------------------
     def attempt_failed(self, sr: StepRun, step: StepDefinition, error: dict[str, Any]) -> None:
@@ -271,30 +266,6 @@ class _Decider:
             return
         sr.error = error
         self.schedule_attempt(sr, step, next_at)
-
-    # ---- pause --------------------------------------------------------------------------
-    def start_pause(self, sr: StepRun, step: StepDefinition) -> None:
-        """Wait for ``for`` (a timer), ``until`` (re-checked on changes) or ``signal``."""
-        self.set_step(sr, StepStatus.RUNNING)
-        self.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
-                   type="pause")
-        if "for" in step.options:
-            at = iso(self.now_dt + duration(step.options["for"]))
-            self.commands.append(StartTimer("pause", sr.name, sr.iteration, at,
-                                            {"started_at": sr.started_at}))
-        self.check_pause_until(sr, step)
-
-    def check_pause_until(self, sr: StepRun, step: StepDefinition) -> bool:
-        if "until" not in step.options or sr.status is not StepStatus.RUNNING:
-            return False
-        try:
-            done = self.holds(Condition(expression=step.options["until"]))
-        except ExpressionError as exc:
-            self.fail_step(sr, step, _expr_error("until", exc))
-            return True
-        if done:
-            self.complete_step(sr, {}, "system", via="until")
-        return done
 
     # ---- SLA ----------------------------------------------------------------------------
     def start_sla(self, sr: StepRun, step: StepDefinition) -> None:
@@ -400,72 +371,15 @@ class _Decider:
             self.follow(self.route(sd))
 
     def signal(self, ev: SignalReceived) -> bool:
-        """Complete every pause step of the current stage waiting for this signal."""
+        """Hand the signal to every step of the current stage; True when one took it
+        (a pause step waiting for this signal completes)."""
         hit = False
         for sr in list(self.run.steps.values()):
             found = self.defn.find_step(sr.name)
-            if (found is None or sr.stage != self.run.current_stage
-                    or sr.status is not StepStatus.RUNNING or found[1].type != "pause"
-                    or found[1].options.get("signal") != ev.name):
+            if found is None or sr.stage != self.run.current_stage:
                 continue
-            self.complete_step(sr, dict(ev.data), ev.actor, via=f"signal:{ev.name}")
-            hit = True
+            hit = _STEP_TYPES[found[1].type].on_signal(self, sr, found[1], ev) or hit
         return hit
-
-    def start_interactive(self, sr: StepRun, step: StepDefinition) -> None:
-        assert step.assign is not None
-        try:
-            assignee = evaluate(step.assign.value, self.scope()) if is_expression(
-                step.assign.value) else step.assign.value
-        except ExpressionError as exc:
-            self.fail_step(sr, step, _expr_error("assign", exc))
-            return
-        if not isinstance(assignee, str) or not assignee:
-            self.fail_step(sr, step, {"type": "AssignmentError",
-                                      "message": f"assign gave {assignee!r}, not a name"})
-            return
-        self.set_step(sr, StepStatus.WAITING_FOR_PERSON)
-        form = tuple(
-            {"name": f.name, "type": f.type, "required": f.required, "choices": list(f.choices),
-             "default": f.default, "label": f.label}
-            for f in step.form
-        )
-        self.commands.append(CreateWorkItem(
-            sr.name, sr.stage, sr.iteration, step.assign.kind.value, assignee,
-            step.label or step.name,
-            step.instructions, form,
-            priority=self.priority(sr, step),
-            due_at=sr.sla["due_at"] if sr.sla else None,
-        ))
-        self.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
-                   type="interactive", assignee=f"{step.assign.kind.value}:{assignee}")
-
-    def priority(self, sr: StepRun, step: StepDefinition) -> int:
-        """The work item's priority: the step's word, or its expression's value now.
-
-        A value that is not one of the four words (or an expression that cannot be
-        evaluated yet) gives ``normal`` and an audit event: a doubtful priority is no
-        reason to hold back the work item itself.
-        """
-        spec = step.options.get("priority")
-        if spec is None:
-            return DEFAULT_PRIORITY
-        value: Any = spec
-        if is_expression(spec):
-            try:
-                value = evaluate(spec, self.scope())
-            except ExpressionError as exc:
-                self.audit("work_item_priority_invalid", step=sr.name, iteration=sr.iteration,
-                           expression=spec, error=exc.reason, used="normal")
-                return DEFAULT_PRIORITY
-        word = value.strip().lower() if isinstance(value, str) else value
-        if word in PRIORITIES:
-            return PRIORITIES.index(word)
-        self.audit("work_item_priority_invalid", step=sr.name, iteration=sr.iteration,
-                   expression=spec, value=value if isinstance(value, str | int | float | bool)
-                   else repr(value), error=f"expected one of: {', '.join(PRIORITIES)}",
-                   used="normal")
-        return DEFAULT_PRIORITY
 
     def fail_step(self, sr: StepRun, step: StepDefinition, error: dict[str, Any]) -> None:
         sr.error, sr.completed_at = error, self.now
@@ -479,26 +393,13 @@ class _Decider:
         if step.on_failure == "fail_run":
             self.fail_run(f"step {sr.name!r} failed: {error.get('message', '')}", step=sr.name)
 
-    def check_complete_when(self, sd: StageDefinition) -> bool:
+    def recheck_steps(self, sd: StageDefinition) -> bool:
+        """Let each step's type look again at what it waits for (``until``,
+        ``complete_when``): the record, the variables or another step may have changed."""
         changed = False
         for step in sd.steps:
-            sr = self.run.steps[step.name]
-            if step.type == "pause":
-                changed = self.check_pause_until(sr, step) or changed
-                continue
-            if step.complete_when is None or sr.status is not StepStatus.WAITING_FOR_PERSON:
-                continue
-            try:
-                done = self.holds(step.complete_when)
-            except ExpressionError as exc:
-                self.commands.append(CancelWorkItem(sr.name, sr.iteration, "complete_when failed"))
-                self.fail_step(sr, step, _expr_error("complete_when", exc))
-                changed = True
-                continue
-            if done:
-                self.commands.append(CancelWorkItem(sr.name, sr.iteration, "complete_when holds"))
-                self.complete_step(sr, {}, "system", via="complete_when")
-                changed = True
+            changed = _STEP_TYPES[step.type].recheck(self, self.run.steps[step.name], step) \
+                or changed
         return changed
 
     def complete_step(self, sr: StepRun, output: dict[str, Any], actor: str, **extra: Any) -> None:
@@ -592,7 +493,7 @@ class _Decider:
             if self.run.status is not RunStatus.IN_PROGRESS or self.run.current_stage is None:
                 return
             sd = self.stage_def()
-            changed = self.check_complete_when(sd)
+            changed = self.recheck_steps(sd)
             if self.run.status is not RunStatus.IN_PROGRESS:
                 return
             changed = self.start_ready_steps(sd) or changed
@@ -602,11 +503,6 @@ class _Decider:
             if not changed:
                 return
         self.fail_run("routing did not settle (stages loop without any step)")
-
-
-def _expr_error(where: str, exc: ExpressionError) -> dict[str, Any]:
-    return {"type": "ExpressionError", "message": f"{where}: {exc.reason}",
-            "expression": exc.source, "position": exc.position}
 
 
 def decide(
@@ -648,8 +544,8 @@ def decide(
                 r.vars.update(event.vars)  # only what this flow changed: concurrent steps merge
             extra = {"ran_at": event.ran_at} if event.ran_at else {}
             d.complete_step(sr, dict(event.output), event.actor, **extra)
-        elif found[1].type == "background" and sr.status is StepStatus.RUNNING:
-            d.attempt_failed(sr, found[1], event.error)
+        elif _STEP_TYPES[found[1].type].job_kind is not None and sr.status is StepStatus.RUNNING:
+            d.attempt_failed(sr, found[1], event.error)  # a worker's attempt: maybe retried
         else:
             d.fail_step(sr, found[1], event.error)
     elif isinstance(event, FalloutAction):
@@ -669,14 +565,11 @@ def decide(
         if r.status is not RunStatus.IN_PROGRESS or sr is None or found is None \
                 or sr.iteration != event.iteration:
             return Decision(run, [], stale=True)
-        if event.kind == "pause":
-            if sr.status is not StepStatus.RUNNING or found[1].type != "pause" \
-                    or event.data.get("started_at", sr.started_at) != sr.started_at:
-                return Decision(run, [], stale=True)  # an earlier pause of this step
-            d.firing_pause = (sr.name, sr.iteration)
-            d.complete_step(sr, {}, "system", via="for")
-        elif not d.sla_timer(sr, found[1], event):
-            return Decision(run, [], stale=True)
+        if event.kind in _SLA_TIMERS:
+            if not d.sla_timer(sr, found[1], event):
+                return Decision(run, [], stale=True)
+        elif not _STEP_TYPES[found[1].type].on_timer(d, sr, found[1], event):
+            return Decision(run, [], stale=True)  # e.g. the timer of an earlier pause
     elif isinstance(event, SignalReceived):
         if r.status is not RunStatus.IN_PROGRESS or not d.signal(event):
             return Decision(run, [], stale=True)

@@ -98,14 +98,15 @@ Event = (ConditionEvaluated | RunStarted | StepCompleted | StepFailed | RecordCh
 # ---- commands -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ScheduleStep:
-    """Run a background step's flow (a job for the workers)."""
+    """Run an attempt of a step in a worker: a job of the kind its step type enqueues."""
 
     step: str
     iteration: int
-    flow: str
+    flow: str | None  # the flow a background step runs (None for types that run none)
     attempt: int = 1
     not_before: str | None = None  # ISO time; None: now (a retry waits for its backoff)
     timeout_ms: int | None = None  # the attempt fails when the flow overruns this
+    kind: str = field(kw_only=True)  # the job kind: the step type's (``baton.steps``)
 
 
 @dataclass(frozen=True)

@@ -108,9 +108,9 @@ class Applier:
                 payload = {"step": cmd.step, "iteration": cmd.iteration, "flow": cmd.flow,
                            "attempt": cmd.attempt, "timeout_ms": cmd.timeout_ms}
                 if cmd.not_before is None:
-                    jobs.append(("step", payload))
+                    jobs.append((cmd.kind, payload))
                 else:  # a retry: a job that is not due before its backoff has passed
-                    tx.enqueue_job_txn("step", run.id, payload, cmd.not_before, now)
+                    tx.enqueue_job_txn(cmd.kind, run.id, payload, cmd.not_before, now)
             elif isinstance(cmd, StartTimer):
                 # The jobs table is the durable timer store: due at ``at``, fired once.
                 tx.enqueue_job_txn("timer", run.id, {"kind": cmd.kind, "step": cmd.step,

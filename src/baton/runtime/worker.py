@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,7 @@ import orjson
 from sqlalchemy.exc import DBAPIError
 
 from baton.clock import iso
+from baton.definitions.model import StepDefinition
 from baton.engine.events import (
     ConditionEvaluated,
     RecordChanged,
@@ -31,12 +33,15 @@ from baton.engine.events import (
     StepFailed,
     TimerFired,
 )
-from baton.engine.state import Run, copy_json
+from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
-from baton.flows import FlowContext, StepView, get_flow
+from baton.flows import get_flow
 from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
+from baton.steps import registry
+from baton.steps.base import StepType, StepWork
+from baton.steps.flowrun import flow_context
 from baton.store.base import Job
 from baton.store.sql import PlanAborted, PlanTx, worker_host
 from baton.work import notify
@@ -45,7 +50,7 @@ log = logging.getLogger("baton.worker")
 
 MAX_BACKOFF = 30.0  # seconds between tries while the database is down
 MAX_CONFLICT_ATTEMPTS = 5
-CHAIN_LIMIT = 256  # background steps a batch may run beyond its claimed jobs (loops end)
+CHAIN_LIMIT = 256  # step jobs a batch may run beyond its claimed jobs (loops end)
 CHAIN_SECONDS = 0.2  # and only while its plan is younger than this
 
 class _Faults:
@@ -97,7 +102,9 @@ class Worker:
         # Plan each batch's commit before taking the write lock (PlanTx). BATON_PLAN_COMMITS=0
         # (Settings.plan_commits) turns it off: every batch is then worked out under the lock.
         self.plan_commits = engine.settings.plan_commits
-        self._chainable: dict[tuple[str, int, str, str], bool] = {}  # definitions are immutable
+        # Definitions are immutable: what a (orchestration, version, step) is, found once.
+        self._chainable: dict[tuple[str, int, str], bool] = {}
+        self._step_defs: dict[tuple[str, int, str], StepDefinition | None] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------
     def run(self, *, until_idle: bool = False) -> WorkerStats:
@@ -226,46 +233,45 @@ class Worker:
     # ---- outside the transaction: read, run flows ------------------------------------------
     def _read_batch(self, jobs: list[Job]
                     ) -> tuple[dict[str, tuple[Run, dict[str, Any] | None]], _BatchCache]:
-        """The state of every run the batch touches: one read transaction, two statements.
+        """The state of every run the batch touches: one read transaction, two statements
+        (and the definitions of the steps it runs, the first time a worker meets one).
 
         Also returned as read, for the commit: a run or record whose ``seq``/``version`` has
         not moved since is not read and decoded again while the write lock is held."""
-        ids = [j.run_id for j in jobs if j.kind in _RUN_JOBS and j.run_id]
+        ids = [j.run_id for j in jobs if j.run_id and _reads_run(j.kind)]
         with self.store.read() as tx:
             rows = tx.get_runs_txn(ids)
             runs = {rid: Run.from_json(row["state"]) for rid, row in rows.items()}
             recs = tx.get_records_txn([r.record_id for r in runs.values() if r.record_id])
+            for j in jobs:
+                if j.kind in registry.JOB_KINDS and j.run_id in runs:
+                    self._step_definition(runs[j.run_id], j.payload["step"], tx)
         snapshots = {rid: (run, record_view(recs[run.record_id]) if run.record_id in recs else None)
                      for rid, run in runs.items()}
         return snapshots, _BatchCache(runs, recs)
 
-    def _context(self, run: Run, step: str, iteration: int, record: dict[str, Any] | None) -> FlowContext:
-        # Copies: the run and record read for the batch are committed from, so whatever a
-        # flow does to what it was given must not reach them.
-        steps = {n: StepView(n, sr.status.value, copy_json(sr.output) or {}) for n, sr in run.steps.items()}
-        logger = logging.LoggerAdapter(logging.getLogger(f"baton.flow.{step}"),
-                                       {"run_id": run.id, "step": step})
-        return FlowContext(run_id=run.id, step=step, iteration=iteration, record=copy_json(record),
-                           vars=copy_json(run.vars), input=copy_json(run.input), steps=steps, logger=logger)
+    def _execute(self, job: Job, snapshot: _Snapshot | None) -> _Result:
+        """Run the job (a flow, an e-mail, a step type's work…) and return what to commit.
 
-    def _execute(self, job: Job, snapshot: tuple[Run, dict[str, Any] | None] | None) -> _Result:
-        """Run the job's flow (if any) and return what to commit."""
-        if job.kind == "evaluate":
-            return _Result(job, RecordChanged())
-        if job.kind == "timer":
-            p = job.payload
-            return _Result(job, TimerFired(p["kind"], p["step"], p["iteration"], p.get("data") or {}))
-        if job.kind == "email":
-            return self._execute_email(job)
-        if job.kind not in _RUN_JOBS or snapshot is None:
-            if job.kind not in _RUN_JOBS:
-                log.error("unknown job kind %r (job %s) dropped", job.kind, job.id)
+        Dispatch is by job kind: the runtime's own kinds in ``_ENGINE_JOBS``, then the kinds
+        step types enqueue (``baton.steps.registry``)."""
+        own = _ENGINE_JOBS.get(job.kind)
+        if own is not None:
+            handler, reads_run = own
+            if reads_run and snapshot is None:
+                return _Result(job, None)  # the run is gone
+            return handler(self, job, snapshot)
+        step_type = registry.for_job(job.kind)
+        if step_type is None:
+            log.error("unknown job kind %r (job %s) dropped", job.kind, job.id)
             return _Result(job, None)
+        if snapshot is None:
+            return _Result(job, None)
+        return self._execute_step(job, snapshot, step_type)
+
+    def _execute_step(self, job: Job, snapshot: _Snapshot, step_type: StepType) -> _Result:
+        """An attempt of a step: its type does the work; a raise fails the attempt."""
         run, record = snapshot
-        if job.kind == "condition":
-            return self._execute_condition(job, run, record)
-        if job.kind == "escalation":
-            return self._execute_escalation(job, run, record)
         step, iteration = job.payload["step"], job.payload["iteration"]
         attempt = job.payload.get("attempt")
         sr = run.steps.get(step)
@@ -273,39 +279,52 @@ class Worker:
                 or sr.status is not StepStatus.RUNNING \
                 or (attempt is not None and attempt != sr.attempts):
             return _Result(job, None)  # the step moved on (canceled, stage exited): drop
-        ctx = self._context(run, step, iteration, record)
+        definition = self._step_definition(run, step)  # (read with the batch: no query here)
         event: StepCompleted | StepFailed
-        fn = get_flow(job.payload["flow"])
+        updates: dict[str, Any] = {}
         ran_at = iso(self.engine.clock.now())
         try:
-            if fn is None:
-                raise StepFailure(f"flow {job.payload['flow']!r} is not registered in this worker "
-                                  "(is its module listed under flows in baton.toml?)", retryable=False)
-            output = _call_with_timeout(fn, ctx, job.payload.get("timeout_ms"))
-            if output is None:
-                output = {}
-            if not isinstance(output, dict):
-                raise StepFailure(f"flow {job.payload['flow']!r} returned {type(output).__name__}, "
-                                  "not a dict", retryable=False)
-            changed_vars = {k: v for k, v in ctx.vars.items() if run.vars.get(k, _UNSET) != v}
-            event = StepCompleted(step, iteration, _jsonable(output),
-                                  vars=_jsonable(changed_vars) if changed_vars else None,
+            if definition is None:
+                raise StepFailure(f"step {step!r} is not in {run.orchestration} "
+                                  f"v{run.version}", retryable=False)
+            out = step_type.run_job(StepWork(run, record, definition, iteration, attempt,
+                                             job.payload))
+            event = StepCompleted(step, iteration, _jsonable(dict(out.output)),
+                                  vars=_jsonable(dict(out.vars)) if out.vars else None,
                                   ran_at=ran_at, attempt=attempt)
-        except Exception as exc:  # noqa: BLE001 - a failing flow fails its step, never the worker
+            updates = dict(out.record_updates)
+        except Exception as exc:  # noqa: BLE001 - a failing step fails its step, never the worker
             event = StepFailed(step, iteration, _error(exc), attempt=attempt)
         self._faults.hit("after_flow")
-        updates = ctx.record_updates if isinstance(event, StepCompleted) else {}
         return _Result(job, event, updates)
 
-    def _execute_escalation(self, job: Job, run: Run, record: dict[str, Any] | None) -> _Result:
+    def _step_definition(self, run: Run, step: str, tx: Any = None) -> StepDefinition | None:
+        """The definition of a step of the run's pinned version (immutable: kept)."""
+        key = (run.orchestration, run.version, step)
+        if key not in self._step_defs:
+            found = self.engine.definitions.orchestration(run.orchestration, run.version,
+                                                          tx=tx)[0].find_step(step)
+            self._step_defs[key] = found[1] if found is not None else None
+        return self._step_defs[key]
+
+    def _execute_evaluate(self, job: Job, snapshot: _Snapshot | None) -> _Result:
+        return _Result(job, RecordChanged())
+
+    def _execute_timer(self, job: Job, snapshot: _Snapshot | None) -> _Result:
+        p = job.payload
+        return _Result(job, TimerFired(p["kind"], p["step"], p["iteration"], p.get("data") or {}))
+
+    def _execute_escalation(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         """Run an SLA escalation flow; what it returned (or raised) is audited on the run."""
+        assert snapshot is not None
+        run, record = snapshot
         p = job.payload
         fn = get_flow(p["flow"])
         data: dict[str, Any] = {"flow": p["flow"], "step": p["step"], "reason": p["reason"]}
         try:
             if fn is None:
                 raise StepFailure(f"flow {p['flow']!r} is not registered in this worker")
-            data["output"] = _jsonable(fn(self._context(run, p["step"], p["iteration"], record)))
+            data["output"] = _jsonable(fn(flow_context(run, p["step"], p["iteration"], record)))
             kind = "escalation_flow_ran"
         except Exception as exc:  # noqa: BLE001 - audited on the run; never the worker's problem
             data["error"] = _error(exc)
@@ -313,7 +332,7 @@ class Worker:
         row = event_row(kind, "system", iso(self.engine.clock.now()), run.record_id, run.id, data)
         return _Result(job, None, audit=[row])
 
-    def _execute_email(self, job: Job) -> _Result:
+    def _execute_email(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         """Send a queued e-mail (no transaction is open). A failure is audited and the job
         retried with backoff; after the last attempt it is dropped. Never fails a run."""
         p = job.payload
@@ -345,13 +364,15 @@ class Worker:
                                                    retry_at=retry_at)], release_at=retry_at)
         return _Result(job, None, audit=[audit("email_sent")])
 
-    def _execute_condition(self, job: Job, run: Run, record: dict[str, Any] | None) -> _Result:
+    def _execute_condition(self, job: Job, snapshot: _Snapshot | None) -> _Result:
+        assert snapshot is not None
+        run, record = snapshot
         name = job.payload["flow"]
         if run.status is not RunStatus.IN_PROGRESS:
             return _Result(job, None)
         fn = get_flow(name)
         try:
-            value = bool(fn(self._context(run, name, 0, record))) if fn else False
+            value = bool(fn(flow_context(run, name, 0, record))) if fn else False
         except Exception:
             log.exception("evaluation flow %s failed for run %s; treated as false", name, run.id)
             value = False
@@ -420,25 +441,29 @@ class Worker:
         self.stats.chained += chained
 
     def _chain(self, plan: Any, cache: _BatchCache, now_dt: Any, budget: int) -> list[_Result]:
-        """Run now, in this plan, the background steps the plan has just made ready (a step
-        after a step): no job row is written, claimed and deleted for them and their run is
-        not read again; their results commit with the batch. Flows still run outside any
-        write lock and at least once (if this plan is dropped, they run again from a job)."""
+        """Run now, in this plan, the step jobs the plan has just made ready (a step after a
+        step) whose step type says they may be (short work: a background step's flow): no job
+        row is written, claimed and deleted for them and their run is not read again; their
+        results commit with the batch. Their work still runs outside any write lock and at
+        least once (if this plan is dropped, it runs again from a job)."""
         now = iso(now_dt)
 
         def wanted(j: dict[str, Any]) -> bool:
             nonlocal budget
-            if budget <= 0 or j["kind"] != "step" or j["run_after"] > now or j["run_id"] not in cache.runs:
+            if budget <= 0 or j["run_after"] > now or j["run_id"] not in cache.runs:
+                return False
+            step_type = registry.for_job(j["kind"])
+            if step_type is None:
                 return False
             run = cache.runs[j["run_id"]]
-            key = (run.orchestration, run.version, j["payload"]["step"], j["payload"]["flow"])
+            key = (run.orchestration, run.version, j["payload"]["step"])
             ok = self._chainable.get(key)
             if ok is None:
-                found = self.engine.definitions.orchestration(run.orchestration, run.version)[0] \
-                    .find_step(key[2])
                 # Callouts, AI steps and the like wait for a worker slot as jobs.
-                ok = self._chainable[key] = found is not None and found[1].type == "background" \
-                    and get_flow(key[3]) is not None
+                definition = self._step_definition(run, key[2])
+                ok = self._chainable[key] = definition is not None \
+                    and registry.TYPES.get(definition.type) is step_type \
+                    and step_type.chainable(definition)
             if ok:
                 budget -= 1
             return ok
@@ -447,7 +472,7 @@ class Worker:
         for j in plan.take_new_jobs(wanted):
             run = cache.runs[j["run_id"]]
             row = cache.records.get(run.record_id or "")
-            job = Job(None, "step", j["run_id"], j["payload"], 1)
+            job = Job(None, j["kind"], j["run_id"], j["payload"], 1)
             results.append(self._execute(job, (run, record_view(row) if row else None)))
         return results
 
@@ -538,9 +563,6 @@ class Worker:
             self.stats.steps_failed += 1
 
 
-_UNSET = object()
-
-
 @dataclass
 class _BatchCache:
     """Rows a batch commit read (locked) at its start, kept current as results apply."""
@@ -560,39 +582,23 @@ class _Result:
     release_at: str | None = None  # ISO time: the job goes back to the queue, not away
 
 
-_RUN_JOBS = ("step", "condition", "escalation")  # jobs that read their run's state first
+_Snapshot = tuple[Run, dict[str, Any] | None]  # a run and its record, read for the batch
+
+# The runtime's own job kinds: handler, and whether it reads its run's state first. Step
+# types' job kinds are looked up in ``baton.steps.registry`` (they all read their run).
+_ENGINE_JOBS: dict[str, tuple[Callable[[Worker, Job, _Snapshot | None], _Result], bool]] = {
+    "evaluate": (Worker._execute_evaluate, False),
+    "timer": (Worker._execute_timer, False),
+    "email": (Worker._execute_email, False),
+    "condition": (Worker._execute_condition, True),
+    "escalation": (Worker._execute_escalation, True),
+}
+registry.reserve_job_kinds(frozenset(_ENGINE_JOBS))
 
 
-class StepTimeout(StepFailure):
-    """An attempt overran its step's ``timeout`` (retryable)."""
-
-
-def _call_with_timeout(fn: Any, ctx: FlowContext, timeout_ms: int | None) -> Any:
-    """Call the flow; with a timeout, in a helper thread that is abandoned when it overruns.
-
-    The worker stops waiting after ``timeout_ms`` (real time: it bounds how long a worker
-    slot is held) and the attempt fails; whatever the abandoned thread does later is
-    ignored (its record updates are never read). Python cannot kill a thread, so a flow
-    that never returns keeps that helper thread, but no longer the worker.
-    """
-    if not timeout_ms:
-        return fn(ctx)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn(ctx)
-        except BaseException as exc:  # noqa: BLE001 - handed to the worker thread below
-            box["error"] = exc
-
-    helper = threading.Thread(target=target, daemon=True, name="baton-flow")
-    helper.start()
-    helper.join(timeout_ms / 1000)
-    if helper.is_alive():
-        raise StepTimeout(f"attempt overran its timeout of {timeout_ms} ms", retryable=True)
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+def _reads_run(kind: str) -> bool:
+    own = _ENGINE_JOBS.get(kind)
+    return own[1] if own is not None else kind in registry.JOB_KINDS
 
 
 def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvaluated

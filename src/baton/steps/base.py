@@ -1,0 +1,169 @@
+"""What a step type is: one protocol for the validator, for ``decide()`` and for the worker.
+
+A step type is one module in this package plus one registration (``baton.steps.registry``).
+The validator hands it the step's YAML mapping to check its own options; ``decide()`` hands
+it its working state (:class:`DecideContext`) when a step of that type starts, on every pass
+(a condition to re-check), and when a timer or a signal may concern it; the worker hands it
+a job of the kind it enqueues (:class:`StepWork`) and commits what it returns. Everything but
+``run_job`` is pure: it changes the run in memory and appends commands, never does I/O, so
+``decide()`` stays a function (``tests/unit/test_architecture.py`` walks these imports).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from baton.definitions.checks import Checker, Scope
+from baton.definitions.model import Condition, OrchestrationDefinition, StepDefinition
+from baton.engine.events import Command, SignalReceived, TimerFired
+from baton.engine.state import Run, StepRun
+from baton.engine.status import StepStatus
+from baton.errors import BatonError, ExpressionError
+
+
+class DecideContext(Protocol):
+    """The part of ``decide()``'s working state a step type's hooks use (``engine/decide.py``).
+
+    Hooks move the step through it (statuses, output, errors: each move is checked against
+    the transition table) and append commands and audit events to it.
+    """
+
+    defn: OrchestrationDefinition
+    run: Run
+    now: str  # ISO, the decision's instant
+    now_dt: datetime
+    commands: list[Command]
+    firing_timer: tuple[str, int] | None  # (step, iteration) whose own timer is firing now
+
+    def audit(self, type_: str, actor: str = ..., **data: Any) -> None: ...
+
+    def scope(self) -> Mapping[str, Any]: ...
+
+    def holds(self, cond: Condition | None) -> bool: ...
+
+    def set_step(self, sr: StepRun, status: StepStatus) -> None: ...
+
+    def complete_step(self, sr: StepRun, output: dict[str, Any], actor: str,
+                      **extra: Any) -> None: ...
+
+    def fail_step(self, sr: StepRun, step: StepDefinition, error: dict[str, Any]) -> None: ...
+
+    def schedule_attempt(self, sr: StepRun, step: StepDefinition,
+                         not_before: str | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepWork:
+    """One attempt of a step job, as the worker hands it to its step type (no transaction
+    is open). ``run`` and ``record`` are the batch's snapshot: read them, do not change them."""
+
+    run: Run
+    record: Mapping[str, Any] | None
+    step: StepDefinition
+    iteration: int
+    attempt: int | None
+    payload: Mapping[str, Any]  # the job's payload, as ``ScheduleStep`` was applied
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What an attempt produced: the step's output, the run variables it changed and the
+    record updates it asks for (committed with the step's completion, or not at all)."""
+
+    output: Mapping[str, Any]
+    vars: Mapping[str, Any] | None = None
+    record_updates: Mapping[str, Any] = field(default_factory=dict)
+
+
+class StepType(Protocol):
+    """A step type. ``keys`` are the step keys only this type takes (elsewhere they are
+    mistakes); ``job_kind`` is the kind of job it enqueues, ``None`` when it does no work
+    outside a transaction."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def keys(self) -> tuple[str, ...]: ...
+
+    @property
+    def job_kind(self) -> str | None: ...
+
+    def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
+        """Report problems with the step's own options on ``ck``, located under ``path``."""
+
+    def start(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
+        """The step starts (its ``after`` steps are done and ``when`` holds)."""
+
+    def recheck(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> bool:
+        """Called on every pass of ``decide()``; True when it changed the step."""
+
+    def on_timer(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                 ev: TimerFired) -> bool:
+        """A timer of the step's own (not an SLA's) fired; False when it no longer applies."""
+
+    def on_signal(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                  ev: SignalReceived) -> bool:
+        """A named signal came for the run; True when this step took it."""
+
+    def has_timers(self, step: StepDefinition) -> bool:
+        """May a running step of this definition have timers of its own pending?"""
+
+    def chainable(self, step: StepDefinition) -> bool:
+        """May the worker run this step's job in the batch that made it ready (no job row)?
+        Only for short work: a step that waits on others should wait for a worker slot."""
+
+    def run_job(self, work: StepWork) -> StepOutput:
+        """Do the attempt (worker side, outside any transaction). Raising fails the attempt:
+        ``StepFailure(retryable=...)`` says whether a retry may help."""
+
+
+class StepTypeBase:
+    """Defaults for the hooks a step type does not take part in."""
+
+    name: str = ""
+    keys: tuple[str, ...] = ()
+    job_kind: str | None = None
+
+    def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
+        return None
+
+    def recheck(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> bool:
+        return False
+
+    def on_timer(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                 ev: TimerFired) -> bool:
+        return False
+
+    def on_signal(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                  ev: SignalReceived) -> bool:
+        return False
+
+    def has_timers(self, step: StepDefinition) -> bool:
+        return False
+
+    def chainable(self, step: StepDefinition) -> bool:
+        return False
+
+    def run_job(self, work: StepWork) -> StepOutput:
+        raise BatonError(f"step type {self.name!r} enqueues no jobs; it cannot run one")
+
+
+class JobStepType(StepTypeBase):
+    """A step type that does its work in a worker job: it starts running, asks for an
+    attempt, and a failed attempt is retried per the step's retry policy."""
+
+    def start(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
+        d.set_step(sr, StepStatus.RUNNING)
+        d.schedule_attempt(sr, step, None)
+        d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
+                type=step.type)
+
+
+def expression_error(where: str, exc: ExpressionError) -> dict[str, Any]:
+    """A step's error for an expression of its definition that could not be evaluated."""
+    return {"type": "ExpressionError", "message": f"{where}: {exc.reason}",
+            "expression": exc.source, "position": exc.position}

@@ -1,0 +1,177 @@
+"""``type: interactive``: a person does the step through a work item.
+
+Starting it creates the work item for the assignee (a user, group or queue; a name or an
+``=expression``) with its form, instructions and priority; the step waits for a person
+until the item is completed, or until ``complete_when`` holds (the item is then canceled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from baton.definitions.checks import (
+    Checker,
+    FieldRules,
+    Scope,
+    check_expression,
+    check_field,
+    check_keys,
+    check_value,
+    expect_list,
+    expect_mapping,
+    item,
+    join,
+    unknown,
+)
+from baton.definitions.model import (
+    DEFAULT_PRIORITY,
+    FIELD_TYPES,
+    PRIORITIES,
+    AssigneeKind,
+    StepDefinition,
+)
+from baton.engine.events import CancelWorkItem, CreateWorkItem
+from baton.engine.state import StepRun
+from baton.engine.status import StepStatus
+from baton.errors import ExpressionError
+from baton.expressions import evaluate, is_expression
+from baton.steps.base import DecideContext, StepTypeBase, expression_error
+
+_FORM_RULES = FieldRules(tuple(t for t in FIELD_TYPES if t != "ref"), ())
+
+
+class Interactive(StepTypeBase):
+    name = "interactive"
+    keys = ("assign", "form", "instructions", "priority")
+
+    # ---- validation -------------------------------------------------------------------
+    def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
+        if "assign" not in step:
+            ck.add(
+                join(path, "assign"),
+                "required key 'assign' is missing (who gets the work item: user, group or queue)",
+            )
+        else:
+            _check_assign(ck, join(path, "assign"), step["assign"], scope)
+        if "instructions" in step:
+            check_value(ck, join(path, "instructions"), step["instructions"], scope)
+        if "form" in step:
+            _check_form(ck, join(path, "form"), step["form"])
+        if "priority" in step:
+            _check_priority(ck, join(path, "priority"), step["priority"], scope)
+
+    # ---- decide -----------------------------------------------------------------------
+    def start(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
+        assert step.assign is not None
+        try:
+            assignee = evaluate(step.assign.value, d.scope()) if is_expression(
+                step.assign.value) else step.assign.value
+        except ExpressionError as exc:
+            d.fail_step(sr, step, expression_error("assign", exc))
+            return
+        if not isinstance(assignee, str) or not assignee:
+            d.fail_step(sr, step, {"type": "AssignmentError",
+                                   "message": f"assign gave {assignee!r}, not a name"})
+            return
+        d.set_step(sr, StepStatus.WAITING_FOR_PERSON)
+        form = tuple(
+            {"name": f.name, "type": f.type, "required": f.required, "choices": list(f.choices),
+             "default": f.default, "label": f.label}
+            for f in step.form
+        )
+        d.commands.append(CreateWorkItem(
+            sr.name, sr.stage, sr.iteration, step.assign.kind.value, assignee,
+            step.label or step.name,
+            step.instructions, form,
+            priority=_priority(d, sr, step),
+            due_at=sr.sla["due_at"] if sr.sla else None,
+        ))
+        d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
+                type=self.name, assignee=f"{step.assign.kind.value}:{assignee}")
+
+    def recheck(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> bool:
+        """``complete_when`` holds: the step is done without the person (item canceled)."""
+        if step.complete_when is None or sr.status is not StepStatus.WAITING_FOR_PERSON:
+            return False
+        try:
+            done = d.holds(step.complete_when)
+        except ExpressionError as exc:
+            d.commands.append(CancelWorkItem(sr.name, sr.iteration, "complete_when failed"))
+            d.fail_step(sr, step, expression_error("complete_when", exc))
+            return True
+        if done:
+            d.commands.append(CancelWorkItem(sr.name, sr.iteration, "complete_when holds"))
+            d.complete_step(sr, {}, "system", via="complete_when")
+        return done
+
+
+def _priority(d: DecideContext, sr: StepRun, step: StepDefinition) -> int:
+    """The work item's priority: the step's word, or its expression's value now.
+
+    A value that is not one of the four words (or an expression that cannot be
+    evaluated yet) gives ``normal`` and an audit event: a doubtful priority is no
+    reason to hold back the work item itself.
+    """
+    spec = step.options.get("priority")
+    if spec is None:
+        return DEFAULT_PRIORITY
+    value: Any = spec
+    if is_expression(spec):
+        try:
+            value = evaluate(spec, d.scope())
+        except ExpressionError as exc:
+            d.audit("work_item_priority_invalid", step=sr.name, iteration=sr.iteration,
+                    expression=spec, error=exc.reason, used="normal")
+            return DEFAULT_PRIORITY
+    word = value.strip().lower() if isinstance(value, str) else value
+    if word in PRIORITIES:
+        return PRIORITIES.index(word)
+    d.audit("work_item_priority_invalid", step=sr.name, iteration=sr.iteration,
+            expression=spec, value=value if isinstance(value, str | int | float | bool)
+            else repr(value), error=f"expected one of: {', '.join(PRIORITIES)}",
+            used="normal")
+    return DEFAULT_PRIORITY
+
+
+def _check_priority(ck: Checker, path: str, value: Any, scope: Scope) -> None:
+    """``low|normal|high|urgent``, or an ``=expression`` giving one of them when the item
+    is created (a value outside the four falls back to normal there, audited)."""
+    if isinstance(value, str) and is_expression(value):
+        check_expression(ck, path, value, scope)
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(PRIORITIES):
+        ck.add(path, f"priority is a word, not a number: write '{PRIORITIES[value]}' "
+                     f"(one of: {', '.join(PRIORITIES)})")
+    elif value not in PRIORITIES:
+        ck.add(path, unknown("priority", value, PRIORITIES))
+
+
+def _check_assign(ck: Checker, path: str, value: Any, scope: Scope) -> None:
+    assign = expect_mapping(ck, path, value)
+    if assign is None:
+        return
+    kinds = [k.value for k in AssigneeKind]
+    clean = check_keys(ck, path, assign, kinds)
+    present = [k for k in kinds if k in assign]
+    if clean and len(present) != 1:
+        ck.add(path, f"assign needs exactly one of: {', '.join(kinds)} (got {len(present)})")
+    for kind in present:
+        check_value(ck, join(path, kind), assign[kind], scope)
+
+
+def _check_form(ck: Checker, path: str, value: Any) -> None:
+    fields = expect_list(ck, path, value)
+    first: dict[str, int] = {}
+    for k, spec in enumerate(fields or []):
+        fpath = item(path, k)
+        check_field(ck, fpath, spec, _FORM_RULES, named=True)
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if isinstance(name, str) and name in first:
+            ck.add(
+                join(fpath, "name"), f"duplicate form field '{name}' (first at line {first[name]})"
+            )
+        elif isinstance(name, str):
+            first[name] = ck.line(fpath)
+
+
+INTERACTIVE = Interactive()
