@@ -10,7 +10,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
-import pytest
+from tests.needs import need
 
 
 def free_port() -> int:
@@ -35,7 +35,7 @@ class Inbox:
 def smtp_server(harness: Any) -> Iterator[Inbox]:
     """An SMTP server on a free loopback port for the test; the harness's
     BATON_SMTP_HOST/PORT (``Harness.setenv``) point at it."""
-    controller = pytest.importorskip("aiosmtpd.controller")
+    controller = need("aiosmtpd.controller")
     box = Inbox()
     port = free_port()
     ctl = controller.Controller(box, hostname="127.0.0.1", port=port)

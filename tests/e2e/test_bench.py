@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bench.triage import expected_steps, percentiles, resolution
+from tests.needs import need
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -163,7 +164,7 @@ def test_bad_options_are_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_triage_compared_with_spiffworkflow(tmp_path: Path) -> None:
-    pytest.importorskip("SpiffWorkflow")
+    need("SpiffWorkflow")
     r = ok_json(bench("--runs", 20, "--compare", "spiffworkflow", "--json", cwd=tmp_path))
     check_result(r, 20)
     assert set(r["compare"]) == {"spiffworkflow_memory", "spiffworkflow_durable"}

@@ -16,9 +16,10 @@ from sqlalchemy import select
 from baton.runtime.engine import Engine
 from baton.settings import Settings, assignments_enabled
 from baton.store import schema
+from tests.needs import need
 from tests.net import Inbox, free_port, smtp_server
 
-aiosmtpd = pytest.importorskip("aiosmtpd.controller")
+aiosmtpd = need("aiosmtpd.controller")
 
 BASE = "https://baton.example.com"
 

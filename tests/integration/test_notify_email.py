@@ -13,9 +13,10 @@ import pytest
 from baton.engine.status import RunStatus
 from baton.settings import Settings
 from baton.work.notify import resolve_recipients
+from tests.needs import need
 from tests.net import Inbox, free_port, smtp_server
 
-aiosmtpd = pytest.importorskip("aiosmtpd.controller")
+aiosmtpd = need("aiosmtpd.controller")
 
 DEFS = """
 kind: object
