@@ -98,6 +98,8 @@ class Settings:
     user_emails: dict[str, Any] = field(default_factory=dict,
                                         metadata=_env("BATON_USER_EMAILS"))
     """User name -> address, for ``notify: assignee`` when the user is not in the directory."""
+    max_body_bytes: int = field(default=1024 * 1024, metadata=_env("BATON_MAX_BODY_BYTES"))
+    """Largest HTTP request body ``baton serve`` reads; a larger one is answered 413."""
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +121,7 @@ class Settings:
             notify_assignments=assignments_enabled(e),
             notify_addresses=_json_object(e, "BATON_NOTIFY_ADDRESSES"),
             user_emails=_json_object(e, "BATON_USER_EMAILS"),
+            max_body_bytes=_number(e, "BATON_MAX_BODY_BYTES", int, 1024 * 1024),
         )
 
 

@@ -116,3 +116,51 @@ def test_whole_numbers_stay_exact_through_a_flow_and_beyond_64_bits_are_refused(
     widen = run.steps["widen"]
     assert widen.status.value == "fallout"
     assert "whole numbers must fit in 64 bits" in str(widen.error)
+
+
+# ---- sizes (hardening #3) ----------------------------------------------------------------------
+
+SIZES = """
+kind: object
+name: Note
+fields:
+  title: {type: string}
+  body:  {type: text}
+  long:  {type: text, max_length: 200000}
+  short: {type: string, max_length: 10}
+  meta:  {type: json, max_length: 50}
+"""
+
+
+def test_fields_have_a_size_limit_that_each_object_type_may_set(harness: Any) -> None:
+    """A 50 MB text field was stored, and every later list of records carried it."""
+    harness.deploy_text(SIZES)
+    create = harness.engine.create_record
+    with pytest.raises(ValidationError, match="too long: at most 100,000"):
+        create("Note", {"body": "x" * 100_001})
+    with pytest.raises(ValidationError, match="too long: at most 1,000"):
+        create("Note", {"title": "x" * 1001})
+    with pytest.raises(ValidationError, match="too long: at most 10"):
+        create("Note", {"short": "eleven char"})
+    with pytest.raises(ValidationError, match="JSON is too long: at most 50"):
+        create("Note", {"meta": {"k": "v" * 60}})
+    ok = create("Note", {"body": "x" * 100_000, "long": "y" * 150_000, "short": "ten chars!",
+                         "meta": {"k": 1}})
+    assert len(harness.engine.get_record(ok["id"])["long"]) == 150_000
+
+
+def test_max_length_is_checked_where_it_is_declared() -> None:
+    from baton.definitions.loader import check_texts
+
+    _, issues = check_texts({"f.yaml": """\
+kind: object
+name: Bad
+fields:
+  n: {type: int, max_length: 5}
+  t: {type: text, max_length: 0}
+  s: {type: string, max_length: 2000000}
+"""})
+    found = {(i.line, i.path): i.message for i in issues}
+    assert found[(4, "fields.n.max_length")].startswith("max_length only applies to")
+    assert "from 1 to 1,000,000" in found[(5, "fields.t.max_length")]
+    assert "from 1 to 1,000,000" in found[(6, "fields.s.max_length")]

@@ -123,6 +123,7 @@ SAMPLES = {
     "BATON_WORKER_HOST": ("elsewhere", lambda s: s.worker_host == "elsewhere"),
     "BATON_PLAN_COMMITS": ("0", lambda s: s.plan_commits is False),
     "BATON_FAULT": ("after_flow@2", lambda s: s.fault == "after_flow@2"),
+    "BATON_MAX_BODY_BYTES": ("2048", lambda s: s.max_body_bytes == 2048),
     "BATON_SMTP_HOST": ("mail", lambda s: s.smtp.host == "mail" and s.notify_assignments),
     "BATON_SMTP_PORT": ("2525", lambda s: s.smtp.port == 2525),
     "BATON_SMTP_FROM": ("b@x", lambda s: s.smtp.sender == "b@x"),

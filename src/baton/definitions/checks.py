@@ -19,7 +19,10 @@ from baton.expressions import VARIABLES, compile_expression, is_expression, refe
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DURATION = re.compile(r"(\d+)(ms|s|m|h|d)\Z")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-FIELD_KEYS = ("type", "required", "default", "choices", "object", "label", "description")
+FIELD_KEYS = ("type", "required", "default", "choices", "object", "label", "description",
+              "max_length")
+LENGTH_TYPES = ("string", "text", "json")
+MAX_LENGTH_LIMIT = 1_000_000
 RESERVED_FIELDS = ("id", "created_at", "updated_at", "version")
 _UNDECLARED = re.compile(r"undeclared reference to '([A-Za-z_]\w*)")
 CONDITION_MESSAGE = "a condition must be an expression starting with '=' or {flow: name}"
@@ -286,8 +289,19 @@ def _check_field_extras(
             )
     elif "object" in m:
         ck.add(join(path, "object"), "object only applies to ref fields")
+    if "max_length" in m:
+        _check_max_length(ck, join(path, "max_length"), m["max_length"], ftype)
     if "default" in m and m["default"] is not None:
         _check_default(ck, join(path, "default"), m["default"], ftype, choices)
+
+
+def _check_max_length(ck: Checker, path: str, value: Any, ftype: str) -> None:
+    if ftype not in LENGTH_TYPES:
+        ck.add(path, f"max_length only applies to {', '.join(LENGTH_TYPES)} fields")
+    elif isinstance(value, bool) or not isinstance(value, int) \
+            or not 1 <= value <= MAX_LENGTH_LIMIT:
+        ck.add(path, f"max_length must be a whole number from 1 to {MAX_LENGTH_LIMIT:,}, "
+                     f"got {_show(value)}")
 
 
 def _check_choices(ck: Checker, path: str, m: Mapping[str, Any], ftype: str) -> list[str] | None:

@@ -528,6 +528,7 @@ def _build_field(name: str, spec: Mapping[str, Any]) -> FieldDefinition:
         choices=tuple(spec.get("choices", ())),
         object=spec.get("object"),
         label=spec.get("label"),
+        max_length=spec.get("max_length"),
     )
 
 

@@ -36,6 +36,7 @@ class FieldDefinition:
     choices: tuple[str, ...] = ()
     object: str | None = None  # target object type of a ``ref`` field
     label: str | None = None
+    max_length: int | None = None  # string/text/json: None is the type's default limit
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,11 @@ from baton.errors import ValidationError
 
 RESERVED = ("id", "created_at", "updated_at", "version")
 MAX_STRING = 1000
+"""Default most characters of a ``string`` field (one line)."""
+MAX_TEXT = 100_000
+"""Default most characters of a ``text`` field, and of a ``json`` field's JSON: a record
+is read whole by every list, timeline and flow, so one field cannot be megabytes unless its
+definition says so (``max_length``, up to 1,000,000)."""
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 """An ``int`` field holds a signed 64-bit integer: what CEL computes with and what every
 JSON reader (orjson, JavaScript's BigInt-less clients aside) keeps exact."""
@@ -26,8 +32,12 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
     if t in ("string", "text"):
         if not isinstance(value, str):
             raise ValueError(f"expected text, got {type(value).__name__}")
-        if t == "string" and ("\n" in value or len(value) > MAX_STRING):
-            raise ValueError(f"expected one line of at most {MAX_STRING} characters (use type text)")
+        if t == "string" and "\n" in value:
+            raise ValueError("expected one line (use type text for several)")
+        limit = f.max_length or (MAX_STRING if t == "string" else MAX_TEXT)
+        if len(value) > limit:
+            hint = " (use type text)" if t == "string" and f.max_length is None else ""
+            raise ValueError(f"{len(value):,} characters is too long: at most {limit:,}{hint}")
         return value
     if t == "int":
         if isinstance(value, bool) or not isinstance(value, int | str):
@@ -83,6 +93,10 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
         return value
     if t == "json":
         _check_json_numbers(value)
+        limit = f.max_length or MAX_TEXT
+        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
+        if size > limit:
+            raise ValueError(f"{size:,} characters of JSON is too long: at most {limit:,}")
         return value
     raise ValueError(f"unknown field type {t!r}")
 

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from baton import __version__
 from baton.runtime.engine import Engine
 from baton.web import problems
+from baton.web.limits import BodyLimit
 
 HERE = Path(__file__).parent
 SWAGGER = "/static/vendor/swagger-ui"
@@ -50,6 +51,7 @@ def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
         docs_url=None,  # served below from vendored assets: FastAPI's loads them from a CDN
         redoc_url=None,
     )
+    app.add_middleware(BodyLimit, limit=engine.settings.max_body_bytes)
     app.state.engine = engine
     app.state.base_url = base_url if base_url is not None else engine.settings.smtp.base_url
     problems.install(app)

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/definitions", tags=["definitions"])
 
 MAX_FILES = 200
 MAX_FILE_CHARS = 1_000_000
-MAX_TOTAL_CHARS = 2_000_000  # parsing costs ~6 µs a character: bound one request's CPU
+MAX_TOTAL_CHARS = 1_000_000  # parsing costs ~6 µs a character: bound one request's CPU
 
 
 class Kind(str, Enum):
