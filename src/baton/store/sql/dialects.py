@@ -82,6 +82,19 @@ def sqlite_engine(url: str, synchronous: str, *, immediate: bool, nullpool: bool
     return eng
 
 
+def sqlite_durability(conn: Connection) -> dict[str, Any]:
+    """The settings SQLite actually runs with (read back, not assumed)."""
+    sync: Any = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+    names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+    return {
+        "database": "sqlite",
+        "sqlite_version": conn.exec_driver_sql("select sqlite_version()").scalar(),
+        "synchronous": names.get(sync, str(sync)),
+        "journal_mode": str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).upper(),
+        "durable": sync in (2, 3),
+    }
+
+
 class SqliteWatch:
     """A number that changes whenever any connection, in any process, commits
     (``PRAGMA data_version`` on a connection kept per thread: it is per connection)."""
@@ -120,6 +133,14 @@ def postgres_engine(url: str, *, pool_size: int, max_overflow: int) -> Engine:
         connect_args={"connect_timeout": 10, "application_name": "baton"},
         json_serializer=json_dumps, json_deserializer=json_loads,
     )
+
+
+def postgres_durability(conn: Connection) -> dict[str, Any]:
+    """The settings PostgreSQL actually runs with (read back, not assumed)."""
+    show = {k: conn.exec_driver_sql(f"SHOW {k}").scalar()
+            for k in ("server_version", "synchronous_commit", "fsync", "full_page_writes")}
+    return {"database": "postgresql", **show,
+            "durable": show["synchronous_commit"] != "off" and show["fsync"] == "on"}
 
 
 def notify_workers(conn: Connection) -> None:

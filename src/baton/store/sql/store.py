@@ -49,20 +49,15 @@ class SqlStore(JobQueue):
         self._worker_host = worker_host
         self._listener: dialects.PgListener | None = None
         self._watch: dialects.SqliteWatch | None = None
-        env = None
-        if synchronous is None or sqlite_nullpool is None or pg_pool_size is None \
-                or pg_pool_overflow is None:
-            env = options_from_environment()
+        env = options_from_environment()  # the fallback of each option not given
         u = make_url(self.url)
         self.dialect = u.get_backend_name()
         if self.dialect == "sqlite":
-            self._init_sqlite(u.database or "", synchronous or (env.synchronous if env else None),
-                              sqlite_nullpool if sqlite_nullpool is not None
-                              else bool(env and env.sqlite_nullpool))
+            self._init_sqlite(u.database or "", synchronous or env.synchronous,
+                              env.sqlite_nullpool if sqlite_nullpool is None else sqlite_nullpool)
         elif self.dialect == "postgresql":
-            self._init_postgres(pg_pool_size if pg_pool_size is not None else env.pg_pool_size,  # type: ignore[union-attr]
-                                pg_pool_overflow if pg_pool_overflow is not None
-                                else env.pg_pool_overflow)  # type: ignore[union-attr]
+            self._init_postgres(int(env.pg_pool_size) if pg_pool_size is None else pg_pool_size,
+                                int(env.pg_pool_overflow) if pg_pool_overflow is None else pg_pool_overflow)
         else:
             raise ConfigError(
                 f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST/DB"
@@ -182,6 +177,13 @@ class SqlStore(JobQueue):
     def schema_version(self) -> int:
         with self.read() as tx:
             return current_version(tx.conn)
+
+    def durability(self) -> dict[str, Any]:
+        """The durability settings the database runs with, read back from it."""
+        with self.read() as tx:
+            if self.dialect == "sqlite":
+                return dialects.sqlite_durability(tx.conn)
+            return dialects.postgres_durability(tx.conn)
 
     def iter_tables(self) -> Iterator[str]:
         yield from s.metadata.tables
