@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 metadata = MetaData()
 
 # JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
-JSON = JSON().with_variant(JSONB(), "postgresql")  # type: ignore[misc]
+JSON = JSON().with_variant(JSONB(), "postgresql")  # type: ignore[misc,assignment]
 
 # Big integer ids that autoincrement on SQLite too (SQLite only autoincrements INTEGER PRIMARY KEY).
 AutoId = BigInteger().with_variant(Integer(), "sqlite")

@@ -17,8 +17,10 @@ class StoreOptions:
     synchronous: str | None  # BATON_SQLITE_SYNCHRONOUS: SQLite's PRAGMA synchronous
     sqlite_nullpool: bool  # BATON_SQLITE_NULLPOOL: a connection per transaction
     worker_host: str | None  # BATON_WORKER_HOST: the host name workers report
-    pg_pool_size: int  # BATON_PG_POOL_SIZE
-    pg_pool_overflow: int  # BATON_PG_POOL_OVERFLOW
+    # BATON_PG_POOL_SIZE, BATON_PG_POOL_OVERFLOW: as written (only a PostgreSQL store reads
+    # them as numbers, so a bad value does not stop a SQLite one).
+    pg_pool_size: str
+    pg_pool_overflow: str
 
 
 def options_from_environment() -> StoreOptions:
@@ -27,6 +29,6 @@ def options_from_environment() -> StoreOptions:
         synchronous=env.get("BATON_SQLITE_SYNCHRONOUS") or None,
         sqlite_nullpool=bool(env.get("BATON_SQLITE_NULLPOOL")),
         worker_host=env.get("BATON_WORKER_HOST") or None,
-        pg_pool_size=int(env.get("BATON_PG_POOL_SIZE", "5")),
-        pg_pool_overflow=int(env.get("BATON_PG_POOL_OVERFLOW", "5")),
+        pg_pool_size=env.get("BATON_PG_POOL_SIZE", "5"),
+        pg_pool_overflow=env.get("BATON_PG_POOL_OVERFLOW", "5"),
     )

@@ -1,0 +1,46 @@
+"""SqlStore's options: each constructor parameter wins over the environment, which is only
+the fallback (baton.store.sql.env) for a parameter not given."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from baton.store.sql import SqlStore
+
+NOW = "2026-01-05T09:00:00.000Z"
+
+
+def test_sqlite_synchronous_from_the_parameter_else_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_SQLITE_SYNCHRONOUS", "EXTRA")
+    given = SqlStore(f"sqlite:///{tmp_path / 'a.db'}", synchronous="normal")
+    fallback = SqlStore(f"sqlite:///{tmp_path / 'b.db'}")
+    try:
+        assert (given.synchronous, given.durability()["synchronous"]) == ("NORMAL", "NORMAL")
+        assert (fallback.synchronous, fallback.durability()["synchronous"]) == ("EXTRA", "EXTRA")
+    finally:
+        given.close()
+        fallback.close()
+
+
+def test_the_worker_host_given_decides_which_workers_are_judged_by_their_pid(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_WORKER_HOST", "from-the-environment")
+    gone = subprocess.Popen(["true"])  # a process that existed and has exited
+    gone.wait()
+    for host, released in (("here", 1), ("elsewhere", 0)):
+        store = SqlStore(f"sqlite:///{tmp_path / f'{host}.db'}", worker_host=host)
+        try:
+            store.migrate()
+            assert store.host() == host
+            store.register_worker("w1", "here", gone.pid, NOW)
+            with store.write() as tx:
+                tx.enqueue_job_txn("step", "run_1", {}, NOW, NOW)
+            assert len(store.claim_jobs("w1", NOW, 10)) == 1
+            # Within the heartbeat timeout: only a worker on this store's host is checked by pid.
+            assert store.release_jobs_of_dead_workers(NOW, 30) == released
+        finally:
+            store.close()
