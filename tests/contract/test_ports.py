@@ -83,3 +83,11 @@ def test_a_plan_refuses_writes_of_the_people_tables(store: SqlStore) -> None:
                               "created_at": NOW, "updated_at": NOW})
     with store.read() as tx:
         assert tx.user_rows_txn() == []
+
+
+def test_a_plan_lists_work_items_until_it_writes_one(store: SqlStore) -> None:
+    with store.plan() as plan:
+        assert plan.list_work_items_txn({}, 10, 0) == []
+        plan.update_work_item_txn("wi_1", ["open"], None, {"status": "claimed"})
+        with pytest.raises(PlanAborted, match="work items"):
+            plan.list_work_items_txn({}, 10, 0)

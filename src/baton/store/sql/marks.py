@@ -28,8 +28,9 @@ ATTR = "__plan__"
 #   column); "all": every row of the table.
 By = Literal["id", "ids", "parent", "row", "all"]
 # What a read returns: "row" (a row or None), "rows" (id -> row), "versions" (id -> the
-# version column), "ids" (a list of ids, kept whole and compared again under the lock).
-Returns = Literal["row", "rows", "versions", "ids"]
+# version column), "ids" (a list of ids, kept whole and compared again under the lock),
+# "list" (a page of rows, not remembered: such a read is refused once the table is written).
+Returns = Literal["row", "rows", "versions", "ids", "list"]
 
 
 @dataclass(frozen=True, slots=True)

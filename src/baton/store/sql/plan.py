@@ -159,25 +159,25 @@ class PlanTx(SqlTx):
 
 
 # ---- the wrappers, built from the declarations on SqlTx ------------------------------------
-def _key_of(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
-    """The first argument of a call of ``fn``, passed by position or by name."""
-    first = list(inspect.signature(fn).parameters)[1]
-    return lambda args, kw: args[0] if args else kw[first]
+def _first_param(fn: Callable[..., Any]) -> str:
+    """The name of ``fn``'s first argument after ``self`` (when passed by name)."""
+    return list(inspect.signature(fn).parameters)[1]
 
 
 def _reader(name: str, fn: Callable[..., Any], mark: Read) -> Callable[..., Any]:
     table, by, returns = TABLES[mark.table], mark.by, mark.returns
-    key_of = _key_of(fn) if by != "all" else None
+    first = _first_param(fn) if by != "all" else ""
     track_parent = table.parent if mark.table in _parents_needed else None
+    tname, buffer_attr, version = mark.table, table.buffer, table.version
 
     def refuse(what: str) -> PlanAborted:
         return PlanAborted(f"reads {what} after writing it")
 
     @functools.wraps(fn)
     def read(self: PlanTx, *args: Any, **kw: Any) -> Any:
-        rows = self._rows[mark.table]
-        key = key_of(args, kw) if key_of is not None else None
-        buffer = getattr(self, table.buffer) if table.buffer else ()
+        rows = self._rows[tname]
+        key = args[0] if args else kw.get(first)
+        buffer = getattr(self, buffer_attr) if buffer_attr else ()
         # Never a row this plan wrote: the snapshot does not have the write.
         if by == "id":
             if rows.unknown or key in rows.written or key in buffer:
@@ -198,13 +198,15 @@ def _reader(name: str, fn: Callable[..., Any], mark: Read) -> Callable[..., Any]
         if returns == "ids":
             self._lists.setdefault((name, key), result)
             return result
+        if returns == "list":
+            return result
         if returns == "versions":
             for k, v in result.items():
                 rows.versions.setdefault(k, v)
             return result
         for row in (result.values() if returns == "rows" else (result,) if result is not None else ()):
-            if table.version is not None:
-                rows.versions.setdefault(row["id"], row[table.version])
+            if version is not None:
+                rows.versions.setdefault(row["id"], row[version])
             if track_parent is not None:
                 rows.parent_of[row["id"]] = row[track_parent]
         return result
@@ -213,15 +215,16 @@ def _reader(name: str, fn: Callable[..., Any], mark: Read) -> Callable[..., Any]
 
 
 def _writer(name: str, fn: Callable[..., Any], mark: Write) -> Callable[..., Any]:
-    table = TABLES[mark.table] if mark.table is not None else None
-    key_of = _key_of(fn) if mark.by is not None else None
+    table_name = mark.table or ""
+    table = TABLES[table_name] if table_name else None
+    first = _first_param(fn) if mark.by is not None else ""
     replay, now, result = mark.replay or name, mark.now, mark.result
 
     @functools.wraps(fn)
     def write(self: PlanTx, *args: Any, **kw: Any) -> Any:
-        if key_of is not None and table is not None:
-            rows = self._rows[mark.table]  # type: ignore[index]
-            key = key_of(args, kw)
+        if first and table is not None:
+            rows = self._rows[table_name]
+            key = args[0] if args else kw[first]
             if mark.by == "row":  # a new row: its id and its parent
                 rows.written.add(key["id"])
                 if table.parent and key.get(table.parent):

@@ -13,21 +13,17 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     NestedTransaction,
-    and_,
-    case,
     delete,
     func,
-    insert,
-    or_,
     select,
     update,
 )
 
 from baton.errors import TransitionConflict
 from baton.store import schema as s
-from baton.store.base import DefinitionRow
 from baton.store.sql.marks import reads, refused, writes
 from baton.store.sql.people import PeopleSql
+from baton.store.sql.queries import DefinitionsSql, ListingsSql
 from baton.store.sql.statements import (
     ACTIVE_RUNS,
     DELETE_JOB,
@@ -53,7 +49,7 @@ from baton.store.sql.statements import (
 )
 
 
-class SqlTx(PeopleSql):
+class SqlTx(DefinitionsSql, ListingsSql, PeopleSql):
     """One open transaction; every method runs inside it and never commits."""
 
     def __init__(self, conn: Connection, hot: dict[Any, Hot] | None = None) -> None:
@@ -201,56 +197,6 @@ class SqlTx(PeopleSql):
         params = {f"_i{i}": wanted[min(i, len(wanted) - 1)] for i in range(n)}
         return {r["id"]: r for r in map(h.row, self._run(h, params).fetchall())}
 
-    # ---- definitions --------------------------------------------------------------------
-    def latest_definition_txn(self, kind: str, name: str) -> DefinitionRow | None:
-        row = self.conn.execute(
-            select(s.definitions)
-            .where(s.definitions.c.kind == kind, s.definitions.c.name == name)
-            .order_by(s.definitions.c.version.desc())
-            .limit(1)
-        ).first()
-        return DefinitionRow(**row._mapping) if row else None
-
-    def get_definition_txn(self, kind: str, name: str, version: int | None) -> DefinitionRow | None:
-        if version is None:
-            return self.latest_definition_txn(kind, name)
-        row = self.conn.execute(
-            select(s.definitions).where(
-                s.definitions.c.kind == kind,
-                s.definitions.c.name == name,
-                s.definitions.c.version == version,
-            )
-        ).first()
-        return DefinitionRow(**row._mapping) if row else None
-
-    def list_definitions_txn(self, kind: str | None = None) -> list[DefinitionRow]:
-        q = select(s.definitions).order_by(
-            s.definitions.c.kind, s.definitions.c.name, s.definitions.c.version
-        )
-        if kind:
-            q = q.where(s.definitions.c.kind == kind)
-        return [DefinitionRow(**r._mapping) for r in self.conn.execute(q)]
-
-    def definitions_generation_txn(self) -> tuple[int, int]:
-        """Changes whenever a version is deployed or (de)activated (the table is small)."""
-        t = s.definitions
-        row = self.conn.execute(select(
-            func.coalesce(func.max(t.c.id), 0),
-            func.coalesce(func.sum(case((t.c.active, t.c.id), else_=0)), 0))).one()
-        return int(row[0]), int(row[1])
-
-    @refused("deploys a definition")
-    def insert_definition_txn(self, row: dict[str, Any]) -> int:
-        res = self.conn.execute(insert(s.definitions).values(**row))
-        return int(res.inserted_primary_key[0])  # type: ignore[index]
-
-    @refused("activates a definition")
-    def set_active_txn(self, kind: str, name: str, version: int) -> None:
-        t = s.definitions
-        self.conn.execute(
-            update(t).where(t.c.kind == kind, t.c.name == name).values(active=t.c.version == version)
-        )
-
     # ---- records ------------------------------------------------------------------------
     @writes("records", "row")
     def insert_record_txn(self, row: dict[str, Any]) -> None:
@@ -282,12 +228,6 @@ class SqlTx(PeopleSql):
             )
         return expected_version + 1
 
-    def list_records_txn(self, object_type: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
-        q = select(s.records).order_by(s.records.c.created_at.desc()).limit(limit).offset(offset)
-        if object_type:
-            q = q.where(s.records.c.object_type == object_type)
-        return [dict(r._mapping) for r in self.conn.execute(q)]
-
     # ---- runs ---------------------------------------------------------------------------
     @writes("runs", "row")
     def insert_run_txn(self, row: dict[str, Any]) -> None:
@@ -314,45 +254,9 @@ class SqlTx(PeopleSql):
         h = self._compiled("active_runs", ACTIVE_RUNS)
         return [r[0] for r in self._run(h, {"_record": record_id}).fetchall()]
 
-    def list_runs_txn(self, filters: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
-        t = s.runs
-        q = select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit).offset(offset)
-        return [dict(r._mapping) for r in self.conn.execute(self._runs_where(q, filters))]
-
-    def count_runs_filtered_txn(self, filters: dict[str, Any]) -> int:
-        q = self._runs_where(select(func.count()).select_from(s.runs), filters)
-        return int(self.conn.execute(q).scalar_one())
-
-    @staticmethod
-    def _runs_where(q: Any, filters: dict[str, Any]) -> Any:
-        t = s.runs
-        for key in ("orchestration", "version", "status", "current_stage", "record_id"):
-            if filters.get(key) is not None:
-                q = q.where(t.c[key] == filters[key])
-        return q
-
-    def count_records_txn(self, object_type: str | None) -> int:
-        q = select(func.count()).select_from(s.records)
-        if object_type:
-            q = q.where(s.records.c.object_type == object_type)
-        return int(self.conn.execute(q).scalar_one())
-
     @refused("deletes a record")
     def delete_record_txn(self, record_id: str) -> None:
         self.conn.execute(delete(s.records).where(s.records.c.id == record_id))
-
-    def count_in_progress_runs_txn(self) -> int:
-        """Runs still in progress: an index range scan, cheap however many runs finished."""
-        t = s.runs
-        return int(self.conn.execute(
-            select(func.count()).select_from(t).where(t.c.status == "in_progress")).scalar_one())
-
-    def count_runs_txn(self) -> list[tuple[str, str, str | None, int]]:
-        t = s.runs
-        q = select(t.c.orchestration, t.c.status, t.c.current_stage, func.count()).group_by(
-            t.c.orchestration, t.c.status, t.c.current_stage
-        )
-        return [(r[0], r[1], r[2], int(r[3])) for r in self.conn.execute(q)]
 
     # ---- work items ---------------------------------------------------------------------
     @writes("work_items", "row")
@@ -388,53 +292,10 @@ class SqlTx(PeopleSql):
             h = self._compiled(key, update_item_hot(len(expected_statuses), at_version), list(values))
         return bool(self._run(h, params).rowcount == 1)
 
-    @reads("work_items", "all", "rows")
-    def list_work_items_txn(self, filters: dict[str, Any], limit: int, offset: int,
-                            order: str = "created") -> list[dict[str, Any]]:
-        """Work items by filters. ``filters["scope"]`` = (user, groups, queues) keeps the items
-        assigned to that user, claimed by them, or in one of their groups or queues.
-        ``order``: ``created`` (oldest first), ``due`` (soonest due first, no due date last),
-        ``priority`` (most urgent first)."""
-        t = s.work_items
-        q = self._work_items_where(select(t), filters)
-        orders = {
-            "created": (t.c.created_at, t.c.id),
-            "due": (t.c.due_at.is_(None), t.c.due_at, t.c.priority.desc(), t.c.created_at, t.c.id),
-            "priority": (t.c.priority.desc(), t.c.due_at.is_(None), t.c.due_at, t.c.created_at, t.c.id),
-        }
-        q = q.order_by(*orders[order]).limit(limit).offset(offset)
-        return [dict(r._mapping) for r in self.conn.execute(q)]
-
     def _update_work_item_or_conflict(self, item_id: str, expected_statuses: Sequence[str],
                                       expected_version: int | None, values: dict[str, Any]) -> None:
         if not self.update_work_item_txn(item_id, expected_statuses, expected_version, values):
             raise TransitionConflict(f"work item {item_id} changed concurrently")
-
-    def count_work_items_txn(self, filters: dict[str, Any]) -> int:
-        t = s.work_items
-        q = self._work_items_where(select(func.count()).select_from(t), filters)
-        return int(self.conn.execute(q).scalar_one())
-
-    @staticmethod
-    def _work_items_where(q: Any, filters: dict[str, Any]) -> Any:
-        t = s.work_items
-        statuses = filters.get("statuses")
-        if statuses:
-            q = q.where(t.c.status.in_(list(statuses)))
-        for key in ("run_id", "assignee_kind", "assignee", "claimed_by", "step", "record_id",
-                    "orchestration"):
-            if filters.get(key) is not None:
-                q = q.where(t.c[key] == filters[key])
-        scope = filters.get("scope")
-        if scope is not None:
-            user, groups, queues = scope
-            terms = [t.c.claimed_by == user, and_(t.c.assignee_kind == "user", t.c.assignee == user)]
-            if groups:
-                terms.append(and_(t.c.assignee_kind == "group", t.c.assignee.in_(sorted(groups))))
-            if queues:
-                terms.append(and_(t.c.assignee_kind == "queue", t.c.assignee.in_(sorted(queues))))
-            q = q.where(or_(*terms))
-        return q
 
     # ---- jobs ---------------------------------------------------------------------------
     def enqueue_job_txn(
