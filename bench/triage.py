@@ -338,22 +338,7 @@ class _Databases:
 
 def _durability(engine: Any) -> dict[str, Any]:
     """The settings the database actually runs with (read back, not assumed)."""
-    store = engine.store
-    with store.read() as tx:
-        if store.dialect == "sqlite":
-            sync = tx.conn.exec_driver_sql("PRAGMA synchronous").scalar()
-            names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
-            return {
-                "database": "sqlite",
-                "sqlite_version": tx.conn.exec_driver_sql("select sqlite_version()").scalar(),
-                "synchronous": names.get(sync, str(sync)),
-                "journal_mode": str(tx.conn.exec_driver_sql("PRAGMA journal_mode").scalar()).upper(),
-                "durable": sync in (2, 3),
-            }
-        show = {k: tx.conn.exec_driver_sql(f"SHOW {k}").scalar()
-                for k in ("server_version", "synchronous_commit", "fsync", "full_page_writes")}
-        return {"database": "postgresql", **show,
-                "durable": show["synchronous_commit"] != "off" and show["fsync"] == "on"}
+    return dict(engine.store.durability())
 
 
 def _database_size(url: str) -> int:
@@ -608,19 +593,14 @@ def _drive(engine: Any, cfg: BenchConfig, workers: _Workers, reporter: Reporter)
 # ---- verification and latencies ---------------------------------------------------------------
 def _verify(engine: Any, n: int) -> dict[str, Any]:
     """Every run completed with exactly the expected steps; latencies from the database."""
-    from sqlalchemy import select
-
-    from baton.store import schema as s
+    from baton.store.sql.reports import records_of_type, run_outcomes
 
     problems: list[str] = []
     per_run: dict[str, list[Any]] = {}  # run id -> [counted steps, earliest ran_at]
     failed_steps = 0
     with engine.store.read() as tx:
-        records = {r.id: (r.created_at, r.data) for r in tx.conn.execute(
-            select(s.records.c.id, s.records.c.created_at, s.records.c.data)
-            .where(s.records.c.object_type == "Case"))}
-        runs = list(tx.conn.execute(select(s.runs.c.id, s.runs.c.record_id, s.runs.c.status,
-                                           s.runs.c.current_stage, s.runs.c.completed_at)))
+        records = records_of_type(tx, "Case")
+        runs = run_outcomes(tx)
         after = 0
         while True:
             page = tx.events_txn(types=["step_completed", "step_failed"], after_id=after,
@@ -645,7 +625,7 @@ def _verify(engine: Any, n: int) -> dict[str, Any]:
         problems.append(f"expected Case records numbered 1..{n}, found {len(numbers)} records")
     if len(runs) != n:
         problems.append(f"expected {n} runs, found {len(runs)}")
-    seen_records: set[str] = set()
+    seen_records: set[str | None] = set()
     first_step_ms: list[float] = []
     complete_ms: list[float] = []
     total_steps = 0

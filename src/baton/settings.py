@@ -124,6 +124,12 @@ class Settings:
             max_body_bytes=_number(e, "BATON_MAX_BODY_BYTES", int, 1024 * 1024),
         )
 
+    def store_options(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`~baton.store.sql.SqlStore` these settings give."""
+        return {"synchronous": self.sqlite_synchronous, "sqlite_nullpool": self.sqlite_nullpool,
+                "worker_host": self.worker_host, "pg_pool_size": self.pg_pool_size,
+                "pg_pool_overflow": self.pg_pool_overflow}
+
 
 def environment_variables() -> list[str]:
     """Every environment variable :class:`Settings` reads, nested settings included."""

@@ -20,10 +20,6 @@ from baton.settings import Settings, SmtpSettings, environment_variables
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "baton"
 EDGES = ("cli", "web")  # entry points: they build Settings and pass it in
-# Reads the store part moves into SqlStore's parameters (issue 11); each entry must still
-# be there, so the exemption goes as soon as it is not needed.
-PENDING = {"store/sql.py": {"BATON_SQLITE_SYNCHRONOUS", "BATON_SQLITE_NULLPOOL",
-                            "BATON_PG_POOL_SIZE", "BATON_PG_POOL_OVERFLOW", "BATON_WORKER_HOST"}}
 ENV_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
 MUTATORS = {"setdefault", "update", "pop", "popitem", "clear", "__setitem__", "__delitem__"}
 
@@ -64,18 +60,11 @@ def _sources() -> list[tuple[str, ast.AST, str]]:
 
 
 def test_only_the_edges_and_settings_read_the_environment() -> None:
-    assert all((SRC / rel).is_file() for rel in PENDING), "a PENDING file moved: update PENDING"
     bad = []
     for rel, tree, text in _sources():
         if rel.split("/")[0] in EDGES or rel == "settings.py":
             continue
         uses = _environment_uses(tree)
-        if rel in PENDING:
-            read = set(re.findall(r"BATON_[A-Z_]+", text))
-            assert uses and PENDING[rel] <= read, f"{rel} no longer reads the environment: " \
-                "drop it from PENDING"
-            assert not read - PENDING[rel], f"{rel} reads more than PENDING says"
-            continue
         bad += [f"{rel}:{line} {what}" for line, what in uses]
     assert not bad, "read the environment outside cli/, web/ and settings.py:\n" + "\n".join(bad)
 

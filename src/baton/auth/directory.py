@@ -16,14 +16,13 @@ from datetime import timedelta
 from typing import Any
 
 from pwdlib import PasswordHash
-from sqlalchemy import delete, func, insert, select, update
 
 from baton.auth.roles import ROLES, Permission, permissions
 from baton.clock import Clock, iso, parse_iso
 from baton.errors import NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
-from baton.store import schema as s
-from baton.store.sql import SqlStore, SqlTx
+from baton.store.ports import People
+from baton.store.sql import SqlStore
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,199}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -123,15 +122,15 @@ class Directory:
             raise ValidationError(f"user {name!r}", problems)
         now = self._now()
         with self.store.write() as tx:
-            if self._row_txn(tx, name) is not None:
+            if tx.user_row_txn(name) is not None:
                 raise TransitionConflict(
                     f"user {name!r} already exists; change it with `baton users update {name}`")
-            tx.conn.execute(insert(s.users).values(
-                name=name, display_name=display_name or name, email=email or None,
-                roles=role_list, password_hash=_hasher.hash(password) if password else None,
-                active=True, created_at=now, updated_at=now))
-            self._set_memberships_txn(tx, name, "group", group_list)
-            self._set_memberships_txn(tx, name, "queue", queue_list)
+            tx.insert_user_txn({
+                "name": name, "display_name": display_name or name, "email": email or None,
+                "roles": role_list, "password_hash": _hasher.hash(password) if password else None,
+                "active": True, "created_at": now, "updated_at": now})
+            tx.set_memberships_txn(name, "group", group_list)
+            tx.set_memberships_txn(name, "queue", queue_list)
             return self._user_txn(tx, name)
 
     def update_user(self, name: str, *, roles: Iterable[str] | None = None,
@@ -159,14 +158,13 @@ class Directory:
         with self.store.write() as tx:
             self._user_txn(tx, name)  # NotFound
             if values:
-                tx.conn.execute(update(s.users).where(s.users.c.name == name)
-                                .values(**values, updated_at=self._now()))
+                tx.update_user_txn(name, {**values, "updated_at": self._now()})
             if group_list is not None:
-                self._set_memberships_txn(tx, name, "group", group_list)
+                tx.set_memberships_txn(name, "group", group_list)
             if queue_list is not None:
-                self._set_memberships_txn(tx, name, "queue", queue_list)
+                tx.set_memberships_txn(name, "queue", queue_list)
             if active is False or password is not None:  # sign the user out everywhere
-                tx.conn.execute(delete(s.sessions).where(s.sessions.c.user_name == name))
+                tx.delete_sessions_txn(user_name=name)
             return self._user_txn(tx, name)
 
     def get_user(self, name: str) -> User:
@@ -175,29 +173,25 @@ class Directory:
 
     def find_user(self, name: str) -> User | None:
         with self.store.read() as tx:
-            row = self._row_txn(tx, name)
+            row = tx.user_row_txn(name)
             return self._to_user_txn(tx, row) if row is not None else None
 
     def list_users(self) -> list[User]:
         with self.store.read() as tx:
-            rows = tx.conn.execute(select(s.users).order_by(s.users.c.name)).all()
-            return [self._to_user_txn(tx, dict(r._mapping)) for r in rows]
+            return [self._to_user_txn(tx, row) for row in tx.user_rows_txn()]
 
     def count_users(self) -> int:
         with self.store.read() as tx:
-            return int(tx.conn.execute(select(func.count()).select_from(s.users)).scalar_one())
+            return tx.count_users_txn()
 
-    def members_txn(self, tx: SqlTx, kind: str, name: str) -> list[User]:
+    def members_txn(self, tx: People, kind: str, name: str) -> list[User]:
         """Active users in a group or queue (``kind`` group|queue), or the user ``name``."""
         if kind == "user":
-            row = self._row_txn(tx, name)
+            row = tx.user_row_txn(name)
             users = [self._to_user_txn(tx, row)] if row is not None else []
         else:
-            m = s.memberships
-            names = [r[0] for r in tx.conn.execute(
-                select(m.c.user_name).where(m.c.kind == kind, m.c.name == name).order_by(m.c.user_name))]
-            rows = tx.conn.execute(select(s.users).where(s.users.c.name.in_(names))).all() if names else []
-            users = [self._to_user_txn(tx, dict(r._mapping)) for r in rows]
+            rows = tx.user_rows_txn(tx.member_names_txn(kind, name))
+            users = [self._to_user_txn(tx, row) for row in rows]
         return [u for u in users if u.active]
 
     def members(self, kind: str, name: str) -> list[User]:
@@ -207,7 +201,7 @@ class Directory:
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if the name and password match an active user with a password."""
         with self.store.read() as tx:
-            row = self._row_txn(tx, name)
+            row = tx.user_row_txn(name)
             user = self._to_user_txn(tx, row) if row is not None else None
         stored = row["password_hash"] if row is not None else None
         ok = _hasher.verify(password, stored or _DUMMY_HASH)
@@ -221,46 +215,41 @@ class Directory:
         now = self._now()
         with self.store.write() as tx:
             self._user_txn(tx, user_name)
-            tx.conn.execute(insert(s.api_tokens).values(
-                id=token_id, user_name=user_name, label=label or "", secret_hash=_digest(secret),
-                created_at=now, last_used_at=None, revoked_at=None))
+            tx.insert_token_txn({
+                "id": token_id, "user_name": user_name, "label": label or "", "secret_hash": _digest(secret),
+                "created_at": now, "last_used_at": None, "revoked_at": None})
         return TokenInfo(token_id, user_name, label or "", now, None, None), secret
 
     def list_tokens(self, user_name: str | None = None) -> list[TokenInfo]:
-        t = s.api_tokens
-        q = select(t).order_by(t.c.created_at, t.c.id)
-        if user_name is not None:
-            q = q.where(t.c.user_name == user_name)
         with self.store.read() as tx:
-            return [TokenInfo(r.id, r.user_name, r.label, r.created_at, r.last_used_at, r.revoked_at)
-                    for r in tx.conn.execute(q)]
+            return [TokenInfo(r["id"], r["user_name"], r["label"], r["created_at"],
+                              r["last_used_at"], r["revoked_at"])
+                    for r in tx.token_rows_txn(user_name)]
 
     def revoke_token(self, token_id: str) -> TokenInfo:
-        t = s.api_tokens
         with self.store.write() as tx:
-            row = tx.conn.execute(select(t).where(t.c.id == token_id)).first()
+            row = tx.token_row_txn(token_id=token_id)
             if row is None:
                 raise NotFound("API token", token_id, "see `baton tokens list`")
-            if row.revoked_at is None:
-                tx.conn.execute(update(t).where(t.c.id == token_id).values(revoked_at=self._now()))
-        return next(i for i in self.list_tokens(row.user_name) if i.id == token_id)
+            if row["revoked_at"] is None:
+                tx.update_token_txn(token_id, {"revoked_at": self._now()})
+        return next(i for i in self.list_tokens(row["user_name"]) if i.id == token_id)
 
     def user_for_token(self, secret: str) -> User | None:
         if not secret.startswith(TOKEN_PREFIX):
             return None
-        t = s.api_tokens
         with self.store.read() as tx:
-            row = tx.conn.execute(select(t).where(t.c.secret_hash == _digest(secret))).first()
-            if row is None or row.revoked_at is not None:
+            row = tx.token_row_txn(secret_hash=_digest(secret))
+            if row is None or row["revoked_at"] is not None:
                 return None
-            user_row = self._row_txn(tx, row.user_name)
+            user_row = tx.user_row_txn(row["user_name"])
             user = self._to_user_txn(tx, user_row) if user_row is not None else None
         if user is None or not user.active:
             return None
         now = self.clock.now()
-        if row.last_used_at is None or parse_iso(row.last_used_at) + TOKEN_TOUCH_EVERY < now:
+        if row["last_used_at"] is None or parse_iso(row["last_used_at"]) + TOKEN_TOUCH_EVERY < now:
             with self.store.write() as tx:
-                tx.conn.execute(update(t).where(t.c.id == row.id).values(last_used_at=iso(now)))
+                tx.update_token_txn(row["id"], {"last_used_at": iso(now)})
         return user
 
     # ---- UI sessions --------------------------------------------------------------------
@@ -269,29 +258,26 @@ class Directory:
         secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         now = self.clock.now()
         with self.store.write() as tx:
-            t = s.sessions
-            tx.conn.execute(delete(t).where(t.c.expires_at < iso(now)))  # sweep expired ones
-            tx.conn.execute(insert(t).values(
-                secret_hash=_digest(secret), user_name=user_name, csrf_token=csrf,
-                created_at=iso(now), expires_at=iso(now + ttl)))
+            tx.insert_session_txn({  # expired ones are swept first
+                "secret_hash": _digest(secret), "user_name": user_name, "csrf_token": csrf,
+                "created_at": iso(now), "expires_at": iso(now + ttl)}, sweep_before=iso(now))
         return secret, csrf
 
     def session(self, secret: str) -> tuple[User, str] | None:
         """(user, CSRF token) for a live session cookie, else None."""
-        t = s.sessions
         with self.store.read() as tx:
-            row = tx.conn.execute(select(t).where(t.c.secret_hash == _digest(secret))).first()
-            if row is None or parse_iso(row.expires_at) <= self.clock.now():
+            row = tx.session_row_txn(_digest(secret))
+            if row is None or parse_iso(row["expires_at"]) <= self.clock.now():
                 return None
-            user_row = self._row_txn(tx, row.user_name)
+            user_row = tx.user_row_txn(row["user_name"])
             if user_row is None:
                 return None
             user = self._to_user_txn(tx, user_row)
-        return (user, row.csrf_token) if user.active else None
+        return (user, row["csrf_token"]) if user.active else None
 
     def delete_session(self, secret: str) -> None:
         with self.store.write() as tx:
-            tx.conn.execute(delete(s.sessions).where(s.sessions.c.secret_hash == _digest(secret)))
+            tx.delete_sessions_txn(secret_hash=_digest(secret))
 
     # ---- internals ----------------------------------------------------------------------
     @staticmethod
@@ -314,33 +300,19 @@ class Directory:
         if len(password) < MIN_PASSWORD:
             problems["password"] = f"too short: at least {MIN_PASSWORD} characters"
 
-    @staticmethod
-    def _row_txn(tx: SqlTx, name: str) -> dict[str, Any] | None:
-        row = tx.conn.execute(select(s.users).where(s.users.c.name == name)).first()
-        return dict(row._mapping) if row else None
-
-    def _user_txn(self, tx: SqlTx, name: str) -> User:
-        row = self._row_txn(tx, name)
+    def _user_txn(self, tx: People, name: str) -> User:
+        row = tx.user_row_txn(name)
         if row is None:
             raise NotFound("user", name, "see `baton users list`")
         return self._to_user_txn(tx, row)
 
     @staticmethod
-    def _to_user_txn(tx: SqlTx, row: Mapping[str, Any]) -> User:
-        m = s.memberships
+    def _to_user_txn(tx: People, row: Mapping[str, Any]) -> User:
         groups: set[str] = set()
         queues: set[str] = set()
-        for kind, name in tx.conn.execute(
-                select(m.c.kind, m.c.name).where(m.c.user_name == row["name"])):
+        for kind, name in tx.memberships_txn(row["name"]):
             (groups if kind == "group" else queues).add(name)
         return User(name=row["name"], display_name=row["display_name"], email=row["email"],
                     roles=frozenset(row["roles"] or ()), groups=frozenset(groups),
                     queues=frozenset(queues), active=bool(row["active"]),
                     has_password=bool(row["password_hash"]))
-
-    @staticmethod
-    def _set_memberships_txn(tx: SqlTx, user: str, kind: str, names: list[str]) -> None:
-        m = s.memberships
-        tx.conn.execute(delete(m).where(m.c.user_name == user, m.c.kind == kind))
-        if names:
-            tx.conn.execute(insert(m), [{"user_name": user, "kind": kind, "name": n} for n in names])

@@ -175,8 +175,7 @@ def db_upgrade() -> None:
     """Apply pending schema migrations."""
     from baton.store.sql import SqlStore
 
-    store = SqlStore(state.database_url(),
-                     sqlite_synchronous=state.settings().sqlite_synchronous)
+    store = SqlStore(state.database_url(), **state.settings().store_options())
     applied = store.migrate()
     console.print("\n".join(f"applied {a}" for a in applied) or "schema is up to date")
 

@@ -110,7 +110,7 @@ class Engine:
         ``engine.applier.notify_assignments`` later."""
         self.settings = settings = settings or Settings()
         self.store = db if isinstance(db, SqlStore) else SqlStore(
-            db, sqlite_synchronous=settings.sqlite_synchronous)
+            db, **settings.store_options())
         self.clock = clock or SystemClock(timedelta(seconds=settings.clock_offset))
         self.ids = ids or UlidIds()
         self.work_available = threading.Event()

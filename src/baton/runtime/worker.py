@@ -43,7 +43,7 @@ from baton.steps import registry
 from baton.steps.base import StepType, StepWork
 from baton.steps.flowrun import flow_context
 from baton.store.base import Job
-from baton.store.sql import PlanAborted, PlanTx, worker_host
+from baton.store.sql import PlanAborted, PlanTx
 from baton.work import notify
 
 log = logging.getLogger("baton.worker")
@@ -157,7 +157,7 @@ class Worker:
 
     def _register(self) -> None:
         now = iso(self.engine.clock.now())
-        self.store.register_worker(self.id, worker_host(), os.getpid(), now)
+        self.store.register_worker(self.id, self.store.host(), os.getpid(), now)
 
     def _with_db(self, fn: Any, *, retry: bool) -> None:
         delay = 0.5

@@ -1,0 +1,156 @@
+"""The transaction methods off the hot path: definitions, and the filtered listings and
+counts of records, runs and work items the API, the UI and the CLI page through. Plain
+SQLAlchemy Core statements; mixed into :class:`~baton.store.sql.tx.SqlTx`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
+
+from baton.store import schema as s
+from baton.store.base import DefinitionRow
+from baton.store.sql.marks import reads, refused
+
+
+class DefinitionsSql:
+    conn: Connection
+
+    def latest_definition_txn(self, kind: str, name: str) -> DefinitionRow | None:
+        row = self.conn.execute(
+            select(s.definitions)
+            .where(s.definitions.c.kind == kind, s.definitions.c.name == name)
+            .order_by(s.definitions.c.version.desc())
+            .limit(1)
+        ).first()
+        return DefinitionRow(**row._mapping) if row else None
+
+    def get_definition_txn(self, kind: str, name: str, version: int | None) -> DefinitionRow | None:
+        if version is None:
+            return self.latest_definition_txn(kind, name)
+        row = self.conn.execute(
+            select(s.definitions).where(
+                s.definitions.c.kind == kind,
+                s.definitions.c.name == name,
+                s.definitions.c.version == version,
+            )
+        ).first()
+        return DefinitionRow(**row._mapping) if row else None
+
+    def list_definitions_txn(self, kind: str | None = None) -> list[DefinitionRow]:
+        q = select(s.definitions).order_by(
+            s.definitions.c.kind, s.definitions.c.name, s.definitions.c.version
+        )
+        if kind:
+            q = q.where(s.definitions.c.kind == kind)
+        return [DefinitionRow(**r._mapping) for r in self.conn.execute(q)]
+
+    def definitions_generation_txn(self) -> tuple[int, int]:
+        """Changes whenever a version is deployed or (de)activated (the table is small)."""
+        t = s.definitions
+        row = self.conn.execute(select(
+            func.coalesce(func.max(t.c.id), 0),
+            func.coalesce(func.sum(case((t.c.active, t.c.id), else_=0)), 0))).one()
+        return int(row[0]), int(row[1])
+
+    @refused("deploys a definition")
+    def insert_definition_txn(self, row: dict[str, Any]) -> int:
+        res = self.conn.execute(insert(s.definitions).values(**row))
+        return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+    @refused("activates a definition")
+    def set_active_txn(self, kind: str, name: str, version: int) -> None:
+        t = s.definitions
+        self.conn.execute(
+            update(t).where(t.c.kind == kind, t.c.name == name).values(active=t.c.version == version)
+        )
+
+
+class ListingsSql:
+    conn: Connection
+
+    def list_records_txn(self, object_type: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        q = select(s.records).order_by(s.records.c.created_at.desc()).limit(limit).offset(offset)
+        if object_type:
+            q = q.where(s.records.c.object_type == object_type)
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+    def count_records_txn(self, object_type: str | None) -> int:
+        q = select(func.count()).select_from(s.records)
+        if object_type:
+            q = q.where(s.records.c.object_type == object_type)
+        return int(self.conn.execute(q).scalar_one())
+
+    def list_runs_txn(self, filters: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
+        t = s.runs
+        q = select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit).offset(offset)
+        return [dict(r._mapping) for r in self.conn.execute(self._runs_where(q, filters))]
+
+    def count_runs_filtered_txn(self, filters: dict[str, Any]) -> int:
+        q = self._runs_where(select(func.count()).select_from(s.runs), filters)
+        return int(self.conn.execute(q).scalar_one())
+
+    @staticmethod
+    def _runs_where(q: Any, filters: dict[str, Any]) -> Any:
+        t = s.runs
+        for key in ("orchestration", "version", "status", "current_stage", "record_id"):
+            if filters.get(key) is not None:
+                q = q.where(t.c[key] == filters[key])
+        return q
+
+    def count_in_progress_runs_txn(self) -> int:
+        """Runs still in progress: an index range scan, cheap however many runs finished."""
+        t = s.runs
+        return int(self.conn.execute(
+            select(func.count()).select_from(t).where(t.c.status == "in_progress")).scalar_one())
+
+    def count_runs_txn(self) -> list[tuple[str, str, str | None, int]]:
+        t = s.runs
+        q = select(t.c.orchestration, t.c.status, t.c.current_stage, func.count()).group_by(
+            t.c.orchestration, t.c.status, t.c.current_stage
+        )
+        return [(r[0], r[1], r[2], int(r[3])) for r in self.conn.execute(q)]
+
+    @reads("work_items", "all", "list")
+    def list_work_items_txn(self, filters: dict[str, Any], limit: int, offset: int,
+                            order: str = "created") -> list[dict[str, Any]]:
+        """Work items by filters. ``filters["scope"]`` = (user, groups, queues) keeps the items
+        assigned to that user, claimed by them, or in one of their groups or queues.
+        ``order``: ``created`` (oldest first), ``due`` (soonest due first, no due date last),
+        ``priority`` (most urgent first)."""
+        t = s.work_items
+        q = self._work_items_where(select(t), filters)
+        orders = {
+            "created": (t.c.created_at, t.c.id),
+            "due": (t.c.due_at.is_(None), t.c.due_at, t.c.priority.desc(), t.c.created_at, t.c.id),
+            "priority": (t.c.priority.desc(), t.c.due_at.is_(None), t.c.due_at, t.c.created_at, t.c.id),
+        }
+        q = q.order_by(*orders[order]).limit(limit).offset(offset)
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+    def count_work_items_txn(self, filters: dict[str, Any]) -> int:
+        t = s.work_items
+        q = self._work_items_where(select(func.count()).select_from(t), filters)
+        return int(self.conn.execute(q).scalar_one())
+
+    @staticmethod
+    def _work_items_where(q: Any, filters: dict[str, Any]) -> Any:
+        t = s.work_items
+        statuses = filters.get("statuses")
+        if statuses:
+            q = q.where(t.c.status.in_(list(statuses)))
+        for key in ("run_id", "assignee_kind", "assignee", "claimed_by", "step", "record_id",
+                    "orchestration"):
+            if filters.get(key) is not None:
+                q = q.where(t.c[key] == filters[key])
+        scope = filters.get("scope")
+        if scope is not None:
+            user, groups, queues = scope
+            terms = [t.c.claimed_by == user, and_(t.c.assignee_kind == "user", t.c.assignee == user)]
+            if groups:
+                terms.append(and_(t.c.assignee_kind == "group", t.c.assignee.in_(sorted(groups))))
+            if queues:
+                terms.append(and_(t.c.assignee_kind == "queue", t.c.assignee.in_(sorted(queues))))
+            q = q.where(or_(*terms))
+        return q

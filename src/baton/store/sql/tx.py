@@ -1,0 +1,399 @@
+"""SqlTx: one open transaction, the repositories' methods on SQLAlchemy Core.
+
+Every method runs inside the transaction and never commits. The hot ones run statements
+compiled once (:mod:`baton.store.sql.statements`) on the DB-API cursor; what a plan makes of
+each method is declared on it (:mod:`baton.store.sql.marks`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    NestedTransaction,
+    delete,
+    func,
+    select,
+    update,
+)
+
+from baton.errors import TransitionConflict
+from baton.store import schema as s
+from baton.store.sql.marks import reads, refused, writes
+from baton.store.sql.people import PeopleSql
+from baton.store.sql.queries import DefinitionsSql, ListingsSql
+from baton.store.sql.statements import (
+    ACTIVE_RUNS,
+    DELETE_JOB,
+    FIND_ITEM,
+    FINISH_JOB,
+    GET_ITEM,
+    GET_ITEM_LOCKED,
+    GET_RECORD,
+    GET_RECORD_LOCKED,
+    GET_RUN,
+    GET_RUN_LOCKED,
+    INSERT_EVENT,
+    INSERT_ITEM,
+    INSERT_JOB,
+    INSERT_RECORD,
+    INSERT_RUN,
+    READY_TIMERS,
+    UPDATE_RECORD,
+    UPDATE_RUN,
+    Hot,
+    by_ids,
+    update_item_hot,
+)
+
+
+class SqlTx(DefinitionsSql, ListingsSql, PeopleSql):
+    """One open transaction; every method runs inside it and never commits."""
+
+    def __init__(self, conn: Connection, hot: dict[Any, Hot] | None = None) -> None:
+        self.conn = conn
+        self._hot = hot if hot is not None else {}
+        self._cur: Any = None
+        self.enqueued = False  # a job was enqueued: wake idle workers at commit (PostgreSQL)
+        # Audit events and jobs are appended, never read back by the code that writes them,
+        # so they are buffered and written with one statement each at commit (or before
+        # anything in this transaction reads them).
+        self._events: list[dict[str, Any]] = []
+        self._jobs: list[dict[str, Any]] = []
+        # Deferred writes (a worker's batch commit, which holds the rows locked and keeps
+        # their current state itself): many updates of one run or record in the batch
+        # become one write each, and all of them a few executemany statements.
+        self.deferred = False
+        self._run_writes: dict[str, tuple[dict[str, Any], int]] = {}
+        self._record_writes: dict[str, dict[str, Any]] = {}
+        self._finished_jobs: list[dict[str, Any]] = []
+        self._buffered_timer_runs: set[str | None] = set()
+        self._scanned = 0  # buffered jobs a plan's take_new_jobs() has looked at
+
+    # A read of a row with a deferred write pending flushes the writes first; a plan reads
+    # its snapshot instead (and never a row it wrote).
+    flush_on_read = True
+
+    def savepoint(self) -> NestedTransaction:
+        """A nested transaction (SAVEPOINT), as a context manager: rolled back alone on error."""
+        return self.conn.begin_nested()
+
+    # ---- the hot path: compiled once, run on the DB-API cursor ----------------------------
+    def _compiled(self, key: Any, stmt: Any, keys: Sequence[str] | None = None) -> Hot:
+        h = self._hot.get(key)
+        if h is None:
+            h = self._hot[key] = Hot(stmt, self.conn.dialect, keys)
+        return h
+
+    def _run(self, h: Hot, values: dict[str, Any]) -> Any:
+        """Execute one hot statement; errors surface as SQLAlchemy's, as for conn.execute."""
+        cur = self._cur
+        if cur is None:
+            cur = self._cur = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        params = h.params(values)
+        try:
+            cur.execute(h.sql, params)
+        except self.conn.dialect.loaded_dbapi.Error as exc:
+            self._raise(exc, h.sql, params, cur)
+        return cur
+
+    def _run_many(self, h: Hot, rows: Sequence[dict[str, Any]]) -> int:
+        cur = self._cur
+        if cur is None:
+            cur = self._cur = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        params = [h.params(r) for r in rows]
+        try:
+            cur.executemany(h.sql, params)
+        except self.conn.dialect.loaded_dbapi.Error as exc:
+            self._raise(exc, h.sql, params, cur)
+        return int(cur.rowcount)
+
+    def _raise(self, exc: Exception, sql: str, params: Any, cur: Any) -> None:
+        # The same wrapping (DBAPIError subclasses, connection invalidation on a lost
+        # connection) as a statement SQLAlchemy executes itself.
+        self.conn._handle_dbapi_exception(exc, sql, params, cur, None)  # always raises
+        raise exc  # pragma: no cover
+
+    def _fetch_one(self, key: Any, stmt: Any, values: dict[str, Any]) -> dict[str, Any] | None:
+        h = self._compiled(key, stmt)
+        raw = self._run(h, values).fetchone()
+        return h.row(raw) if raw is not None else None
+
+    def _write(self, key: Any, stmt: Any, values: dict[str, Any]) -> int:
+        h = self._compiled((key, tuple(values)), stmt, list(values))
+        return int(self._run(h, values).rowcount)
+
+    def _write_many(self, key: Any, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
+        """One statement for many rows of the same keys (an executemany)."""
+        n, start = 0, 0
+        for i in range(1, len(rows) + 1):  # consecutive rows with the same keys, in order
+            if i == len(rows) or rows[i].keys() != rows[start].keys():
+                h = self._compiled((key, tuple(rows[start])), stmt, list(rows[start]))
+                n += self._run_many(h, rows[start:i])
+                start = i
+        return n
+
+    def flush_txn(self) -> None:
+        if self._finished_jobs:
+            done, self._finished_jobs = self._finished_jobs, []
+            if self._write_many("finish_job", FINISH_JOB, done) != len(done):
+                raise TransitionConflict("a job of this batch is no longer held by this worker")
+        if self._run_writes:
+            rows = [{**row, "_id": rid, "_seq": seq} for rid, (row, seq) in self._run_writes.items()]
+            self._run_writes = {}
+            if self._write_many("update_run", UPDATE_RUN, rows) != len(rows):
+                raise TransitionConflict("a run of this batch changed concurrently")
+        if self._record_writes:
+            rows = list(self._record_writes.values())
+            self._record_writes = {}
+            if self._write_many("update_record", UPDATE_RECORD, rows) != len(rows):
+                raise TransitionConflict("a record of this batch changed concurrently")
+        if self._events:
+            self._write_many("insert_event", INSERT_EVENT, self._events)
+            self._events = []
+        if self._jobs:
+            self._write_many("insert_job", INSERT_JOB, self._jobs)
+            self._jobs = []
+            self._buffered_timer_runs.clear()
+
+    @reads("runs", "ids", "rows")
+    def get_runs_txn(self, run_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
+        """Several runs by id in one statement (locked in id order: no deadlocks)."""
+        if not run_ids:
+            return {}
+        return self._by_ids_txn(s.runs, run_ids, for_update)
+
+    @reads("records", "ids", "rows")
+    def get_records_txn(self, record_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
+        if not record_ids:
+            return {}
+        return self._by_ids_txn(s.records, record_ids, for_update)
+
+    @reads("runs", "ids", "rows")
+    def run_heads_txn(self, run_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
+        """Several runs' ``seq`` and ``record_id`` (not their state): enough to tell whether
+        a state read earlier is still current, and to lock the rows."""
+        if not run_ids:
+            return {}
+        return self._by_ids_txn(s.runs, run_ids, for_update, ("id", "seq", "record_id"))
+
+    @reads("records", "ids", "versions")
+    def record_versions_txn(self, record_ids: Sequence[str], *, for_update: bool = False) -> dict[str, int]:
+        if not record_ids:
+            return {}
+        rows = self._by_ids_txn(s.records, record_ids, for_update, ("id", "version"))
+        return {rid: r["version"] for rid, r in rows.items()}
+
+    def _by_ids_txn(self, table: Any, ids: Sequence[str], for_update: bool,
+                    columns: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+        # One statement per power of two of ids (padded with the last id): a few compiled
+        # variants serve every batch size.
+        wanted = sorted(set(ids))
+        n = 1 << (len(wanted) - 1).bit_length()
+        key = ("by_ids", table.name, n, for_update, columns)
+        h = self._hot.get(key) or self._compiled(key, by_ids(table, n, for_update, columns))
+        params = {f"_i{i}": wanted[min(i, len(wanted) - 1)] for i in range(n)}
+        return {r["id"]: r for r in map(h.row, self._run(h, params).fetchall())}
+
+    # ---- records ------------------------------------------------------------------------
+    @writes("records", "row")
+    def insert_record_txn(self, row: dict[str, Any]) -> None:
+        self._write("insert_record", INSERT_RECORD, row)
+
+    @reads("records", "id", "row")
+    def get_record_txn(self, record_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        """``for_update`` locks the row until commit (PostgreSQL; SQLite's write lock covers it)."""
+        if self._record_writes and self.flush_on_read:
+            self.flush_txn()
+        q = GET_RECORD_LOCKED if for_update else GET_RECORD
+        return self._fetch_one(("get_record", for_update), q, {"_id": record_id})
+
+    def update_record_txn(
+        self, record_id: str, data: dict[str, Any], expected_version: int, now: str
+    ) -> int:
+        params = {"_id": record_id, "_version": expected_version, "data": data,
+                  "version": expected_version + 1, "updated_at": now}
+        if self.deferred:
+            first = self._record_writes.get(record_id)
+            if first is not None:  # written earlier in this batch: compare with the stored one
+                params["_version"] = first["_version"]
+            self._record_writes[record_id] = params
+            return expected_version + 1
+        if self._write("update_record", UPDATE_RECORD, params) != 1:
+            raise TransitionConflict(
+                f"record {record_id} is no longer at version {expected_version} "
+                "(someone else changed it): read it again and retry"
+            )
+        return expected_version + 1
+
+    # ---- runs ---------------------------------------------------------------------------
+    @writes("runs", "row")
+    def insert_run_txn(self, row: dict[str, Any]) -> None:
+        self._write("insert_run", INSERT_RUN, row)
+
+    @reads("runs", "id", "row")
+    def get_run_txn(self, run_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        """``for_update`` serialises writers of one run (two of its steps finishing at once)."""
+        if self._run_writes and self.flush_on_read:
+            self.flush_txn()
+        q = GET_RUN_LOCKED if for_update else GET_RUN
+        return self._fetch_one(("get_run", for_update), q, {"_id": run_id})
+
+    def update_run_txn(self, row: dict[str, Any], expected_seq: int) -> None:
+        if self.deferred:
+            first = self._run_writes.get(row["id"])
+            self._run_writes[row["id"]] = (row, first[1] if first else expected_seq)
+            return
+        if self._write("update_run", UPDATE_RUN, {**row, "_id": row["id"], "_seq": expected_seq}) != 1:
+            raise TransitionConflict(f"run {row['id']} changed concurrently (expected seq {expected_seq})")
+
+    @reads("runs", "parent", "ids")
+    def active_run_ids_for_record_txn(self, record_id: str) -> list[str]:
+        h = self._compiled("active_runs", ACTIVE_RUNS)
+        return [r[0] for r in self._run(h, {"_record": record_id}).fetchall()]
+
+    @refused("deletes a record")
+    def delete_record_txn(self, record_id: str) -> None:
+        self.conn.execute(delete(s.records).where(s.records.c.id == record_id))
+
+    # ---- work items ---------------------------------------------------------------------
+    @writes("work_items", "row")
+    def insert_work_item_txn(self, row: dict[str, Any]) -> None:
+        self._write("insert_item", INSERT_ITEM, row)
+
+    @reads("work_items", "id", "row")
+    def get_work_item_txn(self, item_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        q = GET_ITEM_LOCKED if for_update else GET_ITEM
+        return self._fetch_one(("get_item", for_update), q, {"_id": item_id})
+
+    @reads("work_items", "parent", "row")
+    def find_work_item_txn(self, run_id: str, step: str, iteration: int) -> dict[str, Any] | None:
+        return self._fetch_one("find_item", FIND_ITEM,
+                               {"_run": run_id, "_step": step, "_iteration": iteration})
+
+    # A plan counts on it applying; at replay it must, or the whole plan is dropped.
+    @writes("work_items", "id", replay="_update_work_item_or_conflict", result=True)
+    def update_work_item_txn(
+        self,
+        item_id: str,
+        expected_statuses: Sequence[str],
+        expected_version: int | None,
+        values: dict[str, Any],
+    ) -> bool:
+        at_version = expected_version is not None
+        params = {**values, "_id": item_id, **{f"_s{i}": st for i, st in enumerate(expected_statuses)}}
+        if at_version:
+            params["_version"] = expected_version
+        key = ("update_item", len(expected_statuses), at_version, tuple(values))
+        h = self._hot.get(key)
+        if h is None:
+            h = self._compiled(key, update_item_hot(len(expected_statuses), at_version), list(values))
+        return bool(self._run(h, params).rowcount == 1)
+
+    def _update_work_item_or_conflict(self, item_id: str, expected_statuses: Sequence[str],
+                                      expected_version: int | None, values: dict[str, Any]) -> None:
+        if not self.update_work_item_txn(item_id, expected_statuses, expected_version, values):
+            raise TransitionConflict(f"work item {item_id} changed concurrently")
+
+    # ---- jobs ---------------------------------------------------------------------------
+    def enqueue_job_txn(
+        self, kind: str, run_id: str | None, payload: dict[str, Any], run_after: str, now: str
+    ) -> None:
+        self._jobs.append({
+            "kind": kind, "run_id": run_id, "payload": payload, "status": "ready",
+            "run_after": run_after, "attempts": 0, "created_at": now,
+        })
+        if kind == "timer":
+            self._buffered_timer_runs.add(run_id)
+        self.enqueued = True
+
+    def enqueue_jobs_txn(self, jobs: Sequence[tuple[str, str | None, dict[str, Any]]],
+                         run_after: str, now: str) -> None:
+        """Enqueue several jobs with one statement."""
+        self._jobs.extend(
+            {"kind": kind, "run_id": run_id, "payload": payload, "status": "ready",
+             "run_after": run_after, "attempts": 0, "created_at": now}
+            for kind, run_id, payload in jobs
+        )
+        self._buffered_timer_runs.update(run_id for kind, run_id, _ in jobs if kind == "timer")
+        self.enqueued = True
+
+    @writes("jobs", now="_drop_buffered_timers")
+    def cancel_timers_txn(self, run_id: str, step: str, iteration: int) -> int:
+        """Delete a step iteration's timers that have not fired (a timer being fired right
+        now is claimed, not ready: it fires as a no-op). Returns how many were deleted."""
+        dropped = self._drop_buffered_timers(run_id, step, iteration)
+        h = self._compiled("ready_timers", READY_TIMERS)
+        ids = [r["id"] for r in map(h.row, self._run(h, {"_run": run_id}).fetchall())
+               if _is_timer_of(r["payload"], step, iteration)]
+        if ids:
+            self._write_many("delete_job", DELETE_JOB, [{"_id": i} for i in ids])
+        return dropped + len(ids)
+
+    def _drop_buffered_timers(self, run_id: str, step: str, iteration: int) -> int:
+        """The share of :meth:`cancel_timers_txn` made in this transaction's own buffer."""
+        if run_id not in self._buffered_timer_runs:  # only then can the buffer hold one of them
+            return 0
+
+        def mine(j: dict[str, Any]) -> bool:
+            return bool(j["kind"] == "timer" and j["run_id"] == run_id
+                        and _is_timer_of(j["payload"], step, iteration))
+
+        before = len(self._jobs)
+        if self._scanned:  # jobs a plan's take_new_jobs() already looked at
+            self._scanned -= sum(1 for j in self._jobs[:self._scanned] if mine(j))
+        self._jobs = [j for j in self._jobs if not mine(j)]
+        return before - len(self._jobs)
+
+    def finish_job_txn(self, job_id: int, worker_id: str) -> None:
+        """Delete a claimed job; only its claimer may, exactly once."""
+        if self.deferred:
+            self._finished_jobs.append({"_id": job_id, "_worker": worker_id})
+            return
+        if self._write("finish_job", FINISH_JOB, {"_id": job_id, "_worker": worker_id}) != 1:
+            raise TransitionConflict(f"job {job_id} is no longer held by worker {worker_id}")
+
+    @writes("jobs")
+    def release_job_txn(self, job_id: int, worker_id: str, run_after: str) -> None:
+        """Hand a claimed job back to the queue, due again at ``run_after``."""
+        t = s.jobs
+        self.conn.execute(
+            update(t)
+            .where(t.c.id == job_id, t.c.claimed_by == worker_id)
+            .values(status="ready", claimed_by=None, claimed_at=None, run_after=run_after)
+        )
+
+    def count_jobs_txn(self) -> dict[str, int]:
+        self.flush_txn()
+        t = s.jobs
+        return {r[0]: int(r[1]) for r in self.conn.execute(select(t.c.status, func.count()).group_by(t.c.status))}
+
+    def next_job_due_txn(self) -> str | None:
+        self.flush_txn()
+        t = s.jobs
+        return self.conn.execute(select(func.min(t.c.run_after)).where(t.c.status == "ready")).scalar()
+
+    # ---- events -------------------------------------------------------------------------
+    def append_events_txn(self, rows: Sequence[dict[str, Any]]) -> None:
+        self._events.extend(rows)
+
+    def events_txn(
+        self, *, record_id: str | None = None, run_id: str | None = None,
+        types: Sequence[str] | None = None, after_id: int = 0, limit: int = 10_000,
+    ) -> list[dict[str, Any]]:
+        self.flush_txn()
+        t = s.events
+        q = select(t).where(t.c.id > after_id).order_by(t.c.id).limit(limit)
+        if record_id is not None:
+            q = q.where(t.c.record_id == record_id)
+        if run_id is not None:
+            q = q.where(t.c.run_id == run_id)
+        if types:
+            q = q.where(t.c.type.in_(list(types)))
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+
+def _is_timer_of(payload: dict[str, Any], step: str, iteration: int) -> bool:
+    return bool(payload.get("step") == step and payload.get("iteration") == iteration)
