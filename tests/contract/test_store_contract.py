@@ -318,3 +318,22 @@ def test_a_plan_cannot_write_what_it_does_not_defer(store: SqlStore) -> None:
             plan.conn.exec_driver_sql("DELETE FROM baton_records")
     with store.read() as tx:
         assert tx.get_record_txn("rec_1") is not None
+
+
+def test_newest_records_of_every_type_are_listed_by_index(store: SqlStore) -> None:
+    """Hardening #3: listing records across types sorted by creation read (and sorted) the
+    whole table, 4.2 s once one record held 50 MB; now the index gives them in order."""
+    from sqlalchemy import select
+
+    from baton.store import schema as s
+
+    q = select(s.records).order_by(s.records.c.created_at.desc()).limit(5).offset(0)
+    with store.read() as tx:
+        sql = str(q.compile(dialect=tx.conn.dialect, compile_kwargs={"literal_binds": True}))
+        if store.dialect == "sqlite":
+            plan = " ".join(str(r[-1]) for r in tx.conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "ix_records_created" in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            tx.conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # an empty table
+            plan = " ".join(str(r[0]) for r in tx.conn.exec_driver_sql(f"EXPLAIN {sql}"))
+            assert "ix_records_created" in plan and "Sort" not in plan, plan

@@ -56,10 +56,19 @@ def _m003_people(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE baton_work_items ADD COLUMN due_at VARCHAR(40)")
 
 
+def _m004_records_by_creation(conn: Connection) -> None:
+    """Index records by creation time: listing the newest records of every type read the
+    whole table (each row's data with it) to sort it."""
+    for index in schema.records.indexes:
+        if index.name == "ix_records_created":
+            index.create(conn, checkfirst=True)  # a fresh database got it from migration 1
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
     Migration(3, "users, memberships, API tokens, sessions", _m003_people),
+    Migration(4, "index records by creation time", _m004_records_by_creation),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -59,6 +59,7 @@ records = Table(
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     Index("ix_records_object_type", "object_type", "created_at"),
+    Index("ix_records_created", "created_at"),  # the newest records of every type, by index
 )
 
 runs = Table(
