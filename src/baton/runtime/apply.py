@@ -106,17 +106,6 @@ class Applier:
             if self.wake is not None:
                 self.wake()
 
-    def decide_and_apply_txn(self, tx: SqlTx, defn: Any, run: Run, event: Any, now: Any,
-                             record: dict[str, Any] | None, *, insert: bool = False) -> Decision:
-        # Kept until the worker calls the run driver (next commit).
-        from baton.engine.decide import decide
-
-        expected_seq = run.seq
-        decision = decide(defn, run, event, now, record, consume=True)
-        if not decision.stale:
-            self.apply_txn(tx, expected_seq, decision, now, insert=insert)
-        return decision
-
     def notify_assignment_txn(self, tx: SqlTx, item: WorkItem, now: str,
                               previous: str | None = None) -> list[AuditEvent]:
         """For a work item just given to someone outside a decision (a person's reassign):

@@ -201,14 +201,6 @@ class Engine:
         """Re-evaluate a run's conditions (its record changed), in the caller's transaction."""
         self.runs.evaluate_txn(tx, run_id, now_dt)
 
-    # Kept until the worker calls the services (next commit): its two private uses.
-    def _load_run_row_txn(self, tx: Any, run_id: str) -> Any:
-        return self.runs.load_row_txn(tx, run_id)
-
-    def _update_record_txn(self, tx: Any, row: Any, data: dict[str, Any], actor: str,
-                           now_dt: Any, exclude_run: str | None) -> Any:
-        return self.records.update_txn(tx, row, data, actor, now_dt, exclude_run)
-
     # ---- fallout, resume, signals -------------------------------------------------------
     def list_fallout(self, *, limit: int = 100) -> list[dict[str, Any]]:
         """Steps waiting for an operator: one entry per step in fallout, oldest run first.
