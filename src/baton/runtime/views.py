@@ -33,18 +33,24 @@ def run_summary(run: Run) -> dict[str, Any]:
             "completed_at": run.completed_at}
 
 
-def run_detail(run: Run, defn: OrchestrationDefinition) -> dict[str, Any]:
+def run_detail(run: Run, defn: OrchestrationDefinition, *, reached_only: bool = False,
+               ) -> dict[str, Any]:
     """The run with its stages and steps in the definition's order (stored JSON keeps no
-    order on PostgreSQL); those not reached yet are listed as ``not_started``."""
+    order on PostgreSQL); those not reached yet are listed as ``not_started``, or left
+    out with ``reached_only`` (what ``baton runs show --json`` has always printed)."""
     state = run.to_json()
     stages, steps = [], []
     for stage_def in defn.stages:
+        if reached_only and stage_def.name not in state["stages"]:
+            continue
         st = state["stages"].get(stage_def.name) or {
             "name": stage_def.name, "status": StageStatus.NOT_STARTED.value, "iteration": 0,
             "started_at": None, "completed_at": None}
         stages.append(st)
         for step_def in stage_def.steps:
             sr = state["steps"].get(step_def.name)
+            if reached_only and (sr is None or sr["stage"] != stage_def.name):
+                continue
             if sr is None or sr["stage"] != stage_def.name:
                 sr = {"name": step_def.name, "stage": stage_def.name, "iteration": 0,
                       "status": StepStatus.NOT_STARTED.value, "attempts": 0}
