@@ -119,7 +119,8 @@ class Applier:
                 self.wake()
         return [ev]
 
-    def _notify_txn(self, w: _Writes, item: WorkItem, previous: str | None = None) -> None:
+    def notify_txn(self, w: _Writes, item: WorkItem, previous: str | None = None) -> None:
+        """Within a decision: the assignment e-mail joins the decision's events and jobs."""
         if self.notify_assignments:
             ev, email = assignment_email_txn(w.tx, self.directory, item, w.now, previous)
             w.events.append(ev)
@@ -172,7 +173,7 @@ def _create_work_item(a: Applier, w: _Writes, cmd: CreateWorkItem) -> None:
     item = items.new_item(a.ids.new("wi"), w.run, cmd, w.now)
     w.events.append(items.create_txn(w.tx, item))
     w.run.steps[cmd.step].work_item_id = item["id"]
-    a._notify_txn(w, item)
+    a.notify_txn(w, item)
 
 
 def _reassign_work_item(a: Applier, w: _Writes, cmd: ReassignWorkItem) -> None:
@@ -184,7 +185,7 @@ def _reassign_work_item(a: Applier, w: _Writes, cmd: ReassignWorkItem) -> None:
     if done is not None:
         new, ev = done
         w.events.append(ev)
-        a._notify_txn(w, new, ev["data"]["from"])
+        a.notify_txn(w, new, ev["data"]["from"])
 
 
 def _cancel_work_item(a: Applier, w: _Writes, cmd: CancelWorkItem) -> None:
