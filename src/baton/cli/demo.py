@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from baton.cli.output import console, table
+from baton.engine.status import RunStatus, WorkItemStatus
 from baton.errors import ConfigError
 from baton.project import load_project
 from baton.runtime.engine import Engine
@@ -79,17 +80,18 @@ def _act_as_agents(engine: Engine) -> int:
     for item in engine.list_work(limit=500):
         agents = AGENTS.get(item["assignee"], ["ann"]) if item["assignee_kind"] == "queue" else [item["assignee"]]
         agent = agents[n % len(agents)]
-        if item["status"] == "open":
+        if item["status"] == WorkItemStatus.OPEN:
             engine.claim(item["id"], agent)
         else:
-            agent = item["claimed_by"]
+            agent = item["claimed_by"] or agent
+        record_id = item["record_id"] or ""  # every step of the demo works on a record
         if item["step"] == "triage":
-            case = engine.get_record(item["record_id"])
+            case = engine.get_record(record_id)
             escalate = case["number"] % 5 == 0 and case.get("level", 1) == 1
             data = {"resolution": "escalate" if escalate else "close",
                     "notes": "needs tier 2" if escalate else "resolved on first contact"}
         else:
-            req = engine.get_record(item["record_id"])
+            req = engine.get_record(record_id)
             reject = int(req["account_number"].split("-")[1]) % 10 == 7
             data = {"decision": "reject" if reject else "approve",
                     "notes": "proof of address is unreadable" if reject else "utility bill matches"}
@@ -100,7 +102,7 @@ def _act_as_agents(engine: Engine) -> int:
 
 def _finished(engine: Engine) -> int:
     with engine.store.read() as tx:
-        return sum(c for _o, status, _s, c in tx.count_runs_txn() if status != "in_progress")
+        return sum(c for _o, status, _s, c in tx.count_runs_txn() if status != RunStatus.IN_PROGRESS)
 
 
 def _summary(engine: Engine, elapsed: float) -> None:

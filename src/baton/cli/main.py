@@ -8,6 +8,7 @@ import logging
 import shutil
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -20,15 +21,16 @@ from baton.cli.output import (
     err_console,
     print_json,
     run_detail,
-    run_summary,
     styled,
     table,
-    work_item_json,
 )
 from baton.cli.people import tokens_app, users_app
+from baton.engine.status import WorkItemStatus
 from baton.errors import BatonError, DefinitionError
 from baton.project import Project, load_project
+from baton.runtime.views import completed_view, event_view, run_summary, work_item_view
 from baton.settings import Settings
+from baton.work.items import OPEN_STATUSES
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Baton: durable business process orchestration.")
@@ -299,7 +301,7 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
     """A run's stages and steps with their status, and the decisions taken."""
     run = state.engine().get_run(run_id)
     if as_json:
-        print_json(run_detail(run))
+        print_json(run_detail(state.engine(), run))
         return
     console.print(f"[bold]{run.id}[/bold] {run.orchestration} v{run.version}  {styled(run.status.value)}"
                   f"  record {run.record_id or '-'}")
@@ -440,13 +442,13 @@ def records_timeline(record_id: str, as_json: JsonOpt = False) -> None:
     """Every event that touched the record, in order, with actor and time."""
     events = state.engine().timeline(record_id)
     if as_json:
-        print_json(events)
+        print_json([event_view(e) for e in events])
         return
     table(f"Timeline of {record_id}", ["at", "event", "actor", "run", "detail"],
           [[e["at"], e["type"], e["actor"], e["run_id"], describe_event(e)] for e in events])
 
 
-def describe_event(e: dict[str, Any]) -> str:
+def describe_event(e: Mapping[str, Any]) -> str:
     d = e["data"]
     t = e["type"]
     if t == "record_updated":
@@ -481,11 +483,11 @@ def work_list(user: Annotated[str | None, typer.Option("--user", "-u")] = None,
               all_statuses: Annotated[bool, typer.Option("--all", help="Include completed and canceled")] = False,
               limit: int = 100, offset: int = 0, as_json: JsonOpt = False) -> None:
     """Open work items: a user's, a queue's or a group's (all open items if none is given)."""
-    statuses = ("open", "claimed", "completed", "canceled") if all_statuses else ("open", "claimed")
+    statuses = [s.value for s in WorkItemStatus] if all_statuses else OPEN_STATUSES
     items = state.engine().list_work(user=user, queue=queue, group=group, statuses=statuses,
                                      limit=limit, offset=offset)
     if as_json:
-        print_json([work_item_json(i) for i in items])
+        print_json([work_item_view(i) for i in items])
         return
     table("Work items", ["id", "status", "step", "assigned to", "claimed by", "sla", "due",
                          "run", "record"],
@@ -496,7 +498,7 @@ def work_list(user: Annotated[str | None, typer.Option("--user", "-u")] = None,
 
 @work_app.command("show")
 def work_show(item_id: str, as_json: JsonOpt = False) -> None:
-    item = work_item_json(state.engine().get_work_item(item_id))
+    item = work_item_view(state.engine().get_work_item(item_id))
     if as_json:
         print_json(item)
         return
@@ -515,7 +517,7 @@ def work_show(item_id: str, as_json: JsonOpt = False) -> None:
 def work_claim(item_id: str, user: Annotated[str, typer.Option("--user", "-u")], as_json: JsonOpt = False) -> None:
     """Claim an item; if someone else claimed it first, this fails with a clear message."""
     item = state.engine().claim(item_id, user)
-    print_json(work_item_json(item)) if as_json else console.print(f"{item_id} claimed by {user}")
+    print_json(work_item_view(item)) if as_json else console.print(f"{item_id} claimed by {user}")
 
 
 @work_app.command("complete")
@@ -523,9 +525,9 @@ def work_complete(item_id: str, user: Annotated[str, typer.Option("--user", "-u"
                   data: Annotated[str, typer.Option("--data")] = "{}", as_json: JsonOpt = False) -> None:
     """Submit the form; the step completes and the run moves on."""
     result = state.engine().complete(item_id, user, parse_json(data, "--data"))
-    run = result.pop("run")
+    run = result["run"]
     if as_json:
-        print_json({**work_item_json(result), "run": run_summary(run)})
+        print_json(completed_view(result))
     else:
         console.print(f"{item_id} completed by {user}; run {run.id} is {styled(run.status.value)}"
                       + (f" in stage {run.current_stage}" if run.current_stage else ""))
@@ -535,7 +537,7 @@ def work_complete(item_id: str, user: Annotated[str, typer.Option("--user", "-u"
 def work_reassign(item_id: str, to: Annotated[str, typer.Option("--to", help="user:NAME, group:NAME or queue:NAME")],
                   as_json: JsonOpt = False) -> None:
     item = state.engine().reassign(item_id, to, actor="cli")
-    print_json(work_item_json(item)) if as_json else console.print(f"{item_id} reassigned to {to}")
+    print_json(work_item_view(item)) if as_json else console.print(f"{item_id} reassigned to {to}")
 
 
 @app.command()

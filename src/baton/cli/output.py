@@ -1,15 +1,22 @@
-"""Printing for the CLI: Rich tables for people, ``--json`` for scripts."""
+"""Printing for the CLI: Rich tables for people, ``--json`` for scripts.
+
+``--json`` prints what the API returns: both are built by ``baton.runtime.views``.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from baton.engine.state import Run
+from baton.runtime import views
+
+if TYPE_CHECKING:
+    from baton.runtime.engine import Engine
 
 # soft_wrap: a line that is longer than the terminal (or piped to a file) stays one line,
 # so `file:line path: message` and one-line errors can be grepped and parsed.
@@ -33,36 +40,11 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def run_summary(run: Run) -> dict[str, Any]:
-    return {
-        "id": run.id, "status": run.status.value, "orchestration": run.orchestration,
-        "version": run.version, "record_id": run.record_id, "current_stage": run.current_stage,
-        "created_at": run.created_at, "completed_at": run.completed_at,
-    }
-
-
-def run_detail(run: Run) -> dict[str, Any]:
-    data = run_summary(run)
-    data.update(
-        stages=[{"name": s.name, "status": s.status.value, "iteration": s.iteration}
-                for s in run.stages.values()],
-        steps=[{"name": s.name, "stage": s.stage, "iteration": s.iteration, "status": s.status.value,
-                "output": s.output, "error": s.error, "work_item_id": s.work_item_id,
-                "attempts": s.attempts, "sla_status": (s.sla or {}).get("status"),
-                "due_at": (s.sla or {}).get("due_at")}
-               for s in run.steps.values()],
-        decisions=run.decisions, vars=run.vars, input=run.input, error=run.error,
-    )
-    return data
-
-
-def work_item_json(item: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "status", "step", "run_id", "record_id", "orchestration", "stage", "iteration",
-            "title", "instructions", "assignee_kind", "assignee", "claimed_by", "form", "data",
-            "created_at", "updated_at", "completed_at", "completed_by", "sla_status", "due_at")
-    out = {k: item.get(k) for k in keys}
-    out["assigned_to"] = f"{item['assignee_kind']}:{item['assignee']}"
-    return out
+def run_detail(engine: Engine, run: Run) -> dict[str, Any]:
+    """The run as the API shows it (``runtime/views.py``; the definition gives the order),
+    with the stages and steps it reached."""
+    defn, _ = engine.definitions.orchestration(run.orchestration, run.version)
+    return views.run_detail(run, defn, reached_only=True)
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

@@ -537,7 +537,7 @@ class Worker:
             defn, _ = eng.definitions.orchestration(run.orchestration, run.version, tx=tx)
             record_row = cache.records.get(run.record_id or "")
         else:
-            run, defn, record_row = eng._load_run_row_txn(tx, job.run_id or "")
+            run, defn, record_row = eng.runs.load_row_txn(tx, job.run_id or "")
         if isinstance(tx, PlanTx):  # read before the plan: it must be unchanged under the lock
             tx.saw_run(run.id, run.seq)
             if record_row is not None:
@@ -549,12 +549,12 @@ class Worker:
             self.stats.stale += 1
             return
         if res.record_updates and record_row is not None and isinstance(event, StepCompleted):
-            new = eng._update_record_txn(tx, record_row, res.record_updates, f"flow:{event.step}", now_dt,
+            new = eng.records.update_txn(tx, record_row, res.record_updates, f"flow:{event.step}", now_dt,
                                          exclude_run=run.id)
             record = record_view(new)
             if cache is not None:
                 cache.records[new["id"]] = new
-        decision = eng.applier.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
+        decision = eng.runs.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
         if decision.stale:
             self.stats.stale += 1
         elif isinstance(event, StepCompleted):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from baton.auth.roles import Permission
+from baton.runtime.views import event_view, record_json
 from baton.web.api.common import MAX_INT, Limit, Offset, Page, page, page_of, under
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
@@ -50,22 +51,6 @@ class Event(BaseModel):
     record_id: str | None
     run_id: str | None
     data: dict[str, Any]
-
-
-_SYSTEM = ("id", "object_type", "version", "created_at", "updated_at")
-
-
-def record_json(view: dict[str, Any], object_type: str | None = None) -> dict[str, Any]:
-    """The engine's flat record view as ``{id, object_type, version, ..., data}``."""
-    return {"id": view["id"], "object_type": object_type or view["object_type"],
-            "version": view["version"], "created_at": view["created_at"],
-            "updated_at": view["updated_at"],
-            "data": {k: v for k, v in view.items() if k not in _SYSTEM}}
-
-
-def event_json(e: dict[str, Any]) -> dict[str, Any]:
-    return {k: e.get(k) for k in ("id", "at", "type", "actor", "record_id", "run_id")} | {
-        "data": e.get("data") or {}}
 
 
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,10})"?\s*$')
@@ -163,5 +148,5 @@ def delete_record(request: Request, record_id: RecordId, if_match: IfMatch = Non
             responses=problem_responses(401, 403, 404, 422))
 def timeline(request: Request, record_id: RecordId, limit: Limit = 50, offset: Offset = 0,
              _: Principal = READ) -> dict[str, Any]:
-    events = [event_json(e) for e in engine_of(request).timeline(record_id)]
+    events = [event_view(e) for e in engine_of(request).timeline(record_id)]
     return page_of(events, limit, offset)

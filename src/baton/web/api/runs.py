@@ -11,8 +11,10 @@ from pydantic import BaseModel, Field
 from baton.auth.roles import Permission
 from baton.engine.state import Run
 from baton.engine.status import RunStatus, StageStatus, StepStatus
+from baton.runtime import views
+from baton.runtime.views import event_view, run_summary
 from baton.web.api.common import MAX_INT, Limit, Offset, Page, Reason, page, page_of, under
-from baton.web.api.records import Event, event_json
+from baton.web.api.records import Event
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
 
@@ -86,39 +88,10 @@ class RunDetail(RunSummary):
     error: dict[str, Any] | None
 
 
-def run_summary(run: Run) -> dict[str, Any]:
-    return {"id": run.id, "orchestration": run.orchestration, "version": run.version,
-            "status": run.status.value, "record_id": run.record_id,
-            "current_stage": run.current_stage, "created_at": run.created_at,
-            "completed_at": run.completed_at}
-
-
 def run_detail(request: Request, run: Run) -> dict[str, Any]:
-    """The run with its stages and steps in the definition's order (stored JSON keeps no
-    order on PostgreSQL); those not reached yet are listed as ``not_started``."""
-    state = run.to_json()
+    """The run as ``runtime/views.py`` shows it (the definition gives the steps' order)."""
     defn, _ = engine_of(request).definitions.orchestration(run.orchestration, run.version)
-    stages, steps = [], []
-    for stage_def in defn.stages:
-        st = state["stages"].get(stage_def.name) or {
-            "name": stage_def.name, "status": "not_started", "iteration": 0,
-            "started_at": None, "completed_at": None}
-        stages.append(st)
-        for step_def in stage_def.steps:
-            sr = state["steps"].get(step_def.name)
-            if sr is None or sr["stage"] != stage_def.name:
-                sr = {"name": step_def.name, "stage": stage_def.name, "iteration": 0,
-                      "status": "not_started", "attempts": 0}
-            sla = sr.get("sla")
-            steps.append({k: sr.get(k) for k in (
-                "name", "stage", "iteration", "status", "attempts", "started_at",
-                "completed_at", "output", "error", "work_item_id")} | {
-                "type": step_def.type,
-                "sla": {"status": sla.get("status"), "due_at": sla.get("due_at"),
-                        "jeopardy_at": sla.get("jeopardy_at")} if sla else None})
-    return run_summary(run) | {
-        "stages": stages, "steps": steps, "decisions": state["decisions"],
-        "vars": state["vars"], "input": state["input"], "error": state["error"]}
+    return views.run_detail(run, defn)
 
 
 def _check_startable(request: Request, name: str) -> None:
@@ -176,7 +149,7 @@ def get_run(request: Request, run_id: RunId, _: Principal = READ) -> dict[str, A
             responses=problem_responses(401, 403, 404, 422))
 def run_events(request: Request, run_id: RunId, limit: Limit = 50, offset: Offset = 0,
                _: Principal = READ) -> dict[str, Any]:
-    return page_of([event_json(e) for e in engine_of(request).run_events(run_id)], limit, offset)
+    return page_of([event_view(e) for e in engine_of(request).run_events(run_id)], limit, offset)
 
 
 @router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel a run",

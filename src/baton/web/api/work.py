@@ -19,8 +19,10 @@ from baton.auth.directory import User
 from baton.auth.roles import Permission
 from baton.engine.status import WorkItemStatus
 from baton.errors import NotFound, ValidationError
+from baton.rows import WorkItem as WorkItemRow
+from baton.runtime.views import completed_view, work_item_view
 from baton.web.api.common import Limit, Offset, Page, page, under
-from baton.web.api.runs import RunSummary, run_summary
+from baton.web.api.runs import RunSummary
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, engine_of, need
 
@@ -89,20 +91,12 @@ class Reassign(BaseModel):
                     examples=["queue:tier2"])
 
 
-def item_json(item: dict[str, Any]) -> dict[str, Any]:
-    keys = WorkItem.model_fields.keys() - {"assigned_to"}
-    out = {k: item.get(k) for k in keys}
-    out["assigned_to"] = f"{item['assignee_kind']}:{item['assignee']}"
-    out["form"] = [dict(f) for f in item.get("form") or []]
-    return out
-
-
 def _scope(principal: Principal) -> User | None:
     """Whose scope the caller acts in: None (everything) with work:all."""
     return None if principal.user.can(Permission.WORK_ALL) else principal.user
 
 
-def _visible_item(request: Request, item_id: str, principal: Principal) -> dict[str, Any]:
+def _visible_item(request: Request, item_id: str, principal: Principal) -> WorkItemRow:
     item = engine_of(request).get_work_item(item_id)
     if not principal.user.may_see_item(item):
         raise NotFound("work item", item_id)  # the same answer as for a missing item
@@ -122,19 +116,19 @@ def list_work(request: Request, queue: Text = None, group: Text = None,
               principal: Principal = WORK) -> dict[str, Any]:
     eng = engine_of(request)
     scope = principal.user if mine else _scope(principal)
-    statuses = [s.value for s in status] if status else ["open", "claimed"]
+    statuses = [s.value for s in status or (WorkItemStatus.OPEN, WorkItemStatus.CLAIMED)]
     items = eng.list_work(queue=queue, group=group, statuses=statuses, record_id=record_id,
                           order=order.value, scope=scope, limit=limit, offset=offset)
     total = eng.count_work(statuses=statuses, scope=scope, queue=queue, group=group,
                            record_id=record_id)
-    return page([item_json(i) for i in items], total, limit, offset)
+    return page([work_item_view(i) for i in items], total, limit, offset)
 
 
 @router.get("/{item_id}", response_model=WorkItem, summary="A work item with its form",
             description="404 when it does not exist or is outside the caller's scope.",
             responses=problem_responses(401, 403, 404, 422))
 def get_item(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
-    return item_json(_visible_item(request, item_id, principal))
+    return work_item_view(_visible_item(request, item_id, principal))
 
 
 @router.post("/{item_id}/claim", response_model=WorkItem, summary="Claim an open item",
@@ -144,7 +138,7 @@ def get_item(request: Request, item_id: ItemId, principal: Principal = WORK) -> 
 def claim(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
     _visible_item(request, item_id, principal)
     item = engine_of(request).claim(item_id, principal.name, scope=_scope(principal))
-    return item_json(item)
+    return work_item_view(item)
 
 
 @router.post("/{item_id}/complete", response_model=Completed, summary="Submit the form",
@@ -157,8 +151,7 @@ def complete(request: Request, item_id: ItemId, body: Submission,
     with under("data"):
         result = engine_of(request).complete(item_id, principal.name, body.data,
                                               scope=_scope(principal))
-    run = result.pop("run")
-    return item_json(result) | {"run": run_summary(run)}
+    return completed_view(result)
 
 
 @router.post("/{item_id}/reassign", response_model=WorkItem, summary="Reassign an item",
@@ -171,4 +164,4 @@ def reassign(request: Request, item_id: ItemId, body: Reassign,
     kind, _, name = body.to.partition(":")
     if kind == "user" and eng.directory.find_user(name) is None:
         raise ValidationError("reassign", {"to": f"there is no user {name!r}"})
-    return item_json(eng.reassign(item_id, body.to, actor=principal.name))
+    return work_item_view(eng.reassign(item_id, body.to, actor=principal.name))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 
-def describe_event(e: dict[str, Any]) -> str:
+def describe_event(e: Mapping[str, Any]) -> str:
     d = e.get("data") or {}
     t = e.get("type", "")
     if t == "record_updated":

@@ -7,6 +7,7 @@ scope is answered exactly like an item that does not exist (404): nothing leaks.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -15,10 +16,13 @@ from starlette.datastructures import FormData
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission
+from baton.engine.status import WorkItemStatus
 from baton.errors import NotFound, ValidationError
+from baton.rows import WorkItem
 from baton.runtime.engine import Engine
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import Pager, is_htmx, page_need, render
+from baton.work.items import OPEN_STATUSES
 
 router = APIRouter()
 Worker = Annotated[Principal, Depends(page_need(Permission.WORK))]
@@ -41,7 +45,7 @@ def _act_scope(user: User) -> User | None:
     return None if user.can(Permission.WORK_ALL) else user
 
 
-def visible_item(eng: Engine, user: User, item_id: str) -> dict[str, Any]:
+def visible_item(eng: Engine, user: User, item_id: str) -> WorkItem:
     item = eng.get_work_item(item_id)
     if not user.may_see_item(item):
         raise NotFound("work item", item_id)
@@ -98,7 +102,7 @@ def complete(request: Request, item_id: str, principal: Worker, form: Form) -> R
     return render(request, "work_item.html", principal, ctx, status=422)
 
 
-def form_values(fields: list[dict[str, Any]], form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
+def form_values(fields: Sequence[Mapping[str, Any]], form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
     """The form's values for ``engine.complete``, which validates them as the API does.
 
     Empty inputs are left out (so defaults apply and required fields are reported), a
@@ -124,18 +128,18 @@ def form_values(fields: list[dict[str, Any]], form: FormData) -> tuple[dict[str,
     return data, errors
 
 
-def _item_context(eng: Engine, user: User, item: dict[str, Any]) -> dict[str, Any]:
-    record = eng.get_record(item["record_id"]) if item.get("record_id") else None
-    run = eng.get_run(item["run_id"]) if item.get("run_id") else None
+def _item_context(eng: Engine, user: User, item: WorkItem) -> dict[str, Any]:
+    record = eng.get_record(item["record_id"]) if item["record_id"] else None
+    run = eng.get_run(item["run_id"]) if item["run_id"] else None
     values = {f["name"]: f.get("default") for f in item["form"] if f.get("default") is not None}
-    if item["status"] == "completed":
+    if item["status"] == WorkItemStatus.COMPLETED:
         values = {k: v for k, v in (item.get("data") or {}).items()}
     record_fields = {k: v for k, v in (record or {}).items() if k not in ("id", "object_type")}
     return {"item": item, "record": record, "record_fields": record_fields, "run": run,
             "values": values, "errors": {},
             "may_monitor": user.can(Permission.RUNS_READ),
-            "may_act": item["status"] in ("open", "claimed")
-            and (item["status"] == "open" or item["claimed_by"] == user.name)}
+            "may_act": item["status"] in OPEN_STATUSES
+            and (item["status"] == WorkItemStatus.OPEN or item["claimed_by"] == user.name)}
 
 
 def _done_context(eng: Engine, user: User, result: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,164 @@
+"""The records service: create, update and delete records, fire the orchestrations their
+triggers start, and read them and their timeline.
+
+A record write, its audit event, the runs it triggers and the ``evaluate`` jobs of the
+runs it wakes commit in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from baton.clock import Clock, iso
+from baton.errors import ExpressionError, NotFound, TransitionConflict
+from baton.expressions import evaluate_condition
+from baton.ids import IdGenerator
+from baton.records.fields import coerce_fields
+from baton.records.model import record_view
+from baton.rows import AuditEvent, Record, audit_event
+from baton.runtime.definitions import DefinitionRepo
+from baton.store.sql import SqlStore, SqlTx
+
+if TYPE_CHECKING:
+    from baton.runtime.runs import RunDriver
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    return {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
+
+
+class RecordService:
+    """Records on one store; ``wake`` tells in-process workers a job is waiting."""
+
+    def __init__(self, store: SqlStore, definitions: DefinitionRepo, runs: RunDriver,
+                 ids: IdGenerator, clock: Clock, wake: Callable[[], None]) -> None:
+        self.store = store
+        self.definitions = definitions
+        self.runs = runs
+        self.ids = ids
+        self.clock = clock
+        self.wake = wake
+
+    def create(self, object_type: str, rows: Sequence[dict[str, Any]], actor: str,
+               ) -> list[dict[str, Any]]:
+        """Create records (and the runs they trigger) in one transaction: all or none."""
+        now_dt = self.clock.now()
+        now = iso(now_dt)
+        out = []
+        with self.store.write() as tx:
+            otype = self.definitions.object_type(object_type, tx)
+            for i, data in enumerate(rows):
+                what = f"{object_type} record" + (f" #{i + 1}" if len(rows) > 1 else "")
+                values = coerce_fields(otype.fields, data, what)
+                row: Record = {"id": self.ids.new("rec"), "object_type": object_type,
+                               "data": values, "version": 1, "created_at": now, "updated_at": now}
+                tx.insert_record_txn(row)  # type: ignore[arg-type]
+                tx.append_events_txn([audit_event("record_created", actor, now, row["id"], None,  # type: ignore[list-item]
+                                                  {"object_type": object_type, "fields": values})])
+                self.fire_triggers_txn(tx, row, None, "create", now_dt, actor)
+                out.append(record_view(row))
+        return out
+
+    def update(self, record_id: str, data: dict[str, Any], expected_version: int | None,
+               actor: str) -> dict[str, Any]:
+        now_dt = self.clock.now()
+        with self.store.write() as tx:
+            row = self.get_row_txn(tx, record_id)
+            if expected_version is not None and row["version"] != expected_version:
+                raise TransitionConflict(
+                    f"record {record_id} is at version {row['version']}, not {expected_version} "
+                    "(someone else changed it): read it again and retry"
+                )
+            new = self.update_txn(tx, row, data, actor, now_dt, exclude_run=None)
+        return record_view(new)
+
+    def get_row_txn(self, tx: SqlTx, record_id: str, *, lock: bool = True) -> Record:
+        """The stored record (locked until commit unless ``lock`` is False), or NotFound."""
+        row = tx.get_record_txn(record_id, for_update=lock)
+        if row is None:
+            raise NotFound("record", record_id)
+        return row  # type: ignore[return-value]
+
+    def update_txn(self, tx: SqlTx, row: Mapping[str, Any], data: dict[str, Any], actor: str,
+                   now_dt: Any, exclude_run: str | None) -> dict[str, Any]:
+        """Validate and write field updates to ``row`` (read under a lock); fire update
+        triggers; wake the record's runs except ``exclude_run`` (the one that made them)."""
+        now = iso(now_dt)
+        otype = self.definitions.object_type(row["object_type"], tx)
+        values = coerce_fields(otype.fields, data, f"{row['object_type']} record {row['id']}", partial=True)
+        changed = _changes(row["data"], values)
+        if not changed:
+            return row if isinstance(row, dict) else dict(row)
+        merged = {**row["data"], **values}
+        version = tx.update_record_txn(row["id"], merged, row["version"], now)
+        new = {**row, "data": merged, "version": version, "updated_at": now}
+        tx.append_events_txn([audit_event("record_updated", actor, now, row["id"], exclude_run,  # type: ignore[list-item]
+                                          {"changes": changed})])
+        for run_id in tx.active_run_ids_for_record_txn(row["id"]):
+            if run_id != exclude_run:
+                tx.enqueue_job_txn("evaluate", run_id, {"reason": "record_updated"}, now, now)
+                self.wake()
+        self.fire_triggers_txn(tx, new, row, "update", now_dt, actor)
+        return new
+
+    def fire_triggers_txn(self, tx: SqlTx, row: Mapping[str, Any], old: Mapping[str, Any] | None, op: str,
+                          now_dt: Any, actor: str) -> None:
+        """Start the runs whose record trigger on ``op`` (create/update) holds for ``row``."""
+        view = record_view(row)
+        if old is None:  # on create every field was empty before: old.x is null, not missing
+            otype = self.definitions.object_type(row["object_type"], tx)
+            old_view: dict[str, Any] = {f.name: None for f in otype.fields}
+        else:
+            old_view = record_view(old)
+        scope = {"record": view, "old": old_view, "now": iso(now_dt)}
+        for defn, version in self.definitions.record_triggers(row["object_type"], op, tx):
+            when = defn.trigger.when
+            try:
+                ok = when is None or evaluate_condition(when.expression or "=true", scope)
+            except ExpressionError as exc:
+                tx.append_events_txn([audit_event(  # type: ignore[list-item]
+                    "trigger_failed", "system", iso(now_dt), row["id"], None,
+                    {"orchestration": defn.name, "version": version, "error": str(exc)})])
+                continue
+            if ok:
+                self.runs.start_txn(tx, defn, version, row, {}, actor, now_dt)
+
+    def get(self, record_id: str) -> dict[str, Any]:
+        with self.store.read() as tx:
+            row = self.get_row_txn(tx, record_id, lock=False)
+        return {"object_type": row["object_type"], **record_view(row)}
+
+    def list_records(self, object_type: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        with self.store.read() as tx:
+            rows = tx.list_records_txn(object_type, limit, offset)
+        return [{"object_type": r["object_type"], **record_view(r)} for r in rows]
+
+    def count_records(self, object_type: str | None) -> int:
+        with self.store.read() as tx:
+            return tx.count_records_txn(object_type)
+
+    def delete(self, record_id: str, expected_version: int | None, actor: str) -> None:
+        """Delete a record that no run is working on; its timeline (audit events) is kept."""
+        now = iso(self.clock.now())
+        with self.store.write() as tx:
+            row = self.get_row_txn(tx, record_id)
+            if expected_version is not None and row["version"] != expected_version:
+                raise TransitionConflict(
+                    f"record {record_id} is at version {row['version']}, not {expected_version}; "
+                    "read it again and retry")
+            active = tx.active_run_ids_for_record_txn(record_id)
+            if active:
+                raise TransitionConflict(
+                    f"record {record_id} has {len(active)} run(s) in progress ({', '.join(active[:3])}); "
+                    "cancel them first")
+            tx.delete_record_txn(record_id)
+            tx.append_events_txn([audit_event("record_deleted", actor, now, record_id, None,  # type: ignore[list-item]
+                                              {"object_type": row["object_type"],
+                                               "version": row["version"]})])
+
+    def timeline(self, record_id: str) -> list[AuditEvent]:
+        """Every event that touched the record, in order, with actor and time."""
+        with self.store.read() as tx:
+            self.get_row_txn(tx, record_id, lock=False)
+            return tx.events_txn(record_id=record_id)  # type: ignore[return-value]

@@ -1,0 +1,209 @@
+"""The run driver: load and lock a run, decide, apply; start a run; and the operations on
+runs (cancel, resume, signal, fallout, reads).
+
+``decide`` (pure, in ``baton.engine``) says what happens; this module is its I/O side:
+it reads the run and its record under a lock, calls ``decide``, and hands the decision to
+the :class:`~baton.runtime.apply.Applier`, all in the caller's transaction (``*_txn``) or
+in one write transaction of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from baton.clock import Clock, iso
+from baton.definitions.model import FieldDefinition, OrchestrationDefinition
+from baton.engine.decide import Decision, decide
+from baton.engine.events import (
+    CancelRequested,
+    Event,
+    FalloutAction,
+    RecordChanged,
+    RunStarted,
+)
+from baton.engine.state import Run, StepRun
+from baton.engine.status import RunStatus, StepStatus
+from baton.errors import BatonError, NotFound, TransitionConflict, ValidationError
+from baton.ids import IdGenerator
+from baton.records.fields import coerce_fields
+from baton.records.model import record_view
+from baton.rows import AuditEvent, Record
+from baton.runtime.apply import Applier
+from baton.runtime.definitions import DefinitionRepo
+from baton.store.sql import SqlStore, SqlTx
+
+FALLOUT_ACTIONS = ("retry", "complete", "skip")
+
+
+class RunDriver:
+    """Runs on one store: every way a run moves goes through :meth:`decide_and_apply_txn`."""
+
+    def __init__(self, store: SqlStore, definitions: DefinitionRepo, applier: Applier,
+                 ids: IdGenerator, clock: Clock) -> None:
+        self.store = store
+        self.definitions = definitions
+        self.applier = applier
+        self.ids = ids
+        self.clock = clock
+
+    # ---- the driver ---------------------------------------------------------------------
+    def decide_and_apply_txn(self, tx: SqlTx, defn: OrchestrationDefinition, run: Run,
+                             event: Event, now: Any, record: dict[str, Any] | None, *,
+                             insert: bool = False) -> Decision:
+        """Decide and apply; ``run`` is handed over (callers load it for this call alone)."""
+        expected_seq = run.seq
+        decision = decide(defn, run, event, now, record, consume=True)
+        if decision.stale:
+            return decision
+        self.applier.apply_txn(tx, expected_seq, decision, now, insert=insert)
+        return decision
+
+    def load_txn(self, tx: SqlTx, run_id: str
+                 ) -> tuple[Run, OrchestrationDefinition, dict[str, Any] | None]:
+        """Load a run to change it, with its record as flows see it; both rows are locked
+        until commit (PostgreSQL)."""
+        run, defn, rec = self.load_row_txn(tx, run_id)
+        return run, defn, record_view(rec) if rec else None
+
+    def load_row_txn(self, tx: SqlTx, run_id: str
+                     ) -> tuple[Run, OrchestrationDefinition, dict[str, Any] | None]:
+        """Like :meth:`load_txn`, with the record's stored row (locked too)."""
+        row = tx.get_run_txn(run_id, for_update=True)
+        if row is None:
+            raise NotFound("run", run_id)
+        run = Run.from_json(row["state"])
+        defn, _ = self.definitions.orchestration(run.orchestration, run.version, tx=tx)
+        rec = tx.get_record_txn(run.record_id, for_update=True) if run.record_id else None
+        return run, defn, rec
+
+    def start_txn(self, tx: SqlTx, defn: OrchestrationDefinition, version: int,
+                  record_row: Mapping[str, Any] | None, input: dict[str, Any], actor: str,
+                  now_dt: Any) -> Run:
+        """Start a run of ``defn`` (on ``record_row``, if it takes one)."""
+        run = Run(id=self.ids.new("run"), orchestration=defn.name, version=version,
+                  record_id=record_row["id"] if record_row else None,
+                  vars=dict(defn.variables), input=input, created_at=iso(now_dt))
+        record = record_view(record_row) if record_row else None
+        return self.decide_and_apply_txn(tx, defn, run, RunStarted(), now_dt, record,
+                                         insert=True).run
+
+    def evaluate_txn(self, tx: SqlTx, run_id: str, now_dt: Any) -> None:
+        """Re-evaluate a run's conditions (its record changed)."""
+        run, defn, record = self.load_txn(tx, run_id)
+        if run.status is RunStatus.IN_PROGRESS:
+            self.decide_and_apply_txn(tx, defn, run, RecordChanged(), now_dt, record)
+
+    def event(self, run_id: str, event: Event, refusal: str) -> Run:
+        """One event on one run in its own write transaction; ``refusal`` (formatted with
+        the run's ``status``) is the conflict raised when the run does not take it."""
+        now_dt = self.clock.now()
+        with self.store.write() as tx:
+            run, defn, record = self.load_txn(tx, run_id)
+            decision = self.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
+            if decision.stale:
+                raise TransitionConflict(f"run {run_id} " + refusal.format(status=run.status.value))
+        return decision.run
+
+    # ---- operations ---------------------------------------------------------------------
+    def start(self, orchestration: str, input: dict[str, Any] | None, *,
+              record_id: str | None, actor: str) -> Run:
+        """Start an autolaunched orchestration with typed ``input``."""
+        now_dt = self.clock.now()
+        with self.store.write() as tx:
+            defn, version = self.definitions.orchestration(orchestration, tx=tx)
+            t = defn.trigger
+            if t.type != "autolaunched":
+                raise BatonError(
+                    f"orchestration {orchestration!r} starts from its {t.type} trigger, not by hand"
+                )
+            values = coerce_fields(t.input, input or {}, f"input of {orchestration}")
+            row: Record | None = None
+            if record_id is not None:
+                row = tx.get_record_txn(record_id, for_update=True)  # type: ignore[assignment]
+                if row is None:
+                    raise NotFound("record", record_id)
+                if t.object and row["object_type"] != t.object:
+                    raise ValidationError(f"start of {orchestration}", {
+                        "record": f"is a {row['object_type']}, this orchestration takes a {t.object}"})
+            elif t.object:
+                raise ValidationError(f"start of {orchestration}", {
+                    "record": f"this orchestration runs on a {t.object} record: pass its id"})
+            return self.start_txn(tx, defn, version, row, values, actor, now_dt)
+
+    def cancel(self, run_id: str, reason: str, actor: str) -> Run:
+        return self.event(run_id, CancelRequested(reason, actor), "is {status}; it cannot be canceled")
+
+    def resolve_fallout(self, fallout_id: str, action: str, *, reason: str, actor: str,
+                        output: dict[str, Any] | None) -> Run:
+        """Operator action on a step in fallout: ``retry``, ``complete`` (with output) or
+        ``skip``; ``fallout_id`` is ``RUN_ID:STEP``."""
+        run_id, _, step = fallout_id.partition(":")
+        if action not in FALLOUT_ACTIONS:
+            raise ValidationError("fallout action", {"action": f"expected retry, complete or skip, got {action!r}"})
+        if not step:
+            raise ValidationError("fallout id", {"id": f"expected RUN_ID:STEP, got {fallout_id!r}"})
+        if not reason:
+            raise ValidationError("fallout action", {"reason": "say why (it is audited)"})
+        now_dt = self.clock.now()
+        with self.store.write() as tx:
+            run, defn, record = self.load_txn(tx, run_id)
+            found = defn.find_step(step)
+            if found is None:
+                raise NotFound("step", step, f"run {run_id} has no such step")
+            if action == "complete":
+                output = _check_output(found[1].options.get("output"), output or {}, step)
+            event = FalloutAction(step, action, actor, reason, output)
+            decision = self.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
+            if decision.stale:
+                sr = run.steps.get(step)
+                status = sr.status.value if sr else "not started"
+                raise TransitionConflict(f"step {step!r} of run {run_id} is {status}, not in fallout "
+                                         f"(or the run is {run.status.value})")
+        return decision.run
+
+    # ---- reads --------------------------------------------------------------------------
+    def get(self, run_id: str) -> Run:
+        with self.store.read() as tx:
+            row = tx.get_run_txn(run_id)
+        if row is None:
+            raise NotFound("run", run_id)
+        return Run.from_json(row["state"])
+
+    def list_runs(self, limit: int, offset: int, filters: dict[str, Any]) -> list[Run]:
+        with self.store.read() as tx:
+            rows = tx.list_runs_txn(filters, limit, offset)
+        return [Run.from_json(r["state"]) for r in rows]
+
+    def count_runs(self, filters: dict[str, Any]) -> int:
+        with self.store.read() as tx:
+            return tx.count_runs_filtered_txn(filters)
+
+    def events(self, run_id: str) -> list[AuditEvent]:
+        """The run's audit events in order (its decisions, steps, work items)."""
+        with self.store.read() as tx:
+            if tx.get_run_txn(run_id) is None:
+                raise NotFound("run", run_id)
+            return tx.events_txn(run_id=run_id)  # type: ignore[return-value]
+
+    def in_fallout(self) -> list[tuple[Run, list[StepRun]]]:
+        """In-progress runs, oldest first, with their steps in fallout (if any)."""
+        with self.store.read() as tx:
+            rows = tx.list_runs_txn({"status": RunStatus.IN_PROGRESS.value}, 100_000, 0)
+        out = []
+        for row in reversed(rows):
+            run = Run.from_json(row["state"])
+            steps = [sr for sr in run.steps.values() if sr.status is StepStatus.FALLOUT]
+            if steps:
+                out.append((run, steps))
+        return out
+
+
+def _check_output(spec: Any, output: dict[str, Any], step: str) -> dict[str, Any]:
+    """Validate an operator's output against the step's ``output:`` field specs, if any."""
+    if not spec:
+        return output
+    fields = [FieldDefinition(name=name, type=f.get("type", "json"), required=f.get("required", False),
+                              choices=tuple(f.get("choices") or ()), default=f.get("default"))
+              for name, f in dict(spec).items() if isinstance(f, dict)]
+    return coerce_fields(fields, output, f"output of step {step}")

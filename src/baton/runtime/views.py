@@ -1,0 +1,99 @@
+"""The one read model: what the API returns and the CLI prints with ``--json``.
+
+A run, a work item, a record, an audit event or a step in fallout has the same fields in
+both, built here. The API's response models (``baton.web.api``) document these shapes in
+OpenAPI; they are the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from baton.definitions.model import OrchestrationDefinition
+from baton.engine.state import Run, StepRun
+from baton.engine.status import StageStatus, StepStatus
+from baton.rows import AuditEvent
+
+RECORD_SYSTEM_FIELDS = ("id", "object_type", "version", "created_at", "updated_at")
+
+WORK_ITEM_FIELDS = (
+    "id", "status", "title", "instructions", "run_id", "record_id", "orchestration", "stage",
+    "step", "iteration", "assignee_kind", "assignee", "claimed_by", "form", "data", "priority",
+    "sla_status", "due_at", "created_at", "updated_at", "completed_at", "completed_by", "version",
+)
+_STEP_FIELDS = ("name", "stage", "iteration", "status", "attempts", "started_at",
+                "completed_at", "output", "error", "work_item_id")
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    return {"id": run.id, "orchestration": run.orchestration, "version": run.version,
+            "status": run.status.value, "record_id": run.record_id,
+            "current_stage": run.current_stage, "created_at": run.created_at,
+            "completed_at": run.completed_at}
+
+
+def run_detail(run: Run, defn: OrchestrationDefinition, *, reached_only: bool = False,
+               ) -> dict[str, Any]:
+    """The run with its stages and steps in the definition's order (stored JSON keeps no
+    order on PostgreSQL); those not reached yet are listed as ``not_started``, or left
+    out with ``reached_only`` (what ``baton runs show --json`` has always printed)."""
+    state = run.to_json()
+    stages, steps = [], []
+    for stage_def in defn.stages:
+        if reached_only and stage_def.name not in state["stages"]:
+            continue
+        st = state["stages"].get(stage_def.name) or {
+            "name": stage_def.name, "status": StageStatus.NOT_STARTED.value, "iteration": 0,
+            "started_at": None, "completed_at": None}
+        stages.append(st)
+        for step_def in stage_def.steps:
+            sr = state["steps"].get(step_def.name)
+            if reached_only and (sr is None or sr["stage"] != stage_def.name):
+                continue
+            if sr is None or sr["stage"] != stage_def.name:
+                sr = {"name": step_def.name, "stage": stage_def.name, "iteration": 0,
+                      "status": StepStatus.NOT_STARTED.value, "attempts": 0}
+            sla = sr.get("sla")
+            steps.append({k: sr.get(k) for k in _STEP_FIELDS} | {
+                "type": step_def.type,
+                "sla": {"status": sla.get("status"), "due_at": sla.get("due_at"),
+                        "jeopardy_at": sla.get("jeopardy_at")} if sla else None})
+    return run_summary(run) | {
+        "stages": stages, "steps": steps, "decisions": state["decisions"],
+        "vars": state["vars"], "input": state["input"], "error": state["error"]}
+
+
+def work_item_view(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A work item with ``assigned_to`` (``KIND:NAME``) and its form as plain fields."""
+    out = {k: item.get(k) for k in WORK_ITEM_FIELDS}
+    out["assigned_to"] = f"{item['assignee_kind']}:{item['assignee']}"
+    out["form"] = [dict(f) for f in item.get("form") or []]
+    return out
+
+
+def completed_view(result: Mapping[str, Any]) -> dict[str, Any]:
+    """What completing a work item answers: the item, and the run it moved on."""
+    return work_item_view(result) | {"run": run_summary(result["run"])}
+
+
+def record_json(view: Mapping[str, Any], object_type: str | None = None) -> dict[str, Any]:
+    """A record as ``{id, object_type, version, created_at, updated_at, data}`` from the
+    engine's flat view (its fields beside the system fields)."""
+    return {"id": view["id"], "object_type": object_type or view["object_type"],
+            "version": view["version"], "created_at": view["created_at"],
+            "updated_at": view["updated_at"],
+            "data": {k: v for k, v in view.items() if k not in RECORD_SYSTEM_FIELDS}}
+
+
+def event_view(e: AuditEvent | Mapping[str, Any]) -> dict[str, Any]:
+    return {k: e.get(k) for k in ("id", "at", "type", "actor", "record_id", "run_id")} | {
+        "data": e.get("data") or {}}
+
+
+def fallout_view(run: Run, sr: StepRun) -> dict[str, Any]:
+    """A step in fallout; its ``id``, ``RUN_ID:STEP``, is what the fallout actions take."""
+    return {"id": f"{run.id}:{sr.name}", "run_id": run.id, "orchestration": run.orchestration,
+            "record_id": run.record_id, "step": sr.name, "stage": sr.stage,
+            "iteration": sr.iteration, "attempts": sr.attempts, "error": sr.error,
+            "since": sr.completed_at}

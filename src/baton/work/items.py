@@ -1,0 +1,79 @@
+"""Work-item rows and their transitions: the one place a work item is made, reassigned or
+canceled, whether a decision asks for it (``runtime/apply.py``) or a person does
+(``work/service.py``).
+
+Each function runs inside the caller's transaction (``*_txn``), writes with a
+compare-and-set on the item's status (and version, when the caller read it), and returns
+the audit event to append, or None when the item was not in a state to change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from baton.engine.events import CreateWorkItem
+from baton.engine.state import Run
+from baton.engine.status import WORK_ITEM_OPEN, WorkItemStatus
+from baton.rows import AuditEvent, WorkItem, audit_event
+
+if TYPE_CHECKING:
+    from baton.store.sql import SqlTx
+
+ASSIGNEE_KINDS = ("user", "group", "queue")
+OPEN_STATUSES = [s.value for s in WORK_ITEM_OPEN]
+
+
+def new_item(item_id: str, run: Run, cmd: CreateWorkItem, now: str) -> WorkItem:
+    """The row of a work item a decision creates: open, assigned as its step says."""
+    return {
+        "id": item_id, "run_id": run.id, "record_id": run.record_id,
+        "orchestration": run.orchestration, "stage": cmd.stage, "step": cmd.step,
+        "iteration": cmd.iteration, "title": cmd.title,
+        "instructions": cmd.instructions, "form": list(cmd.form),  # type: ignore[arg-type]
+        "status": WorkItemStatus.OPEN.value, "assignee_kind": cmd.assignee_kind,
+        "assignee": cmd.assignee, "claimed_by": None, "data": None, "version": 1,
+        "created_at": now, "updated_at": now, "completed_at": None,
+        "completed_by": None, "priority": cmd.priority, "due_at": cmd.due_at,
+    }
+
+
+def create_txn(tx: SqlTx, item: WorkItem) -> AuditEvent:
+    """Insert a new item; the ``work_item_assigned`` event to append."""
+    tx.insert_work_item_txn(cast(dict[str, Any], item))
+    return audit_event("work_item_assigned", "system", item["created_at"], item["record_id"],
+                       item["run_id"], {"work_item": item["id"], "step": item["step"],
+                                        "iteration": item["iteration"],
+                                        "assignee": f"{item['assignee_kind']}:{item['assignee']}"})
+
+
+def reassign_txn(tx: SqlTx, item: WorkItem, to: str, now: str, *, actor: str,
+                 reason: str | None = None, expected_version: int | None = None,
+                 ) -> tuple[WorkItem, AuditEvent] | None:
+    """Give ``item`` to ``to`` (``KIND:NAME``), releasing a claim: the item as it now is
+    and its ``work_item_reassigned`` event, or None when it was no longer open.
+
+    With ``expected_version`` the write also requires the version (and status) the caller
+    read; without, any open status will do (a decision's escalation, under the run lock).
+    """
+    kind, _, name = to.partition(":")
+    changes: dict[str, Any] = {"status": WorkItemStatus.OPEN.value, "claimed_by": None,
+                               "assignee_kind": kind, "assignee": name, "updated_at": now}
+    statuses = OPEN_STATUSES if expected_version is None else [item["status"]]
+    if not tx.update_work_item_txn(item["id"], statuses, expected_version, changes):
+        return None
+    data: dict[str, Any] = {"work_item": item["id"], "step": item["step"]}
+    if reason is not None:
+        data["reason"] = reason
+    data.update({"from": f"{item['assignee_kind']}:{item['assignee']}", "to": to})
+    new: WorkItem = {**item, **changes}  # type: ignore[typeddict-item]
+    return new, audit_event("work_item_reassigned", actor, now, item["record_id"],
+                            item["run_id"], data)
+
+
+def cancel_txn(tx: SqlTx, item: WorkItem, reason: str, now: str) -> AuditEvent | None:
+    """Cancel an open item (its step no longer waits for it)."""
+    if not tx.update_work_item_txn(item["id"], OPEN_STATUSES, None,
+                                   {"status": WorkItemStatus.CANCELED.value, "updated_at": now}):
+        return None
+    return audit_event("work_item_canceled", "system", now, item["record_id"], item["run_id"],
+                       {"work_item": item["id"], "step": item["step"], "reason": reason})

@@ -1,0 +1,230 @@
+"""The work-items service: list, count, claim, complete (one or many), reassign.
+
+Claim and reassign are a compare-and-set on the item's status and version; completing an
+item also completes its step and moves the run on (through the run driver), all in one
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from baton.clock import Clock, iso
+from baton.definitions.model import FieldDefinition
+from baton.engine.events import StepCompleted
+from baton.engine.status import WorkItemStatus
+from baton.errors import BatonError, NotFound, PermissionDenied, TransitionConflict, ValidationError
+from baton.records.fields import coerce_fields
+from baton.rows import WorkItem, audit_event
+from baton.runtime.apply import Applier
+from baton.store.sql import SqlStore, SqlTx
+from baton.work import items as work_items
+from baton.work.items import ASSIGNEE_KINDS, OPEN_STATUSES
+
+if TYPE_CHECKING:
+    from baton.auth.directory import User
+    from baton.runtime.runs import RunDriver
+
+OPEN, CLAIMED = WorkItemStatus.OPEN.value, WorkItemStatus.CLAIMED.value
+ORDERS = ("created", "due", "priority")
+
+
+class WorkService:
+    """Work items on one store."""
+
+    def __init__(self, store: SqlStore, runs: RunDriver, applier: Applier, clock: Clock) -> None:
+        self.store = store
+        self.runs = runs
+        self.applier = applier
+        self.clock = clock
+
+    # ---- reads --------------------------------------------------------------------------
+    def list_items(self, *, user: str | None, queue: str | None, group: str | None,
+             statuses: Sequence[str], run_id: str | None, limit: int, offset: int,
+             scope: User | None, order: str, record_id: str | None) -> list[WorkItem]:
+        """Work items. ``scope`` (a directory user) keeps the items assigned to them, their
+        groups or their queues, or claimed by them; ``queue``/``group`` narrow further."""
+        filters: dict[str, Any] = {"statuses": list(statuses), "run_id": run_id, "record_id": record_id}
+        if order not in ORDERS:
+            raise ValidationError("work list", {"order": f"expected created, due or priority, got {order!r}"})
+        if scope is not None:
+            filters["scope"] = (scope.name, scope.groups, scope.queues)
+            if user is None:
+                _narrow(filters, queue, group)
+                with self.store.read() as tx:
+                    return _with_sla_txn(tx, tx.list_work_items_txn(filters, limit, offset, order))
+        with self.store.read() as tx:
+            if user is not None:
+                mine = tx.list_work_items_txn({**filters, "assignee_kind": "user", "assignee": user},
+                                              limit + offset, 0)
+                claimed = tx.list_work_items_txn({**filters, "claimed_by": user}, limit + offset, 0)
+                seen: dict[str, dict[str, Any]] = {i["id"]: i for i in mine + claimed}
+                found = sorted(seen.values(), key=lambda i: (i["created_at"], i["id"]))
+                return _with_sla_txn(tx, found[offset:offset + limit])
+            _narrow(filters, queue, group)
+            return _with_sla_txn(tx, tx.list_work_items_txn(filters, limit, offset, order))
+
+    def count_items(self, *, statuses: Sequence[str], scope: User | None, queue: str | None,
+              group: str | None, record_id: str | None) -> int:
+        filters: dict[str, Any] = {"statuses": list(statuses), "record_id": record_id}
+        if scope is not None:
+            filters["scope"] = (scope.name, scope.groups, scope.queues)
+        _narrow(filters, queue, group)
+        with self.store.read() as tx:
+            return tx.count_work_items_txn(filters)
+
+    def get(self, item_id: str) -> WorkItem:
+        with self.store.read() as tx:
+            return _with_sla_txn(tx, [self.get_txn(tx, item_id, lock=False)])[0]  # type: ignore[list-item]
+
+    def get_txn(self, tx: SqlTx, item_id: str, *, lock: bool = True) -> WorkItem:
+        """The stored item (locked until commit unless ``lock`` is False), or NotFound."""
+        item = tx.get_work_item_txn(item_id, for_update=lock)
+        if item is None:
+            raise NotFound("work item", item_id)
+        return item  # type: ignore[return-value]
+
+    # ---- changes ------------------------------------------------------------------------
+    def claim(self, item_id: str, user: str, scope: User | None) -> WorkItem:
+        """Claim an open item. Exactly one claimer wins; the others get a TransitionConflict."""
+        now = iso(self.clock.now())
+        with self.store.write() as tx:
+            item = self.get_txn(tx, item_id)
+            if item["status"] != OPEN:
+                raise TransitionConflict(_not_open(item))
+            check_may_act(item, user, scope)
+            if not tx.update_work_item_txn(item_id, [OPEN], item["version"],
+                                           {"status": CLAIMED, "claimed_by": user, "updated_at": now}):
+                raise TransitionConflict(_not_open(self.get_txn(tx, item_id)))
+            tx.append_events_txn([audit_event(  # type: ignore[list-item]
+                "work_item_claimed", user, now, item["record_id"], item["run_id"],
+                {"work_item": item_id, "step": item["step"]})])
+            return self.get_txn(tx, item_id)
+
+    def complete(self, item_id: str, user: str, data: dict[str, Any], scope: User | None,
+                 ) -> dict[str, Any]:
+        """Submit the form: completes the item and its step, and moves the run on."""
+        now_dt = self.clock.now()
+        with self.store.write() as tx:
+            return self.complete_txn(tx, item_id, user, data, now_dt, scope)
+
+    def complete_many(self, submissions: Sequence[tuple[str, str, dict[str, Any]]]
+                      ) -> list[dict[str, Any] | BatonError]:
+        """Complete many items in one transaction; a failing one is returned as its error
+        and changes nothing (its own savepoint), the others commit together."""
+        now_dt = self.clock.now()
+        # The common case, every submission goes through, needs no savepoints (two
+        # statements each, a fifth of the cost of a completion): try that first. If one
+        # fails, nothing of this attempt is committed and each goes in its own savepoint.
+        try:
+            with self.store.write() as tx:
+                done: list[dict[str, Any] | BatonError] = [
+                    self.complete_txn(tx, item_id, user, data, now_dt)
+                    for item_id, user, data in submissions]
+            return done
+        except BatonError:
+            pass
+        results: list[dict[str, Any] | BatonError] = []
+        with self.store.write() as tx:
+            for item_id, user, data in submissions:
+                try:
+                    with tx.conn.begin_nested():
+                        results.append(self.complete_txn(tx, item_id, user, data, now_dt))
+                except BatonError as exc:
+                    results.append(exc)
+        return results
+
+    def complete_txn(self, tx: SqlTx, item_id: str, user: str, data: dict[str, Any],
+                     now_dt: Any, scope: User | None = None) -> dict[str, Any]:
+        """Complete one item in the caller's transaction: the item as it now is, with the
+        run after its step completed under ``"run"``."""
+        now = iso(now_dt)
+        item = self.get_txn(tx, item_id)
+        status = item["status"]
+        if status == CLAIMED and item["claimed_by"] != user:
+            raise TransitionConflict(f"work item {item_id} is claimed by {item['claimed_by']}")
+        if status not in OPEN_STATUSES:
+            raise TransitionConflict(f"work item {item_id} is {status}; it cannot be completed")
+        check_may_act(item, user, scope)
+        form = [FieldDefinition(name=f["name"], type=f["type"], required=f["required"],
+                                choices=tuple(f.get("choices") or ()), default=f.get("default"))
+                for f in item["form"]]
+        values = coerce_fields(form, data, f"form of work item {item_id}")
+        if not tx.update_work_item_txn(item_id, [status], item["version"], {
+            "status": WorkItemStatus.COMPLETED.value, "claimed_by": user, "data": values,
+            "updated_at": now, "completed_at": now, "completed_by": user,
+        }):
+            raise TransitionConflict(f"work item {item_id} changed while completing; try again")
+        tx.append_events_txn([audit_event(  # type: ignore[list-item]
+            "work_item_completed", user, now, item["record_id"], item["run_id"],
+            {"work_item": item_id, "step": item["step"], "data": values})])
+        run, defn, record = self.runs.load_txn(tx, item["run_id"])
+        decision = self.runs.decide_and_apply_txn(
+            tx, defn, run, StepCompleted(item["step"], item["iteration"], values, actor=user),
+            now_dt, record)
+        if decision.stale:
+            raise TransitionConflict(
+                f"step {item['step']!r} of run {run.id} is no longer waiting for this item")
+        return {**item, "status": WorkItemStatus.COMPLETED.value, "claimed_by": user,
+                "data": values, "updated_at": now, "completed_at": now, "completed_by": user,
+                "version": item["version"] + 1, "run": decision.run}
+
+    def reassign(self, item_id: str, to: str, actor: str) -> WorkItem:
+        """Give the item to ``user:NAME``, ``group:NAME`` or ``queue:NAME``; a claim is released."""
+        kind, _, name = to.partition(":")
+        if kind not in ASSIGNEE_KINDS or not name:
+            raise ValidationError("reassign", {"to": f"expected user:NAME, group:NAME or queue:NAME, got {to!r}"})
+        now = iso(self.clock.now())
+        with self.store.write() as tx:
+            item = self.get_txn(tx, item_id)
+            if item["status"] not in OPEN_STATUSES:
+                raise TransitionConflict(f"work item {item_id} is {item['status']}; it cannot be reassigned")
+            done = work_items.reassign_txn(tx, item, to, now, actor=actor,
+                                           expected_version=item["version"])
+            if done is None:
+                raise TransitionConflict(f"work item {item_id} changed while reassigning; try again")
+            _, event = done
+            tx.append_events_txn([event])  # type: ignore[list-item]
+            new = self.get_txn(tx, item_id)
+            # The new assignee hears of it (an outbox job, sent after commit by a worker).
+            tx.append_events_txn(self.applier.notify_assignment_txn(  # type: ignore[arg-type]
+                tx, new, now, event["data"]["from"]))
+            return new
+
+
+def check_may_act(item: WorkItem, user: str, scope: User | None = None) -> None:
+    """A user-assigned item is only its user's. With ``scope`` (the acting directory
+    user, as the API passes it), a group or queue item needs membership too."""
+    if item["assignee_kind"] == "user" and item["assignee"] != user:
+        raise PermissionDenied(
+            f"work item {item['id']} is assigned to user {item['assignee']}, not {user}"
+        )
+    if scope is not None and not scope.in_scope(item):
+        raise PermissionDenied(
+            f"work item {item['id']} is assigned to {item['assignee_kind']} {item['assignee']!r}, "
+            f"and {user} is not a member of it")
+
+
+def _narrow(filters: dict[str, Any], queue: str | None, group: str | None) -> None:
+    if queue is not None:
+        filters.update(assignee_kind="queue", assignee=queue)
+    elif group is not None:
+        filters.update(assignee_kind="group", assignee=group)
+
+
+def _with_sla_txn(tx: SqlTx, found: list[dict[str, Any]]) -> list[WorkItem]:
+    """Add ``sla_status`` and ``due_at`` to work items: their step's SLA, kept in the run."""
+    runs = tx.get_runs_txn(list({i["run_id"] for i in found}))
+    for item in found:
+        state = (runs.get(item["run_id"]) or {}).get("state") or {}
+        step = (state.get("steps") or {}).get(item["step"]) or {}
+        sla = step.get("sla") if step.get("iteration") == item["iteration"] else None
+        item["sla_status"], item["due_at"] = (sla or {}).get("status"), (sla or {}).get("due_at")
+    return found  # type: ignore[return-value]
+
+
+def _not_open(item: WorkItem) -> str:
+    if item["status"] == CLAIMED:
+        return f"work item {item['id']} is already claimed by {item['claimed_by']}"
+    return f"work item {item['id']} is {item['status']}; it cannot be claimed"
