@@ -17,8 +17,10 @@ from baton.ids import IdGenerator
 from baton.records.fields import coerce_fields
 from baton.records.model import record_view
 from baton.rows import AuditEvent, Record, audit_event
+from baton.runtime import jobs
 from baton.runtime.definitions import DefinitionRepo
-from baton.store.sql import SqlStore, SqlTx
+from baton.store.ports import Transaction
+from baton.store.sql import SqlStore
 
 if TYPE_CHECKING:
     from baton.runtime.runs import RunDriver
@@ -73,14 +75,14 @@ class RecordService:
             new = self.update_txn(tx, row, data, actor, now_dt, exclude_run=None)
         return record_view(new)
 
-    def get_row_txn(self, tx: SqlTx, record_id: str, *, lock: bool = True) -> Record:
+    def get_row_txn(self, tx: Transaction, record_id: str, *, lock: bool = True) -> Record:
         """The stored record (locked until commit unless ``lock`` is False), or NotFound."""
         row = tx.get_record_txn(record_id, for_update=lock)
         if row is None:
             raise NotFound("record", record_id)
         return row  # type: ignore[return-value]
 
-    def update_txn(self, tx: SqlTx, row: Mapping[str, Any], data: dict[str, Any], actor: str,
+    def update_txn(self, tx: Transaction, row: Mapping[str, Any], data: dict[str, Any], actor: str,
                    now_dt: Any, exclude_run: str | None) -> dict[str, Any]:
         """Validate and write field updates to ``row`` (read under a lock); fire update
         triggers; wake the record's runs except ``exclude_run`` (the one that made them)."""
@@ -97,12 +99,13 @@ class RecordService:
                                           {"changes": changed})])
         for run_id in tx.active_run_ids_for_record_txn(row["id"]):
             if run_id != exclude_run:
-                tx.enqueue_job_txn("evaluate", run_id, {"reason": "record_updated"}, now, now)
+                tx.enqueue_job_txn(jobs.EVALUATE, run_id,
+                                  dict(jobs.EvaluatePayload(reason="record_updated")), now, now)
                 self.wake()
         self.fire_triggers_txn(tx, new, row, "update", now_dt, actor)
         return new
 
-    def fire_triggers_txn(self, tx: SqlTx, row: Mapping[str, Any], old: Mapping[str, Any] | None, op: str,
+    def fire_triggers_txn(self, tx: Transaction, row: Mapping[str, Any], old: Mapping[str, Any] | None, op: str,
                           now_dt: Any, actor: str) -> None:
         """Start the runs whose record trigger on ``op`` (create/update) holds for ``row``."""
         view = record_view(row)

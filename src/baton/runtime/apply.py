@@ -32,8 +32,9 @@ from baton.engine.events import (
 from baton.engine.state import Run
 from baton.ids import IdGenerator
 from baton.rows import AuditEvent, WorkItem, audit_event
+from baton.runtime import jobs
 from baton.settings import Settings
-from baton.store.sql import SqlTx
+from baton.store.ports import Transaction
 from baton.work import items
 from baton.work.emails import assignment_email_txn, step_email_txn
 
@@ -66,7 +67,7 @@ def run_row(run: Run, now: str) -> dict[str, Any]:
 class _Writes:
     """What one decision's commands add up to, written after the last command."""
 
-    tx: SqlTx
+    tx: Transaction
     run: Run
     now: str
     events: list[AuditEvent] = field(default_factory=list)
@@ -91,7 +92,7 @@ class Applier:
         self.notify_assignments = notify_assignments
         self.settings = settings or Settings()
 
-    def apply_txn(self, tx: SqlTx, expected_seq: int, decision: Decision, now_dt: Any, *,
+    def apply_txn(self, tx: Transaction, expected_seq: int, decision: Decision, now_dt: Any, *,
                   insert: bool = False) -> None:
         """Write ``decision``: its commands, then the run (compare-and-set on ``seq``)."""
         run = decision.run
@@ -110,7 +111,7 @@ class Applier:
             if self.wake is not None:
                 self.wake()
 
-    def notify_assignment_txn(self, tx: SqlTx, item: WorkItem, now: str,
+    def notify_assignment_txn(self, tx: Transaction, item: WorkItem, now: str,
                               previous: str | None = None) -> list[AuditEvent]:
         """For a work item just given to someone outside a decision (a person's reassign):
         queue its e-mail (when assignment e-mails are on); returns the events to append."""
@@ -118,7 +119,7 @@ class Applier:
             return []
         ev, email = assignment_email_txn(tx, self.directory, item, now, previous)
         if email is not None:
-            tx.enqueue_job_txn("email", item["run_id"], email, now, now)
+            tx.enqueue_job_txn(jobs.EMAIL, item["run_id"], dict(email), now, now)
             if self.wake is not None:
                 self.wake()
         return [ev]
@@ -129,7 +130,7 @@ class Applier:
             ev, email = assignment_email_txn(w.tx, self.directory, item, w.now, previous)
             w.events.append(ev)
             if email is not None:
-                w.jobs.append(("email", email))
+                w.jobs.append((jobs.EMAIL, dict(email)))
 
 
 # ---- one handler per command type ---------------------------------------------------------
@@ -138,19 +139,19 @@ def _audit(a: Applier, w: _Writes, cmd: Audit) -> None:
 
 
 def _schedule_step(a: Applier, w: _Writes, cmd: ScheduleStep) -> None:
-    payload = {"step": cmd.step, "iteration": cmd.iteration, "flow": cmd.flow,
-               "attempt": cmd.attempt, "timeout_ms": cmd.timeout_ms}
+    payload = jobs.StepPayload(step=cmd.step, iteration=cmd.iteration, flow=cmd.flow,
+                               attempt=cmd.attempt, timeout_ms=cmd.timeout_ms)
     if cmd.not_before is None:
-        w.jobs.append((cmd.kind, payload))  # the step type's job kind
+        w.jobs.append((cmd.kind, dict(payload)))  # the step type's job kind
     else:  # a retry: a job that is not due before its backoff has passed
-        w.tx.enqueue_job_txn(cmd.kind, w.run.id, payload, cmd.not_before, w.now)
+        w.tx.enqueue_job_txn(cmd.kind, w.run.id, dict(payload), cmd.not_before, w.now)
 
 
 def _start_timer(a: Applier, w: _Writes, cmd: StartTimer) -> None:
     # The jobs table is the durable timer store: due at ``at``, fired once.
-    w.tx.enqueue_job_txn("timer", w.run.id, {"kind": cmd.kind, "step": cmd.step,
-                                             "iteration": cmd.iteration, "data": cmd.data},
-                         cmd.at, w.now)
+    payload = jobs.TimerPayload(kind=cmd.kind, step=cmd.step, iteration=cmd.iteration,
+                                data=cmd.data)
+    w.tx.enqueue_job_txn(jobs.TIMER, w.run.id, dict(payload), cmd.at, w.now)
 
 
 def _cancel_timers(a: Applier, w: _Writes, cmd: CancelTimers) -> None:
@@ -158,19 +159,20 @@ def _cancel_timers(a: Applier, w: _Writes, cmd: CancelTimers) -> None:
 
 
 def _run_flow(a: Applier, w: _Writes, cmd: RunFlow) -> None:
-    w.jobs.append(("escalation", {"flow": cmd.flow, "step": cmd.step,
-                                  "iteration": cmd.iteration, "reason": cmd.reason}))
+    payload = jobs.EscalationPayload(flow=cmd.flow, step=cmd.step, iteration=cmd.iteration,
+                                     reason=cmd.reason)
+    w.jobs.append((jobs.ESCALATION, dict(payload)))
 
 
 def _evaluate_condition(a: Applier, w: _Writes, cmd: EvaluateCondition) -> None:
-    w.jobs.append(("condition", {"flow": cmd.flow}))
+    w.jobs.append((jobs.CONDITION, dict(jobs.ConditionPayload(flow=cmd.flow))))
 
 
 def _send_email(a: Applier, w: _Writes, cmd: SendEmail) -> None:
     ev, email = step_email_txn(w.tx, a.directory, w.run, cmd, w.now, a.settings)
     w.events.append(ev)
     if email is not None:
-        w.jobs.append(("email", email))
+        w.jobs.append((jobs.EMAIL, dict(email)))
 
 
 def _create_work_item(a: Applier, w: _Writes, cmd: CreateWorkItem) -> None:

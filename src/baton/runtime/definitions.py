@@ -27,7 +27,8 @@ from baton.definitions.model import (
 )
 from baton.errors import DefinitionError, NotFound, TransitionConflict
 from baton.store.base import DefinitionRow
-from baton.store.sql import SqlStore, SqlTx
+from baton.store.ports import Definitions
+from baton.store.sql import SqlStore
 
 REFRESH_INTERVAL_S = 1.0
 
@@ -138,7 +139,7 @@ class DefinitionRepo:
         return self.get_version(kind, name, version) if version is not None else None
 
     # ---- lookups ------------------------------------------------------------------------
-    def refresh(self, tx: SqlTx | None = None) -> None:
+    def refresh(self, tx: Definitions | None = None) -> None:
         """Reload the index of active versions if anything was deployed since."""
         # Another process may deploy at any time; looking at most once a second keeps that
         # visible without a query in every transaction of the hot path.
@@ -207,7 +208,7 @@ class DefinitionRepo:
             if kind == "object"
         }
 
-    def object_type(self, name: str, tx: SqlTx | None = None) -> ObjectTypeDefinition:
+    def object_type(self, name: str, tx: Definitions | None = None) -> ObjectTypeDefinition:
         self.refresh(tx)
         v = self._active.get(("object", name))
         if v is None:
@@ -216,7 +217,7 @@ class DefinitionRepo:
         return self._parse("object", name, v)  # type: ignore[no-any-return]
 
     def orchestration(self, name: str, version: int | None = None,
-                      tx: SqlTx | None = None) -> tuple[OrchestrationDefinition, int]:
+                      tx: Definitions | None = None) -> tuple[OrchestrationDefinition, int]:
         self.refresh(tx)
         if version is None:
             version = self._active.get(("orchestration", name))
@@ -225,7 +226,7 @@ class DefinitionRepo:
         return self._parse("orchestration", name, version), version
 
     def record_triggers(self, object_type: str, op: str,
-                        tx: SqlTx | None = None) -> list[tuple[OrchestrationDefinition, int]]:
+                        tx: Definitions | None = None) -> list[tuple[OrchestrationDefinition, int]]:
         """Active orchestrations started by ``op`` (create/update) on ``object_type`` records."""
         self.refresh(tx)
         out = []

@@ -31,7 +31,8 @@ from baton.records.model import record_view
 from baton.rows import AuditEvent, Record
 from baton.runtime.apply import Applier
 from baton.runtime.definitions import DefinitionRepo
-from baton.store.sql import SqlStore, SqlTx
+from baton.store.ports import Transaction
+from baton.store.sql import SqlStore
 
 FALLOUT_ACTIONS = ("retry", "complete", "skip")
 
@@ -48,7 +49,7 @@ class RunDriver:
         self.clock = clock
 
     # ---- the driver ---------------------------------------------------------------------
-    def decide_and_apply_txn(self, tx: SqlTx, defn: OrchestrationDefinition, run: Run,
+    def decide_and_apply_txn(self, tx: Transaction, defn: OrchestrationDefinition, run: Run,
                              event: Event, now: Any, record: dict[str, Any] | None, *,
                              insert: bool = False) -> Decision:
         """Decide and apply; ``run`` is handed over (callers load it for this call alone)."""
@@ -59,14 +60,14 @@ class RunDriver:
         self.applier.apply_txn(tx, expected_seq, decision, now, insert=insert)
         return decision
 
-    def load_txn(self, tx: SqlTx, run_id: str
+    def load_txn(self, tx: Transaction, run_id: str
                  ) -> tuple[Run, OrchestrationDefinition, dict[str, Any] | None]:
         """Load a run to change it, with its record as flows see it; both rows are locked
         until commit (PostgreSQL)."""
         run, defn, rec = self.load_row_txn(tx, run_id)
         return run, defn, record_view(rec) if rec else None
 
-    def load_row_txn(self, tx: SqlTx, run_id: str
+    def load_row_txn(self, tx: Transaction, run_id: str
                      ) -> tuple[Run, OrchestrationDefinition, dict[str, Any] | None]:
         """Like :meth:`load_txn`, with the record's stored row (locked too)."""
         row = tx.get_run_txn(run_id, for_update=True)
@@ -77,7 +78,7 @@ class RunDriver:
         rec = tx.get_record_txn(run.record_id, for_update=True) if run.record_id else None
         return run, defn, rec
 
-    def start_txn(self, tx: SqlTx, defn: OrchestrationDefinition, version: int,
+    def start_txn(self, tx: Transaction, defn: OrchestrationDefinition, version: int,
                   record_row: Mapping[str, Any] | None, input: dict[str, Any], actor: str,
                   now_dt: Any) -> Run:
         """Start a run of ``defn`` (on ``record_row``, if it takes one)."""
@@ -88,7 +89,7 @@ class RunDriver:
         return self.decide_and_apply_txn(tx, defn, run, RunStarted(), now_dt, record,
                                          insert=True).run
 
-    def evaluate_txn(self, tx: SqlTx, run_id: str, now_dt: Any) -> None:
+    def evaluate_txn(self, tx: Transaction, run_id: str, now_dt: Any) -> None:
         """Re-evaluate a run's conditions (its record changed)."""
         run, defn, record = self.load_txn(tx, run_id)
         if run.status is RunStatus.IN_PROGRESS:

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy.exc import DBAPIError
@@ -37,6 +37,7 @@ from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import get_flow
+from baton.runtime import jobs
 from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.steps import registry
@@ -311,14 +312,14 @@ class Worker:
         return _Result(job, RecordChanged())
 
     def _execute_timer(self, job: Job, snapshot: _Snapshot | None) -> _Result:
-        p = job.payload
+        p = cast(jobs.TimerPayload, job.payload)
         return _Result(job, TimerFired(p["kind"], p["step"], p["iteration"], p.get("data") or {}))
 
     def _execute_escalation(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         """Run an SLA escalation flow; what it returned (or raised) is audited on the run."""
         assert snapshot is not None
         run, record = snapshot
-        p = job.payload
+        p = cast(jobs.EscalationPayload, job.payload)
         fn = get_flow(p["flow"])
         data: dict[str, Any] = {"flow": p["flow"], "step": p["step"], "reason": p["reason"]}
         try:
@@ -335,7 +336,7 @@ class Worker:
     def _execute_email(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         """Send a queued e-mail (no transaction is open). A failure is audited and the job
         retried with backoff; after the last attempt it is dropped. Never fails a run."""
-        p = job.payload
+        p = cast(jobs.EmailPayload, job.payload)
         now_dt = self.engine.clock.now()
         data: dict[str, Any] = {"recipients": p["recipients"], "subject": p["subject"],
                                 "step": p.get("step"), "attempt": job.attempts}
@@ -367,7 +368,7 @@ class Worker:
     def _execute_condition(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         assert snapshot is not None
         run, record = snapshot
-        name = job.payload["flow"]
+        name = cast(jobs.ConditionPayload, job.payload)["flow"]
         if run.status is not RunStatus.IN_PROGRESS:
             return _Result(job, None)
         fn = get_flow(name)
@@ -481,7 +482,7 @@ class Worker:
         with self.store.write() as tx:
             for res in results:
                 try:
-                    with tx.conn.begin_nested():
+                    with tx.savepoint():
                         self._apply_txn(tx, res, now_dt)
                 except TransitionConflict as exc:
                     conflicts.append((res.job, exc))
@@ -491,7 +492,7 @@ class Worker:
                     # The result cannot be committed (e.g. the flow's record update is
                     # invalid): the step fails with that reason instead.
                     failed = StepFailed(res.event.step, res.event.iteration, _error(exc))
-                    with tx.conn.begin_nested():
+                    with tx.savepoint():
                         self._apply_txn(tx, _Result(res.job, failed), now_dt)
         self._faults.hit("after_commit")
         for job, conflict in conflicts:
@@ -587,12 +588,13 @@ _Snapshot = tuple[Run, dict[str, Any] | None]  # a run and its record, read for 
 # The runtime's own job kinds: handler, and whether it reads its run's state first. Step
 # types' job kinds are looked up in ``baton.steps.registry`` (they all read their run).
 _ENGINE_JOBS: dict[str, tuple[Callable[[Worker, Job, _Snapshot | None], _Result], bool]] = {
-    "evaluate": (Worker._execute_evaluate, False),
-    "timer": (Worker._execute_timer, False),
-    "email": (Worker._execute_email, False),
-    "condition": (Worker._execute_condition, True),
-    "escalation": (Worker._execute_escalation, True),
+    jobs.EVALUATE: (Worker._execute_evaluate, False),
+    jobs.TIMER: (Worker._execute_timer, False),
+    jobs.EMAIL: (Worker._execute_email, False),
+    jobs.CONDITION: (Worker._execute_condition, True),
+    jobs.ESCALATION: (Worker._execute_escalation, True),
 }
+assert set(_ENGINE_JOBS) == set(jobs.RUNTIME_KINDS)
 registry.reserve_job_kinds(frozenset(_ENGINE_JOBS))
 
 

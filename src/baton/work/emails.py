@@ -15,16 +15,17 @@ from typing import TYPE_CHECKING, Any
 from baton.engine.events import SendEmail
 from baton.engine.state import Run
 from baton.rows import AuditEvent, WorkItem, audit_event
+from baton.runtime.jobs import EmailPayload
 from baton.work.notify import assignment_message, resolve_recipients
 
 if TYPE_CHECKING:
     from baton.auth.directory import Directory
     from baton.settings import Settings
-    from baton.store.sql import SqlTx
+    from baton.store.ports import Transaction
 
 
-def step_email_txn(tx: SqlTx, directory: Directory | None, run: Run, cmd: SendEmail, now: str,
-                   settings: Settings) -> tuple[AuditEvent, dict[str, Any] | None]:
+def step_email_txn(tx: Transaction, directory: Directory | None, run: Run, cmd: SendEmail, now: str,
+                   settings: Settings) -> tuple[AuditEvent, EmailPayload | None]:
     """A step's ``notify`` message: its audit event and ``email`` job (None: skipped)."""
     assignee = None
     if "assignee" in cmd.to:
@@ -49,14 +50,14 @@ def step_email_txn(tx: SqlTx, directory: Directory | None, run: Run, cmd: SendEm
         f"Due:       {cmd.due_at or '-'}",
         f"Record:    {cmd.record_id or '-'}",
     ])
-    job = {"recipients": recipients, "subject": cmd.subject, "text": text,
+    job: EmailPayload = {"recipients": recipients, "subject": cmd.subject, "text": text,
            "record_id": run.record_id, "step": cmd.step}
     return audit_event("email_queued", "system", now, run.record_id, run.id, data), job
 
 
-def assignment_email_txn(tx: SqlTx, directory: Directory | None, item: WorkItem, now: str,
+def assignment_email_txn(tx: Transaction, directory: Directory | None, item: WorkItem, now: str,
                          previous: str | None = None,
-                         ) -> tuple[AuditEvent, dict[str, Any] | None]:
+                         ) -> tuple[AuditEvent, EmailPayload | None]:
     """Who is told about ``item`` (its user, or every active member of its group or
     queue, with an e-mail address), and the ``email`` job; or an ``email_skipped`` event
     saying why nobody could be."""
@@ -83,7 +84,8 @@ def assignment_email_txn(tx: SqlTx, directory: Directory | None, item: WorkItem,
     subject, text, html_body = assignment_message(
         item, record["object_type"] if record else None, previous)
     data.update(subject=subject, recipients=recipients)
-    job = {"recipients": recipients, "subject": subject, "text": text, "html": html_body,
+    job: EmailPayload = {"recipients": recipients, "subject": subject, "text": text,
+                         "html": html_body,
            "link": f"/work/{item['id']}", "work_item": item["id"],
            "record_id": item["record_id"], "step": item["step"]}
     return audit_event("email_queued", "system", now, item["record_id"], item["run_id"],

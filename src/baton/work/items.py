@@ -17,7 +17,7 @@ from baton.engine.status import WORK_ITEM_OPEN, WorkItemStatus
 from baton.rows import AuditEvent, WorkItem, audit_event
 
 if TYPE_CHECKING:
-    from baton.store.sql import SqlTx
+    from baton.store.ports import WorkItems
 
 ASSIGNEE_KINDS = ("user", "group", "queue")
 OPEN_STATUSES = [s.value for s in WORK_ITEM_OPEN]
@@ -37,7 +37,7 @@ def new_item(item_id: str, run: Run, cmd: CreateWorkItem, now: str) -> WorkItem:
     }
 
 
-def create_txn(tx: SqlTx, item: WorkItem) -> AuditEvent:
+def create_txn(tx: WorkItems, item: WorkItem) -> AuditEvent:
     """Insert a new item; the ``work_item_assigned`` event to append."""
     tx.insert_work_item_txn(cast(dict[str, Any], item))
     return audit_event("work_item_assigned", "system", item["created_at"], item["record_id"],
@@ -46,7 +46,7 @@ def create_txn(tx: SqlTx, item: WorkItem) -> AuditEvent:
                                         "assignee": f"{item['assignee_kind']}:{item['assignee']}"})
 
 
-def reassign_txn(tx: SqlTx, item: WorkItem, to: str, now: str, *, actor: str,
+def reassign_txn(tx: WorkItems, item: WorkItem, to: str, now: str, *, actor: str,
                  reason: str | None = None, expected_version: int | None = None,
                  ) -> tuple[WorkItem, AuditEvent] | None:
     """Give ``item`` to ``to`` (``KIND:NAME``), releasing a claim: the item as it now is
@@ -70,7 +70,7 @@ def reassign_txn(tx: SqlTx, item: WorkItem, to: str, now: str, *, actor: str,
                             item["run_id"], data)
 
 
-def cancel_txn(tx: SqlTx, item: WorkItem, reason: str, now: str) -> AuditEvent | None:
+def cancel_txn(tx: WorkItems, item: WorkItem, reason: str, now: str) -> AuditEvent | None:
     """Cancel an open item (its step no longer waits for it)."""
     if not tx.update_work_item_txn(item["id"], OPEN_STATUSES, None,
                                    {"status": WorkItemStatus.CANCELED.value, "updated_at": now}):

@@ -18,7 +18,8 @@ from baton.errors import BatonError, NotFound, PermissionDenied, TransitionConfl
 from baton.records.fields import coerce_fields
 from baton.rows import WorkItem, audit_event
 from baton.runtime.apply import Applier
-from baton.store.sql import SqlStore, SqlTx
+from baton.store.ports import Transaction
+from baton.store.sql import SqlStore
 from baton.work import items as work_items
 from baton.work.items import ASSIGNEE_KINDS, OPEN_STATUSES
 
@@ -78,7 +79,7 @@ class WorkService:
         with self.store.read() as tx:
             return _with_sla_txn(tx, [self.get_txn(tx, item_id, lock=False)])[0]  # type: ignore[list-item]
 
-    def get_txn(self, tx: SqlTx, item_id: str, *, lock: bool = True) -> WorkItem:
+    def get_txn(self, tx: Transaction, item_id: str, *, lock: bool = True) -> WorkItem:
         """The stored item (locked until commit unless ``lock`` is False), or NotFound."""
         item = tx.get_work_item_txn(item_id, for_update=lock)
         if item is None:
@@ -129,13 +130,13 @@ class WorkService:
         with self.store.write() as tx:
             for item_id, user, data in submissions:
                 try:
-                    with tx.conn.begin_nested():
+                    with tx.savepoint():
                         results.append(self.complete_txn(tx, item_id, user, data, now_dt))
                 except BatonError as exc:
                     results.append(exc)
         return results
 
-    def complete_txn(self, tx: SqlTx, item_id: str, user: str, data: dict[str, Any],
+    def complete_txn(self, tx: Transaction, item_id: str, user: str, data: dict[str, Any],
                      now_dt: Any, scope: User | None = None) -> dict[str, Any]:
         """Complete one item in the caller's transaction: the item as it now is, with the
         run after its step completed under ``"run"``."""
@@ -213,7 +214,7 @@ def _narrow(filters: dict[str, Any], queue: str | None, group: str | None) -> No
         filters.update(assignee_kind="group", assignee=group)
 
 
-def _with_sla_txn(tx: SqlTx, found: list[dict[str, Any]]) -> list[WorkItem]:
+def _with_sla_txn(tx: Transaction, found: list[dict[str, Any]]) -> list[WorkItem]:
     """Add ``sla_status`` and ``due_at`` to work items: their step's SLA, kept in the run."""
     runs = tx.get_runs_txn(list({i["run_id"] for i in found}))
     for item in found:

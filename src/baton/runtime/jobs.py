@@ -1,0 +1,73 @@
+"""The job kinds the runtime queues itself, and the payload each carries.
+
+A job row's ``payload`` is JSON; these ``TypedDict``s are its shape per kind, written where
+the job is queued (``runtime/apply.py``, the records service, ``work/emails.py``) and read
+where it runs (``runtime/worker.py``), so both ends are checked against one definition.
+A step type's own job kind (``"step"`` for background steps) carries a
+:class:`StepPayload`; its type reads it in ``StepType.run_job``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+EVALUATE = "evaluate"
+TIMER = "timer"
+EMAIL = "email"
+CONDITION = "condition"
+ESCALATION = "escalation"
+RUNTIME_KINDS = (EVALUATE, TIMER, EMAIL, CONDITION, ESCALATION)
+"""Reserved: no step type may take one of these names as its job kind."""
+
+
+class StepPayload(TypedDict):
+    """An attempt of a step (``ScheduleStep``), under its step type's job kind."""
+
+    step: str
+    iteration: int
+    flow: str | None
+    attempt: int
+    timeout_ms: int | None
+
+
+class TimerPayload(TypedDict):
+    """A durable timer (``StartTimer``): due at the job's ``run_after``, fired once."""
+
+    kind: str
+    step: str
+    iteration: int
+    data: dict[str, Any] | None
+
+
+class EscalationPayload(TypedDict):
+    """An SLA escalation flow to run (``RunFlow``); what it returns is audited."""
+
+    flow: str
+    step: str
+    iteration: int
+    reason: str
+
+
+class ConditionPayload(TypedDict):
+    """An evaluation flow that decides a condition (``EvaluateCondition``)."""
+
+    flow: str
+
+
+class EvaluatePayload(TypedDict):
+    """Evaluate the run's conditions again (its record changed)."""
+
+    reason: str
+
+
+class EmailPayload(TypedDict):
+    """An e-mail to send outside the transaction (an outbox row)."""
+
+    recipients: list[str]
+    subject: str
+    text: str
+    record_id: str | None
+    step: NotRequired[str | None]
+    work_item: NotRequired[str]
+    link: NotRequired[str | None]
+    html: NotRequired[str]
