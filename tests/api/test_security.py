@@ -139,3 +139,22 @@ def test_session_cookie_needs_the_csrf_token_to_change_anything(sqlite_api: Api)
         api.client.cookies.clear()
     # an API token needs no CSRF token: browsers never attach it on their own
     assert api.post("opal", "/api/objects/Account/records", ACCOUNT).status_code == 201
+
+
+def test_an_agent_removed_from_the_queue_after_claiming_cannot_complete(api: Api) -> None:
+    """Hardening #7: membership is checked inside the complete transaction, as the README
+    says; having claimed the item is not enough once the agent has left its queue."""
+    rec = api.new_case("Invoice 10")
+    item = api.item_of(rec["id"])
+    assert api.post("ann", f"/api/work/{item['id']}/claim").status_code == 200
+    api.engine.directory.update_user("ann", queues=[])
+    body = assert_problem(api.post("ann", f"/api/work/{item['id']}/complete",
+                                   {"data": {"resolution": "close"}}), 403)
+    assert "not a member" in body["detail"]
+    after = api.engine.get_work_item(item["id"])
+    assert (after["status"], after["claimed_by"]) == ("claimed", "ann")
+    # An operator gives it to someone who may work it; they complete it.
+    api.engine.reassign(item["id"], "queue:tier2", actor="opal")
+    assert api.post("bob", f"/api/work/{item['id']}/claim").status_code == 200
+    r = api.post("bob", f"/api/work/{item['id']}/complete", {"data": {"resolution": "close"}})
+    assert r.status_code == 200, r.text

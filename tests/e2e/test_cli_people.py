@@ -81,3 +81,22 @@ def test_serve_answers_and_says_how_to_create_the_admin(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=60)
     assert "No users yet" in out and "baton users add admin --role admin" in out
     assert proc.returncode == 0, out
+
+
+def test_work_claim_checks_the_user_like_the_api_once_there_are_users(tmp_path: Path) -> None:
+    """Hardening #7: `work claim --user ann` claimed a queue item for a user who did not
+    exist. With people in the directory, --user must be one of them and a member."""
+    proj = _project(tmp_path)
+    ok(baton("records", "create", "Case", "--data", '{"subject": "invoice 1", "number": 1}',
+             cwd=proj))
+    ok(baton("worker", "--until-idle", cwd=proj))
+    (item,) = json.loads(ok(baton("work", "list", "--queue", "tier1", "--json", cwd=proj)).stdout)
+    ok(baton("users", "add", "alice", "--role", "agent", "--queue", "tier1", cwd=proj))
+    ok(baton("users", "add", "bob", "--role", "agent", "--queue", "tier2", cwd=proj))
+    ghost = baton("work", "claim", item["id"], "--user", "ann", cwd=proj)
+    assert ghost.returncode == 1 and "no user 'ann'" in ghost.stderr
+    outsider = baton("work", "claim", item["id"], "--user", "bob", cwd=proj)
+    assert outsider.returncode == 1 and "not a member" in outsider.stderr
+    ok(baton("work", "claim", item["id"], "--user", "alice", cwd=proj))
+    shown = json.loads(ok(baton("work", "show", item["id"], "--json", cwd=proj)).stdout)
+    assert shown["claimed_by"] == "alice"

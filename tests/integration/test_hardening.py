@@ -164,3 +164,51 @@ fields:
     assert found[(4, "fields.n.max_length")].startswith("max_length only applies to")
     assert "from 1 to 1,000,000" in found[(5, "fields.t.max_length")]
     assert "from 1 to 1,000,000" in found[(6, "fields.s.max_length")]
+
+
+# ---- references (hardening #7) ------------------------------------------------------------------
+
+REFS = """
+kind: object
+name: Account
+fields:
+  name: {type: string}
+---
+kind: object
+name: Contact
+fields:
+  name: {type: string}
+---
+kind: object
+name: Ticket
+fields:
+  account: {type: ref, object: Account}
+  later:   {type: ref, object: Account, check: false}
+"""
+
+
+def test_a_ref_must_name_an_existing_record_of_its_type_unless_unchecked(harness: Any) -> None:
+    """A ref field accepted an id that did not exist (201)."""
+    harness.deploy_text(REFS)
+    create = harness.engine.create_record
+    acme = create("Account", {"name": "Acme"})
+    bob = create("Contact", {"name": "Bob"})
+    with pytest.raises(ValidationError, match="no Account record 'rec_nope'"):
+        create("Ticket", {"account": "rec_nope"})
+    with pytest.raises(ValidationError, match="is a Contact record, not a Account"):
+        create("Ticket", {"account": bob["id"]})
+    ticket = create("Ticket", {"account": acme["id"], "later": "rec_from_the_next_import"})
+    with pytest.raises(ValidationError, match="no Account record"):
+        harness.engine.update_record(ticket["id"], {"account": "rec_gone"})
+    assert harness.engine.get_record(ticket["id"])["account"] == acme["id"]
+
+
+def test_max_length_and_check_are_located_where_they_do_not_apply() -> None:
+    from baton.definitions.loader import check_texts
+
+    _, issues = check_texts({"f.yaml": "kind: object\nname: X\nfields:\n"
+                                       "  s: {type: string, check: false}\n"
+                                       "  r: {type: ref, object: X, check: maybe}\n"})
+    found = {(i.line, i.path): i.message for i in issues}
+    assert found[(4, "fields.s.check")] == "check only applies to ref fields"
+    assert (5, "fields.r.check") in found

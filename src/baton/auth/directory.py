@@ -65,6 +65,14 @@ class User:
             or (kind == "queue" and assignee in self.queues)
         )
 
+    def is_member(self, item: Mapping[str, Any]) -> bool:
+        """Is this work item assigned to me, or to a group or queue I belong to now? (Not
+        "claimed by me": acting on an item needs the membership it was given through.)"""
+        kind, assignee = item.get("assignee_kind"), item.get("assignee")
+        return bool((kind == "user" and assignee == self.name)
+                    or (kind == "group" and assignee in self.groups)
+                    or (kind == "queue" and assignee in self.queues))
+
     def may_see_item(self, item: Mapping[str, Any]) -> bool:
         return self.can(Permission.WORK_ALL) or (self.can(Permission.WORK) and self.in_scope(item))
 
@@ -131,7 +139,7 @@ class Directory:
                 "active": True, "created_at": now, "updated_at": now})
             tx.set_memberships_txn(name, "group", group_list)
             tx.set_memberships_txn(name, "queue", queue_list)
-            return self._user_txn(tx, name)
+            return self.user_txn(tx, name)
 
     def update_user(self, name: str, *, roles: Iterable[str] | None = None,
                     groups: Iterable[str] | None = None, queues: Iterable[str] | None = None,
@@ -156,7 +164,7 @@ class Directory:
         if problems:
             raise ValidationError(f"user {name!r}", problems)
         with self.store.write() as tx:
-            self._user_txn(tx, name)  # NotFound
+            self.user_txn(tx, name)  # NotFound
             if values:
                 tx.update_user_txn(name, {**values, "updated_at": self._now()})
             if group_list is not None:
@@ -165,11 +173,11 @@ class Directory:
                 tx.set_memberships_txn(name, "queue", queue_list)
             if active is False or password is not None:  # sign the user out everywhere
                 tx.delete_sessions_txn(user_name=name)
-            return self._user_txn(tx, name)
+            return self.user_txn(tx, name)
 
     def get_user(self, name: str) -> User:
         with self.store.read() as tx:
-            return self._user_txn(tx, name)
+            return self.user_txn(tx, name)
 
     def find_user(self, name: str) -> User | None:
         with self.store.read() as tx:
@@ -214,7 +222,7 @@ class Directory:
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = self._now()
         with self.store.write() as tx:
-            self._user_txn(tx, user_name)
+            self.user_txn(tx, user_name)
             tx.insert_token_txn({
                 "id": token_id, "user_name": user_name, "label": label or "", "secret_hash": _digest(secret),
                 "created_at": now, "last_used_at": None, "revoked_at": None})
@@ -300,7 +308,8 @@ class Directory:
         if len(password) < MIN_PASSWORD:
             problems["password"] = f"too short: at least {MIN_PASSWORD} characters"
 
-    def _user_txn(self, tx: People, name: str) -> User:
+    def user_txn(self, tx: People, name: str) -> User:
+        """The user as stored now, read in the caller's transaction; NotFound if none."""
         row = tx.user_row_txn(name)
         if row is None:
             raise NotFound("user", name, "see `baton users list`")

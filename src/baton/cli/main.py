@@ -513,10 +513,29 @@ def work_show(item_id: str, as_json: JsonOpt = False) -> None:
            for f in item["form"]])
 
 
+def _acting_user(engine: Any, name: str) -> Any:
+    """Whom ``--user`` acts as, checked like the API checks a token's user: once the
+    directory has people (``baton users add``), NAME must be one of them, active, and a
+    member of the item's group or queue unless their role may work on every item. A
+    project with no users yet (the quickstart) acts as NAME unchecked."""
+    from baton.auth.roles import Permission
+
+    directory = engine.directory
+    if directory.count_users() == 0:
+        return None
+    found = directory.find_user(name)
+    if found is None:
+        raise BatonError(f"no user {name!r} (see `baton users list`)")
+    if not found.active:
+        raise BatonError(f"user {name!r} is inactive")
+    return None if found.can(Permission.WORK_ALL) else found
+
+
 @work_app.command("claim")
 def work_claim(item_id: str, user: Annotated[str, typer.Option("--user", "-u")], as_json: JsonOpt = False) -> None:
     """Claim an item; if someone else claimed it first, this fails with a clear message."""
-    item = state.engine().claim(item_id, user)
+    engine = state.engine()
+    item = engine.claim(item_id, user, scope=_acting_user(engine, user))
     print_json(work_item_view(item)) if as_json else console.print(f"{item_id} claimed by {user}")
 
 
@@ -524,7 +543,9 @@ def work_claim(item_id: str, user: Annotated[str, typer.Option("--user", "-u")],
 def work_complete(item_id: str, user: Annotated[str, typer.Option("--user", "-u")],
                   data: Annotated[str, typer.Option("--data")] = "{}", as_json: JsonOpt = False) -> None:
     """Submit the form; the step completes and the run moves on."""
-    result = state.engine().complete(item_id, user, parse_json(data, "--data"))
+    engine = state.engine()
+    result = engine.complete(item_id, user, parse_json(data, "--data"),
+                             scope=_acting_user(engine, user))
     run = result["run"]
     if as_json:
         print_json(completed_view(result))

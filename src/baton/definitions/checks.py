@@ -20,7 +20,7 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DURATION = re.compile(r"(\d+)(ms|s|m|h|d)\Z")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 FIELD_KEYS = ("type", "required", "default", "choices", "object", "label", "description",
-              "max_length")
+              "max_length", "check")
 LENGTH_TYPES = ("string", "text", "json")
 MAX_LENGTH_LIMIT = 1_000_000
 RESERVED_FIELDS = ("id", "created_at", "updated_at", "version")
@@ -289,6 +289,11 @@ def _check_field_extras(
             )
     elif "object" in m:
         ck.add(join(path, "object"), "object only applies to ref fields")
+    if "check" in m:
+        if ftype != "ref":
+            ck.add(join(path, "check"), "check only applies to ref fields")
+        else:
+            expect_bool(ck, join(path, "check"), m["check"])
     if "max_length" in m:
         _check_max_length(ck, join(path, "max_length"), m["max_length"], ftype)
     if "default" in m and m["default"] is not None:

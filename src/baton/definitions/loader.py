@@ -529,6 +529,7 @@ def _build_field(name: str, spec: Mapping[str, Any]) -> FieldDefinition:
         object=spec.get("object"),
         label=spec.get("label"),
         max_length=spec.get("max_length"),
+        check=spec.get("check", True),
     )
 
 

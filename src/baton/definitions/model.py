@@ -37,6 +37,7 @@ class FieldDefinition:
     object: str | None = None  # target object type of a ``ref`` field
     label: str | None = None
     max_length: int | None = None  # string/text/json: None is the type's default limit
+    check: bool = True  # ref: the referenced record must exist (checked in the write's transaction)
 
 
 @dataclass(frozen=True)

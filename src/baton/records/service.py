@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from baton.clock import Clock, iso
-from baton.errors import ExpressionError, NotFound, TransitionConflict
+from baton.definitions.model import ObjectTypeDefinition
+from baton.errors import ExpressionError, NotFound, TransitionConflict, ValidationError
 from baton.expressions import evaluate_condition
 from baton.ids import IdGenerator
 from baton.records.fields import coerce_fields
@@ -53,6 +54,7 @@ class RecordService:
             for i, data in enumerate(rows):
                 what = f"{object_type} record" + (f" #{i + 1}" if len(rows) > 1 else "")
                 values = coerce_fields(otype.fields, data, what)
+                check_refs_txn(tx, otype, values, what)
                 row: Record = {"id": self.ids.new("rec"), "object_type": object_type,
                                "data": values, "version": 1, "created_at": now, "updated_at": now}
                 tx.insert_record_txn(row)  # type: ignore[arg-type]
@@ -88,7 +90,9 @@ class RecordService:
         triggers; wake the record's runs except ``exclude_run`` (the one that made them)."""
         now = iso(now_dt)
         otype = self.definitions.object_type(row["object_type"], tx)
-        values = coerce_fields(otype.fields, data, f"{row['object_type']} record {row['id']}", partial=True)
+        what = f"{row['object_type']} record {row['id']}"
+        values = coerce_fields(otype.fields, data, what, partial=True)
+        check_refs_txn(tx, otype, values, what)
         changed = _changes(row["data"], values)
         if not changed:
             return row if isinstance(row, dict) else dict(row)
@@ -165,3 +169,22 @@ class RecordService:
         with self.store.read() as tx:
             self.get_row_txn(tx, record_id, lock=False)
             return tx.events_txn(record_id=record_id)  # type: ignore[return-value]
+
+
+def check_refs_txn(tx: Transaction, otype: ObjectTypeDefinition, values: Mapping[str, Any],
+                   what: str) -> None:
+    """Every ``ref`` value names a record of the field's object type, read in the write's
+    own transaction (so it cannot be deleted between the check and the commit), unless the
+    field says ``check: false`` (a reference to a record that arrives later)."""
+    errors: dict[str, str] = {}
+    for f in otype.fields:
+        target_id = values.get(f.name)
+        if f.type != "ref" or not f.check or target_id is None:
+            continue
+        target = tx.get_record_txn(target_id)
+        if target is None:
+            errors[f.name] = f"no {f.object} record {target_id!r}"
+        elif target["object_type"] != f.object:
+            errors[f.name] = f"{target_id!r} is a {target['object_type']} record, not a {f.object}"
+    if errors:
+        raise ValidationError(what, errors)

@@ -109,7 +109,7 @@ class Engine:
         self.runs = RunDriver(self.store, self.definitions, self.applier, self.ids, self.clock)
         self.records = RecordService(self.store, self.definitions, self.runs, self.ids,
                                      self.clock, self.work_available.set)
-        self.work = WorkService(self.store, self.runs, self.applier, self.clock)
+        self.work = WorkService(self.store, self.runs, self.applier, self.clock, self.directory)
         if migrate:
             self.store.migrate()
 

@@ -24,7 +24,7 @@ from baton.work import items as work_items
 from baton.work.items import ASSIGNEE_KINDS, OPEN_STATUSES
 
 if TYPE_CHECKING:
-    from baton.auth.directory import User
+    from baton.auth.directory import Directory, User
     from baton.runtime.runs import RunDriver
 
 OPEN, CLAIMED = WorkItemStatus.OPEN.value, WorkItemStatus.CLAIMED.value
@@ -34,11 +34,24 @@ ORDERS = ("created", "due", "priority")
 class WorkService:
     """Work items on one store."""
 
-    def __init__(self, store: SqlStore, runs: RunDriver, applier: Applier, clock: Clock) -> None:
+    def __init__(self, store: SqlStore, runs: RunDriver, applier: Applier, clock: Clock,
+                 directory: Directory | None = None) -> None:
         self.store = store
         self.runs = runs
         self.applier = applier
         self.clock = clock
+        self.directory = directory
+
+    def _current_txn(self, tx: Transaction, scope: User | None) -> User | None:
+        """The acting user as the directory says now, read in this transaction: a person
+        removed from a queue (or deactivated) since their request was authenticated, or
+        since they claimed the item, may no longer act on its items."""
+        if scope is None or self.directory is None:
+            return scope
+        user = self.directory.user_txn(tx, scope.name)
+        if not user.active:
+            raise PermissionDenied(f"user {user.name} is inactive")
+        return user
 
     # ---- reads --------------------------------------------------------------------------
     def list_items(self, *, user: str | None, queue: str | None, group: str | None,
@@ -94,7 +107,7 @@ class WorkService:
             item = self.get_txn(tx, item_id)
             if item["status"] != OPEN:
                 raise TransitionConflict(_not_open(item))
-            check_may_act(item, user, scope)
+            check_may_act(item, user, self._current_txn(tx, scope))
             if not tx.update_work_item_txn(item_id, [OPEN], item["version"],
                                            {"status": CLAIMED, "claimed_by": user, "updated_at": now}):
                 raise TransitionConflict(_not_open(self.get_txn(tx, item_id)))
@@ -147,7 +160,7 @@ class WorkService:
             raise TransitionConflict(f"work item {item_id} is claimed by {item['claimed_by']}")
         if status not in OPEN_STATUSES:
             raise TransitionConflict(f"work item {item_id} is {status}; it cannot be completed")
-        check_may_act(item, user, scope)
+        check_may_act(item, user, self._current_txn(tx, scope))
         form = [FieldDefinition(name=f["name"], type=f["type"], required=f["required"],
                                 choices=tuple(f.get("choices") or ()), default=f.get("default"))
                 for f in item["form"]]
@@ -196,12 +209,13 @@ class WorkService:
 
 def check_may_act(item: WorkItem, user: str, scope: User | None = None) -> None:
     """A user-assigned item is only its user's. With ``scope`` (the acting directory
-    user, as the API passes it), a group or queue item needs membership too."""
+    user), a group or queue item needs membership too, now: having claimed it is not
+    enough once the person has left the group or queue (an operator reassigns it)."""
     if item["assignee_kind"] == "user" and item["assignee"] != user:
         raise PermissionDenied(
             f"work item {item['id']} is assigned to user {item['assignee']}, not {user}"
         )
-    if scope is not None and not scope.in_scope(item):
+    if scope is not None and not scope.is_member(item):
         raise PermissionDenied(
             f"work item {item['id']} is assigned to {item['assignee_kind']} {item['assignee']!r}, "
             f"and {user} is not a member of it")
