@@ -8,7 +8,7 @@ and forks another on next use. A child may get an address-space limit (``RLIMIT_
 a flow that allocates without bound fails with ``MemoryError`` there instead of growing
 the worker.
 
-Children are started with ``fork``, lazily, from the worker process: the child has every
+Children are started with ``os.fork``, lazily, from the worker process: the child has every
 flow the parent has registered, including ones registered at run time (tests register
 flows inline; ``spawn`` or ``forkserver`` would only see modules it can import again).
 A child that predates a registration is replaced (:func:`baton.flows.registry_generation`).
@@ -28,12 +28,12 @@ import multiprocessing
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 from baton.errors import BatonError, StepFailure
@@ -153,44 +153,70 @@ class FlowPool:
             self._cond.notify()
 
     def _fork(self, generation: int) -> _Child:
-        ctx = multiprocessing.get_context("fork")
+        # os.fork, not multiprocessing's Process: a daemonic process (the benchmark's
+        # workers, anyone's multiprocessing worker) may not start one.
         # One fork at a time, and the parent's copy of the child's end closed before the
         # next: a child forked in between would hold it open, and the parent would not see
         # EOF when this child dies.
         with self._fork_lock:
             with self._cond:
                 others = [c.conn for c in self._children if c.conn is not None]
-            parent_end, child_end = ctx.Pipe()
-            proc = ctx.Process(target=_child_main, name="baton-flow", daemon=True,
-                               args=(child_end, [parent_end, *others], os.getpid(),
-                                     self.memory_mb))
-            proc.start()
+            parent_end, child_end = multiprocessing.Pipe()
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                code = 1
+                try:
+                    for c in (parent_end, *others):  # the worker's ends of the pipes
+                        c.close()
+                    _child_main(child_end, parent, self.memory_mb)
+                    code = 0
+                except BaseException:  # noqa: BLE001 - reported; the worker sees the exit
+                    traceback.print_exc()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
             child_end.close()
-        return _Child(proc, parent_end, generation)
+        return _Child(pid, parent_end, generation)
 
 
 class _Child:
-    """One flow process, seen from the worker."""
+    """One flow process, seen from the worker (pid 0: a place kept while one is forked)."""
 
-    def __init__(self, proc: BaseProcess | None, conn: Connection | None,
-                 generation: int) -> None:
-        self.proc = proc
+    def __init__(self, pid: int, conn: Connection | None, generation: int) -> None:
+        self.pid = pid
         self.conn = conn
         self.generation = generation
-        self.usable = proc is not None
-        self.pid = proc.pid or 0 if proc is not None else 0
+        self.usable = pid != 0
+        self.status: int | None = None  # the exit code once reaped (negative: a signal)
 
     @classmethod
     def reserve(cls) -> _Child:
         """A place in the pool for a child being forked."""
-        return cls(None, None, -1)
+        return cls(0, None, -1)
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.is_alive()
+        if self.pid == 0 or self.status is not None:
+            return False
+        return not self._reap(os.WNOHANG)
+
+    def _reap(self, options: int) -> bool:
+        """waitpid; True once the child is reaped (its exit code kept)."""
+        if self.status is not None:
+            return True
+        try:
+            pid, status = os.waitpid(self.pid, options)
+        except ChildProcessError:  # reaped elsewhere
+            self.status = -signal.SIGKILL
+            return True
+        if pid == 0:
+            return False
+        self.status = os.waitstatus_to_exitcode(status)
+        return True
 
     def ask(self, call: _Call, timeout_ms: int | None) -> tuple[str, Any]:
         """Send the call; wait for its answer, re-emitting the child's log records."""
-        assert self.conn is not None and self.proc is not None
+        assert self.conn is not None
         deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
         try:
             self.conn.send(call)
@@ -205,20 +231,19 @@ class _Child:
                     return kind, payload
                 _emit(payload)
         except (EOFError, OSError):
-            self.proc.join()
+            self._reap(0)
             raise FlowProcessDied(f"flow {call.flow!r}: its process (pid {self.pid}) died "
-                                  f"({_exit_status(self.proc.exitcode)})",
-                                  retryable=True) from None
+                                  f"({_exit_status(self.status)})", retryable=True) from None
 
     def kill(self) -> None:
         """SIGKILL and reap (a no-op for one already gone)."""
         self.usable = False
-        if self.proc is not None:
-            if self.proc.is_alive():
-                self.proc.kill()
-            self.proc.join()
-            self.proc.close()
-            self.proc = None
+        if self.pid and self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._reap(0)
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -243,10 +268,7 @@ def _emit(record: dict[str, Any]) -> None:
 
 
 # ---- in the child ---------------------------------------------------------------------------
-def _child_main(conn: Connection, close: list[Connection], parent: int,
-                memory_mb: int | None) -> None:
-    for c in close:  # the worker's ends of this and other children's pipes
-        c.close()
+def _child_main(conn: Connection, parent: int, memory_mb: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops us
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
                      name="baton-flow-watch").start()
