@@ -8,6 +8,7 @@ how long a broken build would hang; they are never what a test asserts.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 
 from baton import flow
 from baton.flows import FlowContext
+from baton.runtime.flowpool import FlowPool
 
 # ---- flows ------------------------------------------------------------------------------------
 
@@ -253,6 +255,7 @@ import os, sys, threading
 from baton import flow
 from baton.flows import FlowContext
 from baton.runtime.flowpool import FlowPool
+from baton.runtime.flowpool import FlowPool
 
 @flow("t_iso.orphan")
 def spin(ctx):
@@ -288,3 +291,30 @@ def test_flow_processes_do_not_outlive_their_worker(tmp_path: Path) -> None:
         for pid in pids(pidfile):
             if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _isolated_call_in_a_daemon(answers: Any) -> None:
+    pool = FlowPool(1)
+    try:
+        ctx = FlowContext(run_id="r", step="s", iteration=0, record=None, vars={}, input={},
+                          steps={}, logger=logging.getLogger("t_iso"))
+        answers.put(pool.call("t_iso.first", ctx, 30_000))
+    except Exception as exc:  # noqa: BLE001 - handed to the test
+        answers.put(repr(exc))
+    finally:
+        pool.close()
+
+
+def test_a_daemonic_process_can_run_flows_in_flow_processes() -> None:
+    """The benchmark's workers (and anyone's multiprocessing workers) are daemonic, and
+    multiprocessing will not start children from those: flow processes are plain forks."""
+    mp = multiprocessing.get_context("fork")
+    answers = mp.Queue()
+    proc = mp.Process(target=_isolated_call_in_a_daemon, args=(answers,), daemon=True)
+    proc.start()
+    try:
+        answer = answers.get(timeout=60)
+    finally:
+        proc.join(60)
+    assert isinstance(answer, dict), answer
+    assert answer["n"] == 7 and answer["pid"] not in (os.getpid(), proc.pid)
