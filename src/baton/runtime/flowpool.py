@@ -14,8 +14,13 @@ flows inline; ``spawn`` or ``forkserver`` would only see modules it can import a
 A child that predates a registration is replaced (:func:`baton.flows.registry_generation`).
 The caveat of ``fork`` in a threaded process: the child gets a copy of every lock as it
 was, so it must not use what other threads of the worker hold (database connections and
-pools, the logging handlers' streams); it only runs the flow, its logging goes back to
-the parent through the pipe, and it never touches the parent's connections.
+pools, the logging handlers' streams); it only runs the flow, its logging goes back to the
+parent through the pipe, and it never touches the parent's connections. A flow importing a
+module for the first time while another worker thread was importing at the fork may find
+that import's lock held (rare: import what flows need at module level). Python 3.12+ warns
+about forking a threaded process for these reasons; ``spawn`` would avoid them, but it does
+not see flows registered at run time and a replacement would take a fresh interpreter's
+start (~100 ms) instead of a fork's few milliseconds.
 
 A child exits when its pipe closes or its parent dies (it watches ``getppid()`` from a
 thread, so even a flow that never returns does not outlive the worker).
