@@ -22,6 +22,7 @@ from baton.errors import BatonError
 FlowFn = Callable[["FlowContext"], "Mapping[str, Any] | bool | None"]
 
 _REGISTRY: dict[str, FlowFn] = {}
+_GENERATION = [0]  # bumped by every registration: a flow process forked earlier lacks it
 
 
 def flow(name: str) -> Callable[[FlowFn], FlowFn]:
@@ -38,6 +39,7 @@ def flow(name: str) -> Callable[[FlowFn], FlowFn]:
                 f"flow {name!r} is registered twice: {_qualname(existing)} and {_qualname(fn)}"
             )
         _REGISTRY[name] = fn
+        _GENERATION[0] += 1
         return fn
 
     return register
@@ -54,6 +56,11 @@ def _qualname(fn: Callable[..., Any]) -> str:
 
 def get_flow(name: str) -> FlowFn | None:
     return _REGISTRY.get(name)
+
+
+def registry_generation() -> int:
+    """Changes whenever a flow is registered (a process forked before has an older registry)."""
+    return _GENERATION[0]
 
 
 def registered_flows() -> frozenset[str]:

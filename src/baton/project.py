@@ -7,12 +7,14 @@ import importlib
 import importlib.util
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from baton.errors import ConfigError
 
 DEFAULT_DATABASE = "sqlite:///baton.db"
+SETTING_KEYS = ("isolation", "flow_memory_mb")  # read into Settings (the environment beats them)
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,9 @@ class Project:
     root: Path
     database: str
     flows: tuple[str, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+    """What ``baton.toml`` sets of :class:`baton.settings.Settings` besides the database
+    (``isolation``, ``flow_memory_mb``); the environment beats it."""
 
     @property
     def definitions_dir(self) -> Path:
@@ -63,16 +68,18 @@ def load_project(folder: str | Path | None = None) -> Project:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    unknown = set(data) - {"database", "flows"}
+    unknown = set(data) - {"database", "flows", *SETTING_KEYS}
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: database, flows)")
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
+                          f"(known: database, flows, {', '.join(SETTING_KEYS)})")
     database = data.get("database", DEFAULT_DATABASE)
     flows = data.get("flows", [])
     if not isinstance(database, str):
         raise ConfigError(f"{path}: database must be a string URL such as {DEFAULT_DATABASE!r}")
     if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
         raise ConfigError(f'{path}: flows must be a list of module names, e.g. flows = ["flows"]')
-    return Project(root, database, tuple(flows))
+    return Project(root, database, tuple(flows),
+                   {k: data[k] for k in SETTING_KEYS if k in data})
 
 
 def _import_from(root: Path, module: str) -> None:

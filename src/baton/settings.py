@@ -1,7 +1,8 @@
 """Baton's settings: one frozen object, built at the entry points and passed in.
 
 Where a value comes from, the first one set wins: a command-line flag, the environment
-(``BATON_*``), ``baton.toml`` (the database only), the default here. Only the edges build
+(``BATON_*``), ``baton.toml`` (the database, ``isolation``, ``flow_memory_mb``), the default
+here. Only the edges build
 it: the ``baton`` command (``cli/``) and the benchmark read the environment once, through
 :meth:`Settings.from_environment`; an ``Engine`` made without settings (tests, embedding)
 gets the defaults, whatever the environment says. So no module below ``cli/`` and ``web/``
@@ -28,6 +29,7 @@ log = logging.getLogger("baton.settings")
 N = TypeVar("N", int, float)
 
 _TRUE = ("1", "true", "yes", "on")
+ISOLATIONS = ("thread", "process")
 _FALSE = ("0", "false", "no", "off")
 
 
@@ -100,13 +102,33 @@ class Settings:
     """User name -> address, for ``notify: assignee`` when the user is not in the directory."""
     max_body_bytes: int = field(default=1024 * 1024, metadata=_env("BATON_MAX_BODY_BYTES"))
     """Largest HTTP request body ``baton serve`` reads; a larger one is answered 413."""
+    isolation: str = field(default="thread", metadata=_env("BATON_ISOLATION"))
+    """Where workers run flows: ``thread`` (in the worker thread; a step with a ``timeout``
+    still runs in a flow process) or ``process`` (every flow in a flow process that is
+    killed when it overruns). ``baton.toml``: ``isolation``."""
+    flow_memory_mb: int | None = field(default=None, metadata=_env("BATON_FLOW_MEMORY_MB"))
+    """Address space a flow process may add to what it was forked with (``RLIMIT_AS``), in
+    MiB; None: no limit. ``baton.toml``: ``flow_memory_mb``."""
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_environment(cls, env: Mapping[str, str] | None = None,
+                         project: Mapping[str, Any] | None = None) -> Settings:
         """The settings a process started with ``env`` (default: this process's environment)
         runs with. A value that cannot be read is a :class:`ConfigError` naming its variable,
-        except the JSON objects, which are ignored with a warning, as they always were."""
+        except the JSON objects, which are ignored with a warning, as they always were.
+
+        ``project``: the settings ``baton.toml`` gives (:attr:`baton.project.Project.settings`),
+        used where the environment does not set them."""
         e = os.environ if env is None else env
+        p = project or {}
+        isolation = (e.get("BATON_ISOLATION") or p.get("isolation") or "thread").strip().lower()
+        if isolation not in ISOLATIONS:
+            raise ConfigError(f"BATON_ISOLATION / isolation={isolation!r} is not one of "
+                              f"{', '.join(ISOLATIONS)}")
+        memory = _number(e, "BATON_FLOW_MEMORY_MB", int, 0) or p.get("flow_memory_mb") or None
+        if memory is not None and (not isinstance(memory, int) or memory <= 0):
+            raise ConfigError(f"BATON_FLOW_MEMORY_MB / flow_memory_mb={memory!r} is not a "
+                              "positive number of MiB")
         return cls(
             database=e.get("BATON_DB") or None,
             clock_offset=_number(e, "BATON_CLOCK_OFFSET", float, 0.0),
@@ -122,6 +144,8 @@ class Settings:
             notify_addresses=_json_object(e, "BATON_NOTIFY_ADDRESSES"),
             user_emails=_json_object(e, "BATON_USER_EMAILS"),
             max_body_bytes=_number(e, "BATON_MAX_BODY_BYTES", int, 1024 * 1024),
+            isolation=isolation,
+            flow_memory_mb=memory,
         )
 
     def store_options(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from baton.errors import ConfigError
-from baton.project import Project
+from baton.project import Project, load_project
 from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
 from baton.settings import Settings, SmtpSettings, environment_variables
@@ -124,6 +124,8 @@ SAMPLES = {
     "BATON_NOTIFY_ADDRESSES": (json.dumps({"sup": "s@x"}),
                                lambda s: s.notify_addresses == {"sup": "s@x"}),
     "BATON_USER_EMAILS": (json.dumps({"ann": "a@x"}), lambda s: s.user_emails == {"ann": "a@x"}),
+    "BATON_ISOLATION": ("process", lambda s: s.isolation == "process"),
+    "BATON_FLOW_MEMORY_MB": ("256", lambda s: s.flow_memory_mb == 256),
 }
 
 
@@ -139,6 +141,10 @@ def test_bad_values_name_their_variable() -> None:
         Settings.from_environment({"BATON_CLOCK_OFFSET": "soon"})
     with pytest.raises(ConfigError, match="BATON_SMTP_PORT"):
         Settings.from_environment({"BATON_SMTP_PORT": "smtp"})
+    with pytest.raises(ConfigError, match="BATON_ISOLATION.*'fork' is not one of thread, process"):
+        Settings.from_environment({"BATON_ISOLATION": "fork"})
+    with pytest.raises(ConfigError, match="BATON_FLOW_MEMORY_MB"):
+        Settings.from_environment({"BATON_FLOW_MEMORY_MB": "-5"})
     s = Settings.from_environment({"BATON_USER_EMAILS": "[1]", "BATON_NOTIFY_ADDRESSES": "{"})
     assert s.user_emails == {} and s.notify_addresses == {}  # ignored, with a warning
 
@@ -175,3 +181,17 @@ def test_the_database_setting_beats_baton_toml(tmp_path: Path,
     assert project.database_url() == f"sqlite:///{tmp_path / 'proj' / 'proj.db'}"
     assert project.database_url("here.db") == f"sqlite:///{tmp_path / 'here.db'}"
     assert project.database_url("postgresql://h/d") == "postgresql://h/d"
+
+
+def test_baton_toml_sets_isolation_and_the_environment_beats_it(tmp_path: Path) -> None:
+    (tmp_path / "baton.toml").write_text('isolation = "process"\nflow_memory_mb = 300\n')
+    project = load_project(tmp_path)
+    assert project.settings == {"isolation": "process", "flow_memory_mb": 300}
+    s = Settings.from_environment({}, project=project.settings)
+    assert (s.isolation, s.flow_memory_mb) == ("process", 300)
+    s = Settings.from_environment({"BATON_ISOLATION": "thread", "BATON_FLOW_MEMORY_MB": "64"},
+                                  project=project.settings)
+    assert (s.isolation, s.flow_memory_mb) == ("thread", 64)
+    (tmp_path / "baton.toml").write_text('isolation = "fork"\n')
+    with pytest.raises(ConfigError, match="isolation='fork'"):
+        Settings.from_environment({}, project=load_project(tmp_path).settings)

@@ -67,10 +67,10 @@ class State:
         return self._project
 
     def settings(self) -> Settings:
-        """The environment (``BATON_*``), then the flags: the one place the command reads
-        its surroundings; everything below is given the result."""
+        """``baton.toml``, the environment (``BATON_*``), then the flags: the one place the
+        command reads its surroundings; everything below is given the result."""
         if self._settings is None:
-            settings = Settings.from_environment()
+            settings = Settings.from_environment(project=self.project().settings)
             if self.db:
                 settings = dataclasses.replace(settings, database=self.db)
             self._settings = settings
@@ -235,6 +235,7 @@ def serve(
 
     import uvicorn
 
+    from baton.runtime.flowpool import FlowPool
     from baton.runtime.worker import Worker
     from baton.web import create_app
 
@@ -248,7 +249,8 @@ def serve(
         console.print("[yellow]No users yet.[/yellow] Create the first admin (in another terminal):\n"
                       "  baton users add admin --role admin --email you@example.com --password\n"
                       f"then log in at {url}/login (API: `baton tokens create admin`).")
-    workers = [Worker(eng) for _ in range(max(0, workers_))]
+    pool = FlowPool(max(1, workers_), eng.settings.flow_memory_mb)  # the threads share it
+    workers = [Worker(eng, flow_pool=pool) for _ in range(max(0, workers_))]
     threads = [threading.Thread(target=w.run, name=f"baton-worker-{i}", daemon=True)
                for i, w in enumerate(workers)]
     for t in threads:
@@ -262,6 +264,7 @@ def serve(
             w.stop()
         for t in threads:
             t.join(timeout=30)
+        pool.close()
 
 
 # ---- runs ---------------------------------------------------------------------------------

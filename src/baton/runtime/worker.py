@@ -36,13 +36,14 @@ from baton.engine.events import (
 from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
-from baton.flows import get_flow
+from baton.flows import FlowContext, FlowFn, get_flow
 from baton.runtime import jobs
 from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
+from baton.runtime.flowpool import FlowPool
 from baton.steps import registry
 from baton.steps.base import StepType, StepWork
-from baton.steps.flowrun import flow_context
+from baton.steps.flowrun import FlowRaised, flow_context
 from baton.store.base import Job
 from baton.store.sql import PlanAborted, PlanTx
 from baton.work import notify
@@ -87,7 +88,7 @@ class WorkerStats:
 class Worker:
     def __init__(self, engine: Engine, *, batch: int = 32, poll_interval: float = 0.2,
                  idle_poll: float = 10.0, heartbeat_interval: float | None = None,
-                 heartbeat_timeout: float = 30.0) -> None:
+                 heartbeat_timeout: float = 30.0, flow_pool: FlowPool | None = None) -> None:
         self.engine = engine
         self.store = engine.store
         self.batch = batch
@@ -106,6 +107,11 @@ class Worker:
         # Definitions are immutable: what a (orchestration, version, step) is, found once.
         self._chainable: dict[tuple[str, int, str], bool] = {}
         self._step_defs: dict[tuple[str, int, str], StepDefinition | None] = {}
+        # Flow processes (see _call_flow): shared with the other threads of this process
+        # when given (run_workers), else this worker's own, made on first use and closed
+        # when run() ends.
+        self._pool = flow_pool
+        self._own_pool = flow_pool is None
 
     # ---- lifecycle ----------------------------------------------------------------------
     def run(self, *, until_idle: bool = False) -> WorkerStats:
@@ -149,6 +155,9 @@ class Worker:
                 self._idle_wait(seen, now_m - idle_since)
         finally:
             self.stopping.set()
+            if self._own_pool and self._pool is not None:
+                self._pool.close()  # no flow process outlives its worker
+                self._pool = None
             try:  # releases jobs claimed but not processed (graceful stop)
                 self.store.unregister_worker(self.id)
             except DBAPIError:
@@ -189,6 +198,16 @@ class Worker:
         """Stop after the job in hand; jobs claimed but not started are released."""
         self.stopping.set()
         self.engine.work_available.set()
+
+    def _call_flow(self, name: str, fn: FlowFn, ctx: FlowContext, timeout_ms: int | None) -> Any:
+        """Call a flow where it can be stopped if it must be (``FlowRunner``): with a
+        ``timeout``, or everywhere under ``isolation = "process"``, in a flow process the
+        timeout kills; else, the hot path, in this thread."""
+        if not timeout_ms and self.engine.settings.isolation != "process":
+            return fn(ctx)
+        if self._pool is None:
+            self._pool = FlowPool(1, self.engine.settings.flow_memory_mb)
+        return self._pool.call(name, ctx, timeout_ms)
 
     def _heartbeat_loop(self) -> None:
         while not self.stopping.wait(self.heartbeat_interval):
@@ -289,7 +308,7 @@ class Worker:
                 raise StepFailure(f"step {step!r} is not in {run.orchestration} "
                                   f"v{run.version}", retryable=False)
             out = step_type.run_job(StepWork(run, record, definition, iteration, attempt,
-                                             job.payload))
+                                             job.payload, self._call_flow))
             event = StepCompleted(step, iteration, _jsonable(dict(out.output)),
                                   vars=_jsonable(dict(out.vars)) if out.vars else None,
                                   ran_at=ran_at, attempt=attempt)
@@ -325,7 +344,8 @@ class Worker:
         try:
             if fn is None:
                 raise StepFailure(f"flow {p['flow']!r} is not registered in this worker")
-            data["output"] = _jsonable(fn(flow_context(run, p["step"], p["iteration"], record)))
+            ctx = flow_context(run, p["step"], p["iteration"], record)
+            data["output"] = _jsonable(self._call_flow(p["flow"], fn, ctx, None))
             kind = "escalation_flow_ran"
         except Exception as exc:  # noqa: BLE001 - audited on the run; never the worker's problem
             data["error"] = _error(exc)
@@ -373,7 +393,8 @@ class Worker:
             return _Result(job, None)
         fn = get_flow(name)
         try:
-            value = bool(fn(flow_context(run, name, 0, record))) if fn else False
+            value = bool(self._call_flow(name, fn, flow_context(run, name, 0, record), None)) \
+                if fn else False
         except Exception:
             log.exception("evaluation flow %s failed for run %s; treated as false", name, run.id)
             value = False
@@ -615,8 +636,12 @@ def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvalua
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
-    tb = traceback.format_exception(exc)
     retry_after = getattr(exc, "retry_after", None)  # StepFailure's, or a flow's own error's
+    if isinstance(exc, FlowRaised):  # raised in a flow process: as it was there
+        return {"type": exc.type_name, "message": str(exc), "retryable": exc.retryable,
+                **({"retry_after": retry_after} if retry_after else {}),
+                "traceback": exc.traceback_text}
+    tb = traceback.format_exception(exc)
     return {
         "type": type(exc).__name__,
         "message": str(exc),
@@ -653,12 +678,21 @@ def run_workers(engine: Engine, concurrency: int, *, until_idle: bool = False,
     Threads help flows that wait on I/O (callouts, other systems); CPU-bound flows
     scale with more processes (``baton worker`` on more cores or machines).
     """
-    workers = [Worker(engine, **options) for _ in range(max(1, concurrency))]
+    pool = FlowPool(max(1, concurrency), engine.settings.flow_memory_mb)
+    workers = [Worker(engine, flow_pool=pool, **options) for _ in range(max(1, concurrency))]
+    try:
+        _run_threads(workers, until_idle, _created)
+    finally:
+        pool.close()
+    return workers
+
+
+def _run_threads(workers: list[Worker], until_idle: bool, _created: list[Worker] | None) -> None:
     if _created is not None:  # lets a caller (a signal handler) reach them while they run
         _created.extend(workers)
     if len(workers) == 1:
         workers[0].run(until_idle=until_idle)
-        return workers
+        return
     threads = [threading.Thread(target=w.run, kwargs={"until_idle": until_idle},
                                 name=f"baton-worker-{i}") for i, w in enumerate(workers)]
     for t in threads:
@@ -672,4 +706,3 @@ def run_workers(engine: Engine, concurrency: int, *, until_idle: bool = False,
             w.stop()
         for t in threads:
             t.join()
-    return workers

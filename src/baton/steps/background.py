@@ -15,7 +15,7 @@ from baton.definitions.model import StepDefinition
 from baton.errors import StepFailure
 from baton.flows import get_flow
 from baton.steps.base import JobStepType, StepOutput, StepWork
-from baton.steps.flowrun import call_with_timeout, flow_context
+from baton.steps.flowrun import flow_context
 
 _UNSET = object()
 
@@ -43,7 +43,7 @@ class Background(JobStepType):
             raise StepFailure(f"flow {name!r} is not registered in this worker "
                               "(is its module listed under flows in baton.toml?)", retryable=False)
         ctx = flow_context(work.run, work.step.name, work.iteration, work.record)
-        output = call_with_timeout(fn, ctx, work.payload.get("timeout_ms"))
+        output = work.flows(name, fn, ctx, work.payload.get("timeout_ms"))
         if output is None:
             output = {}
         if not isinstance(output, dict):

@@ -22,6 +22,7 @@ from baton.engine.events import Command, SignalReceived, TimerFired
 from baton.engine.state import Run, StepRun
 from baton.engine.status import StepStatus
 from baton.errors import BatonError, ExpressionError
+from baton.steps.flowrun import FlowRunner
 
 
 class DecideContext(Protocol):
@@ -66,6 +67,7 @@ class StepWork:
     iteration: int
     attempt: int | None
     payload: Mapping[str, Any]  # the job's payload, as ``ScheduleStep`` was applied
+    flows: FlowRunner  # how this worker calls a flow (its thread, or a flow process)
 
 
 @dataclass(frozen=True)

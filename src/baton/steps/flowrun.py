@@ -1,15 +1,17 @@
-"""Calling a flow from a run's snapshot: the context it is given, and the step timeout.
+"""Calling a flow from a run's snapshot: the context it is given, and how it is called.
 
 Used by background steps and by the worker's own flow jobs (evaluation flows, SLA
 escalations). Outside any transaction; nothing here reads or writes the database.
+
+The worker decides where a flow runs (:class:`FlowRunner`, ``baton.runtime.flowpool``): in
+its own thread, or in a flow process it can kill when the step's ``timeout`` passes.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from baton.engine.state import Run, copy_json
 from baton.errors import StepFailure
@@ -25,40 +27,40 @@ def flow_context(run: Run, step: str, iteration: int,
     """
     steps = {n: StepView(n, sr.status.value, copy_json(sr.output) or {})
              for n, sr in run.steps.items()}
-    logger = logging.LoggerAdapter(logging.getLogger(f"baton.flow.{step}"),
-                                   {"run_id": run.id, "step": step})
     return FlowContext(run_id=run.id, step=step, iteration=iteration, record=copy_json(record),
                        vars=copy_json(run.vars), input=copy_json(run.input), steps=steps,
-                       logger=logger)
+                       logger=flow_logger(run.id, step))
+
+
+def flow_logger(run_id: str, step: str) -> logging.LoggerAdapter[logging.Logger]:
+    return logging.LoggerAdapter(logging.getLogger(f"baton.flow.{step}"),
+                                 {"run_id": run_id, "step": step})
+
+
+class FlowRunner(Protocol):
+    """Calls the flow ``fn`` registered as ``name`` on ``ctx`` and returns what it returned;
+    afterwards ``ctx.vars`` and ``ctx.record_updates`` hold what the flow changed, wherever
+    it ran. With ``timeout_ms`` an attempt that overruns raises :class:`StepTimeout` and no
+    longer holds the worker, nor a CPU."""
+
+    def __call__(self, name: str, fn: FlowFn, ctx: FlowContext,
+                 timeout_ms: int | None) -> Any: ...
 
 
 class StepTimeout(StepFailure):
-    """An attempt overran its step's ``timeout`` (retryable)."""
+    """An attempt overran its step's ``timeout`` (retryable); its flow process was killed."""
 
 
-def call_with_timeout(fn: FlowFn, ctx: FlowContext, timeout_ms: int | None) -> Any:
-    """Call the flow; with a timeout, in a helper thread that is abandoned when it overruns.
+class FlowProcessDied(StepFailure):
+    """The process running a flow died under it (a crash, a signal, the OOM killer)."""
 
-    The worker stops waiting after ``timeout_ms`` (real time: it bounds how long a worker
-    slot is held) and the attempt fails; whatever the abandoned thread does later is
-    ignored (its record updates are never read). Python cannot kill a thread, so a flow
-    that never returns keeps that helper thread, but no longer the worker.
-    """
-    if not timeout_ms:
-        return fn(ctx)
-    box: dict[str, Any] = {}
 
-    def target() -> None:
-        try:
-            box["value"] = fn(ctx)
-        except BaseException as exc:  # noqa: BLE001 - handed to the worker thread below
-            box["error"] = exc
+class FlowRaised(StepFailure):
+    """A flow raised in a flow process: its error as it was there (type, message,
+    retryable, retry_after, traceback), since the exception itself may not cross."""
 
-    helper = threading.Thread(target=target, daemon=True, name="baton-flow")
-    helper.start()
-    helper.join(timeout_ms / 1000)
-    if helper.is_alive():
-        raise StepTimeout(f"attempt overran its timeout of {timeout_ms} ms", retryable=True)
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    def __init__(self, type_name: str, message: str, *, retryable: bool,
+                 retry_after: float | None, traceback_text: str) -> None:
+        super().__init__(message, retryable=retryable, retry_after=retry_after)
+        self.type_name = type_name
+        self.traceback_text = traceback_text
