@@ -94,7 +94,8 @@ def _drive(engine: Engine, total: int, on_progress: Any = None) -> None:
     pytest.fail(f"runs did not finish within {DEADLINE_S} s")
 
 
-def _check(engine: Engine, logs: Path, *, exactly_once_execution: bool) -> None:
+def _check(engine: Engine, logs: Path, *, exactly_once_execution: bool) -> set[int]:
+    """Check the outcome; returns the pids of the worker processes that ran flows."""
     runs = engine.list_runs(limit=RUNS + 10)
     assert len(runs) == RUNS
     assert Counter(r.status.value for r in runs) == {"completed": RUNS}
@@ -116,6 +117,7 @@ def _check(engine: Engine, logs: Path, *, exactly_once_execution: bool) -> None:
             assert s2 >= e1, f"{key} ran on workers {p1} and {p2} at the same time"
         if exactly_once_execution:
             assert len(spans) == 1, f"{key} executed {len(spans)} times"
+    return {pid for spans in executions.values() for _s, _e, pid in spans}
 
 
 def _run(tmp_path: Path, url: str, kill_one: bool) -> None:
@@ -150,7 +152,10 @@ def _run(tmp_path: Path, url: str, kill_one: bool) -> None:
             assert p.returncode == 0, (logs / f"worker-{i}.err").read_text()[-2000:]
     if kill_one:
         assert killed and procs[0].returncode == -signal.SIGKILL
-    _check(engine, logs, exactly_once_execution=not kill_one)
+    ran = _check(engine, logs, exactly_once_execution=not kill_one)
+    # Scale-out means the work was shared: every worker process ran flows (the killed one
+    # before it died, and the others after), not one worker while three idled.
+    assert ran == {p.pid for p in procs}, (ran, [p.pid for p in procs])
     engine.close()
 
 
