@@ -15,6 +15,7 @@ configuration tables list exactly those (``tests/unit/test_settings.py`` checks 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -109,6 +110,14 @@ class Settings:
     flow_memory_mb: int | None = field(default=None, metadata=_env("BATON_FLOW_MEMORY_MB"))
     """Address space a flow process may add to what it was forked with (``RLIMIT_AS``), in
     MiB; None: no limit. ``baton.toml``: ``flow_memory_mb``."""
+    trusted_proxies: tuple[str, ...] = field(default=(), metadata=_env("BATON_TRUSTED_PROXIES"))
+    """IP addresses or networks (CIDR) of the reverse proxies in front of ``baton serve``:
+    only a request from one of them has its ``Forwarded`` / ``X-Forwarded-For`` /
+    ``X-Forwarded-Proto`` headers believed (client address for login throttling; https for
+    cookies). Empty: no one's."""
+    cookie_secure: bool | None = field(default=None, metadata=_env("BATON_COOKIE_SECURE"))
+    """Mark the UI's cookies ``Secure``: True, False, or None (``auto``) when the request
+    came over https as seen through the trusted proxies."""
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None,
@@ -146,6 +155,8 @@ class Settings:
             max_body_bytes=_number(e, "BATON_MAX_BODY_BYTES", int, 1024 * 1024),
             isolation=isolation,
             flow_memory_mb=memory,
+            trusted_proxies=_networks(e, "BATON_TRUSTED_PROXIES"),
+            cookie_secure=_auto_bool(e, "BATON_COOKIE_SECURE"),
         )
 
     def store_options(self) -> dict[str, Any]:
@@ -192,6 +203,31 @@ def _number(env: Mapping[str, str], name: str, kind: Callable[[str], N], default
         return kind(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR networks, each checked (normalised)."""
+    out: list[str] = []
+    for part in (env.get(name) or "").split(","):
+        if not part.strip():
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: {part.strip()!r} is not an IP address or network "
+                              "(e.g. 10.0.0.5 or 10.0.0.0/8)") from None
+    return tuple(out)
+
+
+def _auto_bool(env: Mapping[str, str], name: str) -> bool | None:
+    raw = (env.get(name) or "auto").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    if raw == "auto":
+        return None
+    raise ConfigError(f"{name}={raw!r} is not auto, 1 or 0")
 
 
 def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:

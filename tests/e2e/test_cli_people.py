@@ -100,3 +100,30 @@ def test_work_claim_checks_the_user_like_the_api_once_there_are_users(tmp_path: 
     ok(baton("work", "claim", item["id"], "--user", "alice", cwd=proj))
     shown = json.loads(ok(baton("work", "show", item["id"], "--json", cwd=proj)).stdout)
     assert shown["claimed_by"] == "alice"
+
+
+def test_users_unlock_lifts_a_login_lockout(tmp_path: Path) -> None:
+    from baton.runtime.engine import Engine
+
+    proj = _project(tmp_path)
+    ok(_run_stdin(["users", "add", "alice", "--role", "agent", "--password-stdin"], proj,
+                  "correct horse\n"))
+    engine = Engine(f"sqlite:///{proj / 'baton.db'}")  # the web login's bookkeeping, as it does
+    try:
+        for _ in range(5):
+            engine.directory.throttle.failed(account="alice", address="203.0.113.5")
+        assert engine.directory.throttle.locked(account="alice") is not None
+        p = ok(baton("users", "unlock", "alice", cwd=proj))
+        assert "account alice unlocked (it was locked until " in p.stdout
+        assert engine.directory.throttle.locked(account="alice") is None
+        assert "(it was not locked)" in ok(baton("users", "unlock", "--address", "203.0.113.5",
+                                                 cwd=proj)).stdout
+        neither = baton("users", "unlock", cwd=proj)
+        assert neither.returncode != 0 and "give a user NAME or --address" in neither.stderr
+        with engine.store.read() as tx:
+            audit = tx.events_txn(types=["login_locked", "login_unlocked"])
+        assert [(e["type"], e["actor"], e["data"]["name"]) for e in audit] == [
+            ("login_locked", "203.0.113.5", "alice"), ("login_unlocked", "cli", "alice"),
+            ("login_unlocked", "cli", "203.0.113.5")]
+    finally:
+        engine.close()

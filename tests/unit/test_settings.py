@@ -126,6 +126,9 @@ SAMPLES = {
     "BATON_USER_EMAILS": (json.dumps({"ann": "a@x"}), lambda s: s.user_emails == {"ann": "a@x"}),
     "BATON_ISOLATION": ("process", lambda s: s.isolation == "process"),
     "BATON_FLOW_MEMORY_MB": ("256", lambda s: s.flow_memory_mb == 256),
+    "BATON_TRUSTED_PROXIES": ("10.0.0.5, 10.1.0.0/16",
+                              lambda s: s.trusted_proxies == ("10.0.0.5/32", "10.1.0.0/16")),
+    "BATON_COOKIE_SECURE": ("1", lambda s: s.cookie_secure is True),
 }
 
 
@@ -145,6 +148,12 @@ def test_bad_values_name_their_variable() -> None:
         Settings.from_environment({"BATON_ISOLATION": "fork"})
     with pytest.raises(ConfigError, match="BATON_FLOW_MEMORY_MB"):
         Settings.from_environment({"BATON_FLOW_MEMORY_MB": "-5"})
+    with pytest.raises(ConfigError, match="BATON_TRUSTED_PROXIES: 'proxy' is not an IP"):
+        Settings.from_environment({"BATON_TRUSTED_PROXIES": "10.0.0.1,proxy"})
+    with pytest.raises(ConfigError, match="BATON_COOKIE_SECURE='maybe' is not auto, 1 or 0"):
+        Settings.from_environment({"BATON_COOKIE_SECURE": "maybe"})
+    assert Settings.from_environment({"BATON_COOKIE_SECURE": "0"}).cookie_secure is False
+    assert Settings.from_environment({"BATON_COOKIE_SECURE": "auto"}).cookie_secure is None
     s = Settings.from_environment({"BATON_USER_EMAILS": "[1]", "BATON_NOTIFY_ADDRESSES": "{"})
     assert s.user_emails == {} and s.notify_addresses == {}  # ignored, with a warning
 

@@ -18,6 +18,7 @@ from typing import Any
 from pwdlib import PasswordHash
 
 from baton.auth.roles import ROLES, Permission, permissions
+from baton.auth.throttle import LoginThrottle
 from baton.clock import Clock, iso, parse_iso
 from baton.errors import NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
@@ -109,6 +110,7 @@ class Directory:
         self.store = store
         self.clock = clock
         self.ids = ids
+        self.throttle = LoginThrottle(store, clock)  # failed logins and lockouts
 
     def _now(self) -> str:
         return iso(self.clock.now())
@@ -207,7 +209,8 @@ class Directory:
             return self.members_txn(tx, kind, name)
 
     def authenticate(self, name: str, password: str) -> User | None:
-        """The user if the name and password match an active user with a password."""
+        """The user if the name and password match an active user with a password. (No
+        throttling here: the login edge asks :attr:`throttle` first and tells it after.)"""
         with self.store.read() as tx:
             row = tx.user_row_txn(name)
             user = self._to_user_txn(tx, row) if row is not None else None

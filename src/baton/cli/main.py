@@ -258,7 +258,10 @@ def serve(
     console.print(f"Baton at {url} (API docs {url}/docs) with {len(workers)} worker thread(s). "
                   "Stop with Ctrl-C.")
     try:
-        uvicorn.run(create_app(eng, base_url=url), host=host, port=port, log_level="info")
+        # proxy_headers=False: forwarding headers are believed from BATON_TRUSTED_PROXIES
+        # only (baton.web.proxies), not from whatever uvicorn trusts by default.
+        uvicorn.run(create_app(eng, base_url=url), host=host, port=port, log_level="info",
+                    proxy_headers=False)
     finally:
         for w in workers:  # finish the job in hand, release the rest
             w.stop()

@@ -94,6 +94,24 @@ def users_list(as_json: JsonOpt = False) -> None:
             ", ".join(sorted(u.queues)), u.email or "", "yes" if u.active else "no"] for u in users])
 
 
+@users_app.command("unlock")
+def users_unlock(
+    name: Annotated[str | None, typer.Argument(help="The account (user name) to unlock")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="Unlock a client address instead")] = None,
+) -> None:
+    """Lift a login lockout and forget the failed attempts: `baton users unlock alice`
+    (or `baton users unlock --address 203.0.113.7`). Audited as `login_unlocked`."""
+    if (name is None) == (address is None):
+        raise typer.BadParameter("give a user NAME or --address, one of them")
+    kind = "account" if name is not None else "address"
+    target = name if name is not None else address
+    assert target is not None
+    lifted = _engine().directory.throttle.unlock(kind, target, actor="cli")
+    what = f"account {target}" if kind == "account" else f"address {target}"
+    console.print(f"{what} unlocked" + (f" (it was locked until {lifted.until.isoformat()})"
+                                         if lifted else " (it was not locked)"))
+
+
 @tokens_app.command("create")
 def tokens_create(user: str, label: Annotated[str, typer.Option("--label", help="What the token is for")] = "",
                   as_json: JsonOpt = False) -> None:

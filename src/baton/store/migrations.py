@@ -64,11 +64,17 @@ def _m004_records_by_creation(conn: Connection) -> None:
             index.create(conn, checkfirst=True)  # a fresh database got it from migration 1
 
 
+def _m005_login_throttle(conn: Connection) -> None:
+    """Failed logins per account and per client address: after too many, a lockout."""
+    schema.login_throttle.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
     Migration(3, "users, memberships, API tokens, sessions", _m003_people),
     Migration(4, "index records by creation time", _m004_records_by_creation),
+    Migration(5, "failed logins per account and client address", _m005_login_throttle),
 )
 LATEST = MIGRATIONS[-1].version
 

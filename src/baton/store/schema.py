@@ -199,3 +199,17 @@ sessions = Table(
     Column("expires_at", String(40), nullable=False),
     Index("ix_sessions_user", "user_name"),
 )
+
+# ---- failed logins, per account and per client address (migration 5) ---------------------
+login_throttle = Table(
+    "baton_login_throttle",
+    metadata,
+    Column("kind", String(10), primary_key=True),  # account | address
+    Column("name", String(200), primary_key=True),  # the user name tried, or the IP address
+    Column("failures", Integer, nullable=False),  # in the window that began at window_start
+    Column("window_start", String(40), nullable=False),
+    Column("lockouts", Integer, nullable=False),  # in a row: each doubles the next one
+    Column("locked_until", String(40), nullable=True),
+    Column("updated_at", String(40), nullable=False),
+    Index("ix_login_throttle_updated", "updated_at"),
+)

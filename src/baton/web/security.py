@@ -4,6 +4,10 @@ A request authenticated by the session cookie that changes something (POST, PUT,
 DELETE) must carry the session's CSRF token, as the ``X-CSRF-Token`` header (htmx sends it
 on every request) or a ``csrf_token`` form field. Token-authenticated requests need no CSRF
 token: browsers never attach them on their own.
+
+An unknown API token counts as a failed attempt against the client address (see
+:mod:`baton.auth.throttle`); while the address is locked out, every token it sends is
+answered 429 with ``Retry-After`` before it is looked up.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission, require
+from baton.auth.throttle import Locked
 from baton.runtime.engine import Engine
+from baton.web import proxies
 from baton.web.problems import ProblemError
 
 SESSION_COOKIE = "baton_session"
@@ -42,6 +48,23 @@ class Principal:
 
 def engine_of(request: Request) -> Engine:
     return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def client_address(request: Request) -> str:
+    """The client's address, through the configured trusted proxies."""
+    return proxies.client_address(request, engine_of(request).settings.trusted_proxies)
+
+
+def secure_cookies(request: Request) -> bool:
+    """Should the cookies set in answer to this request be ``Secure`` (``BATON_COOKIE_SECURE``)?"""
+    settings = engine_of(request).settings
+    return proxies.cookie_secure(request, settings.cookie_secure, settings.trusted_proxies)
+
+
+def too_many(request: Request, lock: Locked) -> ProblemError:
+    now = engine_of(request).clock.now()
+    return ProblemError(429, "Too many failed attempts", lock.explain(now), slug="locked-out",
+                        headers={"Retry-After": str(lock.retry_after(now))})
 
 
 def unauthorized(detail: str) -> ProblemError:
@@ -73,8 +96,13 @@ async def optional_principal(
     """The caller, or None when the request carries no credentials at all."""
     eng = engine_of(request)
     if credentials is not None:
+        address = client_address(request)
+        lock = eng.directory.throttle.locked(address=address)
+        if lock is not None:
+            raise too_many(request, lock)
         user = eng.directory.user_for_token(credentials.credentials)
         if user is None:
+            eng.directory.throttle.failed(address=address)
             raise unauthorized("the API token is unknown, revoked, or its user is deactivated")
         return Principal(user, "token")
     cookie = request.cookies.get(SESSION_COOKIE)

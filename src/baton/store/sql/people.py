@@ -1,6 +1,7 @@
-"""The people tables (users, group and queue memberships, API tokens, UI sessions) as
-transaction methods: the SQL of :mod:`baton.auth.directory`, which keeps the rules
-(validation, hashing, expiry) and calls these.
+"""The people tables (users, group and queue memberships, API tokens, UI sessions, failed
+logins) as transaction methods: the SQL of :mod:`baton.auth.directory` and
+:mod:`baton.auth.throttle`, which keep the rules (validation, hashing, expiry, lockouts)
+and call these.
 
 Rows are plain dicts of the table's columns. A plan never writes here (each write is
 refused): the directory is changed by people, not by a worker's batch.
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from baton.store import schema as s
 from baton.store.sql.marks import refused
@@ -112,3 +114,51 @@ class PeopleSql:
         t = s.sessions
         cond = t.c.user_name == user_name if user_name is not None else t.c.secret_hash == secret_hash
         self.conn.execute(delete(t).where(cond))
+
+    # ---- failed logins (the throttle) ---------------------------------------------------
+    def throttle_rows_txn(self, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The throttle rows of these (kind, name) keys that exist."""
+        t = s.login_throttle
+        rows: list[dict[str, Any]] = []
+        for kind, name in keys:
+            row = self.conn.execute(select(t).where(t.c.kind == kind, t.c.name == name)).first()
+            if row is not None:
+                rows.append(dict(row._mapping))
+        return rows
+
+    @refused("writes the user directory")
+    def lock_throttle_row_txn(self, kind: str, name: str, now: str) -> dict[str, Any]:
+        """The (kind, name) row, locked until the transaction ends (created empty if none)."""
+        t = s.login_throttle
+        q = select(t).where(t.c.kind == kind, t.c.name == name).with_for_update()
+        row = self.conn.execute(q).first()
+        if row is None:
+            try:
+                with self.conn.begin_nested():  # a concurrent first failure may insert it too
+                    self.conn.execute(insert(t).values(
+                        kind=kind, name=name, failures=0, window_start=now, lockouts=0,
+                        locked_until=None, updated_at=now))
+            except IntegrityError:
+                pass
+            row = self.conn.execute(q).first()
+        assert row is not None
+        return dict(row._mapping)
+
+    @refused("writes the user directory")
+    def update_throttle_txn(self, kind: str, name: str, values: dict[str, Any]) -> None:
+        t = s.login_throttle
+        self.conn.execute(update(t).where(t.c.kind == kind, t.c.name == name).values(**values))
+
+    @refused("writes the user directory")
+    def delete_throttle_txn(self, kind: str, name: str | None = None, *,
+                            idle_before: str | None = None) -> int:
+        """Forget one key's failures and lockouts (``name``), or every key of ``kind`` idle
+        since before ``idle_before`` and not locked then. Returns how many rows went."""
+        t = s.login_throttle
+        if name is not None:
+            cond = (t.c.kind == kind) & (t.c.name == name)
+        else:
+            assert idle_before is not None
+            cond = ((t.c.kind == kind) & (t.c.updated_at < idle_before)
+                    & ((t.c.locked_until.is_(None)) | (t.c.locked_until < idle_before)))
+        return int(self.conn.execute(delete(t).where(cond)).rowcount)

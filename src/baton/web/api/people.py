@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from baton.auth.directory import TokenInfo, User
 from baton.auth.roles import Permission, require
+from baton.clock import iso
 from baton.errors import NotFound
 from baton.web.api.common import Limit, Offset, Page, page_of
 from baton.web.problems import problem_responses
@@ -139,6 +140,38 @@ def update_user(request: Request, name: UserName, body: UserPatch,
         name, roles=body.roles, groups=body.groups, queues=body.queues, email=body.email,
         display_name=body.display_name, active=body.active, password=body.password)
     return user_json(user)
+
+
+class Unlocked(BaseModel):
+    kind: Literal["account", "address"]
+    name: str
+    was_locked_until: str | None = Field(description="the lockout lifted; null: none was in force")
+
+
+def _unlock(request: Request, kind: Literal["account", "address"], name: str,
+            actor: str) -> dict[str, Any]:
+    lifted = engine_of(request).directory.throttle.unlock(kind, name, actor)
+    return {"kind": kind, "name": name, "was_locked_until": iso(lifted.until) if lifted else None}
+
+
+@router.post("/users/{name}/unlock", response_model=Unlocked, summary="Unlock a user's login",
+             description="Lifts a lockout earned by failed logins and forgets the failures "
+                         "(audited as `login_unlocked`). The user need not exist: the name "
+                         "tried is what was locked.",
+             responses=problem_responses(401, 403, 422))
+def unlock_user(request: Request, name: UserName, principal: Principal = USERS) -> dict[str, Any]:
+    return _unlock(request, "account", name, principal.name)
+
+
+@router.post("/addresses/{address}/unlock", response_model=Unlocked,
+             summary="Unlock a client address",
+             description="Lifts a lockout of a client address earned by failed logins or "
+                         "unknown API tokens (audited as `login_unlocked`).",
+             responses=problem_responses(401, 403, 422))
+def unlock_address(request: Request,
+                   address: Annotated[str, Path(min_length=1, max_length=200)],
+                   principal: Principal = USERS) -> dict[str, Any]:
+    return _unlock(request, "address", address, principal.name)
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201,
