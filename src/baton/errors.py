@@ -103,3 +103,14 @@ class StepFailure(BatonError):
 
 class ConfigError(BatonError):
     """The project folder, baton.toml or the database URL is unusable."""
+
+
+class IdempotencyKeyTaken(TransitionConflict):
+    """Another request with the same idempotency key committed first: this one created
+    nothing; the caller answers with the first request's response."""
+
+    def __init__(self, principal: str, key: str) -> None:
+        self.principal = principal
+        self.key = key
+        super().__init__(f"a request with idempotency key {key!r} was made already "
+                         "(or is in progress): retry it to get its response")

@@ -20,6 +20,7 @@ from baton.records.model import record_view
 from baton.rows import AuditEvent, Record, audit_event
 from baton.runtime import jobs
 from baton.runtime.definitions import DefinitionRepo
+from baton.runtime.idempotency import IdempotencyClaim
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 
@@ -44,12 +45,17 @@ class RecordService:
         self.wake = wake
 
     def create(self, object_type: str, rows: Sequence[dict[str, Any]], actor: str,
-               ) -> list[dict[str, Any]]:
-        """Create records (and the runs they trigger) in one transaction: all or none."""
+               claim: IdempotencyClaim | None = None) -> list[dict[str, Any]]:
+        """Create records (and the runs they trigger) in one transaction: all or none.
+
+        ``claim``: the request's idempotency key, claimed and bound to the (first) record
+        in the same transaction."""
         now_dt = self.clock.now()
         now = iso(now_dt)
         out = []
         with self.store.write() as tx:
+            if claim is not None:
+                claim.claim_txn(tx, now_dt)
             otype = self.definitions.object_type(object_type, tx)
             for i, data in enumerate(rows):
                 what = f"{object_type} record" + (f" #{i + 1}" if len(rows) > 1 else "")
@@ -62,6 +68,8 @@ class RecordService:
                                                   {"object_type": object_type, "fields": values})])
                 self.fire_triggers_txn(tx, row, None, "create", now_dt, actor)
                 out.append(record_view(row))
+            if claim is not None and out:
+                claim.bind_txn(tx, out[0]["id"])
         return out
 
     def update(self, record_id: str, data: dict[str, Any], expected_version: int | None,

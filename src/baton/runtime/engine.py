@@ -33,6 +33,7 @@ from baton.records.service import RecordService
 from baton.rows import AuditEvent, WorkItem
 from baton.runtime.apply import Applier
 from baton.runtime.definitions import DefinitionRepo, DeployResult
+from baton.runtime.idempotency import IdempotencyClaim, IdempotencyKeys
 from baton.runtime.runs import RunDriver
 from baton.runtime.views import fallout_view
 from baton.settings import Settings
@@ -110,6 +111,7 @@ class Engine:
         self.records = RecordService(self.store, self.definitions, self.runs, self.ids,
                                      self.clock, self.work_available.set)
         self.work = WorkService(self.store, self.runs, self.applier, self.clock, self.directory)
+        self.idempotency = IdempotencyKeys(self.store, self.clock)
         if migrate:
             self.store.migrate()
 
@@ -141,9 +143,11 @@ class Engine:
 
     # ---- records ------------------------------------------------------------------------
     @one_transaction
-    def create_record(self, object_type: str, data: dict[str, Any], *, actor: str = "system") -> dict[str, Any]:
-        """Create a record; runs it triggers start in the same transaction."""
-        return self.records.create(object_type, [data], actor)[0]
+    def create_record(self, object_type: str, data: dict[str, Any], *, actor: str = "system",
+                      idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
+        """Create a record; runs it triggers start in the same transaction (and the
+        request's idempotency key is claimed in it)."""
+        return self.records.create(object_type, [data], actor, idempotency)[0]
 
     @one_transaction
     def create_records(self, object_type: str, rows: Sequence[dict[str, Any]], *,
@@ -181,9 +185,12 @@ class Engine:
     # ---- runs ---------------------------------------------------------------------------
     @one_transaction
     def start(self, orchestration: str, input: dict[str, Any] | None = None, *,
-              record_id: str | None = None, actor: str = "system") -> Run:
-        """Start an autolaunched orchestration with typed ``input``."""
-        return self.runs.start(orchestration, input, record_id=record_id, actor=actor)
+              record_id: str | None = None, actor: str = "system",
+              idempotency: IdempotencyClaim | None = None) -> Run:
+        """Start an autolaunched orchestration with typed ``input`` (claiming the request's
+        idempotency key in the same transaction)."""
+        return self.runs.start(orchestration, input, record_id=record_id, actor=actor,
+                               claim=idempotency)
 
     def get_run(self, run_id: str) -> Run:
         return self.runs.get(run_id)

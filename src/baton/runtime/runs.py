@@ -31,6 +31,7 @@ from baton.records.model import record_view
 from baton.rows import AuditEvent, Record
 from baton.runtime.apply import Applier
 from baton.runtime.definitions import DefinitionRepo
+from baton.runtime.idempotency import IdempotencyClaim
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 
@@ -108,10 +109,13 @@ class RunDriver:
 
     # ---- operations ---------------------------------------------------------------------
     def start(self, orchestration: str, input: dict[str, Any] | None, *,
-              record_id: str | None, actor: str) -> Run:
-        """Start an autolaunched orchestration with typed ``input``."""
+              record_id: str | None, actor: str, claim: IdempotencyClaim | None = None) -> Run:
+        """Start an autolaunched orchestration with typed ``input``; ``claim``: the
+        request's idempotency key, claimed and bound to the run in the same transaction."""
         now_dt = self.clock.now()
         with self.store.write() as tx:
+            if claim is not None:
+                claim.claim_txn(tx, now_dt)
             defn, version = self.definitions.orchestration(orchestration, tx=tx)
             t = defn.trigger
             if t.type != "autolaunched":
@@ -130,7 +134,10 @@ class RunDriver:
             elif t.object:
                 raise ValidationError(f"start of {orchestration}", {
                     "record": f"this orchestration runs on a {t.object} record: pass its id"})
-            return self.start_txn(tx, defn, version, row, values, actor, now_dt)
+            run = self.start_txn(tx, defn, version, row, values, actor, now_dt)
+            if claim is not None:
+                claim.bind_txn(tx, run.id)
+            return run
 
     def cancel(self, run_id: str, reason: str, actor: str) -> Run:
         return self.event(run_id, CancelRequested(reason, actor), "is {status}; it cannot be canceled")

@@ -69,12 +69,18 @@ def _m005_login_throttle(conn: Connection) -> None:
     schema.login_throttle.create(conn, checkfirst=True)
 
 
+def _m006_idempotency_keys(conn: Connection) -> None:
+    """Idempotency keys: a create retried after a lost answer replays the first one."""
+    schema.idempotency_keys.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
     Migration(3, "users, memberships, API tokens, sessions", _m003_people),
     Migration(4, "index records by creation time", _m004_records_by_creation),
     Migration(5, "failed logins per account and client address", _m005_login_throttle),
+    Migration(6, "idempotency keys", _m006_idempotency_keys),
 )
 LATEST = MIGRATIONS[-1].version
 

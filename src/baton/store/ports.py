@@ -116,14 +116,26 @@ class People(Protocol):
                             idle_before: str | None = None) -> int: ...
 
 
+class IdempotencyKeys(Protocol):
+    """The keys of API requests that create something (the rules, fingerprints and expiry,
+    stay in :mod:`baton.runtime.idempotency`)."""
+
+    def idempotency_key_txn(self, principal: str, key: str) -> Row | None: ...
+    def claim_idempotency_key_txn(self, row: Row, *, expired_before: str) -> None: ...
+    def bind_idempotency_key_txn(self, principal: str, key: str, resource_id: str) -> None: ...
+    def store_idempotent_response_txn(self, principal: str, key: str,
+                                      response: Row) -> bool: ...
+    def sweep_idempotency_keys_txn(self, expired_before: str) -> int: ...
+
+
 class Savepoints(Protocol):
     def savepoint(self) -> AbstractContextManager[Any]:
         """A nested transaction: what runs in it is rolled back alone if it raises."""
         ...
 
 
-class Transaction(Definitions, Records, Runs, WorkItems, Jobs, Events, People, Savepoints,
-                  Protocol):
+class Transaction(Definitions, Records, Runs, WorkItems, Jobs, Events, People, IdempotencyKeys,
+                  Savepoints, Protocol):
     """Everything a caller may ask of one open transaction."""
 
 

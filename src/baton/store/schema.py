@@ -213,3 +213,19 @@ login_throttle = Table(
     Column("updated_at", String(40), nullable=False),
     Index("ix_login_throttle_updated", "updated_at"),
 )
+
+# ---- idempotency keys: a create retried with the same key creates nothing (migration 6) ---
+idempotency_keys = Table(
+    "baton_idempotency_keys",
+    metadata,
+    Column("principal", String(200), primary_key=True),  # whose key: keys are per user
+    Column("key", String(255), primary_key=True),  # the Idempotency-Key header's value
+    Column("method", String(10), nullable=False),
+    Column("path", String(1000), nullable=False),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of method, path and body
+    Column("resource", String(20), nullable=False),  # record | run
+    Column("resource_id", String(40), nullable=True),  # bound in the creating transaction
+    Column("response", JSON, nullable=True),  # {status, headers, body}: stored after commit
+    Column("created_at", String(40), nullable=False),
+    Index("ix_idempotency_keys_created", "created_at"),  # the sweep of expired keys
+)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from baton.errors import ValidationError
 from baton.web.problems import ProblemError
@@ -30,6 +30,13 @@ Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="Items to skip")]
 # Names and ids in paths and filters: bounded, so a fuzzer's megabyte string is a 422, not a
 # full scan with a megabyte parameter.
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class RequestBody(BaseModel):
+    """A request body: a field the operation does not know is a 422 naming it (a typo such
+    as ``{"dat": ...}`` is refused, not silently dropped)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Page(BaseModel, Generic[T]):
@@ -53,7 +60,7 @@ def page_of(all_items: list[T], limit: int, offset: int) -> dict[str, Any]:
     return page(all_items[offset:offset + limit], len(all_items), limit, offset)
 
 
-class Reason(BaseModel):
+class Reason(RequestBody):
     """Why (audited with the actor's name)."""
 
     reason: str = Field(min_length=1, max_length=2000, description="Why (audited)")

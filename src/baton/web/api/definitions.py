@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 from baton.auth.roles import Permission
 from baton.errors import NotFound
 from baton.store.base import DefinitionRow
-from baton.web.api.common import MAX_INT, Limit, Offset, Page, page_of
+from baton.web.api.common import MAX_INT, Limit, Offset, Page, RequestBody, page_of
 from baton.web.problems import DefinitionIssue, problem_responses
 from baton.web.security import Principal, engine_of, need
 
@@ -28,7 +28,7 @@ class Kind(str, Enum):
     calendar = "calendar"
 
 
-class DefinitionFiles(BaseModel):
+class DefinitionFiles(RequestBody):
     """YAML texts by file name; file names appear in problems (``file:line path: message``)."""
 
     files: dict[Annotated[str, Field(min_length=1, max_length=300)],
@@ -97,7 +97,7 @@ class DefinitionDiff(BaseModel):
     diff: str = Field(description="unified diff of the two versions' YAML (empty if equal)")
 
 
-class Activate(BaseModel):
+class Activate(RequestBody):
     version: int = Field(ge=1, le=MAX_INT)
 
 

@@ -12,7 +12,7 @@ from baton.auth.directory import TokenInfo, User
 from baton.auth.roles import Permission, require
 from baton.clock import iso
 from baton.errors import NotFound
-from baton.web.api.common import Limit, Offset, Page, page_of
+from baton.web.api.common import Limit, Offset, Page, RequestBody, page_of
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, current_principal, engine_of, need
 
@@ -41,7 +41,7 @@ class Me(UserOut):
     authenticated_by: Literal["token", "session"]
 
 
-class NewUser(BaseModel):
+class NewUser(RequestBody):
     name: str = Field(min_length=1, max_length=200, examples=["ann"])
     roles: list[Role] = Field(min_length=1, max_length=4)
     groups: list[Member] = Field(default_factory=list, max_length=100)
@@ -51,7 +51,7 @@ class NewUser(BaseModel):
     password: str | None = Field(default=None, min_length=8, max_length=1000)
 
 
-class UserPatch(BaseModel):
+class UserPatch(RequestBody):
     roles: list[Role] | None = Field(default=None, min_length=1, max_length=4)
     groups: list[Member] | None = Field(default=None, max_length=100)
     queues: list[Member] | None = Field(default=None, max_length=100)
@@ -74,7 +74,7 @@ class TokenCreated(TokenOut):
     secret: str = Field(description="shown once: send it as `Authorization: Bearer …`")
 
 
-class NewToken(BaseModel):
+class NewToken(RequestBody):
     label: str = Field(default="", max_length=200)
     user: str | None = Field(default=None, min_length=1, max_length=200,
                              description="whose token (default: yours; others need `users`)")

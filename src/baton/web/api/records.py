@@ -6,11 +6,14 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from baton.auth.roles import Permission
+from baton.runtime.idempotency import IdempotencyClaim
 from baton.runtime.views import event_view, record_json
-from baton.web.api.common import MAX_INT, Limit, Offset, Page, page, page_of, under
+from baton.web.api.common import MAX_INT, Limit, Offset, Page, RequestBody, page, page_of, under
+from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempotent
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
 
@@ -22,12 +25,12 @@ RecordId = Annotated[str, Path(min_length=1, max_length=40)]
 TypeName = Annotated[str, Path(min_length=1, max_length=200, description="object type, e.g. Case")]
 
 
-class RecordData(BaseModel):
+class RecordData(RequestBody):
     data: dict[str, Any] = Field(default_factory=dict, description="field values by name",
                                  examples=[{"subject": "Invoice 42 is wrong", "origin": "Web"}])
 
 
-class RecordPatch(BaseModel):
+class RecordPatch(RequestBody):
     data: dict[str, Any] = Field(description="the fields to change; the others keep their values")
     version: int | None = Field(default=None, ge=1, le=MAX_INT,
                                 description="the version you read; a stale one gives 409 "
@@ -79,16 +82,28 @@ IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100,
 @router.post("/objects/{object_type}/records", response_model=RecordOut, status_code=201,
              summary="Create a record",
              description="Runs its create triggers start in the same transaction. "
-                         "Field errors answer 422 naming each field (`data.FIELD`).",
-             responses=problem_responses(400, 401, 403, 404, 422))
-def create_record(request: Request, response: Response, object_type: TypeName,
-                  body: RecordData, principal: Principal = WRITE) -> dict[str, Any]:
-    with under("data"):
-        view = engine_of(request).create_record(object_type, body.data, actor=principal.name)
-    out = record_json(view, object_type)
-    response.headers["Location"] = f"/api/records/{out['id']}"
-    _etag(response, out)
-    return out
+                         "Field errors answer 422 naming each field (`data.FIELD`). "
+                         "With an `Idempotency-Key`, a retry creates nothing and answers "
+                         "as the first request was answered.",
+             responses={201: {"description": "Created", "headers": REPLAY_HEADERS},
+                        **problem_responses(400, 401, 403, 404, 422)})
+def create_record(request: Request, object_type: TypeName, body: RecordData,
+                  idempotency_key: IdempotencyKey = None,
+                  principal: Principal = WRITE) -> JSONResponse:
+    eng = engine_of(request)
+
+    def create(claim: IdempotencyClaim | None) -> Answer:
+        with under("data"):
+            view = eng.create_record(object_type, body.data, actor=principal.name,
+                                     idempotency=claim)
+        return _created(record_json(view, object_type))
+
+    return idempotent(request, principal, idempotency_key, "record", body, RecordOut, 201,
+                      create, lambda rid: _created(record_json(eng.get_record(rid))))
+
+
+def _created(out: dict[str, Any]) -> Answer:
+    return out, {"Location": f"/api/records/{out['id']}", "ETag": f'"{out["version"]}"'}
 
 
 @router.get("/records", response_model=Page[RecordOut], summary="List records, newest first",

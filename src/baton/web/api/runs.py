@@ -5,16 +5,29 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from baton.auth.roles import Permission
 from baton.engine.state import Run
 from baton.engine.status import RunStatus, StageStatus, StepStatus
 from baton.runtime import views
+from baton.runtime.idempotency import IdempotencyClaim
 from baton.runtime.views import event_view, run_summary
-from baton.web.api.common import MAX_INT, Limit, Offset, Page, Reason, page, page_of, under
+from baton.web.api.common import (
+    MAX_INT,
+    Limit,
+    Offset,
+    Page,
+    Reason,
+    RequestBody,
+    page,
+    page_of,
+    under,
+)
 from baton.web.api.records import Event
+from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempotent
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
 
@@ -26,14 +39,14 @@ RunId = Annotated[str, Path(min_length=1, max_length=40)]
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 
-class StartRun(BaseModel):
+class StartRun(RequestBody):
     orchestration: str = Field(min_length=1, max_length=200)
     input: dict[str, Any] = Field(default_factory=dict, description="typed by the trigger's input")
     record_id: str | None = Field(default=None, min_length=1, max_length=40,
                                   description="the record the run works on, if it takes one")
 
 
-class Signal(BaseModel):
+class Signal(RequestBody):
     name: str = Field(min_length=1, max_length=200)
     data: dict[str, Any] = Field(default_factory=dict,
                                  description="output of the pause steps waiting for it")
@@ -109,16 +122,28 @@ def _check_startable(request: Request, name: str) -> None:
              summary="Start a run of an autolaunched orchestration",
              description="Input is validated against the trigger's `input` fields (422 naming "
                          "each). Record-triggered orchestrations start by creating or updating "
-                         "records instead (400). A deactivated orchestration answers 409.",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
-def start_run(request: Request, response: Response, body: StartRun,
-              principal: Principal = WRITE) -> dict[str, Any]:
-    _check_startable(request, body.orchestration)
-    with under("input", {"record": "record_id"}):
-        run = engine_of(request).start(body.orchestration, body.input, record_id=body.record_id,
-                                       actor=principal.name)
-    response.headers["Location"] = f"/api/runs/{run.id}"
-    return run_detail(request, run)
+                         "records instead (400). A deactivated orchestration answers 409. "
+                         "With an `Idempotency-Key`, a retry starts nothing and answers as "
+                         "the first request was answered.",
+             responses={201: {"description": "Started", "headers": REPLAY_HEADERS},
+                        **problem_responses(400, 401, 403, 404, 409, 422)})
+def start_run(request: Request, body: StartRun, idempotency_key: IdempotencyKey = None,
+              principal: Principal = WRITE) -> JSONResponse:
+    eng = engine_of(request)
+
+    def create(claim: IdempotencyClaim | None) -> Answer:
+        _check_startable(request, body.orchestration)
+        with under("input", {"record": "record_id"}):
+            run = eng.start(body.orchestration, body.input, record_id=body.record_id,
+                            actor=principal.name, idempotency=claim)
+        return _started(request, run)
+
+    return idempotent(request, principal, idempotency_key, "run", body, RunDetail, 201,
+                      create, lambda run_id: _started(request, eng.get_run(run_id)))
+
+
+def _started(request: Request, run: Run) -> Answer:
+    return run_detail(request, run), {"Location": f"/api/runs/{run.id}"}
 
 
 @router.get("", response_model=Page[RunSummary], summary="List runs, newest first",

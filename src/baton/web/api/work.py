@@ -21,7 +21,7 @@ from baton.engine.status import WorkItemStatus
 from baton.errors import NotFound, ValidationError
 from baton.rows import WorkItem as WorkItemRow
 from baton.runtime.views import completed_view, work_item_view
-from baton.web.api.common import Limit, Offset, Page, page, under
+from baton.web.api.common import Limit, Offset, Page, RequestBody, page, under
 from baton.web.api.runs import RunSummary
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, engine_of, need
@@ -80,12 +80,12 @@ class Completed(WorkItem):
     run: RunSummary = Field(description="the run after the step completed")
 
 
-class Submission(BaseModel):
+class Submission(RequestBody):
     data: dict[str, Any] = Field(default_factory=dict, description="the form's fields",
                                  examples=[{"resolution": "close", "notes": "answered"}])
 
 
-class Reassign(BaseModel):
+class Reassign(RequestBody):
     to: str = Field(pattern=r"^(user|group|queue):[A-Za-z0-9][A-Za-z0-9_.@-]{0,199}$",
                     max_length=206, description="user:NAME, group:NAME or queue:NAME",
                     examples=["queue:tier2"])
