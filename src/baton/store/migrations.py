@@ -64,11 +64,19 @@ def _m004_records_by_creation(conn: Connection) -> None:
             index.create(conn, checkfirst=True)  # a fresh database got it from migration 1
 
 
+def _m007_incidents(conn: Connection) -> None:
+    """Incidents: a trigger's `when` or an evaluation flow that raised, for an operator to
+    retry or dismiss (the write that fired it is saved all the same)."""
+    schema.incidents.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
     Migration(3, "users, memberships, API tokens, sessions", _m003_people),
     Migration(4, "index records by creation time", _m004_records_by_creation),
+    # 5 and 6 are taken by work on other branches: the numbers stay unique when they merge.
+    Migration(7, "incidents", _m007_incidents),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -111,14 +111,27 @@ class People(Protocol):
                             secret_hash: str | None = None) -> None: ...
 
 
+class Incidents(Protocol):
+    """A definition's bug met at run time, for an operator (:mod:`baton.runtime.incidents`)."""
+
+    def insert_incident_txn(self, row: Row) -> None: ...
+    def get_incident_txn(self, incident_id: str, *, for_update: bool = False) -> Row | None: ...
+    def list_incidents_txn(self, statuses: Sequence[str] | None, limit: int, offset: int,
+                           record_id: str | None = None) -> list[Row]: ...
+    def count_incidents_txn(self, statuses: Sequence[str] | None,
+                            record_id: str | None = None) -> int: ...
+    def update_incident_txn(self, incident_id: str, expected_status: str,
+                            values: Row) -> bool: ...
+
+
 class Savepoints(Protocol):
     def savepoint(self) -> AbstractContextManager[Any]:
         """A nested transaction: what runs in it is rolled back alone if it raises."""
         ...
 
 
-class Transaction(Definitions, Records, Runs, WorkItems, Jobs, Events, People, Savepoints,
-                  Protocol):
+class Transaction(Definitions, Records, Runs, WorkItems, Jobs, Events, People, Incidents,
+                  Savepoints, Protocol):
     """Everything a caller may ask of one open transaction."""
 
 

@@ -22,11 +22,12 @@ def repositories(tx: SqlTx, plan: PlanTx) -> dict[str, object]:
     jobs: ports.Jobs = tx
     events: ports.Events = tx
     people: ports.People = tx
+    incidents: ports.Incidents = tx
     savepoints: ports.Savepoints = tx
     transaction: ports.Transaction = tx
     planned_transaction: ports.Transaction = plan
     planned: ports.PlannedCommit = plan
     return {"definitions": definitions, "records": records, "runs": runs,
-            "work_items": work_items, "jobs": jobs, "events": events, "people": people,
+            "work_items": work_items, "jobs": jobs, "events": events, "people": people, "incidents": incidents,
             "savepoints": savepoints, "transaction": transaction,
             "planned_transaction": planned_transaction, "planned": planned}
