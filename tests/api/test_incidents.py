@@ -81,3 +81,36 @@ def test_agents_and_designers_may_not_see_or_act_on_incidents(api: Api) -> None:
             assert_problem(api.post(who, f"/api/incidents/{inc_id}/{action}", {"reason": "x"}), 403)
     assert api.get("opal", f"/api/incidents/{inc_id}").json()["status"] == "open"
     assert api.get("root", "/api/incidents").json()["total"] == 1
+
+
+def test_the_fallout_page_lists_incidents_with_csrf_protected_retry_and_dismiss(sqlite_api: Api) -> None:
+    api = sqlite_api
+    inc_id, record_id = _incident(api)
+    cookie, csrf = api.engine.directory.create_session("opal")
+    api.client.cookies.set("baton_session", cookie)
+    try:
+        page = api.client.get("/fallout")
+        assert page.status_code == 200
+        assert inc_id in page.text and record_id in page.text and "too costly" in page.text
+        form = {"id": inc_id, "action": "dismiss", "reason": "a test gadget"}
+        assert api.client.post("/fallout/incidents", data=form).status_code == 403  # no CSRF token
+        r = api.client.post("/fallout/incidents", data={**form, "reason": "", "csrf_token": csrf})
+        assert r.status_code == 422 and "Reason is required" in r.text
+        assert api.engine.get_incident(inc_id)["status"] == "open"
+        r = api.client.post("/fallout/incidents", data={**form, "csrf_token": csrf},
+                            follow_redirects=False)
+        assert r.status_code == 303, r.text
+        assert "No open incidents." in api.client.get(r.headers["location"]).text
+        done = api.engine.get_incident(inc_id)
+        assert (done["status"], done["resolved_by"], done["reason"]) == (
+            "dismissed", "opal", "a test gadget")
+        r = api.client.post("/fallout/incidents", data={**form, "csrf_token": csrf})
+        assert r.status_code == 409 and "dismissed" in r.text
+    finally:
+        api.client.cookies.clear()
+    cookie, _ = api.engine.directory.create_session("ann")
+    api.client.cookies.set("baton_session", cookie)
+    try:
+        assert api.client.get("/fallout").status_code == 403
+    finally:
+        api.client.cookies.clear()
