@@ -148,6 +148,7 @@ stages:
     rec = eng.create_record("Case", {"subject": "Printer on fire"})
     harness.work()
     assert harness.worker.stats.planned_commits >= 1
+    assert harness.worker.stats.unplanned_commits == 0  # the plan carried the incident
     assert eng.get_record(rec["id"])["touched"] is True
     (run,) = eng.list_runs(record_id=rec["id"])
     assert (run.orchestration, run.status) == ("toucher", RunStatus.COMPLETED)
