@@ -20,7 +20,12 @@ from baton.records.model import record_view
 from baton.rows import AuditEvent, Record, audit_event
 from baton.runtime import jobs
 from baton.runtime.definitions import DefinitionRepo
-from baton.runtime.incidents import TRIGGER_FAILED, incident_row, trigger_scope
+from baton.runtime.incidents import (
+    TRIGGER_FAILED,
+    incident_row,
+    open_incident_txn,
+    trigger_scope,
+)
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 
@@ -134,11 +139,11 @@ class RecordService:
                     self.ids.new("inc"), TRIGGER_FAILED, orchestration=defn.name,
                     version=version, record_id=row["id"], run_id=None, expression=source,
                     error=str(exc), now=now, detail={"op": op, "old": old_view})
-                tx.insert_incident_txn(incident)
+                incident_id = open_incident_txn(tx, incident)
                 tx.append_events_txn([audit_event(  # type: ignore[list-item]
                     TRIGGER_FAILED, "system", now, row["id"], None,
                     {"orchestration": defn.name, "version": version, "error": str(exc),
-                     "expression": source, "incident": incident["id"]})])
+                     "expression": source, "incident": incident_id})])
                 continue
             if ok:
                 self.runs.start_txn(tx, defn, version, row, {}, actor, now_dt)

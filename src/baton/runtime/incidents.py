@@ -47,6 +47,25 @@ def incident_row(incident_id: str, kind: str, *, orchestration: str, version: in
             "resolved_at": None, "resolved_by": None, "reason": None}
 
 
+_SAME = ("kind", "orchestration", "version", "record_id", "run_id", "expression")
+
+
+def open_incident_txn(tx: Transaction, row: dict[str, Any]) -> str:
+    """Open ``row`` (from :func:`incident_row`), or, when the same failure (kind,
+    orchestration, version, record, run, expression) is already open, count it there with
+    the newest error: a broken condition met on every record change is one incident.
+    Returns the incident's id."""
+    same = tx.find_open_incident_txn({k: row[k] for k in _SAME})
+    if same is None:
+        tx.insert_incident_txn(row)
+        return str(row["id"])
+    values = {"error": row["error"], "detail": row["detail"], "attempts": same["attempts"] + 1,
+              "updated_at": row["updated_at"]}
+    if not tx.update_incident_txn(same["id"], IncidentStatus.OPEN.value, values):
+        raise TransitionConflict(f"incident {same['id']} changed concurrently")
+    return str(same["id"])
+
+
 def incident_view(row: Mapping[str, Any]) -> dict[str, Any]:
     """An incident as the API returns it and the CLI prints it."""
     return {k: row.get(k) for k in _VIEW_FIELDS}

@@ -408,9 +408,8 @@ class Worker:
                 orchestration=run.orchestration, version=run.version, record_id=run.record_id,
                 run_id=run.id, expression=name, error=f"{error['type']}: {error['message']}",
                 now=now)
-            audit = event_row(incidents.CONDITION_FLOW_FAILED, "system", now, run.record_id,
-                              run.id, {"flow": name, "error": error, "incident": incident["id"]})
-            return _Result(job, ConditionEvaluated(name, False), audit=[audit], incident=incident)
+            incident["detail"] = {"error": error}
+            return _Result(job, ConditionEvaluated(name, False), incident=incident)
         return _Result(job, ConditionEvaluated(name, value))
 
     # ---- inside the transaction: commit the batch --------------------------------------
@@ -564,7 +563,12 @@ class Worker:
         if res.audit:
             tx.append_events_txn(res.audit)
         if res.incident is not None:
-            tx.insert_incident_txn(res.incident)
+            inc = res.incident
+            incident_id = incidents.open_incident_txn(tx, inc)
+            tx.append_events_txn([event_row(
+                inc["kind"], "system", inc["created_at"], inc["record_id"], inc["run_id"],
+                {"flow": inc["expression"], "error": inc["detail"]["error"],
+                 "incident": incident_id})])
         if event is None:
             if not res.audit:
                 self.stats.stale += 1

@@ -24,6 +24,17 @@ class IncidentsSql:
     def insert_incident_txn(self, row: dict[str, Any]) -> None:
         self.conn.execute(insert(s.incidents).values(**row))
 
+    # Exact only under the write lock: a plan that meets an incident commits the usual way.
+    @refused("looks for an open incident (rare: done under the write lock)")
+    def find_open_incident_txn(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        """The open incident with these column values (kind, orchestration, version,
+        record_id, run_id, expression), if any."""
+        t = s.incidents
+        q = select(t).where(t.c.status == "open", *(
+            t.c[k].is_(None) if v is None else t.c[k] == v for k, v in key.items()))
+        row = self.conn.execute(q.order_by(t.c.created_at).limit(1)).first()
+        return dict(row._mapping) if row else None
+
     def get_incident_txn(self, incident_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
         q = select(s.incidents).where(s.incidents.c.id == incident_id)
         if for_update:
@@ -43,7 +54,7 @@ class IncidentsSql:
         q = _where(select(func.count()).select_from(s.incidents), statuses, record_id)
         return int(self.conn.execute(q).scalar_one())
 
-    @refused("changes an incident (an operator's action)")
+    @refused("changes an incident")
     def update_incident_txn(self, incident_id: str, expected_status: str,
                             values: dict[str, Any]) -> bool:
         """Compare-and-set: False when the incident is no longer ``expected_status``."""
