@@ -14,6 +14,7 @@ import pytest
 
 from baton.engine.status import (
     TABLES,
+    IncidentStatus,
     RunStatus,
     StageStatus,
     StepStatus,
@@ -24,6 +25,7 @@ from baton.engine.status import (
 from baton.errors import TransitionConflict
 
 R, G, S, W = RunStatus, StageStatus, StepStatus, WorkItemStatus
+I = IncidentStatus
 
 EXPECTED: dict[type[StrEnum], dict[StrEnum, set[StrEnum]]] = {
     RunStatus: {
@@ -58,9 +60,14 @@ EXPECTED: dict[type[StrEnum], dict[StrEnum, set[StrEnum]]] = {
         W.COMPLETED: set(),
         W.CANCELED: set(),
     },
+    IncidentStatus: {
+        I.OPEN: {I.RESOLVED, I.DISMISSED},  # retry (evaluated: run started, or false), dismiss
+        I.RESOLVED: set(),
+        I.DISMISSED: set(),
+    },
 }
 
-ENUMS = (RunStatus, StageStatus, StepStatus, WorkItemStatus)
+ENUMS = (RunStatus, StageStatus, StepStatus, WorkItemStatus, IncidentStatus)
 PAIRS = [
     pytest.param(old, new, id=f"{enum.__name__}:{old.value}->{new.value}")
     for enum in ENUMS

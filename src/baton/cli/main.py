@@ -41,6 +41,10 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 fallout_app = typer.Typer(no_args_is_help=True,
                           help="Steps in fallout: list them; retry, complete or skip one (ID = RUN_ID:STEP).")
 app.add_typer(fallout_app, name="fallout")
+incidents_app = typer.Typer(no_args_is_help=True,
+                            help="Incidents (a trigger's when or an evaluation flow that raised): "
+                                 "list them; retry or dismiss one.")
+app.add_typer(incidents_app, name="incidents")
 app.add_typer(records_app, name="records")
 app.add_typer(runs_app, name="runs")
 app.add_typer(work_app, name="work")
@@ -397,6 +401,50 @@ def fallout_complete(fallout_id: str, reason: ReasonOpt,
 def fallout_skip(fallout_id: str, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
     """Skip the step: its dependents go on as if it had completed."""
     _fallout("skip", fallout_id, reason, None, as_json)
+
+
+# ---- incidents ----------------------------------------------------------------------------
+@incidents_app.command("list")
+def incidents_list(
+    status: Annotated[list[str] | None, typer.Option(
+        "--status", help="open (the default), resolved or dismissed; repeat for several")] = None,
+    limit: int = 100, as_json: JsonOpt = False,
+) -> None:
+    """Incidents, oldest first, with the expression (or flow), the record and the error."""
+    items = state.engine().list_incidents(statuses=status or ["open"], limit=limit)
+    if as_json:
+        print_json(items)
+        return
+    table("Incidents", ["id", "kind", "status", "orchestration", "record", "run", "expression",
+                        "error", "since"],
+          [[i["id"], i["kind"], styled(i["status"]), f"{i['orchestration']} v{i['version']}",
+            i["record_id"] or "", i["run_id"] or "", i["expression"], i["error"],
+            i["created_at"]] for i in items])
+
+
+def _incident(action: str, incident_id: str, reason: str, as_json: bool) -> None:
+    eng = state.engine()
+    act = eng.retry_incident if action == "retry" else eng.dismiss_incident
+    inc = act(incident_id, reason=reason, actor="cli")
+    if as_json:
+        print_json(inc)
+        return
+    started = f"; run {inc['run_id']} started" if action == "retry" and inc["kind"] == \
+        "trigger_failed" and inc["run_id"] else ""
+    error = f" ({inc['error']})" if inc["status"] == "open" else ""
+    console.print(f"{incident_id}: {action} done; {styled(inc['status'])}{started}{error}")
+
+
+@incidents_app.command("retry")
+def incidents_retry(incident_id: str, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+    """Evaluate again, now: a trigger that holds starts its run; an error keeps it open."""
+    _incident("retry", incident_id, reason, as_json)
+
+
+@incidents_app.command("dismiss")
+def incidents_dismiss(incident_id: str, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+    """Close the incident without evaluating it again."""
+    _incident("dismiss", incident_id, reason, as_json)
 
 
 # ---- records ------------------------------------------------------------------------------

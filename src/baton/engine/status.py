@@ -45,7 +45,16 @@ class WorkItemStatus(StrEnum):
     CANCELED = "canceled"
 
 
+class IncidentStatus(StrEnum):
+    """An incident (a trigger's `when` or an evaluation flow that raised) for an operator."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"  # a retry evaluated it (and started the run, or found it false)
+    DISMISSED = "dismissed"  # an operator said why it needs nothing more
+
+
 R, G, S, W = RunStatus, StageStatus, StepStatus, WorkItemStatus
+I = IncidentStatus
 
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     R.IN_PROGRESS: frozenset({R.COMPLETED, R.FAILED, R.CANCELED}),
@@ -86,14 +95,22 @@ WORK_ITEM_TRANSITIONS: dict[WorkItemStatus, frozenset[WorkItemStatus]] = {
     W.CANCELED: frozenset(),
 }
 
+# A retry that raises again keeps the incident open (with the new error): not a transition.
+INCIDENT_TRANSITIONS: dict[IncidentStatus, frozenset[IncidentStatus]] = {
+    I.OPEN: frozenset({I.RESOLVED, I.DISMISSED}),
+    I.RESOLVED: frozenset(),
+    I.DISMISSED: frozenset(),
+}
+
 TABLES = {
     RunStatus: RUN_TRANSITIONS,
     StageStatus: STAGE_TRANSITIONS,
     StepStatus: STEP_TRANSITIONS,
     WorkItemStatus: WORK_ITEM_TRANSITIONS,
+    IncidentStatus: INCIDENT_TRANSITIONS,
 }
 
-StatusT = RunStatus | StageStatus | StepStatus | WorkItemStatus
+StatusT = RunStatus | StageStatus | StepStatus | WorkItemStatus | IncidentStatus
 
 
 def can_transition(old: StatusT, new: StatusT) -> bool:

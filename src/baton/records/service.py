@@ -21,6 +21,12 @@ from baton.rows import AuditEvent, Record, audit_event
 from baton.runtime import jobs
 from baton.runtime.definitions import DefinitionRepo
 from baton.runtime.idempotency import IdempotencyClaim
+from baton.runtime.incidents import (
+    TRIGGER_FAILED,
+    incident_row,
+    open_incident_txn,
+    trigger_scope,
+)
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 
@@ -119,22 +125,33 @@ class RecordService:
 
     def fire_triggers_txn(self, tx: Transaction, row: Mapping[str, Any], old: Mapping[str, Any] | None, op: str,
                           now_dt: Any, actor: str) -> None:
-        """Start the runs whose record trigger on ``op`` (create/update) holds for ``row``."""
+        """Start the runs whose record trigger on ``op`` (create/update) holds for ``row``.
+
+        A ``when`` that raises (a definition's bug) never fails the write: the trigger is
+        skipped and an incident opened for operators, in this transaction."""
         view = record_view(row)
         if old is None:  # on create every field was empty before: old.x is null, not missing
             otype = self.definitions.object_type(row["object_type"], tx)
             old_view: dict[str, Any] = {f.name: None for f in otype.fields}
         else:
             old_view = record_view(old)
-        scope = {"record": view, "old": old_view, "now": iso(now_dt)}
+        now = iso(now_dt)
+        scope = trigger_scope(view, old_view, now)
         for defn, version in self.definitions.record_triggers(row["object_type"], op, tx):
             when = defn.trigger.when
+            source = (when.expression if when is not None else None) or "=true"
             try:
-                ok = when is None or evaluate_condition(when.expression or "=true", scope)
+                ok = when is None or evaluate_condition(source, scope)
             except ExpressionError as exc:
+                incident = incident_row(
+                    self.ids.new("inc"), TRIGGER_FAILED, orchestration=defn.name,
+                    version=version, record_id=row["id"], run_id=None, expression=source,
+                    error=str(exc), now=now, detail={"op": op, "old": old_view})
+                incident_id = open_incident_txn(tx, incident)
                 tx.append_events_txn([audit_event(  # type: ignore[list-item]
-                    "trigger_failed", "system", iso(now_dt), row["id"], None,
-                    {"orchestration": defn.name, "version": version, "error": str(exc)})])
+                    TRIGGER_FAILED, "system", now, row["id"], None,
+                    {"orchestration": defn.name, "version": version, "error": str(exc),
+                     "expression": source, "incident": incident_id})])
                 continue
             if ok:
                 self.runs.start_txn(tx, defn, version, row, {}, actor, now_dt)

@@ -34,6 +34,7 @@ from baton.rows import AuditEvent, WorkItem
 from baton.runtime.apply import Applier
 from baton.runtime.definitions import DefinitionRepo, DeployResult
 from baton.runtime.idempotency import IdempotencyClaim, IdempotencyKeys
+from baton.runtime.incidents import IncidentService
 from baton.runtime.runs import RunDriver
 from baton.runtime.views import fallout_view
 from baton.settings import Settings
@@ -110,6 +111,8 @@ class Engine:
         self.runs = RunDriver(self.store, self.definitions, self.applier, self.ids, self.clock)
         self.records = RecordService(self.store, self.definitions, self.runs, self.ids,
                                      self.clock, self.work_available.set)
+        self.incidents = IncidentService(self.store, self.definitions, self.runs, self.clock,
+                                         self.work_available.set)
         self.work = WorkService(self.store, self.runs, self.applier, self.clock, self.directory)
         self.idempotency = IdempotencyKeys(self.store, self.clock)
         if migrate:
@@ -232,6 +235,31 @@ class Engine:
         """
         return self.runs.resolve_fallout(fallout_id, action, reason=reason, actor=actor,
                                          output=output)
+
+    def list_incidents(self, *, statuses: Sequence[str] | None = ("open",), limit: int = 100,
+                       offset: int = 0, record_id: str | None = None) -> list[dict[str, Any]]:
+        """Incidents (a trigger's `when` or an evaluation flow that raised), oldest first;
+        the open ones by default, every one with ``statuses=None``."""
+        return self.incidents.list_incidents(list(statuses) if statuses else None, limit,
+                                             offset, record_id)
+
+    def count_incidents(self, *, statuses: Sequence[str] | None = ("open",),
+                        record_id: str | None = None) -> int:
+        return self.incidents.count_incidents(list(statuses) if statuses else None, record_id)
+
+    def get_incident(self, incident_id: str) -> dict[str, Any]:
+        return self.incidents.get(incident_id)
+
+    @one_transaction
+    def retry_incident(self, incident_id: str, *, reason: str, actor: str = "system") -> dict[str, Any]:
+        """Evaluate the failed trigger condition (or queue the evaluation flow) again, now;
+        the incident is resolved unless it raises again (then it stays open, new error)."""
+        return self.incidents.retry(incident_id, reason=reason, actor=actor)
+
+    @one_transaction
+    def dismiss_incident(self, incident_id: str, *, reason: str, actor: str = "system") -> dict[str, Any]:
+        """Close an open incident without evaluating it again."""
+        return self.incidents.dismiss(incident_id, reason=reason, actor=actor)
 
     @one_transaction
     def resume_run(self, run_id: str, reason: str, *, actor: str = "system") -> Run:

@@ -37,7 +37,7 @@ from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, FlowFn, get_flow
-from baton.runtime import jobs
+from baton.runtime import incidents, jobs
 from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.runtime.flowpool import FlowPool
@@ -393,11 +393,23 @@ class Worker:
             return _Result(job, None)
         fn = get_flow(name)
         try:
-            value = bool(self._call_flow(name, fn, flow_context(run, name, 0, record), None)) \
-                if fn else False
-        except Exception:
-            log.exception("evaluation flow %s failed for run %s; treated as false", name, run.id)
-            value = False
+            if fn is None:
+                raise StepFailure(f"flow {name!r} is not registered in this worker")
+            value = bool(self._call_flow(name, fn, flow_context(run, name, 0, record), None))
+        except Exception as exc:  # noqa: BLE001 - a definition's bug: an incident, not the worker's
+            # The condition stays false meanwhile; an operator retries (the job is queued
+            # again) or dismisses it.
+            error = _error(exc)
+            log.warning("evaluation flow %s raised for run %s (condition false; incident "
+                        "opened): %s", name, run.id, error["message"])
+            now = iso(self.engine.clock.now())
+            incident = incidents.incident_row(
+                self.engine.ids.new("inc"), incidents.CONDITION_FLOW_FAILED,
+                orchestration=run.orchestration, version=run.version, record_id=run.record_id,
+                run_id=run.id, expression=name, error=f"{error['type']}: {error['message']}",
+                now=now)
+            incident["detail"] = {"error": error}
+            return _Result(job, ConditionEvaluated(name, False), incident=incident)
         return _Result(job, ConditionEvaluated(name, value))
 
     # ---- inside the transaction: commit the batch --------------------------------------
@@ -550,6 +562,13 @@ class Worker:
                 tx.finish_job_txn(job.id, self.id)
         if res.audit:
             tx.append_events_txn(res.audit)
+        if res.incident is not None:
+            inc = res.incident
+            incident_id = incidents.open_incident_txn(tx, inc)
+            tx.append_events_txn([event_row(
+                inc["kind"], "system", inc["created_at"], inc["record_id"], inc["run_id"],
+                {"flow": inc["expression"], "error": inc["detail"]["error"],
+                 "incident": incident_id})])
         if event is None:
             if not res.audit:
                 self.stats.stale += 1
@@ -602,6 +621,7 @@ class _Result:
     record_updates: dict[str, Any] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)  # events to append with it
     release_at: str | None = None  # ISO time: the job goes back to the queue, not away
+    incident: dict[str, Any] | None = None  # an incident to open with it (a flow raised)
 
 
 _Snapshot = tuple[Run, dict[str, Any] | None]  # a run and its record, read for the batch

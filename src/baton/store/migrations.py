@@ -74,6 +74,12 @@ def _m006_idempotency_keys(conn: Connection) -> None:
     schema.idempotency_keys.create(conn, checkfirst=True)
 
 
+def _m007_incidents(conn: Connection) -> None:
+    """Incidents: a trigger's `when` or an evaluation flow that raised, for an operator to
+    retry or dismiss (the write that fired it is saved all the same)."""
+    schema.incidents.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -81,6 +87,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "index records by creation time", _m004_records_by_creation),
     Migration(5, "failed logins per account and client address", _m005_login_throttle),
     Migration(6, "idempotency keys", _m006_idempotency_keys),
+    Migration(7, "incidents", _m007_incidents),
 )
 LATEST = MIGRATIONS[-1].version
 

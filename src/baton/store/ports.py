@@ -128,6 +128,20 @@ class IdempotencyKeys(Protocol):
     def sweep_idempotency_keys_txn(self, expired_before: str) -> int: ...
 
 
+class Incidents(Protocol):
+    """A definition's bug met at run time, for an operator (:mod:`baton.runtime.incidents`)."""
+
+    def insert_incident_txn(self, row: Row) -> None: ...
+    def find_open_incident_txn(self, key: Row) -> Row | None: ...
+    def get_incident_txn(self, incident_id: str, *, for_update: bool = False) -> Row | None: ...
+    def list_incidents_txn(self, statuses: Sequence[str] | None, limit: int, offset: int,
+                           record_id: str | None = None) -> list[Row]: ...
+    def count_incidents_txn(self, statuses: Sequence[str] | None,
+                            record_id: str | None = None) -> int: ...
+    def update_incident_txn(self, incident_id: str, expected_status: str,
+                            values: Row) -> bool: ...
+
+
 class Savepoints(Protocol):
     def savepoint(self) -> AbstractContextManager[Any]:
         """A nested transaction: what runs in it is rolled back alone if it raises."""
@@ -135,7 +149,7 @@ class Savepoints(Protocol):
 
 
 class Transaction(Definitions, Records, Runs, WorkItems, Jobs, Events, People, IdempotencyKeys,
-                  Savepoints, Protocol):
+                  Incidents, Savepoints, Protocol):
     """Everything a caller may ask of one open transaction."""
 
 

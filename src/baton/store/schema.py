@@ -229,3 +229,30 @@ idempotency_keys = Table(
     Column("created_at", String(40), nullable=False),
     Index("ix_idempotency_keys_created", "created_at"),  # the sweep of expired keys
 )
+
+# ---- incidents (migration 7): a definition's bug met at run time, for an operator -------
+# A record trigger whose `when` raised (the record is saved, the run not started) or an
+# evaluation flow that raised (its condition stays false). Retried or dismissed by an
+# operator; the status moves open -> resolved | dismissed (baton.engine.status).
+incidents = Table(
+    "baton_incidents",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(40), nullable=False),  # trigger_failed | condition_flow_failed
+    Column("status", String(20), nullable=False),
+    Column("orchestration", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("record_id", String(40), nullable=True),
+    Column("run_id", String(40), nullable=True),  # the run it concerns, or a retry started
+    Column("expression", Text, nullable=False),  # the trigger's `when`, or the flow's name
+    Column("error", Text, nullable=False),
+    Column("detail", JSON, nullable=False),  # what a retry needs (the trigger's op and old)
+    Column("attempts", Integer, nullable=False),  # evaluations that raised
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    Column("resolved_at", String(40), nullable=True),
+    Column("resolved_by", String(200), nullable=True),
+    Column("reason", Text, nullable=True),
+    Index("ix_incidents_status", "status", "created_at"),
+    Index("ix_incidents_record", "record_id"),
+)

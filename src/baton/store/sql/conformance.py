@@ -23,11 +23,13 @@ def repositories(tx: SqlTx, plan: PlanTx) -> dict[str, object]:
     events: ports.Events = tx
     people: ports.People = tx
     idempotency_keys: ports.IdempotencyKeys = tx
+    incidents: ports.Incidents = tx
     savepoints: ports.Savepoints = tx
     transaction: ports.Transaction = tx
     planned_transaction: ports.Transaction = plan
     planned: ports.PlannedCommit = plan
     return {"definitions": definitions, "records": records, "runs": runs,
             "work_items": work_items, "jobs": jobs, "events": events, "people": people,
-            "idempotency_keys": idempotency_keys, "savepoints": savepoints, "transaction": transaction,
+            "idempotency_keys": idempotency_keys, "incidents": incidents,
+            "savepoints": savepoints, "transaction": transaction,
             "planned_transaction": planned_transaction, "planned": planned}

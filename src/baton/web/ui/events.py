@@ -29,6 +29,15 @@ def describe_event(e: Mapping[str, Any]) -> str:
         if "data" in d:
             bits.append(_short(d["data"]))
         return " ".join(b for b in bits if b)
+    if t in ("trigger_failed", "condition_flow_failed"):
+        error = d.get("error")
+        message = error.get("message", "") if isinstance(error, dict) else str(error or "")
+        what = d.get("orchestration") or d.get("flow") or ""
+        return f"{what} {_short(message)} (incident {d.get('incident') or '-'})".strip()
+    if t in ("incident_retried", "incident_dismissed"):
+        outcome = f" → {d['outcome']}" if d.get("outcome") else ""
+        return (f"incident {d.get('incident')} ({d.get('orchestration')} v{d.get('version')})"
+                f"{outcome}, reason: {_short(d.get('reason') or '')}")
     if t == "run_started":
         return f"{d.get('orchestration')} v{d.get('version')}"
     return _short(d) if d else ""

@@ -1,5 +1,6 @@
 """Fallout: steps that failed after their retries, and the operator's actions on them
-(retry, skip, complete with an output), each with a required reason (audited)."""
+(retry, skip, complete with an output), each with a required reason (audited); beside them
+the open incidents (a trigger's `when` or an evaluation flow that raised: retry, dismiss)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from baton.web.ui.base import page_need, render
 router = APIRouter()
 Operator = Annotated[Principal, Depends(page_need(Permission.FALLOUT))]
 ACTIONS = ("retry", "skip", "complete")
+INCIDENT_ACTIONS = ("retry", "dismiss")
 
 
 @router.get("/fallout")
@@ -60,9 +62,40 @@ def resolve(request: Request, principal: Operator, id: Annotated[str, Form()],
                                              "output": output, "errors": errors}, status=status)
 
 
+@router.post("/fallout/incidents")
+def act_on_incident(request: Request, principal: Operator, id: Annotated[str, Form()],
+                    action: Annotated[str, Form()], reason: Annotated[str, Form()] = "") -> Response:
+    eng = engine_of(request)
+    errors: dict[str, str] = {}
+    if action not in INCIDENT_ACTIONS:
+        errors["action"] = f"choose one of {', '.join(INCIDENT_ACTIONS)}"
+    if not reason.strip():
+        errors["reason"] = "is required: say why (it is audited)"
+    status = 422
+    if not errors:
+        act = eng.retry_incident if action == "retry" else eng.dismiss_incident
+        try:
+            inc = act(id, reason=reason.strip(), actor=principal.name)
+        except ValidationError as exc:
+            errors = dict(exc.fields)
+        except (TransitionConflict, NotFound) as exc:
+            errors, status = {"(incident)": str(exc)}, 409
+        else:
+            done = f"incident {action}" if inc["status"] != "open" else "incident still failing"
+            return RedirectResponse(f"/fallout?done={done}", status_code=303)
+    return _page(request, principal, failed_incident={
+        "id": id, "action": action, "reason": reason, "errors": errors}, status=status)
+
+
+DONE = (*ACTIONS, *(f"incident {a}" for a in INCIDENT_ACTIONS), "incident still failing")
+
+
 def _page(request: Request, principal: Principal, *, done: str | None = None,
-          failed: dict[str, Any] | None = None, status: int = 200) -> Response:
-    entries = engine_of(request).list_fallout(limit=200)
+          failed: dict[str, Any] | None = None, failed_incident: dict[str, Any] | None = None,
+          status: int = 200) -> Response:
+    eng = engine_of(request)
     return render(request, "fallout.html", principal, {
-        "entries": entries, "done": done if done in ACTIONS else None, "failed": failed,
-        "actions": ACTIONS}, status=status)
+        "entries": eng.list_fallout(limit=200), "incidents": eng.list_incidents(limit=200),
+        "done": done if done in DONE else None, "failed": failed,
+        "failed_incident": failed_incident, "actions": ACTIONS,
+        "incident_actions": INCIDENT_ACTIONS}, status=status)

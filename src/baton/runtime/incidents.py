@@ -1,0 +1,207 @@
+"""Incidents: a definition's bug met at run time, made visible to operators.
+
+A record trigger whose ``when`` raises does not fail the record write that fired it: the
+record is saved, the run is not started, and an incident (``trigger_failed``) is opened in
+the same transaction. An evaluation flow that raises leaves its condition false and opens a
+``condition_flow_failed`` incident for the run. Operators list them beside fallout and
+**retry** (evaluate again, now) or **dismiss** (with a reason) them; both are audited on the
+record's timeline (``incident_retried``, ``incident_dismissed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from baton.clock import Clock, iso
+from baton.engine.status import IncidentStatus, RunStatus, check_transition
+from baton.errors import ExpressionError, NotFound, TransitionConflict, ValidationError
+from baton.expressions import evaluate_condition
+from baton.records.model import record_view
+from baton.rows import audit_event
+from baton.runtime import jobs
+from baton.store.ports import Transaction
+
+if TYPE_CHECKING:
+    from baton.runtime.definitions import DefinitionRepo
+    from baton.runtime.runs import RunDriver
+    from baton.store.sql import SqlStore
+
+TRIGGER_FAILED = "trigger_failed"
+CONDITION_FLOW_FAILED = "condition_flow_failed"
+KINDS = (TRIGGER_FAILED, CONDITION_FLOW_FAILED)
+
+_VIEW_FIELDS = ("id", "kind", "status", "orchestration", "version", "record_id", "run_id",
+                "expression", "error", "attempts", "created_at", "updated_at", "resolved_at",
+                "resolved_by", "reason")
+
+
+def incident_row(incident_id: str, kind: str, *, orchestration: str, version: int,
+                 record_id: str | None, run_id: str | None, expression: str, error: str,
+                 now: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A new open incident, as the store inserts it."""
+    return {"id": incident_id, "kind": kind, "status": IncidentStatus.OPEN.value,
+            "orchestration": orchestration, "version": version, "record_id": record_id,
+            "run_id": run_id, "expression": expression, "error": error,
+            "detail": detail or {}, "attempts": 1, "created_at": now, "updated_at": now,
+            "resolved_at": None, "resolved_by": None, "reason": None}
+
+
+_SAME = ("kind", "orchestration", "version", "record_id", "run_id", "expression")
+
+
+def open_incident_txn(tx: Transaction, row: dict[str, Any]) -> str:
+    """Open ``row`` (from :func:`incident_row`), or, when the same failure (kind,
+    orchestration, version, record, run, expression) is already open, count it there with
+    the newest error: a broken condition met on every record change is one incident.
+    Returns the incident's id."""
+    same = tx.find_open_incident_txn({k: row[k] for k in _SAME})
+    if same is None:
+        tx.insert_incident_txn(row)
+        return str(row["id"])
+    values = {"error": row["error"], "detail": row["detail"], "attempts": same["attempts"] + 1,
+              "updated_at": row["updated_at"]}
+    if not tx.update_incident_txn(same["id"], IncidentStatus.OPEN.value, values):
+        raise TransitionConflict(f"incident {same['id']} changed concurrently")
+    return str(same["id"])
+
+
+def incident_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An incident as the API returns it and the CLI prints it."""
+    return {k: row.get(k) for k in _VIEW_FIELDS}
+
+
+def trigger_scope(record: Mapping[str, Any], old: Mapping[str, Any], now: str) -> dict[str, Any]:
+    """What a trigger's ``when`` sees: the record (flat view), as it was (``old``), now."""
+    return {"record": dict(record), "old": dict(old), "now": now}
+
+
+class IncidentService:
+    """List, retry and dismiss incidents on one store (operator actions, audited)."""
+
+    def __init__(self, store: SqlStore, definitions: DefinitionRepo, runs: RunDriver,
+                 clock: Clock, wake: Callable[[], None]) -> None:
+        self.store = store
+        self.definitions = definitions
+        self.runs = runs
+        self.clock = clock
+        self.wake = wake
+
+    def list_incidents(self, statuses: list[str] | None, limit: int, offset: int,
+             record_id: str | None = None) -> list[dict[str, Any]]:
+        _check_statuses(statuses)
+        with self.store.read() as tx:
+            rows = tx.list_incidents_txn(statuses, limit, offset, record_id)
+        return [incident_view(r) for r in rows]
+
+    def count_incidents(self, statuses: list[str] | None, record_id: str | None = None) -> int:
+        _check_statuses(statuses)
+        with self.store.read() as tx:
+            return tx.count_incidents_txn(statuses, record_id)
+
+    def get(self, incident_id: str) -> dict[str, Any]:
+        with self.store.read() as tx:
+            row = tx.get_incident_txn(incident_id)
+        if row is None:
+            raise NotFound("incident", incident_id)
+        return incident_view(row)
+
+    def retry(self, incident_id: str, *, reason: str, actor: str) -> dict[str, Any]:
+        """Evaluate again, now, what failed. A trigger's ``when`` is evaluated on the record
+        as it is now with the definition version that failed: true starts the run (in this
+        transaction) and resolves the incident, false resolves it without a run, a raise
+        keeps it open with the new error. A condition flow's job is queued again (the
+        incident is resolved; a flow that raises again opens a new one)."""
+        _need_reason("retry", reason)
+        now_dt = self.clock.now()
+        now = iso(now_dt)
+        with self.store.write() as tx:
+            row = self._open_txn(tx, incident_id, IncidentStatus.RESOLVED)
+            if row["kind"] == TRIGGER_FAILED:
+                outcome, values = self._retry_trigger_txn(tx, row, actor, now_dt)
+            else:
+                outcome, values = self._retry_condition_txn(tx, row, now)
+            if values.get("status") == IncidentStatus.RESOLVED.value:
+                values |= {"resolved_at": now, "resolved_by": actor, "reason": reason}
+            values["updated_at"] = now
+            if not tx.update_incident_txn(incident_id, IncidentStatus.OPEN.value, values):
+                raise TransitionConflict(f"incident {incident_id} changed concurrently")
+            data = {"incident": incident_id, "kind": row["kind"], "reason": reason,
+                    "outcome": outcome, "orchestration": row["orchestration"],
+                    "version": row["version"]}
+            if "error" in values and outcome == "failed":
+                data["error"] = values["error"]
+            tx.append_events_txn([audit_event(  # type: ignore[list-item]
+                "incident_retried", actor, now, row["record_id"],
+                values.get("run_id", row["run_id"]), data)])
+            out = incident_view({**row, **values})
+        if outcome in ("started", "queued"):
+            self.wake()
+        return out
+
+    def dismiss(self, incident_id: str, *, reason: str, actor: str) -> dict[str, Any]:
+        """Close an open incident without evaluating it again (the reason is audited)."""
+        _need_reason("dismiss", reason)
+        now = iso(self.clock.now())
+        with self.store.write() as tx:
+            row = self._open_txn(tx, incident_id, IncidentStatus.DISMISSED)
+            values = {"status": IncidentStatus.DISMISSED.value, "resolved_at": now,
+                      "resolved_by": actor, "reason": reason, "updated_at": now}
+            if not tx.update_incident_txn(incident_id, IncidentStatus.OPEN.value, values):
+                raise TransitionConflict(f"incident {incident_id} changed concurrently")
+            tx.append_events_txn([audit_event(  # type: ignore[list-item]
+                "incident_dismissed", actor, now, row["record_id"], row["run_id"],
+                {"incident": incident_id, "kind": row["kind"], "reason": reason,
+                 "orchestration": row["orchestration"], "version": row["version"]})])
+        return incident_view({**row, **values})
+
+    # ---- inside the transaction ---------------------------------------------------------
+    def _open_txn(self, tx: Transaction, incident_id: str, to: IncidentStatus) -> dict[str, Any]:
+        row = tx.get_incident_txn(incident_id, for_update=True)
+        if row is None:
+            raise NotFound("incident", incident_id)
+        check_transition(f"incident {incident_id}", IncidentStatus(row["status"]), to)
+        return row
+
+    def _retry_trigger_txn(self, tx: Transaction, row: Mapping[str, Any], actor: str,
+                           now_dt: Any) -> tuple[str, dict[str, Any]]:
+        record = tx.get_record_txn(row["record_id"], for_update=True)
+        if record is None:
+            raise TransitionConflict(f"record {row['record_id']} was deleted: dismiss the "
+                                     f"incident instead")
+        defn, version = self.definitions.orchestration(row["orchestration"], row["version"], tx=tx)
+        when = defn.trigger.when
+        old = row["detail"].get("old") or {}
+        try:
+            ok = when is None or evaluate_condition(
+                when.expression or "=true", trigger_scope(record_view(record), old, iso(now_dt)))
+        except ExpressionError as exc:
+            return "failed", {"error": str(exc), "attempts": row["attempts"] + 1}
+        if not ok:
+            return "false", {"status": IncidentStatus.RESOLVED.value}
+        run = self.runs.start_txn(tx, defn, version, record, {}, actor, now_dt)
+        return "started", {"status": IncidentStatus.RESOLVED.value, "run_id": run.id}
+
+    def _retry_condition_txn(self, tx: Transaction, row: Mapping[str, Any],
+                             now: str) -> tuple[str, dict[str, Any]]:
+        run = tx.get_run_txn(row["run_id"], for_update=True)
+        if run is None or run["status"] != RunStatus.IN_PROGRESS.value:
+            status = run["status"] if run else "deleted"
+            raise TransitionConflict(f"run {row['run_id']} is {status}: nothing waits for its "
+                                     "condition any more; dismiss the incident instead")
+        tx.enqueue_job_txn(jobs.CONDITION, row["run_id"],
+                           dict(jobs.ConditionPayload(flow=row["expression"])), now, now)
+        return "queued", {"status": IncidentStatus.RESOLVED.value}
+
+
+def _need_reason(action: str, reason: str) -> None:
+    if not reason or not reason.strip():
+        raise ValidationError(f"incident {action}", {"reason": "say why (it is audited)"})
+
+
+def _check_statuses(statuses: list[str] | None) -> None:
+    known = {s.value for s in IncidentStatus}
+    bad = [s for s in statuses or () if s not in known]
+    if bad:
+        raise ValidationError("incident filter", {
+            "status": f"unknown status {bad[0]!r}; expected one of {', '.join(sorted(known))}"})
