@@ -11,6 +11,10 @@ Measure (real time): the same database is opened with the wall clock shifted
 lateness is the time from its due instant to the commit of its effect (the pause step's
 ``step_completed`` event is stamped with the clock at the commit of the worker's batch).
 
+Then it verifies that every timer fired exactly once: each run's pause step completed
+once (one ``step_completed`` event per run, step and iteration), every run completed, and
+no timer is left; otherwise it fails (exit status 1) saying which runs were wrong.
+
 Prints: timers fired, fired per second over the window, worst and p99 lateness.
 
     PYTHONPATH=src python bench/timers.py --timers 100000 --window 120
@@ -23,6 +27,7 @@ import json
 import tempfile
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -93,6 +98,7 @@ def measure(db_url: str, first_due: str, workers: int, lead: float) -> dict[str,
     for t in threads:
         t.join()
     late = lateness(engine)
+    check_exactly_once(engine, n)
     engine.close()
     late.sort()
     return {"timers": n, "fired": len(late), "elapsed_s": round(elapsed, 2),
@@ -100,6 +106,29 @@ def measure(db_url: str, first_due: str, workers: int, lead: float) -> dict[str,
             "worst_lateness_s": round(late[-1], 3) if late else 0.0,
             "p99_lateness_s": round(late[int(len(late) * 0.99) - 1], 3) if late else 0.0,
             "median_lateness_s": round(late[len(late) // 2], 3) if late else 0.0}
+
+
+class NotExactlyOnce(Exception):
+    """A timer fired twice, or never."""
+
+
+def check_exactly_once(engine: Engine, timers: int) -> None:
+    """Every one of the ``timers`` runs fired its pause timer exactly once: its step
+    completed once, the run completed, and no timer job is left."""
+    with engine.store.read() as tx:
+        fired = Counter((e["run_id"], e["data"]["step"], e["data"]["iteration"])
+                        for e in tx.events_txn(types=["step_completed"], limit=10**9))
+    runs = engine.list_runs(limit=10**9)
+    twice = {k: c for k, c in fired.items() if c != 1}
+    never = {r.id for r in runs} - {run_id for run_id, _s, _i in fired}
+    open_runs = [r.id for r in runs if r.status.value != "completed"]
+    left = pending_timers(engine)
+    if twice or never or open_runs or left or len(runs) != timers or len(fired) != timers:
+        raise NotExactlyOnce(
+            f"timers not fired exactly once: {len(runs)} runs for {timers} timers, "
+            f"{len(fired)} fired; fired more than once {dict(list(twice.items())[:10])}; "
+            f"never fired {sorted(never)[:10]}; runs not completed {open_runs[:10]}; "
+            f"timers left {left}")
 
 
 def lateness(engine: Engine) -> list[float]:
@@ -126,7 +155,11 @@ def main() -> None:
         setup(db_url, Path(tmp), args.timers, args.window)
         setup_s = time.monotonic() - t0
         first_due = iso(start + timedelta(hours=1))
-        result = {"setup_s": round(setup_s, 1), **measure(db_url, first_due, args.workers, args.lead)}
+        try:
+            measured = measure(db_url, first_due, args.workers, args.lead)
+        except NotExactlyOnce as exc:
+            raise SystemExit(f"FAILED: {exc}") from exc
+        result = {"setup_s": round(setup_s, 1), **measured, "exactly_once": True}
     if args.json:
         print(json.dumps(result))
     else:

@@ -278,3 +278,74 @@ def test_flow_result_of_a_canceled_step_commits_nothing(tmp_path: Path) -> None:
     finally:
         _CANCEL_WHILE_RUNNING.clear()
         engine.close()
+
+
+# ---- a worker killed while it holds claimed jobs: another process runs them ---------------
+HELD_DEFS = """
+kind: object
+name: Thing
+fields:
+  title: {type: string, required: true}
+---
+kind: orchestration
+name: held_jobs
+trigger: {type: record, object: Thing, on: [create]}
+stages:
+  - name: only
+    steps:
+      - {name: work, type: background, flow: held.work}
+"""
+
+HELD_FLOWS = """
+import os
+from baton import flow
+
+
+@flow("held.work")
+def work(ctx):
+    with open({log!r}, "a") as log:  # which process ran which step, one line each
+        log.write(f"{{os.getpid()}} {{ctx.run_id}} {{ctx.iteration}}\\n")
+    return {{"ok": True}}
+"""
+
+
+def test_jobs_claimed_by_a_killed_worker_are_run_by_another_process(tmp_path: Path) -> None:
+    """BATON_FAULT=after_claim@1 kills the worker right after it claimed its first batch,
+    before it ran any of it: those jobs are in the database, claimed by it, when it dies.
+    The next worker hands them back (the claimer's pid is gone) and runs every step once."""
+    project = tmp_path / "proj"
+    (project / "definitions").mkdir(parents=True)
+    (project / "definitions" / "defs.yaml").write_text(HELD_DEFS)
+    log = tmp_path / "exec.log"
+    (project / "held_flows.py").write_text(HELD_FLOWS.format(log=str(log)))
+    (project / "baton.toml").write_text('flows = ["held_flows"]\n')
+    db_url = f"sqlite:///{tmp_path / 'baton.db'}"
+    assert _baton(project, db_url, "deploy").returncode == 0
+    engine = Engine(db_url)
+    try:
+        engine.create_records("Thing", [{"title": f"t{i}"} for i in range(8)])
+        killed = _baton(project, db_url, "worker", "--until-idle", "--batch", "4",
+                        fault="after_claim@1")
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        with engine.store.read() as tx:
+            held = [j for j in tx.conn.execute(select(s.jobs)) if j.status == "claimed"]
+        assert len(held) == 4, held  # the killed worker held its first batch
+        assert not log.exists()  # and ran none of it
+
+        survivor = subprocess.Popen(  # its pid, to tell who ran what
+            [sys.executable, "-m", "baton.cli.main", "--project", str(project), "--db", db_url,
+             "worker", "--until-idle", "--batch", "4"],
+            env=_env(None), cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _out, err = survivor.communicate(timeout=120)
+        assert survivor.returncode == 0, err
+
+        ran = Counter(tuple(line.split()) for line in log.read_text().splitlines())
+        runs = {r.id for r in engine.list_runs(limit=100)}
+        assert ran == Counter({(str(survivor.pid), run_id, "1"): 1 for run_id in runs}), ran
+        held_runs = {j.run_id for j in held}
+        assert held_runs <= runs and len(held_runs) == 4
+        assert {r.status.value for r in engine.list_runs(limit=100)} == {"completed"}
+        with engine.store.read() as tx:
+            assert tx.count_jobs_txn() == {}
+    finally:
+        engine.close()

@@ -7,7 +7,7 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from baton.clock import Clock, iso
@@ -41,6 +41,9 @@ class WorkService:
         self.applier = applier
         self.clock = clock
         self.directory = directory
+        # Tests only: called with the item's id between a claim's read of the item and its
+        # compare-and-set, so two claims can be made to overlap for certain. None in use.
+        self.claim_hook: Callable[[str], None] | None = None
 
     def _current_txn(self, tx: Transaction, scope: User | None) -> User | None:
         """The acting user as the directory says now, read in this transaction: a person
@@ -108,6 +111,8 @@ class WorkService:
             if item["status"] != OPEN:
                 raise TransitionConflict(_not_open(item))
             check_may_act(item, user, self._current_txn(tx, scope))
+            if self.claim_hook is not None:
+                self.claim_hook(item_id)
             if not tx.update_work_item_txn(item_id, [OPEN], item["version"],
                                            {"status": CLAIMED, "claimed_by": user, "updated_at": now}):
                 raise TransitionConflict(_not_open(self.get_txn(tx, item_id)))
