@@ -3,23 +3,7 @@
 from __future__ import annotations
 
 from tests.api.conftest import Api, assert_problem
-
-TEN = "[1,2,3,4,5,6,7,8,9,10]"
-COSTLY = "".join(f"{TEN}.all({v}, " for v in "abcdef") + "true" + ")" * 6
-GADGETS = f"""
-kind: object
-name: Gadget
-fields:
-  label: {{type: string, required: true}}
-  broken: {{type: bool, default: true}}
----
-kind: orchestration
-name: gadget_check
-trigger: {{type: record, object: Gadget, on: [create], when: '=record.broken ? ({COSTLY}) : true'}}
-stages:
-  - name: only
-    steps: [{{name: look, type: interactive, assign: {{queue: tier1}}}}]
-"""
+from tests.costly import GADGETS
 
 
 def _incident(api: Api) -> tuple[str, str]:

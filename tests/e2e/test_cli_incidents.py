@@ -5,10 +5,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from tests.costly import COSTLY
 from tests.e2e.test_cli import baton, ok, ok_json, one_line_error
 
-TEN = "[1,2,3,4,5,6,7,8,9,10]"
-COSTLY = "".join(f"{TEN}.all({v}, " for v in "abcdef") + "true" + ")" * 6
 DEFS = f"""
 kind: object
 name: Order

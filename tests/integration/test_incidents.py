@@ -11,10 +11,8 @@ from baton import flow
 from baton.engine.status import RunStatus
 from baton.errors import TransitionConflict, ValidationError
 from baton.flows import FlowContext
+from tests.costly import COSTLY
 
-TEN = "[1,2,3,4,5,6,7,8,9,10]"
-# Six nested comprehensions over ten elements: a million iterations, past CEL's budget.
-COSTLY = "".join(f"{TEN}.all({v}, " for v in "abcdef") + "true" + ")" * 6
 # Too costly while the case comes from the web; once it does not, the subject decides.
 WHEN = f'=record.origin == "Web" ? ({COSTLY}) : record.subject != "ignore me"'
 
