@@ -558,6 +558,7 @@ def _build_trigger(data: Mapping[str, Any]) -> Trigger:
         when=_build_condition(data.get("when")),
         input=tuple(_build_field(name, spec) for name, spec in (data.get("input") or {}).items()),
         cron=data.get("cron"),
+        timezone=data.get("timezone"),
     )
 
 

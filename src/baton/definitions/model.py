@@ -118,6 +118,7 @@ class Trigger:
     when: Condition | None = None
     input: tuple[FieldDefinition, ...] = ()
     cron: str | None = None
+    timezone: str | None = None  # a schedule's cron is read in this zone (default UTC)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import holidays
+from croniter import croniter
 
 from baton.definitions.checks import (
     RESERVED_FIELDS,
@@ -58,7 +59,7 @@ ORCHESTRATION_KEYS = (
 TRIGGER_KEYS = {
     "record": ("type", "object", "on", "when"),
     "autolaunched": ("type", "input", "object"),
-    "schedule": ("type", "cron"),
+    "schedule": ("type", "cron", "timezone"),
 }
 TRIGGER_REQUIRED = {"record": ("object",), "autolaunched": (), "schedule": ("cron",)}
 TRIGGER_EVENTS = ("create", "update")
@@ -194,9 +195,8 @@ def _check_calendar(ck: Checker, data: dict[str, Any]) -> None:
     if "name" in data:
         expect_identifier(ck, "name", data["name"], "calendar name")
     check_texts(ck, "", data, ("label", "description"))
-    tz = expect_str(ck, "timezone", data["timezone"]) if "timezone" in data else None
-    if tz is not None and tz not in zoneinfo.available_timezones() and tz != "UTC":
-        ck.add("timezone", f"unknown time zone '{tz}' (an IANA name like Europe/Paris)")
+    if "timezone" in data:
+        _check_timezone(ck, "timezone", data["timezone"])
     hours = expect_mapping(ck, "hours", data["hours"]) if "hours" in data else None
     for day, spans in (hours or {}).items():
         path = join("hours", str(day))
@@ -346,8 +346,11 @@ def _check_trigger(ck: Checker, data: dict[str, Any], env: Env, scope: Scope) ->
         _check_record_trigger(ck, trigger, scope)
     elif ttype == "autolaunched":
         scope = _check_input(ck, trigger, env, scope)
-    elif "cron" in trigger:
-        _check_cron(ck, trigger["cron"])
+    else:
+        if "cron" in trigger:
+            _check_cron(ck, trigger["cron"])
+        if "timezone" in trigger:
+            _check_timezone(ck, "trigger.timezone", trigger["timezone"])
     return scope
 
 
@@ -387,13 +390,24 @@ def _check_input(ck: Checker, trigger: dict[str, Any], env: Env, scope: Scope) -
     return replace(scope, inputs=frozenset(fields))
 
 
+def _check_timezone(ck: Checker, path: str, value: Any) -> None:
+    tz = expect_str(ck, path, value)
+    if tz is not None and tz not in zoneinfo.available_timezones() and tz != "UTC":
+        ck.add(path, f"unknown time zone '{tz}' (an IANA name like Europe/Paris)")
+
+
 def _check_cron(ck: Checker, cron: Any) -> None:
     text = expect_str(ck, "trigger.cron", cron)
-    if text is not None and len(text.split()) != 5:
+    if text is None:
+        return
+    if len(text.split()) != 5:
         ck.add(
             "trigger.cron",
             f"a cron schedule has 5 fields (minute hour day month weekday), got {len(text.split())}",
         )
+    elif not croniter.is_valid(text):
+        ck.add("trigger.cron", f"{text!r} is not a valid cron schedule (minute 0-59, hour 0-23, "
+               "day 1-31, month 1-12 or jan-dec, weekday 0-6 or sun-sat; `*`, `,`, `-`, `/`)")
 
 
 # --- stages -----------------------------------------------------------------------------

@@ -26,6 +26,8 @@ from baton.definitions.model import (
     OrchestrationDefinition,
 )
 from baton.errors import DefinitionError, NotFound, TransitionConflict
+from baton.ids import IdGenerator, UlidIds
+from baton.runtime import schedules
 from baton.store.base import DefinitionRow
 from baton.store.ports import Definitions
 from baton.store.sql import SqlStore
@@ -46,9 +48,10 @@ def checksum(source: str) -> str:
 
 
 class DefinitionRepo:
-    def __init__(self, store: SqlStore, clock: Clock) -> None:
+    def __init__(self, store: SqlStore, clock: Clock, ids: IdGenerator | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.ids: IdGenerator = ids or UlidIds()
         self._lock = threading.Lock()
         self._parsed: dict[tuple[str, str, int], Any] = {}
         self._generation: tuple[int, int] | None = None
@@ -74,13 +77,19 @@ class DefinitionRepo:
             docs = load_definitions(paths, known_flows=known_flows,
                                     deployed_objects=self.object_types())
         results = []
-        now = iso(self.clock.now())
+        now_dt = self.clock.now()
+        now = iso(now_dt)
         with self.store.write() as tx:
             for doc in docs:
                 digest = checksum(doc.source)
                 latest = tx.latest_definition_txn(doc.kind, doc.name)
                 if latest is not None and latest.checksum == digest:
                     results.append(DeployResult(doc.kind, doc.name, latest.version, False))
+                    if (doc.kind == "orchestration" and latest.active
+                            and tx.get_schedule_txn(doc.name) is None):
+                        # deployed before schedules were armed (migration 11): arm it now
+                        schedules.arm_txn(tx, doc.definition, doc.name,  # type: ignore[arg-type]
+                                          latest.version, now_dt, self.ids)
                     continue
                 version = (latest.version if latest else 0) + 1
                 tx.insert_definition_txn({
@@ -89,6 +98,9 @@ class DefinitionRepo:
                     "deployed_by": actor,
                 })
                 tx.set_active_txn(doc.kind, doc.name, version)
+                if doc.kind == "orchestration":
+                    schedules.arm_txn(tx, doc.definition, doc.name,  # type: ignore[arg-type]
+                                      version, now_dt, self.ids)
                 results.append(DeployResult(doc.kind, doc.name, version, True))
         self._generation = None
         return results
@@ -131,6 +143,9 @@ class DefinitionRepo:
                         f"object type {name!r} cannot be deactivated: records of it exist or may; "
                         "activate another version instead")
                 tx.set_active_txn(kind, name, -1)
+            if kind == "orchestration":
+                defn = self._parse(kind, name, version) if version is not None else None
+                schedules.arm_txn(tx, defn, name, version, self.clock.now(), self.ids)
             tx.append_events_txn([{
                 "at": iso(self.clock.now()), "type": "definition_activated" if version is not None
                 else "definition_deactivated", "actor": actor, "record_id": None, "run_id": None,

@@ -107,7 +107,7 @@ class Engine:
             notify_assignments = settings.notify_assignments
         self.applier = Applier(self.ids, self.work_available.set, directory=self.directory,
                                notify_assignments=notify_assignments, settings=settings)
-        self.definitions = DefinitionRepo(self.store, self.clock)
+        self.definitions = DefinitionRepo(self.store, self.clock, self.ids)
         self.runs = RunDriver(self.store, self.definitions, self.applier, self.ids, self.clock)
         self.records = RecordService(self.store, self.definitions, self.runs, self.ids,
                                      self.clock, self.work_available.set)

@@ -16,7 +16,8 @@ TIMER = "timer"
 EMAIL = "email"
 CONDITION = "condition"
 ESCALATION = "escalation"
-RUNTIME_KINDS = (EVALUATE, TIMER, EMAIL, CONDITION, ESCALATION)
+SCHEDULE = "schedule"
+RUNTIME_KINDS = (EVALUATE, TIMER, EMAIL, CONDITION, ESCALATION, SCHEDULE)
 """Reserved: no step type may take one of these names as its job kind."""
 
 
@@ -52,6 +53,15 @@ class ConditionPayload(TypedDict):
     """An evaluation flow that decides a condition (``EvaluateCondition``)."""
 
     flow: str
+
+
+class SchedulePayload(TypedDict):
+    """A cron tick of a scheduled orchestration (:mod:`baton.runtime.schedules`); stale
+    unless ``token`` is still its schedule's."""
+
+    orchestration: str
+    token: str
+    at: str
 
 
 class EvaluatePayload(TypedDict):

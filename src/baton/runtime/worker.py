@@ -37,7 +37,7 @@ from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, FlowFn, get_flow
-from baton.runtime import incidents, jobs
+from baton.runtime import incidents, jobs, schedules
 from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.runtime.flowpool import FlowPool
@@ -385,6 +385,19 @@ class Worker:
                                                    retry_at=retry_at)], release_at=retry_at)
         return _Result(job, None, audit=[audit("email_sent")])
 
+    def _execute_schedule(self, job: Job, snapshot: _Snapshot | None) -> _Result:
+        """A cron tick: its run is started, and the next tick armed, in the commit."""
+        p = cast(jobs.SchedulePayload, job.payload)
+        eng = self.engine
+
+        def fire(tx: Any, now_dt: Any) -> None:
+            if schedules.fire_txn(tx, p, now_dt, eng.definitions, eng.runs, eng.ids) is None:
+                self.stats.stale += 1
+            else:
+                eng.work_available.set()
+
+        return _Result(job, None, apply=fire)
+
     def _execute_condition(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         assert snapshot is not None
         run, record = snapshot
@@ -569,6 +582,9 @@ class Worker:
                 inc["kind"], "system", inc["created_at"], inc["record_id"], inc["run_id"],
                 {"flow": inc["expression"], "error": inc["detail"]["error"],
                  "incident": incident_id})])
+        if res.apply is not None:
+            res.apply(tx, now_dt)
+            return
         if event is None:
             if not res.audit:
                 self.stats.stale += 1
@@ -622,6 +638,8 @@ class _Result:
     audit: list[dict[str, Any]] = field(default_factory=list)  # events to append with it
     release_at: str | None = None  # ISO time: the job goes back to the queue, not away
     incident: dict[str, Any] | None = None  # an incident to open with it (a flow raised)
+    # Work that is the job's whole effect, done in the commit (a schedule's tick).
+    apply: Callable[[Any, Any], None] | None = None
 
 
 _Snapshot = tuple[Run, dict[str, Any] | None]  # a run and its record, read for the batch
@@ -634,6 +652,7 @@ _ENGINE_JOBS: dict[str, tuple[Callable[[Worker, Job, _Snapshot | None], _Result]
     jobs.EMAIL: (Worker._execute_email, False),
     jobs.CONDITION: (Worker._execute_condition, True),
     jobs.ESCALATION: (Worker._execute_escalation, True),
+    jobs.SCHEDULE: (Worker._execute_schedule, False),
 }
 assert set(_ENGINE_JOBS) == set(jobs.RUNTIME_KINDS)
 registry.reserve_job_kinds(frozenset(_ENGINE_JOBS))

@@ -80,6 +80,13 @@ def _m007_incidents(conn: Connection) -> None:
     schema.incidents.create(conn)
 
 
+def _m011_schedules(conn: Connection) -> None:
+    """Schedules: the next tick of each orchestration started by a cron `schedule` trigger.
+    Orchestrations deployed before this had their schedule validated but never armed: they
+    are armed the next time they are deployed or activated."""
+    schema.schedules.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -88,6 +95,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "failed logins per account and client address", _m005_login_throttle),
     Migration(6, "idempotency keys", _m006_idempotency_keys),
     Migration(7, "incidents", _m007_incidents),
+    Migration(11, "schedules", _m011_schedules),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -142,6 +142,14 @@ class Incidents(Protocol):
                             values: Row) -> bool: ...
 
 
+class Schedules(Protocol):
+    """The next tick of each cron-started orchestration (:mod:`baton.runtime.schedules`)."""
+
+    def get_schedule_txn(self, orchestration: str, *, for_update: bool = False) -> Row | None: ...
+    def put_schedule_txn(self, row: Row) -> None: ...
+    def list_schedules_txn(self) -> list[Row]: ...
+
+
 class Savepoints(Protocol):
     def savepoint(self) -> AbstractContextManager[Any]:
         """A nested transaction: what runs in it is rolled back alone if it raises."""
@@ -149,7 +157,7 @@ class Savepoints(Protocol):
 
 
 class Transaction(Definitions, Records, Runs, WorkItems, Jobs, Events, People, IdempotencyKeys,
-                  Incidents, Savepoints, Protocol):
+                  Incidents, Schedules, Savepoints, Protocol):
     """Everything a caller may ask of one open transaction."""
 
 

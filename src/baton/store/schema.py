@@ -256,3 +256,20 @@ incidents = Table(
     Index("ix_incidents_status", "status", "created_at"),
     Index("ix_incidents_record", "record_id"),
 )
+
+# One row per orchestration with a `schedule` trigger whose version is active: the tick its
+# armed job stands for. Deploying or activating another version replaces the row (a new
+# ``token``), so the job armed for the old one finds itself stale and starts nothing.
+schedules = Table(
+    "baton_schedules",
+    metadata,
+    Column("orchestration", String(200), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("cron", String(200), nullable=False),
+    Column("timezone", String(80), nullable=False),
+    Column("token", String(40), nullable=False),  # the armed job's payload carries it
+    Column("next_at", String(40), nullable=True),  # None: deactivated, nothing armed
+    Column("last_at", String(40), nullable=True),  # the tick that last started a run
+    Column("last_run_id", String(40), nullable=True),
+    Column("updated_at", String(40), nullable=False),
+)

@@ -1,0 +1,103 @@
+"""Cron schedules: an orchestration whose trigger is ``type: schedule`` starts a run at each
+tick of its ``cron`` expression, read in its ``timezone`` (default UTC).
+
+Exactly once, durably: each scheduled orchestration has one row in ``baton_schedules`` and
+at most one live ``schedule`` job, due at the row's next tick and carrying the row's
+``token``. The job that fires starts the run, moves the row on to the following tick (a new
+token) and queues the job for it, in the one transaction that deletes the fired job; a worker
+that dies before its commit leaves the job to be claimed again, having started nothing.
+Deploying or activating another version, or deactivating the orchestration, writes a new
+token, so a job armed before finds itself stale and starts nothing.
+
+Ticks missed while no worker ran (the machine was down): the first firing after them starts
+ONE run, for the latest tick missed, and says in its audit event how many were skipped —
+what a scheduler's "fire once now" misfire rule does, rather than a burst of runs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from baton.clock import iso, parse_iso
+from baton.definitions.model import OrchestrationDefinition
+from baton.ids import IdGenerator
+from baton.runtime import jobs
+from baton.store.ports import Transaction
+
+if TYPE_CHECKING:
+    from baton.runtime.definitions import DefinitionRepo
+    from baton.runtime.runs import RunDriver
+
+DEFAULT_TIMEZONE = "UTC"
+MISSED_COUNT_LIMIT = 10_000  # ticks counted at most, when saying how many were skipped
+
+
+def next_tick(cron: str, timezone: str, after: datetime) -> datetime:
+    """The first tick of ``cron`` (read in ``timezone``) strictly after ``after``."""
+    start = after.astimezone(ZoneInfo(timezone))
+    tick: datetime = croniter(cron, start).get_next(datetime)
+    return tick.astimezone(ZoneInfo("UTC"))
+
+
+def _missed(cron: str, timezone: str, due: datetime, now: datetime) -> int:
+    """Ticks after ``due`` and not after ``now`` (skipped by a late firing)."""
+    it = croniter(cron, due.astimezone(ZoneInfo(timezone)))
+    n = 0
+    while n < MISSED_COUNT_LIMIT and it.get_next(datetime) <= now:
+        n += 1
+    return n
+
+
+def arm_txn(tx: Transaction, defn: OrchestrationDefinition | None, name: str,
+            version: int | None, now: datetime, ids: IdGenerator) -> None:
+    """Make the schedule of orchestration ``name`` follow its active version: armed at the
+    next tick when that version has a ``schedule`` trigger, disarmed otherwise (``defn``
+    None: deactivated). Called in the transaction that deploys or (de)activates it."""
+    t = defn.trigger if defn is not None else None
+    row = tx.get_schedule_txn(name, for_update=True)
+    if t is None or t.type != "schedule" or not t.cron or version is None:
+        if row is not None and row["next_at"] is not None:
+            tx.put_schedule_txn({**row, "token": ids.new("sch"), "next_at": None,
+                                 "updated_at": iso(now)})
+        return
+    tz = t.timezone or DEFAULT_TIMEZONE
+    tick = next_tick(t.cron, tz, now)
+    token = ids.new("sch")
+    tx.put_schedule_txn({
+        "orchestration": name, "version": version, "cron": t.cron, "timezone": tz,
+        "token": token, "next_at": iso(tick), "last_at": row["last_at"] if row else None,
+        "last_run_id": row["last_run_id"] if row else None, "updated_at": iso(now)})
+    payload: jobs.SchedulePayload = {"orchestration": name, "token": token, "at": iso(tick)}
+    tx.enqueue_job_txn(jobs.SCHEDULE, None, dict(payload), iso(tick), iso(now))
+
+
+def fire_txn(tx: Transaction, payload: jobs.SchedulePayload, now: datetime,
+             definitions: DefinitionRepo, runs: RunDriver, ids: IdGenerator) -> str | None:
+    """Start the run a tick is due, and arm the next tick; the new run's id, or None when
+    the job is stale (another version was deployed or activated since it was armed)."""
+    name = payload["orchestration"]
+    row = tx.get_schedule_txn(name, for_update=True)
+    if row is None or row["token"] != payload["token"] or row["next_at"] is None:
+        return None
+    defn, version = definitions.orchestration(name, row["version"], tx=tx)
+    due = parse_iso(payload["at"])
+    tz = row["timezone"]
+    missed = _missed(row["cron"], tz, due, now)
+    run = runs.start_txn(tx, defn, version, None, {}, "schedule", now)
+    following = next_tick(row["cron"], tz, max(now, due))
+    token = ids.new("sch")
+    tx.put_schedule_txn({**row, "token": token, "next_at": iso(following), "last_at": iso(due),
+                         "last_run_id": run.id, "updated_at": iso(now)})
+    nxt: jobs.SchedulePayload = {"orchestration": name, "token": token, "at": iso(following)}
+    tx.enqueue_job_txn(jobs.SCHEDULE, None, dict(nxt), iso(following), iso(now))
+    data: dict[str, Any] = {"orchestration": name, "version": version,
+                            "scheduled_for": iso(due), "next_at": iso(following)}
+    if missed:
+        data["missed_ticks"] = missed
+    tx.append_events_txn([{"at": iso(now), "type": "schedule_fired", "actor": "schedule",
+                           "record_id": None, "run_id": run.id, "data": data}])
+    return run.id
