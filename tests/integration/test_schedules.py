@@ -148,3 +148,53 @@ def test_a_tick_claimed_by_a_worker_that_died_fires_once_elsewhere(harness: Harn
     assert len(h.engine.list_runs()) == 1 and len(fired(h)) == 1
     (job,) = schedule_jobs(h)
     assert job.status == "ready" and job.run_after.startswith("2026-01-05T09:30:00"), job
+
+
+def test_misfire_skip_starts_nothing_for_missed_ticks_but_runs_a_tick_merely_late(
+        harness: Harness) -> None:
+    h = harness
+    h.deploy_text(nightly("*/15 * * * *").replace('cron: "*/15 * * * *"',
+                                                 'cron: "*/15 * * * *", misfire: skip'))
+    h.clock.advance(timedelta(minutes=17))  # the 09:15 tick, 2 minutes late: still run
+    h.work()
+    assert len(h.engine.list_runs()) == 1
+    h.clock.advance(timedelta(hours=1))  # 09:30 ... 10:15 passed unattended
+    h.work()
+    assert len(h.engine.list_runs()) == 1, "skip: no run for missed ticks"
+    with h.engine.store.read() as tx:
+        (skipped,) = tx.events_txn(types=["schedule_skipped"])
+    assert skipped["run_id"] is None and skipped["data"]["missed_ticks"] == 3, skipped
+    assert skipped["data"]["next_at"].startswith("2026-01-05T10:30:00")
+    h.clock.advance(timedelta(minutes=15))
+    h.work()
+    assert len(h.engine.list_runs()) == 2
+
+
+def test_two_workers_and_a_restart_still_one_run_per_tick(harness: Harness) -> None:
+    import threading
+
+    from baton.runtime.engine import Engine
+    from baton.runtime.worker import Worker
+
+    h = harness
+    h.deploy_text(nightly("*/15 * * * *"))
+    other = Worker(h.engine)
+    for _ in range(4):
+        h.clock.advance(timedelta(minutes=15))
+        threads = [threading.Thread(target=w.run, kwargs={"until_idle": True})
+                   for w in (h.worker, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert len(h.engine.list_runs()) == 4 and len(fired(h)) == 4
+
+    h.engine.close()  # a restart: a new engine (and worker) on the same database
+    h.engine = Engine(h.db_url, clock=h.clock)
+    h.worker = Worker(h.engine)
+    h.clock.advance(timedelta(minutes=15))
+    h.work()
+    runs = h.engine.list_runs()
+    assert len(runs) == 5 and all(r.status.value == "completed" for r in runs), runs
+    ticks = sorted(e["data"]["scheduled_for"][11:16] for e in fired(h))
+    assert ticks == ["09:15", "09:30", "09:45", "10:00", "10:15"], ticks

@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from baton.cli.bench import bench_app
+from baton.cli.definitions import definitions_app
 from baton.cli.output import (
     console,
     err_console,
@@ -45,6 +46,7 @@ incidents_app = typer.Typer(no_args_is_help=True,
                             help="Incidents (a trigger's when or an evaluation flow that raised): "
                                  "list them; retry or dismiss one.")
 app.add_typer(incidents_app, name="incidents")
+app.add_typer(definitions_app, name="definitions")
 app.add_typer(records_app, name="records")
 app.add_typer(runs_app, name="runs")
 app.add_typer(work_app, name="work")

@@ -559,6 +559,7 @@ def _build_trigger(data: Mapping[str, Any]) -> Trigger:
         input=tuple(_build_field(name, spec) for name, spec in (data.get("input") or {}).items()),
         cron=data.get("cron"),
         timezone=data.get("timezone"),
+        misfire=data.get("misfire", "run_once"),
     )
 
 

@@ -119,6 +119,7 @@ class Trigger:
     input: tuple[FieldDefinition, ...] = ()
     cron: str | None = None
     timezone: str | None = None  # a schedule's cron is read in this zone (default UTC)
+    misfire: str = "run_once"  # after downtime: "run_once" (one run for the ticks missed) | "skip"
 
 
 @dataclass(frozen=True)

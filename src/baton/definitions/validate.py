@@ -59,10 +59,11 @@ ORCHESTRATION_KEYS = (
 TRIGGER_KEYS = {
     "record": ("type", "object", "on", "when"),
     "autolaunched": ("type", "input", "object"),
-    "schedule": ("type", "cron", "timezone"),
+    "schedule": ("type", "cron", "timezone", "misfire"),
 }
 TRIGGER_REQUIRED = {"record": ("object",), "autolaunched": (), "schedule": ("cron",)}
 TRIGGER_EVENTS = ("create", "update")
+MISFIRE = ("run_once", "skip")  # a schedule's ticks missed while no worker ran
 STAGE_KEYS = ("name", "label", "description", "steps", "exit_when", "next", "max_iterations")
 # Keys every step may have; the keys of one step type (its ``keys``) come from the registry.
 STEP_KEYS = (
@@ -351,6 +352,8 @@ def _check_trigger(ck: Checker, data: dict[str, Any], env: Env, scope: Scope) ->
             _check_cron(ck, trigger["cron"])
         if "timezone" in trigger:
             _check_timezone(ck, "trigger.timezone", trigger["timezone"])
+        if "misfire" in trigger and trigger["misfire"] not in MISFIRE:
+            ck.add("trigger.misfire", unknown("misfire policy", trigger["misfire"], MISFIRE))
     return scope
 
 

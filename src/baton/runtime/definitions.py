@@ -153,6 +153,12 @@ class DefinitionRepo:
         self._generation = None
         return self.get_version(kind, name, version) if version is not None else None
 
+    def schedules(self) -> dict[str, dict[str, Any]]:
+        """Each cron-started orchestration's schedule: ``cron``, ``timezone``, ``version``,
+        ``next_at`` (None: deactivated), ``last_at`` and ``last_run_id``."""
+        with self.store.read() as tx:
+            return {r["orchestration"]: r for r in tx.list_schedules_txn()}
+
     # ---- lookups ------------------------------------------------------------------------
     def refresh(self, tx: Definitions | None = None) -> None:
         """Reload the index of active versions if anything was deployed since."""

@@ -9,9 +9,12 @@ that dies before its commit leaves the job to be claimed again, having started n
 Deploying or activating another version, or deactivating the orchestration, writes a new
 token, so a job armed before finds itself stale and starts nothing.
 
-Ticks missed while no worker ran (the machine was down): the first firing after them starts
-ONE run, for the latest tick missed, and says in its audit event how many were skipped —
-what a scheduler's "fire once now" misfire rule does, rather than a burst of runs.
+Ticks missed while no worker ran (the machine was down), the trigger's ``misfire`` policy:
+``run_once`` (the default) starts ONE run for them, late, and its audit event says how many
+ticks were skipped — a scheduler's "fire once now" rule rather than a burst of runs;
+``skip`` starts nothing for them (a ``schedule_skipped`` event says what was missed) and
+waits for the next tick. A tick is missed when a later tick has passed too, so a worker a
+few seconds late still runs it under either policy.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ def arm_txn(tx: Transaction, defn: OrchestrationDefinition | None, name: str,
 def fire_txn(tx: Transaction, payload: jobs.SchedulePayload, now: datetime,
              definitions: DefinitionRepo, runs: RunDriver, ids: IdGenerator) -> str | None:
     """Start the run a tick is due, and arm the next tick; the new run's id, or None when
-    the job is stale (another version was deployed or activated since it was armed)."""
+    the job is stale (another version was deployed or activated since it was armed) or its
+    missed ticks are skipped (``misfire: skip``)."""
     name = payload["orchestration"]
     row = tx.get_schedule_txn(name, for_update=True)
     if row is None or row["token"] != payload["token"] or row["next_at"] is None:
@@ -87,17 +91,19 @@ def fire_txn(tx: Transaction, payload: jobs.SchedulePayload, now: datetime,
     due = parse_iso(payload["at"])
     tz = row["timezone"]
     missed = _missed(row["cron"], tz, due, now)
-    run = runs.start_txn(tx, defn, version, None, {}, "schedule", now)
+    skip = bool(missed) and defn.trigger.misfire == "skip"
+    run_id = None if skip else runs.start_txn(tx, defn, version, None, {}, "schedule", now).id
     following = next_tick(row["cron"], tz, max(now, due))
     token = ids.new("sch")
-    tx.put_schedule_txn({**row, "token": token, "next_at": iso(following), "last_at": iso(due),
-                         "last_run_id": run.id, "updated_at": iso(now)})
+    tx.put_schedule_txn({
+        **row, "token": token, "next_at": iso(following), "updated_at": iso(now),
+        **({} if skip else {"last_at": iso(due), "last_run_id": run_id})})
     nxt: jobs.SchedulePayload = {"orchestration": name, "token": token, "at": iso(following)}
     tx.enqueue_job_txn(jobs.SCHEDULE, None, dict(nxt), iso(following), iso(now))
     data: dict[str, Any] = {"orchestration": name, "version": version,
                             "scheduled_for": iso(due), "next_at": iso(following)}
     if missed:
         data["missed_ticks"] = missed
-    tx.append_events_txn([{"at": iso(now), "type": "schedule_fired", "actor": "schedule",
-                           "record_id": None, "run_id": run.id, "data": data}])
-    return run.id
+    tx.append_events_txn([{"at": iso(now), "type": "schedule_skipped" if skip else "schedule_fired",
+                           "actor": "schedule", "record_id": None, "run_id": run_id, "data": data}])
+    return run_id

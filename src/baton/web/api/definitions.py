@@ -85,8 +85,19 @@ class DefinitionSource(DefinitionVersion):
     source: str = Field(description="the YAML text as deployed")
 
 
+class Schedule(BaseModel):
+    cron: str
+    timezone: str
+    version: int = Field(description="the version whose trigger it follows")
+    next_at: str | None = Field(description="the next tick; null when deactivated")
+    last_at: str | None = Field(description="the last tick that started a run")
+    last_run_id: str | None
+
+
 class DefinitionDetail(DefinitionSummary):
     history: list[DefinitionVersion]
+    schedule: Schedule | None = Field(
+        default=None, description="an orchestration started by a `schedule` trigger: its ticks")
 
 
 class DefinitionDiff(BaseModel):
@@ -169,7 +180,10 @@ def deploy(request: Request, body: DefinitionFiles, principal: Principal = WRITE
 def get_definition(request: Request, kind: KindPath, name: NamePath,
                    _: Principal = READ) -> dict[str, Any]:
     rows = _versions(request, kind, name)
-    return {**_summaries(rows)[0], "history": [version_json(r) for r in rows]}
+    sch = engine_of(request).definitions.schedules().get(name) if kind == "orchestration" else None
+    schedule = {k: sch[k] for k in Schedule.model_fields} if sch else None
+    return {**_summaries(rows)[0], "history": [version_json(r) for r in rows],
+            "schedule": schedule}
 
 
 @router.get("/{kind}/{name}/versions/{version}", response_model=DefinitionSource,

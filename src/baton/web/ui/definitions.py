@@ -52,7 +52,8 @@ def definition_page(request: Request, kind: str, name: str, principal: Reader,
                 for line in eng.definitions.diff(kind, name, a, b).splitlines()]
     return render(request, "definition.html", principal, {
         "kind": kind, "name": name, "versions": versions, "active": active, "row": row,
-        "issues": issues, "diff": diff, "a": a if a in numbers else (numbers[-2] if len(numbers) > 1 else numbers[0]),
+        "issues": issues, "diff": diff,
+        "schedule": eng.definitions.schedules().get(name) if kind == "orchestration" else None, "a": a if a in numbers else (numbers[-2] if len(numbers) > 1 else numbers[0]),
         "b": b if b in numbers else numbers[-1], "numbers": numbers,
         "may_write": principal.user.can(Permission.DEFINITIONS_WRITE)})
 

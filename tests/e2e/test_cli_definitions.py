@@ -1,0 +1,39 @@
+"""``baton definitions list|show``: versions, the active one, a schedule's next tick."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.e2e.test_cli import baton, copy_example, ok, ok_json, one_line_error
+
+NIGHTLY = """kind: orchestration
+name: nightly_close
+trigger: {type: schedule, cron: "0 2 * * *", timezone: Europe/Paris}
+stages:
+  - name: work
+    steps: [{name: sweep, type: background, flow: cases.close}]
+"""
+
+
+def test_definitions_list_and_show(tmp_path: Path) -> None:
+    proj = copy_example(tmp_path)
+    (proj / "definitions" / "nightly.yaml").write_text(NIGHTLY)
+    ok(baton("deploy", cwd=proj))
+    rows = {(d["kind"], d["name"]): d for d in ok_json(baton("definitions", "list", "--json", cwd=proj))}
+    assert rows[("orchestration", "case_triage")] == {
+        "kind": "orchestration", "name": "case_triage", "active": 1, "latest": 1,
+        "next_run_at": None}
+    nightly = rows[("orchestration", "nightly_close")]
+    assert nightly["active"] == 1 and nightly["next_run_at"].endswith(":00:00.000Z"), nightly
+    assert nightly["next_run_at"][11:13] in ("00", "01"), "02:00 in Paris is 00:00 or 01:00 UTC"
+
+    shown = ok_json(baton("definitions", "show", "nightly_close", "--json", cwd=proj))
+    assert shown["schedule"]["cron"] == "0 2 * * *" and shown["source"] == NIGHTLY
+    text = ok(baton("definitions", "show", "nightly_close", cwd=proj)).stdout
+    assert "next run" in text and "Europe/Paris" in text
+    objects = ok_json(baton("definitions", "list", "--kind", "object", "--json", cwd=proj))
+    assert {d["kind"] for d in objects} == {"object"}
+
+    one_line_error(baton("definitions", "show", "nope", cwd=proj), "not found")
+    p = baton("definitions", "list", "--kind", "bogus", cwd=proj)
+    assert p.returncode == 2 and "orchestration" in p.stderr, p.stderr
