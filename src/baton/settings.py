@@ -115,6 +115,9 @@ class Settings:
     only a request from one of them has its ``Forwarded`` / ``X-Forwarded-For`` /
     ``X-Forwarded-Proto`` headers believed (client address for login throttling; https for
     cookies). Empty: no one's."""
+    log_format: str = field(default="text", metadata=_env("BATON_LOG_FORMAT"))
+    """``text`` (one line a record) or ``json`` (one JSON object a line, with the run, step
+    and job ids where there are; the HTTP access log too). ``--log-format`` overrides it."""
     cookie_secure: bool | None = field(default=None, metadata=_env("BATON_COOKIE_SECURE"))
     """Mark the UI's cookies ``Secure``: True, False, or None (``auto``) when the request
     came over https as seen through the trusted proxies."""
@@ -157,6 +160,7 @@ class Settings:
             flow_memory_mb=memory,
             trusted_proxies=_networks(e, "BATON_TRUSTED_PROXIES"),
             cookie_secure=_auto_bool(e, "BATON_COOKIE_SECURE"),
+            log_format=_log_format(e.get("BATON_LOG_FORMAT") or "text"),
         )
 
     def store_options(self) -> dict[str, Any]:
@@ -164,6 +168,16 @@ class Settings:
         return {"synchronous": self.sqlite_synchronous, "sqlite_nullpool": self.sqlite_nullpool,
                 "worker_host": self.worker_host, "pg_pool_size": self.pg_pool_size,
                 "pg_pool_overflow": self.pg_pool_overflow}
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(value: str) -> str:
+    fmt = value.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"BATON_LOG_FORMAT={value!r} is not one of {', '.join(LOG_FORMATS)}")
+    return fmt
 
 
 def environment_variables() -> list[str]:

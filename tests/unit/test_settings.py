@@ -129,6 +129,7 @@ SAMPLES = {
     "BATON_TRUSTED_PROXIES": ("10.0.0.5, 10.1.0.0/16",
                               lambda s: s.trusted_proxies == ("10.0.0.5/32", "10.1.0.0/16")),
     "BATON_COOKIE_SECURE": ("1", lambda s: s.cookie_secure is True),
+    "BATON_LOG_FORMAT": ("JSON", lambda s: s.log_format == "json"),
 }
 
 
@@ -152,6 +153,8 @@ def test_bad_values_name_their_variable() -> None:
         Settings.from_environment({"BATON_TRUSTED_PROXIES": "10.0.0.1,proxy"})
     with pytest.raises(ConfigError, match="BATON_COOKIE_SECURE='maybe' is not auto, 1 or 0"):
         Settings.from_environment({"BATON_COOKIE_SECURE": "maybe"})
+    with pytest.raises(ConfigError, match="BATON_LOG_FORMAT='xml' is not one of text, json"):
+        Settings.from_environment({"BATON_LOG_FORMAT": "xml"})
     assert Settings.from_environment({"BATON_COOKIE_SECURE": "0"}).cookie_secure is False
     assert Settings.from_environment({"BATON_COOKIE_SECURE": "auto"}).cookie_secure is None
     s = Settings.from_environment({"BATON_USER_EMAILS": "[1]", "BATON_NOTIFY_ADDRESSES": "{"})

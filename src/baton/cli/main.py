@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import shutil
 import signal
 import sys
@@ -189,6 +188,19 @@ def db_upgrade() -> None:
 
 
 # ---- workers ----------------------------------------------------------------------------
+LogFormatOpt = Annotated[str | None, typer.Option("--log-format", help="text or json (one object a line, with run, step and job ids); default: BATON_LOG_FORMAT, else text")]
+
+
+def _configure_logs(fmt: str | None) -> None:
+    from baton import logs
+    from baton.settings import LOG_FORMATS
+
+    if fmt is not None and fmt not in LOG_FORMATS:
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(LOG_FORMATS)}",
+                                 param_hint="--log-format")
+    logs.configure(fmt or state.settings().log_format)
+
+
 @app.command()
 def worker(
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when nothing is ready")] = False,
@@ -196,12 +208,21 @@ def worker(
     batch: Annotated[int, typer.Option(help="Jobs claimed per transaction")] = 32,
     heartbeat_timeout: Annotated[float, typer.Option(help="Seconds before a silent worker's jobs are taken over")] = 30.0,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
+    log_format: LogFormatOpt = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve this process's Prometheus metrics (steps, e-mails, jobs) on this port at /metrics")] = None,
+    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for --metrics-port")] = "127.0.0.1",
 ) -> None:
     """Run the workers: background steps, condition checks, re-evaluation."""
     from baton.runtime.worker import run_workers
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logs(log_format)
     eng = state.engine(flows=True, migrate=not no_migrate)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from baton.runtime.metrics import process_registry
+
+        start_http_server(metrics_port, addr=metrics_host, registry=process_registry())
     workers: list[Any] = []
 
     def stop(*_: Any) -> None:  # SIGTERM: finish the job in hand, release the rest, exit
@@ -235,6 +256,7 @@ def serve(
     workers_: Annotated[int, typer.Option("--workers", "-w", help="Worker threads in this process (0: run workers separately with `baton worker`)")] = 1,
     base_url: Annotated[str | None, typer.Option("--base-url", help="How browsers reach this server (links in e-mails; default: BATON_BASE_URL, else its own address)")] = None,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run the REST API, the web UI and the workers in one process until stopped."""
     import threading
@@ -245,7 +267,7 @@ def serve(
     from baton.runtime.worker import Worker
     from baton.web import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logs(log_format)
     smtp = state.settings().smtp
     url = (base_url or smtp.base_url
            or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}").rstrip("/")
@@ -267,7 +289,7 @@ def serve(
         # proxy_headers=False: forwarding headers are believed from BATON_TRUSTED_PROXIES
         # only (baton.web.proxies), not from whatever uvicorn trusts by default.
         uvicorn.run(create_app(eng, base_url=url), host=host, port=port, log_level="info",
-                    proxy_headers=False)
+                    proxy_headers=False, log_config=None)  # our handlers and format
     finally:
         for w in workers:  # finish the job in hand, release the rest
             w.stop()

@@ -24,6 +24,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy.exc import DBAPIError
 
+from baton import logs
 from baton.clock import iso
 from baton.definitions.model import StepDefinition
 from baton.engine.events import (
@@ -37,7 +38,7 @@ from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, FlowFn, get_flow
-from baton.runtime import incidents, jobs, schedules
+from baton.runtime import incidents, jobs, metrics, schedules
 from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.runtime.flowpool import FlowPool
@@ -275,6 +276,12 @@ class Worker:
 
         Dispatch is by job kind: the runtime's own kinds in ``_ENGINE_JOBS``, then the kinds
         step types enqueue (``baton.steps.registry``)."""
+        metrics.JOBS.labels(job.kind).inc()
+        with logs.job_context(job_id=job.id, job_kind=job.kind, run_id=job.run_id,
+                              step=job.payload.get("step")):
+            return self._dispatch(job, snapshot)
+
+    def _dispatch(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         own = _ENGINE_JOBS.get(job.kind)
         if own is not None:
             handler, reads_run = own
@@ -303,6 +310,7 @@ class Worker:
         event: StepCompleted | StepFailed
         updates: dict[str, Any] = {}
         ran_at = iso(self.engine.clock.now())
+        started = time.perf_counter()
         try:
             if definition is None:
                 raise StepFailure(f"step {step!r} is not in {run.orchestration} "
@@ -315,6 +323,10 @@ class Worker:
             updates = dict(out.record_updates)
         except Exception as exc:  # noqa: BLE001 - a failing step fails its step, never the worker
             event = StepFailed(step, iteration, _error(exc), attempt=attempt)
+            log.warning("step %s of run %s failed (attempt %s): %s: %s", step, run.id, attempt,
+                        type(exc).__name__, exc)
+        metrics.observe_step(step_type.name, time.perf_counter() - started,
+                             isinstance(event, StepFailed))
         self._faults.hit("after_flow")
         return _Result(job, event, updates)
 
@@ -373,6 +385,7 @@ class Worker:
                               html_body=p.get("html"))
         except Exception as exc:  # noqa: BLE001 - SMTP, network, configuration: not the worker's problem
             error = f"{type(exc).__name__}: {exc}"
+            metrics.EMAILS.labels("failed").inc()
             if job.attempts >= notify.MAX_ATTEMPTS:
                 log.error("email job %s (run %s) dropped after %d attempts: %s", job.id,
                           job.run_id, job.attempts, error)
@@ -383,6 +396,7 @@ class Worker:
                         job.run_id, job.attempts, retry_at, error)
             return _Result(job, None, audit=[audit("email_failed", error=error,
                                                    retry_at=retry_at)], release_at=retry_at)
+        metrics.EMAILS.labels("sent").inc()
         return _Result(job, None, audit=[audit("email_sent")])
 
     def _execute_schedule(self, job: Job, snapshot: _Snapshot | None) -> _Result:

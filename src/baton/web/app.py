@@ -58,9 +58,11 @@ def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
 
     from baton.web import ui
     from baton.web.api import router as api_router
+    from baton.web.health import router as health_router
     from baton.web.ui import router as ui_router
 
     app.include_router(api_router, prefix="/api")
+    app.include_router(health_router)
     app.include_router(ui_router)
     ui.install(app)  # errors on pages as HTML; no session -> /login
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -84,11 +84,15 @@ def _body(request: Request, status: int, title: str, detail: str, slug: str | No
     return body
 
 
+MACHINE_PATHS = ("/api/", "/metrics", "/healthz", "/readyz")
+"""Paths programs call: their errors are problem documents, never pages or a login redirect."""
+
+
 def problem_response(request: Request, status: int, title: str, detail: str = "", *,
                      slug: str | None = None, headers: dict[str, str] | None = None,
                      **extra: Any) -> Response:
     render = getattr(request.app.state, "render_html_error", None)
-    if render is not None and not request.url.path.startswith("/api"):
+    if render is not None and not request.url.path.startswith(MACHINE_PATHS):
         return render(request, status, title, detail, headers)  # type: ignore[no-any-return]
     return JSONResponse(_body(request, status, title, detail, slug, **extra), status_code=status,
                         media_type=PROBLEM_JSON, headers=headers)

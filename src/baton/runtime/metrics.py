@@ -1,0 +1,151 @@
+"""Prometheus metrics (``prometheus_client``).
+
+Two kinds, told apart by where their truth lives:
+
+* **What this process did**, counted as it happens: step attempts and their duration by
+  step type, e-mails sent and failed, jobs processed. Each process exposes its own —
+  ``baton serve`` at ``/metrics``, a separate ``baton worker`` with ``--metrics-port`` —
+  and Prometheus sums them.
+* **What the database holds**, read at a scrape (:class:`StoreCollector`): runs by
+  orchestration and status, open work items by assignee and SLA state, jobs due and how
+  late the oldest is, steps in fallout, workers heartbeating. Read by ``baton serve`` only,
+  so a deployment with many processes does not count them many times. The reads are cached
+  for ``ttl`` seconds, so a scrape storm costs one set of queries.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from baton.clock import iso, parse_iso
+from baton.engine.state import Run
+from baton.engine.status import StepStatus
+from baton.store.sql import metrics as q
+from baton.work.items import OPEN_STATUSES
+
+if TYPE_CHECKING:
+    from baton.runtime.engine import Engine
+
+STEP_SECONDS = Histogram(
+    "baton_step_duration_seconds", "Time a worker spent on one attempt of a step, by step type",
+    ["step_type"], registry=None,
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0))
+STEP_ATTEMPTS = Counter(
+    "baton_step_attempts", "Attempts of steps run by this process, by step type and outcome",
+    ["step_type", "outcome"], registry=None)
+EMAILS = Counter("baton_emails", "E-mails this process tried to send, by outcome",
+                 ["outcome"], registry=None)
+JOBS = Counter("baton_jobs_processed", "Jobs this process's workers ran, by kind",
+               ["kind"], registry=None)
+PROCESS_METRICS: tuple[Collector, ...] = (STEP_SECONDS, STEP_ATTEMPTS, EMAILS, JOBS)
+
+
+def observe_step(step_type: str, seconds: float, failed: bool) -> None:
+    STEP_SECONDS.labels(step_type).observe(seconds)
+    STEP_ATTEMPTS.labels(step_type, "failed" if failed else "completed").inc()
+
+
+def process_registry() -> CollectorRegistry:
+    """What this process did (a separate ``baton worker`` serves this)."""
+    registry = CollectorRegistry(auto_describe=True)
+    for c in PROCESS_METRICS:
+        registry.register(c)
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def server_registry(engine: Engine, ttl: float = 5.0) -> CollectorRegistry:
+    """``baton serve``'s ``/metrics``: this process, and the database's counts."""
+    registry = process_registry()
+    registry.register(StoreCollector(engine, ttl))
+    return registry
+
+
+class StoreCollector(Collector):
+    """The database's counts, read at a scrape (at most once per ``ttl`` seconds)."""
+
+    def __init__(self, engine: Engine, ttl: float) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[Metric]] | None = None
+
+    def describe(self) -> list[Metric]:
+        return []  # read from the database: nothing to say before a scrape
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > self.ttl:
+                self._cached = (time.monotonic(), self._read())
+            yield from self._cached[1]
+
+    def _read(self) -> list[Metric]:
+        eng = self.engine
+        now_dt = eng.clock.now()
+        now = iso(now_dt)
+        with eng.store.read() as tx:
+            runs = q.runs_by_status(tx)
+            work = q.open_work(tx, OPEN_STATUSES, now)
+            due = q.jobs_due(tx, now)
+            fallout = q.fallout_states(tx)
+            alive = q.workers_alive(tx, iso(now_dt - timedelta(seconds=30)))
+
+        started = CounterMetricFamily("baton_runs_started", "Runs started, by orchestration",
+                                      labels=["orchestration"])
+        ended = CounterMetricFamily("baton_runs_ended",
+                                    "Runs that ended, by orchestration and status "
+                                    "(completed, failed, canceled)",
+                                    labels=["orchestration", "status"])
+        current = GaugeMetricFamily("baton_runs", "Runs now, by orchestration and status",
+                                    labels=["orchestration", "status"])
+        total: dict[str, int] = {}
+        for orchestration, status, n in runs:
+            total[orchestration] = total.get(orchestration, 0) + n
+            current.add_metric([orchestration, status], n)
+            if status in ("completed", "failed", "canceled"):
+                ended.add_metric([orchestration, status], n)
+        for orchestration, n in sorted(total.items()):
+            started.add_metric([orchestration], n)
+
+        items = GaugeMetricFamily(
+            "baton_work_items_open", "Open work items (unclaimed or claimed), by assignee "
+            "(queue, group or user) and SLA state (overdue, on_time, none)",
+            labels=["assignee_kind", "assignee", "sla"])
+        for w in work:
+            items.add_metric([w.assignee_kind, w.assignee, w.sla], w.n)
+
+        ready = GaugeMetricFamily("baton_jobs_due", "Jobs due now: ready, or claimed by a "
+                                  "worker, by kind", labels=["kind", "status"])
+        lag = GaugeMetricFamily("baton_job_lag_seconds", "How long the oldest ready job has "
+                                "been due (0: none waiting)")
+        oldest: str | None = None
+        for j in due:
+            ready.add_metric([j.kind, j.status], j.n)
+            if j.status == "ready" and j.oldest_due and (oldest is None or j.oldest_due < oldest):
+                oldest = j.oldest_due
+        lag.add_metric([], max(0.0, (now_dt - parse_iso(oldest)).total_seconds()) if oldest else 0.0)
+
+        steps = GaugeMetricFamily("baton_steps_in_fallout", "Steps waiting for an operator "
+                                  "(retries exhausted), by orchestration", labels=["orchestration"])
+        by_orch: dict[str, int] = {}
+        for text in fallout:
+            run = Run.from_json(orjson.loads(text))
+            n = sum(1 for sr in run.steps.values() if sr.status is StepStatus.FALLOUT)
+            if n:
+                by_orch[run.orchestration] = by_orch.get(run.orchestration, 0) + n
+        for name, n in sorted(by_orch.items()):
+            steps.add_metric([name], n)
+
+        workers = GaugeMetricFamily("baton_workers_alive", "Workers that sent a heartbeat in "
+                                    "the last 30 s")
+        workers.add_metric([], alive)
+        return [started, ended, current, items, ready, lag, steps, workers]

@@ -1,0 +1,65 @@
+"""Running it in production: ``/healthz`` (the process answers), ``/readyz`` (it can do its
+job: the database answers, its schema is migrated, a worker is heartbeating) and
+``/metrics`` (Prometheus, for a token with ``runs:read``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from baton.auth.roles import Permission
+from baton.clock import iso
+from baton.runtime.metrics import server_registry
+from baton.store.migrations import LATEST
+from baton.store.sql import metrics as q
+from baton.web.problems import problem_responses
+from baton.web.security import Principal, engine_of, need
+
+# Probes and scrapes, not the API: left out of /openapi.json (a 503 from /readyz is its
+# answer, not a server error; /metrics speaks Prometheus' format, not JSON).
+router = APIRouter(tags=["operations"], include_in_schema=False)
+WORKER_SILENCE_S = 30.0  # a worker silent this long does not count as heartbeating
+
+
+@router.get("/healthz", summary="Liveness: the process answers",
+            responses={200: {"description": "alive"}})
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: database reachable and migrated, a worker alive",
+            responses={200: {"description": "ready"},
+                       503: {"description": "not ready: `checks` says which check failed"}})
+def readyz(request: Request) -> JSONResponse:
+    eng = engine_of(request)
+    checks: dict[str, Any] = {}
+    try:
+        version = eng.store.schema_version()
+        checks["database"] = {"ok": True}
+        checks["schema"] = {"ok": version == LATEST, "version": version, "expected": LATEST}
+        with eng.store.read() as tx:
+            alive = q.workers_alive(tx, iso(eng.clock.now() - timedelta(seconds=WORKER_SILENCE_S)))
+        checks["workers"] = {"ok": alive > 0, "alive": alive,
+                             **({} if alive else {"detail": f"no worker has sent a heartbeat "
+                                                  f"in {WORKER_SILENCE_S:.0f} s"})}
+    except Exception as exc:  # noqa: BLE001 - any failure to read is "not ready", said why
+        checks["database"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
+    ready = all(c.get("ok") for c in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics (text exposition format)",
+            response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
+                       **problem_responses(401, 403)})
+def metrics(request: Request,
+            _: Annotated[Principal, Depends(need(Permission.RUNS_READ))]) -> Response:
+    registry = getattr(request.app.state, "metrics", None)
+    if registry is None:
+        registry = request.app.state.metrics = server_registry(engine_of(request))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
