@@ -61,3 +61,43 @@ def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     assert triage[0] == "cd examples/case_triage", triage
     seen = _run_block(triage, tmp_path / "copy")
     assert "WI_ID" in seen, f"`baton work list --queue tier1` listed no item: {seen}"
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's anchors for a document's headings."""
+    out = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            slug = re.sub(r"[^\w\- ]", "", title).replace(" ", "-")
+            out.add(slug)
+    return out
+
+
+def test_every_link_in_the_readme_and_docs_leads_somewhere() -> None:
+    broken = []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        for target in LINK.findall(text):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (doc.parent / path).resolve() if path else doc
+            if not dest.exists():
+                broken.append(f"{doc.name}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest.read_text()):
+                broken.append(f"{doc.name}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
+
+
+def test_the_readme_speed_figures_come_from_bench_results() -> None:
+    readme = (REPO / "README.md").read_text()
+    speed = readme.split("\n## Speed", 1)[1].split("\n## ", 1)[0]
+    results = (REPO / "bench" / "RESULTS.md").read_text()
+    figures = re.findall(r"\b\d{1,3}(?:,\d{3})+\b|\b\d+\.\d+\b|\b\d{3,}\b", speed)
+    assert figures, speed
+    missing = [f for f in figures if f not in results]
+    assert not missing, f"figures in the README's Speed section not in bench/RESULTS.md: {missing}"
