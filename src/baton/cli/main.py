@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.markup import escape
 
+from baton.cli import bundle as bundle_cli
 from baton.cli.bench import bench_app
 from baton.cli.definitions import definitions_app
 from baton.cli.output import (
@@ -46,6 +47,8 @@ incidents_app = typer.Typer(no_args_is_help=True,
                                  "list them; retry or dismiss one.")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(definitions_app, name="definitions")
+app.command("export")(bundle_cli.export)
+app.command("import")(bundle_cli.import_)
 app.add_typer(records_app, name="records")
 app.add_typer(runs_app, name="runs")
 app.add_typer(work_app, name="work")

@@ -160,6 +160,15 @@ class DefinitionRepo:
             return {r["orchestration"]: r for r in tx.list_schedules_txn()}
 
     # ---- lookups ------------------------------------------------------------------------
+    def forget(self) -> None:
+        """Drop every cached version: the next lookup reads the database (or the
+        transaction it is given) again."""
+        with self._lock:
+            self._generation = None
+            self._parsed.clear()
+            self._sources.clear()
+            self._active = {}
+
     def refresh(self, tx: Definitions | None = None) -> None:
         """Reload the index of active versions if anything was deployed since."""
         # Another process may deploy at any time; looking at most once a second keeps that

@@ -1,0 +1,303 @@
+"""Export and import: definitions (and optionally people) moved between environments as one
+``.tar.gz`` bundle — from a test system to production, or into a fresh database.
+
+A bundle holds ``manifest.json`` (what made it), ``definitions.json`` (every exported
+version: kind, name, version, whether it was active, file, YAML text) and, with
+``include_people``, ``people.json`` (users with their roles, groups and queues; never a
+password hash or a token: imported users set a password or get a token where they land).
+
+Import validates everything first — every YAML text through the same loader as
+``baton deploy``, every user's roles and names — and then writes in ONE transaction, or
+writes nothing. Versions are matched by content: a text the target already has (any of its
+versions) is not deployed again; a new text becomes the target's next version. The bundle's
+active version becomes the active one; a definition deactivated in the bundle is
+deactivated. Run history, records and work are never part of a bundle.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from baton import __version__
+from baton.auth.directory import Directory, _check_names
+from baton.clock import iso
+from baton.definitions.loader import check_texts
+from baton.definitions.model import ObjectTypeDefinition
+from baton.errors import BatonError, DefinitionError, Issue, ValidationError
+from baton.runtime import schedules
+from baton.runtime.definitions import checksum
+from baton.store.migrations import LATEST
+
+if TYPE_CHECKING:
+    from baton.runtime.engine import Engine
+
+FORMAT = 1
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # unpacked: a bundle is definitions, not data
+MEMBERS = ("manifest.json", "definitions.json", "people.json")
+KIND_ORDER = {"object": 0, "calendar": 1, "orchestration": 2}  # what others refer to first
+
+
+class BundleError(BatonError):
+    """The file is not a bundle this Baton can read (what and where is in the message)."""
+
+
+@dataclass
+class Change:
+    kind: str  # object | orchestration | calendar | user
+    name: str
+    action: str  # "new version 3" | "unchanged (v2)" | "add" | "update: roles" | ...
+    writes: bool
+
+
+@dataclass
+class ImportPlan:
+    changes: list[Change] = field(default_factory=list)
+    definitions: list[dict[str, Any]] = field(default_factory=list)  # rows to insert
+    activate: list[tuple[str, str, int | None]] = field(default_factory=list)
+    users: list[tuple[str, dict[str, Any], bool]] = field(default_factory=list)  # (name, row, new)
+
+    @property
+    def writes(self) -> bool:
+        return any(c.writes for c in self.changes)
+
+
+# ---- export -----------------------------------------------------------------------------
+def export_bundle(engine: Engine, *, include_people: bool = False,
+                  all_versions: bool = False) -> bytes:
+    """The bundle (gzip'd tar) of this database's definitions: the active version of each
+    (the latest for one that is deactivated), or every version with ``all_versions``."""
+    rows = engine.definitions.list_versions()
+    by_name: dict[tuple[str, str], list[Any]] = {}
+    for r in rows:
+        by_name.setdefault((r.kind, r.name), []).append(r)
+    exported = []
+    for (_kind, _name), versions in sorted(by_name.items()):
+        versions.sort(key=lambda r: r.version)
+        head = next((v for v in versions if v.active), versions[-1])
+        for v in versions if all_versions else [head]:
+            exported.append({"kind": v.kind, "name": v.name, "version": v.version,
+                             "active": v.active, "file": v.file, "source": v.source})
+    members: dict[str, Any] = {"definitions.json": exported}
+    if include_people:
+        members["people.json"] = [
+            {"name": u.name, "display_name": u.display_name, "email": u.email,
+             "roles": sorted(u.roles), "groups": sorted(u.groups), "queues": sorted(u.queues),
+             "active": u.active}
+            for u in engine.directory.list_users()]
+    members["manifest.json"] = {
+        "format": FORMAT, "baton": __version__, "schema": LATEST,
+        "exported_at": iso(engine.clock.now()), "all_versions": all_versions,
+        "definitions": len(exported), "people": len(members.get("people.json", []))}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in MEMBERS:
+            if name in members:
+                data = orjson.dumps(members[name], option=orjson.OPT_INDENT_2)
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mtime = 0
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+# ---- import -----------------------------------------------------------------------------
+def read_bundle(data: bytes) -> dict[str, Any]:
+    """The bundle's members, checked for shape (a clear error naming what is wrong)."""
+    out: dict[str, Any] = {}
+    total = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar:
+                if member.name not in MEMBERS or not member.isfile():
+                    raise BundleError(f"unexpected member {member.name!r} in the bundle "
+                                      f"(expected {', '.join(MEMBERS)})")
+                total += member.size
+                if total > MAX_BUNDLE_BYTES:
+                    raise BundleError(f"the bundle unpacks to more than {MAX_BUNDLE_BYTES} bytes")
+                f = tar.extractfile(member)
+                assert f is not None
+                try:
+                    out[member.name] = orjson.loads(f.read())
+                except orjson.JSONDecodeError as exc:
+                    raise BundleError(f"{member.name}: not JSON: {exc}") from None
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleError(f"not a bundle (a .tar.gz from `baton export`): {exc}") from None
+    manifest = out.get("manifest.json")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"manifest.json: missing, or a bundle format other than {FORMAT}")
+    defs = out.get("definitions.json")
+    if not isinstance(defs, list):
+        raise BundleError("definitions.json: missing or not a list")
+    for i, d in enumerate(defs):
+        if not (isinstance(d, dict) and isinstance(d.get("kind"), str)
+                and isinstance(d.get("name"), str) and isinstance(d.get("version"), int)
+                and isinstance(d.get("active"), bool) and isinstance(d.get("source"), str)
+                and isinstance(d.get("file", ""), str)):
+            raise BundleError(f"definitions.json[{i}]: expected kind, name, version, active, "
+                              "file and source")
+    people = out.get("people.json", [])
+    if not isinstance(people, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("name"), str) for p in people):
+        raise BundleError("people.json: expected a list of users with a name each")
+    return out
+
+
+def plan_import(engine: Engine, bundle: Mapping[str, Any]) -> ImportPlan:
+    """Validate the bundle against this database and work out what importing it changes.
+    Raises :class:`DefinitionError` (every problem, located in the bundle) or
+    :class:`ValidationError` (users) and changes nothing."""
+    defs = sorted(bundle["definitions.json"],
+                  key=lambda d: (KIND_ORDER.get(d["kind"], 9), d["name"], d["version"]))
+    _validate_definitions(engine, defs)
+    plan = ImportPlan()
+    now = iso(engine.clock.now())
+    with engine.store.read() as tx:
+        existing = tx.list_definitions_txn()
+        users = {r["name"]: r for r in tx.user_rows_txn()}
+        memberships = {name: tx.memberships_txn(name) for name in users}
+    have: dict[tuple[str, str], list[Any]] = {}
+    for r in existing:
+        have.setdefault((r.kind, r.name), []).append(r)
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for d in defs:
+        grouped.setdefault((d["kind"], d["name"]), []).append(d)
+    for (kind, name), versions in grouped.items():
+        target = sorted(have.get((kind, name), []), key=lambda r: r.version)
+        by_sum = {r.checksum: r.version for r in target}
+        next_version = (target[-1].version if target else 0) + 1
+        active_now = next((r.version for r in target if r.active), None)
+        mapped: dict[int, int] = {}
+        for d in versions:
+            digest = checksum(d["source"])
+            if digest in by_sum:
+                mapped[d["version"]] = by_sum[digest]
+                plan.changes.append(Change(kind, name, f"unchanged (v{by_sum[digest]})", False))
+                continue
+            plan.definitions.append({
+                "kind": kind, "name": name, "version": next_version, "checksum": digest,
+                "source": d["source"], "file": d.get("file") or f"{name}.yaml",
+                "active": False, "deployed_at": now, "deployed_by": "import"})
+            by_sum[digest] = mapped[d["version"]] = next_version
+            plan.changes.append(Change(kind, name, f"new version {next_version}", True))
+            next_version += 1
+        bundle_active = next((d["version"] for d in versions if d["active"]), None)
+        want = mapped[bundle_active] if bundle_active is not None else None
+        if want is None and kind == "object":
+            want = mapped[versions[-1]["version"]]  # an object type cannot be deactivated
+        if want != active_now:
+            plan.activate.append((kind, name, want))
+            plan.changes.append(Change(kind, name, f"activate v{want}" if want is not None
+                                       else "deactivate", True))
+    for person in bundle.get("people.json", []):
+        _plan_user(plan, person, users.get(person["name"]),
+                   memberships.get(person["name"], []), now)
+    return plan
+
+
+def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
+    """Write the plan in one transaction (nothing when it changes nothing)."""
+    if not plan.writes:
+        return
+    now_dt = engine.clock.now()
+    try:
+        with engine.store.write() as tx:
+            for row in plan.definitions:
+                tx.insert_definition_txn(row)
+            for kind, name, version in plan.activate:
+                tx.set_active_txn(kind, name, version if version is not None else -1)
+            for name, row, new in plan.users:
+                row = dict(row)
+                groups, queues = row.pop("groups"), row.pop("queues")
+                if new:
+                    tx.insert_user_txn(row)
+                else:
+                    tx.update_user_txn(name, row)
+                tx.set_memberships_txn(name, "group", groups)
+                tx.set_memberships_txn(name, "queue", queues)
+            engine.definitions.forget()  # parse what this transaction wrote, from it
+            for kind, name, version in plan.activate:
+                if kind == "orchestration":
+                    defn = (engine.definitions.orchestration(name, version, tx=tx)[0]
+                            if version is not None else None)
+                    schedules.arm_txn(tx, defn, name, version, now_dt, engine.ids)
+            tx.append_events_txn([{
+                "at": iso(now_dt), "type": "bundle_imported", "actor": actor,
+                "record_id": None, "run_id": None,
+                "data": {"changes": [f"{c.kind} {c.name}: {c.action}"
+                                     for c in plan.changes if c.writes]}}])
+    finally:
+        engine.definitions.forget()  # committed or rolled back: read again from the database
+
+
+def _validate_definitions(engine: Engine, defs: list[dict[str, Any]]) -> None:
+    """Every text as ``baton deploy`` would check it: the heads (active or latest of each)
+    together, older versions each against the heads' object types."""
+    def where(d: dict[str, Any]) -> str:
+        return f"definitions/{d['kind']}/{d['name']}/v{d['version']}.yaml"
+
+    heads: dict[tuple[str, str], dict[str, Any]] = {}
+    for d in defs:
+        key = (d["kind"], d["name"])
+        if d["active"] or key not in heads or not heads[key]["active"]:
+            heads[key] = d
+    issues: list[Issue] = []
+    loaded, found = check_texts({where(d): d["source"] for d in heads.values()},
+                                deployed_objects=engine.definitions.object_types())
+    issues += found
+    objects: dict[str, ObjectTypeDefinition] = dict(engine.definitions.object_types())
+    for doc in loaded:
+        if isinstance(doc.definition, ObjectTypeDefinition):
+            objects[doc.name] = doc.definition
+    for d in defs:
+        if heads[(d["kind"], d["name"])] is d:
+            continue
+        issues += check_texts({where(d): d["source"]}, deployed_objects=objects)[1]
+    for d in defs:
+        docs = [x for x in loaded if x.file == where(d)]
+        if heads[(d["kind"], d["name"])] is d and docs and (docs[0].kind, docs[0].name) != (
+                d["kind"], d["name"]):
+            issues.append(Issue(where(d), 1, "", f"the text defines {docs[0].kind} "
+                                f"{docs[0].name!r}, not {d['kind']} {d['name']!r}"))
+    if issues:
+        raise DefinitionError(issues)
+
+
+def _plan_user(plan: ImportPlan, person: Mapping[str, Any], row: Mapping[str, Any] | None,
+               members: list[tuple[str, str]], now: str) -> None:
+    name = person["name"]
+    problems: dict[str, str] = {}
+    _check_names("name", [name], problems)
+    roles = Directory._check_roles(person.get("roles") or [], problems)
+    groups = _check_names("groups", person.get("groups") or [], problems)
+    queues = _check_names("queues", person.get("queues") or [], problems)
+    email = person.get("email") or None
+    if email is not None:
+        Directory._check_email(email, problems)
+    if problems:
+        raise ValidationError(f"people.json: user {name!r}", problems)
+    values = {"display_name": person.get("display_name") or name, "email": email,
+              "roles": roles, "active": bool(person.get("active", True))}
+    if row is None:
+        plan.users.append((name, {"name": name, **values, "password_hash": None,
+                                  "created_at": now, "updated_at": now,
+                                  "groups": groups, "queues": queues}, True))
+        plan.changes.append(Change("user", name, "add (no password: set one, or create a "
+                                   "token, where it lands)", True))
+        return
+    had_groups = sorted(n for k, n in members if k == "group")
+    had_queues = sorted(n for k, n in members if k == "queue")
+    differs = [k for k, v in values.items() if (sorted(row[k]) if k == "roles" else row[k]) != v]
+    differs += [k for k, new, old in (("groups", groups, had_groups), ("queues", queues, had_queues))
+                if new != old]
+    if not differs:
+        plan.changes.append(Change("user", name, "unchanged", False))
+        return
+    plan.users.append((name, {**values, "updated_at": now, "groups": groups, "queues": queues},
+                       False))
+    plan.changes.append(Change("user", name, "update: " + ", ".join(differs), True))
