@@ -64,3 +64,14 @@ def fallout_states(tx: SqlTx) -> list[str]:
 def workers_alive(tx: SqlTx, since: str) -> int:
     t = s.workers
     return int(tx.conn.execute(select(func.count()).where(t.c.heartbeat_at >= since)).scalar() or 0)
+
+
+def runs_by_stage(tx: SqlTx, orchestration: str, version: int | None = None) -> dict[str, int]:
+    """In-progress runs of an orchestration (one version of it) by their current stage."""
+    t = s.runs
+    q = (select(t.c.current_stage, func.count())
+         .where(t.c.status == "in_progress", t.c.orchestration == orchestration)
+         .group_by(t.c.current_stage))
+    if version is not None:
+        q = q.where(t.c.version == version)
+    return {str(st): int(n) for st, n in tx.conn.execute(q) if st is not None}

@@ -10,8 +10,10 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from baton.auth.roles import Permission
-from baton.errors import NotFound
+from baton.errors import BatonError, NotFound
 from baton.store.base import DefinitionRow
+from baton.store.sql.metrics import runs_by_stage
+from baton.web.diagram import orchestration_svg
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import page_need, render
 
@@ -50,7 +52,18 @@ def definition_page(request: Request, kind: str, name: str, principal: Reader,
     if a in numbers and b in numbers and a is not None and b is not None:
         diff = [{"text": line, "css": _diff_class(line)}
                 for line in eng.definitions.diff(kind, name, a, b).splitlines()]
+    diagram = None
+    if kind == "orchestration" and not issues:
+        try:
+            defn, _ = eng.definitions.orchestration(name, shown)
+        except BatonError:
+            pass  # (the validation section says why)
+        else:
+            with eng.store.read() as tx:
+                heat = runs_by_stage(tx, name, shown)
+            diagram = orchestration_svg(defn, heat=heat)
     return render(request, "definition.html", principal, {
+        "diagram": diagram,
         "kind": kind, "name": name, "versions": versions, "active": active, "row": row,
         "issues": issues, "diff": diff,
         "schedule": eng.definitions.schedules().get(name) if kind == "orchestration" else None, "a": a if a in numbers else (numbers[-2] if len(numbers) > 1 else numbers[0]),

@@ -16,6 +16,7 @@ from baton.auth.roles import Permission
 from baton.engine.state import Run, StepRun
 from baton.engine.status import RunStatus, StageStatus, StepStatus
 from baton.runtime.engine import Engine
+from baton.web.diagram import orchestration_svg
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import Pager, page_need, render
 from baton.web.ui.events import describe_event
@@ -80,6 +81,7 @@ def run_context(eng: Engine, user: User, run_id: str) -> dict[str, Any]:
     else:
         events, events_title = eng.run_events(run.id), "Run events"
     return {"run": run, "stages": stages, "decisions": run.decisions,
+            "diagram": orchestration_svg(defn, run),
             "events": [{**e, "text": describe_event(e)} for e in events],
             "events_title": events_title, "live": run.status is RunStatus.IN_PROGRESS,
             "poll_seconds": POLL_SECONDS, "may_work": user.can(Permission.WORK_ALL),
