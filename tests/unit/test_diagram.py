@@ -3,6 +3,7 @@ run's live state."""
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def test_thirty_stages_with_loops_stay_readable() -> None:
         assert rect is not None
         boxes.append((float(rect.get("y", 0)), float(rect.get("height", 0))))
     assert len(boxes) == 30
-    for (y1, h1), (y2, _) in zip(boxes, boxes[1:], strict=False):
+    for (y1, h1), (y2, _) in itertools.pairwise(boxes):
         assert y2 > y1 + h1, "stages do not overlap"
     assert float(root.get("width", 0)) < 1400, "concurrent steps side by side, stages stacked"
     loops = [g for g in root.iterfind(".//s:g", NS) if "dg-loop" in (g.get("class") or "")]
