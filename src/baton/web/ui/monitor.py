@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission
+from baton.clock import parse_iso
 from baton.engine.state import Run, StepRun
 from baton.engine.status import RunStatus, StageStatus, StepStatus
 from baton.runtime.engine import Engine
@@ -54,9 +55,10 @@ def runs_list(request: Request, principal: Reader, orchestration: str | None = N
 
 
 @router.get("/runs/{run_id}")
-def run_page(request: Request, run_id: str, principal: Reader) -> Response:
+def run_page(request: Request, run_id: str, principal: Reader, done: str | None = None) -> Response:
     eng = engine_of(request)
-    return render(request, "run.html", principal, run_context(eng, principal.user, run_id))
+    return render(request, "run.html", principal,
+                  {**run_context(eng, principal.user, run_id), "done": done})
 
 
 @router.get("/runs/{run_id}/live")
@@ -68,6 +70,8 @@ def run_live(request: Request, run_id: str, principal: Reader) -> Response:
 def run_context(eng: Engine, user: User, run_id: str) -> dict[str, Any]:
     run = eng.get_run(run_id)
     defn, _ = eng.definitions.orchestration(run.orchestration, run.version)
+    run_events = eng.run_events(run.id)
+    earlier = _earlier_iterations(run_events, run)
     stages = []
     for sd in defn.stages:
         sr = run.stages.get(sd.name)
@@ -75,12 +79,23 @@ def run_context(eng: Engine, user: User, run_id: str) -> dict[str, Any]:
         stages.append({"name": sd.name, "status": sr.status.value if sr else StageStatus.NOT_STARTED.value,
                        "iteration": sr.iteration if sr else 0, "started_at": sr.started_at if sr else None,
                        "completed_at": sr.completed_at if sr else None,
-                       "current": run.current_stage == sd.name, "steps": steps})
+                       "current": run.current_stage == sd.name, "steps": steps,
+                       "earlier": earlier.get(sd.name, [])})
     if run.record_id and user.can(Permission.RECORDS_READ):
         events, events_title = eng.timeline(run.record_id), "Record timeline"
     else:
-        events, events_title = eng.run_events(run.id), "Run events"
+        events, events_title = run_events, "Run events"
+    fallout = [sr for sr in run.steps.values() if sr.status is StepStatus.FALLOUT]
+    overdue = [sr for sr in run.steps.values() if (sr.sla or {}).get("status") == "overdue"
+               and sr.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.CANCELED)]
+    attention = []
+    if fallout:
+        attention.append(f"{len(fallout)} step{'s' if len(fallout) > 1 else ''} in fallout")
+    if overdue:
+        attention.append(f"{len(overdue)} step{'s' if len(overdue) > 1 else ''} past its SLA")
     return {"run": run, "stages": stages, "decisions": run.decisions,
+            "attention": attention, "fallout_steps": [sr.name for sr in fallout],
+            "may_act": user.can(Permission.RUNS_WRITE), "may_fallout": user.can(Permission.FALLOUT),
             "diagram": orchestration_svg(defn, run),
             "events": [{**e, "text": describe_event(e)} for e in events],
             "events_title": events_title, "live": run.status is RunStatus.IN_PROGRESS,
@@ -99,7 +114,45 @@ def _step_view(run: Run, name: str, type_: str) -> dict[str, Any]:
             "error": (sr.error or {}).get("message") if sr and sr.error else None,
             "work_item_id": sr.work_item_id if sr else None,
             "started_at": sr.started_at if sr else None,
-            "completed_at": sr.completed_at if sr else None}
+            "completed_at": sr.completed_at if sr else None,
+            "duration": _duration(sr.started_at, sr.completed_at) if sr else None,
+            "output": sr.output if sr and sr.output else None}
+
+
+def _duration(start: str | None, end: str | None) -> str | None:
+    """"4 min 10 s" between two ISO times (None while either is missing)."""
+    if not start or not end:
+        return None
+    seconds = max(0.0, (parse_iso(end) - parse_iso(start)).total_seconds())
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours < 48 else f"{hours // 24} d {hours % 24} h"
+
+
+def _earlier_iterations(events: list[Any], run: Run) -> dict[str, list[dict[str, Any]]]:
+    """Stage -> its iterations before the current one, each with its steps' outcomes, from
+    the run's audit events (the run's state keeps the latest iteration only)."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for e in events:
+        data = e.get("data") or {}
+        stage, iteration = data.get("stage"), data.get("iteration")
+        if e["type"] not in ("step_completed", "step_failed", "step_skipped", "step_fallout") \
+                or stage is None or iteration is None:
+            continue
+        current = run.stages.get(stage)
+        if current is None or iteration >= current.iteration:
+            continue
+        it = out.setdefault(stage, {}).setdefault(iteration, {"iteration": iteration, "steps": []})
+        it["steps"].append({"step": data.get("step"), "event": e["type"].replace("_", " "),
+                            "at": e["at"], "output": data.get("output"),
+                            "error": (data.get("error") or {}).get("message")})
+    return {stage: [its[k] for k in sorted(its)] for stage, its in out.items()}
 
 
 def status_class(status: str) -> str:

@@ -1,0 +1,89 @@
+"""The operator's actions on the run page: cancel a run, resume a failed one, and retry,
+skip or complete a step in fallout. Each needs a reason (audited with who); CSRF and role
+checks as on every form; an action the run no longer allows is said on the page (409)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from baton.auth.roles import Permission
+from baton.errors import NotFound, TransitionConflict, ValidationError
+from baton.web.security import Principal, engine_of
+from baton.web.ui.base import page_need, render
+from baton.web.ui.monitor import run_context
+
+router = APIRouter()
+RunWriter = Annotated[Principal, Depends(page_need(Permission.RUNS_WRITE))]
+Operator = Annotated[Principal, Depends(page_need(Permission.FALLOUT))]
+STEP_ACTIONS = ("retry", "skip", "complete")
+
+
+def _done(run_id: str, what: str) -> Response:
+    return RedirectResponse(f"/runs/{run_id}?done={what}", status_code=303)
+
+
+def _refused(request: Request, principal: Principal, run_id: str, message: str,
+             status: int) -> Response:
+    ctx = run_context(engine_of(request), principal.user, run_id)
+    return render(request, "run.html", principal, {**ctx, "action_error": message}, status=status)
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel(request: Request, run_id: str, principal: RunWriter,
+           reason: Annotated[str, Form()] = "") -> Response:
+    if not reason.strip():
+        return _refused(request, principal, run_id, "Cancel: a reason is required (it is audited).", 422)
+    try:
+        engine_of(request).cancel_run(run_id, reason.strip(), actor=principal.name)
+    except TransitionConflict as exc:
+        return _refused(request, principal, run_id, f"Cancel: {exc}", 409)
+    return _done(run_id, "run canceled")
+
+
+@router.post("/runs/{run_id}/resume")
+def resume(request: Request, run_id: str, principal: RunWriter,
+           reason: Annotated[str, Form()] = "") -> Response:
+    if not reason.strip():
+        return _refused(request, principal, run_id, "Resume: a reason is required (it is audited).", 422)
+    try:
+        engine_of(request).resume_run(run_id, reason.strip(), actor=principal.name)
+    except TransitionConflict as exc:
+        return _refused(request, principal, run_id, f"Resume: {exc}", 409)
+    return _done(run_id, "run resumed")
+
+
+@router.post("/runs/{run_id}/steps/{step}/resolve")
+def resolve_step(request: Request, run_id: str, step: str, principal: Operator,
+                 action: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
+                 output: Annotated[str, Form()] = "") -> Response:
+    problems = []
+    if action not in STEP_ACTIONS:
+        problems.append(f"choose one of {', '.join(STEP_ACTIONS)}")
+    if not reason.strip():
+        problems.append("a reason is required (it is audited)")
+    parsed: dict[str, Any] | None = None
+    if action == "complete" and output.strip():
+        try:
+            value = json.loads(output)
+        except json.JSONDecodeError as exc:
+            problems.append(f"output is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+        else:
+            if isinstance(value, dict):
+                parsed = value
+            else:
+                problems.append('output must be a JSON object, like {"field": "value"}')
+    if problems:
+        return _refused(request, principal, run_id, f"{step}: " + "; ".join(problems), 422)
+    try:
+        engine_of(request).resolve_fallout(f"{run_id}:{step}", action, reason=reason.strip(),
+                                           actor=principal.name, output=parsed)
+    except ValidationError as exc:
+        detail = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
+        return _refused(request, principal, run_id, f"{step}: {detail}", 422)
+    except (TransitionConflict, NotFound) as exc:
+        return _refused(request, principal, run_id, f"{step}: {exc}", 409)
+    return _done(run_id, f"{action} {step}")
