@@ -77,3 +77,29 @@ def test_cancel_needs_the_runs_write_role(api: Api) -> None:
     assert api.engine.get_run(run.id).status is RunStatus.CANCELED
     events = [e for e in api.engine.run_events(run.id) if e["type"] == "run_canceled"]
     assert events and events[0]["actor"] == "opal", events
+
+
+def test_fallout_page_groups_by_error_and_retries_a_group(api: Api) -> None:
+    api.post("root", "/api/definitions/deploy", {"files": {"flaky.yaml": FLAKY}})
+    runs = [api.post("opal", "/api/runs", {"orchestration": "flaky_job", "input": {"n": i}}).json()["id"]
+            for i in range(3)]
+    api.work()
+    csrf = login(api, "opal")
+    page = api.client.get("/fallout").text
+    assert "Retry all 3" in page, page
+    key = re.search(r'name="key" value="([^"]+)"', page)
+    assert key
+    import html
+    r = api.client.post("/fallout/group", data={"key": html.unescape(key[1]), "reason": "",
+                                                "csrf_token": csrf})
+    assert r.status_code == 422 and "Reason is required" in r.text
+    r = api.client.post("/fallout/group", data={"key": html.unescape(key[1]),
+                                                "reason": "billing is back", "csrf_token": csrf},
+                        follow_redirects=False)
+    assert r.status_code == 303 and "retried%203%20steps" in r.headers["location"], r.headers
+    for run_id in runs:
+        retried = [e for e in api.engine.run_events(run_id) if e["type"] == "fallout_retried"]
+        assert len(retried) == 1 and retried[0]["actor"] == "opal", retried
+    r = api.client.post("/fallout/group", data={"key": html.unescape(key[1]),
+                                                "reason": "again", "csrf_token": csrf})
+    assert r.status_code == 409 and "Nothing left in that group" in r.text

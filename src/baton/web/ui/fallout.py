@@ -87,15 +87,60 @@ def act_on_incident(request: Request, principal: Operator, id: Annotated[str, Fo
         "id": id, "action": action, "reason": reason, "errors": errors}, status=status)
 
 
+@router.post("/fallout/group")
+def retry_group(request: Request, principal: Operator, key: Annotated[str, Form()],
+                reason: Annotated[str, Form()] = "") -> Response:
+    """Retry every step of one group (same orchestration, step and error) at once."""
+    eng = engine_of(request)
+    if not reason.strip():
+        return _page(request, principal, group_error={"key": key, "message":
+                     "Reason is required: say why (it is audited)"}, status=422)
+    ids = [e["id"] for e in eng.list_fallout(limit=GROUP_LIMIT) if _group_key(e) == key]
+    if not ids:
+        return _page(request, principal, group_error={"key": key, "message":
+                     "Nothing left in that group: its steps were resolved meanwhile"}, status=409)
+    moved = 0
+    for fallout_id in ids:
+        try:
+            eng.resolve_fallout(fallout_id, "retry", reason=reason.strip(), actor=principal.name)
+        except (TransitionConflict, NotFound):
+            moved += 1  # resolved by someone else meanwhile: nothing to do for it
+    done = f"retried {len(ids) - moved} step{'s' if len(ids) - moved != 1 else ''}"
+    return RedirectResponse(f"/fallout?done={done}", status_code=303)
+
+
+GROUP_LIMIT = 10_000  # steps a "retry all" acts on at most
+
+
+def _group_key(entry: dict[str, Any]) -> str:
+    message = (entry.get("error") or {}).get("message") or str(entry.get("error"))
+    return f"{entry['orchestration']}\x1f{entry['step']}\x1f{message}"
+
+
+def _groups(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries grouped by orchestration, step and error message, largest group first."""
+    groups: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        key = _group_key(e)
+        g = groups.setdefault(key, {"key": key, "orchestration": e["orchestration"],
+                                    "step": e["step"], "error": key.split("\x1f", 2)[2],
+                                    "entries": []})
+        g["entries"].append(e)
+    return sorted(groups.values(), key=lambda g: (-len(g["entries"]), g["orchestration"], g["step"]))
+
+
 DONE = (*ACTIONS, *(f"incident {a}" for a in INCIDENT_ACTIONS), "incident still failing")
 
 
 def _page(request: Request, principal: Principal, *, done: str | None = None,
           failed: dict[str, Any] | None = None, failed_incident: dict[str, Any] | None = None,
-          status: int = 200) -> Response:
+          group_error: dict[str, str] | None = None, status: int = 200) -> Response:
     eng = engine_of(request)
+    entries = eng.list_fallout(limit=200)
+    shown_done = done if done in DONE or (done or "").startswith("retried ") else None
     return render(request, "fallout.html", principal, {
-        "entries": eng.list_fallout(limit=200), "incidents": eng.list_incidents(limit=200),
-        "done": done if done in DONE else None, "failed": failed,
+        "entries": entries, "groups": _groups(entries), "group_error": group_error,
+        "incidents": eng.list_incidents(limit=200),
+        "done": shown_done, "failed": failed,
         "failed_incident": failed_incident, "actions": ACTIONS,
         "incident_actions": INCIDENT_ACTIONS}, status=status)
