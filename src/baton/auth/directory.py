@@ -7,6 +7,7 @@ nothing to brute-force), so a copy of the database gives no one a way in.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -33,8 +34,14 @@ TOKEN_TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is refreshed at most th
 MIN_PASSWORD = 8
 
 _hasher = PasswordHash.recommended()
-# Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("baton-dummy-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so a wrong name costs as long as a
+    wrong password. Made on first use: hashing costs ~0.2 s of CPU, which every CLI command
+    paid at import."""
+    return _hasher.hash("baton-dummy-password")
 
 
 @dataclass(frozen=True)
@@ -215,7 +222,7 @@ class Directory:
             row = tx.user_row_txn(name)
             user = self._to_user_txn(tx, row) if row is not None else None
         stored = row["password_hash"] if row is not None else None
-        ok = _hasher.verify(password, stored or _DUMMY_HASH)
+        ok = _hasher.verify(password, stored or _dummy_hash())
         return user if ok and stored and user is not None and user.active else None
 
     # ---- API tokens ---------------------------------------------------------------------
