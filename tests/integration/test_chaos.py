@@ -32,9 +32,10 @@ import signal
 import subprocess
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,8 @@ class Seen:
 
     def ack(self, number: int, record_id: str, replayed: bool) -> None:
         with self.lock:
-            assert number not in self.acked, f"case {number} acknowledged twice"
+            if number in self.acked:  # one client sends each case: this cannot happen
+                self.errors.append(f"case {number} acknowledged twice")
             self.acked[number] = record_id
             self.numbers[record_id] = number
             self.replayed += replayed
@@ -104,6 +106,17 @@ class Seen:
     def add(self, name: str, n: int = 1) -> None:
         with self.lock:
             setattr(self, name, getattr(self, name) + n)
+
+
+def _guarded(seen: Seen, fn: Callable[..., None]) -> Callable[..., None]:
+    """A thread's body: whatever it raises is an error the test reports (a thread's
+    exception would otherwise only be printed)."""
+    def run(*args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - reported with its traceback below
+            seen.error(f"{threading.current_thread().name}: {exc!r}\n{traceback.format_exc()}")
+    return run
 
 
 def _client(base_url: str, token: str) -> Any:
@@ -141,9 +154,13 @@ class Agent:
     """A person with an API token working their queue through the API: list my items,
     claim the open ones, submit the form. Every fifth case is escalated at tier 1."""
 
-    def __init__(self, name: str, base_url: str, token: str, seen: Seen) -> None:
+    def __init__(self, name: str, base_url: str, token: str, seen: Seen, *,
+                 unacknowledged: bool = False) -> None:
         self.name, self.queue, self.seen = name, AGENTS[name], seen
         self.client = _client(base_url, token)
+        # Once every create has been answered, an item of a record no create was answered
+        # with (a duplicate) is closed too, so its run ends and the check can name it.
+        self.unacknowledged = unacknowledged
 
     def work_once(self) -> bool:
         """One pass over my items; False when the server did not answer (try again later)."""
@@ -166,7 +183,7 @@ class Agent:
             self.seen.error(f"{where}: assigned to {item['assigned_to']}, not queue {self.queue}")
             return
         number = self.seen.number_of(item["record_id"])
-        if number is None:  # its create has not been answered yet: later
+        if number is None and not self.unacknowledged:  # its create is not answered yet
             return
         if item["status"] == "open":
             claimed = self.client.post(f"/api/work/{item['id']}/claim")
@@ -178,7 +195,7 @@ class Agent:
         elif item["claimed_by"] != self.name:
             self.seen.error(f"{where}: claimed by {item['claimed_by']}")
             return
-        escalate = self.queue == "tier1" and number % 5 == 0
+        escalate = self.queue == "tier1" and number is not None and number % 5 == 0
         done = self.client.post(f"/api/work/{item['id']}/complete",
                                 json={"data": {"resolution": "escalate" if escalate else "close"}})
         if done.status_code == 200:
@@ -350,10 +367,11 @@ def _load_and_kill(cluster: Cluster, tokens: dict[str, str], seen: Seen, rng: ra
     eventually(up, timeout=90, what="baton serve to answer")
     schedule = _schedule(rng, cluster.postgres)
     numbers = list(range(1, N_CASES + 1))
-    clients = [threading.Thread(target=_create_cases, daemon=True, name=f"client-{i}", args=(
-        cluster.url, tokens["admin"], numbers[i::CLIENTS], seen, deadline,
-        random.Random(rng.random()))) for i in range(CLIENTS)]
-    controller = threading.Thread(target=_chaos, daemon=True, name="chaos",
+    clients = [threading.Thread(
+        target=_guarded(seen, _create_cases), daemon=True, name=f"client-{i}",
+        args=(cluster.url, tokens["admin"], numbers[i::CLIENTS], seen, deadline,
+              random.Random(rng.random()))) for i in range(CLIENTS)]
+    controller = threading.Thread(target=_guarded(seen, _chaos), daemon=True, name="chaos",
                                   args=(cluster, schedule, seen, deadline, kill_log))
     creating = threading.Event()
     agents = [Agent(name, cluster.url, tokens[name], seen) for name in AGENTS]
@@ -365,7 +383,7 @@ def _load_and_kill(cluster: Cluster, tokens: dict[str, str], seen: Seen, rng: ra
             time.sleep(0.2)
 
     creating.set()
-    helper = threading.Thread(target=work_meanwhile, daemon=True, name="agents")
+    helper = threading.Thread(target=_guarded(seen, work_meanwhile), daemon=True, name="agents")
     for t in (*clients, controller, helper):
         t.start()
     for t in (*clients, controller):
@@ -393,7 +411,8 @@ def _finish(cluster: Cluster, tokens: dict[str, str], seen: Seen, db_url: str,
     for the workers to leave no job behind."""
     if seen.errors:
         return
-    agents = [Agent(name, cluster.url, tokens[name], seen) for name in AGENTS]
+    agents = [Agent(name, cluster.url, tokens[name], seen, unacknowledged=True)
+              for name in AGENTS]
     try:
         with _client(cluster.url, tokens["admin"]) as admin:
             def all_finished() -> bool:
