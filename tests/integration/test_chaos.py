@@ -190,7 +190,8 @@ class Agent:
             if claimed.status_code == 409:  # my earlier claim won, its answer was lost
                 return  # the next listing shows it claimed by me
             if claimed.status_code != 200:
-                self.seen.error(f"{where}: claim answered {claimed.status_code} {claimed.text[:300]}")
+                self.seen.error(f"{where}: claim answered {claimed.status_code} "
+                                f"{claimed.text[:300]}")
                 return
         elif item["claimed_by"] != self.name:
             self.seen.error(f"{where}: claimed by {item['claimed_by']}")

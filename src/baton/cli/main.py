@@ -645,6 +645,6 @@ if __name__ == "__main__":
     # `baton.cli.main` (people.py: users and tokens) get a second copy of it with its own
     # `state`, which never saw --db or --project, so `users add` wrote to baton.toml's
     # database instead of the one named. Run the copy everyone imports.
-    from baton.cli.main import main as _main
+    from baton.cli.main import main as main_of_the_package
 
-    _main()
+    main_of_the_package()
