@@ -162,8 +162,9 @@ class Agent:
         # with (a duplicate) is closed too, so its run ends and the check can name it.
         self.unacknowledged = unacknowledged
 
-    def work_once(self) -> bool:
-        """One pass over my items; False when the server did not answer (try again later)."""
+    def work_once(self, stop: threading.Event | None = None) -> bool:
+        """One pass over my items (``stop``: until it is set); False when the server did
+        not answer (try again later)."""
         try:
             listed = self.client.get("/api/work", params={"limit": 500})
             if listed.status_code != 200:
@@ -171,6 +172,8 @@ class Agent:
                                 f"{listed.text[:300]}")
                 return True
             for item in listed.json()["items"]:
+                if stop is not None and stop.is_set():
+                    break
                 self._work_on(item)
         except httpx.TransportError:
             self.seen.add("retried")
@@ -374,22 +377,21 @@ def _load_and_kill(cluster: Cluster, tokens: dict[str, str], seen: Seen, rng: ra
               random.Random(rng.random()))) for i in range(CLIENTS)]
     controller = threading.Thread(target=_guarded(seen, _chaos), daemon=True, name="chaos",
                                   args=(cluster, schedule, seen, deadline, kill_log))
-    creating = threading.Event()
+    created = threading.Event()
     agents = [Agent(name, cluster.url, tokens[name], seen) for name in AGENTS]
 
     def work_meanwhile() -> None:
-        while creating.is_set():
+        while not created.is_set():
             for agent in agents:
-                agent.work_once()
-            time.sleep(0.2)
+                agent.work_once(stop=created)
+            created.wait(0.2)
 
-    creating.set()
     helper = threading.Thread(target=_guarded(seen, work_meanwhile), daemon=True, name="agents")
     for t in (*clients, controller, helper):
         t.start()
     for t in (*clients, controller):
         t.join(timeout=max(1.0, deadline - time.monotonic()))
-    creating.clear()
+    created.set()
     helper.join(timeout=HTTP_TIMEOUT * 4)
     for agent in agents:
         agent.close()
