@@ -16,17 +16,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.net import free_port
+from tests.procs import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "case_triage"
@@ -34,19 +34,6 @@ SHOTS = REPO / "test-output" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-1", "olga": "olga-secret-1",
              "dana": "dana-secret-1"}
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], *, timeout: float = 60.0, what: str = "it") -> T:
-    """Poll ``probe`` until it returns something truthy (a deadline, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 @dataclass

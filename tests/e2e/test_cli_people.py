@@ -53,6 +53,26 @@ def test_users_and_tokens(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "user 'ghost' not found" in missing.stderr
 
 
+def test_users_and_tokens_go_to_the_database_named_with_db(tmp_path: Path) -> None:
+    """Found by the chaos test: run as ``python -m baton.cli.main --db URL``, ``users add``
+    and ``tokens create`` wrote to baton.toml's database, not URL (people.py read a second
+    copy of the CLI's state that never saw --db), so a server on URL had no users."""
+    proj = tmp_path / "proj"
+    shutil.copytree(EXAMPLES / "case_triage", proj, ignore=shutil.ignore_patterns("*.db*"))
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    ok(baton("--db", url, "users", "add", "alice", "--role", "agent", "--queue", "tier1", cwd=proj))
+    made = json.loads(ok(baton("--db", url, "tokens", "create", "alice", "--json", cwd=proj)).stdout)
+    assert not (proj / "baton.db").exists()  # baton.toml's database was never touched
+    from baton.runtime.engine import Engine
+
+    engine = Engine(url, migrate=False)
+    try:
+        assert [u.name for u in engine.directory.list_users()] == ["alice"]
+        assert [t.id for t in engine.directory.list_tokens("alice")] == [made["id"]]
+    finally:
+        engine.close()
+
+
 def test_serve_answers_and_says_how_to_create_the_admin(tmp_path: Path) -> None:
     proj = _project(tmp_path)
     port = free_port()

@@ -668,4 +668,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m baton.cli.main`: this file runs as `__main__`, while the modules that import
+    # `baton.cli.main` (people.py: users and tokens) get a second copy of it with its own
+    # `state`, which never saw --db or --project, so `users add` wrote to baton.toml's
+    # database instead of the one named. Run the copy everyone imports.
+    from baton.cli.main import main as main_of_the_package
+
+    main_of_the_package()
