@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from baton import decimals
 from baton.definitions.model import FieldDefinition
 from baton.errors import ValidationError
 
@@ -25,6 +26,10 @@ definition says so (``max_length``, up to 1,000,000)."""
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 """An ``int`` field holds a signed 64-bit integer: what CEL computes with and what every
 JSON reader (orjson, JavaScript's BigInt-less clients aside) keeps exact."""
+
+
+def _show(value: Any) -> str:
+    return str(value) if isinstance(value, decimal.Decimal) else repr(value)
 
 
 def _coerce(f: FieldDefinition, value: Any) -> Any:
@@ -41,7 +46,7 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
         return value
     if t == "int":
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError(f"expected a whole number, got {value!r}")
+            raise ValueError(f"expected a whole number, got {_show(value)}")
         try:
             number = int(value)
         except ValueError:
@@ -51,15 +56,9 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
                              f"{INT_MIN} to {INT_MAX} (use type decimal or text beyond that)")
         return number
     if t == "decimal":
-        if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
-        try:
-            d = decimal.Decimal(str(value))
-        except decimal.InvalidOperation:
-            raise ValueError(f"expected a number, got {value!r}") from None
-        if not d.is_finite():
-            raise ValueError(f"expected a finite number, got {value!r}")
-        return float(d)  # stored as a JSON number so expressions can compare it
+        # Stored as its canonical string ("19.90"): exact in JSON, whatever reads it.
+        # Flows and expressions get a Decimal back through typed_values().
+        return decimals.canonical(decimals.fit(value, f.precision, f.scale, f.rounding))
     if t == "bool":
         if isinstance(value, bool):
             return value
@@ -92,6 +91,7 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
             raise ValueError(f"expected the id of a {f.object} record, got {value!r}")
         return value
     if t == "json":
+        value = _json_floats(value)
         _check_json_numbers(value)
         limit = f.max_length or MAX_TEXT
         size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
@@ -99,6 +99,18 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
             raise ValueError(f"{size:,} characters of JSON is too long: at most {limit:,}")
         return value
     raise ValueError(f"unknown field type {t!r}")
+
+
+def _json_floats(value: Any) -> Any:
+    """A ``json`` value as JSON holds it: a number the API parsed exactly (a Decimal) is
+    a float there, as it always was (exact numbers are what ``decimal`` fields are for)."""
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _json_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_floats(v) for v in value]
+    return value
 
 
 def _check_json_numbers(value: Any) -> None:
@@ -148,7 +160,8 @@ def coerce_fields(
             if partial:
                 continue
             if f.default is not None and apply_defaults:
-                out[f.name] = f.default
+                out[f.name] = (_coerce(f, f.default) if f.type == "decimal"  # checked at deploy
+                               else f.default)
             elif f.required:
                 errors[f.name] = "is required"
             continue
@@ -169,3 +182,43 @@ def coerce_fields(
     if errors:
         raise ValidationError(what, errors)
     return out
+
+
+def typed_values(fields: Sequence[FieldDefinition], data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` as stored, with each ``decimal`` field as a :class:`decimal.Decimal`: what
+    flows (``ctx.record``, ``ctx.input``) and expressions get. A value stored as a JSON
+    number before decimals were exact is read here (lazily: the next write of the field
+    stores its string). ``data`` itself when there is no decimal to convert."""
+    if not any(f.type == "decimal" and data.get(f.name) is not None for f in fields):
+        return data
+    out = dict(data)
+    for f in fields:
+        if f.type == "decimal" and out.get(f.name) is not None:
+            out[f.name] = _read_decimal(f, out[f.name])
+    return out
+
+
+def json_values(fields: Sequence[FieldDefinition], data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` as the API and the CLI answer it: each ``decimal`` field as its exact string
+    (``"19.90"``, never a JSON number a client would read as a float)."""
+    out = dict(data)
+    for f in fields:
+        if f.type == "decimal" and out.get(f.name) is not None:
+            typed = _read_decimal(f, out[f.name])
+            if isinstance(typed, decimal.Decimal):
+                out[f.name] = decimals.canonical(typed)
+    return out
+
+
+def _read_decimal(f: FieldDefinition, value: Any) -> Any:
+    """A stored decimal as a Decimal at the field's scale; a legacy value that does not fit
+    the field's limits (stored before it had them) is kept exactly as it was, not rounded."""
+    if isinstance(value, decimal.Decimal):
+        return value
+    typed = decimals.read(value)
+    if isinstance(typed, decimal.Decimal) and not isinstance(value, str):
+        try:
+            return decimals.fit(typed, f.precision, f.scale)
+        except ValueError:
+            return typed
+    return typed

@@ -10,17 +10,20 @@ its own thread, or in a flow process it can kill when the step's ``timeout`` pas
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from baton.definitions.model import FieldDefinition
 from baton.engine.state import Run, copy_json
 from baton.errors import StepFailure
 from baton.flows import FlowContext, FlowFn, StepView
+from baton.records.fields import typed_values
 
 
-def flow_context(run: Run, step: str, iteration: int,
-                 record: Mapping[str, Any] | None) -> FlowContext:
-    """What a flow receives for ``step`` of ``run``.
+def flow_context(run: Run, step: str, iteration: int, record: Mapping[str, Any] | None,
+                 input_fields: Sequence[FieldDefinition] = ()) -> FlowContext:
+    """What a flow receives for ``step`` of ``run``; ``input_fields``, the trigger's
+    declared input, types ``ctx.input`` (a decimal as a Decimal, as in ``ctx.record``).
 
     Copies: the run and record a worker read for its batch are committed from, so whatever
     a flow does to what it was given must not reach them.
@@ -28,7 +31,8 @@ def flow_context(run: Run, step: str, iteration: int,
     steps = {n: StepView(n, sr.status.value, copy_json(sr.output) or {})
              for n, sr in run.steps.items()}
     return FlowContext(run_id=run.id, step=step, iteration=iteration, record=copy_json(record),
-                       vars=copy_json(run.vars), input=copy_json(run.input), steps=steps,
+                       vars=copy_json(run.vars),
+                       input=copy_json(dict(typed_values(input_fields, run.input))), steps=steps,
                        logger=flow_logger(run.id, step))
 
 

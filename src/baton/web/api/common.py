@@ -8,13 +8,15 @@ driver error surface as a 500 deep inside a transaction.
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query, Request
+from fastapi import Query, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton.errors import ValidationError
@@ -125,6 +127,32 @@ async def clean_input(request: Request) -> None:
                            errors=[{"field": e["field"] or "body", "message": e["message"]}
                                    for e in out])
 
+
+
+class ExactNumbers(APIRoute):
+    """A route whose JSON body keeps numbers exact: ``19.90`` or ``1234567890123456.78``
+    arrive as :class:`decimal.Decimal`, not as a float that has already rounded them.
+
+    For the operations whose ``data`` is checked against field definitions (records, a
+    run's input, a work item's form): a ``decimal`` field stores the number exactly; the
+    other types accept a Decimal as they accept a float (a ``json`` field keeps a float).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def exact(request: Request) -> Response:
+            if request.headers.get("content-type", "").startswith("application/json"):
+                body = await request.body()
+                if body:
+                    try:
+                        # Starlette's request.json() returns this; FastAPI validates it.
+                        request._json = json.loads(body, parse_float=decimal.Decimal)
+                    except (ValueError, RecursionError):
+                        pass  # FastAPI parses it again and reports the syntax error itself
+            return await handler(request)
+
+        return exact
 
 
 @contextmanager

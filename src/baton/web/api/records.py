@@ -12,12 +12,22 @@ from pydantic import BaseModel, Field
 from baton.auth.roles import Permission
 from baton.runtime.idempotency import IdempotencyClaim
 from baton.runtime.views import event_view, record_json
-from baton.web.api.common import MAX_INT, Limit, Offset, Page, RequestBody, page, page_of, under
+from baton.web.api.common import (
+    MAX_INT,
+    ExactNumbers,
+    Limit,
+    Offset,
+    Page,
+    RequestBody,
+    page,
+    page_of,
+    under,
+)
 from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempotent
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
 
-router = APIRouter(tags=["records"])
+router = APIRouter(tags=["records"], route_class=ExactNumbers)
 
 READ = Depends(need(Permission.RECORDS_READ))
 WRITE = Depends(need(Permission.RECORDS_WRITE))
