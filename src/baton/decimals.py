@@ -120,25 +120,34 @@ def read(value: Any) -> Any:
     return value
 
 
-def cel_view(d: decimal.Decimal) -> float | str:
+def cel_view(d: decimal.Decimal) -> float | dict[str, str]:
     """What CEL sees for a decimal: a double when that is provably exact for comparisons
     (at most 15 significant digits: it is the double a CEL literal with the same digits
-    parses to, and distinct values stay distinct and ordered); otherwise the exact
-    canonical string, so that ``<`` or ``==`` with a number is an error rather than a
-    wrong answer, and ``decimal.compare`` reads it exactly."""
-    t = d.normalize(_CTX).as_tuple()
+    parses to, and distinct values stay distinct and in order); beyond that, the map
+    ``{"decimal": "<exact digits>"}``: ``==`` between two of them is exact (the digits are
+    normalised), while ``<`` or ``>`` with anything is an error rather than a wrong answer
+    (as a string it would compare letter by letter), and ``decimal.compare`` reads it."""
+    n = d.normalize(_CTX)
+    t = n.as_tuple()
     exponent = t.exponent
     assert isinstance(exponent, int)
     if len(t.digits) <= FLOAT_DIGITS and -300 < exponent + len(t.digits) < 300:
         return float(d)
-    return _plain(d)
+    return {CEL_KEY: _plain(n)}
+
+
+CEL_KEY = "decimal"
+"""The key of the map CEL sees for a decimal too long for a double."""
 
 
 def from_cel(value: Any, what: str) -> decimal.Decimal:
     """An argument of the ``decimal.*`` CEL functions, exactly: an int, a numeric string,
-    or a double that stands for one decimal (at most 15 significant digits — a double made
-    by arithmetic such as ``0.1 + 0.2`` does not)."""
-    if isinstance(value, float):
+    a long decimal's map (:func:`cel_view`), or a double that stands for one decimal (at
+    most 15 significant digits — a double made by arithmetic such as ``0.1 + 0.2`` does
+    not)."""
+    if isinstance(value, dict) and isinstance(value.get(CEL_KEY), str) and len(value) == 1:
+        value = value[CEL_KEY]
+    elif isinstance(value, float):
         d = parse(value)
         if len(d.normalize(_CTX).as_tuple().digits) > FLOAT_DIGITS:
             raise ValueError(f"{what}: the double {value!r} is not an exact decimal (more than "

@@ -22,7 +22,8 @@ VARIABLES: tuple[str, ...] = ("record", "old", "input", "vars", "steps", "line",
 
 _DYN = cel.Type.DYN
 _T = cel.Type
-_NUMERIC = {"int": _T.INT, "double": _T.DOUBLE, "string": _T.STRING}
+_NUMERIC = {"int": _T.INT, "double": _T.DOUBLE, "string": _T.STRING,
+            "map": _T.Map(_T.STRING, _DYN)}  # the map: a decimal too long for a double
 
 
 def _compare(a: Any, b: Any) -> int:
@@ -224,8 +225,8 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
         body = _strip(source)
         if any(marker in reason for marker in _MISSING_MARKERS):
             raise Missing(body, reason)
-        if "No matching overloads" in reason and "string" in reason and _has_long_decimal(bound):
-            reason += (" (a decimal with more than 15 significant digits is a string in "
+        if "No matching overloads" in reason and "map" in reason and _has_long_decimal(bound):
+            reason += (" (a decimal of more than 15 significant digits is not a double in "
                        "expressions, since a double would round it: compare it exactly with "
                        "decimal.compare(a, b) or decimal.scaled(a, scale))")
         raise ExpressionError(body, reason)
@@ -247,21 +248,16 @@ def _cel_data(value: Any) -> Any:
 
 
 def _has_long_decimal(bound: Mapping[str, Any]) -> bool:
-    """Whether a decimal too long for a double was bound (as a string): the likely cause of
-    a failed comparison with a number."""
+    """Whether a decimal too long for a double was bound (as its map): the likely cause of
+    a failed comparison."""
     def walk(v: Any) -> bool:
-        if isinstance(v, str):
-            return bool(_DECIMAL_TEXT.fullmatch(v)) \
-                and sum(c.isdigit() for c in v.lstrip("-0.")) > decimals.FLOAT_DIGITS
         if isinstance(v, dict):
-            return any(walk(x) for x in v.values())
+            return (len(v) == 1 and isinstance(v.get(decimals.CEL_KEY), str)) \
+                or any(walk(x) for x in v.values())
         if isinstance(v, list):
             return any(walk(x) for x in v)
         return False
     return walk(bound)
-
-
-_DECIMAL_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def _eval(expr: Any, source: str, bound: dict[str, Any]) -> Any:

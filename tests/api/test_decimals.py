@@ -1,0 +1,72 @@
+"""Exact ``decimal`` fields through the REST API (issue 17, defect 6), on both databases:
+JSON numbers and strings in, exact strings out, 422 beyond the field's limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.conftest import Api, assert_problem
+from tests.integration.test_decimal_fields import EIGHTEEN, NEXT, ORDER, deploy, stored
+
+
+def post_raw(api: Api, url: str, body: str, method: str = "POST", **headers: str) -> Any:
+    """A body as the client wrote it: Python's json module would turn 1234567890123456.78
+    into a float before it left the test."""
+    return api.client.request(method, url, content=body.encode(),
+                              headers=api.auth("opal") | {"Content-Type": "application/json"}
+                              | headers)
+
+
+# ---- the REST API ---------------------------------------------------------------------------
+def test_the_api_keeps_decimals_exact_both_ways(api: Api, tmp_path: Any) -> None:
+    deploy(api.engine, tmp_path, ORDER)
+    r = post_raw(api, "/api/objects/Order/records",
+                 '{"data": {"a": 0.1, "b": "0.2", "big": 1234567890123456.78, '
+                 '"rate": 0.0001, "rounded": 2.345, "seen": {"x": 1.5}}}')
+    assert r.status_code == 201, r.text
+    data = r.json()["data"]
+    assert data["a"] == "0.10" and data["b"] == "0.20" and data["big"] == EIGHTEEN
+    assert data["rate"] == "0.0001" and data["rounded"] == "2.34"  # half_even, as declared
+    assert data["seen"] == {"x": 1.5}  # a json field keeps its number
+    assert '"big":"1234567890123456.78"' in r.text.replace(" ", "")  # a JSON string, not a number
+    rid = r.json()["id"]
+    # stored as the exact string, on this backend
+    assert stored(api.engine, rid)["big"] == EIGHTEEN
+    assert stored(api.engine, rid)["a"] == "0.10"
+    got = api.get("opal", f"/api/records/{rid}").json()["data"]
+    assert (got["a"], got["big"]) == ("0.10", EIGHTEEN)
+    listed = api.get("opal", "/api/records?object_type=Order").json()["items"]
+    assert listed[0]["data"]["big"] == EIGHTEEN
+    # an update with a number of 18 digits, exactly
+    r = post_raw(api, f"/api/records/{rid}", '{"data": {"big": 1234567890123456.79}}',
+                 method="PATCH")
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["big"] == NEXT and stored(api.engine, rid)["big"] == NEXT
+    # the timeline's change is exact too
+    events = api.get("opal", f"/api/records/{rid}/timeline").json()["items"]
+    assert events[-1]["data"]["changes"]["big"] == [EIGHTEEN, NEXT]
+
+
+def test_the_api_refuses_what_a_field_cannot_hold_naming_field_and_limit(api: Api,
+                                                                         tmp_path: Any) -> None:
+    deploy(api.engine, tmp_path, ORDER)
+    r = post_raw(api, "/api/objects/Order/records",
+                 '{"data": {"a": 12.345, "rate": 1000, "big": 12345678901234567.8}}')
+    body = assert_problem(r, 422, "data.a", "data.rate", "data.big")
+    errors = {e["field"]: e["message"] for e in body["errors"]}
+    assert errors["data.a"] == ("12.345 has 3 decimal places: at most 2 "
+                                "(scale: 2; or declare rounding: half_even)")
+    assert errors["data.rate"] == ("1000 is out of range: at most 3 digits before the point "
+                                   "(precision: 7, scale: 4)")
+    assert "at most 16 digits before the point" in errors["data.big"]
+    r = post_raw(api, "/api/objects/Order/records", '{"data": {"a": "twelve"}}')
+    assert assert_problem(r, 422, "data.a")["errors"][0]["message"] == "expected a number, got 'twelve'"
+    assert api.get("opal", "/api/records?object_type=Order").json()["total"] == 0
+
+
+def test_the_openapi_schema_says_decimals_are_strings(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()
+    data = schema["components"]["schemas"]["RecordOut"]["properties"]["data"]
+    assert "decimal" in data["description"] and "string" in data["description"]
+
+
