@@ -3,6 +3,7 @@ JSON numbers and strings in, exact strings out, 422 beyond the field's limits.""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tests.api.conftest import Api, assert_problem
@@ -70,3 +71,65 @@ def test_the_openapi_schema_says_decimals_are_strings(api: Api) -> None:
     assert "decimal" in data["description"] and "string" in data["description"]
 
 
+
+
+APPROVAL = """
+kind: orchestration
+name: approve_order
+trigger: {type: record, object: Order, on: [create], when: '=record.subject == "approve"'}
+stages:
+  - name: approve
+    steps:
+      - name: approve
+        type: interactive
+        assign: {queue: tier1}
+        form:
+          - {name: amount, type: decimal, required: true}
+          - {name: fee, type: decimal, scale: 4, default: 2.5}
+    next:
+      - {when: '=decimal.compare(steps.approve.output.amount, record.big) == 0', goto: end}
+      - {goto: mismatch}
+  - name: mismatch
+    steps: [{name: never, type: interactive, assign: {queue: tier1}}]
+"""
+
+
+def test_the_work_guide_shows_and_takes_decimals_exactly(api: Api, tmp_path: Any) -> None:
+    """The UI: the record's 18-digit amount shown as it is, the form's decimal inputs are
+    text (a number input would read them as floats), and a submission is kept exactly."""
+    from tests.api.test_throttle import PASSWORD, browser, log_in
+
+    deploy(api.engine, tmp_path, ORDER, APPROVAL)
+    rec = api.engine.create_record("Order", {"subject": "approve", "big": EIGHTEEN})
+    (item,) = api.engine.list_work(record_id=rec["id"])
+    api.engine.directory.update_user("ann", password=PASSWORD)
+    c = browser(api.app)
+    assert log_in(c, "ann", PASSWORD).status_code == 303
+    page = c.get(f"/work/{item['id']}")
+    assert page.status_code == 200, page.text
+    assert EIGHTEEN in page.text  # the record's details
+    amount = re.search(r'<input type="text" inputmode="decimal"[^>]*name="amount"[^>]*>',
+                       page.text)
+    assert amount, page.text
+    assert "at most 2 decimal places" in amount.group(0)
+    fee = re.search(r'<input[^>]*name="fee"[^>]*>', page.text)
+    assert fee and 'value="2.5"' in fee.group(0) and "at most 4 decimal places" in fee.group(0)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    c.post(f"/work/{item['id']}/claim", data={"csrf_token": token.group(1)})
+    bad = c.post(f"/work/{item['id']}", data={"csrf_token": token.group(1), "amount": "1.005"})
+    assert "has 3 decimal places: at most 2" in bad.text  # shown beside the field
+    assert 'value="1.005"' in bad.text  # what was typed is kept
+    done = c.post(f"/work/{item['id']}", data={"csrf_token": token.group(1), "amount": EIGHTEEN})
+    assert done.status_code in (200, 303), done.text
+    api.work()
+    (run,) = api.engine.list_runs(record_id=rec["id"])
+    run = api.engine.get_run(run.id)
+    assert run.steps["approve"].output == {"amount": EIGHTEEN, "fee": "2.5000"}
+    assert run.status.value == "completed", run  # decimal.compare held: no mismatch stage
+    # The operator's Records page shows it as stored
+    api.engine.directory.update_user("opal", password=PASSWORD)
+    o = browser(api.app, "198.51.100.2")
+    assert log_in(o, "opal", PASSWORD).status_code == 303
+    shown = o.get(f"/records/{rec['id']}")
+    assert shown.status_code == 200 and EIGHTEEN in shown.text
