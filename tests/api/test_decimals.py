@@ -4,8 +4,11 @@ JSON numbers and strings in, exact strings out, 422 beyond the field's limits.""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
+from baton import flow
+from baton.flows import FlowContext
 from tests.api.conftest import Api, assert_problem
 from tests.integration.test_decimal_fields import EIGHTEEN, NEXT, ORDER, deploy, stored
 
@@ -133,3 +136,65 @@ def test_the_work_guide_shows_and_takes_decimals_exactly(api: Api, tmp_path: Any
     assert log_in(o, "opal", PASSWORD).status_code == 303
     shown = o.get(f"/records/{rec['id']}")
     assert shown.status_code == 200 and EIGHTEEN in shown.text
+
+
+REFUND = """
+kind: orchestration
+name: refund
+trigger:
+  type: autolaunched
+  input: {amount: {type: decimal, required: true}}
+stages:
+  - name: pay
+    steps:
+      - name: pay
+        type: background
+        flow: t_dec_api.pay
+        when: '=decimal.compare(input.amount, "1234567890123456.78") == 0 && input.amount != null'
+      - {name: check, type: interactive, assign: {queue: tier1}, after: [pay],
+         form: [{name: paid, type: decimal, required: true}]}
+      - {name: confirm, type: background, flow: t_dec_api.confirm, after: [check]}
+"""
+
+
+@flow("t_dec_api.pay")
+def _pay(ctx: FlowContext) -> dict[str, Any]:
+    amount = ctx.input["amount"]
+    assert type(amount) is Decimal, repr(amount)
+    return {"doubled": str(amount * 2)}
+
+
+@flow("t_dec_api.confirm")
+def _confirm(ctx: FlowContext) -> dict[str, Any]:
+    paid = ctx.steps["check"].output["paid"]
+    assert type(paid) is Decimal, repr(paid)  # a form's decimal, typed like the record's
+    return {"same": paid == ctx.input["amount"]}
+
+
+def test_run_input_and_work_item_forms_keep_decimals_exact(api: Api, tmp_path: Any) -> None:
+    deploy(api.engine, tmp_path, REFUND)
+    r = post_raw(api, "/api/runs", '{"orchestration": "refund", "input": {"amount": '
+                                   '1234567890123456.78}}')
+    assert r.status_code == 201, r.text
+    assert r.json()["input"] == {"amount": EIGHTEEN}
+    run_id = r.json()["id"]
+    api.work()
+    (item,) = api.engine.list_work(run_id=run_id)
+    ann = api.auth("ann") | {"Content-Type": "application/json"}
+    assert api.client.post(f"/api/work/{item['id']}/claim", headers=api.auth("ann")
+                           ).status_code == 200
+    bad = api.client.post(f"/api/work/{item['id']}/complete", headers=ann,
+                          content=b'{"data": {"paid": 1234567890123456.789}}')
+    assert assert_problem(bad, 422, "data.paid")["errors"][0]["message"].startswith(
+        "1234567890123456.789 has 3 decimal places: at most 2")
+    done = api.client.post(f"/api/work/{item['id']}/complete", headers=ann,
+                           content=b'{"data": {"paid": 1234567890123456.78}}')
+    assert done.status_code == 200, done.text
+    api.work()
+    run = api.engine.get_run(run_id)
+    assert run.status.value == "completed", run
+    assert run.steps["pay"].output == {"doubled": "2469135780246913.56"}
+    assert run.steps["check"].output == {"paid": EIGHTEEN}
+    assert run.steps["confirm"].output == {"same": True}
+    r = post_raw(api, "/api/runs", '{"orchestration": "refund", "input": {"amount": 0.001}}')
+    assert assert_problem(r, 422, "input.amount")

@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy.exc import DBAPIError
 
 from baton.clock import iso
-from baton.definitions.model import FieldDefinition, StepDefinition
+from baton.definitions.model import OrchestrationDefinition, StepDefinition
 from baton.engine.events import (
     ConditionEvaluated,
     RecordChanged,
@@ -310,7 +310,7 @@ class Worker:
                                   f"v{run.version}", retryable=False)
             out = step_type.run_job(StepWork(run, record, definition, iteration, attempt,
                                              job.payload, self._call_flow,
-                                             self._input_fields(run)))
+                                             self._orchestration(run)))
             event = StepCompleted(step, iteration, _jsonable(dict(out.output)),
                                   vars=_jsonable(dict(out.vars)) if out.vars else None,
                                   ran_at=ran_at, attempt=attempt)
@@ -329,12 +329,9 @@ class Worker:
             self._step_defs[key] = found[1] if found is not None else None
         return self._step_defs[key]
 
-    def _input_fields(self, run: Run) -> tuple[FieldDefinition, ...]:
-        """The declared input of the run's pinned version (types ``ctx.input``)."""
-        if not run.input:
-            return ()
-        return self.engine.definitions.orchestration(run.orchestration, run.version)[0] \
-            .trigger.input
+    def _orchestration(self, run: Run) -> OrchestrationDefinition:
+        """The run's pinned version (parsed once: types ``ctx.input`` and form outputs)."""
+        return self.engine.definitions.orchestration(run.orchestration, run.version)[0]
 
     def _execute_evaluate(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         return _Result(job, RecordChanged())
@@ -353,7 +350,7 @@ class Worker:
         try:
             if fn is None:
                 raise StepFailure(f"flow {p['flow']!r} is not registered in this worker")
-            ctx = flow_context(run, p["step"], p["iteration"], record, self._input_fields(run))
+            ctx = flow_context(run, p["step"], p["iteration"], record, self._orchestration(run))
             data["output"] = _jsonable(self._call_flow(p["flow"], fn, ctx, None))
             kind = "escalation_flow_ran"
         except Exception as exc:  # noqa: BLE001 - audited on the run; never the worker's problem
@@ -404,7 +401,7 @@ class Worker:
         try:
             if fn is None:
                 raise StepFailure(f"flow {name!r} is not registered in this worker")
-            ctx = flow_context(run, name, 0, record, self._input_fields(run))
+            ctx = flow_context(run, name, 0, record, self._orchestration(run))
             value = bool(self._call_flow(name, fn, ctx, None))
         except Exception as exc:  # noqa: BLE001 - a definition's bug: an incident, not the worker's
             # The condition stays false meanwhile; an operator retries (the job is queued

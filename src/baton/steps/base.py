@@ -17,12 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from baton.definitions.checks import Checker, Scope
-from baton.definitions.model import (
-    Condition,
-    FieldDefinition,
-    OrchestrationDefinition,
-    StepDefinition,
-)
+from baton.definitions.model import Condition, OrchestrationDefinition, StepDefinition
 from baton.engine.events import Command, SignalReceived, TimerFired
 from baton.engine.state import Run, StepRun
 from baton.engine.status import StepStatus
@@ -73,7 +68,7 @@ class StepWork:
     attempt: int | None
     payload: Mapping[str, Any]  # the job's payload, as ``ScheduleStep`` was applied
     flows: FlowRunner  # how this worker calls a flow (its thread, or a flow process)
-    input_fields: tuple[FieldDefinition, ...] = ()  # the trigger's input: types ctx.input
+    orchestration: OrchestrationDefinition | None = None  # the run's: types ctx.input, outputs
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -153,6 +153,19 @@ class ExactNumbers(APIRoute):
             return await handler(request)
 
         return exact
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exact_post(router: APIRouter, path: str, **kw: Any) -> Callable[[F], F]:
+    """``@router.post(path, ...)`` for one operation whose body keeps numbers exact
+    (:class:`ExactNumbers`), on a router whose other operations parse JSON as usual."""
+    def register(fn: F) -> F:
+        router.add_api_route(path, fn, methods=["POST"], route_class_override=ExactNumbers,
+                             **kw)
+        return fn
+    return register
 
 
 @contextmanager
