@@ -36,7 +36,8 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
     t = f.type
     if t in ("string", "text"):
         if not isinstance(value, str):
-            raise ValueError(f"expected text, got {type(value).__name__}")
+            kind = "a number" if isinstance(value, decimal.Decimal) else type(value).__name__
+            raise ValueError(f"expected text, got {kind}")
         if t == "string" and "\n" in value:
             raise ValueError("expected one line (use type text for several)")
         limit = f.max_length or (MAX_STRING if t == "string" else MAX_TEXT)

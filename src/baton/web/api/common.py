@@ -18,6 +18,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import ClientDisconnect
 
 from baton.errors import ValidationError
 from baton.web.problems import ProblemError
@@ -143,7 +144,10 @@ class ExactNumbers(APIRoute):
 
         async def exact(request: Request) -> Response:
             if request.headers.get("content-type", "").startswith("application/json"):
-                body = await request.body()
+                try:
+                    body = await request.body()
+                except ClientDisconnect:  # gone, or cut off at the body limit (413 sent):
+                    return await handler(request)  # FastAPI's own read reports it as before
                 if body:
                     try:
                         # Starlette's request.json() returns this; FastAPI validates it.
