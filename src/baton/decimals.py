@@ -85,7 +85,7 @@ def fit(value: Any, precision: int | None = None, scale: int | None = None,
     exponent = d.as_tuple().exponent
     assert isinstance(exponent, int)  # finite
     if -exponent > scale and rounding is None:
-        raise ValueError(f"{_plain(d)} has {-exponent} decimal places: at most {scale} "
+        raise ValueError(f"{_brief(d)} has {-exponent:,} decimal places: at most {scale} "
                          f"(scale: {scale}; or declare rounding: half_even)")
     try:
         q = d.quantize(decimal.Decimal(1).scaleb(-scale), rounding=ROUNDINGS.get(
@@ -94,7 +94,7 @@ def fit(value: Any, precision: int | None = None, scale: int | None = None,
         q = None
     whole = precision - scale
     if q is None or abs(q) >= decimal.Decimal(10) ** whole:
-        raise ValueError(f"{_plain(d)} is out of range: at most {whole} digits before the "
+        raise ValueError(f"{_brief(d)} is out of range: at most {whole} digits before the "
                          f"point (precision: {precision}, scale: {scale})")
     if isinstance(value, float) and len(q.as_tuple().digits) > FLOAT_DIGITS:
         raise ValueError(f"the float {value!r} may not be exact (a float keeps "
@@ -162,6 +162,17 @@ def from_cel(value: Any, what: str) -> decimal.Decimal:
 
 def _plain(d: decimal.Decimal) -> str:
     return format(d, "f")
+
+
+def _brief(d: decimal.Decimal) -> str:
+    """``d`` for a message: plain digits, or scientific notation when the plain form of
+    an extreme exponent (``1e999999`` from a JSON body) would run to megabytes."""
+    t = d.as_tuple()
+    if len(t.digits) > 60:
+        return f"a number of {len(t.digits):,} digits"
+    if isinstance(t.exponent, int) and abs(t.exponent) > 60:
+        return str(d)
+    return _plain(d)
 
 
 def _show(value: Any) -> str:

@@ -215,3 +215,14 @@ def test_the_cel_view_is_a_double_only_where_it_is_exact() -> None:
     assert decimals.cel_view(Decimal(9999999999999999)) == {"decimal": "9999999999999999"}
     assert decimals.cel_view(Decimal(EIGHTEEN + "00")) == {"decimal": EIGHTEEN}
     assert decimals.cel_view(Decimal("0.10000000000000000")) == 0.1  # trailing zeros: 1 digit
+
+
+@pytest.mark.parametrize("extreme", [Decimal("1e999999999999"), Decimal("1e-999999999"),
+                                     Decimal("9" * 100_000), Decimal("1." + "1" * 5000)])
+def test_an_extreme_number_from_a_json_body_is_refused_with_a_short_message(extreme: Any) -> None:
+    # The API parses numbers as Decimal: "1e999999999999" is a few bytes of JSON whose
+    # plain digits would be a terabyte.
+    with pytest.raises(ValidationError) as exc:
+        coerce(extreme)
+    assert len(exc.value.fields["amount"]) < 200, exc.value.fields
+    assert coerce(Decimal("1e-999999999"), rounding="half_even") == "0.00"

@@ -65,7 +65,7 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-        raise ValueError(f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {_show(value)}")
     if t == "date":
         try:
             return dt.date.fromisoformat(str(value)).isoformat()
@@ -85,7 +85,7 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
         return in_utc.isoformat().replace("+00:00", "Z")
     if t == "choice":
         if value not in f.choices:
-            raise ValueError(f"{value!r} is not one of {', '.join(f.choices)}")
+            raise ValueError(f"{_show(value)} is not one of {', '.join(f.choices)}")
         return value
     if t == "ref":
         if not isinstance(value, str) or not value:
