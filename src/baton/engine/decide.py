@@ -71,7 +71,7 @@ from baton.engine.status import (
 )
 from baton.errors import ExpressionError
 from baton.expressions import evaluate_condition
-from baton.records.fields import typed_values
+from baton.records.fields import decimal_forms, typed_values
 from baton.steps.base import expression_error as _expr_error
 from baton.steps.registry import TYPES as _STEP_TYPES
 
@@ -660,11 +660,10 @@ class _StepsView(Mapping[str, Any]):
         sr = self._steps[name]
         view: dict[str, Any] = {"status": sr.status.value, "iteration": sr.iteration}
         if sr.output is not None:
-            found = self._defn.find_step(name)
-            form = found[1].form if found is not None else ()
             # A form's decimals are stored as exact strings: typed back to Decimal.
-            view["output"] = typed_values(form, sr.output) if isinstance(sr.output, dict) \
-                and any(f.type == "decimal" for f in form) else sr.output
+            form = decimal_forms(self._defn).get(name)
+            view["output"] = typed_values(form, sr.output) \
+                if form and isinstance(sr.output, dict) else sr.output
         if sr.error is not None:
             view["error"] = sr.error
         return view

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from baton import decimals
-from baton.definitions.model import FieldDefinition
+from baton.definitions.model import FieldDefinition, OrchestrationDefinition
 from baton.errors import ValidationError
 
 RESERVED = ("id", "created_at", "updated_at", "version")
@@ -190,13 +190,30 @@ def typed_values(fields: Sequence[FieldDefinition], data: Mapping[str, Any]) -> 
     flows (``ctx.record``, ``ctx.input``) and expressions get. A value stored as a JSON
     number before decimals were exact is read here (lazily: the next write of the field
     stores its string). ``data`` itself when there is no decimal to convert."""
-    if not any(f.type == "decimal" and data.get(f.name) is not None for f in fields):
+    wanted = [f for f in decimal_fields(fields) if data.get(f.name) is not None]
+    if not wanted:
         return data
     out = dict(data)
-    for f in fields:
-        if f.type == "decimal" and out.get(f.name) is not None:
-            out[f.name] = _read_decimal(f, out[f.name])
+    for f in wanted:
+        out[f.name] = _read_decimal(f, out[f.name])
     return out
+
+
+_DECIMALS: dict[int, tuple[Sequence[FieldDefinition], tuple[FieldDefinition, ...]]] = {}
+
+
+def decimal_fields(fields: Sequence[FieldDefinition]) -> tuple[FieldDefinition, ...]:
+    """The ``decimal`` fields among ``fields``; remembered per (immutable) tuple of a
+    definition, since every record a worker reads and every evaluation asks."""
+    hit = _DECIMALS.get(id(fields))
+    if hit is not None and hit[0] is fields:
+        return hit[1]
+    found = tuple(f for f in fields if f.type == "decimal")
+    if isinstance(fields, tuple):  # a definition's: it lives as long as its version
+        if len(_DECIMALS) >= 4096:
+            _DECIMALS.clear()
+        _DECIMALS[id(fields)] = (fields, found)  # holds it, so the id is not reused
+    return found
 
 
 def json_values(fields: Sequence[FieldDefinition], data: Mapping[str, Any]) -> dict[str, Any]:
@@ -223,3 +240,20 @@ def _read_decimal(f: FieldDefinition, value: Any) -> Any:
         except ValueError:
             return typed
     return typed
+
+
+_FORMS: dict[int, tuple[OrchestrationDefinition, dict[str, tuple[FieldDefinition, ...]]]] = {}
+
+
+def decimal_forms(defn: OrchestrationDefinition) -> dict[str, tuple[FieldDefinition, ...]]:
+    """Step name -> its form, for the steps whose form has a ``decimal`` field (what types
+    ``steps.NAME.output``); remembered per definition version."""
+    hit = _FORMS.get(id(defn))
+    if hit is not None and hit[0] is defn:
+        return hit[1]
+    forms = {step.name: step.form for stage in defn.stages for step in stage.steps
+             if decimal_fields(step.form)}
+    if len(_FORMS) >= 1024:
+        _FORMS.clear()
+    _FORMS[id(defn)] = (defn, forms)
+    return forms

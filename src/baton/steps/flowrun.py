@@ -17,7 +17,7 @@ from baton.definitions.model import OrchestrationDefinition
 from baton.engine.state import Run, copy_json
 from baton.errors import StepFailure
 from baton.flows import FlowContext, FlowFn, StepView
-from baton.records.fields import typed_values
+from baton.records.fields import decimal_forms, typed_values
 
 
 def flow_context(run: Run, step: str, iteration: int, record: Mapping[str, Any] | None,
@@ -40,10 +40,9 @@ def flow_context(run: Run, step: str, iteration: int, record: Mapping[str, Any] 
 
 def _typed_output(orchestration: OrchestrationDefinition | None, step: str,
                   output: Any) -> Any:
-    if orchestration is None or not isinstance(output, dict):
+    if orchestration is None or not isinstance(output, dict) or not output:
         return output or {}
-    found = orchestration.find_step(step)
-    return typed_values(found[1].form, output) if found is not None else output
+    return typed_values(decimal_forms(orchestration).get(step, ()), output)
 
 
 def flow_logger(run_id: str, step: str) -> logging.LoggerAdapter[logging.Logger]:
