@@ -31,6 +31,9 @@ class FormFieldRow(TypedDict):
     choices: NotRequired[list[Any] | None]
     default: NotRequired[Any]
     label: NotRequired[str | None]
+    precision: NotRequired[int | None]  # decimal fields: their limits (baton.decimals)
+    scale: NotRequired[int | None]
+    rounding: NotRequired[str | None]
 
 
 class WorkItem(TypedDict):

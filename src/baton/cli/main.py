@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
 import shutil
 import signal
@@ -119,9 +120,11 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def parse_json(text: str, what: str) -> dict[str, Any]:
+def parse_json(text: str, what: str, *, exact: bool = False) -> dict[str, Any]:
+    """``--data``/``--input`` as a JSON object. ``exact``: numbers with a fraction are
+    Decimals (checked against field definitions: a ``decimal`` field keeps every digit)."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_float=decimal.Decimal if exact else float)
     except json.JSONDecodeError as exc:
         fail(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
     if not isinstance(value, dict):
@@ -308,7 +311,7 @@ def start(name: Annotated[str, typer.Argument(help="Orchestration name")],
           record: Annotated[str | None, typer.Option("--record", help="Record id the run works on")] = None,
           as_json: JsonOpt = False) -> None:
     """Start an autolaunched orchestration."""
-    run = state.engine(flows=True).start(name, parse_json(input, "--input"), record_id=record, actor="cli")
+    run = state.engine(flows=True).start(name, parse_json(input, "--input", exact=True), record_id=record, actor="cli")
     if as_json:
         print_json(run_summary(run))
     else:
@@ -479,7 +482,7 @@ def incidents_dismiss(incident_id: str, reason: ReasonOpt, as_json: JsonOpt = Fa
 def records_create(object_type: str, data: Annotated[str, typer.Option("--data")] = "{}",
                    as_json: JsonOpt = False) -> None:
     """Create a record; orchestrations triggered on create start with it."""
-    rec = state.engine().create_record(object_type, parse_json(data, "--data"), actor="cli")
+    rec = state.engine().create_record(object_type, parse_json(data, "--data", exact=True), actor="cli")
     print_json(rec) if as_json else console.print(
         f"created {object_type} [bold]{rec['id']}[/bold]")
 
@@ -489,7 +492,7 @@ def records_update(record_id: str, data: Annotated[str, typer.Option("--data")],
                    version: Annotated[int | None, typer.Option("--version", help="Fail unless the record is at this version")] = None,
                    as_json: JsonOpt = False) -> None:
     """Update fields of a record (optimistic concurrency with --version)."""
-    rec = state.engine().update_record(record_id, parse_json(data, "--data"), expected_version=version,
+    rec = state.engine().update_record(record_id, parse_json(data, "--data", exact=True), expected_version=version,
                                        actor="cli")
     print_json(rec) if as_json else console.print(f"updated {record_id} (version {rec['version']})")
 
@@ -625,7 +628,7 @@ def work_complete(item_id: str, user: Annotated[str, typer.Option("--user", "-u"
                   data: Annotated[str, typer.Option("--data")] = "{}", as_json: JsonOpt = False) -> None:
     """Submit the form; the step completes and the run moves on."""
     engine = state.engine()
-    result = engine.complete(item_id, user, parse_json(data, "--data"),
+    result = engine.complete(item_id, user, parse_json(data, "--data", exact=True),
                              scope=_acting_user(engine, user))
     run = result["run"]
     if as_json:

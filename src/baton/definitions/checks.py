@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from baton import decimals
 from baton.errors import ExpressionError, Issue
 from baton.expressions import VARIABLES, compile_expression, is_expression, referenced_names
 
@@ -20,7 +21,7 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DURATION = re.compile(r"(\d+)(ms|s|m|h|d)\Z")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 FIELD_KEYS = ("type", "required", "default", "choices", "object", "label", "description",
-              "max_length", "check")
+              "max_length", "check", "precision", "scale", "rounding")
 LENGTH_TYPES = ("string", "text", "json")
 MAX_LENGTH_LIMIT = 1_000_000
 RESERVED_FIELDS = ("id", "created_at", "updated_at", "version")
@@ -296,8 +297,55 @@ def _check_field_extras(
             expect_bool(ck, join(path, "check"), m["check"])
     if "max_length" in m:
         _check_max_length(ck, join(path, "max_length"), m["max_length"], ftype)
+    exact = _check_decimal_keys(ck, path, m, ftype)
     if "default" in m and m["default"] is not None:
-        _check_default(ck, join(path, "default"), m["default"], ftype, choices)
+        if ftype == "decimal" and exact is not None:
+            _check_decimal_default(ck, join(path, "default"), m["default"], *exact)
+        elif ftype != "decimal":
+            _check_default(ck, join(path, "default"), m["default"], ftype, choices)
+
+
+def _check_decimal_keys(ck: Checker, path: str, m: Mapping[str, Any], ftype: str
+                        ) -> tuple[int, int, str | None] | None:
+    """``precision``, ``scale`` and ``rounding`` of a decimal field; the three as they
+    apply (defaults filled in), or None when one is wrong."""
+    keys = [k for k in ("precision", "scale", "rounding") if k in m]
+    if ftype != "decimal":
+        for k in keys:
+            ck.add(join(path, k), f"{k} only applies to decimal fields")
+        return None
+    ok = True
+    limits = {"precision": (1, decimals.MAX_PRECISION), "scale": (0, decimals.MAX_PRECISION)}
+    for k, (low, high) in limits.items():
+        v = m.get(k)
+        if k in m and (isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high):
+            ck.add(join(path, k), f"{k} must be a whole number from {low} to {high}, "
+                                  f"got {_show(v)}")
+            ok = False
+    rounding = m.get("rounding")
+    if "rounding" in m and rounding not in decimals.ROUNDINGS:
+        ck.add(join(path, "rounding"),
+               unknown("rounding", rounding, tuple(decimals.ROUNDINGS)))
+        ok = False
+    if not ok:
+        return None
+    precision, scale = decimals.limits(m.get("precision"), m.get("scale"))
+    if scale > precision:
+        ck.add(join(path, "scale"), f"scale {scale} is more than precision {precision} "
+                                    "(the digits after the point are part of the precision)")
+        return None
+    return precision, scale, rounding
+
+
+def _check_decimal_default(ck: Checker, path: str, value: Any, precision: int, scale: int,
+                           rounding: str | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        ck.add(path, f"default {_show(value)} is not a valid decimal")
+        return
+    try:
+        decimals.fit(value, precision, scale, rounding)
+    except ValueError as exc:
+        ck.add(path, f"default {_show(value)} is not a valid decimal: {exc}")
 
 
 def _check_max_length(ck: Checker, path: str, value: Any, ftype: str) -> None:

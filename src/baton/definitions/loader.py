@@ -530,6 +530,9 @@ def _build_field(name: str, spec: Mapping[str, Any]) -> FieldDefinition:
         label=spec.get("label"),
         max_length=spec.get("max_length"),
         check=spec.get("check", True),
+        precision=spec.get("precision"),
+        scale=spec.get("scale"),
+        rounding=spec.get("rounding"),
     )
 
 

@@ -38,6 +38,9 @@ class FieldDefinition:
     label: str | None = None
     max_length: int | None = None  # string/text/json: None is the type's default limit
     check: bool = True  # ref: the referenced record must exist (checked in the write's transaction)
+    precision: int | None = None  # decimal: most digits in all (None: baton.decimals' default)
+    scale: int | None = None  # decimal: digits after the point (None: the default, 2)
+    rounding: str | None = None  # decimal: how more places are rounded; None refuses them
 
 
 @dataclass(frozen=True)

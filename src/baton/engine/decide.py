@@ -71,6 +71,7 @@ from baton.engine.status import (
 )
 from baton.errors import ExpressionError
 from baton.expressions import evaluate_condition
+from baton.records.fields import decimal_forms, typed_values
 from baton.steps.base import expression_error as _expr_error
 from baton.steps.registry import TYPES as _STEP_TYPES
 
@@ -110,7 +111,7 @@ class _Decider:
         self.commands.append(Audit(type_, data, actor))
 
     def scope(self) -> Mapping[str, Any]:
-        return _Scope(self.record, self.run, self.now)
+        return _Scope(self.record, self.run, self.now, self.defn)
 
     def holds(self, cond: Condition | None) -> bool:
         """Evaluate a condition; missing values are false for now. May raise ExpressionError."""
@@ -620,21 +621,22 @@ class _Scope(Mapping[str, Any]):
     """What expressions see (DESIGN §2). ``steps`` is built on first use, and only for the
     steps asked for: an expression reads one or two of them, a run may have many."""
 
-    __slots__ = ("_now", "_record", "_run")
+    __slots__ = ("_defn", "_now", "_record", "_run")
     _NAMES = ("record", "vars", "input", "steps", "now")
 
-    def __init__(self, record: dict[str, Any], run: Run, now: str) -> None:
-        self._record, self._run, self._now = record, run, now
+    def __init__(self, record: dict[str, Any], run: Run, now: str,
+                 defn: OrchestrationDefinition) -> None:
+        self._record, self._run, self._now, self._defn = record, run, now, defn
 
     def __getitem__(self, name: str) -> Any:
         if name == "record":
             return self._record
         if name == "vars":
             return self._run.vars
-        if name == "input":
-            return self._run.input
+        if name == "input":  # decimals are stored as exact strings: typed back to Decimal
+            return typed_values(self._defn.trigger.input, self._run.input)
         if name == "steps":
-            return _StepsView(self._run)
+            return _StepsView(self._run, self._defn)
         if name == "now":
             return self._now
         raise KeyError(name)
@@ -649,16 +651,19 @@ class _Scope(Mapping[str, Any]):
 class _StepsView(Mapping[str, Any]):
     """``steps.NAME``: status, iteration, and output or error, made when read."""
 
-    __slots__ = ("_steps",)
+    __slots__ = ("_defn", "_steps")
 
-    def __init__(self, run: Run) -> None:
-        self._steps = run.steps
+    def __init__(self, run: Run, defn: OrchestrationDefinition) -> None:
+        self._steps, self._defn = run.steps, defn
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         sr = self._steps[name]
         view: dict[str, Any] = {"status": sr.status.value, "iteration": sr.iteration}
         if sr.output is not None:
-            view["output"] = sr.output
+            # A form's decimals are stored as exact strings: typed back to Decimal.
+            form = decimal_forms(self._defn).get(name)
+            view["output"] = typed_values(form, sr.output) \
+                if form and isinstance(sr.output, dict) else sr.output
         if sr.error is not None:
             view["error"] = sr.error
         return view

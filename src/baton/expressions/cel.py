@@ -11,6 +11,7 @@ from typing import Any
 
 from cel_expr_python import cel
 
+from baton import decimals
 from baton.errors import ExpressionError
 
 MAX_SOURCE = 4096
@@ -20,7 +21,76 @@ VARIABLES: tuple[str, ...] = ("record", "old", "input", "vars", "steps", "line",
 """Names every expression may read (DESIGN §2)."""
 
 _DYN = cel.Type.DYN
+_T = cel.Type
+_NUMERIC = {"int": _T.INT, "double": _T.DOUBLE, "string": _T.STRING,
+            "map": _T.Map(_T.STRING, _DYN)}  # the map: a decimal too long for a double
+
+
+def _compare(a: Any, b: Any) -> int:
+    x, y = decimals.from_cel(a, "decimal.compare"), decimals.from_cel(b, "decimal.compare")
+    return (x > y) - (x < y)
+
+
+def _scaled(a: Any, scale: int) -> int:
+    if not 0 <= scale <= decimals.MAX_PRECISION:
+        raise ValueError(f"decimal.scaled: the scale must be from 0 to {decimals.MAX_PRECISION}, "
+                         f"got {scale}")
+    d = decimals.from_cel(a, "decimal.scaled")
+    if d.adjusted() > 18:
+        raise ValueError(f"decimal.scaled: {decimals.canonical(d)} is beyond a 64-bit whole "
+                         "number; compare with decimal.compare")
+    try:
+        shifted = d.scaleb(scale, context=_EXACT)
+    except decimal.DecimalException:
+        shifted = decimal.Decimal("0.5")  # too many digits to be whole at this scale
+    if shifted != shifted.to_integral_value():
+        raise ValueError(f"decimal.scaled: {decimals.canonical(d)} has more than {scale} "
+                         "decimal places")
+    n = int(shifted)
+    if not -(2**63) <= n < 2**63:
+        raise ValueError(f"decimal.scaled: {decimals.canonical(d)} at scale {scale} is beyond "
+                         "a 64-bit whole number; compare with decimal.compare")
+    return n
+
+
+def _arith(name: str, op: Any) -> Any:
+    def impl(a: Any, b: Any) -> str:
+        x, y = decimals.from_cel(a, f"decimal.{name}"), decimals.from_cel(b, f"decimal.{name}")
+        try:
+            return decimals.canonical(op(x, y))
+        except decimal.DecimalException as exc:
+            raise ValueError(f"decimal.{name}: {type(exc).__name__}") from None
+    return impl
+
+
+_EXACT = decimal.Context(prec=2 * decimals.MAX_PRECISION, Emax=999_999, Emin=-999_999,
+                         traps=[decimal.Inexact, decimal.Overflow, decimal.InvalidOperation])
+
+
+def _decimal_functions() -> list[Any]:
+    """``decimal.compare(a, b)`` (-1, 0, 1), ``decimal.scaled(a, scale)`` (a whole number),
+    ``decimal.add/sub/mul(a, b)`` (the exact result, as a decimal string): exact over a
+    decimal field's value (a double or, beyond 15 significant digits, a string), a numeric
+    string, an int, or a double that stands for one decimal. Overloads per argument type,
+    since cel-expr-python dispatches on the runtime types."""
+    pairs = [(x, y) for x in _NUMERIC for y in _NUMERIC]
+    binary: dict[str, tuple[cel.Type, Any]] = {
+        "compare": (_T.INT, _compare),
+        "add": (_T.STRING, _arith("add", lambda x, y: _EXACT.add(x, y))),
+        "sub": (_T.STRING, _arith("sub", lambda x, y: _EXACT.subtract(x, y))),
+        "mul": (_T.STRING, _arith("mul", lambda x, y: _EXACT.multiply(x, y))),
+    }
+    decls = [cel.FunctionDecl(f"decimal.{name}", [
+        cel.Overload(f"decimal_{name}_{x}_{y}", ret, [_NUMERIC[x], _NUMERIC[y]], impl=impl)
+        for x, y in pairs]) for name, (ret, impl) in binary.items()]
+    decls.append(cel.FunctionDecl("decimal.scaled", [
+        cel.Overload(f"decimal_scaled_{x}", _T.INT, [t, _T.INT], impl=_scaled)
+        for x, t in _NUMERIC.items()]))
+    return decls
+
+
 _ENV = cel.NewEnv(
+    functions=_decimal_functions(),
     variables={
         "record": cel.Type.Map(cel.Type.STRING, _DYN),
         "old": cel.Type.Map(cel.Type.STRING, _DYN),
@@ -84,7 +154,7 @@ def to_json_shape(value: Any) -> Any:
     if isinstance(value, _dt.date):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
-        return float(value)
+        return decimals.cel_view(value)
     raise ExpressionError("", f"value of type {type(value).__name__} cannot be passed to an expression")
 
 
@@ -140,22 +210,54 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
         if members is not None and isinstance(value, Mapping):
             # Only the members it reads (steps.triage, record.subject), not every step's
             # output or the whole record.
-            value = {m: value[m] for m in members if m in value}
-        elif isinstance(value, Mapping) and not isinstance(value, dict):
-            value = {k: value[k] for k in value}  # a lazy view (the engine's steps)
+            value = {m: _cel_data(value[m]) for m in members if m in value}
+        elif isinstance(value, Mapping):  # (not a dict: a lazy view, the engine's steps)
+            value = _cel_data(value if isinstance(value, dict) else {k: value[k] for k in value})
         bound[name] = value
     result = _eval(expr, source, bound)
     if result.type() == cel.Type.ERROR and "found in Activation" in str(result.value()):
         # A read _reads() did not see: evaluate again with every variable bound.
-        result = _eval(expr, source, {**_EMPTY, **{k: (dict(v) if isinstance(v, Mapping) else v)
+        result = _eval(expr, source, {**_EMPTY, **{k: _cel_data(dict(v) if isinstance(v, Mapping)
+                                                                else v)
                                                    for k, v in data.items()}})
     if result.type() == cel.Type.ERROR:
         reason = str(result.value())
         body = _strip(source)
         if any(marker in reason for marker in _MISSING_MARKERS):
             raise Missing(body, reason)
+        if "No matching overloads" in reason and "map" in reason and _has_long_decimal(bound):
+            reason += (" (a decimal of more than 15 significant digits is not a double in "
+                       "expressions, since a double would round it: compare it exactly with "
+                       "decimal.compare(a, b) or decimal.scaled(a, scale))")
         raise ExpressionError(body, reason)
     return result.plain_value()
+
+
+def _cel_data(value: Any) -> Any:
+    """``value`` with every Decimal as CEL sees it (:func:`baton.decimals.cel_view`); JSON
+    data comes back as it is (the common case costs one type check per value)."""
+    if isinstance(value, decimal.Decimal):
+        return decimals.cel_view(value)
+    if isinstance(value, dict):
+        if any(isinstance(v, decimal.Decimal | dict | list) for v in value.values()):
+            return {k: _cel_data(v) for k, v in value.items()}
+        return value
+    if isinstance(value, list) and any(isinstance(v, decimal.Decimal | dict | list) for v in value):
+        return [_cel_data(v) for v in value]
+    return value
+
+
+def _has_long_decimal(bound: Mapping[str, Any]) -> bool:
+    """Whether a decimal too long for a double was bound (as its map): the likely cause of
+    a failed comparison."""
+    def walk(v: Any) -> bool:
+        if isinstance(v, dict):
+            return (len(v) == 1 and isinstance(v.get(decimals.CEL_KEY), str)) \
+                or any(walk(x) for x in v.values())
+        if isinstance(v, list):
+            return any(walk(x) for x in v)
+        return False
+    return walk(bound)
 
 
 def _eval(expr: Any, source: str, bound: dict[str, Any]) -> Any:

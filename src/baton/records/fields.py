@@ -12,7 +12,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from baton.definitions.model import FieldDefinition
+from baton import decimals
+from baton.definitions.model import FieldDefinition, OrchestrationDefinition
 from baton.errors import ValidationError
 
 RESERVED = ("id", "created_at", "updated_at", "version")
@@ -27,11 +28,16 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 JSON reader (orjson, JavaScript's BigInt-less clients aside) keeps exact."""
 
 
+def _show(value: Any) -> str:
+    return str(value) if isinstance(value, decimal.Decimal) else repr(value)
+
+
 def _coerce(f: FieldDefinition, value: Any) -> Any:
     t = f.type
     if t in ("string", "text"):
         if not isinstance(value, str):
-            raise ValueError(f"expected text, got {type(value).__name__}")
+            kind = "a number" if isinstance(value, decimal.Decimal) else type(value).__name__
+            raise ValueError(f"expected text, got {kind}")
         if t == "string" and "\n" in value:
             raise ValueError("expected one line (use type text for several)")
         limit = f.max_length or (MAX_STRING if t == "string" else MAX_TEXT)
@@ -41,7 +47,7 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
         return value
     if t == "int":
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError(f"expected a whole number, got {value!r}")
+            raise ValueError(f"expected a whole number, got {_show(value)}")
         try:
             number = int(value)
         except ValueError:
@@ -51,21 +57,15 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
                              f"{INT_MIN} to {INT_MAX} (use type decimal or text beyond that)")
         return number
     if t == "decimal":
-        if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
-        try:
-            d = decimal.Decimal(str(value))
-        except decimal.InvalidOperation:
-            raise ValueError(f"expected a number, got {value!r}") from None
-        if not d.is_finite():
-            raise ValueError(f"expected a finite number, got {value!r}")
-        return float(d)  # stored as a JSON number so expressions can compare it
+        # Stored as its canonical string ("19.90"): exact in JSON, whatever reads it.
+        # Flows and expressions get a Decimal back through typed_values().
+        return decimals.canonical(decimals.fit(value, f.precision, f.scale, f.rounding))
     if t == "bool":
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-        raise ValueError(f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {_show(value)}")
     if t == "date":
         try:
             return dt.date.fromisoformat(str(value)).isoformat()
@@ -85,13 +85,14 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
         return in_utc.isoformat().replace("+00:00", "Z")
     if t == "choice":
         if value not in f.choices:
-            raise ValueError(f"{value!r} is not one of {', '.join(f.choices)}")
+            raise ValueError(f"{_show(value)} is not one of {', '.join(f.choices)}")
         return value
     if t == "ref":
         if not isinstance(value, str) or not value:
             raise ValueError(f"expected the id of a {f.object} record, got {value!r}")
         return value
     if t == "json":
+        value = _json_floats(value)
         _check_json_numbers(value)
         limit = f.max_length or MAX_TEXT
         size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
@@ -99,6 +100,18 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
             raise ValueError(f"{size:,} characters of JSON is too long: at most {limit:,}")
         return value
     raise ValueError(f"unknown field type {t!r}")
+
+
+def _json_floats(value: Any) -> Any:
+    """A ``json`` value as JSON holds it: a number the API parsed exactly (a Decimal) is
+    a float there, as it always was (exact numbers are what ``decimal`` fields are for)."""
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _json_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_floats(v) for v in value]
+    return value
 
 
 def _check_json_numbers(value: Any) -> None:
@@ -148,7 +161,8 @@ def coerce_fields(
             if partial:
                 continue
             if f.default is not None and apply_defaults:
-                out[f.name] = f.default
+                out[f.name] = (_coerce(f, f.default) if f.type == "decimal"  # checked at deploy
+                               else f.default)
             elif f.required:
                 errors[f.name] = "is required"
             continue
@@ -169,3 +183,77 @@ def coerce_fields(
     if errors:
         raise ValidationError(what, errors)
     return out
+
+
+def typed_values(fields: Sequence[FieldDefinition], data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` as stored, with each ``decimal`` field as a :class:`decimal.Decimal`: what
+    flows (``ctx.record``, ``ctx.input``) and expressions get. A value stored as a JSON
+    number before decimals were exact is read here (lazily: the next write of the field
+    stores its string). ``data`` itself when there is no decimal to convert."""
+    wanted = [f for f in decimal_fields(fields) if data.get(f.name) is not None]
+    if not wanted:
+        return data
+    out = dict(data)
+    for f in wanted:
+        out[f.name] = _read_decimal(f, out[f.name])
+    return out
+
+
+_DECIMALS: dict[int, tuple[Sequence[FieldDefinition], tuple[FieldDefinition, ...]]] = {}
+
+
+def decimal_fields(fields: Sequence[FieldDefinition]) -> tuple[FieldDefinition, ...]:
+    """The ``decimal`` fields among ``fields``; remembered per (immutable) tuple of a
+    definition, since every record a worker reads and every evaluation asks."""
+    hit = _DECIMALS.get(id(fields))
+    if hit is not None and hit[0] is fields:
+        return hit[1]
+    found = tuple(f for f in fields if f.type == "decimal")
+    if isinstance(fields, tuple):  # a definition's: it lives as long as its version
+        if len(_DECIMALS) >= 4096:
+            _DECIMALS.clear()
+        _DECIMALS[id(fields)] = (fields, found)  # holds it, so the id is not reused
+    return found
+
+
+def json_values(fields: Sequence[FieldDefinition], data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` as the API and the CLI answer it: each ``decimal`` field as its exact string
+    (``"19.90"``, never a JSON number a client would read as a float)."""
+    out = dict(data)
+    for f in fields:
+        if f.type == "decimal" and out.get(f.name) is not None:
+            typed = _read_decimal(f, out[f.name])
+            if isinstance(typed, decimal.Decimal):
+                out[f.name] = decimals.canonical(typed)
+    return out
+
+
+def _read_decimal(f: FieldDefinition, value: Any) -> Any:
+    """A stored decimal as a Decimal at the field's scale; a legacy value that does not fit
+    the field's limits (stored before it had them) is kept exactly as it was, not rounded."""
+    if isinstance(value, decimal.Decimal):
+        return value
+    typed = decimals.read(value)
+    if isinstance(typed, decimal.Decimal) and not isinstance(value, str):
+        try:
+            return decimals.fit(typed, f.precision, f.scale)
+        except ValueError:
+            return typed
+    return typed
+
+
+_FORMS: dict[int, tuple[OrchestrationDefinition, dict[str, tuple[FieldDefinition, ...]]]] = {}
+
+
+def decimal_forms(defn: OrchestrationDefinition) -> dict[str, tuple[FieldDefinition, ...]]:
+    """Step name -> its form, for the steps whose form has a ``decimal`` field (what types
+    ``steps.NAME.output``); remembered per definition version."""
+    hit = _FORMS.get(id(defn))
+    if hit is not None and hit[0] is defn:
+        return hit[1]
+    forms = {step.name: step.form for stage in defn.stages for step in stage.steps
+             if decimal_fields(step.form)}
+    if len(_FORMS) >= 1024:
+        _FORMS.clear()
+    _FORMS[id(defn)] = (defn, forms)
+    return forms

@@ -15,8 +15,8 @@ from baton.definitions.model import ObjectTypeDefinition
 from baton.errors import ExpressionError, NotFound, TransitionConflict, ValidationError
 from baton.expressions import evaluate_condition
 from baton.ids import IdGenerator
-from baton.records.fields import coerce_fields
-from baton.records.model import record_view
+from baton.records.fields import coerce_fields, typed_values
+from baton.records.model import record_json_view, record_view
 from baton.rows import AuditEvent, Record, audit_event
 from baton.runtime import jobs
 from baton.runtime.definitions import DefinitionRepo
@@ -73,7 +73,7 @@ class RecordService:
                 tx.append_events_txn([audit_event("record_created", actor, now, row["id"], None,  # type: ignore[list-item]
                                                   {"object_type": object_type, "fields": values})])
                 self.fire_triggers_txn(tx, row, None, "create", now_dt, actor)
-                out.append(record_view(row))
+                out.append(record_json_view(row, otype))
             if claim is not None and out:
                 claim.bind_txn(tx, out[0]["id"])
         return out
@@ -89,7 +89,8 @@ class RecordService:
                     "(someone else changed it): read it again and retry"
                 )
             new = self.update_txn(tx, row, data, actor, now_dt, exclude_run=None)
-        return record_view(new)
+            otype = self.definitions.object_type(row["object_type"], tx)
+        return record_json_view(new, otype)
 
     def get_row_txn(self, tx: Transaction, record_id: str, *, lock: bool = True) -> Record:
         """The stored record (locked until commit unless ``lock`` is False), or NotFound."""
@@ -129,14 +130,14 @@ class RecordService:
 
         A ``when`` that raises (a definition's bug) never fails the write: the trigger is
         skipped and an incident opened for operators, in this transaction."""
-        view = record_view(row)
+        otype = self.definitions.object_type(row["object_type"], tx)
+        view = record_view(row, otype)
         if old is None:  # on create every field was empty before: old.x is null, not missing
-            otype = self.definitions.object_type(row["object_type"], tx)
-            old_view: dict[str, Any] = {f.name: None for f in otype.fields}
+            old_json: dict[str, Any] = {f.name: None for f in otype.fields}
         else:
-            old_view = record_view(old)
+            old_json = record_json_view(old, otype)
         now = iso(now_dt)
-        scope = trigger_scope(view, old_view, now)
+        scope = trigger_scope(view, typed_values(otype.fields, old_json), now)
         for defn, version in self.definitions.record_triggers(row["object_type"], op, tx):
             when = defn.trigger.when
             source = (when.expression if when is not None else None) or "=true"
@@ -146,7 +147,7 @@ class RecordService:
                 incident = incident_row(
                     self.ids.new("inc"), TRIGGER_FAILED, orchestration=defn.name,
                     version=version, record_id=row["id"], run_id=None, expression=source,
-                    error=str(exc), now=now, detail={"op": op, "old": old_view})
+                    error=str(exc), now=now, detail={"op": op, "old": old_json})
                 incident_id = open_incident_txn(tx, incident)
                 tx.append_events_txn([audit_event(  # type: ignore[list-item]
                     TRIGGER_FAILED, "system", now, row["id"], None,
@@ -159,12 +160,15 @@ class RecordService:
     def get(self, record_id: str) -> dict[str, Any]:
         with self.store.read() as tx:
             row = self.get_row_txn(tx, record_id, lock=False)
-        return {"object_type": row["object_type"], **record_view(row)}
+            otype = self.definitions.object_type(row["object_type"], tx)
+        return {"object_type": row["object_type"], **record_json_view(row, otype)}
 
     def list_records(self, object_type: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
         with self.store.read() as tx:
             rows = tx.list_records_txn(object_type, limit, offset)
-        return [{"object_type": r["object_type"], **record_view(r)} for r in rows]
+            types = {t: self.definitions.object_type(t, tx) for t in {r["object_type"] for r in rows}}
+        return [{"object_type": r["object_type"], **record_json_view(r, types[r["object_type"]])}
+                for r in rows]
 
     def count_records(self, object_type: str | None) -> int:
         with self.store.read() as tx:

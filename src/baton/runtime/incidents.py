@@ -17,6 +17,7 @@ from baton.clock import Clock, iso
 from baton.engine.status import IncidentStatus, RunStatus, check_transition
 from baton.errors import ExpressionError, NotFound, TransitionConflict, ValidationError
 from baton.expressions import evaluate_condition
+from baton.records.fields import typed_values
 from baton.records.model import record_view
 from baton.rows import audit_event
 from baton.runtime import jobs
@@ -171,10 +172,12 @@ class IncidentService:
                                      f"incident instead")
         defn, version = self.definitions.orchestration(row["orchestration"], row["version"], tx=tx)
         when = defn.trigger.when
-        old = row["detail"].get("old") or {}
+        otype = self.definitions.object_type(record["object_type"], tx)
+        old = typed_values(otype.fields, row["detail"].get("old") or {})
         try:
             ok = when is None or evaluate_condition(
-                when.expression or "=true", trigger_scope(record_view(record), old, iso(now_dt)))
+                when.expression or "=true",
+                trigger_scope(record_view(record, otype), old, iso(now_dt)))
         except ExpressionError as exc:
             return "failed", {"error": str(exc), "attempts": row["attempts"] + 1}
         if not ok:

@@ -66,7 +66,11 @@ class RunDriver:
         """Load a run to change it, with its record as flows see it; both rows are locked
         until commit (PostgreSQL)."""
         run, defn, rec = self.load_row_txn(tx, run_id)
-        return run, defn, record_view(rec) if rec else None
+        return run, defn, self.record_view_txn(tx, rec) if rec else None
+
+    def record_view_txn(self, tx: Transaction, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A record row as flows and expressions see it (decimals as Decimal)."""
+        return record_view(row, self.definitions.object_type(row["object_type"], tx))
 
     def load_row_txn(self, tx: Transaction, run_id: str
                      ) -> tuple[Run, OrchestrationDefinition, dict[str, Any] | None]:
@@ -86,7 +90,7 @@ class RunDriver:
         run = Run(id=self.ids.new("run"), orchestration=defn.name, version=version,
                   record_id=record_row["id"] if record_row else None,
                   vars=dict(defn.variables), input=input, created_at=iso(now_dt))
-        record = record_view(record_row) if record_row else None
+        record = self.record_view_txn(tx, record_row) if record_row else None
         return self.decide_and_apply_txn(tx, defn, run, RunStarted(), now_dt, record,
                                          insert=True).run
 

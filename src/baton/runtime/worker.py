@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from baton import logs
 from baton.clock import iso
-from baton.definitions.model import StepDefinition
+from baton.definitions.model import OrchestrationDefinition, StepDefinition
 from baton.engine.events import (
     ConditionEvaluated,
     RecordChanged,
@@ -267,8 +267,9 @@ class Worker:
             for j in jobs:
                 if j.kind in registry.JOB_KINDS and j.run_id in runs:
                     self._step_definition(runs[j.run_id], j.payload["step"], tx)
-        snapshots = {rid: (run, record_view(recs[run.record_id]) if run.record_id in recs else None)
-                     for rid, run in runs.items()}
+            snapshots = {rid: (run, self._record_view(recs[run.record_id], tx)
+                               if run.record_id in recs else None)
+                         for rid, run in runs.items()}
         return snapshots, _BatchCache(runs, recs)
 
     def _execute(self, job: Job, snapshot: _Snapshot | None) -> _Result:
@@ -316,7 +317,8 @@ class Worker:
                 raise StepFailure(f"step {step!r} is not in {run.orchestration} "
                                   f"v{run.version}", retryable=False)
             out = step_type.run_job(StepWork(run, record, definition, iteration, attempt,
-                                             job.payload, self._call_flow))
+                                             job.payload, self._call_flow,
+                                             self._orchestration(run)))
             event = StepCompleted(step, iteration, _jsonable(dict(out.output)),
                                   vars=_jsonable(dict(out.vars)) if out.vars else None,
                                   ran_at=ran_at, attempt=attempt)
@@ -339,6 +341,10 @@ class Worker:
             self._step_defs[key] = found[1] if found is not None else None
         return self._step_defs[key]
 
+    def _orchestration(self, run: Run) -> OrchestrationDefinition:
+        """The run's pinned version (parsed once: types ``ctx.input`` and form outputs)."""
+        return self.engine.definitions.orchestration(run.orchestration, run.version)[0]
+
     def _execute_evaluate(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         return _Result(job, RecordChanged())
 
@@ -356,7 +362,7 @@ class Worker:
         try:
             if fn is None:
                 raise StepFailure(f"flow {p['flow']!r} is not registered in this worker")
-            ctx = flow_context(run, p["step"], p["iteration"], record)
+            ctx = flow_context(run, p["step"], p["iteration"], record, self._orchestration(run))
             data["output"] = _jsonable(self._call_flow(p["flow"], fn, ctx, None))
             kind = "escalation_flow_ran"
         except Exception as exc:  # noqa: BLE001 - audited on the run; never the worker's problem
@@ -422,7 +428,8 @@ class Worker:
         try:
             if fn is None:
                 raise StepFailure(f"flow {name!r} is not registered in this worker")
-            value = bool(self._call_flow(name, fn, flow_context(run, name, 0, record), None))
+            ctx = flow_context(run, name, 0, record, self._orchestration(run))
+            value = bool(self._call_flow(name, fn, ctx, None))
         except Exception as exc:  # noqa: BLE001 - a definition's bug: an incident, not the worker's
             # The condition stays false meanwhile; an operator retries (the job is queued
             # again) or dismisses it.
@@ -534,7 +541,7 @@ class Worker:
             run = cache.runs[j["run_id"]]
             row = cache.records.get(run.record_id or "")
             job = Job(None, j["kind"], j["run_id"], j["payload"], 1)
-            results.append(self._execute(job, (run, record_view(row) if row else None)))
+            results.append(self._execute(job, (run, self._record_view(row) if row else None)))
         return results
 
     def _commit_one_by_one(self, results: list[_Result], now_dt: Any) -> None:
@@ -580,6 +587,11 @@ class Worker:
             records.update(tx.get_records_txn(moved))
         return _BatchCache(runs, records)
 
+    def _record_view(self, row: Mapping[str, Any], tx: Any = None) -> dict[str, Any]:
+        """The record as flows and expressions see it: typed by its object type (a
+        ``decimal`` field is a Decimal)."""
+        return record_view(row, self.engine.definitions.object_type(row["object_type"], tx))
+
     def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None) -> None:
         eng, job, event = self.engine, res.job, res.event
         if job.id is not None:  # (a chained step, run in the plan that made it ready, has none)
@@ -613,7 +625,7 @@ class Worker:
             tx.saw_run(run.id, run.seq)
             if record_row is not None:
                 tx.saw_record(record_row["id"], record_row["version"])
-        record = record_view(record_row) if record_row else None
+        record = self._record_view(record_row, tx) if record_row else None
         if not _still_waiting(run, event):
             # The step was canceled (run canceled, stage exited) while its flow ran:
             # its result, record updates included, is dropped with the job.
@@ -622,7 +634,7 @@ class Worker:
         if res.record_updates and record_row is not None and isinstance(event, StepCompleted):
             new = eng.records.update_txn(tx, record_row, res.record_updates, f"flow:{event.step}", now_dt,
                                          exclude_run=run.id)
-            record = record_view(new)
+            record = self._record_view(new, tx)
             if cache is not None:
                 cache.records[new["id"]] = new
         decision = eng.runs.decide_and_apply_txn(tx, defn, run, event, now_dt, record)

@@ -42,7 +42,8 @@ class Background(JobStepType):
         if fn is None:
             raise StepFailure(f"flow {name!r} is not registered in this worker "
                               "(is its module listed under flows in baton.toml?)", retryable=False)
-        ctx = flow_context(work.run, work.step.name, work.iteration, work.record)
+        ctx = flow_context(work.run, work.step.name, work.iteration, work.record,
+                           work.orchestration)
         output = work.flows(name, fn, ctx, work.payload.get("timeout_ms"))
         if output is None:
             output = {}

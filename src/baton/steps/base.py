@@ -68,6 +68,7 @@ class StepWork:
     attempt: int | None
     payload: Mapping[str, Any]  # the job's payload, as ``ScheduleStep`` was applied
     flows: FlowRunner  # how this worker calls a flow (its thread, or a flow process)
+    orchestration: OrchestrationDefinition | None = None  # the run's: types ctx.input, outputs
 
 
 @dataclass(frozen=True)

@@ -13,23 +13,36 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from baton.definitions.model import OrchestrationDefinition
 from baton.engine.state import Run, copy_json
 from baton.errors import StepFailure
 from baton.flows import FlowContext, FlowFn, StepView
+from baton.records.fields import decimal_forms, typed_values
 
 
-def flow_context(run: Run, step: str, iteration: int,
-                 record: Mapping[str, Any] | None) -> FlowContext:
-    """What a flow receives for ``step`` of ``run``.
+def flow_context(run: Run, step: str, iteration: int, record: Mapping[str, Any] | None,
+                 orchestration: OrchestrationDefinition | None = None) -> FlowContext:
+    """What a flow receives for ``step`` of ``run``. With the run's ``orchestration``,
+    ``ctx.input`` and the steps' form outputs are typed like ``ctx.record`` (a ``decimal``
+    as a Decimal; stored, it is its exact string).
 
     Copies: the run and record a worker read for its batch are committed from, so whatever
     a flow does to what it was given must not reach them.
     """
-    steps = {n: StepView(n, sr.status.value, copy_json(sr.output) or {})
+    steps = {n: StepView(n, sr.status.value, copy_json(_typed_output(orchestration, n, sr.output)))
              for n, sr in run.steps.items()}
+    inputs = orchestration.trigger.input if orchestration is not None else ()
     return FlowContext(run_id=run.id, step=step, iteration=iteration, record=copy_json(record),
-                       vars=copy_json(run.vars), input=copy_json(run.input), steps=steps,
+                       vars=copy_json(run.vars),
+                       input=copy_json(dict(typed_values(inputs, run.input))), steps=steps,
                        logger=flow_logger(run.id, step))
+
+
+def _typed_output(orchestration: OrchestrationDefinition | None, step: str,
+                  output: Any) -> Any:
+    if orchestration is None or not isinstance(output, dict) or not output:
+        return output or {}
+    return typed_values(decimal_forms(orchestration).get(step, ()), output)
 
 
 def flow_logger(run_id: str, step: str) -> logging.LoggerAdapter[logging.Logger]:

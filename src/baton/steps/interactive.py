@@ -77,7 +77,10 @@ class Interactive(StepTypeBase):
         d.set_step(sr, StepStatus.WAITING_FOR_PERSON)
         form = tuple(
             {"name": f.name, "type": f.type, "required": f.required, "choices": list(f.choices),
-             "default": f.default, "label": f.label}
+             "default": f.default, "label": f.label,
+             # a decimal's limits travel with the item: its submission is checked by them
+             **({"precision": f.precision, "scale": f.scale, "rounding": f.rounding}
+                if f.type == "decimal" else {})}
             for f in step.form
         )
         d.commands.append(CreateWorkItem(

@@ -167,7 +167,9 @@ class WorkService:
             raise TransitionConflict(f"work item {item_id} is {status}; it cannot be completed")
         check_may_act(item, user, self._current_txn(tx, scope))
         form = [FieldDefinition(name=f["name"], type=f["type"], required=f["required"],
-                                choices=tuple(f.get("choices") or ()), default=f.get("default"))
+                                choices=tuple(f.get("choices") or ()), default=f.get("default"),
+                                precision=f.get("precision"), scale=f.get("scale"),
+                                rounding=f.get("rounding"))
                 for f in item["form"]]
         values = coerce_fields(form, data, f"form of work item {item_id}")
         if not tx.update_work_item_txn(item_id, [status], item["version"], {

@@ -8,14 +8,17 @@ driver error surface as a 500 deep inside a transaction.
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query, Request
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import ClientDisconnect
 
 from baton.errors import ValidationError
 from baton.web.problems import ProblemError
@@ -125,6 +128,48 @@ async def clean_input(request: Request) -> None:
                            errors=[{"field": e["field"] or "body", "message": e["message"]}
                                    for e in out])
 
+
+
+class ExactNumbers(APIRoute):
+    """A route whose JSON body keeps numbers exact: ``19.90`` or ``1234567890123456.78``
+    arrive as :class:`decimal.Decimal`, not as a float that has already rounded them.
+
+    For the operations whose ``data`` is checked against field definitions (records, a
+    run's input, a work item's form): a ``decimal`` field stores the number exactly; the
+    other types accept a Decimal as they accept a float (a ``json`` field keeps a float).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def exact(request: Request) -> Response:
+            if request.headers.get("content-type", "").startswith("application/json"):
+                try:
+                    body = await request.body()
+                except ClientDisconnect:  # gone, or cut off at the body limit (413 sent):
+                    return await handler(request)  # FastAPI's own read reports it as before
+                if body:
+                    try:
+                        # Starlette's request.json() returns this; FastAPI validates it.
+                        request._json = json.loads(body, parse_float=decimal.Decimal)
+                    except (ValueError, RecursionError):
+                        pass  # FastAPI parses it again and reports the syntax error itself
+            return await handler(request)
+
+        return exact
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exact_post(router: APIRouter, path: str, **kw: Any) -> Callable[[F], F]:
+    """``@router.post(path, ...)`` for one operation whose body keeps numbers exact
+    (:class:`ExactNumbers`), on a router whose other operations parse JSON as usual."""
+    def register(fn: F) -> F:
+        router.add_api_route(path, fn, methods=["POST"], route_class_override=ExactNumbers,
+                             **kw)
+        return fn
+    return register
 
 
 @contextmanager

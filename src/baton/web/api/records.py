@@ -12,12 +12,22 @@ from pydantic import BaseModel, Field
 from baton.auth.roles import Permission
 from baton.runtime.idempotency import IdempotencyClaim
 from baton.runtime.views import event_view, record_json
-from baton.web.api.common import MAX_INT, Limit, Offset, Page, RequestBody, page, page_of, under
+from baton.web.api.common import (
+    MAX_INT,
+    ExactNumbers,
+    Limit,
+    Offset,
+    Page,
+    RequestBody,
+    page,
+    page_of,
+    under,
+)
 from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempotent
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
 
-router = APIRouter(tags=["records"])
+router = APIRouter(tags=["records"], route_class=ExactNumbers)
 
 READ = Depends(need(Permission.RECORDS_READ))
 WRITE = Depends(need(Permission.RECORDS_WRITE))
@@ -25,13 +35,23 @@ RecordId = Annotated[str, Path(min_length=1, max_length=40)]
 TypeName = Annotated[str, Path(min_length=1, max_length=200, description="object type, e.g. Case")]
 
 
+DECIMAL_IN = ("A `decimal` field takes a JSON number or a numeric string (`19.9`, "
+              "`\"19.90\"`), kept exactly however many digits it has, within the field's "
+              "precision and scale (beyond them: 422 naming the field and the limit).")
+DECIMAL_OUT = ("A `decimal` field is answered as a JSON string with exactly the field's scale "
+               "(`\"19.90\"`, `\"1234567890123456.78\"`), never as a number a client would "
+               "read into a float.")
+
+
 class RecordData(RequestBody):
-    data: dict[str, Any] = Field(default_factory=dict, description="field values by name",
+    data: dict[str, Any] = Field(default_factory=dict,
+                                 description=f"field values by name. {DECIMAL_IN}",
                                  examples=[{"subject": "Invoice 42 is wrong", "origin": "Web"}])
 
 
 class RecordPatch(RequestBody):
-    data: dict[str, Any] = Field(description="the fields to change; the others keep their values")
+    data: dict[str, Any] = Field(description="the fields to change; the others keep their "
+                                             f"values. {DECIMAL_IN}")
     version: int | None = Field(default=None, ge=1, le=MAX_INT,
                                 description="the version you read; a stale one gives 409 "
                                             "(the If-Match header does the same)")
@@ -43,7 +63,7 @@ class RecordOut(BaseModel):
     version: int
     created_at: str
     updated_at: str
-    data: dict[str, Any]
+    data: dict[str, Any] = Field(description=f"field values by name. {DECIMAL_OUT}")
 
 
 class Event(BaseModel):

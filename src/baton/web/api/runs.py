@@ -22,6 +22,7 @@ from baton.web.api.common import (
     Page,
     Reason,
     RequestBody,
+    exact_post,
     page,
     page_of,
     under,
@@ -118,7 +119,7 @@ def _check_startable(request: Request, name: str) -> None:
             slug="deactivated")
 
 
-@router.post("", response_model=RunDetail, status_code=201,
+@exact_post(router, "", response_model=RunDetail, status_code=201,
              summary="Start a run of an autolaunched orchestration",
              description="Input is validated against the trigger's `input` fields (422 naming "
                          "each). Record-triggered orchestrations start by creating or updating "

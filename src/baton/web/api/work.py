@@ -21,7 +21,7 @@ from baton.engine.status import WorkItemStatus
 from baton.errors import NotFound, ValidationError
 from baton.rows import WorkItem as WorkItemRow
 from baton.runtime.views import completed_view, work_item_view
-from baton.web.api.common import Limit, Offset, Page, RequestBody, page, under
+from baton.web.api.common import Limit, Offset, Page, RequestBody, exact_post, page, under
 from baton.web.api.runs import RunSummary
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, engine_of, need
@@ -141,7 +141,7 @@ def claim(request: Request, item_id: ItemId, principal: Principal = WORK) -> dic
     return work_item_view(item)
 
 
-@router.post("/{item_id}/complete", response_model=Completed, summary="Submit the form",
+@exact_post(router, "/{item_id}/complete", response_model=Completed, summary="Submit the form",
              description="The form is validated like the step defines it (422 naming each "
                          "field as `data.FIELD`); the step completes and the run moves on.",
              responses=problem_responses(400, 401, 403, 404, 409, 422))
