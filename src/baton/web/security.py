@@ -97,14 +97,13 @@ async def optional_principal(
     eng = engine_of(request)
     if credentials is not None:
         address = client_address(request)
-        lock = eng.directory.throttle.locked(address=address)
-        if lock is not None:
-            raise too_many(request, lock)
-        user = eng.directory.user_for_token(credentials.credentials)
-        if user is None:
+        who = eng.directory.token_login(credentials.credentials, address)
+        if isinstance(who, Locked):
+            raise too_many(request, who)
+        if who is None:
             eng.directory.throttle.failed(address=address)
             raise unauthorized("the API token is unknown, revoked, or its user is deactivated")
-        return Principal(user, "token")
+        return Principal(who, "token")
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         found = eng.directory.session(cookie)
