@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -251,10 +251,16 @@ class Directory:
         found = self.token_login(secret)
         return found if isinstance(found, User) else None
 
-    def token_login(self, secret: str, address: str | None = None) -> User | Locked | None:
+    def token_login(self, secret: str, address: str | None = None, *,
+                    later: Callable[[Callable[[Any], None]], None] | None = None
+                    ) -> User | Locked | None:
         """Who an API token authenticates, in one read: the lockout of the client
         ``address`` if it is locked out (then the token is not looked at); else the active
         user of a live token; else None (unknown, revoked, or the user is deactivated).
+
+        The token's ``last_used_at`` is refreshed (at most every ``TOKEN_TOUCH_EVERY``) in
+        a write of its own, or by ``later(write_txn)`` when given (the web app's group
+        committer: the request does not wait for the write lock for it).
 
         Tokens are 256-bit random secrets, so the unsalted SHA-256 they are stored under is
         the right hash (nothing to brute-force) and one indexed lookup finds them."""
@@ -272,8 +278,16 @@ class Directory:
         now = self.clock.now()
         used = row["token_last_used_at"]
         if used is None or parse_iso(used) + TOKEN_TOUCH_EVERY < now:
-            with self.store.write() as tx:
-                tx.update_token_txn(row["token_id"], {"last_used_at": iso(now)})
+            token_id, stamp = row["token_id"], iso(now)
+
+            def touch_txn(tx: People) -> None:
+                tx.update_token_txn(token_id, {"last_used_at": stamp})
+
+            if later is not None:
+                later(touch_txn)
+            else:
+                with self.store.write() as tx:
+                    touch_txn(tx)
         return user
 
     # ---- UI sessions --------------------------------------------------------------------

@@ -41,9 +41,13 @@ class _Pending(Generic[T]):
     value: Any = None
     error: BaseException | None = None
 
+    detached: bool = False  # nobody waits for it (:meth:`GroupCommitter.defer`)
+
     def settle(self, value: Any, error: BaseException | None) -> None:
         self.value, self.error = value, error
         self.done.set()
+        if error is not None and self.detached:
+            log.warning("deferred write failed: %s", error, exc_info=error)
 
 
 class CommitterClosed(RuntimeError):
@@ -70,6 +74,18 @@ class GroupCommitter:
         """Run ``work(tx)`` in the next group's transaction and return what it returned once
         that transaction has committed; raise what it raised (nothing of it is committed)."""
         pending: _Pending[T] = _Pending(work)
+        self._enqueue(pending)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.value  # type: ignore[no-any-return]
+
+    def defer(self, work: Callable[[SqlTx], Any]) -> None:
+        """Run ``work(tx)`` in the next group, without waiting for it: for bookkeeping no
+        answer depends on (an API token's ``last_used_at``). A failure is logged."""
+        self._enqueue(_Pending(work, detached=True))
+
+    def _enqueue(self, pending: _Pending[Any]) -> None:
         with self._cond:
             if self._closed:
                 raise CommitterClosed("the server is shutting down")
@@ -79,10 +95,11 @@ class GroupCommitter:
                 self._thread.start()
             self._queue.append(pending)
             self._cond.notify()
-        pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.value  # type: ignore[no-any-return]
+
+    def waiting(self) -> int:
+        """Pieces of work queued for the next group."""
+        with self._cond:
+            return len(self._queue)
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread."""

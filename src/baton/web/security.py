@@ -25,6 +25,7 @@ from baton.auth.roles import Permission, require
 from baton.auth.throttle import Locked
 from baton.runtime.engine import Engine
 from baton.web import proxies
+from baton.web.committer import committer_of
 from baton.web.problems import ProblemError
 
 SESSION_COOKIE = "baton_session"
@@ -97,7 +98,8 @@ async def optional_principal(
     eng = engine_of(request)
     if credentials is not None:
         address = client_address(request)
-        who = eng.directory.token_login(credentials.credentials, address)
+        who = eng.directory.token_login(credentials.credentials, address,
+                                        later=committer_of(request).defer)
         if isinstance(who, Locked):
             raise too_many(request, who)
         if who is None:
