@@ -49,7 +49,7 @@ import httpx2 as httpx
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = REPO / "examples" / "case_triage"
-START_TIMEOUT = 60.0
+START_TIMEOUT = 180.0
 STOP_TIMEOUT = 30.0
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -189,7 +189,7 @@ class Server:
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
-        raise BenchError("baton serve did not answer within a minute: " + self.tail())
+        raise BenchError("baton serve did not answer within 3 minutes: " + self.tail())
 
     def cpu(self) -> float:
         return proc_cpu(self.proc.pid)

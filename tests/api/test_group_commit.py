@@ -20,7 +20,7 @@ import pytest
 
 from baton.runtime.engine import Engine
 from baton.store.sql.tx import SqlTx
-from baton.web.committer import GroupCommitter
+from baton.web.committer import CommitterClosed, GroupCommitter
 from tests.api.conftest import Api, assert_problem
 
 RECORDS = "/api/objects/Case/records"
@@ -259,6 +259,16 @@ def test_a_token_sees_the_directory_as_it_is_now(api: Api) -> None:
 def test_the_committer_answers_what_is_queued_when_closed(api: Api) -> None:
     committer = GroupCommitter(api.engine.store)
     assert committer.submit(lambda tx: tx.count_users_txn()) == 6
+    done: list[int] = []
+    with gate(committer, api) as wait_for:
+        threading.Thread(target=lambda: done.append(committer.submit(lambda tx: 1))).start()
+        wait_for(1)
+        closing = threading.Thread(target=committer.close)
+        closing.start()
+        eventually(lambda: committer._closed, "the committer closing")
+        with pytest.raises(CommitterClosed, match="shutting down"):
+            committer.submit(lambda tx: None)  # refused while it closes
+    closing.join(60)
+    eventually(lambda: done == [1], "the queued write's answer")  # committed before closing
+    assert committer.submit(lambda tx: tx.count_users_txn()) == 6  # and it starts again
     committer.close()
-    with pytest.raises(RuntimeError, match="shutting down"):
-        committer.submit(lambda tx: None)

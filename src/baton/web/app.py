@@ -68,11 +68,10 @@ def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
     app.state.base_url = base_url if base_url is not None else engine.settings.smtp.base_url
     problems.install(app)
 
-    from baton.web import ui
-    from baton.web.api import router as api_router
+    from baton.web import api, ui
     from baton.web.ui import router as ui_router
 
-    app.include_router(api_router, prefix="/api")
+    api.include(app)
     app.include_router(ui_router)
     ui.install(app)  # errors on pages as HTML; no session -> /login
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -102,7 +102,9 @@ class GroupCommitter:
             return len(self._queue)
 
     def close(self) -> None:
-        """Commit what is queued, then stop the thread."""
+        """Commit what is queued, then stop the thread (work submitted meanwhile is
+        refused). A later :meth:`submit` starts it again: an app's lifespan may run more
+        than once (a test client entered twice)."""
         with self._cond:
             self._closed = True
             self._cond.notify()
@@ -110,6 +112,9 @@ class GroupCommitter:
         if thread is not None:
             thread.join()
             log.info("group commit: %d write(s) in %d transaction(s)", self.pieces, self.groups)
+        with self._cond:
+            self._closed = False
+            self._thread = None
 
     # ---- the committer thread -----------------------------------------------------------
     def _loop(self) -> None:
