@@ -11,7 +11,7 @@ import functools
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from pwdlib import PasswordHash
 
 from baton.auth.roles import ROLES, Permission, permissions
-from baton.auth.throttle import LoginThrottle
+from baton.auth.throttle import Locked, LoginThrottle
 from baton.clock import Clock, iso, parse_iso
 from baton.errors import NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
@@ -254,20 +254,47 @@ class Directory:
         return next(i for i in self.list_tokens(row["user_name"]) if i.id == token_id)
 
     def user_for_token(self, secret: str) -> User | None:
-        if not secret.startswith(TOKEN_PREFIX):
-            return None
+        """The active user a live API token belongs to, else None."""
+        found = self.token_login(secret)
+        return found if isinstance(found, User) else None
+
+    def token_login(self, secret: str, address: str | None = None, *,
+                    later: Callable[[Callable[[Any], None]], None] | None = None
+                    ) -> User | Locked | None:
+        """Who an API token authenticates, in one read: the lockout of the client
+        ``address`` if it is locked out (then the token is not looked at); else the active
+        user of a live token; else None (unknown, revoked, or the user is deactivated).
+
+        The token's ``last_used_at`` is refreshed (at most every ``TOKEN_TOUCH_EVERY``) in
+        a write of its own, or by ``later(write_txn)`` when given (the web app's group
+        committer: the request does not wait for the write lock for it).
+
+        Tokens are 256-bit random secrets, so the unsalted SHA-256 they are stored under is
+        the right hash (nothing to brute-force) and one indexed lookup finds them."""
         with self.store.read() as tx:
-            row = tx.token_row_txn(secret_hash=_digest(secret))
-            if row is None or row["revoked_at"] is not None:
+            if address is not None:
+                lock = self.throttle.locked_txn(tx, address=address)
+                if lock is not None:
+                    return lock
+            if not secret.startswith(TOKEN_PREFIX):
                 return None
-            user_row = tx.user_row_txn(row["user_name"])
-            user = self._to_user_txn(tx, user_row) if user_row is not None else None
-        if user is None or not user.active:
-            return None
+            row = tx.token_user_row_txn(_digest(secret))
+            if row is None or row["token_revoked_at"] is not None or not row["active"]:
+                return None
+            user = self._to_user_txn(tx, row)
         now = self.clock.now()
-        if row["last_used_at"] is None or parse_iso(row["last_used_at"]) + TOKEN_TOUCH_EVERY < now:
-            with self.store.write() as tx:
-                tx.update_token_txn(row["id"], {"last_used_at": iso(now)})
+        used = row["token_last_used_at"]
+        if used is None or parse_iso(used) + TOKEN_TOUCH_EVERY < now:
+            token_id, stamp = row["token_id"], iso(now)
+
+            def touch_txn(tx: People) -> None:
+                tx.update_token_txn(token_id, {"last_used_at": stamp})
+
+            if later is not None:
+                later(touch_txn)
+            else:
+                with self.store.write() as tx:
+                    touch_txn(tx)
         return user
 
     # ---- UI sessions --------------------------------------------------------------------

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from baton.clock import Clock, iso, parse_iso
+from baton.store.ports import People
 from baton.store.sql import SqlStore
 
 Kind = Literal["account", "address"]
@@ -74,9 +75,14 @@ class LoginThrottle:
 
     def locked(self, *, account: str | None = None, address: str | None = None) -> Locked | None:
         """The lockout that refuses this attempt now (the longest), or None."""
-        now = self.clock.now()
         with self.store.read() as tx:
-            rows = tx.throttle_rows_txn(_keys(account, address))
+            return self.locked_txn(tx, account=account, address=address)
+
+    def locked_txn(self, tx: People, *, account: str | None = None,
+                   address: str | None = None) -> Locked | None:
+        """:meth:`locked`, read in the caller's transaction."""
+        now = self.clock.now()
+        rows = tx.throttle_rows_txn(_keys(account, address))
         found = [Locked(r["kind"], r["name"], parse_iso(r["locked_until"]))
                  for r in rows if r["locked_until"] and parse_iso(r["locked_until"]) > now]
         return max(found, key=lambda lock: lock.until) if found else None

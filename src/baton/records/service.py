@@ -57,25 +57,31 @@ class RecordService:
         ``claim``: the request's idempotency key, claimed and bound to the (first) record
         in the same transaction."""
         now_dt = self.clock.now()
+        with self.store.write() as tx:
+            return self.create_txn(tx, object_type, rows, actor, claim, now_dt)
+
+    def create_txn(self, tx: Transaction, object_type: str, rows: Sequence[dict[str, Any]],
+                   actor: str, claim: IdempotencyClaim | None, now_dt: Any
+                   ) -> list[dict[str, Any]]:
+        """:meth:`create` in the caller's transaction (a group commit's savepoint, say)."""
         now = iso(now_dt)
         out = []
-        with self.store.write() as tx:
-            if claim is not None:
-                claim.claim_txn(tx, now_dt)
-            otype = self.definitions.object_type(object_type, tx)
-            for i, data in enumerate(rows):
-                what = f"{object_type} record" + (f" #{i + 1}" if len(rows) > 1 else "")
-                values = coerce_fields(otype.fields, data, what)
-                check_refs_txn(tx, otype, values, what)
-                row: Record = {"id": self.ids.new("rec"), "object_type": object_type,
-                               "data": values, "version": 1, "created_at": now, "updated_at": now}
-                tx.insert_record_txn(row)  # type: ignore[arg-type]
-                tx.append_events_txn([audit_event("record_created", actor, now, row["id"], None,  # type: ignore[list-item]
-                                                  {"object_type": object_type, "fields": values})])
-                self.fire_triggers_txn(tx, row, None, "create", now_dt, actor)
-                out.append(record_json_view(row, otype))
-            if claim is not None and out:
-                claim.bind_txn(tx, out[0]["id"])
+        if claim is not None:
+            claim.claim_txn(tx, now_dt)
+        otype = self.definitions.object_type(object_type, tx)
+        for i, data in enumerate(rows):
+            what = f"{object_type} record" + (f" #{i + 1}" if len(rows) > 1 else "")
+            values = coerce_fields(otype.fields, data, what)
+            check_refs_txn(tx, otype, values, what)
+            row: Record = {"id": self.ids.new("rec"), "object_type": object_type,
+                           "data": values, "version": 1, "created_at": now, "updated_at": now}
+            tx.insert_record_txn(row)  # type: ignore[arg-type]
+            tx.append_events_txn([audit_event("record_created", actor, now, row["id"], None,  # type: ignore[list-item]
+                                              {"object_type": object_type, "fields": values})])
+            self.fire_triggers_txn(tx, row, None, "create", now_dt, actor)
+            out.append(record_json_view(row, otype))
+        if claim is not None and out:
+            claim.bind_txn(tx, out[0]["id"])
         return out
 
     def update(self, record_id: str, data: dict[str, Any], expected_version: int | None,

@@ -87,5 +87,10 @@ class IdempotencyKeys:
         """Keep the answer the key's request got (the first kept wins), and sweep a batch
         of expired keys."""
         with self.store.write() as tx:
-            tx.store_idempotent_response_txn(principal, key, response)
-            tx.sweep_idempotency_keys_txn(iso(self.clock.now() - KEY_TTL))
+            self.keep_response_txn(tx, principal, key, response)
+
+    def keep_response_txn(self, tx: Transaction, principal: str, key: str,
+                          response: dict[str, Any]) -> None:
+        """:meth:`keep_response` in the caller's transaction (a group commit's)."""
+        tx.store_idempotent_response_txn(principal, key, response)
+        tx.sweep_idempotency_keys_txn(iso(self.clock.now() - KEY_TTL))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -11,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from baton import __version__
 from baton.runtime.engine import Engine
 from baton.web import problems
+from baton.web.committer import GroupCommitter
 from baton.web.limits import BodyLimit
 
 HERE = Path(__file__).parent
@@ -40,7 +43,15 @@ DOCS_PAGE = f"""<!DOCTYPE html>
 def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
     """The app for one Engine. ``base_url`` is how browsers reach it (links in e-mails);
     None: the engine's setting (``BATON_BASE_URL``), as ``baton serve`` completes it."""
+    committer = GroupCommitter(engine.store)  # writes of concurrent requests share commits
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        committer.close()  # what is queued commits (and is answered) first
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Baton",
         version=__version__,
         description="Durable business process orchestration: definitions, records, runs, "
@@ -53,15 +64,15 @@ def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
     )
     app.add_middleware(BodyLimit, limit=engine.settings.max_body_bytes)
     app.state.engine = engine
+    app.state.committer = committer
     app.state.base_url = base_url if base_url is not None else engine.settings.smtp.base_url
     problems.install(app)
 
-    from baton.web import ui
-    from baton.web.api import router as api_router
+    from baton.web import api, ui
     from baton.web.health import router as health_router
     from baton.web.ui import router as ui_router
 
-    app.include_router(api_router, prefix="/api")
+    api.include(app)
     app.include_router(health_router)
     app.include_router(ui_router)
     ui.install(app)  # errors on pages as HTML; no session -> /login

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Header, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from baton.errors import IdempotencyKeyTaken
 from baton.runtime.idempotency import IdempotencyClaim, KeptRequest, fingerprint
+from baton.web.committer import committer_of
 from baton.web.problems import ProblemError
 from baton.web.security import Principal, engine_of
 
@@ -62,10 +62,11 @@ def idempotent(request: Request, principal: Principal, key: str | None, resource
             if kept is None:  # pragma: no cover - it committed, so it is there
                 raise
         else:
-            response = _respond(model, status, out, headers)
-            keys.keep_response(principal.name, key, {
-                "status": status, "headers": headers, "body": _json(model, out)})
-            return response
+            body_json = _json(model, out)
+            kept_answer = {"status": status, "headers": headers, "body": body_json}
+            committer_of(request).submit(
+                lambda tx: keys.keep_response_txn(tx, principal.name, key, kept_answer))
+            return JSONResponse(body_json, status_code=status, headers=headers)
     return _replay(request, claim, kept, model, status, rebuild)
 
 
@@ -87,7 +88,9 @@ def _replay(request: Request, claim: IdempotencyClaim, kept: KeptRequest,
                                slug="idempotency-key-in-progress")
         out, headers = rebuild(kept.resource_id)
         saved = {"status": status, "headers": headers, "body": _json(model, out)}
-        engine_of(request).idempotency.keep_response(claim.principal, claim.key, saved)
+        keys = engine_of(request).idempotency
+        committer_of(request).submit(
+            lambda tx: keys.keep_response_txn(tx, claim.principal, claim.key, saved))
     return JSONResponse(saved["body"], status_code=int(saved["status"]),
                         headers={**saved["headers"], REPLAYED: "true"})
 
@@ -95,7 +98,7 @@ def _replay(request: Request, claim: IdempotencyClaim, kept: KeptRequest,
 def _json(model: type[BaseModel], out: dict[str, Any]) -> Any:
     """The body as the response model serialises it (the first answer and a replay are
     the same bytes' worth of JSON)."""
-    return jsonable_encoder(model.model_validate(out).model_dump(mode="json"))
+    return model.model_validate(out).model_dump(mode="json")
 
 
 def _respond(model: type[BaseModel], status: int, out: dict[str, Any],

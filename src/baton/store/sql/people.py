@@ -12,20 +12,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from baton.store import schema as s
 from baton.store.sql.marks import refused
 
+# Read on every request an API token or a session cookie authenticates: compiled once and
+# run on the DB-API cursor (:class:`~baton.store.sql.statements.Hot`), like the engine's
+# hot path; SQLAlchemy's per-statement work was most of an API request's authentication.
+_t, _m, _lt = s.api_tokens, s.memberships, s.login_throttle
+GET_USER = select(s.users).where(s.users.c.name == bindparam("_name"))
+TOKEN_USER = (select(_t.c.id.label("token_id"), _t.c.revoked_at.label("token_revoked_at"),
+                     _t.c.last_used_at.label("token_last_used_at"), s.users)
+              .join(s.users, s.users.c.name == _t.c.user_name)
+              .where(_t.c.secret_hash == bindparam("_hash")))
+MEMBERSHIPS = select(_m.c.kind, _m.c.name).where(_m.c.user_name == bindparam("_user"))
+THROTTLE_ROW = select(_lt).where(_lt.c.kind == bindparam("_kind"), _lt.c.name == bindparam("_name"))
+
 
 class PeopleSql:
     conn: Connection
 
+    # SqlTx's: a hot statement's single row, or all its rows.
+    def _fetch_one(self, key: Any, stmt: Any, values: dict[str, Any]) -> dict[str, Any] | None:
+        raise NotImplementedError  # pragma: no cover - SqlTx's
+
+    def _fetch_all(self, key: Any, stmt: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError  # pragma: no cover - SqlTx's
+
     # ---- users and memberships ----------------------------------------------------------
     def user_row_txn(self, name: str) -> dict[str, Any] | None:
-        row = self.conn.execute(select(s.users).where(s.users.c.name == name)).first()
-        return dict(row._mapping) if row else None
+        return self._fetch_one("get_user", GET_USER, {"_name": name})
+
+    def token_user_row_txn(self, secret_hash: str) -> dict[str, Any] | None:
+        """The token with this secret's hash and its user, in one row: the user's columns,
+        and the token's as ``token_id``, ``token_revoked_at``, ``token_last_used_at``."""
+        return self._fetch_one("token_user", TOKEN_USER, {"_hash": secret_hash})
 
     def user_rows_txn(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """The users named (in no particular order), or every user by name."""
@@ -42,9 +65,8 @@ class PeopleSql:
 
     def memberships_txn(self, user_name: str) -> list[tuple[str, str]]:
         """(kind, name) of each group and queue the user is in."""
-        m = s.memberships
-        return [(r[0], r[1]) for r in self.conn.execute(
-            select(m.c.kind, m.c.name).where(m.c.user_name == user_name))]
+        return [(r["kind"], r["name"])
+                for r in self._fetch_all("memberships", MEMBERSHIPS, {"_user": user_name})]
 
     def member_names_txn(self, kind: str, name: str) -> list[str]:
         """The users in one group or queue, by name."""
@@ -118,12 +140,11 @@ class PeopleSql:
     # ---- failed logins (the throttle) ---------------------------------------------------
     def throttle_rows_txn(self, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
         """The throttle rows of these (kind, name) keys that exist."""
-        t = s.login_throttle
         rows: list[dict[str, Any]] = []
         for kind, name in keys:
-            row = self.conn.execute(select(t).where(t.c.kind == kind, t.c.name == name)).first()
+            row = self._fetch_one("throttle_row", THROTTLE_ROW, {"_kind": kind, "_name": name})
             if row is not None:
-                rows.append(dict(row._mapping))
+                rows.append(row)
         return rows
 
     @refused("writes the user directory")

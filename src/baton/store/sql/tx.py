@@ -7,12 +7,12 @@ each method is declared on it (:mod:`baton.store.sql.marks`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    NestedTransaction,
     delete,
     func,
     select,
@@ -79,9 +79,26 @@ class SqlTx(DefinitionsSql, ListingsSql, PeopleSql, IdempotencySql, IncidentsSql
     # its snapshot instead (and never a row it wrote).
     flush_on_read = True
 
-    def savepoint(self) -> NestedTransaction:
-        """A nested transaction (SAVEPOINT), as a context manager: rolled back alone on error."""
-        return self.conn.begin_nested()
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction (SAVEPOINT): what the block writes is rolled back alone on
+        error, the audit events and jobs it buffered included (they would otherwise be
+        written at commit, by the block that failed). Writes buffered before the block are
+        written first, so the savepoint holds only the block's own; the block's are
+        written before the savepoint is released, so an error in them is the block's."""
+        self.flush_txn()
+        nested = self.conn.begin_nested()
+        try:
+            yield
+            self.flush_txn()
+        except BaseException:
+            self._events, self._jobs, self._finished_jobs = [], [], []
+            self._run_writes, self._record_writes = {}, {}
+            self._buffered_timer_runs.clear()
+            if nested.is_active:
+                nested.rollback()
+            raise
+        nested.commit()
 
     # ---- the hot path: compiled once, run on the DB-API cursor ----------------------------
     def _compiled(self, key: Any, stmt: Any, keys: Sequence[str] | None = None) -> Hot:
@@ -123,6 +140,10 @@ class SqlTx(DefinitionsSql, ListingsSql, PeopleSql, IdempotencySql, IncidentsSql
         h = self._compiled(key, stmt)
         raw = self._run(h, values).fetchone()
         return h.row(raw) if raw is not None else None
+
+    def _fetch_all(self, key: Any, stmt: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
+        h = self._compiled(key, stmt)
+        return [h.row(raw) for raw in self._run(h, values).fetchall()]
 
     def _write(self, key: Any, stmt: Any, values: dict[str, Any]) -> int:
         h = self._compiled((key, tuple(values)), stmt, list(values))

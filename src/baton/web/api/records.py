@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from baton.auth.roles import Permission
 from baton.runtime.idempotency import IdempotencyClaim
 from baton.runtime.views import event_view, record_json
+from baton.store.sql.tx import SqlTx
 from baton.web.api.common import (
     MAX_INT,
     ExactNumbers,
@@ -23,6 +24,7 @@ from baton.web.api.common import (
     page_of,
     under,
 )
+from baton.web.committer import committer_of
 from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempotent
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
@@ -113,9 +115,14 @@ def create_record(request: Request, object_type: TypeName, body: RecordData,
     eng = engine_of(request)
 
     def create(claim: IdempotencyClaim | None) -> Answer:
+        # Group commit: concurrent creates share one transaction, each under its own
+        # savepoint; this answers once the group (so this record) is durable.
+        def create_txn(tx: SqlTx) -> dict[str, Any]:
+            return eng.records.create_txn(tx, object_type, [body.data], principal.name, claim,
+                                          eng.clock.now())[0]
+
         with under("data"):
-            view = eng.create_record(object_type, body.data, actor=principal.name,
-                                     idempotency=claim)
+            view = committer_of(request).submit(create_txn)
         return _created(record_json(view, object_type))
 
     return idempotent(request, principal, idempotency_key, "record", body, RecordOut, 201,
