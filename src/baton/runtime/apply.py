@@ -29,6 +29,7 @@ from baton.engine.events import (
     SendEmail,
     StartTimer,
 )
+from baton.engine.sla import sla_at
 from baton.engine.state import Run
 from baton.ids import IdGenerator
 from baton.rows import AuditEvent, WorkItem, audit_event
@@ -60,6 +61,7 @@ def run_row(run: Run, now: str) -> dict[str, Any]:
         "created_at": run.created_at or now,
         "updated_at": now,
         "completed_at": run.completed_at,
+        "sla_at": sla_at(run),
     }
 
 
