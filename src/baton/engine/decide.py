@@ -519,7 +519,7 @@ def decide(
     """
     d = _Decider(defn, run if consume else run.copy(), now, record)
     r = d.run
-    before = _progress(r)
+    before = _progress(r) if isinstance(event, ConditionEvaluated) else None
     if isinstance(event, RunStarted):
         r.created_at = r.created_at or d.now
         d.audit("run_started", orchestration=defn.name, version=r.version)
@@ -592,7 +592,7 @@ def decide(
     # Evaluation flows are asked again whenever the record or a step changed. An answer
     # alone changes neither, so it asks again only if it moved the run on (a step started,
     # a stage was entered): otherwise answering would loop forever.
-    moved = not isinstance(event, ConditionEvaluated) or _progress(r) != before
+    moved = before is None or _progress(r) != before
     if moved and r.status is RunStatus.IN_PROGRESS:
         for flow_name in sorted(d.consulted_flows):
             d.commands.append(EvaluateCondition(flow_name))

@@ -69,14 +69,14 @@ class Run:
     # the largest cost per step in the profile.
     def to_json(self, *, copy: bool = True) -> dict[str, Any]:
         """The stored document (format 2: what equals its default is left out, and a step's
-        or stage's name is its key). ``copy=False`` shares the nested JSON values (outputs,
+        or stage's name is its key; statuses are their enum members, which are strings). ``copy=False`` shares the nested JSON values (outputs,
         vars, …) with this run instead of copying them: for a document that is only
         encoded (the run's row), not kept."""
         _copy = copy_json if copy else _same
         doc: dict[str, Any] = {
             "format": STATE_FORMAT,
             "id": self.id, "orchestration": self.orchestration, "version": self.version,
-            "status": self.status.value, "created_at": self.created_at, "seq": self.seq,
+            "status": self.status, "created_at": self.created_at, "seq": self.seq,
         }
         if self.record_id is not None:
             doc["record_id"] = self.record_id
@@ -180,7 +180,7 @@ class Run:
 
 
 def _stage_doc(v: StageRun) -> dict[str, Any]:
-    doc: dict[str, Any] = {"status": v.status.value}
+    doc: dict[str, Any] = {"status": v.status}
     if v.iteration:
         doc["iteration"] = v.iteration
     if v.started_at is not None:
@@ -193,7 +193,7 @@ def _stage_doc(v: StageRun) -> dict[str, Any]:
 def _step_doc(v: StepRun, _copy: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {"stage": v.stage, "iteration": v.iteration}
     if v.status is not StepStatus.NOT_STARTED:
-        doc["status"] = v.status.value
+        doc["status"] = v.status
     if v.output is not None:
         doc["output"] = _copy(v.output)
     if v.error is not None:
