@@ -140,11 +140,11 @@ class Run:
             id=data["id"], orchestration=data["orchestration"], version=data["version"],
             record_id=get("record_id"), status=RunStatus(data["status"]),
             current_stage=get("current_stage"),
-            stages={k: StageRun(k, StageStatus(v["status"]), v.get("iteration", 0),
+            stages={k: StageRun(k, _STAGE[v["status"]], v.get("iteration", 0),
                                 v.get("started_at"), v.get("completed_at"))
                     for k, v in (get("stages") or {}).items()},
             steps={k: StepRun(k, v["stage"], v["iteration"],
-                              StepStatus(v.get("status", "not_started")), v.get("output"),
+                              _STEP[v.get("status", "not_started")], v.get("output"),
                               v.get("error"), v.get("attempts", 0), v.get("started_at"),
                               v.get("completed_at"), v.get("work_item_id"),
                               v.get("attempt_base", 0), v.get("sla"))
@@ -177,6 +177,11 @@ class Run:
             error=data["error"], created_at=data["created_at"],
             completed_at=data["completed_at"], seq=data["seq"],
         )
+
+
+# Statuses by value: a dict lookup, where calling the enum runs Enum.__new__ in Python.
+_STEP: dict[str, StepStatus] = {m.value: m for m in StepStatus}
+_STAGE: dict[str, StageStatus] = {m.value: m for m in StageStatus}
 
 
 def _stage_doc(v: StageRun) -> dict[str, Any]:

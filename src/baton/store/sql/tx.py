@@ -7,7 +7,7 @@ each method is declared on it (:mod:`baton.store.sql.marks`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -68,7 +68,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PeopleSql, IdempotencySql, IncidentsSql
         # their current state itself): many updates of one run or record in the batch
         # become one write each, and all of them a few executemany statements.
         self.deferred = False
-        self._run_writes: dict[str, tuple[dict[str, Any], int]] = {}
+        # run id -> (its row, or what builds it at flush; the seq the first write expects)
+        self._run_writes: dict[str, tuple[dict[str, Any] | Callable[[], dict[str, Any]], int]] = {}
         self._record_writes: dict[str, dict[str, Any]] = {}
         self._finished_jobs: list[dict[str, Any]] = []
         self._buffered_timer_runs: set[str | None] = set()
@@ -143,7 +144,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PeopleSql, IdempotencySql, IncidentsSql
             if self._write_many("finish_job", FINISH_JOB, done) != len(done):
                 raise TransitionConflict("a job of this batch is no longer held by this worker")
         if self._run_writes:
-            rows = [{**row, "_id": rid, "_seq": seq} for rid, (row, seq) in self._run_writes.items()]
+            rows = [{**(row() if callable(row) else row), "_id": rid, "_seq": seq}
+                    for rid, (row, seq) in self._run_writes.items()]
             self._run_writes = {}
             if self._write_many("update_run", UPDATE_RUN, rows) != len(rows):
                 raise TransitionConflict("a run of this batch changed concurrently")
@@ -250,6 +252,17 @@ class SqlTx(DefinitionsSql, ListingsSql, PeopleSql, IdempotencySql, IncidentsSql
             return
         if self._write("update_run", UPDATE_RUN, {**row, "_id": row["id"], "_seq": expected_seq}) != 1:
             raise TransitionConflict(f"run {row['id']} changed concurrently (expected seq {expected_seq})")
+
+    def update_run_lazy_txn(self, run_id: str, build: Callable[[], dict[str, Any]],
+                            expected_seq: int) -> None:
+        """:meth:`update_run_txn` with the row built by ``build`` when it is written: in a
+        deferred transaction at flush, so of several updates of one run in a batch only
+        the last row is built (and encoded); else at once."""
+        if self.deferred:
+            first = self._run_writes.get(run_id)
+            self._run_writes[run_id] = (build, first[1] if first else expected_seq)
+            return
+        self.update_run_txn(build(), expected_seq)
 
     @reads("runs", "parent", "ids")
     def active_run_ids_for_record_txn(self, record_id: str) -> list[str]:
