@@ -351,6 +351,27 @@ def _database_size(url: str) -> int:
         store.close()
 
 
+# ---- profiling (BATON_BENCH_PROFILE=DIR: cProfile of the driver and each worker) ---------------
+def _profiler() -> Any:
+    """A running cProfile.Profile when BATON_BENCH_PROFILE names a folder, else None."""
+    if not os.environ.get("BATON_BENCH_PROFILE"):
+        return None
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.enable()
+    return prof
+
+
+def _dump_profile(prof: Any, who: str) -> None:
+    if prof is None:
+        return
+    prof.disable()
+    folder = Path(os.environ["BATON_BENCH_PROFILE"])
+    folder.mkdir(parents=True, exist_ok=True)
+    prof.dump_stats(str(folder / f"{who}-{os.getpid()}-{time.time_ns()}.prof"))
+
+
 # ---- worker processes -------------------------------------------------------------------------
 def _worker_main(url: str, project_dir: str, batch: int, settings: Settings, stop: Any,
                  messages: Any) -> None:
@@ -371,9 +392,11 @@ def _worker_main(url: str, project_dir: str, batch: int, settings: Settings, sto
     threading.Thread(target=watch, daemon=True, name="bench-stop").start()
     messages.put(("ready", os.getpid()))
     cpu = time.process_time()
+    prof = _profiler()
     try:
         stats = worker.run()
     finally:
+        _dump_profile(prof, "worker")
         engine.close()
     messages.put(("done", os.getpid(), peak_rss_mib(), {
         "jobs": stats.jobs, "steps_completed": stats.steps_completed,
@@ -705,7 +728,11 @@ def _baton_once(cfg: BenchConfig, rep: int, project: Path, dbs: _Databases,
             try:
                 workers.start()
                 reporter.phase(f"Baton, repetition {rep}/{cfg.repeat}: runs finished", cfg.runs)
-                drive = _drive(engine, cfg, workers, reporter)
+                prof = _profiler()
+                try:
+                    drive = _drive(engine, cfg, workers, reporter)
+                finally:
+                    _dump_profile(prof, "driver")
             finally:
                 workers.stop()
             driver_rss = peak_rss_mib()  # before verifying: that is not the benchmark

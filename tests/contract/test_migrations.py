@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, inspect
 
@@ -69,3 +70,122 @@ def test_migrations_produce_the_canonical_schema_on_postgres(pg_template: str) -
         with _pg_admin() as admin:  # type: ignore[attr-defined]
             for name in names:
                 admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+# ---- a database at migration 7 with runs in flight, carried forward ----------------------
+DATA = Path(__file__).with_name("data") / "migration7.json"
+
+
+def _at_migration_7(url: str) -> None:
+    """The schema as migrations 1..7 left it: the canonical tables made by migration 1,
+    minus what migration 10 added (the runs' sla_at and its index)."""
+    from sqlalchemy import insert
+
+    from baton.clock import SystemClock, iso
+    from baton.store.migrations import MIGRATIONS
+
+    store = SqlStore(url)
+    with store.write() as tx:
+        schema.metadata.drop_all(tx.conn)  # PostgreSQL's test database comes migrated
+        schema.schema_migrations.create(tx.conn)
+        for m in MIGRATIONS:
+            if m.version <= 7:
+                m.apply(tx.conn)
+                tx.conn.execute(insert(schema.schema_migrations).values(
+                    version=m.version, name=m.name, applied_at=iso(SystemClock().now())))
+        tx.conn.exec_driver_sql("DROP INDEX ix_runs_sla_at")
+        tx.conn.exec_driver_sql("ALTER TABLE baton_runs DROP COLUMN sla_at")
+    assert store.schema_version() == 7
+    store.close()
+
+
+def _load_rows(url: str, data: dict[str, Any]) -> None:
+    from sqlalchemy import insert, text
+
+    store = SqlStore(url)
+    with store.write() as tx:
+        for name in ("baton_definitions", "baton_records", "baton_runs", "baton_work_items",
+                     "baton_jobs", "baton_events"):
+            rows = data[name]
+            if rows:
+                tx.conn.execute(insert(schema.metadata.tables[name]), rows)
+            if store.dialect == "postgresql" and name in ("baton_definitions", "baton_jobs",
+                                                          "baton_events") and rows:
+                tx.conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                                     f"{max(r['id'] for r in rows)})"))
+    store.close()
+
+
+def test_a_database_at_migration_7_with_runs_in_flight_is_carried_forward(
+        db_url: str, tmp_path: Path) -> None:
+    """Written by the code at migration 7 (tests/contract/data/make_migration7.py): six
+    case-triage runs waiting on triage items, SLA timers pending as jobs (c2, c3 in
+    jeopardy, c5, c6 on track), c1's and c4's items completed with their next steps queued.
+    After migration 10 every SLA instant fires exactly once from the runs' sla_at, the
+    queued steps run, and every run completes with the timeline it should have."""
+    import json
+    from datetime import datetime, timedelta
+
+    from sqlalchemy import select
+
+    from baton.clock import VirtualClock, iso, parse_iso
+    from baton.project import load_project
+    from baton.runtime.engine import Engine
+    from baton.runtime.worker import Worker
+
+    data = json.loads(DATA.read_text())
+    _at_migration_7(db_url)
+    _load_rows(db_url, data)
+    root = Path(__file__).resolve().parents[2]
+    load_project(root / "examples" / "case_triage").import_flows()
+    clock = VirtualClock(datetime.fromisoformat(data["now"]))
+    t0 = parse_iso(data["baton_records"][0]["created_at"])  # c1..c3; c4..c6 at t0 + 3h05
+    engine = Engine(db_url, clock=clock)  # migrates: 10 is applied
+    try:
+        assert engine.store.schema_version() == LATEST
+        with engine.store.read() as tx:
+            jobs = [dict(r._mapping) for r in tx.conn.execute(select(schema.jobs))]
+            sla_at = dict(tx.conn.execute(select(schema.runs.c.record_id, schema.runs.c.sla_at)).all())
+        number = {r["id"]: r["data"]["number"] for r in data["baton_records"]}
+        by_number = {number[rid]: at for rid, at in sla_at.items()}
+        # the SLA timer jobs are gone; the instants to come are on the runs
+        assert sorted(j["payload"].get("flow") for j in jobs) == ["cases.close", "cases.raise_level"]
+        assert by_number == {1: None, 4: None,
+                             2: iso(t0 + timedelta(hours=4)), 3: iso(t0 + timedelta(hours=4)),
+                             5: iso(t0 + timedelta(hours=6, minutes=5)),
+                             6: iso(t0 + timedelta(hours=6, minutes=5))}
+        worker = Worker(engine)
+        worker.run(until_idle=True)  # c1 closes; c4 escalates and is back in triage
+        for instant in (timedelta(hours=4), timedelta(hours=6, minutes=5),
+                        timedelta(hours=7, minutes=5), timedelta(hours=8)):
+            clock.set(t0 + instant)
+            worker.run(until_idle=True)
+            worker.run(until_idle=True)  # a second pass fires nothing more
+        items = [it for q in ("tier1", "tier2") for it in engine.list_work(queue=q)]
+        assert sorted(number[it["record_id"]] for it in items) == [2, 3, 4, 5, 6]
+        for it in items:
+            engine.complete(it["id"], "ops", {"resolution": "close"})
+        worker.run(until_idle=True)
+        runs = engine.list_runs(limit=100)
+        assert sorted(r.status.value for r in runs) == ["completed"] * 6
+        for run in runs:
+            n = number[run.record_id or ""]
+            with engine.store.read() as tx:
+                events = tx.events_txn(run_id=run.id)
+            kinds = [e["type"] for e in events]
+            assert kinds[0] == "run_started" and kinds[-1] == "run_completed", (n, kinds)
+            ids = [e["id"] for e in events]
+            assert ids == sorted(ids) and len(set(ids)) == len(ids)
+            # each SLA instant once per triage iteration that lived long enough for it (c4's
+            # first one closed on track; its second started at the upgrade, 3h05 after t0)
+            expected = {1: (1, 0), 2: (1, 1), 3: (1, 1), 4: (1, 1), 5: (1, 1), 6: (1, 1)}[n]
+            assert (kinds.count("sla_in_jeopardy"), kinds.count("sla_overdue")) == expected, (n, kinds)
+            assert kinds.count("step_completed") == (9 if n == 4 else 5), (n, kinds)
+            timeline = engine.timeline(run.record_id or "")
+            assert timeline[0]["type"] == "record_created"
+            assert [e for e in timeline if e["run_id"] == run.id] == events
+        with engine.store.read() as tx:
+            assert list(tx.conn.execute(select(schema.jobs))) == []
+            assert {r[0] for r in tx.conn.execute(select(schema.runs.c.sla_at))} == {None}
+    finally:
+        engine.close()

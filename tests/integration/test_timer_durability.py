@@ -88,7 +88,10 @@ def test_timers_fire_exactly_once_across_sigkill_and_restart(tmp_path: Path) -> 
         assert early.returncode == 0, early.stderr
         with engine.store.read() as tx:
             kinds = Counter(r.kind for r in tx.conn.execute(select(s.jobs)))
-        assert kinds == {"timer": 3 * N_RUNS}
+            # SLA instants are kept on the run (its next one in sla_at), not as timer jobs.
+            sla_due = [r.sla_at for r in tx.conn.execute(select(s.runs.c.sla_at))]
+        assert kinds == {"timer": N_RUNS}
+        assert len(sla_due) == N_RUNS and all(sla_due), sla_due
         # After the due time: workers die at every point, again and again, until all is done.
         lives = []
         for life in range(120):
@@ -104,6 +107,7 @@ def test_timers_fire_exactly_once_across_sigkill_and_restart(tmp_path: Path) -> 
         assert all(kills[p] >= MIN_KILLS for p in POINTS), (kills, lives)
         with engine.store.read() as tx:
             assert list(tx.conn.execute(select(s.jobs))) == []  # every timer fired, none left
+            assert [r.sla_at for r in tx.conn.execute(select(s.runs.c.sla_at))] == [None] * N_RUNS
             runs = engine.list_runs(limit=1000)
             assert len(runs) == N_RUNS
             for run in runs:

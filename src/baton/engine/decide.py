@@ -13,8 +13,8 @@ a stage starts a fresh iteration; ``max_iterations`` fails the run.
 Time and failure (DESIGN §2.3): a failed background attempt is retried per its policy
 (``engine/policy.py``) with a job that is not due before the backoff; then ``on_failure``
 applies. Operators retry, complete or skip a step in fallout, and resume a failed run.
-An SLA is two timers. Timers are ``StartTimer`` commands (durable jobs) that come back as
-``TimerFired`` events.
+An SLA is two instants kept on the step (``engine/sla.py``); a step type's own timers are
+``StartTimer`` commands (durable jobs). Both come back as ``TimerFired`` events.
 
 Step types (``baton.steps``): what starting a step does, what it re-checks on each pass,
 and the timers and signals of its own belong to its type, looked up in the registry; this
@@ -54,12 +54,12 @@ from baton.engine.events import (
     ScheduleStep,
     SendEmail,
     SignalReceived,
-    StartTimer,
     StepCompleted,
     StepFailed,
     TimerFired,
 )
 from baton.engine.policy import RetryPolicy, duration
+from baton.engine.sla import KINDS as SLA_KINDS
 from baton.engine.state import Run, StageRun, StepRun
 from baton.engine.status import (
     STEP_DONE,
@@ -78,8 +78,8 @@ from baton.steps.registry import TYPES as _STEP_TYPES
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
 _TIMED = frozenset({StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT})
 
-# The timers an SLA starts; any other timer kind belongs to the step's type.
-_SLA_TIMERS = frozenset({"sla_jeopardy", "sla_overdue"})
+# The timers of an SLA; any other timer kind belongs to the step's type.
+_SLA_TIMERS = SLA_KINDS
 
 # A safety net against a definition whose stages route in a loop without any step
 # (each pass is bounded by max_iterations anyway; this bounds one decide() call).
@@ -131,9 +131,8 @@ class _Decider:
         sr.status = status
 
     def has_timers(self, sr: StepRun) -> bool:
-        """May the step iteration have pending timers (an SLA, one of its type's own)?"""
-        if sr.sla is not None:
-            return True
+        """May the step iteration have pending timer jobs (one of its type's own)? Its SLA
+        has none: a closed step's SLA instants stop counting (engine/sla.py)."""
         if self.firing_timer == (sr.name, sr.iteration):
             return False  # its only timer is the one firing now (claimed, not pending)
         found = self.defn.find_step(sr.name)
@@ -280,10 +279,8 @@ class _Decider:
         sr.sla = {"status": "on_track", "due_at": iso(due), "jeopardy_at": None}
         if warn is not None:
             sr.sla["jeopardy_at"] = iso(self.sla_instant(sr, spec, total - warn))
-            self.commands.append(StartTimer("sla_jeopardy", sr.name, sr.iteration,
-                                            sr.sla["jeopardy_at"], {"due_at": sr.sla["due_at"]}))
-        self.commands.append(StartTimer("sla_overdue", sr.name, sr.iteration, sr.sla["due_at"],
-                                        {"due_at": sr.sla["due_at"]}))
+        # No timer job: the instants live in sr.sla, and the run row's sla_at column
+        # (engine/sla.py) brings the run back to a worker when the next one comes.
 
     def sla_instant(self, sr: StepRun, spec: Mapping[str, Any], span: timedelta) -> datetime:
         """``span`` after now: in the calendar's business time when the SLA names one."""
@@ -523,7 +520,7 @@ def decide(
     """
     d = _Decider(defn, run if consume else run.copy(), now, record)
     r = d.run
-    before = _progress(r)
+    before = _progress(r) if isinstance(event, ConditionEvaluated) else None
     if isinstance(event, RunStarted):
         r.created_at = r.created_at or d.now
         d.audit("run_started", orchestration=defn.name, version=r.version)
@@ -596,7 +593,7 @@ def decide(
     # Evaluation flows are asked again whenever the record or a step changed. An answer
     # alone changes neither, so it asks again only if it moved the run on (a step started,
     # a stage was entered): otherwise answering would loop forever.
-    moved = not isinstance(event, ConditionEvaluated) or _progress(r) != before
+    moved = before is None or _progress(r) != before
     if moved and r.status is RunStatus.IN_PROGRESS:
         for flow_name in sorted(d.consulted_flows):
             d.commands.append(EvaluateCondition(flow_name))

@@ -7,8 +7,10 @@ from typing import Any
 
 from baton.engine.status import RunStatus, StageStatus, StepStatus
 
-STATE_FORMAT = 1
-"""Version of the stored JSON shape of :class:`Run`; bump with a migration."""
+STATE_FORMAT = 2
+"""Version of the stored JSON shape of :class:`Run`; bump with a migration. Format 1 (every
+field written out) is still read: runs stored before migration 10 are rewritten in
+format 2 the next time they move."""
 
 
 @dataclass
@@ -66,12 +68,42 @@ class Run:
     # Written out by hand: dataclasses.asdict and copy.deepcopy recurse generically and were
     # the largest cost per step in the profile.
     def to_json(self, *, copy: bool = True) -> dict[str, Any]:
-        """The stored document. ``copy=False`` shares the nested JSON values (outputs,
+        """The stored document (format 2: what equals its default is left out, and a step's
+        or stage's name is its key; statuses are their enum members, which are strings). ``copy=False`` shares the nested JSON values (outputs,
         vars, …) with this run instead of copying them: for a document that is only
         encoded (the run's row), not kept."""
         _copy = copy_json if copy else _same
-        return {
+        doc: dict[str, Any] = {
             "format": STATE_FORMAT,
+            "id": self.id, "orchestration": self.orchestration, "version": self.version,
+            "status": self.status, "created_at": self.created_at, "seq": self.seq,
+        }
+        if self.record_id is not None:
+            doc["record_id"] = self.record_id
+        if self.current_stage is not None:
+            doc["current_stage"] = self.current_stage
+        if self.stages:
+            doc["stages"] = {k: _stage_doc(v) for k, v in self.stages.items()}
+        if self.steps:
+            doc["steps"] = {k: _step_doc(v, _copy) for k, v in self.steps.items()}
+        if self.vars:
+            doc["vars"] = _copy(self.vars)
+        if self.input:
+            doc["input"] = _copy(self.input)
+        if self.decisions:
+            doc["decisions"] = [dict(d) for d in self.decisions]
+        if self.flow_conditions:
+            doc["flow_conditions"] = dict(self.flow_conditions)
+        if self.error is not None:
+            doc["error"] = _copy(self.error)
+        if self.completed_at is not None:
+            doc["completed_at"] = self.completed_at
+        return doc
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field spelled out, names in their entries, nested values copied: what the
+        read model shows (not what is stored: that is :meth:`to_json`)."""
+        return {
             "id": self.id, "orchestration": self.orchestration, "version": self.version,
             "record_id": self.record_id, "status": self.status.value,
             "current_stage": self.current_stage,
@@ -79,27 +111,54 @@ class Run:
                            "started_at": v.started_at, "completed_at": v.completed_at}
                        for k, v in self.stages.items()},
             "steps": {k: {"name": v.name, "stage": v.stage, "iteration": v.iteration,
-                          "status": v.status.value, "output": _copy(v.output),
-                          "error": _copy(v.error), "attempts": v.attempts,
+                          "status": v.status.value, "output": copy_json(v.output),
+                          "error": copy_json(v.error), "attempts": v.attempts,
                           "started_at": v.started_at, "completed_at": v.completed_at,
                           "work_item_id": v.work_item_id, "attempt_base": v.attempt_base,
-                          "sla": _copy(v.sla)}
+                          "sla": copy_json(v.sla)}
                       for k, v in self.steps.items()},
-            "vars": _copy(self.vars), "input": _copy(self.input),
+            "vars": copy_json(self.vars), "input": copy_json(self.input),
             "decisions": [dict(d) for d in self.decisions],
             "flow_conditions": dict(self.flow_conditions),
-            "error": _copy(self.error), "created_at": self.created_at,
+            "error": copy_json(self.error), "created_at": self.created_at,
             "completed_at": self.completed_at, "seq": self.seq,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Run:
-        """The run stored as ``data``, which it takes over: its nested values (outputs,
-        vars, …) become the run's own, not copies (callers pass a freshly decoded
-        document; :meth:`copy` passes one :meth:`to_json` copied)."""
-        fmt = data.get("format", STATE_FORMAT)
+        """The run stored as ``data`` (format 2, or format 1 as stored before migration 10),
+        which it takes over: its nested values (outputs, vars, …) become the run's own, not
+        copies (callers pass a freshly decoded document; :meth:`copy` passes one
+        :meth:`to_json` copied)."""
+        fmt = data.get("format", 1)
+        if fmt == 1:
+            return cls._from_format_1(data)
         if fmt != STATE_FORMAT:
             raise ValueError(f"run state format {fmt} is not supported (expected {STATE_FORMAT})")
+        get = data.get
+        return cls(
+            id=data["id"], orchestration=data["orchestration"], version=data["version"],
+            record_id=get("record_id"), status=RunStatus(data["status"]),
+            current_stage=get("current_stage"),
+            stages={k: StageRun(k, _STAGE[v["status"]], v.get("iteration", 0),
+                                v.get("started_at"), v.get("completed_at"))
+                    for k, v in (get("stages") or {}).items()},
+            steps={k: StepRun(k, v["stage"], v["iteration"],
+                              _STEP[v.get("status", "not_started")], v.get("output"),
+                              v.get("error"), v.get("attempts", 0), v.get("started_at"),
+                              v.get("completed_at"), v.get("work_item_id"),
+                              v.get("attempt_base", 0), v.get("sla"))
+                   for k, v in (get("steps") or {}).items()},
+            vars=get("vars") or {}, input=get("input") or {},
+            decisions=get("decisions") or [],
+            flow_conditions=get("flow_conditions") or {},
+            error=get("error"), created_at=data["created_at"],
+            completed_at=get("completed_at"), seq=data["seq"],
+        )
+
+    @classmethod
+    def _from_format_1(cls, data: dict[str, Any]) -> Run:
+        """Format 1: every field written out, names repeated inside their entries."""
         return cls(
             id=data["id"], orchestration=data["orchestration"], version=data["version"],
             record_id=data["record_id"], status=RunStatus(data["status"]),
@@ -118,6 +177,45 @@ class Run:
             error=data["error"], created_at=data["created_at"],
             completed_at=data["completed_at"], seq=data["seq"],
         )
+
+
+# Statuses by value: a dict lookup, where calling the enum runs Enum.__new__ in Python.
+_STEP: dict[str, StepStatus] = {m.value: m for m in StepStatus}
+_STAGE: dict[str, StageStatus] = {m.value: m for m in StageStatus}
+
+
+def _stage_doc(v: StageRun) -> dict[str, Any]:
+    doc: dict[str, Any] = {"status": v.status}
+    if v.iteration:
+        doc["iteration"] = v.iteration
+    if v.started_at is not None:
+        doc["started_at"] = v.started_at
+    if v.completed_at is not None:
+        doc["completed_at"] = v.completed_at
+    return doc
+
+
+def _step_doc(v: StepRun, _copy: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"stage": v.stage, "iteration": v.iteration}
+    if v.status is not StepStatus.NOT_STARTED:
+        doc["status"] = v.status
+    if v.output is not None:
+        doc["output"] = _copy(v.output)
+    if v.error is not None:
+        doc["error"] = _copy(v.error)
+    if v.attempts:
+        doc["attempts"] = v.attempts
+    if v.started_at is not None:
+        doc["started_at"] = v.started_at
+    if v.completed_at is not None:
+        doc["completed_at"] = v.completed_at
+    if v.work_item_id is not None:
+        doc["work_item_id"] = v.work_item_id
+    if v.attempt_base:
+        doc["attempt_base"] = v.attempt_base
+    if v.sla is not None:
+        doc["sla"] = _copy(v.sla)
+    return doc
 
 
 def copy_json(value: Any) -> Any:

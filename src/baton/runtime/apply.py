@@ -29,6 +29,7 @@ from baton.engine.events import (
     SendEmail,
     StartTimer,
 )
+from baton.engine.sla import sla_at
 from baton.engine.state import Run
 from baton.ids import IdGenerator
 from baton.rows import AuditEvent, WorkItem, audit_event
@@ -60,6 +61,7 @@ def run_row(run: Run, now: str) -> dict[str, Any]:
         "created_at": run.created_at or now,
         "updated_at": now,
         "completed_at": run.completed_at,
+        "sla_at": sla_at(run),
     }
 
 
@@ -100,11 +102,10 @@ class Applier:
         for cmd in decision.commands:
             HANDLERS[type(cmd)](self, w, cmd)
         run.seq = expected_seq + 1
-        row = run_row(run, w.now)
         if insert:
-            tx.insert_run_txn(row)
-        else:
-            tx.update_run_txn(row, expected_seq)
+            tx.insert_run_txn(run_row(run, w.now))
+        else:  # a batch's later decisions on this run change `run` itself: its last row wins
+            tx.update_run_lazy_txn(run.id, lambda: run_row(run, w.now), expected_seq)
         tx.append_events_txn(w.events)  # type: ignore[arg-type]
         if w.jobs:
             tx.enqueue_jobs_txn([(kind, run.id, payload) for kind, payload in w.jobs], w.now, w.now)

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
+from baton.store.base import SLA_JOB
+
 EVALUATE = "evaluate"
 TIMER = "timer"
 EMAIL = "email"
 CONDITION = "condition"
 ESCALATION = "escalation"
 SCHEDULE = "schedule"
-RUNTIME_KINDS = (EVALUATE, TIMER, EMAIL, CONDITION, ESCALATION, SCHEDULE)
+SLA = SLA_JOB
+"""Never a row: a run whose ``sla_at`` has come, handed out by the claim like a job."""
+RUNTIME_KINDS = (EVALUATE, TIMER, EMAIL, CONDITION, ESCALATION, SCHEDULE, SLA)
 """Reserved: no step type may take one of these names as its job kind."""
 
 

@@ -38,7 +38,7 @@ def run_detail(run: Run, defn: OrchestrationDefinition, *, reached_only: bool = 
     """The run with its stages and steps in the definition's order (stored JSON keeps no
     order on PostgreSQL); those not reached yet are listed as ``not_started``, or left
     out with ``reached_only`` (what ``baton runs show --json`` has always printed)."""
-    state = run.to_json()
+    state = run.as_dict()
     stages, steps = [], []
     for stage_def in defn.stages:
         if reached_only and stage_def.name not in state["stages"]:

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from baton import logs
 from baton.clock import iso
 from baton.definitions.model import OrchestrationDefinition, StepDefinition
+from baton.engine import sla
 from baton.engine.events import (
     ConditionEvaluated,
     RecordChanged,
@@ -351,6 +352,24 @@ class Worker:
     def _execute_timer(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         p = cast(jobs.TimerPayload, job.payload)
         return _Result(job, TimerFired(p["kind"], p["step"], p["iteration"], p.get("data") or {}))
+
+    def _execute_sla(self, job: Job, snapshot: _Snapshot | None) -> _Result:
+        """A run whose ``sla_at`` came (claimed from the runs, not a job row): fire the
+        earliest SLA instant that has come, as a timer would have (``baton.engine.sla``)."""
+        assert snapshot is not None
+        run, _record = snapshot
+        now = iso(self.engine.clock.now())
+        fired = sla.due_timer(run, max(now, job.payload["at"]))
+        if fired is not None:
+            return _Result(job, fired)
+        if run.status is RunStatus.IN_PROGRESS:
+            # Its stored sla_at did not match its state (written by other code): decided
+            # again, the run is written with the sla_at its state gives, so it is not
+            # handed out again and again.
+            log.warning("run %s was due for an SLA instant at %s but none has come; "
+                        "its sla_at is written again", run.id, job.payload["at"])
+            return _Result(job, RecordChanged())
+        return _Result(job, None)
 
     def _execute_escalation(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         """Run an SLA escalation flow; what it returned (or raised) is audited on the run."""
@@ -679,6 +698,7 @@ _ENGINE_JOBS: dict[str, tuple[Callable[[Worker, Job, _Snapshot | None], _Result]
     jobs.CONDITION: (Worker._execute_condition, True),
     jobs.ESCALATION: (Worker._execute_escalation, True),
     jobs.SCHEDULE: (Worker._execute_schedule, False),
+    jobs.SLA: (Worker._execute_sla, True),
 }
 assert set(_ENGINE_JOBS) == set(jobs.RUNTIME_KINDS)
 registry.reserve_job_kinds(frozenset(_ENGINE_JOBS))

@@ -9,11 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+SLA_JOB = "sla"
+"""The kind of the jobs a claim makes of runs whose ``sla_at`` has come: they have no row
+(the instant is kept on the run, ``baton.engine.sla``); the payload is ``{"at": sla_at}``."""
+
 
 @dataclass(frozen=True)
 class Job:
-    id: int | None  # None: a step a worker runs in the batch that made it ready (no row)
-    kind: str  # "step" | "condition" | "evaluate"
+    id: int | None  # None: no row (a step run in the batch that made it ready, an SLA instant)
+    kind: str  # "step" | "condition" | "evaluate" | "sla" | …
     run_id: str | None
     payload: dict[str, Any]
     attempts: int

@@ -76,8 +76,12 @@ runs = Table(
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     Column("completed_at", String(40), nullable=True),
+    # Migration 10: the earliest SLA instant still to come over the run's open steps
+    # (baton.engine.sla), written with every state; the workers' claim finds due runs by it.
+    Column("sla_at", String(40), nullable=True),
     Index("ix_runs_record", "record_id", "status"),
     Index("ix_runs_status", "status", "orchestration"),
+    Index("ix_runs_sla_at", "sla_at"),
 )
 
 work_items = Table(

@@ -14,7 +14,7 @@ from sqlalchemy import delete, insert, select, update
 
 from baton.clock import iso, parse_iso
 from baton.store import schema as s
-from baton.store.base import Job
+from baton.store.base import SLA_JOB, Job
 from baton.store.sql.tx import SqlTx
 
 
@@ -37,8 +37,23 @@ class JobQueue:
         return self._worker_host or worker_host()
 
     def claim_jobs(self, worker_id: str, now: str, limit: int, kinds: Sequence[str] | None = None) -> list[Job]:
+        """Claim up to ``limit`` ready jobs; first, runs whose SLA instant (``sla_at``) has
+        come, as row-less jobs of kind :data:`SLA_JOB`. Those are not marked claimed: firing
+        the instant rewrites the run (compare-and-set on its ``seq``) and moves its
+        ``sla_at`` on, so a second claimer's result is a conflict or stale, never twice."""
         t = s.jobs
         with self.write() as tx:
+            swept: list[Job] = []
+            if not kinds or SLA_JOB in kinds:
+                r = s.runs
+                due = tx.conn.execute(
+                    select(r.c.id, r.c.sla_at).where(r.c.sla_at <= now)
+                    .order_by(r.c.sla_at, r.c.id).limit(limit)
+                    .with_for_update(skip_locked=True)).all()
+                swept = [Job(None, SLA_JOB, row.id, {"at": row.sla_at}, 1) for row in due]
+                limit -= len(swept)
+                if limit <= 0:
+                    return swept
             q = (
                 select(t.c.id, t.c.kind, t.c.run_id, t.c.payload, t.c.attempts)
                 .where(t.c.status == "ready", t.c.run_after <= now)
@@ -52,14 +67,14 @@ class JobQueue:
                 q = q.where(t.c.kind.in_(list(kinds)))
             rows = tx.conn.execute(q).all()
             if not rows:
-                return []
+                return swept
             ids = [r.id for r in rows]
             tx.conn.execute(
                 update(t)
                 .where(t.c.id.in_(ids), t.c.status == "ready")
                 .values(status="claimed", claimed_by=worker_id, claimed_at=now, attempts=t.c.attempts + 1)
             )
-            return [Job(r.id, r.kind, r.run_id, r.payload, r.attempts + 1) for r in rows]
+            return swept + [Job(r.id, r.kind, r.run_id, r.payload, r.attempts + 1) for r in rows]
 
     def release_job(self, job_id: int, worker_id: str, run_after: str) -> None:
         t = s.jobs

@@ -7,7 +7,7 @@ each method is declared on it (:mod:`baton.store.sql.marks`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -69,7 +69,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PeopleSql, IdempotencySql, IncidentsSql
         # their current state itself): many updates of one run or record in the batch
         # become one write each, and all of them a few executemany statements.
         self.deferred = False
-        self._run_writes: dict[str, tuple[dict[str, Any], int]] = {}
+        # run id -> (its row, or what builds it at flush; the seq the first write expects)
+        self._run_writes: dict[str, tuple[dict[str, Any] | Callable[[], dict[str, Any]], int]] = {}
         self._record_writes: dict[str, dict[str, Any]] = {}
         self._finished_jobs: list[dict[str, Any]] = []
         self._buffered_timer_runs: set[str | None] = set()
@@ -165,7 +166,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PeopleSql, IdempotencySql, IncidentsSql
             if self._write_many("finish_job", FINISH_JOB, done) != len(done):
                 raise TransitionConflict("a job of this batch is no longer held by this worker")
         if self._run_writes:
-            rows = [{**row, "_id": rid, "_seq": seq} for rid, (row, seq) in self._run_writes.items()]
+            rows = [{**(row() if callable(row) else row), "_id": rid, "_seq": seq}
+                    for rid, (row, seq) in self._run_writes.items()]
             self._run_writes = {}
             if self._write_many("update_run", UPDATE_RUN, rows) != len(rows):
                 raise TransitionConflict("a run of this batch changed concurrently")
@@ -175,7 +177,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PeopleSql, IdempotencySql, IncidentsSql
             if self._write_many("update_record", UPDATE_RECORD, rows) != len(rows):
                 raise TransitionConflict("a record of this batch changed concurrently")
         if self._events:
-            self._write_many("insert_event", INSERT_EVENT, self._events)
+            self._write_many("insert_event", INSERT_EVENT, pack_events(self._events))
             self._events = []
         if self._jobs:
             self._write_many("insert_job", INSERT_JOB, self._jobs)
@@ -272,6 +274,17 @@ class SqlTx(DefinitionsSql, ListingsSql, PeopleSql, IdempotencySql, IncidentsSql
             return
         if self._write("update_run", UPDATE_RUN, {**row, "_id": row["id"], "_seq": expected_seq}) != 1:
             raise TransitionConflict(f"run {row['id']} changed concurrently (expected seq {expected_seq})")
+
+    def update_run_lazy_txn(self, run_id: str, build: Callable[[], dict[str, Any]],
+                            expected_seq: int) -> None:
+        """:meth:`update_run_txn` with the row built by ``build`` when it is written: in a
+        deferred transaction at flush, so of several updates of one run in a batch only
+        the last row is built (and encoded); else at once."""
+        if self.deferred:
+            first = self._run_writes.get(run_id)
+            self._run_writes[run_id] = (build, first[1] if first else expected_seq)
+            return
+        self.update_run_txn(build(), expected_seq)
 
     @reads("runs", "parent", "ids")
     def active_run_ids_for_record_txn(self, record_id: str) -> list[str]:
@@ -407,16 +420,74 @@ class SqlTx(DefinitionsSql, ListingsSql, PeopleSql, IdempotencySql, IncidentsSql
         self, *, record_id: str | None = None, run_id: str | None = None,
         types: Sequence[str] | None = None, after_id: int = 0, limit: int = 10_000,
     ) -> list[dict[str, Any]]:
+        """Events in order, each as it was appended plus its ``id`` (packed rows are
+        unpacked: see :func:`pack_events`); ``after_id`` is an event id seen before."""
         self.flush_txn()
         t = s.events
-        q = select(t).where(t.c.id > after_id).order_by(t.c.id).limit(limit)
+        base = select(t).order_by(t.c.id).limit(limit)
         if record_id is not None:
-            q = q.where(t.c.record_id == record_id)
+            base = base.where(t.c.record_id == record_id)
         if run_id is not None:
-            q = q.where(t.c.run_id == run_id)
+            base = base.where(t.c.run_id == run_id)
+        wanted = set(types or ())
         if types:
-            q = q.where(t.c.type.in_(list(types)))
-        return [dict(r._mapping) for r in self.conn.execute(q)]
+            base = base.where(t.c.type.in_([*types, PACKED]))
+        # A packed row holds the events after_id // EVENT_ID_SPAN * EVENT_ID_SPAN + j.
+        q = base.where(((t.c.type != PACKED) & (t.c.id > after_id))
+                       | ((t.c.type == PACKED) & (t.c.id >= after_id // EVENT_ID_SPAN)))
+        out: list[dict[str, Any]] = []
+        while True:
+            rows = self.conn.execute(q).all()
+            for r in rows:
+                for e in unpack_event_row(r._mapping):
+                    if e["id"] > after_id and (not wanted or e["type"] in wanted):
+                        out.append(e)
+                        if len(out) == limit:
+                            return out
+            if len(rows) < limit:
+                return out
+            q = base.where(t.c.id > rows[-1].id)  # rows of events of other types: read on
+
+
+PACKED = "*"
+"""The ``type`` of an event row that holds the events one transaction appended together."""
+EVENT_ID_SPAN = 1024
+"""Event ids of a packed row: ``row id * EVENT_ID_SPAN + j`` for its j-th event."""
+
+
+def pack_events(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows that store ``events``: one row per run of consecutive events with the same
+    ``at``, ``record_id`` and ``run_id`` (what one decision appends), holding their types,
+    data and, where it is not the row's, actor. Appended in order, so ids stay in order.
+
+    Rows written before migration 10 hold one event each under its own type, and keep
+    their ids; packed rows come after all of them, so ``row id * EVENT_ID_SPAN + j`` is
+    above every id given before and ids stay in the order the events were appended."""
+    rows: list[dict[str, Any]] = []
+    cur: list[Any] = []
+    key: tuple[Any, ...] = ()
+    actor = ""
+    for e in events:
+        k = (e["at"], e["record_id"], e["run_id"])
+        if k != key or len(cur) >= EVENT_ID_SPAN:
+            key, actor, cur = k, e["actor"], []
+            rows.append({"at": e["at"], "type": PACKED, "actor": actor,
+                         "record_id": e["record_id"], "run_id": e["run_id"],
+                         "data": {"e": cur}})
+        cur.append((e["type"], e["data"]) if e["actor"] == actor
+                   else (e["type"], e["data"], e["actor"]))
+    return rows
+
+
+def unpack_event_row(row: Any) -> list[dict[str, Any]]:
+    """The events an event row holds, as they were appended, with their ids."""
+    if row["type"] != PACKED:
+        return [dict(row)]
+    base = row["id"] * EVENT_ID_SPAN
+    at, actor, rec, run = row["at"], row["actor"], row["record_id"], row["run_id"]
+    return [{"id": base + j, "at": at, "type": e[0], "actor": e[2] if len(e) > 2 else actor,
+             "record_id": rec, "run_id": run, "data": e[1]}
+            for j, e in enumerate(row["data"]["e"])]
 
 
 def _is_timer_of(payload: dict[str, Any], step: str, iteration: int) -> bool:
