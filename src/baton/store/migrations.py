@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, inspect
+from sqlalchemy.schema import CreateIndex
 
 from baton.store import schema
 
@@ -80,6 +81,22 @@ def _m007_incidents(conn: Connection) -> None:
     schema.incidents.create(conn)
 
 
+# Indexes whose columns migration 8 changed (the name kept): dropped and made again.
+_M008_REDEFINED = ("ix_records_object_type", "ix_records_created", "ix_runs_record",
+                   "ix_runs_status", "ix_work_items_assignee")
+
+
+def _m008_list_indexes(conn: Connection) -> None:
+    """Indexes for keyset pagination: every list the API, the UI and the CLI page through
+    (runs by any Monitor filter, work items in each Work Guide order, records) is an index
+    range read in the list's order, the id last, instead of a scan and a sort."""
+    for name in _M008_REDEFINED:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    for table in (schema.records, schema.runs, schema.work_items):
+        for index in table.indexes:  # (checkfirst does not see expression indexes)
+            conn.execute(CreateIndex(index, if_not_exists=True))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -88,6 +105,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "failed logins per account and client address", _m005_login_throttle),
     Migration(6, "idempotency keys", _m006_idempotency_keys),
     Migration(7, "incidents", _m007_incidents),
+    Migration(8, "indexes for keyset pagination of runs, work items and records",
+              _m008_list_indexes),
 )
 LATEST = MIGRATIONS[-1].version
 
