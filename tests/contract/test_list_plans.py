@@ -121,6 +121,7 @@ def _captured(conn: Connection, call: Any) -> list[tuple[str, Any]]:
 def _small(statement: str) -> bool:
     """A probe of a handful of rows (its index does not hold the order): sorted, fine."""
     where = statement.split("WHERE", 1)[1] if "WHERE" in statement else ""
+    where = where.split("(", 1)[0] if where.lstrip().startswith("(") else where
     first = where.strip().split(" ", 1)[0]
     return any(first.endswith(c) for c in (".run_id", ".record_id", ".claimed_by")) \
         and "baton_work_items" in statement
@@ -179,12 +180,29 @@ def _pg_problems(conn: Connection, statement: str, params: Any) -> list[str]:
     return [f"{b}\n  in {statement}\n  plan {[n['Node Type'] for n in nodes]}" for b in bad]
 
 
+def _parts(statement: str, params: Any) -> Iterator[tuple[str, Any]]:
+    """The probes a statement sends at once (UNION ALL of one read per probe), each with
+    its parameters, so each is judged as the probe it is (small or not)."""
+    if " UNION ALL " not in statement:
+        yield statement, params
+        return
+    at = 0
+    for part in statement.split(" UNION ALL "):
+        if isinstance(params, dict):
+            yield part, params
+        else:
+            n = part.count("?")
+            yield part, tuple(params[at:at + n])
+            at += n
+
+
 def _check(store: SqlStore, call: Any) -> list[str]:
     with store.read() as tx:
         statements = _captured(tx.conn, lambda: call(tx))
         assert statements, "the call sent no SELECT"
         check = _pg_problems if store.dialect == "postgresql" else _sqlite_problems
-        return [p for st, params in statements for p in check(tx.conn, st, params)]
+        return [p for st, params in statements for part, ps in _parts(st, params)
+                for p in check(tx.conn, part, ps)]
 
 
 def _run_filter_sets(run: dict[str, Any]) -> Iterator[dict[str, Any]]:

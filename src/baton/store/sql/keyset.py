@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, literal, or_, select
+from sqlalchemy import Connection, and_, case, func, literal, or_, select, union_all
 
 from baton.errors import ValidationError
 from baton.store.base import KeyPage, Total
@@ -170,42 +170,90 @@ def read_page(conn: Connection, columns: Sequence[Any], order: Order, probes: Se
               residual: dict[str, Any], after: Sequence[Any] | None, offset: int,
               limit: int) -> KeyPage:
     """Rows ``offset .. offset + limit`` after the cursor ``after``, in ``order``, from the
-    union of ``probes``, keeping rows whose columns equal ``residual``'s values."""
+    union of ``probes``, keeping rows whose columns equal ``residual``'s values.
+
+    The probes' first reads go in one statement (UNION ALL of one ordered, limited read
+    per probe); a probe with a residual filter that needs more reads on alone."""
     want = offset + limit
-    fetch = max(SCAN_BUDGET, want + 1) if residual else want + 1
-    keys = _labels(order)
-    sort = [expr.desc() if desc else expr.asc() for expr, desc in order.keys]
     found: dict[Any, dict[str, Any]] = {}
     cuts = []
-    for probe in probes:
-        q = select(*columns, *keys).where(*probe.where)
-        if after is not None:
-            clause = after_clause(order, after, probe.fixed)
-            if clause is None:
-                continue  # the whole probe lies before the cursor
-            if clause is not True:
-                q = q.where(clause)
-        rows = [dict(r._mapping) for r in conn.execute(q.order_by(*sort).limit(fetch))]
-        if len(rows) == fetch:  # more beyond: what follows the last row read is unknown
-            cuts.append(_position(order, rows[-1]))
-        for row in rows:
-            if _matches(row, residual):
-                found[row[f"_k{len(keys) - 1}"]] = row  # the last key is the id: one each
+    last = f"_k{len(order.keys) - 1}"  # the id: a row met by two probes is kept once
+    for probe, rows in _first_reads(conn, columns, order, probes, after, want + 1):
+        matched, cut = _go_on(conn, columns, order, probe, residual, rows, want)
+        if cut is not None:
+            cuts.append(cut)
+        for row in matched:
+            found[row[last]] = row
     ordered = sorted(found.values(), key=lambda r: _position(order, r))
     boundary = min(cuts) if cuts else None
     if boundary is not None:
         ordered = [r for r in ordered if not boundary < _position(order, r)]
     page = ordered[offset:want]
     if len(ordered) > want:
-        nxt: list[Any] | None = [page[-1][f"_k{i}"] for i in range(len(keys))]
+        nxt: list[Any] | None = _key(order, page[-1])
     elif boundary is not None:
         nxt = [b.v if isinstance(b, _Desc) else b for b in boundary]
     else:
         nxt = None
     for row in page:
-        for i in range(len(keys)):
+        for i in range(len(order.keys)):
             del row[f"_k{i}"]
     return KeyPage(page, encode_cursor(order.tag, nxt) if nxt is not None else None)
+
+
+def _key(order: Order, row: dict[str, Any]) -> list[Any]:
+    return [row[f"_k{i}"] for i in range(len(order.keys))]
+
+
+def _read(order: Order, columns: Sequence[Any], probe: Probe, start: Sequence[Any] | None,
+          size: int) -> Any:
+    """One probe's ordered read of ``size`` rows after ``start``; None: none come after."""
+    q = select(*columns, *_labels(order)).where(*probe.where)
+    if start is not None:
+        clause = after_clause(order, start, probe.fixed)
+        if clause is None:
+            return None  # the whole probe lies before the cursor
+        if clause is not True:
+            q = q.where(clause)
+    return q.order_by(*[e.desc() if d else e.asc() for e, d in order.keys]).limit(size)
+
+
+def _first_reads(conn: Connection, columns: Sequence[Any], order: Order,
+                 probes: Sequence[Probe], after: Sequence[Any] | None, size: int,
+                 ) -> list[tuple[Probe, list[dict[str, Any]]]]:
+    reads = [(i, q) for i, p in enumerate(probes)
+             if (q := _read(order, columns, p, after, size)) is not None]
+    out: list[tuple[Probe, list[dict[str, Any]]]] = [(p, []) for p in probes]
+    if len(reads) == 1:
+        i, q = reads[0]
+        out[i][1].extend(dict(r._mapping) for r in conn.execute(q))
+    elif reads:
+        parts = [select(literal(i).label("_probe"), q.subquery()) for i, q in reads]
+        for r in conn.execute(union_all(*parts)):
+            row = dict(r._mapping)
+            out[row.pop("_probe")][1].append(row)
+    return [out[i] for i, _ in reads]
+
+
+def _go_on(conn: Connection, columns: Sequence[Any], order: Order, probe: Probe,
+           residual: dict[str, Any], rows: list[dict[str, Any]], want: int,
+           ) -> tuple[list[dict[str, Any]], tuple[Any, ...] | None]:
+    """A probe's matches, from its first ``want + 1`` rows and, with a residual filter,
+    further reads (each 4 times the last) until ``want + 1`` rows matched or SCAN_BUDGET
+    rows were read; and where its reading stopped (None: it read all there is)."""
+    budget = max(SCAN_BUDGET, want + 1) if residual else want + 1
+    matched: list[dict[str, Any]] = []
+    read, size = 0, want + 1
+    while True:
+        read += len(rows)
+        matched += [r for r in rows if _matches(r, residual)] if residual else rows
+        if len(rows) < size:
+            return matched, None
+        if len(matched) > want or read >= budget:
+            return matched, _position(order, rows[-1])
+        start, size = _key(order, rows[-1]), min(size * 4, budget - read)
+        q = _read(order, columns, probe, start, size)
+        rows = [dict(r._mapping) for r in conn.execute(q)] if q is not None else []
 
 
 # ---- counting -----------------------------------------------------------------------------
