@@ -117,7 +117,10 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
                        for p in PRIORITY_VALUES] if urgent \
                 else [Probe(head)]
         if claimer is not None:
-            probes.append(Probe((_w.claimed_by == claimer, _w.status == st), small=True))
+            # `status || ''`: no index can take that term, so the planner reads the user's
+            # claimed items by ix_work_items_claimed (SQLite, without statistics, would
+            # rather walk ix_work_items_created in order and test claimed_by on each item)
+            probes.append(Probe((_w.claimed_by == claimer, _w.status + "" == st), small=True))
     if claimer is not None and narrow is not None:
         residual.update(assignee_kind=narrow[0], assignee=narrow[1])
     return probes, residual
