@@ -49,7 +49,9 @@ class RequestBody(BaseModel):
 
 
 class Page(BaseModel, Generic[T]):
-    """One page of a list. ``next_offset`` and ``next`` are null on the last page."""
+    """One page of a list. ``next_offset`` and ``next`` are null on the last page (a long
+    list's ``next_offset`` is also null past its offset bound or after a short page:
+    ``next`` goes on)."""
 
     items: list[T]
     total: int
@@ -73,9 +75,12 @@ def page(items: list[T], total: int, limit: int, offset: int) -> dict[str, Any]:
 def keyset_page(items: list[T], found_next: str | None, total: Total, limit: int,
                 offset: int) -> dict[str, Any]:
     """A page read by cursor (``found_next``: the cursor after its last item)."""
+    # next_offset only after a full page within the offset bound: a short page (a filter
+    # without an index, within its scan budget) goes on by `next` alone
+    full = found_next is not None and len(items) == limit
     return {"items": items, "total": total.value, "limit": limit, "offset": offset,
-            "next_offset": offset + len(items) if found_next and offset + len(items) <= MAX_OFFSET
-            and items else None, "next": found_next, "total_estimated": total.estimated}
+            "next_offset": offset + limit if full and offset + limit <= MAX_OFFSET else None,
+            "next": found_next, "total_estimated": total.estimated}
 
 
 def one_of_after_or_offset(after: str | None, offset: int) -> None:
