@@ -90,7 +90,7 @@ def test_migration_8_remakes_the_list_indexes_of_an_existing_database(tmp_path: 
             tx.conn.exec_driver_sql(f"DROP INDEX {name}")
         tx.conn.exec_driver_sql("DELETE FROM baton_schema_migrations WHERE version >= 8")
     assert store.schema_version() == 7
-    assert [m.split()[0] for m in store.migrate()][0] == "008"
+    assert store.migrate()[0].startswith("008")
     store.close()
     eng = create_engine(url)
     cols = {i["name"]: i["column_names"] for t in ("baton_runs", "baton_records")
