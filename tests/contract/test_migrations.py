@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,38 @@ def test_a_database_at_migration_7_with_runs_in_flight_is_carried_forward(
             assert {r[0] for r in tx.conn.execute(select(schema.runs.c.sla_at))} == {None}
     finally:
         engine.close()
+
+
+def test_migration_8_remakes_the_list_indexes_of_an_existing_database(tmp_path: Path) -> None:
+    """A database from before migration 8 (its old list indexes, version 7) is carried
+    forward: the redefined indexes get their new columns, the new ones are made."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = SqlStore(url)
+    store.migrate()
+    with store.write() as tx:
+        for name, table, cols in (("ix_runs_status", "baton_runs", "status, orchestration"),
+                                  ("ix_runs_record", "baton_runs", "record_id, status"),
+                                  ("ix_records_created", "baton_records", "created_at"),
+                                  ("ix_work_items_assignee", "baton_work_items",
+                                   "status, assignee_kind, assignee")):
+            tx.conn.exec_driver_sql(f"DROP INDEX {name}")
+            tx.conn.exec_driver_sql(f"CREATE INDEX {name} ON {table} ({cols})")
+        for name in ("ix_runs_created", "ix_runs_stage", "ix_work_items_urgent"):
+            tx.conn.exec_driver_sql(f"DROP INDEX {name}")
+        tx.conn.exec_driver_sql("DELETE FROM baton_schema_migrations WHERE version >= 8")
+    assert store.schema_version() == 7
+    assert store.migrate()[0].startswith("008")
+    store.close()
+    eng = create_engine(url)
+    cols = {i["name"]: i["column_names"] for t in ("baton_runs", "baton_records")
+            for i in inspect(eng).get_indexes(t)}
+    eng.dispose()
+    assert cols["ix_runs_status"] == ["status", "created_at", "id"]
+    assert cols["ix_runs_record"] == ["record_id", "created_at", "id"]
+    assert cols["ix_records_created"] == ["created_at", "id"]
+    assert cols["ix_runs_created"] == ["created_at", "id"]
+    # (SQLAlchemy does not reflect expression indexes on SQLite: ask SQLite itself)
+    con = sqlite3.connect(tmp_path / "old.db")
+    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    con.close()
+    assert {"ix_work_items_urgent", "ix_work_items_assignee_urgent", "ix_runs_stage"} <= names

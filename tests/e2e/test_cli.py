@@ -356,3 +356,30 @@ def test_long_lines_are_not_wrapped_when_output_is_not_a_terminal(tmp_path: Path
     p = baton("--project", proj, "records", "create", "Case", "--data", "{subject: 1}",
               cwd=tmp_path, columns=None)
     one_line_error(p, "--data", "JSON")
+
+
+def test_list_commands_page_with_after(tmp_path: Path) -> None:
+    """``baton runs|work|records list`` read the API's paged queries: a page, then
+    ``more: --after CURSOR`` on stderr; that cursor gives the following page."""
+    proj = copy_example(tmp_path)
+
+    def b(*args: str) -> subprocess.CompletedProcess[str]:
+        return baton("--project", proj, *args, cwd=tmp_path)
+
+    ok(b("deploy"))
+    for i in range(3):
+        ok(b("records", "create", "Case", "--data", f'{{"subject": "invoice {i}"}}'))
+    ok(b("worker", "--until-idle"))
+    for command in (("runs", "list"), ("work", "list"), ("records", "list")):
+        seen: list[str] = []
+        args = [*command, "--limit", "2", "--json"]
+        while True:
+            p = ok(b(*args))
+            seen += [row["id"] for row in json.loads(p.stdout)]
+            more = re.search(r"more: --after (\S+)", p.stderr)
+            if more is None:
+                break
+            args = [*command, "--limit", "2", "--json", "--after", more.group(1)]
+        assert len(seen) == len(set(seen)) == 3, (command, seen)
+    one_line_error(b("runs", "list", "--after", "garbage"), "after", "not a cursor")
+    one_line_error(b("runs", "list", "--offset", "5000"), "--offset", "--after")

@@ -30,7 +30,13 @@ from baton.cli.people import tokens_app, users_app
 from baton.engine.status import WorkItemStatus
 from baton.errors import BatonError, DefinitionError
 from baton.project import Project, load_project
-from baton.runtime.views import completed_view, event_view, run_summary, work_item_view
+from baton.runtime.views import (
+    completed_view,
+    event_view,
+    run_summary,
+    run_summary_row,
+    work_item_view,
+)
 from baton.settings import Settings
 from baton.work.items import OPEN_STATUSES
 
@@ -304,6 +310,31 @@ def serve(
         pool.close()
 
 
+# ---- paged lists --------------------------------------------------------------------------
+AfterOpt = Annotated[str | None, typer.Option(
+    "--after", help="The cursor a previous page printed: the page after it")]
+MAX_PAGE, MAX_OFFSET = 500, 1000
+
+
+def _page_size(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise BatonError(f"--limit must be between 1 and {MAX_PAGE}, got {limit}")
+    return limit
+
+
+def _bounded_offset(offset: int) -> int:
+    if not 0 <= offset <= MAX_OFFSET:
+        raise BatonError(f"--offset must be between 0 and {MAX_OFFSET} (further on, page with "
+                         f"--after), got {offset}")
+    return offset
+
+
+def _next_hint(cursor: str | None) -> None:
+    """Where the next page starts (stderr, so the table or JSON on stdout stays clean)."""
+    if cursor:
+        err_console.print(f"more: --after {cursor}")
+
+
 # ---- runs ---------------------------------------------------------------------------------
 @app.command()
 def start(name: Annotated[str, typer.Argument(help="Orchestration name")],
@@ -324,16 +355,19 @@ def runs_list(orchestration: Annotated[str | None, typer.Option("--orchestration
               status: Annotated[str | None, typer.Option("--status")] = None,
               stage: Annotated[str | None, typer.Option("--stage")] = None,
               record: Annotated[str | None, typer.Option("--record")] = None,
-              limit: int = 50, offset: int = 0, as_json: JsonOpt = False) -> None:
-    """List runs, newest first."""
-    runs = state.engine().list_runs(orchestration=orchestration, status=status, current_stage=stage,
-                                    record_id=record, limit=limit, offset=offset)
+              limit: int = 50, offset: int = 0, after: AfterOpt = None,
+              as_json: JsonOpt = False) -> None:
+    """List runs, newest first (a page: --after NEXT gives the following one)."""
+    found = state.engine().page_runs(orchestration=orchestration, status=status,
+                                     current_stage=stage, record_id=record, after=after,
+                                     limit=_page_size(limit), offset=_bounded_offset(offset))
+    _next_hint(found.next)
     if as_json:
-        print_json([run_summary(r) for r in runs])
+        print_json([run_summary_row(r) for r in found.rows])
         return
     table("Runs", ["id", "orchestration", "v", "status", "stage", "record", "created"],
-          [[r.id, r.orchestration, r.version, styled(r.status.value), r.current_stage, r.record_id,
-            r.created_at] for r in runs])
+          [[r["id"], r["orchestration"], r["version"], styled(r["status"]), r["current_stage"],
+            r["record_id"], r["created_at"]] for r in found.rows])
 
 
 @runs_app.command("show")
@@ -509,8 +543,12 @@ def records_show(record_id: str, as_json: JsonOpt = False) -> None:
 
 @records_app.command("list")
 def records_list(object_type: Annotated[str | None, typer.Argument()] = None, limit: int = 50,
-                 offset: int = 0, as_json: JsonOpt = False) -> None:
-    recs = state.engine().list_records(object_type, limit=limit, offset=offset)
+                 offset: int = 0, after: AfterOpt = None, as_json: JsonOpt = False) -> None:
+    """Records, newest first (a page: --after NEXT gives the following one)."""
+    found = state.engine().page_records(object_type, after=after, limit=_page_size(limit),
+                                        offset=_bounded_offset(offset))
+    recs = found.rows
+    _next_hint(found.next)
     if as_json:
         print_json(recs)
         return
@@ -565,11 +603,16 @@ def work_list(user: Annotated[str | None, typer.Option("--user", "-u")] = None,
               queue: Annotated[str | None, typer.Option("--queue", "-q")] = None,
               group: Annotated[str | None, typer.Option("--group", "-g")] = None,
               all_statuses: Annotated[bool, typer.Option("--all", help="Include completed and canceled")] = False,
-              limit: int = 100, offset: int = 0, as_json: JsonOpt = False) -> None:
-    """Open work items: a user's, a queue's or a group's (all open items if none is given)."""
+              limit: int = 100, offset: int = 0, after: AfterOpt = None,
+              as_json: JsonOpt = False) -> None:
+    """Open work items: a user's, a queue's or a group's (all open items if none is given),
+    oldest first (a page: --after NEXT gives the following one)."""
     statuses = [s.value for s in WorkItemStatus] if all_statuses else OPEN_STATUSES
-    items = state.engine().list_work(user=user, queue=queue, group=group, statuses=statuses,
-                                     limit=limit, offset=offset)
+    found = state.engine().page_work(user=user, queue=queue, group=group, statuses=statuses,
+                                     after=after, limit=_page_size(limit),
+                                     offset=_bounded_offset(offset))
+    items = found.rows
+    _next_hint(found.next)
     if as_json:
         print_json([work_item_view(i) for i in items])
         return

@@ -27,6 +27,7 @@ from baton.runtime.incidents import (
     open_incident_txn,
     trigger_scope,
 )
+from baton.store.base import KeyPage, Total
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 
@@ -179,6 +180,18 @@ class RecordService:
     def count_records(self, object_type: str | None) -> int:
         with self.store.read() as tx:
             return tx.count_records_txn(object_type)
+
+    def page(self, object_type: str | None, after: str | None, offset: int, limit: int
+             ) -> KeyPage:
+        """Records (the engine's flat view), newest first: a keyset page."""
+        with self.store.read() as tx:
+            found = tx.page_records_txn(object_type, after, offset, limit)
+        return KeyPage([{"object_type": r["object_type"], **record_view(r)} for r in found.rows],
+                       found.next)
+
+    def count_bounded(self, object_type: str | None) -> Total:
+        with self.store.read() as tx:
+            return tx.count_records_bounded_txn(object_type)
 
     def delete(self, record_id: str, expected_version: int | None, actor: str) -> None:
         """Delete a record that no run is working on; its timeline (audit events) is kept."""

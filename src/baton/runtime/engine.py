@@ -38,6 +38,7 @@ from baton.runtime.incidents import IncidentService
 from baton.runtime.runs import RunDriver
 from baton.runtime.views import fallout_view
 from baton.settings import Settings
+from baton.store.base import KeyPage, Total
 from baton.store.sql import SqlStore
 from baton.work.items import ASSIGNEE_KINDS
 from baton.work.service import WorkService
@@ -175,6 +176,16 @@ class Engine:
     def count_records(self, object_type: str | None = None) -> int:
         return self.records.count_records(object_type)
 
+    def page_records(self, object_type: str | None = None, *, after: str | None = None,
+                     offset: int = 0, limit: int = 50) -> KeyPage:
+        """Records newest first, one keyset page: ``next`` is the cursor of the following
+        page (``after``), None on the last."""
+        return self.records.page(object_type, after, offset, limit)
+
+    def count_records_bounded(self, object_type: str | None = None) -> Total:
+        """Exact up to a thousand; beyond, an estimate or a lower bound (never a scan)."""
+        return self.records.count_bounded(object_type)
+
     @one_transaction
     def delete_record(self, record_id: str, *, expected_version: int | None = None,
                       actor: str = "system") -> None:
@@ -203,6 +214,18 @@ class Engine:
 
     def count_runs(self, **filters: Any) -> int:
         return self.runs.count_runs(filters)
+
+    def page_runs(self, *, after: str | None = None, offset: int = 0, limit: int = 50,
+                  **filters: Any) -> KeyPage:
+        """Run summaries newest first, filtered by ``orchestration``, ``version``,
+        ``status``, ``current_stage``, ``record_id``: one keyset page (``next``: the cursor
+        of the following page, None on the last; a page may be short when a filter no
+        index holds matched few of the runs read, ``next`` then goes on from there)."""
+        return self.runs.page(filters, after, offset, limit)
+
+    def count_runs_bounded(self, **filters: Any) -> Total:
+        """Exact up to a thousand; beyond, an estimate or a lower bound (never a scan)."""
+        return self.runs.count_bounded(filters)
 
     def run_events(self, run_id: str) -> list[AuditEvent]:
         """The run's audit events in order (its decisions, steps, work items)."""
@@ -291,6 +314,24 @@ class Engine:
                    record_id: str | None = None) -> int:
         return self.work.count_items(statuses=statuses, scope=scope, queue=queue, group=group,
                                record_id=record_id)
+
+    def page_work(self, *, user: str | None = None, queue: str | None = None,
+                  group: str | None = None, statuses: Sequence[str] = OPEN_OR_CLAIMED,
+                  run_id: str | None = None, record_id: str | None = None,
+                  scope: User | None = None, order: str = "created", after: str | None = None,
+                  offset: int = 0, limit: int = 50) -> KeyPage:
+        """Work items, one keyset page in ``order`` (see :meth:`list_work`); ``next`` is
+        the cursor of the following page, None on the last."""
+        return self.work.page(user=user, queue=queue, group=group, statuses=statuses,
+                              run_id=run_id, record_id=record_id, scope=scope, order=order,
+                              after=after, offset=offset, limit=limit)
+
+    def count_work_bounded(self, *, statuses: Sequence[str] = OPEN_OR_CLAIMED,
+                           scope: User | None = None, queue: str | None = None,
+                           group: str | None = None, record_id: str | None = None) -> Total:
+        """Exact up to a thousand; beyond, an estimate or a lower bound (never a scan)."""
+        return self.work.count_bounded(statuses=statuses, scope=scope, queue=queue,
+                                       group=group, record_id=record_id)
 
     def get_work_item(self, item_id: str) -> WorkItem:
         return self.work.get(item_id)

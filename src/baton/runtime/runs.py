@@ -32,6 +32,7 @@ from baton.rows import AuditEvent, Record
 from baton.runtime.apply import Applier
 from baton.runtime.definitions import DefinitionRepo
 from baton.runtime.idempotency import IdempotencyClaim
+from baton.store.base import KeyPage, Total
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 
@@ -190,6 +191,16 @@ class RunDriver:
     def count_runs(self, filters: dict[str, Any]) -> int:
         with self.store.read() as tx:
             return tx.count_runs_filtered_txn(filters)
+
+    def page(self, filters: dict[str, Any], after: str | None, offset: int, limit: int
+             ) -> KeyPage:
+        """Run summaries (their columns, not their state), newest first: a keyset page."""
+        with self.store.read() as tx:
+            return tx.page_runs_txn(filters, after, offset, limit)
+
+    def count_bounded(self, filters: dict[str, Any]) -> Total:
+        with self.store.read() as tx:
+            return tx.count_runs_bounded_txn(filters)
 
     def events(self, run_id: str) -> list[AuditEvent]:
         """The run's audit events in order (its decisions, steps, work items)."""

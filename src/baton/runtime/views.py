@@ -33,6 +33,12 @@ def run_summary(run: Run) -> dict[str, Any]:
             "completed_at": run.completed_at}
 
 
+def run_summary_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`run_summary` from a run's columns (a list reads those, not its state)."""
+    return {k: row[k] for k in ("id", "orchestration", "version", "status", "record_id",
+                                "current_stage", "created_at", "completed_at")}
+
+
 def run_detail(run: Run, defn: OrchestrationDefinition, *, reached_only: bool = False,
                ) -> dict[str, Any]:
     """The run with its stages and steps in the definition's order (stored JSON keeps no

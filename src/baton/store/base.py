@@ -7,7 +7,7 @@ What callers ask of a transaction is in :mod:`baton.store.ports`; the one implem
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 SLA_JOB = "sla"
 """The kind of the jobs a claim makes of runs whose ``sla_at`` has come: they have no row
@@ -35,3 +35,27 @@ class DefinitionRow:
     active: bool
     deployed_at: str
     deployed_by: str
+
+
+@dataclass(frozen=True)
+class Total:
+    """How many rows match: ``exact``, an ``estimate`` (PostgreSQL's planner) or
+    ``at_least`` (SQLite: counting further would scan)."""
+
+    value: int
+    kind: Literal["exact", "estimate", "at_least"] = "exact"
+
+    @property
+    def estimated(self) -> bool:
+        return self.kind != "exact"
+
+    def text(self) -> str:
+        if self.kind == "exact":
+            return f"{self.value:,}"
+        return f"about {self.value:,}" if self.kind == "estimate" else f"{self.value:,}+"
+
+
+@dataclass(frozen=True)
+class KeyPage:
+    rows: list[dict[str, Any]]
+    next: str | None  # the cursor of the page after this one, None on the last

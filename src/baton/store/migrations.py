@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, inspect, select, update
+from sqlalchemy.schema import CreateIndex
 
 from baton.store import schema
 
@@ -81,6 +82,24 @@ def _m007_incidents(conn: Connection) -> None:
     schema.incidents.create(conn)
 
 
+# Indexes whose columns migration 8 changed (the name kept): dropped and made again.
+_M008_REDEFINED = ("ix_records_object_type", "ix_records_created", "ix_runs_record",
+                   "ix_runs_status", "ix_work_items_assignee")
+
+
+def _m008_list_indexes(conn: Connection) -> None:
+    """Indexes for keyset pagination: every list the API, the UI and the CLI page through
+    (runs by any Monitor filter, work items in each Work Guide order, records) is an index
+    range read in the list's order, the id last, instead of a scan and a sort."""
+    for name in _M008_REDEFINED:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    for table in (schema.records, schema.runs, schema.work_items):
+        have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        for index in table.indexes:  # (checkfirst does not see expression indexes)
+            if {c.name for c in index.columns} <= have:  # (a later migration's column:
+                conn.execute(CreateIndex(index, if_not_exists=True))  # its index comes then)
+
+
 def _m010_stored_formats(conn: Connection) -> None:
     """Stored formats that cost less. SLA instants are kept on the run (``sla_at``, indexed)
     instead of two timer jobs per step: the column is filled from each in-progress run's
@@ -144,6 +163,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "failed logins per account and client address", _m005_login_throttle),
     Migration(6, "idempotency keys", _m006_idempotency_keys),
     Migration(7, "incidents", _m007_incidents),
+    Migration(8, "indexes for keyset pagination of runs, work items and records",
+              _m008_list_indexes),
     Migration(10, "stored formats that cost less (SLA instants on the run)",
               _m010_stored_formats),
     Migration(11, "schedules", _m011_schedules),

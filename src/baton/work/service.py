@@ -18,6 +18,7 @@ from baton.errors import BatonError, NotFound, PermissionDenied, TransitionConfl
 from baton.records.fields import coerce_fields
 from baton.rows import WorkItem, audit_event
 from baton.runtime.apply import Applier
+from baton.store.base import KeyPage, Total
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 from baton.work import items as work_items
@@ -60,36 +61,48 @@ class WorkService:
     def list_items(self, *, user: str | None, queue: str | None, group: str | None,
              statuses: Sequence[str], run_id: str | None, limit: int, offset: int,
              scope: User | None, order: str, record_id: str | None) -> list[WorkItem]:
-        """Work items. ``scope`` (a directory user) keeps the items assigned to them, their
-        groups or their queues, or claimed by them; ``queue``/``group`` narrow further."""
-        filters: dict[str, Any] = {"statuses": list(statuses), "run_id": run_id, "record_id": record_id}
+        """Work items (one keyset page from the first): see :meth:`page`."""
+        return self.page(user=user, queue=queue, group=group, statuses=statuses,
+                         run_id=run_id, record_id=record_id, scope=scope, order=order,
+                         after=None, offset=offset, limit=limit).rows  # type: ignore[return-value]
+
+    def page(self, *, user: str | None = None, queue: str | None = None,
+             group: str | None = None, statuses: Sequence[str], run_id: str | None = None,
+             record_id: str | None = None, scope: User | None = None, order: str = "created",
+             after: str | None = None, offset: int = 0, limit: int = 50) -> KeyPage:
+        """Work items, a keyset page after the cursor ``after``. ``scope`` (a directory
+        user) keeps the items assigned to them, their groups or their queues, or claimed by
+        them; ``user`` those assigned to or claimed by that user; ``queue``/``group``
+        narrow further."""
         if order not in ORDERS:
             raise ValidationError("work list", {"order": f"expected created, due or priority, got {order!r}"})
-        if scope is not None:
-            filters["scope"] = (scope.name, scope.groups, scope.queues)
-            if user is None:
-                _narrow(filters, queue, group)
-                with self.store.read() as tx:
-                    return _with_sla_txn(tx, tx.list_work_items_txn(filters, limit, offset, order))
+        filters = self._filters(statuses, scope, queue, group, record_id)
+        filters.update(run_id=run_id, user=user if scope is None else None)
         with self.store.read() as tx:
-            if user is not None:
-                mine = tx.list_work_items_txn({**filters, "assignee_kind": "user", "assignee": user},
-                                              limit + offset, 0)
-                claimed = tx.list_work_items_txn({**filters, "claimed_by": user}, limit + offset, 0)
-                seen: dict[str, dict[str, Any]] = {i["id"]: i for i in mine + claimed}
-                found = sorted(seen.values(), key=lambda i: (i["created_at"], i["id"]))
-                return _with_sla_txn(tx, found[offset:offset + limit])
-            _narrow(filters, queue, group)
-            return _with_sla_txn(tx, tx.list_work_items_txn(filters, limit, offset, order))
+            found = tx.page_work_items_txn(filters, order, after, offset, limit)
+            return KeyPage(_with_sla_txn(tx, found.rows), found.next)  # type: ignore[arg-type]
 
-    def count_items(self, *, statuses: Sequence[str], scope: User | None, queue: str | None,
-              group: str | None, record_id: str | None) -> int:
+    def count_bounded(self, *, statuses: Sequence[str], scope: User | None, queue: str | None,
+                      group: str | None, record_id: str | None) -> Total:
+        """How many items :meth:`page` lists: exact up to a thousand, else estimated."""
+        with self.store.read() as tx:
+            return tx.count_work_items_bounded_txn(
+                self._filters(statuses, scope, queue, group, record_id))
+
+    @staticmethod
+    def _filters(statuses: Sequence[str], scope: User | None, queue: str | None,
+                 group: str | None, record_id: str | None) -> dict[str, Any]:
         filters: dict[str, Any] = {"statuses": list(statuses), "record_id": record_id}
         if scope is not None:
             filters["scope"] = (scope.name, scope.groups, scope.queues)
         _narrow(filters, queue, group)
+        return filters
+
+    def count_items(self, *, statuses: Sequence[str], scope: User | None, queue: str | None,
+              group: str | None, record_id: str | None) -> int:
         with self.store.read() as tx:
-            return tx.count_work_items_txn(filters)
+            return tx.count_work_items_txn(self._filters(statuses, scope, queue, group,
+                                                         record_id))
 
     def get(self, item_id: str) -> WorkItem:
         with self.store.read() as tx:

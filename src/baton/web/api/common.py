@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
 from baton.errors import ValidationError
+from baton.store.base import Total
 from baton.web.problems import ProblemError
 
 T = TypeVar("T")
@@ -30,6 +31,14 @@ MAX_INT = 2**31 - 1  # what an INTEGER column holds on every backend
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (1..500)")]
 Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="Items to skip")]
+# The long lists (runs, work items, records) page by cursor; their offset stays for the
+# first pages only (an offset is a scan of what it skips).
+MAX_OFFSET = 1000
+KeysetOffset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description=(
+    f"Items to skip (at most {MAX_OFFSET}: further on, follow `next` with `after`)"))]
+After = Annotated[str | None, Query(min_length=1, max_length=600, description=(
+    "The `next` cursor of the previous page: the page after it (keyset pagination; "
+    "filters and order as on that page)"))]
 # Names and ids in paths and filters: bounded, so a fuzzer's megabyte string is a 422, not a
 # full scan with a megabyte parameter.
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -43,19 +52,43 @@ class RequestBody(BaseModel):
 
 
 class Page(BaseModel, Generic[T]):
-    """One page of a list. ``next_offset`` is null on the last page."""
+    """One page of a list. ``next_offset`` and ``next`` are null on the last page (a long
+    list's ``next_offset`` is also null past its offset bound or after a short page:
+    ``next`` goes on)."""
 
     items: list[T]
     total: int
     limit: int
     offset: int
     next_offset: int | None
+    next: str | None = Field(default=None, description=(
+        "Cursor of the next page: pass it as `after` (null on the last page). A page may "
+        "hold fewer than `limit` items and still have a `next`: follow it."))
+    total_estimated: bool = Field(default=False, description=(
+        "True when counting exactly would scan: `total` is then PostgreSQL's estimate, or "
+        "on SQLite a lower bound (at least that many; 1000 means more than a thousand)"))
 
 
 def page(items: list[T], total: int, limit: int, offset: int) -> dict[str, Any]:
     nxt = offset + len(items)
     return {"items": items, "total": total, "limit": limit, "offset": offset,
             "next_offset": nxt if nxt < total and items else None}
+
+
+def keyset_page(items: list[T], found_next: str | None, total: Total, limit: int,
+                offset: int) -> dict[str, Any]:
+    """A page read by cursor (``found_next``: the cursor after its last item)."""
+    # next_offset only after a full page within the offset bound: a short page (a filter
+    # without an index, within its scan budget) goes on by `next` alone
+    full = found_next is not None and len(items) == limit
+    return {"items": items, "total": total.value, "limit": limit, "offset": offset,
+            "next_offset": offset + limit if full and offset + limit <= MAX_OFFSET else None,
+            "next": found_next, "total_estimated": total.estimated}
+
+
+def one_of_after_or_offset(after: str | None, offset: int) -> None:
+    if after is not None and offset:
+        raise ValidationError("page", {"offset": "give `after` or `offset`, not both"})
 
 
 def page_of(all_items: list[T], limit: int, offset: int) -> dict[str, Any]:

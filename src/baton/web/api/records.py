@@ -15,12 +15,15 @@ from baton.runtime.views import event_view, record_json
 from baton.store.sql.tx import SqlTx
 from baton.web.api.common import (
     MAX_INT,
+    After,
     ExactNumbers,
+    KeysetOffset,
     Limit,
     Offset,
     Page,
     RequestBody,
-    page,
+    keyset_page,
+    one_of_after_or_offset,
     page_of,
     under,
 )
@@ -134,13 +137,19 @@ def _created(out: dict[str, Any]) -> Answer:
 
 
 @router.get("/records", response_model=Page[RecordOut], summary="List records, newest first",
+            description="Keyset pagination: follow `next` as `after`. `total` is exact up to "
+                        "1000 records, beyond that estimated (`total_estimated`).",
             responses=problem_responses(401, 403, 422))
 def list_records(request: Request,
                  object_type: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-                 limit: Limit = 50, offset: Offset = 0, _: Principal = READ) -> dict[str, Any]:
+                 limit: Limit = 50, offset: KeysetOffset = 0, after: After = None,
+                 _: Principal = READ) -> dict[str, Any]:
     eng = engine_of(request)
-    items = [record_json(r) for r in eng.list_records(object_type, limit=limit, offset=offset)]
-    return page(items, eng.count_records(object_type), limit, offset)
+    with under("query"):
+        one_of_after_or_offset(after, offset)
+        found = eng.page_records(object_type, after=after, offset=offset, limit=limit)
+    return keyset_page([record_json(r) for r in found.rows], found.next,
+                       eng.count_records_bounded(object_type), limit, offset)
 
 
 @router.get("/records/{record_id}", response_model=RecordOut, summary="Read a record",

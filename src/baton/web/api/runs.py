@@ -14,16 +14,19 @@ from baton.engine.state import Run
 from baton.engine.status import RunStatus, StageStatus, StepStatus
 from baton.runtime import views
 from baton.runtime.idempotency import IdempotencyClaim
-from baton.runtime.views import event_view, run_summary
+from baton.runtime.views import event_view
 from baton.web.api.common import (
     MAX_INT,
+    After,
+    KeysetOffset,
     Limit,
     Offset,
     Page,
     Reason,
     RequestBody,
     exact_post,
-    page,
+    keyset_page,
+    one_of_after_or_offset,
     page_of,
     under,
 )
@@ -148,20 +151,25 @@ def _started(request: Request, run: Run) -> Answer:
 
 
 @router.get("", response_model=Page[RunSummary], summary="List runs, newest first",
+            description="Keyset pagination: follow `next` as `after`. `total` is exact up to "
+                        "1000 runs, beyond that estimated (`total_estimated`).",
             responses=problem_responses(401, 403, 422))
 def list_runs(request: Request, orchestration: Text = None,
               version: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
               status: RunStatus | None = None,
               stage: Annotated[str | None, Query(min_length=1, max_length=200,
                                                  description="current stage")] = None,
-              record_id: Text = None, limit: Limit = 50, offset: Offset = 0,
-              _: Principal = READ) -> dict[str, Any]:
+              record_id: Text = None, limit: Limit = 50, offset: KeysetOffset = 0,
+              after: After = None, _: Principal = READ) -> dict[str, Any]:
     filters = {"orchestration": orchestration, "version": version,
                "status": status.value if status else None, "current_stage": stage,
                "record_id": record_id}
     eng = engine_of(request)
-    runs = eng.list_runs(limit=limit, offset=offset, **filters)
-    return page([run_summary(r) for r in runs], eng.count_runs(**filters), limit, offset)
+    with under("query"):
+        one_of_after_or_offset(after, offset)
+        found = eng.page_runs(after=after, offset=offset, limit=limit, **filters)
+    return keyset_page([views.run_summary_row(r) for r in found.rows], found.next,
+                       eng.count_runs_bounded(**filters), limit, offset)
 
 
 @router.get("/{run_id}", response_model=RunDetail,

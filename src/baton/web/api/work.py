@@ -21,7 +21,17 @@ from baton.engine.status import WorkItemStatus
 from baton.errors import NotFound, ValidationError
 from baton.rows import WorkItem as WorkItemRow
 from baton.runtime.views import completed_view, work_item_view
-from baton.web.api.common import Limit, Offset, Page, RequestBody, exact_post, page, under
+from baton.web.api.common import (
+    After,
+    KeysetOffset,
+    Limit,
+    Page,
+    RequestBody,
+    exact_post,
+    keyset_page,
+    one_of_after_or_offset,
+    under,
+)
 from baton.web.api.runs import RunSummary
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, engine_of, need
@@ -106,22 +116,27 @@ def _visible_item(request: Request, item_id: str, principal: Principal) -> WorkI
 @router.get("", response_model=Page[WorkItem], summary="List work items",
             description="An agent gets the items assigned to them, their groups or their "
                         "queues; `work:all` (operators, admins) gets every item, or its own "
-                        "scope with `mine=true`. Default statuses: open and claimed.",
+                        "scope with `mine=true`. Default statuses: open and claimed. Keyset "
+                        "pagination: follow `next` as `after` (same order). `total` is exact "
+                        "up to 1000 items, beyond that estimated (`total_estimated`).",
             responses=problem_responses(401, 403, 422))
 def list_work(request: Request, queue: Text = None, group: Text = None,
               status: Annotated[list[WorkItemStatus] | None, Query(max_length=4)] = None,
               record_id: Text = None, order: Order = Order.created,
               mine: Annotated[bool, Query(description="only my scope (work:all)")] = False,
-              limit: Limit = 50, offset: Offset = 0,
+              limit: Limit = 50, offset: KeysetOffset = 0, after: After = None,
               principal: Principal = WORK) -> dict[str, Any]:
     eng = engine_of(request)
     scope = principal.user if mine else _scope(principal)
     statuses = [s.value for s in status or (WorkItemStatus.OPEN, WorkItemStatus.CLAIMED)]
-    items = eng.list_work(queue=queue, group=group, statuses=statuses, record_id=record_id,
-                          order=order.value, scope=scope, limit=limit, offset=offset)
-    total = eng.count_work(statuses=statuses, scope=scope, queue=queue, group=group,
-                           record_id=record_id)
-    return page([work_item_view(i) for i in items], total, limit, offset)
+    with under("query"):
+        one_of_after_or_offset(after, offset)
+        found = eng.page_work(queue=queue, group=group, statuses=statuses, record_id=record_id,
+                              order=order.value, scope=scope, after=after, offset=offset,
+                              limit=limit)
+    total = eng.count_work_bounded(statuses=statuses, scope=scope, queue=queue, group=group,
+                                   record_id=record_id)
+    return keyset_page([work_item_view(i) for i in found.rows], found.next, total, limit, offset)
 
 
 @router.get("/{item_id}", response_model=WorkItem, summary="A work item with its form",

@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission, require
+from baton.store.base import Total
 from baton.web.security import SESSION_COOKIE, Principal, engine_of, optional_principal
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -133,23 +134,20 @@ def page_need(permission: Permission) -> Any:
 
 
 @dataclass(frozen=True)
-class Pager:
-    page: int
-    total: int
+class Paging:
+    """A page of a long list read by cursor (keyset pagination): ``after`` is this page's
+    cursor (None on the first page), ``next`` the following page's, ``total`` a count that
+    is exact up to a thousand (else estimated: ``total.text()`` says "about" or "+")."""
+
+    total: Total
+    after: str | None
+    next: str | None
     size: int = PAGE_SIZE
 
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.size
 
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.size))
-
-    @staticmethod
-    def of(page: int, total: int) -> Pager:
-        pages = max(1, -(-total // PAGE_SIZE))
-        return Pager(min(max(1, page), pages), total)
+def cursor_param(after: str | None) -> str | None:
+    """A page's ``after`` parameter: blank is the first page."""
+    return (after or "").strip() or None
 
 
 def nav_for(user: User | None) -> list[tuple[str, str]]:

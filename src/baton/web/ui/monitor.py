@@ -19,7 +19,7 @@ from baton.engine.status import RunStatus, StageStatus, StepStatus
 from baton.runtime.engine import Engine
 from baton.web.diagram import orchestration_svg
 from baton.web.security import Principal, engine_of
-from baton.web.ui.base import Pager, page_need, render
+from baton.web.ui.base import PAGE_SIZE, Paging, cursor_param, page_need, render
 from baton.web.ui.events import describe_event
 
 router = APIRouter()
@@ -36,21 +36,22 @@ def _clean(value: str | None) -> str | None:
 def runs_list(request: Request, principal: Reader, orchestration: str | None = None,
               version: str | None = None, status: str | None = None,
               current_stage: str | None = None, record: str | None = None,
-              page: int = 1) -> Response:
+              after: str | None = None) -> Response:
     eng = engine_of(request)
     version_n = int(version) if version and version.strip().isdigit() else None
     status = status if status in {s.value for s in RunStatus} else None
     filters: dict[str, Any] = {"orchestration": _clean(orchestration), "version": version_n,
                                "status": status, "current_stage": _clean(current_stage),
                                "record_id": _clean(record)}
-    pager = Pager.of(page, eng.count_runs(**filters))
-    runs = eng.list_runs(limit=pager.size, offset=pager.offset, **filters)
+    after = cursor_param(after)
+    found = eng.page_runs(after=after, limit=PAGE_SIZE, **filters)
+    pager = Paging(eng.count_runs_bounded(**filters), after, found.next)
     names = sorted({r.name for r in eng.definitions.list_versions("orchestration")})
     query = {"orchestration": filters["orchestration"] or "", "version": version_n or "",
              "status": status or "", "current_stage": filters["current_stage"] or "",
              "record": filters["record_id"] or ""}
     return render(request, "runs_list.html", principal, {
-        "runs": runs, "paging": pager, "filters": query, "query": query, "names": names,
+        "runs": found.rows, "paging": pager, "filters": query, "query": query, "names": names,
         "statuses": [s.value for s in RunStatus]})
 
 

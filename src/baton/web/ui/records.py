@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from baton.auth.roles import Permission
 from baton.web.security import Principal, engine_of
-from baton.web.ui.base import Pager, page_need, render
+from baton.web.ui.base import PAGE_SIZE, Paging, cursor_param, page_need, render
 from baton.web.ui.events import describe_event
 
 router = APIRouter()
@@ -19,12 +19,14 @@ SYSTEM_FIELDS = ("id", "object_type", "created_at", "updated_at", "version")
 
 @router.get("/records")
 def records_list(request: Request, principal: Reader, type: str | None = None,
-                 page: int = 1) -> Response:
+                 after: str | None = None) -> Response:
     eng = engine_of(request)
     types = sorted(eng.definitions.object_types())
     object_type = type if type in types else None
-    pager = Pager.of(page, eng.count_records(object_type))
-    rows = eng.list_records(object_type, limit=pager.size, offset=pager.offset)
+    after = cursor_param(after)
+    found = eng.page_records(object_type, after=after, limit=PAGE_SIZE)
+    pager = Paging(eng.count_records_bounded(object_type), after, found.next)
+    rows = found.rows
     for row in rows:
         row["summary"] = {k: v for k, v in row.items() if k not in SYSTEM_FIELDS and v is not None}
     return render(request, "records_list.html", principal, {

@@ -21,7 +21,7 @@ from baton.errors import NotFound, ValidationError
 from baton.rows import WorkItem
 from baton.runtime.engine import Engine
 from baton.web.security import Principal, engine_of
-from baton.web.ui.base import Pager, is_htmx, page_need, render
+from baton.web.ui.base import PAGE_SIZE, Paging, cursor_param, is_htmx, page_need, render
 from baton.work.items import OPEN_STATUSES
 
 router = APIRouter()
@@ -54,15 +54,16 @@ def visible_item(eng: Engine, user: User, item_id: str) -> WorkItem:
 
 @router.get("/work")
 def work_list(request: Request, principal: Worker, order: str = "due", show: str = "mine",
-              page: int = 1) -> Response:
+              after: str | None = None) -> Response:
     eng = engine_of(request)
     order = order if order in ORDERS else "due"
     show = "all" if show == "all" and principal.user.can(Permission.WORK_ALL) else "mine"
     scope = _scope(principal.user, show)
-    pager = Pager.of(page, eng.count_work(scope=scope))
-    items = eng.list_work(scope=scope, order=order, limit=pager.size, offset=pager.offset)
+    after = cursor_param(after)
+    found = eng.page_work(scope=scope, order=order, after=after, limit=PAGE_SIZE)
+    pager = Paging(eng.count_work_bounded(scope=scope), after, found.next)
     return render(request, "work_list.html", principal, {
-        "items": items, "order": order, "show": show, "paging": pager,
+        "items": found.rows, "order": order, "show": show, "paging": pager,
         "query": {"order": order, "show": show}})
 
 

@@ -1,0 +1,299 @@
+"""Keyset pagination and bounded counts for the long lists (runs, work items, records).
+
+A page is read by *probes*: each probe is a handful of equality terms that an index of the
+list's table starts with, and the index goes on with the list's order (``created_at, id``
+…), so a probe is an index range read in order that stops after a page; never an OFFSET
+scan, never a sort of the table. A filter the table has no index for is a *residual*: its
+rows are read in the order of a probe's index and kept or dropped here, at most
+:data:`SCAN_BUDGET` of them per probe and page. When the budget runs out before the page
+is full, the page is short and its ``next`` cursor starts where the scan stopped: every
+request is bounded, and following ``next`` still sees every match once.
+
+Several probes (one per status, per queue …) are merged here by the order's key; the
+cursor is the key of the last row given, opaque to clients (base64url of JSON).
+
+Counts read at most :data:`COUNT_CAP` + 1 index entries per probe: below that the total
+is exact; above, PostgreSQL answers its planner's estimate and SQLite a lower bound.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, func, literal, or_, select, union_all
+
+from baton.errors import ValidationError
+from baton.store.base import KeyPage, Total
+
+COUNT_CAP = 1000
+SCAN_BUDGET = 2000
+MAX_CURSOR = 600  # characters: a cursor holds a few keys
+
+
+@dataclass(frozen=True)
+class Order:
+    """A list's order: ``tag`` names it in cursors; ``keys`` are (expression, descending),
+    the last one unique (the id), so the order is total and a cursor exact."""
+
+    tag: str
+    keys: tuple[tuple[Any, bool], ...]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Equality terms an index starts with (its order columns follow them). ``small``:
+    few rows (a record's runs, a user's claimed items) read by an index that does not
+    hold the order, so they are sorted by the database (a sort of those few rows only)."""
+
+    where: tuple[Any, ...]
+    small: bool = False
+    fixed: tuple[tuple[Any, Any], ...] = ()  # order keys this probe's equalities fix
+
+
+# ---- cursors ------------------------------------------------------------------------------
+def encode_cursor(tag: str, values: Sequence[Any]) -> str:
+    raw = json.dumps([tag, *values], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(order: Order, text: str) -> list[Any]:
+    """The key values a cursor carries, checked against the list and order it must come
+    from; anything else is a ValidationError naming ``after``."""
+    def bad(why: str) -> ValidationError:
+        return ValidationError("page", {"after": f"not a cursor of this list ({why}): pass "
+                                                 "the `next` value of the previous page "
+                                                 "unchanged, with the same order"})
+    if len(text) > MAX_CURSOR:
+        raise bad("too long")
+    try:
+        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise bad("not base64url JSON") from None
+    if not isinstance(data, list) or not data or not isinstance(data[0], str):
+        raise bad("malformed")
+    if data[0] != order.tag:
+        raise bad(f"it pages {data[0]!r}, this is {order.tag!r}")
+    values = data[1:]
+    if len(values) != len(order.keys) or not all(
+            isinstance(v, str | int) and not isinstance(v, bool) for v in values):
+        raise bad("wrong keys")
+    return values
+
+
+# ---- reading a page -----------------------------------------------------------------------
+class _Desc:
+    """Reverses comparison: a descending key in a Python sort."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+    def __lt__(self, other: _Desc) -> bool:
+        return bool(self.v > other.v)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and bool(self.v == other.v)
+
+    def __le__(self, other: _Desc) -> bool:
+        return bool(self.v >= other.v)
+
+
+_TRUE, _FALSE = object(), object()
+
+
+def after_clause(order: Order, values: Sequence[Any], fixed: Sequence[tuple[Any, Any]] = (),
+                 ) -> Any:
+    """Rows strictly after ``values`` in ``order``: a row-value comparison written out
+    (directions may differ), led by a plain bound on the first key so the index range
+    starts there. A key the probe fixes (``fixed``: expression, value) is compared here,
+    not in SQL, so the probe's index range stays one range; None: no row of the probe
+    comes after (the probe is skipped), True: every row does."""
+    const = {id(expr): v for expr, v in fixed}
+
+    def cmp(i: int, strict: bool) -> Any:
+        expr, desc = order.keys[i]
+        if id(expr) in const:
+            c, v = const[id(expr)], values[i]
+            if not strict:
+                return _TRUE if c == v else _FALSE
+            return _TRUE if (c < v if desc else c > v) else _FALSE
+        if not strict:
+            return expr == values[i]
+        return expr < values[i] if desc else expr > values[i]
+
+    terms: list[Any] = []
+    lead: int | None = None  # the first key not fixed: the index range starts on it
+    for i, (expr, _) in enumerate(order.keys):
+        parts = [cmp(j, False) for j in range(i)] + [cmp(i, True)]
+        if any(p is _FALSE for p in parts):
+            continue
+        sql = [p for p in parts if p is not _TRUE]
+        if not sql:
+            return True  # every row of the probe comes after
+        terms.append(and_(*sql))
+        if lead is None and id(expr) not in const:
+            lead = i
+    if not terms:
+        return None
+    if lead is None:
+        return or_(*terms)
+    expr, desc = order.keys[lead]
+    return and_(expr <= values[lead] if desc else expr >= values[lead], or_(*terms))
+
+
+def _matches(row: dict[str, Any], residual: dict[str, Any]) -> bool:
+    """A residual value is one value, or a tuple of values (any of them)."""
+    return all(row[c] in v if isinstance(v, tuple) else row[c] == v
+               for c, v in residual.items())
+
+
+def _term(column: Any, value: Any) -> Any:
+    return column.in_(value) if isinstance(value, tuple) else column == value
+
+
+def _labels(order: Order) -> list[Any]:
+    return [expr.label(f"_k{i}") for i, (expr, _) in enumerate(order.keys)]
+
+
+def _position(order: Order, row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(_Desc(row[f"_k{i}"]) if desc else row[f"_k{i}"]
+                 for i, (_, desc) in enumerate(order.keys))
+
+
+def read_page(conn: Connection, columns: Sequence[Any], order: Order, probes: Sequence[Probe],
+              residual: dict[str, Any], after: Sequence[Any] | None, offset: int,
+              limit: int) -> KeyPage:
+    """Rows ``offset .. offset + limit`` after the cursor ``after``, in ``order``, from the
+    union of ``probes``, keeping rows whose columns equal ``residual``'s values.
+
+    The probes' first reads go in one statement (UNION ALL of one ordered, limited read
+    per probe); a probe with a residual filter that needs more reads on alone."""
+    want = offset + limit
+    found: dict[Any, dict[str, Any]] = {}
+    cuts = []
+    last = f"_k{len(order.keys) - 1}"  # the id: a row met by two probes is kept once
+    for probe, rows in _first_reads(conn, columns, order, probes, after, want + 1):
+        matched, cut = _go_on(conn, columns, order, probe, residual, rows, want)
+        if cut is not None:
+            cuts.append(cut)
+        for row in matched:
+            found[row[last]] = row
+    ordered = sorted(found.values(), key=lambda r: _position(order, r))
+    boundary = min(cuts) if cuts else None
+    if boundary is not None:
+        ordered = [r for r in ordered if not boundary < _position(order, r)]
+    page = ordered[offset:want]
+    if len(ordered) > want:
+        nxt: list[Any] | None = _key(order, page[-1])
+    elif boundary is not None:
+        nxt = [b.v if isinstance(b, _Desc) else b for b in boundary]
+    else:
+        nxt = None
+    for row in page:
+        for i in range(len(order.keys)):
+            del row[f"_k{i}"]
+    return KeyPage(page, encode_cursor(order.tag, nxt) if nxt is not None else None)
+
+
+def _key(order: Order, row: dict[str, Any]) -> list[Any]:
+    return [row[f"_k{i}"] for i in range(len(order.keys))]
+
+
+def _read(order: Order, columns: Sequence[Any], probe: Probe, start: Sequence[Any] | None,
+          size: int) -> Any:
+    """One probe's ordered read of ``size`` rows after ``start``; None: none come after."""
+    q = select(*columns, *_labels(order)).where(*probe.where)
+    if start is not None:
+        clause = after_clause(order, start, probe.fixed)
+        if clause is None:
+            return None  # the whole probe lies before the cursor
+        if clause is not True:
+            q = q.where(clause)
+    return q.order_by(*[e.desc() if d else e.asc() for e, d in order.keys]).limit(size)
+
+
+def _first_reads(conn: Connection, columns: Sequence[Any], order: Order,
+                 probes: Sequence[Probe], after: Sequence[Any] | None, size: int,
+                 ) -> list[tuple[Probe, list[dict[str, Any]]]]:
+    reads = [(i, q) for i, p in enumerate(probes)
+             if (q := _read(order, columns, p, after, size)) is not None]
+    out: list[tuple[Probe, list[dict[str, Any]]]] = [(p, []) for p in probes]
+    if len(reads) == 1:
+        i, q = reads[0]
+        out[i][1].extend(dict(r._mapping) for r in conn.execute(q))
+    elif reads:
+        parts = [select(literal(i).label("_probe"), q.subquery()) for i, q in reads]
+        for r in conn.execute(union_all(*parts)):
+            row = dict(r._mapping)
+            out[row.pop("_probe")][1].append(row)
+    return [out[i] for i, _ in reads]
+
+
+def _go_on(conn: Connection, columns: Sequence[Any], order: Order, probe: Probe,
+           residual: dict[str, Any], rows: list[dict[str, Any]], want: int,
+           ) -> tuple[list[dict[str, Any]], tuple[Any, ...] | None]:
+    """A probe's matches, from its first ``want + 1`` rows and, with a residual filter,
+    further reads (each 4 times the last) until ``want + 1`` rows matched or SCAN_BUDGET
+    rows were read; and where its reading stopped (None: it read all there is)."""
+    budget = max(SCAN_BUDGET, want + 1) if residual else want + 1
+    matched: list[dict[str, Any]] = []
+    read, size = 0, want + 1
+    while True:
+        read += len(rows)
+        matched += [r for r in rows if _matches(r, residual)] if residual else rows
+        if len(rows) < size:
+            return matched, None
+        if len(matched) > want or read >= budget:
+            return matched, _position(order, rows[-1])
+        start, size = _key(order, rows[-1]), min(size * 4, budget - read)
+        q = _read(order, columns, probe, start, size)
+        rows = [dict(r._mapping) for r in conn.execute(q)] if q is not None else []
+
+
+# ---- counting -----------------------------------------------------------------------------
+def count(conn: Connection, table: Any, order: Order, probes: Sequence[Probe],
+          residual: dict[str, Any]) -> Total:
+    """How many rows the probes and residual match: exact up to :data:`COUNT_CAP`, else an
+    estimate (PostgreSQL) or a lower bound (SQLite), reading at most ``COUNT_CAP + 1``
+    index entries per probe (the newest, in the list's order)."""
+    counted, over = 0, False
+    sort = [expr.desc() if desc else expr.asc() for expr, desc in order.keys]
+    match = and_(*(_term(table.c[c], v) for c, v in residual.items())) if residual else None
+    for probe in probes:
+        # the order's keys (in the probe's index: PostgreSQL may read the index alone)
+        cols = [table.c[c] for c in residual] or [e.label(f"_k{i}") for i, e in
+                                                  enumerate(e for e, _ in order.keys)]
+        # In the list's order: the planner walks the probe's index (a bare LIMIT lets
+        # PostgreSQL scan the heap until enough rows match, all of it for a rare value).
+        sub = (select(*cols).select_from(table).where(*probe.where).order_by(*sort)
+               .limit(COUNT_CAP + 1).subquery())
+        matched = func.count() if match is None else func.coalesce(func.sum(case(
+            (and_(*(_term(sub.c[c], v) for c, v in residual.items())), 1), else_=0)), 0)
+        scanned, hits = conn.execute(select(func.count(), matched).select_from(sub)).one()
+        counted += int(hits)
+        over = over or int(scanned) > COUNT_CAP
+    if not over:
+        return Total(counted)
+    if conn.dialect.name == "postgresql":
+        where = or_(*(and_(*p.where) for p in probes))
+        q = select(literal(1)).select_from(table).where(where)
+        if match is not None:
+            q = q.where(match)
+        return Total(max(counted, _planner_rows(conn, q)), "estimate")
+    return Total(min(counted, COUNT_CAP), "at_least")
+
+
+def _planner_rows(conn: Connection, query: Any) -> int:
+    """PostgreSQL's estimate of the rows ``query`` returns (EXPLAIN: no row is read)."""
+    compiled = query.compile(dialect=conn.dialect)
+    plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + compiled.string,
+                                compiled.params).scalar_one()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])

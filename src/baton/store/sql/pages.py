@@ -1,0 +1,191 @@
+"""The paged lists of runs, work items and records (keyset pagination, bounded counts).
+
+Each list turns its filters into *probes* — equality terms one of the indexes of migration
+8 starts with, that index going on in the list's order — and *residual* filters no index
+holds, checked on the rows a probe reads (:mod:`baton.store.sql.keyset` merges the probes
+and bounds the residual reading). Which index serves which filters:
+
+runs, newest first (``created_at, id`` descending):
+  record_id → ix_runs_record; else current_stage → ix_runs_stage (one probe per status);
+  else orchestration → ix_runs_orchestration (per status); else status → ix_runs_status;
+  else ix_runs_created. ``version``, and the filters beside a record or stage, are residual.
+work items (``created``: ``created_at, id``; ``due``: due time, no due time last, then
+  priority, created, id; ``priority``: priority descending, then due, created, id):
+  run_id → ix_work_items_run and record_id → ix_work_items_record (a handful of rows,
+  sorted); an agent's scope → ix_work_items_assignee[_urgent] per status and assignee (their
+  user, each group, each queue) plus ix_work_items_claimed; everyone's → ix_work_items_
+  created / _urgent per status. ``due``/``priority`` read one probe per priority (0–3).
+records, newest first: object_type → ix_records_object_type, else ix_records_created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from baton.engine.status import RunStatus
+from baton.store import schema as s
+from baton.store.base import KeyPage, Total
+from baton.store.sql.keyset import Order, Probe, count, decode_cursor, read_page
+from baton.store.sql.marks import reads
+
+RUN_COLUMNS = ("id", "orchestration", "version", "status", "record_id", "current_stage",
+               "created_at", "completed_at")
+RUN_FILTERS = ("orchestration", "version", "status", "current_stage", "record_id")
+PRIORITY_VALUES = (0, 1, 2, 3)  # baton.definitions.model.PRIORITIES, by index
+
+_r, _w, _rec = s.runs.c, s.work_items.c, s.records.c
+_due = s.due_key(_w.due_at)
+RUNS_ORDER = Order("runs", ((_r.created_at, True), (_r.id, True)))
+RECORDS_ORDER = Order("records", ((_rec.created_at, True), (_rec.id, True)))
+WORK_ORDERS = {
+    "created": Order("work.created", ((_w.created_at, False), (_w.id, False))),
+    "due": Order("work.due", ((_due, False), (_w.priority, True), (_w.created_at, False),
+                              (_w.id, False))),
+    "priority": Order("work.priority", ((_w.priority, True), (_due, False),
+                                        (_w.created_at, False), (_w.id, False))),
+}
+
+
+def run_probes(filters: dict[str, Any]) -> tuple[list[Probe], dict[str, Any]]:
+    """The probes and residual filters of a runs list (see the module's table)."""
+    f = {k: filters[k] for k in RUN_FILTERS if filters.get(k) is not None}
+    if "record_id" in f:
+        return [Probe((_r.record_id == f.pop("record_id"),))], f
+    statuses = [f.pop("status")] if "status" in f else [st.value for st in RunStatus]
+    if "current_stage" in f:
+        stage = f.pop("current_stage")
+        return [Probe((_r.current_stage == stage, _r.status == st)) for st in statuses], f
+    if "orchestration" in f:
+        name = f.pop("orchestration")
+        return [Probe((_r.orchestration == name, _r.status == st)) for st in statuses], f
+    if len(statuses) == 1 and "status" in filters and filters["status"] is not None:
+        return [Probe((_r.status == statuses[0],))], f
+    return [Probe(())], f
+
+
+def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[str, Any]]:
+    """The probes and residual filters of a work-items list.
+
+    ``filters``: ``statuses``; ``scope`` = (user, groups, queues): items assigned to the
+    user, one of their groups or queues, or claimed by them; ``assignee_kind`` +
+    ``assignee`` (a queue or group); ``user``: assigned to or claimed by that user;
+    ``run_id``, ``record_id``, ``claimed_by``, ``step``, ``orchestration``.
+    """
+    statuses = tuple(filters.get("statuses") or ())
+    residual = {k: filters[k] for k in ("claimed_by", "step", "orchestration")
+                if filters.get(k) is not None}
+    urgent = order in ("due", "priority")
+    narrow = (filters["assignee_kind"], filters["assignee"]) \
+        if filters.get("assignee_kind") is not None else None
+    small_by = next(((col, filters[key]) for key, col in (("run_id", _w.run_id),
+                                                           ("record_id", _w.record_id))
+                     if filters.get(key) is not None), None)
+    if small_by is not None:  # a run's or a record's items: a handful
+        col, value = small_by
+        if filters.get("record_id") is not None and col is _w.run_id:
+            residual["record_id"] = filters["record_id"]
+        residual["status"] = statuses
+        if filters.get("scope") is not None or filters.get("user") is not None:
+            return _scoped_small(filters, col == value, residual, narrow)
+        if narrow is not None:
+            residual.update(assignee_kind=narrow[0], assignee=narrow[1])
+        return [Probe((col == value,), small=True)], residual
+    pairs: list[tuple[str, str]] | None = None
+    claimer: str | None = None
+    if filters.get("scope") is not None:
+        user, groups, queues = filters["scope"]
+        pairs = [("user", user), *(("group", g) for g in sorted(groups)),
+                 *(("queue", q) for q in sorted(queues))]
+        claimer = user
+    elif filters.get("user") is not None:
+        pairs, claimer = [("user", filters["user"])], filters["user"]
+    if narrow is not None:
+        if pairs is None:
+            pairs = [narrow]
+        else:  # within the scope: that queue or group, if the user is in it
+            pairs = [p for p in pairs if p == narrow]
+            residual.update(assignee_kind=narrow[0], assignee=narrow[1])
+    probes = []
+    for st in statuses:
+        heads = [(_w.status == st,)] if pairs is None else [
+            (_w.status == st, _w.assignee_kind == k, _w.assignee == a) for k, a in pairs]
+        for head in heads:
+            probes += [Probe((*head, _w.priority == p), fixed=((_w.priority, p),))
+                       for p in PRIORITY_VALUES] if urgent \
+                else [Probe(head)]
+        if claimer is not None:
+            # `status || ''`: no index can take that term, so the planner reads the user's
+            # claimed items by ix_work_items_claimed (SQLite, without statistics, would
+            # rather walk ix_work_items_created in order and test claimed_by on each item)
+            probes.append(Probe((_w.claimed_by == claimer, _w.status + "" == st), small=True))
+    if claimer is not None and narrow is not None:
+        residual.update(assignee_kind=narrow[0], assignee=narrow[1])
+    return probes, residual
+
+
+def _scoped_small(filters: dict[str, Any], head: Any, residual: dict[str, Any],
+                  narrow: tuple[str, str] | None) -> tuple[list[Probe], dict[str, Any]]:
+    """A run's or record's items within a user's scope: read them all (a handful), keep
+    the scope's, probe by probe (one per assignee, one for the items they claimed)."""
+    if filters.get("scope") is not None:
+        user, groups, queues = filters["scope"]
+        pairs = [("user", user), *(("group", g) for g in sorted(groups)),
+                 *(("queue", q) for q in sorted(queues))]
+    else:
+        user = filters["user"]
+        pairs = [("user", user)]
+    if narrow is not None:
+        pairs = [p for p in pairs if p == narrow]
+    probes = [Probe((head, _w.assignee_kind == k, _w.assignee == a), small=True)
+              for k, a in pairs]
+    claimed = dict(residual)
+    if narrow is not None:
+        claimed.update(assignee_kind=narrow[0], assignee=narrow[1])
+    probes.append(Probe((head, _w.claimed_by == user), small=True))
+    return probes, claimed if narrow is not None else residual
+
+
+class PagesSql:
+    """Keyset-paginated lists and bounded counts; mixed into :class:`~baton.store.sql.tx.SqlTx`."""
+
+    conn: Connection
+
+    def page_runs_txn(self, filters: dict[str, Any], after: str | None, offset: int,
+                      limit: int) -> KeyPage:
+        """Run summaries (not their state), newest first, after the cursor ``after``."""
+        probes, residual = run_probes(filters)
+        key = decode_cursor(RUNS_ORDER, after) if after is not None else None
+        return read_page(self.conn, [s.runs.c[c] for c in RUN_COLUMNS], RUNS_ORDER, probes,
+                         residual, key, offset, limit)
+
+    def count_runs_bounded_txn(self, filters: dict[str, Any]) -> Total:
+        probes, residual = run_probes(filters)
+        return count(self.conn, s.runs, RUNS_ORDER, probes, residual)
+
+    @reads("work_items", "all", "list")
+    def page_work_items_txn(self, filters: dict[str, Any], order: str, after: str | None,
+                            offset: int, limit: int) -> KeyPage:
+        probes, residual = work_probes(filters, order)
+        key = decode_cursor(WORK_ORDERS[order], after) if after is not None else None
+        return read_page(self.conn, list(s.work_items.c), WORK_ORDERS[order], probes,
+                         residual, key, offset, limit)
+
+    def count_work_items_bounded_txn(self, filters: dict[str, Any]) -> Total:
+        probes, residual = work_probes(filters, "created")
+        return count(self.conn, s.work_items, WORK_ORDERS["created"], probes, residual)
+
+    def page_records_txn(self, object_type: str | None, after: str | None, offset: int,
+                         limit: int) -> KeyPage:
+        key = decode_cursor(RECORDS_ORDER, after) if after is not None else None
+        return read_page(self.conn, list(s.records.c), RECORDS_ORDER, _record_probes(object_type),
+                         {}, key, offset, limit)
+
+    def count_records_bounded_txn(self, object_type: str | None) -> Total:
+        return count(self.conn, s.records, RECORDS_ORDER, _record_probes(object_type), {})
+
+
+def _record_probes(object_type: str | None) -> Sequence[Probe]:
+    return [Probe((_rec.object_type == object_type,) if object_type else ())]
