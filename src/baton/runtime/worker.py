@@ -476,8 +476,9 @@ class Worker:
         now_dt = self.engine.clock.now()
         stats = dataclasses.replace(self.stats)
         if read is not None and self.plan_commits:
+            chained: list[_Result] = []
             try:
-                self._commit_planned(results, read, now_dt)
+                self._commit_planned(results, read, now_dt, chained)
                 self.stats.planned_commits += 1
                 self._faults.hit("after_commit")
                 return
@@ -491,6 +492,11 @@ class Worker:
                         "write lock", exc, exc_info=not isinstance(exc, PlanAborted | BatonError))
                 self.stats = dataclasses.replace(stats, unplanned_commits=stats.unplanned_commits + 1)
                 read = None
+                # Steps the plan chained have run: their results are committed below like
+                # the others, not run again. (The way below schedules those steps afresh,
+                # then these results complete them; a job it queued for one finds the step
+                # done and is dropped. A result no longer awaited is dropped as stale.)
+                results = results + chained
         try:
             with self.store.write() as tx:
                 cache = self._prefetch_txn(tx, results, read)
@@ -503,11 +509,13 @@ class Worker:
             return
         self._faults.hit("after_commit")
 
-    def _commit_planned(self, results: list[_Result], read: _BatchCache, now_dt: Any) -> None:
+    def _commit_planned(self, results: list[_Result], read: _BatchCache, now_dt: Any,
+                        chained_out: list[_Result]) -> None:
         """Work out the whole batch's commit on a read snapshot, then take the write lock only
         to check that what it read is still current and to write it: decide(), the record
         updates and the rows to write are made while other processes may hold the lock.
-        Raises (with nothing committed) when the plan cannot be made or no longer holds."""
+        Raises (with nothing committed) when the plan cannot be made or no longer holds;
+        ``chained_out`` then holds the results of the steps it chained (they ran)."""
         cache = _BatchCache(dict(read.runs), dict(read.records))
         pending = list(results)
         budget = CHAIN_LIMIT
@@ -521,6 +529,7 @@ class Worker:
                     more = self._chain(plan, cache, now_dt, budget)
                     budget -= len(more)
                     pending.extend(more)
+                    chained_out.extend(more)
         with self.store.write() as tx:
             plan.commit_into(tx)
         chained = len(pending) - len(results)
@@ -531,8 +540,10 @@ class Worker:
         """Run now, in this plan, the step jobs the plan has just made ready (a step after a
         step) whose step type says they may be (short work: a background step's flow): no job
         row is written, claimed and deleted for them and their run is not read again; their
-        results commit with the batch. Their work still runs outside any write lock and at
-        least once (if this plan is dropped, it runs again from a job)."""
+        results commit with the batch. Their work still runs outside any write lock, and
+        once: if this plan is dropped, their results are committed the usual way
+        (:meth:`_commit_batch`); only a worker that dies before committing leaves them to run
+        again from a job."""
         now = iso(now_dt)
 
         def wanted(j: dict[str, Any]) -> bool:
