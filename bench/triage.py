@@ -56,6 +56,7 @@ LIST_LIMIT = 1000  # open items listed per queue and poll
 QUEUES = ("tier1", "tier2")
 COUNTED_STEPS = frozenset({"classify", "find_agent", "triage", "close_case", "send_survey"})
 STALL_SECONDS = 120.0  # nothing moved for this long: the benchmark fails
+DRIVER_IDLE_MAX = 0.05  # SQLite: the driver's longest wait for a commit before it looks anyway
 WORKER_START_TIMEOUT = 120.0
 WORKER_STOP_TIMEOUT = 60.0
 EVENT_PAGE = 10_000
@@ -602,9 +603,14 @@ def _drive(engine: Any, cfg: BenchConfig, workers: _Workers, reporter: Reporter)
     idle = 0.0
     last_change = last_report = 0.0
     finished = 0
+    # SQLite: between looks, block until some process commits (the workers' results), not
+    # a blind sleep; PostgreSQL: a short back-off (the workers' commits need not NOTIFY).
+    sqlite = engine.store.dialect == "sqlite"
+    never = threading.Event()
     cpu = time.process_time()
     start = time.perf_counter()  # the clock starts before the first record is created
     while True:
+        seen = engine.store.arm_wakeup() if sqlite else None
         worked = False
         if next_i <= n:
             now = time.perf_counter() - start
@@ -649,16 +655,21 @@ def _drive(engine: Any, cfg: BenchConfig, workers: _Workers, reporter: Reporter)
             raise BenchError(f"no progress for {STALL_SECONDS:.0f} s after {d.created} records "
                              f"created and {d.completed_items} triage items completed; "
                              f"{_run_counts(engine)}")
-        # Nothing to do: look again soon (the workload completes items as soon as they appear).
-        # At the end, only the workers have work left: look often enough that the clock stops
-        # within a few ms of the last completion, seldom enough not to take their CPU.
-        if closed < n:
+        # Nothing to do: look again once a worker commits (SQLite), or soon (the workload
+        # completes items as soon as they appear). At the end, only the workers have work
+        # left: the clock stops at the first look after the last completion.
+        if sqlite:
+            idle = DRIVER_IDLE_MAX
+        elif closed < n:
             idle = min(0.010, max(0.001, idle * 2))
         else:
             idle = 0.005 if n - finished < 50 else 0.020
         if rate is not None and next_i <= n:
             idle = max(0.0, min(idle, start + (next_i - 1) / rate - time.perf_counter()))
-        time.sleep(idle)
+        if sqlite:
+            engine.store.wait_for_change(seen, idle, never)
+        else:
+            time.sleep(idle)
 
 
 # ---- verification and latencies ---------------------------------------------------------------

@@ -366,6 +366,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PeopleSql, IdempotencySql, IncidentsSql
             .where(t.c.id == job_id, t.c.claimed_by == worker_id)
             .values(status="ready", claimed_by=None, claimed_at=None, run_after=run_after)
         )
+        self.enqueued = True  # idle workers (NOTIFY) look again and see when it falls due
 
     def count_jobs_txn(self) -> dict[str, int]:
         self.flush_txn()
