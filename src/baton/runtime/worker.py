@@ -206,8 +206,11 @@ class Worker:
     def _until_next_due(self, longest: float) -> float:
         """Seconds until the earliest ready job falls due (at most ``longest``; at least
         IDLE_WAIT_MIN, so a job due now but not yet claimable cannot make the loop spin)."""
-        with self.store.read() as tx:
-            due = tx.next_job_due_txn()
+        try:
+            with self.store.read() as tx:
+                due = tx.next_job_due_txn()
+        except DBAPIError:  # the database is down: the loop's next try backs off
+            return min(longest, 1.0)
         if due is None:
             return longest
         wait = (parse_iso(due) - self.engine.clock.now()).total_seconds()

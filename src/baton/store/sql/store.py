@@ -8,7 +8,9 @@ The dialects' differences are hooks in :mod:`baton.store.sql.dialects`.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +29,8 @@ from baton.store.sql.jobs import JobQueue
 from baton.store.sql.plan import PlanAborted, PlanTx
 from baton.store.sql.statements import MIGRATION_LOCK, Hot, normalize_url
 from baton.store.sql.tx import SqlTx
+
+log = logging.getLogger("baton.store")
 
 
 class SqlStore(JobQueue):
@@ -123,7 +127,11 @@ class SqlStore(JobQueue):
         if self._watch is not None:
             return self._watch.arm()
         if self._listener is not None:
-            self._listener.arm()
+            try:
+                self._listener.arm()
+            except Exception as exc:  # noqa: BLE001 - psycopg's errors: the server is away
+                log.warning("cannot LISTEN for new jobs (%s); trying again at the next wait",
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
         return None
 
     def wait_for_jobs(self, timeout: float) -> bool:
@@ -134,7 +142,13 @@ class SqlStore(JobQueue):
         """
         if self._listener is None or timeout <= 0:
             return False
-        return self._listener.wait(timeout)
+        try:
+            return self._listener.wait(timeout)
+        except Exception as exc:  # noqa: BLE001 - psycopg's errors: the server is away
+            log.warning("waiting for new jobs failed (%s); looking again shortly",
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            time.sleep(min(timeout, 1.0))  # the listener reconnects at the next wait
+            return False
 
     def change_counter(self) -> int | None:
         """SQLite: a number that changes whenever any connection, in any process, commits
