@@ -139,7 +139,8 @@ class Worker:
                         self.store.release_jobs_of_dead_workers(
                             iso(self.engine.clock.now()), self.heartbeat_timeout)
                         next_reap = time.monotonic() + self.heartbeat_interval
-                    seen = self.store.arm_wakeup()  # what commits after this wakes us
+                    # What commits after this wakes the idle wait (which until_idle never has).
+                    seen = None if until_idle else self.store.arm_wakeup()
                     processed = self.run_once()
                     delay = 0.0
                 except DBAPIError as exc:
