@@ -3,7 +3,7 @@ lock, waking idle workers (NOTIFY, or a commit seen in SQLite's WAL file), and w
 are worth another try. :class:`~baton.store.sql.store.SqlStore` calls these hooks and is the
 same for both otherwise.
 
-Nothing here spins: a writer waiting for SQLite's lock backs off (0.5 ms doubling to 4 ms),
+Nothing here spins: a writer waiting for SQLite's lock backs off (0.5 ms doubling to 2 ms),
 and an idle worker blocks in ``select`` until something is written (Linux inotify on the
 WAL file; elsewhere a data_version poll backing off to 20 ms), a NOTIFY arrives
 (PostgreSQL), :meth:`Interrupts.interrupt` is called (a worker stopping), or its timeout
@@ -34,11 +34,11 @@ SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_MS = 60_000
 _FAST_WAIT_S = 1.0  # how long a writer backs off on its own before SQLite's handler waits
 LOCK_BACKOFF_FIRST_S = 0.0005  # a writer's first sleep when the lock is held ...
-LOCK_BACKOFF_MAX_S = 0.004  # ... doubling up to this: never a sub-ms poll for long
+LOCK_BACKOFF_MAX_S = 0.002  # ... doubling up to this: never a sub-ms poll for long
 
 
 def lock_backoff() -> Any:
-    """The sleeps between tries for SQLite's write lock: 0.5, 1, 2, 4, 4, … ms."""
+    """The sleeps between tries for SQLite's write lock: 0.5, 1, 2, 2, … ms."""
     delay = LOCK_BACKOFF_FIRST_S
     while True:
         yield delay
@@ -52,7 +52,7 @@ def _begin_immediate(raw: Any) -> None:
     waiting for another process's transaction oversleeps it by up to that much, every
     time; the benchmark's driver and worker hand the lock to each other hundreds of times
     a second. So for its first second a waiting writer backs off on its own, 0.5 ms
-    doubling to 4 ms (a failed try costs a few µs; most holders commit within a few ms),
+    doubling to 2 ms (a failed try costs a few µs; most holders commit within a few ms),
     and only then leaves it to the busy timeout. It used to try every 0.2 ms, which burned
     the CPU the lock holder needed when both shared a core.
     """
@@ -334,7 +334,7 @@ class SqliteWatch:
 
     def _settle(self, seen: int, deadline: float, wake: threading.Event) -> bool:
         """The WAL was written: a commit is under way, but the counter moves only once it is
-        complete (after its fsync). Look with a back-off (0.5 ms doubling to 4 ms) for up to
+        complete (after its fsync). Look with a back-off (0.5 ms doubling to 2 ms) for up to
         :data:`SETTLE_S`; a transaction that wrote and rolled back ends this."""
         end = min(deadline, time.monotonic() + SETTLE_S)
         for delay in lock_backoff():
