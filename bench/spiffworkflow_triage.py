@@ -1,14 +1,25 @@
 """SpiffWorkflow side of the "case triage" benchmark (/work/shared/bench/WORKLOAD.md).
 
 Runs the workload's process, modelled in BPMN 2.0 (bench/case_triage.bpmn), on
-SpiffWorkflow 3.x, in one of two modes:
+SpiffWorkflow 3.x, in one of three modes:
 
 * ``memory``: workflows live only in this process (no durability at all);
-* ``durable``: after every step the whole workflow state is serialized with
-  SpiffWorkflow's ``BpmnWorkflowSerializer`` to JSON and UPSERTed into one SQLite row per
-  case (WAL, ``synchronous=FULL``, one committed transaction per write). While a case waits
-  at its triage task it lives only in the database: the driver loads (deserializes) it to
-  complete the task, as a SpiffWorkflow application serving the person's form would.
+* ``durable-per-step`` (``durable``): after every step the whole workflow state is
+  serialized with SpiffWorkflow's ``BpmnWorkflowSerializer`` to JSON and UPSERTed into one
+  SQLite row per case (WAL, ``synchronous=FULL``, one committed transaction per write);
+* ``durable-batched``: the same serialized state and the same SQLite settings, but written
+  as Baton writes its own: many cases per transaction, at each wait point only, with
+  Baton's batch sizes. New cases are stored 100 per transaction (Baton creates records 100
+  per transaction, each with its started run); the engine steps of up to 256 cases (Baton's
+  worker batch) run to their next wait point (the triage task, or the end) and those cases
+  are stored in one transaction (Baton's worker commits a batch of results in one); ready
+  triage tasks are completed 250 per transaction (Baton's driver completes work items 250
+  per transaction). Nothing is lost on a crash that a SpiffWorkflow application would
+  need: every case's state at each wait point is committed before it is acted on again.
+
+In both durable modes a case waiting at its triage task lives only in the database: the
+driver loads (deserializes) it to complete the task, as a SpiffWorkflow application serving
+the person's form would.
 
 How the driver runs the cases (what a SpiffWorkflow application does, single process):
 all N cases are created first (the burst of Case records of the workload); creating a case
@@ -17,14 +28,18 @@ triage user task. The driver then completes ready triage tasks first-in first-ou
 soon as it is its turn (a person working through the triage queue); completing one runs the
 engine steps that follow it (close_case and send_survey, or raise_level, classify and
 find_agent, after which the case joins the back of the queue again). SpiffWorkflow is a
-library without workers of its own, so everything runs in this one thread.
+library without workers of its own, so everything runs in this one thread. (In
+``durable-batched`` mode the same work is grouped into the batches described above.)
+
+CPU: ``cpu_s`` is this process's CPU time (user + system, ``time.process_time``) over the
+timed part, the same span as ``seconds``; ``cpu_ms_per_run`` divides it by the runs.
 
 Step bodies are plain Python functions given to the script engine's environment; the BPMN
 script tasks call them (``classify_out = classify(case)``).
 
 Meant to be launched as a subprocess (so that peak RSS is this engine's own):
 
-    python bench/spiffworkflow_triage.py --runs 2000 --mode durable --json
+    python bench/spiffworkflow_triage.py --runs 2000 --mode durable-batched --json
 """
 
 # SpiffWorkflow ships no type information (no py.typed): its objects are Any here.
@@ -34,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sqlite3
 import sys
@@ -53,12 +69,18 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
-Mode = Literal["memory", "durable"]
+Mode = Literal["memory", "durable-per-step", "durable-batched"]
+MODES: tuple[str, ...] = ("memory", "durable-per-step", "durable-batched")
+MODE_ALIASES = {"durable": "durable-per-step"}  # the name before durable-batched existed
 SaveEvery = Literal["step", "task"]
 Case = dict[str, Any]
 
 BPMN_FILE = Path(__file__).with_name("case_triage.bpmn")
 PROCESS_ID = "case_triage"
+# durable-batched: Baton's batch sizes (bench/triage.py CHUNK, COMPLETE_CHUNK, --batch)
+CREATE_CHUNK = 100  # new cases stored per transaction
+ENGINE_BATCH = 256  # cases whose engine steps run (and are stored) per transaction
+COMPLETE_CHUNK = 250  # triage tasks completed per transaction
 
 # --- step bodies (WORKLOAD.md, "Step bodies"); each updates the case record and returns
 # the step's output, as the flows of examples/case_triage/flows.py do in Baton ---------------
@@ -156,6 +178,33 @@ class StateStore:
             (case_id, int(completed), state),
         )
 
+    def save_many(self, rows: list[tuple[int, str, bool]]) -> None:
+        """Store many cases' states in ONE transaction (one commit, one fsync)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany(
+                "INSERT INTO workflow_state (case_id, completed, state) VALUES (?, ?, ?)"
+                " ON CONFLICT (case_id) DO UPDATE SET completed = excluded.completed,"
+                " state = excluded.state",
+                [(case_id, int(completed), state) for case_id, state, completed in rows],
+            )
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def load_many(self, case_ids: list[int]) -> dict[int, str]:
+        """The stored states of ``case_ids``, read with one statement."""
+        marks = ",".join("?" * len(case_ids))
+        rows = self.conn.execute(
+            f"SELECT case_id, state FROM workflow_state WHERE case_id IN ({marks})", case_ids
+        ).fetchall()
+        found = {int(r[0]): str(r[1]) for r in rows}
+        missing = [c for c in case_ids if c not in found]
+        if missing:
+            raise KeyError(f"no stored workflow for cases {missing[:5]}")
+        return found
+
     def load(self, case_id: int) -> str:
         row = self.conn.execute(
             "SELECT state FROM workflow_state WHERE case_id = ?", (case_id,)
@@ -184,11 +233,19 @@ class TriageDriver:
     """Starts cases and completes their triage tasks; counts and checks the steps."""
 
     def __init__(
-        self, spec: BpmnProcessSpec, store: StateStore | None, save_every: SaveEvery
+        self,
+        spec: BpmnProcessSpec,
+        store: StateStore | None,
+        save_every: SaveEvery,
+        *,
+        batched: bool = False,
     ) -> None:
         self.spec = spec
         self.store = store
         self.save_every = save_every
+        # batched: nothing is saved per step; the batch methods below store each case's
+        # state at its wait points, many cases per transaction.
+        self.batched = batched
         self.engine = PythonScriptEngine(environment=TaskDataEnvironment(dict(STEP_FUNCTIONS)))
         self.serializer = BpmnWorkflowSerializer()
         self.live: dict[int, BpmnWorkflow] = {}  # memory mode: the workflows themselves
@@ -213,7 +270,9 @@ class TriageDriver:
         if name in COUNTED_BACKGROUND or name == "triage":
             self.steps[case_id] += 1
             self.total_steps += 1
-        if self.store is not None and (self.save_every == "task" or name in STEP_TASKS):
+        if self.batched or self.store is None:
+            return
+        if self.save_every == "task" or name in STEP_TASKS:
             self._save(case_id, workflow)
 
     def _run_engine(self, case_id: int, workflow: BpmnWorkflow) -> None:
@@ -223,7 +282,7 @@ class TriageDriver:
             self._after_task(case_id, workflow, task)
 
         workflow.do_engine_steps(did_complete_task=did_complete)
-        if self.store is not None and self.save_every == "step":
+        if self.store is not None and self.save_every == "step" and not self.batched:
             # Also store the settled state (gateways/events run after the last step), so the
             # stored state at every wait point is exactly the in-memory one.
             self._save(case_id, workflow)
@@ -242,6 +301,66 @@ class TriageDriver:
     def complete_triage(self, case_id: int) -> bool:
         """Complete the case's ready triage task; True when the case has completed."""
         workflow = self._workflow(case_id)
+        self._complete_task(case_id, workflow)
+        self._run_engine(case_id, workflow)
+        if not workflow.completed:
+            return False
+        self._verify(case_id, workflow)
+        self.live.pop(case_id, None)
+        return True
+
+    # durable-batched: the same work, many cases per transaction at their wait points
+
+    def create_batch(self, case_ids: list[int]) -> list[tuple[int, BpmnWorkflow]]:
+        """Create cases and store their started workflows in ONE transaction (Baton: records
+        and their runs, 100 per transaction). Their engine steps run in :meth:`engine_batch`."""
+        assert self.store is not None
+        made = []
+        for case_id in case_ids:
+            workflow = BpmnWorkflow(self.spec, script_engine=self.engine)
+            workflow.task_tree.data["case"] = new_case(case_id)
+            self.steps[case_id] = 0
+            made.append((case_id, workflow))
+        self.store.save_many(
+            [(c, self.serializer.serialize_json(w), w.completed) for c, w in made]
+        )
+        return made
+
+    def engine_batch(self, batch: list[tuple[int, BpmnWorkflow]]) -> list[int]:
+        """Run each workflow's engine steps to its next wait point and store them all in ONE
+        transaction (Baton: a worker batch of results, one commit). Returns the cases that
+        now wait at a triage task; completed cases are verified and forgotten."""
+        assert self.store is not None
+        rows: list[tuple[int, str, bool]] = []
+        waiting: list[int] = []
+        for case_id, workflow in batch:
+            self._run_engine(case_id, workflow)
+            rows.append((case_id, self.serializer.serialize_json(workflow), workflow.completed))
+            if workflow.completed:
+                self._verify(case_id, workflow)
+            else:
+                waiting.append(case_id)
+        self.store.save_many(rows)
+        return waiting
+
+    def triage_batch(self, case_ids: list[int]) -> list[tuple[int, BpmnWorkflow]]:
+        """Load waiting cases (one read), complete their triage tasks and store them in ONE
+        transaction (Baton: work items completed 250 per transaction). The engine steps that
+        follow run in the next :meth:`engine_batch`."""
+        assert self.store is not None
+        states = self.store.load_many(case_ids)
+        done: list[tuple[int, BpmnWorkflow]] = []
+        for case_id in case_ids:
+            workflow = self.serializer.deserialize_json(states[case_id])
+            workflow.script_engine = self.engine
+            self._complete_task(case_id, workflow)
+            done.append((case_id, workflow))
+        self.store.save_many(
+            [(c, self.serializer.serialize_json(w), w.completed) for c, w in done]
+        )
+        return done
+
+    def _complete_task(self, case_id: int, workflow: BpmnWorkflow) -> None:
         task = workflow.get_next_task(state=TaskState.READY, manual=True)
         if task is None or task.task_spec.bpmn_id != "triage":
             raise RuntimeError(f"case {case_id}: no ready triage task")
@@ -249,12 +368,6 @@ class TriageDriver:
         task.data["resolution"] = "escalate" if case_id % 5 == 0 and first_triage else "close"
         task.run()
         self._after_task(case_id, workflow, task)
-        self._run_engine(case_id, workflow)
-        if not workflow.completed:
-            return False
-        self._verify(case_id, workflow)
-        self.live.pop(case_id, None)
-        return True
 
     def _verify(self, case_id: int, workflow: BpmnWorkflow) -> None:
         escalated = case_id % 5 == 0
@@ -273,33 +386,8 @@ class TriageDriver:
             raise RuntimeError(f"case {case_id}: unexpected final data {workflow.data}")
 
 
-def run(
-    n: int, mode: Mode, db_path: str | None = None, *, save_every: SaveEvery = "step"
-) -> dict[str, Any]:
-    """Run ``n`` cases of the workload and return the figures.
-
-    ``db_path`` (durable mode) must not exist yet; without it a temporary file is used.
-    ``save_every`` (durable mode): "step" saves after every workload step (classify,
-    find_agent, triage, raise_level, close_case, send_survey) and once more when the engine
-    settles; "task" saves after every task SpiffWorkflow completes, gateways and events too.
-    """
-    if mode not in ("memory", "durable"):
-        raise ValueError(f"mode must be memory or durable, not {mode!r}")
-    spec = load_spec()  # deploying the process is not part of the timed run
-    store: StateStore | None = None
-    tmp: tempfile.TemporaryDirectory[str] | None = None
-    if mode == "durable":
-        if db_path is None:
-            tmp = tempfile.TemporaryDirectory(prefix="spiff-bench-")
-            path = Path(tmp.name) / "spiffworkflow.sqlite"
-        else:
-            path = Path(db_path)
-            if path.exists() and path.stat().st_size > 0:
-                raise FileExistsError(f"{path} exists; give a fresh database path")
-        store = StateStore(path)
-    driver = TriageDriver(spec, store, save_every)
-
-    started = time.perf_counter()
+def _drive_one_by_one(driver: TriageDriver, n: int) -> int:
+    """memory and durable-per-step: each case started, then triaged first-in first-out."""
     queue: deque[int] = deque()  # cases waiting at a ready triage task, oldest first
     for case_id in range(1, n + 1):
         driver.start(case_id)
@@ -311,7 +399,64 @@ def run(
             completed += 1
         else:
             queue.append(case_id)  # escalated: triaged again at the next level
+    return completed
+
+
+def _drive_batched(driver: TriageDriver, n: int) -> int:
+    """durable-batched: the same order of work as Baton's driver and worker, in their batch
+    sizes: create a chunk, run every pending case's engine steps, triage a chunk, again."""
+    pending: deque[tuple[int, BpmnWorkflow]] = deque()  # engine steps to run
+    waiting: deque[int] = deque()  # at a ready triage task (stored only), oldest first
+    next_id, completed = 1, 0
+    while next_id <= n or pending or waiting:
+        if next_id <= n:
+            ids = list(range(next_id, min(n, next_id + CREATE_CHUNK - 1) + 1))
+            next_id += len(ids)
+            pending.extend(driver.create_batch(ids))
+        while pending:
+            batch = [pending.popleft() for _ in range(min(ENGINE_BATCH, len(pending)))]
+            now_waiting = driver.engine_batch(batch)
+            completed += len(batch) - len(now_waiting)
+            waiting.extend(now_waiting)
+        if waiting:
+            ids = [waiting.popleft() for _ in range(min(COMPLETE_CHUNK, len(waiting)))]
+            pending.extend(driver.triage_batch(ids))
+    return completed
+
+
+def run(
+    n: int, mode: str, db_path: str | None = None, *, save_every: SaveEvery = "step"
+) -> dict[str, Any]:
+    """Run ``n`` cases of the workload and return the figures.
+
+    ``db_path`` (durable modes) must not exist yet; without it a temporary file is used.
+    ``save_every`` (durable-per-step): "step" saves after every workload step (classify,
+    find_agent, triage, raise_level, close_case, send_survey) and once more when the engine
+    settles; "task" saves after every task SpiffWorkflow completes, gateways and events too.
+    """
+    mode = MODE_ALIASES.get(mode, mode)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    spec = load_spec()  # deploying the process is not part of the timed run
+    store: StateStore | None = None
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    if mode != "memory":
+        if db_path is None:
+            tmp = tempfile.TemporaryDirectory(prefix="spiff-bench-")
+            path = Path(tmp.name) / "spiffworkflow.sqlite"
+        else:
+            path = Path(db_path)
+            if path.exists() and path.stat().st_size > 0:
+                raise FileExistsError(f"{path} exists; give a fresh database path")
+        store = StateStore(path)
+    batched = mode == "durable-batched"
+    driver = TriageDriver(spec, store, save_every, batched=batched)
+
+    cpu = time.process_time()
+    started = time.perf_counter()
+    completed = _drive_batched(driver, n) if batched else _drive_one_by_one(driver, n)
     seconds = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu
 
     expected_total = sum(expected_steps(i) for i in range(1, n + 1))
     if completed != n or driver.total_steps != expected_total:
@@ -322,11 +467,15 @@ def run(
         "engine": "spiffworkflow",
         "version": package_version("SpiffWorkflow"),
         "mode": mode,
+        "durable": store is not None,
         "runs": completed,
         "steps": driver.total_steps,
         "seconds": round(seconds, 3),
         "runs_per_s": round(completed / seconds, 1),
         "steps_per_s": round(driver.total_steps / seconds, 1),
+        "cpu_s": round(cpu_s, 3),
+        "cpu_ms_per_run": round(cpu_s * 1000 / completed, 3),
+        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         # ru_maxrss is in KiB on Linux
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
@@ -334,7 +483,11 @@ def run(
         if store.completed_count() != n:
             raise RuntimeError("not every stored workflow is marked completed")
         result["db_bytes"] = store.size_bytes()
-        result["save_every"] = save_every
+        if batched:
+            result["batches"] = {"create": CREATE_CHUNK, "engine": ENGINE_BATCH,
+                                 "complete": COMPLETE_CHUNK}
+        else:
+            result["save_every"] = save_every
         store.close()
     if tmp is not None:
         tmp.cleanup()
@@ -344,15 +497,16 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=2000, help="number of cases (default 2000)")
-    parser.add_argument("--mode", choices=["memory", "durable"], default="memory")
+    parser.add_argument("--mode", choices=[*MODES, *MODE_ALIASES], default="memory",
+                        help="durable is durable-per-step")
     parser.add_argument(
-        "--db", help="durable mode: SQLite file to create (default: a temporary file)"
+        "--db", help="durable modes: SQLite file to create (default: a temporary file)"
     )
     parser.add_argument(
         "--save-every",
         choices=["step", "task"],
         default="step",
-        help="durable mode: save after every workload step (default) or every SpiffWorkflow task",
+        help="durable-per-step: save after every workload step (default) or every SpiffWorkflow task",
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = parser.parse_args(argv)

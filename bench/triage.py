@@ -44,7 +44,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from baton.clock import parse_iso
 from baton.errors import BatonError, ConfigError
@@ -56,12 +56,15 @@ LIST_LIMIT = 1000  # open items listed per queue and poll
 QUEUES = ("tier1", "tier2")
 COUNTED_STEPS = frozenset({"classify", "find_agent", "triage", "close_case", "send_survey"})
 STALL_SECONDS = 120.0  # nothing moved for this long: the benchmark fails
+DRIVER_IDLE_MAX = 0.05  # SQLite: the driver's longest wait for a commit before it looks anyway
 WORKER_START_TIMEOUT = 120.0
 WORKER_STOP_TIMEOUT = 60.0
 EVENT_PAGE = 10_000
 AGENT_POOLS = {"billing": ["ann", "bob"], "tech": ["cyd", "dan", "eve"]}
 COMPARE_ENGINES = ("spiffworkflow",)
-SPIFF_MODES = ("memory", "durable")
+# SpiffWorkflow's variants (bench/spiffworkflow_triage.py): in memory; durable with Baton's
+# batching (many cases' state per transaction at each wait point); durable after every step.
+SPIFF_MODES = ("memory", "durable-batched", "durable-per-step")
 SPIFF_SCRIPT = "spiffworkflow_triage.py"
 REPO = Path(__file__).resolve().parents[1]  # bench/ sits in the repository root
 log = logging.getLogger("baton.bench")
@@ -82,6 +85,11 @@ class BenchConfig:
     examples: Path | None = None
     compare: tuple[str, ...] = ()
     keep: bool = False  # keep the databases (SQLite files / PostgreSQL databases)
+    # Pin this process and every process it starts (workers, SpiffWorkflow, the noise) to
+    # the first ``cpus`` CPUs it may run on (os.sched_setaffinity; children inherit it).
+    cpus: int | None = None
+    # A CPU-bound neighbour (one busy process) for the duration of each measured run.
+    noise: bool = False
     # What the driver's and the workers' Engines run with (the command reads the environment:
     # BATON_PLAN_COMMITS=0, say); the database is --db's, never Settings.database.
     settings: Settings = field(default_factory=Settings)
@@ -95,6 +103,13 @@ class BenchConfig:
             raise ConfigError("--repeat must be at least 1")
         if self.batch < 1:
             raise ConfigError("--batch must be at least 1")
+        if self.cpus is not None:
+            if not hasattr(os, "sched_setaffinity"):
+                raise ConfigError("--cpus needs os.sched_setaffinity (Linux)")
+            allowed = len(os.sched_getaffinity(0))
+            if not 1 <= self.cpus <= allowed:
+                raise ConfigError(f"--cpus must be between 1 and {allowed} (the CPUs this "
+                                  f"process may run on), not {self.cpus}")
         if self.rate is not None and self.rate <= 0:
             raise ConfigError("--rate must be a positive number of records per second")
         for engine in self.compare:
@@ -201,6 +216,63 @@ def reset_peak_rss() -> None:
 # process it would report this process's RSS (see peak_rss_mib). Started from this small
 # launcher it reports its own (the launcher's ~10 MiB is the floor).
 _LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
+# ---- pinning and a CPU-bound neighbour --------------------------------------------------------
+def pin_cpus(cpus: int | None) -> tuple[set[int] | None, list[int] | None]:
+    """Pin this process to its first ``cpus`` allowed CPUs; every process it starts after
+    this inherits the mask. Returns (the mask to restore, the CPUs pinned to)."""
+    if cpus is None:
+        return None, None
+    before = set(os.sched_getaffinity(0))
+    chosen = sorted(before)[:cpus]
+    os.sched_setaffinity(0, chosen)
+    return before, chosen
+
+
+_BUSY = "while True:\n    pass\n"
+
+
+def _affinity() -> list[int] | None:
+    """The CPUs this process may run on (what --cpus pinned it to), where that is known."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
+def _cpu_of(pid: int) -> float | None:
+    """A live process's CPU seconds (user + system) from /proc; None where there is none."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Noise:
+    """One busy process (a Python loop) for the duration of a measured run: the
+    neighbour of ``--noise``. It inherits this process's CPU mask (with ``--cpus 1`` it
+    shares that one core). Its own CPU is in no figure; what it got is reported."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.cpu_s: list[float] = []
+
+    def __enter__(self) -> Self:
+        if self.enabled:
+            self.proc = subprocess.Popen([sys.executable, "-c", _BUSY],
+                                         stdin=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        cpu = _cpu_of(self.proc.pid)
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        if cpu is not None:
+            self.cpu_s.append(round(cpu, 2))
 
 
 # ---- finding things ---------------------------------------------------------------------------
@@ -402,7 +474,7 @@ def _worker_main(url: str, project_dir: str, batch: int, settings: Settings, sto
         "jobs": stats.jobs, "steps_completed": stats.steps_completed,
         "steps_failed": stats.steps_failed, "stale": stats.stale,
         "chained": stats.chained, "planned_commits": stats.planned_commits, "unplanned_commits": stats.unplanned_commits,
-        "cpu_s": round(time.process_time() - cpu, 2)}))
+        "cpu_s": round(time.process_time() - cpu, 2), "cpus": _affinity()}))
 
 
 class _Workers:
@@ -554,9 +626,14 @@ def _drive(engine: Any, cfg: BenchConfig, workers: _Workers, reporter: Reporter)
     idle = 0.0
     last_change = last_report = 0.0
     finished = 0
+    # SQLite: between looks, block until some process commits (the workers' results), not
+    # a blind sleep; PostgreSQL: a short back-off (the workers' commits need not NOTIFY).
+    sqlite = engine.store.dialect == "sqlite"
+    never = threading.Event()
     cpu = time.process_time()
     start = time.perf_counter()  # the clock starts before the first record is created
     while True:
+        seen = engine.store.arm_wakeup() if sqlite else None
         worked = False
         if next_i <= n:
             now = time.perf_counter() - start
@@ -601,16 +678,21 @@ def _drive(engine: Any, cfg: BenchConfig, workers: _Workers, reporter: Reporter)
             raise BenchError(f"no progress for {STALL_SECONDS:.0f} s after {d.created} records "
                              f"created and {d.completed_items} triage items completed; "
                              f"{_run_counts(engine)}")
-        # Nothing to do: look again soon (the workload completes items as soon as they appear).
-        # At the end, only the workers have work left: look often enough that the clock stops
-        # within a few ms of the last completion, seldom enough not to take their CPU.
-        if closed < n:
+        # Nothing to do: look again once a worker commits (SQLite), or soon (the workload
+        # completes items as soon as they appear). At the end, only the workers have work
+        # left: the clock stops at the first look after the last completion.
+        if sqlite:
+            idle = DRIVER_IDLE_MAX
+        elif closed < n:
             idle = min(0.010, max(0.001, idle * 2))
         else:
             idle = 0.005 if n - finished < 50 else 0.020
         if rate is not None and next_i <= n:
             idle = max(0.0, min(idle, start + (next_i - 1) / rate - time.perf_counter()))
-        time.sleep(idle)
+        if sqlite:
+            engine.store.wait_for_change(seen, idle, never)
+        else:
+            time.sleep(idle)
 
 
 # ---- verification and latencies ---------------------------------------------------------------
@@ -709,7 +791,7 @@ def _verify(engine: Any, n: int) -> dict[str, Any]:
 
 # ---- one repetition ---------------------------------------------------------------------------
 def _baton_once(cfg: BenchConfig, rep: int, project: Path, dbs: _Databases,
-                reporter: Reporter) -> dict[str, Any]:
+                reporter: Reporter, noise: Noise) -> dict[str, Any]:
     from baton.project import load_project
     from baton.runtime.engine import Engine
 
@@ -730,7 +812,8 @@ def _baton_once(cfg: BenchConfig, rep: int, project: Path, dbs: _Databases,
                 reporter.phase(f"Baton, repetition {rep}/{cfg.repeat}: runs finished", cfg.runs)
                 prof = _profiler()
                 try:
-                    drive = _drive(engine, cfg, workers, reporter)
+                    with noise:
+                        drive = _drive(engine, cfg, workers, reporter)
                 finally:
                     _dump_profile(prof, "driver")
             finally:
@@ -746,6 +829,8 @@ def _baton_once(cfg: BenchConfig, rep: int, project: Path, dbs: _Databases,
         dbs.dispose(url)
     worker_rss = list(workers.rss.values()) or [children_rss]
     seconds = drive.seconds
+    worker_cpu = [float(s.get("cpu_s") or 0.0) for s in workers.stats.values()]
+    cpu_total = drive.cpu_s + sum(worker_cpu)
     return {
         "rep": rep,
         "seconds": round(seconds, 3),
@@ -763,21 +848,27 @@ def _baton_once(cfg: BenchConfig, rep: int, project: Path, dbs: _Databases,
         "peak_rss_workers_mib": worker_rss,
         "peak_rss_total_mib": round(driver_rss + sum(worker_rss), 1),
         "db_bytes": db_bytes,
-        # CPU seconds while the clock ran: where the time goes (2 cores = 2 s per second)
+        # CPU seconds while the clock ran: where the time goes (2 cores = 2 s per second).
+        # The driver's from the clock's start to its stop; each worker's from when it was
+        # ready to when it stopped (a few ms around the clock's span, idle).
         "cpu_s_driver": round(drive.cpu_s, 2),
-        "cpu_s_workers": [s.get("cpu_s") for s in workers.stats.values()],
+        "cpu_s_workers": [round(c, 2) for c in worker_cpu],
+        "cpu_s": round(cpu_total, 2),
+        "cpu_ms_per_run": round(cpu_total * 1000 / cfg.runs, 3),
         "worker_stats": list(workers.stats.values()),
         "durability": durability,
     }
 
 
-def _spiff_once(script: Path, n: int, mode: str, db_file: Path | None) -> dict[str, Any]:
+def _spiff_once(script: Path, n: int, mode: str, db_file: Path | None,
+                noise: Noise) -> dict[str, Any]:
     cmd = [sys.executable, "-c", _LAUNCHER,
            sys.executable, str(script), "--runs", str(n), "--mode", mode, "--json"]
-    if mode == "durable" and db_file is not None:
+    if mode != "memory" and db_file is not None:
         cmd += ["--db", str(db_file)]
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        with noise:
+            p = subprocess.run(cmd, capture_output=True, text=True, check=False)
     finally:
         if db_file is not None:
             for x in ("", "-wal", "-shm", "-journal"):
@@ -809,20 +900,28 @@ def run_benchmark(cfg: BenchConfig, reporter: Reporter | None = None) -> dict[st
     load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     reps: list[dict[str, Any]] = []
     spiff: dict[str, list[dict[str, Any]]] = {m: [] for m in SPIFF_MODES}
+    noise = {"baton": Noise(cfg.noise), **{m: Noise(cfg.noise) for m in SPIFF_MODES}}
+    restore, pinned = pin_cpus(cfg.cpus)
     try:
         # Interleaved (Baton, then each comparison, per repetition): a swing in the host's
         # load hits every engine alike.
         for rep in range(1, cfg.repeat + 1):
-            reps.append(_baton_once(cfg, rep, project, dbs, reporter))
+            reps.append(_baton_once(cfg, rep, project, dbs, reporter, noise["baton"]))
             if spiff_script is not None:
                 for mode in SPIFF_MODES:
                     reporter.phase(f"SpiffWorkflow {mode}, repetition {rep}/{cfg.repeat} "
                                    f"(N={cfg.runs}, subprocess)", None)
                     spiff[mode].append(_spiff_once(spiff_script, cfg.runs, mode,
-                                                   dbs.spiff_file(mode, rep)))
+                                                   dbs.spiff_file(mode, rep), noise[mode]))
     finally:
+        if restore is not None:
+            os.sched_setaffinity(0, restore)
         dbs.close()
-    return _summarize(cfg, reps, spiff if spiff_script else {}, spiff_version, dbs, load_before)
+    out = _summarize(cfg, reps, spiff if spiff_script else {}, spiff_version, dbs, load_before)
+    out["cpus_pinned"] = pinned
+    out["noise"] = ({"processes": 1, "cpu_s": {k: n.cpu_s for k, n in noise.items() if n.cpu_s}}
+                    if cfg.noise else None)
+    return out
 
 
 def _summarize(cfg: BenchConfig, reps: list[dict[str, Any]], spiff: dict[str, list[dict[str, Any]]],
@@ -849,6 +948,9 @@ def _summarize(cfg: BenchConfig, reps: list[dict[str, Any]], spiff: dict[str, li
         "verified": True,
         "seconds": med("seconds"),
         "runs_per_s": med("runs_per_s"),
+        # CPU per run, all of Baton's processes summed (driver + every worker)
+        "cpu_s": med("cpu_s"),
+        "cpu_ms_per_run": spread([r["cpu_ms_per_run"] for r in reps])["median"],
         "steps_per_s": med("steps_per_s"),
         "latency_first_step_ms": lat("latency_first_step_ms"),
         "latency_complete_ms": lat("latency_complete_ms"),
@@ -861,6 +963,7 @@ def _summarize(cfg: BenchConfig, reps: list[dict[str, Any]], spiff: dict[str, li
             "runs_per_s": spread([r["runs_per_s"] for r in reps]),
             "steps_per_s": spread([r["steps_per_s"] for r in reps]),
             "seconds": spread([r["seconds"] for r in reps]),
+            "cpu_ms_per_run": spread([r["cpu_ms_per_run"] for r in reps]),
             **{f"{k}_{p}": spread([r[k][p] for r in reps])
                for k in ("latency_first_step_ms", "latency_complete_ms") for p in ("p50", "p95", "p99")},
             "peak_rss_mib": spread([r["peak_rss_mib"] for r in reps]),
@@ -870,30 +973,42 @@ def _summarize(cfg: BenchConfig, reps: list[dict[str, Any]], spiff: dict[str, li
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
                  "platform": platform.platform(terse=True), "loadavg_1m_at_start": load_before},
         "compare": {},
-        "ratio_vs_spiffworkflow_durable": None,
-        "ratio_vs_spiffworkflow_memory": None,
+        # Baton's runs/s ÷ theirs (higher is better for Baton) and Baton's CPU per run ÷
+        # theirs (lower is better for Baton), one pair per SpiffWorkflow variant compared.
+        **{f"ratio_vs_spiffworkflow_{_key(m)}": None for m in SPIFF_MODES},
+        **{f"cpu_ratio_vs_spiffworkflow_{_key(m)}": None for m in SPIFF_MODES},
     }
     if dbs.kept:
         out["kept_databases"] = dbs.kept
     for mode, results in spiff.items():
         runs_per_s = spread([r["runs_per_s"] for r in results])
-        out["compare"][f"spiffworkflow_{mode}"] = {
+        cpu_ms = spread([r["cpu_ms_per_run"] for r in results])
+        out["compare"][f"spiffworkflow_{_key(mode)}"] = {
             "engine": "spiffworkflow", "version": spiff_version, "mode": mode,
-            "durable": mode == "durable",
+            "durable": mode != "memory",
             "runs_per_s": runs_per_s["median"],
+            "cpu_ms_per_run": cpu_ms["median"],
             "steps_per_s": spread([r["steps_per_s"] for r in results])["median"],
             "peak_rss_mib": spread([r["peak_rss_mib"] for r in results])["median"],
             "db_bytes": (int(statistics.median([r["db_bytes"] for r in results]))
                          if all("db_bytes" in r for r in results) else None),
-            "spread": {"runs_per_s": runs_per_s,
+            "spread": {"runs_per_s": runs_per_s, "cpu_ms_per_run": cpu_ms,
                        "steps_per_s": spread([r["steps_per_s"] for r in results]),
                        "peak_rss_mib": spread([r["peak_rss_mib"] for r in results])},
             "repetitions": results,
         }
         if runs_per_s["median"]:
             ratio = out["runs_per_s"] / runs_per_s["median"]
-            out[f"ratio_vs_spiffworkflow_{mode}"] = float(f"{ratio:.3g}")
+            out[f"ratio_vs_spiffworkflow_{_key(mode)}"] = float(f"{ratio:.3g}")
+        if cpu_ms["median"]:
+            ratio = out["cpu_ms_per_run"] / cpu_ms["median"]
+            out[f"cpu_ratio_vs_spiffworkflow_{_key(mode)}"] = float(f"{ratio:.3g}")
     return out
+
+
+def _key(mode: str) -> str:
+    """A SpiffWorkflow mode as it appears in result keys: durable-batched -> durable_batched."""
+    return mode.replace("-", "_")
 
 
 def _baton_version() -> str:

@@ -27,8 +27,12 @@ KEYS = {
     "batch", "rate", "repeat", "verified", "seconds", "runs_per_s", "steps_per_s",
     "latency_first_step_ms", "latency_complete_ms", "peak_rss_mib", "peak_rss_driver_mib",
     "peak_rss_workers_mib", "peak_rss_total_mib", "db_bytes", "spread", "repetitions", "host",
-    "compare", "ratio_vs_spiffworkflow_durable", "ratio_vs_spiffworkflow_memory",
+    "compare", "ratio_vs_spiffworkflow_memory", "ratio_vs_spiffworkflow_durable_batched",
+    "ratio_vs_spiffworkflow_durable_per_step", "cpu_ratio_vs_spiffworkflow_memory",
+    "cpu_ratio_vs_spiffworkflow_durable_batched", "cpu_ratio_vs_spiffworkflow_durable_per_step",
+    "cpu_s", "cpu_ms_per_run", "cpus_pinned", "noise",
 }
+SPIFF_MODES = ("memory", "durable-batched", "durable-per-step")
 
 
 def _bench_cmd() -> list[str]:
@@ -86,6 +90,11 @@ def check_result(r: dict[str, Any], n: int, workers: int = 1, repeat: int = 1) -
         assert len(rep["peak_rss_workers_mib"]) == workers
         assert sum(s["steps_completed"] for s in rep["worker_stats"]) == (
             4 * n + 3 * (n // 5))  # background steps, raise_level included
+        # CPU per run: the driver's and every worker's CPU, summed
+        assert len(rep["cpu_s_workers"]) == workers and rep["cpu_s_driver"] > 0
+        assert rep["cpu_s"] == pytest.approx(rep["cpu_s_driver"] + sum(rep["cpu_s_workers"]),
+                                             abs=0.02)
+        assert rep["cpu_ms_per_run"] * n / 1000 == pytest.approx(rep["cpu_s"], abs=0.006)
     s = r["spread"]["runs_per_s"]
     assert s["min"] <= s["median"] <= s["max"]
     assert r["compare"] == {} or "spiffworkflow_memory" in r["compare"]
@@ -119,7 +128,9 @@ def test_triage_on_sqlite_json(tmp_path: Path) -> None:
     assert r["steps"] == 224
     assert r["database"] == "sqlite" and r["durability"]["synchronous"] == "FULL"
     assert r["durability"]["journal_mode"] == "WAL"
-    assert r["ratio_vs_spiffworkflow_durable"] is None
+    assert r["ratio_vs_spiffworkflow_durable_batched"] is None
+    assert r["cpu_ratio_vs_spiffworkflow_memory"] is None
+    assert r["cpus_pinned"] is None and r["noise"] is None
     # Fresh files per repetition, removed afterwards; an existing file is never reused.
     assert sorted(p.name for p in folder.iterdir()) == ["bench.db"]
     assert existing.read_bytes() == b"not to be touched"
@@ -167,13 +178,80 @@ def test_triage_compared_with_spiffworkflow(tmp_path: Path) -> None:
     need("SpiffWorkflow")
     r = ok_json(bench("--runs", 20, "--compare", "spiffworkflow", "--json", cwd=tmp_path))
     check_result(r, 20)
-    assert set(r["compare"]) == {"spiffworkflow_memory", "spiffworkflow_durable"}
-    for mode in ("memory", "durable"):
-        c = r["compare"][f"spiffworkflow_{mode}"]
+    assert set(r["compare"]) == {"spiffworkflow_memory", "spiffworkflow_durable_batched",
+                                 "spiffworkflow_durable_per_step"}
+    for mode in SPIFF_MODES:
+        key = mode.replace("-", "_")
+        c = r["compare"][f"spiffworkflow_{key}"]
         assert c["mode"] == mode and c["runs_per_s"] > 0 and c["peak_rss_mib"] > 0
+        assert c["durable"] is (mode != "memory")
         assert c["repetitions"][0]["runs"] == 20 and c["repetitions"][0]["steps"] == 112
-        assert r[f"ratio_vs_spiffworkflow_{mode}"] == pytest.approx(
+        assert c["cpu_ms_per_run"] > 0
+        assert r[f"ratio_vs_spiffworkflow_{key}"] == pytest.approx(
             r["runs_per_s"] / c["runs_per_s"], rel=0.02)
+        assert r[f"cpu_ratio_vs_spiffworkflow_{key}"] == pytest.approx(
+            r["cpu_ms_per_run"] / c["cpu_ms_per_run"], rel=0.02)
+    batched = r["compare"]["spiffworkflow_durable_batched"]["repetitions"][0]
+    assert batched["batches"] == {"create": 100, "engine": 256, "complete": 250}
+    assert batched["db_bytes"] > 0
+
+
+def test_spiffworkflow_batched_stores_many_cases_per_transaction(tmp_path: Path) -> None:
+    """durable-batched commits far fewer transactions than durable-per-step, and every
+    case's final state is in its database (read back from the file, not assumed)."""
+    need("SpiffWorkflow")
+    import sqlite3
+
+    from bench import spiffworkflow_triage as spiff
+
+    counts: dict[str, int] = {}
+    for mode in ("durable-batched", "durable-per-step"):
+        db = tmp_path / f"{mode}.sqlite"
+        commits = 0
+        real_save, real_many = spiff.StateStore.save, spiff.StateStore.save_many
+
+        def save(self: Any, *a: Any, _real: Any = real_save) -> None:
+            nonlocal commits
+            commits += 1
+            _real(self, *a)
+
+        def save_many(self: Any, rows: Any, _real: Any = real_many) -> None:
+            nonlocal commits
+            commits += 1
+            _real(self, rows)
+
+        spiff.StateStore.save, spiff.StateStore.save_many = save, save_many  # type: ignore[method-assign]
+        try:
+            r = spiff.run(300, mode, str(db))
+        finally:
+            spiff.StateStore.save, spiff.StateStore.save_many = real_save, real_many  # type: ignore[method-assign]
+        assert (r["runs"], r["steps"], r["mode"]) == (300, 1680, mode)
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*), sum(completed) FROM workflow_state").fetchone() == (300, 300)
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        counts[mode] = commits
+    # 3 chunks of 100 created, their engine batches (256 each), the triage chunks of 250
+    # and the engine batches that follow them: a handful of transactions, not thousands.
+    assert counts["durable-batched"] <= 20, counts
+    assert counts["durable-per-step"] >= 300 * 5, counts
+
+
+def test_triage_pinned_to_one_cpu_with_noise(tmp_path: Path) -> None:
+    need("SpiffWorkflow")
+    first = min(os.sched_getaffinity(0))
+    r = ok_json(bench("--runs", 20, "--cpus", 1, "--noise", "--compare", "spiffworkflow",
+                      "--json", cwd=tmp_path))
+    check_result(r, 20)
+    assert r["cpus_pinned"] == [first]
+    for rep in r["repetitions"]:  # the workers ran on that CPU alone
+        assert all(s["cpus"] == [first] for s in rep["worker_stats"])
+    for c in r["compare"].values():  # and so did SpiffWorkflow
+        assert c["repetitions"][0]["cpus"] == [first]
+    # One busy neighbour ran during each measured run (its CPU is its own, not theirs).
+    assert set(r["noise"]["cpu_s"]) == {"baton", *SPIFF_MODES}
+    assert all(x > 0 for xs in r["noise"]["cpu_s"].values() for x in xs)
+    p = bench("--runs", 10, "--cpus", 999, cwd=tmp_path)
+    assert p.returncode == 1 and "--cpus must be between 1 and" in p.stderr, p.stderr
 
 
 def test_triage_on_postgres(pg_url: str, tmp_path: Path) -> None:

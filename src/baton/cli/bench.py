@@ -93,17 +93,26 @@ def triage(
     batch: Annotated[int, typer.Option(help="Worker batch size (jobs claimed per transaction)")] = 256,
     compare: Annotated[list[str] | None, typer.Option(
         help="Also run another engine at the same N, in a subprocess: spiffworkflow "
-             "(memory and durable modes; needs the 'bench' extra)")] = None,
+             "(in memory, durable with Baton's batching, durable after every step; needs "
+             "the 'bench' extra)")] = None,
+    cpus: Annotated[int | None, typer.Option(
+        "--cpus", help="Pin every process of every engine to this many CPUs (the first this "
+                       "process may use); --cpus 1: all on one core, per-core efficiency")] = None,
+    noise: Annotated[bool, typer.Option(
+        "--noise", help="Run a CPU-bound neighbour (one busy process) during each measured "
+                        "run, so the figure under contention is reproducible")] = False,
     examples: Annotated[Path | None, typer.Option(help="Examples folder (with case_triage/)")] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the benchmark databases")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object for machines")] = False,
 ) -> None:
-    """N Case records through the seed process, every run verified; runs/s, steps/s, latency, RSS."""
+    """N Case records through the seed process, every run verified; runs/s, CPU per run,
+    steps/s, latency, RSS."""
     try:
         triage_mod = load_triage()
         cfg = triage_mod.BenchConfig(runs=runs, db=db, workers=workers, repeat=repeat, rate=rate,
                                      batch=batch, examples=examples,
-                                     compare=tuple(compare or ()), keep=keep,
+                                     compare=tuple(compare or ()), keep=keep, cpus=cpus,
+                                     noise=noise,
                                      settings=Settings.from_environment())
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
@@ -119,6 +128,13 @@ def triage(
         print_json(result)
     else:
         print_table(result)
+
+
+SPIFF_LABELS = {
+    "memory": "in memory",
+    "durable-batched": "state to SQLite in batches (as Baton's)",
+    "durable-per-step": "state to SQLite after each step",
+}
 
 
 def _spread(s: dict[str, Any], fmt: str = "{:,.1f}") -> str:
@@ -150,20 +166,24 @@ def print_table(r: dict[str, Any]) -> None:
                     f"{reps} repetition{'s' if reps != 1 else ''}: median (min–max)",
               title_justify="left")
     for col, just in (("engine", "left"), ("durable?", "left"), ("runs/s", "right"),
-                      ("steps/s", "right"), ("first step p50/p95/p99 ms", "right"),
+                      ("CPU ms/run", "right"), ("steps/s", "right"),
+                      ("first step p50/p95/p99 ms", "right"),
                       ("complete p50/p95/p99 ms", "right"), ("peak RSS", "right"),
                       ("database", "right")):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     sp = r["spread"]
     t.add_row(f"Baton {r['version']}, {r['workers']} worker process{'es' if r['workers'] != 1 else ''}",
               "yes" if d["durable"] else "[red]no[/red]",
-              _spread(sp["runs_per_s"]), _spread(sp["steps_per_s"]),
+              _spread(sp["runs_per_s"]), _spread(sp["cpu_ms_per_run"], "{:,.2f}"),
+              _spread(sp["steps_per_s"]),
               _lat(sp, "latency_first_step_ms"), _lat(sp, "latency_complete_ms"),
               _spread(sp["peak_rss_mib"], "{:,.1f}") + " MiB", _mib(r["db_bytes"]))
     for c in r["compare"].values():
-        mode = "in memory" if c["mode"] == "memory" else "state to SQLite after each step"
-        t.add_row(f"SpiffWorkflow {c['version']}, {mode}", "yes" if c["durable"] else "no",
-                  _spread(c["spread"]["runs_per_s"]), _spread(c["spread"]["steps_per_s"]),
+        t.add_row(f"SpiffWorkflow {c['version']}, {SPIFF_LABELS.get(c['mode'], c['mode'])}",
+                  "yes" if c["durable"] else "no",
+                  _spread(c["spread"]["runs_per_s"]),
+                  _spread(c["spread"]["cpu_ms_per_run"], "{:,.2f}"),
+                  _spread(c["spread"]["steps_per_s"]),
                   "—", "—", _spread(c["spread"]["peak_rss_mib"], "{:,.1f}") + " MiB",
                   _mib(c.get("db_bytes")))
     console.print(t)
@@ -173,11 +193,21 @@ def print_table(r: dict[str, Any]) -> None:
              + f" in chunks; host: {r['host']['cpus']} CPUs, load {r['host']['loadavg_1m_at_start']}",
              (f"Peak RSS: driver {r['peak_rss_driver_mib']} MiB, largest worker "
               f"{r['peak_rss_workers_mib']} MiB, all processes {r['peak_rss_total_mib']} MiB"),
+             ("CPU per run: Baton's driver and worker processes summed; SpiffWorkflow's one "
+              "process (user + system time over the timed span)."),
              "Verified: every run completed with exactly 5 (8 if escalated) counted steps."]
-    for mode in ("durable", "memory"):
-        ratio = r.get(f"ratio_vs_spiffworkflow_{mode}")
+    if r.get("cpus_pinned"):
+        lines.append(f"Pinned: every process on CPU(s) {', '.join(map(str, r['cpus_pinned']))}")
+    if r.get("noise"):
+        got = "; ".join(f"{k} {', '.join(f'{x:g}' for x in v)} s"
+                        for k, v in r["noise"]["cpu_s"].items())
+        lines.append(f"Noise: one busy process during each measured run (its CPU: {got})")
+    for c in r["compare"].values():
+        key = c["mode"].replace("-", "_")
+        ratio, cpu = r.get(f"ratio_vs_spiffworkflow_{key}"), r.get(f"cpu_ratio_vs_spiffworkflow_{key}")
         if ratio is not None:
-            lines.append(f"Baton runs/s ÷ SpiffWorkflow {mode}: {ratio:g}×")
+            lines.append(f"Baton ÷ SpiffWorkflow {c['mode']}: runs/s {ratio:g}×"
+                         + ("" if cpu is None else f", CPU per run {cpu:g}×"))
     if reps < 3:
         lines.append("[dim]WORKLOAD.md asks for the spread over at least 3 repetitions: --repeat 3[/dim]")
     if r.get("kept_databases"):

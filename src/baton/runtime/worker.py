@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy.exc import DBAPIError
 
 from baton import logs
-from baton.clock import iso
+from baton.clock import iso, parse_iso
 from baton.definitions.model import OrchestrationDefinition, StepDefinition
 from baton.engine import sla
 from baton.engine.events import (
@@ -56,6 +56,8 @@ MAX_BACKOFF = 30.0  # seconds between tries while the database is down
 MAX_CONFLICT_ATTEMPTS = 5
 CHAIN_LIMIT = 256  # step jobs a batch may run beyond its claimed jobs (loops end)
 CHAIN_SECONDS = 0.2  # and only while its plan is younger than this
+IDLE_WAIT_MAX = 5.0  # an idle worker's longest sleep without news (a safety net)
+IDLE_WAIT_MIN = 0.002  # and its shortest, when the next job is due already
 
 class _Faults:
     """Fault injection for durability tests (``Settings.fault``, ``BATON_FAULT``):
@@ -88,14 +90,17 @@ class WorkerStats:
 
 
 class Worker:
-    def __init__(self, engine: Engine, *, batch: int = 32, poll_interval: float = 0.2,
-                 idle_poll: float = 10.0, heartbeat_interval: float | None = None,
+    def __init__(self, engine: Engine, *, batch: int = 32, poll_interval: float = IDLE_WAIT_MAX,
+                 idle_poll: float = IDLE_WAIT_MAX, heartbeat_interval: float | None = None,
                  heartbeat_timeout: float = 30.0, flow_pool: FlowPool | None = None) -> None:
         self.engine = engine
         self.store = engine.store
         self.batch = batch
-        self.poll_interval = poll_interval  # SQLite: how often an idle worker looks
-        self.idle_poll = idle_poll  # PostgreSQL: fallback poll when no NOTIFY arrives
+        # The longest an idle worker sleeps when nothing tells it of work (SQLite /
+        # PostgreSQL): a safety net. It wakes at once on a commit (SQLite) or a NOTIFY
+        # (PostgreSQL), and when the next job falls due (a timer, a retry).
+        self.poll_interval = poll_interval
+        self.idle_poll = idle_poll
         # Beat at least three times per timeout, so a live worker is never taken for dead.
         self.heartbeat_interval = heartbeat_interval or min(5.0, heartbeat_timeout / 3)
         self.heartbeat_timeout = heartbeat_timeout
@@ -136,7 +141,8 @@ class Worker:
                         self.store.release_jobs_of_dead_workers(
                             iso(self.engine.clock.now()), self.heartbeat_timeout)
                         next_reap = time.monotonic() + self.heartbeat_interval
-                    seen = self.store.change_counter()  # SQLite: to sleep until a commit
+                    # What commits after this wakes the idle wait (which until_idle never has).
+                    seen = None if until_idle else self.store.arm_wakeup()
                     processed = self.run_once()
                     delay = 0.0
                 except DBAPIError as exc:
@@ -186,20 +192,38 @@ class Worker:
                 delay = min(delay * 2, MAX_BACKOFF)
 
     def _idle_wait(self, seen: int | None, idle_for: float) -> None:
-        """Sleep until work may be there: a NOTIFY (PostgreSQL); a commit by any process
-        (SQLite's data_version) or an in-process wake-up; at the latest the fallback poll
-        (due timers and retries become ready without a commit)."""
-        if self.store.dialect == "postgresql":
-            self.store.wait_for_jobs(self.idle_poll)
+        """Block until work may be there: a NOTIFY (PostgreSQL); a commit by any process
+        (SQLite) or an in-process wake-up; the moment the next job falls due (due timers
+        and retries become ready without a commit); at the latest the safety-net wait."""
+        if self.stopping.is_set():
+            return
+        postgres = self.store.dialect == "postgresql"
+        timeout = self._until_next_due(self.idle_poll if postgres else self.poll_interval)
+        if postgres:
+            self.store.wait_for_jobs(timeout)
         else:
-            self.store.wait_for_change(seen, self.poll_interval, self.engine.work_available,
+            self.store.wait_for_change(seen, timeout, self.engine.work_available,
                                        idle_for=idle_for)
             self.engine.work_available.clear()
+
+    def _until_next_due(self, longest: float) -> float:
+        """Seconds until the earliest ready job falls due (at most ``longest``; at least
+        IDLE_WAIT_MIN, so a job due now but not yet claimable cannot make the loop spin)."""
+        try:
+            with self.store.read() as tx:
+                due = tx.next_job_due_txn()
+        except DBAPIError:  # the database is down: the loop's next try backs off
+            return min(longest, 1.0)
+        if due is None:
+            return longest
+        wait = (parse_iso(due) - self.engine.clock.now()).total_seconds()
+        return min(longest, max(IDLE_WAIT_MIN, wait))
 
     def stop(self) -> None:
         """Stop after the job in hand; jobs claimed but not started are released."""
         self.stopping.set()
         self.engine.work_available.set()
+        self.store.interrupt_waits()  # an idle wait blocks: end it now
 
     def _call_flow(self, name: str, fn: FlowFn, ctx: FlowContext, timeout_ms: int | None) -> Any:
         """Call a flow where it can be stopped if it must be (``FlowRunner``): with a

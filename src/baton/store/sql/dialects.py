@@ -1,12 +1,25 @@
 """What differs between SQLite and PostgreSQL: engines and pragmas, taking SQLite's write
-lock, waking idle workers (NOTIFY, or SQLite's data_version poll), and which errors are
-worth another try. :class:`~baton.store.sql.store.SqlStore` calls these hooks and is the
+lock, waking idle workers (NOTIFY, or a commit seen in SQLite's WAL file), and which errors
+are worth another try. :class:`~baton.store.sql.store.SqlStore` calls these hooks and is the
 same for both otherwise.
+
+Nothing here spins: a writer waiting for SQLite's lock backs off (0.5 ms doubling to 2 ms),
+and an idle worker blocks in ``select`` until something is written (Linux inotify on the
+WAL file; elsewhere a data_version poll backing off to 20 ms), a NOTIFY arrives
+(PostgreSQL), :meth:`Interrupts.interrupt` is called (a worker stopping), or its timeout
+(the next job's due time, at the latest a slow safety-net heartbeat) passes.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
+import os
+import select
 import sqlite3
+import struct
+import sys
 import threading
 import time
 from typing import Any
@@ -19,7 +32,17 @@ from baton.store.sql.statements import NOTIFY_CHANNEL, json_dumps, json_loads
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_MS = 60_000
-_FAST_WAIT_S = 1.0  # how long a writer polls for the lock every ~0.2 ms before SQLite waits
+_FAST_WAIT_S = 1.0  # how long a writer backs off on its own before SQLite's handler waits
+LOCK_BACKOFF_FIRST_S = 0.0005  # a writer's first sleep when the lock is held ...
+LOCK_BACKOFF_MAX_S = 0.002  # ... doubling up to this: never a sub-ms poll for long
+
+
+def lock_backoff() -> Any:
+    """The sleeps between tries for SQLite's write lock: 0.5, 1, 2, 2, … ms."""
+    delay = LOCK_BACKOFF_FIRST_S
+    while True:
+        yield delay
+        delay = min(delay * 2, LOCK_BACKOFF_MAX_S)
 
 
 def _begin_immediate(raw: Any) -> None:
@@ -28,13 +51,15 @@ def _begin_immediate(raw: Any) -> None:
     SQLite's own busy handler sleeps 1, 2, 5, 10, … 100 ms between tries, so a writer
     waiting for another process's transaction oversleeps it by up to that much, every
     time; the benchmark's driver and worker hand the lock to each other hundreds of times
-    a second. So the lock is tried every ~0.2 ms for a while first (a failed try costs a
-    few µs), and only then left to the busy timeout.
+    a second. So for its first second a waiting writer backs off on its own, 0.5 ms
+    doubling to 2 ms (a failed try costs a few µs; most holders commit within a few ms),
+    and only then leaves it to the busy timeout. It used to try every 0.2 ms, which burned
+    the CPU the lock holder needed when both shared a core.
     """
     raw.execute("PRAGMA busy_timeout=0")
     try:
         deadline = time.monotonic() + _FAST_WAIT_S
-        while True:
+        for delay in lock_backoff():
             try:
                 raw.execute("BEGIN IMMEDIATE")
                 return
@@ -43,7 +68,7 @@ def _begin_immediate(raw: Any) -> None:
                     raise
                 if time.monotonic() >= deadline:
                     break
-            time.sleep(0.0002)
+            time.sleep(delay)
     finally:
         raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     raw.execute("BEGIN IMMEDIATE")
@@ -95,15 +120,146 @@ def sqlite_durability(conn: Connection) -> dict[str, Any]:
     }
 
 
+SAFETY_WAKE_S = 1.0  # an idle waiter looks at its in-process Event this often at least
+SETTLE_S = 0.5  # after a WAL write, how long data_version is watched for its commit
+POLL_FIRST_S = 0.001  # without inotify: data_version polled every 1 ms, doubling ...
+POLL_MAX_S = 0.02  # ... to 20 ms
+
+
+class Interrupts:
+    """Ends :meth:`SqliteWatch.wait` / :meth:`PgListener.wait` from another thread (a worker
+    being stopped): one pipe per waiting thread, since a ``threading.Event`` cannot be
+    waited for in ``select`` beside a file descriptor."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._pipes: list[tuple[int, int]] = []
+        self._lock = threading.Lock()
+
+    def fd(self) -> int:
+        """This thread's read end (made on first use, non-blocking)."""
+        r: int | None = getattr(self._local, "r", None)
+        if r is None:
+            r, w = os.pipe()
+            os.set_blocking(r, False)
+            os.set_blocking(w, False)
+            self._local.r = r
+            with self._lock:
+                self._pipes.append((r, w))
+        return r
+
+    def drain(self) -> None:
+        _drain(self.fd())
+
+    def interrupt(self) -> None:
+        """Wake every thread waiting now (and the next wait of those that are not)."""
+        with self._lock:
+            for _r, w in self._pipes:
+                try:
+                    os.write(w, b"x")
+                except BlockingIOError:  # full: it will wake anyway
+                    pass
+
+    def close(self) -> None:
+        with self._lock:
+            for r, w in self._pipes:
+                os.close(r)
+                os.close(w)
+            self._pipes.clear()
+        self._local = threading.local()
+
+
+def _drain(fd: int) -> int:
+    """Read everything there is on a non-blocking descriptor; returns the bytes read."""
+    n = 0
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            return n
+        if not chunk:
+            return n
+        n += len(chunk)
+
+
+_IN_MODIFY, _IN_ATTRIB, _IN_DELETE_SELF, _IN_MOVE_SELF = 0x2, 0x4, 0x400, 0x800
+_IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, 0o2000000
+_libc: Any = None
+
+
+class WalWatch:
+    """Linux inotify on SQLite's WAL file: readable as soon as any process writes to it (a
+    commit appends its frames there). ``None`` from :meth:`open` where that is not
+    available (another OS, no WAL file, the user's inotify limits reached): callers poll."""
+
+    def __init__(self, fd: int, wal: str) -> None:
+        self.fd = fd
+        self.wal = wal
+        self.inode = os.stat(wal).st_ino
+
+    @classmethod
+    def open(cls, wal: str) -> WalWatch | None:
+        global _libc
+        if not sys.platform.startswith("linux") or not os.path.exists(wal):
+            return None
+        try:
+            if _libc is None:
+                _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            fd = int(_libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC))
+            if fd < 0:
+                return None
+            mask = _IN_MODIFY | _IN_ATTRIB | _IN_DELETE_SELF | _IN_MOVE_SELF
+            if int(_libc.inotify_add_watch(fd, os.fsencode(wal), mask)) < 0:
+                os.close(fd)
+                return None
+            return cls(fd, wal)
+        except (OSError, AttributeError):
+            return None
+
+    def drain(self) -> bool:
+        """Read the pending events; False when the watch is gone (file deleted or moved:
+        make a new one)."""
+        gone = False
+        while True:
+            try:
+                data = os.read(self.fd, 4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno == errno.EAGAIN:
+                    break
+                raise
+            if not data:
+                break
+            for off in range(0, len(data) - 15, 16):
+                mask = struct.unpack_from("iIII", data, off)[1]
+                if mask & (_IN_DELETE_SELF | _IN_MOVE_SELF | 0x8000):  # 0x8000: IN_IGNORED
+                    gone = True
+        return not gone and self._same_file()
+
+    def _same_file(self) -> bool:
+        try:
+            return os.stat(self.wal).st_ino == self.inode
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class SqliteWatch:
     """A number that changes whenever any connection, in any process, commits
-    (``PRAGMA data_version`` on a connection kept per thread: it is per connection)."""
+    (``PRAGMA data_version`` on a connection kept per thread: it is per connection), and a
+    wait for that number to move that blocks instead of polling (:meth:`wait`)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.wal = path + "-wal"
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
+        self._watches: list[WalWatch] = []
         self._lock = threading.Lock()
+        self.interrupts = Interrupts()
 
     def counter(self) -> int:
         conn = getattr(self._local, "conn", None)
@@ -114,9 +270,90 @@ class SqliteWatch:
                 self._conns.append(conn)
         return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
+    def arm(self) -> int:
+        """The counter now, with this thread's WAL watch emptied: every write after this
+        call wakes the next :meth:`wait`. Called before looking for work."""
+        seen = self.counter()  # opens the connection first: that makes the WAL file exist
+        self.interrupts.fd()  # from now on an interrupt is not missed
+        watch = self._watch()
+        if watch is not None and not watch.drain():
+            self._unwatch()
+        return seen
+
+    def _watch(self) -> WalWatch | None:
+        watch: WalWatch | None = getattr(self._local, "watch", None)
+        if watch is None and not getattr(self._local, "no_watch", False):
+            watch = WalWatch.open(self.wal)
+            if watch is None:
+                self._local.no_watch = True  # poll from now on (this thread)
+                return None
+            self._local.watch = watch
+            with self._lock:
+                self._watches.append(watch)
+        return watch
+
+    def _unwatch(self) -> None:
+        watch = getattr(self._local, "watch", None)
+        self._local.watch = None
+        if watch is not None:
+            with self._lock:
+                self._watches.remove(watch)
+            watch.close()
+
+    def wait(self, seen: int | None, timeout: float, wake: threading.Event) -> bool:
+        """Until a commit (by any process) moves the counter past ``seen``, ``wake`` is set,
+        :attr:`interrupts` fires, or ``timeout`` passes (False). Blocks: no wake-up while
+        nothing is written but a look at ``wake`` every :data:`SAFETY_WAKE_S`."""
+        deadline = time.monotonic() + timeout
+        if wake.is_set() or seen is None or self.counter() != seen:
+            return True
+        watch = self._watch()
+        stop = self.interrupts.fd()
+        poll = POLL_FIRST_S
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if watch is None:  # no inotify here: a poll that backs off to 20 ms
+                step, poll = min(poll, remaining), min(poll * 2, POLL_MAX_S)
+                ready, _, _ = select.select([stop], [], [], step)
+            else:
+                ready, _, _ = select.select([watch.fd, stop], [], [],
+                                            min(remaining, SAFETY_WAKE_S))
+            if stop in ready:
+                self.interrupts.drain()
+                return True
+            if wake.is_set() or self.counter() != seen:
+                return True
+            if watch is not None and watch.fd in ready:
+                if not watch.drain():  # the WAL file was replaced: watch the new one
+                    self._unwatch()
+                    watch = self._watch()
+                if self._settle(seen, deadline, wake):
+                    return True
+
+    def _settle(self, seen: int, deadline: float, wake: threading.Event) -> bool:
+        """The WAL was written: a commit is under way, but the counter moves only once it is
+        complete (after its fsync). Look with a back-off (0.5 ms doubling to 2 ms) for up to
+        :data:`SETTLE_S`; a transaction that wrote and rolled back ends this."""
+        end = min(deadline, time.monotonic() + SETTLE_S)
+        for delay in lock_backoff():
+            if self.counter() != seen or wake.is_set():
+                return True
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(delay, left))
+        return False  # pragma: no cover - lock_backoff never ends
+
     def close(self) -> None:
         for conn in self._conns:
             conn.close()
+        with self._lock:
+            for watch in self._watches:
+                watch.close()
+            self._watches.clear()
+        self.interrupts.close()
 
 
 # ---- PostgreSQL ---------------------------------------------------------------------------
@@ -149,24 +386,55 @@ def notify_workers(conn: Connection) -> None:
 
 
 class PgListener:
-    """A connection LISTENing for enqueued jobs, opened on first use and reopened after an
-    error."""
+    """A connection LISTENing for enqueued jobs, opened on first use (:meth:`arm`, before a
+    worker looks for work, so a NOTIFY sent after that look is not missed) and reopened
+    after an error. :meth:`wait` blocks in ``select`` on its socket and on
+    :attr:`interrupts`."""
 
     def __init__(self, url: str) -> None:
         self.dsn = url.replace("postgresql+psycopg://", "postgresql://")
         self._conn: Any = None
+        self._lock = threading.Lock()
+        self.interrupts = Interrupts()
+
+    def arm(self) -> None:
+        import psycopg
+
+        self.interrupts.fd()  # from now on an interrupt is not missed
+        with self._lock:
+            if self._conn is not None and not self._conn.closed:
+                return
+            try:
+                self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+                self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            except psycopg.Error:
+                self.close()
+                raise
+
+    def _received(self) -> bool:
+        """Notifications already read from the socket, or readable now (no waiting)."""
+        got = False
+        for _ in self._conn.notifies(timeout=0):
+            got = True
+        return got
 
     def wait(self, timeout: float) -> bool:
         import psycopg
 
+        deadline = time.monotonic() + timeout
+        stop = self.interrupts.fd()
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
-                self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            got = False
-            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                got = True
-            return got
+            self.arm()
+            while True:
+                if self._received():
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                ready, _, _ = select.select([self._conn.fileno(), stop], [], [], remaining)
+                if stop in ready:
+                    self.interrupts.drain()
+                    return True
         except psycopg.Error:
             self.close()
             raise

@@ -79,11 +79,12 @@ class JobQueue:
     def release_job(self, job_id: int, worker_id: str, run_after: str) -> None:
         t = s.jobs
         with self.write() as tx:
-            tx.conn.execute(
+            res = tx.conn.execute(
                 update(t)
                 .where(t.c.id == job_id, t.c.claimed_by == worker_id)
                 .values(status="ready", claimed_by=None, claimed_at=None, run_after=run_after)
             )
+            tx.enqueued = bool(res.rowcount)  # ready again: idle workers are told (NOTIFY)
 
     def drop_job(self, job_id: int, worker_id: str) -> None:
         t = s.jobs
@@ -102,11 +103,12 @@ class JobQueue:
 
     def unregister_worker(self, worker_id: str) -> None:
         with self.write() as tx:
-            tx.conn.execute(
+            res = tx.conn.execute(
                 update(s.jobs)
                 .where(s.jobs.c.claimed_by == worker_id, s.jobs.c.status == "claimed")
                 .values(status="ready", claimed_by=None, claimed_at=None)
             )
+            tx.enqueued = bool(res.rowcount)  # handed back: idle workers are told (NOTIFY)
             tx.conn.execute(delete(s.workers).where(s.workers.c.id == worker_id))
 
     def release_jobs_of_dead_workers(self, now: str, heartbeat_timeout_s: float) -> int:
@@ -133,6 +135,7 @@ class JobQueue:
             )
             if dead:
                 tx.conn.execute(delete(s.workers).where(s.workers.c.id.in_(dead)))
+            tx.enqueued = bool(res.rowcount)  # handed back: idle workers are told (NOTIFY)
             return int(res.rowcount or 0)
 
 

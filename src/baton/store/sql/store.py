@@ -8,6 +8,7 @@ The dialects' differences are hooks in :mod:`baton.store.sql.dialects`.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from baton.store.sql.jobs import JobQueue
 from baton.store.sql.plan import PlanAborted, PlanTx
 from baton.store.sql.statements import MIGRATION_LOCK, Hot, normalize_url
 from baton.store.sql.tx import SqlTx
+
+log = logging.getLogger("baton.store")
 
 
 class SqlStore(JobQueue):
@@ -117,15 +120,35 @@ class SqlStore(JobQueue):
         return dialects.is_transient(exc, self.dialect)
 
     # ---- waking idle workers ------------------------------------------------------------
-    def wait_for_jobs(self, timeout: float) -> bool:
-        """Block until a job may be ready (PostgreSQL NOTIFY) or ``timeout`` passes.
+    def arm_wakeup(self) -> int | None:
+        """Called before looking for work: whatever is committed after this wakes the next
+        wait. SQLite: the change counter, with this thread's WAL watch emptied; PostgreSQL:
+        the LISTEN connection open (None)."""
+        if self._watch is not None:
+            return self._watch.arm()
+        if self._listener is not None:
+            try:
+                self._listener.arm()
+            except Exception as exc:  # noqa: BLE001 - psycopg's errors: the server is away
+                log.warning("cannot LISTEN for new jobs (%s); trying again at the next wait",
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+        return None
 
-        SQLite has no notifications: in-process callers are woken by the Engine's
-        event and other processes by the poll.
+    def wait_for_jobs(self, timeout: float) -> bool:
+        """Block until a job may be ready (PostgreSQL NOTIFY), :meth:`interrupt_waits` is
+        called, or ``timeout`` passes.
+
+        SQLite has no notifications: see :meth:`wait_for_change`.
         """
         if self._listener is None or timeout <= 0:
             return False
-        return self._listener.wait(timeout)
+        try:
+            return self._listener.wait(timeout)
+        except Exception as exc:  # noqa: BLE001 - psycopg's errors: the server is away
+            log.warning("waiting for new jobs failed (%s); looking again shortly",
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            time.sleep(min(timeout, 1.0))  # the listener reconnects at the next wait
+            return False
 
     def change_counter(self) -> int | None:
         """SQLite: a number that changes whenever any connection, in any process, commits
@@ -135,21 +158,24 @@ class SqlStore(JobQueue):
 
     def wait_for_change(self, seen: int | None, timeout: float, wake: threading.Event,
                         *, idle_for: float = 0.0) -> bool:
-        """SQLite: sleep until a commit (by any process) moves :meth:`change_counter` past
-        ``seen``, ``wake`` is set (in this process), or ``timeout`` passes.
+        """SQLite: block until a commit (by any process) moves :meth:`change_counter` past
+        ``seen``, ``wake`` is set (looked at every second at least), :meth:`interrupt_waits`
+        is called, or ``timeout`` passes.
 
-        Looks every 1 ms during the first second of idleness, then every 5 ms, and every
-        20 ms after 10 s idle: a new job waits at most that long for an idle worker, and an
-        idle worker costs a few hundred 5 µs reads a second at most."""
-        deadline = time.monotonic() + timeout
-        step = 0.001 if idle_for < 1.0 else 0.005 if idle_for < 10.0 else 0.02
-        while True:
-            if wake.wait(min(step, max(0.0, deadline - time.monotonic()))):
-                return True
-            if seen is None or self.change_counter() != seen:
-                return True
-            if time.monotonic() >= deadline:
-                return False
+        On Linux the wait sleeps in ``select`` on an inotify watch of the WAL file: no
+        wake-up at all while nothing is written. Elsewhere it polls the counter, backing off
+        from 1 ms to 20 ms. ``idle_for`` is accepted for callers of the old poll."""
+        if self._watch is None:
+            return wake.wait(timeout)
+        return self._watch.wait(seen, timeout, wake)
+
+    def interrupt_waits(self) -> None:
+        """End every :meth:`wait_for_change` / :meth:`wait_for_jobs` blocked now (a worker is
+        stopping)."""
+        if self._watch is not None:
+            self._watch.interrupts.interrupt()
+        if self._listener is not None:
+            self._listener.interrupts.interrupt()
 
     def migrate(self) -> list[str]:
         """Apply pending migrations; returns the names applied."""

@@ -403,6 +403,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             .where(t.c.id == job_id, t.c.claimed_by == worker_id)
             .values(status="ready", claimed_by=None, claimed_at=None, run_after=run_after)
         )
+        self.enqueued = True  # idle workers (NOTIFY) look again and see when it falls due
 
     def count_jobs_txn(self) -> dict[str, int]:
         self.flush_txn()
@@ -410,9 +411,13 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         return {r[0]: int(r[1]) for r in self.conn.execute(select(t.c.status, func.count()).group_by(t.c.status))}
 
     def next_job_due_txn(self) -> str | None:
+        """When the next ready job, or the next SLA instant kept on a run (``sla_at``, which
+        the claim hands out like a job), falls due; both are index reads."""
         self.flush_txn()
         t = s.jobs
-        return self.conn.execute(select(func.min(t.c.run_after)).where(t.c.status == "ready")).scalar()
+        job = self.conn.execute(select(func.min(t.c.run_after)).where(t.c.status == "ready")).scalar()
+        sla = self.conn.execute(select(func.min(s.runs.c.sla_at))).scalar()
+        return min((x for x in (job, sla) if x is not None), default=None)
 
     # ---- events -------------------------------------------------------------------------
     def append_events_txn(self, rows: Sequence[dict[str, Any]]) -> None:
