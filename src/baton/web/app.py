@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from baton import __version__
 from baton.runtime.engine import Engine
-from baton.web import problems
+from baton.web import openapi, problems
 from baton.web.limits import BodyLimit
 
 HERE = Path(__file__).parent
@@ -63,6 +63,7 @@ def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
     app.include_router(api_router, prefix="/api")
     app.include_router(ui_router)
     ui.install(app)  # errors on pages as HTML; no session -> /login
+    openapi.install(app)  # links between operations (baton.web.openapi.LINKS)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/docs", include_in_schema=False)

@@ -13,9 +13,8 @@ answered 429 with ``Retry-After`` before it is looked up.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -125,11 +124,24 @@ async def current_principal(
     return principal
 
 
-def need(permission: Permission) -> Callable[..., Any]:
-    """A dependency: the caller, who must hold ``permission`` (403 otherwise)."""
+class Need:
+    """A dependency: the caller, who must hold ``permission`` (403 otherwise).
 
-    async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-        require(principal.user, permission)  # PermissionDenied -> 403 problem
+    A class rather than a closure so the permission an operation needs can be read back
+    from its route (the schemathesis test derives what an agent may never do from it)."""
+
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+
+    async def __call__(self,
+                       principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        require(principal.user, self.permission)  # PermissionDenied -> 403 problem
         return principal
 
-    return dependency
+    def __repr__(self) -> str:
+        return f"Need({self.permission.value!r})"
+
+
+def need(permission: Permission) -> Need:
+    """A dependency: the caller, who must hold ``permission`` (403 otherwise)."""
+    return Need(permission)
