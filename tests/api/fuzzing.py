@@ -55,6 +55,14 @@ stages:
       - {name: after_boom, type: background, flow: fuzz.ok, after: [boom]}
 ---
 kind: orchestration
+name: doomed
+trigger: {type: autolaunched}
+stages:
+  - name: only
+    steps:
+      - {name: boom, type: background, flow: fuzz.boom, on_failure: fail_run}
+---
+kind: orchestration
 name: errand
 trigger:
   type: autolaunched
@@ -143,6 +151,7 @@ class Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     ok_by_op: dict[str, Counter[str]] = field(default_factory=dict)  # op -> identity -> 2xx
     operations: set[str] = field(default_factory=set)
+    by_op: dict[str, Counter[str]] = field(default_factory=dict)  # op -> "who status" -> n
     failures: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)  # full text of the stateful failures
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -152,6 +161,7 @@ class Tally:
             self.requests[phase] += 1
             self.statuses[status] += 1
             self.operations.add(label)
+            self.by_op.setdefault(label, Counter())[f"{phase}:{who}:{status}"] += 1
             if 200 <= status < 300:
                 self.ok_by_op.setdefault(label, Counter())[who] += 1
 
@@ -190,7 +200,10 @@ def write_summary() -> list[str]:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         body = []
         for b in sorted(TALLIES):
-            body += [TALLIES[b].line(), *(f"  {f}" for f in TALLIES[b].failures)]
+            t = TALLIES[b]
+            body += [t.line(), *(f"  {f}" for f in t.failures)]
+            body += [f"  {op}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
+                     for op, c in sorted(t.by_op.items())]
         OUT.write_text("\n".join(body) + "\n")
     return lines
 
@@ -227,6 +240,7 @@ class FuzzServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.tokens: dict[str, str] = {}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.seeded: dict[str, list[str]] = {}
 
     def cli(self, *args: str) -> str:
         cmd = [sys.executable, "-c", "from baton.cli.main import main; main()",
@@ -266,22 +280,38 @@ class FuzzServer:
         self.seed()
 
     def seed(self) -> None:
-        """Records, runs at their work items, fallout and incidents, for the fuzzer to find."""
+        """Records, runs at their work items, fallout and incidents, for the fuzzer to find;
+        their ids are kept in ``seeded`` (the stateful run's dictionaries)."""
+        ids: dict[str, list[str]] = {"record_id": [], "run_id": []}
         for i, subject in enumerate(["Invoice 1 wrong", "Inverter down", "Invoice 3 late",
                                      "Panel cracked", "Battery hot", "Invoice 6 twice"]):
-            self.post("/api/objects/Case/records", {"data": {"subject": subject, "number": i}})
-        for i in range(2):
-            self.post("/api/runs", {"orchestration": "flaky_job", "input": {"n": i}})
-            self.post("/api/runs", {"orchestration": "errand", "input": {"note": f"seed {i}"}})
-            self.post("/api/objects/Gadget/records", {"data": {"label": f"gadget {i}"}})
+            ids["record_id"].append(self.post("/api/objects/Case/records",
+                                              {"data": {"subject": subject, "number": i}})["id"])
+        for i in range(3):
+            for orchestration in ("flaky_job", "flaky_job", "doomed"):
+                ids["run_id"].append(self.post("/api/runs", {"orchestration": orchestration,
+                                                             "input": {}})["id"])
+            ids["run_id"].append(self.post("/api/runs", {"orchestration": "errand",
+                                                         "input": {"note": f"seed {i}"}})["id"])
+            ids["record_id"].append(self.post("/api/objects/Gadget/records",
+                                              {"data": {"label": f"gadget {i}"}})["id"])
+            ids["record_id"].append(self.post("/api/objects/Account/records",
+                                              {"data": {"name": f"Solar {i}"}})["id"])
 
         def ready() -> bool:
             work = self.get("/api/work?limit=1")[1]["total"]
             fallout = self.get("/api/fallout?limit=1")[1]["total"]
             incidents = self.get("/api/incidents?limit=1")[1]["total"]
-            return bool(work >= 8 and fallout >= 2 and incidents >= 2)
+            failed = self.get("/api/runs?status=failed&limit=1")[1]["total"]
+            return bool(work >= 9 and fallout >= 6 and incidents >= 3 and failed >= 3)
 
         _eventually(ready, "the seeded work items, fallout and incidents")
+        ids["item_id"] = [i["id"] for i in self.get("/api/work?limit=100")[1]["items"]]
+        ids["fallout_id"] = [i["id"] for i in self.get("/api/fallout?limit=100")[1]["items"]]
+        ids["incident_id"] = [i["id"] for i in self.get("/api/incidents?limit=100")[1]["items"]]
+        ids["token_id"] = [self.post("/api/tokens", {"label": f"spare {i}"})["id"]
+                           for i in range(3)]
+        self.seeded = ids
 
     def request(self, method: str, path: str, body: Any = None,
                 who: str = "admin") -> tuple[int, Any]:

@@ -28,7 +28,10 @@ from baton.store.sql import SqlStore
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,199}$"
 """User, group and queue names (the API declares it; checked with ``fullmatch``, so a
 trailing newline, which ``$`` lets through ``re.match``, is refused too)."""
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+_NOT_IN_EMAIL = r"@\x00-\x20\x7f-\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
+EMAIL_PATTERN = rf"^[^{_NOT_IN_EMAIL}]+@[^{_NOT_IN_EMAIL}]+$"
+r"""An address: no spaces, controls or second ``@``. Spelled out rather than ``\s``, whose
+meaning differs between Python, JSON Schema and pydantic's regex engine (U+0085, U+001C…)."""
 NAME_RE = re.compile(NAME_PATTERN)
 EMAIL_RE = re.compile(EMAIL_PATTERN)
 TOKEN_PREFIX = "baton_"

@@ -47,6 +47,7 @@ def _links() -> list[Link]:
             out.append(Link(name, source, status, target, params, (body or {}).get(name)))
 
     rec = "/api/records/{record_id}"
+    read_version = {"version": "$response.body#/version"}  # the version just read
     record = {  # what can follow a record, given an expression for its id
         "ReadRecord": f"GET {rec}", "UpdateRecord": f"PATCH {rec}",
         "DeleteRecord": f"DELETE {rec}", "RecordTimeline": f"GET {rec}/timeline",
@@ -59,7 +60,8 @@ def _links() -> list[Link]:
         targets["IncidentsOfRecord"] = ("GET /api/incidents", {"query.record_id": expr})
         return targets
 
-    add("POST /api/objects/{object_type}/records", "201", of_record("$response.body#/id"))
+    add("POST /api/objects/{object_type}/records", "201", of_record("$response.body#/id"),
+        body={"UpdateRecord": read_version})
     add("GET /api/records", "200", {**of_record("$response.body#/items/0/id"),
                                     "CreateAnother": ("POST /api/objects/{object_type}/records",
                                                       {"path.object_type":
@@ -67,15 +69,16 @@ def _links() -> list[Link]:
     add(f"GET {rec}", "200", {
         "UpdateIfMatch": (f"PATCH {rec}", {"path.record_id": "$response.body#/id",
                                             "header.If-Match": "$response.header.ETag"}),
+        "UpdateVersion": (f"PATCH {rec}", {"path.record_id": "$response.body#/id"}),
         "DeleteIfMatch": (f"DELETE {rec}", {"path.record_id": "$response.body#/id",
                                              "header.If-Match": "$response.header.ETag"}),
         "RecordTimeline": (f"GET {rec}/timeline", {"path.record_id": "$response.body#/id"}),
-    })
+    }, body={"UpdateIfMatch": read_version, "UpdateVersion": read_version})
     add(f"PATCH {rec}", "200", {
         "ReadRecord": (f"GET {rec}", {"path.record_id": "$response.body#/id"}),
         "UpdateAgain": (f"PATCH {rec}", {"path.record_id": "$response.body#/id",
                                           "header.If-Match": "$response.header.ETag"}),
-    })
+    }, body={"UpdateAgain": read_version})
 
     run = "/api/runs/{run_id}"
     run_ops = {"ReadRun": f"GET {run}", "RunEvents": f"GET {run}/events",
@@ -98,6 +101,7 @@ def _links() -> list[Link]:
         "WorkItemOfStep": ("GET /api/work/{item_id}",
                            {"path.item_id": "$response.body#/steps/0/work_item_id"}),
         "StartLikeThis": ("POST /api/runs", {}),
+        "RecordOfRun": (f"GET {rec}", {"path.record_id": "$response.body#/record_id"}),
     }, body={"StartLikeThis": {"orchestration": "$response.body#/orchestration",
                                "input": "$response.body#/input"}})
     for action in ("cancel", "resume", "signal"):
@@ -115,10 +119,13 @@ def _links() -> list[Link]:
     add("GET /api/work", "200", {
         **of_item("$response.body#/items/0/id"),
         "RunOfWorkItem": (f"GET {run}", {"path.run_id": "$response.body#/items/0/run_id"}),
+        "EventsOfWorkItemRun": (f"GET {run}/events",
+                                {"path.run_id": "$response.body#/items/0/run_id"}),
     })
     add(f"GET {item}", "200", {
         **of_item("$response.body#/id", ("ClaimWorkItem", "CompleteWorkItem", "ReassignWorkItem")),
         "RunOfWorkItem": (f"GET {run}", {"path.run_id": "$response.body#/run_id"}),
+        "RecordOfWorkItem": (f"GET {rec}", {"path.record_id": "$response.body#/record_id"}),
     })
     add(f"POST {item}/claim", "200", of_item("$response.body#/id",
                                              ("ReadWorkItem", "CompleteWorkItem",
@@ -136,6 +143,8 @@ def _links() -> list[Link]:
                                         {"path.fallout_id": "$response.body#/items/0/id"})
            for a in ("retry", "complete", "skip")},
         "RunInFallout": (f"GET {run}", {"path.run_id": "$response.body#/items/0/run_id"}),
+        "EventsOfRunInFallout": (f"GET {run}/events",
+                                 {"path.run_id": "$response.body#/items/0/run_id"}),
     })
     for action in ("retry", "complete", "skip"):
         add(f"POST {fallout}/{action}", "200", of_run("$response.body#/id", ("ReadRun",)))
@@ -147,8 +156,10 @@ def _links() -> list[Link]:
         name: (op, {"path.incident_id": "$response.body#/items/0/id"})
         for name, op in incident_ops.items()})
     add(f"GET {incident}", "200", {
-        name: (op, {"path.incident_id": "$response.body#/id"})
-        for name, op in incident_ops.items() if name != "ReadIncident"})
+        **{name: (op, {"path.incident_id": "$response.body#/id"})
+           for name, op in incident_ops.items() if name != "ReadIncident"},
+        "RecordOfIncident": (f"GET {rec}", {"path.record_id": "$response.body#/record_id"}),
+    })
 
     defn = "/api/definitions/{kind}/{name}"
 
