@@ -287,23 +287,22 @@ class FuzzServer:
                                      "Panel cracked", "Battery hot", "Invoice 6 twice"]):
             ids["record_id"].append(self.post("/api/objects/Case/records",
                                               {"data": {"subject": subject, "number": i}})["id"])
-        for i in range(3):
-            for orchestration in ("flaky_job", "flaky_job", "doomed"):
+        for i in range(6):
+            for orchestration in ("flaky_job", "errand") + (("doomed",) if i % 2 else ()):
                 ids["run_id"].append(self.post("/api/runs", {"orchestration": orchestration,
                                                              "input": {}})["id"])
-            ids["run_id"].append(self.post("/api/runs", {"orchestration": "errand",
-                                                         "input": {"note": f"seed {i}"}})["id"])
-            ids["record_id"].append(self.post("/api/objects/Gadget/records",
-                                              {"data": {"label": f"gadget {i}"}})["id"])
             ids["record_id"].append(self.post("/api/objects/Account/records",
                                               {"data": {"name": f"Solar {i}"}})["id"])
+            if i % 3 != 2:
+                ids["record_id"].append(self.post("/api/objects/Gadget/records",
+                                                  {"data": {"label": f"gadget {i}"}})["id"])
 
         def ready() -> bool:
             work = self.get("/api/work?limit=1")[1]["total"]
             fallout = self.get("/api/fallout?limit=1")[1]["total"]
             incidents = self.get("/api/incidents?limit=1")[1]["total"]
             failed = self.get("/api/runs?status=failed&limit=1")[1]["total"]
-            return bool(work >= 9 and fallout >= 6 and incidents >= 3 and failed >= 3)
+            return bool(work >= 12 and fallout >= 6 and incidents >= 4 and failed >= 3)
 
         _eventually(ready, "the seeded work items, fallout and incidents")
         ids["item_id"] = [i["id"] for i in self.get("/api/work?limit=100")[1]["items"]]

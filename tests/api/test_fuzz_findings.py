@@ -127,3 +127,17 @@ def test_the_document_links_records_runs_and_work_items(sqlite_api: Api) -> None
     assert {"ClaimWorkItem", "CompleteWorkItem"} <= set(listed)
     users = doc["paths"]["/api/users"]["get"]["responses"]["200"]["links"]
     assert set(users) == {"ReadUser"}  # never from a list into a change of a user
+
+
+@pytest.mark.parametrize("name", ["{", "a}b{status}", "{0}"])
+def test_a_signal_name_with_braces_is_a_conflict_not_a_500(sqlite_api: Api, name: str) -> None:
+    """The refusal text was a format string with the client's signal name inside: a name
+    holding a brace raised ValueError in ``str.format`` (500, found on PostgreSQL)."""
+    from tests.api.conftest import FLAKY
+
+    sqlite_api.post("root", "/api/definitions/deploy", {"files": {"flaky.yaml": FLAKY}})
+    run = sqlite_api.post("opal", "/api/runs", {"orchestration": "flaky_job",
+                                                "input": {"n": 1}}).json()
+    body = assert_problem(sqlite_api.post("opal", f"/api/runs/{run['id']}/signal",
+                                          {"name": name}), 409)
+    assert f"waiting for signal {name!r}" in body["detail"]
