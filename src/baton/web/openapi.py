@@ -102,6 +102,7 @@ def _links() -> list[Link]:
                            {"path.item_id": "$response.body#/steps/0/work_item_id"}),
         "StartLikeThis": ("POST /api/runs", {}),
         "RecordOfRun": (f"GET {rec}", {"path.record_id": "$response.body#/record_id"}),
+        "UpdateRecordOfRun": (f"PATCH {rec}", {"path.record_id": "$response.body#/record_id"}),
     }, body={"StartLikeThis": {"orchestration": "$response.body#/orchestration",
                                "input": "$response.body#/input"}})
     for action in ("cancel", "resume", "signal"):
@@ -126,6 +127,8 @@ def _links() -> list[Link]:
         **of_item("$response.body#/id", ("ClaimWorkItem", "CompleteWorkItem", "ReassignWorkItem")),
         "RunOfWorkItem": (f"GET {run}", {"path.run_id": "$response.body#/run_id"}),
         "RecordOfWorkItem": (f"GET {rec}", {"path.record_id": "$response.body#/record_id"}),
+        "UpdateRecordOfWorkItem": (f"PATCH {rec}",
+                                   {"path.record_id": "$response.body#/record_id"}),
     })
     add(f"POST {item}/claim", "200", of_item("$response.body#/id",
                                              ("ReadWorkItem", "CompleteWorkItem",
@@ -159,6 +162,8 @@ def _links() -> list[Link]:
         **{name: (op, {"path.incident_id": "$response.body#/id"})
            for name, op in incident_ops.items() if name != "ReadIncident"},
         "RecordOfIncident": (f"GET {rec}", {"path.record_id": "$response.body#/record_id"}),
+        "UpdateRecordOfIncident": (f"PATCH {rec}",
+                                   {"path.record_id": "$response.body#/record_id"}),
     })
 
     defn = "/api/definitions/{kind}/{name}"
