@@ -154,10 +154,12 @@ def assert_problem(r: Any, status: int, *fields: str) -> dict[str, Any]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print the schemathesis summary line (operations, requests, failures) when it ran."""
-    from tests.api import test_schemathesis
+    """Print the schemathesis summary lines (one per backend that was fuzzed), also written
+    to test-output/schemathesis-summary.txt with the failures."""
+    from tests.api import fuzzing
 
-    line = test_schemathesis.write_summary()
-    if line:
+    lines = fuzzing.write_summary()
+    if lines:
         terminalreporter.write_sep("-", "schemathesis summary")
-        terminalreporter.write_line(line)
+        for line in lines:
+            terminalreporter.write_line(line)

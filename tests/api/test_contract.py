@@ -216,7 +216,8 @@ def test_definition_versions_diff_activate_deactivate(api: Api) -> None:
     assert_problem(r, 422, "input.who")
     r = api.post("opal", "/api/runs", {"orchestration": "hello", "input": {"who": "y"}})
     assert r.status_code == 201 and r.json()["version"] == 2
-    assert_problem(api.post("opal", "/api/runs", {"orchestration": "case_triage"}), 400)
+    body = assert_problem(api.post("opal", "/api/runs", {"orchestration": "case_triage"}), 409)
+    assert "record trigger, not by hand" in body["detail"]  # schema-valid: 409, was 400
     assert_problem(api.post("opal", "/api/runs", {"orchestration": "ghost"}), 404)
 
 

@@ -26,8 +26,15 @@ from baton.ids import IdGenerator
 from baton.store.ports import People
 from baton.store.sql import SqlStore
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,199}$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,199}$"
+"""User, group and queue names (the API declares it; checked with ``fullmatch``, so a
+trailing newline, which ``$`` lets through ``re.match``, is refused too)."""
+_NOT_IN_EMAIL = r"@\x00-\x20\x7f-\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
+EMAIL_PATTERN = rf"^[^{_NOT_IN_EMAIL}]+@[^{_NOT_IN_EMAIL}]+$"
+r"""An address: no spaces, controls or second ``@``. Spelled out rather than ``\s``, whose
+meaning differs between Python, JSON Schema and pydantic's regex engine (U+0085, U+001C…)."""
+NAME_RE = re.compile(NAME_PATTERN)
+EMAIL_RE = re.compile(EMAIL_PATTERN)
 TOKEN_PREFIX = "baton_"
 SESSION_TTL = timedelta(hours=12)
 TOKEN_TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is refreshed at most this often
@@ -106,7 +113,7 @@ def _digest(secret: str) -> str:
 
 def _check_names(what: str, names: Iterable[str], problems: dict[str, str]) -> list[str]:
     out = sorted(set(names))
-    bad = [n for n in out if not NAME_RE.match(n)]
+    bad = [n for n in out if not NAME_RE.fullmatch(n)]
     if bad:
         problems[what] = f"invalid name(s) {', '.join(map(repr, bad))}: use letters, digits, _ . @ -"
     return out
@@ -127,7 +134,7 @@ class Directory:
                  queues: Iterable[str] = (), email: str | None = None,
                  password: str | None = None, display_name: str | None = None) -> User:
         problems: dict[str, str] = {}
-        if not NAME_RE.match(name or ""):
+        if not NAME_RE.fullmatch(name or ""):
             problems["name"] = f"invalid user name {name!r}: use letters, digits, _ . @ - (max 200)"
         role_list = self._check_roles(roles, problems)
         group_list = _check_names("groups", groups, problems)
@@ -337,7 +344,7 @@ class Directory:
 
     @staticmethod
     def _check_email(email: str | None, problems: dict[str, str]) -> None:
-        if email and not EMAIL_RE.match(email):
+        if email and not EMAIL_RE.fullmatch(email):
             problems["email"] = f"{email!r} is not an e-mail address"
 
     @staticmethod

@@ -288,14 +288,15 @@ class Engine:
     def resume_run(self, run_id: str, reason: str, *, actor: str = "system") -> Run:
         """Resume a failed run after its cause is fixed: its failed steps run again."""
         return self.runs.event(run_id, ResumeRequested(actor, reason),
-                               "is {status}; only a failed run can be resumed")
+                               lambda status: f"is {status}; only a failed run can be resumed")
 
     @one_transaction
     def signal(self, run_id: str, name: str, data: dict[str, Any] | None = None, *,
                actor: str = "system") -> Run:
         """Send a named signal: pause steps waiting for it complete with ``data`` as output."""
-        return self.runs.event(run_id, SignalReceived(name, dict(data or {}), actor),
-                               f"({{status}}) has no pause step waiting for signal {name!r}")
+        return self.runs.event(
+            run_id, SignalReceived(name, dict(data or {}), actor),
+            lambda status: f"({status}) has no pause step waiting for signal {name!r}")
 
     # ---- work items ---------------------------------------------------------------------
     def list_work(self, *, user: str | None = None, queue: str | None = None, group: str | None = None,

@@ -9,7 +9,7 @@ in one write transaction of its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from baton.clock import Clock, iso
@@ -101,15 +101,16 @@ class RunDriver:
         if run.status is RunStatus.IN_PROGRESS:
             self.decide_and_apply_txn(tx, defn, run, RecordChanged(), now_dt, record)
 
-    def event(self, run_id: str, event: Event, refusal: str) -> Run:
-        """One event on one run in its own write transaction; ``refusal`` (formatted with
-        the run's ``status``) is the conflict raised when the run does not take it."""
+    def event(self, run_id: str, event: Event, refusal: Callable[[str], str]) -> Run:
+        """One event on one run in its own write transaction; ``refusal(status)`` is the
+        conflict raised when the run does not take it. (A function, not a format string:
+        the text may hold what a client sent, such as a signal name with braces.)"""
         now_dt = self.clock.now()
         with self.store.write() as tx:
             run, defn, record = self.load_txn(tx, run_id)
             decision = self.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
             if decision.stale:
-                raise TransitionConflict(f"run {run_id} " + refusal.format(status=run.status.value))
+                raise TransitionConflict(f"run {run_id} " + refusal(run.status.value))
         return decision.run
 
     # ---- operations ---------------------------------------------------------------------
@@ -145,7 +146,8 @@ class RunDriver:
             return run
 
     def cancel(self, run_id: str, reason: str, actor: str) -> Run:
-        return self.event(run_id, CancelRequested(reason, actor), "is {status}; it cannot be canceled")
+        return self.event(run_id, CancelRequested(reason, actor),
+                          lambda status: f"is {status}; it cannot be canceled")
 
     def resolve_fallout(self, fallout_id: str, action: str, *, reason: str, actor: str,
                         output: dict[str, Any] | None) -> Run:

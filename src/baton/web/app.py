@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from baton import __version__
 from baton.runtime.engine import Engine
-from baton.web import problems
+from baton.web import openapi, problems
 from baton.web.committer import GroupCommitter
 from baton.web.limits import BodyLimit
 
@@ -76,6 +76,7 @@ def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(ui_router)
     ui.install(app)  # errors on pages as HTML; no session -> /login
+    openapi.install(app)  # links between operations (baton.web.openapi.LINKS)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/docs", include_in_schema=False)

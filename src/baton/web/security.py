@@ -13,9 +13,8 @@ answered 429 with ``Retry-After`` before it is looked up.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -130,18 +129,28 @@ async def current_principal(
     return _known(principal)
 
 
-def need(permission: Permission) -> Callable[..., Any]:
+class Need:
     """A dependency: the caller, who must hold ``permission`` (403 otherwise).
 
-    It depends on :func:`optional_principal` directly, not through
-    :func:`current_principal`: every level of dependencies costs FastAPI a resolution on
-    every request, and every API operation has this one."""
+    A class rather than a closure so the permission an operation needs can be read back
+    from its route (the schemathesis test derives what an agent may never do from it). It
+    depends on :func:`optional_principal` directly, not through :func:`current_principal`:
+    every level of dependencies costs FastAPI a resolution on every request, and every API
+    operation has this one."""
 
-    async def dependency(
-        principal: Annotated[Principal | None, Depends(optional_principal)],
-    ) -> Principal:
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+
+    async def __call__(self, principal: Annotated[Principal | None, Depends(optional_principal)]
+                       ) -> Principal:
         known = _known(principal)
-        require(known.user, permission)  # PermissionDenied -> 403 problem
+        require(known.user, self.permission)  # PermissionDenied -> 403 problem
         return known
 
-    return dependency
+    def __repr__(self) -> str:
+        return f"Need({self.permission.value!r})"
+
+
+def need(permission: Permission) -> Need:
+    """A dependency: the caller, who must hold ``permission`` (403 otherwise)."""
+    return Need(permission)

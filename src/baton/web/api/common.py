@@ -99,7 +99,11 @@ def page_of(all_items: list[T], limit: int, offset: int) -> dict[str, Any]:
 class Reason(RequestBody):
     """Why (audited with the actor's name)."""
 
-    reason: str = Field(min_length=1, max_length=2000, description="Why (audited)")
+    # Not blank: at least one character Python's str.strip() keeps (Unicode White_Space
+    # plus the separators U+001C..U+001F), as the engine checks it; the same class in
+    # JSON Schema (ECMA), pydantic (Rust) and Python regexes.
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"[^\s\x1c-\x1f]",
+                        description="Why (audited); not blank")
 
 
 # ---- input hygiene ------------------------------------------------------------------------

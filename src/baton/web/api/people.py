@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
-from baton.auth.directory import TokenInfo, User
+from baton.auth.directory import EMAIL_PATTERN, NAME_PATTERN, TokenInfo, User
 from baton.auth.roles import Permission, require
 from baton.clock import iso
 from baton.errors import NotFound
@@ -22,7 +22,8 @@ USERS = Depends(need(Permission.USERS))
 ME = Depends(current_principal)
 Role = Literal["admin", "designer", "operator", "agent"]
 UserName = Annotated[str, Path(min_length=1, max_length=200)]
-Member = Annotated[str, Field(min_length=1, max_length=200)]
+Member = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+EMAIL_OR_EMPTY = f"^$|{EMAIL_PATTERN}"
 
 
 class UserOut(BaseModel):
@@ -42,11 +43,11 @@ class Me(UserOut):
 
 
 class NewUser(RequestBody):
-    name: str = Field(min_length=1, max_length=200, examples=["ann"])
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["ann"])
     roles: list[Role] = Field(min_length=1, max_length=4)
     groups: list[Member] = Field(default_factory=list, max_length=100)
     queues: list[Member] = Field(default_factory=list, max_length=100)
-    email: str | None = Field(default=None, max_length=320)
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_OR_EMPTY)
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
     password: str | None = Field(default=None, min_length=8, max_length=1000)
 
@@ -55,9 +56,12 @@ class UserPatch(RequestBody):
     roles: list[Role] | None = Field(default=None, min_length=1, max_length=4)
     groups: list[Member] | None = Field(default=None, max_length=100)
     queues: list[Member] | None = Field(default=None, max_length=100)
-    email: str | None = Field(default=None, max_length=320, description='"" clears it')
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_OR_EMPTY,
+                              description='"" clears it')
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
-    active: bool | None = Field(default=None, description="false signs the user out everywhere")
+    # strict: 0 or "no" is not taken for false (lax pydantic would): a typed JSON boolean only
+    active: StrictBool | None = Field(default=None,
+                                      description="false signs the user out everywhere")
     password: str | None = Field(default=None, min_length=8, max_length=1000)
 
 

@@ -100,7 +100,10 @@ def _etag(response: Response, record: dict[str, Any]) -> None:
     response.headers["ETag"] = f'"{record["version"]}"'
 
 
-IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100,
+IF_MATCH_PATTERN = r'^(?:W/)?"?[1-9][0-9]{0,8}"?$'
+"""A record version as If-Match takes it, declared in the schema and checked by FastAPI
+before the handler, so what the schema calls valid the server reads (``_if_match``)."""
+IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100, pattern=IF_MATCH_PATTERN,
                                        description='expected version, e.g. "3"')]
 
 
@@ -171,9 +174,13 @@ def update_record(request: Request, response: Response, record_id: RecordId, bod
                   if_match: IfMatch = None, principal: Principal = WRITE) -> dict[str, Any]:
     header = _if_match(if_match)
     if header is not None and body.version is not None and header != body.version:
-        raise ProblemError(422, "Invalid input", "If-Match and version disagree",
-                           slug="validation",
-                           errors=[{"field": "version", "message": "differs from If-Match"}])
+        # Both say "the version I read": at most one is the record's version, so the write's
+        # precondition cannot hold — the same answer as a stale version (schema-valid input).
+        raise ProblemError(409, "Conflict",
+                           f"If-Match says version {header} and the body says version "
+                           f"{body.version}: at most one of them is the record's version. "
+                           "Read the record again and send the version once.",
+                           slug="conflict")
     eng = engine_of(request)
     with under("data"):
         view = eng.update_record(record_id, body.data, actor=principal.name,

@@ -112,21 +112,34 @@ def run_detail(request: Request, run: Run) -> dict[str, Any]:
 
 
 def _check_startable(request: Request, name: str) -> None:
-    """A deactivated orchestration says so (the engine only knows 'no active version')."""
-    rows = engine_of(request).definitions.list_versions("orchestration", name)
+    """A deactivated orchestration says so (the engine only knows 'no active version'), and
+    so does one that starts from its record or schedule trigger: the request is well formed,
+    the orchestration's definition is what refuses it (409, not 400)."""
+    defs = engine_of(request).definitions
+    rows = defs.list_versions("orchestration", name)
     if rows and not any(r.active for r in rows):
         raise ProblemError(
             409, "Orchestration deactivated",
             f"orchestration {name!r} is deactivated: no new runs start from it. Activate a "
             f"version first (POST /api/definitions/orchestration/{name}/activate).",
             slug="deactivated")
+    if rows:
+        trigger = defs.orchestration(name)[0].trigger
+        if trigger.type != "autolaunched":
+            how = ("create or update its records" if trigger.type == "record"
+                   else "it runs on its schedule")
+            raise ProblemError(
+                409, "Not started by hand",
+                f"orchestration {name!r} starts from its {trigger.type} trigger, not by hand: "
+                f"{how}.", slug="not-autolaunched")
 
 
 @exact_post(router, "", response_model=RunDetail, status_code=201,
              summary="Start a run of an autolaunched orchestration",
              description="Input is validated against the trigger's `input` fields (422 naming "
                          "each). Record-triggered orchestrations start by creating or updating "
-                         "records instead (400). A deactivated orchestration answers 409. "
+                         "records instead (409), as do scheduled ones on their schedule; a "
+                         "deactivated orchestration answers 409 too. "
                          "With an `Idempotency-Key`, a retry starts nothing and answers as "
                          "the first request was answered.",
              responses={201: {"description": "Started", "headers": REPLAY_HEADERS},
