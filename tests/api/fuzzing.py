@@ -18,11 +18,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from baton.auth.roles import GRANTS, Permission
 from tests.conftest import EXAMPLES, REPO
 from tests.costly import GADGETS
 from tests.net import free_port
+from tests.procs import eventually
 
 ADMIN = "fuzz-admin-q7"  # names the fuzzer will not guess (to deactivate them)
 AGENT = "fuzz-agent-k3"
@@ -209,17 +208,6 @@ def write_summary() -> list[str]:
 
 
 # ---- the server -------------------------------------------------------------------------
-def _eventually(probe: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
-
 class FuzzServer:
     """``baton serve`` over a seeded copy of case_triage on ``db_url``."""
 
@@ -276,7 +264,7 @@ class FuzzServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 return False
 
-        _eventually(up, f"baton serve to answer at {self.url}", timeout=90)
+        eventually(up, what=f"baton serve to answer at {self.url}", timeout=90)
         self.seed()
 
     def seed(self) -> None:
@@ -304,7 +292,7 @@ class FuzzServer:
             failed = self.get("/api/runs?status=failed&limit=1")[1]["total"]
             return bool(work >= 12 and fallout >= 6 and incidents >= 4 and failed >= 3)
 
-        _eventually(ready, "the seeded work items, fallout and incidents")
+        eventually(ready, what="the seeded work items, fallout and incidents", timeout=120)
         ids["item_id"] = [i["id"] for i in self.get("/api/work?limit=100")[1]["items"]]
         ids["fallout_id"] = [i["id"] for i in self.get("/api/fallout?limit=100")[1]["items"]]
         ids["incident_id"] = [i["id"] for i in self.get("/api/incidents?limit=100")[1]["items"]]

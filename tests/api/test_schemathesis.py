@@ -54,11 +54,11 @@ from tests.api.fuzzing import (
     AGENT_USER,
     OTHERS_TOKENS,
     FuzzServer,
-    _eventually,
     required_permissions,
     tally,
 )
 from tests.conftest import _pg_admin, _pg_url_for
+from tests.procs import eventually
 
 MAX_EXAMPLES = 10  # per operation and mode (positive, negative), as the admin
 AGENT_EXAMPLES = 4  # and no coverage phase: most answers are the same 403
@@ -409,7 +409,7 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         def probe() -> bool:
             found[:] = srv.get(path)[1]["items"]
             return bool(found)
-        _eventually(probe, what)
+        eventually(probe, what=what, timeout=120)
         return found[0]
 
     def account() -> dict[str, Any]:
@@ -448,8 +448,8 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
 
     def failed_run() -> tuple[dict[str, Any], Any]:
         run = start("doomed")
-        _eventually(lambda: srv.get(f"/api/runs/{run['id']}")[1]["status"] == "failed",
-                    "the doomed run to fail")
+        eventually(lambda: srv.get(f"/api/runs/{run['id']}")[1]["status"] == "failed",
+                   what="the doomed run to fail", timeout=120)
         return {"run_id": run["id"]}, {"reason": "directed"}
 
     directed_yaml = ("kind: orchestration\nname: directed_job\ntrigger: {type: autolaunched}\n"
