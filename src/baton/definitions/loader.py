@@ -563,6 +563,7 @@ def _build_trigger(data: Mapping[str, Any]) -> Trigger:
         cron=data.get("cron"),
         timezone=data.get("timezone"),
         misfire=data.get("misfire", "run_once"),
+        changed_to_meet=bool(data.get("changed_to_meet", False)),
     )
 
 

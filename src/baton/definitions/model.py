@@ -123,6 +123,10 @@ class Trigger:
     cron: str | None = None
     timezone: str | None = None  # a schedule's cron is read in this zone (default UTC)
     misfire: str = "run_once"  # after downtime: "run_once" (one run for the ticks missed) | "skip"
+    # A record trigger starts a run only when the record changes to meet ``when`` (false before
+    # the write, true after; on create, when it holds): Salesforce's "only when a record is
+    # updated to meet the condition requirements".
+    changed_to_meet: bool = False
 
 
 @dataclass(frozen=True)

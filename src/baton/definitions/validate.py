@@ -57,7 +57,7 @@ ORCHESTRATION_KEYS = (
     "kind", "name", "label", "description", "trigger", "variables", "stages", "retry",
 )  # fmt: skip
 TRIGGER_KEYS = {
-    "record": ("type", "object", "on", "when"),
+    "record": ("type", "object", "on", "when", "changed_to_meet"),
     "autolaunched": ("type", "input", "object"),
     "schedule": ("type", "cron", "timezone", "misfire"),
 }
@@ -380,6 +380,14 @@ def _check_record_trigger(ck: Checker, trigger: dict[str, Any], scope: Scope) ->
         check_condition(
             ck, "trigger.when", trigger["when"], replace(scope, allow_old="update" in events)
         )
+    if "changed_to_meet" in trigger:
+        flag = trigger["changed_to_meet"]
+        if not isinstance(flag, bool):
+            ck.add("trigger.changed_to_meet", f"expected true or false, got {flag!r}")
+        elif flag and "when" not in trigger:
+            ck.add("trigger.changed_to_meet",
+                   "changed_to_meet needs a 'when' condition: it starts a run when the record "
+                   "changes to meet it")
 
 
 def _check_input(ck: Checker, trigger: dict[str, Any], env: Env, scope: Scope) -> Scope:
