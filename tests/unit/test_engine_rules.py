@@ -322,6 +322,30 @@ def test_next_evaluated_in_order_first_match_wins() -> None:
     assert outcomes == {7: ("high", 0), 3: ("mid", 1), 0: ("low", 2)}
 
 
+def test_a_decision_keeps_its_outcome_label() -> None:
+    """``next[].label`` names the outcome for people: it is on the run's decision and on
+    the audit event the timeline shows; a rule without one records no label."""
+    defn = orchestration("""
+        stages:
+          - name: review
+            steps: [{name: a, type: background, flow: f.a}]
+            next:
+              - {when: '=record.priority > 5', goto: end, label: Approved}
+              - {goto: rework}
+          - name: rework
+            steps: [{name: r, type: background, flow: f.r}]
+    """)
+    sim = Sim(defn, priority=9)
+    sim.start()
+    (taken,) = audits(sim.complete("a"), "decision_taken")
+    assert taken.data["label"] == "Approved" and sim.run.decisions[-1]["label"] == "Approved"
+    assert Run.from_json(sim.run.to_json()).decisions[-1]["label"] == "Approved"
+    sim = Sim(defn, priority=1)
+    sim.start()
+    (taken,) = audits(sim.complete("a"), "decision_taken")
+    assert "label" not in taken.data and "label" not in sim.run.decisions[-1]
+
+
 def test_goto_end_ends_the_run() -> None:
     sim = Sim(orchestration("""
         stages:

@@ -392,8 +392,9 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
                              detail])
     table("Stages and steps", ["stage / step", "iteration", "status", "sla", "detail"], rows)
     if run.decisions:
-        table("Decisions", ["after stage", "iteration", "goto", "rule"],
-              [[d["stage"], d["iteration"], d["goto"], "default" if d["rule"] is None else f"next[{d['rule']}]"]
+        table("Decisions", ["after stage", "iteration", "goto", "outcome", "rule"],
+              [[d["stage"], d["iteration"], d["goto"], d.get("label") or "",
+                "default" if d["rule"] is None else f"next[{d['rule']}]"]
                for d in run.decisions])
 
 
@@ -576,7 +577,8 @@ def describe_event(e: Mapping[str, Any]) -> str:
     if t == "record_updated":
         return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
     if t == "decision_taken":
-        return f"after {d['stage']} #{d['iteration']} → {d['goto']}"
+        label = f" ({d['label']})" if d.get("label") else ""
+        return f"after {d['stage']} #{d['iteration']} → {d['goto']}{label}"
     if t.startswith("step_") or t == "milestone_reached":
         extra = d.get("error", {}).get("message", "") if "error" in d else ""
         return f"{d.get('stage')}.{d.get('step')} #{d.get('iteration')} {extra}".strip()

@@ -579,7 +579,8 @@ def _build_stage(data: Mapping[str, Any], path: str, lines: Mapping[str, int]) -
         exit_when=_build_condition(data.get("exit_when")),
         next=None
         if rules is None
-        else tuple(NextRule(r["goto"], _build_condition(r.get("when"))) for r in rules),
+        else tuple(NextRule(r["goto"], _build_condition(r.get("when")), r.get("label"))
+                   for r in rules),
         max_iterations=data.get("max_iterations", DEFAULT_MAX_ITERATIONS),
         line=lines[path],
     )

@@ -95,6 +95,7 @@ class StepDefinition:
 class NextRule:
     goto: str  # a stage name or "end"
     when: Condition | None = None
+    label: str | None = None  # the outcome's name for people ("Approved", "Needs more info")
 
 
 @dataclass(frozen=True)

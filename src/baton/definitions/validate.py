@@ -452,7 +452,9 @@ def _check_next(ck: Checker, path: str, rules: Any, orch: Orchestration) -> None
         m = expect_mapping(ck, rpath, rule)
         if m is None:
             continue
-        check_keys(ck, rpath, m, ("goto", "when"), ("goto",))
+        check_keys(ck, rpath, m, ("goto", "when", "label"), ("goto",))
+        if "label" in m:
+            expect_str(ck, join(rpath, "label"), m["label"])
         goto = m.get("goto")
         if (
             "goto" in m

@@ -474,14 +474,17 @@ class _Decider:
                 self.fail_run(f"stage {sd.name!r} next[{i}].when: {exc}", stage=sd.name)
                 return None
             if matched:
-                self.record_decision(sd, rule.goto, i)
+                self.record_decision(sd, rule.goto, i, rule.label)
                 return rule.goto
         self.fail_run(f"stage {sd.name!r}: no next rule matched", stage=sd.name)
         return None
 
-    def record_decision(self, sd: StageDefinition, goto: str, rule: int | None) -> None:
+    def record_decision(self, sd: StageDefinition, goto: str, rule: int | None,
+                        label: str | None = None) -> None:
         entry: dict[str, Any] = {"stage": sd.name, "iteration": self.run.stages[sd.name].iteration,
                                  "goto": goto, "rule": rule, "at": self.now}
+        if label is not None:
+            entry["label"] = label
         self.run.decisions.append(entry)
         self.audit("decision_taken", **{k: v for k, v in entry.items() if k != "at"})
 
