@@ -346,6 +346,32 @@ def test_a_decision_keeps_its_outcome_label() -> None:
     assert "label" not in taken.data and "label" not in sim.run.decisions[-1]
 
 
+def test_exit_when_condition_waits_for_the_condition_after_every_step_is_done() -> None:
+    """``exit: when_condition`` (Salesforce's "conditions met"): the stage stays in progress
+    with every step done until ``exit_when`` holds, then routes; the default ends it."""
+    body = """
+        stages:
+          - name: review
+            exit: when_condition
+            exit_when: '=record.status == "Closed"'
+            steps: [{name: a, type: background, flow: f.a}]
+          - name: after
+            steps: [{name: b, type: background, flow: f.b}]
+    """
+    sim = Sim(orchestration(body))
+    sim.start()
+    sim.complete("a")
+    assert sim.steps == {"a": "completed"} and sim.stages == {"review": "in_progress"}
+    sim.update_record(status="Triaged")
+    assert sim.run.current_stage == "review"
+    sim.update_record(status="Closed")
+    assert sim.run.current_stage == "after" and sim.stages["review"] == "completed"
+    default = Sim(orchestration(body.replace("exit: when_condition", "exit: all_steps")))
+    default.start()
+    default.complete("a")
+    assert default.run.current_stage == "after"
+
+
 def test_goto_end_ends_the_run() -> None:
     sim = Sim(orchestration("""
         stages:

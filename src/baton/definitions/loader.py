@@ -577,6 +577,7 @@ def _build_stage(data: Mapping[str, Any], path: str, lines: Mapping[str, int]) -
         name=data["name"],
         steps=steps,
         exit_when=_build_condition(data.get("exit_when")),
+        exit=data.get("exit", "all_steps"),
         next=None
         if rules is None
         else tuple(NextRule(r["goto"], _build_condition(r.get("when")), r.get("label"))

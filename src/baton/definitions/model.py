@@ -104,6 +104,9 @@ class StageDefinition:
     steps: tuple[StepDefinition, ...]
     exit_when: Condition | None = None
     next: tuple[NextRule, ...] | None = None  # None: continue with the following stage
+    # "all_steps": done when every step is done or exit_when holds; "when_condition": only
+    # when exit_when holds, even once every step is done (Salesforce's "conditions met").
+    exit: str = "all_steps"
     max_iterations: int = DEFAULT_MAX_ITERATIONS
     line: int = 0
 

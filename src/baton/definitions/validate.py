@@ -64,7 +64,9 @@ TRIGGER_KEYS = {
 TRIGGER_REQUIRED = {"record": ("object",), "autolaunched": (), "schedule": ("cron",)}
 TRIGGER_EVENTS = ("create", "update")
 MISFIRE = ("run_once", "skip")  # a schedule's ticks missed while no worker ran
-STAGE_KEYS = ("name", "label", "description", "steps", "exit_when", "next", "max_iterations")
+STAGE_KEYS = ("name", "label", "description", "steps", "exit", "exit_when", "next",
+              "max_iterations")
+STAGE_EXITS = ("all_steps", "when_condition")
 # Keys every step may have; the keys of one step type (its ``keys``) come from the registry.
 STEP_KEYS = (
     "name", "type", "label", "description", "after", "when", "complete_when", "on_failure",
@@ -433,6 +435,12 @@ def _check_stage(ck: Checker, path: str, stage: dict[str, Any], orch: Orchestrat
         _check_after(ck, path, stage, orch.step_stages)
     if "exit_when" in stage:
         check_condition(ck, join(path, "exit_when"), stage["exit_when"], orch.scope)
+    if "exit" in stage:
+        if stage["exit"] not in STAGE_EXITS:
+            ck.add(join(path, "exit"), unknown("stage exit", stage["exit"], STAGE_EXITS))
+        elif stage["exit"] == "when_condition" and "exit_when" not in stage:
+            ck.add(join(path, "exit"), "exit: when_condition needs an exit_when condition "
+                                       "(the stage ends only when it holds)")
     if "next" in stage:
         _check_next(ck, join(path, "next"), stage["next"], orch)
     if "max_iterations" in stage:

@@ -420,6 +420,8 @@ class _Decider:
                 if self.awaiting_routing_answers(sd):
                     return canceled > 0
                 return self.finish_stage(sd, st, "exit_when")
+        if sd.exit == "when_condition":
+            return False  # only exit_when ends this stage, even with every step done
         if all(self.is_done(self.run.steps[s.name], s) for s in sd.steps):
             if self.awaiting_routing_answers(sd):
                 return False
