@@ -63,6 +63,10 @@ class Checker:
     def add(self, path: str, message: str) -> None:
         self.issues.append(Issue(self.doc.file, self.line(path), path, message))
 
+    def warn(self, path: str, message: str) -> None:
+        """A definition that deploys but probably does not do what its author meant."""
+        self.issues.append(Issue(self.doc.file, self.line(path), path, message, "warning"))
+
 
 def _parent(path: str) -> str:
     cut = max(path.rfind("."), path.rfind("["))

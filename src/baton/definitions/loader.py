@@ -219,11 +219,13 @@ def check_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
 
-    Returns the definitions that have no problem of their own, and every issue sorted
-    by (file, line).
+    Returns the definitions that have no problem of their own, and every error sorted
+    by (file, line); warnings (a definition that deploys but probably does not do what was
+    meant) are added to ``warnings`` when a list is given, else dropped.
     """
     docs: list[ParsedDocument] = []
     issues: list[Issue] = []
@@ -237,7 +239,7 @@ def check_definitions(
         parsed, found = parse_text(text, shown)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects)
+    return _finish(docs, issues, known_flows, deployed_objects, warnings)
 
 
 def check_texts(
@@ -245,6 +247,7 @@ def check_texts(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """:func:`check_definitions` for YAML texts in memory, keyed by file name (the API)."""
     docs: list[ParsedDocument] = []
@@ -253,7 +256,7 @@ def check_texts(
         parsed, found = parse_text(text, name)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects)
+    return _finish(docs, issues, known_flows, deployed_objects, warnings)
 
 
 def load_text(
@@ -276,12 +279,18 @@ def _finish(
     issues: list[Issue],
     known_flows: Collection[str] | None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None,
+    warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects)
-    loaded = [build(d) for d, own in zip(docs, per_doc, strict=True) if not own]
+    loaded = [build(d) for d, own in zip(docs, per_doc, strict=True)
+              if not any(i.level == "error" for i in own)]
     everything = issues + [i for own in per_doc for i in own]
     unique = list(dict.fromkeys(everything))
-    return loaded, sorted(unique, key=lambda i: (i.file, i.line))
+    if warnings is not None:
+        warnings.extend(sorted((i for i in unique if i.level != "error"),
+                               key=lambda i: (i.file, i.line)))
+    errors = [i for i in unique if i.level == "error"]
+    return loaded, sorted(errors, key=lambda i: (i.file, i.line))
 
 
 # --- files ---------------------------------------------------------------------------------

@@ -426,6 +426,18 @@ def _check_cron(ck: Checker, cron: Any) -> None:
 # --- stages -----------------------------------------------------------------------------
 
 
+def _warn_entry_conditions(ck: Checker, path: str, stage: dict[str, Any]) -> None:
+    """A step with an entry condition in a stage with no exit rule: if the condition never
+    holds, the step never starts and the stage never completes (Salesforce stages end on their
+    exit criteria; a translated one often lacks ours)."""
+    for j, step in enumerate(stage["steps"]):
+        if isinstance(step, dict) and "when" in step:
+            name = step.get("name", f"#{j + 1}")
+            ck.warn(join(item(join(path, "steps"), j), "when"),
+                    f"step '{name}' starts only when this holds, and the stage has no exit_when: "
+                    "if it never holds, the stage never completes")
+
+
 def _check_stage(ck: Checker, path: str, stage: dict[str, Any], orch: Orchestration) -> None:
     check_keys(ck, path, stage, STAGE_KEYS, ("name",))
     check_texts(ck, path, stage, ("label", "description"))
@@ -433,6 +445,8 @@ def _check_stage(ck: Checker, path: str, stage: dict[str, Any], orch: Orchestrat
         for j, step in enumerate(stage["steps"]):
             _check_step(ck, item(join(path, "steps"), j), step, orch.scope)
         _check_after(ck, path, stage, orch.step_stages)
+        if "exit_when" not in stage:
+            _warn_entry_conditions(ck, path, stage)
     if "exit_when" in stage:
         check_condition(ck, join(path, "exit_when"), stage["exit_when"], orch.scope)
     if "exit" in stage:
