@@ -619,6 +619,13 @@ def _stage_flows(sd: StageDefinition) -> set[str]:
     return {c.flow for c in conds if c is not None and c.flow is not None}
 
 
+def expression_scope(record: dict[str, Any], run: Run, now: str,
+                     defn: OrchestrationDefinition) -> Mapping[str, Any]:
+    """What a step's expressions see outside ``decide()`` (a worker evaluating a step's
+    options when it runs the attempt): the same view as conditions."""
+    return _Scope(record, run, now, defn)
+
+
 class _Scope(Mapping[str, Any]):
     """What expressions see (DESIGN §2). ``steps`` is built on first use, and only for the
     steps asked for: an expression reads one or two of them, a run may have many."""
