@@ -155,6 +155,11 @@ def _m011_schedules(conn: Connection) -> None:
     schema.schedules.create(conn, checkfirst=True)
 
 
+def _m015_messages(conn: Connection) -> None:
+    """E-mail intake: each accepted message once, by its Message-ID, with its record."""
+    schema.messages.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -168,6 +173,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "stored formats that cost less (SLA instants on the run)",
               _m010_stored_formats),
     Migration(11, "schedules", _m011_schedules),
+    Migration(15, "e-mail messages of intake", _m015_messages),
 )
 LATEST = MIGRATIONS[-1].version
 
