@@ -145,3 +145,45 @@ def test_mailbox_definitions_are_validated(harness: Any) -> None:
     text = str(exc.value)
     assert "unknown e-mail part 'subjet' (did you mean 'subject'?)" in text
     assert "unknown field 'descripton' of Case (did you mean 'description'?)" in text
+
+
+# ---- over SMTP: a real listener on loopback, a real client -------------------------------
+
+def test_smtp_listener_end_to_end(harness: Any) -> None:
+    import smtplib
+
+    from baton.intake.smtp import SmtpListener
+    from tests.net import free_port
+
+    harness.deploy_text(DEFS)
+    listener = SmtpListener(harness.engine.intake, "127.0.0.1", free_port(), max_bytes=50_000,
+                            allowed_domains=["baton.example"])
+    listener.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", listener.port, timeout=30) as client:
+            refused = client.sendmail("ann@dealer-one.example", ["support@baton.example"],
+                                      eml("01_plain"))
+            assert refused == {}
+            # the same message again (a sending server's retry): accepted, no second case
+            client.sendmail("ann@dealer-one.example", ["support@baton.example"], eml("01_plain"))
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as exc:
+                client.sendmail("x@y.example", ["someone@elsewhere.example"], eml("02_utf8_encoded_subject"))
+            code, text = exc.value.recipients["someone@elsewhere.example"]
+            assert code == 550 and b"not allowed" in text
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as exc:
+                client.sendmail("x@y.example", ["nobody@baton.example"], eml("02_utf8_encoded_subject"))
+            assert exc.value.recipients["nobody@baton.example"][0] == 550
+            big = eml("03_latin1") + b"\r\n" + b"x" * 80 + (b"\r\n" + b"y" * 998) * 60
+            with pytest.raises(smtplib.SMTPException) as exc:
+                client.sendmail("joao@concessionaria.example", ["support@baton.example"], big)
+            assert "552" in str(exc.value) or "size" in str(exc.value).lower()
+        with smtplib.SMTP("127.0.0.1", listener.port, timeout=30) as client:
+            client.sendmail("MAILER-DAEMON@mx.baton.example", ["support@baton.example"],
+                            eml("17_bounce_report"))
+            with pytest.raises(smtplib.SMTPDataError) as data_exc:
+                client.sendmail("a@b.example", ["support@baton.example"], b"\r\n\r\nno headers")
+            assert data_exc.value.smtp_code == 554
+    finally:
+        listener.stop()
+    assert count(harness, schema.records) == 1  # the plain message only; the bounce made none
+    assert count(harness, schema.messages) == 2
