@@ -155,6 +155,15 @@ def _m011_schedules(conn: Connection) -> None:
     schema.schedules.create(conn, checkfirst=True)
 
 
+def _m012_work_item_input(conn: Connection) -> None:
+    """Work items keep the ``input`` of their step (a mapping of values evaluated when the
+    step started), shown with the form; items created before have none."""
+    columns = {c["name"] for c in inspect(conn).get_columns(schema.work_items.name)}
+    if "input" not in columns:
+        kind = "JSONB" if conn.dialect.name == "postgresql" else "JSON"
+        conn.exec_driver_sql(f"ALTER TABLE baton_work_items ADD COLUMN input {kind}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -168,6 +177,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "stored formats that cost less (SLA instants on the run)",
               _m010_stored_formats),
     Migration(11, "schedules", _m011_schedules),
+    Migration(12, "work item input", _m012_work_item_input),
 )
 LATEST = MIGRATIONS[-1].version
 
