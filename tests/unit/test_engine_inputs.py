@@ -6,9 +6,8 @@ Driven like ``test_engine_rules.py``: events in, statuses and commands out."""
 from __future__ import annotations
 
 import decimal
-from typing import Any
-
 import textwrap
+from typing import Any
 
 from baton.definitions.loader import load_text
 from baton.definitions.model import OrchestrationDefinition
@@ -21,7 +20,6 @@ from baton.engine.events import (
 )
 from baton.engine.state import Run
 from tests.unit.test_engine_rules import Sim, orchestration
-
 
 RELATED = """\
 kind: object

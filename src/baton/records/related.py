@@ -29,14 +29,15 @@ ObjectTypes = Callable[[str], ObjectTypeDefinition]
 
 def with_related_txn(tx: Transaction, defn: OrchestrationDefinition,
                      view: Mapping[str, Any] | None, object_type: str | None,
-                     object_types: ObjectTypes) -> dict[str, Any] | None:
+                     object_types: ObjectTypes) -> Mapping[str, Any] | None:
     """``view`` (a record of ``object_type``) with the related records ``defn``'s
-    expressions read; ``view`` itself when they read none."""
+    expressions read (a new mapping); ``view`` itself when they read none (the common
+    case costs one dict lookup)."""
     if view is None or object_type is None:
-        return dict(view) if view is not None else None
+        return view
     paths = navigated_cached(defn)
     if not paths:
-        return dict(view)
+        return view
     out = dict(view)
     _fill_txn(tx, [(out, object_type, ())], paths, object_types)
     return out

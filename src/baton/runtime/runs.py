@@ -59,9 +59,9 @@ class RunDriver:
         The record is given to ``decide()`` with the related records its definition's
         expressions read (``records/related.py``)."""
         expected_seq = run.seq
-        record = with_related_txn(tx, defn, record, defn.trigger.object,
-                                  lambda name: self.definitions.object_type(name, tx))
-        decision = decide(defn, run, event, now, record, consume=True)
+        seen = with_related_txn(tx, defn, record, defn.trigger.object,
+                                lambda name: self.definitions.object_type(name, tx))
+        decision = decide(defn, run, event, now, seen, consume=True)
         if decision.stale:
             return decision
         self.applier.apply_txn(tx, expected_seq, decision, now, insert=insert)
