@@ -270,3 +270,44 @@ def test_an_evaluation_flow_that_raises_is_an_incident_per_site(harness: Any) ->
         assert run.status is RunStatus.COMPLETED
     finally:
         BROKEN["on"] = False
+
+
+def test_find_compares_each_field_type_as_stored(harness: Any) -> None:
+    from baton.errors import BatonError
+    from baton.runtime.reader import StoreRecords
+
+    harness.deploy_text("""
+kind: object
+name: Item
+fields:
+  sku: {type: string}
+  qty: {type: int}
+  price: {type: decimal, scale: 2}
+  active: {type: bool}
+  weight: {type: decimal}
+  note: {type: text}
+""")
+    eng = harness.engine
+    a = eng.create_record("Item", {"sku": "A-1", "qty": 3, "price": "9.5", "active": True})
+    b = eng.create_record("Item", {"sku": "B-2", "qty": 30, "price": "19.90", "active": False,
+                                   "note": "fragile"})
+    records = StoreRecords(eng.store, eng.definitions)
+
+    def ids(**fields: Any) -> list[str]:
+        return [r["id"] for r in records.find("Item", **fields)]
+
+    assert ids(qty=3) == [a["id"]] and ids(qty="30") == [b["id"]]
+    assert ids(price="9.50") == [a["id"]] and ids(price=19.9) == [b["id"]]
+    assert ids(active=True) == [a["id"]] and ids(active=False) == [b["id"]]
+    assert ids(note=None) == [a["id"]] and ids(sku="B-2", qty=30) == [b["id"]]
+    assert ids(sku="A-1", qty=30) == [] and ids() == [b["id"], a["id"]]  # newest first
+    assert ids(limit=1) == [b["id"]]
+    found = records.find("Item", sku="A-1")[0]
+    assert str(found["price"]) == "9.50" and records.get(a["id"]) == found
+    for bad, message in (({"colour": "red"}, "Item has no field 'colour'"),
+                         ({"id": a["id"]}, "system fields cannot be searched"),
+                         ({"qty": "three"}, "qty"), ({"limit": 101}, "limit must be from 1")):
+        with pytest.raises(BatonError, match=message):
+            records.find("Item", **bad)
+    with pytest.raises(BatonError, match="unknown object type|Nothing"):
+        records.find("Nothing")

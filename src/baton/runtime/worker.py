@@ -407,7 +407,8 @@ class Worker:
         try:
             if fn is None:
                 raise StepFailure(f"flow {p['flow']!r} is not registered in this worker")
-            ctx = flow_context(run, p["step"], p["iteration"], record, self._orchestration(run))
+            ctx = flow_context(run, p["step"], p["iteration"], record, self._orchestration(run),
+                               records=self._records)
             data["output"] = _jsonable(self._call_flow(p["flow"], fn, ctx, None))
             kind = "escalation_flow_ran"
         except Exception as exc:  # noqa: BLE001 - audited on the run; never the worker's problem
