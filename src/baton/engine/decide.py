@@ -117,8 +117,9 @@ class _Decider:
             sd = self.defn.stage(self.run.current_stage or "")
             sites = [_site(c) for c in (_stage_flows(sd) if sd else ()) if c.flow == ev.flow]
         for site in sites:
-            if ev.value is None:
+            if ev.value is None:  # and no older answer kept per flow name either
                 self.run.flow_conditions.pop(site, None)
+                self.run.flow_conditions.pop(LEGACY_ANSWER + ev.flow, None)
             else:
                 self.run.flow_conditions[site] = ev.value
 
