@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -18,7 +17,7 @@ class ImportGroup(TyperGroup):
     """``baton import X``: ``X`` is a sub-command (``salesforce``) or, as it always was, the
     bundle to import (then the hidden ``bundle`` command takes it)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["bundle", *args]
         return super().parse_args(ctx, args)

@@ -19,7 +19,7 @@ IGNORED_TAGS = frozenset({
     "environments", "processMetadataValues", "start", "startElementReference", "variables",
     "orchestratedStages", "decisions", "constants", "runInMode", "areMetadataValuesDisabled",
     "isTemplate", "sourceTemplate", "fullName", "isAdditionalPermissionRequiredToRun",
-    "triggerOrder", "migratedFromWorkflowRuleName", "startElementReference", "timeZoneSidKey",
+    "triggerOrder", "migratedFromWorkflowRuleName", "timeZoneSidKey",
     "apexPluginCalls", "textTemplates",
 })
 STAGE_TAGS = frozenset({

@@ -171,8 +171,8 @@ def flows_module(ports: list[FlowToPort]) -> str:
                 "isOrchestrationConditionMet), else False." if evaluation else
                 "Return a dict: the step's output.")
         lines += ["", f"@flow({name!r})", f"def {fn}(ctx: FlowContext) -> {returns}:",
-                  f'    """Salesforce {first.kind} flow {first.original}, used by '
-                  f'{", ".join(u.used_by for u in uses)}.',
+                  (f'    """Salesforce {first.kind} flow {first.original}, used by '
+                   f'{", ".join(u.used_by for u in uses)}.'),
                   "", f"    {what} The run's record is ctx.record; inputs are ctx.input.",
                   '    """',
                   f"    raise StepFailure({_port_message(first)!r}, retryable=False)", ""]
