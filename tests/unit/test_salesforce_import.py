@@ -17,7 +17,7 @@ from baton.definitions.loader import check_definitions
 from baton.errors import BatonError
 from baton.expressions.cel import evaluate_condition
 from baton.importers.salesforce import ImportReport, import_salesforce
-from baton.importers.salesforce.conditions import Catalog, Scope, StepInfo
+from baton.importers.salesforce.conditions import APPROVAL, PERSON, Catalog, Scope, StepInfo
 from baton.importers.salesforce.xmlread import XmlProblem, parse_xml
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "salesforce"
@@ -109,8 +109,8 @@ def test_nothing_to_import_and_a_used_folder_are_clear_errors(tmp_path: Path) ->
 # ---- operators and values ------------------------------------------------------------------
 def scope() -> Scope:
     s = Scope("f.xml", ImportReport(), Catalog(), "Case")
-    s.steps = {"Review": StepInfo("review", "interactive", "s"),
-               "Approve": StepInfo("approve", "approval", "s")}
+    s.steps = {"Review": StepInfo("review", PERSON, "s"),
+               "Approve": StepInfo("approve", APPROVAL, "s")}
     s.variables = {"limitVar": "vars.limit_var"}
     return s
 

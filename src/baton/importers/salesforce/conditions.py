@@ -14,6 +14,10 @@ from baton.importers.salesforce.names import field_segment, ident, relationship_
 from baton.importers.salesforce.report import ImportReport
 from baton.importers.salesforce.xmlread import Node
 
+AUTOMATED, PERSON, APPROVAL = "automated", "person", "approver"
+"""What a Salesforce step is (``StepInfo.kind``): run by a flow, done by a person, decided by
+an approver (an interactive step with the approval form until Baton has approval steps)."""
+
 # Salesforce step statuses -> the Baton step statuses that mean the same.
 STEP_STATUSES: dict[str, tuple[str, ...]] = {
     "notstarted": ("not_started", "waiting"),
@@ -72,7 +76,7 @@ class Catalog:
 @dataclass
 class StepInfo:
     name: str                 # the Baton step name
-    kind: str                 # background | interactive | approval
+    kind: str                 # AUTOMATED | PERSON | APPROVAL
     stage: str                # the Baton stage name
 
 
@@ -155,7 +159,7 @@ class Scope:
             return Ref(f"steps.{step.name}.status", kind="status")
         if parts[0].lower() == "outputs" and len(parts) == 2:
             out = parts[1]
-            if step.kind == "approval":
+            if step.kind == APPROVAL:
                 mapped = APPROVAL_OUTPUTS.get(out.lower())
                 if mapped is None:
                     self.report.cannot(self.file, line, f"{where}: {step.name}.{rest}",

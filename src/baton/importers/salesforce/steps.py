@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from baton.importers.salesforce.conditions import Scope, StepInfo
+from baton.importers.salesforce.conditions import APPROVAL, AUTOMATED, PERSON, Scope, StepInfo
 from baton.importers.salesforce.names import flow_name, ident
 from baton.importers.salesforce.screens import ScreenFlows
 from baton.importers.salesforce.xmlread import Node
+from baton.steps.background import Background
+from baton.steps.interactive import Interactive
 
-STEP_KINDS = {"stepBackground": "background", "stepInteractive": "interactive",
-              "createWorkItem": "interactive", "stepApproval": "approval"}
+STEP_KINDS = {"stepBackground": AUTOMATED, "stepInteractive": PERSON, "createWorkItem": PERSON,
+              "stepApproval": APPROVAL}
 """Salesforce step action types -> what the step becomes (``createWorkItem``: pilot, API 52)."""
 
 STEP_TAGS = frozenset({
@@ -70,9 +72,9 @@ class StepTranslator:
             out["label"] = label
         if node.value("description"):
             out["description"] = node.value("description")
-        out["type"] = "background" if info.kind == "background" else "interactive"
+        out["type"] = Background.name if info.kind == AUTOMATED else Interactive.name
         action = node.value("actionName")
-        if info.kind == "background":
+        if info.kind == AUTOMATED:
             if not action:
                 self.cannot(node.line, f"{where}: actionName", "a background step names the "
                             "autolaunched flow it runs")
@@ -83,7 +85,7 @@ class StepTranslator:
         else:
             assign = self.assignee(node, where)
             out["assign"] = assign if assign is not None else {"queue": "salesforce_unassigned"}
-            if info.kind == "approval":
+            if info.kind == APPROVAL:
                 out["form"] = [dict(f) for f in APPROVAL_FORM]
                 out["instructions"] = (f"Approve or reject (Salesforce approval step "
                                        f"{label or sf_name}).")
@@ -105,7 +107,7 @@ class StepTranslator:
             out["input"] = inputs
         out = {k: out[k] for k in STEP_KEY_ORDER if k in out}
         kind = "approval step (interactive; type: approval once it exists)" \
-            if info.kind == "approval" else f"{out['type']} step"
+            if info.kind == APPROVAL else f"{out['type']} step"
         self.scope.report.ok(self.file, node.line, where, f"{kind} {info.name}")
         return out
 
@@ -190,7 +192,7 @@ class StepTranslator:
         conditions = node.all("exitConditions")
         if not conditions and not node.value("exitActionName"):
             return
-        if info.kind == "background":
+        if info.kind == AUTOMATED:
             self.cannot(node.line, f"{where}: exit criteria", "a background step completes "
                         "when its flow returns; exit criteria are not translated for it")
             return
