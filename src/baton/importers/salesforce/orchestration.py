@@ -33,6 +33,16 @@ INPUT_TYPES = {"string": "string", "number": "decimal", "currency": "decimal",
                "boolean": "bool", "date": "date", "datetime": "datetime"}
 
 
+def _filter_condition(f: Node) -> Node:
+    """A start filter (``field``, ``operator``, ``value``) as the condition it stands for."""
+    value = f.first("value")
+    return Node("condition", f.line, children=[
+        Node("leftValueReference", f.line, "$Record." + f.value("field")),
+        Node("operator", f.line, f.value("operator")),
+        *([Node("rightValue", f.line, children=value.children)] if value is not None else []),
+    ])
+
+
 def _target(node: Node | None) -> str:
     return node.value("targetReference") if node is not None else ""
 
@@ -135,21 +145,16 @@ class OrchestrationTranslator:
         return trigger
 
     def filters(self, start: Node) -> str | None:
-        if start.value("filterFormula"):
-            self.cannot(start.first("filterFormula").line, "start filterFormula",  # type: ignore[union-attr]
+        formula = start.first("filterFormula")
+        if formula is not None and formula.text.strip():
+            self.cannot(formula.line, "start filterFormula",
                         "formulas are not translated: write the trigger's when in CEL")
             return None
         filters = start.all("filters")
         if not filters or start.value("filterLogic").lower() == "no_conditions":
             return None
-        conditions = [Node("condition", f.line, children=[
-            Node("leftValueReference", f.line, "$Record." + f.value("field")),
-            Node("operator", f.line, f.value("operator")),
-            *([Node("rightValue", f.line, children=f.first("value").children)]  # type: ignore[union-attr]
-              if f.first("value") is not None else []),
-        ]) for f in filters]
-        return self.scope.logic(conditions, start.value("filterLogic"), start.line,
-                                "start filter")
+        return self.scope.logic([_filter_condition(f) for f in filters],
+                                start.value("filterLogic"), start.line, "start filter")
 
     def variables(self, trigger: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
