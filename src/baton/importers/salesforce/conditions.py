@@ -311,7 +311,7 @@ class Scope:
                  for i, c in enumerate(conditions, 1)]
         if any(p is None for p in parts):
             return None
-        texts = [f"({p})" if len(parts) > 1 else str(p) for p in parts]
+        texts = [_grouped(str(p)) if len(parts) > 1 else str(p) for p in parts]
         mode = (logic or "and").strip()
         if not texts:
             return None
@@ -357,6 +357,22 @@ class Scope:
             self.report.cannot(self.file, line, f"{where} logic {logic!r}", "is incomplete")
             return None
         return " ".join(out).replace("! ", "!").replace("( ", "(").replace(" )", ")")
+
+
+def _grouped(cel: str) -> str:
+    """``cel`` in parentheses, unless one pair already encloses all of it."""
+    if not cel.startswith("("):
+        return f"({cel})"
+    depth, quoted, escaped = 0, False, False
+    for i, ch in enumerate(cel):
+        if quoted:  # a string literal (written by json.dumps): its parentheses do not count
+            quoted, escaped = (ch != '"' or escaped), (ch == "\\" and not escaped)
+            continue
+        quoted = ch == '"'
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and i < len(cel) - 1:
+            return f"({cel})"
+    return cel
 
 
 def _number(text: str) -> str:

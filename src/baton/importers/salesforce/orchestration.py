@@ -202,22 +202,26 @@ class OrchestrationTranslator:
                         ident(step.value("name")), kind, stage_name(sname))
 
     def _order(self, start: Node | None) -> list[str]:
+        """The elements reachable from the start: the start's first, then the others in
+        the order the file has them (each stage says where it goes, so order is for readers)."""
         first = _target(start.first("connector")) if start is not None else ""
         first = first or self.root.value("startElementReference")
-        order: list[str] = []
+        reached: set[str] = set()
         todo = [first] if first else []
         while todo:
-            name = todo.pop(0)
-            if name in order or (name not in self.stages and name not in self.decisions):
+            name = todo.pop()
+            if name in reached or (name not in self.stages and name not in self.decisions):
                 continue
-            order.append(name)
+            reached.add(name)
             if name in self.stages:
                 todo.append(_target(self.stages[name].first("connector")))
             else:
                 d = self.decisions[name]
                 todo += [_target(r.first("connector")) for r in d.all("rules")]
                 todo.append(_target(d.first("defaultConnector")))
-        return order
+        rest = [c.value("name") for c in self.root.children
+                if c.tag in ("orchestratedStages", "decisions")]
+        return [first] + [n for n in rest if n in reached and n != first] if reached else []
 
     def stage_list(self, start: Node | None) -> list[dict[str, Any]]:
         order = self._order(start)

@@ -124,7 +124,7 @@ def _objects(catalog: Catalog) -> list[dict[str, Any]]:
 
 
 def _dump(docs: list[dict[str, Any]]) -> str:
-    return "---\n".join(yaml.safe_dump(d, sort_keys=False, allow_unicode=True, width=100)
+    return "---\n".join(yaml.safe_dump(d, sort_keys=False, allow_unicode=True, width=4096)
                         for d in docs)
 
 
