@@ -551,3 +551,22 @@ def test_each_orchestration_validates_when_nothing_is_left_out(path: Path,
                     "on this branch")
     _, issues = check_definitions([out / "definitions"], known_flows=None)
     assert [str(i) for i in issues] == []
+
+
+def test_the_corpus_uses_every_supported_operator_and_value() -> None:
+    text = "".join(p.read_text() for p in ORCHESTRATIONS)
+    for op in ("EqualTo", "NotEqualTo", "GreaterThan", "GreaterThanOrEqualTo", "LessThan",
+               "LessThanOrEqualTo", "Contains", "StartsWith", "EndsWith", "IsNull", "IsBlank",
+               "IsChanged", "WasSet"):
+        assert f"<operator>{op}</operator>" in text, op
+    for tag in ("stringValue", "numberValue", "booleanValue", "dateValue", "dateTimeValue",
+                "elementReference", "exitActionName", "entryActionName", "exitConditions",
+                "entryConditions", "defaultConnector", "doesRequireRecordChangedToMeetCriteria",
+                "constants", "startElementReference", "exitActionInputParameters",
+                "entryActionInputParameters", "inputParameters"):
+        assert f"<{tag}>" in text, tag
+    for action in ("createWorkItem", "stepApproval", "stepBackground", "stepInteractive"):
+        assert f"<actionType>{action}</actionType>" in text, action
+    for start in ("Create", "Update", "CreateAndUpdate"):
+        assert f"<recordTriggerType>{start}</recordTriggerType>" in text, start
+    assert any(" OR (" in line or " AND (" in line for line in text.splitlines())
