@@ -437,6 +437,8 @@ def test_approval_steps_get_the_decision_form(tmp_path: Path) -> None:
         {"name": "comments", "type": "text"}]
     [extra] = report.untranslated
     assert "one assignee" in extra.reason and extra.line > 1
+    assert report.approval_steps == ["t.ok"]
+    assert any("type: approval" in s and "t.ok" in s for s in report.next_steps)
 
 
 def test_pilot_create_work_item_steps(tmp_path: Path) -> None:

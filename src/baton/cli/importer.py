@@ -39,8 +39,12 @@ def salesforce(
                                         "empty (generated files are replaced)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Translate Salesforce orchestrations (Orchestrator and ApprovalWorkflow flows, with
-    the screen flows they use) into a Baton project; print the import report."""
+    """Salesforce orchestrations (and the screen flows they use) -> a Baton project, and
+    the import report: what was translated, what was not (file and line), what to do next.
+
+    Orchestrator and ApprovalWorkflow flows of API versions 52 to 65 are translated; see
+    docs/salesforce-import.md.
+    """
     from baton.importers.salesforce import import_salesforce
 
     report: Any = import_salesforce(paths, out, force=force)

@@ -192,6 +192,10 @@ def _next_steps(report: ImportReport, out: Path) -> None:
     if report.flows_to_port:
         steps.append(f"Port the {len({p.flow for p in report.flows_to_port})} flow(s) in "
                      f"{out / 'flows.py'}: each raises 'port me' until written")
+    if report.approval_steps:
+        steps.append(f"Approval steps ({', '.join(report.approval_steps)}) are interactive "
+                     "steps with the form decision (approve | reject) and comments; make them "
+                     "type: approval once this version of Baton has it")
     steps.append("Check the inferred object types in definitions/objects.yaml (field types "
                  "come from how the flows use them; add choices, required and defaults)")
     steps.append(f"Run `baton validate` in {out}, then `baton deploy`")

@@ -48,6 +48,7 @@ class ImportReport:
     written: list[str] = field(default_factory=list)
     orchestrations: list[str] = field(default_factory=list)
     objects: list[str] = field(default_factory=list)
+    approval_steps: list[str] = field(default_factory=list)  # "orchestration.step"
 
     def ok(self, file: str, line: int, element: str, became: str) -> None:
         self.translated.append(Translated(file, line, element, became))
@@ -70,6 +71,7 @@ class ImportReport:
             "untranslated": [vars(u) for u in self.untranslated],
             "notes": [vars(n) for n in self.notes],
             "flows_to_port": [vars(p) for p in self.flows_to_port],
+            "approval_steps": self.approval_steps,
             "next_steps": self.next_steps,
             "written": self.written,
         }

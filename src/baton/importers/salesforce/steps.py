@@ -86,6 +86,7 @@ class StepTranslator:
             assign = self.assignee(node, where)
             out["assign"] = assign if assign is not None else {"queue": "salesforce_unassigned"}
             if info.kind == APPROVAL:
+                self.scope.report.approval_steps.append(f"{self.orchestration}.{info.name}")
                 out["form"] = [dict(f) for f in APPROVAL_FORM]
                 out["instructions"] = (f"Approve or reject (Salesforce approval step "
                                        f"{label or sf_name}).")
