@@ -18,6 +18,7 @@ from rich.markup import escape
 from baton.cli import bundle as bundle_cli
 from baton.cli.bench import bench_app
 from baton.cli.definitions import definitions_app
+from baton.cli.importer import import_app
 from baton.cli.intake import intake_app
 from baton.cli.output import (
     console,
@@ -56,8 +57,8 @@ incidents_app = typer.Typer(no_args_is_help=True,
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(definitions_app, name="definitions")
 app.command("export")(bundle_cli.export)
-app.command("import")(bundle_cli.import_)
 app.add_typer(records_app, name="records")
+app.add_typer(import_app, name="import")  # the importers load when their command runs
 app.add_typer(runs_app, name="runs")
 app.add_typer(work_app, name="work")
 app.add_typer(db_app, name="db")
