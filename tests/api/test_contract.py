@@ -169,7 +169,7 @@ def test_definitions_validate_and_deploy_report_every_issue_with_lines(api: Api)
     assert_problem(api.post("dee", "/api/definitions/deploy", {"files": {}}), 422, "files")
 
     ok = api.post("dee", "/api/definitions/validate", {"files": {"hello.yaml": HELLO}}).json()
-    assert ok == {"valid": True, "issues": []}
+    assert ok == {"valid": True, "issues": [], "warnings": []}
 
 
 def test_definition_versions_diff_activate_deactivate(api: Api) -> None:

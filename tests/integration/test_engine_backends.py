@@ -545,7 +545,7 @@ stages:
 
     expected = [
         ("record_created", "user:ann", at(0)),
-        ("run_started", "system", at(0)),
+        ("run_started", "user:ann", at(0)),  # whose write started it
         ("record_updated", "user:ann", at(1)),
         ("step_completed", "system", at(2)),  # classify, by the worker
         ("work_item_assigned", "system", at(2)),

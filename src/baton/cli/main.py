@@ -707,6 +707,21 @@ def work_complete(item_id: str, user: Annotated[str, typer.Option("--user", "-u"
                       + (f" in stage {run.current_stage}" if run.current_stage else ""))
 
 
+@work_app.command("recall")
+def work_recall(item_id: str,
+                user: Annotated[str, typer.Option("--user", "-u", help="Who recalls it: the approval's submitter, or an operator")],
+                as_json: JsonOpt = False) -> None:
+    """Take back a pending approval: its step completes with decision 'recalled'."""
+    engine = state.engine()
+    result = engine.work.recall(item_id, user, _acting_user(engine, user))
+    run = result["run"]
+    if as_json:
+        print_json(completed_view(result))
+    else:
+        console.print(f"{item_id} recalled by {user}; run {run.id} is {styled(run.status.value)}"
+                      + (f" in stage {run.current_stage}" if run.current_stage else ""))
+
+
 @work_app.command("reassign")
 def work_reassign(item_id: str, to: Annotated[str, typer.Option("--to", help="user:NAME, group:NAME or queue:NAME")],
                   as_json: JsonOpt = False) -> None:

@@ -23,6 +23,9 @@ class AssigneeKind(StrEnum):
     USER = "user"
     GROUP = "group"
     QUEUE = "queue"
+    # An expression giving "user:NAME", "group:NAME" or "queue:NAME" (a bare name is a user),
+    # resolved when the step starts: Salesforce's "resource" assignee.
+    RESOURCE = "resource"
 
 
 @dataclass(frozen=True)

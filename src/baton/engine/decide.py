@@ -562,7 +562,7 @@ def decide(
     before = _progress(r) if isinstance(event, ConditionEvaluated) else None
     if isinstance(event, RunStarted):
         r.created_at = r.created_at or d.now
-        d.audit("run_started", orchestration=defn.name, version=r.version)
+        d.audit("run_started", event.actor, orchestration=defn.name, version=r.version)
         d.enter_stage(defn.stages[0].name)
     elif isinstance(event, StepCompleted | StepFailed):
         sr = r.steps.get(event.step)
@@ -580,7 +580,9 @@ def decide(
             if event.vars:
                 r.vars.update(event.vars)  # only what this flow changed: concurrent steps merge
             extra = {"ran_at": event.ran_at} if event.ran_at else {}
-            d.complete_step(sr, dict(event.output), event.actor, **extra)
+            output = _STEP_TYPES[found[1].type].completed(d, sr, found[1], dict(event.output),
+                                                          event.actor)
+            d.complete_step(sr, output, event.actor, **extra)
         elif _STEP_TYPES[found[1].type].job_kind is not None and sr.status is StepStatus.RUNNING:
             d.attempt_failed(sr, found[1], event.error)  # a worker's attempt: maybe retried
         else:

@@ -9,7 +9,7 @@ from typing import Any
 # ---- events -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunStarted:
-    pass
+    actor: str = "system"  # who started it: the API's user, or whoever wrote the record
 
 
 @dataclass(frozen=True)

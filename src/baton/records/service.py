@@ -106,9 +106,35 @@ class RecordService:
                     f"record {record_id} is at version {row['version']}, not {expected_version} "
                     "(someone else changed it): read it again and retry"
                 )
+            self.check_unlocked_txn(tx, record_id)
             new = self.update_txn(tx, row, data, actor, now_dt, exclude_run=None)
             otype = self.definitions.object_type(row["object_type"], tx)
         return record_json_view(new, otype)
+
+    def check_unlocked_txn(self, tx: Transaction, record_id: str) -> None:
+        """People may not edit a record while an approval of it is pending (the process
+        may: its flows write through :meth:`update_txn`). Raises TransitionConflict (409)
+        naming the approval."""
+        ids = tx.active_run_ids_for_record_txn(record_id)
+        if not ids:
+            return
+        from baton.engine.state import Run
+        from baton.engine.status import StepStatus
+
+        for run_id, row in tx.get_runs_txn(list(ids)).items():
+            run = Run.from_json(row["state"])
+            waiting = [sr for sr in run.steps.values()
+                       if sr.status is StepStatus.WAITING_FOR_PERSON]
+            if not waiting:
+                continue
+            defn, _ = self.definitions.orchestration(run.orchestration, run.version, tx)
+            for sr in waiting:
+                found = defn.find_step(sr.name)
+                if found is not None and found[1].type == "approval":
+                    raise TransitionConflict(
+                        f"record {record_id} is locked: approval '{sr.name}' of run {run_id} "
+                        "is pending (it can be edited again once the approval is decided or "
+                        "recalled)")
 
     def get_row_txn(self, tx: Transaction, record_id: str, *, lock: bool = True) -> Record:
         """The stored record (locked until commit unless ``lock`` is False), or NotFound."""

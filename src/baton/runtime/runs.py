@@ -97,7 +97,7 @@ class RunDriver:
                   record_id=record_row["id"] if record_row else None,
                   vars=dict(defn.variables), input=input, created_at=iso(now_dt))
         record = self.record_view_txn(tx, record_row) if record_row else None
-        return self.decide_and_apply_txn(tx, defn, run, RunStarted(), now_dt, record,
+        return self.decide_and_apply_txn(tx, defn, run, RunStarted(actor), now_dt, record,
                                          insert=True).run
 
     def evaluate_txn(self, tx: Transaction, run_id: str, now_dt: Any) -> None:

@@ -6,12 +6,13 @@ one module plus ``registry.register(...)`` (see ``tests/integration/test_step_pl
 
 from baton.steps import registry
 from baton.steps.ai import AI
+from baton.steps.approval import APPROVAL
 from baton.steps.background import BACKGROUND
 from baton.steps.interactive import INTERACTIVE
 from baton.steps.milestone import MILESTONE
 from baton.steps.pause import PAUSE
 
-for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE, AI):
+for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE, AI, APPROVAL):
     registry.register(_builtin)
 
 __all__ = ["registry"]

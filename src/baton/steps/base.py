@@ -115,6 +115,11 @@ class StepType(Protocol):
                   ev: SignalReceived) -> bool:
         """A named signal came for the run; True when this step took it."""
 
+    def completed(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                  output: dict[str, Any], actor: str) -> dict[str, Any]:
+        """The step is completing with ``output`` (a worker's, a person's form, an
+        operator's): the output to keep (and audit events of the type's own)."""
+
     def has_timers(self, step: StepDefinition) -> bool:
         """May a running step of this definition have timers of its own pending?"""
 
@@ -147,6 +152,10 @@ class StepTypeBase:
     def on_signal(self, d: DecideContext, sr: StepRun, step: StepDefinition,
                   ev: SignalReceived) -> bool:
         return False
+
+    def completed(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                  output: dict[str, Any], actor: str) -> dict[str, Any]:
+        return output
 
     def has_timers(self, step: StepDefinition) -> bool:
         return False

@@ -45,7 +45,7 @@ _FORM_RULES = FieldRules(tuple(t for t in FIELD_TYPES if t != "ref"), ())
 
 class Interactive(StepTypeBase):
     name = "interactive"
-    keys = ("assign", "form", "instructions", "priority", "input")
+    keys: tuple[str, ...] = ("assign", "form", "instructions", "priority", "input")
 
     # ---- validation -------------------------------------------------------------------
     def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
@@ -84,6 +84,15 @@ class Interactive(StepTypeBase):
             d.fail_step(sr, step, {"type": "AssignmentError",
                                    "message": f"assign gave {assignee!r}, not a name"})
             return
+        kind = step.assign.kind.value
+        if step.assign.kind is AssigneeKind.RESOURCE:
+            resolved = resolve_resource(assignee)
+            if resolved is None:
+                d.fail_step(sr, step, {"type": "AssignmentError", "message":
+                                       f"assign.resource gave {assignee!r}: expected user:NAME, "
+                                       "group:NAME, queue:NAME or a user name"})
+                return
+            kind, assignee = resolved
         d.set_step(sr, StepStatus.WAITING_FOR_PERSON)
         form = tuple(
             {"name": f.name, "type": f.type, "required": f.required, "choices": list(f.choices),
@@ -94,7 +103,7 @@ class Interactive(StepTypeBase):
             for f in step.form
         )
         d.commands.append(CreateWorkItem(
-            sr.name, sr.stage, sr.iteration, step.assign.kind.value, assignee,
+            sr.name, sr.stage, sr.iteration, kind, assignee,
             step.label or step.name,
             step.instructions, form,
             priority=_priority(d, sr, step),
@@ -102,7 +111,7 @@ class Interactive(StepTypeBase):
             input=values,
         ))
         d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
-                type=self.name, assignee=f"{step.assign.kind.value}:{assignee}")
+                type=self.name, assignee=f"{kind}:{assignee}")
 
     def recheck(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> bool:
         """``complete_when`` holds: the step is done without the person (item canceled)."""
@@ -118,6 +127,17 @@ class Interactive(StepTypeBase):
             d.commands.append(CancelWorkItem(sr.name, sr.iteration, "complete_when holds"))
             d.complete_step(sr, {}, "system", via="complete_when")
         return done
+
+
+def resolve_resource(value: str) -> tuple[str, str] | None:
+    """A resource assignee's value as (kind, name): ``queue:billing``, ``group:managers``,
+    ``user:ann``, or a bare user name; None when it is none of them."""
+    kind, sep, name = value.strip().partition(":")
+    if not sep:
+        kind, name = "user", value.strip()
+    if kind not in ("user", "group", "queue") or not name or ":" in name:
+        return None
+    return kind, name
 
 
 def _priority(d: DecideContext, sr: StepRun, step: StepDefinition) -> int:
@@ -171,6 +191,11 @@ def _check_assign(ck: Checker, path: str, value: Any, scope: Scope) -> None:
         ck.add(path, f"assign needs exactly one of: {', '.join(kinds)} (got {len(present)})")
     for kind in present:
         check_value(ck, join(path, kind), assign[kind], scope)
+        if kind == AssigneeKind.RESOURCE.value and not (
+                isinstance(assign[kind], str) and is_expression(assign[kind])):
+            ck.add(join(path, kind), "a resource is an =expression giving user:NAME, group:NAME "
+                                     "or queue:NAME (for a fixed assignee, use user, group or "
+                                     "queue)")
 
 
 def _check_form(ck: Checker, path: str, value: Any) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from baton.auth.roles import Permission
 from baton.clock import Clock, iso
 from baton.definitions.model import FieldDefinition
 from baton.engine.events import StepCompleted
@@ -204,6 +205,40 @@ class WorkService:
                 "data": values, "updated_at": now, "completed_at": now, "completed_by": user,
                 "version": item["version"] + 1, "run": decision.run}
 
+    def recall(self, item_id: str, user: str, scope: User | None) -> dict[str, Any]:
+        """Take back a pending approval: the person who submitted it (who started the run,
+        or who wrote the record that started it) or an operator. The item is canceled and
+        the step completes with ``decision: recalled``."""
+        now_dt = self.clock.now()
+        now = iso(now_dt)
+        with self.store.write() as tx:
+            item = self.get_txn(tx, item_id)
+            if item["status"] not in OPEN_STATUSES:
+                raise TransitionConflict(_not_open(item))
+            run, defn, record = self.runs.load_txn(tx, item["run_id"])
+            found = defn.find_step(item["step"])
+            if found is None or found[1].type != "approval":
+                raise ValidationError("recall", {"work_item": f"{item_id} is not an approval; "
+                                                 "only an approval can be recalled"})
+            submitter = _submitter_txn(tx, run.id)
+            operator = scope is not None and scope.can(Permission.RUNS_WRITE)
+            if user not in submitter and not operator:
+                raise PermissionDenied(
+                    f"only who submitted approval '{item['step']}' "
+                    f"({', '.join(sorted(submitter)) or 'unknown'}) or an operator may recall it")
+            event = work_items.cancel_txn(tx, item, f"recalled by {user}", now)
+            if event is None:
+                raise TransitionConflict(f"work item {item_id} changed while recalling; try again")
+            tx.append_events_txn([event])  # type: ignore[list-item]
+            decision = self.runs.decide_and_apply_txn(
+                tx, defn, run, StepCompleted(item["step"], item["iteration"],
+                                             {"decision": "recalled", "recalled_by": user},
+                                             actor=user), now_dt, record)
+            if decision.stale:
+                raise TransitionConflict(
+                    f"step {item['step']!r} of run {run.id} is no longer waiting for this item")
+            return {**self.get_txn(tx, item_id), "run": decision.run}
+
     def reassign(self, item_id: str, to: str, actor: str) -> WorkItem:
         """Give the item to ``user:NAME``, ``group:NAME`` or ``queue:NAME``; a claim is released."""
         kind, _, name = to.partition(":")
@@ -225,6 +260,14 @@ class WorkService:
             tx.append_events_txn(self.applier.notify_assignment_txn(  # type: ignore[arg-type]
                 tx, new, now, event["data"]["from"]))
             return new
+
+
+def _submitter_txn(tx: Transaction, run_id: str) -> set[str]:
+    """Who submitted a run's approval: who started the run (the API's or CLI's user, or
+    whoever wrote the record whose trigger started it), as its ``run_started`` event says."""
+    names = {str(e["actor"]) for e in tx.events_txn(run_id=run_id, types=["run_started"],
+                                                       limit=1)}
+    return {n.split(":", 1)[1] if n.startswith("user:") else n for n in names} - {"system"}
 
 
 def check_may_act(item: WorkItem, user: str, scope: User | None = None) -> None:

@@ -34,12 +34,13 @@ from baton.web.api.common import (
 )
 from baton.web.api.runs import RunSummary
 from baton.web.problems import problem_responses
-from baton.web.security import Principal, engine_of, need
+from baton.web.security import Principal, current_principal, engine_of, need
 
 router = APIRouter(prefix="/work", tags=["work"])
 
 WORK = Depends(need(Permission.WORK))
 WORK_ALL = Depends(need(Permission.WORK_ALL))
+ANYONE = Depends(current_principal)  # (the operation checks who may do it)
 ItemId = Annotated[str, Path(min_length=1, max_length=40)]
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
 
@@ -168,6 +169,17 @@ def complete(request: Request, item_id: ItemId, body: Submission,
     with under("data"):
         result = engine_of(request).complete(item_id, principal.name, body.data,
                                               scope=_scope(principal))
+    return completed_view(result)
+
+
+@router.post("/{item_id}/recall", response_model=Completed, summary="Recall an approval",
+             description="Take back a pending approval: only who submitted it (who started its "
+                         "run, or wrote the record that started it) or an operator (runs:write). "
+                         "The item is canceled and the step completes with "
+                         "`decision: recalled`; the record is unlocked.",
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
+def recall(request: Request, item_id: ItemId, principal: Principal = ANYONE) -> dict[str, Any]:
+    result = engine_of(request).work.recall(item_id, principal.name, principal.user)
     return completed_view(result)
 
 
