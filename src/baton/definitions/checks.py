@@ -15,7 +15,14 @@ from typing import Any
 
 from baton import decimals
 from baton.errors import ExpressionError, Issue
-from baton.expressions import VARIABLES, compile_expression, is_expression, referenced_names
+from baton.expressions import (
+    ITEM_VARIABLES,
+    VARIABLES,
+    compile_expression,
+    is_expression,
+    reads_variables,
+    referenced_names,
+)
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DURATION = re.compile(r"(\d+)(ms|s|m|h|d)\Z")
@@ -431,6 +438,11 @@ class Scope:
     inputs: frozenset[str] | None = None
     allow_old: bool = False
     known_flows: Collection[str] | None = None
+    # Orchestrations a child-run step may name (None: not checkable, e.g. a stored
+    # definition parsed again); ``item``/``index`` are bound (a ``for_each`` step's input).
+    orchestrations: frozenset[str] | None = None
+    allow_item: bool = False
+    object_types: Mapping[str, frozenset[str]] | None = None  # name -> field names
 
 
 def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
@@ -440,6 +452,10 @@ def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
         at = f" at column {exc.position}" if exc.position else ""
         ck.add(path, f"bad expression{at}: {_reason(exc.reason)}")
         return
+    if not scope.allow_item:
+        for name in sorted(reads_variables(source) & set(ITEM_VARIABLES)):
+            ck.add(path, f"'{name}' is only available in the input and record fields of an "
+                         "orchestration step with for_each")
     reported: set[tuple[str, str]] = set()
     for var, member in referenced_names(source):
         message = _reference_problem(var, member, scope)

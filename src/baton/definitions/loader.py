@@ -195,6 +195,7 @@ def load_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    deployed_orchestrations: Collection[str] | None = None,
 ) -> list[LoadedDefinition]:
     """Load, validate and build every definition under ``paths``.
 
@@ -202,12 +203,15 @@ def load_definitions(
         paths: files and/or directories.
         known_flows: registered flow names; ``None`` skips the flow checks.
         deployed_objects: object types already deployed, which definitions may reference.
+        deployed_orchestrations: orchestrations already deployed, which child-run steps
+            may start; ``None`` skips that check.
 
     Raises:
         DefinitionError: listing every problem in every file.
     """
     loaded, issues = check_definitions(
-        paths, known_flows=known_flows, deployed_objects=deployed_objects
+        paths, known_flows=known_flows, deployed_objects=deployed_objects,
+        deployed_orchestrations=deployed_orchestrations,
     )
     if issues:
         raise DefinitionError(issues)
@@ -219,6 +223,7 @@ def check_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    deployed_orchestrations: Collection[str] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
 
@@ -237,7 +242,7 @@ def check_definitions(
         parsed, found = parse_text(text, shown)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects)
+    return _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations)
 
 
 def check_texts(
@@ -245,6 +250,7 @@ def check_texts(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    deployed_orchestrations: Collection[str] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """:func:`check_definitions` for YAML texts in memory, keyed by file name (the API)."""
     docs: list[ParsedDocument] = []
@@ -253,7 +259,7 @@ def check_texts(
         parsed, found = parse_text(text, name)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects)
+    return _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations)
 
 
 def load_text(
@@ -276,8 +282,10 @@ def _finish(
     issues: list[Issue],
     known_flows: Collection[str] | None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None,
+    deployed_orchestrations: Collection[str] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
-    per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects)
+    per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects,
+                                 deployed_orchestrations=deployed_orchestrations)
     loaded = [build(d) for d, own in zip(docs, per_doc, strict=True) if not own]
     everything = issues + [i for own in per_doc for i in own]
     unique = list(dict.fromkeys(everything))

@@ -82,6 +82,7 @@ class Env:
 
     object_types: Mapping[str, frozenset[str]]  # name -> field names (with the reserved ones)
     known_flows: Collection[str] | None
+    orchestrations: frozenset[str] | None = None  # None: child-run references not checked
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,18 @@ def validate_documents(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    deployed_orchestrations: Collection[str] | None = None,
 ) -> list[list[Issue]]:
-    """Check every document; returns each document's issues (same order as ``docs``)."""
-    env = Env(_object_types(docs, deployed_objects or {}), known_flows)
+    """Check every document; returns each document's issues (same order as ``docs``).
+
+    ``deployed_orchestrations``: the orchestrations a step may start as child runs besides
+    those in ``docs``; None leaves such references unchecked (a stored definition read again).
+    """
+    orchestrations = None if deployed_orchestrations is None else frozenset(
+        deployed_orchestrations) | frozenset(
+        d.data["name"] for d in docs if isinstance(d.data, dict)
+        and d.data.get("kind") == "orchestration" and isinstance(d.data.get("name"), str))
+    env = Env(_object_types(docs, deployed_objects or {}), known_flows, orchestrations)
     seen: dict[tuple[str, str], ParsedDocument] = {}
     results = []
     for doc in docs:
@@ -241,6 +251,8 @@ def _check_orchestration(ck: Checker, data: dict[str, Any], env: Env) -> None:
         steps=frozenset(step_stages),
         variables=_check_variables(ck, data),
         known_flows=env.known_flows,
+        orchestrations=env.orchestrations,
+        object_types=env.object_types,
     )
     scope = _check_trigger(ck, data, env, scope)
     _check_stage_names(ck, stages)

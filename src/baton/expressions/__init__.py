@@ -9,6 +9,7 @@
 """
 
 from baton.expressions.cel import (
+    ITEM_VARIABLES,
     MAX_SOURCE,
     VARIABLES,
     Missing,
@@ -16,11 +17,13 @@ from baton.expressions.cel import (
     evaluate,
     evaluate_condition,
     is_expression,
+    reads_variables,
     referenced_names,
     resolve,
 )
 
 __all__ = [
+    "ITEM_VARIABLES",
     "MAX_SOURCE",
     "VARIABLES",
     "Missing",
@@ -28,6 +31,7 @@ __all__ = [
     "evaluate",
     "evaluate_condition",
     "is_expression",
+    "reads_variables",
     "referenced_names",
     "resolve",
 ]

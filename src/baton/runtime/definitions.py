@@ -70,12 +70,14 @@ class DefinitionRepo:
         """
         if texts is not None:
             docs, issues = check_texts(texts, known_flows=known_flows,
-                                       deployed_objects=self.object_types())
+                                       deployed_objects=self.object_types(),
+                                       deployed_orchestrations=self.orchestration_names())
             if issues:
                 raise DefinitionError(issues)
         else:
             docs = load_definitions(paths, known_flows=known_flows,
-                                    deployed_objects=self.object_types())
+                                    deployed_objects=self.object_types(),
+                                    deployed_orchestrations=self.orchestration_names())
         results = []
         now_dt = self.clock.now()
         now = iso(now_dt)
@@ -229,6 +231,11 @@ class DefinitionRepo:
                 cal: CalendarDefinition = self._parse("calendar", name, version)
                 out[name] = BusinessCalendar.from_spec(name, cal.spec())
         return out
+
+    def orchestration_names(self) -> frozenset[str]:
+        """The orchestrations with an active version (what a child-run step may start)."""
+        self.refresh()
+        return frozenset(name for (kind, name) in list(self._active) if kind == "orchestration")
 
     def object_types(self) -> dict[str, ObjectTypeDefinition]:
         self.refresh()

@@ -32,6 +32,7 @@ from baton.records.model import record_view
 from baton.records.service import RecordService
 from baton.rows import AuditEvent, WorkItem
 from baton.runtime.apply import Applier
+from baton.runtime.children import ChildRuns
 from baton.runtime.definitions import DefinitionRepo, DeployResult
 from baton.runtime.idempotency import IdempotencyClaim, IdempotencyKeys
 from baton.runtime.incidents import IncidentService
@@ -112,6 +113,7 @@ class Engine:
         self.runs = RunDriver(self.store, self.definitions, self.applier, self.ids, self.clock)
         self.records = RecordService(self.store, self.definitions, self.runs, self.ids,
                                      self.clock, self.work_available.set)
+        self.applier.children = ChildRuns(self.definitions, self.runs, self.records, self.ids)
         self.incidents = IncidentService(self.store, self.definitions, self.runs, self.clock,
                                          self.work_available.set)
         self.work = WorkService(self.store, self.runs, self.applier, self.clock, self.directory)
@@ -126,15 +128,16 @@ class Engine:
     def validate(self, paths: Sequence[str | Path], known_flows: Collection[str] | None = None) -> list[Issue]:
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_definitions(
-            paths, known_flows=flows, deployed_objects=self.definitions.object_types()
-        )
+            paths, known_flows=flows, deployed_objects=self.definitions.object_types(),
+            deployed_orchestrations=self.definitions.orchestration_names())
         return issues
 
     def validate_texts(self, texts: dict[str, str], known_flows: Collection[str] | None = None) -> list[Issue]:
         """Validate YAML texts (file name -> text) as ``validate`` does files."""
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_texts(texts, known_flows=flows,
-                                    deployed_objects=self.definitions.object_types())
+                                    deployed_objects=self.definitions.object_types(),
+                                    deployed_orchestrations=self.definitions.orchestration_names())
         return issues
 
     @one_transaction

@@ -8,9 +8,10 @@ from baton.steps import registry
 from baton.steps.background import BACKGROUND
 from baton.steps.interactive import INTERACTIVE
 from baton.steps.milestone import MILESTONE
+from baton.steps.orchestration import ORCHESTRATION
 from baton.steps.pause import PAUSE
 
-for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE):
+for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE, ORCHESTRATION):
     registry.register(_builtin)
 
 __all__ = ["registry"]
