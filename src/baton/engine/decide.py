@@ -39,9 +39,9 @@ from baton.definitions.model import (
 from baton.engine.events import (
     Audit,
     CancelRequested,
-    ChildRunFinished,
     CancelTimers,
     CancelWorkItem,
+    ChildRunFinished,
     Command,
     ConditionEvaluated,
     EvaluateCondition,
