@@ -37,7 +37,7 @@ from baton.runtime.definitions import DefinitionRepo, DeployResult
 from baton.runtime.idempotency import IdempotencyClaim, IdempotencyKeys
 from baton.runtime.incidents import IncidentService
 from baton.runtime.runs import RunDriver
-from baton.runtime.views import fallout_view
+from baton.runtime.views import MAX_CHILDREN_SHOWN, fallout_view, run_detail, starts_children
 from baton.settings import Settings
 from baton.store.base import KeyPage, Total
 from baton.store.sql import SqlStore
@@ -211,6 +211,17 @@ class Engine:
 
     def get_run(self, run_id: str) -> Run:
         return self.runs.get(run_id)
+
+    def child_runs(self, run_id: str, *, limit: int = MAX_CHILDREN_SHOWN) -> list[dict[str, Any]]:
+        """The runs the run's steps started (their summaries and the step), oldest first."""
+        with self.store.read() as tx:
+            return tx.child_runs_txn(run_id, limit)
+
+    def run_detail(self, run: Run, *, reached_only: bool = False) -> dict[str, Any]:
+        """The read model of a run (``runtime/views.py``) with its parent and children."""
+        defn, _ = self.definitions.orchestration(run.orchestration, run.version)
+        children = self.child_runs(run.id) if starts_children(defn) else []
+        return run_detail(run, defn, reached_only=reached_only, children=children)
 
     def list_runs(self, *, limit: int = 50, offset: int = 0, **filters: Any) -> list[Run]:
         return self.runs.list_runs(limit, offset, filters)
