@@ -351,3 +351,70 @@ def test_validation_errors_are_located(harness: Harness) -> None:
     # and `baton validate` says the same without deploying
     issues = harness.engine.validate_texts({"invalid.yaml": bad.replace("\n    ", "\n")})
     assert any("unknown orchestration 't_chlid'" in i.message for i in issues)
+
+
+def test_a_failed_child_resumed_by_an_operator_completes_the_step(harness: Harness) -> None:
+    _deploy(harness)
+    FAIL.add("b")
+    parent = harness.engine.start("t_parent", {"accounts": ["a", "b"]}, actor="test")
+    harness.work()
+    sr = harness.engine.get_run(parent.id).steps["per_account"]
+    assert sr.status is StepStatus.FALLOUT
+    failed = sr.children[1]["run_id"]  # type: ignore[index]
+    FAIL.clear()
+    harness.engine.resume_run(failed, "account unblocked", actor="op")
+    harness.work()
+    run = harness.engine.get_run(parent.id)
+    sr = run.steps["per_account"]
+    assert sr.status is StepStatus.COMPLETED, sr
+    assert sr.output is not None
+    assert [c["run_id"] for c in sr.output["children"]] == [sr.children[0]["run_id"], failed]  # type: ignore[index]
+    assert len(_children(harness, parent.id)) == 2  # no new run was needed
+
+
+def test_skip_and_complete_act_as_for_any_step_in_fallout(harness: Harness) -> None:
+    _deploy(harness)
+    FAIL.add("x")
+    skipped = harness.engine.start("t_parent", {"accounts": ["x"]}, actor="test")
+    completed = harness.engine.start("t_parent", {"accounts": ["x"]}, actor="test")
+    harness.work()
+    harness.engine.resolve_fallout(f"{skipped.id}:per_account", "skip", reason="not needed",
+                                   actor="op")
+    harness.engine.resolve_fallout(f"{completed.id}:per_account", "complete", reason="by hand",
+                                   actor="op", output={"count": 0, "children": []})
+    for rid, status in ((skipped.id, StepStatus.SKIPPED), (completed.id, StepStatus.COMPLETED)):
+        run = harness.engine.get_run(rid)
+        assert run.steps["per_account"].status is status
+        assert run.current_stage == "wrap"  # the run went on
+
+
+def test_a_stage_exit_cancels_the_children(harness: Harness) -> None:
+    _deploy(harness)
+    harness.deploy_text("""
+    kind: orchestration
+    name: t_exit
+    trigger: {type: autolaunched}
+    variables: {enough: false}
+    stages:
+      - name: s
+        exit_when: '=steps.stop.status == "completed"'
+        steps:
+          - {name: kids, type: orchestration, orchestration: t_account_hold, for_each: '=[1, 2]'}
+          - {name: stop, type: pause, signal: stop}
+    ---
+    kind: orchestration
+    name: t_account_hold
+    trigger: {type: autolaunched}
+    stages:
+      - name: s
+        steps:
+          - {name: hold, type: pause, signal: never}
+    """, name="exit.yaml")
+    parent = harness.engine.start("t_exit", {}, actor="test")
+    kids = [r["id"] for r in _children(harness, parent.id)]
+    harness.engine.signal(parent.id, "stop", {}, actor="test")
+    harness.work()
+    run = harness.engine.get_run(parent.id)
+    assert run.status is RunStatus.COMPLETED
+    assert run.steps["kids"].status is StepStatus.CANCELED
+    assert [harness.engine.get_run(k).status for k in kids] == [RunStatus.CANCELED] * 2
