@@ -334,6 +334,15 @@ def test_validation_errors_are_located(harness: Harness) -> None:
              record: {create: Account, fields: {nmae: '=item'}}, max_children: 20000}
           - {name: f, type: orchestration}
           - {name: g, type: orchestration, orchestration: t_child, record: parent}
+          - {name: h, type: orchestration, orchestration: t_child, input: {acount: x}}
+          - {name: i, type: orchestration, orchestration: t_account_case, for_each: '=[1]',
+             record: {create: Email, fields: {subject: x}}}
+          - {name: j, type: orchestration, orchestration: t_sched}
+    ---
+    kind: orchestration
+    name: t_sched
+    trigger: {type: schedule, cron: '0 6 * * *'}
+    stages: [{name: s, steps: [{name: w, type: pause, for: 1h}]}]
     """
     with pytest.raises(DefinitionError) as err:
         harness.deploy_text(bad, name="invalid.yaml")
@@ -347,6 +356,11 @@ def test_validation_errors_are_located(harness: Harness) -> None:
     assert "stages[0].steps[4].max_children: max_children is at most 10000" in text
     assert "stages[0].steps[5].orchestration: required key 'orchestration' is missing" in text
     assert "stages[0].steps[6].record: record: parent, but this orchestration has no record" in text
+    assert "stages[0].steps[7].input.acount: orchestration 't_child' has no input 'acount' (did you mean 'account'?)" in text
+    assert "stages[0].steps[7].input: input 'account' of orchestration 't_child' is required" in text
+    assert "stages[0].steps[8].record.create: orchestration 't_account_case' runs on a Account record, not a Email" in text
+    assert "stages[0].steps[9].orchestration: orchestration 't_sched' starts from its schedule trigger" in text
+    assert "stages[0].steps[0].input" not in text  # an unknown orchestration: no more said
     assert all(i.line > 0 for i in err.value.issues)
     # and `baton validate` says the same without deploying
     issues = harness.engine.validate_texts({"invalid.yaml": bad.replace("\n    ", "\n")})

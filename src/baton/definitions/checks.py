@@ -424,6 +424,33 @@ def _parses(text: str, ftype: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ChildTarget:
+    """An orchestration as a child-run step that starts it sees it: its trigger and the
+    input it takes (``inputs`` None: not known)."""
+
+    trigger: str | None = None
+    object: str | None = None
+    inputs: frozenset[str] | None = None
+    required: frozenset[str] = frozenset()
+
+    @classmethod
+    def of_document(cls, data: Mapping[str, Any]) -> ChildTarget:
+        """From an orchestration's YAML (as written, maybe invalid: what is unclear is
+        left unknown)."""
+        trigger = data.get("trigger")
+        if not isinstance(trigger, dict):
+            return cls()
+        spec = trigger.get("input", {})
+        inputs = frozenset(spec) if isinstance(spec, dict) else None
+        required = frozenset(k for k, v in spec.items() if isinstance(v, dict)
+                             and v.get("required") is True and "default" not in v) \
+            if isinstance(spec, dict) else frozenset()
+        kind, obj = trigger.get("type"), trigger.get("object")
+        return cls(kind if isinstance(kind, str) else None,
+                   obj if isinstance(obj, str) else None, inputs, required)
+
+
+@dataclass(frozen=True)
 class Scope:
     """What the expressions of one orchestration may name.
 
@@ -440,7 +467,7 @@ class Scope:
     known_flows: Collection[str] | None = None
     # Orchestrations a child-run step may name (None: not checkable, e.g. a stored
     # definition parsed again); ``item``/``index`` are bound (a ``for_each`` step's input).
-    orchestrations: frozenset[str] | None = None
+    orchestrations: Mapping[str, ChildTarget] | None = None
     allow_item: bool = False
     object_types: Mapping[str, frozenset[str]] | None = None  # name -> field names
 

@@ -29,7 +29,7 @@ import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from baton.definitions.checks import ParsedDocument, item, join
+from baton.definitions.checks import ChildTarget, ParsedDocument, item, join
 from baton.definitions.model import (
     DEFAULT_MAX_ITERATIONS,
     AssigneeKind,
@@ -195,7 +195,7 @@ def load_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
-    deployed_orchestrations: Collection[str] | None = None,
+    deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
 ) -> list[LoadedDefinition]:
     """Load, validate and build every definition under ``paths``.
 
@@ -223,7 +223,7 @@ def check_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
-    deployed_orchestrations: Collection[str] | None = None,
+    deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
 
@@ -250,7 +250,7 @@ def check_texts(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
-    deployed_orchestrations: Collection[str] | None = None,
+    deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """:func:`check_definitions` for YAML texts in memory, keyed by file name (the API)."""
     docs: list[ParsedDocument] = []
@@ -282,7 +282,7 @@ def _finish(
     issues: list[Issue],
     known_flows: Collection[str] | None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None,
-    deployed_orchestrations: Collection[str] | None = None,
+    deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects,
                                  deployed_orchestrations=deployed_orchestrations)

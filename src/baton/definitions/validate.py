@@ -20,6 +20,7 @@ from croniter import croniter
 from baton.definitions.checks import (
     RESERVED_FIELDS,
     Checker,
+    ChildTarget,
     FieldRules,
     ParsedDocument,
     Scope,
@@ -82,7 +83,7 @@ class Env:
 
     object_types: Mapping[str, frozenset[str]]  # name -> field names (with the reserved ones)
     known_flows: Collection[str] | None
-    orchestrations: frozenset[str] | None = None  # None: child-run references not checked
+    orchestrations: Mapping[str, ChildTarget] | None = None  # None: child runs not checked
 
 
 @dataclass(frozen=True)
@@ -99,17 +100,18 @@ def validate_documents(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
-    deployed_orchestrations: Collection[str] | None = None,
+    deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
 ) -> list[list[Issue]]:
     """Check every document; returns each document's issues (same order as ``docs``).
 
     ``deployed_orchestrations``: the orchestrations a step may start as child runs besides
     those in ``docs``; None leaves such references unchecked (a stored definition read again).
     """
-    orchestrations = None if deployed_orchestrations is None else frozenset(
-        deployed_orchestrations) | frozenset(
-        d.data["name"] for d in docs if isinstance(d.data, dict)
-        and d.data.get("kind") == "orchestration" and isinstance(d.data.get("name"), str))
+    orchestrations = None if deployed_orchestrations is None else {
+        **deployed_orchestrations,
+        **{d.data["name"]: ChildTarget.of_document(d.data) for d in docs
+           if isinstance(d.data, dict) and d.data.get("kind") == "orchestration"
+           and isinstance(d.data.get("name"), str)}}
     env = Env(_object_types(docs, deployed_objects or {}), known_flows, orchestrations)
     seen: dict[tuple[str, str], ParsedDocument] = {}
     results = []

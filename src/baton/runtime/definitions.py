@@ -19,6 +19,7 @@ from typing import Any
 
 from baton.calendars import BusinessCalendar
 from baton.clock import Clock, iso
+from baton.definitions.checks import ChildTarget
 from baton.definitions.loader import check_texts, load_definitions, load_text
 from baton.definitions.model import (
     CalendarDefinition,
@@ -232,10 +233,18 @@ class DefinitionRepo:
                 out[name] = BusinessCalendar.from_spec(name, cal.spec())
         return out
 
-    def orchestration_names(self) -> frozenset[str]:
-        """The orchestrations with an active version (what a child-run step may start)."""
+    def orchestration_names(self) -> dict[str, ChildTarget]:
+        """The orchestrations with an active version, as a child-run step that starts one
+        sees it (its trigger and input)."""
         self.refresh()
-        return frozenset(name for (kind, name) in list(self._active) if kind == "orchestration")
+        out = {}
+        for (kind, name), version in list(self._active.items()):
+            if kind == "orchestration":
+                t = self._parse(kind, name, version).trigger
+                out[name] = ChildTarget(t.type, t.object, frozenset(f.name for f in t.input),
+                                        frozenset(f.name for f in t.input
+                                                  if f.required and f.default is None))
+        return out
 
     def object_types(self) -> dict[str, ObjectTypeDefinition]:
         self.refresh()

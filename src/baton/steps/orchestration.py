@@ -33,6 +33,7 @@ from typing import Any
 
 from baton.definitions.checks import (
     Checker,
+    ChildTarget,
     Scope,
     check_expression,
     check_keys,
@@ -72,9 +73,12 @@ class Orchestration(StepTypeBase):
             name = expect_identifier(ck, join(path, "orchestration"), step["orchestration"],
                                      "orchestration name")
             known = scope.orchestrations
-            if name is not None and known is not None and name not in known:
-                ck.add(join(path, "orchestration"),
-                       f"unknown orchestration '{name}'{suggest(name, known)}")
+            if name is not None and known is not None:
+                if name not in known:
+                    ck.add(join(path, "orchestration"),
+                           f"unknown orchestration '{name}'{suggest(name, known)}")
+                else:
+                    _check_target(ck, path, step, name, known[name])
         item_scope = replace(scope, allow_item="for_each" in step)
         if "for_each" in step:
             fe = step["for_each"]
@@ -266,6 +270,34 @@ class _ItemScope(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._base) + 2
+
+
+def _check_target(ck: Checker, path: str, step: Mapping[str, Any], name: str,
+                  target: ChildTarget) -> None:
+    """What the child orchestration takes: its trigger, its input names, its record."""
+    if target.trigger is not None and target.trigger not in ("autolaunched", "record"):
+        ck.add(join(path, "orchestration"),
+               f"orchestration '{name}' starts from its {target.trigger} trigger; a child run "
+               "needs an autolaunched or record trigger")
+    spec = step.get("input")
+    given: Mapping[str, Any] = spec if isinstance(spec, dict) else {}
+    if target.inputs is not None:
+        for key in given:
+            if key not in target.inputs:
+                hint = suggest(str(key), target.inputs) or (
+                    f" (it takes: {', '.join(sorted(target.inputs))})" if target.inputs
+                    else " (it takes no input)")
+                ck.add(join(join(path, "input"), str(key)),
+                       f"orchestration '{name}' has no input '{key}'{hint}")
+        for key in sorted(target.required - set(given)):
+            ck.add(join(path, "input"),
+                   f"input '{key}' of orchestration '{name}' is required")
+    record = step.get("record")
+    if isinstance(record, dict) and isinstance(record.get("create"), str) \
+            and target.object is not None and record["create"] != target.object:
+        ck.add(join(join(path, "record"), "create"),
+               f"orchestration '{name}' runs on a {target.object} record, not a "
+               f"{record['create']}")
 
 
 def _check_values(ck: Checker, path: str, value: Any, scope: Scope) -> None:

@@ -55,8 +55,9 @@ def _child_event(t: str, d: Mapping[str, Any]) -> str:
     if t == "child_runs_canceled":
         return f"{step}: canceling child runs {', '.join(d.get('run_ids') or [])}"
     if t == "child_run_not_started":
-        error = d.get("error") if isinstance(d.get("error"), dict) else {}
-        return f"{step}: child #{d.get('index')} not started: {_short(error.get('message', ''))}"
+        error = d.get("error")
+        message = error.get("message", "") if isinstance(error, dict) else str(error or "")
+        return f"{step}: child #{d.get('index')} not started: {_short(message)}"
     if t == "child_runs_restarted":
         return f"{step}: child runs restarted for elements {d.get('indexes')}"
     return _short(d) if d else ""
