@@ -395,10 +395,10 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
                 rows.append([f"  {sr.name}", f"#{sr.iteration}", styled(sr.status.value), sla,
                              detail])
     table("Stages and steps", ["stage / step", "iteration", "status", "sla", "detail"], rows)
-    children = state.engine().run_detail(run, reached_only=True)["children"]
+    children = state.engine().child_runs(run.id)
     if children:
         table("Child runs", ["id", "step", "orchestration", "v", "status", "record", "created"],
-              [[c["id"], c["step"], c["orchestration"], c["version"], styled(c["status"]),
+              [[c["id"], c["parent_step"], c["orchestration"], c["version"], styled(c["status"]),
                 c["record_id"], c["created_at"]] for c in children])
     if run.decisions:
         table("Decisions", ["after stage", "iteration", "goto", "rule"],
