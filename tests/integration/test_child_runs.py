@@ -432,3 +432,29 @@ def test_a_stage_exit_cancels_the_children(harness: Harness) -> None:
     assert run.status is RunStatus.COMPLETED
     assert run.steps["kids"].status is StepStatus.CANCELED
     assert [harness.engine.get_run(k).status for k in kids] == [RunStatus.CANCELED] * 2
+
+
+def test_an_orchestration_that_starts_itself_stops_at_the_nesting_limit(harness: Harness) -> None:
+    from baton.runtime.children import MAX_DEPTH
+
+    harness.deploy_text("""
+    kind: orchestration
+    name: t_forever
+    trigger: {type: autolaunched}
+    stages:
+      - name: s
+        steps:
+          - {name: again, type: orchestration, orchestration: t_forever}
+    """, name="forever.yaml")
+    top = harness.engine.start("t_forever", {}, actor="test")
+    harness.work()
+    chain = [top.id]
+    while kids := _children(harness, chain[-1]):
+        chain.append(kids[0]["id"])
+    assert len(chain) == MAX_DEPTH + 1  # the top run and ten generations below it
+    deepest = harness.engine.get_run(chain[-1])
+    assert deepest.parent is not None and deepest.parent.depth == MAX_DEPTH
+    sr = deepest.steps["again"]
+    assert sr.status is StepStatus.FALLOUT and sr.error is not None
+    assert f"nest at most {MAX_DEPTH} deep" in sr.error["children"][0]["error"]["message"]
+    assert all(harness.engine.get_run(r).status is RunStatus.IN_PROGRESS for r in chain)
