@@ -28,7 +28,7 @@ from baton.cli.output import (
 )
 from baton.cli.people import tokens_app, users_app
 from baton.engine.status import WorkItemStatus
-from baton.errors import BatonError, DefinitionError
+from baton.errors import BatonError, DefinitionError, Issue
 from baton.project import Project, load_project
 from baton.runtime.views import (
     completed_view,
@@ -162,15 +162,22 @@ def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (d
              as_json: JsonOpt = False) -> None:
     """List every problem in the definitions, with file, line and path."""
     eng = state.engine(flows=True)
-    issues = eng.validate(_paths(path))
+    warnings: list[Issue] = []
+    issues = eng.validate(_paths(path), warnings=warnings)
     if as_json:
-        print_json([{"file": i.file, "line": i.line, "path": i.path, "message": i.message} for i in issues])
-    elif issues:
-        for i in issues:
-            console.print(str(i), highlight=False, markup=False)
-        err_console.print(f"[red]{len(issues)} problem{'s' if len(issues) != 1 else ''}[/red]")
+        print_json([{"file": i.file, "line": i.line, "path": i.path, "message": i.message,
+                     "level": i.level} for i in sorted(issues + warnings,
+                                                       key=lambda i: (i.file, i.line))])
     else:
-        console.print("[green]valid[/green]")
+        for i in sorted(issues + warnings, key=lambda i: (i.file, i.line)):
+            console.print(str(i), highlight=False, markup=False)
+        if warnings:
+            err_console.print(f"[yellow]{len(warnings)} warning"
+                              f"{'s' if len(warnings) != 1 else ''}[/yellow]")
+        if issues:
+            err_console.print(f"[red]{len(issues)} problem{'s' if len(issues) != 1 else ''}[/red]")
+        else:
+            console.print("[green]valid[/green]")
     if issues:
         raise typer.Exit(1)
 
@@ -401,8 +408,9 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
               [[c["id"], c["parent_step"], c["orchestration"], c["version"], styled(c["status"]),
                 c["record_id"], c["created_at"]] for c in children])
     if run.decisions:
-        table("Decisions", ["after stage", "iteration", "goto", "rule"],
-              [[d["stage"], d["iteration"], d["goto"], "default" if d["rule"] is None else f"next[{d['rule']}]"]
+        table("Decisions", ["after stage", "iteration", "goto", "outcome", "rule"],
+              [[d["stage"], d["iteration"], d["goto"], d.get("label") or "",
+                "default" if d["rule"] is None else f"next[{d['rule']}]"]
                for d in run.decisions])
 
 
@@ -585,7 +593,8 @@ def describe_event(e: Mapping[str, Any]) -> str:
     if t == "record_updated":
         return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
     if t == "decision_taken":
-        return f"after {d['stage']} #{d['iteration']} → {d['goto']}"
+        label = f" ({d['label']})" if d.get("label") else ""
+        return f"after {d['stage']} #{d['iteration']} → {d['goto']}{label}"
     if t.startswith("step_") or t == "milestone_reached":
         extra = d.get("error", {}).get("message", "") if "error" in d else ""
         return f"{d.get('stage')}.{d.get('step')} #{d.get('iteration')} {extra}".strip()

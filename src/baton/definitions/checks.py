@@ -19,6 +19,7 @@ from baton.expressions import (
     ITEM_VARIABLES,
     VARIABLES,
     compile_expression,
+    indexed_names,
     is_expression,
     reads_variables,
     referenced_names,
@@ -63,6 +64,10 @@ class Checker:
 
     def add(self, path: str, message: str) -> None:
         self.issues.append(Issue(self.doc.file, self.line(path), path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        """A definition that deploys but probably does not do what its author meant."""
+        self.issues.append(Issue(self.doc.file, self.line(path), path, message, "warning"))
 
 
 def _parent(path: str) -> str:
@@ -489,6 +494,12 @@ def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
         if message and (var, member) not in reported:
             reported.add((var, member))
             ck.add(path, message)
+    if scope.steps is not None and any(var == "steps" and key is None
+                                       for var, key in indexed_names(source)):
+        # A step read by a computed name is never checked, and waits for ever at run time
+        # when the name is wrong: name the step.
+        ck.add(path, "steps[...] needs the step's name as a quoted string "
+                     "(a computed step name cannot be checked)")
 
 
 def _reason(reason: str) -> str:

@@ -224,11 +224,13 @@ def check_definitions(
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
+    warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
 
-    Returns the definitions that have no problem of their own, and every issue sorted
-    by (file, line).
+    Returns the definitions that have no problem of their own, and every error sorted
+    by (file, line); warnings (a definition that deploys but probably does not do what was
+    meant) are added to ``warnings`` when a list is given, else dropped.
     """
     docs: list[ParsedDocument] = []
     issues: list[Issue] = []
@@ -242,7 +244,8 @@ def check_definitions(
         parsed, found = parse_text(text, shown)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations)
+    return _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations,
+                   warnings)
 
 
 def check_texts(
@@ -251,6 +254,7 @@ def check_texts(
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
+    warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """:func:`check_definitions` for YAML texts in memory, keyed by file name (the API)."""
     docs: list[ParsedDocument] = []
@@ -259,7 +263,8 @@ def check_texts(
         parsed, found = parse_text(text, name)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations)
+    return _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations,
+                   warnings)
 
 
 def load_text(
@@ -283,13 +288,19 @@ def _finish(
     known_flows: Collection[str] | None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None,
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
+    warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects,
                                  deployed_orchestrations=deployed_orchestrations)
-    loaded = [build(d) for d, own in zip(docs, per_doc, strict=True) if not own]
+    loaded = [build(d) for d, own in zip(docs, per_doc, strict=True)
+              if not any(i.level == "error" for i in own)]
     everything = issues + [i for own in per_doc for i in own]
     unique = list(dict.fromkeys(everything))
-    return loaded, sorted(unique, key=lambda i: (i.file, i.line))
+    if warnings is not None:
+        warnings.extend(sorted((i for i in unique if i.level != "error"),
+                               key=lambda i: (i.file, i.line)))
+    errors = [i for i in unique if i.level == "error"]
+    return loaded, sorted(errors, key=lambda i: (i.file, i.line))
 
 
 # --- files ---------------------------------------------------------------------------------
@@ -571,6 +582,7 @@ def _build_trigger(data: Mapping[str, Any]) -> Trigger:
         cron=data.get("cron"),
         timezone=data.get("timezone"),
         misfire=data.get("misfire", "run_once"),
+        changed_to_meet=bool(data.get("changed_to_meet", False)),
     )
 
 
@@ -584,9 +596,11 @@ def _build_stage(data: Mapping[str, Any], path: str, lines: Mapping[str, int]) -
         name=data["name"],
         steps=steps,
         exit_when=_build_condition(data.get("exit_when")),
+        exit=data.get("exit", "all_steps"),
         next=None
         if rules is None
-        else tuple(NextRule(r["goto"], _build_condition(r.get("when"))) for r in rules),
+        else tuple(NextRule(r["goto"], _build_condition(r.get("when")), r.get("label"))
+                   for r in rules),
         max_iterations=data.get("max_iterations", DEFAULT_MAX_ITERATIONS),
         line=lines[path],
     )

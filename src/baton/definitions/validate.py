@@ -58,14 +58,16 @@ ORCHESTRATION_KEYS = (
     "kind", "name", "label", "description", "trigger", "variables", "stages", "retry",
 )  # fmt: skip
 TRIGGER_KEYS = {
-    "record": ("type", "object", "on", "when"),
+    "record": ("type", "object", "on", "when", "changed_to_meet"),
     "autolaunched": ("type", "input", "object"),
     "schedule": ("type", "cron", "timezone", "misfire"),
 }
 TRIGGER_REQUIRED = {"record": ("object",), "autolaunched": (), "schedule": ("cron",)}
 TRIGGER_EVENTS = ("create", "update")
 MISFIRE = ("run_once", "skip")  # a schedule's ticks missed while no worker ran
-STAGE_KEYS = ("name", "label", "description", "steps", "exit_when", "next", "max_iterations")
+STAGE_KEYS = ("name", "label", "description", "steps", "exit", "exit_when", "next",
+              "max_iterations")
+STAGE_EXITS = ("all_steps", "when_condition")
 # Keys every step may have; the keys of one step type (its ``keys``) come from the registry.
 STEP_KEYS = (
     "name", "type", "label", "description", "after", "when", "complete_when", "on_failure",
@@ -394,6 +396,14 @@ def _check_record_trigger(ck: Checker, trigger: dict[str, Any], scope: Scope) ->
         check_condition(
             ck, "trigger.when", trigger["when"], replace(scope, allow_old="update" in events)
         )
+    if "changed_to_meet" in trigger:
+        flag = trigger["changed_to_meet"]
+        if not isinstance(flag, bool):
+            ck.add("trigger.changed_to_meet", f"expected true or false, got {flag!r}")
+        elif flag and "when" not in trigger:
+            ck.add("trigger.changed_to_meet",
+                   "changed_to_meet needs a 'when' condition: it starts a run when the record "
+                   "changes to meet it")
 
 
 def _check_input(ck: Checker, trigger: dict[str, Any], env: Env, scope: Scope) -> Scope:
@@ -430,6 +440,18 @@ def _check_cron(ck: Checker, cron: Any) -> None:
 # --- stages -----------------------------------------------------------------------------
 
 
+def _warn_entry_conditions(ck: Checker, path: str, stage: dict[str, Any]) -> None:
+    """A step with an entry condition in a stage with no exit rule: if the condition never
+    holds, the step never starts and the stage never completes (Salesforce stages end on their
+    exit criteria; a translated one often lacks ours)."""
+    for j, step in enumerate(stage["steps"]):
+        if isinstance(step, dict) and "when" in step:
+            name = step.get("name", f"#{j + 1}")
+            ck.warn(join(item(join(path, "steps"), j), "when"),
+                    f"step '{name}' starts only when this holds, and the stage has no exit_when: "
+                    "if it never holds, the stage never completes")
+
+
 def _check_stage(ck: Checker, path: str, stage: dict[str, Any], orch: Orchestration) -> None:
     check_keys(ck, path, stage, STAGE_KEYS, ("name",))
     check_texts(ck, path, stage, ("label", "description"))
@@ -437,8 +459,16 @@ def _check_stage(ck: Checker, path: str, stage: dict[str, Any], orch: Orchestrat
         for j, step in enumerate(stage["steps"]):
             _check_step(ck, item(join(path, "steps"), j), step, orch.scope)
         _check_after(ck, path, stage, orch.step_stages)
+        if "exit_when" not in stage:
+            _warn_entry_conditions(ck, path, stage)
     if "exit_when" in stage:
         check_condition(ck, join(path, "exit_when"), stage["exit_when"], orch.scope)
+    if "exit" in stage:
+        if stage["exit"] not in STAGE_EXITS:
+            ck.add(join(path, "exit"), unknown("stage exit", stage["exit"], STAGE_EXITS))
+        elif stage["exit"] == "when_condition" and "exit_when" not in stage:
+            ck.add(join(path, "exit"), "exit: when_condition needs an exit_when condition "
+                                       "(the stage ends only when it holds)")
     if "next" in stage:
         _check_next(ck, join(path, "next"), stage["next"], orch)
     if "max_iterations" in stage:
@@ -458,7 +488,9 @@ def _check_next(ck: Checker, path: str, rules: Any, orch: Orchestration) -> None
         m = expect_mapping(ck, rpath, rule)
         if m is None:
             continue
-        check_keys(ck, rpath, m, ("goto", "when"), ("goto",))
+        check_keys(ck, rpath, m, ("goto", "when", "label"), ("goto",))
+        if "label" in m:
+            expect_str(ck, join(rpath, "label"), m["label"])
         goto = m.get("goto")
         if (
             "goto" in m

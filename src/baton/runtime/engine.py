@@ -125,19 +125,23 @@ class Engine:
         self.store.close()
 
     # ---- definitions --------------------------------------------------------------------
-    def validate(self, paths: Sequence[str | Path], known_flows: Collection[str] | None = None) -> list[Issue]:
+    def validate(self, paths: Sequence[str | Path], known_flows: Collection[str] | None = None,
+                 *, warnings: list[Issue] | None = None) -> list[Issue]:
+        """Every error in the definition files; warnings go to ``warnings`` when given."""
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_definitions(
             paths, known_flows=flows, deployed_objects=self.definitions.object_types(),
-            deployed_orchestrations=self.definitions.orchestration_names())
+            deployed_orchestrations=self.definitions.orchestration_names(), warnings=warnings)
         return issues
 
-    def validate_texts(self, texts: dict[str, str], known_flows: Collection[str] | None = None) -> list[Issue]:
+    def validate_texts(self, texts: dict[str, str], known_flows: Collection[str] | None = None,
+                       *, warnings: list[Issue] | None = None) -> list[Issue]:
         """Validate YAML texts (file name -> text) as ``validate`` does files."""
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_texts(texts, known_flows=flows,
                                     deployed_objects=self.definitions.object_types(),
-                                    deployed_orchestrations=self.definitions.orchestration_names())
+                                    deployed_orchestrations=self.definitions.orchestration_names(),
+                                    warnings=warnings)
         return issues
 
     @one_transaction
