@@ -18,6 +18,7 @@ from rich.markup import escape
 from baton.cli import bundle as bundle_cli
 from baton.cli.bench import bench_app
 from baton.cli.definitions import definitions_app
+from baton.cli.intake import intake_app
 from baton.cli.output import (
     console,
     err_console,
@@ -63,6 +64,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(intake_app, name="intake")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -276,6 +278,9 @@ def serve(
     base_url: Annotated[str | None, typer.Option("--base-url", help="How browsers reach this server (links in e-mails; default: BATON_BASE_URL, else its own address)")] = None,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
     log_format: LogFormatOpt = None,
+    smtp_at: Annotated[str | None, typer.Option("--smtp", help="Also receive e-mail over SMTP on HOST:PORT (e.g. 127.0.0.1:2525) into the deployed mailboxes")] = None,
+    smtp_max_bytes: Annotated[int, typer.Option("--smtp-max-bytes", help="Largest message the SMTP listener takes (bytes)")] = 25 * 1024 * 1024,
+    smtp_domains: Annotated[list[str] | None, typer.Option("--smtp-domain", help="A recipient domain the SMTP listener takes (repeat; default: any the mailboxes list)")] = None,
 ) -> None:
     """Run the REST API, the web UI and the workers in one process until stopped."""
     import threading
@@ -302,6 +307,15 @@ def serve(
                for i, w in enumerate(workers)]
     for t in threads:
         t.start()
+    listener = None
+    if smtp_at is not None:
+        from baton.intake.smtp import SmtpListener, parse_address
+
+        smtp_host, smtp_port = parse_address(smtp_at)
+        listener = SmtpListener(eng.intake, smtp_host, smtp_port, max_bytes=smtp_max_bytes,
+                                allowed_domains=smtp_domains or ())
+        listener.start()
+        console.print(f"Receiving e-mail over SMTP at {smtp_host}:{listener.port}.")
     console.print(f"Baton at {url} (API docs {url}/docs) with {len(workers)} worker thread(s). "
                   "Stop with Ctrl-C.")
     try:
@@ -310,6 +324,8 @@ def serve(
         uvicorn.run(create_app(eng, base_url=url), host=host, port=port, log_level="info",
                     proxy_headers=False, log_config=None)  # our handlers and format
     finally:
+        if listener is not None:
+            listener.stop()
         for w in workers:  # finish the job in hand, release the rest
             w.stop()
         for t in threads:

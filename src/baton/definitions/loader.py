@@ -36,8 +36,10 @@ from baton.definitions.model import (
     Assignment,
     CalendarDefinition,
     Condition,
+    Definition,
     FieldDefinition,
     LoadedDefinition,
+    MailboxDefinition,
     NextRule,
     ObjectTypeDefinition,
     OrchestrationDefinition,
@@ -512,11 +514,16 @@ class _Converter:
 def build(doc: ParsedDocument) -> LoadedDefinition:
     """Build the frozen definition of a document that passed validation."""
     data = doc.data
-    definition: ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
+    definition: Definition
     if data["kind"] == "object":
         definition = _build_object(data)
     elif data["kind"] == "calendar":
         definition = _build_calendar(data)
+    elif data["kind"] == "mailbox":
+        definition = MailboxDefinition(
+            data["name"], data["object"], MappingProxyType(dict(data["fields"])),
+            tuple(a.lower() for a in data.get("addresses", ())),
+            data.get("automatic", "ignore"), data.get("label"))
     else:
         definition = _build_orchestration(data, doc.lines)
     return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)

@@ -178,7 +178,26 @@ class CalendarDefinition:
                 "holidays": dict(self.holidays or {}), "extra_dates": list(self.extra_dates)}
 
 
-Definition = ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
+MAILBOX_ROLES = ("subject", "body", "new_text", "sender", "sender_name", "sent_at",
+                 "message_id", "last_message")
+"""What of an e-mail a mailbox can put in a record field (``last_message``: a reply's new
+text, written to the case the reply belongs to)."""
+
+
+@dataclass(frozen=True)
+class MailboxDefinition:
+    """``kind: mailbox``: incoming e-mail to one object type's records (DESIGN §2.5)."""
+
+    name: str
+    object: str  # the object type a new message becomes
+    fields: MappingProxyType[str, str]  # role (MAILBOX_ROLES) -> field of ``object``
+    addresses: tuple[str, ...] = ()  # recipients it takes, lower case; () with one mailbox: any
+    automatic: str = "ignore"  # auto-replies and bounces: "ignore" (stored, no case) | "create"
+    label: str | None = None
+
+
+Definition = (ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
+              | MailboxDefinition)
 
 
 @dataclass(frozen=True)

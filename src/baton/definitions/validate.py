@@ -43,17 +43,21 @@ from baton.definitions.checks import (
     suggest,
     unknown,
 )
-from baton.definitions.model import FIELD_TYPES, ON_FAILURE, ObjectTypeDefinition
+from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
 from baton.errors import Issue
 from baton.steps import registry
 from baton.steps.base import StepType
 
-KINDS = ("object", "orchestration", "calendar")
+KINDS = ("object", "orchestration", "calendar", "mailbox")
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
                  "extra_dates")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d\Z")
 OBJECT_KEYS = ("kind", "name", "label", "description", "fields")
+MAILBOX_KEYS = ("kind", "name", "label", "description", "object", "fields", "addresses",
+                "automatic")
+MAILBOX_AUTOMATIC = ("ignore", "create")
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 ORCHESTRATION_KEYS = (
     "kind", "name", "label", "description", "trigger", "variables", "stages", "retry",
 )  # fmt: skip
@@ -167,6 +171,8 @@ def _check_document(ck: Checker, env: Env) -> None:
         _check_object(ck, data, env)
     elif kind == "calendar":
         _check_calendar(ck, data)
+    elif kind == "mailbox":
+        _check_mailbox(ck, data, env)
     else:
         _check_orchestration(ck, data, env)
 
@@ -203,6 +209,38 @@ def _check_object(ck: Checker, data: dict[str, Any], env: Env) -> None:
 
 
 # --- kind: calendar ------------------------------------------------------------------
+
+
+def _check_mailbox(ck: Checker, data: dict[str, Any], env: Env) -> None:
+    check_keys(ck, "", data, MAILBOX_KEYS, ("name", "object", "fields"))
+    if "name" in data:
+        expect_identifier(ck, "name", data["name"], "mailbox name")
+    check_texts(ck, "", data, ("label", "description"))
+    fields_of: frozenset[str] | None = None
+    if "object" in data:
+        name = expect_str(ck, "object", data["object"])
+        if name is not None and name not in env.object_types:
+            ck.add("object", f"unknown object type '{name}'{suggest(name, env.object_types)}")
+        elif name is not None:
+            fields_of = env.object_types[name]
+    fields = expect_mapping(ck, "fields", data["fields"]) if "fields" in data else None
+    if fields is not None:
+        if not fields:
+            ck.add("fields", "fields needs at least one of: " + ", ".join(MAILBOX_ROLES))
+        for role, field in fields.items():
+            path = join("fields", role)
+            if role not in MAILBOX_ROLES:
+                ck.add(path, unknown("e-mail part", role, MAILBOX_ROLES))
+            elif expect_str(ck, path, field) is not None and fields_of is not None \
+                    and field not in fields_of:
+                ck.add(path, f"unknown field '{field}' of {data['object']}"
+                             f"{suggest(field, fields_of)}")
+    if "addresses" in data:
+        for i, address in enumerate(expect_list(ck, "addresses", data["addresses"]) or []):
+            if not isinstance(address, str) or not _ADDRESS.match(address):
+                ck.add(item("addresses", i), f"expected an e-mail address, got {address!r}")
+    if "automatic" in data and data["automatic"] not in MAILBOX_AUTOMATIC:
+        ck.add("automatic", unknown("automatic mail policy", data["automatic"], MAILBOX_AUTOMATIC))
 
 
 def _check_calendar(ck: Checker, data: dict[str, Any]) -> None:

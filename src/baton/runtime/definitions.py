@@ -23,6 +23,7 @@ from baton.definitions.checks import ChildTarget
 from baton.definitions.loader import check_texts, load_definitions, load_text
 from baton.definitions.model import (
     CalendarDefinition,
+    MailboxDefinition,
     ObjectTypeDefinition,
     OrchestrationDefinition,
 )
@@ -205,7 +206,7 @@ class DefinitionRepo:
         if key not in self._sources:
             raise NotFound(kind, f"{name} v{version}")
         source, file = self._sources[key]
-        if kind == "orchestration":
+        if kind in ("orchestration", "mailbox"):  # they read the object types' fields
             objects = self.object_types()
         else:  # an object type's ref fields only need the names of the other types
             objects = {n: ObjectTypeDefinition(n, ()) for (k, n) in self._active if k == "object"}
@@ -245,6 +246,12 @@ class DefinitionRepo:
                                         frozenset(f.name for f in t.input
                                                   if f.required and f.default is None))
         return out
+
+    def mailboxes(self, tx: Definitions | None = None) -> dict[str, MailboxDefinition]:
+        """The active version of every mailbox, by name."""
+        self.refresh(tx)
+        return {name: self._parse("mailbox", name, v)
+                for (kind, name), v in list(self._active.items()) if kind == "mailbox"}
 
     def object_types(self) -> dict[str, ObjectTypeDefinition]:
         self.refresh()

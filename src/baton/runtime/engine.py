@@ -116,6 +116,10 @@ class Engine:
         self.applier.children = ChildRuns(self.definitions, self.runs, self.records, self.ids)
         self.incidents = IncidentService(self.store, self.definitions, self.runs, self.clock,
                                          self.work_available.set)
+        from baton.intake.service import IntakeService  # (imports the e-mail parser)
+
+        self.intake = IntakeService(self.store, self.definitions, self.records, self.clock,
+                                    self.ids, self.work_available.set)
         self.work = WorkService(self.store, self.runs, self.applier, self.clock, self.directory)
         self.idempotency = IdempotencyKeys(self.store, self.clock)
         if migrate:

@@ -30,7 +30,6 @@ from baton.definitions.checks import (
     unknown,
 )
 from baton.definitions.model import StepDefinition
-from baton.engine.decide import expression_scope
 from baton.errors import ExpressionError, StepFailure
 from baton.expressions import evaluate, is_expression
 from baton.steps.base import JobStepType, StepOutput, StepWork
@@ -73,6 +72,8 @@ class Ai(JobStepType):
 
     # ---- the attempt ------------------------------------------------------------------
     def run_job(self, work: StepWork) -> StepOutput:
+        from baton.engine.decide import expression_scope  # (decide imports the step types)
+
         step = work.step
         assert work.orchestration is not None
         scope = expression_scope(dict(work.record or {}), work.run, work.now,

@@ -155,7 +155,12 @@ def _m011_schedules(conn: Connection) -> None:
     schema.schedules.create(conn, checkfirst=True)
 
 
-def _m012_child_runs(conn: Connection) -> None:
+def _m015_messages(conn: Connection) -> None:
+    """E-mail intake: each accepted message once, by its Message-ID, with its record."""
+    schema.messages.create(conn, checkfirst=True)
+
+
+def _m016_child_runs(conn: Connection) -> None:
     """Child runs: a run started by a parent run's ``orchestration`` step names its parent
     run and step (columns, indexed to list a run's children). Runs stored before have no
     parent: the columns stay empty. (Self-contained: it may be renumbered.)"""
@@ -182,7 +187,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "stored formats that cost less (SLA instants on the run)",
               _m010_stored_formats),
     Migration(11, "schedules", _m011_schedules),
-    Migration(12, "child runs: a run's parent run and step", _m012_child_runs),
+    Migration(15, "e-mail messages of intake", _m015_messages),
+    Migration(16, "child runs: a run's parent run and step", _m016_child_runs),
 )
 LATEST = MIGRATIONS[-1].version
 
