@@ -61,6 +61,7 @@ class WorkItem(TypedDict):
     completed_by: str | None
     priority: int | None
     due_at: str | None
+    input: NotRequired[dict[str, Any] | None]  # the step's input (migration 12)
     sla_status: NotRequired[str | None]
 
 

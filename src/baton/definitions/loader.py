@@ -584,7 +584,7 @@ def _build_trigger(data: Mapping[str, Any]) -> Trigger:
         type=data["type"],
         object=data.get("object"),
         on=(on,) if isinstance(on, str) else tuple(on),
-        when=_build_condition(data.get("when")),
+        when=_build_condition(data.get("when"), "trigger.when"),
         input=tuple(_build_field(name, spec) for name, spec in (data.get("input") or {}).items()),
         cron=data.get("cron"),
         timezone=data.get("timezone"),
@@ -599,15 +599,17 @@ def _build_stage(data: Mapping[str, Any], path: str, lines: Mapping[str, int]) -
         _build_step(s, lines[item(steps_path, j)]) for j, s in enumerate(data.get("steps") or [])
     )
     rules = data.get("next")
+    at = f"stages.{data['name']}"
     return StageDefinition(
         name=data["name"],
         steps=steps,
-        exit_when=_build_condition(data.get("exit_when")),
+        exit_when=_build_condition(data.get("exit_when"), f"{at}.exit_when"),
         exit=data.get("exit", "all_steps"),
         next=None
         if rules is None
-        else tuple(NextRule(r["goto"], _build_condition(r.get("when")), r.get("label"))
-                   for r in rules),
+        else tuple(NextRule(r["goto"], _build_condition(r.get("when"), f"{at}.next[{i}].when"),
+                            r.get("label"))
+                   for i, r in enumerate(rules)),
         max_iterations=data.get("max_iterations", DEFAULT_MAX_ITERATIONS),
         line=lines[path],
     )
@@ -620,8 +622,9 @@ def _build_step(data: Mapping[str, Any], line: int) -> StepDefinition:
         flow=data.get("flow"),
         label=data.get("label"),
         after=tuple(data.get("after", ())),
-        when=_build_condition(data.get("when")),
-        complete_when=_build_condition(data.get("complete_when")),
+        when=_build_condition(data.get("when"), f"steps.{data['name']}.when"),
+        complete_when=_build_condition(data.get("complete_when"),
+                                       f"steps.{data['name']}.complete_when"),
         assign=_build_assignment(data.get("assign")),
         form=tuple(_build_field(f["name"], f) for f in data.get("form", ())),
         instructions=data.get("instructions"),
@@ -637,14 +640,18 @@ def _option_keys(step_type: str) -> tuple[str, ...]:
     return OPTION_KEYS + own
 
 
-def _build_condition(value: Any) -> Condition | None:
+def _build_condition(value: Any, site: str) -> Condition | None:
+    """``site`` names where the condition stands: an evaluation flow's answer is kept
+    under it (``Run.flow_conditions``)."""
     if value is None:
         return None
     if isinstance(value, bool):
-        return Condition(expression="=true" if value else "=false")
+        return Condition(expression="=true" if value else "=false", site=site)
     if isinstance(value, Mapping):
-        return Condition(flow=value["flow"])
-    return Condition(expression=value)
+        given = value.get("input")
+        return Condition(flow=value["flow"], site=site,
+                         input=MappingProxyType(dict(given)) if given else None)
+    return Condition(expression=value, site=site)
 
 
 def _build_assignment(value: Mapping[str, str] | None) -> Assignment | None:

@@ -58,10 +58,17 @@ class ObjectTypeDefinition:
 
 @dataclass(frozen=True)
 class Condition:
-    """``when`` / ``exit_when`` / ``complete_when``: an ``=expression`` or an evaluation flow."""
+    """``when`` / ``exit_when`` / ``complete_when``: an ``=expression`` or an evaluation flow.
+
+    An evaluation flow may take ``input`` (name -> literal or ``=expression``, evaluated when
+    it is asked); its answer is kept per ``site``, where the condition stands in the
+    definition (``stages.triage.exit_when``, ``steps.review.when``, ...), so one flow used
+    at two sites with different inputs answers each separately."""
 
     expression: str | None = None
     flow: str | None = None
+    input: MappingProxyType[str, Any] | None = None
+    site: str = field(default="", compare=False)  # where it stands, like a line number
 
 
 @dataclass(frozen=True)

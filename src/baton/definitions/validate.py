@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import zoneinfo
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import holidays
@@ -45,6 +45,8 @@ from baton.definitions.checks import (
 )
 from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
 from baton.errors import Issue
+from baton.expressions import is_expression
+from baton.expressions.cel import member_chains
 from baton.steps import registry
 from baton.steps.base import StepType
 
@@ -90,6 +92,8 @@ class Env:
     object_types: Mapping[str, frozenset[str]]  # name -> field names (with the reserved ones)
     known_flows: Collection[str] | None
     orchestrations: Mapping[str, ChildTarget] | None = None  # None: child runs not checked
+    # name -> field -> (type, the object a ref names): what record.account.name follows
+    shapes: Mapping[str, Mapping[str, tuple[str, str | None]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,8 @@ def validate_documents(
         **{d.data["name"]: ChildTarget.of_document(d.data) for d in docs
            if isinstance(d.data, dict) and d.data.get("kind") == "orchestration"
            and isinstance(d.data.get("name"), str)}}
-    env = Env(_object_types(docs, deployed_objects or {}), known_flows, orchestrations)
+    env = Env(_object_types(docs, deployed_objects or {}), known_flows,
+              orchestrations=orchestrations, shapes=_object_shapes(docs, deployed_objects or {}))
     seen: dict[tuple[str, str], ParsedDocument] = {}
     results = []
     for doc in docs:
@@ -147,6 +152,33 @@ def _object_types(
             names = frozenset(fields) if isinstance(fields, dict) else frozenset()
             types[data["name"]] = names | set(RESERVED_FIELDS)
     return types
+
+
+_RESERVED_SHAPES: dict[str, tuple[str, str | None]] = {
+    "id": ("string", None), "created_at": ("datetime", None),
+    "updated_at": ("datetime", None), "version": ("int", None)}
+
+
+def _object_shapes(docs: Sequence[ParsedDocument], deployed: Mapping[str, ObjectTypeDefinition]
+                   ) -> dict[str, dict[str, tuple[str, str | None]]]:
+    """Each object type's fields as ``(type, object)``: the deployed ones, then the
+    documents' (a document's own shapes are taken as written; its errors are its own)."""
+    shapes = {name: {**_RESERVED_SHAPES, **{f.name: (f.type, f.object) for f in d.fields}}
+              for name, d in deployed.items()}
+    for doc in docs:
+        data = doc.data
+        if isinstance(data, dict) and data.get("kind") == "object" \
+                and isinstance(data.get("name"), str):
+            given = data.get("fields")
+            fields: dict[Any, Any] = given if isinstance(given, dict) else {}
+            own: dict[str, tuple[str, str | None]] = {}
+            for name, spec in fields.items():
+                spec = spec if isinstance(spec, dict) else {}
+                ftype, target = spec.get("type"), spec.get("object")
+                own[str(name)] = (ftype if isinstance(ftype, str) else "?",
+                                  target if isinstance(target, str) else None)
+            shapes[data["name"]] = {**_RESERVED_SHAPES, **own}
+    return shapes
 
 
 def _check_document(ck: Checker, env: Env) -> None:
@@ -306,6 +338,52 @@ def _check_orchestration(ck: Checker, data: dict[str, Any], env: Env) -> None:
     for i, stage in stages:
         _check_stage(ck, item("stages", i), stage, orch)
     _check_reachable(ck, stages)
+    _check_related_ids(ck, data, scope)
+
+
+def _expressions(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """``(path, source)`` of every ``=expression`` in a document's data."""
+    if isinstance(value, str) and is_expression(value):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _expressions(v, join(path, str(k)))
+    elif isinstance(value, list):
+        for k, v in enumerate(value):
+            yield from _expressions(v, item(path, k))
+
+
+def _check_related_ids(ck: Checker, data: dict[str, Any], scope: Scope) -> None:
+    """Where an expression reads ``record.account.name``, ``record.account`` is the related
+    Account in every expression of the orchestration (its id is ``record.account.id``): a
+    read of the ref field itself would compare a record with an id, and never hold."""
+    if scope.record_object is None or "stages" not in data:
+        return
+    found = [(p, src, list(member_chains(src))) for p, src in _expressions(
+        {k: v for k, v in data.items() if k in ("trigger", "stages")}, "")]
+    navigated: set[tuple[str, ...]] = set()
+    for _, _, chains in found:
+        for var, members in chains:
+            if var == "record":
+                navigated.update(_ref_prefixes(members, scope))
+    for path, _, chains in found:
+        for var, members in chains:
+            if var == "record" and members in navigated:
+                written = "record." + ".".join(members)
+                ck.add(path, f"{written} is the related record here, since an expression "
+                             f"reads its fields ({written}.…): write {written}.id for its id")
+
+
+def _ref_prefixes(members: tuple[str, ...], scope: Scope) -> list[tuple[str, ...]]:
+    """The prefixes of ``record.<members>`` that are ref fields followed further."""
+    out, otype = [], scope.record_object
+    for n in range(1, len(members)):
+        shape = scope.objects.get(otype or "", {}).get(members[n - 1])
+        if shape is None or shape[0] != "ref":
+            break
+        out.append(members[:n])
+        otype = shape[1]
+    return out
 
 
 def _stage_list(ck: Checker, data: dict[str, Any]) -> Stages:
@@ -417,7 +495,8 @@ def _trigger_record(ck: Checker, trigger: dict[str, Any], env: Env, scope: Scope
     name = expect_str(ck, "trigger.object", trigger["object"])
     if name is not None and name not in env.object_types:
         ck.add("trigger.object", f"unknown object type '{name}'{suggest(name, env.object_types)}")
-    return replace(scope, record_fields=env.object_types.get(name or ""))
+    return replace(scope, record_fields=env.object_types.get(name or ""),
+                   record_object=name if name in env.shapes else None, objects=env.shapes)
 
 
 def _check_record_trigger(ck: Checker, trigger: dict[str, Any], scope: Scope) -> None:

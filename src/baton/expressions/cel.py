@@ -337,6 +337,24 @@ def referenced_names(source: str) -> Iterable[tuple[str, str]]:
             yield var, key
 
 
+_CHAIN = re.compile(r"(?<![\w.\"'])(record|old)((?:\s*\.\s*[A-Za-z_]\w*)+)(\s*\()?")
+_SEGMENT = re.compile(r"[A-Za-z_]\w*")
+
+
+def member_chains(source: str) -> Iterable[tuple[str, tuple[str, ...]]]:
+    """``(variable, members)`` for each dotted read of ``record`` or ``old``:
+    ``record.account.owner.email`` gives ``("record", ("account", "owner", "email"))``. A
+    method call's name is not a member (``record.name.startsWith("A")`` reads
+    ``("name",)``); text inside string literals is not a read."""
+    body = _STRING.sub('""', _strip(source))
+    for m in _CHAIN.finditer(body):
+        members = tuple(_SEGMENT.findall(m.group(2)))
+        if m.group(3) is not None:
+            members = members[:-1]
+        if members:
+            yield m.group(1), members
+
+
 def indexed_names(source: str) -> Iterable[tuple[str, str | None]]:
     """``(variable, key)`` for each ``var[...]`` the expression reads: the key when it is a
     string literal (``steps["43b3…"]``), ``None`` when it is computed (``steps[vars.k]``)."""

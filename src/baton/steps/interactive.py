@@ -16,6 +16,7 @@ from baton.definitions.checks import (
     Scope,
     check_expression,
     check_field,
+    check_input,
     check_keys,
     check_value,
     expect_list,
@@ -32,6 +33,7 @@ from baton.definitions.model import (
     StepDefinition,
 )
 from baton.engine.events import CancelWorkItem, CreateWorkItem
+from baton.engine.inputs import evaluate_input
 from baton.engine.state import StepRun
 from baton.engine.status import StepStatus
 from baton.errors import ExpressionError
@@ -43,7 +45,7 @@ _FORM_RULES = FieldRules(tuple(t for t in FIELD_TYPES if t != "ref"), ())
 
 class Interactive(StepTypeBase):
     name = "interactive"
-    keys = ("assign", "form", "instructions", "priority")
+    keys = ("assign", "form", "instructions", "priority", "input")
 
     # ---- validation -------------------------------------------------------------------
     def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
@@ -60,6 +62,8 @@ class Interactive(StepTypeBase):
             _check_form(ck, join(path, "form"), step["form"])
         if "priority" in step:
             _check_priority(ck, join(path, "priority"), step["priority"], scope)
+        if "input" in step:
+            check_input(ck, join(path, "input"), step["input"], scope)
 
     # ---- decide -----------------------------------------------------------------------
     def start(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
@@ -69,6 +73,12 @@ class Interactive(StepTypeBase):
                 step.assign.value) else step.assign.value
         except ExpressionError as exc:
             d.fail_step(sr, step, expression_error("assign", exc))
+            return
+        try:  # what the person is shown with the form (evaluated now)
+            values = evaluate_input(step.options.get("input"), d.scope()) \
+                if step.options.get("input") else None
+        except ExpressionError as exc:
+            d.fail_step(sr, step, expression_error("input", exc))
             return
         if not isinstance(assignee, str) or not assignee:
             d.fail_step(sr, step, {"type": "AssignmentError",
@@ -89,6 +99,7 @@ class Interactive(StepTypeBase):
             step.instructions, form,
             priority=_priority(d, sr, step),
             due_at=sr.sla["due_at"] if sr.sla else None,
+            input=values,
         ))
         d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                 type=self.name, assignee=f"{step.assign.kind.value}:{assignee}")

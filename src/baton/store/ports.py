@@ -13,7 +13,7 @@ commits. Rows are dicts of the table's columns.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -41,6 +41,8 @@ class Records(Protocol):
     def update_record_txn(self, record_id: str, data: Row, expected_version: int,
                           now: str) -> int: ...
     def list_records_txn(self, object_type: str | None, limit: int, offset: int) -> list[Row]: ...
+    def find_records_txn(self, object_type: str, fields: Mapping[str, Any],
+                         limit: int) -> list[Row]: ...
     def count_records_txn(self, object_type: str | None) -> int: ...
     def page_records_txn(self, object_type: str | None, after: str | None, offset: int,
                          limit: int) -> KeyPage: ...
