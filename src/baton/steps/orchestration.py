@@ -36,6 +36,7 @@ from baton.definitions.checks import (
     ChildTarget,
     Scope,
     check_expression,
+    check_input,
     check_keys,
     describe,
     expect_identifier,
@@ -88,7 +89,7 @@ class Orchestration(StepTypeBase):
                 ck.add(join(path, "for_each"),
                        f"for_each takes an '=expression' giving a list, got {describe(fe)}")
         if "input" in step:
-            _check_values(ck, join(path, "input"), step["input"], item_scope)
+            check_input(ck, join(path, "input"), step["input"], item_scope)
         if "record" in step:
             _check_record(ck, join(path, "record"), step["record"], item_scope)
         if "max_children" in step:
@@ -298,13 +299,6 @@ def _check_target(ck: Checker, path: str, step: Mapping[str, Any], name: str,
         ck.add(join(join(path, "record"), "create"),
                f"orchestration '{name}' runs on a {target.object} record, not a "
                f"{record['create']}")
-
-
-def _check_values(ck: Checker, path: str, value: Any, scope: Scope) -> None:
-    m = expect_mapping(ck, path, value)
-    for key, v in (m or {}).items():
-        if isinstance(v, str) and is_expression(v):
-            check_expression(ck, join(path, str(key)), v, scope)
 
 
 def _check_record(ck: Checker, path: str, value: Any, scope: Scope) -> None:
