@@ -225,3 +225,71 @@ def test_migration_8_remakes_the_list_indexes_of_an_existing_database(tmp_path: 
     names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     con.close()
     assert {"ix_work_items_urgent", "ix_work_items_assignee_urgent", "ix_runs_stage"} <= names
+
+
+def test_the_child_runs_migration_links_runs_in_an_existing_database(db_url: str) -> None:
+    """A database at the migration before child runs' (no parent columns) with a run in it
+    is carried forward (whatever number the migration ends up with):
+    the columns and their index are made, the old run has no parent, and a child run
+    started afterwards is found through the index."""
+    import json
+    import textwrap
+
+    from sqlalchemy import insert, inspect, select
+
+    from baton.clock import SystemClock, iso
+    from baton.runtime.engine import Engine
+    from baton.store.migrations import MIGRATIONS
+
+    mine = next(m for m in MIGRATIONS if m.name.startswith("child runs"))
+    before = [m for m in MIGRATIONS if m.version < mine.version]
+    store = SqlStore(db_url)
+    with store.write() as tx:
+        schema.metadata.drop_all(tx.conn)  # PostgreSQL's test database comes migrated
+        schema.schema_migrations.create(tx.conn)
+        for m in before:
+            m.apply(tx.conn)
+            tx.conn.execute(insert(schema.schema_migrations).values(
+                version=m.version, name=m.name, applied_at=iso(SystemClock().now())))
+        tx.conn.exec_driver_sql("DROP INDEX ix_runs_parent")
+        tx.conn.exec_driver_sql("ALTER TABLE baton_runs DROP COLUMN parent_run_id")
+        tx.conn.exec_driver_sql("ALTER TABLE baton_runs DROP COLUMN parent_step")
+        state = {"format": 2, "id": "run_old", "orchestration": "legacy", "version": 1,
+                 "status": "completed", "created_at": "2026-01-01T00:00:00.000Z", "seq": 3}
+        tx.conn.exec_driver_sql(
+            "INSERT INTO baton_runs (id, orchestration, version, status, state, seq, created_at,"
+            " updated_at) VALUES ('run_old', 'legacy', 1, 'completed', '"
+            + json.dumps(state) + "', 3, '2026-01-01T00:00:00.000Z',"
+            " '2026-01-01T00:00:00.000Z')")
+    assert store.schema_version() == before[-1].version
+    store.close()
+
+    engine = Engine(db_url)  # migrates: the child runs' migration is applied
+    try:
+        assert engine.store.schema_version() == LATEST
+        with engine.store.read() as tx:
+            insp = inspect(tx.conn)
+            columns = {c["name"] for c in insp.get_columns("baton_runs")}
+            indexes = {i["name"] for i in insp.get_indexes("baton_runs")}
+            old = tx.conn.execute(select(schema.runs.c.parent_run_id, schema.runs.c.parent_step)
+                                  .where(schema.runs.c.id == "run_old")).one()
+        assert {"parent_run_id", "parent_step"} <= columns and "ix_runs_parent" in indexes
+        assert tuple(old) == (None, None)
+        assert engine.get_run("run_old").parent is None
+        engine.deploy(texts={"d.yaml": textwrap.dedent("""
+            kind: orchestration
+            name: kid
+            trigger: {type: autolaunched}
+            stages: [{name: s, steps: [{name: w, type: pause, signal: go}]}]
+            ---
+            kind: orchestration
+            name: mom
+            trigger: {type: autolaunched}
+            stages: [{name: s, steps: [{name: k, type: orchestration, orchestration: kid}]}]
+            """)}, known_flows=())
+        mom = engine.start("mom", {}, actor="test")
+        [kid] = engine.child_runs(mom.id)
+        assert kid["parent_step"] == "k" and kid["orchestration"] == "kid"
+        assert engine.get_run(kid["id"]).parent.run_id == mom.id  # type: ignore[union-attr]
+    finally:
+        engine.close()

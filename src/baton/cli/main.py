@@ -405,6 +405,10 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
                   f"  record {run.record_id or '-'}")
     if run.error:
         console.print(f"[red]error:[/red] {run.error.get('message')}")
+    if run.parent is not None:
+        p = run.parent
+        console.print(f"child of run {p.run_id} step {p.step} #{p.iteration} "
+                      f"(element {p.index})")
     rows = []
     for st in run.stages.values():
         rows.append([f"[bold]{st.name}[/bold]", f"#{st.iteration}", styled(st.status.value), ""])
@@ -415,6 +419,11 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
                 rows.append([f"  {sr.name}", f"#{sr.iteration}", styled(sr.status.value), sla,
                              detail])
     table("Stages and steps", ["stage / step", "iteration", "status", "sla", "detail"], rows)
+    children = state.engine().child_runs(run.id)
+    if children:
+        table("Child runs", ["id", "step", "orchestration", "v", "status", "record", "created"],
+              [[c["id"], c["parent_step"], c["orchestration"], c["version"], styled(c["status"]),
+                c["record_id"], c["created_at"]] for c in children])
     if run.decisions:
         table("Decisions", ["after stage", "iteration", "goto", "outcome", "rule"],
               [[d["stage"], d["iteration"], d["goto"], d.get("label") or "",

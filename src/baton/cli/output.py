@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 
 from baton.engine.state import Run
-from baton.runtime import views
 
 if TYPE_CHECKING:
     from baton.runtime.engine import Engine
@@ -43,8 +42,7 @@ def print_json(obj: Any) -> None:
 def run_detail(engine: Engine, run: Run) -> dict[str, Any]:
     """The run as the API shows it (``runtime/views.py``; the definition gives the order),
     with the stages and steps it reached."""
-    defn, _ = engine.definitions.orchestration(run.orchestration, run.version)
-    return views.run_detail(run, defn, reached_only=True)
+    return engine.run_detail(run, reached_only=True)
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

@@ -17,10 +17,12 @@ from baton import decimals
 from baton.definitions.refs import MAX_HOPS
 from baton.errors import ExpressionError, Issue
 from baton.expressions import (
+    ITEM_VARIABLES,
     VARIABLES,
     compile_expression,
     indexed_names,
     is_expression,
+    reads_variables,
     referenced_names,
 )
 from baton.expressions.cel import member_chains
@@ -429,6 +431,33 @@ def _parses(text: str, ftype: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ChildTarget:
+    """An orchestration as a child-run step that starts it sees it: its trigger and the
+    input it takes (``inputs`` None: not known)."""
+
+    trigger: str | None = None
+    object: str | None = None
+    inputs: frozenset[str] | None = None
+    required: frozenset[str] = frozenset()
+
+    @classmethod
+    def of_document(cls, data: Mapping[str, Any]) -> ChildTarget:
+        """From an orchestration's YAML (as written, maybe invalid: what is unclear is
+        left unknown)."""
+        trigger = data.get("trigger")
+        if not isinstance(trigger, dict):
+            return cls()
+        spec = trigger.get("input", {})
+        inputs = frozenset(spec) if isinstance(spec, dict) else None
+        required = frozenset(k for k, v in spec.items() if isinstance(v, dict)
+                             and v.get("required") is True and "default" not in v) \
+            if isinstance(spec, dict) else frozenset()
+        kind, obj = trigger.get("type"), trigger.get("object")
+        return cls(kind if isinstance(kind, str) else None,
+                   obj if isinstance(obj, str) else None, inputs, required)
+
+
+@dataclass(frozen=True)
 class Scope:
     """What the expressions of one orchestration may name.
 
@@ -443,6 +472,11 @@ class Scope:
     inputs: frozenset[str] | None = None
     allow_old: bool = False
     known_flows: Collection[str] | None = None
+    # Orchestrations a child-run step may name (None: not checkable, e.g. a stored
+    # definition parsed again); ``item``/``index`` are bound (a ``for_each`` step's input).
+    orchestrations: Mapping[str, ChildTarget] | None = None
+    allow_item: bool = False
+    object_types: Mapping[str, frozenset[str]] | None = None  # name -> field names
     # The record's object type, and every object type's fields (name -> (type, the object
     # a ref names)): what ``record.account.name`` may follow. Empty: not checkable.
     record_object: str | None = None
@@ -456,6 +490,10 @@ def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
         at = f" at column {exc.position}" if exc.position else ""
         ck.add(path, f"bad expression{at}: {_reason(exc.reason)}")
         return
+    if not scope.allow_item:
+        for name in sorted(reads_variables(source) & set(ITEM_VARIABLES)):
+            ck.add(path, f"'{name}' is only available in the input and record fields of an "
+                         "orchestration step with for_each")
     reported: set[tuple[str, str]] = set()
     for var, member in referenced_names(source):
         message = _reference_problem(var, member, scope)

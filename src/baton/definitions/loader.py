@@ -29,7 +29,7 @@ import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from baton.definitions.checks import ParsedDocument, item, join
+from baton.definitions.checks import ChildTarget, ParsedDocument, item, join
 from baton.definitions.model import (
     DEFAULT_MAX_ITERATIONS,
     AssigneeKind,
@@ -197,6 +197,7 @@ def load_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
 ) -> list[LoadedDefinition]:
     """Load, validate and build every definition under ``paths``.
 
@@ -204,12 +205,15 @@ def load_definitions(
         paths: files and/or directories.
         known_flows: registered flow names; ``None`` skips the flow checks.
         deployed_objects: object types already deployed, which definitions may reference.
+        deployed_orchestrations: orchestrations already deployed, which child-run steps
+            may start; ``None`` skips that check.
 
     Raises:
         DefinitionError: listing every problem in every file.
     """
     loaded, issues = check_definitions(
-        paths, known_flows=known_flows, deployed_objects=deployed_objects
+        paths, known_flows=known_flows, deployed_objects=deployed_objects,
+        deployed_orchestrations=deployed_orchestrations,
     )
     if issues:
         raise DefinitionError(issues)
@@ -221,6 +225,7 @@ def check_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
@@ -241,7 +246,8 @@ def check_definitions(
         parsed, found = parse_text(text, shown)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects, warnings)
+    return _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations,
+                   warnings)
 
 
 def check_texts(
@@ -249,6 +255,7 @@ def check_texts(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """:func:`check_definitions` for YAML texts in memory, keyed by file name (the API)."""
@@ -258,7 +265,8 @@ def check_texts(
         parsed, found = parse_text(text, name)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects, warnings)
+    return _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations,
+                   warnings)
 
 
 def load_text(
@@ -281,9 +289,11 @@ def _finish(
     issues: list[Issue],
     known_flows: Collection[str] | None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None,
+    deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
-    per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects)
+    per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects,
+                                 deployed_orchestrations=deployed_orchestrations)
     loaded = [build(d) for d, own in zip(docs, per_doc, strict=True)
               if not any(i.level == "error" for i in own)]
     everything = issues + [i for own in per_doc for i in own]

@@ -20,6 +20,7 @@ from croniter import croniter
 from baton.definitions.checks import (
     RESERVED_FIELDS,
     Checker,
+    ChildTarget,
     FieldRules,
     ParsedDocument,
     Scope,
@@ -90,6 +91,7 @@ class Env:
 
     object_types: Mapping[str, frozenset[str]]  # name -> field names (with the reserved ones)
     known_flows: Collection[str] | None
+    orchestrations: Mapping[str, ChildTarget] | None = None  # None: child runs not checked
     # name -> field -> (type, the object a ref names): what record.account.name follows
     shapes: Mapping[str, Mapping[str, tuple[str, str | None]]] = field(default_factory=dict)
 
@@ -108,10 +110,20 @@ def validate_documents(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
 ) -> list[list[Issue]]:
-    """Check every document; returns each document's issues (same order as ``docs``)."""
+    """Check every document; returns each document's issues (same order as ``docs``).
+
+    ``deployed_orchestrations``: the orchestrations a step may start as child runs besides
+    those in ``docs``; None leaves such references unchecked (a stored definition read again).
+    """
+    orchestrations = None if deployed_orchestrations is None else {
+        **deployed_orchestrations,
+        **{d.data["name"]: ChildTarget.of_document(d.data) for d in docs
+           if isinstance(d.data, dict) and d.data.get("kind") == "orchestration"
+           and isinstance(d.data.get("name"), str)}}
     env = Env(_object_types(docs, deployed_objects or {}), known_flows,
-              _object_shapes(docs, deployed_objects or {}))
+              orchestrations=orchestrations, shapes=_object_shapes(docs, deployed_objects or {}))
     seen: dict[tuple[str, str], ParsedDocument] = {}
     results = []
     for doc in docs:
@@ -313,6 +325,8 @@ def _check_orchestration(ck: Checker, data: dict[str, Any], env: Env) -> None:
         steps=frozenset(step_stages),
         variables=_check_variables(ck, data),
         known_flows=env.known_flows,
+        orchestrations=env.orchestrations,
+        object_types=env.object_types,
     )
     scope = _check_trigger(ck, data, env, scope)
     _check_stage_names(ck, stages)

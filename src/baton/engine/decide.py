@@ -41,11 +41,13 @@ from baton.engine.events import (
     CancelRequested,
     CancelTimers,
     CancelWorkItem,
+    ChildRunFinished,
     Command,
     ConditionEvaluated,
     EvaluateCondition,
     Event,
     FalloutAction,
+    NotifyParent,
     ReassignWorkItem,
     RecordChanged,
     ResumeRequested,
@@ -61,7 +63,7 @@ from baton.engine.events import (
 from baton.engine.inputs import evaluate_input
 from baton.engine.policy import RetryPolicy, duration
 from baton.engine.sla import KINDS as SLA_KINDS
-from baton.engine.state import LEGACY_ANSWER, Run, StageRun, StepRun
+from baton.engine.state import LEGACY_ANSWER, Run, StageRun, StepRun, copy_json
 from baton.engine.status import (
     STEP_DONE,
     STEP_OPEN,
@@ -201,6 +203,9 @@ class _Decider:
                 canceled += 1
                 if sr.status is StepStatus.WAITING_FOR_PERSON:
                     self.commands.append(CancelWorkItem(sr.name, sr.iteration, reason))
+                found = self.defn.find_step(sr.name)
+                if found is not None:
+                    _STEP_TYPES[found[1].type].on_cancel(self, sr, found[1], reason)
                 self.set_step(sr, StepStatus.CANCELED)
                 sr.completed_at = self.now
                 self.audit("step_canceled", step=sr.name, stage=sr.stage, iteration=sr.iteration,
@@ -559,6 +564,7 @@ def decide(
     """
     d = _Decider(defn, run if consume else run.copy(), now, record)
     r = d.run
+    status_before = r.status
     before = _progress(r) if isinstance(event, ConditionEvaluated) else None
     if isinstance(event, RunStarted):
         r.created_at = r.created_at or d.now
@@ -612,6 +618,13 @@ def decide(
     elif isinstance(event, SignalReceived):
         if r.status is not RunStatus.IN_PROGRESS or not d.signal(event):
             return Decision(run, [], stale=True)
+    elif isinstance(event, ChildRunFinished):
+        sr = r.steps.get(event.step)
+        found = defn.find_step(event.step)
+        if r.status is not RunStatus.IN_PROGRESS or sr is None or found is None \
+                or sr.iteration != event.iteration \
+                or not _STEP_TYPES[found[1].type].on_child(d, sr, found[1], event):
+            return Decision(run, [], stale=True)  # e.g. a child of an earlier retry
     elif isinstance(event, RecordChanged):
         if r.status is not RunStatus.IN_PROGRESS:
             return Decision(run, [], stale=True)
@@ -629,6 +642,7 @@ def decide(
         d.set_run(RunStatus.CANCELED)
         r.completed_at = d.now
         d.audit("run_canceled", event.actor, reason=event.reason)
+        _notify_parent(d, status_before)
         return Decision(r, d.commands)
     d.advance()
     # Evaluation flows are asked again whenever the record or a step changed. An answer
@@ -638,7 +652,28 @@ def decide(
     if moved and r.status is RunStatus.IN_PROGRESS:
         for site in sorted(d.consulted_flows):
             d.commands.append(d.ask(site, d.consulted_flows[site]))
+    _notify_parent(d, status_before)
     return Decision(r, d.commands)
+
+
+_ENDED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
+
+
+def _notify_parent(d: _Decider, before: RunStatus) -> None:
+    """A child run that has just ended tells its parent's step (with its variables as its
+    output when it completed), in the transaction of its own end."""
+    r = d.run
+    if r.parent is None or r.status is before or r.status not in _ENDED:
+        return
+    p = r.parent
+    output = {"vars": copy_json(r.vars)} if r.status is RunStatus.COMPLETED else None
+    error = None
+    if r.status is RunStatus.FAILED:
+        error = copy_json(r.error) or {"message": "the child run failed"}
+    elif r.status is RunStatus.CANCELED:
+        error = {"message": "the child run was canceled"}
+    d.commands.append(NotifyParent(p.run_id, p.step, p.iteration, p.index, r.status.value,
+                                   output, error))
 
 
 def _progress(run: Run) -> tuple[Any, ...]:

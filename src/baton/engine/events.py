@@ -96,8 +96,23 @@ class SignalReceived:
     actor: str
 
 
+@dataclass(frozen=True)
+class ChildRunFinished:
+    """A child run started by a step of this run completed, failed or was canceled (or
+    could not be started: ``run_id`` None, ``status`` failed)."""
+
+    step: str
+    iteration: int
+    index: int  # the element of the step's children
+    run_id: str | None
+    status: str  # completed | failed | canceled
+    output: dict[str, Any] | None = None  # a completed child's result
+    error: dict[str, Any] | None = None  # why it failed or was canceled
+
+
 Event = (ConditionEvaluated | RunStarted | StepCompleted | StepFailed | RecordChanged
-         | CancelRequested | FalloutAction | ResumeRequested | TimerFired | SignalReceived)
+         | CancelRequested | FalloutAction | ResumeRequested | TimerFired | SignalReceived
+         | ChildRunFinished)
 
 
 # ---- commands -----------------------------------------------------------------------------
@@ -213,5 +228,52 @@ class EvaluateCondition:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class ChildStart:
+    """One child run to start: its input, and its record (the one named, a new one of
+    ``create`` with ``fields``, or none)."""
+
+    index: int
+    input: dict[str, Any]
+    record_id: str | None = None
+    create: str | None = None  # object type of a record to create for the child
+    fields: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StartChildRuns:
+    """Start child runs of ``orchestration`` (its active version) for a step iteration,
+    in this transaction; their ids are written into the step's ``children``."""
+
+    step: str
+    iteration: int
+    orchestration: str
+    children: tuple[ChildStart, ...]
+
+
+@dataclass(frozen=True)
+class CancelChildRuns:
+    """Cancel these child runs (each by a job of its own: they cancel theirs in turn)."""
+
+    step: str
+    iteration: int
+    run_ids: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class NotifyParent:
+    """This run (a child) ended: tell its parent's step, in this transaction (a job)."""
+
+    parent_run_id: str
+    step: str
+    iteration: int
+    index: int
+    status: str
+    output: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
 Command = (EvaluateCondition | ScheduleStep | CreateWorkItem | CancelWorkItem | Audit
-           | StartTimer | CancelTimers | ReassignWorkItem | RunFlow | SendEmail)
+           | StartTimer | CancelTimers | ReassignWorkItem | RunFlow | SendEmail
+           | StartChildRuns | CancelChildRuns | NotifyParent)

@@ -34,6 +34,31 @@ class StepRun:
     work_item_id: str | None = None
     attempt_base: int = 0  # attempts made before the current retry series (operator retry)
     sla: dict[str, Any] | None = None  # {"status", "due_at", "jeopardy_at"} when the step has one
+    # A child-run step's children, one entry per element in order (steps/orchestration.py):
+    # {"index", "status", "run_id", "record_id", "input", "fields", "output", "error"}.
+    children: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class ParentLink:
+    """Where a child run was started from: its parent run's step (and which element)."""
+
+    run_id: str
+    step: str
+    iteration: int
+    index: int
+    depth: int = 1  # 1: a child of a top-level run
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "step": self.step, "iteration": self.iteration,
+                "index": self.index, "depth": self.depth}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> ParentLink | None:
+        if not data:
+            return None
+        return cls(data["run_id"], data["step"], data["iteration"], data["index"],
+                   data.get("depth", 1))
 
 
 @dataclass
@@ -65,6 +90,7 @@ class Run:
     created_at: str = ""
     completed_at: str | None = None
     seq: int = 0  # bumped on every write; compare-and-set guard
+    parent: ParentLink | None = None  # a child run: the step that started it
 
     def copy(self) -> Run:
         """A deep copy (decide() must not change the run it was given)."""
@@ -103,6 +129,8 @@ class Run:
             doc["error"] = _copy(self.error)
         if self.completed_at is not None:
             doc["completed_at"] = self.completed_at
+        if self.parent is not None:
+            doc["parent"] = self.parent.to_json()
         return doc
 
     def as_dict(self) -> dict[str, Any]:
@@ -120,13 +148,14 @@ class Run:
                           "error": copy_json(v.error), "attempts": v.attempts,
                           "started_at": v.started_at, "completed_at": v.completed_at,
                           "work_item_id": v.work_item_id, "attempt_base": v.attempt_base,
-                          "sla": copy_json(v.sla)}
+                          "sla": copy_json(v.sla), "children": copy_json(v.children)}
                       for k, v in self.steps.items()},
             "vars": copy_json(self.vars), "input": copy_json(self.input),
             "decisions": [dict(d) for d in self.decisions],
             "flow_conditions": dict(self.flow_conditions),
             "error": copy_json(self.error), "created_at": self.created_at,
             "completed_at": self.completed_at, "seq": self.seq,
+            "parent": self.parent.to_json() if self.parent is not None else None,
         }
 
     @classmethod
@@ -155,13 +184,14 @@ class Run:
                               _STEP[v.get("status", "not_started")], v.get("output"),
                               v.get("error"), v.get("attempts", 0), v.get("started_at"),
                               v.get("completed_at"), v.get("work_item_id"),
-                              v.get("attempt_base", 0), v.get("sla"))
+                              v.get("attempt_base", 0), v.get("sla"), v.get("children"))
                    for k, v in (get("steps") or {}).items()},
             vars=get("vars") or {}, input=get("input") or {},
             decisions=get("decisions") or [],
             flow_conditions=answers,
             error=get("error"), created_at=data["created_at"],
             completed_at=get("completed_at"), seq=data["seq"],
+            parent=ParentLink.from_json(get("parent")),
         )
 
     @classmethod
@@ -223,6 +253,8 @@ def _step_doc(v: StepRun, _copy: Any) -> dict[str, Any]:
         doc["attempt_base"] = v.attempt_base
     if v.sla is not None:
         doc["sla"] = _copy(v.sla)
+    if v.children is not None:
+        doc["children"] = _copy(v.children)
     return doc
 
 

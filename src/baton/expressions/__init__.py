@@ -9,6 +9,7 @@
 """
 
 from baton.expressions.cel import (
+    ITEM_VARIABLES,
     MAX_SOURCE,
     VARIABLES,
     Missing,
@@ -17,11 +18,13 @@ from baton.expressions.cel import (
     evaluate_condition,
     indexed_names,
     is_expression,
+    reads_variables,
     referenced_names,
     resolve,
 )
 
 __all__ = [
+    "ITEM_VARIABLES",
     "MAX_SOURCE",
     "VARIABLES",
     "Missing",
@@ -30,6 +33,7 @@ __all__ = [
     "evaluate_condition",
     "indexed_names",
     "is_expression",
+    "reads_variables",
     "referenced_names",
     "resolve",
 ]

@@ -18,8 +18,14 @@ from baton.errors import ExpressionError
 MAX_SOURCE = 4096
 """Longest expression source accepted (characters, without the ``=`` prefix)."""
 
-VARIABLES: tuple[str, ...] = ("record", "old", "input", "vars", "steps", "line", "now")
-"""Names every expression may read (DESIGN §2)."""
+VARIABLES: tuple[str, ...] = ("record", "old", "input", "vars", "steps", "line", "now",
+                              "item", "index")
+"""Names every expression may read (DESIGN §2). ``item`` and ``index`` (the element of a
+``for_each`` list and its position) are only bound where a step iterates over one;
+validation refuses them elsewhere (:data:`ITEM_VARIABLES`)."""
+
+ITEM_VARIABLES = ("item", "index")
+"""The names only an orchestration step's ``for_each`` binds (``steps/orchestration.py``)."""
 
 _DYN = cel.Type.DYN
 _T = cel.Type
@@ -100,6 +106,8 @@ _ENV = cel.NewEnv(
         "steps": cel.Type.Map(cel.Type.STRING, _DYN),
         "line": cel.Type.Map(cel.Type.STRING, _DYN),
         "now": cel.Type.STRING,
+        "item": _DYN,
+        "index": _DYN,
     }
 )
 _POS = re.compile(r"<input>:(\d+):(\d+): (.*?)(?:\n|$)")
@@ -160,6 +168,7 @@ def to_json_shape(value: Any) -> Any:
 
 
 _EMPTY: dict[str, Any] = {name: ({} if name != "now" else "") for name in VARIABLES}
+_EMPTY["index"] = None  # (no for_each: reading it is a missing value)
 _USE = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES) + r")\b(?:\s*\.\s*([A-Za-z_]\w*)\b(\s*\()?)?")
 
 
@@ -306,6 +315,11 @@ _STRING = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'")
 
 _INDEXED = re.compile(r"(?<![\w.\"'])(record|old|steps|vars|input|line)\s*\[\s*")
 _LITERAL_KEY = re.compile(r"(\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*')\s*\]")
+
+
+def reads_variables(source: str) -> frozenset[str]:
+    """The top-level names an expression reads (``record``, ``item``…); strings ignored."""
+    return frozenset(name for name, _members in _reads(_strip(source)))
 
 
 def referenced_names(source: str) -> Iterable[tuple[str, str]]:

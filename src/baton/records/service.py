@@ -169,8 +169,9 @@ class RecordService:
         return new
 
     def fire_triggers_txn(self, tx: Transaction, row: Mapping[str, Any], old: Mapping[str, Any] | None, op: str,
-                          now_dt: Any, actor: str) -> None:
-        """Start the runs whose record trigger on ``op`` (create/update) holds for ``row``.
+                          now_dt: Any, actor: str, *, skip: str | None = None) -> None:
+        """Start the runs whose record trigger on ``op`` (create/update) holds for ``row``
+        (but not of the orchestration ``skip``: a child-run step starts that one itself).
 
         A ``when`` that raises (a definition's bug) never fails the write: the trigger is
         skipped and an incident opened for operators, in this transaction."""
@@ -188,6 +189,8 @@ class RecordService:
             return self.definitions.object_type(name, tx)
 
         for defn, version in self.definitions.record_triggers(row["object_type"], op, tx):
+            if defn.name == skip:
+                continue
             when = defn.trigger.when
             source = (when.expression if when is not None else None) or "=true"
             # The related records its expressions read (record.account.name), as they are now.

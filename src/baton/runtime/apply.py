@@ -19,14 +19,17 @@ from baton.clock import iso
 from baton.engine.decide import Decision
 from baton.engine.events import (
     Audit,
+    CancelChildRuns,
     CancelTimers,
     CancelWorkItem,
     CreateWorkItem,
     EvaluateCondition,
+    NotifyParent,
     ReassignWorkItem,
     RunFlow,
     ScheduleStep,
     SendEmail,
+    StartChildRuns,
     StartTimer,
 )
 from baton.engine.sla import sla_at
@@ -41,6 +44,7 @@ from baton.work.emails import assignment_email_txn, step_email_txn
 
 if TYPE_CHECKING:
     from baton.auth.directory import Directory
+    from baton.runtime.children import ChildRuns
 
 def event_row(type_: str, actor: str, now: str, record_id: str | None, run_id: str | None,
               data: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +76,7 @@ class _Writes:
     tx: Transaction
     run: Run
     now: str
+    now_dt: Any = None
     events: list[AuditEvent] = field(default_factory=list)
     jobs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -93,17 +98,21 @@ class Applier:
         self.directory = directory
         self.notify_assignments = notify_assignments
         self.settings = settings or Settings()
+        self.children: ChildRuns | None = None  # starts child runs (set by the Engine)
 
     def apply_txn(self, tx: Transaction, expected_seq: int, decision: Decision, now_dt: Any, *,
                   insert: bool = False) -> None:
         """Write ``decision``: its commands, then the run (compare-and-set on ``seq``)."""
         run = decision.run
-        w = _Writes(tx, run, iso(now_dt))
+        w = _Writes(tx, run, iso(now_dt), now_dt)
         for cmd in decision.commands:
             HANDLERS[type(cmd)](self, w, cmd)
         run.seq = expected_seq + 1
         if insert:
-            tx.insert_run_txn(run_row(run, w.now))
+            row = run_row(run, w.now)
+            if run.parent is not None:  # (only written once: a run's parent never changes)
+                row["parent_run_id"], row["parent_step"] = run.parent.run_id, run.parent.step
+            tx.insert_run_txn(row)
         else:  # a batch's later decisions on this run change `run` itself: its last row wins
             tx.update_run_lazy_txn(run.id, lambda: run_row(run, w.now), expected_seq)
         tx.append_events_txn(w.events)  # type: ignore[arg-type]
@@ -214,6 +223,37 @@ def _cancel_work_item(a: Applier, w: _Writes, cmd: CancelWorkItem) -> None:
             w.events.append(ev)
 
 
+def _start_child_runs(a: Applier, w: _Writes, cmd: StartChildRuns) -> None:
+    if a.children is None:
+        raise RuntimeError("this Applier cannot start child runs (no ChildRuns given)")
+    w.events.extend(a.children.start_txn(w.tx, w.run, cmd, w.now_dt))
+    if a.wake is not None:
+        a.wake()
+
+
+def _cancel_child_runs(a: Applier, w: _Writes, cmd: CancelChildRuns) -> None:
+    # A job per child, not a cascade inside this transaction: each child is canceled (and
+    # cancels its own children) in a transaction of its own, however many there are.
+    payload = dict(jobs.CancelPayload(reason=f"parent run {w.run.id} step {cmd.step}: "
+                                             f"{cmd.reason}", parent_run_id=w.run.id))
+    for run_id in cmd.run_ids:
+        w.tx.enqueue_job_txn(jobs.CANCEL, run_id, payload, w.now, w.now)
+    w.events.append(audit_event("child_runs_canceled", "system", w.now, w.run.record_id,
+                                w.run.id, {"step": cmd.step, "iteration": cmd.iteration,
+                                           "run_ids": list(cmd.run_ids)}))
+    if a.wake is not None:
+        a.wake()
+
+
+def _notify_parent(a: Applier, w: _Writes, cmd: NotifyParent) -> None:
+    payload = jobs.ChildPayload(step=cmd.step, iteration=cmd.iteration, index=cmd.index,
+                                run_id=w.run.id, status=cmd.status, output=cmd.output,
+                                error=cmd.error)
+    w.tx.enqueue_job_txn(jobs.CHILD, cmd.parent_run_id, dict(payload), w.now, w.now)
+    if a.wake is not None:
+        a.wake()
+
+
 Handler = Callable[[Applier, _Writes, Any], None]
 
 HANDLERS: dict[type, Handler] = {
@@ -227,4 +267,7 @@ HANDLERS: dict[type, Handler] = {
     CreateWorkItem: _create_work_item,
     ReassignWorkItem: _reassign_work_item,
     CancelWorkItem: _cancel_work_item,
+    StartChildRuns: _start_child_runs,
+    CancelChildRuns: _cancel_child_runs,
+    NotifyParent: _notify_parent,
 }

@@ -19,6 +19,7 @@ from typing import Any
 
 from baton.calendars import BusinessCalendar
 from baton.clock import Clock, iso
+from baton.definitions.checks import ChildTarget
 from baton.definitions.loader import check_texts, load_definitions, load_text
 from baton.definitions.model import (
     CalendarDefinition,
@@ -71,12 +72,14 @@ class DefinitionRepo:
         """
         if texts is not None:
             docs, issues = check_texts(texts, known_flows=known_flows,
-                                       deployed_objects=self.object_types())
+                                       deployed_objects=self.object_types(),
+                                       deployed_orchestrations=self.orchestration_names())
             if issues:
                 raise DefinitionError(issues)
         else:
             docs = load_definitions(paths, known_flows=known_flows,
-                                    deployed_objects=self.object_types())
+                                    deployed_objects=self.object_types(),
+                                    deployed_orchestrations=self.orchestration_names())
         results = []
         now_dt = self.clock.now()
         now = iso(now_dt)
@@ -229,6 +232,19 @@ class DefinitionRepo:
             if version is not None:
                 cal: CalendarDefinition = self._parse("calendar", name, version)
                 out[name] = BusinessCalendar.from_spec(name, cal.spec())
+        return out
+
+    def orchestration_names(self) -> dict[str, ChildTarget]:
+        """The orchestrations with an active version, as a child-run step that starts one
+        sees it (its trigger and input)."""
+        self.refresh()
+        out = {}
+        for (kind, name), version in list(self._active.items()):
+            if kind == "orchestration":
+                t = self._parse(kind, name, version).trigger
+                out[name] = ChildTarget(t.type, t.object, frozenset(f.name for f in t.input),
+                                        frozenset(f.name for f in t.input
+                                                  if f.required and f.default is None))
         return out
 
     def mailboxes(self, tx: Definitions | None = None) -> dict[str, MailboxDefinition]:

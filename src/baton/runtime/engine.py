@@ -32,11 +32,12 @@ from baton.records.model import record_view
 from baton.records.service import RecordService
 from baton.rows import AuditEvent, WorkItem
 from baton.runtime.apply import Applier
+from baton.runtime.children import ChildRuns
 from baton.runtime.definitions import DefinitionRepo, DeployResult
 from baton.runtime.idempotency import IdempotencyClaim, IdempotencyKeys
 from baton.runtime.incidents import IncidentService
 from baton.runtime.runs import RunDriver
-from baton.runtime.views import fallout_view
+from baton.runtime.views import MAX_CHILDREN_SHOWN, fallout_view, run_detail, starts_children
 from baton.settings import Settings
 from baton.store.base import KeyPage, Total
 from baton.store.sql import SqlStore
@@ -112,6 +113,7 @@ class Engine:
         self.runs = RunDriver(self.store, self.definitions, self.applier, self.ids, self.clock)
         self.records = RecordService(self.store, self.definitions, self.runs, self.ids,
                                      self.clock, self.work_available.set)
+        self.applier.children = ChildRuns(self.definitions, self.runs, self.records, self.ids)
         self.incidents = IncidentService(self.store, self.definitions, self.runs, self.clock,
                                          self.work_available.set)
         from baton.intake.service import IntakeService  # (imports the e-mail parser)
@@ -133,7 +135,7 @@ class Engine:
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_definitions(
             paths, known_flows=flows, deployed_objects=self.definitions.object_types(),
-            warnings=warnings)
+            deployed_orchestrations=self.definitions.orchestration_names(), warnings=warnings)
         return issues
 
     def validate_texts(self, texts: dict[str, str], known_flows: Collection[str] | None = None,
@@ -142,6 +144,7 @@ class Engine:
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_texts(texts, known_flows=flows,
                                     deployed_objects=self.definitions.object_types(),
+                                    deployed_orchestrations=self.definitions.orchestration_names(),
                                     warnings=warnings)
         return issues
 
@@ -216,6 +219,17 @@ class Engine:
 
     def get_run(self, run_id: str) -> Run:
         return self.runs.get(run_id)
+
+    def child_runs(self, run_id: str, *, limit: int = MAX_CHILDREN_SHOWN) -> list[dict[str, Any]]:
+        """The runs the run's steps started (their summaries and the step), oldest first."""
+        with self.store.read() as tx:
+            return tx.child_runs_txn(run_id, limit)
+
+    def run_detail(self, run: Run, *, reached_only: bool = False) -> dict[str, Any]:
+        """The read model of a run (``runtime/views.py``) with its parent and children."""
+        defn, _ = self.definitions.orchestration(run.orchestration, run.version)
+        children = self.child_runs(run.id) if starts_children(defn) else []
+        return run_detail(run, defn, reached_only=reached_only, children=children)
 
     def list_runs(self, *, limit: int = 50, offset: int = 0, **filters: Any) -> list[Run]:
         return self.runs.list_runs(limit, offset, filters)

@@ -21,7 +21,11 @@ ESCALATION = "escalation"
 SCHEDULE = "schedule"
 SLA = SLA_JOB
 """Never a row: a run whose ``sla_at`` has come, handed out by the claim like a job."""
-RUNTIME_KINDS = (EVALUATE, TIMER, EMAIL, CONDITION, ESCALATION, SCHEDULE, SLA)
+CHILD = "child"
+"""A child run ended (or could not start): its parent's step hears of it."""
+CANCEL = "cancel"
+"""Cancel a run (a child run whose parent's step was canceled)."""
+RUNTIME_KINDS = (EVALUATE, TIMER, EMAIL, CONDITION, ESCALATION, SCHEDULE, SLA, CHILD, CANCEL)
 """Reserved: no step type may take one of these names as its job kind."""
 
 
@@ -72,6 +76,25 @@ class SchedulePayload(TypedDict):
     orchestration: str
     token: str
     at: str
+
+
+class ChildPayload(TypedDict):
+    """A child run of the job's run (its parent) ended: ``ChildRunFinished``."""
+
+    step: str
+    iteration: int
+    index: int
+    run_id: str | None
+    status: str  # completed | failed | canceled
+    output: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+class CancelPayload(TypedDict):
+    """Cancel the job's run: its parent's step that started it was canceled."""
+
+    reason: str
+    parent_run_id: str
 
 
 class EvaluatePayload(TypedDict):

@@ -22,7 +22,7 @@ from baton.engine.events import (
     RecordChanged,
     RunStarted,
 )
-from baton.engine.state import Run, StepRun
+from baton.engine.state import ParentLink, Run, StepRun
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
@@ -91,11 +91,13 @@ class RunDriver:
 
     def start_txn(self, tx: Transaction, defn: OrchestrationDefinition, version: int,
                   record_row: Mapping[str, Any] | None, input: dict[str, Any], actor: str,
-                  now_dt: Any) -> Run:
-        """Start a run of ``defn`` (on ``record_row``, if it takes one)."""
+                  now_dt: Any, *, parent: ParentLink | None = None) -> Run:
+        """Start a run of ``defn`` (on ``record_row``, if it takes one; as a child run of
+        ``parent``'s step, if given)."""
         run = Run(id=self.ids.new("run"), orchestration=defn.name, version=version,
                   record_id=record_row["id"] if record_row else None,
-                  vars=dict(defn.variables), input=input, created_at=iso(now_dt))
+                  vars=dict(defn.variables), input=input, created_at=iso(now_dt),
+                  parent=parent)
         record = self.record_view_txn(tx, record_row) if record_row else None
         return self.decide_and_apply_txn(tx, defn, run, RunStarted(actor), now_dt, record,
                                          insert=True).run

@@ -7,7 +7,7 @@ OpenAPI; they are the contract.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from baton.definitions.model import OrchestrationDefinition
@@ -25,6 +25,20 @@ WORK_ITEM_FIELDS = (
 )
 _STEP_FIELDS = ("name", "stage", "iteration", "status", "attempts", "started_at",
                 "completed_at", "output", "error", "work_item_id")
+CHILD_FIELDS = ("id", "orchestration", "version", "status", "record_id", "current_stage",
+                "created_at", "completed_at")
+MAX_CHILDREN_SHOWN = 1000
+"""A run's children listed with it (a for_each step starts at most this many by default)."""
+
+
+def starts_children(defn: OrchestrationDefinition) -> bool:
+    """Has the orchestration a step that starts child runs (so its runs may have some)?"""
+    return any(step.type == "orchestration" for stage in defn.stages for step in stage.steps)
+
+
+def child_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A child run as its parent lists it: its summary and the parent's step."""
+    return {k: row[k] for k in CHILD_FIELDS} | {"step": row["parent_step"]}
 
 
 def run_summary(run: Run) -> dict[str, Any]:
@@ -41,10 +55,12 @@ def run_summary_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_detail(run: Run, defn: OrchestrationDefinition, *, reached_only: bool = False,
-               ) -> dict[str, Any]:
+               children: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The run with its stages and steps in the definition's order (stored JSON keeps no
     order on PostgreSQL); those not reached yet are listed as ``not_started``, or left
-    out with ``reached_only`` (what ``baton runs show --json`` has always printed)."""
+    out with ``reached_only`` (what ``baton runs show --json`` has always printed).
+    ``parent`` is the run and step that started it (a child run), ``children`` the runs
+    its steps started (rows of ``child_runs_txn``), oldest first."""
     state = run.as_dict()
     stages, steps = [], []
     for stage_def in defn.stages:
@@ -63,12 +79,13 @@ def run_detail(run: Run, defn: OrchestrationDefinition, *, reached_only: bool = 
                       "status": StepStatus.NOT_STARTED.value, "attempts": 0}
             sla = sr.get("sla")
             steps.append({k: sr.get(k) for k in _STEP_FIELDS} | {
-                "type": step_def.type,
+                "type": step_def.type, "children": sr.get("children"),
                 "sla": {"status": sla.get("status"), "due_at": sla.get("due_at"),
                         "jeopardy_at": sla.get("jeopardy_at")} if sla else None})
     return run_summary(run) | {
         "stages": stages, "steps": steps, "decisions": state["decisions"],
-        "vars": state["vars"], "input": state["input"], "error": state["error"]}
+        "vars": state["vars"], "input": state["input"], "error": state["error"],
+        "parent": state["parent"], "children": [child_view(c) for c in children]}
 
 
 def work_item_view(item: Mapping[str, Any]) -> dict[str, Any]:

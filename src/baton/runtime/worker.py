@@ -29,6 +29,8 @@ from baton.clock import iso, parse_iso
 from baton.definitions.model import OrchestrationDefinition, StepDefinition
 from baton.engine import sla
 from baton.engine.events import (
+    CancelRequested,
+    ChildRunFinished,
     ConditionEvaluated,
     RecordChanged,
     StepCompleted,
@@ -375,6 +377,18 @@ class Worker:
 
     def _execute_evaluate(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         return _Result(job, RecordChanged())
+
+    def _execute_child(self, job: Job, snapshot: _Snapshot | None) -> _Result:
+        """A child run of this run ended: its parent's step hears of it (a parent that is
+        gone or has moved on drops it)."""
+        p = cast(jobs.ChildPayload, job.payload)
+        return _Result(job, ChildRunFinished(p["step"], p["iteration"], p["index"], p["run_id"],
+                                             p["status"], p.get("output"), p.get("error")))
+
+    def _execute_cancel(self, job: Job, snapshot: _Snapshot | None) -> _Result:
+        """Cancel a child run whose parent's step was canceled (a run already over drops it)."""
+        p = cast(jobs.CancelPayload, job.payload)
+        return _Result(job, CancelRequested(p["reason"], "system"))
 
     def _execute_timer(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         p = cast(jobs.TimerPayload, job.payload)
@@ -724,7 +738,8 @@ class _Result:
     """What running one job produced, waiting to be committed with its batch."""
 
     job: Job
-    event: StepCompleted | StepFailed | ConditionEvaluated | RecordChanged | TimerFired | None
+    event: (StepCompleted | StepFailed | ConditionEvaluated | RecordChanged | TimerFired
+            | ChildRunFinished | CancelRequested | None)
     record_updates: dict[str, Any] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)  # events to append with it
     release_at: str | None = None  # ISO time: the job goes back to the queue, not away
@@ -745,6 +760,8 @@ _ENGINE_JOBS: dict[str, tuple[Callable[[Worker, Job, _Snapshot | None], _Result]
     jobs.ESCALATION: (Worker._execute_escalation, True),
     jobs.SCHEDULE: (Worker._execute_schedule, False),
     jobs.SLA: (Worker._execute_sla, True),
+    jobs.CHILD: (Worker._execute_child, True),
+    jobs.CANCEL: (Worker._execute_cancel, True),
 }
 assert set(_ENGINE_JOBS) == set(jobs.RUNTIME_KINDS)
 registry.reserve_job_kinds(frozenset(_ENGINE_JOBS))
@@ -756,12 +773,14 @@ def _reads_run(kind: str) -> bool:
 
 
 def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvaluated
-                   | RecordChanged | TimerFired) -> bool:
+                   | RecordChanged | TimerFired | ChildRunFinished | CancelRequested) -> bool:
     """Is the step this result belongs to still waiting for it (same iteration, running)?"""
+    if isinstance(event, CancelRequested):  # a failed run can be canceled too
+        return run.status in (RunStatus.IN_PROGRESS, RunStatus.FAILED)
     if run.status is not RunStatus.IN_PROGRESS:
         return False
-    if isinstance(event, ConditionEvaluated | RecordChanged | TimerFired):
-        return True  # decide() sorts out a timer whose step moved on
+    if isinstance(event, ConditionEvaluated | RecordChanged | TimerFired | ChildRunFinished):
+        return True  # decide() sorts out a timer (or a child) whose step moved on
     sr = run.steps.get(event.step)
     return sr is not None and sr.iteration == event.iteration and sr.status is StepStatus.RUNNING
 

@@ -10,9 +10,10 @@ from baton.steps.approval import APPROVAL
 from baton.steps.background import BACKGROUND
 from baton.steps.interactive import INTERACTIVE
 from baton.steps.milestone import MILESTONE
+from baton.steps.orchestration import ORCHESTRATION
 from baton.steps.pause import PAUSE
 
-for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE, AI, APPROVAL):
+for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE, AI, APPROVAL, ORCHESTRATION):
     registry.register(_builtin)
 
 __all__ = ["registry"]

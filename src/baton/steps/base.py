@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from baton.definitions.checks import Checker, Scope
 from baton.definitions.model import Condition, OrchestrationDefinition, StepDefinition
-from baton.engine.events import Command, SignalReceived, TimerFired
+from baton.engine.events import ChildRunFinished, Command, SignalReceived, TimerFired
 from baton.engine.state import Run, StepRun
 from baton.engine.status import StepStatus
 from baton.errors import BatonError, ExpressionError
@@ -120,6 +120,15 @@ class StepType(Protocol):
         """The step is completing with ``output`` (a worker's, a person's form, an
         operator's): the output to keep (and audit events of the type's own)."""
 
+    def on_child(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                 ev: ChildRunFinished) -> bool:
+        """A child run the step started ended; False when it no longer concerns the step."""
+
+    def on_cancel(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                  reason: str) -> None:
+        """The open step is being canceled (run canceled or failed, stage exited): let go
+        of what it started outside the run (its child runs)."""
+
     def has_timers(self, step: StepDefinition) -> bool:
         """May a running step of this definition have timers of its own pending?"""
 
@@ -156,6 +165,14 @@ class StepTypeBase:
     def completed(self, d: DecideContext, sr: StepRun, step: StepDefinition,
                   output: dict[str, Any], actor: str) -> dict[str, Any]:
         return output
+
+    def on_child(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                 ev: ChildRunFinished) -> bool:
+        return False
+
+    def on_cancel(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                  reason: str) -> None:
+        return None
 
     def has_timers(self, step: StepDefinition) -> bool:
         return False

@@ -169,6 +169,20 @@ def _m015_messages(conn: Connection) -> None:
     schema.messages.create(conn, checkfirst=True)
 
 
+def _m016_child_runs(conn: Connection) -> None:
+    """Child runs: a run started by a parent run's ``orchestration`` step names its parent
+    run and step (columns, indexed to list a run's children). Runs stored before have no
+    parent: the columns stay empty. (Self-contained: it may be renumbered.)"""
+    columns = {c["name"] for c in inspect(conn).get_columns(schema.runs.name)}
+    if "parent_run_id" not in columns:
+        conn.exec_driver_sql("ALTER TABLE baton_runs ADD COLUMN parent_run_id VARCHAR(40)")
+    if "parent_step" not in columns:
+        conn.exec_driver_sql("ALTER TABLE baton_runs ADD COLUMN parent_step VARCHAR(200)")
+    for index in schema.runs.indexes:
+        if index.name == "ix_runs_parent":
+            index.create(conn, checkfirst=True)  # a fresh database got it from migration 1
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -184,6 +198,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "schedules", _m011_schedules),
     Migration(12, "work item input", _m012_work_item_input),
     Migration(15, "e-mail messages of intake", _m015_messages),
+    Migration(16, "child runs: a run's parent run and step", _m016_child_runs),
 )
 LATEST = MIGRATIONS[-1].version
 

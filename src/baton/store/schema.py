@@ -84,6 +84,10 @@ runs = Table(
     # Migration 10: the earliest SLA instant still to come over the run's open steps
     # (baton.engine.sla), written with every state; the workers' claim finds due runs by it.
     Column("sla_at", String(40), nullable=True),
+    # Migration 16: a child run's parent run and the step that started it (a run's children
+    # are read by this index: the run page, ``GET /api/runs/{id}``).
+    Column("parent_run_id", String(40), nullable=True),
+    Column("parent_step", String(200), nullable=True),
     # Migration 8: the Monitor's filters, each index going on in the list's order
     # (created_at, id), so a page of any filter is an index range read (store/sql/keyset.py).
     Index("ix_runs_record", "record_id", "created_at", "id"),
@@ -92,6 +96,7 @@ runs = Table(
     Index("ix_runs_orchestration", "orchestration", "status", "created_at", "id"),
     Index("ix_runs_stage", "current_stage", "status", "created_at", "id"),
     Index("ix_runs_sla_at", "sla_at"),
+    Index("ix_runs_parent", "parent_run_id", "parent_step"),
 )
 
 # A work item's due time for sorting, no due time last (after any ISO timestamp): the same

@@ -110,6 +110,16 @@ class ListingsSql:
         q = select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit).offset(offset)
         return [dict(r._mapping) for r in self.conn.execute(self._runs_where(q, filters))]
 
+    def child_runs_txn(self, parent_run_id: str, limit: int) -> list[dict[str, Any]]:
+        """The runs a run's steps started (their columns, not their state), oldest first:
+        a range of ``ix_runs_parent``."""
+        t = s.runs
+        q = (select(t.c.id, t.c.orchestration, t.c.version, t.c.status, t.c.record_id,
+                    t.c.current_stage, t.c.created_at, t.c.completed_at, t.c.parent_step)
+             .where(t.c.parent_run_id == parent_run_id)
+             .order_by(t.c.created_at, t.c.id).limit(limit))
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
     def count_runs_filtered_txn(self, filters: dict[str, Any]) -> int:
         q = self._runs_where(select(func.count()).select_from(s.runs), filters)
         return int(self.conn.execute(q).scalar_one())

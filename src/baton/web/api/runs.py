@@ -94,6 +94,29 @@ class StepOut(BaseModel):
     error: dict[str, Any] | None
     work_item_id: str | None
     sla: SlaOut | None
+    children: list[dict[str, Any]] | None = Field(
+        default=None, description="an orchestration step's child runs, one per element: "
+                                  "index, status, run_id, record_id, input")
+
+
+class ParentOut(BaseModel):
+    run_id: str = Field(description="the parent run")
+    step: str = Field(description="its step that started this run")
+    iteration: int
+    index: int = Field(description="the element of the step's for_each (0 for a single child)")
+    depth: int = Field(description="1 for a child of a top-level run")
+
+
+class ChildOut(BaseModel):
+    id: str
+    orchestration: str
+    version: int
+    status: RunStatus
+    record_id: str | None
+    current_stage: str | None
+    created_at: str
+    completed_at: str | None
+    step: str | None = Field(description="the parent's step that started it")
 
 
 class RunDetail(RunSummary):
@@ -103,12 +126,14 @@ class RunDetail(RunSummary):
     vars: dict[str, Any]
     input: dict[str, Any]
     error: dict[str, Any] | None
+    parent: ParentOut | None = Field(default=None, description="a child run: who started it")
+    children: list[ChildOut] = Field(default_factory=list,
+                                     description="the runs its steps started, oldest first")
 
 
 def run_detail(request: Request, run: Run) -> dict[str, Any]:
     """The run as ``runtime/views.py`` shows it (the definition gives the steps' order)."""
-    defn, _ = engine_of(request).definitions.orchestration(run.orchestration, run.version)
-    return views.run_detail(run, defn)
+    return engine_of(request).run_detail(run)
 
 
 def _check_startable(request: Request, name: str) -> None:

@@ -42,6 +42,26 @@ def describe_event(e: Mapping[str, Any]) -> str:
                 f"{outcome}, reason: {_short(d.get('reason') or '')}")
     if t == "run_started":
         return f"{d.get('orchestration')} v{d.get('version')}"
+    if t.startswith("child_run"):
+        return _child_event(t, d)
+    return _short(d) if d else ""
+
+
+def _child_event(t: str, d: Mapping[str, Any]) -> str:
+    step = f"step {d.get('step')}"
+    if t == "child_runs_started":
+        n = len(d.get("children") or [])
+        return f"{step}: {n} child run{'s' if n != 1 else ''} of {d.get('orchestration')} v{d.get('version')}"
+    if t == "child_run_finished":
+        return f"{step}: child #{d.get('index')} {d.get('run_id')} {d.get('status')}"
+    if t == "child_runs_canceled":
+        return f"{step}: canceling child runs {', '.join(d.get('run_ids') or [])}"
+    if t == "child_run_not_started":
+        error = d.get("error")
+        message = error.get("message", "") if isinstance(error, dict) else str(error or "")
+        return f"{step}: child #{d.get('index')} not started: {_short(message)}"
+    if t == "child_runs_restarted":
+        return f"{step}: child runs restarted for elements {d.get('indexes')}"
     return _short(d) if d else ""
 
 

@@ -17,6 +17,7 @@ from baton.clock import parse_iso
 from baton.engine.state import Run, StepRun
 from baton.engine.status import RunStatus, StageStatus, StepStatus
 from baton.runtime.engine import Engine
+from baton.runtime.views import starts_children
 from baton.web.diagram import orchestration_svg
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import PAGE_SIZE, Paging, cursor_param, page_need, render
@@ -101,7 +102,8 @@ def run_context(eng: Engine, user: User, run_id: str) -> dict[str, Any]:
             "events": [{**e, "text": describe_event(e)} for e in events],
             "events_title": events_title, "live": run.status is RunStatus.IN_PROGRESS,
             "poll_seconds": POLL_SECONDS, "may_work": user.can(Permission.WORK_ALL),
-            "may_records": user.can(Permission.RECORDS_READ)}
+            "may_records": user.can(Permission.RECORDS_READ),
+            "children": eng.child_runs(run.id) if starts_children(defn) else []}
 
 
 def _step_view(run: Run, name: str, type_: str) -> dict[str, Any]:
