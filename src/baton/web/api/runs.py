@@ -36,7 +36,7 @@ from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempo
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["Runs"])
 
 READ = Depends(need(Permission.RUNS_READ))
 WRITE = Depends(need(Permission.RUNS_WRITE))
