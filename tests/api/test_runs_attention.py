@@ -158,3 +158,40 @@ def test_migration_13_backfills_attention_from_the_runs_states(api: Api) -> None
     run_of_late = api.engine.list_runs(record_id=late["id"])[0].id
     assert marked == {run_of_late: ["sla_breached"],
                       **{run: ["fallout"] for run, bits in before.items() if bits == 1}}
+
+
+def test_the_monitor_page_shows_title_duration_markers_and_the_attention_chip(api: Api) -> None:
+    """The /runs page (server-rendered) for an operator: each marker an icon and words (not
+    colour alone), the chip keeping the other filters, the filter's empty state."""
+    from tests.api.test_run_page_actions import login
+
+    api.post("root", "/api/definitions/deploy", {"files": {"flaky.yaml": FLAKY}})
+    late = api.new_case("Invoice 7 is wrong")
+    api.clock.advance(timedelta(hours=3, minutes=10))
+    api.new_case("Inverter shows E21")
+    api.clock.advance(timedelta(hours=1))
+    api.work()  # late's triage is past its 4 h SLA
+    api.post("opal", "/api/runs", {"orchestration": "flaky_job", "input": {"n": 1}})
+    api.work()
+    (late_run,) = api.engine.list_runs(record_id=late["id"])
+    login(api, "opal")
+
+    page = api.client.get("/runs").text
+    row = page[page.index(f'id="run-{late_run.id}"'):]
+    row = row[:row.index("</tr>")]
+    assert 'class="needs-attention" data-attention="sla_breached"' in row
+    assert "SLA breached" in row and "⏰" in row and "Invoice 7 is wrong" in row
+    assert "4 h 10 min" in row  # in progress: so far
+    assert page.count("Step in fallout") == 1 and page.count("SLA breached") == 1
+    assert 'href="/runs?attention=true"' in page and "Needs attention" in page
+
+    page = api.client.get("/runs?attention=true").text
+    assert page.count('class="needs-attention"') == 2 and "Inverter shows E21" not in page
+    assert 'aria-current="true"' in page and "2 in all" in page
+    page = api.client.get("/runs?attention=true&orchestration=case_triage").text
+    assert page.count('class="needs-attention"') == 1
+    # the chip turns the filter off and keeps the orchestration; so does the pager's form
+    assert 'href="/runs?orchestration=case_triage"' in page
+    assert '<input type="hidden" name="attention" value="true">' in page
+    page = api.client.get("/runs?attention=true&status=completed").text
+    assert "No runs need attention among these filters." in page
