@@ -177,15 +177,17 @@ def _m013_attention(conn: Connection) -> None:
 
 
 def _attention_of_state(state: dict[str, Any]) -> int | None:
-    """``baton.engine.attention.attention`` on a stored run state of format 1, written out
-    here so that this migration keeps meaning what it meant when the engine changes."""
+    """``baton.engine.attention.attention`` on a stored run state (format 1, or format 2
+    where a step's status is left out while it is ``not_started``), written out here so
+    that this migration keeps meaning what it meant when the engine changes."""
     if state.get("status") != "in_progress":
         return None
     bits = 0
     for step in (state.get("steps") or {}).values():
-        if step.get("status") == "fallout":
+        status = step.get("status", "not_started")
+        if status == "fallout":
             bits |= 1
-        if (step.get("sla") or {}).get("status") == "overdue" and step.get("status") in _OPEN_STEP:
+        if (step.get("sla") or {}).get("status") == "overdue" and status in _OPEN_STEP:
             bits |= 2
     return bits or None
 
