@@ -338,3 +338,25 @@ def test_the_needs_attention_filter_reads_its_partial_index(
         assert "TEMP B-TREE" not in plan and "Seq Scan" not in plan, plan
     assert [r["id"] for r in page.rows] == list(marked) and len(marked) == 50
     assert all(r["attention"] in (1, 2, 3) for r in page.rows)
+
+
+def test_the_fallout_list_reads_only_the_runs_marked_in_fallout(
+        populated: tuple[SqlStore, dict[str, Any]]) -> None:
+    """The Fallout page reads the runs whose attention has the fallout bit through the
+    partial index, not every run in progress."""
+    store, _ = populated
+    with store.read() as tx:
+        statements = _captured(tx.conn, lambda: tx.list_runs_txn({"attention": (1, 3)}, 100_000, 0))
+        (statement, params), = statements
+        if store.dialect == "postgresql":
+            plan = tx.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, params).scalar_one()
+            text = " ".join(n.get("Index Name", "") + " " + n["Node Type"]
+                            for n in _pg_nodes(plan[0]["Plan"]))
+        else:
+            text = " ".join(r[3] for r in tx.conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, params).all())
+        rows = tx.list_runs_txn({"attention": (1, 3)}, 100_000, 0)
+        marked = tx.conn.exec_driver_sql(
+            "SELECT count(*) FROM baton_runs WHERE attention IN (1, 3)").scalar_one()
+    assert "ix_runs_attention" in text and "Seq Scan" not in text, text
+    assert len(rows) == marked > 0 and all(r["attention"] in (1, 3) for r in rows)

@@ -18,6 +18,8 @@ from baton.definitions.model import (
     ObjectTypeDefinition,
     OrchestrationDefinition,
 )
+from baton.engine.attention import FALLOUT
+from baton.engine.attention import VALUES as ATTENTION_VALUES
 from baton.engine.decide import Decision, decide
 from baton.engine.events import (
     CancelRequested,
@@ -230,12 +232,18 @@ class RunDriver:
             return tx.events_txn(run_id=run_id)  # type: ignore[return-value]
 
     def in_fallout(self) -> list[tuple[Run, list[StepRun]]]:
-        """In-progress runs, oldest first, with their steps in fallout (if any)."""
+        """In-progress runs, oldest first, with their steps in fallout: the runs whose
+        ``attention`` says so (its partial index), not every run in progress."""
+        with_fallout = tuple(v for v in ATTENTION_VALUES if v & FALLOUT)
         with self.store.read() as tx:
-            rows = tx.list_runs_txn({"status": RunStatus.IN_PROGRESS.value}, 100_000, 0)
+            # (only a run in progress has attention: no status term, which SQLite would
+            # rather read by ix_runs_status, every run in progress)
+            rows = tx.list_runs_txn({"attention": with_fallout}, 100_000, 0)
         out = []
         for row in reversed(rows):
             run = Run.from_json(row["state"])
+            if run.status is not RunStatus.IN_PROGRESS:
+                continue
             steps = [sr for sr in run.steps.values() if sr.status is StepStatus.FALLOUT]
             if steps:
                 out.append((run, steps))
