@@ -128,8 +128,9 @@ stages:
 
 
 def test_migration_13_backfills_attention_from_the_runs_states(api: Api) -> None:
-    """A database from before migration 13 (no column, no index) with a run in fallout,
-    one past its SLA and one on track: migrating marks the first two from their states."""
+    """A database without migration 13 (no column, no index; the migrations numbered
+    after it applied) with a run in fallout, one past its SLA and one on track: migrating
+    applies 13 alone and marks the first two from their states."""
     from sqlalchemy import delete
 
     from baton.store.sql import SqlStore

@@ -15,7 +15,13 @@ from typing import Any
 
 from baton import decimals
 from baton.errors import ExpressionError, Issue
-from baton.expressions import VARIABLES, compile_expression, is_expression, referenced_names
+from baton.expressions import (
+    VARIABLES,
+    compile_expression,
+    indexed_names,
+    is_expression,
+    referenced_names,
+)
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DURATION = re.compile(r"(\d+)(ms|s|m|h|d)\Z")
@@ -56,6 +62,10 @@ class Checker:
 
     def add(self, path: str, message: str) -> None:
         self.issues.append(Issue(self.doc.file, self.line(path), path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        """A definition that deploys but probably does not do what its author meant."""
+        self.issues.append(Issue(self.doc.file, self.line(path), path, message, "warning"))
 
 
 def _parent(path: str) -> str:
@@ -446,6 +456,12 @@ def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
         if message and (var, member) not in reported:
             reported.add((var, member))
             ck.add(path, message)
+    if scope.steps is not None and any(var == "steps" and key is None
+                                       for var, key in indexed_names(source)):
+        # A step read by a computed name is never checked, and waits for ever at run time
+        # when the name is wrong: name the step.
+        ck.add(path, "steps[...] needs the step's name as a quoted string "
+                     "(a computed step name cannot be checked)")
 
 
 def _reason(reason: str) -> str:

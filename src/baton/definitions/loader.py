@@ -36,8 +36,10 @@ from baton.definitions.model import (
     Assignment,
     CalendarDefinition,
     Condition,
+    Definition,
     FieldDefinition,
     LoadedDefinition,
+    MailboxDefinition,
     NextRule,
     ObjectTypeDefinition,
     OrchestrationDefinition,
@@ -219,11 +221,13 @@ def check_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
 
-    Returns the definitions that have no problem of their own, and every issue sorted
-    by (file, line).
+    Returns the definitions that have no problem of their own, and every error sorted
+    by (file, line); warnings (a definition that deploys but probably does not do what was
+    meant) are added to ``warnings`` when a list is given, else dropped.
     """
     docs: list[ParsedDocument] = []
     issues: list[Issue] = []
@@ -237,7 +241,7 @@ def check_definitions(
         parsed, found = parse_text(text, shown)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects)
+    return _finish(docs, issues, known_flows, deployed_objects, warnings)
 
 
 def check_texts(
@@ -245,6 +249,7 @@ def check_texts(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """:func:`check_definitions` for YAML texts in memory, keyed by file name (the API)."""
     docs: list[ParsedDocument] = []
@@ -253,7 +258,7 @@ def check_texts(
         parsed, found = parse_text(text, name)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects)
+    return _finish(docs, issues, known_flows, deployed_objects, warnings)
 
 
 def load_text(
@@ -276,12 +281,18 @@ def _finish(
     issues: list[Issue],
     known_flows: Collection[str] | None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None,
+    warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects)
-    loaded = [build(d) for d, own in zip(docs, per_doc, strict=True) if not own]
+    loaded = [build(d) for d, own in zip(docs, per_doc, strict=True)
+              if not any(i.level == "error" for i in own)]
     everything = issues + [i for own in per_doc for i in own]
     unique = list(dict.fromkeys(everything))
-    return loaded, sorted(unique, key=lambda i: (i.file, i.line))
+    if warnings is not None:
+        warnings.extend(sorted((i for i in unique if i.level != "error"),
+                               key=lambda i: (i.file, i.line)))
+    errors = [i for i in unique if i.level == "error"]
+    return loaded, sorted(errors, key=lambda i: (i.file, i.line))
 
 
 # --- files ---------------------------------------------------------------------------------
@@ -493,11 +504,16 @@ class _Converter:
 def build(doc: ParsedDocument) -> LoadedDefinition:
     """Build the frozen definition of a document that passed validation."""
     data = doc.data
-    definition: ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
+    definition: Definition
     if data["kind"] == "object":
         definition = _build_object(data)
     elif data["kind"] == "calendar":
         definition = _build_calendar(data)
+    elif data["kind"] == "mailbox":
+        definition = MailboxDefinition(
+            data["name"], data["object"], MappingProxyType(dict(data["fields"])),
+            tuple(a.lower() for a in data.get("addresses", ())),
+            data.get("automatic", "ignore"), data.get("label"))
     else:
         definition = _build_orchestration(data, doc.lines)
     return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)
@@ -563,6 +579,7 @@ def _build_trigger(data: Mapping[str, Any]) -> Trigger:
         cron=data.get("cron"),
         timezone=data.get("timezone"),
         misfire=data.get("misfire", "run_once"),
+        changed_to_meet=bool(data.get("changed_to_meet", False)),
     )
 
 
@@ -576,9 +593,11 @@ def _build_stage(data: Mapping[str, Any], path: str, lines: Mapping[str, int]) -
         name=data["name"],
         steps=steps,
         exit_when=_build_condition(data.get("exit_when")),
+        exit=data.get("exit", "all_steps"),
         next=None
         if rules is None
-        else tuple(NextRule(r["goto"], _build_condition(r.get("when"))) for r in rules),
+        else tuple(NextRule(r["goto"], _build_condition(r.get("when")), r.get("label"))
+                   for r in rules),
         max_iterations=data.get("max_iterations", DEFAULT_MAX_ITERATIONS),
         line=lines[path],
     )

@@ -42,29 +42,35 @@ from baton.definitions.checks import (
     suggest,
     unknown,
 )
-from baton.definitions.model import FIELD_TYPES, ON_FAILURE, ObjectTypeDefinition
+from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
 from baton.errors import Issue
 from baton.steps import registry
 from baton.steps.base import StepType
 
-KINDS = ("object", "orchestration", "calendar")
+KINDS = ("object", "orchestration", "calendar", "mailbox")
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
                  "extra_dates")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d\Z")
 OBJECT_KEYS = ("kind", "name", "label", "description", "fields")
+MAILBOX_KEYS = ("kind", "name", "label", "description", "object", "fields", "addresses",
+                "automatic")
+MAILBOX_AUTOMATIC = ("ignore", "create")
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 ORCHESTRATION_KEYS = (
     "kind", "name", "label", "description", "trigger", "variables", "stages", "retry",
 )  # fmt: skip
 TRIGGER_KEYS = {
-    "record": ("type", "object", "on", "when"),
+    "record": ("type", "object", "on", "when", "changed_to_meet"),
     "autolaunched": ("type", "input", "object"),
     "schedule": ("type", "cron", "timezone", "misfire"),
 }
 TRIGGER_REQUIRED = {"record": ("object",), "autolaunched": (), "schedule": ("cron",)}
 TRIGGER_EVENTS = ("create", "update")
 MISFIRE = ("run_once", "skip")  # a schedule's ticks missed while no worker ran
-STAGE_KEYS = ("name", "label", "description", "steps", "exit_when", "next", "max_iterations")
+STAGE_KEYS = ("name", "label", "description", "steps", "exit", "exit_when", "next",
+              "max_iterations")
+STAGE_EXITS = ("all_steps", "when_condition")
 # Keys every step may have; the keys of one step type (its ``keys``) come from the registry.
 STEP_KEYS = (
     "name", "type", "label", "description", "after", "when", "complete_when", "on_failure",
@@ -153,6 +159,8 @@ def _check_document(ck: Checker, env: Env) -> None:
         _check_object(ck, data, env)
     elif kind == "calendar":
         _check_calendar(ck, data)
+    elif kind == "mailbox":
+        _check_mailbox(ck, data, env)
     else:
         _check_orchestration(ck, data, env)
 
@@ -189,6 +197,38 @@ def _check_object(ck: Checker, data: dict[str, Any], env: Env) -> None:
 
 
 # --- kind: calendar ------------------------------------------------------------------
+
+
+def _check_mailbox(ck: Checker, data: dict[str, Any], env: Env) -> None:
+    check_keys(ck, "", data, MAILBOX_KEYS, ("name", "object", "fields"))
+    if "name" in data:
+        expect_identifier(ck, "name", data["name"], "mailbox name")
+    check_texts(ck, "", data, ("label", "description"))
+    fields_of: frozenset[str] | None = None
+    if "object" in data:
+        name = expect_str(ck, "object", data["object"])
+        if name is not None and name not in env.object_types:
+            ck.add("object", f"unknown object type '{name}'{suggest(name, env.object_types)}")
+        elif name is not None:
+            fields_of = env.object_types[name]
+    fields = expect_mapping(ck, "fields", data["fields"]) if "fields" in data else None
+    if fields is not None:
+        if not fields:
+            ck.add("fields", "fields needs at least one of: " + ", ".join(MAILBOX_ROLES))
+        for role, field in fields.items():
+            path = join("fields", role)
+            if role not in MAILBOX_ROLES:
+                ck.add(path, unknown("e-mail part", role, MAILBOX_ROLES))
+            elif expect_str(ck, path, field) is not None and fields_of is not None \
+                    and field not in fields_of:
+                ck.add(path, f"unknown field '{field}' of {data['object']}"
+                             f"{suggest(field, fields_of)}")
+    if "addresses" in data:
+        for i, address in enumerate(expect_list(ck, "addresses", data["addresses"]) or []):
+            if not isinstance(address, str) or not _ADDRESS.match(address):
+                ck.add(item("addresses", i), f"expected an e-mail address, got {address!r}")
+    if "automatic" in data and data["automatic"] not in MAILBOX_AUTOMATIC:
+        ck.add("automatic", unknown("automatic mail policy", data["automatic"], MAILBOX_AUTOMATIC))
 
 
 def _check_calendar(ck: Checker, data: dict[str, Any]) -> None:
@@ -380,6 +420,14 @@ def _check_record_trigger(ck: Checker, trigger: dict[str, Any], scope: Scope) ->
         check_condition(
             ck, "trigger.when", trigger["when"], replace(scope, allow_old="update" in events)
         )
+    if "changed_to_meet" in trigger:
+        flag = trigger["changed_to_meet"]
+        if not isinstance(flag, bool):
+            ck.add("trigger.changed_to_meet", f"expected true or false, got {flag!r}")
+        elif flag and "when" not in trigger:
+            ck.add("trigger.changed_to_meet",
+                   "changed_to_meet needs a 'when' condition: it starts a run when the record "
+                   "changes to meet it")
 
 
 def _check_input(ck: Checker, trigger: dict[str, Any], env: Env, scope: Scope) -> Scope:
@@ -416,6 +464,18 @@ def _check_cron(ck: Checker, cron: Any) -> None:
 # --- stages -----------------------------------------------------------------------------
 
 
+def _warn_entry_conditions(ck: Checker, path: str, stage: dict[str, Any]) -> None:
+    """A step with an entry condition in a stage with no exit rule: if the condition never
+    holds, the step never starts and the stage never completes (Salesforce stages end on their
+    exit criteria; a translated one often lacks ours)."""
+    for j, step in enumerate(stage["steps"]):
+        if isinstance(step, dict) and "when" in step:
+            name = step.get("name", f"#{j + 1}")
+            ck.warn(join(item(join(path, "steps"), j), "when"),
+                    f"step '{name}' starts only when this holds, and the stage has no exit_when: "
+                    "if it never holds, the stage never completes")
+
+
 def _check_stage(ck: Checker, path: str, stage: dict[str, Any], orch: Orchestration) -> None:
     check_keys(ck, path, stage, STAGE_KEYS, ("name",))
     check_texts(ck, path, stage, ("label", "description"))
@@ -423,8 +483,16 @@ def _check_stage(ck: Checker, path: str, stage: dict[str, Any], orch: Orchestrat
         for j, step in enumerate(stage["steps"]):
             _check_step(ck, item(join(path, "steps"), j), step, orch.scope)
         _check_after(ck, path, stage, orch.step_stages)
+        if "exit_when" not in stage:
+            _warn_entry_conditions(ck, path, stage)
     if "exit_when" in stage:
         check_condition(ck, join(path, "exit_when"), stage["exit_when"], orch.scope)
+    if "exit" in stage:
+        if stage["exit"] not in STAGE_EXITS:
+            ck.add(join(path, "exit"), unknown("stage exit", stage["exit"], STAGE_EXITS))
+        elif stage["exit"] == "when_condition" and "exit_when" not in stage:
+            ck.add(join(path, "exit"), "exit: when_condition needs an exit_when condition "
+                                       "(the stage ends only when it holds)")
     if "next" in stage:
         _check_next(ck, join(path, "next"), stage["next"], orch)
     if "max_iterations" in stage:
@@ -444,7 +512,9 @@ def _check_next(ck: Checker, path: str, rules: Any, orch: Orchestration) -> None
         m = expect_mapping(ck, rpath, rule)
         if m is None:
             continue
-        check_keys(ck, rpath, m, ("goto", "when"), ("goto",))
+        check_keys(ck, rpath, m, ("goto", "when", "label"), ("goto",))
+        if "label" in m:
+            expect_str(ck, join(rpath, "label"), m["label"])
         goto = m.get("goto")
         if (
             "goto" in m

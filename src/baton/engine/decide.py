@@ -420,6 +420,8 @@ class _Decider:
                 if self.awaiting_routing_answers(sd):
                     return canceled > 0
                 return self.finish_stage(sd, st, "exit_when")
+        if sd.exit == "when_condition":
+            return False  # only exit_when ends this stage, even with every step done
         if all(self.is_done(self.run.steps[s.name], s) for s in sd.steps):
             if self.awaiting_routing_answers(sd):
                 return False
@@ -474,14 +476,17 @@ class _Decider:
                 self.fail_run(f"stage {sd.name!r} next[{i}].when: {exc}", stage=sd.name)
                 return None
             if matched:
-                self.record_decision(sd, rule.goto, i)
+                self.record_decision(sd, rule.goto, i, rule.label)
                 return rule.goto
         self.fail_run(f"stage {sd.name!r}: no next rule matched", stage=sd.name)
         return None
 
-    def record_decision(self, sd: StageDefinition, goto: str, rule: int | None) -> None:
+    def record_decision(self, sd: StageDefinition, goto: str, rule: int | None,
+                        label: str | None = None) -> None:
         entry: dict[str, Any] = {"stage": sd.name, "iteration": self.run.stages[sd.name].iteration,
                                  "goto": goto, "rule": rule, "at": self.now}
+        if label is not None:
+            entry["label"] = label
         self.run.decisions.append(entry)
         self.audit("decision_taken", **{k: v for k, v in entry.items() if k != "at"})
 
@@ -612,6 +617,13 @@ def _stage_flows(sd: StageDefinition) -> set[str]:
     conds = [sd.exit_when, *(rule.when for rule in sd.next or ())]
     conds += [c for step in sd.steps for c in (step.when, step.complete_when)]
     return {c.flow for c in conds if c is not None and c.flow is not None}
+
+
+def expression_scope(record: dict[str, Any], run: Run, now: str,
+                     defn: OrchestrationDefinition) -> Mapping[str, Any]:
+    """What a step's expressions see outside ``decide()`` (a worker evaluating a step's
+    options when it runs the attempt): the same view as conditions."""
+    return _Scope(record, run, now, defn)
 
 
 class _Scope(Mapping[str, Any]):

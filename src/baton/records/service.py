@@ -35,6 +35,15 @@ if TYPE_CHECKING:
     from baton.runtime.runs import RunDriver
 
 
+def _held(source: str, scope: Mapping[str, Any]) -> bool:
+    """Did a trigger's condition hold for the record as it was? One that cannot be evaluated
+    on the earlier values (a field that was empty then) did not hold: the write made it hold."""
+    try:
+        return evaluate_condition(source, scope)
+    except ExpressionError:
+        return False
+
+
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
     return {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
 
@@ -144,12 +153,19 @@ class RecordService:
         else:
             old_json = record_json_view(old, otype)
         now = iso(now_dt)
-        scope = trigger_scope(view, typed_values(otype.fields, old_json), now)
+        old_typed = typed_values(otype.fields, old_json)
+        scope = trigger_scope(view, old_typed, now)
+        before: dict[str, Any] | None = None  # the scope as the record was, for changed_to_meet
         for defn, version in self.definitions.record_triggers(row["object_type"], op, tx):
             when = defn.trigger.when
             source = (when.expression if when is not None else None) or "=true"
             try:
                 ok = when is None or evaluate_condition(source, scope)
+                if ok and defn.trigger.changed_to_meet and old is not None:
+                    # Only when the write made the condition hold: it did not hold before.
+                    if before is None:
+                        before = trigger_scope(record_view(old, otype), old_typed, now)
+                    ok = not _held(source, before)
             except ExpressionError as exc:
                 incident = incident_row(
                     self.ids.new("inc"), TRIGGER_FAILED, orchestration=defn.name,

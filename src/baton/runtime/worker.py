@@ -343,7 +343,7 @@ class Worker:
                                   f"v{run.version}", retryable=False)
             out = step_type.run_job(StepWork(run, record, definition, iteration, attempt,
                                              job.payload, self._call_flow,
-                                             self._orchestration(run)))
+                                             self._orchestration(run), now=ran_at))
             event = StepCompleted(step, iteration, _jsonable(dict(out.output)),
                                   vars=_jsonable(dict(out.vars)) if out.vars else None,
                                   ran_at=ran_at, attempt=attempt)

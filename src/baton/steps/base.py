@@ -69,6 +69,7 @@ class StepWork:
     payload: Mapping[str, Any]  # the job's payload, as ``ScheduleStep`` was applied
     flows: FlowRunner  # how this worker calls a flow (its thread, or a flow process)
     orchestration: OrchestrationDefinition | None = None  # the run's: types ctx.input, outputs
+    now: str = ""  # ISO, the worker clock's instant of this attempt (``now`` in expressions)
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,14 @@ class Schedules(Protocol):
     def list_schedules_txn(self) -> list[Row]: ...
 
 
+class Messages(Protocol):
+    """E-mail messages intake accepted (:mod:`baton.intake.service`)."""
+
+    def insert_message_txn(self, row: Row) -> None: ...
+    def find_messages_txn(self, message_ids: Sequence[str]) -> list[Row]: ...
+    def record_messages_txn(self, record_id: str, limit: int = 200) -> list[Row]: ...
+
+
 class Savepoints(Protocol):
     def savepoint(self) -> AbstractContextManager[Any]:
         """A nested transaction: what runs in it is rolled back alone if it raises."""
@@ -169,7 +177,7 @@ class Savepoints(Protocol):
 
 
 class Transaction(Definitions, Records, Runs, WorkItems, Jobs, Events, People, IdempotencyKeys,
-                  Incidents, Schedules, Savepoints, Protocol):
+                  Incidents, Schedules, Messages, Savepoints, Protocol):
     """Everything a caller may ask of one open transaction."""
 
 
