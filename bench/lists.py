@@ -1,4 +1,5 @@
-"""List benchmark: the Monitor, the Work Guide and the list endpoints with 100,000 runs.
+"""List benchmark: the Monitor, the Work Guide and the list endpoints with 100,000 runs
+(1 in 50 of the open ones past its SLA: the "needs attention" filter reads 2,000 of them).
 
 Seeding (fast, and rows the engine itself wrote): a few dozen *template* cases go through
 the real engine and workers on virtual time (examples/case_triage): waiting at triage
@@ -90,6 +91,18 @@ def _templates(engine: Engine, clock: VirtualClock) -> dict[str, list[str]]:
     return shapes
 
 
+def _breached(engine: Engine, clock: VirtualClock) -> list[str]:
+    """Cases waiting at triage past its 4 h SLA: their runs need attention (``attention``
+    2). Made after the other templates' rows are read: the SLA sweep reaches every run."""
+    recs = engine.create_records("Case", [{"subject": f"late {i}", "origin": "Web"}
+                                          for i in range(4)], actor="bench")
+    worker = Worker(engine)
+    worker.run(until_idle=True)
+    clock.advance(timedelta(hours=5))
+    worker.run(until_idle=True)
+    return [r["id"] for r in recs]
+
+
 def _rows(engine: Engine, record_ids: list[str]) -> list[dict[str, list[dict[str, Any]]]]:
     out = []
     with engine.store.read() as tx:
@@ -129,8 +142,11 @@ def seed(url: str, n_open: int, n_finished: int, days: int) -> dict[str, Any]:
     tokens = {u: engine.directory.create_token(u, "bench")[1] for u in ("op", "ann")}
     shapes = _templates(engine, clock)
     templates = {k: _rows(engine, v) for k, v in shapes.items()}
-    # the open items: 4 in 5 at tier1; finished runs: 9 in 10 completed
-    plan = [("tier1" if i % 5 else "tier2") for i in range(n_open)] + \
+    templates["breached"] = _rows(engine, _breached(engine, clock))
+    # the open items: 4 in 5 at tier1, 1 in 50 past its SLA (the Monitor's "needs
+    # attention"); finished runs: 9 in 10 completed
+    plan = [("breached" if i % 50 == 0 else "tier1" if i % 5 else "tier2")
+            for i in range(n_open)] + \
            [("completed" if i % 10 else "canceled") for i in range(n_finished)]
     start = parse_iso("2025-12-01T00:00:00.000Z")
     step = timedelta(days=days) / max(1, len(plan))
@@ -190,6 +206,9 @@ def requests_to_time(sample: dict[str, Any]) -> list[tuple[str, str, str]]:
                         f"/api/runs?limit=50{'&' + query if query else ''}"))
     for st in ("completed", "canceled", "failed"):
         out.append((f"GET /api/runs?limit=50&status={st}", "op", f"/api/runs?limit=50&status={st}"))
+    for query in ("attention=true", "attention=true&orchestration=case_triage",
+                  "attention=true&status=in_progress&stage=triage"):
+        out.append((f"GET /api/runs?limit=50&{query}", "op", f"/api/runs?limit=50&{query}"))
     for order in ("created", "due", "priority"):
         out.append((f"GET /api/work?order={order} (operator: all)", "op", f"/api/work?order={order}"))
         out.append((f"GET /api/work?order={order} (agent: tier1)", "ann", f"/api/work?order={order}"))
@@ -199,6 +218,7 @@ def requests_to_time(sample: dict[str, Any]) -> list[tuple[str, str, str]]:
             ("page /runs (Monitor)", "op", "/runs"),
             ("page /runs?status=in_progress&current_stage=triage", "op",
              "/runs?status=in_progress&current_stage=triage"),
+            ("page /runs?attention=true (needs attention)", "op", "/runs?attention=true"),
             ("page /work?show=all (operator)", "op", "/work?show=all"),
             ("page /work (agent: tier1)", "ann", "/work"),
             ("page /records", "op", "/records")]

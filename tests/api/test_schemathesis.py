@@ -490,6 +490,10 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         "POST /api/fallout/{fallout_id}/complete": fallout({**reason, "data": {}}),
         "POST /api/incidents/{incident_id}/retry": incident,
         "POST /api/incidents/{incident_id}/dismiss": incident,
+        # reads of one item or incident: an id the stateful run may or may not carry into
+        # them (which it does depends on how the document names its operations)
+        "GET /api/work/{item_id}": lambda: ({"item_id": item()["id"]}, None),
+        "GET /api/incidents/{incident_id}": lambda: (incident()[0], None),
     }
 
 

@@ -37,5 +37,12 @@ def test_docs_render_from_vendored_assets_under_a_strict_csp(server: Server, new
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("Baton")
     expect(page.locator(".opblock-summary-path").filter(has_text="/api/runs").first).to_be_visible()
     shot(page, "docs")
+    # the tags with their descriptions, the readable operation ids, a request example
+    runs_tag = page.locator("#operations-tag-Runs")
+    expect(runs_tag).to_contain_text("A run is one execution of an orchestration")
+    expect(page.locator(".opblock-summary-operation-id").filter(has_text="listRuns")).to_be_visible()
+    page.locator("#operations-Runs-startRun .opblock-summary").click()
+    expect(page.locator("#operations-Runs-startRun")).to_contain_text('"orchestration": "hello"')
+    shot(page, "docs-start-run")
     assert elsewhere == []
     assert not [p for p in problems if "Content Security Policy" in p or "Refused" in p], problems

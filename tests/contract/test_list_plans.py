@@ -58,7 +58,10 @@ def _populate(conn: Connection) -> dict[str, Any]:
                      "record_id": f"rec_{i:06d}", "status": status,
                      "current_stage": None if status == "completed" else rng.choice(STAGES),
                      "state": {}, "seq": 1, "created_at": at, "updated_at": at,
-                     "completed_at": at if status != "in_progress" else None})
+                     "completed_at": at if status != "in_progress" else None,
+                     # a few in-progress runs need attention (fallout 1, SLA breached 2)
+                     "attention": rng.choice((1, 2, 3)) if status == "in_progress"
+                     and rng.random() < 0.1 else None})
         kind, who = rng.choice([("queue", "tier1"), ("queue", "tier1"), ("queue", "tier2"),
                                 ("group", "billing"), ("user", "ann"), ("user", "bob")])
         wstatus = rng.choice(["open"] * 7 + ["claimed", "completed", "canceled"])
@@ -73,7 +76,7 @@ def _populate(conn: Connection) -> dict[str, Any]:
     for table, rows in ((s.records, records), (s.runs, runs), (s.work_items, items)):
         for chunk in range(0, len(rows), 2000):
             conn.execute(insert(table), rows[chunk:chunk + 2000])
-    return {"run": runs[123], "item": items[456]}
+    return {"run": next(r for r in runs if r["attention"] == 3), "item": items[456]}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -233,7 +236,7 @@ def _check(store: SqlStore, call: Any) -> list[str]:
 def _run_filter_sets(run: dict[str, Any]) -> Iterator[dict[str, Any]]:
     values = {"orchestration": run["orchestration"], "version": run["version"],
               "status": run["status"], "current_stage": run["current_stage"] or "triage",
-              "record_id": run["record_id"]}
+              "record_id": run["record_id"], "attention": True}
     keys = list(values)
     for n in range(len(keys) + 1):
         for combo in itertools.combinations(keys, n):
@@ -304,3 +307,56 @@ def test_records_with_and_without_a_type_read_an_index(
             problems += _check(store, lambda tx, t=object_type, c=first.next:
                                tx.page_records_txn(t, c, 0, 50))
     assert not problems, "\n".join(problems[:10])
+
+
+def test_the_needs_attention_filter_reads_its_partial_index(
+        populated: tuple[SqlStore, dict[str, Any]]) -> None:
+    """The Monitor's "needs attention" filter: one range of ix_runs_attention per value
+    (a partial index: the runs that need nothing are not in it), newest first, no sort;
+    its count reads the same index, and the rows are those the column marks."""
+    store, _ = populated
+    with store.read() as tx:
+        statements = _captured(tx.conn, lambda: (tx.page_runs_txn({"attention": True}, None, 0, 50),
+                                                 tx.count_runs_bounded_txn({"attention": True})))
+        plans = []
+        for statement, params in statements:
+            for part, ps in _parts(statement, params):
+                if store.dialect == "postgresql":
+                    plan = tx.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + part, ps).scalar_one()
+                    plans.append(" ".join(n.get("Index Name", "") + n["Node Type"]
+                                          for n in _pg_nodes(plan[0]["Plan"])))
+                else:
+                    plans.append(" ".join(r[3] for r in tx.conn.exec_driver_sql(
+                        "EXPLAIN QUERY PLAN " + part, ps).all()))
+        page = tx.page_runs_txn({"attention": True}, None, 0, 50)
+        marked = tx.conn.exec_driver_sql(
+            "SELECT id FROM baton_runs WHERE attention IS NOT NULL "
+            "ORDER BY created_at DESC, id DESC LIMIT 50").scalars().all()
+    assert len(plans) >= 4, plans  # a read per value (3) and the count's
+    for plan in plans:
+        assert "ix_runs_attention" in plan, plan
+        assert "TEMP B-TREE" not in plan and "Seq Scan" not in plan, plan
+    assert [r["id"] for r in page.rows] == list(marked) and len(marked) == 50
+    assert all(r["attention"] in (1, 2, 3) for r in page.rows)
+
+
+def test_the_fallout_list_reads_only_the_runs_marked_in_fallout(
+        populated: tuple[SqlStore, dict[str, Any]]) -> None:
+    """The Fallout page reads the runs whose attention has the fallout bit through the
+    partial index, not every run in progress."""
+    store, _ = populated
+    with store.read() as tx:
+        statements = _captured(tx.conn, lambda: tx.list_runs_txn({"attention": (1, 3)}, 100_000, 0))
+        (statement, params), = statements
+        if store.dialect == "postgresql":
+            plan = tx.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, params).scalar_one()
+            text = " ".join(n.get("Index Name", "") + " " + n["Node Type"]
+                            for n in _pg_nodes(plan[0]["Plan"]))
+        else:
+            text = " ".join(r[3] for r in tx.conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, params).all())
+        rows = tx.list_runs_txn({"attention": (1, 3)}, 100_000, 0)
+        marked = tx.conn.exec_driver_sql(
+            "SELECT count(*) FROM baton_runs WHERE attention IN (1, 3)").scalar_one()
+    assert "ix_runs_attention" in text and "Seq Scan" not in text, text
+    assert len(rows) == marked > 0 and all(r["attention"] in (1, 3) for r in rows)

@@ -79,7 +79,7 @@ DATA = Path(__file__).with_name("data") / "migration7.json"
 
 def _at_migration_7(url: str) -> None:
     """The schema as migrations 1..7 left it: the canonical tables made by migration 1,
-    minus what migration 10 added (the runs' sla_at and its index)."""
+    minus what migrations 10 and 13 added (the runs' sla_at, attention and their indexes)."""
     from sqlalchemy import insert
 
     from baton.clock import SystemClock, iso
@@ -96,6 +96,8 @@ def _at_migration_7(url: str) -> None:
                     version=m.version, name=m.name, applied_at=iso(SystemClock().now())))
         tx.conn.exec_driver_sql("DROP INDEX ix_runs_sla_at")
         tx.conn.exec_driver_sql("ALTER TABLE baton_runs DROP COLUMN sla_at")
+        tx.conn.exec_driver_sql("DROP INDEX ix_runs_attention")  # migration 13's
+        tx.conn.exec_driver_sql("ALTER TABLE baton_runs DROP COLUMN attention")
     assert store.schema_version() == 7
     store.close()
 

@@ -29,12 +29,14 @@ from baton.cli.output import (
     table,
 )
 from baton.cli.people import tokens_app, users_app
+from baton.clock import iso
 from baton.engine.status import WorkItemStatus
 from baton.errors import BatonError, DefinitionError, Issue
 from baton.project import Project, load_project
 from baton.runtime.views import (
     completed_view,
     event_view,
+    human_duration,
     run_summary,
     run_summary_row,
     work_item_view,
@@ -379,19 +381,31 @@ def runs_list(orchestration: Annotated[str | None, typer.Option("--orchestration
               status: Annotated[str | None, typer.Option("--status")] = None,
               stage: Annotated[str | None, typer.Option("--stage")] = None,
               record: Annotated[str | None, typer.Option("--record")] = None,
+              attention: Annotated[bool, typer.Option(
+                  "--attention", help="Only runs that need attention: a step in fallout or "
+                                      "past its SLA")] = False,
               limit: int = 50, offset: int = 0, after: AfterOpt = None,
               as_json: JsonOpt = False) -> None:
     """List runs, newest first (a page: --after NEXT gives the following one)."""
-    found = state.engine().page_runs(orchestration=orchestration, status=status,
-                                     current_stage=stage, record_id=record, after=after,
-                                     limit=_page_size(limit), offset=_bounded_offset(offset))
+    eng = state.engine()
+    found = eng.page_runs(orchestration=orchestration, status=status, current_stage=stage,
+                          record_id=record, attention=attention or None, after=after,
+                          limit=_page_size(limit), offset=_bounded_offset(offset))
     _next_hint(found.next)
+    now = iso(eng.clock.now())
+    rows = [run_summary_row(r, now) for r in found.rows]
     if as_json:
-        print_json([run_summary_row(r) for r in found.rows])
+        print_json(rows)
         return
-    table("Runs", ["id", "orchestration", "v", "status", "stage", "record", "created"],
-          [[r["id"], r["orchestration"], r["version"], styled(r["status"]), r["current_stage"],
-            r["record_id"], r["created_at"]] for r in found.rows])
+    table("Runs", ["id", "title", "orchestration", "v", "status", "attention", "stage",
+                   "duration", "created"],
+          [[r["id"], r["title"], r["orchestration"], r["version"], styled(r["status"]),
+            ", ".join(ATTENTION_TEXT[k] for k in r["attention"]), r["current_stage"],
+            human_duration(r["duration_seconds"]), r["created_at"]] for r in rows])
+
+
+ATTENTION_TEXT = {"fallout": "[red]! step in fallout[/red]",
+                  "sla_breached": "[yellow]! SLA breached[/yellow]"}
 
 
 @runs_app.command("show")

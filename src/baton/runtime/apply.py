@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from baton.clock import iso
+from baton.engine.attention import attention
 from baton.engine.decide import Decision
 from baton.engine.events import (
     Audit,
@@ -66,6 +67,7 @@ def run_row(run: Run, now: str) -> dict[str, Any]:
         "updated_at": now,
         "completed_at": run.completed_at,
         "sla_at": sla_at(run),
+        "attention": attention(run),
     }
 
 

@@ -13,7 +13,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from baton.clock import Clock, iso
-from baton.definitions.model import FieldDefinition, OrchestrationDefinition
+from baton.definitions.model import (
+    FieldDefinition,
+    ObjectTypeDefinition,
+    OrchestrationDefinition,
+)
+from baton.engine.attention import FALLOUT
+from baton.engine.attention import VALUES as ATTENTION_VALUES
 from baton.engine.decide import Decision, decide
 from baton.engine.events import (
     CancelRequested,
@@ -27,7 +33,7 @@ from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
 from baton.records.fields import coerce_fields
-from baton.records.model import record_view
+from baton.records.model import record_title, record_view
 from baton.records.related import with_related_txn
 from baton.rows import AuditEvent, Record
 from baton.runtime.apply import Applier
@@ -203,9 +209,23 @@ class RunDriver:
 
     def page(self, filters: dict[str, Any], after: str | None, offset: int, limit: int
              ) -> KeyPage:
-        """Run summaries (their columns, not their state), newest first: a keyset page."""
+        """Run summaries (their columns, not their state), newest first: a keyset page;
+        each row with its record's ``title`` (:func:`baton.records.model.record_title`)."""
         with self.store.read() as tx:
-            return tx.page_runs_txn(filters, after, offset, limit)
+            found = tx.page_runs_txn(filters, after, offset, limit)
+            ids = sorted({r["record_id"] for r in found.rows if r["record_id"]})
+            records = tx.get_records_txn(ids) if ids else {}
+        titles = {rid: record_title(self._object_type(rec["object_type"]), rec["data"])
+                  for rid, rec in records.items()}
+        for row in found.rows:
+            row["title"] = titles.get(row["record_id"]) if row["record_id"] else None
+        return found
+
+    def _object_type(self, name: str) -> ObjectTypeDefinition | None:
+        try:
+            return self.definitions.object_type(name)
+        except NotFound:  # a type no longer deployed: its records keep their data
+            return None
 
     def count_bounded(self, filters: dict[str, Any]) -> Total:
         with self.store.read() as tx:
@@ -219,12 +239,18 @@ class RunDriver:
             return tx.events_txn(run_id=run_id)  # type: ignore[return-value]
 
     def in_fallout(self) -> list[tuple[Run, list[StepRun]]]:
-        """In-progress runs, oldest first, with their steps in fallout (if any)."""
+        """In-progress runs, oldest first, with their steps in fallout: the runs whose
+        ``attention`` says so (its partial index), not every run in progress."""
+        with_fallout = tuple(v for v in ATTENTION_VALUES if v & FALLOUT)
         with self.store.read() as tx:
-            rows = tx.list_runs_txn({"status": RunStatus.IN_PROGRESS.value}, 100_000, 0)
+            # (only a run in progress has attention: no status term, which SQLite would
+            # rather read by ix_runs_status, every run in progress)
+            rows = tx.list_runs_txn({"attention": with_fallout}, 100_000, 0)
         out = []
         for row in reversed(rows):
             run = Run.from_json(row["state"])
+            if run.status is not RunStatus.IN_PROGRESS:
+                continue
             steps = [sr for sr in run.steps.values() if sr.status is StepStatus.FALLOUT]
             if steps:
                 out.append((run, steps))

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from baton.clock import parse_iso
 from baton.definitions.model import OrchestrationDefinition
+from baton.engine.attention import attention
+from baton.engine.attention import kinds as attention_kinds
 from baton.engine.state import Run, StepRun
 from baton.engine.status import StageStatus, StepStatus
 from baton.rows import AuditEvent
@@ -45,13 +48,42 @@ def run_summary(run: Run) -> dict[str, Any]:
     return {"id": run.id, "orchestration": run.orchestration, "version": run.version,
             "status": run.status.value, "record_id": run.record_id,
             "current_stage": run.current_stage, "created_at": run.created_at,
-            "completed_at": run.completed_at}
+            "completed_at": run.completed_at, "attention": attention_kinds(attention(run))}
 
 
-def run_summary_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`run_summary` from a run's columns (a list reads those, not its state)."""
-    return {k: row[k] for k in ("id", "orchestration", "version", "status", "record_id",
-                                "current_stage", "created_at", "completed_at")}
+def run_summary_row(row: Mapping[str, Any], now: str) -> dict[str, Any]:
+    """A runs list's row from a run's columns (a list reads those, not its state): the
+    summary, the record's ``title`` (when the page read it), and how long the run has
+    taken (until ``now`` while it is not finished)."""
+    out = {k: row[k] for k in ("id", "orchestration", "version", "status", "record_id",
+                               "current_stage", "created_at", "completed_at")}
+    out["attention"] = attention_kinds(row.get("attention"))
+    out["title"] = row.get("title")
+    out["duration_seconds"] = duration_seconds(row["created_at"], row["completed_at"] or now)
+    return out
+
+
+def duration_seconds(start: str | None, end: str | None) -> float | None:
+    """Seconds from ``start`` to ``end`` (ISO times), to the millisecond; None if either
+    is missing."""
+    if not start or not end:
+        return None
+    return round(max(0.0, (parse_iso(end) - parse_iso(start)).total_seconds()), 3)
+
+
+def human_duration(seconds: float | None) -> str | None:
+    """"4 min 10 s", "3 h 5 min", "2 d 4 h": how the UI and the CLI show a duration."""
+    if seconds is None:
+        return None
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours < 48 else f"{hours // 24} d {hours % 24} h"
 
 
 def run_detail(run: Run, defn: OrchestrationDefinition, *, reached_only: bool = False,

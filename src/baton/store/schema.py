@@ -12,6 +12,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -88,6 +89,9 @@ runs = Table(
     # are read by this index: the run page, ``GET /api/runs/{id}``).
     Column("parent_run_id", String(40), nullable=True),
     Column("parent_step", String(200), nullable=True),
+    # Migration 13: what needs an operator (baton.engine.attention: 1 a step in fallout,
+    # 2 an open step past its SLA, 3 both; NULL nothing), written with every run state.
+    Column("attention", SmallInteger, nullable=True),
     # Migration 8: the Monitor's filters, each index going on in the list's order
     # (created_at, id), so a page of any filter is an index range read (store/sql/keyset.py).
     Index("ix_runs_record", "record_id", "created_at", "id"),
@@ -98,6 +102,12 @@ runs = Table(
     Index("ix_runs_sla_at", "sla_at"),
     Index("ix_runs_parent", "parent_run_id", "parent_step"),
 )
+
+# Migration 13: the Monitor's "needs attention" filter, newest first. Partial: a run that
+# needs nothing has no entry, so the writes of the many such runs never touch this index.
+_needs = runs.c.attention.isnot(None)
+Index("ix_runs_attention", runs.c.attention, runs.c.created_at, runs.c.id,
+      sqlite_where=_needs, postgresql_where=_needs)
 
 # A work item's due time for sorting, no due time last (after any ISO timestamp): the same
 # expression in the indexes and in the queries, so both databases read it from the index.

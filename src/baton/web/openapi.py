@@ -12,6 +12,12 @@ so the table cannot drift from the routes silently.
 Links never go from a list of users or of tokens to a change of them: following the first
 item of ``GET /api/users`` into ``PATCH`` would let a fuzzer deactivate the very account it
 acts as. Users and tokens are changed only along links from their creation.
+
+The document reads well in ``/docs``: every operation has a readable ``operationId`` from
+:data:`OPERATION_IDS` (a verb of the glossary, camelCase: ``listRuns``, ``claimWorkItem``),
+every tag a description (:data:`TAGS`), and every request body an example
+(:data:`REQUEST_EXAMPLES`). ``tests/api/test_openapi_docs.py`` fails for an operation
+without them, and a table entry naming no operation is refused when the document is built.
 """
 
 from __future__ import annotations
@@ -219,6 +225,143 @@ def _links() -> list[Link]:
     return out
 
 
+OPERATION_IDS: dict[str, str] = {
+    # People
+    "GET /api/me": "getMe",
+    "GET /api/users": "listUsers",
+    "POST /api/users": "createUser",
+    "GET /api/users/{name}": "getUser",
+    "PATCH /api/users/{name}": "updateUser",
+    "POST /api/users/{name}/unlock": "unlockUser",
+    "POST /api/addresses/{address}/unlock": "unlockAddress",
+    "POST /api/tokens": "createToken",
+    "GET /api/tokens": "listTokens",
+    "DELETE /api/tokens/{token_id}": "revokeToken",
+    # Definitions
+    "GET /api/definitions": "listDefinitions",
+    "POST /api/definitions/validate": "validateDefinitions",
+    "POST /api/definitions/deploy": "deployDefinitions",
+    "GET /api/definitions/{kind}/{name}": "getDefinition",
+    "GET /api/definitions/{kind}/{name}/versions/{version}": "getDefinitionVersion",
+    "GET /api/definitions/{kind}/{name}/diff": "diffDefinitionVersions",
+    "POST /api/definitions/{kind}/{name}/activate": "activateDefinition",
+    "POST /api/definitions/{kind}/{name}/deactivate": "deactivateDefinition",
+    # Records
+    "POST /api/objects/{object_type}/records": "createRecord",
+    "GET /api/records": "listRecords",
+    "GET /api/records/{record_id}": "getRecord",
+    "PATCH /api/records/{record_id}": "updateRecord",
+    "DELETE /api/records/{record_id}": "deleteRecord",
+    "GET /api/records/{record_id}/timeline": "getRecordTimeline",
+    # Runs
+    "POST /api/runs": "startRun",
+    "GET /api/runs": "listRuns",
+    "GET /api/runs/{run_id}": "getRun",
+    "GET /api/runs/{run_id}/events": "listRunEvents",
+    "POST /api/runs/{run_id}/cancel": "cancelRun",
+    "POST /api/runs/{run_id}/resume": "resumeRun",
+    "POST /api/runs/{run_id}/signal": "signalRun",
+    # Work
+    "GET /api/work": "listWorkItems",
+    "GET /api/work/{item_id}": "getWorkItem",
+    "POST /api/work/{item_id}/claim": "claimWorkItem",
+    "POST /api/work/{item_id}/complete": "completeWorkItem",
+    "POST /api/work/{item_id}/reassign": "reassignWorkItem",
+    "POST /api/work/{item_id}/recall": "recallWorkItem",
+    # Fallout
+    "GET /api/fallout": "listFallout",
+    "POST /api/fallout/{fallout_id}/retry": "retryFallout",
+    "POST /api/fallout/{fallout_id}/complete": "completeFallout",
+    "POST /api/fallout/{fallout_id}/skip": "skipFallout",
+    # Incidents
+    "GET /api/incidents": "listIncidents",
+    "GET /api/incidents/{incident_id}": "getIncident",
+    "POST /api/incidents/{incident_id}/retry": "retryIncident",
+    "POST /api/incidents/{incident_id}/dismiss": "dismissIncident",
+}
+"""``METHOD /api/path`` -> operationId: a verb of ``docs/glossary.md``, then what it acts on."""
+
+TAGS: tuple[tuple[str, str], ...] = (
+    ("Runs", ("A run is one execution of an orchestration, pinned to the version it started "
+              "on. Start one, list them (with what needs an operator: `attention=true`), read "
+              "its stages and steps, cancel, resume or signal it.")),
+    ("Work", ("Work items: the interactive steps waiting for a person. List the items in your "
+              "scope, claim one, complete it with its form's data, or reassign it.")),
+    ("Records", ("Records of the deployed object types. Create, read, update (with the version "
+                 "you read) and delete them, and read a record's timeline. Creating or "
+                 "updating a record starts the runs its orchestrations' triggers ask for.")),
+    ("Definitions", ("Object types, orchestrations and calendars, written in YAML. Validate "
+                     "and deploy them (each deploy is a new version), activate or deactivate "
+                     "a version, diff two versions.")),
+    ("Fallout", ("Steps that failed after their retries and wait for an operator: retry "
+                 "them, complete them by hand with an output, or skip them.")),
+    ("Incidents", ("A definition's bug met at run time (a record trigger's `when` or an "
+                   "evaluation flow that raised): retry or dismiss it.")),
+    ("People", ("Users with their roles, groups and queues; API tokens; unlocking an account "
+                "or a client address after failed logins.")),
+    ("Callbacks", ("Calls from other systems into Baton that resume the runs waiting for "
+                   "them.")),
+)
+"""The tags in the order ``/docs`` shows them; only those some operation uses are listed."""
+
+_REASON = {"reason": "the customer asked for it by phone"}
+REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
+    "createUser": {"name": "ann", "roles": ["agent"], "groups": ["billing"],
+                   "queues": ["tier1"], "email": "ann@example.com", "display_name": "Ann Lee"},
+    "updateUser": {"queues": ["tier1", "tier2"], "display_name": "Ann Lee"},
+    "createToken": {"label": "billing integration"},
+    "validateDefinitions": {"files": {"hello.yaml": (
+        "kind: orchestration\nname: hello\ntrigger: {type: autolaunched}\nstages:\n"
+        "  - name: greet\n    steps: [{name: wait, type: pause, for: 1m}]\n")}},
+    "deployDefinitions": {"files": {"hello.yaml": (
+        "kind: orchestration\nname: hello\ntrigger: {type: autolaunched}\nstages:\n"
+        "  - name: greet\n    steps: [{name: wait, type: pause, for: 1m}]\n")}},
+    "activateDefinition": {"version": 1},
+    "createRecord": {"data": {"subject": "Invoice 42 is wrong", "origin": "Web"}},
+    "updateRecord": {"data": {"status": "Triaged"}, "version": 1},
+    "startRun": {"orchestration": "hello", "input": {}},
+    "cancelRun": {"reason": "duplicate of another case"},
+    "resumeRun": {"reason": "the billing system is back"},
+    "signalRun": {"name": "docs_received", "data": {"pages": 3}},
+    "completeWorkItem": {"data": {"resolution": "close", "notes": "refund sent"}},
+    "reassignWorkItem": {"to": "queue:tier2"},
+    "retryFallout": {"reason": "the billing system is back"},
+    "completeFallout": {"reason": "charged by phone", "data": {"receipt": "R-1042"}},
+    "skipFallout": _REASON,
+    "retryIncident": {"reason": "the trigger's expression is fixed in version 2"},
+    "dismissIncident": {"reason": "a test record"},
+}
+"""operationId -> an example request body (Swagger's "Try it out" starts from it)."""
+
+
+def _operations(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``METHOD /path`` -> the operation, for every operation of ``schema``."""
+    return {f"{method.upper()} {path}": op for path, ops in schema.get("paths", {}).items()
+            for method, op in ops.items() if isinstance(op, dict)}
+
+
+def describe_operations(schema: dict[str, Any]) -> dict[str, Any]:
+    """Readable operationIds (:data:`OPERATION_IDS`), the tags' descriptions (:data:`TAGS`)
+    and request examples (:data:`REQUEST_EXAMPLES`), in place. An entry of a table that
+    names no operation (or an example for an operation without a body) is a ValueError:
+    the tables cannot drift from the routes silently."""
+    ops = _operations(schema)
+    for key, op_id in OPERATION_IDS.items():
+        if key not in ops:
+            raise ValueError(f"OPERATION_IDS names {key!r}: no such operation")
+        ops[key]["operationId"] = op_id
+    by_id = {op["operationId"]: op for op in ops.values()}
+    for op_id, example in REQUEST_EXAMPLES.items():
+        op = by_id.get(op_id)
+        if op is None or "requestBody" not in op:
+            raise ValueError(f"REQUEST_EXAMPLES names {op_id!r}: no operation with a body")
+        for media in op["requestBody"]["content"].values():
+            media["example"] = example
+    used = {tag for op in ops.values() for tag in op.get("tags", [])}
+    schema["tags"] = [{"name": name, "description": text} for name, text in TAGS if name in used]
+    return schema
+
+
 LINKS: list[Link] = _links()
 
 
@@ -302,7 +445,8 @@ def install(app: FastAPI) -> None:
             schema = get_openapi(title=app.title, version=app.version,
                                  openapi_version=app.openapi_version,
                                  description=app.description, routes=app.routes)
-            app.openapi_schema = add_links(body_limit_responses(no_null_parameters(schema)))
+            app.openapi_schema = add_links(describe_operations(
+                body_limit_responses(no_null_parameters(schema))))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

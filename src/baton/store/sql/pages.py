@@ -6,7 +6,8 @@ holds, checked on the rows a probe reads (:mod:`baton.store.sql.keyset` merges t
 and bounds the residual reading). Which index serves which filters:
 
 runs, newest first (``created_at, id`` descending):
-  record_id → ix_runs_record; else current_stage → ix_runs_stage (one probe per status);
+  record_id → ix_runs_record; else attention → ix_runs_attention (partial: only the runs
+  that need an operator; one probe per attention value); else current_stage → ix_runs_stage (one probe per status);
   else orchestration → ix_runs_orchestration (per status); else status → ix_runs_status;
   else ix_runs_created. ``version``, and the filters beside a record or stage, are residual.
 work items (``created``: ``created_at, id``; ``due``: due time, no due time last, then
@@ -25,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from baton.engine.attention import VALUES as ATTENTION_VALUES
 from baton.engine.status import RunStatus
 from baton.store import schema as s
 from baton.store.base import KeyPage, Total
@@ -32,8 +34,8 @@ from baton.store.sql.keyset import Order, Probe, count, decode_cursor, read_page
 from baton.store.sql.marks import reads
 
 RUN_COLUMNS = ("id", "orchestration", "version", "status", "record_id", "current_stage",
-               "created_at", "completed_at")
-RUN_FILTERS = ("orchestration", "version", "status", "current_stage", "record_id")
+               "created_at", "completed_at", "attention")
+RUN_FILTERS = ("orchestration", "version", "status", "current_stage", "record_id", "attention")
 PRIORITY_VALUES = (0, 1, 2, 3)  # baton.definitions.model.PRIORITIES, by index
 
 _r, _w, _rec = s.runs.c, s.work_items.c, s.records.c
@@ -52,8 +54,12 @@ WORK_ORDERS = {
 def run_probes(filters: dict[str, Any]) -> tuple[list[Probe], dict[str, Any]]:
     """The probes and residual filters of a runs list (see the module's table)."""
     f = {k: filters[k] for k in RUN_FILTERS if filters.get(k) is not None}
+    if f.pop("attention", False):  # any of the values (a filter of false is no filter)
+        f["attention"] = ATTENTION_VALUES
     if "record_id" in f:
         return [Probe((_r.record_id == f.pop("record_id"),))], f
+    if "attention" in f:  # few runs: the others are checked on them
+        return [Probe((_r.attention == v,)) for v in f.pop("attention")], f
     statuses = [f.pop("status")] if "status" in f else [st.value for st in RunStatus]
     if "current_stage" in f:
         stage = f.pop("current_stage")

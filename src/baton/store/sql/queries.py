@@ -130,6 +130,8 @@ class ListingsSql:
         for key in ("orchestration", "version", "status", "current_stage", "record_id"):
             if filters.get(key) is not None:
                 q = q.where(t.c[key] == filters[key])
+        if filters.get("attention") is not None:  # some of its values (the partial index)
+            q = q.where(t.c.attention.in_(tuple(filters["attention"])))
         return q
 
     def count_in_progress_runs_txn(self) -> int:

@@ -15,7 +15,7 @@ from baton.web.api.common import MAX_INT, Limit, Offset, Page, RequestBody, page
 from baton.web.problems import DefinitionIssue, problem_responses
 from baton.web.security import Principal, engine_of, need
 
-router = APIRouter(prefix="/definitions", tags=["definitions"])
+router = APIRouter(prefix="/definitions", tags=["Definitions"])
 
 MAX_FILES = 200
 MAX_FILE_CHARS = 1_000_000

@@ -13,7 +13,7 @@ from baton.web.api.runs import RunDetail, run_detail
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, engine_of, need
 
-router = APIRouter(prefix="/fallout", tags=["fallout"])
+router = APIRouter(prefix="/fallout", tags=["Fallout"])
 
 FALLOUT = Depends(need(Permission.FALLOUT))
 FalloutId = Annotated[str, Path(min_length=3, max_length=250, pattern=r"^[^:]+:.+$",

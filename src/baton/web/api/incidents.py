@@ -13,7 +13,7 @@ from baton.web.api.common import Limit, Offset, Page, Reason, page
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, engine_of, need
 
-router = APIRouter(prefix="/incidents", tags=["incidents"])
+router = APIRouter(prefix="/incidents", tags=["Incidents"])
 
 FALLOUT = Depends(need(Permission.FALLOUT))
 IncidentId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]

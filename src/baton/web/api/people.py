@@ -16,7 +16,7 @@ from baton.web.api.common import Limit, Offset, Page, RequestBody, page_of
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, current_principal, engine_of, need
 
-router = APIRouter(tags=["people"])
+router = APIRouter(tags=["People"])
 
 USERS = Depends(need(Permission.USERS))
 ME = Depends(current_principal)

@@ -32,7 +32,7 @@ from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempo
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
 
-router = APIRouter(tags=["records"], route_class=ExactNumbers)
+router = APIRouter(tags=["Records"], route_class=ExactNumbers)
 
 READ = Depends(need(Permission.RECORDS_READ))
 WRITE = Depends(need(Permission.RECORDS_WRITE))

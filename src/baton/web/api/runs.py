@@ -3,13 +3,14 @@ resume, signal."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from baton.auth.roles import Permission
+from baton.clock import iso
 from baton.engine.state import Run
 from baton.engine.status import RunStatus, StageStatus, StepStatus
 from baton.runtime import views
@@ -35,7 +36,7 @@ from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempo
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["Runs"])
 
 READ = Depends(need(Permission.RUNS_READ))
 WRITE = Depends(need(Permission.RUNS_WRITE))
@@ -56,6 +57,9 @@ class Signal(RequestBody):
                                  description="output of the pause steps waiting for it")
 
 
+Attention = Literal["fallout", "sla_breached"]
+
+
 class RunSummary(BaseModel):
     id: str
     orchestration: str
@@ -65,6 +69,17 @@ class RunSummary(BaseModel):
     current_stage: str | None
     created_at: str
     completed_at: str | None
+    attention: list[Attention] = Field(
+        description="what needs an operator: `fallout` (a step waits in fallout), "
+                    "`sla_breached` (an open step is past its SLA); empty: nothing")
+
+
+class RunListItem(RunSummary):
+    title: str | None = Field(description="the record's title (its object type's title "
+                                          "field, else a name-like text field); null "
+                                          "without a record")
+    duration_seconds: float | None = Field(description="from start to finish, or until now "
+                                                       "while the run is not finished")
 
 
 class StageOut(BaseModel):
@@ -188,25 +203,32 @@ def _started(request: Request, run: Run) -> Answer:
     return run_detail(request, run), {"Location": f"/api/runs/{run.id}"}
 
 
-@router.get("", response_model=Page[RunSummary], summary="List runs, newest first",
+@router.get("", response_model=Page[RunListItem], summary="List runs, newest first",
             description="Keyset pagination: follow `next` as `after`. `total` is exact up to "
-                        "1000 runs, beyond that estimated (`total_estimated`).",
+                        "1000 runs, beyond that estimated (`total_estimated`). "
+                        "`attention=true`: only the runs that need an operator (a step in "
+                        "fallout, an open step past its SLA), read through their own index.",
             responses=problem_responses(401, 403, 422))
 def list_runs(request: Request, orchestration: Text = None,
               version: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
               status: RunStatus | None = None,
               stage: Annotated[str | None, Query(min_length=1, max_length=200,
                                                  description="current stage")] = None,
-              record_id: Text = None, limit: Limit = 50, offset: KeysetOffset = 0,
+              record_id: Text = None,
+              attention: Annotated[bool, Query(
+                  description="true: only runs that need attention (a step in fallout or "
+                              "past its SLA); false (the default): every run")] = False,
+              limit: Limit = 50, offset: KeysetOffset = 0,
               after: After = None, _: Principal = READ) -> dict[str, Any]:
     filters = {"orchestration": orchestration, "version": version,
                "status": status.value if status else None, "current_stage": stage,
-               "record_id": record_id}
+               "record_id": record_id, "attention": attention or None}
     eng = engine_of(request)
     with under("query"):
         one_of_after_or_offset(after, offset)
         found = eng.page_runs(after=after, offset=offset, limit=limit, **filters)
-    return keyset_page([views.run_summary_row(r) for r in found.rows], found.next,
+    now = iso(eng.clock.now())
+    return keyset_page([views.run_summary_row(r, now) for r in found.rows], found.next,
                        eng.count_runs_bounded(**filters), limit, offset)
 
 

@@ -36,7 +36,7 @@ from baton.web.api.runs import RunSummary
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, current_principal, engine_of, need
 
-router = APIRouter(prefix="/work", tags=["work"])
+router = APIRouter(prefix="/work", tags=["Work"])
 
 WORK = Depends(need(Permission.WORK))
 WORK_ALL = Depends(need(Permission.WORK_ALL))

@@ -13,11 +13,16 @@ from fastapi.responses import Response
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission
-from baton.clock import parse_iso
+from baton.clock import iso
 from baton.engine.state import Run, StepRun
 from baton.engine.status import RunStatus, StageStatus, StepStatus
 from baton.runtime.engine import Engine
-from baton.runtime.views import starts_children
+from baton.runtime.views import (
+    duration_seconds,
+    human_duration,
+    run_summary_row,
+    starts_children,
+)
 from baton.web.diagram import orchestration_svg
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import PAGE_SIZE, Paging, cursor_param, page_need, render
@@ -37,13 +42,14 @@ def _clean(value: str | None) -> str | None:
 def runs_list(request: Request, principal: Reader, orchestration: str | None = None,
               version: str | None = None, status: str | None = None,
               current_stage: str | None = None, record: str | None = None,
-              after: str | None = None) -> Response:
+              attention: str | None = None, after: str | None = None) -> Response:
     eng = engine_of(request)
     version_n = int(version) if version and version.strip().isdigit() else None
     status = status if status in {s.value for s in RunStatus} else None
+    needs = (attention or "").strip().lower() in ("true", "1", "on", "yes")
     filters: dict[str, Any] = {"orchestration": _clean(orchestration), "version": version_n,
                                "status": status, "current_stage": _clean(current_stage),
-                               "record_id": _clean(record)}
+                               "record_id": _clean(record), "attention": needs or None}
     after = cursor_param(after)
     found = eng.page_runs(after=after, limit=PAGE_SIZE, **filters)
     pager = Paging(eng.count_runs_bounded(**filters), after, found.next)
@@ -51,9 +57,29 @@ def runs_list(request: Request, principal: Reader, orchestration: str | None = N
     query = {"orchestration": filters["orchestration"] or "", "version": version_n or "",
              "status": status or "", "current_stage": filters["current_stage"] or "",
              "record": filters["record_id"] or ""}
+    now = iso(eng.clock.now())
+    chip = {k: v for k, v in query.items() if v}  # the chip keeps the other filters
+    if not needs:
+        chip["attention"] = "true"
+    if needs:
+        query["attention"] = "true"
     return render(request, "runs_list.html", principal, {
-        "runs": found.rows, "paging": pager, "filters": query, "query": query, "names": names,
-        "statuses": [s.value for s in RunStatus]})
+        "runs": [_list_row(r, now) for r in found.rows], "paging": pager, "filters": query,
+        "query": query, "names": names, "statuses": [s.value for s in RunStatus],
+        "attention": needs, "chip_query": chip})
+
+
+def _list_row(row: dict[str, Any], now: str) -> dict[str, Any]:
+    """A runs list row as the page shows it: the read model's, with the duration in words
+    and the markers of what needs attention (an icon and words, never colour alone)."""
+    out = run_summary_row(row, now)
+    out["duration"] = human_duration(out["duration_seconds"])
+    out["markers"] = [MARKERS[k] for k in out["attention"]]
+    return out
+
+
+MARKERS = {"fallout": {"kind": "fallout", "icon": "⚠", "text": "Step in fallout"},
+           "sla_breached": {"kind": "sla", "icon": "⏰", "text": "SLA breached"}}
 
 
 @router.get("/runs/{run_id}")
@@ -124,18 +150,7 @@ def _step_view(run: Run, name: str, type_: str) -> dict[str, Any]:
 
 def _duration(start: str | None, end: str | None) -> str | None:
     """"4 min 10 s" between two ISO times (None while either is missing)."""
-    if not start or not end:
-        return None
-    seconds = max(0.0, (parse_iso(end) - parse_iso(start)).total_seconds())
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours < 48 else f"{hours // 24} d {hours % 24} h"
+    return human_duration(duration_seconds(start, end))
 
 
 def _earlier_iterations(events: list[Any], run: Run) -> dict[str, list[dict[str, Any]]]:

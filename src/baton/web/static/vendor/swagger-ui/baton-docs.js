@@ -5,6 +5,7 @@ window.addEventListener("DOMContentLoaded", function () {
     url: "/openapi.json",
     dom_id: "#swagger-ui",
     deepLinking: true,
+    displayOperationId: true,  // readable ids (listRuns, claimWorkItem): worth showing
     layout: "BaseLayout",
     presets: [SwaggerUIBundle.presets.apis],
   });
