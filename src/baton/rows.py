@@ -61,6 +61,8 @@ class WorkItem(TypedDict):
     completed_by: str | None
     priority: int | None
     due_at: str | None
+    summary: NotRequired[str | None]  # migration 12: a line about the record
+    jeopardy_at: NotRequired[str | None]  # migration 12: when the SLA turns in_jeopardy
     sla_status: NotRequired[str | None]
 
 
