@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from baton.clock import Clock, iso
 from baton.definitions.model import FieldDefinition
 from baton.engine.events import StepCompleted
+from baton.engine.sla import SLA_STATES
 from baton.engine.status import WorkItemStatus
 from baton.errors import BatonError, NotFound, PermissionDenied, TransitionConflict, ValidationError
 from baton.records.fields import coerce_fields
@@ -22,7 +23,6 @@ from baton.runtime.apply import Applier
 from baton.store.base import KeyPage, Total
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
-from baton.store.sql.pages import SLA_STATES
 from baton.work import items as work_items
 from baton.work.items import ASSIGNEE_KINDS, OPEN_STATUSES
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, literal, or_, select, union_all
+from sqlalchemy import Connection, and_, case, exists, func, literal, or_, select, union_all
 
 from baton.errors import ValidationError
 from baton.store.base import KeyPage, Total
@@ -310,16 +310,26 @@ def count(conn: Connection, table: Any, order: Order, probes: Sequence[Probe],
     counted, over = 0, False
     sort = [expr.desc() if desc else expr.asc() for expr, desc in order.keys]
     match = and_(*(_term(table.c, c, v) for c, v in residual.items())) if residual else None
+    last = order.keys[-1][0]  # the id: unique, the table's key
+    row = table.alias("_row")
     for probe in probes:
         # the order's keys (in the probe's index: PostgreSQL may read the index alone)
-        cols = [table.c[c] for c in _residual_columns(residual)] or [
-            e.label(f"_k{i}") for i, e in enumerate(e for e, _ in order.keys)]
+        keys = [e.label(f"_k{i}") for i, e in enumerate(e for e, _ in order.keys)]
         # In the list's order: the planner walks the probe's index (a bare LIMIT lets
         # PostgreSQL scan the heap until enough rows match, all of it for a rare value).
-        sub = (select(*cols).select_from(table).where(*probe.where).order_by(*sort)
+        sub = (select(*keys).select_from(table).where(*probe.where).order_by(*sort)
                .limit(COUNT_CAP + 1).subquery())
-        matched = func.count() if match is None else func.coalesce(func.sum(case(
-            (and_(*(_term(sub.c, c, v) for c, v in residual.items())), 1), else_=0)), 0)
+        if residual:
+            # The residual filters' columns are not in the index: each row the index gave
+            # is looked up by its key (asked for in the ordered read itself, PostgreSQL
+            # would rather fetch every row of the probe and sort them; joined, it would
+            # hash the whole table).
+            found = exists(select(literal(1)).select_from(row).where(
+                row.c[last.name] == sub.c[f"_k{len(order.keys) - 1}"],
+                *(_term(row.c, c, v) for c, v in residual.items())))
+            matched: Any = func.coalesce(func.sum(case((found, 1), else_=0)), 0)
+        else:
+            matched = func.count()
         scanned, hits = conn.execute(select(func.count(), matched).select_from(sub)).one()
         counted += int(hits)
         over = over or int(scanned) > COUNT_CAP

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, not_
+from sqlalchemy import Connection, and_, not_, or_
 
 from baton.engine.status import RunStatus
 from baton.store import schema as s
@@ -56,9 +56,6 @@ WORK_ORDERS = {
     "priority": Order("work.priority", ((_w.priority, True), (_due, False),
                                         (_w.created_at, False), (_w.id, False))),
 }
-
-
-SLA_STATES = ("on_track", "in_jeopardy", "overdue")
 
 
 @dataclass(frozen=True)
@@ -165,7 +162,9 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
             # `status || ''`: no index can take that term, so the planner reads the user's
             # claimed items by ix_work_items_claimed (SQLite, without statistics, would
             # rather walk ix_work_items_created in order and test claimed_by on each item)
-            probes.append(Probe((_w.claimed_by == claimer, _w.status + "" == st), small=True))
+            # (not the items the assignee probes read too: counted once)
+            probes.append(Probe((_w.claimed_by == claimer, _w.status + "" == st,
+                                 *_not_in(pairs or [])), small=True))
     if claimer is not None and narrow is not None:
         residual.update(assignee_kind=narrow[0], assignee=narrow[1])
     return probes, residual
@@ -189,8 +188,16 @@ def _scoped_small(filters: dict[str, Any], head: Any, residual: dict[str, Any],
     claimed = dict(residual)
     if narrow is not None:
         claimed.update(assignee_kind=narrow[0], assignee=narrow[1])
-    probes.append(Probe((head, _w.claimed_by == user), small=True))
+    probes.append(Probe((head, _w.claimed_by == user, *_not_in(pairs)), small=True))
     return probes, claimed if narrow is not None else residual
+
+
+def _not_in(pairs: Sequence[tuple[str, str]]) -> tuple[Any, ...]:
+    """Not assigned to any of ``pairs`` (kind, name): the claimed items another probe
+    does not read already (a count adds its probes up)."""
+    if not pairs:
+        return ()
+    return (not_(or_(*(and_(_w.assignee_kind == k, _w.assignee == a) for k, a in pairs))),)
 
 
 class PagesSql:
