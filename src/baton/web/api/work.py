@@ -143,7 +143,7 @@ def list_work(request: Request, queue: Text = None, group: Text = None,
               tab: Annotated[Tab | None, Query(description=(
                   "the Work Guide's tabs: `mine` (assigned to me or claimed by me), "
                   "`unclaimed` (open in my user, groups and queues), `all` (all I can "
-                  "see); not with `status` or `mine`"))] = None,
+                  "see); `status` keeps some of the tab's statuses"))] = None,
               orchestration: Text = None,
               q: Annotated[str | None, Query(min_length=1, max_length=200, description=(
                   "text in the title or summary (ignoring case)"))] = None,
@@ -154,12 +154,11 @@ def list_work(request: Request, queue: Text = None, group: Text = None,
     scope = principal.user if mine else _scope(principal)
     statuses = [s.value for s in status or (WorkItemStatus.OPEN, WorkItemStatus.CLAIMED)]
     user = None
-    if tab is not None:
-        if status or mine:
-            raise ValidationError("work list", {"query.tab": "a tab chooses the statuses and "
-                                                "scope itself: leave out status and mine"})
-        chosen = tab_query(tab.value, principal.user, principal.user.can(Permission.WORK_ALL))
-        statuses, scope, user = list(chosen.statuses), chosen.scope, chosen.user
+    if tab is not None:  # whose items; `status` narrows the tab's statuses, `mine` its "all"
+        chosen = tab_query(tab.value, principal.user,
+                           principal.user.can(Permission.WORK_ALL) and not mine)
+        statuses = [st for st in chosen.statuses if not status or st in statuses]
+        scope, user = chosen.scope, chosen.user
     narrow = WorkNarrowing(orchestration=orchestration, search=q,
                            sla=sla.value if sla else None)
     with under("query"):
