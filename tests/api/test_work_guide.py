@@ -314,3 +314,12 @@ def test_the_list_page_and_its_live_fragment_keep_the_filters(wg: Api) -> None:
     assert "Call Bea" in fragment and "Call Ada" not in fragment
     assert "<html" not in fragment and 'id="work-live"' in fragment
     assert "due in 2 h" in fragment and "just now" in fragment
+
+
+def test_search_ignores_case_beyond_ascii_in_the_list_and_its_count(wg: Api) -> None:
+    callback(wg, "Jörg Ähnlich")
+    callback(wg, "Jorg Ahnlich")
+    for q in ("ÄHNLICH", "jÖrg"):
+        body = wg.get("opal", "/api/work", params={"q": q}).json()
+        assert [i["title"] for i in body["items"]] == ["Call Jörg Ähnlich"], q
+        assert body["total"] == 1, q

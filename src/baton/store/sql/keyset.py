@@ -25,7 +25,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, exists, func, literal, or_, select, union_all
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
 
 from baton.errors import ValidationError
 from baton.store.base import KeyPage, Total
@@ -162,6 +175,25 @@ class Predicate:
         raise NotImplementedError
 
 
+class text_lower(GenericFunction[str]):
+    """``lower()`` of any letter, as Python's ``str.lower`` (SQLite's own lower() knows
+    ASCII only: there it is ``baton_lower``, which the connection registers)."""
+
+    type = String()
+    name = "text_lower"
+    inherit_cache = True
+
+
+@compiles(text_lower)
+def _text_lower(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(text_lower, "sqlite")
+def _text_lower_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"baton_lower({compiler.process(element.clauses, **kw)})"
+
+
 @dataclass(frozen=True)
 class Contains(Predicate):
     """One of ``columns`` contains ``text``, ignoring case (a search box)."""
@@ -175,7 +207,7 @@ class Contains(Predicate):
 
     def clause(self, c: Any) -> Any:
         needle = self.text.lower()
-        return or_(*(func.lower(func.coalesce(c[n], "")).contains(needle, autoescape=True)
+        return or_(*(text_lower(func.coalesce(c[n], "")).contains(needle, autoescape=True)
                      for n in self.columns))
 
 
