@@ -238,6 +238,10 @@ def test_next_item_keeps_to_the_filters_and_skips_claimed_and_others_items(wg: A
     callback(wg, "Bea", "normal")
     case = wg.new_case("Only ann's queue")
     assert wg.post("cyd", f"/api/work/{a['id']}/claim").status_code == 200
+    assert wg.post("ann", "/api/work/next?queue=tier2").status_code == 204  # not ann's
+    r = wg.post("ann", "/api/work/next?queue=tier1")
+    assert r.status_code == 200 and r.json()["id"] == wg.item_of(case["id"])["id"]
+    assert wg.post("ann", f"/api/work/{r.json()['id']}/release").status_code == 200
     r = wg.post("ann", "/api/work/next?orchestration=case_triage")
     assert r.status_code == 200 and r.json()["id"] == wg.item_of(case["id"])["id"]
     r = wg.post("cyd", "/api/work/next")  # the tier1 case is not cyd's

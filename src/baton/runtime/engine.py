@@ -354,9 +354,11 @@ class Engine:
         return self.work.release(item_id, user, scope)
 
     @one_transaction
-    def claim_next(self, user: User, *, narrow: WorkNarrowing | None = None) -> WorkItem | None:
-        """Claim the most urgent open item ``user`` may take; None when there is none."""
-        return self.work.claim_next(user, narrow)
+    def claim_next(self, user: User, *, narrow: WorkNarrowing | None = None,
+                   queue: str | None = None) -> WorkItem | None:
+        """Claim the most urgent open item ``user`` may take (of ``queue``, of what
+        ``narrow`` keeps); None when there is none."""
+        return self.work.claim_next(user, narrow, queue)
 
     @one_transaction
     def complete(self, item_id: str, user: str, data: dict[str, Any], *,

@@ -213,10 +213,12 @@ class WorkService:
                 {"work_item": item_id, "step": item["step"], "claimed_by": item["claimed_by"]})])
             return self.get_txn(tx, item_id)
 
-    def claim_next(self, user: User, narrow: WorkNarrowing | None = None) -> WorkItem | None:
+    def claim_next(self, user: User, narrow: WorkNarrowing | None = None,
+                   queue: str | None = None) -> WorkItem | None:
         """Claim the most urgent open item ``user`` may take (assigned to them, one of
         their groups or queues; highest priority, then earliest due, then oldest), in one
-        transaction; None when there is none.
+        transaction; None when there is none. ``narrow`` and ``queue`` keep to the Work
+        Guide's filters (its text search aside).
 
         Each candidate is claimed by a compare-and-set on its status and version: when
         two people ask at once, the one who loses an item to the other goes on to the
@@ -227,7 +229,7 @@ class WorkService:
         with self.store.write() as tx:
             me = self._current_txn(tx, user)
             assert me is not None
-            filters = self._filters([OPEN], me, None, None, None)
+            filters = self._filters([OPEN], me, queue, None, None)
             self._narrowed(filters, narrow)
             after: str | None = None
             for _ in range(NEXT_PAGES):

@@ -174,15 +174,15 @@ def list_work(request: Request, queue: Text = None, group: Text = None,
 @router.post("/next", response_model=WorkItem, summary="Claim the next item",
              description="Claims the most urgent open item the caller may take (assigned to "
                          "them, one of their groups or queues): highest priority, then "
-                         "earliest due, then oldest; optionally only of one orchestration or "
-                         "SLA state. Two people asking at once get different items. 204 when "
+                         "earliest due, then oldest; optionally only of one queue, orchestration "
+                         "or SLA state. Two people asking at once get different items. 204 when "
                          "there is nothing to take.",
              responses={204: {"description": "no open item the caller may take"},
                         **problem_responses(401, 403, 422)})
-def claim_next(request: Request, orchestration: Text = None,
+def claim_next(request: Request, orchestration: Text = None, queue: Text = None,
                sla: Annotated[SlaState | None, Query(description="the SLA's state now")] = None,
                principal: Principal = WORK) -> Any:
-    item = engine_of(request).claim_next(principal.user, narrow=WorkNarrowing(
+    item = engine_of(request).claim_next(principal.user, queue=queue, narrow=WorkNarrowing(
         orchestration=orchestration, sla=sla.value if sla else None))
     if item is None:
         return Response(status_code=204)

@@ -131,14 +131,15 @@ def work_live(request: Request, principal: Worker, st: State) -> Response:
 @router.post("/work/next")
 def next_item(request: Request, principal: Worker, form: Form) -> Response:
     """Claim the most urgent item I may take and open it; back to the list when there is
-    none (saying so). The list's orchestration and SLA filters apply."""
+    none (saying so). The list's queue, orchestration and SLA filters apply."""
     eng = engine_of(request)
     orchestration, sla = str(form.get("orchestration") or ""), str(form.get("sla") or "")
-    item = eng.claim_next(principal.user, narrow=WorkNarrowing(
+    queue = str(form.get("queue") or "")[:200]
+    item = eng.claim_next(principal.user, queue=queue or None, narrow=WorkNarrowing(
         orchestration=orchestration or None, sla=sla if sla in SLA_STATES else None))
     if item is None:
         back = ListState.of(str(form.get("tab") or "all"), str(form.get("order") or "due"),
-                            "", "", orchestration, sla, None)
+                            "", queue, orchestration, sla, None)
         return RedirectResponse("/work?" + urlencode({**back.query(), "none": "1"}),
                                 status_code=303)
     return RedirectResponse(f"/work/{item['id']}", status_code=303)
