@@ -25,9 +25,14 @@ class Issue:
     line: int
     path: str
     message: str
+    # "error": the definition cannot be deployed; "warning": it can, but probably does not do
+    # what its author meant (``baton validate`` and the Definitions page show both).
+    level: str = "error"
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        if self.level != "error":
+            where = f"{where} {self.level}:"
         return f"{where} {self.path}: {self.message}" if self.path else f"{where} {self.message}"
 
 

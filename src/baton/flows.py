@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from baton.errors import BatonError
 
@@ -76,12 +76,46 @@ class StepView:
     output: Mapping[str, Any]
 
 
+FIND_LIMIT = 100
+"""Most records ``ctx.records.find`` returns (and its default)."""
+
+
+class RecordReader(Protocol):
+    """``ctx.records``: other records, read when the flow asks (outside any transaction
+    of the run: what it reads may change right after; an evaluation flow is asked again
+    when the run's own record or a step changes)."""
+
+    def get(self, record_id: str) -> Mapping[str, Any] | None:
+        """The record with this id as flows see records (typed fields plus ``id``,
+        ``created_at``, ``updated_at``, ``version``), or None when there is none."""
+
+    def find(self, object_type: str, /, *, limit: int = FIND_LIMIT,
+             **field_values: Any) -> list[Mapping[str, Any]]:
+        """Records of ``object_type`` whose fields equal ``field_values`` (all of them), the
+        newest first, at most ``limit`` (1 to 100). An unknown object type or field is a
+        :class:`BatonError`."""
+
+
+class _NoRecords:
+    """``ctx.records`` of a context made without a store (a test calling a flow itself)."""
+
+    def get(self, record_id: str) -> Mapping[str, Any] | None:
+        raise BatonError("ctx.records is not available here (this flow was called without "
+                         "a store)")
+
+    def find(self, object_type: str, /, *, limit: int = FIND_LIMIT,
+             **field_values: Any) -> list[Mapping[str, Any]]:
+        raise BatonError("ctx.records is not available here (this flow was called without "
+                         "a store)")
+
+
 class FlowContext:
     """What a flow receives.
 
     ``record`` is read-only; ``update_record`` stages field updates that are
     committed atomically with the step's completion. ``vars`` is mutable and its
-    changes are committed the same way.
+    changes are committed the same way. ``records`` reads other records
+    (:class:`RecordReader`).
     """
 
     def __init__(
@@ -95,6 +129,7 @@ class FlowContext:
         input: Mapping[str, Any],
         steps: Mapping[str, StepView],
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        records: RecordReader | None = None,
     ) -> None:
         self.run_id = run_id
         self.step = step
@@ -105,6 +140,7 @@ class FlowContext:
         self.input: Mapping[str, Any] = MappingProxyType(dict(input))
         self.steps = MappingProxyType(dict(steps))
         self.log = logger
+        self.records: RecordReader = records if records is not None else _NoRecords()
         self.record_updates: dict[str, Any] = {}
 
     @property

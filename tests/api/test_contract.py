@@ -236,3 +236,20 @@ def test_validate_refuses_an_alias_bomb_with_a_located_issue(api: Api) -> None:
     assert "nested too deeply" in issues["deep.yaml"]["message"]
     many = {f"f{n}.yaml": "#" * 260_000 for n in range(4)}  # under the 1 MiB body limit
     assert_problem(api.post("dee", "/api/definitions/validate", {"files": many}), 422, "files")
+
+
+def test_validate_and_the_definition_page_show_warnings(api: Api) -> None:
+    guarded = HELLO.replace("name: hello", "name: guarded").replace(
+        "flow: api_tests.ok}", "flow: api_tests.ok, when: '=input.who == \"ann\"'}")
+    r = api.post("dee", "/api/definitions/validate", {"files": {"guarded.yaml": guarded}})
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["valid"] is True and result["issues"] == []
+    (warning,) = result["warnings"]
+    assert (warning["file"], warning["line"], warning["path"]) == (
+        "guarded.yaml", 9, "stages[0].steps[0].when")
+    assert "stage never completes" in warning["message"]
+    assert api.post("dee", "/api/definitions/deploy",
+                    {"files": {"guarded.yaml": guarded}}).status_code == 200
+    page = api.get("dee", "/definitions/orchestration/guarded")
+    assert page.status_code == 200 and "1 warning" in page.text and "stage never completes" in page.text

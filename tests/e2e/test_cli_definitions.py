@@ -37,3 +37,27 @@ def test_definitions_list_and_show(tmp_path: Path) -> None:
     one_line_error(baton("definitions", "show", "nope", cwd=proj), "not found")
     p = baton("definitions", "list", "--kind", "bogus", cwd=proj)
     assert p.returncode == 2 and "orchestration" in p.stderr, p.stderr
+
+
+GUARDED = """kind: orchestration
+name: guarded
+trigger: {type: record, object: Case}
+stages:
+  - name: work
+    steps:
+      - {name: check, type: background, flow: cases.close, when: '=record.origin == "Web"'}
+"""
+
+
+def test_validate_shows_warnings_and_still_passes(tmp_path: Path) -> None:
+    """A warning (a stage that may never complete) is printed with its line and the
+    word "warning", but the definitions are valid: exit 0, deployable."""
+    proj = copy_example(tmp_path)
+    (proj / "definitions" / "guarded.yaml").write_text(GUARDED)
+    p = ok(baton("validate", cwd=proj))
+    assert "guarded.yaml:7 warning: stages[0].steps[0].when: step 'check' starts only" \
+        in p.stdout, p.stdout
+    assert "valid" in p.stdout and "1 warning" in p.stderr
+    shown = ok_json(baton("validate", "--json", cwd=proj))
+    assert [i["level"] for i in shown] == ["warning"]
+    ok(baton("deploy", cwd=proj))

@@ -176,7 +176,8 @@ stages:
         assert eng.get_run(run.id).current_stage == "wait"  # false meanwhile
         (inc,) = eng.list_incidents()
         assert (inc["kind"], inc["run_id"], inc["record_id"], inc["expression"]) == (
-            "condition_flow_failed", run.id, rec["id"], "t_incidents.explodes")
+            "condition_flow_failed", run.id, rec["id"],
+            "t_incidents.explodes at stages.wait.exit_when")
         assert "the scoring service is down" in inc["error"]
         assert [e["type"] for e in eng.run_events(run.id) if "incident" in e["data"]] == [
             "condition_flow_failed"]

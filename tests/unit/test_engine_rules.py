@@ -322,6 +322,56 @@ def test_next_evaluated_in_order_first_match_wins() -> None:
     assert outcomes == {7: ("high", 0), 3: ("mid", 1), 0: ("low", 2)}
 
 
+def test_a_decision_keeps_its_outcome_label() -> None:
+    """``next[].label`` names the outcome for people: it is on the run's decision and on
+    the audit event the timeline shows; a rule without one records no label."""
+    defn = orchestration("""
+        stages:
+          - name: review
+            steps: [{name: a, type: background, flow: f.a}]
+            next:
+              - {when: '=record.priority > 5', goto: end, label: Approved}
+              - {goto: rework}
+          - name: rework
+            steps: [{name: r, type: background, flow: f.r}]
+    """)
+    sim = Sim(defn, priority=9)
+    sim.start()
+    (taken,) = audits(sim.complete("a"), "decision_taken")
+    assert taken.data["label"] == "Approved" and sim.run.decisions[-1]["label"] == "Approved"
+    assert Run.from_json(sim.run.to_json()).decisions[-1]["label"] == "Approved"
+    sim = Sim(defn, priority=1)
+    sim.start()
+    (taken,) = audits(sim.complete("a"), "decision_taken")
+    assert "label" not in taken.data and "label" not in sim.run.decisions[-1]
+
+
+def test_exit_when_condition_waits_for_the_condition_after_every_step_is_done() -> None:
+    """``exit: when_condition`` (Salesforce's "conditions met"): the stage stays in progress
+    with every step done until ``exit_when`` holds, then routes; the default ends it."""
+    body = """
+        stages:
+          - name: review
+            exit: when_condition
+            exit_when: '=record.status == "Closed"'
+            steps: [{name: a, type: background, flow: f.a}]
+          - name: after
+            steps: [{name: b, type: background, flow: f.b}]
+    """
+    sim = Sim(orchestration(body))
+    sim.start()
+    sim.complete("a")
+    assert sim.steps == {"a": "completed"} and sim.stages == {"review": "in_progress"}
+    sim.update_record(status="Triaged")
+    assert sim.run.current_stage == "review"
+    sim.update_record(status="Closed")
+    assert sim.run.current_stage == "after" and sim.stages["review"] == "completed"
+    default = Sim(orchestration(body.replace("exit: when_condition", "exit: all_steps")))
+    default.start()
+    default.complete("a")
+    assert default.run.current_stage == "after"
+
+
 def test_goto_end_ends_the_run() -> None:
     sim = Sim(orchestration("""
         stages:

@@ -1,4 +1,4 @@
-"""Stored formats of migration 10: the run state (format 2, format 1 still read), the SLA
+"""Stored formats of migration 10: the run state (format 3 since issue 18; 2 and 1 still read), the SLA
 instant kept on the run (``sla_at``), and audit events packed one row per transition."""
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ def _fields(run: Run) -> dict[str, Any]:
     return run.as_dict()
 
 
-def test_format_2_round_trips_and_leaves_defaults_out() -> None:
+def test_format_3_round_trips_and_leaves_defaults_out() -> None:
     run = _run()
+    run.flow_conditions["stages.triage.exit_when"] = True
     doc = run.to_json()
-    assert doc["format"] == 2
+    assert doc["format"] == 3
     assert doc["steps"]["later"] == {"stage": "triage", "iteration": 1}  # all else default
     assert "name" not in doc["steps"]["classify"] and "error" not in doc
     again = Run.from_json(orjson.loads(orjson.dumps(doc)))
@@ -49,6 +50,18 @@ def test_format_2_round_trips_and_leaves_defaults_out() -> None:
     # Smaller than the same run spelled out (format 1).
     full = {"format": 1, **run.as_dict()}
     assert len(orjson.dumps(doc)) < 0.8 * len(orjson.dumps(full))
+
+
+def test_format_2_is_read_with_its_answers_per_flow_name() -> None:
+    # Format 2 is format 3's shape, but kept an evaluation flow's answer per flow name
+    # (issue 18): read under flow:NAME, which the engine uses where a site has no answer.
+    run = _run()
+    doc = {**run.to_json(), "format": 2, "flow_conditions": {"cases.vip": True}}
+    again = Run.from_json(orjson.loads(orjson.dumps(doc)))
+    assert again.flow_conditions == {"flow:cases.vip": True}
+    assert {k: v for k, v in _fields(again).items() if k != "flow_conditions"} == {
+        k: v for k, v in _fields(run).items() if k != "flow_conditions"}
+    assert again.to_json()["format"] == 3  # written in format 3 the next time it moves
 
 
 def test_format_1_as_stored_before_migration_10_is_still_read() -> None:

@@ -3,6 +3,7 @@
 Each declares what validation must report in leading comments::
 
     # expect: 14 stages[0].steps[2].after: unknown step 'clasify' (did you mean 'classify'?)
+    # expect: 9 warning: stages[0].steps[1].when: step 'b' starts only when ...
 
 i.e. ``LINE PATH: MESSAGE`` (``LINE MESSAGE`` for an issue without a path). The file must
 produce exactly those issues: each expected one, and no other.
@@ -51,11 +52,8 @@ DEPLOYED = {
 
 def _shown(issue: Issue) -> str:
     """The issue as ``baton validate`` prints it, without the file name."""
-    return (
-        f"{issue.line} {issue.path}: {issue.message}"
-        if issue.path
-        else f"{issue.line} {issue.message}"
-    )
+    line = f"{issue.line} warning:" if issue.level == "warning" else f"{issue.line}"
+    return f"{line} {issue.path}: {issue.message}" if issue.path else f"{line} {issue.message}"
 
 
 def test_corpus_is_big_enough() -> None:
@@ -68,9 +66,11 @@ def test_corpus_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert expected, f"{path.name} declares no '# expect:' line"
     monkeypatch.chdir(CORPUS)  # so Issue.file is the bare file name
 
-    _loaded, issues = check_definitions(
-        [path.name], known_flows=KNOWN_FLOWS, deployed_objects=DEPLOYED
+    warnings: list[Issue] = []
+    _loaded, errors = check_definitions(
+        [path.name], known_flows=KNOWN_FLOWS, deployed_objects=DEPLOYED, warnings=warnings
     )
+    issues = errors + warnings  # a warning is expected like an error, as "LINE warning: ..."
 
     shown = [_shown(i) for i in issues]
     for line in expected:
@@ -87,9 +87,11 @@ def test_load_raises_with_every_issue(path: Path) -> None:
 
 
 def test_whole_corpus_at_once_reports_every_file() -> None:
+    warnings: list[Issue] = []
     _loaded, issues = check_definitions(
-        [CORPUS], known_flows=KNOWN_FLOWS, deployed_objects=DEPLOYED
+        [CORPUS], known_flows=KNOWN_FLOWS, deployed_objects=DEPLOYED, warnings=warnings
     )
-    files = {Path(i.file).name for i in issues}
+    assert all(i.level == "error" for i in issues) and warnings
+    files = {Path(i.file).name for i in issues + warnings}
     assert files == {f.name for f in FILES}  # a YAML error in one file spares the others
     assert issues == sorted(issues, key=lambda i: (i.file, i.line))

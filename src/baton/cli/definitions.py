@@ -12,7 +12,7 @@ definitions_app = typer.Typer(no_args_is_help=True,
                               help="Deployed definitions: versions, the active one, schedules.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-KINDS = ("object", "orchestration", "calendar")
+KINDS = ("object", "orchestration", "calendar", "mailbox")
 
 
 def _engine() -> Any:
@@ -30,7 +30,7 @@ def _kind(kind: str | None) -> str | None:
 
 @definitions_app.command("list")
 def definitions_list(
-    kind: Annotated[str | None, typer.Option("--kind", "-k", help="object, orchestration or calendar")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", "-k", help="object, orchestration, calendar or mailbox")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Every deployed definition: its active and latest version, and when a schedule fires next."""
@@ -59,7 +59,7 @@ def definitions_list(
 @definitions_app.command("show")
 def definitions_show(
     name: Annotated[str, typer.Argument(help="Definition name")],
-    kind: Annotated[str, typer.Option("--kind", "-k", help="object, orchestration or calendar")] = "orchestration",
+    kind: Annotated[str, typer.Option("--kind", "-k", help="object, orchestration, calendar or mailbox")] = "orchestration",
     version: Annotated[int | None, typer.Option("--version", "-v", help="Print this version's YAML")] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -18,6 +18,8 @@ from rich.markup import escape
 from baton.cli import bundle as bundle_cli
 from baton.cli.bench import bench_app
 from baton.cli.definitions import definitions_app
+from baton.cli.importer import import_app
+from baton.cli.intake import intake_app
 from baton.cli.output import (
     console,
     err_console,
@@ -28,7 +30,7 @@ from baton.cli.output import (
 )
 from baton.cli.people import tokens_app, users_app
 from baton.engine.status import WorkItemStatus
-from baton.errors import BatonError, DefinitionError
+from baton.errors import BatonError, DefinitionError, Issue
 from baton.project import Project, load_project
 from baton.runtime.views import (
     completed_view,
@@ -55,14 +57,15 @@ incidents_app = typer.Typer(no_args_is_help=True,
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(definitions_app, name="definitions")
 app.command("export")(bundle_cli.export)
-app.command("import")(bundle_cli.import_)
 app.add_typer(records_app, name="records")
+app.add_typer(import_app, name="import")  # the importers load when their command runs
 app.add_typer(runs_app, name="runs")
 app.add_typer(work_app, name="work")
 app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(intake_app, name="intake")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -162,15 +165,22 @@ def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (d
              as_json: JsonOpt = False) -> None:
     """List every problem in the definitions, with file, line and path."""
     eng = state.engine(flows=True)
-    issues = eng.validate(_paths(path))
+    warnings: list[Issue] = []
+    issues = eng.validate(_paths(path), warnings=warnings)
     if as_json:
-        print_json([{"file": i.file, "line": i.line, "path": i.path, "message": i.message} for i in issues])
-    elif issues:
-        for i in issues:
-            console.print(str(i), highlight=False, markup=False)
-        err_console.print(f"[red]{len(issues)} problem{'s' if len(issues) != 1 else ''}[/red]")
+        print_json([{"file": i.file, "line": i.line, "path": i.path, "message": i.message,
+                     "level": i.level} for i in sorted(issues + warnings,
+                                                       key=lambda i: (i.file, i.line))])
     else:
-        console.print("[green]valid[/green]")
+        for i in sorted(issues + warnings, key=lambda i: (i.file, i.line)):
+            console.print(str(i), highlight=False, markup=False)
+        if warnings:
+            err_console.print(f"[yellow]{len(warnings)} warning"
+                              f"{'s' if len(warnings) != 1 else ''}[/yellow]")
+        if issues:
+            err_console.print(f"[red]{len(issues)} problem{'s' if len(issues) != 1 else ''}[/red]")
+        else:
+            console.print("[green]valid[/green]")
     if issues:
         raise typer.Exit(1)
 
@@ -269,6 +279,9 @@ def serve(
     base_url: Annotated[str | None, typer.Option("--base-url", help="How browsers reach this server (links in e-mails; default: BATON_BASE_URL, else its own address)")] = None,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
     log_format: LogFormatOpt = None,
+    smtp_at: Annotated[str | None, typer.Option("--smtp", help="Also receive e-mail over SMTP on HOST:PORT (e.g. 127.0.0.1:2525) into the deployed mailboxes")] = None,
+    smtp_max_bytes: Annotated[int, typer.Option("--smtp-max-bytes", help="Largest message the SMTP listener takes (bytes)")] = 25 * 1024 * 1024,
+    smtp_domains: Annotated[list[str] | None, typer.Option("--smtp-domain", help="A recipient domain the SMTP listener takes (repeat; default: any the mailboxes list)")] = None,
 ) -> None:
     """Run the REST API, the web UI and the workers in one process until stopped."""
     import threading
@@ -295,6 +308,15 @@ def serve(
                for i, w in enumerate(workers)]
     for t in threads:
         t.start()
+    listener = None
+    if smtp_at is not None:
+        from baton.intake.smtp import SmtpListener, parse_address
+
+        smtp_host, smtp_port = parse_address(smtp_at)
+        listener = SmtpListener(eng.intake, smtp_host, smtp_port, max_bytes=smtp_max_bytes,
+                                allowed_domains=smtp_domains or ())
+        listener.start()
+        console.print(f"Receiving e-mail over SMTP at {smtp_host}:{listener.port}.")
     console.print(f"Baton at {url} (API docs {url}/docs) with {len(workers)} worker thread(s). "
                   "Stop with Ctrl-C.")
     try:
@@ -303,6 +325,8 @@ def serve(
         uvicorn.run(create_app(eng, base_url=url), host=host, port=port, log_level="info",
                     proxy_headers=False, log_config=None)  # our handlers and format
     finally:
+        if listener is not None:
+            listener.stop()
         for w in workers:  # finish the job in hand, release the rest
             w.stop()
         for t in threads:
@@ -392,8 +416,9 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
                              detail])
     table("Stages and steps", ["stage / step", "iteration", "status", "sla", "detail"], rows)
     if run.decisions:
-        table("Decisions", ["after stage", "iteration", "goto", "rule"],
-              [[d["stage"], d["iteration"], d["goto"], "default" if d["rule"] is None else f"next[{d['rule']}]"]
+        table("Decisions", ["after stage", "iteration", "goto", "outcome", "rule"],
+              [[d["stage"], d["iteration"], d["goto"], d.get("label") or "",
+                "default" if d["rule"] is None else f"next[{d['rule']}]"]
                for d in run.decisions])
 
 
@@ -576,7 +601,8 @@ def describe_event(e: Mapping[str, Any]) -> str:
     if t == "record_updated":
         return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
     if t == "decision_taken":
-        return f"after {d['stage']} #{d['iteration']} → {d['goto']}"
+        label = f" ({d['label']})" if d.get("label") else ""
+        return f"after {d['stage']} #{d['iteration']} → {d['goto']}{label}"
     if t.startswith("step_") or t == "milestone_reached":
         extra = d.get("error", {}).get("message", "") if "error" in d else ""
         return f"{d.get('stage')}.{d.get('step')} #{d.get('iteration')} {extra}".strip()

@@ -14,8 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from baton import decimals
+from baton.definitions.refs import MAX_HOPS
 from baton.errors import ExpressionError, Issue
-from baton.expressions import VARIABLES, compile_expression, is_expression, referenced_names
+from baton.expressions import (
+    VARIABLES,
+    compile_expression,
+    indexed_names,
+    is_expression,
+    referenced_names,
+)
+from baton.expressions.cel import member_chains
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DURATION = re.compile(r"(\d+)(ms|s|m|h|d)\Z")
@@ -56,6 +64,10 @@ class Checker:
 
     def add(self, path: str, message: str) -> None:
         self.issues.append(Issue(self.doc.file, self.line(path), path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        """A definition that deploys but probably does not do what its author meant."""
+        self.issues.append(Issue(self.doc.file, self.line(path), path, message, "warning"))
 
 
 def _parent(path: str) -> str:
@@ -431,6 +443,10 @@ class Scope:
     inputs: frozenset[str] | None = None
     allow_old: bool = False
     known_flows: Collection[str] | None = None
+    # The record's object type, and every object type's fields (name -> (type, the object
+    # a ref names)): what ``record.account.name`` may follow. Empty: not checkable.
+    record_object: str | None = None
+    objects: Mapping[str, Mapping[str, tuple[str, str | None]]] = field(default_factory=dict)
 
 
 def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
@@ -446,6 +462,17 @@ def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
         if message and (var, member) not in reported:
             reported.add((var, member))
             ck.add(path, message)
+    for var, members in member_chains(source):
+        message = _navigation_problem(var, members, scope)
+        if message and (var, ".".join(members)) not in reported:
+            reported.add((var, ".".join(members)))
+            ck.add(path, message)
+    if scope.steps is not None and any(var == "steps" and key is None
+                                       for var, key in indexed_names(source)):
+        # A step read by a computed name is never checked, and waits for ever at run time
+        # when the name is wrong: name the step.
+        ck.add(path, "steps[...] needs the step's name as a quoted string "
+                     "(a computed step name cannot be checked)")
 
 
 def _reason(reason: str) -> str:
@@ -477,6 +504,40 @@ def _record_problem(member: str, scope: Scope) -> str | None:
     return f"unknown record field '{member}'{suggest(member, fields)}"
 
 
+def _navigation_problem(var: str, members: tuple[str, ...], scope: Scope) -> str | None:
+    """``record.account.owner.email``: each member after the first is a field of the
+    object type the ref before it names, at most MAX_HOPS refs in a row; a field that is
+    not a ref (nor ``json``, whose value has members of its own) has no fields."""
+    if len(members) < 2 or not scope.has_record or scope.record_object is None:
+        return None
+    fields = scope.objects.get(scope.record_object)
+    if fields is None or members[0] not in fields:
+        return None  # the record's type or first field is unknown: reported already
+    written = f"{var}.{'.'.join(members)}"
+    otype = scope.record_object
+    for i, name in enumerate(members[:-1]):
+        ftype, target = fields[name]
+        at = f"{var}.{'.'.join(members[:i + 1])}"
+        if ftype == "json":
+            return None  # members of a json value: not checked
+        if ftype != "ref":
+            return (f"{at} is a {ftype} field of {otype}, not a ref: it has no field "
+                    f"'{members[i + 1]}' ({written})")
+        if var == "old":
+            return (f"{written}: related records are read through 'record' as they are now "
+                    f"(old.{name} is the id the field had)")
+        if i + 1 > MAX_HOPS:  # every member before this one was a ref followed
+            return (f"{written} follows more than {MAX_HOPS} ref fields: expressions read "
+                    f"related records at most {MAX_HOPS} refs away")
+        if target is None or target not in scope.objects:
+            return None  # an unknown target type is reported on the object type
+        otype, fields = target, scope.objects[target]
+        nxt = members[i + 1]
+        if nxt not in fields:
+            return f"unknown field '{nxt}' of {otype} ({written}){suggest(nxt, fields)}"
+    return None
+
+
 def check_condition(ck: Checker, path: str, value: Any, scope: Scope) -> None:
     """``=expression``, ``true``/``false``, or ``{flow: name}`` (an evaluation flow)."""
     if isinstance(value, bool):
@@ -488,10 +549,29 @@ def check_condition(ck: Checker, path: str, value: Any, scope: Scope) -> None:
             ck.add(path, CONDITION_MESSAGE)
         return
     if isinstance(value, dict):
-        if check_keys(ck, path, value, ("flow",), ("flow",)) and "flow" in value:
+        if check_keys(ck, path, value, ("flow", "input"), ("flow",)) and "flow" in value:
             check_flow(ck, join(path, "flow"), value["flow"], scope.known_flows)
+        if "input" in value:
+            check_input(ck, join(path, "input"), value["input"], scope)
         return
     ck.add(path, f"{CONDITION_MESSAGE}, got {describe(value)}")
+
+
+def check_input(ck: Checker, path: str, value: Any, scope: Scope) -> None:
+    """``input:`` of a step or of an evaluation flow: names (identifiers) mapped to literals
+    or ``=expressions`` checked like every other expression of the orchestration."""
+    spec = expect_mapping(ck, path, value)
+    if spec is None:
+        return
+    if not spec:
+        ck.add(path, "input is empty: give at least one name, or leave input out")
+    for name, v in spec.items():
+        if not isinstance(name, str) or not IDENTIFIER.match(name):
+            ck.add(join(path, str(name)), f"input name {name!r} must be a name: letters, "
+                                          "digits and _, not starting with a digit")
+            continue
+        if isinstance(v, str) and is_expression(v):
+            check_expression(ck, join(path, name), v, scope)
 
 
 def check_value(ck: Checker, path: str, value: Any, scope: Scope) -> str | None:

@@ -37,8 +37,10 @@ from baton.definitions.model import (
     Assignment,
     CalendarDefinition,
     Condition,
+    Definition,
     FieldDefinition,
     LoadedDefinition,
+    MailboxDefinition,
     NextRule,
     ObjectTypeDefinition,
     OrchestrationDefinition,
@@ -220,11 +222,13 @@ def check_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
 
-    Returns the definitions that have no problem of their own, and every issue sorted
-    by (file, line).
+    Returns the definitions that have no problem of their own, and every error sorted
+    by (file, line); warnings (a definition that deploys but probably does not do what was
+    meant) are added to ``warnings`` when a list is given, else dropped.
     """
     docs: list[ParsedDocument] = []
     issues: list[Issue] = []
@@ -238,7 +242,7 @@ def check_definitions(
         parsed, found = parse_text(text, shown)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects)
+    return _finish(docs, issues, known_flows, deployed_objects, warnings)
 
 
 def check_texts(
@@ -246,6 +250,7 @@ def check_texts(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """:func:`check_definitions` for YAML texts in memory, keyed by file name (the API)."""
     docs: list[ParsedDocument] = []
@@ -254,7 +259,7 @@ def check_texts(
         parsed, found = parse_text(text, name)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects)
+    return _finish(docs, issues, known_flows, deployed_objects, warnings)
 
 
 def load_text(
@@ -277,13 +282,19 @@ def _finish(
     issues: list[Issue],
     known_flows: Collection[str] | None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None,
+    warnings: list[Issue] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects)
     loaded = _with_record_types(
-        [build(d) for d, own in zip(docs, per_doc, strict=True) if not own], deployed_objects)
+        [build(d) for d, own in zip(docs, per_doc, strict=True)
+         if not any(i.level == "error" for i in own)], deployed_objects)
     everything = issues + [i for own in per_doc for i in own]
     unique = list(dict.fromkeys(everything))
-    return loaded, sorted(unique, key=lambda i: (i.file, i.line))
+    if warnings is not None:
+        warnings.extend(sorted((i for i in unique if i.level != "error"),
+                               key=lambda i: (i.file, i.line)))
+    errors = [i for i in unique if i.level == "error"]
+    return loaded, sorted(errors, key=lambda i: (i.file, i.line))
 
 
 def _with_record_types(loaded: list[LoadedDefinition],
@@ -512,11 +523,16 @@ class _Converter:
 def build(doc: ParsedDocument) -> LoadedDefinition:
     """Build the frozen definition of a document that passed validation."""
     data = doc.data
-    definition: ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
+    definition: Definition
     if data["kind"] == "object":
         definition = _build_object(data)
     elif data["kind"] == "calendar":
         definition = _build_calendar(data)
+    elif data["kind"] == "mailbox":
+        definition = MailboxDefinition(
+            data["name"], data["object"], MappingProxyType(dict(data["fields"])),
+            tuple(a.lower() for a in data.get("addresses", ())),
+            data.get("automatic", "ignore"), data.get("label"))
     else:
         definition = _build_orchestration(data, doc.lines)
     return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)
@@ -579,11 +595,12 @@ def _build_trigger(data: Mapping[str, Any]) -> Trigger:
         type=data["type"],
         object=data.get("object"),
         on=(on,) if isinstance(on, str) else tuple(on),
-        when=_build_condition(data.get("when")),
+        when=_build_condition(data.get("when"), "trigger.when"),
         input=tuple(_build_field(name, spec) for name, spec in (data.get("input") or {}).items()),
         cron=data.get("cron"),
         timezone=data.get("timezone"),
         misfire=data.get("misfire", "run_once"),
+        changed_to_meet=bool(data.get("changed_to_meet", False)),
     )
 
 
@@ -593,13 +610,17 @@ def _build_stage(data: Mapping[str, Any], path: str, lines: Mapping[str, int]) -
         _build_step(s, lines[item(steps_path, j)]) for j, s in enumerate(data.get("steps") or [])
     )
     rules = data.get("next")
+    at = f"stages.{data['name']}"
     return StageDefinition(
         name=data["name"],
         steps=steps,
-        exit_when=_build_condition(data.get("exit_when")),
+        exit_when=_build_condition(data.get("exit_when"), f"{at}.exit_when"),
+        exit=data.get("exit", "all_steps"),
         next=None
         if rules is None
-        else tuple(NextRule(r["goto"], _build_condition(r.get("when"))) for r in rules),
+        else tuple(NextRule(r["goto"], _build_condition(r.get("when"), f"{at}.next[{i}].when"),
+                            r.get("label"))
+                   for i, r in enumerate(rules)),
         max_iterations=data.get("max_iterations", DEFAULT_MAX_ITERATIONS),
         line=lines[path],
     )
@@ -612,8 +633,9 @@ def _build_step(data: Mapping[str, Any], line: int) -> StepDefinition:
         flow=data.get("flow"),
         label=data.get("label"),
         after=tuple(data.get("after", ())),
-        when=_build_condition(data.get("when")),
-        complete_when=_build_condition(data.get("complete_when")),
+        when=_build_condition(data.get("when"), f"steps.{data['name']}.when"),
+        complete_when=_build_condition(data.get("complete_when"),
+                                       f"steps.{data['name']}.complete_when"),
         assign=_build_assignment(data.get("assign")),
         form=tuple(_build_field(f["name"], f) for f in data.get("form", ())),
         instructions=data.get("instructions"),
@@ -629,14 +651,18 @@ def _option_keys(step_type: str) -> tuple[str, ...]:
     return OPTION_KEYS + own
 
 
-def _build_condition(value: Any) -> Condition | None:
+def _build_condition(value: Any, site: str) -> Condition | None:
+    """``site`` names where the condition stands: an evaluation flow's answer is kept
+    under it (``Run.flow_conditions``)."""
     if value is None:
         return None
     if isinstance(value, bool):
-        return Condition(expression="=true" if value else "=false")
+        return Condition(expression="=true" if value else "=false", site=site)
     if isinstance(value, Mapping):
-        return Condition(flow=value["flow"])
-    return Condition(expression=value)
+        given = value.get("input")
+        return Condition(flow=value["flow"], site=site,
+                         input=MappingProxyType(dict(given)) if given else None)
+    return Condition(expression=value, site=site)
 
 
 def _build_assignment(value: Mapping[str, str] | None) -> Assignment | None:

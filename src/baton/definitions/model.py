@@ -78,10 +78,17 @@ class ObjectTypeDefinition:
 
 @dataclass(frozen=True)
 class Condition:
-    """``when`` / ``exit_when`` / ``complete_when``: an ``=expression`` or an evaluation flow."""
+    """``when`` / ``exit_when`` / ``complete_when``: an ``=expression`` or an evaluation flow.
+
+    An evaluation flow may take ``input`` (name -> literal or ``=expression``, evaluated when
+    it is asked); its answer is kept per ``site``, where the condition stands in the
+    definition (``stages.triage.exit_when``, ``steps.review.when``, ...), so one flow used
+    at two sites with different inputs answers each separately."""
 
     expression: str | None = None
     flow: str | None = None
+    input: MappingProxyType[str, Any] | None = None
+    site: str = field(default="", compare=False)  # where it stands, like a line number
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,7 @@ class StepDefinition:
 class NextRule:
     goto: str  # a stage name or "end"
     when: Condition | None = None
+    label: str | None = None  # the outcome's name for people ("Approved", "Needs more info")
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,9 @@ class StageDefinition:
     steps: tuple[StepDefinition, ...]
     exit_when: Condition | None = None
     next: tuple[NextRule, ...] | None = None  # None: continue with the following stage
+    # "all_steps": done when every step is done or exit_when holds; "when_condition": only
+    # when exit_when holds, even once every step is done (Salesforce's "conditions met").
+    exit: str = "all_steps"
     max_iterations: int = DEFAULT_MAX_ITERATIONS
     line: int = 0
 
@@ -143,6 +154,10 @@ class Trigger:
     cron: str | None = None
     timezone: str | None = None  # a schedule's cron is read in this zone (default UTC)
     misfire: str = "run_once"  # after downtime: "run_once" (one run for the ticks missed) | "skip"
+    # A record trigger starts a run only when the record changes to meet ``when`` (false before
+    # the write, true after; on create, when it holds): Salesforce's "only when a record is
+    # updated to meet the condition requirements".
+    changed_to_meet: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,7 +208,26 @@ class CalendarDefinition:
                 "holidays": dict(self.holidays or {}), "extra_dates": list(self.extra_dates)}
 
 
-Definition = ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
+MAILBOX_ROLES = ("subject", "body", "new_text", "sender", "sender_name", "sent_at",
+                 "message_id", "last_message")
+"""What of an e-mail a mailbox can put in a record field (``last_message``: a reply's new
+text, written to the case the reply belongs to)."""
+
+
+@dataclass(frozen=True)
+class MailboxDefinition:
+    """``kind: mailbox``: incoming e-mail to one object type's records (DESIGN §2.5)."""
+
+    name: str
+    object: str  # the object type a new message becomes
+    fields: MappingProxyType[str, str]  # role (MAILBOX_ROLES) -> field of ``object``
+    addresses: tuple[str, ...] = ()  # recipients it takes, lower case; () with one mailbox: any
+    automatic: str = "ignore"  # auto-replies and bounces: "ignore" (stored, no case) | "create"
+    label: str | None = None
+
+
+Definition = (ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
+              | MailboxDefinition)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import zoneinfo
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import holidays
@@ -42,29 +42,37 @@ from baton.definitions.checks import (
     suggest,
     unknown,
 )
-from baton.definitions.model import FIELD_TYPES, ON_FAILURE, ObjectTypeDefinition
+from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
 from baton.errors import Issue
+from baton.expressions import is_expression
+from baton.expressions.cel import member_chains
 from baton.steps import registry
 from baton.steps.base import StepType
 
-KINDS = ("object", "orchestration", "calendar")
+KINDS = ("object", "orchestration", "calendar", "mailbox")
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
                  "extra_dates")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d\Z")
 OBJECT_KEYS = ("kind", "name", "label", "description", "fields", "title_field", "summary_field")
+MAILBOX_KEYS = ("kind", "name", "label", "description", "object", "fields", "addresses",
+                "automatic")
+MAILBOX_AUTOMATIC = ("ignore", "create")
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 ORCHESTRATION_KEYS = (
     "kind", "name", "label", "description", "trigger", "variables", "stages", "retry",
 )  # fmt: skip
 TRIGGER_KEYS = {
-    "record": ("type", "object", "on", "when"),
+    "record": ("type", "object", "on", "when", "changed_to_meet"),
     "autolaunched": ("type", "input", "object"),
     "schedule": ("type", "cron", "timezone", "misfire"),
 }
 TRIGGER_REQUIRED = {"record": ("object",), "autolaunched": (), "schedule": ("cron",)}
 TRIGGER_EVENTS = ("create", "update")
 MISFIRE = ("run_once", "skip")  # a schedule's ticks missed while no worker ran
-STAGE_KEYS = ("name", "label", "description", "steps", "exit_when", "next", "max_iterations")
+STAGE_KEYS = ("name", "label", "description", "steps", "exit", "exit_when", "next",
+              "max_iterations")
+STAGE_EXITS = ("all_steps", "when_condition")
 # Keys every step may have; the keys of one step type (its ``keys``) come from the registry.
 STEP_KEYS = (
     "name", "type", "label", "description", "after", "when", "complete_when", "on_failure",
@@ -82,6 +90,8 @@ class Env:
 
     object_types: Mapping[str, frozenset[str]]  # name -> field names (with the reserved ones)
     known_flows: Collection[str] | None
+    # name -> field -> (type, the object a ref names): what record.account.name follows
+    shapes: Mapping[str, Mapping[str, tuple[str, str | None]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,8 @@ def validate_documents(
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
 ) -> list[list[Issue]]:
     """Check every document; returns each document's issues (same order as ``docs``)."""
-    env = Env(_object_types(docs, deployed_objects or {}), known_flows)
+    env = Env(_object_types(docs, deployed_objects or {}), known_flows,
+              _object_shapes(docs, deployed_objects or {}))
     seen: dict[tuple[str, str], ParsedDocument] = {}
     results = []
     for doc in docs:
@@ -131,6 +142,33 @@ def _object_types(
     return types
 
 
+_RESERVED_SHAPES: dict[str, tuple[str, str | None]] = {
+    "id": ("string", None), "created_at": ("datetime", None),
+    "updated_at": ("datetime", None), "version": ("int", None)}
+
+
+def _object_shapes(docs: Sequence[ParsedDocument], deployed: Mapping[str, ObjectTypeDefinition]
+                   ) -> dict[str, dict[str, tuple[str, str | None]]]:
+    """Each object type's fields as ``(type, object)``: the deployed ones, then the
+    documents' (a document's own shapes are taken as written; its errors are its own)."""
+    shapes = {name: {**_RESERVED_SHAPES, **{f.name: (f.type, f.object) for f in d.fields}}
+              for name, d in deployed.items()}
+    for doc in docs:
+        data = doc.data
+        if isinstance(data, dict) and data.get("kind") == "object" \
+                and isinstance(data.get("name"), str):
+            given = data.get("fields")
+            fields: dict[Any, Any] = given if isinstance(given, dict) else {}
+            own: dict[str, tuple[str, str | None]] = {}
+            for name, spec in fields.items():
+                spec = spec if isinstance(spec, dict) else {}
+                ftype, target = spec.get("type"), spec.get("object")
+                own[str(name)] = (ftype if isinstance(ftype, str) else "?",
+                                  target if isinstance(target, str) else None)
+            shapes[data["name"]] = {**_RESERVED_SHAPES, **own}
+    return shapes
+
+
 def _check_document(ck: Checker, env: Env) -> None:
     data = ck.doc.data
     if not isinstance(data, dict):
@@ -153,6 +191,8 @@ def _check_document(ck: Checker, env: Env) -> None:
         _check_object(ck, data, env)
     elif kind == "calendar":
         _check_calendar(ck, data)
+    elif kind == "mailbox":
+        _check_mailbox(ck, data, env)
     else:
         _check_orchestration(ck, data, env)
 
@@ -204,6 +244,38 @@ def _check_shown_field(ck: Checker, key: str, value: Any, fields: Mapping[str, A
 
 
 # --- kind: calendar ------------------------------------------------------------------
+
+
+def _check_mailbox(ck: Checker, data: dict[str, Any], env: Env) -> None:
+    check_keys(ck, "", data, MAILBOX_KEYS, ("name", "object", "fields"))
+    if "name" in data:
+        expect_identifier(ck, "name", data["name"], "mailbox name")
+    check_texts(ck, "", data, ("label", "description"))
+    fields_of: frozenset[str] | None = None
+    if "object" in data:
+        name = expect_str(ck, "object", data["object"])
+        if name is not None and name not in env.object_types:
+            ck.add("object", f"unknown object type '{name}'{suggest(name, env.object_types)}")
+        elif name is not None:
+            fields_of = env.object_types[name]
+    fields = expect_mapping(ck, "fields", data["fields"]) if "fields" in data else None
+    if fields is not None:
+        if not fields:
+            ck.add("fields", "fields needs at least one of: " + ", ".join(MAILBOX_ROLES))
+        for role, field in fields.items():
+            path = join("fields", role)
+            if role not in MAILBOX_ROLES:
+                ck.add(path, unknown("e-mail part", role, MAILBOX_ROLES))
+            elif expect_str(ck, path, field) is not None and fields_of is not None \
+                    and field not in fields_of:
+                ck.add(path, f"unknown field '{field}' of {data['object']}"
+                             f"{suggest(field, fields_of)}")
+    if "addresses" in data:
+        for i, address in enumerate(expect_list(ck, "addresses", data["addresses"]) or []):
+            if not isinstance(address, str) or not _ADDRESS.match(address):
+                ck.add(item("addresses", i), f"expected an e-mail address, got {address!r}")
+    if "automatic" in data and data["automatic"] not in MAILBOX_AUTOMATIC:
+        ck.add("automatic", unknown("automatic mail policy", data["automatic"], MAILBOX_AUTOMATIC))
 
 
 def _check_calendar(ck: Checker, data: dict[str, Any]) -> None:
@@ -267,6 +339,52 @@ def _check_orchestration(ck: Checker, data: dict[str, Any], env: Env) -> None:
     for i, stage in stages:
         _check_stage(ck, item("stages", i), stage, orch)
     _check_reachable(ck, stages)
+    _check_related_ids(ck, data, scope)
+
+
+def _expressions(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """``(path, source)`` of every ``=expression`` in a document's data."""
+    if isinstance(value, str) and is_expression(value):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _expressions(v, join(path, str(k)))
+    elif isinstance(value, list):
+        for k, v in enumerate(value):
+            yield from _expressions(v, item(path, k))
+
+
+def _check_related_ids(ck: Checker, data: dict[str, Any], scope: Scope) -> None:
+    """Where an expression reads ``record.account.name``, ``record.account`` is the related
+    Account in every expression of the orchestration (its id is ``record.account.id``): a
+    read of the ref field itself would compare a record with an id, and never hold."""
+    if scope.record_object is None or "stages" not in data:
+        return
+    found = [(p, src, list(member_chains(src))) for p, src in _expressions(
+        {k: v for k, v in data.items() if k in ("trigger", "stages")}, "")]
+    navigated: set[tuple[str, ...]] = set()
+    for _, _, chains in found:
+        for var, members in chains:
+            if var == "record":
+                navigated.update(_ref_prefixes(members, scope))
+    for path, _, chains in found:
+        for var, members in chains:
+            if var == "record" and members in navigated:
+                written = "record." + ".".join(members)
+                ck.add(path, f"{written} is the related record here, since an expression "
+                             f"reads its fields ({written}.…): write {written}.id for its id")
+
+
+def _ref_prefixes(members: tuple[str, ...], scope: Scope) -> list[tuple[str, ...]]:
+    """The prefixes of ``record.<members>`` that are ref fields followed further."""
+    out, otype = [], scope.record_object
+    for n in range(1, len(members)):
+        shape = scope.objects.get(otype or "", {}).get(members[n - 1])
+        if shape is None or shape[0] != "ref":
+            break
+        out.append(members[:n])
+        otype = shape[1]
+    return out
 
 
 def _stage_list(ck: Checker, data: dict[str, Any]) -> Stages:
@@ -378,7 +496,8 @@ def _trigger_record(ck: Checker, trigger: dict[str, Any], env: Env, scope: Scope
     name = expect_str(ck, "trigger.object", trigger["object"])
     if name is not None and name not in env.object_types:
         ck.add("trigger.object", f"unknown object type '{name}'{suggest(name, env.object_types)}")
-    return replace(scope, record_fields=env.object_types.get(name or ""))
+    return replace(scope, record_fields=env.object_types.get(name or ""),
+                   record_object=name if name in env.shapes else None, objects=env.shapes)
 
 
 def _check_record_trigger(ck: Checker, trigger: dict[str, Any], scope: Scope) -> None:
@@ -395,6 +514,14 @@ def _check_record_trigger(ck: Checker, trigger: dict[str, Any], scope: Scope) ->
         check_condition(
             ck, "trigger.when", trigger["when"], replace(scope, allow_old="update" in events)
         )
+    if "changed_to_meet" in trigger:
+        flag = trigger["changed_to_meet"]
+        if not isinstance(flag, bool):
+            ck.add("trigger.changed_to_meet", f"expected true or false, got {flag!r}")
+        elif flag and "when" not in trigger:
+            ck.add("trigger.changed_to_meet",
+                   "changed_to_meet needs a 'when' condition: it starts a run when the record "
+                   "changes to meet it")
 
 
 def _check_input(ck: Checker, trigger: dict[str, Any], env: Env, scope: Scope) -> Scope:
@@ -431,6 +558,18 @@ def _check_cron(ck: Checker, cron: Any) -> None:
 # --- stages -----------------------------------------------------------------------------
 
 
+def _warn_entry_conditions(ck: Checker, path: str, stage: dict[str, Any]) -> None:
+    """A step with an entry condition in a stage with no exit rule: if the condition never
+    holds, the step never starts and the stage never completes (Salesforce stages end on their
+    exit criteria; a translated one often lacks ours)."""
+    for j, step in enumerate(stage["steps"]):
+        if isinstance(step, dict) and "when" in step:
+            name = step.get("name", f"#{j + 1}")
+            ck.warn(join(item(join(path, "steps"), j), "when"),
+                    f"step '{name}' starts only when this holds, and the stage has no exit_when: "
+                    "if it never holds, the stage never completes")
+
+
 def _check_stage(ck: Checker, path: str, stage: dict[str, Any], orch: Orchestration) -> None:
     check_keys(ck, path, stage, STAGE_KEYS, ("name",))
     check_texts(ck, path, stage, ("label", "description"))
@@ -438,8 +577,16 @@ def _check_stage(ck: Checker, path: str, stage: dict[str, Any], orch: Orchestrat
         for j, step in enumerate(stage["steps"]):
             _check_step(ck, item(join(path, "steps"), j), step, orch.scope)
         _check_after(ck, path, stage, orch.step_stages)
+        if "exit_when" not in stage:
+            _warn_entry_conditions(ck, path, stage)
     if "exit_when" in stage:
         check_condition(ck, join(path, "exit_when"), stage["exit_when"], orch.scope)
+    if "exit" in stage:
+        if stage["exit"] not in STAGE_EXITS:
+            ck.add(join(path, "exit"), unknown("stage exit", stage["exit"], STAGE_EXITS))
+        elif stage["exit"] == "when_condition" and "exit_when" not in stage:
+            ck.add(join(path, "exit"), "exit: when_condition needs an exit_when condition "
+                                       "(the stage ends only when it holds)")
     if "next" in stage:
         _check_next(ck, join(path, "next"), stage["next"], orch)
     if "max_iterations" in stage:
@@ -459,7 +606,9 @@ def _check_next(ck: Checker, path: str, rules: Any, orch: Orchestration) -> None
         m = expect_mapping(ck, rpath, rule)
         if m is None:
             continue
-        check_keys(ck, rpath, m, ("goto", "when"), ("goto",))
+        check_keys(ck, rpath, m, ("goto", "when", "label"), ("goto",))
+        if "label" in m:
+            expect_str(ck, join(rpath, "label"), m["label"])
         goto = m.get("goto")
         if (
             "goto" in m

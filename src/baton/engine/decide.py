@@ -58,9 +58,10 @@ from baton.engine.events import (
     StepFailed,
     TimerFired,
 )
+from baton.engine.inputs import evaluate_input
 from baton.engine.policy import RetryPolicy, duration
 from baton.engine.sla import KINDS as SLA_KINDS
-from baton.engine.state import Run, StageRun, StepRun
+from baton.engine.state import LEGACY_ANSWER, Run, StageRun, StepRun
 from baton.engine.status import (
     STEP_DONE,
     STEP_OPEN,
@@ -103,10 +104,35 @@ class _Decider:
         self.now = iso(now)
         self.record = dict(record) if record is not None else {}
         self.commands: list[Command] = []
-        self.consulted_flows: set[str] = set()
+        # Conditions naming an evaluation flow that were consulted, by site: asked again.
+        self.consulted_flows: dict[str, Condition] = {}
         self.firing_timer: tuple[str, int] | None = None  # a step's own timer is firing
 
     # ---- helpers ------------------------------------------------------------------------
+    def answer(self, ev: ConditionEvaluated) -> None:
+        """Keep an evaluation flow's answer for its site (None: it gave none)."""
+        if ev.site is not None:
+            sites = [ev.site]
+        else:  # a job queued before answers were per site: every site of the flow here
+            sd = self.defn.stage(self.run.current_stage or "")
+            sites = [_site(c) for c in (_stage_flows(sd) if sd else ()) if c.flow == ev.flow]
+        for site in sites:
+            if ev.value is None:  # and no older answer kept per flow name either
+                self.run.flow_conditions.pop(site, None)
+                self.run.flow_conditions.pop(LEGACY_ANSWER + ev.flow, None)
+            else:
+                self.run.flow_conditions[site] = ev.value
+
+    def ask(self, site: str, cond: Condition) -> EvaluateCondition:
+        """The command asking the workers for the condition's answer, with its input."""
+        assert cond.flow is not None
+        try:
+            values = evaluate_input(cond.input, self.scope()) if cond.input else None
+        except ExpressionError as exc:
+            return EvaluateCondition(cond.flow, site, None,
+                                     f"input {exc.reason} (in {exc.source!r})")
+        return EvaluateCondition(cond.flow, site, values)
+
     def audit(self, type_: str, actor: str = "system", **data: Any) -> None:
         self.commands.append(Audit(type_, data, actor))
 
@@ -119,9 +145,9 @@ class _Decider:
             return True
         if cond.flow is not None:
             # Evaluation flows run on the workers; the engine uses their latest answer
-            # and asks for a fresh one after every record or step change.
-            self.consulted_flows.add(cond.flow)
-            return self.run.flow_conditions.get(cond.flow, False)
+            # for this site and asks for a fresh one after every record or step change.
+            self.consulted_flows[_site(cond)] = cond
+            return _answer(self.run, cond) or False
         return evaluate_condition(cond.expression or "=false", self.scope())
 
     def set_step(self, sr: StepRun, status: StepStatus) -> None:
@@ -199,8 +225,9 @@ class _Decider:
         # Answers of evaluation flows belong to the moment they were asked for: a fresh
         # iteration must not exit (or route) at once on the answer that ended the last one,
         # so its flows are false until asked again. Only this stage's flows matter now.
-        for flow_name in _stage_flows(sd):
-            self.run.flow_conditions.pop(flow_name, None)
+        for cond in _stage_flows(sd):
+            self.run.flow_conditions.pop(_site(cond), None)
+            self.run.flow_conditions.pop(LEGACY_ANSWER + (cond.flow or ""), None)
         self.consulted_flows.clear()
         for step in sd.steps:
             self.run.steps[step.name] = StepRun(step.name, name, st.iteration)
@@ -237,7 +264,14 @@ class _Decider:
 
     def schedule_attempt(self, sr: StepRun, step: StepDefinition, not_before: str | None) -> None:
         """Ask the workers for the step's next attempt (now, or after a retry's backoff):
-        a job of the kind its type enqueues."""
+        a job of the kind its type enqueues, with the step's ``input`` evaluated now (an
+        input that cannot be evaluated fails the step)."""
+        try:
+            values = evaluate_input(step.options.get("input"), self.scope()) \
+                if step.options.get("input") else None
+        except ExpressionError as exc:
+            self.fail_step(sr, step, _expr_error("input", exc))
+            return
         sr.attempts += 1
         kind = _STEP_TYPES[step.type].job_kind
         assert kind is not None, f"step type {step.type!r} enqueues no jobs"
@@ -245,7 +279,7 @@ class _Decider:
         self.commands.append(ScheduleStep(
             sr.name, sr.iteration, step.flow, attempt=sr.attempts, not_before=not_before,
             timeout_ms=int(duration(timeout).total_seconds() * 1000) if timeout else None,
-            kind=kind))
+            kind=kind, input=values))
 
     # ---- retries ------------------------------------------------------------------------
     def attempt_failed(self, sr: StepRun, step: StepDefinition, error: dict[str, Any]) -> None:
@@ -420,6 +454,8 @@ class _Decider:
                 if self.awaiting_routing_answers(sd):
                     return canceled > 0
                 return self.finish_stage(sd, st, "exit_when")
+        if sd.exit == "when_condition":
+            return False  # only exit_when ends this stage, even with every step done
         if all(self.is_done(self.run.steps[s.name], s) for s in sd.steps):
             if self.awaiting_routing_answers(sd):
                 return False
@@ -436,8 +472,8 @@ class _Decider:
         waiting = False
         for rule in sd.next or ():
             if rule.when is not None and rule.when.flow is not None \
-                    and rule.when.flow not in self.run.flow_conditions:
-                self.consulted_flows.add(rule.when.flow)
+                    and _answer(self.run, rule.when) is None:
+                self.consulted_flows[_site(rule.when)] = rule.when
                 waiting = True
         return waiting
 
@@ -474,14 +510,17 @@ class _Decider:
                 self.fail_run(f"stage {sd.name!r} next[{i}].when: {exc}", stage=sd.name)
                 return None
             if matched:
-                self.record_decision(sd, rule.goto, i)
+                self.record_decision(sd, rule.goto, i, rule.label)
                 return rule.goto
         self.fail_run(f"stage {sd.name!r}: no next rule matched", stage=sd.name)
         return None
 
-    def record_decision(self, sd: StageDefinition, goto: str, rule: int | None) -> None:
+    def record_decision(self, sd: StageDefinition, goto: str, rule: int | None,
+                        label: str | None = None) -> None:
         entry: dict[str, Any] = {"stage": sd.name, "iteration": self.run.stages[sd.name].iteration,
                                  "goto": goto, "rule": rule, "at": self.now}
+        if label is not None:
+            entry["label"] = label
         self.run.decisions.append(entry)
         self.audit("decision_taken", **{k: v for k, v in entry.items() if k != "at"})
 
@@ -577,7 +616,7 @@ def decide(
     elif isinstance(event, ConditionEvaluated):
         if r.status is not RunStatus.IN_PROGRESS:
             return Decision(run, [], stale=True)
-        r.flow_conditions[event.flow] = event.value
+        d.answer(event)
     elif isinstance(event, CancelRequested):
         if r.status not in (RunStatus.IN_PROGRESS, RunStatus.FAILED):
             return Decision(run, [], stale=True)
@@ -595,8 +634,8 @@ def decide(
     # a stage was entered): otherwise answering would loop forever.
     moved = before is None or _progress(r) != before
     if moved and r.status is RunStatus.IN_PROGRESS:
-        for flow_name in sorted(d.consulted_flows):
-            d.commands.append(EvaluateCondition(flow_name))
+        for site in sorted(d.consulted_flows):
+            d.commands.append(d.ask(site, d.consulted_flows[site]))
     return Decision(r, d.commands)
 
 
@@ -607,11 +646,33 @@ def _progress(run: Run) -> tuple[Any, ...]:
     return run.current_stage, stages, steps
 
 
-def _stage_flows(sd: StageDefinition) -> set[str]:
-    """Evaluation flows named by a stage's conditions (exit_when, next, its steps)."""
+def _stage_flows(sd: StageDefinition) -> list[Condition]:
+    """The conditions of a stage that name an evaluation flow (exit_when, next, its steps)."""
     conds = [sd.exit_when, *(rule.when for rule in sd.next or ())]
     conds += [c for step in sd.steps for c in (step.when, step.complete_when)]
-    return {c.flow for c in conds if c is not None and c.flow is not None}
+    return [c for c in conds if c is not None and c.flow is not None]
+
+
+def _site(cond: Condition) -> str:
+    """The key of a condition's answer: its site (a condition made in code has none: its
+    flow's name)."""
+    return cond.site or LEGACY_ANSWER + (cond.flow or "")
+
+
+def _answer(run: Run, cond: Condition) -> bool | None:
+    """The latest answer of the condition's evaluation flow at its site; None: none yet."""
+    answers = run.flow_conditions
+    value = answers.get(_site(cond))
+    if value is None:
+        value = answers.get(LEGACY_ANSWER + (cond.flow or ""))
+    return value
+
+
+def expression_scope(record: dict[str, Any], run: Run, now: str,
+                     defn: OrchestrationDefinition) -> Mapping[str, Any]:
+    """What a step's expressions see outside ``decide()`` (a worker evaluating a step's
+    options when it runs the attempt): the same view as conditions."""
+    return _Scope(record, run, now, defn)
 
 
 class _Scope(Mapping[str, Any]):

@@ -47,10 +47,15 @@ class CancelRequested:
 
 @dataclass(frozen=True)
 class ConditionEvaluated:
-    """A worker ran an evaluation flow named by a condition."""
+    """A worker ran an evaluation flow named by a condition: its answer for the condition at
+    ``site`` (``Condition.site``), or ``None`` when it gave none (it raised: an incident is
+    open, and the condition has no answer until it is asked again). Without a site (a job
+    queued before answers were kept per site) it answers every condition of the current
+    stage that names the flow."""
 
     flow: str
-    value: bool
+    value: bool | None
+    site: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class ScheduleStep:
     not_before: str | None = None  # ISO time; None: now (a retry waits for its backoff)
     timeout_ms: int | None = None  # the attempt fails when the flow overruns this
     kind: str = field(kw_only=True)  # the job kind: the step type's (``baton.steps``)
+    input: dict[str, Any] | None = field(default=None, kw_only=True)  # the step's ``input``, evaluated
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,7 @@ class CreateWorkItem:
     due_at: str | None = None  # the step's SLA due time (ISO), if it has an SLA
     summary: str | None = None  # a line about its record, under the title
     jeopardy_at: str | None = None  # when the step's SLA turns in_jeopardy (ISO), if ever
+    input: dict[str, Any] | None = None  # the step's ``input``, evaluated when it started
 
 
 @dataclass(frozen=True)
@@ -197,9 +204,15 @@ class SendEmail:
 
 @dataclass(frozen=True)
 class EvaluateCondition:
-    """Run an evaluation flow (``exit_when: {flow: ...}``) and report its answer."""
+    """Run an evaluation flow (``exit_when: {flow: ...}``) for the condition at ``site`` and
+    report its answer. ``input`` is the condition's ``input`` evaluated now (the flow's
+    ``ctx.input``); ``error`` says why it could not be, and the worker then opens an
+    incident instead of asking the flow."""
 
     flow: str
+    site: str = ""
+    input: dict[str, Any] | None = None
+    error: str | None = None
 
 
 Command = (EvaluateCondition | ScheduleStep | CreateWorkItem | CancelWorkItem | Audit

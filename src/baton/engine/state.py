@@ -7,10 +7,15 @@ from typing import Any
 
 from baton.engine.status import RunStatus, StageStatus, StepStatus
 
-STATE_FORMAT = 2
-"""Version of the stored JSON shape of :class:`Run`; bump with a migration. Format 1 (every
-field written out) is still read: runs stored before migration 10 are rewritten in
-format 2 the next time they move."""
+STATE_FORMAT = 3
+"""Version of the stored JSON shape of :class:`Run`. Format 3 keeps an evaluation flow's
+answers (``flow_conditions``) per condition site (``stages.triage.exit_when``); formats 1
+and 2 kept them per flow name, and are still read: those answers are kept under
+``flow:NAME`` (``LEGACY_ANSWER``), which the engine uses for a site that has no answer of
+its own yet, and the run is written in format 3 the next time it moves. Format 1 (every
+field written out) is what runs stored before migration 10 have."""
+
+LEGACY_ANSWER = "flow:"
 
 
 @dataclass
@@ -133,9 +138,12 @@ class Run:
         fmt = data.get("format", 1)
         if fmt == 1:
             return cls._from_format_1(data)
-        if fmt != STATE_FORMAT:
+        if fmt not in (2, STATE_FORMAT):
             raise ValueError(f"run state format {fmt} is not supported (expected {STATE_FORMAT})")
         get = data.get
+        answers = get("flow_conditions") or {}
+        if fmt == 2 and answers:
+            answers = _legacy_answers(answers)
         return cls(
             id=data["id"], orchestration=data["orchestration"], version=data["version"],
             record_id=get("record_id"), status=RunStatus(data["status"]),
@@ -151,7 +159,7 @@ class Run:
                    for k, v in (get("steps") or {}).items()},
             vars=get("vars") or {}, input=get("input") or {},
             decisions=get("decisions") or [],
-            flow_conditions=get("flow_conditions") or {},
+            flow_conditions=answers,
             error=get("error"), created_at=data["created_at"],
             completed_at=get("completed_at"), seq=data["seq"],
         )
@@ -173,7 +181,7 @@ class Run:
                    for k, v in data["steps"].items()},
             vars=data["vars"], input=data["input"],
             decisions=[dict(d) for d in data["decisions"]],
-            flow_conditions=dict(data.get("flow_conditions", {})),
+            flow_conditions=_legacy_answers(data.get("flow_conditions", {})),
             error=data["error"], created_at=data["created_at"],
             completed_at=data["completed_at"], seq=data["seq"],
         )
@@ -216,6 +224,11 @@ def _step_doc(v: StepRun, _copy: Any) -> dict[str, Any]:
     if v.sla is not None:
         doc["sla"] = _copy(v.sla)
     return doc
+
+
+def _legacy_answers(answers: dict[str, bool]) -> dict[str, bool]:
+    """Answers of formats 1 and 2 (per flow name), under ``flow:NAME``."""
+    return {LEGACY_ANSWER + name: value for name, value in answers.items()}
 
 
 def copy_json(value: Any) -> Any:

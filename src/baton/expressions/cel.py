@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as _dt
 import decimal
 import re
@@ -303,11 +304,62 @@ _NAME_PATH = re.compile(r"(?<![\w.\"'])(record|old|steps|vars|input|line)\.([A-Z
 _STRING = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'")
 
 
-def referenced_names(source: str) -> Iterable[tuple[str, str]]:
-    """``(variable, member)`` pairs the expression reads, e.g. ``("steps", "triage")``.
+_INDEXED = re.compile(r"(?<![\w.\"'])(record|old|steps|vars|input|line)\s*\[\s*")
+_LITERAL_KEY = re.compile(r"(\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*')\s*\]")
 
-    Used by validation to report unknown fields and steps; string literals are ignored.
+
+def referenced_names(source: str) -> Iterable[tuple[str, str]]:
+    """``(variable, member)`` pairs the expression reads, e.g. ``("steps", "triage")``,
+    whether written ``steps.triage`` or ``steps["triage"]``.
+
+    Used by validation to report unknown fields and steps; text inside string literals is
+    not a reference.
     """
     body = _STRING.sub('""', _strip(source))
     for m in _NAME_PATH.finditer(body):
         yield m.group(1), m.group(2)
+    for var, key in indexed_names(source):
+        if key is not None:
+            yield var, key
+
+
+_CHAIN = re.compile(r"(?<![\w.\"'])(record|old)((?:\s*\.\s*[A-Za-z_]\w*)+)(\s*\()?")
+_SEGMENT = re.compile(r"[A-Za-z_]\w*")
+
+
+def member_chains(source: str) -> Iterable[tuple[str, tuple[str, ...]]]:
+    """``(variable, members)`` for each dotted read of ``record`` or ``old``:
+    ``record.account.owner.email`` gives ``("record", ("account", "owner", "email"))``. A
+    method call's name is not a member (``record.name.startsWith("A")`` reads
+    ``("name",)``); text inside string literals is not a read."""
+    body = _STRING.sub('""', _strip(source))
+    for m in _CHAIN.finditer(body):
+        members = tuple(_SEGMENT.findall(m.group(2)))
+        if m.group(3) is not None:
+            members = members[:-1]
+        if members:
+            yield m.group(1), members
+
+
+def indexed_names(source: str) -> Iterable[tuple[str, str | None]]:
+    """``(variable, key)`` for each ``var[...]`` the expression reads: the key when it is a
+    string literal (``steps["43b3…"]``), ``None`` when it is computed (``steps[vars.k]``)."""
+    text = _strip(source)
+    strings = [m.span() for m in _STRING.finditer(text)]
+    for m in _INDEXED.finditer(text):
+        if any(a <= m.start() < b for a, b in strings):
+            continue  # inside a string literal: text, not a reference
+        key = _LITERAL_KEY.match(text, m.end())
+        if key is None:
+            yield m.group(1), None
+        else:
+            yield m.group(1), _unquote(key.group(1))
+
+
+def _unquote(literal: str) -> str:
+    """A CEL string literal's text (its escapes are Python's, for what a name holds)."""
+    try:
+        value = ast.literal_eval(literal)
+    except (ValueError, SyntaxError):
+        return literal[1:-1]
+    return value if isinstance(value, str) else literal[1:-1]

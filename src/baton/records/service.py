@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from baton.clock import Clock, iso
 from baton.definitions.model import ObjectTypeDefinition
+from baton.definitions.refs import navigated_cached
 from baton.errors import ExpressionError, NotFound, TransitionConflict, ValidationError
 from baton.expressions import evaluate_condition
 from baton.ids import IdGenerator
 from baton.records.fields import coerce_fields, typed_values
 from baton.records.model import record_json_view, record_view
+from baton.records.related import with_related_txn
 from baton.rows import AuditEvent, Record, audit_event
 from baton.runtime import jobs
 from baton.runtime.definitions import DefinitionRepo
@@ -33,6 +35,15 @@ from baton.store.sql import SqlStore
 
 if TYPE_CHECKING:
     from baton.runtime.runs import RunDriver
+
+
+def _held(source: str, scope: Mapping[str, Any]) -> bool:
+    """Did a trigger's condition hold for the record as it was? One that cannot be evaluated
+    on the earlier values (a field that was empty then) did not hold: the write made it hold."""
+    try:
+        return evaluate_condition(source, scope)
+    except ExpressionError:
+        return False
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
@@ -144,12 +155,29 @@ class RecordService:
         else:
             old_json = record_json_view(old, otype)
         now = iso(now_dt)
-        scope = trigger_scope(view, typed_values(otype.fields, old_json), now)
+        old_typed = typed_values(otype.fields, old_json)
+        scope = trigger_scope(view, old_typed, now)
+        before: dict[str, Any] | None = None  # the scope as the record was, for changed_to_meet
+        def types(name: str) -> ObjectTypeDefinition:
+            return self.definitions.object_type(name, tx)
+
         for defn, version in self.definitions.record_triggers(row["object_type"], op, tx):
             when = defn.trigger.when
             source = (when.expression if when is not None else None) or "=true"
+            # The related records its expressions read (record.account.name), as they are now.
+            related = when is not None and bool(navigated_cached(defn))
             try:
-                ok = when is None or evaluate_condition(source, scope)
+                now_scope = trigger_scope(with_related_txn(tx, defn, view, otype.name, types)
+                                          or view, old_typed, now) if related else scope
+                ok = when is None or evaluate_condition(source, now_scope)
+                if ok and defn.trigger.changed_to_meet and old is not None:
+                    # Only when the write made the condition hold: it did not hold before.
+                    if before is None:
+                        before = trigger_scope(record_view(old, otype), old_typed, now)
+                    was = trigger_scope(with_related_txn(tx, defn, before["record"], otype.name,
+                                                         types) or {}, old_typed, now) \
+                        if related else before
+                    ok = not _held(source, was)
             except ExpressionError as exc:
                 incident = incident_row(
                     self.ids.new("inc"), TRIGGER_FAILED, orchestration=defn.name,

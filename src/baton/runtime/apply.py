@@ -142,6 +142,8 @@ def _audit(a: Applier, w: _Writes, cmd: Audit) -> None:
 def _schedule_step(a: Applier, w: _Writes, cmd: ScheduleStep) -> None:
     payload = jobs.StepPayload(step=cmd.step, iteration=cmd.iteration, flow=cmd.flow,
                                attempt=cmd.attempt, timeout_ms=cmd.timeout_ms)
+    if cmd.input is not None:
+        payload["input"] = cmd.input
     if cmd.not_before is None:
         w.jobs.append((cmd.kind, dict(payload)))  # the step type's job kind
     else:  # a retry: a job that is not due before its backoff has passed
@@ -166,7 +168,16 @@ def _run_flow(a: Applier, w: _Writes, cmd: RunFlow) -> None:
 
 
 def _evaluate_condition(a: Applier, w: _Writes, cmd: EvaluateCondition) -> None:
-    w.jobs.append((jobs.CONDITION, dict(jobs.ConditionPayload(flow=cmd.flow))))
+    w.jobs.append((jobs.CONDITION, dict(condition_payload(cmd))))
+
+
+def condition_payload(cmd: EvaluateCondition) -> jobs.ConditionPayload:
+    payload = jobs.ConditionPayload(flow=cmd.flow, site=cmd.site)
+    if cmd.input is not None:
+        payload["input"] = cmd.input
+    if cmd.error is not None:
+        payload["error"] = cmd.error
+    return payload
 
 
 def _send_email(a: Applier, w: _Writes, cmd: SendEmail) -> None:

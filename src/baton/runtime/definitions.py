@@ -22,6 +22,7 @@ from baton.clock import Clock, iso
 from baton.definitions.loader import check_texts, load_definitions, load_text
 from baton.definitions.model import (
     CalendarDefinition,
+    MailboxDefinition,
     ObjectTypeDefinition,
     OrchestrationDefinition,
 )
@@ -208,7 +209,7 @@ class DefinitionRepo:
         if key not in self._sources:
             raise NotFound(kind, f"{name} v{version}")
         source, file = self._sources[key]
-        if kind == "orchestration":
+        if kind in ("orchestration", "mailbox"):  # they read the object types' fields
             objects = self.object_types()
         else:  # an object type's ref fields only need the names of the other types
             objects = {n: ObjectTypeDefinition(n, ()) for (k, n) in self._active if k == "object"}
@@ -235,6 +236,12 @@ class DefinitionRepo:
                 cal: CalendarDefinition = self._parse("calendar", name, version)
                 out[name] = BusinessCalendar.from_spec(name, cal.spec())
         return out
+
+    def mailboxes(self, tx: Definitions | None = None) -> dict[str, MailboxDefinition]:
+        """The active version of every mailbox, by name."""
+        self.refresh(tx)
+        return {name: self._parse("mailbox", name, v)
+                for (kind, name), v in list(self._active.items()) if kind == "mailbox"}
 
     def object_types(self) -> dict[str, ObjectTypeDefinition]:
         self.refresh()

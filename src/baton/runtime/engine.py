@@ -114,6 +114,10 @@ class Engine:
                                      self.clock, self.work_available.set)
         self.incidents = IncidentService(self.store, self.definitions, self.runs, self.clock,
                                          self.work_available.set)
+        from baton.intake.service import IntakeService  # (imports the e-mail parser)
+
+        self.intake = IntakeService(self.store, self.definitions, self.records, self.clock,
+                                    self.ids, self.work_available.set)
         self.work = WorkService(self.store, self.runs, self.applier, self.clock, self.directory)
         self.idempotency = IdempotencyKeys(self.store, self.clock)
         if migrate:
@@ -123,18 +127,22 @@ class Engine:
         self.store.close()
 
     # ---- definitions --------------------------------------------------------------------
-    def validate(self, paths: Sequence[str | Path], known_flows: Collection[str] | None = None) -> list[Issue]:
+    def validate(self, paths: Sequence[str | Path], known_flows: Collection[str] | None = None,
+                 *, warnings: list[Issue] | None = None) -> list[Issue]:
+        """Every error in the definition files; warnings go to ``warnings`` when given."""
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_definitions(
-            paths, known_flows=flows, deployed_objects=self.definitions.object_types()
-        )
+            paths, known_flows=flows, deployed_objects=self.definitions.object_types(),
+            warnings=warnings)
         return issues
 
-    def validate_texts(self, texts: dict[str, str], known_flows: Collection[str] | None = None) -> list[Issue]:
+    def validate_texts(self, texts: dict[str, str], known_flows: Collection[str] | None = None,
+                       *, warnings: list[Issue] | None = None) -> list[Issue]:
         """Validate YAML texts (file name -> text) as ``validate`` does files."""
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_texts(texts, known_flows=flows,
-                                    deployed_objects=self.definitions.object_types())
+                                    deployed_objects=self.definitions.object_types(),
+                                    warnings=warnings)
         return issues
 
     @one_transaction

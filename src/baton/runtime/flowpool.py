@@ -37,12 +37,20 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 from baton.errors import BatonError, StepFailure
-from baton.flows import FlowContext, StepView, get_flow, registry_generation
+from baton.flows import (
+    FIND_LIMIT,
+    FlowContext,
+    RecordReader,
+    StepView,
+    get_flow,
+    registry_generation,
+)
 from baton.steps.flowrun import FlowProcessDied, FlowRaised, StepTimeout, flow_logger
 
 log = logging.getLogger("baton.flowpool")
@@ -86,7 +94,7 @@ class FlowPool:
                      dict(ctx.steps))
         child = self._acquire()
         try:
-            kind, payload = child.ask(call, timeout_ms)
+            kind, payload = child.ask(call, timeout_ms, ctx.records)
             if kind == "error" and payload["type"] == "MemoryError":
                 child.kill()  # its heap may stay at the limit: not reused
         except BaseException:
@@ -219,8 +227,10 @@ class _Child:
         self.status = os.waitstatus_to_exitcode(status)
         return True
 
-    def ask(self, call: _Call, timeout_ms: int | None) -> tuple[str, Any]:
-        """Send the call; wait for its answer, re-emitting the child's log records."""
+    def ask(self, call: _Call, timeout_ms: int | None,
+            records: RecordReader | None = None) -> tuple[str, Any]:
+        """Send the call; wait for its answer, re-emitting the child's log records and
+        answering its ``ctx.records`` reads (made here, in the worker, with its store)."""
         assert self.conn is not None
         deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
         try:
@@ -232,6 +242,9 @@ class _Child:
                                       f"{call.flow!r} was stopped (its process killed)",
                                       retryable=True)
                 kind, payload = self.conn.recv()
+                if kind == "records":
+                    self.conn.send(("records", _read(records, payload)))
+                    continue
                 if kind != "log":
                     return kind, payload
                 _emit(payload)
@@ -267,6 +280,43 @@ def _exit_status(code: int | None) -> str:
     return f"exit status {code}"
 
 
+def _read(records: RecordReader | None, request: tuple[str, tuple[Any, ...], dict[str, Any]]
+          ) -> tuple[str, Any]:
+    """A child's ``ctx.records`` call, made here: ``("ok", value)`` or ``("error", text)``."""
+    method, args, kwargs = request
+    try:
+        if records is None or method not in ("get", "find"):
+            raise BatonError("ctx.records is not available here")
+        return "ok", getattr(records, method)(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - raised again in the flow, where it was asked
+        return "error", f"{type(exc).__name__}: {exc}" if not isinstance(exc, BatonError) \
+            else str(exc)
+
+
+class _PipeRecords:
+    """``ctx.records`` in a flow process: each call is asked of the worker over the pipe
+    (the child never opens a database connection of its own)."""
+
+    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
+        self.conn, self.lock = conn, lock
+
+    def _ask(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        with self.lock:
+            self.conn.send(("records", (method, args, kwargs)))
+        _, (status, value) = self.conn.recv()
+        if status != "ok":
+            raise BatonError(value)
+        return value
+
+    def get(self, record_id: str) -> Mapping[str, Any] | None:
+        return cast("Mapping[str, Any] | None", self._ask("get", (record_id,), {}))
+
+    def find(self, object_type: str, /, *, limit: int = FIND_LIMIT,
+             **field_values: Any) -> list[Mapping[str, Any]]:
+        return cast("list[Mapping[str, Any]]",
+                    self._ask("find", (object_type,), {"limit": limit, **field_values}))
+
+
 def _emit(record: dict[str, Any]) -> None:
     """A log record from a child, handled by the worker's logging as if made here."""
     logging.getLogger(record.get("name") or "baton.flow").handle(logging.makeLogRecord(record))
@@ -286,7 +336,7 @@ def _child_main(conn: Connection, parent: int, memory_mb: int | None) -> None:
             call = conn.recv()
         except (EOFError, OSError):
             return
-        reply = _run(call)
+        reply = _run(call, _PipeRecords(conn, send_lock))
         with send_lock:
             try:
                 conn.send(reply)
@@ -294,7 +344,7 @@ def _child_main(conn: Connection, parent: int, memory_mb: int | None) -> None:
                 conn.send(("error", _describe(exc)))
 
 
-def _run(call: _Call) -> tuple[str, Any]:
+def _run(call: _Call, records: RecordReader) -> tuple[str, Any]:
     fn = get_flow(call.flow)
     try:
         if fn is None:
@@ -302,7 +352,8 @@ def _run(call: _Call) -> tuple[str, Any]:
                               retryable=False)
         ctx = FlowContext(run_id=call.run_id, step=call.step, iteration=call.iteration,
                           record=call.record, vars=call.vars, input=call.input,
-                          steps=call.steps, logger=flow_logger(call.run_id, call.step))
+                          steps=call.steps, logger=flow_logger(call.run_id, call.step),
+                          records=records)
         output = fn(ctx)
         return "ok", (output, ctx.vars, ctx.record_updates)
     except Exception as exc:  # noqa: BLE001 - the attempt's failure, sent to the worker

@@ -2,8 +2,9 @@
 
 A record trigger whose ``when`` raises does not fail the record write that fired it: the
 record is saved, the run is not started, and an incident (``trigger_failed``) is opened in
-the same transaction. An evaluation flow that raises leaves its condition false and opens a
-``condition_flow_failed`` incident for the run. Operators list them beside fallout and
+the same transaction. An evaluation flow that raises gives its condition no answer (false
+for a stage exit or a step's entry; a routing rule waits) and opens a
+``condition_flow_failed`` incident for the run and that condition's site. Operators list them beside fallout and
 **retry** (evaluate again, now) or **dismiss** (with a reason) them; both are audited on the
 record's timeline (``incident_retried``, ``incident_dismissed``).
 """
@@ -19,6 +20,7 @@ from baton.errors import ExpressionError, NotFound, TransitionConflict, Validati
 from baton.expressions import evaluate_condition
 from baton.records.fields import typed_values
 from baton.records.model import record_view
+from baton.records.related import with_related_txn
 from baton.rows import audit_event
 from baton.runtime import jobs
 from baton.store.ports import Transaction
@@ -65,6 +67,12 @@ def open_incident_txn(tx: Transaction, row: dict[str, Any]) -> str:
     if not tx.update_incident_txn(same["id"], IncidentStatus.OPEN.value, values):
         raise TransitionConflict(f"incident {same['id']} changed concurrently")
     return str(same["id"])
+
+
+def condition_expression(flow: str, site: str | None) -> str:
+    """What a ``condition_flow_failed`` incident shows as its expression: the flow and the
+    condition it was asked for (one incident per site, since each site asks separately)."""
+    return f"{flow} at {site}" if site else flow
 
 
 def incident_view(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -174,10 +182,11 @@ class IncidentService:
         when = defn.trigger.when
         otype = self.definitions.object_type(record["object_type"], tx)
         old = typed_values(otype.fields, row["detail"].get("old") or {})
+        view = with_related_txn(tx, defn, record_view(record, otype), otype.name,
+                                lambda name: self.definitions.object_type(name, tx))
         try:
             ok = when is None or evaluate_condition(
-                when.expression or "=true",
-                trigger_scope(record_view(record, otype), old, iso(now_dt)))
+                when.expression or "=true", trigger_scope(view or {}, old, iso(now_dt)))
         except ExpressionError as exc:
             return "failed", {"error": str(exc), "attempts": row["attempts"] + 1}
         if not ok:
@@ -192,8 +201,14 @@ class IncidentService:
             status = run["status"] if run else "deleted"
             raise TransitionConflict(f"run {row['run_id']} is {status}: nothing waits for its "
                                      "condition any more; dismiss the incident instead")
-        tx.enqueue_job_txn(jobs.CONDITION, row["run_id"],
-                           dict(jobs.ConditionPayload(flow=row["expression"])), now, now)
+        # The job as it failed (the flow, its site and input); an incident opened before
+        # sites were kept has the flow's name alone.
+        payload = dict((row.get("detail") or {}).get("job") or {"flow": row["expression"]})
+        if "error" in payload:  # its input failed: the run evaluates it again, and asks
+            tx.enqueue_job_txn(jobs.EVALUATE, row["run_id"],
+                               dict(jobs.EvaluatePayload(reason="incident_retried")), now, now)
+        else:
+            tx.enqueue_job_txn(jobs.CONDITION, row["run_id"], payload, now, now)
         return "queued", {"status": IncidentStatus.RESOLVED.value}
 
 

@@ -33,6 +33,7 @@ class StepPayload(TypedDict):
     flow: str | None
     attempt: int
     timeout_ms: int | None
+    input: NotRequired[dict[str, Any]]  # the step's ``input``, evaluated (only when it has one)
 
 
 class TimerPayload(TypedDict):
@@ -54,9 +55,14 @@ class EscalationPayload(TypedDict):
 
 
 class ConditionPayload(TypedDict):
-    """An evaluation flow that decides a condition (``EvaluateCondition``)."""
+    """An evaluation flow that decides a condition (``EvaluateCondition``): for the
+    condition at ``site`` with its evaluated ``input``, or, with ``error``, an input that
+    could not be evaluated (an incident). A job queued before sites has the flow alone."""
 
     flow: str
+    site: NotRequired[str]
+    input: NotRequired[dict[str, Any]]
+    error: NotRequired[str]
 
 
 class SchedulePayload(TypedDict):

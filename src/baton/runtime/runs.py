@@ -28,6 +28,7 @@ from baton.errors import BatonError, NotFound, TransitionConflict, ValidationErr
 from baton.ids import IdGenerator
 from baton.records.fields import coerce_fields
 from baton.records.model import record_view
+from baton.records.related import with_related_txn
 from baton.rows import AuditEvent, Record
 from baton.runtime.apply import Applier
 from baton.runtime.definitions import DefinitionRepo
@@ -54,9 +55,13 @@ class RunDriver:
     def decide_and_apply_txn(self, tx: Transaction, defn: OrchestrationDefinition, run: Run,
                              event: Event, now: Any, record: dict[str, Any] | None, *,
                              insert: bool = False) -> Decision:
-        """Decide and apply; ``run`` is handed over (callers load it for this call alone)."""
+        """Decide and apply; ``run`` is handed over (callers load it for this call alone).
+        The record is given to ``decide()`` with the related records its definition's
+        expressions read (``records/related.py``)."""
         expected_seq = run.seq
-        decision = decide(defn, run, event, now, record, consume=True)
+        seen = with_related_txn(tx, defn, record, defn.trigger.object,
+                                lambda name: self.definitions.object_type(name, tx))
+        decision = decide(defn, run, event, now, seen, consume=True)
         if decision.stale:
             return decision
         self.applier.apply_txn(tx, expected_seq, decision, now, insert=insert)

@@ -43,6 +43,7 @@ from baton.runtime import incidents, jobs, metrics, schedules
 from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.runtime.flowpool import FlowPool
+from baton.runtime.reader import StoreRecords
 from baton.steps import registry
 from baton.steps.base import StepType, StepWork
 from baton.steps.flowrun import FlowRaised, flow_context
@@ -119,6 +120,7 @@ class Worker:
         # when run() ends.
         self._pool = flow_pool
         self._own_pool = flow_pool is None
+        self._records = StoreRecords(engine.store, engine.definitions)  # ctx.records
 
     # ---- lifecycle ----------------------------------------------------------------------
     def run(self, *, until_idle: bool = False) -> WorkerStats:
@@ -343,7 +345,8 @@ class Worker:
                                   f"v{run.version}", retryable=False)
             out = step_type.run_job(StepWork(run, record, definition, iteration, attempt,
                                              job.payload, self._call_flow,
-                                             self._orchestration(run)))
+                                             self._orchestration(run), self._records,
+                                             now=ran_at))
             event = StepCompleted(step, iteration, _jsonable(dict(out.output)),
                                   vars=_jsonable(dict(out.vars)) if out.vars else None,
                                   ran_at=ran_at, attempt=attempt)
@@ -405,7 +408,8 @@ class Worker:
         try:
             if fn is None:
                 raise StepFailure(f"flow {p['flow']!r} is not registered in this worker")
-            ctx = flow_context(run, p["step"], p["iteration"], record, self._orchestration(run))
+            ctx = flow_context(run, p["step"], p["iteration"], record, self._orchestration(run),
+                               records=self._records)
             data["output"] = _jsonable(self._call_flow(p["flow"], fn, ctx, None))
             kind = "escalation_flow_ran"
         except Exception as exc:  # noqa: BLE001 - audited on the run; never the worker's problem
@@ -462,32 +466,39 @@ class Worker:
         return _Result(job, None, apply=fire)
 
     def _execute_condition(self, job: Job, snapshot: _Snapshot | None) -> _Result:
+        """Ask an evaluation flow for the condition at the job's site, with its input. A
+        flow that raises (or an input that could not be evaluated) gives no answer: an
+        incident is opened, and the condition has none until the flow is asked again (an
+        operator's retry, or the next record or step change)."""
         assert snapshot is not None
         run, record = snapshot
-        name = cast(jobs.ConditionPayload, job.payload)["flow"]
+        p = cast(jobs.ConditionPayload, job.payload)
+        name, site = p["flow"], p.get("site")
         if run.status is not RunStatus.IN_PROGRESS:
             return _Result(job, None)
         fn = get_flow(name)
         try:
+            if p.get("error"):
+                raise StepFailure(f"the input of evaluation flow {name!r} could not be "
+                                  f"evaluated: {p['error']}", retryable=False)
             if fn is None:
                 raise StepFailure(f"flow {name!r} is not registered in this worker")
-            ctx = flow_context(run, name, 0, record, self._orchestration(run))
+            ctx = flow_context(run, name, 0, record, self._orchestration(run), p.get("input"),
+                               self._records)
             value = bool(self._call_flow(name, fn, ctx, None))
         except Exception as exc:  # noqa: BLE001 - a definition's bug: an incident, not the worker's
-            # The condition stays false meanwhile; an operator retries (the job is queued
-            # again) or dismisses it.
             error = _error(exc)
-            log.warning("evaluation flow %s raised for run %s (condition false; incident "
-                        "opened): %s", name, run.id, error["message"])
+            log.warning("evaluation flow %s raised for run %s at %s (no answer; incident "
+                        "opened): %s", name, run.id, site or "every site", error["message"])
             now = iso(self.engine.clock.now())
             incident = incidents.incident_row(
                 self.engine.ids.new("inc"), incidents.CONDITION_FLOW_FAILED,
                 orchestration=run.orchestration, version=run.version, record_id=run.record_id,
-                run_id=run.id, expression=name, error=f"{error['type']}: {error['message']}",
-                now=now)
-            incident["detail"] = {"error": error}
-            return _Result(job, ConditionEvaluated(name, False), incident=incident)
-        return _Result(job, ConditionEvaluated(name, value))
+                run_id=run.id, expression=incidents.condition_expression(name, site),
+                error=f"{error['type']}: {error['message']}", now=now)
+            incident["detail"] = {"error": error, "job": dict(p)}
+            return _Result(job, ConditionEvaluated(name, None, site), incident=incident)
+        return _Result(job, ConditionEvaluated(name, value, site))
 
     # ---- inside the transaction: commit the batch --------------------------------------
     def _commit_batch(self, results: list[_Result], read: _BatchCache | None = None) -> None:
@@ -660,8 +671,8 @@ class Worker:
             incident_id = incidents.open_incident_txn(tx, inc)
             tx.append_events_txn([event_row(
                 inc["kind"], "system", inc["created_at"], inc["record_id"], inc["run_id"],
-                {"flow": inc["expression"], "error": inc["detail"]["error"],
-                 "incident": incident_id})])
+                {"flow": inc["detail"]["job"]["flow"], "site": inc["detail"]["job"].get("site"),
+                 "error": inc["detail"]["error"], "incident": incident_id})])
         if res.apply is not None:
             res.apply(tx, now_dt)
             return

@@ -5,12 +5,13 @@ one module plus ``registry.register(...)`` (see ``tests/integration/test_step_pl
 """
 
 from baton.steps import registry
+from baton.steps.ai import AI
 from baton.steps.background import BACKGROUND
 from baton.steps.interactive import INTERACTIVE
 from baton.steps.milestone import MILESTONE
 from baton.steps.pause import PAUSE
 
-for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE):
+for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE, AI):
     registry.register(_builtin)
 
 __all__ = ["registry"]

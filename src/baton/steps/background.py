@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from baton.definitions.checks import Checker, Scope, check_flow, join
+from baton.definitions.checks import Checker, Scope, check_flow, check_input, join
 from baton.definitions.model import StepDefinition
 from baton.errors import StepFailure
 from baton.flows import get_flow
@@ -22,7 +22,7 @@ _UNSET = object()
 
 class Background(JobStepType):
     name = "background"
-    keys = ("flow",)
+    keys = ("flow", "input")
     job_kind = "step"  # the jobs table's kind for these attempts (a durable format)
 
     def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
@@ -31,6 +31,8 @@ class Background(JobStepType):
         else:
             ck.add(join(path, "flow"),
                    "required key 'flow' is missing (a background step runs a flow)")
+        if "input" in step:
+            check_input(ck, join(path, "input"), step["input"], scope)
 
     def chainable(self, step: StepDefinition) -> bool:
         # A flow this worker has: it runs in the batch that made the step ready.
@@ -43,7 +45,8 @@ class Background(JobStepType):
             raise StepFailure(f"flow {name!r} is not registered in this worker "
                               "(is its module listed under flows in baton.toml?)", retryable=False)
         ctx = flow_context(work.run, work.step.name, work.iteration, work.record,
-                           work.orchestration)
+                           work.orchestration, work.payload.get("input"),
+                           work.records)
         output = work.flows(name, fn, ctx, work.payload.get("timeout_ms"))
         if output is None:
             output = {}

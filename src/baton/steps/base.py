@@ -22,6 +22,7 @@ from baton.engine.events import Command, SignalReceived, TimerFired
 from baton.engine.state import Run, StepRun
 from baton.engine.status import StepStatus
 from baton.errors import BatonError, ExpressionError
+from baton.flows import RecordReader
 from baton.steps.flowrun import FlowRunner
 
 
@@ -69,6 +70,8 @@ class StepWork:
     payload: Mapping[str, Any]  # the job's payload, as ``ScheduleStep`` was applied
     flows: FlowRunner  # how this worker calls a flow (its thread, or a flow process)
     orchestration: OrchestrationDefinition | None = None  # the run's: types ctx.input, outputs
+    records: RecordReader | None = None  # what ``ctx.records`` reads other records with
+    now: str = ""  # ISO, the worker clock's instant of this attempt (``now`` in expressions)
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,19 @@ from typing import Any, Protocol
 from baton.definitions.model import OrchestrationDefinition
 from baton.engine.state import Run, copy_json
 from baton.errors import StepFailure
-from baton.flows import FlowContext, FlowFn, StepView
+from baton.flows import FlowContext, FlowFn, RecordReader, StepView
 from baton.records.fields import decimal_forms, typed_values
 
 
 def flow_context(run: Run, step: str, iteration: int, record: Mapping[str, Any] | None,
-                 orchestration: OrchestrationDefinition | None = None) -> FlowContext:
+                 orchestration: OrchestrationDefinition | None = None,
+                 step_input: Mapping[str, Any] | None = None,
+                 records: RecordReader | None = None) -> FlowContext:
     """What a flow receives for ``step`` of ``run``. With the run's ``orchestration``,
     ``ctx.input`` and the steps' form outputs are typed like ``ctx.record`` (a ``decimal``
-    as a Decimal; stored, it is its exact string).
+    as a Decimal; stored, it is its exact string). ``step_input`` (the step's or the
+    condition's ``input``, evaluated) is laid over the run's input in ``ctx.input``;
+    ``records`` is how ``ctx.records`` reads other records.
 
     Copies: the run and record a worker read for its batch are committed from, so whatever
     a flow does to what it was given must not reach them.
@@ -32,10 +36,12 @@ def flow_context(run: Run, step: str, iteration: int, record: Mapping[str, Any] 
     steps = {n: StepView(n, sr.status.value, copy_json(_typed_output(orchestration, n, sr.output)))
              for n, sr in run.steps.items()}
     inputs = orchestration.trigger.input if orchestration is not None else ()
+    given = dict(typed_values(inputs, run.input))
+    if step_input:
+        given.update(step_input)
     return FlowContext(run_id=run.id, step=step, iteration=iteration, record=copy_json(record),
-                       vars=copy_json(run.vars),
-                       input=copy_json(dict(typed_values(inputs, run.input))), steps=steps,
-                       logger=flow_logger(run.id, step))
+                       vars=copy_json(run.vars), input=copy_json(given), steps=steps,
+                       logger=flow_logger(run.id, step), records=records)
 
 
 def _typed_output(orchestration: OrchestrationDefinition | None, step: str,

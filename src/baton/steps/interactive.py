@@ -16,6 +16,7 @@ from baton.definitions.checks import (
     Scope,
     check_expression,
     check_field,
+    check_input,
     check_keys,
     check_value,
     expect_list,
@@ -32,6 +33,7 @@ from baton.definitions.model import (
     StepDefinition,
 )
 from baton.engine.events import CancelWorkItem, CreateWorkItem
+from baton.engine.inputs import evaluate_input
 from baton.engine.state import StepRun
 from baton.engine.status import StepStatus
 from baton.errors import ExpressionError
@@ -43,7 +45,7 @@ _FORM_RULES = FieldRules(tuple(t for t in FIELD_TYPES if t != "ref"), ())
 
 class Interactive(StepTypeBase):
     name = "interactive"
-    keys = ("assign", "form", "instructions", "priority", "title", "summary")
+    keys = ("assign", "form", "instructions", "priority", "input", "title", "summary")
 
     # ---- validation -------------------------------------------------------------------
     def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
@@ -63,6 +65,8 @@ class Interactive(StepTypeBase):
         for key in ("title", "summary"):
             if key in step:
                 check_value(ck, join(path, key), step[key], scope)
+        if "input" in step:
+            check_input(ck, join(path, "input"), step["input"], scope)
 
     # ---- decide -----------------------------------------------------------------------
     def start(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
@@ -72,6 +76,12 @@ class Interactive(StepTypeBase):
                 step.assign.value) else step.assign.value
         except ExpressionError as exc:
             d.fail_step(sr, step, expression_error("assign", exc))
+            return
+        try:  # what the person is shown with the form (evaluated now)
+            values = evaluate_input(step.options.get("input"), d.scope()) \
+                if step.options.get("input") else None
+        except ExpressionError as exc:
+            d.fail_step(sr, step, expression_error("input", exc))
             return
         if not isinstance(assignee, str) or not assignee:
             d.fail_step(sr, step, {"type": "AssignmentError",
@@ -94,6 +104,7 @@ class Interactive(StepTypeBase):
             due_at=sr.sla["due_at"] if sr.sla else None,
             summary=summary,
             jeopardy_at=sr.sla.get("jeopardy_at") if sr.sla else None,
+            input=values,
         ))
         d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                 type=self.name, assignee=f"{step.assign.kind.value}:{assignee}")

@@ -155,7 +155,21 @@ def _m011_schedules(conn: Connection) -> None:
     schema.schedules.create(conn, checkfirst=True)
 
 
-def _m012_work_item_headlines(conn: Connection) -> None:
+def _m012_work_item_input(conn: Connection) -> None:
+    """Work items keep the ``input`` of their step (a mapping of values evaluated when the
+    step started), shown with the form; items created before have none."""
+    columns = {c["name"] for c in inspect(conn).get_columns(schema.work_items.name)}
+    if "input" not in columns:
+        kind = "JSONB" if conn.dialect.name == "postgresql" else "JSON"
+        conn.exec_driver_sql(f"ALTER TABLE baton_work_items ADD COLUMN input {kind}")
+
+
+def _m015_messages(conn: Connection) -> None:
+    """E-mail intake: each accepted message once, by its Message-ID, with its record."""
+    schema.messages.create(conn, checkfirst=True)
+
+
+def _m016_work_item_headlines(conn: Connection) -> None:
     """Work items carry a summary line from their record (under the title, searched with
     it) and the instant their SLA turns in_jeopardy (the Work Guide's SLA filter compares
     it with the time, as it does ``due_at``). Items still open get it from their run."""
@@ -189,7 +203,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "stored formats that cost less (SLA instants on the run)",
               _m010_stored_formats),
     Migration(11, "schedules", _m011_schedules),
-    Migration(12, "work item summaries and SLA jeopardy times", _m012_work_item_headlines),
+    Migration(12, "work item input", _m012_work_item_input),
+    Migration(15, "e-mail messages of intake", _m015_messages),
+    Migration(16, "work item summaries and SLA jeopardy times", _m016_work_item_headlines),
 )
 LATEST = MIGRATIONS[-1].version
 

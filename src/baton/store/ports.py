@@ -13,7 +13,7 @@ commits. Rows are dicts of the table's columns.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -41,6 +41,8 @@ class Records(Protocol):
     def update_record_txn(self, record_id: str, data: Row, expected_version: int,
                           now: str) -> int: ...
     def list_records_txn(self, object_type: str | None, limit: int, offset: int) -> list[Row]: ...
+    def find_records_txn(self, object_type: str, fields: Mapping[str, Any],
+                         limit: int) -> list[Row]: ...
     def count_records_txn(self, object_type: str | None) -> int: ...
     def page_records_txn(self, object_type: str | None, after: str | None, offset: int,
                          limit: int) -> KeyPage: ...
@@ -162,6 +164,14 @@ class Schedules(Protocol):
     def list_schedules_txn(self) -> list[Row]: ...
 
 
+class Messages(Protocol):
+    """E-mail messages intake accepted (:mod:`baton.intake.service`)."""
+
+    def insert_message_txn(self, row: Row) -> None: ...
+    def find_messages_txn(self, message_ids: Sequence[str]) -> list[Row]: ...
+    def record_messages_txn(self, record_id: str, limit: int = 200) -> list[Row]: ...
+
+
 class Savepoints(Protocol):
     def savepoint(self) -> AbstractContextManager[Any]:
         """A nested transaction: what runs in it is rolled back alone if it raises."""
@@ -169,7 +179,7 @@ class Savepoints(Protocol):
 
 
 class Transaction(Definitions, Records, Runs, WorkItems, Jobs, Events, People, IdempotencyKeys,
-                  Incidents, Schedules, Savepoints, Protocol):
+                  Incidents, Schedules, Messages, Savepoints, Protocol):
     """Everything a caller may ask of one open transaction."""
 
 

@@ -130,10 +130,12 @@ work_items = Table(
     # kept on the item so the Work Guide can sort by them.
     Column("priority", Integer, nullable=False, server_default="1"),
     Column("due_at", String(40), nullable=True),
-    # Migration 12: a line about the record under the title, and when the SLA turns
+    # Migration 16: a line about the record under the title, and when the SLA turns
     # in_jeopardy (the Work Guide's SLA filter).
     Column("summary", String(500), nullable=True),
     Column("jeopardy_at", String(40), nullable=True),
+    # Migration 12: the step's input (evaluated when it started), shown with the form.
+    Column("input", JSON, nullable=True),
     Index("ix_work_items_run", "run_id", "step", "iteration"),
 )
 
@@ -313,3 +315,32 @@ schedules = Table(
     Column("last_run_id", String(40), nullable=True),
     Column("updated_at", String(40), nullable=False),
 )
+
+# One row per e-mail intake accepted (:mod:`baton.intake`): stored once, by its Message-ID,
+# in the transaction that made or updated its record, so a message delivered twice (an SMTP
+# retry, the same .eml imported again) is recognised and a reply finds its case.
+messages = Table(
+    "baton_messages",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("message_id", String(500), nullable=False),  # the Message-ID, without < >
+    Column("mailbox", String(200), nullable=False),
+    Column("record_id", String(40), nullable=True),  # None: not turned into a case (automatic)
+    Column("outcome", String(20), nullable=False),  # created | threaded | ignored
+    Column("received_at", String(40), nullable=False),
+    Column("via", String(20), nullable=False),  # smtp | eml | imap | api
+    Column("sender", String(320), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("sent_at", String(40), nullable=True),  # the Date header, UTC
+    Column("in_reply_to", String(500), nullable=True),
+    Column("thread", JSON, nullable=False),  # References + In-Reply-To, newest first
+    Column("automatic", String(200), nullable=True),  # why it is automatic mail, else None
+    Column("new_text", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attachments", JSON, nullable=False),  # [{filename, content_type, size, sha256}]
+    Column("raw_sha256", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Index("ux_messages_message_id", "message_id", unique=True),
+    Index("ix_messages_record", "record_id", "received_at"),
+)
+

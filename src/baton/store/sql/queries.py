@@ -5,6 +5,7 @@ SQLAlchemy Core statements; mixed into :class:`~baton.store.sql.tx.SqlTx`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
@@ -74,6 +75,28 @@ class ListingsSql:
         q = select(s.records).order_by(s.records.c.created_at.desc()).limit(limit).offset(offset)
         if object_type:
             q = q.where(s.records.c.object_type == object_type)
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+    def find_records_txn(self, object_type: str, fields: Mapping[str, Any],
+                         limit: int) -> list[dict[str, Any]]:
+        """Records of ``object_type`` whose stored fields equal ``fields`` (scalars as
+        stored: text, whole numbers, booleans, numbers; None: empty), the newest first.
+        Read through the object type's index, the fields compared on its rows."""
+        t = s.records
+        q = select(t).where(t.c.object_type == object_type)
+        for name, value in fields.items():
+            member = t.c.data[name]
+            if value is None:
+                q = q.where(member.as_string().is_(None))
+            elif isinstance(value, bool):
+                q = q.where(member.as_boolean() == value)
+            elif isinstance(value, int):
+                q = q.where(member.as_integer() == value)
+            elif isinstance(value, float):
+                q = q.where(member.as_float() == value)
+            else:
+                q = q.where(member.as_string() == str(value))
+        q = q.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
         return [dict(r._mapping) for r in self.conn.execute(q)]
 
     def count_records_txn(self, object_type: str | None) -> int:

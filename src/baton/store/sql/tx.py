@@ -24,6 +24,7 @@ from baton.store import schema as s
 from baton.store.sql.idempotency import IdempotencySql
 from baton.store.sql.incidents import IncidentsSql
 from baton.store.sql.marks import reads, refused, writes
+from baton.store.sql.messages import MessagesSql
 from baton.store.sql.pages import PagesSql
 from baton.store.sql.people import PeopleSql
 from baton.store.sql.queries import DefinitionsSql, ListingsSql
@@ -54,7 +55,7 @@ from baton.store.sql.statements import (
 
 
 class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, IncidentsSql,
-            SchedulesSql):
+            SchedulesSql, MessagesSql):
     """One open transaction; every method runs inside it and never commits."""
 
     def __init__(self, conn: Connection, hot: dict[Any, Hot] | None = None) -> None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field, field_validator
 
 from baton.auth.roles import Permission
-from baton.errors import NotFound
+from baton.errors import Issue, NotFound
 from baton.store.base import DefinitionRow
 from baton.web.api.common import MAX_INT, Limit, Offset, Page, RequestBody, page_of
 from baton.web.problems import DefinitionIssue, problem_responses
@@ -49,6 +49,9 @@ class DefinitionFiles(RequestBody):
 class ValidationResult(BaseModel):
     valid: bool
     issues: list[DefinitionIssue]
+    warnings: list[DefinitionIssue] = Field(
+        default_factory=list, description="Definitions that deploy but probably do not do what "
+                                          "was meant (valid stays true)")
 
 
 class Deployed(BaseModel):
@@ -158,10 +161,13 @@ def list_definitions(request: Request, kind: Kind | None = None, limit: Limit = 
                          "deployed; an invalid set answers 200 with `valid: false`.",
              responses=problem_responses(400, 401, 403, 422))
 def validate(request: Request, body: DefinitionFiles, _: Principal = WRITE) -> dict[str, Any]:
-    issues = engine_of(request).validate_texts(body.files)
+    warnings: list[Issue] = []
+    issues = engine_of(request).validate_texts(body.files, warnings=warnings)
     return {"valid": not issues,
             "issues": [{"file": i.file, "line": i.line, "path": i.path, "message": i.message}
-                       for i in issues]}
+                       for i in issues],
+            "warnings": [{"file": i.file, "line": i.line, "path": i.path, "message": i.message}
+                         for i in warnings]}
 
 
 @router.post("/deploy", response_model=DeployResult, summary="Deploy YAML definitions",

@@ -100,6 +100,8 @@ class WorkItem(BaseModel):
     completed_at: str | None
     completed_by: str | None
     version: int
+    input: dict[str, Any] | None = Field(
+        default=None, description="the step's input: values evaluated when the step started")
 
 
 class Completed(WorkItem):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from baton.auth.roles import Permission
-from baton.errors import BatonError, NotFound
+from baton.errors import BatonError, Issue, NotFound
 from baton.store.base import DefinitionRow
 from baton.store.sql.metrics import runs_by_stage
 from baton.web.diagram import orchestration_svg
@@ -47,7 +47,8 @@ def definition_page(request: Request, kind: str, name: str, principal: Reader,
     active = next((v.version for v in versions if v.active), None)
     shown = version if version in numbers else (active or numbers[-1])
     row = next(v for v in versions if v.version == shown)
-    issues = eng.validate_texts({row.file or f"{name}.yaml": row.source})
+    warnings: list[Issue] = []
+    issues = eng.validate_texts({row.file or f"{name}.yaml": row.source}, warnings=warnings)
     diff: list[dict[str, Any]] | None = None
     if a in numbers and b in numbers and a is not None and b is not None:
         diff = [{"text": line, "css": _diff_class(line)}
@@ -65,7 +66,7 @@ def definition_page(request: Request, kind: str, name: str, principal: Reader,
     return render(request, "definition.html", principal, {
         "diagram": diagram,
         "kind": kind, "name": name, "versions": versions, "active": active, "row": row,
-        "issues": issues, "diff": diff,
+        "issues": issues, "warnings": warnings, "diff": diff,
         "schedule": eng.definitions.schedules().get(name) if kind == "orchestration" else None, "a": a if a in numbers else (numbers[-2] if len(numbers) > 1 else numbers[0]),
         "b": b if b in numbers else numbers[-1], "numbers": numbers,
         "may_write": principal.user.can(Permission.DEFINITIONS_WRITE)})

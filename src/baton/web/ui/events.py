@@ -17,7 +17,9 @@ def describe_event(e: Mapping[str, Any]) -> str:
         return ", ".join(f"{k}={_short(v)}" for k, v in (d.get("fields") or {}).items()
                          if v is not None)[:300]
     if t == "decision_taken":
-        return f"after stage {d.get('stage')} (iteration {d.get('iteration')}) → {d.get('goto')}"
+        label = f" ({d['label']})" if d.get("label") else ""
+        return (f"after stage {d.get('stage')} (iteration {d.get('iteration')}) → "
+                f"{d.get('goto')}{label}")
     if t.startswith("step_") or t == "milestone_reached":
         error = (d.get("error") or {}).get("message", "") if isinstance(d.get("error"), dict) else ""
         return f"{d.get('stage')} / {d.get('step')} (iteration {d.get('iteration')}) {error}".strip()

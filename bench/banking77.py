@@ -1,0 +1,114 @@
+"""Accuracy and speed of Baton's offline classifier on BANKING77 (../shared/data/banking77).
+
+    python bench/banking77.py --train FILE.csv --test FILE.csv [--shots K]
+        train on one file, print the accuracy on the other as the last line
+    python bench/banking77.py --cv 5 [--shots K] [--data FILE.csv]
+        K-fold cross-validated accuracy (stratified, seeded) on one file
+
+``--shots K`` trains on only K examples per intent (the first K of each, in file order after
+a seeded shuffle). Also printed: training time and classification speed (messages/s). The
+data is CC BY 4.0 (Casanueva et al., 2020): see the data folder's README and LICENSE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from baton.ai.offline import OfflineClassifier
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77" / "train.csv"
+
+
+def read(path: Path) -> list[tuple[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return [(r["text"], r["category"]) for r in csv.DictReader(f)]
+
+
+def shots(rows: list[tuple[str, str]], k: int | None, seed: int) -> list[tuple[str, str]]:
+    if k is None:
+        return rows
+    shuffled = rows[:]
+    random.Random(seed).shuffle(shuffled)
+    taken: dict[str, int] = defaultdict(int)
+    out = []
+    for text, label in shuffled:
+        if taken[label] < k:
+            taken[label] += 1
+            out.append((text, label))
+    return out
+
+
+def evaluate(train: list[tuple[str, str]], test: list[tuple[str, str]]) -> dict[str, float]:
+    started = time.perf_counter()
+    model = OfflineClassifier.train([t for t, _ in train], [c for _, c in train])
+    trained = time.perf_counter() - started
+    started = time.perf_counter()
+    answers = model.classify([t for t, _ in test], explain=False)
+    took = time.perf_counter() - started
+    right = sum(a.category == c for a, (_, c) in zip(answers, test, strict=True))
+    return {"accuracy": right / len(test), "train_s": trained,
+            "messages_per_s": len(test) / took if took else float("inf"),
+            "train_size": len(train), "test_size": len(test)}
+
+
+def folds(rows: list[tuple[str, str]], k: int, seed: int) -> list[list[int]]:
+    """Stratified: each intent's rows dealt round-robin over the folds after a shuffle."""
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, (_, label) in enumerate(rows):
+        by_label[label].append(i)
+    out: list[list[int]] = [[] for _ in range(k)]
+    rng = random.Random(seed)
+    n = 0
+    for label in sorted(by_label):
+        idx = by_label[label]
+        rng.shuffle(idx)
+        for i in idx:
+            out[n % k].append(i)
+            n += 1
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", type=Path)
+    ap.add_argument("--test", type=Path)
+    ap.add_argument("--data", type=Path, default=DEFAULT, help="the file --cv splits")
+    ap.add_argument("--cv", type=int, help="K-fold cross-validation on --data")
+    ap.add_argument("--shots", type=int, help="train on K examples per intent")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, help="use only the first N rows (a quick check)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.cv:
+        rows = read(args.data)[: args.limit]
+        parts = folds(rows, args.cv, args.seed)
+        results = []
+        for f, test_idx in enumerate(parts):
+            held = set(test_idx)
+            train = shots([r for i, r in enumerate(rows) if i not in held], args.shots,
+                          args.seed + f)
+            results.append(evaluate(train, [rows[i] for i in test_idx]))
+        summary = {k: sum(r[k] for r in results) / len(results) for k in results[0]}
+        summary["folds"] = args.cv
+    elif args.train and args.test:
+        summary = evaluate(shots(read(args.train)[: args.limit], args.shots, args.seed),
+                           read(args.test))
+    else:
+        ap.error("give --train and --test, or --cv K")
+    summary["shots"] = args.shots
+    if args.json:
+        print(json.dumps(summary))
+    print(f"trained on {summary['train_size']:.0f} messages in {summary['train_s']:.2f} s; "
+          f"classified {summary['messages_per_s']:.0f} messages/s", file=sys.stderr)
+    print(f"accuracy: {summary['accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

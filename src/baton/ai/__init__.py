@@ -1,0 +1,1 @@
+"""AI for unstructured input: providers behind one interface, and the offline default."""

@@ -1,0 +1,54 @@
+"""``baton import``: a bundle (``baton import bundle.tar.gz``, as before) or, with the
+sub-command ``salesforce``, Salesforce flow metadata made into a Baton project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from baton.cli import bundle as bundle_cli
+from baton.cli.output import console, print_json
+
+
+class ImportGroup(TyperGroup):
+    """``baton import X``: ``X`` is a sub-command (``salesforce``) or, as it always was, the
+    bundle to import (then the hidden ``bundle`` command takes it)."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["bundle", *args]
+        return super().parse_args(ctx, args)
+
+
+import_app = typer.Typer(cls=ImportGroup, no_args_is_help=True,
+                         help="Import definitions: a bundle from `baton export` "
+                              "(`baton import FILE`), or Salesforce flows "
+                              "(`baton import salesforce PATH... --out DIR`).")
+import_app.command("bundle", hidden=True)(bundle_cli.import_)
+
+
+@import_app.command("salesforce")
+def salesforce(
+    paths: Annotated[list[Path], typer.Argument(help="Flow metadata files (*.flow-meta.xml) "
+                                                "or folders of them (an SFDX project)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The Baton project folder to write")],
+    force: Annotated[bool, typer.Option("--force", help="Write into a folder that is not "
+                                        "empty (generated files are replaced)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Salesforce orchestrations (and the screen flows they use) -> a Baton project, and
+    the import report: what was translated, what was not (file and line), what to do next.
+
+    Orchestrator and ApprovalWorkflow flows of API versions 52 to 65 are translated; see
+    docs/salesforce-import.md.
+    """
+    from baton.importers.salesforce import import_salesforce
+
+    report: Any = import_salesforce(paths, out, force=force)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        console.print(report.to_text(), highlight=False, markup=False)

@@ -1,0 +1,1 @@
+"""Importers: other products' process definitions -> a Baton project folder."""

@@ -1,0 +1,201 @@
+"""``baton import salesforce``: metadata files -> a Baton project folder and a report."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from baton.errors import BatonError
+from baton.importers.salesforce.conditions import Catalog
+from baton.importers.salesforce.orchestration import ORCHESTRATION_TYPES, OrchestrationTranslator
+from baton.importers.salesforce.report import FlowToPort, ImportReport
+from baton.importers.salesforce.screens import ScreenFlows
+from baton.importers.salesforce.xmlread import Node, XmlProblem, parse_xml
+
+SUFFIXES = (".flow-meta.xml", ".flow", ".xml")
+
+
+@dataclass(frozen=True)
+class FlowFile:
+    api_name: str
+    shown: str     # the path as the report shows it
+    root: Node
+
+
+def _api_name(path: Path) -> str:
+    name = path.name
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def find_files(paths: Sequence[str | Path]) -> list[tuple[str, Path]]:
+    """Files given, and every ``*.flow-meta.xml``/``*.flow`` under folders given (sorted)."""
+    found: list[tuple[str, Path]] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            files = sorted(f for f in path.rglob("*") if f.is_file()
+                           and (f.name.endswith(".flow-meta.xml") or f.suffix == ".flow"))
+            found += [(str(f), f) for f in files]
+        elif path.is_file():
+            found.append((str(path), path))
+        else:
+            raise BatonError(f"{path}: no such file or folder")
+    return found
+
+
+def read_flows(paths: Sequence[str | Path], report: ImportReport) -> list[FlowFile]:
+    flows: list[FlowFile] = []
+    for shown, path in find_files(paths):
+        try:
+            root = parse_xml(path.read_bytes())
+        except XmlProblem as exc:
+            report.cannot(shown, exc.line, "file", str(exc))
+            continue
+        if root.tag != "Flow":
+            report.cannot(shown, root.line, f"<{root.tag}>", "not Flow metadata: skipped")
+            continue
+        flows.append(FlowFile(_api_name(path), shown, root))
+    return flows
+
+
+def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = False
+                      ) -> ImportReport:
+    """Translate the flows under ``paths`` into a Baton project at ``out``."""
+    if out.exists() and any(out.iterdir()) and not force:
+        raise BatonError(f"{out} is not empty: choose a new folder or give --force")
+    report = ImportReport()
+    flows = read_flows(paths, report)
+    catalog = Catalog()
+    screens = ScreenFlows({f.api_name: (f.shown, f.root) for f in flows
+                           if f.root.value("processType") == "Flow"})
+    orchestrations: list[dict[str, Any]] = []
+    for f in flows:
+        if f.root.value("processType") in ORCHESTRATION_TYPES:
+            orchestrations.append(OrchestrationTranslator(
+                f.shown, f.root, f.api_name, report, catalog, screens).translate())
+    if not orchestrations:
+        raise BatonError("no Orchestrator or ApprovalWorkflow flow among the files given")
+    _others(flows, screens, report)
+    objects = _objects(catalog)
+    _write(out, objects, orchestrations, report)
+    report.orchestrations = [o["name"] for o in orchestrations]
+    report.objects = [o["name"] for o in objects]
+    _next_steps(report, out)
+    (out / "IMPORT_REPORT.md").write_text(report.to_text(), encoding="utf-8")
+    report.written.append(str(out / "IMPORT_REPORT.md"))
+    return report
+
+
+def _others(flows: list[FlowFile], screens: ScreenFlows, report: ImportReport) -> None:
+    ported = {p.original for p in report.flows_to_port}
+    for f in flows:
+        ptype = f.root.value("processType")
+        if ptype in ORCHESTRATION_TYPES or f.api_name in screens.used:
+            continue
+        if f.api_name in ported:
+            report.ok(f.shown, f.root.line, f"{ptype} flow {f.api_name}",
+                      "a stub in flows.py to port (its logic is not translated)")
+        else:
+            report.note(f.shown, f.root.line, f"{ptype or 'flow'} {f.api_name}",
+                        "no imported orchestration uses it: not imported")
+
+
+def _objects(catalog: Catalog) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for name in sorted(catalog.objects):
+        fields: dict[str, Any] = {}
+        for fname, guess in sorted(catalog.objects[name].items()):
+            if guess.type == "ref" and guess.ref is not None:
+                fields[fname] = {"type": "ref", "object": guess.ref}
+            else:
+                fields[fname] = {"type": guess.type or "string"}
+        if not fields:
+            fields["name"] = {"type": "string"}
+        out.append({"kind": "object", "name": name, "fields": fields})
+    return out
+
+
+def _dump(docs: list[dict[str, Any]]) -> str:
+    return "---\n".join(yaml.safe_dump(d, sort_keys=False, allow_unicode=True, width=4096)
+                        for d in docs)
+
+
+HEADER = "# Imported from Salesforce by `baton import salesforce`; see IMPORT_REPORT.md.\n"
+
+
+def _write(out: Path, objects: list[dict[str, Any]], orchestrations: list[dict[str, Any]],
+           report: ImportReport) -> None:
+    (out / "definitions").mkdir(parents=True, exist_ok=True)
+    files: dict[Path, str] = {
+        out / "baton.toml": ('# Baton project imported from Salesforce.\n'
+                             'database = "sqlite:///baton.db"\nflows = ["flows"]\n'),
+        out / "definitions" / "objects.yaml": HEADER + _dump(objects),
+        out / "flows.py": flows_module(report.flows_to_port),
+    }
+    for o in orchestrations:
+        files[out / "definitions" / f"{o['name']}.yaml"] = HEADER + _dump([o])
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")
+        report.written.append(str(path))
+
+
+def flows_module(ports: list[FlowToPort]) -> str:
+    """``flows.py``: one function per referenced flow, raising "port me" until written."""
+    lines = ['"""Flows the imported orchestrations use, one per Salesforce flow they named.',
+             "",
+             "Each one fails with a \"port me\" message until you write it in Python: a",
+             "background step then goes to fallout, an evaluation flow opens an incident.",
+             '"""', "", "from __future__ import annotations", "", "from typing import Any", "",
+             "from baton import FlowContext, StepFailure, flow", ""]
+    seen: dict[str, list[FlowToPort]] = {}
+    for p in ports:
+        seen.setdefault(p.flow, []).append(p)
+    used_names: set[str] = set()
+    for name, uses in seen.items():
+        first = uses[0]
+        fn = re.sub(r"\W", "_", first.original).lower() or "flow"
+        while fn in used_names:
+            fn += "_"
+        used_names.add(fn)
+        evaluation = first.kind == "evaluation"
+        returns = "bool" if evaluation else "dict[str, Any]"
+        what = ("Return True when the condition is met (Salesforce's "
+                "isOrchestrationConditionMet), else False." if evaluation else
+                "Return a dict: the step's output.")
+        lines += ["", f"@flow({name!r})", f"def {fn}(ctx: FlowContext) -> {returns}:",
+                  (f'    """Salesforce {first.kind} flow {first.original}, used by '
+                   f'{", ".join(u.used_by for u in uses)}.'),
+                  "", f"    {what} The run's record is ctx.record; inputs are ctx.input.",
+                  '    """',
+                  f"    raise StepFailure({_port_message(first)!r}, retryable=False)", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _port_message(p: FlowToPort) -> str:
+    return (f"port me: the Salesforce {p.kind} flow {p.original!r} ({p.flow}) has not been "
+            "written in Python yet: write it in flows.py")
+
+
+def _next_steps(report: ImportReport, out: Path) -> None:
+    steps = report.next_steps
+    if report.untranslated:
+        steps.insert(0, f"Read the {len(report.untranslated)} construct(s) not translated "
+                     "(above) and add what they did to the definitions by hand")
+    if report.flows_to_port:
+        steps.append(f"Port the {len({p.flow for p in report.flows_to_port})} flow(s) in "
+                     f"{out / 'flows.py'}: each raises 'port me' until written")
+    if report.approval_steps:
+        steps.append(f"Approval steps ({', '.join(report.approval_steps)}) are interactive "
+                     "steps with the form decision (approve | reject) and comments; make them "
+                     "type: approval once this version of Baton has it")
+    steps.append("Check the inferred object types in definitions/objects.yaml (field types "
+                 "come from how the flows use them; add choices, required and defaults)")
+    steps.append(f"Run `baton validate` in {out}, then `baton deploy`")

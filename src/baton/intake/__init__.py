@@ -1,0 +1,1 @@
+"""Intake: e-mail and forms become records."""

@@ -1,0 +1,351 @@
+"""An e-mail as intake sees it: parsed once from its bytes into what a record needs.
+
+Standard-library parsing (``email`` with the modern ``policy.default``: encoded words,
+charsets, multipart) plus what is the product's own:
+
+* the **body** as text: ``text/plain`` preferred in a ``multipart/alternative``, otherwise
+  the HTML converted to text (block elements become line breaks, scripts and styles go);
+* the **new text** of a reply without the quoted history and the signature (the full text
+  is kept too: ``body``), so that AI reads what the sender wrote now, not a signature's
+  company name or the previous message;
+* **threading** ids (``Message-ID``, ``In-Reply-To``, ``References``);
+* **automatic mail** recognised (auto-replies, bounces, list traffic): ``automatic`` says
+  why, and intake does not turn such a message into a case;
+* **attachments** with their names, types, sizes and bytes.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import re
+from dataclasses import dataclass, field
+from email.message import EmailMessage, Message
+from email.utils import getaddresses, parsedate_to_datetime
+from html.parser import HTMLParser
+from typing import ClassVar
+
+from baton.errors import BatonError
+
+MAX_BODY = 200_000  # characters of body kept (a pasted log is not a case description)
+
+
+class MailError(BatonError):
+    """The bytes are not an e-mail intake can read."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Mail:
+    message_id: str  # without angle brackets; a content hash when the message has none
+    subject: str
+    sender: str  # the address
+    sender_name: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    date: str | None  # ISO 8601 in UTC, as the Date header says
+    body: str  # the whole text, quotes and signature included
+    new_text: str  # what the sender wrote in this message: no quoted history, no signature
+    signature: str  # the signature block that was cut from new_text ('' when none)
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    automatic: str | None  # why this is automatic mail (auto-reply, bounce…), else None
+    attachments: tuple[Attachment, ...]
+    html: bool  # the body came from HTML (no text part)
+
+    @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """Earlier messages this one answers: In-Reply-To first, then References, newest first."""
+        ids = [self.in_reply_to] if self.in_reply_to else []
+        ids += [r for r in reversed(self.references) if r not in ids]
+        return tuple(ids)
+
+
+def parse(raw: bytes) -> Mail:
+    """Parse an RFC 5322 message. Raises :class:`MailError` when it is not one."""
+    if not raw.strip():
+        raise MailError("the message is empty")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    if not isinstance(msg, EmailMessage) or not (msg.keys()):
+        raise MailError("no e-mail headers found (is this an .eml file?)")
+    if "from" not in msg and "subject" not in msg and "message-id" not in msg:
+        raise MailError("no From, Subject or Message-ID header: not an e-mail")
+    senders = _addresses(msg, "from")
+    sender_name, sender = senders[0] if senders else ("", "")
+    text, html = _body(msg)
+    text = text[:MAX_BODY]
+    new_text, signature = split_reply(text)
+    return Mail(
+        message_id=_msgid(msg.get("message-id")) or "sha256-" + hashlib.sha256(raw).hexdigest()[:32],
+        subject=_header(msg, "subject"),
+        sender=sender.lower(),
+        sender_name=sender_name,
+        to=tuple(a.lower() for _, a in _addresses(msg, "to")),
+        cc=tuple(a.lower() for _, a in _addresses(msg, "cc")),
+        date=_date(msg),
+        body=text,
+        new_text=new_text,
+        signature=signature,
+        in_reply_to=_msgid(msg.get("in-reply-to")),
+        references=tuple(_msgids(msg.get("references"))),
+        automatic=automatic(msg),
+        attachments=tuple(_attachments(msg)),
+        html=html,
+    )
+
+
+# ---- headers --------------------------------------------------------------------------------
+
+_MSGID = re.compile(r"<([^<>\s]+)>")
+
+
+def _header(msg: Message, name: str) -> str:
+    try:
+        value = msg.get(name)
+    except (ValueError, IndexError):  # a malformed encoded word: keep what can be read
+        value = msg.get_all(name, [""])[0] if msg.get_all(name) else ""
+    return " ".join(str(value or "").split())
+
+
+def _msgid(value: object) -> str | None:
+    if not value:
+        return None
+    text = str(value)
+    m = _MSGID.search(text)
+    return m.group(1) if m else (text.strip() or None)
+
+
+def _msgids(value: object) -> list[str]:
+    return _MSGID.findall(str(value)) if value else []
+
+
+def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    values = [str(v) for v in msg.get_all(name, [])]
+    return [(n, a) for n, a in getaddresses(values) if a and "@" in a]
+
+
+def _date(msg: Message) -> str | None:
+    value = msg.get("date")
+    if not value:
+        return None
+    try:
+        dt = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if dt.tzinfo is None:
+        return None
+    from datetime import UTC
+
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---- automatic mail -------------------------------------------------------------------------
+
+_AUTO_SUBJECT = re.compile(
+    r"^(auto(matic)?[ -]?(reply|response|antwort)|out of (the )?office|abwesenheitsnotiz|"
+    r"r[ée]ponse automatique|resposta autom[áa]tica|respuesta autom[áa]tica|"
+    r"undeliver(able|ed)|delivery status notification|mail delivery (failed|failure)|"
+    r"returned mail)", re.IGNORECASE)
+
+
+def automatic(msg: Message) -> str | None:
+    """Why ``msg`` is mail no person wrote (RFC 3834 auto-replies, RFC 3464 delivery
+    reports, bulk and list traffic), or None."""
+    auto = str(msg.get("auto-submitted", "")).strip().lower()
+    if auto and auto != "no":
+        return f"Auto-Submitted: {auto}"
+    for name in ("x-autoreply", "x-autorespond", "x-auto-response-suppress"):
+        value = str(msg.get(name, "")).strip()
+        if value and (name != "x-auto-response-suppress" or value.lower() in ("all", "oof")):
+            return f"{name}: {value}"
+    ctype = msg.get_content_type()
+    if ctype == "multipart/report":
+        return f"delivery report ({msg.get_param('report-type') or 'unknown type'})"
+    precedence = str(msg.get("precedence", "")).strip().lower()
+    if precedence in ("bulk", "junk", "list", "auto_reply"):
+        return f"Precedence: {precedence}"
+    sender = str(msg.get("from", "")).lower()
+    if re.search(r"\b(mailer-daemon|postmaster)@", sender):
+        return "sent by the mail system"
+    if _AUTO_SUBJECT.match(_header(msg, "subject")):
+        return "auto-reply subject"
+    return None
+
+
+# ---- body -----------------------------------------------------------------------------------
+
+def _body(msg: EmailMessage) -> tuple[str, bool]:
+    """The message's text: its text/plain part, else its HTML as text."""
+    part = msg.get_body(preferencelist=("plain",))
+    if part is not None:
+        return _normalise(_content(part)), False
+    part = msg.get_body(preferencelist=("html",))
+    if part is not None:
+        return _normalise(html_to_text(_content(part))), True
+    if msg.get_content_maintype() == "text":
+        return _normalise(_content(msg)), False
+    return "", False
+
+
+def _content(part: Message) -> str:
+    try:
+        content = part.get_content()  # type: ignore[attr-defined]
+    except (LookupError, UnicodeError):  # an unknown or lying charset: decode leniently
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    return content if isinstance(content, str) else content.decode("utf-8", "replace")
+
+
+def _normalise(text: str) -> str:
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+class _Text(HTMLParser):
+    BLOCK: ClassVar[frozenset[str]] = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table",
+             "blockquote", "pre", "hr", "ul", "ol", "section", "article", "header", "footer"})
+    SKIP: ClassVar[frozenset[str]] = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skipping = 0
+        self.quote = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self.skipping += 1
+        elif tag == "blockquote":
+            self.quote += 1
+            self.out.append("\n")
+        elif tag in self.BLOCK:
+            self.out.append("\n")
+        if tag == "li":
+            self.out.append("- ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag == "blockquote":
+            self.quote = max(0, self.quote - 1)
+            self.out.append("\n")
+        elif tag in self.BLOCK:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self.skipping:
+            return
+        text = re.sub(r"[ \t\r\n]+", " ", data)
+        if self.quote:  # quoted history in HTML is a blockquote: mark it as text quotes do
+            text = text.replace("\n", "\n> ")
+            if not self.out or self.out[-1].endswith("\n"):
+                text = "> " + text.lstrip()
+        self.out.append(text)
+
+
+def html_to_text(html: str) -> str:
+    parser = _Text()
+    parser.feed(html)
+    parser.close()
+    lines = [" ".join(line.split()) for line in "".join(parser.out).split("\n")]
+    return "\n".join(line for line in lines if line)  # block ends, not blank lines
+
+
+# ---- replies and signatures -----------------------------------------------------------------
+
+_REPLY_HEADER = re.compile(
+    r"^\s*(On\s.+\swrote:|Em\s.+\sescreveu:|Am\s.+\sschrieb\s?.*:|Le\s.+\sa\s[ée]crit\s?:|"
+    r"El\s.+\sescribi[óo]:|Il\s.+\sha\sscritto:|Op\s.+\sschreef\s.*:)\s*$",
+    re.IGNORECASE)
+_ORIGINAL = re.compile(
+    r"^\s*(-{2,}\s*(Original Message|Urspr[üu]ngliche Nachricht|Mensagem original|"
+    r"Message d'origine|Mensaje original|Forwarded message)\s*-{2,}|_{10,})\s*$",
+    re.IGNORECASE)
+_OUTLOOK_FROM = re.compile(r"^\s*\*?(From|De|Von|Van)\s*:\*?\s+\S", re.IGNORECASE)
+_OUTLOOK_NEXT = re.compile(r"^\s*\*?(Sent|Date|Enviado|Gesendet|Envoy[ée]|Verzonden|To|Para|An|À)"
+                           r"\s*:", re.IGNORECASE)
+_SIGNATURE = re.compile(
+    r"^\s*(--\s*|Sent from my \w+.*|Enviado do meu \w+.*|Von meinem \w+ gesendet.*|"
+    r"Envoy[ée] de mon \w+.*|Get Outlook for \w+.*)$", re.IGNORECASE)
+_CLOSING = re.compile(
+    r"^\s*(best( regards)?|kind regards|regards|thanks( again)?|thank you|cheers|sincerely|"
+    r"atenciosamente|abra[çc]os|obrigad[oa]|cumprimentos|mit freundlichen gr[üu]ßen|"
+    r"viele gr[üu]ße|cordialement|bien [àa] vous|saludos|un saludo)[,.!]?\s*$", re.IGNORECASE)
+
+
+def split_reply(text: str) -> tuple[str, str]:
+    """``(new_text, signature)``: the text without quoted history (``>`` lines, "On … wrote:"
+    and "-----Original Message-----" blocks, Outlook "From:/Sent:" headers) and without the
+    signature (after a ``-- `` line, a "Sent from my…" line, or a closing like "Best regards"
+    followed by at most a few short lines)."""
+    lines = text.split("\n")
+    cut = len(lines)
+    for i, line in enumerate(lines):
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if _REPLY_HEADER.match(line) or _ORIGINAL.match(line) \
+                or (_OUTLOOK_FROM.match(line) and _OUTLOOK_NEXT.match(nxt)):
+            cut = i
+            break
+        if line.startswith(">") and all(not l.strip() or l.startswith(">")
+                                        for l in lines[i:i + 3]):
+            cut = i
+            break
+        # a reply header split over two lines ("On Mon, 3 Jun 2024 at 10:00, Ann <a@b.c>\nwrote:")
+        if nxt.strip().lower() in ("wrote:", "escreveu:", "schrieb:", "a écrit :", "escribió:") \
+                and re.match(r"^\s*(On|Em|Am|Le|El)\s", line):
+            cut = i
+            break
+    body = lines[:cut]
+    while body and not body[-1].strip():
+        body.pop()
+    signature: list[str] = []
+    for i, line in enumerate(body):
+        if _SIGNATURE.match(line):
+            signature, body = body[i:], body[:i]
+            break
+    else:
+        for i in range(len(body) - 1, max(-1, len(body) - 8), -1):
+            if _CLOSING.match(body[i]) and all(len(l) < 60 for l in body[i + 1:]):
+                signature, body = body[i + 1:], body[:i + 1]
+                break
+    while body and not body[-1].strip():
+        body.pop()
+    return "\n".join(body).strip(), "\n".join(signature).strip()
+
+
+# ---- attachments ----------------------------------------------------------------------------
+
+def _attachments(msg: EmailMessage) -> list[Attachment]:
+    out: list[Attachment] = []
+    for part in msg.iter_attachments():
+        try:
+            data = part.get_payload(decode=True)
+        except (ValueError, TypeError):
+            continue
+        if not isinstance(data, bytes):
+            continue
+        name = part.get_filename() or f"attachment-{len(out) + 1}"
+        out.append(Attachment(_safe_name(name), part.get_content_type(), data))
+    return out
+
+
+def _safe_name(name: str) -> str:
+    """A file name as a download can give it back: no folders, no control characters."""
+    base = re.split(r"[\\/]", name)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip(" .")
+    return base[:200] or "attachment"

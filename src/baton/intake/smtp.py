@@ -1,0 +1,97 @@
+"""The SMTP listener ``baton serve --smtp HOST:PORT`` starts (aiosmtpd on its own thread).
+
+Each message of a session goes to :meth:`IntakeService.accept` with its envelope
+recipients. What a sending server learns, per the SMTP codes it understands:
+
+* ``RCPT TO`` a recipient no mailbox takes (or outside ``allowed_domains``): ``550``, before
+  the data is sent at all;
+* a message over the size limit: ``552`` (aiosmtpd enforces ``data_size_limit``);
+* a message that is not an e-mail: ``554``; a database that cannot take it now: ``451``
+  (the server retries later, and a retry of a message already stored is a duplicate,
+  accepted without a second case);
+* otherwise ``250`` once the message and its record are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Sequence
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from baton.errors import BatonError, NotFound
+from baton.intake.mail import MailError
+from baton.intake.service import IntakeService
+
+log = logging.getLogger("baton.intake.smtp")
+
+DEFAULT_MAX_BYTES = 25 * 1024 * 1024
+
+
+class _Handler:
+    def __init__(self, intake: IntakeService, allowed_domains: Sequence[str]) -> None:
+        self.intake = intake
+        self.domains = tuple(d.lower().lstrip("@") for d in allowed_domains)
+        self.received = 0
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        domain = address.rpartition("@")[2].lower()
+        if self.domains and domain not in self.domains:
+            return f"550 5.7.1 relaying to {domain} is not allowed"
+        if not self.intake.accepts(address):
+            return f"550 5.1.1 no mailbox for {address}"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        loop = asyncio.get_running_loop()
+        try:  # the commit runs on a thread: other sessions go on meanwhile
+            got = await loop.run_in_executor(None, functools.partial(
+                self.intake.accept, raw, via="smtp", recipients=list(envelope.rcpt_tos)))
+        except MailError as exc:
+            return f"554 5.6.0 {exc}"
+        except NotFound as exc:
+            return f"550 5.1.1 {exc}"
+        except BatonError as exc:
+            log.warning("message from %s not taken now: %s", envelope.mail_from, exc)
+            return "451 4.3.0 try again later"
+        self.received += 1
+        log.info("message %s from %s: %s (record %s)", got.message_id, got.sender,
+                 got.outcome, got.record_id)
+        return f"250 OK {got.outcome}"
+
+
+class SmtpListener:
+    """Start with :meth:`start`, stop with :meth:`stop` (the port is bound on start)."""
+
+    def __init__(self, intake: IntakeService, host: str, port: int, *,
+                 max_bytes: int = DEFAULT_MAX_BYTES, allowed_domains: Sequence[str] = ()) -> None:
+        self.handler = _Handler(intake, allowed_domains)
+        self.controller = Controller(self.handler, hostname=host, port=port,
+                                     data_size_limit=max_bytes, ready_timeout=10,
+                                     server_hostname="baton")
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` as ``--smtp`` takes it."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise BatonError(f"--smtp wants HOST:PORT (e.g. 127.0.0.1:2525), got {text!r}")
+    return host.strip("[]"), int(port)
