@@ -61,6 +61,8 @@ class WorkItem(TypedDict):
     completed_by: str | None
     priority: int | None
     due_at: str | None
+    summary: NotRequired[str | None]  # migration 17: a line about the record
+    jeopardy_at: NotRequired[str | None]  # migration 17: when the SLA turns in_jeopardy
     input: NotRequired[dict[str, Any] | None]  # the step's input (migration 12)
     sla_status: NotRequired[str | None]
 

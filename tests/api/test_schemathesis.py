@@ -478,6 +478,7 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         "DELETE /api/tokens/{token_id}": lambda: (
             {"token_id": srv.post("/api/tokens", {"label": "directed"})["id"]}, None),
         "POST /api/work/{item_id}/claim": lambda: ({"item_id": item()["id"]}, None),
+        "POST /api/work/{item_id}/release": lambda: ({"item_id": claimed()["id"]}, None),
         "POST /api/work/{item_id}/complete": lambda: (
             {"item_id": claimed()["id"]}, {"data": {"resolution": "close"}}),
         "POST /api/work/{item_id}/reassign": lambda: ({"item_id": item()["id"]},

@@ -176,12 +176,14 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def new_page(browser: Any, server: Server) -> Iterator[Callable[[], Any]]:
-    """Pages in fresh browser contexts (one per user: separate cookie jars)."""
+def new_page(browser: Any, server: Server) -> Iterator[Callable[..., Any]]:
+    """Pages in fresh browser contexts (one per user: separate cookie jars), 1280 px wide
+    unless ``make(width=390)`` asks for a phone."""
     contexts: list[Any] = []
 
-    def make() -> Any:
-        context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
+    def make(width: int = 1280, height: int = 900) -> Any:
+        context = browser.new_context(base_url=server.url,
+                                      viewport={"width": width, "height": height})
         context.set_default_timeout(20_000)
         contexts.append(context)
         return context.new_page()

@@ -124,9 +124,16 @@ def _captured(conn: Connection, call: Any) -> list[tuple[str, Any]]:
     return seen
 
 
+def _probe_where(statement: str) -> str:
+    """The WHERE clause of the probe's own read (not of a count's lookup of each row it
+    gave, ``FROM baton_… AS _row WHERE``)."""
+    found = re.search(r"FROM baton_\w+\s+WHERE", statement)
+    return statement[found.end():] if found else ""
+
+
 def _small(statement: str) -> bool:
     """A probe of a handful of rows (its index does not hold the order): sorted, fine."""
-    where = statement.split("WHERE", 1)[1] if "WHERE" in statement else ""
+    where = _probe_where(statement)
     where = where.split("(", 1)[0] if where.lstrip().startswith("(") else where
     first = where.strip().split(" ", 1)[0]
     return any(first.endswith(c) for c in (".run_id", ".record_id", ".claimed_by")) \
@@ -135,7 +142,7 @@ def _small(statement: str) -> bool:
 
 def _equalities(statement: str) -> list[str]:
     """The columns a probe's own terms fix (the keyset clause, in parentheses, aside)."""
-    where = statement.split("WHERE", 1)[1] if "WHERE" in statement else ""
+    where = _probe_where(statement)
     head = re.split(r" AND \(| ORDER BY|\) AS ", where, maxsplit=1)[0]
     return re.findall(r"baton_\w+\.(\w+) = ", head)
 
@@ -275,6 +282,15 @@ def _work_filter_sets(item: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield {"statuses": open_, "record_id": item["record_id"]}
     yield {"statuses": open_, "run_id": item["run_id"]}
     yield {"statuses": open_, "record_id": item["record_id"], "scope": scope}
+    # the Work Guide's tabs (mine, unclaimed, all) with its search and filters (residual:
+    # checked on the rows an index range gives, in order), and "next item"'s read
+    yield {"statuses": open_, "user": "ann", "search": "triage"}
+    yield {"statuses": ["open"], "scope": scope, "orchestration": "onboarding"}
+    yield {"statuses": ["open"], "scope": scope}
+    yield {"statuses": open_, "sla": ("overdue", "2026-02-10T00:00:00.000Z")}
+    yield {"statuses": open_, "scope": scope, "search": "no such words",
+           "sla": ("on_track", "2026-01-15T00:00:00.000Z"), "assignee_kind": "queue",
+           "assignee": "tier1"}
 
 
 def test_every_work_list_order_and_scope_reads_an_index(

@@ -98,6 +98,8 @@ def _at_migration_7(url: str) -> None:
         tx.conn.exec_driver_sql("ALTER TABLE baton_runs DROP COLUMN sla_at")
         tx.conn.exec_driver_sql("DROP INDEX ix_runs_attention")  # migration 13's
         tx.conn.exec_driver_sql("ALTER TABLE baton_runs DROP COLUMN attention")
+        for column in ("summary", "jeopardy_at"):  # migration 17's
+            tx.conn.exec_driver_sql(f"ALTER TABLE baton_work_items DROP COLUMN {column}")
     assert store.schema_version() == 7
     store.close()
 
@@ -149,8 +151,15 @@ def test_a_database_at_migration_7_with_runs_in_flight_is_carried_forward(
         with engine.store.read() as tx:
             jobs = [dict(r._mapping) for r in tx.conn.execute(select(schema.jobs))]
             sla_at = dict(tx.conn.execute(select(schema.runs.c.record_id, schema.runs.c.sla_at)).all())
+            jeopardy = dict(tx.conn.execute(select(schema.work_items.c.record_id,
+                                                   schema.work_items.c.jeopardy_at)).all())
         number = {r["id"]: r["data"]["number"] for r in data["baton_records"]}
         by_number = {number[rid]: at for rid, at in sla_at.items()}
+        # migration 12: the open items know when their SLA turns in_jeopardy (due - 1h)
+        assert {number[rid]: at for rid, at in jeopardy.items()} == {
+            1: None, 4: None,
+            2: iso(t0 + timedelta(hours=3)), 3: iso(t0 + timedelta(hours=3)),
+            5: iso(t0 + timedelta(hours=6, minutes=5)), 6: iso(t0 + timedelta(hours=6, minutes=5))}
         # the SLA timer jobs are gone; the instants to come are on the runs
         assert sorted(j["payload"].get("flow") for j in jobs) == ["cases.close", "cases.raise_level"]
         assert by_number == {1: None, 4: None,

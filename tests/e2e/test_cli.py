@@ -131,6 +131,10 @@ def test_case_triage_from_deploy_to_completed_run(tmp_path: Path) -> None:
     assert (item["assignee_kind"], item["assignee"], item["assigned_to"], item["claimed_by"]) == (
         "queue", "tier1", "queue:tier1", None)
     assert [f["name"] for f in item["form"]] == ["resolution", "notes"]
+    # titled from the case (Case.title_field), the step's summary under it
+    assert (item["title"], item["summary"]) == ("invoice question 1", "Web case, support tier 1")
+    table = ok(b("work", "list", "--queue", "tier1")).stdout
+    assert "invoice question 1" in table and "Web case, support tier 1" in table, table
     assert ok_json(b("work", "list", "--queue", "tier2", "--json")) == []
 
     assert f"{item['id']} claimed by ann" in ok(b("work", "claim", item["id"], "--user", "ann")).stdout

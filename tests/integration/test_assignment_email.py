@@ -129,7 +129,7 @@ def test_queue_item_goes_to_every_active_member_with_an_address(
     ((rcpts, msg),) = inbox.messages
     assert sorted(rcpts) == ["ann@example.com", "bob@example.com"]  # not cy, not dee
     assert msg["To"] == "undisclosed-recipients:;"  # members do not see each other's addresses
-    assert msg["Subject"] == "[Baton] Work item for you: Triage the case (urgent priority)"
+    assert msg["Subject"] == "[Baton] Work item for you: Triage the case: Inverter fault (urgent priority)"
     assert msg.is_multipart()
     plain, html = bodies(msg)
     link = f"{BASE}/work/{item['id']}"
@@ -154,7 +154,7 @@ def test_user_item_goes_to_that_user(harness: Any, eng: Engine, inbox: Inbox) ->
     ((rcpts, msg),) = inbox.messages
     assert rcpts == ["eve@example.com"]
     assert msg["To"] == "eve@example.com"
-    assert msg["Subject"] == "[Baton] Work item for you: Review the answer"
+    assert msg["Subject"] == "[Baton] Work item for you: Review the answer: Inverter fault"
     plain, html = bodies(msg)
     assert f"{BASE}/work/{item['id']}" in plain and "normal" in plain
     assert "Due" in plain and run.id in html
@@ -170,7 +170,7 @@ def test_reassign_tells_the_new_assignee(harness: Any, eng: Engine, inbox: Inbox
     harness.work()
     ((rcpts, msg),) = inbox.messages
     assert rcpts == ["eve@example.com"]
-    assert msg["Subject"] == "[Baton] Work item for you: Triage the case (high priority)"
+    assert msg["Subject"] == "[Baton] Work item for you: Triage the case: Inverter fault (high priority)"
     plain, _ = bodies(msg)
     assert f"{BASE}/work/{item['id']}" in plain
     assert "Reassigned from: queue tier1" in plain and "user eve" in plain

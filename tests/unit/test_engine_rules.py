@@ -684,6 +684,51 @@ def test_milestone_completes_when_after_steps_complete() -> None:
     assert scheduled(d) == [("c", 1)]  # a milestone is no job
 
 
+def test_work_item_title_and_summary_from_the_step_or_the_record() -> None:
+    text = (CASE.replace("fields:", "title_field: subject\nsummary_field: status\nfields:")
+            + "---\nkind: orchestration\nname: t_titles\n"
+            + "trigger: {type: record, object: Case, on: [create]}\n"
+            + textwrap.dedent("""
+        stages:
+          - name: s
+            steps:
+              - {name: plain, type: interactive, label: Triage, assign: {user: ann}}
+              - name: own
+                type: interactive
+                assign: {user: ann}
+                title: '="Call back: " + record.subject'
+                summary: Phone the customer today
+              - name: broken
+                type: interactive
+                assign: {user: ann}
+                title: '=record.priority + 1'
+                summary: '="P" + string(record.priority)'
+    """))
+    [_, loaded] = load_text(text, "t.yaml")
+    assert isinstance(loaded.definition, OrchestrationDefinition)
+    sim = Sim(loaded.definition, subject="  Printer\n on fire ", status="Triaged")
+    d = sim.start()
+    items = {i.step: i for i in work_items(d)}
+    # title_field: the subject alone (one line); summary_field: the status
+    assert (items["plain"].title, items["plain"].summary) == ("Printer on fire", "Triaged")
+    assert (items["own"].title, items["own"].summary) == (
+        "Call back: Printer on fire", "Phone the customer today")
+    # priority is empty: both expressions fail, the record's fields stand in, audited
+    assert (items["broken"].title, items["broken"].summary) == ("Printer on fire", "Triaged")
+    assert sorted(a.type for a in audits(d) if a.type.endswith("_invalid")) == [
+        "work_item_summary_invalid", "work_item_title_invalid"]
+
+
+def test_work_item_title_is_cut_to_its_column() -> None:
+    sim = Sim(orchestration("""
+        stages:
+          - name: s
+            steps: [{name: a, type: interactive, assign: {user: ann}, title: '=record.subject'}]
+    """), subject="x" * 400)
+    [item] = work_items(sim.start())
+    assert len(item.title) == 300 and item.title.endswith("…")
+
+
 def test_interactive_step_creates_work_item_with_assignee_expression() -> None:
     sim = Sim(orchestration("""
         variables: {level: 2}
@@ -705,12 +750,14 @@ def test_interactive_step_creates_work_item_with_assignee_expression() -> None:
     items = {i.step: i for i in work_items(d)}
     t = items["triage"]
     assert (t.assignee_kind, t.assignee, t.stage, t.iteration) == ("queue", "tier2", "s", 1)
-    assert t.title == "Triage the case" and t.instructions == "Pick one."
+    # no title of its own: the step's label and the record's subject (its naming field)
+    assert t.title == "Triage the case: Printer on fire" and t.instructions == "Pick one."
+    assert t.summary is None
     assert [(f["name"], f["type"], f["required"]) for f in t.form] == [
         ("resolution", "choice", True), ("notes", "text", False)]
     assert t.form[0]["choices"] == ["close", "escalate"]
     o = items["owner_check"]
-    assert (o.assignee_kind, o.assignee, o.title) == ("user", "ann", "owner_check")
+    assert (o.assignee_kind, o.assignee, o.title) == ("user", "ann", "owner_check: Printer on fire")
     assert scheduled(d) == []
 
 

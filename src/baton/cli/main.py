@@ -665,11 +665,20 @@ def work_list(user: Annotated[str | None, typer.Option("--user", "-u")] = None,
     if as_json:
         print_json([work_item_view(i) for i in items])
         return
-    table("Work items", ["id", "status", "step", "assigned to", "claimed by", "sla", "due",
-                         "run", "record"],
-          [[i["id"], styled(i["status"]), i["step"], f"{i['assignee_kind']}:{i['assignee']}",
-            i["claimed_by"], styled(i["sla_status"] or ""), i["due_at"], i["run_id"],
-            i["record_id"]] for i in items])
+    table("Work items", ["id", "title", "status", "step", "assigned to", "claimed by", "sla",
+                         "due", "run", "record"],
+          [[i["id"], _headline(i), styled(i["status"]), i["step"],
+            f"{i['assignee_kind']}:{i['assignee']}", i["claimed_by"],
+            styled(i["sla_status"] or ""), i["due_at"], i["run_id"], i["record_id"]]
+           for i in items])
+
+
+def _headline(item: Mapping[str, Any]) -> str:
+    """A work item's title, its summary on the line below (as text, not Rich markup)."""
+    from rich.markup import escape
+
+    summary = item.get("summary")
+    return escape(f"{item['title']}\n{summary}" if summary else str(item["title"]))
 
 
 @work_app.command("show")

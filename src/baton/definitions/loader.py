@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -294,8 +295,9 @@ def _finish(
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects,
                                  deployed_orchestrations=deployed_orchestrations)
-    loaded = [build(d) for d, own in zip(docs, per_doc, strict=True)
-              if not any(i.level == "error" for i in own)]
+    loaded = _with_record_types(
+        [build(d) for d, own in zip(docs, per_doc, strict=True)
+         if not any(i.level == "error" for i in own)], deployed_objects)
     everything = issues + [i for own in per_doc for i in own]
     unique = list(dict.fromkeys(everything))
     if warnings is not None:
@@ -303,6 +305,23 @@ def _finish(
                                key=lambda i: (i.file, i.line)))
     errors = [i for i in unique if i.level == "error"]
     return loaded, sorted(errors, key=lambda i: (i.file, i.line))
+
+
+def _with_record_types(loaded: list[LoadedDefinition],
+                       deployed: Mapping[str, ObjectTypeDefinition] | None,
+                       ) -> list[LoadedDefinition]:
+    """Each orchestration with the object type of its trigger's records (its work items'
+    titles come from it): one loaded with it, else the one deployed."""
+    types = dict(deployed or {})
+    types.update((d.name, d.definition) for d in loaded
+                 if isinstance(d.definition, ObjectTypeDefinition))
+    out = []
+    for d in loaded:
+        defn = d.definition
+        if isinstance(defn, OrchestrationDefinition) and defn.trigger.object in types:
+            d = replace(d, definition=replace(defn, record_type=types[defn.trigger.object]))
+        out.append(d)
+    return out
 
 
 # --- files ---------------------------------------------------------------------------------
@@ -542,7 +561,9 @@ def _build_calendar(data: Mapping[str, Any]) -> CalendarDefinition:
 
 def _build_object(data: Mapping[str, Any]) -> ObjectTypeDefinition:
     fields = tuple(_build_field(name, spec) for name, spec in data["fields"].items())
-    return ObjectTypeDefinition(name=data["name"], fields=fields, label=data.get("label"))
+    return ObjectTypeDefinition(name=data["name"], fields=fields, label=data.get("label"),
+                                title_field=data.get("title_field"),
+                                summary_field=data.get("summary_field"))
 
 
 def _build_field(name: str, spec: Mapping[str, Any]) -> FieldDefinition:

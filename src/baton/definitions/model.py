@@ -46,17 +46,37 @@ class FieldDefinition:
     rounding: str | None = None  # decimal: how more places are rounded; None refuses them
 
 
+# A record field whose value names the record, when the object type says none
+# (``title_field``): the first of these it has, else its first required text field.
+TITLE_FIELD_GUESSES = ("title", "subject", "name", "summary")
+
+
 @dataclass(frozen=True)
 class ObjectTypeDefinition:
     name: str
     fields: tuple[FieldDefinition, ...]
     label: str | None = None
+    # What titles and summarises one of its records where people see it (a work item).
+    title_field: str | None = None
+    summary_field: str | None = None
 
     def field(self, name: str) -> FieldDefinition | None:
         for f in self.fields:
             if f.name == name:
                 return f
         return None
+
+    def headline_field(self) -> str | None:
+        """The field that names a record: ``title_field``, else a guess (a field called
+        title, subject, name or summary; else the first required string field)."""
+        if self.title_field is not None:
+            return self.title_field
+        texts = [f for f in self.fields if f.type in ("string", "text", "choice")]
+        for guess in TITLE_FIELD_GUESSES:
+            if any(f.name == guess for f in texts):
+                return guess
+        required = [f.name for f in texts if f.required and f.type == "string"]
+        return required[0] if required else None
 
 
 @dataclass(frozen=True)
@@ -154,6 +174,9 @@ class OrchestrationDefinition:
     # Business calendars its SLAs name, resolved when a deployed version is loaded
     # (name -> baton.calendars.BusinessCalendar); empty in a definition just parsed.
     calendars: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # The object type of its trigger's records, resolved when a deployed version is loaded
+    # (work items take their title and summary from it); None in a definition just parsed.
+    record_type: ObjectTypeDefinition | None = None
 
     def stage(self, name: str) -> StageDefinition | None:
         for s in self.stages:

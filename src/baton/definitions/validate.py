@@ -55,7 +55,7 @@ CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "h
                  "extra_dates")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d\Z")
-OBJECT_KEYS = ("kind", "name", "label", "description", "fields")
+OBJECT_KEYS = ("kind", "name", "label", "description", "fields", "title_field", "summary_field")
 MAILBOX_KEYS = ("kind", "name", "label", "description", "object", "fields", "addresses",
                 "automatic")
 MAILBOX_AUTOMATIC = ("ignore", "create")
@@ -238,6 +238,21 @@ def _check_object(ck: Checker, data: dict[str, Any], env: Env) -> None:
     for name, spec in (fields or {}).items():
         check_field_name(ck, join("fields", name), name, rules)
         check_field(ck, join("fields", name), spec, rules)
+    for key in ("title_field", "summary_field"):
+        if key in data:
+            _check_shown_field(ck, key, data[key], fields)
+
+
+def _check_shown_field(ck: Checker, key: str, value: Any, fields: Mapping[str, Any] | None
+                       ) -> None:
+    """``title_field``/``summary_field``: one of the type's own fields (or a system one)."""
+    name = expect_str(ck, key, value)
+    if name is None or fields is None:
+        return
+    known = [*fields, *RESERVED_FIELDS]
+    if name not in known:
+        hint = suggest(name, known) or f" (its fields: {', '.join(known)})"
+        ck.add(key, f"{key} '{name}' is not a field of this object type{hint}")
 
 
 # --- kind: calendar ------------------------------------------------------------------

@@ -181,6 +181,8 @@ class CreateWorkItem:
     form: tuple[dict[str, Any], ...] = ()
     priority: int = 1  # index into definitions.model.PRIORITIES (0 low … 3 urgent)
     due_at: str | None = None  # the step's SLA due time (ISO), if it has an SLA
+    summary: str | None = None  # a line about its record, under the title
+    jeopardy_at: str | None = None  # when the step's SLA turns in_jeopardy (ISO), if ever
     input: dict[str, Any] | None = None  # the step's ``input``, evaluated when it started
 
 

@@ -19,6 +19,8 @@ from baton.engine.events import TimerFired
 from baton.engine.state import Run, StepRun
 from baton.engine.status import STEP_OPEN, RunStatus
 
+# A step's SLA is on_track, then in_jeopardy (from ``jeopardy_at``), then overdue (from ``due_at``).
+SLA_STATES = ("on_track", "in_jeopardy", "overdue")
 JEOPARDY = "sla_jeopardy"
 OVERDUE = "sla_overdue"
 KINDS = frozenset({JEOPARDY, OVERDUE})

@@ -190,7 +190,13 @@ class DefinitionRepo:
             return
         rows = tx.list_definitions_txn()
         with self._lock:
-            self._active = {(r.kind, r.name): r.version for r in rows if r.active}
+            active = {(r.kind, r.name): r.version for r in rows if r.active}
+            if _linked(active) != _linked(self._active):
+                # An orchestration holds the active object types and calendars it was
+                # parsed with (its records' titles, its SLAs' hours): parse it again.
+                self._parsed = {k: v for k, v in self._parsed.items()
+                                if k[0] != "orchestration"}
+            self._active = active
             for r in rows:
                 self._sources[(r.kind, r.name, r.version)] = (r.source, r.file)
             self._generation = gen
@@ -291,3 +297,8 @@ class DefinitionRepo:
             if t.type == "record" and t.object == object_type and op in t.on:
                 out.append((d, v))
         return sorted(out, key=lambda dv: dv[0].name)
+
+
+def _linked(active: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """The active versions an orchestration's parse depends on (object types, calendars)."""
+    return {k: v for k, v in active.items() if k[0] != "orchestration"}

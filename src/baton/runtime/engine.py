@@ -42,7 +42,7 @@ from baton.settings import Settings
 from baton.store.base import KeyPage, Total
 from baton.store.sql import SqlStore
 from baton.work.items import ASSIGNEE_KINDS
-from baton.work.service import WorkService
+from baton.work.service import WorkNarrowing, WorkService
 
 if TYPE_CHECKING:
     from baton.auth.directory import User
@@ -342,19 +342,24 @@ class Engine:
                   group: str | None = None, statuses: Sequence[str] = OPEN_OR_CLAIMED,
                   run_id: str | None = None, record_id: str | None = None,
                   scope: User | None = None, order: str = "created", after: str | None = None,
-                  offset: int = 0, limit: int = 50) -> KeyPage:
+                  offset: int = 0, limit: int = 50,
+                  narrow: WorkNarrowing | None = None) -> KeyPage:
         """Work items, one keyset page in ``order`` (see :meth:`list_work`); ``next`` is
-        the cursor of the following page, None on the last."""
+        the cursor of the following page, None on the last. ``narrow``: the Work Guide's
+        orchestration, text and SLA-state filters."""
         return self.work.page(user=user, queue=queue, group=group, statuses=statuses,
                               run_id=run_id, record_id=record_id, scope=scope, order=order,
-                              after=after, offset=offset, limit=limit)
+                              after=after, offset=offset, limit=limit, narrow=narrow)
 
     def count_work_bounded(self, *, statuses: Sequence[str] = OPEN_OR_CLAIMED,
                            scope: User | None = None, queue: str | None = None,
-                           group: str | None = None, record_id: str | None = None) -> Total:
+                           group: str | None = None, record_id: str | None = None,
+                           user: str | None = None,
+                           narrow: WorkNarrowing | None = None) -> Total:
         """Exact up to a thousand; beyond, an estimate or a lower bound (never a scan)."""
         return self.work.count_bounded(statuses=statuses, scope=scope, queue=queue,
-                                       group=group, record_id=record_id)
+                                       group=group, record_id=record_id, user=user,
+                                       narrow=narrow)
 
     def get_work_item(self, item_id: str) -> WorkItem:
         return self.work.get(item_id)
@@ -363,6 +368,19 @@ class Engine:
     def claim(self, item_id: str, user: str, *, scope: User | None = None) -> WorkItem:
         """Claim an open item. Exactly one claimer wins; the others get a TransitionConflict."""
         return self.work.claim(item_id, user, scope)
+
+    @one_transaction
+    def release(self, item_id: str, user: str, *, scope: User | None = None) -> WorkItem:
+        """Unclaim: the item is open again for its assignee. Only its claimer may, unless
+        ``scope`` is None (someone acting on every item)."""
+        return self.work.release(item_id, user, scope)
+
+    @one_transaction
+    def claim_next(self, user: User, *, narrow: WorkNarrowing | None = None,
+                   queue: str | None = None) -> WorkItem | None:
+        """Claim the most urgent open item ``user`` may take (of ``queue``, of what
+        ``narrow`` keeps); None when there is none."""
+        return self.work.claim_next(user, narrow, queue)
 
     @one_transaction
     def complete(self, item_id: str, user: str, data: dict[str, Any], *,

@@ -21,7 +21,7 @@ from baton.rows import AuditEvent
 RECORD_SYSTEM_FIELDS = ("id", "object_type", "version", "created_at", "updated_at")
 
 WORK_ITEM_FIELDS = (
-    "id", "status", "title", "instructions", "run_id", "record_id", "orchestration", "stage",
+    "id", "status", "title", "summary", "instructions", "run_id", "record_id", "orchestration", "stage",
     "step", "iteration", "assignee_kind", "assignee", "claimed_by", "form", "data", "priority",
     "sla_status", "due_at", "created_at", "updated_at", "completed_at", "completed_by", "version",
     "input",

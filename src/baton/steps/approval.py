@@ -29,7 +29,7 @@ FORM = (
 
 class Approval(Interactive):
     name = "approval"
-    keys: tuple[str, ...] = ("assign", "instructions", "priority", "input")
+    keys: tuple[str, ...] = ("assign", "instructions", "priority", "input", "title", "summary")
 
     def start(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
         super().start(d, sr, replace(step, form=FORM))

@@ -45,7 +45,8 @@ _FORM_RULES = FieldRules(tuple(t for t in FIELD_TYPES if t != "ref"), ())
 
 class Interactive(StepTypeBase):
     name = "interactive"
-    keys: tuple[str, ...] = ("assign", "form", "instructions", "priority", "input")
+    keys: tuple[str, ...] = ("assign", "form", "instructions", "priority", "input", "title",
+                             "summary")
 
     # ---- validation -------------------------------------------------------------------
     def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
@@ -62,6 +63,9 @@ class Interactive(StepTypeBase):
             _check_form(ck, join(path, "form"), step["form"])
         if "priority" in step:
             _check_priority(ck, join(path, "priority"), step["priority"], scope)
+        for key in ("title", "summary"):
+            if key in step:
+                check_value(ck, join(path, key), step[key], scope)
         if "input" in step:
             check_input(ck, join(path, "input"), step["input"], scope)
 
@@ -102,12 +106,14 @@ class Interactive(StepTypeBase):
                 if f.type == "decimal" else {})}
             for f in step.form
         )
+        title, summary = headline(d, sr, step)
         d.commands.append(CreateWorkItem(
             sr.name, sr.stage, sr.iteration, kind, assignee,
-            step.label or step.name,
-            step.instructions, form,
+            title, step.instructions, form,
             priority=_priority(d, sr, step),
             due_at=sr.sla["due_at"] if sr.sla else None,
+            summary=summary,
+            jeopardy_at=sr.sla.get("jeopardy_at") if sr.sla else None,
             input=values,
         ))
         d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
@@ -138,6 +144,62 @@ def resolve_resource(value: str) -> tuple[str, str] | None:
     if kind not in ("user", "group", "queue") or not name or ":" in name:
         return None
     return kind, name
+
+
+def headline(d: DecideContext, sr: StepRun, step: StepDefinition) -> tuple[str, str | None]:
+    """The work item's title and summary, computed once when it is created (lists show
+    them as stored): the step's ``title``/``summary`` (literal or ``=expression``), else
+    the record's ``title_field``/``summary_field`` (its object type), else the step's
+    label with the record's naming field ("Triage: Invoice 7 is wrong").
+
+    An expression that cannot be evaluated falls back to the next choice and is audited:
+    a missing title is no reason to hold back the work item itself.
+    """
+    record = d.scope()["record"] if d.run.record_id else None
+    rtype = d.defn.record_type
+    label = step.label or step.name
+    title = _text_option(d, sr, step, "title")
+    if title is None and record is not None and rtype is not None:
+        named = _field_text(record, rtype.headline_field())
+        if named is not None:
+            title = named if rtype.title_field is not None else f"{label}: {named}"
+    summary = _text_option(d, sr, step, "summary")
+    if summary is None and record is not None and rtype is not None:
+        summary = _field_text(record, rtype.summary_field)
+    return _clip(title or label, TITLE_MAX), _clip(summary, SUMMARY_MAX) if summary else None
+
+
+TITLE_MAX, SUMMARY_MAX = 300, 500  # the columns' lengths (baton_work_items)
+
+
+def _text_option(d: DecideContext, sr: StepRun, step: StepDefinition, key: str) -> str | None:
+    spec = step.options.get(key)
+    if not isinstance(spec, str):
+        return None
+    if not is_expression(spec):
+        return spec.strip() or None
+    try:
+        value = evaluate(spec, d.scope())
+    except ExpressionError as exc:
+        d.audit(f"work_item_{key}_invalid", step=sr.name, iteration=sr.iteration,
+                expression=spec, error=exc.reason)
+        return None
+    return _as_text(value)
+
+
+def _field_text(record: Mapping[str, Any], name: str | None) -> str | None:
+    return _as_text(record.get(name)) if name is not None else None
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = " ".join(str(value).split())  # one line
+    return text or None
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _priority(d: DecideContext, sr: StepRun, step: StepDefinition) -> int:

@@ -220,6 +220,27 @@ def _m016_child_runs(conn: Connection) -> None:
             index.create(conn, checkfirst=True)  # a fresh database got it from migration 1
 
 
+def _m017_work_item_headlines(conn: Connection) -> None:
+    """Work items carry a summary line from their record (under the title, searched with
+    it) and the instant their SLA turns in_jeopardy (the Work Guide's SLA filter compares
+    it with the time, as it does ``due_at``). Items still open get it from their run."""
+    columns = {c["name"] for c in inspect(conn).get_columns(schema.work_items.name)}
+    if "summary" not in columns:
+        conn.exec_driver_sql("ALTER TABLE baton_work_items ADD COLUMN summary VARCHAR(500)")
+    if "jeopardy_at" not in columns:
+        conn.exec_driver_sql("ALTER TABLE baton_work_items ADD COLUMN jeopardy_at VARCHAR(40)")
+    w, r = schema.work_items, schema.runs
+    rows = conn.execute(select(w.c.id, w.c.step, w.c.iteration, r.c.state)
+                        .join(r, r.c.id == w.c.run_id)
+                        .where(w.c.status.in_(("open", "claimed")))).all()
+    for row in rows:
+        step = ((row.state or {}).get("steps") or {}).get(row.step) or {}
+        sla = step.get("sla") if step.get("iteration") == row.iteration else None
+        if sla and sla.get("jeopardy_at"):
+            conn.execute(update(w).where(w.c.id == row.id)
+                         .values(jeopardy_at=sla["jeopardy_at"]))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -238,6 +259,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _m013_attention),
     Migration(15, "e-mail messages of intake", _m015_messages),
     Migration(16, "child runs: a run's parent run and step", _m016_child_runs),
+    Migration(17, "work item summaries and SLA jeopardy times", _m017_work_item_headlines),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -145,6 +145,10 @@ work_items = Table(
     # kept on the item so the Work Guide can sort by them.
     Column("priority", Integer, nullable=False, server_default="1"),
     Column("due_at", String(40), nullable=True),
+    # Migration 17: a line about the record under the title, and when the SLA turns
+    # in_jeopardy (the Work Guide's SLA filter).
+    Column("summary", String(500), nullable=True),
+    Column("jeopardy_at", String(40), nullable=True),
     # Migration 12: the step's input (evaluated when it started), shown with the form.
     Column("input", JSON, nullable=True),
     Index("ix_work_items_run", "run_id", "step", "iteration"),

@@ -268,6 +268,8 @@ OPERATION_IDS: dict[str, str] = {
     "POST /api/work/{item_id}/complete": "completeWorkItem",
     "POST /api/work/{item_id}/reassign": "reassignWorkItem",
     "POST /api/work/{item_id}/recall": "recallWorkItem",
+    "POST /api/work/{item_id}/release": "releaseWorkItem",
+    "POST /api/work/next": "claimNextWorkItem",
     # Fallout
     "GET /api/fallout": "listFallout",
     "POST /api/fallout/{fallout_id}/retry": "retryFallout",

@@ -17,6 +17,7 @@ import logging
 import smtplib
 from collections.abc import Iterable, Mapping
 from datetime import UTC
+from email import policy
 from email.message import EmailMessage
 from typing import Any
 
@@ -108,6 +109,12 @@ def _when(at: str | None) -> str:
         return at
 
 
+# Lines up to RFC 5322's limit, not folded at 78: Python folds a subject of about 70 to 77
+# characters whole onto a continuation line, which reads back with a leading space (work
+# item titles from records are often that long).
+MESSAGE_POLICY = policy.default.clone(max_line_length=998)
+
+
 def build_message(settings: SmtpSettings, recipients: list[str], subject: str, text: str,
                   run_id: str | None = None, *, link: str | None = None,
                   html_body: str | None = None) -> EmailMessage:
@@ -132,7 +139,7 @@ def build_message(settings: SmtpSettings, recipients: list[str], subject: str, t
         plain = text + (f"\n\n{url}\n" if url else "\n")
         if url:
             body += f'\n<p><a href="{html.escape(url)}">{html.escape(url)}</a></p>'
-    msg = EmailMessage()
+    msg = EmailMessage(policy=MESSAGE_POLICY)
     msg["Subject"] = subject
     msg["From"] = settings.sender
     # Members of a group or queue get one message, delivered by envelope: none of them sees

@@ -8,12 +8,14 @@ transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from baton.auth.roles import Permission
 from baton.clock import Clock, iso
 from baton.definitions.model import FieldDefinition
 from baton.engine.events import StepCompleted
+from baton.engine.sla import SLA_STATES
 from baton.engine.status import WorkItemStatus
 from baton.errors import BatonError, NotFound, PermissionDenied, TransitionConflict, ValidationError
 from baton.records.fields import coerce_fields
@@ -31,6 +33,45 @@ if TYPE_CHECKING:
 
 OPEN, CLAIMED = WorkItemStatus.OPEN.value, WorkItemStatus.CLAIMED.value
 ORDERS = ("created", "due", "priority")
+# "Next item" reads candidates a batch at a time, and gives up (None) after this many
+# batches lost to other people claiming at the same moment.
+NEXT_BATCH, NEXT_PAGES = 20, 5
+
+
+@dataclass(frozen=True)
+class WorkNarrowing:
+    """The Work Guide's filters beyond whose items they are: an orchestration, text in
+    the title or summary, the SLA's state now (on_track, in_jeopardy, overdue)."""
+
+    orchestration: str | None = None
+    search: str | None = None
+    sla: str | None = None
+
+
+TABS = ("mine", "unclaimed", "all")
+
+
+@dataclass(frozen=True)
+class TabQuery:
+    """Which items a Work Guide tab lists: their statuses, and whose (``scope``: a user's
+    items, their groups' and queues'; ``user``: assigned to or claimed by that user)."""
+
+    statuses: tuple[str, ...]
+    scope: User | None
+    user: str | None
+
+
+def tab_query(tab: str, user: User, sees_all: bool) -> TabQuery:
+    """``mine``: open or claimed, assigned to ``user`` or claimed by them; ``unclaimed``:
+    open in their user, groups and queues; ``all``: open or claimed, every item for
+    someone who ``sees_all`` (work:all), else their scope."""
+    if tab not in TABS:
+        raise ValidationError("work list", {"tab": f"expected one of: {', '.join(TABS)}, got {tab!r}"})
+    if tab == "mine":
+        return TabQuery((OPEN, CLAIMED), None, user.name)
+    if tab == "unclaimed":
+        return TabQuery((OPEN,), user, None)
+    return TabQuery((OPEN, CLAIMED), None if sees_all else user, None)
 
 
 class WorkService:
@@ -70,25 +111,38 @@ class WorkService:
     def page(self, *, user: str | None = None, queue: str | None = None,
              group: str | None = None, statuses: Sequence[str], run_id: str | None = None,
              record_id: str | None = None, scope: User | None = None, order: str = "created",
-             after: str | None = None, offset: int = 0, limit: int = 50) -> KeyPage:
+             after: str | None = None, offset: int = 0, limit: int = 50,
+             narrow: WorkNarrowing | None = None) -> KeyPage:
         """Work items, a keyset page after the cursor ``after``. ``scope`` (a directory
         user) keeps the items assigned to them, their groups or their queues, or claimed by
-        them; ``user`` those assigned to or claimed by that user; ``queue``/``group``
-        narrow further."""
+        them; ``user`` those assigned to or claimed by that user; ``queue``/``group`` and
+        ``narrow`` (orchestration, text, SLA state) narrow further."""
         if order not in ORDERS:
             raise ValidationError("work list", {"order": f"expected created, due or priority, got {order!r}"})
         filters = self._filters(statuses, scope, queue, group, record_id)
         filters.update(run_id=run_id, user=user if scope is None else None)
+        self._narrowed(filters, narrow)
         with self.store.read() as tx:
             found = tx.page_work_items_txn(filters, order, after, offset, limit)
             return KeyPage(_with_sla_txn(tx, found.rows), found.next)  # type: ignore[arg-type]
 
     def count_bounded(self, *, statuses: Sequence[str], scope: User | None, queue: str | None,
-                      group: str | None, record_id: str | None) -> Total:
+                      group: str | None, record_id: str | None, user: str | None = None,
+                      narrow: WorkNarrowing | None = None) -> Total:
         """How many items :meth:`page` lists: exact up to a thousand, else estimated."""
+        filters = self._filters(statuses, scope, queue, group, record_id)
+        filters.update(user=user if scope is None else None)
+        self._narrowed(filters, narrow)
         with self.store.read() as tx:
-            return tx.count_work_items_bounded_txn(
-                self._filters(statuses, scope, queue, group, record_id))
+            return tx.count_work_items_bounded_txn(filters)
+
+    def _narrowed(self, filters: dict[str, Any], narrow: WorkNarrowing | None) -> None:
+        if narrow is None:
+            return
+        if narrow.sla is not None and narrow.sla not in SLA_STATES:
+            raise ValidationError("work list", {"sla": f"expected one of: {', '.join(SLA_STATES)}, got {narrow.sla!r}"})
+        filters.update(orchestration=narrow.orchestration, search=narrow.search or None,
+                       sla=(narrow.sla, iso(self.clock.now())) if narrow.sla else None)
 
     @staticmethod
     def _filters(statuses: Sequence[str], scope: User | None, queue: str | None,
@@ -134,6 +188,69 @@ class WorkService:
                 "work_item_claimed", user, now, item["record_id"], item["run_id"],
                 {"work_item": item_id, "step": item["step"]})])
             return self.get_txn(tx, item_id)
+
+    def release(self, item_id: str, user: str, scope: User | None) -> WorkItem:
+        """Give a claimed item back to its assignee, open for anyone of them to claim.
+
+        The claimer may release it; someone acting on every item (``scope`` None: an
+        operator) may release anyone's claim. A compare-and-set on status and version.
+        """
+        now = iso(self.clock.now())
+        with self.store.write() as tx:
+            item = self.get_txn(tx, item_id)
+            if item["status"] != CLAIMED:
+                raise TransitionConflict(f"work item {item_id} is {item['status']}: only a "
+                                         "claimed item can be released")
+            if scope is not None and item["claimed_by"] != user:
+                raise PermissionDenied(f"work item {item_id} is claimed by "
+                                       f"{item['claimed_by']}: only they or an operator "
+                                       "can release it")
+            if not tx.update_work_item_txn(item_id, [CLAIMED], item["version"],
+                                           {"status": OPEN, "claimed_by": None,
+                                            "updated_at": now}):
+                raise TransitionConflict(f"work item {item_id} changed while releasing; try again")
+            tx.append_events_txn([audit_event(  # type: ignore[list-item]
+                "work_item_released", user, now, item["record_id"], item["run_id"],
+                {"work_item": item_id, "step": item["step"], "claimed_by": item["claimed_by"]})])
+            return self.get_txn(tx, item_id)
+
+    def claim_next(self, user: User, narrow: WorkNarrowing | None = None,
+                   queue: str | None = None) -> WorkItem | None:
+        """Claim the most urgent open item ``user`` may take (assigned to them, one of
+        their groups or queues; highest priority, then earliest due, then oldest), in one
+        transaction; None when there is none. ``narrow`` and ``queue`` keep to the Work
+        Guide's filters (its text search aside).
+
+        Each candidate is claimed by a compare-and-set on its status and version: when
+        two people ask at once, the one who loses an item to the other goes on to the
+        next (PostgreSQL re-reads the row after the other's commit; SQLite's writers take
+        turns), so they get different items.
+        """
+        now = iso(self.clock.now())
+        with self.store.write() as tx:
+            me = self._current_txn(tx, user)
+            assert me is not None
+            filters = self._filters([OPEN], me, queue, None, None)
+            self._narrowed(filters, narrow)
+            after: str | None = None
+            for _ in range(NEXT_PAGES):
+                found = tx.page_work_items_txn(filters, "priority", after, 0, NEXT_BATCH)
+                for row in found.rows:
+                    if row["assignee_kind"] == "user" and row["assignee"] != me.name:
+                        continue
+                    if self.claim_hook is not None:
+                        self.claim_hook(row["id"])
+                    if tx.update_work_item_txn(row["id"], [OPEN], row["version"], {
+                            "status": CLAIMED, "claimed_by": me.name, "updated_at": now}):
+                        tx.append_events_txn([audit_event(  # type: ignore[list-item]
+                            "work_item_claimed", me.name, now, row["record_id"],
+                            row["run_id"], {"work_item": row["id"], "step": row["step"],
+                                            "via": "next"})])
+                        return self.get_txn(tx, row["id"], lock=False)
+                if found.next is None:
+                    return None
+                after = found.next
+            return None
 
     def complete(self, item_id: str, user: str, data: dict[str, Any], scope: User | None,
                  ) -> dict[str, Any]:

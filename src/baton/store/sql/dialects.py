@@ -87,6 +87,8 @@ def sqlite_engine(url: str, synchronous: str, *, immediate: bool, nullpool: bool
     @event.listens_for(eng, "connect")
     def _connect(dbapi_conn: Any, _rec: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        # lower() of any letter, not only ASCII (a search box's text_lower, keyset.py)
+        dbapi_conn.create_function("baton_lower", 1, _lower, deterministic=True)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
@@ -456,3 +458,7 @@ def is_transient(exc: BaseException, dialect: str) -> bool:
     if code in ("40001", "40P01") or (code or "").startswith("08"):
         return True
     return isinstance(exc, OperationalError) and (dialect == "postgresql" or "locked" in str(exc))
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value

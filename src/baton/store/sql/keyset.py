@@ -25,7 +25,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, literal, or_, select, union_all
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
 
 from baton.errors import ValidationError
 from baton.store.base import KeyPage, Total
@@ -147,14 +160,78 @@ def after_clause(order: Order, values: Sequence[Any], fixed: Sequence[tuple[Any,
     return and_(expr <= values[lead] if desc else expr >= values[lead], or_(*terms))
 
 
+class Predicate:
+    """A residual filter that is not an equality: it reads ``columns`` of a row, is
+    checked here on the rows a probe reads (:meth:`matches`) and in SQL where rows are
+    counted (:meth:`clause`, over a table's or a subquery's columns ``c``); both say the
+    same."""
+
+    columns: tuple[str, ...]
+
+    def matches(self, row: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def clause(self, c: Any) -> Any:
+        raise NotImplementedError
+
+
+class text_lower(GenericFunction[str]):
+    """``lower()`` of any letter, as Python's ``str.lower`` (SQLite's own lower() knows
+    ASCII only: there it is ``baton_lower``, which the connection registers)."""
+
+    type = String()
+    name = "text_lower"
+    inherit_cache = True
+
+
+@compiles(text_lower)
+def _text_lower(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(text_lower, "sqlite")
+def _text_lower_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"baton_lower({compiler.process(element.clauses, **kw)})"
+
+
+@dataclass(frozen=True)
+class Contains(Predicate):
+    """One of ``columns`` contains ``text``, ignoring case (a search box)."""
+
+    columns: tuple[str, ...]
+    text: str
+
+    def matches(self, row: dict[str, Any]) -> bool:
+        needle = self.text.lower()
+        return any(needle in (row[c] or "").lower() for c in self.columns)
+
+    def clause(self, c: Any) -> Any:
+        needle = self.text.lower()
+        return or_(*(text_lower(func.coalesce(c[n], "")).contains(needle, autoescape=True)
+                     for n in self.columns))
+
+
 def _matches(row: dict[str, Any], residual: dict[str, Any]) -> bool:
-    """A residual value is one value, or a tuple of values (any of them)."""
-    return all(row[c] in v if isinstance(v, tuple) else row[c] == v
+    """A residual value is one value, a tuple of values (any of them), or a Predicate."""
+    return all(v.matches(row) if isinstance(v, Predicate)
+               else row[c] in v if isinstance(v, tuple) else row[c] == v
                for c, v in residual.items())
 
 
-def _term(column: Any, value: Any) -> Any:
-    return column.in_(value) if isinstance(value, tuple) else column == value
+def _term(c: Any, name: str, value: Any) -> Any:
+    if isinstance(value, Predicate):
+        return value.clause(c)
+    return c[name].in_(value) if isinstance(value, tuple) else c[name] == value
+
+
+def _residual_columns(residual: dict[str, Any]) -> list[str]:
+    """The columns the residual filters read (a predicate's, or the key's own)."""
+    out: list[str] = []
+    for name, value in residual.items():
+        for col in value.columns if isinstance(value, Predicate) else (name,):
+            if col not in out:
+                out.append(col)
+    return out
 
 
 def _labels(order: Order) -> list[Any]:
@@ -264,17 +341,27 @@ def count(conn: Connection, table: Any, order: Order, probes: Sequence[Probe],
     index entries per probe (the newest, in the list's order)."""
     counted, over = 0, False
     sort = [expr.desc() if desc else expr.asc() for expr, desc in order.keys]
-    match = and_(*(_term(table.c[c], v) for c, v in residual.items())) if residual else None
+    match = and_(*(_term(table.c, c, v) for c, v in residual.items())) if residual else None
+    last = order.keys[-1][0]  # the id: unique, the table's key
+    row = table.alias("_row")
     for probe in probes:
         # the order's keys (in the probe's index: PostgreSQL may read the index alone)
-        cols = [table.c[c] for c in residual] or [e.label(f"_k{i}") for i, e in
-                                                  enumerate(e for e, _ in order.keys)]
+        keys = [e.label(f"_k{i}") for i, e in enumerate(e for e, _ in order.keys)]
         # In the list's order: the planner walks the probe's index (a bare LIMIT lets
         # PostgreSQL scan the heap until enough rows match, all of it for a rare value).
-        sub = (select(*cols).select_from(table).where(*probe.where).order_by(*sort)
+        sub = (select(*keys).select_from(table).where(*probe.where).order_by(*sort)
                .limit(COUNT_CAP + 1).subquery())
-        matched = func.count() if match is None else func.coalesce(func.sum(case(
-            (and_(*(_term(sub.c[c], v) for c, v in residual.items())), 1), else_=0)), 0)
+        if residual:
+            # The residual filters' columns are not in the index: each row the index gave
+            # is looked up by its key (asked for in the ordered read itself, PostgreSQL
+            # would rather fetch every row of the probe and sort them; joined, it would
+            # hash the whole table).
+            found = exists(select(literal(1)).select_from(row).where(
+                row.c[last.name] == sub.c[f"_k{len(order.keys) - 1}"],
+                *(_term(row.c, c, v) for c, v in residual.items())))
+            matched: Any = func.coalesce(func.sum(case((found, 1), else_=0)), 0)
+        else:
+            matched = func.count()
         scanned, hits = conn.execute(select(func.count(), matched).select_from(sub)).one()
         counted += int(hits)
         over = over or int(scanned) > COUNT_CAP

@@ -22,15 +22,24 @@ records, newest first: object_type → ix_records_object_type, else ix_records_c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, and_, not_, or_
 
 from baton.engine.attention import VALUES as ATTENTION_VALUES
 from baton.engine.status import RunStatus
 from baton.store import schema as s
 from baton.store.base import KeyPage, Total
-from baton.store.sql.keyset import Order, Probe, count, decode_cursor, read_page
+from baton.store.sql.keyset import (
+    Contains,
+    Order,
+    Predicate,
+    Probe,
+    count,
+    decode_cursor,
+    read_page,
+)
 from baton.store.sql.marks import reads
 
 RUN_COLUMNS = ("id", "orchestration", "version", "status", "record_id", "current_stage",
@@ -49,6 +58,34 @@ WORK_ORDERS = {
     "priority": Order("work.priority", ((_w.priority, True), (_due, False),
                                         (_w.created_at, False), (_w.id, False))),
 }
+
+
+@dataclass(frozen=True)
+class SlaState(Predicate):
+    """A work item's SLA is in ``state`` at ``now`` (ISO), by the instants it keeps: overdue
+    from ``due_at``, in_jeopardy from ``jeopardy_at``, on_track before; no SLA, none."""
+
+    state: str
+    now: str
+    columns = ("due_at", "jeopardy_at")
+
+    def matches(self, row: dict[str, Any]) -> bool:
+        due, jeopardy = row["due_at"], row["jeopardy_at"]
+        if due is None:
+            return False
+        if self.state == "overdue":
+            return bool(due <= self.now)
+        jeopardized = jeopardy is not None and jeopardy <= self.now
+        return bool(due > self.now and (jeopardized if self.state == "in_jeopardy"
+                                        else not jeopardized))
+
+    def clause(self, c: Any) -> Any:
+        due, jeopardy = c["due_at"], c["jeopardy_at"]
+        if self.state == "overdue":
+            return and_(due.is_not(None), due <= self.now)
+        jeopardized = and_(jeopardy.is_not(None), jeopardy <= self.now)
+        return and_(due.is_not(None), due > self.now,
+                    jeopardized if self.state == "in_jeopardy" else not_(jeopardized))
 
 
 def run_probes(filters: dict[str, Any]) -> tuple[list[Probe], dict[str, Any]]:
@@ -78,11 +115,16 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
     ``filters``: ``statuses``; ``scope`` = (user, groups, queues): items assigned to the
     user, one of their groups or queues, or claimed by them; ``assignee_kind`` +
     ``assignee`` (a queue or group); ``user``: assigned to or claimed by that user;
-    ``run_id``, ``record_id``, ``claimed_by``, ``step``, ``orchestration``.
+    ``run_id``, ``record_id``, ``claimed_by``, ``step``, ``orchestration``; ``search``:
+    text in the title or summary; ``sla``: (state, now), the SLA's state at ``now``.
     """
     statuses = tuple(filters.get("statuses") or ())
-    residual = {k: filters[k] for k in ("claimed_by", "step", "orchestration")
-                if filters.get(k) is not None}
+    residual: dict[str, Any] = {k: filters[k] for k in ("claimed_by", "step", "orchestration")
+                                if filters.get(k) is not None}
+    if filters.get("search"):
+        residual["_search"] = Contains(("title", "summary"), filters["search"])
+    if filters.get("sla") is not None:
+        residual["_sla"] = SlaState(*filters["sla"])
     urgent = order in ("due", "priority")
     narrow = (filters["assignee_kind"], filters["assignee"]) \
         if filters.get("assignee_kind") is not None else None
@@ -126,7 +168,9 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
             # `status || ''`: no index can take that term, so the planner reads the user's
             # claimed items by ix_work_items_claimed (SQLite, without statistics, would
             # rather walk ix_work_items_created in order and test claimed_by on each item)
-            probes.append(Probe((_w.claimed_by == claimer, _w.status + "" == st), small=True))
+            # (not the items the assignee probes read too: counted once)
+            probes.append(Probe((_w.claimed_by == claimer, _w.status + "" == st,
+                                 *_not_in(pairs or [])), small=True))
     if claimer is not None and narrow is not None:
         residual.update(assignee_kind=narrow[0], assignee=narrow[1])
     return probes, residual
@@ -150,8 +194,16 @@ def _scoped_small(filters: dict[str, Any], head: Any, residual: dict[str, Any],
     claimed = dict(residual)
     if narrow is not None:
         claimed.update(assignee_kind=narrow[0], assignee=narrow[1])
-    probes.append(Probe((head, _w.claimed_by == user), small=True))
+    probes.append(Probe((head, _w.claimed_by == user, *_not_in(pairs)), small=True))
     return probes, claimed if narrow is not None else residual
+
+
+def _not_in(pairs: Sequence[tuple[str, str]]) -> tuple[Any, ...]:
+    """Not assigned to any of ``pairs`` (kind, name): the claimed items another probe
+    does not read already (a count adds its probes up)."""
+    if not pairs:
+        return ()
+    return (not_(or_(*(and_(_w.assignee_kind == k, _w.assignee == a) for k, a in pairs))),)
 
 
 class PagesSql:

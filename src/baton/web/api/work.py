@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from baton.auth.directory import User
@@ -35,6 +35,7 @@ from baton.web.api.common import (
 from baton.web.api.runs import RunSummary
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, current_principal, engine_of, need
+from baton.work.service import WorkNarrowing, tab_query
 
 router = APIRouter(prefix="/work", tags=["Work"])
 
@@ -51,6 +52,18 @@ class Order(str, Enum):
     priority = "priority"
 
 
+class Tab(str, Enum):
+    mine = "mine"
+    unclaimed = "unclaimed"
+    all = "all"
+
+
+class SlaState(str, Enum):
+    on_track = "on_track"
+    in_jeopardy = "in_jeopardy"
+    overdue = "overdue"
+
+
 class FormField(BaseModel):
     name: str
     type: str
@@ -63,7 +76,10 @@ class FormField(BaseModel):
 class WorkItem(BaseModel):
     id: str
     status: WorkItemStatus
-    title: str
+    title: str = Field(description="from the record (the step's `title`, the object type's "
+                                    "`title_field`), computed when the item was created")
+    summary: str | None = Field(description="a line about the record (the step's `summary`, "
+                                            "the object type's `summary_field`)")
     instructions: str | None
     run_id: str
     record_id: str | None
@@ -127,19 +143,53 @@ def list_work(request: Request, queue: Text = None, group: Text = None,
               status: Annotated[list[WorkItemStatus] | None, Query(max_length=4)] = None,
               record_id: Text = None, order: Order = Order.created,
               mine: Annotated[bool, Query(description="only my scope (work:all)")] = False,
+              tab: Annotated[Tab | None, Query(description=(
+                  "the Work Guide's tabs: `mine` (assigned to me or claimed by me), "
+                  "`unclaimed` (open in my user, groups and queues), `all` (all I can "
+                  "see); `status` keeps some of the tab's statuses"))] = None,
+              orchestration: Text = None,
+              q: Annotated[str | None, Query(min_length=1, max_length=200, description=(
+                  "text in the title or summary (ignoring case)"))] = None,
+              sla: Annotated[SlaState | None, Query(description="the SLA's state now")] = None,
               limit: Limit = 50, offset: KeysetOffset = 0, after: After = None,
               principal: Principal = WORK) -> dict[str, Any]:
     eng = engine_of(request)
     scope = principal.user if mine else _scope(principal)
     statuses = [s.value for s in status or (WorkItemStatus.OPEN, WorkItemStatus.CLAIMED)]
+    user = None
+    if tab is not None:  # whose items; `status` narrows the tab's statuses, `mine` its "all"
+        chosen = tab_query(tab.value, principal.user,
+                           principal.user.can(Permission.WORK_ALL) and not mine)
+        statuses = [st for st in chosen.statuses if not status or st in statuses]
+        scope, user = chosen.scope, chosen.user
+    narrow = WorkNarrowing(orchestration=orchestration, search=q,
+                           sla=sla.value if sla else None)
     with under("query"):
         one_of_after_or_offset(after, offset)
         found = eng.page_work(queue=queue, group=group, statuses=statuses, record_id=record_id,
                               order=order.value, scope=scope, after=after, offset=offset,
-                              limit=limit)
+                              limit=limit, user=user, narrow=narrow)
     total = eng.count_work_bounded(statuses=statuses, scope=scope, queue=queue, group=group,
-                                   record_id=record_id)
+                                   record_id=record_id, user=user, narrow=narrow)
     return keyset_page([work_item_view(i) for i in found.rows], found.next, total, limit, offset)
+
+
+@router.post("/next", response_model=WorkItem, summary="Claim the next item",
+             description="Claims the most urgent open item the caller may take (assigned to "
+                         "them, one of their groups or queues): highest priority, then "
+                         "earliest due, then oldest; optionally only of one queue, orchestration "
+                         "or SLA state. Two people asking at once get different items. 204 when "
+                         "there is nothing to take.",
+             responses={204: {"description": "no open item the caller may take"},
+                        **problem_responses(401, 403, 422)})
+def claim_next(request: Request, orchestration: Text = None, queue: Text = None,
+               sla: Annotated[SlaState | None, Query(description="the SLA's state now")] = None,
+               principal: Principal = WORK) -> Any:
+    item = engine_of(request).claim_next(principal.user, queue=queue, narrow=WorkNarrowing(
+        orchestration=orchestration, sla=sla.value if sla else None))
+    if item is None:
+        return Response(status_code=204)
+    return work_item_view(item)
 
 
 @router.get("/{item_id}", response_model=WorkItem, summary="A work item with its form",
@@ -156,6 +206,17 @@ def get_item(request: Request, item_id: ItemId, principal: Principal = WORK) -> 
 def claim(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
     _visible_item(request, item_id, principal)
     item = engine_of(request).claim(item_id, principal.name, scope=_scope(principal))
+    return work_item_view(item)
+
+
+@router.post("/{item_id}/release", response_model=WorkItem, summary="Release a claimed item",
+             description="Unclaim: the item is open again for its assignee (audited as "
+                         "`work_item_released`). The claimer may release it; with `work:all` "
+                         "(operators, admins) anyone's claim. 409 when it is not claimed.",
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
+def release(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
+    _visible_item(request, item_id, principal)
+    item = engine_of(request).release(item_id, principal.name, scope=_scope(principal))
     return work_item_view(item)
 
 

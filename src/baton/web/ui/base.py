@@ -23,6 +23,7 @@ from baton.auth.directory import User
 from baton.auth.roles import Permission, require
 from baton.store.base import Total
 from baton.web.security import SESSION_COOKIE, Principal, engine_of, optional_principal
+from baton.web.ui.times import ago_text, due_text
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 PAGE_SIZE = 25
@@ -76,7 +77,7 @@ def _pretty(value: Any) -> str:
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(label=_label, when=_when, pretty=_pretty,
+    env.filters.update(label=_label, when=_when, pretty=_pretty, due=due_text, ago=ago_text,
                        priority=lambda p: PRIORITY_LABELS.get(p, str(p)))
     return env
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -16,17 +18,22 @@ from starlette.datastructures import FormData
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission
+from baton.engine.sla import SLA_STATES
 from baton.engine.status import WorkItemStatus
 from baton.errors import NotFound, ValidationError
 from baton.rows import WorkItem
 from baton.runtime.engine import Engine
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import PAGE_SIZE, Paging, cursor_param, is_htmx, page_need, render
+from baton.web.ui.events import describe_event
 from baton.work.items import OPEN_STATUSES
+from baton.work.service import TABS, WorkNarrowing, tab_query
 
 router = APIRouter()
 Worker = Annotated[Principal, Depends(page_need(Permission.WORK))]
 ORDERS = ("due", "priority", "created")
+TAB_LABELS = (("mine", "Mine"), ("unclaimed", "Unclaimed in my queues"),
+              ("all", "All I can see"))
 
 
 async def form_data(request: Request) -> FormData:
@@ -34,11 +41,6 @@ async def form_data(request: Request) -> FormData:
 
 
 Form = Annotated[FormData, Depends(form_data)]
-
-
-def _scope(user: User, show: str) -> User | None:
-    """Whose items to list: one's own scope, or everything for work:all with ``show=all``."""
-    return None if show == "all" and user.can(Permission.WORK_ALL) else user
 
 
 def _act_scope(user: User) -> User | None:
@@ -52,30 +54,125 @@ def visible_item(eng: Engine, user: User, item_id: str) -> WorkItem:
     return item
 
 
+@dataclass(frozen=True)
+class ListState:
+    """What a Work Guide list shows: a tab, the filters, the order, the page. It rides in
+    the page's URL, so the self-refreshing list, the pager and the tabs keep it."""
+
+    tab: str = "all"
+    order: str = "due"
+    q: str = ""
+    queue: str = ""
+    orchestration: str = ""
+    sla: str = ""
+    after: str | None = None
+
+    @classmethod
+    def of(cls, tab: str, order: str, q: str, queue: str, orchestration: str, sla: str,
+           after: str | None) -> ListState:
+        return cls(tab=tab if tab in TABS else "all", order=order if order in ORDERS else "due",
+                   q=q.strip()[:200], queue=queue.strip()[:200],
+                   orchestration=orchestration.strip()[:200],
+                   sla=sla if sla in SLA_STATES else "", after=cursor_param(after))
+
+    def query(self, **changes: str | None) -> dict[str, str]:
+        """The URL query of this state (without the page, unless ``after`` is changed)."""
+        values = {"tab": self.tab, "order": self.order, "q": self.q, "queue": self.queue,
+                  "orchestration": self.orchestration, "sla": self.sla, **changes}
+        return {k: v for k, v in values.items() if v}
+
+    @property
+    def narrowed(self) -> bool:
+        return bool(self.q or self.queue or self.orchestration or self.sla)
+
+
+def _state(tab: str = "all", order: str = "due", q: str = "", queue: str = "",
+           orchestration: str = "", sla: str = "", after: str | None = None) -> ListState:
+    return ListState.of(tab, order, q, queue, orchestration, sla, after)
+
+
+State = Annotated[ListState, Depends(_state)]
+
+
+def _list_context(eng: Engine, user: User, st: ListState) -> dict[str, Any]:
+    chosen = tab_query(st.tab, user, user.can(Permission.WORK_ALL))
+    narrow = WorkNarrowing(orchestration=st.orchestration or None, search=st.q or None,
+                           sla=st.sla or None)
+    found = eng.page_work(scope=chosen.scope, user=chosen.user, statuses=chosen.statuses,
+                          queue=st.queue or None, order=st.order, after=st.after,
+                          limit=PAGE_SIZE, narrow=narrow)
+    total = eng.count_work_bounded(scope=chosen.scope, user=chosen.user,
+                                   statuses=chosen.statuses, queue=st.queue or None,
+                                   narrow=narrow)
+    return {"items": found.rows, "st": st, "now": eng.clock.now(),
+            "paging": Paging(total, st.after, found.next),
+            "live_url": "/work/live?" + urlencode(st.query(after=st.after)),
+            "may_release_all": user.can(Permission.WORK_ALL)}
+
+
 @router.get("/work")
-def work_list(request: Request, principal: Worker, order: str = "due", show: str = "mine",
-              after: str | None = None) -> Response:
+def work_list(request: Request, principal: Worker, st: State, none: str = "") -> Response:
     eng = engine_of(request)
-    order = order if order in ORDERS else "due"
-    show = "all" if show == "all" and principal.user.can(Permission.WORK_ALL) else "mine"
-    scope = _scope(principal.user, show)
-    after = cursor_param(after)
-    found = eng.page_work(scope=scope, order=order, after=after, limit=PAGE_SIZE)
-    pager = Paging(eng.count_work_bounded(scope=scope), after, found.next)
-    return render(request, "work_list.html", principal, {
-        "items": found.rows, "order": order, "show": show, "paging": pager,
-        "query": {"order": order, "show": show}})
+    ctx = _list_context(eng, principal.user, st)
+    orchestrations = sorted({r.name for r in eng.definitions.list_versions("orchestration")})
+    ctx.update(tabs=TAB_LABELS, orchestrations=orchestrations, sla_states=SLA_STATES,
+               queues=sorted(principal.user.queues), nothing_next=bool(none))
+    return render(request, "work_list.html", principal, ctx)
+
+
+@router.get("/work/live")
+def work_live(request: Request, principal: Worker, st: State) -> Response:
+    """The list alone, for the page's own refresh every few seconds (htmx): the same tab,
+    filters, order and page; the page around it (and its scroll position) stays."""
+    ctx = _list_context(engine_of(request), principal.user, st)
+    return render(request, "_work_items.html", principal, ctx)
+
+
+@router.post("/work/next")
+def next_item(request: Request, principal: Worker, form: Form) -> Response:
+    """Claim the most urgent item I may take and open it; back to the list when there is
+    none (saying so). The list's queue, orchestration and SLA filters apply."""
+    eng = engine_of(request)
+    orchestration, sla = str(form.get("orchestration") or ""), str(form.get("sla") or "")
+    queue = str(form.get("queue") or "")[:200]
+    item = eng.claim_next(principal.user, queue=queue or None, narrow=WorkNarrowing(
+        orchestration=orchestration or None, sla=sla if sla in SLA_STATES else None))
+    if item is None:
+        back = ListState.of(str(form.get("tab") or "all"), str(form.get("order") or "due"),
+                            "", queue, orchestration, sla, None)
+        return RedirectResponse("/work?" + urlencode({**back.query(), "none": "1"}),
+                                status_code=303)
+    return RedirectResponse(f"/work/{item['id']}", status_code=303)
 
 
 @router.post("/work/{item_id}/claim")
 def claim(request: Request, item_id: str, principal: Worker) -> Response:
     eng = engine_of(request)
     visible_item(eng, principal.user, item_id)
-    item = eng.claim(item_id, principal.name, scope=_act_scope(principal.user))
+    eng.claim(item_id, principal.name, scope=_act_scope(principal.user))
     item = eng.get_work_item(item_id)  # with its SLA
     if is_htmx(request):
-        return render(request, "_work_row.html", principal, {"item": item, "claimed_now": True})
+        return _row(request, principal, eng, item, "claimed")
     return RedirectResponse(f"/work/{item_id}", status_code=303)
+
+
+@router.post("/work/{item_id}/release")
+def release(request: Request, item_id: str, principal: Worker) -> Response:
+    """Unclaim: the item is open again for its assignee (audited)."""
+    eng = engine_of(request)
+    visible_item(eng, principal.user, item_id)
+    eng.release(item_id, principal.name, scope=_act_scope(principal.user))
+    item = eng.get_work_item(item_id)
+    if is_htmx(request):
+        return _row(request, principal, eng, item, "released")
+    return RedirectResponse(f"/work/{item_id}", status_code=303)
+
+
+def _row(request: Request, principal: Principal, eng: Engine, item: WorkItem,
+         done: str) -> Response:
+    return render(request, "_work_row.html", principal, {
+        "item": item, "done_now": done, "now": eng.clock.now(),
+        "may_release_all": principal.user.can(Permission.WORK_ALL)})
 
 
 @router.get("/work/{item_id}")
@@ -136,9 +233,19 @@ def _item_context(eng: Engine, user: User, item: WorkItem) -> dict[str, Any]:
     if item["status"] == WorkItemStatus.COMPLETED:
         values = {k: v for k, v in (item.get("data") or {}).items()}
     record_fields = {k: v for k, v in (record or {}).items() if k not in ("id", "object_type")}
+    holds = item["status"] == WorkItemStatus.CLAIMED and item["claimed_by"] == user.name
+    # The record's timeline (its run's, without a record): for the person who holds the
+    # item, and for those who may read records or runs anyway.
+    events: list[dict[str, Any]] | None = None
+    if holds or user.can(Permission.RECORDS_READ) or user.can(Permission.RUNS_READ):
+        found = (eng.timeline(item["record_id"]) if item["record_id"]
+                 else eng.run_events(item["run_id"]))
+        events = [{**e, "text": describe_event(e)} for e in found]
     return {"item": item, "record": record, "record_fields": record_fields, "run": run,
-            "values": values, "errors": {},
+            "values": values, "errors": {}, "events": events, "now": eng.clock.now(),
             "may_monitor": user.can(Permission.RUNS_READ),
+            "may_release": item["status"] == WorkItemStatus.CLAIMED
+            and (holds or user.can(Permission.WORK_ALL)),
             "may_act": item["status"] in OPEN_STATUSES
             and (item["status"] == WorkItemStatus.OPEN or item["claimed_by"] == user.name)}
 
