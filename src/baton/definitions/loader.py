@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -188,6 +188,13 @@ _Loader.add_implicit_resolver(
 
 
 # --- public API ---------------------------------------------------------------------------
+Progress = Callable[[str, int, int], None]
+"""``(phase, done, total)``: how far a long load is, for a progress bar."""
+
+
+def _silent(_phase: str, _done: int, _total: int) -> None:
+    return None
+
 
 
 def load_definitions(
@@ -195,6 +202,7 @@ def load_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    on_progress: Progress | None = None,
 ) -> list[LoadedDefinition]:
     """Load, validate and build every definition under ``paths``.
 
@@ -202,12 +210,15 @@ def load_definitions(
         paths: files and/or directories.
         known_flows: registered flow names; ``None`` skips the flow checks.
         deployed_objects: object types already deployed, which definitions may reference.
+        on_progress: told ``("read", done, total)`` after each file and ``("validate", 0,
+            1)`` / ``("validate", 1, 1)`` around the checks across files (a progress bar).
 
     Raises:
         DefinitionError: listing every problem in every file.
     """
     loaded, issues = check_definitions(
-        paths, known_flows=known_flows, deployed_objects=deployed_objects
+        paths, known_flows=known_flows, deployed_objects=deployed_objects,
+        on_progress=on_progress,
     )
     if issues:
         raise DefinitionError(issues)
@@ -219,6 +230,7 @@ def check_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    on_progress: Progress | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
 
@@ -229,15 +241,20 @@ def check_definitions(
     issues: list[Issue] = []
     files, missing = _expand(paths)
     issues.extend(missing)
-    for shown, path in files:
+    tell = on_progress or _silent
+    for done, (shown, path) in enumerate(files, 1):
         text, problem = _read(shown, path)
-        if problem is not None:
+        if problem is None:
+            parsed, found = parse_text(text, shown)
+            docs.extend(parsed)
+            issues.extend(found)
+        else:
             issues.append(problem)
-            continue
-        parsed, found = parse_text(text, shown)
-        docs.extend(parsed)
-        issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects)
+        tell("read", done, len(files))
+    tell("validate", 0, 1)
+    result = _finish(docs, issues, known_flows, deployed_objects)
+    tell("validate", 1, 1)
+    return result
 
 
 def check_texts(

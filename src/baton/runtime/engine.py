@@ -21,7 +21,6 @@ from sqlalchemy.exc import DBAPIError
 
 from baton.auth.directory import Directory
 from baton.clock import Clock, SystemClock
-from baton.definitions.loader import check_definitions, check_texts
 from baton.engine.events import ResumeRequested, SignalReceived
 from baton.engine.state import Run
 from baton.engine.status import WorkItemStatus
@@ -124,6 +123,8 @@ class Engine:
 
     # ---- definitions --------------------------------------------------------------------
     def validate(self, paths: Sequence[str | Path], known_flows: Collection[str] | None = None) -> list[Issue]:
+        from baton.definitions.loader import check_definitions
+
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_definitions(
             paths, known_flows=flows, deployed_objects=self.definitions.object_types()
@@ -132,6 +133,8 @@ class Engine:
 
     def validate_texts(self, texts: dict[str, str], known_flows: Collection[str] | None = None) -> list[Issue]:
         """Validate YAML texts (file name -> text) as ``validate`` does files."""
+        from baton.definitions.loader import check_texts
+
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_texts(texts, known_flows=flows,
                                     deployed_objects=self.definitions.object_types())
@@ -140,10 +143,12 @@ class Engine:
     @one_transaction
     def deploy(self, paths: Sequence[str | Path] = (), *, actor: str = "cli",
                known_flows: Collection[str] | None = None,
-               texts: dict[str, str] | None = None) -> list[DeployResult]:
-        """Deploy definition files (or ``texts``: file name -> YAML), all or nothing."""
+               texts: dict[str, str] | None = None,
+               on_progress: Callable[[str, int, int], None] | None = None) -> list[DeployResult]:
+        """Deploy definition files (or ``texts``: file name -> YAML), all or nothing;
+        ``on_progress(phase, done, total)`` hears how far it is (a progress bar)."""
         flows = registered_flows() if known_flows is None else known_flows
-        return self.definitions.deploy(paths, flows, actor, texts=texts)
+        return self.definitions.deploy(paths, flows, actor, texts=texts, on_progress=on_progress)
 
     # ---- records ------------------------------------------------------------------------
     @one_transaction
