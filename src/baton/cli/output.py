@@ -59,22 +59,33 @@ OTHER_MIN_WIDTH = 6  # what a wrapping column keeps at least, so it stays readab
 def table(title: str, columns: list[str], rows: list[list[Any]],
           ids: Collection[str] = ID_COLUMNS) -> None:
     """A Rich table on stdout. Columns named in ``ids`` are printed whole: the other columns
-    wrap first (each keeps a few characters), and an id column never shrinks below its
-    longest value. On a terminal too narrow even for the ids, they fold onto more lines
-    (every character still printed) rather than end in an ellipsis."""
+    wrap first, and an id column never shrinks below its longest value. Where the ids leave
+    too little room with borders, the table drops its borders; on a terminal too narrow
+    even then, ids fold onto more lines (every character still printed) rather than end in
+    an ellipsis."""
+    from rich import box
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left")
-    cells = [[("" if v is None else str(v)) for v in r] for r in rows]
+    cells = [[("" if v is None else str(v)) for v in r] + [""] * (len(columns) - len(r))
+             for r in rows]  # a short row leaves its last cells empty
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    others = [min(w, OTHER_MIN_WIDTH) for c, w in zip(columns, widths, strict=True) if c not in ids]
-    id_widths = [w for c, w in zip(columns, widths, strict=True) if c in ids]
-    ids_fit = sum(id_widths) + sum(others) + 3 * len(columns) + 1 <= console.width
+    id_room = sum(w for c, w in zip(columns, widths, strict=True) if c in ids)
+    n_other = max(1, sum(1 for c in columns if c not in ids))
+    # Room left per other column, with borders (3 characters a column) and without (1).
+    bordered = (console.width - id_room - 3 * len(columns) - 1) // n_other
+    borderless = (console.width - id_room - len(columns) - 1) // n_other
+    if bordered >= OTHER_MIN_WIDTH or borderless < 1:
+        t, room = Table(title=title, title_justify="left"), bordered
+    else:
+        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0),
+                  pad_edge=False, show_edge=False)
+        room = borderless
+    ids_fit = room >= 1
     for c, w in zip(columns, widths, strict=True):
         if c in ids:
             t.add_column(c, no_wrap=ids_fit, overflow="fold", min_width=w if ids_fit else None)
         else:
-            t.add_column(c, overflow="fold", min_width=min(w, OTHER_MIN_WIDTH))
+            t.add_column(c, overflow="fold", min_width=max(1, min(w, OTHER_MIN_WIDTH, room)))
     for r in cells:
         t.add_row(*r)
     console.print(t)

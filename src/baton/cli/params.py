@@ -56,7 +56,7 @@ def install_fast_coercion() -> bool:
         from typer import _coercion, core
     except ImportError:
         return False
-    original = getattr(core, "build_runtime_param", None)
+    original: Any = getattr(core, "build_runtime_param", None)
     base = getattr(_coercion, "RuntimeParam", None)
     if original is None or base is None or getattr(original, "_baton_fast", False):
         return original is not None and base is not None
@@ -98,5 +98,5 @@ def install_fast_coercion() -> bool:
         return original(descriptor)
 
     fast_build._baton_fast = True  # type: ignore[attr-defined]
-    core.build_runtime_param = fast_build
+    setattr(core, "build_runtime_param", fast_build)  # noqa: B010 - a private hook, looked up
     return True
