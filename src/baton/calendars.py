@@ -15,8 +15,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import holidays as holidays_pkg
-
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _MAX_DAYS = 3 * 366  # an SLA longer than this in business time is a definition mistake
 
@@ -39,7 +37,11 @@ class BusinessCalendar:
         hol = spec.get("holidays") or {}
         extra = frozenset(date.fromisoformat(str(d)) for d in spec.get("extra_dates") or ())
         country, subdiv = hol.get("country"), hol.get("subdivision")
-        table = holidays_pkg.country_holidays(country, subdiv=subdiv) if country else None
+        table = None
+        if country:
+            import holidays as holidays_pkg  # ~40 ms of imports: only for a calendar with holidays
+
+            table = holidays_pkg.country_holidays(country, subdiv=subdiv)
         return cls(name, spec.get("timezone", "UTC"), hours, country, subdiv, extra, table)
 
     def is_closed(self, day: date) -> bool:

@@ -52,6 +52,15 @@ class Project:
                 raise ConfigError(f"{self.root / 'baton.toml'}: cannot import flow module {module!r}: {exc}") from exc
 
 
+def find_project_root(start: Path) -> Path | None:
+    """The nearest folder from ``start`` upward that has a ``baton.toml``, or None."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / "baton.toml").is_file():
+            return folder
+    return None
+
+
 def load_project(folder: str | Path | None = None) -> Project:
     """Read ``baton.toml`` in ``folder`` (default: the current folder).
 

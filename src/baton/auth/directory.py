@@ -14,9 +14,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
-
-from pwdlib import PasswordHash
+from typing import TYPE_CHECKING, Any
 
 from baton.auth.roles import ROLES, Permission, permissions
 from baton.auth.throttle import Locked, LoginThrottle
@@ -25,6 +23,9 @@ from baton.errors import NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
 from baton.store.ports import People
 from baton.store.sql import SqlStore
+
+if TYPE_CHECKING:
+    from pwdlib import PasswordHash
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,199}$"
 """User, group and queue names (the API declares it; checked with ``fullmatch``, so a
@@ -40,7 +41,14 @@ SESSION_TTL = timedelta(hours=12)
 TOKEN_TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is refreshed at most this often
 MIN_PASSWORD = 8
 
-_hasher = PasswordHash.recommended()
+
+
+@functools.cache
+def _hasher() -> PasswordHash:
+    """argon2 through pwdlib, loaded when a password is hashed or checked (not by a CLI read)."""
+    from pwdlib import PasswordHash
+
+    return PasswordHash.recommended()
 
 
 @functools.cache
@@ -48,7 +56,7 @@ def _dummy_hash() -> str:
     """Verified against when the user does not exist, so a wrong name costs as long as a
     wrong password. Made on first use: hashing costs ~0.2 s of CPU, which every CLI command
     paid at import."""
-    return _hasher.hash("baton-dummy-password")
+    return _hasher().hash("baton-dummy-password")
 
 
 @dataclass(frozen=True)
@@ -151,7 +159,7 @@ class Directory:
                     f"user {name!r} already exists; change it with `baton users update {name}`")
             tx.insert_user_txn({
                 "name": name, "display_name": display_name or name, "email": email or None,
-                "roles": role_list, "password_hash": _hasher.hash(password) if password else None,
+                "roles": role_list, "password_hash": _hasher().hash(password) if password else None,
                 "active": True, "created_at": now, "updated_at": now})
             tx.set_memberships_txn(name, "group", group_list)
             tx.set_memberships_txn(name, "queue", queue_list)
@@ -172,7 +180,7 @@ class Directory:
             values["email"] = email or None
         if password is not None:
             self._check_password(password, problems)
-            values["password_hash"] = _hasher.hash(password)
+            values["password_hash"] = _hasher().hash(password)
         if display_name is not None:
             values["display_name"] = display_name
         if active is not None:
@@ -229,7 +237,7 @@ class Directory:
             row = tx.user_row_txn(name)
             user = self._to_user_txn(tx, row) if row is not None else None
         stored = row["password_hash"] if row is not None else None
-        ok = _hasher.verify(password, stored or _dummy_hash())
+        ok = _hasher().verify(password, stored or _dummy_hash())
         return user if ok and stored and user is not None and user.active else None
 
     # ---- API tokens ---------------------------------------------------------------------

@@ -15,24 +15,17 @@ import importlib
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
 from baton.cli.output import console, err_console, print_json
 from baton.errors import BatonError, ConfigError
 from baton.settings import Settings
+
+if TYPE_CHECKING:  # loaded by the bench command itself: every `baton` command imports this module
+    from rich.progress import Progress, TaskID
 
 bench_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                         help="Benchmarks: the reference case-triage workload.")
@@ -114,6 +107,15 @@ def triage(
                                      compare=tuple(compare or ()), keep=keep, cpus=cpus,
                                      noise=noise,
                                      settings=Settings.from_environment())
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
                       console=err_console, transient=True) as progress:
@@ -161,6 +163,8 @@ def print_table(r: dict[str, Any]) -> None:
     else:
         db = (f"PostgreSQL {d['server_version']}, synchronous_commit={d['synchronous_commit']}, "
               f"fsync={d['fsync']}")
+    from rich.table import Table
+
     reps = r["repeat"]
     t = Table(title=f"Case triage, N={r['runs']:,} ({r['steps']:,} steps), "
                     f"{reps} repetition{'s' if reps != 1 else ''}: median (min–max)",

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from baton.cli.output import console, print_json, table
+from baton.cli.output import console, print_json, progress, show_progress, table
 
 
 def _engine() -> Any:
@@ -32,12 +32,18 @@ def export(
     if output is None and sys.stdout.isatty():
         raise typer.BadParameter("the bundle is binary: redirect it (> bundle.tar.gz) or "
                                  "give --output FILE", param_hint="--output")
-    data = export_bundle(_engine(), include_people="people" in extras, all_versions=all_versions)
+    # A bar only when a person watches (--output FILE on a terminal), never in the bundle.
+    with progress("reading definitions", 2, enabled=output is not None and show_progress()) as step:
+        data = export_bundle(_engine(), include_people="people" in extras,
+                             all_versions=all_versions)
+        step(description=f"writing {output}")
+        if output is not None:
+            output.write_bytes(data)
+        step()
     if output is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     else:
-        output.write_bytes(data)
         console.print(f"wrote {output} ({len(data)} bytes)", highlight=False)
 
 
@@ -49,11 +55,16 @@ def import_(
     """Validate a bundle, then import it in one transaction (all of it, or nothing)."""
     from baton.runtime.bundle import apply_import, plan_import, read_bundle
 
-    data = sys.stdin.buffer.read() if str(bundle) == "-" else bundle.read_bytes()
-    eng = _engine()
-    plan = plan_import(eng, read_bundle(data))
-    if not dry_run:
-        apply_import(eng, plan, actor="cli")
+    with progress("reading the bundle", 2 if dry_run else 3,
+                  enabled=show_progress(as_json)) as step:
+        data = sys.stdin.buffer.read() if str(bundle) == "-" else bundle.read_bytes()
+        eng = _engine()
+        step(description="validating everything in it")
+        plan = plan_import(eng, read_bundle(data))
+        step(description="importing (one transaction)")
+        if not dry_run:
+            apply_import(eng, plan, actor="cli")
+            step()
     rows = [{"kind": c.kind, "name": c.name, "change": c.action, "writes": c.writes}
             for c in plan.changes]
     if as_json:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from baton.cli.output import console, print_json, table
+from baton.cli.params import listed, one_of
 
 definitions_app = typer.Typer(no_args_is_help=True,
                               help="Deployed definitions: versions, the active one, schedules.")
@@ -21,22 +22,17 @@ def _engine() -> Any:
     return state.engine()
 
 
-def _kind(kind: str | None) -> str | None:
-    if kind is not None and kind not in KINDS:
-        raise typer.BadParameter(f"unknown kind {kind!r} (one of: {', '.join(KINDS)})",
-                                 param_hint="--kind")
-    return kind
 
 
 @definitions_app.command("list")
 def definitions_list(
-    kind: Annotated[str | None, typer.Option("--kind", "-k", help="object, orchestration, calendar or mailbox")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", "-k", callback=one_of(KINDS), help=f"Only this kind: {listed(KINDS)}")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Every deployed definition: its active and latest version, and when a schedule fires next."""
     eng = _engine()
     latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in eng.definitions.list_versions(_kind(kind)):
+    for row in eng.definitions.list_versions(kind):
         d = latest.setdefault((row.kind, row.name), {"kind": row.kind, "name": row.name,
                                                      "active": None, "latest": 0})
         d["latest"] = max(d["latest"], row.version)
@@ -59,13 +55,12 @@ def definitions_list(
 @definitions_app.command("show")
 def definitions_show(
     name: Annotated[str, typer.Argument(help="Definition name")],
-    kind: Annotated[str, typer.Option("--kind", "-k", help="object, orchestration, calendar or mailbox")] = "orchestration",
+    kind: Annotated[str, typer.Option("--kind", "-k", callback=one_of(KINDS), help=f"The definition's kind: {listed(KINDS)}")] = "orchestration",
     version: Annotated[int | None, typer.Option("--version", "-v", help="Print this version's YAML")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A definition's versions, its schedule (next and last tick), and a version's YAML."""
     eng = _engine()
-    _kind(kind)
     shown = eng.definitions.get_version(kind, name, version)  # NotFound says what to do
     versions = sorted(eng.definitions.list_versions(kind, name), key=lambda r: r.version)
     sch = eng.definitions.schedules().get(name) if kind == "orchestration" else None

@@ -1,4 +1,10 @@
-"""The ``baton`` command: thin commands over the Engine (the API will use the same)."""
+"""The ``baton`` command: thin commands over the Engine (the API will use the same).
+
+Start-up cost matters: a read command (``runs list``) should answer in a fraction of a
+second of CPU. So this module imports only Typer, Rich's console and light Baton modules;
+the Engine (SQLAlchemy), the web stack, the worker and CEL load inside the commands that
+use them. ``tests/unit/test_cli_imports.py`` holds that line; ``bench/cli.py`` measures.
+"""
 
 from __future__ import annotations
 
@@ -24,15 +30,18 @@ from baton.cli.output import (
     console,
     err_console,
     print_json,
+    progress,
     run_detail,
+    show_progress,
     styled,
     table,
 )
+from baton.cli.params import install_fast_coercion, listed, one_of
 from baton.cli.people import tokens_app, users_app
 from baton.clock import iso
-from baton.engine.status import WorkItemStatus
-from baton.errors import BatonError, DefinitionError, Issue
-from baton.project import Project, load_project
+from baton.engine.status import IncidentStatus, RunStatus, WorkItemStatus
+from baton.errors import BatonError, ConfigError, DefinitionError, Issue
+from baton.project import Project, find_project_root, load_project
 from baton.runtime.views import (
     completed_view,
     event_view,
@@ -41,8 +50,10 @@ from baton.runtime.views import (
     run_summary_row,
     work_item_view,
 )
-from baton.settings import Settings
+from baton.settings import LOG_FORMATS, Settings
 from baton.work.items import OPEN_STATUSES
+
+install_fast_coercion()  # option values without importing pydantic (see cli/params.py)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Baton: durable business process orchestration.")
@@ -70,6 +81,19 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(intake_app, name="intake")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="More columns (the table may need a wide terminal).")]
+LimitOpt = Annotated[int, typer.Option("--limit", help="At most this many rows (1-500)")]
+OffsetOpt = Annotated[int, typer.Option("--offset", help="Skip this many rows first (at most 1000; further on, page with --after)")]
+RunIdArg = Annotated[str, typer.Argument(help="Run id (run_...), as `baton runs list` prints it")]
+RecordIdArg = Annotated[str, typer.Argument(help="Record id (rec_...), as `baton records list` prints it")]
+ItemIdArg = Annotated[str, typer.Argument(help="Work item id (wi_...), as `baton work list` prints it")]
+FalloutIdArg = Annotated[str, typer.Argument(help="RUN_ID:STEP, as `baton fallout list` prints it")]
+IncidentIdArg = Annotated[str, typer.Argument(help="Incident id, as `baton incidents list` prints it")]
+UserOpt = Annotated[str, typer.Option("--user", "-u", help="The person acting (a user name)")]
+DataOpt = Annotated[str, typer.Option("--data", help="JSON object, e.g. '{\"field\": \"value\"}'")]
+RUN_STATUSES = [s.value for s in RunStatus]
+WORK_STATUSES = [s.value for s in WorkItemStatus]
+INCIDENT_STATUSES = [s.value for s in IncidentStatus]
 
 
 class State:
@@ -82,15 +106,49 @@ class State:
     _engine: Any = None
 
     def project(self) -> Project:
+        """The project this command acts on: ``--project DIR``, else the nearest folder from
+        here upward with a ``baton.toml`` (as git finds its repository). Outside any
+        project it is an error (rather than a new ``./baton.db`` made by surprise) unless
+        a database is named (``--db`` or ``BATON_DB``): then the folder's defaults apply."""
         if self._project is None:
-            self._project = load_project(self.project_dir)
+            found = self.find_project()
+            if found is None:
+                raise ConfigError(self._no_project_message())
+            self._project = found
         return self._project
+
+    def find_project(self) -> Project | None:
+        """The project, or None when there is none (and no database is named)."""
+        if self._project is not None:
+            return self._project
+        if self.project_dir is not None:
+            given = Path(self.project_dir)
+            # (A folder that does not exist: load_project says so.)
+            if (given / "baton.toml").is_file() or not given.is_dir() or self._database_named():
+                return load_project(given)
+            return None
+        root = find_project_root(Path.cwd())
+        if root is not None:
+            return load_project(root)
+        return load_project(None) if self._database_named() else None
+
+    def _database_named(self) -> bool:
+        return bool(self.db or Settings.from_environment().database)
+
+    def _no_project_message(self) -> str:
+        where = (f"{Path(self.project_dir).resolve()} has no baton.toml"
+                 if self.project_dir is not None
+                 else f"no baton.toml in {Path.cwd()} or any folder above it")
+        return (f"not in a Baton project: {where}. Run the command inside a project folder, "
+                "name one with --project DIR (or a database with --db URL), or create one "
+                "with `baton init DIR`")
 
     def settings(self) -> Settings:
         """``baton.toml``, the environment (``BATON_*``), then the flags: the one place the
         command reads its surroundings; everything below is given the result."""
         if self._settings is None:
-            settings = Settings.from_environment(project=self.project().settings)
+            found = self.find_project()
+            settings = Settings.from_environment(project=found.settings if found else {})
             if self.db:
                 settings = dataclasses.replace(settings, database=self.db)
             self._settings = settings
@@ -117,11 +175,32 @@ class State:
 state = State()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        import baton
+
+        try:
+            number = version("baton")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            number = baton.__version__
+        console.print(f"baton {number}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
-    project: Annotated[str | None, typer.Option("--project", "-p", help="Project folder (default: .)")] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project folder (default: the nearest folder from here upward with a baton.toml)")] = None,
     db: Annotated[str | None, typer.Option("--db", help="Database URL (default: BATON_DB, else baton.toml's, else sqlite:///baton.db)")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print Baton's version and exit.")] = False,
 ) -> None:
+    """Baton: durable business process orchestration.
+
+    Commands act on the project in this folder or the nearest one above it with a
+    baton.toml (or --project DIR). Outside a project only `init`, `validate FILE`, `demo`,
+    `bench` and `--help`/`--version` work, unless a database is named with --db or BATON_DB.
+    """
     state.project_dir = project
     state.db = db
 
@@ -165,10 +244,20 @@ def _paths(path: Path | None) -> list[Path]:
 @app.command()
 def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (default: definitions/)")] = None,
              as_json: JsonOpt = False) -> None:
-    """List every problem in the definitions, with file, line and path."""
-    eng = state.engine(flows=True)
+    """List every problem in the definitions, with file, line and path.
+
+    Outside a project, `validate FILE` checks the files alone: their flows and the object
+    types deployed elsewhere are not known, so those references are not checked."""
     warnings: list[Issue] = []
-    issues = eng.validate(_paths(path), warnings=warnings)
+    if path is not None and state.find_project() is None:
+        from baton.definitions.loader import check_definitions
+
+        _docs, issues = check_definitions([path], known_flows=None, deployed_objects={},
+                                          warnings=warnings)
+        err_console.print("[dim]outside a project: flow names and deployed object types "
+                          "are not checked[/dim]")
+    else:
+        issues = state.engine(flows=True).validate(_paths(path), warnings=warnings)
     if as_json:
         print_json([{"file": i.file, "line": i.line, "path": i.path, "message": i.message,
                      "level": i.level} for i in sorted(issues + warnings,
@@ -192,7 +281,12 @@ def deploy(path: Annotated[Path | None, typer.Argument(help="File or folder (def
            as_json: JsonOpt = False) -> None:
     """Validate and deploy definitions; a changed definition becomes a new version."""
     eng = state.engine(flows=True)
-    results = eng.deploy(_paths(path))
+    phases = {"read": "reading files", "validate": "validating", "write": "deploying"}
+    with progress("reading files", None, enabled=show_progress(as_json)) as advance:
+        def on_progress(phase: str, done: int, total: int) -> None:
+            advance(0, total=total, description=phases.get(phase, phase), completed=done)
+
+        results = eng.deploy(_paths(path), on_progress=on_progress)
     if as_json:
         print_json([{"kind": r.kind, "name": r.name, "version": r.version, "changed": r.changed}
                     for r in results])
@@ -212,16 +306,12 @@ def db_upgrade() -> None:
 
 
 # ---- workers ----------------------------------------------------------------------------
-LogFormatOpt = Annotated[str | None, typer.Option("--log-format", help="text or json (one object a line, with run, step and job ids); default: BATON_LOG_FORMAT, else text")]
+LogFormatOpt = Annotated[str | None, typer.Option("--log-format", callback=one_of(LOG_FORMATS), help=f"{listed(LOG_FORMATS)} (json: one object a line, with run, step and job ids); default: BATON_LOG_FORMAT, else text")]
 
 
 def _configure_logs(fmt: str | None) -> None:
     from baton import logs
-    from baton.settings import LOG_FORMATS
 
-    if fmt is not None and fmt not in LOG_FORMATS:
-        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(LOG_FORMATS)}",
-                                 param_hint="--log-format")
     logs.configure(fmt or state.settings().log_format)
 
 
@@ -261,12 +351,19 @@ def worker(
         eng, concurrency, until_idle=until_idle, batch=batch, heartbeat_timeout=heartbeat_timeout,
         _created=workers)), daemon=True)
     runner.start()
-    try:
-        while runner.is_alive():
-            runner.join(0.2)
-    except KeyboardInterrupt:
-        stop()
-        runner.join()
+    # A person watching `--until-idle` work through many jobs sees how far it is; the
+    # total is not known ahead (each job may enqueue more), so the bar counts up.
+    with progress("worker: jobs done", None, enabled=until_idle and show_progress()) as advance:
+        shown = 0
+        try:
+            while runner.is_alive():
+                runner.join(0.2)
+                done = sum(w.stats.jobs for w in workers)
+                advance(done - shown)
+                shown = done
+        except KeyboardInterrupt:
+            stop()
+            runner.join()
     jobs = sum(w.stats.jobs for w in workers)
     done = sum(w.stats.steps_completed for w in workers)
     failed = sum(w.stats.steps_failed for w in workers)
@@ -364,7 +461,7 @@ def _next_hint(cursor: str | None) -> None:
 # ---- runs ---------------------------------------------------------------------------------
 @app.command()
 def start(name: Annotated[str, typer.Argument(help="Orchestration name")],
-          input: Annotated[str, typer.Option("--input", help="Input as JSON")] = "{}",
+          input: Annotated[str, typer.Option("--input", help="The run's input as a JSON object")] = "{}",
           record: Annotated[str | None, typer.Option("--record", help="Record id the run works on")] = None,
           as_json: JsonOpt = False) -> None:
     """Start an autolaunched orchestration."""
@@ -377,15 +474,15 @@ def start(name: Annotated[str, typer.Argument(help="Orchestration name")],
 
 
 @runs_app.command("list")
-def runs_list(orchestration: Annotated[str | None, typer.Option("--orchestration", "-o")] = None,
-              status: Annotated[str | None, typer.Option("--status")] = None,
-              stage: Annotated[str | None, typer.Option("--stage")] = None,
-              record: Annotated[str | None, typer.Option("--record")] = None,
+def runs_list(orchestration: Annotated[str | None, typer.Option("--orchestration", "-o", help="Only runs of this orchestration")] = None,
+              status: Annotated[str | None, typer.Option("--status", callback=one_of(RUN_STATUSES), help=f"Only runs with this status: {listed(RUN_STATUSES)}")] = None,
+              stage: Annotated[str | None, typer.Option("--stage", help="Only runs now in this stage")] = None,
+              record: Annotated[str | None, typer.Option("--record", help="Only runs of this record (id)")] = None,
               attention: Annotated[bool, typer.Option(
                   "--attention", help="Only runs that need attention: a step in fallout or "
                                       "past its SLA")] = False,
-              limit: int = 50, offset: int = 0, after: AfterOpt = None,
-              as_json: JsonOpt = False) -> None:
+              limit: LimitOpt = 50, offset: OffsetOpt = 0, after: AfterOpt = None,
+              wide: WideOpt = False, as_json: JsonOpt = False) -> None:
     """List runs, newest first (a page: --after NEXT gives the following one)."""
     eng = state.engine()
     found = eng.page_runs(orchestration=orchestration, status=status, current_stage=stage,
@@ -397,11 +494,15 @@ def runs_list(orchestration: Annotated[str | None, typer.Option("--orchestration
     if as_json:
         print_json(rows)
         return
-    table("Runs", ["id", "title", "orchestration", "v", "status", "attention", "stage",
-                   "duration", "created"],
-          [[r["id"], r["title"], r["orchestration"], r["version"], styled(r["status"]),
+    columns = ["id", "title", "orchestration", "status", "attention", "stage", "duration"]
+    if wide:  # (a narrow terminal keeps what an operator scans for; the rest on --wide)
+        columns += ["v", "created", "record", "completed"]
+    table("Runs", columns,
+          [[r["id"], r["title"], r["orchestration"], styled(r["status"]),
             ", ".join(ATTENTION_TEXT[k] for k in r["attention"]), r["current_stage"],
-            human_duration(r["duration_seconds"]), r["created_at"]] for r in rows])
+            human_duration(r["duration_seconds"]),
+            *([r["version"], r["created_at"], r["record_id"], r["completed_at"]] if wide
+              else [])] for r in rows])
 
 
 ATTENTION_TEXT = {"fallout": "[red]! step in fallout[/red]",
@@ -409,7 +510,7 @@ ATTENTION_TEXT = {"fallout": "[red]! step in fallout[/red]",
 
 
 @runs_app.command("show")
-def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
+def runs_show(run_id: RunIdArg, as_json: JsonOpt = False) -> None:
     """A run's stages and steps with their status, and the decisions taken."""
     run = state.engine().get_run(run_id)
     if as_json:
@@ -446,7 +547,7 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
 
 
 @runs_app.command("cancel")
-def runs_cancel(run_id: str, reason: Annotated[str, typer.Option("--reason")] = "canceled from the CLI",
+def runs_cancel(run_id: RunIdArg, reason: Annotated[str, typer.Option("--reason", help="Why (audited)")] = "canceled from the CLI",
                 as_json: JsonOpt = False) -> None:
     """Cancel a run; its open work items are canceled too."""
     run = state.engine().cancel_run(run_id, reason, actor="cli")
@@ -454,7 +555,7 @@ def runs_cancel(run_id: str, reason: Annotated[str, typer.Option("--reason")] = 
 
 
 @runs_app.command("resume")
-def runs_resume(run_id: str, reason: Annotated[str, typer.Option("--reason", help="Why (audited)")],
+def runs_resume(run_id: RunIdArg, reason: Annotated[str, typer.Option("--reason", help="Why (audited)")],
                 as_json: JsonOpt = False) -> None:
     """Resume a failed run after its cause is fixed: its failed steps run again."""
     run = state.engine().resume_run(run_id, reason, actor="cli")
@@ -462,7 +563,9 @@ def runs_resume(run_id: str, reason: Annotated[str, typer.Option("--reason", hel
 
 
 @runs_app.command("signal")
-def runs_signal(run_id: str, name: str, data: Annotated[str, typer.Option("--data")] = "{}",
+def runs_signal(run_id: RunIdArg,
+                name: Annotated[str, typer.Argument(help="The signal's name (a pause step's `signal:`)")],
+                data: Annotated[str, typer.Option("--data", help="JSON object: the waiting steps' output")] = "{}",
                 as_json: JsonOpt = False) -> None:
     """Send a named signal: pause steps waiting for it complete with --data as their output."""
     run = state.engine().signal(run_id, name, parse_json(data, "--data"), actor="cli")
@@ -472,7 +575,8 @@ def runs_signal(run_id: str, name: str, data: Annotated[str, typer.Option("--dat
 
 # ---- fallout ------------------------------------------------------------------------------
 @fallout_app.command("list")
-def fallout_list(limit: int = 100, as_json: JsonOpt = False) -> None:
+def fallout_list(limit: Annotated[int, typer.Option("--limit", help="At most this many steps")] = 100,
+                 as_json: JsonOpt = False) -> None:
     """Steps in fallout, with their error; ID is RUN_ID:STEP."""
     items = state.engine().list_fallout(limit=limit)
     if as_json:
@@ -496,13 +600,13 @@ ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (audited)")]
 
 
 @fallout_app.command("retry")
-def fallout_retry(fallout_id: str, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+def fallout_retry(fallout_id: FalloutIdArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
     """Run the step again (its retry policy applies afresh)."""
     _fallout("retry", fallout_id, reason, None, as_json)
 
 
 @fallout_app.command("complete")
-def fallout_complete(fallout_id: str, reason: ReasonOpt,
+def fallout_complete(fallout_id: FalloutIdArg, reason: ReasonOpt,
                      data: Annotated[str, typer.Option("--data", help="The step's output as JSON")] = "{}",
                      as_json: JsonOpt = False) -> None:
     """Complete the step by hand with --data as its output (checked against its output: specs)."""
@@ -510,7 +614,7 @@ def fallout_complete(fallout_id: str, reason: ReasonOpt,
 
 
 @fallout_app.command("skip")
-def fallout_skip(fallout_id: str, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+def fallout_skip(fallout_id: FalloutIdArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
     """Skip the step: its dependents go on as if it had completed."""
     _fallout("skip", fallout_id, reason, None, as_json)
 
@@ -519,8 +623,10 @@ def fallout_skip(fallout_id: str, reason: ReasonOpt, as_json: JsonOpt = False) -
 @incidents_app.command("list")
 def incidents_list(
     status: Annotated[list[str] | None, typer.Option(
-        "--status", help="open (the default), resolved or dismissed; repeat for several")] = None,
-    limit: int = 100, as_json: JsonOpt = False,
+        "--status", callback=one_of(INCIDENT_STATUSES),
+        help=f"{listed(INCIDENT_STATUSES)} (default: open); repeat for several")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many incidents")] = 100,
+    as_json: JsonOpt = False,
 ) -> None:
     """Incidents, oldest first, with the expression (or flow), the record and the error."""
     items = state.engine().list_incidents(statuses=status or ["open"], limit=limit)
@@ -548,20 +654,21 @@ def _incident(action: str, incident_id: str, reason: str, as_json: bool) -> None
 
 
 @incidents_app.command("retry")
-def incidents_retry(incident_id: str, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+def incidents_retry(incident_id: IncidentIdArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
     """Evaluate again, now: a trigger that holds starts its run; an error keeps it open."""
     _incident("retry", incident_id, reason, as_json)
 
 
 @incidents_app.command("dismiss")
-def incidents_dismiss(incident_id: str, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+def incidents_dismiss(incident_id: IncidentIdArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
     """Close the incident without evaluating it again."""
     _incident("dismiss", incident_id, reason, as_json)
 
 
 # ---- records ------------------------------------------------------------------------------
 @records_app.command("create")
-def records_create(object_type: str, data: Annotated[str, typer.Option("--data")] = "{}",
+def records_create(object_type: Annotated[str, typer.Argument(help="Object type (a deployed `kind: object`), e.g. Ticket")],
+                   data: Annotated[str, typer.Option("--data", help="The record's fields as a JSON object")] = "{}",
                    as_json: JsonOpt = False) -> None:
     """Create a record; orchestrations triggered on create start with it."""
     rec = state.engine().create_record(object_type, parse_json(data, "--data", exact=True), actor="cli")
@@ -570,7 +677,8 @@ def records_create(object_type: str, data: Annotated[str, typer.Option("--data")
 
 
 @records_app.command("update")
-def records_update(record_id: str, data: Annotated[str, typer.Option("--data")],
+def records_update(record_id: RecordIdArg,
+                   data: Annotated[str, typer.Option("--data", help="The fields to change as a JSON object")],
                    version: Annotated[int | None, typer.Option("--version", help="Fail unless the record is at this version")] = None,
                    as_json: JsonOpt = False) -> None:
     """Update fields of a record (optimistic concurrency with --version)."""
@@ -580,7 +688,8 @@ def records_update(record_id: str, data: Annotated[str, typer.Option("--data")],
 
 
 @records_app.command("show")
-def records_show(record_id: str, as_json: JsonOpt = False) -> None:
+def records_show(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
+    """A record's fields, with its version and times."""
     rec = state.engine().get_record(record_id)
     if as_json:
         print_json(rec)
@@ -590,8 +699,10 @@ def records_show(record_id: str, as_json: JsonOpt = False) -> None:
 
 
 @records_app.command("list")
-def records_list(object_type: Annotated[str | None, typer.Argument()] = None, limit: int = 50,
-                 offset: int = 0, after: AfterOpt = None, as_json: JsonOpt = False) -> None:
+def records_list(object_type: Annotated[str | None, typer.Argument(help="Only records of this object type")] = None,
+                 limit: LimitOpt = 50, offset: OffsetOpt = 0, after: AfterOpt = None,
+                 wide: Annotated[bool, typer.Option("--wide", "-w", help="Every field in full (by default the fields are cut at 80 characters)")] = False,
+                 as_json: JsonOpt = False) -> None:
     """Records, newest first (a page: --after NEXT gives the following one)."""
     found = state.engine().page_records(object_type, after=after, limit=_page_size(limit),
                                         offset=_bounded_offset(offset))
@@ -602,13 +713,18 @@ def records_list(object_type: Annotated[str | None, typer.Argument()] = None, li
         return
     table("Records", ["id", "type", "version", "updated", "fields"],
           [[r["id"], r["object_type"], r["version"], r["updated_at"],
-            json.dumps({k: v for k, v in r.items() if k not in ("id", "object_type", "version",
-                                                                "created_at", "updated_at")})[:80]]
+            _cut(json.dumps({k: v for k, v in r.items()
+                             if k not in ("id", "object_type", "version", "created_at",
+                                          "updated_at")}, default=str), None if wide else 80)]
            for r in recs])
 
 
+def _cut(text: str, at: int | None) -> str:
+    return text if at is None or len(text) <= at else text[:at - 1] + "…"
+
+
 @records_app.command("timeline")
-def records_timeline(record_id: str, as_json: JsonOpt = False) -> None:
+def records_timeline(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
     """Every event that touched the record, in order, with actor and time."""
     events = state.engine().timeline(record_id)
     if as_json:
@@ -648,15 +764,19 @@ def describe_event(e: Mapping[str, Any]) -> str:
 
 # ---- work items ---------------------------------------------------------------------------
 @work_app.command("list")
-def work_list(user: Annotated[str | None, typer.Option("--user", "-u")] = None,
-              queue: Annotated[str | None, typer.Option("--queue", "-q")] = None,
-              group: Annotated[str | None, typer.Option("--group", "-g")] = None,
+def work_list(user: Annotated[str | None, typer.Option("--user", "-u", help="Items assigned to or claimed by this user")] = None,
+              queue: Annotated[str | None, typer.Option("--queue", "-q", help="Items in this queue")] = None,
+              group: Annotated[str | None, typer.Option("--group", "-g", help="Items assigned to this group")] = None,
+              status: Annotated[list[str] | None, typer.Option("--status", callback=one_of(WORK_STATUSES), help=f"Only items with this status: {listed(WORK_STATUSES)}; repeat for several (default: open and claimed)")] = None,
               all_statuses: Annotated[bool, typer.Option("--all", help="Include completed and canceled")] = False,
-              limit: int = 100, offset: int = 0, after: AfterOpt = None,
-              as_json: JsonOpt = False) -> None:
+              limit: LimitOpt = 100, offset: OffsetOpt = 0, after: AfterOpt = None,
+              wide: WideOpt = False, as_json: JsonOpt = False) -> None:
     """Open work items: a user's, a queue's or a group's (all open items if none is given),
     oldest first (a page: --after NEXT gives the following one)."""
-    statuses = [s.value for s in WorkItemStatus] if all_statuses else OPEN_STATUSES
+    if status:
+        statuses = list(status)
+    else:
+        statuses = [s.value for s in WorkItemStatus] if all_statuses else list(OPEN_STATUSES)
     found = state.engine().page_work(user=user, queue=queue, group=group, statuses=statuses,
                                      after=after, limit=_page_size(limit),
                                      offset=_bounded_offset(offset))
@@ -665,11 +785,14 @@ def work_list(user: Annotated[str | None, typer.Option("--user", "-u")] = None,
     if as_json:
         print_json([work_item_view(i) for i in items])
         return
-    table("Work items", ["id", "title", "status", "step", "assigned to", "claimed by", "sla",
-                         "due", "run", "record"],
+    columns = ["id", "title", "status", "step", "assigned to", "claimed by", "sla", "due"]
+    if wide:
+        columns += ["priority", "run", "record", "created"]
+    table("Work items", columns,
           [[i["id"], _headline(i), styled(i["status"]), i["step"],
             f"{i['assignee_kind']}:{i['assignee']}", i["claimed_by"],
-            styled(i["sla_status"] or ""), i["due_at"], i["run_id"], i["record_id"]]
+            styled(i["sla_status"] or ""), i["due_at"],
+            *([i["priority"], i["run_id"], i["record_id"], i["created_at"]] if wide else [])]
            for i in items])
 
 
@@ -682,7 +805,8 @@ def _headline(item: Mapping[str, Any]) -> str:
 
 
 @work_app.command("show")
-def work_show(item_id: str, as_json: JsonOpt = False) -> None:
+def work_show(item_id: ItemIdArg, as_json: JsonOpt = False) -> None:
+    """A work item: its status, assignment, SLA, instructions and form fields."""
     item = work_item_view(state.engine().get_work_item(item_id))
     if as_json:
         print_json(item)
@@ -717,7 +841,7 @@ def _acting_user(engine: Any, name: str) -> Any:
 
 
 @work_app.command("claim")
-def work_claim(item_id: str, user: Annotated[str, typer.Option("--user", "-u")], as_json: JsonOpt = False) -> None:
+def work_claim(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
     """Claim an item; if someone else claimed it first, this fails with a clear message."""
     engine = state.engine()
     item = engine.claim(item_id, user, scope=_acting_user(engine, user))
@@ -725,8 +849,9 @@ def work_claim(item_id: str, user: Annotated[str, typer.Option("--user", "-u")],
 
 
 @work_app.command("complete")
-def work_complete(item_id: str, user: Annotated[str, typer.Option("--user", "-u")],
-                  data: Annotated[str, typer.Option("--data")] = "{}", as_json: JsonOpt = False) -> None:
+def work_complete(item_id: ItemIdArg, user: UserOpt,
+                  data: Annotated[str, typer.Option("--data", help="The form's fields as a JSON object")] = "{}",
+                  as_json: JsonOpt = False) -> None:
     """Submit the form; the step completes and the run moves on."""
     engine = state.engine()
     result = engine.complete(item_id, user, parse_json(data, "--data", exact=True),
@@ -740,7 +865,7 @@ def work_complete(item_id: str, user: Annotated[str, typer.Option("--user", "-u"
 
 
 @work_app.command("recall")
-def work_recall(item_id: str,
+def work_recall(item_id: ItemIdArg,
                 user: Annotated[str, typer.Option("--user", "-u", help="Who recalls it: the approval's submitter, or an operator")],
                 as_json: JsonOpt = False) -> None:
     """Take back a pending approval: its step completes with decision 'recalled'."""
@@ -755,8 +880,9 @@ def work_recall(item_id: str,
 
 
 @work_app.command("reassign")
-def work_reassign(item_id: str, to: Annotated[str, typer.Option("--to", help="user:NAME, group:NAME or queue:NAME")],
+def work_reassign(item_id: ItemIdArg, to: Annotated[str, typer.Option("--to", help="user:NAME, group:NAME or queue:NAME")],
                   as_json: JsonOpt = False) -> None:
+    """Assign an item to another user, group or queue (a claim on it is released)."""
     item = state.engine().reassign(item_id, to, actor="cli")
     print_json(work_item_view(item)) if as_json else console.print(f"{item_id} reassigned to {to}")
 
@@ -764,7 +890,8 @@ def work_reassign(item_id: str, to: Annotated[str, typer.Option("--to", help="us
 @app.command()
 def demo(
     db: Annotated[Path, typer.Option("--db-file", help="SQLite file to (re)create")] = Path("baton-demo.db"),
-    cases: int = 200, requests: int = 20,
+    cases: Annotated[int, typer.Option("--cases", help="Support cases run through case_triage")] = 200,
+    requests: Annotated[int, typer.Option("--requests", help="Address updates run through address_update")] = 20,
     examples: Annotated[Path | None, typer.Option(help="Examples folder")] = None,
 ) -> None:
     """Deploy the examples, run 200 cases and 20 address updates, print what happened."""

@@ -1,20 +1,22 @@
 """Printing for the CLI: Rich tables for people, ``--json`` for scripts.
 
 ``--json`` prints what the API returns: both are built by ``baton.runtime.views``.
+Imports are kept light here (every command loads this module): Rich's table and progress
+modules load when a command prints one.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
-
-from baton.engine.state import Run
 
 if TYPE_CHECKING:
+    from baton.engine.state import Run
     from baton.runtime.engine import Engine
 
 # soft_wrap: a line that is longer than the terminal (or piped to a file) stays one line,
@@ -45,10 +47,81 @@ def run_detail(engine: Engine, run: Run) -> dict[str, Any]:
     return engine.run_detail(run, reached_only=True)
 
 
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*[("" if v is None else str(v)) for v in r])
+ID_COLUMNS = frozenset({"id", "run", "record", "run id", "record id", "work item", "token"})
+"""Headers whose values are ids: printed whole (a truncated id cannot be pasted into the
+next command), the other columns wrap first."""
+OTHER_MIN_WIDTH = 6  # what a wrapping column keeps at least, so it stays readable
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]],
+          ids: Collection[str] = ID_COLUMNS) -> None:
+    """A Rich table on stdout. Columns named in ``ids`` are printed whole: the other columns
+    wrap first, and an id column never shrinks below its longest value. Where the ids leave
+    too little room with borders, the table drops its borders; on a terminal too narrow
+    even then, ids fold onto more lines (every character still printed) rather than end in
+    an ellipsis."""
+    from rich import box
+    from rich.table import Table
+
+    cells = [[("" if v is None else str(v)) for v in r] + [""] * (len(columns) - len(r))
+             for r in rows]  # a short row leaves its last cells empty
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    id_room = sum(w for c, w in zip(columns, widths, strict=True) if c in ids)
+    n_other = max(1, sum(1 for c in columns if c not in ids))
+    # Room left per other column, with borders (3 characters a column) and without (1).
+    bordered = (console.width - id_room - 3 * len(columns) - 1) // n_other
+    borderless = (console.width - id_room - len(columns) - 1) // n_other
+    if bordered >= OTHER_MIN_WIDTH or borderless < 1:
+        t, room = Table(title=title, title_justify="left"), bordered
+    else:
+        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0),
+                  pad_edge=False, show_edge=False)
+        room = borderless
+    ids_fit = room >= 1
+    for c, w in zip(columns, widths, strict=True):
+        if c in ids:
+            t.add_column(c, no_wrap=ids_fit, overflow="fold", min_width=w if ids_fit else None)
+        else:
+            t.add_column(c, overflow="fold", min_width=max(1, min(w, OTHER_MIN_WIDTH, room)))
+    for r in cells:
+        t.add_row(*r)
     console.print(t)
+
+
+def show_progress(as_json: bool = False) -> bool:
+    """Progress bars only for a person watching: stdout is a terminal and not ``--json``."""
+    return not as_json and console.is_terminal
+
+
+@contextmanager
+def progress(label: str, total: int | None, *, enabled: bool) -> Iterator[Callable[..., None]]:
+    """A Rich progress bar on stderr (stdout keeps the result) when ``enabled``; yields
+    ``advance(n=1, total=None)``. Disabled, it yields a function that does nothing, so a
+    command's code is the same whether a person or a script runs it."""
+    if not enabled:
+        yield lambda *_a, **_k: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+
+        def advance(n: int = 1, total: int | None = None, description: str | None = None,
+                    completed: int | None = None) -> None:
+            if total is not None:
+                bar.update(task, total=total)
+            if description is not None:
+                bar.update(task, description=description)
+            if completed is not None:
+                bar.update(task, completed=completed)
+            else:
+                bar.advance(task, n)
+
+        yield advance

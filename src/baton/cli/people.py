@@ -16,6 +16,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 RoleOpt = Annotated[list[str] | None, typer.Option("--role", "-r", help="admin, designer, operator or agent (repeat for more)")]
 GroupOpt = Annotated[list[str] | None, typer.Option("--group", "-g", help="A group the user belongs to (repeatable)")]
 QueueOpt = Annotated[list[str] | None, typer.Option("--queue", "-q", help="A queue the user works (repeatable)")]
+NameArg = Annotated[str, typer.Argument(help="User name (letters, digits, _ . @ -)")]
+EmailOpt = Annotated[str | None, typer.Option("--email", "-e", help="E-mail address (assignment notices go there)")]
+DisplayNameOpt = Annotated[str | None, typer.Option("--display-name", help="The name people see (default: the user name)")]
 
 
 def _engine() -> Any:
@@ -45,12 +48,12 @@ def _show(user: Any, as_json: bool, verb: str) -> None:
 
 @users_app.command("add")
 def users_add(
-    name: str,
+    name: NameArg,
     role: RoleOpt = None,
     group: GroupOpt = None,
     queue: QueueOpt = None,
-    email: Annotated[str | None, typer.Option("--email", "-e")] = None,
-    display_name: Annotated[str | None, typer.Option("--display-name")] = None,
+    email: EmailOpt = None,
+    display_name: DisplayNameOpt = None,
     password: Annotated[bool, typer.Option("--password", help="Prompt for a password (for the web UI)")] = False,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input")] = False,
     as_json: JsonOpt = False,
@@ -64,15 +67,15 @@ def users_add(
 
 @users_app.command("update")
 def users_update(
-    name: str,
+    name: NameArg,
     role: RoleOpt = None,
     group: GroupOpt = None,
     queue: QueueOpt = None,
-    email: Annotated[str | None, typer.Option("--email", "-e")] = None,
-    display_name: Annotated[str | None, typer.Option("--display-name")] = None,
+    email: EmailOpt = None,
+    display_name: DisplayNameOpt = None,
     active: Annotated[bool | None, typer.Option("--active/--inactive", help="Deactivate to lock the user out")] = None,
     password: Annotated[bool, typer.Option("--password", help="Prompt for a new password")] = False,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the new password from standard input")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a user; --role, --group and --queue replace the lists they name."""
@@ -113,7 +116,7 @@ def users_unlock(
 
 
 @tokens_app.command("create")
-def tokens_create(user: str, label: Annotated[str, typer.Option("--label", help="What the token is for")] = "",
+def tokens_create(user: Annotated[str, typer.Argument(help="The user the token acts as")], label: Annotated[str, typer.Option("--label", help="What the token is for")] = "",
                   as_json: JsonOpt = False) -> None:
     """Create an API token for USER. The secret is printed once; only its hash is kept."""
     info, secret = _engine().directory.create_token(user, label)
@@ -125,7 +128,7 @@ def tokens_create(user: str, label: Annotated[str, typer.Option("--label", help=
 
 
 @tokens_app.command("list")
-def tokens_list(user: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+def tokens_list(user: Annotated[str | None, typer.Argument(help="Only this user's tokens")] = None, as_json: JsonOpt = False) -> None:
     """API tokens (never their secrets)."""
     infos = _engine().directory.list_tokens(user)
     rows = [{"id": i.id, "user": i.user_name, "label": i.label, "created_at": i.created_at,
@@ -139,7 +142,7 @@ def tokens_list(user: Annotated[str | None, typer.Argument()] = None, as_json: J
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(token_id: str) -> None:
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id, as `baton tokens list` prints it")]) -> None:
     """Revoke a token: requests with it get 401 from now on."""
     info = _engine().directory.revoke_token(token_id)
     console.print(f"token {info.id} of {info.user_name} revoked at {info.revoked_at}")

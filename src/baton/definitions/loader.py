@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -191,6 +191,13 @@ _Loader.add_implicit_resolver(
 
 
 # --- public API ---------------------------------------------------------------------------
+Progress = Callable[[str, int, int], None]
+"""``(phase, done, total)``: how far a long load is, for a progress bar."""
+
+
+def _silent(_phase: str, _done: int, _total: int) -> None:
+    return None
+
 
 
 def load_definitions(
@@ -199,6 +206,7 @@ def load_definitions(
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
+    on_progress: Progress | None = None,
 ) -> list[LoadedDefinition]:
     """Load, validate and build every definition under ``paths``.
 
@@ -208,6 +216,8 @@ def load_definitions(
         deployed_objects: object types already deployed, which definitions may reference.
         deployed_orchestrations: orchestrations already deployed, which child-run steps
             may start; ``None`` skips that check.
+        on_progress: told ``("read", done, total)`` after each file and ``("validate", 0,
+            1)`` / ``("validate", 1, 1)`` around the checks across files (a progress bar).
 
     Raises:
         DefinitionError: listing every problem in every file.
@@ -215,6 +225,7 @@ def load_definitions(
     loaded, issues = check_definitions(
         paths, known_flows=known_flows, deployed_objects=deployed_objects,
         deployed_orchestrations=deployed_orchestrations,
+        on_progress=on_progress,
     )
     if issues:
         raise DefinitionError(issues)
@@ -228,6 +239,7 @@ def check_definitions(
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     warnings: list[Issue] | None = None,
+    on_progress: Progress | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
 
@@ -239,16 +251,21 @@ def check_definitions(
     issues: list[Issue] = []
     files, missing = _expand(paths)
     issues.extend(missing)
-    for shown, path in files:
+    tell = on_progress or _silent
+    for done, (shown, path) in enumerate(files, 1):
         text, problem = _read(shown, path)
-        if problem is not None:
+        if problem is None:
+            parsed, found = parse_text(text, shown)
+            docs.extend(parsed)
+            issues.extend(found)
+        else:
             issues.append(problem)
-            continue
-        parsed, found = parse_text(text, shown)
-        docs.extend(parsed)
-        issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations,
-                   warnings)
+        tell("read", done, len(files))
+    tell("validate", 0, 1)
+    result = _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations,
+                     warnings)
+    tell("validate", 1, 1)
+    return result
 
 
 def check_texts(

@@ -14,9 +14,6 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import holidays
-from croniter import croniter
-
 from baton.definitions.checks import (
     RESERVED_FIELDS,
     Checker,
@@ -321,6 +318,8 @@ def _check_holidays(ck: Checker, value: Any) -> None:
             or "country" not in hol:
         return
     try:
+        import holidays  # on first use (~40 ms of imports)
+
         holidays.country_holidays(hol["country"], subdiv=hol.get("subdivision"))
     except (NotImplementedError, KeyError, TypeError) as exc:
         ck.add("holidays", f"the holidays package does not know {hol}: {exc}")
@@ -564,7 +563,7 @@ def _check_cron(ck: Checker, cron: Any) -> None:
             "trigger.cron",
             f"a cron schedule has 5 fields (minute hour day month weekday), got {len(text.split())}",
         )
-    elif not croniter.is_valid(text):
+    elif not _cron_valid(text):
         ck.add("trigger.cron", f"{text!r} is not a valid cron schedule (minute 0-59, hour 0-23, "
                "day 1-31, month 1-12 or jan-dec, weekday 0-6 or sun-sat; `*`, `,`, `-`, `/`)")
 
@@ -759,3 +758,9 @@ def _after_ref_ok(
     else:
         ck.add(path, f"unknown step '{ref}'{suggest(ref, local)}")
     return False
+
+
+def _cron_valid(text: str) -> bool:
+    from croniter import croniter  # on first use: reading a stored definition needs no cron
+
+    return bool(croniter.is_valid(text))

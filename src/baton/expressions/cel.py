@@ -7,10 +7,8 @@ import datetime as _dt
 import decimal
 import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
-
-from cel_expr_python import cel
 
 from baton import decimals
 from baton.errors import ExpressionError
@@ -27,10 +25,16 @@ validation refuses them elsewhere (:data:`ITEM_VARIABLES`)."""
 ITEM_VARIABLES = ("item", "index")
 """The names only an orchestration step's ``for_each`` binds (``steps/orchestration.py``)."""
 
-_DYN = cel.Type.DYN
-_T = cel.Type
-_NUMERIC = {"int": _T.INT, "double": _T.DOUBLE, "string": _T.STRING,
-            "map": _T.Map(_T.STRING, _DYN)}  # the map: a decimal too long for a double
+_NUMERIC_KINDS = ("int", "double", "string", "map")  # the map: a decimal too long for a double
+
+
+@cache
+def _cel() -> Any:
+    """The CEL runtime (cel-expr-python and protobuf), imported on first use: a process
+    that never compiles an expression (a CLI read command) does not pay for it."""
+    from cel_expr_python import cel
+
+    return cel
 
 
 def _compare(a: Any, b: Any) -> int:
@@ -80,36 +84,39 @@ def _decimal_functions() -> list[Any]:
     decimal field's value (a double or, beyond 15 significant digits, a string), a numeric
     string, an int, or a double that stands for one decimal. Overloads per argument type,
     since cel-expr-python dispatches on the runtime types."""
-    pairs = [(x, y) for x in _NUMERIC for y in _NUMERIC]
-    binary: dict[str, tuple[cel.Type, Any]] = {
-        "compare": (_T.INT, _compare),
-        "add": (_T.STRING, _arith("add", lambda x, y: _EXACT.add(x, y))),
-        "sub": (_T.STRING, _arith("sub", lambda x, y: _EXACT.subtract(x, y))),
-        "mul": (_T.STRING, _arith("mul", lambda x, y: _EXACT.multiply(x, y))),
+    cel = _cel()
+    ty = cel.Type
+    numeric = {"int": ty.INT, "double": ty.DOUBLE, "string": ty.STRING,
+            "map": ty.Map(ty.STRING, ty.DYN)}
+    pairs = [(x, y) for x in _NUMERIC_KINDS for y in _NUMERIC_KINDS]
+    binary: dict[str, tuple[Any, Any]] = {
+        "compare": (ty.INT, _compare),
+        "add": (ty.STRING, _arith("add", lambda x, y: _EXACT.add(x, y))),
+        "sub": (ty.STRING, _arith("sub", lambda x, y: _EXACT.subtract(x, y))),
+        "mul": (ty.STRING, _arith("mul", lambda x, y: _EXACT.multiply(x, y))),
     }
     decls = [cel.FunctionDecl(f"decimal.{name}", [
-        cel.Overload(f"decimal_{name}_{x}_{y}", ret, [_NUMERIC[x], _NUMERIC[y]], impl=impl)
+        cel.Overload(f"decimal_{name}_{x}_{y}", ret, [numeric[x], numeric[y]], impl=impl)
         for x, y in pairs]) for name, (ret, impl) in binary.items()]
     decls.append(cel.FunctionDecl("decimal.scaled", [
-        cel.Overload(f"decimal_scaled_{x}", _T.INT, [t, _T.INT], impl=_scaled)
-        for x, t in _NUMERIC.items()]))
+        cel.Overload(f"decimal_scaled_{x}", ty.INT, [t, ty.INT], impl=_scaled)
+        for x, t in numeric.items()]))
     return decls
 
 
-_ENV = cel.NewEnv(
-    functions=_decimal_functions(),
-    variables={
-        "record": cel.Type.Map(cel.Type.STRING, _DYN),
-        "old": cel.Type.Map(cel.Type.STRING, _DYN),
-        "input": cel.Type.Map(cel.Type.STRING, _DYN),
-        "vars": cel.Type.Map(cel.Type.STRING, _DYN),
-        "steps": cel.Type.Map(cel.Type.STRING, _DYN),
-        "line": cel.Type.Map(cel.Type.STRING, _DYN),
-        "now": cel.Type.STRING,
-        "item": _DYN,
-        "index": _DYN,
-    }
-)
+@cache
+def _env() -> Any:
+    """The one CEL environment: Baton's variables and the decimal functions (built once)."""
+    cel = _cel()
+    data = cel.Type.Map(cel.Type.STRING, cel.Type.DYN)
+    return cel.NewEnv(
+        functions=_decimal_functions(),
+        variables={"record": data, "old": data, "input": data, "vars": data, "steps": data,
+                   "line": data, "now": cel.Type.STRING,
+                   "item": cel.Type.DYN, "index": cel.Type.DYN},
+    )
+
+
 _POS = re.compile(r"<input>:(\d+):(\d+): (.*?)(?:\n|$)")
 # Reading something that is not there yet: a missing map key, or an empty (null) value
 # used where a value is needed. Conditions treat these as "false for now" (DESIGN §2.1).
@@ -131,7 +138,7 @@ def _strip(source: str) -> str:
 @lru_cache(maxsize=4096)
 def _compile(body: str) -> Any:
     try:
-        return _ENV.compile(body)
+        return _env().compile(body)
     except RuntimeError as exc:  # cel-expr-python reports compile problems as RuntimeError
         text = str(exc)
         m = _POS.search(text)
@@ -225,12 +232,13 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
             value = _cel_data(value if isinstance(value, dict) else {k: value[k] for k in value})
         bound[name] = value
     result = _eval(expr, source, bound)
-    if result.type() == cel.Type.ERROR and "found in Activation" in str(result.value()):
+    error = _cel().Type.ERROR
+    if result.type() == error and "found in Activation" in str(result.value()):
         # A read _reads() did not see: evaluate again with every variable bound.
         result = _eval(expr, source, {**_EMPTY, **{k: _cel_data(dict(v) if isinstance(v, Mapping)
                                                                 else v)
                                                    for k, v in data.items()}})
-    if result.type() == cel.Type.ERROR:
+    if result.type() == error:
         reason = str(result.value())
         body = _strip(source)
         if any(marker in reason for marker in _MISSING_MARKERS):

@@ -11,7 +11,7 @@ import difflib
 import hashlib
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -20,7 +20,6 @@ from typing import Any
 from baton.calendars import BusinessCalendar
 from baton.clock import Clock, iso
 from baton.definitions.checks import ChildTarget
-from baton.definitions.loader import check_texts, load_definitions, load_text
 from baton.definitions.model import (
     CalendarDefinition,
     MailboxDefinition,
@@ -65,11 +64,16 @@ class DefinitionRepo:
     def deploy(
         self, paths: Sequence[str | Path], known_flows: Collection[str] | None, actor: str,
         texts: Mapping[str, str] | None = None,
+        on_progress: Callable[[str, int, int], None] | None = None,
     ) -> list[DeployResult]:
         """Validate everything first; deploy all or nothing.
 
         ``texts`` (file name -> YAML) deploys definitions sent over the API instead of files.
+        ``on_progress(phase, done, total)``: the loader's phases (``read``, ``validate``),
+        then ``write`` as each definition is written (``baton deploy``'s progress bar).
         """
+        from baton.definitions.loader import check_texts, load_definitions
+
         if texts is not None:
             docs, issues = check_texts(texts, known_flows=known_flows,
                                        deployed_objects=self.object_types(),
@@ -79,12 +83,15 @@ class DefinitionRepo:
         else:
             docs = load_definitions(paths, known_flows=known_flows,
                                     deployed_objects=self.object_types(),
-                                    deployed_orchestrations=self.orchestration_names())
+                                    deployed_orchestrations=self.orchestration_names(),
+                                    on_progress=on_progress)
         results = []
         now_dt = self.clock.now()
         now = iso(now_dt)
         with self.store.write() as tx:
-            for doc in docs:
+            for done, doc in enumerate(docs, 1):
+                if on_progress is not None:
+                    on_progress("write", done, len(docs))
                 digest = checksum(doc.source)
                 latest = tx.latest_definition_txn(doc.kind, doc.name)
                 if latest is not None and latest.checksum == digest:
@@ -216,6 +223,8 @@ class DefinitionRepo:
             objects = self.object_types()
         else:  # an object type's ref fields only need the names of the other types
             objects = {n: ObjectTypeDefinition(n, ()) for (k, n) in self._active if k == "object"}
+        from baton.definitions.loader import load_text  # YAML and validation: on first use
+
         docs = load_text(source, file, deployed_objects=objects)
         definition = docs[0].definition
         if isinstance(definition, OrchestrationDefinition):

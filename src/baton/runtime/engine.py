@@ -21,7 +21,6 @@ from sqlalchemy.exc import DBAPIError
 
 from baton.auth.directory import Directory
 from baton.clock import Clock, SystemClock
-from baton.definitions.loader import check_definitions, check_texts
 from baton.engine.events import ResumeRequested, SignalReceived
 from baton.engine.state import Run
 from baton.engine.status import WorkItemStatus
@@ -132,6 +131,8 @@ class Engine:
     def validate(self, paths: Sequence[str | Path], known_flows: Collection[str] | None = None,
                  *, warnings: list[Issue] | None = None) -> list[Issue]:
         """Every error in the definition files; warnings go to ``warnings`` when given."""
+        from baton.definitions.loader import check_definitions
+
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_definitions(
             paths, known_flows=flows, deployed_objects=self.definitions.object_types(),
@@ -141,6 +142,8 @@ class Engine:
     def validate_texts(self, texts: dict[str, str], known_flows: Collection[str] | None = None,
                        *, warnings: list[Issue] | None = None) -> list[Issue]:
         """Validate YAML texts (file name -> text) as ``validate`` does files."""
+        from baton.definitions.loader import check_texts
+
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_texts(texts, known_flows=flows,
                                     deployed_objects=self.definitions.object_types(),
@@ -151,10 +154,12 @@ class Engine:
     @one_transaction
     def deploy(self, paths: Sequence[str | Path] = (), *, actor: str = "cli",
                known_flows: Collection[str] | None = None,
-               texts: dict[str, str] | None = None) -> list[DeployResult]:
-        """Deploy definition files (or ``texts``: file name -> YAML), all or nothing."""
+               texts: dict[str, str] | None = None,
+               on_progress: Callable[[str, int, int], None] | None = None) -> list[DeployResult]:
+        """Deploy definition files (or ``texts``: file name -> YAML), all or nothing;
+        ``on_progress(phase, done, total)`` hears how far it is (a progress bar)."""
         flows = registered_flows() if known_flows is None else known_flows
-        return self.definitions.deploy(paths, flows, actor, texts=texts)
+        return self.definitions.deploy(paths, flows, actor, texts=texts, on_progress=on_progress)
 
     # ---- records ------------------------------------------------------------------------
     @one_transaction

@@ -23,8 +23,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
 from baton.clock import iso, parse_iso
 from baton.definitions.model import OrchestrationDefinition
 from baton.ids import IdGenerator
@@ -41,6 +39,8 @@ MISSED_COUNT_LIMIT = 10_000  # ticks counted at most, when saying how many were 
 
 def next_tick(cron: str, timezone: str, after: datetime) -> datetime:
     """The first tick of ``cron`` (read in ``timezone``) strictly after ``after``."""
+    from croniter import croniter  # on first use: most processes never read a schedule
+
     start = after.astimezone(ZoneInfo(timezone))
     tick: datetime = croniter(cron, start).get_next(datetime)
     return tick.astimezone(ZoneInfo("UTC"))
@@ -48,6 +48,8 @@ def next_tick(cron: str, timezone: str, after: datetime) -> datetime:
 
 def _missed(cron: str, timezone: str, due: datetime, now: datetime) -> int:
     """Ticks after ``due`` and not after ``now`` (skipped by a late firing)."""
+    from croniter import croniter
+
     it = croniter(cron, due.astimezone(ZoneInfo(timezone)))
     n = 0
     while n < MISSED_COUNT_LIMIT and it.get_next(datetime) <= now:

@@ -1,0 +1,34 @@
+"""``bench/cli.py`` end to end: a fresh project, each read command run and measured.
+
+A smoke test: it checks that the script measures every read command and reports CPU
+seconds, never how few (no thresholds: the figures depend on the machine and its load)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+COMMANDS = {"--help", "runs list", "runs show", "work list", "records list", "records show",
+            "definitions list", "definitions show", "fallout list", "incidents list"}
+
+
+def test_cli_bench_measures_every_read_command(tmp_path: Path, db_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    env["PYTHONPATH"] = str(REPO / "src")
+    # SQLite: the project's own file (what the script does by default); PostgreSQL: --db.
+    db = ["--db", db_url] if db_url.startswith("postgresql") else []
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "cli.py"), "--repeat", "1",
+                        "--records", "2", "--json", *db], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=900, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    r = json.loads(p.stdout)
+    assert r["database"] == ("postgresql" if db else "sqlite")
+    assert set(r["commands"]) == COMMANDS
+    for label, m in r["commands"].items():
+        assert len(m["samples_cpu_s"]) == 1 and m["median_cpu_s"] > 0, (label, m)
+    assert r["target_cpu_s"] == 0.3 and r["src"] == str(REPO / "src")
+    assert list(tmp_path.iterdir()) == []  # its project and bytecode were temporary
