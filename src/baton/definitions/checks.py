@@ -15,7 +15,13 @@ from typing import Any
 
 from baton import decimals
 from baton.errors import ExpressionError, Issue
-from baton.expressions import VARIABLES, compile_expression, is_expression, referenced_names
+from baton.expressions import (
+    VARIABLES,
+    compile_expression,
+    is_expression,
+    referenced_names,
+    referenced_roots,
+)
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DURATION = re.compile(r"(\d+)(ms|s|m|h|d)\Z")
@@ -26,6 +32,11 @@ LENGTH_TYPES = ("string", "text", "json")
 MAX_LENGTH_LIMIT = 1_000_000
 RESERVED_FIELDS = ("id", "created_at", "updated_at", "version")
 _UNDECLARED = re.compile(r"undeclared reference to '([A-Za-z_]\w*)")
+# Variables only some step keys bind, and where (see Scope.extra_roots).
+STEP_ROOTS = {
+    "response": "the output of a callout step",
+    "callback": "a callout step with wait: callback (its request and output)",
+}
 CONDITION_MESSAGE = "a condition must be an expression starting with '=' or {flow: name}"
 
 
@@ -446,6 +457,8 @@ def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
         at = f" at column {exc.position}" if exc.position else ""
         ck.add(path, f"bad expression{at}: {_reason(exc.reason)}")
         return
+    for root in sorted(referenced_roots(source) & STEP_ROOTS.keys() - scope.extra_roots):
+        ck.add(path, f"'{root}' is only available in {STEP_ROOTS[root]}")
     reported: set[tuple[str, str]] = set()
     for var, member in referenced_names(source):
         message = _reference_problem(var, member, scope)

@@ -17,6 +17,7 @@ from baton.expressions.cel import (
     evaluate_condition,
     is_expression,
     referenced_names,
+    referenced_roots,
     resolve,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "evaluate_condition",
     "is_expression",
     "referenced_names",
+    "referenced_roots",
     "resolve",
 ]

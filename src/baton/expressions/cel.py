@@ -17,8 +17,10 @@ from baton.errors import ExpressionError
 MAX_SOURCE = 4096
 """Longest expression source accepted (characters, without the ``=`` prefix)."""
 
-VARIABLES: tuple[str, ...] = ("record", "old", "input", "vars", "steps", "line", "now")
-"""Names every expression may read (DESIGN §2)."""
+VARIABLES: tuple[str, ...] = ("record", "old", "input", "vars", "steps", "line", "now",
+                              "response", "callback")
+"""Names every expression may read (DESIGN §2). ``response`` and ``callback`` exist only
+where a step type binds them (a callout's output and request); validation says where."""
 
 _DYN = cel.Type.DYN
 _T = cel.Type
@@ -99,6 +101,8 @@ _ENV = cel.NewEnv(
         "steps": cel.Type.Map(cel.Type.STRING, _DYN),
         "line": cel.Type.Map(cel.Type.STRING, _DYN),
         "now": cel.Type.STRING,
+        "response": cel.Type.Map(cel.Type.STRING, _DYN),
+        "callback": cel.Type.Map(cel.Type.STRING, _DYN),
     }
 )
 _POS = re.compile(r"<input>:(\d+):(\d+): (.*?)(?:\n|$)")
@@ -301,6 +305,11 @@ def resolve(value: Any, data: Mapping[str, Any]) -> Any:
 
 _NAME_PATH = re.compile(r"(?<![\w.\"'])(record|old|steps|vars|input|line)\.([A-Za-z_]\w*)")
 _STRING = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'")
+
+
+def referenced_roots(source: str) -> frozenset[str]:
+    """The variables (:data:`VARIABLES`) an expression reads at all."""
+    return frozenset(name for name, _ in _reads(_strip(source)))
 
 
 def referenced_names(source: str) -> Iterable[tuple[str, str]]:
