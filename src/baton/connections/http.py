@@ -238,14 +238,15 @@ class HttpConnections:
             raise CallFailed(message, _failed(summary, message, started, content, secrets)) \
                 from None
         except httpx2.HTTPError as exc:
+            tls = _tls_error(exc)
+            if tls is not None:  # a certificate that does not verify will not on a retry
+                message = f"TLS failed calling {summary.url}: {tls}"
+                raise CallFailed(message, _failed(summary, message, started, content, secrets),
+                                 retryable=False) from None
             detail = scrub(str(exc) or type(exc).__name__, secrets)
             message = f"could not reach {summary.url}: {type(exc).__name__}: {detail}"
             raise CallFailed(message, _failed(summary, message, started, content, secrets)) \
                 from None
-        except ssl.SSLError as exc:
-            message = f"TLS failed calling {summary.url}: {exc.reason or type(exc).__name__}"
-            raise CallFailed(message, _failed(summary, message, started, content, secrets),
-                             retryable=False) from None
         return response, content or b"", time.perf_counter() - started
 
     # ---- auth ----------------------------------------------------------------------------
@@ -339,6 +340,20 @@ class HttpConnections:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _tls_error(exc: BaseException) -> str | None:
+    """The certificate problem behind a transport error, if that is what it is."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {seen.verify_message}"
+        if "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return "certificate verify failed (is tls.ca_file the server's CA?)"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _join(base: str, path: str) -> str:
