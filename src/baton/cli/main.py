@@ -31,6 +31,7 @@ from baton.engine.status import WorkItemStatus
 from baton.errors import BatonError, DefinitionError
 from baton.project import Project, load_project
 from baton.runtime.views import (
+    call_views,
     completed_view,
     event_view,
     run_summary,
@@ -393,6 +394,19 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
                 rows.append([f"  {sr.name}", f"#{sr.iteration}", styled(sr.status.value), sla,
                              detail])
     table("Stages and steps", ["stage / step", "iteration", "status", "sla", "detail"], rows)
+    calls = call_views(state.engine().run_events(run.id))
+    if calls:
+        table("Calls to other systems", ["at", "step", "attempt", "request", "status", "ms",
+                                         "sent / received"],
+              [[c["at"], f"{c['step']} #{c['iteration']}", c.get("attempt"),
+                f"{c['method']} {c['url']}", c["status"] if c["status"] is not None
+                else f"[red]{escape(str(c.get('error')))}[/red]", c["duration_ms"],
+                f"{c['request_bytes']} B / {c['response_bytes']} B"] for c in calls])
+        last = calls[-1]
+        for label, key in (("request", "request_body"), ("response", "response_body")):
+            if last.get(key):
+                console.print(f"[bold]last call's {label} body[/bold] (first KB):")
+                console.print(escape(last[key]))
     if run.decisions:
         table("Decisions", ["after stage", "iteration", "goto", "rule"],
               [[d["stage"], d["iteration"], d["goto"], "default" if d["rule"] is None else f"next[{d['rule']}]"]

@@ -44,6 +44,11 @@ from baton.connections.secrets import SecretError, Secrets
 from baton.definitions.model import ConnectionDefinition
 
 log = logging.getLogger("baton.connections.http")
+# The client library logs each request's URL (INFO) and its transport traces headers
+# (DEBUG): a query credential or an Authorization header would reach the logs. Baton
+# audits calls itself, redacted; those loggers keep to warnings, whatever the root level.
+for _name in ("httpx2", "httpcore2", "httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 T = TypeVar("T")
 
