@@ -55,6 +55,7 @@ T = TypeVar("T")
 TOKEN_REFRESH_MARGIN = 0.1  # refresh a token when less than this share of its life is left
 TOKEN_MIN_MARGIN_S = 5.0  # ...or less than this many seconds
 DEFAULT_TOKEN_LIFE_S = 300.0  # a token answer without expires_in
+SHARD_SIZE = 16  # connections per client of a connection (see _Connection)
 
 
 @dataclass
@@ -98,11 +99,27 @@ class _Connection:
                                  read=defn.read_timeout_ms / 1000,
                                  write=defn.read_timeout_ms / 1000,
                                  pool=None)  # the gate bounds waiting, not the pool
-        self.client = httpx2.AsyncClient(
-            timeout=timeout, verify=_verify(defn, project_dir), trust_env=False,
-            limits=httpx2.Limits(max_connections=defn.max_in_flight,
-                                 max_keepalive_connections=defn.max_in_flight),
-            follow_redirects=False)
+        # Several small clients rather than one big one: the pool of httpcore2 looks at
+        # every connection it holds for each request it places, so one pool of N
+        # connections costs N^2 per N calls; shards of SHARD_SIZE keep that linear.
+        verify = _verify(defn, project_dir)
+        shards = max(1, -(-defn.max_in_flight // SHARD_SIZE))
+        size = -(-defn.max_in_flight // shards)
+        self.clients = [httpx2.AsyncClient(
+            timeout=timeout, verify=verify, trust_env=False, follow_redirects=False,
+            limits=httpx2.Limits(max_connections=size, max_keepalive_connections=size))
+            for _ in range(shards)]
+        self._next = 0
+
+    @property
+    def client(self) -> httpx2.AsyncClient:
+        """The next shard (round robin: used from the loop's thread only)."""
+        self._next = (self._next + 1) % len(self.clients)
+        return self.clients[self._next]
+
+    async def aclose(self) -> None:
+        for c in self.clients:
+            await c.aclose()
 
 
 def _verify(defn: ConnectionDefinition, project_dir: Path) -> ssl.SSLContext | bool:
@@ -169,7 +186,7 @@ class HttpConnections:
 
         async def shutdown() -> None:
             for conn in list(self._conns.values()):
-                await conn.client.aclose()
+                await conn.aclose()
             self._conns.clear()
 
         asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
@@ -193,7 +210,7 @@ class HttpConnections:
         conn = self._conns.get(defn.name)
         if conn is None or conn.defn != defn:  # first use, or a new version was deployed
             if conn is not None:
-                asyncio.ensure_future(conn.client.aclose())
+                asyncio.ensure_future(conn.aclose())
             conn = self._conns[defn.name] = _Connection(defn, self.project_dir)
         return conn
 
