@@ -154,8 +154,11 @@ class Callout(JobStepType):
                      ev: StepCompleted) -> bool:
         """The request succeeded: with ``wait: callback`` the step keeps running, holding the
         response, until its callback comes (or its ``timeout`` passes)."""
-        if step.options.get("wait") != "callback" or WAITING in (sr.output or {}):
-            return False
+        if step.options.get("wait") != "callback" or ev.attempt is None \
+                or sr.status is not StepStatus.RUNNING:
+            return False  # (an operator completing it from fallout gives the output)
+        if waiting(sr):
+            return True  # the same attempt's result again (a job run twice): it waits already
         sr.output = {WAITING: True, "response": ev.output.get("response")}
         d.audit("callback_waiting", step=sr.name, stage=sr.stage, iteration=sr.iteration)
         if "timeout" in step.options:
