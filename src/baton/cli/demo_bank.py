@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from baton.clock import SystemClock
+
 
 @dataclass
 class BankStats:
@@ -116,7 +118,7 @@ class DemoBank:
     def _confirm(self, url: str, data: dict[str, Any]) -> None:
         time.sleep(self.confirm_after)
         raw = json.dumps(data).encode()
-        stamp = str(int(time.time()))
+        stamp = str(int(SystemClock().now().timestamp()))
         signature = hmac.new(self.hmac_secret.encode(), stamp.encode() + b"." + raw,
                              hashlib.sha256).hexdigest()
         request = urllib.request.Request(url, data=raw, method="POST", headers={
