@@ -119,6 +119,11 @@ def test_callback_completes_the_waiting_step(world: World) -> None:
     assert sr.status.value == "running"  # the request succeeded; it waits
     url = world.reply_to()
     assert url.startswith("http://testserver/api/callbacks/")
+    token = url.rsplit("/", 1)[1]
+    with world.engine.store.read() as tx:
+        (call,) = [e for e in tx.events_txn(run_id=run.id) if e["type"] == "http_call"]
+    assert token not in str(call)  # a reader of the audit cannot call back
+    assert "/api/callbacks/***" in call["data"]["request_body"]
     r = world.post(url, {"status": "confirmed", "reference": "R-9"})
     assert r.status_code == 200, r.text
     assert r.json() == {"status": "delivered", "step": "send", "iteration": 1}

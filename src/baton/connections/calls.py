@@ -41,6 +41,7 @@ class HttpRequest:
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     body: Any = None  # JSON-able (sent as JSON), a str (sent as text), or None (no body)
+    hide: tuple[str, ...] = ()  # values sent but never shown (a callback token): *** in summaries
 
 
 @dataclass(frozen=True)

@@ -219,7 +219,7 @@ class HttpConnections:
         hidden = _secret_params(defn)
         summary = CallSummary(defn.name, req.method, redact_url(_with_query(url, req.query), hidden),
                               req.idempotency_key)
-        secrets: list[str] = []
+        secrets: list[str] = list(req.hide)
         try:
             conn = self._connection(defn)
         except _SetupError as exc:
@@ -231,7 +231,8 @@ class HttpConnections:
                 headers, query = await self._auth(conn, req, secrets)
             except SecretError as exc:
                 raise CallFailed(str(exc), _failed(summary, str(exc)), retryable=False) from None
-            summary = replace(summary, url=redact_url(_with_query(url, query), hidden))
+            summary = replace(summary, url=scrub(redact_url(_with_query(url, query), hidden),
+                                                 secrets))
             response, raw_req, elapsed = await self._send(conn, req, url, headers, query, summary,
                                                           secrets)
             if response.status_code == 401 and defn.auth is not None \

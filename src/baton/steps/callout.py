@@ -215,6 +215,8 @@ class Callout(JobStepType):
                                                                 work.iteration))
         except ExpressionError as exc:
             raise StepFailure(f"{exc.source}: {exc.reason}", retryable=False) from None
+        if "callback" in data:  # whoever reads the audit must not be able to call back
+            request = replace(request, hide=(data["callback"]["token"],))
         future = services.http.submit(conn, request)
         return lambda: self._finish(work, future, data)
 
