@@ -339,6 +339,11 @@ def test_demo_runs_the_examples_and_prints_the_summary(tmp_path: Path) -> None:
     assert re.search(r"triage → close → end\s*│\s*160\b", out), out
     assert re.search(r"triage → escalate → triage → close → end\s*│\s*40\b", out), out
     assert re.search(r"Finished in \d+(\.\d+)? s", out), out
+    # address_update called the demo bank over HTTP and took its signed acknowledgments
+    # (18 approved requests; a call the bank dropped under load is retried, same key)
+    assert re.search(r"\d+ calls to the bank, audited \(18 × 202", out), out
+    assert "Calls to the demo bank" in out
+    assert re.search(r"│\s*\d+\s*│\s*18\s*│\s*0\s*│\s*18\s*│\s*18\s*│", out), out
     assert db.exists()
 
     # Run from the repository root it finds the examples itself; --cases/--requests scale it.

@@ -4,18 +4,29 @@
 at tier 1) and 20 address-update requests through address_update. The workers
 run in this process; agents claim and complete their work items between
 batches, exactly as they would from the CLI.
+
+address_update calls a bank: a small bank service (``baton.cli.demo_bank``) runs on
+loopback, and the demo serves Baton's API on loopback too, so the bank's signed
+acknowledgments reach ``POST /api/callbacks/{token}`` over HTTP, as they would in production.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import socket
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from baton.cli.demo_bank import DemoBank
 from baton.cli.output import console, table
-from baton.engine.status import RunStatus, WorkItemStatus
+from baton.connections.calls import CALL_EVENT
+from baton.engine.status import RunStatus, StepStatus, WorkItemStatus
 from baton.errors import ConfigError
 from baton.project import load_project
 from baton.runtime.engine import Engine
@@ -42,10 +53,66 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
     projects = [load_project(ex / "case_triage"), load_project(ex / "address_update")]
     for p in projects:
         p.import_flows()
+    bank = DemoBank().start()
+    port = _free_port()
+    settings = dataclasses.replace(
+        settings, public_url=f"http://127.0.0.1:{port}", project_dir=str(projects[1].root),
+        secrets_env={**settings.secrets_env, "BANK_TOKEN": bank.token,
+                     "BANK_HMAC": bank.hmac_secret})
     engine = Engine(f"sqlite:///{db_file.resolve()}", settings=settings)
-    for p in projects:
-        engine.deploy([p.definitions_dir], actor="demo")
-    console.print(f"Deployed the examples into [bold]{db_file}[/bold].")
+    try:
+        engine.deploy([projects[0].definitions_dir], actor="demo")
+        engine.deploy(texts=_pointed_at(projects[1].definitions_dir, bank.url), actor="demo")
+        console.print(f"Deployed the examples into [bold]{db_file}[/bold]; the demo bank "
+                      f"listens at {bank.url}, Baton's API at {settings.public_url}.")
+        with _api(engine, port):
+            _run(engine, n_cases, n_requests)
+    finally:
+        bank.stop()
+        engine.close()
+    _bank_summary(bank)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pointed_at(folder: Path, bank_url: str) -> dict[str, str]:
+    """address_update's definitions, with its bank connection pointed at the demo bank."""
+    texts = {}
+    for path in sorted(folder.glob("*.yaml")):
+        text = path.read_text()
+        if path.name == "bank.yaml":
+            text = text.replace("http://127.0.0.1:8765", bank_url)
+        texts[path.name] = text
+    return texts
+
+
+@contextmanager
+def _api(engine: Engine, port: int) -> Iterator[None]:
+    """Baton's API on loopback (the bank calls back there), until the block ends."""
+    import uvicorn
+
+    from baton.web.app import create_app
+
+    config = uvicorn.Config(create_app(engine), host="127.0.0.1", port=port,
+                            log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="demo-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _run(engine: Engine, n_cases: int, n_requests: int) -> None:
     started = time.perf_counter()
     for i in range(1, n_cases + 1):
         subject = f"invoice question {i}" if i % 2 else f"login broken {i}"
@@ -57,6 +124,7 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
         }, actor="demo")
     worker = Worker(engine, batch=64)
     total = n_cases + n_requests
+    patience = time.monotonic() + CALLBACK_PATIENCE_S
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("runs finished", total=total)
@@ -68,10 +136,33 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
             if done >= total:
                 break
             if not worked and worker.run_once() == 0 and not engine.list_work(limit=1):
+                if _awaiting_bank(engine) and time.monotonic() < patience:
+                    time.sleep(0.05)  # the bank's acknowledgments (or a retry) are coming
+                    continue
                 break  # nothing can move any more; the summary will show where runs stopped
+            patience = time.monotonic() + CALLBACK_PATIENCE_S
     elapsed = time.perf_counter() - started
     worker.store.unregister_worker(worker.id)
     _summary(engine, elapsed)
+
+
+CALLBACK_PATIENCE_S = 30.0  # longest the demo waits for the bank without other progress
+
+
+def _awaiting_bank(engine: Engine) -> bool:
+    """Does a request wait for the bank: its acknowledgment, or a retry of its call?"""
+    return any(run.steps["send_address"].status is StepStatus.RUNNING
+               for run in engine.list_runs(status=RunStatus.IN_PROGRESS.value, limit=500)
+               if "send_address" in run.steps)
+
+
+def _bank_summary(bank: DemoBank) -> None:
+    st = bank.stats
+    table("Calls to the demo bank", ["requests", "effective", "refused", "acknowledgments sent",
+                                     "acknowledgments accepted"],
+          [[st.requests, st.effective, st.refused, st.callbacks_sent, st.callbacks_accepted]])
+    for error in st.errors[:5]:
+        console.print(f"[red]{error}[/red]")
 
 
 def _act_as_agents(engine: Engine) -> int:
@@ -124,6 +215,12 @@ def _summary(engine: Engine, elapsed: float) -> None:
     table("Stage paths", ["orchestration", "path", "runs"],
           [[o, p, c] for (o, p), c in sorted(paths.items())])
     console.print(f"Finished in {elapsed:.1f} s.")
+    sent = [run for run in _all_runs(engine) if "send_address" in run.steps]
+    calls = [e for run in sent for e in engine.run_events(run.id) if e["type"] == CALL_EVENT]
+    if calls:
+        statuses = Counter(str(e["data"].get("status") or "no response") for e in calls)
+        console.print(f"{len(calls)} calls to the bank, audited ({', '.join(f'{n} × {s}' for s, n in sorted(statuses.items()))}); "
+                      f"e.g. `baton --db … runs show {sent[0].id}` lists them.")
     if escalated is not None and escalated.record_id:
         from baton.cli.main import describe_event
 

@@ -43,6 +43,7 @@ from baton.engine.status import IncidentStatus, RunStatus, WorkItemStatus
 from baton.errors import BatonError, ConfigError, DefinitionError, Issue
 from baton.project import Project, find_project_root, load_project
 from baton.runtime.views import (
+    call_views,
     completed_view,
     event_view,
     human_duration,
@@ -149,6 +150,8 @@ class State:
         if self._settings is None:
             found = self.find_project()
             settings = Settings.from_environment(project=found.settings if found else {})
+            if found is not None:
+                settings = dataclasses.replace(settings, project_dir=str(found.root))
             if self.db:
                 settings = dataclasses.replace(settings, database=self.db)
             self._settings = settings
@@ -395,7 +398,8 @@ def serve(
     smtp = state.settings().smtp
     url = (base_url or smtp.base_url
            or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}").rstrip("/")
-    state.configure(smtp=dataclasses.replace(smtp, base_url=url))  # links in e-mails
+    state.configure(smtp=dataclasses.replace(smtp, base_url=url),  # links in e-mails
+                    public_url=state.settings().public_url or url)  # callback URLs
     eng = state.engine(flows=True, migrate=not no_migrate)
     if eng.directory.count_users() == 0:
         console.print("[yellow]No users yet.[/yellow] Create the first admin (in another terminal):\n"
@@ -539,6 +543,19 @@ def runs_show(run_id: RunIdArg, as_json: JsonOpt = False) -> None:
         table("Child runs", ["id", "step", "orchestration", "v", "status", "record", "created"],
               [[c["id"], c["parent_step"], c["orchestration"], c["version"], styled(c["status"]),
                 c["record_id"], c["created_at"]] for c in children])
+    calls = call_views(state.engine().run_events(run.id))
+    if calls:
+        table("Calls to other systems", ["at", "step", "attempt", "request", "status", "ms",
+                                         "sent / received"],
+              [[c["at"], f"{c['step']} #{c['iteration']}", c.get("attempt"),
+                f"{c['method']} {c['url']}", c["status"] if c["status"] is not None
+                else f"[red]{escape(str(c.get('error')))}[/red]", c["duration_ms"],
+                f"{c['request_bytes']} B / {c['response_bytes']} B"] for c in calls])
+        last = calls[-1]
+        for label, key in (("request", "request_body"), ("response", "response_body")):
+            if last.get(key):
+                console.print(f"[bold]last call's {label} body[/bold] (first KB):")
+                console.print(escape(last[key]))
     if run.decisions:
         table("Decisions", ["after stage", "iteration", "goto", "outcome", "rule"],
               [[d["stage"], d["iteration"], d["goto"], d.get("label") or "",

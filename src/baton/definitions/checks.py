@@ -24,6 +24,7 @@ from baton.expressions import (
     is_expression,
     reads_variables,
     referenced_names,
+    referenced_roots,
 )
 from baton.expressions.cel import member_chains
 
@@ -36,6 +37,11 @@ LENGTH_TYPES = ("string", "text", "json")
 MAX_LENGTH_LIMIT = 1_000_000
 RESERVED_FIELDS = ("id", "created_at", "updated_at", "version")
 _UNDECLARED = re.compile(r"undeclared reference to '([A-Za-z_]\w*)")
+# Variables only some step keys bind, and where (see Scope.extra_roots).
+STEP_ROOTS = {
+    "response": "the output of a callout step",
+    "callback": "a callout step with wait: callback (its request and output)",
+}
 CONDITION_MESSAGE = "a condition must be an expression starting with '=' or {flow: name}"
 
 
@@ -481,6 +487,12 @@ class Scope:
     # a ref names)): what ``record.account.name`` may follow. Empty: not checkable.
     record_object: str | None = None
     objects: Mapping[str, Mapping[str, tuple[str, str | None]]] = field(default_factory=dict)
+    # Connection name -> its type ("http" | "mcp"), of this load and those deployed;
+    # None: not checkable (a deployed orchestration re-read on its own).
+    connections: Mapping[str, str] | None = None
+    # Extra root names a step's own expressions may use (``response``, ``callback``…):
+    # set by a step type for the keys it evaluates with more in scope.
+    extra_roots: frozenset[str] = frozenset()
 
 
 def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
@@ -494,6 +506,8 @@ def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
         for name in sorted(reads_variables(source) & set(ITEM_VARIABLES)):
             ck.add(path, f"'{name}' is only available in the input and record fields of an "
                          "orchestration step with for_each")
+    for root in sorted(referenced_roots(source) & STEP_ROOTS.keys() - scope.extra_roots):
+        ck.add(path, f"'{root}' is only available in {STEP_ROOTS[root]}")
     reported: set[tuple[str, str]] = set()
     for var, member in referenced_names(source):
         message = _reference_problem(var, member, scope)

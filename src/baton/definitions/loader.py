@@ -31,6 +31,7 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from baton.definitions.checks import ChildTarget, ParsedDocument, item, join
+from baton.definitions.connection import build_connection
 from baton.definitions.model import (
     DEFAULT_MAX_ITERATIONS,
     AssigneeKind,
@@ -207,6 +208,7 @@ def load_definitions(
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     on_progress: Progress | None = None,
+    deployed_connections: Mapping[str, str] | None = None,
 ) -> list[LoadedDefinition]:
     """Load, validate and build every definition under ``paths``.
 
@@ -218,6 +220,8 @@ def load_definitions(
             may start; ``None`` skips that check.
         on_progress: told ``("read", done, total)`` after each file and ``("validate", 0,
             1)`` / ``("validate", 1, 1)`` around the checks across files (a progress bar).
+        deployed_connections: connections already deployed (name -> type), which steps
+            may name; ``None`` skips that check unless the paths define connections.
 
     Raises:
         DefinitionError: listing every problem in every file.
@@ -226,6 +230,7 @@ def load_definitions(
         paths, known_flows=known_flows, deployed_objects=deployed_objects,
         deployed_orchestrations=deployed_orchestrations,
         on_progress=on_progress,
+        deployed_connections=deployed_connections,
     )
     if issues:
         raise DefinitionError(issues)
@@ -240,6 +245,7 @@ def check_definitions(
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     warnings: list[Issue] | None = None,
     on_progress: Progress | None = None,
+    deployed_connections: Mapping[str, str] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
 
@@ -263,7 +269,7 @@ def check_definitions(
         tell("read", done, len(files))
     tell("validate", 0, 1)
     result = _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations,
-                     warnings)
+                     warnings, deployed_connections)
     tell("validate", 1, 1)
     return result
 
@@ -275,6 +281,7 @@ def check_texts(
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     warnings: list[Issue] | None = None,
+    deployed_connections: Mapping[str, str] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """:func:`check_definitions` for YAML texts in memory, keyed by file name (the API)."""
     docs: list[ParsedDocument] = []
@@ -284,7 +291,7 @@ def check_texts(
         docs.extend(parsed)
         issues.extend(found)
     return _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations,
-                   warnings)
+                   warnings, deployed_connections)
 
 
 def load_text(
@@ -309,9 +316,11 @@ def _finish(
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None,
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     warnings: list[Issue] | None = None,
+    deployed_connections: Mapping[str, str] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects,
-                                 deployed_orchestrations=deployed_orchestrations)
+                                 deployed_orchestrations=deployed_orchestrations,
+                                 deployed_connections=deployed_connections)
     loaded = _with_record_types(
         [build(d) for d, own in zip(docs, per_doc, strict=True)
          if not any(i.level == "error" for i in own)], deployed_objects)
@@ -560,6 +569,8 @@ def build(doc: ParsedDocument) -> LoadedDefinition:
             data["name"], data["object"], MappingProxyType(dict(data["fields"])),
             tuple(a.lower() for a in data.get("addresses", ())),
             data.get("automatic", "ignore"), data.get("label"))
+    elif data["kind"] == "connection":
+        definition = build_connection(data)
     else:
         definition = _build_orchestration(data, doc.lines)
     return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)

@@ -40,6 +40,7 @@ from baton.definitions.checks import (
     suggest,
     unknown,
 )
+from baton.definitions.connection import check_connection
 from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
 from baton.errors import Issue
 from baton.expressions import is_expression
@@ -47,7 +48,7 @@ from baton.expressions.cel import member_chains
 from baton.steps import registry
 from baton.steps.base import StepType
 
-KINDS = ("object", "orchestration", "calendar", "mailbox")
+KINDS = ("object", "orchestration", "calendar", "mailbox", "connection")
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
                  "extra_dates")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -88,6 +89,7 @@ class Env:
 
     object_types: Mapping[str, frozenset[str]]  # name -> field names (with the reserved ones)
     known_flows: Collection[str] | None
+    connections: Mapping[str, str] | None = None  # name -> type; None: not checkable
     orchestrations: Mapping[str, ChildTarget] | None = None  # None: child runs not checked
     # name -> field -> (type, the object a ref names): what record.account.name follows
     shapes: Mapping[str, Mapping[str, tuple[str, str | None]]] = field(default_factory=dict)
@@ -108,11 +110,14 @@ def validate_documents(
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
+    deployed_connections: Mapping[str, str] | None = None,
 ) -> list[list[Issue]]:
     """Check every document; returns each document's issues (same order as ``docs``).
 
     ``deployed_orchestrations``: the orchestrations a step may start as child runs besides
     those in ``docs``; None leaves such references unchecked (a stored definition read again).
+    ``deployed_connections`` (name -> type) are the connections steps may name besides
+    those in ``docs``; None leaves the names unchecked (unless ``docs`` define some).
     """
     orchestrations = None if deployed_orchestrations is None else {
         **deployed_orchestrations,
@@ -120,7 +125,8 @@ def validate_documents(
            if isinstance(d.data, dict) and d.data.get("kind") == "orchestration"
            and isinstance(d.data.get("name"), str)}}
     env = Env(_object_types(docs, deployed_objects or {}), known_flows,
-              orchestrations=orchestrations, shapes=_object_shapes(docs, deployed_objects or {}))
+              orchestrations=orchestrations, shapes=_object_shapes(docs, deployed_objects or {}),
+              connections=_connections(docs, deployed_connections))
     seen: dict[tuple[str, str], ParsedDocument] = {}
     results = []
     for doc in docs:
@@ -178,6 +184,16 @@ def _object_shapes(docs: Sequence[ParsedDocument], deployed: Mapping[str, Object
     return shapes
 
 
+def _connections(docs: Sequence[ParsedDocument],
+                 deployed: Mapping[str, str] | None) -> dict[str, str] | None:
+    found = {d.data["name"]: d.data.get("type") for d in docs
+             if isinstance(d.data, dict) and d.data.get("kind") == "connection"
+             and isinstance(d.data.get("name"), str)}
+    if deployed is None and not found:
+        return None
+    return {**(deployed or {}), **{k: str(v) for k, v in found.items()}}
+
+
 def _check_document(ck: Checker, env: Env) -> None:
     data = ck.doc.data
     if not isinstance(data, dict):
@@ -202,6 +218,8 @@ def _check_document(ck: Checker, env: Env) -> None:
         _check_calendar(ck, data)
     elif kind == "mailbox":
         _check_mailbox(ck, data, env)
+    elif kind == "connection":
+        check_connection(ck, data)
     else:
         _check_orchestration(ck, data, env)
 
@@ -341,6 +359,7 @@ def _check_orchestration(ck: Checker, data: dict[str, Any], env: Env) -> None:
         known_flows=env.known_flows,
         orchestrations=env.orchestrations,
         object_types=env.object_types,
+        connections=env.connections,
     )
     scope = _check_trigger(ck, data, env, scope)
     _check_stage_names(ck, stages)

@@ -20,6 +20,7 @@ from baton.expressions.cel import (
     is_expression,
     reads_variables,
     referenced_names,
+    referenced_roots,
     resolve,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "is_expression",
     "reads_variables",
     "referenced_names",
+    "referenced_roots",
     "resolve",
 ]

@@ -17,10 +17,12 @@ MAX_SOURCE = 4096
 """Longest expression source accepted (characters, without the ``=`` prefix)."""
 
 VARIABLES: tuple[str, ...] = ("record", "old", "input", "vars", "steps", "line", "now",
-                              "item", "index")
+                              "item", "index", "response", "callback")
 """Names every expression may read (DESIGN §2). ``item`` and ``index`` (the element of a
 ``for_each`` list and its position) are only bound where a step iterates over one;
-validation refuses them elsewhere (:data:`ITEM_VARIABLES`)."""
+validation refuses them elsewhere (:data:`ITEM_VARIABLES`). ``response`` and ``callback``
+exist only where a step type binds them (a callout's output and request); validation says
+where."""
 
 ITEM_VARIABLES = ("item", "index")
 """The names only an orchestration step's ``for_each`` binds (``steps/orchestration.py``)."""
@@ -113,7 +115,8 @@ def _env() -> Any:
         functions=_decimal_functions(),
         variables={"record": data, "old": data, "input": data, "vars": data, "steps": data,
                    "line": data, "now": cel.Type.STRING,
-                   "item": cel.Type.DYN, "index": cel.Type.DYN},
+                   "item": cel.Type.DYN, "index": cel.Type.DYN,
+                   "response": data, "callback": data},
     )
 
 
@@ -323,6 +326,11 @@ _STRING = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'")
 
 _INDEXED = re.compile(r"(?<![\w.\"'])(record|old|steps|vars|input|line)\s*\[\s*")
 _LITERAL_KEY = re.compile(r"(\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*')\s*\]")
+
+
+def referenced_roots(source: str) -> frozenset[str]:
+    """The variables (:data:`VARIABLES`) an expression reads at all."""
+    return frozenset(name for name, _ in _reads(_strip(source)))
 
 
 def reads_variables(source: str) -> frozenset[str]:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from baton.auth.directory import Directory
 from baton.clock import Clock, SystemClock
+from baton.connections.secrets import Secrets
 from baton.engine.events import ResumeRequested, SignalReceived
 from baton.engine.state import Run
 from baton.engine.status import WorkItemStatus
@@ -31,6 +32,8 @@ from baton.records.model import record_view
 from baton.records.service import RecordService
 from baton.rows import AuditEvent, WorkItem
 from baton.runtime.apply import Applier
+from baton.runtime.callbacks import Callbacks
+from baton.runtime.callouts import DEFAULT_PUBLIC_URL, ConnectionServices
 from baton.runtime.children import ChildRuns
 from baton.runtime.definitions import DefinitionRepo, DeployResult
 from baton.runtime.idempotency import IdempotencyClaim, IdempotencyKeys
@@ -121,11 +124,34 @@ class Engine:
                                     self.ids, self.work_available.set)
         self.work = WorkService(self.store, self.runs, self.applier, self.clock, self.directory)
         self.idempotency = IdempotencyKeys(self.store, self.clock)
+        self._services_lock = threading.Lock()
+        self._connections: ConnectionServices | None = None
         if migrate:
             self.store.migrate()
 
     def close(self) -> None:
+        if self._connections is not None:
+            self._connections.close()
         self.store.close()
+
+    # ---- connections and callbacks ------------------------------------------------------
+    @property
+    def connections(self) -> ConnectionServices:
+        """Connections, secrets, the HTTP client and callbacks of this process (made on
+        first use, from the settings as they are then)."""
+        with self._services_lock:
+            if self._connections is None:
+                s = self.settings
+                secrets = Secrets(s.secrets_env, s.secrets_file)
+                callbacks = Callbacks(self.store, self.definitions, self.runs, self.clock,
+                                      secrets, s.public_url or DEFAULT_PUBLIC_URL)
+                self._connections = ConnectionServices(self.definitions, secrets, callbacks,
+                                                       s.project_dir)
+            return self._connections
+
+    @property
+    def callbacks(self) -> Callbacks:
+        return self.connections.callbacks
 
     # ---- definitions --------------------------------------------------------------------
     def validate(self, paths: Sequence[str | Path], known_flows: Collection[str] | None = None,
@@ -136,7 +162,8 @@ class Engine:
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_definitions(
             paths, known_flows=flows, deployed_objects=self.definitions.object_types(),
-            deployed_orchestrations=self.definitions.orchestration_names(), warnings=warnings)
+            deployed_orchestrations=self.definitions.orchestration_names(), warnings=warnings,
+            deployed_connections=self.definitions.connection_types())
         return issues
 
     def validate_texts(self, texts: dict[str, str], known_flows: Collection[str] | None = None,
@@ -148,7 +175,8 @@ class Engine:
         _docs, issues = check_texts(texts, known_flows=flows,
                                     deployed_objects=self.definitions.object_types(),
                                     deployed_orchestrations=self.definitions.orchestration_names(),
-                                    warnings=warnings)
+                                    warnings=warnings,
+                                    deployed_connections=self.definitions.connection_types())
         return issues
 
     @one_transaction

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from baton.clock import parse_iso
+from baton.connections.calls import CALL_EVENT
 from baton.definitions.model import OrchestrationDefinition
 from baton.engine.attention import attention
 from baton.engine.attention import kinds as attention_kinds
@@ -153,3 +154,10 @@ def fallout_view(run: Run, sr: StepRun) -> dict[str, Any]:
             "record_id": run.record_id, "step": sr.name, "stage": sr.stage,
             "iteration": sr.iteration, "attempts": sr.attempts, "error": sr.error,
             "since": sr.completed_at}
+
+
+def call_views(events: list[Any]) -> list[dict[str, Any]]:
+    """The calls a run made over connections (its ``http_call`` audit events), oldest
+    first: what the run page and ``baton runs show`` list (secrets are never in them)."""
+    return [{"at": e["at"], **(e.get("data") or {})} for e in events
+            if e.get("type") == CALL_EVENT]

@@ -8,12 +8,14 @@ from baton.steps import registry
 from baton.steps.ai import AI
 from baton.steps.approval import APPROVAL
 from baton.steps.background import BACKGROUND
+from baton.steps.callout import CALLOUT
 from baton.steps.interactive import INTERACTIVE
 from baton.steps.milestone import MILESTONE
 from baton.steps.orchestration import ORCHESTRATION
 from baton.steps.pause import PAUSE
 
-for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE, AI, APPROVAL, ORCHESTRATION):
+for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE, AI, APPROVAL, ORCHESTRATION,
+                 CALLOUT):
     registry.register(_builtin)
 
 __all__ = ["registry"]

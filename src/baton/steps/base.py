@@ -11,14 +11,26 @@ a job of the kind it enqueues (:class:`StepWork`) and commits what it returns. E
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from baton.connections.calls import HttpCaller
 from baton.definitions.checks import Checker, Scope
-from baton.definitions.model import Condition, OrchestrationDefinition, StepDefinition
-from baton.engine.events import ChildRunFinished, Command, SignalReceived, TimerFired
+from baton.definitions.model import (
+    Condition,
+    ConnectionDefinition,
+    OrchestrationDefinition,
+    StepDefinition,
+)
+from baton.engine.events import (
+    ChildRunFinished,
+    Command,
+    SignalReceived,
+    StepCompleted,
+    TimerFired,
+)
 from baton.engine.state import Run, StepRun
 from baton.engine.status import StepStatus
 from baton.errors import BatonError, ExpressionError
@@ -57,6 +69,20 @@ class DecideContext(Protocol):
                          not_before: str | None) -> None: ...
 
 
+class StepServices(Protocol):
+    """What the worker lends a step type's job for calls to other systems (no transaction
+    is open): deployed connections, the process's HTTP client, callback addresses."""
+
+    @property
+    def http(self) -> HttpCaller: ...
+
+    def connection(self, name: str) -> ConnectionDefinition:
+        """The active version of connection ``name`` (``NotFound`` if none)."""
+
+    def callback(self, run_id: str, step: str, iteration: int) -> tuple[str, str]:
+        """(token, URL) an external system calls back at for this step iteration."""
+
+
 @dataclass(frozen=True)
 class StepWork:
     """One attempt of a step job, as the worker hands it to its step type (no transaction
@@ -72,6 +98,7 @@ class StepWork:
     orchestration: OrchestrationDefinition | None = None  # the run's: types ctx.input, outputs
     records: RecordReader | None = None  # what ``ctx.records`` reads other records with
     now: str = ""  # ISO, the worker clock's instant of this attempt (``now`` in expressions)
+    services: StepServices | None = None  # connections and clients (None: a worker without)
 
 
 @dataclass(frozen=True)
@@ -82,6 +109,9 @@ class StepOutput:
     output: Mapping[str, Any]
     vars: Mapping[str, Any] | None = None
     record_updates: Mapping[str, Any] = field(default_factory=dict)
+    # Audit events to append with the result: each {"type": ..., **data} (e.g. a callout's
+    # call summary). A failed attempt carries its own as ``StepFailure.audit``.
+    audit: tuple[Mapping[str, Any], ...] = ()
 
 
 class StepType(Protocol):
@@ -140,6 +170,17 @@ class StepType(Protocol):
         """Do the attempt (worker side, outside any transaction). Raising fails the attempt:
         ``StepFailure(retryable=...)`` says whether a retry may help."""
 
+    def begin_job(self, work: StepWork) -> Callable[[], StepOutput]:
+        """Start the attempt and return what finishes it. The worker begins every job of a
+        batch before it finishes the first, so I/O-bound types (a callout) start their
+        calls here and wait for them in the returned function: a batch's calls are in
+        flight together. The default does all the work when finished (``run_job``)."""
+
+    def on_completed(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                     ev: StepCompleted) -> bool:
+        """An attempt's result came: True when the type took it (e.g. a callout that now
+        waits for its callback); False completes the step with ``ev.output``."""
+
 
 class StepTypeBase:
     """Defaults for the hooks a step type does not take part in."""
@@ -182,6 +223,13 @@ class StepTypeBase:
 
     def run_job(self, work: StepWork) -> StepOutput:
         raise BatonError(f"step type {self.name!r} enqueues no jobs; it cannot run one")
+
+    def begin_job(self, work: StepWork) -> Callable[[], StepOutput]:
+        return lambda: self.run_job(work)
+
+    def on_completed(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                     ev: StepCompleted) -> bool:
+        return False
 
 
 class JobStepType(StepTypeBase):

@@ -7,6 +7,7 @@ yields the canonical schema of ``schema.py``.
 
 from __future__ import annotations
 
+import secrets as _secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, inspect, select, update
 from sqlalchemy.schema import CreateIndex
 
+from baton.clock import SystemClock, iso
 from baton.store import schema
 
 
@@ -201,6 +203,18 @@ def _attention_of_state(state: dict[str, Any]) -> int | None:
     return bits or None
 
 
+def _m014_callbacks(conn: Connection) -> None:
+    """Callbacks from external systems to waiting callout steps, and the server's key that
+    callback tokens are made with (random, written once here)."""
+    schema.server_keys.create(conn, checkfirst=True)
+    schema.callbacks.create(conn, checkfirst=True)
+    have = conn.execute(select(schema.server_keys.c.name)
+                        .where(schema.server_keys.c.name == "callbacks")).first()
+    if have is None:
+        conn.execute(schema.server_keys.insert().values(
+            name="callbacks", value=_secrets.token_hex(32), created_at=iso(SystemClock().now())))
+
+
 def _m015_messages(conn: Connection) -> None:
     """E-mail intake: each accepted message once, by its Message-ID, with its record."""
     schema.messages.create(conn, checkfirst=True)
@@ -257,6 +271,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(12, "work item input", _m012_work_item_input),
     Migration(13, "runs that need attention (fallout, SLA breached), indexed",
               _m013_attention),
+    Migration(14, "callbacks and the server key of callback tokens", _m014_callbacks),
     Migration(15, "e-mail messages of intake", _m015_messages),
     Migration(16, "child runs: a run's parent run and step", _m016_child_runs),
     Migration(17, "work item summaries and SLA jeopardy times", _m017_work_item_headlines),

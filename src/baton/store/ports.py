@@ -174,6 +174,15 @@ class Messages(Protocol):
     def record_messages_txn(self, record_id: str, limit: int = 200) -> list[Row]: ...
 
 
+class Callbacks(Protocol):
+    """Callbacks received for waiting callout steps (:mod:`baton.runtime.callbacks`)."""
+
+    def server_key_txn(self, name: str) -> str | None: ...
+    def get_callback_txn(self, run_id: str, step: str, iteration: int) -> Row | None: ...
+    def insert_callback_txn(self, row: Row) -> None: ...
+    def deliver_callback_txn(self, run_id: str, step: str, iteration: int, at: str) -> None: ...
+
+
 class Savepoints(Protocol):
     def savepoint(self) -> AbstractContextManager[Any]:
         """A nested transaction: what runs in it is rolled back alone if it raises."""
@@ -181,7 +190,7 @@ class Savepoints(Protocol):
 
 
 class Transaction(Definitions, Records, Runs, WorkItems, Jobs, Events, People, IdempotencyKeys,
-                  Incidents, Schedules, Messages, Savepoints, Protocol):
+                  Incidents, Schedules, Messages, Callbacks, Savepoints, Protocol):
     """Everything a caller may ask of one open transaction."""
 
 

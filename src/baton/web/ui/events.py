@@ -40,6 +40,11 @@ def describe_event(e: Mapping[str, Any]) -> str:
         outcome = f" → {d['outcome']}" if d.get("outcome") else ""
         return (f"incident {d.get('incident')} ({d.get('orchestration')} v{d.get('version')})"
                 f"{outcome}, reason: {_short(d.get('reason') or '')}")
+    if t == "http_call":
+        answer = d.get("status") if d.get("status") is not None else f"no response: {d.get('error')}"
+        return (f"{d.get('step')}: {d.get('method')} {d.get('url')} → {answer} in "
+                f"{d.get('duration_ms')} ms ({d.get('request_bytes')} B sent, "
+                f"{d.get('response_bytes')} B received)")
     if t == "run_started":
         return f"{d.get('orchestration')} v{d.get('version')}"
     if t.startswith("child_run"):

@@ -18,6 +18,7 @@ from baton.engine.state import Run, StepRun
 from baton.engine.status import RunStatus, StageStatus, StepStatus
 from baton.runtime.engine import Engine
 from baton.runtime.views import (
+    call_views,
     duration_seconds,
     human_duration,
     run_summary_row,
@@ -121,7 +122,8 @@ def run_context(eng: Engine, user: User, run_id: str) -> dict[str, Any]:
         attention.append(f"{len(fallout)} step{'s' if len(fallout) > 1 else ''} in fallout")
     if overdue:
         attention.append(f"{len(overdue)} step{'s' if len(overdue) > 1 else ''} past its SLA")
-    return {"run": run, "stages": stages, "decisions": run.decisions,
+    calls = call_views(run_events)
+    return {"run": run, "stages": stages, "decisions": run.decisions, "calls": calls,
             "attention": attention, "fallout_steps": [sr.name for sr in fallout],
             "may_act": user.can(Permission.RUNS_WRITE), "may_fallout": user.can(Permission.FALLOUT),
             "diagram": orchestration_svg(defn, run),
