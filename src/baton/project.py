@@ -15,6 +15,8 @@ from baton.errors import ConfigError
 
 DEFAULT_DATABASE = "sqlite:///baton.db"
 SETTING_KEYS = ("isolation", "flow_memory_mb")  # read into Settings (the environment beats them)
+TABLES_KEYS = {"secrets": ("file",), "server": ("public_url",)}
+TABLES = tuple(TABLES_KEYS)
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class Project:
     flows: tuple[str, ...]
     settings: dict[str, Any] = field(default_factory=dict)
     """What ``baton.toml`` sets of :class:`baton.settings.Settings` besides the database
-    (``isolation``, ``flow_memory_mb``); the environment beats it."""
+    (``isolation``, ``flow_memory_mb``, ``secrets_file``, ``public_url``); the environment
+    beats it."""
 
     @property
     def definitions_dir(self) -> Path:
@@ -68,18 +71,39 @@ def load_project(folder: str | Path | None = None) -> Project:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    unknown = set(data) - {"database", "flows", *SETTING_KEYS}
+    unknown = set(data) - {"database", "flows", *SETTING_KEYS, *TABLES}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
-                          f"(known: database, flows, {', '.join(SETTING_KEYS)})")
+                          f"(known: database, flows, {', '.join(SETTING_KEYS + TABLES)})")
     database = data.get("database", DEFAULT_DATABASE)
     flows = data.get("flows", [])
     if not isinstance(database, str):
         raise ConfigError(f"{path}: database must be a string URL such as {DEFAULT_DATABASE!r}")
     if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
         raise ConfigError(f'{path}: flows must be a list of module names, e.g. flows = ["flows"]')
-    return Project(root, database, tuple(flows),
-                   {k: data[k] for k in SETTING_KEYS if k in data})
+    settings = {k: data[k] for k in SETTING_KEYS if k in data}
+    settings.update(_tables(path, root, data))
+    return Project(root, database, tuple(flows), settings)
+
+
+def _tables(path: Path, root: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """``[secrets] file`` (resolved against the project folder) and ``[server] public_url``,
+    as the :class:`baton.settings.Settings` fields they set."""
+    out: dict[str, Any] = {}
+    for table, keys in TABLES_KEYS.items():
+        value = data.get(table, {})
+        if not isinstance(value, dict) or set(value) - set(keys):
+            raise ConfigError(f"{path}: [{table}] takes only {', '.join(keys)}")
+        for key in keys:
+            if key in value and not isinstance(value[key], str):
+                raise ConfigError(f"{path}: [{table}] {key} must be a string")
+    secrets = data.get("secrets", {}).get("file")
+    if secrets:
+        out["secrets_file"] = str((root / secrets).resolve())
+    public = data.get("server", {}).get("public_url")
+    if public:
+        out["public_url"] = public.rstrip("/")
+    return out
 
 
 def _import_from(root: Path, module: str) -> None:

@@ -122,6 +122,19 @@ class Settings:
     """Mark the UI's cookies ``Secure``: True, False, or None (``auto``) when the request
     came over https as seen through the trusted proxies."""
 
+    secrets_file: str | None = field(default=None, metadata=_env("BATON_SECRETS_FILE"))
+    """The secrets file of ``file:NAME`` references (``baton.toml``: ``[secrets] file``,
+    relative to the project folder). Used only when its mode is 0600 or stricter."""
+    public_url: str | None = field(default=None, metadata=_env("BATON_PUBLIC_URL"))
+    """The URL external systems reach ``baton serve`` at, for callback URLs
+    (``baton.toml``: ``[server] public_url``); None: http://127.0.0.1:PORT of the server."""
+    project_dir: str | None = None
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """Where ``env:NAME`` secret references of connections are read, at call time: the
+    environment the entry point started with (never shown: it holds secrets)."""
+    """The project folder (a connection's ``tls.ca_file`` is relative to it), set by the
+    entry point; None: the current folder."""
+
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None,
                          project: Mapping[str, Any] | None = None) -> Settings:
@@ -161,6 +174,10 @@ class Settings:
             trusted_proxies=_networks(e, "BATON_TRUSTED_PROXIES"),
             cookie_secure=_auto_bool(e, "BATON_COOKIE_SECURE"),
             log_format=_log_format(e.get("BATON_LOG_FORMAT") or "text"),
+            secrets_file=e.get("BATON_SECRETS_FILE") or p.get("secrets_file") or None,
+            public_url=(e.get("BATON_PUBLIC_URL") or p.get("public_url") or "").rstrip("/")
+            or None,
+            environ=e,
         )
 
     def store_options(self) -> dict[str, Any]:

@@ -130,6 +130,9 @@ SAMPLES = {
                               lambda s: s.trusted_proxies == ("10.0.0.5/32", "10.1.0.0/16")),
     "BATON_COOKIE_SECURE": ("1", lambda s: s.cookie_secure is True),
     "BATON_LOG_FORMAT": ("JSON", lambda s: s.log_format == "json"),
+    "BATON_SECRETS_FILE": ("/etc/baton/secrets.toml",
+                           lambda s: s.secrets_file == "/etc/baton/secrets.toml"),
+    "BATON_PUBLIC_URL": ("https://baton.example/", lambda s: s.public_url == "https://baton.example"),
 }
 
 

@@ -86,6 +86,7 @@ class State:
         command reads its surroundings; everything below is given the result."""
         if self._settings is None:
             settings = Settings.from_environment(project=self.project().settings)
+            settings = dataclasses.replace(settings, project_dir=str(self.project().root))
             if self.db:
                 settings = dataclasses.replace(settings, database=self.db)
             self._settings = settings

@@ -431,6 +431,12 @@ class Scope:
     inputs: frozenset[str] | None = None
     allow_old: bool = False
     known_flows: Collection[str] | None = None
+    # Connection name -> its type ("http" | "mcp"), of this load and those deployed;
+    # None: not checkable (a deployed orchestration re-read on its own).
+    connections: Mapping[str, str] | None = None
+    # Extra root names a step's own expressions may use (``response``, ``callback``…):
+    # set by a step type for the keys it evaluates with more in scope.
+    extra_roots: frozenset[str] = frozenset()
 
 
 def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:

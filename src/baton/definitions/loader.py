@@ -30,12 +30,14 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from baton.definitions.checks import ParsedDocument, item, join
+from baton.definitions.connection import build_connection
 from baton.definitions.model import (
     DEFAULT_MAX_ITERATIONS,
     AssigneeKind,
     Assignment,
     CalendarDefinition,
     Condition,
+    Definition,
     FieldDefinition,
     LoadedDefinition,
     NextRule,
@@ -195,6 +197,7 @@ def load_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    deployed_connections: Mapping[str, str] | None = None,
 ) -> list[LoadedDefinition]:
     """Load, validate and build every definition under ``paths``.
 
@@ -202,12 +205,15 @@ def load_definitions(
         paths: files and/or directories.
         known_flows: registered flow names; ``None`` skips the flow checks.
         deployed_objects: object types already deployed, which definitions may reference.
+        deployed_connections: connections already deployed (name -> type), which steps
+            may name; ``None`` skips that check unless the paths define connections.
 
     Raises:
         DefinitionError: listing every problem in every file.
     """
     loaded, issues = check_definitions(
-        paths, known_flows=known_flows, deployed_objects=deployed_objects
+        paths, known_flows=known_flows, deployed_objects=deployed_objects,
+        deployed_connections=deployed_connections,
     )
     if issues:
         raise DefinitionError(issues)
@@ -219,6 +225,7 @@ def check_definitions(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    deployed_connections: Mapping[str, str] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
 
@@ -237,7 +244,7 @@ def check_definitions(
         parsed, found = parse_text(text, shown)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects)
+    return _finish(docs, issues, known_flows, deployed_objects, deployed_connections)
 
 
 def check_texts(
@@ -245,6 +252,7 @@ def check_texts(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    deployed_connections: Mapping[str, str] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """:func:`check_definitions` for YAML texts in memory, keyed by file name (the API)."""
     docs: list[ParsedDocument] = []
@@ -253,7 +261,7 @@ def check_texts(
         parsed, found = parse_text(text, name)
         docs.extend(parsed)
         issues.extend(found)
-    return _finish(docs, issues, known_flows, deployed_objects)
+    return _finish(docs, issues, known_flows, deployed_objects, deployed_connections)
 
 
 def load_text(
@@ -276,8 +284,10 @@ def _finish(
     issues: list[Issue],
     known_flows: Collection[str] | None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None,
+    deployed_connections: Mapping[str, str] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
-    per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects)
+    per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects,
+                                 deployed_connections=deployed_connections)
     loaded = [build(d) for d, own in zip(docs, per_doc, strict=True) if not own]
     everything = issues + [i for own in per_doc for i in own]
     unique = list(dict.fromkeys(everything))
@@ -493,11 +503,13 @@ class _Converter:
 def build(doc: ParsedDocument) -> LoadedDefinition:
     """Build the frozen definition of a document that passed validation."""
     data = doc.data
-    definition: ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
+    definition: Definition
     if data["kind"] == "object":
         definition = _build_object(data)
     elif data["kind"] == "calendar":
         definition = _build_calendar(data)
+    elif data["kind"] == "connection":
+        definition = build_connection(data)
     else:
         definition = _build_orchestration(data, doc.lines)
     return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)

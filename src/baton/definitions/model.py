@@ -170,14 +170,111 @@ class CalendarDefinition:
                 "holidays": dict(self.holidays or {}), "extra_dates": list(self.extra_dates)}
 
 
-Definition = ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret's value is found at call time: ``env:NAME`` (an environment variable
+    of the worker) or ``file:NAME`` (a key of the secrets file ``baton.toml`` names).
+
+    Only the reference is ever stored; ``baton.connections.secrets`` resolves it."""
+
+    source: str  # "env" | "file"
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.name}"
+
+
+@dataclass(frozen=True)
+class ConnectionAuth:
+    """``auth:`` of a connection. Which fields apply depends on ``type``:
+    ``bearer`` (secret), ``basic`` (username, password_secret), ``api_key`` (secret,
+    placement ``in`` header|query, ``name``), ``oauth2_client_credentials`` (token_url,
+    client_id, client_secret, scope, audience, client_auth basic|body)."""
+
+    type: str
+    secret: SecretRef | None = None
+    username: str | None = None
+    password_secret: SecretRef | None = None
+    placement: str = "header"  # api_key: "header" | "query" (``in:`` in YAML)
+    key_name: str | None = None  # api_key: the header or query parameter (``name:``)
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: SecretRef | None = None
+    scope: str | None = None
+    audience: str | None = None
+    client_auth: str = "basic"  # oauth2: client credentials in a Basic header or the body
+
+
+@dataclass(frozen=True)
+class CallbackAuth:
+    """``callback:`` of a connection: callbacks must carry an HMAC-SHA256 signature of
+    ``timestamp + "." + body`` keyed by ``hmac_secret``, with a timestamp in the window."""
+
+    hmac_secret: SecretRef
+    header: str = "X-Signature"
+    timestamp_header: str = "X-Timestamp"
+    replay_window_ms: int = 300_000
+
+
+@dataclass(frozen=True)
+class ConnectionDefinition:
+    """``kind: connection``: a named external system (DESIGN §2.6). Holds secret
+    *references* only; nothing here is a secret."""
+
+    name: str
+    type: str  # "http" | "mcp"
+    label: str | None = None
+    base_url: str | None = None  # http
+    headers: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    auth: ConnectionAuth | None = None
+    connect_timeout_ms: int = 5_000
+    read_timeout_ms: int = 30_000
+    tls_verify: bool = True
+    ca_file: str | None = None  # relative to the project folder
+    rate_limit: float | None = None  # requests per second, per worker process
+    max_in_flight: int = 50  # concurrent requests per worker process
+    idempotency_header: str = "Idempotency-Key"
+    callback: CallbackAuth | None = None
+    redact: tuple[str, ...] = ()  # body fields shown as "***" in audited summaries
+    transport: str | None = None  # mcp: "stdio" | "http"
+    command: str | None = None  # mcp stdio
+    args: tuple[str, ...] = ()
+    env: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    url: str | None = None  # mcp http
+
+    def secret_refs(self) -> tuple[SecretRef, ...]:
+        """Every secret this connection may resolve (for checks and scans)."""
+        refs: list[SecretRef | None] = []
+        if self.auth is not None:
+            refs += [self.auth.secret, self.auth.password_secret, self.auth.client_secret]
+        if self.callback is not None:
+            refs.append(self.callback.hmac_secret)
+        refs += [parse_secret_ref(v) for v in self.env.values()]
+        return tuple(r for r in refs if r is not None)
+
+
+SECRET_SOURCES = ("env", "file")
+
+
+def parse_secret_ref(text: object) -> SecretRef | None:
+    """``env:NAME`` / ``file:NAME`` -> a reference; anything else -> None."""
+    if not isinstance(text, str) or ":" not in text:
+        return None
+    source, _, name = text.partition(":")
+    if source not in SECRET_SOURCES or not name.strip() or name != name.strip():
+        return None
+    return SecretRef(source, name)
+
+
+Definition = (ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
+              | ConnectionDefinition)
 
 
 @dataclass(frozen=True)
 class LoadedDefinition:
     """One document as loaded from a file: the frozen object plus where it came from."""
 
-    kind: str  # "object" | "orchestration"
+    kind: str  # "object" | "orchestration" | "calendar" | "connection"
     name: str
     definition: Definition
     source: str  # the YAML text of this document (what gets versioned)

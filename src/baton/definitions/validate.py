@@ -42,12 +42,13 @@ from baton.definitions.checks import (
     suggest,
     unknown,
 )
+from baton.definitions.connection import check_connection
 from baton.definitions.model import FIELD_TYPES, ON_FAILURE, ObjectTypeDefinition
 from baton.errors import Issue
 from baton.steps import registry
 from baton.steps.base import StepType
 
-KINDS = ("object", "orchestration", "calendar")
+KINDS = ("object", "orchestration", "calendar", "connection")
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
                  "extra_dates")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -82,6 +83,7 @@ class Env:
 
     object_types: Mapping[str, frozenset[str]]  # name -> field names (with the reserved ones)
     known_flows: Collection[str] | None
+    connections: Mapping[str, str] | None  # name -> type; None: not checkable
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,14 @@ def validate_documents(
     *,
     known_flows: Collection[str] | None = None,
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+    deployed_connections: Mapping[str, str] | None = None,
 ) -> list[list[Issue]]:
-    """Check every document; returns each document's issues (same order as ``docs``)."""
-    env = Env(_object_types(docs, deployed_objects or {}), known_flows)
+    """Check every document; returns each document's issues (same order as ``docs``).
+
+    ``deployed_connections`` (name -> type) are the connections steps may name besides
+    those in ``docs``; None leaves the names unchecked (unless ``docs`` define some)."""
+    env = Env(_object_types(docs, deployed_objects or {}), known_flows,
+              _connections(docs, deployed_connections))
     seen: dict[tuple[str, str], ParsedDocument] = {}
     results = []
     for doc in docs:
@@ -131,6 +138,16 @@ def _object_types(
     return types
 
 
+def _connections(docs: Sequence[ParsedDocument],
+                 deployed: Mapping[str, str] | None) -> dict[str, str] | None:
+    found = {d.data["name"]: d.data.get("type") for d in docs
+             if isinstance(d.data, dict) and d.data.get("kind") == "connection"
+             and isinstance(d.data.get("name"), str)}
+    if deployed is None and not found:
+        return None
+    return {**(deployed or {}), **{k: str(v) for k, v in found.items()}}
+
+
 def _check_document(ck: Checker, env: Env) -> None:
     data = ck.doc.data
     if not isinstance(data, dict):
@@ -153,6 +170,8 @@ def _check_document(ck: Checker, env: Env) -> None:
         _check_object(ck, data, env)
     elif kind == "calendar":
         _check_calendar(ck, data)
+    elif kind == "connection":
+        check_connection(ck, data)
     else:
         _check_orchestration(ck, data, env)
 
@@ -241,6 +260,7 @@ def _check_orchestration(ck: Checker, data: dict[str, Any], env: Env) -> None:
         steps=frozenset(step_stages),
         variables=_check_variables(ck, data),
         known_flows=env.known_flows,
+        connections=env.connections,
     )
     scope = _check_trigger(ck, data, env, scope)
     _check_stage_names(ck, stages)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 FORMAT = 1
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # unpacked: a bundle is definitions, not data
 MEMBERS = ("manifest.json", "definitions.json", "people.json")
-KIND_ORDER = {"object": 0, "calendar": 1, "orchestration": 2}  # what others refer to first
+KIND_ORDER = {"object": 0, "calendar": 1, "connection": 2, "orchestration": 3}  # what others refer to first
 
 
 class BundleError(BatonError):
@@ -248,7 +248,8 @@ def _validate_definitions(engine: Engine, defs: list[dict[str, Any]]) -> None:
             heads[key] = d
     issues: list[Issue] = []
     loaded, found = check_texts({where(d): d["source"] for d in heads.values()},
-                                deployed_objects=engine.definitions.object_types())
+                                deployed_objects=engine.definitions.object_types(),
+                                deployed_connections=engine.definitions.connection_types())
     issues += found
     objects: dict[str, ObjectTypeDefinition] = dict(engine.definitions.object_types())
     for doc in loaded:

@@ -22,6 +22,7 @@ from baton.clock import Clock, iso
 from baton.definitions.loader import check_texts, load_definitions, load_text
 from baton.definitions.model import (
     CalendarDefinition,
+    ConnectionDefinition,
     ObjectTypeDefinition,
     OrchestrationDefinition,
 )
@@ -70,12 +71,14 @@ class DefinitionRepo:
         """
         if texts is not None:
             docs, issues = check_texts(texts, known_flows=known_flows,
-                                       deployed_objects=self.object_types())
+                                       deployed_objects=self.object_types(),
+                                       deployed_connections=self.connection_types())
             if issues:
                 raise DefinitionError(issues)
         else:
             docs = load_definitions(paths, known_flows=known_flows,
-                                    deployed_objects=self.object_types())
+                                    deployed_objects=self.object_types(),
+                                    deployed_connections=self.connection_types())
         results = []
         now_dt = self.clock.now()
         now = iso(now_dt)
@@ -237,6 +240,23 @@ class DefinitionRepo:
             for (kind, name), v in list(self._active.items())
             if kind == "object"
         }
+
+    def connection_types(self) -> dict[str, str]:
+        """Each active connection's name -> its type (``http`` | ``mcp``)."""
+        self.refresh()
+        return {name: self._parse("connection", name, v).type
+                for (kind, name), v in list(self._active.items()) if kind == "connection"}
+
+    def connection(self, name: str, tx: Definitions | None = None) -> ConnectionDefinition:
+        """The active version of connection ``name``: a callout uses the connection as it
+        is deployed when the call is made (a new base URL or credential reference takes
+        effect without redeploying the orchestrations that use it)."""
+        self.refresh(tx)
+        v = self._active.get(("connection", name))
+        if v is None:
+            known = sorted(n for k, n in self._active if k == "connection")
+            raise NotFound("connection", name, f"deployed connections: {', '.join(known) or 'none'}")
+        return self._parse("connection", name, v)  # type: ignore[no-any-return]
 
     def object_type(self, name: str, tx: Definitions | None = None) -> ObjectTypeDefinition:
         self.refresh(tx)

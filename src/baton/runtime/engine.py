@@ -126,7 +126,8 @@ class Engine:
     def validate(self, paths: Sequence[str | Path], known_flows: Collection[str] | None = None) -> list[Issue]:
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_definitions(
-            paths, known_flows=flows, deployed_objects=self.definitions.object_types()
+            paths, known_flows=flows, deployed_objects=self.definitions.object_types(),
+            deployed_connections=self.definitions.connection_types(),
         )
         return issues
 
@@ -134,7 +135,8 @@ class Engine:
         """Validate YAML texts (file name -> text) as ``validate`` does files."""
         flows = registered_flows() if known_flows is None else known_flows
         _docs, issues = check_texts(texts, known_flows=flows,
-                                    deployed_objects=self.definitions.object_types())
+                                    deployed_objects=self.definitions.object_types(),
+                                    deployed_connections=self.definitions.connection_types())
         return issues
 
     @one_transaction
