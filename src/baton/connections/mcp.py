@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from baton.definitions.model import ConnectionDefinition, SecretRef, parse_secret_ref
 from baton.errors import StepFailure
 
 log = logging.getLogger("baton.connections.mcp")
@@ -57,10 +59,16 @@ _T = TypeVar("_T")
 _CONNECTION_CLOSED = -32000
 _REQUEST_TIMEOUT = -32001
 _STDERR_TAIL = 2000
+STDIO_START_TIMEOUT = 30.0
+"""Seconds a stdio server has to start and answer the handshake (at least; the
+connection's ``timeout.connect`` if longer), on a busy machine too."""
 
 
 class McpError(StepFailure):
-    """An MCP call or connection failed; ``retryable`` says whether trying again may help."""
+    """An MCP call or connection failed; ``retryable`` says whether trying again may help.
+    ``details``: the call's (redacted) summary, kept with the step's error in fallout."""
+
+    details: dict[str, Any] | None = None
 
 
 class McpTransportError(McpError):
@@ -118,7 +126,7 @@ class ToolResult:
 class McpEndpoint:
     """Everything needed to open a session to one MCP server, secrets resolved.
 
-    Built in the worker at call time (:func:`baton.connections.mcpconn.endpoint`) and never
+    Built in the worker at call time (:func:`endpoint`) and never
     stored or shown: ``repr`` leaves out the values that may hold secrets, and :attr:`key`
     (which tells sessions apart) is a digest."""
 
@@ -561,6 +569,66 @@ def endpoint_from(connection: str, *, transport: str, command: str | None = None
     return McpEndpoint(connection, transport, command, tuple(args), dict(env or {}),
                        str(cwd) if cwd is not None else None, url, dict(headers or {}), None,
                        connect_timeout, read_timeout, verify, tuple(secrets))
+
+
+def endpoint(conn: ConnectionDefinition, secret: Callable[[SecretRef], str],
+             project_dir: str | None = None) -> McpEndpoint:
+    """The endpoint of an ``mcp`` connection, its secrets resolved with ``secret`` now.
+
+    stdio: ``command`` ``python`` is the interpreter Baton runs on; the command runs in the
+    project folder (relative ``args`` are the project's files), with the connection's
+    ``env`` (values may be secret references) over a minimal inherited environment, and
+    has :data:`STDIO_START_TIMEOUT` (or ``timeout.connect`` if longer) to answer.
+    http: the connection's headers, and its auth as headers (bearer, api_key in a header
+    or the query) or HTTP basic; ``tls.ca_file`` is relative to the project folder.
+    """
+    if conn.type != "mcp":
+        raise McpError(f"connection {conn.name!r} is of type {conn.type}, not mcp",
+                       retryable=False)
+    secrets: list[str] = []
+
+    def value(ref: SecretRef) -> str:
+        got = secret(ref)
+        secrets.append(got)
+        return got
+
+    base = Path(project_dir) if project_dir else Path.cwd()
+    connect_s, read_s = conn.connect_timeout_ms / 1000, conn.read_timeout_ms / 1000
+    if conn.transport == "stdio":  # starting an interpreter and its imports takes longer
+        connect_s = max(connect_s, STDIO_START_TIMEOUT)
+    if conn.transport == "stdio":
+        env = {}
+        for k, v in conn.env.items():
+            ref = parse_secret_ref(v)
+            env[k] = value(ref) if ref is not None else v
+        return endpoint_from(conn.name, transport="stdio", command=conn.command,
+                             args=conn.args, env=env, cwd=base, secrets=secrets,
+                             connect_timeout=connect_s, read_timeout=read_s)
+    url, headers, basic = conn.url or "", dict(conn.headers), None
+    auth = conn.auth
+    if auth is not None:
+        if auth.type == "bearer" and auth.secret is not None:
+            headers["Authorization"] = f"Bearer {value(auth.secret)}"
+        elif auth.type == "api_key" and auth.secret is not None:
+            if auth.placement == "query":
+                parts = urlsplit(url)
+                query = parse_qsl(parts.query, keep_blank_values=True)
+                query.append((auth.key_name or "api_key", value(auth.secret)))
+                url = urlunsplit((*parts[:3], urlencode(query), parts.fragment))
+            else:
+                headers[auth.key_name or "X-Api-Key"] = value(auth.secret)
+        elif auth.type == "basic" and auth.password_secret is not None:
+            basic = (auth.username or "", value(auth.password_secret))
+        else:
+            raise McpError(f"MCP connection {conn.name!r}: auth type {auth.type} is not "
+                           "supported over MCP (bearer, api_key or basic are)",
+                           retryable=False)
+    verify: bool | str = conn.tls_verify
+    if conn.tls_verify and conn.ca_file:
+        verify = str(base / conn.ca_file)
+    ep = endpoint_from(conn.name, transport="http", url=url, headers=headers, verify=verify,
+                       secrets=secrets, connect_timeout=connect_s, read_timeout=read_s)
+    return dataclasses.replace(ep, basic=basic)
 
 
 def elapsed_ms(started: float) -> int:

@@ -10,6 +10,7 @@
 
 from baton.expressions.cel import (
     MAX_SOURCE,
+    STEP_VARIABLES,
     VARIABLES,
     Missing,
     compile_expression,
@@ -18,10 +19,12 @@ from baton.expressions.cel import (
     is_expression,
     referenced_names,
     resolve,
+    roots,
 )
 
 __all__ = [
     "MAX_SOURCE",
+    "STEP_VARIABLES",
     "VARIABLES",
     "Missing",
     "compile_expression",
@@ -30,4 +33,5 @@ __all__ = [
     "is_expression",
     "referenced_names",
     "resolve",
+    "roots",
 ]

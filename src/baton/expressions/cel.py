@@ -20,6 +20,10 @@ MAX_SOURCE = 4096
 VARIABLES: tuple[str, ...] = ("record", "old", "input", "vars", "steps", "line", "now")
 """Names every expression may read (DESIGN §2)."""
 
+STEP_VARIABLES: tuple[str, ...] = ("result",)
+"""Names only some keys of some step types may read (``result``: what an MCP tool answered,
+in an ``mcp`` step's ``output:``); the validator refuses them elsewhere (``Scope.extra_roots``)."""
+
 _DYN = cel.Type.DYN
 _T = cel.Type
 _NUMERIC = {"int": _T.INT, "double": _T.DOUBLE, "string": _T.STRING,
@@ -99,6 +103,7 @@ _ENV = cel.NewEnv(
         "steps": cel.Type.Map(cel.Type.STRING, _DYN),
         "line": cel.Type.Map(cel.Type.STRING, _DYN),
         "now": cel.Type.STRING,
+        **{name: cel.Type.Map(cel.Type.STRING, _DYN) for name in STEP_VARIABLES},
     }
 )
 _POS = re.compile(r"<input>:(\d+):(\d+): (.*?)(?:\n|$)")
@@ -117,6 +122,12 @@ def is_expression(value: object) -> bool:
 
 def _strip(source: str) -> str:
     return source.removeprefix("=")
+
+
+@lru_cache(maxsize=4096)
+def roots(source: str) -> frozenset[str]:
+    """The variables (:data:`VARIABLES`, :data:`STEP_VARIABLES`) an expression reads."""
+    return frozenset(name for name, _members in _reads(_strip(source)))
 
 
 @lru_cache(maxsize=4096)
@@ -158,8 +169,9 @@ def to_json_shape(value: Any) -> Any:
     raise ExpressionError("", f"value of type {type(value).__name__} cannot be passed to an expression")
 
 
-_EMPTY: dict[str, Any] = {name: ({} if name != "now" else "") for name in VARIABLES}
-_USE = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES) + r")\b(?:\s*\.\s*([A-Za-z_]\w*)\b(\s*\()?)?")
+_EMPTY: dict[str, Any] = {name: ({} if name != "now" else "")
+                          for name in VARIABLES + STEP_VARIABLES}
+_USE = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES + STEP_VARIABLES) + r")\b(?:\s*\.\s*([A-Za-z_]\w*)\b(\s*\()?)?")
 
 
 @lru_cache(maxsize=4096)

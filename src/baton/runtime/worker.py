@@ -26,6 +26,8 @@ from sqlalchemy.exc import DBAPIError
 
 from baton import logs
 from baton.clock import iso, parse_iso
+from baton.connections.access import WorkerConnections
+from baton.connections.mcp import close_shared_sessions
 from baton.definitions.model import OrchestrationDefinition, StepDefinition
 from baton.engine import sla
 from baton.engine.events import (
@@ -44,7 +46,7 @@ from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.runtime.flowpool import FlowPool
 from baton.steps import registry
-from baton.steps.base import StepType, StepWork
+from baton.steps.base import StepAudit, StepType, StepWork
 from baton.steps.flowrun import FlowRaised, flow_context
 from baton.store.base import Job
 from baton.store.sql import PlanAborted, PlanTx
@@ -119,6 +121,7 @@ class Worker:
         # when run() ends.
         self._pool = flow_pool
         self._own_pool = flow_pool is None
+        self._conns: WorkerConnections | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
     def run(self, *, until_idle: bool = False) -> WorkerStats:
@@ -166,6 +169,8 @@ class Worker:
             if self._own_pool and self._pool is not None:
                 self._pool.close()  # no flow process outlives its worker
                 self._pool = None
+            if self._own_pool:  # a worker on its own: its MCP servers stop with it
+                close_shared_sessions()
             try:  # releases jobs claimed but not processed (graceful stop)
                 self.store.unregister_worker(self.id)
             except DBAPIError:
@@ -337,13 +342,15 @@ class Worker:
         updates: dict[str, Any] = {}
         ran_at = iso(self.engine.clock.now())
         started = time.perf_counter()
+        calls: list[StepAudit] = []  # what the attempt audits (its calls to other systems)
         try:
             if definition is None:
                 raise StepFailure(f"step {step!r} is not in {run.orchestration} "
                                   f"v{run.version}", retryable=False)
             out = step_type.run_job(StepWork(run, record, definition, iteration, attempt,
                                              job.payload, self._call_flow,
-                                             self._orchestration(run)))
+                                             self._orchestration(run), self._connections(),
+                                             calls))
             event = StepCompleted(step, iteration, _jsonable(dict(out.output)),
                                   vars=_jsonable(dict(out.vars)) if out.vars else None,
                                   ran_at=ran_at, attempt=attempt)
@@ -355,7 +362,17 @@ class Worker:
         metrics.observe_step(step_type.name, time.perf_counter() - started,
                              isinstance(event, StepFailed))
         self._faults.hit("after_flow")
-        return _Result(job, event, updates)
+        audit = [event_row(c.type, "system", iso(self.engine.clock.now()), run.record_id, run.id,
+                           {"step": step, "iteration": iteration, "attempt": attempt, **c.data})
+                 for c in calls]
+        return _Result(job, event, updates, audit=audit)
+
+    def _connections(self) -> WorkerConnections:
+        """The deployed connections and their secrets, for step types that call out."""
+        if self._conns is None:
+            self._conns = WorkerConnections.from_settings(self.engine.definitions.connection,
+                                                          self.engine.settings)
+        return self._conns
 
     def _step_definition(self, run: Run, step: str, tx: Any = None) -> StepDefinition | None:
         """The definition of a step of the run's pinned version (immutable: kept)."""
@@ -762,9 +779,11 @@ def _error(exc: BaseException) -> dict[str, Any]:
                 **({"retry_after": retry_after} if retry_after else {}),
                 "traceback": exc.traceback_text}
     tb = traceback.format_exception(exc)
+    details = getattr(exc, "details", None)  # a call's summary (an MCP tool call), redacted
     return {
         "type": type(exc).__name__,
         "message": str(exc),
+        **({"details": details} if isinstance(details, dict) else {}),
         # Baton's own errors (invalid data, a bad expression) fail the same way every time.
         "retryable": getattr(exc, "retryable", not isinstance(exc, BatonError)),
         **({"retry_after": retry_after} if retry_after else {}),
@@ -804,6 +823,7 @@ def run_workers(engine: Engine, concurrency: int, *, until_idle: bool = False,
         _run_threads(workers, until_idle, _created)
     finally:
         pool.close()
+        close_shared_sessions()  # the MCP servers (stdio) of this process stop with it
     return workers
 
 

@@ -17,7 +17,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from baton.definitions.checks import Checker, Scope
-from baton.definitions.model import Condition, OrchestrationDefinition, StepDefinition
+from baton.definitions.model import (
+    Condition,
+    ConnectionDefinition,
+    OrchestrationDefinition,
+    SecretRef,
+    StepDefinition,
+)
 from baton.engine.events import Command, SignalReceived, TimerFired
 from baton.engine.state import Run, StepRun
 from baton.engine.status import StepStatus
@@ -56,6 +62,28 @@ class DecideContext(Protocol):
                          not_before: str | None) -> None: ...
 
 
+class Connections(Protocol):
+    """What a step type that calls another system gets from its worker: the deployed
+    connection by name (its active version) and secret values, resolved at call time."""
+
+    project_dir: str | None  # relative paths of a connection (a command's args, a CA file)
+
+    def connection(self, name: str) -> ConnectionDefinition:
+        """The active ``connection`` definition ``name`` (``NotFound`` if none)."""
+
+    def secret(self, ref: SecretRef) -> str:
+        """The value behind ``env:NAME`` / ``file:NAME`` (never to be stored or shown)."""
+
+
+@dataclass(frozen=True)
+class StepAudit:
+    """An audit event an attempt asks for (a call to another system): committed on the run
+    with the attempt's result, whether it completed or failed the step."""
+
+    type: str
+    data: Mapping[str, Any]
+
+
 @dataclass(frozen=True)
 class StepWork:
     """One attempt of a step job, as the worker hands it to its step type (no transaction
@@ -69,6 +97,8 @@ class StepWork:
     payload: Mapping[str, Any]  # the job's payload, as ``ScheduleStep`` was applied
     flows: FlowRunner  # how this worker calls a flow (its thread, or a flow process)
     orchestration: OrchestrationDefinition | None = None  # the run's: types ctx.input, outputs
+    connections: Connections | None = None  # the deployed connections and their secrets
+    audit: list[StepAudit] = field(default_factory=list)  # the attempt appends its events
 
 
 @dataclass(frozen=True)
