@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from baton.cli import bundle as bundle_cli
 from baton.cli.bench import bench_app
+from baton.cli.connections import connections_app
 from baton.cli.definitions import definitions_app
 from baton.cli.output import (
     console,
@@ -54,6 +55,7 @@ incidents_app = typer.Typer(no_args_is_help=True,
                                  "list them; retry or dismiss one.")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(definitions_app, name="definitions")
+app.add_typer(connections_app, name="connections")
 app.command("export")(bundle_cli.export)
 app.command("import")(bundle_cli.import_)
 app.add_typer(records_app, name="records")
@@ -161,12 +163,25 @@ def _paths(path: Path | None) -> list[Path]:
 @app.command()
 def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (default: definitions/)")] = None,
              as_json: JsonOpt = False) -> None:
-    """List every problem in the definitions, with file, line and path."""
+    """List every problem in the definitions, with file, line and path. An mcp step's tool
+    and argument names are checked against its server's tools when it can be reached (a
+    warning says when it cannot)."""
+    from baton.cli.connections import mcp_schema_check, print_warnings
+
     eng = state.engine(flows=True)
     issues = eng.validate(_paths(path))
+    found, warnings, _checked = mcp_schema_check(eng, _paths(path))
+    issues += found
     if as_json:
-        print_json([{"file": i.file, "line": i.line, "path": i.path, "message": i.message} for i in issues])
-    elif issues:
+        print_json([{"file": i.file, "line": i.line, "path": i.path, "message": i.message}
+                    for i in issues] + [{"file": w.file, "line": w.line, "path": w.path,
+                                         "message": w.message, "warning": True}
+                                        for w in warnings])
+        if issues:
+            raise typer.Exit(1)
+        return
+    print_warnings(warnings)
+    if issues:
         for i in issues:
             console.print(str(i), highlight=False, markup=False)
         err_console.print(f"[red]{len(issues)} problem{'s' if len(issues) != 1 else ''}[/red]")
