@@ -35,6 +35,10 @@ stages:
 """
 
 
+RESULT_HERE = ("'result' is not available here (only in the output of a step whose type "
+               "gives it: output: of an mcp step)")
+
+
 def issues(text: str) -> list[tuple[str, str]]:
     with pytest.raises(DefinitionError) as err:
         load_text(text, "mcp.yaml")
@@ -74,8 +78,7 @@ def test_bad_expressions_and_result_outside_output_are_located() -> None:
         "arguments: {domain: '=input.nope', x: '=result.text', y: '=1 +'}, "
         "output: {ok: '=result.structured.id', bad: '=steps.zzz.output'}}"))
     assert ("stages[0].steps[0].arguments.domain", "unknown input 'nope'") in found
-    assert ("stages[0].steps[0].arguments.x", "'result' is not available here (only in the "
-            "output of a step whose type gives it: output: of an mcp step)") in found
+    assert ("stages[0].steps[0].arguments.x", RESULT_HERE) in found
     assert any(p == "stages[0].steps[0].arguments.y" and m.startswith("bad expression")
                for p, m in found)
     assert any(p == "stages[0].steps[0].output.bad" and "unknown step 'zzz'" in m
@@ -87,8 +90,7 @@ def test_bad_expressions_and_result_outside_output_are_located() -> None:
 def test_result_is_refused_in_other_steps_expressions() -> None:
     found = issues(orchestration(
         "{name: a, type: interactive, assign: {queue: q}, when: '=result.structured.ok == true'}"))
-    assert found == [("stages[0].steps[0].when", "'result' is not available here (only in the "
-                      "output of a step whose type gives it: output: of an mcp step)")]
+    assert found == [("stages[0].steps[0].when", RESULT_HERE)]
 
 
 def test_mcp_options_do_not_apply_to_other_step_types() -> None:

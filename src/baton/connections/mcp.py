@@ -225,7 +225,7 @@ class McpSessions:
         """Call ``tool``; a tool error raises :class:`McpToolError` (with the result)."""
         read = endpoint.read_timeout if timeout is None else timeout
         result = self._run(self._call_tool(endpoint, tool, dict(arguments), read),
-                           endpoint.connect_timeout + read + 5)
+                           endpoint.connect_timeout + endpoint.read_timeout + read + 5)
         if result.is_error:
             text = result.text.strip() or "(no message)"
             raise McpToolError(f"MCP tool {tool!r} of connection {endpoint.connection!r} "
@@ -235,7 +235,7 @@ class McpSessions:
     def list_tools(self, endpoint: McpEndpoint) -> list[ToolInfo]:
         """Every tool the server lists (all pages)."""
         return self._run(self._list_tools(endpoint),
-                         endpoint.connect_timeout + endpoint.read_timeout + 5)
+                         endpoint.connect_timeout + 2 * endpoint.read_timeout + 5)
 
     def alive(self, endpoint: McpEndpoint) -> bool:
         """Is a session to ``endpoint`` open and usable now?"""
@@ -275,6 +275,7 @@ class McpSessions:
             return self._loop
 
     def _run(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
+        _import_sdk()  # here, not on the loop: importing takes seconds on a busy machine
         loop = self._ensure_loop()
         fut: Future[_T] = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
@@ -303,13 +304,15 @@ class McpSessions:
                 await self._stop(live)
             live = _Live(endpoint)
             live.task = asyncio.get_running_loop().create_task(self._hold(live))
+            # Connecting is a TCP connect (or a process start) and a request answered.
+            bound = endpoint.connect_timeout + endpoint.read_timeout
             try:
-                await asyncio.wait_for(asyncio.shield(live.ready), endpoint.connect_timeout)
+                await asyncio.wait_for(asyncio.shield(live.ready), bound)
             except TimeoutError:
                 live.stop.set()
                 raise McpTransportError(
                     f"MCP connection {endpoint.connection!r}: no session with {endpoint.where} "
-                    f"within {endpoint.connect_timeout:g} s") from None
+                    f"within {bound:g} s") from None
             self._live[key] = live
             return live
 
@@ -395,6 +398,13 @@ class McpSessions:
         except Exception as exc:  # noqa: BLE001 - a transport's own errors vary (httpx, OS)
             live.broken = True
             raise _transport_error(ep, exc, live) from None
+
+
+def _import_sdk() -> None:
+    """Import the SDK's modules this module uses (once; later calls are dict lookups)."""
+    import httpx2  # noqa: F401
+    import mcp.client.stdio
+    import mcp.client.streamable_http  # noqa: F401
 
 
 @contextlib.contextmanager
