@@ -1,13 +1,15 @@
 """``baton demo``: the examples, run for real on a fresh SQLite file.
 
 200 support cases go through case_triage (simulated agents escalate about 20 %
-at tier 1) and 20 address-update requests through address_update. The workers
+at tier 1), 20 address-update requests through address_update, and 6 leads through
+lead_enrichment, whose steps call the ERP example's tools (an MCP server, over stdio). The workers
 run in this process; agents claim and complete their work items between
 batches, exactly as they would from the CLI.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from baton.cli.output import console, table
+from baton.connections.mcp import close_shared_sessions
 from baton.engine.status import RunStatus, WorkItemStatus
 from baton.errors import ConfigError
 from baton.project import load_project
@@ -22,6 +25,8 @@ from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
 from baton.settings import Settings
 
+LEADS = [("Acme Corp", "acme.example"), ("Globex", "globex.example"),
+         ("Initech", "initech.example")]
 AGENTS = {"tier1": ["ann", "bob"], "tier2": ["cyd", "dan"], "tier3": ["eve"], "back_office": ["fay", "gus"]}
 
 
@@ -35,11 +40,18 @@ def _examples_dir(given: Path | None) -> Path:
 
 
 def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None,
-             settings: Settings) -> None:
+             settings: Settings, n_leads: int = 6) -> None:
     ex = _examples_dir(examples)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_file}{suffix}").unlink(missing_ok=True)
     projects = [load_project(ex / "case_triage"), load_project(ex / "address_update")]
+    erp = ex / "mcp_erp"
+    if not (erp / "baton.toml").exists():
+        n_leads = 0
+    if n_leads:
+        projects.append(load_project(erp))
+        # The ERP connection's command runs in its project folder (args: [server.py]).
+        settings = dataclasses.replace(settings, project_dir=str(erp.resolve()))
     for p in projects:
         p.import_flows()
     engine = Engine(f"sqlite:///{db_file.resolve()}", settings=settings)
@@ -55,8 +67,11 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
             "customer": f"Customer {i}", "account_number": f"ACC-{1000 + i}",
             "new_address": f"{i} Solar Way, Springfield", "documents": [f"proof-{i}.pdf"],
         }, actor="demo")
+    for i in range(n_leads):  # each looked up in the ERP (MCP over stdio) by lead_enrichment
+        company, domain = LEADS[i % len(LEADS)]
+        engine.create_record("Lead", {"company": company, "domain": domain}, actor="demo")
     worker = Worker(engine, batch=64)
-    total = n_cases + n_requests
+    total = n_cases + n_requests + n_leads
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("runs finished", total=total)
@@ -71,6 +86,7 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
                 break  # nothing can move any more; the summary will show where runs stopped
     elapsed = time.perf_counter() - started
     worker.store.unregister_worker(worker.id)
+    close_shared_sessions()  # the ERP server the worker started stops here
     _summary(engine, elapsed)
 
 
@@ -123,6 +139,7 @@ def _summary(engine: Engine, elapsed: float) -> None:
             escalated = run
     table("Stage paths", ["orchestration", "path", "runs"],
           [[o, p, c] for (o, p), c in sorted(paths.items())])
+    _mcp_calls(engine)
     console.print(f"Finished in {elapsed:.1f} s.")
     if escalated is not None and escalated.record_id:
         from baton.cli.main import describe_event
@@ -131,6 +148,19 @@ def _summary(engine: Engine, elapsed: float) -> None:
         table(f"Timeline of escalated case {escalated.record_id} (run {escalated.id})",
               ["at", "event", "actor", "detail"],
               [[e["at"][11:23], e["type"], e["actor"], describe_event(e)] for e in events])
+
+
+def _mcp_calls(engine: Engine) -> None:
+    """The MCP tool calls the runs made (audited as ``mcp_called``), per tool and outcome."""
+    calls: Counter[tuple[str, str]] = Counter()
+    for run in engine.list_runs(limit=500, orchestration="lead_enrichment"):
+        for e in engine.run_events(run.id):
+            if e["type"] == "mcp_called":
+                d = e["data"]
+                calls[(f"{d['connection']}.{d['tool']}", d["outcome"])] += 1
+    if calls:
+        table("MCP tool calls (the ERP, over stdio)", ["tool", "outcome", "calls"],
+              [[t, o, c] for (t, o), c in sorted(calls.items())])
 
 
 def _all_runs(engine: Engine) -> list:  # type: ignore[type-arg]

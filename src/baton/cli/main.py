@@ -610,6 +610,11 @@ def describe_event(e: Mapping[str, Any]) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in d.get("fields", {}).items() if v is not None)[:200]
     if t == "run_started":
         return f"{d.get('orchestration')} v{d.get('version')}"
+    if t == "mcp_called":  # a tool call of an mcp step (arguments already redacted)
+        args = json.dumps(d.get("arguments"), ensure_ascii=False)[:120]
+        text = (f"{d.get('step')} #{d.get('iteration')}: {d.get('connection')}.{d.get('tool')}"
+                f" {args} → {d.get('outcome')} in {d.get('duration_ms')} ms")
+        return f"{text}: {d['error'][:160]}" if d.get("error") else text
     return json.dumps(d)[:100] if d else ""
 
 
@@ -707,13 +712,14 @@ def work_reassign(item_id: str, to: Annotated[str, typer.Option("--to", help="us
 @app.command()
 def demo(
     db: Annotated[Path, typer.Option("--db-file", help="SQLite file to (re)create")] = Path("baton-demo.db"),
-    cases: int = 200, requests: int = 20,
+    cases: int = 200, requests: int = 20, leads: int = 6,
     examples: Annotated[Path | None, typer.Option(help="Examples folder")] = None,
 ) -> None:
-    """Deploy the examples, run 200 cases and 20 address updates, print what happened."""
+    """Deploy the examples, run 200 cases, 20 address updates and 6 leads (looked up in an
+    MCP server), print what happened."""
     from baton.cli.demo import run_demo
 
-    run_demo(db, cases, requests, examples, state.settings())
+    run_demo(db, cases, requests, examples, state.settings(), leads)
 
 
 def main() -> None:
