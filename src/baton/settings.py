@@ -129,7 +129,7 @@ class Settings:
     """The URL external systems reach ``baton serve`` at, for callback URLs
     (``baton.toml``: ``[server] public_url``); None: http://127.0.0.1:PORT of the server."""
     project_dir: str | None = None
-    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    secrets_env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     """Where ``env:NAME`` secret references of connections are read, at call time: the
     environment the entry point started with (never shown: it holds secrets)."""
     """The project folder (a connection's ``tls.ca_file`` is relative to it), set by the
@@ -177,7 +177,7 @@ class Settings:
             secrets_file=e.get("BATON_SECRETS_FILE") or p.get("secrets_file") or None,
             public_url=(e.get("BATON_PUBLIC_URL") or p.get("public_url") or "").rstrip("/")
             or None,
-            environ=e,
+            secrets_env=e,
         )
 
     def store_options(self) -> dict[str, Any]:

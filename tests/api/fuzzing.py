@@ -123,7 +123,8 @@ def required_permissions() -> dict[str, frozenset[Permission]]:
     return out
 
 
-API_MODULES = ("people", "definitions", "records", "runs", "work", "fallout", "incidents")
+API_MODULES = ("people", "definitions", "records", "runs", "work", "fallout", "incidents",
+               "callbacks")
 
 
 def forbidden_for(role: str) -> frozenset[str]:

@@ -162,8 +162,8 @@ def test_a_tool_error_goes_to_fallout_at_once_with_the_call_summary(harness: Any
     assert sr.error is not None
     assert sr.error["type"] == "McpToolError" and sr.error["retryable"] is False
     assert "no account for domain 'unknown.example'" in sr.error["message"]
-    assert sr.error["details"]["tool"] == "find_account"
-    assert sr.error["details"]["arguments"] == {"domain": "unknown.example"}
+    assert sr.error["call"]["tool"] == "find_account"
+    assert sr.error["call"]["arguments"] == {"domain": "unknown.example"}
     (call,) = calls(harness, run.id)
     assert call["outcome"] == "tool_error" and "no account" in call["error"]
     # an operator retries it once the ERP knows the domain: here it still fails, audited again

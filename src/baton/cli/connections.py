@@ -116,7 +116,7 @@ def connections_check(
     settings = st.settings()
     from baton.connections.secrets import Secrets
 
-    secrets = Secrets(settings.environ, settings.secrets_file)
+    secrets = Secrets(settings.secrets_env, settings.secrets_file)
     started = time.perf_counter()
     try:
         if conn.type == "mcp":
@@ -232,7 +232,7 @@ def mcp_schema_check(eng: Any, paths: Sequence[Path]) -> tuple[list[Issue], list
     local = {d.name: d.definition for d in docs
              if d.kind == "connection" and isinstance(d.definition, ConnectionDefinition)}
     settings = eng.settings
-    secrets = Secrets(settings.environ, settings.secrets_file)
+    secrets = Secrets(settings.secrets_env, settings.secrets_file)
     sessions = McpSessions()
     try:
         found = check_mcp_steps(docs, lambda n: local.get(n) or _deployed(eng, n),

@@ -299,7 +299,8 @@ def serve(
     smtp = state.settings().smtp
     url = (base_url or smtp.base_url
            or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}").rstrip("/")
-    state.configure(smtp=dataclasses.replace(smtp, base_url=url))  # links in e-mails
+    state.configure(smtp=dataclasses.replace(smtp, base_url=url),  # links in e-mails
+                    public_url=state.settings().public_url or url)  # callback URLs
     eng = state.engine(flows=True, migrate=not no_migrate)
     if eng.directory.count_users() == 0:
         console.print("[yellow]No users yet.[/yellow] Create the first admin (in another terminal):\n"

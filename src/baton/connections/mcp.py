@@ -66,9 +66,10 @@ connection's ``timeout.connect`` if longer), on a busy machine too."""
 
 class McpError(StepFailure):
     """An MCP call or connection failed; ``retryable`` says whether trying again may help.
-    ``details``: the call's (redacted) summary, kept with the step's error in fallout."""
+    ``details``: merged into the step's error (the call's redacted summary, for fallout)."""
 
     details: dict[str, Any] | None = None
+    audit: tuple[Mapping[str, Any], ...] = ()  # the call's audit event(s), set by the step
 
 
 class McpTransportError(McpError):

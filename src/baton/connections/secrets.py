@@ -34,7 +34,7 @@ class Secrets:
 
     Args:
         environ: where ``env:`` references are read, at each lookup (the entry point passes
-            the process environment through :attr:`baton.settings.Settings.environ`).
+            the process environment through :attr:`baton.settings.Settings.secrets_env`).
         file: the secrets file for ``file:`` references; None: there is none.
     """
 

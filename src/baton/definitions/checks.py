@@ -16,12 +16,11 @@ from typing import Any
 from baton import decimals
 from baton.errors import ExpressionError, Issue
 from baton.expressions import (
-    STEP_VARIABLES,
     VARIABLES,
     compile_expression,
     is_expression,
     referenced_names,
-    roots,
+    referenced_roots,
 )
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -32,9 +31,13 @@ FIELD_KEYS = ("type", "required", "default", "choices", "object", "label", "desc
 LENGTH_TYPES = ("string", "text", "json")
 MAX_LENGTH_LIMIT = 1_000_000
 RESERVED_FIELDS = ("id", "created_at", "updated_at", "version")
-# Where each of STEP_VARIABLES may be read, for the message that refuses it elsewhere.
-STEP_VARIABLE_USES = {"result": "output: of an mcp step"}
 _UNDECLARED = re.compile(r"undeclared reference to '([A-Za-z_]\w*)")
+# Variables only some step keys bind, and where (see Scope.extra_roots).
+STEP_ROOTS = {
+    "response": "the output of a callout step",
+    "callback": "a callout step with wait: callback (its request and output)",
+    "result": "the output of an mcp step (what the tool answered)",
+}
 CONDITION_MESSAGE = "a condition must be an expression starting with '=' or {flow: name}"
 
 
@@ -455,9 +458,8 @@ def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
         at = f" at column {exc.position}" if exc.position else ""
         ck.add(path, f"bad expression{at}: {_reason(exc.reason)}")
         return
-    for name in sorted((roots(source) & frozenset(STEP_VARIABLES)) - scope.extra_roots):
-        ck.add(path, f"'{name}' is not available here (only in the output of a step whose "
-                     f"type gives it: {STEP_VARIABLE_USES.get(name, 'none')})")
+    for root in sorted(referenced_roots(source) & STEP_ROOTS.keys() - scope.extra_roots):
+        ck.add(path, f"'{root}' is only available in {STEP_ROOTS[root]}")
     reported: set[tuple[str, str]] = set()
     for var, member in referenced_names(source):
         message = _reference_problem(var, member, scope)

@@ -540,8 +540,9 @@ def decide(
         if isinstance(event, StepCompleted):
             if event.vars:
                 r.vars.update(event.vars)  # only what this flow changed: concurrent steps merge
-            extra = {"ran_at": event.ran_at} if event.ran_at else {}
-            d.complete_step(sr, dict(event.output), event.actor, **extra)
+            if not _STEP_TYPES[found[1].type].on_completed(d, sr, found[1], event):
+                extra = {"ran_at": event.ran_at} if event.ran_at else {}
+                d.complete_step(sr, dict(event.output), event.actor, **extra)
         elif _STEP_TYPES[found[1].type].job_kind is not None and sr.status is StepStatus.RUNNING:
             d.attempt_failed(sr, found[1], event.error)  # a worker's attempt: maybe retried
         else:

@@ -10,7 +10,6 @@
 
 from baton.expressions.cel import (
     MAX_SOURCE,
-    STEP_VARIABLES,
     VARIABLES,
     Missing,
     compile_expression,
@@ -18,13 +17,12 @@ from baton.expressions.cel import (
     evaluate_condition,
     is_expression,
     referenced_names,
+    referenced_roots,
     resolve,
-    roots,
 )
 
 __all__ = [
     "MAX_SOURCE",
-    "STEP_VARIABLES",
     "VARIABLES",
     "Missing",
     "compile_expression",
@@ -32,6 +30,6 @@ __all__ = [
     "evaluate_condition",
     "is_expression",
     "referenced_names",
+    "referenced_roots",
     "resolve",
-    "roots",
 ]

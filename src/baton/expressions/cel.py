@@ -17,12 +17,11 @@ from baton.errors import ExpressionError
 MAX_SOURCE = 4096
 """Longest expression source accepted (characters, without the ``=`` prefix)."""
 
-VARIABLES: tuple[str, ...] = ("record", "old", "input", "vars", "steps", "line", "now")
-"""Names every expression may read (DESIGN §2)."""
-
-STEP_VARIABLES: tuple[str, ...] = ("result",)
-"""Names only some keys of some step types may read (``result``: what an MCP tool answered,
-in an ``mcp`` step's ``output:``); the validator refuses them elsewhere (``Scope.extra_roots``)."""
+VARIABLES: tuple[str, ...] = ("record", "old", "input", "vars", "steps", "line", "now",
+                              "response", "callback", "result")
+"""Names every expression may read (DESIGN §2). ``response``, ``callback`` and ``result``
+exist only where a step type binds them (a callout's output and request, an mcp step's
+output); validation says where."""
 
 _DYN = cel.Type.DYN
 _T = cel.Type
@@ -103,7 +102,9 @@ _ENV = cel.NewEnv(
         "steps": cel.Type.Map(cel.Type.STRING, _DYN),
         "line": cel.Type.Map(cel.Type.STRING, _DYN),
         "now": cel.Type.STRING,
-        **{name: cel.Type.Map(cel.Type.STRING, _DYN) for name in STEP_VARIABLES},
+        "response": cel.Type.Map(cel.Type.STRING, _DYN),
+        "callback": cel.Type.Map(cel.Type.STRING, _DYN),
+        "result": cel.Type.Map(cel.Type.STRING, _DYN),
     }
 )
 _POS = re.compile(r"<input>:(\d+):(\d+): (.*?)(?:\n|$)")
@@ -122,12 +123,6 @@ def is_expression(value: object) -> bool:
 
 def _strip(source: str) -> str:
     return source.removeprefix("=")
-
-
-@lru_cache(maxsize=4096)
-def roots(source: str) -> frozenset[str]:
-    """The variables (:data:`VARIABLES`, :data:`STEP_VARIABLES`) an expression reads."""
-    return frozenset(name for name, _members in _reads(_strip(source)))
 
 
 @lru_cache(maxsize=4096)
@@ -169,9 +164,8 @@ def to_json_shape(value: Any) -> Any:
     raise ExpressionError("", f"value of type {type(value).__name__} cannot be passed to an expression")
 
 
-_EMPTY: dict[str, Any] = {name: ({} if name != "now" else "")
-                          for name in VARIABLES + STEP_VARIABLES}
-_USE = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES + STEP_VARIABLES) + r")\b(?:\s*\.\s*([A-Za-z_]\w*)\b(\s*\()?)?")
+_EMPTY: dict[str, Any] = {name: ({} if name != "now" else "") for name in VARIABLES}
+_USE = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES) + r")\b(?:\s*\.\s*([A-Za-z_]\w*)\b(\s*\()?)?")
 
 
 @lru_cache(maxsize=4096)
@@ -313,6 +307,11 @@ def resolve(value: Any, data: Mapping[str, Any]) -> Any:
 
 _NAME_PATH = re.compile(r"(?<![\w.\"'])(record|old|steps|vars|input|line)\.([A-Za-z_]\w*)")
 _STRING = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'")
+
+
+def referenced_roots(source: str) -> frozenset[str]:
+    """The variables (:data:`VARIABLES`) an expression reads at all."""
+    return frozenset(name for name, _ in _reads(_strip(source)))
 
 
 def referenced_names(source: str) -> Iterable[tuple[str, str]]:

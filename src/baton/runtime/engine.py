@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from baton.auth.directory import Directory
 from baton.clock import Clock, SystemClock
+from baton.connections.secrets import Secrets
 from baton.definitions.loader import check_definitions, check_texts
 from baton.engine.events import ResumeRequested, SignalReceived
 from baton.engine.state import Run
@@ -32,6 +33,8 @@ from baton.records.model import record_view
 from baton.records.service import RecordService
 from baton.rows import AuditEvent, WorkItem
 from baton.runtime.apply import Applier
+from baton.runtime.callbacks import Callbacks
+from baton.runtime.callouts import DEFAULT_PUBLIC_URL, ConnectionServices
 from baton.runtime.definitions import DefinitionRepo, DeployResult
 from baton.runtime.idempotency import IdempotencyClaim, IdempotencyKeys
 from baton.runtime.incidents import IncidentService
@@ -116,11 +119,34 @@ class Engine:
                                          self.work_available.set)
         self.work = WorkService(self.store, self.runs, self.applier, self.clock, self.directory)
         self.idempotency = IdempotencyKeys(self.store, self.clock)
+        self._services_lock = threading.Lock()
+        self._connections: ConnectionServices | None = None
         if migrate:
             self.store.migrate()
 
     def close(self) -> None:
+        if self._connections is not None:
+            self._connections.close()
         self.store.close()
+
+    # ---- connections and callbacks ------------------------------------------------------
+    @property
+    def connections(self) -> ConnectionServices:
+        """Connections, secrets, the HTTP client and callbacks of this process (made on
+        first use, from the settings as they are then)."""
+        with self._services_lock:
+            if self._connections is None:
+                s = self.settings
+                secrets = Secrets(s.secrets_env, s.secrets_file)
+                callbacks = Callbacks(self.store, self.definitions, self.runs, self.clock,
+                                      secrets, s.public_url or DEFAULT_PUBLIC_URL)
+                self._connections = ConnectionServices(self.definitions, secrets, callbacks,
+                                                       s.project_dir)
+            return self._connections
+
+    @property
+    def callbacks(self) -> Callbacks:
+        return self.connections.callbacks
 
     # ---- definitions --------------------------------------------------------------------
     def validate(self, paths: Sequence[str | Path], known_flows: Collection[str] | None = None) -> list[Issue]:

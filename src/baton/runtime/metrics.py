@@ -46,7 +46,10 @@ EMAILS = Counter("baton_emails", "E-mails this process tried to send, by outcome
                  ["outcome"], registry=None)
 JOBS = Counter("baton_jobs_processed", "Jobs this process's workers ran, by kind",
                ["kind"], registry=None)
-PROCESS_METRICS: tuple[Collector, ...] = (STEP_SECONDS, STEP_ATTEMPTS, EMAILS, JOBS)
+CALLOUTS = Counter("baton_callouts", "Calls this process made over connections, by connection "
+                   "and HTTP status (error: no response)", ["connection", "status"],
+                   registry=None)
+PROCESS_METRICS: tuple[Collector, ...] = (STEP_SECONDS, STEP_ATTEMPTS, EMAILS, JOBS, CALLOUTS)
 
 
 def observe_step(step_type: str, seconds: float, failed: bool) -> None:

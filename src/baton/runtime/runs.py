@@ -225,8 +225,9 @@ class RunDriver:
 
 
 def _check_output(spec: Any, output: dict[str, Any], step: str) -> dict[str, Any]:
-    """Validate an operator's output against the step's ``output:`` field specs, if any."""
-    if not spec:
+    """Validate an operator's output against the step's ``output:`` field specs, if any
+    (a callout's ``output:`` maps its response instead: expressions, not field specs)."""
+    if not isinstance(spec, Mapping) or not any(isinstance(f, dict) for f in spec.values()):
         return output
     fields = [FieldDefinition(name=name, type=f.get("type", "json"), required=f.get("required", False),
                               choices=tuple(f.get("choices") or ()), default=f.get("default"))

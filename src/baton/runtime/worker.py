@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from baton import logs
 from baton.clock import iso, parse_iso
-from baton.connections.access import WorkerConnections
+from baton.connections.calls import CALL_EVENT
 from baton.connections.mcp import close_shared_sessions
 from baton.definitions.model import OrchestrationDefinition, StepDefinition
 from baton.engine import sla
@@ -41,12 +41,13 @@ from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, FlowFn, get_flow
-from baton.runtime import incidents, jobs, metrics, schedules
+from baton.runtime import callbacks, incidents, jobs, metrics, schedules
 from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.runtime.flowpool import FlowPool
 from baton.steps import registry
-from baton.steps.base import StepAudit, StepType, StepWork
+from baton.steps.base import StepOutput, StepServices, StepType, StepWork
+from baton.steps.callout import waiting as callout_waits_step
 from baton.steps.flowrun import FlowRaised, flow_context
 from baton.store.base import Job
 from baton.store.sql import PlanAborted, PlanTx
@@ -121,7 +122,6 @@ class Worker:
         # when run() ends.
         self._pool = flow_pool
         self._own_pool = flow_pool is None
-        self._conns: WorkerConnections | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
     def run(self, *, until_idle: bool = False) -> WorkerStats:
@@ -257,13 +257,17 @@ class Worker:
         jobs = self.store.claim_jobs(self.id, iso(self.engine.clock.now()), self.batch)
         if not jobs:
             return 0
-        results: list[_Result] = []
         snapshots, read = self._read_batch(jobs)
+        # Every job is begun before the first is finished: the calls of a batch's callouts
+        # are in flight together (on the process's HTTP loop), while flows run one by one
+        # as they are finished, in order.
+        begun: list[_Result | Callable[[], _Result]] = []
         for job in jobs:
             if self.stopping.is_set():
                 break  # the rest is released by unregister_worker
             self._faults.hit("after_claim")
-            results.append(self._execute(job, snapshots.get(job.run_id or "")))
+            begun.append(self._begin(job, snapshots.get(job.run_id or "")))
+        results = [b if isinstance(b, _Result) else b() for b in begun]
         self._commit_batch(results, read)
         self.stats.jobs += len(results)
         return len(results)
@@ -303,16 +307,32 @@ class Worker:
         return snapshots, _BatchCache(runs, recs)
 
     def _execute(self, job: Job, snapshot: _Snapshot | None) -> _Result:
-        """Run the job (a flow, an e-mail, a step type's work…) and return what to commit.
+        """Run the job (a flow, an e-mail, a step type's work…) and return what to commit."""
+        begun = self._begin(job, snapshot)
+        return begun if isinstance(begun, _Result) else begun()
+
+    def _begin(self, job: Job, snapshot: _Snapshot | None) -> _Result | Callable[[], _Result]:
+        """Start the job; returns its result, or what finishes it (a step type's work that
+        waits on I/O: see ``StepType.begin_job``).
 
         Dispatch is by job kind: the runtime's own kinds in ``_ENGINE_JOBS``, then the kinds
         step types enqueue (``baton.steps.registry``)."""
         metrics.JOBS.labels(job.kind).inc()
-        with logs.job_context(job_id=job.id, job_kind=job.kind, run_id=job.run_id,
-                              step=job.payload.get("step")):
-            return self._dispatch(job, snapshot)
+        context = {"job_id": job.id, "job_kind": job.kind, "run_id": job.run_id,
+                   "step": job.payload.get("step")}
+        with logs.job_context(**context):
+            begun = self._dispatch(job, snapshot)
+        if isinstance(begun, _Result):
+            return begun
 
-    def _dispatch(self, job: Job, snapshot: _Snapshot | None) -> _Result:
+        def finish() -> _Result:
+            with logs.job_context(**context):
+                return begun()
+
+        return finish
+
+    def _dispatch(self, job: Job, snapshot: _Snapshot | None
+                  ) -> _Result | Callable[[], _Result]:
         own = _ENGINE_JOBS.get(job.kind)
         if own is not None:
             handler, reads_run = own
@@ -327,7 +347,8 @@ class Worker:
             return _Result(job, None)
         return self._execute_step(job, snapshot, step_type)
 
-    def _execute_step(self, job: Job, snapshot: _Snapshot, step_type: StepType) -> _Result:
+    def _execute_step(self, job: Job, snapshot: _Snapshot, step_type: StepType
+                      ) -> _Result | Callable[[], _Result]:
         """An attempt of a step: its type does the work; a raise fails the attempt."""
         run, record = snapshot
         step, iteration = job.payload["step"], job.payload["iteration"]
@@ -338,41 +359,62 @@ class Worker:
                 or (attempt is not None and attempt != sr.attempts):
             return _Result(job, None)  # the step moved on (canceled, stage exited): drop
         definition = self._step_definition(run, step)  # (read with the batch: no query here)
-        event: StepCompleted | StepFailed
-        updates: dict[str, Any] = {}
         ran_at = iso(self.engine.clock.now())
         started = time.perf_counter()
-        calls: list[StepAudit] = []  # what the attempt audits (its calls to other systems)
+        finish: Callable[[], StepOutput] | None = None
+        failure: Exception | None = None
         try:
             if definition is None:
                 raise StepFailure(f"step {step!r} is not in {run.orchestration} "
                                   f"v{run.version}", retryable=False)
-            out = step_type.run_job(StepWork(run, record, definition, iteration, attempt,
-                                             job.payload, self._call_flow,
-                                             self._orchestration(run), self._connections(),
-                                             calls))
-            event = StepCompleted(step, iteration, _jsonable(dict(out.output)),
-                                  vars=_jsonable(dict(out.vars)) if out.vars else None,
-                                  ran_at=ran_at, attempt=attempt)
-            updates = dict(out.record_updates)
+            work = StepWork(run, record, definition, iteration, attempt, job.payload,
+                            self._call_flow, self._orchestration(run), self._services())
+            begin = getattr(step_type, "begin_job", None)  # (a plug-in may not have it)
+            finish = begin(work) if begin is not None else lambda: step_type.run_job(work)
         except Exception as exc:  # noqa: BLE001 - a failing step fails its step, never the worker
-            event = StepFailed(step, iteration, _error(exc), attempt=attempt)
-            log.warning("step %s of run %s failed (attempt %s): %s: %s", step, run.id, attempt,
-                        type(exc).__name__, exc)
-        metrics.observe_step(step_type.name, time.perf_counter() - started,
-                             isinstance(event, StepFailed))
-        self._faults.hit("after_flow")
-        audit = [event_row(c.type, "system", iso(self.engine.clock.now()), run.record_id, run.id,
-                           {"step": step, "iteration": iteration, "attempt": attempt, **c.data})
-                 for c in calls]
-        return _Result(job, event, updates, audit=audit)
+            failure = exc
 
-    def _connections(self) -> WorkerConnections:
-        """The deployed connections and their secrets, for step types that call out."""
-        if self._conns is None:
-            self._conns = WorkerConnections.from_settings(self.engine.definitions.connection,
-                                                          self.engine.settings)
-        return self._conns
+        def done() -> _Result:
+            event: StepCompleted | StepFailed
+            updates: dict[str, Any] = {}
+            audit: tuple[Mapping[str, Any], ...] = ()
+            try:
+                if failure is not None:
+                    raise failure
+                assert finish is not None
+                out = finish()
+                event = StepCompleted(step, iteration, _jsonable(dict(out.output)),
+                                      vars=_jsonable(dict(out.vars)) if out.vars else None,
+                                      ran_at=ran_at, attempt=attempt)
+                updates = dict(out.record_updates)
+                audit = out.audit
+            except Exception as exc:  # noqa: BLE001 - a failing step fails its step, never the worker
+                event = StepFailed(step, iteration, _error(exc), attempt=attempt)
+                audit = getattr(exc, "audit", ())
+                log.warning("step %s of run %s failed (attempt %s): %s: %s", step, run.id,
+                            attempt, type(exc).__name__, exc)
+            metrics.observe_step(step_type.name, time.perf_counter() - started,
+                                 isinstance(event, StepFailed))
+            self._faults.hit("after_flow")
+            return _Result(job, event, updates, audit=self._audit_rows(run, audit))
+
+        return done
+
+    def _services(self) -> StepServices:
+        return self.engine.connections
+
+    def _audit_rows(self, run: Run, audit: Any) -> list[dict[str, Any]]:
+        """A step type's audit events (a callout's calls) as rows for the batch's commit."""
+        rows = []
+        now = iso(self.engine.clock.now())
+        for entry in audit or ():
+            data = dict(entry)
+            kind = data.pop("type")
+            if kind == CALL_EVENT:
+                metrics.CALLOUTS.labels(data.get("connection", ""),
+                                        str(data.get("status") or "error")).inc()
+            rows.append(event_row(kind, "system", now, run.record_id, run.id, data))
+        return rows
 
     def _step_definition(self, run: Run, step: str, tx: Any = None) -> StepDefinition | None:
         """The definition of a step of the run's pinned version (immutable: kept)."""
@@ -709,6 +751,13 @@ class Worker:
             if cache is not None:
                 cache.records[new["id"]] = new
         decision = eng.runs.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
+        if isinstance(event, StepCompleted) and not decision.stale \
+                and callout_waits(decision.run, event.step):
+            # A callout now waits for its callback, which may have come already.
+            after = callbacks.deliver_early_txn(tx, eng.runs, defn, decision.run, event.step,
+                                                now_dt, record)
+            if after is not None and cache is not None:
+                cache.runs[after.id] = after
         if decision.stale:
             self.stats.stale += 1
         elif isinstance(event, StepCompleted):
@@ -772,6 +821,11 @@ def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvalua
     return sr is not None and sr.iteration == event.iteration and sr.status is StepStatus.RUNNING
 
 
+def callout_waits(run: Run, step: str) -> bool:
+    sr = run.steps.get(step)
+    return sr is not None and callout_waits_step(sr)
+
+
 def _error(exc: BaseException) -> dict[str, Any]:
     retry_after = getattr(exc, "retry_after", None)  # StepFailure's, or a flow's own error's
     if isinstance(exc, FlowRaised):  # raised in a flow process: as it was there
@@ -779,14 +833,13 @@ def _error(exc: BaseException) -> dict[str, Any]:
                 **({"retry_after": retry_after} if retry_after else {}),
                 "traceback": exc.traceback_text}
     tb = traceback.format_exception(exc)
-    details = getattr(exc, "details", None)  # a call's summary (an MCP tool call), redacted
     return {
         "type": type(exc).__name__,
         "message": str(exc),
-        **({"details": details} if isinstance(details, dict) else {}),
         # Baton's own errors (invalid data, a bad expression) fail the same way every time.
         "retryable": getattr(exc, "retryable", not isinstance(exc, BatonError)),
         **({"retry_after": retry_after} if retry_after else {}),
+        **(getattr(exc, "details", None) or {}),  # e.g. a callout's call summary
         "traceback": "".join(tb[-3:])[-2000:],  # a summary: the last frames
     }
 

@@ -6,12 +6,13 @@ one module plus ``registry.register(...)`` (see ``tests/integration/test_step_pl
 
 from baton.steps import registry
 from baton.steps.background import BACKGROUND
+from baton.steps.callout import CALLOUT
 from baton.steps.interactive import INTERACTIVE
 from baton.steps.mcp import MCP
 from baton.steps.milestone import MILESTONE
 from baton.steps.pause import PAUSE
 
-for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE, MCP):
+for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE, CALLOUT, MCP):
     registry.register(_builtin)
 
 __all__ = ["registry"]

@@ -11,11 +11,12 @@ a job of the kind it enqueues (:class:`StepWork`) and commits what it returns. E
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from baton.connections.calls import HttpCaller
 from baton.definitions.checks import Checker, Scope
 from baton.definitions.model import (
     Condition,
@@ -24,7 +25,7 @@ from baton.definitions.model import (
     SecretRef,
     StepDefinition,
 )
-from baton.engine.events import Command, SignalReceived, TimerFired
+from baton.engine.events import Command, SignalReceived, StepCompleted, TimerFired
 from baton.engine.state import Run, StepRun
 from baton.engine.status import StepStatus
 from baton.errors import BatonError, ExpressionError
@@ -62,26 +63,25 @@ class DecideContext(Protocol):
                          not_before: str | None) -> None: ...
 
 
-class Connections(Protocol):
-    """What a step type that calls another system gets from its worker: the deployed
-    connection by name (its active version) and secret values, resolved at call time."""
+class StepServices(Protocol):
+    """What the worker lends a step type's job for calls to other systems (no transaction
+    is open): deployed connections, the process's HTTP client, callback addresses."""
 
-    project_dir: str | None  # relative paths of a connection (a command's args, a CA file)
+    @property
+    def http(self) -> HttpCaller: ...
 
     def connection(self, name: str) -> ConnectionDefinition:
-        """The active ``connection`` definition ``name`` (``NotFound`` if none)."""
+        """The active version of connection ``name`` (``NotFound`` if none)."""
+
+    def callback(self, run_id: str, step: str, iteration: int) -> tuple[str, str]:
+        """(token, URL) an external system calls back at for this step iteration."""
+
+    @property
+    def project_dir(self) -> str | None:
+        """The project folder: a connection's relative paths (a command's args, a CA file)."""
 
     def secret(self, ref: SecretRef) -> str:
-        """The value behind ``env:NAME`` / ``file:NAME`` (never to be stored or shown)."""
-
-
-@dataclass(frozen=True)
-class StepAudit:
-    """An audit event an attempt asks for (a call to another system): committed on the run
-    with the attempt's result, whether it completed or failed the step."""
-
-    type: str
-    data: Mapping[str, Any]
+        """The value behind ``env:NAME`` / ``file:NAME``, now (never to be stored or shown)."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,7 @@ class StepWork:
     payload: Mapping[str, Any]  # the job's payload, as ``ScheduleStep`` was applied
     flows: FlowRunner  # how this worker calls a flow (its thread, or a flow process)
     orchestration: OrchestrationDefinition | None = None  # the run's: types ctx.input, outputs
-    connections: Connections | None = None  # the deployed connections and their secrets
-    audit: list[StepAudit] = field(default_factory=list)  # the attempt appends its events
+    services: StepServices | None = None  # connections and clients (None: a worker without)
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,9 @@ class StepOutput:
     output: Mapping[str, Any]
     vars: Mapping[str, Any] | None = None
     record_updates: Mapping[str, Any] = field(default_factory=dict)
+    # Audit events to append with the result: each {"type": ..., **data} (e.g. a callout's
+    # call summary). A failed attempt carries its own as ``StepFailure.audit``.
+    audit: tuple[Mapping[str, Any], ...] = ()
 
 
 class StepType(Protocol):
@@ -153,6 +155,17 @@ class StepType(Protocol):
         """Do the attempt (worker side, outside any transaction). Raising fails the attempt:
         ``StepFailure(retryable=...)`` says whether a retry may help."""
 
+    def begin_job(self, work: StepWork) -> Callable[[], StepOutput]:
+        """Start the attempt and return what finishes it. The worker begins every job of a
+        batch before it finishes the first, so I/O-bound types (a callout) start their
+        calls here and wait for them in the returned function: a batch's calls are in
+        flight together. The default does all the work when finished (``run_job``)."""
+
+    def on_completed(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                     ev: StepCompleted) -> bool:
+        """An attempt's result came: True when the type took it (e.g. a callout that now
+        waits for its callback); False completes the step with ``ev.output``."""
+
 
 class StepTypeBase:
     """Defaults for the hooks a step type does not take part in."""
@@ -183,6 +196,13 @@ class StepTypeBase:
 
     def run_job(self, work: StepWork) -> StepOutput:
         raise BatonError(f"step type {self.name!r} enqueues no jobs; it cannot run one")
+
+    def begin_job(self, work: StepWork) -> Callable[[], StepOutput]:
+        return lambda: self.run_job(work)
+
+    def on_completed(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                     ev: StepCompleted) -> bool:
+        return False
 
 
 class JobStepType(StepTypeBase):

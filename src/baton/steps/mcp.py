@@ -39,7 +39,7 @@ from baton.definitions.checks import (
 )
 from baton.errors import ExpressionError, StepFailure
 from baton.expressions import evaluate, is_expression
-from baton.steps.base import JobStepType, StepAudit, StepOutput, StepWork
+from baton.steps.base import JobStepType, StepOutput, StepWork
 
 AUDIT_EVENT = "mcp_called"
 SUMMARY_CHARS = 1024  # of arguments and results in audit events and fallout details
@@ -84,12 +84,14 @@ class Mcp(JobStepType):
             arguments = _resolve(opts.get("arguments") or {}, data, "arguments")
         except ExpressionError as exc:
             raise StepFailure(f"{exc.source}: {exc.reason}", retryable=False) from None
-        if work.connections is None:
+        services = work.services
+        if services is None:
             raise StepFailure("this worker has no connections to call", retryable=False)
-        conn = work.connections.connection(conn_name)
-        endpoint = mcp.endpoint(conn, work.connections.secret, work.connections.project_dir)
+        conn = services.connection(conn_name)
+        endpoint = mcp.endpoint(conn, services.secret, services.project_dir)
         timeout_ms = work.payload.get("timeout_ms")
-        call = {"connection": conn_name, "tool": tool,
+        call = {"step": work.step.name, "iteration": work.iteration, "attempt": work.attempt,
+                "connection": conn_name, "tool": tool,
                 "arguments": summary(arguments, endpoint.scrub)}
         started = time.perf_counter()
         try:
@@ -101,14 +103,14 @@ class Mcp(JobStepType):
                        "transport_error" if isinstance(exc, mcp.McpTransportError) else "error")
             call |= {"outcome": outcome, "duration_ms": mcp.elapsed_ms(started),
                      "error": str(exc)[:SUMMARY_CHARS]}
-            work.audit.append(StepAudit(AUDIT_EVENT, call))
-            exc.details = call
+            exc.details = {"call": call}  # kept with the step's error (fallout)
+            exc.audit = ({"type": AUDIT_EVENT, **call},)  # committed with the failure
             raise
         call |= {"outcome": "ok", "duration_ms": mcp.elapsed_ms(started),
                  "result": summary(result.structured if result.structured is not None
                                    else result.text, endpoint.scrub)}
-        work.audit.append(StepAudit(AUDIT_EVENT, call))
-        return StepOutput(_output(opts.get("output"), result, data))
+        return StepOutput(_output(opts.get("output"), result, data),
+                          audit=({"type": AUDIT_EVENT, **call},))
 
 
 def _check_connection(ck: Checker, path: str, value: Any, scope: Scope) -> None:

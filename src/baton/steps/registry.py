@@ -17,7 +17,7 @@ TYPES: dict[str, StepType] = {}
 JOB_KINDS: dict[str, StepType] = {}
 """Job kind -> the step type whose worker handler runs it."""
 
-PLANNED = ("callout", "ai", "orchestration")
+PLANNED = ("ai", "orchestration")
 """Names of step types a later version of Baton brings: reported as not available yet."""
 
 _reserved_job_kinds: set[str] = set()

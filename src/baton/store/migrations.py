@@ -7,6 +7,7 @@ yields the canonical schema of ``schema.py``.
 
 from __future__ import annotations
 
+import secrets as _secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, inspect, select, update
 from sqlalchemy.schema import CreateIndex
 
+from baton.clock import SystemClock, iso
 from baton.store import schema
 
 
@@ -155,6 +157,18 @@ def _m011_schedules(conn: Connection) -> None:
     schema.schedules.create(conn, checkfirst=True)
 
 
+def _m014_callbacks(conn: Connection) -> None:
+    """Callbacks from external systems to waiting callout steps, and the server's key that
+    callback tokens are made with (random, written once here)."""
+    schema.server_keys.create(conn, checkfirst=True)
+    schema.callbacks.create(conn, checkfirst=True)
+    have = conn.execute(select(schema.server_keys.c.name)
+                        .where(schema.server_keys.c.name == "callbacks")).first()
+    if have is None:
+        conn.execute(schema.server_keys.insert().values(
+            name="callbacks", value=_secrets.token_hex(32), created_at=iso(SystemClock().now())))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -168,6 +182,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "stored formats that cost less (SLA instants on the run)",
               _m010_stored_formats),
     Migration(11, "schedules", _m011_schedules),
+    Migration(14, "callbacks and the server key of callback tokens", _m014_callbacks),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -162,6 +162,15 @@ class Schedules(Protocol):
     def list_schedules_txn(self) -> list[Row]: ...
 
 
+class Callbacks(Protocol):
+    """Callbacks received for waiting callout steps (:mod:`baton.runtime.callbacks`)."""
+
+    def server_key_txn(self, name: str) -> str | None: ...
+    def get_callback_txn(self, run_id: str, step: str, iteration: int) -> Row | None: ...
+    def insert_callback_txn(self, row: Row) -> None: ...
+    def deliver_callback_txn(self, run_id: str, step: str, iteration: int, at: str) -> None: ...
+
+
 class Savepoints(Protocol):
     def savepoint(self) -> AbstractContextManager[Any]:
         """A nested transaction: what runs in it is rolled back alone if it raises."""
@@ -169,7 +178,7 @@ class Savepoints(Protocol):
 
 
 class Transaction(Definitions, Records, Runs, WorkItems, Jobs, Events, People, IdempotencyKeys,
-                  Incidents, Schedules, Savepoints, Protocol):
+                  Incidents, Schedules, Callbacks, Savepoints, Protocol):
     """Everything a caller may ask of one open transaction."""
 
 

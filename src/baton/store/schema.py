@@ -309,3 +309,29 @@ schedules = Table(
     Column("last_run_id", String(40), nullable=True),
     Column("updated_at", String(40), nullable=False),
 )
+
+# ---- callbacks (migration 14): external systems calling a waiting callout step back -----
+# Keys the server keeps for itself (``callbacks``: the HMAC key callback tokens are made
+# with), written once by the migration. Not connection secrets: those are never stored.
+server_keys = Table(
+    "baton_server_keys",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+# One row per callback received for a step iteration (a token is single-use): ``early``
+# when it came before the request's result was committed (matched at that commit), then
+# ``delivered`` once it completed the step.
+callbacks = Table(
+    "baton_callbacks",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("step", String(200), primary_key=True),
+    Column("iteration", Integer, primary_key=True),
+    Column("status", String(20), nullable=False),  # early | delivered
+    Column("body", JSON, nullable=True),
+    Column("received_at", String(40), nullable=False),
+    Column("delivered_at", String(40), nullable=True),
+)

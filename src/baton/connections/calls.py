@@ -1,0 +1,146 @@
+"""What a call to an external system is, as step types see it: plain frozen data, no I/O.
+
+A step type (``steps/callout.py``) builds an :class:`HttpRequest`, hands it to the
+:class:`HttpCaller` the worker gives it (``baton.connections.http``), and gets an
+:class:`HttpResponse` back — or a :class:`CallFailed` for a call that got no response. Both
+carry a :class:`CallSummary`: what an operator sees of the call (audit, run page, fallout),
+with credentials redacted and bodies cut to their first KB.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from baton.definitions.model import ConnectionDefinition
+from baton.errors import StepFailure
+
+EXCERPT_BYTES = 1024
+"""How much of a request or response body a summary keeps."""
+REDACTED = "***"
+CALL_EVENT = "http_call"
+"""The audit event type of one call over an HTTP connection."""
+# Query parameters that carry credentials whatever the connection says.
+CREDENTIAL_PARAMS = frozenset({
+    "access_token", "api_key", "apikey", "api-key", "key", "token", "password", "secret",
+    "client_secret", "signature", "sig", "auth", "code",
+})
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One HTTP call: ``path`` is joined to the connection's base URL."""
+
+    method: str
+    path: str
+    idempotency_key: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None  # JSON-able (sent as JSON), a str (sent as text), or None (no body)
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    """What an operator may see of one call (every secret redacted)."""
+
+    connection: str
+    method: str
+    url: str
+    idempotency_key: str
+    status: int | None = None
+    duration_ms: int = 0
+    request_bytes: int = 0
+    response_bytes: int = 0
+    request_body: str | None = None
+    response_body: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    body: Any  # parsed JSON, else the text (None when empty)
+    summary: CallSummary
+
+
+class CallFailed(StepFailure):
+    """A call that got no usable response (connection refused, timeout, TLS, auth token
+    endpoint down…): retryable unless said otherwise. Its message names no secret."""
+
+    def __init__(self, message: str, summary: CallSummary, *, retryable: bool = True,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, retryable=retryable, retry_after=retry_after)
+        self.summary = summary
+        # Set by the step type: audit events to append, and what the step's error carries.
+        self.audit: tuple[Mapping[str, Any], ...] = ()
+        self.details: dict[str, Any] = {"call": summary.to_json()}
+
+
+class HttpCaller(Protocol):
+    """Makes calls over a connection (the worker's; one per process, shared by threads)."""
+
+    def submit(self, connection: ConnectionDefinition,
+               request: HttpRequest) -> Future[HttpResponse]:
+        """Start the call and return at once; the future holds the response or a
+        :class:`CallFailed`. Calls beyond the connection's ``max_in_flight`` wait their turn
+        without holding a thread."""
+
+
+# --- redaction --------------------------------------------------------------------------------
+
+
+def redact_url(url: str, secret_params: Collection[str] = ()) -> str:
+    """``url`` with credential query parameters (and any user:password@) shown as ***."""
+    parts = urlsplit(url)
+    hidden = {p.lower() for p in secret_params} | CREDENTIAL_PARAMS
+    query = urlencode([(k, REDACTED if k.lower() in hidden else v)
+                       for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe="*")
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_fields(value: Any, fields: Collection[str]) -> Any:
+    """A copy of JSON ``value`` with the values of keys in ``fields`` (anywhere) as ***."""
+    if not fields:
+        return value
+    if isinstance(value, dict):
+        return {k: REDACTED if k in fields else redact_fields(v, fields) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_fields(v, fields) for v in value]
+    return value
+
+
+def excerpt(raw: bytes, parsed: Any, fields: Collection[str],
+            secrets: Collection[str] = ()) -> str | None:
+    """The first KB of a body: JSON pretty-printed (redacted fields as ***), else its text.
+    Any secret value that still shows is replaced too."""
+    if not raw:
+        return None
+    if parsed is not None and not isinstance(parsed, str):
+        text = json.dumps(redact_fields(parsed, fields), indent=2, ensure_ascii=False,
+                          default=str)
+    else:
+        text = raw.decode("utf-8", "replace")
+    text = scrub(text, secrets)
+    if len(text.encode()) > EXCERPT_BYTES:
+        cut = text.encode()[:EXCERPT_BYTES].decode("utf-8", "ignore")
+        text = f"{cut}\n… ({len(raw):,} bytes in all)"
+    return text
+
+
+def scrub(text: str, secrets: Collection[str]) -> str:
+    """``text`` with every secret value in it replaced by ***."""
+    for s in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(s, REDACTED)
+    return text

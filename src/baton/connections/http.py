@@ -1,0 +1,419 @@
+"""The HTTP client of connections: one event loop thread per process, many calls in flight.
+
+:class:`HttpConnections` is shared by every worker thread of a process. Calls run as
+coroutines on its own event loop thread (``baton-http``), so a thousand calls waiting on
+slow systems hold no thread each. Per connection it keeps:
+
+- one ``httpx2.AsyncClient`` (connection pool, timeouts, TLS verify or a custom CA file);
+- ``max_in_flight``: a semaphore; calls over it wait their turn on the loop;
+- ``rate_limit``: a token bucket (burst of one second's worth), for the whole process;
+- an OAuth2 client-credentials token, fetched once, refreshed before it expires and
+  fetched again once when the API answers 401.
+
+Secrets are resolved (``baton.connections.secrets``) just before a call; their values
+go into the request and nowhere else: summaries redact them, error messages are scrubbed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2
+
+from baton.connections.calls import (
+    CallFailed,
+    CallSummary,
+    HttpRequest,
+    HttpResponse,
+    excerpt,
+    redact_url,
+    scrub,
+)
+from baton.connections.secrets import SecretError, Secrets
+from baton.definitions.model import ConnectionDefinition
+
+log = logging.getLogger("baton.connections.http")
+
+T = TypeVar("T")
+
+TOKEN_REFRESH_MARGIN = 0.1  # refresh a token when less than this share of its life is left
+TOKEN_MIN_MARGIN_S = 5.0  # ...or less than this many seconds
+DEFAULT_TOKEN_LIFE_S = 300.0  # a token answer without expires_in
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float  # monotonic
+    refresh_at: float  # monotonic
+
+
+class _Bucket:
+    """A token bucket on the event loop: ``rate`` calls a second, bursts of ``rate`` (at
+    least one). Used only from the loop's thread, so it needs no lock."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.at = time.monotonic()
+
+    async def take(self) -> None:
+        while True:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return
+            await asyncio.sleep((1.0 - self.tokens) / self.rate)
+
+
+class _Connection:
+    """What the loop keeps for one connection definition (rebuilt when it changes)."""
+
+    def __init__(self, defn: ConnectionDefinition, project_dir: Path) -> None:
+        self.defn = defn
+        self.gate = asyncio.Semaphore(defn.max_in_flight)
+        self.bucket = _Bucket(defn.rate_limit) if defn.rate_limit else None
+        self.token: _Token | None = None
+        self.token_lock = asyncio.Lock()
+        timeout = httpx2.Timeout(connect=defn.connect_timeout_ms / 1000,
+                                 read=defn.read_timeout_ms / 1000,
+                                 write=defn.read_timeout_ms / 1000,
+                                 pool=None)  # the gate bounds waiting, not the pool
+        self.client = httpx2.AsyncClient(
+            timeout=timeout, verify=_verify(defn, project_dir), trust_env=False,
+            limits=httpx2.Limits(max_connections=defn.max_in_flight,
+                                 max_keepalive_connections=defn.max_in_flight),
+            follow_redirects=False)
+
+
+def _verify(defn: ConnectionDefinition, project_dir: Path) -> ssl.SSLContext | bool:
+    if not defn.tls_verify:
+        return False
+    if defn.ca_file is None:
+        return True
+    path = Path(defn.ca_file)
+    path = path if path.is_absolute() else project_dir / path
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        # Reported on each call (see _Connection users): a bad CA file fails the calls.
+        raise _SetupError(f"connection {defn.name!r}: cannot load tls.ca_file {path}: "
+                          f"{exc}") from None
+
+
+class _SetupError(Exception):
+    pass
+
+
+class HttpConnections:
+    """Calls over HTTP connections for every thread of this process (see the module)."""
+
+    def __init__(self, secrets: Secrets, project_dir: str | Path | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.secrets = secrets
+        self.project_dir = Path(project_dir or ".")
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: dict[str, _Connection] = {}  # used on the loop only
+        self.token_fetches = 0  # OAuth2 token requests made (tests, metrics)
+
+    # ---- the loop thread -----------------------------------------------------------------
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=run, name="baton-http", daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
+
+    def close(self) -> None:
+        """Close every client and stop the loop thread (a new call starts them again)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None:
+            return
+
+        async def shutdown() -> None:
+            for conn in list(self._conns.values()):
+                await conn.client.aclose()
+            self._conns.clear()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(10)
+        loop.close()
+
+    # ---- calls ---------------------------------------------------------------------------
+    def submit(self, connection: ConnectionDefinition,
+               request: HttpRequest) -> Future[HttpResponse]:
+        """Start ``request`` over ``connection``; the future holds the response or a
+        :class:`CallFailed`."""
+        return self._run(self._call(connection, request))
+
+    def call(self, connection: ConnectionDefinition, request: HttpRequest) -> HttpResponse:
+        """:meth:`submit` and wait."""
+        return self.submit(connection, request).result()
+
+    def _connection(self, defn: ConnectionDefinition) -> _Connection:
+        conn = self._conns.get(defn.name)
+        if conn is None or conn.defn != defn:  # first use, or a new version was deployed
+            if conn is not None:
+                asyncio.ensure_future(conn.client.aclose())
+            conn = self._conns[defn.name] = _Connection(defn, self.project_dir)
+        return conn
+
+    async def _call(self, defn: ConnectionDefinition, req: HttpRequest) -> HttpResponse:
+        url = _join(defn.base_url or "", req.path)
+        hidden = _secret_params(defn)
+        summary = CallSummary(defn.name, req.method, redact_url(_with_query(url, req.query), hidden),
+                              req.idempotency_key)
+        secrets: list[str] = []
+        try:
+            conn = self._connection(defn)
+        except _SetupError as exc:
+            raise CallFailed(str(exc), _failed(summary, str(exc)), retryable=False) from None
+        async with conn.gate:
+            if conn.bucket is not None:
+                await conn.bucket.take()
+            try:
+                headers, query = await self._auth(conn, req, secrets)
+            except SecretError as exc:
+                raise CallFailed(str(exc), _failed(summary, str(exc)), retryable=False) from None
+            summary = replace(summary, url=redact_url(_with_query(url, query), hidden))
+            response, raw_req, elapsed = await self._send(conn, req, url, headers, query, summary,
+                                                          secrets)
+            if response.status_code == 401 and defn.auth is not None \
+                    and defn.auth.type == "oauth2_client_credentials":
+                conn.token = None  # expired or revoked early: fetch a new one, once
+                headers, query = await self._auth(conn, req, secrets)
+                response, raw_req, elapsed = await self._send(conn, req, url, headers, query,
+                                                              summary, secrets)
+        return _response(defn, summary, response, raw_req, req.body, elapsed, secrets)
+
+    async def _send(self, conn: _Connection, req: HttpRequest, url: str,
+                    headers: dict[str, str], query: dict[str, str], summary: CallSummary,
+                    secrets: list[str]) -> tuple[httpx2.Response, bytes, float]:
+        content, ctype = _encode(req.body)
+        if ctype and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = ctype
+        started = time.perf_counter()
+        try:
+            response = await conn.client.request(req.method, url, params=query or None,
+                                                 headers=headers, content=content)
+        except httpx2.TimeoutException as exc:
+            what = "connect" if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout) \
+                else "read" if isinstance(exc, httpx2.ReadTimeout) else "write"
+            limit = conn.defn.connect_timeout_ms if what == "connect" else conn.defn.read_timeout_ms
+            message = f"timed out ({what} timeout {limit} ms) calling {summary.url}"
+            raise CallFailed(message, _failed(summary, message, started, content, secrets)) \
+                from None
+        except httpx2.HTTPError as exc:
+            tls = _tls_error(exc)
+            if tls is not None:  # a certificate that does not verify will not on a retry
+                message = f"TLS failed calling {summary.url}: {tls}"
+                raise CallFailed(message, _failed(summary, message, started, content, secrets),
+                                 retryable=False) from None
+            detail = scrub(str(exc) or type(exc).__name__, secrets)
+            message = f"could not reach {summary.url}: {type(exc).__name__}: {detail}"
+            raise CallFailed(message, _failed(summary, message, started, content, secrets)) \
+                from None
+        return response, content or b"", time.perf_counter() - started
+
+    # ---- auth ----------------------------------------------------------------------------
+    async def _auth(self, conn: _Connection, req: HttpRequest,
+                    secrets: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """Headers and query parameters of the call, with its credentials."""
+        defn = conn.defn
+        headers = {**defn.headers, **req.headers, defn.idempotency_header: req.idempotency_key}
+        query = dict(req.query)
+        auth = defn.auth
+        if auth is None:
+            return headers, query
+        if auth.type == "bearer":
+            assert auth.secret is not None
+            token = self._secret(auth.secret, secrets)
+            headers["Authorization"] = f"Bearer {token}"
+        elif auth.type == "basic":
+            assert auth.password_secret is not None
+            password = self._secret(auth.password_secret, secrets)
+            pair = base64.b64encode(f"{auth.username}:{password}".encode()).decode()
+            secrets.append(pair)
+            headers["Authorization"] = f"Basic {pair}"
+        elif auth.type == "api_key":
+            assert auth.secret is not None and auth.key_name is not None
+            key = self._secret(auth.secret, secrets)
+            if auth.placement == "query":
+                query[auth.key_name] = key
+            else:
+                headers[auth.key_name] = key
+        else:
+            headers["Authorization"] = f"Bearer {await self._oauth_token(conn, secrets)}"
+        return headers, query
+
+    def _secret(self, ref: Any, secrets: list[str]) -> str:
+        value = self.secrets.resolve(ref)
+        secrets.append(value)
+        return value
+
+    async def _oauth_token(self, conn: _Connection, secrets: list[str]) -> str:
+        async with conn.token_lock:  # many calls at once fetch one token
+            now = self._clock()
+            tok = conn.token
+            if tok is not None and now < tok.refresh_at:
+                secrets.append(tok.value)
+                return tok.value
+            conn.token = await self._fetch_token(conn, secrets)
+            return conn.token.value
+
+    async def _fetch_token(self, conn: _Connection, secrets: list[str]) -> _Token:
+        auth = conn.defn.auth
+        assert auth is not None and auth.client_secret is not None and auth.token_url
+        client_secret = self._secret(auth.client_secret, secrets)
+        form = {"grant_type": "client_credentials"}
+        headers = {"Accept": "application/json"}
+        if auth.scope:
+            form["scope"] = auth.scope
+        if auth.audience:
+            form["audience"] = auth.audience
+        if auth.client_auth == "body":
+            form.update(client_id=auth.client_id or "", client_secret=client_secret)
+        else:
+            pair = base64.b64encode(f"{auth.client_id}:{client_secret}".encode()).decode()
+            secrets.append(pair)
+            headers["Authorization"] = f"Basic {pair}"
+        where = redact_url(auth.token_url)
+        self.token_fetches += 1
+        try:
+            r = await conn.client.post(auth.token_url, data=form, headers=headers)
+        except httpx2.HTTPError as exc:
+            message = (f"connection {conn.defn.name!r}: could not get an OAuth2 token from "
+                       f"{where}: {type(exc).__name__}: {scrub(str(exc), secrets)}")
+            summary = CallSummary(conn.defn.name, "POST", where, "", error=message)
+            raise CallFailed(message, summary) from None
+        try:
+            data = r.json()
+            value = data["access_token"]
+            assert isinstance(value, str) and value
+        except (ValueError, KeyError, TypeError, AssertionError):
+            message = (f"connection {conn.defn.name!r}: the token endpoint {where} answered "
+                       f"{r.status_code} without an access_token")
+            summary = CallSummary(conn.defn.name, "POST", where, "", status=r.status_code,
+                                  error=message)
+            # 5xx/429: the endpoint may recover; a 4xx is a configuration problem.
+            raise CallFailed(message, summary, retryable=r.status_code >= 500
+                             or r.status_code == 429) from None
+        secrets.append(value)
+        life = float(data.get("expires_in") or DEFAULT_TOKEN_LIFE_S)
+        now = self._clock()
+        margin = max(TOKEN_MIN_MARGIN_S, life * TOKEN_REFRESH_MARGIN)
+        return _Token(value, now + life, now + max(0.0, life - margin))
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _tls_error(exc: BaseException) -> str | None:
+    """The certificate problem behind a transport error, if that is what it is."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {seen.verify_message}"
+        if "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return "certificate verify failed (is tls.ca_file the server's CA?)"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _join(base: str, path: str) -> str:
+    if path.startswith(("http://", "https://")):
+        return path
+    if not path:
+        return base
+    return f"{base.rstrip('/')}/{path.lstrip('/')}"
+
+
+def _with_query(url: str, query: dict[str, str] | Any) -> str:
+    if not query:
+        return url
+    return str(httpx2.URL(url, params=dict(query)))
+
+
+def _secret_params(defn: ConnectionDefinition) -> tuple[str, ...]:
+    auth = defn.auth
+    if auth is not None and auth.type == "api_key" and auth.placement == "query" and auth.key_name:
+        return (auth.key_name,)
+    return ()
+
+
+def _encode(body: Any) -> tuple[bytes | None, str | None]:
+    if body is None:
+        return None, None
+    if isinstance(body, str):
+        return body.encode(), "text/plain; charset=utf-8"
+    if isinstance(body, bytes):
+        return body, "application/octet-stream"
+    return json.dumps(body, ensure_ascii=False, default=str).encode(), "application/json"
+
+
+def _decode(raw: bytes, content_type: str) -> Any:
+    if not raw:
+        return None
+    if "json" in content_type:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass
+    return raw.decode("utf-8", "replace")
+
+
+def _failed(summary: CallSummary, error: str, started: float | None = None,
+            content: bytes | None = None, secrets: list[str] | None = None) -> CallSummary:
+    elapsed = int((time.perf_counter() - started) * 1000) if started is not None else 0
+    return replace(summary, error=error, duration_ms=elapsed, request_bytes=len(content or b""),
+                   request_body=excerpt(content or b"", _decode(content or b"", "json"), (),
+                                        secrets or ()))
+
+
+def _response(defn: ConnectionDefinition, summary: CallSummary, r: httpx2.Response,
+              raw_req: bytes, body: Any, elapsed: float, secrets: list[str]) -> HttpResponse:
+    raw = r.content
+    parsed = _decode(raw, r.headers.get("content-type", ""))
+    req_parsed = body if not isinstance(body, str | bytes) else None
+    done = replace(summary, status=r.status_code, duration_ms=int(elapsed * 1000),
+                   request_bytes=len(raw_req), response_bytes=len(raw),
+                   request_body=excerpt(raw_req, req_parsed, defn.redact, secrets),
+                   response_body=excerpt(raw, parsed, defn.redact, secrets))
+    headers = {k.lower(): v for k, v in r.headers.items()}
+    return HttpResponse(r.status_code, headers, parsed, done)

@@ -1,0 +1,230 @@
+"""Callbacks: an external system answering a callout step that waits (``wait: callback``).
+
+The token in ``POST /api/callbacks/{token}`` names the run, step and iteration and is
+signed with the server's key (migration 14), so it cannot be guessed or changed, and no
+row is written to hand one out. A connection with ``callback:`` also requires an HMAC
+signature of ``"<timestamp>.<body>"`` with a timestamp in its replay window.
+
+Each step iteration takes one callback (single-use): the first one received is kept in
+``baton_callbacks``. If the step waits for it, it is delivered at once (the step completes
+in the same transaction); if the step's request has not been committed yet, it is kept
+``early`` and delivered by the transaction that commits the request's result
+(:func:`deliver_early_txn`). Anything later, or again, changes nothing: 409 for a repeat,
+410 when the step no longer waits.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from baton.clock import Clock, iso
+from baton.connections.secrets import SecretError, Secrets
+from baton.engine.events import SignalReceived
+from baton.engine.state import Run
+from baton.engine.status import RunStatus, StepStatus
+from baton.errors import BatonError
+from baton.runtime.definitions import DefinitionRepo
+from baton.runtime.runs import RunDriver
+from baton.steps.callout import WAITING, callback_signal, waiting
+from baton.store.ports import Transaction
+from baton.store.sql import SqlStore
+
+KEY_NAME = "callbacks"
+MAX_BODY = 256 * 1024
+ACTOR = "callback"
+
+
+class CallbackRefused(BatonError):
+    """A callback that is not taken: ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class CallbackTarget:
+    run_id: str
+    step: str
+    iteration: int
+
+
+@dataclass(frozen=True)
+class Received:
+    """A callback taken: ``delivered`` (the step completed) or kept ``early``."""
+
+    status: str
+    target: CallbackTarget
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Callbacks:
+    """Make tokens (workers) and receive callbacks (the API), on one store."""
+
+    def __init__(self, store: SqlStore, definitions: DefinitionRepo, runs: RunDriver,
+                 clock: Clock, secrets: Secrets, public_url: str) -> None:
+        self.store = store
+        self.definitions = definitions
+        self.runs = runs
+        self.clock = clock
+        self.secrets = secrets
+        self.public_url = public_url.rstrip("/")
+        self._key: bytes | None = None
+        self._lock = threading.Lock()
+
+    # ---- tokens ----------------------------------------------------------------------------
+    def key(self) -> bytes:
+        with self._lock:
+            if self._key is None:
+                with self.store.read() as tx:
+                    value = tx.server_key_txn(KEY_NAME)
+                if value is None:
+                    raise BatonError("the database has no callback key (migration 14 missing)")
+                self._key = bytes.fromhex(value)
+            return self._key
+
+    def token(self, run_id: str, step: str, iteration: int) -> str:
+        payload = json.dumps([run_id, step, iteration], separators=(",", ":")).encode()
+        mac = hmac.new(self.key(), payload, hashlib.sha256).digest()[:20]
+        return f"{_b64(payload)}.{_b64(mac)}"
+
+    def url(self, token: str) -> str:
+        return f"{self.public_url}/api/callbacks/{token}"
+
+    def make(self, run_id: str, step: str, iteration: int) -> tuple[str, str]:
+        """(token, URL) for the step iteration (``StepServices.callback``)."""
+        token = self.token(run_id, step, iteration)
+        return token, self.url(token)
+
+    def target(self, token: str) -> CallbackTarget:
+        """Who ``token`` was made for; 404 for anything not made by this server."""
+        unknown = CallbackRefused(404, "unknown callback token")
+        try:
+            payload_text, mac_text = token.split(".", 1)
+            payload, mac = _unb64(payload_text), _unb64(mac_text)
+        except ValueError:
+            raise unknown from None
+        good = hmac.new(self.key(), payload, hashlib.sha256).digest()[:20]
+        if not hmac.compare_digest(good, mac):
+            raise unknown
+        run_id, step, iteration = json.loads(payload)
+        return CallbackTarget(str(run_id), str(step), int(iteration))
+
+    # ---- receiving -----------------------------------------------------------------------------
+    def receive(self, token: str, body: bytes, headers: Mapping[str, str]) -> Received:
+        """Take a callback (see the module); raises :class:`CallbackRefused`."""
+        target = self.target(token)
+        if len(body) > MAX_BODY:
+            raise CallbackRefused(413, f"a callback body is at most {MAX_BODY:,} bytes")
+        run = self.runs.get(target.run_id)
+        defn, _ = self.definitions.orchestration(run.orchestration, run.version)
+        found = defn.find_step(target.step)
+        if found is None:
+            raise CallbackRefused(404, "unknown callback token")
+        self._check_signature(found[1].options.get("connection"), body, headers)
+        try:
+            data = json.loads(body) if body.strip() else {}
+        except ValueError:
+            raise CallbackRefused(400, "a callback body must be JSON") from None
+        if not isinstance(data, dict):
+            data = {"value": data}
+        now_dt = self.clock.now()
+        now = iso(now_dt)
+        with self.store.write() as tx:
+            run, odefn, record = self.runs.load_txn(tx, target.run_id)  # locks the run
+            if tx.get_callback_txn(target.run_id, target.step, target.iteration) is not None:
+                raise CallbackRefused(409, "this callback was already received; a callback "
+                                           "token is used once")
+            sr = run.steps.get(target.step)
+            if sr is None or sr.iteration != target.iteration or sr.status is not \
+                    StepStatus.RUNNING or run.status is not RunStatus.IN_PROGRESS:
+                raise CallbackRefused(410, "the step no longer waits for this callback "
+                                           "(completed, timed out, canceled or run again)")
+            row = {"run_id": target.run_id, "step": target.step,
+                   "iteration": target.iteration, "body": data, "received_at": now,
+                   "status": "early", "delivered_at": None}
+            if waiting(sr):
+                row.update(status="delivered", delivered_at=now)
+                tx.insert_callback_txn(row)
+                self.runs.decide_and_apply_txn(
+                    tx, odefn, run, SignalReceived(callback_signal(sr.name, sr.iteration),
+                                                   data, ACTOR), now_dt, record)
+                return Received("delivered", target)
+            tx.insert_callback_txn(row)  # before the request's commit: matched there
+            tx.append_events_txn([{
+                "at": now, "type": "callback_received_early", "actor": ACTOR,
+                "record_id": run.record_id, "run_id": run.id,
+                "data": {"step": target.step, "iteration": target.iteration}}])
+            return Received("early", target)
+
+    def _check_signature(self, connection: Any, body: bytes, headers: Mapping[str, str]) -> None:
+        if not isinstance(connection, str):
+            return
+        try:
+            conn = self.definitions.connection(connection)
+        except BatonError:
+            return
+        cb = conn.callback
+        if cb is None:
+            return
+        lower = {k.lower(): v for k, v in headers.items()}
+        stamp, given = lower.get(cb.timestamp_header.lower()), lower.get(cb.header.lower())
+        if not stamp or not given:
+            raise CallbackRefused(401, f"a callback for connection {conn.name!r} must be "
+                                       f"signed ({cb.header} and {cb.timestamp_header})")
+        try:
+            sent = float(stamp)
+        except ValueError:
+            raise CallbackRefused(401, f"{cb.timestamp_header} must be unix seconds") from None
+        age = abs(self.clock.now().timestamp() - sent)
+        if age * 1000 > cb.replay_window_ms:
+            raise CallbackRefused(401, f"{cb.timestamp_header} is outside the replay window "
+                                       f"({cb.replay_window_ms // 1000} s)")
+        try:
+            secret = self.secrets.resolve(cb.hmac_secret)
+        except SecretError as exc:
+            raise CallbackRefused(503, f"the callback signature cannot be checked: {exc}") \
+                from None
+        expected = hmac.new(secret.encode(), stamp.encode() + b"." + body,
+                            hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, given.strip().lower().removeprefix("sha256=")):
+            raise CallbackRefused(401, "the callback signature does not match")
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature a sender puts in the signature header (for senders and tests)."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def deliver_early_txn(tx: Transaction, runs: RunDriver, defn: Any, run: Run, step: str,
+                      now_dt: Any, record: Any) -> Run | None:
+    """If ``step`` of ``run`` now waits for its callback and one came early, deliver it in
+    this transaction (the one committing the request's result). Returns the run after."""
+    sr = run.steps.get(step)
+    if sr is None or not waiting(sr):
+        return None
+    row = tx.get_callback_txn(run.id, step, sr.iteration)
+    if row is None or row["status"] != "early":
+        return None
+    tx.deliver_callback_txn(run.id, step, sr.iteration, iso(now_dt))
+    decision = runs.decide_and_apply_txn(
+        tx, defn, run, SignalReceived(callback_signal(step, sr.iteration), row["body"] or {},
+                                      ACTOR), now_dt, record)
+    return decision.run
+
+
+__all__ = ["WAITING", "CallbackRefused", "Callbacks", "Received", "deliver_early_txn", "sign"]

@@ -1,0 +1,55 @@
+"""What a worker process lends step types for calls to other systems (``StepServices``):
+deployed connections, the process's HTTP client (one event loop thread, shared by every
+worker thread) and callback addresses."""
+
+from __future__ import annotations
+
+import threading
+
+from baton.connections.calls import HttpCaller
+from baton.connections.http import HttpConnections
+from baton.connections.secrets import Secrets
+from baton.definitions.model import ConnectionDefinition, SecretRef
+from baton.runtime.callbacks import Callbacks
+from baton.runtime.definitions import DefinitionRepo
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+class ConnectionServices:
+    """One per Engine (so one per process); the HTTP client starts on first use."""
+
+    def __init__(self, definitions: DefinitionRepo, secrets: Secrets, callbacks: Callbacks,
+                 project_dir: str | None) -> None:
+        self.definitions = definitions
+        self.secrets = secrets
+        self.callbacks = callbacks
+        self.project_dir = project_dir
+        self._http: HttpConnections | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def http(self) -> HttpCaller:
+        return self.client
+
+    @property
+    def client(self) -> HttpConnections:
+        with self._lock:
+            if self._http is None:
+                self._http = HttpConnections(self.secrets, self.project_dir)
+            return self._http
+
+    def connection(self, name: str) -> ConnectionDefinition:
+        return self.definitions.connection(name)
+
+    def secret(self, ref: SecretRef) -> str:
+        return self.secrets.resolve(ref)
+
+    def callback(self, run_id: str, step: str, iteration: int) -> tuple[str, str]:
+        return self.callbacks.make(run_id, step, iteration)
+
+    def close(self) -> None:
+        with self._lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()

@@ -1,0 +1,412 @@
+"""``type: callout``: call an external system over an HTTP connection (DESIGN §2.6).
+
+The request (``method``, ``path``, ``query``, ``headers``, ``body``: literals or
+``=expressions`` over ``record``, ``vars``, ``input``, ``steps`` and ``callback``) is made by
+the worker outside any transaction, with the connection's auth and an idempotency key
+derived from run, step and iteration: the same on every retry and after a crash, so the
+other system can make the call effective once. The response is classified:
+
+- a status in ``success`` (default: any 2xx) completes the step; ``output:`` maps
+  ``response.status``, ``response.body``, ``response.headers`` into its output (default:
+  ``{status, body}``);
+- no response (refused, timeout), 5xx and 429 are retryable per the step's ``retry``, the
+  retry not before the response's ``Retry-After``;
+- any other status fails the step at once, unless listed in ``retry_on``.
+
+A failed attempt's error carries the call's summary (``error.call``), so fallout shows what
+was sent and answered; every call is an audit event ``callout`` (secrets redacted).
+
+With ``wait: callback`` the step, once its request succeeded, waits durably for the other
+system to ``POST /api/callbacks/{token}`` (``=callback.url`` in the request); the callback's
+body is ``callback.body`` in ``output:``. ``timeout:`` bounds that wait (then: fallout).
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections import ChainMap
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import Any
+
+from baton.clock import iso
+from baton.connections.calls import CALL_EVENT, CallFailed, HttpRequest, HttpResponse
+from baton.definitions.checks import (
+    Checker,
+    Scope,
+    check_expression,
+    describe,
+    expect_list,
+    expect_mapping,
+    expect_str,
+    join,
+    suggest,
+    unknown,
+)
+from baton.definitions.model import StepDefinition
+from baton.engine.events import SignalReceived, StartTimer, StepCompleted, TimerFired
+from baton.engine.policy import duration
+from baton.engine.state import Run, StepRun
+from baton.engine.status import StepStatus
+from baton.errors import ExpressionError, StepFailure
+from baton.expressions import evaluate, is_expression
+from baton.records.fields import typed_values
+from baton.steps.base import (
+    DecideContext,
+    JobStepType,
+    StepOutput,
+    StepWork,
+    expression_error,
+)
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+WAITS = ("callback",)
+TIMER = "callback"  # the kind of the timer bounding a callback wait
+SIGNAL_PREFIX = "callback:"  # the signal a matched callback is delivered as (not an identifier)
+WAITING = "waiting_for_callback"  # key of the output a step waiting for its callback keeps
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+def callback_signal(step: str, iteration: int) -> str:
+    """The name of the signal a callback for ``step``'s ``iteration`` is delivered as."""
+    return f"{SIGNAL_PREFIX}{step}:{iteration}"
+
+
+def idempotency_key(run_id: str, step: str, iteration: int) -> str:
+    """The key of every attempt of one step iteration: stable across retries and crashes."""
+    return f"{run_id}:{step}:{iteration}"
+
+
+class CalloutFailed(StepFailure):
+    """A call that was answered with a status the step does not accept; ``details`` go
+    into the step's error (the call's summary), ``audit`` into the audit log."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None,
+                 audit: tuple[Mapping[str, Any], ...], details: dict[str, Any]) -> None:
+        super().__init__(message, retryable=retryable, retry_after=retry_after)
+        self.audit = audit
+        self.details = details
+
+
+class Callout(JobStepType):
+    name = "callout"
+    keys = ("connection", "method", "path", "query", "headers", "body", "success", "retry_on",
+            "wait")
+    job_kind = "callout"
+
+    # ---- validation ----------------------------------------------------------------------
+    def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
+        self._check_connection(ck, path, step, scope)
+        if "method" in step:
+            method = expect_str(ck, join(path, "method"), step["method"])
+            if method is not None and is_expression(method):
+                check_expression(ck, join(path, "method"), method, scope)
+            elif method is not None and method.upper() not in METHODS:
+                ck.add(join(path, "method"), unknown("HTTP method", method, METHODS))
+        waits = step.get("wait") == "callback"
+        if "wait" in step and step["wait"] not in WAITS:
+            ck.add(join(path, "wait"), unknown("wait", step["wait"], WAITS))
+        request = _with_roots(scope, {"callback"} if waits else set())
+        if "path" in step:
+            _check_value(ck, join(path, "path"), step["path"], request, scalar=True)
+        for key in ("query", "headers"):
+            if key in step:
+                _check_pairs(ck, join(path, key), step[key], request, headers=key == "headers")
+        if "body" in step:
+            _check_value(ck, join(path, "body"), step["body"], request, scalar=False)
+        if "output" in step:
+            roots = {"response", "callback"} if waits else {"response"}
+            out = step["output"]
+            if is_expression(out):
+                check_expression(ck, join(path, "output"), out, _with_roots(scope, roots))
+            else:
+                for name, value in (expect_mapping(ck, join(path, "output"), out) or {}).items():
+                    _check_value(ck, join(join(path, "output"), name), value,
+                                 _with_roots(scope, roots), scalar=False)
+        if "success" in step:
+            _check_codes(ck, join(path, "success"), step["success"], ranges=True)
+        if "retry_on" in step:
+            _check_codes(ck, join(path, "retry_on"), step["retry_on"], ranges=False)
+        if "timeout" in step and not waits:
+            ck.add(join(path, "timeout"), "timeout on a callout bounds its wait: callback (the "
+                                          "call's own timeouts are the connection's timeout:)")
+
+    @staticmethod
+    def _check_connection(ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
+        where = join(path, "connection")
+        if "connection" not in step:
+            ck.add(where, "required key 'connection' is missing (a callout calls a connection)")
+            return
+        name = expect_str(ck, where, step["connection"])
+        if name is None:
+            return
+        if is_expression(name):
+            ck.add(where, "connection names a deployed connection; it cannot be an expression")
+        elif scope.connections is not None and name not in scope.connections:
+            ck.add(where, f"unknown connection '{name}'{suggest(name, scope.connections)}")
+        elif scope.connections is not None and scope.connections[name] != "http":
+            ck.add(where, f"connection '{name}' is of type {scope.connections[name]}; a callout "
+                          "needs an http connection")
+
+    # ---- decide() ------------------------------------------------------------------------
+    def on_completed(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                     ev: StepCompleted) -> bool:
+        """The request succeeded: with ``wait: callback`` the step keeps running, holding the
+        response, until its callback comes (or its ``timeout`` passes)."""
+        if step.options.get("wait") != "callback" or WAITING in (sr.output or {}):
+            return False
+        sr.output = {WAITING: True, "response": ev.output.get("response")}
+        d.audit("callback_waiting", step=sr.name, stage=sr.stage, iteration=sr.iteration)
+        if "timeout" in step.options:
+            at = iso(d.now_dt + duration(step.options["timeout"]))
+            d.commands.append(StartTimer(TIMER, sr.name, sr.iteration, at,
+                                         {"started_at": sr.started_at}))
+        return True
+
+    def on_signal(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                  ev: SignalReceived) -> bool:
+        if ev.name != callback_signal(sr.name, sr.iteration) or not waiting(sr):
+            return False
+        held = sr.output or {}
+        try:
+            output = map_output(step, d.scope(), held.get("response") or {},
+                                {"body": ev.data})
+        except ExpressionError as exc:
+            d.fail_step(sr, step, expression_error("output", exc))
+            return True
+        d.complete_step(sr, output, ev.actor, via="callback")
+        return True
+
+    def on_timer(self, d: DecideContext, sr: StepRun, step: StepDefinition,
+                 ev: TimerFired) -> bool:
+        if ev.kind != TIMER or not waiting(sr) \
+                or ev.data.get("started_at", sr.started_at) != sr.started_at:
+            return False
+        d.firing_timer = (sr.name, sr.iteration)
+        limit = step.options.get("timeout")
+        d.fail_step(sr, step, {"type": "CallbackTimeout", "retryable": False,
+                               "message": f"no callback came within {limit}"})
+        return True
+
+    def has_timers(self, step: StepDefinition) -> bool:
+        return step.options.get("wait") == "callback" and "timeout" in step.options
+
+    # ---- the worker's side ---------------------------------------------------------------
+    def run_job(self, work: StepWork) -> StepOutput:
+        return self.begin_job(work)()
+
+    def begin_job(self, work: StepWork) -> Callable[[], StepOutput]:
+        """Build the request and start it; the returned function waits for the answer."""
+        services = work.services
+        if services is None:
+            raise StepFailure("this worker has no connections configured", retryable=False)
+        opts = work.step.options
+        conn = services.connection(opts["connection"])
+        data = request_scope(work)
+        if opts.get("wait") == "callback":
+            token, url = services.callback(work.run.id, work.step.name, work.iteration)
+            data["callback"] = {"url": url, "token": token}
+        try:
+            request = build_request(opts, data, idempotency_key(work.run.id, work.step.name,
+                                                                work.iteration))
+        except ExpressionError as exc:
+            raise StepFailure(f"{exc.source}: {exc.reason}", retryable=False) from None
+        future = services.http.submit(conn, request)
+        return lambda: self._finish(work, future, data)
+
+    def _finish(self, work: StepWork, future: Future[HttpResponse],
+                data: dict[str, Any]) -> StepOutput:
+        try:
+            response = future.result()
+        except CallFailed as exc:
+            exc.audit = (_audit(work, exc.summary.to_json()),)
+            raise
+        summary = response.summary.to_json()
+        audit = (_audit(work, summary),)
+        opts = work.step.options
+        if not accepted(response.status, opts.get("success")):
+            retryable = response.status == 429 or response.status >= 500 \
+                or response.status in (opts.get("retry_on") or ())
+            raise CalloutFailed(
+                f"{response.summary.method} {response.summary.url} answered "
+                f"{response.status}" + ("" if retryable else " (not retried)"),
+                retryable=retryable, retry_after=retry_after(response), audit=audit,
+                details={"call": summary})
+        answer = {"status": response.status, "body": response.body,
+                  "headers": dict(response.headers)}
+        if opts.get("wait") == "callback":
+            return StepOutput({"response": answer}, audit=audit)
+        try:
+            output = map_output(work.step, data, answer, None)
+        except ExpressionError as exc:
+            raise StepFailure(f"output: {exc.source}: {exc.reason}", retryable=False) from None
+        return StepOutput(output, audit=audit)
+
+
+CALLOUT = Callout()
+
+
+# --- helpers (pure) -----------------------------------------------------------------------------
+
+
+def waiting(sr: StepRun) -> bool:
+    """Is the step running, its request done, waiting for its callback?"""
+    return sr.status is StepStatus.RUNNING and bool((sr.output or {}).get(WAITING))
+
+
+def request_scope(work: StepWork) -> dict[str, Any]:
+    """What the request's expressions see: the run's snapshot, as ``decide()`` shows it."""
+    run: Run = work.run
+    orch = work.orchestration
+    steps: dict[str, Any] = {}
+    for name, sr in run.steps.items():
+        view: dict[str, Any] = {"status": sr.status.value, "iteration": sr.iteration}
+        if sr.output is not None:
+            view["output"] = sr.output
+        if sr.error is not None:
+            view["error"] = sr.error
+        steps[name] = view
+    inputs = typed_values(orch.trigger.input, run.input) if orch is not None else run.input
+    return {"record": dict(work.record or {}), "vars": run.vars, "input": inputs,
+            "steps": steps}
+
+
+def build_request(opts: Mapping[str, Any], data: Mapping[str, Any], key: str) -> HttpRequest:
+    """The request a step's options give over ``data`` (raises ExpressionError)."""
+    method = str(_resolve(opts.get("method", "GET"), data)).upper()
+    if method not in METHODS:
+        raise ExpressionError(str(opts.get("method")), f"{method!r} is not an HTTP method")
+    path = _resolve(opts.get("path", ""), data)
+    query = _pairs(opts.get("query"), data)
+    headers = _pairs(opts.get("headers"), data)
+    body = _resolve_deep(opts["body"], data) if "body" in opts else None
+    return HttpRequest(method, "" if path is None else str(path), key, query, headers, body)
+
+
+def map_output(step: StepDefinition, scope: Mapping[str, Any], response: Mapping[str, Any],
+               callback: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The step's output: ``output:`` over the response (and callback), else the default."""
+    extra: dict[str, Any] = {"response": dict(response)}
+    if callback is not None:
+        extra["callback"] = dict(callback)
+    data = ChainMap(extra, scope)  # type: ignore[arg-type]
+    spec = step.options.get("output")
+    if spec is None:
+        out = {"status": response.get("status"), "body": response.get("body")}
+        if callback is not None:
+            out["callback"] = callback.get("body")
+        return out
+    if isinstance(spec, str):
+        value = evaluate(spec, data)
+        return dict(value) if isinstance(value, Mapping) else {"value": value}
+    return {name: _resolve_deep(value, data) for name, value in spec.items()}
+
+
+def accepted(status: int, success: Any) -> bool:
+    if not success:
+        return 200 <= status < 300
+    for code in success:
+        if isinstance(code, str) and code.lower().endswith("xx"):
+            if status // 100 == int(code[0]):
+                return True
+        elif status == code:
+            return True
+    return False
+
+
+def retry_after(response: HttpResponse) -> float | None:
+    """Seconds the response asks to wait (``Retry-After``: seconds, or an HTTP date read
+    against the response's own ``Date``)."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        at = email.utils.parsedate_to_datetime(value)
+        sent = email.utils.parsedate_to_datetime(response.headers.get("date", ""))
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (at - sent).total_seconds())
+
+
+def _audit(work: StepWork, summary: dict[str, Any]) -> dict[str, Any]:
+    return {"type": CALL_EVENT, "step": work.step.name, "iteration": work.iteration,
+            "attempt": work.attempt, **summary}
+
+
+def _resolve(value: Any, data: Mapping[str, Any]) -> Any:
+    return evaluate(value, data) if is_expression(value) else value
+
+
+def _resolve_deep(value: Any, data: Mapping[str, Any]) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _resolve_deep(v, data) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_deep(v, data) for v in value]
+    return _resolve(value, data)
+
+
+def _pairs(spec: Any, data: Mapping[str, Any]) -> dict[str, str]:
+    if spec is None:
+        return {}
+    value = _resolve(spec, data)
+    if not isinstance(value, Mapping):
+        raise ExpressionError(str(spec), f"expected a map, got {describe(value)}")
+    out = {}
+    for k, v in value.items():
+        v = _resolve(v, data)
+        if v is None:
+            continue  # an absent value leaves the parameter or header out
+        out[str(k)] = ("true" if v else "false") if isinstance(v, bool) else str(v)
+    return out
+
+
+def _with_roots(scope: Scope, roots: set[str]) -> Scope:
+    return replace(scope, extra_roots=scope.extra_roots | frozenset(roots))
+
+
+def _check_value(ck: Checker, path: str, value: Any, scope: Scope, *, scalar: bool) -> None:
+    if isinstance(value, str):
+        if is_expression(value):
+            check_expression(ck, path, value, scope)
+    elif isinstance(value, dict) and not scalar:
+        for k, v in value.items():
+            _check_value(ck, join(path, str(k)), v, scope, scalar=False)
+    elif isinstance(value, list) and not scalar:
+        for i, v in enumerate(value):
+            _check_value(ck, f"{path}[{i}]", v, scope, scalar=False)
+    elif scalar and (isinstance(value, bool) or not isinstance(value, int | float)):
+        ck.add(path, f"expected a string or an '=expression', got {describe(value)}")
+
+
+def _check_pairs(ck: Checker, path: str, value: Any, scope: Scope, *, headers: bool) -> None:
+    if is_expression(value):
+        check_expression(ck, path, value, scope)
+        return
+    for k, v in (expect_mapping(ck, path, value) or {}).items():
+        where = join(path, str(k))
+        if headers and str(k).lower() in CREDENTIAL_HEADERS:
+            ck.add(where, f"{k} carries credentials: set them with the connection's auth "
+                          "(secret references), not in a step")
+        elif isinstance(v, dict | list):
+            ck.add(where, f"expected a value or an '=expression', got {describe(v)}")
+        else:
+            _check_value(ck, where, v, scope, scalar=False)
+
+
+def _check_codes(ck: Checker, path: str, value: Any, *, ranges: bool) -> None:
+    for i, code in enumerate(expect_list(ck, path, value) or []):
+        ok = isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599
+        if ranges and isinstance(code, str) and len(code) == 3 and code[0] in "12345" \
+                and code[1:].lower() == "xx":
+            ok = True
+        if not ok:
+            what = "an HTTP status (100-599) or a class like 2xx" if ranges \
+                else "an HTTP status (100-599)"
+            ck.add(f"{path}[{i}]", f"expected {what}, got {describe(code)}"
+                   if not isinstance(code, int | str) else f"expected {what}, got {code!r}")
+    if value == [] and ranges:
+        ck.add(path, "success needs at least one status")

@@ -1,0 +1,217 @@
+"""``wait: callback``: a callout step sends its request to a real server on loopback, then
+waits durably for ``POST /api/callbacks/{token}`` (through the real app), on both
+databases: in order, early (before the request's commit), late, repeated, a forged token,
+a wrong or replayed signature, and the wait's timeout."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from baton.clock import VirtualClock
+from baton.runtime.callbacks import sign
+from baton.runtime.engine import Engine
+from baton.runtime.worker import Worker
+from baton.settings import Settings
+from baton.web.app import create_app
+from tests.bank import Bank, Seen, bank_server
+
+HMAC = "hmac-secret-5"
+
+
+def definitions(url: str, signed: bool) -> str:
+    callback = "callback: {hmac_secret: env:BANK_HMAC, replay_window: 5m}\n" if signed else ""
+    return textwrap.dedent(f"""\
+        kind: object
+        name: Address
+        fields:
+          customer: {{type: string, required: true}}
+        ---
+        kind: connection
+        name: bank
+        type: http
+        base_url: {url}
+        """) + callback + textwrap.dedent("""\
+        ---
+        kind: orchestration
+        name: send
+        trigger: {type: record, object: Address}
+        stages:
+          - name: only
+            steps:
+              - name: send
+                type: callout
+                connection: bank
+                method: POST
+                path: /addresses
+                body: {customer: =record.customer, reply_to: =callback.url}
+                wait: callback
+                timeout: 1h
+                output:
+                  ack: =response.body.ackId
+                  confirmed: =callback.body.status
+                  reference: =callback.body.reference
+              - {name: after, type: milestone, after: [send]}
+        """)
+
+
+class World:
+    """The app over an Engine, a worker, a bank on loopback that keeps each callback URL."""
+
+    def __init__(self, db_url: str, bank: Bank, signed: bool) -> None:
+        self.clock = VirtualClock()
+        settings = Settings.from_environment({"BATON_PUBLIC_URL": "http://testserver"})
+        settings = replace(settings, secrets_env={"BANK_HMAC": HMAC})
+        self.engine = Engine(db_url, clock=self.clock, settings=settings)
+        self.worker = Worker(self.engine)
+        self.client = TestClient(create_app(self.engine))
+        self.bank = bank
+        self.engine.deploy(texts={"d.yaml": definitions(bank.url, signed)}, known_flows=None)
+
+    def start(self, customer: str = "c1") -> Any:
+        rec = self.engine.create_record("Address", {"customer": customer})
+        (run,) = self.engine.list_runs(record_id=rec["id"])
+        return run
+
+    def work(self) -> None:
+        self.worker.run(until_idle=True)
+
+    def reply_to(self, index: int = -1) -> str:
+        calls = self.bank.calls("/addresses")
+        return str(calls[index].json()["reply_to"])
+
+    def post(self, url: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        path = url.removeprefix("http://testserver")
+        return self.client.post(path, content=json.dumps(body).encode(),
+                                headers={"Content-Type": "application/json", **(headers or {})})
+
+    def signed(self, body: Any, *, at: float | None = None, secret: str = HMAC) -> tuple[
+            bytes, dict[str, str]]:
+        raw = json.dumps(body).encode()
+        stamp = str(int(at if at is not None else self.clock.now().timestamp()))
+        return raw, {"X-Timestamp": stamp, "X-Signature": sign(secret, stamp, raw),
+                     "Content-Type": "application/json"}
+
+    def step(self, run_id: str, name: str = "send") -> Any:
+        return self.engine.get_run(run_id).steps[name]
+
+
+@pytest.fixture
+def world(request: pytest.FixtureRequest, db_url: str) -> Iterator[World]:
+    signed = getattr(request, "param", False)
+    with bank_server() as bank:
+        w = World(db_url, bank, signed)
+        yield w
+        w.engine.close()
+
+
+def test_callback_completes_the_waiting_step(world: World) -> None:
+    run = world.start()
+    world.work()
+    sr = world.step(run.id)
+    assert sr.status.value == "running"  # the request succeeded; it waits
+    url = world.reply_to()
+    assert url.startswith("http://testserver/api/callbacks/")
+    r = world.post(url, {"status": "confirmed", "reference": "R-9"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "delivered", "step": "send", "iteration": 1}
+    sr = world.step(run.id)
+    assert sr.status.value == "completed"
+    assert sr.output == {"ack": "ack-1", "confirmed": "confirmed", "reference": "R-9"}
+    world.work()
+    assert world.engine.get_run(run.id).status.value == "completed"
+    # single use: the same callback again changes nothing
+    again = world.post(url, {"status": "rejected"})
+    assert again.status_code == 409
+    assert world.step(run.id).output["confirmed"] == "confirmed"
+
+
+def test_a_callback_before_the_request_commit_is_matched(world: World) -> None:
+    """The other system answers while the worker still holds the call's result: the
+    callback is kept and delivered by the commit of the request's result."""
+    answered: list[Any] = []
+
+    def answer_at_once(seen: Seen) -> None:
+        if seen.path == "/addresses":
+            url = json.loads(seen.body)["reply_to"]
+            answered.append(world.post(url, {"status": "early bird", "reference": "E-1"}))
+
+    world.bank.on_request = answer_at_once
+    run = world.start()
+    world.work()
+    assert answered[0].status_code == 202, answered[0].text
+    assert answered[0].json()["status"] == "early"
+    sr = world.step(run.id)
+    assert sr.status.value == "completed", (sr.status, sr.output)
+    assert sr.output == {"ack": "ack-1", "confirmed": "early bird", "reference": "E-1"}
+    with world.engine.store.read() as tx:
+        types = [e["type"] for e in tx.events_txn(run_id=run.id)]
+    assert "callback_received_early" in types
+
+
+def test_late_forged_and_timed_out_callbacks(world: World) -> None:
+    run = world.start()
+    world.work()
+    url = world.reply_to()
+    token = url.rsplit("/", 1)[1]
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert world.post(url.replace(token, forged), {}).status_code == 404
+    assert world.post(url.replace(token, "nonsense"), {}).status_code == 404
+    # the wait's timeout sends the step to fallout
+    world.clock.advance(timedelta(hours=1, seconds=1))
+    world.work()
+    sr = world.step(run.id)
+    assert sr.status.value == "fallout"
+    assert sr.error["type"] == "CallbackTimeout"
+    late = world.post(url, {"status": "confirmed"})
+    assert late.status_code == 410, late.text
+    assert world.step(run.id).status.value == "fallout"
+    assert late.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_body_that_is_not_json_is_refused(world: World) -> None:
+    run = world.start()
+    world.work()
+    url = world.reply_to().removeprefix("http://testserver")
+    r = world.client.post(url, content=b"not json", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 400
+    assert world.step(run.id).status.value == "running"
+
+
+@pytest.mark.parametrize("world", [True], indirect=True)
+def test_signed_callbacks(world: World) -> None:
+    run = world.start()
+    world.work()
+    url = world.reply_to().removeprefix("http://testserver")
+    body = {"status": "confirmed", "reference": "S-1"}
+    # unsigned, wrong secret, stale timestamp: refused, nothing changes
+    assert world.post(url, body).status_code == 401
+    raw, headers = world.signed(body, secret="wrong")
+    assert world.client.post(url, content=raw, headers=headers).status_code == 401
+    raw, headers = world.signed(body, at=world.clock.now().timestamp() - 600)
+    r = world.client.post(url, content=raw, headers=headers)
+    assert r.status_code == 401 and "replay window" in r.json()["detail"]
+    raw, headers = world.signed(body)
+    tampered = raw.replace(b"S-1", b"S-2")
+    assert world.client.post(url, content=tampered, headers=headers).status_code == 401
+    assert world.step(run.id).status.value == "running"
+    # signed right: delivered; the same signed request replayed: 409
+    r = world.client.post(url, content=raw, headers=headers)
+    assert r.status_code == 200, r.text
+    assert world.step(run.id).output["reference"] == "S-1"
+    assert world.client.post(url, content=raw, headers=headers).status_code == 409
+    assert HMAC not in r.text
+
+
+def test_the_openapi_document_lists_the_callback_endpoint(world: World) -> None:
+    doc = world.client.get("/openapi.json").json()
+    op = doc["paths"]["/api/callbacks/{token}"]["post"]
+    assert op["tags"] == ["callbacks"] and op["security"] == []
+    assert {"200", "202", "401", "404", "409", "410"} <= set(op["responses"])
