@@ -35,8 +35,7 @@ stages:
 """
 
 
-RESULT_HERE = ("'result' is not available here (only in the output of a step whose type "
-               "gives it: output: of an mcp step)")
+RESULT_HERE = "'result' is only available in the output of an mcp step (what the tool answered)"
 
 
 def issues(text: str) -> list[tuple[str, str]]:
