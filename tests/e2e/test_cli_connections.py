@@ -150,3 +150,21 @@ def test_validate_says_when_a_server_cannot_be_reached(tmp_path: Path, db_url: s
         "not checked: the server of connection 'erp_down' could not be reached" in p.stderr
     found = ok_json(baton("--db", db_url, "validate", "--json", cwd=proj))
     assert [(f["path"], f.get("warning")) for f in found] == [("stages[0].steps[0]", True)]
+
+
+def test_check_of_an_http_connection_reports_the_status_of_base_url(
+        tmp_path: Path, db_url: str, erp_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = project(tmp_path, erp_url)
+    (proj / "definitions" / "api.yaml").write_text(f"""\
+kind: connection
+name: erp_api
+type: http
+base_url: {erp_url.rsplit("/", 1)[0]}/nothing-here
+auth: {{type: bearer, secret: env:ERP_TOKEN}}
+""")
+    monkeypatch.setenv("ERP_TOKEN", TOKEN)
+    shown = ok_json(baton("--db", db_url, "connections", "check", "erp_api", "--json", cwd=proj))
+    assert shown["ok"] is True and shown["status"] == 404  # authenticated, then not found
+    monkeypatch.setenv("ERP_TOKEN", "bad-token-909")
+    text = ok(baton("--db", db_url, "connections", "check", "erp_api", cwd=proj)).stdout
+    assert "HTTP 401" in text and "bad-token-909" not in text

@@ -175,43 +175,19 @@ def _check_mcp(conn: ConnectionDefinition, secrets: Any, project_dir: str | None
 
 def _check_http(conn: ConnectionDefinition, secrets: Any, project_dir: str | None
                 ) -> dict[str, Any]:
-    """GET base_url with the connection's headers and auth (bearer, api_key, basic)."""
-    import httpx2
+    """GET base_url through the connection's client (its headers, auth — OAuth2 too —,
+    TLS and timeouts), as a callout would send it."""
+    import uuid
 
-    from baton.connections.mcp import endpoint_from, redact_url
+    from baton.connections.calls import HttpRequest
+    from baton.connections.http import HttpConnections
 
-    url, headers = conn.base_url or "", dict(conn.headers)
-    auth: Any = None
-    values: list[str] = []
-    a = conn.auth
-    if a is not None:
-        if a.type == "bearer" and a.secret is not None:
-            values.append(secrets.resolve(a.secret))
-            headers["Authorization"] = f"Bearer {values[-1]}"
-        elif a.type == "api_key" and a.secret is not None:
-            values.append(secrets.resolve(a.secret))
-            key = a.key_name or "X-Api-Key"
-            if a.placement == "query":
-                url = str(httpx2.URL(url).copy_merge_params({key: values[-1]}))
-            else:
-                headers[key] = values[-1]
-        elif a.type == "basic" and a.password_secret is not None:
-            values.append(secrets.resolve(a.password_secret))
-            auth = httpx2.BasicAuth(a.username or "", values[-1])
-        else:
-            raise BatonError(f"auth {a.type} is not checked by this command (a callout "
-                             "step through the connection exercises it)")
-    verify: bool | str = conn.tls_verify
-    if conn.tls_verify and conn.ca_file:
-        verify = str(Path(project_dir or ".") / conn.ca_file)
-    scrub = endpoint_from(conn.name, transport="http", secrets=values).scrub
+    client = HttpConnections(secrets, project_dir)
     try:
-        response = httpx2.get(url, headers=headers, auth=auth, verify=verify,
-                              timeout=httpx2.Timeout(conn.connect_timeout_ms / 1000,
-                                                     read=conn.read_timeout_ms / 1000))
-    except httpx2.HTTPError as exc:
-        raise BatonError(scrub(f"{type(exc).__name__}: {exc}")) from None
-    return {"url": redact_url(url), "status": response.status_code}
+        response = client.call(conn, HttpRequest("GET", "", f"check-{uuid.uuid4().hex}"))
+    finally:
+        client.close()
+    return {"url": response.summary.url, "status": response.status}
 
 
 def mcp_schema_check(eng: Any, paths: Sequence[Path]) -> tuple[list[Issue], list[Issue], int]:
