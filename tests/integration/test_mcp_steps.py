@@ -272,3 +272,24 @@ def _running(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"
     except OSError:
         return False
+
+
+def test_sessions_open_again_after_close_and_calls_run_together() -> None:
+    """No DB: the client alone. A closed McpSessions serves the next call on a new loop
+    (a worker that stopped and runs again), and calls started together all answer."""
+    from baton.connections.mcp import McpSessions
+
+    sessions = McpSessions()
+    ep = endpoint_from("erp", transport="stdio", command="python", args=[str(SERVER)],
+                       connect_timeout=30.0)
+    try:
+        first = sessions.call_tool(ep, "whoami", {}).structured["pid"]
+        sessions.close()
+        assert not sessions.alive(ep)
+        pending = [sessions.submit_tool(ep, "find_account", {"domain": d})
+                   for d in ("acme.example", "globex.example", "initech.example")]
+        assert [p().structured["account_id"] for p in pending] == [
+            "ACC-1001", "ACC-1002", "ACC-1003"]
+        assert sessions.call_tool(ep, "whoami", {}).structured["pid"] != first
+    finally:
+        sessions.close()

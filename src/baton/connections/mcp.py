@@ -70,6 +70,7 @@ class McpError(StepFailure):
 
     details: dict[str, Any] | None = None
     audit: tuple[Mapping[str, Any], ...] = ()  # the call's audit event(s), set by the step
+    duration_ms: int | None = None  # how long the call took until it failed
 
 
 class McpTransportError(McpError):
@@ -121,6 +122,7 @@ class ToolResult:
     text: str
     is_error: bool
     content_types: tuple[str, ...] = ()
+    duration_ms: int = 0  # from asking for the session to the answer
 
 
 @dataclass(frozen=True)
@@ -224,13 +226,27 @@ class McpSessions:
     def call_tool(self, endpoint: McpEndpoint, tool: str, arguments: Mapping[str, Any],
                   timeout: float | None = None) -> ToolResult:
         """Call ``tool``; a tool error raises :class:`McpToolError` (with the result)."""
+        return self.submit_tool(endpoint, tool, arguments, timeout)()
+
+    def submit_tool(self, endpoint: McpEndpoint, tool: str, arguments: Mapping[str, Any],
+                    timeout: float | None = None) -> Callable[[], ToolResult]:
+        """Start the call of ``tool`` now; the returned function waits for its result (as
+        :meth:`call_tool` returns or raises). A worker starts every call of its batch
+        before it waits for the first, so they are in flight together."""
         read = endpoint.read_timeout if timeout is None else timeout
-        result = self._run(self._call_tool(endpoint, tool, dict(arguments), read),
-                           endpoint.connect_timeout + endpoint.read_timeout + read + 5)
-        if result.is_error:
-            text = result.text.strip() or "(no message)"
-            raise McpToolError(f"MCP tool {tool!r} of connection {endpoint.connection!r} "
-                               f"reported an error: {endpoint.scrub(text)[:1000]}", result)
+        fut = self._submit(self._call_tool(endpoint, tool, dict(arguments), read))
+        bound = endpoint.connect_timeout + endpoint.read_timeout + read + 5
+
+        def result() -> ToolResult:
+            res = self._wait(fut, bound)
+            if res.is_error:
+                text = res.text.strip() or "(no message)"
+                err = McpToolError(f"MCP tool {tool!r} of connection {endpoint.connection!r} "
+                                   f"reported an error: {endpoint.scrub(text)[:1000]}", res)
+                err.duration_ms = res.duration_ms
+                raise err
+            return res
+
         return result
 
     def list_tools(self, endpoint: McpEndpoint) -> list[ToolInfo]:
@@ -272,13 +288,20 @@ class McpSessions:
                 thread = threading.Thread(target=run, name="baton-mcp", daemon=True)
                 thread.start()
                 started.wait(10)
+                # Sessions and locks of an earlier loop (closed) belong to it: start afresh.
+                self._live, self._opening = {}, {}
                 self._loop, self._thread = loop, thread
             return self._loop
 
     def _run(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
+        return self._wait(self._submit(coro), timeout)
+
+    def _submit(self, coro: Coroutine[Any, Any, _T]) -> Future[_T]:
         _import_sdk()  # here, not on the loop: importing takes seconds on a busy machine
-        loop = self._ensure_loop()
-        fut: Future[_T] = asyncio.run_coroutine_threadsafe(coro, loop)
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
+
+    @staticmethod
+    def _wait(fut: Future[_T], timeout: float) -> _T:
         try:
             return fut.result(timeout)
         except FutureTimeout:
@@ -350,13 +373,20 @@ class McpSessions:
 
     async def _call_tool(self, ep: McpEndpoint, tool: str, arguments: dict[str, Any],
                          read_timeout: float) -> ToolResult:
-        live = await self._session(ep)
-        async with self._calling(ep, live, f"call of tool {tool!r}", read_timeout):
-            res = await live.client.call_tool(tool, arguments, read_timeout_seconds=read_timeout)
+        started = time.perf_counter()  # (on the loop: what the call took, not the waiting)
+        try:
+            live = await self._session(ep)
+            async with self._calling(ep, live, f"call of tool {tool!r}", read_timeout):
+                res = await live.client.call_tool(tool, arguments,
+                                                  read_timeout_seconds=read_timeout)
+        except McpError as exc:
+            exc.duration_ms = elapsed_ms(started)
+            raise
         texts = [getattr(c, "text", "") for c in res.content if getattr(c, "type", "") == "text"]
         return ToolResult(structured=res.structured_content, text="\n".join(texts),
                           is_error=bool(res.is_error),
-                          content_types=tuple(getattr(c, "type", "?") for c in res.content))
+                          content_types=tuple(getattr(c, "type", "?") for c in res.content),
+                          duration_ms=elapsed_ms(started))
 
     async def _list_tools(self, ep: McpEndpoint) -> list[ToolInfo]:
         live = await self._session(ep)

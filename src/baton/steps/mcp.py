@@ -75,6 +75,12 @@ class Mcp(JobStepType):
 
     # ---- worker -------------------------------------------------------------------------
     def run_job(self, work: StepWork) -> StepOutput:
+        return self.begin_job(work)()
+
+    def begin_job(self, work: StepWork) -> Callable[[], StepOutput]:
+        """Start the tool call (the worker begins every job of its batch before it finishes
+        the first: a batch's calls are in flight together); the returned function waits
+        for the answer and makes the step's output."""
         from baton.connections import mcp
 
         opts = work.step.options
@@ -94,23 +100,30 @@ class Mcp(JobStepType):
                 "connection": conn_name, "tool": tool,
                 "arguments": summary(arguments, endpoint.scrub)}
         started = time.perf_counter()
-        try:
-            result = mcp.shared_sessions().call_tool(
-                endpoint, tool, arguments, timeout_ms / 1000 if timeout_ms else None)
-        except mcp.McpError as exc:
-            outcome = ("tool_error" if isinstance(exc, mcp.McpToolError) else
-                       "refused" if isinstance(exc, mcp.McpProtocolError) else
-                       "transport_error" if isinstance(exc, mcp.McpTransportError) else "error")
-            call |= {"outcome": outcome, "duration_ms": mcp.elapsed_ms(started),
-                     "error": str(exc)[:SUMMARY_CHARS]}
-            exc.details = {"call": call}  # kept with the step's error (fallout)
-            exc.audit = ({"type": AUDIT_EVENT, **call},)  # committed with the failure
-            raise
-        call |= {"outcome": "ok", "duration_ms": mcp.elapsed_ms(started),
-                 "result": summary(result.structured if result.structured is not None
-                                   else result.text, endpoint.scrub)}
-        return StepOutput(_output(opts.get("output"), result, data),
-                          audit=({"type": AUDIT_EVENT, **call},))
+        pending = mcp.shared_sessions().submit_tool(
+            endpoint, tool, arguments, timeout_ms / 1000 if timeout_ms else None)
+
+        def finish() -> StepOutput:
+            try:
+                result = pending()
+            except mcp.McpError as exc:
+                outcome = ("tool_error" if isinstance(exc, mcp.McpToolError) else
+                           "refused" if isinstance(exc, mcp.McpProtocolError) else
+                           "transport_error" if isinstance(exc, mcp.McpTransportError)
+                           else "error")
+                took = exc.duration_ms if exc.duration_ms is not None else mcp.elapsed_ms(started)
+                failed = call | {"outcome": outcome, "duration_ms": took,
+                                 "error": str(exc)[:SUMMARY_CHARS]}
+                exc.details = {"call": failed}  # kept with the step's error (fallout)
+                exc.audit = ({"type": AUDIT_EVENT, **failed},)  # committed with the failure
+                raise
+            done = call | {"outcome": "ok", "duration_ms": result.duration_ms,
+                           "result": summary(result.structured if result.structured is not None
+                                             else result.text, endpoint.scrub)}
+            return StepOutput(_output(opts.get("output"), result, data),
+                              audit=({"type": AUDIT_EVENT, **done},))
+
+        return finish
 
 
 def _check_connection(ck: Checker, path: str, value: Any, scope: Scope) -> None:
