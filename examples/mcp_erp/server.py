@@ -8,6 +8,7 @@ Tools:
 - ``find_account(domain)``: the account whose e-mail domain is ``domain`` (a structured
   result); an unknown domain is a tool error (``isError``), as a real ERP's "not found" is.
 - ``credit_limit(account_id)``: the account's credit limit, as text.
+- ``month_end_report(seconds)``: a slow report, ready after ``seconds`` (at most 120).
 - ``whoami()``: this server process's id (lets a test kill the process it is talking to).
 """
 
@@ -55,6 +56,15 @@ def credit_limit(account_id: str) -> str:
         if acc["account_id"] == account_id:
             return f"{acc['credit_limit']} EUR"
     raise ToolError(f"no account {account_id!r}")
+
+
+@server.tool()
+async def month_end_report(seconds: float) -> dict[str, str]:
+    """A report that takes ``seconds`` to prepare (a slow ERP, for timeouts)."""
+    import asyncio
+
+    await asyncio.sleep(max(0.0, min(seconds, 120.0)))
+    return {"report": f"ready after {seconds:g} s"}
 
 
 @server.tool()

@@ -66,7 +66,7 @@ def test_check_lists_the_tools_with_their_input_schemas(tmp_path: Path, db_url: 
     shown = ok_json(baton("--db", db_url, "connections", "check", "erp", "--json", cwd=proj))
     assert shown["ok"] is True and shown["type"] == "mcp"
     tools = {t["name"]: t for t in shown["tools"]}
-    assert set(tools) == {"find_account", "credit_limit", "whoami"}
+    assert set(tools) == {"find_account", "credit_limit", "month_end_report", "whoami"}
     schema = tools["find_account"]["input_schema"]
     assert schema["properties"]["domain"]["type"] == "string"
     assert schema["required"] == ["domain"]
@@ -134,7 +134,7 @@ def test_validate_checks_tools_and_arguments_when_the_server_answers(
     lines = p.stdout.splitlines()
     assert any(line.endswith("stages[0].steps[0]: tool: the server of connection 'erp' has no "
                              "tool 'find_acount' (did you mean 'find_account'?) (its tools: "
-                             "credit_limit, find_account, whoami)") for line in lines), lines
+                             "credit_limit, find_account, month_end_report, whoami)") for line in lines), lines
     assert any("lookup.yaml:8 stages[0].steps[1]: arguments.domian: tool 'find_account' has "
                "no argument 'domian' (did you mean 'domain'?)" in line for line in lines), lines
     assert any("stages[0].steps[1]: arguments: tool 'find_account' requires the argument "

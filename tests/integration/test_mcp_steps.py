@@ -226,6 +226,21 @@ def test_a_server_that_is_down_is_retried_and_the_retry_succeeds(harness: Any) -
     assert [c["outcome"] for c in calls(harness, run.id)] == ["transport_error", "ok"]
 
 
+def test_a_call_that_overruns_the_step_timeout_is_retried(harness: Any) -> None:
+    harness.deploy_text(STDIO_CONNECTION + "---" + orchestration(
+        "erp", name="t_slow", tool="month_end_report",
+        extra="timeout: 1s").replace("arguments: {domain: '=input.domain'}",
+                                     "arguments: {seconds: 60}"))
+    run = harness.engine.start("t_slow", {"domain": "-"})
+    harness.work()
+    sr = harness.engine.get_run(run.id).steps["lookup"]
+    assert sr.status.value == "running" and sr.attempts == 2  # its retry is scheduled
+    assert sr.error is not None and sr.error["type"] == "McpTransportError"
+    assert "timed out" in sr.error["message"] and sr.error["retryable"] is True
+    (call,) = calls(harness, run.id)
+    assert call["outcome"] == "transport_error" and call["arguments"] == {"seconds": 60}
+
+
 def work_keeping_sessions(harness: Any) -> None:
     """Run what is ready as a worker that goes on running would (``run()`` ends with the
     worker's stop, which stops its MCP servers)."""
