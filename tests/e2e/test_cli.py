@@ -336,6 +336,10 @@ def test_demo_runs_the_examples_and_prints_the_summary(tmp_path: Path) -> None:
         assert title in out, out
     assert re.search(r"case_triage\s*│\s*completed\s*│\s*200\b", out), out
     assert re.search(r"address_update\s*│\s*completed\s*│\s*20\b", out), out
+    # the leads are looked up in the ERP example, an MCP server the worker starts over stdio
+    assert re.search(r"lead_enrichment\s*│\s*completed\s*│\s*6\b", out), out
+    assert re.search(r"erp\.find_account\s*│\s*ok\s*│\s*6\b", out), out
+    assert re.search(r"erp\.credit_limit\s*│\s*ok\s*│\s*6\b", out), out
     assert re.search(r"triage → close → end\s*│\s*160\b", out), out
     assert re.search(r"triage → escalate → triage → close → end\s*│\s*40\b", out), out
     assert re.search(r"Finished in \d+(\.\d+)? s", out), out

@@ -1,7 +1,8 @@
 """``baton demo``: the examples, run for real on a fresh SQLite file.
 
 200 support cases go through case_triage (simulated agents escalate about 20 %
-at tier 1) and 20 address-update requests through address_update. The workers
+at tier 1), 20 address-update requests through address_update, and 6 leads through
+lead_enrichment, whose steps call the ERP example's tools (an MCP server, over stdio). The workers
 run in this process; agents claim and complete their work items between
 batches, exactly as they would from the CLI.
 
@@ -26,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from baton.cli.demo_bank import DemoBank
 from baton.cli.output import console, table
 from baton.connections.calls import CALL_EVENT
+from baton.connections.mcp import close_shared_sessions
 from baton.engine.status import RunStatus, StepStatus, WorkItemStatus
 from baton.errors import ConfigError
 from baton.project import load_project
@@ -33,6 +35,8 @@ from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
 from baton.settings import Settings
 
+LEADS = [("Acme Corp", "acme.example"), ("Globex", "globex.example"),
+         ("Initech", "initech.example")]
 AGENTS = {"tier1": ["ann", "bob"], "tier2": ["cyd", "dan"], "tier3": ["eve"], "back_office": ["fay", "gus"]}
 
 
@@ -46,27 +50,36 @@ def _examples_dir(given: Path | None) -> Path:
 
 
 def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None,
-             settings: Settings) -> None:
+             settings: Settings, n_leads: int = 6) -> None:
     ex = _examples_dir(examples)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_file}{suffix}").unlink(missing_ok=True)
     projects = [load_project(ex / "case_triage"), load_project(ex / "address_update")]
+    erp = ex / "mcp_erp"
+    if not (erp / "baton.toml").exists():
+        n_leads = 0
+    if n_leads:
+        projects.append(load_project(erp))
     for p in projects:
         p.import_flows()
     bank = DemoBank().start()
     port = _free_port()
+    # (The ERP connection's stdio command runs in its project folder; the bank needs none.)
     settings = dataclasses.replace(
-        settings, public_url=f"http://127.0.0.1:{port}", project_dir=str(projects[1].root),
+        settings, public_url=f"http://127.0.0.1:{port}",
+        project_dir=str(erp.resolve()) if n_leads else str(projects[1].root),
         secrets_env={**settings.secrets_env, "BANK_TOKEN": bank.token,
                      "BANK_HMAC": bank.hmac_secret})
     engine = Engine(f"sqlite:///{db_file.resolve()}", settings=settings)
     try:
         engine.deploy([projects[0].definitions_dir], actor="demo")
         engine.deploy(texts=_pointed_at(projects[1].definitions_dir, bank.url), actor="demo")
+        for extra in projects[2:]:  # the ERP example (MCP over stdio)
+            engine.deploy([extra.definitions_dir], actor="demo")
         console.print(f"Deployed the examples into [bold]{db_file}[/bold]; the demo bank "
                       f"listens at {bank.url}, Baton's API at {settings.public_url}.")
         with _api(engine, port):
-            _run(engine, n_cases, n_requests)
+            _run(engine, n_cases, n_requests, n_leads)
     finally:
         bank.stop()
         engine.close()
@@ -112,7 +125,7 @@ def _api(engine: Engine, port: int) -> Iterator[None]:
         thread.join(10)
 
 
-def _run(engine: Engine, n_cases: int, n_requests: int) -> None:
+def _run(engine: Engine, n_cases: int, n_requests: int, n_leads: int) -> None:
     started = time.perf_counter()
     for i in range(1, n_cases + 1):
         subject = f"invoice question {i}" if i % 2 else f"login broken {i}"
@@ -122,8 +135,11 @@ def _run(engine: Engine, n_cases: int, n_requests: int) -> None:
             "customer": f"Customer {i}", "account_number": f"ACC-{1000 + i}",
             "new_address": f"{i} Solar Way, Springfield", "documents": [f"proof-{i}.pdf"],
         }, actor="demo")
+    for i in range(n_leads):  # each looked up in the ERP (MCP over stdio) by lead_enrichment
+        company, domain = LEADS[i % len(LEADS)]
+        engine.create_record("Lead", {"company": company, "domain": domain}, actor="demo")
     worker = Worker(engine, batch=64)
-    total = n_cases + n_requests
+    total = n_cases + n_requests + n_leads
     patience = time.monotonic() + CALLBACK_PATIENCE_S
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
@@ -143,6 +159,7 @@ def _run(engine: Engine, n_cases: int, n_requests: int) -> None:
             patience = time.monotonic() + CALLBACK_PATIENCE_S
     elapsed = time.perf_counter() - started
     worker.store.unregister_worker(worker.id)
+    close_shared_sessions()  # the ERP server the worker started stops here
     _summary(engine, elapsed)
 
 
@@ -214,6 +231,7 @@ def _summary(engine: Engine, elapsed: float) -> None:
             escalated = run
     table("Stage paths", ["orchestration", "path", "runs"],
           [[o, p, c] for (o, p), c in sorted(paths.items())])
+    _mcp_calls(engine)
     console.print(f"Finished in {elapsed:.1f} s.")
     sent = [run for run in _all_runs(engine) if "send_address" in run.steps]
     calls = [e for run in sent for e in engine.run_events(run.id) if e["type"] == CALL_EVENT]
@@ -228,6 +246,19 @@ def _summary(engine: Engine, elapsed: float) -> None:
         table(f"Timeline of escalated case {escalated.record_id} (run {escalated.id})",
               ["at", "event", "actor", "detail"],
               [[e["at"][11:23], e["type"], e["actor"], describe_event(e)] for e in events])
+
+
+def _mcp_calls(engine: Engine) -> None:
+    """The MCP tool calls the runs made (audited as ``mcp_called``), per tool and outcome."""
+    calls: Counter[tuple[str, str]] = Counter()
+    for run in engine.list_runs(limit=500, orchestration="lead_enrichment"):
+        for e in engine.run_events(run.id):
+            if e["type"] == "mcp_called":
+                d = e["data"]
+                calls[(f"{d['connection']}.{d['tool']}", d["outcome"])] += 1
+    if calls:
+        table("MCP tool calls (the ERP, over stdio)", ["tool", "outcome", "calls"],
+              [[t, o, c] for (t, o), c in sorted(calls.items())])
 
 
 def _all_runs(engine: Engine) -> list:  # type: ignore[type-arg]

@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from baton.cli import bundle as bundle_cli
 from baton.cli.bench import bench_app
+from baton.cli.connections import connections_app
 from baton.cli.definitions import definitions_app
 from baton.cli.importer import import_app
 from baton.cli.intake import intake_app
@@ -70,6 +71,7 @@ incidents_app = typer.Typer(no_args_is_help=True,
                                  "list them; retry or dismiss one.")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(definitions_app, name="definitions")
+app.add_typer(connections_app, name="connections")
 app.command("export")(bundle_cli.export)
 app.add_typer(records_app, name="records")
 app.add_typer(import_app, name="import")  # the importers load when their command runs
@@ -247,7 +249,9 @@ def _paths(path: Path | None) -> list[Path]:
 @app.command()
 def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (default: definitions/)")] = None,
              as_json: JsonOpt = False) -> None:
-    """List every problem in the definitions, with file, line and path.
+    """List every problem in the definitions, with file, line and path. An mcp step's tool
+    and argument names are checked against its server's tools when it can be reached (a
+    warning says when it cannot).
 
     Outside a project, `validate FILE` checks the files alone: their flows and the object
     types deployed elsewhere are not known, so those references are not checked."""
@@ -260,7 +264,13 @@ def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (d
         err_console.print("[dim]outside a project: flow names and deployed object types "
                           "are not checked[/dim]")
     else:
-        issues = state.engine(flows=True).validate(_paths(path), warnings=warnings)
+        from baton.cli.connections import mcp_schema_check
+
+        eng = state.engine(flows=True)
+        issues = eng.validate(_paths(path), warnings=warnings)
+        found, unchecked, _checked = mcp_schema_check(eng, _paths(path))
+        issues += found
+        warnings += [dataclasses.replace(w, level="warning") for w in unchecked]
     if as_json:
         print_json([{"file": i.file, "line": i.line, "path": i.path, "message": i.message,
                      "level": i.level} for i in sorted(issues + warnings,
@@ -776,6 +786,11 @@ def describe_event(e: Mapping[str, Any]) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in d.get("fields", {}).items() if v is not None)[:200]
     if t == "run_started":
         return f"{d.get('orchestration')} v{d.get('version')}"
+    if t == "mcp_called":  # a tool call of an mcp step (arguments already redacted)
+        args = json.dumps(d.get("arguments"), ensure_ascii=False)[:120]
+        text = (f"{d.get('step')} #{d.get('iteration')}: {d.get('connection')}.{d.get('tool')}"
+                f" {args} → {d.get('outcome')} in {d.get('duration_ms')} ms")
+        return f"{text}: {d['error'][:160]}" if d.get("error") else text
     return json.dumps(d)[:100] if d else ""
 
 
@@ -909,12 +924,14 @@ def demo(
     db: Annotated[Path, typer.Option("--db-file", help="SQLite file to (re)create")] = Path("baton-demo.db"),
     cases: Annotated[int, typer.Option("--cases", help="Support cases run through case_triage")] = 200,
     requests: Annotated[int, typer.Option("--requests", help="Address updates run through address_update")] = 20,
+    leads: Annotated[int, typer.Option("--leads", help="Sales leads run through lead_enrichment (two MCP tool calls each)")] = 6,
     examples: Annotated[Path | None, typer.Option(help="Examples folder")] = None,
 ) -> None:
-    """Deploy the examples, run 200 cases and 20 address updates, print what happened."""
+    """Deploy the examples, run 200 cases, 20 address updates and 6 leads (looked up in an
+    MCP server), print what happened."""
     from baton.cli.demo import run_demo
 
-    run_demo(db, cases, requests, examples, state.settings())
+    run_demo(db, cases, requests, examples, state.settings(), leads)
 
 
 def main() -> None:

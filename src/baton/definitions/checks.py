@@ -41,6 +41,7 @@ _UNDECLARED = re.compile(r"undeclared reference to '([A-Za-z_]\w*)")
 STEP_ROOTS = {
     "response": "the output of a callout step",
     "callback": "a callout step with wait: callback (its request and output)",
+    "result": "the output of an mcp step (what the tool answered)",
 }
 CONDITION_MESSAGE = "a condition must be an expression starting with '=' or {flow: name}"
 

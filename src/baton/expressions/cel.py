@@ -17,12 +17,12 @@ MAX_SOURCE = 4096
 """Longest expression source accepted (characters, without the ``=`` prefix)."""
 
 VARIABLES: tuple[str, ...] = ("record", "old", "input", "vars", "steps", "line", "now",
-                              "item", "index", "response", "callback")
+                              "item", "index", "response", "callback", "result")
 """Names every expression may read (DESIGN §2). ``item`` and ``index`` (the element of a
 ``for_each`` list and its position) are only bound where a step iterates over one;
-validation refuses them elsewhere (:data:`ITEM_VARIABLES`). ``response`` and ``callback``
-exist only where a step type binds them (a callout's output and request); validation says
-where."""
+validation refuses them elsewhere (:data:`ITEM_VARIABLES`). ``response``, ``callback``
+and ``result`` exist only where a step type binds them (a callout's output and request, an
+mcp step's output); validation says where."""
 
 ITEM_VARIABLES = ("item", "index")
 """The names only an orchestration step's ``for_each`` binds (``steps/orchestration.py``)."""
@@ -116,7 +116,7 @@ def _env() -> Any:
         variables={"record": data, "old": data, "input": data, "vars": data, "steps": data,
                    "line": data, "now": cel.Type.STRING,
                    "item": cel.Type.DYN, "index": cel.Type.DYN,
-                   "response": data, "callback": data},
+                   "response": data, "callback": data, "result": data},
     )
 
 

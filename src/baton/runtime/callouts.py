@@ -9,7 +9,7 @@ import threading
 from baton.connections.calls import HttpCaller
 from baton.connections.http import HttpConnections
 from baton.connections.secrets import Secrets
-from baton.definitions.model import ConnectionDefinition
+from baton.definitions.model import ConnectionDefinition, SecretRef
 from baton.runtime.callbacks import Callbacks
 from baton.runtime.definitions import DefinitionRepo
 
@@ -41,6 +41,9 @@ class ConnectionServices:
 
     def connection(self, name: str) -> ConnectionDefinition:
         return self.definitions.connection(name)
+
+    def secret(self, ref: SecretRef) -> str:
+        return self.secrets.resolve(ref)
 
     def callback(self, run_id: str, step: str, iteration: int) -> tuple[str, str]:
         return self.callbacks.make(run_id, step, iteration)

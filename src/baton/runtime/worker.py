@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from baton import logs
 from baton.clock import iso, parse_iso
 from baton.connections.calls import CALL_EVENT
+from baton.connections.mcp import close_shared_sessions
 from baton.definitions.model import OrchestrationDefinition, StepDefinition
 from baton.engine import sla
 from baton.engine.events import (
@@ -172,6 +173,8 @@ class Worker:
             if self._own_pool and self._pool is not None:
                 self._pool.close()  # no flow process outlives its worker
                 self._pool = None
+            if self._own_pool:  # a worker on its own: its MCP servers stop with it
+                close_shared_sessions()
             try:  # releases jobs claimed but not processed (graceful stop)
                 self.store.unregister_worker(self.id)
             except DBAPIError:
@@ -903,6 +906,7 @@ def run_workers(engine: Engine, concurrency: int, *, until_idle: bool = False,
         _run_threads(workers, until_idle, _created)
     finally:
         pool.close()
+        close_shared_sessions()  # the MCP servers (stdio) of this process stop with it
     return workers
 
 

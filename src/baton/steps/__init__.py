@@ -10,12 +10,13 @@ from baton.steps.approval import APPROVAL
 from baton.steps.background import BACKGROUND
 from baton.steps.callout import CALLOUT
 from baton.steps.interactive import INTERACTIVE
+from baton.steps.mcp import MCP
 from baton.steps.milestone import MILESTONE
 from baton.steps.orchestration import ORCHESTRATION
 from baton.steps.pause import PAUSE
 
 for _builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE, AI, APPROVAL, ORCHESTRATION,
-                 CALLOUT):
+                 CALLOUT, MCP):
     registry.register(_builtin)
 
 __all__ = ["registry"]

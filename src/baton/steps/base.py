@@ -22,6 +22,7 @@ from baton.definitions.model import (
     Condition,
     ConnectionDefinition,
     OrchestrationDefinition,
+    SecretRef,
     StepDefinition,
 )
 from baton.engine.events import (
@@ -81,6 +82,13 @@ class StepServices(Protocol):
 
     def callback(self, run_id: str, step: str, iteration: int) -> tuple[str, str]:
         """(token, URL) an external system calls back at for this step iteration."""
+
+    @property
+    def project_dir(self) -> str | None:
+        """The project folder: a connection's relative paths (a command's args, a CA file)."""
+
+    def secret(self, ref: SecretRef) -> str:
+        """The value behind ``env:NAME`` / ``file:NAME``, now (never to be stored or shown)."""
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,11 @@ def describe_event(e: Mapping[str, Any]) -> str:
                 f"{d.get('response_bytes')} B received)")
     if t == "run_started":
         return f"{d.get('orchestration')} v{d.get('version')}"
+    if t == "mcp_called":  # an mcp step's tool call (its arguments redacted already)
+        text = (f"{d.get('step')} (iteration {d.get('iteration')}): {d.get('connection')}."
+                f"{d.get('tool')} {_short(d.get('arguments'), 120)} → {d.get('outcome')} in "
+                f"{d.get('duration_ms')} ms")
+        return f"{text}: {_short(d['error'])}" if d.get("error") else text
     if t.startswith("child_run"):
         return _child_event(t, d)
     return _short(d) if d else ""

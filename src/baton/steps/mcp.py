@@ -1,0 +1,224 @@
+"""``type: mcp``: call a tool of an MCP server (a ``connection`` of type ``mcp``).
+
+```yaml
+- name: lookup
+  type: mcp
+  connection: erp
+  tool: find_account
+  arguments: {domain: '=record.domain'}           # literals or =expressions, nested too
+  output: {account: '=result.structured.account_id'}  # optional; result.structured / .text
+```
+The call is made in a worker job, outside any transaction (at least once, like a flow).
+Without ``output:`` the tool's structured result is the step's output (a mapping as it is;
+anything else as ``{"result": ...}``), else its text content joined as ``{"text": ...}``.
+A tool error (``isError``) or a refused request fails the attempt without a retry (the step
+goes to fallout with the call's summary); a server that cannot be reached, died or timed
+out fails it retryably (the step's ``retry`` policy applies). Every call is audited on the
+run as ``mcp_called``: connection, tool, argument summary, duration and outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from baton.definitions.checks import (
+    Checker,
+    Scope,
+    check_expression,
+    describe,
+    expect_identifier,
+    expect_mapping,
+    expect_str,
+    item,
+    join,
+    suggest,
+)
+from baton.errors import ExpressionError, StepFailure
+from baton.expressions import evaluate, is_expression
+from baton.steps.base import JobStepType, StepOutput, StepWork
+
+AUDIT_EVENT = "mcp_called"
+SUMMARY_CHARS = 1024  # of arguments and results in audit events and fallout details
+SENSITIVE = ("password", "secret", "token", "api_key", "apikey", "authorization")
+_OUTPUT_SCOPE = frozenset({"result"})
+
+
+class Mcp(JobStepType):
+    name = "mcp"
+    keys = ("connection", "tool", "arguments")
+    job_kind = "mcp"  # the jobs table's kind for these attempts (a durable format)
+
+    # ---- validation -------------------------------------------------------------------
+    def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
+        if "connection" not in step:
+            ck.add(join(path, "connection"),
+                   "required key 'connection' is missing (the mcp connection to call)")
+        else:
+            _check_connection(ck, join(path, "connection"), step["connection"], scope)
+        if "tool" not in step:
+            ck.add(join(path, "tool"), "required key 'tool' is missing (the tool to call)")
+        else:
+            expect_str(ck, join(path, "tool"), step["tool"])
+        if "arguments" in step:
+            args = expect_mapping(ck, join(path, "arguments"), step["arguments"])
+            for key, value in (args or {}).items():
+                _check_value(ck, join(path, f"arguments.{key}"), value, scope)
+        if "output" in step:
+            out = expect_mapping(ck, join(path, "output"), step["output"])
+            with_result = dataclasses.replace(scope, extra_roots=scope.extra_roots | _OUTPUT_SCOPE)
+            for key, value in (out or {}).items():
+                _check_value(ck, join(path, f"output.{key}"), value, with_result)
+
+    # ---- worker -------------------------------------------------------------------------
+    def run_job(self, work: StepWork) -> StepOutput:
+        return self.begin_job(work)()
+
+    def begin_job(self, work: StepWork) -> Callable[[], StepOutput]:
+        """Start the tool call (the worker begins every job of its batch before it finishes
+        the first: a batch's calls are in flight together); the returned function waits
+        for the answer and makes the step's output."""
+        from baton.connections import mcp
+
+        opts = work.step.options
+        conn_name, tool = str(opts["connection"]), str(opts["tool"])
+        data = _expression_data(work)
+        try:
+            arguments = _resolve(opts.get("arguments") or {}, data, "arguments")
+        except ExpressionError as exc:
+            raise StepFailure(f"{exc.source}: {exc.reason}", retryable=False) from None
+        services = work.services
+        if services is None:
+            raise StepFailure("this worker has no connections to call", retryable=False)
+        conn = services.connection(conn_name)
+        endpoint = mcp.endpoint(conn, services.secret, services.project_dir)
+        timeout_ms = work.payload.get("timeout_ms")
+        call = {"step": work.step.name, "iteration": work.iteration, "attempt": work.attempt,
+                "connection": conn_name, "tool": tool,
+                "arguments": summary(arguments, endpoint.scrub)}
+        started = time.perf_counter()
+        pending = mcp.shared_sessions().submit_tool(
+            endpoint, tool, arguments, timeout_ms / 1000 if timeout_ms else None)
+
+        def finish() -> StepOutput:
+            try:
+                result = pending()
+            except mcp.McpError as exc:
+                outcome = ("tool_error" if isinstance(exc, mcp.McpToolError) else
+                           "refused" if isinstance(exc, mcp.McpProtocolError) else
+                           "transport_error" if isinstance(exc, mcp.McpTransportError)
+                           else "error")
+                took = exc.duration_ms if exc.duration_ms is not None else mcp.elapsed_ms(started)
+                failed = call | {"outcome": outcome, "duration_ms": took,
+                                 "error": str(exc)[:SUMMARY_CHARS]}
+                exc.details = {"call": failed}  # kept with the step's error (fallout)
+                exc.audit = ({"type": AUDIT_EVENT, **failed},)  # committed with the failure
+                raise
+            done = call | {"outcome": "ok", "duration_ms": result.duration_ms,
+                           "result": summary(result.structured if result.structured is not None
+                                             else result.text, endpoint.scrub)}
+            return StepOutput(_output(opts.get("output"), result, data),
+                              audit=({"type": AUDIT_EVENT, **done},))
+
+        return finish
+
+
+def _check_connection(ck: Checker, path: str, value: Any, scope: Scope) -> None:
+    name = expect_identifier(ck, path, value, "connection name")
+    if name is None or scope.connections is None:
+        return
+    ctype = scope.connections.get(name)
+    if ctype is None:
+        mcps = [n for n, t in scope.connections.items() if t == "mcp"]
+        ck.add(path, f"unknown connection '{name}'{suggest(name, mcps)}"
+                     + ("" if mcps else " (no connection of type mcp is defined or deployed)"))
+    elif ctype != "mcp":
+        ck.add(path, f"connection '{name}' is of type {ctype}; an mcp step calls a connection "
+                     "of type mcp")
+
+
+def _check_value(ck: Checker, path: str, value: Any, scope: Scope) -> None:
+    """A literal (any YAML value) or an ``=expression``, at any depth of mappings/lists."""
+    if isinstance(value, str):
+        if is_expression(value):
+            check_expression(ck, path, value, scope)
+    elif isinstance(value, dict):
+        for key, v in value.items():
+            _check_value(ck, join(path, str(key)), v, scope)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_value(ck, item(path, i), v, scope)
+    elif value is not None and not isinstance(value, bool | int | float):
+        ck.add(path, f"expected a literal or an =expression, got {describe(value)}")
+
+
+def _expression_data(work: StepWork) -> dict[str, Any]:
+    """What the step's expressions see: the run's record, variables, input and steps."""
+    steps: dict[str, Any] = {}
+    for name, sr in work.run.steps.items():
+        view: dict[str, Any] = {"status": sr.status.value, "iteration": sr.iteration}
+        if sr.output is not None:
+            view["output"] = sr.output
+        if sr.error is not None:
+            view["error"] = sr.error
+        steps[name] = view
+    return {"record": dict(work.record or {}), "vars": work.run.vars,
+            "input": work.run.input, "steps": steps}
+
+
+def _resolve(value: Any, data: Mapping[str, Any], path: str) -> Any:
+    if isinstance(value, str) and is_expression(value):
+        try:
+            return evaluate(value, data)
+        except ExpressionError as exc:
+            raise ExpressionError(path, f"{exc.reason} (in {value})") from None
+    if isinstance(value, Mapping):
+        return {str(k): _resolve(v, data, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_resolve(v, data, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _output(spec: Any, result: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+    view = {"structured": result.structured if result.structured is not None else {},
+            "text": result.text, "is_error": result.is_error}
+    if isinstance(spec, Mapping) and spec and all(not isinstance(v, Mapping) or "type" not in v
+                                                   for v in spec.values()):
+        try:
+            return {str(k): _resolve(v, {**data, "result": view}, f"output.{k}")
+                    for k, v in spec.items()}
+        except ExpressionError as exc:
+            raise StepFailure(f"{exc.source}: {exc.reason}", retryable=False) from None
+    if isinstance(result.structured, dict):
+        return dict(result.structured)
+    if result.structured is not None:
+        return {"result": result.structured}
+    return {"text": result.text}
+
+
+def summary(value: Any, scrub: Callable[[str], str] | None = None) -> Any:
+    """A short, redacted form of arguments or a result for audit events: values under
+    keys that name credentials are ``***``, and the whole is cut to about 1 KB."""
+    def redact(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {str(k): "***" if any(s in str(k).lower() for s in SENSITIVE) else redact(x)
+                    for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [redact(x) for x in v]
+        if isinstance(v, str) and scrub is not None:
+            return scrub(v)
+        return v
+
+    out = redact(value)
+    text = json.dumps(out, default=str, ensure_ascii=False)
+    if len(text) <= SUMMARY_CHARS:
+        return out
+    return text[:SUMMARY_CHARS] + "…"
+
+
+MCP = Mcp()
+
+__all__ = ["MCP", "Mcp", "summary"]
