@@ -348,7 +348,8 @@ class Worker:
             out = step_type.run_job(StepWork(run, record, definition, iteration, attempt,
                                              job.payload, self._call_flow,
                                              self._orchestration(run), self._records,
-                                             now=ran_at))
+                                             now=ran_at,
+                                             ai_provider=self.engine.settings.ai_provider))
             event = StepCompleted(step, iteration, _jsonable(dict(out.output)),
                                   vars=_jsonable(dict(out.vars)) if out.vars else None,
                                   ran_at=ran_at, attempt=attempt)

@@ -72,6 +72,7 @@ class StepWork:
     orchestration: OrchestrationDefinition | None = None  # the run's: types ctx.input, outputs
     records: RecordReader | None = None  # what ``ctx.records`` reads other records with
     now: str = ""  # ISO, the worker clock's instant of this attempt (``now`` in expressions)
+    ai_provider: str | None = None  # ``[ai] provider`` of baton.toml: an ``ai`` step's default
 
 
 @dataclass(frozen=True)
