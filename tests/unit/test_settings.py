@@ -130,6 +130,7 @@ SAMPLES = {
                               lambda s: s.trusted_proxies == ("10.0.0.5/32", "10.1.0.0/16")),
     "BATON_COOKIE_SECURE": ("1", lambda s: s.cookie_secure is True),
     "BATON_LOG_FORMAT": ("JSON", lambda s: s.log_format == "json"),
+    "BATON_AI_PROVIDER": ("Offline", lambda s: s.ai_provider == "offline"),
 }
 
 
@@ -206,4 +207,16 @@ def test_baton_toml_sets_isolation_and_the_environment_beats_it(tmp_path: Path) 
     assert (s.isolation, s.flow_memory_mb) == ("thread", 64)
     (tmp_path / "baton.toml").write_text('isolation = "fork"\n')
     with pytest.raises(ConfigError, match="isolation='fork'"):
+        Settings.from_environment({}, project=load_project(tmp_path).settings)
+
+
+def test_baton_toml_ai_table_names_the_provider(tmp_path: Path) -> None:
+    (tmp_path / "baton.toml").write_text('[ai]\nprovider = "offline"\n')
+    project = load_project(tmp_path)
+    assert Settings.from_environment({}, project=project.settings).ai_provider == "offline"
+    (tmp_path / "baton.toml").write_text('[ai]\nprovider = "gpt"\n')
+    with pytest.raises(ConfigError, match="\\[ai\\] provider='gpt' is not one of offline"):
+        Settings.from_environment({}, project=load_project(tmp_path).settings)
+    (tmp_path / "baton.toml").write_text('[ai]\nmodel = "x"\n')
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) in \\[ai\\]: model"):
         Settings.from_environment({}, project=load_project(tmp_path).settings)

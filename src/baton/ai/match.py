@@ -27,10 +27,11 @@ LEGAL_FORMS = re.compile(r"\b(gmbh|ag|kg|ohg|ltd|llc|inc|corp|co|sa|sas|sarl|srl
                          r"ltda|s\.a\.|plc|oy|ab|as|aps|e\.k\.)\b\.?", re.IGNORECASE)
 _HOST_FIELD = re.compile(r"^(https?://|www\.)|^[^\s@]+@[^\s@]+$|^[\w-]+(\.[\w-]+)+(/\S*)?$",
                          re.IGNORECASE)
-_FREE_MAIL = frozenset("gmail.com googlemail.com outlook.com hotmail.com live.com yahoo.com "
-                       "icloud.com me.com gmx.de gmx.net web.de t-online.de aol.com "
-                       "protonmail.com proton.me uol.com.br bol.com.br orange.fr free.fr "
-                       "yahoo.de yahoo.fr hotmail.de hotmail.fr".split())
+_FREE_MAIL = frozenset({
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "yahoo.com",
+    "icloud.com", "me.com", "gmx.de", "gmx.net", "web.de", "t-online.de", "aol.com",
+    "protonmail.com", "proton.me", "uol.com.br", "bol.com.br", "orange.fr", "free.fr",
+    "yahoo.de", "yahoo.fr", "hotmail.de", "hotmail.fr"})
 
 
 @dataclass(frozen=True)

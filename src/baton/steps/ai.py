@@ -257,9 +257,10 @@ def match_with(step: StepDefinition, text: str, records: Any) -> tuple[dict[str,
         outcome = "ambiguous"  # two records as good as each other: a person decides
     listed = [{"record_id": c.record_id, "score": c.score, "matched_on": c.matched_on,
                "value": c.value, "evidence": c.evidence} for c in found[:20]]
+    nothing = (f"nothing in the text scored {min_score:.0f} or more against "
+               f"{len(candidates)} {spec['object']} records")
     rationale = [f"{c.matched_on} {c.value!r} ~ {c.evidence!r} ({c.score:.0f})"
-                 for c in found[:5]] or [f"nothing in the text scored {min_score:.0f} or more "
-                                         f"against {len(candidates)} {spec['object']} records"]
+                 for c in found[:5]] or [nothing]
     out: dict[str, Any] = {
         "record_id": best.record_id if best and outcome == "matched" else None,
         "score": best.score if best else 0.0,
