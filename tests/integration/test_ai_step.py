@@ -260,6 +260,11 @@ def test_match_many_returns_every_account(harness: Any) -> None:
      "Acount"),
     (MATCH.replace("{many}", "false").replace("min_score: 85", "min_score: 185"),
      "expected a score from 1 to 100"),
+    (EXTRACT.replace("task: extract", "task: extract\n        provider: gpt"),
+     "unknown ai provider 'gpt'"),
+    (EXTRACT.replace("task: extract", "task: extract\n        match: {object: Email, "
+                                      "fields: [subject]}"),
+     "'match' is not an option of task: extract"),
 ])
 def test_bad_extract_and_match_steps_are_located(harness: Any, text: str, message: str
                                                  ) -> None:

@@ -168,13 +168,6 @@ def field_specs(step: StepDefinition) -> list[FieldSpec]:
     return out
 
 
-def training_set(step: StepDefinition) -> tuple[list[str], list[str]]:
-    """The texts and labels a step's categories give: each example, and the description."""
-    from baton.ai.provider import training_set as of_categories
-
-    return of_categories(categories(step))
-
-
 def prompt_version(step: StepDefinition) -> str:
     """Which version of the task answered: a hash of the task and what configures it (a
     change to a description, an example or a field is a new version, visible in the audit)."""
@@ -182,11 +175,6 @@ def prompt_version(step: StepDefinition) -> str:
             if k in step.options}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()
                           ).hexdigest()[:12]
-
-
-def classify(step: StepDefinition, text: str) -> dict[str, Any]:
-    """Classify ``text`` with the step's categories (the offline provider)."""
-    return answer(step, text, provider_name="offline")
 
 
 def classify_with(provider: Provider, step: StepDefinition, text: str
