@@ -1,7 +1,7 @@
 """The offline classifier: no network, no download, trained from labelled texts in seconds.
 
-A linear support-vector classifier over TF-IDF features of words (uni- and bigrams) and of
-characters inside words (2 to 5), from scikit-learn. Why this and not something larger:
+A linear support-vector classifier over TF-IDF features of words (1- to 3-grams) and of
+characters inside words (1 to 5), from scikit-learn. Why this and not something larger:
 
 * it needs nothing but scikit-learn (no model to fetch, no GPU, a few MB of memory);
 * it trains on BANKING77's 10,003 messages in seconds and classifies thousands per second
@@ -31,7 +31,7 @@ from typing import Any
 from baton.errors import BatonError
 
 MODEL_NAME = "baton-offline-tfidf-svc"
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"  # 2: word 1-3-grams, characters 1-5 (1: 1-2, 2-5)
 
 _DIGITS = re.compile(r"\d")
 _SPACE = re.compile(r"\s+")
@@ -75,8 +75,8 @@ class OfflineClassifier:
             raise BatonError("the classifier needs examples of at least two categories, got "
                              f"{distinct or 'none'}")
         features = make_union(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, preprocessor=normalise),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
+            TfidfVectorizer(ngram_range=(1, 3), sublinear_tf=True, preprocessor=normalise),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True,
                             preprocessor=normalise),
         )
         pipeline = make_pipeline(features, LinearSVC(C=c))
