@@ -69,8 +69,8 @@ class OfflineClassifier:
               ) -> OfflineClassifier:
         """Train on ``texts`` labelled ``labels`` (at least two categories)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.pipeline import make_pipeline, make_union
         from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline, make_union
         from sklearn.svm import LinearSVC
 
         if len(texts) != len(labels):
