@@ -5,7 +5,8 @@
     python bench/banking77.py --cv 5 [--shots K] [--data FILE.csv]
         K-fold cross-validated accuracy (stratified, seeded) on one file
 
-``--shots K`` trains on only K examples per intent (the first K of each, in file order after
+``--names`` also trains on each intent's name ("card arrival"), as an ``ai`` step trains on its
+categories' names. ``--shots K`` trains on only K examples per intent (the first K of each, in file order after
 a seeded shuffle). Also printed: training time and classification speed (messages/s). The
 data is CC BY 4.0 (Casanueva et al., 2020): see the data folder's README and LICENSE.
 """
@@ -43,6 +44,12 @@ def shots(rows: list[tuple[str, str]], k: int | None, seed: int) -> list[tuple[s
             taken[label] += 1
             out.append((text, label))
     return out
+
+
+def with_names(train: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Also each intent's name as a text ("card arrival"), as an ai step trains on its
+    categories' names (``baton.ai.provider.training_set``)."""
+    return train + [(label.replace("_", " "), label) for label in sorted({c for _, c in train})]
 
 
 def evaluate(train: list[tuple[str, str]], test: list[tuple[str, str]]) -> dict[str, float]:
@@ -84,6 +91,8 @@ def main() -> None:
     ap.add_argument("--shots", type=int, help="train on K examples per intent")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, help="use only the first N rows (a quick check)")
+    ap.add_argument("--names", action="store_true",
+                    help="also train on each intent's name, as an ai step does")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.cv:
@@ -94,15 +103,17 @@ def main() -> None:
             held = set(test_idx)
             train = shots([r for i, r in enumerate(rows) if i not in held], args.shots,
                           args.seed + f)
+            train = with_names(train) if args.names else train
             results.append(evaluate(train, [rows[i] for i in test_idx]))
         summary = {k: sum(r[k] for r in results) / len(results) for k in results[0]}
         summary["folds"] = args.cv
     elif args.train and args.test:
-        summary = evaluate(shots(read(args.train)[: args.limit], args.shots, args.seed),
-                           read(args.test))
+        train = shots(read(args.train)[: args.limit], args.shots, args.seed)
+        summary = evaluate(with_names(train) if args.names else train, read(args.test))
     else:
         ap.error("give --train and --test, or --cv K")
     summary["shots"] = args.shots
+    summary["names"] = args.names
     if args.json:
         print(json.dumps(summary))
     print(f"trained on {summary['train_size']:.0f} messages in {summary['train_s']:.2f} s; "

@@ -118,6 +118,9 @@ class Settings:
     log_format: str = field(default="text", metadata=_env("BATON_LOG_FORMAT"))
     """``text`` (one line a record) or ``json`` (one JSON object a line, with the run, step
     and job ids where there are; the HTTP access log too). ``--log-format`` overrides it."""
+    ai_provider: str = field(default="offline", metadata=_env("BATON_AI_PROVIDER"))
+    """The provider ``ai`` steps use unless they name one (``provider:``); ``baton.toml``:
+    ``[ai] provider``. ``offline`` needs no network (``baton.ai.provider``)."""
     cookie_secure: bool | None = field(default=None, metadata=_env("BATON_COOKIE_SECURE"))
     """Mark the UI's cookies ``Secure``: True, False, or None (``auto``) when the request
     came over https as seen through the trusted proxies."""
@@ -173,6 +176,8 @@ class Settings:
             flow_memory_mb=memory,
             trusted_proxies=_networks(e, "BATON_TRUSTED_PROXIES"),
             cookie_secure=_auto_bool(e, "BATON_COOKIE_SECURE"),
+            ai_provider=_ai_provider(e.get("BATON_AI_PROVIDER") or _ai_table(p).get("provider")
+                                     or "offline"),
             log_format=_log_format(e.get("BATON_LOG_FORMAT") or "text"),
             secrets_file=e.get("BATON_SECRETS_FILE") or p.get("secrets_file") or None,
             public_url=(e.get("BATON_PUBLIC_URL") or p.get("public_url") or "").rstrip("/")
@@ -188,6 +193,28 @@ class Settings:
 
 
 LOG_FORMATS = ("text", "json")
+
+
+def _ai_table(project: Mapping[str, Any]) -> Mapping[str, Any]:
+    table = project.get("ai") or {}
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"baton.toml: [ai] must be a table (provider = \"offline\"), got "
+                          f"{table!r}")
+    unknown = sorted(set(table) - {"provider"})
+    if unknown:
+        raise ConfigError(f"baton.toml: unknown key(s) in [ai]: {', '.join(unknown)} "
+                          "(known: provider)")
+    return table
+
+
+def _ai_provider(value: Any) -> str:
+    from baton.ai.provider import PROVIDERS
+
+    name = str(value).strip().lower()
+    if name not in PROVIDERS:
+        raise ConfigError(f"BATON_AI_PROVIDER / [ai] provider={value!r} is not one of "
+                          f"{', '.join(sorted(PROVIDERS))}")
+    return name
 
 
 def _log_format(value: str) -> str:

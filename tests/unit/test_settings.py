@@ -133,6 +133,7 @@ SAMPLES = {
     "BATON_SECRETS_FILE": ("/etc/baton/secrets.toml",
                            lambda s: s.secrets_file == "/etc/baton/secrets.toml"),
     "BATON_PUBLIC_URL": ("https://baton.example/", lambda s: s.public_url == "https://baton.example"),
+    "BATON_AI_PROVIDER": ("Offline", lambda s: s.ai_provider == "offline"),
 }
 
 
@@ -209,4 +210,16 @@ def test_baton_toml_sets_isolation_and_the_environment_beats_it(tmp_path: Path) 
     assert (s.isolation, s.flow_memory_mb) == ("thread", 64)
     (tmp_path / "baton.toml").write_text('isolation = "fork"\n')
     with pytest.raises(ConfigError, match="isolation='fork'"):
+        Settings.from_environment({}, project=load_project(tmp_path).settings)
+
+
+def test_baton_toml_ai_table_names_the_provider(tmp_path: Path) -> None:
+    (tmp_path / "baton.toml").write_text('[ai]\nprovider = "offline"\n')
+    project = load_project(tmp_path)
+    assert Settings.from_environment({}, project=project.settings).ai_provider == "offline"
+    (tmp_path / "baton.toml").write_text('[ai]\nprovider = "gpt"\n')
+    with pytest.raises(ConfigError, match="\\[ai\\] provider='gpt' is not one of offline"):
+        Settings.from_environment({}, project=load_project(tmp_path).settings)
+    (tmp_path / "baton.toml").write_text('[ai]\nmodel = "x"\n')
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) in \\[ai\\]: model"):
         Settings.from_environment({}, project=load_project(tmp_path).settings)

@@ -22,6 +22,7 @@ import typer
 from rich.markup import escape
 
 from baton.cli import bundle as bundle_cli
+from baton.cli.ai import ai_app  # scikit-learn and rapidfuzz load when its command runs
 from baton.cli.bench import bench_app
 from baton.cli.connections import connections_app
 from baton.cli.definitions import definitions_app
@@ -82,6 +83,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(intake_app, name="intake")
+app.add_typer(ai_app, name="ai")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="More columns (the table may need a wide terminal).")]

@@ -9,7 +9,7 @@ that moment. A flow in a flow process asks through its pipe and the worker reads
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from baton.definitions.checks import RESERVED_FIELDS
@@ -64,6 +64,10 @@ class StoreRecords:
             rows = tx.find_records_txn(object_type, stored, limit)
             return [record_view(row, otype) for row in rows]
 
+    def scan(self, object_type: str, fields: Sequence[str]) -> list[Mapping[str, Any]]:
+        """:class:`baton.ai.match.RecordScanner`: see :func:`scan`."""
+        return scan(self, object_type, fields)
+
 
 def _as_stored(object_type: str, field: FieldDefinition, value: Any) -> Any:
     """A value to search for, as a write would store it (a decimal as its exact string
@@ -75,3 +79,38 @@ def _as_stored(object_type: str, field: FieldDefinition, value: Any) -> Any:
                              apply_defaults=False)[field.name]
     except ValidationError as exc:
         raise BatonError(f"ctx.records.find: {exc}") from None
+
+
+SCAN_LIMIT = 50_000  # records an ``ai`` match step compares its text with, at most
+SCAN_PAGE = 1_000
+
+
+def scan(reader: StoreRecords, object_type: str, fields: Sequence[str]
+         ) -> list[Mapping[str, Any]]:
+    """Every record of ``object_type`` (``id`` and ``fields`` only), in one read
+    transaction, page by page: the candidates of ``task: match`` (:mod:`baton.ai.match`).
+    More than :data:`SCAN_LIMIT` is an error (matching would be slow and its answer
+    arbitrary): narrow the object type."""
+    with reader.store.read() as tx:
+        try:
+            otype = reader.definitions.object_type(object_type, tx)
+        except NotFound as exc:
+            raise BatonError(f"match: {exc}") from None
+        known = {f.name for f in otype.fields}
+        bad = [f for f in fields if f not in known]
+        if bad:
+            raise BatonError(f"match: {object_type} has no field(s) {', '.join(bad)}; its "
+                             f"fields: {', '.join(sorted(known)) or 'none'}")
+        out: list[Mapping[str, Any]] = []
+        after: str | None = None
+        while True:
+            page = tx.page_records_txn(object_type, after, 0, SCAN_PAGE)
+            for row in page.rows:
+                view = record_view(row, otype)
+                out.append({"id": view["id"], **{f: view.get(f) for f in fields}})
+            if len(out) > SCAN_LIMIT:
+                raise BatonError(f"match: more than {SCAN_LIMIT} {object_type} records to "
+                                 "compare with")
+            if page.next is None:
+                return out
+            after = page.next

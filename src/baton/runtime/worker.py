@@ -373,7 +373,8 @@ class Worker:
                                   f"v{run.version}", retryable=False)
             work = StepWork(run, record, definition, iteration, attempt, job.payload,
                             self._call_flow, self._orchestration(run), self._records,
-                            now=ran_at, services=self._services())
+                            now=ran_at, services=self._services(),
+                            ai_provider=self.engine.settings.ai_provider)
             begin = getattr(step_type, "begin_job", None)  # (a plug-in may not have it)
             finish = begin(work) if begin is not None else lambda: step_type.run_job(work)
         except Exception as exc:  # noqa: BLE001 - a failing step fails its step, never the worker

@@ -1,23 +1,38 @@
 """``type: ai``: read unstructured text and answer with a structured result and its reasons.
 
-``task: classify`` puts a text (an ``=expression`` over the record, usually its subject and
-body) into one of the step's categories. Each category has a description and examples; the
-offline provider (``baton.ai.offline``, no network) is trained on them the first time a
-worker meets the step, and answers with the category, a confidence, the runners-up and a
-rationale (the words that decided). Below ``min_confidence`` the answer's ``outcome`` is
-``review`` rather than ``classified``, so the next steps route it to a person instead of
-acting on it. Everything about the answer is in the step's output, so the record's timeline
-(the ``step_completed`` event) says what the AI decided and why.
+Three tasks, each on a text (an ``=expression`` over the record, usually its subject and
+body), each answer with a ``confidence``, a ``rationale`` and an ``ai`` audit block (provider,
+model, prompt version, a hash of the input, latency) in the step's output, so the record's
+timeline (the ``step_completed`` event) says what the AI decided and why:
+
+* ``task: classify`` puts the text into one of the step's ``categories`` (each with a
+  description and examples: the offline provider, ``baton.ai.offline``, is trained on them the
+  first time a worker meets the step). Below ``min_confidence`` the ``outcome`` is ``review``
+  rather than ``classified``, so the next steps route it to a person.
+* ``task: extract`` finds the step's ``fields`` (typed: string, int, decimal, date, email,
+  url, phone, choice; ``required``, ``choices``, ``pattern``, ``labels``) in the text
+  (``baton.ai.extract``); a required field not found makes the ``outcome``
+  ``missing_information`` instead of ``extracted``.
+* ``task: match`` finds the record of an object type the text is about (``match: {object,
+  fields, min_score, many}``), by fuzzy matching of the records' fields with the text
+  (``baton.ai.match``), the message's new text first (its signature and quoted history only
+  when that matched nothing). ``outcome``: ``matched``, ``ambiguous`` (two or more above the
+  score when ``many`` is false) or ``no_match``.
+
+The provider is the step's ``provider:``, else ``[ai] provider`` of ``baton.toml``, else the
+offline one (``baton.ai.provider``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from baton.ai.provider import FIELD_TYPES, PROVIDERS, Category, FieldSpec, Provider, Usage
 from baton.definitions.checks import (
     Checker,
     Scope,
@@ -30,19 +45,22 @@ from baton.definitions.checks import (
     unknown,
 )
 from baton.definitions.model import StepDefinition
-from baton.errors import ExpressionError, StepFailure
+from baton.errors import BatonError, ExpressionError, StepFailure
 from baton.expressions import evaluate, is_expression
 from baton.steps.base import JobStepType, StepOutput, StepWork
 
-TASKS = ("classify",)
-PROVIDERS = ("offline",)
+TASKS = ("classify", "extract", "match")
 CATEGORY_KEYS = ("name", "description", "examples")
-MAX_TEXT = 20_000  # characters of input the classifier reads (the start of a long message)
+FIELD_KEYS = ("type", "required", "choices", "pattern", "labels", "description")
+MATCH_KEYS = ("object", "fields", "min_score", "many")
+MAX_TEXT = 20_000  # characters of input a task reads (the start of a long message)
+DEFAULT_MIN_SCORE = 85
 
 
 class Ai(JobStepType):
     name = "ai"
-    keys = ("task", "text", "categories", "min_confidence", "provider")
+    keys = ("task", "text", "categories", "min_confidence", "provider", "fields", "patterns",
+            "match")
     job_kind = "ai"
 
     # ---- validation -------------------------------------------------------------------
@@ -64,11 +82,22 @@ class Ai(JobStepType):
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 ck.add(join(path, "min_confidence"),
                        f"expected a number from 0 to 1, got {value!r}")
+        wrong = {"classify": ("fields", "patterns", "match"), "extract": ("categories", "match"),
+                 "match": ("categories", "fields", "patterns")}.get(str(task), ())
+        for key in wrong:
+            if key in step:
+                ck.add(join(path, key), f"'{key}' is not an option of task: {task}")
         if task == "classify":
             _check_categories(ck, join(path, "categories"), step)
+        elif task == "extract":
+            patterns = _check_patterns(ck, join(path, "patterns"), step)
+            _check_fields(ck, join(path, "fields"), step, patterns)
+        elif task == "match":
+            _check_match(ck, join(path, "match"), step, scope)
 
     def chainable(self, step: StepDefinition) -> bool:
-        return True  # the offline provider answers in milliseconds once trained
+        # the offline provider answers in milliseconds once trained; a match reads the store
+        return step.options.get("task") != "match"
 
     # ---- the attempt ------------------------------------------------------------------
     def run_job(self, work: StepWork) -> StepOutput:
@@ -83,52 +112,155 @@ class Ai(JobStepType):
                 step.options["text"]) else step.options["text"]
         except ExpressionError as exc:
             raise StepFailure(f"text: {exc.reason}", retryable=False) from exc
+        if text is None:
+            text = ""
         if not isinstance(text, str):
             raise StepFailure(f"text gave {type(text).__name__}, not text", retryable=False)
-        return StepOutput(classify(step, text))
+        return StepOutput(answer(step, text, provider_name=work.ai_provider,
+                                 records=work.records))
 
 
-def training_set(step: StepDefinition) -> tuple[list[str], list[str]]:
-    """The texts and labels a step's categories give: each example, and the description."""
-    texts: list[str] = []
-    labels: list[str] = []
-    for cat in step.options["categories"]:
-        for example in [cat.get("description"), *cat.get("examples", ())]:
-            if example:
-                texts.append(str(example))
-                labels.append(cat["name"])
-    return texts, labels
+def answer(step: StepDefinition, text: str, *, provider_name: str | None = None,
+           records: Any = None) -> dict[str, Any]:
+    """Run the step's task on ``text``: the step's output (``baton ai test`` prints it).
+    ``records`` reads the candidates of ``task: match`` (:class:`baton.ai.match.RecordScanner`)."""
+    from baton.ai.provider import get_provider
+
+    name = str(step.options.get("provider") or provider_name or "offline")
+    provider = get_provider(name)
+    task = step.options["task"]
+    started = time.perf_counter()
+    if task == "classify":
+        out, usage = classify_with(provider, step, text)
+    elif task == "extract":
+        out, usage = extract_with(provider, step, text)
+    else:
+        out, usage = match_with(step, text, records)
+    latency = time.perf_counter() - started
+    audit: dict[str, Any] = {
+        "provider": name if task != "match" else "match", "model": usage.model,
+        "prompt_version": prompt_version(step),
+        "input_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
+        "input_chars": len(text), "latency_ms": round(latency * 1000, 1)}
+    for key in ("input_tokens", "output_tokens", "cost"):
+        if getattr(usage, key) is not None:
+            audit[key] = getattr(usage, key)
+    if usage.attempts != 1:
+        audit["attempts"] = usage.attempts
+    return {**out, "ai": audit}
+
+
+def categories(step: StepDefinition) -> list[Category]:
+    return [Category(str(c["name"]), str(c.get("description") or ""),
+                     tuple(str(e) for e in c.get("examples", ())))
+            for c in step.options["categories"]]
+
+
+def field_specs(step: StepDefinition) -> list[FieldSpec]:
+    out = []
+    for name, spec in (step.options.get("fields") or {}).items():
+        spec = spec or {}
+        out.append(FieldSpec(str(name), str(spec.get("type", "string")),
+                             bool(spec.get("required", False)),
+                             tuple(str(c) for c in spec.get("choices", ())),
+                             spec.get("pattern"), tuple(str(x) for x in spec.get("labels", ())),
+                             str(spec.get("description", ""))))
+    return out
 
 
 def prompt_version(step: StepDefinition) -> str:
-    """Which version of the task answered: a hash of the task and its categories (a change
-    to a description or an example is a new version, visible in the audit)."""
-    spec = {"task": step.options["task"], "categories": step.options["categories"]}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    """Which version of the task answered: a hash of the task and what configures it (a
+    change to a description, an example or a field is a new version, visible in the audit)."""
+    spec = {k: step.options[k] for k in ("task", "categories", "fields", "patterns", "match")
+            if k in step.options}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:12]
 
 
-def classify(step: StepDefinition, text: str) -> dict[str, Any]:
-    """Classify ``text`` with the step's categories (offline provider)."""
-    from baton.ai.offline import MODEL_NAME, MODEL_VERSION, MODELS
-
-    texts, labels = training_set(step)
-    started = time.perf_counter()
-    model = MODELS.get(texts, labels)
-    (answer,) = model.classify([text[:MAX_TEXT]])
-    latency = time.perf_counter() - started
+def classify_with(provider: Provider, step: StepDefinition, text: str
+                  ) -> tuple[dict[str, Any], Usage]:
+    got = provider.classify(text[:MAX_TEXT], categories(step))
     threshold = step.options.get("min_confidence")
-    review = threshold is not None and answer.confidence < float(threshold)
+    review = threshold is not None and got.confidence < float(threshold)
     return {
-        "category": answer.category,
-        "confidence": answer.confidence,
+        "category": got.category,
+        "confidence": got.confidence,
         "outcome": "review" if review else "classified",
-        "ranking": [{"category": c, "confidence": p} for c, p in answer.ranking],
-        "rationale": list(answer.rationale),
-        "ai": {"provider": "offline", "model": f"{MODEL_NAME}/{MODEL_VERSION}",
-               "prompt_version": prompt_version(step),
-               "input_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
-               "input_chars": len(text), "latency_ms": round(latency * 1000, 1)},
+        "ranking": [{"category": c, "confidence": p} for c, p in got.ranking],
+        "rationale": list(got.rationale),
+    }, got.usage
+
+
+def extract_with(provider: Provider, step: StepDefinition, text: str
+                 ) -> tuple[dict[str, Any], Usage]:
+    specs = field_specs(step)
+    got = provider.extract(text[:MAX_TEXT], specs, step.options.get("patterns") or {})
+    missing = [f.name for f in specs if f.required and f.name not in got.fields]
+    threshold = step.options.get("min_confidence")
+    outcome = "missing_information" if missing else "extracted"
+    if not missing and threshold is not None and got.confidence < float(threshold):
+        outcome = "review"
+    rationale = []
+    for f in specs:
+        found = got.fields.get(f.name)
+        if found is None:
+            rationale.append(f"{f.name}: not found" + (" (required)" if f.required else ""))
+        else:
+            where = f" at {found.start}" if found.start >= 0 else ""
+            rationale.append(f"{f.name}: {found.text!r}{where} ({found.how})")
+    return {
+        "fields": {f.name: got.fields[f.name].value if f.name in got.fields else None
+                   for f in specs},
+        "missing": missing,
+        "outcome": outcome,
+        "confidence": got.confidence,
+        "rationale": rationale,
+    }, got.usage
+
+
+def match_with(step: StepDefinition, text: str, records: Any) -> tuple[dict[str, Any], Usage]:
+    from baton.ai.match import RecordScanner, match
+    from baton.intake.mail import split_reply
+
+    spec = step.options["match"]
+    if not isinstance(records, RecordScanner):
+        raise StepFailure("match: no records to match against here", retryable=False)
+    fields = [str(f) for f in spec["fields"]]
+    try:
+        candidates = records.scan(str(spec["object"]), fields)
+    except BatonError as exc:
+        raise StepFailure(str(exc), retryable=False) from exc
+    text = text[:MAX_TEXT]
+    new_text, _signature = split_reply(text)
+    min_score = float(spec.get("min_score", DEFAULT_MIN_SCORE))
+    found = match(new_text or text, candidates, fields, min_score=min_score,
+                  fallback=text if new_text and new_text != text else "")
+    many = bool(spec.get("many", False))
+    best = found[0] if found else None
+    if best is None:
+        outcome = "no_match"
+    elif many or len(found) == 1 or found[1].score < best.score:
+        outcome = "matched"
+    else:
+        outcome = "ambiguous"  # two records as good as each other: a person decides
+    listed = [{"record_id": c.record_id, "score": c.score, "matched_on": c.matched_on,
+               "value": c.value, "evidence": c.evidence} for c in found[:20]]
+    nothing = (f"nothing in the text scored {min_score:.0f} or more against "
+               f"{len(candidates)} {spec['object']} records")
+    rationale = [f"{c.matched_on} {c.value!r} ~ {c.evidence!r} ({c.score:.0f})"
+                 for c in found[:5]] or [nothing]
+    out: dict[str, Any] = {
+        "record_id": best.record_id if best and outcome == "matched" else None,
+        "score": best.score if best else 0.0,
+        "matched_on": best.matched_on if best else None,
+        "candidates": listed,
+        "outcome": outcome,
+        "confidence": round(best.score / 100, 4) if best else 0.0,
+        "rationale": rationale,
     }
+    if many:
+        out["record_ids"] = [c.record_id for c in found]
+    return out, Usage(f"rapidfuzz/{len(candidates)} candidates")
 
 
 def _check_categories(ck: Checker, path: str, step: Mapping[str, Any]) -> None:
@@ -165,6 +297,101 @@ def _check_categories(ck: Checker, path: str, step: Mapping[str, Any]) -> None:
                 ck.add(item(join(cpath, "examples"), e), "expected a non-empty example text")
     if len(seen) < 2:
         ck.add(path, "classify needs at least two categories")
+
+
+def _check_patterns(ck: Checker, path: str, step: Mapping[str, Any]) -> dict[str, str]:
+    if "patterns" not in step:
+        return {}
+    m = expect_mapping(ck, path, step["patterns"])
+    out: dict[str, str] = {}
+    for name, regex in (m or {}).items():
+        if not _regex_problem(ck, join(path, str(name)), regex):
+            out[str(name)] = regex
+    return out
+
+
+def _regex_problem(ck: Checker, path: str, regex: Any) -> bool:
+    if not isinstance(regex, str) or not regex:
+        ck.add(path, f"expected a regular expression, got {regex!r}")
+        return True
+    try:
+        re.compile(regex)
+    except re.error as exc:
+        ck.add(path, f"bad regular expression {regex!r}: {exc}")
+        return True
+    return False
+
+
+def _check_fields(ck: Checker, path: str, step: Mapping[str, Any],
+                  patterns: Mapping[str, str]) -> None:
+    if "fields" not in step:
+        ck.add(path, "required key 'fields' is missing (a mapping of field name to {type, "
+                     "required, choices, pattern})")
+        return
+    fields = expect_mapping(ck, path, step["fields"])
+    if fields is None:
+        return
+    if not fields:
+        ck.add(path, "extract needs at least one field")
+    for name, spec in fields.items():
+        fpath = join(path, str(name))
+        if spec is None:
+            continue  # a string field found after its label
+        m = expect_mapping(ck, fpath, spec)
+        if m is None:
+            continue
+        check_keys(ck, fpath, m, FIELD_KEYS, ())
+        ftype = m.get("type", "string")
+        if ftype not in FIELD_TYPES:
+            ck.add(join(fpath, "type"), unknown("field type", ftype, FIELD_TYPES))
+        if "required" in m and not isinstance(m["required"], bool):
+            ck.add(join(fpath, "required"), f"expected true or false, got {m['required']!r}")
+        choices = m.get("choices")
+        if ftype == "choice" and not choices:
+            ck.add(fpath, f"a choice field needs 'choices' (the values '{name}' may take)")
+        if choices is not None:
+            got = expect_list(ck, join(fpath, "choices"), choices)
+            for k, c in enumerate(got or []):
+                if not isinstance(c, str) or not c.strip():
+                    ck.add(item(join(fpath, "choices"), k), "expected a non-empty text")
+        if "labels" in m:
+            got = expect_list(ck, join(fpath, "labels"), m["labels"])
+            for k, label in enumerate(got or []):
+                if not isinstance(label, str) or not label.strip():
+                    ck.add(item(join(fpath, "labels"), k), "expected a non-empty text")
+        if "pattern" in m and m["pattern"] not in patterns:
+            _regex_problem(ck, join(fpath, "pattern"), m["pattern"])
+
+
+def _check_match(ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
+    if "match" not in step:
+        ck.add(path, "required key 'match' is missing ({object: Account, fields: [domain, "
+                     "name], min_score: 85, many: false})")
+        return
+    m = expect_mapping(ck, path, step["match"])
+    if m is None:
+        return
+    check_keys(ck, path, m, MATCH_KEYS, ("object", "fields"))
+    obj = m.get("object")
+    known = scope.objects.get(obj) if isinstance(obj, str) else None
+    if "object" in m and scope.objects and known is None:
+        ck.add(join(path, "object"), unknown("object type", obj, sorted(scope.objects)))
+    if "fields" in m:
+        fields = expect_list(ck, join(path, "fields"), m["fields"])
+        if fields is not None and not fields:
+            ck.add(join(path, "fields"), "name at least one field to match on")
+        for k, f in enumerate(fields or []):
+            if not isinstance(f, str):
+                ck.add(item(join(path, "fields"), k), f"expected a field name, got {f!r}")
+            elif known is not None and f not in known:
+                ck.add(item(join(path, "fields"), k),
+                       f"{obj} has no field '{f}' (its fields: {', '.join(sorted(known))})")
+    if "min_score" in m:
+        v = m["min_score"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 100:
+            ck.add(join(path, "min_score"), f"expected a score from 1 to 100, got {v!r}")
+    if "many" in m and not isinstance(m["many"], bool):
+        ck.add(join(path, "many"), f"expected true or false, got {m['many']!r}")
 
 
 AI = Ai()

@@ -107,6 +107,7 @@ class StepWork:
     records: RecordReader | None = None  # what ``ctx.records`` reads other records with
     now: str = ""  # ISO, the worker clock's instant of this attempt (``now`` in expressions)
     services: StepServices | None = None  # connections and clients (None: a worker without)
+    ai_provider: str | None = None  # ``[ai] provider`` of baton.toml: an ``ai`` step's default
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,287 @@
+"""What an AI provider is: one protocol for every way of answering an ``ai`` step's task.
+
+A provider classifies a text into categories and extracts typed fields from it. The offline
+provider (:class:`OfflineProvider`: scikit-learn and typed patterns, no network) is the
+default; a deployment picks another in ``baton.toml`` (``[ai] provider``) or a step with
+``provider:``. Providers that call a language model (OpenAI-compatible endpoints, Anthropic:
+they come with the connections) answer in JSON; :func:`structured` checks such an answer
+against the task's schema (:func:`classification_schema`, :func:`extraction_schema`), asks
+once more with the validation error when it does not fit, and fails the step
+(:class:`InvalidAnswer`, not retryable) when the second answer does not fit either.
+
+``match`` (find a record from a text) is not a provider task: it is fuzzy matching over the
+store's records (:mod:`baton.ai.match`), the same whichever provider the step uses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from baton.errors import BatonError, StepFailure
+
+FIELD_TYPES = ("string", "int", "decimal", "date", "email", "url", "phone", "choice")
+
+
+@dataclass(frozen=True)
+class Category:
+    """A class a text may belong to, with what the provider learns it from."""
+
+    name: str
+    description: str = ""
+    examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A field to extract: its type, whether the step needs it, its choices (``choice``) and
+    the regular expression its value must match (``pattern``; the offline extractor
+    finds the value with it)."""
+
+    name: str
+    type: str = "string"
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+    labels: tuple[str, ...] = ()  # how the text may name it, besides its name
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one call cost, where the provider says (the offline provider: nothing)."""
+
+    model: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost: float | None = None
+    attempts: int = 1  # 2 when the first answer failed validation
+
+
+@dataclass(frozen=True)
+class Classification:
+    category: str
+    confidence: float  # 0..1
+    ranking: tuple[tuple[str, float], ...]  # (category, confidence), best first
+    rationale: tuple[str, ...]  # why: the phrases that decided (offline) or the model's words
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class Found:
+    """Where a value was found: the text as it stood and its offset (-1: not located)."""
+
+    value: Any
+    text: str
+    start: int = -1
+    how: str = ""  # which pattern or rule found it
+
+
+@dataclass(frozen=True)
+class Extraction:
+    fields: Mapping[str, Found]  # the fields found (the others are missing)
+    confidence: float
+    usage: Usage
+    notes: tuple[str, ...] = field(default=())  # anything else the provider says
+
+
+class Provider(Protocol):
+    """An AI provider. Both methods may raise :class:`~baton.errors.StepFailure` (the call
+    failed: ``retryable`` says whether trying again may help)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def classify(self, text: str, categories: Sequence[Category]) -> Classification: ...
+
+    def extract(self, text: str, fields: Sequence[FieldSpec],
+                patterns: Mapping[str, str]) -> Extraction:
+        """``patterns``: named regular expressions of the step (``order``, ``account``...)
+        that a field of that name, or a field whose ``pattern`` names one, is found by."""
+
+
+class OfflineProvider:
+    """No network, no download: the TF-IDF classifier of :mod:`baton.ai.offline` and the
+    typed patterns of :mod:`baton.ai.extract`."""
+
+    name = "offline"
+
+    def classify(self, text: str, categories: Sequence[Category]) -> Classification:
+        from baton.ai.offline import MODEL_NAME, MODEL_VERSION, MODELS
+
+        texts, labels = training_set(categories)
+        model = MODELS.get(texts, labels)
+        (answer,) = model.classify([text])
+        return Classification(answer.category, answer.confidence, answer.ranking,
+                              answer.rationale, Usage(f"{MODEL_NAME}/{MODEL_VERSION}"))
+
+    def extract(self, text: str, fields: Sequence[FieldSpec],
+                patterns: Mapping[str, str]) -> Extraction:
+        from baton.ai.extract import EXTRACTOR_MODEL, extract
+
+        found = extract(text, fields, patterns)
+        wanted = [f for f in fields if f.required] or list(fields)
+        confidence = sum(f.name in found for f in wanted) / len(wanted) if wanted else 1.0
+        return Extraction(found, round(confidence, 4), Usage(EXTRACTOR_MODEL))
+
+
+def training_set(categories: Sequence[Category]) -> tuple[list[str], list[str]]:
+    """The texts and labels categories give: each example, the description, and the name
+    itself ("card_arrival" reads "card arrival": on BANKING77 with 10 examples an intent,
+    the names add 1.5 to 2 points of accuracy)."""
+    texts: list[str] = []
+    labels: list[str] = []
+    for cat in categories:
+        for example in (cat.name.replace("_", " "), cat.description, *cat.examples):
+            if example:
+                texts.append(example)
+                labels.append(cat.name)
+    return texts, labels
+
+
+PROVIDERS: dict[str, Callable[[], Provider]] = {"offline": OfflineProvider}
+"""The providers this installation has, by the name ``provider:`` takes."""
+
+
+def get_provider(name: str) -> Provider:
+    try:
+        return PROVIDERS[name]()
+    except KeyError:
+        raise BatonError(f"unknown ai provider {name!r} (known: "
+                         f"{', '.join(sorted(PROVIDERS))})") from None
+
+
+# ---- structured answers (language-model providers) -------------------------------------------
+
+class InvalidAnswer(StepFailure):
+    """A provider's answer did not fit the task's schema, twice."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("the AI answer did not fit the schema after a retry: "
+                         + "; ".join(problems), retryable=False)
+        self.problems = tuple(problems)
+
+
+def classification_schema(categories: Sequence[Category]) -> dict[str, Any]:
+    """The JSON schema a language model's classification answers with."""
+    return {"type": "object", "additionalProperties": False,
+            "required": ["category", "confidence", "rationale"],
+            "properties": {
+                "category": {"type": "string", "enum": [c.name for c in categories]},
+                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                "rationale": {"type": "string"}}}
+
+
+_JSON_TYPES = {"int": "integer", "decimal": "string", "date": "string"}
+
+
+def extraction_schema(fields: Sequence[FieldSpec]) -> dict[str, Any]:
+    """The JSON schema a language model's extraction answers with: each field's value (or
+    null) and, for the rationale, the passage it was found in."""
+    props: dict[str, Any] = {}
+    for f in fields:
+        value: dict[str, Any] = {"type": [_JSON_TYPES.get(f.type, "string"), "null"]}
+        if f.choices:
+            value["enum"] = [*f.choices, None]
+        if f.pattern:
+            value["pattern"] = f.pattern
+        if f.type == "date":
+            value["format"] = "date"
+        props[f.name] = {"type": "object", "additionalProperties": False,
+                         "required": ["value", "source"],
+                         "properties": {"value": value, "source": {"type": ["string", "null"]}}}
+    return {"type": "object", "additionalProperties": False, "required": [f.name for f in fields],
+            "properties": {"fields": {"type": "object", "properties": props,
+                                      "required": [f.name for f in fields]}},
+            }
+
+
+def check_classification(answer: Any, categories: Sequence[Category]) -> list[str]:
+    """What is wrong with a structured classification answer (empty: nothing)."""
+    if not isinstance(answer, Mapping):
+        return [f"expected an object, got {type(answer).__name__}"]
+    problems = []
+    names = [c.name for c in categories]
+    if answer.get("category") not in names:
+        problems.append(f"category {answer.get('category')!r} is not one of {', '.join(names)}")
+    conf = answer.get("confidence")
+    if isinstance(conf, bool) or not isinstance(conf, int | float) or not 0 <= conf <= 1:
+        problems.append(f"confidence {conf!r} is not a number from 0 to 1")
+    if not isinstance(answer.get("rationale"), str):
+        problems.append("rationale is missing (a text saying why)")
+    return problems
+
+
+def check_extraction(answer: Any, fields: Sequence[FieldSpec]) -> list[str]:
+    """What is wrong with a structured extraction answer ``{fields: {name: {value,
+    source}}}``: unknown fields, values of the wrong type, choices, patterns."""
+    if not isinstance(answer, Mapping) or not isinstance(answer.get("fields"), Mapping):
+        return ["expected an object with 'fields'"]
+    got = answer["fields"]
+    known = {f.name: f for f in fields}
+    problems = [f"unknown field {k!r}" for k in got if k not in known]
+    for f in fields:
+        entry = got.get(f.name)
+        value = entry.get("value") if isinstance(entry, Mapping) else entry
+        if value is None:
+            continue
+        problem = value_problem(f, value)
+        if problem:
+            problems.append(f"{f.name}: {problem}")
+    return problems
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_URL = re.compile(r"^(https?://)?[\w-]+(\.[\w-]+)+(/\S*)?$", re.IGNORECASE)
+_PHONE = re.compile(r"^\+?[\d\s().-]{6,}$")
+
+
+def value_problem(f: FieldSpec, value: Any) -> str | None:
+    """Why ``value`` is not a value of ``f`` (None: it is)."""
+    if f.type == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected a whole number, got {value!r}"
+    elif f.type == "decimal":
+        try:
+            Decimal(str(value))
+        except InvalidOperation:
+            return f"expected a decimal number, got {value!r}"
+    elif f.type == "date":
+        try:
+            date.fromisoformat(str(value))
+        except ValueError:
+            return f"expected a date YYYY-MM-DD, got {value!r}"
+    elif not isinstance(value, str):
+        return f"expected text, got {value!r}"
+    elif f.type == "email" and not _EMAIL.match(value):
+        return f"{value!r} is not an e-mail address"
+    elif f.type == "url" and not _URL.match(value):
+        return f"{value!r} is not a URL"
+    elif f.type == "phone" and not _PHONE.match(value):
+        return f"{value!r} is not a phone number"
+    if f.choices and value not in f.choices:
+        return f"{value!r} is not one of {', '.join(f.choices)}"
+    if f.pattern and not re.fullmatch(f.pattern, str(value)):
+        return f"{value!r} does not match {f.pattern!r}"
+    return None
+
+
+def structured(ask: Callable[[str | None], Any], check: Callable[[Any], list[str]]
+               ) -> tuple[Any, int]:
+    """Ask a model for a structured answer: ``ask(None)`` first; when ``check`` finds
+    problems, ``ask(problems)`` once more (the model is told what was wrong); when those
+    are still wrong, :class:`InvalidAnswer`. Returns the answer and the number of asks."""
+    answer = ask(None)
+    problems = check(answer)
+    if not problems:
+        return answer, 1
+    answer = ask("Your answer did not fit the schema: " + "; ".join(problems)
+                 + ". Answer again with JSON that fits it.")
+    again = check(answer)
+    if again:
+        raise InvalidAnswer(again)
+    return answer, 2

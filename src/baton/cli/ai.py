@@ -1,0 +1,147 @@
+"""``baton ai test STEP --text "..."``: run one ``ai`` step's task on a text and show the answer
+with its rationale, for designers tuning categories, fields and match settings.
+
+The step is read from the project's definition files (what is being edited; ``--definitions``
+names other files), or with ``--deployed`` from the active deployed version. A ``match``
+step reads its candidates from the project's database, as a worker would. The heavy parts
+(scikit-learn, rapidfuzz) load when the command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from baton.cli.output import console, err_console, print_json, table
+
+ai_app = typer.Typer(no_args_is_help=True,
+                     help="AI steps: try a step's task (classify, extract, match) on a text.")
+
+
+@ai_app.command("test")
+def ai_test(
+    step: Annotated[str, typer.Argument(help="The ai step's name")],
+    text: Annotated[str | None, typer.Option("--text", "-t", help="The text to read")] = None,
+    text_file: Annotated[Path | None, typer.Option(
+        "--text-file", help="Read the text from this file ('-': standard input)")] = None,
+    orchestration: Annotated[str | None, typer.Option(
+        "--orchestration", "-o", help="The orchestration the step is in (when several have "
+                                      "a step of that name)")] = None,
+    definitions: Annotated[Path | None, typer.Option(
+        "--definitions", help="Definition file or folder (default: the project's "
+                              "definitions/)")] = None,
+    deployed: Annotated[bool, typer.Option(
+        "--deployed", help="Use the active deployed version instead of the files")] = False,
+    provider: Annotated[str | None, typer.Option(
+        "--provider", help="Answer with this provider (default: the step's, else baton.toml's)"
+    )] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the step's output as JSON.")
+                       ] = False,
+) -> None:
+    """Run STEP's task on a text and print the answer with its rationale."""
+    import dataclasses
+
+    from baton.cli.main import state
+    from baton.errors import BatonError
+    from baton.steps.ai import answer
+
+    if (text is None) == (text_file is None):
+        _fail("give the text with --text or --text-file (one of them)")
+    if text_file is not None:
+        if str(text_file) == "-":
+            text = sys.stdin.read()
+        elif not text_file.is_file():
+            _fail(f"{text_file}: no such file")
+        else:
+            text = text_file.read_text(encoding="utf-8", errors="replace")
+    assert text is not None
+    eng = state.engine(flows=True)
+    found = _find_step(eng, step, orchestration, definitions, deployed, state)
+    definition = found
+    if provider is not None:
+        definition = dataclasses.replace(found, options={**found.options, "provider": provider})
+    from baton.runtime.reader import StoreRecords
+
+    try:
+        out = answer(definition, text, provider_name=state.settings().ai_provider,
+                     records=StoreRecords(eng.store, eng.definitions))
+    except BatonError as exc:
+        _fail(str(exc))
+    if as_json:
+        print_json(out)
+        return
+    _show(definition.options["task"], out)
+
+
+def _fail(message: str) -> Any:
+    err_console.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
+def _find_step(eng: Any, name: str, orchestration: str | None, path: Path | None,
+               deployed: bool, state: Any) -> Any:
+    from baton.definitions.loader import check_definitions
+    from baton.definitions.model import OrchestrationDefinition
+    from baton.flows import registered_flows
+
+    orchestrations: list[OrchestrationDefinition] = []
+    if deployed:
+        for row in eng.definitions.list_versions("orchestration"):
+            if row.active:
+                orchestrations.append(eng.definitions.orchestration(row.name)[0])
+    else:
+        folder = path or state.project().definitions_dir
+        if not folder.exists():
+            _fail(f"{folder}: no such file or folder (or use --deployed)")
+        loaded, issues = check_definitions([folder], known_flows=registered_flows(),
+                                           deployed_objects=eng.definitions.object_types())
+        if issues:
+            for issue in issues:
+                err_console.print(str(issue), markup=False, highlight=False)
+            _fail(f"{len(issues)} problem(s) in the definitions")
+        orchestrations = [d.definition for d in loaded
+                          if isinstance(d.definition, OrchestrationDefinition)]
+    matches = []
+    ai_steps = []
+    for o in orchestrations:
+        for stage in o.stages:
+            for s in stage.steps:
+                if s.type == "ai":
+                    ai_steps.append(f"{o.name}/{s.name}")
+                    if s.name == name and orchestration in (None, o.name):
+                        matches.append((o.name, s))
+    if not matches:
+        where = f" in {orchestration}" if orchestration else ""
+        _fail(f"no ai step {name!r}{where}; ai steps: {', '.join(ai_steps) or 'none'}")
+    if len(matches) > 1:
+        _fail(f"{len(matches)} orchestrations have an ai step {name!r} "
+              f"({', '.join(o for o, _ in matches)}): name one with --orchestration")
+    return matches[0][1]
+
+
+def _show(task: str, out: dict[str, Any]) -> None:
+    console.print(f"[bold]outcome[/bold]: {out['outcome']}   "
+                  f"[bold]confidence[/bold]: {out['confidence']:.2f}", highlight=False)
+    if task == "classify":
+        console.print(f"[bold]category[/bold]: {out['category']}", highlight=False)
+        table("Ranking", ["category", "confidence"],
+              [[r["category"], f"{r['confidence']:.3f}"] for r in out["ranking"]])
+    elif task == "extract":
+        table("Fields", ["field", "value"],
+              [[k, "" if v is None else str(v)] for k, v in out["fields"].items()])
+        if out["missing"]:
+            console.print(f"[bold]missing[/bold]: {', '.join(out['missing'])}", highlight=False)
+    else:
+        console.print(f"[bold]record[/bold]: {out['record_id'] or '-'}", highlight=False)
+        table("Candidates", ["record", "score", "field", "value", "found in the text"],
+              [[c["record_id"], f"{c['score']:.0f}", c["matched_on"], c["value"],
+                c["evidence"]] for c in out["candidates"]])
+    console.print("[bold]rationale[/bold]:", highlight=False)
+    for line in out["rationale"]:
+        console.print(f"  - {line}", markup=False, highlight=False)
+    ai = out["ai"]
+    console.print(f"[dim]{ai['provider']} · {ai['model']} · prompt {ai['prompt_version']} · "
+                  f"{ai['latency_ms']} ms[/dim]", highlight=False)
