@@ -218,5 +218,5 @@ def test_signed_callbacks(world: World) -> None:
 def test_the_openapi_document_lists_the_callback_endpoint(world: World) -> None:
     doc = world.client.get("/openapi.json").json()
     op = doc["paths"]["/api/callbacks/{token}"]["post"]
-    assert op["tags"] == ["callbacks"] and op["security"] == []
+    assert op["tags"] == ["Callbacks"] and op["security"] == []
     assert {"200", "202", "401", "404", "409", "410"} <= set(op["responses"])

@@ -270,6 +270,7 @@ OPERATION_IDS: dict[str, str] = {
     "POST /api/work/{item_id}/recall": "recallWorkItem",
     "POST /api/work/{item_id}/release": "releaseWorkItem",
     "POST /api/work/next": "claimNextWorkItem",
+    "POST /api/callbacks/{token}": "receiveCallback",
     # Fallout
     "GET /api/fallout": "listFallout",
     "POST /api/fallout/{fallout_id}/retry": "retryFallout",
@@ -308,6 +309,7 @@ TAGS: tuple[tuple[str, str], ...] = (
 
 _REASON = {"reason": "the customer asked for it by phone"}
 REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
+    "receiveCallback": {"ackId": "ACK-00017", "status": "confirmed"},
     "createUser": {"name": "ann", "roles": ["agent"], "groups": ["billing"],
                    "queues": ["tier1"], "email": "ann@example.com", "display_name": "Ann Lee"},
     "updateUser": {"queues": ["tier1", "tier2"], "display_name": "Ann Lee"},

@@ -18,7 +18,7 @@ from baton.runtime.callbacks import CallbackRefused
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import engine_of
 
-router = APIRouter(prefix="/callbacks", tags=["callbacks"])
+router = APIRouter(prefix="/callbacks", tags=["Callbacks"])
 
 TITLES = {400: "Bad request", 401: "Not authenticated", 404: "Not found", 409: "Conflict",
           410: "Gone", 413: "Content too large", 503: "Service unavailable"}
