@@ -31,9 +31,12 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from baton.definitions.checks import ParsedDocument, item, join
 from baton.definitions.model import (
+    ATTACHMENTS_ALLOW,
+    ATTACHMENTS_MAX_BYTES,
     DEFAULT_MAX_ITERATIONS,
     AssigneeKind,
     Assignment,
+    AttachmentPolicy,
     CalendarDefinition,
     Condition,
     Definition,
@@ -513,10 +516,16 @@ def build(doc: ParsedDocument) -> LoadedDefinition:
         definition = MailboxDefinition(
             data["name"], data["object"], MappingProxyType(dict(data["fields"])),
             tuple(a.lower() for a in data.get("addresses", ())),
-            data.get("automatic", "ignore"), data.get("label"))
+            data.get("automatic", "ignore"), data.get("label"),
+            _attachment_policy(data.get("attachments") or {}))
     else:
         definition = _build_orchestration(data, doc.lines)
     return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)
+
+
+def _attachment_policy(data: Mapping[str, Any]) -> AttachmentPolicy:
+    return AttachmentPolicy(int(data.get("max_bytes", ATTACHMENTS_MAX_BYTES)),
+                            tuple(a.lower() for a in data.get("allow", ATTACHMENTS_ALLOW)))
 
 
 def _build_calendar(data: Mapping[str, Any]) -> CalendarDefinition:

@@ -56,7 +56,10 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d\Z")
 OBJECT_KEYS = ("kind", "name", "label", "description", "fields")
 MAILBOX_KEYS = ("kind", "name", "label", "description", "object", "fields", "addresses",
-                "automatic")
+                "automatic", "attachments")
+MAILBOX_ATTACHMENT_KEYS = ("max_bytes", "allow")
+MAX_ATTACHMENT_BYTES = 100_000_000  # an attachment is a document, not a backup
+_MIME = re.compile(r"(\*/\*|[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*))\Z")
 MAILBOX_AUTOMATIC = ("ignore", "create")
 _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 ORCHESTRATION_KEYS = (
@@ -261,6 +264,25 @@ def _check_mailbox(ck: Checker, data: dict[str, Any], env: Env) -> None:
                 ck.add(item("addresses", i), f"expected an e-mail address, got {address!r}")
     if "automatic" in data and data["automatic"] not in MAILBOX_AUTOMATIC:
         ck.add("automatic", unknown("automatic mail policy", data["automatic"], MAILBOX_AUTOMATIC))
+    if "attachments" in data:
+        _check_attachment_policy(ck, data["attachments"])
+
+
+def _check_attachment_policy(ck: Checker, value: Any) -> None:
+    policy = expect_mapping(ck, "attachments", value)
+    if policy is None or not check_keys(ck, "attachments", policy, MAILBOX_ATTACHMENT_KEYS, ()):
+        return
+    if "max_bytes" in policy:
+        size = policy["max_bytes"]
+        if isinstance(size, bool) or not isinstance(size, int) \
+                or not 1 <= size <= MAX_ATTACHMENT_BYTES:
+            ck.add("attachments.max_bytes", f"expected a number of bytes from 1 to "
+                                            f"{MAX_ATTACHMENT_BYTES}, got {describe(size)}")
+    if "allow" in policy:
+        for i, kind in enumerate(expect_list(ck, "attachments.allow", policy["allow"]) or []):
+            if not isinstance(kind, str) or not _MIME.match(kind.lower()):
+                ck.add(item("attachments.allow", i),
+                       f"expected a MIME type like application/pdf or image/*, got {describe(kind)}")
 
 
 def _check_calendar(ck: Checker, data: dict[str, Any]) -> None:

@@ -169,6 +169,13 @@ def _m015_messages(conn: Connection) -> None:
     schema.messages.create(conn, checkfirst=True)
 
 
+def _m016_attachments(conn: Connection) -> None:
+    """Attachments of intake's messages: content-addressed blobs with their extracted text,
+    and each message's attachments (stored or refused)."""
+    schema.blobs.create(conn, checkfirst=True)
+    schema.attachments.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -184,6 +191,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "schedules", _m011_schedules),
     Migration(12, "work item input", _m012_work_item_input),
     Migration(15, "e-mail messages of intake", _m015_messages),
+    Migration(16, "attachments of intake's messages", _m016_attachments),
 )
 LATEST = MIGRATIONS[-1].version
 
