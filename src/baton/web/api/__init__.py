@@ -10,10 +10,19 @@ create). The OpenAPI document is the same.
 
 from fastapi import Depends, FastAPI
 
-from baton.web.api import definitions, fallout, incidents, people, records, runs, work
+from baton.web.api import (
+    definitions,
+    fallout,
+    incidents,
+    intake,
+    people,
+    records,
+    runs,
+    work,
+)
 from baton.web.api.common import clean_input
 
-AREAS = (people, definitions, records, runs, work, fallout, incidents)
+AREAS = (people, definitions, records, intake, runs, work, fallout, incidents)
 PREFIX = "/api"
 
 
