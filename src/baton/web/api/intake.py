@@ -136,9 +136,29 @@ FORM_EXAMPLE = {"subject": "Invoice 4411 is wrong", "sender": "ana@dealer-one.ex
 RAW_EXAMPLE = ("From: Ana Costa <ana@dealer-one.example>\r\nTo: support@baton.example\r\n"
                "Subject: Invoice 4411 is wrong\r\nMessage-ID: <4411@dealer-one.example>\r\n"
                "\r\nHello,\r\n\r\nthe invoice 4411 charges twice.\r\n")
+
+
+def _inlined(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its nested models written in place (a request body given
+    by ``openapi_extra`` does not add them to the document's components)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.rsplit("/", 1)[1]])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)  # type: ignore[no-any-return]
+
+
 INTAKE_BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"$ref": "#/components/schemas/IntakeForm"},
-                         "example": FORM_EXAMPLE},
+    "application/json": {"schema": _inlined(IntakeForm), "example": FORM_EXAMPLE},
     RFC822: {"schema": {"type": "string", "format": "binary"}, "example": RAW_EXAMPLE}}}}
 
 
