@@ -9,7 +9,6 @@ import base64
 import textwrap
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import pytest
 

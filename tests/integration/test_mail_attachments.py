@@ -60,7 +60,7 @@ def test_attachments_are_stored_refused_and_read(harness: Any) -> None:
     intake = harness.engine.intake
     got = intake.accept(message("c1@dealer-one.example", "Claim 4411", [
         ("invoice-4411.pdf", "application/pdf", INVOICE),
-        ("notes.txt", "text/plain", "Mileage: 48 210 km".encode()),
+        ("notes.txt", "text/plain", b"Mileage: 48 210 km"),
         ("photo.png", "image/png", b"\x89PNG\r\n\x1a\n" + b"0" * 100),
         ("big.txt", "text/plain", b"x" * 60_000),
         ("page.html", "text/html", b"<html><body><p>Part <b>A-17</b></p><script>x()</script>"),
