@@ -31,6 +31,7 @@ from baton.cli.output import (
 from baton.cli.people import tokens_app, users_app
 from baton.engine.status import WorkItemStatus
 from baton.errors import BatonError, DefinitionError, Issue
+from baton.intake.views import describe_message
 from baton.project import Project, load_project
 from baton.runtime.views import (
     completed_view,
@@ -558,12 +559,19 @@ def records_update(record_id: str, data: Annotated[str, typer.Option("--data")],
 
 @records_app.command("show")
 def records_show(record_id: str, as_json: JsonOpt = False) -> None:
-    rec = state.engine().get_record(record_id)
+    eng = state.engine()
+    rec = eng.get_record(record_id)
+    files = eng.intake.attachments(record_id)
     if as_json:
-        print_json(rec)
+        print_json({**rec, "attachments": files} if files else rec)
         return
     table(f"{rec['object_type']} {rec['id']}", ["field", "value"],
           [[k, json.dumps(v) if isinstance(v, dict | list) else v] for k, v in rec.items()])
+    if files:
+        table("Attachments", ["id", "file", "type", "bytes", "stored", "text"],
+              [[a["id"], a["filename"], a["content_type"], a["size"],
+                "yes" if a["status"] == "stored" else f"no: {a['reason']}",
+                "yes" if a["text"] else (a["text_error"] or "-")] for a in files])
 
 
 @records_app.command("list")
@@ -598,6 +606,8 @@ def records_timeline(record_id: str, as_json: JsonOpt = False) -> None:
 def describe_event(e: Mapping[str, Any]) -> str:
     d = e["data"]
     t = e["type"]
+    if t == "message_received":
+        return describe_message(d)
     if t == "record_updated":
         return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
     if t == "decision_taken":

@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from baton.intake.views import describe_message
+
 
 def describe_event(e: Mapping[str, Any]) -> str:
     d = e.get("data") or {}
@@ -40,6 +42,8 @@ def describe_event(e: Mapping[str, Any]) -> str:
         outcome = f" → {d['outcome']}" if d.get("outcome") else ""
         return (f"incident {d.get('incident')} ({d.get('orchestration')} v{d.get('version')})"
                 f"{outcome}, reason: {_short(d.get('reason') or '')}")
+    if t == "message_received":
+        return describe_message(d)
     if t == "run_started":
         return f"{d.get('orchestration')} v{d.get('version')}"
     return _short(d) if d else ""
