@@ -234,8 +234,10 @@ def worker(
     log_format: LogFormatOpt = None,
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve this process's Prometheus metrics (steps, e-mails, jobs) on this port at /metrics")] = None,
     metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for --metrics-port")] = "127.0.0.1",
+    no_imap: NoImapOpt = False,
 ) -> None:
-    """Run the workers: background steps, condition checks, re-evaluation."""
+    """Run the workers: background steps, condition checks, re-evaluation (and poll the
+    mailboxes with an imap: source)."""
     from baton.runtime.worker import run_workers
 
     _configure_logs(log_format)
@@ -255,6 +257,7 @@ def worker(
     signal.signal(signal.SIGTERM, stop)
     import threading
 
+    polling = None if no_imap or until_idle else _imap_polling(eng)
     result: list[Any] = []
     runner = threading.Thread(target=lambda: result.extend(run_workers(
         eng, concurrency, until_idle=until_idle, batch=batch, heartbeat_timeout=heartbeat_timeout,
@@ -266,10 +269,26 @@ def worker(
     except KeyboardInterrupt:
         stop()
         runner.join()
+    if polling is not None:
+        polling.stop()
     jobs = sum(w.stats.jobs for w in workers)
     done = sum(w.stats.steps_completed for w in workers)
     failed = sum(w.stats.steps_failed for w in workers)
     console.print(f"{len(workers)} worker(s): {jobs} jobs, {done} steps completed, {failed} failed")
+
+
+NoImapOpt = Annotated[bool, typer.Option(
+    "--no-imap", help="Do not poll the mailboxes that have an imap: source (another process does)")]
+
+
+def _imap_polling(eng: Any) -> Any:
+    """Poll the mailboxes with an ``imap:`` source in a background thread (each at its
+    ``every``; mailboxes deployed later are picked up)."""
+    from baton.intake.imap import ImapPolling
+
+    polling = ImapPolling(eng.intake, tick=5.0)
+    polling.start()
+    return polling
 
 
 @app.command()
@@ -283,6 +302,7 @@ def serve(
     smtp_at: Annotated[str | None, typer.Option("--smtp", help="Also receive e-mail over SMTP on HOST:PORT (e.g. 127.0.0.1:2525) into the deployed mailboxes")] = None,
     smtp_max_bytes: Annotated[int, typer.Option("--smtp-max-bytes", help="Largest message the SMTP listener takes (bytes)")] = 25 * 1024 * 1024,
     smtp_domains: Annotated[list[str] | None, typer.Option("--smtp-domain", help="A recipient domain the SMTP listener takes (repeat; default: any the mailboxes list)")] = None,
+    no_imap: NoImapOpt = False,
 ) -> None:
     """Run the REST API, the web UI and the workers in one process until stopped."""
     import threading
@@ -318,6 +338,7 @@ def serve(
                                 allowed_domains=smtp_domains or ())
         listener.start()
         console.print(f"Receiving e-mail over SMTP at {smtp_host}:{listener.port}.")
+    polling = None if no_imap else _imap_polling(eng)
     console.print(f"Baton at {url} (API docs {url}/docs) with {len(workers)} worker thread(s). "
                   "Stop with Ctrl-C.")
     try:
@@ -328,6 +349,8 @@ def serve(
     finally:
         if listener is not None:
             listener.stop()
+        if polling is not None:
+            polling.stop()
         for w in workers:  # finish the job in hand, release the rest
             w.stop()
         for t in threads:

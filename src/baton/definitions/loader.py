@@ -41,6 +41,7 @@ from baton.definitions.model import (
     Condition,
     Definition,
     FieldDefinition,
+    ImapSource,
     LoadedDefinition,
     MailboxDefinition,
     NextRule,
@@ -517,10 +518,19 @@ def build(doc: ParsedDocument) -> LoadedDefinition:
             data["name"], data["object"], MappingProxyType(dict(data["fields"])),
             tuple(a.lower() for a in data.get("addresses", ())),
             data.get("automatic", "ignore"), data.get("label"),
-            _attachment_policy(data.get("attachments") or {}))
+            _attachment_policy(data.get("attachments") or {}), _imap(data.get("imap")))
     else:
         definition = _build_orchestration(data, doc.lines)
     return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)
+
+
+def _imap(data: Mapping[str, Any] | None) -> ImapSource | None:
+    if not data:
+        return None
+    ssl = bool(data.get("ssl", True))
+    return ImapSource(str(data["host"]), str(data["username"]), str(data["password_secret"]),
+                      int(data.get("port", 993 if ssl else 143)), str(data.get("folder", "INBOX")),
+                      ssl, int(data.get("every", 60)))
 
 
 def _attachment_policy(data: Mapping[str, Any]) -> AttachmentPolicy:

@@ -215,6 +215,23 @@ class AttachmentPolicy:
 
 
 @dataclass(frozen=True)
+class ImapSource:
+    """``imap:`` of a mailbox: a folder polled for new mail (``baton serve``/``worker``)."""
+
+    host: str
+    username: str
+    password_secret: str  # "env:NAME": read from the environment when polling
+    port: int = 993
+    folder: str = "INBOX"
+    ssl: bool = True
+    every: int = 60  # seconds between polls
+
+    @property
+    def account(self) -> str:
+        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+@dataclass(frozen=True)
 class MailboxDefinition:
     """``kind: mailbox``: incoming e-mail to one object type's records (DESIGN §2.5)."""
 
@@ -225,6 +242,7 @@ class MailboxDefinition:
     automatic: str = "ignore"  # auto-replies and bounces: "ignore" (stored, no case) | "create"
     label: str | None = None
     attachments: AttachmentPolicy = AttachmentPolicy()
+    imap: ImapSource | None = None
 
 
 Definition = (ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition

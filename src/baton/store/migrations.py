@@ -171,9 +171,10 @@ def _m015_messages(conn: Connection) -> None:
 
 def _m016_attachments(conn: Connection) -> None:
     """Attachments of intake's messages: content-addressed blobs with their extracted text,
-    and each message's attachments (stored or refused)."""
+    and each message's attachments (stored or refused); the UIDs IMAP polling has taken."""
     schema.blobs.create(conn, checkfirst=True)
     schema.attachments.create(conn, checkfirst=True)
+    schema.imap_state.create(conn, checkfirst=True)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -191,7 +192,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "schedules", _m011_schedules),
     Migration(12, "work item input", _m012_work_item_input),
     Migration(15, "e-mail messages of intake", _m015_messages),
-    Migration(16, "attachments of intake's messages", _m016_attachments),
+    Migration(16, "attachments of intake's messages, IMAP polling state", _m016_attachments),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -375,3 +375,16 @@ attachments = Table(
     Index("ix_attachments_record", "record_id", "created_at"),
     Index("ix_attachments_message", "message"),
 )
+
+# IMAP polling (:mod:`baton.intake.imap`): per mailbox, the folder's UIDVALIDITY and the last
+# UID taken, so a poll fetches only what is new and no message is imported twice (a UID
+# taken again after a crash is a duplicate by its Message-ID anyway).
+imap_state = Table(
+    "baton_imap_state",
+    metadata,
+    Column("mailbox", String(200), primary_key=True),
+    Column("account", String(700), nullable=False),  # user@host:port/folder it tracks
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("last_uid", BigInteger, nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)

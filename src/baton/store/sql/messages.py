@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -92,3 +92,20 @@ class MessagesSql:
             .where(a.c.record_id == record_id, a.c.status == "stored")
             .order_by(a.c.created_at, a.c.message, a.c.position))
         return [dict(r._mapping) for r in rows]
+
+    def imap_state_txn(self, mailbox: str) -> dict[str, Any] | None:
+        t = s.imap_state
+        row = self.conn.execute(select(t).where(t.c.mailbox == mailbox)).first()
+        return dict(row._mapping) if row else None
+
+    @refused("records an IMAP poll's progress (intake writes, never a worker's plan)")
+    def put_imap_state_txn(self, row: dict[str, Any]) -> None:
+        """Insert or replace a mailbox's IMAP state (one poller per mailbox at a time is not
+        required: a UID taken twice is a duplicate by its Message-ID)."""
+        t = s.imap_state
+        done = self.conn.execute(update(t).where(t.c.mailbox == row["mailbox"])
+                                 .values(**row)).rowcount
+        if not done:
+            dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+            self.conn.execute(dialect.insert(t).values(**row)
+                              .on_conflict_do_nothing(index_elements=["mailbox"]))
