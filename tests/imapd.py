@@ -13,6 +13,7 @@ import re
 import socketserver
 import threading
 from dataclasses import dataclass, field
+from typing import Self
 
 
 @dataclass
@@ -40,7 +41,7 @@ class ImapServer:
         self.port = int(self._tcp.server_address[1])
         self._thread = threading.Thread(target=self._tcp.serve_forever, daemon=True)
 
-    def __enter__(self) -> ImapServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
