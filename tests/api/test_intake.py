@@ -155,6 +155,18 @@ def test_bad_input(intake_api: Api) -> None:
     assert_problem(api.post("opal", "/api/intake/dealers", content=b"a,b",
                             headers={"Content-Type": "text/csv"}), 415)
     assert_problem(api.post("opal", "/api/intake/dealers", content=b"", headers=RFC822), 422)
+    assert_problem(api.post("opal", "/api/intake/dealers", headers=RFC822,
+                            content=raw_mail("nul@x.example").replace(b"Hello", b"He\x00llo")),
+                   422, "body")
+    # A text attachment with NUL in it (base64 in the message) is kept; its text loses the NUL.
+    nul = base64.b64encode(b"a\x00b").decode()
+    got = api.post("opal", "/api/intake/dealers", {"sender": "a@b.example", "attachments": [
+        {"filename": "n.txt", "content_type": "text/plain", "content_base64": nul}]})
+    assert got.status_code == 200, got.text
+    (a,) = api.get("opal", f"/api/records/{got.json()['record_id']}/attachments").json()
+    assert api.get("opal", a["url"]).content == b"a\x00b"
+    assert api.get("opal", f"/api/records/{got.json()['record_id']}").json()["data"][
+        "documents"] == "--- n.txt ---\nab"
 
 
 def test_attachments_listed_and_downloaded_by_readers_only(intake_api: Api) -> None:
@@ -206,3 +218,21 @@ def test_openapi_documents_intake(intake_api: Api) -> None:
     assert "sender" in form["required"]
     assert "content_base64" in form["properties"]["attachments"]["items"]["properties"]
     assert "/api/attachments/{attachment_id}" in doc["paths"]
+
+
+def test_a_message_the_object_type_refuses_is_located(intake_api: Api, tmp_path: Path) -> None:
+    path = tmp_path / "strict.yaml"
+    path.write_text(textwrap.dedent("""
+        kind: object
+        name: Strict
+        fields:
+          title: {type: string, required: true}
+        ---
+        kind: mailbox
+        name: strict
+        object: Strict
+        fields: {subject: title}
+        """))
+    intake_api.engine.deploy([path], actor="setup", known_flows=None)
+    r = intake_api.post("opal", "/api/intake/strict", {"sender": "a@b.example", "body": "x"})
+    assert_problem(r, 422, "body.title")

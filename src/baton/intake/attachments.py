@@ -74,9 +74,10 @@ def extract_text(content_type: str, data: bytes) -> tuple[str | None, str | None
 
 def _decode(data: bytes) -> str:
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        text = data.decode("latin-1")
+    return text.replace("\x00", "")  # (no database stores NUL in text)
 
 
 def _pdf_text(data: bytes) -> tuple[str | None, str | None]:
@@ -100,7 +101,7 @@ def _pdf_text(data: bytes) -> tuple[str | None, str | None]:
         # A broken PDF is still stored and downloadable; only its text is missing.
         log.info("no text read from a PDF: %s", exc)
         return None, f"the PDF could not be read: {str(exc)[:200] or type(exc).__name__}"
-    text = "\n\n".join(p for p in pages if p).strip()
+    text = "\n\n".join(p for p in pages if p).replace("\x00", "").strip()
     if not text:
         return None, "the PDF has no text layer (a scan?)"
     return text[:MAX_TEXT], None

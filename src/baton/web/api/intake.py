@@ -27,7 +27,7 @@ from baton.auth.roles import Permission
 from baton.intake.mail import MailError
 from baton.intake.service import Accepted
 from baton.runtime.idempotency import IdempotencyClaim
-from baton.web.api.common import ExactNumbers, RequestBody
+from baton.web.api.common import ExactNumbers, RequestBody, under
 from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempotent
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
@@ -198,8 +198,10 @@ async def post_intake(request: Request, mailbox: MailboxName,
 
     def take(claim: IdempotencyClaim | None) -> Answer:
         try:
-            got = eng.intake.accept(raw, via="api", mailbox=mailbox, actor=principal.name,
-                                    claim=claim)
+            # The record's fields come from the message: a refusal names them under body.
+            with under("body"):
+                got = eng.intake.accept(raw, via="api", mailbox=mailbox, actor=principal.name,
+                                        claim=claim)
         except MailError as exc:
             raise ProblemError(422, "Not an e-mail", str(exc), slug="validation",
                                errors=[{"field": "body", "message": str(exc)}]) from exc
@@ -225,6 +227,9 @@ async def _read(request: Request) -> bytes:
                                slug="too-large")
         chunks.append(chunk)
     raw = b"".join(chunks)
+    if b"\x00" in raw:  # (no database stores NUL in text; no e-mail has one outside base64)
+        raise ProblemError(422, "Invalid input", "the message contains NUL bytes",
+                           slug="validation", errors=[{"field": "body", "message": "NUL byte"}])
     if not raw.strip():
         raise ProblemError(422, "Invalid input", "the body is empty", slug="validation",
                            errors=[{"field": "body", "message": "empty"}])
