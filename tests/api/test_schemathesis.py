@@ -123,6 +123,12 @@ def _bind(name: str, probability: float = 0.5) -> dict[str, Any]:
     return {"dictionary": name, "probability": probability}
 
 
+@schemathesis.serializer("message/rfc822")
+def _rfc822(ctx: Any, value: Any) -> bytes:
+    """A raw e-mail body (``POST /api/intake/{mailbox}``): the generated string as UTF-8."""
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
+
+
 CONFIG: dict[str, Any] = {
     "dictionaries": {name: {"values": values} for name, values in DICTIONARIES.items()},
     "parameters": {"path.object_type": _bind("object_types"), "path.mailbox": _bind("mailboxes"),

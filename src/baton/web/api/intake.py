@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.errors
+import email.policy
 import hashlib
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -58,8 +61,9 @@ class IntakeForm(RequestBody):
     body: str = Field(default="", max_length=1_000_000,
                       description="the text; quoted history and a signature are cut from "
                                   "new_text as in an e-mail")
-    sender: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s<>]+@[^@\s<>]+$",
-                        description="the sender's e-mail address")
+    sender: str = Field(min_length=3, max_length=320,
+                        pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$",
+                        description="the sender's e-mail address (ASCII)")
     sender_name: str = Field(default="", max_length=200)
     message_id: str | None = Field(default=None, max_length=500, pattern=r"^[^<>\s]+$",
                                    description="your id for the message (without < >): sent "
@@ -192,7 +196,7 @@ async def post_intake(request: Request, mailbox: MailboxName,
                                slug="validation",
                                errors=[{"field": ".".join(["body", *map(str, e["loc"])]),
                                         "message": e["msg"]} for e in exc.errors()]) from exc
-        raw = _build(form, mailbox, eng.ids.new("api"), format_datetime(eng.clock.now()))
+        raw = _build(form, eng.ids.new("api"), format_datetime(eng.clock.now()))
     fingerprinted: BaseModel = form if form is not None else RawMessage(
         sha256=hashlib.sha256(raw).hexdigest())
 
@@ -236,12 +240,17 @@ async def _read(request: Request) -> bytes:
     return raw
 
 
-def _build(form: IntakeForm, mailbox: str, new_id: str, date: str) -> bytes:
+def _build(form: IntakeForm, new_id: str, date: str) -> bytes:
     """The form as an e-mail, so every way in parses the same way."""
-    msg = EmailMessage()
-    msg["From"] = formataddr((form.sender_name, form.sender))
+    msg = EmailMessage(policy=email.policy.SMTPUTF8)
+    try:
+        msg["From"] = Address(display_name=form.sender_name, addr_spec=form.sender)
+    except (ValueError, IndexError, email.errors.HeaderParseError) as exc:
+        raise ProblemError(422, "Invalid input", f"sender {form.sender!r} is not an e-mail "
+                           "address", slug="validation",
+                           errors=[{"field": "body.sender", "message": str(exc)[:200]}]) from exc
     msg["Subject"] = form.subject
-    msg["Message-ID"] = f"<{form.message_id or f'{new_id}@{mailbox}.intake.baton'}>"
+    msg["Message-ID"] = f"<{form.message_id or f'{new_id}@intake.baton'}>"
     if form.in_reply_to:
         msg["In-Reply-To"] = f"<{form.in_reply_to}>"
     msg["Date"] = date
@@ -256,7 +265,14 @@ def _build(form: IntakeForm, mailbox: str, new_id: str, date: str) -> bytes:
                                         "message": "expected base64"}]) from exc
         major, minor = a.content_type.split("/", 1)
         msg.add_attachment(data, maintype=major, subtype=minor, filename=a.filename)
-    return msg.as_bytes()
+    try:
+        # SMTPUTF8: an address or id outside ASCII is written as UTF-8 (RFC 6532), as an
+        # internationalised mail server would deliver it; the parser reads it back.
+        return msg.as_bytes()
+    except (ValueError, UnicodeError) as exc:
+        raise ProblemError(422, "Invalid input", f"the form makes no e-mail: {exc}",
+                           slug="validation",
+                           errors=[{"field": "body", "message": str(exc)[:200]}]) from exc
 
 
 def _answer(got: Accepted) -> Answer:
