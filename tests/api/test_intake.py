@@ -218,6 +218,9 @@ def test_openapi_documents_intake(intake_api: Api) -> None:
     assert "sender" in form["required"]
     assert "content_base64" in form["properties"]["attachments"]["items"]["properties"]
     assert "/api/attachments/{attachment_id}" in doc["paths"]
+    # A deployed mailbox is a definition like the others (read, versions, deactivate).
+    r = intake_api.get("dee", "/api/definitions/mailbox/dealers")
+    assert r.status_code == 200, r.text
 
 
 def test_a_message_the_object_type_refuses_is_located(intake_api: Api, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ class Kind(str, Enum):
     object = "object"
     orchestration = "orchestration"
     calendar = "calendar"
+    mailbox = "mailbox"
 
 
 class DefinitionFiles(RequestBody):
@@ -141,7 +142,7 @@ def _versions(request: Request, kind: Kind, name: str) -> list[DefinitionRow]:
     return rows
 
 
-KindPath = Annotated[Kind, Path(description="object, orchestration or calendar")]
+KindPath = Annotated[Kind, Path(description="object, orchestration, calendar or mailbox")]
 NamePath = Annotated[str, Path(min_length=1, max_length=200)]
 VersionNo = Annotated[int, Path(ge=1, le=MAX_INT)]
 READ = Depends(need(Permission.DEFINITIONS_READ))
