@@ -303,13 +303,17 @@ def record_attachments(request: Request, record_id: RecordId,
             description="Needs `records:read`. Always a download (`Content-Disposition: "
                         "attachment`, the file name made safe), never shown inline.",
             response_class=Response,
-            responses={200: {"description": "The file",
-                             "content": {"application/octet-stream": {}}},
+            responses={200: {"description": "The file, with the type its message declared",
+                             "content": {"*/*": {"schema": {"type": "string",
+                                                            "format": "binary"}}}},
                        **problem_responses(401, 403, 404, 422)})
 def download(request: Request, attachment_id: AttachmentId,
              _: Principal = READ) -> Response:
     a = engine_of(request).intake.attachment(attachment_id, content=True)
-    return Response(bytes(a["content"]), media_type=a["content_type"], headers={
+    # Content-Type as the message declared it, without a charset added (Starlette would
+    # add utf-8 to text/*, which a Latin-1 file is not).
+    return Response(bytes(a["content"]), headers={
+        "Content-Type": a["content_type"],
         "Content-Disposition": content_disposition(a["filename"]),
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "sandbox; default-src 'none'",
