@@ -128,7 +128,8 @@ def required_permissions() -> dict[str, frozenset[Permission]]:
     return out
 
 
-API_MODULES = ("people", "definitions", "records", "runs", "work", "fallout", "incidents")
+API_MODULES = ("people", "definitions", "records", "intake", "runs", "work", "fallout",
+               "incidents")
 
 
 def forbidden_for(role: str) -> frozenset[str]:
