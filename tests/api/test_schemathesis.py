@@ -475,6 +475,11 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         srv.post("/api/definitions/orchestration/directed_job/deactivate", None)
         return path, {"version": 1}
 
+    def mailed() -> str:
+        """A record made by a message (the fuzzer's record ids rarely are one that exists)."""
+        return str(srv.post("/api/intake/fuzzbox", {"subject": "Directed mail",
+                                                    "sender": "d@fuzz.example"})["record_id"])
+
     reason = {"reason": "directed"}
     return {
         "POST /api/objects/{object_type}/records": lambda: (
@@ -500,6 +505,8 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         "POST /api/fallout/{fallout_id}/complete": fallout({**reason, "data": {}}),
         "POST /api/intake/{mailbox}": lambda: (
             {"mailbox": "fuzzbox"}, {"subject": "Directed mail", "sender": "d@fuzz.example"}),
+        "GET /api/records/{record_id}/messages": lambda: ({"record_id": mailed()}, None),
+        "GET /api/records/{record_id}/attachments": lambda: ({"record_id": mailed()}, None),
         "GET /api/attachments/{attachment_id}": lambda: (
             {"attachment_id": srv.seeded["attachment_id"][0]}, None),
         "POST /api/incidents/{incident_id}/retry": incident,
