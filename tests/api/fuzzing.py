@@ -42,6 +42,11 @@ AGENT_GROUPS = ("billing",)
 OUT = REPO / "test-output" / "schemathesis-summary.txt"
 
 FUZZ_DEFINITIONS = """\
+kind: mailbox
+name: fuzzbox
+object: Gadget
+fields: {subject: label}
+---
 kind: orchestration
 name: flaky_job
 trigger:
@@ -123,8 +128,8 @@ def required_permissions() -> dict[str, frozenset[Permission]]:
     return out
 
 
-API_MODULES = ("people", "definitions", "records", "runs", "work", "fallout", "incidents",
-               "callbacks")
+API_MODULES = ("people", "definitions", "records", "intake", "runs", "work", "fallout",
+               "incidents", "callbacks")
 
 
 def forbidden_for(role: str) -> frozenset[str]:
@@ -299,6 +304,14 @@ class FuzzServer:
         ids["incident_id"] = [i["id"] for i in self.get("/api/incidents?limit=100")[1]["items"]]
         ids["token_id"] = [self.post("/api/tokens", {"label": f"spare {i}"})["id"]
                            for i in range(3)]
+        taken = self.post("/api/intake/fuzzbox", {
+            "subject": "Seeded mail", "sender": "seed@fuzz.example", "body": "seeded",
+            "attachments": [{"filename": "seed.txt", "content_type": "text/plain",
+                             "content_base64": "c2VlZA=="}]})
+        ids["record_id"].append(taken["record_id"])
+        ids["attachment_id"] = [a["id"] for a in self.get(
+            f"/api/records/{taken['record_id']}/attachments")[1]]
+        ids["mailbox"] = ["fuzzbox"]
         self.seeded = ids
 
     def request(self, method: str, path: str, body: Any = None,

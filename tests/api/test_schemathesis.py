@@ -92,6 +92,8 @@ CHECKED_AGAINST_STATE: dict[str, tuple[tuple[str, ...], str]] = {
     "POST /api/work/{item_id}/reassign": (("to",), "the users that exist"),
     "POST /api/fallout/{fallout_id}/complete": (("data",), "the step's output fields"),
     "POST /api/definitions/deploy": (("issues",), "the definition language (YAML)"),
+    "POST /api/intake/{mailbox}": (
+        ("body", KEY), "what parses as an e-mail, the mailbox's object type's fields, or a key"),
     # An `after` cursor is opaque: only the `next` values this server issued are cursors;
     # and `after` with `offset` is refused (one way of paging at a time), which the schema
     # cannot say.
@@ -112,6 +114,7 @@ DICTIONARIES = {
     "definitions": ["Case", "Account", "Gadget", "case_triage", "errand", "flaky_job",
                     "doomed", "gadget_check"],
     "orchestrations": ["errand", "flaky_job", "doomed", "case_triage"],
+    "mailboxes": ["fuzzbox"],
     "signals": ["docs_received"],
     "assignees": ["queue:tier1", "queue:tier2", "group:billing", "user:fuzz-agent-k3"],
     "first": [0],
@@ -123,9 +126,16 @@ def _bind(name: str, probability: float = 0.5) -> dict[str, Any]:
     return {"dictionary": name, "probability": probability}
 
 
+@schemathesis.serializer("message/rfc822")
+def _rfc822(ctx: Any, value: Any) -> bytes:
+    """A raw e-mail body (``POST /api/intake/{mailbox}``): the generated string as UTF-8."""
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
+
+
 CONFIG: dict[str, Any] = {
     "dictionaries": {name: {"values": values} for name, values in DICTIONARIES.items()},
-    "parameters": {"path.object_type": _bind("object_types"), "query.offset": _bind("first", 0.7),
+    "parameters": {"path.object_type": _bind("object_types"), "path.mailbox": _bind("mailboxes"),
+                   "query.offset": _bind("first", 0.7),
                    "query.from": _bind("one"), "query.to": _bind("one", 0.3)},
     "generation": {
         "deterministic": True,
@@ -468,6 +478,11 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         srv.post("/api/definitions/orchestration/directed_job/deactivate", None)
         return path, {"version": 1}
 
+    def mailed() -> str:
+        """A record made by a message (the fuzzer's record ids rarely are one that exists)."""
+        return str(srv.post("/api/intake/fuzzbox", {"subject": "Directed mail",
+                                                    "sender": "d@fuzz.example"})["record_id"])
+
     reason = {"reason": "directed"}
     return {
         "POST /api/objects/{object_type}/records": lambda: (
@@ -492,6 +507,12 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         "POST /api/fallout/{fallout_id}/retry": fallout(reason),
         "POST /api/fallout/{fallout_id}/skip": fallout(reason),
         "POST /api/fallout/{fallout_id}/complete": fallout({**reason, "data": {}}),
+        "POST /api/intake/{mailbox}": lambda: (
+            {"mailbox": "fuzzbox"}, {"subject": "Directed mail", "sender": "d@fuzz.example"}),
+        "GET /api/records/{record_id}/messages": lambda: ({"record_id": mailed()}, None),
+        "GET /api/records/{record_id}/attachments": lambda: ({"record_id": mailed()}, None),
+        "GET /api/attachments/{attachment_id}": lambda: (
+            {"attachment_id": srv.seeded["attachment_id"][0]}, None),
         "POST /api/incidents/{incident_id}/retry": incident,
         "POST /api/incidents/{incident_id}/dismiss": incident,
         # reads of one item or incident: an id the stateful run may or may not carry into

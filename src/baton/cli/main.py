@@ -43,6 +43,7 @@ from baton.cli.people import tokens_app, users_app
 from baton.clock import iso
 from baton.engine.status import IncidentStatus, RunStatus, WorkItemStatus
 from baton.errors import BatonError, ConfigError, DefinitionError, Issue
+from baton.intake.views import describe_message
 from baton.project import Project, find_project_root, load_project
 from baton.runtime.views import (
     call_views,
@@ -340,8 +341,10 @@ def worker(
     log_format: LogFormatOpt = None,
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve this process's Prometheus metrics (steps, e-mails, jobs) on this port at /metrics")] = None,
     metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for --metrics-port")] = "127.0.0.1",
+    no_imap: NoImapOpt = False,
 ) -> None:
-    """Run the workers: background steps, condition checks, re-evaluation."""
+    """Run the workers: background steps, condition checks, re-evaluation (and poll the
+    mailboxes with an imap: source)."""
     from baton.runtime.worker import run_workers
 
     _configure_logs(log_format)
@@ -361,6 +364,7 @@ def worker(
     signal.signal(signal.SIGTERM, stop)
     import threading
 
+    polling = None if no_imap or until_idle else _imap_polling(eng)
     result: list[Any] = []
     runner = threading.Thread(target=lambda: result.extend(run_workers(
         eng, concurrency, until_idle=until_idle, batch=batch, heartbeat_timeout=heartbeat_timeout,
@@ -379,10 +383,26 @@ def worker(
         except KeyboardInterrupt:
             stop()
             runner.join()
+    if polling is not None:
+        polling.stop()
     jobs = sum(w.stats.jobs for w in workers)
     done = sum(w.stats.steps_completed for w in workers)
     failed = sum(w.stats.steps_failed for w in workers)
     console.print(f"{len(workers)} worker(s): {jobs} jobs, {done} steps completed, {failed} failed")
+
+
+NoImapOpt = Annotated[bool, typer.Option(
+    "--no-imap", help="Do not poll the mailboxes that have an imap: source (another process does)")]
+
+
+def _imap_polling(eng: Any) -> Any:
+    """Poll the mailboxes with an ``imap:`` source in a background thread (each at its
+    ``every``; mailboxes deployed later are picked up)."""
+    from baton.intake.imap import ImapPolling
+
+    polling = ImapPolling(eng.intake, tick=5.0, env=eng.settings.secrets_env)
+    polling.start()
+    return polling
 
 
 @app.command()
@@ -396,6 +416,7 @@ def serve(
     smtp_at: Annotated[str | None, typer.Option("--smtp", help="Also receive e-mail over SMTP on HOST:PORT (e.g. 127.0.0.1:2525) into the deployed mailboxes")] = None,
     smtp_max_bytes: Annotated[int, typer.Option("--smtp-max-bytes", help="Largest message the SMTP listener takes (bytes)")] = 25 * 1024 * 1024,
     smtp_domains: Annotated[list[str] | None, typer.Option("--smtp-domain", help="A recipient domain the SMTP listener takes (repeat; default: any the mailboxes list)")] = None,
+    no_imap: NoImapOpt = False,
 ) -> None:
     """Run the REST API, the web UI and the workers in one process until stopped."""
     import threading
@@ -432,6 +453,7 @@ def serve(
                                 allowed_domains=smtp_domains or ())
         listener.start()
         console.print(f"Receiving e-mail over SMTP at {smtp_host}:{listener.port}.")
+    polling = None if no_imap else _imap_polling(eng)
     console.print(f"Baton at {url} (API docs {url}/docs) with {len(workers)} worker thread(s). "
                   "Stop with Ctrl-C.")
     try:
@@ -442,6 +464,8 @@ def serve(
     finally:
         if listener is not None:
             listener.stop()
+        if polling is not None:
+            polling.stop()
         for w in workers:  # finish the job in hand, release the rest
             w.stop()
         for t in threads:
@@ -718,13 +742,20 @@ def records_update(record_id: RecordIdArg,
 
 @records_app.command("show")
 def records_show(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
-    """A record's fields, with its version and times."""
-    rec = state.engine().get_record(record_id)
+    """A record's fields, with its version and times, and its attachments."""
+    eng = state.engine()
+    rec = eng.get_record(record_id)
+    files = eng.intake.attachments(record_id)
     if as_json:
-        print_json(rec)
+        print_json({**rec, "attachments": files} if files else rec)
         return
     table(f"{rec['object_type']} {rec['id']}", ["field", "value"],
           [[k, json.dumps(v) if isinstance(v, dict | list) else v] for k, v in rec.items()])
+    if files:
+        table("Attachments", ["id", "file", "type", "bytes", "stored", "text"],
+              [[a["id"], a["filename"], a["content_type"], a["size"],
+                "yes" if a["status"] == "stored" else f"no: {a['reason']}",
+                "yes" if a["text"] else (a["text_error"] or "-")] for a in files])
 
 
 @records_app.command("list")
@@ -766,6 +797,8 @@ def records_timeline(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
 def describe_event(e: Mapping[str, Any]) -> str:
     d = e["data"]
     t = e["type"]
+    if t == "message_received":
+        return describe_message(d)
     if t == "record_updated":
         return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
     if t == "decision_taken":

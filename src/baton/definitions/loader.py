@@ -33,13 +33,17 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from baton.definitions.checks import ChildTarget, ParsedDocument, item, join
 from baton.definitions.connection import build_connection
 from baton.definitions.model import (
+    ATTACHMENTS_ALLOW,
+    ATTACHMENTS_MAX_BYTES,
     DEFAULT_MAX_ITERATIONS,
     AssigneeKind,
     Assignment,
+    AttachmentPolicy,
     CalendarDefinition,
     Condition,
     Definition,
     FieldDefinition,
+    ImapSource,
     LoadedDefinition,
     MailboxDefinition,
     NextRule,
@@ -568,12 +572,27 @@ def build(doc: ParsedDocument) -> LoadedDefinition:
         definition = MailboxDefinition(
             data["name"], data["object"], MappingProxyType(dict(data["fields"])),
             tuple(a.lower() for a in data.get("addresses", ())),
-            data.get("automatic", "ignore"), data.get("label"))
+            data.get("automatic", "ignore"), data.get("label"),
+            _attachment_policy(data.get("attachments") or {}), _imap(data.get("imap")))
     elif data["kind"] == "connection":
         definition = build_connection(data)
     else:
         definition = _build_orchestration(data, doc.lines)
     return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)
+
+
+def _imap(data: Mapping[str, Any] | None) -> ImapSource | None:
+    if not data:
+        return None
+    ssl = bool(data.get("ssl", True))
+    return ImapSource(str(data["host"]), str(data["username"]), str(data["password_secret"]),
+                      int(data.get("port", 993 if ssl else 143)), str(data.get("folder", "INBOX")),
+                      ssl, int(data.get("every", 60)))
+
+
+def _attachment_policy(data: Mapping[str, Any]) -> AttachmentPolicy:
+    return AttachmentPolicy(int(data.get("max_bytes", ATTACHMENTS_MAX_BYTES)),
+                            tuple(a.lower() for a in data.get("allow", ATTACHMENTS_ALLOW)))
 
 
 def _build_calendar(data: Mapping[str, Any]) -> CalendarDefinition:

@@ -212,9 +212,49 @@ class CalendarDefinition:
 
 
 MAILBOX_ROLES = ("subject", "body", "new_text", "sender", "sender_name", "sent_at",
-                 "message_id", "last_message")
+                 "message_id", "last_message", "attachments_text")
 """What of an e-mail a mailbox can put in a record field (``last_message``: a reply's new
-text, written to the case the reply belongs to)."""
+text, written to the case the reply belongs to; ``attachments_text``: the text read from
+the stored attachments (PDF, plain text, HTML), a reply's appended, for AI steps)."""
+
+ATTACHMENTS_MAX_BYTES = 10_000_000
+ATTACHMENTS_ALLOW = ("application/pdf", "image/*", "text/*")
+
+
+@dataclass(frozen=True)
+class AttachmentPolicy:
+    """``attachments: {max_bytes, allow}`` of a mailbox: what of a message's attachments is
+    stored; the others are listed on the message as refused, with the reason."""
+
+    max_bytes: int = ATTACHMENTS_MAX_BYTES
+    allow: tuple[str, ...] = ATTACHMENTS_ALLOW  # MIME types; "image/*" takes every image
+
+    def refusal(self, content_type: str, size: int) -> str | None:
+        """Why an attachment is not stored, or None when it is."""
+        kind = content_type.lower()
+        major = kind.split("/", 1)[0]
+        if not any(a in (kind, f"{major}/*", "*/*") for a in self.allow):
+            return f"type {kind} is not allowed (allowed: {', '.join(self.allow)})"
+        if size > self.max_bytes:
+            return f"{size} bytes is over the limit of {self.max_bytes}"
+        return None
+
+
+@dataclass(frozen=True)
+class ImapSource:
+    """``imap:`` of a mailbox: a folder polled for new mail (``baton serve``/``worker``)."""
+
+    host: str
+    username: str
+    password_secret: str  # "env:NAME": read from the environment when polling
+    port: int = 993
+    folder: str = "INBOX"
+    ssl: bool = True
+    every: int = 60  # seconds between polls
+
+    @property
+    def account(self) -> str:
+        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
 
 
 @dataclass(frozen=True)
@@ -227,6 +267,8 @@ class MailboxDefinition:
     addresses: tuple[str, ...] = ()  # recipients it takes, lower case; () with one mailbox: any
     automatic: str = "ignore"  # auto-replies and bounces: "ignore" (stored, no case) | "create"
     label: str | None = None
+    attachments: AttachmentPolicy = AttachmentPolicy()
+    imap: ImapSource | None = None
 
 
 

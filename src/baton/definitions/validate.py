@@ -55,7 +55,11 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d\Z")
 OBJECT_KEYS = ("kind", "name", "label", "description", "fields", "title_field", "summary_field")
 MAILBOX_KEYS = ("kind", "name", "label", "description", "object", "fields", "addresses",
-                "automatic")
+                "automatic", "attachments", "imap")
+MAILBOX_IMAP_KEYS = ("host", "port", "username", "password_secret", "folder", "ssl", "every")
+MAILBOX_ATTACHMENT_KEYS = ("max_bytes", "allow")
+MAX_ATTACHMENT_BYTES = 100_000_000  # an attachment is a document, not a backup
+_MIME = re.compile(r"(\*/\*|[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*))\Z")
 MAILBOX_AUTOMATIC = ("ignore", "create")
 _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 ORCHESTRATION_KEYS = (
@@ -303,6 +307,49 @@ def _check_mailbox(ck: Checker, data: dict[str, Any], env: Env) -> None:
                 ck.add(item("addresses", i), f"expected an e-mail address, got {address!r}")
     if "automatic" in data and data["automatic"] not in MAILBOX_AUTOMATIC:
         ck.add("automatic", unknown("automatic mail policy", data["automatic"], MAILBOX_AUTOMATIC))
+    if "attachments" in data:
+        _check_attachment_policy(ck, data["attachments"])
+    if "imap" in data:
+        _check_imap(ck, data["imap"])
+
+
+def _check_imap(ck: Checker, value: Any) -> None:
+    imap = expect_mapping(ck, "imap", value)
+    if imap is None or not check_keys(ck, "imap", imap, MAILBOX_IMAP_KEYS,
+                                      ("host", "username", "password_secret")):
+        return
+    for key in ("host", "username", "folder"):
+        if key in imap and (not isinstance(imap[key], str) or not imap[key].strip()):
+            ck.add(f"imap.{key}", f"expected a non-empty string, got {describe(imap[key])}")
+    secret = imap.get("password_secret")
+    if secret is not None and (not isinstance(secret, str)
+                               or not re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", secret)):
+        ck.add("imap.password_secret", "expected env:NAME (the password is read from the "
+                                       f"environment variable NAME), got {describe(secret)}")
+    for key, low, high in (("port", 1, 65535), ("every", 5, 86400)):
+        if key in imap and (isinstance(imap[key], bool) or not isinstance(imap[key], int)
+                            or not low <= imap[key] <= high):
+            ck.add(f"imap.{key}", f"expected a number from {low} to {high}, got "
+                                  f"{describe(imap[key])}")
+    if "ssl" in imap and not isinstance(imap["ssl"], bool):
+        ck.add("imap.ssl", f"expected true or false, got {describe(imap['ssl'])}")
+
+
+def _check_attachment_policy(ck: Checker, value: Any) -> None:
+    policy = expect_mapping(ck, "attachments", value)
+    if policy is None or not check_keys(ck, "attachments", policy, MAILBOX_ATTACHMENT_KEYS, ()):
+        return
+    if "max_bytes" in policy:
+        size = policy["max_bytes"]
+        if isinstance(size, bool) or not isinstance(size, int) \
+                or not 1 <= size <= MAX_ATTACHMENT_BYTES:
+            ck.add("attachments.max_bytes", f"expected a number of bytes from 1 to "
+                                            f"{MAX_ATTACHMENT_BYTES}, got {describe(size)}")
+    if "allow" in policy:
+        for i, kind in enumerate(expect_list(ck, "attachments.allow", policy["allow"]) or []):
+            if not isinstance(kind, str) or not _MIME.match(kind.lower()):
+                ck.add(item("attachments.allow", i),
+                       f"expected a MIME type like application/pdf or image/*, got {describe(kind)}")
 
 
 def _check_calendar(ck: Checker, data: dict[str, Any]) -> None:

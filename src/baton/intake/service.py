@@ -26,15 +26,18 @@ from baton.clock import Clock, iso
 from baton.definitions.model import MailboxDefinition
 from baton.errors import BatonError, NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
+from baton.intake.attachments import Intake, decide, joined
 from baton.intake.mail import Mail, parse
 from baton.records.service import RecordService
 from baton.rows import audit_event
 from baton.runtime import jobs
 from baton.runtime.definitions import DefinitionRepo
+from baton.runtime.idempotency import IdempotencyClaim
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 
 TIMELINE_TEXT = 2_000  # characters of a reply's new text on the timeline event
+ATTACHMENTS_TEXT = 100_000  # characters of attachment text in the attachments_text field
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,22 @@ class Accepted:
     subject: str
     sender: str
     reason: str | None = None  # why it was ignored (the automatic-mail reason)
+    id: str | None = None  # the stored message's row id (msg-…); None for a lost race
+    attachments: tuple[dict[str, Any], ...] = ()  # {filename, status, reason} of this message
 
     def as_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "message_id": self.message_id, "mailbox": self.mailbox,
                 "record_id": self.record_id, "subject": self.subject, "sender": self.sender,
-                "reason": self.reason}
+                "reason": self.reason, "id": self.id, "attachments": list(self.attachments)}
+
+    @classmethod
+    def of_row(cls, row: dict[str, Any], outcome: str | None = None) -> Accepted:
+        """What a stored message's intake was (a duplicate's answer, an idempotent replay)."""
+        return cls(outcome or row["outcome"], row["message_id"], row["mailbox"],
+                   row["record_id"], row["subject"], row["sender"], row["automatic"]
+                   if row["outcome"] == "ignored" else None, row["id"],
+                   tuple({"filename": a["filename"], "status": a.get("status", "stored"),
+                          "reason": a.get("reason")} for a in row["attachments"]))
 
 
 class IntakeService:
@@ -98,74 +112,103 @@ class IntakeService:
 
     # ---- accept ---------------------------------------------------------------------------
     def accept(self, raw: bytes, *, via: str, recipients: Sequence[str] = (),
-               mailbox: str | None = None, actor: str | None = None) -> Accepted:
-        """Take one message (raises :class:`~baton.intake.mail.MailError` if it is not one)."""
+               mailbox: str | None = None, actor: str | None = None,
+               claim: IdempotencyClaim | None = None) -> Accepted:
+        """Take one message (raises :class:`~baton.intake.mail.MailError` if it is not one).
+
+        ``claim``: an API request's idempotency key, claimed in the transaction that stores
+        the message and bound to the stored message (``msg-…``)."""
         mail = parse(raw)
         # The envelope's recipients (SMTP) decide; a file's own To and Cc otherwise.
         box = self.mailbox_for(list(recipients) or [*mail.to, *mail.cc], mailbox)
+        # Attachments are decided and their text read before the transaction (CPU work).
+        kept = decide(mail.attachments, box.attachments)
         try:
-            return self._accept(mail, raw, box, via, actor)
+            return self._accept(mail, raw, box, via, actor, kept, claim)
         except TransitionConflict:
             # Delivered twice at once: the other delivery stored it (this one rolled back).
             with self.store.read() as tx:
                 seen = tx.find_messages_txn([mail.message_id])
             if not seen:
                 raise
-            return Accepted("duplicate", mail.message_id, seen[0]["mailbox"],
-                            seen[0]["record_id"], mail.subject, mail.sender)
+            return Accepted.of_row(seen[0], "duplicate")
 
     def _accept(self, mail: Mail, raw: bytes, box: MailboxDefinition, via: str,
-                actor: str | None) -> Accepted:
+                actor: str | None, kept: list[Intake],
+                claim: IdempotencyClaim | None) -> Accepted:
         who = actor or f"mail:{mail.sender or 'unknown'}"
         now_dt = self.clock.now()
+        listed = tuple({"filename": k.attachment.filename,
+                        "status": "stored" if k.stored else "refused", "reason": k.refused}
+                       for k in kept)
         with self.store.write() as tx:
+            if claim is not None:
+                claim.claim_txn(tx, now_dt)
             known = {m["message_id"]: m for m in tx.find_messages_txn(
                 [mail.message_id, *mail.thread_ids])}
             if mail.message_id in known:
                 seen = known[mail.message_id]
-                return Accepted("duplicate", mail.message_id, seen["mailbox"], seen["record_id"],
-                                mail.subject, mail.sender)
+                if claim is not None:
+                    claim.bind_txn(tx, seen["id"])
+                return Accepted.of_row(seen, "duplicate")
             parent = next((known[t] for t in mail.thread_ids
                            if t in known and known[t]["record_id"]), None)
             if mail.automatic and box.automatic == "ignore":
-                self._store_txn(tx, mail, box, raw, via, None, "ignored", now_dt)
+                row_id = self._store_txn(tx, mail, box, raw, via, None, "ignored", now_dt, kept)
+                if claim is not None:
+                    claim.bind_txn(tx, row_id)
                 return Accepted("ignored", mail.message_id, box.name, None, mail.subject,
-                                mail.sender, mail.automatic)
+                                mail.sender, mail.automatic, row_id, listed)
             if parent is not None:
                 record_id = parent["record_id"]
-                self._thread_txn(tx, mail, box, record_id, who, now_dt)
-                self._store_txn(tx, mail, box, raw, via, record_id, "threaded", now_dt)
+                self._thread_txn(tx, mail, box, record_id, who, now_dt, kept)
+                row_id = self._store_txn(tx, mail, box, raw, via, record_id, "threaded", now_dt,
+                                         kept)
+                if claim is not None:
+                    claim.bind_txn(tx, row_id)
                 return Accepted("threaded", mail.message_id, box.name, record_id, mail.subject,
-                                mail.sender)
-            (record,) = self.records.create_txn(tx, box.object, [self._fields(mail, box)], who,
-                                                None, now_dt)
-            self._store_txn(tx, mail, box, raw, via, record["id"], "created", now_dt)
+                                mail.sender, None, row_id, listed)
+            (record,) = self.records.create_txn(tx, box.object, [self._fields(mail, box, kept)],
+                                                who, None, now_dt)
+            row_id = self._store_txn(tx, mail, box, raw, via, record["id"], "created", now_dt,
+                                     kept)
+            if claim is not None:
+                claim.bind_txn(tx, row_id)
             tx.append_events_txn([audit_event(  # type: ignore[list-item]
                 "message_received", who, iso(now_dt), record["id"], None,
-                _timeline(mail, via, box))])
+                _timeline(mail, via, box, kept))])
         self.wake()
         return Accepted("created", mail.message_id, box.name, record["id"], mail.subject,
-                        mail.sender)
+                        mail.sender, None, row_id, listed)
 
-    def _fields(self, mail: Mail, box: MailboxDefinition) -> dict[str, Any]:
+    def _fields(self, mail: Mail, box: MailboxDefinition, kept: list[Intake]
+                ) -> dict[str, Any]:
         values = {"subject": mail.subject, "body": mail.body, "new_text": mail.new_text,
                   "sender": mail.sender, "sender_name": mail.sender_name,
-                  "sent_at": mail.date, "message_id": mail.message_id}
+                  "sent_at": mail.date, "message_id": mail.message_id,
+                  "attachments_text": _texts(kept)}
         return {field: values[role] for role, field in box.fields.items()
                 if role in values and values[role] not in (None, "")}
 
     def _thread_txn(self, tx: Transaction, mail: Mail, box: MailboxDefinition, record_id: str,
-                    who: str, now_dt: Any) -> None:
+                    who: str, now_dt: Any, kept: list[Intake]) -> None:
         """A reply: on the record's timeline, and an update of the record."""
         now = iso(now_dt)
         row = self.records.get_row_txn(tx, record_id)
         tx.append_events_txn([audit_event(  # type: ignore[list-item]
-            "message_received", who, now, record_id, None, _timeline(mail, "reply", box))])
+            "message_received", who, now, record_id, None,
+            _timeline(mail, "reply", box, kept))])
+        changes: dict[str, Any] = {}
         field = box.fields.get("last_message")
         if field is not None and mail.new_text:
+            changes[field] = mail.new_text
+        text_field, more = box.fields.get("attachments_text"), _texts(kept)
+        if text_field is not None and more:
+            before = row["data"].get(text_field) if isinstance(row.get("data"), dict) else None
+            changes[text_field] = (f"{before}\n\n{more}" if before else more)[:ATTACHMENTS_TEXT]
+        if changes:
             try:
-                self.records.update_txn(tx, row, {field: mail.new_text}, who, now_dt,
-                                        exclude_run=None)
+                self.records.update_txn(tx, row, changes, who, now_dt, exclude_run=None)
                 return
             except ValidationError:
                 pass  # (a text too long for the field, say: still an update without changes)
@@ -175,27 +218,105 @@ class IntakeService:
         self.records.fire_triggers_txn(tx, row, row, "update", now_dt, who)
 
     def _store_txn(self, tx: Transaction, mail: Mail, box: MailboxDefinition, raw: bytes,
-                   via: str, record_id: str | None, outcome: str, now_dt: Any) -> None:
+                   via: str, record_id: str | None, outcome: str, now_dt: Any,
+                   kept: list[Intake]) -> str:
+        """Store the message and its attachments; the message's row id."""
+        row_id = self.ids.new("msg")
+        now = iso(now_dt)
         tx.insert_message_txn({
-            "id": self.ids.new("msg"), "message_id": mail.message_id, "mailbox": box.name,
+            "id": row_id, "message_id": mail.message_id, "mailbox": box.name,
             "record_id": record_id, "outcome": outcome, "received_at": iso(now_dt), "via": via,
             "sender": mail.sender, "subject": mail.subject, "sent_at": mail.date,
             "in_reply_to": mail.in_reply_to, "thread": list(mail.thread_ids),
             "automatic": mail.automatic, "new_text": mail.new_text, "body": mail.body,
-            "attachments": [{"filename": a.filename, "content_type": a.content_type,
-                             "size": a.size, "sha256": a.sha256} for a in mail.attachments],
+            "attachments": [{"filename": k.attachment.filename,
+                             "content_type": k.attachment.content_type,
+                             "size": k.attachment.size, "sha256": k.attachment.sha256,
+                             "status": "stored" if k.stored else "refused",
+                             "reason": k.refused} for k in kept],
             "raw_sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)})
+        rows = []
+        for i, k in enumerate(kept):
+            a = k.attachment
+            if k.stored:
+                tx.put_blob_txn({"sha256": a.sha256, "size": a.size, "content": a.data,
+                                 "text": k.text, "text_error": k.text_error,
+                                 "created_at": now})
+            rows.append({"id": self.ids.new("att"), "message": row_id, "record_id": record_id,
+                         "position": i, "filename": a.filename[:255],
+                         "content_type": a.content_type[:200], "size": a.size,
+                         "sha256": a.sha256, "status": "stored" if k.stored else "refused",
+                         "reason": k.refused, "created_at": now})
+        tx.insert_attachments_txn(rows)
+        return row_id
 
+    # ---- reading ----------------------------------------------------------------------------
     def messages(self, record_id: str) -> list[dict[str, Any]]:
+        """A record's messages, oldest first, each with its attachments (ids included)."""
         with self.store.read() as tx:
-            return tx.record_messages_txn(record_id)
+            self.records.get_row_txn(tx, record_id, lock=False)  # (NotFound if unknown)
+            messages = tx.record_messages_txn(record_id)
+            attachments = tx.record_attachments_txn(record_id)
+        by_message: dict[str, list[dict[str, Any]]] = {}
+        for a in attachments:
+            by_message.setdefault(a["message"], []).append(attachment_view(a))
+        return [{**m, "attachments": by_message.get(m["id"], [])} for m in messages]
+
+    def message(self, row_id: str) -> dict[str, Any]:
+        with self.store.read() as tx:
+            row = tx.message_txn(row_id)
+        if row is None:
+            raise NotFound("message", row_id)
+        return row
+
+    def attachments(self, record_id: str) -> list[dict[str, Any]]:
+        """A record's attachments (stored and refused), without content."""
+        with self.store.read() as tx:
+            self.records.get_row_txn(tx, record_id, lock=False)
+            return [attachment_view(a) for a in tx.record_attachments_txn(record_id)]
+
+    def attachment(self, attachment_id: str, *, content: bool = False) -> dict[str, Any]:
+        """One attachment with its text (and bytes): NotFound when unknown or refused (a
+        refused attachment has no content to give)."""
+        with self.store.read() as tx:
+            row = tx.attachment_txn(attachment_id, content=content)
+        if row is None or row["status"] != "stored":
+            raise NotFound("attachment", attachment_id,
+                           "it was refused when the message arrived: "
+                           f"{row['reason']}" if row is not None else "")
+        return row
+
+    def attachments_text(self, record_id: str) -> str:
+        """The text read from a record's stored attachments, each under its file name."""
+        with self.store.read() as tx:
+            rows = tx.record_attachments_text_txn(record_id)
+        return joined([(r["filename"], r["text"]) for r in rows if r["text"]], ATTACHMENTS_TEXT)
 
 
-def _timeline(mail: Mail, via: str, box: MailboxDefinition) -> dict[str, Any]:
+def attachment_view(a: dict[str, Any]) -> dict[str, Any]:
+    """An attachment as the API, the UI and the CLI show it."""
+    stored = a["status"] == "stored"
+    return {"id": a["id"], "message": a["message"], "record_id": a["record_id"],
+            "filename": a["filename"], "content_type": a["content_type"], "size": a["size"],
+            "sha256": a["sha256"], "status": a["status"], "reason": a["reason"],
+            "text": bool(a.get("has_text")) if stored else False,
+            "text_error": a.get("text_error") if stored else None,
+            "url": f"/api/attachments/{a['id']}" if stored else None,
+            "received_at": a["created_at"]}
+
+
+def _texts(kept: list[Intake]) -> str:
+    return joined([(k.attachment.filename, k.text) for k in kept if k.stored and k.text],
+                  ATTACHMENTS_TEXT)
+
+
+def _timeline(mail: Mail, via: str, box: MailboxDefinition, kept: list[Intake]
+              ) -> dict[str, Any]:
     return {"mailbox": box.name, "message_id": mail.message_id, "via": via,
             "from": mail.sender, "subject": mail.subject,
             "text": mail.new_text[:TIMELINE_TEXT],
-            "attachments": [a.filename for a in mail.attachments]}
+            "attachments": [k.attachment.filename for k in kept],
+            "refused": [k.attachment.filename for k in kept if not k.stored]}
 
 
 class IntakeError(BatonError):

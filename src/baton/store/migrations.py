@@ -255,6 +255,14 @@ def _m017_work_item_headlines(conn: Connection) -> None:
                          .values(jeopardy_at=sla["jeopardy_at"]))
 
 
+def _m018_attachments(conn: Connection) -> None:
+    """Attachments of intake's messages: content-addressed blobs with their extracted text,
+    and each message's attachments (stored or refused); the UIDs IMAP polling has taken."""
+    schema.blobs.create(conn, checkfirst=True)
+    schema.attachments.create(conn, checkfirst=True)
+    schema.imap_state.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -275,6 +283,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(15, "e-mail messages of intake", _m015_messages),
     Migration(16, "child runs: a run's parent run and step", _m016_child_runs),
     Migration(17, "work item summaries and SLA jeopardy times", _m017_work_item_headlines),
+    Migration(18, "attachments of intake's messages, IMAP polling state", _m018_attachments),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -384,4 +385,52 @@ callbacks = Table(
     Column("body", JSON, nullable=True),
     Column("received_at", String(40), nullable=False),
     Column("delivered_at", String(40), nullable=True),
+)
+
+
+# Attachments of intake's messages (:mod:`baton.intake.attachments`), as blobs in the database,
+# content-addressed: one ``baton_blobs`` row per distinct content (its sha256), with the text
+# extracted from it for AI steps; one ``baton_attachments`` row per attachment of a message
+# (refused ones too: what was refused and why, without content). Written in the transaction
+# that stores the message.
+blobs = Table(
+    "baton_blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("text", Text, nullable=True),  # the extracted text; None: nothing could be read
+    Column("text_error", String(500), nullable=True),  # why no text (a broken PDF…)
+    Column("created_at", String(40), nullable=False),
+)
+
+attachments = Table(
+    "baton_attachments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("message", String(40), nullable=False),  # baton_messages.id
+    Column("record_id", String(40), nullable=True),  # the message's record (None: no case)
+    Column("position", Integer, nullable=False),  # order in the message
+    Column("filename", String(255), nullable=False),  # made safe by the parser
+    Column("content_type", String(200), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),  # baton_blobs.sha256 when stored
+    Column("status", String(20), nullable=False),  # stored | refused
+    Column("reason", String(500), nullable=True),  # why it was refused
+    Column("created_at", String(40), nullable=False),
+    Index("ix_attachments_record", "record_id", "created_at"),
+    Index("ix_attachments_message", "message"),
+)
+
+# IMAP polling (:mod:`baton.intake.imap`): per mailbox, the folder's UIDVALIDITY and the last
+# UID taken, so a poll fetches only what is new and no message is imported twice (a UID
+# taken again after a crash is a duplicate by its Message-ID anyway).
+imap_state = Table(
+    "baton_imap_state",
+    metadata,
+    Column("mailbox", String(200), primary_key=True),
+    Column("account", String(700), nullable=False),  # user@host:port/folder it tracks
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("last_uid", BigInteger, nullable=False),
+    Column("updated_at", String(40), nullable=False),
 )

@@ -271,6 +271,10 @@ OPERATION_IDS: dict[str, str] = {
     "POST /api/work/{item_id}/release": "releaseWorkItem",
     "POST /api/work/next": "claimNextWorkItem",
     "POST /api/callbacks/{token}": "receiveCallback",
+    "POST /api/intake/{mailbox}": "createIntakeMessage",
+    "GET /api/records/{record_id}/messages": "listRecordMessages",
+    "GET /api/records/{record_id}/attachments": "listRecordAttachments",
+    "GET /api/attachments/{attachment_id}": "getAttachment",
     # Fallout
     "GET /api/fallout": "listFallout",
     "POST /api/fallout/{fallout_id}/retry": "retryFallout",
@@ -293,6 +297,8 @@ TAGS: tuple[tuple[str, str], ...] = (
     ("Records", ("Records of the deployed object types. Create, read, update (with the version "
                  "you read) and delete them, and read a record's timeline. Creating or "
                  "updating a record starts the runs its orchestrations' triggers ask for.")),
+    ("Intake", ("E-mail and forms that become records: send a raw e-mail or a JSON form to a "
+                "mailbox, read a record's messages and attachments, download an attachment.")),
     ("Definitions", ("Object types, orchestrations and calendars, written in YAML. Validate "
                      "and deploy them (each deploy is a new version), activate or deactivate "
                      "a version, diff two versions.")),
@@ -310,6 +316,9 @@ TAGS: tuple[tuple[str, str], ...] = (
 _REASON = {"reason": "the customer asked for it by phone"}
 REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "receiveCallback": {"ackId": "ACK-00017", "status": "confirmed"},
+    "createIntakeMessage": {"subject": "Invoice 4411 is wrong",
+                            "sender": "ana@dealer-one.example", "sender_name": "Ana Costa",
+                            "body": "Hello,\n\nthe invoice 4411 charges twice.\n\nAna"},
     "createUser": {"name": "ann", "roles": ["agent"], "groups": ["billing"],
                    "queues": ["tier1"], "email": "ann@example.com", "display_name": "Ann Lee"},
     "updateUser": {"queues": ["tier1", "tier2"], "display_name": "Ann Lee"},
@@ -359,8 +368,9 @@ def describe_operations(schema: dict[str, Any]) -> dict[str, Any]:
         op = by_id.get(op_id)
         if op is None or "requestBody" not in op:
             raise ValueError(f"REQUEST_EXAMPLES names {op_id!r}: no operation with a body")
-        for media in op["requestBody"]["content"].values():
-            media["example"] = example
+        for kind, media in op["requestBody"]["content"].items():
+            if kind == "application/json" or "example" not in media:  # (a raw body keeps its own)
+                media["example"] = example
     used = {tag for op in ops.values() for tag in op.get("tags", [])}
     schema["tags"] = [{"name": name, "description": text} for name, text in TAGS if name in used]
     return schema

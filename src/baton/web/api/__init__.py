@@ -15,6 +15,7 @@ from baton.web.api import (
     definitions,
     fallout,
     incidents,
+    intake,
     people,
     records,
     runs,
@@ -22,7 +23,7 @@ from baton.web.api import (
 )
 from baton.web.api.common import clean_input
 
-AREAS = (people, definitions, records, runs, work, fallout, incidents, callbacks)
+AREAS = (people, definitions, records, intake, runs, work, fallout, incidents, callbacks)
 PREFIX = "/api"
 
 

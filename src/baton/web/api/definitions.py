@@ -27,6 +27,7 @@ class Kind(str, Enum):
     orchestration = "orchestration"
     calendar = "calendar"
     connection = "connection"
+    mailbox = "mailbox"
 
 
 class DefinitionFiles(RequestBody):
@@ -142,7 +143,7 @@ def _versions(request: Request, kind: Kind, name: str) -> list[DefinitionRow]:
     return rows
 
 
-KindPath = Annotated[Kind, Path(description="object, orchestration, calendar or connection")]
+KindPath = Annotated[Kind, Path(description="object, orchestration, calendar, mailbox or connection")]
 NamePath = Annotated[str, Path(min_length=1, max_length=200)]
 VersionNo = Annotated[int, Path(ge=1, le=MAX_INT)]
 READ = Depends(need(Permission.DEFINITIONS_READ))

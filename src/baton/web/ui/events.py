@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from baton.intake.views import describe_message
+
 
 def describe_event(e: Mapping[str, Any]) -> str:
     d = e.get("data") or {}
@@ -45,6 +47,8 @@ def describe_event(e: Mapping[str, Any]) -> str:
         return (f"{d.get('step')}: {d.get('method')} {d.get('url')} → {answer} in "
                 f"{d.get('duration_ms')} ms ({d.get('request_bytes')} B sent, "
                 f"{d.get('response_bytes')} B received)")
+    if t == "message_received":
+        return describe_message(d)
     if t == "run_started":
         return f"{d.get('orchestration')} v{d.get('version')}"
     if t == "mcp_called":  # an mcp step's tool call (its arguments redacted already)

@@ -43,4 +43,5 @@ def record_page(request: Request, record_id: str, principal: Reader) -> Response
         Permission.RUNS_READ) else []
     events = [{**e, "text": describe_event(e)} for e in eng.timeline(record_id)]
     return render(request, "record.html", principal, {
-        "record": record, "fields": fields, "runs": runs, "events": events})
+        "record": record, "fields": fields, "runs": runs, "events": events,
+        "messages": eng.intake.messages(record_id)})

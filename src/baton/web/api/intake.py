@@ -1,0 +1,328 @@
+"""Intake over HTTP: systems post e-mail (or a form's fields) to a mailbox; a record's
+messages and attachments are read, and an attachment downloaded, by who may read records.
+
+``POST /api/intake/{mailbox}`` takes the same path as SMTP and ``.eml`` files
+(:meth:`~baton.intake.service.IntakeService.accept`): a raw RFC 822 message
+(``Content-Type: message/rfc822``) as it is, or a JSON form built into one. It needs the
+``records:write`` permission (it creates and updates records: the same people may do it by
+hand), and takes an ``Idempotency-Key`` like every create.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.errors
+import email.policy
+import hashlib
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from baton.auth.roles import Permission
+from baton.intake.mail import MailError
+from baton.intake.service import Accepted
+from baton.runtime.idempotency import IdempotencyClaim
+from baton.web.api.common import ExactNumbers, RequestBody, under
+from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempotent
+from baton.web.problems import ProblemError, problem_responses
+from baton.web.security import Principal, engine_of, need
+
+router = APIRouter(tags=["Intake"], route_class=ExactNumbers)
+
+READ = Depends(need(Permission.RECORDS_READ))
+WRITE = Depends(need(Permission.RECORDS_WRITE))
+RecordId = Annotated[str, Path(min_length=1, max_length=40)]
+AttachmentId = Annotated[str, Path(min_length=1, max_length=40)]
+MailboxName = Annotated[str, Path(min_length=1, max_length=200, description="a kind: mailbox")]
+MAX_MESSAGE = 25_000_000  # bytes of a posted message (the body as sent, attachments included)
+RFC822 = "message/rfc822"
+
+
+class FormAttachment(BaseModel):
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(default="application/octet-stream", max_length=200,
+                              pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/"
+                                      r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
+    content_base64: str = Field(description="the file's bytes, base64")
+
+
+class IntakeForm(RequestBody):
+    """A message as fields; the mailbox maps them to the record as it maps an e-mail's."""
+
+    subject: str = Field(default="", max_length=2_000)
+    body: str = Field(default="", max_length=1_000_000,
+                      description="the text; quoted history and a signature are cut from "
+                                  "new_text as in an e-mail")
+    sender: str = Field(min_length=3, max_length=320,
+                        pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$",
+                        description="the sender's e-mail address (ASCII)")
+    sender_name: str = Field(default="", max_length=200)
+    message_id: str | None = Field(default=None, max_length=500, pattern=r"^[^<>\s]+$",
+                                   description="your id for the message (without < >): sent "
+                                               "twice, it is taken once; default: a new one")
+    in_reply_to: str | None = Field(default=None, max_length=500, pattern=r"^[^<>\s]+$",
+                                    description="the message_id this answers: it goes on that "
+                                                "message's record instead of making a case")
+    attachments: list[FormAttachment] = Field(default_factory=list, max_length=50)
+
+
+class RawMessage(BaseModel):
+    """What an idempotency key remembers of a raw message (its fingerprint)."""
+
+    sha256: str
+
+
+class AttachmentNote(BaseModel):
+    filename: str
+    status: str = Field(description="stored | refused")
+    reason: str | None = Field(description="why it was refused")
+
+
+class IntakeOut(BaseModel):
+    outcome: str = Field(description="created (a new record) | threaded (a reply, added to its "
+                                     "record) | ignored (automatic mail: no case) | duplicate "
+                                     "(this Message-ID was taken before: nothing changed)")
+    id: str | None = Field(description="the stored message")
+    message_id: str
+    mailbox: str
+    record_id: str | None
+    subject: str
+    sender: str
+    reason: str | None = Field(description="why it was ignored")
+    attachments: list[AttachmentNote]
+
+
+class AttachmentOut(BaseModel):
+    id: str
+    message: str = Field(description="the stored message it came with")
+    record_id: str | None
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    status: str = Field(description="stored | refused (not kept: the mailbox's attachments "
+                                    "policy refused its type or size)")
+    reason: str | None
+    text: bool = Field(description="text was read from it (for AI steps)")
+    text_error: str | None
+    url: str | None = Field(description="where to download it (stored ones)")
+    received_at: str
+
+
+class MessageOut(BaseModel):
+    id: str
+    message_id: str
+    mailbox: str
+    outcome: str
+    via: str
+    received_at: str
+    sender: str
+    subject: str
+    sent_at: str | None
+    in_reply_to: str | None
+    automatic: str | None
+    new_text: str
+    body: str
+    attachments: list[AttachmentOut]
+
+
+FORM_EXAMPLE = {"subject": "Invoice 4411 is wrong", "sender": "ana@dealer-one.example",
+                "sender_name": "Ana Costa",
+                "body": "Hello,\n\nthe invoice 4411 charges twice.\n\nAna"}
+RAW_EXAMPLE = ("From: Ana Costa <ana@dealer-one.example>\r\nTo: support@baton.example\r\n"
+               "Subject: Invoice 4411 is wrong\r\nMessage-ID: <4411@dealer-one.example>\r\n"
+               "\r\nHello,\r\n\r\nthe invoice 4411 charges twice.\r\n")
+
+
+def _inlined(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its nested models written in place (a request body given
+    by ``openapi_extra`` does not add them to the document's components)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.rsplit("/", 1)[1]])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)  # type: ignore[no-any-return]
+
+
+INTAKE_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": _inlined(IntakeForm), "example": FORM_EXAMPLE},
+    RFC822: {"schema": {"type": "string", "format": "binary"}, "example": RAW_EXAMPLE}}}}
+
+
+@router.post("/intake/{mailbox}", response_model=IntakeOut, status_code=200,
+             summary="Send a message to a mailbox",
+             description="A raw e-mail (`Content-Type: message/rfc822`) or a JSON form, taken "
+                         "as the SMTP listener takes mail: a new case, a reply on its case "
+                         "(`in_reply_to`), automatic mail stored without a case, or a "
+                         "duplicate of a Message-ID taken before. Needs `records:write`. "
+                         "With an `Idempotency-Key`, a retry takes nothing and answers as the "
+                         "first request was answered.",
+             openapi_extra=INTAKE_BODY,
+             responses={200: {"description": "Taken", "headers": REPLAY_HEADERS},
+                        **problem_responses(400, 401, 403, 404, 413, 415, 422)})
+async def post_intake(request: Request, mailbox: MailboxName,
+                      idempotency_key: IdempotencyKey = None,
+                      principal: Principal = WRITE) -> JSONResponse:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in (RFC822, "application/json"):
+        raise ProblemError(415, "Unsupported media type",
+                           f"send {RFC822} (a raw e-mail) or application/json (a form), "
+                           f"got {kind or 'no Content-Type'}", slug="unsupported-media-type")
+    raw = await _read(request)
+    eng = engine_of(request)
+    form: IntakeForm | None = None
+    if kind == "application/json":
+        try:
+            form = IntakeForm.model_validate_json(raw)
+        except ValidationError as exc:
+            raise ProblemError(422, "Invalid input", "the form is not valid",
+                               slug="validation",
+                               errors=[{"field": ".".join(["body", *map(str, e["loc"])]),
+                                        "message": e["msg"]} for e in exc.errors()]) from exc
+        raw = _build(form, eng.ids.new("api"), format_datetime(eng.clock.now()))
+    fingerprinted: BaseModel = form if form is not None else RawMessage(
+        sha256=hashlib.sha256(raw).hexdigest())
+
+    def take(claim: IdempotencyClaim | None) -> Answer:
+        try:
+            # The record's fields come from the message: a refusal names them under body.
+            with under("body"):
+                got = eng.intake.accept(raw, via="api", mailbox=mailbox, actor=principal.name,
+                                        claim=claim)
+        except MailError as exc:
+            raise ProblemError(422, "Not an e-mail", str(exc), slug="validation",
+                               errors=[{"field": "body", "message": str(exc)}]) from exc
+        return _answer(got)
+
+    def rebuild(row_id: str) -> Answer:
+        return _answer(Accepted.of_row(eng.intake.message(row_id)))
+
+    # (The work is synchronous, as the other creates are: this endpoint is async only to
+    # read the body with a size cap, so the blocking part goes to a thread.)
+    return await run_in_threadpool(idempotent, request, principal, idempotency_key, "message",
+                                   fingerprinted, IntakeOut, 200, take, rebuild)
+
+
+async def _read(request: Request) -> bytes:
+    size = 0
+    chunks: list[bytes] = []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_MESSAGE:
+            raise ProblemError(413, "Content too large",
+                               f"a message may have at most {MAX_MESSAGE} bytes",
+                               slug="too-large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if b"\x00" in raw:  # (no database stores NUL in text; no e-mail has one outside base64)
+        raise ProblemError(422, "Invalid input", "the message contains NUL bytes",
+                           slug="validation", errors=[{"field": "body", "message": "NUL byte"}])
+    if not raw.strip():
+        raise ProblemError(422, "Invalid input", "the body is empty", slug="validation",
+                           errors=[{"field": "body", "message": "empty"}])
+    return raw
+
+
+def _build(form: IntakeForm, new_id: str, date: str) -> bytes:
+    """The form as an e-mail, so every way in parses the same way."""
+    msg = EmailMessage(policy=email.policy.SMTPUTF8)
+    try:
+        msg["From"] = Address(display_name=form.sender_name, addr_spec=form.sender)
+    except (ValueError, IndexError, email.errors.HeaderParseError) as exc:
+        raise ProblemError(422, "Invalid input", f"sender {form.sender!r} is not an e-mail "
+                           "address", slug="validation",
+                           errors=[{"field": "body.sender", "message": str(exc)[:200]}]) from exc
+    msg["Subject"] = form.subject
+    msg["Message-ID"] = f"<{form.message_id or f'{new_id}@intake.baton'}>"
+    if form.in_reply_to:
+        msg["In-Reply-To"] = f"<{form.in_reply_to}>"
+    msg["Date"] = date
+    msg.set_content(form.body or "")
+    for i, a in enumerate(form.attachments):
+        try:
+            data = base64.b64decode(a.content_base64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ProblemError(422, "Invalid input", f"attachment {i} is not valid base64",
+                               slug="validation",
+                               errors=[{"field": f"body.attachments.{i}.content_base64",
+                                        "message": "expected base64"}]) from exc
+        major, minor = a.content_type.split("/", 1)
+        msg.add_attachment(data, maintype=major, subtype=minor, filename=a.filename)
+    try:
+        # SMTPUTF8: an address or id outside ASCII is written as UTF-8 (RFC 6532), as an
+        # internationalised mail server would deliver it; the parser reads it back.
+        return msg.as_bytes()
+    except (ValueError, UnicodeError) as exc:
+        raise ProblemError(422, "Invalid input", f"the form makes no e-mail: {exc}",
+                           slug="validation",
+                           errors=[{"field": "body", "message": str(exc)[:200]}]) from exc
+
+
+def _answer(got: Accepted) -> Answer:
+    headers = {"Location": f"/api/records/{got.record_id}"} if got.record_id else {}
+    return got.as_dict(), headers
+
+
+@router.get("/records/{record_id}/messages", response_model=list[MessageOut],
+            summary="A record's messages, oldest first",
+            description="Each with its new text (no quoted history, no signature), the full "
+                        "body, and its attachments (stored and refused).",
+            responses=problem_responses(401, 403, 404, 422))
+def record_messages(request: Request, record_id: RecordId,
+                    _: Principal = READ) -> list[dict[str, Any]]:
+    return engine_of(request).intake.messages(record_id)
+
+
+@router.get("/records/{record_id}/attachments", response_model=list[AttachmentOut],
+            summary="A record's attachments",
+            description="Stored ones have a `url` to download them; refused ones say why.",
+            responses=problem_responses(401, 403, 404, 422))
+def record_attachments(request: Request, record_id: RecordId,
+                       _: Principal = READ) -> list[dict[str, Any]]:
+    return engine_of(request).intake.attachments(record_id)
+
+
+@router.get("/attachments/{attachment_id}", summary="Download an attachment",
+            description="Needs `records:read`. Always a download (`Content-Disposition: "
+                        "attachment`, the file name made safe), never shown inline.",
+            response_class=Response,
+            responses={200: {"description": "The file, with the type its message declared",
+                             "content": {"*/*": {"schema": {"type": "string",
+                                                            "format": "binary"}}}},
+                       **problem_responses(401, 403, 404, 422)})
+def download(request: Request, attachment_id: AttachmentId,
+             _: Principal = READ) -> Response:
+    a = engine_of(request).intake.attachment(attachment_id, content=True)
+    # Content-Type as the message declared it, without a charset added (Starlette would
+    # add utf-8 to text/*, which a Latin-1 file is not).
+    return Response(bytes(a["content"]), headers={
+        "Content-Type": a["content_type"],
+        "Content-Disposition": content_disposition(a["filename"]),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+        "Cache-Control": "private, max-age=0",
+        "ETag": f'"{a["sha256"]}"'})
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback name and the real one (RFC 6266 / 5987)."""
+    ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_"
+                         for c in filename) or "attachment"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
