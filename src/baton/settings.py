@@ -19,7 +19,7 @@ import ipaddress
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, TypeVar
 
@@ -182,7 +182,7 @@ class Settings:
             secrets_file=e.get("BATON_SECRETS_FILE") or p.get("secrets_file") or None,
             public_url=(e.get("BATON_PUBLIC_URL") or p.get("public_url") or "").rstrip("/")
             or None,
-            secrets_env=e,
+            secrets_env=_PicklableEnv(e),
         )
 
     def store_options(self) -> dict[str, Any]:
@@ -304,3 +304,24 @@ def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
 
 
 __all__ = ["Settings", "SmtpSettings", "assignments_enabled", "environment_variables"]
+
+
+class _PicklableEnv(Mapping[str, str]):
+    """The process environment as secret references read it: live in this process (a
+    variable set later is seen), copied when the settings go to a spawned process
+    (``os.environ`` itself cannot be pickled)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def __getitem__(self, key: str) -> str:
+        return self._env[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self._env),))
