@@ -9,6 +9,7 @@ Workers move runs with ``api.work()`` (until idle, on virtual time); nothing sle
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -153,12 +154,26 @@ def assert_problem(r: Any, status: int, *fields: str) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
+_STARTED = time.time()
+
+
+def pytest_sessionfinish(session: Any) -> None:
+    """Under pytest-xdist the fuzzing runs in a worker process: it writes its summary file
+    when its session ends, for the controller's terminal summary below to print."""
+    from tests.api import fuzzing
+
+    fuzzing.write_summary()
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the schemathesis summary lines (one per backend that was fuzzed), also written
     to test-output/schemathesis-summary.txt with the failures."""
     from tests.api import fuzzing
 
     lines = fuzzing.write_summary()
+    if not lines and fuzzing.OUT.exists() and fuzzing.OUT.stat().st_mtime >= _STARTED:
+        lines = [line for line in fuzzing.OUT.read_text().splitlines()
+                 if line.startswith("schemathesis [")]
     if lines:
         terminalreporter.write_sep("-", "schemathesis summary")
         for line in lines:

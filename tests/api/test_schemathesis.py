@@ -405,12 +405,12 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
     server's state: (path parameters, body). A random PATCH of a record almost never
     carries the version the record is at; a signal, a fallout step or an incident the
     fuzzer drew may have been used up by an earlier request."""
-    def active(name: str) -> str:
+    def active(name: str, kind: str = "orchestration") -> str:
         """The fuzzer may have deactivated it (designers can): make its latest version
         active again, as an operator would before relying on it."""
-        detail = srv.get(f"/api/definitions/orchestration/{name}")[1]
+        detail = srv.get(f"/api/definitions/{kind}/{name}")[1]
         if detail["active_version"] is None:
-            srv.post(f"/api/definitions/orchestration/{name}/activate",
+            srv.post(f"/api/definitions/{kind}/{name}/activate",
                      {"version": detail["latest_version"]})
         return name
 
@@ -486,7 +486,8 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
 
     def mailed() -> str:
         """A record made by a message (the fuzzer's record ids rarely are one that exists)."""
-        return str(srv.post("/api/intake/fuzzbox", {"subject": "Directed mail",
+        box = active("fuzzbox", "mailbox")
+        return str(srv.post(f"/api/intake/{box}", {"subject": "Directed mail",
                                                     "sender": "d@fuzz.example"})["record_id"])
 
     reason = {"reason": "directed"}
@@ -514,7 +515,8 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         "POST /api/fallout/{fallout_id}/skip": fallout(reason),
         "POST /api/fallout/{fallout_id}/complete": fallout({**reason, "data": {}}),
         "POST /api/intake/{mailbox}": lambda: (
-            {"mailbox": "fuzzbox"}, {"subject": "Directed mail", "sender": "d@fuzz.example"}),
+            {"mailbox": active("fuzzbox", "mailbox")},
+            {"subject": "Directed mail", "sender": "d@fuzz.example"}),
         "GET /api/records/{record_id}/messages": lambda: ({"record_id": mailed()}, None),
         "GET /api/records/{record_id}/attachments": lambda: ({"record_id": mailed()}, None),
         "GET /api/attachments/{attachment_id}": lambda: (
