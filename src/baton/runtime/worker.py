@@ -374,7 +374,9 @@ class Worker:
             work = StepWork(run, record, definition, iteration, attempt, job.payload,
                             self._call_flow, self._orchestration(run), self._records,
                             now=ran_at, services=self._services(),
-                            ai_provider=self.engine.settings.ai_provider)
+                            ai_provider=self.engine.settings.ai_provider,
+                            ai_connection=self.engine.settings.ai_connection,
+                            ai_model=self.engine.settings.ai_model)
             begin = getattr(step_type, "begin_job", None)  # (a plug-in may not have it)
             finish = begin(work) if begin is not None else lambda: step_type.run_job(work)
         except Exception as exc:  # noqa: BLE001 - a failing step fails its step, never the worker
