@@ -110,14 +110,22 @@ class OfflineProvider:
 
     name = "offline"
 
+    def __init__(self, trained: Any = None) -> None:
+        self.trained = trained  # a classifier's training set (baton ai train), or None
+
     def classify(self, text: str, categories: Sequence[Category]) -> Classification:
         from baton.ai.offline import MODEL_NAME, MODEL_VERSION, MODELS
 
         texts, labels = training_set(categories)
+        model_name = f"{MODEL_NAME}/{MODEL_VERSION}"
+        if self.trained is not None:
+            texts = [*self.trained.texts, *texts]
+            labels = [*self.trained.labels, *labels]
+            model_name += f" {self.trained.name} v{self.trained.version}"
         model = MODELS.get(texts, labels)
         (answer,) = model.classify([text])
         return Classification(answer.category, answer.confidence, answer.ranking,
-                              answer.rationale, Usage(f"{MODEL_NAME}/{MODEL_VERSION}"))
+                              answer.rationale, Usage(model_name))
 
     def extract(self, text: str, fields: Sequence[FieldSpec],
                 patterns: Mapping[str, str]) -> Extraction:
@@ -154,10 +162,11 @@ class ProviderContext:
     connection: str | None = None
     model: str | None = None
     call_key: str = "ai"
+    trained: Any = None  # a :class:`baton.ai.trained.TrainingSet` (``classifier:``), offline
 
 
 def _offline(ctx: ProviderContext) -> Provider:
-    return OfflineProvider()
+    return OfflineProvider(ctx.trained)
 
 
 def _openai(ctx: ProviderContext) -> Provider:

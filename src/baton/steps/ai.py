@@ -49,7 +49,7 @@ from baton.definitions.checks import (
     unknown,
 )
 from baton.definitions.model import StepDefinition
-from baton.errors import BatonError, ExpressionError, StepFailure
+from baton.errors import BatonError, ExpressionError, NotFound, StepFailure
 from baton.expressions import evaluate, is_expression
 from baton.steps.base import JobStepType, StepOutput, StepWork
 
@@ -64,7 +64,7 @@ DEFAULT_MIN_SCORE = 85
 class Ai(JobStepType):
     name = "ai"
     keys = ("task", "text", "categories", "min_confidence", "provider", "fields", "patterns",
-            "match", "connection", "model")
+            "match", "connection", "model", "classifier")
     job_kind = "ai"
 
     # ---- validation -------------------------------------------------------------------
@@ -87,12 +87,15 @@ class Ai(JobStepType):
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 ck.add(join(path, "min_confidence"),
                        f"expected a number from 0 to 1, got {value!r}")
-        wrong = {"classify": ("fields", "patterns", "match"), "extract": ("categories", "match"),
-                 "match": ("categories", "fields", "patterns")}.get(str(task), ())
+        wrong = {"classify": ("fields", "patterns", "match"),
+                 "extract": ("categories", "match", "classifier"),
+                 "match": ("categories", "fields", "patterns", "classifier")}.get(str(task), ())
         for key in wrong:
             if key in step:
                 ck.add(join(path, key), f"'{key}' is not an option of task: {task}")
-        if task == "classify":
+        if task == "classify" and "classifier" in step:
+            _check_classifier(ck, path, step)
+        elif task == "classify":
             _check_categories(ck, join(path, "categories"), step)
         elif task == "extract":
             patterns = _check_patterns(ck, join(path, "patterns"), step)
@@ -132,7 +135,7 @@ class Ai(JobStepType):
         try:
             out = answer(step, text, provider_name=work.ai_provider, records=work.records,
                          services=work.services, connection=work.ai_connection,
-                         model=work.ai_model,
+                         model=work.ai_model, classifiers=work.classifiers,
                          call_key=f"{work.run.id}:{step.name}:{work.iteration}", events=events)
         except StepFailure as exc:
             exc.audit = tuple({**e, **where} for e in events)
@@ -148,18 +151,32 @@ input hash, output, confidence, rationale, latency, tokens and cost where report
 def answer(step: StepDefinition, text: str, *, provider_name: str | None = None,
            records: Any = None, services: Any = None, connection: str | None = None,
            model: str | None = None, call_key: str = "ai",
-           events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+           events: list[dict[str, Any]] | None = None,
+           classifiers: Any = None) -> dict[str, Any]:
     """Run the step's task on ``text``: the step's output (``baton ai test`` prints it).
     ``records`` reads the candidates of ``task: match`` (:class:`baton.ai.match.RecordScanner`);
     ``services`` are the connections a model provider calls (``connection`` and ``model``:
     the defaults of ``[ai]``, the step's own win). ``events`` receives the audit events: each
-    HTTP call a provider made and one :data:`AI_CALL_EVENT` (also when the task fails)."""
+    HTTP call a provider made and one :data:`AI_CALL_EVENT` (also when the task fails).
+    ``classifiers`` reads a trained classifier's training set by name (``classifier:``)."""
     from baton.ai.provider import ProviderContext, get_provider
 
     name = str(step.options.get("provider") or provider_name or "offline")
+    trained = None
+    if step.options.get("classifier"):
+        name = "offline"  # (validation allows no other provider with a classifier)
+        if classifiers is None:
+            raise StepFailure("classifier: no trained classifiers can be read here",
+                              retryable=False)
+        try:
+            trained = classifiers(str(step.options["classifier"]))
+        except NotFound as exc:
+            raise StepFailure(f"{exc} (train it: baton ai train "
+                              f"{step.options['classifier']} --from FILE.csv)",
+                              retryable=False) from None
     ctx = ProviderContext(services, str(step.options.get("connection") or connection or "")
                           or None, str(step.options.get("model") or model or "") or None,
-                          call_key)
+                          call_key, trained)
     task = step.options["task"]
     audit: dict[str, Any] = {
         "provider": name if task != "match" else "match",
@@ -202,7 +219,7 @@ def answer(step: StepDefinition, text: str, *, provider_name: str | None = None,
 def categories(step: StepDefinition) -> list[Category]:
     return [Category(str(c["name"]), str(c.get("description") or ""),
                      tuple(str(e) for e in c.get("examples", ())))
-            for c in step.options["categories"]]
+            for c in step.options.get("categories") or ()]
 
 
 def field_specs(step: StepDefinition) -> list[FieldSpec]:
@@ -233,7 +250,12 @@ def prompt_version(step: StepDefinition) -> str:
 
 def classify_with(provider: Provider, step: StepDefinition, text: str
                   ) -> tuple[dict[str, Any], Usage]:
-    got = provider.classify(text[:MAX_TEXT], categories(step))
+    cats = categories(step)
+    trained = getattr(provider, "trained", None)
+    if trained is not None:  # its labels, besides (or instead of) the step's categories
+        cats += [Category(label) for label in trained.labels
+                 if label not in {c.name for c in cats}]
+    got = provider.classify(text[:MAX_TEXT], cats)
     threshold = step.options.get("min_confidence")
     review = threshold is not None and got.confidence < float(threshold)
     return {
@@ -317,7 +339,8 @@ def match_with(step: StepDefinition, text: str, records: Any) -> tuple[dict[str,
     return out, Usage(f"rapidfuzz/{len(candidates)} candidates")
 
 
-def _check_categories(ck: Checker, path: str, step: Mapping[str, Any]) -> None:
+def _check_categories(ck: Checker, path: str, step: Mapping[str, Any], at_least: int = 2
+                      ) -> None:
     if "categories" not in step:
         ck.add(path, "required key 'categories' is missing (a list of {name, description, "
                      "examples})")
@@ -349,8 +372,26 @@ def _check_categories(ck: Checker, path: str, step: Mapping[str, Any]) -> None:
         for e, example in enumerate(examples or []):
             if not isinstance(example, str) or not example.strip():
                 ck.add(item(join(cpath, "examples"), e), "expected a non-empty example text")
-    if len(seen) < 2:
-        ck.add(path, "classify needs at least two categories")
+    if len(seen) < at_least:
+        ck.add(path, "classify needs at least two categories (or a trained classifier: "
+                     "classifier: NAME)")
+
+
+def _check_classifier(ck: Checker, path: str, step: Mapping[str, Any]) -> None:
+    """``classifier: NAME``: a classifier trained with ``baton ai train NAME``; the step's
+    ``categories``, if any, add their examples to its training set. (Whether it has been
+    trained is known when the step runs: the database holds it, not the definitions.)"""
+    from baton.definitions.checks import IDENTIFIER
+
+    name = step["classifier"]
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
+        ck.add(join(path, "classifier"), f"expected the name of a trained classifier "
+                                         f"(baton ai train NAME), got {name!r}")
+    if step.get("provider") not in (None, "offline"):
+        ck.add(join(path, "provider"), "a trained classifier is answered by the offline "
+                                       f"provider, not {step['provider']!r}")
+    if "categories" in step:
+        _check_categories(ck, join(path, "categories"), step, at_least=1)
 
 
 def _check_patterns(ck: Checker, path: str, step: Mapping[str, Any]) -> dict[str, str]:

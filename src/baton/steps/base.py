@@ -110,6 +110,7 @@ class StepWork:
     ai_provider: str | None = None  # ``[ai] provider`` of baton.toml: an ``ai`` step's default
     ai_connection: str | None = None  # ``[ai] connection``: the model providers' default
     ai_model: str | None = None  # ``[ai] model``: the model providers' default
+    classifiers: Callable[[str], Any] | None = None  # trained classifiers by name (baton.ai.trained)
 
 
 @dataclass(frozen=True)
