@@ -1,11 +1,12 @@
 """Trained classifiers (issue 14 item 6): ``baton ai train NAME --from FILE.csv`` stores a new
 version of classifier NAME in the database; an ``ai`` step with ``classifier: NAME`` is
 answered by the offline provider trained on the latest version. In process on both
-databases, and the command itself once (a real ``baton`` process)."""
+databases, and the commands."""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ import pytest
 
 from baton.ai.trained import read_csv, train
 from baton.errors import BatonError, DefinitionError
-from tests.e2e.test_cli import baton, ok, ok_json
 
 ROWS = [
     ("I was charged twice for my card payment", "card_payment_wrong"),
@@ -128,19 +128,34 @@ def test_bad_classifier_steps_are_located(harness: Any, old: str, new: str, mess
 
 
 def test_the_train_command(tmp_path: Path) -> None:
+    """The commands in this process (typer's runner: a ``baton`` process each would load
+    scikit-learn again, 10 s a time on a loaded machine)."""
+    from typer.testing import CliRunner
+
+    from baton.cli.main import app
+
     proj = tmp_path / "proj"
     (proj / "definitions").mkdir(parents=True)
     (proj / "definitions" / "t.yaml").write_text(DEFS)
-    db = ("--db", f"sqlite:///{tmp_path / 'baton.db'}")
+    runner = CliRunner()
+
+    def run(*args: str | Path) -> Any:
+        got = runner.invoke(app, ["--project", str(proj), "--db",
+                                  f"sqlite:///{tmp_path / 'baton.db'}", *map(str, args)])
+        return got
+
     source = write_csv(tmp_path / "labelled.csv", ROWS)
-    shown = ok(baton(*db, "ai", "train", "banking", "--from", source, cwd=proj)).stdout
-    assert "classifier banking v1: 9 texts, 3 labels, trained in" in shown
-    got = ok_json(baton(*db, "ai", "train", "banking", "--from", source, "--json", cwd=proj))
-    assert got["version"] == 2 and got["source"] == "labelled.csv"
-    listed = ok_json(baton(*db, "ai", "classifiers", "--json", cwd=proj))
-    assert [r["version"] for r in listed] == [2, 1]
-    out = ok_json(baton(*db, "ai", "test", "intent", "--text", "forgot my passcode", "--json",
-                        cwd=proj))
-    assert out["category"] == "passcode_forgotten" and out["ai"]["model"].endswith("banking v2")
-    p = baton(*db, "ai", "train", "banking", "--from", tmp_path / "nope.csv", cwd=proj)
-    assert p.returncode == 1 and "nope.csv: cannot read it" in p.stderr
+    shown = run("ai", "train", "banking", "--from", source)
+    assert shown.exit_code == 0, shown.output
+    assert "classifier banking v1: 9 texts, 3 labels, trained in" in shown.output
+    got = run("ai", "train", "banking", "--from", source, "--json")
+    assert json.loads(got.output)["version"] == 2, got.output
+    assert json.loads(got.output)["source"] == "labelled.csv"
+    listed = run("ai", "classifiers", "--json")
+    assert [r["version"] for r in json.loads(listed.output)] == [2, 1]
+    out = run("ai", "test", "intent", "--text", "forgot my passcode", "--json")
+    answer = json.loads(out.output)
+    assert answer["category"] == "passcode_forgotten"
+    assert answer["ai"]["model"].endswith("banking v2")
+    bad = run("ai", "train", "banking", "--from", tmp_path / "nope.csv")
+    assert bad.exit_code == 1 and "nope.csv: cannot read it" in bad.output
