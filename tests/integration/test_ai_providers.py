@@ -191,6 +191,13 @@ def test_openai_valid_answer_is_the_output_and_audited(harness: Any, llm: Llm,
     assert data["prompt_version"] == ai["prompt_version"]
     assert data["input_sha256"] == ai["input_sha256"]
     assert (data["input_tokens"], data["output_tokens"], data["cost"]) == (211, 17, 0.00042)
+    from baton.cli.main import describe_event
+    from baton.web.ui.events import describe_event as page_line
+
+    for line in (describe_event(call), page_line(call)):  # baton records timeline, record page
+        assert line.startswith("intent: openai gpt-test-mini → cancellation (0.93, classified)"
+                               " — because: asks to 'end my contract' [prompt "), line
+        assert "211+17 tokens, $0.00042" in line
     (http,) = [e for e in timeline if e["type"] == "http_call"]
     assert http["data"]["connection"] == "llm" and http["data"]["status"] == 200
     no_key_anywhere(harness, run.id, caplog)

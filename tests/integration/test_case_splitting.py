@@ -108,10 +108,18 @@ def test_three_accounts_make_three_linked_cases_with_runs(harness: Harness) -> N
     (started,) = [e for e in eng.timeline(email["id"]) if e["type"] == "child_runs_started"]
     assert sorted(c["record_id"] for c in started["data"]["children"]) == sorted(
         c["id"] for c in found)
+    from baton.cli.main import describe_event
+    from baton.web.ui.events import describe_event as page_line
+
+    for line in (describe_event(started), page_line(started)):
+        assert line.startswith("step split: 3 child runs of t_case v1 on rec"), line
+        assert all(c["id"] in line for c in found)
     for case in found:
         (created,) = [e for e in eng.timeline(case["id"]) if e["type"] == "record_created"]
         assert created["data"]["parent_record_id"] == email["id"]
         assert created["data"]["parent_run_id"] == parent.id
+        for line in (describe_event(created), page_line(created)):
+            assert f"child of record {email['id']} (run {parent.id}, step split #" in line
     # the parent waits for its children
     assert eng.get_run(parent.id).steps["split"].status.value == "running"
     for case in found:
