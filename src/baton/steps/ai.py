@@ -111,7 +111,8 @@ class Ai(JobStepType):
 
         return step.options.get("task") != "match" \
             and step.options.get("provider") not in MODEL_PROVIDERS \
-            and "connection" not in step.options
+            and "connection" not in step.options \
+            and "classifier" not in step.options  # (a worker's first use trains it: seconds)
 
     # ---- the attempt ------------------------------------------------------------------
     def run_job(self, work: StepWork) -> StepOutput:
