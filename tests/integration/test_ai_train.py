@@ -132,7 +132,7 @@ def test_the_train_command(tmp_path: Path) -> None:
     scikit-learn again, 10 s a time on a loaded machine)."""
     from typer.testing import CliRunner
 
-    from baton.cli.main import app
+    from baton.cli.main import app, state
 
     proj = tmp_path / "proj"
     (proj / "definitions").mkdir(parents=True)
@@ -144,6 +144,15 @@ def test_the_train_command(tmp_path: Path) -> None:
                                   f"sqlite:///{tmp_path / 'baton.db'}", *map(str, args)])
         return got
 
+    try:
+        _train_commands(run, tmp_path)
+    finally:  # the CLI's state (its Engine, settings) is this process's: leave none behind
+        if state._engine is not None:
+            state._engine.close()
+        state._project = state._settings = state._engine = None
+
+
+def _train_commands(run: Any, tmp_path: Path) -> None:
     source = write_csv(tmp_path / "labelled.csv", ROWS)
     shown = run("ai", "train", "banking", "--from", source)
     assert shown.exit_code == 0, shown.output
