@@ -6,7 +6,9 @@ inside raises or returns them as values.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class BatonError(Exception):
@@ -98,7 +100,12 @@ class StepFailure(BatonError):
     """Raised by a flow to fail its step with a business reason.
 
     ``retryable=False`` tells the retry policy (issue: retries) not to retry.
+    A step type may attach ``audit`` (events appended with the failure, e.g. the calls it
+    made) and ``details`` (merged into the step's error).
     """
+
+    audit: tuple[Mapping[str, Any], ...] = ()
+    details: dict[str, Any] | None = None
 
     def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None):
         self.retryable = retryable

@@ -120,7 +120,14 @@ class Settings:
     and job ids where there are; the HTTP access log too). ``--log-format`` overrides it."""
     ai_provider: str = field(default="offline", metadata=_env("BATON_AI_PROVIDER"))
     """The provider ``ai`` steps use unless they name one (``provider:``); ``baton.toml``:
-    ``[ai] provider``. ``offline`` needs no network (``baton.ai.provider``)."""
+    ``[ai] provider``. ``offline`` needs no network (``baton.ai.provider``); ``openai`` (any
+    OpenAI-compatible endpoint) and ``anthropic`` call a model over a connection."""
+    ai_connection: str | None = field(default=None, metadata=_env("BATON_AI_CONNECTION"))
+    """The ``kind: connection`` the ``openai`` / ``anthropic`` providers call, unless a step
+    names one (``connection:``); ``baton.toml``: ``[ai] connection``."""
+    ai_model: str | None = field(default=None, metadata=_env("BATON_AI_MODEL"))
+    """The model those providers ask, unless a step names one (``model:``); ``baton.toml``:
+    ``[ai] model``."""
     cookie_secure: bool | None = field(default=None, metadata=_env("BATON_COOKIE_SECURE"))
     """Mark the UI's cookies ``Secure``: True, False, or None (``auto``) when the request
     came over https as seen through the trusted proxies."""
@@ -178,6 +185,8 @@ class Settings:
             cookie_secure=_auto_bool(e, "BATON_COOKIE_SECURE"),
             ai_provider=_ai_provider(e.get("BATON_AI_PROVIDER") or _ai_table(p).get("provider")
                                      or "offline"),
+            ai_connection=_ai_name(e, p, "connection"),
+            ai_model=_ai_name(e, p, "model"),
             log_format=_log_format(e.get("BATON_LOG_FORMAT") or "text"),
             secrets_file=e.get("BATON_SECRETS_FILE") or p.get("secrets_file") or None,
             public_url=(e.get("BATON_PUBLIC_URL") or p.get("public_url") or "").rstrip("/")
@@ -200,11 +209,24 @@ def _ai_table(project: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(table, Mapping):
         raise ConfigError(f"baton.toml: [ai] must be a table (provider = \"offline\"), got "
                           f"{table!r}")
-    unknown = sorted(set(table) - {"provider"})
+    unknown = sorted(set(table) - set(AI_KEYS))
     if unknown:
         raise ConfigError(f"baton.toml: unknown key(s) in [ai]: {', '.join(unknown)} "
-                          "(known: provider)")
+                          f"(known: {', '.join(AI_KEYS)})")
     return table
+
+
+AI_KEYS = ("provider", "connection", "model")
+
+
+def _ai_name(env: Mapping[str, str], project: Mapping[str, Any], key: str) -> str | None:
+    """``[ai] connection`` / ``model`` (``BATON_AI_CONNECTION`` / ``BATON_AI_MODEL`` first)."""
+    value = env.get(f"BATON_AI_{key.upper()}") or _ai_table(project).get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"BATON_AI_{key.upper()} / [ai] {key}={value!r} must be a name")
+    return value.strip()
 
 
 def _ai_provider(value: Any) -> str:

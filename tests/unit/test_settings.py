@@ -134,6 +134,8 @@ SAMPLES = {
                            lambda s: s.secrets_file == "/etc/baton/secrets.toml"),
     "BATON_PUBLIC_URL": ("https://baton.example/", lambda s: s.public_url == "https://baton.example"),
     "BATON_AI_PROVIDER": ("Offline", lambda s: s.ai_provider == "offline"),
+    "BATON_AI_CONNECTION": ("llm", lambda s: s.ai_connection == "llm"),
+    "BATON_AI_MODEL": ("gpt-4o-mini", lambda s: s.ai_model == "gpt-4o-mini"),
 }
 
 
@@ -218,8 +220,20 @@ def test_baton_toml_ai_table_names_the_provider(tmp_path: Path) -> None:
     project = load_project(tmp_path)
     assert Settings.from_environment({}, project=project.settings).ai_provider == "offline"
     (tmp_path / "baton.toml").write_text('[ai]\nprovider = "gpt"\n')
-    with pytest.raises(ConfigError, match="\\[ai\\] provider='gpt' is not one of offline"):
+    with pytest.raises(ConfigError,
+                       match="\\[ai\\] provider='gpt' is not one of anthropic, offline, openai"):
         Settings.from_environment({}, project=load_project(tmp_path).settings)
-    (tmp_path / "baton.toml").write_text('[ai]\nmodel = "x"\n')
-    with pytest.raises(ConfigError, match="unknown key\\(s\\) in \\[ai\\]: model"):
+    (tmp_path / "baton.toml").write_text('[ai]\nmodel_name = "x"\n')
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) in \\[ai\\]: model_name "
+                                          "\\(known: provider, connection, model\\)"):
+        Settings.from_environment({}, project=load_project(tmp_path).settings)
+    (tmp_path / "baton.toml").write_text(
+        '[ai]\nprovider = "openai"\nconnection = "llm"\nmodel = "gpt-4o-mini"\n')
+    s = Settings.from_environment({}, project=load_project(tmp_path).settings)
+    assert (s.ai_provider, s.ai_connection, s.ai_model) == ("openai", "llm", "gpt-4o-mini")
+    s = Settings.from_environment({"BATON_AI_MODEL": "other"},
+                                  project=load_project(tmp_path).settings)
+    assert s.ai_model == "other"
+    (tmp_path / "baton.toml").write_text('[ai]\nconnection = 7\n')
+    with pytest.raises(ConfigError, match="\\[ai\\] connection=7 must be a name"):
         Settings.from_environment({}, project=load_project(tmp_path).settings)

@@ -3,8 +3,8 @@
 A provider classifies a text into categories and extracts typed fields from it. The offline
 provider (:class:`OfflineProvider`: scikit-learn and typed patterns, no network) is the
 default; a deployment picks another in ``baton.toml`` (``[ai] provider``) or a step with
-``provider:``. Providers that call a language model (OpenAI-compatible endpoints, Anthropic:
-they come with the connections) answer in JSON; :func:`structured` checks such an answer
+``provider:``. Providers that call a language model (``openai``: any OpenAI-compatible
+endpoint, ``anthropic``: :mod:`baton.ai.llm`, over a ``kind: connection``) answer in JSON; :func:`structured` checks such an answer
 against the task's schema (:func:`classification_schema`, :func:`extraction_schema`), asks
 once more with the validation error when it does not fit, and fails the step
 (:class:`InvalidAnswer`, not retryable) when the second answer does not fit either.
@@ -110,14 +110,22 @@ class OfflineProvider:
 
     name = "offline"
 
+    def __init__(self, trained: Any = None) -> None:
+        self.trained = trained  # a classifier's training set (baton ai train), or None
+
     def classify(self, text: str, categories: Sequence[Category]) -> Classification:
         from baton.ai.offline import MODEL_NAME, MODEL_VERSION, MODELS
 
         texts, labels = training_set(categories)
+        model_name = f"{MODEL_NAME}/{MODEL_VERSION}"
+        if self.trained is not None:
+            texts = [*self.trained.texts, *texts]
+            labels = [*self.trained.labels, *labels]
+            model_name += f" {self.trained.name} v{self.trained.version}"
         model = MODELS.get(texts, labels)
         (answer,) = model.classify([text])
         return Classification(answer.category, answer.confidence, answer.ranking,
-                              answer.rationale, Usage(f"{MODEL_NAME}/{MODEL_VERSION}"))
+                              answer.rationale, Usage(model_name))
 
     def extract(self, text: str, fields: Sequence[FieldSpec],
                 patterns: Mapping[str, str]) -> Extraction:
@@ -143,16 +151,50 @@ def training_set(categories: Sequence[Category]) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-PROVIDERS: dict[str, Callable[[], Provider]] = {"offline": OfflineProvider}
+@dataclass(frozen=True)
+class ProviderContext:
+    """What a provider that calls a model is given: the worker's connections
+    (:class:`~baton.steps.base.StepServices`), the connection and model to use (the step's,
+    else ``[ai]`` of ``baton.toml``), and the key its calls' idempotency keys start with
+    (run, step, iteration)."""
+
+    services: Any = None
+    connection: str | None = None
+    model: str | None = None
+    call_key: str = "ai"
+    trained: Any = None  # a :class:`baton.ai.trained.TrainingSet` (``classifier:``), offline
+
+
+def _offline(ctx: ProviderContext) -> Provider:
+    return OfflineProvider(ctx.trained)
+
+
+def _openai(ctx: ProviderContext) -> Provider:
+    from baton.ai.llm import OpenAIProvider
+
+    return OpenAIProvider(ctx)
+
+
+def _anthropic(ctx: ProviderContext) -> Provider:
+    from baton.ai.llm import AnthropicProvider
+
+    return AnthropicProvider(ctx)
+
+
+PROVIDERS: dict[str, Callable[[ProviderContext], Provider]] = {
+    "offline": _offline, "openai": _openai, "anthropic": _anthropic}
 """The providers this installation has, by the name ``provider:`` takes."""
+MODEL_PROVIDERS = ("openai", "anthropic")
+"""The providers that call a model over a connection (they need ``connection`` and ``model``)."""
 
 
-def get_provider(name: str) -> Provider:
+def get_provider(name: str, ctx: ProviderContext | None = None) -> Provider:
     try:
-        return PROVIDERS[name]()
+        make = PROVIDERS[name]
     except KeyError:
         raise BatonError(f"unknown ai provider {name!r} (known: "
                          f"{', '.join(sorted(PROVIDERS))})") from None
+    return make(ctx or ProviderContext())
 
 
 # ---- structured answers (language-model providers) -------------------------------------------

@@ -18,7 +18,8 @@ import typer
 from baton.cli.output import console, err_console, print_json, table
 
 ai_app = typer.Typer(no_args_is_help=True,
-                     help="AI steps: try a step's task (classify, extract, match) on a text.")
+                     help="AI steps: try a step's task (classify, extract, match) on a text; "
+                          "train a classifier from labelled texts.")
 
 
 @ai_app.command("test")
@@ -63,17 +64,73 @@ def ai_test(
     definition = found
     if provider is not None:
         definition = dataclasses.replace(found, options={**found.options, "provider": provider})
+    from baton.ai.trained import TrainedSets
     from baton.runtime.reader import StoreRecords
 
+    settings = state.settings()
     try:
-        out = answer(definition, text, provider_name=state.settings().ai_provider,
-                     records=StoreRecords(eng.store, eng.definitions))
+        out = answer(definition, text, provider_name=settings.ai_provider,
+                     records=StoreRecords(eng.store, eng.definitions),
+                     services=eng.connections, connection=settings.ai_connection,
+                     model=settings.ai_model, classifiers=TrainedSets(eng.store.read))
     except BatonError as exc:
         _fail(str(exc))
     if as_json:
         print_json(out)
         return
     _show(definition.options["task"], out)
+
+
+@ai_app.command("train")
+def ai_train(
+    name: Annotated[str, typer.Argument(help="The classifier's name (an ai step's "
+                                              "classifier: NAME)")],
+    source: Annotated[Path, typer.Option(
+        "--from", help="CSV file with a header: a text and a label per row")],
+    text_column: Annotated[str, typer.Option("--text", help="The column of the texts")
+                           ] = "text",
+    label_column: Annotated[str, typer.Option("--label", help="The column of the labels")
+                            ] = "label",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stored version as JSON")
+                       ] = False,
+) -> None:
+    """Train the offline classifier NAME on labelled texts and store it as its next version."""
+    from baton.ai.trained import read_csv, train
+    from baton.cli.main import state
+    from baton.clock import iso
+    from baton.errors import BatonError
+
+    try:
+        texts, labels = read_csv(source, text_column, label_column)
+        eng = state.engine()
+        row = train(eng.store, name, texts, labels, source=source.name, actor="cli",
+                    now=iso(eng.clock.now()))
+    except BatonError as exc:
+        _fail(str(exc))
+    if as_json:
+        print_json(row)
+        return
+    console.print(f"classifier {row['name']} v{row['version']}: {row['examples']:,} texts, "
+                  f"{len(row['labels'])} labels, trained in {row['seconds']:.1f} s "
+                  f"(ai steps with classifier: {row['name']} use it now)", highlight=False)
+
+
+@ai_app.command("classifiers")
+def ai_classifiers(
+    as_json: Annotated[bool, typer.Option("--json", help="Print them as JSON")] = False,
+) -> None:
+    """The trained classifiers, every version, newest first."""
+    from baton.cli.main import state
+
+    eng = state.engine()
+    with eng.store.read() as tx:
+        rows = tx.list_classifiers_txn()
+    if as_json:
+        print_json(rows)
+        return
+    table("Classifiers", ["name", "version", "texts", "labels", "from", "trained at"],
+          [[r["name"], str(r["version"]), f"{r['examples']:,}", str(len(r["labels"])),
+            r["source"] or "", r["created_at"]] for r in rows])
 
 
 def _fail(message: str) -> Any:

@@ -795,8 +795,15 @@ def records_timeline(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
 
 
 def describe_event(e: Mapping[str, Any]) -> str:
+    from baton.ai.views import describe_ai_call, describe_child_link
+
     d = e["data"]
     t = e["type"]
+    if t == "ai_call":
+        return describe_ai_call(d)
+    link = describe_child_link(t, d)
+    if link is not None and t == "child_runs_started":
+        return link
     if t == "message_received":
         return describe_message(d)
     if t == "record_updated":
@@ -818,7 +825,9 @@ def describe_event(e: Mapping[str, Any]) -> str:
             bits.append(json.dumps(d["data"]))
         return " ".join(str(b) for b in bits if b)
     if t == "record_created":
-        return ", ".join(f"{k}={v!r}" for k, v in d.get("fields", {}).items() if v is not None)[:200]
+        fields = ", ".join(f"{k}={v!r}" for k, v in d.get("fields", {}).items()
+                           if v is not None)[:200]
+        return f"{fields}; {link}" if link else fields
     if t == "run_started":
         return f"{d.get('orchestration')} v{d.get('version')}"
     if t == "mcp_called":  # a tool call of an mcp step (arguments already redacted)

@@ -142,7 +142,7 @@ class ChildRuns:
         tx.append_events_txn([audit_event(  # type: ignore[list-item]
             "record_created", "system", now, record_id, None,
             {"object_type": child.create, "fields": values, "parent_run_id": parent.id,
-             "step": link.step, "index": link.index})])
+             "parent_record_id": parent.record_id, "step": link.step, "index": link.index})])
         self.records.fire_triggers_txn(tx, row, None, "create", now_dt, "system",
                                        skip=child_name)
         return row

@@ -25,6 +25,7 @@ import orjson
 from sqlalchemy.exc import DBAPIError
 
 from baton import logs
+from baton.ai.trained import TrainedSets
 from baton.clock import iso, parse_iso
 from baton.connections.calls import CALL_EVENT
 from baton.connections.mcp import close_shared_sessions
@@ -126,6 +127,7 @@ class Worker:
         self._pool = flow_pool
         self._own_pool = flow_pool is None
         self._records = StoreRecords(engine.store, engine.definitions)  # ctx.records
+        self._classifiers = TrainedSets(engine.store.read)  # ai steps' classifier:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def run(self, *, until_idle: bool = False) -> WorkerStats:
@@ -374,7 +376,10 @@ class Worker:
             work = StepWork(run, record, definition, iteration, attempt, job.payload,
                             self._call_flow, self._orchestration(run), self._records,
                             now=ran_at, services=self._services(),
-                            ai_provider=self.engine.settings.ai_provider)
+                            ai_provider=self.engine.settings.ai_provider,
+                            ai_connection=self.engine.settings.ai_connection,
+                            ai_model=self.engine.settings.ai_model,
+                            classifiers=self._classifiers)
             begin = getattr(step_type, "begin_job", None)  # (a plug-in may not have it)
             finish = begin(work) if begin is not None else lambda: step_type.run_job(work)
         except Exception as exc:  # noqa: BLE001 - a failing step fails its step, never the worker

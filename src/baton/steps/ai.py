@@ -20,7 +20,11 @@ timeline (the ``step_completed`` event) says what the AI decided and why:
   score when ``many`` is false) or ``no_match``.
 
 The provider is the step's ``provider:``, else ``[ai] provider`` of ``baton.toml``, else the
-offline one (``baton.ai.provider``).
+offline one (``baton.ai.provider``). ``openai`` (any OpenAI-compatible endpoint) and
+``anthropic`` ask a model over a ``kind: connection`` (the step's ``connection:`` and
+``model:``, else ``[ai] connection`` and ``model``; ``baton.ai.llm``). Every task answered
+or failed is an ``ai_call`` audit event on the record (with each HTTP call a model provider
+made, as ``http_call`` events, secrets redacted).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from baton.definitions.checks import (
     unknown,
 )
 from baton.definitions.model import StepDefinition
-from baton.errors import BatonError, ExpressionError, StepFailure
+from baton.errors import BatonError, ExpressionError, NotFound, StepFailure
 from baton.expressions import evaluate, is_expression
 from baton.steps.base import JobStepType, StepOutput, StepWork
 
@@ -60,7 +64,7 @@ DEFAULT_MIN_SCORE = 85
 class Ai(JobStepType):
     name = "ai"
     keys = ("task", "text", "categories", "min_confidence", "provider", "fields", "patterns",
-            "match")
+            "match", "connection", "model", "classifier")
     job_kind = "ai"
 
     # ---- validation -------------------------------------------------------------------
@@ -77,17 +81,21 @@ class Ai(JobStepType):
             check_value(ck, join(path, "text"), step["text"], scope)
         if "provider" in step and step["provider"] not in PROVIDERS:
             ck.add(join(path, "provider"), unknown("ai provider", step["provider"], PROVIDERS))
+        _check_model_options(ck, path, step, scope)
         if "min_confidence" in step:
             value = step["min_confidence"]
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 ck.add(join(path, "min_confidence"),
                        f"expected a number from 0 to 1, got {value!r}")
-        wrong = {"classify": ("fields", "patterns", "match"), "extract": ("categories", "match"),
-                 "match": ("categories", "fields", "patterns")}.get(str(task), ())
+        wrong = {"classify": ("fields", "patterns", "match"),
+                 "extract": ("categories", "match", "classifier"),
+                 "match": ("categories", "fields", "patterns", "classifier")}.get(str(task), ())
         for key in wrong:
             if key in step:
                 ck.add(join(path, key), f"'{key}' is not an option of task: {task}")
-        if task == "classify":
+        if task == "classify" and "classifier" in step:
+            _check_classifier(ck, path, step)
+        elif task == "classify":
             _check_categories(ck, join(path, "categories"), step)
         elif task == "extract":
             patterns = _check_patterns(ck, join(path, "patterns"), step)
@@ -96,8 +104,15 @@ class Ai(JobStepType):
             _check_match(ck, join(path, "match"), step, scope)
 
     def chainable(self, step: StepDefinition) -> bool:
-        # the offline provider answers in milliseconds once trained; a match reads the store
-        return step.options.get("task") != "match"
+        # the offline provider answers in milliseconds once trained; a match reads the store,
+        # a model provider waits for the network (a step leaving it to [ai] provider is
+        # taken for offline here: this does not see baton.toml)
+        from baton.ai.provider import MODEL_PROVIDERS
+
+        return step.options.get("task") != "match" \
+            and step.options.get("provider") not in MODEL_PROVIDERS \
+            and "connection" not in step.options \
+            and "classifier" not in step.options  # (a worker's first use trains it: seconds)
 
     # ---- the attempt ------------------------------------------------------------------
     def run_job(self, work: StepWork) -> StepOutput:
@@ -116,44 +131,96 @@ class Ai(JobStepType):
             text = ""
         if not isinstance(text, str):
             raise StepFailure(f"text gave {type(text).__name__}, not text", retryable=False)
-        return StepOutput(answer(step, text, provider_name=work.ai_provider,
-                                 records=work.records))
+        events: list[dict[str, Any]] = []
+        where = {"step": step.name, "iteration": work.iteration, "attempt": work.attempt}
+        try:
+            out = answer(step, text, provider_name=work.ai_provider, records=work.records,
+                         services=work.services, connection=work.ai_connection,
+                         model=work.ai_model, classifiers=work.classifiers,
+                         call_key=f"{work.run.id}:{step.name}:{work.iteration}", events=events)
+        except StepFailure as exc:
+            exc.audit = tuple({**e, **where} for e in events)
+            raise
+        return StepOutput(out, audit=tuple({**e, **where} for e in events))
+
+
+AI_CALL_EVENT = "ai_call"
+"""The audit event of one ``ai`` task answered (or failed): provider, model, prompt version,
+input hash, output, confidence, rationale, latency, tokens and cost where reported."""
 
 
 def answer(step: StepDefinition, text: str, *, provider_name: str | None = None,
-           records: Any = None) -> dict[str, Any]:
+           records: Any = None, services: Any = None, connection: str | None = None,
+           model: str | None = None, call_key: str = "ai",
+           events: list[dict[str, Any]] | None = None,
+           classifiers: Any = None) -> dict[str, Any]:
     """Run the step's task on ``text``: the step's output (``baton ai test`` prints it).
-    ``records`` reads the candidates of ``task: match`` (:class:`baton.ai.match.RecordScanner`)."""
-    from baton.ai.provider import get_provider
+    ``records`` reads the candidates of ``task: match`` (:class:`baton.ai.match.RecordScanner`);
+    ``services`` are the connections a model provider calls (``connection`` and ``model``:
+    the defaults of ``[ai]``, the step's own win). ``events`` receives the audit events: each
+    HTTP call a provider made and one :data:`AI_CALL_EVENT` (also when the task fails).
+    ``classifiers`` reads a trained classifier's training set by name (``classifier:``)."""
+    from baton.ai.provider import ProviderContext, get_provider
 
     name = str(step.options.get("provider") or provider_name or "offline")
-    provider = get_provider(name)
+    trained = None
+    if step.options.get("classifier"):
+        name = "offline"  # (validation allows no other provider with a classifier)
+        if classifiers is None:
+            raise StepFailure("classifier: no trained classifiers can be read here",
+                              retryable=False)
+        try:
+            trained = classifiers(str(step.options["classifier"]))
+        except NotFound as exc:
+            raise StepFailure(f"{exc} (train it: baton ai train "
+                              f"{step.options['classifier']} --from FILE.csv)",
+                              retryable=False) from None
+    ctx = ProviderContext(services, str(step.options.get("connection") or connection or "")
+                          or None, str(step.options.get("model") or model or "") or None,
+                          call_key, trained)
     task = step.options["task"]
-    started = time.perf_counter()
-    if task == "classify":
-        out, usage = classify_with(provider, step, text)
-    elif task == "extract":
-        out, usage = extract_with(provider, step, text)
-    else:
-        out, usage = match_with(step, text, records)
-    latency = time.perf_counter() - started
     audit: dict[str, Any] = {
-        "provider": name if task != "match" else "match", "model": usage.model,
+        "provider": name if task != "match" else "match",
         "prompt_version": prompt_version(step),
         "input_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
-        "input_chars": len(text), "latency_ms": round(latency * 1000, 1)}
+        "input_chars": len(text)}
+    sink = events if events is not None else []
+    provider: Provider | None = None
+    started = time.perf_counter()
+    try:
+        provider = get_provider(name, ctx)
+        if task == "classify":
+            out, usage = classify_with(provider, step, text)
+        elif task == "extract":
+            out, usage = extract_with(provider, step, text)
+        else:
+            out, usage = match_with(step, text, records)
+    except StepFailure as exc:
+        sink.extend(getattr(provider, "calls", ()))
+        sink.append({"type": AI_CALL_EVENT, **audit, "model": ctx.model or name,
+                     "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                     "error": {"type": type(exc).__name__, "message": str(exc),
+                               "retryable": exc.retryable}})
+        raise
+    audit["model"] = usage.model
+    audit["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
     for key in ("input_tokens", "output_tokens", "cost"):
         if getattr(usage, key) is not None:
             audit[key] = getattr(usage, key)
     if usage.attempts != 1:
         audit["attempts"] = usage.attempts
+    sink.extend(getattr(provider, "calls", ()))
+    sink.append({"type": AI_CALL_EVENT, **audit, "outcome": out.get("outcome"),
+                 "output": {k: out[k] for k in ("category", "fields", "missing", "record_id",
+                                                  "record_ids") if k in out},
+                 "confidence": out.get("confidence"), "rationale": out.get("rationale")})
     return {**out, "ai": audit}
 
 
 def categories(step: StepDefinition) -> list[Category]:
     return [Category(str(c["name"]), str(c.get("description") or ""),
                      tuple(str(e) for e in c.get("examples", ())))
-            for c in step.options["categories"]]
+            for c in step.options.get("categories") or ()]
 
 
 def field_specs(step: StepDefinition) -> list[FieldSpec]:
@@ -169,17 +236,27 @@ def field_specs(step: StepDefinition) -> list[FieldSpec]:
 
 
 def prompt_version(step: StepDefinition) -> str:
-    """Which version of the task answered: a hash of the task and what configures it (a
-    change to a description, an example or a field is a new version, visible in the audit)."""
+    """Which version of the task answered: a hash of the task, what configures it and the
+    prompt templates of the model providers (from which the answer's schema is made: a change
+    to a description, an example, a field or a template is a new version, in the audit)."""
+    from baton.ai.llm import templates
+
     spec = {k: step.options[k] for k in ("task", "categories", "fields", "patterns", "match")
             if k in step.options}
+    if step.options.get("task") != "match":  # the prompts a model provider is sent
+        spec["templates"] = templates()
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()
                           ).hexdigest()[:12]
 
 
 def classify_with(provider: Provider, step: StepDefinition, text: str
                   ) -> tuple[dict[str, Any], Usage]:
-    got = provider.classify(text[:MAX_TEXT], categories(step))
+    cats = categories(step)
+    trained = getattr(provider, "trained", None)
+    if trained is not None:  # its labels, besides (or instead of) the step's categories
+        cats += [Category(label) for label in trained.labels
+                 if label not in {c.name for c in cats}]
+    got = provider.classify(text[:MAX_TEXT], cats)
     threshold = step.options.get("min_confidence")
     review = threshold is not None and got.confidence < float(threshold)
     return {
@@ -263,7 +340,8 @@ def match_with(step: StepDefinition, text: str, records: Any) -> tuple[dict[str,
     return out, Usage(f"rapidfuzz/{len(candidates)} candidates")
 
 
-def _check_categories(ck: Checker, path: str, step: Mapping[str, Any]) -> None:
+def _check_categories(ck: Checker, path: str, step: Mapping[str, Any], at_least: int = 2
+                      ) -> None:
     if "categories" not in step:
         ck.add(path, "required key 'categories' is missing (a list of {name, description, "
                      "examples})")
@@ -295,8 +373,26 @@ def _check_categories(ck: Checker, path: str, step: Mapping[str, Any]) -> None:
         for e, example in enumerate(examples or []):
             if not isinstance(example, str) or not example.strip():
                 ck.add(item(join(cpath, "examples"), e), "expected a non-empty example text")
-    if len(seen) < 2:
-        ck.add(path, "classify needs at least two categories")
+    if len(seen) < at_least:
+        ck.add(path, "classify needs at least two categories (or a trained classifier: "
+                     "classifier: NAME)")
+
+
+def _check_classifier(ck: Checker, path: str, step: Mapping[str, Any]) -> None:
+    """``classifier: NAME``: a classifier trained with ``baton ai train NAME``; the step's
+    ``categories``, if any, add their examples to its training set. (Whether it has been
+    trained is known when the step runs: the database holds it, not the definitions.)"""
+    from baton.definitions.checks import IDENTIFIER
+
+    name = step["classifier"]
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
+        ck.add(join(path, "classifier"), f"expected the name of a trained classifier "
+                                         f"(baton ai train NAME), got {name!r}")
+    if step.get("provider") not in (None, "offline"):
+        ck.add(join(path, "provider"), "a trained classifier is answered by the offline "
+                                       f"provider, not {step['provider']!r}")
+    if "categories" in step:
+        _check_categories(ck, join(path, "categories"), step, at_least=1)
 
 
 def _check_patterns(ck: Checker, path: str, step: Mapping[str, Any]) -> dict[str, str]:
@@ -392,6 +488,37 @@ def _check_match(ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) 
             ck.add(join(path, "min_score"), f"expected a score from 1 to 100, got {v!r}")
     if "many" in m and not isinstance(m["many"], bool):
         ck.add(join(path, "many"), f"expected true or false, got {m['many']!r}")
+
+
+def _check_model_options(ck: Checker, path: str, step: Mapping[str, Any], scope: Scope
+                         ) -> None:
+    """``connection`` and ``model``: for the providers that call a model (``openai``,
+    ``anthropic``); they may be left to ``[ai]`` of baton.toml."""
+    from baton.ai.provider import MODEL_PROVIDERS
+
+    provider = step.get("provider")
+    for key in ("connection", "model"):
+        if key not in step:
+            continue
+        value = step[key]
+        if step.get("task") == "match":
+            ck.add(join(path, key), f"'{key}' is not an option of task: match (it asks no "
+                                    "model: it matches records)")
+        elif provider is not None and provider not in MODEL_PROVIDERS:
+            ck.add(join(path, key), f"'{key}' is for the providers that call a model "
+                                    f"({', '.join(MODEL_PROVIDERS)}), not {provider!r}")
+        elif not isinstance(value, str) or not value.strip() or is_expression(value):
+            ck.add(join(path, key), f"expected a {key} name, got {value!r}")
+        elif key == "connection" and scope.connections is not None:
+            ctype = scope.connections.get(value)
+            https = sorted(n for n, t in scope.connections.items() if t == "http")
+            if ctype is None:
+                ck.add(join(path, key), f"unknown connection '{value}'"
+                       + (f" (http connections: {', '.join(https)})" if https
+                          else " (no connection of type http is defined or deployed)"))
+            elif ctype != "http":
+                ck.add(join(path, key), f"connection '{value}' is of type {ctype}; a model "
+                                        "provider calls a connection of type http")
 
 
 AI = Ai()

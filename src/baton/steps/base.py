@@ -108,6 +108,9 @@ class StepWork:
     now: str = ""  # ISO, the worker clock's instant of this attempt (``now`` in expressions)
     services: StepServices | None = None  # connections and clients (None: a worker without)
     ai_provider: str | None = None  # ``[ai] provider`` of baton.toml: an ``ai`` step's default
+    ai_connection: str | None = None  # ``[ai] connection``: the model providers' default
+    ai_model: str | None = None  # ``[ai] model``: the model providers' default
+    classifiers: Callable[[str], Any] | None = None  # trained classifiers by name (baton.ai.trained)
 
 
 @dataclass(frozen=True)

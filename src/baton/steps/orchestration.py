@@ -23,6 +23,16 @@ writes their ids into the step's ``children``); each child that ends sends
   completing also counts, while the step waits in fallout.
 * Canceling the step (the run canceled or failed, its stage exited) cancels the children
   still running or failed, each by a job; they cancel their own children in turn.
+* ``wait: false``: the step completes in the transaction that starts the children
+  (``output: {count, waited: false}``); they run on their own, their ends are not waited
+  for (the step's ``children`` still lists their runs and records).
+
+Case splitting: an ``ai`` step ``task: match`` with ``many: true`` gives the ids of every
+record a message names (``output.record_ids``); ``for_each`` over them with
+``record: {create: Case, fields: {parent: '=record.id', account: '=item'}}`` makes one child
+record per account, linked to the message's record (a ``ref`` field), each with its run.
+The parent's timeline shows ``child_runs_started`` (each child's run and record), each
+child's the ``record_created`` event naming the parent run and record.
 """
 
 from __future__ import annotations
@@ -63,7 +73,7 @@ ENDED = ("completed", "failed", "canceled")
 
 class Orchestration(StepTypeBase):
     name = "orchestration"
-    keys = ("orchestration", "input", "for_each", "record", "max_children")
+    keys = ("orchestration", "input", "for_each", "record", "max_children", "wait")
 
     # ---- validation -------------------------------------------------------------------
     def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
@@ -92,6 +102,10 @@ class Orchestration(StepTypeBase):
             check_input(ck, join(path, "input"), step["input"], item_scope)
         if "record" in step:
             _check_record(ck, join(path, "record"), step["record"], item_scope)
+        if "wait" in step and not isinstance(step["wait"], bool):
+            ck.add(join(path, "wait"), "wait takes true (the default: the step waits for its "
+                                       f"children) or false (it starts them and goes on), got "
+                                       f"{describe(step['wait'])}")
         if "max_children" in step:
             cap = expect_int(ck, join(path, "max_children"), step["max_children"], 1)
             if cap is not None and cap > MAX_CHILDREN_LIMIT:
@@ -120,6 +134,9 @@ class Orchestration(StepTypeBase):
             return
         d.commands.append(StartChildRuns(sr.name, sr.iteration, step.options["orchestration"],
                                          tuple(starts)))
+        if step.options.get("wait") is False:  # started (in this transaction): go on
+            d.complete_step(sr, {"count": len(starts), "waited": False}, "system",
+                            via="children")
 
     def _restart(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
         assert sr.children is not None

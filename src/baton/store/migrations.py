@@ -263,6 +263,11 @@ def _m018_attachments(conn: Connection) -> None:
     schema.imap_state.create(conn, checkfirst=True)
 
 
+def _m022_classifiers(conn: Connection) -> None:
+    """Classifiers trained from labelled texts, versioned (``baton ai train``)."""
+    schema.classifiers.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -284,6 +289,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(16, "child runs: a run's parent run and step", _m016_child_runs),
     Migration(17, "work item summaries and SLA jeopardy times", _m017_work_item_headlines),
     Migration(18, "attachments of intake's messages, IMAP polling state", _m018_attachments),
+    Migration(22, "classifiers trained from labelled texts", _m022_classifiers),
 )
 LATEST = MIGRATIONS[-1].version
 

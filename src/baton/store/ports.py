@@ -182,6 +182,15 @@ class Messages(Protocol):
     def put_imap_state_txn(self, row: Row) -> None: ...
 
 
+class Classifiers(Protocol):
+    """Classifiers trained from labelled texts, versioned (:mod:`baton.ai.trained`)."""
+
+    def insert_classifier_txn(self, row: Row) -> None: ...
+    def classifier_txn(self, name: str, version: int | None = None, *,
+                       data: bool = True) -> Row | None: ...
+    def list_classifiers_txn(self) -> list[Row]: ...
+
+
 class Callbacks(Protocol):
     """Callbacks received for waiting callout steps (:mod:`baton.runtime.callbacks`)."""
 
@@ -198,7 +207,7 @@ class Savepoints(Protocol):
 
 
 class Transaction(Definitions, Records, Runs, WorkItems, Jobs, Events, People, IdempotencyKeys,
-                  Incidents, Schedules, Messages, Callbacks, Savepoints, Protocol):
+                  Incidents, Schedules, Messages, Classifiers, Callbacks, Savepoints, Protocol):
     """Everything a caller may ask of one open transaction."""
 
 

@@ -434,3 +434,24 @@ imap_state = Table(
     Column("last_uid", BigInteger, nullable=False),
     Column("updated_at", String(40), nullable=False),
 )
+
+
+# Classifiers trained from labelled texts (``baton ai train NAME --from FILE.csv``,
+# :mod:`baton.ai.trained`), versioned: each training is a new version, an ``ai`` step with
+# ``classifier: NAME`` uses the latest. What is stored is the training set (gzip-compressed
+# JSON of texts and labels), not a pickled model: loading a pickle from the database would run
+# whatever it holds, and pickles break across scikit-learn versions; the classifier is trained
+# from it again, deterministically, once per process and version.
+classifiers = Table(
+    "baton_classifiers",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("labels", JSON, nullable=False),  # the distinct labels, sorted
+    Column("examples", Integer, nullable=False),  # how many texts
+    Column("fingerprint", String(64), nullable=False),  # of texts and labels (offline.fingerprint)
+    Column("data", LargeBinary, nullable=False),  # gzip JSON {"texts": [...], "labels": [...]}
+    Column("source", String(500), nullable=True),  # the file it was trained from
+    Column("created_at", String(40), nullable=False),
+    Column("created_by", String(200), nullable=False),
+)

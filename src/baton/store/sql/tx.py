@@ -22,6 +22,7 @@ from sqlalchemy import (
 from baton.errors import TransitionConflict
 from baton.store import schema as s
 from baton.store.sql.callbacks import CallbacksSql
+from baton.store.sql.classifiers import ClassifiersSql
 from baton.store.sql.idempotency import IdempotencySql
 from baton.store.sql.incidents import IncidentsSql
 from baton.store.sql.marks import reads, refused, writes
@@ -56,7 +57,7 @@ from baton.store.sql.statements import (
 
 
 class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, IncidentsSql,
-            SchedulesSql, MessagesSql, CallbacksSql):
+            SchedulesSql, MessagesSql, ClassifiersSql, CallbacksSql):
     """One open transaction; every method runs inside it and never commits."""
 
     def __init__(self, conn: Connection, hot: dict[Any, Hot] | None = None) -> None:

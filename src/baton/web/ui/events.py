@@ -6,18 +6,25 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from baton.ai.views import describe_ai_call, describe_child_link
 from baton.intake.views import describe_message
 
 
 def describe_event(e: Mapping[str, Any]) -> str:
     d = e.get("data") or {}
     t = e.get("type", "")
+    if t == "ai_call":
+        return describe_ai_call(d)
+    link = describe_child_link(t, d)
+    if link is not None and t == "child_runs_started":
+        return link
     if t == "record_updated":
         return ", ".join(f"{k}: {_short(v[0])} → {_short(v[1])}"
                          for k, v in (d.get("changes") or {}).items())
     if t == "record_created":
-        return ", ".join(f"{k}={_short(v)}" for k, v in (d.get("fields") or {}).items()
-                         if v is not None)[:300]
+        fields = ", ".join(f"{k}={_short(v)}" for k, v in (d.get("fields") or {}).items()
+                           if v is not None)[:300]
+        return f"{fields}; {link}" if link else fields
     if t == "decision_taken":
         label = f" ({d['label']})" if d.get("label") else ""
         return (f"after stage {d.get('stage')} (iteration {d.get('iteration')}) → "

@@ -1,0 +1,341 @@
+"""Providers that ask a language model: any OpenAI-compatible endpoint and Anthropic.
+
+Both are reached through a ``kind: connection`` (``type: http``), so a model call gets what
+every other call to an external system gets: the connection's timeouts, rate limit and
+in-flight bound, its auth with the key read from a secret reference at call time (never
+logged: summaries are scrubbed), and an ``http_call`` audit event per request. For
+OpenAI-compatible endpoints the connection's ``base_url`` ends where the OpenAI SDK's does
+(``https://api.openai.com/v1``; the call is ``POST {base_url}/chat/completions``, auth
+``bearer``); for Anthropic it is ``https://api.anthropic.com`` (``POST /v1/messages``, auth
+``api_key`` in the ``x-api-key`` header).
+
+Why plain HTTP and not the official ``openai`` / ``anthropic`` SDKs: each SDK brings its own
+HTTP client (``httpx``, not the ``httpx2`` client of connections), its own retries and its
+own timeouts. Pointing them at a connection would mean either bypassing the connection's
+rate limit, in-flight bound, secret scrubbing and call audit, or writing a transport that
+bridges them to the connection's event loop, for two JSON requests whose shape is stable
+and documented. Retries belong to the step's ``retry`` policy (a 429's ``Retry-After`` is
+honoured there, as for callouts), not to a client library retrying behind its back.
+
+The answer is structured: OpenAI-compatible endpoints are asked for a ``json_schema``
+response format, Anthropic for a forced tool call whose ``input_schema`` is the task's
+schema. :func:`baton.ai.provider.structured` checks it, asks once more with the
+validation error, and fails the step (fallout) when the second answer does not fit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton.ai.provider import (
+    Category,
+    Classification,
+    Extraction,
+    FieldSpec,
+    Found,
+    ProviderContext,
+    Usage,
+    check_classification,
+    check_extraction,
+    classification_schema,
+    extraction_schema,
+    structured,
+)
+from baton.connections.calls import CALL_EVENT, CallFailed, HttpRequest, HttpResponse
+from baton.errors import StepFailure
+
+CLASSIFY_PROMPT = """\
+You classify a message into exactly one of the categories below. Answer with JSON only:
+{"category": <one of the category names>, "confidence": <0 to 1, how sure you are>,
+"rationale": <one or two sentences quoting the words of the message that decided>}.
+
+Categories:
+"""
+EXTRACT_PROMPT = """\
+You extract fields from a message. Answer with JSON only: {"fields": {<name>: {"value": <the
+value, or null when the message does not give it>, "source": <the passage of the message it
+was found in, or null>}}} for every field below. Never invent a value that is not in the
+message. Dates as YYYY-MM-DD, decimal numbers as text with a dot ("12.50").
+
+Fields:
+"""
+ANTHROPIC_VERSION = "2023-06-01"
+MAX_TOKENS = 1024
+TOOL = "answer"
+
+
+def templates() -> str:
+    """The prompt templates, as the prompt version hashes them."""
+    return CLASSIFY_PROMPT + EXTRACT_PROMPT + ANTHROPIC_VERSION
+
+
+def category_list(categories: Sequence[Category]) -> str:
+    lines = []
+    for c in categories:
+        line = f"- {c.name}: {c.description}".rstrip(": ")
+        if c.examples:
+            line += "\n  examples: " + " | ".join(c.examples[:5])
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def field_list(fields: Sequence[FieldSpec]) -> str:
+    lines = []
+    for f in fields:
+        line = f"- {f.name} ({f.type}{', required' if f.required else ''})"
+        if f.description:
+            line += f": {f.description}"
+        if f.labels:
+            line += f" (may be called: {', '.join(f.labels)})"
+        if f.choices:
+            line += f" one of: {', '.join(f.choices)}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+@dataclass
+class _Reply:
+    answer: Any  # the parsed structured answer (or what could be read of it)
+    message: Any  # what to put back into the conversation as the assistant's turn
+    usage: dict[str, Any]
+    model: str
+
+
+@dataclass
+class ChatProvider:
+    """What both wire formats share: the conversation, the retry on a bad answer, usage,
+    and the calls made (:attr:`calls`, audit events for the step)."""
+
+    ctx: ProviderContext
+    kind: str = ""
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    _asks: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    # ---- tasks ------------------------------------------------------------------------
+    def classify(self, text: str, categories: Sequence[Category]) -> Classification:
+        schema = classification_schema(categories)
+        system = CLASSIFY_PROMPT + category_list(categories)
+        answer, usage = self._structured(system, text, schema, "classification",
+                                         lambda a: check_classification(a, categories))
+        confidence = round(float(answer["confidence"]), 4)
+        return Classification(str(answer["category"]), confidence,
+                              ((str(answer["category"]), confidence),),
+                              (str(answer["rationale"]),), usage)
+
+    def extract(self, text: str, fields: Sequence[FieldSpec],
+                patterns: Mapping[str, str]) -> Extraction:
+        resolved = [_with_pattern(f, patterns) for f in fields]
+        schema = extraction_schema(resolved)
+        system = EXTRACT_PROMPT + field_list(resolved)
+        answer, usage = self._structured(system, text, schema, "extraction",
+                                         lambda a: check_extraction(a, resolved))
+        found: dict[str, Found] = {}
+        for f in resolved:
+            entry = answer["fields"].get(f.name)
+            value = entry.get("value") if isinstance(entry, Mapping) else entry
+            if value is None:
+                continue
+            source = entry.get("source") if isinstance(entry, Mapping) else None
+            source = source if isinstance(source, str) and source else str(value)
+            found[f.name] = Found(value, source, text.find(source), f"{self.kind} model")
+        wanted = [f for f in resolved if f.required] or list(resolved)
+        confidence = sum(f.name in found for f in wanted) / len(wanted) if wanted else 1.0
+        return Extraction(found, round(confidence, 4), usage)
+
+    # ---- the conversation ---------------------------------------------------------------
+    def _structured(self, system: str, text: str, schema: dict[str, Any], title: str,
+                    check: Any) -> tuple[Any, Usage]:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": text}]
+        replies: list[_Reply] = []
+
+        def ask(correction: str | None) -> Any:
+            if correction is not None:
+                messages.extend(self._correction(replies[-1], correction))
+            reply = self._ask(system, messages, schema, title)
+            replies.append(reply)
+            return reply.answer
+
+        answer, asks = structured(ask, check)
+        tokens_in = _total(r.usage.get("input_tokens") for r in replies)
+        tokens_out = _total(r.usage.get("output_tokens") for r in replies)
+        cost = _total(r.usage.get("cost") for r in replies)
+        return answer, Usage(replies[-1].model, tokens_in, tokens_out,
+                             None if cost is None else float(cost), asks)
+
+    def _ask(self, system: str, messages: list[dict[str, Any]], schema: dict[str, Any],
+             title: str) -> _Reply:
+        raise NotImplementedError
+
+    def _correction(self, reply: _Reply, correction: str) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _post(self, path: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
+              ) -> HttpResponse:
+        services = self.ctx.services
+        if services is None:
+            raise StepFailure(f"ai provider {self.kind}: this process has no connections "
+                              "configured", retryable=False)
+        if not self.ctx.connection:
+            raise StepFailure(f"ai provider {self.kind} needs a connection (the step's "
+                              "connection: or [ai] connection in baton.toml)", retryable=False)
+        conn = services.connection(self.ctx.connection)
+        if conn.type != "http":
+            raise StepFailure(f"ai provider {self.kind}: connection {conn.name!r} is of type "
+                              f"{conn.type}, not http", retryable=False)
+        self._asks += 1
+        request = HttpRequest("POST", path, f"{self.ctx.call_key}:ask{self._asks}",
+                              headers=dict(headers or {}), body=body)
+        try:
+            response: HttpResponse = services.http.call(conn, request)
+        except CallFailed as exc:
+            self.calls.append({"type": CALL_EVENT, **exc.summary.to_json()})
+            raise
+        self.calls.append({"type": CALL_EVENT, **response.summary.to_json()})
+        if not 200 <= response.status < 300:
+            from baton.steps.callout import retry_after
+
+            retryable = response.status in (408, 409, 429) or response.status >= 500
+            detail = _error_text(response.body)
+            raise StepFailure(f"ai provider {self.kind}: {response.summary.url} answered "
+                              f"{response.status}{': ' + detail if detail else ''}"
+                              + ("" if retryable else " (not retried)"),
+                              retryable=retryable, retry_after=retry_after(response))
+        if not isinstance(response.body, Mapping):
+            raise StepFailure(f"ai provider {self.kind}: {response.summary.url} answered "
+                              "something that is not a JSON object", retryable=True)
+        return response
+
+    def _model(self) -> str:
+        """The model to ask (first: is there a connection to ask it over?)."""
+        if not self.ctx.connection:
+            raise StepFailure(f"ai provider {self.kind} needs a connection (the step's "
+                              "connection: or [ai] connection in baton.toml)", retryable=False)
+        if not self.ctx.model:
+            raise StepFailure(f"ai provider {self.kind} needs a model (the step's model: or "
+                              "[ai] model in baton.toml)", retryable=False)
+        return self.ctx.model
+
+
+class OpenAIProvider(ChatProvider):
+    """``POST {base_url}/chat/completions`` with a ``json_schema`` response format."""
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        super().__init__(ctx, "openai")
+
+    def _ask(self, system: str, messages: list[dict[str, Any]], schema: dict[str, Any],
+             title: str) -> _Reply:
+        body = {"model": self._model(), "temperature": 0,
+                "messages": [{"role": "system", "content": system}, *messages],
+                "response_format": {"type": "json_schema", "json_schema": {
+                    "name": title, "schema": schema, "strict": False}}}
+        data = self._post("chat/completions", body).body
+        try:
+            message = data["choices"][0]["message"]
+        except (KeyError, IndexError, TypeError):
+            raise StepFailure("ai provider openai: the answer has no choices[0].message",
+                              retryable=True) from None
+        content = message.get("content") if isinstance(message, Mapping) else None
+        usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
+        return _Reply(_json_or_text(content, message), {"role": "assistant",
+                                                        "content": content or ""},
+                      {"input_tokens": usage.get("prompt_tokens"),
+                       "output_tokens": usage.get("completion_tokens"),
+                       "cost": usage.get("cost")},
+                      str(data.get("model") or body["model"]))
+
+    def _correction(self, reply: _Reply, correction: str) -> list[dict[str, Any]]:
+        return [reply.message, {"role": "user", "content": correction}]
+
+
+class AnthropicProvider(ChatProvider):
+    """``POST /v1/messages`` with a forced tool call whose input schema is the answer's."""
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        super().__init__(ctx, "anthropic")
+
+    def _ask(self, system: str, messages: list[dict[str, Any]], schema: dict[str, Any],
+             title: str) -> _Reply:
+        body = {"model": self._model(), "max_tokens": MAX_TOKENS, "temperature": 0,
+                "system": system, "messages": messages,
+                "tools": [{"name": TOOL, "description": f"Give the {title}.",
+                           "input_schema": schema}],
+                "tool_choice": {"type": "tool", "name": TOOL}}
+        data = self._post("v1/messages", body, {"anthropic-version": ANTHROPIC_VERSION}).body
+        blocks = data.get("content")
+        if not isinstance(blocks, list):
+            raise StepFailure("ai provider anthropic: the answer has no content",
+                              retryable=True)
+        answer: Any = None
+        for block in blocks:
+            if isinstance(block, Mapping) and block.get("type") == "tool_use":
+                answer = block.get("input")
+                break
+        else:
+            texts = [b.get("text", "") for b in blocks if isinstance(b, Mapping)
+                     and b.get("type") == "text"]
+            answer = _json_or_text("".join(texts), None)
+        usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
+        return _Reply(answer, {"role": "assistant", "content": blocks},
+                      {"input_tokens": usage.get("input_tokens"),
+                       "output_tokens": usage.get("output_tokens"), "cost": usage.get("cost")},
+                      str(data.get("model") or body["model"]))
+
+    def _correction(self, reply: _Reply, correction: str) -> list[dict[str, Any]]:
+        uses = [b for b in reply.message["content"] if isinstance(b, Mapping)
+                and b.get("type") == "tool_use"]
+        if uses:  # a tool use must be answered by its result
+            return [reply.message, {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": uses[0].get("id", ""),
+                 "is_error": True, "content": correction}]}]
+        return [reply.message, {"role": "user", "content": correction}]
+
+
+def _with_pattern(f: FieldSpec, patterns: Mapping[str, str]) -> FieldSpec:
+    """A field whose ``pattern`` names one of the step's ``patterns``: that regex (the
+    model's value is checked against it); a field named like a pattern: that one too."""
+    from dataclasses import replace
+
+    if f.pattern and f.pattern in patterns:
+        return replace(f, pattern=patterns[f.pattern])
+    if f.pattern is None and f.name in patterns:
+        return replace(f, pattern=patterns[f.name])
+    return f
+
+
+def _json_or_text(content: Any, message: Any) -> Any:
+    """The JSON in a model's text (``json`` fences allowed), else the text itself (which
+    then fails the schema check with a message saying what came)."""
+    if not isinstance(content, str):
+        if isinstance(message, Mapping) and message.get("refusal"):
+            return f"(the model refused: {message['refusal']})"
+        return content
+    text = content.strip()
+    if text.startswith("```"):
+        text = text.strip("`")
+        text = text[4:] if text.lower().startswith("json") else text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return content
+
+
+def _error_text(body: Any) -> str:
+    if isinstance(body, Mapping):
+        err = body.get("error")
+        if isinstance(err, Mapping):
+            return str(err.get("message") or err.get("type") or "")[:300]
+        if isinstance(err, str):
+            return err[:300]
+    return ""
+
+
+def _total(values: Any) -> Any:
+    got = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return sum(got) if got else None

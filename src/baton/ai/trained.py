@@ -1,0 +1,127 @@
+"""Classifiers trained from labelled records: ``baton ai train NAME --from FILE.csv``.
+
+A CSV file of texts and their labels (columns ``text`` and ``label`` by default) becomes a
+new version of the classifier ``NAME`` in the database (``baton_classifiers``); an ``ai``
+step with ``task: classify`` and ``classifier: NAME`` is answered by the offline provider
+trained on the latest version (plus the step's own categories' names, descriptions and
+examples, if it has categories). What is stored is the training set, compressed, not a
+pickled model (a pickle read from the database would run whatever it holds, and breaks
+across scikit-learn versions): a worker trains the classifier from it once per version (the
+offline classifier is deterministic and trains on 10,000 texts in seconds) and keeps it.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from baton.errors import BatonError, NotFound, ValidationError
+
+MAX_TEXT = 20_000  # characters of a training text kept
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    name: str
+    version: int
+    texts: tuple[str, ...]
+    labels: tuple[str, ...]
+
+
+def read_csv(path: Path, text_column: str = "text", label_column: str = "label"
+             ) -> tuple[list[str], list[str]]:
+    """The texts and labels of a CSV file with a header; a problem names the file, the line
+    and the column."""
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise BatonError(f"{path}: cannot read it: {exc.strerror}") from None
+    texts: list[str] = []
+    labels: list[str] = []
+    with handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        for col in (text_column, label_column):
+            if col not in header:
+                raise BatonError(f"{path}:1: no column {col!r} (the header has: "
+                                 f"{', '.join(header) or 'nothing'}; choose with --text / "
+                                 "--label)")
+        try:
+            for row in reader:
+                text = (row.get(text_column) or "").strip()
+                label = (row.get(label_column) or "").strip()
+                if not text and not label:
+                    continue  # a blank line
+                if not text or not label:
+                    empty = text_column if not text else label_column
+                    raise BatonError(f"{path}:{reader.line_num}: empty {empty!r}")
+                texts.append(text[:MAX_TEXT])
+                labels.append(label)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise BatonError(f"{path}:{reader.line_num}: not readable as UTF-8 CSV: "
+                             f"{exc}") from None
+    if len(set(labels)) < 2:
+        raise BatonError(f"{path}: the classifier needs examples of at least two labels, got "
+                         f"{len(set(labels))} in {len(texts)} rows")
+    return texts, labels
+
+
+def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
+          source: str | None, actor: str, now: str) -> dict[str, Any]:
+    """Train on ``texts`` (so a set that cannot be trained on is refused before it is
+    stored) and store it as the next version of ``name``; returns the stored row (without
+    its data) with ``seconds``, the training time."""
+    from baton.ai.offline import OfflineClassifier, fingerprint
+    from baton.definitions.checks import IDENTIFIER
+
+    if not IDENTIFIER.fullmatch(name):
+        raise ValidationError("classifier", {"name": f"{name!r} is not a name (letters, "
+                                                     "digits and _, starting with a letter)"})
+    started = time.perf_counter()
+    OfflineClassifier.train(texts, labels)
+    seconds = time.perf_counter() - started
+    data = gzip.compress(json.dumps({"texts": list(texts), "labels": list(labels)},
+                                    ensure_ascii=False).encode())
+    with store.write() as tx:
+        latest = tx.classifier_txn(name, data=False)
+        row = {"name": name, "version": (latest["version"] + 1) if latest else 1,
+               "labels": sorted(set(labels)), "examples": len(texts),
+               "fingerprint": fingerprint(texts, labels), "data": data,
+               "source": source, "created_at": now, "created_by": actor}
+        tx.insert_classifier_txn(row)
+    return {**{k: v for k, v in row.items() if k != "data"}, "seconds": seconds}
+
+
+class TrainedSets:
+    """The latest training set of each classifier, read from the store when a step needs
+    it: one query for the latest version each time (a new training is used at once), the
+    data only when the version changed. Thread-safe; one per worker process."""
+
+    def __init__(self, read: Callable[[], Any]) -> None:
+        self._read = read  # the store's read() context manager factory
+        self._lock = threading.Lock()
+        self._sets: dict[str, TrainingSet] = {}
+
+    def __call__(self, name: str) -> TrainingSet:
+        with self._read() as tx:
+            head = tx.classifier_txn(name, data=False)
+            if head is None:
+                raise NotFound("classifier", name)
+            with self._lock:
+                held = self._sets.get(name)
+            if held is not None and held.version == head["version"]:
+                return held
+            row = tx.classifier_txn(name, head["version"])
+        data = json.loads(gzip.decompress(row["data"]))
+        got = TrainingSet(name, int(row["version"]), tuple(data["texts"]),
+                          tuple(data["labels"]))
+        with self._lock:
+            self._sets[name] = got
+        return got
