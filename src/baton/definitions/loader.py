@@ -32,6 +32,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from baton.definitions.checks import ChildTarget, ParsedDocument, item, join
 from baton.definitions.connection import build_connection
+from baton.definitions.plans import build_catalog, build_fulfillment
 from baton.definitions.model import (
     ATTACHMENTS_ALLOW,
     ATTACHMENTS_MAX_BYTES,
@@ -576,9 +577,14 @@ def build(doc: ParsedDocument) -> LoadedDefinition:
             _attachment_policy(data.get("attachments") or {}), _imap(data.get("imap")))
     elif data["kind"] == "connection":
         definition = build_connection(data)
+    elif data["kind"] == "catalog":
+        definition = build_catalog(data)
+    elif data["kind"] == "fulfillment":
+        definition = build_fulfillment(data, _build_trigger(data["trigger"]))
     else:
         definition = _build_orchestration(data, doc.lines)
-    return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)
+    return LoadedDefinition(data["kind"], definition.name, definition, doc.source, doc.file,
+                            doc.line)
 
 
 def _imap(data: Mapping[str, Any] | None) -> ImapSource | None:

@@ -369,7 +369,9 @@ def parse_secret_ref(text: object) -> SecretRef | None:
 
 
 Definition = (ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
-              | MailboxDefinition | ConnectionDefinition)
+              | MailboxDefinition | ConnectionDefinition | Any)  # Any: catalog, fulfillment
+# (baton.definitions.plans: CatalogDefinition, FulfillmentDefinition; imported there, not
+# here, so this module stays the leaf every other definition module imports)
 
 
 @dataclass(frozen=True)

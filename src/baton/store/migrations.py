@@ -263,6 +263,12 @@ def _m018_attachments(conn: Connection) -> None:
     schema.imap_state.create(conn, checkfirst=True)
 
 
+def _m020_plans(conn: Connection) -> None:
+    """Fulfillment plans: each revision of an order's plan with its generated step graph.
+    (Self-contained: it may be renumbered.)"""
+    schema.plans.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -284,6 +290,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(16, "child runs: a run's parent run and step", _m016_child_runs),
     Migration(17, "work item summaries and SLA jeopardy times", _m017_work_item_headlines),
     Migration(18, "attachments of intake's messages, IMAP polling state", _m018_attachments),
+    Migration(20, "fulfillment plans of orders (their generated step graphs)", _m020_plans),
 )
 LATEST = MIGRATIONS[-1].version
 
