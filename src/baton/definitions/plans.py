@@ -9,7 +9,7 @@ Steps stay plain validated data: a plan copies them into the step graph it gener
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -236,7 +236,7 @@ def _known(ck: Checker, path: str, code: Any, products: Mapping[str, Any]) -> bo
 
 
 def _check_targets(ck: Checker, path: str, value: Any, products: Mapping[str, Any],
-                   lookups: Mapping[str, Any], sources: list[Mapping[str, Any]]) -> list[str]:
+                   lookups: Mapping[str, Any], sources: Sequence[Mapping[str, Any]]) -> list[str]:
     """Each target of a ``decomposes_to``; returns the product codes it names."""
     out = []
     readable = set.intersection(*[_attrs(s) for s in sources]) if sources else set()

@@ -41,8 +41,8 @@ from baton.definitions.checks import (
     unknown,
 )
 from baton.definitions.connection import check_connection
-from baton.definitions.plans import check_catalog, check_fulfillment
 from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
+from baton.definitions.plans import check_catalog, check_fulfillment
 from baton.errors import Issue
 from baton.expressions import is_expression
 from baton.expressions.cel import member_chains

@@ -207,7 +207,7 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
     facts: list[dict[str, Any]] = []
     for name, by_key in instances.items():
         t = fulfillment.templates[name]
-        defaults = fulfillment.defaults.get(t["type"]) or {}
+        defaults: Mapping[str, Any] = fulfillment.defaults.get(t["type"]) or {}
         for inst in by_key.values():
             views = [ln.view() for ln in inst.lines]
             step = {k: v for k, v in t.items() if k not in PLAN_STEP_KEYS and k != "after"}

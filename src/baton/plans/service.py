@@ -14,8 +14,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import replace
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from baton.clock import Clock, iso
@@ -303,6 +301,3 @@ def _jsonable(view: Mapping[str, Any]) -> dict[str, Any]:
             else str(v)
     return out
 
-
-__all__ = ["PREFIX", "PlanService", "build_definition", "compensation_graph", "order_of",
-           "plan_name", "MappingProxyType", "replace"]
