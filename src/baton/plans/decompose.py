@@ -155,5 +155,20 @@ def _attributes(catalog: CatalogDefinition, t: Target, scope: Mapping[str, Any],
                 raise PlanningError(f"{what}: no entry {key!r} in lookup table "
                                     f"'{spec['lookup']}' and no default")
         else:
-            out[name] = _eval(spec, scope, what)
+            try:
+                out[name] = _eval(spec, scope, what)
+            except PlanningError:
+                if not (isinstance(spec, str) and _reads_missing(spec, scope)):
+                    raise
+                # the line does not have what it maps: the attribute stays unset
     return out
+
+
+def _reads_missing(source: str, scope: Mapping[str, Any]) -> bool:
+    try:
+        evaluate(source, scope)
+    except Missing:
+        return True
+    except ExpressionError:
+        return False
+    return False

@@ -24,8 +24,10 @@ from baton.definitions.plans import PLAN_STEP_KEYS, FulfillmentDefinition
 from baton.errors import ExpressionError
 from baton.expressions import Missing, evaluate, evaluate_condition, is_expression, reads_variables
 from baton.plans.decompose import FulfillmentLine, PlanningError
+from baton.steps.pause import Pause
 
 GRAPH_FORMAT = 1
+PAUSE = Pause.name  # the step a not_before date becomes: a pause for the time left
 STAGE = "plan"
 
 
@@ -116,9 +118,11 @@ def _instance_key(t: Mapping[str, Any], kind: str, ln: FulfillmentLine,
     try:
         value = evaluate(source, {"line": ln.view(), "record": order}) \
             if is_expression(source) else source
-    except (Missing, ExpressionError) as exc:
+    except Missing:
+        return None  # a line without the value is in no group (as one outside a bundle)
+    except ExpressionError as exc:
         raise PlanningError(f"step {t['name']}, line {ln.key}: group_by {source}: {exc}") from None
-    return str(value)
+    return None if value is None else str(value)
 
 
 def _group_of(fulfillment: FulfillmentDefinition, template: str, ln: FulfillmentLine,
@@ -224,7 +228,7 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
                 ms = _wait_ms(t["not_before"], views[0], order, now, inst.name)
                 if ms > 0:
                     wait = f"wait_{inst.name}"
-                    steps.append({"name": wait, "type": "pause", "for": f"{ms}ms",
+                    steps.append({"name": wait, "type": PAUSE, "for": f"{ms}ms",
                                   "lane": t.get("lane"), "after": list(after)})
                     facts.append({"name": wait, "template": name, "scope": inst.kind,
                                   "instance": inst.key, "lane": t.get("lane"),
