@@ -121,3 +121,50 @@ def test_lines_are_created_with_the_order_atomically(harness: Harness) -> None:
         _order(harness, bad)
     assert harness.engine.count_records("Order") == 0
     assert harness.engine.count_records("OrderLine") == 0
+
+
+def test_amend_plans_only_the_difference(harness: Harness) -> None:
+    _deploy(harness)
+    order = _order(harness)
+    harness.work()  # up to the manual installations
+    before = harness.engine.get_run(harness.engine.plans.show(order)["run_id"])
+    lyon = [r for r in harness.engine.list_records("OrderLine", limit=50)
+            if (r.get("attributes") or {}).get("site") == "LYON"][0]
+    harness.engine.update_record(lyon["id"], {"action": "cancel"})  # a line removed
+    harness.engine.create_record("OrderLine", {"order": order, "product": "LAPTOP-PRO",
+                                               "attributes": {"color": "blue"}})  # one added
+    diff = harness.engine.plans.diff(order)
+    assert diff["added"] == ["reserve[L6.1]", "ship[L6.1]", "provision[L6.1]"]
+    assert diff["removed"] == ["install[LYON]", "activate[L5.1]"]
+    assert diff["changed"] == [] and "billing" in diff["rewired"]
+    assert "reserve[L2.1]" in diff["unchanged"] and diff["compensate"] == []
+    CALLS.clear()
+    out = harness.engine.plans.amend(order, "test")
+    assert out["revision"] == 2
+    harness.work()
+    after = harness.engine.get_run(before.id)
+    # unchanged steps were not run again: the same completion
+    assert after.steps["reserve[L2.1]"].completed_at == before.steps["reserve[L2.1]"].completed_at
+    assert sorted(CALLS) == ["provision:L6.1", "reserve:L6.1", "ship:L6.1"]
+    assert "install[LYON]" not in after.steps
+    assert [i["step"] for i in harness.engine.list_work(queue="installers")] == ["install[PARIS]"]
+    plan = harness.engine.plans.show(order)
+    assert plan["revision"] == 2 and plan["status"] == "in_progress"
+    assert harness.engine.plans.show(order)["steps"][-1]["name"] == "activate[L4.1]"
+
+
+def test_amend_compensates_a_removed_completed_step(harness: Harness) -> None:
+    _deploy(harness)
+    order = _order(harness)
+    harness.work()
+    laptop = [r for r in harness.engine.list_records("OrderLine", limit=50)
+              if r["product"] == "LAPTOP-PRO"][0]
+    harness.engine.update_record(laptop["id"], {"action": "cancel"})
+    diff = harness.engine.plans.diff(order)
+    assert diff["compensate"] == ["reserve[L2.1]", "ship[L2.1]"]
+    CALLS.clear()
+    out = harness.engine.plans.amend(order, "test")
+    assert out["compensation_run_id"]
+    harness.work()
+    assert CALLS == ["recall:L2.1", "release:L2.1"]
+    assert harness.engine.get_run(out["compensation_run_id"]).status.value == "completed"

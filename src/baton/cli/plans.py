@@ -85,3 +85,40 @@ def cancel(order: OrderArg,
     console.print(f"canceled the plan of order [bold]{order}[/bold]; compensation run "
                   f"{out['compensation_run_id']} rolls back: "
                   f"{', '.join(out['rollbacks']) or 'nothing'}")
+
+
+@plans_app.command("diff")
+def diff(order: OrderArg, as_json: JsonOpt = False) -> None:
+    """What `baton plans amend` would do with the order's lines as they are now: steps
+    added, removed, changed, rewired, and the completed ones it would compensate."""
+    out = _state().engine().plans.diff(order)
+    if as_json:
+        print_json(out)
+        return
+    _print_diff(out)
+
+
+def _print_diff(out: dict[str, Any]) -> None:
+    marks = (("added", "green", "+"), ("removed", "red", "-"), ("changed", "yellow", "~"),
+             ("rewired", "cyan", ">"))
+    for key, style, mark in marks:
+        for name in out[key]:
+            extra = f" ({out['status'][name]})" if name in out.get("status", {}) else ""
+            console.print(f"[{style}]{mark} {escape(name)}{extra}[/]")
+    console.print(f"{len(out['unchanged'])} steps unchanged; compensate: "
+                  f"{', '.join(out['compensate']) or 'nothing'}")
+
+
+@plans_app.command("amend")
+def amend(order: OrderArg, as_json: JsonOpt = False) -> None:
+    """Amend the order's plan to its lines as they are now (add lines, or set a line's
+    action to cancel, first): only the difference is planned; removed completed steps are
+    rolled back. Refused once a point-of-no-return step has completed."""
+    out = _state().engine().plans.amend(order, "cli")
+    if as_json:
+        print_json(out)
+        return
+    _print_diff(out)
+    console.print(f"plan of order [bold]{order}[/bold] is now revision {out['revision']}"
+                  + (f"; compensation run {out['compensation_run_id']}"
+                     if out["compensation_run_id"] else ""))

@@ -18,6 +18,7 @@ from baton.errors import BatonError, ExpressionError
 from baton.expressions import Missing, evaluate, is_expression
 
 MAX_DEPTH = 20
+CANCEL = "cancel"  # a line canceled (by an amendment) is not planned; its key stays taken
 
 
 class PlanningError(BatonError):
@@ -69,6 +70,8 @@ def decompose(catalog: CatalogDefinition, lines: Sequence[OrderLine],
             children.setdefault(ln.bundle_id, []).append(ln)
     out: list[FulfillmentLine] = []
     for ln in lines:
+        if ln.action == CANCEL:
+            continue
         if ln.bundle_id is None or ln.bundle_id not in keys:
             _expand(catalog, ln, keys[ln.id], None, keys[ln.id], ln.id, ln.product, children,
                     keys, order, out, 0)
@@ -91,6 +94,8 @@ def _expand(catalog: CatalogDefinition, ln: OrderLine, key: str, bundle: str | N
             OrderLine(f"{ln.id}/{c}", c, ln.qty, ln.action, {}, ln.start_date, ln.id)
             for c in product.children]
         for j, kid in enumerate(kids, 1):
+            if kid.action == CANCEL:
+                continue
             kid_key = keys.get(kid.id, f"{key}.{j}")
             own = kid.id in keys
             _expand(catalog, kid, kid_key, key, kid_key if own else source,

@@ -220,9 +220,13 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
             if inst.kind == "line_item":
                 step = _resolve_line_values(step, views[0])
             step["name"] = inst.name
+            # A line-item step sees its line; the others the keys of theirs (a plan step
+            # none: a line added by an amendment must not change what it was given).
+            lines: list[Any] = views if inst.kind == "line_item" else \
+                [] if inst.kind == "plan" else [ln.key for ln in inst.lines]
             step["input"] = {**(step.get("input") or {}),
                              "plan": {"scope": inst.kind, "instance": inst.key,
-                                      "lines": views}}
+                                      "lines": lines}}
             after = list(deps.get(inst.name, ()))
             if "not_before" in t:
                 ms = _wait_ms(t["not_before"], views[0], order, now, inst.name)

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from baton.clock import Clock, iso
 from baton.definitions.model import OrchestrationDefinition
 from baton.definitions.plans import FulfillmentDefinition
-from baton.engine.events import CancelRequested
+from baton.engine.events import CancelRequested, PlanAmended
 from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import NotFound, TransitionConflict
 from baton.ids import IdGenerator
 from baton.plans.decompose import OrderLine, PlanningError, decompose
-from baton.plans.generate import GRAPH_FORMAT, STAGE, Timings, generate
+from baton.plans.generate import GRAPH_FORMAT, PAUSE, STAGE, Timings, generate
 from baton.records.model import record_view
 from baton.rows import audit_event
 from baton.store.ports import Transaction
@@ -208,6 +208,101 @@ class PlanService:
         return {"order_id": order_id, "run_id": row["run_id"], "compensation_run_id": comp.id,
                 "rollbacks": [s["name"] for s in graph["steps"]]}
 
+    # ---- amend ------------------------------------------------------------------------
+    def diff(self, order_id: str) -> dict[str, Any]:
+        """What amending the plan to the order's lines as they are now would do: steps
+        added, removed (compensated when completed and they have a rollback), changed
+        (removed and added again), rewired (only their ``after`` changed: they keep their
+        state) and unchanged."""
+        with self.store.read() as tx:
+            return self._diff_txn(tx, order_id, self.clock.now())[0]
+
+    def _diff_txn(self, tx: Transaction, order_id: str, now_dt: Any
+                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], Run]:
+        row = self.plan_row(order_id, tx)
+        fulfillment = self.definitions.fulfillment(row["fulfillment"], row["fulfillment_version"],
+                                                   tx)
+        catalog = self.definitions.catalog_version(row["catalog"], row["catalog_version"], tx)
+        order_row = tx.get_record_txn(order_id)
+        if order_row is None:
+            raise NotFound("record", order_id)
+        otype = self.definitions.object_type(order_row["object_type"], tx)
+        order = _jsonable(record_view(order_row, otype))
+        flines = decompose(catalog, self.order_lines_txn(tx, fulfillment, order_id), order)
+        new = generate(fulfillment, flines, order, otype.name, plan_name(order_id), now_dt)
+        new["pinned"] = row["graph"]["pinned"]
+        run_row = tx.get_run_txn(row["run_id"])
+        assert run_row is not None
+        run = Run.from_json(run_row["state"])
+        old_steps = {s["name"]: s for s in row["graph"]["definition"]["stages"][0]["steps"]}
+        new_steps = {s["name"]: s for s in new["definition"]["stages"][0]["steps"]}
+        added, removed, changed, rewired, unchanged = [], [], [], [], []
+        for name, s in new_steps.items():
+            o = old_steps.get(name)
+            if o is None:
+                added.append(name)
+            elif _content(o) != _content(s):
+                changed.append(name)
+            elif o.get("after") != s.get("after"):
+                rewired.append(name)
+            else:
+                unchanged.append(name)
+        removed = [n for n in old_steps if n not in new_steps]
+        status = {n: sr.status.value for n, sr in run.steps.items()}
+        facts = {f["name"]: f for f in row["graph"]["steps"]}
+        compensate = [n for n in removed + changed if status.get(n) == "completed"
+                      and "rollback" in facts.get(n, {})]
+        out = {"order_id": order_id, "revision": row["revision"], "run_id": row["run_id"],
+               "added": added, "removed": removed, "changed": changed, "rewired": rewired,
+               "unchanged": unchanged, "compensate": compensate,
+               "status": {n: status.get(n, "not_started") for n in removed + changed}}
+        return out, row, new, run
+
+    def amend(self, order_id: str, actor: str) -> dict[str, Any]:
+        """Plan only the difference between the plan and the order's lines now: refused
+        once a point-of-no-return step has completed; removed (and changed) steps leave
+        the run, open ones canceled and completed ones compensated; added (and changed)
+        steps join it; the others keep their state."""
+        now_dt = self.clock.now()
+        with self.store.write() as tx:
+            diff, row, graph, _ = self._diff_txn(tx, order_id, now_dt)
+            run, _defn, record = self.runs.load_txn(tx, row["run_id"])
+            self._check_ponr(row["graph"], run, "amended")
+            if run.status is not RunStatus.IN_PROGRESS:
+                raise TransitionConflict(f"the plan of order {order_id} is {run.status.value}; "
+                                         "only a plan in progress can be amended")
+            revisions = tx.plan_revisions_txn(order_id)
+            revision = max(r["revision"] for r in revisions) + 1
+            name = plan_name(order_id)
+            defn = self.definitions.remember_plan(name, revision, build_definition(graph), tx)
+            tx.insert_plan_txn({**{k: row[k] for k in (
+                "fulfillment", "fulfillment_version", "catalog", "catalog_version")},
+                "order_id": order_id, "revision": revision, "kind": "plan", "run_id": run.id,
+                "graph": graph, "created_at": iso(now_dt), "created_by": actor})
+            gone = tuple(diff["removed"] + diff["changed"])
+            self.runs.decide_and_apply_txn(
+                tx, defn, run, PlanAmended(revision, gone,
+                                           tuple(diff["changed"] + diff["added"]), actor),
+                now_dt, record)
+            comp_id = None
+            if diff["compensate"]:
+                cgraph = compensation_graph(row["graph"], set(diff["compensate"]), name)
+                crev = revision + 1
+                cdefn = self.definitions.remember_plan(name, crev, build_definition(cgraph), tx)
+                order_row = tx.get_record_txn(order_id, for_update=True)
+                comp = self.runs.start_txn(tx, cdefn, crev, order_row, {}, actor, now_dt)
+                comp_id = comp.id
+                tx.insert_plan_txn({**{k: row[k] for k in (
+                    "fulfillment", "fulfillment_version", "catalog", "catalog_version")},
+                    "order_id": order_id, "revision": crev, "kind": "compensation",
+                    "run_id": comp.id, "graph": cgraph, "created_at": iso(now_dt),
+                    "created_by": actor})
+            tx.append_events_txn([audit_event(  # type: ignore[list-item]
+                "plan_amended", actor, iso(now_dt), order_id, run.id,
+                {"revision": revision, "added": diff["added"], "removed": diff["removed"],
+                 "changed": diff["changed"], "compensation_run": comp_id})])
+        return {**diff, "revision": revision, "compensation_run_id": comp_id}
+
     def _check_ponr(self, graph: Mapping[str, Any], run: Run, what: str) -> None:
         for fact in graph["steps"]:
             sr = run.steps.get(fact["name"])
@@ -261,6 +356,15 @@ def compensation_graph(graph: Mapping[str, Any], completed: set[str], name: str
     definition["stages"] = [{"name": STAGE, "steps": out_steps}]
     return {"format": GRAPH_FORMAT, "definition": definition, "steps": out_facts,
             "lanes": graph["lanes"], "lines": graph["lines"], "pinned": graph.get("pinned", {})}
+
+
+def _content(step: Mapping[str, Any]) -> dict[str, Any]:
+    """A step as the diff compares it: without ``after`` (rewiring keeps its state) and,
+    for a not_before wait, without the time left (it shrinks as time passes)."""
+    out = {k: v for k, v in step.items() if k != "after"}
+    if out.get("type") == PAUSE and str(out.get("name", "")).startswith("wait_"):
+        out.pop("for", None)
+    return out
 
 
 def _lanes(graph: Mapping[str, Any]) -> list[str]:

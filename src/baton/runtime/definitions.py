@@ -356,6 +356,16 @@ class DefinitionRepo:
             raise NotFound("catalog", name, f"deployed catalogs: {', '.join(known) or 'none'}")
         return self._parse("catalog", name, v), v
 
+    def catalog_version(self, name: str, version: int, tx: Definitions | None = None) -> Any:
+        """Catalog ``name`` at ``version`` (a plan is pinned to the one it came from)."""
+        self.refresh(tx)
+        return self._parse("catalog", name, version)
+
+    def fulfillment(self, name: str, version: int, tx: Definitions | None = None) -> Any:
+        """Fulfillment ``name`` at ``version``."""
+        self.refresh(tx)
+        return self._parse("fulfillment", name, version)
+
     def fulfillment_triggers(self, object_type: str, op: str,
                              tx: Definitions | None = None) -> list[tuple[Any, int]]:
         """Active fulfillments whose record trigger on ``op`` takes ``object_type`` records."""
