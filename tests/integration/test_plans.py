@@ -128,8 +128,8 @@ def test_amend_plans_only_the_difference(harness: Harness) -> None:
     order = _order(harness)
     harness.work()  # up to the manual installations
     before = harness.engine.get_run(harness.engine.plans.show(order)["run_id"])
-    lyon = [r for r in harness.engine.list_records("OrderLine", limit=50)
-            if (r.get("attributes") or {}).get("site") == "LYON"][0]
+    lyon = next(r for r in harness.engine.list_records("OrderLine", limit=50)
+            if (r.get("attributes") or {}).get("site") == "LYON")
     harness.engine.update_record(lyon["id"], {"action": "cancel"})  # a line removed
     harness.engine.create_record("OrderLine", {"order": order, "product": "LAPTOP-PRO",
                                                "attributes": {"color": "blue"}})  # one added
@@ -157,8 +157,8 @@ def test_amend_compensates_a_removed_completed_step(harness: Harness) -> None:
     _deploy(harness)
     order = _order(harness)
     harness.work()
-    laptop = [r for r in harness.engine.list_records("OrderLine", limit=50)
-              if r["product"] == "LAPTOP-PRO"][0]
+    laptop = next(r for r in harness.engine.list_records("OrderLine", limit=50)
+              if r["product"] == "LAPTOP-PRO")
     harness.engine.update_record(laptop["id"], {"action": "cancel"})
     diff = harness.engine.plans.diff(order)
     assert diff["compensate"] == ["reserve[L2.1]", "ship[L2.1]"]

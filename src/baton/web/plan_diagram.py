@@ -85,12 +85,12 @@ def plan_svg(graph: Mapping[str, Any], run: Run, link: str = "#step-") -> Markup
             pos[n] = (LANE_HEAD + GAP_X + col * (BOX_W + GAP_X),
                       lane_y[lane] + GAP_Y + i * (BOX_H + GAP_Y))
     out: list[str] = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="diagram plan-diagram" role="img" '
+        (f'<svg xmlns="http://www.w3.org/2000/svg" class="diagram plan-diagram" role="img" '
         f'width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
-        f'aria-label="plan swimlanes: {len(steps)} steps in {len(used)} lanes">',
-        '<defs><marker id="pl-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        f'aria-label="plan swimlanes: {len(steps)} steps in {len(used)} lanes">'),
+        ('<defs><marker id="pl-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        'class="dg-arrowhead"/></marker></defs>']
+        'class="dg-arrowhead"/></marker></defs>')]
     for ln in used:
         h = rows[ln] * (BOX_H + GAP_Y) + GAP_Y
         out.append(f'<g class="pl-lane" data-lane="{escape(ln)}"><rect x="0" y="{lane_y[ln]:.0f}" '

@@ -10,12 +10,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission
 from baton.clock import iso
-from markupsafe import Markup
-
 from baton.definitions.model import OrchestrationDefinition
 from baton.engine.state import Run, StepRun
 from baton.engine.status import RunStatus, StageStatus, StepStatus
