@@ -9,6 +9,8 @@ the same fulfillment lines, keyed ``L1``, ``L1.2``... in the order's line order.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,50 @@ from baton.errors import BatonError, ExpressionError
 from baton.expressions import Missing, evaluate, is_expression
 
 MAX_DEPTH = 20
+_LINE_MEMBER = re.compile(r"\bline\b(\s*\.\s*([A-Za-z_]\w*))?")
+
+
+class LineMemo:
+    """Evaluations of expressions over ``line`` (and an order that does not change while
+    one order is planned), remembered by the values of the line members each reads:
+    ten thousand lines of a few products are a few distinct evaluations."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, tuple[str, ...] | None] = {}
+        self._hits: dict[tuple[str, Any], Any] = {}
+
+    def _reads(self, source: str) -> tuple[str, ...] | None:
+        if source not in self._members:
+            found = _LINE_MEMBER.findall(source)
+            whole = any(not m for _, m in found)  # `line` itself: every member
+            self._members[source] = None if whole else tuple(sorted({m for _, m in found}))
+        return self._members[source]
+
+    def evaluate(self, source: str, scope: Mapping[str, Any],
+                 fn: Any = None) -> Any:
+        """``fn(source, scope)`` (default: evaluate), once per distinct read line values.
+        Raises what it raises, every time."""
+        run = fn or evaluate
+        members = self._reads(source)
+        if members is None:
+            return run(source, scope)
+        line = scope.get("line") or {}
+        key = (source, json.dumps([line.get(m) for m in members], sort_keys=True, default=str))
+        hit = self._hits.get(key, _MISS)
+        if isinstance(hit, BaseException):
+            raise hit
+        if hit is not _MISS:
+            return hit
+        try:
+            value = run(source, scope)
+        except (Missing, ExpressionError) as exc:
+            self._hits[key] = exc
+            raise
+        self._hits[key] = value
+        return value
+
+
+_MISS = object()
 CANCEL = "cancel"  # a line canceled (by an amendment) is not planned; its key stays taken
 
 
@@ -69,19 +115,21 @@ def decompose(catalog: CatalogDefinition, lines: Sequence[OrderLine],
         if ln.bundle_id is not None and ln.bundle_id in keys:
             children.setdefault(ln.bundle_id, []).append(ln)
     out: list[FulfillmentLine] = []
+    memo = LineMemo()
     for ln in lines:
         if ln.action == CANCEL:
             continue
         if ln.bundle_id is None or ln.bundle_id not in keys:
             _expand(catalog, ln, keys[ln.id], None, keys[ln.id], ln.id, ln.product, children,
-                    keys, order, out, 0)
+                    keys, order, out, 0, memo)
     return out
 
 
 def _expand(catalog: CatalogDefinition, ln: OrderLine, key: str, bundle: str | None,
             source: str, source_id: str, source_product: str,
             children: Mapping[str, list[OrderLine]], keys: Mapping[str, str],
-            order: Mapping[str, Any], out: list[FulfillmentLine], depth: int) -> None:
+            order: Mapping[str, Any], out: list[FulfillmentLine], depth: int,
+            memo: LineMemo) -> None:
     if depth > MAX_DEPTH:
         raise PlanningError(f"line {source}: decomposition deeper than {MAX_DEPTH} levels")
     product = catalog.products.get(ln.product)
@@ -100,7 +148,7 @@ def _expand(catalog: CatalogDefinition, ln: OrderLine, key: str, bundle: str | N
             own = kid.id in keys
             _expand(catalog, kid, kid_key, key, kid_key if own else source,
                     kid.id if own else source_id, kid.product if own else source_product,
-                    children, keys, order, out, depth + 1)
+                    children, keys, order, out, depth + 1, memo)
         return
     targets = catalog.targets(product)
     if targets is None:
@@ -109,11 +157,11 @@ def _expand(catalog: CatalogDefinition, ln: OrderLine, key: str, bundle: str | N
         return
     scope = {"line": _line_scope(product, ln), "record": dict(order)}
     for j, t in enumerate(targets, 1):
-        sub = OrderLine(ln.id, t.product, _qty(t, scope, source), ln.action,
-                        _attributes(catalog, t, scope, source), ln.start_date, ln.bundle_id)
+        sub = OrderLine(ln.id, t.product, _qty(t, scope, source, memo), ln.action,
+                        _attributes(catalog, t, scope, source, memo), ln.start_date, ln.bundle_id)
         _expand(catalog, sub, f"{key}.{j}",
                 bundle, source, source_id, source_product, children, keys, order, out,
-                depth + 1)
+                depth + 1, memo)
 
 
 def _line_scope(product: Product, ln: OrderLine) -> dict[str, Any]:
@@ -124,11 +172,11 @@ def _line_scope(product: Product, ln: OrderLine) -> dict[str, Any]:
             "product": {"code": product.code, "family": product.family, "name": product.name}}
 
 
-def _eval(source: Any, scope: Mapping[str, Any], what: str) -> Any:
+def _eval(source: Any, scope: Mapping[str, Any], what: str, memo: LineMemo) -> Any:
     if not (isinstance(source, str) and is_expression(source)):
         return source
     try:
-        return evaluate(source, scope)
+        return memo.evaluate(source, scope)
     except Missing as exc:
         raise PlanningError(f"{what}: {source} reads a value the line does not have "
                             f"({exc})") from None
@@ -136,8 +184,8 @@ def _eval(source: Any, scope: Mapping[str, Any], what: str) -> Any:
         raise PlanningError(f"{what}: {source}: {exc}") from None
 
 
-def _qty(t: Target, scope: Mapping[str, Any], source: str) -> int:
-    q = _eval(t.qty, scope, f"line {source} -> {t.product} qty")
+def _qty(t: Target, scope: Mapping[str, Any], source: str, memo: LineMemo) -> int:
+    q = _eval(t.qty, scope, f"line {source} -> {t.product} qty", memo)
     if isinstance(q, bool) or not isinstance(q, int | float) or int(q) != q or q < 0:
         raise PlanningError(f"line {source} -> {t.product}: qty must be a whole number >= 0, "
                             f"got {q!r}")
@@ -145,12 +193,12 @@ def _qty(t: Target, scope: Mapping[str, Any], source: str) -> int:
 
 
 def _attributes(catalog: CatalogDefinition, t: Target, scope: Mapping[str, Any],
-                source: str) -> dict[str, Any]:
+                source: str, memo: LineMemo) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, spec in t.attributes.items():
         what = f"line {source} -> {t.product} attribute {name}"
         if isinstance(spec, Mapping):
-            key = _eval(spec["key"], scope, what)
+            key = _eval(spec["key"], scope, what, memo)
             table = catalog.lookups[spec["lookup"]]
             if str(key) in table:
                 out[name] = table[str(key)]
@@ -161,17 +209,17 @@ def _attributes(catalog: CatalogDefinition, t: Target, scope: Mapping[str, Any],
                                     f"'{spec['lookup']}' and no default")
         else:
             try:
-                out[name] = _eval(spec, scope, what)
+                out[name] = _eval(spec, scope, what, memo)
             except PlanningError:
-                if not (isinstance(spec, str) and _reads_missing(spec, scope)):
+                if not (isinstance(spec, str) and _reads_missing(spec, scope, memo)):
                     raise
                 # the line does not have what it maps: the attribute stays unset
     return out
 
 
-def _reads_missing(source: str, scope: Mapping[str, Any]) -> bool:
+def _reads_missing(source: str, scope: Mapping[str, Any], memo: LineMemo) -> bool:
     try:
-        evaluate(source, scope)
+        memo.evaluate(source, scope)
     except Missing:
         return True
     except ExpressionError:

@@ -18,12 +18,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from baton.definitions.plans import PLAN_STEP_KEYS, FulfillmentDefinition
+from baton.definitions.refs import navigated
 from baton.errors import ExpressionError
 from baton.expressions import Missing, evaluate, evaluate_condition, is_expression, reads_variables
-from baton.plans.decompose import FulfillmentLine, PlanningError
+from baton.plans.decompose import FulfillmentLine, LineMemo, PlanningError
 from baton.steps.pause import Pause
 
 GRAPH_FORMAT = 1
@@ -62,9 +64,10 @@ def scope_kind(template: Mapping[str, Any]) -> str:
     return "group" if isinstance(sc, Mapping) else str(sc)
 
 
-def _when(source: str, line: Mapping[str, Any], order: Mapping[str, Any], what: str) -> bool:
+def _when(source: str, line: Mapping[str, Any], order: Mapping[str, Any], what: str,
+          memo: LineMemo) -> bool:
     try:
-        return evaluate_condition(source, {"line": line, "record": order})
+        return bool(memo.evaluate(source, {"line": line, "record": order}, evaluate_condition))
     except Missing:
         return False
     except ExpressionError as exc:
@@ -76,9 +79,10 @@ def match(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine],
     """Template name -> the lines whose scenarios add it (in line order, no repeats)."""
     out: dict[str, dict[str, FulfillmentLine]] = {}
     views = [(ln, ln.view()) for ln in lines]
+    memo = LineMemo()
     for sc in fulfillment.scenarios:
         for ln, view in views:
-            if _when(sc.when, view, order, f"scenario {sc.name}, line {ln.key}"):
+            if _when(sc.when, view, order, f"scenario {sc.name}, line {ln.key}", memo):
                 for name in sc.steps:
                     out.setdefault(name, {})[ln.key] = ln
     order_keys = {ln.key: i for i, ln in enumerate(lines)}
@@ -166,11 +170,27 @@ def _targets(fulfillment: FulfillmentDefinition, inst: Instance, ref: str,
     return [target[k] for k in dict.fromkeys(keys) if k is not None and k in target]
 
 
+@lru_cache(maxsize=4096)
+def _line_only(source: str) -> bool:
+    reads = reads_variables(source)
+    return "line" in reads and reads <= {"line"}
+
+
+def _has_line_values(value: Any) -> bool:
+    if isinstance(value, str):
+        return is_expression(value) and _line_only(value)
+    if isinstance(value, Mapping):
+        return any(_has_line_values(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_line_values(v) for v in value)
+    return False
+
+
 def _resolve_line_values(value: Any, line: Mapping[str, Any]) -> Any:
     """Expressions that read only ``line`` are evaluated now: the engine has no line."""
     if isinstance(value, str) and is_expression(value):
         try:
-            if reads_variables(value) <= {"line"} and "line" in reads_variables(value):
+            if _line_only(value):
                 return evaluate(value, {"line": line})
         except (Missing, ExpressionError):
             return value
@@ -212,12 +232,14 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
     for name, by_key in instances.items():
         t = fulfillment.templates[name]
         defaults: Mapping[str, Any] = fulfillment.defaults.get(t["type"]) or {}
+        resolve_step = _has_line_values({k: v for k, v in t.items() if k != "rollback"})
+        resolve_rollback = _has_line_values(t.get("rollback"))
         for inst in by_key.values():
             views = [ln.view() for ln in inst.lines]
             step = {k: v for k, v in t.items() if k not in PLAN_STEP_KEYS and k != "after"}
             for k, v in defaults.items():
                 step.setdefault(k, v)
-            if inst.kind == "line_item":
+            if inst.kind == "line_item" and resolve_step:
                 step = _resolve_line_values(step, views[0])
             step["name"] = inst.name
             # A line-item step sees its line; the others the keys of theirs (a plan step
@@ -248,7 +270,7 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
                 fact["ponr"] = True
             if "rollback" in t:
                 rb = dict(t["rollback"])
-                if inst.kind == "line_item":
+                if inst.kind == "line_item" and resolve_rollback:
                     rb = _resolve_line_values(rb, views[0])
                 rb["input"] = {**(rb.get("input") or {}), "plan": step["input"]["plan"]}
                 fact["rollback"] = rb
@@ -281,4 +303,6 @@ def generate(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine
         "steps": facts,
         "lanes": list(fulfillment.lanes),
         "lines": [ln.view() for ln in lines],
+        # what its steps' expressions navigate (record.account.name): their templates'
+        "navigated": [list(p) for p in navigated(dict(fulfillment.templates))],
     }

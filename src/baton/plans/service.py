@@ -55,6 +55,13 @@ def build_definition(graph: Mapping[str, Any]) -> OrchestrationDefinition:
     return _build_orchestration(graph["definition"], defaultdict(int))
 
 
+def plan_navigated(graph: Mapping[str, Any]) -> tuple[tuple[str, ...], ...] | None:
+    """The record paths a plan's expressions navigate, stored with its graph (None in a
+    graph stored without them: then they are found by walking the definition)."""
+    found = graph.get("navigated")
+    return None if found is None else tuple(tuple(p) for p in found)
+
+
 class PlanService:
     def __init__(self, store: SqlStore, definitions: DefinitionRepo, runs: RunDriver,
                  ids: IdGenerator, clock: Clock) -> None:
@@ -91,7 +98,8 @@ class PlanService:
                            "catalog": catalog.name, "catalog_version": catalog_version}
         t1 = time.perf_counter()
         revision = (latest["revision"] if latest else 0) + 1
-        defn = self.definitions.remember_plan(name, revision, build_definition(graph), tx)
+        defn = self.definitions.remember_plan(name, revision, build_definition(graph), tx,
+                                                   plan_navigated(graph))
         run = self.runs.start_txn(tx, defn, revision, order_row, {}, actor, now_dt)
         tx.insert_plan_txn({
             "order_id": order_id, "revision": revision, "kind": "plan", "run_id": run.id,
@@ -193,7 +201,8 @@ class PlanService:
             graph = compensation_graph(row["graph"], completed, plan_name(order_id))
             revision = max(r["revision"] for r in tx.plan_revisions_txn(order_id)) + 1
             cdefn = self.definitions.remember_plan(plan_name(order_id), revision,
-                                                   build_definition(graph), tx)
+                                                   build_definition(graph), tx,
+                                                   plan_navigated(graph))
             order_row = tx.get_record_txn(order_id, for_update=True)
             comp = self.runs.start_txn(tx, cdefn, revision, order_row, {}, actor, now_dt)
             tx.insert_plan_txn({**{k: row[k] for k in (
@@ -274,7 +283,8 @@ class PlanService:
             revisions = tx.plan_revisions_txn(order_id)
             revision = max(r["revision"] for r in revisions) + 1
             name = plan_name(order_id)
-            defn = self.definitions.remember_plan(name, revision, build_definition(graph), tx)
+            defn = self.definitions.remember_plan(name, revision, build_definition(graph), tx,
+                                                   plan_navigated(graph))
             tx.insert_plan_txn({**{k: row[k] for k in (
                 "fulfillment", "fulfillment_version", "catalog", "catalog_version")},
                 "order_id": order_id, "revision": revision, "kind": "plan", "run_id": run.id,
@@ -288,7 +298,8 @@ class PlanService:
             if diff["compensate"]:
                 cgraph = compensation_graph(row["graph"], set(diff["compensate"]), name)
                 crev = revision + 1
-                cdefn = self.definitions.remember_plan(name, crev, build_definition(cgraph), tx)
+                cdefn = self.definitions.remember_plan(name, crev, build_definition(cgraph), tx,
+                                                    plan_navigated(cgraph))
                 order_row = tx.get_record_txn(order_id, for_update=True)
                 comp = self.runs.start_txn(tx, cdefn, crev, order_row, {}, actor, now_dt)
                 comp_id = comp.id
@@ -355,7 +366,8 @@ def compensation_graph(graph: Mapping[str, Any], completed: set[str], name: str
     definition["label"] = "Compensation of " + str(definition.get("label", name))
     definition["stages"] = [{"name": STAGE, "steps": out_steps}]
     return {"format": GRAPH_FORMAT, "definition": definition, "steps": out_facts,
-            "lanes": graph["lanes"], "lines": graph["lines"], "pinned": graph.get("pinned", {})}
+            "lanes": graph["lanes"], "lines": graph["lines"], "pinned": graph.get("pinned", {}),
+            "navigated": graph.get("navigated")}
 
 
 def _content(step: Mapping[str, Any]) -> dict[str, Any]:

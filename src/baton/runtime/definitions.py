@@ -27,6 +27,7 @@ from baton.definitions.model import (
     ObjectTypeDefinition,
     OrchestrationDefinition,
 )
+from baton.definitions.refs import seed_navigated
 from baton.errors import DefinitionError, NotFound, TransitionConflict
 from baton.ids import IdGenerator, UlidIds
 from baton.runtime import schedules
@@ -318,7 +319,9 @@ class DefinitionRepo:
 
     # ---- plans (their definitions are generated per order, stored with the plan) --------
     def remember_plan(self, name: str, revision: int, defn: OrchestrationDefinition,
-                      tx: Definitions | None = None) -> OrchestrationDefinition:
+                      tx: Definitions | None = None,
+                      navigated_paths: tuple[tuple[str, ...], ...] | None = None
+                      ) -> OrchestrationDefinition:
         """A plan revision's definition, just generated, with what deployed versions add
         (its records' object type, its SLAs' calendars); cached as a deployed one is."""
         self.refresh(tx)
@@ -327,6 +330,8 @@ class DefinitionRepo:
             if obj is not None and ("object", obj) in self._active else None
         defn = replace(defn, record_type=record_type,
                        calendars=MappingProxyType(self._calendars(defn)))
+        if navigated_paths is not None:
+            seed_navigated(defn, navigated_paths)
         with self._lock:
             self._parsed[("plan", name, revision)] = defn
         return defn
@@ -335,7 +340,7 @@ class DefinitionRepo:
         hit = self._parsed.get(("plan", name, revision))
         if hit is not None:
             return hit  # type: ignore[no-any-return]
-        from baton.plans.service import build_definition
+        from baton.plans.service import build_definition, plan_navigated
 
         order_id = name[len(PLAN_PREFIX):]
         if tx is None:
@@ -345,7 +350,8 @@ class DefinitionRepo:
             row = tx.get_plan_txn(order_id, revision)  # type: ignore[attr-defined]
         if row is None:
             raise NotFound("plan", f"{order_id} r{revision}")
-        return self.remember_plan(name, revision, build_definition(row["graph"]), tx)
+        return self.remember_plan(name, revision, build_definition(row["graph"]), tx,
+                                  plan_navigated(row["graph"]))
 
     def catalog(self, name: str, tx: Definitions | None = None) -> tuple[Any, int]:
         """The active version of catalog ``name`` and its version number."""
