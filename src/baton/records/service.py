@@ -289,6 +289,22 @@ class RecordService:
             elif ok:  # a fulfillment: the order is decomposed and its plan started
                 self.plans.plan_txn(tx, defn, version, row, actor, now_dt)
 
+    def lines_of(self, order_id: str, limit: int = 100_000) -> list[dict[str, Any]]:
+        """The records whose ref field names ``order_id`` among the types that have one to
+        its type (an order's lines), oldest first, as the API shows records."""
+        with self.store.read() as tx:
+            row = tx.get_record_txn(order_id)
+            if row is None:
+                raise NotFound("record", order_id)
+            out = []
+            for otype in self.definitions.object_types().values():
+                for f in otype.fields:
+                    if f.type == "ref" and f.object == row["object_type"]:
+                        found = tx.find_records_txn(otype.name, {f.name: order_id}, limit)
+                        found.sort(key=lambda r: (r["created_at"], r["id"]))
+                        out += [record_json_view(r, otype) for r in found]
+        return out
+
     def get(self, record_id: str) -> dict[str, Any]:
         with self.store.read() as tx:
             row = self.get_row_txn(tx, record_id, lock=False)
