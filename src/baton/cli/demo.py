@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -92,7 +93,7 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
     _bank_summary(bank)
 
 
-ORDER_LINES = [
+ORDER_LINES: list[dict[str, Any]] = [
     {"product": "LAPTOP-BUNDLE"},
     {"product": "LAPTOP-PRO", "bundle": "#1", "attributes": {"color": "grey"}},
     {"product": "DOCK", "bundle": "#1"},
