@@ -83,15 +83,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", type=int, default=10_000)
     ap.add_argument("--orders", type=int, default=50)
     ap.add_argument("--order-lines", type=int, default=6)
+    ap.add_argument("--big-run-lines", type=int, default=0,
+                    help="also run one plan of this many lines to the end (steps/s)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        eng = _engine(Path(tmp))
-        try:
-            out = {"plan": plan_big(eng, args.lines),
-                   "execute": run_small(eng, args.orders, args.order_lines)}
-        finally:
-            eng.close()
+    out: dict[str, Any] = {}
+    # Two databases: the big plan is planned, not run (its run is one document of tens of
+    # thousands of steps, rewritten at every step: see "execute_big").
+    for part in ("plan", "execute", "execute_big"):
+        if part == "execute_big" and not args.big_run_lines:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            eng = _engine(Path(tmp))
+            try:
+                out[part] = (plan_big(eng, args.lines) if part == "plan" else
+                             run_small(eng, args.orders, args.order_lines) if part == "execute"
+                             else run_small(eng, 1, args.big_run_lines))
+            finally:
+                eng.close()
     print(json.dumps(out, indent=2) if args.json else
           f"{out['plan']['lines']} lines -> {out['plan']['steps']} steps planned in "
           f"{out['plan']['submit_s']} s {out['plan']['split_s']}; executed "

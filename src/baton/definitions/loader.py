@@ -708,9 +708,17 @@ def _build_step(data: Mapping[str, Any], line: int) -> StepDefinition:
     )
 
 
+_OPTION_KEYS: dict[str, tuple[str, ...]] = {}
+
+
 def _option_keys(step_type: str) -> tuple[str, ...]:
+    hit = _OPTION_KEYS.get(step_type)  # a generated plan builds thousands of steps
+    if hit is not None:
+        return hit
     st = registry.get(step_type)
     own = tuple(k for k in st.keys if k not in _STEP_FIELDS) if st is not None else ()
+    if st is not None:  # (a type registered later is looked up again)
+        _OPTION_KEYS[step_type] = OPTION_KEYS + own
     return OPTION_KEYS + own
 
 

@@ -9,11 +9,13 @@ the same fulfillment lines, keyed ``L1``, ``L1.2``... in the order's line order.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+
+import orjson
 
 from baton.definitions.plans import CatalogDefinition, Product, Target
 from baton.errors import BatonError, ExpressionError
@@ -48,7 +50,8 @@ class LineMemo:
         if members is None:
             return run(source, scope)
         line = scope.get("line") or {}
-        key = (source, json.dumps([line.get(m) for m in members], sort_keys=True, default=str))
+        key = (source, orjson.dumps([line.get(m) for m in members],
+                                    option=orjson.OPT_SORT_KEYS, default=str))
         hit = self._hits.get(key, _MISS)
         if isinstance(hit, BaseException):
             raise hit
@@ -98,7 +101,12 @@ class FulfillmentLine:
     bundle: str | None  # key of the bundle line it belongs to
 
     def view(self) -> dict[str, Any]:
-        """What ``line`` is in scenario conditions and plan step expressions."""
+        """What ``line`` is in scenario conditions and plan step expressions (one dict per
+        line, made once: read it, do not change it)."""
+        return self._view
+
+    @cached_property
+    def _view(self) -> dict[str, Any]:
         p = self.product
         return {"key": self.key, "id": self.line_id, "qty": self.qty, "quantity": self.qty,
                 "action": self.action, "attributes": dict(self.attributes),
