@@ -92,6 +92,9 @@ def test_plan_runs_on_the_engine_and_ponr_refuses_cancel(harness: Harness) -> No
     assert CALLS.index("credit_check:") < CALLS.index("reserve:L2.1") < CALLS.index("bill:")
     with pytest.raises(TransitionConflict, match="step 'billing' is a point of no return"):
         harness.engine.plans.cancel(order, "customer changed mind", "test")
+    harness.engine.create_record("OrderLine", {"order": order, "product": "DOCK"})
+    with pytest.raises(TransitionConflict, match="can no longer be amended: step 'billing'"):
+        harness.engine.plans.amend(order, "test")
 
 
 def test_cancel_before_ponr_rolls_back_in_reverse_dependency_order(harness: Harness) -> None:
