@@ -348,6 +348,13 @@ def test_demo_runs_the_examples_and_prints_the_summary(tmp_path: Path) -> None:
     assert re.search(r"\d+ calls to the bank, audited \(18 × 202", out), out
     assert "Calls to the demo bank" in out
     assert re.search(r"│\s*\d+\s*│\s*18\s*│\s*0\s*│\s*18\s*│\s*18\s*│", out), out
+    # three orders planned: one fulfilled, one canceled before its PONR (rolled back), one
+    # amended
+    assert "Orders (examples/order_fulfillment)" in out
+    assert re.search(r"fulfilled\s*│\s*completed\s*│\s*r1", out), out
+    assert re.search(r"canceled before the PONR\s*│\s*canceled\s*│\s*r1\s*│\s*10\s*│\s*completed: "
+                     r"rollback_reserve", out), out
+    assert re.search(r"the Lyon site removed\s*│\s*completed\s*│\s*r2", out), out
     assert db.exists()
 
     # Run from the repository root it finds the examples itself; --cases/--requests scale it.

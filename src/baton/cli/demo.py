@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -60,6 +61,10 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
         n_leads = 0
     if n_leads:
         projects.append(load_project(erp))
+    orders = ex / "order_fulfillment"
+    order_project = load_project(orders) if (orders / "baton.toml").exists() else None
+    if order_project is not None:
+        projects.append(order_project)
     for p in projects:
         p.import_flows()
     bank = DemoBank().start()
@@ -74,16 +79,70 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
     try:
         engine.deploy([projects[0].definitions_dir], actor="demo")
         engine.deploy(texts=_pointed_at(projects[1].definitions_dir, bank.url), actor="demo")
-        for extra in projects[2:]:  # the ERP example (MCP over stdio)
+        for extra in projects[2:]:  # the ERP example (MCP over stdio), order fulfillment
             engine.deploy([extra.definitions_dir], actor="demo")
         console.print(f"Deployed the examples into [bold]{db_file}[/bold]; the demo bank "
                       f"listens at {bank.url}, Baton's API at {settings.public_url}.")
         with _api(engine, port):
             _run(engine, n_cases, n_requests, n_leads)
+            if order_project is not None:
+                _orders(engine)
     finally:
         bank.stop()
         engine.close()
     _bank_summary(bank)
+
+
+ORDER_LINES: list[dict[str, Any]] = [
+    {"product": "LAPTOP-BUNDLE"},
+    {"product": "LAPTOP-PRO", "bundle": "#1", "attributes": {"color": "grey"}},
+    {"product": "DOCK", "bundle": "#1"},
+    {"product": "BROADBAND", "attributes": {"site": "PARIS", "speed": "1G"}},
+    {"product": "BROADBAND", "attributes": {"site": "LYON", "speed": "500M"}},
+]
+
+
+def _orders(engine: Engine) -> None:
+    """Three orders through examples/order_fulfillment: one fulfilled, one canceled before
+    its point of no return (its completed steps rolled back), one amended (a line added,
+    one removed) before its installations are done."""
+    worker = Worker(engine, batch=64)
+
+    def drain() -> None:
+        while worker.run_once():
+            pass
+
+    ids = [str(engine.create_record("Order", {"number": f"DEMO-{i}", "customer": f"Customer {i}",
+                                              "status": "Submitted"}, actor="demo",
+                                    children={"OrderLine": ORDER_LINES})["id"])
+           for i in (1, 2, 3)]
+    drain()  # each plan runs up to its manual installations
+    canceled = engine.plans.cancel(ids[1], "customer withdrew", "demo")
+    lyon = next(r for r in engine.records.lines_of(ids[2])
+                if (r.get("attributes") or {}).get("site") == "LYON")
+    engine.update_record(str(lyon["id"]), {"action": "cancel"}, actor="demo")
+    engine.create_record("OrderLine", {"order": ids[2], "product": "LAPTOP-PRO",
+                                       "attributes": {"color": "blue"}}, actor="demo")
+    amended = engine.plans.amend(ids[2], "demo")
+    drain()
+    for item in engine.list_work(queue="installers", limit=100):  # the field technicians
+        engine.claim(item["id"], "ivan")
+        engine.complete(item["id"], "ivan", {})
+    drain()
+    worker.store.unregister_worker(worker.id)
+    rows = []
+    for order, story in zip(ids, ("fulfilled", "canceled before the PONR",
+                                  "amended: a laptop added, the Lyon site removed"), strict=True):
+        plan = engine.plans.show(order)
+        comp = plan["compensation"]
+        rows.append([order, story, plan["status"], f"r{plan['revision']}", len(plan["steps"]),
+                     f"{comp['status']}: {', '.join(s['name'] for s in comp['steps'])}"
+                     if comp else ""])
+    table("Orders (examples/order_fulfillment)",
+          ["order", "story", "plan", "revision", "steps", "compensation"], rows)
+    console.print(f"Rolled back on cancel: {', '.join(canceled['rollbacks'])}; amended: "
+                  f"+{len(amended['added'])} -{len(amended['removed'])} steps. "
+                  f"`baton --db … plans show {ids[0]}` prints a plan by lane.")
 
 
 def _free_port() -> int:

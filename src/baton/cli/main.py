@@ -40,6 +40,7 @@ from baton.cli.output import (
 )
 from baton.cli.params import install_fast_coercion, listed, one_of
 from baton.cli.people import tokens_app, users_app
+from baton.cli.plans import plans_app
 from baton.clock import iso
 from baton.engine.status import IncidentStatus, RunStatus, WorkItemStatus
 from baton.errors import BatonError, ConfigError, DefinitionError, Issue
@@ -85,6 +86,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(intake_app, name="intake")
 app.add_typer(ai_app, name="ai")
+app.add_typer(plans_app, name="plans")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="More columns (the table may need a wide terminal).")]
@@ -722,9 +724,28 @@ def incidents_dismiss(incident_id: IncidentIdArg, reason: ReasonOpt, as_json: Js
 @records_app.command("create")
 def records_create(object_type: Annotated[str, typer.Argument(help="Object type (a deployed `kind: object`), e.g. Ticket")],
                    data: Annotated[str, typer.Option("--data", help="The record's fields as a JSON object")] = "{}",
+                   children: Annotated[list[str] | None, typer.Option(
+                       "--children", help="TYPE=JSON_LIST: child records created with it in one "
+                                          "transaction, e.g. an order's lines: "
+                                          "OrderLine='[{\"product\": \"DOCK\"}]' (a ref to a "
+                                          "line's own type may be \"#N\", the Nth child)")] = None,
                    as_json: JsonOpt = False) -> None:
     """Create a record; orchestrations triggered on create start with it."""
-    rec = state.engine().create_record(object_type, parse_json(data, "--data", exact=True), actor="cli")
+    kids: dict[str, Any] = {}
+    for given in children or []:
+        ctype, sep, text = given.partition("=")
+        if not sep or not ctype:
+            raise typer.BadParameter(f"expected TYPE=JSON_LIST, got {given[:60]!r}",
+                                     param_hint="--children")
+        try:
+            rows = json.loads(text, parse_float=decimal.Decimal)
+        except json.JSONDecodeError as exc:
+            fail(f"--children {ctype} is not valid JSON: {exc.msg} at column {exc.colno}")
+        if not isinstance(rows, list):
+            fail(f"--children {ctype} must be a JSON list of objects")
+        kids[ctype] = rows
+    rec = state.engine().create_record(object_type, parse_json(data, "--data", exact=True),
+                                       actor="cli", children=kids or None)
     print_json(rec) if as_json else console.print(
         f"created {object_type} [bold]{rec['id']}[/bold]")
 

@@ -494,6 +494,7 @@ class Scope:
     # Extra root names a step's own expressions may use (``response``, ``callback``…):
     # set by a step type for the keys it evaluates with more in scope.
     extra_roots: frozenset[str] = frozenset()
+    allow_line: bool = False  # ``line`` is bound: a fulfillment's scenarios and plan steps
 
 
 def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
@@ -536,7 +537,8 @@ def _reason(reason: str) -> str:
 
 def _reference_problem(var: str, member: str, scope: Scope) -> str | None:
     if var == "line":
-        return "'line' is not available in an orchestration (only in fulfillment scenarios)"
+        return None if scope.allow_line else \
+            "'line' is not available in an orchestration (only in fulfillment scenarios)"
     if var == "old" and not scope.allow_old:
         return "'old' is only available in trigger.when of a record trigger on update"
     if var in ("record", "old"):

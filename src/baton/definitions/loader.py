@@ -53,6 +53,7 @@ from baton.definitions.model import (
     StepDefinition,
     Trigger,
 )
+from baton.definitions.plans import build_catalog, build_fulfillment
 from baton.definitions.validate import validate_documents
 from baton.errors import DefinitionError, Issue
 from baton.steps import registry
@@ -576,9 +577,14 @@ def build(doc: ParsedDocument) -> LoadedDefinition:
             _attachment_policy(data.get("attachments") or {}), _imap(data.get("imap")))
     elif data["kind"] == "connection":
         definition = build_connection(data)
+    elif data["kind"] == "catalog":
+        definition = build_catalog(data)
+    elif data["kind"] == "fulfillment":
+        definition = build_fulfillment(data, _build_trigger(data["trigger"]))
     else:
         definition = _build_orchestration(data, doc.lines)
-    return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)
+    return LoadedDefinition(data["kind"], definition.name, definition, doc.source, doc.file,
+                            doc.line)
 
 
 def _imap(data: Mapping[str, Any] | None) -> ImapSource | None:
@@ -702,9 +708,17 @@ def _build_step(data: Mapping[str, Any], line: int) -> StepDefinition:
     )
 
 
+_OPTION_KEYS: dict[str, tuple[str, ...]] = {}
+
+
 def _option_keys(step_type: str) -> tuple[str, ...]:
+    hit = _OPTION_KEYS.get(step_type)  # a generated plan builds thousands of steps
+    if hit is not None:
+        return hit
     st = registry.get(step_type)
     own = tuple(k for k in st.keys if k not in _STEP_FIELDS) if st is not None else ()
+    if st is not None:  # (a type registered later is looked up again)
+        _OPTION_KEYS[step_type] = OPTION_KEYS + own
     return OPTION_KEYS + own
 
 

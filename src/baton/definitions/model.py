@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -141,10 +142,15 @@ class StageDefinition:
     line: int = 0
 
     def step(self, name: str) -> StepDefinition | None:
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, StepDefinition]:
+        # A plan's one stage has thousands of steps, each ``after`` looked up by name.
+        out: dict[str, StepDefinition] = {}
         for s in self.steps:
-            if s.name == name:
-                return s
-        return None
+            out.setdefault(s.name, s)
+        return out
 
 
 @dataclass(frozen=True)
@@ -369,7 +375,9 @@ def parse_secret_ref(text: object) -> SecretRef | None:
 
 
 Definition = (ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
-              | MailboxDefinition | ConnectionDefinition)
+              | MailboxDefinition | ConnectionDefinition | Any)  # Any: catalog, fulfillment
+# (baton.definitions.plans: CatalogDefinition, FulfillmentDefinition; imported there, not
+# here, so this module stays the leaf every other definition module imports)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def expression_sources(value: Any) -> Iterator[str]:
             yield from expression_sources(v)
 
 
-def navigated(defn: OrchestrationDefinition) -> tuple[tuple[str, ...], ...]:
+def navigated(defn: OrchestrationDefinition | Any) -> tuple[tuple[str, ...], ...]:
     """The member paths of ``record`` that the definition's expressions read through:
     every proper prefix of a dotted read (``record.account.owner.email`` gives
     ``("account",)`` and ``("account", "owner")``), at most :data:`MAX_HOPS` long, in a
@@ -57,6 +57,14 @@ def navigated(defn: OrchestrationDefinition) -> tuple[tuple[str, ...], ...]:
 
 
 _CACHE: dict[int, tuple[OrchestrationDefinition, tuple[tuple[str, ...], ...]]] = {}
+
+
+def seed_navigated(defn: OrchestrationDefinition, paths: tuple[tuple[str, ...], ...]) -> None:
+    """Tell :func:`navigated_cached` what ``defn`` navigates when it is known cheaper than
+    by walking it (a generated plan of thousands of steps copied from a few templates)."""
+    if len(_CACHE) >= 1024:
+        _CACHE.clear()
+    _CACHE[id(defn)] = (defn, paths)
 
 
 def navigated_cached(defn: OrchestrationDefinition) -> tuple[tuple[str, ...], ...]:

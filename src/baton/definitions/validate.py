@@ -42,13 +42,14 @@ from baton.definitions.checks import (
 )
 from baton.definitions.connection import check_connection
 from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
+from baton.definitions.plans import check_catalog, check_fulfillment
 from baton.errors import Issue
 from baton.expressions import is_expression
 from baton.expressions.cel import member_chains
 from baton.steps import registry
 from baton.steps.base import StepType
 
-KINDS = ("object", "orchestration", "calendar", "mailbox", "connection")
+KINDS = ("object", "orchestration", "calendar", "mailbox", "connection", "catalog", "fulfillment")
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
                  "extra_dates")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -224,6 +225,10 @@ def _check_document(ck: Checker, env: Env) -> None:
         _check_mailbox(ck, data, env)
     elif kind == "connection":
         check_connection(ck, data)
+    elif kind == "catalog":
+        check_catalog(ck, data)
+    elif kind == "fulfillment":
+        _check_fulfillment(ck, data, env)
     else:
         _check_orchestration(ck, data, env)
 
@@ -388,6 +393,23 @@ def _check_holidays(ck: Checker, value: Any) -> None:
         holidays.country_holidays(hol["country"], subdiv=hol.get("subdivision"))
     except (NotImplementedError, KeyError, TypeError) as exc:
         ck.add("holidays", f"the holidays package does not know {hol}: {exc}")
+
+
+# --- kind: fulfillment ----------------------------------------------------------------
+
+
+def _check_fulfillment(ck: Checker, data: dict[str, Any], env: Env) -> None:
+    scope = Scope(steps=frozenset(), known_flows=env.known_flows,
+                  orchestrations=env.orchestrations, object_types=env.object_types,
+                  connections=env.connections, allow_line=True)
+    if "trigger" in data:
+        trigger = data["trigger"]
+        if isinstance(trigger, dict) and trigger.get("type") not in (None, "record"):
+            ck.add("trigger.type", "a fulfillment is started by a record trigger on its orders "
+                                   "(type: record)")
+        else:
+            scope = _check_trigger(ck, data, env, scope)
+    check_fulfillment(ck, data, scope, _check_step)
 
 
 # --- kind: orchestration --------------------------------------------------------------

@@ -48,6 +48,7 @@ from baton.engine.events import (
     Event,
     FalloutAction,
     NotifyParent,
+    PlanAmended,
     ReassignWorkItem,
     RecordChanged,
     ResumeRequested,
@@ -211,6 +212,28 @@ class _Decider:
                 self.audit("step_canceled", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                            reason=reason)
         return canceled
+
+    def amend_plan(self, ev: PlanAmended) -> None:
+        """A plan's new revision (the definition decide() was given): removed steps
+        leave the run, open ones canceled first; added ones join the current stage."""
+        stage = self.run.current_stage
+        st = self.run.stages[stage or ""]
+        for name in ev.removed:
+            sr = self.run.steps.get(name)
+            if sr is None:
+                continue
+            if sr.status in STEP_OPEN:
+                if sr.status is StepStatus.WAITING_FOR_PERSON:
+                    self.commands.append(CancelWorkItem(sr.name, sr.iteration, "plan amended"))
+                self.set_step(sr, StepStatus.CANCELED)
+                self.audit("step_canceled", step=name, stage=sr.stage, iteration=sr.iteration,
+                           reason="plan amended")
+            del self.run.steps[name]
+        for name in ev.added:
+            self.run.steps[name] = StepRun(name, stage or "", st.iteration)
+        self.run.version = ev.revision
+        self.audit("plan_amended", ev.actor, revision=ev.revision, removed=list(ev.removed),
+                   added=list(ev.added))
 
     def enter_stage(self, name: str) -> None:
         sd = self.defn.stage(name)
@@ -633,6 +656,10 @@ def decide(
         if r.status is not RunStatus.IN_PROGRESS:
             return Decision(run, [], stale=True)
         d.answer(event)
+    elif isinstance(event, PlanAmended):
+        if r.status is not RunStatus.IN_PROGRESS or r.current_stage is None:
+            return Decision(run, [], stale=True)
+        d.amend_plan(event)
     elif isinstance(event, CancelRequested):
         if r.status not in (RunStatus.IN_PROGRESS, RunStatus.FAILED):
             return Decision(run, [], stale=True)

@@ -46,6 +46,18 @@ class CancelRequested:
 
 
 @dataclass(frozen=True)
+class PlanAmended:
+    """A plan run moves to a new revision of its generated graph (an amended order):
+    ``removed`` steps stop (open ones are canceled) and leave the run, ``added`` ones start
+    when their ``after`` steps are done; the others keep their state."""
+
+    revision: int
+    removed: tuple[str, ...]
+    added: tuple[str, ...]
+    actor: str
+
+
+@dataclass(frozen=True)
 class ConditionEvaluated:
     """A worker ran an evaluation flow named by a condition: its answer for the condition at
     ``site`` (``Condition.site``), or ``None`` when it gave none (it raised: an incident is
@@ -112,7 +124,7 @@ class ChildRunFinished:
 
 Event = (ConditionEvaluated | RunStarted | StepCompleted | StepFailed | RecordChanged
          | CancelRequested | FalloutAction | ResumeRequested | TimerFired | SignalReceived
-         | ChildRunFinished)
+         | ChildRunFinished | PlanAmended)
 
 
 # ---- commands -----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from baton.clock import Clock, iso
-from baton.definitions.model import ObjectTypeDefinition
+from baton.definitions.model import ObjectTypeDefinition, OrchestrationDefinition
 from baton.definitions.refs import navigated_cached
 from baton.errors import ExpressionError, NotFound, TransitionConflict, ValidationError
 from baton.expressions import evaluate_condition
@@ -61,39 +61,101 @@ class RecordService:
         self.ids = ids
         self.clock = clock
         self.wake = wake
+        from baton.plans.service import PlanService
+
+        self.plans = PlanService(store, definitions, runs, ids, clock)
 
     def create(self, object_type: str, rows: Sequence[dict[str, Any]], actor: str,
-               claim: IdempotencyClaim | None = None) -> list[dict[str, Any]]:
+               claim: IdempotencyClaim | None = None,
+               children: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+               ) -> list[dict[str, Any]]:
         """Create records (and the runs they trigger) in one transaction: all or none.
 
         ``claim``: the request's idempotency key, claimed and bound to the (first) record
         in the same transaction."""
         now_dt = self.clock.now()
         with self.store.write() as tx:
-            return self.create_txn(tx, object_type, rows, actor, claim, now_dt)
+            return self.create_txn(tx, object_type, rows, actor, claim, now_dt, children)
 
     def create_txn(self, tx: Transaction, object_type: str, rows: Sequence[dict[str, Any]],
-                   actor: str, claim: IdempotencyClaim | None, now_dt: Any
+                   actor: str, claim: IdempotencyClaim | None, now_dt: Any,
+                   children: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
                    ) -> list[dict[str, Any]]:
-        """:meth:`create` in the caller's transaction (a group commit's savepoint, say)."""
+        """:meth:`create` in the caller's transaction (a group commit's savepoint, say).
+
+        ``children``: child object type -> records created with the (one) parent in the
+        same transaction (an order's lines), all or none."""
         now = iso(now_dt)
         out = []
         if claim is not None:
             claim.claim_txn(tx, now_dt)
         otype = self.definitions.object_type(object_type, tx)
+        if children and len(rows) != 1:
+            raise ValidationError("records", {"children": "child records are created with "
+                                                          "exactly one parent record"})
         for i, data in enumerate(rows):
             what = f"{object_type} record" + (f" #{i + 1}" if len(rows) > 1 else "")
-            values = coerce_fields(otype.fields, data, what)
-            check_refs_txn(tx, otype, values, what)
-            row: Record = {"id": self.ids.new("rec"), "object_type": object_type,
-                           "data": values, "version": 1, "created_at": now, "updated_at": now}
-            tx.insert_record_txn(row)  # type: ignore[arg-type]
-            tx.append_events_txn([audit_event("record_created", actor, now, row["id"], None,  # type: ignore[list-item]
-                                              {"object_type": object_type, "fields": values})])
-            self.fire_triggers_txn(tx, row, None, "create", now_dt, actor)
+            row = self._insert_txn(tx, otype, data, what, actor, now)
+            created = [(row, otype)]
+            for child_type, child_rows in (children or {}).items():
+                created += self._children_txn(tx, otype, row["id"], child_type, child_rows,
+                                              actor, now)
+            # Triggers last, the parent's after its children's: a trigger on the parent
+            # (an order submitted with its lines) sees every child.
+            for done, t in reversed(created):
+                self.fire_triggers_txn(tx, done, None, "create", now_dt, actor)
             out.append(record_json_view(row, otype))
         if claim is not None and out:
             claim.bind_txn(tx, out[0]["id"])
+        return out
+
+    def _insert_txn(self, tx: Transaction, otype: ObjectTypeDefinition, data: Mapping[str, Any],
+                    what: str, actor: str, now: str) -> Record:
+        values = coerce_fields(otype.fields, dict(data), what)
+        check_refs_txn(tx, otype, values, what)
+        row: Record = {"id": self.ids.new("rec"), "object_type": otype.name,
+                       "data": values, "version": 1, "created_at": now, "updated_at": now}
+        tx.insert_record_txn(row)  # type: ignore[arg-type]
+        tx.append_events_txn([audit_event("record_created", actor, now, row["id"], None,  # type: ignore[list-item]
+                                          {"object_type": otype.name, "fields": values})])
+        return row
+
+    def _children_txn(self, tx: Transaction, parent: ObjectTypeDefinition, parent_id: str,
+                      child_type: str, rows: Sequence[Mapping[str, Any]], actor: str, now: str
+                      ) -> list[tuple[Record, ObjectTypeDefinition]]:
+        """Child records of a parent just inserted: the child type's ref field to the
+        parent's type is set to the parent; a ref to the child's own type may name an
+        earlier child of this call as ``"#N"`` (1-based: a line's bundle line)."""
+        ctype = self.definitions.object_type(child_type, tx)
+        link = [f.name for f in ctype.fields if f.type == "ref" and f.object == parent.name]
+        if len(link) != 1:
+            raise ValidationError(f"{child_type} records", {
+                f"children.{child_type}": f"{child_type} needs exactly one ref field to "
+                                          f"{parent.name} to be its child (it has "
+                                          f"{len(link)})"})
+        own = [f.name for f in ctype.fields if f.type == "ref" and f.object == ctype.name]
+        out: list[tuple[Record, ObjectTypeDefinition]] = []
+        for i, data in enumerate(rows):
+            at = f"children.{child_type}[{i}]"
+            if not isinstance(data, Mapping):
+                raise ValidationError(f"{child_type} records", {at: "expected an object"})
+            given = data.get(link[0])
+            if given not in (None, parent_id):
+                raise ValidationError(f"{child_type} records", {
+                    f"{at}.{link[0]}": f"is set by the parent record, got {given!r}"})
+            values = {**data, link[0]: parent_id}
+            for name in own:
+                ref = values.get(name)
+                if isinstance(ref, str) and ref.startswith("#"):
+                    n = int(ref[1:]) if ref[1:].isdigit() else 0
+                    if not 1 <= n <= i:
+                        raise ValidationError(f"{child_type} records", {
+                            f"{at}.{name}": f"'{ref}' must name an earlier child of this "
+                                            f"call (#1 to #{i})" if i else
+                                            f"'{ref}': the first child cannot name another"})
+                    values[name] = out[n - 1][0]["id"]
+            out.append((self._insert_txn(tx, ctype, values, f"{child_type} record #{i + 1}",
+                                         actor, now), ctype))
         return out
 
     def update(self, record_id: str, data: dict[str, Any], expected_version: int | None,
@@ -188,13 +250,17 @@ class RecordService:
         def types(name: str) -> ObjectTypeDefinition:
             return self.definitions.object_type(name, tx)
 
-        for defn, version in self.definitions.record_triggers(row["object_type"], op, tx):
+        triggered: list[tuple[Any, int]] = [
+            *self.definitions.record_triggers(row["object_type"], op, tx),
+            *self.definitions.fulfillment_triggers(row["object_type"], op, tx)]
+        for defn, version in triggered:
             if defn.name == skip:
                 continue
             when = defn.trigger.when
             source = (when.expression if when is not None else None) or "=true"
             # The related records its expressions read (record.account.name), as they are now.
-            related = when is not None and bool(navigated_cached(defn))
+            related = (when is not None and isinstance(defn, OrchestrationDefinition)
+                       and bool(navigated_cached(defn)))
             try:
                 now_scope = trigger_scope(with_related_txn(tx, defn, view, otype.name, types)
                                           or view, old_typed, now) if related else scope
@@ -218,8 +284,26 @@ class RecordService:
                     {"orchestration": defn.name, "version": version, "error": str(exc),
                      "expression": source, "incident": incident_id})])
                 continue
-            if ok:
+            if ok and isinstance(defn, OrchestrationDefinition):
                 self.runs.start_txn(tx, defn, version, row, {}, actor, now_dt)
+            elif ok:  # a fulfillment: the order is decomposed and its plan started
+                self.plans.plan_txn(tx, defn, version, row, actor, now_dt)
+
+    def lines_of(self, order_id: str, limit: int = 100_000) -> list[dict[str, Any]]:
+        """The records whose ref field names ``order_id`` among the types that have one to
+        its type (an order's lines), oldest first, as the API shows records."""
+        with self.store.read() as tx:
+            row = tx.get_record_txn(order_id)
+            if row is None:
+                raise NotFound("record", order_id)
+            out = []
+            for otype in self.definitions.object_types().values():
+                for f in otype.fields:
+                    if f.type == "ref" and f.object == row["object_type"]:
+                        found = tx.find_records_txn(otype.name, {f.name: order_id}, limit)
+                        found.sort(key=lambda r: (r["created_at"], r["id"]))
+                        out += [record_json_view(r, otype) for r in found]
+        return out
 
     def get(self, record_id: str) -> dict[str, Any]:
         with self.store.read() as tx:

@@ -27,6 +27,7 @@ from baton.definitions.model import (
     ObjectTypeDefinition,
     OrchestrationDefinition,
 )
+from baton.definitions.refs import seed_navigated
 from baton.errors import DefinitionError, NotFound, TransitionConflict
 from baton.ids import IdGenerator, UlidIds
 from baton.runtime import schedules
@@ -35,6 +36,7 @@ from baton.store.ports import Definitions
 from baton.store.sql import SqlStore
 
 REFRESH_INTERVAL_S = 1.0
+PLAN_PREFIX = "plan:"  # a plan run's orchestration: "plan:ORDER_ID", its version the revision
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,7 @@ class DefinitionRepo:
         if key not in self._sources:
             raise NotFound(kind, f"{name} v{version}")
         source, file = self._sources[key]
-        if kind in ("orchestration", "mailbox"):  # they read the object types' fields
+        if kind in ("orchestration", "mailbox", "fulfillment"):  # they read the object types' fields
             objects = self.object_types()
         else:  # an object type's ref fields only need the names of the other types
             objects = {n: ObjectTypeDefinition(n, ()) for (k, n) in self._active if k == "object"}
@@ -306,12 +308,82 @@ class DefinitionRepo:
 
     def orchestration(self, name: str, version: int | None = None,
                       tx: Definitions | None = None) -> tuple[OrchestrationDefinition, int]:
+        if name.startswith(PLAN_PREFIX) and version is not None:
+            return self._plan(name, version, tx), version
         self.refresh(tx)
         if version is None:
             version = self._active.get(("orchestration", name))
             if version is None:
                 raise NotFound("orchestration", name)
         return self._parse("orchestration", name, version), version
+
+    # ---- plans (their definitions are generated per order, stored with the plan) --------
+    def remember_plan(self, name: str, revision: int, defn: OrchestrationDefinition,
+                      tx: Definitions | None = None,
+                      navigated_paths: tuple[tuple[str, ...], ...] | None = None
+                      ) -> OrchestrationDefinition:
+        """A plan revision's definition, just generated, with what deployed versions add
+        (its records' object type, its SLAs' calendars); cached as a deployed one is."""
+        self.refresh(tx)
+        obj = defn.trigger.object
+        record_type = self._parse("object", obj, self._active[("object", obj)]) \
+            if obj is not None and ("object", obj) in self._active else None
+        defn = replace(defn, record_type=record_type,
+                       calendars=MappingProxyType(self._calendars(defn)))
+        if navigated_paths is not None:
+            seed_navigated(defn, navigated_paths)
+        with self._lock:
+            self._parsed[("plan", name, revision)] = defn
+        return defn
+
+    def _plan(self, name: str, revision: int, tx: Definitions | None) -> OrchestrationDefinition:
+        hit = self._parsed.get(("plan", name, revision))
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        from baton.plans.service import build_definition, plan_navigated
+
+        order_id = name[len(PLAN_PREFIX):]
+        if tx is None:
+            with self.store.read() as rtx:
+                row = rtx.get_plan_txn(order_id, revision)
+        else:
+            row = tx.get_plan_txn(order_id, revision)  # type: ignore[attr-defined]
+        if row is None:
+            raise NotFound("plan", f"{order_id} r{revision}")
+        return self.remember_plan(name, revision, build_definition(row["graph"]), tx,
+                                  plan_navigated(row["graph"]))
+
+    def catalog(self, name: str, tx: Definitions | None = None) -> tuple[Any, int]:
+        """The active version of catalog ``name`` and its version number."""
+        self.refresh(tx)
+        v = self._active.get(("catalog", name))
+        if v is None:
+            known = sorted(n for k, n in self._active if k == "catalog")
+            raise NotFound("catalog", name, f"deployed catalogs: {', '.join(known) or 'none'}")
+        return self._parse("catalog", name, v), v
+
+    def catalog_version(self, name: str, version: int, tx: Definitions | None = None) -> Any:
+        """Catalog ``name`` at ``version`` (a plan is pinned to the one it came from)."""
+        self.refresh(tx)
+        return self._parse("catalog", name, version)
+
+    def fulfillment(self, name: str, version: int, tx: Definitions | None = None) -> Any:
+        """Fulfillment ``name`` at ``version``."""
+        self.refresh(tx)
+        return self._parse("fulfillment", name, version)
+
+    def fulfillment_triggers(self, object_type: str, op: str,
+                             tx: Definitions | None = None) -> list[tuple[Any, int]]:
+        """Active fulfillments whose record trigger on ``op`` takes ``object_type`` records."""
+        self.refresh(tx)
+        out = []
+        for (kind, name), v in list(self._active.items()):
+            if kind != "fulfillment":
+                continue
+            d = self._parse(kind, name, v)
+            if d.trigger.object == object_type and op in d.trigger.on:
+                out.append((d, v))
+        return sorted(out, key=lambda dv: str(dv[0].name))
 
     def record_triggers(self, object_type: str, op: str,
                         tx: Definitions | None = None) -> list[tuple[OrchestrationDefinition, int]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,6 +48,7 @@ from baton.work.service import WorkNarrowing, WorkService
 
 if TYPE_CHECKING:
     from baton.auth.directory import User
+    from baton.plans.service import PlanService
 
 __all__ = ["ASSIGNEE_KINDS", "Engine", "one_transaction", "record_view"]
 
@@ -192,10 +193,17 @@ class Engine:
     # ---- records ------------------------------------------------------------------------
     @one_transaction
     def create_record(self, object_type: str, data: dict[str, Any], *, actor: str = "system",
-                      idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
+                      idempotency: IdempotencyClaim | None = None,
+                      children: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+                      ) -> dict[str, Any]:
         """Create a record; runs it triggers start in the same transaction (and the
-        request's idempotency key is claimed in it)."""
-        return self.records.create(object_type, [data], actor, idempotency)[0]
+        request's idempotency key is claimed in it). ``children``: child object type ->
+        records created with it atomically (an order's lines)."""
+        return self.records.create(object_type, [data], actor, idempotency, children)[0]
+
+    @property
+    def plans(self) -> PlanService:
+        return self.records.plans
 
     @one_transaction
     def create_records(self, object_type: str, rows: Sequence[dict[str, Any]], *,

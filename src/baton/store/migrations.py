@@ -263,6 +263,12 @@ def _m018_attachments(conn: Connection) -> None:
     schema.imap_state.create(conn, checkfirst=True)
 
 
+def _m020_plans(conn: Connection) -> None:
+    """Fulfillment plans: each revision of an order's plan with its generated step graph.
+    (Self-contained: it may be renumbered.)"""
+    schema.plans.create(conn, checkfirst=True)
+
+
 def _m022_classifiers(conn: Connection) -> None:
     """Classifiers trained from labelled texts, versioned (``baton ai train``)."""
     schema.classifiers.create(conn, checkfirst=True)
@@ -289,6 +295,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(16, "child runs: a run's parent run and step", _m016_child_runs),
     Migration(17, "work item summaries and SLA jeopardy times", _m017_work_item_headlines),
     Migration(18, "attachments of intake's messages, IMAP polling state", _m018_attachments),
+    Migration(20, "fulfillment plans of orders (their generated step graphs)", _m020_plans),
     Migration(22, "classifiers trained from labelled texts", _m022_classifiers),
 )
 LATEST = MIGRATIONS[-1].version

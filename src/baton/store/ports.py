@@ -200,6 +200,14 @@ class Callbacks(Protocol):
     def deliver_callback_txn(self, run_id: str, step: str, iteration: int, at: str) -> None: ...
 
 
+class Plans(Protocol):
+    """Revisions of orders' fulfillment plans (their generated step graphs)."""
+
+    def insert_plan_txn(self, row: Row) -> None: ...
+    def get_plan_txn(self, order_id: str, revision: int | None = None) -> Row | None: ...
+    def plan_revisions_txn(self, order_id: str) -> list[Row]: ...
+
+
 class Savepoints(Protocol):
     def savepoint(self) -> AbstractContextManager[Any]:
         """A nested transaction: what runs in it is rolled back alone if it raises."""
@@ -207,7 +215,8 @@ class Savepoints(Protocol):
 
 
 class Transaction(Definitions, Records, Runs, WorkItems, Jobs, Events, People, IdempotencyKeys,
-                  Incidents, Schedules, Messages, Classifiers, Callbacks, Savepoints, Protocol):
+                  Incidents, Schedules, Messages, Classifiers, Callbacks, Plans, Savepoints,
+                  Protocol):
     """Everything a caller may ask of one open transaction."""
 
 

@@ -455,3 +455,25 @@ classifiers = Table(
     Column("created_at", String(40), nullable=False),
     Column("created_by", String(200), nullable=False),
 )
+
+
+plans = Table(
+    "baton_plans",
+    metadata,
+    # One row per revision of an order's plan: revision 1 is the plan generated when the
+    # order was submitted; a later one compensates it (cancel) or plans an amendment. The
+    # step graph is data generated for this order, pinned to the versions it came from;
+    # the run of a revision executes it (its orchestration is "plan:ORDER", its version the
+    # revision).
+    Column("order_id", String(40), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False),  # plan | compensation
+    Column("run_id", String(40), nullable=False),
+    Column("fulfillment", String(200), nullable=False),
+    Column("fulfillment_version", Integer, nullable=False),
+    Column("catalog", String(200), nullable=False),
+    Column("catalog_version", Integer, nullable=False),
+    Column("graph", JSON, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("created_by", String(200), nullable=False),
+)

@@ -10,10 +10,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission
 from baton.clock import iso
+from baton.definitions.model import OrchestrationDefinition
 from baton.engine.state import Run, StepRun
 from baton.engine.status import RunStatus, StageStatus, StepStatus
 from baton.runtime.engine import Engine
@@ -126,12 +128,24 @@ def run_context(eng: Engine, user: User, run_id: str) -> dict[str, Any]:
     return {"run": run, "stages": stages, "decisions": run.decisions, "calls": calls,
             "attention": attention, "fallout_steps": [sr.name for sr in fallout],
             "may_act": user.can(Permission.RUNS_WRITE), "may_fallout": user.can(Permission.FALLOUT),
-            "diagram": orchestration_svg(defn, run),
+            "diagram": _diagram(eng, defn, run),
             "events": [{**e, "text": describe_event(e)} for e in events],
             "events_title": events_title, "live": run.status is RunStatus.IN_PROGRESS,
             "poll_seconds": POLL_SECONDS, "may_work": user.can(Permission.WORK_ALL),
             "may_records": user.can(Permission.RECORDS_READ),
             "children": eng.child_runs(run.id) if starts_children(defn) else []}
+
+
+def _diagram(eng: Engine, defn: OrchestrationDefinition, run: Run) -> Markup:
+    """A plan's swimlanes (its revision's graph), else the orchestration's stages."""
+    from baton.plans.service import order_of
+
+    order = order_of(run.orchestration)
+    if order is None:
+        return orchestration_svg(defn, run)
+    from baton.web.plan_diagram import plan_svg
+
+    return plan_svg(eng.plans.revision(order, run.version)["graph"], run)
 
 
 def _step_view(run: Run, name: str, type_: str) -> dict[str, Any]:

@@ -1,0 +1,112 @@
+"""Plan benchmark (issue 13 item 9): an order of ``--lines`` lines (default 10,000) is
+decomposed and planned on SQLite; target < 2 s. Reports the split: decomposition, scenario
+matching, scope expansion, dependency resolution (with building the steps), persistence
+(storing the graph and starting the run), and the submit's whole transaction.
+
+Then ``--orders`` small orders (``--order-lines`` each) are planned and executed by one
+worker in this process: plan steps per second. The lines are created with their order
+in one call before the measured submit (creating records is not planning).
+
+    PYTHONPATH=src python bench/plans.py --lines 10000 --orders 50 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from baton.runtime.engine import Engine
+from baton.runtime.worker import Worker
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "order_fulfillment"
+PRODUCTS = ("LAPTOP-PRO", "DOCK", "BROADBAND")
+SITES = ("PARIS", "LYON", "NANTES", "LILLE")
+
+
+def _lines(n: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        p = PRODUCTS[i % len(PRODUCTS)]
+        attrs = ({"color": "grey"} if p == "LAPTOP-PRO" else
+                 {"site": SITES[i % len(SITES)], "speed": "1G"} if p == "BROADBAND" else {})
+        out.append({"product": p, "quantity": 1 + i % 3, "attributes": attrs})
+    return out
+
+
+def _engine(folder: Path) -> Engine:
+    spec = importlib.util.spec_from_file_location("bench_plan_flows", EXAMPLE / "flows.py")
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))  # registers the flows
+    eng = Engine(f"sqlite:///{folder / 'baton.db'}")
+    eng.deploy([EXAMPLE / "definitions"], known_flows=None)
+    return eng
+
+
+def plan_big(eng: Engine, n: int) -> dict[str, Any]:
+    order = eng.create_record("Order", {"number": "BIG", "status": "Draft"},
+                              children={"OrderLine": _lines(n)})["id"]
+    t0 = time.perf_counter()
+    eng.update_record(order, {"status": "Submitted"})
+    total = time.perf_counter() - t0
+    plan = eng.plans.revision(order)
+    return {"lines": n, "fulfillment_lines": len(plan["graph"]["lines"]),
+            "steps": len(plan["graph"]["steps"]), "submit_s": round(total, 3),
+            "split_s": eng.plans.last_timings.as_dict()}
+
+
+def run_small(eng: Engine, orders: int, lines: int) -> dict[str, Any]:
+    ids = []
+    for i in range(orders):
+        ids.append(eng.create_record("Order", {"number": f"S-{i}", "status": "Submitted"},
+                                     children={"OrderLine": [
+                                         ln for ln in _lines(lines)
+                                         if ln["product"] != "BROADBAND"]})["id"])
+    steps = sum(len(eng.plans.revision(o)["graph"]["steps"]) for o in ids)
+    worker = Worker(eng)
+    t0 = time.perf_counter()
+    worker.run(until_idle=True)
+    took = time.perf_counter() - t0
+    done = sum(1 for o in ids if eng.plans.show(o)["status"] == "completed")
+    return {"orders": orders, "lines_each": lines, "plan_steps": steps,
+            "completed_orders": done, "seconds": round(took, 2),
+            "steps_per_s": round(steps / took, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lines", type=int, default=10_000)
+    ap.add_argument("--orders", type=int, default=50)
+    ap.add_argument("--order-lines", type=int, default=6)
+    ap.add_argument("--big-run-lines", type=int, default=0,
+                    help="also run one plan of this many lines to the end (steps/s)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    out: dict[str, Any] = {}
+    # Two databases: the big plan is planned, not run (its run is one document of tens of
+    # thousands of steps, rewritten at every step: see "execute_big").
+    for part in ("plan", "execute", "execute_big"):
+        if part == "execute_big" and not args.big_run_lines:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            eng = _engine(Path(tmp))
+            try:
+                out[part] = (plan_big(eng, args.lines) if part == "plan" else
+                             run_small(eng, args.orders, args.order_lines) if part == "execute"
+                             else run_small(eng, 1, args.big_run_lines))
+            finally:
+                eng.close()
+    print(json.dumps(out, indent=2) if args.json else
+          f"{out['plan']['lines']} lines -> {out['plan']['steps']} steps planned in "
+          f"{out['plan']['submit_s']} s {out['plan']['split_s']}; executed "
+          f"{out['execute']['steps_per_s']} plan steps/s")
+    return 0 if out["plan"]["submit_s"] < 2.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

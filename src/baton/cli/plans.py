@@ -1,0 +1,124 @@
+"""``baton plans``: an order's fulfillment plan by lane; cancel it (compensation).
+
+Registered in :mod:`baton.cli.main` with ``app.add_typer(plans_app, name="plans")``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from baton.cli.output import console, print_json, table
+
+plans_app = typer.Typer(no_args_is_help=True,
+                        help="Fulfillment plans of orders: show one by lane; cancel one.")
+OrderArg = Annotated[str, typer.Argument(help="Order record id (rec_...)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+STYLE = {"completed": "green", "running": "cyan", "fallout": "red", "failed": "red",
+         "canceled": "dim", "skipped": "dim", "not_started": "white", "waiting": "yellow"}
+
+
+def _state() -> Any:
+    from baton.cli.main import state
+
+    return state
+
+
+def _sla(sla: dict[str, Any] | None) -> str:
+    if not sla:
+        return ""
+    state = sla.get("status") or sla.get("state") or ""
+    due = sla.get("due_at") or ""
+    return f"{state} (due {due[:16]})" if due else str(state)
+
+
+@plans_app.command("show")
+def show(order: OrderArg, as_json: JsonOpt = False) -> None:
+    """The order's plan: each lane's steps with their scope instance, status, SLA and
+    dependencies; the compensation run after a cancel."""
+    plan = _state().engine().plans.show(order)
+    if as_json:
+        print_json(plan)
+        return
+    console.print(f"plan of order [bold]{order}[/bold] r{plan['revision']}  run "
+                  f"{plan['run_id']}  [bold]{plan['status']}[/bold]  "
+                  f"({plan['fulfillment']} v{plan['fulfillment_version']}, catalog "
+                  f"{plan['catalog']} v{plan['catalog_version']}; {len(plan['lines'])} "
+                  "fulfillment lines)")
+    _steps_by_lane(plan["lanes"], plan["steps"])
+    comp = plan.get("compensation")
+    if comp:
+        console.print(f"\ncompensation r{comp['revision']}  run {comp['run_id']}  "
+                      f"[bold]{comp['status']}[/bold]")
+        _steps_by_lane(plan["lanes"], comp["steps"])
+
+
+def _steps_by_lane(lanes: list[str], steps: list[dict[str, Any]]) -> None:
+    for lane in lanes:
+        mine = [s for s in steps if s["lane"] == lane]
+        if not mine:
+            continue
+        rows = []
+        for s in mine:
+            scope = s["scope"] if not s["instance"] else f"{s['scope']} {s['instance']}"
+            mark = " [bold red]PONR[/bold red]" if s.get("ponr") else ""
+            status = s["status"]
+            rows.append([escape(s["name"]) + mark, escape(scope), s["type"],
+                         f"[{STYLE.get(status, 'white')}]{status}[/]", _sla(s.get("sla")),
+                         escape(", ".join(s["after"]))])
+        table(f"lane {lane}", ["step", "scope", "type", "status", "SLA", "after"], rows,
+              ids=("step",))
+
+
+@plans_app.command("cancel")
+def cancel(order: OrderArg,
+           reason: Annotated[str, typer.Option("--reason", help="Why (audited)")],
+           as_json: JsonOpt = False) -> None:
+    """Cancel the order's plan before its point of no return: running steps stop and
+    each completed step's rollback runs, in reverse dependency order."""
+    out = _state().engine().plans.cancel(order, reason, "cli")
+    if as_json:
+        print_json(out)
+        return
+    console.print(f"canceled the plan of order [bold]{order}[/bold]; compensation run "
+                  f"{out['compensation_run_id']} rolls back: "
+                  f"{', '.join(out['rollbacks']) or 'nothing'}")
+
+
+@plans_app.command("diff")
+def diff(order: OrderArg, as_json: JsonOpt = False) -> None:
+    """What `baton plans amend` would do with the order's lines as they are now: steps
+    added, removed, changed, rewired, and the completed ones it would compensate."""
+    out = _state().engine().plans.diff(order)
+    if as_json:
+        print_json(out)
+        return
+    _print_diff(out)
+
+
+def _print_diff(out: dict[str, Any]) -> None:
+    marks = (("added", "green", "+"), ("removed", "red", "-"), ("changed", "yellow", "~"),
+             ("rewired", "cyan", ">"))
+    for key, style, mark in marks:
+        for name in out[key]:
+            extra = f" ({out['status'][name]})" if name in out.get("status", {}) else ""
+            console.print(f"[{style}]{mark} {escape(name)}{extra}[/]")
+    console.print(f"{len(out['unchanged'])} steps unchanged; compensate: "
+                  f"{', '.join(out['compensate']) or 'nothing'}")
+
+
+@plans_app.command("amend")
+def amend(order: OrderArg, as_json: JsonOpt = False) -> None:
+    """Amend the order's plan to its lines as they are now (add lines, or set a line's
+    action to cancel, first): only the difference is planned; removed completed steps are
+    rolled back. Refused once a point-of-no-return step has completed."""
+    out = _state().engine().plans.amend(order, "cli")
+    if as_json:
+        print_json(out)
+        return
+    _print_diff(out)
+    console.print(f"plan of order [bold]{order}[/bold] is now revision {out['revision']}"
+                  + (f"; compensation run {out['compensation_run_id']}"
+                     if out["compensation_run_id"] else ""))

@@ -1,0 +1,1 @@
+"""Fulfillment plans: decomposition, scenarios, scope expansion, compensation."""

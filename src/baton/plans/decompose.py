@@ -1,0 +1,235 @@
+"""Decomposition: an order's commercial lines -> technical fulfillment lines (DESIGN §2.4).
+
+A bundle line decomposes through its children (the child lines the order gives, else the
+catalog's children with the bundle's quantity and action); a product with a rule (its own
+``decomposes_to``, else a rule by its code, else by its family) becomes its targets, each
+decomposed again; any other product fulfills itself. Pure: the same lines and catalog give
+the same fulfillment lines, keyed ``L1``, ``L1.2``... in the order's line order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import orjson
+
+from baton.definitions.plans import CatalogDefinition, Product, Target
+from baton.errors import BatonError, ExpressionError
+from baton.expressions import Missing, evaluate, is_expression
+
+MAX_DEPTH = 20
+_LINE_MEMBER = re.compile(r"\bline\b(\s*\.\s*([A-Za-z_]\w*))?")
+
+
+class LineMemo:
+    """Evaluations of expressions over ``line`` (and an order that does not change while
+    one order is planned), remembered by the values of the line members each reads:
+    ten thousand lines of a few products are a few distinct evaluations."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, tuple[str, ...] | None] = {}
+        self._hits: dict[tuple[str, Any], Any] = {}
+
+    def _reads(self, source: str) -> tuple[str, ...] | None:
+        if source not in self._members:
+            found = _LINE_MEMBER.findall(source)
+            whole = any(not m for _, m in found)  # `line` itself: every member
+            self._members[source] = None if whole else tuple(sorted({m for _, m in found}))
+        return self._members[source]
+
+    def evaluate(self, source: str, scope: Mapping[str, Any],
+                 fn: Any = None) -> Any:
+        """``fn(source, scope)`` (default: evaluate), once per distinct read line values.
+        Raises what it raises, every time."""
+        run = fn or evaluate
+        members = self._reads(source)
+        if members is None:
+            return run(source, scope)
+        line = scope.get("line") or {}
+        key = (source, orjson.dumps([line.get(m) for m in members],
+                                    option=orjson.OPT_SORT_KEYS, default=str))
+        hit = self._hits.get(key, _MISS)
+        if isinstance(hit, BaseException):
+            raise hit
+        if hit is not _MISS:
+            return hit
+        try:
+            value = run(source, scope)
+        except (Missing, ExpressionError) as exc:
+            self._hits[key] = exc
+            raise
+        self._hits[key] = value
+        return value
+
+
+_MISS = object()
+CANCEL = "cancel"  # a line canceled (by an amendment) is not planned; its key stays taken
+
+
+class PlanningError(BatonError):
+    """An order that cannot be planned (an unknown product, a mapping that fails)."""
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """A commercial line as the order gives it."""
+
+    id: str
+    product: str
+    qty: int = 1
+    action: str = "add"
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    start_date: str | None = None
+    bundle_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FulfillmentLine:
+    key: str  # L1, L1.2, ...: stable for the same order and catalog
+    product: Product
+    qty: int
+    action: str
+    attributes: Mapping[str, Any]
+    start_date: str | None
+    source: str  # key of the commercial line it came from
+    source_product: str
+    line_id: str  # record id of that commercial line
+    bundle: str | None  # key of the bundle line it belongs to
+
+    def view(self) -> dict[str, Any]:
+        """What ``line`` is in scenario conditions and plan step expressions (one dict per
+        line, made once: read it, do not change it)."""
+        return self._view
+
+    @cached_property
+    def _view(self) -> dict[str, Any]:
+        p = self.product
+        return {"key": self.key, "id": self.line_id, "qty": self.qty, "quantity": self.qty,
+                "action": self.action, "attributes": dict(self.attributes),
+                "start_date": self.start_date, "bundle": self.bundle, "source": self.source,
+                "source_product": self.source_product,
+                "product": {"code": p.code, "family": p.family, "name": p.name}}
+
+
+def decompose(catalog: CatalogDefinition, lines: Sequence[OrderLine],
+              order: Mapping[str, Any]) -> list[FulfillmentLine]:
+    keys = {ln.id: f"L{i}" for i, ln in enumerate(lines, 1)}
+    children: dict[str, list[OrderLine]] = {}
+    for ln in lines:
+        if ln.bundle_id is not None and ln.bundle_id in keys:
+            children.setdefault(ln.bundle_id, []).append(ln)
+    out: list[FulfillmentLine] = []
+    memo = LineMemo()
+    for ln in lines:
+        if ln.action == CANCEL:
+            continue
+        if ln.bundle_id is None or ln.bundle_id not in keys:
+            _expand(catalog, ln, keys[ln.id], None, keys[ln.id], ln.id, ln.product, children,
+                    keys, order, out, 0, memo)
+    return out
+
+
+def _expand(catalog: CatalogDefinition, ln: OrderLine, key: str, bundle: str | None,
+            source: str, source_id: str, source_product: str,
+            children: Mapping[str, list[OrderLine]], keys: Mapping[str, str],
+            order: Mapping[str, Any], out: list[FulfillmentLine], depth: int,
+            memo: LineMemo) -> None:
+    if depth > MAX_DEPTH:
+        raise PlanningError(f"line {source}: decomposition deeper than {MAX_DEPTH} levels")
+    product = catalog.products.get(ln.product)
+    if product is None:
+        raise PlanningError(f"line {source}: unknown product '{ln.product}' "
+                            f"(not in catalog '{catalog.name}')")
+    if product.children:
+        given = children.get(ln.id)
+        kids = given if given is not None else [
+            OrderLine(f"{ln.id}/{c}", c, ln.qty, ln.action, {}, ln.start_date, ln.id)
+            for c in product.children]
+        for j, kid in enumerate(kids, 1):
+            if kid.action == CANCEL:
+                continue
+            kid_key = keys.get(kid.id, f"{key}.{j}")
+            own = kid.id in keys
+            _expand(catalog, kid, kid_key, key, kid_key if own else source,
+                    kid.id if own else source_id, kid.product if own else source_product,
+                    children, keys, order, out, depth + 1, memo)
+        return
+    targets = catalog.targets(product)
+    if targets is None:
+        out.append(FulfillmentLine(key, product, ln.qty, ln.action, dict(ln.attributes),
+                                   ln.start_date, source, source_product, source_id, bundle))
+        return
+    scope = {"line": _line_scope(product, ln), "record": dict(order)}
+    for j, t in enumerate(targets, 1):
+        sub = OrderLine(ln.id, t.product, _qty(t, scope, source, memo), ln.action,
+                        _attributes(catalog, t, scope, source, memo), ln.start_date, ln.bundle_id)
+        _expand(catalog, sub, f"{key}.{j}",
+                bundle, source, source_id, source_product, children, keys, order, out,
+                depth + 1, memo)
+
+
+def _line_scope(product: Product, ln: OrderLine) -> dict[str, Any]:
+    attrs = {k: v for k, v in product.attributes.items() if v is not None}
+    attrs.update(ln.attributes)
+    return {"id": ln.id, "qty": ln.qty, "quantity": ln.qty, "action": ln.action,
+            "attributes": attrs, "start_date": ln.start_date,
+            "product": {"code": product.code, "family": product.family, "name": product.name}}
+
+
+def _eval(source: Any, scope: Mapping[str, Any], what: str, memo: LineMemo) -> Any:
+    if not (isinstance(source, str) and is_expression(source)):
+        return source
+    try:
+        return memo.evaluate(source, scope)
+    except Missing as exc:
+        raise PlanningError(f"{what}: {source} reads a value the line does not have "
+                            f"({exc})") from None
+    except ExpressionError as exc:
+        raise PlanningError(f"{what}: {source}: {exc}") from None
+
+
+def _qty(t: Target, scope: Mapping[str, Any], source: str, memo: LineMemo) -> int:
+    q = _eval(t.qty, scope, f"line {source} -> {t.product} qty", memo)
+    if isinstance(q, bool) or not isinstance(q, int | float) or int(q) != q or q < 0:
+        raise PlanningError(f"line {source} -> {t.product}: qty must be a whole number >= 0, "
+                            f"got {q!r}")
+    return int(q)
+
+
+def _attributes(catalog: CatalogDefinition, t: Target, scope: Mapping[str, Any],
+                source: str, memo: LineMemo) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, spec in t.attributes.items():
+        what = f"line {source} -> {t.product} attribute {name}"
+        if isinstance(spec, Mapping):
+            key = _eval(spec["key"], scope, what, memo)
+            table = catalog.lookups[spec["lookup"]]
+            if str(key) in table:
+                out[name] = table[str(key)]
+            elif "default" in spec:
+                out[name] = spec["default"]
+            else:
+                raise PlanningError(f"{what}: no entry {key!r} in lookup table "
+                                    f"'{spec['lookup']}' and no default")
+        else:
+            try:
+                out[name] = _eval(spec, scope, what, memo)
+            except PlanningError:
+                if not (isinstance(spec, str) and _reads_missing(spec, scope, memo)):
+                    raise
+                # the line does not have what it maps: the attribute stays unset
+    return out
+
+
+def _reads_missing(source: str, scope: Mapping[str, Any], memo: LineMemo) -> bool:
+    try:
+        memo.evaluate(source, scope)
+    except Missing:
+        return True
+    except ExpressionError:
+        return False
+    return False

@@ -1,0 +1,308 @@
+"""Plan generation: fulfillment lines + a fulfillment -> one step graph (data).
+
+Pure and deterministic: scenario matching, scope expansion and dependency resolution from
+the lines, the order and ``now`` (for ``not_before`` waits). The graph is a single-stage
+orchestration document (what the engine runs) plus each step's plan facts (lane, scope
+instance, lines, PONR, rollback) for the views and for compensation.
+
+Cross-scope ``after`` (DESIGN §2.4): line -> line: the same line; -> plan: the single
+instance; plan -> line-scoped (or bundle, group): every instance; line -> bundle: the
+line's bundle; line -> group: the line's group; bundle or group -> line: the lines of that
+bundle or group; group -> group (by name): the same group value, else every instance.
+A step whose dependency has no instance in this plan does not wait for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
+
+from baton.definitions.plans import PLAN_STEP_KEYS, FulfillmentDefinition
+from baton.definitions.refs import navigated
+from baton.errors import ExpressionError
+from baton.expressions import Missing, evaluate, evaluate_condition, is_expression, reads_variables
+from baton.plans.decompose import FulfillmentLine, LineMemo, PlanningError
+from baton.steps.pause import Pause
+
+GRAPH_FORMAT = 1
+PAUSE = Pause.name  # the step a not_before date becomes: a pause for the time left
+STAGE = "plan"
+
+
+@dataclass
+class Timings:
+    """Seconds spent in each phase of planning (the benchmark's split)."""
+
+    decomposition: float = 0.0
+    matching: float = 0.0
+    expansion: float = 0.0
+    dependencies: float = 0.0
+    persistence: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Instance:
+    template: str
+    kind: str  # plan | line_item | bundle | group
+    key: str  # "" for the plan, a line key, a bundle key or a group value
+    lines: list[FulfillmentLine] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.template if self.kind == "plan" else f"{self.template}[{self.key}]"
+
+
+def scope_kind(template: Mapping[str, Any]) -> str:
+    sc = template.get("scope", "line_item")
+    return "group" if isinstance(sc, Mapping) else str(sc)
+
+
+def _when(source: str, line: Mapping[str, Any], order: Mapping[str, Any], what: str,
+          memo: LineMemo) -> bool:
+    try:
+        return bool(memo.evaluate(source, {"line": line, "record": order}, evaluate_condition))
+    except Missing:
+        return False
+    except ExpressionError as exc:
+        raise PlanningError(f"{what}: {source}: {exc}") from None
+
+
+def match(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine],
+          order: Mapping[str, Any]) -> dict[str, list[FulfillmentLine]]:
+    """Template name -> the lines whose scenarios add it (in line order, no repeats)."""
+    out: dict[str, dict[str, FulfillmentLine]] = {}
+    views = [(ln, ln.view()) for ln in lines]
+    memo = LineMemo()
+    for sc in fulfillment.scenarios:
+        for ln, view in views:
+            if _when(sc.when, view, order, f"scenario {sc.name}, line {ln.key}", memo):
+                for name in sc.steps:
+                    out.setdefault(name, {})[ln.key] = ln
+    order_keys = {ln.key: i for i, ln in enumerate(lines)}
+    return {name: sorted(found.values(), key=lambda ln: order_keys[ln.key])
+            for name, found in out.items()}
+
+
+def expand(fulfillment: FulfillmentDefinition, matched: Mapping[str, list[FulfillmentLine]],
+           order: Mapping[str, Any]) -> dict[str, dict[str, Instance]]:
+    """Template name -> its instances by key."""
+    out: dict[str, dict[str, Instance]] = {}
+    for name in fulfillment.templates:  # definition order: deterministic
+        lines = matched.get(name)
+        if not lines:
+            continue
+        t = fulfillment.templates[name]
+        kind = scope_kind(t)
+        found: dict[str, Instance] = {}
+        for ln in lines:
+            key = _instance_key(t, kind, ln, order)
+            if key is None:
+                continue
+            found.setdefault(key, Instance(name, kind, key)).lines.append(ln)
+        out[name] = found
+    return out
+
+
+def _instance_key(t: Mapping[str, Any], kind: str, ln: FulfillmentLine,
+                  order: Mapping[str, Any]) -> str | None:
+    if kind == "plan":
+        return ""
+    if kind == "line_item":
+        return ln.key
+    if kind == "bundle":
+        return ln.bundle  # a line outside any bundle adds no bundle step
+    source = t["scope"]["group_by"]
+    try:
+        value = evaluate(source, {"line": ln.view(), "record": order}) \
+            if is_expression(source) else source
+    except Missing:
+        return None  # a line without the value is in no group (as one outside a bundle)
+    except ExpressionError as exc:
+        raise PlanningError(f"step {t['name']}, line {ln.key}: group_by {source}: {exc}") from None
+    return None if value is None else str(value)
+
+
+def _group_of(fulfillment: FulfillmentDefinition, template: str, ln: FulfillmentLine,
+              order: Mapping[str, Any]) -> str | None:
+    t = fulfillment.templates[template]
+    return _instance_key(t, "group", ln, order)
+
+
+def resolve(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapping[str, Instance]],
+            order: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Instance name -> the instance names it waits for."""
+    deps: dict[str, list[str]] = {}
+    for name, by_key in instances.items():
+        after = fulfillment.templates[name].get("after") or ()
+        for inst in by_key.values():
+            found: list[str] = []
+            for ref in after:
+                target = instances.get(ref)
+                if target:
+                    found.extend(i.name for i in _targets(fulfillment, inst, ref, target, order))
+            deps[inst.name] = list(dict.fromkeys(found))
+    return deps
+
+
+def _targets(fulfillment: FulfillmentDefinition, inst: Instance, ref: str,
+             target: Mapping[str, Instance], order: Mapping[str, Any]) -> list[Instance]:
+    tkind = next(iter(target.values())).kind
+    if tkind == "plan":
+        return list(target.values())
+    if inst.kind == "plan":
+        return list(target.values())
+    keys: list[str | None]
+    if tkind == "line_item":
+        keys = [ln.key for ln in inst.lines]
+    elif tkind == "bundle":
+        keys = [ln.bundle for ln in inst.lines]
+    elif inst.kind == "group" and tkind == "group" and inst.key in target:
+        keys = [inst.key]
+    else:
+        keys = [_group_of(fulfillment, ref, ln, order) for ln in inst.lines]
+    return [target[k] for k in dict.fromkeys(keys) if k is not None and k in target]
+
+
+@lru_cache(maxsize=4096)
+def _line_only(source: str) -> bool:
+    reads = reads_variables(source)
+    return "line" in reads and reads <= {"line"}
+
+
+def _has_line_values(value: Any) -> bool:
+    if isinstance(value, str):
+        return is_expression(value) and _line_only(value)
+    if isinstance(value, Mapping):
+        return any(_has_line_values(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_line_values(v) for v in value)
+    return False
+
+
+def _resolve_line_values(value: Any, line: Mapping[str, Any]) -> Any:
+    """Expressions that read only ``line`` are evaluated now: the engine has no line."""
+    if isinstance(value, str) and is_expression(value):
+        try:
+            if _line_only(value):
+                return evaluate(value, {"line": line})
+        except (Missing, ExpressionError):
+            return value
+        return value
+    if isinstance(value, Mapping):
+        return {k: _resolve_line_values(v, line) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_line_values(v, line) for v in value]
+    return value
+
+
+def _wait_ms(source: str, line: Mapping[str, Any], order: Mapping[str, Any],
+             now: datetime, what: str) -> int:
+    try:
+        value = evaluate(source, {"line": line, "record": order})
+    except Missing:
+        return 0  # no date on the line: nothing to wait for
+    except ExpressionError as exc:
+        raise PlanningError(f"{what}: not_before {source}: {exc}") from None
+    if value is None or value == "":
+        return 0
+    try:
+        text = str(value)
+        at = (datetime.fromisoformat(text) if "T" in text
+              else datetime.combine(date.fromisoformat(text), datetime.min.time()))
+    except ValueError:
+        raise PlanningError(f"{what}: not_before {source} gave {value!r}, not a date") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=now.tzinfo)
+    return max(0, int((at - now).total_seconds() * 1000))
+
+
+def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapping[str, Instance]],
+                deps: Mapping[str, list[str]], order: Mapping[str, Any], now: datetime
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The stage's steps and each step's plan facts, in a deterministic order."""
+    steps: list[dict[str, Any]] = []
+    facts: list[dict[str, Any]] = []
+    for name, by_key in instances.items():
+        t = fulfillment.templates[name]
+        defaults: Mapping[str, Any] = fulfillment.defaults.get(t["type"]) or {}
+        resolve_step = _has_line_values({k: v for k, v in t.items() if k != "rollback"})
+        resolve_rollback = _has_line_values(t.get("rollback"))
+        for inst in by_key.values():
+            views = [ln.view() for ln in inst.lines]
+            step = {k: v for k, v in t.items() if k not in PLAN_STEP_KEYS and k != "after"}
+            for k, v in defaults.items():
+                step.setdefault(k, v)
+            if inst.kind == "line_item" and resolve_step:
+                step = _resolve_line_values(step, views[0])
+            step["name"] = inst.name
+            # A line-item step sees its line; the others the keys of theirs (a plan step
+            # none: a line added by an amendment must not change what it was given).
+            lines: list[Any] = views if inst.kind == "line_item" else \
+                [] if inst.kind == "plan" else [ln.key for ln in inst.lines]
+            step["input"] = {**(step.get("input") or {}),
+                             "plan": {"scope": inst.kind, "instance": inst.key,
+                                      "lines": lines}}
+            after = list(deps.get(inst.name, ()))
+            if "not_before" in t:
+                ms = _wait_ms(t["not_before"], views[0], order, now, inst.name)
+                if ms > 0:
+                    wait = f"wait_{inst.name}"
+                    steps.append({"name": wait, "type": PAUSE, "for": f"{ms}ms",
+                                  "lane": t.get("lane"), "after": list(after)})
+                    facts.append({"name": wait, "template": name, "scope": inst.kind,
+                                  "instance": inst.key, "lane": t.get("lane"),
+                                  "lines": [ln.key for ln in inst.lines], "wait": True})
+                    after = [wait]
+            if after:
+                step["after"] = after
+            steps.append(step)
+            fact: dict[str, Any] = {"name": inst.name, "template": name, "scope": inst.kind,
+                                    "instance": inst.key, "lane": t.get("lane"),
+                                    "lines": [ln.key for ln in inst.lines]}
+            if t.get("ponr"):
+                fact["ponr"] = True
+            if "rollback" in t:
+                rb = dict(t["rollback"])
+                if inst.kind == "line_item" and resolve_rollback:
+                    rb = _resolve_line_values(rb, views[0])
+                rb["input"] = {**(rb.get("input") or {}), "plan": step["input"]["plan"]}
+                fact["rollback"] = rb
+            facts.append(fact)
+    return steps, facts
+
+
+def generate(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine],
+             order: Mapping[str, Any], order_type: str, plan_name: str, now: datetime,
+             timings: Timings | None = None) -> dict[str, Any]:
+    """The plan's graph: ``definition`` (a one-stage orchestration document) and ``steps``
+    (each step's plan facts), with the lines it was planned from."""
+    tm = timings if timings is not None else Timings()
+    t0 = time.perf_counter()
+    matched = match(fulfillment, lines, order)
+    t1 = time.perf_counter()
+    instances = expand(fulfillment, matched, order)
+    t2 = time.perf_counter()
+    deps = resolve(fulfillment, instances, order)
+    steps, facts = build_steps(fulfillment, instances, deps, order, now)
+    t3 = time.perf_counter()
+    tm.matching += t1 - t0
+    tm.expansion += t2 - t1
+    tm.dependencies += t3 - t2
+    return {
+        "format": GRAPH_FORMAT,
+        "definition": {"name": plan_name, "label": f"Plan of {fulfillment.name}",
+                       "trigger": {"type": "record", "object": order_type, "on": []},
+                       "stages": [{"name": STAGE, "steps": steps}]},
+        "steps": facts,
+        "lanes": list(fulfillment.lanes),
+        "lines": [ln.view() for ln in lines],
+        # what its steps' expressions navigate (record.account.name): their templates'
+        "navigated": [list(p) for p in navigated(dict(fulfillment.templates))],
+    }

@@ -1,0 +1,419 @@
+"""Plans: generate one for a submitted order, show it, cancel it with compensation.
+
+A plan is a run whose orchestration is ``plan:ORDER_ID`` and whose version is the plan's
+revision: :class:`~baton.runtime.definitions.DefinitionRepo` builds that definition from
+the graph stored in ``baton_plans`` (:meth:`definition`), so the worker, the engine, SLAs,
+fallout and the audit log treat it as any run. Cancel before the point of no return
+cancels the plan's run and starts revision N+1, a compensation run whose steps are the
+completed steps' ``rollback`` steps in reverse dependency order — durable, retried and in
+fallout like any other step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from baton.clock import Clock, iso
+from baton.definitions.model import OrchestrationDefinition
+from baton.definitions.plans import FulfillmentDefinition
+from baton.engine.events import CancelRequested, PlanAmended
+from baton.engine.state import Run
+from baton.engine.status import RunStatus, StepStatus
+from baton.errors import NotFound, TransitionConflict
+from baton.ids import IdGenerator
+from baton.plans.decompose import OrderLine, PlanningError, decompose
+from baton.plans.generate import GRAPH_FORMAT, PAUSE, STAGE, Timings, generate
+from baton.records.model import record_view
+from baton.rows import audit_event
+from baton.store.ports import Transaction
+
+if TYPE_CHECKING:
+    from baton.runtime.definitions import DefinitionRepo
+    from baton.runtime.runs import RunDriver
+    from baton.store.sql import SqlStore
+
+PREFIX = "plan:"
+MAX_LINES = 1_000_000
+
+
+def plan_name(order_id: str) -> str:
+    return PREFIX + order_id
+
+
+def order_of(orchestration: str) -> str | None:
+    """The order id of a plan run's orchestration name, else None."""
+    return orchestration[len(PREFIX):] if orchestration.startswith(PREFIX) else None
+
+
+def build_definition(graph: Mapping[str, Any]) -> OrchestrationDefinition:
+    """A plan revision's stored graph -> the orchestration the engine runs."""
+    from baton.definitions.loader import _build_orchestration  # YAML-free, but big: lazily
+
+    return _build_orchestration(graph["definition"], defaultdict(int))
+
+
+def plan_navigated(graph: Mapping[str, Any]) -> tuple[tuple[str, ...], ...] | None:
+    """The record paths a plan's expressions navigate, stored with its graph (None in a
+    graph stored without them: then they are found by walking the definition)."""
+    found = graph.get("navigated")
+    return None if found is None else tuple(tuple(p) for p in found)
+
+
+class PlanService:
+    def __init__(self, store: SqlStore, definitions: DefinitionRepo, runs: RunDriver,
+                 ids: IdGenerator, clock: Clock) -> None:
+        self.store = store
+        self.definitions = definitions
+        self.runs = runs
+        self.ids = ids
+        self.clock = clock
+        self.last_timings = Timings()
+
+    # ---- planning -------------------------------------------------------------------
+    def plan_txn(self, tx: Transaction, fulfillment: FulfillmentDefinition, version: int,
+                 order_row: Mapping[str, Any], actor: str, now_dt: Any) -> Run:
+        """Decompose the order, generate its plan (revision 1, or the next after a
+        canceled one) and start its run, in the caller's transaction."""
+        tm = Timings()
+        t0 = time.perf_counter()
+        catalog, catalog_version = self.definitions.catalog(fulfillment.catalog, tx)
+        order_id = order_row["id"]
+        otype = self.definitions.object_type(order_row["object_type"], tx)
+        order = _jsonable(record_view(order_row, otype))
+        latest = tx.get_plan_txn(order_id)
+        if latest is not None:
+            run_row = tx.get_run_txn(latest["run_id"])
+            if run_row is not None and run_row["status"] == RunStatus.IN_PROGRESS.value:
+                raise TransitionConflict(f"order {order_id} already has a plan in progress "
+                                         f"(run {latest['run_id']}); amend or cancel it")
+        lines = self.order_lines_txn(tx, fulfillment, order_id)
+        flines = decompose(catalog, lines, order)
+        tm.decomposition = time.perf_counter() - t0
+        name = plan_name(order_id)
+        graph = generate(fulfillment, flines, order, otype.name, name, now_dt, tm)
+        graph["pinned"] = {"fulfillment": fulfillment.name, "fulfillment_version": version,
+                           "catalog": catalog.name, "catalog_version": catalog_version}
+        t1 = time.perf_counter()
+        revision = (latest["revision"] if latest else 0) + 1
+        defn = self.definitions.remember_plan(name, revision, build_definition(graph), tx,
+                                                   plan_navigated(graph))
+        run = self.runs.start_txn(tx, defn, revision, order_row, {}, actor, now_dt)
+        tx.insert_plan_txn({
+            "order_id": order_id, "revision": revision, "kind": "plan", "run_id": run.id,
+            "fulfillment": fulfillment.name, "fulfillment_version": version,
+            "catalog": catalog.name, "catalog_version": catalog_version, "graph": graph,
+            "created_at": iso(now_dt), "created_by": actor})
+        tx.append_events_txn([audit_event(  # type: ignore[list-item]
+            "plan_generated", actor, iso(now_dt), order_id, run.id,
+            {"revision": revision, "steps": len(graph["steps"]), "lines": len(flines),
+             "fulfillment": fulfillment.name, "fulfillment_version": version,
+             "catalog": catalog.name, "catalog_version": catalog_version})])
+        tm.persistence = time.perf_counter() - t1
+        self.last_timings = tm
+        return run
+
+    def order_lines_txn(self, tx: Transaction, fulfillment: FulfillmentDefinition,
+                        order_id: str) -> list[OrderLine]:
+        ltype = self.definitions.object_type(fulfillment.line_object, tx)
+        order_field = next((f.name for f in ltype.fields
+                            if f.type == "ref" and f.object == fulfillment.trigger.object), None)
+        bundle_field = next((f.name for f in ltype.fields
+                             if f.type == "ref" and f.object == ltype.name), None)
+        if order_field is None:
+            raise PlanningError(f"object type {ltype.name} has no ref field to "
+                                f"{fulfillment.trigger.object}: its records cannot be lines")
+        rows = tx.find_records_txn(ltype.name, {order_field: order_id}, MAX_LINES)
+        rows.sort(key=lambda r: (r["created_at"], r["id"]))
+        out = []
+        for r in rows:
+            d = r["data"]
+            qty = d.get("quantity", d.get("qty", 1))
+            out.append(OrderLine(r["id"], str(d.get("product")), 1 if qty is None else int(qty),
+                                 str(d.get("action") or "add"), dict(d.get("attributes") or {}),
+                                 d.get("start_date"),
+                                 d.get(bundle_field) if bundle_field else None))
+        return out
+
+    # ---- reads ------------------------------------------------------------------------
+    def revision(self, order_id: str, revision: int | None = None,
+                 tx: Transaction | None = None) -> dict[str, Any]:
+        if tx is None:
+            with self.store.read() as rtx:
+                return self.revision(order_id, revision, rtx)
+        row = tx.get_plan_txn(order_id, revision)
+        if row is None:
+            raise NotFound("plan", order_id if revision is None else f"{order_id} r{revision}",
+                           "an order gets a plan when it is submitted")
+        return row
+
+    def plan_row(self, order_id: str, tx: Transaction) -> dict[str, Any]:
+        """The latest revision that is a plan (not a compensation)."""
+        for row in reversed(tx.plan_revisions_txn(order_id)):
+            if row["kind"] == "plan":
+                got = tx.get_plan_txn(order_id, row["revision"])
+                assert got is not None
+                return got
+        raise NotFound("plan", order_id, "an order gets a plan when it is submitted")
+
+    def show(self, order_id: str) -> dict[str, Any]:
+        """The plan as ``baton plans show`` prints it: steps by lane with their scope
+        instance, status, SLA and dependencies; the compensation, if any."""
+        with self.store.read() as tx:
+            row = self.plan_row(order_id, tx)
+            revisions = tx.plan_revisions_txn(order_id)
+            comp = next((r for r in revisions if r["kind"] == "compensation"
+                         and r["revision"] > row["revision"]), None)
+            run = Run.from_json(tx.get_run_txn(row["run_id"])["state"])  # type: ignore[index]
+            comp_run = (Run.from_json(tx.get_run_txn(comp["run_id"])["state"])  # type: ignore[index]
+                        if comp else None)
+            comp_graph = tx.get_plan_txn(order_id, comp["revision"]) if comp else None
+        return {"order_id": order_id, "revision": row["revision"], "run_id": row["run_id"],
+                "status": run.status.value, **row["graph"]["pinned"],
+                "lanes": _lanes(row["graph"]),
+                "steps": _step_views(row["graph"], run),
+                "lines": row["graph"]["lines"],
+                "compensation": None if comp is None or comp_run is None or comp_graph is None
+                else {"revision": comp["revision"], "run_id": comp["run_id"],
+                      "status": comp_run.status.value,
+                      "steps": _step_views(comp_graph["graph"], comp_run)}}
+
+    # ---- cancel -----------------------------------------------------------------------
+    def cancel(self, order_id: str, reason: str, actor: str) -> dict[str, Any]:
+        """Cancel the order's plan: refused once a point-of-no-return step has completed;
+        else its run is canceled and a compensation run rolls back the completed steps."""
+        if not reason:
+            raise PlanningError("say why the order is canceled (it is audited)")
+        now_dt = self.clock.now()
+        with self.store.write() as tx:
+            row = self.plan_row(order_id, tx)
+            run, defn, record = self.runs.load_txn(tx, row["run_id"])
+            self._check_ponr(row["graph"], run, "canceled")
+            if run.status is not RunStatus.IN_PROGRESS and run.status is not RunStatus.COMPLETED:
+                raise TransitionConflict(f"the plan of order {order_id} is {run.status.value}; "
+                                         "it cannot be canceled")
+            completed = {n for n, sr in run.steps.items() if sr.status is StepStatus.COMPLETED}
+            if run.status is RunStatus.IN_PROGRESS:
+                self.runs.decide_and_apply_txn(tx, defn, run, CancelRequested(reason, actor),
+                                               now_dt, record)
+            graph = compensation_graph(row["graph"], completed, plan_name(order_id))
+            revision = max(r["revision"] for r in tx.plan_revisions_txn(order_id)) + 1
+            cdefn = self.definitions.remember_plan(plan_name(order_id), revision,
+                                                   build_definition(graph), tx,
+                                                   plan_navigated(graph))
+            order_row = tx.get_record_txn(order_id, for_update=True)
+            comp = self.runs.start_txn(tx, cdefn, revision, order_row, {}, actor, now_dt)
+            tx.insert_plan_txn({**{k: row[k] for k in (
+                "fulfillment", "fulfillment_version", "catalog", "catalog_version")},
+                "order_id": order_id, "revision": revision, "kind": "compensation",
+                "run_id": comp.id, "graph": graph, "created_at": iso(now_dt),
+                "created_by": actor})
+            tx.append_events_txn([audit_event(  # type: ignore[list-item]
+                "plan_canceled", actor, iso(now_dt), order_id, row["run_id"],
+                {"reason": reason, "compensation_run": comp.id, "revision": revision,
+                 "rollbacks": [s["name"] for s in graph["steps"]]})])
+        return {"order_id": order_id, "run_id": row["run_id"], "compensation_run_id": comp.id,
+                "rollbacks": [s["name"] for s in graph["steps"]]}
+
+    # ---- amend ------------------------------------------------------------------------
+    def diff(self, order_id: str) -> dict[str, Any]:
+        """What amending the plan to the order's lines as they are now would do: steps
+        added, removed (compensated when completed and they have a rollback), changed
+        (removed and added again), rewired (only their ``after`` changed: they keep their
+        state) and unchanged."""
+        with self.store.read() as tx:
+            return self._diff_txn(tx, order_id, self.clock.now())[0]
+
+    def _diff_txn(self, tx: Transaction, order_id: str, now_dt: Any
+                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], Run]:
+        row = self.plan_row(order_id, tx)
+        fulfillment = self.definitions.fulfillment(row["fulfillment"], row["fulfillment_version"],
+                                                   tx)
+        catalog = self.definitions.catalog_version(row["catalog"], row["catalog_version"], tx)
+        order_row = tx.get_record_txn(order_id)
+        if order_row is None:
+            raise NotFound("record", order_id)
+        otype = self.definitions.object_type(order_row["object_type"], tx)
+        order = _jsonable(record_view(order_row, otype))
+        flines = decompose(catalog, self.order_lines_txn(tx, fulfillment, order_id), order)
+        new = generate(fulfillment, flines, order, otype.name, plan_name(order_id), now_dt)
+        new["pinned"] = row["graph"]["pinned"]
+        run_row = tx.get_run_txn(row["run_id"])
+        assert run_row is not None
+        run = Run.from_json(run_row["state"])
+        old_steps = {s["name"]: s for s in row["graph"]["definition"]["stages"][0]["steps"]}
+        new_steps = {s["name"]: s for s in new["definition"]["stages"][0]["steps"]}
+        added, removed, changed, rewired, unchanged = [], [], [], [], []
+        for name, s in new_steps.items():
+            o = old_steps.get(name)
+            if o is None:
+                added.append(name)
+            elif _content(o) != _content(s):
+                changed.append(name)
+            elif o.get("after") != s.get("after"):
+                rewired.append(name)
+            else:
+                unchanged.append(name)
+        removed = [n for n in old_steps if n not in new_steps]
+        status = {n: sr.status.value for n, sr in run.steps.items()}
+        facts = {f["name"]: f for f in row["graph"]["steps"]}
+        compensate = [n for n in removed + changed if status.get(n) == "completed"
+                      and "rollback" in facts.get(n, {})]
+        out = {"order_id": order_id, "revision": row["revision"], "run_id": row["run_id"],
+               "added": added, "removed": removed, "changed": changed, "rewired": rewired,
+               "unchanged": unchanged, "compensate": compensate,
+               "status": {n: status.get(n, "not_started") for n in removed + changed}}
+        return out, row, new, run
+
+    def amend(self, order_id: str, actor: str) -> dict[str, Any]:
+        """Plan only the difference between the plan and the order's lines now: refused
+        once a point-of-no-return step has completed; removed (and changed) steps leave
+        the run, open ones canceled and completed ones compensated; added (and changed)
+        steps join it; the others keep their state."""
+        now_dt = self.clock.now()
+        with self.store.write() as tx:
+            diff, row, graph, _ = self._diff_txn(tx, order_id, now_dt)
+            run, _defn, record = self.runs.load_txn(tx, row["run_id"])
+            self._check_ponr(row["graph"], run, "amended")
+            if run.status is not RunStatus.IN_PROGRESS:
+                raise TransitionConflict(f"the plan of order {order_id} is {run.status.value}; "
+                                         "only a plan in progress can be amended")
+            revisions = tx.plan_revisions_txn(order_id)
+            revision = max(r["revision"] for r in revisions) + 1
+            name = plan_name(order_id)
+            defn = self.definitions.remember_plan(name, revision, build_definition(graph), tx,
+                                                   plan_navigated(graph))
+            tx.insert_plan_txn({**{k: row[k] for k in (
+                "fulfillment", "fulfillment_version", "catalog", "catalog_version")},
+                "order_id": order_id, "revision": revision, "kind": "plan", "run_id": run.id,
+                "graph": graph, "created_at": iso(now_dt), "created_by": actor})
+            gone = tuple(diff["removed"] + diff["changed"])
+            self.runs.decide_and_apply_txn(
+                tx, defn, run, PlanAmended(revision, gone,
+                                           tuple(diff["changed"] + diff["added"]), actor),
+                now_dt, record)
+            comp_id = None
+            if diff["compensate"]:
+                cgraph = compensation_graph(row["graph"], set(diff["compensate"]), name)
+                crev = revision + 1
+                cdefn = self.definitions.remember_plan(name, crev, build_definition(cgraph), tx,
+                                                    plan_navigated(cgraph))
+                order_row = tx.get_record_txn(order_id, for_update=True)
+                comp = self.runs.start_txn(tx, cdefn, crev, order_row, {}, actor, now_dt)
+                comp_id = comp.id
+                tx.insert_plan_txn({**{k: row[k] for k in (
+                    "fulfillment", "fulfillment_version", "catalog", "catalog_version")},
+                    "order_id": order_id, "revision": crev, "kind": "compensation",
+                    "run_id": comp.id, "graph": cgraph, "created_at": iso(now_dt),
+                    "created_by": actor})
+            tx.append_events_txn([audit_event(  # type: ignore[list-item]
+                "plan_amended", actor, iso(now_dt), order_id, run.id,
+                {"revision": revision, "added": diff["added"], "removed": diff["removed"],
+                 "changed": diff["changed"], "compensation_run": comp_id})])
+        return {**diff, "revision": revision, "compensation_run_id": comp_id}
+
+    def _check_ponr(self, graph: Mapping[str, Any], run: Run, what: str) -> None:
+        for fact in graph["steps"]:
+            sr = run.steps.get(fact["name"])
+            if fact.get("ponr") and sr is not None and sr.status is StepStatus.COMPLETED:
+                raise TransitionConflict(
+                    f"the order can no longer be {what}: step '{fact['name']}' is a point of "
+                    f"no return and completed at {sr.completed_at or 'an earlier time'}")
+
+
+def compensation_graph(graph: Mapping[str, Any], completed: set[str], name: str
+                       ) -> dict[str, Any]:
+    """The rollback steps of the completed steps that have one, each after the rollbacks
+    of the completed steps that depended on its step (directly or through others)."""
+    steps = graph["definition"]["stages"][0]["steps"]
+    after = {s["name"]: list(s.get("after") or ()) for s in steps}
+    dependents: dict[str, list[str]] = {n: [] for n in after}
+    for n, deps in after.items():
+        for d in deps:
+            dependents.setdefault(d, []).append(n)
+    facts = {f["name"]: f for f in graph["steps"]}
+    undo = [n for n in after if n in completed and "rollback" in facts.get(n, {})]
+    undo_set = set(undo)
+    out_steps = []
+    out_facts = []
+    for n in undo:
+        # the nearest rollback-having completed steps downstream of n
+        first: list[str] = []
+        seen: set[str] = set()
+        stack = list(dependents.get(n, ()))
+        while stack:
+            d = stack.pop()
+            if d in seen:
+                continue
+            seen.add(d)
+            if d in undo_set:
+                first.append(d)
+            else:
+                stack.extend(dependents.get(d, ()))
+        rb = dict(facts[n]["rollback"])
+        rb["name"] = f"rollback_{n}"
+        if first:
+            rb["after"] = [f"rollback_{d}" for d in sorted(first, key=undo.index)]
+        out_steps.append(rb)
+        out_facts.append({"name": rb["name"], "template": facts[n]["template"],
+                          "scope": facts[n]["scope"], "instance": facts[n]["instance"],
+                          "lane": facts[n].get("lane"), "lines": facts[n]["lines"],
+                          "compensates": n})
+    definition = dict(graph["definition"])
+    definition["name"] = name
+    definition["label"] = "Compensation of " + str(definition.get("label", name))
+    definition["stages"] = [{"name": STAGE, "steps": out_steps}]
+    return {"format": GRAPH_FORMAT, "definition": definition, "steps": out_facts,
+            "lanes": graph["lanes"], "lines": graph["lines"], "pinned": graph.get("pinned", {}),
+            "navigated": graph.get("navigated")}
+
+
+def _content(step: Mapping[str, Any]) -> dict[str, Any]:
+    """A step as the diff compares it: without ``after`` (rewiring keeps its state) and,
+    for a not_before wait, without the time left (it shrinks as time passes)."""
+    out = {k: v for k, v in step.items() if k != "after"}
+    if out.get("type") == PAUSE and str(out.get("name", "")).startswith("wait_"):
+        out.pop("for", None)
+    return out
+
+
+def _lanes(graph: Mapping[str, Any]) -> list[str]:
+    lanes = list(graph.get("lanes") or [])
+    for f in graph["steps"]:
+        lane = f.get("lane") or "(no lane)"
+        if lane not in lanes:
+            lanes.append(lane)
+    return lanes
+
+
+def _step_views(graph: Mapping[str, Any], run: Run) -> list[dict[str, Any]]:
+    steps = {s["name"]: s for s in graph["definition"]["stages"][0]["steps"]}
+    out = []
+    for f in graph["steps"]:
+        s = steps[f["name"]]
+        sr = run.steps.get(f["name"])
+        sla = sr.sla if sr is not None else None
+        out.append({**{k: v for k, v in f.items() if k != "rollback"},
+                    "lane": f.get("lane") or "(no lane)", "type": s["type"],
+                    "status": sr.status.value if sr is not None else "pending",
+                    "after": list(s.get("after") or ()),
+                    "sla": None if sla is None else _sla_view(sla),
+                    "has_rollback": "rollback" in f})
+    return out
+
+
+def _sla_view(sla: Any) -> dict[str, Any]:
+    if isinstance(sla, Mapping):
+        return dict(sla)
+    return {k: getattr(sla, k) for k in ("state", "due_at", "jeopardy_at") if hasattr(sla, k)}
+
+
+def _jsonable(view: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in view.items():
+        out[k] = v if v is None or isinstance(v, str | int | float | bool | list | dict) \
+            else str(v)
+    return out
+

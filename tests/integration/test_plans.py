@@ -1,0 +1,173 @@
+"""Fulfillment plans (issue 13): an order submitted with its lines is decomposed and gets
+one plan run executed by the engine; PONR refuses cancel; cancel before it compensates in
+reverse dependency order. Real Engine and Worker on SQLite and PostgreSQL, virtual time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from baton import flow
+from baton.errors import TransitionConflict, ValidationError
+from baton.flows import FlowContext
+from tests.conftest import Harness
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "order_fulfillment" / "definitions"
+CALLS: list[str] = []
+
+
+def _recorder(name: str) -> Any:
+    def f(ctx: FlowContext) -> dict[str, Any]:
+        plan = ctx.input.get("plan") or {}
+        CALLS.append(f"{name}:{plan.get('instance', '')}")
+        return {"ok": True}
+    return f
+
+
+for _name in ("credit_check", "reserve", "release", "ship", "recall", "provision", "bill",
+              "activate", "deactivate"):
+    flow(f"orders.{_name}")(_recorder(_name))
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    CALLS.clear()
+
+
+def _deploy(h: Harness) -> None:
+    h.engine.deploy([EXAMPLE], known_flows=None)
+
+
+LINES = [
+    {"product": "LAPTOP-BUNDLE", "quantity": 2},
+    {"product": "LAPTOP-PRO", "quantity": 2, "bundle": "#1", "attributes": {"color": "grey"}},
+    {"product": "DOCK", "bundle": "#1"},
+    {"product": "BROADBAND", "attributes": {"site": "PARIS", "speed": "1G"}},
+    {"product": "BROADBAND", "attributes": {"site": "LYON", "speed": "500M"}},
+]
+
+
+def _order(h: Harness, lines: list[dict[str, Any]] | None = None) -> str:
+    rec = h.engine.create_record("Order", {"number": "O-1", "status": "Submitted"},
+                                 children={"OrderLine": LINES if lines is None else lines})
+    return str(rec["id"])
+
+
+def test_submitted_order_gets_one_plan_by_lane(harness: Harness) -> None:
+    _deploy(harness)
+    order = _order(harness)
+    plan = harness.engine.plans.show(order)
+    names = [s["name"] for s in plan["steps"]]
+    # The bundle's laptop decomposes into a device line (L2.1) and a shipment (L2.2); the
+    # dock into a shipment (L3.1); broadband by family into an access line per site.
+    assert names == ["reserve[L2.1]", "ship[L2.1]", "credit_check", "billing", "done",
+                     "provision[L2.1]", "install[PARIS]", "install[LYON]",
+                     "activate[L4.1]", "activate[L5.1]"]
+    steps = {s["name"]: s for s in plan["steps"]}
+    assert steps["reserve[L2.1]"]["after"] == ["credit_check"]  # line -> plan
+    assert steps["ship[L2.1]"]["after"] == ["reserve[L2.1]"]  # line -> same line
+    assert steps["billing"]["after"] == ["ship[L2.1]", "install[PARIS]", "install[LYON]"]
+    assert steps["activate[L4.1]"]["after"] == ["install[PARIS]"]  # line -> its group
+    assert steps["install[LYON]"]["lines"] == ["L5.1"]
+    assert plan["lines"][0]["attributes"] == {"model": "LAPTOP-PRO", "color": "grey"}
+    assert [ln["attributes"]["region"] for ln in plan["lines"][-2:]] == ["north", "south"]
+    assert plan["pinned"] if "pinned" in plan else plan["catalog_version"] == 1
+    assert plan["status"] == "in_progress"
+
+
+def test_plan_runs_on_the_engine_and_ponr_refuses_cancel(harness: Harness) -> None:
+    _deploy(harness)
+    order = _order(harness)
+    harness.work()
+    items = harness.engine.list_work(queue="installers")
+    assert len(items) == 2
+    for it in items:
+        harness.engine.complete(it["id"], "tech", {})
+    harness.work()
+    plan = harness.engine.plans.show(order)
+    assert plan["status"] == "completed"
+    assert {s["status"] for s in plan["steps"]} == {"completed"}
+    assert CALLS.index("credit_check:") < CALLS.index("reserve:L2.1") < CALLS.index("bill:")
+    with pytest.raises(TransitionConflict, match="step 'billing' is a point of no return"):
+        harness.engine.plans.cancel(order, "customer changed mind", "test")
+    harness.engine.create_record("OrderLine", {"order": order, "product": "DOCK"})
+    with pytest.raises(TransitionConflict, match="can no longer be amended: step 'billing'"):
+        harness.engine.plans.amend(order, "test")
+
+
+def test_cancel_before_ponr_rolls_back_in_reverse_dependency_order(harness: Harness) -> None:
+    _deploy(harness)
+    order = _order(harness)
+    harness.work()  # everything but the installs (manual) and what waits for them
+    status = {s["name"]: s["status"] for s in harness.engine.plans.show(order)["steps"]}
+    assert status["ship[L2.1]"] == "completed" and status["billing"] == "not_started"
+    out = harness.engine.plans.cancel(order, "customer canceled", "test")
+    assert out["rollbacks"] == ["rollback_reserve[L2.1]", "rollback_ship[L2.1]"]
+    CALLS.clear()
+    harness.work()
+    # ship is undone before reserve: it depended on it
+    assert CALLS == ["recall:L2.1", "release:L2.1"]
+    plan = harness.engine.plans.show(order)
+    assert plan["status"] == "canceled"
+    assert plan["compensation"]["status"] == "completed"
+    assert harness.engine.list_work(queue="installers") == []
+    events = [e["type"] for e in harness.engine.timeline(order)]
+    assert "plan_generated" in events and "plan_canceled" in events
+
+
+def test_lines_are_created_with_the_order_atomically(harness: Harness) -> None:
+    _deploy(harness)
+    bad = [{"product": "DOCK"}, {"product": "DOCK", "bundle": "#5"}]
+    with pytest.raises(ValidationError):
+        _order(harness, bad)
+    assert harness.engine.count_records("Order") == 0
+    assert harness.engine.count_records("OrderLine") == 0
+
+
+def test_amend_plans_only_the_difference(harness: Harness) -> None:
+    _deploy(harness)
+    order = _order(harness)
+    harness.work()  # up to the manual installations
+    before = harness.engine.get_run(harness.engine.plans.show(order)["run_id"])
+    lyon = next(r for r in harness.engine.list_records("OrderLine", limit=50)
+            if (r.get("attributes") or {}).get("site") == "LYON")
+    harness.engine.update_record(lyon["id"], {"action": "cancel"})  # a line removed
+    harness.engine.create_record("OrderLine", {"order": order, "product": "LAPTOP-PRO",
+                                               "attributes": {"color": "blue"}})  # one added
+    diff = harness.engine.plans.diff(order)
+    assert diff["added"] == ["reserve[L6.1]", "ship[L6.1]", "provision[L6.1]"]
+    assert diff["removed"] == ["install[LYON]", "activate[L5.1]"]
+    assert diff["changed"] == [] and "billing" in diff["rewired"]
+    assert "reserve[L2.1]" in diff["unchanged"] and diff["compensate"] == []
+    CALLS.clear()
+    out = harness.engine.plans.amend(order, "test")
+    assert out["revision"] == 2
+    harness.work()
+    after = harness.engine.get_run(before.id)
+    # unchanged steps were not run again: the same completion
+    assert after.steps["reserve[L2.1]"].completed_at == before.steps["reserve[L2.1]"].completed_at
+    assert sorted(CALLS) == ["provision:L6.1", "reserve:L6.1", "ship:L6.1"]
+    assert "install[LYON]" not in after.steps
+    assert [i["step"] for i in harness.engine.list_work(queue="installers")] == ["install[PARIS]"]
+    plan = harness.engine.plans.show(order)
+    assert plan["revision"] == 2 and plan["status"] == "in_progress"
+    assert harness.engine.plans.show(order)["steps"][-1]["name"] == "activate[L4.1]"
+
+
+def test_amend_compensates_a_removed_completed_step(harness: Harness) -> None:
+    _deploy(harness)
+    order = _order(harness)
+    harness.work()
+    laptop = next(r for r in harness.engine.list_records("OrderLine", limit=50)
+              if r["product"] == "LAPTOP-PRO")
+    harness.engine.update_record(laptop["id"], {"action": "cancel"})
+    diff = harness.engine.plans.diff(order)
+    assert diff["compensate"] == ["reserve[L2.1]", "ship[L2.1]"]
+    CALLS.clear()
+    out = harness.engine.plans.amend(order, "test")
+    assert out["compensation_run_id"]
+    harness.work()
+    assert CALLS == ["recall:L2.1", "release:L2.1"]
+    assert harness.engine.get_run(out["compensation_run_id"]).status.value == "completed"

@@ -1,0 +1,135 @@
+"""Plan generation, pure (issue 13): decomposition by code, family and through bundles with
+quantities and attribute mappings; one test per scope and cross-scope ``after`` rule; line
+actions in scenario conditions; ``not_before`` on a given clock; defaults per step type."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from baton.definitions.loader import load_text
+from baton.definitions.model import FieldDefinition, ObjectTypeDefinition
+from baton.plans.decompose import OrderLine, PlanningError, decompose
+from baton.plans.generate import generate
+
+CATALOG = """
+kind: catalog
+lookups: {regions: {PARIS: north}}
+products:
+  - {code: KIT, family: Bundle, children: [PC, MOUSE]}
+  - {code: PC, family: Computer, attributes: [color], decomposes_to: [{product: PROV, qty: '=line.qty * 2', attributes: {color: '=line.attributes.color'}}]}
+  - {code: MOUSE, family: Accessory}
+  - {code: NET, family: Net, attributes: [site]}
+  - {code: PROV, family: Provisioning, attributes: [color]}
+  - {code: ACCESS, family: Access, attributes: [site, region]}
+rules:
+  - family: Net
+    decomposes_to: [{product: ACCESS, attributes: {site: '=line.attributes.site', region: {lookup: regions, key: '=line.attributes.site', default: other}}}]
+"""
+
+FULFILLMENT = """
+kind: fulfillment
+name: f
+trigger: {type: record, object: Order, on: [update]}
+lines: {object: OrderLine}
+lanes: [a, b]
+defaults:
+  background: {retry: {max: 4}, sla: {duration: 4h, jeopardy: 1h}}
+scenarios:
+  - name: all
+    when: '=true'
+    steps:
+      - {name: start, type: background, flow: x.f, scope: plan}
+      - {name: finish, type: background, flow: x.f, scope: plan, after: [per_line, per_bundle, per_site]}
+  - name: lines
+    when: '=line.action != "no_change"'
+    steps:
+      - {name: per_line, type: background, flow: x.f, after: [start, per_bundle, per_site], retry: {max: 1}}
+      - {name: per_bundle, type: background, flow: x.f, scope: bundle}
+      - {name: per_site, type: background, flow: x.f, scope: {group_by: '=line.attributes.site'},
+         not_before: '=line.start_date'}
+"""
+
+
+OBJECTS = {"Order": ObjectTypeDefinition("Order", (FieldDefinition("status", "string"),)),
+           "OrderLine": ObjectTypeDefinition("OrderLine", (
+               FieldDefinition("order", "ref", object="Order"),))}
+
+
+def _defs() -> tuple[Any, Any]:
+    cat = load_text(CATALOG)[0].definition
+    ful = load_text(FULFILLMENT, deployed_objects=OBJECTS)[0].definition
+    return cat, ful
+
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _plan(lines: list[OrderLine]) -> dict[str, Any]:
+    cat, ful = _defs()
+    graph = generate(ful, decompose(cat, lines, {}), {}, "Order", "plan:o", NOW)
+    steps = graph["definition"]["stages"][0]["steps"]
+    return {"steps": {s["name"]: s for s in steps}, "lines": graph["lines"], "facts": graph["steps"]}
+
+
+def test_decomposition_by_code_family_and_bundle_with_quantities_and_mappings() -> None:
+    cat, _ = _defs()
+    lines = decompose(cat, [OrderLine("k", "KIT", 3),
+                            OrderLine("n", "NET", 1, attributes={"site": "PARIS"})], {})
+    # the kit decomposes through the catalog's children with its quantity; PC by code
+    # (qty doubled), MOUSE fulfills itself; NET by family rule with a lookup enrichment.
+    assert [(ln.key, ln.product.code, ln.qty, ln.bundle) for ln in lines] == [
+        ("L1.1.1", "PROV", 6, "L1"), ("L1.2", "MOUSE", 3, "L1"), ("L2.1", "ACCESS", 1, None)]
+    assert dict(lines[2].attributes) == {"site": "PARIS", "region": "north"}
+
+
+def test_unknown_product_on_an_order_is_a_planning_error() -> None:
+    cat, _ = _defs()
+    with pytest.raises(PlanningError, match="line L1: unknown product 'TV'"):
+        decompose(cat, [OrderLine("t", "TV")], {})
+
+
+def test_scopes_and_cross_scope_after() -> None:
+    p = _plan([OrderLine("k", "KIT", 1),
+               OrderLine("pc", "PC", 1, bundle_id="k", attributes={"color": "red"}),
+               OrderLine("n1", "NET", attributes={"site": "PARIS"}),
+               OrderLine("n2", "NET", attributes={"site": "LYON"}),
+               OrderLine("n3", "NET", attributes={"site": "PARIS"})])
+    s = p["steps"]
+    assert "start" in s and "finish" in s  # plan scope: once
+    assert [n for n in s if n.startswith("per_bundle")] == ["per_bundle[L1]"]  # per bundle
+    assert [n for n in s if n.startswith("per_site")] == [  # per group value
+        "per_site[PARIS]", "per_site[LYON]"]  # (a line without a site is in no group)
+    assert s["per_line[L2.1]"]["after"] == ["start", "per_bundle[L1]"]
+    assert s["per_line[L3.1]"]["after"] == ["start", "per_site[PARIS]"]  # line -> its group
+    assert s["per_line[L5.1]"]["after"] == ["start", "per_site[PARIS]"]
+    # plan -> line-scoped, bundle and group: every instance
+    assert s["finish"]["after"][:3] == ["per_line[L2.1]", "per_line[L3.1]", "per_line[L4.1]"]
+    assert "per_bundle[L1]" in s["finish"]["after"] and "per_site[LYON]" in s["finish"]["after"]
+
+
+def test_line_action_in_a_scenario_condition() -> None:
+    p = _plan([OrderLine("n1", "NET", action="no_change", attributes={"site": "PARIS"}),
+               OrderLine("n2", "NET", action="amend", attributes={"site": "LYON"})])
+    assert [n for n in p["steps"] if n.startswith("per_line")] == ["per_line[L2.1]"]
+
+
+def test_not_before_waits_until_the_line_start_date() -> None:
+    p = _plan([OrderLine("n1", "NET", attributes={"site": "PARIS"}, start_date="2026-06-03")])
+    wait = p["steps"]["wait_per_site[PARIS]"]
+    assert wait["type"] == "pause" and wait["for"] == f"{2 * 86_400_000}ms"
+    assert p["steps"]["per_site[PARIS]"]["after"] == ["wait_per_site[PARIS]"]
+
+
+def test_defaults_per_step_type_and_override() -> None:
+    p = _plan([OrderLine("n1", "NET", attributes={"site": "PARIS"})])
+    assert p["steps"]["start"]["retry"] == {"max": 4}
+    assert p["steps"]["start"]["sla"] == {"duration": "4h", "jeopardy": "1h"}
+    assert p["steps"]["per_line[L1.1]"]["retry"] == {"max": 1}
+
+
+def test_plan_is_deterministic() -> None:
+    lines = [OrderLine("n1", "NET", attributes={"site": "PARIS"}), OrderLine("k", "KIT")]
+    assert _plan(lines) == _plan(lines)
