@@ -64,6 +64,7 @@ class WorkItem(TypedDict):
     summary: NotRequired[str | None]  # migration 17: a line about the record
     jeopardy_at: NotRequired[str | None]  # migration 17: when the SLA turns in_jeopardy
     input: NotRequired[dict[str, Any] | None]  # the step's input (migration 12)
+    step_type: NotRequired[str | None]  # interactive, approval (migration 21)
     sla_status: NotRequired[str | None]
 
 

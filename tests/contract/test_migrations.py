@@ -98,7 +98,7 @@ def _at_migration_7(url: str) -> None:
         tx.conn.exec_driver_sql("ALTER TABLE baton_runs DROP COLUMN sla_at")
         tx.conn.exec_driver_sql("DROP INDEX ix_runs_attention")  # migration 13's
         tx.conn.exec_driver_sql("ALTER TABLE baton_runs DROP COLUMN attention")
-        for column in ("summary", "jeopardy_at"):  # migration 17's
+        for column in ("summary", "jeopardy_at", "step_type"):  # migrations 17's and 21's
             tx.conn.exec_driver_sql(f"ALTER TABLE baton_work_items DROP COLUMN {column}")
     assert store.schema_version() == 7
     store.close()
@@ -302,5 +302,61 @@ def test_the_child_runs_migration_links_runs_in_an_existing_database(db_url: str
         [kid] = engine.child_runs(mom.id)
         assert kid["parent_step"] == "k" and kid["orchestration"] == "kid"
         assert engine.get_run(kid["id"]).parent.run_id == mom.id  # type: ignore[union-attr]
+    finally:
+        engine.close()
+
+
+def test_the_delegation_migration_tells_open_approvals_apart(db_url: str) -> None:
+    """A database at the migration before delegation's, with two open work items (one with
+    the approval form, one with another form) and a user, is carried forward: the users get
+    the delegate columns (none named), the approval item is known as one (its assignee's
+    delegate may act on it), the other's step type stays unknown."""
+    import json
+
+    from sqlalchemy import insert, select
+
+    from baton.clock import SystemClock, iso
+    from baton.runtime.engine import Engine
+    from baton.store.migrations import MIGRATIONS
+
+    mine = next(m for m in MIGRATIONS if m.name.startswith("delegation"))
+    before = [m for m in MIGRATIONS if m.version < mine.version]
+    approval_form = [{"name": "decision", "type": "choice", "required": True,
+                      "choices": ["approve", "reject"], "default": None, "label": "Decision"},
+                     {"name": "comments", "type": "text", "required": False, "choices": [],
+                      "default": None, "label": "Comments"}]
+    other_form = [{"name": "done", "type": "bool", "required": False, "choices": [],
+                   "default": None, "label": None}]
+    store = SqlStore(db_url)
+    with store.write() as tx:
+        schema.metadata.drop_all(tx.conn)  # PostgreSQL's test database comes migrated
+        schema.schema_migrations.create(tx.conn)
+        for m in before:
+            m.apply(tx.conn)
+            tx.conn.execute(insert(schema.schema_migrations).values(
+                version=m.version, name=m.name, applied_at=iso(SystemClock().now())))
+        tx.conn.exec_driver_sql("DROP INDEX ix_users_delegate")
+        for column in ("delegate", "delegate_from", "delegate_until"):
+            tx.conn.exec_driver_sql(f"ALTER TABLE baton_users DROP COLUMN {column}")
+        tx.conn.exec_driver_sql("ALTER TABLE baton_work_items DROP COLUMN step_type")
+        tx.conn.exec_driver_sql(
+            "INSERT INTO baton_users (name, display_name, roles, active, created_at, updated_at)"
+            " VALUES ('ann', 'Ann', '[\"agent\"]', true, '2026-01-01', '2026-01-01')")
+        for item_id, form in (("wi_approval", approval_form), ("wi_other", other_form)):
+            tx.conn.exec_driver_sql(
+                "INSERT INTO baton_work_items (id, run_id, orchestration, stage, step, iteration,"
+                " title, form, status, assignee_kind, assignee, version, created_at, updated_at)"
+                f" VALUES ('{item_id}', 'run_x', 'o', 's', 'st', 1, 't', '{json.dumps(form)}',"
+                " 'open', 'user', 'ann', 1, '2026-01-01', '2026-01-01')")
+    store.close()
+
+    engine = Engine(db_url)  # migrates
+    try:
+        with engine.store.read() as tx:
+            kinds = dict(tx.conn.execute(select(schema.work_items.c.id,
+                                                schema.work_items.c.step_type)).all())
+        assert kinds == {"wi_approval": "approval", "wi_other": None}
+        ann = engine.directory.get_user("ann")
+        assert ann.delegation is None and ann.acting_for == frozenset()
     finally:
         engine.close()

@@ -42,7 +42,23 @@ def test_users_and_tokens(tmp_path: Path) -> None:
     users = json.loads(ok(baton("users", "list", "--json", cwd=proj)).stdout)
     assert users == [{"name": "alice", "display_name": "alice", "email": "alice@example.com",
                       "roles": ["agent", "operator"], "groups": [], "queues": ["tier1", "tier2"],
-                      "active": True}]
+                      "active": True, "delegate": None, "delegate_from": None,
+                      "delegate_until": None, "acting_for": []}]
+    # a delegate for alice's approvals, between two dates; refused: herself, a bad date
+    ok(baton("users", "add", "bob", "--role", "agent", cwd=proj))
+    done = ok(baton("users", "update", "alice", "--delegate", "bob", "--from", "2026-12-01",
+                    "--until", "2026-12-24", cwd=proj))
+    assert "delegate bob (from 2026-12-01 to 2026-12-24)" in done.stdout
+    self_ = baton("users", "update", "alice", "--delegate", "alice", cwd=proj)
+    assert self_.returncode == 1 and "cannot be their own delegate" in self_.stderr
+    late = baton("users", "update", "alice", "--until", "2026-12-32", cwd=proj)
+    assert late.returncode == 1 and "not a date" in late.stderr
+    both = baton("users", "update", "alice", "--no-delegate", "--until", "2026-12-31", cwd=proj)
+    assert both.returncode != 0 and "--no-delegate" in both.stderr
+    listed_users = ok(baton("users", "list", cwd=proj)).stdout
+    assert "bob (from 2026-12-01 to" in listed_users
+    ok(baton("users", "update", "alice", "--no-delegate", cwd=proj))
+    assert json.loads(ok(baton("users", "list", "--json", cwd=proj)).stdout)[0]["delegate"] is None
     made = json.loads(ok(baton("tokens", "create", "alice", "--label", "laptop", "--json", cwd=proj)).stdout)
     assert made["token"].startswith("baton_") and made["user"] == "alice"
     listed = json.loads(ok(baton("tokens", "list", "--json", cwd=proj)).stdout)

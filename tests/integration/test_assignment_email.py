@@ -6,7 +6,7 @@ SMTP server on loopback (aiosmtpd), by the workers, outside the engine transacti
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -272,3 +272,37 @@ def test_sla_notify_assignee_uses_the_directory_address(harness: Any, eng: Engin
     harness.work()
     ((rcpts, msg),) = inbox.messages
     assert rcpts == ["eve@example.com"] and "in jeopardy" in msg["Subject"]
+
+
+APPROVAL_DEFS = """
+kind: orchestration
+name: t_approval_mail
+trigger: {type: autolaunched, object: Case}
+stages:
+  - name: s
+    steps:
+      - {name: ok, type: approval, assign: {user: ann}}
+      - {name: other, type: interactive, assign: {user: ann}, form: [{name: x, type: bool}]}
+"""
+
+
+def test_an_approval_goes_to_the_approvers_delegate_too(harness: Any, eng: Engine,
+                                                        inbox: Inbox) -> None:
+    """As Salesforce e-mails delegated approvers: while ann's delegation to eve is in force,
+    eve is told of ann's approvals (not of her other work items)."""
+    harness.deploy_text(APPROVAL_DEFS, "approval.yaml")
+    eng.directory.update_user("ann", delegate="eve", delegate_until="2026-01-05")
+    run, _rec = start(eng, "t_approval_mail")
+    harness.work()
+    queued = {e["data"]["step"]: e["data"] for e in events(eng, run.id, "email_queued")}
+    assert queued["ok"]["recipients"] == ["ann@example.com", "eve@example.com"]
+    assert queued["ok"]["delegate"] == "eve"
+    assert queued["other"]["recipients"] == ["ann@example.com"]
+    assert "delegate" not in queued["other"]
+    assert sorted(sorted(r) for r, _ in inbox.messages) == [
+        ["ann@example.com"], ["ann@example.com", "eve@example.com"]]
+    harness.clock.set(datetime(2026, 1, 6, 9, 0, tzinfo=UTC))  # the delegation is over
+    run, _rec = start(eng, "t_approval_mail")
+    harness.work()
+    queued = {e["data"]["step"]: e["data"] for e in events(eng, run.id, "email_queued")}
+    assert queued["ok"]["recipients"] == ["ann@example.com"]

@@ -338,3 +338,137 @@ def test_b2b_approval_by_the_owners_manager(harness: Any) -> None:
     assert eng.get_record(opp["id"])["type"] == "Approved Business"
     assert labels(eng, run.id)[-1] == ""  # the Approved stage's own next
     assert "Approved" in labels(eng, run.id)
+
+
+# ---- flow approval processes as Salesforce stores them (stepApproval, ApprovalStep) ------
+APPLIED: list[dict[str, Any]] = []  # what the ported flows of the two processes below did
+
+
+@flow("salesforce.Apply_Opportunity_Discount")
+def apply_opportunity_discount(ctx: FlowContext) -> dict[str, Any]:
+    APPLIED.append({"applied": ctx.record["id"]})
+    return {"applied": True}
+
+
+@flow("salesforce.Notify_Discount_Rejected")
+def notify_discount_rejected(ctx: FlowContext) -> dict[str, Any]:
+    APPLIED.append({"rejected": ctx.record["id"], "reason": ctx.input.get("reason")})
+    return {"notified": True}
+
+
+@flow("salesforce.Place_Purchase_Order")
+def place_purchase_order(ctx: FlowContext) -> dict[str, Any]:
+    APPLIED.append({"ordered": ctx.input.get("request_id")})
+    return {"ordered": True}
+
+
+def decide(harness: Any, run_id: str, step: str, data: dict[str, Any],
+           assignee: tuple[str, str], who: str | None = None) -> dict[str, Any]:
+    """The approver (or ``who``) decides the open approval of ``step``; its output."""
+    item = open_item(harness.engine, run_id, step)
+    assert (item["assignee_kind"], item["assignee"]) == assignee, item
+    assert item["step_type"] == "approval"
+    assert [f["name"] for f in item["form"]] == ["decision", "comments"]
+    harness.engine.complete(item["id"], who or assignee[1], data)
+    harness.work()
+    return harness.engine.get_run(run_id).steps[step].output  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("discount", "manager", "finance", "outcome", "label"), [
+    (20, {"decision": "approve"}, None, {"applied": True}, "Approved"),
+    (20, {"decision": "reject", "comments": "margin too thin"}, None,
+     {"rejected": True, "reason": "margin too thin"}, "Rejected"),
+    (40, {"decision": "approve", "comments": "strategic"}, {"decision": "approve"},
+     {"applied": True}, "Approved by finance"),
+    (40, {"decision": "approve", "comments": "strategic"},
+     {"decision": "reject", "comments": "over budget"},
+     {"rejected": True, "reason": "strategic"}, "Rejected by finance"),
+])
+def test_discount_approval_runs_the_approve_and_reject_paths(
+        harness: Any, discount: int, manager: dict[str, Any], finance: dict[str, Any] | None,
+        outcome: dict[str, Any], label: str) -> None:
+    """A record-triggered ApprovalWorkflow: the manager (the owner's manager, a related
+    record), then finance (a queue) for a large discount; each decision routes as the
+    original's decisions on approvalDecision do, the comments feed a later step's input,
+    and the record is locked while an approval is pending."""
+    from baton.errors import TransitionConflict
+
+    imported(harness, "Discount_Approval")
+    eng = harness.engine
+    APPLIED.clear()
+    boss = eng.create_record("User", {"username": "bea"})
+    rep = eng.create_record("User", {"username": "rob", "manager": boss["id"]})
+    opp = eng.create_record("Opportunity", {"discount": 5, "owner": rep["id"]})
+    harness.work()
+    assert eng.list_runs(record_id=opp["id"]) == [], "10 % or less needs no approval"
+    eng.update_record(opp["id"], {"discount": discount}, actor="user:rob")  # now it meets it
+    harness.work()
+    run = run_of(eng, opp["id"])
+    with pytest.raises(TransitionConflict, match="locked: approval 'manager_approval'"):
+        eng.update_record(opp["id"], {"discount": 1}, actor="user:rob")
+    out = decide(harness, run.id, "manager_approval", manager, ("user", "bea"))
+    assert out["approver"] == "bea" and out["decision"] == manager["decision"]
+    if finance is not None:
+        decide(harness, run.id, "finance_approval", finance, ("queue", "finance_approvers"),
+               who="fin")
+    else:
+        assert status(harness, run.id, "finance_approval") == "not_started"
+    done = eng.get_run(run.id)
+    assert done.status.value == "completed" and label in labels(eng, run.id)
+    [did] = APPLIED
+    if "applied" in outcome:
+        assert did == {"applied": opp["id"]}
+    else:
+        assert did == {"rejected": opp["id"], "reason": outcome["reason"]}
+    eng.update_record(opp["id"], {"discount": 2}, actor="user:rob")  # unlocked again
+
+
+def test_a_delegate_decides_an_imported_approval_on_behalf_of_the_manager(
+        harness: Any) -> None:
+    imported(harness, "Discount_Approval")
+    eng = harness.engine
+    APPLIED.clear()
+    eng.directory.add_user("bea", roles=["agent"])
+    eng.directory.add_user("cara", roles=["agent"])
+    eng.directory.update_user("bea", delegate="cara")
+    boss = eng.create_record("User", {"username": "bea"})
+    rep = eng.create_record("User", {"username": "rob", "manager": boss["id"]})
+    opp = eng.create_record("Opportunity", {"discount": 15, "owner": rep["id"]})
+    harness.work()
+    run = run_of(eng, opp["id"])
+    out = decide(harness, run.id, "manager_approval", {"decision": "approve"}, ("user", "bea"),
+                 who="cara")
+    assert (out["approver"], out["on_behalf_of"]) == ("cara", "bea")
+    assert APPLIED == [{"applied": opp["id"]}]
+    [decided] = [e for e in eng.timeline(opp["id"]) if e["type"] == "approval_decided"]
+    assert decided["actor"] == "cara" and decided["data"]["on_behalf_of"] == "bea"
+
+
+@pytest.mark.parametrize(("decision", "ordered", "label"), [
+    ("approve", ["PR-7"], "Approved"), ("reject", [], "Rejected"), ("recall", [], "Rejected")])
+def test_purchase_request_approval_by_the_group_the_submission_names(
+        harness: Any, decision: str, ordered: list[str], label: str) -> None:
+    """An autolaunched ApprovalWorkflow: its inputs (recordId, submitter,
+    submissionComments, the approver group) are the run's input; the group is a resource
+    resolved when the step starts; a rejection (or the submitter's recall) ends the run by
+    a rule without a connector."""
+    imported(harness, "Purchase_Request_Approval")
+    eng = harness.engine
+    APPLIED.clear()
+    run = eng.start("purchase_request_approval", {
+        "record_id": "PR-7", "submitter": "sam", "submission_comments": "two laptops",
+        "approver_group": "budget_owners"}, actor="user:sam")
+    harness.work()
+    item = open_item(eng, run.id, "budget_owner_approval")
+    assert item["input"] == {"approval_information": "two laptops"}
+    if decision == "recall":
+        eng.work.recall(item["id"], "sam", None)
+        harness.work()
+        assert eng.get_run(run.id).steps["budget_owner_approval"].output["decision"] \
+            == "recalled"
+    else:
+        decide(harness, run.id, "budget_owner_approval", {"decision": decision},
+               ("group", "budget_owners"), who="gus")
+    assert eng.get_run(run.id).status.value == "completed"
+    assert labels(eng, run.id)[-1 if decision != "approve" else -2] == label
+    assert [a["ordered"] for a in APPLIED] == ordered

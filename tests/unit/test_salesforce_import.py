@@ -422,7 +422,7 @@ def test_decisions_become_stages_with_labelled_rules_and_default(tmp_path: Path)
     assert stages[2]["next"] == [{"goto": "end_stage"}]
 
 
-def test_approval_steps_get_the_decision_form(tmp_path: Path) -> None:
+def test_approval_steps_become_approvals(tmp_path: Path) -> None:
     steps = """<stageSteps><name>Ok</name><label>OK?</label><actionName>approvalWorkflowEvaluateApprovalStep</actionName>
       <actionType>stepApproval</actionType>
       <assignees><assignee><stringValue>boards</stringValue></assignee><assigneeType>Group</assigneeType></assignees>
@@ -431,14 +431,51 @@ def test_approval_steps_get_the_decision_form(tmp_path: Path) -> None:
     report, docs = run_import(tmp_path, {"T": one_stage(steps).replace(
         "Orchestrator", "ApprovalWorkflow")})
     step = docs["t"]["stages"][0]["steps"][0]
-    assert step["type"] == "interactive" and step["assign"] == {"group": "boards"}
-    assert step["form"] == [
-        {"name": "decision", "type": "choice", "choices": ["approve", "reject"], "required": True},
-        {"name": "comments", "type": "text"}]
+    assert step["type"] == "approval" and step["assign"] == {"group": "boards"}
+    assert "form" not in step  # the approval's own: decision (approve | reject), comments
     [extra] = report.untranslated
     assert "one assignee" in extra.reason and extra.line > 1
     assert report.approval_steps == ["t.ok"]
-    assert any("type: approval" in s and "t.ok" in s for s in report.next_steps)
+    assert any("type: approval" in s and "t.ok" in s and "--delegate" in s
+               for s in report.next_steps)
+    assert any("replaced by the approval form" in n.reason for n in report.notes)
+
+
+def test_approval_step_locks_and_run_as(tmp_path: Path) -> None:
+    """``shouldLock``: an approval locks its record anyway (a caveat when false), another
+    step cannot lock it (not translated); ``runAsUser`` on a background step is not."""
+    steps = """<stageSteps><name>Ok</name><label>OK?</label><actionName>Ok_Screen</actionName>
+      <actionType>stepApproval</actionType><stepSubtype>ApprovalStep</stepSubtype>
+      <assignees><assignee><stringValue>boards</stringValue></assignee><assigneeType>Group</assigneeType></assignees>
+      <outputConfigParams><name>approvalDecision</name></outputConfigParams>
+      <runAsUser>true</runAsUser><shouldLock>false</shouldLock>
+    </stageSteps>
+    <stageSteps><name>Bg</name><label>Bg</label><actionName>Do_Bg</actionName>
+      <actionType>stepBackground</actionType><stepSubtype>BackgroundStep</stepSubtype>
+      <runAsUser>true</runAsUser><shouldLock>true</shouldLock>
+    </stageSteps>"""
+    report, docs = run_import(tmp_path, {"T": one_stage(steps).replace(
+        "Orchestrator", "ApprovalWorkflow")})
+    assert [s["type"] for s in docs["t"]["stages"][0]["steps"]] == ["approval", "background"]
+    assert sorted(u.construct for u in report.untranslated) == [
+        "step Bg: runAsUser true", "step Bg: shouldLock true"]
+    assert any(n.construct == "step Ok: shouldLock false" for n in report.notes)
+
+
+def test_approval_inputs_are_the_record_and_the_submitter(tmp_path: Path) -> None:
+    """A record-triggered approval flow's ``recordId`` is the run's record (an input
+    ``recordId`` = ``recordId`` is then left out: every flow has ``ctx.record``)."""
+    body = (CORPUS / "Discount_Approval.flow-meta.xml").read_text()
+    report, docs = run_import(tmp_path, {"Discount_Approval": body})
+    assert report.untranslated == []
+    orch = docs["discount_approval"]
+    assert "record_id" not in orch.get("variables", {})
+    steps = {s["name"]: s for st in orch["stages"] for s in st["steps"]}
+    assert "input" not in steps["apply_discount_step"]
+    assert steps["notify_rejection"]["input"] == {
+        "reason": "=steps.manager_approval.output.comments"}
+    assert steps["manager_approval"]["assign"] == {"user": "=record.owner.manager.username"}
+    assert any(t.element == "approval input recordId" for t in report.translated)
 
 
 def test_pilot_create_work_item_steps(tmp_path: Path) -> None:

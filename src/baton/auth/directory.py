@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from baton.auth.roles import ROLES, Permission, permissions
@@ -59,6 +59,31 @@ def _dummy_hash() -> str:
     return _hasher().hash("baton-dummy-password")
 
 
+APPROVAL = "approval"  # the step type whose items a delegate may act on
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """Who may act on a user's approvals for them, from ``start`` to ``until`` (dates,
+    both inclusive, UTC; None: open-ended)."""
+
+    to: str
+    start: str | None = None
+    until: str | None = None
+
+    def in_force(self, today: str) -> bool:
+        """Is it in force on ``today`` (YYYY-MM-DD)?"""
+        return (self.start is None or self.start <= today) and (
+            self.until is None or today <= self.until)
+
+
+def delegation_of(row: Mapping[str, Any]) -> Delegation | None:
+    """A user row's delegation, in force or not (None when it names no delegate)."""
+    to = row.get("delegate")
+    return Delegation(to, row.get("delegate_from"), row.get("delegate_until")) if to else None
+
+
 @dataclass(frozen=True)
 class User:
     name: str
@@ -69,6 +94,9 @@ class User:
     queues: frozenset[str] = field(default_factory=frozenset)
     active: bool = True
     has_password: bool = False
+    delegation: Delegation | None = None  # who may act on my approvals (and when)
+    # whose approvals I may act on today, as their delegate (when I was read)
+    acting_for: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def permissions(self) -> frozenset[Permission]:
@@ -86,7 +114,13 @@ class User:
             or (kind == "user" and assignee == self.name)
             or (kind == "group" and assignee in self.groups)
             or (kind == "queue" and assignee in self.queues)
+            or self.delegated(item)
         )
+
+    def delegated(self, item: Mapping[str, Any]) -> bool:
+        """Is this an approval of someone I act for as their delegate today?"""
+        return bool(item.get("assignee_kind") == "user" and item.get("assignee") in self.acting_for
+                    and item.get("step_type") == APPROVAL)
 
     def is_member(self, item: Mapping[str, Any]) -> bool:
         """Is this work item assigned to me, or to a group or queue I belong to now? (Not
@@ -100,9 +134,13 @@ class User:
         return self.can(Permission.WORK_ALL) or (self.can(Permission.WORK) and self.in_scope(item))
 
     def to_json(self) -> dict[str, Any]:
+        d = self.delegation
         return {"name": self.name, "display_name": self.display_name, "email": self.email,
                 "roles": sorted(self.roles), "groups": sorted(self.groups),
-                "queues": sorted(self.queues), "active": self.active}
+                "queues": sorted(self.queues), "active": self.active,
+                "delegate": d.to if d else None, "delegate_from": d.start if d else None,
+                "delegate_until": d.until if d else None,
+                "acting_for": sorted(self.acting_for)}
 
 
 @dataclass(frozen=True)
@@ -168,7 +206,13 @@ class Directory:
     def update_user(self, name: str, *, roles: Iterable[str] | None = None,
                     groups: Iterable[str] | None = None, queues: Iterable[str] | None = None,
                     email: str | None = None, display_name: str | None = None,
-                    active: bool | None = None, password: str | None = None) -> User:
+                    active: bool | None = None, password: str | None = None,
+                    delegate: str | None = None, delegate_from: str | None = None,
+                    delegate_until: str | None = None) -> User:
+        """Change what is given (None: unchanged). ``delegate`` names who may act on the
+        user's approvals ("" ends the delegation), from ``delegate_from`` until
+        ``delegate_until`` (YYYY-MM-DD, inclusive; "" or not given with a new delegate:
+        open-ended); dates alone change the current delegation's."""
         problems: dict[str, str] = {}
         values: dict[str, Any] = {}
         if roles is not None:
@@ -188,7 +232,9 @@ class Directory:
         if problems:
             raise ValidationError(f"user {name!r}", problems)
         with self.store.write() as tx:
-            self.user_txn(tx, name)  # NotFound
+            current = self.user_txn(tx, name)  # NotFound
+            values.update(self._delegation_txn(tx, current, delegate, delegate_from,
+                                               delegate_until))
             if values:
                 tx.update_user_txn(name, {**values, "updated_at": self._now()})
             if group_list is not None:
@@ -339,6 +385,49 @@ class Directory:
         with self.store.write() as tx:
             tx.delete_sessions_txn(secret_hash=_digest(secret))
 
+    def _delegation_txn(self, tx: People, user: User, delegate: str | None,
+                        start: str | None, until: str | None) -> dict[str, Any]:
+        """The columns a delegation change writes (checked: ValidationError naming them)."""
+        if delegate is None and start is None and until is None:
+            return {}
+        problems: dict[str, str] = {}
+        if delegate == "":
+            if start or until:
+                problems["delegate"] = "dates need a delegate: give --delegate NAME with them"
+                raise ValidationError(f"user {user.name!r}", problems)
+            return {"delegate": None, "delegate_from": None, "delegate_until": None}
+        if delegate is None:
+            if user.delegation is None:
+                raise ValidationError(f"user {user.name!r}", {
+                    "delegate": "dates need a delegate: this user names none (give one)"})
+            delegate = user.delegation.to
+            start = user.delegation.start if start is None else start
+            until = user.delegation.until if until is None else until
+        if delegate == user.name:
+            problems["delegate"] = "a user cannot be their own delegate"
+        elif tx.user_row_txn(delegate) is None:
+            problems["delegate"] = f"no user {delegate!r} (see `baton users list`)"
+        for key, value in (("delegate_from", start), ("delegate_until", until)):
+            if value and not _is_date(value):
+                problems[key] = f"{value!r} is not a date: expected YYYY-MM-DD"
+        if start and until and not problems and start > until:
+            problems["delegate_until"] = f"{until} is before the start, {start}"
+        if problems:
+            raise ValidationError(f"user {user.name!r}", problems)
+        return {"delegate": delegate, "delegate_from": start or None,
+                "delegate_until": until or None}
+
+    def today(self) -> str:
+        """Today's date (UTC), against which delegations are in force."""
+        return self.clock.now().date().isoformat()
+
+    def acting_for_txn(self, tx: People, name: str) -> frozenset[str]:
+        """Whose approvals ``name`` may act on today, as their delegate."""
+        today = self.today()
+        return frozenset(r["name"] for r in tx.delegator_rows_txn(name)
+                         if Delegation(name, r["delegate_from"], r["delegate_until"])
+                         .in_force(today))
+
     # ---- internals ----------------------------------------------------------------------
     @staticmethod
     def _check_roles(roles: Iterable[str], problems: dict[str, str]) -> list[str]:
@@ -367,8 +456,7 @@ class Directory:
             raise NotFound("user", name, "see `baton users list`")
         return self._to_user_txn(tx, row)
 
-    @staticmethod
-    def _to_user_txn(tx: People, row: Mapping[str, Any]) -> User:
+    def _to_user_txn(self, tx: People, row: Mapping[str, Any]) -> User:
         groups: set[str] = set()
         queues: set[str] = set()
         for kind, name in tx.memberships_txn(row["name"]):
@@ -376,4 +464,15 @@ class Directory:
         return User(name=row["name"], display_name=row["display_name"], email=row["email"],
                     roles=frozenset(row["roles"] or ()), groups=frozenset(groups),
                     queues=frozenset(queues), active=bool(row["active"]),
-                    has_password=bool(row["password_hash"]))
+                    has_password=bool(row["password_hash"]), delegation=delegation_of(row),
+                    acting_for=self.acting_for_txn(tx, row["name"]))
+
+
+def _is_date(text: str) -> bool:
+    if not DATE_RE.fullmatch(text):
+        return False
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True

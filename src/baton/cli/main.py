@@ -47,6 +47,7 @@ from baton.errors import BatonError, ConfigError, DefinitionError, Issue
 from baton.intake.views import describe_message
 from baton.project import Project, find_project_root, load_project
 from baton.runtime.views import (
+    approval_history_line,
     call_views,
     completed_view,
     event_view,
@@ -829,6 +830,9 @@ def describe_event(e: Mapping[str, Any]) -> str:
         return describe_message(d)
     if t == "record_updated":
         return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
+    approval = approval_history_line(t, str(e.get("actor") or ""), d)
+    if approval is not None:
+        return approval
     if t == "decision_taken":
         label = f" ({d['label']})" if d.get("label") else ""
         return f"after {d['stage']} #{d['iteration']} → {d['goto']}{label}"
@@ -839,7 +843,7 @@ def describe_event(e: Mapping[str, Any]) -> str:
         return f"{d.get('stage')} #{d.get('iteration')}"
     if t.startswith("work_item_"):
         bits = [d.get("work_item", ""), d.get("step", "")]
-        for k in ("assignee", "to", "reason"):
+        for k in ("assignee", "to", "reason", "on_behalf_of"):
             if k in d:
                 bits.append(f"{k}={d[k]}")
         if "data" in d:

@@ -43,7 +43,18 @@ def _show(user: Any, as_json: bool, verb: str) -> None:
                   + (f"; groups {', '.join(sorted(user.groups))}" if user.groups else "")
                   + (f"; queues {', '.join(sorted(user.queues))}" if user.queues else "")
                   + (f"; e-mail {user.email}" if user.email else "")
+                  + (f"; delegate {delegation_text(user)}" if user.delegation else "")
                   + ("" if user.has_password else "; no password (API tokens only)"))
+
+
+def delegation_text(user: Any) -> str:
+    """``bob (2026-12-01 to 2026-12-24)``: who acts on the user's approvals, and when."""
+    d = user.delegation
+    if d is None:
+        return ""
+    when = (f" (from {d.start} to {d.until})" if d.start and d.until
+            else f" (from {d.start})" if d.start else f" (until {d.until})" if d.until else "")
+    return f"{d.to}{when}"
 
 
 @users_app.command("add")
@@ -76,12 +87,23 @@ def users_update(
     active: Annotated[bool | None, typer.Option("--active/--inactive", help="Deactivate to lock the user out")] = None,
     password: Annotated[bool, typer.Option("--password", help="Prompt for a new password")] = False,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the new password from standard input")] = False,
+    delegate: Annotated[str | None, typer.Option("--delegate", help="Who may act on this user's approvals for them (audited as on behalf of this user)")] = None,
+    delegate_from: Annotated[str | None, typer.Option("--from", help="The delegation starts on this date (YYYY-MM-DD, UTC)")] = None,
+    delegate_until: Annotated[str | None, typer.Option("--until", help="The delegation ends after this date (YYYY-MM-DD, UTC, inclusive)")] = None,
+    no_delegate: Annotated[bool, typer.Option("--no-delegate", help="End the delegation")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a user; --role, --group and --queue replace the lists they name."""
+    """Change a user; --role, --group and --queue replace the lists they name.
+    `baton users update ann --delegate bob --until 2026-12-24`: bob may decide ann's
+    approvals until that day (--from/--until alone change the current delegation's dates)."""
+    if no_delegate and (delegate is not None or delegate_from or delegate_until):
+        raise typer.BadParameter("--no-delegate ends the delegation: give no --delegate, "
+                                 "--from or --until with it")
     secret = _read_password(password, password_stdin)
-    user = _engine().directory.update_user(name, roles=role, groups=group, queues=queue, email=email,
-                                           display_name=display_name, active=active, password=secret)
+    user = _engine().directory.update_user(
+        name, roles=role, groups=group, queues=queue, email=email, display_name=display_name,
+        active=active, password=secret, delegate="" if no_delegate else delegate,
+        delegate_from=delegate_from, delegate_until=delegate_until)
     _show(user, as_json, "updated")
 
 
@@ -92,9 +114,10 @@ def users_list(as_json: JsonOpt = False) -> None:
     if as_json:
         print_json([u.to_json() for u in users])
         return
-    table("Users", ["name", "roles", "groups", "queues", "e-mail", "active"],
+    table("Users", ["name", "roles", "groups", "queues", "e-mail", "active", "delegate"],
           [[u.name, ", ".join(sorted(u.roles)), ", ".join(sorted(u.groups)),
-            ", ".join(sorted(u.queues)), u.email or "", "yes" if u.active else "no"] for u in users])
+            ", ".join(sorted(u.queues)), u.email or "", "yes" if u.active else "no",
+            delegation_text(u)] for u in users])
 
 
 @users_app.command("unlock")

@@ -196,6 +196,7 @@ class CreateWorkItem:
     summary: str | None = None  # a line about its record, under the title
     jeopardy_at: str | None = None  # when the step's SLA turns in_jeopardy (ISO), if ever
     input: dict[str, Any] | None = None  # the step's ``input``, evaluated when it started
+    step_type: str | None = None  # the step's type: a delegate may act on approvals only
 
 
 @dataclass(frozen=True)

@@ -384,23 +384,27 @@ class Engine:
                   run_id: str | None = None, record_id: str | None = None,
                   scope: User | None = None, order: str = "created", after: str | None = None,
                   offset: int = 0, limit: int = 50,
-                  narrow: WorkNarrowing | None = None) -> KeyPage:
+                  narrow: WorkNarrowing | None = None, on_behalf: Sequence[str] = ()
+                  ) -> KeyPage:
         """Work items, one keyset page in ``order`` (see :meth:`list_work`); ``next`` is
         the cursor of the following page, None on the last. ``narrow``: the Work Guide's
-        orchestration, text and SLA-state filters."""
+        orchestration, text and SLA-state filters; ``on_behalf`` (with ``user``): the
+        approvals of these users too (``user`` acts for them as their delegate)."""
         return self.work.page(user=user, queue=queue, group=group, statuses=statuses,
                               run_id=run_id, record_id=record_id, scope=scope, order=order,
-                              after=after, offset=offset, limit=limit, narrow=narrow)
+                              after=after, offset=offset, limit=limit, narrow=narrow,
+                              on_behalf=on_behalf)
 
     def count_work_bounded(self, *, statuses: Sequence[str] = OPEN_OR_CLAIMED,
                            scope: User | None = None, queue: str | None = None,
                            group: str | None = None, record_id: str | None = None,
                            user: str | None = None,
-                           narrow: WorkNarrowing | None = None) -> Total:
+                           narrow: WorkNarrowing | None = None,
+                           on_behalf: Sequence[str] = ()) -> Total:
         """Exact up to a thousand; beyond, an estimate or a lower bound (never a scan)."""
         return self.work.count_bounded(statuses=statuses, scope=scope, queue=queue,
                                        group=group, record_id=record_id, user=user,
-                                       narrow=narrow)
+                                       narrow=narrow, on_behalf=on_behalf)
 
     def get_work_item(self, item_id: str) -> WorkItem:
         return self.work.get(item_id)

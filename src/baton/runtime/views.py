@@ -25,7 +25,7 @@ WORK_ITEM_FIELDS = (
     "id", "status", "title", "summary", "instructions", "run_id", "record_id", "orchestration", "stage",
     "step", "iteration", "assignee_kind", "assignee", "claimed_by", "form", "data", "priority",
     "sla_status", "due_at", "created_at", "updated_at", "completed_at", "completed_by", "version",
-    "input",
+    "input", "step_type",
 )
 _STEP_FIELDS = ("name", "stage", "iteration", "status", "attempts", "started_at",
                 "completed_at", "output", "error", "work_item_id")
@@ -161,3 +161,21 @@ def call_views(events: list[Any]) -> list[dict[str, Any]]:
     first: what the run page and ``baton runs show`` list (secrets are never in them)."""
     return [{"at": e["at"], **(e.get("data") or {})} for e in events
             if e.get("type") == CALL_EVENT]
+
+
+_PAST = {"approve": "approved", "reject": "rejected"}
+
+
+def approval_history_line(type_: str, actor: str, data: Mapping[str, Any]) -> str | None:
+    """An approval event as the timelines say it ("manager: approved by bob on behalf of
+    ann: fine"), or None for any other event (the web UI and the CLI both use it)."""
+    step = data.get("step")
+    if type_ == "approval_requested":
+        return f"{step}: approval requested"
+    if type_ != "approval_decided":
+        return None
+    who = actor.split(":", 1)[1] if actor.startswith("user:") else actor
+    text = f"{step}: {_PAST.get(str(data.get('decision')), data.get('decision'))} by {who}"
+    if data.get("on_behalf_of"):
+        text += f" on behalf of {data['on_behalf_of']}"
+    return text + (f": {data['comments']}" if data.get("comments") else "")

@@ -8,6 +8,12 @@ with who, when, the decision and the comments). The person who submitted it (who
 started the run) may **recall** it (``baton work recall``, ``POST /api/work/{id}/recall``):
 the step completes with ``decision: recalled``. The output is ``{decision, comments,
 approver, decided_at}``, which ``next`` rules route on.
+
+**Delegation**: a user-assigned approval may be decided by the assignee's delegate (``baton
+users update NAME --delegate OTHER [--from DATE] [--until DATE]``, the API, the Settings
+page) while the delegation is in force; the output and ``approval_decided`` then carry
+``on_behalf_of`` (the assignee) beside ``approver`` (the delegate): "approved by X on
+behalf of Y". The work service decides who may act (``baton.work.service``).
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ class Approval(Interactive):
         out = {"decision": output.get("decision"), "comments": output.get("comments"),
                "approver": actor, "decided_at": d.now,
                **{k: v for k, v in output.items() if k not in ("decision", "comments")}}
+        # A delegate decided for the assignee: "approved by X on behalf of Y".
+        behalf = {"on_behalf_of": out["on_behalf_of"]} if out.get("on_behalf_of") else {}
         d.audit("approval_decided", actor, step=sr.name, stage=sr.stage,
-                iteration=sr.iteration, decision=out["decision"], comments=out["comments"])
+                iteration=sr.iteration, decision=out["decision"], comments=out["comments"],
+                **behalf)
         return out
 
 

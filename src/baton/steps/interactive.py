@@ -115,6 +115,7 @@ class Interactive(StepTypeBase):
             summary=summary,
             jeopardy_at=sr.sla.get("jeopardy_at") if sr.sla else None,
             input=values,
+            step_type=self.name,
         ))
         d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                 type=self.name, assignee=f"{kind}:{assignee}")

@@ -269,6 +269,42 @@ def _m020_plans(conn: Connection) -> None:
     schema.plans.create(conn, checkfirst=True)
 
 
+def _m021_delegation(conn: Connection) -> None:
+    """Delegation of approvals: a user names a delegate (optionally between two dates), who
+    may act on the user's approvals; work items keep the type of their step, so that the
+    delegate's Work Guide can list the approvals (not the other items) of whom they act
+    for. Items made before are told apart by their form: an approval's is fixed (decision:
+    approve|reject, comments); the others' type is left unknown (null).
+    (Self-contained: it may be renumbered.)"""
+    users = {c["name"] for c in inspect(conn).get_columns(schema.users.name)}
+    for column, size in (("delegate", 200), ("delegate_from", 10), ("delegate_until", 10)):
+        if column not in users:
+            conn.exec_driver_sql(f"ALTER TABLE baton_users ADD COLUMN {column} VARCHAR({size})")
+    for index in schema.users.indexes:
+        if index.name == "ix_users_delegate":
+            index.create(conn, checkfirst=True)
+    items = {c["name"] for c in inspect(conn).get_columns(schema.work_items.name)}
+    if "step_type" not in items:
+        conn.exec_driver_sql("ALTER TABLE baton_work_items ADD COLUMN step_type VARCHAR(40)")
+    w = schema.work_items
+    rows = conn.execute(select(w.c.id, w.c.form).where(w.c.step_type.is_(None))).all()
+    for row in rows:  # (the others' type stays unknown: only approvals are told apart)
+        if _is_approval_form(row.form):
+            conn.execute(update(w).where(w.c.id == row.id).values(step_type="approval"))
+
+
+def _is_approval_form(form: Any) -> bool:
+    """The form ``type: approval`` gives every item (baton.steps.approval.FORM), as it was
+    when this migration was written."""
+    if not isinstance(form, list) or len(form) != 2:
+        return False
+    first, second = form
+    return (isinstance(first, dict) and isinstance(second, dict)
+            and first.get("name") == "decision" and first.get("type") == "choice"
+            and list(first.get("choices") or []) == ["approve", "reject"]
+            and second.get("name") == "comments" and second.get("type") == "text")
+
+
 def _m022_classifiers(conn: Connection) -> None:
     """Classifiers trained from labelled texts, versioned (``baton ai train``)."""
     schema.classifiers.create(conn, checkfirst=True)
@@ -296,6 +332,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(17, "work item summaries and SLA jeopardy times", _m017_work_item_headlines),
     Migration(18, "attachments of intake's messages, IMAP polling state", _m018_attachments),
     Migration(20, "fulfillment plans of orders (their generated step graphs)", _m020_plans),
+    Migration(21, "delegation of approvals; work items keep their step's type",
+              _m021_delegation),
     Migration(22, "classifiers trained from labelled texts", _m022_classifiers),
 )
 LATEST = MIGRATIONS[-1].version

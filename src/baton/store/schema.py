@@ -152,6 +152,9 @@ work_items = Table(
     Column("jeopardy_at", String(40), nullable=True),
     # Migration 12: the step's input (evaluated when it started), shown with the form.
     Column("input", JSON, nullable=True),
+    # Migration 21: the type of the step that made the item (interactive, approval): an
+    # approver's delegate may act on approvals only.
+    Column("step_type", String(40), nullable=True),
     Index("ix_work_items_run", "run_id", "step", "iteration"),
 )
 
@@ -223,6 +226,12 @@ users = Table(
     Column("active", Boolean, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
+    # Migration 21: who may act on this user's approvals, optionally between two dates
+    # (inclusive, YYYY-MM-DD, UTC); null: nobody.
+    Column("delegate", String(200), nullable=True),
+    Column("delegate_from", String(10), nullable=True),
+    Column("delegate_until", String(10), nullable=True),
+    Index("ix_users_delegate", "delegate"),
 )
 
 memberships = Table(

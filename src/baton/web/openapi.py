@@ -228,6 +228,7 @@ def _links() -> list[Link]:
 OPERATION_IDS: dict[str, str] = {
     # People
     "GET /api/me": "getMe",
+    "PATCH /api/me": "updateMe",
     "GET /api/users": "listUsers",
     "POST /api/users": "createUser",
     "GET /api/users/{name}": "getUser",
@@ -323,6 +324,8 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
                    "queues": ["tier1"], "email": "ann@example.com", "display_name": "Ann Lee"},
     "updateUser": {"queues": ["tier1", "tier2"], "display_name": "Ann Lee"},
     "createToken": {"label": "billing integration"},
+    "updateMe": {"delegate": "bob", "delegate_from": "2026-12-01",
+                 "delegate_until": "2026-12-24"},
     "validateDefinitions": {"files": {"hello.yaml": (
         "kind: orchestration\nname: hello\ntrigger: {type: autolaunched}\nstages:\n"
         "  - name: greet\n    steps: [{name: wait, type: pause, for: 1m}]\n")}},

@@ -19,7 +19,7 @@ from baton.runtime.jobs import EmailPayload
 from baton.work.notify import assignment_message, resolve_recipients
 
 if TYPE_CHECKING:
-    from baton.auth.directory import Directory
+    from baton.auth.directory import Directory, User
     from baton.settings import Settings
     from baton.store.ports import Transaction
 
@@ -69,6 +69,11 @@ def assignment_email_txn(tx: Transaction, directory: Directory | None, item: Wor
             recipients.append(user.email)
     data: dict[str, Any] = {"work_item": item["id"], "step": item["step"],
                             "assignee": f"{kind}:{name}", "notification": "assignment"}
+    delegate = _delegate_txn(tx, directory, item, members, now)
+    if delegate is not None:  # an approval goes to the approver's delegate too
+        data["delegate"] = delegate.name
+        if delegate.email and delegate.email not in recipients:
+            recipients.append(delegate.email)
     if not recipients:
         if kind == "user":
             why = (f"user {name!r} has no e-mail address" if members
@@ -90,3 +95,20 @@ def assignment_email_txn(tx: Transaction, directory: Directory | None, item: Wor
            "record_id": item["record_id"], "step": item["step"]}
     return audit_event("email_queued", "system", now, item["record_id"], item["run_id"],
                        data), job
+
+
+def _delegate_txn(tx: Transaction, directory: Directory | None, item: WorkItem,
+                  members: list[User], now: str) -> User | None:
+    """The active delegate of a user-assigned approval's approver, when the delegation is
+    in force on ``now``'s day (UTC): told of the approval as Salesforce tells delegated
+    approvers."""
+    from baton.auth.directory import APPROVAL
+
+    if directory is None or item["assignee_kind"] != "user" or not members \
+            or item.get("step_type") != APPROVAL:
+        return None
+    delegation = members[0].delegation
+    if delegation is None or not delegation.in_force(now[:10]):
+        return None
+    found = directory.members_txn(tx, "user", delegation.to)
+    return found[0] if found else None

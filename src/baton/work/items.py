@@ -35,7 +35,7 @@ def new_item(item_id: str, run: Run, cmd: CreateWorkItem, now: str) -> WorkItem:
         "created_at": now, "updated_at": now, "completed_at": None,
         "completed_by": None, "priority": cmd.priority, "due_at": cmd.due_at,
         "summary": cmd.summary, "jeopardy_at": cmd.jeopardy_at,
-        "input": cmd.input,
+        "input": cmd.input, "step_type": cmd.step_type,
     }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from baton.auth.directory import APPROVAL, delegation_of
 from baton.auth.roles import Permission
 from baton.clock import Clock, iso
 from baton.definitions.model import FieldDefinition
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from baton.runtime.runs import RunDriver
 
 OPEN, CLAIMED = WorkItemStatus.OPEN.value, WorkItemStatus.CLAIMED.value
+ON_BEHALF_OF = "on_behalf_of"  # whose item a delegate acted on (audit events, step output)
 ORDERS = ("created", "due", "priority")
 # "Next item" reads candidates a batch at a time, and gives up (None) after this many
 # batches lost to other people claiming at the same moment.
@@ -59,6 +61,7 @@ class TabQuery:
     statuses: tuple[str, ...]
     scope: User | None
     user: str | None
+    on_behalf: tuple[str, ...] = ()  # with ``user``: whose approvals they act on too
 
 
 def tab_query(tab: str, user: User, sees_all: bool) -> TabQuery:
@@ -67,8 +70,8 @@ def tab_query(tab: str, user: User, sees_all: bool) -> TabQuery:
     someone who ``sees_all`` (work:all), else their scope."""
     if tab not in TABS:
         raise ValidationError("work list", {"tab": f"expected one of: {', '.join(TABS)}, got {tab!r}"})
-    if tab == "mine":
-        return TabQuery((OPEN, CLAIMED), None, user.name)
+    if tab == "mine":  # (with the approvals of whom they act for as delegate)
+        return TabQuery((OPEN, CLAIMED), None, user.name, tuple(sorted(user.acting_for)))
     if tab == "unclaimed":
         return TabQuery((OPEN,), user, None)
     return TabQuery((OPEN, CLAIMED), None if sees_all else user, None)
@@ -99,6 +102,22 @@ class WorkService:
             raise PermissionDenied(f"user {user.name} is inactive")
         return user
 
+    def _may_act_txn(self, tx: Transaction, item: WorkItem, user: str,
+                     scope: User | None) -> str | None:
+        """May ``user`` act on ``item`` (claim, complete)? None: as themselves; a name: on
+        behalf of that user, whose approval it is and who names ``user`` as their delegate
+        today (read in this transaction). PermissionDenied otherwise."""
+        current = self._current_txn(tx, scope)
+        if item["assignee_kind"] == "user" and item["assignee"] != user \
+                and item.get("step_type") == APPROVAL:
+            row = tx.user_row_txn(item["assignee"])
+            delegation = delegation_of(row) if row is not None else None
+            if delegation is not None and delegation.to == user \
+                    and delegation.in_force(self.clock.now().date().isoformat()):
+                return item["assignee"]
+        check_may_act(item, user, current)
+        return None
+
     # ---- reads --------------------------------------------------------------------------
     def list_items(self, *, user: str | None, queue: str | None, group: str | None,
              statuses: Sequence[str], run_id: str | None, limit: int, offset: int,
@@ -112,7 +131,7 @@ class WorkService:
              group: str | None = None, statuses: Sequence[str], run_id: str | None = None,
              record_id: str | None = None, scope: User | None = None, order: str = "created",
              after: str | None = None, offset: int = 0, limit: int = 50,
-             narrow: WorkNarrowing | None = None) -> KeyPage:
+             narrow: WorkNarrowing | None = None, on_behalf: Sequence[str] = ()) -> KeyPage:
         """Work items, a keyset page after the cursor ``after``. ``scope`` (a directory
         user) keeps the items assigned to them, their groups or their queues, or claimed by
         them; ``user`` those assigned to or claimed by that user; ``queue``/``group`` and
@@ -121,6 +140,8 @@ class WorkService:
             raise ValidationError("work list", {"order": f"expected created, due or priority, got {order!r}"})
         filters = self._filters(statuses, scope, queue, group, record_id)
         filters.update(run_id=run_id, user=user if scope is None else None)
+        if scope is None and user is not None and on_behalf:
+            filters["on_behalf"] = list(on_behalf)
         self._narrowed(filters, narrow)
         with self.store.read() as tx:
             found = tx.page_work_items_txn(filters, order, after, offset, limit)
@@ -128,10 +149,13 @@ class WorkService:
 
     def count_bounded(self, *, statuses: Sequence[str], scope: User | None, queue: str | None,
                       group: str | None, record_id: str | None, user: str | None = None,
-                      narrow: WorkNarrowing | None = None) -> Total:
+                      narrow: WorkNarrowing | None = None, on_behalf: Sequence[str] = ()
+                      ) -> Total:
         """How many items :meth:`page` lists: exact up to a thousand, else estimated."""
         filters = self._filters(statuses, scope, queue, group, record_id)
         filters.update(user=user if scope is None else None)
+        if scope is None and user is not None and on_behalf:
+            filters["on_behalf"] = list(on_behalf)
         self._narrowed(filters, narrow)
         with self.store.read() as tx:
             return tx.count_work_items_bounded_txn(filters)
@@ -150,6 +174,8 @@ class WorkService:
         filters: dict[str, Any] = {"statuses": list(statuses), "record_id": record_id}
         if scope is not None:
             filters["scope"] = (scope.name, scope.groups, scope.queues)
+            if scope.acting_for:  # the approvals of whom they act for, as delegate
+                filters["on_behalf"] = sorted(scope.acting_for)
         _narrow(filters, queue, group)
         return filters
 
@@ -178,7 +204,7 @@ class WorkService:
             item = self.get_txn(tx, item_id)
             if item["status"] != OPEN:
                 raise TransitionConflict(_not_open(item))
-            check_may_act(item, user, self._current_txn(tx, scope))
+            on_behalf = self._may_act_txn(tx, item, user, scope)
             if self.claim_hook is not None:
                 self.claim_hook(item_id)
             if not tx.update_work_item_txn(item_id, [OPEN], item["version"],
@@ -186,7 +212,7 @@ class WorkService:
                 raise TransitionConflict(_not_open(self.get_txn(tx, item_id)))
             tx.append_events_txn([audit_event(  # type: ignore[list-item]
                 "work_item_claimed", user, now, item["record_id"], item["run_id"],
-                {"work_item": item_id, "step": item["step"]})])
+                {"work_item": item_id, "step": item["step"], **_for(on_behalf)})])
             return self.get_txn(tx, item_id)
 
     def release(self, item_id: str, user: str, scope: User | None) -> WorkItem:
@@ -236,16 +262,18 @@ class WorkService:
             for _ in range(NEXT_PAGES):
                 found = tx.page_work_items_txn(filters, "priority", after, 0, NEXT_BATCH)
                 for row in found.rows:
-                    if row["assignee_kind"] == "user" and row["assignee"] != me.name:
+                    if row["assignee_kind"] == "user" and row["assignee"] != me.name \
+                            and not me.delegated(row):
                         continue
                     if self.claim_hook is not None:
                         self.claim_hook(row["id"])
                     if tx.update_work_item_txn(row["id"], [OPEN], row["version"], {
                             "status": CLAIMED, "claimed_by": me.name, "updated_at": now}):
+                        on_behalf = row["assignee"] if me.delegated(row) else None
                         tx.append_events_txn([audit_event(  # type: ignore[list-item]
                             "work_item_claimed", me.name, now, row["record_id"],
                             row["run_id"], {"work_item": row["id"], "step": row["step"],
-                                            "via": "next"})])
+                                            "via": "next", **_for(on_behalf)})])
                         return self.get_txn(tx, row["id"], lock=False)
                 if found.next is None:
                     return None
@@ -296,7 +324,7 @@ class WorkService:
             raise TransitionConflict(f"work item {item_id} is claimed by {item['claimed_by']}")
         if status not in OPEN_STATUSES:
             raise TransitionConflict(f"work item {item_id} is {status}; it cannot be completed")
-        check_may_act(item, user, self._current_txn(tx, scope))
+        on_behalf = self._may_act_txn(tx, item, user, scope)
         form = [FieldDefinition(name=f["name"], type=f["type"], required=f["required"],
                                 choices=tuple(f.get("choices") or ()), default=f.get("default"),
                                 precision=f.get("precision"), scale=f.get("scale"),
@@ -310,10 +338,12 @@ class WorkService:
             raise TransitionConflict(f"work item {item_id} changed while completing; try again")
         tx.append_events_txn([audit_event(  # type: ignore[list-item]
             "work_item_completed", user, now, item["record_id"], item["run_id"],
-            {"work_item": item_id, "step": item["step"], "data": values})])
+            {"work_item": item_id, "step": item["step"], "data": values, **_for(on_behalf)})])
         run, defn, record = self.runs.load_txn(tx, item["run_id"])
+        # (the step sees who the delegate acted for: an approval records it with the decision)
+        output = {**values, ON_BEHALF_OF: on_behalf} if on_behalf else values
         decision = self.runs.decide_and_apply_txn(
-            tx, defn, run, StepCompleted(item["step"], item["iteration"], values, actor=user),
+            tx, defn, run, StepCompleted(item["step"], item["iteration"], output, actor=user),
             now_dt, record)
         if decision.stale:
             raise TransitionConflict(
@@ -377,6 +407,11 @@ class WorkService:
             tx.append_events_txn(self.applier.notify_assignment_txn(  # type: ignore[arg-type]
                 tx, new, now, event["data"]["from"]))
             return new
+
+
+def _for(on_behalf: str | None) -> dict[str, str]:
+    """An audit event's ``on_behalf_of``: whose item a delegate acted on (none: their own)."""
+    return {ON_BEHALF_OF: on_behalf} if on_behalf else {}
 
 
 def _submitter_txn(tx: Transaction, run_id: str) -> set[str]:

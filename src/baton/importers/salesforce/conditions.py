@@ -16,7 +16,7 @@ from baton.importers.salesforce.xmlread import Node
 
 AUTOMATED, PERSON, APPROVAL = "automated", "person", "approver"
 """What a Salesforce step is (``StepInfo.kind``): run by a flow, done by a person, decided by
-an approver (an interactive step with the approval form until Baton has approval steps)."""
+an approver (``type: approval``)."""
 
 # Salesforce step statuses -> the Baton step statuses that mean the same.
 STEP_STATUSES: dict[str, tuple[str, ...]] = {

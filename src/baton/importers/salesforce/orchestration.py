@@ -28,6 +28,8 @@ STAGE_TAGS = frozenset({
     "exitActionOutputParameters", "locationX", "locationY", "processMetadataValues",
     "stageStepOutputParameters",
 })
+APPROVAL_INPUTS = frozenset({"recordId", "submitter", "submissionComments"})
+"""The input variables Salesforce requires of an ``ApprovalWorkflow`` flow."""
 TRIGGER_ON = {"Create": ["create"], "Update": ["update"], "CreateAndUpdate": ["create", "update"]}
 INPUT_TYPES = {"string": "string", "number": "decimal", "currency": "decimal",
                "boolean": "bool", "date": "date", "datetime": "datetime"}
@@ -165,9 +167,12 @@ class OrchestrationTranslator:
                 self.scope.variables[c.value("name")] = got[0]
                 self.report.ok(self.file, c.line, f"constant {c.value('name')}",
                                f"the literal {got[0]} where it is used")
+        approval = self.root.value("processType") == "ApprovalWorkflow"
         for v in self.root.all("variables"):
             name, line = v.value("name"), v.line
             data_type = v.value("dataType").lower()
+            if approval and name in APPROVAL_INPUTS and self._approval_input(v, trigger):
+                continue
             if data_type in ("sobject", "apex"):
                 self.cannot(line, f"variable {name} ({v.value('dataType')})",
                             "record and Apex variables are not translated")
@@ -190,6 +195,24 @@ class OrchestrationTranslator:
         if inputs:
             trigger["input"] = inputs
         return out
+
+    def _approval_input(self, v: Node, trigger: dict[str, Any]) -> bool:
+        """The input variables every approval flow has (``recordId``, ``submitter``,
+        ``submissionComments``): the record is the run's own (when the start names its
+        object), the submitter is whoever starts the run (who may recall its approvals).
+        True when the variable needs nothing more."""
+        name = v.value("name")
+        if name == "recordId" and trigger.get("object"):
+            self.scope.variables[name] = "record.id"
+            self.report.ok(self.file, v.line, f"approval input {name}",
+                           "the run's record (record.id)")
+            return True
+        if name == "submitter":
+            self.report.ok(self.file, v.line, f"approval input {name}",
+                           "whoever starts the run (the run_started actor: who may recall "
+                           "its approvals)" + (" and the trigger input submitter"
+                                               if trigger["type"] == "autolaunched" else ""))
+        return False
 
     # ---- stages and decisions ----------------------------------------------------------
     def _know_steps(self) -> None:

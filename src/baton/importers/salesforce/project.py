@@ -193,9 +193,11 @@ def _next_steps(report: ImportReport, out: Path) -> None:
         steps.append(f"Port the {len({p.flow for p in report.flows_to_port})} flow(s) in "
                      f"{out / 'flows.py'}: each raises 'port me' until written")
     if report.approval_steps:
-        steps.append(f"Approval steps ({', '.join(report.approval_steps)}) are interactive "
-                     "steps with the form decision (approve | reject) and comments; make them "
-                     "type: approval once this version of Baton has it")
+        steps.append(f"Approval steps ({', '.join(report.approval_steps)}) are type: "
+                     "approval: the form is decision (approve | reject) and comments, the "
+                     "record is locked while one is pending, whoever starts the run may "
+                     "recall it; give approvers a delegate with `baton users update NAME "
+                     "--delegate OTHER [--until DATE]` (Salesforce's delegated approver)")
     steps.append("Check the inferred object types in definitions/objects.yaml (field types "
                  "come from how the flows use them; add choices, required and defaults)")
     steps.append(f"Run `baton validate` in {out}, then `baton deploy`")

@@ -1,4 +1,12 @@
-"""Orchestrated stage steps -> Baton steps (background, interactive, approval as interactive)."""
+"""Orchestrated stage steps -> Baton steps (background, interactive, approval).
+
+A Salesforce approval step (``actionType`` ``stepApproval``, ``stepSubtype`` ``ApprovalStep``,
+in flows of ``processType`` ``ApprovalWorkflow``) runs a screen flow for the approver whose
+outputs ``approvalDecision`` (``Approve`` | ``Reject``) and ``approvalComments`` the
+decisions after it read. It becomes ``type: approval``: Baton's fixed form (decision
+approve | reject, comments) stands in for the screen flow, and its output ``decision`` and
+``comments`` are what those references read (``conditions.APPROVAL_OUTPUTS``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ from baton.importers.salesforce.conditions import APPROVAL, AUTOMATED, PERSON, S
 from baton.importers.salesforce.names import flow_name, ident
 from baton.importers.salesforce.screens import ScreenFlows
 from baton.importers.salesforce.xmlread import Node
+from baton.steps.approval import Approval
 from baton.steps.background import Background
 from baton.steps.interactive import Interactive
 
@@ -23,16 +32,14 @@ STEP_TAGS = frozenset({
     "exitConditions", "exitActionName", "exitActionType", "exitActionInputParameters",
     "inputParameters", "outputParameters", "requiresAsyncProcessing", "stepSubtype",
     "locationX", "locationY", "processMetadataValues", "entryActionOutputParameters",
-    "exitActionOutputParameters",
+    "exitActionOutputParameters", "outputConfigParams", "shouldLock", "runAsUser",
 })
+"""(``outputConfigParams`` only declares outputs: a Baton step keeps all of its output.
+``shouldLock`` and ``runAsUser`` are checked by :meth:`StepTranslator.locks`.)"""
 STEP_KEY_ORDER = ("name", "label", "description", "type", "after", "when", "flow", "assign",
                   "instructions", "form", "complete_when", "input")
 ASSIGNEE_KINDS = {"user": "user", "group": "group", "queue": "queue"}
 RECORD_ID_INPUTS = frozenset({"recordid"})
-APPROVAL_FORM: list[dict[str, Any]] = [
-    {"name": "decision", "type": "choice", "choices": ["approve", "reject"], "required": True},
-    {"name": "comments", "type": "text"},
-]
 
 
 def step_kind(node: Node) -> str | None:
@@ -72,7 +79,9 @@ class StepTranslator:
             out["label"] = label
         if node.value("description"):
             out["description"] = node.value("description")
-        out["type"] = Background.name if info.kind == AUTOMATED else Interactive.name
+        out["type"] = {AUTOMATED: Background.name, APPROVAL: Approval.name}.get(
+            info.kind, Interactive.name)
+        self.locks(node, where, info)
         action = node.value("actionName")
         if info.kind == AUTOMATED:
             if not action:
@@ -87,9 +96,14 @@ class StepTranslator:
             out["assign"] = assign if assign is not None else {"queue": "salesforce_unassigned"}
             if info.kind == APPROVAL:
                 self.scope.report.approval_steps.append(f"{self.orchestration}.{info.name}")
-                out["form"] = [dict(f) for f in APPROVAL_FORM]
                 out["instructions"] = (f"Approve or reject (Salesforce approval step "
                                        f"{label or sf_name}).")
+                if action:
+                    self.scope.report.note(
+                        self.file, node.line, f"{where}: actionName {action}",
+                        "the approver's screen flow is replaced by the approval form "
+                        "(decision: approve | reject, comments); its other fields are not "
+                        "asked")
             elif action:
                 form = self.screens.form(action, self.scope.report, self.file, node.line)
                 if form is not None:
@@ -107,10 +121,29 @@ class StepTranslator:
         if inputs:
             out["input"] = inputs
         out = {k: out[k] for k in STEP_KEY_ORDER if k in out}
-        kind = "approval step (interactive; type: approval once it exists)" \
-            if info.kind == APPROVAL else f"{out['type']} step"
+        kind = f"{out['type']} step"
         self.scope.report.ok(self.file, node.line, where, f"{kind} {info.name}")
         return out
+
+    def locks(self, node: Node, where: str, info: StepInfo) -> None:
+        """``shouldLock`` and ``runAsUser``: a Baton approval locks its record while it is
+        pending (against people, not the process) and no other step locks it; an approver
+        decides as themselves, any other step's flow runs as the process."""
+        lock = node.first("shouldLock")
+        if lock is not None:
+            wanted = node.flag("shouldLock")
+            if info.kind == APPROVAL and not wanted:
+                self.scope.report.note(self.file, lock.line, f"{where}: shouldLock false",
+                                       "a Baton approval locks its record while it is pending "
+                                       "all the same")
+            elif info.kind != APPROVAL and wanted:
+                self.cannot(lock.line, f"{where}: shouldLock true", "only an approval "
+                            "step locks its record in Baton (while it is pending)")
+        run_as = node.first("runAsUser")
+        if run_as is not None and node.flag("runAsUser") and info.kind != APPROVAL:
+            self.cannot(run_as.line, f"{where}: runAsUser true", "a step's flow runs as "
+                        "the process in Baton, not as a user (an approver decides as "
+                        "themselves)")
 
     # ---- assignee -------------------------------------------------------------------
     def assignee(self, node: Node, where: str) -> dict[str, str] | None:
@@ -225,7 +258,8 @@ class StepTranslator:
             pname = p.value("name")
             value = p.first("value")
             ref = value.value("elementReference") if value is not None else ""
-            if pname.lower() in RECORD_ID_INPUTS and ref == "$Record.Id":
+            if pname.lower() in RECORD_ID_INPUTS and (
+                    ref == "$Record.Id" or self.scope.variables.get(ref) == "record.id"):
                 continue
             got = self.scope.value(value, p.line, f"{where} input {pname}")
             if got is None:

@@ -46,6 +46,7 @@ RUN_COLUMNS = ("id", "orchestration", "version", "status", "record_id", "current
                "created_at", "completed_at", "attention")
 RUN_FILTERS = ("orchestration", "version", "status", "current_stage", "record_id", "attention")
 PRIORITY_VALUES = (0, 1, 2, 3)  # baton.definitions.model.PRIORITIES, by index
+APPROVAL = "approval"  # the step type of the items a delegate may act on
 
 _r, _w, _rec = s.runs.c, s.work_items.c, s.records.c
 _due = s.due_key(_w.due_at)
@@ -116,7 +117,9 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
     user, one of their groups or queues, or claimed by them; ``assignee_kind`` +
     ``assignee`` (a queue or group); ``user``: assigned to or claimed by that user;
     ``run_id``, ``record_id``, ``claimed_by``, ``step``, ``orchestration``; ``search``:
-    text in the title or summary; ``sla``: (state, now), the SLA's state at ``now``.
+    text in the title or summary; ``sla``: (state, now), the SLA's state at ``now``;
+    ``on_behalf``: names of users whose approvals the scope's (or ``user``'s) items take in
+    too, as their delegate's.
     """
     statuses = tuple(filters.get("statuses") or ())
     residual: dict[str, Any] = {k: filters[k] for k in ("claimed_by", "step", "orchestration")
@@ -156,10 +159,13 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
         else:  # within the scope: that queue or group, if the user is in it
             pairs = [p for p in pairs if p == narrow]
             residual.update(assignee_kind=narrow[0], assignee=narrow[1])
+    delegated = _delegated(filters) if pairs is not None and narrow is None else ()
     probes = []
     for st in statuses:
-        heads = [(_w.status == st,)] if pairs is None else [
+        heads: list[tuple[Any, ...]] = [(_w.status == st,)] if pairs is None else [
             (_w.status == st, _w.assignee_kind == k, _w.assignee == a) for k, a in pairs]
+        heads += [(_w.status == st, _w.assignee_kind == "user", _w.assignee == a,
+                   _w.step_type == APPROVAL) for a in delegated]
         for head in heads:
             probes += [Probe((*head, _w.priority == p), fixed=((_w.priority, p),))
                        for p in PRIORITY_VALUES] if urgent \
@@ -170,7 +176,7 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
             # rather walk ix_work_items_created in order and test claimed_by on each item)
             # (not the items the assignee probes read too: counted once)
             probes.append(Probe((_w.claimed_by == claimer, _w.status + "" == st,
-                                 *_not_in(pairs or [])), small=True))
+                                 *_not_in(pairs or [], delegated)), small=True))
     if claimer is not None and narrow is not None:
         residual.update(assignee_kind=narrow[0], assignee=narrow[1])
     return probes, residual
@@ -187,23 +193,36 @@ def _scoped_small(filters: dict[str, Any], head: Any, residual: dict[str, Any],
     else:
         user = filters["user"]
         pairs = [("user", user)]
+    delegated = _delegated(filters) if narrow is None else ()
     if narrow is not None:
         pairs = [p for p in pairs if p == narrow]
     probes = [Probe((head, _w.assignee_kind == k, _w.assignee == a), small=True)
               for k, a in pairs]
+    probes += [Probe((head, _w.assignee_kind == "user", _w.assignee == a,
+                      _w.step_type == APPROVAL), small=True) for a in delegated]
     claimed = dict(residual)
     if narrow is not None:
         claimed.update(assignee_kind=narrow[0], assignee=narrow[1])
-    probes.append(Probe((head, _w.claimed_by == user, *_not_in(pairs)), small=True))
+    probes.append(Probe((head, _w.claimed_by == user, *_not_in(pairs, delegated)), small=True))
     return probes, claimed if narrow is not None else residual
 
 
-def _not_in(pairs: Sequence[tuple[str, str]]) -> tuple[Any, ...]:
-    """Not assigned to any of ``pairs`` (kind, name): the claimed items another probe
-    does not read already (a count adds its probes up)."""
-    if not pairs:
+def _delegated(filters: dict[str, Any]) -> tuple[str, ...]:
+    """The users whose approvals the list takes in, as their delegate's (``on_behalf``)."""
+    return tuple(sorted(set(filters.get("on_behalf") or ())))
+
+
+def _not_in(pairs: Sequence[tuple[str, str]], delegated: Sequence[str] = ()
+            ) -> tuple[Any, ...]:
+    """Not assigned to any of ``pairs`` (kind, name), nor an approval of one of the
+    ``delegated`` users: the claimed items another probe does not read already (a count
+    adds its probes up)."""
+    terms = [and_(_w.assignee_kind == k, _w.assignee == a) for k, a in pairs]
+    terms += [and_(_w.assignee_kind == "user", _w.assignee == a, _w.step_type == APPROVAL)
+              for a in delegated]
+    if not terms:
         return ()
-    return (not_(or_(*(and_(_w.assignee_kind == k, _w.assignee == a) for k, a in pairs))),)
+    return (not_(or_(*terms)),)
 
 
 class PagesSql:

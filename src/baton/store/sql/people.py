@@ -28,6 +28,8 @@ TOKEN_USER = (select(_t.c.id.label("token_id"), _t.c.revoked_at.label("token_rev
               .join(s.users, s.users.c.name == _t.c.user_name)
               .where(_t.c.secret_hash == bindparam("_hash")))
 MEMBERSHIPS = select(_m.c.kind, _m.c.name).where(_m.c.user_name == bindparam("_user"))
+DELEGATORS = select(s.users.c.name, s.users.c.active, s.users.c.delegate_from,
+                    s.users.c.delegate_until).where(s.users.c.delegate == bindparam("_delegate"))
 THROTTLE_ROW = select(_lt).where(_lt.c.kind == bindparam("_kind"), _lt.c.name == bindparam("_name"))
 
 
@@ -73,6 +75,11 @@ class PeopleSql:
         m = s.memberships
         return [r[0] for r in self.conn.execute(
             select(m.c.user_name).where(m.c.kind == kind, m.c.name == name).order_by(m.c.user_name))]
+
+    def delegator_rows_txn(self, delegate: str) -> list[dict[str, Any]]:
+        """The users who name ``delegate`` as theirs (``name``, ``active`` and the dates),
+        whether or not the delegation is in force today."""
+        return self._fetch_all("delegators", DELEGATORS, {"_delegate": delegate})
 
     @refused("writes the user directory")
     def insert_user_txn(self, row: dict[str, Any]) -> None:

@@ -187,5 +187,8 @@ class ListingsSql:
                 terms.append(and_(t.c.assignee_kind == "group", t.c.assignee.in_(sorted(groups))))
             if queues:
                 terms.append(and_(t.c.assignee_kind == "queue", t.c.assignee.in_(sorted(queues))))
+            if filters.get("on_behalf"):  # approvals of whom the user acts for (delegate)
+                terms.append(and_(t.c.assignee_kind == "user", t.c.step_type == "approval",
+                                  t.c.assignee.in_(sorted(filters["on_behalf"]))))
             q = q.where(or_(*terms))
         return q

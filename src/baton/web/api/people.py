@@ -35,11 +35,35 @@ class UserOut(BaseModel):
     queues: list[str]
     active: bool
     has_password: bool
+    delegate: str | None = Field(default=None, description="who may act on this user's "
+                                 "approvals (audited as on behalf of this user)")
+    delegate_from: str | None = Field(default=None, description="the delegation's first day")
+    delegate_until: str | None = Field(default=None, description="the delegation's last day")
+    acting_for: list[str] = Field(default_factory=list, description=(
+        "whose approvals this user may act on today, as their delegate"))
 
 
 class Me(UserOut):
     permissions: list[str]
     authenticated_by: Literal["token", "session"]
+
+
+DATE_OR_EMPTY = r"^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+class DelegationPatch(RequestBody):
+    delegate: str | None = Field(default=None, max_length=200, pattern=f"^$|{NAME_PATTERN}",
+                                 description='who may act on the approvals; "" ends the '
+                                             "delegation")
+    delegate_from: str | None = Field(default=None, pattern=DATE_OR_EMPTY, description=(
+        'first day (YYYY-MM-DD, UTC); "" or left out with a new delegate: from now'))
+    delegate_until: str | None = Field(default=None, pattern=DATE_OR_EMPTY, description=(
+        'last day, inclusive (YYYY-MM-DD, UTC); "" or left out with a new delegate: '
+        "open-ended"))
+
+
+class MePatch(DelegationPatch):
+    """What a user changes of their own settings: their delegate."""
 
 
 class NewUser(RequestBody):
@@ -52,7 +76,7 @@ class NewUser(RequestBody):
     password: str | None = Field(default=None, min_length=8, max_length=1000)
 
 
-class UserPatch(RequestBody):
+class UserPatch(DelegationPatch):
     roles: list[Role] | None = Field(default=None, min_length=1, max_length=4)
     groups: list[Member] | None = Field(default=None, max_length=100)
     queues: list[Member] | None = Field(default=None, max_length=100)
@@ -142,8 +166,23 @@ def update_user(request: Request, name: UserName, body: UserPatch,
                 _: Principal = USERS) -> dict[str, Any]:
     user = engine_of(request).directory.update_user(
         name, roles=body.roles, groups=body.groups, queues=body.queues, email=body.email,
-        display_name=body.display_name, active=body.active, password=body.password)
+        display_name=body.display_name, active=body.active, password=body.password,
+        delegate=body.delegate, delegate_from=body.delegate_from,
+        delegate_until=body.delegate_until)
     return user_json(user)
+
+
+@router.patch("/me", response_model=Me, summary="Change my settings",
+              description="Any signed-in user names their own delegate: who may act on "
+                          "their approvals, optionally between two dates (`\"\"` ends it). "
+                          "422 when the delegate is not a user or the dates are wrong.",
+              responses=problem_responses(400, 401, 422))
+def update_me(request: Request, body: MePatch, principal: Principal = ME) -> dict[str, Any]:
+    user = engine_of(request).directory.update_user(
+        principal.name, delegate=body.delegate, delegate_from=body.delegate_from,
+        delegate_until=body.delegate_until)
+    return user_json(user) | {"permissions": sorted(p.value for p in user.permissions),
+                              "authenticated_by": principal.via}
 
 
 class Unlocked(BaseModel):

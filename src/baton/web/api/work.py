@@ -103,6 +103,8 @@ class WorkItem(BaseModel):
     version: int
     input: dict[str, Any] | None = Field(
         default=None, description="the step's input: values evaluated when the step started")
+    step_type: str | None = Field(default=None, description=(
+        "interactive or approval (an approval's assignee's delegate may act on it)"))
 
 
 class Completed(WorkItem):
@@ -156,21 +158,23 @@ def list_work(request: Request, queue: Text = None, group: Text = None,
     eng = engine_of(request)
     scope = principal.user if mine else _scope(principal)
     statuses = [s.value for s in status or (WorkItemStatus.OPEN, WorkItemStatus.CLAIMED)]
-    user = None
+    user: str | None = None
+    on_behalf: tuple[str, ...] = ()
     if tab is not None:  # whose items; `status` narrows the tab's statuses, `mine` its "all"
         chosen = tab_query(tab.value, principal.user,
                            principal.user.can(Permission.WORK_ALL) and not mine)
         statuses = [st for st in chosen.statuses if not status or st in statuses]
-        scope, user = chosen.scope, chosen.user
+        scope, user, on_behalf = chosen.scope, chosen.user, chosen.on_behalf
     narrow = WorkNarrowing(orchestration=orchestration, search=q,
                            sla=sla.value if sla else None)
     with under("query"):
         one_of_after_or_offset(after, offset)
         found = eng.page_work(queue=queue, group=group, statuses=statuses, record_id=record_id,
                               order=order.value, scope=scope, after=after, offset=offset,
-                              limit=limit, user=user, narrow=narrow)
+                              limit=limit, user=user, narrow=narrow, on_behalf=on_behalf)
     total = eng.count_work_bounded(statuses=statuses, scope=scope, queue=queue, group=group,
-                                   record_id=record_id, user=user, narrow=narrow)
+                                   record_id=record_id, user=user, narrow=narrow,
+                                   on_behalf=on_behalf)
     return keyset_page([work_item_view(i) for i in found.rows], found.next, total, limit, offset)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from baton.ai.views import describe_ai_call, describe_child_link
 from baton.intake.views import describe_message
+from baton.runtime.views import approval_history_line
 
 
 def describe_event(e: Mapping[str, Any]) -> str:
@@ -25,6 +26,9 @@ def describe_event(e: Mapping[str, Any]) -> str:
         fields = ", ".join(f"{k}={_short(v)}" for k, v in (d.get("fields") or {}).items()
                            if v is not None)[:300]
         return f"{fields}; {link}" if link else fields
+    approval = approval_history_line(t, str(e.get("actor") or ""), d)
+    if approval is not None:
+        return _short(approval, 300)
     if t == "decision_taken":
         label = f" ({d['label']})" if d.get("label") else ""
         return (f"after stage {d.get('stage')} (iteration {d.get('iteration')}) → "
@@ -37,6 +41,8 @@ def describe_event(e: Mapping[str, Any]) -> str:
     if t.startswith("work_item_"):
         bits = [str(d.get("step") or ""), str(d.get("work_item") or "")]
         bits += [f"{k}: {d[k]}" for k in ("assignee", "from", "to", "reason") if k in d]
+        if d.get("on_behalf_of"):
+            bits.append(f"on behalf of {d['on_behalf_of']}")
         if "data" in d:
             bits.append(_short(d["data"]))
         return " ".join(b for b in bits if b)

@@ -42,6 +42,8 @@ def record_page(request: Request, record_id: str, principal: Reader) -> Response
     runs = eng.list_runs(record_id=record_id, limit=50) if principal.user.can(
         Permission.RUNS_READ) else []
     events = [{**e, "text": describe_event(e)} for e in eng.timeline(record_id)]
+    # the approval history: who decided which approval, when, how (and for whom)
+    approvals = [e for e in events if e["type"] == "approval_decided"]
     return render(request, "record.html", principal, {
         "record": record, "fields": fields, "runs": runs, "events": events,
-        "messages": eng.intake.messages(record_id)})
+        "approvals": approvals, "messages": eng.intake.messages(record_id)})

@@ -100,10 +100,10 @@ def _list_context(eng: Engine, user: User, st: ListState) -> dict[str, Any]:
                            sla=st.sla or None)
     found = eng.page_work(scope=chosen.scope, user=chosen.user, statuses=chosen.statuses,
                           queue=st.queue or None, order=st.order, after=st.after,
-                          limit=PAGE_SIZE, narrow=narrow)
+                          limit=PAGE_SIZE, narrow=narrow, on_behalf=chosen.on_behalf)
     total = eng.count_work_bounded(scope=chosen.scope, user=chosen.user,
                                    statuses=chosen.statuses, queue=st.queue or None,
-                                   narrow=narrow)
+                                   narrow=narrow, on_behalf=chosen.on_behalf)
     return {"items": found.rows, "st": st, "now": eng.clock.now(),
             "paging": Paging(total, st.after, found.next),
             "live_url": "/work/live?" + urlencode(st.query(after=st.after)),
