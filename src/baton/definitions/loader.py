@@ -32,6 +32,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from baton.definitions.checks import ChildTarget, ParsedDocument, item, join
 from baton.definitions.connection import build_connection
+from baton.definitions.routing import build_rule
 from baton.definitions.model import (
     ATTACHMENTS_ALLOW,
     ATTACHMENTS_MAX_BYTES,
@@ -576,6 +577,8 @@ def build(doc: ParsedDocument) -> LoadedDefinition:
             _attachment_policy(data.get("attachments") or {}), _imap(data.get("imap")))
     elif data["kind"] == "connection":
         definition = build_connection(data)
+    elif data["kind"] == "routing":
+        definition = build_rule(data["name"], data)
     else:
         definition = _build_orchestration(data, doc.lines)
     return LoadedDefinition(data["kind"], data["name"], definition, doc.source, doc.file, doc.line)
@@ -722,8 +725,10 @@ def _build_condition(value: Any, site: str) -> Condition | None:
     return Condition(expression=value, site=site)
 
 
-def _build_assignment(value: Mapping[str, str] | None) -> Assignment | None:
+def _build_assignment(value: Mapping[str, Any] | None) -> Assignment | None:
     if value is None:
         return None
     ((kind, who),) = value.items()
+    if kind == AssigneeKind.ROUTING.value and isinstance(who, Mapping):
+        return Assignment(AssigneeKind.ROUTING, "", build_rule("", who))
     return Assignment(AssigneeKind(kind), who)

@@ -41,6 +41,7 @@ from baton.definitions.checks import (
     unknown,
 )
 from baton.definitions.connection import check_connection
+from baton.definitions.routing import check_routing_document
 from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
 from baton.errors import Issue
 from baton.expressions import is_expression
@@ -48,7 +49,7 @@ from baton.expressions.cel import member_chains
 from baton.steps import registry
 from baton.steps.base import StepType
 
-KINDS = ("object", "orchestration", "calendar", "mailbox", "connection")
+KINDS = ("object", "orchestration", "calendar", "mailbox", "connection", "routing")
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
                  "extra_dates")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -224,6 +225,8 @@ def _check_document(ck: Checker, env: Env) -> None:
         _check_mailbox(ck, data, env)
     elif kind == "connection":
         check_connection(ck, data)
+    elif kind == "routing":
+        check_routing_document(ck, data)
     else:
         _check_orchestration(ck, data, env)
 

@@ -184,6 +184,9 @@ class CreateWorkItem:
     summary: str | None = None  # a line about its record, under the title
     jeopardy_at: str | None = None  # when the step's SLA turns in_jeopardy (ISO), if ever
     input: dict[str, Any] | None = None  # the step's ``input``, evaluated when it started
+    # A routing rule picks the person (baton.work.router): the rule with its skills
+    # evaluated now; the item waits in ``assignee`` (the rule's queue or group) meanwhile.
+    routing: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

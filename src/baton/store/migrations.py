@@ -263,6 +263,25 @@ def _m018_attachments(conn: Connection) -> None:
     schema.imap_state.create(conn, checkfirst=True)
 
 
+def _m019_routing(conn: Connection) -> None:
+    """Routing: people's availability, capacity, skills and calendar, their load (per queue
+    too), round-robin cursors; a work item's routing rule and state."""
+    columns = {c["name"] for c in inspect(conn).get_columns(schema.work_items.name)}
+    for name, ddl in (("routing", _json_ddl(conn)), ("routing_status", "VARCHAR(10)"),
+                      ("routed_to", "VARCHAR(200)"), ("routed_at", "VARCHAR(40)")):
+        if name not in columns:
+            conn.exec_driver_sql(f"ALTER TABLE baton_work_items ADD COLUMN {name} {ddl}")
+    for index in schema.work_items.indexes:
+        if index.name == "ix_work_items_waiting":  # (checkfirst misses expression indexes)
+            conn.execute(CreateIndex(index, if_not_exists=True))
+    for table in (schema.agents, schema.agent_queues, schema.routing_cursors):
+        table.create(conn, checkfirst=True)
+
+
+def _json_ddl(conn: Connection) -> str:
+    return "JSONB" if conn.dialect.name == "postgresql" else "JSON"
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -284,6 +303,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(16, "child runs: a run's parent run and step", _m016_child_runs),
     Migration(17, "work item summaries and SLA jeopardy times", _m017_work_item_headlines),
     Migration(18, "attachments of intake's messages, IMAP polling state", _m018_attachments),
+    Migration(19, "routing: people's profiles and loads, work items' routing",
+              _m019_routing),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -29,6 +29,7 @@ from baton.store.sql.messages import MessagesSql
 from baton.store.sql.pages import PagesSql
 from baton.store.sql.people import PeopleSql
 from baton.store.sql.queries import DefinitionsSql, ListingsSql
+from baton.store.sql.routing import RoutingSql
 from baton.store.sql.schedules import SchedulesSql
 from baton.store.sql.statements import (
     ACTIVE_RUNS,
@@ -56,7 +57,7 @@ from baton.store.sql.statements import (
 
 
 class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, IncidentsSql,
-            SchedulesSql, MessagesSql, CallbacksSql):
+            SchedulesSql, MessagesSql, CallbacksSql, RoutingSql):
     """One open transaction; every method runs inside it and never commits."""
 
     def __init__(self, conn: Connection, hot: dict[Any, Hot] | None = None) -> None:
