@@ -94,6 +94,7 @@ CHECKED_AGAINST_STATE: dict[str, tuple[tuple[str, ...], str]] = {
     "POST /api/runs": (("input", KEY), "the trigger's input fields, or a key in use"),
     "POST /api/work/{item_id}/complete": (("data",), "the step's form"),
     "POST /api/work/{item_id}/reassign": (("to",), "the users that exist"),
+    "PATCH /api/users/{name}/routing": (("calendar",), "the calendars deployed"),
     "POST /api/fallout/{fallout_id}/complete": (("data",), "the step's output fields"),
     "POST /api/definitions/deploy": (("issues",), "the definition language (YAML)"),
     "POST /api/intake/{mailbox}": (
@@ -525,6 +526,10 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         # them (which it does depends on how the document names its operations)
         "GET /api/work/{item_id}": lambda: ({"item_id": item()["id"]}, None),
         "GET /api/incidents/{incident_id}": lambda: (incident()[0], None),
+        # a person's routing profile: one who exists (the fuzzer's names rarely do)
+        "GET /api/users/{name}/routing": lambda: ({"name": AGENT_USER.name}, None),
+        "PATCH /api/users/{name}/routing": lambda: (
+            {"name": AGENT_USER.name}, {"availability": "available", "capacity": 3}),
     }
 
 

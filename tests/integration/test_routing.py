@@ -192,14 +192,14 @@ def test_release_sends_the_item_back_to_routing(harness: Any) -> None:
     harness.engine.work.release(item["id"], "ann", None)
     again = harness.engine.list_work(record_id=rec, statuses=["open"])[0]
     assert again["routing_status"] == "routed"
-    loads = {p.name: p.load for p in harness.engine.team.list()}
+    loads = {p.name: p.load for p in harness.engine.team.everyone()}
     assert sum(loads.values()) == 1
 
 
 def test_working_hours_across_time_zones_and_the_opening_timer(harness: Any, clock: Any) -> None:
     # 2026-01-05 09:00Z is a Monday: 09:00 in Lisbon, 06:00 in São Paulo.
     setup(harness, {"ann": {"add_skills": FORD, "calendar": "sao_paulo"}})
-    rec, item = case(harness)
+    rec, _item = case(harness)
     (wait,) = events(harness, rec, "waiting_for_routing")
     assert wait["reasons"] == {"outside hours": 1}
     clock.advance(timedelta(hours=2, minutes=59))  # 08:59 in São Paulo

@@ -799,6 +799,10 @@ def describe_event(e: Mapping[str, Any]) -> str:
     t = e["type"]
     if t == "message_received":
         return describe_message(d)
+    if t in ("routed", "waiting_for_routing"):
+        from baton.work.routing import describe_decision
+
+        return describe_decision(d)
     if t == "record_updated":
         return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
     if t == "decision_taken":

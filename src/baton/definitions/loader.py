@@ -32,7 +32,6 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from baton.definitions.checks import ChildTarget, ParsedDocument, item, join
 from baton.definitions.connection import build_connection
-from baton.definitions.routing import build_rule
 from baton.definitions.model import (
     ATTACHMENTS_ALLOW,
     ATTACHMENTS_MAX_BYTES,
@@ -54,6 +53,7 @@ from baton.definitions.model import (
     StepDefinition,
     Trigger,
 )
+from baton.definitions.routing import build_rule
 from baton.definitions.validate import validate_documents
 from baton.errors import DefinitionError, Issue
 from baton.steps import registry

@@ -41,8 +41,8 @@ from baton.definitions.checks import (
     unknown,
 )
 from baton.definitions.connection import check_connection
-from baton.definitions.routing import check_routing_document
 from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
+from baton.definitions.routing import check_routing_document
 from baton.errors import Issue
 from baton.expressions import is_expression
 from baton.expressions.cel import member_chains

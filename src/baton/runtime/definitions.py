@@ -272,7 +272,7 @@ class DefinitionRepo:
         """The active version of a routing rule, or None."""
         self.refresh()
         version = self._active.get(("routing", name))
-        return None if version is None else self._parse("routing", name, version)  # type: ignore[no-any-return]
+        return None if version is None else self._parse("routing", name, version)
 
     def calendar(self, name: str) -> BusinessCalendar | None:
         """The active version of a calendar as business hours, or None when not deployed."""
@@ -287,7 +287,7 @@ class DefinitionRepo:
             hit = BusinessCalendar.from_spec(name, cal.spec())
             with self._lock:
                 self._parsed[key] = hit
-        return hit  # type: ignore[no-any-return]
+        return hit
 
     def orchestration_names(self) -> dict[str, ChildTarget]:
         """The orchestrations with an active version, as a child-run step that starts one

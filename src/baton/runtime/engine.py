@@ -45,8 +45,8 @@ from baton.store.base import KeyPage, Total
 from baton.store.sql import SqlStore
 from baton.work.items import ASSIGNEE_KINDS
 from baton.work.router import Router
-from baton.work.team import Team
 from baton.work.service import WorkNarrowing, WorkService
+from baton.work.team import Team
 
 if TYPE_CHECKING:
     from baton.auth.directory import User

@@ -18,6 +18,7 @@ from baton.rows import AuditEvent, WorkItem, audit_event
 
 if TYPE_CHECKING:
     from baton.store.ports import Transaction as _Tx
+    from baton.store.ports import WorkItems
 
 ROUTE_JOB = "route"  # (baton.work.router.ROUTE_JOB: a person has room again)
 

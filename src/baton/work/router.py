@@ -121,7 +121,7 @@ class Router:
         routed = 0
         cursors: dict[str, str | None] = {}
         for item in items:
-            rule: dict[str, Any] = item.get("routing") or {}  # type: ignore[assignment]
+            rule: dict[str, Any] = item.get("routing") or {}
             sticky = (tx.record_handlers_txn(item["record_id"])
                       if rule.get("sticky") and item["record_id"] else [])
             name = str(rule.get("rule", ""))
@@ -171,7 +171,7 @@ class Router:
                  "queue": f"{item['assignee_kind']}:{pool}", "strategy": rule.get("strategy"),
                  "to": f"user:{agent.name}", **verdict.to_json()}))
             if self.notify is not None:
-                new: WorkItem = {**item, "assignee_kind": "user",  # type: ignore[typeddict-item]
+                new: WorkItem = {**item, "assignee_kind": "user",
                                  "assignee": agent.name, "version": item["version"] + 1}
                 events.extend(self.notify(tx, new, now, f"{item['assignee_kind']}:{pool}"))
             return verdict

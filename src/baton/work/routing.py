@@ -178,7 +178,28 @@ def _turn(order: list[str], name: str, cursor: str | None) -> int:
     return (order.index(name) - start) % len(order)
 
 
+def describe_decision(d: Mapping[str, Any]) -> str:
+    """One line for a ``routed`` or ``waiting_for_routing`` event (CLI and record page)."""
+    cands = d.get("candidates") or []
+    head = (f"{d.get('step')} → {d.get('winner')}" if d.get("winner")
+            else f"{d.get('step')} waits in {d.get('queue')}")
+    bits = [f"rule {d.get('rule')}", f"{len(cands)} eligible of {d.get('considered', 0)}"]
+    if d.get("strategy"):
+        bits.insert(1, str(d["strategy"]))
+    scored = [f"{c['user']} (load {c.get('load')}"
+              + (f", level {c['level']}" if "level" in c else "")
+              + (", sticky" if c.get("sticky") else "") + ")" for c in cands[:5]]
+    if scored:
+        bits.append("candidates: " + ", ".join(scored))
+    excluded = [f"{e['user']}: {e['reason']}" for e in (d.get("excluded") or [])[:5]]
+    if excluded:
+        bits.append("excluded: " + "; ".join(excluded))
+    elif d.get("reasons"):
+        bits.append("reasons: " + ", ".join(f"{k} ×{v}" for k, v in d["reasons"].items()))
+    return f"{head} ({'; '.join(bits)})"
+
+
 def parse_now(now: datetime | str) -> datetime:
     if isinstance(now, str):
-        return datetime.fromisoformat(now.replace("Z", "+00:00"))
+        return datetime.fromisoformat(now)
     return now if now.tzinfo is not None else now.replace(tzinfo=UTC)

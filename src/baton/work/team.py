@@ -81,7 +81,7 @@ class Team:
         with self.store.read() as tx:
             return self._profile_txn(tx, name)
 
-    def list(self) -> list[Profile]:
+    def everyone(self) -> list[Profile]:
         with self.store.read() as tx:
             return [self._profile_txn(tx, row["name"], row) for row in tx.user_rows_txn()]
 
@@ -193,3 +193,35 @@ class Team:
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     keys = ("availability", "capacity", "queue_capacity", "skills", "calendar")
     return {k: {"from": before[k], "to": after[k]} for k in keys if before[k] != after[k]}
+
+
+def profile_change(*, skills: list[str], remove: list[str], capacity: list[str],
+                   availability: str | None, calendar: str | None) -> ProfileChange:
+    """A change from the CLI's words: ``--skill brand:ford=3``, ``--capacity 5`` (or
+    ``none``, or ``support=2`` for one queue), ``--calendar none``."""
+    errors: dict[str, str] = {}
+    added: dict[str, int | None] = {}
+    for text in skills:
+        name, sep, level = text.partition("=")
+        if sep and not level.strip().isdigit():
+            errors[f"skill {text}"] = "expected NAME or NAME=LEVEL (a level is 1 to 5)"
+            continue
+        added[name.strip()] = int(level) if sep else None
+    overall: Any = UNSET
+    queues: dict[str, int | None] = {}
+    for text in capacity:
+        queue, sep, value = text.rpartition("=") if "=" in text else ("", "", text)
+        value = value.strip().lower()
+        if value not in ("none", "") and not value.isdigit():
+            errors[f"capacity {text}"] = "expected a number, none, or QUEUE=NUMBER"
+            continue
+        number = None if value in ("none", "") else int(value)
+        if sep:
+            queues[queue.strip()] = number
+        else:
+            overall = number
+    if errors:
+        raise ValidationError("routing profile", errors)
+    cal: Any = UNSET if calendar is None else (None if calendar.lower() == "none" else calendar)
+    return ProfileChange(availability=availability, capacity=overall, queue_capacity=queues or None,
+                         add_skills=added or None, remove_skills=tuple(remove), calendar=cal)

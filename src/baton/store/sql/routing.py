@@ -53,7 +53,7 @@ class RoutingSql:
         """Give each person a profile row (available, no limit, no skills) unless they have one."""
         if not names:
             return
-        rows = [{"user_name": n, "availability": "available", "capacity": None, "skills": {},
+        rows: list[dict[str, Any]] = [{"user_name": n, "availability": "available", "capacity": None, "skills": {},
                  "calendar": None, "load": 0, "idle_since": None, "updated_at": now}
                 for n in names]
         self.conn.execute(_upsert_nothing(self.conn, _a), rows)
