@@ -50,6 +50,7 @@ class Router:
         self.calendars = calendars
         self.notify = notify
         self._armed: dict[tuple[str, str, str], float] = {}  # (kind, pool, at) -> when armed
+        self.decisions = 0  # routing decisions made by this process (bench/routing.py)
         self._lock = threading.Lock()
 
     # ---- entry points -----------------------------------------------------------------
@@ -150,6 +151,7 @@ class Router:
         for _ in range(RETRIES + 1):
             verdict = decide(rule, agents, now_dt, self.calendars.calendar, sticky=sticky,
                              cursor=cursor)
+            self.decisions += 1
             if verdict.winner is None:
                 return verdict
             agent = next(a for a in agents if a.name == verdict.winner)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from baton.web.ui import auth, definitions, fallout, monitor, records, run_actions, work
+from baton.web.ui import auth, definitions, fallout, monitor, records, run_actions, team, work
 from baton.web.ui.base import LoginRequired, login_redirect, render_html_error
 
 router = APIRouter(include_in_schema=False)
-for _module in (auth, work, monitor, run_actions, records, definitions, fallout):
+for _module in (auth, work, monitor, run_actions, records, definitions, fallout, team):
     router.include_router(_module.router)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from baton.intake.views import describe_message
+from baton.work.routing import describe_decision
 
 
 def describe_event(e: Mapping[str, Any]) -> str:
@@ -15,6 +16,8 @@ def describe_event(e: Mapping[str, Any]) -> str:
     if t == "record_updated":
         return ", ".join(f"{k}: {_short(v[0])} → {_short(v[1])}"
                          for k, v in (d.get("changes") or {}).items())
+    if t in ("routed", "waiting_for_routing"):
+        return describe_decision(d)
     if t == "record_created":
         return ", ".join(f"{k}={_short(v)}" for k, v in (d.get("fields") or {}).items()
                          if v is not None)[:300]
