@@ -28,7 +28,16 @@ from baton.calendars import BusinessCalendar
 from baton.clock import iso
 from baton.rows import AuditEvent, WorkItem, audit_event
 from baton.store.ports import Transaction
-from baton.work.routing import Agent, Verdict, decide, exclusion, next_opening, parse_now
+from baton.work.routing import (
+    Agent,
+    OpenNow,
+    Verdict,
+    decide,
+    exclusion,
+    next_opening,
+    open_now_of,
+    parse_now,
+)
 
 ROUTE_JOB = "route"
 BATCH = 200
@@ -67,9 +76,11 @@ class Router:
         return events
 
     def route_pool_txn(self, tx: Transaction, kind: str, pool: str, now_dt: datetime,
-                       limit: int | None = None) -> int:
+                       limit: int | None = None, for_user: str | None = None) -> int:
         """Route the items waiting in one queue or group, in their order; how many were
-        routed. Stops when nobody in it could take one more item."""
+        routed. Stops when nobody in it could take one more item. ``for_user``: only
+        ``for_user`` changed (nobody else is eligible who was not before), so only the
+        items they may take are decided again."""
         events: list[AuditEvent] = []
         routed, after, seen = 0, None, 0
         while limit is None or seen < limit:
@@ -77,7 +88,8 @@ class Router:
             if not page:
                 break
             seen += len(page)
-            n, more = self._route_txn(tx, kind, pool, page, now_dt, events, first=False)  # type: ignore[arg-type]
+            n, more = self._route_txn(tx, kind, pool, page, now_dt, events, first=False,  # type: ignore[arg-type]
+                                      for_user=for_user)
             routed += n
             if not more or len(page) < BATCH:
                 break
@@ -92,7 +104,8 @@ class Router:
         changed, or they have room again)."""
         pools = set(tx.waiting_pools_txn())
         mine = {(k, n) for k, n in tx.memberships_txn(user)}
-        return sum(self.route_pool_txn(tx, k, n, now_dt) for k, n in sorted(pools & mine))
+        return sum(self.route_pool_txn(tx, k, n, now_dt, for_user=user)
+                   for k, n in sorted(pools & mine))
 
     def freed_txn(self, tx: Transaction, item_id: str, now_dt: datetime, *,
                   route_now: bool) -> str | None:
@@ -112,24 +125,33 @@ class Router:
 
     # ---- one pass ---------------------------------------------------------------------
     def _route_txn(self, tx: Transaction, kind: str, pool: str, items: Sequence[WorkItem],
-                   now_dt: datetime, events: list[AuditEvent], *, first: bool
-                   ) -> tuple[int, bool]:
+                   now_dt: datetime, events: list[AuditEvent], *, first: bool,
+                   for_user: str | None = None) -> tuple[int, bool]:
         """Route ``items`` (waiting in one pool, in order): (how many were routed, whether
         anyone could still take more)."""
         now_dt = parse_now(now_dt)
         now = iso(now_dt)
         agents = self._agents_txn(tx, kind, pool, now)
+        open_now = open_now_of(self.calendars.calendar, now_dt)
+        only = next((a for a in agents if a.name == for_user), None)
+        if for_user is not None and only is None:
+            return 0, False
         routed = 0
         cursors: dict[str, str | None] = {}
         for item in items:
             rule: dict[str, Any] = item.get("routing") or {}
+            if only is not None and exclusion(rule, only, now_dt, self.calendars.calendar,
+                                              open_now) is not None:
+                if not _could_take(only):
+                    return routed, False
+                continue
             sticky = (tx.record_handlers_txn(item["record_id"])
                       if rule.get("sticky") and item["record_id"] else [])
             name = str(rule.get("rule", ""))
             if rule.get("strategy") == "round_robin" and name not in cursors:
                 cursors[name] = tx.routing_cursor_txn(name)
             verdict = self._assign_txn(tx, item, rule, pool, agents, now_dt, sticky,
-                                       cursors.get(name), events)
+                                       cursors.get(name), events, open_now)
             if verdict.winner is not None:
                 routed += 1
                 if rule.get("strategy") == "round_robin":
@@ -141,16 +163,18 @@ class Router:
                     {"work_item": item["id"], "step": item["step"], "rule": name,
                      "queue": f"{kind}:{pool}", **verdict.to_json()}))
                 self._arm_opening_txn(tx, kind, pool, agents, rule, now_dt)
-        return routed, any(_could_take(a) for a in agents)
+        return routed, (_could_take(only) if only is not None
+                        else any(_could_take(a) for a in agents))
 
     def _assign_txn(self, tx: Transaction, item: WorkItem, rule: dict[str, Any], pool: str,
                     agents: list[Agent], now_dt: datetime, sticky: Sequence[str],
-                    cursor: str | None, events: list[AuditEvent]) -> Verdict:
+                    cursor: str | None, events: list[AuditEvent],
+                    open_now: OpenNow | None = None) -> Verdict:
         now = iso(now_dt)
         filters = rule.get("filters") or ()
         for _ in range(RETRIES + 1):
             verdict = decide(rule, agents, now_dt, self.calendars.calendar, sticky=sticky,
-                             cursor=cursor)
+                             cursor=cursor, open_now=open_now)
             self.decisions += 1
             if verdict.winner is None:
                 return verdict

@@ -86,6 +86,20 @@ class Verdict:
 
 
 Hours = Callable[[str], BusinessCalendar | None]
+OpenNow = Callable[[str], bool | None]  # calendar name -> open now? (None: not deployed)
+
+
+def open_now_of(hours: Hours, now: datetime) -> OpenNow:
+    """Whether each calendar is open at ``now``, worked out once per calendar (a pass of
+    routing asks it for every person of every item)."""
+    memo: dict[str, bool | None] = {}
+
+    def open_now(name: str) -> bool | None:
+        if name not in memo:
+            cal = hours(name)
+            memo[name] = None if cal is None else is_open(cal, now)
+        return memo[name]
+    return open_now
 
 
 def is_open(cal: BusinessCalendar, now: datetime) -> bool:
@@ -105,7 +119,8 @@ def next_opening(cal: BusinessCalendar, now: datetime) -> datetime | None:
     return None
 
 
-def exclusion(rule: Mapping[str, Any], agent: Agent, now: datetime, hours: Hours) -> str | None:
+def exclusion(rule: Mapping[str, Any], agent: Agent, now: datetime, hours: Hours,
+              open_now: OpenNow | None = None) -> str | None:
     """Why ``agent`` may not get an item of ``rule`` now, or None."""
     if not agent.active:
         return "inactive"
@@ -118,10 +133,10 @@ def exclusion(rule: Mapping[str, Any], agent: Agent, now: datetime, hours: Hours
     if "available" in filters and agent.availability != "available":
         return agent.availability
     if "within_hours" in filters and agent.calendar is not None:
-        cal = hours(agent.calendar)
-        if cal is None:
+        is_open_now = (open_now or open_now_of(hours, now))(agent.calendar)
+        if is_open_now is None:
             return f"calendar {agent.calendar} not deployed"
-        if not is_open(cal, now):
+        if not is_open_now:
             return "outside hours"
     if "under_capacity" in filters and not agent.room():
         return "at capacity"
@@ -129,8 +144,10 @@ def exclusion(rule: Mapping[str, Any], agent: Agent, now: datetime, hours: Hours
 
 
 def decide(rule: Mapping[str, Any], agents: Sequence[Agent], now: datetime, hours: Hours, *,
-           sticky: Sequence[str] = (), cursor: str | None = None) -> Verdict:
+           sticky: Sequence[str] = (), cursor: str | None = None,
+           open_now: OpenNow | None = None) -> Verdict:
     """Who of ``agents`` gets an item of ``rule`` now (see the module's docstring)."""
+    open_now = open_now or open_now_of(hours, now)
     considered: list[Considered] = []
     ranked: list[tuple[tuple[Any, ...], Considered]] = []
     wanted = [n for n, _ in (rule.get("required") or ())] + \
@@ -139,7 +156,7 @@ def decide(rule: Mapping[str, Any], agents: Sequence[Agent], now: datetime, hour
     sticky_user = next(iter(sticky), None) if rule.get("sticky") else None
     order = sorted(a.name for a in agents) if strategy == "round_robin" else []
     for agent in agents:
-        why = exclusion(rule, agent, now, hours)
+        why = exclusion(rule, agent, now, hours, open_now)
         if why is not None:
             considered.append(Considered(agent.name, why))
             continue
