@@ -72,7 +72,8 @@ class Router:
         events: list[AuditEvent] = []
         self._route_txn(tx, kind, pool, [item], now_dt, events, first=True)
         if events and events[-1]["type"] == "waiting_for_routing":
-            self._arm_txn(tx, kind, pool, iso(now_dt), now_dt)
+            now = iso(now_dt)  # (a re-check per waiting item: cheap when nobody has room)
+            tx.enqueue_job_txn(ROUTE_JOB, None, {"kind": kind, "pool": pool}, now, now)
         return events
 
     def route_pool_txn(self, tx: Transaction, kind: str, pool: str, now_dt: datetime,
@@ -134,7 +135,10 @@ class Router:
         agents = self._agents_txn(tx, kind, pool, now)
         open_now = open_now_of(self.calendars.calendar, now_dt)
         only = next((a for a in agents if a.name == for_user), None)
-        if for_user is not None and only is None:
+        if for_user is not None and only is None \
+                or not any(_could_take(a) for a in agents):  # nobody has room: nothing to decide
+            if first:
+                self._wait_txn(tx, kind, pool, items, agents, now_dt, open_now, events)
             return 0, False
         routed = 0
         cursors: dict[str, str | None] = {}
@@ -158,13 +162,25 @@ class Router:
                     cursors[name] = verdict.winner
                     tx.set_routing_cursor_txn(name, verdict.winner)
             elif first:
-                events.append(audit_event(
-                    "waiting_for_routing", "system", now, item["record_id"], item["run_id"],
-                    {"work_item": item["id"], "step": item["step"], "rule": name,
-                     "queue": f"{kind}:{pool}", **verdict.to_json()}))
-                self._arm_opening_txn(tx, kind, pool, agents, rule, now_dt)
+                self._wait_txn(tx, kind, pool, [item], agents, now_dt, open_now, events, verdict)
         return routed, (_could_take(only) if only is not None
                         else any(_could_take(a) for a in agents))
+
+    def _wait_txn(self, tx: Transaction, kind: str, pool: str, items: Sequence[WorkItem],
+                  agents: list[Agent], now_dt: datetime, open_now: OpenNow,
+                  events: list[AuditEvent], verdict: Verdict | None = None) -> None:
+        """New items nobody may take: why (on their timelines), and the durable job at the
+        next opening of a calendar that kept someone out."""
+        now = iso(now_dt)
+        for item in items:
+            rule: dict[str, Any] = item.get("routing") or {}
+            found = verdict or decide(rule, agents, now_dt, self.calendars.calendar,
+                                      open_now=open_now)
+            events.append(audit_event(
+                "waiting_for_routing", "system", now, item["record_id"], item["run_id"],
+                {"work_item": item["id"], "step": item["step"], "rule": rule.get("rule"),
+                 "queue": f"{kind}:{pool}", **found.to_json()}))
+            self._arm_opening_txn(tx, kind, pool, agents, rule, now_dt)
 
     def _assign_txn(self, tx: Transaction, item: WorkItem, rule: dict[str, Any], pool: str,
                     agents: list[Agent], now_dt: datetime, sticky: Sequence[str],
@@ -247,7 +263,7 @@ class Router:
 
     def _arm_txn(self, tx: Transaction, kind: str, pool: str, at: str, now_dt: datetime) -> None:
         key = (kind, pool, at)
-        with self._lock:  # once per pool and instant in this process (a second is harmless)
+        with self._lock:  # once per pool and opening in this process (a second is harmless)
             armed = self._armed.get(key)
             if armed is not None and time.monotonic() - armed < RECHECK_EVERY_S:
                 return
