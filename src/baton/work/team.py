@@ -25,7 +25,9 @@ from baton.store.sql import SqlStore
 from baton.work.router import Calendars, Router
 from baton.work.routing import AVAILABILITIES
 
-SKILL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,99}")
+SKILL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,99}$"
+"""A skill's name (the API declares it; checked with ``fullmatch``)."""
+SKILL_RE = re.compile(SKILL_PATTERN)
 LEVELS = range(1, 6)
 UNSET: Any = object()
 

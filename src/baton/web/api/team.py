@@ -8,22 +8,31 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
+from baton.auth.directory import NAME_PATTERN
 from baton.auth.roles import Permission, require
 from baton.web.api.common import RequestBody
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, current_principal, engine_of, need
-from baton.work.team import UNSET, ProfileChange
+from baton.work.team import SKILL_PATTERN, UNSET, ProfileChange
 
 router = APIRouter(tags=["Team"])
 
 TEAM = Depends(need(Permission.TEAM))
 ME = Depends(current_principal)
 UserName = Annotated[str, Path(min_length=1, max_length=200)]
-SkillName = Annotated[str, Field(min_length=1, max_length=100)]
+SkillName = Annotated[str, Field(min_length=1, max_length=100, pattern=SKILL_PATTERN)]
+QueueName = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
 Level = Annotated[int, Field(ge=1, le=5)]
 Availability = Literal["available", "away", "offline"]
+# Declared with propertyNames (pydantic would write patternProperties, which lets any other
+# name through in the document): a client learns the names a skill may have.
+Skills = Annotated[dict[SkillName, Level | None], WithJsonSchema({
+    "type": "object", "maxProperties": 200,
+    "propertyNames": {"pattern": SKILL_PATTERN, "minLength": 1, "maxLength": 100},
+    "additionalProperties": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 5},
+                                       {"type": "null"}]}})]
 
 
 class ProfileOut(BaseModel):
@@ -58,12 +67,19 @@ class ProfilePatch(RequestBody):
     availability: Availability | None = None
     capacity: int | None = Field(default=None, ge=0, le=100_000,
                                  description="null: no limit (send it to clear one)")
-    queue_capacity: dict[SkillName, Annotated[int, Field(ge=0, le=100_000)] | None] | None = \
-        Field(default=None, max_length=100, description="queue or group -> capacity there")
-    add_skills: dict[SkillName, Level | None] | None = Field(default=None, max_length=200)
+    queue_capacity: Annotated[
+        dict[QueueName, Annotated[int, Field(ge=0, le=100_000)] | None],
+        WithJsonSchema({"type": "object", "maxProperties": 100,
+                        "propertyNames": {"pattern": NAME_PATTERN, "minLength": 1,
+                                          "maxLength": 200},
+                        "additionalProperties": {"anyOf": [
+                            {"type": "integer", "minimum": 0, "maximum": 100_000},
+                            {"type": "null"}]}})] | None = Field(
+        default=None, max_length=100, description="queue or group -> capacity there")
+    add_skills: Skills | None = Field(default=None, max_length=200)
     remove_skills: list[SkillName] | None = Field(default=None, max_length=200)
-    skills: dict[SkillName, Level | None] | None = Field(
-        default=None, max_length=200, description="all of them (replaces the list)")
+    skills: Skills | None = Field(default=None, max_length=200,
+                                  description="all of them (replaces the list)")
     calendar: str | None = Field(default=None, min_length=1, max_length=200,
                                  description="a deployed calendar's name; null: none")
 
