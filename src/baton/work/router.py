@@ -84,13 +84,16 @@ class Router:
         items they may take are decided again."""
         events: list[AuditEvent] = []
         routed, after, seen = 0, None, 0
+        agents: list[Agent] | None = None
         while limit is None or seen < limit:
             page = tx.waiting_items_txn(kind, pool, BATCH, after)
             if not page:
                 break
             seen += len(page)
+            if agents is None:  # read once a pass: the pass keeps their loads current
+                agents = self._agents_txn(tx, kind, pool, iso(now_dt))
             n, more = self._route_txn(tx, kind, pool, page, now_dt, events, first=False,  # type: ignore[arg-type]
-                                      for_user=for_user)
+                                      for_user=for_user, agents=agents)
             routed += n
             if not more or len(page) < BATCH:
                 break
@@ -103,10 +106,8 @@ class Router:
     def route_user_txn(self, tx: Transaction, user: str, now_dt: datetime) -> int:
         """Route what waits in each queue and group ``user`` belongs to (their profile
         changed, or they have room again)."""
-        pools = set(tx.waiting_pools_txn())
-        mine = {(k, n) for k, n in tx.memberships_txn(user)}
         return sum(self.route_pool_txn(tx, k, n, now_dt, for_user=user)
-                   for k, n in sorted(pools & mine))
+                   for k, n in sorted(tx.memberships_txn(user)))
 
     def freed_txn(self, tx: Transaction, item_id: str, now_dt: datetime, *,
                   route_now: bool) -> str | None:
@@ -127,12 +128,14 @@ class Router:
     # ---- one pass ---------------------------------------------------------------------
     def _route_txn(self, tx: Transaction, kind: str, pool: str, items: Sequence[WorkItem],
                    now_dt: datetime, events: list[AuditEvent], *, first: bool,
-                   for_user: str | None = None) -> tuple[int, bool]:
+                   for_user: str | None = None, agents: list[Agent] | None = None
+                   ) -> tuple[int, bool]:
         """Route ``items`` (waiting in one pool, in order): (how many were routed, whether
         anyone could still take more)."""
         now_dt = parse_now(now_dt)
         now = iso(now_dt)
-        agents = self._agents_txn(tx, kind, pool, now)
+        if agents is None:
+            agents = self._agents_txn(tx, kind, pool, now)
         open_now = open_now_of(self.calendars.calendar, now_dt)
         only = next((a for a in agents if a.name == for_user), None)
         if for_user is not None and only is None \

@@ -22,6 +22,10 @@ from baton.store import schema as s
 from baton.store.sql.marks import refused
 
 _a, _q, _w = s.agents, s.agent_queues, s.work_items
+# What routing reads of a waiting item (not its form or input: a pass reads thousands).
+WAITING_COLUMNS = ("id", "run_id", "record_id", "step", "iteration", "status", "version",
+                   "assignee_kind", "assignee", "priority", "due_at", "created_at", "routing",
+                   "routing_status", "title")
 
 
 class RoutingSql:
@@ -151,7 +155,7 @@ class RoutingSql:
         """Items waiting for routing in a queue or group, most urgent first, then earliest
         due, then oldest (keyset: after the (priority, due key, created, id) given)."""
         due = s.due_key(_w.c.due_at)
-        q = (select(_w).where(_w.c.routing_status == "waiting", _w.c.assignee_kind == kind,
+        q = (select(*(_w.c[c] for c in WAITING_COLUMNS)).where(_w.c.routing_status == "waiting", _w.c.assignee_kind == kind,
                               _w.c.assignee == pool, _w.c.status == "open")
              .order_by(_w.c.priority.desc(), due, _w.c.created_at, _w.c.id).limit(limit))
         if after is not None:
