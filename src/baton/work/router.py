@@ -206,7 +206,7 @@ class Router:
                     "assignee_kind": "user", "assignee": agent.name, "routing_status": "routed",
                     "routed_to": agent.name, "routed_at": now, "updated_at": now}):
                 tx.give_back_load_txn(agent.name, pool)
-                return Verdict(None, verdict.considered)
+                return Verdict(None, verdict.considered, verdict.counts, verdict.total)
             agent.load += 1
             agent.queue_load += 1
             agent.idle_since = now
@@ -220,7 +220,7 @@ class Router:
                                  "assignee": agent.name, "version": item["version"] + 1}
                 events.extend(self.notify(tx, new, now, f"{item['assignee_kind']}:{pool}"))
             return verdict
-        return Verdict(None, verdict.considered)
+        return Verdict(None, verdict.considered, verdict.counts, verdict.total)
 
     # ---- the people of a pool ---------------------------------------------------------
     def _agents_txn(self, tx: Transaction, kind: str, pool: str, now: str) -> list[Agent]:

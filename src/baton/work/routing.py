@@ -61,27 +61,27 @@ class Considered:
 
 @dataclass(frozen=True)
 class Verdict:
+    """A decision: the winner, and what is logged of it — the best few eligible (with their
+    scores) and the first few excluded (with their reason), every reason's count, and how
+    many people were considered."""
+
     winner: str | None
     considered: tuple[Considered, ...]
+    counts: tuple[tuple[str, int], ...] = ()
+    total: int = 0
 
     def reasons(self) -> dict[str, int]:
         """How many people were excluded for each reason."""
-        out: dict[str, int] = {}
-        for c in self.considered:
-            if c.excluded is not None:
-                out[c.excluded] = out.get(c.excluded, 0) + 1
-        return out
+        return dict(self.counts)
 
     def to_json(self) -> dict[str, Any]:
         """What the timeline shows: the eligible (best first, the first few), every
         exclusion's count, and a few of the excluded by name with their reason."""
-        eligible = [c for c in self.considered if c.excluded is None]
-        excluded = [c for c in self.considered if c.excluded is not None]
-        return {"winner": self.winner, "considered": len(self.considered),
+        return {"winner": self.winner, "considered": self.total,
                 "candidates": [{"user": c.user, **(c.score or {})}
-                               for c in eligible[:LOGGED_CANDIDATES]],
+                               for c in self.considered if c.excluded is None],
                 "excluded": [{"user": c.user, "reason": c.excluded}
-                             for c in excluded[:LOGGED_CANDIDATES]],
+                             for c in self.considered if c.excluded is not None],
                 "reasons": self.reasons()}
 
 
@@ -146,45 +146,58 @@ def exclusion(rule: Mapping[str, Any], agent: Agent, now: datetime, hours: Hours
 def decide(rule: Mapping[str, Any], agents: Sequence[Agent], now: datetime, hours: Hours, *,
            sticky: Sequence[str] = (), cursor: str | None = None,
            open_now: OpenNow | None = None) -> Verdict:
-    """Who of ``agents`` gets an item of ``rule`` now (see the module's docstring)."""
+    """Who of ``agents`` gets an item of ``rule`` now (see the module's docstring).
+
+    Ranks by a key per eligible person and builds the logged scores only for the first
+    few: a decision considers a whole queue (hundreds of people) many times a second."""
     open_now = open_now or open_now_of(hours, now)
-    considered: list[Considered] = []
-    ranked: list[tuple[tuple[Any, ...], Considered]] = []
-    wanted = [n for n, _ in (rule.get("required") or ())] + \
-        [n for n, _ in (rule.get("preferred") or ())]
+    excluded: list[Considered] = []
+    counts: dict[str, int] = {}
+    ranked: list[tuple[Any, ...]] = []
+    preferred_skills = list(rule.get("preferred") or ())
+    wanted = [n for n, _ in (rule.get("required") or ())] + [n for n, _ in preferred_skills]
     strategy = rule.get("strategy", "least_loaded")
     sticky_user = next(iter(sticky), None) if rule.get("sticky") else None
     order = sorted(a.name for a in agents) if strategy == "round_robin" else []
-    for agent in agents:
+    for index, agent in enumerate(agents):
         why = exclusion(rule, agent, now, hours, open_now)
         if why is not None:
-            considered.append(Considered(agent.name, why))
+            counts[why] = counts.get(why, 0) + 1
+            if len(excluded) < LOGGED_CANDIDATES:
+                excluded.append(Considered(agent.name, why))
             continue
-        preferred = sum(1 for n, lvl in (rule.get("preferred") or ())
-                        if n in agent.skills and (lvl is None or (agent.skills[n] or 0) >= lvl))
-        score: dict[str, Any] = {"load": agent.load, "capacity": agent.capacity,
-                                 "preferred": preferred}
+        skills = agent.skills
+        preferred = sum(1 for n, lvl in preferred_skills
+                        if n in skills and (lvl is None or (skills[n] or 0) >= lvl)) \
+            if preferred_skills else 0
         key: tuple[Any, ...]
         if strategy == "round_robin":
             key = (_turn(order, agent.name, cursor),)
         elif strategy == "most_skilled":
-            level = sum(agent.skills.get(n) or 1 for n in wanted if n in agent.skills)
-            score["level"] = level
-            key = (-level, agent.load)
+            key = (-sum(skills.get(n) or 1 for n in wanted if n in skills), agent.load)
         elif strategy == "longest_idle":
-            score["idle_since"] = agent.idle_since
-            key = (agent.idle_since or "", )
+            key = (agent.idle_since or "",)
         else:
-            share = agent.load / agent.capacity if agent.capacity else 0.0
-            key = (agent.load, share)
-        is_sticky = agent.name == sticky_user
-        if is_sticky:
-            score["sticky"] = True
-        ranked.append(((not is_sticky, -preferred, *key, agent.name),
-                       Considered(agent.name, None, score)))
-    ranked.sort(key=lambda r: r[0])
-    eligible = [c for _, c in ranked]
-    return Verdict(eligible[0].user if eligible else None, tuple(eligible + considered))
+            key = (agent.load, agent.load / agent.capacity if agent.capacity else 0.0)
+        ranked.append((agent.name != sticky_user, -preferred, *key, agent.name, index))
+    ranked.sort()
+    eligible = [_scored(agents[r[-1]], -r[1], strategy, wanted, sticky_user)
+                for r in ranked[:LOGGED_CANDIDATES]]
+    return Verdict(eligible[0].user if eligible else None, tuple(eligible + excluded),
+                   tuple(counts.items()), len(agents))
+
+
+def _scored(agent: Agent, preferred: int, strategy: str, wanted: list[str],
+            sticky_user: str | None) -> Considered:
+    score: dict[str, Any] = {"load": agent.load, "capacity": agent.capacity,
+                             "preferred": preferred}
+    if strategy == "most_skilled":
+        score["level"] = sum(agent.skills.get(n) or 1 for n in wanted if n in agent.skills)
+    elif strategy == "longest_idle":
+        score["idle_since"] = agent.idle_since
+    if agent.name == sticky_user:
+        score["sticky"] = True
+    return Considered(agent.name, None, score)
 
 
 def _turn(order: list[str], name: str, cursor: str | None) -> int:
@@ -200,7 +213,9 @@ def describe_decision(d: Mapping[str, Any]) -> str:
     cands = d.get("candidates") or []
     head = (f"{d.get('step')} → {d.get('winner')}" if d.get("winner")
             else f"{d.get('step')} waits in {d.get('queue')}")
-    bits = [f"rule {d.get('rule')}", f"{len(cands)} eligible of {d.get('considered', 0)}"]
+    total = int(d.get("considered") or 0)
+    eligible = total - sum((d.get("reasons") or {}).values())
+    bits = [f"rule {d.get('rule')}", f"{eligible} eligible of {total}"]
     if d.get("strategy"):
         bits.insert(1, str(d["strategy"]))
     scored = [f"{c['user']} (load {c.get('load')}"
