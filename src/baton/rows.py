@@ -65,6 +65,10 @@ class WorkItem(TypedDict):
     jeopardy_at: NotRequired[str | None]  # migration 17: when the SLA turns in_jeopardy
     input: NotRequired[dict[str, Any] | None]  # the step's input (migration 12)
     step_type: NotRequired[str | None]  # interactive, approval (migration 21)
+    routing: NotRequired[dict[str, Any] | None]  # migration 19: its routing rule, evaluated
+    routing_status: NotRequired[str | None]  # waiting | routed
+    routed_to: NotRequired[str | None]  # whose load it counts in
+    routed_at: NotRequired[str | None]
     sla_status: NotRequired[str | None]
 
 

@@ -128,7 +128,7 @@ def required_permissions() -> dict[str, frozenset[Permission]]:
     return out
 
 
-API_MODULES = ("people", "definitions", "records", "intake", "runs", "work", "fallout",
+API_MODULES = ("people", "team", "definitions", "records", "intake", "runs", "work", "fallout",
                "incidents", "callbacks")
 
 

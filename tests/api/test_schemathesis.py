@@ -98,6 +98,7 @@ CHECKED_AGAINST_STATE: dict[str, tuple[tuple[str, ...], str]] = {
     **{op: (("delegate", "delegate_from", "delegate_until"),
             "the users that exist and the calendar")
        for op in ("PATCH /api/me", "PATCH /api/users/{name}")},
+    "PATCH /api/users/{name}/routing": (("calendar",), "the calendars deployed"),
     "POST /api/fallout/{fallout_id}/complete": (("data",), "the step's output fields"),
     "POST /api/definitions/deploy": (("issues",), "the definition language (YAML)"),
     "POST /api/intake/{mailbox}": (
@@ -533,6 +534,10 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         "GET /api/incidents/{incident_id}": lambda: (incident()[0], None),
         # the admin's own delegation, ended (a fuzzed delegate rarely names a user)
         "PATCH /api/me": lambda: ({}, {"delegate": ""}),
+        # a person's routing profile: one who exists (the fuzzer's names rarely do)
+        "GET /api/users/{name}/routing": lambda: ({"name": AGENT_USER.name}, None),
+        "PATCH /api/users/{name}/routing": lambda: (
+            {"name": AGENT_USER.name}, {"availability": "available", "capacity": 3}),
     }
 
 

@@ -1,7 +1,8 @@
 """Roles and what each may do: one table, read by the API, the UI and the CLI.
 
 ``admin`` may do everything; ``designer`` owns definitions; ``operator`` runs, fallout,
-records and reassigning work; ``agent`` works items assigned to them, their groups or
+records and reassigning work, and supervises routing (the Team page: everyone's
+availability, capacity and skills); ``agent`` works items assigned to them, their groups or
 their queues (that scope is checked per item by :meth:`User.may_work`).
 """
 
@@ -29,6 +30,7 @@ class Permission(str, Enum):
     WORK = "work"  # list, claim and complete items in one's own scope
     WORK_ALL = "work:all"  # see every item, reassign
     USERS = "users"  # manage users and other people's tokens
+    TEAM = "team"  # supervise routing: everyone's availability, capacity, skills; the Team page
 
 
 P = Permission
@@ -36,7 +38,7 @@ GRANTS: dict[str, frozenset[Permission]] = {
     "admin": frozenset(P),
     "designer": frozenset({P.DEFINITIONS_READ, P.DEFINITIONS_WRITE, P.RUNS_READ, P.RECORDS_READ}),
     "operator": frozenset({P.DEFINITIONS_READ, P.RECORDS_READ, P.RECORDS_WRITE, P.RUNS_READ,
-                           P.RUNS_WRITE, P.FALLOUT, P.WORK, P.WORK_ALL}),
+                           P.RUNS_WRITE, P.FALLOUT, P.WORK, P.WORK_ALL, P.TEAM}),
     "agent": frozenset({P.WORK}),
 }
 

@@ -828,6 +828,10 @@ def describe_event(e: Mapping[str, Any]) -> str:
         return link
     if t == "message_received":
         return describe_message(d)
+    if t in ("routed", "waiting_for_routing"):
+        from baton.work.routing import describe_decision
+
+        return describe_decision(d)
     if t == "record_updated":
         return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
     approval = approval_history_line(t, str(e.get("actor") or ""), d)

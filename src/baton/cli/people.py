@@ -91,20 +91,75 @@ def users_update(
     delegate_from: Annotated[str | None, typer.Option("--from", help="The delegation starts on this date (YYYY-MM-DD, UTC)")] = None,
     delegate_until: Annotated[str | None, typer.Option("--until", help="The delegation ends after this date (YYYY-MM-DD, UTC, inclusive)")] = None,
     no_delegate: Annotated[bool, typer.Option("--no-delegate", help="End the delegation")] = False,
+    skill: Annotated[list[str] | None, typer.Option("--skill", help="Add a skill, with a level 1-5 or none: brand:ford=3, lang:pt (repeatable)")] = None,
+    remove_skill: Annotated[list[str] | None, typer.Option("--remove-skill", help="Remove a skill (repeatable)")] = None,
+    capacity: Annotated[list[str] | None, typer.Option("--capacity", help="Most open routed items: 5, none (no limit), or per queue or group: support=2 (repeatable)")] = None,
+    availability: Annotated[str | None, typer.Option("--availability", help="available, away or offline")] = None,
+    calendar: Annotated[str | None, typer.Option("--calendar", help="Working hours: a deployed calendar's name, or none")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a user; --role, --group and --queue replace the lists they name.
-    `baton users update ann --delegate bob --until 2026-12-24`: bob may decide ann's
-    approvals until that day (--from/--until alone change the current delegation's dates)."""
+    """Change a user; --role, --group and --queue replace the lists they name. --skill,
+    --capacity, --availability and --calendar change their routing profile (and route
+    what waits for them). `baton users update ann --delegate bob --until 2026-12-24`: bob
+    may decide ann's approvals until that day (--from/--until alone change the current
+    delegation's dates)."""
     if no_delegate and (delegate is not None or delegate_from or delegate_until):
         raise typer.BadParameter("--no-delegate ends the delegation: give no --delegate, "
                                  "--from or --until with it")
     secret = _read_password(password, password_stdin)
-    user = _engine().directory.update_user(
-        name, roles=role, groups=group, queues=queue, email=email, display_name=display_name,
-        active=active, password=secret, delegate="" if no_delegate else delegate,
-        delegate_from=delegate_from, delegate_until=delegate_until)
-    _show(user, as_json, "updated")
+    eng = _engine()
+    directory = (role, group, queue, email, display_name, active, secret, delegate,
+                 delegate_from, delegate_until, True if no_delegate else None)
+    routing = (skill, remove_skill, capacity, availability, calendar)
+    if any(v is not None for v in directory) or not any(v is not None for v in routing):
+        user = eng.directory.update_user(
+            name, roles=role, groups=group, queues=queue, email=email,
+            display_name=display_name, active=active, password=secret,
+            delegate="" if no_delegate else delegate, delegate_from=delegate_from,
+            delegate_until=delegate_until)
+        _show(user, as_json and not any(v is not None for v in routing), "updated")
+    if any(v is not None for v in routing):
+        from baton.work.team import profile_change
+
+        change = profile_change(skills=skill or [], remove=remove_skill or [],
+                                capacity=capacity or [], availability=availability,
+                                calendar=calendar)
+        profile = eng.team.update(name, change, "cli")
+        if as_json:
+            print_json(profile.to_json())
+        else:
+            _show_profile(profile)
+
+
+def _show_profile(p: Any) -> None:
+    skills = ", ".join(f"{k}={v}" if v is not None else k for k, v in sorted(p.skills.items()))
+    caps = ", ".join(f"{q}={c}" for q, c in sorted(p.queue_capacity.items()))
+    console.print(f"routing profile of [bold]{p.name}[/bold]: {p.availability}; load {p.load}/"
+                  f"{p.capacity if p.capacity is not None else 'no limit'}"
+                  + (f" ({caps})" if caps else "") + (f"; skills {skills}" if skills else "")
+                  + (f"; calendar {p.calendar}" if p.calendar else ""))
+
+
+@users_app.command("team")
+def users_team(as_json: JsonOpt = False) -> None:
+    """Every person's routing profile: availability, load against capacity, skills, and
+    per queue the items waiting, the oldest wait, routed in the last hour, median time to
+    assignment."""
+    eng = _engine()
+    people, figures = eng.team.everyone(), eng.team.figures()
+    if as_json:
+        print_json({"people": [p.to_json() for p in people], "queues": figures})
+        return
+    table("Team", ["name", "availability", "load", "capacity", "skills", "calendar"],
+          [[p.name, p.availability, str(p.load), "-" if p.capacity is None else str(p.capacity),
+            ", ".join(f"{k}={v}" if v is not None else k for k, v in sorted(p.skills.items())),
+            p.calendar or ""] for p in people])
+    if figures:
+        table("Queues", ["queue", "waiting", "oldest wait (s)", "routed last hour",
+                         "median to assignment (s)"],
+              [[f["queue"], str(f["waiting"]), str(f["oldest_wait_s"] or ""),
+                str(f["routed_last_hour"]), str(f["median_to_assignment_s"] or "")]
+               for f in figures])
 
 
 @users_app.command("list")

@@ -54,6 +54,7 @@ from baton.definitions.model import (
     Trigger,
 )
 from baton.definitions.plans import build_catalog, build_fulfillment
+from baton.definitions.routing import build_rule
 from baton.definitions.validate import validate_documents
 from baton.errors import DefinitionError, Issue
 from baton.steps import registry
@@ -581,6 +582,8 @@ def build(doc: ParsedDocument) -> LoadedDefinition:
         definition = build_catalog(data)
     elif data["kind"] == "fulfillment":
         definition = build_fulfillment(data, _build_trigger(data["trigger"]))
+    elif data["kind"] == "routing":
+        definition = build_rule(data["name"], data)
     else:
         definition = _build_orchestration(data, doc.lines)
     return LoadedDefinition(data["kind"], definition.name, definition, doc.source, doc.file,
@@ -736,8 +739,10 @@ def _build_condition(value: Any, site: str) -> Condition | None:
     return Condition(expression=value, site=site)
 
 
-def _build_assignment(value: Mapping[str, str] | None) -> Assignment | None:
+def _build_assignment(value: Mapping[str, Any] | None) -> Assignment | None:
     if value is None:
         return None
     ((kind, who),) = value.items()
+    if kind == AssigneeKind.ROUTING.value and isinstance(who, Mapping):
+        return Assignment(AssigneeKind.ROUTING, "", build_rule("", who))
     return Assignment(AssigneeKind(kind), who)

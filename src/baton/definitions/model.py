@@ -27,6 +27,8 @@ class AssigneeKind(StrEnum):
     # An expression giving "user:NAME", "group:NAME" or "queue:NAME" (a bare name is a user),
     # resolved when the step starts: Salesforce's "resource" assignee.
     RESOURCE = "resource"
+    # A routing rule picks the person (``kind: routing`` by name, or one inline).
+    ROUTING = "routing"
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class Assignment:
 
     kind: AssigneeKind
     value: str
+    rule: RoutingDefinition | None = None  # an inline routing rule
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,9 @@ class OrchestrationDefinition:
     # The object type of its trigger's records, resolved when a deployed version is loaded
     # (work items take their title and summary from it); None in a definition just parsed.
     record_type: ObjectTypeDefinition | None = None
+    # The routing rules its steps name, resolved when a deployed version is loaded
+    # (name -> baton.definitions.routing.RoutingDefinition); empty in one just parsed.
+    routings: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def stage(self, name: str) -> StageDefinition | None:
         for s in self.stages:
@@ -374,8 +380,37 @@ def parse_secret_ref(text: object) -> SecretRef | None:
     return SecretRef(source, name)
 
 
+FILTERS = ("available", "within_hours", "under_capacity")
+
+
+@dataclass(frozen=True)
+class SkillSpec:
+    """A skill a rule asks for: a literal name or an ``=expression`` giving one, and the
+    lowest level that will do (None: any level, or none)."""
+
+    skill: str
+    min_level: int | None = None
+
+
+@dataclass(frozen=True)
+class RoutingDefinition:
+    """A routing rule: who may get an item and how one of them is picked."""
+
+    name: str
+    pool_kind: str  # queue | group
+    pool: str
+    required: tuple[SkillSpec, ...] = ()
+    preferred: tuple[SkillSpec, ...] = ()
+    filters: tuple[str, ...] = FILTERS
+    strategy: str = "least_loaded"
+    sticky: bool = False
+    label: str | None = None
+
+
+
 Definition = (ObjectTypeDefinition | OrchestrationDefinition | CalendarDefinition
-              | MailboxDefinition | ConnectionDefinition | Any)  # Any: catalog, fulfillment
+              | MailboxDefinition | ConnectionDefinition | RoutingDefinition
+              | Any)  # Any: catalog, fulfillment
 # (baton.definitions.plans: CatalogDefinition, FulfillmentDefinition; imported there, not
 # here, so this module stays the leaf every other definition module imports)
 

@@ -43,13 +43,15 @@ from baton.definitions.checks import (
 from baton.definitions.connection import check_connection
 from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
 from baton.definitions.plans import check_catalog, check_fulfillment
+from baton.definitions.routing import check_routing_document
 from baton.errors import Issue
 from baton.expressions import is_expression
 from baton.expressions.cel import member_chains
 from baton.steps import registry
 from baton.steps.base import StepType
 
-KINDS = ("object", "orchestration", "calendar", "mailbox", "connection", "catalog", "fulfillment")
+KINDS = ("object", "orchestration", "calendar", "mailbox", "connection", "catalog", "fulfillment",
+         "routing")
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
                  "extra_dates")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -229,6 +231,8 @@ def _check_document(ck: Checker, env: Env) -> None:
         check_catalog(ck, data)
     elif kind == "fulfillment":
         _check_fulfillment(ck, data, env)
+    elif kind == "routing":
+        check_routing_document(ck, data)
     else:
         _check_orchestration(ck, data, env)
 

@@ -197,6 +197,9 @@ class CreateWorkItem:
     jeopardy_at: str | None = None  # when the step's SLA turns in_jeopardy (ISO), if ever
     input: dict[str, Any] | None = None  # the step's ``input``, evaluated when it started
     step_type: str | None = None  # the step's type: a delegate may act on approvals only
+    # A routing rule picks the person (baton.work.router): the rule with its skills
+    # evaluated now; the item waits in ``assignee`` (the rule's queue or group) meanwhile.
+    routing: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

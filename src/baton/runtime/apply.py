@@ -46,6 +46,7 @@ from baton.work.emails import assignment_email_txn, step_email_txn
 if TYPE_CHECKING:
     from baton.auth.directory import Directory
     from baton.runtime.children import ChildRuns
+    from baton.work.router import Router
 
 def event_row(type_: str, actor: str, now: str, record_id: str | None, run_id: str | None,
               data: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +102,7 @@ class Applier:
         self.notify_assignments = notify_assignments
         self.settings = settings or Settings()
         self.children: ChildRuns | None = None  # starts child runs (set by the Engine)
+        self.router: Router | None = None  # routes work items (set by the Engine)
 
     def apply_txn(self, tx: Transaction, expected_seq: int, decision: Decision, now_dt: Any, *,
                   insert: bool = False) -> None:
@@ -202,6 +204,10 @@ def _create_work_item(a: Applier, w: _Writes, cmd: CreateWorkItem) -> None:
     item = items.new_item(a.ids.new("wi"), w.run, cmd, w.now)
     w.events.append(items.create_txn(w.tx, item))
     w.run.steps[cmd.step].work_item_id = item["id"]
+    if cmd.routing is not None and a.router is not None:
+        # Routed now if someone is eligible (the winner hears of it), else it waits.
+        w.events.extend(a.router.route_new_txn(w.tx, item, w.now_dt))
+        return
     a.notify_txn(w, item)
 
 

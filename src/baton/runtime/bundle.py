@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 FORMAT = 1
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # unpacked: a bundle is definitions, not data
 MEMBERS = ("manifest.json", "definitions.json", "people.json")
-KIND_ORDER = {"object": 0, "calendar": 1, "connection": 2, "orchestration": 3}  # what others refer to first
+KIND_ORDER = {"object": 0, "calendar": 1, "connection": 2, "routing": 2, "orchestration": 3}  # what others refer to first
 
 
 class BundleError(BatonError):

@@ -21,11 +21,13 @@ from baton.calendars import BusinessCalendar
 from baton.clock import Clock, iso
 from baton.definitions.checks import ChildTarget
 from baton.definitions.model import (
+    AssigneeKind,
     CalendarDefinition,
     ConnectionDefinition,
     MailboxDefinition,
     ObjectTypeDefinition,
     OrchestrationDefinition,
+    RoutingDefinition,
 )
 from baton.definitions.refs import seed_navigated
 from baton.errors import DefinitionError, NotFound, TransitionConflict
@@ -233,7 +235,8 @@ class DefinitionRepo:
         docs = load_text(source, file, deployed_objects=objects)
         definition = docs[0].definition
         if isinstance(definition, OrchestrationDefinition):
-            definition = replace(definition, calendars=MappingProxyType(self._calendars(definition)))
+            definition = replace(definition, calendars=MappingProxyType(self._calendars(definition)),
+                                 routings=MappingProxyType(self._routings(definition)))
         with self._lock:
             self._parsed[key] = definition
         return definition
@@ -253,6 +256,40 @@ class DefinitionRepo:
                 cal: CalendarDefinition = self._parse("calendar", name, version)
                 out[name] = BusinessCalendar.from_spec(name, cal.spec())
         return out
+
+    def _routings(self, defn: OrchestrationDefinition) -> dict[str, RoutingDefinition]:
+        """The active version of every routing rule the orchestration's steps name (those
+        deployed; a step naming one that is not fails when it starts, saying so)."""
+        names = {step.assign.value for stage in defn.stages for step in stage.steps
+                 if step.assign is not None and step.assign.kind is AssigneeKind.ROUTING
+                 and step.assign.rule is None}
+        out = {}
+        for name in sorted(names):
+            version = self._active.get(("routing", name))
+            if version is not None:
+                out[name] = self._parse("routing", name, version)
+        return out
+
+    def routing_rule(self, name: str) -> RoutingDefinition | None:
+        """The active version of a routing rule, or None."""
+        self.refresh()
+        version = self._active.get(("routing", name))
+        return None if version is None else self._parse("routing", name, version)
+
+    def calendar(self, name: str) -> BusinessCalendar | None:
+        """The active version of a calendar as business hours, or None when not deployed."""
+        self.refresh()
+        version = self._active.get(("calendar", name))
+        if version is None:
+            return None
+        key = ("calendar-hours", name, version)
+        hit = self._parsed.get(key)
+        if hit is None:
+            cal: CalendarDefinition = self._parse("calendar", name, version)
+            hit = BusinessCalendar.from_spec(name, cal.spec())
+            with self._lock:
+                self._parsed[key] = hit
+        return hit
 
     def orchestration_names(self) -> dict[str, ChildTarget]:
         """The orchestrations with an active version, as a child-run step that starts one

@@ -44,7 +44,9 @@ from baton.settings import Settings
 from baton.store.base import KeyPage, Total
 from baton.store.sql import SqlStore
 from baton.work.items import ASSIGNEE_KINDS
+from baton.work.router import Router
 from baton.work.service import WorkNarrowing, WorkService
+from baton.work.team import Team
 
 if TYPE_CHECKING:
     from baton.auth.directory import User
@@ -123,6 +125,9 @@ class Engine:
 
         self.intake = IntakeService(self.store, self.definitions, self.records, self.clock,
                                     self.ids, self.work_available.set)
+        self.router = Router(self.definitions, self.applier.notify_assignment_txn)
+        self.applier.router = self.router
+        self.team = Team(self.store, self.router, self.definitions, self.clock)
         self.work = WorkService(self.store, self.runs, self.applier, self.clock, self.directory)
         self.idempotency = IdempotencyKeys(self.store, self.clock)
         self._services_lock = threading.Lock()

@@ -25,7 +25,11 @@ CHILD = "child"
 """A child run ended (or could not start): its parent's step hears of it."""
 CANCEL = "cancel"
 """Cancel a run (a child run whose parent's step was canceled)."""
-RUNTIME_KINDS = (EVALUATE, TIMER, EMAIL, CONDITION, ESCALATION, SCHEDULE, SLA, CHILD, CANCEL)
+ROUTE = "route"
+"""Route the items waiting in a queue or group (a calendar opened; a re-check after a new
+item waited), or in a person's queues (they have room again): :mod:`baton.work.router`."""
+RUNTIME_KINDS = (EVALUATE, TIMER, EMAIL, CONDITION, ESCALATION, SCHEDULE, SLA, CHILD, CANCEL,
+                 ROUTE)
 """Reserved: no step type may take one of these names as its job kind."""
 
 

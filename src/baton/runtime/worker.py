@@ -544,6 +544,15 @@ class Worker:
 
         return _Result(job, None, apply=fire)
 
+    def _execute_route(self, job: Job, snapshot: _Snapshot | None) -> _Result:
+        """Route what waits (a calendar opened, a person has room again), in the commit."""
+        eng = self.engine
+
+        def route(tx: Any, now_dt: Any) -> None:
+            eng.router.run_job_txn(tx, dict(job.payload), now_dt)
+
+        return _Result(job, None, apply=route)
+
     def _execute_condition(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         """Ask an evaluation flow for the condition at the job's site, with its input. A
         flow that raises (or an input that could not be evaluated) gives no answer: an
@@ -834,6 +843,7 @@ _ENGINE_JOBS: dict[str, tuple[Callable[[Worker, Job, _Snapshot | None], _Result]
     jobs.SLA: (Worker._execute_sla, True),
     jobs.CHILD: (Worker._execute_child, True),
     jobs.CANCEL: (Worker._execute_cancel, True),
+    jobs.ROUTE: (Worker._execute_route, False),
 }
 assert set(_ENGINE_JOBS) == set(jobs.RUNTIME_KINDS)
 registry.reserve_job_kinds(frozenset(_ENGINE_JOBS))

@@ -30,8 +30,11 @@ from baton.definitions.model import (
     FIELD_TYPES,
     PRIORITIES,
     AssigneeKind,
+    RoutingDefinition,
+    SkillSpec,
     StepDefinition,
 )
+from baton.definitions.routing import check_inline_rule
 from baton.engine.events import CancelWorkItem, CreateWorkItem
 from baton.engine.inputs import evaluate_input
 from baton.engine.state import StepRun
@@ -72,12 +75,19 @@ class Interactive(StepTypeBase):
     # ---- decide -----------------------------------------------------------------------
     def start(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
         assert step.assign is not None
-        try:
-            assignee = evaluate(step.assign.value, d.scope()) if is_expression(
-                step.assign.value) else step.assign.value
-        except ExpressionError as exc:
-            d.fail_step(sr, step, expression_error("assign", exc))
-            return
+        routing: dict[str, Any] | None = None
+        if step.assign.kind is AssigneeKind.ROUTING:
+            routing = _routing(d, sr, step)
+            if routing is None:
+                return
+            assignee = routing["from"]
+        else:
+            try:
+                assignee = evaluate(step.assign.value, d.scope()) if is_expression(
+                    step.assign.value) else step.assign.value
+            except ExpressionError as exc:
+                d.fail_step(sr, step, expression_error("assign", exc))
+                return
         try:  # what the person is shown with the form (evaluated now)
             values = evaluate_input(step.options.get("input"), d.scope()) \
                 if step.options.get("input") else None
@@ -89,7 +99,9 @@ class Interactive(StepTypeBase):
                                    "message": f"assign gave {assignee!r}, not a name"})
             return
         kind = step.assign.kind.value
-        if step.assign.kind is AssigneeKind.RESOURCE:
+        if routing is not None:
+            kind, assignee = assignee.split(":", 1)
+        elif step.assign.kind is AssigneeKind.RESOURCE:
             resolved = resolve_resource(assignee)
             if resolved is None:
                 d.fail_step(sr, step, {"type": "AssignmentError", "message":
@@ -116,6 +128,7 @@ class Interactive(StepTypeBase):
             jeopardy_at=sr.sla.get("jeopardy_at") if sr.sla else None,
             input=values,
             step_type=self.name,
+            routing=routing,
         ))
         d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                 type=self.name, assignee=f"{kind}:{assignee}")
@@ -134,6 +147,43 @@ class Interactive(StepTypeBase):
             d.commands.append(CancelWorkItem(sr.name, sr.iteration, "complete_when holds"))
             d.complete_step(sr, {}, "system", via="complete_when")
         return done
+
+
+def _routing(d: DecideContext, sr: StepRun, step: StepDefinition) -> dict[str, Any] | None:
+    """The step's routing rule as the work item keeps it (``baton.work.router``): its skill
+    expressions evaluated now; None when the step failed (a rule not deployed, a skill
+    expression that cannot be evaluated)."""
+    assert step.assign is not None
+    rule: RoutingDefinition | None = step.assign.rule or d.defn.routings.get(step.assign.value)
+    if rule is None:
+        d.fail_step(sr, step, {"type": "AssignmentError", "message":
+                               f"routing rule '{step.assign.value}' is not deployed"})
+        return None
+    skills: dict[str, list[list[Any]]] = {}
+    for key, specs in (("required", rule.required), ("preferred", rule.preferred)):
+        skills[key] = []
+        for k, spec in enumerate(specs):
+            name = _skill_name(d, sr, step, spec, f"assign.routing.{key}_skills[{k}]")
+            if name is None:
+                return None
+            skills[key].append([name, spec.min_level])
+    return {"rule": rule.name or f"{d.defn.name}.{step.name}", "from":
+            f"{rule.pool_kind}:{rule.pool}", "strategy": rule.strategy,
+            "filters": list(rule.filters), "sticky": rule.sticky, **skills}
+
+
+def _skill_name(d: DecideContext, sr: StepRun, step: StepDefinition, spec: SkillSpec,
+                where: str) -> str | None:
+    try:
+        value = evaluate(spec.skill, d.scope()) if is_expression(spec.skill) else spec.skill
+    except ExpressionError as exc:
+        d.fail_step(sr, step, expression_error(where, exc))
+        return None
+    if not isinstance(value, str) or not value.strip():
+        d.fail_step(sr, step, {"type": "AssignmentError",
+                               "message": f"{where} gave {value!r}, not a skill name"})
+        return None
+    return value.strip()
 
 
 def resolve_resource(value: str) -> tuple[str, str] | None:
@@ -253,6 +303,9 @@ def _check_assign(ck: Checker, path: str, value: Any, scope: Scope) -> None:
     if clean and len(present) != 1:
         ck.add(path, f"assign needs exactly one of: {', '.join(kinds)} (got {len(present)})")
     for kind in present:
+        if kind == AssigneeKind.ROUTING.value:
+            check_inline_rule(ck, join(path, kind), assign[kind], scope)
+            continue
         check_value(ck, join(path, kind), assign[kind], scope)
         if kind == AssigneeKind.RESOURCE.value and not (
                 isinstance(assign[kind], str) and is_expression(assign[kind])):

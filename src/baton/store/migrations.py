@@ -263,6 +263,25 @@ def _m018_attachments(conn: Connection) -> None:
     schema.imap_state.create(conn, checkfirst=True)
 
 
+def _m019_routing(conn: Connection) -> None:
+    """Routing: people's availability, capacity, skills and calendar, their load (per queue
+    too), round-robin cursors; a work item's routing rule and state."""
+    columns = {c["name"] for c in inspect(conn).get_columns(schema.work_items.name)}
+    for name, ddl in (("routing", _json_ddl(conn)), ("routing_status", "VARCHAR(10)"),
+                      ("routed_to", "VARCHAR(200)"), ("routed_at", "VARCHAR(40)")):
+        if name not in columns:
+            conn.exec_driver_sql(f"ALTER TABLE baton_work_items ADD COLUMN {name} {ddl}")
+    for index in schema.work_items.indexes:
+        if index.name == "ix_work_items_waiting":  # (checkfirst misses expression indexes)
+            conn.execute(CreateIndex(index, if_not_exists=True))
+    for table in (schema.agents, schema.agent_queues, schema.routing_cursors):
+        table.create(conn, checkfirst=True)
+
+
+def _json_ddl(conn: Connection) -> str:
+    return "JSONB" if conn.dialect.name == "postgresql" else "JSON"
+
+
 def _m020_plans(conn: Connection) -> None:
     """Fulfillment plans: each revision of an order's plan with its generated step graph.
     (Self-contained: it may be renumbered.)"""
@@ -331,6 +350,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(16, "child runs: a run's parent run and step", _m016_child_runs),
     Migration(17, "work item summaries and SLA jeopardy times", _m017_work_item_headlines),
     Migration(18, "attachments of intake's messages, IMAP polling state", _m018_attachments),
+    Migration(19, "routing: people's profiles and loads, work items' routing",
+              _m019_routing),
     Migration(20, "fulfillment plans of orders (their generated step graphs)", _m020_plans),
     Migration(21, "delegation of approvals; work items keep their step's type",
               _m021_delegation),

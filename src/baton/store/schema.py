@@ -155,6 +155,14 @@ work_items = Table(
     # Migration 21: the type of the step that made the item (interactive, approval): an
     # approver's delegate may act on approvals only.
     Column("step_type", String(40), nullable=True),
+    # Migration 19: routing (baton.work.router). ``routing`` is the rule as the item was
+    # made (its name, strategy, filters and the skills its expressions gave then);
+    # ``routing_status`` waiting | routed (null: not routed); ``routed_to`` the person
+    # whose load this item counts in (cleared when it stops counting).
+    Column("routing", JSON, nullable=True),
+    Column("routing_status", String(10), nullable=True),
+    Column("routed_to", String(200), nullable=True),
+    Column("routed_at", String(40), nullable=True),
     Index("ix_work_items_run", "run_id", "step", "iteration"),
 )
 
@@ -171,6 +179,12 @@ Index("ix_work_items_assignee_urgent", _wi.status, _wi.assignee_kind, _wi.assign
       _wi.priority, due_key(_wi.due_at), _wi.created_at, _wi.id)
 Index("ix_work_items_claimed", _wi.claimed_by, _wi.status)
 Index("ix_work_items_record", _wi.record_id)
+# Migration 19: the items waiting for routing in a queue or group, in the order they are
+# routed (most urgent first, then earliest due, then oldest). Partial: only waiting items.
+_waiting = _wi.routing_status == "waiting"
+Index("ix_work_items_waiting", _wi.assignee_kind, _wi.assignee, _wi.priority.desc(),
+      due_key(_wi.due_at), _wi.created_at, _wi.id,
+      sqlite_where=_waiting, postgresql_where=_waiting)
 
 jobs = Table(
     "baton_jobs",
@@ -485,4 +499,39 @@ plans = Table(
     Column("graph", JSON, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("created_by", String(200), nullable=False),
+)
+
+# ---- routing (migration 19): people as routing sees them ---------------------------------
+# One row per person with a routing profile (none: available, no capacity limit, no
+# skills). ``load`` counts the open items routing gave them; routing raises it with a
+# compare-and-set (``load < capacity``) in the transaction that assigns the item.
+agents = Table(
+    "baton_agents",
+    metadata,
+    Column("user_name", String(200), primary_key=True),
+    Column("availability", String(10), nullable=False),  # available | away | offline
+    Column("capacity", Integer, nullable=True),  # most open routed items; null: no limit
+    Column("skills", JSON, nullable=False),  # {"brand:ford": 3, "lang:pt": null}
+    Column("calendar", String(200), nullable=True),  # a kind: calendar of working hours
+    Column("load", Integer, nullable=False),
+    Column("idle_since", String(40), nullable=True),  # last routed to or freed (longest_idle)
+    Column("updated_at", String(40), nullable=False),
+)
+
+# A person's capacity in one queue (or group), and their load there.
+agent_queues = Table(
+    "baton_agent_queues",
+    metadata,
+    Column("user_name", String(200), primary_key=True),
+    Column("queue", String(200), primary_key=True),
+    Column("capacity", Integer, nullable=True),
+    Column("load", Integer, nullable=False),
+)
+
+# The last person a round_robin rule gave an item to.
+routing_cursors = Table(
+    "baton_routing_cursors",
+    metadata,
+    Column("rule", String(200), primary_key=True),
+    Column("last_user", String(200), nullable=False),
 )

@@ -238,6 +238,10 @@ OPERATION_IDS: dict[str, str] = {
     "POST /api/tokens": "createToken",
     "GET /api/tokens": "listTokens",
     "DELETE /api/tokens/{token_id}": "revokeToken",
+    # Team
+    "GET /api/team": "getTeam",
+    "GET /api/users/{name}/routing": "getRoutingProfile",
+    "PATCH /api/users/{name}/routing": "updateRoutingProfile",
     # Definitions
     "GET /api/definitions": "listDefinitions",
     "POST /api/definitions/validate": "validateDefinitions",
@@ -309,6 +313,8 @@ TAGS: tuple[tuple[str, str], ...] = (
                    "evaluation flow that raised): retry or dismiss it.")),
     ("People", ("Users with their roles, groups and queues; API tokens; unlocking an account "
                 "or a client address after failed logins.")),
+    ("Team", ("Routing: people's availability, capacity, skills and working hours, their "
+              "load, and per queue the items waiting and how fast they are assigned.")),
     ("Callbacks", ("Calls from other systems into Baton that resume the runs waiting for "
                    "them.")),
 )
@@ -333,6 +339,8 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
         "kind: orchestration\nname: hello\ntrigger: {type: autolaunched}\nstages:\n"
         "  - name: greet\n    steps: [{name: wait, type: pause, for: 1m}]\n")}},
     "activateDefinition": {"version": 1},
+    "updateRoutingProfile": {"availability": "available", "capacity": 5,
+                             "add_skills": {"brand:ford": 3, "lang:pt": None}},
     "createRecord": {"data": {"subject": "Invoice 42 is wrong", "origin": "Web"}},
     "updateRecord": {"data": {"status": "Triaged"}, "version": 1},
     "startRun": {"orchestration": "hello", "input": {}},

@@ -17,7 +17,10 @@ from baton.engine.status import WORK_ITEM_OPEN, WorkItemStatus
 from baton.rows import AuditEvent, WorkItem, audit_event
 
 if TYPE_CHECKING:
+    from baton.store.ports import Transaction as _Tx
     from baton.store.ports import WorkItems
+
+ROUTE_JOB = "route"  # (baton.work.router.ROUTE_JOB: a person has room again)
 
 ASSIGNEE_KINDS = ("user", "group", "queue")
 OPEN_STATUSES = [s.value for s in WORK_ITEM_OPEN]
@@ -36,6 +39,9 @@ def new_item(item_id: str, run: Run, cmd: CreateWorkItem, now: str) -> WorkItem:
         "completed_by": None, "priority": cmd.priority, "due_at": cmd.due_at,
         "summary": cmd.summary, "jeopardy_at": cmd.jeopardy_at,
         "input": cmd.input, "step_type": cmd.step_type,
+        "routing": cmd.routing,
+        "routing_status": "waiting" if cmd.routing is not None else None,
+        "routed_to": None, "routed_at": None,
     }
 
 
@@ -48,7 +54,7 @@ def create_txn(tx: WorkItems, item: WorkItem) -> AuditEvent:
                                         "assignee": f"{item['assignee_kind']}:{item['assignee']}"})
 
 
-def reassign_txn(tx: WorkItems, item: WorkItem, to: str, now: str, *, actor: str,
+def reassign_txn(tx: _Tx, item: WorkItem, to: str, now: str, *, actor: str,
                  reason: str | None = None, expected_version: int | None = None,
                  ) -> tuple[WorkItem, AuditEvent] | None:
     """Give ``item`` to ``to`` (``KIND:NAME``), releasing a claim: the item as it now is
@@ -60,9 +66,12 @@ def reassign_txn(tx: WorkItems, item: WorkItem, to: str, now: str, *, actor: str
     kind, _, name = to.partition(":")
     changes: dict[str, Any] = {"status": WorkItemStatus.OPEN.value, "claimed_by": None,
                                "assignee_kind": kind, "assignee": name, "updated_at": now}
+    if item.get("routing"):  # given by hand: routing is done with it
+        changes["routing_status"] = None
     statuses = OPEN_STATUSES if expected_version is None else [item["status"]]
     if not tx.update_work_item_txn(item["id"], statuses, expected_version, changes):
         return None
+    freed_txn(tx, item, now)
     data: dict[str, Any] = {"work_item": item["id"], "step": item["step"]}
     if reason is not None:
         data["reason"] = reason
@@ -72,10 +81,21 @@ def reassign_txn(tx: WorkItems, item: WorkItem, to: str, now: str, *, actor: str
                             item["run_id"], data)
 
 
-def cancel_txn(tx: WorkItems, item: WorkItem, reason: str, now: str) -> AuditEvent | None:
+def cancel_txn(tx: _Tx, item: WorkItem, reason: str, now: str) -> AuditEvent | None:
     """Cancel an open item (its step no longer waits for it)."""
     if not tx.update_work_item_txn(item["id"], OPEN_STATUSES, None,
                                    {"status": WorkItemStatus.CANCELED.value, "updated_at": now}):
         return None
+    freed_txn(tx, item, now)
     return audit_event("work_item_canceled", "system", now, item["record_id"], item["run_id"],
                        {"work_item": item["id"], "step": item["step"], "reason": reason})
+
+
+def freed_txn(tx: _Tx, item: WorkItem, now: str) -> None:
+    """A routed item left its person (canceled, given to someone by hand): it no longer
+    counts in their load, and what waits for them is routed by a ``route`` job."""
+    if not item.get("routing"):  # never routed: nothing to free (and no write to make)
+        return
+    freed = tx.release_load_txn(item["id"], now)
+    if freed is not None:
+        tx.enqueue_job_txn(ROUTE_JOB, None, {"user": freed[0]}, now, now)

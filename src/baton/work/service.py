@@ -231,13 +231,23 @@ class WorkService:
                 raise PermissionDenied(f"work item {item_id} is claimed by "
                                        f"{item['claimed_by']}: only they or an operator "
                                        "can release it")
-            if not tx.update_work_item_txn(item_id, [CLAIMED], item["version"],
-                                           {"status": OPEN, "claimed_by": None,
-                                            "updated_at": now}):
+            changes: dict[str, Any] = {"status": OPEN, "claimed_by": None, "updated_at": now}
+            routed = item.get("routing_status") == "routed" and self.applier.router is not None
+            if routed:  # back to its queue, to be routed again
+                kind, _, pool = str((item.get("routing") or {}).get("from", "")).partition(":")
+                changes.update(assignee_kind=kind, assignee=pool, routing_status="waiting")
+            if not tx.update_work_item_txn(item_id, [CLAIMED], item["version"], changes):
                 raise TransitionConflict(f"work item {item_id} changed while releasing; try again")
             tx.append_events_txn([audit_event(  # type: ignore[list-item]
                 "work_item_released", user, now, item["record_id"], item["run_id"],
                 {"work_item": item_id, "step": item["step"], "claimed_by": item["claimed_by"]})])
+            if routed:
+                assert self.applier.router is not None
+                router = self.applier.router
+                freed = tx.release_load_txn(item_id, now)
+                router.route_pool_txn(tx, kind, pool, self.clock.now())
+                if freed is not None:
+                    router.route_user_txn(tx, freed[0], self.clock.now())
             return self.get_txn(tx, item_id)
 
     def claim_next(self, user: User, narrow: WorkNarrowing | None = None,
@@ -339,6 +349,9 @@ class WorkService:
         tx.append_events_txn([audit_event(  # type: ignore[list-item]
             "work_item_completed", user, now, item["record_id"], item["run_id"],
             {"work_item": item_id, "step": item["step"], "data": values, **_for(on_behalf)})])
+        if item.get("routing") and self.applier.router is not None:
+            # They have room again: what waits for them is routed now.
+            self.applier.router.freed_txn(tx, item_id, now_dt, route_now=True)
         run, defn, record = self.runs.load_txn(tx, item["run_id"])
         # (the step sees who the delegate acted for: an approval records it with the decision)
         output = {**values, ON_BEHALF_OF: on_behalf} if on_behalf else values

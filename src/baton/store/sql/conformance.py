@@ -24,6 +24,7 @@ def repositories(tx: SqlTx, plan: PlanTx) -> dict[str, object]:
     people: ports.People = tx
     idempotency_keys: ports.IdempotencyKeys = tx
     incidents: ports.Incidents = tx
+    routing: ports.Routing = tx
     savepoints: ports.Savepoints = tx
     transaction: ports.Transaction = tx
     planned_transaction: ports.Transaction = plan
@@ -31,5 +32,5 @@ def repositories(tx: SqlTx, plan: PlanTx) -> dict[str, object]:
     return {"definitions": definitions, "records": records, "runs": runs,
             "work_items": work_items, "jobs": jobs, "events": events, "people": people,
             "idempotency_keys": idempotency_keys, "incidents": incidents,
-            "savepoints": savepoints, "transaction": transaction,
+            "routing": routing, "savepoints": savepoints, "transaction": transaction,
             "planned_transaction": planned_transaction, "planned": planned}

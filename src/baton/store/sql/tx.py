@@ -31,6 +31,7 @@ from baton.store.sql.pages import PagesSql
 from baton.store.sql.people import PeopleSql
 from baton.store.sql.plans import PlansSql
 from baton.store.sql.queries import DefinitionsSql, ListingsSql
+from baton.store.sql.routing import RoutingSql
 from baton.store.sql.schedules import SchedulesSql
 from baton.store.sql.statements import (
     ACTIVE_RUNS,
@@ -58,7 +59,7 @@ from baton.store.sql.statements import (
 
 
 class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, IncidentsSql,
-            SchedulesSql, MessagesSql, ClassifiersSql, CallbacksSql, PlansSql):
+            SchedulesSql, MessagesSql, ClassifiersSql, CallbacksSql, PlansSql, RoutingSql):
     """One open transaction; every method runs inside it and never commits."""
 
     def __init__(self, conn: Connection, hot: dict[Any, Hot] | None = None) -> None:

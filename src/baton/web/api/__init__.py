@@ -19,11 +19,12 @@ from baton.web.api import (
     people,
     records,
     runs,
+    team,
     work,
 )
 from baton.web.api.common import clean_input
 
-AREAS = (people, definitions, records, intake, runs, work, fallout, incidents, callbacks)
+AREAS = (people, team, definitions, records, intake, runs, work, fallout, incidents, callbacks)
 PREFIX = "/api"
 
 

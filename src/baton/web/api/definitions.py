@@ -27,6 +27,7 @@ class Kind(str, Enum):
     orchestration = "orchestration"
     calendar = "calendar"
     connection = "connection"
+    routing = "routing"
     mailbox = "mailbox"
 
 

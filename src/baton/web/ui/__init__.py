@@ -17,12 +17,13 @@ from baton.web.ui import (
     records,
     run_actions,
     settings,
+    team,
     work,
 )
 from baton.web.ui.base import LoginRequired, login_redirect, render_html_error
 
 router = APIRouter(include_in_schema=False)
-for _module in (auth, work, monitor, run_actions, records, definitions, fallout, settings):
+for _module in (auth, work, monitor, run_actions, records, definitions, fallout, settings, team):
     router.include_router(_module.router)
 
 

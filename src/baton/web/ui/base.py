@@ -43,6 +43,7 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("Records", "/records", Permission.RECORDS_READ),
     ("Definitions", "/definitions", Permission.DEFINITIONS_READ),
     ("Fallout", "/fallout", Permission.FALLOUT),
+    ("Team", "/team", Permission.TEAM),
 )
 
 STATUS_LABELS = {

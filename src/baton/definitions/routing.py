@@ -1,0 +1,140 @@
+"""``kind: routing`` (DESIGN §2.2): a routing rule, validated with located issues, and its
+frozen model.
+
+```yaml
+kind: routing
+name: dealer_support
+from: {queue: dealer_support}          # the candidates: a queue's or a group's members
+required_skills: ['="brand:" + record.brand', {skill: "product:billing", min_level: 3}]
+preferred_skills: ['="lang:" + record.language']
+filters: [available, within_hours, under_capacity]   # the default: all three
+strategy: least_loaded                 # least_loaded | round_robin | most_skilled | longest_idle
+sticky: true                           # prefer who handled this record before
+```
+
+The same keys (without ``kind`` and ``name``) may stand inline in an interactive step's
+``assign: {routing: {...}}``. A skill is a literal (``brand:ford``) or an ``=expression``
+over the record and the step (evaluated when the work item is made).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from baton.definitions.checks import (
+    Checker,
+    Scope,
+    check_expression,
+    check_keys,
+    check_texts,
+    describe,
+    expect_bool,
+    expect_identifier,
+    expect_list,
+    expect_mapping,
+    expect_str,
+    item,
+    join,
+    unknown,
+)
+from baton.definitions.model import FILTERS, RoutingDefinition, SkillSpec
+from baton.expressions import is_expression
+
+STRATEGIES = ("least_loaded", "round_robin", "most_skilled", "longest_idle")
+POOL_KINDS = ("queue", "group")
+RULE_KEYS = ("from", "required_skills", "preferred_skills", "filters", "strategy", "sticky")
+DOC_KEYS = ("kind", "name", "label", "description", *RULE_KEYS)
+SKILL_KEYS = ("skill", "min_level")
+LEVELS = range(1, 6)
+
+
+# ---- validation ---------------------------------------------------------------------------
+def check_routing_document(ck: Checker, data: Mapping[str, Any]) -> None:
+    """A ``kind: routing`` document; its expressions may read the record and the step."""
+    check_keys(ck, "", data, DOC_KEYS, ("name", "from"))
+    if "name" in data:
+        expect_identifier(ck, "name", data["name"], "routing rule name")
+    check_texts(ck, "", data, ("label", "description"))
+    check_rule_keys(ck, "", data, Scope())
+
+
+def check_inline_rule(ck: Checker, path: str, value: Any, scope: Scope) -> None:
+    """``assign: {routing: NAME}`` or ``assign: {routing: {from: ..., ...}}``."""
+    if isinstance(value, str):
+        expect_identifier(ck, path, value, "routing rule name")
+        return
+    rule = expect_mapping(ck, path, value)
+    if rule is None:
+        return
+    if check_keys(ck, path, rule, RULE_KEYS, ("from",)):
+        check_rule_keys(ck, path, rule, scope)
+
+
+def check_rule_keys(ck: Checker, path: str, data: Mapping[str, Any], scope: Scope) -> None:
+    if "from" in data:
+        _check_pool(ck, join(path, "from"), data["from"])
+    for key in ("required_skills", "preferred_skills"):
+        if key in data:
+            for i, spec in enumerate(expect_list(ck, join(path, key), data[key]) or []):
+                _check_skill(ck, item(join(path, key), i), spec, scope)
+    if "filters" in data:
+        for i, f in enumerate(expect_list(ck, join(path, "filters"), data["filters"]) or []):
+            if f not in FILTERS:
+                ck.add(item(join(path, "filters"), i), unknown("filter", f, FILTERS))
+    if "strategy" in data and data["strategy"] not in STRATEGIES:
+        ck.add(join(path, "strategy"), unknown("strategy", data["strategy"], STRATEGIES))
+    if "sticky" in data:
+        expect_bool(ck, join(path, "sticky"), data["sticky"])
+
+
+def _check_pool(ck: Checker, path: str, value: Any) -> None:
+    pool = expect_mapping(ck, path, value)
+    if pool is None:
+        return
+    if not check_keys(ck, path, pool, POOL_KINDS, ()):
+        return
+    if len(pool) != 1:
+        ck.add(path, f"from needs exactly one of: queue, group (got {len(pool)})")
+        return
+    ((kind, name),) = pool.items()
+    expect_str(ck, join(path, kind), name)
+
+
+def _check_skill(ck: Checker, path: str, spec: Any, scope: Scope) -> None:
+    if isinstance(spec, dict):
+        if not check_keys(ck, path, spec, SKILL_KEYS, ("skill",)):
+            return
+        if "min_level" in spec and (isinstance(spec["min_level"], bool)
+                                    or spec["min_level"] not in LEVELS):
+            ck.add(join(path, "min_level"),
+                   f"expected a level from 1 to 5, got {describe(spec['min_level'])}")
+        _check_skill_name(ck, join(path, "skill"), spec["skill"], scope)
+    else:
+        _check_skill_name(ck, path, spec, scope)
+
+
+def _check_skill_name(ck: Checker, path: str, value: Any, scope: Scope) -> None:
+    text = expect_str(ck, path, value)
+    if text is not None and is_expression(text):
+        check_expression(ck, path, text, scope)
+
+
+# ---- building (documents that passed validation) ------------------------------------------
+def build_rule(name: str, data: Mapping[str, Any]) -> RoutingDefinition:
+    ((kind, pool),) = dict(data["from"]).items()
+    return RoutingDefinition(
+        name=name, pool_kind=kind, pool=str(pool),
+        required=tuple(_skill(s) for s in data.get("required_skills") or ()),
+        preferred=tuple(_skill(s) for s in data.get("preferred_skills") or ()),
+        filters=tuple(data.get("filters", FILTERS)),
+        strategy=data.get("strategy", "least_loaded"),
+        sticky=bool(data.get("sticky", False)),
+        label=data.get("label"),
+    )
+
+
+def _skill(spec: Any) -> SkillSpec:
+    if isinstance(spec, dict):
+        return SkillSpec(str(spec["skill"]), spec.get("min_level"))
+    return SkillSpec(str(spec))

@@ -1,0 +1,297 @@
+"""Routing work items to people (DESIGN §2.2), inside the caller's transaction.
+
+An interactive step with ``assign: {routing: ...}`` makes its item *waiting for routing* in
+the rule's queue or group (``routing_status = 'waiting'``); :meth:`Router.route_new_txn`
+tries it at once. Items left waiting are routed again on events, not by polling: a
+person's profile changes (availability, capacity, skills, calendar), a routed item of
+theirs is completed, released, reassigned or canceled, or — a durable ``route`` job armed
+for it — the next opening of a calendar that kept someone out.
+
+Capacity is never exceeded: the person's load is raised by a compare-and-set that checks
+the capacity in the same statement (:meth:`~baton.store.sql.routing.RoutingSql.take_load_txn`),
+and the item is assigned by a compare-and-set on its status and version; a person who lost
+the race for their last unit is read again and the decision made again.
+
+Every decision is on the record's timeline: ``routed`` (rule, candidates with their scores,
+the excluded with their reasons, the winner) or ``waiting_for_routing`` (the reasons).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from baton.calendars import BusinessCalendar
+from baton.clock import iso
+from baton.rows import AuditEvent, WorkItem, audit_event
+from baton.store.ports import Transaction
+from baton.work.routing import (
+    Agent,
+    OpenNow,
+    Verdict,
+    decide,
+    exclusion,
+    next_opening,
+    open_now_of,
+    parse_now,
+)
+
+ROUTE_JOB = "route"
+BATCH = 200
+RETRIES = 3  # decisions made again for one item after losing a person's last unit
+RECHECK_EVERY_S = 5.0
+
+
+class Calendars(Protocol):
+    def calendar(self, name: str) -> BusinessCalendar | None: ...
+
+
+Notify = Callable[[Transaction, WorkItem, str, str | None], list[AuditEvent]]
+
+
+class Router:
+    """Routes work items; one per engine."""
+
+    def __init__(self, calendars: Calendars, notify: Notify | None = None) -> None:
+        self.calendars = calendars
+        self.notify = notify
+        self._armed: dict[tuple[str, str, str], float] = {}  # (kind, pool, at) -> when armed
+        self.decisions = 0  # routing decisions made by this process (bench/routing.py)
+        self._lock = threading.Lock()
+
+    # ---- entry points -----------------------------------------------------------------
+    def route_new_txn(self, tx: Transaction, item: WorkItem, now_dt: datetime) -> list[AuditEvent]:
+        """A new item waiting for routing (just inserted): route it, or log why it waits.
+        Either way a ``route`` job re-checks its queue after commit when it waits, so an
+        agent who became available in a transaction that could not see this item yet is
+        not missed."""
+        kind, pool = item["assignee_kind"], item["assignee"]
+        events: list[AuditEvent] = []
+        self._route_txn(tx, kind, pool, [item], now_dt, events, first=True)
+        if events and events[-1]["type"] == "waiting_for_routing":
+            now = iso(now_dt)  # (a re-check per waiting item: cheap when nobody has room)
+            tx.enqueue_job_txn(ROUTE_JOB, None, {"kind": kind, "pool": pool}, now, now)
+        return events
+
+    def route_pool_txn(self, tx: Transaction, kind: str, pool: str, now_dt: datetime,
+                       limit: int | None = None, for_user: str | None = None) -> int:
+        """Route the items waiting in one queue or group, in their order; how many were
+        routed. Stops when nobody in it could take one more item. ``for_user``: only
+        ``for_user`` changed (nobody else is eligible who was not before), so only the
+        items they may take are decided again."""
+        events: list[AuditEvent] = []
+        routed, after, seen = 0, None, 0
+        agents: list[Agent] | None = None
+        while limit is None or seen < limit:
+            page = tx.waiting_items_txn(kind, pool, BATCH, after)
+            if not page:
+                break
+            seen += len(page)
+            if agents is None:  # read once a pass: the pass keeps their loads current
+                agents = self._agents_txn(tx, kind, pool, iso(now_dt))
+            n, more = self._route_txn(tx, kind, pool, page, now_dt, events, first=False,  # type: ignore[arg-type]
+                                      for_user=for_user, agents=agents)
+            routed += n
+            if not more or len(page) < BATCH:
+                break
+            last = page[-1]
+            after = (last["priority"], last["due_at"] or "9999-12-31T23:59:59.999Z",
+                     last["created_at"], last["id"])
+        tx.append_events_txn(events)  # type: ignore[arg-type]
+        return routed
+
+    def route_user_txn(self, tx: Transaction, user: str, now_dt: datetime) -> int:
+        """Route what waits in each queue and group ``user`` belongs to (their profile
+        changed, or they have room again)."""
+        return sum(self.route_pool_txn(tx, k, n, now_dt, for_user=user)
+                   for k, n in sorted(tx.memberships_txn(user)))
+
+    def freed_txn(self, tx: Transaction, item_id: str, now_dt: datetime, *,
+                  route_now: bool) -> str | None:
+        """The item no longer counts in its person's load (completed, canceled,
+        reassigned, released): who had it. With ``route_now`` what waits for them is routed
+        in this transaction, else by a ``route`` job after commit."""
+        now = iso(now_dt)
+        freed = tx.release_load_txn(item_id, now)
+        if freed is None:
+            return None
+        user, _queue = freed
+        if route_now:
+            self.route_user_txn(tx, user, now_dt)
+        else:
+            tx.enqueue_job_txn(ROUTE_JOB, None, {"user": user}, now, now)
+        return user
+
+    # ---- one pass ---------------------------------------------------------------------
+    def _route_txn(self, tx: Transaction, kind: str, pool: str, items: Sequence[WorkItem],
+                   now_dt: datetime, events: list[AuditEvent], *, first: bool,
+                   for_user: str | None = None, agents: list[Agent] | None = None
+                   ) -> tuple[int, bool]:
+        """Route ``items`` (waiting in one pool, in order): (how many were routed, whether
+        anyone could still take more)."""
+        now_dt = parse_now(now_dt)
+        now = iso(now_dt)
+        if agents is None:
+            agents = self._agents_txn(tx, kind, pool, now)
+        open_now = open_now_of(self.calendars.calendar, now_dt)
+        only = next((a for a in agents if a.name == for_user), None)
+        if for_user is not None and only is None \
+                or not any(_could_take(a) for a in agents):  # nobody has room: nothing to decide
+            if first:
+                self._wait_txn(tx, kind, pool, items, agents, now_dt, open_now, events)
+            return 0, False
+        routed = 0
+        cursors: dict[str, str | None] = {}
+        for item in items:
+            rule: dict[str, Any] = item.get("routing") or {}
+            if only is not None and exclusion(rule, only, now_dt, self.calendars.calendar,
+                                              open_now) is not None:
+                if not _could_take(only):
+                    return routed, False
+                continue
+            sticky = (tx.record_handlers_txn(item["record_id"])
+                      if rule.get("sticky") and item["record_id"] else [])
+            name = str(rule.get("rule", ""))
+            if rule.get("strategy") == "round_robin" and name not in cursors:
+                cursors[name] = tx.routing_cursor_txn(name)
+            verdict = self._assign_txn(tx, item, rule, pool, agents, now_dt, sticky,
+                                       cursors.get(name), events, open_now)
+            if verdict.winner is not None:
+                routed += 1
+                if rule.get("strategy") == "round_robin":
+                    cursors[name] = verdict.winner
+                    tx.set_routing_cursor_txn(name, verdict.winner)
+            elif first:
+                self._wait_txn(tx, kind, pool, [item], agents, now_dt, open_now, events, verdict)
+        return routed, (_could_take(only) if only is not None
+                        else any(_could_take(a) for a in agents))
+
+    def _wait_txn(self, tx: Transaction, kind: str, pool: str, items: Sequence[WorkItem],
+                  agents: list[Agent], now_dt: datetime, open_now: OpenNow,
+                  events: list[AuditEvent], verdict: Verdict | None = None) -> None:
+        """New items nobody may take: why (on their timelines), and the durable job at the
+        next opening of a calendar that kept someone out."""
+        now = iso(now_dt)
+        for item in items:
+            rule: dict[str, Any] = item.get("routing") or {}
+            found = verdict or decide(rule, agents, now_dt, self.calendars.calendar,
+                                      open_now=open_now)
+            events.append(audit_event(
+                "waiting_for_routing", "system", now, item["record_id"], item["run_id"],
+                {"work_item": item["id"], "step": item["step"], "rule": rule.get("rule"),
+                 "queue": f"{kind}:{pool}", **found.to_json()}))
+            self._arm_opening_txn(tx, kind, pool, agents, rule, now_dt)
+
+    def _assign_txn(self, tx: Transaction, item: WorkItem, rule: dict[str, Any], pool: str,
+                    agents: list[Agent], now_dt: datetime, sticky: Sequence[str],
+                    cursor: str | None, events: list[AuditEvent],
+                    open_now: OpenNow | None = None) -> Verdict:
+        now = iso(now_dt)
+        filters = rule.get("filters") or ()
+        for _ in range(RETRIES + 1):
+            verdict = decide(rule, agents, now_dt, self.calendars.calendar, sticky=sticky,
+                             cursor=cursor, open_now=open_now)
+            self.decisions += 1
+            if verdict.winner is None:
+                return verdict
+            agent = next(a for a in agents if a.name == verdict.winner)
+            if not tx.take_load_txn(agent.name, pool, now, available="available" in filters,
+                                    under_capacity="under_capacity" in filters):
+                self._reread_txn(tx, agent, pool)  # another worker took their last unit
+                continue
+            if not tx.update_work_item_txn(item["id"], ["open"], item["version"], {
+                    "assignee_kind": "user", "assignee": agent.name, "routing_status": "routed",
+                    "routed_to": agent.name, "routed_at": now, "updated_at": now}):
+                tx.give_back_load_txn(agent.name, pool)
+                return Verdict(None, verdict.considered, verdict.counts, verdict.total)
+            agent.load += 1
+            agent.queue_load += 1
+            agent.idle_since = now
+            events.append(audit_event(
+                "routed", "system", now, item["record_id"], item["run_id"],
+                {"work_item": item["id"], "step": item["step"], "rule": rule.get("rule"),
+                 "queue": f"{item['assignee_kind']}:{pool}", "strategy": rule.get("strategy"),
+                 "to": f"user:{agent.name}", **verdict.to_json()}))
+            if self.notify is not None:
+                new: WorkItem = {**item, "assignee_kind": "user",
+                                 "assignee": agent.name, "version": item["version"] + 1}
+                events.extend(self.notify(tx, new, now, f"{item['assignee_kind']}:{pool}"))
+            return verdict
+        return Verdict(None, verdict.considered, verdict.counts, verdict.total)
+
+    # ---- the people of a pool ---------------------------------------------------------
+    def _agents_txn(self, tx: Transaction, kind: str, pool: str, now: str) -> list[Agent]:
+        names = tx.member_names_txn(kind, pool)
+        users = {r["name"]: r for r in tx.user_rows_txn(names)}
+        rows = {r["user_name"]: r for r in tx.agent_rows_txn(names)}
+        missing = [n for n in names if n not in rows]
+        queues = {r["user_name"]: r for r in tx.agent_queue_rows_txn(names, pool)}
+        if missing:
+            tx.ensure_agents_txn(missing, now)
+        if len(queues) < len(names):
+            tx.ensure_agent_queues_txn([(n, pool) for n in names if n not in queues])
+        out = []
+        for n in names:
+            a = _agent(n, rows.get(n), queues.get(n))
+            a.active = bool((users.get(n) or {}).get("active", False))
+            out.append(a)
+        return out
+
+    def _reread_txn(self, tx: Transaction, agent: Agent, pool: str) -> None:
+        rows = tx.agent_rows_txn([agent.name])
+        queues = tx.agent_queue_rows_txn([agent.name], pool)
+        fresh = _agent(agent.name, rows[0] if rows else None, queues[0] if queues else None)
+        fresh.active = agent.active
+        agent.__dict__.update(fresh.__dict__)
+
+    # ---- durable re-checks ------------------------------------------------------------
+    def _arm_opening_txn(self, tx: Transaction, kind: str, pool: str, agents: list[Agent],
+                         rule: dict[str, Any], now_dt: datetime) -> None:
+        """Someone was kept out only by their working hours: a ``route`` job at the
+        earliest next opening of their calendars (the durable timer)."""
+        soonest: datetime | None = None
+        for a in agents:
+            if a.calendar is None or exclusion(rule, a, now_dt, self.calendars.calendar) \
+                    != "outside hours":
+                continue
+            cal = self.calendars.calendar(a.calendar)
+            at = next_opening(cal, now_dt) if cal is not None else None
+            if at is not None and (soonest is None or at < soonest):
+                soonest = at
+        if soonest is not None:
+            self._arm_txn(tx, kind, pool, iso(soonest), now_dt)
+
+    def _arm_txn(self, tx: Transaction, kind: str, pool: str, at: str, now_dt: datetime) -> None:
+        key = (kind, pool, at)
+        with self._lock:  # once per pool and opening in this process (a second is harmless)
+            armed = self._armed.get(key)
+            if armed is not None and time.monotonic() - armed < RECHECK_EVERY_S:
+                return
+            self._armed[key] = time.monotonic()
+        tx.enqueue_job_txn(ROUTE_JOB, None, {"kind": kind, "pool": pool}, at, iso(now_dt))
+
+    def run_job_txn(self, tx: Transaction, payload: dict[str, Any], now_dt: datetime) -> int:
+        """A ``route`` job: route a pool (a calendar opened, a re-check), or a person's
+        pools (they have room again)."""
+        if "user" in payload:
+            return self.route_user_txn(tx, str(payload["user"]), now_dt)
+        with self._lock:
+            for key in [k for k in self._armed if k[:2] == (payload["kind"], payload["pool"])]:
+                del self._armed[key]
+        return self.route_pool_txn(tx, str(payload["kind"]), str(payload["pool"]), now_dt)
+
+
+def _could_take(a: Agent) -> bool:
+    """Could this person take one more item at all, whatever its skills?"""
+    return a.active and a.availability == "available" and a.room()
+
+
+def _agent(name: str, row: dict[str, Any] | None, queue: dict[str, Any] | None) -> Agent:
+    row = row or {}
+    return Agent(name, row.get("availability") or "available", row.get("capacity"),
+                 int(row.get("load") or 0), dict(row.get("skills") or {}), row.get("calendar"),
+                 row.get("idle_since") or None, (queue or {}).get("capacity"),
+                 int((queue or {}).get("load") or 0))

@@ -1,0 +1,237 @@
+"""The routing decision, pure: given a work item's rule (as the item keeps it) and the
+people of its queue or group as they are now, who is eligible, why each other one is not,
+how the eligible ones score, and who wins. No I/O and no clock: the time comes in as an
+argument and calendars through a lookup, so the same decision runs on virtual time.
+
+Exclusions, checked in this order (the first that applies is the reason given):
+``inactive``, ``skill missing: NAME`` (or ``skill NAME below level N``), ``away`` /
+``offline`` (filter ``available``), ``outside hours`` (filter ``within_hours``: the
+person's calendar is closed now; a calendar that is not deployed excludes too, saying so),
+``at capacity`` (filter ``under_capacity``: overall, or in this queue).
+
+Ranking of the eligible: the sticky person first (``sticky``: who last completed an item
+of this record), then more preferred skills, then the strategy — ``least_loaded`` (fewest
+open routed items, then the lowest share of capacity), ``round_robin`` (the next after the
+last one this rule picked, by name), ``most_skilled`` (the highest sum of the levels of the
+skills asked for), ``longest_idle`` (the longest since their last assignment or release) —
+and the name last, so a decision is always the same for the same state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from baton.calendars import BusinessCalendar
+
+AVAILABILITIES = ("available", "away", "offline")
+LOGGED_CANDIDATES = 10  # a decision logs the best this many and every exclusion's count
+NEXT_OPENING_DAYS = 14
+
+
+@dataclass
+class Agent:
+    """One person as routing sees them (mutable: a pass of routing keeps it current)."""
+
+    name: str
+    availability: str = "available"
+    capacity: int | None = None
+    load: int = 0
+    skills: dict[str, int | None] = field(default_factory=dict)
+    calendar: str | None = None
+    idle_since: str | None = None
+    queue_capacity: int | None = None  # in the pool being routed
+    queue_load: int = 0
+    active: bool = True
+
+    def room(self) -> bool:
+        return ((self.capacity is None or self.load < self.capacity)
+                and (self.queue_capacity is None or self.queue_load < self.queue_capacity))
+
+
+@dataclass(frozen=True)
+class Considered:
+    user: str
+    excluded: str | None = None  # why not, or None: eligible
+    score: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A decision: the winner, and what is logged of it — the best few eligible (with their
+    scores) and the first few excluded (with their reason), every reason's count, and how
+    many people were considered."""
+
+    winner: str | None
+    considered: tuple[Considered, ...]
+    counts: tuple[tuple[str, int], ...] = ()
+    total: int = 0
+
+    def reasons(self) -> dict[str, int]:
+        """How many people were excluded for each reason."""
+        return dict(self.counts)
+
+    def to_json(self) -> dict[str, Any]:
+        """What the timeline shows: the eligible (best first, the first few), every
+        exclusion's count, and a few of the excluded by name with their reason."""
+        return {"winner": self.winner, "considered": self.total,
+                "candidates": [{"user": c.user, **(c.score or {})}
+                               for c in self.considered if c.excluded is None],
+                "excluded": [{"user": c.user, "reason": c.excluded}
+                             for c in self.considered if c.excluded is not None],
+                "reasons": self.reasons()}
+
+
+Hours = Callable[[str], BusinessCalendar | None]
+OpenNow = Callable[[str], bool | None]  # calendar name -> open now? (None: not deployed)
+
+
+def open_now_of(hours: Hours, now: datetime) -> OpenNow:
+    """Whether each calendar is open at ``now``, worked out once per calendar (a pass of
+    routing asks it for every person of every item)."""
+    memo: dict[str, bool | None] = {}
+
+    def open_now(name: str) -> bool | None:
+        if name not in memo:
+            cal = hours(name)
+            memo[name] = None if cal is None else is_open(cal, now)
+        return memo[name]
+    return open_now
+
+
+def is_open(cal: BusinessCalendar, now: datetime) -> bool:
+    """Is ``now`` within the calendar's working hours (its time zone, holidays closed)?"""
+    day = now.astimezone(ZoneInfo(cal.timezone)).date()
+    return any(begin <= now < end for begin, end in cal.intervals(day))
+
+
+def next_opening(cal: BusinessCalendar, now: datetime) -> datetime | None:
+    """The next instant after ``now`` at which working hours begin (None: none within two
+    weeks, e.g. a calendar without hours)."""
+    day = now.astimezone(ZoneInfo(cal.timezone)).date()
+    for k in range(NEXT_OPENING_DAYS):
+        for begin, _end in cal.intervals(day + timedelta(days=k)):
+            if begin > now:
+                return begin
+    return None
+
+
+def exclusion(rule: Mapping[str, Any], agent: Agent, now: datetime, hours: Hours,
+              open_now: OpenNow | None = None) -> str | None:
+    """Why ``agent`` may not get an item of ``rule`` now, or None."""
+    if not agent.active:
+        return "inactive"
+    for name, level in rule.get("required") or ():
+        if name not in agent.skills:
+            return f"skill missing: {name}"
+        if level is not None and (agent.skills[name] or 0) < level:
+            return f"skill {name} below level {level}"
+    filters = rule.get("filters") or ()
+    if "available" in filters and agent.availability != "available":
+        return agent.availability
+    if "within_hours" in filters and agent.calendar is not None:
+        is_open_now = (open_now or open_now_of(hours, now))(agent.calendar)
+        if is_open_now is None:
+            return f"calendar {agent.calendar} not deployed"
+        if not is_open_now:
+            return "outside hours"
+    if "under_capacity" in filters and not agent.room():
+        return "at capacity"
+    return None
+
+
+def decide(rule: Mapping[str, Any], agents: Sequence[Agent], now: datetime, hours: Hours, *,
+           sticky: Sequence[str] = (), cursor: str | None = None,
+           open_now: OpenNow | None = None) -> Verdict:
+    """Who of ``agents`` gets an item of ``rule`` now (see the module's docstring).
+
+    Ranks by a key per eligible person and builds the logged scores only for the first
+    few: a decision considers a whole queue (hundreds of people) many times a second."""
+    open_now = open_now or open_now_of(hours, now)
+    excluded: list[Considered] = []
+    counts: dict[str, int] = {}
+    ranked: list[tuple[Any, ...]] = []
+    preferred_skills = list(rule.get("preferred") or ())
+    wanted = [n for n, _ in (rule.get("required") or ())] + [n for n, _ in preferred_skills]
+    strategy = rule.get("strategy", "least_loaded")
+    sticky_user = next(iter(sticky), None) if rule.get("sticky") else None
+    order = sorted(a.name for a in agents) if strategy == "round_robin" else []
+    for index, agent in enumerate(agents):
+        why = exclusion(rule, agent, now, hours, open_now)
+        if why is not None:
+            counts[why] = counts.get(why, 0) + 1
+            if len(excluded) < LOGGED_CANDIDATES:
+                excluded.append(Considered(agent.name, why))
+            continue
+        skills = agent.skills
+        preferred = sum(1 for n, lvl in preferred_skills
+                        if n in skills and (lvl is None or (skills[n] or 0) >= lvl)) \
+            if preferred_skills else 0
+        key: tuple[Any, ...]
+        if strategy == "round_robin":
+            key = (_turn(order, agent.name, cursor),)
+        elif strategy == "most_skilled":
+            key = (-sum(skills.get(n) or 1 for n in wanted if n in skills), agent.load)
+        elif strategy == "longest_idle":
+            key = (agent.idle_since or "",)
+        else:
+            key = (agent.load, agent.load / agent.capacity if agent.capacity else 0.0)
+        ranked.append((agent.name != sticky_user, -preferred, *key, agent.name, index))
+    ranked.sort()
+    eligible = [_scored(agents[r[-1]], -r[1], strategy, wanted, sticky_user)
+                for r in ranked[:LOGGED_CANDIDATES]]
+    return Verdict(eligible[0].user if eligible else None, tuple(eligible + excluded),
+                   tuple(counts.items()), len(agents))
+
+
+def _scored(agent: Agent, preferred: int, strategy: str, wanted: list[str],
+            sticky_user: str | None) -> Considered:
+    score: dict[str, Any] = {"load": agent.load, "capacity": agent.capacity,
+                             "preferred": preferred}
+    if strategy == "most_skilled":
+        score["level"] = sum(agent.skills.get(n) or 1 for n in wanted if n in agent.skills)
+    elif strategy == "longest_idle":
+        score["idle_since"] = agent.idle_since
+    if agent.name == sticky_user:
+        score["sticky"] = True
+    return Considered(agent.name, None, score)
+
+
+def _turn(order: list[str], name: str, cursor: str | None) -> int:
+    """How many places after ``cursor`` ``name`` comes, going round ``order``."""
+    if cursor is None:
+        return order.index(name)
+    start = next((i for i, n in enumerate(order) if n > cursor), 0)
+    return (order.index(name) - start) % len(order)
+
+
+def describe_decision(d: Mapping[str, Any]) -> str:
+    """One line for a ``routed`` or ``waiting_for_routing`` event (CLI and record page)."""
+    cands = d.get("candidates") or []
+    head = (f"{d.get('step')} → {d.get('winner')}" if d.get("winner")
+            else f"{d.get('step')} waits in {d.get('queue')}")
+    total = int(d.get("considered") or 0)
+    eligible = total - sum((d.get("reasons") or {}).values())
+    bits = [f"rule {d.get('rule')}", f"{eligible} eligible of {total}"]
+    if d.get("strategy"):
+        bits.insert(1, str(d["strategy"]))
+    scored = [f"{c['user']} (load {c.get('load')}"
+              + (f", level {c['level']}" if "level" in c else "")
+              + (", sticky" if c.get("sticky") else "") + ")" for c in cands[:5]]
+    if scored:
+        bits.append("candidates: " + ", ".join(scored))
+    excluded = [f"{e['user']}: {e['reason']}" for e in (d.get("excluded") or [])[:5]]
+    if excluded:
+        bits.append("excluded: " + "; ".join(excluded))
+    elif d.get("reasons"):
+        bits.append("reasons: " + ", ".join(f"{k} ×{v}" for k, v in d["reasons"].items()))
+    return f"{head} ({'; '.join(bits)})"
+
+
+def parse_now(now: datetime | str) -> datetime:
+    if isinstance(now, str):
+        return datetime.fromisoformat(now)
+    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)

@@ -1,0 +1,63 @@
+"""``baton users update --skill/--capacity/--availability/--calendar``, ``baton users team``
+and the routing decision in ``baton records timeline``, as subprocesses.
+
+Over 10 s: twelve ``baton`` processes in a row (each starts Python and opens the project),
+~60 s on an idle 2-core machine, 300 s at a load average of 16."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tests.e2e.test_cli import EXAMPLES, baton, ok, ok_json, one_line_error
+
+ROUTED = """\
+kind: routing
+name: by_number
+from: {queue: tier1}
+required_skills: [billing]
+---
+kind: object
+name: Ticket
+fields:
+  title: {type: string, required: true}
+---
+kind: orchestration
+name: ticket_routed
+trigger: {type: record, object: Ticket, on: [create]}
+stages:
+  - name: s
+    steps: [{name: answer, type: interactive, assign: {routing: by_number}}]
+"""
+
+
+def test_routing_from_the_cli(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    shutil.copytree(EXAMPLES / "case_triage", proj)
+    (proj / "definitions" / "routed.yaml").write_text(ROUTED)
+    ok(baton("deploy", cwd=proj))
+    ok(baton("users", "add", "ann", "--role", "agent", "--queue", "tier1", cwd=proj))
+    ok(baton("users", "add", "bo", "--role", "agent", "--queue", "tier1", cwd=proj))
+    out = ok(baton("users", "update", "ann", "--skill", "billing=4", "--skill", "lang:pt",
+                   "--capacity", "3", "--capacity", "tier1=2", "--availability", "offline",
+                   cwd=proj)).stdout
+    assert "routing profile of ann: offline; load 0/3 (tier1=2); skills billing=4, lang:pt" in out
+    one_line_error(baton("users", "update", "ann", "--skill", "x=high", cwd=proj), "skill x=high")
+    one_line_error(baton("users", "update", "ann", "--calendar", "nope", cwd=proj), "calendar")
+
+    rec = ok_json(baton("records", "create", "Ticket", "--data", '{"title": "t1"}', "--json",
+                        cwd=proj))
+    ok(baton("worker", "--until-idle", cwd=proj))
+    timeline = ok(baton("records", "timeline", rec["id"], cwd=proj, columns="400")).stdout
+    assert "waiting_for_routing" in timeline and "ann: offline" in timeline
+    assert "bo: skill missing: billing" in timeline
+
+    ok(baton("users", "update", "ann", "--availability", "available", cwd=proj))
+    events = ok_json(baton("records", "timeline", rec["id"], "--json", cwd=proj))
+    (routed,) = [e for e in events if e["type"] == "routed"]
+    assert routed["data"]["winner"] == "ann" and routed["data"]["rule"] == "by_number"
+    team = ok_json(baton("users", "team", "--json", cwd=proj))
+    ann = next(p for p in team["people"] if p["name"] == "ann")
+    assert ann["load"] == 1 and ann["queue_load"] == {"tier1": 1}
+    assert [q["queue"] for q in team["queues"]] == ["queue:tier1"]
+    assert team["queues"][0]["routed_last_hour"] == 1
