@@ -21,7 +21,7 @@ from baton.store.sql.marks import ATTR, Read, Refuse, Write
 NOW = "2026-01-05T09:00:00.000Z"
 PROTOCOLS = [ports.Definitions, ports.Records, ports.Runs, ports.WorkItems, ports.Jobs,
              ports.Events, ports.People, ports.IdempotencyKeys, ports.Incidents, ports.Schedules,
-             ports.Messages, ports.Classifiers, ports.Callbacks, ports.Routing,
+             ports.Messages, ports.Classifiers, ports.Callbacks, ports.Plans, ports.Routing,
              ports.Savepoints, ports.PlannedCommit]
 
 
