@@ -185,7 +185,7 @@ def _agents_finish(engine: Engine, worker: Worker, patience_s: float) -> int:
     deadline = time.monotonic() + patience_s
     while time.monotonic() < deadline:
         items = [i for i in engine.list_work(limit=500) if i["record_id"]]
-        mine = [i for i in items if engine.get_record(i["record_id"])["object_type"]
+        mine = [i for i in items if engine.get_record(str(i["record_id"]))["object_type"]
                 == "DealerCase"] if items else []
         for item in mine:
             agent = f"agent-{item['assignee']}"
