@@ -359,8 +359,9 @@ def test_demo_runs_the_examples_and_prints_the_summary(tmp_path: Path) -> None:
 
     # Run from the repository root it finds the examples itself; --cases/--requests scale it.
     p = ok(baton("demo", "--db-file", tmp_path / "small.db", "--cases", "5", "--requests", "2",
-                 cwd=REPO))
+                 "--no-dealer-mail", cwd=REPO))
     assert re.search(r"case_triage\s*│\s*completed\s*│\s*5\b", p.stdout), p.stdout
+    assert "Dealer support" not in p.stdout  # --no-dealer-mail (tests/e2e/test_demo_dealers.py)
 
 
 # ---- output that scripts and editors parse -------------------------------------------------

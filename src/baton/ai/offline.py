@@ -1,19 +1,26 @@
 """The offline classifier: no network, no download, trained from labelled texts in seconds.
 
-A linear model over TF-IDF features of words (1- to 3-grams) and of characters inside words
-(1 to 5), from scikit-learn: a multinomial logistic regression when it has fewer than
-:data:`FEW` training texts (an ``ai`` step's categories: it generalises better from a few
-examples), a linear support-vector classifier from there on (as accurate with many, and
-much faster to train). Why this and not something larger:
+A linear model over three kinds of TF-IDF features (sublinear term frequencies), from
+scikit-learn: words (1- to 3-grams), characters inside words (2 to 5) and **word pairs**
+(every two distinct words of a text, wherever they stand: "top up ... failed" and "top up
+... reverted" are different intents although their n-grams are alike); a multinomial
+logistic regression when it has fewer than :data:`FEW` training texts (an ``ai`` step's
+categories: it generalises better from a few examples), a linear support-vector classifier
+from there on (as accurate with many, and much faster to train). Why this and not something
+larger:
 
 * it needs nothing but scikit-learn (no model to fetch, no GPU, a few MB of memory);
 * it trains on BANKING77's 10,003 messages in seconds and classifies thousands per second
-  (``bench/banking77.py`` measures both, with its accuracy);
+  (``bench/banking77.py`` measures both, with its accuracy; ``bench/RESULTS.md`` has the
+  figures of the choices tried);
 * its decisions can be explained: a linear model's score for a category is a sum over the
-  words and fragments of the text, so the rationale names the ones that weighed most.
+  words, pairs and fragments of the text, so the rationale names the ones that weighed most
+  (stop words alone, "for the", are left out of it).
 
-Character n-grams make it robust to typos and inflections ("refund", "refunded",
-"refnd"); digits are folded to 0 so that amounts and dates do not become vocabulary.
+Texts are normalised first: lower case, English contractions spelled out ("can't" reads
+"ca not"), punctuation as spaces, digits folded to 0 so that amounts and dates do not become
+vocabulary. Character n-grams make it robust to typos and inflections ("refund",
+"refunded", "refnd").
 
 The confidence is the logistic regression's probability, or for the SVM a softmax of its
 decision scores (comparable across texts of one model, not a probability in the statistical
@@ -35,15 +42,35 @@ from baton.errors import BatonError
 
 MODEL_NAME = "baton-offline-tfidf-linear"
 FEW = 2_000  # below this many training texts, logistic regression; from it on, a linear SVM
-MODEL_VERSION = "2"  # 2: word 1-3-grams, characters 1-5 (1: 1-2, 2-5)
+MODEL_VERSION = "3"  # 3: contractions and punctuation normalised, characters 2-5, word
+# pairs (2: word 1-3-grams, characters 1-5; 1: 1-2, 2-5)
 
 _DIGITS = re.compile(r"\d")
 _SPACE = re.compile(r"\s+")
+_PUNCT = re.compile(r"[^\w\s]")
+_WORD = re.compile(r"\w\w+")
+_CONTRACTIONS = tuple((re.compile(p), r) for p, r in (
+    (r"n't\b", " not"), (r"'m\b", " am"), (r"'re\b", " are"), (r"'ve\b", " have"),
+    (r"'ll\b", " will"), (r"'d\b", " would"), (r"\bcannot\b", "can not")))
+MAX_PAIRS_WORDS = 40  # pairs of a text's first 40 distinct words at most (780 pairs)
 
 
 def normalise(text: str) -> str:
-    """What the features are computed on: lower case, digits as 0, spaces collapsed."""
-    return _SPACE.sub(" ", _DIGITS.sub("0", text.lower())).strip()
+    """What the features are computed on: lower case, English contractions spelled out
+    ("can't" reads "ca not", "I'm" "I am"), digits as 0, punctuation as spaces, spaces
+    collapsed."""
+    t = text.lower().replace("\u2019", "'")
+    for pattern, replacement in _CONTRACTIONS:
+        t = pattern.sub(replacement, t)
+    return _SPACE.sub(" ", _PUNCT.sub(" ", _DIGITS.sub("0", t))).strip()
+
+
+def word_pairs(text: str) -> list[str]:
+    """Every pair of distinct words of the text, in alphabetical order, wherever they stand
+    ("card~arrived"): what two words mean together ("top up" with "failed" or with
+    "reverted") that their n-grams miss when other words stand between them."""
+    words = sorted(list(dict.fromkeys(_WORD.findall(normalise(text))))[:MAX_PAIRS_WORDS])
+    return [f"{a}~{b}" for i, a in enumerate(words) for b in words[i + 1:]]
 
 
 @dataclass(frozen=True)
@@ -81,8 +108,11 @@ class OfflineClassifier:
                              f"{distinct or 'none'}")
         features = make_union(
             TfidfVectorizer(ngram_range=(1, 3), sublinear_tf=True, preprocessor=normalise),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True,
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
                             preprocessor=normalise),
+            # a pair seen once in thousands of texts is noise; in a few dozen, it is all there is
+            TfidfVectorizer(analyzer=word_pairs, sublinear_tf=True,
+                            min_df=2 if len(texts) >= FEW else 1),
         )
         if len(texts) < FEW:
             # few examples: a multinomial logistic regression generalises better from them
@@ -132,8 +162,11 @@ class OfflineClassifier:
             if weight <= 0 or len(words) >= 5:
                 break
             name = names[j]
-            if name.startswith("w:"):
-                words.append(name[2:])
+            if name.startswith(("w:", "p:")):
+                terms = name[2:].replace("~", " ").split()
+                if all(t in _stop_words() for t in terms):
+                    continue  # "for the", "was": true, but no reason a person can use
+                words.append(name[2:].replace("~", " + ") if name.startswith("p:") else name[2:])
             else:
                 frag = name[2:].strip()
                 if len(frag) >= 4 and not any(frag in w for w in words):
@@ -150,11 +183,17 @@ def _feature_names(union: Any) -> list[str]:
     with _NAMES_LOCK:
         names = _NAMES.get(key)
         if names is None:
-            words, chars = (t for _, t in union.transformer_list)
-            names = [f"w:{n}" for n in words.get_feature_names_out()] + \
-                    [f"c:{n}" for n in chars.get_feature_names_out()]
+            names = []
+            for prefix, (_, t) in zip("wcp", union.transformer_list, strict=True):
+                names += [f"{prefix}:{n}" for n in t.get_feature_names_out()]
             _NAMES[key] = names
         return names
+
+
+def _stop_words() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS) | {"0", "00", "000", "0000", "not"}
 
 
 def _softmax(scores: list[float]) -> list[float]:

@@ -4,7 +4,9 @@
 at tier 1), 20 address-update requests through address_update, and 6 leads through
 lead_enrichment, whose steps call the ERP example's tools (an MCP server, over stdio). The workers
 run in this process; agents claim and complete their work items between
-batches, exactly as they would from the CLI.
+batches, exactly as they would from the CLI. Then the 31 messages of dealer_support go
+through a real SMTP listener (``baton.cli.demo_dealers``): the AI classifies and matches
+them, the rules route them, and the demo prints the outcome table and one case's rationale.
 
 address_update calls a bank: a small bank service (``baton.cli.demo_bank``) runs on
 loopback, and the demo serves Baton's API on loopback too, so the bank's signed
@@ -51,7 +53,7 @@ def _examples_dir(given: Path | None) -> Path:
 
 
 def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None,
-             settings: Settings, n_leads: int = 6) -> None:
+             settings: Settings, n_leads: int = 6, dealer_mail: bool = True) -> None:
     ex = _examples_dir(examples)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_file}{suffix}").unlink(missing_ok=True)
@@ -87,6 +89,10 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
             _run(engine, n_cases, n_requests, n_leads)
             if order_project is not None:
                 _orders(engine)
+        if dealer_mail and (ex / "dealer_support" / "baton.toml").exists():
+            from baton.cli.demo_dealers import run_dealer_support
+
+            run_dealer_support(engine, ex / "dealer_support")
     finally:
         bank.stop()
         engine.close()

@@ -21,6 +21,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.markup import escape
 
+from baton.ai.describe import describe_answer, is_ai_answer
 from baton.cli import bundle as bundle_cli
 from baton.cli.ai import ai_app  # scikit-learn and rapidfuzz load when its command runs
 from baton.cli.bench import bench_app
@@ -840,6 +841,8 @@ def describe_event(e: Mapping[str, Any]) -> str:
     if t == "decision_taken":
         label = f" ({d['label']})" if d.get("label") else ""
         return f"after {d['stage']} #{d['iteration']} → {d['goto']}{label}"
+    if t == "step_completed" and is_ai_answer(d.get("output")):
+        return f"{d.get('stage')}.{d.get('step')} #{d.get('iteration')} {describe_answer(d['output'])}"
     if t.startswith("step_") or t == "milestone_reached":
         extra = d.get("error", {}).get("message", "") if "error" in d else ""
         return f"{d.get('stage')}.{d.get('step')} #{d.get('iteration')} {extra}".strip()
@@ -998,13 +1001,15 @@ def demo(
     cases: Annotated[int, typer.Option("--cases", help="Support cases run through case_triage")] = 200,
     requests: Annotated[int, typer.Option("--requests", help="Address updates run through address_update")] = 20,
     leads: Annotated[int, typer.Option("--leads", help="Sales leads run through lead_enrichment (two MCP tool calls each)")] = 6,
+    dealer_mail: Annotated[bool, typer.Option("--dealer-mail/--no-dealer-mail", help="Send dealer_support's 31 e-mails through a real SMTP listener (AI intent and dealer account, routing)")] = True,
     examples: Annotated[Path | None, typer.Option(help="Examples folder")] = None,
 ) -> None:
     """Deploy the examples, run 200 cases, 20 address updates and 6 leads (looked up in an
-    MCP server), print what happened."""
+    MCP server), send 31 dealer e-mails over SMTP (classified and matched by the AI),
+    print what happened."""
     from baton.cli.demo import run_demo
 
-    run_demo(db, cases, requests, examples, state.settings(), leads)
+    run_demo(db, cases, requests, examples, state.settings(), leads, dealer_mail)
 
 
 def main() -> None:

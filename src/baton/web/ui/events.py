@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from baton.ai.describe import describe_answer, is_ai_answer
 from baton.ai.views import describe_ai_call, describe_child_link
 from baton.intake.views import describe_message
 from baton.runtime.views import approval_history_line
@@ -36,6 +37,9 @@ def describe_event(e: Mapping[str, Any]) -> str:
         label = f" ({d['label']})" if d.get("label") else ""
         return (f"after stage {d.get('stage')} (iteration {d.get('iteration')}) → "
                 f"{d.get('goto')}{label}")
+    if t == "step_completed" and is_ai_answer(d.get("output")):  # what the AI decided, and why
+        return (f"{d.get('stage')} / {d.get('step')} (iteration {d.get('iteration')}) "
+                f"{describe_answer(d['output'])}")
     if t.startswith("step_") or t == "milestone_reached":
         error = (d.get("error") or {}).get("message", "") if isinstance(d.get("error"), dict) else ""
         return f"{d.get('stage')} / {d.get('step')} (iteration {d.get('iteration')}) {error}".strip()
