@@ -43,7 +43,7 @@ from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, FlowFn, get_flow
-from baton.runtime import callbacks, incidents, jobs, metrics, schedules
+from baton.runtime import callbacks, heap, incidents, jobs, metrics, schedules
 from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.runtime.flowpool import FlowPool
@@ -135,6 +135,8 @@ class Worker:
         30 s) and tries again. With ``until_idle`` the error is raised instead.
         """
         self.stopping.clear()
+        if not until_idle:  # a process that serves from now on (not a test's short run)
+            heap.settle()
         self._with_db(self._register, retry=not until_idle)
         hb = threading.Thread(target=self._heartbeat_loop, daemon=True, name="baton-heartbeat")
         hb.start()
@@ -411,9 +413,11 @@ class Worker:
 
     def _audit_rows(self, run: Run, audit: Any) -> list[dict[str, Any]]:
         """A step type's audit events (a callout's calls) as rows for the batch's commit."""
+        if not audit:
+            return []
         rows = []
         now = iso(self.engine.clock.now())
-        for entry in audit or ():
+        for entry in audit:
             data = dict(entry)
             kind = data.pop("type")
             if kind == CALL_EVENT:
