@@ -48,6 +48,7 @@ from baton.work.service import WorkNarrowing, WorkService
 
 if TYPE_CHECKING:
     from baton.auth.directory import User
+    from baton.intake.service import IntakeService
 
 __all__ = ["ASSIGNEE_KINDS", "Engine", "one_transaction", "record_view"]
 
@@ -118,10 +119,6 @@ class Engine:
         self.applier.children = ChildRuns(self.definitions, self.runs, self.records, self.ids)
         self.incidents = IncidentService(self.store, self.definitions, self.runs, self.clock,
                                          self.work_available.set)
-        from baton.intake.service import IntakeService  # (imports the e-mail parser)
-
-        self.intake = IntakeService(self.store, self.definitions, self.records, self.clock,
-                                    self.ids, self.work_available.set)
         self.work = WorkService(self.store, self.runs, self.applier, self.clock, self.directory)
         self.idempotency = IdempotencyKeys(self.store, self.clock)
         self._services_lock = threading.Lock()
@@ -133,6 +130,15 @@ class Engine:
         if self._connections is not None:
             self._connections.close()
         self.store.close()
+
+    @functools.cached_property
+    def intake(self) -> IntakeService:
+        """Mail intake (made on first use: it imports the e-mail parser, which no read
+        command needs)."""
+        from baton.intake.service import IntakeService
+
+        return IntakeService(self.store, self.definitions, self.records, self.clock,
+                             self.ids, self.work_available.set)
 
     # ---- connections and callbacks ------------------------------------------------------
     @property
