@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 from baton.connections.calls import HttpCaller
 from baton.connections.secrets import Secrets
 from baton.definitions.model import ConnectionDefinition, SecretRef
-from baton.runtime.callbacks import Callbacks
 from baton.runtime.definitions import DefinitionRepo
 
 if TYPE_CHECKING:  # (httpx2, asyncio and ssl load with the first call: not for a CLI read)
     from baton.connections.http import HttpConnections
+    from baton.runtime.callbacks import Callbacks
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 

@@ -32,7 +32,6 @@ from baton.records.model import record_view
 from baton.records.service import RecordService
 from baton.rows import AuditEvent, WorkItem
 from baton.runtime.apply import Applier
-from baton.runtime.callbacks import Callbacks
 from baton.runtime.callouts import DEFAULT_PUBLIC_URL, ConnectionServices
 from baton.runtime.children import ChildRuns
 from baton.runtime.definitions import DefinitionRepo, DeployResult
@@ -49,6 +48,7 @@ from baton.work.service import WorkNarrowing, WorkService
 if TYPE_CHECKING:
     from baton.auth.directory import User
     from baton.intake.service import IntakeService
+    from baton.runtime.callbacks import Callbacks
 
 __all__ = ["ASSIGNEE_KINDS", "Engine", "one_transaction", "record_view"]
 
@@ -148,6 +148,8 @@ class Engine:
         with self._services_lock:
             if self._connections is None:
                 s = self.settings
+                from baton.runtime.callbacks import Callbacks  # (imports the callout step)
+
                 secrets = Secrets(s.secrets_env, s.secrets_file)
                 callbacks = Callbacks(self.store, self.definitions, self.runs, self.clock,
                                       secrets, s.public_url or DEFAULT_PUBLIC_URL)

@@ -305,7 +305,7 @@ class Worker:
             runs = {rid: Run.from_json(row["state"]) for rid, row in rows.items()}
             recs = tx.get_records_txn([r.record_id for r in runs.values() if r.record_id])
             for j in jobs:
-                if j.kind in registry.JOB_KINDS and j.run_id in runs:
+                if j.kind in registry.job_kinds() and j.run_id in runs:
                     self._step_definition(runs[j.run_id], j.payload["step"], tx)
             snapshots = {rid: (run, self._record_view(recs[run.record_id], tx)
                                if run.record_id in recs else None)
@@ -673,7 +673,7 @@ class Worker:
                 # Callouts, AI steps and the like wait for a worker slot as jobs.
                 definition = self._step_definition(run, key[2])
                 ok = self._chainable[key] = definition is not None \
-                    and registry.TYPES.get(definition.type) is step_type \
+                    and registry.get(definition.type) is step_type \
                     and step_type.chainable(definition)
             if ok:
                 budget -= 1
@@ -840,7 +840,7 @@ registry.reserve_job_kinds(frozenset(_ENGINE_JOBS))
 
 def _reads_run(kind: str) -> bool:
     own = _ENGINE_JOBS.get(kind)
-    return own[1] if own is not None else kind in registry.JOB_KINDS
+    return own[1] if own is not None else kind in registry.job_kinds()
 
 
 def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvaluated
