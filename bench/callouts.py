@@ -8,7 +8,8 @@ records of an object whose orchestration is one callout step (``max_in_flight`` 
 between them) run until nothing is left, with a feeder creating the records at ``--rate``
 per second (0: all created before the workers start, a backlog).
 
-Reports steps/s over the measured window and the added latency of each step: from its
+Reports steps/s and this process's CPU per step (the worker threads and their HTTP loop;
+with ``--rate 0`` the records are made before the window) over the measured window, and the added latency of each step: from its
 ``step_started`` to its ``step_completed`` audit event (both stamped at their commits),
 minus the server's delay; with a backlog this includes the wait in the queue, with a
 ``--rate`` below capacity it is the engine's own overhead. Verifies that every step
@@ -23,6 +24,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import socket
 import sys
 import tempfile
@@ -151,7 +153,7 @@ def _measure(engine: Engine, steps: int, threads: int, batch: int, rate: float, 
                     made += n
                 time.sleep(0.01)
         feeder = threading.Thread(target=feed, daemon=True)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     done = threading.Event()
     workers: list[Any] = []
 
@@ -166,10 +168,14 @@ def _measure(engine: Engine, steps: int, threads: int, batch: int, rate: float, 
     while _completed(engine) < steps:
         time.sleep(0.05)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0  # this process: the worker threads, their HTTP loop
     for w in workers:
         w.stop()
     done.wait(30)
-    return _verify(engine, steps, elapsed, delay, counts, db_url, threads, batch, rate)
+    result = _verify(engine, steps, elapsed, delay, counts, db_url, threads, batch, rate)
+    result["cpu_ms_per_step"] = round(cpu * 1000 / steps, 3)
+    result["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    return result
 
 
 def _completed(engine: Engine) -> int:
@@ -227,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
     else:
         print(f"{result['steps']} callout steps in {result['seconds']} s: "
-              f"{result['steps_per_s']} steps/s; added latency p50 "
+              f"{result['steps_per_s']} steps/s, {result['cpu_ms_per_step']} ms CPU per step "
+              f"(load {result['loadavg_1m']}); added latency p50 "
               f"{result['added_latency_p50_ms']} ms, p99 {result['added_latency_p99_ms']} ms; "
               f"verified: {result['verified']}")
     return 0 if result["verified"] else 1

@@ -9,7 +9,7 @@ measures it from the outside, with real processes, the way a person runs them:
    database, given as ``BATON_DB``).
 2. Each read command (``runs list``, ``runs show RUN``, ``work list``, ``records list``,
    ``records show REC``, ``definitions list``, ``definitions show``, ``fallout list``,
-   ``incidents list``, ``--help``) is run ``--repeat`` times from the project folder, as the
+   ``incidents list``, ``--help``, ``--version``) is run ``--repeat`` times from the project folder, as the
    ``baton`` console script runs (``from baton.cli.main import main; main()``), and its CPU
    time is read from the kernel: user + system of the finished child
    (``resource.getrusage(RUSAGE_CHILDREN)`` before and after). The median is reported.
@@ -100,6 +100,7 @@ def commands(ids: dict[str, str]) -> dict[str, list[str]]:
     """The read commands measured, by label (``runs show`` is given the run)."""
     return {
         "--help": ["--help"],
+        "--version": ["--version"],
         "runs list": ["runs", "list"],
         "runs show": ["runs", "show", ids["run"]],
         "work list": ["work", "list"],

@@ -48,3 +48,14 @@ def test_help_loads_no_heavy_module() -> None:
                             "except SystemExit:\n    pass")
     heavy = sorted(m for m in NOT_AT_IMPORT if m in loaded and not m.startswith("rich."))
     assert heavy == [], f"`baton runs list --help` loads {heavy}"
+
+
+def test_the_engine_loads_no_step_type_dependencies() -> None:
+    """A read command builds an Engine: the HTTP client, mail intake and the step types'
+    own modules (AI provider, MCP SDK, callouts) load when first used, not with it."""
+    loaded = _modules_after("import baton.runtime.engine")
+    later = ("httpx2", "baton.connections.http", "baton.connections.wire", "mcp",
+             "baton.steps.ai", "baton.steps.mcp", "baton.steps.callout",
+             "baton.intake.service", "baton.runtime.callbacks")
+    heavy = sorted(m for m in later if m in loaded)
+    assert heavy == [], f"`import baton.runtime.engine` loads {heavy}"

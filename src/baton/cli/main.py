@@ -463,7 +463,11 @@ def serve(
     try:
         # proxy_headers=False: forwarding headers are believed from BATON_TRUSTED_PROXIES
         # only (baton.web.proxies), not from whatever uvicorn trusts by default.
-        uvicorn.run(create_app(eng, base_url=url), host=host, port=port, log_level="info",
+        app = create_app(eng, base_url=url)
+        from baton.runtime import heap
+
+        heap.settle()  # (a long-running process: see baton.runtime.heap)
+        uvicorn.run(app, host=host, port=port, log_level="info",
                     proxy_headers=False, log_config=None)  # our handlers and format
     finally:
         if listener is not None:

@@ -78,6 +78,7 @@ from baton.expressions import evaluate_condition
 from baton.records.fields import decimal_forms, typed_values
 from baton.steps.base import expression_error as _expr_error
 from baton.steps.registry import TYPES as _STEP_TYPES
+from baton.steps.registry import load_builtins
 
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
 _TIMED = frozenset({StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT})
@@ -585,6 +586,7 @@ def decide(
     The input ``run`` is not modified, unless the caller hands it over with ``consume``
     (it was loaded for this call alone): then the copy is skipped.
     """
+    load_builtins()  # (once: the step types are imported on first use)
     d = _Decider(defn, run if consume else run.copy(), now, record)
     r = d.run
     status_before = r.status

@@ -5,13 +5,16 @@ worker thread) and callback addresses."""
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from baton.connections.calls import HttpCaller
-from baton.connections.http import HttpConnections
 from baton.connections.secrets import Secrets
 from baton.definitions.model import ConnectionDefinition, SecretRef
-from baton.runtime.callbacks import Callbacks
 from baton.runtime.definitions import DefinitionRepo
+
+if TYPE_CHECKING:  # (httpx2, asyncio and ssl load with the first call: not for a CLI read)
+    from baton.connections.http import HttpConnections
+    from baton.runtime.callbacks import Callbacks
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
@@ -36,6 +39,8 @@ class ConnectionServices:
     def client(self) -> HttpConnections:
         with self._lock:
             if self._http is None:
+                from baton.connections.http import HttpConnections
+
                 self._http = HttpConnections(self.secrets, self.project_dir)
             return self._http
 

@@ -32,7 +32,6 @@ from baton.records.model import record_view
 from baton.records.service import RecordService
 from baton.rows import AuditEvent, WorkItem
 from baton.runtime.apply import Applier
-from baton.runtime.callbacks import Callbacks
 from baton.runtime.callouts import DEFAULT_PUBLIC_URL, ConnectionServices
 from baton.runtime.children import ChildRuns
 from baton.runtime.definitions import DefinitionRepo, DeployResult
@@ -50,7 +49,9 @@ from baton.work.team import Team
 
 if TYPE_CHECKING:
     from baton.auth.directory import User
+    from baton.intake.service import IntakeService
     from baton.plans.service import PlanService
+    from baton.runtime.callbacks import Callbacks
 
 __all__ = ["ASSIGNEE_KINDS", "Engine", "one_transaction", "record_view"]
 
@@ -121,10 +122,6 @@ class Engine:
         self.applier.children = ChildRuns(self.definitions, self.runs, self.records, self.ids)
         self.incidents = IncidentService(self.store, self.definitions, self.runs, self.clock,
                                          self.work_available.set)
-        from baton.intake.service import IntakeService  # (imports the e-mail parser)
-
-        self.intake = IntakeService(self.store, self.definitions, self.records, self.clock,
-                                    self.ids, self.work_available.set)
         self.router = Router(self.definitions, self.applier.notify_assignment_txn)
         self.applier.router = self.router
         self.team = Team(self.store, self.router, self.definitions, self.clock)
@@ -140,6 +137,15 @@ class Engine:
             self._connections.close()
         self.store.close()
 
+    @functools.cached_property
+    def intake(self) -> IntakeService:
+        """Mail intake (made on first use: it imports the e-mail parser, which no read
+        command needs)."""
+        from baton.intake.service import IntakeService
+
+        return IntakeService(self.store, self.definitions, self.records, self.clock,
+                             self.ids, self.work_available.set)
+
     # ---- connections and callbacks ------------------------------------------------------
     @property
     def connections(self) -> ConnectionServices:
@@ -148,6 +154,8 @@ class Engine:
         with self._services_lock:
             if self._connections is None:
                 s = self.settings
+                from baton.runtime.callbacks import Callbacks  # (imports the callout step)
+
                 secrets = Secrets(s.secrets_env, s.secrets_file)
                 callbacks = Callbacks(self.store, self.definitions, self.runs, self.clock,
                                       secrets, s.public_url or DEFAULT_PUBLIC_URL)

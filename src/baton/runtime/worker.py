@@ -44,7 +44,7 @@ from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, FlowFn, get_flow
-from baton.runtime import callbacks, incidents, jobs, metrics, schedules
+from baton.runtime import callbacks, heap, incidents, jobs, metrics, schedules
 from baton.runtime.apply import event_row
 from baton.runtime.engine import Engine, record_view
 from baton.runtime.flowpool import FlowPool
@@ -137,6 +137,8 @@ class Worker:
         30 s) and tries again. With ``until_idle`` the error is raised instead.
         """
         self.stopping.clear()
+        if not until_idle:  # a process that serves from now on (not a test's short run)
+            heap.settle()
         self._with_db(self._register, retry=not until_idle)
         hb = threading.Thread(target=self._heartbeat_loop, daemon=True, name="baton-heartbeat")
         hb.start()
@@ -305,7 +307,7 @@ class Worker:
             runs = {rid: Run.from_json(row["state"]) for rid, row in rows.items()}
             recs = tx.get_records_txn([r.record_id for r in runs.values() if r.record_id])
             for j in jobs:
-                if j.kind in registry.JOB_KINDS and j.run_id in runs:
+                if j.kind in registry.job_kinds() and j.run_id in runs:
                     self._step_definition(runs[j.run_id], j.payload["step"], tx)
             snapshots = {rid: (run, self._record_view(recs[run.record_id], tx)
                                if run.record_id in recs else None)
@@ -416,9 +418,11 @@ class Worker:
 
     def _audit_rows(self, run: Run, audit: Any) -> list[dict[str, Any]]:
         """A step type's audit events (a callout's calls) as rows for the batch's commit."""
+        if not audit:
+            return []
         rows = []
         now = iso(self.engine.clock.now())
-        for entry in audit or ():
+        for entry in audit:
             data = dict(entry)
             kind = data.pop("type")
             if kind == CALL_EVENT:
@@ -683,7 +687,7 @@ class Worker:
                 # Callouts, AI steps and the like wait for a worker slot as jobs.
                 definition = self._step_definition(run, key[2])
                 ok = self._chainable[key] = definition is not None \
-                    and registry.TYPES.get(definition.type) is step_type \
+                    and registry.get(definition.type) is step_type \
                     and step_type.chainable(definition)
             if ok:
                 budget -= 1
@@ -851,7 +855,7 @@ registry.reserve_job_kinds(frozenset(_ENGINE_JOBS))
 
 def _reads_run(kind: str) -> bool:
     own = _ENGINE_JOBS.get(kind)
-    return own[1] if own is not None else kind in registry.JOB_KINDS
+    return own[1] if own is not None else kind in registry.job_kinds()
 
 
 def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvaluated

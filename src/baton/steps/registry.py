@@ -4,6 +4,10 @@
 and name none of them. The built-in types register when ``baton.steps`` is imported; a new
 type is one module plus one :func:`register` call. Lookups are plain dict reads (``TYPES``
 is shared, never rebound), so ``decide()`` pays no more for them than for an ``if``.
+
+The built-in types are imported on the first lookup or registration (:func:`load_builtins`),
+not when the engine is: a CLI read command loads none of their dependencies (the AI
+provider, the MCP SDK, the HTTP client).
 """
 
 from __future__ import annotations
@@ -21,10 +25,37 @@ PLANNED: tuple[str, ...] = ()
 """Names of step types a later version of Baton brings: reported as not available yet."""
 
 _reserved_job_kinds: set[str] = set()
+_loaded = False
+
+
+def load_builtins() -> None:
+    """Register the built-in step types (once, before any other)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from baton.steps.ai import AI
+    from baton.steps.approval import APPROVAL
+    from baton.steps.background import BACKGROUND
+    from baton.steps.callout import CALLOUT
+    from baton.steps.interactive import INTERACTIVE
+    from baton.steps.mcp import MCP
+    from baton.steps.milestone import MILESTONE
+    from baton.steps.orchestration import ORCHESTRATION
+    from baton.steps.pause import PAUSE
+
+    for builtin in (BACKGROUND, INTERACTIVE, MILESTONE, PAUSE, AI, APPROVAL, ORCHESTRATION,
+                    CALLOUT, MCP):
+        _add(builtin)
 
 
 def register(step_type: StepType) -> StepType:
     """Make ``step_type`` known to the validator, ``decide()`` and the workers."""
+    load_builtins()
+    return _add(step_type)
+
+
+def _add(step_type: StepType) -> StepType:
     name, kind = step_type.name, step_type.job_kind
     if not name or name in TYPES:
         raise BatonError(f"step type {name!r} is already registered" if name
@@ -39,6 +70,7 @@ def register(step_type: StepType) -> StepType:
 
 def unregister(name: str) -> None:
     """Forget a step type (tests that register one of their own clean up with this)."""
+    load_builtins()
     step_type = TYPES.pop(name)
     if step_type.job_kind is not None:
         JOB_KINDS.pop(step_type.job_kind, None)
@@ -46,6 +78,7 @@ def unregister(name: str) -> None:
 
 def reserve_job_kinds(kinds: set[str] | frozenset[str] | tuple[str, ...]) -> None:
     """Job kinds the runtime handles itself (timers, e-mail…): no step type may take them."""
+    load_builtins()
     taken = [k for k in kinds if k in JOB_KINDS]
     if taken:
         raise BatonError(f"job kinds {taken} are taken by step types")
@@ -53,19 +86,31 @@ def reserve_job_kinds(kinds: set[str] | frozenset[str] | tuple[str, ...]) -> Non
 
 
 def get(name: str) -> StepType | None:
+    if not _loaded:
+        load_builtins()
     return TYPES.get(name)
 
 
 def names() -> tuple[str, ...]:
+    load_builtins()
     return tuple(TYPES)
 
 
 def for_job(kind: str) -> StepType | None:
+    if not _loaded:
+        load_builtins()
     return JOB_KINDS.get(kind)
+
+
+def job_kinds() -> dict[str, StepType]:
+    """Job kind -> step type (the live mapping: read it, never change it)."""
+    load_builtins()
+    return JOB_KINDS
 
 
 def option_owners() -> dict[str, tuple[str, ...]]:
     """Step key -> the step types that take it, for the keys that are not for every type."""
+    load_builtins()
     owners: dict[str, tuple[str, ...]] = {}
     for st in TYPES.values():
         for key in st.keys:
