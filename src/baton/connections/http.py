@@ -4,8 +4,7 @@
 coroutines on its own event loop thread (``baton-http``), so a thousand calls waiting on
 slow systems hold no thread each. Per connection it keeps:
 
-- a keep-alive pool of the lean HTTP/1.1 client (``baton.connections.wire``: timeouts,
-  TLS verify or a custom CA file), and an ``httpx2.AsyncClient`` for OAuth2 token requests;
+- one ``httpx2.AsyncClient`` (connection pool, timeouts, TLS verify or a custom CA file);
 - ``max_in_flight``: a semaphore; calls over it wait their turn on the loop;
 - ``rate_limit``: a token bucket (burst of one second's worth), for the whole process;
 - an OAuth2 client-credentials token, fetched once, refreshed before it expires and
@@ -42,7 +41,6 @@ from baton.connections.calls import (
     scrub,
 )
 from baton.connections.secrets import SecretError, Secrets
-from baton.connections.wire import WireError, WirePool, WireResponse
 from baton.definitions.model import ConnectionDefinition
 
 log = logging.getLogger("baton.connections.http")
@@ -57,6 +55,7 @@ T = TypeVar("T")
 TOKEN_REFRESH_MARGIN = 0.1  # refresh a token when less than this share of its life is left
 TOKEN_MIN_MARGIN_S = 5.0  # ...or less than this many seconds
 DEFAULT_TOKEN_LIFE_S = 300.0  # a token answer without expires_in
+SHARD_SIZE = 16  # connections per client of a connection (see _Connection)
 
 
 @dataclass
@@ -96,31 +95,31 @@ class _Connection:
         self.bucket = _Bucket(defn.rate_limit) if defn.rate_limit else None
         self.token: _Token | None = None
         self.token_lock = asyncio.Lock()
-        # Calls go through the lean client of baton.connections.wire (its module says why);
-        # httpx2 is kept for what is rare and richer: fetching an OAuth2 token (a form post).
-        self.verify = _verify(defn, project_dir)
-        self.pool = WirePool(ssl_context=_ssl_context(self.verify),
-                             connect_timeout=defn.connect_timeout_ms / 1000,
-                             read_timeout=defn.read_timeout_ms / 1000,
-                             write_timeout=defn.read_timeout_ms / 1000,
-                             max_idle=defn.max_in_flight)
-        self._client: httpx2.AsyncClient | None = None
+        timeout = httpx2.Timeout(connect=defn.connect_timeout_ms / 1000,
+                                 read=defn.read_timeout_ms / 1000,
+                                 write=defn.read_timeout_ms / 1000,
+                                 pool=None)  # the gate bounds waiting, not the pool
+        # Several small clients rather than one big one: the pool of httpcore2 looks at
+        # every connection it holds for each request it places, so one pool of N
+        # connections costs N^2 per N calls; shards of SHARD_SIZE keep that linear.
+        verify = _verify(defn, project_dir)
+        shards = max(1, -(-defn.max_in_flight // SHARD_SIZE))
+        size = -(-defn.max_in_flight // shards)
+        self.clients = [httpx2.AsyncClient(
+            timeout=timeout, verify=verify, trust_env=False, follow_redirects=False,
+            limits=httpx2.Limits(max_connections=size, max_keepalive_connections=size))
+            for _ in range(shards)]
+        self._next = 0
 
     @property
     def client(self) -> httpx2.AsyncClient:
-        """An httpx2 client for token requests (made on first use)."""
-        if self._client is None:
-            timeout = httpx2.Timeout(connect=self.defn.connect_timeout_ms / 1000,
-                                     read=self.defn.read_timeout_ms / 1000,
-                                     write=self.defn.read_timeout_ms / 1000, pool=None)
-            self._client = httpx2.AsyncClient(timeout=timeout, verify=self.verify,
-                                              trust_env=False, follow_redirects=False)
-        return self._client
+        """The next shard (round robin: used from the loop's thread only)."""
+        self._next = (self._next + 1) % len(self.clients)
+        return self.clients[self._next]
 
     async def aclose(self) -> None:
-        await self.pool.aclose()
-        if self._client is not None:
-            await self._client.aclose()
+        for c in self.clients:
+            await c.aclose()
 
 
 def _verify(defn: ConnectionDefinition, project_dir: Path) -> ssl.SSLContext | bool:
@@ -136,24 +135,6 @@ def _verify(defn: ConnectionDefinition, project_dir: Path) -> ssl.SSLContext | b
         # Reported on each call (see _Connection users): a bad CA file fails the calls.
         raise _SetupError(f"connection {defn.name!r}: cannot load tls.ca_file {path}: "
                           f"{exc}") from None
-
-
-def _ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
-    """The TLS context of the lean client: the custom CA's, none checked (``tls.verify:
-    false``), or the default trust (certifi's bundle when installed, as httpx2 had it)."""
-    if isinstance(verify, ssl.SSLContext):
-        return verify
-    if not verify:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    try:
-        import certifi
-
-        return ssl.create_default_context(cafile=certifi.where())
-    except ImportError:
-        return ssl.create_default_context()
 
 
 class _SetupError(Exception):
@@ -264,27 +245,22 @@ class HttpConnections:
 
     async def _send(self, conn: _Connection, req: HttpRequest, url: str,
                     headers: dict[str, str], query: dict[str, str], summary: CallSummary,
-                    secrets: list[str]) -> tuple[WireResponse, bytes, float]:
+                    secrets: list[str]) -> tuple[httpx2.Response, bytes, float]:
         content, ctype = _encode(req.body)
         if ctype and not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = ctype
         started = time.perf_counter()
         try:
-            response = await conn.pool.request(req.method, url, params=query or None,
-                                               headers=headers, content=content)
-        except WireError as exc:
-            if exc.kind.endswith("timeout"):
-                what = exc.kind.removesuffix("_timeout")
-                limit = conn.defn.connect_timeout_ms if what == "connect" \
-                    else conn.defn.read_timeout_ms
-                message = f"timed out ({what} timeout {limit} ms) calling {summary.url}"
-            else:
-                kind = "ConnectError" if exc.kind == "connect" else "RemoteProtocolError"
-                message = (f"could not reach {summary.url}: {kind}: "
-                           f"{scrub(str(exc), secrets)}")
+            response = await conn.client.request(req.method, url, params=query or None,
+                                                 headers=headers, content=content)
+        except httpx2.TimeoutException as exc:
+            what = "connect" if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout) \
+                else "read" if isinstance(exc, httpx2.ReadTimeout) else "write"
+            limit = conn.defn.connect_timeout_ms if what == "connect" else conn.defn.read_timeout_ms
+            message = f"timed out ({what} timeout {limit} ms) calling {summary.url}"
             raise CallFailed(message, _failed(summary, message, started, content, secrets)) \
                 from None
-        except ssl.SSLError as exc:
+        except httpx2.HTTPError as exc:
             tls = _tls_error(exc)
             if tls is not None:  # a certificate that does not verify will not on a retry
                 message = f"TLS failed calling {summary.url}: {tls}"
@@ -453,10 +429,10 @@ def _failed(summary: CallSummary, error: str, started: float | None = None,
                                         secrets or ()))
 
 
-def _response(defn: ConnectionDefinition, summary: CallSummary, r: WireResponse,
+def _response(defn: ConnectionDefinition, summary: CallSummary, r: httpx2.Response,
               raw_req: bytes, body: Any, elapsed: float, secrets: list[str]) -> HttpResponse:
     raw = r.content
-    parsed = _decode(raw, r.headers.get("content-type") or "")
+    parsed = _decode(raw, r.headers.get("content-type", ""))
     req_parsed = body if not isinstance(body, str | bytes) else None
     done = replace(summary, status=r.status_code, duration_ms=int(elapsed * 1000),
                    request_bytes=len(raw_req), response_bytes=len(raw),
