@@ -74,6 +74,9 @@ TOKEN_AUTHENTICATED = frozenset({"POST /api/callbacks/{token}"})
 # the approval's submitter or an operator). The fuzz project has no approval step, so no 2xx
 # is expected here; tests/integration/test_approvals.py reaches it.
 SUBMITTER_CHECKED = frozenset({"POST /api/work/{item_id}/recall"})
+# A person's routing profile: anyone may read theirs and set their own availability; the
+# rest needs the `team` permission, checked inside the handler (web/api/team.py).
+SELF_OR_TEAM = frozenset({"GET /api/users/{name}/routing", "PATCH /api/users/{name}/routing"})
 
 # Health checks suppressed, each for a reason:
 SUPPRESSED: list[HealthCheck] = [
@@ -401,7 +404,7 @@ def test_every_operation_has_its_permissions_derived() -> None:
     self_service = {op for op, needed in perms.items() if not needed}
     assert self_service == {"GET /api/me", "PATCH /api/me", "POST /api/tokens",
                             "GET /api/tokens", "DELETE /api/tokens/{token_id}"} | TOKEN_AUTHENTICATED \
-        | SUBMITTER_CHECKED, self_service
+        | SUBMITTER_CHECKED | SELF_OR_TEAM, self_service
 
 
 # ---- directed: operations whose 2xx needs a precondition the fuzzer rarely sets up --------

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = {"--help", "runs list", "runs show", "work list", "records list", "records show",
+COMMANDS = {"--help", "--version", "runs list", "runs show", "work list", "records list", "records show",
             "definitions list", "definitions show", "fallout list", "incidents list"}
 
 

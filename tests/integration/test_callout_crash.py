@@ -12,8 +12,13 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from baton.runtime.engine import Engine
 from tests.bank import bank_server
+
+# A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 

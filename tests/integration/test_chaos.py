@@ -51,6 +51,9 @@ from tests.needs import need
 from tests.net import free_port
 from tests.procs import REPO, BatonProcess, baton_command, baton_env, eventually
 
+# A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
+pytestmark = pytest.mark.slow
+
 httpx = need("httpx2")
 
 N_CASES = int(os.environ.get("BATON_CHAOS_CASES", "300"))

@@ -33,6 +33,9 @@ MAX_LIVES = 120
 FLOWS = '''
 from baton import flow
 
+# A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
+pytestmark = pytest.mark.slow
+
 
 @flow("crash_child.work")
 def work(ctx):

@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from baton import flow
@@ -32,6 +33,9 @@ from baton.clock import VirtualClock
 from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
 from baton.store import schema as s
+
+# A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "case_triage"

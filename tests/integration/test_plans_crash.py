@@ -33,6 +33,9 @@ MAX_LIVES = 12
 FLOWS = '''
 from baton import flow
 
+# A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
+pytestmark = pytest.mark.slow
+
 for _n in ("credit_check", "reserve", "release", "ship", "recall", "provision", "bill",
            "activate", "deactivate"):
     flow(f"orders.{_n}")(lambda ctx, _n=_n: {"done": _n})

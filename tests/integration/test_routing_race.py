@@ -20,6 +20,9 @@ from sqlalchemy import func, select, update
 from baton.store import schema as s
 from baton.work.team import ProfileChange
 
+# A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
+pytestmark = pytest.mark.slow
+
 ROUNDS, WORKERS, AGENTS, CAPACITY, ITEMS = 50, 4, 4, 2, 16
 
 DEFS = """

@@ -36,6 +36,9 @@ INSTRUMENT = '''
 import os, time
 from baton import flows as _flows
 
+# A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
+pytestmark = pytest.mark.slow
+
 _log = open(os.path.join(os.environ["BATON_TEST_EXEC_LOG"], f"exec-{os.getpid()}.log"), "a",
             buffering=1)
 

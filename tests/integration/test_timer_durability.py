@@ -52,6 +52,9 @@ stages:
 FLOWS = """
 from baton import flow
 
+# A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
+pytestmark = pytest.mark.slow
+
 
 @flow("t_timer.done")
 def done(ctx):
