@@ -19,6 +19,7 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from baton.engine.status import RunStatus
@@ -30,11 +31,11 @@ N = 12
 POINTS = ("after_commit", "after_claim", "after_flow")
 MAX_LIVES = 120
 
-FLOWS = '''
-from baton import flow
-
 # A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
 pytestmark = pytest.mark.slow
+
+FLOWS = '''
+from baton import flow
 
 
 @flow("crash_child.work")

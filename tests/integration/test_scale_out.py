@@ -31,13 +31,13 @@ WORKERS = 4
 HEARTBEAT_TIMEOUT = 4.0
 DEADLINE_S = 600
 
+# A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
+pytestmark = pytest.mark.slow
+
 INSTRUMENT = '''
 """Wraps every registered flow to log (pid, run, step, iteration, start, end) to a file."""
 import os, time
 from baton import flows as _flows
-
-# A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
-pytestmark = pytest.mark.slow
 
 _log = open(os.path.join(os.environ["BATON_TEST_EXEC_LOG"], f"exec-{os.getpid()}.log"), "a",
             buffering=1)

@@ -20,6 +20,7 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from baton.runtime.engine import Engine
@@ -29,6 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 N_RUNS = 40
 POINTS = ("after_claim", "after_flow", "after_commit")
 MIN_KILLS = 3  # per point
+
+# A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
+pytestmark = pytest.mark.slow
 
 DEFS = """
 kind: object
@@ -51,9 +55,6 @@ stages:
 
 FLOWS = """
 from baton import flow
-
-# A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
-pytestmark = pytest.mark.slow
 
 
 @flow("t_timer.done")
