@@ -29,9 +29,11 @@ def route(ctx: FlowContext) -> dict[str, Any]:
                               "dealers_named": len(ids)}
     decision = "routed"
     if len(ids) > 1:
-        decision = "several_dealers"
-        update["queue"] = "dispatch"
-    elif not ids or intent.get("outcome") == "review":
+        # one child case per dealer (the several_dealers stage): each is routed on its own
+        update["status"] = "Split"
+        ctx.update_record(update)
+        return {"decision": "several_dealers", "queue": None}
+    if not ids or intent.get("outcome") == "review":
         decision = "dispatch"
         update["queue"] = "dispatch"
     if ids:
@@ -40,6 +42,24 @@ def route(ctx: FlowContext) -> dict[str, Any]:
         if decision == "routed":
             update["queue"] = queue_for(str(dealer.get("pod")), category)
     update["status"] = "Dispatch" if decision != "routed" else "Routed"
+    ctx.update_record(update)
+    return {"decision": decision, "queue": update["queue"]}
+
+
+@flow("dealers.route_split")
+def route_split(ctx: FlowContext) -> dict[str, Any]:
+    """A child case of a split message (dealer_case): the dealer and the intent came from
+    the message's case; the same rule gives the queue (``dispatch`` without an intent)."""
+    dealer = ctx.records.get(str(ctx.record["dealer"])) or {}
+    intent = ctx.record.get("intent")
+    update: dict[str, Any] = {"brand": dealer.get("brand"), "pod": dealer.get("pod"),
+                              "dealers_named": 1}
+    if intent in TEAMS:
+        update.update(queue=queue_for(str(dealer.get("pod")), str(intent)), status="Routed")
+        decision = "routed"
+    else:
+        update.update(queue="dispatch", status="Dispatch")
+        decision = "dispatch"
     ctx.update_record(update)
     return {"decision": decision, "queue": update["queue"]}
 
@@ -57,10 +77,15 @@ def retention(ctx: FlowContext) -> dict[str, Any]:
 def close(ctx: FlowContext) -> dict[str, Any]:
     """Close the case with the resolution the person wrote (a retention call's status stays)."""
     update: dict[str, Any] = {}
-    for name in ("answer", "dispatch", "split_by_hand"):
+    for name in ("answer", "dispatch"):
         step = ctx.steps.get(name)
         if step is not None and step.output:
             update["resolution"] = step.output.get("resolution")
+    split = ctx.steps.get("split")
+    if split is not None and split.output:
+        children = split.output.get("children") or []
+        update["resolution"] = f"split into {len(children)} cases: " + ", ".join(
+            str(c["record_id"]) for c in children)
     if ctx.record.get("status") not in ("Retained", "Cancelled"):
         update["status"] = "Closed"
     ctx.update_record(update)

@@ -54,8 +54,15 @@ def test_dealer_mail_over_smtp_is_classified_matched_and_routed(tmp_path: Path) 
         assert cells[1] == "created" and cells[2] == intent, cells
         assert cells[4] == dealer and cells[5] == queue and cells[6] == stage, cells
         assert 0 < float(cells[3]) <= 1, cells
-    # two dealers in one message: a dispatcher splits it (until case splitting is wired)
-    assert row(out, "26_two_dealers_en")[4:7] == ["2 dealers", "dispatch", "several_dealers"]
+    # two dealers in one message: one child case per dealer, each routed to its pod (both
+    # dealers are in pod_south); the message's case waits for them in several_dealers
+    assert row(out, "26_two_dealers_en")[2] == "technical", row(out, "26_two_dealers_en")
+    assert row(out, "26_two_dealers_en")[4:7] == ["2 dealers", "split", "several_dealers"]
+    children = sorted(cells[4:7] for cells in (
+        [c.strip() for c in line.strip("│ ").split("│")] for line in out.splitlines())
+        if cells and cells[0] == "↳ 26_two_dealers_en")
+    assert children == [["Bayview Solenne", "pod_south_technical", "handle"],
+                        ["Riverside Vantor", "pod_south_technical", "handle"]], out
     # a private sender naming no dealer: a dispatcher
     assert row(out, "27_unknown_dealer_en")[4:7] == ["none found", "dispatch", "dispatch"]
     # a reply goes onto its case; automatic mail makes none

@@ -27,6 +27,7 @@ from baton.runtime.worker import Worker
 
 MAILBOX = "support@dealers.baton.example"
 ORCHESTRATION = "dealer_support"
+CHILD = "dealer_case"  # a split message's child case per dealer
 EXPLAINED = "23_signature_group_en"  # whose rationale is printed: a signature that must not decide
 
 
@@ -118,7 +119,9 @@ def _cases_by_message(engine: Engine) -> dict[str, str]:
 
 
 def _runs(engine: Engine) -> list[Any]:
-    return engine.list_runs(limit=500, orchestration=ORCHESTRATION)
+    """The messages' runs and the child cases' runs."""
+    return (engine.list_runs(limit=500, orchestration=ORCHESTRATION)
+            + engine.list_runs(limit=500, orchestration=CHILD))
 
 
 def _busy(engine: Engine) -> bool:
@@ -149,16 +152,26 @@ def _outcomes(engine: Engine, demo: DealerDemo) -> None:
             rows.append([d.name, d.reply, "", "", "", "", "" if rec is None
                          else f"onto {d.record_id}"])
             continue
-        named = int(rec.get("dealers_named") or 0)
-        dealer = (f"{named} dealers" if named > 1 else engine.get_record(rec["dealer"])["name"]
-                  if rec.get("dealer") else "none found")
-        conf = rec.get("confidence")
-        rows.append([d.name, d.reply, rec.get("intent") or "", f"{float(conf):.2f}"
-                     if conf is not None else "", dealer, rec.get("queue") or "",
-                     run.current_stage or ""])
+        rows.append([d.name, d.reply, *_cells(engine, rec, run)])
+        split = run.steps.get("split")
+        for child in (split.children or []) if split is not None else []:
+            case = engine.get_record(str(child["record_id"]))
+            child_run = engine.get_run(str(child["run_id"]))
+            rows.append([f"  ↳ {d.name}", "split", *_cells(engine, case, child_run)])
     table("Dealer support: the messages sent over SMTP and what became of them",
           ["message", "smtp", "intent", "confidence", "dealer account", "queue", "stage"], rows,
           ids=("message", "intent", "queue"))
+
+
+def _cells(engine: Engine, rec: dict[str, Any], run: Any) -> list[str]:
+    """intent, confidence, dealer account, queue, stage of one case."""
+    named = int(rec.get("dealers_named") or 0)
+    dealer = (f"{named} dealers" if named > 1 else engine.get_record(rec["dealer"])["name"]
+              if rec.get("dealer") else "none found")
+    conf = rec.get("confidence")
+    queue = rec.get("queue") or ("split" if rec.get("status") == "Split" else "")
+    return [rec.get("intent") or "", f"{float(conf):.2f}" if conf is not None else "",
+            dealer, queue, run.current_stage or ""]
 
 
 def _rationale(engine: Engine, demo: DealerDemo) -> None:
