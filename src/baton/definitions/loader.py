@@ -584,6 +584,10 @@ def build(doc: ParsedDocument) -> LoadedDefinition:
         definition = build_fulfillment(data, _build_trigger(data["trigger"]))
     elif data["kind"] == "routing":
         definition = build_rule(data["name"], data)
+    elif data["kind"] == "intake_form":
+        from baton.definitions.intake_form import build_intake_form
+
+        definition = build_intake_form(data)
     else:
         definition = _build_orchestration(data, doc.lines)
     return LoadedDefinition(data["kind"], definition.name, definition, doc.source, doc.file,

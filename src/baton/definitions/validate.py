@@ -41,6 +41,7 @@ from baton.definitions.checks import (
     unknown,
 )
 from baton.definitions.connection import check_connection
+from baton.definitions.intake_form import check_intake_form
 from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
 from baton.definitions.plans import check_catalog, check_fulfillment
 from baton.definitions.routing import check_routing_document
@@ -51,7 +52,7 @@ from baton.steps import registry
 from baton.steps.base import StepType
 
 KINDS = ("object", "orchestration", "calendar", "mailbox", "connection", "catalog", "fulfillment",
-         "routing")
+         "routing", "intake_form")
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
                  "extra_dates")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -233,6 +234,8 @@ def _check_document(ck: Checker, env: Env) -> None:
         _check_fulfillment(ck, data, env)
     elif kind == "routing":
         check_routing_document(ck, data)
+    elif kind == "intake_form":
+        check_intake_form(ck, data, env.shapes, env.object_types)
     else:
         _check_orchestration(ck, data, env)
 

@@ -226,7 +226,7 @@ class DefinitionRepo:
         if key not in self._sources:
             raise NotFound(kind, f"{name} v{version}")
         source, file = self._sources[key]
-        if kind in ("orchestration", "mailbox", "fulfillment"):  # they read the object types' fields
+        if kind in ("orchestration", "mailbox", "fulfillment", "intake_form"):  # they read fields
             objects = self.object_types()
         else:  # an object type's ref fields only need the names of the other types
             objects = {n: ObjectTypeDefinition(n, ()) for (k, n) in self._active if k == "object"}
@@ -309,6 +309,13 @@ class DefinitionRepo:
         self.refresh(tx)
         return {name: self._parse("mailbox", name, v)
                 for (kind, name), v in list(self._active.items()) if kind == "mailbox"}
+
+    def intake_forms(self) -> dict[str, Any]:
+        """The active version of every ``kind: intake_form``, by name
+        (:class:`~baton.definitions.intake_form.IntakeFormDefinition`)."""
+        self.refresh()
+        return {name: self._parse("intake_form", name, v)
+                for (kind, name), v in list(self._active.items()) if kind == "intake_form"}
 
     def object_types(self) -> dict[str, ObjectTypeDefinition]:
         self.refresh()

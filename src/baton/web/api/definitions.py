@@ -29,6 +29,7 @@ class Kind(str, Enum):
     connection = "connection"
     routing = "routing"
     mailbox = "mailbox"
+    intake_form = "intake_form"
 
 
 class DefinitionFiles(RequestBody):

@@ -13,6 +13,7 @@ from baton.web.ui import (
     auth,
     definitions,
     fallout,
+    forms,
     monitor,
     records,
     run_actions,
@@ -23,7 +24,8 @@ from baton.web.ui import (
 from baton.web.ui.base import LoginRequired, login_redirect, render_html_error
 
 router = APIRouter(include_in_schema=False)
-for _module in (auth, work, monitor, run_actions, records, definitions, fallout, settings, team):
+for _module in (auth, work, monitor, run_actions, records, definitions, fallout, settings, team,
+                forms):
     router.include_router(_module.router)
 
 
