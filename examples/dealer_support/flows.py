@@ -41,6 +41,7 @@ def route(ctx: FlowContext) -> dict[str, Any]:
         update.update(dealer=ids[0], brand=dealer.get("brand"), pod=dealer.get("pod"))
         if decision == "routed":
             update["queue"] = queue_for(str(dealer.get("pod")), category)
+            update["team"] = TEAMS[category]
     update["status"] = "Dispatch" if decision != "routed" else "Routed"
     ctx.update_record(update)
     return {"decision": decision, "queue": update["queue"]}
@@ -55,7 +56,8 @@ def route_split(ctx: FlowContext) -> dict[str, Any]:
     update: dict[str, Any] = {"brand": dealer.get("brand"), "pod": dealer.get("pod"),
                               "dealers_named": 1}
     if intent in TEAMS:
-        update.update(queue=queue_for(str(dealer.get("pod")), str(intent)), status="Routed")
+        update.update(queue=queue_for(str(dealer.get("pod")), str(intent)), status="Routed",
+                      team=TEAMS[str(intent)])
         decision = "routed"
     else:
         update.update(queue="dispatch", status="Dispatch")

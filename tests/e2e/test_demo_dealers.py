@@ -1,8 +1,9 @@
 """``baton demo``'s dealer-support part, end to end: the 31 messages of
 examples/dealer_support/mail go through the real SMTP listener (an smtplib client on
 loopback), the offline AI classifies the intent and matches the dealer account, the rules
-route each case to its brand pod's queue, and the outcome table and one case's rationale
-are printed; ``baton records timeline`` shows the same rationale. One subprocess run of the
+route each case to its brand pod's team, where a routing rule gives it to an agent by
+skills and capacity as the agents come online, and the outcome table, the routing and one
+case's rationale are printed; ``baton records timeline`` shows the same rationale. One subprocess run of the
 demo with the other examples at 0 (the AI part trains one small classifier: a few seconds
 of CPU, longer on a loaded machine)."""
 
@@ -87,6 +88,14 @@ def test_dealer_mail_over_smtp_is_classified_matched_and_routed(tmp_path: Path) 
     # every case ended once the agents answered (retention kept one cancellation in two)
     assert re.search(r"\((2[0-9]) of \1 runs completed\)", out), out
     assert re.search(r"Retained\s*│\s*cancellation", out), out
+
+    # routing (issue 15 item 6): half the agents online first, so cases wait for routing;
+    # the rest come online and take them; the explained case's routing reasons
+    waves = re.search(r"Routing with 4 of 8 agents online \((\d+) cases wait for routing\)", out)
+    assert waves and int(waves.group(1)) > 0, out
+    assert "Routing once all 8 agents are online" in out, out
+    assert re.search(r"answer → (sofia|sara) \(rule pod_agents; least_loaded;", out), out
+    assert "skill missing: pod:pod_south" in out, out
 
     timeline = ok(baton("--db", db, "records", "timeline", why.group(1), cwd=tmp_path)).stdout
     assert "classified: billing" in timeline and "bayview-solenne.example" in timeline, timeline

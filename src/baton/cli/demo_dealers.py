@@ -26,6 +26,20 @@ from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
 
 MAILBOX = "support@dealers.baton.example"
+AGENT_QUEUE = "dealer_agents"  # routing.yaml's pod_agents takes its candidates from it
+AGENTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    # name: (pod, teams, brands) -> skills pod:..., team:..., brand:...; capacity 3 each
+    "nora": ("pod_north", ("sales", "billing"), ("Aurora",)),
+    "niklas": ("pod_north", ("technical", "privacy"), ("Kestrel",)),
+    "nadia": ("pod_north", ("retention", "billing", "sales"), ("Kestrel",)),
+    "noah": ("pod_north", ("technical", "privacy", "retention"), ("Aurora",)),
+    "sofia": ("pod_south", ("sales", "billing"), ("Vantor",)),
+    "sven": ("pod_south", ("technical", "privacy"), ("Solenne",)),
+    "sara": ("pod_south", ("retention", "technical", "billing"), ("Vantor", "Solenne")),
+    "selin": ("pod_south", ("sales", "privacy", "retention"), ("Solenne",)),
+}
+FIRST_WAVE = ("nora", "niklas", "sofia", "sven")  # online when the mail arrives; the rest later
+CAPACITY = 3
 ORCHESTRATION = "dealer_support"
 CHILD = "dealer_case"  # a split message's child case per dealer
 EXPLAINED = "23_signature_group_en"  # whose rationale is printed: a signature that must not decide
@@ -62,6 +76,7 @@ def run_dealer_support(engine: Engine, folder: Path, *, patience_s: float = 120.
     engine.deploy([project.definitions_dir], actor="demo")
     dealers = yaml.safe_load((folder / "dealers.yaml").read_text(encoding="utf-8"))
     engine.create_records("Dealer", list(dealers), actor="demo")
+    _agents_join(engine)
     demo = DealerDemo()
     mails = sorted((folder / "mail").glob("*.eml"))
     from baton.cli.demo import _free_port
@@ -83,11 +98,80 @@ def run_dealer_support(engine: Engine, folder: Path, *, patience_s: float = 120.
         _work_until_people(engine, worker, patience_s)
         _outcomes(engine, demo)
         _rationale(engine, demo)
+        _second_wave(engine, worker, demo, patience_s)
         demo.agents_completed = _agents_finish(engine, worker, patience_s)
     finally:
         worker.store.unregister_worker(worker.id)
     _statuses(engine)
     return demo
+
+
+def _agents_join(engine: Engine) -> None:
+    """The pods' agents with their routing profiles; only the first wave is online yet."""
+    from baton.work.team import ProfileChange
+
+    for name, (pod, teams, brands) in AGENTS.items():
+        if engine.directory.find_user(name) is None:
+            engine.directory.add_user(name, roles=["agent"], queues=[AGENT_QUEUE])
+        skills: dict[str, int | None] = {f"pod:{pod}": None}
+        skills.update({f"team:{t}": None for t in teams})
+        skills.update({f"brand:{b}": 3 for b in brands})
+        engine.team.update(name, ProfileChange(
+            skills=skills, capacity=CAPACITY,
+            availability="available" if name in FIRST_WAVE else "offline"), "demo")
+
+
+def _waiting_for_routing(engine: Engine) -> list[Any]:
+    return [i for i in engine.list_work(limit=500, statuses=["open"])
+            if i["assignee_kind"] == "queue" and i["assignee"] == AGENT_QUEUE]
+
+
+def _second_wave(engine: Engine, worker: Worker, demo: DealerDemo, patience_s: float) -> None:
+    """Print who has what and what waits (nobody eligible: offline or at capacity), bring
+    the other agents online, and print it again with one case's routing reasons."""
+    from baton.cli.main import describe_event
+    from baton.work.team import ProfileChange
+
+    waiting = len(_waiting_for_routing(engine))
+    _routing_table(engine, f"Routing with {len(FIRST_WAVE)} of {len(AGENTS)} agents online "
+                           f"({waiting} cases wait for routing)")
+    for name in AGENTS:
+        if name not in FIRST_WAVE:
+            engine.team.update(name, ProfileChange(availability="available"), "demo")
+    _work_until_people(engine, worker, patience_s)
+    waiting = len(_waiting_for_routing(engine))
+    _routing_table(engine, f"Routing once all {len(AGENTS)} agents are online ({waiting} cases "
+                           "wait: their pod's team is at capacity until an agent answers one)")
+    for f in engine.team.figures():
+        if f["queue"] in (AGENT_QUEUE, f"queue:{AGENT_QUEUE}"):
+            median = f["median_to_assignment_s"]
+            console.print(f"Waits in {AGENT_QUEUE}: {f['routed_last_hour']} routed in the last "
+                          f"hour, median {median if median is not None else '-'} s from "
+                          f"creation to assignment, {f['waiting']} waiting")
+    chosen = next((d for d in demo.deliveries if d.name == EXPLAINED and d.record_id), None)
+    if chosen is not None and chosen.record_id is not None:
+        routed = [e for e in engine.timeline(chosen.record_id)
+                  if e["type"] in ("routed", "waiting_for_routing")]
+        console.print(f"\n[bold]Routing[/bold] of case {chosen.record_id} ({chosen.name}), "
+                      "as its timeline holds it:")
+        for e in routed:
+            console.print(f"  {e['at'][11:23]}  {escape(describe_event(e))}")
+        console.print()
+
+
+def _routing_table(engine: Engine, title: str) -> None:
+    open_items = engine.list_work(limit=500, statuses=["open", "claimed"])
+    held: dict[str, int] = {}
+    for i in open_items:
+        if i["assignee_kind"] == "user":
+            held[i["assignee"]] = held.get(i["assignee"], 0) + 1
+    rows = []
+    for name, (pod, teams, brands) in AGENTS.items():
+        profile = engine.team.get(name)
+        rows.append([name, pod, ", ".join(teams), ", ".join(brands), profile.availability,
+                     f"{held.get(name, 0)} of {CAPACITY}"])
+    table(title, ["agent", "pod", "teams", "brands", "availability", "cases held"], rows,
+          ids=("agent",))
 
 
 def _send(client: smtplib.SMTP, path: Path) -> Delivery:
@@ -126,8 +210,10 @@ def _runs(engine: Engine) -> list[Any]:
 
 def _busy(engine: Engine) -> bool:
     """Is a case still with the machine (not ended, not waiting for a person or an operator)?"""
+    # (a split message's run waits for its child cases: that is the children's business)
     return any(r.status == RunStatus.IN_PROGRESS
                and not any(s.status in (StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT)
+                           or (s.status == StepStatus.RUNNING and s.children is not None)
                            for s in r.steps.values()) for r in _runs(engine))
 
 
@@ -201,7 +287,10 @@ def _agents_finish(engine: Engine, worker: Worker, patience_s: float) -> int:
         mine = [i for i in items if engine.get_record(str(i["record_id"]))["object_type"]
                 == "DealerCase"] if items else []
         for item in mine:
-            agent = f"agent-{item['assignee']}"
+            if item["assignee_kind"] == "queue" and item["assignee"] == AGENT_QUEUE:
+                continue  # waits for routing: an agent gets it when one is free
+            agent = (item["assignee"] if item["assignee_kind"] == "user"
+                     else f"agent-{item['assignee']}")
             if item["status"] == WorkItemStatus.OPEN:
                 engine.claim(item["id"], agent)
             else:
@@ -214,7 +303,9 @@ def _agents_finish(engine: Engine, worker: Worker, patience_s: float) -> int:
             engine.complete(item["id"], agent, data)
             done += 1
         moved = worker.run_once()
-        if not mine and not moved:
+        actionable = [i for i in mine
+                      if not (i["assignee_kind"] == "queue" and i["assignee"] == AGENT_QUEUE)]
+        if not actionable and not moved:
             if not _busy(engine):
                 break  # ended, or in fallout (the summary shows it)
             time.sleep(0.05)
