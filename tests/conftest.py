@@ -132,3 +132,15 @@ def harness(tmp_path: Path, clock: VirtualClock, db_url: str) -> Iterator[Harnes
     h = Harness(tmp_path, clock, db_url)
     yield h
     h.engine.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked ``pg_slow`` is a long one on PostgreSQL: its PostgreSQL variant is also
+    ``slow`` (CI runs it; a local ``./scripts/test`` runs the SQLite variant only), so the
+    local suite stays short while CI still covers both databases. (First, so that ``-m``
+    deselects what this marks.)"""
+    for it in items:
+        params = getattr(getattr(it, "callspec", None), "params", {})
+        if it.get_closest_marker("pg_slow") is not None and "postgres" in params.values():
+            it.add_marker(pytest.mark.slow)

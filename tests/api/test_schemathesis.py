@@ -60,6 +60,9 @@ from tests.api.fuzzing import (
 from tests.conftest import _pg_admin, _pg_url_for
 from tests.procs import eventually
 
+# The whole fuzz on PostgreSQL is CI's (its SQLite run covers the same operations locally).
+pytestmark = pytest.mark.pg_slow
+
 MAX_EXAMPLES = 10  # per operation and mode (positive, negative), as the admin
 AGENT_EXAMPLES = 4  # and no coverage phase: most answers are the same 403
 STATEFUL_SCENARIOS = 40  # per suite

@@ -11,11 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS = {"--help", "--version", "runs list", "runs show", "work list", "records list", "records show",
             "definitions list", "definitions show", "fallout list", "incidents list"}
 
 
+@pytest.mark.pg_slow  # eleven timed subprocesses: PostgreSQL's in CI
 def test_cli_bench_measures_every_read_command(tmp_path: Path, db_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
     env["PYTHONPATH"] = str(REPO / "src")

@@ -191,6 +191,7 @@ def _run_in_terminal(args: list[str], cwd: Path, timeout: float = 300) -> tuple[
             proc.kill()
 
 
+@pytest.mark.pg_slow  # a terminal session per long command: PostgreSQL's in CI
 def test_progress_bars_on_a_terminal_only(tmp_path: Path, db_url: str) -> None:
     proj = make_project(tmp_path / "proj", db_url)
     for i in range(30):  # a deploy of many files
