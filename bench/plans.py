@@ -13,16 +13,20 @@ in one call before the measured submit (creating records is not planning).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from baton.cli.demo_carrier import DemoCarrier, pointed_at
 from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
+from baton.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "order_fulfillment"
 PRODUCTS = ("LAPTOP-PRO", "DOCK", "BROADBAND")
@@ -43,8 +47,12 @@ def _engine(folder: Path) -> Engine:
     spec = importlib.util.spec_from_file_location("bench_plan_flows", EXAMPLE / "flows.py")
     assert spec is not None and spec.loader is not None
     spec.loader.exec_module(importlib.util.module_from_spec(spec))  # registers the flows
-    eng = Engine(f"sqlite:///{folder / 'baton.db'}")
-    eng.deploy([EXAMPLE / "definitions"], known_flows=None)
+    # the ship steps are callouts: a real carrier on loopback (baton demo's) books them
+    carrier = DemoCarrier(busy_first=False).start()
+    settings = dataclasses.replace(Settings.from_environment(os.environ),
+                                   secrets_env={"CARRIER_TOKEN": carrier.token})
+    eng = Engine(f"sqlite:///{folder / 'baton.db'}", settings=settings)
+    eng.deploy(texts=pointed_at(EXAMPLE / "definitions", carrier.url), known_flows=None)
     return eng
 
 

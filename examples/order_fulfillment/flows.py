@@ -31,11 +31,6 @@ def release(ctx: FlowContext) -> dict[str, Any]:
     return {"released": _lines(ctx)[0]["key"]}
 
 
-@flow("orders.ship")
-def ship(ctx: FlowContext) -> dict[str, Any]:
-    return {"tracking": f"TRK-{_lines(ctx)[0]['key']}"}
-
-
 @flow("orders.recall")
 def recall(ctx: FlowContext) -> dict[str, Any]:
     return {"recalled": _lines(ctx)[0]["key"]}

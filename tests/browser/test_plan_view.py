@@ -4,6 +4,7 @@ each box linking to its step. Its own server over examples/order_fulfillment."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from baton.cli.demo_carrier import DemoCarrier, pointed_at
 from tests.browser.conftest import PASSWORDS, REPO, Server, _answers, login, shot
 from tests.net import free_port
 from tests.procs import eventually
@@ -30,6 +32,9 @@ def plan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     project = base / "order_fulfillment"
     shutil.copytree(REPO / "examples" / "order_fulfillment", project,
                     ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
+    carrier = DemoCarrier().start()  # the ship callouts book with a real carrier on loopback
+    for name, text in pointed_at(project / "definitions", carrier.url).items():
+        (project / "definitions" / name).write_text(text)
     port = free_port()
     srv = Server(f"http://127.0.0.1:{port}", project, f"sqlite:///{base / 'baton.db'}",
                  base / "serve.log")
@@ -40,7 +45,8 @@ def plan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from baton.cli.main import main; main()", "--project",
              str(project), "--db", srv.db, "serve", "--port", str(port)],
-            cwd=project, stdout=log, stderr=subprocess.STDOUT)
+            cwd=project, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "CARRIER_TOKEN": carrier.token})
         try:
             eventually(lambda: _answers(srv.url), timeout=60, what="baton serve")
             yield srv
@@ -51,6 +57,7 @@ def plan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+            carrier.stop()
 
 
 def test_plan_swimlanes(plan_server: Server, browser: Any) -> None:

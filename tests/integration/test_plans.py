@@ -1,15 +1,19 @@
 """Fulfillment plans (issue 13): an order submitted with its lines is decomposed and gets
 one plan run executed by the engine; PONR refuses cancel; cancel before it compensates in
-reverse dependency order. Real Engine and Worker on SQLite and PostgreSQL, virtual time."""
+reverse dependency order. Real Engine and Worker on SQLite and PostgreSQL, virtual time; the
+``ship`` steps are callouts to a real carrier service on loopback (``baton demo``'s)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from baton import flow
+from baton.cli.demo_carrier import DemoCarrier, pointed_at
 from baton.errors import TransitionConflict, ValidationError
 from baton.flows import FlowContext
 from tests.conftest import Harness
@@ -36,8 +40,37 @@ def _reset() -> None:
     CALLS.clear()
 
 
+@pytest.fixture
+def carrier() -> Iterator[DemoCarrier]:
+    c = DemoCarrier().start()
+    yield c
+    c.stop()
+
+
+_CARRIER: list[DemoCarrier] = []
+
+
+@pytest.fixture(autouse=True)
+def _the_carrier(carrier: DemoCarrier) -> Iterator[None]:
+    _CARRIER.append(carrier)
+    yield
+    _CARRIER.clear()
+
+
+def _work(h: Harness) -> None:
+    """Run the workers until idle, then a minute later once more: a ship callout the
+    carrier answered 503 is retried after its back-off (virtual time)."""
+    h.work()
+    h.clock.advance(timedelta(minutes=1))
+    h.work()
+
+
 def _deploy(h: Harness) -> None:
-    h.engine.deploy([EXAMPLE], known_flows=None)
+    """The example, its carrier connection pointed at this test's carrier (and its token in
+    the worker's environment)."""
+    carrier = _CARRIER[-1]
+    h.setenv(CARRIER_TOKEN=carrier.token)
+    h.engine.deploy(texts=pointed_at(EXAMPLE, carrier.url), known_flows=None)
 
 
 LINES = [
@@ -80,12 +113,12 @@ def test_submitted_order_gets_one_plan_by_lane(harness: Harness) -> None:
 def test_plan_runs_on_the_engine_and_ponr_refuses_cancel(harness: Harness) -> None:
     _deploy(harness)
     order = _order(harness)
-    harness.work()
+    _work(harness)
     items = harness.engine.list_work(queue="installers")
     assert len(items) == 2
     for it in items:
         harness.engine.complete(it["id"], "tech", {})
-    harness.work()
+    _work(harness)
     plan = harness.engine.plans.show(order)
     assert plan["status"] == "completed"
     assert {s["status"] for s in plan["steps"]} == {"completed"}
@@ -100,13 +133,13 @@ def test_plan_runs_on_the_engine_and_ponr_refuses_cancel(harness: Harness) -> No
 def test_cancel_before_ponr_rolls_back_in_reverse_dependency_order(harness: Harness) -> None:
     _deploy(harness)
     order = _order(harness)
-    harness.work()  # everything but the installs (manual) and what waits for them
+    _work(harness)  # everything but the installs (manual) and what waits for them
     status = {s["name"]: s["status"] for s in harness.engine.plans.show(order)["steps"]}
     assert status["ship[L2.1]"] == "completed" and status["billing"] == "not_started"
     out = harness.engine.plans.cancel(order, "customer canceled", "test")
     assert out["rollbacks"] == ["rollback_reserve[L2.1]", "rollback_ship[L2.1]"]
     CALLS.clear()
-    harness.work()
+    _work(harness)
     # ship is undone before reserve: it depended on it
     assert CALLS == ["recall:L2.1", "release:L2.1"]
     plan = harness.engine.plans.show(order)
@@ -129,7 +162,7 @@ def test_lines_are_created_with_the_order_atomically(harness: Harness) -> None:
 def test_amend_plans_only_the_difference(harness: Harness) -> None:
     _deploy(harness)
     order = _order(harness)
-    harness.work()  # up to the manual installations
+    _work(harness)  # up to the manual installations
     before = harness.engine.get_run(harness.engine.plans.show(order)["run_id"])
     lyon = next(r for r in harness.engine.list_records("OrderLine", limit=50)
             if (r.get("attributes") or {}).get("site") == "LYON")
@@ -144,11 +177,14 @@ def test_amend_plans_only_the_difference(harness: Harness) -> None:
     CALLS.clear()
     out = harness.engine.plans.amend(order, "test")
     assert out["revision"] == 2
-    harness.work()
+    _work(harness)
     after = harness.engine.get_run(before.id)
     # unchanged steps were not run again: the same completion
     assert after.steps["reserve[L2.1]"].completed_at == before.steps["reserve[L2.1]"].completed_at
-    assert sorted(CALLS) == ["provision:L6.1", "reserve:L6.1", "ship:L6.1"]
+    assert sorted(CALLS) == ["provision:L6.1", "reserve:L6.1"]
+    # ship[L2.1] booked once before the amend (after the carrier's one busy answer), the
+    # added line's ship[L6.1] now: two shipments, each under its own idempotency key
+    assert _CARRIER[-1].stats.booked == 2 and _CARRIER[-1].stats.busy == 1
     assert "install[LYON]" not in after.steps
     assert [i["step"] for i in harness.engine.list_work(queue="installers")] == ["install[PARIS]"]
     plan = harness.engine.plans.show(order)
@@ -159,7 +195,7 @@ def test_amend_plans_only_the_difference(harness: Harness) -> None:
 def test_amend_compensates_a_removed_completed_step(harness: Harness) -> None:
     _deploy(harness)
     order = _order(harness)
-    harness.work()
+    _work(harness)
     laptop = next(r for r in harness.engine.list_records("OrderLine", limit=50)
               if r["product"] == "LAPTOP-PRO")
     harness.engine.update_record(laptop["id"], {"action": "cancel"})
@@ -168,6 +204,6 @@ def test_amend_compensates_a_removed_completed_step(harness: Harness) -> None:
     CALLS.clear()
     out = harness.engine.plans.amend(order, "test")
     assert out["compensation_run_id"]
-    harness.work()
+    _work(harness)
     assert CALLS == ["recall:L2.1", "release:L2.1"]
     assert harness.engine.get_run(out["compensation_run_id"]).status.value == "completed"

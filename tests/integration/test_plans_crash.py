@@ -12,7 +12,6 @@ SIGKILL needs real processes.)
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from baton.cli.demo_carrier import DemoCarrier, pointed_at
 from baton.engine.status import RunStatus
 from baton.runtime.engine import Engine
 from baton.store import schema as s
@@ -43,9 +43,11 @@ for _n in ("credit_check", "reserve", "release", "ship", "recall", "provision", 
 '''
 
 
-def _baton(project: Path, db_url: str, *args: str, fault: str | None = None
-           ) -> subprocess.CompletedProcess[str]:
+def _baton(project: Path, db_url: str, *args: str, fault: str | None = None,
+           carrier: DemoCarrier | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("BATON_FAULT", "BATON_DB")}
+    if carrier is not None:  # the ship callouts' token, in the worker's environment
+        env["CARRIER_TOKEN"] = carrier.token
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
     if fault is not None:
         env["BATON_FAULT"] = fault
@@ -64,7 +66,11 @@ def test_killed_workers_finish_the_compensation_once(tmp_path: Path) -> None:
     # seconds each on a loaded machine (the child-run and callout crash tests cover both).
     db_url = f"sqlite:///{tmp_path / 'baton.db'}"
     project = tmp_path / "proj"
-    shutil.copytree(EXAMPLE, project / "definitions")
+    # the ship steps call a real carrier on loopback (not busy: each books at once)
+    carrier = DemoCarrier(busy_first=False).start()
+    (project / "definitions").mkdir(parents=True)
+    for name, text in pointed_at(EXAMPLE, carrier.url).items():
+        (project / "definitions" / name).write_text(text)
     (project / "baton.toml").write_text('flows = ["flows"]\n')
     (project / "flows.py").write_text(FLOWS)
     assert _baton(project, db_url, "deploy").returncode == 0
@@ -76,7 +82,7 @@ def test_killed_workers_finish_the_compensation_once(tmp_path: Path) -> None:
         laptops.append({"product": "BROADBAND", "attributes": {"site": "PARIS", "speed": "1G"}})
         order = engine.create_record("Order", {"number": "O-9", "status": "Submitted"},
                                      children={"OrderLine": laptops})["id"]
-        done = _baton(project, db_url, "worker", "--until-idle")
+        done = _baton(project, db_url, "worker", "--until-idle", carrier=carrier)
         assert done.returncode == 0, done.stderr
         out = engine.plans.cancel(order, "customer canceled", "test")
         assert len(out["rollbacks"]) == 6
@@ -88,7 +94,7 @@ def test_killed_workers_finish_the_compensation_once(tmp_path: Path) -> None:
             # a worker killed at each point in turn, then one left to finish
             point = POINTS[life] if life < len(POINTS) else None
             proc = _baton(project, db_url, "worker", "--until-idle", "--batch", "1",
-                          fault=f"{point}@1" if point else None)
+                          fault=f"{point}@1" if point else None, carrier=carrier)
             assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
             assert "Traceback" not in proc.stderr, proc.stderr
             if proc.returncode == -signal.SIGKILL and point:
@@ -107,5 +113,7 @@ def test_killed_workers_finish_the_compensation_once(tmp_path: Path) -> None:
                 completed.index(f"rollback_reserve[{line}]")
         assert engine.plans.show(order)["status"] == "canceled"
         assert _jobs(engine) == 0
+        assert carrier.stats.booked == 3  # one shipment per laptop line, each booked once
     finally:
         engine.close()
+        carrier.stop()

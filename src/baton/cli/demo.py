@@ -28,7 +28,10 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from baton.cli.demo_bank import DemoBank
+from baton.cli.demo_carrier import DemoCarrier
+from baton.cli.demo_carrier import pointed_at as carrier_pointed_at
 from baton.cli.output import console, table
+from baton.clock import parse_iso
 from baton.connections.calls import CALL_EVENT
 from baton.connections.mcp import close_shared_sessions
 from baton.engine.status import RunStatus, StepStatus, WorkItemStatus
@@ -70,19 +73,24 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
     for p in projects:
         p.import_flows()
     bank = DemoBank().start()
+    carrier = DemoCarrier().start()
     port = _free_port()
     # (The ERP connection's stdio command runs in its project folder; the bank needs none.)
     settings = dataclasses.replace(
         settings, public_url=f"http://127.0.0.1:{port}",
         project_dir=str(erp.resolve()) if n_leads else str(projects[1].root),
         secrets_env={**settings.secrets_env, "BANK_TOKEN": bank.token,
-                     "BANK_HMAC": bank.hmac_secret})
+                     "BANK_HMAC": bank.hmac_secret, "CARRIER_TOKEN": carrier.token})
     engine = Engine(f"sqlite:///{db_file.resolve()}", settings=settings)
     try:
         engine.deploy([projects[0].definitions_dir], actor="demo")
         engine.deploy(texts=_pointed_at(projects[1].definitions_dir, bank.url), actor="demo")
         for extra in projects[2:]:  # the ERP example (MCP over stdio), order fulfillment
-            engine.deploy([extra.definitions_dir], actor="demo")
+            if extra is order_project:  # its ship callouts go to the demo carrier
+                engine.deploy(texts=carrier_pointed_at(extra.definitions_dir, carrier.url),
+                              actor="demo")
+            else:
+                engine.deploy([extra.definitions_dir], actor="demo")
         console.print(f"Deployed the examples into [bold]{db_file}[/bold]; the demo bank "
                       f"listens at {bank.url}, Baton's API at {settings.public_url}.")
         with _api(engine, port):
@@ -95,8 +103,14 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
             run_dealer_support(engine, ex / "dealer_support")
     finally:
         bank.stop()
+        carrier.stop()
         engine.close()
     _bank_summary(bank)
+    if order_project is not None:
+        st = carrier.stats
+        table("Calls to the demo carrier (the orders' ship callouts)",
+              ["requests", "shipments booked", "busy (503, retried)", "repeats answered"],
+              [[st.requests, st.booked, st.busy, st.repeated]])
 
 
 ORDER_LINES: list[dict[str, Any]] = [
@@ -115,8 +129,18 @@ def _orders(engine: Engine) -> None:
     worker = Worker(engine, batch=64)
 
     def drain() -> None:
-        while worker.run_once():
-            pass
+        """Run until nothing is ready and nothing is due soon (a callout's retry is; an
+        SLA's timer hours away is not)."""
+        deadline = time.monotonic() + CALLBACK_PATIENCE_S
+        while time.monotonic() < deadline:
+            if worker.run_once():
+                continue
+            with engine.store.read() as tx:
+                due = tx.next_job_due_txn()
+            wait = None if due is None else (parse_iso(due) - engine.clock.now()).total_seconds()
+            if wait is None or wait > 10:
+                return
+            time.sleep(min(max(wait, 0.01), 1.0))
 
     ids = [str(engine.create_record("Order", {"number": f"DEMO-{i}", "customer": f"Customer {i}",
                                               "status": "Submitted"}, actor="demo",
