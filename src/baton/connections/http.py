@@ -44,7 +44,6 @@ import httpcore2
 import httpx2
 
 import baton
-
 from baton.connections.calls import (
     CallFailed,
     CallSummary,
