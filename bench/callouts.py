@@ -166,7 +166,7 @@ def _measure(engine: Engine, steps: int, threads: int, batch: int, rate: float, 
     if feeder is not None:
         feeder.start()
     while _completed(engine) < steps:
-        time.sleep(0.05)
+        time.sleep(0.1)
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - cpu0  # this process: the worker threads, their HTTP loop
     for w in workers:
@@ -179,8 +179,17 @@ def _measure(engine: Engine, steps: int, threads: int, batch: int, rate: float, 
 
 
 def _completed(engine: Engine) -> int:
+    """Runs completed so far: one count over the status index. (This polling runs in the
+    measured process every 0.1 s, so it must stay cheap: grouping every run by
+    orchestration, status and stage cost ~12 % of the window's CPU at 4,000 steps.)"""
+    from sqlalchemy import func, select
+
+    from baton.store import schema as s
+
+    t = s.runs
     with engine.store.read() as tx:
-        return int(sum(c for _o, status, _s, c in tx.count_runs_txn() if status == "completed"))
+        return int(tx.conn.execute(select(func.count()).select_from(t)
+                                   .where(t.c.status == "completed")).scalar_one())
 
 
 def _verify(engine: Engine, steps: int, elapsed: float, delay: float, counts: Any,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -61,7 +61,9 @@ class CallSummary:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # (every field is a str, an int or None: a shallow copy is the JSON; asdict's deep
+        # copy was a measurable part of each callout step)
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,20 @@
 coroutines on its own event loop thread (``baton-http``), so a thousand calls waiting on
 slow systems hold no thread each. Per connection it keeps:
 
-- one ``httpx2.AsyncClient`` (connection pool, timeouts, TLS verify or a custom CA file);
+- a pool of keep-alive ``httpcore2`` connections (the protocol layer under ``httpx2``: h11
+  framing, TLS, connect/read/write timeouts) and one TLS context (verify, or a custom CA
+  file), made on the first ``https`` call;
 - ``max_in_flight``: a semaphore; calls over it wait their turn on the loop;
 - ``rate_limit``: a token bucket (burst of one second's worth), for the whole process;
 - an OAuth2 client-credentials token, fetched once, refreshed before it expires and
   fetched again once when the API answers 401.
+
+The hot path drives ``httpcore2`` directly, not ``httpx2``'s client: its pool looked at every
+connection it held (a socket poll each) on each request placed and each response closed,
+and its request/response models doubled the per-call work; at hundreds of calls a second
+that was most of a worker's CPU. Here a call takes one idle connection (checked alone) and
+gives it back; ``max_in_flight`` already bounds how many exist. Redirects are not followed
+(a 3xx is the step's answer, as before); ``gzip``/``deflate`` bodies are decoded.
 
 Secrets are resolved (``baton.connections.secrets``) just before a call; their values
 go into the request and nowhere else: summaries redact them, error messages are scrubbed.
@@ -23,14 +32,18 @@ import logging
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
+import httpcore2
 import httpx2
 
+import baton
 from baton.connections.calls import (
     CallFailed,
     CallSummary,
@@ -55,7 +68,12 @@ T = TypeVar("T")
 TOKEN_REFRESH_MARGIN = 0.1  # refresh a token when less than this share of its life is left
 TOKEN_MIN_MARGIN_S = 5.0  # ...or less than this many seconds
 DEFAULT_TOKEN_LIFE_S = 300.0  # a token answer without expires_in
-SHARD_SIZE = 16  # connections per client of a connection (see _Connection)
+KEEPALIVE_S = 5.0  # an idle connection is closed after this long (httpx2's default)
+URL_CACHE = 1024  # parsed request URLs kept per connection (most steps call a few paths)
+# What every call sends unless the connection or the step sets it (as httpx2 did).
+BASE_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate",
+                "User-Agent": f"baton/{baton.__version__}"}
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # sent with Content-Length: 0 when empty
 
 
 @dataclass
@@ -86,40 +104,104 @@ class _Bucket:
             await asyncio.sleep((1.0 - self.tokens) / self.rate)
 
 
-class _Connection:
-    """What the loop keeps for one connection definition (rebuilt when it changes)."""
+@dataclass(frozen=True)
+class _Answer:
+    """A response read to its end: status, headers (lower-case names; repeated ones joined
+    with ", "), the body as received (content decoded)."""
 
-    def __init__(self, defn: ConnectionDefinition, project_dir: Path) -> None:
+    status: int
+    headers: dict[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _Connection:
+    """What the loop keeps for one connection definition (rebuilt when it changes): the
+    gate, the rate bucket, the OAuth2 token, and the pool of idle keep-alive connections
+    per origin. Used from the loop's thread only, so it needs no lock."""
+
+    def __init__(self, defn: ConnectionDefinition, project_dir: Path,
+                 backend: httpcore2.AsyncNetworkBackend) -> None:
         self.defn = defn
+        self.project_dir = project_dir
         self.gate = asyncio.Semaphore(defn.max_in_flight)
         self.bucket = _Bucket(defn.rate_limit) if defn.rate_limit else None
         self.token: _Token | None = None
         self.token_lock = asyncio.Lock()
-        timeout = httpx2.Timeout(connect=defn.connect_timeout_ms / 1000,
-                                 read=defn.read_timeout_ms / 1000,
-                                 write=defn.read_timeout_ms / 1000,
-                                 pool=None)  # the gate bounds waiting, not the pool
-        # Several small clients rather than one big one: the pool of httpcore2 looks at
-        # every connection it holds for each request it places, so one pool of N
-        # connections costs N^2 per N calls; shards of SHARD_SIZE keep that linear.
-        verify = _verify(defn, project_dir)
-        shards = max(1, -(-defn.max_in_flight // SHARD_SIZE))
-        size = -(-defn.max_in_flight // shards)
-        self.clients = [httpx2.AsyncClient(
-            timeout=timeout, verify=verify, trust_env=False, follow_redirects=False,
-            limits=httpx2.Limits(max_connections=size, max_keepalive_connections=size))
-            for _ in range(shards)]
-        self._next = 0
+        self.timeouts = {"connect": defn.connect_timeout_ms / 1000,
+                         "read": defn.read_timeout_ms / 1000,
+                         "write": defn.read_timeout_ms / 1000,
+                         "pool": None}  # the gate bounds waiting, not the pool
+        self.backend = backend
+        self._verify = _verify(defn, project_dir)  # a bad CA file fails here: every call
+        self._tls: ssl.SSLContext | None = None
+        # idle connections by origin (scheme, host, port: httpcore2's Origin is not hashable)
+        self._idle: dict[tuple[bytes, bytes, int], list[httpcore2.AsyncHTTPConnection]] = {}
+        self._swept = time.monotonic()
+        self._urls: dict[str, tuple[httpcore2.URL, bytes]] = {}
 
-    @property
-    def client(self) -> httpx2.AsyncClient:
-        """The next shard (round robin: used from the loop's thread only)."""
-        self._next = (self._next + 1) % len(self.clients)
-        return self.clients[self._next]
+    def tls(self) -> ssl.SSLContext:
+        """The TLS context of this connection's calls, made once (loading a CA bundle costs
+        tens of milliseconds: not per call, not per pooled connection)."""
+        if self._tls is None:
+            self._tls = httpx2.create_ssl_context(verify=self._verify, trust_env=False)
+        return self._tls
+
+    def target(self, url: str, query: dict[str, str]) -> tuple[httpcore2.URL, bytes]:
+        """The request URL (``query`` merged into ``url``'s own: parsed and normalised by
+        httpx2's URL, cached per URL string) and its ``Host`` header."""
+        parts = self._urls.get(url) if not query else None
+        if parts is None:
+            u = httpx2.URL(url)
+            if query:
+                u = u.copy_merge_params(query)
+            if u.scheme not in ("http", "https") or not u.host:
+                raise httpcore2.UnsupportedProtocol(
+                    f"expected an absolute http or https URL, got {redact_url(url)!r}")
+            parts = (httpcore2.URL(scheme=u.raw_scheme, host=u.raw_host, port=u.port,
+                                   target=u.raw_path), u.netloc)
+            if not query:
+                if len(self._urls) >= URL_CACHE:
+                    self._urls.clear()
+                self._urls[url] = parts
+        return parts
+
+    async def acquire(self, origin: httpcore2.Origin) -> httpcore2.AsyncHTTPConnection:
+        """An idle keep-alive connection to ``origin``, else a new one (connected by its
+        first request). The gate bounds how many there are."""
+        idle = self._idle.get((origin.scheme, origin.host, origin.port))
+        while idle:
+            conn = idle.pop()
+            if conn.is_available() and not conn.has_expired():
+                return conn
+            await conn.aclose()
+        return httpcore2.AsyncHTTPConnection(
+            origin, ssl_context=self.tls() if origin.scheme == b"https" else None,
+            keepalive_expiry=KEEPALIVE_S, network_backend=self.backend)
+
+    async def release(self, conn: httpcore2.AsyncHTTPConnection,
+                      origin: httpcore2.Origin) -> None:
+        """Give a connection back after its response was read and closed (a closed one is
+        dropped); now and then close the idle ones that expired."""
+        if conn.is_available():
+            self._idle.setdefault((origin.scheme, origin.host, origin.port), []).append(conn)
+        else:
+            await conn.aclose()
+        now = time.monotonic()
+        if now - self._swept > KEEPALIVE_S:
+            self._swept = now
+            for conns in self._idle.values():
+                for old in [c for c in conns if c.has_expired()]:
+                    conns.remove(old)
+                    await old.aclose()
 
     async def aclose(self) -> None:
-        for c in self.clients:
-            await c.aclose()
+        for conns in self._idle.values():
+            for conn in conns:
+                await conn.aclose()
+        self._idle.clear()
 
 
 def _verify(defn: ConnectionDefinition, project_dir: Path) -> ssl.SSLContext | bool:
@@ -153,6 +235,7 @@ class HttpConnections:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._conns: dict[str, _Connection] = {}  # used on the loop only
+        self._backend = httpcore2.AnyIOBackend()  # the loop is asyncio's: no detection per call
         self.token_fetches = 0  # OAuth2 token requests made (tests, metrics)
 
     # ---- the loop thread -----------------------------------------------------------------
@@ -211,7 +294,7 @@ class HttpConnections:
         if conn is None or conn.defn != defn:  # first use, or a new version was deployed
             if conn is not None:
                 asyncio.ensure_future(conn.aclose())
-            conn = self._conns[defn.name] = _Connection(defn, self.project_dir)
+            conn = self._conns[defn.name] = _Connection(defn, self.project_dir, self._backend)
         return conn
 
     async def _call(self, defn: ConnectionDefinition, req: HttpRequest) -> HttpResponse:
@@ -235,7 +318,7 @@ class HttpConnections:
                                                  secrets))
             response, raw_req, elapsed = await self._send(conn, req, url, headers, query, summary,
                                                           secrets)
-            if response.status_code == 401 and defn.auth is not None \
+            if response.status == 401 and defn.auth is not None \
                     and defn.auth.type == "oauth2_client_credentials":
                 conn.token = None  # expired or revoked early: fetch a new one, once
                 headers, query = await self._auth(conn, req, secrets)
@@ -245,22 +328,21 @@ class HttpConnections:
 
     async def _send(self, conn: _Connection, req: HttpRequest, url: str,
                     headers: dict[str, str], query: dict[str, str], summary: CallSummary,
-                    secrets: list[str]) -> tuple[httpx2.Response, bytes, float]:
+                    secrets: list[str]) -> tuple[_Answer, bytes, float]:
         content, ctype = _encode(req.body)
         if ctype and not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = ctype
         started = time.perf_counter()
         try:
-            response = await conn.client.request(req.method, url, params=query or None,
-                                                 headers=headers, content=content)
-        except httpx2.TimeoutException as exc:
-            what = "connect" if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout) \
-                else "read" if isinstance(exc, httpx2.ReadTimeout) else "write"
+            response = await _exchange(conn, req.method, url, query, headers, content)
+        except httpcore2.TimeoutException as exc:
+            what = "connect" if isinstance(exc, httpcore2.ConnectTimeout | httpcore2.PoolTimeout) \
+                else "read" if isinstance(exc, httpcore2.ReadTimeout) else "write"
             limit = conn.defn.connect_timeout_ms if what == "connect" else conn.defn.read_timeout_ms
             message = f"timed out ({what} timeout {limit} ms) calling {summary.url}"
             raise CallFailed(message, _failed(summary, message, started, content, secrets)) \
                 from None
-        except httpx2.HTTPError as exc:
+        except _TRANSPORT_ERRORS as exc:
             tls = _tls_error(exc)
             if tls is not None:  # a certificate that does not verify will not on a retry
                 message = f"TLS failed calling {summary.url}: {tls}"
@@ -336,9 +418,11 @@ class HttpConnections:
             headers["Authorization"] = f"Basic {pair}"
         where = redact_url(auth.token_url)
         self.token_fetches += 1
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
         try:
-            r = await conn.client.post(auth.token_url, data=form, headers=headers)
-        except httpx2.HTTPError as exc:
+            r = await _exchange(conn, "POST", auth.token_url, {}, headers,
+                                urlencode(form).encode())
+        except (httpcore2.TimeoutException, *_TRANSPORT_ERRORS) as exc:
             message = (f"connection {conn.defn.name!r}: could not get an OAuth2 token from "
                        f"{where}: {type(exc).__name__}: {scrub(str(exc), secrets)}")
             summary = CallSummary(conn.defn.name, "POST", where, "", error=message)
@@ -349,17 +433,87 @@ class HttpConnections:
             assert isinstance(value, str) and value
         except (ValueError, KeyError, TypeError, AssertionError):
             message = (f"connection {conn.defn.name!r}: the token endpoint {where} answered "
-                       f"{r.status_code} without an access_token")
-            summary = CallSummary(conn.defn.name, "POST", where, "", status=r.status_code,
+                       f"{r.status} without an access_token")
+            summary = CallSummary(conn.defn.name, "POST", where, "", status=r.status,
                                   error=message)
             # 5xx/429: the endpoint may recover; a 4xx is a configuration problem.
-            raise CallFailed(message, summary, retryable=r.status_code >= 500
-                             or r.status_code == 429) from None
+            raise CallFailed(message, summary, retryable=r.status >= 500
+                             or r.status == 429) from None
         secrets.append(value)
         life = float(data.get("expires_in") or DEFAULT_TOKEN_LIFE_S)
         now = self._clock()
         margin = max(TOKEN_MIN_MARGIN_S, life * TOKEN_REFRESH_MARGIN)
         return _Token(value, now + life, now + max(0.0, life - margin))
+
+
+# --- the exchange -----------------------------------------------------------------------------
+
+# What a call that got no response can raise besides a timeout (URL, connect, TLS, protocol).
+_TRANSPORT_ERRORS = (httpcore2.NetworkError, httpcore2.ProtocolError,
+                     httpcore2.UnsupportedProtocol, httpcore2.ProxyError, httpx2.InvalidURL)
+
+
+async def _exchange(conn: _Connection, method: str, url: str, query: dict[str, str],
+                    headers: dict[str, str], content: bytes | None) -> _Answer:
+    """One request over a pooled connection, its response read to the end; the
+    connection goes back to the pool when the exchange finished cleanly, else it is
+    closed. Raises httpcore2's exceptions."""
+    target, host = conn.target(url, query)
+    sent = {"host": ("Host", host.decode("ascii"))}  # by lower-case name: the last one wins
+    for given in (BASE_HEADERS, headers):
+        for k, v in given.items():
+            sent[k.lower()] = (k, v)
+    if content is not None:
+        sent["content-length"] = ("Content-Length", str(len(content)))
+    elif method in BODY_METHODS:
+        sent["content-length"] = ("Content-Length", "0")
+    request = httpcore2.Request(method, target,
+                                headers=[(k.encode(), v.encode()) for k, v in sent.values()],
+                                content=content or b"",
+                                extensions={"timeout": conn.timeouts})
+    origin = request.url.origin
+    http = await conn.acquire(origin)
+    try:
+        response = await http.handle_async_request(request)
+        try:
+            raw = await response.aread()
+        finally:
+            await response.aclose()
+    except BaseException:
+        await http.aclose()
+        raise
+    await conn.release(http, origin)
+    found: dict[str, str] = {}
+    for raw_name, raw_value in response.headers:
+        name, value = raw_name.decode("latin-1").lower(), _header_text(raw_value)
+        found[name] = f"{found[name]}, {value}" if name in found else value
+    return _Answer(response.status, found, _decoded(raw, found.get("content-encoding")))
+
+
+def _header_text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def _decoded(raw: bytes, encoding: str | None) -> bytes:
+    """The body with its content coding undone (gzip, deflate; others are left as sent)."""
+    if not raw or not encoding:
+        return raw
+    for coding in reversed([c.strip().lower() for c in encoding.split(",")]):
+        try:
+            if coding in ("gzip", "x-gzip"):
+                raw = zlib.decompress(raw, zlib.MAX_WBITS | 16)
+            elif coding == "deflate":
+                try:
+                    raw = zlib.decompress(raw)
+                except zlib.error:  # raw deflate, without the zlib wrapper
+                    raw = zlib.decompress(raw, -zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise httpcore2.RemoteProtocolError(
+                f"the response body is not valid {coding}: {exc}") from None
+    return raw
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -429,14 +583,13 @@ def _failed(summary: CallSummary, error: str, started: float | None = None,
                                         secrets or ()))
 
 
-def _response(defn: ConnectionDefinition, summary: CallSummary, r: httpx2.Response,
+def _response(defn: ConnectionDefinition, summary: CallSummary, r: _Answer,
               raw_req: bytes, body: Any, elapsed: float, secrets: list[str]) -> HttpResponse:
     raw = r.content
     parsed = _decode(raw, r.headers.get("content-type", ""))
     req_parsed = body if not isinstance(body, str | bytes) else None
-    done = replace(summary, status=r.status_code, duration_ms=int(elapsed * 1000),
+    done = replace(summary, status=r.status, duration_ms=int(elapsed * 1000),
                    request_bytes=len(raw_req), response_bytes=len(raw),
                    request_body=excerpt(raw_req, req_parsed, defn.redact, secrets),
                    response_body=excerpt(raw, parsed, defn.redact, secrets))
-    headers = {k.lower(): v for k, v in r.headers.items()}
-    return HttpResponse(r.status_code, headers, parsed, done)
+    return HttpResponse(r.status, r.headers, parsed, done)
