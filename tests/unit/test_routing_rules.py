@@ -135,3 +135,28 @@ def test_the_logged_decision_names_reasons_and_scores() -> None:
     assert logged["candidates"] == [{"user": "ann", "load": 1, "capacity": 5, "preferred": 0}]
     assert logged["excluded"] == [{"user": "bo", "reason": "skill missing: brand:ford"}]
     assert logged["reasons"] == {"skill missing: brand:ford": 1}
+
+
+def test_offer_mode_loads_and_its_errors_are_located() -> None:
+    (doc,) = load_text("kind: routing\nname: dealer\nfrom: {queue: dealers}\n"
+                       "offer: {timeout: 2m}\n")
+    assert doc.definition.offer_timeout_ms == 120_000
+    for bad, where, says in (
+            ("offer: {timeout: soon}", "offer.timeout", "expected a duration like 30s"),
+            ("offer: {timeout: 0s}", "offer.timeout", "expected a duration above zero"),
+            ("offer: {}", "offer", "timeout"),
+            ("offer: {timeout: 2m, after: 1m}", "offer", "after"),
+            ("offer: yes", "offer", "expected a mapping")):
+        _docs, issues = check_texts({"r.yaml": (
+            "kind: routing\nname: dealer\nfrom: {queue: dealers}\n" + bad + "\n")})
+        assert any(i.line == 4 and i.path.startswith(where) and says in i.message
+                   for i in issues), (bad, [(i.line, i.path, i.message) for i in issues])
+
+
+def test_who_passed_on_an_item_is_excluded_with_their_reason() -> None:
+    rule = {"passed": {"ann": "declined", "bob": "offer expired"}}
+    verdict = decide({**BASE, **rule}, [agent("ann"), agent("bob"), agent("cy")], MON_9,
+                     CALS.get)
+    assert verdict.winner == "cy"
+    assert verdict.reasons() == {"declined": 1, "offer expired": 1}
+    assert winner(rule, [agent("ann"), agent("bob")]) is None

@@ -833,10 +833,14 @@ def describe_event(e: Mapping[str, Any]) -> str:
         return link
     if t == "message_received":
         return describe_message(d)
-    if t in ("routed", "waiting_for_routing"):
+    if t in ("routed", "offered", "waiting_for_routing"):
         from baton.work.routing import describe_decision
 
-        return describe_decision(d)
+        return describe_decision(d, t)
+    if t in ("offer_accepted", "offer_declined", "offer_expired"):
+        from baton.work.routing import describe_offer
+
+        return describe_offer(t, d)
     if t == "record_updated":
         return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
     approval = approval_history_line(t, str(e.get("actor") or ""), d)
