@@ -30,9 +30,9 @@ from typing import Any
 from baton.definitions.checks import (
     Checker,
     Scope,
+    check_duration,
     check_expression,
     check_keys,
-    check_duration,
     check_texts,
     describe,
     duration_ms,
