@@ -61,3 +61,35 @@ def test_only_the_offeree_accepts_or_declines(sqlite_api: Api) -> None:
     timeline = api.get("opal", f"/api/records/{second['record_id']}/timeline").json()["items"]
     kinds = [e["type"] for e in timeline]
     assert kinds.count("offered") == 2 and "offer_declined" in kinds
+
+
+def test_the_work_guide_accepts_and_declines_with_the_csrf_token(sqlite_api: Api) -> None:
+    from tests.api.test_work_guide import login
+
+    api = sqlite_api
+    api.engine.deploy(texts={"offers.yaml": OFFERS}, actor="setup")
+    first, second = lead(api), lead(api)
+    assert (first["assignee"], second["assignee"]) == ("ann", "cyd")
+    csrf = login(api, "ann")
+    c = api.client
+    listed = c.get("/work?tab=mine").text
+    assert "offered to ann" in listed and "Open the offer" in listed
+    page = c.get(f"/work/{first['id']}").text
+    assert "This item is offered to you until" in page and ">Accept<" in page
+    assert ">Decline<" in page and "The form opens once the offer is accepted" in page
+    r = c.post(f"/work/{first['id']}/accept", data={}, follow_redirects=False)
+    assert r.status_code == 403  # no CSRF token: nothing changes
+    assert api.engine.get_work_item(first["id"])["routing_status"] == "offered"
+    r = c.post(f"/work/{first['id']}/accept", data={"csrf_token": csrf},
+               follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/work/{first['id']}"
+    page = c.get(r.headers["location"]).text
+    assert ">Accept<" not in page and ">Claim<" in page and ">Complete<" in page
+
+    csrf = login(api, "cyd")
+    assert "Offered to cyd" not in c.get(f"/work/{second['id']}").text
+    r = c.post(f"/work/{second['id']}/decline", data={"csrf_token": csrf},
+               follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/work"
+    now = api.engine.get_work_item(second["id"])
+    assert (now["assignee"], now["routing_status"]) == ("ann", "offered")

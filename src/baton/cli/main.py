@@ -66,7 +66,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Baton: durable business process orchestration.")
 records_app = typer.Typer(no_args_is_help=True, help="Create, update and read records.")
 runs_app = typer.Typer(no_args_is_help=True, help="List, inspect and cancel runs.")
-work_app = typer.Typer(no_args_is_help=True, help="Work items: list, claim, complete, reassign.")
+work_app = typer.Typer(no_args_is_help=True, help="Work items: list, claim, accept or decline an offer, complete, reassign.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 fallout_app = typer.Typer(no_args_is_help=True,
                           help="Steps in fallout: list them; retry, complete or skip one (ID = RUN_ID:STEP).")
@@ -962,6 +962,27 @@ def work_claim(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> N
     engine = state.engine()
     item = engine.claim(item_id, user, scope=_acting_user(engine, user))
     print_json(work_item_view(item)) if as_json else console.print(f"{item_id} claimed by {user}")
+
+
+@work_app.command("accept")
+def work_accept(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
+    """Accept an item a routing rule offered you (offer mode): it becomes yours."""
+    engine = state.engine()
+    item = engine.accept(item_id, user, scope=_acting_user(engine, user))
+    print_json(work_item_view(item)) if as_json else console.print(f"{item_id} accepted by {user}")
+
+
+@work_app.command("decline")
+def work_decline(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
+    """Decline an item a routing rule offered you: the next candidate is offered it."""
+    engine = state.engine()
+    item = engine.decline(item_id, user, scope=_acting_user(engine, user))
+    if as_json:
+        print_json(work_item_view(item))
+        return
+    now = (f"offered to {item['assignee']}" if item.get("routing_status") == "offered"
+           else f"waiting for routing in {item['assignee_kind']}:{item['assignee']}")
+    console.print(f"{item_id} declined by {user}; now {now}")
 
 
 @work_app.command("complete")
