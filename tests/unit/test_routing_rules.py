@@ -160,3 +160,25 @@ def test_who_passed_on_an_item_is_excluded_with_their_reason() -> None:
     assert verdict.winner == "cy"
     assert verdict.reasons() == {"declined": 1, "offer expired": 1}
     assert winner(rule, [agent("ann"), agent("bob")]) is None
+
+
+def test_an_sla_action_naming_a_routing_rule_is_checked() -> None:
+    _docs, issues = check_texts({"o.yaml": (
+        "kind: orchestration\nname: o\ntrigger: {type: autolaunched}\nstages:\n"
+        "  - name: s\n    steps:\n      - name: a\n        type: interactive\n"
+        "        assign: {queue: q}\n        sla:\n          duration: 4h\n"
+        "          jeopardy: 1h\n"
+        "          on_jeopardy: {routing: dealer, reassign: 'queue:x', exclude_assignee: maybe}\n"
+        "          on_overdue: {exclude_assignee: true}\n")})
+    shown = sorted(f"{i.path}: {i.message}" for i in issues)
+    assert any("on_jeopardy.routing: give either reassign or routing" in s for s in shown), shown
+    assert any("on_jeopardy.exclude_assignee: expected" in s for s in shown), shown
+    assert any("on_overdue.exclude_assignee: exclude_assignee needs routing" in s
+               for s in shown), shown
+    _docs, issues = check_texts({"o.yaml": (
+        "kind: orchestration\nname: o\ntrigger: {type: autolaunched}\nstages:\n"
+        "  - name: s\n    steps:\n      - name: a\n        type: interactive\n"
+        "        assign: {queue: q}\n        sla:\n          duration: 4h\n"
+        "          jeopardy: 1h\n"
+        "          on_jeopardy: {routing: dealer, exclude_assignee: true}\n")})
+    assert issues == []
