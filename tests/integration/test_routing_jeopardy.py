@@ -77,7 +77,7 @@ def test_at_jeopardy_the_rule_routes_the_item_away_from_its_assignee(harness: An
 
 def test_with_nobody_else_eligible_it_waits_for_routing(harness: Any) -> None:
     setup_sla(harness, "{routing: dealer, exclude_assignee: true}", ("ann",))
-    rec, item = case(harness)
+    rec, _item = case(harness)
     at_jeopardy(harness)
     (now,) = harness.engine.list_work(record_id=rec, statuses=["open"])
     assert (now["assignee"], now["routing_status"]) == ("dealers", "waiting")
@@ -88,7 +88,7 @@ def test_with_nobody_else_eligible_it_waits_for_routing(harness: Any) -> None:
 
 def test_without_exclude_the_rule_may_pick_the_same_person(harness: Any) -> None:
     setup_sla(harness, "{routing: dealer}")
-    rec, item = case(harness)
+    rec, _item = case(harness)
     case(harness)  # bob has one too
     at_jeopardy(harness)
     routed = [e for e in events(harness, rec, "routed") if e.get("reason") == "jeopardy"]
@@ -97,7 +97,7 @@ def test_without_exclude_the_rule_may_pick_the_same_person(harness: Any) -> None
 
 def test_a_rule_not_deployed_is_said_and_the_item_stays(harness: Any) -> None:
     setup_sla(harness, "{routing: nowhere, notify: supervisor}")
-    rec, item = case(harness)
+    rec, _item = case(harness)
     at_jeopardy(harness)
     (now,) = harness.engine.list_work(record_id=rec, statuses=["open"])
     assert now["assignee"] == "ann"
