@@ -14,6 +14,15 @@ the race for their last unit is read again and the decision made again.
 
 Every decision is on the record's timeline: ``routed`` (rule, candidates with their scores,
 the excluded with their reasons, the winner) or ``waiting_for_routing`` (the reasons).
+
+Offer mode (a rule with ``offer``): the winner is *offered* the item (``routing_status =
+'offered'``, assigned to them, counted in their load as a routed item is) and a ``route``
+job is armed at the offer's timeout. They accept it (:meth:`Router.accept_offer_txn`:
+``routed``), or decline it or let it expire (:meth:`Router.pass_on_txn`): the item goes
+back to its pool with them under ``passed`` in its rule (excluded from it for good), their
+load gives it back, and it is decided again at once — offered to the next candidate, or
+waiting. An SLA action naming a rule routes an item again the same way
+(:meth:`Router.reroute_txn`).
 """
 
 from __future__ import annotations
