@@ -76,6 +76,8 @@ def test_offers_from_the_cli(tmp_path: Path) -> None:
     ok(baton("worker", "--until-idle", cwd=proj))
     (item,) = ok_json(baton("work", "list", "--json", cwd=proj))
     assert item["assigned_to"] == "user:ann" and item["routing_status"] == "offered"
+    shown = ok(baton("work", "show", item["id"], cwd=proj)).stdout
+    assert f"offered to ann: baton work accept|decline {item['id']} --user ann" in shown
     one_line_error(baton("work", "accept", item["id"], "--user", "bo", cwd=proj),
                    "offered to ann, not bo")
     out = ok(baton("work", "decline", item["id"], "--user", "ann", cwd=proj)).stdout

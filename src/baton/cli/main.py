@@ -905,7 +905,8 @@ def work_list(user: Annotated[str | None, typer.Option("--user", "-u", help="Ite
     if wide:
         columns += ["priority", "run", "record", "created"]
     table("Work items", columns,
-          [[i["id"], _headline(i), styled(i["status"]), i["step"],
+          [[i["id"], _headline(i), styled(i["status"]) + (
+              " (offered)" if i.get("routing_status") == "offered" else ""), i["step"],
             f"{i['assignee_kind']}:{i['assignee']}", i["claimed_by"],
             styled(i["sla_status"] or ""), i["due_at"],
             *([i["priority"], i["run_id"], i["record_id"], i["created_at"]] if wide else [])]
@@ -929,6 +930,9 @@ def work_show(item_id: ItemIdArg, as_json: JsonOpt = False) -> None:
         return
     console.print(f"[bold]{item['id']}[/bold] {item['title']}  {styled(item['status'])}  "
                   f"assigned to {item['assigned_to']}")
+    if item.get("routing_status") == "offered":
+        console.print(f"offered to {item['assignee']}: baton work accept|decline "
+                      f"{item['id']} --user {item['assignee']}")
     if item["sla_status"]:
         console.print(f"SLA {styled(item['sla_status'])}, due {item['due_at']}")
     if item["instructions"]:
