@@ -523,6 +523,10 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
                                                       {"to": "queue:tier2"}),
         "PATCH /api/records/{record_id}": patch,
         "DELETE /api/records/{record_id}": lambda: ({"record_id": account()["id"]}, None),
+        # a read of one record: reached through links from a record's creation, when the
+        # derandomized stateful run walks them (adding the offer operations moved its
+        # walk off them on SQLite)
+        "GET /api/records/{record_id}": lambda: ({"record_id": account()["id"]}, None),
         "POST /api/runs/{run_id}/signal": signal,
         "POST /api/fallout/{fallout_id}/retry": fallout(reason),
         "POST /api/fallout/{fallout_id}/skip": fallout(reason),
