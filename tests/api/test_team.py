@@ -4,6 +4,8 @@ operator role supervises); bad values are problems naming the field."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from tests.api.conftest import Api, assert_problem
 
 
@@ -41,3 +43,31 @@ def test_bad_profile_values_are_named(sqlite_api: Api) -> None:
     assert_problem(api.patch("opal", "/api/users/ann/routing", {"calendar": "nowhere"}),
                    422, "calendar")
     assert_problem(api.patch("opal", "/api/users/nobody/routing", {"capacity": 1}), 404)
+
+
+def test_the_supervisor_figures_are_metrics(sqlite_api: Api) -> None:
+    from tests.api.test_operations import samples
+    from tests.api.test_work_offers import OFFERS, lead
+
+    api = sqlite_api
+    api.engine.deploy(texts={"routed.yaml": OFFERS.replace("offer: {timeout: 2m}\n", "")},
+                      actor="setup")
+    for name in ("ann", "cyd"):
+        assert api.patch("opal", f"/api/users/{name}/routing", {"capacity": 1}).status_code == 200
+    assert api.patch("cyd", "/api/users/cyd/routing", {"availability": "away"}).status_code == 200
+    lead(api)
+    api.clock.advance(timedelta(minutes=3))
+    lead(api)  # ann is at capacity, cyd away: it waits
+    api.clock.advance(timedelta(minutes=2))
+    got = samples(api.get("opal", "/metrics").text)
+    q = (("queue", "group:billing"),)
+    assert got[("baton_routing_waiting", q)] == 1
+    assert got[("baton_routing_oldest_wait_seconds", q)] == 120.0
+    assert got[("baton_routing_routed_last_hour", q)] == 1
+    assert got[("baton_routing_median_to_assignment_seconds", q)] == 0.0
+    assert got[("baton_agent_load", (("availability", "available"), ("user", "ann")))] == 1
+    assert got[("baton_agent_load", (("availability", "away"), ("user", "cyd")))] == 0
+    assert got[("baton_agent_capacity", (("user", "ann"),))] == 1
+    figures = api.get("opal", "/api/team").json()["queues"]
+    assert figures == [{"queue": "group:billing", "waiting": 1, "oldest_wait_s": 120.0,
+                        "routed_last_hour": 1, "median_to_assignment_s": 0.0}]

@@ -33,7 +33,8 @@ EXAMPLE = REPO / "examples" / "case_triage"
 SHOTS = REPO / "test-output" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-1", "olga": "olga-secret-1",
-             "dana": "dana-secret-1"}
+             "dana": "dana-secret-1",
+             "otto": "otto-secret-1"}  # (added by tests/browser/test_work_offers.py)
 
 
 @dataclass

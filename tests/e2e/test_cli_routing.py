@@ -61,3 +61,28 @@ def test_routing_from_the_cli(tmp_path: Path) -> None:
     assert ann["load"] == 1 and ann["queue_load"] == {"tier1": 1}
     assert [q["queue"] for q in team["queues"]] == ["queue:tier1"]
     assert team["queues"][0]["routed_last_hour"] == 1
+
+
+def test_offers_from_the_cli(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    shutil.copytree(EXAMPLES / "case_triage", proj)
+    (proj / "definitions" / "routed.yaml").write_text(
+        ROUTED.replace("required_skills: [billing]", "offer: {timeout: 2m}"))
+    ok(baton("deploy", cwd=proj))
+    ok(baton("users", "add", "ann", "--role", "agent", "--queue", "tier1", cwd=proj))
+    ok(baton("users", "add", "bo", "--role", "agent", "--queue", "tier1", cwd=proj))
+    rec = ok_json(baton("records", "create", "Ticket", "--data", '{"title": "t1"}', "--json",
+                        cwd=proj))
+    ok(baton("worker", "--until-idle", cwd=proj))
+    (item,) = ok_json(baton("work", "list", "--json", cwd=proj))
+    assert item["assigned_to"] == "user:ann" and item["routing_status"] == "offered"
+    shown = ok(baton("work", "show", item["id"], cwd=proj)).stdout
+    assert f"offered to ann: baton work accept|decline {item['id']} --user ann" in shown
+    one_line_error(baton("work", "accept", item["id"], "--user", "bo", cwd=proj),
+                   "offered to ann, not bo")
+    out = ok(baton("work", "decline", item["id"], "--user", "ann", cwd=proj)).stdout
+    assert f"{item['id']} declined by ann; now offered to bo" in out
+    ok(baton("work", "accept", item["id"], "--user", "bo", cwd=proj))
+    timeline = ok(baton("records", "timeline", rec["id"], cwd=proj, columns="400")).stdout
+    assert "offered to ann" in timeline and "ann declined" in timeline
+    assert "bo accepted" in timeline

@@ -135,3 +135,50 @@ def test_the_logged_decision_names_reasons_and_scores() -> None:
     assert logged["candidates"] == [{"user": "ann", "load": 1, "capacity": 5, "preferred": 0}]
     assert logged["excluded"] == [{"user": "bo", "reason": "skill missing: brand:ford"}]
     assert logged["reasons"] == {"skill missing: brand:ford": 1}
+
+
+def test_offer_mode_loads_and_its_errors_are_located() -> None:
+    (doc,) = load_text("kind: routing\nname: dealer\nfrom: {queue: dealers}\n"
+                       "offer: {timeout: 2m}\n")
+    assert doc.definition.offer_timeout_ms == 120_000
+    for bad, where, says in (
+            ("offer: {timeout: soon}", "offer.timeout", "expected a duration like 30s"),
+            ("offer: {timeout: 0s}", "offer.timeout", "expected a duration above zero"),
+            ("offer: {}", "offer", "timeout"),
+            ("offer: {timeout: 2m, after: 1m}", "offer", "after"),
+            ("offer: yes", "offer", "expected a mapping")):
+        _docs, issues = check_texts({"r.yaml": (
+            "kind: routing\nname: dealer\nfrom: {queue: dealers}\n" + bad + "\n")})
+        assert any(i.line == 4 and i.path.startswith(where) and says in i.message
+                   for i in issues), (bad, [(i.line, i.path, i.message) for i in issues])
+
+
+def test_who_passed_on_an_item_is_excluded_with_their_reason() -> None:
+    rule = {"passed": {"ann": "declined", "bob": "offer expired"}}
+    verdict = decide({**BASE, **rule}, [agent("ann"), agent("bob"), agent("cy")], MON_9,
+                     CALS.get)
+    assert verdict.winner == "cy"
+    assert verdict.reasons() == {"declined": 1, "offer expired": 1}
+    assert winner(rule, [agent("ann"), agent("bob")]) is None
+
+
+def test_an_sla_action_naming_a_routing_rule_is_checked() -> None:
+    _docs, issues = check_texts({"o.yaml": (
+        "kind: orchestration\nname: o\ntrigger: {type: autolaunched}\nstages:\n"
+        "  - name: s\n    steps:\n      - name: a\n        type: interactive\n"
+        "        assign: {queue: q}\n        sla:\n          duration: 4h\n"
+        "          jeopardy: 1h\n"
+        "          on_jeopardy: {routing: dealer, reassign: 'queue:x', exclude_assignee: maybe}\n"
+        "          on_overdue: {exclude_assignee: true}\n")})
+    shown = sorted(f"{i.path}: {i.message}" for i in issues)
+    assert any("on_jeopardy.routing: give either reassign or routing" in s for s in shown), shown
+    assert any("on_jeopardy.exclude_assignee: expected" in s for s in shown), shown
+    assert any("on_overdue.exclude_assignee: exclude_assignee needs routing" in s
+               for s in shown), shown
+    _docs, issues = check_texts({"o.yaml": (
+        "kind: orchestration\nname: o\ntrigger: {type: autolaunched}\nstages:\n"
+        "  - name: s\n    steps:\n      - name: a\n        type: interactive\n"
+        "        assign: {queue: q}\n        sla:\n          duration: 4h\n"
+        "          jeopardy: 1h\n"
+        "          on_jeopardy: {routing: dealer, exclude_assignee: true}\n")})
+    assert issues == []

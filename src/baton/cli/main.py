@@ -66,7 +66,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Baton: durable business process orchestration.")
 records_app = typer.Typer(no_args_is_help=True, help="Create, update and read records.")
 runs_app = typer.Typer(no_args_is_help=True, help="List, inspect and cancel runs.")
-work_app = typer.Typer(no_args_is_help=True, help="Work items: list, claim, complete, reassign.")
+work_app = typer.Typer(no_args_is_help=True, help="Work items: list, claim, accept or decline an offer, complete, reassign.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 fallout_app = typer.Typer(no_args_is_help=True,
                           help="Steps in fallout: list them; retry, complete or skip one (ID = RUN_ID:STEP).")
@@ -833,10 +833,14 @@ def describe_event(e: Mapping[str, Any]) -> str:
         return link
     if t == "message_received":
         return describe_message(d)
-    if t in ("routed", "waiting_for_routing"):
+    if t in ("routed", "offered", "waiting_for_routing"):
         from baton.work.routing import describe_decision
 
-        return describe_decision(d)
+        return describe_decision(d, t)
+    if t in ("offer_accepted", "offer_declined", "offer_expired"):
+        from baton.work.routing import describe_offer
+
+        return describe_offer(t, d)
     if t == "record_updated":
         return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
     approval = approval_history_line(t, str(e.get("actor") or ""), d)
@@ -901,7 +905,8 @@ def work_list(user: Annotated[str | None, typer.Option("--user", "-u", help="Ite
     if wide:
         columns += ["priority", "run", "record", "created"]
     table("Work items", columns,
-          [[i["id"], _headline(i), styled(i["status"]), i["step"],
+          [[i["id"], _headline(i), styled(i["status"]) + (
+              " (offered)" if i.get("routing_status") == "offered" else ""), i["step"],
             f"{i['assignee_kind']}:{i['assignee']}", i["claimed_by"],
             styled(i["sla_status"] or ""), i["due_at"],
             *([i["priority"], i["run_id"], i["record_id"], i["created_at"]] if wide else [])]
@@ -925,6 +930,9 @@ def work_show(item_id: ItemIdArg, as_json: JsonOpt = False) -> None:
         return
     console.print(f"[bold]{item['id']}[/bold] {item['title']}  {styled(item['status'])}  "
                   f"assigned to {item['assigned_to']}")
+    if item.get("routing_status") == "offered":
+        console.print(f"offered to {item['assignee']}: baton work accept|decline "
+                      f"{item['id']} --user {item['assignee']}")
     if item["sla_status"]:
         console.print(f"SLA {styled(item['sla_status'])}, due {item['due_at']}")
     if item["instructions"]:
@@ -958,6 +966,27 @@ def work_claim(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> N
     engine = state.engine()
     item = engine.claim(item_id, user, scope=_acting_user(engine, user))
     print_json(work_item_view(item)) if as_json else console.print(f"{item_id} claimed by {user}")
+
+
+@work_app.command("accept")
+def work_accept(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
+    """Accept an item a routing rule offered you (offer mode): it becomes yours."""
+    engine = state.engine()
+    item = engine.accept(item_id, user, scope=_acting_user(engine, user))
+    print_json(work_item_view(item)) if as_json else console.print(f"{item_id} accepted by {user}")
+
+
+@work_app.command("decline")
+def work_decline(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
+    """Decline an item a routing rule offered you: the next candidate is offered it."""
+    engine = state.engine()
+    item = engine.decline(item_id, user, scope=_acting_user(engine, user))
+    if as_json:
+        print_json(work_item_view(item))
+        return
+    now = (f"offered to {item['assignee']}" if item.get("routing_status") == "offered"
+           else f"waiting for routing in {item['assignee_kind']}:{item['assignee']}")
+    console.print(f"{item_id} declined by {user}; now {now}")
 
 
 @work_app.command("complete")

@@ -642,7 +642,7 @@ def check_value(ck: Checker, path: str, value: Any, scope: Scope) -> str | None:
 RETRY_KEYS = ("max", "backoff", "initial", "max_delay", "jitter")
 BACKOFFS = ("fixed", "exponential")
 SLA_KEYS = ("duration", "jeopardy", "calendar", "on_jeopardy", "on_overdue")
-SLA_ACTION_KEYS = ("reassign", "flow", "notify")
+SLA_ACTION_KEYS = ("reassign", "routing", "exclude_assignee", "flow", "notify")
 
 
 def check_policies(ck: Checker, path: str, m: Mapping[str, Any]) -> None:
@@ -680,11 +680,21 @@ def _check_sla(ck: Checker, path: str, value: Any) -> None:
 
 def _check_sla_action(ck: Checker, path: str, value: Any) -> None:
     """``{reassign: queue:NAME | user:NAME | group:NAME, flow: name, notify: [who, ...]}``
-    (``who``: an e-mail address, ``assignee`` or a name of ``BATON_NOTIFY_ADDRESSES``)."""
+    (``who``: an e-mail address, ``assignee`` or a name of ``BATON_NOTIFY_ADDRESSES``), or
+    ``routing: RULE`` instead of ``reassign`` (the item is routed again with that rule;
+    ``exclude_assignee: true`` keeps its assignee out)."""
     action = expect_mapping(ck, path, value)
     if action is None:
         return
     check_keys(ck, path, action, SLA_ACTION_KEYS)
+    if "routing" in action:
+        expect_identifier(ck, join(path, "routing"), action["routing"], "routing rule name")
+        if "reassign" in action:
+            ck.add(join(path, "routing"), "give either reassign or routing, not both")
+    if "exclude_assignee" in action:
+        expect_bool(ck, join(path, "exclude_assignee"), action["exclude_assignee"])
+        if "routing" not in action:
+            ck.add(join(path, "exclude_assignee"), "exclude_assignee needs routing: RULE")
     if "reassign" in action:
         to = expect_str(ck, join(path, "reassign"), action["reassign"])
         kind, _, name = (to or "").partition(":")

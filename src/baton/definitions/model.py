@@ -404,6 +404,7 @@ class RoutingDefinition:
     filters: tuple[str, ...] = FILTERS
     strategy: str = "least_loaded"
     sticky: bool = False
+    offer_timeout_ms: int | None = None  # offer mode: how long the offeree has to accept
     label: str | None = None
 
 

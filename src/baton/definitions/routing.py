@@ -10,7 +10,12 @@ preferred_skills: ['="lang:" + record.language']
 filters: [available, within_hours, under_capacity]   # the default: all three
 strategy: least_loaded                 # least_loaded | round_robin | most_skilled | longest_idle
 sticky: true                           # prefer who handled this record before
+offer: {timeout: 2m}                   # offer the item to the winner, who accepts or declines
 ```
+
+With ``offer``, the winner is *offered* the item rather than given it: they accept (it is
+theirs) or decline (the next candidate is offered it, the decliner never again for this
+item); an offer not accepted within ``timeout`` goes to the next candidate too.
 
 The same keys (without ``kind`` and ``name``) may stand inline in an interactive step's
 ``assign: {routing: {...}}``. A skill is a literal (``brand:ford``) or an ``=expression``
@@ -25,10 +30,12 @@ from typing import Any
 from baton.definitions.checks import (
     Checker,
     Scope,
+    check_duration,
     check_expression,
     check_keys,
     check_texts,
     describe,
+    duration_ms,
     expect_bool,
     expect_identifier,
     expect_list,
@@ -43,7 +50,9 @@ from baton.expressions import is_expression
 
 STRATEGIES = ("least_loaded", "round_robin", "most_skilled", "longest_idle")
 POOL_KINDS = ("queue", "group")
-RULE_KEYS = ("from", "required_skills", "preferred_skills", "filters", "strategy", "sticky")
+RULE_KEYS = ("from", "required_skills", "preferred_skills", "filters", "strategy", "sticky",
+             "offer")
+OFFER_KEYS = ("timeout",)
 DOC_KEYS = ("kind", "name", "label", "description", *RULE_KEYS)
 SKILL_KEYS = ("skill", "min_level")
 LEVELS = range(1, 6)
@@ -86,6 +95,19 @@ def check_rule_keys(ck: Checker, path: str, data: Mapping[str, Any], scope: Scop
         ck.add(join(path, "strategy"), unknown("strategy", data["strategy"], STRATEGIES))
     if "sticky" in data:
         expect_bool(ck, join(path, "sticky"), data["sticky"])
+    if "offer" in data:
+        _check_offer(ck, join(path, "offer"), data["offer"])
+
+
+def _check_offer(ck: Checker, path: str, value: Any) -> None:
+    """``offer: {timeout: 2m}``: how long the offeree has to accept."""
+    offer = expect_mapping(ck, path, value)
+    if offer is None or not check_keys(ck, path, offer, OFFER_KEYS, ("timeout",)) \
+            or "timeout" not in offer:
+        return
+    ms = check_duration(ck, join(path, "timeout"), offer["timeout"])
+    if ms is not None and ms <= 0:
+        ck.add(join(path, "timeout"), f"expected a duration above zero, got '{offer['timeout']}'")
 
 
 def _check_pool(ck: Checker, path: str, value: Any) -> None:
@@ -130,6 +152,7 @@ def build_rule(name: str, data: Mapping[str, Any]) -> RoutingDefinition:
         filters=tuple(data.get("filters", FILTERS)),
         strategy=data.get("strategy", "least_loaded"),
         sticky=bool(data.get("sticky", False)),
+        offer_timeout_ms=duration_ms(data["offer"]["timeout"]) if data.get("offer") else None,
         label=data.get("label"),
     )
 

@@ -378,6 +378,8 @@ class _Decider:
         if action.get("reassign") and sr.status is StepStatus.WAITING_FOR_PERSON:
             self.commands.append(ReassignWorkItem(sr.name, sr.iteration, action["reassign"],
                                                   f"sla {new}"))
+        if action.get("routing") and sr.status is StepStatus.WAITING_FOR_PERSON:
+            self.sla_routing(sr, step, key, action, new)
         if action.get("flow"):
             self.commands.append(RunFlow(action["flow"], sr.name, sr.iteration, f"sla {new}"))
         if action.get("notify"):
@@ -390,6 +392,31 @@ class _Decider:
             self.commands.append(SendEmail(tuple(names), subject, sr.name, sr.iteration, new,
                                            sr.sla["due_at"], self.run.record_id, self.run.id))
         return True
+
+    def sla_routing(self, sr: StepRun, step: StepDefinition, key: str,
+                    action: Mapping[str, Any], new: str) -> None:
+        """``on_jeopardy: {routing: RULE}``: the step's item is routed again with RULE (its
+        skills evaluated now); a rule not deployed, or a skill that cannot be evaluated, is
+        said in the audit log and the item stays where it is."""
+        from baton.steps.interactive import kept_rule  # (steps import the engine)
+
+        name = str(action["routing"])
+        rule = self.defn.routings.get(name)
+        error: dict[str, Any] | None = None
+        kept: dict[str, Any] | None = None
+        if rule is None:
+            error = {"type": "AssignmentError",
+                     "message": f"routing rule '{name}' is not deployed"}
+        else:
+            kept, error = kept_rule(self, rule, name, f"sla.{key}.routing")
+        if kept is None or rule is None:
+            self.audit("sla_routing_failed", step=sr.name, iteration=sr.iteration, rule=name,
+                       error=error)
+            return
+        self.commands.append(ReassignWorkItem(
+            sr.name, sr.iteration, f"{rule.pool_kind}:{rule.pool}",
+            "jeopardy" if new == "in_jeopardy" else "overdue", routing=kept,
+            exclude_assignee=bool(action.get("exclude_assignee"))))
 
     # ---- operators ----------------------------------------------------------------------
     def fallout_action(self, sr: StepRun, step: StepDefinition, ev: FalloutAction) -> None:

@@ -169,6 +169,11 @@ class ReassignWorkItem:
     iteration: int
     to: str  # queue:NAME | user:NAME | group:NAME
     reason: str
+    # An SLA action naming a routing rule: the rule as the item keeps it (skills evaluated),
+    # the item routed again with it in ``to`` (its queue or group); and whether its current
+    # assignee is kept out.
+    routing: dict[str, Any] | None = None
+    exclude_assignee: bool = False
 
 
 @dataclass(frozen=True)

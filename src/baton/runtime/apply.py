@@ -215,6 +215,14 @@ def _reassign_work_item(a: Applier, w: _Writes, cmd: ReassignWorkItem) -> None:
     item = w.tx.find_work_item_txn(w.run.id, cmd.step, cmd.iteration)
     if item is None:
         return
+    if cmd.routing is not None and a.router is not None:  # an SLA action's routing rule
+        exclude = None
+        if cmd.exclude_assignee:
+            exclude = item.get("claimed_by") or (
+                item["assignee"] if item["assignee_kind"] == "user" else None)
+        w.events.extend(a.router.reroute_txn(w.tx, item, cmd.routing, w.now_dt,  # type: ignore[arg-type]
+                                             reason=cmd.reason, exclude=exclude))
+        return
     done = items.reassign_txn(w.tx, item, cmd.to, w.now, actor="system",  # type: ignore[arg-type]
                               reason=cmd.reason)
     if done is not None:

@@ -258,11 +258,16 @@ class DefinitionRepo:
         return out
 
     def _routings(self, defn: OrchestrationDefinition) -> dict[str, RoutingDefinition]:
-        """The active version of every routing rule the orchestration's steps name (those
-        deployed; a step naming one that is not fails when it starts, saying so)."""
+        """The active version of every routing rule the orchestration's steps name, in
+        ``assign`` or an SLA action (those deployed; a step naming one that is not fails when
+        it starts, an SLA action says so in the audit log)."""
         names = {step.assign.value for stage in defn.stages for step in stage.steps
                  if step.assign is not None and step.assign.kind is AssigneeKind.ROUTING
                  and step.assign.rule is None}
+        names |= {str(((step.options.get("sla") or {}).get(key) or {}).get("routing"))
+                  for stage in defn.stages for step in stage.steps
+                  for key in ("on_jeopardy", "on_overdue")
+                  if ((step.options.get("sla") or {}).get(key) or {}).get("routing")}
         out = {}
         for name in sorted(names):
             version = self._active.get(("routing", name))

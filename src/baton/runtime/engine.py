@@ -434,6 +434,16 @@ class Engine:
         return self.work.release(item_id, user, scope)
 
     @one_transaction
+    def accept(self, item_id: str, user: str, *, scope: User | None = None) -> WorkItem:
+        """Accept an item a routing rule offered ``user``: it is theirs."""
+        return self.work.accept(item_id, user, scope)
+
+    @one_transaction
+    def decline(self, item_id: str, user: str, *, scope: User | None = None) -> WorkItem:
+        """Decline an item a routing rule offered ``user``: the next candidate gets the offer."""
+        return self.work.decline(item_id, user, scope)
+
+    @one_transaction
     def claim_next(self, user: User, *, narrow: WorkNarrowing | None = None,
                    queue: str | None = None) -> WorkItem | None:
         """Claim the most urgent open item ``user`` may take (of ``queue``, of what

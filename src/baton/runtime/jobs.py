@@ -27,7 +27,8 @@ CANCEL = "cancel"
 """Cancel a run (a child run whose parent's step was canceled)."""
 ROUTE = "route"
 """Route the items waiting in a queue or group (a calendar opened; a re-check after a new
-item waited), or in a person's queues (they have room again): :mod:`baton.work.router`."""
+item waited), or in a person's queues (they have room again), or pass an offer that was
+not accepted in time to the next candidate (offer mode): :mod:`baton.work.router`."""
 RUNTIME_KINDS = (EVALUATE, TIMER, EMAIL, CONDITION, ESCALATION, SCHEDULE, SLA, CHILD, CANCEL,
                  ROUTE)
 """Reserved: no step type may take one of these names as its job kind."""

@@ -8,7 +8,9 @@ Two kinds, told apart by where their truth lives:
   and Prometheus sums them.
 * **What the database holds**, read at a scrape (:class:`StoreCollector`): runs by
   orchestration and status, open work items by assignee and SLA state, jobs due and how
-  late the oldest is, steps in fallout, workers heartbeating. Read by ``baton serve`` only,
+  late the oldest is, steps in fallout, workers heartbeating, routing's supervisor figures
+  (per queue: waiting, oldest wait, routed in the last hour, median time to assignment;
+  per person: load and capacity). Read by ``baton serve`` only,
   so a deployment with many processes does not count them many times. The reads are cached
   for ``ttl`` seconds, so a scrape storm costs one set of queries.
 """
@@ -151,4 +153,39 @@ class StoreCollector(Collector):
         workers = GaugeMetricFamily("baton_workers_alive", "Workers that sent a heartbeat in "
                                     "the last 30 s")
         workers.add_metric([], alive)
-        return [started, ended, current, items, ready, lag, steps, workers]
+        return [started, ended, current, items, ready, lag, steps, workers,
+                *self._routing()]
+
+    def _routing(self) -> list[Metric]:
+        """The supervisor's figures (the Team page's): per queue or group that routes, the
+        items waiting, the oldest wait, items routed in the last hour and the median time
+        from creation to routing; per person, open routed items against capacity."""
+        team = self.engine.team
+        pools, people = team.figures(), team.everyone()
+        waiting = GaugeMetricFamily("baton_routing_waiting", "Work items waiting for routing, "
+                                    "by queue or group (KIND:NAME)", labels=["queue"])
+        oldest = GaugeMetricFamily("baton_routing_oldest_wait_seconds", "How long the oldest "
+                                   "item waiting for routing has existed, by queue or group",
+                                   labels=["queue"])
+        routed = GaugeMetricFamily("baton_routing_routed_last_hour", "Items routed (or "
+                                   "offered) in the last hour, by queue or group",
+                                   labels=["queue"])
+        median = GaugeMetricFamily("baton_routing_median_to_assignment_seconds", "Median time "
+                                   "from an item's creation to its routing, of those routed "
+                                   "in the last hour, by queue or group", labels=["queue"])
+        for p in pools:
+            waiting.add_metric([p["queue"]], p["waiting"])
+            oldest.add_metric([p["queue"]], p["oldest_wait_s"] or 0.0)
+            routed.add_metric([p["queue"]], p["routed_last_hour"])
+            if p["median_to_assignment_s"] is not None:
+                median.add_metric([p["queue"]], p["median_to_assignment_s"])
+        load = GaugeMetricFamily("baton_agent_load", "A person's open routed (or offered) "
+                                 "items, by person and availability",
+                                 labels=["user", "availability"])
+        capacity = GaugeMetricFamily("baton_agent_capacity", "A person's capacity (most open "
+                                     "routed items; absent: no limit)", labels=["user"])
+        for person in people:
+            load.add_metric([person.name, person.availability], person.load)
+            if person.capacity is not None:
+                capacity.add_metric([person.name], person.capacity)
+        return [waiting, oldest, routed, median, load, capacity]

@@ -25,7 +25,7 @@ WORK_ITEM_FIELDS = (
     "id", "status", "title", "summary", "instructions", "run_id", "record_id", "orchestration", "stage",
     "step", "iteration", "assignee_kind", "assignee", "claimed_by", "form", "data", "priority",
     "sla_status", "due_at", "created_at", "updated_at", "completed_at", "completed_by", "version",
-    "input", "step_type",
+    "input", "step_type", "routing_status",
 )
 _STEP_FIELDS = ("name", "stage", "iteration", "status", "attempts", "started_at",
                 "completed_at", "output", "error", "work_item_id")

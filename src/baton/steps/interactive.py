@@ -159,31 +159,43 @@ def _routing(d: DecideContext, sr: StepRun, step: StepDefinition) -> dict[str, A
         d.fail_step(sr, step, {"type": "AssignmentError", "message":
                                f"routing rule '{step.assign.value}' is not deployed"})
         return None
+    kept, error = kept_rule(d, rule, f"{d.defn.name}.{step.name}", "assign.routing")
+    if error is not None:
+        d.fail_step(sr, step, error)
+    return kept
+
+
+def kept_rule(d: DecideContext, rule: RoutingDefinition, default_name: str, where: str
+              ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """A routing rule as a work item keeps it, its skill expressions evaluated now over
+    the record and the run: (the rule, None), or (None, the error) when a skill expression
+    cannot be evaluated or gives no skill name (``where``: the rule's place, for it)."""
     skills: dict[str, list[list[Any]]] = {}
     for key, specs in (("required", rule.required), ("preferred", rule.preferred)):
         skills[key] = []
         for k, spec in enumerate(specs):
-            name = _skill_name(d, sr, step, spec, f"assign.routing.{key}_skills[{k}]")
-            if name is None:
-                return None
+            name, error = _skill_name(d, spec, f"{where}.{key}_skills[{k}]")
+            if error is not None:
+                return None, error
             skills[key].append([name, spec.min_level])
-    return {"rule": rule.name or f"{d.defn.name}.{step.name}", "from":
-            f"{rule.pool_kind}:{rule.pool}", "strategy": rule.strategy,
-            "filters": list(rule.filters), "sticky": rule.sticky, **skills}
+    out: dict[str, Any] = {"rule": rule.name or default_name, "from":
+                           f"{rule.pool_kind}:{rule.pool}", "strategy": rule.strategy,
+                           "filters": list(rule.filters), "sticky": rule.sticky, **skills}
+    if rule.offer_timeout_ms is not None:
+        out["offer"] = {"timeout_ms": rule.offer_timeout_ms}
+    return out, None
 
 
-def _skill_name(d: DecideContext, sr: StepRun, step: StepDefinition, spec: SkillSpec,
-                where: str) -> str | None:
+def _skill_name(d: DecideContext, spec: SkillSpec, where: str
+                ) -> tuple[str | None, dict[str, Any] | None]:
     try:
         value = evaluate(spec.skill, d.scope()) if is_expression(spec.skill) else spec.skill
     except ExpressionError as exc:
-        d.fail_step(sr, step, expression_error(where, exc))
-        return None
+        return None, expression_error(where, exc)
     if not isinstance(value, str) or not value.strip():
-        d.fail_step(sr, step, {"type": "AssignmentError",
-                               "message": f"{where} gave {value!r}, not a skill name"})
-        return None
-    return value.strip()
+        return None, {"type": "AssignmentError",
+                      "message": f"{where} gave {value!r}, not a skill name"}
+    return value.strip(), None
 
 
 def resolve_resource(value: str) -> tuple[str, str] | None:

@@ -157,8 +157,9 @@ work_items = Table(
     Column("step_type", String(40), nullable=True),
     # Migration 19: routing (baton.work.router). ``routing`` is the rule as the item was
     # made (its name, strategy, filters and the skills its expressions gave then);
-    # ``routing_status`` waiting | routed (null: not routed); ``routed_to`` the person
-    # whose load this item counts in (cleared when it stops counting).
+    # ``routing_status`` waiting | offered | routed (null: not routed; offered: offer mode,
+    # to ``routed_to`` since ``routed_at``); ``routed_to`` the person whose load this item
+    # counts in (cleared when it stops counting).
     Column("routing", JSON, nullable=True),
     Column("routing_status", String(10), nullable=True),
     Column("routed_to", String(200), nullable=True),

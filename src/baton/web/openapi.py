@@ -270,6 +270,8 @@ OPERATION_IDS: dict[str, str] = {
     "GET /api/work": "listWorkItems",
     "GET /api/work/{item_id}": "getWorkItem",
     "POST /api/work/{item_id}/claim": "claimWorkItem",
+    "POST /api/work/{item_id}/accept": "acceptWorkItem",
+    "POST /api/work/{item_id}/decline": "declineWorkItem",
     "POST /api/work/{item_id}/complete": "completeWorkItem",
     "POST /api/work/{item_id}/reassign": "reassignWorkItem",
     "POST /api/work/{item_id}/recall": "recallWorkItem",

@@ -14,6 +14,15 @@ the race for their last unit is read again and the decision made again.
 
 Every decision is on the record's timeline: ``routed`` (rule, candidates with their scores,
 the excluded with their reasons, the winner) or ``waiting_for_routing`` (the reasons).
+
+Offer mode (a rule with ``offer``): the winner is *offered* the item (``routing_status =
+'offered'``, assigned to them, counted in their load as a routed item is) and a ``route``
+job is armed at the offer's timeout. They accept it (:meth:`Router.accept_offer_txn`:
+``routed``), or decline it or let it expire (:meth:`Router.pass_on_txn`): the item goes
+back to its pool with them under ``passed`` in its rule (excluded from it for good), their
+load gives it back, and it is decided again at once — offered to the next candidate, or
+waiting. An SLA action naming a rule routes an item again the same way
+(:meth:`Router.reroute_txn`).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from baton.calendars import BusinessCalendar
@@ -125,11 +134,106 @@ class Router:
             tx.enqueue_job_txn(ROUTE_JOB, None, {"user": user}, now, now)
         return user
 
+    # ---- offer mode -------------------------------------------------------------------
+    def accept_offer_txn(self, tx: Transaction, item: WorkItem, user: str,
+                         now_dt: datetime) -> bool:
+        """``user``, offered ``item``, takes it: routed to them (their load already counts
+        it). False when the item changed meanwhile (its version)."""
+        now = iso(now_dt)
+        if not tx.update_work_item_txn(item["id"], ["open"], item["version"],
+                                       {"routing_status": "routed", "updated_at": now}):
+            return False
+        tx.append_events_txn([audit_event(  # type: ignore[list-item]
+            "offer_accepted", user, now, item["record_id"], item["run_id"],
+            {"work_item": item["id"], "step": item["step"], "user": user,
+             "offered_at": item.get("routed_at")})])
+        return True
+
+    def pass_on_txn(self, tx: Transaction, item: WorkItem, user: str, why: str,
+                    now_dt: datetime, *, actor: str) -> bool:
+        """``user`` declined ``item`` (``why``: ``declined``) or let the offer expire
+        (``offer expired``): it goes back to its queue or group with them kept out of it
+        for good, their load gives it back, and it is offered to the next candidate — or
+        waits for routing as any item does when nobody is left. False when the item
+        changed meanwhile (its version)."""
+        now = iso(now_dt)
+        rule: dict[str, Any] = dict(item.get("routing") or {})
+        rule["passed"] = {**(rule.get("passed") or {}), user: why}
+        kind, _, pool = str(rule.get("from", "")).partition(":")
+        if not tx.update_work_item_txn(item["id"], ["open"], item["version"], {
+                "assignee_kind": kind, "assignee": pool, "routing_status": "waiting",
+                "routing": rule, "updated_at": now}):
+            return False
+        freed = tx.release_load_txn(item["id"], now)  # (routed_to: still the offeree)
+        kind_of_event = "offer_declined" if why == "declined" else "offer_expired"
+        events: list[AuditEvent] = [audit_event(
+            kind_of_event, actor, now, item["record_id"], item["run_id"],
+            {"work_item": item["id"], "step": item["step"], "user": user,
+             "offered_at": item.get("routed_at"), "reason": why})]
+        fresh: WorkItem = {**item, "assignee_kind": kind, "assignee": pool,
+                           "routing_status": "waiting", "routing": rule,
+                           "version": item["version"] + 1}
+        self._route_txn(tx, kind, pool, [fresh], now_dt, events, first=True)
+        tx.append_events_txn(events)  # type: ignore[arg-type]
+        if events[-1]["type"] == "waiting_for_routing":  # (a re-check after commit)
+            tx.enqueue_job_txn(ROUTE_JOB, None, {"kind": kind, "pool": pool}, now, now)
+        if freed is not None:  # they have room again for what else waits
+            self.route_user_txn(tx, freed[0], now_dt)
+        return True
+
+    def _offer_expired_txn(self, tx: Transaction, payload: dict[str, Any],
+                           now_dt: datetime) -> int:
+        """The durable timer of an offer: if that very offer is still open (the same
+        person, offered at the same instant), it goes to the next candidate."""
+        item = tx.get_work_item_txn(str(payload["offer"]), for_update=True)
+        if item is None or item["status"] != "open" or item.get("routing_status") != "offered" \
+                or item.get("routed_to") != payload.get("to") \
+                or item.get("routed_at") != payload.get("at"):
+            return 0
+        return int(self.pass_on_txn(tx, item, str(payload["to"]), "offer expired",  # type: ignore[arg-type]
+                                    now_dt, actor="system"))
+
+    # ---- an SLA's routing rule ---------------------------------------------------------
+    def reroute_txn(self, tx: Transaction, item: WorkItem, rule: dict[str, Any], now_dt: datetime,
+                    *, reason: str, exclude: str | None = None) -> list[AuditEvent]:
+        """Route an open item again with ``rule`` (an SLA's ``on_jeopardy: {routing: ...}``):
+        it leaves its person or pool (a claim is released, a routed item's load freed),
+        waits in the rule's queue or group, and is routed there at once when someone is
+        eligible (``routed`` with ``reason``), ``exclude`` (its assignee) kept out. The
+        events to append; none when the item was no longer open."""
+        now = iso(now_dt)
+        kind, _, pool = str(rule.get("from", "")).partition(":")
+        rule = dict(rule)
+        if exclude is not None:
+            rule["passed"] = {**(rule.get("passed") or {}), exclude: "assignee at jeopardy"}
+        # The load is freed before the item leaves: it counts in its old queue, which the
+        # row's old rule names (freeing is a compare-and-set of its own, done once).
+        freed = tx.release_load_txn(item["id"], now) if item.get("routing") else None
+        changes: dict[str, Any] = {"status": "open", "claimed_by": None, "assignee_kind": kind,
+                                   "assignee": pool, "routing": rule,
+                                   "routing_status": "waiting", "updated_at": now}
+        if not tx.update_work_item_txn(item["id"], ["open", "claimed"], None, changes):
+            return []
+        events: list[AuditEvent] = [audit_event(
+            "work_item_reassigned", "system", now, item["record_id"], item["run_id"],
+            {"work_item": item["id"], "step": item["step"], "reason": reason,
+             "from": f"{item['assignee_kind']}:{item['assignee']}", "to": f"{kind}:{pool}",
+             "rule": rule.get("rule")})]
+        fresh = tx.get_work_item_txn(item["id"], for_update=True)
+        assert fresh is not None
+        self._route_txn(tx, kind, pool, [fresh], now_dt, events,  # type: ignore[list-item]
+                        first=True, reason=reason)
+        if events[-1]["type"] == "waiting_for_routing":
+            tx.enqueue_job_txn(ROUTE_JOB, None, {"kind": kind, "pool": pool}, now, now)
+        if freed is not None:
+            tx.enqueue_job_txn(ROUTE_JOB, None, {"user": freed[0]}, now, now)
+        return events
+
     # ---- one pass ---------------------------------------------------------------------
     def _route_txn(self, tx: Transaction, kind: str, pool: str, items: Sequence[WorkItem],
                    now_dt: datetime, events: list[AuditEvent], *, first: bool,
-                   for_user: str | None = None, agents: list[Agent] | None = None
-                   ) -> tuple[int, bool]:
+                   for_user: str | None = None, agents: list[Agent] | None = None,
+                   reason: str | None = None) -> tuple[int, bool]:
         """Route ``items`` (waiting in one pool, in order): (how many were routed, whether
         anyone could still take more)."""
         now_dt = parse_now(now_dt)
@@ -158,7 +262,7 @@ class Router:
             if rule.get("strategy") == "round_robin" and name not in cursors:
                 cursors[name] = tx.routing_cursor_txn(name)
             verdict = self._assign_txn(tx, item, rule, pool, agents, now_dt, sticky,
-                                       cursors.get(name), events, open_now)
+                                       cursors.get(name), events, open_now, reason)
             if verdict.winner is not None:
                 routed += 1
                 if rule.get("strategy") == "round_robin":
@@ -188,7 +292,7 @@ class Router:
     def _assign_txn(self, tx: Transaction, item: WorkItem, rule: dict[str, Any], pool: str,
                     agents: list[Agent], now_dt: datetime, sticky: Sequence[str],
                     cursor: str | None, events: list[AuditEvent],
-                    open_now: OpenNow | None = None) -> Verdict:
+                    open_now: OpenNow | None = None, reason: str | None = None) -> Verdict:
         now = iso(now_dt)
         filters = rule.get("filters") or ()
         for _ in range(RETRIES + 1):
@@ -202,19 +306,30 @@ class Router:
                                     under_capacity="under_capacity" in filters):
                 self._reread_txn(tx, agent, pool)  # another worker took their last unit
                 continue
+            offer = rule.get("offer")
             if not tx.update_work_item_txn(item["id"], ["open"], item["version"], {
-                    "assignee_kind": "user", "assignee": agent.name, "routing_status": "routed",
+                    "assignee_kind": "user", "assignee": agent.name,
+                    "routing_status": "offered" if offer else "routed",
                     "routed_to": agent.name, "routed_at": now, "updated_at": now}):
                 tx.give_back_load_txn(agent.name, pool)
                 return Verdict(None, verdict.considered, verdict.counts, verdict.total)
             agent.load += 1
             agent.queue_load += 1
             agent.idle_since = now
-            events.append(audit_event(
-                "routed", "system", now, item["record_id"], item["run_id"],
-                {"work_item": item["id"], "step": item["step"], "rule": rule.get("rule"),
-                 "queue": f"{item['assignee_kind']}:{pool}", "strategy": rule.get("strategy"),
-                 "to": f"user:{agent.name}", **verdict.to_json()}))
+            data: dict[str, Any] = {
+                "work_item": item["id"], "step": item["step"], "rule": rule.get("rule"),
+                "queue": f"{item['assignee_kind']}:{pool}", "strategy": rule.get("strategy"),
+                "to": f"user:{agent.name}"}
+            if reason is not None:
+                data["reason"] = reason
+            if offer:  # the durable timer: the offer expires unless accepted by then
+                expires = iso(now_dt + timedelta(milliseconds=int(offer["timeout_ms"])))
+                data["expires_at"] = expires
+                tx.enqueue_job_txn(ROUTE_JOB, None, {"offer": item["id"], "to": agent.name,
+                                                     "at": now}, expires, now)
+            events.append(audit_event("offered" if offer else "routed", "system", now,
+                                      item["record_id"], item["run_id"],
+                                      {**data, **verdict.to_json()}))
             if self.notify is not None:
                 new: WorkItem = {**item, "assignee_kind": "user",
                                  "assignee": agent.name, "version": item["version"] + 1}
@@ -275,7 +390,9 @@ class Router:
 
     def run_job_txn(self, tx: Transaction, payload: dict[str, Any], now_dt: datetime) -> int:
         """A ``route`` job: route a pool (a calendar opened, a re-check), or a person's
-        pools (they have room again)."""
+        pools (they have room again), or an offer's timeout came."""
+        if "offer" in payload:
+            return self._offer_expired_txn(tx, payload, now_dt)
         if "user" in payload:
             return self.route_user_txn(tx, str(payload["user"]), now_dt)
         with self._lock:

@@ -4,7 +4,9 @@ how the eligible ones score, and who wins. No I/O and no clock: the time comes i
 argument and calendars through a lookup, so the same decision runs on virtual time.
 
 Exclusions, checked in this order (the first that applies is the reason given):
-``inactive``, ``skill missing: NAME`` (or ``skill NAME below level N``), ``away`` /
+``inactive``, who already passed on this item (the item's rule keeps them under ``passed``
+with the reason: ``declined`` or ``offer expired`` in offer mode, ``assignee at jeopardy``
+when an SLA routed it away from them), ``skill missing: NAME`` (or ``skill NAME below level N``), ``away`` /
 ``offline`` (filter ``available``), ``outside hours`` (filter ``within_hours``: the
 person's calendar is closed now; a calendar that is not deployed excludes too, saying so),
 ``at capacity`` (filter ``under_capacity``: overall, or in this queue).
@@ -124,6 +126,9 @@ def exclusion(rule: Mapping[str, Any], agent: Agent, now: datetime, hours: Hours
     """Why ``agent`` may not get an item of ``rule`` now, or None."""
     if not agent.active:
         return "inactive"
+    passed = rule.get("passed")
+    if passed and agent.name in passed:
+        return str(passed[agent.name])
     for name, level in rule.get("required") or ():
         if name not in agent.skills:
             return f"skill missing: {name}"
@@ -208,11 +213,29 @@ def _turn(order: list[str], name: str, cursor: str | None) -> int:
     return (order.index(name) - start) % len(order)
 
 
-def describe_decision(d: Mapping[str, Any]) -> str:
-    """One line for a ``routed`` or ``waiting_for_routing`` event (CLI and record page)."""
+OFFER_EVENTS = ("offer_accepted", "offer_declined", "offer_expired")
+
+
+def describe_offer(kind: str, d: Mapping[str, Any]) -> str:
+    """One line for ``offer_accepted``, ``offer_declined`` or ``offer_expired``."""
+    what = {"offer_accepted": "accepted", "offer_declined": "declined",
+            "offer_expired": "did not accept in time"}[kind]
+    return f"{d.get('step')}: {d.get('user')} {what}" + (
+        f" (offered at {d['offered_at']})" if kind == "offer_expired" and d.get("offered_at")
+        else "")
+
+
+def describe_decision(d: Mapping[str, Any], kind: str = "routed") -> str:
+    """One line for a ``routed``, ``offered`` or ``waiting_for_routing`` event (CLI and
+    record page)."""
     cands = d.get("candidates") or []
-    head = (f"{d.get('step')} → {d.get('winner')}" if d.get("winner")
+    arrow = "offered to" if kind == "offered" else "→"
+    head = (f"{d.get('step')} {arrow} {d.get('winner')}" if d.get("winner")
             else f"{d.get('step')} waits in {d.get('queue')}")
+    if d.get("reason"):
+        head += f" ({d['reason']})"
+    if kind == "offered" and d.get("expires_at"):
+        head += f" until {d['expires_at']}"
     total = int(d.get("considered") or 0)
     eligible = total - sum((d.get("reasons") or {}).values())
     bits = [f"rule {d.get('rule')}", f"{eligible} eligible of {total}"]

@@ -204,6 +204,7 @@ class WorkService:
             item = self.get_txn(tx, item_id)
             if item["status"] != OPEN:
                 raise TransitionConflict(_not_open(item))
+            _not_offered(item, "claimed")
             on_behalf = self._may_act_txn(tx, item, user, scope)
             if self.claim_hook is not None:
                 self.claim_hook(item_id)
@@ -214,6 +215,42 @@ class WorkService:
                 "work_item_claimed", user, now, item["record_id"], item["run_id"],
                 {"work_item": item_id, "step": item["step"], **_for(on_behalf)})])
             return self.get_txn(tx, item_id)
+
+    # ---- offer mode (a routing rule with ``offer``) --------------------------------------
+    def accept(self, item_id: str, user: str, scope: User | None) -> WorkItem:
+        """The offeree takes the item offered to them: it is theirs (routed to them)."""
+        with self.store.write() as tx:
+            item = self._offered_txn(tx, item_id, user, scope, "accept")
+            assert self.applier.router is not None
+            if not self.applier.router.accept_offer_txn(tx, item, user, self.clock.now()):
+                raise TransitionConflict(f"work item {item_id} changed while accepting; try again")
+            return self.get_txn(tx, item_id)
+
+    def decline(self, item_id: str, user: str, scope: User | None) -> WorkItem:
+        """The offeree turns the offer down: it goes to the next candidate (never again to
+        them), or waits for routing when nobody is left."""
+        with self.store.write() as tx:
+            item = self._offered_txn(tx, item_id, user, scope, "decline")
+            assert self.applier.router is not None
+            if not self.applier.router.pass_on_txn(tx, item, user, "declined",
+                                                   self.clock.now(), actor=user):
+                raise TransitionConflict(f"work item {item_id} changed while declining; try again")
+            return self.get_txn(tx, item_id)
+
+    def _offered_txn(self, tx: Transaction, item_id: str, user: str, scope: User | None,
+                     verb: str) -> WorkItem:
+        """The item, locked, if it is offered to ``user`` now: only the offeree answers an
+        offer (an operator reassigns it instead)."""
+        item = self.get_txn(tx, item_id)
+        if item["status"] != OPEN or item.get("routing_status") != "offered" \
+                or self.applier.router is None:
+            raise TransitionConflict(f"work item {item_id} is not offered to anyone "
+                                     f"({_state(item)}): there is no offer to {verb}")
+        if item.get("routed_to") != user:
+            raise PermissionDenied(f"work item {item_id} is offered to {item.get('routed_to')}, "
+                                   f"not {user}: only they may {verb} it")
+        self._current_txn(tx, scope)  # (an offeree deactivated since may not answer)
+        return item
 
     def release(self, item_id: str, user: str, scope: User | None) -> WorkItem:
         """Give a claimed item back to its assignee, open for anyone of them to claim.
@@ -272,6 +309,8 @@ class WorkService:
             for _ in range(NEXT_PAGES):
                 found = tx.page_work_items_txn(filters, "priority", after, 0, NEXT_BATCH)
                 for row in found.rows:
+                    if row.get("routing_status") == "offered":  # accepted first
+                        continue
                     if row["assignee_kind"] == "user" and row["assignee"] != me.name \
                             and not me.delegated(row):
                         continue
@@ -334,6 +373,7 @@ class WorkService:
             raise TransitionConflict(f"work item {item_id} is claimed by {item['claimed_by']}")
         if status not in OPEN_STATUSES:
             raise TransitionConflict(f"work item {item_id} is {status}; it cannot be completed")
+        _not_offered(item, "completed")
         on_behalf = self._may_act_txn(tx, item, user, scope)
         form = [FieldDefinition(name=f["name"], type=f["type"], required=f["required"],
                                 choices=tuple(f.get("choices") or ()), default=f.get("default"),
@@ -465,6 +505,19 @@ def _with_sla_txn(tx: Transaction, found: list[dict[str, Any]]) -> list[WorkItem
         sla = step.get("sla") if step.get("iteration") == item["iteration"] else None
         item["sla_status"], item["due_at"] = (sla or {}).get("status"), (sla or {}).get("due_at")
     return found  # type: ignore[return-value]
+
+
+def _not_offered(item: WorkItem, what: str) -> None:
+    """An item on offer is its offeree's to accept or decline first."""
+    if item.get("routing_status") == "offered":
+        raise TransitionConflict(
+            f"work item {item['id']} is offered to {item.get('routed_to')}: it is accepted "
+            f"(or declined) before it can be {what}")
+
+
+def _state(item: WorkItem) -> str:
+    return item["status"] if item["status"] != OPEN else \
+        f"routing {item.get('routing_status') or 'none'}"
 
 
 def _not_open(item: WorkItem) -> str:

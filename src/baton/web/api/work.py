@@ -105,6 +105,9 @@ class WorkItem(BaseModel):
         default=None, description="the step's input: values evaluated when the step started")
     step_type: str | None = Field(default=None, description=(
         "interactive or approval (an approval's assignee's delegate may act on it)"))
+    routing_status: str | None = Field(default=None, description=(
+        "for an item a routing rule assigns: waiting (for routing, in its queue or group), "
+        "offered (to its assignee, who accepts or declines it: offer mode) or routed"))
 
 
 class Completed(WorkItem):
@@ -221,6 +224,31 @@ def claim(request: Request, item_id: ItemId, principal: Principal = WORK) -> dic
 def release(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
     _visible_item(request, item_id, principal)
     item = engine_of(request).release(item_id, principal.name, scope=_scope(principal))
+    return work_item_view(item)
+
+
+@router.post("/{item_id}/accept", response_model=WorkItem, summary="Accept an offered item",
+             description="A routing rule in offer mode (`offer: {timeout: 2m}`) offered the "
+                         "item to the caller: it becomes theirs (`routing_status: routed`; "
+                         "audited as `offer_accepted`). Only the offeree may: 403 for anyone "
+                         "else; 409 when the item is not on offer (accepted, declined, or "
+                         "its offer expired).",
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
+def accept(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
+    _visible_item(request, item_id, principal)
+    return work_item_view(engine_of(request).accept(item_id, principal.name,
+                                                    scope=_scope(principal)))
+
+
+@router.post("/{item_id}/decline", response_model=WorkItem, summary="Decline an offered item",
+             description="The offeree turns the offer down (audited as `offer_declined`): "
+                         "the item is offered to the next candidate of its routing rule, never "
+                         "again to them, or waits for routing when nobody is left. Only the "
+                         "offeree may: 403 for anyone else; 409 when it is not on offer.",
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
+def decline(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
+    _visible_item(request, item_id, principal)
+    item = engine_of(request).decline(item_id, principal.name, scope=_scope(principal))
     return work_item_view(item)
 
 

@@ -10,7 +10,7 @@ from baton.ai.describe import describe_answer, is_ai_answer
 from baton.ai.views import describe_ai_call, describe_child_link
 from baton.intake.views import describe_message
 from baton.runtime.views import approval_history_line
-from baton.work.routing import describe_decision
+from baton.work.routing import OFFER_EVENTS, describe_decision, describe_offer
 
 
 def describe_event(e: Mapping[str, Any]) -> str:
@@ -24,8 +24,10 @@ def describe_event(e: Mapping[str, Any]) -> str:
     if t == "record_updated":
         return ", ".join(f"{k}: {_short(v[0])} → {_short(v[1])}"
                          for k, v in (d.get("changes") or {}).items())
-    if t in ("routed", "waiting_for_routing"):
-        return describe_decision(d)
+    if t in ("routed", "offered", "waiting_for_routing"):
+        return describe_decision(d, t)
+    if t in OFFER_EVENTS:
+        return describe_offer(t, d)
     if t == "record_created":
         fields = ", ".join(f"{k}={_short(v)}" for k, v in (d.get("fields") or {}).items()
                            if v is not None)[:300]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -18,6 +19,7 @@ from starlette.datastructures import FormData
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission
+from baton.clock import iso
 from baton.engine.sla import SLA_STATES
 from baton.engine.status import WorkItemStatus
 from baton.errors import NotFound, ValidationError
@@ -168,6 +170,24 @@ def release(request: Request, item_id: str, principal: Worker) -> Response:
     return RedirectResponse(f"/work/{item_id}", status_code=303)
 
 
+@router.post("/work/{item_id}/accept")
+def accept(request: Request, item_id: str, principal: Worker) -> Response:
+    """Accept the offer of an item (routing's offer mode): it is mine."""
+    eng = engine_of(request)
+    visible_item(eng, principal.user, item_id)
+    eng.accept(item_id, principal.name, scope=_act_scope(principal.user))
+    return RedirectResponse(f"/work/{item_id}", status_code=303)
+
+
+@router.post("/work/{item_id}/decline")
+def decline(request: Request, item_id: str, principal: Worker) -> Response:
+    """Decline the offer: it goes to the next person; back to my list."""
+    eng = engine_of(request)
+    visible_item(eng, principal.user, item_id)
+    eng.decline(item_id, principal.name, scope=_act_scope(principal.user))
+    return RedirectResponse("/work", status_code=303)
+
+
 def _row(request: Request, principal: Principal, eng: Engine, item: WorkItem,
          done: str) -> Response:
     return render(request, "_work_row.html", principal, {
@@ -247,7 +267,18 @@ def _item_context(eng: Engine, user: User, item: WorkItem) -> dict[str, Any]:
             "may_release": item["status"] == WorkItemStatus.CLAIMED
             and (holds or user.can(Permission.WORK_ALL)),
             "may_act": item["status"] in OPEN_STATUSES
-            and (item["status"] == WorkItemStatus.OPEN or item["claimed_by"] == user.name)}
+            and item.get("routing_status") != "offered"
+            and (item["status"] == WorkItemStatus.OPEN or item["claimed_by"] == user.name),
+            "offer_expires_at": _offer_expires_at(item)}
+
+
+def _offer_expires_at(item: WorkItem) -> str | None:
+    """When the offer of ``item`` expires: offered at, plus its rule's offer timeout."""
+    offer = (item.get("routing") or {}).get("offer")
+    if item.get("routing_status") != "offered" or not offer or not item.get("routed_at"):
+        return None
+    at = datetime.fromisoformat(str(item["routed_at"]))
+    return iso(at + timedelta(milliseconds=int(offer["timeout_ms"])))
 
 
 def _done_context(eng: Engine, user: User, result: dict[str, Any]) -> dict[str, Any]:
