@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from baton.ai.offline import FEW, OfflineClassifier, normalise, word_pairs
+from baton.ai.offline import FEW, OfflineClassifier, normalise, stem, stemmed, word_pairs
 from baton.errors import BatonError
 
 TEXTS = {
@@ -29,8 +29,15 @@ def test_normalise_spells_out_contractions_and_drops_punctuation() -> None:
     assert normalise("I’m   waiting") == "i am waiting"
 
 
-def test_word_pairs_are_every_pair_of_distinct_words_wherever_they_stand() -> None:
-    assert word_pairs("Top up failed, top up!") == ["failed~top", "failed~up", "top~up"]
+def test_stems_fold_inflections_together() -> None:
+    assert stem("charged") == stem("charges") == stem("charge")
+    assert stem("refunded") == stem("refunds") == "refund"
+    assert stemmed("I was charged twice for Cards!") == "i was charg twice for card"
+
+
+def test_word_pairs_are_every_pair_of_distinct_stems_wherever_they_stand() -> None:
+    assert word_pairs("Top up failed, top up!") == ["fail~top", "fail~up", "top~up"]
+    assert word_pairs("cards charged") == word_pairs("charge on the card")[:1] == ["card~charg"]
     assert word_pairs("a") == []
     many = " ".join(f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(100))
     pairs = word_pairs(many)
@@ -55,6 +62,14 @@ def test_word_pairs_show_in_the_rationale_as_two_words() -> None:
     (answer,) = train().classify(["money back refund"])
     assert answer.category == "refund"
     assert all("~" not in r for r in answer.rationale), answer.rationale
+
+
+def test_the_rationale_shows_the_texts_own_words_not_their_stems() -> None:
+    (answer,) = train().classify(["my refunded money is arriving back"])
+    assert answer.category == "refund"
+    shown = " ".join(answer.rationale)
+    assert "refunded" in shown or "money" in shown, answer.rationale
+    assert "arriv " not in f"{shown} " and "refund " not in f"{shown} ", answer.rationale
 
 
 def test_training_needs_two_categories_and_as_many_labels_as_texts() -> None:
