@@ -23,7 +23,6 @@ import typer
 import typer.main
 from rich.markup import escape
 
-from baton.ai.describe import describe_answer, is_ai_answer
 from baton.cli import bundle as bundle_cli
 from baton.cli.ai import ai_app  # scikit-learn and rapidfuzz load when its command runs
 from baton.cli.bench import bench_app
@@ -47,20 +46,8 @@ from baton.cli.plans import plans_app
 from baton.clock import iso
 from baton.engine.status import IncidentStatus, RunStatus, WorkItemStatus
 from baton.errors import BatonError, ConfigError, DefinitionError, Issue
-from baton.intake.views import describe_message
 from baton.project import Project, find_project_root, load_project
-from baton.runtime.views import (
-    approval_history_line,
-    call_views,
-    completed_view,
-    event_view,
-    human_duration,
-    run_summary,
-    run_summary_row,
-    work_item_view,
-)
 from baton.settings import LOG_FORMATS, Settings
-from baton.work.items import OPEN_STATUSES
 
 install_fast_coercion()  # option values without importing pydantic (see cli/params.py)
 
@@ -515,6 +502,8 @@ def start(name: Annotated[str, typer.Argument(help="Orchestration name")],
           record: Annotated[str | None, typer.Option("--record", help="Record id the run works on")] = None,
           as_json: JsonOpt = False) -> None:
     """Start an autolaunched orchestration."""
+    from baton.runtime.views import run_summary
+
     run = state.engine(flows=True).start(name, parse_json(input, "--input", exact=True), record_id=record, actor="cli")
     if as_json:
         print_json(run_summary(run))
@@ -534,6 +523,8 @@ def runs_list(orchestration: Annotated[str | None, typer.Option("--orchestration
               limit: LimitOpt = 50, offset: OffsetOpt = 0, after: AfterOpt = None,
               wide: WideOpt = False, as_json: JsonOpt = False) -> None:
     """List runs, newest first (a page: --after NEXT gives the following one)."""
+    from baton.runtime.views import human_duration, run_summary_row
+
     eng = state.engine()
     found = eng.page_runs(orchestration=orchestration, status=status, current_stage=stage,
                           record_id=record, attention=attention or None, after=after,
@@ -562,6 +553,8 @@ ATTENTION_TEXT = {"fallout": "[red]! step in fallout[/red]",
 @runs_app.command("show")
 def runs_show(run_id: RunIdArg, as_json: JsonOpt = False) -> None:
     """A run's stages and steps with their status, and the decisions taken."""
+    from baton.runtime.views import call_views
+
     run = state.engine().get_run(run_id)
     if as_json:
         print_json(run_detail(state.engine(), run))
@@ -613,6 +606,8 @@ def runs_show(run_id: RunIdArg, as_json: JsonOpt = False) -> None:
 def runs_cancel(run_id: RunIdArg, reason: Annotated[str, typer.Option("--reason", help="Why (audited)")] = "canceled from the CLI",
                 as_json: JsonOpt = False) -> None:
     """Cancel a run; its open work items are canceled too."""
+    from baton.runtime.views import run_summary
+
     run = state.engine().cancel_run(run_id, reason, actor="cli")
     print_json(run_summary(run)) if as_json else console.print(f"run {run.id} {styled(run.status.value)}")
 
@@ -621,6 +616,8 @@ def runs_cancel(run_id: RunIdArg, reason: Annotated[str, typer.Option("--reason"
 def runs_resume(run_id: RunIdArg, reason: Annotated[str, typer.Option("--reason", help="Why (audited)")],
                 as_json: JsonOpt = False) -> None:
     """Resume a failed run after its cause is fixed: its failed steps run again."""
+    from baton.runtime.views import run_summary
+
     run = state.engine().resume_run(run_id, reason, actor="cli")
     print_json(run_summary(run)) if as_json else console.print(f"run {run.id} {styled(run.status.value)}")
 
@@ -631,6 +628,8 @@ def runs_signal(run_id: RunIdArg,
                 data: Annotated[str, typer.Option("--data", help="JSON object: the waiting steps' output")] = "{}",
                 as_json: JsonOpt = False) -> None:
     """Send a named signal: pause steps waiting for it complete with --data as their output."""
+    from baton.runtime.views import run_summary
+
     run = state.engine().signal(run_id, name, parse_json(data, "--data"), actor="cli")
     print_json(run_summary(run)) if as_json else console.print(
         f"signal {name} delivered; run {run.id} {styled(run.status.value)}")
@@ -652,6 +651,8 @@ def fallout_list(limit: Annotated[int, typer.Option("--limit", help="At most thi
 
 
 def _fallout(action: str, fallout_id: str, reason: str, data: str | None, as_json: bool) -> None:
+    from baton.runtime.views import run_summary
+
     output = parse_json(data, "--data") if data is not None else None
     run = state.engine().resolve_fallout(fallout_id, action, reason=reason, actor="cli",
                                          output=output)
@@ -815,6 +816,8 @@ def _cut(text: str, at: int | None) -> str:
 @records_app.command("timeline")
 def records_timeline(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
     """Every event that touched the record, in order, with actor and time."""
+    from baton.runtime.views import event_view
+
     events = state.engine().timeline(record_id)
     if as_json:
         print_json([event_view(e) for e in events])
@@ -824,7 +827,10 @@ def records_timeline(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
 
 
 def describe_event(e: Mapping[str, Any]) -> str:
+    from baton.ai.describe import describe_answer, is_ai_answer
     from baton.ai.views import describe_ai_call, describe_child_link
+    from baton.intake.views import describe_message
+    from baton.runtime.views import approval_history_line
 
     d = e["data"]
     t = e["type"]
@@ -887,6 +893,9 @@ def work_list(user: Annotated[str | None, typer.Option("--user", "-u", help="Ite
               wide: WideOpt = False, as_json: JsonOpt = False) -> None:
     """Open work items: a user's, a queue's or a group's (all open items if none is given),
     oldest first (a page: --after NEXT gives the following one)."""
+    from baton.runtime.views import work_item_view
+    from baton.work.items import OPEN_STATUSES
+
     if status:
         statuses = list(status)
     else:
@@ -921,6 +930,8 @@ def _headline(item: Mapping[str, Any]) -> str:
 @work_app.command("show")
 def work_show(item_id: ItemIdArg, as_json: JsonOpt = False) -> None:
     """A work item: its status, assignment, SLA, instructions and form fields."""
+    from baton.runtime.views import work_item_view
+
     item = work_item_view(state.engine().get_work_item(item_id))
     if as_json:
         print_json(item)
@@ -957,6 +968,8 @@ def _acting_user(engine: Any, name: str) -> Any:
 @work_app.command("claim")
 def work_claim(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
     """Claim an item; if someone else claimed it first, this fails with a clear message."""
+    from baton.runtime.views import work_item_view
+
     engine = state.engine()
     item = engine.claim(item_id, user, scope=_acting_user(engine, user))
     print_json(work_item_view(item)) if as_json else console.print(f"{item_id} claimed by {user}")
@@ -967,6 +980,8 @@ def work_complete(item_id: ItemIdArg, user: UserOpt,
                   data: Annotated[str, typer.Option("--data", help="The form's fields as a JSON object")] = "{}",
                   as_json: JsonOpt = False) -> None:
     """Submit the form; the step completes and the run moves on."""
+    from baton.runtime.views import completed_view
+
     engine = state.engine()
     result = engine.complete(item_id, user, parse_json(data, "--data", exact=True),
                              scope=_acting_user(engine, user))
@@ -983,6 +998,8 @@ def work_recall(item_id: ItemIdArg,
                 user: Annotated[str, typer.Option("--user", "-u", help="Who recalls it: the approval's submitter, or an operator")],
                 as_json: JsonOpt = False) -> None:
     """Take back a pending approval: its step completes with decision 'recalled'."""
+    from baton.runtime.views import completed_view
+
     engine = state.engine()
     result = engine.work.recall(item_id, user, _acting_user(engine, user))
     run = result["run"]
@@ -997,6 +1014,8 @@ def work_recall(item_id: ItemIdArg,
 def work_reassign(item_id: ItemIdArg, to: Annotated[str, typer.Option("--to", help="user:NAME, group:NAME or queue:NAME")],
                   as_json: JsonOpt = False) -> None:
     """Assign an item to another user, group or queue (a claim on it is released)."""
+    from baton.runtime.views import work_item_view
+
     item = state.engine().reassign(item_id, to, actor="cli")
     print_json(work_item_view(item)) if as_json else console.print(f"{item_id} reassigned to {to}")
 
