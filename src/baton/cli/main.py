@@ -1047,8 +1047,8 @@ def app_for(args: list[str]) -> typer.Typer:
     signature and annotations) before it parses a single argument: ~0.07 s of CPU for the
     ~70 commands, on every ``baton`` call. ``baton runs list`` needs the ``runs`` group
     only; the same app with the other commands left out parses, helps and fails exactly
-    as the full one for it. No command named (``baton``, ``--help``, ``--version``, an
-    unknown name): the full app, whose help and errors list every command."""
+    as the full one for it, and ``--version`` needs none. No command named (``baton``,
+    ``--help``, an unknown name): the full app, whose help and errors list every command."""
     name = None
     rest = iter(args)
     for arg in rest:
@@ -1057,17 +1057,22 @@ def app_for(args: list[str]) -> typer.Typer:
         elif not arg.startswith("-"):
             name = arg
             break
+        elif arg == "--version":  # (eager: it prints and exits before anything else)
+            return _with_commands(app, [], [])
         elif arg == "--" or not arg.startswith(tuple(f"{o}=" for o in ROOT_OPTIONS_WITH_VALUE)):
-            return app  # --help, --version, an unknown option: the full app says
+            return app  # --help, an unknown option: the full app says
     if name is None:
         return app
     groups = [g for g in app.registered_groups if g.name == name]
     commands = [c for c in app.registered_commands
                 if (c.name or typer.main.get_command_name(c.callback.__name__  # type: ignore[union-attr]
                                                           )) == name]
-    if not groups and not commands:
-        return app
-    lean = copy.copy(app)
+    return _with_commands(app, groups, commands) if groups or commands else app
+
+
+def _with_commands(full: typer.Typer, groups: list[Any], commands: list[Any]) -> typer.Typer:
+    """``full`` (its callback, options and settings) with only these commands."""
+    lean = copy.copy(full)
     lean.registered_groups = groups
     lean.registered_commands = commands
     return lean
