@@ -3,7 +3,9 @@
 Start-up cost matters: a read command (``runs list``) should answer in a fraction of a
 second of CPU. So this module imports only Typer, Rich's console and light Baton modules;
 the Engine (SQLAlchemy), the web stack, the worker and CEL load inside the commands that
-use them. ``tests/unit/test_cli_imports.py`` holds that line; ``bench/cli.py`` measures.
+use them, and :func:`main` hands Typer only the command named (:func:`app_for`).
+``tests/unit/test_cli_imports.py`` and ``tests/e2e/test_cli_read_imports.py`` hold that
+line; ``bench/cli.py`` measures.
 """
 
 from __future__ import annotations
