@@ -10,14 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from baton.cli.output import console, err_console, print_json, table
-from baton.definitions.model import ConnectionDefinition, LoadedDefinition
 from baton.errors import BatonError, Issue, NotFound
+
+if TYPE_CHECKING:  # (the definitions' model loads with the command that reads them)
+    from baton.definitions.model import ConnectionDefinition, LoadedDefinition
 
 connections_app = typer.Typer(
     no_args_is_help=True,
@@ -36,6 +38,7 @@ def project_connections(paths: Sequence[Path]) -> dict[str, tuple[ConnectionDefi
     """The connections the files under ``paths`` define (those that are valid): name ->
     (definition, file)."""
     from baton.definitions.loader import check_definitions
+    from baton.definitions.model import ConnectionDefinition
 
     docs, _issues = check_definitions(list(paths), known_flows=None)
     return {d.name: (d.definition, d.file) for d in docs
@@ -43,6 +46,8 @@ def project_connections(paths: Sequence[Path]) -> dict[str, tuple[ConnectionDefi
 
 
 def _deployed(eng: Any, name: str) -> ConnectionDefinition | None:
+    from baton.definitions.model import ConnectionDefinition
+
     try:
         conn = eng.definitions.connection(name)
     except NotFound:
@@ -198,6 +203,7 @@ def mcp_schema_check(eng: Any, paths: Sequence[Path]) -> tuple[list[Issue], list
     from baton.connections.mcp import McpSessions
     from baton.connections.secrets import Secrets
     from baton.definitions.loader import check_definitions
+    from baton.definitions.model import ConnectionDefinition
     from baton.steps.mcp import MCP
 
     docs, _issues = check_definitions(

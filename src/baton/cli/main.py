@@ -3,11 +3,14 @@
 Start-up cost matters: a read command (``runs list``) should answer in a fraction of a
 second of CPU. So this module imports only Typer, Rich's console and light Baton modules;
 the Engine (SQLAlchemy), the web stack, the worker and CEL load inside the commands that
-use them. ``tests/unit/test_cli_imports.py`` holds that line; ``bench/cli.py`` measures.
+use them, and :func:`main` hands Typer only the command named (:func:`app_for`).
+``tests/unit/test_cli_imports.py`` and ``tests/e2e/test_cli_read_imports.py`` hold that
+line; ``bench/cli.py`` measures.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import decimal
 import json
@@ -19,9 +22,9 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+import typer.main
 from rich.markup import escape
 
-from baton.ai.describe import describe_answer, is_ai_answer
 from baton.cli import bundle as bundle_cli
 from baton.cli.ai import ai_app  # scikit-learn and rapidfuzz load when its command runs
 from baton.cli.bench import bench_app
@@ -45,20 +48,8 @@ from baton.cli.plans import plans_app
 from baton.clock import iso
 from baton.engine.status import IncidentStatus, RunStatus, WorkItemStatus
 from baton.errors import BatonError, ConfigError, DefinitionError, Issue
-from baton.intake.views import describe_message
 from baton.project import Project, find_project_root, load_project
-from baton.runtime.views import (
-    approval_history_line,
-    call_views,
-    completed_view,
-    event_view,
-    human_duration,
-    run_summary,
-    run_summary_row,
-    work_item_view,
-)
 from baton.settings import LOG_FORMATS, Settings
-from baton.work.items import OPEN_STATUSES
 
 install_fast_coercion()  # option values without importing pydantic (see cli/params.py)
 
@@ -513,6 +504,8 @@ def start(name: Annotated[str, typer.Argument(help="Orchestration name")],
           record: Annotated[str | None, typer.Option("--record", help="Record id the run works on")] = None,
           as_json: JsonOpt = False) -> None:
     """Start an autolaunched orchestration."""
+    from baton.runtime.views import run_summary
+
     run = state.engine(flows=True).start(name, parse_json(input, "--input", exact=True), record_id=record, actor="cli")
     if as_json:
         print_json(run_summary(run))
@@ -532,6 +525,8 @@ def runs_list(orchestration: Annotated[str | None, typer.Option("--orchestration
               limit: LimitOpt = 50, offset: OffsetOpt = 0, after: AfterOpt = None,
               wide: WideOpt = False, as_json: JsonOpt = False) -> None:
     """List runs, newest first (a page: --after NEXT gives the following one)."""
+    from baton.runtime.views import human_duration, run_summary_row
+
     eng = state.engine()
     found = eng.page_runs(orchestration=orchestration, status=status, current_stage=stage,
                           record_id=record, attention=attention or None, after=after,
@@ -560,6 +555,8 @@ ATTENTION_TEXT = {"fallout": "[red]! step in fallout[/red]",
 @runs_app.command("show")
 def runs_show(run_id: RunIdArg, as_json: JsonOpt = False) -> None:
     """A run's stages and steps with their status, and the decisions taken."""
+    from baton.runtime.views import call_views
+
     run = state.engine().get_run(run_id)
     if as_json:
         print_json(run_detail(state.engine(), run))
@@ -611,6 +608,8 @@ def runs_show(run_id: RunIdArg, as_json: JsonOpt = False) -> None:
 def runs_cancel(run_id: RunIdArg, reason: Annotated[str, typer.Option("--reason", help="Why (audited)")] = "canceled from the CLI",
                 as_json: JsonOpt = False) -> None:
     """Cancel a run; its open work items are canceled too."""
+    from baton.runtime.views import run_summary
+
     run = state.engine().cancel_run(run_id, reason, actor="cli")
     print_json(run_summary(run)) if as_json else console.print(f"run {run.id} {styled(run.status.value)}")
 
@@ -619,6 +618,8 @@ def runs_cancel(run_id: RunIdArg, reason: Annotated[str, typer.Option("--reason"
 def runs_resume(run_id: RunIdArg, reason: Annotated[str, typer.Option("--reason", help="Why (audited)")],
                 as_json: JsonOpt = False) -> None:
     """Resume a failed run after its cause is fixed: its failed steps run again."""
+    from baton.runtime.views import run_summary
+
     run = state.engine().resume_run(run_id, reason, actor="cli")
     print_json(run_summary(run)) if as_json else console.print(f"run {run.id} {styled(run.status.value)}")
 
@@ -629,6 +630,8 @@ def runs_signal(run_id: RunIdArg,
                 data: Annotated[str, typer.Option("--data", help="JSON object: the waiting steps' output")] = "{}",
                 as_json: JsonOpt = False) -> None:
     """Send a named signal: pause steps waiting for it complete with --data as their output."""
+    from baton.runtime.views import run_summary
+
     run = state.engine().signal(run_id, name, parse_json(data, "--data"), actor="cli")
     print_json(run_summary(run)) if as_json else console.print(
         f"signal {name} delivered; run {run.id} {styled(run.status.value)}")
@@ -650,6 +653,8 @@ def fallout_list(limit: Annotated[int, typer.Option("--limit", help="At most thi
 
 
 def _fallout(action: str, fallout_id: str, reason: str, data: str | None, as_json: bool) -> None:
+    from baton.runtime.views import run_summary
+
     output = parse_json(data, "--data") if data is not None else None
     run = state.engine().resolve_fallout(fallout_id, action, reason=reason, actor="cli",
                                          output=output)
@@ -813,6 +818,8 @@ def _cut(text: str, at: int | None) -> str:
 @records_app.command("timeline")
 def records_timeline(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
     """Every event that touched the record, in order, with actor and time."""
+    from baton.runtime.views import event_view
+
     events = state.engine().timeline(record_id)
     if as_json:
         print_json([event_view(e) for e in events])
@@ -822,7 +829,10 @@ def records_timeline(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
 
 
 def describe_event(e: Mapping[str, Any]) -> str:
+    from baton.ai.describe import describe_answer, is_ai_answer
     from baton.ai.views import describe_ai_call, describe_child_link
+    from baton.intake.views import describe_message
+    from baton.runtime.views import approval_history_line
 
     d = e["data"]
     t = e["type"]
@@ -889,6 +899,9 @@ def work_list(user: Annotated[str | None, typer.Option("--user", "-u", help="Ite
               wide: WideOpt = False, as_json: JsonOpt = False) -> None:
     """Open work items: a user's, a queue's or a group's (all open items if none is given),
     oldest first (a page: --after NEXT gives the following one)."""
+    from baton.runtime.views import work_item_view
+    from baton.work.items import OPEN_STATUSES
+
     if status:
         statuses = list(status)
     else:
@@ -924,6 +937,8 @@ def _headline(item: Mapping[str, Any]) -> str:
 @work_app.command("show")
 def work_show(item_id: ItemIdArg, as_json: JsonOpt = False) -> None:
     """A work item: its status, assignment, SLA, instructions and form fields."""
+    from baton.runtime.views import work_item_view
+
     item = work_item_view(state.engine().get_work_item(item_id))
     if as_json:
         print_json(item)
@@ -963,6 +978,8 @@ def _acting_user(engine: Any, name: str) -> Any:
 @work_app.command("claim")
 def work_claim(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
     """Claim an item; if someone else claimed it first, this fails with a clear message."""
+    from baton.runtime.views import work_item_view
+
     engine = state.engine()
     item = engine.claim(item_id, user, scope=_acting_user(engine, user))
     print_json(work_item_view(item)) if as_json else console.print(f"{item_id} claimed by {user}")
@@ -971,6 +988,8 @@ def work_claim(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> N
 @work_app.command("accept")
 def work_accept(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
     """Accept an item a routing rule offered you (offer mode): it becomes yours."""
+    from baton.runtime.views import work_item_view
+
     engine = state.engine()
     item = engine.accept(item_id, user, scope=_acting_user(engine, user))
     print_json(work_item_view(item)) if as_json else console.print(f"{item_id} accepted by {user}")
@@ -979,6 +998,8 @@ def work_accept(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> 
 @work_app.command("decline")
 def work_decline(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
     """Decline an item a routing rule offered you: the next candidate is offered it."""
+    from baton.runtime.views import work_item_view
+
     engine = state.engine()
     item = engine.decline(item_id, user, scope=_acting_user(engine, user))
     if as_json:
@@ -994,6 +1015,8 @@ def work_complete(item_id: ItemIdArg, user: UserOpt,
                   data: Annotated[str, typer.Option("--data", help="The form's fields as a JSON object")] = "{}",
                   as_json: JsonOpt = False) -> None:
     """Submit the form; the step completes and the run moves on."""
+    from baton.runtime.views import completed_view
+
     engine = state.engine()
     result = engine.complete(item_id, user, parse_json(data, "--data", exact=True),
                              scope=_acting_user(engine, user))
@@ -1010,6 +1033,8 @@ def work_recall(item_id: ItemIdArg,
                 user: Annotated[str, typer.Option("--user", "-u", help="Who recalls it: the approval's submitter, or an operator")],
                 as_json: JsonOpt = False) -> None:
     """Take back a pending approval: its step completes with decision 'recalled'."""
+    from baton.runtime.views import completed_view
+
     engine = state.engine()
     result = engine.work.recall(item_id, user, _acting_user(engine, user))
     run = result["run"]
@@ -1024,6 +1049,8 @@ def work_recall(item_id: ItemIdArg,
 def work_reassign(item_id: ItemIdArg, to: Annotated[str, typer.Option("--to", help="user:NAME, group:NAME or queue:NAME")],
                   as_json: JsonOpt = False) -> None:
     """Assign an item to another user, group or queue (a claim on it is released)."""
+    from baton.runtime.views import work_item_view
+
     item = state.engine().reassign(item_id, to, actor="cli")
     print_json(work_item_view(item)) if as_json else console.print(f"{item_id} reassigned to {to}")
 
@@ -1045,9 +1072,50 @@ def demo(
     run_demo(db, cases, requests, examples, state.settings(), leads, dealer_mail)
 
 
+ROOT_OPTIONS_WITH_VALUE = ("--project", "-p", "--db")  # _main's options that take a value
+
+
+def app_for(args: list[str]) -> typer.Typer:
+    """The app to run ``baton ARGS`` with: only the command named, when one is.
+
+    Typer turns every command of an app into a Click command (reading each function's
+    signature and annotations) before it parses a single argument: ~0.07 s of CPU for the
+    ~70 commands, on every ``baton`` call. ``baton runs list`` needs the ``runs`` group
+    only; the same app with the other commands left out parses, helps and fails exactly
+    as the full one for it, and ``--version`` needs none. No command named (``baton``,
+    ``--help``, an unknown name): the full app, whose help and errors list every command."""
+    name = None
+    rest = iter(args)
+    for arg in rest:
+        if arg in ROOT_OPTIONS_WITH_VALUE:
+            next(rest, None)
+        elif not arg.startswith("-"):
+            name = arg
+            break
+        elif arg == "--version":  # (eager: it prints and exits before anything else)
+            return _with_commands(app, [], [])
+        elif arg == "--" or not arg.startswith(tuple(f"{o}=" for o in ROOT_OPTIONS_WITH_VALUE)):
+            return app  # --help, an unknown option: the full app says
+    if name is None:
+        return app
+    groups = [g for g in app.registered_groups if g.name == name]
+    commands = [c for c in app.registered_commands
+                if (c.name or typer.main.get_command_name(c.callback.__name__  # type: ignore[union-attr]
+                                                          )) == name]
+    return _with_commands(app, groups, commands) if groups or commands else app
+
+
+def _with_commands(full: typer.Typer, groups: list[Any], commands: list[Any]) -> typer.Typer:
+    """``full`` (its callback, options and settings) with only these commands."""
+    lean = copy.copy(full)
+    lean.registered_groups = groups
+    lean.registered_commands = commands
+    return lean
+
+
 def main() -> None:
     try:
-        app()
+        app_for(sys.argv[1:])()
     except DefinitionError as exc:
         for issue in exc.issues:
             console.print(str(issue), highlight=False, markup=False)

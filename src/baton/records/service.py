@@ -7,6 +7,7 @@ runs it wakes commit in one transaction.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 
 if TYPE_CHECKING:
+    from baton.plans.service import PlanService
     from baton.runtime.runs import RunDriver
 
 
@@ -61,9 +63,20 @@ class RecordService:
         self.ids = ids
         self.clock = clock
         self.wake = wake
-        from baton.plans.service import PlanService
+        self._plans: PlanService | None = None
+        self._plans_lock = threading.Lock()
 
-        self.plans = PlanService(store, definitions, runs, ids, clock)
+    @property
+    def plans(self) -> PlanService:
+        """Orders' plans (made on first use: the planner's modules are large, and no read
+        command, nor a record without a fulfillment, needs them)."""
+        with self._plans_lock:
+            if self._plans is None:
+                from baton.plans.service import PlanService
+
+                self._plans = PlanService(self.store, self.definitions, self.runs, self.ids,
+                                          self.clock)
+            return self._plans
 
     def create(self, object_type: str, rows: Sequence[dict[str, Any]], actor: str,
                claim: IdempotencyClaim | None = None,

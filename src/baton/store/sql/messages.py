@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from baton.errors import TransitionConflict
 from baton.store import schema as s
 from baton.store.sql.marks import refused
+from baton.store.sql.statements import insert_or_ignore
 
 
 class MessagesSql:
@@ -51,8 +51,7 @@ class MessagesSql:
     def put_blob_txn(self, row: dict[str, Any]) -> None:
         """Store a content once: an attachment whose sha256 is stored already (the same
         PDF sent twice, or by a concurrent delivery) adds no second copy."""
-        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
-        self.conn.execute(dialect.insert(s.blobs).values(**row)
+        self.conn.execute(insert_or_ignore(self.conn, s.blobs).values(**row)
                           .on_conflict_do_nothing(index_elements=["sha256"]))
 
     @refused("stores an attachment (intake writes, never a worker's plan)")
@@ -106,6 +105,5 @@ class MessagesSql:
         done = self.conn.execute(update(t).where(t.c.mailbox == row["mailbox"])
                                  .values(**row)).rowcount
         if not done:
-            dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
-            self.conn.execute(dialect.insert(t).values(**row)
+            self.conn.execute(insert_or_ignore(self.conn, t).values(**row)
                               .on_conflict_do_nothing(index_elements=["mailbox"]))

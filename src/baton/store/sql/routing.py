@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from baton.store import schema as s
 from baton.store.sql.marks import refused
+from baton.store.sql.statements import insert_or_ignore
 
 _a, _q, _w = s.agents, s.agent_queues, s.work_items
 # What routing reads of a waiting item (not its form or input: a pass reads thousands).
@@ -198,6 +197,5 @@ class RoutingSql:
 
 def _upsert_nothing(conn: Connection, table: Any) -> Any:
     """INSERT … ON CONFLICT DO NOTHING in this connection's dialect."""
-    ins = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    return ins(table).on_conflict_do_nothing()
+    return insert_or_ignore(conn, table).on_conflict_do_nothing()
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from baton.store import schema as s
 
@@ -27,6 +27,19 @@ def normalize_url(url: str) -> str:
     if url.startswith(("postgres://", "postgresql://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+def insert_or_ignore(conn: Connection, table: Any) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING in this connection's dialect (add the conflict
+    target with ``.on_conflict_do_nothing(index_elements=…)`` to name one). The dialect's
+    module is imported here, not at import: a SQLite process never loads PostgreSQL's."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def json_dumps(value: Any) -> str:

@@ -56,6 +56,7 @@ class SqlStore(JobQueue):
         if self.dialect == "sqlite":
             self._init_sqlite(u.database or "", synchronous, sqlite_nullpool)
         elif self.dialect == "postgresql":
+            s.use_postgresql()
             self._init_postgres(pg_pool_size, pg_pool_overflow)
         else:
             raise ConfigError(
