@@ -11,7 +11,8 @@ in one call before the measured submit (creating records is not planning).
 
 ``--open-plans N`` (with ``--lines 0`` alone) measures a worker's memory instead: N orders
 whose plans stay open (a broadband installation waits for a person), run by a worker in
-this process, then N more; the RSS after each batch (issue 13: flat with 1,000 open plans).
+this process, then N more (``--batches``); the RSS after each batch (issue 13: flat with
+1,000 open plans).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo
-from bench.triage import peak_rss_mib  # noqa: E402
+from bench.triage import peak_rss_mib
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "order_fulfillment"
 PRODUCTS = ("LAPTOP-PRO", "DOCK", "BROADBAND")
@@ -103,11 +104,12 @@ def _rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def open_plans(eng: Engine, n: int, batches: int = 2) -> dict[str, Any]:
+def open_plans(eng: Engine, n: int, batches: int = 3) -> dict[str, Any]:
     """``batches`` times: ``n`` orders submitted (each with a broadband line, whose
     installation waits for a person, so the plan stays open) and a worker in this process
-    runs them until it is idle; the RSS after each batch. Flat means the second batch,
-    with twice the open plans behind it, costs the worker no more than the first."""
+    runs them until it is idle; the RSS after each batch. Flat means a later batch, with
+    more open plans behind it, adds nothing to the worker's memory once its cache of plan
+    definitions is full (``PLAN_CACHE_STEPS``)."""
     heap.settle()  # as a worker process does when it starts
     worker = Worker(eng)
     worker.run(until_idle=True)
@@ -139,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big-run-lines", type=int, default=0,
                     help="also run one plan of this many lines to the end (steps/s)")
     ap.add_argument("--open-plans", type=int, default=0,
-                    help="also measure a worker's RSS with this many open plans, twice")
+                    help="also measure a worker's RSS with this many open plans per batch")
+    ap.add_argument("--batches", type=int, default=3, help="batches of --open-plans")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     out: dict[str, Any] = {}
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             eng = _engine(Path(tmp))
             try:
-                out["memory"] = open_plans(eng, args.open_plans)
+                out["memory"] = open_plans(eng, args.open_plans, args.batches)
             finally:
                 eng.close()
         if args.lines <= 0:
