@@ -18,7 +18,8 @@ from tests.api.conftest import Api
 # plain ones of any API; an operationId is one of them, then what it acts on.
 VERBS = ("list", "get", "create", "update", "delete", "start", "cancel", "resume", "signal",
          "claim", "complete", "reassign", "retry", "skip", "dismiss", "validate", "deploy",
-         "activate", "deactivate", "diff", "unlock", "revoke", "recall", "release", "receive")
+         "activate", "deactivate", "diff", "unlock", "revoke", "recall", "release", "receive",
+         "amend")
 OPERATION_ID = re.compile(rf"^({'|'.join(VERBS)})([A-Z][a-z]+)+$")
 
 

@@ -301,7 +301,8 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
                 rb = dict(t["rollback"])
                 if inst.kind == "line_item" and resolve_rollback:
                     rb = _resolve_line_values(rb, views[0])
-                rb["input"] = {**(rb.get("input") or {}), "plan": step["input"]["plan"]}
+                # (its input's `plan` is the step's, added when the compensation is made:
+                # stored once, not twice, in a graph of thousands of line-item steps)
                 fact["rollback"] = rb
             facts.append(fact)
     return steps, facts
