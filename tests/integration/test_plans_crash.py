@@ -19,6 +19,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from baton.engine.status import RunStatus
@@ -30,11 +31,11 @@ EXAMPLE = REPO / "examples" / "order_fulfillment" / "definitions"
 POINTS = ("after_flow", "after_commit", "after_claim")
 MAX_LIVES = 12
 
-FLOWS = '''
-from baton import flow
-
 # A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
 pytestmark = pytest.mark.slow
+
+FLOWS = '''
+from baton import flow
 
 for _n in ("credit_check", "reserve", "release", "ship", "recall", "provision", "bill",
            "activate", "deactivate"):
