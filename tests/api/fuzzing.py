@@ -354,6 +354,13 @@ class FuzzServer:
     def order(self) -> str:
         """A submitted FuzzOrder with two lines: its plan is in progress (its `hold` step
         waits for a signal nobody sends), before its point of no return."""
+        for kind, name in (("catalog", "fuzz_catalog"), ("fulfillment", "fuzz_orders")):
+            # the fuzzer may have deactivated them (designers can): active again, as an
+            # operator would make them before taking orders
+            detail = self.get(f"/api/definitions/{kind}/{name}")[1]
+            if detail["active_version"] is None:
+                self.post(f"/api/definitions/{kind}/{name}/activate",
+                          {"version": detail["latest_version"]})
         order = self.post("/api/objects/FuzzOrder/records", {"data": {"number": "F-1"}})["id"]
         for _ in range(2):
             self.post("/api/objects/FuzzLine/records", {"data": {"order": order}})
