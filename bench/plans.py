@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     out: dict[str, Any] = {}
+    heap.settle()  # as `baton serve` and workers do (an order is submitted in one of them)
     if args.open_plans:
         with tempfile.TemporaryDirectory() as tmp:
             eng = _engine(Path(tmp))
