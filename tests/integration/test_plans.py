@@ -191,3 +191,5 @@ def test_a_worker_keeps_a_bounded_number_of_plan_definitions_built(
     harness.work()  # the dropped plans are built again from their graphs
     assert [harness.engine.plans.show(o)["status"] for o in orders] == ["completed"] * 4
     assert len(repo._plans) <= 2
+    # nor does the worker keep them in its own step cache (one entry per order's step)
+    assert not [k for k in harness.worker._step_defs if k[0].startswith("plan:")]
