@@ -8,15 +8,22 @@ worker in this process: plan steps per second. The lines are created with their 
 in one call before the measured submit (creating records is not planning).
 
     PYTHONPATH=src python bench/plans.py --lines 10000 --orders 50 --json
+
+``--open-plans N`` (with ``--lines 0`` alone) measures a worker's memory instead: N orders
+whose plans stay open (a broadband installation waits for a person), run by a worker in
+this process, then N more (``--batches``); the RSS after each batch (issue 13: flat with
+1,000 open plans).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import importlib.util
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -24,9 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from baton.cli.demo_carrier import DemoCarrier, pointed_at
+from baton.runtime import heap
 from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
 from baton.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo
+from bench.triage import peak_rss_mib
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "order_fulfillment"
 PRODUCTS = ("LAPTOP-PRO", "DOCK", "BROADBAND")
@@ -59,12 +70,14 @@ def _engine(folder: Path) -> Engine:
 def plan_big(eng: Engine, n: int) -> dict[str, Any]:
     order = eng.create_record("Order", {"number": "BIG", "status": "Draft"},
                               children={"OrderLine": _lines(n)})["id"]
-    t0 = time.perf_counter()
+    gc.collect()
+    t0, c0 = time.perf_counter(), time.process_time()
     eng.update_record(order, {"status": "Submitted"})
-    total = time.perf_counter() - t0
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
     plan = eng.plans.revision(order)
     return {"lines": n, "fulfillment_lines": len(plan["graph"]["lines"]),
             "steps": len(plan["graph"]["steps"]), "submit_s": round(total, 3),
+            "submit_cpu_s": round(cpu, 3), "load_average": [round(x, 2) for x in os.getloadavg()],
             "split_s": eng.plans.last_timings.as_dict()}
 
 
@@ -86,6 +99,47 @@ def run_small(eng: Engine, orders: int, lines: int) -> dict[str, Any]:
             "steps_per_s": round(steps / took, 1)}
 
 
+def _rss_mib() -> float:
+    """This process's resident memory now (VmRSS on Linux, else its peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def open_plans(eng: Engine, n: int, batches: int = 3) -> dict[str, Any]:
+    """``batches`` times: ``n`` orders submitted (each with a broadband line, whose
+    installation waits for a person, so the plan stays open) and a worker in this process
+    runs them until it is idle; the RSS after each batch. Flat means a later batch, with
+    more open plans behind it, adds nothing to the worker's memory once its cache of plan
+    definitions is full (``PLAN_CACHE_STEPS``)."""
+    heap.settle()  # as a worker process does when it starts
+    worker = Worker(eng)
+    worker.run(until_idle=True)
+    gc.collect()
+    out: dict[str, Any] = {"open_plans_per_batch": n, "rss_mib_before": _rss_mib(),
+                           "batches": []}
+    lines = [ln for ln in _lines(6)]
+    cpu = time.process_time()
+    for b in range(batches):
+        for i in range(n):
+            eng.create_record("Order", {"number": f"M-{b}-{i}", "status": "Submitted"},
+                              children={"OrderLine": lines})
+        worker.run(until_idle=True)
+        gc.collect()
+        out["batches"].append({"open_plans": n * (b + 1), "rss_mib": _rss_mib()})
+    out["cpu_s"] = round(time.process_time() - cpu, 2)
+    out["peak_rss_mib"] = peak_rss_mib()
+    first, last = out["batches"][0]["rss_mib"], out["batches"][-1]["rss_mib"]
+    out["growth_kib_per_plan_after_first_batch"] = (
+        round((last - first) * 1024 / (n * (batches - 1)), 2) if batches > 1 else None)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=10_000)
@@ -93,9 +147,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--order-lines", type=int, default=6)
     ap.add_argument("--big-run-lines", type=int, default=0,
                     help="also run one plan of this many lines to the end (steps/s)")
+    ap.add_argument("--open-plans", type=int, default=0,
+                    help="also measure a worker's RSS with this many open plans per batch")
+    ap.add_argument("--batches", type=int, default=3, help="batches of --open-plans")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     out: dict[str, Any] = {}
+    heap.settle()  # as `baton serve` and workers do (an order is submitted in one of them)
+    if args.open_plans:
+        with tempfile.TemporaryDirectory() as tmp:
+            eng = _engine(Path(tmp))
+            try:
+                out["memory"] = open_plans(eng, args.open_plans, args.batches)
+            finally:
+                eng.close()
+        if args.lines <= 0:
+            print(json.dumps(out, indent=2))
+            return 0
     # Two databases: the big plan is planned, not run (its run is one document of tens of
     # thousands of steps, rewritten at every step: see "execute_big").
     for part in ("plan", "execute", "execute_big"):

@@ -80,6 +80,42 @@ stages:
         assign: {queue: tier1}
         form:
           - {name: notes, type: text}
+---
+kind: object
+name: FuzzOrder
+fields:
+  number: {type: string}
+  status: {type: choice, choices: [Draft, Submitted], default: Draft}
+---
+kind: object
+name: FuzzLine
+fields:
+  order: {type: ref, object: FuzzOrder, required: true}
+  product: {type: choice, choices: [WIDGET], default: WIDGET}
+---
+kind: catalog
+name: fuzz_catalog
+products:
+  - {code: WIDGET, family: Thing}
+---
+kind: fulfillment
+name: fuzz_orders
+catalog: fuzz_catalog
+trigger: {type: record, object: FuzzOrder, on: [create, update],
+          when: '=record.status == "Submitted"', changed_to_meet: true}
+lines: {object: FuzzLine}
+lanes: [desk]
+scenarios:
+  - name: every_order
+    when: '=true'
+    steps:
+      - {name: start, type: background, lane: desk, scope: plan, flow: fuzz.ok,
+         rollback: {type: background, flow: fuzz.ok}}
+      - {name: hold, type: pause, lane: desk, scope: plan, signal: never, after: [start]}
+  - name: widgets
+    when: '=line.product.code == "WIDGET"'
+    steps:
+      - {name: fit, type: background, lane: desk, flow: fuzz.ok, after: [start]}
 """
 
 FUZZ_FLOWS = """\
@@ -128,8 +164,8 @@ def required_permissions() -> dict[str, frozenset[Permission]]:
     return out
 
 
-API_MODULES = ("people", "team", "definitions", "records", "intake", "runs", "work", "fallout",
-               "incidents", "callbacks")
+API_MODULES = ("people", "team", "definitions", "records", "intake", "runs", "plans", "work",
+               "fallout", "incidents", "callbacks")
 
 
 def forbidden_for(role: str) -> frozenset[str]:
@@ -312,7 +348,28 @@ class FuzzServer:
         ids["attachment_id"] = [a["id"] for a in self.get(
             f"/api/records/{taken['record_id']}/attachments")[1]]
         ids["mailbox"] = ["fuzzbox"]
+        ids["order_id"] = [self.order() for _ in range(3)]
         self.seeded = ids
+
+    def order(self) -> str:
+        """A submitted FuzzOrder with two lines: its plan is in progress (its `hold` step
+        waits for a signal nobody sends), before its point of no return."""
+        for kind, name in (("catalog", "fuzz_catalog"), ("fulfillment", "fuzz_orders")):
+            # the fuzzer may have deactivated them (designers can): active again, as an
+            # operator would make them before taking orders
+            detail = self.get(f"/api/definitions/{kind}/{name}")[1]
+            if detail["active_version"] is None:
+                self.post(f"/api/definitions/{kind}/{name}/activate",
+                          {"version": detail["latest_version"]})
+        order = self.post("/api/objects/FuzzOrder/records", {"data": {"number": "F-1"}})["id"]
+        for _ in range(2):
+            self.post("/api/objects/FuzzLine/records", {"data": {"order": order}})
+        status, body = self.request("PATCH", f"/api/records/{order}",
+                                    {"data": {"status": "Submitted"}})
+        assert status == 200, (status, body)
+        eventually(lambda: self.get(f"/api/plans/{order}")[0] == 200,
+                   what="the seeded order's plan", timeout=60)
+        return str(order)
 
     def request(self, method: str, path: str, body: Any = None,
                 who: str = "admin") -> tuple[int, Any]:

@@ -19,7 +19,7 @@ from tests.api.conftest import Api
 VERBS = ("list", "get", "create", "update", "delete", "start", "cancel", "resume", "signal",
          "claim", "complete", "reassign", "retry", "skip", "dismiss", "validate", "deploy",
          "activate", "deactivate", "diff", "unlock", "revoke", "recall", "release", "receive",
-         "accept", "decline")
+         "accept", "decline", "amend")
 OPERATION_ID = re.compile(rf"^({'|'.join(VERBS)})([A-Z][a-z]+)+$")
 
 

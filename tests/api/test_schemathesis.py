@@ -553,6 +553,12 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         "GET /api/users/{name}/routing": lambda: ({"name": AGENT_USER.name}, None),
         "PATCH /api/users/{name}/routing": lambda: (
             {"name": AGENT_USER.name}, {"availability": "available", "capacity": 3}),
+        # a plan before its point of no return: a fresh order's (the fuzzer's order ids are
+        # rarely orders, and the seeded ones may have been canceled by then)
+        "GET /api/plans/{order_id}": lambda: ({"order_id": srv.order()}, None),
+        "POST /api/plans/{order_id}/cancel": lambda: ({"order_id": srv.order()}, reason),
+        "POST /api/plans/{order_id}/amend": lambda: ({"order_id": srv.order()},
+                                                     {"dry_run": False}),
     }
 
 

@@ -207,3 +207,25 @@ def test_amend_compensates_a_removed_completed_step(harness: Harness) -> None:
     _work(harness)
     assert CALLS == ["recall:L2.1", "release:L2.1"]
     assert harness.engine.get_run(out["compensation_run_id"]).status.value == "completed"
+
+
+def test_a_worker_keeps_a_bounded_number_of_plan_definitions_built(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every order has its own plan definition: a worker keeps the most recently used
+    within a budget of steps (not every plan it ever ran), and builds a dropped one again
+    from its stored graph when its run moves on."""
+    from baton.runtime import definitions
+
+    monkeypatch.setattr(definitions, "PLAN_CACHE_STEPS", 15)
+    _deploy(harness)
+    orders = [_order(harness) for _ in range(4)]  # ten steps each
+    harness.work()
+    repo = harness.engine.definitions
+    assert 1 <= len(repo._plans) <= 2 and repo._plan_steps <= 20
+    for it in harness.engine.list_work(queue="installers"):
+        harness.engine.complete(it["id"], "tech", {})
+    harness.work()  # the dropped plans are built again from their graphs
+    assert [harness.engine.plans.show(o)["status"] for o in orders] == ["completed"] * 4
+    assert len(repo._plans) <= 2
+    # nor does the worker keep them in its own step cache (one entry per order's step)
+    assert not [k for k in harness.worker._step_defs if k[0].startswith("plan:")]

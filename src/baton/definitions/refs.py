@@ -12,12 +12,15 @@ related record (its fields, ``id``, ``created_at``, ``updated_at``, ``version``)
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from baton.definitions.model import OrchestrationDefinition
 from baton.expressions import is_expression
 from baton.expressions.cel import member_chains
+
+T = TypeVar("T")
 
 MAX_HOPS = 3
 """Most ref fields one expression may follow in a row (``record.a.b.c.field``)."""
@@ -56,25 +59,52 @@ def navigated(defn: OrchestrationDefinition | Any) -> tuple[tuple[str, ...], ...
     return tuple(sorted(found, key=lambda p: (len(p), p)))
 
 
-_CACHE: dict[int, tuple[OrchestrationDefinition, tuple[tuple[str, ...], ...]]] = {}
+class DefinitionMemo(Generic[T]):
+    """A value remembered per definition object, by its id, holding the definition only
+    weakly: the generated plan definitions a worker stops using (each order has its own)
+    are not kept alive by what was remembered about them; an entry leaves with its
+    definition (and all at once past ``limit`` entries)."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._entries: dict[int, tuple[weakref.ref[OrchestrationDefinition], T]] = {}
+
+    def get(self, defn: OrchestrationDefinition) -> T | None:
+        hit = self._entries.get(id(defn))
+        return hit[1] if hit is not None and hit[0]() is defn else None
+
+    def put(self, defn: OrchestrationDefinition, value: T) -> None:
+        key = id(defn)
+        entries = self._entries
+
+        def forget(ref: weakref.ref[OrchestrationDefinition]) -> None:
+            entry = entries.get(key)
+            if entry is not None and entry[0] is ref:
+                entries.pop(key, None)
+
+        if len(entries) >= self.limit:
+            entries.clear()
+        entries[key] = (weakref.ref(defn, forget), value)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_CACHE: DefinitionMemo[tuple[tuple[str, ...], ...]] = DefinitionMemo()
 
 
 def seed_navigated(defn: OrchestrationDefinition, paths: tuple[tuple[str, ...], ...]) -> None:
     """Tell :func:`navigated_cached` what ``defn`` navigates when it is known cheaper than
     by walking it (a generated plan of thousands of steps copied from a few templates)."""
-    if len(_CACHE) >= 1024:
-        _CACHE.clear()
-    _CACHE[id(defn)] = (defn, paths)
+    _CACHE.put(defn, paths)
 
 
 def navigated_cached(defn: OrchestrationDefinition) -> tuple[tuple[str, ...], ...]:
     """:func:`navigated`, once per definition object (deployed versions are parsed once
     and kept, so this is one dict lookup per decision)."""
-    hit = _CACHE.get(id(defn))
-    if hit is not None and hit[0] is defn:
-        return hit[1]
+    hit = _CACHE.get(defn)
+    if hit is not None:
+        return hit
     paths = navigated(defn)
-    if len(_CACHE) >= 1024:
-        _CACHE.clear()
-    _CACHE[id(defn)] = (defn, paths)
+    _CACHE.put(defn, paths)
     return paths

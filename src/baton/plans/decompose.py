@@ -34,6 +34,11 @@ class LineMemo:
         self._members: dict[str, tuple[str, ...] | None] = {}
         self._hits: dict[tuple[str, Any], Any] = {}
 
+    def reads(self, source: str) -> tuple[str, ...] | None:
+        """The members of ``line`` that ``source`` reads (sorted), None when it reads
+        ``line`` whole."""
+        return self._reads(source)
+
     def _reads(self, source: str) -> tuple[str, ...] | None:
         if source not in self._members:
             found = _LINE_MEMBER.findall(source)
@@ -54,7 +59,7 @@ class LineMemo:
                                     option=orjson.OPT_SORT_KEYS, default=str))
         hit = self._hits.get(key, _MISS)
         if isinstance(hit, BaseException):
-            raise hit
+            raise hit.with_traceback(None)  # (else each raise lengthens its traceback)
         if hit is not _MISS:
             return hit
         try:

@@ -21,6 +21,8 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from baton.definitions.plans import PLAN_STEP_KEYS, FulfillmentDefinition
 from baton.definitions.refs import navigated
 from baton.errors import ExpressionError
@@ -75,25 +77,49 @@ def _when(source: str, line: Mapping[str, Any], order: Mapping[str, Any], what: 
 
 
 def match(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine],
-          order: Mapping[str, Any]) -> dict[str, list[FulfillmentLine]]:
+          order: Mapping[str, Any], memo: LineMemo | None = None
+          ) -> dict[str, list[FulfillmentLine]]:
     """Template name -> the lines whose scenarios add it (in line order, no repeats)."""
     out: dict[str, dict[str, FulfillmentLine]] = {}
-    views = [(ln, ln.view()) for ln in lines]
-    memo = LineMemo()
+    memo = memo if memo is not None else LineMemo()
+    # Lines alike in every member the conditions read are matched once, as one kind: ten
+    # thousand lines of a few products are a few kinds (the first line of a kind names it
+    # in an error).
+    kinds: dict[bytes, list[FulfillmentLine]] = {}
+    read: set[str] = set()
     for sc in fulfillment.scenarios:
-        for ln, view in views:
-            if _when(sc.when, view, order, f"scenario {sc.name}, line {ln.key}", memo):
+        members = memo.reads(sc.when)
+        if members is None:  # a condition reads `line` whole: every line is its own kind
+            kinds = {str(i).encode(): [ln] for i, ln in enumerate(lines)}
+            break
+        read.update(members)
+    else:
+        names = sorted(read)
+        for ln in lines:
+            view = ln.view()
+            kinds.setdefault(orjson.dumps([view.get(m) for m in names],
+                                          option=orjson.OPT_SORT_KEYS, default=str),
+                             []).append(ln)
+    for sc in fulfillment.scenarios:
+        for alike in kinds.values():
+            first = alike[0]
+            if _when(sc.when, first.view(), order, f"scenario {sc.name}, line {first.key}",
+                     memo):
                 for name in sc.steps:
-                    out.setdefault(name, {})[ln.key] = ln
+                    found = out.setdefault(name, {})
+                    for ln in alike:
+                        found[ln.key] = ln
     order_keys = {ln.key: i for i, ln in enumerate(lines)}
     return {name: sorted(found.values(), key=lambda ln: order_keys[ln.key])
             for name, found in out.items()}
 
 
 def expand(fulfillment: FulfillmentDefinition, matched: Mapping[str, list[FulfillmentLine]],
-           order: Mapping[str, Any]) -> dict[str, dict[str, Instance]]:
+           order: Mapping[str, Any], memo: LineMemo | None = None
+           ) -> dict[str, dict[str, Instance]]:
     """Template name -> its instances by key."""
     out: dict[str, dict[str, Instance]] = {}
+    memo = memo if memo is not None else LineMemo()
     for name in fulfillment.templates:  # definition order: deterministic
         lines = matched.get(name)
         if not lines:
@@ -102,7 +128,7 @@ def expand(fulfillment: FulfillmentDefinition, matched: Mapping[str, list[Fulfil
         kind = scope_kind(t)
         found: dict[str, Instance] = {}
         for ln in lines:
-            key = _instance_key(t, kind, ln, order)
+            key = _instance_key(t, kind, ln, order, memo)
             if key is None:
                 continue
             found.setdefault(key, Instance(name, kind, key)).lines.append(ln)
@@ -111,7 +137,7 @@ def expand(fulfillment: FulfillmentDefinition, matched: Mapping[str, list[Fulfil
 
 
 def _instance_key(t: Mapping[str, Any], kind: str, ln: FulfillmentLine,
-                  order: Mapping[str, Any]) -> str | None:
+                  order: Mapping[str, Any], memo: LineMemo) -> str | None:
     if kind == "plan":
         return ""
     if kind == "line_item":
@@ -120,7 +146,7 @@ def _instance_key(t: Mapping[str, Any], kind: str, ln: FulfillmentLine,
         return ln.bundle  # a line outside any bundle adds no bundle step
     source = t["scope"]["group_by"]
     try:
-        value = evaluate(source, {"line": ln.view(), "record": order}) \
+        value = memo.evaluate(source, {"line": ln.view(), "record": order}) \
             if is_expression(source) else source
     except Missing:
         return None  # a line without the value is in no group (as one outside a bundle)
@@ -130,15 +156,16 @@ def _instance_key(t: Mapping[str, Any], kind: str, ln: FulfillmentLine,
 
 
 def _group_of(fulfillment: FulfillmentDefinition, template: str, ln: FulfillmentLine,
-              order: Mapping[str, Any]) -> str | None:
+              order: Mapping[str, Any], memo: LineMemo) -> str | None:
     t = fulfillment.templates[template]
-    return _instance_key(t, "group", ln, order)
+    return _instance_key(t, "group", ln, order, memo)
 
 
 def resolve(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapping[str, Instance]],
-            order: Mapping[str, Any]) -> dict[str, list[str]]:
+            order: Mapping[str, Any], memo: LineMemo | None = None) -> dict[str, list[str]]:
     """Instance name -> the instance names it waits for."""
     deps: dict[str, list[str]] = {}
+    memo = memo if memo is not None else LineMemo()
     for name, by_key in instances.items():
         after = fulfillment.templates[name].get("after") or ()
         for inst in by_key.values():
@@ -146,13 +173,15 @@ def resolve(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapping[
             for ref in after:
                 target = instances.get(ref)
                 if target:
-                    found.extend(i.name for i in _targets(fulfillment, inst, ref, target, order))
+                    found.extend(i.name for i in _targets(fulfillment, inst, ref, target, order,
+                                                          memo))
             deps[inst.name] = list(dict.fromkeys(found))
     return deps
 
 
 def _targets(fulfillment: FulfillmentDefinition, inst: Instance, ref: str,
-             target: Mapping[str, Instance], order: Mapping[str, Any]) -> list[Instance]:
+             target: Mapping[str, Instance], order: Mapping[str, Any], memo: LineMemo
+             ) -> list[Instance]:
     tkind = next(iter(target.values())).kind
     if tkind == "plan":
         return list(target.values())
@@ -166,7 +195,7 @@ def _targets(fulfillment: FulfillmentDefinition, inst: Instance, ref: str,
     elif inst.kind == "group" and tkind == "group" and inst.key in target:
         keys = [inst.key]
     else:
-        keys = [_group_of(fulfillment, ref, ln, order) for ln in inst.lines]
+        keys = [_group_of(fulfillment, ref, ln, order, memo) for ln in inst.lines]
     return [target[k] for k in dict.fromkeys(keys) if k is not None and k in target]
 
 
@@ -272,7 +301,8 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
                 rb = dict(t["rollback"])
                 if inst.kind == "line_item" and resolve_rollback:
                     rb = _resolve_line_values(rb, views[0])
-                rb["input"] = {**(rb.get("input") or {}), "plan": step["input"]["plan"]}
+                # (its input's `plan` is the step's, added when the compensation is made:
+                # stored once, not twice, in a graph of thousands of line-item steps)
                 fact["rollback"] = rb
             facts.append(fact)
     return steps, facts
@@ -285,11 +315,12 @@ def generate(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine
     (each step's plan facts), with the lines it was planned from."""
     tm = timings if timings is not None else Timings()
     t0 = time.perf_counter()
-    matched = match(fulfillment, lines, order)
+    memo = LineMemo()  # one for the whole plan: group_by is read when expanding and resolving
+    matched = match(fulfillment, lines, order, memo)
     t1 = time.perf_counter()
-    instances = expand(fulfillment, matched, order)
+    instances = expand(fulfillment, matched, order, memo)
     t2 = time.perf_counter()
-    deps = resolve(fulfillment, instances, order)
+    deps = resolve(fulfillment, instances, order, memo)
     steps, facts = build_steps(fulfillment, instances, deps, order, now)
     t3 = time.perf_counter()
     tm.matching += t1 - t0

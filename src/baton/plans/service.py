@@ -170,10 +170,15 @@ class PlanService:
             comp_run = (Run.from_json(tx.get_run_txn(comp["run_id"])["state"])  # type: ignore[index]
                         if comp else None)
             comp_graph = tx.get_plan_txn(order_id, comp["revision"]) if comp else None
+        steps = _step_views(row["graph"], run)
+        ponr = [s["name"] for s in steps if s.get("ponr")]
         return {"order_id": order_id, "revision": row["revision"], "run_id": row["run_id"],
                 "status": run.status.value, **row["graph"]["pinned"],
                 "lanes": _lanes(row["graph"]),
-                "steps": _step_views(row["graph"], run),
+                "ponr": {"steps": ponr,
+                         "passed": next((s["name"] for s in steps if s.get("ponr")
+                                         and s["status"] == StepStatus.COMPLETED.value), None)},
+                "steps": steps,
                 "lines": row["graph"]["lines"],
                 "compensation": None if comp is None or comp_run is None or comp_graph is None
                 else {"revision": comp["revision"], "run_id": comp["run_id"],
@@ -204,6 +209,9 @@ class PlanService:
                                                    build_definition(graph), tx,
                                                    plan_navigated(graph))
             order_row = tx.get_record_txn(order_id, for_update=True)
+            if order_row is None:
+                raise NotFound("record", order_id, "the order was deleted; its plan cannot "
+                               "be compensated")
             comp = self.runs.start_txn(tx, cdefn, revision, order_row, {}, actor, now_dt)
             tx.insert_plan_txn({**{k: row[k] for k in (
                 "fulfillment", "fulfillment_version", "catalog", "catalog_version")},
@@ -218,13 +226,23 @@ class PlanService:
                 "rollbacks": [s["name"] for s in graph["steps"]]}
 
     # ---- amend ------------------------------------------------------------------------
-    def diff(self, order_id: str) -> dict[str, Any]:
+    def diff(self, order_id: str, refuse: bool = False) -> dict[str, Any]:
         """What amending the plan to the order's lines as they are now would do: steps
         added, removed (compensated when completed and they have a rollback), changed
         (removed and added again), rewired (only their ``after`` changed: they keep their
-        state) and unchanged."""
+        state) and unchanged. ``refuse``: raise what :meth:`amend` would refuse with (a
+        passed point of no return, a plan not in progress), as a dry run of it."""
         with self.store.read() as tx:
-            return self._diff_txn(tx, order_id, self.clock.now())[0]
+            out, row, _graph, run = self._diff_txn(tx, order_id, self.clock.now())
+        if refuse:
+            self._check_amendable(order_id, row["graph"], run)
+        return out
+
+    def _check_amendable(self, order_id: str, graph: Mapping[str, Any], run: Run) -> None:
+        self._check_ponr(graph, run, "amended")
+        if run.status is not RunStatus.IN_PROGRESS:
+            raise TransitionConflict(f"the plan of order {order_id} is {run.status.value}; "
+                                     "only a plan in progress can be amended")
 
     def _diff_txn(self, tx: Transaction, order_id: str, now_dt: Any
                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], Run]:
@@ -276,10 +294,7 @@ class PlanService:
         with self.store.write() as tx:
             diff, row, graph, _ = self._diff_txn(tx, order_id, now_dt)
             run, _defn, record = self.runs.load_txn(tx, row["run_id"])
-            self._check_ponr(row["graph"], run, "amended")
-            if run.status is not RunStatus.IN_PROGRESS:
-                raise TransitionConflict(f"the plan of order {order_id} is {run.status.value}; "
-                                         "only a plan in progress can be amended")
+            self._check_amendable(order_id, row["graph"], run)
             revisions = tx.plan_revisions_txn(order_id)
             revision = max(r["revision"] for r in revisions) + 1
             name = plan_name(order_id)
@@ -329,6 +344,8 @@ def compensation_graph(graph: Mapping[str, Any], completed: set[str], name: str
     of the completed steps that depended on its step (directly or through others)."""
     steps = graph["definition"]["stages"][0]["steps"]
     after = {s["name"]: list(s.get("after") or ()) for s in steps}
+    # a rollback sees what its step saw (`plan`: scope, instance, lines)
+    plan_input = {s["name"]: (s.get("input") or {}).get("plan") for s in steps}
     dependents: dict[str, list[str]] = {n: [] for n in after}
     for n, deps in after.items():
         for d in deps:
@@ -353,6 +370,7 @@ def compensation_graph(graph: Mapping[str, Any], completed: set[str], name: str
             else:
                 stack.extend(dependents.get(d, ()))
         rb = dict(facts[n]["rollback"])
+        rb["input"] = {**(rb.get("input") or {}), "plan": plan_input[n]}
         rb["name"] = f"rollback_{n}"
         if first:
             rb["after"] = [f"rollback_{d}" for d in sorted(first, key=undo.index)]

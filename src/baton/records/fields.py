@@ -14,6 +14,7 @@ from typing import Any
 
 from baton import decimals
 from baton.definitions.model import FieldDefinition, OrchestrationDefinition
+from baton.definitions.refs import DefinitionMemo
 from baton.errors import ValidationError
 
 RESERVED = ("id", "created_at", "updated_at", "version")
@@ -242,18 +243,16 @@ def _read_decimal(f: FieldDefinition, value: Any) -> Any:
     return typed
 
 
-_FORMS: dict[int, tuple[OrchestrationDefinition, dict[str, tuple[FieldDefinition, ...]]]] = {}
+_FORMS: DefinitionMemo[dict[str, tuple[FieldDefinition, ...]]] = DefinitionMemo()
 
 
 def decimal_forms(defn: OrchestrationDefinition) -> dict[str, tuple[FieldDefinition, ...]]:
     """Step name -> its form, for the steps whose form has a ``decimal`` field (what types
     ``steps.NAME.output``); remembered per definition version."""
-    hit = _FORMS.get(id(defn))
-    if hit is not None and hit[0] is defn:
-        return hit[1]
+    hit = _FORMS.get(defn)
+    if hit is not None:
+        return hit
     forms = {step.name: step.form for stage in defn.stages for step in stage.steps
              if decimal_fields(step.form)}
-    if len(_FORMS) >= 1024:
-        _FORMS.clear()
-    _FORMS[id(defn)] = (defn, forms)
+    _FORMS.put(defn, forms)
     return forms

@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +40,10 @@ from baton.store.sql import SqlStore
 
 REFRESH_INTERVAL_S = 1.0
 PLAN_PREFIX = "plan:"  # a plan run's orchestration: "plan:ORDER_ID", its version the revision
+# Plan definitions kept built, counted in steps (the oldest used dropped first; the one
+# just used always kept): a worker runs plans of every order ever submitted, so keeping
+# each would grow without end; a dropped one is built again from its stored graph.
+PLAN_CACHE_STEPS = 20_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class DefinitionRepo:
         self.ids: IdGenerator = ids or UlidIds()
         self._lock = threading.Lock()
         self._parsed: dict[tuple[str, str, int], Any] = {}
+        self._plans: OrderedDict[tuple[str, int], OrchestrationDefinition] = OrderedDict()
+        self._plan_steps = 0  # steps of the plans in _plans
         self._generation: tuple[int, int] | None = None
         self._active: dict[tuple[str, str], int] = {}  # (kind, name) -> active version
         self._sources: dict[tuple[str, str, int], tuple[str, str]] = {}
@@ -184,6 +191,8 @@ class DefinitionRepo:
         with self._lock:
             self._generation = None
             self._parsed.clear()
+            self._plans.clear()
+            self._plan_steps = 0
             self._sources.clear()
             self._active = {}
 
@@ -382,13 +391,22 @@ class DefinitionRepo:
         if navigated_paths is not None:
             seed_navigated(defn, navigated_paths)
         with self._lock:
-            self._parsed[("plan", name, revision)] = defn
+            old = self._plans.pop((name, revision), None)
+            if old is not None:
+                self._plan_steps -= _steps(old)
+            self._plans[(name, revision)] = defn
+            self._plan_steps += _steps(defn)
+            while self._plan_steps > PLAN_CACHE_STEPS and len(self._plans) > 1:
+                _key, dropped = self._plans.popitem(last=False)
+                self._plan_steps -= _steps(dropped)
         return defn
 
     def _plan(self, name: str, revision: int, tx: Definitions | None) -> OrchestrationDefinition:
-        hit = self._parsed.get(("plan", name, revision))
-        if hit is not None:
-            return hit  # type: ignore[no-any-return]
+        with self._lock:
+            hit = self._plans.get((name, revision))
+            if hit is not None:
+                self._plans.move_to_end((name, revision))
+                return hit
         from baton.plans.service import build_definition, plan_navigated
 
         order_id = name[len(PLAN_PREFIX):]
@@ -452,3 +470,7 @@ class DefinitionRepo:
 def _linked(active: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
     """The active versions an orchestration's parse depends on (object types, calendars)."""
     return {k: v for k, v in active.items() if k[0] != "orchestration"}
+
+
+def _steps(defn: OrchestrationDefinition) -> int:
+    return sum(len(stage.steps) for stage in defn.stages)

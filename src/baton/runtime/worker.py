@@ -46,6 +46,7 @@ from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, FlowFn, get_flow
 from baton.runtime import callbacks, heap, incidents, jobs, metrics, schedules
 from baton.runtime.apply import event_row
+from baton.runtime.definitions import PLAN_PREFIX
 from baton.runtime.engine import Engine, record_view
 from baton.runtime.flowpool import FlowPool
 from baton.runtime.reader import StoreRecords
@@ -432,8 +433,14 @@ class Worker:
         return rows
 
     def _step_definition(self, run: Run, step: str, tx: Any = None) -> StepDefinition | None:
-        """The definition of a step of the run's pinned version (immutable: kept)."""
+        """The definition of a step of the run's pinned version (immutable: kept; a plan's
+        are not: each order has its own, kept by the definitions' bounded plan cache, and
+        keeping them here too would grow with every order the worker ever ran)."""
         key = (run.orchestration, run.version, step)
+        if run.orchestration.startswith(PLAN_PREFIX):
+            found = self.engine.definitions.orchestration(run.orchestration, run.version,
+                                                          tx=tx)[0].find_step(step)
+            return found[1] if found is not None else None
         if key not in self._step_defs:
             found = self.engine.definitions.orchestration(run.orchestration, run.version,
                                                           tx=tx)[0].find_step(step)

@@ -64,6 +64,7 @@ def _links() -> list[Link]:
         targets["RunsOfRecord"] = ("GET /api/runs", {"query.record_id": expr})
         targets["WorkOfRecord"] = ("GET /api/work", {"query.record_id": expr})
         targets["IncidentsOfRecord"] = ("GET /api/incidents", {"query.record_id": expr})
+        targets["PlanOfRecord"] = ("GET /api/plans/{order_id}", {"path.order_id": expr})
         return targets
 
     add("POST /api/objects/{object_type}/records", "201", of_record("$response.body#/id"),
@@ -172,6 +173,20 @@ def _links() -> list[Link]:
                                    {"path.record_id": "$response.body#/record_id"}),
     })
 
+    plan = "/api/plans/{order_id}"
+    add(f"GET {plan}", "200", {
+        "CancelPlan": (f"POST {plan}/cancel", {"path.order_id": "$response.body#/order_id"}),
+        "AmendPlan": (f"POST {plan}/amend", {"path.order_id": "$response.body#/order_id"}),
+        "RunOfPlan": (f"GET {run}", {"path.run_id": "$response.body#/run_id"}),
+        "OrderOfPlan": (f"GET {rec}", {"path.record_id": "$response.body#/order_id"}),
+    })
+    for action, extra in (("cancel", {"CompensationRun": (
+            f"GET {run}", {"path.run_id": "$response.body#/compensation_run_id"})}),
+            ("amend", {})):
+        add(f"POST {plan}/{action}", "200", {
+            "ReadPlan": (f"GET {plan}", {"path.order_id": "$response.body#/order_id"}),
+            **extra})
+
     defn = "/api/definitions/{kind}/{name}"
 
     def of_definition(kind: str, name: str, version: str) -> dict[str, tuple[str,
@@ -266,6 +281,10 @@ OPERATION_IDS: dict[str, str] = {
     "POST /api/runs/{run_id}/cancel": "cancelRun",
     "POST /api/runs/{run_id}/resume": "resumeRun",
     "POST /api/runs/{run_id}/signal": "signalRun",
+    # Plans
+    "GET /api/plans/{order_id}": "getPlan",
+    "POST /api/plans/{order_id}/cancel": "cancelPlan",
+    "POST /api/plans/{order_id}/amend": "amendPlan",
     # Work
     "GET /api/work": "listWorkItems",
     "GET /api/work/{item_id}": "getWorkItem",
@@ -304,6 +323,10 @@ TAGS: tuple[tuple[str, str], ...] = (
     ("Records", ("Records of the deployed object types. Create, read, update (with the version "
                  "you read) and delete them, and read a record's timeline. Creating or "
                  "updating a record starts the runs its orchestrations' triggers ask for.")),
+    ("Plans", ("Fulfillment plans of orders: the step graph a submitted order was "
+               "decomposed into, by lane, with each step's status, SLA and dependencies and "
+               "the point of no return; cancel it (its completed steps rolled back) or amend "
+               "it to the order's lines as they are now (a dry run shows the difference).")),
     ("Intake", ("E-mail and forms that become records: send a raw e-mail or a JSON form to a "
                 "mailbox, read a record's messages and attachments, download an attachment.")),
     ("Definitions", ("Object types, orchestrations and calendars, written in YAML. Validate "
@@ -349,6 +372,8 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "cancelRun": {"reason": "duplicate of another case"},
     "resumeRun": {"reason": "the billing system is back"},
     "signalRun": {"name": "docs_received", "data": {"pages": 3}},
+    "cancelPlan": {"reason": "the customer withdrew the order"},
+    "amendPlan": {"dry_run": True},
     "completeWorkItem": {"data": {"resolution": "close", "notes": "refund sent"}},
     "reassignWorkItem": {"to": "queue:tier2"},
     "retryFallout": {"reason": "the billing system is back"},

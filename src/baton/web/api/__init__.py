@@ -17,6 +17,7 @@ from baton.web.api import (
     incidents,
     intake,
     people,
+    plans,
     records,
     runs,
     team,
@@ -24,7 +25,8 @@ from baton.web.api import (
 )
 from baton.web.api.common import clean_input
 
-AREAS = (people, team, definitions, records, intake, runs, work, fallout, incidents, callbacks)
+AREAS = (people, team, definitions, records, intake, runs, plans, work, fallout, incidents,
+         callbacks)
 PREFIX = "/api"
 
 

@@ -29,6 +29,8 @@ class Kind(str, Enum):
     connection = "connection"
     routing = "routing"
     mailbox = "mailbox"
+    catalog = "catalog"
+    fulfillment = "fulfillment"
     intake_form = "intake_form"
 
 
@@ -145,7 +147,8 @@ def _versions(request: Request, kind: Kind, name: str) -> list[DefinitionRow]:
     return rows
 
 
-KindPath = Annotated[Kind, Path(description="object, orchestration, calendar, mailbox or connection")]
+KindPath = Annotated[Kind, Path(description="object, orchestration, calendar, connection, "
+                                            "routing, mailbox, catalog or fulfillment")]
 NamePath = Annotated[str, Path(min_length=1, max_length=200)]
 VersionNo = Annotated[int, Path(ge=1, le=MAX_INT)]
 READ = Depends(need(Permission.DEFINITIONS_READ))

@@ -1,0 +1,149 @@
+"""Fulfillment plans of orders (DESIGN §2.4): read one as a graph by lane, cancel it before
+its point of no return (compensation), amend it to the order's lines as they are now
+(``dry_run``: the difference only, nothing applied) — what ``baton plans`` does."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from pydantic import BaseModel, Field
+
+from baton.auth.roles import Permission
+from baton.web.api.common import Reason, RequestBody
+from baton.web.problems import problem_responses
+from baton.web.security import Principal, engine_of, need
+
+router = APIRouter(prefix="/plans", tags=["Plans"])
+
+READ = Depends(need(Permission.RUNS_READ))
+WRITE = Depends(need(Permission.RUNS_WRITE))
+OrderId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$",
+                              description="the order record's id")]
+
+
+class PlanStep(BaseModel):
+    name: str = Field(description="the step instance: `template[instance]`, or the template "
+                                  "for a plan-scoped step")
+    template: str = Field(description="the fulfillment's step it was made from")
+    type: str
+    lane: str = Field(description="its swimlane (`(no lane)` when the step names none)")
+    scope: str = Field(description="plan, line_item, bundle or group")
+    instance: str = Field(description="the line key, bundle key or group value; empty for "
+                                      "the plan")
+    lines: list[str] = Field(description="the fulfillment lines it was made for")
+    status: str = Field(description="the step's status in the plan's run; `pending` before "
+                                    "it is reached")
+    after: list[str] = Field(description="the step instances it waits for (across lanes too)")
+    sla: dict[str, Any] | None = Field(description="status (on_track, in_jeopardy, overdue), "
+                                                   "due_at, jeopardy_at; null without an SLA")
+    ponr: bool = Field(default=False, description="a point of no return: once completed, "
+                                                  "the order can no longer be canceled or "
+                                                  "amended")
+    has_rollback: bool = Field(description="cancel or amend runs its rollback if it completed")
+    wait: bool = Field(default=False, description="the wait of a `not_before` date")
+    compensates: str | None = Field(default=None, description="in a compensation: the step "
+                                                              "it rolls back")
+
+
+class Ponr(BaseModel):
+    steps: list[str] = Field(description="the plan's point-of-no-return steps")
+    passed: str | None = Field(description="the one that completed (cancel and amend are "
+                                           "refused), else null")
+
+
+class Compensation(BaseModel):
+    revision: int
+    run_id: str
+    status: str
+    steps: list[PlanStep] = Field(description="the rollbacks, in reverse dependency order")
+
+
+class Plan(BaseModel):
+    order_id: str
+    revision: int = Field(description="the plan revision (each amendment is a new one)")
+    run_id: str = Field(description="the plan's run (GET /api/runs/{run_id})")
+    status: str = Field(description="the plan run's status")
+    fulfillment: str
+    fulfillment_version: int
+    catalog: str
+    catalog_version: int
+    lanes: list[str] = Field(description="swimlanes, in the fulfillment's order")
+    ponr: Ponr
+    steps: list[PlanStep] = Field(description="the step graph: each step's lane, scope "
+                                              "instance, status, SLA and dependencies")
+    lines: list[dict[str, Any]] = Field(description="the fulfillment lines the order was "
+                                                    "decomposed into")
+    compensation: Compensation | None = Field(description="the rollback run after a cancel")
+
+
+class Canceled(BaseModel):
+    order_id: str
+    run_id: str = Field(description="the plan's run, now canceled")
+    compensation_run_id: str = Field(description="the run of the rollbacks")
+    rollbacks: list[str] = Field(description="the rollback steps it runs, in order")
+
+
+class Amend(RequestBody):
+    dry_run: bool = Field(default=False, description="true: answer the difference only, "
+                                                     "change nothing")
+
+
+class Amended(BaseModel):
+    order_id: str
+    applied: bool = Field(description="false for a dry run")
+    revision: int = Field(description="the plan revision it was compared with; once "
+                                      "applied, the new revision")
+    run_id: str
+    added: list[str]
+    removed: list[str] = Field(description="left the plan (open ones canceled)")
+    changed: list[str] = Field(description="removed and added again")
+    rewired: list[str] = Field(description="only their dependencies changed: they keep their "
+                                           "state")
+    unchanged: list[str]
+    compensate: list[str] = Field(description="the completed removed or changed steps whose "
+                                              "rollback runs")
+    status: dict[str, str] = Field(description="removed and changed steps: their status now")
+    compensation_run_id: str | None = Field(description="the run of those rollbacks, if any")
+
+
+@router.get("/{order_id}", response_model=Plan, summary="An order's fulfillment plan",
+            description="The latest plan revision as a graph: lanes, each step with its "
+                        "scope instance, status, SLA and dependencies, the point of no "
+                        "return, the fulfillment lines, and the compensation after a cancel. "
+                        "404 when the order has no plan (it gets one when it is submitted).",
+            responses=problem_responses(401, 403, 404, 422))
+def get_plan(request: Request, order_id: OrderId, _: Principal = READ) -> dict[str, Any]:
+    return engine_of(request).plans.show(order_id)
+
+
+@router.post("/{order_id}/cancel", response_model=Canceled,
+             summary="Cancel an order's plan, rolling back what it did",
+             description="Running steps stop and each completed step's rollback runs, in "
+                         "reverse dependency order, in a compensation run (durable, retried, "
+                         "in fallout like any step). 409 once a point-of-no-return step has "
+                         "completed (naming it), or when the plan is already canceled.",
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
+def cancel_plan(request: Request, order_id: OrderId, body: Reason,
+                principal: Principal = WRITE) -> dict[str, Any]:
+    return engine_of(request).plans.cancel(order_id, body.reason, principal.name)
+
+
+@router.post("/{order_id}/amend", response_model=Amended,
+             summary="Amend an order's plan to its lines as they are now",
+             description="Only the difference is planned: steps of unchanged lines keep their "
+                         "state, removed (and changed) steps leave the plan and the completed "
+                         "ones are rolled back, added (and changed) steps join it. Change the "
+                         "lines first (a new line, or a line's `action` set to `cancel`); "
+                         "`dry_run: true` answers the difference without applying it (and is refused as the "
+                         "amendment would be). 409 "
+                         "once a point-of-no-return step has completed, or when the plan is "
+                         "not in progress.",
+             responses=problem_responses(400, 401, 403, 404, 409, 422))
+def amend_plan(request: Request, order_id: OrderId, body: Amend | None = None,
+               principal: Principal = WRITE) -> dict[str, Any]:
+    plans = engine_of(request).plans
+    if body is not None and body.dry_run:
+        return {**plans.diff(order_id, refuse=True), "applied": False,
+                "compensation_run_id": None}
+    return {**plans.amend(order_id, principal.name), "applied": True}
