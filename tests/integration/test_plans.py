@@ -219,12 +219,12 @@ def test_a_worker_keeps_a_bounded_number_of_plan_definitions_built(
     monkeypatch.setattr(definitions, "PLAN_CACHE_STEPS", 15)
     _deploy(harness)
     orders = [_order(harness) for _ in range(4)]  # ten steps each
-    harness.work()
+    _work(harness)
     repo = harness.engine.definitions
     assert 1 <= len(repo._plans) <= 2 and repo._plan_steps <= 20
     for it in harness.engine.list_work(queue="installers"):
         harness.engine.complete(it["id"], "tech", {})
-    harness.work()  # the dropped plans are built again from their graphs
+    _work(harness)  # the dropped plans are built again from their graphs
     assert [harness.engine.plans.show(o)["status"] for o in orders] == ["completed"] * 4
     assert len(repo._plans) <= 2
     # nor does the worker keep them in its own step cache (one entry per order's step)
