@@ -65,7 +65,9 @@ class DemoCarrier:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_class = type("CarrierServer", (ThreadingHTTPServer,),
+                            {"request_queue_size": 256})  # a burst of calls: not reset
+        self._server = server_class(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True,
