@@ -23,7 +23,9 @@ _MAX_DAYS = 3 * 366  # an SLA longer than this in business time is a definition 
 class BusinessCalendar:
     name: str
     timezone: str
-    hours: dict[int, tuple[tuple[time, time], ...]]  # weekday (0 = Monday) -> intervals
+    # weekday (0 = Monday) -> intervals; an end of None is the midnight that ends the day
+    # ("24:00": time() has no hour 24)
+    hours: dict[int, tuple[tuple[time, time | None], ...]]
     country: str | None = None
     subdivision: str | None = None
     extra_dates: frozenset[date] = frozenset()
@@ -54,13 +56,15 @@ class BusinessCalendar:
             return []
         tz = ZoneInfo(self.timezone)
         return [(datetime.combine(day, a, tz).astimezone(UTC),
-                 datetime.combine(day, b, tz).astimezone(UTC))
+                 (datetime.combine(day, b, tz) if b is not None
+                  else datetime.combine(day + timedelta(days=1), time(0), tz)).astimezone(UTC))
                 for a, b in self.hours.get(day.weekday(), ())]
 
 
-def _interval(text: str) -> tuple[time, time]:
+def _interval(text: str) -> tuple[time, time | None]:
     start, _, end = text.partition("-")
-    return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+    end = end.strip()
+    return time.fromisoformat(start.strip()), None if end == "24:00" else time.fromisoformat(end)
 
 
 def add_business_time(cal: BusinessCalendar, start: datetime, delta: timedelta) -> datetime:

@@ -59,3 +59,21 @@ def test_daylight_saving_change_keeps_local_working_hours() -> None:
 def test_zero_is_the_start() -> None:
     start = local(2026, 1, 10, 20)
     assert add_business_time(SUPPORT, start, timedelta(0)) == start
+
+
+def test_a_day_may_end_at_24_00() -> None:
+    """``24:00`` is the midnight that ends the day (validation accepts it; ``24:30`` it
+    refuses): a night shift counts up to midnight and goes on the next evening, across the
+    change to summer time in Lisbon (29 March 2026, 01:00 UTC)."""
+    lisbon = ZoneInfo("Europe/Lisbon")
+    night = BusinessCalendar.from_spec("night", {
+        "timezone": "Europe/Lisbon",
+        "hours": {d: ["22:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+    })
+    start = datetime(2026, 3, 27, 23, 0, tzinfo=lisbon)  # Friday 23:00, one hour left
+    assert night.intervals(start.date())[0][1] == datetime(2026, 3, 28, 0, 0, tzinfo=lisbon)
+    assert add_business_time(night, start, timedelta(hours=1)) == datetime(
+        2026, 3, 28, 0, 0, tzinfo=lisbon)
+    # 1 h on Friday, 2 h on Saturday, 1 h into Sunday (after the clocks went forward)
+    assert add_business_time(night, start, timedelta(hours=4)) == datetime(
+        2026, 3, 29, 23, 0, tzinfo=lisbon)

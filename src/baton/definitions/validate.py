@@ -56,7 +56,7 @@ KINDS = ("object", "orchestration", "calendar", "mailbox", "connection", "catalo
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
                  "extra_dates")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d\Z")
+HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)\Z")  # 24:00: midnight
 OBJECT_KEYS = ("kind", "name", "label", "description", "fields", "title_field", "summary_field")
 MAILBOX_KEYS = ("kind", "name", "label", "description", "object", "fields", "addresses",
                 "automatic", "attachments", "imap")
