@@ -116,6 +116,19 @@ def _page(request: Request, form: IntakeFormDefinition, questions: list[Question
     return response
 
 
+_LIMITER_LOCK = threading.Lock()
+
+
+def _limiter(request: Request) -> RateLimiter:
+    """The app's limiter (one per served app: per process), made on first use."""
+    with _LIMITER_LOCK:
+        limiter = getattr(request.app.state, "intake_form_limiter", None)
+        if limiter is None:
+            limiter = RateLimiter()
+            request.app.state.intake_form_limiter = limiter
+        return limiter
+
+
 @router.get("/forms/{name}")
 def show_form(request: Request, name: str) -> Response:
     """The empty form."""
@@ -136,8 +149,7 @@ async def submit_form(request: Request, name: str) -> Response:
                      error="The form had expired or did not come from this site: "
                            "check what you wrote and send it again.")
     eng = engine_of(request)
-    limiter: RateLimiter = request.app.state.__dict__.setdefault("intake_form_limiter",
-                                                                  RateLimiter())
+    limiter = _limiter(request)
     wait = limiter.admit((form.name, client_address(request)), form.rate_limit, eng.clock.now())
     if wait is not None:
         return _page(request, form, questions, values, {}, status=429,
