@@ -19,9 +19,9 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from baton.cli.loopback import LoopbackJsonService
 from baton.clock import SystemClock
 
 
@@ -35,11 +35,14 @@ class BankStats:
     errors: list[str] = field(default_factory=list)
 
 
-class DemoBank:
+class DemoBank(LoopbackJsonService):
     """Start with :meth:`start`; ``url``, ``token`` and ``hmac_secret`` are what the demo
     hands its connection (base URL, ``env:`` secrets)."""
 
+    name = "demo-bank"
+
     def __init__(self, confirm_after: float = 0.05) -> None:
+        super().__init__()
         self.token = secrets.token_urlsafe(24)
         self.hmac_secret = secrets.token_urlsafe(24)
         self.confirm_after = confirm_after
@@ -47,64 +50,36 @@ class DemoBank:
         self._answers: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._callbacks = ThreadPoolExecutor(4, thread_name_prefix="demo-bank-callback")
-        self._server: ThreadingHTTPServer | None = None
-        self.url = ""
 
     def start(self) -> DemoBank:
-        bank = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, answer = bank._receive(self.path, dict(self.headers.items()), body)
-                raw = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        server_class = type("BankServer", (ThreadingHTTPServer,),
-                            {"request_queue_size": 256})  # a burst of calls: not refused
-        self._server = server_class(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True,
-                         name="demo-bank").start()
+        super().start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        super().stop()
         self._callbacks.shutdown(wait=True)
 
-    def _receive(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+    def receive(self, path: str, headers: dict[str, str], body: bytes
+                ) -> tuple[int, Any, dict[str, str]]:
         lower = {k.lower(): v for k, v in headers.items()}
         with self._lock:
             self.stats.requests += 1
         if lower.get("authorization") != f"Bearer {self.token}":
             with self._lock:
                 self.stats.refused += 1
-            return 401, {"error": "unauthorized"}
+            return 401, {"error": "unauthorized"}, {}
         if path != "/api/addresses":
-            return 404, {"error": "no such resource"}
+            return 404, {"error": "no such resource"}, {}
         try:
             change = json.loads(body)
             reply_to = str(change["reply_to"])
         except (ValueError, KeyError, TypeError):
-            return 400, {"error": "expected a JSON address change with reply_to"}
+            return 400, {"error": "expected a JSON address change with reply_to"}, {}
         key = lower.get("idempotency-key", "")
         with self._lock:
             first = self._answers.get(key)
             if first is not None:
-                return 202, first
+                return 202, first, {}
             self.stats.effective += 1
             n = self.stats.effective
             reference = "BNK-" + hashlib.sha256(key.encode()).hexdigest()[:8]
@@ -113,7 +88,7 @@ class DemoBank:
         self._callbacks.submit(self._confirm, reply_to, {
             "status": "confirmed", "reference": reference,
             "account_number": change.get("account_number")})
-        return 202, answer
+        return 202, answer, {}
 
     def _confirm(self, url: str, data: dict[str, Any]) -> None:
         time.sleep(self.confirm_after)

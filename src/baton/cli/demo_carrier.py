@@ -14,9 +14,10 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from baton.cli.loopback import LoopbackJsonService
 
 
 @dataclass
@@ -28,58 +29,26 @@ class CarrierStats:
     refused: int = 0  # no or a wrong token
 
 
-class DemoCarrier:
+class DemoCarrier(LoopbackJsonService):
     """Start with :meth:`start`; ``url`` and ``token`` are what the demo gives the
     ``carrier`` connection (base URL, ``env:CARRIER_TOKEN``)."""
 
+    name = "demo-carrier"
+
     def __init__(self, *, busy_first: bool = True) -> None:
+        super().__init__()
         self.token = secrets.token_urlsafe(24)
         self.busy_first = busy_first  # answer the first shipment 503 once (a retry to show)
         self.stats = CarrierStats()
         self._bookings: dict[str, dict[str, Any]] = {}
         self._busy_once: str | None = None  # the key answered 503 once
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self.url = ""
 
     def start(self) -> DemoCarrier:
-        carrier = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, answer, extra = carrier._receive(self.path, dict(self.headers.items()),
-                                                         body)
-                raw = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(raw)
-
-        server_class = type("CarrierServer", (ThreadingHTTPServer,),
-                            {"request_queue_size": 256})  # a burst of calls: not reset
-        self._server = server_class(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True,
-                         name="demo-carrier").start()
+        super().start()
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def _receive(self, path: str, headers: dict[str, str], body: bytes
+    def receive(self, path: str, headers: dict[str, str], body: bytes
                  ) -> tuple[int, Any, dict[str, str]]:
         lower = {k.lower(): v for k, v in headers.items()}
         with self._lock:
