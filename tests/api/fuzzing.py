@@ -47,6 +47,11 @@ name: fuzzbox
 object: Gadget
 fields: {subject: label}
 ---
+kind: intake_form
+name: fuzzform
+object: Gadget
+fields: [label]
+---
 kind: orchestration
 name: flaky_job
 trigger:

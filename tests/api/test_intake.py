@@ -210,14 +210,16 @@ def test_refused_attachments_cannot_be_downloaded(intake_api: Api) -> None:
 
 def test_openapi_documents_intake(intake_api: Api) -> None:
     doc = intake_api.client.get("/openapi.json").json()
-    op = doc["paths"]["/api/intake/{mailbox}"]["post"]
+    op = doc["paths"]["/api/intake/{target}"]["post"]
     content = op["requestBody"]["content"]
     assert set(content) == {"application/json", "message/rfc822"}
     assert content["application/json"]["example"]["sender"]
     assert "Message-ID" in content["message/rfc822"]["example"]
-    form = content["application/json"]["schema"]
-    assert "sender" in form["required"]
-    assert "content_base64" in form["properties"]["attachments"]["items"]["properties"]
+    message, answers = content["application/json"]["schema"]["anyOf"]  # a mailbox's, a form's
+    assert "sender" in message["required"]
+    assert "content_base64" in message["properties"]["attachments"]["items"]["properties"]
+    assert answers["required"] == ["data"] and answers["examples"][0]["data"]["subject"]
+    assert "201" in op["responses"] and "200" in op["responses"]
     assert "/api/attachments/{attachment_id}" in doc["paths"]
     # A deployed mailbox is a definition like the others (read, versions, deactivate).
     r = intake_api.get("dee", "/api/definitions/mailbox/dealers")

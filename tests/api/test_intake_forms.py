@@ -175,3 +175,67 @@ def test_definition_mistakes_are_located(api: Api, body: str, path: str, message
         load_text(text, "forms.yaml")
     found = [str(i) for i in err.value.issues]
     assert any(path in i and message in i for i in found), found
+
+
+# ---- systems: POST /api/intake/{form} -----------------------------------------------------
+
+ANSWERS = {"subject": "Invoice twice", "message": "Invoice 44 was charged twice.",
+           "email": "ana@dealer.example", "topic": "billing", "cars": 2}
+
+
+def test_a_system_posts_answers_and_gets_the_record_the_page_would_make(forms: Api) -> None:
+    r = forms.post("opal", "/api/intake/contact", {"data": ANSWERS})
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["outcome"] == "created" and out["form"] == "contact"
+    assert out["object_type"] == "Inquiry"
+    assert r.headers["location"] == f"/api/records/{out['record_id']}"
+    rec = forms.engine.get_record(out["record_id"])
+    # the form's `also` and `set` apply as on the page
+    assert rec["message"] == rec["body"] == "Invoice 44 was charged twice."
+    assert rec["cars"] == 2 and rec["topic"] == "billing" and rec["channel"] == "web"
+    (run,) = forms.engine.list_runs(record_id=rec["id"])
+    assert run.orchestration == "inquiry_flow"
+    created = [e for e in forms.engine.timeline(rec["id"]) if e["type"] == "record_created"]
+    assert created and created[0]["actor"] == "opal", created  # the caller answers for it
+
+
+def test_a_systems_answers_are_refused_question_by_question(forms: Api) -> None:
+    r = forms.post("opal", "/api/intake/contact",
+                   {"data": {**ANSWERS, "subject": "", "cars": "many", "topic": "spam",
+                             "channel": "phone", "owner": "rec_x"}})
+    assert r.status_code == 422, r.text
+    errors = {e["field"]: e["message"] for e in r.json()["errors"]}
+    assert set(errors) == {"body.data.subject", "body.data.cars", "body.data.topic",
+                           "body.data.channel", "body.data.owner"}, errors
+    assert "required" in errors["body.data.subject"]
+    assert "billing" in errors["body.data.topic"]  # names the choices
+    assert "does not ask" in errors["body.data.channel"] and "subject" in errors[
+        "body.data.channel"]  # fixed by the form's `set`, not by the caller
+    assert forms.engine.list_records("Inquiry") == []
+    r = forms.post("opal", "/api/intake/contact", {"answers": ANSWERS})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("body"), r.text
+
+
+def test_a_retried_submission_makes_one_record(forms: Api) -> None:
+    key = {"Idempotency-Key": "contact-7731"}
+    first = forms.post("opal", "/api/intake/contact", {"data": ANSWERS}, headers=key)
+    again = forms.post("opal", "/api/intake/contact", {"data": ANSWERS}, headers=key)
+    assert first.status_code == again.status_code == 201, again.text
+    assert first.json() == again.json()
+    assert len(forms.engine.list_records("Inquiry")) == 1
+    other = forms.post("opal", "/api/intake/contact",
+                       {"data": {**ANSWERS, "cars": 3}}, headers=key)
+    assert other.status_code == 422, other.text  # the key was used with another body
+
+
+def test_form_intake_needs_records_write_json_and_a_known_name(forms: Api) -> None:
+    assert forms.post("ann", "/api/intake/contact", {"data": ANSWERS}).status_code == 403
+    assert forms.post("dee", "/api/intake/contact", {"data": ANSWERS}).status_code == 403
+    r = forms.post("opal", "/api/intake/contact", content=b"Subject: hi\r\n\r\nhello",
+                   headers={"Content-Type": "message/rfc822"})
+    assert r.status_code == 422 and "intake form 'contact'" in r.text, r.text
+    assert r.json()["errors"][0]["field"] == "body"
+    r = forms.post("opal", "/api/intake/nothing_here", {"data": ANSWERS})
+    assert r.status_code == 404, r.text
+    assert forms.engine.list_records("Inquiry") == []

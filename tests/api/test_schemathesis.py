@@ -112,7 +112,7 @@ CHECKED_AGAINST_STATE: dict[str, tuple[tuple[str, ...], str]] = {
     "PATCH /api/users/{name}/routing": (("calendar",), "the calendars deployed"),
     "POST /api/fallout/{fallout_id}/complete": (("data",), "the step's output fields"),
     "POST /api/definitions/deploy": (("issues",), "the definition language (YAML)"),
-    "POST /api/intake/{mailbox}": (
+    "POST /api/intake/{target}": (
         ("body", KEY), "what parses as an e-mail, the mailbox's object type's fields, or a key"),
     # An `after` cursor is opaque: only the `next` values this server issued are cursors;
     # and `after` with `offset` is refused (one way of paging at a time), which the schema
@@ -134,7 +134,7 @@ DICTIONARIES = {
     "definitions": ["Case", "Account", "Gadget", "case_triage", "errand", "flaky_job",
                     "doomed", "gadget_check"],
     "orchestrations": ["errand", "flaky_job", "doomed", "case_triage"],
-    "mailboxes": ["fuzzbox"],
+    "mailboxes": ["fuzzbox", "fuzzform"],
     "signals": ["docs_received"],
     "assignees": ["queue:tier1", "queue:tier2", "group:billing", "user:fuzz-agent-k3"],
     "first": [0],
@@ -148,13 +148,13 @@ def _bind(name: str, probability: float = 0.5) -> dict[str, Any]:
 
 @schemathesis.serializer("message/rfc822")
 def _rfc822(ctx: Any, value: Any) -> bytes:
-    """A raw e-mail body (``POST /api/intake/{mailbox}``): the generated string as UTF-8."""
+    """A raw e-mail body (``POST /api/intake/{target}``): the generated string as UTF-8."""
     return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
 
 
 CONFIG: dict[str, Any] = {
     "dictionaries": {name: {"values": values} for name, values in DICTIONARIES.items()},
-    "parameters": {"path.object_type": _bind("object_types"), "path.mailbox": _bind("mailboxes"),
+    "parameters": {"path.object_type": _bind("object_types"), "path.target": _bind("mailboxes"),
                    "query.offset": _bind("first", 0.7),
                    "query.from": _bind("one"), "query.to": _bind("one", 0.3)},
     "generation": {
@@ -534,8 +534,8 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         "POST /api/fallout/{fallout_id}/retry": fallout(reason),
         "POST /api/fallout/{fallout_id}/skip": fallout(reason),
         "POST /api/fallout/{fallout_id}/complete": fallout({**reason, "data": {}}),
-        "POST /api/intake/{mailbox}": lambda: (
-            {"mailbox": active("fuzzbox", "mailbox")},
+        "POST /api/intake/{target}": lambda: (
+            {"target": active("fuzzbox", "mailbox")},
             {"subject": "Directed mail", "sender": "d@fuzz.example"}),
         "GET /api/records/{record_id}/messages": lambda: ({"record_id": mailed()}, None),
         "GET /api/records/{record_id}/attachments": lambda: ({"record_id": mailed()}, None),

@@ -297,7 +297,7 @@ OPERATION_IDS: dict[str, str] = {
     "POST /api/work/{item_id}/release": "releaseWorkItem",
     "POST /api/work/next": "claimNextWorkItem",
     "POST /api/callbacks/{token}": "receiveCallback",
-    "POST /api/intake/{mailbox}": "createIntakeMessage",
+    "POST /api/intake/{target}": "receiveIntake",
     "GET /api/records/{record_id}/messages": "listRecordMessages",
     "GET /api/records/{record_id}/attachments": "listRecordAttachments",
     "GET /api/attachments/{attachment_id}": "getAttachment",
@@ -348,9 +348,9 @@ TAGS: tuple[tuple[str, str], ...] = (
 _REASON = {"reason": "the customer asked for it by phone"}
 REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "receiveCallback": {"ackId": "ACK-00017", "status": "confirmed"},
-    "createIntakeMessage": {"subject": "Invoice 4411 is wrong",
-                            "sender": "ana@dealer-one.example", "sender_name": "Ana Costa",
-                            "body": "Hello,\n\nthe invoice 4411 charges twice.\n\nAna"},
+    "receiveIntake": {"subject": "Invoice 4411 is wrong",
+                      "sender": "ana@dealer-one.example", "sender_name": "Ana Costa",
+                      "body": "Hello,\n\nthe invoice 4411 charges twice.\n\nAna"},
     "createUser": {"name": "ann", "roles": ["agent"], "groups": ["billing"],
                    "queues": ["tier1"], "email": "ann@example.com", "display_name": "Ann Lee"},
     "updateUser": {"queues": ["tier1", "tier2"], "display_name": "Ann Lee"},

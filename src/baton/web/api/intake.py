@@ -1,11 +1,17 @@
-"""Intake over HTTP: systems post e-mail (or a form's fields) to a mailbox; a record's
-messages and attachments are read, and an attachment downloaded, by who may read records.
+"""Intake over HTTP: systems post e-mail to a mailbox or answers to an intake form; a
+record's messages and attachments are read, and an attachment downloaded, by who may read
+records.
 
-``POST /api/intake/{mailbox}`` takes the same path as SMTP and ``.eml`` files
-(:meth:`~baton.intake.service.IntakeService.accept`): a raw RFC 822 message
-(``Content-Type: message/rfc822``) as it is, or a JSON form built into one. It needs the
-``records:write`` permission (it creates and updates records: the same people may do it by
-hand), and takes an ``Idempotency-Key`` like every create.
+``POST /api/intake/{target}``, when ``target`` is a ``kind: mailbox``, takes the same path as
+SMTP and ``.eml`` files (:meth:`~baton.intake.service.IntakeService.accept`): a raw RFC 822
+message (``Content-Type: message/rfc822``) as it is, or a message as JSON fields built into
+one. When ``target`` is a ``kind: intake_form`` (and no mailbox has that name), it takes the
+form's answers as JSON (``{"data": {...}}``) and makes the record the public page would
+make (:func:`~baton.intake.forms.form_record`: the form's ``set`` values, ``also`` fields,
+the same checks), with the caller as the actor and without the page's per-address rate
+limit (the caller is authenticated). It needs the ``records:write`` permission (it creates
+and updates records: the same people may do it by hand), and takes an ``Idempotency-Key``
+like every create.
 """
 
 from __future__ import annotations
@@ -23,14 +29,19 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from baton.auth.roles import Permission
+from baton.definitions.intake_form import IntakeFormDefinition
+from baton.errors import NotFound
+from baton.errors import ValidationError as FieldErrors
+from baton.intake.forms import form_record
 from baton.intake.mail import MailError
 from baton.intake.service import Accepted
 from baton.runtime.idempotency import IdempotencyClaim
 from baton.web.api.common import ExactNumbers, RequestBody, under
+from baton.web.committer import committer_of
 from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempotent
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
@@ -41,7 +52,8 @@ READ = Depends(need(Permission.RECORDS_READ))
 WRITE = Depends(need(Permission.RECORDS_WRITE))
 RecordId = Annotated[str, Path(min_length=1, max_length=40)]
 AttachmentId = Annotated[str, Path(min_length=1, max_length=40)]
-MailboxName = Annotated[str, Path(min_length=1, max_length=200, description="a kind: mailbox")]
+IntakeName = Annotated[str, Path(min_length=1, max_length=200,
+                                 description="a kind: mailbox, or a kind: intake_form")]
 MAX_MESSAGE = 25_000_000  # bytes of a posted message (the body as sent, attachments included)
 RFC822 = "message/rfc822"
 
@@ -72,6 +84,24 @@ class IntakeForm(RequestBody):
                                     description="the message_id this answers: it goes on that "
                                                 "message's record instead of making a case")
     attachments: list[FormAttachment] = Field(default_factory=list, max_length=50)
+
+
+class FormAnswers(RequestBody):
+    """Answers to an intake form's questions, by the field each question fills."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "data": {"subject": "Invoice twice", "email": "ana@dealer-one.example",
+                 "message": "Invoice 4411 was charged twice.", "topic": "billing"}}]})
+
+    data: dict[str, Any] = Field(max_length=500, description="question (field) -> answer, "
+                                 "typed as the object type's field (a decimal as a string)")
+
+
+class FormIntakeOut(BaseModel):
+    outcome: str = Field(description="created: the form's record")
+    form: str
+    object_type: str
+    record_id: str
 
 
 class RawMessage(BaseModel):
@@ -162,31 +192,57 @@ def _inlined(model: type[BaseModel]) -> dict[str, Any]:
 
 
 INTAKE_BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": _inlined(IntakeForm), "example": FORM_EXAMPLE},
+    "application/json": {"schema": {"anyOf": [_inlined(IntakeForm), _inlined(FormAnswers)]},
+                         "example": FORM_EXAMPLE},
     RFC822: {"schema": {"type": "string", "format": "binary"}, "example": RAW_EXAMPLE}}}}
 
 
-@router.post("/intake/{mailbox}", response_model=IntakeOut, status_code=200,
-             summary="Send a message to a mailbox",
-             description="A raw e-mail (`Content-Type: message/rfc822`) or a JSON form, taken "
-                         "as the SMTP listener takes mail: a new case, a reply on its case "
-                         "(`in_reply_to`), automatic mail stored without a case, or a "
-                         "duplicate of a Message-ID taken before. Needs `records:write`. "
-                         "With an `Idempotency-Key`, a retry takes nothing and answers as the "
-                         "first request was answered.",
+@router.post("/intake/{target}", response_model=IntakeOut, status_code=200,
+             summary="Send a message to a mailbox, or answers to an intake form",
+             description="To a `kind: mailbox`: a raw e-mail (`Content-Type: message/rfc822`) "
+                         "or a message as JSON fields, taken as the SMTP listener takes mail: "
+                         "a new case, a reply on its case (`in_reply_to`), automatic mail "
+                         "stored without a case, or a duplicate of a Message-ID taken before "
+                         "(200). To a `kind: intake_form`: the form's answers as JSON "
+                         "(`{\"data\": {...}}`), making the record its public page would "
+                         "make (201; refusals name `body.data.QUESTION`). Needs "
+                         "`records:write`. With an `Idempotency-Key`, a retry takes nothing "
+                         "and answers as the first request was answered.",
              openapi_extra=INTAKE_BODY,
-             responses={200: {"description": "Taken", "headers": REPLAY_HEADERS},
+             responses={200: {"description": "Taken by the mailbox", "headers": REPLAY_HEADERS},
+                        201: {"description": "The form's record created", "model": FormIntakeOut,
+                              "headers": {**REPLAY_HEADERS,
+                                          "Location": {"description": "the record",
+                                                       "schema": {"type": "string"}}}},
                         **problem_responses(400, 401, 403, 404, 413, 415, 422)})
-async def post_intake(request: Request, mailbox: MailboxName,
+async def post_intake(request: Request, target: IntakeName,
                       idempotency_key: IdempotencyKey = None,
                       principal: Principal = WRITE) -> JSONResponse:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    eng = engine_of(request)
+    form_def = None
+    boxes = eng.definitions.mailboxes()
+    if target not in boxes:
+        forms = eng.definitions.intake_forms()
+        form_def = forms.get(target)
+        if form_def is None:
+            raise NotFound("mailbox or intake form", target,
+                           f"mailboxes: {', '.join(sorted(boxes)) or 'none'}; intake forms: "
+                           f"{', '.join(sorted(forms)) or 'none'}")
+    if form_def is not None:
+        if kind != "application/json":  # (declared for the path: a mailbox takes it)
+            message = (f"intake form {target!r} takes its answers as application/json "
+                       f"({{\"data\": {{...}}}}), not {kind or 'a body without Content-Type'}")
+            raise ProblemError(422, "Invalid input", message, slug="validation",
+                               errors=[{"field": "body", "message": message}])
+        raw = await _read(request)
+        return await run_in_threadpool(_answer_form, request, form_def, raw, idempotency_key,
+                                       principal)
     if kind not in (RFC822, "application/json"):
         raise ProblemError(415, "Unsupported media type",
                            f"send {RFC822} (a raw e-mail) or application/json (a form), "
                            f"got {kind or 'no Content-Type'}", slug="unsupported-media-type")
     raw = await _read(request)
-    eng = engine_of(request)
     form: IntakeForm | None = None
     if kind == "application/json":
         try:
@@ -204,7 +260,7 @@ async def post_intake(request: Request, mailbox: MailboxName,
         try:
             # The record's fields come from the message: a refusal names them under body.
             with under("body"):
-                got = eng.intake.accept(raw, via="api", mailbox=mailbox, actor=principal.name,
+                got = eng.intake.accept(raw, via="api", mailbox=target, actor=principal.name,
                                         claim=claim)
         except MailError as exc:
             raise ProblemError(422, "Not an e-mail", str(exc), slug="validation",
@@ -218,6 +274,44 @@ async def post_intake(request: Request, mailbox: MailboxName,
     # read the body with a size cap, so the blocking part goes to a thread.)
     return await run_in_threadpool(idempotent, request, principal, idempotency_key, "message",
                                    fingerprinted, IntakeOut, 200, take, rebuild)
+
+
+def _answer_form(request: Request, form: IntakeFormDefinition, raw: bytes,
+                 idempotency_key: str | None, principal: Any) -> JSONResponse:
+    """Answers to an intake form (``kind: intake_form``) from a system: the record the
+    public page would make, refused question by question as the page refuses them."""
+    eng = engine_of(request)
+    try:
+        answers = FormAnswers.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ProblemError(422, "Invalid input", f"the answers to form {form.name!r} are not "
+                           "valid", slug="validation",
+                           errors=[{"field": ".".join(["body", *map(str, e["loc"])]),
+                                    "message": e["msg"]} for e in exc.errors()]) from exc
+    obj = eng.definitions.object_types().get(form.object)
+    if obj is None:  # (deploy refuses a form of an unknown type; one retired since)
+        raise NotFound("object type", form.object, f"intake form {form.name!r} makes them")
+    record, problems = form_record(form, obj, answers.data)
+    if problems:
+        raise FieldErrors(f"answers to form {form.name!r}",
+                          {f"body.data.{q}": m for q, m in problems.items()})
+    rename = {t: f"body.data.{q.field}" for q in form.fields for t in (q.field, *q.also)}
+
+    def out(record_id: str) -> Answer:
+        return ({"outcome": "created", "form": form.name, "object_type": form.object,
+                 "record_id": record_id}, {"Location": f"/api/records/{record_id}"})
+
+    def create(claim: IdempotencyClaim | None) -> Answer:
+        def create_txn(tx: Any) -> dict[str, Any]:
+            return eng.records.create_txn(tx, form.object, [record], principal.name, claim,
+                                          eng.clock.now())[0]
+
+        with under("body.data", rename):  # what only the write checks (refs, locks)
+            view = committer_of(request).submit(create_txn)
+        return out(str(view["id"]))
+
+    return idempotent(request, principal, idempotency_key, "record", answers, FormIntakeOut,
+                      201, create, out)
 
 
 async def _read(request: Request) -> bytes:

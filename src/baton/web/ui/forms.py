@@ -29,10 +29,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from baton.definitions.intake_form import FormField, IntakeFormDefinition
-from baton.definitions.model import FieldDefinition, ObjectTypeDefinition
+from baton.definitions.intake_form import IntakeFormDefinition
+from baton.definitions.model import ObjectTypeDefinition
 from baton.errors import NotFound, ValidationError
-from baton.records.fields import coerce_fields
+from baton.intake.forms import asked, form_record, question_of
 from baton.web.security import CSRF_FIELD, client_address, engine_of, secure_cookies
 from baton.web.ui.base import render
 from baton.web.ui.work import form_data, form_values
@@ -82,16 +82,12 @@ class Question:
 
 def _questions(form: IntakeFormDefinition, obj: ObjectTypeDefinition) -> list[Question]:
     out = []
-    for q in form.fields:
-        spec = obj.field(q.field) or FieldDefinition(q.field, "string")
-        out.append(_question(q, spec))
+    for a in asked(form, obj):
+        q, spec = a.question, a.spec
+        label = q.label or spec.label or q.field.replace("_", " ").capitalize()
+        out.append(Question(q.field, spec.type, a.required, spec.choices, spec.scale, label,
+                            q.help, q.also))
     return out
-
-
-def _question(q: FormField, spec: FieldDefinition) -> Question:
-    label = q.label or spec.label or q.field.replace("_", " ").capitalize()
-    return Question(q.field, spec.type, spec.required if q.required is None else q.required,
-                    spec.choices, spec.scale, label, q.help, q.also)
 
 
 def _lookup(request: Request, name: str) -> tuple[IntakeFormDefinition, ObjectTypeDefinition]:
@@ -155,33 +151,21 @@ async def submit_form(request: Request, name: str) -> Response:
         return _page(request, form, questions, values, {}, status=429,
                      error=f"Too many submissions from your address: try again in {wait} s.",
                      headers={"Retry-After": str(wait)})
-    data, errors = form_values([{"name": q.name, "type": q.type} for q in questions], posted)
-    for q in questions:
-        if q.required and data.get(q.name) in (None, ""):
-            errors.setdefault(q.name, "is required")
-    record = dict(form.set)
-    for q in questions:
-        if q.name in data:
-            record.update({target: data[q.name] for target in (q.name, *q.also)})
-    owner = {t: q.name for q in questions for t in (q.name, *q.also)}
-    try:  # every field's problem at once, also when one was already found above
-        coerce_fields(obj.fields, record, f"{form.object} record")
-    except ValidationError as exc:
-        for field, reason in exc.fields.items():
-            errors.setdefault(owner.get(field, field), reason)
+    data, parsed = form_values([{"name": q.name, "type": q.type} for q in questions], posted)
+    record, errors = form_record(form, obj, data, parsed)
     if not errors:
         try:
             created = eng.create_record(form.object, record, actor=f"form:{form.name}")
         except ValidationError as exc:  # what only the write can check (refs, locks)
             for field, reason in exc.fields.items():
-                errors.setdefault(owner.get(field, field), reason)
+                errors.setdefault(question_of(form, field), reason)
         else:
             return render(request, "intake_form_thanks.html", None, {
                 "title": form.label or form.name.replace("_", " ").capitalize(),
                 "thanks": form.thanks or "Thank you: we received it.",
                 "reference": created["id"], "form": form}, status=201)
-    asked = {q.name for q in questions}
-    stray = {k: v for k, v in errors.items() if k not in asked}
-    return _page(request, form, questions, values, {k: v for k, v in errors.items() if k in asked},
+    names = {q.name for q in questions}
+    stray = {k: v for k, v in errors.items() if k not in names}
+    return _page(request, form, questions, values, {k: v for k, v in errors.items() if k in names},
                  status=422, error="Some of what you wrote is not valid: see below."
                  + ("" if not stray else " " + "; ".join(f"{k}: {v}" for k, v in stray.items())))
