@@ -138,7 +138,10 @@ class FlowContext:
         self.record: Mapping[str, Any] = MappingProxyType(self._record or {})
         self.vars = vars
         self.input: Mapping[str, Any] = MappingProxyType(dict(input))
-        self.steps = MappingProxyType(dict(steps))
+        # a read-only view made for this context (flow_context's: each step's view made
+        # when it is read) is kept as it is; anything else is copied
+        self.steps = steps if isinstance(steps, MappingProxyType) \
+            else MappingProxyType(dict(steps))
         self.log = logger
         self.records: RecordReader = records if records is not None else _NoRecords()
         self.record_updates: dict[str, Any] = {}

@@ -10,7 +10,8 @@ its own thread, or in a flow process it can kill when the step's ``timeout`` pas
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from baton.definitions.model import OrchestrationDefinition
@@ -33,8 +34,7 @@ def flow_context(run: Run, step: str, iteration: int, record: Mapping[str, Any] 
     Copies: the run and record a worker read for its batch are committed from, so whatever
     a flow does to what it was given must not reach them.
     """
-    steps = {n: StepView(n, sr.status.value, copy_json(_typed_output(orchestration, n, sr.output)))
-             for n, sr in run.steps.items()}
+    steps = MappingProxyType(StepViews(run, orchestration))
     inputs = orchestration.trigger.input if orchestration is not None else ()
     given = dict(typed_values(inputs, run.input))
     if step_input:
@@ -42,6 +42,42 @@ def flow_context(run: Run, step: str, iteration: int, record: Mapping[str, Any] 
     return FlowContext(run_id=run.id, step=step, iteration=iteration, record=copy_json(record),
                        vars=copy_json(run.vars), input=copy_json(given), steps=steps,
                        logger=flow_logger(run.id, step), records=records)
+
+
+class StepViews(Mapping[str, StepView]):
+    """``ctx.steps``: every step of the run as it was when the context was made, each
+    step's view (its output typed and copied) made when the flow first reads it. A plan's
+    run has hundreds or thousands of steps and its flows read one or two; making every
+    view up front cost more than the rest of a step (issue 13 item 9).
+
+    The statuses and outputs are taken when the context is made (what decide() does to the
+    run afterwards is not seen); an output is replaced by the engine, never changed in
+    place, so copying it on first read copies what it was then."""
+
+    __slots__ = ("_orchestration", "_seen", "_views")
+
+    def __init__(self, run: Run, orchestration: OrchestrationDefinition | None) -> None:
+        self._seen = {n: (sr.status, sr.output) for n, sr in run.steps.items()}
+        self._orchestration = orchestration
+        self._views: dict[str, StepView] = {}
+
+    def __getitem__(self, name: str) -> StepView:
+        view = self._views.get(name)
+        if view is None:
+            status, output = self._seen[name]
+            view = StepView(name, status.value,
+                            copy_json(_typed_output(self._orchestration, name, output)))
+            self._views[name] = view
+        return view
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._seen)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._seen
 
 
 def _typed_output(orchestration: OrchestrationDefinition | None, step: str,
