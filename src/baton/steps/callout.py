@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import email.utils
 from collections import ChainMap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
@@ -264,17 +264,40 @@ def request_scope(work: StepWork) -> dict[str, Any]:
     """What the request's expressions see: the run's snapshot, as ``decide()`` shows it."""
     run: Run = work.run
     orch = work.orchestration
-    steps: dict[str, Any] = {}
-    for name, sr in run.steps.items():
-        view: dict[str, Any] = {"status": sr.status.value, "iteration": sr.iteration}
-        if sr.output is not None:
-            view["output"] = sr.output
-        if sr.error is not None:
-            view["error"] = sr.error
-        steps[name] = view
     inputs = typed_values(orch.trigger.input, run.input) if orch is not None else run.input
     return {"record": dict(work.record or {}), "vars": run.vars, "input": inputs,
-            "steps": steps}
+            "steps": _StepsSeen(run)}
+
+
+class _StepsSeen(Mapping[str, Any]):
+    """``steps`` of a request's scope: each step as it was when the scope was made (the
+    run moves on while the call is made), its view made when an expression reads it. A
+    plan's run has hundreds of steps and a request reads one or two of them: making every
+    view for every call cost more than the call (issue 13 item 9)."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self, run: Run) -> None:
+        self._seen = {n: (sr.status, sr.iteration, sr.output, sr.error)
+                      for n, sr in run.steps.items()}
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        status, iteration, output, error = self._seen[name]
+        view: dict[str, Any] = {"status": status.value, "iteration": iteration}
+        if output is not None:
+            view["output"] = output
+        if error is not None:
+            view["error"] = error
+        return view
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._seen)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._seen
 
 
 def build_request(opts: Mapping[str, Any], data: Mapping[str, Any], key: str) -> HttpRequest:
