@@ -147,6 +147,17 @@ class StageDefinition:
     def step(self, name: str) -> StepDefinition | None:
         return self._by_name.get(name)
 
+    def steps_of(self, types: frozenset[str]) -> tuple[StepDefinition, ...]:
+        """Its steps whose type is one of ``types``, in their order (memoised by set)."""
+        hit = self._steps_of.get(types)
+        if hit is None:
+            hit = self._steps_of[types] = tuple(s for s in self.steps if s.type in types)
+        return hit
+
+    @cached_property
+    def _steps_of(self) -> dict[frozenset[str], tuple[StepDefinition, ...]]:
+        return {}
+
     @cached_property
     def _by_name(self) -> dict[str, StepDefinition]:
         # A plan's one stage has thousands of steps, each ``after`` looked up by name.

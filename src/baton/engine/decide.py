@@ -76,12 +76,28 @@ from baton.engine.status import (
 from baton.errors import ExpressionError
 from baton.expressions import evaluate_condition
 from baton.records.fields import decimal_forms, typed_values
+from baton.steps.base import StepTypeBase
 from baton.steps.base import expression_error as _expr_error
 from baton.steps.registry import TYPES as _STEP_TYPES
 from baton.steps.registry import load_builtins
 
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
 _TIMED = frozenset({StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT})
+
+_RECHECKING: tuple[int, frozenset[str]] = (-1, frozenset())
+
+
+def _rechecking() -> frozenset[str]:
+    """The step types whose ``recheck`` does something (not StepTypeBase's no-op): the
+    only steps recheck_steps() needs to look at (as of the registry's present size)."""
+    global _RECHECKING
+    size, names = _RECHECKING
+    if size != len(_STEP_TYPES):
+        names = frozenset(n for n, t in _STEP_TYPES.items()
+                          if getattr(type(t), "recheck", None) is not StepTypeBase.recheck)
+        _RECHECKING = (len(_STEP_TYPES), names)
+    return names
+
 
 # The timers of an SLA; any other timer kind belongs to the step's type.
 _SLA_TIMERS = SLA_KINDS
@@ -265,11 +281,25 @@ class _Decider:
     # ---- steps --------------------------------------------------------------------------
     def start_ready_steps(self, sd: StageDefinition) -> bool:
         changed = False
+        steps = self.run.steps
+        # Every step is looked at on every pass, and a plan's stage has thousands: the
+        # statuses are compared by identity and is_done() is written out inline (a
+        # StrEnum's hash, for `in STEP_DONE`, is a Python call).
+        not_started, waiting = StepStatus.NOT_STARTED, StepStatus.WAITING
+        completed, skipped, failed = StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.FAILED
         for step in sd.steps:
-            sr = self.run.steps[step.name]
-            if sr.status not in (StepStatus.NOT_STARTED, StepStatus.WAITING):
+            sr = steps[step.name]
+            if sr.status is not not_started and sr.status is not waiting:
                 continue
-            if not all(self.is_done(self.run.steps[a], sd.step(a)) for a in step.after):  # type: ignore[arg-type]
+            blocked = False
+            for a in step.after:
+                dep = steps[a].status
+                if dep is completed or dep is skipped or (
+                        dep is failed and sd.step(a).on_failure == "continue"):  # type: ignore[union-attr]
+                    continue
+                blocked = True
+                break
+            if blocked:
                 continue
             try:
                 ready = self.holds(step.when)
@@ -485,7 +515,7 @@ class _Decider:
         """Let each step's type look again at what it waits for (``until``,
         ``complete_when``): the record, the variables or another step may have changed."""
         changed = False
-        for step in sd.steps:
+        for step in sd.steps_of(_rechecking()):
             changed = _STEP_TYPES[step.type].recheck(self, self.run.steps[step.name], step) \
                 or changed
         return changed
