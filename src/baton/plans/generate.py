@@ -15,6 +15,7 @@ A step whose dependency has no instance in this plan does not wait for it.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -335,5 +336,22 @@ def generate(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine
         "lanes": list(fulfillment.lanes),
         "lines": [ln.view() for ln in lines],
         # what its steps' expressions navigate (record.account.name): their templates'
-        "navigated": [list(p) for p in navigated(dict(fulfillment.templates))],
+        "navigated": [list(p) for p in _navigated(fulfillment)],
     }
+
+
+_NAVIGATED: dict[int, tuple[weakref.ref[FulfillmentDefinition], tuple[tuple[str, ...], ...]]] = {}
+
+
+def _navigated(fulfillment: FulfillmentDefinition) -> tuple[tuple[str, ...], ...]:
+    """What the fulfillment's step templates navigate, found once per parsed fulfillment
+    (walking every template for every order cost a millisecond a plan); held weakly."""
+    key = id(fulfillment)
+    hit = _NAVIGATED.get(key)
+    if hit is not None and hit[0]() is fulfillment:
+        return hit[1]
+    paths = navigated(dict(fulfillment.templates))
+    if len(_NAVIGATED) >= 256:
+        _NAVIGATED.clear()
+    _NAVIGATED[key] = (weakref.ref(fulfillment, lambda _r: _NAVIGATED.pop(key, None)), paths)
+    return paths

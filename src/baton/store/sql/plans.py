@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from baton.store import schema as s
 from baton.store.sql.marks import refused
+
+# Made once: building the statement cost more than running it (a worker reads a plan's
+# graph for every plan it meets, the planner the latest revision for every order).
+_LATEST = (select(s.plans).where(s.plans.c.order_id == bindparam("_order"))
+           .order_by(s.plans.c.revision.desc()).limit(1))
+_REVISION = select(s.plans).where(s.plans.c.order_id == bindparam("_order"),
+                                  s.plans.c.revision == bindparam("_rev"))
 
 
 class PlansSql:
@@ -24,11 +31,8 @@ class PlansSql:
 
     def get_plan_txn(self, order_id: str, revision: int | None = None) -> dict[str, Any] | None:
         """One revision of an order's plan (the latest when ``revision`` is None)."""
-        t = s.plans
-        q = select(t).where(t.c.order_id == order_id)
-        q = (q.where(t.c.revision == revision) if revision is not None
-             else q.order_by(t.c.revision.desc()).limit(1))
-        row = self.conn.execute(q).first()
+        row = (self.conn.execute(_LATEST, {"_order": order_id}) if revision is None
+               else self.conn.execute(_REVISION, {"_order": order_id, "_rev": revision})).first()
         return dict(row._mapping) if row else None
 
     def plan_revisions_txn(self, order_id: str) -> list[dict[str, Any]]:
