@@ -84,18 +84,20 @@ from baton.steps.registry import load_builtins
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
 _TIMED = frozenset({StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT})
 
-_RECHECKING: tuple[int, frozenset[str]] = (-1, frozenset())
+_RECHECKING: tuple[tuple[int, ...], frozenset[str]] = ((), frozenset())
 
 
 def _rechecking() -> frozenset[str]:
     """The step types whose ``recheck`` does something (not StepTypeBase's no-op): the
-    only steps recheck_steps() needs to look at (as of the registry's present size)."""
+    only steps recheck_steps() needs to look at. Worked out again whenever the registry
+    holds other types than last time (a test registers one of its own)."""
     global _RECHECKING
-    size, names = _RECHECKING
-    if size != len(_STEP_TYPES):
+    key = tuple(map(id, _STEP_TYPES.values()))
+    seen, names = _RECHECKING
+    if seen != key:
         names = frozenset(n for n, t in _STEP_TYPES.items()
-                          if getattr(type(t), "recheck", None) is not StepTypeBase.recheck)
-        _RECHECKING = (len(_STEP_TYPES), names)
+                          if getattr(t.recheck, "__func__", None) is not StepTypeBase.recheck)
+        _RECHECKING = (key, names)
     return names
 
 
