@@ -30,6 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -69,6 +70,8 @@ class Router:
         self.notify = notify
         self._armed: dict[tuple[str, str, str], float] = {}  # (kind, pool, at) -> when armed
         self.decisions = 0  # routing decisions made by this process (bench/routing.py)
+        # (kind, pool) -> (the routing generation it was read at, its people's static part)
+        self._pools: dict[tuple[str, str], tuple[int, tuple[Member, ...]]] = {}
         self._lock = threading.Lock()
 
     # ---- entry points -----------------------------------------------------------------
@@ -339,21 +342,49 @@ class Router:
 
     # ---- the people of a pool ---------------------------------------------------------
     def _agents_txn(self, tx: Transaction, kind: str, pool: str, now: str) -> list[Agent]:
-        names = tx.member_names_txn(kind, pool)
-        users = {r["name"]: r for r in tx.user_rows_txn(names)}
-        rows = {r["user_name"]: r for r in tx.agent_rows_txn(names)}
-        missing = [n for n in names if n not in rows]
-        queues = {r["user_name"]: r for r in tx.agent_queue_rows_txn(names, pool)}
+        """The people of a pool as they are now: what this process keeps of them (members,
+        whether active, skills, capacities, calendars: read again whenever the routing
+        generation moved, i.e. anyone's change to them committed since), with their
+        availability and loads read in this transaction (one statement)."""
+        members = self._members_txn(tx, kind, pool)
+        live = tx.pool_live_txn(kind, pool)
+        if len(live) != len(members) or any(
+                r["user_name"] != m.name for r, m in zip(live, members, strict=True)):
+            # The membership changed between the two reads (another transaction committed
+            # in between, on PostgreSQL): read both again, keeping nothing.
+            members = _members(tx.pool_static_txn(kind, pool))
+            live = tx.pool_live_txn(kind, pool)
+            by_name = {m.name: m for m in members}
+            live = [r for r in live if r["user_name"] in by_name]
+            members = tuple(by_name[r["user_name"]] for r in live)
+        missing = [r["user_name"] for r in live if r["has_agent"] is None]
         if missing:
             tx.ensure_agents_txn(missing, now)
-        if len(queues) < len(names):
-            tx.ensure_agent_queues_txn([(n, pool) for n in names if n not in queues])
-        out = []
-        for n in names:
-            a = _agent(n, rows.get(n), queues.get(n))
-            a.active = bool((users.get(n) or {}).get("active", False))
-            out.append(a)
-        return out
+        no_queue_row = [(r["user_name"], pool) for r in live if r["has_queue"] is None]
+        if no_queue_row:
+            tx.ensure_agent_queues_txn(no_queue_row)
+        return [Agent(m.name, r["availability"] or "available", m.capacity, int(r["load"] or 0),
+                      m.skills, m.calendar, r["idle_since"] or None, m.queue_capacity,
+                      int(r["queue_load"] or 0), m.active)
+                for m, r in zip(members, live, strict=True)]
+
+    def _members_txn(self, tx: Transaction, kind: str, pool: str) -> tuple[Member, ...]:
+        """What this process keeps of a pool's people, good while the routing generation
+        it was read at is the one stored: read once per pass (one cheap statement), so a
+        change committed by any process is seen by the next decision. The generation is
+        read before the rows, so rows newer than their generation can be kept (they are
+        read again next time), never rows older than theirs. A transaction that changed a
+        pool's people itself reads them without keeping them (it may be rolled back)."""
+        generation = tx.routing_generation_txn()
+        key = (kind, pool)
+        kept = self._pools.get(key)
+        if kept is not None and generation is not None and kept[0] == generation \
+                and not tx.routing_changed:
+            return kept[1]
+        members = _members(tx.pool_static_txn(kind, pool))
+        if generation is not None and not tx.routing_changed:
+            self._pools[key] = (generation, members)
+        return members
 
     def _reread_txn(self, tx: Transaction, agent: Agent, pool: str) -> None:
         rows = tx.agent_rows_txn([agent.name])
@@ -404,6 +435,23 @@ class Router:
 def _could_take(a: Agent) -> bool:
     """Could this person take one more item at all, whatever its skills?"""
     return a.active and a.availability == "available" and a.room()
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """What a process keeps of one person of a pool between transactions."""
+
+    name: str
+    active: bool
+    capacity: int | None
+    skills: dict[str, int | None]
+    calendar: str | None
+    queue_capacity: int | None
+
+
+def _members(rows: Sequence[dict[str, Any]]) -> tuple[Member, ...]:
+    return tuple(Member(r["user_name"], bool(r["active"]), r["capacity"], dict(r["skills"] or {}),
+                        r["calendar"], r["queue_capacity"]) for r in rows)
 
 
 def _agent(name: str, row: dict[str, Any] | None, queue: dict[str, Any] | None) -> Agent:

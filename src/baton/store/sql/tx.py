@@ -157,6 +157,10 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         h = self._compiled((key, tuple(values)), stmt, list(values))
         return int(self._run(h, values).rowcount)
 
+    def _hot_write(self, key: Any, stmt: Any, values: dict[str, Any]) -> int:
+        """A statement whose SET values are its own (bound parameters in it): its row count."""
+        return int(self._run(self._compiled(key, stmt), values).rowcount)
+
     def _write_many(self, key: Any, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
         """One statement for many rows of the same keys (an executemany)."""
         n, start = 0, 0
