@@ -41,11 +41,11 @@ from baton.store.ports import Transaction
 from baton.work.routing import (
     Agent,
     OpenNow,
+    Pass,
     Verdict,
     decide,
     exclusion,
     next_opening,
-    open_now_of,
     parse_now,
 )
 
@@ -83,8 +83,12 @@ class Router:
         kind, pool = item["assignee_kind"], item["assignee"]
         events: list[AuditEvent] = []
         self._route_txn(tx, kind, pool, [item], now_dt, events, first=True)
-        if events and events[-1]["type"] == "waiting_for_routing":
-            now = iso(now_dt)  # (a re-check per waiting item: cheap when nobody has room)
+        if events and events[-1]["type"] == "waiting_for_routing" \
+                and (kind, pool) not in tx.route_rechecks:
+            # (One re-check per pool and transaction: many items made in one transaction
+            # wait in it at once.)
+            tx.route_rechecks.add((kind, pool))
+            now = iso(now_dt)
             tx.enqueue_job_txn(ROUTE_JOB, None, {"kind": kind, "pool": pool}, now, now)
         return events
 
@@ -97,6 +101,7 @@ class Router:
         events: list[AuditEvent] = []
         routed, after, seen = 0, None, 0
         agents: list[Agent] | None = None
+        prepared: Pass | None = None
         while limit is None or seen < limit:
             page = tx.waiting_items_txn(kind, pool, BATCH, after)
             if not page:
@@ -104,8 +109,9 @@ class Router:
             seen += len(page)
             if agents is None:  # read once a pass: the pass keeps their loads current
                 agents = self._agents_txn(tx, kind, pool, iso(now_dt))
+                prepared = Pass(agents, parse_now(now_dt), self.calendars.calendar)
             n, more = self._route_txn(tx, kind, pool, page, now_dt, events, first=False,  # type: ignore[arg-type]
-                                      for_user=for_user, agents=agents)
+                                      for_user=for_user, agents=agents, prepared=prepared)
             routed += n
             if not more or len(page) < BATCH:
                 break
@@ -236,26 +242,31 @@ class Router:
     def _route_txn(self, tx: Transaction, kind: str, pool: str, items: Sequence[WorkItem],
                    now_dt: datetime, events: list[AuditEvent], *, first: bool,
                    for_user: str | None = None, agents: list[Agent] | None = None,
-                   reason: str | None = None) -> tuple[int, bool]:
+                   reason: str | None = None, prepared: Pass | None = None) -> tuple[int, bool]:
         """Route ``items`` (waiting in one pool, in order): (how many were routed, whether
         anyone could still take more)."""
         now_dt = parse_now(now_dt)
         now = iso(now_dt)
         if agents is None:
             agents = self._agents_txn(tx, kind, pool, now)
-        open_now = open_now_of(self.calendars.calendar, now_dt)
-        only = next((a for a in agents if a.name == for_user), None)
+        if prepared is None or prepared.agents is not agents:
+            prepared = Pass(agents, now_dt, self.calendars.calendar)
+        open_now = prepared.open_now
+        only_at = next((i for i, a in enumerate(agents) if a.name == for_user), None)
+        only = None if only_at is None else agents[only_at]
         if for_user is not None and only is None \
                 or not any(_could_take(a) for a in agents):  # nobody has room: nothing to decide
             if first:
-                self._wait_txn(tx, kind, pool, items, agents, now_dt, open_now, events)
+                self._wait_txn(tx, kind, pool, items, agents, now_dt, open_now, events,
+                               prepared=prepared)
             return 0, False
         routed = 0
         cursors: dict[str, str | None] = {}
         for item in items:
             rule: dict[str, Any] = item.get("routing") or {}
-            if only is not None and exclusion(rule, only, now_dt, self.calendars.calendar,
-                                              open_now) is not None:
+            if only is not None and only_at is not None and (
+                    prepared.of(rule)[0][only_at] is not None
+                    or "under_capacity" in (rule.get("filters") or ()) and not only.room()):
                 if not _could_take(only):
                     return routed, False
                 continue
@@ -265,27 +276,29 @@ class Router:
             if rule.get("strategy") == "round_robin" and name not in cursors:
                 cursors[name] = tx.routing_cursor_txn(name)
             verdict = self._assign_txn(tx, item, rule, pool, agents, now_dt, sticky,
-                                       cursors.get(name), events, open_now, reason)
+                                       cursors.get(name), events, prepared, reason)
             if verdict.winner is not None:
                 routed += 1
                 if rule.get("strategy") == "round_robin":
                     cursors[name] = verdict.winner
                     tx.set_routing_cursor_txn(name, verdict.winner)
             elif first:
-                self._wait_txn(tx, kind, pool, [item], agents, now_dt, open_now, events, verdict)
+                self._wait_txn(tx, kind, pool, [item], agents, now_dt, open_now, events, verdict,
+                               prepared)
         return routed, (_could_take(only) if only is not None
                         else any(_could_take(a) for a in agents))
 
     def _wait_txn(self, tx: Transaction, kind: str, pool: str, items: Sequence[WorkItem],
                   agents: list[Agent], now_dt: datetime, open_now: OpenNow,
-                  events: list[AuditEvent], verdict: Verdict | None = None) -> None:
+                  events: list[AuditEvent], verdict: Verdict | None = None,
+                  prepared: Pass | None = None) -> None:
         """New items nobody may take: why (on their timelines), and the durable job at the
         next opening of a calendar that kept someone out."""
         now = iso(now_dt)
         for item in items:
             rule: dict[str, Any] = item.get("routing") or {}
             found = verdict or decide(rule, agents, now_dt, self.calendars.calendar,
-                                      open_now=open_now)
+                                      open_now=open_now, prepared=prepared)
             events.append(audit_event(
                 "waiting_for_routing", "system", now, item["record_id"], item["run_id"],
                 {"work_item": item["id"], "step": item["step"], "rule": rule.get("rule"),
@@ -295,12 +308,12 @@ class Router:
     def _assign_txn(self, tx: Transaction, item: WorkItem, rule: dict[str, Any], pool: str,
                     agents: list[Agent], now_dt: datetime, sticky: Sequence[str],
                     cursor: str | None, events: list[AuditEvent],
-                    open_now: OpenNow | None = None, reason: str | None = None) -> Verdict:
+                    prepared: Pass, reason: str | None = None) -> Verdict:
         now = iso(now_dt)
         filters = rule.get("filters") or ()
         for _ in range(RETRIES + 1):
             verdict = decide(rule, agents, now_dt, self.calendars.calendar, sticky=sticky,
-                             cursor=cursor, open_now=open_now)
+                             cursor=cursor, prepared=prepared)
             self.decisions += 1
             if verdict.winner is None:
                 return verdict
@@ -308,6 +321,7 @@ class Router:
             if not tx.take_load_txn(agent.name, pool, now, available="available" in filters,
                                     under_capacity="under_capacity" in filters):
                 self._reread_txn(tx, agent, pool)  # another worker took their last unit
+                prepared.forget()  # (read again: their availability may have changed too)
                 continue
             offer = rule.get("offer")
             if not tx.update_work_item_txn(item["id"], ["open"], item["version"], {

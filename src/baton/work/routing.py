@@ -21,6 +21,7 @@ and the name last, so a decision is always the same for the same state.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -148,56 +149,105 @@ def exclusion(rule: Mapping[str, Any], agent: Agent, now: datetime, hours: Hours
     return None
 
 
+class Pass:
+    """What a pass of routing (many decisions over the same people at the same instant)
+    works out once per kind of rule instead of once per decision: for each person, the
+    reason they are excluded other than capacity (inactive, passed on it, a skill, away,
+    outside hours: none of which a pass changes), how many preferred skills they have and
+    their level in the skills asked for. Capacity — what a pass does change, one routed
+    item at a time — is still checked at every decision, last, as :func:`exclusion` does.
+    A person read again during the pass (:meth:`forget`) is worked out again."""
+
+    def __init__(self, agents: Sequence[Agent], now: datetime, hours: Hours,
+                 open_now: OpenNow | None = None) -> None:
+        self.agents = agents
+        self.now = now
+        self.hours = hours
+        self.open_now = open_now or open_now_of(hours, now)
+        self._kinds: dict[Any, tuple[list[str | None], list[int], list[int]]] = {}
+
+    def forget(self) -> None:
+        self._kinds.clear()
+
+    def of(self, rule: Mapping[str, Any]) -> tuple[list[str | None], list[int], list[int]]:
+        """Per person (in ``agents``' order): the reason other than capacity, the number of
+        preferred skills, the sum of the levels of the skills asked for."""
+        filters = tuple(rule.get("filters") or ())
+        required = tuple(tuple(r) for r in rule.get("required") or ())
+        preferred_skills = tuple(tuple(p) for p in rule.get("preferred") or ())
+        passed = rule.get("passed") or {}
+        key = (required, preferred_skills, filters, tuple(sorted(passed.items())))
+        kind = self._kinds.get(key)
+        if kind is not None:
+            return kind
+        rest = {"required": required, "filters": [f for f in filters if f != "under_capacity"],
+                "passed": passed}
+        wanted = [n for n, _ in required] + [n for n, _ in preferred_skills]
+        reasons, preferred, levels = [], [], []
+        for agent in self.agents:
+            reasons.append(exclusion(rest, agent, self.now, self.hours, self.open_now))
+            skills = agent.skills
+            preferred.append(sum(1 for n, lvl in preferred_skills
+                                 if n in skills and (lvl is None or (skills[n] or 0) >= lvl)))
+            levels.append(sum(skills.get(n) or 1 for n in wanted if n in skills))
+        kind = self._kinds[key] = (reasons, preferred, levels)
+        return kind
+
+
 def decide(rule: Mapping[str, Any], agents: Sequence[Agent], now: datetime, hours: Hours, *,
            sticky: Sequence[str] = (), cursor: str | None = None,
-           open_now: OpenNow | None = None) -> Verdict:
+           open_now: OpenNow | None = None, prepared: Pass | None = None) -> Verdict:
     """Who of ``agents`` gets an item of ``rule`` now (see the module's docstring).
 
     Ranks by a key per eligible person and builds the logged scores only for the first
-    few: a decision considers a whole queue (hundreds of people) many times a second."""
-    open_now = open_now or open_now_of(hours, now)
+    few: a decision considers a whole queue (hundreds of people) many times a second.
+    ``prepared``: a :class:`Pass` over these very ``agents`` at ``now``, which keeps what
+    the decisions of a pass share (the same verdict, made with less work)."""
+    if prepared is None or prepared.agents is not agents:
+        prepared = Pass(agents, now, hours, open_now)
+    reasons, preferred_counts, levels = prepared.of(rule)
+    under = "under_capacity" in (rule.get("filters") or ())
     excluded: list[Considered] = []
     counts: dict[str, int] = {}
     ranked: list[tuple[Any, ...]] = []
-    preferred_skills = list(rule.get("preferred") or ())
-    wanted = [n for n, _ in (rule.get("required") or ())] + [n for n, _ in preferred_skills]
     strategy = rule.get("strategy", "least_loaded")
     sticky_user = next(iter(sticky), None) if rule.get("sticky") else None
     order = sorted(a.name for a in agents) if strategy == "round_robin" else []
     for index, agent in enumerate(agents):
-        why = exclusion(rule, agent, now, hours, open_now)
+        why = reasons[index]
+        if why is None and under and not agent.room():
+            why = "at capacity"
         if why is not None:
             counts[why] = counts.get(why, 0) + 1
             if len(excluded) < LOGGED_CANDIDATES:
                 excluded.append(Considered(agent.name, why))
             continue
-        skills = agent.skills
-        preferred = sum(1 for n, lvl in preferred_skills
-                        if n in skills and (lvl is None or (skills[n] or 0) >= lvl)) \
-            if preferred_skills else 0
+        load = agent.load
         key: tuple[Any, ...]
         if strategy == "round_robin":
             key = (_turn(order, agent.name, cursor),)
         elif strategy == "most_skilled":
-            key = (-sum(skills.get(n) or 1 for n in wanted if n in skills), agent.load)
+            key = (-levels[index], load)
         elif strategy == "longest_idle":
             key = (agent.idle_since or "",)
         else:
-            key = (agent.load, agent.load / agent.capacity if agent.capacity else 0.0)
-        ranked.append((agent.name != sticky_user, -preferred, *key, agent.name, index))
-    ranked.sort()
-    eligible = [_scored(agents[r[-1]], -r[1], strategy, wanted, sticky_user)
-                for r in ranked[:LOGGED_CANDIDATES]]
+            key = (load, load / agent.capacity if agent.capacity else 0.0)
+        ranked.append((agent.name != sticky_user, -preferred_counts[index], *key, agent.name,
+                       index))
+    best = heapq.nsmallest(LOGGED_CANDIDATES, ranked) if len(ranked) > LOGGED_CANDIDATES \
+        else sorted(ranked)
+    eligible = [_scored(agents[r[-1]], -r[1], strategy, levels[r[-1]], sticky_user)
+                for r in best]
     return Verdict(eligible[0].user if eligible else None, tuple(eligible + excluded),
                    tuple(counts.items()), len(agents))
 
 
-def _scored(agent: Agent, preferred: int, strategy: str, wanted: list[str],
+def _scored(agent: Agent, preferred: int, strategy: str, level: int,
             sticky_user: str | None) -> Considered:
     score: dict[str, Any] = {"load": agent.load, "capacity": agent.capacity,
                              "preferred": preferred}
     if strategy == "most_skilled":
-        score["level"] = sum(agent.skills.get(n) or 1 for n in wanted if n in agent.skills)
+        score["level"] = level
     elif strategy == "longest_idle":
         score["idle_since"] = agent.idle_since
     if agent.name == sticky_user:

@@ -11,6 +11,7 @@ commits under the write lock the usual way.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,6 +69,25 @@ FREE_LOAD = (update(_a).where(_ONE_AGENT, _a.c.load > 0)
 GIVE_BACK_QUEUE_LOAD = update(_q).where(_ONE_QUEUE, _q.c.load > 0).values(load=_q.c.load - 1)
 CLEAR_ROUTED_TO = update(_w).where(_w.c.id == bindparam("_id"),
                                    _w.c.routed_to == bindparam("_to")).values(routed_to=None)
+@functools.cache
+def waiting_items(limit: int, after: bool) -> Any:
+    """The hot statement of :meth:`RoutingSql.waiting_items_txn` (keyset: ``after``)."""
+    due = s.due_key(_w.c.due_at)
+    q = (select(*(_w.c[c] for c in WAITING_COLUMNS))
+         .where(_w.c.routing_status == "waiting", _w.c.assignee_kind == bindparam("_kind"),
+                _w.c.assignee == bindparam("_pool"), _w.c.status == "open")
+         .order_by(_w.c.priority.desc(), due, _w.c.created_at, _w.c.id).limit(limit))
+    if not after:
+        return q
+    p: Any = bindparam("_p")
+    d: Any = bindparam("_d")
+    c: Any = bindparam("_c")
+    i: Any = bindparam("_i")
+    return q.where(or_(_w.c.priority < p, and_(_w.c.priority == p, or_(
+        due > d, and_(due == d, or_(_w.c.created_at > c,
+                                    and_(_w.c.created_at == c, _w.c.id > i)))))))
+
+
 # (The static keys of a profile: a change to any of them raises the routing generation.)
 STATIC_PROFILE = frozenset({"capacity", "skills", "calendar"})
 
@@ -230,18 +250,12 @@ class RoutingSql:
                           ) -> list[dict[str, Any]]:
         """Items waiting for routing in a queue or group, most urgent first, then earliest
         due, then oldest (keyset: after the (priority, due key, created, id) given)."""
-        due = s.due_key(_w.c.due_at)
-        q = (select(*(_w.c[c] for c in WAITING_COLUMNS)).where(_w.c.routing_status == "waiting", _w.c.assignee_kind == kind,
-                              _w.c.assignee == pool, _w.c.status == "open")
-             .order_by(_w.c.priority.desc(), due, _w.c.created_at, _w.c.id).limit(limit))
-        if after is not None:
-            p, d, c, i = after
-            q = q.where(or_(_w.c.priority < p,
-                            and_(_w.c.priority == p, or_(
-                                due > d, and_(due == d, or_(
-                                    _w.c.created_at > c,
-                                    and_(_w.c.created_at == c, _w.c.id > i)))))))
-        return [dict(r._mapping) for r in self.conn.execute(q)]
+        if after is None:
+            return self._fetch_all(("waiting_items", limit), waiting_items(limit, False),
+                                   {"_kind": kind, "_pool": pool})
+        p, d, c, i = after
+        return self._fetch_all(("waiting_items_after", limit), waiting_items(limit, True),
+                               {"_kind": kind, "_pool": pool, "_p": p, "_d": d, "_c": c, "_i": i})
 
     def waiting_pools_txn(self) -> list[tuple[str, str]]:
         """Every (kind, name) with an item waiting for routing."""
