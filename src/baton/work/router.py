@@ -40,6 +40,7 @@ from baton.rows import AuditEvent, WorkItem, audit_event
 from baton.store.ports import Transaction
 from baton.work.routing import (
     Agent,
+    Kind,
     OpenNow,
     Pass,
     Verdict,
@@ -51,6 +52,7 @@ from baton.work.routing import (
 
 ROUTE_JOB = "route"
 BATCH = 200
+FIRST_PAGE = 50
 RETRIES = 3  # decisions made again for one item after losing a person's last unit
 RECHECK_EVERY_S = 5.0
 
@@ -71,7 +73,9 @@ class Router:
         self._armed: dict[tuple[str, str, str], float] = {}  # (kind, pool, at) -> when armed
         self.decisions = 0  # routing decisions made by this process (bench/routing.py)
         # (kind, pool) -> (the routing generation it was read at, its people's static part)
-        self._pools: dict[tuple[str, str], tuple[int, tuple[Member, ...]]] = {}
+        # and what passes worked out of it per kind of rule (routing.Pass)
+        self._pools: dict[tuple[str, str],
+                          tuple[int, tuple[Member, ...], dict[Any, Kind]]] = {}
         self._lock = threading.Lock()
 
     # ---- entry points -----------------------------------------------------------------
@@ -102,19 +106,24 @@ class Router:
         routed, after, seen = 0, None, 0
         agents: list[Agent] | None = None
         prepared: Pass | None = None
+        # One person's pass usually takes a few items near the front: a small first page
+        # (each row read is decoded), growing to BATCH.
+        size = FIRST_PAGE if for_user is not None else BATCH
         while limit is None or seen < limit:
-            page = tx.waiting_items_txn(kind, pool, BATCH, after)
+            page = tx.waiting_items_txn(kind, pool, size, after)
             if not page:
                 break
             seen += len(page)
             if agents is None:  # read once a pass: the pass keeps their loads current
-                agents = self._agents_txn(tx, kind, pool, iso(now_dt))
-                prepared = Pass(agents, parse_now(now_dt), self.calendars.calendar)
+                agents, shared = self._agents_txn(tx, kind, pool, iso(now_dt))
+                prepared = Pass(agents, parse_now(now_dt), self.calendars.calendar,
+                                shared=shared)
             n, more = self._route_txn(tx, kind, pool, page, now_dt, events, first=False,  # type: ignore[arg-type]
                                       for_user=for_user, agents=agents, prepared=prepared)
             routed += n
-            if not more or len(page) < BATCH:
+            if not more or len(page) < size:
                 break
+            size = min(BATCH, size * 2)
             last = page[-1]
             after = (last["priority"], last["due_at"] or "9999-12-31T23:59:59.999Z",
                      last["created_at"], last["id"])
@@ -247,10 +256,11 @@ class Router:
         anyone could still take more)."""
         now_dt = parse_now(now_dt)
         now = iso(now_dt)
+        shared: dict[Any, Kind] | None = None
         if agents is None:
-            agents = self._agents_txn(tx, kind, pool, now)
+            agents, shared = self._agents_txn(tx, kind, pool, now)
         if prepared is None or prepared.agents is not agents:
-            prepared = Pass(agents, now_dt, self.calendars.calendar)
+            prepared = Pass(agents, now_dt, self.calendars.calendar, shared=shared)
         open_now = prepared.open_now
         only_at = next((i for i, a in enumerate(agents) if a.name == for_user), None)
         only = None if only_at is None else agents[only_at]
@@ -355,12 +365,14 @@ class Router:
         return Verdict(None, verdict.considered, verdict.counts, verdict.total)
 
     # ---- the people of a pool ---------------------------------------------------------
-    def _agents_txn(self, tx: Transaction, kind: str, pool: str, now: str) -> list[Agent]:
+    def _agents_txn(self, tx: Transaction, kind: str, pool: str, now: str
+                    ) -> tuple[list[Agent], dict[Any, Kind]]:
         """The people of a pool as they are now: what this process keeps of them (members,
         whether active, skills, capacities, calendars: read again whenever the routing
         generation moved, i.e. anyone's change to them committed since), with their
-        availability and loads read in this transaction (one statement)."""
-        members = self._members_txn(tx, kind, pool)
+        availability and loads read in this transaction (one statement); and what a
+        :class:`Pass` may keep of them for other passes (see there)."""
+        members, shared = self._members_txn(tx, kind, pool)
         live = tx.pool_live_txn(kind, pool)
         if len(live) != len(members) or any(
                 r["user_name"] != m.name for r, m in zip(live, members, strict=True)):
@@ -371,6 +383,7 @@ class Router:
             by_name = {m.name: m for m in members}
             live = [r for r in live if r["user_name"] in by_name]
             members = tuple(by_name[r["user_name"]] for r in live)
+            shared = {}
         missing = [r["user_name"] for r in live if r["has_agent"] is None]
         if missing:
             tx.ensure_agents_txn(missing, now)
@@ -380,9 +393,10 @@ class Router:
         return [Agent(m.name, r["availability"] or "available", m.capacity, int(r["load"] or 0),
                       m.skills, m.calendar, r["idle_since"] or None, m.queue_capacity,
                       int(r["queue_load"] or 0), m.active)
-                for m, r in zip(members, live, strict=True)]
+                for m, r in zip(members, live, strict=True)], shared
 
-    def _members_txn(self, tx: Transaction, kind: str, pool: str) -> tuple[Member, ...]:
+    def _members_txn(self, tx: Transaction, kind: str, pool: str
+                     ) -> tuple[tuple[Member, ...], dict[Any, Kind]]:
         """What this process keeps of a pool's people, good while the routing generation
         it was read at is the one stored: read once per pass (one cheap statement), so a
         change committed by any process is seen by the next decision. The generation is
@@ -394,11 +408,12 @@ class Router:
         kept = self._pools.get(key)
         if kept is not None and generation is not None and kept[0] == generation \
                 and not tx.routing_changed:
-            return kept[1]
+            return kept[1], kept[2]
         members = _members(tx.pool_static_txn(kind, pool))
+        shared: dict[Any, Kind] = {}
         if generation is not None and not tx.routing_changed:
-            self._pools[key] = (generation, members)
-        return members
+            self._pools[key] = (generation, members, shared)
+        return members, shared
 
     def _reread_txn(self, tx: Transaction, agent: Agent, pool: str) -> None:
         rows = tx.agent_rows_txn([agent.name])

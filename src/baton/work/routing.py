@@ -149,6 +149,10 @@ def exclusion(rule: Mapping[str, Any], agent: Agent, now: datetime, hours: Hours
     return None
 
 
+Kind = tuple[list[str | None], list[int], list[int]]
+SHARED_KINDS = 1000  # kinds of rule kept per pool between passes (then forgotten)
+
+
 class Pass:
     """What a pass of routing (many decisions over the same people at the same instant)
     works out once per kind of rule instead of once per decision: for each person, the
@@ -156,32 +160,65 @@ class Pass:
     outside hours: none of which a pass changes), how many preferred skills they have and
     their level in the skills asked for. Capacity — what a pass does change, one routed
     item at a time — is still checked at every decision, last, as :func:`exclusion` does.
-    A person read again during the pass (:meth:`forget`) is worked out again."""
+    A person read again during the pass (:meth:`forget`) is worked out again.
+
+    ``shared``: the part that depends only on what a process keeps of the pool between
+    transactions (who is active, skills; kept with it, and dropped with it when the
+    routing generation moves), so that it is worked out once per kind of rule, not once
+    per pass; the ``agents`` are in the order it was worked out for."""
 
     def __init__(self, agents: Sequence[Agent], now: datetime, hours: Hours,
-                 open_now: OpenNow | None = None) -> None:
+                 open_now: OpenNow | None = None, shared: dict[Any, Kind] | None = None
+                 ) -> None:
         self.agents = agents
         self.now = now
         self.hours = hours
         self.open_now = open_now or open_now_of(hours, now)
-        self._kinds: dict[Any, tuple[list[str | None], list[int], list[int]]] = {}
+        self.shared: dict[Any, Kind] = shared if shared is not None else {}
+        self._kinds: dict[Any, Kind] = {}
 
     def forget(self) -> None:
         self._kinds.clear()
+        self.shared = {}  # (a person read again: what is kept of them may be older)
 
-    def of(self, rule: Mapping[str, Any]) -> tuple[list[str | None], list[int], list[int]]:
+    def of(self, rule: Mapping[str, Any]) -> Kind:
         """Per person (in ``agents``' order): the reason other than capacity, the number of
         preferred skills, the sum of the levels of the skills asked for."""
         filters = tuple(rule.get("filters") or ())
         required = tuple(tuple(r) for r in rule.get("required") or ())
         preferred_skills = tuple(tuple(p) for p in rule.get("preferred") or ())
         passed = rule.get("passed") or {}
-        key = (required, preferred_skills, filters, tuple(sorted(passed.items())))
+        static_key = (required, preferred_skills, tuple(sorted(passed.items())))
+        key = (static_key, filters)
         kind = self._kinds.get(key)
         if kind is not None:
             return kind
-        rest = {"required": required, "filters": [f for f in filters if f != "under_capacity"],
-                "passed": passed}
+        static = self.shared.get(static_key)
+        if static is None:
+            if len(self.shared) >= SHARED_KINDS:
+                self.shared.clear()
+            static = self.shared[static_key] = self._static(required, preferred_skills, passed)
+        fixed, preferred, levels = static
+        available = "available" in filters
+        hours = "within_hours" in filters
+        reasons: list[str | None] = []
+        for agent, why in zip(self.agents, fixed, strict=True):
+            if why is None:
+                if available and agent.availability != "available":
+                    why = agent.availability
+                elif hours and agent.calendar is not None:
+                    is_open_now = self.open_now(agent.calendar)
+                    if is_open_now is None:
+                        why = f"calendar {agent.calendar} not deployed"
+                    elif not is_open_now:
+                        why = "outside hours"
+            reasons.append(why)
+        kind = self._kinds[key] = (reasons, preferred, levels)
+        return kind
+
+    def _static(self, required: tuple[Any, ...], preferred_skills: tuple[Any, ...],
+                passed: Mapping[str, Any]) -> Kind:
+        rest = {"required": required, "passed": passed}  # (no filters: those are per pass)
         wanted = [n for n, _ in required] + [n for n, _ in preferred_skills]
         reasons, preferred, levels = [], [], []
         for agent in self.agents:
@@ -190,8 +227,7 @@ class Pass:
             preferred.append(sum(1 for n, lvl in preferred_skills
                                  if n in skills and (lvl is None or (skills[n] or 0) >= lvl)))
             levels.append(sum(skills.get(n) or 1 for n in wanted if n in skills))
-        kind = self._kinds[key] = (reasons, preferred, levels)
-        return kind
+        return reasons, preferred, levels
 
 
 def decide(rule: Mapping[str, Any], agents: Sequence[Agent], now: datetime, hours: Hours, *,
