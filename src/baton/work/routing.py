@@ -153,6 +153,32 @@ Kind = tuple[list[str | None], list[int], list[int]]
 SHARED_KINDS = 1000  # kinds of rule kept per pool between passes (then forgotten)
 
 
+class PassKind:
+    """One kind of rule in one pass: per person (in the pass's order) the reason other
+    than capacity, the preferred skills, the levels; and from them the people a decision
+    need look at (no such reason), the first excluded (to log) and every reason's count
+    with its first person (the order a decision over everyone would give them in)."""
+
+    __slots__ = ("candidates", "counts", "head", "levels", "preferred", "reasons")
+
+    def __init__(self, reasons: list[str | None], preferred: list[int], levels: list[int]
+                 ) -> None:
+        self.reasons, self.preferred, self.levels = reasons, preferred, levels
+        self.candidates = [i for i, why in enumerate(reasons) if why is None]
+        self.head: list[tuple[int, str]] = []
+        counts: dict[str, list[int]] = {}
+        for i, why in enumerate(reasons):
+            if why is not None:
+                if len(self.head) < LOGGED_CANDIDATES:
+                    self.head.append((i, why))
+                seen = counts.get(why)
+                if seen is None:
+                    counts[why] = [i, 1]
+                else:
+                    seen[1] += 1
+        self.counts = [(first, why, n) for why, (first, n) in counts.items()]
+
+
 class Pass:
     """What a pass of routing (many decisions over the same people at the same instant)
     works out once per kind of rule instead of once per decision: for each person, the
@@ -175,13 +201,13 @@ class Pass:
         self.hours = hours
         self.open_now = open_now or open_now_of(hours, now)
         self.shared: dict[Any, Kind] = shared if shared is not None else {}
-        self._kinds: dict[Any, Kind] = {}
+        self._kinds: dict[Any, PassKind] = {}
 
     def forget(self) -> None:
         self._kinds.clear()
         self.shared = {}  # (a person read again: what is kept of them may be older)
 
-    def of(self, rule: Mapping[str, Any]) -> Kind:
+    def of(self, rule: Mapping[str, Any]) -> PassKind:
         """Per person (in ``agents``' order): the reason other than capacity, the number of
         preferred skills, the sum of the levels of the skills asked for."""
         filters = tuple(rule.get("filters") or ())
@@ -213,7 +239,7 @@ class Pass:
                     elif not is_open_now:
                         why = "outside hours"
             reasons.append(why)
-        kind = self._kinds[key] = (reasons, preferred, levels)
+        kind = self._kinds[key] = PassKind(reasons, preferred, levels)
         return kind
 
     def _static(self, required: tuple[Any, ...], preferred_skills: tuple[Any, ...],
@@ -241,22 +267,21 @@ def decide(rule: Mapping[str, Any], agents: Sequence[Agent], now: datetime, hour
     the decisions of a pass share (the same verdict, made with less work)."""
     if prepared is None or prepared.agents is not agents:
         prepared = Pass(agents, now, hours, open_now)
-    reasons, preferred_counts, levels = prepared.of(rule)
+    kind = prepared.of(rule)
+    preferred_counts, levels = kind.preferred, kind.levels
     under = "under_capacity" in (rule.get("filters") or ())
-    excluded: list[Considered] = []
-    counts: dict[str, int] = {}
     ranked: list[tuple[Any, ...]] = []
+    at_capacity: list[int] = []  # (the first few, to log) of how many
+    full = 0
     strategy = rule.get("strategy", "least_loaded")
     sticky_user = next(iter(sticky), None) if rule.get("sticky") else None
     order = sorted(a.name for a in agents) if strategy == "round_robin" else []
-    for index, agent in enumerate(agents):
-        why = reasons[index]
-        if why is None and under and not agent.room():
-            why = "at capacity"
-        if why is not None:
-            counts[why] = counts.get(why, 0) + 1
-            if len(excluded) < LOGGED_CANDIDATES:
-                excluded.append(Considered(agent.name, why))
+    for index in kind.candidates:
+        agent = agents[index]
+        if under and not agent.room():
+            full += 1
+            if len(at_capacity) < LOGGED_CANDIDATES:
+                at_capacity.append(index)
             continue
         load = agent.load
         key: tuple[Any, ...]
@@ -270,12 +295,18 @@ def decide(rule: Mapping[str, Any], agents: Sequence[Agent], now: datetime, hour
             key = (load, load / agent.capacity if agent.capacity else 0.0)
         ranked.append((agent.name != sticky_user, -preferred_counts[index], *key, agent.name,
                        index))
+    # Exclusions in the people's order, as one loop over everyone would log them.
+    head, counts = kind.head, kind.counts
+    if full:
+        head = sorted(head + [(i, "at capacity") for i in at_capacity])[:LOGGED_CANDIDATES]
+        counts = sorted(counts + [(at_capacity[0], "at capacity", full)])
+    excluded = [Considered(agents[i].name, why) for i, why in head]
     best = heapq.nsmallest(LOGGED_CANDIDATES, ranked) if len(ranked) > LOGGED_CANDIDATES \
         else sorted(ranked)
     eligible = [_scored(agents[r[-1]], -r[1], strategy, levels[r[-1]], sticky_user)
                 for r in best]
     return Verdict(eligible[0].user if eligible else None, tuple(eligible + excluded),
-                   tuple(counts.items()), len(agents))
+                   tuple((why, n) for _, why, n in counts), len(agents))
 
 
 def _scored(agent: Agent, preferred: int, strategy: str, level: int,

@@ -15,11 +15,22 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from baton.store import schema as s
 from baton.store.sql.marks import refused
-from baton.store.sql.statements import insert_or_ignore
+from baton.store.sql.statements import insert_or_ignore, json_loads
 
 _a, _q, _w = s.agents, s.agent_queues, s.work_items
 _m, _u, _g = s.memberships, s.users, s.routing_generation
@@ -73,7 +84,9 @@ CLEAR_ROUTED_TO = update(_w).where(_w.c.id == bindparam("_id"),
 def waiting_items(limit: int, after: bool) -> Any:
     """The hot statement of :meth:`RoutingSql.waiting_items_txn` (keyset: ``after``)."""
     due = s.due_key(_w.c.due_at)
-    q = (select(*(_w.c[c] for c in WAITING_COLUMNS))
+    columns = [cast(_w.c[c], Text).label(c) if c == "routing" else _w.c[c]
+               for c in WAITING_COLUMNS]  # (decoded by the caller: see waiting_items_txn)
+    q = (select(*columns)
          .where(_w.c.routing_status == "waiting", _w.c.assignee_kind == bindparam("_kind"),
                 _w.c.assignee == bindparam("_pool"), _w.c.status == "open")
          .order_by(_w.c.priority.desc(), due, _w.c.created_at, _w.c.id).limit(limit))
@@ -251,11 +264,24 @@ class RoutingSql:
         """Items waiting for routing in a queue or group, most urgent first, then earliest
         due, then oldest (keyset: after the (priority, due key, created, id) given)."""
         if after is None:
-            return self._fetch_all(("waiting_items", limit), waiting_items(limit, False),
+            rows = self._fetch_all(("waiting_items", limit), waiting_items(limit, False),
                                    {"_kind": kind, "_pool": pool})
-        p, d, c, i = after
-        return self._fetch_all(("waiting_items_after", limit), waiting_items(limit, True),
-                               {"_kind": kind, "_pool": pool, "_p": p, "_d": d, "_c": c, "_i": i})
+        else:
+            p, d, c, i = after
+            rows = self._fetch_all(("waiting_items_after", limit), waiting_items(limit, True),
+                                   {"_kind": kind, "_pool": pool, "_p": p, "_d": d, "_c": c,
+                                    "_i": i})
+        # The items of a pool mostly carry one of a few rules (a rule, the skills their
+        # record asks for): each text is decoded once a page, each item gets its own copy.
+        decoded: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            text = row["routing"]
+            if text is not None:
+                rule = decoded.get(text)
+                if rule is None:
+                    rule = decoded[text] = json_loads(text)
+                row["routing"] = dict(rule)
+        return rows
 
     def waiting_pools_txn(self) -> list[tuple[str, str]]:
         """Every (kind, name) with an item waiting for routing."""
