@@ -275,7 +275,7 @@ class Router:
         for item in items:
             rule: dict[str, Any] = item.get("routing") or {}
             if only is not None and only_at is not None and (
-                    prepared.of(rule).reasons[only_at] is not None
+                    prepared.reason(rule, only_at) is not None
                     or "under_capacity" in (rule.get("filters") or ()) and not only.room()):
                 if not _could_take(only):
                     return routed, False

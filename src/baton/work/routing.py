@@ -191,7 +191,10 @@ class Pass:
     ``shared``: the part that depends only on what a process keeps of the pool between
     transactions (who is active, skills; kept with it, and dropped with it when the
     routing generation moves), so that it is worked out once per kind of rule, not once
-    per pass; the ``agents`` are in the order it was worked out for."""
+    per pass; the ``agents`` are in the order it was worked out for.
+
+    Rules are told apart by their content; the same rule object (items of one page that
+    carry the same rule share it, read-only) is recognised by identity."""
 
     def __init__(self, agents: Sequence[Agent], now: datetime, hours: Hours,
                  open_now: OpenNow | None = None, shared: dict[Any, Kind] | None = None
@@ -202,45 +205,68 @@ class Pass:
         self.open_now = open_now or open_now_of(hours, now)
         self.shared: dict[Any, Kind] = shared if shared is not None else {}
         self._kinds: dict[Any, PassKind] = {}
+        # id(rule) -> (the rule, kept alive so that its id is not reused; its static key,
+        # its static part, its filters)
+        self._rules: dict[int, tuple[Mapping[str, Any], Any, Kind, tuple[str, ...]]] = {}
 
     def forget(self) -> None:
         self._kinds.clear()
+        self._rules.clear()
         self.shared = {}  # (a person read again: what is kept of them may be older)
 
-    def of(self, rule: Mapping[str, Any]) -> PassKind:
-        """Per person (in ``agents``' order): the reason other than capacity, the number of
-        preferred skills, the sum of the levels of the skills asked for."""
+    def _rule(self, rule: Mapping[str, Any]) -> tuple[Any, Kind, tuple[str, ...]]:
+        seen = self._rules.get(id(rule))
+        if seen is not None and seen[0] is rule:
+            return seen[1], seen[2], seen[3]
         filters = tuple(rule.get("filters") or ())
         required = tuple(tuple(r) for r in rule.get("required") or ())
         preferred_skills = tuple(tuple(p) for p in rule.get("preferred") or ())
         passed = rule.get("passed") or {}
         static_key = (required, preferred_skills, tuple(sorted(passed.items())))
-        key = (static_key, filters)
-        kind = self._kinds.get(key)
-        if kind is not None:
-            return kind
         static = self.shared.get(static_key)
         if static is None:
             if len(self.shared) >= SHARED_KINDS:
                 self.shared.clear()
             static = self.shared[static_key] = self._static(required, preferred_skills, passed)
+        if len(self._rules) >= SHARED_KINDS:
+            self._rules.clear()
+        self._rules[id(rule)] = (rule, static_key, static, filters)
+        return static_key, static, filters
+
+    def reason(self, rule: Mapping[str, Any], index: int) -> str | None:
+        """The reason other than capacity for ``agents[index]`` alone (or None)."""
+        static_key, static, filters = self._rule(rule)
+        kind = self._kinds.get((static_key, filters))
+        if kind is not None:
+            return kind.reasons[index]
+        return self._live(self.agents[index], static[0][index], filters)
+
+    def of(self, rule: Mapping[str, Any]) -> PassKind:
+        """The kind of ``rule`` in this pass (see :class:`PassKind`)."""
+        static_key, static, filters = self._rule(rule)
+        key = (static_key, filters)
+        kind = self._kinds.get(key)
+        if kind is not None:
+            return kind
         fixed, preferred, levels = static
-        available = "available" in filters
-        hours = "within_hours" in filters
-        reasons: list[str | None] = []
-        for agent, why in zip(self.agents, fixed, strict=True):
-            if why is None:
-                if available and agent.availability != "available":
-                    why = agent.availability
-                elif hours and agent.calendar is not None:
-                    is_open_now = self.open_now(agent.calendar)
-                    if is_open_now is None:
-                        why = f"calendar {agent.calendar} not deployed"
-                    elif not is_open_now:
-                        why = "outside hours"
-            reasons.append(why)
+        reasons = [self._live(agent, why, filters)
+                   for agent, why in zip(self.agents, fixed, strict=True)]
         kind = self._kinds[key] = PassKind(reasons, preferred, levels)
         return kind
+
+    def _live(self, agent: Agent, why: str | None, filters: tuple[str, ...]) -> str | None:
+        """After the static reason: availability, then working hours (as exclusion())."""
+        if why is not None:
+            return why
+        if "available" in filters and agent.availability != "available":
+            return agent.availability
+        if "within_hours" in filters and agent.calendar is not None:
+            is_open_now = self.open_now(agent.calendar)
+            if is_open_now is None:
+                return f"calendar {agent.calendar} not deployed"
+            if not is_open_now:
+                return "outside hours"
+        return None
 
     def _static(self, required: tuple[Any, ...], preferred_skills: tuple[Any, ...],
                 passed: Mapping[str, Any]) -> Kind:

@@ -272,7 +272,8 @@ class RoutingSql:
                                    {"_kind": kind, "_pool": pool, "_p": p, "_d": d, "_c": c,
                                     "_i": i})
         # The items of a pool mostly carry one of a few rules (a rule, the skills their
-        # record asks for): each text is decoded once a page, each item gets its own copy.
+        # record asks for): each text is decoded once a page, and the items that carry
+        # the same one share it (read-only: a change is made to a copy, as routing does).
         decoded: dict[str, dict[str, Any]] = {}
         for row in rows:
             text = row["routing"]
@@ -280,7 +281,7 @@ class RoutingSql:
                 rule = decoded.get(text)
                 if rule is None:
                     rule = decoded[text] = json_loads(text)
-                row["routing"] = dict(rule)
+                row["routing"] = rule
         return rows
 
     def waiting_pools_txn(self) -> list[tuple[str, str]]:
