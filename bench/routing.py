@@ -6,14 +6,20 @@ Setup (not measured): five queues of 100 agents; each agent has one to three bra
 (``brand:ford`` …, level 1-5), a language, a capacity of 15 to 30, and a fifth of them a
 working-hours calendar (half of those closed now, so they are excluded as outside hours).
 10,000 records each start a run whose interactive step routes by ``brand`` (required) and
-``lang`` (preferred); every agent is offline, so all 10,000 items wait.
+``lang`` (preferred); every agent is offline, so all 10,000 items wait. The records are
+made through the engine's bulk path, ``Engine.create_records`` (``--chunk`` records and
+the runs they trigger per transaction; each item's routing decision and its
+``waiting_for_routing`` event are made in it, as for one record).
 
 Measured: the agents become available in ``--waves`` waves, one ``team.update`` each (the
 availability change and the routing it triggers are one transaction). Reported: routing
 decisions per second over the waves (each decision considers the whole queue: 100 agents),
 items routed per second, the p50/p99 time from an agent's availability change to their
 first assignment (the commit of that transaction), and a capacity check: nobody above
-their capacity, each load equal to the items routed to them.
+their capacity, each load equal to the items routed to them. Also the CPU time of this
+process over the waves (``decisions_per_cpu_s``: the figure to read on a loaded host) and
+the 1-minute load average before and after; ``--profile FILE`` writes a cProfile of the
+waves.
 
     PYTHONPATH=src python bench/routing.py --json
 """

@@ -23,6 +23,15 @@ back to its pool with them under ``passed`` in its rule (excluded from it for go
 load gives it back, and it is decided again at once — offered to the next candidate, or
 waiting. An SLA action naming a rule routes an item again the same way
 (:meth:`Router.reroute_txn`).
+
+What a process keeps: each pool's static part (members, who is active, skills,
+capacities, calendars), good while the *routing generation* it was read at is still the
+one stored. Every change to those (a profile, a membership, a user) raises the generation
+in its own transaction, and each pass reads it (one statement) before using what it keeps,
+so another process's committed change is seen by the next decision. Availability and
+loads are read at every pass; capacity stays a compare-and-set in the database. A pass
+(:class:`~baton.work.routing.Pass`) works out once per kind of rule what its decisions
+share.
 """
 
 from __future__ import annotations
