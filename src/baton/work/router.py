@@ -118,8 +118,14 @@ class Router:
         # One person's pass usually takes a few items near the front: a small first page
         # (each row read is decoded), growing to BATCH.
         size = FIRST_PAGE if for_user is not None else BATCH
+        # The rules (by their stored text) ``for_user`` cannot take for a reason a pass
+        # does not change (a skill, passed on it, away, outside hours): their items are
+        # left out of the next pages by the database.
+        texts: dict[int, str] = {}
+        skip: set[str] = set()
         while limit is None or seen < limit:
-            page = tx.waiting_items_txn(kind, pool, size, after)
+            page = tx.waiting_items_txn(kind, pool, size, after, skip=sorted(skip),
+                                        texts=texts)
             if not page:
                 break
             seen += len(page)
@@ -128,7 +134,8 @@ class Router:
                 prepared = Pass(agents, parse_now(now_dt), self.calendars.calendar,
                                 shared=shared)
             n, more = self._route_txn(tx, kind, pool, page, now_dt, events, first=False,  # type: ignore[arg-type]
-                                      for_user=for_user, agents=agents, prepared=prepared)
+                                      for_user=for_user, agents=agents, prepared=prepared,
+                                      cannot=(texts, skip))
             routed += n
             if not more or len(page) < size:
                 break
@@ -260,7 +267,8 @@ class Router:
     def _route_txn(self, tx: Transaction, kind: str, pool: str, items: Sequence[WorkItem],
                    now_dt: datetime, events: list[AuditEvent], *, first: bool,
                    for_user: str | None = None, agents: list[Agent] | None = None,
-                   reason: str | None = None, prepared: Pass | None = None) -> tuple[int, bool]:
+                   reason: str | None = None, prepared: Pass | None = None,
+                   cannot: tuple[dict[int, str], set[str]] | None = None) -> tuple[int, bool]:
         """Route ``items`` (waiting in one pool, in order): (how many were routed, whether
         anyone could still take more)."""
         now_dt = parse_now(now_dt)
@@ -283,12 +291,15 @@ class Router:
         cursors: dict[str, str | None] = {}
         for item in items:
             rule: dict[str, Any] = item.get("routing") or {}
-            if only is not None and only_at is not None and (
-                    prepared.reason(rule, only_at) is not None
-                    or "under_capacity" in (rule.get("filters") or ()) and not only.room()):
-                if not _could_take(only):
-                    return routed, False
-                continue
+            if only is not None and only_at is not None:
+                why = prepared.reason(rule, only_at)
+                if why is not None and cannot is not None and id(rule) in cannot[0]:
+                    cannot[1].add(cannot[0][id(rule)])  # (not in this pass, whatever comes)
+                if why is not None or "under_capacity" in (rule.get("filters") or ()) \
+                        and not only.room():
+                    if not _could_take(only):
+                        return routed, False
+                    continue
             sticky = (tx.record_handlers_txn(item["record_id"])
                       if rule.get("sticky") and item["record_id"] else [])
             name = str(rule.get("rule", ""))

@@ -81,15 +81,20 @@ GIVE_BACK_QUEUE_LOAD = update(_q).where(_ONE_QUEUE, _q.c.load > 0).values(load=_
 CLEAR_ROUTED_TO = update(_w).where(_w.c.id == bindparam("_id"),
                                    _w.c.routed_to == bindparam("_to")).values(routed_to=None)
 @functools.cache
-def waiting_items(limit: int, after: bool) -> Any:
-    """The hot statement of :meth:`RoutingSql.waiting_items_txn` (keyset: ``after``)."""
+def waiting_items(limit: int, after: bool, skipped: int = 0) -> Any:
+    """The hot statement of :meth:`RoutingSql.waiting_items_txn` (keyset: ``after``;
+    ``skipped``: how many rules' texts are left out)."""
     due = s.due_key(_w.c.due_at)
-    columns = [cast(_w.c[c], Text).label(c) if c == "routing" else _w.c[c]
+    text = cast(_w.c.routing, Text)
+    columns = [text.label(c) if c == "routing" else _w.c[c]
                for c in WAITING_COLUMNS]  # (decoded by the caller: see waiting_items_txn)
     q = (select(*columns)
          .where(_w.c.routing_status == "waiting", _w.c.assignee_kind == bindparam("_kind"),
                 _w.c.assignee == bindparam("_pool"), _w.c.status == "open")
          .order_by(_w.c.priority.desc(), due, _w.c.created_at, _w.c.id).limit(limit))
+    if skipped:
+        q = q.where(or_(_w.c.routing.is_(None),
+                        text.not_in([bindparam(f"_x{k}") for k in range(skipped)])))
     if not after:
         return q
     p: Any = bindparam("_p")
@@ -101,6 +106,7 @@ def waiting_items(limit: int, after: bool) -> Any:
                                     and_(_w.c.created_at == c, _w.c.id > i)))))))
 
 
+MAX_SKIPPED = 32  # rules' texts a page of waiting items may leave out (more: the first ones)
 # (The static keys of a profile: a change to any of them raises the routing generation.)
 STATIC_PROFILE = frozenset({"capacity", "skills", "calendar"})
 
@@ -259,18 +265,24 @@ class RoutingSql:
 
     # ---- items ----------------------------------------------------------------------------
     def waiting_items_txn(self, kind: str, pool: str, limit: int,
-                          after: tuple[int, str, str, str] | None = None
+                          after: tuple[int, str, str, str] | None = None, *,
+                          skip: Sequence[str] = (), texts: dict[int, str] | None = None
                           ) -> list[dict[str, Any]]:
         """Items waiting for routing in a queue or group, most urgent first, then earliest
-        due, then oldest (keyset: after the (priority, due key, created, id) given)."""
+        due, then oldest (keyset: after the (priority, due key, created, id) given).
+        ``skip``: leave out the items whose rule is one of these texts (as ``texts`` gave
+        them); ``texts``: filled with each returned rule's text, by the rule's id."""
+        skip = list(skip)[:MAX_SKIPPED]
+        params: dict[str, Any] = {"_kind": kind, "_pool": pool}
+        params.update({f"_x{k}": text for k, text in enumerate(skip)})
         if after is None:
-            rows = self._fetch_all(("waiting_items", limit), waiting_items(limit, False),
-                                   {"_kind": kind, "_pool": pool})
+            rows = self._fetch_all(("waiting_items", limit, len(skip)),
+                                   waiting_items(limit, False, len(skip)), params)
         else:
             p, d, c, i = after
-            rows = self._fetch_all(("waiting_items_after", limit), waiting_items(limit, True),
-                                   {"_kind": kind, "_pool": pool, "_p": p, "_d": d, "_c": c,
-                                    "_i": i})
+            params.update({"_p": p, "_d": d, "_c": c, "_i": i})
+            rows = self._fetch_all(("waiting_items_after", limit, len(skip)),
+                                   waiting_items(limit, True, len(skip)), params)
         # The items of a pool mostly carry one of a few rules (a rule, the skills their
         # record asks for): each text is decoded once a page, and the items that carry
         # the same one share it (read-only: a change is made to a copy, as routing does).
@@ -281,6 +293,8 @@ class RoutingSql:
                 rule = decoded.get(text)
                 if rule is None:
                     rule = decoded[text] = json_loads(text)
+                    if texts is not None:
+                        texts[id(rule)] = text
                 row["routing"] = rule
         return rows
 
