@@ -159,7 +159,7 @@ class PassKind:
     need look at (no such reason), the first excluded (to log) and every reason's count
     with its first person (the order a decision over everyone would give them in)."""
 
-    __slots__ = ("candidates", "counts", "head", "levels", "preferred", "reasons")
+    __slots__ = ("candidates", "counts", "head", "levels", "logged", "preferred", "reasons")
 
     def __init__(self, reasons: list[str | None], preferred: list[int], levels: list[int]
                  ) -> None:
@@ -177,6 +177,7 @@ class PassKind:
                 else:
                     seen[1] += 1
         self.counts = [(first, why, n) for why, (first, n) in counts.items()]
+        self.logged: list[Considered] | None = None  # head as logged (made once, shared)
 
 
 class Pass:
@@ -322,11 +323,15 @@ def decide(rule: Mapping[str, Any], agents: Sequence[Agent], now: datetime, hour
         ranked.append((agent.name != sticky_user, -preferred_counts[index], *key, agent.name,
                        index))
     # Exclusions in the people's order, as one loop over everyone would log them.
-    head, counts = kind.head, kind.counts
+    counts = kind.counts
     if full:
-        head = sorted(head + [(i, "at capacity") for i in at_capacity])[:LOGGED_CANDIDATES]
+        head = sorted(kind.head + [(i, "at capacity") for i in at_capacity])[:LOGGED_CANDIDATES]
         counts = sorted(counts + [(at_capacity[0], "at capacity", full)])
-    excluded = [Considered(agents[i].name, why) for i, why in head]
+        excluded = [Considered(agents[i].name, why) for i, why in head]
+    else:
+        if kind.logged is None:
+            kind.logged = [Considered(agents[i].name, why) for i, why in kind.head]
+        excluded = kind.logged
     best = heapq.nsmallest(LOGGED_CANDIDATES, ranked) if len(ranked) > LOGGED_CANDIDATES \
         else sorted(ranked)
     eligible = [_scored(agents[r[-1]], -r[1], strategy, levels[r[-1]], sticky_user)
