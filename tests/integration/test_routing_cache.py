@@ -145,3 +145,31 @@ def test_a_change_behind_routing_s_back_is_seen_once_the_generation_moves(two: A
                         .values(skills={}))
         tx.bump_routing_generation_txn()
     assert routed_to(other)[0] == "bob"
+
+
+def _remove_skill(url: str, name: str) -> None:
+    """In another process: its own Engine takes ``name``'s brand:ford away."""
+    from baton.clock import VirtualClock
+
+    engine = Engine(url, clock=VirtualClock(), migrate=False)
+    try:
+        engine.team.update(name, ProfileChange(remove_skills=("brand:ford",)), "admin")
+    finally:
+        engine.close()
+
+
+def test_a_skill_removed_by_another_process_is_never_routed_to(two: Any) -> None:
+    import multiprocessing as mp
+
+    h, _ = two
+    assert routed_to(h.engine)[0] == "ann"  # this process keeps the pool
+    kept = kept_generation(h.engine)
+    proc = mp.get_context("spawn").Process(target=_remove_skill, args=(h.db_url, "ann"))
+    proc.start()
+    proc.join(timeout=120)
+    assert proc.exitcode == 0
+    assert stored_generation(h.engine) > kept
+    for _ in range(3):
+        winner, event = routed_to(h.engine)
+        assert winner == "bob"
+        assert event["reasons"] == {"skill missing: brand:ford": 1}
