@@ -6,14 +6,20 @@ Setup (not measured): five queues of 100 agents; each agent has one to three bra
 (``brand:ford`` …, level 1-5), a language, a capacity of 15 to 30, and a fifth of them a
 working-hours calendar (half of those closed now, so they are excluded as outside hours).
 10,000 records each start a run whose interactive step routes by ``brand`` (required) and
-``lang`` (preferred); every agent is offline, so all 10,000 items wait.
+``lang`` (preferred); every agent is offline, so all 10,000 items wait. The records are
+made through the engine's bulk path, ``Engine.create_records`` (``--chunk`` records and
+the runs they trigger per transaction; each item's routing decision and its
+``waiting_for_routing`` event are made in it, as for one record).
 
 Measured: the agents become available in ``--waves`` waves, one ``team.update`` each (the
 availability change and the routing it triggers are one transaction). Reported: routing
 decisions per second over the waves (each decision considers the whole queue: 100 agents),
 items routed per second, the p50/p99 time from an agent's availability change to their
 first assignment (the commit of that transaction), and a capacity check: nobody above
-their capacity, each load equal to the items routed to them.
+their capacity, each load equal to the items routed to them. Also the CPU time of this
+process over the waves (``decisions_per_cpu_s``: the figure to read on a loaded host) and
+the 1-minute load average before and after; ``--profile FILE`` writes a cProfile of the
+waves.
 
     PYTHONPATH=src python bench/routing.py --json
 """
@@ -21,7 +27,9 @@ their capacity, each load equal to the items routed to them.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import os
 import random
 import statistics
 import sys
@@ -92,6 +100,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--items", type=int, default=10_000)
     ap.add_argument("--waves", type=int, default=5)
     ap.add_argument("--seed", type=int, default=15)
+    ap.add_argument("--chunk", type=int, default=500,
+                    help="records created (and their runs started) per transaction in setup")
+    ap.add_argument("--profile", help="write a cProfile of the waves to this file")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     rnd = random.Random(args.seed)
@@ -99,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     engine = Engine(f"sqlite:///{tmp / 'baton.db'}")
     (tmp / "defs.yaml").write_text(definitions())
     engine.deploy([tmp / "defs.yaml"], known_flows=None)
-    t0 = time.perf_counter()
+    t0, t0_cpu = time.perf_counter(), time.process_time()
     names = []
     for i in range(args.agents):
         name = f"agent{i:03d}"
@@ -112,21 +123,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         engine.team.update(name, ProfileChange(
             availability="offline", capacity=rnd.randint(15, 30), skills=skills,
             calendar=calendar), "bench")
-    for i in range(args.items):
-        engine.create_record("Ticket", {"brand": rnd.choice(BRANDS), "lang": rnd.choice(LANGS),
-                                        "queue": i % QUEUES})
+    tickets = [{"brand": rnd.choice(BRANDS), "lang": rnd.choice(LANGS), "queue": i % QUEUES}
+               for i in range(args.items)]
+    for k in range(0, len(tickets), args.chunk):  # the engine's bulk path: one transaction
+        engine.create_records("Ticket", tickets[k:k + args.chunk])  # per chunk
     run_workers(engine, 2, until_idle=True)
     with engine.store.read() as tx:
         waiting = tx.conn.execute(select(func.count()).select_from(s.work_items).where(
             s.work_items.c.routing_status == "waiting")).scalar_one()
-    setup_s = time.perf_counter() - t0
+    setup_s, setup_cpu = time.perf_counter() - t0, time.process_time() - t0_cpu
 
     rnd.shuffle(names)
     waves = [names[k::args.waves] for k in range(args.waves)]
     latencies: list[float] = []
     engine.router.decisions = 0
     routed_before = 0
-    began = time.perf_counter()
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
+    load_before = os.getloadavg()[0]
+    began, began_cpu = time.perf_counter(), time.process_time()
     per_wave = []
     for wave in waves:
         wave_start = time.perf_counter()
@@ -136,7 +152,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if profile.load:
                 latencies.append(time.perf_counter() - start)
         per_wave.append(round(time.perf_counter() - wave_start, 3))
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     with engine.store.read() as tx:
         loads = {r.user_name: (r.load, r.capacity) for r in tx.conn.execute(select(s.agents))}
         held = dict(tx.conn.execute(select(s.work_items.c.routed_to, func.count())
@@ -150,15 +169,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     latencies.sort()
     result = {
         "agents": args.agents, "items_waiting": waiting, "waves": args.waves,
-        "setup_s": round(setup_s, 1), "routing_s": round(elapsed, 3), "wave_s": per_wave,
+        "setup_s": round(setup_s, 1), "setup_cpu_s": round(setup_cpu, 1),
+        "routing_s": round(elapsed, 3), "routing_cpu_s": round(cpu, 3), "wave_s": per_wave,
         "decisions": engine.router.decisions,
         "decisions_per_s": round(engine.router.decisions / elapsed),
+        "decisions_per_cpu_s": round(engine.router.decisions / cpu),
         "routed": routed, "routed_per_s": round(routed / elapsed),
         "still_waiting": still,
         "first_assignment_p50_ms": round(statistics.median(latencies) * 1000, 1),
         "first_assignment_p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 1),
         "over_capacity": over, "load_mismatch": mismatched,
         "capacity_ok": not over and not mismatched,
+        "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     engine.close()
     if args.json:

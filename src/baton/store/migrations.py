@@ -329,6 +329,17 @@ def _m022_classifiers(conn: Connection) -> None:
     schema.classifiers.create(conn, checkfirst=True)
 
 
+def _m023_routing_generation(conn: Connection) -> None:
+    """The routing generation: raised with every change to a pool's people, so that each
+    process may keep a pool's static part (members, skills, capacities, calendars) between
+    transactions and see another process's change at its next decision.
+    (Self-contained: it may be renumbered.)"""
+    schema.routing_generation.create(conn, checkfirst=True)
+    t = schema.routing_generation
+    if conn.execute(select(t.c.n).where(t.c.id == 1)).first() is None:
+        conn.execute(t.insert().values(id=1, n=0))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -356,6 +367,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(21, "delegation of approvals; work items keep their step's type",
               _m021_delegation),
     Migration(22, "classifiers trained from labelled texts", _m022_classifiers),
+    Migration(23, "the routing generation (routing's per-process cache of pools)",
+              _m023_routing_generation),
 )
 LATEST = MIGRATIONS[-1].version
 

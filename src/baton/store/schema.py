@@ -575,6 +575,17 @@ agent_queues = Table(
     Column("load", Integer, nullable=False),
 )
 
+# One row (id 1): a number raised in the transaction of every change to what routing
+# keeps of a pool between transactions (memberships, users, routing profiles' skills,
+# capacities and calendars, per-queue capacities). A process's cache of a pool is good
+# while the number it was read at is still the one stored (migration 23).
+routing_generation = Table(
+    "baton_routing_generation",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("n", BigInteger, nullable=False),
+)
+
 # The last person a round_robin rule gave an item to.
 routing_cursors = Table(
     "baton_routing_cursors",

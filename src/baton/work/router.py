@@ -23,6 +23,15 @@ back to its pool with them under ``passed`` in its rule (excluded from it for go
 load gives it back, and it is decided again at once — offered to the next candidate, or
 waiting. An SLA action naming a rule routes an item again the same way
 (:meth:`Router.reroute_txn`).
+
+What a process keeps: each pool's static part (members, who is active, skills,
+capacities, calendars), good while the *routing generation* it was read at is still the
+one stored. Every change to those (a profile, a membership, a user) raises the generation
+in its own transaction, and each pass reads it (one statement) before using what it keeps,
+so another process's committed change is seen by the next decision. Availability and
+loads are read at every pass; capacity stays a compare-and-set in the database. A pass
+(:class:`~baton.work.routing.Pass`) works out once per kind of rule what its decisions
+share.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -39,17 +49,19 @@ from baton.rows import AuditEvent, WorkItem, audit_event
 from baton.store.ports import Transaction
 from baton.work.routing import (
     Agent,
+    Kind,
     OpenNow,
+    Pass,
     Verdict,
     decide,
     exclusion,
     next_opening,
-    open_now_of,
     parse_now,
 )
 
 ROUTE_JOB = "route"
 BATCH = 200
+FIRST_PAGE = 50
 RETRIES = 3  # decisions made again for one item after losing a person's last unit
 RECHECK_EVERY_S = 5.0
 
@@ -69,6 +81,10 @@ class Router:
         self.notify = notify
         self._armed: dict[tuple[str, str, str], float] = {}  # (kind, pool, at) -> when armed
         self.decisions = 0  # routing decisions made by this process (bench/routing.py)
+        # (kind, pool) -> (the routing generation it was read at, its people's static part)
+        # and what passes worked out of it per kind of rule (routing.Pass)
+        self._pools: dict[tuple[str, str],
+                          tuple[int, tuple[Member, ...], dict[Any, Kind]]] = {}
         self._lock = threading.Lock()
 
     # ---- entry points -----------------------------------------------------------------
@@ -80,8 +96,12 @@ class Router:
         kind, pool = item["assignee_kind"], item["assignee"]
         events: list[AuditEvent] = []
         self._route_txn(tx, kind, pool, [item], now_dt, events, first=True)
-        if events and events[-1]["type"] == "waiting_for_routing":
-            now = iso(now_dt)  # (a re-check per waiting item: cheap when nobody has room)
+        if events and events[-1]["type"] == "waiting_for_routing" \
+                and (kind, pool) not in tx.route_rechecks:
+            # (One re-check per pool and transaction: many items made in one transaction
+            # wait in it at once.)
+            tx.route_rechecks.add((kind, pool))
+            now = iso(now_dt)
             tx.enqueue_job_txn(ROUTE_JOB, None, {"kind": kind, "pool": pool}, now, now)
         return events
 
@@ -94,18 +114,32 @@ class Router:
         events: list[AuditEvent] = []
         routed, after, seen = 0, None, 0
         agents: list[Agent] | None = None
+        prepared: Pass | None = None
+        # One person's pass usually takes a few items near the front: a small first page
+        # (each row read is decoded), growing to BATCH.
+        size = FIRST_PAGE if for_user is not None else BATCH
+        # The rules (by their stored text) ``for_user`` cannot take for a reason a pass
+        # does not change (a skill, passed on it, away, outside hours): their items are
+        # left out of the next pages by the database.
+        texts: dict[int, str] = {}
+        skip: set[str] = set()
         while limit is None or seen < limit:
-            page = tx.waiting_items_txn(kind, pool, BATCH, after)
+            page = tx.waiting_items_txn(kind, pool, size, after, skip=sorted(skip),
+                                        texts=texts)
             if not page:
                 break
             seen += len(page)
             if agents is None:  # read once a pass: the pass keeps their loads current
-                agents = self._agents_txn(tx, kind, pool, iso(now_dt))
+                agents, shared = self._agents_txn(tx, kind, pool, iso(now_dt))
+                prepared = Pass(agents, parse_now(now_dt), self.calendars.calendar,
+                                shared=shared)
             n, more = self._route_txn(tx, kind, pool, page, now_dt, events, first=False,  # type: ignore[arg-type]
-                                      for_user=for_user, agents=agents)
+                                      for_user=for_user, agents=agents, prepared=prepared,
+                                      cannot=(texts, skip))
             routed += n
-            if not more or len(page) < BATCH:
+            if not more or len(page) < size:
                 break
+            size = min(BATCH, size * 2)
             last = page[-1]
             after = (last["priority"], last["due_at"] or "9999-12-31T23:59:59.999Z",
                      last["created_at"], last["id"])
@@ -233,56 +267,68 @@ class Router:
     def _route_txn(self, tx: Transaction, kind: str, pool: str, items: Sequence[WorkItem],
                    now_dt: datetime, events: list[AuditEvent], *, first: bool,
                    for_user: str | None = None, agents: list[Agent] | None = None,
-                   reason: str | None = None) -> tuple[int, bool]:
+                   reason: str | None = None, prepared: Pass | None = None,
+                   cannot: tuple[dict[int, str], set[str]] | None = None) -> tuple[int, bool]:
         """Route ``items`` (waiting in one pool, in order): (how many were routed, whether
         anyone could still take more)."""
         now_dt = parse_now(now_dt)
         now = iso(now_dt)
+        shared: dict[Any, Kind] | None = None
         if agents is None:
-            agents = self._agents_txn(tx, kind, pool, now)
-        open_now = open_now_of(self.calendars.calendar, now_dt)
-        only = next((a for a in agents if a.name == for_user), None)
+            agents, shared = self._agents_txn(tx, kind, pool, now)
+        if prepared is None or prepared.agents is not agents:
+            prepared = Pass(agents, now_dt, self.calendars.calendar, shared=shared)
+        open_now = prepared.open_now
+        only_at = next((i for i, a in enumerate(agents) if a.name == for_user), None)
+        only = None if only_at is None else agents[only_at]
         if for_user is not None and only is None \
                 or not any(_could_take(a) for a in agents):  # nobody has room: nothing to decide
             if first:
-                self._wait_txn(tx, kind, pool, items, agents, now_dt, open_now, events)
+                self._wait_txn(tx, kind, pool, items, agents, now_dt, open_now, events,
+                               prepared=prepared)
             return 0, False
         routed = 0
         cursors: dict[str, str | None] = {}
         for item in items:
             rule: dict[str, Any] = item.get("routing") or {}
-            if only is not None and exclusion(rule, only, now_dt, self.calendars.calendar,
-                                              open_now) is not None:
-                if not _could_take(only):
-                    return routed, False
-                continue
+            if only is not None and only_at is not None:
+                why = prepared.reason(rule, only_at)
+                if why is not None and cannot is not None and id(rule) in cannot[0]:
+                    cannot[1].add(cannot[0][id(rule)])  # (not in this pass, whatever comes)
+                if why is not None or "under_capacity" in (rule.get("filters") or ()) \
+                        and not only.room():
+                    if not _could_take(only):
+                        return routed, False
+                    continue
             sticky = (tx.record_handlers_txn(item["record_id"])
                       if rule.get("sticky") and item["record_id"] else [])
             name = str(rule.get("rule", ""))
             if rule.get("strategy") == "round_robin" and name not in cursors:
                 cursors[name] = tx.routing_cursor_txn(name)
             verdict = self._assign_txn(tx, item, rule, pool, agents, now_dt, sticky,
-                                       cursors.get(name), events, open_now, reason)
+                                       cursors.get(name), events, prepared, reason)
             if verdict.winner is not None:
                 routed += 1
                 if rule.get("strategy") == "round_robin":
                     cursors[name] = verdict.winner
                     tx.set_routing_cursor_txn(name, verdict.winner)
             elif first:
-                self._wait_txn(tx, kind, pool, [item], agents, now_dt, open_now, events, verdict)
+                self._wait_txn(tx, kind, pool, [item], agents, now_dt, open_now, events, verdict,
+                               prepared)
         return routed, (_could_take(only) if only is not None
                         else any(_could_take(a) for a in agents))
 
     def _wait_txn(self, tx: Transaction, kind: str, pool: str, items: Sequence[WorkItem],
                   agents: list[Agent], now_dt: datetime, open_now: OpenNow,
-                  events: list[AuditEvent], verdict: Verdict | None = None) -> None:
+                  events: list[AuditEvent], verdict: Verdict | None = None,
+                  prepared: Pass | None = None) -> None:
         """New items nobody may take: why (on their timelines), and the durable job at the
         next opening of a calendar that kept someone out."""
         now = iso(now_dt)
         for item in items:
             rule: dict[str, Any] = item.get("routing") or {}
             found = verdict or decide(rule, agents, now_dt, self.calendars.calendar,
-                                      open_now=open_now)
+                                      open_now=open_now, prepared=prepared)
             events.append(audit_event(
                 "waiting_for_routing", "system", now, item["record_id"], item["run_id"],
                 {"work_item": item["id"], "step": item["step"], "rule": rule.get("rule"),
@@ -292,12 +338,12 @@ class Router:
     def _assign_txn(self, tx: Transaction, item: WorkItem, rule: dict[str, Any], pool: str,
                     agents: list[Agent], now_dt: datetime, sticky: Sequence[str],
                     cursor: str | None, events: list[AuditEvent],
-                    open_now: OpenNow | None = None, reason: str | None = None) -> Verdict:
+                    prepared: Pass, reason: str | None = None) -> Verdict:
         now = iso(now_dt)
         filters = rule.get("filters") or ()
         for _ in range(RETRIES + 1):
             verdict = decide(rule, agents, now_dt, self.calendars.calendar, sticky=sticky,
-                             cursor=cursor, open_now=open_now)
+                             cursor=cursor, prepared=prepared)
             self.decisions += 1
             if verdict.winner is None:
                 return verdict
@@ -305,6 +351,7 @@ class Router:
             if not tx.take_load_txn(agent.name, pool, now, available="available" in filters,
                                     under_capacity="under_capacity" in filters):
                 self._reread_txn(tx, agent, pool)  # another worker took their last unit
+                prepared.forget()  # (read again: their availability may have changed too)
                 continue
             offer = rule.get("offer")
             if not tx.update_work_item_txn(item["id"], ["open"], item["version"], {
@@ -338,22 +385,55 @@ class Router:
         return Verdict(None, verdict.considered, verdict.counts, verdict.total)
 
     # ---- the people of a pool ---------------------------------------------------------
-    def _agents_txn(self, tx: Transaction, kind: str, pool: str, now: str) -> list[Agent]:
-        names = tx.member_names_txn(kind, pool)
-        users = {r["name"]: r for r in tx.user_rows_txn(names)}
-        rows = {r["user_name"]: r for r in tx.agent_rows_txn(names)}
-        missing = [n for n in names if n not in rows]
-        queues = {r["user_name"]: r for r in tx.agent_queue_rows_txn(names, pool)}
+    def _agents_txn(self, tx: Transaction, kind: str, pool: str, now: str
+                    ) -> tuple[list[Agent], dict[Any, Kind]]:
+        """The people of a pool as they are now: what this process keeps of them (members,
+        whether active, skills, capacities, calendars: read again whenever the routing
+        generation moved, i.e. anyone's change to them committed since), with their
+        availability and loads read in this transaction (one statement); and what a
+        :class:`Pass` may keep of them for other passes (see there)."""
+        members, shared = self._members_txn(tx, kind, pool)
+        live = tx.pool_live_txn(kind, pool)
+        if len(live) != len(members) or any(
+                r["user_name"] != m.name for r, m in zip(live, members, strict=True)):
+            # The membership changed between the two reads (another transaction committed
+            # in between, on PostgreSQL): read both again, keeping nothing.
+            members = _members(tx.pool_static_txn(kind, pool))
+            live = tx.pool_live_txn(kind, pool)
+            by_name = {m.name: m for m in members}
+            live = [r for r in live if r["user_name"] in by_name]
+            members = tuple(by_name[r["user_name"]] for r in live)
+            shared = {}
+        missing = [r["user_name"] for r in live if r["has_agent"] is None]
         if missing:
             tx.ensure_agents_txn(missing, now)
-        if len(queues) < len(names):
-            tx.ensure_agent_queues_txn([(n, pool) for n in names if n not in queues])
-        out = []
-        for n in names:
-            a = _agent(n, rows.get(n), queues.get(n))
-            a.active = bool((users.get(n) or {}).get("active", False))
-            out.append(a)
-        return out
+        no_queue_row = [(r["user_name"], pool) for r in live if r["has_queue"] is None]
+        if no_queue_row:
+            tx.ensure_agent_queues_txn(no_queue_row)
+        return [Agent(m.name, r["availability"] or "available", m.capacity, int(r["load"] or 0),
+                      m.skills, m.calendar, r["idle_since"] or None, m.queue_capacity,
+                      int(r["queue_load"] or 0), m.active)
+                for m, r in zip(members, live, strict=True)], shared
+
+    def _members_txn(self, tx: Transaction, kind: str, pool: str
+                     ) -> tuple[tuple[Member, ...], dict[Any, Kind]]:
+        """What this process keeps of a pool's people, good while the routing generation
+        it was read at is the one stored: read once per pass (one cheap statement), so a
+        change committed by any process is seen by the next decision. The generation is
+        read before the rows, so rows newer than their generation can be kept (they are
+        read again next time), never rows older than theirs. A transaction that changed a
+        pool's people itself reads them without keeping them (it may be rolled back)."""
+        generation = tx.routing_generation_txn()
+        key = (kind, pool)
+        kept = self._pools.get(key)
+        if kept is not None and generation is not None and kept[0] == generation \
+                and not tx.routing_changed:
+            return kept[1], kept[2]
+        members = _members(tx.pool_static_txn(kind, pool))
+        shared: dict[Any, Kind] = {}
+        if generation is not None and not tx.routing_changed:
+            self._pools[key] = (generation, members, shared)
+        return members, shared
 
     def _reread_txn(self, tx: Transaction, agent: Agent, pool: str) -> None:
         rows = tx.agent_rows_txn([agent.name])
@@ -404,6 +484,23 @@ class Router:
 def _could_take(a: Agent) -> bool:
     """Could this person take one more item at all, whatever its skills?"""
     return a.active and a.availability == "available" and a.room()
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """What a process keeps of one person of a pool between transactions."""
+
+    name: str
+    active: bool
+    capacity: int | None
+    skills: dict[str, int | None]
+    calendar: str | None
+    queue_capacity: int | None
+
+
+def _members(rows: Sequence[dict[str, Any]]) -> tuple[Member, ...]:
+    return tuple(Member(r["user_name"], bool(r["active"]), r["capacity"], dict(r["skills"] or {}),
+                        r["calendar"], r["queue_capacity"]) for r in rows)
 
 
 def _agent(name: str, row: dict[str, Any] | None, queue: dict[str, Any] | None) -> Agent:

@@ -21,6 +21,7 @@ and the name last, so a decision is always the same for the same state.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -148,56 +149,203 @@ def exclusion(rule: Mapping[str, Any], agent: Agent, now: datetime, hours: Hours
     return None
 
 
+Kind = tuple[list[str | None], list[int], list[int]]
+SHARED_KINDS = 1000  # kinds of rule kept per pool between passes (then forgotten)
+
+
+class PassKind:
+    """One kind of rule in one pass: per person (in the pass's order) the reason other
+    than capacity, the preferred skills, the levels; and from them the people a decision
+    need look at (no such reason), the first excluded (to log) and every reason's count
+    with its first person (the order a decision over everyone would give them in)."""
+
+    __slots__ = ("candidates", "counts", "head", "levels", "logged", "preferred", "reasons")
+
+    def __init__(self, reasons: list[str | None], preferred: list[int], levels: list[int]
+                 ) -> None:
+        self.reasons, self.preferred, self.levels = reasons, preferred, levels
+        self.candidates = [i for i, why in enumerate(reasons) if why is None]
+        self.head: list[tuple[int, str]] = []
+        counts: dict[str, list[int]] = {}
+        for i, why in enumerate(reasons):
+            if why is not None:
+                if len(self.head) < LOGGED_CANDIDATES:
+                    self.head.append((i, why))
+                seen = counts.get(why)
+                if seen is None:
+                    counts[why] = [i, 1]
+                else:
+                    seen[1] += 1
+        self.counts = [(first, why, n) for why, (first, n) in counts.items()]
+        self.logged: list[Considered] | None = None  # head as logged (made once, shared)
+
+
+class Pass:
+    """What a pass of routing (many decisions over the same people at the same instant)
+    works out once per kind of rule instead of once per decision: for each person, the
+    reason they are excluded other than capacity (inactive, passed on it, a skill, away,
+    outside hours: none of which a pass changes), how many preferred skills they have and
+    their level in the skills asked for. Capacity — what a pass does change, one routed
+    item at a time — is still checked at every decision, last, as :func:`exclusion` does.
+    A person read again during the pass (:meth:`forget`) is worked out again.
+
+    ``shared``: the part that depends only on what a process keeps of the pool between
+    transactions (who is active, skills; kept with it, and dropped with it when the
+    routing generation moves), so that it is worked out once per kind of rule, not once
+    per pass; the ``agents`` are in the order it was worked out for.
+
+    Rules are told apart by their content; the same rule object (items of one page that
+    carry the same rule share it, read-only) is recognised by identity."""
+
+    def __init__(self, agents: Sequence[Agent], now: datetime, hours: Hours,
+                 open_now: OpenNow | None = None, shared: dict[Any, Kind] | None = None
+                 ) -> None:
+        self.agents = agents
+        self.now = now
+        self.hours = hours
+        self.open_now = open_now or open_now_of(hours, now)
+        self.shared: dict[Any, Kind] = shared if shared is not None else {}
+        self._kinds: dict[Any, PassKind] = {}
+        # id(rule) -> (the rule, kept alive so that its id is not reused; its static key,
+        # its static part, its filters)
+        self._rules: dict[int, tuple[Mapping[str, Any], Any, Kind, tuple[str, ...]]] = {}
+
+    def forget(self) -> None:
+        self._kinds.clear()
+        self._rules.clear()
+        self.shared = {}  # (a person read again: what is kept of them may be older)
+
+    def _rule(self, rule: Mapping[str, Any]) -> tuple[Any, Kind, tuple[str, ...]]:
+        seen = self._rules.get(id(rule))
+        if seen is not None and seen[0] is rule:
+            return seen[1], seen[2], seen[3]
+        filters = tuple(rule.get("filters") or ())
+        required = tuple(tuple(r) for r in rule.get("required") or ())
+        preferred_skills = tuple(tuple(p) for p in rule.get("preferred") or ())
+        passed = rule.get("passed") or {}
+        static_key = (required, preferred_skills, tuple(sorted(passed.items())))
+        static = self.shared.get(static_key)
+        if static is None:
+            if len(self.shared) >= SHARED_KINDS:
+                self.shared.clear()
+            static = self.shared[static_key] = self._static(required, preferred_skills, passed)
+        if len(self._rules) >= SHARED_KINDS:
+            self._rules.clear()
+        self._rules[id(rule)] = (rule, static_key, static, filters)
+        return static_key, static, filters
+
+    def reason(self, rule: Mapping[str, Any], index: int) -> str | None:
+        """The reason other than capacity for ``agents[index]`` alone (or None)."""
+        static_key, static, filters = self._rule(rule)
+        kind = self._kinds.get((static_key, filters))
+        if kind is not None:
+            return kind.reasons[index]
+        return self._live(self.agents[index], static[0][index], filters)
+
+    def of(self, rule: Mapping[str, Any]) -> PassKind:
+        """The kind of ``rule`` in this pass (see :class:`PassKind`)."""
+        static_key, static, filters = self._rule(rule)
+        key = (static_key, filters)
+        kind = self._kinds.get(key)
+        if kind is not None:
+            return kind
+        fixed, preferred, levels = static
+        reasons = [self._live(agent, why, filters)
+                   for agent, why in zip(self.agents, fixed, strict=True)]
+        kind = self._kinds[key] = PassKind(reasons, preferred, levels)
+        return kind
+
+    def _live(self, agent: Agent, why: str | None, filters: tuple[str, ...]) -> str | None:
+        """After the static reason: availability, then working hours (as exclusion())."""
+        if why is not None:
+            return why
+        if "available" in filters and agent.availability != "available":
+            return agent.availability
+        if "within_hours" in filters and agent.calendar is not None:
+            is_open_now = self.open_now(agent.calendar)
+            if is_open_now is None:
+                return f"calendar {agent.calendar} not deployed"
+            if not is_open_now:
+                return "outside hours"
+        return None
+
+    def _static(self, required: tuple[Any, ...], preferred_skills: tuple[Any, ...],
+                passed: Mapping[str, Any]) -> Kind:
+        rest = {"required": required, "passed": passed}  # (no filters: those are per pass)
+        wanted = [n for n, _ in required] + [n for n, _ in preferred_skills]
+        reasons, preferred, levels = [], [], []
+        for agent in self.agents:
+            reasons.append(exclusion(rest, agent, self.now, self.hours, self.open_now))
+            skills = agent.skills
+            preferred.append(sum(1 for n, lvl in preferred_skills
+                                 if n in skills and (lvl is None or (skills[n] or 0) >= lvl)))
+            levels.append(sum(skills.get(n) or 1 for n in wanted if n in skills))
+        return reasons, preferred, levels
+
+
 def decide(rule: Mapping[str, Any], agents: Sequence[Agent], now: datetime, hours: Hours, *,
            sticky: Sequence[str] = (), cursor: str | None = None,
-           open_now: OpenNow | None = None) -> Verdict:
+           open_now: OpenNow | None = None, prepared: Pass | None = None) -> Verdict:
     """Who of ``agents`` gets an item of ``rule`` now (see the module's docstring).
 
     Ranks by a key per eligible person and builds the logged scores only for the first
-    few: a decision considers a whole queue (hundreds of people) many times a second."""
-    open_now = open_now or open_now_of(hours, now)
-    excluded: list[Considered] = []
-    counts: dict[str, int] = {}
+    few: a decision considers a whole queue (hundreds of people) many times a second.
+    ``prepared``: a :class:`Pass` over these very ``agents`` at ``now``, which keeps what
+    the decisions of a pass share (the same verdict, made with less work)."""
+    if prepared is None or prepared.agents is not agents:
+        prepared = Pass(agents, now, hours, open_now)
+    kind = prepared.of(rule)
+    preferred_counts, levels = kind.preferred, kind.levels
+    under = "under_capacity" in (rule.get("filters") or ())
     ranked: list[tuple[Any, ...]] = []
-    preferred_skills = list(rule.get("preferred") or ())
-    wanted = [n for n, _ in (rule.get("required") or ())] + [n for n, _ in preferred_skills]
+    at_capacity: list[int] = []  # (the first few, to log) of how many
+    full = 0
     strategy = rule.get("strategy", "least_loaded")
     sticky_user = next(iter(sticky), None) if rule.get("sticky") else None
     order = sorted(a.name for a in agents) if strategy == "round_robin" else []
-    for index, agent in enumerate(agents):
-        why = exclusion(rule, agent, now, hours, open_now)
-        if why is not None:
-            counts[why] = counts.get(why, 0) + 1
-            if len(excluded) < LOGGED_CANDIDATES:
-                excluded.append(Considered(agent.name, why))
+    for index in kind.candidates:
+        agent = agents[index]
+        if under and not agent.room():
+            full += 1
+            if len(at_capacity) < LOGGED_CANDIDATES:
+                at_capacity.append(index)
             continue
-        skills = agent.skills
-        preferred = sum(1 for n, lvl in preferred_skills
-                        if n in skills and (lvl is None or (skills[n] or 0) >= lvl)) \
-            if preferred_skills else 0
+        load = agent.load
         key: tuple[Any, ...]
         if strategy == "round_robin":
             key = (_turn(order, agent.name, cursor),)
         elif strategy == "most_skilled":
-            key = (-sum(skills.get(n) or 1 for n in wanted if n in skills), agent.load)
+            key = (-levels[index], load)
         elif strategy == "longest_idle":
             key = (agent.idle_since or "",)
         else:
-            key = (agent.load, agent.load / agent.capacity if agent.capacity else 0.0)
-        ranked.append((agent.name != sticky_user, -preferred, *key, agent.name, index))
-    ranked.sort()
-    eligible = [_scored(agents[r[-1]], -r[1], strategy, wanted, sticky_user)
-                for r in ranked[:LOGGED_CANDIDATES]]
+            key = (load, load / agent.capacity if agent.capacity else 0.0)
+        ranked.append((agent.name != sticky_user, -preferred_counts[index], *key, agent.name,
+                       index))
+    # Exclusions in the people's order, as one loop over everyone would log them.
+    counts = kind.counts
+    if full:
+        head = sorted(kind.head + [(i, "at capacity") for i in at_capacity])[:LOGGED_CANDIDATES]
+        counts = sorted(counts + [(at_capacity[0], "at capacity", full)])
+        excluded = [Considered(agents[i].name, why) for i, why in head]
+    else:
+        if kind.logged is None:
+            kind.logged = [Considered(agents[i].name, why) for i, why in kind.head]
+        excluded = kind.logged
+    best = heapq.nsmallest(LOGGED_CANDIDATES, ranked) if len(ranked) > LOGGED_CANDIDATES \
+        else sorted(ranked)
+    eligible = [_scored(agents[r[-1]], -r[1], strategy, levels[r[-1]], sticky_user)
+                for r in best]
     return Verdict(eligible[0].user if eligible else None, tuple(eligible + excluded),
-                   tuple(counts.items()), len(agents))
+                   tuple((why, n) for _, why, n in counts), len(agents))
 
 
-def _scored(agent: Agent, preferred: int, strategy: str, wanted: list[str],
+def _scored(agent: Agent, preferred: int, strategy: str, level: int,
             sticky_user: str | None) -> Considered:
     score: dict[str, Any] = {"load": agent.load, "capacity": agent.capacity,
                              "preferred": preferred}
     if strategy == "most_skilled":
-        score["level"] = sum(agent.skills.get(n) or 1 for n in wanted if n in agent.skills)
+        score["level"] = level
     elif strategy == "longest_idle":
         score["idle_since"] = agent.idle_since
     if agent.name == sticky_user:

@@ -110,7 +110,8 @@ class Team:
             skills.update(change.add_skills or {})
             for skill in change.remove_skills:
                 skills.pop(skill, None)
-            values["skills"] = skills
+            if skills != before.skills:  # (a change of skills makes every process read
+                values["skills"] = skills  # the pools again: availability alone does not)
             tx.update_agent_txn(name, values)
             for queue, cap in (change.queue_capacity or {}).items():
                 tx.set_queue_capacity_txn(name, queue, cap)

@@ -9,7 +9,7 @@ refused): the directory is changed by people, not by a worker's batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
@@ -35,6 +35,7 @@ THROTTLE_ROW = select(_lt).where(_lt.c.kind == bindparam("_kind"), _lt.c.name ==
 
 class PeopleSql:
     conn: Connection
+    bump_routing_generation_txn: Callable[[], None]  # RoutingSql's (a change to a pool's people)
 
     # SqlTx's: a hot statement's single row, or all its rows.
     def _fetch_one(self, key: Any, stmt: Any, values: dict[str, Any]) -> dict[str, Any] | None:
@@ -84,10 +85,13 @@ class PeopleSql:
     @refused("writes the user directory")
     def insert_user_txn(self, row: dict[str, Any]) -> None:
         self.conn.execute(insert(s.users).values(**row))
+        self.bump_routing_generation_txn()  # (routing keeps who is active)
 
     @refused("writes the user directory")
     def update_user_txn(self, name: str, values: dict[str, Any]) -> None:
         self.conn.execute(update(s.users).where(s.users.c.name == name).values(**values))
+        if "active" in values:
+            self.bump_routing_generation_txn()
 
     @refused("writes the user directory")
     def set_memberships_txn(self, user_name: str, kind: str, names: Sequence[str]) -> None:
@@ -97,6 +101,7 @@ class PeopleSql:
         if names:
             self.conn.execute(insert(m), [{"user_name": user_name, "kind": kind, "name": n}
                                           for n in names])
+        self.bump_routing_generation_txn()  # (routing keeps the members of each pool)
 
     # ---- API tokens ---------------------------------------------------------------------
     @refused("writes the user directory")

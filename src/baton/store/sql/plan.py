@@ -102,6 +102,9 @@ class PlanTx(SqlTx):
     def _write(self, key: Any, stmt: Any, values: dict[str, Any]) -> int:
         raise PlanAborted(f"a write ({key}) this plan does not know how to defer")
 
+    def _hot_write(self, key: Any, stmt: Any, values: dict[str, Any]) -> int:
+        raise PlanAborted(f"a write ({key}) this plan does not know how to defer")
+
     def _write_many(self, key: Any, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
         raise PlanAborted(f"a write ({key}) this plan does not know how to defer")
 

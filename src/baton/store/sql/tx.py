@@ -82,6 +82,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         self._finished_jobs: list[dict[str, Any]] = []
         self._buffered_timer_runs: set[str | None] = set()
         self._scanned = 0  # buffered jobs a plan's take_new_jobs() has looked at
+        # Pools whose routing re-check job this transaction enqueued (one each is enough).
+        self.route_rechecks: set[tuple[str, str]] = set()
 
     # A read of a row with a deferred write pending flushes the writes first; a plan reads
     # its snapshot instead (and never a row it wrote).
@@ -101,6 +103,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             self.flush_txn()
         except BaseException:
             self._events, self._jobs, self._finished_jobs = [], [], []
+            self.route_rechecks.clear()  # (their jobs were buffered in the block, if any)
             self._run_writes, self._record_writes = {}, {}
             self._buffered_timer_runs.clear()
             if nested.is_active:
@@ -156,6 +159,10 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
     def _write(self, key: Any, stmt: Any, values: dict[str, Any]) -> int:
         h = self._compiled((key, tuple(values)), stmt, list(values))
         return int(self._run(h, values).rowcount)
+
+    def _hot_write(self, key: Any, stmt: Any, values: dict[str, Any]) -> int:
+        """A statement whose SET values are its own (bound parameters in it): its row count."""
+        return int(self._run(self._compiled(key, stmt), values).rowcount)
 
     def _write_many(self, key: Any, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
         """One statement for many rows of the same keys (an executemany)."""
