@@ -54,7 +54,6 @@ from bench import sqltrace, triage
 
 DEFAULT_DB = os.environ.get("BATON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 WEAK_MODES = frozenset({"AccessShareLock", "RowShareLock", "RowExclusiveLock"})
-ROW_LOCKTYPES = frozenset({"transactionid", "virtualxid", "tuple"})
 PG_DATABASE_CLASS = 1262  # pg_database's oid: NOTIFY's queue lock is an object lock on it
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -119,6 +118,7 @@ class Sampler:
         self.interval = interval
         self.proc_roles = roles or {}
         self.role: dict[int, str] = {}
+        self.role_port: dict[int, int] = {}
         self.conn = psycopg.connect(_dsn(url), autocommit=True, connect_timeout=10)
         sqltrace.ignore(self.conn)  # its statements are not the driver's
         self.stop_event = threading.Event()
@@ -130,7 +130,8 @@ class Sampler:
         self.states: Counter[str] = Counter()  # backend-samples per state/wait
         self.open_tx: Counter[str] = Counter()  # idle in transaction: the last statement
         self.lock_waits: Counter[str] = Counter()  # not granted, by what was waited for
-        self.strong: Counter[str] = Counter()  # held or wanted locks stronger than RowExclusive
+        self.strong: Counter[str] = Counter()  # table locks stronger than RowExclusiveLock
+        self.extend: Counter[str] = Counter()  # relation extension locks (not table locks)
         self.notify_lock_samples = 0  # samples where some backend held NOTIFY's queue lock
         self.max_backends = 0
         self.thread_cpu = 0.0
@@ -190,8 +191,11 @@ class Sampler:
                 continue
             if not granted:
                 self.lock_waits[f"{locktype} {mode} {rel}".strip()] += 1
-            if locktype not in ROW_LOCKTYPES and mode not in WEAK_MODES:
-                self.strong[f"{locktype} {mode} {rel} {'held' if granted else 'waited'}".strip()] += 1
+            what = f"{mode} {rel} {'held' if granted else 'waited'}"
+            if locktype == "relation" and mode not in WEAK_MODES:  # a table-level lock
+                self.strong[what] += 1
+            elif locktype == "extend":  # adding pages to a table or index file: blocks
+                self.extend[what] += 1  # only others extending it, never readers or writers
         self.notify_lock_samples += notify
 
     def _resolve(self, ports: dict[int, int]) -> None:
@@ -204,6 +208,7 @@ class Sampler:
                   for inode in _socket_inodes(proc)}
         for pid, port in new.items():
             self.role[pid] = owners.get(by_port.get(port, ""), "other")
+            self.role_port[pid] = port
 
     def start(self) -> None:
         acts = self.conn.execute("SELECT pid, coalesce(client_port, 0) FROM pg_stat_activity "
@@ -250,6 +255,9 @@ class Sampler:
             "lock_wait_backend_seconds": {k: round(v * dt, 3) for k, v in self.lock_waits.items()},
             "lock_wait_samples": sum(self.lock_waits.values()),
             "strong_lock_samples": dict(self.strong),
+            "extension_lock_samples": dict(self.extend),
+            "unattributed_backends": {str(p): self.role_port.get(p) for p, r in self.role.items()
+                                      if r == "other"},
             "notify_lock_held_s": round(self.notify_lock_samples * dt, 3),
             "notify_lock_held_fraction": round(self.notify_lock_samples / max(1, self.samples), 4),
             "pg_stat_database": {k: stat1[k] - self.stat0[k] for k in stat1},

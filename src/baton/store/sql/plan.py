@@ -40,6 +40,12 @@ class Table:
     buffer: str | None = None  # the SqlTx attribute holding its deferred updates, by id
 
 
+# Reads kept whole ("ids") with a method that reads many keys in one statement, returning
+# key -> sorted ids: under the lock, a plan checks all it read with one round trip.
+BATCHED: dict[str, str] = {
+    "active_run_ids_for_record_txn": "active_run_ids_for_records_txn",
+}
+
 TABLES: dict[str, Table] = {
     "runs": Table(s.runs, "run", version="seq", parent="record_id", parent_label="record",
                   buffer="_run_writes"),
@@ -132,11 +138,20 @@ class PlanTx(SqlTx):
                          if rid not in rows or rows[rid][table.version] != v]
                 if moved:
                     raise PlanAborted(f"{table.label}(s) {', '.join(moved[:3])} changed since they were read")
+        by_method: dict[str, dict[Any, Any]] = {}
         for (method, key), value in self._lists.items():
-            if getattr(tx, method)(key) != value:
+            by_method.setdefault(method, {})[key] = value
+        for method, seen_lists in by_method.items():
+            many = BATCHED.get(method)
+            if many is not None:  # one statement for every key (each key was a round trip)
+                now_lists = getattr(tx, many)(list(seen_lists))
+                changed = [k for k, v in seen_lists.items() if sorted(v) != now_lists.get(k, [])]
+            else:
+                changed = [k for k, v in seen_lists.items() if getattr(tx, method)(k) != v]
+            if changed:
                 table = TABLES[_read_marks[method].table]
-                raise PlanAborted(f"{table.label}s of {table.parent_label} {key} started or ended "
-                                  "since they were read")
+                raise PlanAborted(f"{table.label}s of {table.parent_label} {changed[0]} started "
+                                  "or ended since they were read")
         self.replay_into(tx)
 
     def replay_into(self, tx: SqlTx) -> None:
@@ -194,9 +209,13 @@ def _reader(name: str, fn: Callable[..., Any], mark: Read) -> Callable[..., Any]
         elif rows.unknown or rows.written or buffer:
             raise refuse(f"{table.label}s")
         kw.pop("for_update", None)  # the snapshot's rows: the lock is taken at commit
+        if returns == "ids" and (name, key) in self._lists:
+            # Read before in this plan, on the same snapshot, and not written since (above):
+            # the same answer without another round trip.
+            return list(self._lists[(name, key)])
         result = fn(self, *args, **kw)
         if returns == "ids":
-            self._lists.setdefault((name, key), result)
+            self._lists.setdefault((name, key), list(result))
             return result
         if returns == "list":
             return result

@@ -298,6 +298,22 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         h = self._compiled("active_runs", ACTIVE_RUNS)
         return [r[0] for r in self._run(h, {"_record": record_id}).fetchall()]
 
+    def active_run_ids_for_records_txn(self, record_ids: Sequence[str]) -> dict[str, list[str]]:
+        """:meth:`active_run_ids_for_record_txn` of many records in one statement (a plan
+        checks what it read under the lock this way): record id -> its runs in progress,
+        sorted; a record without any maps to an empty list."""
+        out: dict[str, list[str]] = {rid: [] for rid in record_ids}
+        if not out:
+            return out
+        r = s.runs
+        rows = self.conn.execute(
+            select(r.c.record_id, r.c.id)
+            .where(r.c.record_id.in_(list(out)), func.coalesce(r.c.status, "") == "in_progress")
+            .order_by(r.c.record_id, r.c.id))
+        for record_id, run_id in rows:
+            out[record_id].append(run_id)
+        return out
+
     @refused("deletes a record")
     def delete_record_txn(self, record_id: str) -> None:
         self.conn.execute(delete(s.records).where(s.records.c.id == record_id))
