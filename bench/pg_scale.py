@@ -458,10 +458,18 @@ def model(points: list[dict[str, Any]], cores_here: int) -> dict[str, Any]:
     here = []
     for p in points:
         pred = predict(cores_here, int(p["workers"]), True)
+        total = float(p["cpu_ms_per_run"]["total"])
+        got = float(p["runs_per_s"]) * total / 1000  # cores this system used on average
+        # The same bounds with the CPU this system actually got (a loaded host shares its
+        # cores with other processes): the CPU bound at ``got`` cores.
+        at_got = min(got / total * 1000, *(v for k, v in pred["bounds"].items() if k != "cpu"))
         here.append({"workers": p["workers"], "measured": p["runs_per_s"], **pred,
-                     "measured_over_predicted": round(p["runs_per_s"] / pred["runs_per_s"], 2)})
-    # The measured / predicted ratio on this machine: the bounds ignore queueing, so a real
-    # system reaches only part of the smallest bound; the projection applies the same ratio.
+                     "measured_over_predicted": round(p["runs_per_s"] / pred["runs_per_s"], 2),
+                     "cores_used": round(got, 2), "load": p["load_before"][0],
+                     "bound_at_cores_used": round(at_got, 1)})
+    # The measured / predicted ratio on this machine: the bounds ignore queueing (and, on a
+    # loaded host, the CPU other processes take), so a real system reaches only part of the
+    # smallest bound; "expected" applies the same ratio.
     eff = statistics.fmean(h["measured_over_predicted"] for h in here)
     projection = []
     for cores in (1, 2, 4, 8, 16):
@@ -547,7 +555,8 @@ def _print_model(result: dict[str, Any]) -> None:
     print(f"model inputs: {json.dumps(m['inputs'])}", file=sys.stderr)
     for h in m["here"]:
         print(f"  here K={h['workers']}: measured {h['measured']}, bound {h['runs_per_s']} "
-              f"({h['bound_by']}), ratio {h['measured_over_predicted']}", file=sys.stderr)
+              f"({h['bound_by']}), ratio {h['measured_over_predicted']}; cores used "
+              f"{h['cores_used']} at load {h['load']}", file=sys.stderr)
     for p in m["projection"]:
         o, d = p["one_driver"], p["drivers_scale"]
         print(f"  P={p['cores']}: one driver {o['runs_per_s']} ({o['bound_by']}) expected "

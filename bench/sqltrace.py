@@ -86,6 +86,7 @@ class Trace:
 TRACE = Trace()
 _installed = False
 _ignored: weakref.WeakSet[Any] = weakref.WeakSet()
+_originals: dict[tuple[Any, str], Any] = {}
 
 
 def ignore(conn: Any) -> None:
@@ -165,12 +166,25 @@ def install() -> Trace:
             with TRACE.lock:
                 TRACE.rollbacks += 1
 
+    _originals.update({(psycopg.Cursor, "execute"): execute,
+                       (psycopg.Cursor, "executemany"): executemany,
+                       (psycopg.Connection, "commit"): commit,
+                       (psycopg.Connection, "rollback"): rollback})
     psycopg.Cursor.execute = traced_execute  # type: ignore[method-assign]
     psycopg.Cursor.executemany = traced_executemany  # type: ignore[method-assign]
     psycopg.Connection.commit = traced_commit  # type: ignore[method-assign]
     psycopg.Connection.rollback = traced_rollback  # type: ignore[method-assign]
     _installed = True
     return TRACE
+
+
+def uninstall() -> None:
+    """Put psycopg back as it was (a test process traces only while it needs to)."""
+    global _installed
+    for (klass, name), fn in _originals.items():
+        setattr(klass, name, fn)
+    _originals.clear()
+    _installed = False
 
 
 def dump(path: Path | str, **extra: Any) -> None:
