@@ -166,3 +166,34 @@ def test_chaining_stops_at_its_budget(harness: Any, monkeypatch: Any) -> None:
     assert harness.worker.stats.planned_commits == 2
     (run,) = eng.list_runs(record_id=rec["id"])
     assert eng.get_run(run.id).status.value == "completed"
+
+
+def test_a_plans_new_work_items_are_inserted_in_one_statement(harness: Any, monkeypatch: Any) -> None:
+    """Replaying a plan inserts its consecutive new work items with one executemany (on
+    PostgreSQL a round trip per item was 1.2 of the worker's ~4 per triage run)."""
+    from baton.store.sql.tx import SqlTx
+
+    harness.deploy_text(DEFS)
+    eng = harness.engine
+    batches: list[int] = []
+    singles: list[str] = []
+    many, one = SqlTx.insert_work_items_txn, SqlTx.insert_work_item_txn
+
+    def spy_many(self: SqlTx, rows: Any) -> None:
+        batches.append(len(rows))
+        many(self, rows)
+
+    def spy_one(self: SqlTx, row: Any) -> None:
+        if type(self) is SqlTx:  # the replay under the lock, not the plan recording it
+            singles.append(row["id"])
+        one(self, row)
+
+    monkeypatch.setattr(SqlTx, "insert_work_items_txn", spy_many)
+    monkeypatch.setattr(SqlTx, "insert_work_item_txn", spy_one)
+    recs = eng.create_records("Case", [{"subject": f"invoice {i}"} for i in range(3)], actor="t")
+    harness.work()
+    assert harness.worker.stats.planned_commits >= 1 and harness.worker.stats.unplanned_commits == 0
+    assert batches == [3] and singles == []
+    items = eng.list_work(limit=10)
+    assert sorted(i["record_id"] for i in items) == sorted(r["id"] for r in recs)
+    assert {(i["step"], i["assignee"], i["status"]) for i in items} == {("review", "tier2", "open")}

@@ -158,8 +158,18 @@ class PlanTx(SqlTx):
         """Make this plan's writes in ``tx`` without checking what it read (the caller has);
         they are flushed when ``tx`` commits."""
         tx.deferred = True
-        for name, args, kw in self._calls:
-            getattr(tx, name)(*args, **kw)
+        calls, i = self._calls, 0
+        while i < len(calls):
+            name, args, kw = calls[i]
+            j = i + 1
+            if name == "insert_work_item_txn":  # consecutive new items: one executemany
+                while j < len(calls) and calls[j][0] == name:
+                    j += 1
+            if j - i > 1:
+                tx.insert_work_items_txn([c[1][0] if c[1] else c[2]["row"] for c in calls[i:j]])
+            else:
+                getattr(tx, name)(*args, **kw)
+            i = j
         tx._finished_jobs.extend(self._finished_jobs)
         for rid, (row, seq) in self._run_writes.items():
             first = tx._run_writes.get(rid)

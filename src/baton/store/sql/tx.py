@@ -323,6 +323,12 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
     def insert_work_item_txn(self, row: dict[str, Any]) -> None:
         self._write("insert_item", INSERT_ITEM, row)
 
+    @refused("inserts work items in one statement (a plan records each insert_work_item_txn)")
+    def insert_work_items_txn(self, rows: Sequence[dict[str, Any]]) -> None:
+        """:meth:`insert_work_item_txn` of many rows: one executemany (rows of the same
+        keys together, in order) instead of a round trip per item."""
+        self._write_many("insert_item", INSERT_ITEM, rows)
+
     @reads("work_items", "id", "row")
     def get_work_item_txn(self, item_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
         q = GET_ITEM_LOCKED if for_update else GET_ITEM
