@@ -308,10 +308,11 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         r = s.runs
         rows = self.conn.execute(
             select(r.c.record_id, r.c.id)
-            .where(r.c.record_id.in_(list(out)), func.coalesce(r.c.status, "") == "in_progress")
-            .order_by(r.c.record_id, r.c.id))
+            .where(r.c.record_id.in_(list(out)), func.coalesce(r.c.status, "") == "in_progress"))
         for record_id, run_id in rows:
             out[record_id].append(run_id)
+        for ids in out.values():  # in Python's order: the database's collation may differ
+            ids.sort()
         return out
 
     @refused("deletes a record")
