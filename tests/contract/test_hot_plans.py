@@ -156,3 +156,35 @@ def test_a_plan_reads_a_records_active_runs_once_and_checks_them_all_in_one_stat
     with pytest.raises(PlanAborted, match="rec_1"), store.write() as tx:
         p2.commit_into(tx)
     store.close()
+
+
+def test_runs_read_ahead_answer_the_plan_and_only_those_it_read_are_checked(db_url: str) -> None:
+    store = SqlStore(db_url)
+    store.migrate()
+    _runs_of_records(store)
+    reads: list[str] = []
+    with store.plan() as p:
+        p.prefetch_active_runs(["rec_1", "rec_2"])
+        run = p._run
+
+        def counted(h: Any, values: dict[str, Any]) -> Any:
+            if "_record" in values:
+                reads.append(values["_record"])
+            return run(h, values)
+        p._run = counted  # type: ignore[method-assign]
+        assert p.active_run_ids_for_record_txn("rec_2") == ["run_c"]
+    assert reads == []
+    # rec_1 was read ahead but never by the plan: its run ending does not spoil the plan.
+    with store.write() as tx:
+        tx.conn.execute(update(s.runs).where(s.runs.c.id == "run_a").values(status="completed"))
+    with store.write() as tx:
+        p.commit_into(tx)
+    # rec_2's, which the plan read, does.
+    with store.plan() as p2:
+        p2.prefetch_active_runs(["rec_2"])
+        assert p2.active_run_ids_for_record_txn("rec_2") == ["run_c"]
+    with store.write() as tx:
+        tx.conn.execute(update(s.runs).where(s.runs.c.id == "run_c").values(status="completed"))
+    with pytest.raises(PlanAborted, match="rec_2"), store.write() as tx:
+        p2.commit_into(tx)
+    store.close()

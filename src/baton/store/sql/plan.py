@@ -94,6 +94,17 @@ class PlanTx(SqlTx):
         self._rows = {name: _Rows() for name in TABLES}
         # Reads kept whole (the active runs of a record): (method, key) -> what it returned.
         self._lists: dict[tuple[str, Any], Any] = {}
+        # Answers read ahead in one statement (:meth:`prefetch_active_runs`), taken into
+        # ``_lists`` only when the plan reads them: the check covers what it read.
+        self._ahead: dict[tuple[str, Any], Any] = {}
+
+    def prefetch_active_runs(self, record_ids: Sequence[str]) -> None:
+        """Read the runs in progress of all these records in one statement; the plan's reads
+        of them (:meth:`active_run_ids_for_record_txn`) are answered from it, not with a
+        round trip each. A worker calls it with its batch's records."""
+        wanted = [r for r in record_ids if ("active_run_ids_for_record_txn", r) not in self._lists]
+        for rid, ids in self.active_run_ids_for_records_txn(wanted).items():
+            self._ahead[("active_run_ids_for_record_txn", rid)] = ids
 
     def saw_run(self, run_id: str, seq: int) -> None:
         self._rows["runs"].versions.setdefault(run_id, seq)
@@ -223,7 +234,8 @@ def _reader(name: str, fn: Callable[..., Any], mark: Read) -> Callable[..., Any]
             # Read before in this plan, on the same snapshot, and not written since (above):
             # the same answer without another round trip.
             return list(self._lists[(name, key)])
-        result = fn(self, *args, **kw)
+        ahead = self._ahead.pop((name, key), None) if returns == "ids" else None
+        result: Any = list(ahead) if ahead is not None else fn(self, *args, **kw)
         if returns == "ids":
             self._lists.setdefault((name, key), list(result))
             return result
