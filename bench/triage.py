@@ -453,6 +453,12 @@ def _worker_main(url: str, project_dir: str, batch: int, settings: Settings, sto
     from baton.runtime.engine import Engine
     from baton.runtime.worker import Worker
 
+    trace_dir = os.environ.get("BATON_BENCH_SQL_TRACE")  # bench/pg_scale.py: count statements
+    trace = None
+    if trace_dir:
+        from bench import sqltrace
+
+        trace = sqltrace.install()
     load_project(project_dir).import_flows()
     engine = Engine(url, migrate=False, settings=settings)
     worker = Worker(engine, batch=batch)
@@ -464,11 +470,18 @@ def _worker_main(url: str, project_dir: str, batch: int, settings: Settings, sto
     threading.Thread(target=watch, daemon=True, name="bench-stop").start()
     messages.put(("ready", os.getpid()))
     cpu = time.process_time()
+    if trace is not None:
+        trace.reset()
     prof = _profiler()
     try:
         stats = worker.run()
     finally:
         _dump_profile(prof, "worker")
+        if trace is not None and trace_dir:
+            from bench import sqltrace
+
+            sqltrace.dump(Path(trace_dir) / f"worker-{os.getpid()}.json", pid=os.getpid(),
+                          cpu_s=round(time.process_time() - cpu, 3))
         engine.close()
     messages.put(("done", os.getpid(), peak_rss_mib(), {
         "jobs": stats.jobs, "steps_completed": stats.steps_completed,

@@ -8,9 +8,16 @@ progress: the triage bench fell from ~800 to ~220 runs/s with 2.3 million page r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
+from sqlalchemy import func, select, update
+
+from baton.store import schema as s
 from baton.store.sql import SqlStore
+from baton.store.sql.plan import PlanAborted
 from baton.store.sql.statements import ACTIVE_RUNS
+from baton.store.sql.tx import SqlTx
 
 
 def test_a_records_active_runs_are_read_through_the_records_index(tmp_path: Path) -> None:
@@ -66,4 +73,118 @@ def test_the_attention_index_costs_the_run_writes_nothing_while_a_run_needs_noth
                 "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
                 "WHERE relname = 'baton_runs'").one()
         assert tuple(hot) == (1, 1), hot
+    store.close()
+
+
+def _runs_of_records(store: SqlStore) -> None:
+    from baton.clock import VirtualClock, iso
+    from baton.engine.state import Run
+    from baton.runtime.apply import run_row
+
+    now = iso(VirtualClock().now())
+    with store.write() as tx:
+        for rid, rec in (("run_a", "rec_1"), ("run_b", "rec_1"), ("run_c", "rec_2")):
+            tx.insert_run_txn(run_row(Run(id=rid, orchestration="o", version=1, record_id=rec,
+                                          current_stage="s", created_at=now, seq=1), now))
+        tx.conn.execute(update(s.runs).where(s.runs.c.id == "run_b").values(status="completed"))
+
+
+def test_the_active_runs_of_many_records_are_read_in_one_statement(db_url: str) -> None:
+    store = SqlStore(db_url)
+    store.migrate()
+    _runs_of_records(store)
+    with store.read() as tx:
+        many = tx.active_run_ids_for_records_txn(["rec_1", "rec_2", "rec_none"])
+        one = {r: sorted(tx.active_run_ids_for_record_txn(r)) for r in ("rec_1", "rec_2", "rec_none")}
+        assert tx.active_run_ids_for_records_txn([]) == {}
+        if store.dialect == "sqlite":  # through the record's index, as ACTIVE_RUNS (above)
+            sql = str(select(s.runs.c.record_id, s.runs.c.id).where(
+                s.runs.c.record_id.in_(["rec_1", "rec_2"]),
+                func.coalesce(s.runs.c.status, "") == "in_progress").compile(
+                    dialect=tx.conn.dialect, compile_kwargs={"literal_binds": True}))
+            plan = " ".join(str(r[-1]) for r in tx.conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+            assert "ix_runs_record" in plan, plan
+    store.close()
+    assert many == one == {"rec_1": ["run_a"], "rec_2": ["run_c"], "rec_none": []}
+
+
+def test_a_plan_reads_a_records_active_runs_once_and_checks_them_all_in_one_statement(
+        db_url: str) -> None:
+    """A worker's plan used to read a record's runs in progress once per record update of
+    the batch, and check each record again under the lock: one round trip apiece, ~5 per
+    triage run on PostgreSQL. Now the plan answers a second read from the first (the
+    answer it is checked against), and the check is one statement for every record."""
+    store = SqlStore(db_url)
+    store.migrate()
+    _runs_of_records(store)
+    reads: list[str] = []
+
+    def count(tx: SqlTx) -> None:
+        run = tx._run
+
+        def counted(h: Any, values: dict[str, Any]) -> Any:
+            if "_record" in values:
+                reads.append(values["_record"])
+            return run(h, values)
+        tx._run = counted  # type: ignore[method-assign]
+
+    with store.plan() as p:
+        count(p)
+        assert p.active_run_ids_for_record_txn("rec_1") == ["run_a"]
+        assert p.active_run_ids_for_record_txn("rec_2") == ["run_c"]
+        assert p.active_run_ids_for_record_txn("rec_1") == ["run_a"]
+    assert reads == ["rec_1", "rec_2"]
+    batched: list[list[str]] = []
+    with store.write() as tx:
+        count(tx)
+        many = tx.active_run_ids_for_records_txn
+
+        def spy(ids: Any) -> dict[str, list[str]]:
+            batched.append(sorted(ids))
+            return many(ids)
+        tx.active_run_ids_for_records_txn = spy  # type: ignore[method-assign]
+        p.commit_into(tx)
+    assert batched == [["rec_1", "rec_2"]] and reads == ["rec_1", "rec_2"]
+
+    # A run of a record the plan read ends after the plan read it: the plan is refused,
+    # even though its second read (answered from the first) could not see the change.
+    with store.plan() as p2:
+        assert p2.active_run_ids_for_record_txn("rec_1") == ["run_a"]
+        with store.write() as tx:
+            tx.conn.execute(update(s.runs).where(s.runs.c.id == "run_a").values(status="completed"))
+        assert p2.active_run_ids_for_record_txn("rec_1") == ["run_a"]
+    with pytest.raises(PlanAborted, match="rec_1"), store.write() as tx:
+        p2.commit_into(tx)
+    store.close()
+
+
+def test_runs_read_ahead_answer_the_plan_and_only_those_it_read_are_checked(db_url: str) -> None:
+    store = SqlStore(db_url)
+    store.migrate()
+    _runs_of_records(store)
+    reads: list[str] = []
+    with store.plan() as p:
+        p.prefetch_active_runs(["rec_1", "rec_2"])
+        run = p._run
+
+        def counted(h: Any, values: dict[str, Any]) -> Any:
+            if "_record" in values:
+                reads.append(values["_record"])
+            return run(h, values)
+        p._run = counted  # type: ignore[method-assign]
+        assert p.active_run_ids_for_record_txn("rec_2") == ["run_c"]
+    assert reads == []
+    # rec_1 was read ahead but never by the plan: its run ending does not spoil the plan.
+    with store.write() as tx:
+        tx.conn.execute(update(s.runs).where(s.runs.c.id == "run_a").values(status="completed"))
+    with store.write() as tx:
+        p.commit_into(tx)
+    # rec_2's, which the plan read, does.
+    with store.plan() as p2:
+        p2.prefetch_active_runs(["rec_2"])
+        assert p2.active_run_ids_for_record_txn("rec_2") == ["run_c"]
+    with store.write() as tx:
+        tx.conn.execute(update(s.runs).where(s.runs.c.id == "run_c").values(status="completed"))
+    with pytest.raises(PlanAborted, match="rec_2"), store.write() as tx:
+        p2.commit_into(tx)
     store.close()

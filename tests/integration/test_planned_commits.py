@@ -166,3 +166,66 @@ def test_chaining_stops_at_its_budget(harness: Any, monkeypatch: Any) -> None:
     assert harness.worker.stats.planned_commits == 2
     (run,) = eng.list_runs(record_id=rec["id"])
     assert eng.get_run(run.id).status.value == "completed"
+
+
+def test_a_plans_new_work_items_are_inserted_in_one_statement(harness: Any, monkeypatch: Any) -> None:
+    """Replaying a plan inserts its consecutive new work items with one executemany (on
+    PostgreSQL a round trip per item was 1.2 of the worker's ~4 per triage run)."""
+    from baton.store.sql.tx import SqlTx
+
+    harness.deploy_text(DEFS)
+    eng = harness.engine
+    batches: list[int] = []
+    singles: list[str] = []
+    many, one = SqlTx.insert_work_items_txn, SqlTx.insert_work_item_txn
+
+    def spy_many(self: SqlTx, rows: Any) -> None:
+        batches.append(len(rows))
+        many(self, rows)
+
+    def spy_one(self: SqlTx, row: Any) -> None:
+        if type(self) is SqlTx:  # the replay under the lock, not the plan recording it
+            singles.append(row["id"])
+        one(self, row)
+
+    monkeypatch.setattr(SqlTx, "insert_work_items_txn", spy_many)
+    monkeypatch.setattr(SqlTx, "insert_work_item_txn", spy_one)
+    recs = eng.create_records("Case", [{"subject": f"invoice {i}"} for i in range(3)], actor="t")
+    harness.work()
+    assert harness.worker.stats.planned_commits >= 1 and harness.worker.stats.unplanned_commits == 0
+    assert batches == [3] and singles == []
+    items = eng.list_work(limit=10)
+    assert sorted(i["record_id"] for i in items) == sorted(r["id"] for r in recs)
+    assert {(i["step"], i["assignee"], i["status"]) for i in items} == {("review", "tier2", "open")}
+
+
+def test_a_batchs_records_active_runs_are_read_in_one_statement(harness: Any, monkeypatch: Any) -> None:
+    """Each record update of a plan reads the record's runs in progress (to wake the others):
+    the worker reads them for the whole batch in one statement, and the check under the lock
+    is one more; no statement per record."""
+    from baton.store.sql.tx import SqlTx
+
+    harness.deploy_text(DEFS)
+    eng = harness.engine
+    per_record: list[str] = []
+    batched: list[int] = []
+    run, many = SqlTx._run, SqlTx.active_run_ids_for_records_txn
+
+    def spy_run(self: SqlTx, h: Any, values: dict[str, Any]) -> Any:
+        if "_record" in values:
+            per_record.append(values["_record"])
+        return run(self, h, values)
+
+    def spy_many(self: SqlTx, ids: Any) -> dict[str, list[str]]:
+        batched.append(len(ids))
+        return many(self, ids)
+
+    recs = eng.create_records("Case", [{"subject": f"invoice {i}"} for i in range(3)], actor="t")
+    monkeypatch.setattr(SqlTx, "_run", spy_run)
+    monkeypatch.setattr(SqlTx, "active_run_ids_for_records_txn", spy_many)
+    harness.work()
+    assert harness.worker.stats.planned_commits >= 1 and harness.worker.stats.unplanned_commits == 0
+    assert per_record == []
+    assert batched and set(batched) == {3}  # read ahead for the batch, checked under the lock
+    for rec in recs:
+        assert eng.get_record(rec["id"])["status"] == "Triaged"

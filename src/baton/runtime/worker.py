@@ -655,6 +655,9 @@ class Worker:
         budget = CHAIN_LIMIT
         deadline = time.monotonic() + CHAIN_SECONDS
         with self.store.plan() as plan:
+            # The runs in progress of the batch's records, read in one statement: each record
+            # update reads them (to wake the others), a round trip apiece otherwise.
+            plan.prefetch_active_runs(list(cache.records))
             i = 0
             while i < len(pending):
                 self._apply_txn(plan, pending[i], now_dt, cache)

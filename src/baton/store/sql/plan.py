@@ -40,6 +40,12 @@ class Table:
     buffer: str | None = None  # the SqlTx attribute holding its deferred updates, by id
 
 
+# Reads kept whole ("ids") with a method that reads many keys in one statement, returning
+# key -> sorted ids: under the lock, a plan checks all it read with one round trip.
+BATCHED: dict[str, str] = {
+    "active_run_ids_for_record_txn": "active_run_ids_for_records_txn",
+}
+
 TABLES: dict[str, Table] = {
     "runs": Table(s.runs, "run", version="seq", parent="record_id", parent_label="record",
                   buffer="_run_writes"),
@@ -88,6 +94,17 @@ class PlanTx(SqlTx):
         self._rows = {name: _Rows() for name in TABLES}
         # Reads kept whole (the active runs of a record): (method, key) -> what it returned.
         self._lists: dict[tuple[str, Any], Any] = {}
+        # Answers read ahead in one statement (:meth:`prefetch_active_runs`), taken into
+        # ``_lists`` only when the plan reads them: the check covers what it read.
+        self._ahead: dict[tuple[str, Any], Any] = {}
+
+    def prefetch_active_runs(self, record_ids: Sequence[str]) -> None:
+        """Read the runs in progress of all these records in one statement; the plan's reads
+        of them (:meth:`active_run_ids_for_record_txn`) are answered from it, not with a
+        round trip each. A worker calls it with its batch's records."""
+        wanted = [r for r in record_ids if ("active_run_ids_for_record_txn", r) not in self._lists]
+        for rid, ids in self.active_run_ids_for_records_txn(wanted).items():
+            self._ahead[("active_run_ids_for_record_txn", rid)] = ids
 
     def saw_run(self, run_id: str, seq: int) -> None:
         self._rows["runs"].versions.setdefault(run_id, seq)
@@ -135,19 +152,38 @@ class PlanTx(SqlTx):
                          if rid not in rows or rows[rid][table.version] != v]
                 if moved:
                     raise PlanAborted(f"{table.label}(s) {', '.join(moved[:3])} changed since they were read")
+        by_method: dict[str, dict[Any, Any]] = {}
         for (method, key), value in self._lists.items():
-            if getattr(tx, method)(key) != value:
+            by_method.setdefault(method, {})[key] = value
+        for method, seen_lists in by_method.items():
+            many = BATCHED.get(method)
+            if many is not None:  # one statement for every key (each key was a round trip)
+                now_lists = getattr(tx, many)(list(seen_lists))
+                changed = [k for k, v in seen_lists.items() if sorted(v) != now_lists.get(k, [])]
+            else:
+                changed = [k for k, v in seen_lists.items() if getattr(tx, method)(k) != v]
+            if changed:
                 table = TABLES[_read_marks[method].table]
-                raise PlanAborted(f"{table.label}s of {table.parent_label} {key} started or ended "
-                                  "since they were read")
+                raise PlanAborted(f"{table.label}s of {table.parent_label} {changed[0]} started "
+                                  "or ended since they were read")
         self.replay_into(tx)
 
     def replay_into(self, tx: SqlTx) -> None:
         """Make this plan's writes in ``tx`` without checking what it read (the caller has);
         they are flushed when ``tx`` commits."""
         tx.deferred = True
-        for name, args, kw in self._calls:
-            getattr(tx, name)(*args, **kw)
+        calls, i = self._calls, 0
+        while i < len(calls):
+            name, args, kw = calls[i]
+            j = i + 1
+            if name == "insert_work_item_txn":  # consecutive new items: one executemany
+                while j < len(calls) and calls[j][0] == name:
+                    j += 1
+            if j - i > 1:
+                tx.insert_work_items_txn([c[1][0] if c[1] else c[2]["row"] for c in calls[i:j]])
+            else:
+                getattr(tx, name)(*args, **kw)
+            i = j
         tx._finished_jobs.extend(self._finished_jobs)
         for rid, (row, seq) in self._run_writes.items():
             first = tx._run_writes.get(rid)
@@ -197,9 +233,14 @@ def _reader(name: str, fn: Callable[..., Any], mark: Read) -> Callable[..., Any]
         elif rows.unknown or rows.written or buffer:
             raise refuse(f"{table.label}s")
         kw.pop("for_update", None)  # the snapshot's rows: the lock is taken at commit
-        result = fn(self, *args, **kw)
+        if returns == "ids" and (name, key) in self._lists:
+            # Read before in this plan, on the same snapshot, and not written since (above):
+            # the same answer without another round trip.
+            return list(self._lists[(name, key)])
+        ahead = self._ahead.pop((name, key), None) if returns == "ids" else None
+        result: Any = list(ahead) if ahead is not None else fn(self, *args, **kw)
         if returns == "ids":
-            self._lists.setdefault((name, key), result)
+            self._lists.setdefault((name, key), list(result))
             return result
         if returns == "list":
             return result

@@ -305,6 +305,23 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         h = self._compiled("active_runs", ACTIVE_RUNS)
         return [r[0] for r in self._run(h, {"_record": record_id}).fetchall()]
 
+    def active_run_ids_for_records_txn(self, record_ids: Sequence[str]) -> dict[str, list[str]]:
+        """:meth:`active_run_ids_for_record_txn` of many records in one statement (a plan
+        checks what it read under the lock this way): record id -> its runs in progress,
+        sorted; a record without any maps to an empty list."""
+        out: dict[str, list[str]] = {rid: [] for rid in record_ids}
+        if not out:
+            return out
+        r = s.runs
+        rows = self.conn.execute(
+            select(r.c.record_id, r.c.id)
+            .where(r.c.record_id.in_(list(out)), func.coalesce(r.c.status, "") == "in_progress"))
+        for record_id, run_id in rows:
+            out[record_id].append(run_id)
+        for ids in out.values():  # in Python's order: the database's collation may differ
+            ids.sort()
+        return out
+
     @refused("deletes a record")
     def delete_record_txn(self, record_id: str) -> None:
         self.conn.execute(delete(s.records).where(s.records.c.id == record_id))
@@ -313,6 +330,12 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
     @writes("work_items", "row")
     def insert_work_item_txn(self, row: dict[str, Any]) -> None:
         self._write("insert_item", INSERT_ITEM, row)
+
+    @refused("inserts work items in one statement (a plan records each insert_work_item_txn)")
+    def insert_work_items_txn(self, rows: Sequence[dict[str, Any]]) -> None:
+        """:meth:`insert_work_item_txn` of many rows: one executemany (rows of the same
+        keys together, in order) instead of a round trip per item."""
+        self._write_many("insert_item", INSERT_ITEM, rows)
 
     @reads("work_items", "id", "row")
     def get_work_item_txn(self, item_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
