@@ -109,15 +109,7 @@ INCIDENT_STATUSES = [s.value for s in IncidentStatus]
 
 def _print_version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        import baton
-
-        try:
-            number = version("baton")
-        except PackageNotFoundError:  # run from a source tree that is not installed
-            number = baton.__version__
-        console.print(f"baton {number}", highlight=False)
+        render.version()
         raise typer.Exit()
 
 

@@ -5,7 +5,7 @@ options it knows and values it can check the way the command does, on a SQLite d
 at this code's schema version, the data is read by :class:`baton.store.lean.LeanReader`
 and printed by :mod:`baton.cli.render` (the functions the Typer commands print with), so
 the output is the same bytes. Anything else returns False before printing anything and
-the Typer app runs as it always has: ``--help``, an unknown option, a bad value (its usage
+the Typer app runs as it always has (``baton --version`` alone is answered here too): ``--help``, an unknown option, a bad value (its usage
 error), PostgreSQL, a database to migrate, an id that does not exist (its error),
 ``records show`` of a record with attachments, ``work list`` for a user, queue or group,
 ``runs show --json`` (which needs the orchestration's definition), a definition document
@@ -129,6 +129,11 @@ def answer(args: Sequence[str]) -> bool:
     nothing) for the full path to answer."""
     if os.environ.get("BATON_CLI_LEAN", "1") == "0":
         return False
+    if list(args) == ["--version"]:
+        from baton.cli import render
+
+        render.version()
+        return True
     parsed = parse(args)
     if parsed is None:
         return False

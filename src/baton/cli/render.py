@@ -24,6 +24,20 @@ ATTENTION_TEXT = {"fallout": "[red]! step in fallout[/red]",
                   "sla_breached": "[yellow]! SLA breached[/yellow]"}
 
 
+def version() -> None:
+    """``baton --version``."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    import baton
+
+    try:
+        number = installed("baton")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        number = baton.__version__
+    console.print(f"baton {number}", highlight=False)
+
+
 def next_hint(cursor: str | None) -> None:
     """Where the next page starts (stderr, so the table or JSON on stdout stays clean)."""
     if cursor:
