@@ -144,8 +144,8 @@ def answer(args: Sequence[str]) -> bool:
         return False
     try:
         printer = COMMANDS[(group, command)](reader, settings, opts, positional)
-    except Unsupported:
-        return False
+    except Exception:  # noqa: BLE001 - Unsupported, or anything unforeseen in stored data:
+        return False  # nothing is printed yet, so the full path answers (and says what is wrong)
     finally:
         reader.close()
     printer()
