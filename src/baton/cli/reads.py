@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton.engine.status import WORK_ITEM_OPEN, IncidentStatus, RunStatus, WorkItemStatus
-from baton.store.lean import LeanReader, Unsupported, sqlite_path
+
+if TYPE_CHECKING:  # (loaded when a command line is for this path: not for --help and others)
+    from baton.store.lean import LeanReader
 
 MAX_PAGE, MAX_OFFSET = 500, 1000  # baton.cli.commands: --limit 1-500, --offset 0-1000
 RUN_STATUSES = tuple(s.value for s in RunStatus)
@@ -138,6 +140,8 @@ def answer(args: Sequence[str]) -> bool:
     if parsed is None:
         return False
     root, group, command, opts, positional = parsed
+    from baton.store.lean import Unsupported
+
     try:
         reader, settings = _open(root)
     except Unsupported:
@@ -155,6 +159,7 @@ def answer(args: Sequence[str]) -> bool:
 def _open(root: dict[str, Any]) -> tuple[LeanReader, Any]:
     from baton.cli.context import State
     from baton.errors import BatonError
+    from baton.store.lean import LeanReader, Unsupported, sqlite_path
 
     state = State()
     state.project_dir, state.db = root.get("project"), root.get("db")
@@ -170,6 +175,8 @@ def _open(root: dict[str, Any]) -> tuple[LeanReader, Any]:
 
 
 def _page_args(opts: dict[str, Any], default_limit: int) -> tuple[int, int]:
+    from baton.store.lean import Unsupported
+
     limit, offset = opts.get("limit", default_limit), opts.get("offset", 0)
     if not 1 <= limit <= MAX_PAGE or not 0 <= offset <= MAX_OFFSET:
         raise Unsupported("out of range")  # (the full path's error)
@@ -204,6 +211,7 @@ def runs_show(reader: LeanReader, _s: Any, opts: dict[str, Any], pos: list[str])
     from baton.cli import render
     from baton.engine.state import Run
     from baton.runtime.views import MAX_CHILDREN_SHOWN
+    from baton.store.lean import Unsupported
 
     if opts.get("json"):
         raise Unsupported("runs show --json reads the orchestration's definition")
@@ -250,19 +258,20 @@ def records_show(reader: LeanReader, _s: Any, opts: dict[str, Any], pos: list[st
 
     from baton import decimals
     from baton.cli import render
+    from baton.store.lean import Unsupported
 
     row = reader.record(pos[0])
-    otype = reader.object_type(row["object_type"])
-    if otype is None or reader.has_attachments(row["id"]):
+    exact = reader.decimal_fields(row["object_type"])
+    if exact is None or reader.has_attachments(row["id"]):
         raise Unsupported("an object type not deployed, or attachments")
     data = dict(row["data"])
-    for f in otype.fields:  # as baton.records.fields.json_values
-        if f.type == "decimal" and data.get(f.name) is not None:
-            if not isinstance(data[f.name], str):
+    for name in exact:  # as baton.records.fields.json_values
+        if data.get(name) is not None:
+            if not isinstance(data[name], str):
                 raise Unsupported("a decimal stored as a number")
-            typed = decimals.read(data[f.name])
+            typed = decimals.read(data[name])
             if isinstance(typed, decimal.Decimal):
-                data[f.name] = decimals.canonical(typed)
+                data[name] = decimals.canonical(typed)
     rec = {"object_type": row["object_type"], **data, "id": row["id"],
            "created_at": row["created_at"], "updated_at": row["updated_at"],
            "version": row["version"]}

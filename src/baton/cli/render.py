@@ -3,7 +3,7 @@
 The Typer commands (:mod:`baton.cli.commands`, :mod:`baton.cli.definitions`) and the lean
 read path (:mod:`baton.cli.reads`) both print through these, so a command prints the
 same bytes whichever path read its data. Light imports only (Rich's console, the read
-model of :mod:`baton.runtime.views`): no database, no Typer.
+model of :mod:`baton.runtime.views`, imported where it is used): no database, no Typer.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 
 from baton.cli.output import console, err_console, print_json, styled, table
-from baton.runtime.views import call_views, human_duration
 
 if TYPE_CHECKING:
     from baton.engine.state import Run
@@ -46,6 +45,8 @@ def next_hint(cursor: str | None) -> None:
 
 def runs_list(rows: Sequence[Mapping[str, Any]], *, wide: bool, as_json: bool) -> None:
     """``baton runs list``: ``rows`` are :func:`~baton.runtime.views.run_summary_row`'s."""
+    from baton.runtime.views import human_duration
+
     if as_json:
         print_json(rows)
         return
@@ -64,6 +65,8 @@ def runs_show(run: Run, children: Sequence[Mapping[str, Any]],
               events: Sequence[Mapping[str, Any]]) -> None:
     """``baton runs show`` (the table): the run, the runs it started, its audit events
     (the calls to other systems among them)."""
+    from baton.runtime.views import call_views
+
     console.print(f"[bold]{run.id}[/bold] {run.orchestration} v{run.version}  {styled(run.status.value)}"
                   f"  record {run.record_id or '-'}")
     if run.error:

@@ -140,6 +140,7 @@ class LeanReader:
             self.close()
             raise Unsupported("schema version")
         self._types: dict[str, ObjectType | None] = {}
+        self._sources: dict[str, str | None] = {}
 
     def close(self) -> None:
         self.conn.close()
@@ -208,9 +209,7 @@ class LeanReader:
         records = {r["id"]: r for r in self._select(
             "baton_records", ("id", "object_type", "data"),
             f"id IN ({', '.join('?' * len(ids))})", ids)} if ids else {}
-        from baton.records.titles import record_title
-
-        titles = {rid: record_title(self.object_type(rec["object_type"]), rec["data"])
+        titles = {rid: self.title(rec["object_type"], rec["data"])
                   for rid, rec in records.items()}
         for row in rows:
             row["title"] = titles.get(row["record_id"]) if row["record_id"] else None
@@ -290,15 +289,49 @@ class LeanReader:
             "SELECT 1 FROM baton_attachments WHERE record_id = ? LIMIT 1", (record_id,)
         ).fetchone())
 
+    def title(self, object_type: str, data: dict[str, Any]) -> str | None:
+        """:func:`baton.records.titles.record_title` with the record's active object type.
+        Its YAML is parsed only when the title needs it: an object type that names no
+        ``title_field`` gives a record holding text in one of the usual title fields
+        (``title``, ``subject`` ...) that text, whatever its other fields are."""
+        from baton.records.titles import record_title
+
+        source = self._source(object_type)
+        if source is None:
+            return record_title(None, data)
+        if "title_field" not in source and "\\" not in source:
+            plain = record_title(None, data)
+            if plain is not None:
+                return plain
+        return record_title(self.object_type(object_type), data)
+
+    def _source(self, name: str) -> str | None:
+        """The YAML of the active version of object type ``name``; None: not deployed."""
+        if name not in self._sources:
+            rows = self._select("baton_definitions", ("source",),
+                                "kind = 'object' AND name = ? AND active", [name],
+                                "ORDER BY version DESC LIMIT 1")
+            self._sources[name] = rows[0]["source"] if rows else None
+        return self._sources[name]
+
+    def decimal_fields(self, name: str) -> list[str] | None:
+        """The names of object type ``name``'s ``decimal`` fields (None: not deployed); its
+        YAML is parsed only when it has the word ``decimal`` in it."""
+        source = self._source(name)
+        if source is None:
+            return None
+        if "decimal" not in source and "\\" not in source:
+            return []
+        otype = self.object_type(name)
+        return [f.name for f in otype.fields if f.type == "decimal"] if otype else None
+
     def object_type(self, name: str) -> ObjectType | None:
         """The active version of object type ``name`` (None: not deployed), read from its
         YAML; a document this reader cannot read exactly as the loader does is
         :class:`Unsupported`."""
         if name not in self._types:
-            rows = self._select("baton_definitions", ("source",),
-                                "kind = 'object' AND name = ? AND active", [name],
-                                "ORDER BY version DESC LIMIT 1")
-            self._types[name] = _object_type(name, rows[0]["source"]) if rows else None
+            source = self._source(name)
+            self._types[name] = _object_type(name, source) if source is not None else None
         return self._types[name]
 
     # ---- incidents and definitions ------------------------------------------------------
