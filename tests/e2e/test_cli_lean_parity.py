@@ -53,6 +53,13 @@ stages:
     steps:
       - {{name: charge, type: background, flow: shop.charge}}
       - {{name: ship, type: background, flow: shop.ok, after: [charge]}}
+---
+kind: orchestration
+name: nightly
+trigger: {{type: schedule, cron: "0 2 * * *", timezone: Europe/Paris}}
+stages:
+  - name: work
+    steps: [{{name: sweep, type: background, flow: shop.ok}}]
 """
 
 SHOP_FLOWS = """\
@@ -156,6 +163,7 @@ READS = [
     ["definitions", "list", "--kind", "object"],
     ["definitions", "show", "ticket_flow"], ["definitions", "show", "ticket_flow", "--json"],
     ["definitions", "show", "Invoice", "--kind", "object", "--version", "1"],
+    ["definitions", "show", "nightly"], ["definitions", "show", "nightly", "--json"],
     ["work", "list"], ["work", "list", "--json"], ["work", "list", "--wide"],
     ["work", "list", "--all", "--limit", "2"], ["work", "list", "--status", "open", "--json"],
     ["records", "list"], ["records", "list", "--json"], ["records", "list", "Ticket", "-w"],
@@ -165,7 +173,8 @@ READS = [
     ["runs", "show", "{run}"], ["runs", "show", "{fallout_run}"], ["runs", "show", "{done_run}"],
     ["runs", "show", "{canceled_run}"], ["runs", "show", "{run}", "--json"],
     ["records", "show", "{order}"], ["records", "show", "{order}", "--json"],
-    ["records", "list", "Order", "--json"], ["fallout", "list", "--limit", "1"],
+    ["records", "list", "Order", "--json"], ["records", "timeline", "{ticket}"],
+    ["records", "timeline", "{order}", "--json"], ["records", "timeline", "{invoice}"], ["fallout", "list", "--limit", "1"],
     ["incidents", "list", "--json"], ["--db", "sqlite:///baton.db", "definitions", "list"],
     ["--project", ".", "records", "list", "--limit=3"],
     ["fallout", "list"], ["fallout", "list", "--json"],
@@ -200,6 +209,7 @@ def test_runs_list_and_its_pages(project: dict[str, str]) -> None:
 def test_what_the_lean_path_leaves_to_the_full_path(project: dict[str, str]) -> None:
     """Errors, help and the cases it does not read print exactly as before."""
     for args in (["runs", "show", "run_nope"], ["records", "show", "rec_nope"],
+                 ["records", "timeline", "rec_nope"],
                  ["runs", "list", "--status", "bogus"], ["runs", "list", "--limit", "0"],
                  ["runs", "list", "--after", "garbage"], ["runs", "list", "--help"],
                  ["definitions", "show", "nope"]):

@@ -329,7 +329,7 @@ def _summary(engine: Engine, elapsed: float) -> None:
         console.print(f"{len(calls)} calls to the bank, audited ({', '.join(f'{n} × {s}' for s, n in sorted(statuses.items()))}); "
                       f"e.g. `baton --db … runs show {sent[0].id}` lists them.")
     if escalated is not None and escalated.record_id:
-        from baton.cli.commands import describe_event
+        from baton.cli.render import describe_event
 
         events = engine.timeline(escalated.record_id)
         table(f"Timeline of escalated case {escalated.record_id} (run {escalated.id})",

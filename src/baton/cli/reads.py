@@ -51,6 +51,7 @@ SPECS: dict[tuple[str, str], tuple[dict[str, Opt], int, int]] = {
     ("records", "list"): ({**_PAGE, "--wide": ("wide", "flag", None),
                            "-w": ("wide", "flag", None)}, 0, 1),
     ("records", "show"): (_JSON, 1, 1),
+    ("records", "timeline"): (_JSON, 1, 1),
     ("fallout", "list"): ({**_JSON, "--limit": ("limit", "int", None)}, 0, 0),
     ("incidents", "list"): ({**_JSON, "--limit": ("limit", "int", None),
                              "--status": ("status", "list", INCIDENT_STATUSES)}, 0, 0),
@@ -278,6 +279,14 @@ def records_show(reader: LeanReader, _s: Any, opts: dict[str, Any], pos: list[st
     return lambda: render.records_show(rec, [], as_json=bool(opts.get("json")))
 
 
+def records_timeline(reader: LeanReader, _s: Any, opts: dict[str, Any], pos: list[str]
+                     ) -> Printer:
+    from baton.cli import render
+
+    events = reader.record_events(pos[0])
+    return lambda: render.records_timeline(pos[0], events, as_json=bool(opts.get("json")))
+
+
 def fallout_list(reader: LeanReader, _s: Any, opts: dict[str, Any], _: list[str]) -> Printer:
     from baton.cli import render
     from baton.engine.state import Run
@@ -328,6 +337,7 @@ COMMANDS: dict[tuple[str, str], Callable[[LeanReader, Any, dict[str, Any], list[
                                          Printer]] = {
     ("runs", "list"): runs_list, ("runs", "show"): runs_show, ("work", "list"): work_list,
     ("records", "list"): records_list, ("records", "show"): records_show,
+    ("records", "timeline"): records_timeline,
     ("fallout", "list"): fallout_list, ("incidents", "list"): incidents_list,
     ("definitions", "list"): definitions_list, ("definitions", "show"): definitions_show,
 }

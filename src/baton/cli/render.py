@@ -243,3 +243,75 @@ def definitions_show(kind: str, name: str, shown: Any, versions: Sequence[Any],
                       + (f" (run {sch['last_run_id']})" if sch["last_run_id"] else ""))
     console.print(f"\n# v{shown.version} ({shown.file})", markup=False)
     console.print(shown.source, markup=False, highlight=False)
+
+
+def records_timeline(record_id: str, events: Sequence[Mapping[str, Any]], *,
+                     as_json: bool) -> None:
+    """``baton records timeline``: the record's audit events in order."""
+    from baton.runtime.views import event_view
+
+    if as_json:
+        print_json([event_view(e) for e in events])
+        return
+    table(f"Timeline of {record_id}", ["at", "event", "actor", "run", "detail"],
+          [[e["at"], e["type"], e["actor"], e["run_id"], describe_event(e)] for e in events])
+
+
+def describe_event(e: Mapping[str, Any]) -> str:
+    from baton.ai.describe import describe_answer, is_ai_answer
+    from baton.ai.views import describe_ai_call, describe_child_link
+    from baton.intake.views import describe_message
+    from baton.runtime.views import approval_history_line
+
+    d = e["data"]
+    t = e["type"]
+    if t == "ai_call":
+        return describe_ai_call(d)
+    link = describe_child_link(t, d)
+    if link is not None and t == "child_runs_started":
+        return link
+    if t == "message_received":
+        return describe_message(d)
+    if t in ("routed", "offered", "waiting_for_routing"):
+        from baton.work.routing import describe_decision
+
+        return describe_decision(d, t)
+    if t in ("offer_accepted", "offer_declined", "offer_expired"):
+        from baton.work.routing import describe_offer
+
+        return describe_offer(t, d)
+    if t == "record_updated":
+        return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
+    approval = approval_history_line(t, str(e.get("actor") or ""), d)
+    if approval is not None:
+        return approval
+    if t == "decision_taken":
+        label = f" ({d['label']})" if d.get("label") else ""
+        return f"after {d['stage']} #{d['iteration']} → {d['goto']}{label}"
+    if t == "step_completed" and is_ai_answer(d.get("output")):
+        return f"{d.get('stage')}.{d.get('step')} #{d.get('iteration')} {describe_answer(d['output'])}"
+    if t.startswith("step_") or t == "milestone_reached":
+        extra = d.get("error", {}).get("message", "") if "error" in d else ""
+        return f"{d.get('stage')}.{d.get('step')} #{d.get('iteration')} {extra}".strip()
+    if t.startswith("stage_"):
+        return f"{d.get('stage')} #{d.get('iteration')}"
+    if t.startswith("work_item_"):
+        bits = [d.get("work_item", ""), d.get("step", "")]
+        for k in ("assignee", "to", "reason", "on_behalf_of"):
+            if k in d:
+                bits.append(f"{k}={d[k]}")
+        if "data" in d:
+            bits.append(json.dumps(d["data"]))
+        return " ".join(str(b) for b in bits if b)
+    if t == "record_created":
+        fields = ", ".join(f"{k}={v!r}" for k, v in d.get("fields", {}).items()
+                           if v is not None)[:200]
+        return f"{fields}; {link}" if link else fields
+    if t == "run_started":
+        return f"{d.get('orchestration')} v{d.get('version')}"
+    if t == "mcp_called":  # a tool call of an mcp step (arguments already redacted)
+        args = json.dumps(d.get("arguments"), ensure_ascii=False)[:120]
+        text = (f"{d.get('step')} #{d.get('iteration')}: {d.get('connection')}.{d.get('tool')}"
+                f" {args} → {d.get('outcome')} in {d.get('duration_ms')} ms")
+        return f"{text}: {d['error'][:160]}" if d.get("error") else text
+    return json.dumps(d)[:100] if d else ""

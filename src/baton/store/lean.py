@@ -244,6 +244,18 @@ class LeanReader:
             raise Unsupported("more events than the full path reads")
         return out
 
+    def record_events(self, record_id: str) -> list[dict[str, Any]]:
+        """The record's audit events in order (``RecordService.timeline``)."""
+        self.record(record_id)  # (one that does not exist: the full path says so)
+        out: list[dict[str, Any]] = []
+        for row in self._rows("SELECT id, at, type, actor, record_id, run_id, data FROM "
+                              "baton_events WHERE record_id = ? ORDER BY id", [record_id],
+                              EVENT_COLUMNS):
+            out += unpack_event_row(row)
+        if len(out) >= 10_000:
+            raise Unsupported("more events than the full path reads")
+        return out
+
     def fallout_states(self) -> list[dict[str, Any]]:
         """The states of runs with a step in fallout, oldest first (``RunDriver.in_fallout``)."""
         values = [v for v in ATTENTION_VALUES if v & FALLOUT_BIT]
