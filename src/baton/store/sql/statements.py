@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from baton.store import schema as s
-from baton.store.codec import json_dumps, json_loads  # noqa: F401 - re-exported
 
 NOTIFY_CHANNEL = "baton_jobs"
 MIGRATION_LOCK = 7301995  # pg_advisory_xact_lock key held while migrating
