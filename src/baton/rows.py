@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
+CALL_EVENT = "http_call"
+"""The audit event type of one call over an HTTP connection (``baton.connections.calls``)."""
+
 
 class Record(TypedDict):
     """A record as stored: its typed fields under ``data``, and the system fields."""

@@ -230,9 +230,11 @@ def _ai_name(env: Mapping[str, str], project: Mapping[str, Any], key: str) -> st
 
 
 def _ai_provider(value: Any) -> str:
+    name = str(value).strip().lower()
+    if name == "offline":  # the default, always there: every command reads the settings, and
+        return name  # the providers' module costs a read command ~10 % of its CPU
     from baton.ai.provider import PROVIDERS
 
-    name = str(value).strip().lower()
     if name not in PROVIDERS:
         raise ConfigError(f"BATON_AI_PROVIDER / [ai] provider={value!r} is not one of "
                           f"{', '.join(sorted(PROVIDERS))}")

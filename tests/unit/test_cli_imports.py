@@ -36,10 +36,27 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_importing_the_cli_loads_no_heavy_module() -> None:
-    loaded = _modules_after("import baton.cli.main")
-    assert "baton.cli.main" in loaded and "typer" in loaded
+    loaded = _modules_after("import baton.cli.commands")
+    assert "baton.cli.commands" in loaded and "typer" in loaded
     heavy = sorted(m for m in NOT_AT_IMPORT if m in loaded)
-    assert heavy == [], f"`import baton.cli.main` loads {heavy}: import them in the commands"
+    assert heavy == [], f"`import baton.cli.commands` loads {heavy}: import them in the commands"
+
+
+def test_the_entry_point_loads_nothing_but_itself() -> None:
+    """``from baton.cli.main import main`` (the console script) loads neither Typer nor
+    Rich: the lean read path answers before either is needed (``baton.cli.reads``)."""
+    loaded = _modules_after("from baton.cli.main import main")
+    heavy = sorted(m for m in ("typer", "rich", "baton.cli.commands", *NOT_AT_IMPORT)
+                   if m in loaded)
+    assert heavy == [], f"`from baton.cli.main import main` loads {heavy}"
+
+
+def test_the_lean_reader_knows_every_migration() -> None:
+    """The lean read path reads only a database at the schema this code writes."""
+    from baton.store.lean import SCHEMA_VERSIONS
+    from baton.store.migrations import MIGRATIONS
+
+    assert {m.version for m in MIGRATIONS} == SCHEMA_VERSIONS
 
 
 def test_help_loads_no_heavy_module() -> None:

@@ -44,8 +44,9 @@ from baton.ai.provider import (
     extraction_schema,
     structured,
 )
-from baton.connections.calls import CALL_EVENT, CallFailed, HttpRequest, HttpResponse
+from baton.connections.calls import CallFailed, HttpRequest, HttpResponse
 from baton.errors import StepFailure
+from baton.rows import CALL_EVENT
 
 CLASSIFY_PROMPT = """\
 You classify a message into exactly one of the categories below. Answer with JSON only:

@@ -45,7 +45,7 @@ def ai_test(
     """Run STEP's task on a text and print the answer with its rationale."""
     import dataclasses
 
-    from baton.cli.main import state
+    from baton.cli.context import state
     from baton.errors import BatonError
     from baton.steps.ai import answer
 
@@ -96,7 +96,7 @@ def ai_train(
 ) -> None:
     """Train the offline classifier NAME on labelled texts and store it as its next version."""
     from baton.ai.trained import read_csv, train
-    from baton.cli.main import state
+    from baton.cli.context import state
     from baton.clock import iso
     from baton.errors import BatonError
 
@@ -120,7 +120,7 @@ def ai_classifiers(
     as_json: Annotated[bool, typer.Option("--json", help="Print them as JSON")] = False,
 ) -> None:
     """The trained classifiers, every version, newest first."""
-    from baton.cli.main import state
+    from baton.cli.context import state
 
     eng = state.engine()
     with eng.store.read() as tx:

@@ -1,6 +1,6 @@
 """``baton bench``: the reference benchmark (WORKLOAD.md), with an optional comparison.
 
-Registered in :mod:`baton.cli.main` with ``app.add_typer(bench_app, name="bench")``; it
+Registered in :mod:`baton.cli.commands` with ``app.add_typer(bench_app, name="bench")``; it
 also runs on its own (``python -c "from baton.cli.bench import bench_app; bench_app()"``).
 
 The benchmark itself is the repository's top-level ``bench/`` folder, not part of the

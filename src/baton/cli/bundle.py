@@ -12,7 +12,7 @@ from baton.cli.output import console, print_json, progress, show_progress, table
 
 
 def _engine() -> Any:
-    from baton.cli.main import state
+    from baton.cli.context import state
 
     return state.engine()
 

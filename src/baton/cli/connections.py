@@ -29,7 +29,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 
 
 def _state() -> Any:
-    from baton.cli.main import state
+    from baton.cli.context import state
 
     return state
 
@@ -106,7 +106,7 @@ def connections_check(
 ) -> None:
     """Connect and authenticate; for an MCP connection, list its tools and their input
     schemas; for an HTTP connection, send GET to its base_url and report the status."""
-    from baton.cli.main import fail
+    from baton.cli.commands import fail
 
     st = _state()
     conn = None

@@ -32,11 +32,11 @@ from baton.cli.demo_carrier import DemoCarrier
 from baton.cli.demo_carrier import pointed_at as carrier_pointed_at
 from baton.cli.output import console, table
 from baton.clock import parse_iso
-from baton.connections.calls import CALL_EVENT
 from baton.connections.mcp import close_shared_sessions
 from baton.engine.status import RunStatus, StepStatus, WorkItemStatus
 from baton.errors import ConfigError
 from baton.project import load_project
+from baton.rows import CALL_EVENT
 from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
 from baton.settings import Settings
@@ -329,7 +329,7 @@ def _summary(engine: Engine, elapsed: float) -> None:
         console.print(f"{len(calls)} calls to the bank, audited ({', '.join(f'{n} × {s}' for s, n in sorted(statuses.items()))}); "
                       f"e.g. `baton --db … runs show {sent[0].id}` lists them.")
     if escalated is not None and escalated.record_id:
-        from baton.cli.main import describe_event
+        from baton.cli.render import describe_event
 
         events = engine.timeline(escalated.record_id)
         table(f"Timeline of escalated case {escalated.record_id} (run {escalated.id})",

@@ -129,7 +129,7 @@ def _waiting_for_routing(engine: Engine) -> list[Any]:
 def _second_wave(engine: Engine, worker: Worker, demo: DealerDemo, patience_s: float) -> None:
     """Print who has what and what waits (nobody eligible: offline or at capacity), bring
     the other agents online, and print it again with one case's routing reasons."""
-    from baton.cli.main import describe_event
+    from baton.cli.render import describe_event
     from baton.work.team import ProfileChange
 
     waiting = len(_waiting_for_routing(engine))
@@ -264,7 +264,7 @@ def _rationale(engine: Engine, demo: DealerDemo) -> None:
     """The AI's reasons for one case, from its timeline (``step_completed`` of the ai
     steps): what ``baton records timeline`` and the record page show."""
     from baton.ai.describe import is_ai_answer
-    from baton.cli.main import describe_event
+    from baton.cli.render import describe_event
 
     chosen = next((d for d in demo.deliveries if d.name == EXPLAINED and d.record_id), None)
     if chosen is None or chosen.record_id is None:

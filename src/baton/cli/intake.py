@@ -23,7 +23,7 @@ def intake_eml(
 ) -> None:
     """Import e-mails: each becomes a record, a reply to its case, or is skipped (automatic
     mail, or already imported). Safe to run again on the same files."""
-    from baton.cli.main import state
+    from baton.cli.context import state
     from baton.errors import BatonError
     from baton.intake.mail import MailError
 

@@ -22,7 +22,7 @@ DisplayNameOpt = Annotated[str | None, typer.Option("--display-name", help="The 
 
 
 def _engine() -> Any:
-    from baton.cli.main import state
+    from baton.cli.context import state
 
     return state.engine()
 

@@ -1,6 +1,6 @@
 """``baton plans``: an order's fulfillment plan by lane; cancel it (compensation).
 
-Registered in :mod:`baton.cli.main` with ``app.add_typer(plans_app, name="plans")``.
+Registered in :mod:`baton.cli.commands` with ``app.add_typer(plans_app, name="plans")``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ STYLE = {"completed": "green", "running": "cyan", "fallout": "red", "failed": "r
 
 
 def _state() -> Any:
-    from baton.cli.main import state
+    from baton.cli.context import state
 
     return state
 

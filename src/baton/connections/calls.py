@@ -22,8 +22,6 @@ from baton.errors import StepFailure
 EXCERPT_BYTES = 1024
 """How much of a request or response body a summary keeps."""
 REDACTED = "***"
-CALL_EVENT = "http_call"
-"""The audit event type of one call over an HTTP connection."""
 # Query parameters that carry credentials whatever the connection says.
 CREDENTIAL_PARAMS = frozenset({
     "access_token", "api_key", "apikey", "api-key", "key", "token", "password", "secret",

@@ -7,6 +7,9 @@ from typing import Any
 
 from baton.definitions.model import ObjectTypeDefinition
 from baton.records.fields import json_values, typed_values
+from baton.records.titles import TITLE_LENGTH, TITLE_NAMES, record_title
+
+__all__ = ["TITLE_LENGTH", "TITLE_NAMES", "record_json_view", "record_title", "record_view"]
 
 
 def record_view(row: Mapping[str, Any], otype: ObjectTypeDefinition | None = None) -> dict[str, Any]:
@@ -27,26 +30,3 @@ def record_json_view(row: Mapping[str, Any], otype: ObjectTypeDefinition) -> dic
             "version": row["version"]}
 
 
-TITLE_NAMES = ("title", "subject", "name", "summary", "label")
-"""Field names that read as a record's title, in order of preference."""
-TITLE_LENGTH = 120
-
-
-def record_title(otype: ObjectTypeDefinition | None, data: Mapping[str, Any]) -> str | None:
-    """What a person calls the record in a list (the Monitor, the CLI): its object type's
-    title field when it has one, else the first of :data:`TITLE_NAMES` that holds text,
-    else its first ``string`` field with a value; None when nothing reads as a title.
-    Shortened to :data:`TITLE_LENGTH` characters. (The one place that decides it.)"""
-    names: list[str] = []
-    title_field = getattr(otype, "title_field", None)  # object types may name one
-    if isinstance(title_field, str):
-        names.append(title_field)
-    names += TITLE_NAMES
-    if otype is not None:
-        names += [f.name for f in otype.fields if f.type == "string"]
-    for name in names:
-        value = data.get(name)
-        if isinstance(value, str) and value.strip():
-            text = " ".join(value.split())
-            return text if len(text) <= TITLE_LENGTH else text[:TITLE_LENGTH - 1] + "…"
-    return None

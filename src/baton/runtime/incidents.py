@@ -23,6 +23,7 @@ from baton.records.model import record_view
 from baton.records.related import with_related_txn
 from baton.rows import audit_event
 from baton.runtime import jobs
+from baton.runtime.views import incident_view
 from baton.store.ports import Transaction
 
 if TYPE_CHECKING:
@@ -33,11 +34,6 @@ if TYPE_CHECKING:
 TRIGGER_FAILED = "trigger_failed"
 CONDITION_FLOW_FAILED = "condition_flow_failed"
 KINDS = (TRIGGER_FAILED, CONDITION_FLOW_FAILED)
-
-_VIEW_FIELDS = ("id", "kind", "status", "orchestration", "version", "record_id", "run_id",
-                "expression", "error", "attempts", "created_at", "updated_at", "resolved_at",
-                "resolved_by", "reason")
-
 
 def incident_row(incident_id: str, kind: str, *, orchestration: str, version: int,
                  record_id: str | None, run_id: str | None, expression: str, error: str,
@@ -73,11 +69,6 @@ def condition_expression(flow: str, site: str | None) -> str:
     """What a ``condition_flow_failed`` incident shows as its expression: the flow and the
     condition it was asked for (one incident per site, since each site asks separately)."""
     return f"{flow} at {site}" if site else flow
-
-
-def incident_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    """An incident as the API returns it and the CLI prints it."""
-    return {k: row.get(k) for k in _VIEW_FIELDS}
 
 
 def trigger_scope(record: Mapping[str, Any], old: Mapping[str, Any], now: str) -> dict[str, Any]:

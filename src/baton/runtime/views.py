@@ -8,16 +8,17 @@ OpenAPI; they are the contract.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton.clock import parse_iso
-from baton.connections.calls import CALL_EVENT
-from baton.definitions.model import OrchestrationDefinition
 from baton.engine.attention import attention
 from baton.engine.attention import kinds as attention_kinds
 from baton.engine.state import Run, StepRun
 from baton.engine.status import StageStatus, StepStatus
-from baton.rows import AuditEvent
+from baton.rows import CALL_EVENT, AuditEvent
+
+if TYPE_CHECKING:  # (the CLI's lean read path prints these views without the definitions)
+    from baton.definitions.model import OrchestrationDefinition
 
 RECORD_SYSTEM_FIELDS = ("id", "object_type", "version", "created_at", "updated_at")
 
@@ -146,6 +147,16 @@ def record_json(view: Mapping[str, Any], object_type: str | None = None) -> dict
 def event_view(e: AuditEvent | Mapping[str, Any]) -> dict[str, Any]:
     return {k: e.get(k) for k in ("id", "at", "type", "actor", "record_id", "run_id")} | {
         "data": e.get("data") or {}}
+
+
+INCIDENT_FIELDS = ("id", "kind", "status", "orchestration", "version", "record_id", "run_id",
+                "expression", "error", "attempts", "created_at", "updated_at", "resolved_at",
+                "resolved_by", "reason")
+
+
+def incident_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An incident as the API returns it and the CLI prints it."""
+    return {k: row.get(k) for k in INCIDENT_FIELDS}
 
 
 def fallout_view(run: Run, sr: StepRun) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from sqlalchemy.exc import DBAPIError
 from baton import logs
 from baton.ai.trained import TrainedSets
 from baton.clock import iso, parse_iso
-from baton.connections.calls import CALL_EVENT
 from baton.connections.mcp import close_shared_sessions
 from baton.definitions.model import OrchestrationDefinition, StepDefinition
 from baton.engine import sla
@@ -44,6 +43,7 @@ from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, FlowFn, get_flow
+from baton.rows import CALL_EVENT
 from baton.runtime import callbacks, heap, incidents, jobs, metrics, schedules
 from baton.runtime.apply import event_row
 from baton.runtime.definitions import PLAN_PREFIX

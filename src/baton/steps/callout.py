@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 from baton.clock import iso
-from baton.connections.calls import CALL_EVENT, CallFailed, HttpRequest, HttpResponse
+from baton.connections.calls import CallFailed, HttpRequest, HttpResponse
 from baton.definitions.checks import (
     Checker,
     Scope,
@@ -52,6 +52,7 @@ from baton.engine.status import StepStatus
 from baton.errors import ExpressionError, StepFailure
 from baton.expressions import evaluate, is_expression
 from baton.records.fields import typed_values
+from baton.rows import CALL_EVENT
 from baton.steps.base import (
     DecideContext,
     JobStepType,

@@ -13,10 +13,11 @@
 
 from sqlalchemy.exc import OperationalError
 
+from baton.store.codec import json_dumps, json_loads
 from baton.store.sql.dialects import SQLITE_SYNCHRONOUS
 from baton.store.sql.jobs import worker_host
 from baton.store.sql.plan import PlanAborted, PlanTx
-from baton.store.sql.statements import NOTIFY_CHANNEL, json_dumps, json_loads, normalize_url
+from baton.store.sql.statements import NOTIFY_CHANNEL, normalize_url
 from baton.store.sql.store import SqlStore
 from baton.store.sql.tx import SqlTx
 

@@ -28,7 +28,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from baton.store.sql.statements import NOTIFY_CHANNEL, json_dumps, json_loads
+from baton.store.codec import json_dumps, json_loads
+from baton.store.sql.statements import NOTIFY_CHANNEL
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_MS = 60_000

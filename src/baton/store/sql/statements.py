@@ -7,11 +7,9 @@ step further and runs a statement compiled once per dialect on the DB-API cursor
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from baton.store import schema as s
@@ -40,23 +38,6 @@ def insert_or_ignore(conn: Connection, table: Any) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table)
-
-
-def json_dumps(value: Any) -> str:
-    """The JSON columns' encoder: orjson (~5x faster than json.dumps on run states).
-    What orjson refuses (an integer beyond 64 bits, an unknown type) falls back to json,
-    so it encodes whatever json.dumps did."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:
-        return json.dumps(value)
-
-
-def json_loads(text: str | bytes) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # what json.dumps wrote and orjson does not read (NaN)
-        return json.loads(text)
 
 
 GET_RUN = select(s.runs).where(s.runs.c.id == bindparam("_id"))

@@ -1,0 +1,859 @@
+"""The ``baton`` commands (Typer): thin commands over the Engine (the API uses the same).
+
+``baton.cli.main`` is the entry point: it answers the common read commands on SQLite
+through the lean read path (``baton.cli.reads``, no Typer, no SQLAlchemy) and hands every
+other command line to :func:`main` here.
+
+Start-up cost matters: a read command (``runs list``) should answer in a fraction of a
+second of CPU. So this module imports only Typer, Rich's console and light Baton modules;
+the Engine (SQLAlchemy), the web stack, the worker and CEL load inside the commands that
+use them, and :func:`main` hands Typer only the command named (:func:`app_for`).
+``tests/unit/test_cli_imports.py`` and ``tests/e2e/test_cli_read_imports.py`` hold that
+line; ``bench/cli.py`` measures.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import decimal
+import json
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import typer.main
+from rich.markup import escape
+
+from baton.cli import bundle as bundle_cli
+from baton.cli import render
+from baton.cli.ai import ai_app  # scikit-learn and rapidfuzz load when its command runs
+from baton.cli.bench import bench_app
+from baton.cli.connections import connections_app
+from baton.cli.context import (
+    State,  # noqa: F401 - re-exported (baton.cli.main.State)
+    state,
+)
+from baton.cli.definitions import definitions_app
+from baton.cli.importer import import_app
+from baton.cli.intake import intake_app
+from baton.cli.output import (
+    console,
+    err_console,
+    print_json,
+    progress,
+    run_detail,
+    show_progress,
+    styled,
+    table,
+)
+from baton.cli.params import install_fast_coercion, listed, one_of
+from baton.cli.people import tokens_app, users_app
+from baton.cli.plans import plans_app
+from baton.cli.render import describe_event  # noqa: F401 - re-exported (baton.cli.main.describe_event)
+from baton.clock import iso
+from baton.engine.status import IncidentStatus, RunStatus, WorkItemStatus
+from baton.errors import BatonError, DefinitionError, Issue
+from baton.settings import LOG_FORMATS
+
+install_fast_coercion()  # option values without importing pydantic (see cli/params.py)
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Baton: durable business process orchestration.")
+records_app = typer.Typer(no_args_is_help=True, help="Create, update and read records.")
+runs_app = typer.Typer(no_args_is_help=True, help="List, inspect and cancel runs.")
+work_app = typer.Typer(no_args_is_help=True, help="Work items: list, claim, accept or decline an offer, complete, reassign.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+fallout_app = typer.Typer(no_args_is_help=True,
+                          help="Steps in fallout: list them; retry, complete or skip one (ID = RUN_ID:STEP).")
+app.add_typer(fallout_app, name="fallout")
+incidents_app = typer.Typer(no_args_is_help=True,
+                            help="Incidents (a trigger's when or an evaluation flow that raised): "
+                                 "list them; retry or dismiss one.")
+app.add_typer(incidents_app, name="incidents")
+app.add_typer(definitions_app, name="definitions")
+app.add_typer(connections_app, name="connections")
+app.command("export")(bundle_cli.export)
+app.add_typer(records_app, name="records")
+app.add_typer(import_app, name="import")  # the importers load when their command runs
+app.add_typer(runs_app, name="runs")
+app.add_typer(work_app, name="work")
+app.add_typer(db_app, name="db")
+app.add_typer(bench_app, name="bench")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(intake_app, name="intake")
+app.add_typer(ai_app, name="ai")
+app.add_typer(plans_app, name="plans")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="More columns (the table may need a wide terminal).")]
+LimitOpt = Annotated[int, typer.Option("--limit", help="At most this many rows (1-500)")]
+OffsetOpt = Annotated[int, typer.Option("--offset", help="Skip this many rows first (at most 1000; further on, page with --after)")]
+RunIdArg = Annotated[str, typer.Argument(help="Run id (run_...), as `baton runs list` prints it")]
+RecordIdArg = Annotated[str, typer.Argument(help="Record id (rec_...), as `baton records list` prints it")]
+ItemIdArg = Annotated[str, typer.Argument(help="Work item id (wi_...), as `baton work list` prints it")]
+FalloutIdArg = Annotated[str, typer.Argument(help="RUN_ID:STEP, as `baton fallout list` prints it")]
+IncidentIdArg = Annotated[str, typer.Argument(help="Incident id, as `baton incidents list` prints it")]
+UserOpt = Annotated[str, typer.Option("--user", "-u", help="The person acting (a user name)")]
+DataOpt = Annotated[str, typer.Option("--data", help="JSON object, e.g. '{\"field\": \"value\"}'")]
+RUN_STATUSES = [s.value for s in RunStatus]
+WORK_STATUSES = [s.value for s in WorkItemStatus]
+INCIDENT_STATUSES = [s.value for s in IncidentStatus]
+
+
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        render.version()
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project folder (default: the nearest folder from here upward with a baton.toml)")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL (default: BATON_DB, else baton.toml's, else sqlite:///baton.db)")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print Baton's version and exit.")] = False,
+) -> None:
+    """Baton: durable business process orchestration.
+
+    Commands act on the project in this folder or the nearest one above it with a
+    baton.toml (or --project DIR). Outside a project only `init`, `validate FILE`, `demo`,
+    `bench` and `--help`/`--version` work, unless a database is named with --db or BATON_DB.
+    """
+    state.project_dir = project
+    state.db = db
+
+
+def fail(message: str) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    raise typer.Exit(1)
+
+
+def parse_json(text: str, what: str, *, exact: bool = False) -> dict[str, Any]:
+    """``--data``/``--input`` as a JSON object. ``exact``: numbers with a fraction are
+    Decimals (checked against field definitions: a ``decimal`` field keeps every digit)."""
+    try:
+        value = json.loads(text, parse_float=decimal.Decimal if exact else float)
+    except json.JSONDecodeError as exc:
+        fail(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    if not isinstance(value, dict):
+        fail(f"{what} must be a JSON object like '{{\"field\": \"value\"}}'")
+    return value
+
+
+# ---- project and definitions ------------------------------------------------------------
+@app.command()
+def init(folder: Annotated[Path, typer.Argument(help="Folder to create")]) -> None:
+    """Create a project folder with example definitions and flows."""
+    template = Path(__file__).resolve().parent.parent / "templates" / "project"
+    if folder.exists() and any(folder.iterdir()):
+        fail(f"{folder} exists and is not empty")
+    shutil.copytree(template, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    console.print(f"Created project in [bold]{folder}[/bold]. Next:\n"
+                  f"  cd {folder} && baton deploy && baton records create Ticket --data "
+                  "'{\"subject\": \"Printer on fire\"}' && baton worker --until-idle && baton work list")
+
+
+def _paths(path: Path | None) -> list[Path]:
+    if path is not None:
+        return [path]
+    return [state.project().definitions_dir]
+
+
+@app.command()
+def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (default: definitions/)")] = None,
+             as_json: JsonOpt = False) -> None:
+    """List every problem in the definitions, with file, line and path. An mcp step's tool
+    and argument names are checked against its server's tools when it can be reached (a
+    warning says when it cannot).
+
+    Outside a project, `validate FILE` checks the files alone: their flows and the object
+    types deployed elsewhere are not known, so those references are not checked."""
+    warnings: list[Issue] = []
+    if path is not None and state.find_project() is None:
+        from baton.definitions.loader import check_definitions
+
+        _docs, issues = check_definitions([path], known_flows=None, deployed_objects={},
+                                          warnings=warnings)
+        err_console.print("[dim]outside a project: flow names and deployed object types "
+                          "are not checked[/dim]")
+    else:
+        from baton.cli.connections import mcp_schema_check
+
+        eng = state.engine(flows=True)
+        issues = eng.validate(_paths(path), warnings=warnings)
+        found, unchecked, _checked = mcp_schema_check(eng, _paths(path))
+        issues += found
+        warnings += [dataclasses.replace(w, level="warning") for w in unchecked]
+    if as_json:
+        print_json([{"file": i.file, "line": i.line, "path": i.path, "message": i.message,
+                     "level": i.level} for i in sorted(issues + warnings,
+                                                       key=lambda i: (i.file, i.line))])
+    else:
+        for i in sorted(issues + warnings, key=lambda i: (i.file, i.line)):
+            console.print(str(i), highlight=False, markup=False)
+        if warnings:
+            err_console.print(f"[yellow]{len(warnings)} warning"
+                              f"{'s' if len(warnings) != 1 else ''}[/yellow]")
+        if issues:
+            err_console.print(f"[red]{len(issues)} problem{'s' if len(issues) != 1 else ''}[/red]")
+        else:
+            console.print("[green]valid[/green]")
+    if issues:
+        raise typer.Exit(1)
+
+
+@app.command()
+def deploy(path: Annotated[Path | None, typer.Argument(help="File or folder (default: definitions/)")] = None,
+           as_json: JsonOpt = False) -> None:
+    """Validate and deploy definitions; a changed definition becomes a new version."""
+    eng = state.engine(flows=True)
+    phases = {"read": "reading files", "validate": "validating", "write": "deploying"}
+    with progress("reading files", None, enabled=show_progress(as_json)) as advance:
+        def on_progress(phase: str, done: int, total: int) -> None:
+            advance(0, total=total, description=phases.get(phase, phase), completed=done)
+
+        results = eng.deploy(_paths(path), on_progress=on_progress)
+    if as_json:
+        print_json([{"kind": r.kind, "name": r.name, "version": r.version, "changed": r.changed}
+                    for r in results])
+        return
+    table("Deployed", ["kind", "name", "version", ""],
+          [[r.kind, r.name, r.version, "new version" if r.changed else "unchanged"] for r in results])
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending schema migrations."""
+    from baton.store.sql import SqlStore
+
+    store = SqlStore(state.database_url(), **state.settings().store_options())
+    applied = store.migrate()
+    console.print("\n".join(f"applied {a}" for a in applied) or "schema is up to date")
+
+
+# ---- workers ----------------------------------------------------------------------------
+LogFormatOpt = Annotated[str | None, typer.Option("--log-format", callback=one_of(LOG_FORMATS), help=f"{listed(LOG_FORMATS)} (json: one object a line, with run, step and job ids); default: BATON_LOG_FORMAT, else text")]
+
+
+def _configure_logs(fmt: str | None) -> None:
+    from baton import logs
+
+    logs.configure(fmt or state.settings().log_format)
+
+
+@app.command()
+def worker(
+    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when nothing is ready")] = False,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Worker threads in this process")] = 1,
+    batch: Annotated[int, typer.Option(help="Jobs claimed per transaction")] = 32,
+    heartbeat_timeout: Annotated[float, typer.Option(help="Seconds before a silent worker's jobs are taken over")] = 30.0,
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
+    log_format: LogFormatOpt = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve this process's Prometheus metrics (steps, e-mails, jobs) on this port at /metrics")] = None,
+    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for --metrics-port")] = "127.0.0.1",
+    no_imap: NoImapOpt = False,
+) -> None:
+    """Run the workers: background steps, condition checks, re-evaluation (and poll the
+    mailboxes with an imap: source)."""
+    from baton.runtime.worker import run_workers
+
+    _configure_logs(log_format)
+    eng = state.engine(flows=True, migrate=not no_migrate)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from baton.runtime.metrics import process_registry
+
+        start_http_server(metrics_port, addr=metrics_host, registry=process_registry())
+    workers: list[Any] = []
+
+    def stop(*_: Any) -> None:  # SIGTERM: finish the job in hand, release the rest, exit
+        for w in workers:
+            w.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    import threading
+
+    polling = None if no_imap or until_idle else _imap_polling(eng)
+    result: list[Any] = []
+    runner = threading.Thread(target=lambda: result.extend(run_workers(
+        eng, concurrency, until_idle=until_idle, batch=batch, heartbeat_timeout=heartbeat_timeout,
+        _created=workers)), daemon=True)
+    runner.start()
+    # A person watching `--until-idle` work through many jobs sees how far it is; the
+    # total is not known ahead (each job may enqueue more), so the bar counts up.
+    with progress("worker: jobs done", None, enabled=until_idle and show_progress()) as advance:
+        shown = 0
+        try:
+            while runner.is_alive():
+                runner.join(0.2)
+                done = sum(w.stats.jobs for w in workers)
+                advance(done - shown)
+                shown = done
+        except KeyboardInterrupt:
+            stop()
+            runner.join()
+    if polling is not None:
+        polling.stop()
+    jobs = sum(w.stats.jobs for w in workers)
+    done = sum(w.stats.steps_completed for w in workers)
+    failed = sum(w.stats.steps_failed for w in workers)
+    console.print(f"{len(workers)} worker(s): {jobs} jobs, {done} steps completed, {failed} failed")
+
+
+NoImapOpt = Annotated[bool, typer.Option(
+    "--no-imap", help="Do not poll the mailboxes that have an imap: source (another process does)")]
+
+
+def _imap_polling(eng: Any) -> Any:
+    """Poll the mailboxes with an ``imap:`` source in a background thread (each at its
+    ``every``; mailboxes deployed later are picked up)."""
+    from baton.intake.imap import ImapPolling
+
+    polling = ImapPolling(eng.intake, tick=5.0, env=eng.settings.secrets_env)
+    polling.start()
+    return polling
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8000,
+    workers_: Annotated[int, typer.Option("--workers", "-w", help="Worker threads in this process (0: run workers separately with `baton worker`)")] = 1,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="How browsers reach this server (links in e-mails; default: BATON_BASE_URL, else its own address)")] = None,
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
+    log_format: LogFormatOpt = None,
+    smtp_at: Annotated[str | None, typer.Option("--smtp", help="Also receive e-mail over SMTP on HOST:PORT (e.g. 127.0.0.1:2525) into the deployed mailboxes")] = None,
+    smtp_max_bytes: Annotated[int, typer.Option("--smtp-max-bytes", help="Largest message the SMTP listener takes (bytes)")] = 25 * 1024 * 1024,
+    smtp_domains: Annotated[list[str] | None, typer.Option("--smtp-domain", help="A recipient domain the SMTP listener takes (repeat; default: any the mailboxes list)")] = None,
+    no_imap: NoImapOpt = False,
+) -> None:
+    """Run the REST API, the web UI and the workers in one process until stopped."""
+    import threading
+
+    import uvicorn
+
+    from baton.runtime.flowpool import FlowPool
+    from baton.runtime.worker import Worker
+    from baton.web import create_app
+
+    _configure_logs(log_format)
+    smtp = state.settings().smtp
+    url = (base_url or smtp.base_url
+           or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}").rstrip("/")
+    state.configure(smtp=dataclasses.replace(smtp, base_url=url),  # links in e-mails
+                    public_url=state.settings().public_url or url)  # callback URLs
+    eng = state.engine(flows=True, migrate=not no_migrate)
+    if eng.directory.count_users() == 0:
+        console.print("[yellow]No users yet.[/yellow] Create the first admin (in another terminal):\n"
+                      "  baton users add admin --role admin --email you@example.com --password\n"
+                      f"then log in at {url}/login (API: `baton tokens create admin`).")
+    pool = FlowPool(max(1, workers_), eng.settings.flow_memory_mb)  # the threads share it
+    workers = [Worker(eng, flow_pool=pool) for _ in range(max(0, workers_))]
+    threads = [threading.Thread(target=w.run, name=f"baton-worker-{i}", daemon=True)
+               for i, w in enumerate(workers)]
+    for t in threads:
+        t.start()
+    listener = None
+    if smtp_at is not None:
+        from baton.intake.smtp import SmtpListener, parse_address
+
+        smtp_host, smtp_port = parse_address(smtp_at)
+        listener = SmtpListener(eng.intake, smtp_host, smtp_port, max_bytes=smtp_max_bytes,
+                                allowed_domains=smtp_domains or ())
+        listener.start()
+        console.print(f"Receiving e-mail over SMTP at {smtp_host}:{listener.port}.")
+    polling = None if no_imap else _imap_polling(eng)
+    console.print(f"Baton at {url} (API docs {url}/docs) with {len(workers)} worker thread(s). "
+                  "Stop with Ctrl-C.")
+    try:
+        # proxy_headers=False: forwarding headers are believed from BATON_TRUSTED_PROXIES
+        # only (baton.web.proxies), not from whatever uvicorn trusts by default.
+        app = create_app(eng, base_url=url)
+        from baton.runtime import heap
+
+        heap.settle()  # (a long-running process: see baton.runtime.heap)
+        uvicorn.run(app, host=host, port=port, log_level="info",
+                    proxy_headers=False, log_config=None)  # our handlers and format
+    finally:
+        if listener is not None:
+            listener.stop()
+        if polling is not None:
+            polling.stop()
+        for w in workers:  # finish the job in hand, release the rest
+            w.stop()
+        for t in threads:
+            t.join(timeout=30)
+        pool.close()
+
+
+# ---- paged lists --------------------------------------------------------------------------
+AfterOpt = Annotated[str | None, typer.Option(
+    "--after", help="The cursor a previous page printed: the page after it")]
+MAX_PAGE, MAX_OFFSET = 500, 1000
+
+
+def _page_size(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise BatonError(f"--limit must be between 1 and {MAX_PAGE}, got {limit}")
+    return limit
+
+
+def _bounded_offset(offset: int) -> int:
+    if not 0 <= offset <= MAX_OFFSET:
+        raise BatonError(f"--offset must be between 0 and {MAX_OFFSET} (further on, page with "
+                         f"--after), got {offset}")
+    return offset
+
+
+# ---- runs ---------------------------------------------------------------------------------
+@app.command()
+def start(name: Annotated[str, typer.Argument(help="Orchestration name")],
+          input: Annotated[str, typer.Option("--input", help="The run's input as a JSON object")] = "{}",
+          record: Annotated[str | None, typer.Option("--record", help="Record id the run works on")] = None,
+          as_json: JsonOpt = False) -> None:
+    """Start an autolaunched orchestration."""
+    from baton.runtime.views import run_summary
+
+    run = state.engine(flows=True).start(name, parse_json(input, "--input", exact=True), record_id=record, actor="cli")
+    if as_json:
+        print_json(run_summary(run))
+    else:
+        console.print(f"started run [bold]{run.id}[/bold] of {run.orchestration} v{run.version} "
+                      f"({styled(run.status.value)}, stage {run.current_stage})")
+
+
+@runs_app.command("list")
+def runs_list(orchestration: Annotated[str | None, typer.Option("--orchestration", "-o", help="Only runs of this orchestration")] = None,
+              status: Annotated[str | None, typer.Option("--status", callback=one_of(RUN_STATUSES), help=f"Only runs with this status: {listed(RUN_STATUSES)}")] = None,
+              stage: Annotated[str | None, typer.Option("--stage", help="Only runs now in this stage")] = None,
+              record: Annotated[str | None, typer.Option("--record", help="Only runs of this record (id)")] = None,
+              attention: Annotated[bool, typer.Option(
+                  "--attention", help="Only runs that need attention: a step in fallout or "
+                                      "past its SLA")] = False,
+              limit: LimitOpt = 50, offset: OffsetOpt = 0, after: AfterOpt = None,
+              wide: WideOpt = False, as_json: JsonOpt = False) -> None:
+    """List runs, newest first (a page: --after NEXT gives the following one)."""
+    from baton.runtime.views import run_summary_row
+
+    eng = state.engine()
+    found = eng.page_runs(orchestration=orchestration, status=status, current_stage=stage,
+                          record_id=record, attention=attention or None, after=after,
+                          limit=_page_size(limit), offset=_bounded_offset(offset))
+    render.next_hint(found.next)
+    now = iso(eng.clock.now())
+    render.runs_list([run_summary_row(r, now) for r in found.rows], wide=wide, as_json=as_json)
+
+
+@runs_app.command("show")
+def runs_show(run_id: RunIdArg, as_json: JsonOpt = False) -> None:
+    """A run's stages and steps with their status, and the decisions taken."""
+    run = state.engine().get_run(run_id)
+    if as_json:
+        print_json(run_detail(state.engine(), run))
+        return
+    eng = state.engine()
+    render.runs_show(run, eng.child_runs(run.id), eng.run_events(run.id))
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: RunIdArg, reason: Annotated[str, typer.Option("--reason", help="Why (audited)")] = "canceled from the CLI",
+                as_json: JsonOpt = False) -> None:
+    """Cancel a run; its open work items are canceled too."""
+    from baton.runtime.views import run_summary
+
+    run = state.engine().cancel_run(run_id, reason, actor="cli")
+    print_json(run_summary(run)) if as_json else console.print(f"run {run.id} {styled(run.status.value)}")
+
+
+@runs_app.command("resume")
+def runs_resume(run_id: RunIdArg, reason: Annotated[str, typer.Option("--reason", help="Why (audited)")],
+                as_json: JsonOpt = False) -> None:
+    """Resume a failed run after its cause is fixed: its failed steps run again."""
+    from baton.runtime.views import run_summary
+
+    run = state.engine().resume_run(run_id, reason, actor="cli")
+    print_json(run_summary(run)) if as_json else console.print(f"run {run.id} {styled(run.status.value)}")
+
+
+@runs_app.command("signal")
+def runs_signal(run_id: RunIdArg,
+                name: Annotated[str, typer.Argument(help="The signal's name (a pause step's `signal:`)")],
+                data: Annotated[str, typer.Option("--data", help="JSON object: the waiting steps' output")] = "{}",
+                as_json: JsonOpt = False) -> None:
+    """Send a named signal: pause steps waiting for it complete with --data as their output."""
+    from baton.runtime.views import run_summary
+
+    run = state.engine().signal(run_id, name, parse_json(data, "--data"), actor="cli")
+    print_json(run_summary(run)) if as_json else console.print(
+        f"signal {name} delivered; run {run.id} {styled(run.status.value)}")
+
+
+# ---- fallout ------------------------------------------------------------------------------
+@fallout_app.command("list")
+def fallout_list(limit: Annotated[int, typer.Option("--limit", help="At most this many steps")] = 100,
+                 as_json: JsonOpt = False) -> None:
+    """Steps in fallout, with their error; ID is RUN_ID:STEP."""
+    render.fallout_list(state.engine().list_fallout(limit=limit), as_json=as_json)
+
+
+def _fallout(action: str, fallout_id: str, reason: str, data: str | None, as_json: bool) -> None:
+    from baton.runtime.views import run_summary
+
+    output = parse_json(data, "--data") if data is not None else None
+    run = state.engine().resolve_fallout(fallout_id, action, reason=reason, actor="cli",
+                                         output=output)
+    print_json(run_summary(run)) if as_json else console.print(
+        f"{fallout_id}: {action} done; run {run.id} {styled(run.status.value)}")
+
+
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (audited)")]
+
+
+@fallout_app.command("retry")
+def fallout_retry(fallout_id: FalloutIdArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+    """Run the step again (its retry policy applies afresh)."""
+    _fallout("retry", fallout_id, reason, None, as_json)
+
+
+@fallout_app.command("complete")
+def fallout_complete(fallout_id: FalloutIdArg, reason: ReasonOpt,
+                     data: Annotated[str, typer.Option("--data", help="The step's output as JSON")] = "{}",
+                     as_json: JsonOpt = False) -> None:
+    """Complete the step by hand with --data as its output (checked against its output: specs)."""
+    _fallout("complete", fallout_id, reason, data, as_json)
+
+
+@fallout_app.command("skip")
+def fallout_skip(fallout_id: FalloutIdArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+    """Skip the step: its dependents go on as if it had completed."""
+    _fallout("skip", fallout_id, reason, None, as_json)
+
+
+# ---- incidents ----------------------------------------------------------------------------
+@incidents_app.command("list")
+def incidents_list(
+    status: Annotated[list[str] | None, typer.Option(
+        "--status", callback=one_of(INCIDENT_STATUSES),
+        help=f"{listed(INCIDENT_STATUSES)} (default: open); repeat for several")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many incidents")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Incidents, oldest first, with the expression (or flow), the record and the error."""
+    render.incidents_list(state.engine().list_incidents(statuses=status or ["open"],
+                                                        limit=limit), as_json=as_json)
+
+
+def _incident(action: str, incident_id: str, reason: str, as_json: bool) -> None:
+    eng = state.engine()
+    act = eng.retry_incident if action == "retry" else eng.dismiss_incident
+    inc = act(incident_id, reason=reason, actor="cli")
+    if as_json:
+        print_json(inc)
+        return
+    started = f"; run {inc['run_id']} started" if action == "retry" and inc["kind"] == \
+        "trigger_failed" and inc["run_id"] else ""
+    error = f" ({inc['error']})" if inc["status"] == "open" else ""
+    console.print(f"{incident_id}: {action} done; {styled(inc['status'])}{started}{error}")
+
+
+@incidents_app.command("retry")
+def incidents_retry(incident_id: IncidentIdArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+    """Evaluate again, now: a trigger that holds starts its run; an error keeps it open."""
+    _incident("retry", incident_id, reason, as_json)
+
+
+@incidents_app.command("dismiss")
+def incidents_dismiss(incident_id: IncidentIdArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+    """Close the incident without evaluating it again."""
+    _incident("dismiss", incident_id, reason, as_json)
+
+
+# ---- records ------------------------------------------------------------------------------
+@records_app.command("create")
+def records_create(object_type: Annotated[str, typer.Argument(help="Object type (a deployed `kind: object`), e.g. Ticket")],
+                   data: Annotated[str, typer.Option("--data", help="The record's fields as a JSON object")] = "{}",
+                   children: Annotated[list[str] | None, typer.Option(
+                       "--children", help="TYPE=JSON_LIST: child records created with it in one "
+                                          "transaction, e.g. an order's lines: "
+                                          "OrderLine='[{\"product\": \"DOCK\"}]' (a ref to a "
+                                          "line's own type may be \"#N\", the Nth child)")] = None,
+                   as_json: JsonOpt = False) -> None:
+    """Create a record; orchestrations triggered on create start with it."""
+    kids: dict[str, Any] = {}
+    for given in children or []:
+        ctype, sep, text = given.partition("=")
+        if not sep or not ctype:
+            raise typer.BadParameter(f"expected TYPE=JSON_LIST, got {given[:60]!r}",
+                                     param_hint="--children")
+        try:
+            rows = json.loads(text, parse_float=decimal.Decimal)
+        except json.JSONDecodeError as exc:
+            fail(f"--children {ctype} is not valid JSON: {exc.msg} at column {exc.colno}")
+        if not isinstance(rows, list):
+            fail(f"--children {ctype} must be a JSON list of objects")
+        kids[ctype] = rows
+    rec = state.engine().create_record(object_type, parse_json(data, "--data", exact=True),
+                                       actor="cli", children=kids or None)
+    print_json(rec) if as_json else console.print(
+        f"created {object_type} [bold]{rec['id']}[/bold]")
+
+
+@records_app.command("update")
+def records_update(record_id: RecordIdArg,
+                   data: Annotated[str, typer.Option("--data", help="The fields to change as a JSON object")],
+                   version: Annotated[int | None, typer.Option("--version", help="Fail unless the record is at this version")] = None,
+                   as_json: JsonOpt = False) -> None:
+    """Update fields of a record (optimistic concurrency with --version)."""
+    rec = state.engine().update_record(record_id, parse_json(data, "--data", exact=True), expected_version=version,
+                                       actor="cli")
+    print_json(rec) if as_json else console.print(f"updated {record_id} (version {rec['version']})")
+
+
+@records_app.command("show")
+def records_show(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
+    """A record's fields, with its version and times, and its attachments."""
+    eng = state.engine()
+    rec = eng.get_record(record_id)
+    files = eng.intake.attachments(record_id)
+    render.records_show(rec, files, as_json=as_json)
+
+
+@records_app.command("list")
+def records_list(object_type: Annotated[str | None, typer.Argument(help="Only records of this object type")] = None,
+                 limit: LimitOpt = 50, offset: OffsetOpt = 0, after: AfterOpt = None,
+                 wide: Annotated[bool, typer.Option("--wide", "-w", help="Every field in full (by default the fields are cut at 80 characters)")] = False,
+                 as_json: JsonOpt = False) -> None:
+    """Records, newest first (a page: --after NEXT gives the following one)."""
+    found = state.engine().page_records(object_type, after=after, limit=_page_size(limit),
+                                        offset=_bounded_offset(offset))
+    render.next_hint(found.next)
+    render.records_list(found.rows, wide=wide, as_json=as_json)
+
+
+@records_app.command("timeline")
+def records_timeline(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
+    """Every event that touched the record, in order, with actor and time."""
+    render.records_timeline(record_id, state.engine().timeline(record_id), as_json=as_json)
+
+
+# ---- work items ---------------------------------------------------------------------------
+@work_app.command("list")
+def work_list(user: Annotated[str | None, typer.Option("--user", "-u", help="Items assigned to or claimed by this user")] = None,
+              queue: Annotated[str | None, typer.Option("--queue", "-q", help="Items in this queue")] = None,
+              group: Annotated[str | None, typer.Option("--group", "-g", help="Items assigned to this group")] = None,
+              status: Annotated[list[str] | None, typer.Option("--status", callback=one_of(WORK_STATUSES), help=f"Only items with this status: {listed(WORK_STATUSES)}; repeat for several (default: open and claimed)")] = None,
+              all_statuses: Annotated[bool, typer.Option("--all", help="Include completed and canceled")] = False,
+              limit: LimitOpt = 100, offset: OffsetOpt = 0, after: AfterOpt = None,
+              wide: WideOpt = False, as_json: JsonOpt = False) -> None:
+    """Open work items: a user's, a queue's or a group's (all open items if none is given),
+    oldest first (a page: --after NEXT gives the following one)."""
+    from baton.work.items import OPEN_STATUSES
+
+    if status:
+        statuses = list(status)
+    else:
+        statuses = [s.value for s in WorkItemStatus] if all_statuses else list(OPEN_STATUSES)
+    found = state.engine().page_work(user=user, queue=queue, group=group, statuses=statuses,
+                                     after=after, limit=_page_size(limit),
+                                     offset=_bounded_offset(offset))
+    render.next_hint(found.next)
+    render.work_list(found.rows, wide=wide, as_json=as_json)
+
+
+@work_app.command("show")
+def work_show(item_id: ItemIdArg, as_json: JsonOpt = False) -> None:
+    """A work item: its status, assignment, SLA, instructions and form fields."""
+    from baton.runtime.views import work_item_view
+
+    item = work_item_view(state.engine().get_work_item(item_id))
+    if as_json:
+        print_json(item)
+        return
+    console.print(f"[bold]{item['id']}[/bold] {item['title']}  {styled(item['status'])}  "
+                  f"assigned to {item['assigned_to']}")
+    if item.get("routing_status") == "offered":
+        console.print(f"offered to {item['assignee']}: baton work accept|decline "
+                      f"{item['id']} --user {item['assignee']}")
+    if item["sla_status"]:
+        console.print(f"SLA {styled(item['sla_status'])}, due {item['due_at']}")
+    if item["instructions"]:
+        console.print(item["instructions"])
+    table("Form", ["field", "type", "required", "choices"],
+          [[f["name"], f["type"], "yes" if f["required"] else "", ", ".join(f.get("choices") or [])]
+           for f in item["form"]])
+
+
+def _acting_user(engine: Any, name: str) -> Any:
+    """Whom ``--user`` acts as, checked like the API checks a token's user: once the
+    directory has people (``baton users add``), NAME must be one of them, active, and a
+    member of the item's group or queue unless their role may work on every item. A
+    project with no users yet (the quickstart) acts as NAME unchecked."""
+    from baton.auth.roles import Permission
+
+    directory = engine.directory
+    if directory.count_users() == 0:
+        return None
+    found = directory.find_user(name)
+    if found is None:
+        raise BatonError(f"no user {name!r} (see `baton users list`)")
+    if not found.active:
+        raise BatonError(f"user {name!r} is inactive")
+    return None if found.can(Permission.WORK_ALL) else found
+
+
+@work_app.command("claim")
+def work_claim(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
+    """Claim an item; if someone else claimed it first, this fails with a clear message."""
+    from baton.runtime.views import work_item_view
+
+    engine = state.engine()
+    item = engine.claim(item_id, user, scope=_acting_user(engine, user))
+    print_json(work_item_view(item)) if as_json else console.print(f"{item_id} claimed by {user}")
+
+
+@work_app.command("accept")
+def work_accept(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
+    """Accept an item a routing rule offered you (offer mode): it becomes yours."""
+    from baton.runtime.views import work_item_view
+
+    engine = state.engine()
+    item = engine.accept(item_id, user, scope=_acting_user(engine, user))
+    print_json(work_item_view(item)) if as_json else console.print(f"{item_id} accepted by {user}")
+
+
+@work_app.command("decline")
+def work_decline(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
+    """Decline an item a routing rule offered you: the next candidate is offered it."""
+    from baton.runtime.views import work_item_view
+
+    engine = state.engine()
+    item = engine.decline(item_id, user, scope=_acting_user(engine, user))
+    if as_json:
+        print_json(work_item_view(item))
+        return
+    now = (f"offered to {item['assignee']}" if item.get("routing_status") == "offered"
+           else f"waiting for routing in {item['assignee_kind']}:{item['assignee']}")
+    console.print(f"{item_id} declined by {user}; now {now}")
+
+
+@work_app.command("complete")
+def work_complete(item_id: ItemIdArg, user: UserOpt,
+                  data: Annotated[str, typer.Option("--data", help="The form's fields as a JSON object")] = "{}",
+                  as_json: JsonOpt = False) -> None:
+    """Submit the form; the step completes and the run moves on."""
+    from baton.runtime.views import completed_view
+
+    engine = state.engine()
+    result = engine.complete(item_id, user, parse_json(data, "--data", exact=True),
+                             scope=_acting_user(engine, user))
+    run = result["run"]
+    if as_json:
+        print_json(completed_view(result))
+    else:
+        console.print(f"{item_id} completed by {user}; run {run.id} is {styled(run.status.value)}"
+                      + (f" in stage {run.current_stage}" if run.current_stage else ""))
+
+
+@work_app.command("recall")
+def work_recall(item_id: ItemIdArg,
+                user: Annotated[str, typer.Option("--user", "-u", help="Who recalls it: the approval's submitter, or an operator")],
+                as_json: JsonOpt = False) -> None:
+    """Take back a pending approval: its step completes with decision 'recalled'."""
+    from baton.runtime.views import completed_view
+
+    engine = state.engine()
+    result = engine.work.recall(item_id, user, _acting_user(engine, user))
+    run = result["run"]
+    if as_json:
+        print_json(completed_view(result))
+    else:
+        console.print(f"{item_id} recalled by {user}; run {run.id} is {styled(run.status.value)}"
+                      + (f" in stage {run.current_stage}" if run.current_stage else ""))
+
+
+@work_app.command("reassign")
+def work_reassign(item_id: ItemIdArg, to: Annotated[str, typer.Option("--to", help="user:NAME, group:NAME or queue:NAME")],
+                  as_json: JsonOpt = False) -> None:
+    """Assign an item to another user, group or queue (a claim on it is released)."""
+    from baton.runtime.views import work_item_view
+
+    item = state.engine().reassign(item_id, to, actor="cli")
+    print_json(work_item_view(item)) if as_json else console.print(f"{item_id} reassigned to {to}")
+
+
+@app.command()
+def demo(
+    db: Annotated[Path, typer.Option("--db-file", help="SQLite file to (re)create")] = Path("baton-demo.db"),
+    cases: Annotated[int, typer.Option("--cases", help="Support cases run through case_triage")] = 200,
+    requests: Annotated[int, typer.Option("--requests", help="Address updates run through address_update")] = 20,
+    leads: Annotated[int, typer.Option("--leads", help="Sales leads run through lead_enrichment (two MCP tool calls each)")] = 6,
+    dealer_mail: Annotated[bool, typer.Option("--dealer-mail/--no-dealer-mail", help="Send dealer_support's 31 e-mails through a real SMTP listener (AI intent and dealer account, routing)")] = True,
+    examples: Annotated[Path | None, typer.Option(help="Examples folder")] = None,
+) -> None:
+    """Deploy the examples, run 200 cases, 20 address updates and 6 leads (looked up in an
+    MCP server), send 31 dealer e-mails over SMTP (classified and matched by the AI),
+    print what happened."""
+    from baton.cli.demo import run_demo
+
+    run_demo(db, cases, requests, examples, state.settings(), leads, dealer_mail)
+
+
+ROOT_OPTIONS_WITH_VALUE = ("--project", "-p", "--db")  # _main's options that take a value
+
+
+def app_for(args: list[str]) -> typer.Typer:
+    """The app to run ``baton ARGS`` with: only the command named, when one is.
+
+    Typer turns every command of an app into a Click command (reading each function's
+    signature and annotations) before it parses a single argument: ~0.07 s of CPU for the
+    ~70 commands, on every ``baton`` call. ``baton runs list`` needs the ``runs`` group
+    only; the same app with the other commands left out parses, helps and fails exactly
+    as the full one for it, and ``--version`` needs none. No command named (``baton``,
+    ``--help``, an unknown name): the full app, whose help and errors list every command."""
+    name = None
+    rest = iter(args)
+    for arg in rest:
+        if arg in ROOT_OPTIONS_WITH_VALUE:
+            next(rest, None)
+        elif not arg.startswith("-"):
+            name = arg
+            break
+        elif arg == "--version":  # (eager: it prints and exits before anything else)
+            return _with_commands(app, [], [])
+        elif arg == "--" or not arg.startswith(tuple(f"{o}=" for o in ROOT_OPTIONS_WITH_VALUE)):
+            return app  # --help, an unknown option: the full app says
+    if name is None:
+        return app
+    groups = [g for g in app.registered_groups if g.name == name]
+    commands = [c for c in app.registered_commands
+                if (c.name or typer.main.get_command_name(c.callback.__name__  # type: ignore[union-attr]
+                                                          )) == name]
+    return _with_commands(app, groups, commands) if groups or commands else app
+
+
+def _with_commands(full: typer.Typer, groups: list[Any], commands: list[Any]) -> typer.Typer:
+    """``full`` (its callback, options and settings) with only these commands."""
+    lean = copy.copy(full)
+    lean.registered_groups = groups
+    lean.registered_commands = commands
+    return lean
+
+
+def main() -> None:
+    try:
+        app_for(sys.argv[1:])()
+    except DefinitionError as exc:
+        for issue in exc.issues:
+            console.print(str(issue), highlight=False, markup=False)
+        err_console.print(f"[red]error:[/red] {len(exc.issues)} problem(s); nothing was deployed")
+        sys.exit(1)
+    except BatonError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,93 @@
+"""What a command runs with: the project, its settings, its Engine (no Typer here, so the
+lean read path finds the database exactly as the commands do)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from baton.errors import ConfigError
+from baton.project import Project, find_project_root, load_project
+from baton.settings import Settings
+
+
+class State:
+    """What this command runs with: the project, its settings (read once), its Engine."""
+
+    project_dir: str | None = None
+    db: str | None = None  # --db
+    _project: Project | None = None
+    _settings: Settings | None = None
+    _engine: Any = None
+
+    def project(self) -> Project:
+        """The project this command acts on: ``--project DIR``, else the nearest folder from
+        here upward with a ``baton.toml`` (as git finds its repository). Outside any
+        project it is an error (rather than a new ``./baton.db`` made by surprise) unless
+        a database is named (``--db`` or ``BATON_DB``): then the folder's defaults apply."""
+        if self._project is None:
+            found = self.find_project()
+            if found is None:
+                raise ConfigError(self._no_project_message())
+            self._project = found
+        return self._project
+
+    def find_project(self) -> Project | None:
+        """The project, or None when there is none (and no database is named)."""
+        if self._project is not None:
+            return self._project
+        if self.project_dir is not None:
+            given = Path(self.project_dir)
+            # (A folder that does not exist: load_project says so.)
+            if (given / "baton.toml").is_file() or not given.is_dir() or self._database_named():
+                return load_project(given)
+            return None
+        root = find_project_root(Path.cwd())
+        if root is not None:
+            return load_project(root)
+        return load_project(None) if self._database_named() else None
+
+    def _database_named(self) -> bool:
+        return bool(self.db or Settings.from_environment().database)
+
+    def _no_project_message(self) -> str:
+        where = (f"{Path(self.project_dir).resolve()} has no baton.toml"
+                 if self.project_dir is not None
+                 else f"no baton.toml in {Path.cwd()} or any folder above it")
+        return (f"not in a Baton project: {where}. Run the command inside a project folder, "
+                "name one with --project DIR (or a database with --db URL), or create one "
+                "with `baton init DIR`")
+
+    def settings(self) -> Settings:
+        """``baton.toml``, the environment (``BATON_*``), then the flags: the one place the
+        command reads its surroundings; everything below is given the result."""
+        if self._settings is None:
+            found = self.find_project()
+            settings = Settings.from_environment(project=found.settings if found else {})
+            if found is not None:
+                settings = dataclasses.replace(settings, project_dir=str(found.root))
+            if self.db:
+                settings = dataclasses.replace(settings, database=self.db)
+            self._settings = settings
+        return self._settings
+
+    def configure(self, **changes: Any) -> None:
+        """Settings a command works out itself (``serve``'s own address); before the Engine."""
+        assert self._engine is None, "settings change after the Engine was made"
+        self._settings = dataclasses.replace(self.settings(), **changes)
+
+    def database_url(self) -> str:
+        return self.project().database_url(self.settings().database)
+
+    def engine(self, *, flows: bool = False, migrate: bool = True) -> Any:
+        from baton.runtime.engine import Engine
+
+        if flows:
+            self.project().import_flows()
+        if self._engine is None:
+            self._engine = Engine(self.database_url(), migrate=migrate, settings=self.settings())
+        return self._engine
+
+
+state = State()
