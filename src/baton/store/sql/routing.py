@@ -29,8 +29,9 @@ from sqlalchemy import (
 )
 
 from baton.store import schema as s
+from baton.store.codec import json_loads
 from baton.store.sql.marks import refused
-from baton.store.sql.statements import insert_or_ignore, json_loads
+from baton.store.sql.statements import insert_or_ignore
 
 _a, _q, _w = s.agents, s.agent_queues, s.work_items
 _m, _u, _g = s.memberships, s.users, s.routing_generation
