@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from baton.store.base import DefinitionRow
 from baton.store.codec import json_loads, unpack_event_row
 
 SCHEMA_VERSIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, *range(10, 24)})
@@ -58,22 +59,6 @@ ATTENTION_VALUES = (1, 2, 3)  # baton.engine.attention.VALUES
 
 class Unsupported(Exception):  # (a signal to the caller, never shown)
     """The lean path does not answer this exactly: the full path does."""
-
-
-@dataclass(frozen=True)
-class DefinitionRow:
-    """A deployed version, as :class:`baton.store.base.DefinitionRow` has it."""
-
-    id: int
-    kind: str
-    name: str
-    version: int
-    checksum: str
-    source: str
-    file: str
-    active: bool
-    deployed_at: str
-    deployed_by: str
 
 
 @dataclass(frozen=True)
