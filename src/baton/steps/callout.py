@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import email.utils
 from collections import ChainMap
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
@@ -60,6 +60,7 @@ from baton.steps.base import (
     StepWork,
     expression_error,
 )
+from baton.steps.flowrun import StepSnapshot
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 WAITS = ("callback",)
@@ -270,13 +271,12 @@ def request_scope(work: StepWork) -> dict[str, Any]:
             "steps": _StepsSeen(run)}
 
 
-class _StepsSeen(Mapping[str, Any]):
+class _StepsSeen(StepSnapshot[dict[str, Any]]):
     """``steps`` of a request's scope: each step as it was when the scope was made (the
-    run moves on while the call is made), its view made when an expression reads it. A
-    plan's run has hundreds of steps and a request reads one or two of them: making every
-    view for every call cost more than the call (issue 13 item 9)."""
+    run moves on while the call is made), its view made when an expression reads it (see
+    :class:`~baton.steps.flowrun.StepSnapshot`)."""
 
-    __slots__ = ("_seen",)
+    __slots__ = ()
 
     def __init__(self, run: Run) -> None:
         self._seen = {n: (sr.status, sr.iteration, sr.output, sr.error)
@@ -290,15 +290,6 @@ class _StepsSeen(Mapping[str, Any]):
         if error is not None:
             view["error"] = error
         return view
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._seen)
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._seen
 
 
 def build_request(opts: Mapping[str, Any], data: Mapping[str, Any], key: str) -> HttpRequest:

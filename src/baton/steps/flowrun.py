@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from baton.definitions.model import OrchestrationDefinition
 from baton.engine.state import Run, copy_json
 from baton.errors import StepFailure
 from baton.flows import FlowContext, FlowFn, RecordReader, StepView
 from baton.records.fields import decimal_forms, typed_values
+
+V = TypeVar("V")
 
 
 def flow_context(run: Run, step: str, iteration: int, record: Mapping[str, Any] | None,
@@ -44,17 +46,35 @@ def flow_context(run: Run, step: str, iteration: int, record: Mapping[str, Any] 
                        logger=flow_logger(run.id, step), records=records)
 
 
-class StepViews(Mapping[str, StepView]):
-    """``ctx.steps``: every step of the run as it was when the context was made, each
-    step's view (its output typed and copied) made when the flow first reads it. A plan's
-    run has hundreds or thousands of steps and its flows read one or two; making every
-    view up front cost more than the rest of a step (issue 13 item 9).
+class StepSnapshot(Mapping[str, V]):
+    """The run's steps as they were when a flow's context or a request's scope was made,
+    each step's view made only when it is read: a plan's run has hundreds or thousands of
+    steps and a flow or a request reads one or two, so making every view up front cost
+    more than the rest of a step (issue 13 item 9). ``_seen`` holds, per step name, what
+    the view is made from; subclasses make the view in ``__getitem__``."""
+
+    __slots__ = ("_seen",)
+    _seen: dict[str, tuple[Any, ...]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._seen)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._seen
+
+
+class StepViews(StepSnapshot[StepView]):
+    """``ctx.steps``: each step's view (its output typed and copied) made when the flow
+    first reads it (see :class:`StepSnapshot`).
 
     The statuses and outputs are taken when the context is made (what decide() does to the
     run afterwards is not seen); an output is replaced by the engine, never changed in
     place, so copying it on first read copies what it was then."""
 
-    __slots__ = ("_orchestration", "_seen", "_views")
+    __slots__ = ("_orchestration", "_views")
 
     def __init__(self, run: Run, orchestration: OrchestrationDefinition | None) -> None:
         self._seen = {n: (sr.status, sr.output) for n, sr in run.steps.items()}
@@ -69,15 +89,6 @@ class StepViews(Mapping[str, StepView]):
                             copy_json(_typed_output(self._orchestration, name, output)))
             self._views[name] = view
         return view
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._seen)
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._seen
 
 
 def _typed_output(orchestration: OrchestrationDefinition | None, step: str,
