@@ -23,6 +23,7 @@ from bench import sqltrace
 from bench.pg_scale import Sampler
 
 from ..conftest import EXAMPLES, REPO
+from ..procs import triage_open_items
 
 RUNS = 40
 WORKERS = 2
@@ -59,11 +60,7 @@ def test_row_level_statements_are_not_table_locks() -> None:
 def _drive(engine: Engine) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
-        items = engine.list_work(queue="tier1", limit=500) + engine.list_work(queue="tier2", limit=500)
-        for item in items:
-            case = engine.get_record(item["record_id"])
-            escalate = case["number"] % 5 == 0 and case["level"] == 1
-            engine.complete(item["id"], "driver", {"resolution": "escalate" if escalate else "close"})
+        items = triage_open_items(engine)
         with engine.store.read() as tx:
             if tx.count_in_progress_runs_txn() == 0 and not items:
                 return

@@ -25,6 +25,7 @@ from baton.project import Project
 from baton.runtime.engine import Engine
 
 from ..conftest import EXAMPLES, REPO
+from ..procs import triage_open_items
 
 RUNS = int(os.environ.get("BATON_SCALE_RUNS", "2000"))
 WORKERS = 4
@@ -81,11 +82,7 @@ def _drive(engine: Engine, total: int, on_progress: Any = None) -> None:
     """Complete triage items as they appear until every run has finished."""
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
-        items = engine.list_work(queue="tier1", limit=500) + engine.list_work(queue="tier2", limit=500)
-        for item in items:
-            case = engine.get_record(item["record_id"])
-            escalate = case["number"] % 5 == 0 and case["level"] == 1
-            engine.complete(item["id"], "driver", {"resolution": "escalate" if escalate else "close"})
+        items = triage_open_items(engine)
         with engine.store.read() as tx:
             done = sum(c for _o, st, _s, c in tx.count_runs_txn() if st != "in_progress")
         if on_progress is not None:
