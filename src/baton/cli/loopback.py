@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import threading
+from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
-class LoopbackJsonService:
+class LoopbackJsonService(ABC):
     """Start with :meth:`start` (``url`` is then the base URL), stop with :meth:`stop`.
     Subclasses implement :meth:`receive`; ``name`` names the serving thread."""
 
@@ -20,10 +21,10 @@ class LoopbackJsonService:
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
 
+    @abstractmethod
     def receive(self, path: str, headers: dict[str, str], body: bytes
                 ) -> tuple[int, Any, dict[str, str]]:
         """Answer one POST: status, a JSON-able answer, and extra response headers."""
-        raise NotImplementedError
 
     def start(self) -> Any:
         service = self
