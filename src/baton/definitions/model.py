@@ -417,6 +417,9 @@ class RoutingDefinition:
     sticky: bool = False
     offer_timeout_ms: int | None = None  # offer mode: how long the offeree has to accept
     label: str | None = None
+    # the queue's routing rule: work assigned to queue ``pool`` (``assign: {queue: ...}``)
+    # is routed by it, as ``assign: {routing: NAME}`` would route it
+    for_queue: bool = False
 
 
 

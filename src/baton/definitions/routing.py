@@ -13,6 +13,14 @@ sticky: true                           # prefer who handled this record before
 offer: {timeout: 2m}                   # offer the item to the winner, who accepts or declines
 ```
 
+**The queue's routing rule** (``for_queue: true``, Omni-Channel's "a queue has a routing
+configuration"): work assigned to the rule's queue (``assign: {queue: tier1}``, or an
+expression or resource giving ``queue:tier1``) is routed by the rule exactly as
+``assign: {routing: NAME}`` routes it. ``from`` must then be that queue, and one active rule
+at most is bound to a queue (checked across the files deployed together, and against the
+rules already deployed). Deploying, changing or deactivating such a rule takes effect for
+orchestrations already deployed, at their next step start.
+
 With ``offer``, the winner is *offered* the item rather than given it: they accept (it is
 theirs) or decline (the next candidate is offered it, the decliner never again for this
 item); an offer not accepted within ``timeout`` goes to the next candidate too.
@@ -53,7 +61,7 @@ POOL_KINDS = ("queue", "group")
 RULE_KEYS = ("from", "required_skills", "preferred_skills", "filters", "strategy", "sticky",
              "offer")
 OFFER_KEYS = ("timeout",)
-DOC_KEYS = ("kind", "name", "label", "description", *RULE_KEYS)
+DOC_KEYS = ("kind", "name", "label", "description", "for_queue", *RULE_KEYS)
 SKILL_KEYS = ("skill", "min_level")
 LEVELS = range(1, 6)
 
@@ -66,6 +74,43 @@ def check_routing_document(ck: Checker, data: Mapping[str, Any]) -> None:
         expect_identifier(ck, "name", data["name"], "routing rule name")
     check_texts(ck, "", data, ("label", "description"))
     check_rule_keys(ck, "", data, Scope())
+    if "for_queue" in data:
+        _check_for_queue(ck, data)
+
+
+def _check_for_queue(ck: Checker, data: Mapping[str, Any]) -> None:
+    """``for_queue: true`` binds the rule to the queue its candidates come from."""
+    if not expect_bool(ck, "for_queue", data["for_queue"]) or not data["for_queue"]:
+        return
+    pool = data.get("from")
+    if isinstance(pool, dict) and len(pool) == 1 and "group" in pool:
+        ck.add("for_queue", "for_queue binds the rule to the queue its candidates come from, "
+                            f"but from names group '{pool['group']}' (write from: {{queue: "
+                            "NAME}, the queue whose work the rule routes)")
+
+
+def bound_queue(data: Any) -> str | None:
+    """The queue a ``kind: routing`` document (plain data) is bound to, or None."""
+    if not isinstance(data, dict) or data.get("kind") != "routing" \
+            or data.get("for_queue") is not True:
+        return None
+    pool = data.get("from")
+    if isinstance(pool, dict) and len(pool) == 1 and isinstance(pool.get("queue"), str):
+        return str(pool["queue"])
+    return None
+
+
+def check_queue_binding(ck: Checker, bound: dict[str, tuple[str, str, int]]) -> None:
+    """One rule per queue among the documents checked together: ``bound`` (queue -> the
+    first rule's name, file and line) is filled as the documents go by."""
+    queue = bound_queue(ck.doc.data)
+    if queue is None:
+        return
+    name = str(ck.doc.data.get("name"))
+    first = bound.setdefault(queue, (name, ck.doc.file, ck.line("for_queue")))
+    if first[0] != name:
+        ck.add("for_queue", f"queue '{queue}' already has a routing rule: '{first[0]}' at "
+                            f"{first[1]}:{first[2]} (one rule per queue)")
 
 
 def check_inline_rule(ck: Checker, path: str, value: Any, scope: Scope) -> None:
@@ -154,6 +199,7 @@ def build_rule(name: str, data: Mapping[str, Any]) -> RoutingDefinition:
         sticky=bool(data.get("sticky", False)),
         offer_timeout_ms=duration_ms(data["offer"]["timeout"]) if data.get("offer") else None,
         label=data.get("label"),
+        for_queue=data.get("for_queue") is True,
     )
 
 

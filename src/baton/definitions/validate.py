@@ -44,7 +44,7 @@ from baton.definitions.connection import check_connection
 from baton.definitions.intake_form import check_intake_form
 from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
 from baton.definitions.plans import check_catalog, check_fulfillment
-from baton.definitions.routing import check_routing_document
+from baton.definitions.routing import check_queue_binding, check_routing_document
 from baton.errors import Issue
 from baton.expressions import is_expression
 from baton.expressions.cel import member_chains
@@ -136,11 +136,13 @@ def validate_documents(
               orchestrations=orchestrations, shapes=_object_shapes(docs, deployed_objects or {}),
               connections=_connections(docs, deployed_connections))
     seen: dict[tuple[str, str], ParsedDocument] = {}
+    bound: dict[str, tuple[str, str, int]] = {}  # queue -> its routing rule (for_queue)
     results = []
     for doc in docs:
         ck = Checker(doc)
         _check_document(ck, env)
         _check_unique(ck, seen)
+        check_queue_binding(ck, bound)
         results.append(ck.issues)
     return results
 

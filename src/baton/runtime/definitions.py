@@ -31,7 +31,7 @@ from baton.definitions.model import (
     RoutingDefinition,
 )
 from baton.definitions.refs import seed_navigated
-from baton.errors import DefinitionError, NotFound, TransitionConflict
+from baton.errors import DefinitionError, Issue, NotFound, TransitionConflict
 from baton.ids import IdGenerator, UlidIds
 from baton.runtime import schedules
 from baton.store.base import DefinitionRow
@@ -99,6 +99,7 @@ class DefinitionRepo:
                                     deployed_orchestrations=self.orchestration_names(),
                                     deployed_connections=self.connection_types(),
                                     on_progress=on_progress)
+        self._check_bound_queues(docs)
         results = []
         now_dt = self.clock.now()
         now = iso(now_dt)
@@ -129,6 +130,36 @@ class DefinitionRepo:
                 results.append(DeployResult(doc.kind, doc.name, version, True))
         self._generation = None
         return results
+
+    def _check_bound_queues(self, docs: Sequence[Any]) -> None:
+        """A queue has one routing rule at most (``for_queue: true``): a rule deployed now
+        may not take a queue another active rule, not deployed now, is bound to. (The
+        files deployed together are checked against each other by the loader.)"""
+        mine = {d.name for d in docs if d.kind == "routing"}
+        taken = {rule.pool: name for name, rule in self._bound_rules().items()
+                 if name not in mine}
+        issues = []
+        for doc in docs:
+            rule = doc.definition
+            if doc.kind == "routing" and rule.for_queue and rule.pool in taken:
+                issues.append(Issue(doc.file, _key_line(doc.source, doc.line, "for_queue"),
+                                    "for_queue", f"queue '{rule.pool}' already has a routing "
+                                    f"rule: '{taken[rule.pool]}' is deployed and active (one "
+                                    "rule per queue: deactivate it, or deploy it without "
+                                    "for_queue, first)"))
+        if issues:
+            raise DefinitionError(issues)
+
+    def _bound_rules(self) -> dict[str, RoutingDefinition]:
+        """The active routing rules bound to their queue (``for_queue``), by name."""
+        self.refresh()
+        out = {}
+        for (kind, name), version in sorted(self._active.items()):
+            if kind == "routing":
+                rule: RoutingDefinition = self._parse(kind, name, version)
+                if rule.for_queue:
+                    out[name] = rule
+        return out
 
     # ---- versions -----------------------------------------------------------------------
     def list_versions(self, kind: str | None = None, name: str | None = None) -> list[DefinitionRow]:
@@ -161,6 +192,8 @@ class DefinitionRepo:
             if version is not None:
                 if tx.get_definition_txn(kind, name, version) is None:
                     raise NotFound(kind, f"{name} v{version}")
+                if kind == "routing":
+                    self._check_activated_rule(name, version)
                 tx.set_active_txn(kind, name, version)
             else:
                 if kind == "object":
@@ -177,6 +210,19 @@ class DefinitionRepo:
                 "data": {"kind": kind, "name": name, "version": version}}])
         self._generation = None
         return self.get_version(kind, name, version) if version is not None else None
+
+    def _check_activated_rule(self, name: str, version: int) -> None:
+        """Activating a version of a rule bound to its queue: no other active rule may be
+        bound to that queue."""
+        rule: RoutingDefinition = self._parse("routing", name, version)
+        if not rule.for_queue:
+            return
+        for other, bound in self._bound_rules().items():
+            if other != name and bound.pool == rule.pool:
+                raise TransitionConflict(
+                    f"routing rule {name!r} v{version} is bound to queue {rule.pool!r}, which "
+                    f"active rule {other!r} is bound to already (one rule per queue: "
+                    "deactivate it first)")
 
     def schedules(self) -> dict[str, dict[str, Any]]:
         """Each cron-started orchestration's schedule: ``cron``, ``timezone``, ``version``,
@@ -219,6 +265,8 @@ class DefinitionRepo:
                 # parsed with (its records' titles, its SLAs' hours): parse it again.
                 self._parsed = {k: v for k, v in self._parsed.items()
                                 if k[0] != "orchestration"}
+                self._plans.clear()  # (built again from their stored graphs)
+                self._plan_steps = 0
             self._active = active
             for r in rows:
                 self._sources[(r.kind, r.name, r.version)] = (r.source, r.file)
@@ -282,6 +330,23 @@ class DefinitionRepo:
             version = self._active.get(("routing", name))
             if version is not None:
                 out[name] = self._parse("routing", name, version)
+        return {**out, **self._queue_routings()}
+
+    def _queue_routings(self) -> dict[str, RoutingDefinition]:
+        """Every queue's routing rule (``for_queue: true``), keyed ``queue:NAME`` (a rule
+        name is an identifier, so the keys never meet a rule's name): an interactive step
+        whose ``assign`` gives that queue is routed by it. Any orchestration may assign
+        to any queue (an expression), so every bound rule is there; any change to the
+        active rules parses the orchestrations again (``refresh``), so a rule bound later,
+        changed or deactivated applies at the next step start. Should two active rules
+        claim one queue (concurrent deploys; deploy refuses it otherwise), the first by
+        name wins."""
+        out: dict[str, RoutingDefinition] = {}
+        for (kind, name), version in sorted(self._active.items()):
+            if kind == "routing":
+                rule: RoutingDefinition = self._parse(kind, name, version)
+                if rule.for_queue:
+                    out.setdefault(f"queue:{rule.pool}", rule)
         return out
 
     def routing_rule(self, name: str) -> RoutingDefinition | None:
@@ -387,7 +452,8 @@ class DefinitionRepo:
         record_type = self._parse("object", obj, self._active[("object", obj)]) \
             if obj is not None and ("object", obj) in self._active else None
         defn = replace(defn, record_type=record_type,
-                       calendars=MappingProxyType(self._calendars(defn)))
+                       calendars=MappingProxyType(self._calendars(defn)),
+                       routings=MappingProxyType(self._queue_routings()))
         if navigated_paths is not None:
             seed_navigated(defn, navigated_paths)
         with self._lock:
@@ -465,6 +531,14 @@ class DefinitionRepo:
             if t.type == "record" and t.object == object_type and op in t.on:
                 out.append((d, v))
         return sorted(out, key=lambda dv: dv[0].name)
+
+
+def _key_line(source: str, first_line: int, key: str) -> int:
+    """The line of a document's top-level ``key`` (its first line when not found)."""
+    for i, text in enumerate(source.splitlines()):
+        if text.startswith(f"{key}:"):
+            return first_line + i
+    return first_line
 
 
 def _linked(active: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:

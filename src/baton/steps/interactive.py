@@ -3,6 +3,8 @@
 Starting it creates the work item for the assignee (a user, group or queue; a name or an
 ``=expression``) with its form, instructions and priority; the step waits for a person
 until the item is completed, or until ``complete_when`` holds (the item is then canceled).
+A queue with a routing rule bound to it (``kind: routing`` with ``for_queue: true``) has its
+items routed by that rule, as ``assign: {routing: NAME}`` would route them.
 """
 
 from __future__ import annotations
@@ -109,6 +111,13 @@ class Interactive(StepTypeBase):
                                        "group:NAME, queue:NAME or a user name"})
                 return
             kind, assignee = resolved
+        if kind == "queue" and routing is None:  # the queue's routing rule (for_queue)
+            bound = d.defn.routings.get(f"queue:{assignee}")
+            if bound is not None:
+                routing, error = kept_rule(d, bound, bound.name, f"routing rule {bound.name}")
+                if error is not None:
+                    d.fail_step(sr, step, error)
+                    return
         d.set_step(sr, StepStatus.WAITING_FOR_PERSON)
         form = tuple(
             {"name": f.name, "type": f.type, "required": f.required, "choices": list(f.choices),

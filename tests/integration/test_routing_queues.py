@@ -1,0 +1,166 @@
+"""A queue's routing rule (``kind: routing`` with ``for_queue: true``; issue 15 item 6): work
+an interactive step assigns to that queue is routed by the rule, as ``assign: {routing:
+NAME}`` routes it; a queue without one behaves as before. The rule may be deployed,
+changed or deactivated after the orchestration: the next step start uses what is active.
+Both backends, virtual time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from baton.errors import DefinitionError, TransitionConflict
+from baton.work.team import ProfileChange
+
+# The orchestration assigns to a tier queue by expression, as examples/case_triage does;
+# it names no routing rule.
+ORCH = """
+kind: object
+name: Ticket
+fields:
+  subject: {type: string, required: true}
+  level:   {type: int, default: 1}
+  product: {type: string, default: billing}
+  target:  {type: string, default: "queue:tier1"}
+---
+kind: orchestration
+name: tickets
+trigger: {type: record, object: Ticket, on: [create]}
+stages:
+  - name: s
+    steps:
+      - name: handle
+        type: interactive
+        assign: {queue: '="tier" + string(record.level)'}
+        form: [{name: done, type: bool}]
+"""
+
+RULE = """
+kind: routing
+name: tier1_agents
+from: {queue: tier1}
+for_queue: true
+required_skills: ['="product:" + record.product']
+strategy: STRATEGY
+"""
+
+
+def agents(h: Any, **people: dict[str, Any]) -> None:
+    for name, profile in people.items():
+        h.engine.directory.add_user(name, roles=["agent"], queues=["tier1", "tier2"])
+        h.engine.team.update(name, ProfileChange(**profile), "admin")
+
+
+def ticket(h: Any, **fields: Any) -> tuple[str, dict[str, Any]]:
+    rec = h.engine.create_record("Ticket", {"subject": "s", **fields})
+    (item,) = h.engine.list_work(record_id=rec["id"], statuses=["open", "claimed"])
+    return rec["id"], item
+
+
+def events(h: Any, record_id: str, kind: str) -> list[dict[str, Any]]:
+    return [e["data"] for e in h.engine.timeline(record_id) if e["type"] == kind]
+
+
+BILLING = {"product:billing": 2}
+
+
+def test_a_bound_queue_is_routed_and_an_unbound_one_is_not(harness: Any) -> None:
+    harness.deploy_text(ORCH)
+    harness.deploy_text(RULE.replace("STRATEGY", "least_loaded"), "routing.yaml")
+    agents(harness, ann={"add_skills": BILLING}, bob={"add_skills": {"product:tech": 2}})
+    rec, item = ticket(harness)
+    assert (item["assignee_kind"], item["assignee"], item["routing_status"]) \
+        == ("user", "ann", "routed")
+    (ev,) = events(harness, rec, "routed")
+    assert ev["rule"] == "tier1_agents" and ev["winner"] == "ann"
+    assert ev["excluded"] == [{"user": "bob", "reason": "skill missing: product:billing"}]
+    assert harness.engine.team.get("ann").load == 1
+    # tier2 has no rule: the item sits in the queue as before, for anyone in it to claim
+    rec2, item2 = ticket(harness, level=2)
+    assert (item2["assignee_kind"], item2["assignee"]) == ("queue", "tier2")
+    assert not item2.get("routing_status") and not item2.get("routing")
+    assert events(harness, rec2, "routed") == [] \
+        and events(harness, rec2, "waiting_for_routing") == []
+    harness.engine.claim(item2["id"], "bob")
+    harness.engine.complete(item2["id"], "bob", {"done": True})
+
+
+def test_a_bound_queue_waits_for_routing_until_someone_is_eligible(harness: Any) -> None:
+    harness.deploy_text(ORCH)
+    harness.deploy_text(RULE.replace("STRATEGY", "least_loaded"), "routing.yaml")
+    agents(harness, ann={"add_skills": BILLING, "availability": "offline"})
+    rec, item = ticket(harness)
+    assert (item["assignee"], item["routing_status"]) == ("tier1", "waiting")
+    (wait,) = events(harness, rec, "waiting_for_routing")
+    assert wait["rule"] == "tier1_agents" and wait["excluded"] == [
+        {"user": "ann", "reason": "offline"}]
+    harness.engine.team.update("ann", ProfileChange(availability="available"), "ann")
+    (now,) = harness.engine.list_work(record_id=rec, statuses=["open"])
+    assert (now["assignee"], now["routing_status"]) == ("ann", "routed")
+
+
+def test_a_resource_giving_the_queue_is_routed_too(harness: Any) -> None:
+    harness.deploy_text(ORCH.replace("assign: {queue: '=\"tier\" + string(record.level)'}",
+                                     "assign: {resource: '=record.target'}"))
+    harness.deploy_text(RULE.replace("STRATEGY", "least_loaded"), "routing.yaml")
+    agents(harness, ann={"add_skills": BILLING})
+    assert ticket(harness)[1]["assignee"] == "ann"
+    assert ticket(harness, target="queue:tier2")[1]["assignee"] == "tier2"
+
+
+def test_a_rule_deployed_changed_or_deactivated_later_applies_at_the_next_item(
+        harness: Any) -> None:
+    harness.deploy_text(ORCH)
+    agents(harness, ann={"add_skills": BILLING}, bob={"add_skills": BILLING})
+    before = ticket(harness)[1]  # the orchestration's steps have started already: cached
+    assert (before["assignee_kind"], before["assignee"]) == ("queue", "tier1")
+    harness.deploy_text(RULE.replace("STRATEGY", "least_loaded"), "routing.yaml")
+    assert ticket(harness)[1]["assignee"] == "ann"
+    # the rule changed: round robin, and only who has product:tech
+    harness.engine.team.update("bob", ProfileChange(add_skills={"product:tech": 1}), "admin")
+    harness.deploy_text(RULE.replace("STRATEGY", "round_robin"), "routing.yaml")
+    rec, item = ticket(harness, product="tech")
+    assert item["assignee"] == "bob"
+    assert events(harness, rec, "routed")[0]["strategy"] == "round_robin"
+    # deactivated: the queue is a plain queue again
+    harness.engine.definitions.set_active("routing", "tier1_agents", None, "admin")
+    after = ticket(harness)[1]
+    assert (after["assignee_kind"], after["assignee"]) == ("queue", "tier1")
+    assert not after.get("routing_status")
+    # the item that was waiting in the queue before the rule came stays as it was
+    (still,) = harness.engine.list_work(record_id=before["record_id"], statuses=["open"])
+    assert still["assignee"] == "tier1"
+
+
+def test_a_skill_that_cannot_be_evaluated_fails_the_step(harness: Any) -> None:
+    harness.deploy_text(ORCH)
+    harness.deploy_text(RULE.replace("STRATEGY", "least_loaded")
+                        .replace("record.product", "record.nothing"), "routing.yaml")
+    rec = harness.engine.create_record("Ticket", {"subject": "s"})
+    (run,) = harness.engine.list_runs(orchestration="tickets")
+    step = harness.engine.get_run(run.id).steps["handle"]
+    assert step.status.value == "fallout", step.status
+    assert "tier1_agents.required_skills[0]" in str(step.error)
+    assert harness.engine.list_work(record_id=rec["id"]) == []
+
+
+def test_one_rule_per_queue_at_deploy_and_at_activation(harness: Any) -> None:
+    harness.deploy_text(ORCH)
+    harness.deploy_text(RULE.replace("STRATEGY", "least_loaded"), "routing.yaml")
+    other = "kind: routing\nname: tier1_rr\nfrom: {queue: tier1}\nstrategy: round_robin\n" \
+            "for_queue: true\n"
+    with pytest.raises(DefinitionError) as err:
+        harness.deploy_text(other, "other.yaml")
+    (issue,) = err.value.issues
+    assert (issue.file.endswith("other.yaml"), issue.line, issue.path) == (True, 5, "for_queue")
+    assert "queue 'tier1' already has a routing rule: 'tier1_agents'" in issue.message
+    # the same rule without for_queue deploys; binding it needs the other one let go
+    harness.deploy_text(other.replace("for_queue: true\n", ""), "other.yaml")
+    # redeploying the bound rule itself (changed) is no conflict with itself
+    harness.deploy_text(RULE.replace("STRATEGY", "round_robin"), "routing.yaml")
+    # activating an older bound version of another rule while tier1_agents holds the queue
+    harness.engine.definitions.set_active("routing", "tier1_agents", None, "admin")
+    harness.deploy_text(other, "other.yaml")  # tier1_rr v2, bound: the queue was free
+    with pytest.raises(TransitionConflict, match="bound to queue 'tier1'"):
+        harness.engine.definitions.set_active("routing", "tier1_agents", 2, "admin")
