@@ -343,6 +343,24 @@ def test_demo_runs_the_examples_and_prints_the_summary(tmp_path: Path) -> None:
     assert re.search(r"triage → close → end\s*│\s*160\b", out), out
     assert re.search(r"triage → escalate → triage → close → end\s*│\s*40\b", out), out
     assert re.search(r"Finished in \d+(\.\d+)? s", out), out
+    # the tier queues are routed (examples/case_triage/routing): agents come and go in
+    # waves, and the demo prints who got what, the waits and one case's routing reasons
+    assert "Wave: after 60 triage items: bob goes away" in out, out
+    assert "Wave: after 100 triage items: hal comes online" in out, out
+    assert "Routing of the support cases by the tier queues' rules" in out, out
+    rows = {m[0]: m[1:] for m in re.findall(
+        r"│\s*(ann|bob|cyd|dan|eve|hal)\s*│.*?│\s*(available|away|offline)\s*│\s*(\d+)\s*│"
+        r"\s*(\d+)\s*│\s*(\d+)\s*│", out)}
+    assert set(rows) == {"ann", "bob", "cyd", "dan", "eve", "hal"}, out
+    assert rows["bob"][0] == "away" and rows["hal"][0] == "available", rows
+    assert sum(int(r[1]) for r in rows.values()) == 200, rows  # tier1: every case once
+    assert sum(int(r[2]) for r in rows.values()) == 40, rows  # tier2: the escalated ones
+    assert int(rows["hal"][1]) > 0 and int(rows["hal"][2]) == 0, rows  # late; not tier 2
+    assert rows["ann"][2] == rows["bob"][2] == rows["hal"][2] == "0", rows
+    assert re.search(r"Waits: 240 triage items routed, \d+ of them waited for routing", out), out
+    assert "Routing of escalated case" in out, out
+    assert re.search(r"triage → \w+ \(rule tier1_agents; least_loaded;", out), out
+    assert re.search(r"triage → \w+ \(rule tier2_agents; most_skilled;", out), out
     # address_update called the demo bank over HTTP and took its signed acknowledgments
     # (18 approved requests; a call the bank dropped under load is retried, same key)
     assert re.search(r"\d+ calls to the bank, audited \(18 × 202", out), out

@@ -4,7 +4,10 @@
 at tier 1), 20 address-update requests through address_update, and 6 leads through
 lead_enrichment, whose steps call the ERP example's tools (an MCP server, over stdio). The workers
 run in this process; agents claim and complete their work items between
-batches, exactly as they would from the CLI. Then the 31 messages of dealer_support go
+batches, exactly as they would from the CLI. The cases' tier queues are routed
+(``examples/case_triage/routing``, ``baton.cli.demo_triage``): agents with skills and
+capacities come and go in waves, and the demo prints who got what, the waits and one case's
+routing reasons. Then the 31 messages of dealer_support go
 through a real SMTP listener (``baton.cli.demo_dealers``): the AI classifies and matches
 them, the rules route them, and the demo prints the outcome table and one case's rationale.
 
@@ -30,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from baton.cli.demo_bank import DemoBank
 from baton.cli.demo_carrier import DemoCarrier
 from baton.cli.demo_carrier import pointed_at as carrier_pointed_at
+from baton.cli.demo_triage import TriageRouting
 from baton.cli.output import console, table
 from baton.clock import parse_iso
 from baton.connections.mcp import close_shared_sessions
@@ -43,6 +47,8 @@ from baton.settings import Settings
 
 LEADS = [("Acme Corp", "acme.example"), ("Globex", "globex.example"),
          ("Initech", "initech.example")]
+# Who claims an item left in a queue (the tier queues too, when the routing folder is
+# missing); the tier agents' routing profiles are in baton.cli.demo_triage.AGENTS.
 AGENTS = {"tier1": ["ann", "bob"], "tier2": ["cyd", "dan"], "tier3": ["eve"], "back_office": ["fay", "gus"]}
 
 
@@ -82,8 +88,11 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
         secrets_env={**settings.secrets_env, "BANK_TOKEN": bank.token,
                      "BANK_HMAC": bank.hmac_secret, "CARRIER_TOKEN": carrier.token})
     engine = Engine(f"sqlite:///{db_file.resolve()}", settings=settings)
+    routing = TriageRouting() if TriageRouting.available(projects[0].root) else None
     try:
         engine.deploy([projects[0].definitions_dir], actor="demo")
+        if routing is not None:  # the tier queues' rules, on top; the agents join
+            routing.deploy_and_join(engine, projects[0].root)
         engine.deploy(texts=_pointed_at(projects[1].definitions_dir, bank.url), actor="demo")
         for extra in projects[2:]:  # the ERP example (MCP over stdio), order fulfillment
             if extra is order_project:  # its ship callouts go to the demo carrier
@@ -94,7 +103,7 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
         console.print(f"Deployed the examples into [bold]{db_file}[/bold]; the demo bank "
                       f"listens at {bank.url}, Baton's API at {settings.public_url}.")
         with _api(engine, port):
-            _run(engine, n_cases, n_requests, n_leads)
+            _run(engine, n_cases, n_requests, n_leads, routing)
             if order_project is not None:
                 _orders(engine)
         if dealer_mail and (ex / "dealer_support" / "baton.toml").exists():
@@ -214,7 +223,8 @@ def _api(engine: Engine, port: int) -> Iterator[None]:
         thread.join(10)
 
 
-def _run(engine: Engine, n_cases: int, n_requests: int, n_leads: int) -> None:
+def _run(engine: Engine, n_cases: int, n_requests: int, n_leads: int,
+         routing: TriageRouting | None = None) -> None:
     started = time.perf_counter()
     for i in range(1, n_cases + 1):
         subject = f"invoice question {i}" if i % 2 else f"login broken {i}"
@@ -235,12 +245,14 @@ def _run(engine: Engine, n_cases: int, n_requests: int, n_leads: int) -> None:
         task = progress.add_task("runs finished", total=total)
         while True:
             worker.run_once()
-            worked = _act_as_agents(engine)
+            worked = _act_as_agents(engine, routing)
             done = _finished(engine)
             progress.update(task, completed=done)
             if done >= total:
                 break
-            if not worked and worker.run_once() == 0 and not engine.list_work(limit=1):
+            if not worked and worker.run_once() == 0 and all(  # nothing open, or only
+                    i.get("routing_status") == "waiting"  # what nobody may take any more
+                    for i in engine.list_work(limit=500)):
                 if _awaiting_bank(engine) and time.monotonic() < patience:
                     time.sleep(0.05)  # the bank's acknowledgments (or a retry) are coming
                     continue
@@ -250,6 +262,8 @@ def _run(engine: Engine, n_cases: int, n_requests: int, n_leads: int) -> None:
     worker.store.unregister_worker(worker.id)
     close_shared_sessions()  # the ERP server the worker started stops here
     _summary(engine, elapsed)
+    if routing is not None:
+        routing.summary(engine)
 
 
 CALLBACK_PATIENCE_S = 30.0  # longest the demo waits for the bank without other progress
@@ -271,10 +285,13 @@ def _bank_summary(bank: DemoBank) -> None:
         console.print(f"[red]{error}[/red]")
 
 
-def _act_as_agents(engine: Engine) -> int:
-    """Every open work item is claimed and completed by an agent of its queue."""
+def _act_as_agents(engine: Engine, routing: TriageRouting | None = None) -> int:
+    """Every open work item is claimed and completed by the agent it was routed to, or by
+    an agent of its queue; an item waiting for routing is left to its queue's rule."""
     n = 0
     for item in engine.list_work(limit=500):
+        if item.get("routing_status") == "waiting":
+            continue
         agents = AGENTS.get(item["assignee"], ["ann"]) if item["assignee_kind"] == "queue" else [item["assignee"]]
         agent = agents[n % len(agents)]
         if item["status"] == WorkItemStatus.OPEN:
@@ -294,6 +311,8 @@ def _act_as_agents(engine: Engine) -> int:
                     "notes": "proof of address is unreadable" if reject else "utility bill matches"}
         engine.complete(item["id"], agent, data)
         n += 1
+        if routing is not None:
+            routing.done_one(engine, item)
     return n
 
 
