@@ -1,7 +1,7 @@
 """``baton users update --skill/--capacity/--availability/--calendar``, ``baton users team``
 and the routing decision in ``baton records timeline``, as subprocesses.
 
-Over 10 s: twelve ``baton`` processes in a row (each starts Python and opens the project),
+Over 10 s: twenty-two ``baton`` processes in a row (each starts Python and opens the project),
 ~60 s on an idle 2-core machine, 300 s at a load average of 16."""
 
 from __future__ import annotations
@@ -86,3 +86,31 @@ def test_offers_from_the_cli(tmp_path: Path) -> None:
     timeline = ok(baton("records", "timeline", rec["id"], cwd=proj, columns="400")).stdout
     assert "offered to ann" in timeline and "ann declined" in timeline
     assert "bo accepted" in timeline
+
+
+def test_the_case_triage_tiers_routed_from_their_own_folder(tmp_path: Path) -> None:
+    """examples/case_triage/routing binds a rule to each tier queue: deployed after the
+    definitions (which stay the benchmark's, unrouted), a case's triage item goes to an
+    agent with the case's product skill instead of waiting in tier1 for anyone."""
+    proj = tmp_path / "proj"
+    shutil.copytree(EXAMPLES / "case_triage", proj)
+    ok(baton("deploy", cwd=proj))
+    ok(baton("deploy", "routing", cwd=proj))
+    ok(baton("users", "add", "ann", "--role", "agent", "--queue", "tier1", cwd=proj))
+    ok(baton("users", "add", "hal", "--role", "agent", "--queue", "tier1", cwd=proj))
+    ok(baton("users", "update", "ann", "--skill", "product:billing=4", cwd=proj))
+    ok(baton("users", "update", "hal", "--skill", "product:tech=3", cwd=proj))
+    rec = ok_json(baton("records", "create", "Case", "--data",
+                        '{"subject": "invoice question", "number": 1}', "--json", cwd=proj))
+    ok(baton("worker", "--until-idle", cwd=proj))
+    events = ok_json(baton("records", "timeline", rec["id"], "--json", cwd=proj))
+    (routed,) = [e["data"] for e in events if e["type"] == "routed"]
+    assert (routed["rule"], routed["winner"]) == ("tier1_agents", "ann"), routed
+    assert routed["excluded"] == [{"user": "hal", "reason": "skill missing: product:billing"}]
+    # a second rule for tier1 is refused, located at its for_queue line
+    (proj / "extra.yaml").write_text("kind: routing\nname: tier1_rr\nfrom: {queue: tier1}\n"
+                                     "for_queue: true\n")
+    p = baton("deploy", "extra.yaml", cwd=proj)
+    assert p.returncode != 0
+    assert "extra.yaml:4 for_queue: queue 'tier1' already has a routing rule: 'tier1_agents'" \
+        in p.stdout + p.stderr, p.stdout + p.stderr
