@@ -186,14 +186,14 @@ class DefinitionRepo:
     def set_active(self, kind: str, name: str, version: int | None, actor: str) -> DefinitionRow | None:
         """Make ``version`` the active one (new runs and triggers use it), or with
         ``version=None`` deactivate the definition: no new runs start, running ones go on."""
+        if kind == "routing" and version is not None:  # (before the write: it reads)
+            self._check_activated_rule(name, version)
         with self.store.write() as tx:
             if tx.latest_definition_txn(kind, name) is None:
                 raise NotFound(kind, name)
             if version is not None:
                 if tx.get_definition_txn(kind, name, version) is None:
                     raise NotFound(kind, f"{name} v{version}")
-                if kind == "routing":
-                    self._check_activated_rule(name, version)
                 tx.set_active_txn(kind, name, version)
             else:
                 if kind == "object":
