@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from baton.errors import DefinitionError, TransitionConflict
+from baton.runtime import definitions
+from baton.runtime.engine import Engine
 from baton.work.team import ProfileChange
 
 # The orchestration assigns to a tier queue by expression, as examples/case_triage does;
@@ -131,6 +133,25 @@ def test_a_rule_deployed_changed_or_deactivated_later_applies_at_the_next_item(
     # the item that was waiting in the queue before the rule came stays as it was
     (still,) = harness.engine.list_work(record_id=before["record_id"], statuses=["open"])
     assert still["assignee"] == "tier1"
+
+
+def test_a_rule_deployed_by_another_process_applies_once_it_is_seen(
+        harness: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Another process deploys or deactivates the rule: this one's parsed orchestration is
+    parsed again when its definitions index notices (at most a second later; no wait here)."""
+    monkeypatch.setattr(definitions, "REFRESH_INTERVAL_S", 0.0)
+    harness.deploy_text(ORCH)
+    agents(harness, ann={"add_skills": BILLING})
+    assert ticket(harness)[1]["assignee"] == "tier1"  # parsed and cached, no rule
+    other = Engine(harness.db_url, clock=harness.clock)
+    try:
+        (tmp_path / "routing.yaml").write_text(RULE.replace("STRATEGY", "least_loaded"))
+        other.deploy([tmp_path / "routing.yaml"], known_flows=None)
+        assert ticket(harness)[1]["assignee"] == "ann"
+        other.definitions.set_active("routing", "tier1_agents", None, "admin")
+        assert ticket(harness)[1]["assignee"] == "tier1"
+    finally:
+        other.close()
 
 
 def test_a_skill_that_cannot_be_evaluated_fails_the_step(harness: Any) -> None:
