@@ -185,3 +185,38 @@ def test_one_rule_per_queue_at_deploy_and_at_activation(harness: Any) -> None:
     harness.deploy_text(other, "other.yaml")  # tier1_rr v2, bound: the queue was free
     with pytest.raises(TransitionConflict, match="bound to queue 'tier1'"):
         harness.engine.definitions.set_active("routing", "tier1_agents", 2, "admin")
+
+
+def test_a_plan_step_on_a_bound_queue_is_routed_too(harness: Any,
+                                                   request: pytest.FixtureRequest) -> None:
+    """examples/order_fulfillment: a plan's install steps go to queue installers; with a rule
+    bound to it (deployed after an order was planned), the next order's are routed."""
+    from baton.cli.demo_carrier import DemoCarrier, pointed_at
+    from tests.integration.test_plans import EXAMPLE, _order, _work  # (its flows too)
+
+    carrier = DemoCarrier().start()
+    request.addfinalizer(carrier.stop)
+    harness.setenv(CARRIER_TOKEN=carrier.token)
+    harness.engine.deploy(texts=pointed_at(EXAMPLE, carrier.url), known_flows=None)
+    harness.engine.directory.add_user("ines", roles=["agent"], queues=["installers"])
+    harness.engine.directory.add_user("ivo", roles=["agent"], queues=["installers"])
+    harness.engine.team.update("ines", ProfileChange(capacity=1), "admin")
+    harness.engine.team.update("ivo", ProfileChange(availability="away"), "admin")
+    first = _order(harness)
+    _work(harness)
+    before = harness.engine.list_work(queue="installers")
+    assert len(before) == 2 and all(not i.get("routing_status") for i in before)
+    harness.deploy_text("kind: routing\nname: installers\nfrom: {queue: installers}\n"
+                        "for_queue: true\n", "installers.yaml")
+    second = _order(harness)
+    _work(harness)
+    routed = [i for i in harness.engine.list_work(statuses=["open"])
+              if i["step"].startswith("install[") and i["record_id"] != first]
+    assert sorted((i["assignee"], i["routing_status"]) for i in routed) == [
+        ("ines", "routed"), ("installers", "waiting")], routed
+    (wait,) = [e for r in {i["record_id"] for i in routed}
+               for e in events(harness, r, "waiting_for_routing")]
+    assert wait["rule"] == "installers"
+    assert {e["user"]: e["reason"] for e in wait["excluded"]} == {
+        "ines": "at capacity", "ivo": "away"}
+    assert second
