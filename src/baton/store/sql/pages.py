@@ -21,7 +21,7 @@ records, newest first: object_type → ix_records_object_type, else ix_records_c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,8 @@ PRIORITY_VALUES = (0, 1, 2, 3)  # baton.definitions.model.PRIORITIES, by index
 APPROVAL = "approval"  # the step type of the items a delegate may act on
 
 _r, _w, _rec = s.runs.c, s.work_items.c, s.records.c
+_RUN_COLS = tuple(_r[c] for c in RUN_COLUMNS)
+_WORK_COLS, _RECORD_COLS = tuple(s.work_items.c), tuple(s.records.c)
 _due = s.due_key(_w.due_at)
 RUNS_ORDER = Order("runs", ((_r.created_at, True), (_r.id, True)))
 RECORDS_ORDER = Order("records", ((_rec.created_at, True), (_rec.id, True)))
@@ -230,13 +232,24 @@ class PagesSql:
 
     conn: Connection
 
+    # SqlTx's: a hot statement's rows (compiled once under ``key``).
+    def _fetch_all(self, key: Any, stmt: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError  # pragma: no cover - SqlTx's
+
+    _hot: dict[Any, Any]  # SqlTx's: the store's hot statements, by key
+
+    def _hot_rows(self, key: Any, build: Callable[[], Any], values: dict[str, Any],
+                  ) -> list[dict[str, Any]]:
+        """A keyset read kept compiled: built the first time its key is seen."""
+        return self._fetch_all(key, None if key in self._hot else build(), values)
+
     def page_runs_txn(self, filters: dict[str, Any], after: str | None, offset: int,
                       limit: int) -> KeyPage:
         """Run summaries (not their state), newest first, after the cursor ``after``."""
         probes, residual = run_probes(filters)
         key = decode_cursor(RUNS_ORDER, after) if after is not None else None
-        return read_page(self.conn, [s.runs.c[c] for c in RUN_COLUMNS], RUNS_ORDER, probes,
-                         residual, key, offset, limit)
+        return read_page(self.conn, _RUN_COLS, RUNS_ORDER, probes, residual, key, offset,
+                         limit, self._hot_rows)
 
     def count_runs_bounded_txn(self, filters: dict[str, Any]) -> Total:
         probes, residual = run_probes(filters)
@@ -247,8 +260,8 @@ class PagesSql:
                             offset: int, limit: int) -> KeyPage:
         probes, residual = work_probes(filters, order)
         key = decode_cursor(WORK_ORDERS[order], after) if after is not None else None
-        return read_page(self.conn, list(s.work_items.c), WORK_ORDERS[order], probes,
-                         residual, key, offset, limit)
+        return read_page(self.conn, _WORK_COLS, WORK_ORDERS[order], probes, residual, key,
+                         offset, limit, self._hot_rows)
 
     def count_work_items_bounded_txn(self, filters: dict[str, Any]) -> Total:
         probes, residual = work_probes(filters, "created")
@@ -257,8 +270,8 @@ class PagesSql:
     def page_records_txn(self, object_type: str | None, after: str | None, offset: int,
                          limit: int) -> KeyPage:
         key = decode_cursor(RECORDS_ORDER, after) if after is not None else None
-        return read_page(self.conn, list(s.records.c), RECORDS_ORDER, _record_probes(object_type),
-                         {}, key, offset, limit)
+        return read_page(self.conn, _RECORD_COLS, RECORDS_ORDER, _record_probes(object_type),
+                         {}, key, offset, limit, self._hot_rows)
 
     def count_records_bounded_txn(self, object_type: str | None) -> Total:
         return count(self.conn, s.records, RECORDS_ORDER, _record_probes(object_type), {})
