@@ -23,6 +23,7 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -41,8 +42,6 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 from sqlalchemy.sql.functions import GenericFunction
 
 from baton.errors import ValidationError
@@ -69,13 +68,21 @@ class Order:
 
 @dataclass(frozen=True)
 class Probe:
-    """Equality terms an index starts with (its order columns follow them). ``small``:
-    few rows (a record's runs, a user's claimed items) read by an index that does not
-    hold the order, so they are sorted by the database (a sort of those few rows only)."""
+    """Equality terms an index starts with (its order columns follow them): ``eq``, pairs
+    of a table's column and a value (no SQL built for them until one is needed), and
+    ``where``, any other terms. ``small``: few rows (a record's runs, a user's claimed
+    items) read by an index that does not hold the order, so they are sorted by the
+    database (a sort of those few rows only)."""
 
-    where: tuple[Any, ...]
+    eq: tuple[tuple[Column[Any], Any], ...] = ()
+    where: tuple[Any, ...] = ()
     small: bool = False
     fixed: tuple[tuple[Any, Any], ...] = ()  # order keys this probe's equalities fix
+
+    @cached_property
+    def terms(self) -> tuple[Any, ...]:
+        """Every term, as SQL."""
+        return (*(c == v for c, v in self.eq), *self.where)
 
 
 # ---- cursors ------------------------------------------------------------------------------
@@ -304,7 +311,7 @@ def _key(order: Order, row: dict[str, Any]) -> list[Any]:
 def _read(order: Order, columns: Sequence[Any], probe: Probe, start: Sequence[Any] | None,
           size: int) -> Any:
     """One probe's ordered read of ``size`` rows after ``start``; None: none come after."""
-    q = select(*columns, *_labels(order)).where(*probe.where)
+    q = select(*columns, *_labels(order)).where(*probe.terms)
     if start is not None:
         clause = after_clause(order, start, probe.fixed)
         if clause is None:
@@ -333,16 +340,9 @@ def _first_reads(conn: Connection, columns: Sequence[Any], order: Order,
 
 def _equalities(probe: Probe) -> tuple[tuple[Column[Any], ...], list[Any]] | None:
     """A probe made of ``column == value`` terms only: its columns and values; else None."""
-    cols: list[Column[Any]] = []
-    values: list[Any] = []
-    for term in probe.where:
-        if not (isinstance(term, BinaryExpression) and term.operator is operators.eq
-                and isinstance(term.left, Column) and isinstance(term.right, BindParameter)
-                and term.right.callable is None and not term.right.expanding):
-            return None
-        cols.append(term.left)
-        values.append(term.right.value)
-    return tuple(cols), values
+    if probe.where or not all(isinstance(c, Column) for c, _ in probe.eq):
+        return None
+    return tuple(c for c, _ in probe.eq), [v for _, v in probe.eq]
 
 
 def _hot_first_reads(hot: HotRows, columns: Sequence[Any], order: Order,
@@ -422,7 +422,7 @@ def count(conn: Connection, table: Any, order: Order, probes: Sequence[Probe],
         keys = [e.label(f"_k{i}") for i, e in enumerate(e for e, _ in order.keys)]
         # In the list's order: the planner walks the probe's index (a bare LIMIT lets
         # PostgreSQL scan the heap until enough rows match, all of it for a rare value).
-        sub = (select(*keys).select_from(table).where(*probe.where).order_by(*sort)
+        sub = (select(*keys).select_from(table).where(*probe.terms).order_by(*sort)
                .limit(COUNT_CAP + 1).subquery())
         if residual:
             # The residual filters' columns are not in the index: each row the index gave
@@ -441,7 +441,7 @@ def count(conn: Connection, table: Any, order: Order, probes: Sequence[Probe],
     if not over:
         return Total(counted)
     if conn.dialect.name == "postgresql":
-        where = or_(*(and_(*p.where) for p in probes))
+        where = or_(*(and_(*p.terms) for p in probes))
         q = select(literal(1)).select_from(table).where(where)
         if match is not None:
             q = q.where(match)

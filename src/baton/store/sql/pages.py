@@ -97,18 +97,18 @@ def run_probes(filters: dict[str, Any]) -> tuple[list[Probe], dict[str, Any]]:
     if f.pop("attention", False):  # any of the values (a filter of false is no filter)
         f["attention"] = ATTENTION_VALUES
     if "record_id" in f:
-        return [Probe((_r.record_id == f.pop("record_id"),))], f
+        return [Probe(((_r.record_id, f.pop("record_id")),))], f
     if "attention" in f:  # few runs: the others are checked on them
-        return [Probe((_r.attention == v,)) for v in f.pop("attention")], f
+        return [Probe(((_r.attention, v),)) for v in f.pop("attention")], f
     statuses = [f.pop("status")] if "status" in f else [st.value for st in RunStatus]
     if "current_stage" in f:
         stage = f.pop("current_stage")
-        return [Probe((_r.current_stage == stage, _r.status == st)) for st in statuses], f
+        return [Probe(((_r.current_stage, stage), (_r.status, st))) for st in statuses], f
     if "orchestration" in f:
         name = f.pop("orchestration")
-        return [Probe((_r.orchestration == name, _r.status == st)) for st in statuses], f
+        return [Probe(((_r.orchestration, name), (_r.status, st))) for st in statuses], f
     if len(statuses) == 1 and "status" in filters and filters["status"] is not None:
-        return [Probe((_r.status == statuses[0],))], f
+        return [Probe(((_r.status, statuses[0]),))], f
     return [Probe(())], f
 
 
@@ -142,10 +142,10 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
             residual["record_id"] = filters["record_id"]
         residual["status"] = statuses
         if filters.get("scope") is not None or filters.get("user") is not None:
-            return _scoped_small(filters, col == value, residual, narrow)
+            return _scoped_small(filters, (col, value), residual, narrow)
         if narrow is not None:
             residual.update(assignee_kind=narrow[0], assignee=narrow[1])
-        return [Probe((col == value,), small=True)], residual
+        return [Probe(((col, value),), small=True)], residual
     pairs: list[tuple[str, str]] | None = None
     claimer: str | None = None
     if filters.get("scope") is not None:
@@ -164,12 +164,12 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
     delegated = _delegated(filters) if pairs is not None and narrow is None else ()
     probes = []
     for st in statuses:
-        heads: list[tuple[Any, ...]] = [(_w.status == st,)] if pairs is None else [
-            (_w.status == st, _w.assignee_kind == k, _w.assignee == a) for k, a in pairs]
-        heads += [(_w.status == st, _w.assignee_kind == "user", _w.assignee == a,
-                   _w.step_type == APPROVAL) for a in delegated]
+        heads: list[tuple[tuple[Any, Any], ...]] = [((_w.status, st),)] if pairs is None else [
+            ((_w.status, st), (_w.assignee_kind, k), (_w.assignee, a)) for k, a in pairs]
+        heads += [((_w.status, st), (_w.assignee_kind, "user"), (_w.assignee, a),
+                   (_w.step_type, APPROVAL)) for a in delegated]
         for head in heads:
-            probes += [Probe((*head, _w.priority == p), fixed=((_w.priority, p),))
+            probes += [Probe((*head, (_w.priority, p)), fixed=((_w.priority, p),))
                        for p in PRIORITY_VALUES] if urgent \
                 else [Probe(head)]
         if claimer is not None:
@@ -177,14 +177,14 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
             # claimed items by ix_work_items_claimed (SQLite, without statistics, would
             # rather walk ix_work_items_created in order and test claimed_by on each item)
             # (not the items the assignee probes read too: counted once)
-            probes.append(Probe((_w.claimed_by == claimer, _w.status + "" == st,
-                                 *_not_in(pairs or [], delegated)), small=True))
+            probes.append(Probe(((_w.claimed_by, claimer),), (
+                _w.status + "" == st, *_not_in(pairs or [], delegated)), small=True))
     if claimer is not None and narrow is not None:
         residual.update(assignee_kind=narrow[0], assignee=narrow[1])
     return probes, residual
 
 
-def _scoped_small(filters: dict[str, Any], head: Any, residual: dict[str, Any],
+def _scoped_small(filters: dict[str, Any], head: tuple[Any, Any], residual: dict[str, Any],
                   narrow: tuple[str, str] | None) -> tuple[list[Probe], dict[str, Any]]:
     """A run's or record's items within a user's scope: read them all (a handful), keep
     the scope's, probe by probe (one per assignee, one for the items they claimed)."""
@@ -198,14 +198,14 @@ def _scoped_small(filters: dict[str, Any], head: Any, residual: dict[str, Any],
     delegated = _delegated(filters) if narrow is None else ()
     if narrow is not None:
         pairs = [p for p in pairs if p == narrow]
-    probes = [Probe((head, _w.assignee_kind == k, _w.assignee == a), small=True)
+    probes = [Probe((head, (_w.assignee_kind, k), (_w.assignee, a)), small=True)
               for k, a in pairs]
-    probes += [Probe((head, _w.assignee_kind == "user", _w.assignee == a,
-                      _w.step_type == APPROVAL), small=True) for a in delegated]
+    probes += [Probe((head, (_w.assignee_kind, "user"), (_w.assignee, a),
+                      (_w.step_type, APPROVAL)), small=True) for a in delegated]
     claimed = dict(residual)
     if narrow is not None:
         claimed.update(assignee_kind=narrow[0], assignee=narrow[1])
-    probes.append(Probe((head, _w.claimed_by == user, *_not_in(pairs, delegated)), small=True))
+    probes.append(Probe((head, (_w.claimed_by, user)), _not_in(pairs, delegated), small=True))
     return probes, claimed if narrow is not None else residual
 
 
@@ -278,4 +278,4 @@ class PagesSql:
 
 
 def _record_probes(object_type: str | None) -> Sequence[Probe]:
-    return [Probe((_rec.object_type == object_type,) if object_type else ())]
+    return [Probe(((_rec.object_type, object_type),) if object_type else ())]
