@@ -339,8 +339,9 @@ def _first_reads(conn: Connection, columns: Sequence[Any], order: Order,
 
 
 def _equalities(probe: Probe) -> tuple[tuple[Column[Any], ...], list[Any]] | None:
-    """A probe made of ``column == value`` terms only: its columns and values; else None."""
-    if probe.where or not all(isinstance(c, Column) for c, _ in probe.eq):
+    """A probe made of ``column == value`` terms only: its columns and values; else None
+    (a None value too: SQL makes ``column == None`` an IS NULL, a parameter would not)."""
+    if probe.where or not all(isinstance(c, Column) and v is not None for c, v in probe.eq):
         return None
     return tuple(c for c, _ in probe.eq), [v for _, v in probe.eq]
 
