@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from baton.store.sql import keyset
+from baton.store.sql import keyset, pages
 from tests.api.conftest import CASE_TRIAGE, Api, assert_problem
 
 
@@ -106,6 +106,41 @@ def test_work_pages_follow_each_order(api: Api, order: str) -> None:
     # an agent's scope (ann: queue tier1, group billing): the tier2 item is not theirs
     mine = _follow(api, "ann", "/api/work", {"order": order, "limit": 3})
     assert {i["assignee"] for i in mine} == {"tier1"} and len(mine) == len(seen) - 1
+
+
+def test_first_pages_share_one_statement_per_shape_and_read_what_the_plain_read_does(
+        api: Api) -> None:
+    _cases(api, 7, "hot")
+    for item in api.engine.list_work()[:3]:
+        api.engine.reassign(item["id"], "queue:tier2", actor="test")
+    store = api.engine.store
+    filter_sets: list[dict[str, Any]] = [
+        {"statuses": ["open"]},
+        {"statuses": ["open", "claimed"], "assignee_kind": "queue", "assignee": "tier1"},
+        {"statuses": ["open", "claimed"], "assignee_kind": "queue", "assignee": "tier2"},
+        {"statuses": ["open"], "assignee_kind": "queue", "assignee": "tier2"},
+    ]
+    for key in [k for k in store._hot if k[0] == "keyset.first"]:  # (the lists above)
+        del store._hot[key]
+    with store.read() as tx:
+        for order in ("created", "due", "priority"):
+            for filters in filter_sets:
+                for limit in (2, 50):
+                    hot = tx.page_work_items_txn(filters, order, None, 0, limit)
+                    probes, residual = pages.work_probes(filters, order)
+                    plain = keyset.read_page(tx.conn, pages._WORK_COLS,
+                                             pages.WORK_ORDERS[order], probes, residual,
+                                             None, 0, limit)
+                    assert hot == plain, (order, filters, limit)
+                    assert hot.rows, (order, filters)  # (a test that can fail)
+            runs = tx.page_runs_txn({"status": "in_progress"}, None, 0, 3)
+            assert [r["id"] for r in runs.rows] == [
+                r["id"] for r in keyset.read_page(
+                    tx.conn, pages._RUN_COLS, pages.RUNS_ORDER,
+                    *pages.run_probes({"status": "in_progress"}), None, 0, 3).rows]
+    # tier1 and tier2 share a statement, and so do both page sizes: three per order, and
+    # one for the runs by status
+    assert len([k for k in store._hot if k[0] == "keyset.first"]) == 3 * 3 + 1
 
 
 def test_records_pages_with_and_without_a_type(api: Api) -> None:

@@ -73,6 +73,26 @@ def test_run_update_is_compare_and_set(store: SqlStore) -> None:
     assert got is not None and got["state"] == {"x": 2}
 
 
+def test_step_slas_are_read_out_of_the_run_state(store: SqlStore) -> None:
+    sla = {"status": "in_jeopardy", "due_at": LATER, "jeopardy_at": NOW}
+    steps = {"triage": {"stage": "t", "iteration": 2, "sla": sla, "output": {"big": "x" * 500}},
+             "plain": {"stage": "t", "iteration": 1},
+             'odd "name"': {"stage": "t", "iteration": 3, "sla": {"status": "overdue"}}}
+    base: dict[str, Any] = {"orchestration": "o", "version": 1, "record_id": None,
+                            "status": "in_progress", "current_stage": "t", "seq": 1,
+                            "created_at": NOW, "updated_at": NOW, "completed_at": None}
+    with store.write() as tx:
+        for i in range(3):  # (three runs: the statement is padded to four ids)
+            tx.insert_run_txn({**base, "id": f"run_{i}", "state": {"steps": steps if i else {}}})
+    with store.read() as tx:
+        got = tx.step_slas_txn([("run_1", "triage"), ("run_2", "triage"), ("run_1", "plain"),
+                                ("run_0", "triage"), ("run_1", "nope"), ("run_9", "triage"),
+                                ("run_2", 'odd "name"')])
+    assert got == {("run_1", "triage"): (2, sla), ("run_2", "triage"): (2, sla),
+                   ("run_1", "plain"): (1, None), ("run_0", "triage"): (None, None),
+                   ("run_1", "nope"): (None, None), ("run_2", 'odd "name"'): (3, {"status": "overdue"})}
+
+
 def test_a_failed_transaction_leaves_nothing(store: SqlStore) -> None:
     with pytest.raises(RuntimeError), store.write() as tx:
         tx.enqueue_job_txn("step", "run_1", {}, NOW, NOW)

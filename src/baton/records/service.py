@@ -250,6 +250,11 @@ class RecordService:
 
         A ``when`` that raises (a definition's bug) never fails the write: the trigger is
         skipped and an incident opened for operators, in this transaction."""
+        triggered: list[tuple[Any, int]] = [
+            *self.definitions.record_triggers(row["object_type"], op, tx),
+            *self.definitions.fulfillment_triggers(row["object_type"], op, tx)]
+        if not triggered:  # (most updates: a flow's writes to its own record)
+            return
         otype = self.definitions.object_type(row["object_type"], tx)
         view = record_view(row, otype)
         if old is None:  # on create every field was empty before: old.x is null, not missing
@@ -263,9 +268,6 @@ class RecordService:
         def types(name: str) -> ObjectTypeDefinition:
             return self.definitions.object_type(name, tx)
 
-        triggered: list[tuple[Any, int]] = [
-            *self.definitions.record_triggers(row["object_type"], op, tx),
-            *self.definitions.fulfillment_triggers(row["object_type"], op, tx)]
         for defn, version in triggered:
             if defn.name == skip:
                 continue

@@ -497,12 +497,12 @@ def _narrow(filters: dict[str, Any], queue: str | None, group: str | None) -> No
 
 
 def _with_sla_txn(tx: Transaction, found: list[dict[str, Any]]) -> list[WorkItem]:
-    """Add ``sla_status`` and ``due_at`` to work items: their step's SLA, kept in the run."""
-    runs = tx.get_runs_txn(list({i["run_id"] for i in found}))
+    """Add ``sla_status`` and ``due_at`` to work items: their step's SLA, kept in the run
+    (read out of the run's state, not the whole state)."""
+    slas = tx.step_slas_txn([(i["run_id"], i["step"]) for i in found]) if found else {}
     for item in found:
-        state = (runs.get(item["run_id"]) or {}).get("state") or {}
-        step = (state.get("steps") or {}).get(item["step"]) or {}
-        sla = step.get("sla") if step.get("iteration") == item["iteration"] else None
+        iteration, sla = slas.get((item["run_id"], item["step"]), (None, None))
+        sla = sla if iteration == item["iteration"] else None
         item["sla_status"], item["due_at"] = (sla or {}).get("status"), (sla or {}).get("due_at")
     return found  # type: ignore[return-value]
 

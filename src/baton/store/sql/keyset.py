@@ -21,14 +21,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     Connection,
+    Integer,
     String,
     and_,
+    bindparam,
     case,
     exists,
     func,
@@ -46,6 +50,11 @@ from baton.store.base import KeyPage, Total
 COUNT_CAP = 1000
 SCAN_BUDGET = 2000
 MAX_CURSOR = 600  # characters: a cursor holds a few keys
+MAX_HOT_PROBES = 32  # first reads of at most this many probes run as a statement kept compiled
+
+# Runs a statement kept compiled under a key (built by the callable only the first time)
+# with these parameters: its rows (a transaction's hot path, :class:`~baton.store.sql.tx.SqlTx`).
+HotRows = Callable[[Any, Callable[[], Any], dict[str, Any]], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -59,13 +68,21 @@ class Order:
 
 @dataclass(frozen=True)
 class Probe:
-    """Equality terms an index starts with (its order columns follow them). ``small``:
-    few rows (a record's runs, a user's claimed items) read by an index that does not
-    hold the order, so they are sorted by the database (a sort of those few rows only)."""
+    """Equality terms an index starts with (its order columns follow them): ``eq``, pairs
+    of a table's column and a value (no SQL built for them until one is needed), and
+    ``where``, any other terms. ``small``: few rows (a record's runs, a user's claimed
+    items) read by an index that does not hold the order, so they are sorted by the
+    database (a sort of those few rows only)."""
 
-    where: tuple[Any, ...]
+    eq: tuple[tuple[Column[Any], Any], ...] = ()
+    where: tuple[Any, ...] = ()
     small: bool = False
     fixed: tuple[tuple[Any, Any], ...] = ()  # order keys this probe's equalities fix
+
+    @cached_property
+    def terms(self) -> tuple[Any, ...]:
+        """Every term, as SQL."""
+        return (*(c == v for c, v in self.eq), *self.where)
 
 
 # ---- cursors ------------------------------------------------------------------------------
@@ -245,17 +262,26 @@ def _position(order: Order, row: dict[str, Any]) -> tuple[Any, ...]:
 
 def read_page(conn: Connection, columns: Sequence[Any], order: Order, probes: Sequence[Probe],
               residual: dict[str, Any], after: Sequence[Any] | None, offset: int,
-              limit: int) -> KeyPage:
+              limit: int, hot: HotRows | None = None) -> KeyPage:
     """Rows ``offset .. offset + limit`` after the cursor ``after``, in ``order``, from the
     union of ``probes``, keeping rows whose columns equal ``residual``'s values.
 
     The probes' first reads go in one statement (UNION ALL of one ordered, limited read
-    per probe); a probe with a residual filter that needs more reads on alone."""
+    per probe); a probe with a residual filter that needs more reads on alone. With
+    ``hot``, a first page whose probes are all ``column == value`` terms runs a statement
+    built and compiled once per shape (which columns each probe compares), the values
+    and the page size its parameters: no statement is built, its cache key computed
+    or its result columns matched again on every call (most of a short list's cost)."""
     want = offset + limit
     found: dict[Any, dict[str, Any]] = {}
     cuts = []
     last = f"_k{len(order.keys) - 1}"  # the id: a row met by two probes is kept once
-    for probe, rows in _first_reads(conn, columns, order, probes, after, want + 1):
+    first = None
+    if hot is not None and after is None:
+        first = _hot_first_reads(hot, columns, order, probes, want + 1)
+    if first is None:
+        first = _first_reads(conn, columns, order, probes, after, want + 1)
+    for probe, rows in first:
         matched, cut = _go_on(conn, columns, order, probe, residual, rows, want)
         if cut is not None:
             cuts.append(cut)
@@ -285,7 +311,7 @@ def _key(order: Order, row: dict[str, Any]) -> list[Any]:
 def _read(order: Order, columns: Sequence[Any], probe: Probe, start: Sequence[Any] | None,
           size: int) -> Any:
     """One probe's ordered read of ``size`` rows after ``start``; None: none come after."""
-    q = select(*columns, *_labels(order)).where(*probe.where)
+    q = select(*columns, *_labels(order)).where(*probe.terms)
     if start is not None:
         clause = after_clause(order, start, probe.fixed)
         if clause is None:
@@ -310,6 +336,54 @@ def _first_reads(conn: Connection, columns: Sequence[Any], order: Order,
             row = dict(r._mapping)
             out[row.pop("_probe")][1].append(row)
     return [out[i] for i, _ in reads]
+
+
+def _equalities(probe: Probe) -> tuple[tuple[Column[Any], ...], list[Any]] | None:
+    """A probe made of ``column == value`` terms only: its columns and values; else None
+    (a None value too: SQL makes ``column == None`` an IS NULL, a parameter would not)."""
+    if probe.where or not all(isinstance(c, Column) and v is not None for c, v in probe.eq):
+        return None
+    return tuple(c for c, _ in probe.eq), [v for _, v in probe.eq]
+
+
+def _hot_first_reads(hot: HotRows, columns: Sequence[Any], order: Order,
+                     probes: Sequence[Probe], size: int,
+                     ) -> list[tuple[Probe, list[dict[str, Any]]]] | None:
+    """:func:`_first_reads` of the first page, through a statement kept compiled per
+    shape (see :func:`read_page`); None when a probe is not made of equalities."""
+    if not probes or len(probes) > MAX_HOT_PROBES:
+        return None
+    shapes: list[tuple[Column[Any], ...]] = []
+    params: dict[str, Any] = {"_size": size}
+    for i, probe in enumerate(probes):
+        eq = _equalities(probe)
+        if eq is None:
+            return None
+        shapes.append(eq[0])
+        params.update({f"_p{i}_{j}": v for j, v in enumerate(eq[1])})
+    # (columns, order and the probes' columns are the schema's, alive as long as the
+    # process: their ids name them)
+    key = ("keyset.first", id(order), tuple(map(id, columns)),
+           tuple(tuple(map(id, cols)) for cols in shapes))
+
+    def build() -> Any:
+        def part(i: int, cols: Sequence[Column[Any]]) -> Any:
+            return (select(*columns, *_labels(order))
+                    .where(*(c == bindparam(f"_p{i}_{j}") for j, c in enumerate(cols)))
+                    .order_by(*[e.desc() if d else e.asc() for e, d in order.keys])
+                    .limit(bindparam("_size", type_=Integer)))
+        if len(shapes) == 1:
+            return part(0, shapes[0])
+        return union_all(*(select(literal(i).label("_probe"), part(i, cols).subquery())
+                           for i, cols in enumerate(shapes)))
+
+    rows = hot(key, build, params)
+    if len(probes) == 1:
+        return [(probes[0], rows)]
+    out: list[tuple[Probe, list[dict[str, Any]]]] = [(p, []) for p in probes]
+    for row in rows:
+        out[row.pop("_probe")][1].append(row)
+    return out
 
 
 def _go_on(conn: Connection, columns: Sequence[Any], order: Order, probe: Probe,
@@ -349,7 +423,7 @@ def count(conn: Connection, table: Any, order: Order, probes: Sequence[Probe],
         keys = [e.label(f"_k{i}") for i, e in enumerate(e for e, _ in order.keys)]
         # In the list's order: the planner walks the probe's index (a bare LIMIT lets
         # PostgreSQL scan the heap until enough rows match, all of it for a rare value).
-        sub = (select(*keys).select_from(table).where(*probe.where).order_by(*sort)
+        sub = (select(*keys).select_from(table).where(*probe.terms).order_by(*sort)
                .limit(COUNT_CAP + 1).subquery())
         if residual:
             # The residual filters' columns are not in the index: each row the index gave
@@ -368,7 +442,7 @@ def count(conn: Connection, table: Any, order: Order, probes: Sequence[Probe],
     if not over:
         return Total(counted)
     if conn.dialect.name == "postgresql":
-        where = or_(*(and_(*p.where) for p in probes))
+        where = or_(*(and_(*p.terms) for p in probes))
         q = select(literal(1)).select_from(table).where(where)
         if match is not None:
             q = q.where(match)

@@ -21,7 +21,7 @@ records, newest first: object_type → ix_records_object_type, else ix_records_c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,8 @@ PRIORITY_VALUES = (0, 1, 2, 3)  # baton.definitions.model.PRIORITIES, by index
 APPROVAL = "approval"  # the step type of the items a delegate may act on
 
 _r, _w, _rec = s.runs.c, s.work_items.c, s.records.c
+_RUN_COLS = tuple(_r[c] for c in RUN_COLUMNS)
+_WORK_COLS, _RECORD_COLS = tuple(s.work_items.c), tuple(s.records.c)
 _due = s.due_key(_w.due_at)
 RUNS_ORDER = Order("runs", ((_r.created_at, True), (_r.id, True)))
 RECORDS_ORDER = Order("records", ((_rec.created_at, True), (_rec.id, True)))
@@ -95,18 +97,18 @@ def run_probes(filters: dict[str, Any]) -> tuple[list[Probe], dict[str, Any]]:
     if f.pop("attention", False):  # any of the values (a filter of false is no filter)
         f["attention"] = ATTENTION_VALUES
     if "record_id" in f:
-        return [Probe((_r.record_id == f.pop("record_id"),))], f
+        return [Probe(((_r.record_id, f.pop("record_id")),))], f
     if "attention" in f:  # few runs: the others are checked on them
-        return [Probe((_r.attention == v,)) for v in f.pop("attention")], f
+        return [Probe(((_r.attention, v),)) for v in f.pop("attention")], f
     statuses = [f.pop("status")] if "status" in f else [st.value for st in RunStatus]
     if "current_stage" in f:
         stage = f.pop("current_stage")
-        return [Probe((_r.current_stage == stage, _r.status == st)) for st in statuses], f
+        return [Probe(((_r.current_stage, stage), (_r.status, st))) for st in statuses], f
     if "orchestration" in f:
         name = f.pop("orchestration")
-        return [Probe((_r.orchestration == name, _r.status == st)) for st in statuses], f
+        return [Probe(((_r.orchestration, name), (_r.status, st))) for st in statuses], f
     if len(statuses) == 1 and "status" in filters and filters["status"] is not None:
-        return [Probe((_r.status == statuses[0],))], f
+        return [Probe(((_r.status, statuses[0]),))], f
     return [Probe(())], f
 
 
@@ -140,10 +142,10 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
             residual["record_id"] = filters["record_id"]
         residual["status"] = statuses
         if filters.get("scope") is not None or filters.get("user") is not None:
-            return _scoped_small(filters, col == value, residual, narrow)
+            return _scoped_small(filters, (col, value), residual, narrow)
         if narrow is not None:
             residual.update(assignee_kind=narrow[0], assignee=narrow[1])
-        return [Probe((col == value,), small=True)], residual
+        return [Probe(((col, value),), small=True)], residual
     pairs: list[tuple[str, str]] | None = None
     claimer: str | None = None
     if filters.get("scope") is not None:
@@ -162,12 +164,12 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
     delegated = _delegated(filters) if pairs is not None and narrow is None else ()
     probes = []
     for st in statuses:
-        heads: list[tuple[Any, ...]] = [(_w.status == st,)] if pairs is None else [
-            (_w.status == st, _w.assignee_kind == k, _w.assignee == a) for k, a in pairs]
-        heads += [(_w.status == st, _w.assignee_kind == "user", _w.assignee == a,
-                   _w.step_type == APPROVAL) for a in delegated]
+        heads: list[tuple[tuple[Any, Any], ...]] = [((_w.status, st),)] if pairs is None else [
+            ((_w.status, st), (_w.assignee_kind, k), (_w.assignee, a)) for k, a in pairs]
+        heads += [((_w.status, st), (_w.assignee_kind, "user"), (_w.assignee, a),
+                   (_w.step_type, APPROVAL)) for a in delegated]
         for head in heads:
-            probes += [Probe((*head, _w.priority == p), fixed=((_w.priority, p),))
+            probes += [Probe((*head, (_w.priority, p)), fixed=((_w.priority, p),))
                        for p in PRIORITY_VALUES] if urgent \
                 else [Probe(head)]
         if claimer is not None:
@@ -175,14 +177,14 @@ def work_probes(filters: dict[str, Any], order: str) -> tuple[list[Probe], dict[
             # claimed items by ix_work_items_claimed (SQLite, without statistics, would
             # rather walk ix_work_items_created in order and test claimed_by on each item)
             # (not the items the assignee probes read too: counted once)
-            probes.append(Probe((_w.claimed_by == claimer, _w.status + "" == st,
-                                 *_not_in(pairs or [], delegated)), small=True))
+            probes.append(Probe(((_w.claimed_by, claimer),), (
+                _w.status + "" == st, *_not_in(pairs or [], delegated)), small=True))
     if claimer is not None and narrow is not None:
         residual.update(assignee_kind=narrow[0], assignee=narrow[1])
     return probes, residual
 
 
-def _scoped_small(filters: dict[str, Any], head: Any, residual: dict[str, Any],
+def _scoped_small(filters: dict[str, Any], head: tuple[Any, Any], residual: dict[str, Any],
                   narrow: tuple[str, str] | None) -> tuple[list[Probe], dict[str, Any]]:
     """A run's or record's items within a user's scope: read them all (a handful), keep
     the scope's, probe by probe (one per assignee, one for the items they claimed)."""
@@ -196,14 +198,14 @@ def _scoped_small(filters: dict[str, Any], head: Any, residual: dict[str, Any],
     delegated = _delegated(filters) if narrow is None else ()
     if narrow is not None:
         pairs = [p for p in pairs if p == narrow]
-    probes = [Probe((head, _w.assignee_kind == k, _w.assignee == a), small=True)
+    probes = [Probe((head, (_w.assignee_kind, k), (_w.assignee, a)), small=True)
               for k, a in pairs]
-    probes += [Probe((head, _w.assignee_kind == "user", _w.assignee == a,
-                      _w.step_type == APPROVAL), small=True) for a in delegated]
+    probes += [Probe((head, (_w.assignee_kind, "user"), (_w.assignee, a),
+                      (_w.step_type, APPROVAL)), small=True) for a in delegated]
     claimed = dict(residual)
     if narrow is not None:
         claimed.update(assignee_kind=narrow[0], assignee=narrow[1])
-    probes.append(Probe((head, _w.claimed_by == user, *_not_in(pairs, delegated)), small=True))
+    probes.append(Probe((head, (_w.claimed_by, user)), _not_in(pairs, delegated), small=True))
     return probes, claimed if narrow is not None else residual
 
 
@@ -230,13 +232,24 @@ class PagesSql:
 
     conn: Connection
 
+    # SqlTx's: a hot statement's rows (compiled once under ``key``).
+    def _fetch_all(self, key: Any, stmt: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError  # pragma: no cover - SqlTx's
+
+    _hot: dict[Any, Any]  # SqlTx's: the store's hot statements, by key
+
+    def _hot_rows(self, key: Any, build: Callable[[], Any], values: dict[str, Any],
+                  ) -> list[dict[str, Any]]:
+        """A keyset read kept compiled: built the first time its key is seen."""
+        return self._fetch_all(key, None if key in self._hot else build(), values)
+
     def page_runs_txn(self, filters: dict[str, Any], after: str | None, offset: int,
                       limit: int) -> KeyPage:
         """Run summaries (not their state), newest first, after the cursor ``after``."""
         probes, residual = run_probes(filters)
         key = decode_cursor(RUNS_ORDER, after) if after is not None else None
-        return read_page(self.conn, [s.runs.c[c] for c in RUN_COLUMNS], RUNS_ORDER, probes,
-                         residual, key, offset, limit)
+        return read_page(self.conn, _RUN_COLS, RUNS_ORDER, probes, residual, key, offset,
+                         limit, self._hot_rows)
 
     def count_runs_bounded_txn(self, filters: dict[str, Any]) -> Total:
         probes, residual = run_probes(filters)
@@ -247,8 +260,8 @@ class PagesSql:
                             offset: int, limit: int) -> KeyPage:
         probes, residual = work_probes(filters, order)
         key = decode_cursor(WORK_ORDERS[order], after) if after is not None else None
-        return read_page(self.conn, list(s.work_items.c), WORK_ORDERS[order], probes,
-                         residual, key, offset, limit)
+        return read_page(self.conn, _WORK_COLS, WORK_ORDERS[order], probes, residual, key,
+                         offset, limit, self._hot_rows)
 
     def count_work_items_bounded_txn(self, filters: dict[str, Any]) -> Total:
         probes, residual = work_probes(filters, "created")
@@ -257,12 +270,12 @@ class PagesSql:
     def page_records_txn(self, object_type: str | None, after: str | None, offset: int,
                          limit: int) -> KeyPage:
         key = decode_cursor(RECORDS_ORDER, after) if after is not None else None
-        return read_page(self.conn, list(s.records.c), RECORDS_ORDER, _record_probes(object_type),
-                         {}, key, offset, limit)
+        return read_page(self.conn, _RECORD_COLS, RECORDS_ORDER, _record_probes(object_type),
+                         {}, key, offset, limit, self._hot_rows)
 
     def count_records_bounded_txn(self, object_type: str | None) -> Total:
         return count(self.conn, s.records, RECORDS_ORDER, _record_probes(object_type), {})
 
 
 def _record_probes(object_type: str | None) -> Sequence[Probe]:
-    return [Probe((_rec.object_type == object_type,) if object_type else ())]
+    return [Probe(((_rec.object_type, object_type),) if object_type else ())]

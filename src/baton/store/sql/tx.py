@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    bindparam,
     delete,
     func,
     select,
@@ -57,6 +58,16 @@ from baton.store.sql.statements import (
     by_ids,
     update_item_hot,
 )
+
+
+def _step_sla(step: str, n: int) -> Any:
+    """A step's iteration and SLA out of ``n`` runs' states (a JSON path per dialect:
+    json_extract on SQLite, #> on PostgreSQL)."""
+    state = s.runs.c.state
+    return select(s.runs.c.id,
+                  state[("steps", step, "iteration")].as_integer().label("iteration"),
+                  state[("steps", step, "sla")].label("sla"),
+                  ).where(s.runs.c.id.in_([bindparam(f"_i{i}") for i in range(n)]))
 
 
 class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, IncidentsSql,
@@ -211,6 +222,33 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         if not record_ids:
             return {}
         return self._by_ids_txn(s.records, record_ids, for_update)
+
+    @reads("runs", "all", "list")
+    def step_slas_txn(self, steps: Sequence[tuple[str, str]]
+                      ) -> dict[tuple[str, str], tuple[int | None, dict[str, Any] | None]]:
+        """The iteration and the SLA a run's state keeps for one of its steps: (run id,
+        step) -> (iteration, sla), None where the state has none (a run not found is
+        left out). Read out of the stored state by the database, a statement per step
+        name: the whole state is neither sent nor decoded (a work list's SLA status)."""
+        by_step: dict[str, set[str]] = {}
+        for run_id, step in steps:
+            by_step.setdefault(step, set()).add(run_id)
+        out: dict[tuple[str, str], tuple[int | None, dict[str, Any] | None]] = {}
+        for step, ids in by_step.items():
+            wanted = sorted(ids)
+            if '"' in step or "\\" in step:  # (not an identifier: no JSON path names it)
+                for rid, row in self.get_runs_txn(wanted).items():
+                    doc = ((row["state"] or {}).get("steps") or {}).get(step) or {}
+                    out[(rid, step)] = (doc.get("iteration"), doc.get("sla"))
+                continue
+            n = 1 << (len(wanted) - 1).bit_length()
+            key = ("step_sla", step, n)
+            h = self._hot.get(key) or self._compiled(key, _step_sla(step, n))
+            params = {f"_i{i}": wanted[min(i, len(wanted) - 1)] for i in range(n)}
+            for raw in self._run(h, params).fetchall():
+                row = h.row(raw)
+                out[(row["id"], step)] = (row["iteration"], row["sla"])
+        return out
 
     @reads("runs", "ids", "rows")
     def run_heads_txn(self, run_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
