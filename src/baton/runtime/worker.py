@@ -326,7 +326,7 @@ class Worker:
 
         Dispatch is by job kind: the runtime's own kinds in ``_ENGINE_JOBS``, then the kinds
         step types enqueue (``baton.steps.registry``)."""
-        metrics.JOBS.labels(job.kind).inc()
+        metrics.job_counter(job.kind).inc()
         context = {"job_id": job.id, "job_kind": job.kind, "run_id": job.run_id,
                    "step": job.payload.get("step")}
         with logs.job_context(**context):
