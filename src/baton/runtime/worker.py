@@ -792,18 +792,18 @@ class Worker:
             tx.saw_run(run.id, run.seq)
             if record_row is not None:
                 tx.saw_record(record_row["id"], record_row["version"])
-        record = self._record_view(record_row, tx) if record_row else None
         if not _still_waiting(run, event):
             # The step was canceled (run canceled, stage exited) while its flow ran:
             # its result, record updates included, is dropped with the job.
             self.stats.stale += 1
             return
         if res.record_updates and record_row is not None and isinstance(event, StepCompleted):
-            new = eng.records.update_txn(tx, record_row, res.record_updates, f"flow:{event.step}", now_dt,
-                                         exclude_run=run.id)
-            record = self._record_view(new, tx)
+            record_row = eng.records.update_txn(tx, record_row, res.record_updates,
+                                                f"flow:{event.step}", now_dt, exclude_run=run.id)
             if cache is not None:
-                cache.records[new["id"]] = new
+                cache.records[record_row["id"]] = record_row
+        # (made once, from the record as decide() is to see it: after the flow's updates)
+        record = self._record_view(record_row, tx) if record_row else None
         decision = eng.runs.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
         if isinstance(event, StepCompleted) and not decision.stale \
                 and callout_waits(decision.run, event.step):
