@@ -128,6 +128,10 @@ class Worker:
         self._pool = flow_pool
         self._own_pool = flow_pool is None
         self._records = StoreRecords(engine.store, engine.definitions)  # ctx.records
+        # The next batch, claimed in the transaction that committed the last one (only while
+        # run() loops: a caller of run_once() alone gets one claimed batch per call).
+        self._claim_ahead = False
+        self._claimed: list[Job] = []
         self._classifiers = TrainedSets(engine.store.read)  # ai steps' classifier:
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -140,6 +144,7 @@ class Worker:
         self.stopping.clear()
         if not until_idle:  # a process that serves from now on (not a test's short run)
             heap.settle()
+        self._claim_ahead = True
         self._with_db(self._register, retry=not until_idle)
         hb = threading.Thread(target=self._heartbeat_loop, daemon=True, name="baton-heartbeat")
         hb.start()
@@ -175,6 +180,8 @@ class Worker:
                 self._idle_wait(seen, now_m - idle_since)
         finally:
             self.stopping.set()
+            # Jobs claimed ahead and not run are released with the others, just below.
+            self._claim_ahead, self._claimed = False, []
             if self._own_pool and self._pool is not None:
                 self._pool.close()  # no flow process outlives its worker
                 self._pool = None
@@ -263,7 +270,9 @@ class Worker:
         result is applied in its own savepoint, so one that cannot be committed does not
         take the others down with it.
         """
-        jobs = self.store.claim_jobs(self.id, iso(self.engine.clock.now()), self.batch)
+        jobs, self._claimed = self._claimed, []
+        if not jobs:  # (none claimed ahead, or the queue was empty then: claim now)
+            jobs = self.store.claim_jobs(self.id, iso(self.engine.clock.now()), self.batch)
         if not jobs:
             return 0
         snapshots, read = self._read_batch(jobs)
@@ -667,8 +676,15 @@ class Worker:
                     budget -= len(more)
                     pending.extend(more)
                     chained_out.extend(more)
+        claimed: list[Job] = []
         with self.store.write() as tx:
             plan.commit_into(tx)
+            if self._claim_ahead and not self.stopping.is_set():
+                # The next batch, claimed in this transaction: no BEGIN IMMEDIATE and fsync
+                # of its own; claimed only if this commits (else the usual claim next time).
+                claimed = self.store.claim_jobs_txn(tx, self.id, iso(self.engine.clock.now()),
+                                                    self.batch)
+        self._claimed = claimed
         chained = len(pending) - len(results)
         self.stats.jobs += chained
         self.stats.chained += chained
