@@ -28,7 +28,11 @@ from baton import logs
 from baton.ai.trained import TrainedSets
 from baton.clock import iso, parse_iso
 from baton.connections.mcp import close_shared_sessions
-from baton.definitions.model import OrchestrationDefinition, StepDefinition
+from baton.definitions.model import (
+    ObjectTypeDefinition,
+    OrchestrationDefinition,
+    StepDefinition,
+)
 from baton.engine import sla
 from baton.engine.events import (
     CancelRequested,
@@ -132,6 +136,9 @@ class Worker:
         # run() loops: a caller of run_once() alone gets one claimed batch per call).
         self._claim_ahead = False
         self._claimed: list[Job] = []
+        # The definitions a batch uses, looked up once per batch (each lookup checks whether
+        # anything was deployed and finds the parsed version: several per result otherwise).
+        self._batch_defs: dict[tuple[str, str, int], Any] = {}
         self._classifiers = TrainedSets(engine.store.read)  # ai steps' classifier:
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -271,6 +278,7 @@ class Worker:
         take the others down with it.
         """
         jobs, self._claimed = self._claimed, []
+        self._batch_defs.clear()  # (a deploy since the last batch is seen from this one on)
         if not jobs:  # (none claimed ahead, or the queue was empty then: claim now)
             jobs = self.store.claim_jobs(self.id, iso(self.engine.clock.now()), self.batch)
         if not jobs:
@@ -447,18 +455,29 @@ class Worker:
         keeping them here too would grow with every order the worker ever ran)."""
         key = (run.orchestration, run.version, step)
         if run.orchestration.startswith(PLAN_PREFIX):
-            found = self.engine.definitions.orchestration(run.orchestration, run.version,
-                                                          tx=tx)[0].find_step(step)
+            found = self._orchestration(run, tx).find_step(step)
             return found[1] if found is not None else None
         if key not in self._step_defs:
-            found = self.engine.definitions.orchestration(run.orchestration, run.version,
-                                                          tx=tx)[0].find_step(step)
+            found = self._orchestration(run, tx).find_step(step)
             self._step_defs[key] = found[1] if found is not None else None
         return self._step_defs[key]
 
-    def _orchestration(self, run: Run) -> OrchestrationDefinition:
+    def _orchestration(self, run: Run, tx: Any = None) -> OrchestrationDefinition:
         """The run's pinned version (parsed once: types ``ctx.input`` and form outputs)."""
-        return self.engine.definitions.orchestration(run.orchestration, run.version)[0]
+        key = ("orchestration", run.orchestration, run.version)
+        found: OrchestrationDefinition | None = self._batch_defs.get(key)
+        if found is None:
+            found = self._batch_defs[key] = self.engine.definitions.orchestration(
+                run.orchestration, run.version, tx=tx)[0]
+        return found
+
+    def _object_type(self, name: str, tx: Any = None) -> ObjectTypeDefinition:
+        """The active version of an object type, looked up once per batch."""
+        key = ("object", name, 0)
+        found: ObjectTypeDefinition | None = self._batch_defs.get(key)
+        if found is None:
+            found = self._batch_defs[key] = self.engine.definitions.object_type(name, tx)
+        return found
 
     def _execute_evaluate(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         return _Result(job, RecordChanged())
@@ -773,7 +792,7 @@ class Worker:
     def _record_view(self, row: Mapping[str, Any], tx: Any = None) -> dict[str, Any]:
         """The record as flows and expressions see it: typed by its object type (a
         ``decimal`` field is a Decimal)."""
-        return record_view(row, self.engine.definitions.object_type(row["object_type"], tx))
+        return record_view(row, self._object_type(row["object_type"], tx))
 
     def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None) -> None:
         eng, job, event = self.engine, res.job, res.event
@@ -800,7 +819,7 @@ class Worker:
             return
         if cache is not None and job.run_id in cache.runs:
             run = cache.runs[job.run_id]  # decide() updates it in place: the next result sees it
-            defn, _ = eng.definitions.orchestration(run.orchestration, run.version, tx=tx)
+            defn = self._orchestration(run, tx)
             record_row = cache.records.get(run.record_id or "")
         else:
             run, defn, record_row = eng.runs.load_row_txn(tx, job.run_id or "")
