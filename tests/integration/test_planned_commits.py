@@ -8,9 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import select
+
 from baton import flow
 from baton.flows import FlowContext
 from baton.runtime.worker import Worker
+from baton.store import schema as s
 
 
 @flow("t_plan.classify")
@@ -229,3 +232,81 @@ def test_a_batchs_records_active_runs_are_read_in_one_statement(harness: Any, mo
     assert batched and set(batched) == {3}  # read ahead for the batch, checked under the lock
     for rec in recs:
         assert eng.get_record(rec["id"])["status"] == "Triaged"
+
+
+def _job_counts(eng: Any) -> dict[str, int]:
+    with eng.store.read() as tx:
+        return dict(tx.count_jobs_txn())
+
+
+def test_the_next_batch_is_claimed_in_the_commit_of_the_last(harness: Any, monkeypatch: Any) -> None:
+    """A worker's loop claims its next batch in the transaction that commits the last one:
+    a transaction of its own claims only the first batch and the empty one at the end."""
+    from baton.store.sql.jobs import JobQueue
+
+    harness.deploy_text(DEFS)
+    eng = harness.engine
+    alone: list[int] = []  # claims in a transaction of their own (claim_jobs)
+    ahead: list[int] = []  # claims in a batch's commit (claim_jobs_txn, called by the worker)
+    inside: list[bool] = []
+    claim, claim_txn = JobQueue.claim_jobs, JobQueue.claim_jobs_txn
+
+    def spy(self: Any, *args: Any, **kw: Any) -> Any:
+        inside.append(True)
+        try:
+            alone.append(len(got := claim(self, *args, **kw)))
+        finally:
+            inside.pop()
+        return got
+
+    def spy_txn(self: Any, *args: Any, **kw: Any) -> Any:
+        got = claim_txn(self, *args, **kw)
+        if not inside:
+            ahead.append(len(got))
+        return got
+
+    monkeypatch.setattr(JobQueue, "claim_jobs", spy)
+    monkeypatch.setattr(JobQueue, "claim_jobs_txn", spy_txn)
+    recs = eng.create_records("Case", [{"subject": f"invoice {i}"} for i in range(3)], actor="t")
+    worker = Worker(eng, batch=1)
+    worker.run(until_idle=True)
+    assert worker.stats.jobs == 6 and worker.stats.planned_commits == 6
+    assert [n for n in alone if n] == [1]  # the first batch; then only the last, empty claim
+    assert ahead == [1, 1, 1, 1, 1, 0]  # the last commit found none to claim
+    assert _job_counts(eng) == {}  # nothing left claimed
+    assert {(i["step"], i["status"]) for i in eng.list_work(limit=10)} == {("review", "open")}
+    assert sorted(i["record_id"] for i in eng.list_work(limit=10)) == sorted(r["id"] for r in recs)
+
+    # run_once() on its own claims its one batch itself and claims none ahead.
+    alone.clear()
+    ahead.clear()
+    eng.create_records("Case", [{"subject": f"invoice {i}"} for i in range(2)], actor="t")
+    assert Worker(eng, batch=1).run_once() == 1
+    assert alone == [1] and ahead == []
+    assert _job_counts(eng) == {"ready": 3}
+
+
+def test_jobs_claimed_ahead_are_released_when_the_worker_stops(harness: Any) -> None:
+    """Stopped right after a commit that claimed the next batch, the worker hands those jobs
+    back (ready, claimed by no one); another worker runs them."""
+    harness.deploy_text(DEFS)
+    eng = harness.engine
+    eng.create_records("Case", [{"subject": f"invoice {i}"} for i in range(2)], actor="t")
+    worker = Worker(eng, batch=1)
+
+    class StopAfterCommit:
+        def hit(self, point: str) -> None:
+            if point == "after_commit":
+                worker.stop()
+
+    worker._faults = StopAfterCommit()  # type: ignore[assignment]
+    worker.run(until_idle=True)
+    assert worker.stats.jobs == 1
+    assert _job_counts(eng) == {"ready": 3}
+    with eng.store.read() as tx:
+        rows = tx.conn.execute(select(s.jobs.c.claimed_by, s.jobs.c.attempts)).all()
+    assert {r.claimed_by for r in rows} == {None}
+    assert sorted(r.attempts for r in rows) == [0, 0, 1]  # the one claimed ahead, handed back
+    Worker(eng).run(until_idle=True)
+    assert _job_counts(eng) == {}
+    assert len(eng.list_work(limit=10)) == 2

@@ -263,12 +263,17 @@ def _legacy_answers(answers: dict[str, bool]) -> dict[str, bool]:
     return {LEGACY_ANSWER + name: value for name, value in answers.items()}
 
 
+# Values copy_json() returns as they are, tested by exact type: most values of a record, an
+# output or the variables are these, and a call apiece for them was most of its cost.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def copy_json(value: Any) -> Any:
     """Copy JSON-shaped data (dicts, lists, scalars) — much cheaper than copy.deepcopy."""
     if isinstance(value, dict):
-        return {k: copy_json(v) for k, v in value.items()}
+        return {k: v if type(v) in _SCALARS else copy_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [copy_json(v) for v in value]
+        return [v if type(v) in _SCALARS else copy_json(v) for v in value]
     return value
 
 

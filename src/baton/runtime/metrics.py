@@ -17,6 +17,7 @@ Two kinds, told apart by where their truth lives:
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -55,8 +56,23 @@ PROCESS_METRICS: tuple[Collector, ...] = (STEP_SECONDS, STEP_ATTEMPTS, EMAILS, J
 
 
 def observe_step(step_type: str, seconds: float, failed: bool) -> None:
-    STEP_SECONDS.labels(step_type).observe(seconds)
-    STEP_ATTEMPTS.labels(step_type, "failed" if failed else "completed").inc()
+    seconds_of, attempts_of = _step_children(step_type, failed)
+    seconds_of.observe(seconds)
+    attempts_of.inc()
+
+
+@functools.lru_cache(maxsize=256)
+def _step_children(step_type: str, failed: bool) -> tuple[Histogram, Counter]:
+    """The labelled children of one step type (``labels()`` checks and joins its arguments
+    and takes a lock on every call: once per step attempt on a worker's hot path)."""
+    return (STEP_SECONDS.labels(step_type),
+            STEP_ATTEMPTS.labels(step_type, "failed" if failed else "completed"))
+
+
+@functools.lru_cache(maxsize=256)
+def job_counter(kind: str) -> Counter:
+    """:data:`JOBS`' child for one job kind (kept: see :func:`_step_children`)."""
+    return JOBS.labels(kind)
 
 
 def process_registry() -> CollectorRegistry:

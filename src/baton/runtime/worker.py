@@ -28,7 +28,11 @@ from baton import logs
 from baton.ai.trained import TrainedSets
 from baton.clock import iso, parse_iso
 from baton.connections.mcp import close_shared_sessions
-from baton.definitions.model import OrchestrationDefinition, StepDefinition
+from baton.definitions.model import (
+    ObjectTypeDefinition,
+    OrchestrationDefinition,
+    StepDefinition,
+)
 from baton.engine import sla
 from baton.engine.events import (
     CancelRequested,
@@ -128,6 +132,13 @@ class Worker:
         self._pool = flow_pool
         self._own_pool = flow_pool is None
         self._records = StoreRecords(engine.store, engine.definitions)  # ctx.records
+        # The next batch, claimed in the transaction that committed the last one (only while
+        # run() loops: a caller of run_once() alone gets one claimed batch per call).
+        self._claim_ahead = False
+        self._claimed: list[Job] = []
+        # The definitions a batch uses, looked up once per batch (each lookup checks whether
+        # anything was deployed and finds the parsed version: several per result otherwise).
+        self._batch_defs: dict[tuple[str, str, int], Any] = {}
         self._classifiers = TrainedSets(engine.store.read)  # ai steps' classifier:
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -140,6 +151,7 @@ class Worker:
         self.stopping.clear()
         if not until_idle:  # a process that serves from now on (not a test's short run)
             heap.settle()
+        self._claim_ahead = True
         self._with_db(self._register, retry=not until_idle)
         hb = threading.Thread(target=self._heartbeat_loop, daemon=True, name="baton-heartbeat")
         hb.start()
@@ -175,6 +187,8 @@ class Worker:
                 self._idle_wait(seen, now_m - idle_since)
         finally:
             self.stopping.set()
+            # Jobs claimed ahead and not run are released with the others, just below.
+            self._claim_ahead, self._claimed = False, []
             if self._own_pool and self._pool is not None:
                 self._pool.close()  # no flow process outlives its worker
                 self._pool = None
@@ -263,7 +277,10 @@ class Worker:
         result is applied in its own savepoint, so one that cannot be committed does not
         take the others down with it.
         """
-        jobs = self.store.claim_jobs(self.id, iso(self.engine.clock.now()), self.batch)
+        jobs, self._claimed = self._claimed, []
+        self._batch_defs.clear()  # (a deploy since the last batch is seen from this one on)
+        if not jobs:  # (none claimed ahead, or the queue was empty then: claim now)
+            jobs = self.store.claim_jobs(self.id, iso(self.engine.clock.now()), self.batch)
         if not jobs:
             return 0
         snapshots, read = self._read_batch(jobs)
@@ -326,7 +343,7 @@ class Worker:
 
         Dispatch is by job kind: the runtime's own kinds in ``_ENGINE_JOBS``, then the kinds
         step types enqueue (``baton.steps.registry``)."""
-        metrics.JOBS.labels(job.kind).inc()
+        metrics.job_counter(job.kind).inc()
         context = {"job_id": job.id, "job_kind": job.kind, "run_id": job.run_id,
                    "step": job.payload.get("step")}
         with logs.job_context(**context):
@@ -438,18 +455,29 @@ class Worker:
         keeping them here too would grow with every order the worker ever ran)."""
         key = (run.orchestration, run.version, step)
         if run.orchestration.startswith(PLAN_PREFIX):
-            found = self.engine.definitions.orchestration(run.orchestration, run.version,
-                                                          tx=tx)[0].find_step(step)
+            found = self._orchestration(run, tx).find_step(step)
             return found[1] if found is not None else None
         if key not in self._step_defs:
-            found = self.engine.definitions.orchestration(run.orchestration, run.version,
-                                                          tx=tx)[0].find_step(step)
+            found = self._orchestration(run, tx).find_step(step)
             self._step_defs[key] = found[1] if found is not None else None
         return self._step_defs[key]
 
-    def _orchestration(self, run: Run) -> OrchestrationDefinition:
+    def _orchestration(self, run: Run, tx: Any = None) -> OrchestrationDefinition:
         """The run's pinned version (parsed once: types ``ctx.input`` and form outputs)."""
-        return self.engine.definitions.orchestration(run.orchestration, run.version)[0]
+        key = ("orchestration", run.orchestration, run.version)
+        found: OrchestrationDefinition | None = self._batch_defs.get(key)
+        if found is None:
+            found = self._batch_defs[key] = self.engine.definitions.orchestration(
+                run.orchestration, run.version, tx=tx)[0]
+        return found
+
+    def _object_type(self, name: str, tx: Any = None) -> ObjectTypeDefinition:
+        """The active version of an object type, looked up once per batch."""
+        key = ("object", name, 0)
+        found: ObjectTypeDefinition | None = self._batch_defs.get(key)
+        if found is None:
+            found = self._batch_defs[key] = self.engine.definitions.object_type(name, tx)
+        return found
 
     def _execute_evaluate(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         return _Result(job, RecordChanged())
@@ -667,8 +695,15 @@ class Worker:
                     budget -= len(more)
                     pending.extend(more)
                     chained_out.extend(more)
+        claimed: list[Job] = []
         with self.store.write() as tx:
             plan.commit_into(tx)
+            if self._claim_ahead and not self.stopping.is_set():
+                # The next batch, claimed in this transaction: no BEGIN IMMEDIATE and fsync
+                # of its own; claimed only if this commits (else the usual claim next time).
+                claimed = self.store.claim_jobs_txn(tx, self.id, iso(self.engine.clock.now()),
+                                                    self.batch)
+        self._claimed = claimed
         chained = len(pending) - len(results)
         self.stats.jobs += chained
         self.stats.chained += chained
@@ -757,7 +792,7 @@ class Worker:
     def _record_view(self, row: Mapping[str, Any], tx: Any = None) -> dict[str, Any]:
         """The record as flows and expressions see it: typed by its object type (a
         ``decimal`` field is a Decimal)."""
-        return record_view(row, self.engine.definitions.object_type(row["object_type"], tx))
+        return record_view(row, self._object_type(row["object_type"], tx))
 
     def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None) -> None:
         eng, job, event = self.engine, res.job, res.event
@@ -784,7 +819,7 @@ class Worker:
             return
         if cache is not None and job.run_id in cache.runs:
             run = cache.runs[job.run_id]  # decide() updates it in place: the next result sees it
-            defn, _ = eng.definitions.orchestration(run.orchestration, run.version, tx=tx)
+            defn = self._orchestration(run, tx)
             record_row = cache.records.get(run.record_id or "")
         else:
             run, defn, record_row = eng.runs.load_row_txn(tx, job.run_id or "")
@@ -792,18 +827,18 @@ class Worker:
             tx.saw_run(run.id, run.seq)
             if record_row is not None:
                 tx.saw_record(record_row["id"], record_row["version"])
-        record = self._record_view(record_row, tx) if record_row else None
         if not _still_waiting(run, event):
             # The step was canceled (run canceled, stage exited) while its flow ran:
             # its result, record updates included, is dropped with the job.
             self.stats.stale += 1
             return
         if res.record_updates and record_row is not None and isinstance(event, StepCompleted):
-            new = eng.records.update_txn(tx, record_row, res.record_updates, f"flow:{event.step}", now_dt,
-                                         exclude_run=run.id)
-            record = self._record_view(new, tx)
+            record_row = eng.records.update_txn(tx, record_row, res.record_updates,
+                                                f"flow:{event.step}", now_dt, exclude_run=run.id)
             if cache is not None:
-                cache.records[new["id"]] = new
+                cache.records[record_row["id"]] = record_row
+        # (made once, from the record as decide() is to see it: after the flow's updates)
+        record = self._record_view(record_row, tx) if record_row else None
         decision = eng.runs.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
         if isinstance(event, StepCompleted) and not decision.stale \
                 and callout_waits(decision.run, event.step):

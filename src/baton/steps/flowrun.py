@@ -9,6 +9,7 @@ its own thread, or in a flow process it can kill when the step's ``timeout`` pas
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
@@ -99,8 +100,14 @@ def _typed_output(orchestration: OrchestrationDefinition | None, step: str,
 
 
 def flow_logger(run_id: str, step: str) -> logging.LoggerAdapter[logging.Logger]:
-    return logging.LoggerAdapter(logging.getLogger(f"baton.flow.{step}"),
-                                 {"run_id": run_id, "step": step})
+    return logging.LoggerAdapter(_step_logger(step), {"run_id": run_id, "step": step})
+
+
+@functools.lru_cache(maxsize=4096)
+def _step_logger(step: str) -> logging.Logger:
+    """``baton.flow.STEP`` (logging keeps every logger anyway; getLogger takes its lock and
+    builds the name on each call, once per flow call on the hot path)."""
+    return logging.getLogger(f"baton.flow.{step}")
 
 
 class FlowRunner(Protocol):
