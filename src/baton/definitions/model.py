@@ -182,14 +182,17 @@ class StageDefinition:
                          tuple(i for i, s in enumerate(self.steps) if s.when is not None))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Readiness:
     """A stage's steps by name (their position), the positions of the steps that wait for
-    each step (``after``), and the positions of the steps with a ``when``."""
+    each step (``after``), and the positions of the steps with a ``when``. ``open_hint``:
+    where the engine last found a step not done (it looks there first: only a hint, the
+    answer is the same whatever it holds)."""
 
     index: Mapping[str, int]
     dependents: Mapping[str, tuple[int, ...]]
     conditional: tuple[int, ...]
+    open_hint: int = 0
 
 
 @dataclass(frozen=True)
