@@ -6,7 +6,8 @@ record changes and the order in which the steps finish.
 
 Each case drives two copies of one run with the same random events, one as the engine
 does and one with every stage looked at whole (``_LOOK_AT_ALL`` raised), and compares
-every decision.
+every decision. Operators act on steps in fallout (retry, complete, skip) and resume a
+failed run on the way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from typing import Any
 import pytest
 
 from baton.engine import decide as decide_module
-from baton.engine.events import RecordChanged, StepCompleted, StepFailed
+from baton.engine.events import (
+    FalloutAction,
+    RecordChanged,
+    ResumeRequested,
+    StepCompleted,
+    StepFailed,
+)
 from baton.engine.status import RunStatus, StepStatus
 from tests.unit.test_engine_rules import Sim, orchestration
 
@@ -57,13 +64,23 @@ def _drive(defn: Any, seed: int, whole: bool, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(decide_module, "_LOOK_AT_ALL", 10**9 if whole else 64)
     sim = Sim(defn, priority=0)
     seen = [sim.start()]
-    idle = 0
+    idle, resumed = 0, 0
     for _ in range(2000):
+        if sim.run.status is RunStatus.FAILED and resumed < 2:
+            resumed += 1  # failed and canceled steps start afresh: looked at whole
+            seen.append(sim.send(ResumeRequested("ops", "fixed")))
+            continue
         running = sorted(n for n, sr in sim.run.steps.items()
                          if sr.status is StepStatus.RUNNING)
+        fallout = sorted(n for n, sr in sim.run.steps.items()
+                         if sr.status is StepStatus.FALLOUT)
+        if fallout and rng.random() < 0.5:  # an operator retries, completes or skips it
+            seen.append(sim.send(FalloutAction(rng.choice(fallout), rng.choice(
+                ("retry", "complete", "skip")), "ops", "handled", {"by": "hand"})))
+            continue
         idle = 0 if running else idle + 1
         if sim.run.status is not RunStatus.IN_PROGRESS or idle > 5:
-            break  # (ended, or stuck: a step in fallout, `when`s that no priority meets)
+            break  # (ended, or stuck: `when`s that no priority meets)
         roll = rng.random()
         if roll < 0.07 or not running:
             sim.record["priority"] = rng.randint(0, 4)
