@@ -152,10 +152,11 @@ _SQLITE_REFS = (  # a text member of the record's JSON object that is a record i
     f"FROM json_each(NEW.data) AS j WHERE j.type = 'text' AND substr(j.value, 1, "
     f"{len(REF_PREFIX)}) = '{REF_PREFIX}' AND length(j.value) <= {REF_MAX}")
 REF_TRIGGERS: dict[str, tuple[str, ...]] = {
-    # SQLite: an update rewrites the entries only if either version of the data has a
-    # record id in it (a quick text search first: most records' updates skip the body).
+    # SQLite: a write indexes only data with a record id in it (a quick text search
+    # first: the body, which parses the JSON, is skipped for most records' writes).
     "sqlite": (
         ("CREATE TRIGGER IF NOT EXISTS tr_records_refs_insert AFTER INSERT ON baton_records "
+         f"WHEN instr(NEW.data, '\"{REF_PREFIX}') > 0 "
          "BEGIN INSERT INTO baton_record_refs (record_id, field, target_id, object_type, "
          "created_at) SELECT NEW.id, j.key, j.value, NEW.object_type, NEW.created_at "
          f"{_SQLITE_REFS}; END"),
