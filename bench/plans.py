@@ -9,6 +9,13 @@ in one call before the measured submit (creating records is not planning).
 
     PYTHONPATH=src python bench/plans.py --lines 10000 --orders 50 --json
 
+``--submit-probe 400,12000`` (with ``--lines 0`` alone) measures what submitting one small
+order costs as line records pile up in the database: for each size, a fresh database
+holding that many line records (other orders' drafts), then ``--orders`` drafts of
+``--order-lines`` lines submitted one by one: CPU per submit, and the read of one order's
+lines (``find_records_txn(OrderLine, {order: id})``, what the planner runs) timed alone,
+with its query plan.
+
 ``--open-plans N`` (with ``--lines 0`` alone) measures a worker's memory instead: N orders
 whose plans stay open (a broadband installation waits for a person), run by a worker in
 this process, then N more (``--batches``); the RSS after each batch (issue 13: flat with
@@ -140,6 +147,57 @@ def open_plans(eng: Engine, n: int, batches: int = 3) -> dict[str, Any]:
     return out
 
 
+def submit_probe(eng: Engine, stored: int, orders: int, order_lines: int) -> dict[str, Any]:
+    """See the module's doc: ``stored`` line records in all (the submitted orders' too)."""
+    small = [ln for ln in _lines(order_lines) if ln["product"] != "BROADBAND"]
+    filler, chunk = stored - orders * len(small), _lines(200)
+    i = 0
+    while filler > 0:
+        part = chunk[:min(filler, len(chunk))]
+        eng.create_record("Order", {"number": f"F-{i}", "status": "Draft"},
+                          children={"OrderLine": part})
+        filler -= len(part)
+        i += 1
+    ids = [eng.create_record("Order", {"number": f"P-{i}", "status": "Draft"},
+                             children={"OrderLine": small})["id"] for i in range(orders)]
+    with eng.store.read() as tx:
+        have = tx.count_records_txn("OrderLine")
+    gc.collect()
+    cpu, t0 = time.process_time(), time.perf_counter()
+    for o in ids:
+        eng.update_record(o, {"status": "Submitted"}, actor="bench")
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - t0
+    reads = []
+    with eng.store.read() as tx:
+        for o in ids:
+            r0 = time.perf_counter()
+            found = tx.find_records_txn("OrderLine", {"order": o}, 1_000_000)
+            reads.append(time.perf_counter() - r0)
+            assert len(found) == len(small), (o, len(found))
+        plan = _lines_plan(tx, ids[0])
+    reads.sort()
+    return {"line_records": have, "submits": orders, "lines_each": len(small),
+            "cpu_ms_per_submit": round(cpu * 1000 / orders, 2),
+            "wall_ms_per_submit": round(wall * 1000 / orders, 2),
+            "read_lines_ms_median": round(reads[len(reads) // 2] * 1000, 3),
+            "query_plan": plan, "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _lines_plan(tx: Any, order_id: str) -> list[str]:
+    """SQLite's plan of the statement find_records_txn runs for one order's lines."""
+    from sqlalchemy import text
+
+    captured: list[str] = []
+    conn = tx.conn.connection.dbapi_connection
+    conn.set_trace_callback(captured.append)
+    try:
+        tx.find_records_txn("OrderLine", {"order": order_id}, 1_000_000)
+    finally:
+        conn.set_trace_callback(None)
+    sql = next(c for c in captured if "baton_records" in c)
+    return [str(r[-1]) for r in tx.conn.execute(text("EXPLAIN QUERY PLAN " + sql))]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=10_000)
@@ -150,10 +208,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--open-plans", type=int, default=0,
                     help="also measure a worker's RSS with this many open plans per batch")
     ap.add_argument("--batches", type=int, default=3, help="batches of --open-plans")
+    ap.add_argument("--submit-probe", default="",
+                    help="comma-separated numbers of line records: submit cost at each")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     out: dict[str, Any] = {}
     heap.settle()  # as `baton serve` and workers do (an order is submitted in one of them)
+    if args.submit_probe:
+        out["submit_probe"] = []
+        for size in (int(x) for x in args.submit_probe.split(",")):
+            with tempfile.TemporaryDirectory() as tmp:
+                eng = _engine(Path(tmp))
+                try:
+                    out["submit_probe"].append(
+                        submit_probe(eng, size, args.orders, args.order_lines))
+                finally:
+                    eng.close()
+        if args.lines <= 0 and not args.open_plans:
+            print(json.dumps(out, indent=2))
+            return 0
     if args.open_plans:
         with tempfile.TemporaryDirectory() as tmp:
             eng = _engine(Path(tmp))

@@ -22,6 +22,11 @@ def _shape(url: str) -> dict[str, tuple[set[str], set[str]]]:
         cols = {c["name"] for c in insp.get_columns(table)}
         idx = {i["name"] for i in insp.get_indexes(table) if i["name"]}
         out[table] = (cols, idx)
+    with eng.connect() as conn:  # the triggers that keep baton_record_refs (migration 24)
+        sql = ("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+               if eng.dialect.name == "postgresql"
+               else "SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        out["(triggers)"] = (set(conn.exec_driver_sql(sql).scalars()), set())
     eng.dispose()
     return out
 

@@ -192,6 +192,21 @@ def test_amend_plans_only_the_difference(harness: Harness) -> None:
     assert harness.engine.plans.show(order)["steps"][-1]["name"] == "activate[L4.1]"
 
 
+def test_a_line_changed_in_place_changes_its_steps(harness: Harness) -> None:
+    """A line-item step's line is stored by key in the plan graph (its view once, in the
+    graph's lines): the diff still sees a line whose attributes changed in its steps."""
+    _deploy(harness)
+    order = _order(harness)
+    laptop = next(r for r in harness.engine.list_records("OrderLine", limit=50)
+                  if r["product"] == "LAPTOP-PRO")
+    harness.engine.update_record(laptop["id"], {"attributes": {"color": "blue"}})
+    diff = harness.engine.plans.diff(order)
+    assert diff["changed"] and diff["added"] == [] and diff["removed"] == []
+    keys = {n[n.index("[") + 1:-1] for n in diff["changed"]}
+    assert len(keys) == 1 and all("[" in n for n in diff["changed"])
+    assert any(n.startswith("reserve[") for n in diff["changed"])
+
+
 def test_amend_compensates_a_removed_completed_step(harness: Harness) -> None:
     _deploy(harness)
     order = _order(harness)

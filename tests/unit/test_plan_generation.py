@@ -133,3 +133,43 @@ def test_defaults_per_step_type_and_override() -> None:
 def test_plan_is_deterministic() -> None:
     lines = [OrderLine("n1", "NET", attributes={"site": "PARIS"}), OrderLine("k", "KIT")]
     assert _plan(lines) == _plan(lines)
+
+
+def test_a_line_item_step_names_its_line_and_the_engine_gets_its_view() -> None:
+    """The graph stores each line's view once (``lines``); a line-item step names its line
+    by key, and the definition the engine runs has the view back in the step's input (a
+    graph of format 1, views in the steps, is read as it is)."""
+    import json
+
+    from baton.plans.generate import GRAPH_FORMAT, with_line_views
+    from baton.plans.service import build_definition
+
+    cat, ful = _defs()
+    graph = generate(ful, decompose(cat, [OrderLine("k", "KIT", 1),
+                                          OrderLine("n", "NET", 1, attributes={"site": "P"})],
+                                    {}), {}, "Order", "plan:o", NOW)
+    assert graph["format"] == GRAPH_FORMAT == 2
+    stored = {s["name"]: s["input"]["plan"] for s in graph["definition"]["stages"][0]["steps"]}
+    views = {v["key"]: v for v in graph["lines"]}
+    line_steps = {n: p for n, p in stored.items() if p["scope"] == "line_item"}
+    assert line_steps and all(p["lines"] == [n[n.index("[") + 1:-1]]
+                              for n, p in line_steps.items())
+    # every line's view is in the stored graph once
+    assert json.dumps(graph).count('"source_product"') == len(graph["lines"])
+    run_steps = {s["name"]: s for s in with_line_views(graph)["stages"][0]["steps"]}
+    defn = build_definition(graph)
+    for name, plan in stored.items():
+        got = run_steps[name]["input"]["plan"]["lines"]
+        found = defn.find_step(name)
+        assert found is not None
+        assert found[1].options["input"]["plan"]["lines"] == got
+        if plan["scope"] == "line_item":
+            assert got == [views[k] for k in plan["lines"]]
+        else:  # the others name their lines by key, as before
+            assert got == plan["lines"]
+    old = {**graph, "format": 1, "definition": with_line_views(graph)}
+    assert with_line_views(old) == old["definition"]
+    broken = json.loads(json.dumps(graph))
+    broken["lines"] = broken["lines"][1:]
+    with pytest.raises(PlanningError, match="is not among the plan's lines"):
+        with_line_views(broken)

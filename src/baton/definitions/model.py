@@ -6,6 +6,7 @@ same version; instances (``Run``, ``StepRun``) live in ``baton.engine``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -165,6 +166,33 @@ class StageDefinition:
         for s in self.steps:
             out.setdefault(s.name, s)
         return out
+
+    @cached_property
+    def readiness(self) -> Readiness:
+        """What tells which of its steps may have become ready (engine/decide.py reads a
+        plan-sized stage through it instead of looking at every step on every pass)."""
+        index: dict[str, int] = {}
+        for i, s in enumerate(self.steps):
+            index.setdefault(s.name, i)
+        dependents: dict[str, list[int]] = {}
+        for i, s in enumerate(self.steps):
+            for a in s.after:
+                dependents.setdefault(a, []).append(i)
+        return Readiness(index, {k: tuple(v) for k, v in dependents.items()},
+                         tuple(i for i, s in enumerate(self.steps) if s.when is not None))
+
+
+@dataclass
+class Readiness:
+    """A stage's steps by name (their position), the positions of the steps that wait for
+    each step (``after``), and the positions of the steps with a ``when``. ``open_hint``:
+    where the engine last found a step not done (it looks there first: only a hint, the
+    answer is the same whatever it holds)."""
+
+    index: Mapping[str, int]
+    dependents: Mapping[str, tuple[int, ...]]
+    conditional: tuple[int, ...]
+    open_hint: int = 0
 
 
 @dataclass(frozen=True)

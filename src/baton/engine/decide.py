@@ -23,6 +23,7 @@ module names none of them.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -107,6 +108,9 @@ _SLA_TIMERS = SLA_KINDS
 # A safety net against a definition whose stages route in a loop without any step
 # (each pass is bounded by max_iterations anyway; this bounds one decide() call).
 _MAX_PASSES = 10_000
+# A stage of more steps than this (a plan's) is looked at through its readiness: only the
+# steps whose readiness may have changed (start_ready_steps_of). Smaller ones whole.
+_LOOK_AT_ALL = 64
 
 
 @dataclass
@@ -129,6 +133,10 @@ class _Decider:
         # Conditions naming an evaluation flow that were consulted, by site: asked again.
         self.consulted_flows: dict[str, Condition] = {}
         self.firing_timer: tuple[str, int] | None = None  # a step's own timer is firing
+        # The steps whose status changed since start_ready_steps last looked (None: steps
+        # were made or replaced, so every one is looked at): a plan-sized stage looks only
+        # at those, the steps waiting for them and the steps with a ``when``.
+        self.changed: list[str] | None = []
 
     # ---- helpers ------------------------------------------------------------------------
     def answer(self, ev: ConditionEvaluated) -> None:
@@ -177,6 +185,8 @@ class _Decider:
         if sr.status in _TIMED and status not in STEP_OPEN and self.has_timers(sr):
             self.commands.append(CancelTimers(sr.name, sr.iteration))
         sr.status = status
+        if self.changed is not None:
+            self.changed.append(sr.name)
 
     def has_timers(self, sr: StepRun) -> bool:
         """May the step iteration have pending timer jobs (one of its type's own)? Its SLA
@@ -250,6 +260,7 @@ class _Decider:
             del self.run.steps[name]
         for name in ev.added:
             self.run.steps[name] = StepRun(name, stage or "", st.iteration)
+        self.changed = None  # steps added and rewired: every one is looked at
         self.run.version = ev.revision
         self.audit("plan_amended", ev.actor, revision=ev.revision, removed=list(ev.removed),
                    added=list(ev.added))
@@ -278,45 +289,92 @@ class _Decider:
         self.consulted_flows.clear()
         for step in sd.steps:
             self.run.steps[step.name] = StepRun(step.name, name, st.iteration)
+        self.changed = None
         self.audit("stage_started", stage=name, iteration=st.iteration)
 
     # ---- steps --------------------------------------------------------------------------
     def start_ready_steps(self, sd: StageDefinition) -> bool:
+        if len(sd.steps) > _LOOK_AT_ALL and self.changed is not None:
+            return self.start_ready_steps_of(sd, self.changed)
+        if len(sd.steps) > _LOOK_AT_ALL:
+            self.changed = []  # (what this pass changes: the next pass looks at it)
         changed = False
         steps = self.run.steps
-        # Every step is looked at on every pass, and a plan's stage has thousands: the
-        # statuses are compared by identity and is_done() is written out inline (a
-        # StrEnum's hash, for `in STEP_DONE`, is a Python call).
         not_started, waiting = StepStatus.NOT_STARTED, StepStatus.WAITING
-        completed, skipped, failed = StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.FAILED
         for step in sd.steps:
+            sr = steps[step.name]
+            if sr.status is not_started or sr.status is waiting:
+                changed = self.start_if_ready(sd, step, sr) or changed
+        return changed
+
+    def start_ready_steps_of(self, sd: StageDefinition, since: list[str]) -> bool:
+        """:meth:`start_ready_steps` of a plan-sized stage, looking only at the steps whose
+        readiness may have changed: those whose status changed since the last look (a
+        retried one may start again), the steps waiting for them, and the steps with a
+        ``when`` (it reads the record, variables, outputs). Any other step not started
+        was blocked by a dependency at the last look, which has not changed since (the
+        last pass of every decide() changed nothing, so looked at all it had to). In the
+        stage's order, a step a change in this pass unblocks further on is looked at in
+        this pass: the same steps start, in the same order, as looking at every step."""
+        ready = sd.readiness
+        index, dependents = ready.index, ready.dependents
+        queued = set(ready.conditional)
+        for name in since:
+            i = index.get(name)
+            if i is not None:
+                queued.add(i)
+            queued.update(dependents.get(name, ()))
+        changes: list[str] = []
+        self.changed = changes
+        heap = sorted(queued)
+        seen = 0
+        changed = False
+        steps = self.run.steps
+        not_started, waiting = StepStatus.NOT_STARTED, StepStatus.WAITING
+        while heap:
+            i = heapq.heappop(heap)
+            step = sd.steps[i]
             sr = steps[step.name]
             if sr.status is not not_started and sr.status is not waiting:
                 continue
-            blocked = False
-            for a in step.after:
-                dep = steps[a].status
-                if dep is completed or dep is skipped or (
-                        dep is failed and sd.step(a).on_failure == "continue"):  # type: ignore[union-attr]
-                    continue
-                blocked = True
-                break
-            if blocked:
+            if not self.start_if_ready(sd, step, sr):
                 continue
-            try:
-                ready = self.holds(step.when)
-            except ExpressionError as exc:
-                self.fail_step(sr, step, _expr_error("when", exc))
-                changed = True
-                continue
-            if not ready:
-                if sr.status is StepStatus.NOT_STARTED:
-                    self.set_step(sr, StepStatus.WAITING)
-                    changed = True
-                continue
-            self.start_step(sr, step)
             changed = True
+            for name in changes[seen:]:  # further on in the stage: looked at in this pass
+                seen += 1
+                j = index.get(name)
+                for k in ((j,) if j is not None else ()) + dependents.get(name, ()):
+                    if k > i and k not in queued:
+                        queued.add(k)
+                        heapq.heappush(heap, k)
         return changed
+
+    def start_if_ready(self, sd: StageDefinition, step: StepDefinition, sr: StepRun) -> bool:
+        """Start a step not started (or waiting) whose dependencies are done and whose
+        ``when`` holds; True if its status changed."""
+        # A plan's stage has thousands of steps: the statuses are compared by identity and
+        # is_done() is written out inline (a StrEnum's hash, for `in STEP_DONE`, is a
+        # Python call).
+        steps = self.run.steps
+        completed, skipped, failed = StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.FAILED
+        for a in step.after:
+            dep = steps[a].status
+            if dep is completed or dep is skipped or (
+                    dep is failed and sd.step(a).on_failure == "continue"):  # type: ignore[union-attr]
+                continue
+            return False
+        try:
+            ready = self.holds(step.when)
+        except ExpressionError as exc:
+            self.fail_step(sr, step, _expr_error("when", exc))
+            return True
+        if not ready:
+            if sr.status is StepStatus.NOT_STARTED:
+                self.set_step(sr, StepStatus.WAITING)
+                return True
+            return False
+        self.start_step(sr, step)
+        return True
 
     def start_step(self, sr: StepRun, step: StepDefinition) -> None:
         sr.started_at = self.now
@@ -487,6 +545,7 @@ class _Decider:
                 self.run.steps[step.name] = StepRun(step.name, old.stage, old.iteration,
                                                     attempts=old.attempts,
                                                     attempt_base=old.attempts)
+        self.changed = None
         if st.status is StageStatus.COMPLETED:  # the stage was done; its routing failed
             self.follow(self.route(sd))
 
@@ -544,11 +603,27 @@ class _Decider:
                 return self.finish_stage(sd, st, "exit_when")
         if sd.exit == "when_condition":
             return False  # only exit_when ends this stage, even with every step done
-        if all(self.is_done(self.run.steps[s.name], s) for s in sd.steps):
+        if self.all_steps_done(sd):
             if self.awaiting_routing_answers(sd):
                 return False
             return self.finish_stage(sd, st, "all_steps_complete")
         return False
+
+    def all_steps_done(self, sd: StageDefinition) -> bool:
+        steps = self.run.steps
+        if len(sd.steps) <= _LOOK_AT_ALL:
+            return all(self.is_done(steps[s.name], s) for s in sd.steps)
+        # A plan's steps finish roughly in their order: looking from the first, every
+        # pass walked past the steps done so far. From where the last look found a step
+        # not done instead (then round to it), the answer is the same and mostly at once.
+        ready = sd.readiness
+        n, start = len(sd.steps), ready.open_hint
+        for i in range(start, start + n):
+            s = sd.steps[i % n]
+            if not self.is_done(steps[s.name], s):
+                ready.open_hint = i % n
+                return False
+        return True
 
     def awaiting_routing_answers(self, sd: StageDefinition) -> bool:
         """True while an evaluation flow named by ``next`` has not answered for this iteration.

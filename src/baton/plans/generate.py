@@ -31,7 +31,9 @@ from baton.expressions import Missing, evaluate, evaluate_condition, is_expressi
 from baton.plans.decompose import FulfillmentLine, LineMemo, PlanningError
 from baton.steps.pause import Pause
 
-GRAPH_FORMAT = 1
+# 2: a line-item step's ``input.plan.lines`` holds its line's key, not its view (1): the
+# views are stored once, in the graph's ``lines`` (with_line_views puts them back).
+GRAPH_FORMAT = 2
 PAUSE = Pause.name  # the step a not_before date becomes: a pause for the time left
 STAGE = "plan"
 
@@ -273,9 +275,10 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
                 step = _resolve_line_values(step, views[0])
             step["name"] = inst.name
             # A line-item step sees its line; the others the keys of theirs (a plan step
-            # none: a line added by an amendment must not change what it was given).
-            lines: list[Any] = views if inst.kind == "line_item" else \
-                [] if inst.kind == "plan" else [ln.key for ln in inst.lines]
+            # none: a line added by an amendment must not change what it was given). The
+            # graph holds a line-item step's line by key too, its view once in ``lines``:
+            # the definition the engine runs gets the view back (service.build_definition).
+            lines: list[Any] = [] if inst.kind == "plan" else [ln.key for ln in inst.lines]
             step["input"] = {**(step.get("input") or {}),
                              "plan": {"scope": inst.kind, "instance": inst.key,
                                       "lines": lines}}
@@ -355,3 +358,31 @@ def _navigated(fulfillment: FulfillmentDefinition) -> tuple[tuple[str, ...], ...
         _NAVIGATED.clear()
     _NAVIGATED[key] = (weakref.ref(fulfillment, lambda _r: _NAVIGATED.pop(key, None)), paths)
     return paths
+
+
+def with_line_views(graph: Mapping[str, Any]) -> dict[str, Any]:
+    """The graph's ``definition`` as the engine runs it: each line-item step's (and its
+    rollback's) ``input.plan.lines`` is its line's view, which the graph stores once, in
+    ``lines``, and names by key in the steps (format 2; a format 1 graph holds the views
+    there already: returned as it is)."""
+    definition = graph["definition"]
+    views: dict[str, Any] | None = None
+    stages = []
+    for stage in definition["stages"]:
+        steps = []
+        for step in stage["steps"]:
+            plan = (step.get("input") or {}).get("plan")
+            if (plan is not None and plan.get("scope") == "line_item"
+                    and any(isinstance(k, str) for k in plan.get("lines") or ())):
+                if views is None:
+                    views = {v["key"]: v for v in graph["lines"]}
+                try:
+                    lines = [views[k] if isinstance(k, str) else k for k in plan["lines"]]
+                except KeyError as exc:
+                    raise PlanningError(f"plan step {step.get('name')}: line {exc.args[0]} "
+                                        "is not among the plan's lines") from None
+                step = {**step, "input": {**step["input"], "plan": {**plan, "lines": lines}}}
+            steps.append(step)
+        stages.append({**stage, "steps": steps})
+    return {**definition, "stages": stages}
+

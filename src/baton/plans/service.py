@@ -25,7 +25,14 @@ from baton.engine.status import RunStatus, StepStatus
 from baton.errors import NotFound, TransitionConflict
 from baton.ids import IdGenerator
 from baton.plans.decompose import OrderLine, PlanningError, decompose
-from baton.plans.generate import GRAPH_FORMAT, PAUSE, STAGE, Timings, generate
+from baton.plans.generate import (
+    GRAPH_FORMAT,
+    PAUSE,
+    STAGE,
+    Timings,
+    generate,
+    with_line_views,
+)
 from baton.records.model import record_view
 from baton.rows import audit_event
 from baton.store.ports import Transaction
@@ -52,7 +59,7 @@ def build_definition(graph: Mapping[str, Any]) -> OrchestrationDefinition:
     """A plan revision's stored graph -> the orchestration the engine runs."""
     from baton.definitions.loader import _build_orchestration  # YAML-free, but big: lazily
 
-    return _build_orchestration(graph["definition"], defaultdict(int))
+    return _build_orchestration(with_line_views(graph), defaultdict(int))
 
 
 def plan_navigated(graph: Mapping[str, Any]) -> tuple[tuple[str, ...], ...] | None:
@@ -261,8 +268,9 @@ class PlanService:
         run_row = tx.get_run_txn(row["run_id"])
         assert run_row is not None
         run = Run.from_json(run_row["state"])
-        old_steps = {s["name"]: s for s in row["graph"]["definition"]["stages"][0]["steps"]}
-        new_steps = {s["name"]: s for s in new["definition"]["stages"][0]["steps"]}
+        # compared with their lines' views: a line changed in place changes its steps
+        old_steps = {s["name"]: s for s in with_line_views(row["graph"])["stages"][0]["steps"]}
+        new_steps = {s["name"]: s for s in with_line_views(new)["stages"][0]["steps"]}
         added, removed, changed, rewired, unchanged = [], [], [], [], []
         for name, s in new_steps.items():
             o = old_steps.get(name)

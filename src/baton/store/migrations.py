@@ -340,6 +340,33 @@ def _m023_routing_generation(conn: Connection) -> None:
         conn.execute(t.insert().values(id=1, n=0))
 
 
+def _m024_record_refs(conn: Connection) -> None:
+    """Records indexed by the records their fields name (``ref`` fields): an order's lines,
+    the records of a type that point at one record, are an index range instead of a scan
+    of the type. The table is kept by triggers on baton_records (schema.REF_TRIGGERS),
+    made here with it; the records stored before are indexed from their data.
+    (Self-contained: it may be renumbered.)"""
+    schema.record_refs.create(conn, checkfirst=True)
+    schema.create_ref_triggers(conn)  # (create() made them, unless the table was there)
+    conn.exec_driver_sql("DELETE FROM baton_record_refs")
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "INSERT INTO baton_record_refs (record_id, field, target_id, object_type, "
+            "created_at) SELECT r.id, j.key, j.value #>> '{}', r.object_type, r.created_at "
+            "FROM baton_records AS r, jsonb_each(r.data) AS j "
+            "WHERE jsonb_typeof(r.data) = 'object' AND jsonb_typeof(j.value) = 'string' "
+            f"AND left(j.value #>> '{{}}', {len(schema.REF_PREFIX)}) = '{schema.REF_PREFIX}' "
+            f"AND length(j.value #>> '{{}}') <= {schema.REF_MAX}")
+    else:
+        conn.exec_driver_sql(
+            "INSERT INTO baton_record_refs (record_id, field, target_id, object_type, "
+            "created_at) SELECT r.id, j.key, j.value, r.object_type, r.created_at "
+            "FROM baton_records AS r, json_each(r.data) AS j "
+            "WHERE json_type(r.data) = 'object' AND j.type = 'text' "
+            f"AND substr(j.value, 1, {len(schema.REF_PREFIX)}) = '{schema.REF_PREFIX}' "
+            f"AND length(j.value) <= {schema.REF_MAX}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -369,6 +396,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(22, "classifiers trained from labelled texts", _m022_classifiers),
     Migration(23, "the routing generation (routing's per-process cache of pools)",
               _m023_routing_generation),
+    Migration(24, "records indexed by the records their ref fields name", _m024_record_refs),
 )
 LATEST = MIGRATIONS[-1].version
 

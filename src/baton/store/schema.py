@@ -117,6 +117,93 @@ records = Table(
     Index("ix_records_created", "created_at", "id"),  # the newest records of every type
 )
 
+# Migration 24: the records that name a record, by field (what a ``ref`` field holds). One
+# row per top-level field of a record whose value is a record id (text starting ``rec_``,
+# at most 40 characters: what a ref field holds, since a record's id is made so); kept by
+# database triggers on baton_records (``REF_TRIGGERS``), so every write of a record -- one
+# made by a worker's batched update, a planned commit's replay, a delete -- changes its
+# entries in its own statement, in its own transaction. Finding an order's lines
+# (``find_records_txn(OrderLine, {order: id})``) is then a range of ix_record_refs_target
+# in the list's order (newest first) instead of a scan of every record of the type.
+REF_PREFIX = "rec_"
+REF_MAX = 40  # baton_records.id's length: a longer text names no record
+
+record_refs = Table(
+    "baton_record_refs",
+    metadata,
+    Column("record_id", String(40), primary_key=True),  # the record whose field names it
+    Column("field", String(200), primary_key=True),
+    Column("target_id", String(40), nullable=False),  # the record named
+    Column("object_type", String(200), nullable=False),  # record_id's (never changes)
+    Column("created_at", String(40), nullable=False),  # record_id's (never changes)
+    Index("ix_record_refs_target", "target_id", "object_type", "field", "created_at",
+          "record_id"),
+)
+
+
+def is_record_ref(value: Any) -> bool:
+    """Would ``value``, a record's field, have an entry in baton_record_refs? (The
+    triggers' test, in Python: a lookup by any other value cannot use the index.)"""
+    return (isinstance(value, str) and value.startswith(REF_PREFIX)
+            and len(value) <= REF_MAX)
+
+
+_SQLITE_REFS = (  # a text member of the record's JSON object that is a record id
+    f"FROM json_each(NEW.data) AS j WHERE j.type = 'text' AND substr(j.value, 1, "
+    f"{len(REF_PREFIX)}) = '{REF_PREFIX}' AND length(j.value) <= {REF_MAX}")
+REF_TRIGGERS: dict[str, tuple[str, ...]] = {
+    # SQLite: a write indexes only data with a record id in it (a quick text search
+    # first: the body, which parses the JSON, is skipped for most records' writes).
+    "sqlite": (
+        ("CREATE TRIGGER IF NOT EXISTS tr_records_refs_insert AFTER INSERT ON baton_records "
+         f"WHEN instr(NEW.data, '\"{REF_PREFIX}') > 0 "
+         "BEGIN INSERT INTO baton_record_refs (record_id, field, target_id, object_type, "
+         "created_at) SELECT NEW.id, j.key, j.value, NEW.object_type, NEW.created_at "
+         f"{_SQLITE_REFS}; END"),
+        ("CREATE TRIGGER IF NOT EXISTS tr_records_refs_update AFTER UPDATE OF data "
+         f"ON baton_records WHEN instr(OLD.data, '\"{REF_PREFIX}') > 0 "
+         f"OR instr(NEW.data, '\"{REF_PREFIX}') > 0 "
+         "BEGIN DELETE FROM baton_record_refs WHERE record_id = OLD.id AND NOT EXISTS ("
+         "SELECT 1 FROM json_each(NEW.data) AS j WHERE j.key = baton_record_refs.field "
+         "AND j.type = 'text' AND j.value = baton_record_refs.target_id); "
+         "INSERT OR IGNORE INTO baton_record_refs (record_id, field, target_id, object_type, "
+         "created_at) SELECT NEW.id, j.key, j.value, NEW.object_type, NEW.created_at "
+         f"{_SQLITE_REFS}; END"),
+        ("CREATE TRIGGER IF NOT EXISTS tr_records_refs_delete AFTER DELETE ON baton_records "
+         "BEGIN DELETE FROM baton_record_refs WHERE record_id = OLD.id; END"),
+    ),
+    "postgresql": (
+        ("CREATE OR REPLACE FUNCTION baton_record_refs_sync() RETURNS trigger "
+         "LANGUAGE plpgsql AS $$ BEGIN "
+         "IF TG_OP <> 'INSERT' THEN "
+         "DELETE FROM baton_record_refs x WHERE x.record_id = OLD.id AND (TG_OP = 'DELETE' "
+         "OR (NEW.data -> x.field) IS DISTINCT FROM to_jsonb(x.target_id)); "
+         "END IF; "
+         "IF TG_OP <> 'DELETE' THEN "
+         "INSERT INTO baton_record_refs (record_id, field, target_id, object_type, created_at) "
+         "SELECT NEW.id, j.key, j.value #>> '{}', NEW.object_type, NEW.created_at "
+         "FROM jsonb_each(NEW.data) AS j WHERE jsonb_typeof(j.value) = 'string' "
+         f"AND left(j.value #>> '{{}}', {len(REF_PREFIX)}) = '{REF_PREFIX}' "
+         f"AND length(j.value #>> '{{}}') <= {REF_MAX} "
+         "ON CONFLICT (record_id, field) DO NOTHING; "
+         "END IF; RETURN NULL; END $$"),
+        "DROP TRIGGER IF EXISTS tr_records_refs_write ON baton_records",
+        ("CREATE TRIGGER tr_records_refs_write AFTER INSERT OR DELETE OR UPDATE OF data "
+         "ON baton_records FOR EACH ROW EXECUTE FUNCTION baton_record_refs_sync()"),
+    ),
+}
+
+
+def create_ref_triggers(connection: Any) -> None:
+    """Make the triggers that keep baton_record_refs (idempotent)."""
+    for statement in REF_TRIGGERS[connection.dialect.name]:
+        connection.exec_driver_sql(statement)
+
+
+@event.listens_for(record_refs, "after_create")
+def _after_refs_create(target: Table, connection: Any, **kw: Any) -> None:
+    create_ref_triggers(connection)
+
 runs = Table(
     "baton_runs",
     metadata,

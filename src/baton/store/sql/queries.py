@@ -81,10 +81,24 @@ class ListingsSql:
                          limit: int) -> list[dict[str, Any]]:
         """Records of ``object_type`` whose stored fields equal ``fields`` (scalars as
         stored: text, whole numbers, booleans, numbers; None: empty), the newest first.
-        Read through the object type's index, the fields compared on its rows."""
+        A field that must name a record (a ref field's value) is read through
+        ix_record_refs_target, in the list's order: the records that name it, and only
+        those, are read. Otherwise through the object type's index, the fields compared on
+        its rows."""
         t = s.records
-        q = select(t).where(t.c.object_type == object_type)
+        by_ref = next((name for name, value in fields.items() if s.is_record_ref(value)), None)
+        if by_ref is not None:
+            x = s.record_refs
+            q = (select(t).select_from(x.join(t, t.c.id == x.c.record_id))
+                 .where(x.c.target_id == fields[by_ref], x.c.object_type == object_type,
+                        x.c.field == by_ref)
+                 .order_by(x.c.created_at.desc(), x.c.record_id.desc()))
+        else:
+            q = (select(t).where(t.c.object_type == object_type)
+                 .order_by(t.c.created_at.desc(), t.c.id.desc()))
         for name, value in fields.items():
+            if name == by_ref:
+                continue
             member = t.c.data[name]
             if value is None:
                 q = q.where(member.as_string().is_(None))
@@ -96,8 +110,7 @@ class ListingsSql:
                 q = q.where(member.as_float() == value)
             else:
                 q = q.where(member.as_string() == str(value))
-        q = q.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
-        return [dict(r._mapping) for r in self.conn.execute(q)]
+        return [dict(r._mapping) for r in self.conn.execute(q.limit(limit))]
 
     def count_records_txn(self, object_type: str | None) -> int:
         q = select(func.count()).select_from(s.records)
