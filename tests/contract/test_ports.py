@@ -8,7 +8,6 @@ signatures at run time too, so a missing or diverging method fails the suite wit
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,14 +22,6 @@ PROTOCOLS = [ports.Definitions, ports.Records, ports.Runs, ports.WorkItems, port
              ports.Events, ports.People, ports.IdempotencyKeys, ports.Incidents, ports.Schedules,
              ports.Messages, ports.Classifiers, ports.Callbacks, ports.Plans, ports.Routing,
              ports.Savepoints, ports.PlannedCommit]
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[SqlStore]:
-    s = SqlStore(db_url)
-    s.migrate()
-    yield s
-    s.close()
 
 
 def _methods(protocol: type) -> dict[str, Any]:

@@ -9,7 +9,6 @@ it, and its query plan read back on each database.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,14 +19,6 @@ from baton.store.sql import PlanTx, SqlStore
 
 NOW = "2026-01-05T09:00:00.000Z"
 LATER = "2026-01-05T09:10:00.000Z"
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[SqlStore]:
-    st = SqlStore(db_url)
-    st.migrate()
-    yield st
-    st.close()
 
 
 def _insert(store: SqlStore, rid: str, otype: str, data: dict[str, Any],

@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,14 +20,6 @@ from baton.store.sql import PlanAborted, SqlStore
 
 NOW = "2026-01-05T09:00:00.000Z"
 LATER = "2026-01-05T09:10:00.000Z"
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[SqlStore]:
-    s = SqlStore(db_url)
-    s.migrate()
-    yield s
-    s.close()
 
 
 def _enqueue(store: SqlStore, n: int, run_after: str = NOW) -> None:

@@ -4,10 +4,8 @@ migration beside packed ones), and the claim handing out runs whose SLA instant 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from sqlalchemy import insert, select
 
 from baton.store import schema as s
@@ -16,14 +14,6 @@ from baton.store.sql import SqlStore
 
 NOW = "2026-01-05T09:00:00.000Z"
 LATER = "2026-01-05T09:10:00.000Z"
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[SqlStore]:
-    st = SqlStore(db_url)
-    st.migrate()
-    yield st
-    st.close()
 
 
 def _ev(i: int, run_id: str, type_: str, at: str = NOW, actor: str = "system") -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from itertools import islice
 
 import pytest
@@ -21,14 +20,6 @@ import pytest
 from baton.store.sql import SqlStore, dialects
 
 NOW = "2026-01-05T09:00:00.000Z"
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[SqlStore]:
-    s = SqlStore(db_url)
-    s.migrate()
-    yield s
-    s.close()
 
 
 def _wait(store: SqlStore, seen: int | None, timeout: float) -> bool:

@@ -16,9 +16,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
-from baton.cli.output import console, table
+from baton.cli.output import console, is_routing_event, print_timeline, table
 from baton.engine.status import RunStatus, StepStatus, WorkItemStatus
 from baton.errors import ConfigError
 from baton.project import load_project
@@ -129,7 +127,6 @@ def _waiting_for_routing(engine: Engine) -> list[Any]:
 def _second_wave(engine: Engine, worker: Worker, demo: DealerDemo, patience_s: float) -> None:
     """Print who has what and what waits (nobody eligible: offline or at capacity), bring
     the other agents online, and print it again with one case's routing reasons."""
-    from baton.cli.render import describe_event
     from baton.work.team import ProfileChange
 
     waiting = len(_waiting_for_routing(engine))
@@ -150,13 +147,9 @@ def _second_wave(engine: Engine, worker: Worker, demo: DealerDemo, patience_s: f
                           f"creation to assignment, {f['waiting']} waiting")
     chosen = next((d for d in demo.deliveries if d.name == EXPLAINED and d.record_id), None)
     if chosen is not None and chosen.record_id is not None:
-        routed = [e for e in engine.timeline(chosen.record_id)
-                  if e["type"] in ("routed", "waiting_for_routing")]
-        console.print(f"\n[bold]Routing[/bold] of case {chosen.record_id} ({chosen.name}), "
-                      "as its timeline holds it:")
-        for e in routed:
-            console.print(f"  {e['at'][11:23]}  {escape(describe_event(e))}")
-        console.print()
+        print_timeline(engine, chosen.record_id,
+                       f"\n[bold]Routing[/bold] of case {chosen.record_id} ({chosen.name}), "
+                       "as its timeline holds it:", is_routing_event)
 
 
 def _routing_table(engine: Engine, title: str) -> None:
@@ -264,18 +257,15 @@ def _rationale(engine: Engine, demo: DealerDemo) -> None:
     """The AI's reasons for one case, from its timeline (``step_completed`` of the ai
     steps): what ``baton records timeline`` and the record page show."""
     from baton.ai.describe import is_ai_answer
-    from baton.cli.render import describe_event
 
     chosen = next((d for d in demo.deliveries if d.name == EXPLAINED and d.record_id), None)
     if chosen is None or chosen.record_id is None:
         return
-    events = [e for e in engine.timeline(chosen.record_id)
-              if e["type"] == "step_completed" and is_ai_answer(e["data"].get("output"))]
-    console.print(f"\n[bold]Why[/bold]: the AI's decisions on case {chosen.record_id} "
-                  f"({chosen.name}), as its timeline holds them (`baton records timeline`):")
-    for e in events:
-        console.print(f"  {e['at'][11:23]}  {escape(describe_event(e))}")
-    console.print()
+    print_timeline(engine, chosen.record_id,
+                   f"\n[bold]Why[/bold]: the AI's decisions on case {chosen.record_id} "
+                   f"({chosen.name}), as its timeline holds them (`baton records timeline`):",
+                   lambda e: (e["type"] == "step_completed"
+                              and is_ai_answer(e["data"].get("output"))))
 
 
 def _agents_finish(engine: Engine, worker: Worker, patience_s: float) -> int:

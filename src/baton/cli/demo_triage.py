@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
-from baton.cli.output import console, table
+from baton.cli.output import console, is_routing_event, print_timeline, table
 from baton.clock import parse_iso
 from baton.runtime.engine import Engine
 
@@ -131,7 +129,6 @@ class TriageRouting:
     def _one_case(self, engine: Engine, items: list[dict[str, Any]]) -> None:
         """The routing decisions of one escalated case, as its timeline holds them: one
         whose second triage went back to the agent who had it first (sticky), else any."""
-        from baton.cli.render import describe_event
 
         by_record: dict[str, list[dict[str, Any]]] = {}
         for i in items:
@@ -142,13 +139,9 @@ class TriageRouting:
         sticky = [r for r in escalated
                   if len({i["assignee"] for i in by_record[r]}) == 1]
         chosen = (sticky or escalated)[0]
-        events = [e for e in engine.timeline(chosen)
-                  if e["type"] in ("routed", "waiting_for_routing")]
-        console.print(f"\n[bold]Routing[/bold] of escalated case {chosen}, as its timeline "
-                      "holds it (`baton --db … records timeline CASE`):")
-        for e in events:
-            console.print(f"  {e['at'][11:23]}  {escape(describe_event(e))}")
-        console.print()
+        print_timeline(engine, chosen,
+                       f"\n[bold]Routing[/bold] of escalated case {chosen}, as its timeline "
+                       "holds it (`baton --db … records timeline CASE`):", is_routing_event)
 
 
 def _triage_items(engine: Engine) -> list[dict[str, Any]]:

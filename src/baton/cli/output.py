@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,26 @@ ID_COLUMNS = frozenset({"id", "run", "record", "run id", "record id", "work item
 """Headers whose values are ids: printed whole (a truncated id cannot be pasted into the
 next command), the other columns wrap first."""
 OTHER_MIN_WIDTH = 6  # what a wrapping column keeps at least, so it stays readable
+
+
+def print_timeline(engine: Engine, record_id: str, heading: str,
+                   keep: Callable[[Mapping[str, Any]], bool]) -> None:
+    """Print a heading and the record's timeline events that ``keep`` selects, one line
+    each as ``baton records timeline`` describes them (the demos' "why" sections)."""
+    from rich.markup import escape
+
+    from baton.cli.render import describe_event
+
+    console.print(heading)
+    for e in engine.timeline(record_id):
+        if keep(e):
+            console.print(f"  {e['at'][11:23]}  {escape(describe_event(e))}")
+    console.print()
+
+
+def is_routing_event(event: Mapping[str, Any]) -> bool:
+    """A routing decision on a timeline: assigned, or waiting because nobody qualified."""
+    return bool(event["type"] in ("routed", "waiting_for_routing"))
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]],
