@@ -220,3 +220,69 @@ def test_a_plan_step_on_a_bound_queue_is_routed_too(harness: Any,
     assert {e["user"]: e["reason"] for e in wait["excluded"]} == {
         "ines": "at capacity", "ivo": "away"}
     assert second
+
+
+def test_an_operator_reassigning_to_a_bound_queue_routes_the_item(harness: Any) -> None:
+    """``baton work reassign ITEM --to queue:tier1`` (and the API's): the queue's rule routes
+    the item as it routes work assigned there at a step's start — skills of the item's
+    record, capacity, the same events — the operator named as who moved it."""
+    harness.deploy_text(ORCH)
+    harness.deploy_text(RULE.replace("STRATEGY", "least_loaded"), "routing.yaml")
+    agents(harness, ann={"add_skills": BILLING}, bob={"add_skills": {"product:tech": 2}})
+    rec, item = ticket(harness, level=2)  # tier2: no rule, sits in the queue
+    assert (item["assignee_kind"], item["assignee"]) == ("queue", "tier2")
+    harness.engine.claim(item["id"], "bob")
+    moved = harness.engine.reassign(item["id"], "queue:tier1", actor="user:olga")
+    assert (moved["status"], moved["assignee_kind"], moved["assignee"],
+            moved["routing_status"], moved["claimed_by"]) == ("open", "user", "ann", "routed", None)
+    (ev,) = events(harness, rec, "work_item_reassigned")
+    assert (ev["from"], ev["to"], ev["rule"]) == ("queue:tier2", "queue:tier1", "tier1_agents")
+    (who,) = [e for e in harness.engine.timeline(rec) if e["type"] == "work_item_reassigned"]
+    assert who["actor"] == "user:olga"
+    (routed,) = events(harness, rec, "routed")
+    assert routed["winner"] == "ann" and routed["reason"] == "reassigned"
+    assert routed["excluded"] == [{"user": "bob", "reason": "skill missing: product:billing"}]
+    assert harness.engine.team.get("ann").load == 1
+    # a queue without a rule, a user, a group: plain reassignments, as before
+    plain = harness.engine.reassign(item["id"], "queue:tier2", actor="user:olga")
+    assert (plain["assignee_kind"], plain["assignee"]) == ("queue", "tier2")
+    assert not plain.get("routing_status")
+    assert harness.engine.team.get("ann").load == 0
+
+
+def test_an_operator_reassigning_where_the_rule_cannot_evaluate_is_refused(
+        harness: Any) -> None:
+    from baton.errors import ValidationError
+
+    harness.deploy_text(ORCH)
+    harness.deploy_text(RULE.replace("STRATEGY", "least_loaded")
+                        .replace("record.product", "record.nothing"), "routing.yaml")
+    rec, item = ticket(harness, level=2)
+    with pytest.raises(ValidationError) as err:
+        harness.engine.reassign(item["id"], "queue:tier1", actor="user:olga")
+    assert "queue:tier1 routes its work by rule 'tier1_agents'" in str(err.value)
+    assert "required_skills[0]" in str(err.value)
+    (still,) = harness.engine.list_work(record_id=rec, statuses=["open"])
+    assert (still["assignee"], still["version"]) == ("tier2", item["version"])
+
+
+def test_an_sla_reassigning_to_a_bound_queue_routes_the_item(harness: Any) -> None:
+    """``on_jeopardy: {reassign: queue:tier1}``: the bound rule routes it, reason
+    ``jeopardy``; to a queue without a rule it is a plain reassignment, as before."""
+    from datetime import timedelta
+
+    sla = ("        sla: {duration: 4h, jeopardy: 1h, "
+           "on_jeopardy: {reassign: 'queue:TARGET'}}\n")
+    text = ORCH.replace("        form: [{name: done, type: bool}]\n",
+                        sla + "        form: [{name: done, type: bool}]\n")
+    harness.deploy_text(text.replace("TARGET", "tier1").replace("string(record.level)", '"2"'))
+    harness.deploy_text(RULE.replace("STRATEGY", "least_loaded"), "routing.yaml")
+    agents(harness, ann={"add_skills": BILLING})
+    rec, item = ticket(harness)
+    assert item["assignee"] == "tier2"
+    harness.clock.advance(timedelta(hours=3))
+    harness.work()
+    (now,) = harness.engine.list_work(record_id=rec, statuses=["open"])
+    assert (now["assignee"], now["routing_status"]) == ("ann", "routed")
+    (routed,) = events(harness, rec, "routed")
+    assert routed["rule"] == "tier1_agents" and routed["reason"] == "sla in_jeopardy"

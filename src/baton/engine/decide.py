@@ -466,8 +466,7 @@ class _Decider:
                    due_at=sr.sla["due_at"])
         action = (step.options.get("sla") or {}).get(key) or {}
         if action.get("reassign") and sr.status is StepStatus.WAITING_FOR_PERSON:
-            self.commands.append(ReassignWorkItem(sr.name, sr.iteration, action["reassign"],
-                                                  f"sla {new}"))
+            self.sla_reassign(sr, str(action["reassign"]), new)
         if action.get("routing") and sr.status is StepStatus.WAITING_FOR_PERSON:
             self.sla_routing(sr, step, key, action, new)
         if action.get("flow"):
@@ -482,6 +481,25 @@ class _Decider:
             self.commands.append(SendEmail(tuple(names), subject, sr.name, sr.iteration, new,
                                            sr.sla["due_at"], self.run.record_id, self.run.id))
         return True
+
+    def sla_reassign(self, sr: StepRun, to: str, new: str) -> None:
+        """``on_jeopardy: {reassign: queue:NAME}``: to a queue that has a routing rule of its
+        own (``for_queue``), the item is routed by that rule, as work assigned there at a
+        step's start is; a rule whose skills cannot be evaluated now is said in the audit
+        log and the item stays where it is. Anything else is a plain reassignment."""
+        from baton.steps.interactive import kept_rule  # (steps import the engine)
+
+        bound = self.defn.routings.get(to) if to.startswith("queue:") else None
+        if bound is None:
+            self.commands.append(ReassignWorkItem(sr.name, sr.iteration, to, f"sla {new}"))
+            return
+        kept, error = kept_rule(self, bound, bound.name, f"routing rule {bound.name}")
+        if kept is None:
+            self.audit("sla_routing_failed", step=sr.name, iteration=sr.iteration,
+                       rule=bound.name, error=error)
+            return
+        self.commands.append(ReassignWorkItem(sr.name, sr.iteration, to, f"sla {new}",
+                                              routing=kept))
 
     def sla_routing(self, sr: StepRun, step: StepDefinition, key: str,
                     action: Mapping[str, Any], new: str) -> None:

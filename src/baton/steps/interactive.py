@@ -10,7 +10,7 @@ items routed by that rule, as ``assign: {routing: NAME}`` would route them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from baton.definitions.checks import (
     Checker,
@@ -174,7 +174,14 @@ def _routing(d: DecideContext, sr: StepRun, step: StepDefinition) -> dict[str, A
     return kept
 
 
-def kept_rule(d: DecideContext, rule: RoutingDefinition, default_name: str, where: str
+class Scoped(Protocol):
+    """What evaluates a rule's skills: the expression scope of one run (a decision's
+    context, or an operator's reassignment outside ``decide()``)."""
+
+    def scope(self) -> Mapping[str, Any]: ...
+
+
+def kept_rule(d: Scoped, rule: RoutingDefinition, default_name: str, where: str
               ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """A routing rule as a work item keeps it, its skill expressions evaluated now over
     the record and the run: (the rule, None), or (None, the error) when a skill expression
@@ -195,7 +202,7 @@ def kept_rule(d: DecideContext, rule: RoutingDefinition, default_name: str, wher
     return out, None
 
 
-def _skill_name(d: DecideContext, spec: SkillSpec, where: str
+def _skill_name(d: Scoped, spec: SkillSpec, where: str
                 ) -> tuple[str | None, dict[str, Any] | None]:
     try:
         value = evaluate(spec.skill, d.scope()) if is_expression(spec.skill) else spec.skill

@@ -229,7 +229,8 @@ class Router:
 
     # ---- an SLA's routing rule ---------------------------------------------------------
     def reroute_txn(self, tx: Transaction, item: WorkItem, rule: dict[str, Any], now_dt: datetime,
-                    *, reason: str, exclude: str | None = None) -> list[AuditEvent]:
+                    *, reason: str, exclude: str | None = None,
+                    actor: str = "system") -> list[AuditEvent]:
         """Route an open item again with ``rule`` (an SLA's ``on_jeopardy: {routing: ...}``):
         it leaves its person or pool (a claim is released, a routed item's load freed),
         waits in the rule's queue or group, and is routed there at once when someone is
@@ -249,7 +250,7 @@ class Router:
         if not tx.update_work_item_txn(item["id"], ["open", "claimed"], None, changes):
             return []
         events: list[AuditEvent] = [audit_event(
-            "work_item_reassigned", "system", now, item["record_id"], item["run_id"],
+            "work_item_reassigned", actor, now, item["record_id"], item["run_id"],
             {"work_item": item["id"], "step": item["step"], "reason": reason,
              "from": f"{item['assignee_kind']}:{item['assignee']}", "to": f"{kind}:{pool}",
              "rule": rule.get("rule")})]

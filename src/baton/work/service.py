@@ -7,7 +7,7 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,13 +15,16 @@ from baton.auth.directory import APPROVAL, delegation_of
 from baton.auth.roles import Permission
 from baton.clock import Clock, iso
 from baton.definitions.model import FieldDefinition
+from baton.engine.decide import expression_scope
 from baton.engine.events import StepCompleted
 from baton.engine.sla import SLA_STATES
 from baton.engine.status import WorkItemStatus
 from baton.errors import BatonError, NotFound, PermissionDenied, TransitionConflict, ValidationError
 from baton.records.fields import coerce_fields
+from baton.records.related import with_related_txn
 from baton.rows import WorkItem, audit_event
 from baton.runtime.apply import Applier
+from baton.steps.interactive import kept_rule
 from baton.store.base import KeyPage, Total
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
@@ -444,11 +447,21 @@ class WorkService:
         kind, _, name = to.partition(":")
         if kind not in ASSIGNEE_KINDS or not name:
             raise ValidationError("reassign", {"to": f"expected user:NAME, group:NAME or queue:NAME, got {to!r}"})
-        now = iso(self.clock.now())
+        now_dt = self.clock.now()
+        now = iso(now_dt)
         with self.store.write() as tx:
             item = self.get_txn(tx, item_id)
             if item["status"] not in OPEN_STATUSES:
                 raise TransitionConflict(f"work item {item_id} is {item['status']}; it cannot be reassigned")
+            rule = self._queue_rule_txn(tx, item, to, now)
+            if rule is not None:  # the queue routes its own work (``for_queue``)
+                assert self.applier.router is not None
+                events = self.applier.router.reroute_txn(
+                    tx, item, rule, now_dt, reason="reassigned", actor=actor)
+                if not events:
+                    raise TransitionConflict(f"work item {item_id} changed while reassigning; try again")
+                tx.append_events_txn(events)  # type: ignore[arg-type]
+                return self.get_txn(tx, item_id)
             done = work_items.reassign_txn(tx, item, to, now, actor=actor,
                                            expected_version=item["version"])
             if done is None:
@@ -460,6 +473,39 @@ class WorkService:
             tx.append_events_txn(self.applier.notify_assignment_txn(  # type: ignore[arg-type]
                 tx, new, now, event["data"]["from"]))
             return new
+
+
+    def _queue_rule_txn(self, tx: Transaction, item: WorkItem, to: str, now: str
+                        ) -> dict[str, Any] | None:
+        """The routing rule of the queue ``to`` names, as the item would keep it (its skills
+        evaluated now over the item's record and run), when that queue has one of its own
+        (``for_queue``): work an operator sends there is routed by it, as work assigned there
+        at a step's start is. None for a user, a group, or a queue without a rule."""
+        if not to.startswith("queue:") or self.applier.router is None or not item["run_id"]:
+            return None
+        run, defn, record = self.runs.load_txn(tx, item["run_id"])
+        bound = defn.routings.get(to)
+        if bound is None:
+            return None
+        seen = with_related_txn(tx, defn, record, defn.trigger.object,
+                                lambda name: self.runs.definitions.object_type(name, tx))
+        kept, error = kept_rule(_RunScope(expression_scope(dict(seen or {}), run, now, defn)),
+                                bound, bound.name, f"routing rule {bound.name}")
+        if kept is None:
+            raise ValidationError("reassign", {"to": (
+                f"{to} routes its work by rule '{bound.name}', which cannot route this item: "
+                f"{(error or {}).get('message', 'its skills could not be evaluated')}")})
+        return kept
+
+
+@dataclass(frozen=True)
+class _RunScope:
+    """A run's expression scope outside ``decide()``, for :func:`kept_rule`."""
+
+    of: Mapping[str, Any]
+
+    def scope(self) -> Mapping[str, Any]:
+        return self.of
 
 
 def _for(on_behalf: str | None) -> dict[str, str]:
