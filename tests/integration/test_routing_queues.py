@@ -286,3 +286,48 @@ def test_an_sla_reassigning_to_a_bound_queue_routes_the_item(harness: Any) -> No
     assert (now["assignee"], now["routing_status"]) == ("ann", "routed")
     (routed,) = events(harness, rec, "routed")
     assert routed["rule"] == "tier1_agents" and routed["reason"] == "sla in_jeopardy"
+
+
+def test_two_deploys_at_once_cannot_both_bind_one_queue(
+        harness: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes deploy a rule bound to queue tier1 at the same moment: the check runs
+    in each deploy's transaction under the definitions lock, so the second sees the first
+    and is refused (checked before the transaction, both passed and both were bound)."""
+    import threading
+    import time
+
+    from baton.store.sql.queries import DefinitionsSql
+
+    insert = DefinitionsSql.insert_definition_txn
+
+    def slow_insert(self: Any, row: dict[str, Any]) -> int:
+        time.sleep(0.4)  # the first deploy is inside its transaction when the second begins
+        return insert(self, row)
+
+    monkeypatch.setattr(DefinitionsSql, "insert_definition_txn", slow_insert)
+    engines = [Engine(harness.db_url, clock=harness.clock) for _ in range(2)]
+    outcomes: dict[str, str] = {}
+
+    def deploy(engine: Engine, name: str) -> None:
+        text = RULE.replace("STRATEGY", "least_loaded").replace("tier1_agents", name)
+        try:
+            engine.deploy(texts={f"{name}.yaml": text}, known_flows=None)
+            outcomes[name] = "deployed"
+        except DefinitionError as exc:
+            outcomes[name] = str(exc)
+
+    try:
+        threads = [threading.Thread(target=deploy, args=(e, n))
+                   for e, n in zip(engines, ("rule_a", "rule_b"), strict=True)]
+        for t in threads:
+            t.start()
+            time.sleep(0.1)
+        for t in threads:
+            t.join(30)
+    finally:
+        for e in engines:
+            e.close()
+    assert outcomes["rule_a"] == "deployed", outcomes
+    assert "queue 'tier1' already has a routing rule: 'rule_a'" in outcomes["rule_b"], outcomes
+    bound = [r.name for r in harness.engine.definitions.list_versions("routing") if r.active]
+    assert bound == ["rule_a"]

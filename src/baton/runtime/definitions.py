@@ -35,7 +35,7 @@ from baton.errors import DefinitionError, Issue, NotFound, TransitionConflict
 from baton.ids import IdGenerator, UlidIds
 from baton.runtime import schedules
 from baton.store.base import DefinitionRow
-from baton.store.ports import Definitions
+from baton.store.ports import Definitions, Transaction
 from baton.store.sql import SqlStore
 
 REFRESH_INTERVAL_S = 1.0
@@ -99,11 +99,13 @@ class DefinitionRepo:
                                     deployed_orchestrations=self.orchestration_names(),
                                     deployed_connections=self.connection_types(),
                                     on_progress=on_progress)
-        self._check_bound_queues(docs)
         results = []
         now_dt = self.clock.now()
         now = iso(now_dt)
         with self.store.write() as tx:
+            if any(isinstance(d.definition, RoutingDefinition) and d.definition.for_queue
+                   for d in docs):
+                self._check_bound_queues_txn(tx, docs)
             for done, doc in enumerate(docs, 1):
                 if on_progress is not None:
                     on_progress("write", done, len(docs))
@@ -131,12 +133,14 @@ class DefinitionRepo:
         self._generation = None
         return results
 
-    def _check_bound_queues(self, docs: Sequence[Any]) -> None:
+    def _check_bound_queues_txn(self, tx: Transaction, docs: Sequence[Any]) -> None:
         """A queue has one routing rule at most (``for_queue: true``): a rule deployed now
         may not take a queue another active rule, not deployed now, is bound to. (The
-        files deployed together are checked against each other by the loader.)"""
+        files deployed together are checked against each other by the loader.) Checked in
+        the deploy's transaction, under the definitions lock: two deploys at once cannot
+        both take one queue."""
         mine = {d.name for d in docs if d.kind == "routing"}
-        taken = {rule.pool: name for name, rule in self._bound_rules().items()
+        taken = {rule.pool: name for name, rule in self._bound_rules_txn(tx).items()
                  if name not in mine}
         issues = []
         for doc in docs:
@@ -150,15 +154,19 @@ class DefinitionRepo:
         if issues:
             raise DefinitionError(issues)
 
-    def _bound_rules(self) -> dict[str, RoutingDefinition]:
-        """The active routing rules bound to their queue (``for_queue``), by name."""
-        self.refresh()
+    def _bound_rules_txn(self, tx: Transaction) -> dict[str, RoutingDefinition]:
+        """The active routing rules bound to their queue (``for_queue``), by name, as
+        ``tx`` sees them once it holds the definitions lock (so no other deploy or
+        activation can change them before it commits)."""
+        tx.lock_definitions_txn()
         out = {}
-        for (kind, name), version in sorted(self._active.items()):
-            if kind == "routing":
-                rule: RoutingDefinition = self._parse(kind, name, version)
+        for row in tx.list_definitions_txn("routing"):
+            if row.active:
+                if ("routing", row.name, row.version) not in self._sources:
+                    self._sources[("routing", row.name, row.version)] = (row.source, row.file)
+                rule: RoutingDefinition = self._parse("routing", row.name, row.version)
                 if rule.for_queue:
-                    out[name] = rule
+                    out[row.name] = rule
         return out
 
     # ---- versions -----------------------------------------------------------------------
@@ -186,14 +194,15 @@ class DefinitionRepo:
     def set_active(self, kind: str, name: str, version: int | None, actor: str) -> DefinitionRow | None:
         """Make ``version`` the active one (new runs and triggers use it), or with
         ``version=None`` deactivate the definition: no new runs start, running ones go on."""
-        if kind == "routing" and version is not None:  # (before the write: it reads)
-            self._check_activated_rule(name, version)
         with self.store.write() as tx:
             if tx.latest_definition_txn(kind, name) is None:
                 raise NotFound(kind, name)
             if version is not None:
-                if tx.get_definition_txn(kind, name, version) is None:
+                row = tx.get_definition_txn(kind, name, version)
+                if row is None:
                     raise NotFound(kind, f"{name} v{version}")
+                if kind == "routing":
+                    self._check_activated_rule_txn(tx, row)
                 tx.set_active_txn(kind, name, version)
             else:
                 if kind == "object":
@@ -211,13 +220,15 @@ class DefinitionRepo:
         self._generation = None
         return self.get_version(kind, name, version) if version is not None else None
 
-    def _check_activated_rule(self, name: str, version: int) -> None:
+    def _check_activated_rule_txn(self, tx: Transaction, row: DefinitionRow) -> None:
         """Activating a version of a rule bound to its queue: no other active rule may be
-        bound to that queue."""
+        bound to that queue (checked under the definitions lock, as deploys are)."""
+        name, version = row.name, row.version
+        self._sources.setdefault(("routing", name, version), (row.source, row.file))
         rule: RoutingDefinition = self._parse("routing", name, version)
         if not rule.for_queue:
             return
-        for other, bound in self._bound_rules().items():
+        for other, bound in self._bound_rules_txn(tx).items():
             if other != name and bound.pool == rule.pool:
                 raise TransitionConflict(
                     f"routing rule {name!r} v{version} is bound to queue {rule.pool!r}, which "

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
 from baton.store import schema as s
 from baton.store.base import DefinitionRow
 from baton.store.sql.marks import reads, refused
+from baton.store.sql.statements import DEFINITIONS_LOCK
 
 
 class DefinitionsSql:
@@ -59,6 +60,13 @@ class DefinitionsSql:
     def insert_definition_txn(self, row: dict[str, Any]) -> int:
         res = self.conn.execute(insert(s.definitions).values(**row))
         return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+    def lock_definitions_txn(self) -> None:
+        """Deploys and activations that check one definition against the others (a queue
+        has one routing rule) run one at a time: PostgreSQL holds an advisory lock until
+        this transaction ends; SQLite's write transaction is exclusive already."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({DEFINITIONS_LOCK})")
 
     @refused("activates a definition")
     def set_active_txn(self, kind: str, name: str, version: int) -> None:

@@ -16,6 +16,7 @@ from baton.store import schema as s
 
 NOTIFY_CHANNEL = "baton_jobs"
 MIGRATION_LOCK = 7301995  # pg_advisory_xact_lock key held while migrating
+DEFINITIONS_LOCK = 7301996  # held by deploys and activations that check across definitions
 
 
 def normalize_url(url: str) -> str:
