@@ -39,6 +39,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -442,7 +443,7 @@ def count(conn: Connection, table: Any, order: Order, probes: Sequence[Probe],
     if not over:
         return Total(counted)
     if conn.dialect.name == "postgresql":
-        where = or_(*(and_(*p.terms) for p in probes))
+        where = or_(*(and_(true(), *p.terms) for p in probes))  # an unfiltered probe: TRUE
         q = select(literal(1)).select_from(table).where(where)
         if match is not None:
             q = q.where(match)
