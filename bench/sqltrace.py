@@ -20,7 +20,7 @@ import re
 import threading
 import time
 import weakref
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ class Trace:
     def reset(self) -> None:
         with self.lock:
             self.statements: Counter[str] = Counter()
-            self.seconds: Counter[str] = Counter()
+            self.seconds: defaultdict[str, float] = defaultdict(float)
             self.rows: Counter[str] = Counter()  # executemany: parameter sets sent
             self.transactions = 0  # BEGINs psycopg sent (a transaction's first statement)
             self.commits = 0

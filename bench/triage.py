@@ -586,7 +586,7 @@ def _finished_runs(engine: Any, total: int) -> int:
     # Polled every 0.25 s: count the runs still in progress (an index range that shrinks),
     # not every run (a scan of the whole table, which grew with N and slowed large runs).
     with engine.store.read() as tx:
-        return total - tx.count_in_progress_runs_txn()
+        return total - int(tx.count_in_progress_runs_txn())
 
 
 def _run_counts(engine: Any) -> str:
