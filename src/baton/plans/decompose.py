@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import orjson
 
 from baton.definitions.plans import CatalogDefinition, Product, Target
 from baton.errors import BatonError, ExpressionError
-from baton.expressions import Missing, evaluate, is_expression
+from baton.expressions import Missing, evaluate, is_expression, reads_variables
 
 MAX_DEPTH = 20
 _LINE_MEMBER = re.compile(r"\bline\b(\s*\.\s*([A-Za-z_]\w*))?")
@@ -62,16 +62,39 @@ class LineMemo:
             raise hit.with_traceback(None)  # (else each raise lengthens its traceback)
         if hit is not _MISS:
             return hit
+        shared = (run, *key) if line_only(source) else None
+        if shared is not None:
+            hit = _SHARED.get(shared, _MISS)
+            if hit is not _MISS:
+                self._hits[key] = hit
+                return hit
         try:
             value = run(source, scope)
         except (Missing, ExpressionError) as exc:
             self._hits[key] = exc
             raise
         self._hits[key] = value
+        if shared is not None:
+            if len(_SHARED) >= SHARED_MAX:
+                _SHARED.clear()
+            _SHARED[shared] = value
         return value
 
 
 _MISS = object()
+# Values of expressions that read ``line`` and nothing else (no ``record``, no ``now``):
+# pure functions of the members read, so one order's are every order's (an order of a
+# few products asks the same few questions as the last one). Bounded: emptied when full.
+# Only values are shared: a failure is raised again from its own order's memo.
+SHARED_MAX = 4096
+_SHARED: dict[tuple[Any, ...], Any] = {}
+
+
+@lru_cache(maxsize=4096)
+def line_only(source: str) -> bool:
+    """Does the expression read ``line``, and no other variable?"""
+    reads = reads_variables(source)
+    return "line" in reads and reads <= {"line"}
 CANCEL = "cancel"  # a line canceled (by an amendment) is not planned; its key stays taken
 
 

@@ -19,7 +19,6 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -27,8 +26,8 @@ import orjson
 from baton.definitions.plans import PLAN_STEP_KEYS, FulfillmentDefinition
 from baton.definitions.refs import navigated
 from baton.errors import ExpressionError
-from baton.expressions import Missing, evaluate, evaluate_condition, is_expression, reads_variables
-from baton.plans.decompose import FulfillmentLine, LineMemo, PlanningError
+from baton.expressions import Missing, evaluate, evaluate_condition, is_expression
+from baton.plans.decompose import FulfillmentLine, LineMemo, PlanningError, line_only
 from baton.steps.pause import Pause
 
 # 2: a line-item step's ``input.plan.lines`` holds its line's key, not its view (1): the
@@ -202,15 +201,9 @@ def _targets(fulfillment: FulfillmentDefinition, inst: Instance, ref: str,
     return [target[k] for k in dict.fromkeys(keys) if k is not None and k in target]
 
 
-@lru_cache(maxsize=4096)
-def _line_only(source: str) -> bool:
-    reads = reads_variables(source)
-    return "line" in reads and reads <= {"line"}
-
-
 def _has_line_values(value: Any) -> bool:
     if isinstance(value, str):
-        return is_expression(value) and _line_only(value)
+        return is_expression(value) and line_only(value)
     if isinstance(value, Mapping):
         return any(_has_line_values(v) for v in value.values())
     if isinstance(value, list):
@@ -222,7 +215,7 @@ def _resolve_line_values(value: Any, line: Mapping[str, Any]) -> Any:
     """Expressions that read only ``line`` are evaluated now: the engine has no line."""
     if isinstance(value, str) and is_expression(value):
         try:
-            if _line_only(value):
+            if line_only(value):
                 return evaluate(value, {"line": line})
         except (Missing, ExpressionError):
             return value
