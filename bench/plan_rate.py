@@ -32,6 +32,11 @@ reported apart (``warmup``): what a worker does once in its life — importing t
 client at its first callout, building its caches — is then not spread over the steps
 measured. Default 0 (as before: the worker's first-use costs are in the ``plans`` phase).
 
+``--callouts-as-flows`` (a diagnostic, not the workload): every ``callout`` step template of
+the fulfillment (the ``ship`` booking) becomes a ``background`` step running a trivial
+flow (``orders.recall``), the plans otherwise the same: what a plan step costs when none is
+an HTTP call, beside triage, which makes none.
+
 ``BATON_BENCH_PROFILE=DIR`` (as for ``baton bench triage``): a cProfile of the worker
 process over its life (``worker-*.prof``, warm-up and every phase) and of this process's
 submits, one per phase (``driver-submit-PHASE-*.prof``), into DIR.
@@ -97,7 +102,38 @@ class Carrier:
         self.proc.wait(10)
 
 
-def plan_once(phases: list[tuple[str, int, int]], batch: int) -> dict[str, Any]:
+def _without_callouts(texts: dict[str, str]) -> dict[str, str]:
+    """The fulfillment with each callout step template a background step (a trivial flow)."""
+    import yaml
+
+    out = dict(texts)
+    for name, text in texts.items():
+        docs = list(yaml.safe_load_all(text))
+        if not any(isinstance(d, dict) and d.get("kind") == "fulfillment" for d in docs):
+            continue
+        for doc in docs:
+            if isinstance(doc, dict) and doc.get("kind") == "fulfillment":
+                _flows_for_callouts(doc)
+        out[name] = yaml.safe_dump_all(docs, sort_keys=False)
+    return out
+
+
+def _flows_for_callouts(doc: dict[str, Any]) -> None:
+    trigger = doc.get("trigger") or {}
+    if True in trigger:  # YAML 1.1 reads the key `on` as true: written back as 'on'
+        trigger["on"] = trigger.pop(True)
+    templates = [t for g in (doc.get("groups") or {}).values() for t in g]
+    templates += [t for sc in doc.get("scenarios") or () for t in sc.get("steps") or ()]
+    for t in templates:
+        if t.get("type") == "callout":
+            keep = {k: t[k] for k in ("name", "lane", "after", "scope", "rollback", "ponr")
+                    if k in t}
+            t.clear()
+            t.update(keep, type="background", flow="orders.recall")
+
+
+def plan_once(phases: list[tuple[str, int, int]], batch: int,
+              callouts_as_flows: bool = False) -> dict[str, Any]:
     """Each phase ``(label, orders, lines each)`` in turn, by the same worker process (warm
     after the first, as triage's worker is for most of its runs): measured apart, the
     worker's CPU read from /proc before and after each."""
@@ -109,7 +145,9 @@ def plan_once(phases: list[tuple[str, int, int]], batch: int) -> dict[str, Any]:
         load_project(EXAMPLE).import_flows()  # the deploy checks the flows it names
         eng = Engine(url, settings=settings)
         try:
-            eng.deploy(texts=pointed_at(EXAMPLE / "definitions", carrier.url), known_flows=None)
+            texts = pointed_at(EXAMPLE / "definitions", carrier.url)
+            eng.deploy(texts=_without_callouts(texts) if callouts_as_flows else texts,
+                       known_flows=None)
             orders = {label: _orders(eng, label, n, lines) for label, n, lines in phases}
             workers = _Workers(url, EXAMPLE, 1, batch, settings)
             try:
@@ -243,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also `baton bench triage -n N` before each plan repetition")
     ap.add_argument("--warmup", type=int, default=0,
                     help="orders run before the measured phases, reported apart")
+    ap.add_argument("--callouts-as-flows", action="store_true",
+                    help="diagnostic: the callout steps as background flows (no HTTP)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--batch", type=int, default=256, help="the worker's batch (as triage's)")
     ap.add_argument("--json", action="store_true")
@@ -256,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         phases.append(("plans", args.orders, args.order_lines))
         if args.big_run_lines:
             phases.append(("big_plan", 1, args.big_run_lines))
-        rep.update(plan_once(phases, args.batch))
+        rep.update(plan_once(phases, args.batch, args.callouts_as_flows))
         reps.append(rep)
         if not args.json:
             print(json.dumps(rep), flush=True)
