@@ -4,6 +4,8 @@ also reads the order (or anything else) is evaluated per order."""
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -62,3 +64,18 @@ def test_the_shared_values_are_bounded(calls: list[str], monkeypatch: pytest.Mon
     for q in range(10):
         LineMemo().evaluate("=line.qty", {"line": {"qty": q}, "record": {}})
     assert 1 <= len(decompose._SHARED) <= 3
+
+
+
+def test_values_of_other_types_than_jsons_are_not_shared(calls: list[str]) -> None:
+    """A date (a catalog's YAML) and the same text (a record's JSON) would read alike as a
+    key: such a value is remembered within its order only, never across orders."""
+    def kind(source: str, scope: Any) -> str:
+        return type(scope["line"]["since"]).__name__
+
+    src = "=line.since"
+    got = [LineMemo().evaluate(src, {"line": {"since": since}, "record": {}}, kind)
+           for since in (date(2026, 1, 5), "2026-01-05", Decimal("2.50"), "2026-01-05",
+                         date(2026, 1, 5))]
+    assert got == ["date", "str", "Decimal", "str", "date"]
+    assert list(decompose._SHARED) == [(kind, src, b'["2026-01-05"]')]

@@ -55,14 +55,18 @@ class LineMemo:
         if members is None:
             return run(source, scope)
         line = scope.get("line") or {}
-        key = (source, orjson.dumps([line.get(m) for m in members],
-                                    option=orjson.OPT_SORT_KEYS, default=str))
+        values = [line.get(m) for m in members]
+        try:  # JSON's own types only: their text tells them apart (1, 1.0, true, "1")
+            key, plain = (source, orjson.dumps(values, option=_PLAIN_ONLY)), True
+        except TypeError:  # a date, a Decimal…: its text as the key, in this order only
+            key, plain = (source, orjson.dumps(values, option=orjson.OPT_SORT_KEYS,
+                                               default=str)), False
         hit = self._hits.get(key, _MISS)
         if isinstance(hit, BaseException):
             raise hit.with_traceback(None)  # (else each raise lengthens its traceback)
         if hit is not _MISS:
             return hit
-        shared = (run, *key) if line_only(source) else None
+        shared = (run, *key) if plain and line_only(source) else None
         if shared is not None:
             hit = _SHARED.get(shared, _MISS)
             if hit is not _MISS:
@@ -87,6 +91,8 @@ _MISS = object()
 # few products asks the same few questions as the last one). Bounded: emptied when full.
 # Only values are shared: a failure is raised again from its own order's memo.
 SHARED_MAX = 4096
+_PLAIN_ONLY = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+               | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS)
 _SHARED: dict[tuple[Any, ...], Any] = {}
 
 
