@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import orjson
 
 from baton.definitions.plans import CatalogDefinition, Product, Target
 from baton.errors import BatonError, ExpressionError
-from baton.expressions import Missing, evaluate, is_expression
+from baton.expressions import Missing, evaluate, is_expression, reads_variables
 
 MAX_DEPTH = 20
 _LINE_MEMBER = re.compile(r"\bline\b(\s*\.\s*([A-Za-z_]\w*))?")
@@ -55,23 +55,52 @@ class LineMemo:
         if members is None:
             return run(source, scope)
         line = scope.get("line") or {}
-        key = (source, orjson.dumps([line.get(m) for m in members],
-                                    option=orjson.OPT_SORT_KEYS, default=str))
+        values = [line.get(m) for m in members]
+        try:  # JSON's own types only: their text tells them apart (1, 1.0, true, "1")
+            key, plain = (source, orjson.dumps(values, option=_PLAIN_ONLY)), True
+        except TypeError:  # a date, a Decimal…: its text as the key, in this order only
+            key, plain = (source, orjson.dumps(values, option=orjson.OPT_SORT_KEYS,
+                                               default=str)), False
         hit = self._hits.get(key, _MISS)
         if isinstance(hit, BaseException):
             raise hit.with_traceback(None)  # (else each raise lengthens its traceback)
         if hit is not _MISS:
             return hit
+        shared = (run, *key) if plain and line_only(source) else None
+        if shared is not None:
+            hit = _SHARED.get(shared, _MISS)
+            if hit is not _MISS:
+                self._hits[key] = hit
+                return hit
         try:
             value = run(source, scope)
         except (Missing, ExpressionError) as exc:
             self._hits[key] = exc
             raise
         self._hits[key] = value
+        if shared is not None:
+            if len(_SHARED) >= SHARED_MAX:
+                _SHARED.clear()
+            _SHARED[shared] = value
         return value
 
 
 _MISS = object()
+# Values of expressions that read ``line`` and nothing else (no ``record``, no ``now``):
+# pure functions of the members read, so one order's are every order's (an order of a
+# few products asks the same few questions as the last one). Bounded: emptied when full.
+# Only values are shared: a failure is raised again from its own order's memo.
+SHARED_MAX = 4096
+_PLAIN_ONLY = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+               | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS)
+_SHARED: dict[tuple[Any, ...], Any] = {}
+
+
+@lru_cache(maxsize=4096)
+def line_only(source: str) -> bool:
+    """Does the expression read ``line``, and no other variable?"""
+    reads = reads_variables(source)
+    return "line" in reads and reads <= {"line"}
 CANCEL = "cancel"  # a line canceled (by an amendment) is not planned; its key stays taken
 
 

@@ -19,7 +19,6 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -27,8 +26,8 @@ import orjson
 from baton.definitions.plans import PLAN_STEP_KEYS, FulfillmentDefinition
 from baton.definitions.refs import navigated
 from baton.errors import ExpressionError
-from baton.expressions import Missing, evaluate, evaluate_condition, is_expression, reads_variables
-from baton.plans.decompose import FulfillmentLine, LineMemo, PlanningError
+from baton.expressions import Missing, evaluate, evaluate_condition, is_expression
+from baton.plans.decompose import FulfillmentLine, LineMemo, PlanningError, line_only
 from baton.steps.pause import Pause
 
 # 2: a line-item step's ``input.plan.lines`` holds its line's key, not its view (1): the
@@ -202,15 +201,9 @@ def _targets(fulfillment: FulfillmentDefinition, inst: Instance, ref: str,
     return [target[k] for k in dict.fromkeys(keys) if k is not None and k in target]
 
 
-@lru_cache(maxsize=4096)
-def _line_only(source: str) -> bool:
-    reads = reads_variables(source)
-    return "line" in reads and reads <= {"line"}
-
-
 def _has_line_values(value: Any) -> bool:
     if isinstance(value, str):
-        return is_expression(value) and _line_only(value)
+        return is_expression(value) and line_only(value)
     if isinstance(value, Mapping):
         return any(_has_line_values(v) for v in value.values())
     if isinstance(value, list):
@@ -222,7 +215,7 @@ def _resolve_line_values(value: Any, line: Mapping[str, Any]) -> Any:
     """Expressions that read only ``line`` are evaluated now: the engine has no line."""
     if isinstance(value, str) and is_expression(value):
         try:
-            if _line_only(value):
+            if line_only(value):
                 return evaluate(value, {"line": line})
         except (Missing, ExpressionError):
             return value
@@ -264,8 +257,7 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
     for name, by_key in instances.items():
         t = fulfillment.templates[name]
         defaults: Mapping[str, Any] = fulfillment.defaults.get(t["type"]) or {}
-        resolve_step = _has_line_values({k: v for k, v in t.items() if k != "rollback"})
-        resolve_rollback = _has_line_values(t.get("rollback"))
+        resolve_step, resolve_rollback = _line_valued(fulfillment)[name]
         for inst in by_key.values():
             views = [ln.view() for ln in inst.lines]
             step = {k: v for k, v in t.items() if k not in PLAN_STEP_KEYS and k != "after"}
@@ -343,21 +335,36 @@ def generate(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine
     }
 
 
-_NAVIGATED: dict[int, tuple[weakref.ref[FulfillmentDefinition], tuple[tuple[str, ...], ...]]] = {}
+_Facts = tuple[tuple[tuple[str, ...], ...], dict[str, tuple[bool, bool]]]
+_FACTS: dict[int, tuple[weakref.ref[FulfillmentDefinition], _Facts]] = {}
 
 
-def _navigated(fulfillment: FulfillmentDefinition) -> tuple[tuple[str, ...], ...]:
-    """What the fulfillment's step templates navigate, found once per parsed fulfillment
-    (walking every template for every order cost a millisecond a plan); held weakly."""
+def _facts(fulfillment: FulfillmentDefinition) -> _Facts:
+    """What planning reads from a fulfillment's step templates alone, found once per
+    parsed fulfillment (walking every template for every order cost a millisecond a
+    plan), held weakly: the record paths they navigate, and per template whether the
+    step, and its rollback, hold expressions of ``line`` alone (evaluated when planned)."""
     key = id(fulfillment)
-    hit = _NAVIGATED.get(key)
+    hit = _FACTS.get(key)
     if hit is not None and hit[0]() is fulfillment:
         return hit[1]
     paths = navigated(dict(fulfillment.templates))
-    if len(_NAVIGATED) >= 256:
-        _NAVIGATED.clear()
-    _NAVIGATED[key] = (weakref.ref(fulfillment, lambda _r: _NAVIGATED.pop(key, None)), paths)
-    return paths
+    line_valued = {name: (_has_line_values({k: v for k, v in t.items() if k != "rollback"}),
+                          _has_line_values(t.get("rollback")))
+                   for name, t in fulfillment.templates.items()}
+    if len(_FACTS) >= 256:
+        _FACTS.clear()
+    _FACTS[key] = (weakref.ref(fulfillment, lambda _r: _FACTS.pop(key, None)),
+                   (paths, line_valued))
+    return paths, line_valued
+
+
+def _navigated(fulfillment: FulfillmentDefinition) -> tuple[tuple[str, ...], ...]:
+    return _facts(fulfillment)[0]
+
+
+def _line_valued(fulfillment: FulfillmentDefinition) -> dict[str, tuple[bool, bool]]:
+    return _facts(fulfillment)[1]
 
 
 def with_line_views(graph: Mapping[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from baton.plans.generate import (
 from baton.records.model import record_view
 from baton.rows import audit_event
 from baton.store.ports import Transaction
+from baton.store.schema import is_record_ref
 
 if TYPE_CHECKING:
     from baton.runtime.definitions import DefinitionRepo
@@ -90,7 +91,8 @@ class PlanService:
         order_id = order_row["id"]
         otype = self.definitions.object_type(order_row["object_type"], tx)
         order = _jsonable(record_view(order_row, otype))
-        latest = tx.get_plan_txn(order_id)
+        revisions = tx.plan_revisions_txn(order_id)  # (not their graphs: not needed)
+        latest = revisions[-1] if revisions else None
         if latest is not None:
             run_row = tx.get_run_txn(latest["run_id"])
             if run_row is not None and run_row["status"] == RunStatus.IN_PROGRESS.value:
@@ -132,7 +134,9 @@ class PlanService:
         if order_field is None:
             raise PlanningError(f"object type {ltype.name} has no ref field to "
                                 f"{fulfillment.trigger.object}: its records cannot be lines")
-        rows = tx.find_records_txn(ltype.name, {order_field: order_id}, MAX_LINES)
+        rows = (tx.records_naming_txn(ltype.name, order_field, order_id)
+                if is_record_ref(order_id)  # (an order's id always is: a record's)
+                else tx.find_records_txn(ltype.name, {order_field: order_id}, MAX_LINES))
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
         out = []
         for r in rows:
