@@ -13,7 +13,9 @@ before any tuning: tune on ``dev`` (seed 0), confirm on ``dev --seed 1``, then `
 VARIANTS is a JSON list (inline or a file's path). A variant is ``[[[BLOCK, WEIGHT], ...], [MODEL, PARAM]]``: the named feature blocks (each a
 sublinear TF-IDF, scaled by its weight, fitted on the training part only) side by side, and
 a model: ``svc C`` (LinearSVC, one-vs-rest), ``cs C`` (Crammer-Singer), ``sgd ALPHA``
-(modified Huber, averaged), ``lr C``. ``["ens", [[BLOCKS, MODEL, WEIGHT], ...]]`` averages
+(modified Huber, averaged), ``lr C``, ``svcx C {OPTIONS}`` (LinearSVC with its other options,
+e.g. ``{"loss": "hinge"}``), ``nb C ALPHA BETA [INPUTS [LEARNER [GAMMA]]]`` (NBSVM, see
+:class:`NBLinear`). ``["ens", [[BLOCKS, MODEL, WEIGHT], ...]]`` averages
 the members' standardised decision scores. Blocks: ``w13``, ``c25``, ``p`` are v4's (words
 1-3, characters 2-5 inside words, pairs of stems, on ``offline.normalise``); the ``n``
 variants use :func:`norm5` (v4's normalisation plus contractions without apostrophes,
@@ -180,6 +182,10 @@ class NBLinear:
                  learner: str = "svc", gamma: float = 1.0) -> None:
         self.c, self.alpha, self.beta, self.inputs, self.learner = c, alpha, beta, inputs, learner
         self.gamma = gamma  # r tempered: sign(r) * |r| ** gamma (1: Wang & Manning's r)
+        if inputs not in ("b", "bn", "t", "t1"):
+            raise SystemExit(f"nb: unknown inputs {inputs!r} (b, bn, t or t1)")
+        if learner not in ("svc", "hinge", "bal", "lr"):
+            raise SystemExit(f"nb: unknown learner {learner!r} (svc, hinge, bal or lr)")
 
     def _x(self, x: Any) -> Any:
         from sklearn.preprocessing import normalize
