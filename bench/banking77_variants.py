@@ -13,7 +13,9 @@ before any tuning: tune on ``dev`` (seed 0), confirm on ``dev --seed 1``, then `
 VARIANTS is a JSON list (inline or a file's path). A variant is ``[[[BLOCK, WEIGHT], ...], [MODEL, PARAM]]``: the named feature blocks (each a
 sublinear TF-IDF, scaled by its weight, fitted on the training part only) side by side, and
 a model: ``svc C`` (LinearSVC, one-vs-rest), ``cs C`` (Crammer-Singer), ``sgd ALPHA``
-(modified Huber, averaged), ``lr C``. ``["ens", [[BLOCKS, MODEL, WEIGHT], ...]]`` averages
+(modified Huber, averaged), ``lr C``, ``svcx C {OPTIONS}`` (LinearSVC with its other options,
+e.g. ``{"loss": "hinge"}``), ``nb C ALPHA BETA [INPUTS [LEARNER [GAMMA]]]`` (NBSVM, see
+:class:`NBLinear`). ``["ens", [[BLOCKS, MODEL, WEIGHT], ...]]`` averages
 the members' standardised decision scores. Blocks: ``w13``, ``c25``, ``p`` are v4's (words
 1-3, characters 2-5 inside words, pairs of stems, on ``offline.normalise``); the ``n``
 variants use :func:`norm5` (v4's normalisation plus contractions without apostrophes,
@@ -163,11 +165,92 @@ class Features:
                 sp.hstack([b * w for (_, b), w in parts]).tocsr())
 
 
+class NBLinear:
+    """NBSVM (Wang & Manning 2012, "Baselines and Bigrams"), one-vs-rest: per class c the
+    log-count ratio ``r_c = log((p/|p|_1) / (q/|q|_1))`` (``p``, ``q``: ``alpha`` plus the
+    feature sums over the class's texts and over the others), a binary linear model trained
+    on ``X * r_c``, its weights interpolated ``w' = (1 - beta) * mean|w| + beta * w``. The
+    decision is ``X . (r_c * w'_c) + b_c``: one sparse product for all classes.
+
+    ``inputs``: ``b`` the features binarised (X > 0), ``bn`` binarised and each row
+    L2-normalised, ``t`` the TF-IDF values as given (r from their sums), ``t1`` the TF-IDF
+    values with ``r = 1`` (plain one-vs-rest, to compare learners). ``learner``: ``svc``
+    (LinearSVC, squared hinge), ``hinge`` (LinearSVC, hinge), ``bal`` (LinearSVC, each
+    class-vs-rest problem weighted balanced), ``lr`` (logistic regression, liblinear)."""
+
+    def __init__(self, c: float, alpha: float, beta: float, inputs: str = "b",
+                 learner: str = "svc", gamma: float = 1.0) -> None:
+        self.c, self.alpha, self.beta, self.inputs, self.learner = c, alpha, beta, inputs, learner
+        self.gamma = gamma  # r tempered: sign(r) * |r| ** gamma (1: Wang & Manning's r)
+        if inputs not in ("b", "bn", "t", "t1"):
+            raise SystemExit(f"nb: unknown inputs {inputs!r} (b, bn, t or t1)")
+        if learner not in ("svc", "hinge", "bal", "lr"):
+            raise SystemExit(f"nb: unknown learner {learner!r} (svc, hinge, bal or lr)")
+
+    def _x(self, x: Any) -> Any:
+        from sklearn.preprocessing import normalize
+
+        if self.inputs in ("t", "t1"):
+            return x
+        xb = x.copy()
+        xb.data[:] = 1.0
+        xb.eliminate_zeros()
+        return normalize(xb) if self.inputs == "bn" else xb
+
+    def fit(self, x: Any, y: list[str]) -> NBLinear:
+        import numpy as np
+        import scipy.sparse as sp
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.svm import LinearSVC
+
+        xb = self._x(x).tocsr()
+        labels = np.asarray(y)
+        self.classes_ = np.array(sorted(set(y)))
+        total = np.asarray(xb.sum(axis=0)).ravel()
+        coefs, biases = [], []
+        for c in self.classes_:
+            pos = labels == c
+            p = self.alpha + np.asarray(xb[pos].sum(axis=0)).ravel()
+            q = self.alpha + (total - (p - self.alpha))
+            r = np.log(p / p.sum()) - np.log(q / q.sum())
+            if self.inputs == "t1":
+                r = np.ones_like(r)
+            elif self.gamma != 1.0:
+                r = np.sign(r) * np.abs(r) ** self.gamma
+            xr = xb @ sp.diags(r)
+            if self.learner == "lr":
+                clf: Any = LogisticRegression(C=self.c, solver="liblinear")
+            else:
+                clf = LinearSVC(C=self.c, loss="hinge" if self.learner == "hinge"
+                                else "squared_hinge",
+                                class_weight="balanced" if self.learner == "bal" else None)
+            clf.fit(xr, pos)
+            w = clf.coef_.ravel()
+            w = (1.0 - self.beta) * np.abs(w).mean() + self.beta * w
+            coefs.append(w * r)
+            biases.append(float(clf.intercept_[0]))
+        self.coef_ = np.vstack(coefs)
+        self.intercept_ = np.array(biases)
+        return self
+
+    def decision_function(self, x: Any) -> Any:
+        import numpy as np
+
+        return np.asarray(self._x(x) @ self.coef_.T) + self.intercept_
+
+
 def model(spec: list[Any]) -> Any:
     from sklearn.linear_model import LogisticRegression, SGDClassifier
     from sklearn.svm import LinearSVC
 
     kind, param = spec[0], float(spec[1])
+    if kind == "nb":  # ["nb", C, alpha, beta, inputs, learner, gamma]
+        inputs = str(spec[4]) if len(spec) > 4 else "b"
+        learner = str(spec[5]) if len(spec) > 5 else "svc"
+        gamma = float(spec[6]) if len(spec) > 6 else 1.0
+        return NBLinear(param, float(spec[2]), float(spec[3]), inputs, learner, gamma)
+    if kind == "svcx":  # ["svcx", C, {LinearSVC's other parameters}]
+        return LinearSVC(C=param, **(spec[2] if len(spec) > 2 else {}))
     if kind == "svc":
         return LinearSVC(C=param)
     if kind == "cs":
