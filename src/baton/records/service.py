@@ -65,6 +65,11 @@ class RecordService:
         self.wake = wake
         self._plans: PlanService | None = None
         self._plans_lock = threading.Lock()
+        # (object type, op) -> the orchestrations and fulfillments a record write starts,
+        # for the definitions' index of active versions it was made from (see _triggers_txn).
+        self._trigger_index: dict[tuple[str, str], list[tuple[Any, int]]] = {}
+        self._trigger_index_of: object = None
+        self._trigger_lock = threading.Lock()
 
     @property
     def plans(self) -> PlanService:
@@ -250,9 +255,7 @@ class RecordService:
 
         A ``when`` that raises (a definition's bug) never fails the write: the trigger is
         skipped and an incident opened for operators, in this transaction."""
-        triggered: list[tuple[Any, int]] = [
-            *self.definitions.record_triggers(row["object_type"], op, tx),
-            *self.definitions.fulfillment_triggers(row["object_type"], op, tx)]
+        triggered = self._triggers_txn(tx, row["object_type"], op)
         if not triggered:  # (most updates: a flow's writes to its own record)
             return
         otype = self.definitions.object_type(row["object_type"], tx)
@@ -303,6 +306,30 @@ class RecordService:
                 self.runs.start_txn(tx, defn, version, row, {}, actor, now_dt)
             elif ok:  # a fulfillment: the order is decomposed and its plan started
                 self.plans.plan_txn(tx, defn, version, row, actor, now_dt)
+
+    def _triggers_txn(self, tx: Transaction, object_type: str, op: str) -> list[tuple[Any, int]]:
+        """The active orchestrations and fulfillments whose record trigger on ``op`` takes
+        ``object_type`` records, in that order. Looking them up walks every active
+        definition (twice), on every record write; the answer only changes when the active
+        versions do, and the definitions replace their index of active versions (a new
+        dict) whenever they see a deploy or forget, so the answers are kept per index."""
+        self.definitions.refresh(tx)
+        index = self.definitions._active  # (replaced, never changed in place: see above)
+        key = (object_type, op)
+        with self._trigger_lock:
+            if self._trigger_index_of is index:
+                hit = self._trigger_index.get(key)
+                if hit is not None:
+                    return hit
+            else:
+                self._trigger_index, self._trigger_index_of = {}, index
+        found: list[tuple[Any, int]] = [
+            *self.definitions.record_triggers(object_type, op, tx),
+            *self.definitions.fulfillment_triggers(object_type, op, tx)]
+        with self._trigger_lock:
+            if self._trigger_index_of is index:
+                self._trigger_index[key] = found
+        return found
 
     def lines_of(self, order_id: str, limit: int = 100_000) -> list[dict[str, Any]]:
         """The records whose ref field names ``order_id`` among the types that have one to

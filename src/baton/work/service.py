@@ -349,6 +349,13 @@ class WorkService:
         # fails, nothing of this attempt is committed and each goes in its own savepoint.
         try:
             with self.store.write() as tx:
+                if len(submissions) > 1:
+                    _read_ahead_txn(tx, [item_id for item_id, _u, _d in submissions])
+                    # The rows are locked and each run's state is carried by its decision:
+                    # the runs' compare-and-set updates are written together at commit
+                    # (an executemany), as a worker's batch writes them. A conflict there
+                    # fails this attempt as a whole, and each item is tried on its own.
+                    tx.deferred = True
                 done: list[dict[str, Any] | BatonError] = [
                     self.complete_txn(tx, item_id, user, data, now_dt)
                     for item_id, user, data in submissions]
@@ -511,6 +518,16 @@ class _RunScope:
 def _for(on_behalf: str | None) -> dict[str, str]:
     """An audit event's ``on_behalf_of``: whose item a delegate acted on (none: their own)."""
     return {ON_BEHALF_OF: on_behalf} if on_behalf else {}
+
+
+def _read_ahead_txn(tx: Transaction, item_ids: Sequence[str]) -> None:
+    """Read (and lock) the items of a batch of completions, their runs and the runs'
+    records with three statements: each completion's reads of them are answered from
+    these rows (``read_ahead_txn``), not with a round trip each."""
+    items = tx.read_ahead_txn("work_items", item_ids)
+    runs = tx.read_ahead_txn("runs", sorted({i["run_id"] for i in items.values()}))
+    tx.read_ahead_txn("records", sorted({r["record_id"] for r in runs.values()
+                                         if r["record_id"]}))
 
 
 def _submitter_txn(tx: Transaction, run_id: str) -> set[str]:

@@ -96,6 +96,9 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         self._scanned = 0  # buffered jobs a plan's take_new_jobs() has looked at
         # Pools whose routing re-check job this transaction enqueued (one each is enough).
         self.route_rechecks: set[tuple[str, str]] = set()
+        # Rows read (and locked) ahead of their reads by id: (table, id) -> row. See
+        # :meth:`read_ahead_txn`.
+        self._ahead_rows: dict[tuple[str, str], dict[str, Any]] = {}
 
     # A read of a row with a deferred write pending flushes the writes first; a plan reads
     # its snapshot instead (and never a row it wrote).
@@ -118,6 +121,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             self.route_rechecks.clear()  # (their jobs were buffered in the block, if any)
             self._run_writes, self._record_writes = {}, {}
             self._buffered_timer_runs.clear()
+            self._ahead_rows.clear()  # (one read in the block may hold what it rolls back)
             if nested.is_active:
                 nested.rollback()
             raise
@@ -174,6 +178,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
 
     def _hot_write(self, key: Any, stmt: Any, values: dict[str, Any]) -> int:
         """A statement whose SET values are its own (bound parameters in it): its row count."""
+        self._ahead_rows.clear()  # (routing's writes: a work item's row may change)
         return int(self._run(self._compiled(key, stmt), values).rowcount)
 
     def _write_many(self, key: Any, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
@@ -222,6 +227,31 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         if not record_ids:
             return {}
         return self._by_ids_txn(s.records, record_ids, for_update)
+
+    @refused("reads rows ahead of their reads (a plan tracks what it reads read by read)")
+    def read_ahead_txn(self, table: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Read and lock (PostgreSQL; in id order) the rows of ``table`` (``runs``,
+        ``records`` or ``work_items``) with these ids in one statement, and keep each for
+        this transaction's next read of it by id (:meth:`get_run_txn`,
+        :meth:`get_record_txn`, :meth:`get_work_item_txn`): a batch of changes reads its
+        rows with one round trip instead of one per row. A row kept is used once (the
+        reader may change the dict it gets) and dropped as soon as this transaction writes
+        it. Returns the rows read, by id."""
+        if not ids:
+            return {}
+        self.flush_txn()  # (what is read is current: nothing of this table is pending)
+        rows = self._by_ids_txn(_AHEAD_TABLES[table], ids, True)
+        for rid, row in rows.items():
+            self._ahead_rows[(table, rid)] = dict(row)
+        return rows
+
+    @reads("work_items", "ids", "rows")
+    def get_work_items_txn(self, item_ids: Sequence[str], *, for_update: bool = False
+                           ) -> dict[str, dict[str, Any]]:
+        """Several work items by id in one statement (locked in id order)."""
+        if not item_ids:
+            return {}
+        return self._by_ids_txn(s.work_items, item_ids, for_update)
 
     @reads("runs", "all", "list")
     def step_slas_txn(self, steps: Sequence[tuple[str, str]]
@@ -284,6 +314,10 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
     @reads("records", "id", "row")
     def get_record_txn(self, record_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
         """``for_update`` locks the row until commit (PostgreSQL; SQLite's write lock covers it)."""
+        if self._ahead_rows:
+            ahead = self._ahead_rows.pop(("records", record_id), None)
+            if ahead is not None:
+                return ahead
         if self._record_writes and self.flush_on_read:
             self.flush_txn()
         q = GET_RECORD_LOCKED if for_update else GET_RECORD
@@ -294,6 +328,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
     ) -> int:
         params = {"_id": record_id, "_version": expected_version, "data": data,
                   "version": expected_version + 1, "updated_at": now}
+        if self._ahead_rows:
+            self._ahead_rows.pop(("records", record_id), None)
         if self.deferred:
             first = self._record_writes.get(record_id)
             if first is not None:  # written earlier in this batch: compare with the stored one
@@ -315,12 +351,18 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
     @reads("runs", "id", "row")
     def get_run_txn(self, run_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
         """``for_update`` serialises writers of one run (two of its steps finishing at once)."""
+        if self._ahead_rows:
+            ahead = self._ahead_rows.pop(("runs", run_id), None)
+            if ahead is not None:
+                return ahead
         if self._run_writes and self.flush_on_read:
             self.flush_txn()
         q = GET_RUN_LOCKED if for_update else GET_RUN
         return self._fetch_one(("get_run", for_update), q, {"_id": run_id})
 
     def update_run_txn(self, row: dict[str, Any], expected_seq: int) -> None:
+        if self._ahead_rows:
+            self._ahead_rows.pop(("runs", row["id"]), None)
         if self.deferred:
             first = self._run_writes.get(row["id"])
             self._run_writes[row["id"]] = (row, first[1] if first else expected_seq)
@@ -333,6 +375,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         """:meth:`update_run_txn` with the row built by ``build`` when it is written: in a
         deferred transaction at flush, so of several updates of one run in a batch only
         the last row is built (and encoded); else at once."""
+        if self._ahead_rows:
+            self._ahead_rows.pop(("runs", run_id), None)
         if self.deferred:
             first = self._run_writes.get(run_id)
             self._run_writes[run_id] = (build, first[1] if first else expected_seq)
@@ -363,6 +407,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
 
     @refused("deletes a record")
     def delete_record_txn(self, record_id: str) -> None:
+        self._ahead_rows.pop(("records", record_id), None)
         self.conn.execute(delete(s.records).where(s.records.c.id == record_id))
 
     # ---- work items ---------------------------------------------------------------------
@@ -378,6 +423,10 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
 
     @reads("work_items", "id", "row")
     def get_work_item_txn(self, item_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        if self._ahead_rows:
+            ahead = self._ahead_rows.pop(("work_items", item_id), None)
+            if ahead is not None:
+                return ahead
         q = GET_ITEM_LOCKED if for_update else GET_ITEM
         return self._fetch_one(("get_item", for_update), q, {"_id": item_id})
 
@@ -395,6 +444,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         expected_version: int | None,
         values: dict[str, Any],
     ) -> bool:
+        if self._ahead_rows:
+            self._ahead_rows.pop(("work_items", item_id), None)
         at_version = expected_version is not None
         params = {**values, "_id": item_id, **{f"_s{i}": st for i, st in enumerate(expected_statuses)}}
         if at_version:
@@ -528,6 +579,9 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             if len(rows) < limit:
                 return out
             q = base.where(t.c.id > rows[-1].id)  # rows of events of other types: read on
+
+
+_AHEAD_TABLES = {"runs": s.runs, "records": s.records, "work_items": s.work_items}
 
 
 def _is_timer_of(payload: dict[str, Any], step: str, iteration: int) -> bool:
