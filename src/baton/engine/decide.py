@@ -79,26 +79,27 @@ from baton.expressions import evaluate_condition
 from baton.records.fields import decimal_forms, typed_values
 from baton.steps.base import StepTypeBase
 from baton.steps.base import expression_error as _expr_error
+from baton.steps import registry as _registry
 from baton.steps.registry import TYPES as _STEP_TYPES
 from baton.steps.registry import load_builtins
 
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
 _TIMED = frozenset({StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT})
 
-_RECHECKING: tuple[tuple[int, ...], frozenset[str]] = ((), frozenset())
+_RECHECKING: tuple[int, frozenset[str]] = (-1, frozenset())
 
 
 def _rechecking() -> frozenset[str]:
     """The step types whose ``recheck`` does something (not StepTypeBase's no-op): the
     only steps recheck_steps() needs to look at. Worked out again whenever the registry
-    holds other types than last time (a test registers one of its own)."""
+    changed since (a test registers a type of its own): one integer compared per call."""
     global _RECHECKING
-    key = tuple(map(id, _STEP_TYPES.values()))
     seen, names = _RECHECKING
-    if seen != key:
+    if seen != _registry.GENERATION:
+        generation = _registry.GENERATION
         names = frozenset(n for n, t in _STEP_TYPES.items()
                           if getattr(t.recheck, "__func__", None) is not StepTypeBase.recheck)
-        _RECHECKING = (key, names)
+        _RECHECKING = (generation, names)
     return names
 
 
