@@ -613,7 +613,12 @@ class _Decider:
     def all_steps_done(self, sd: StageDefinition) -> bool:
         steps = self.run.steps
         if len(sd.steps) <= _LOOK_AT_ALL:
-            return all(self.is_done(steps[s.name], s) for s in sd.steps)
+            for s in sd.steps:  # (is_done() written out: this runs on every pass)
+                status = steps[s.name].status
+                if status not in STEP_DONE and (
+                        status is not StepStatus.FAILED or s.on_failure != "continue"):
+                    return False
+            return True
         # A plan's steps finish roughly in their order: looking from the first, every
         # pass walked past the steps done so far. From where the last look found a step
         # not done instead (then round to it), the answer is the same and mostly at once.
@@ -918,7 +923,8 @@ class _StepsView(Mapping[str, Any]):
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         sr = self._steps[name]
-        view: dict[str, Any] = {"status": sr.status.value, "iteration": sr.iteration}
+        # (``_value_``: the member's string, without the ``value`` property's call)
+        view: dict[str, Any] = {"status": sr.status._value_, "iteration": sr.iteration}
         if sr.output is not None:
             # A form's decimals are stored as exact strings: typed back to Decimal.
             form = decimal_forms(self._defn).get(name)

@@ -231,7 +231,8 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
         except KeyError:
             bound[name] = _EMPTY[name]
             continue
-        if members is not None and isinstance(value, Mapping):
+        mapping = type(value) is dict or isinstance(value, Mapping)  # (dict: no ABC check)
+        if members is not None and mapping:
             # Only the members it reads (steps.triage, record.subject), not every step's
             # output or the whole record.
             picked: dict[str, Any] = {}
@@ -242,8 +243,8 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
                     continue
                 picked[m] = v if type(v) in _PLAIN else _cel_data(v)
             value = picked
-        elif isinstance(value, Mapping):  # (not a dict: a lazy view, the engine's steps)
-            value = _cel_data(value if isinstance(value, dict) else {k: value[k] for k in value})
+        elif mapping:  # (not a dict: a lazy view, the engine's steps)
+            value = _cel_data(value if type(value) is dict else {k: value[k] for k in value})
         bound[name] = value
     result = _eval(expr, source, bound)
     if result.type() != _error_type():
