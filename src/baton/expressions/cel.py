@@ -280,6 +280,12 @@ def _error_type() -> Any:
 def _cel_data(value: Any) -> Any:
     """``value`` with every Decimal as CEL sees it (:func:`baton.decimals.cel_view`); JSON
     data comes back as it is (the common case costs one type check per value)."""
+    if type(value) is dict:
+        for v in value.values():  # (plain values, the common case: no call apiece)
+            if type(v) not in _PLAIN:
+                break
+        else:
+            return value
     if isinstance(value, decimal.Decimal):
         return decimals.cel_view(value)
     if isinstance(value, dict):
