@@ -67,8 +67,11 @@ from baton.engine.policy import RetryPolicy, duration
 from baton.engine.sla import KINDS as SLA_KINDS
 from baton.engine.state import LEGACY_ANSWER, Run, StageRun, StepRun, copy_json
 from baton.engine.status import (
+    RUN_TRANSITIONS,
+    STAGE_TRANSITIONS,
     STEP_DONE,
     STEP_OPEN,
+    STEP_TRANSITIONS,
     RunStatus,
     StageStatus,
     StepStatus,
@@ -77,9 +80,9 @@ from baton.engine.status import (
 from baton.errors import ExpressionError
 from baton.expressions import evaluate_condition
 from baton.records.fields import decimal_forms, typed_values
+from baton.steps import registry as _registry
 from baton.steps.base import StepTypeBase
 from baton.steps.base import expression_error as _expr_error
-from baton.steps import registry as _registry
 from baton.steps.registry import TYPES as _STEP_TYPES
 from baton.steps.registry import load_builtins
 
@@ -146,7 +149,7 @@ class _Decider:
             sites = [ev.site]
         else:  # a job queued before answers were per site: every site of the flow here
             sd = self.defn.stage(self.run.current_stage or "")
-            sites = [_site(c) for c in (_stage_flows(sd) if sd else ()) if c.flow == ev.flow]
+            sites = [_site(c) for c in (sd.conditions_with_flows if sd else ()) if c.flow == ev.flow]
         for site in sites:
             if ev.value is None:  # and no older answer kept per flow name either
                 self.run.flow_conditions.pop(site, None)
@@ -182,7 +185,9 @@ class _Decider:
         return evaluate_condition(cond.expression or "=false", self.scope())
 
     def set_step(self, sr: StepRun, status: StepStatus) -> None:
-        check_transition(f"step {sr.name!r}", sr.status, status)
+        # (check_transition's message is made only for a move the table may refuse)
+        if type(status) is not type(sr.status) or status not in STEP_TRANSITIONS[sr.status]:
+            check_transition(f"step {sr.name!r}", sr.status, status)
         if sr.status in _TIMED and status not in STEP_OPEN and self.has_timers(sr):
             self.commands.append(CancelTimers(sr.name, sr.iteration))
         sr.status = status
@@ -198,11 +203,14 @@ class _Decider:
         return found is not None and _STEP_TYPES[found[1].type].has_timers(found[1])
 
     def set_stage(self, st: StageRun, status: StageStatus) -> None:
-        check_transition(f"stage {st.name!r}", st.status, status)
+        if type(status) is not type(st.status) or status not in STAGE_TRANSITIONS[st.status]:
+            check_transition(f"stage {st.name!r}", st.status, status)
         st.status = status
 
     def set_run(self, status: RunStatus) -> None:
-        check_transition(f"run {self.run.id}", self.run.status, status)
+        if type(status) is not type(self.run.status) \
+                or status not in RUN_TRANSITIONS[self.run.status]:
+            check_transition(f"run {self.run.id}", self.run.status, status)
         self.run.status = status
 
     def stage_def(self) -> StageDefinition:
@@ -284,7 +292,7 @@ class _Decider:
         # Answers of evaluation flows belong to the moment they were asked for: a fresh
         # iteration must not exit (or route) at once on the answer that ended the last one,
         # so its flows are false until asked again. Only this stage's flows matter now.
-        for cond in _stage_flows(sd):
+        for cond in sd.conditions_with_flows:
             self.run.flow_conditions.pop(_site(cond), None)
             self.run.flow_conditions.pop(LEGACY_ANSWER + (cond.flow or ""), None)
         self.consulted_flows.clear()
@@ -735,7 +743,7 @@ def decide(
         r.created_at = r.created_at or d.now
         d.audit("run_started", event.actor, orchestration=defn.name, version=r.version)
         d.enter_stage(defn.stages[0].name)
-    elif isinstance(event, StepCompleted | StepFailed):
+    elif isinstance(event, _STEP_RESULTS):
         sr = r.steps.get(event.step)
         # A step in fallout may still be completed (an operator gives the output by hand),
         # but a failure reported for it again is a redelivery: FALLOUT -> FALLOUT is no move.
@@ -826,6 +834,7 @@ def decide(
     return Decision(r, d.commands)
 
 
+_STEP_RESULTS = (StepCompleted, StepFailed)  # (a tuple: ``A | B`` made a union per call)
 _ENDED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
 
 
@@ -851,13 +860,6 @@ def _progress(run: Run) -> tuple[Any, ...]:
     stages = tuple((st.name, st.status, st.iteration) for st in run.stages.values())
     steps = tuple((sr.name, sr.iteration, sr.status) for sr in run.steps.values())
     return run.current_stage, stages, steps
-
-
-def _stage_flows(sd: StageDefinition) -> list[Condition]:
-    """The conditions of a stage that name an evaluation flow (exit_when, next, its steps)."""
-    conds = [sd.exit_when, *(rule.when for rule in sd.next or ())]
-    conds += [c for step in sd.steps for c in (step.when, step.complete_when)]
-    return [c for c in conds if c is not None and c.flow is not None]
 
 
 def _site(cond: Condition) -> str:
