@@ -133,6 +133,7 @@ class _Decider:
         self.now_dt = now
         self.now = iso(now)
         self.record = dict(record) if record is not None else {}
+        self._scope: _Scope | None = None
         self.commands: list[Command] = []
         # Conditions naming an evaluation flow that were consulted, by site: asked again.
         self.consulted_flows: dict[str, Condition] = {}
@@ -171,7 +172,11 @@ class _Decider:
         self.commands.append(Audit(type_, data, actor))
 
     def scope(self) -> Mapping[str, Any]:
-        return _Scope(self.record, self.run, self.now, self.defn)
+        """What expressions see: one view per call, made on first use (it reads the run
+        and the record as they are at each read, so one serves every expression)."""
+        if self._scope is None:
+            self._scope = _Scope(self.record, self.run, self.now, self.defn)
+        return self._scope
 
     def holds(self, cond: Condition | None) -> bool:
         """Evaluate a condition; missing values are false for now. May raise ExpressionError."""
