@@ -6,7 +6,8 @@ from: the driver's (the run started, the triage item completed) and the worker's
 background step's result, with the record updates its flow makes). Between events the run
 goes through its stored JSON document and back, as it does between transactions.
 
-Prints, per run: Python function calls (cProfile; the same on any host) and CPU µs
+Prints, per run: Python function calls (cProfile; the same on any host), all and those
+inside ``decide()`` alone (the rest: the state's JSON round trip and this driver), and CPU µs
 (``time.process_time``, the best of ``--repeat`` passes: the least disturbed by the
 host), for the driver's and the worker's events separately.
 
@@ -77,6 +78,9 @@ def _flow_output(flow: str, record: dict[str, Any], level: int
 
 Step = tuple[str, Callable[[], None]]  # (process, one decide() with its round trip)
 
+# The profiles of decide() alone, by process, while counting calls (``drive(..., calls)``).
+_PROFILES: dict[str, cProfile.Profile] = {}
+
 
 def one_run(defn: OrchestrationDefinition, i: int, clock: list[datetime]) -> list[Step]:
     """The decide() calls of case ``i``, in order, each tagged with its process."""
@@ -86,16 +90,22 @@ def one_run(defn: OrchestrationDefinition, i: int, clock: list[datetime]) -> lis
                               "status": "New", "id": f"rec_{i}", "created_at": now.isoformat(),
                               "updated_at": now.isoformat(), "version": 1}
     state: dict[str, Any] = {"doc": None, "jobs": [], "item": None}
+    process = [""]  # whose event step() is deciding
 
     def step(event: Event) -> None:
         clock[0] += timedelta(milliseconds=3)
+        prof = _PROFILES.get(process[0])
         if state["doc"] is None:
             run = Run(id=f"run_{i}", orchestration=defn.name, version=1,
                       record_id=record["id"], vars=dict(defn.variables), input={},
                       created_at=clock[0].isoformat())
         else:
             run = Run.from_json(orjson.loads(state["doc"]))
+        if prof is not None:
+            prof.enable()
         d = decide(defn, run, event, clock[0], record, consume=True)
+        if prof is not None:
+            prof.disable()
         assert not d.stale, event
         d.run.seq += 1
         state["doc"] = orjson.dumps(d.run.to_json(copy=False))
@@ -122,18 +132,27 @@ def one_run(defn: OrchestrationDefinition, i: int, clock: list[datetime]) -> lis
         step(StepCompleted(item.step, item.iteration, {"resolution": choice, "notes": None},
                            actor="bench"))
 
-    calls: list[Step] = [("driver", lambda: step(RunStarted("bench")))]
-    calls += [("worker", background)] * 2  # classify, find_agent
-    calls += [("driver", triage)]
+    def on(who: str, fn: Callable[[], None]) -> Step:
+        def call() -> None:
+            process[0] = who
+            fn()
+        return who, call
+
+    calls: list[Step] = [on("driver", lambda: step(RunStarted("bench")))]
+    calls += [on("worker", background)] * 2  # classify, find_agent
+    calls += [on("driver", triage)]
     if i % 5 == 0:  # escalated: raise_level, then the triage stage again
-        calls += [("worker", background)] * 3 + [("driver", triage)]
-    calls += [("worker", background)] * 2  # close_case, send_survey
+        calls += [on("worker", background)] * 3 + [on("driver", triage)]
+    calls += [on("worker", background)] * 2  # close_case, send_survey
     return calls
 
 
 def drive(defn: OrchestrationDefinition, runs: int, timed: dict[str, float] | None,
-          prof: dict[str, cProfile.Profile] | None) -> None:
+          prof: dict[str, cProfile.Profile] | None,
+          decide_prof: dict[str, cProfile.Profile] | None = None) -> None:
     clock = [T0]
+    _PROFILES.clear()
+    _PROFILES.update(decide_prof or {})
     for i in range(runs):
         for who, call in one_run(defn, i, clock):
             if prof is not None:
@@ -166,10 +185,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     prof = {"driver": cProfile.Profile(), "worker": cProfile.Profile()}
     drive(defn, args.runs, None, prof)
-    out: dict[str, Any] = {"runs": args.runs, "calls_per_run": {}, "cpu_us_per_run": {}}
+    alone = {"driver": cProfile.Profile(), "worker": cProfile.Profile()}
+    drive(defn, args.runs, None, None, alone)
+    out: dict[str, Any] = {"runs": args.runs, "calls_per_run": {}, "decide_calls_per_run": {},
+                           "cpu_us_per_run": {}}
     for who, p in prof.items():
         st = pstats.Stats(p)
         out["calls_per_run"][who] = round(st.total_calls / args.runs, 1)  # type: ignore[attr-defined]
+        out["decide_calls_per_run"][who] = round(
+            pstats.Stats(alone[who]).total_calls / args.runs, 1)  # type: ignore[attr-defined]
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
             p.dump_stats(str(args.profile / f"decide-{who}.prof"))
@@ -185,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
     else:
         for who in ("driver", "worker"):
-            print(f"{who}: {out['calls_per_run'][who]:.0f} calls, "
+            print(f"{who}: {out['calls_per_run'][who]:.0f} calls "
+                  f"({out['decide_calls_per_run'][who]:.0f} in decide()), "
                   f"{out['cpu_us_per_run'][who]:.0f} µs CPU per run")
         print(f"both: {out['cpu_us_per_run']['both']:.0f} µs CPU per run "
               f"(best of {args.repeat} passes of {args.runs} runs)")
