@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -130,3 +132,43 @@ def test_an_evaluation_over_cels_budget_is_an_expression_error() -> None:
         evaluate(source, {})
     with pytest.raises(ExpressionError, match="too costly to evaluate"):
         evaluate_condition(source, {})
+
+
+class _Counting(Mapping[str, Any]):
+    """A lazy view like the engine's scope (and its steps view, one level down, whose
+    values are plain dicts): each read builds what it returns, and is counted."""
+
+    def __init__(self, data: dict[str, Any], reads: list[str], top: bool = True) -> None:
+        self._data, self._reads, self._top = data, reads, top
+
+    def __getitem__(self, key: str) -> Any:
+        self._reads.append(key)
+        value = self._data[key]
+        return _Counting(value, self._reads, False) if self._top else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ('=steps.triage.output.resolution == "escalate"', True),
+    ('=record.origin + " / " + string(vars.level)', "Web / 2"),
+    ("=steps.nope.status", None),  # a step not there: read once, then missing
+])
+def test_each_name_and_member_read_is_read_once(source: str, expected: Any) -> None:
+    """A lazy view's value is built on every read; evaluate() must not test a name or a
+    member with ``in`` and then read it again (that built the engine's steps view twice)."""
+    reads: list[str] = []
+    data = {"record": {"origin": "Web", "subject": "s"}, "vars": {"level": 2},
+            "steps": {"triage": {"status": "completed",
+                                 "output": {"resolution": "escalate"}}}}
+    scope = _Counting(data, reads)
+    if expected is None:
+        with pytest.raises(ExpressionError):
+            evaluate(source, scope)
+    else:
+        assert evaluate(source, scope) == expected
+    assert len(reads) == len(set(reads)), reads

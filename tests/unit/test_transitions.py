@@ -120,3 +120,31 @@ def test_statuses_are_lowercase_words(enum: type[StrEnum]) -> None:
     for status in enum:
         assert status.value == status.value.lower()
         assert status.value.replace("_", "").isalpha()
+
+
+@pytest.mark.parametrize(("kind", "old", "new"), [
+    (kind, old, new) for kind in (RunStatus, StageStatus, StepStatus)
+    for old, new in product(kind, kind)])
+def test_the_engine_moves_exactly_what_the_table_allows(kind: type[StrEnum], old: StrEnum,
+                                                        new: StrEnum) -> None:
+    """decide()'s own moves (``set_run``/``set_stage``/``set_step``, which look the table
+    up themselves and call check_transition only for a move it may refuse) refuse exactly
+    the pairs the table refuses, with check_transition's message."""
+    from datetime import UTC, datetime
+
+    from baton.definitions.model import OrchestrationDefinition, StageDefinition, Trigger
+    from baton.engine.decide import _Decider
+    from baton.engine.state import Run, StageRun, StepRun
+
+    defn = OrchestrationDefinition("o", Trigger("autolaunched"), (StageDefinition("s", ()),))
+    d = _Decider(defn, Run("run_1", "o", 1, None), datetime(2026, 12, 3, tzinfo=UTC), None)
+    moves = {
+        RunStatus: lambda: (setattr(d.run, "status", old), d.set_run(new)),  # type: ignore[arg-type]
+        StageStatus: lambda: d.set_stage(StageRun("s", old), new),  # type: ignore[arg-type]
+        StepStatus: lambda: d.set_step(StepRun("x", "s", 1, old), new),  # type: ignore[arg-type]
+    }
+    if new in EXPECTED[kind][old]:
+        moves[kind]()
+    else:
+        with pytest.raises(TransitionConflict, match=f"cannot go from {old.value} to {new.value}"):
+            moves[kind]()

@@ -168,6 +168,15 @@ class StageDefinition:
         return out
 
     @cached_property
+    def conditions_with_flows(self) -> tuple[Condition, ...]:
+        """Its conditions that name an evaluation flow (``exit_when``, ``next``, its steps'
+        ``when`` and ``complete_when``), in that order: worked out once (the engine reads
+        them at every entry into the stage)."""
+        conds = [self.exit_when, *(rule.when for rule in self.next or ())]
+        conds += [c for step in self.steps for c in (step.when, step.complete_when)]
+        return tuple(c for c in conds if c is not None and c.flow is not None)
+
+    @cached_property
     def readiness(self) -> Readiness:
         """What tells which of its steps may have become ready (engine/decide.py reads a
         plan-sized stage through it instead of looking at every step on every pass)."""

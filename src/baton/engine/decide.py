@@ -67,8 +67,11 @@ from baton.engine.policy import RetryPolicy, duration
 from baton.engine.sla import KINDS as SLA_KINDS
 from baton.engine.state import LEGACY_ANSWER, Run, StageRun, StepRun, copy_json
 from baton.engine.status import (
+    RUN_TRANSITIONS,
+    STAGE_TRANSITIONS,
     STEP_DONE,
     STEP_OPEN,
+    STEP_TRANSITIONS,
     RunStatus,
     StageStatus,
     StepStatus,
@@ -77,6 +80,7 @@ from baton.engine.status import (
 from baton.errors import ExpressionError
 from baton.expressions import evaluate_condition
 from baton.records.fields import decimal_forms, typed_values
+from baton.steps import registry as _registry
 from baton.steps.base import StepTypeBase
 from baton.steps.base import expression_error as _expr_error
 from baton.steps.registry import TYPES as _STEP_TYPES
@@ -85,20 +89,20 @@ from baton.steps.registry import load_builtins
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
 _TIMED = frozenset({StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT})
 
-_RECHECKING: tuple[tuple[int, ...], frozenset[str]] = ((), frozenset())
+_RECHECKING: tuple[int, frozenset[str]] = (-1, frozenset())
 
 
 def _rechecking() -> frozenset[str]:
     """The step types whose ``recheck`` does something (not StepTypeBase's no-op): the
     only steps recheck_steps() needs to look at. Worked out again whenever the registry
-    holds other types than last time (a test registers one of its own)."""
+    changed since (a test registers a type of its own): one integer compared per call."""
     global _RECHECKING
-    key = tuple(map(id, _STEP_TYPES.values()))
     seen, names = _RECHECKING
-    if seen != key:
+    if seen != _registry.GENERATION:
+        generation = _registry.GENERATION
         names = frozenset(n for n, t in _STEP_TYPES.items()
                           if getattr(t.recheck, "__func__", None) is not StepTypeBase.recheck)
-        _RECHECKING = (key, names)
+        _RECHECKING = (generation, names)
     return names
 
 
@@ -129,6 +133,7 @@ class _Decider:
         self.now_dt = now
         self.now = iso(now)
         self.record = dict(record) if record is not None else {}
+        self._scope: _Scope | None = None
         self.commands: list[Command] = []
         # Conditions naming an evaluation flow that were consulted, by site: asked again.
         self.consulted_flows: dict[str, Condition] = {}
@@ -145,7 +150,7 @@ class _Decider:
             sites = [ev.site]
         else:  # a job queued before answers were per site: every site of the flow here
             sd = self.defn.stage(self.run.current_stage or "")
-            sites = [_site(c) for c in (_stage_flows(sd) if sd else ()) if c.flow == ev.flow]
+            sites = [_site(c) for c in (sd.conditions_with_flows if sd else ()) if c.flow == ev.flow]
         for site in sites:
             if ev.value is None:  # and no older answer kept per flow name either
                 self.run.flow_conditions.pop(site, None)
@@ -167,7 +172,11 @@ class _Decider:
         self.commands.append(Audit(type_, data, actor))
 
     def scope(self) -> Mapping[str, Any]:
-        return _Scope(self.record, self.run, self.now, self.defn)
+        """What expressions see: one view per call, made on first use (it reads the run
+        and the record as they are at each read, so one serves every expression)."""
+        if self._scope is None:
+            self._scope = _Scope(self.record, self.run, self.now, self.defn)
+        return self._scope
 
     def holds(self, cond: Condition | None) -> bool:
         """Evaluate a condition; missing values are false for now. May raise ExpressionError."""
@@ -181,7 +190,9 @@ class _Decider:
         return evaluate_condition(cond.expression or "=false", self.scope())
 
     def set_step(self, sr: StepRun, status: StepStatus) -> None:
-        check_transition(f"step {sr.name!r}", sr.status, status)
+        # (check_transition's message is made only for a move the table may refuse)
+        if type(status) is not type(sr.status) or status not in STEP_TRANSITIONS[sr.status]:
+            check_transition(f"step {sr.name!r}", sr.status, status)
         if sr.status in _TIMED and status not in STEP_OPEN and self.has_timers(sr):
             self.commands.append(CancelTimers(sr.name, sr.iteration))
         sr.status = status
@@ -197,11 +208,14 @@ class _Decider:
         return found is not None and _STEP_TYPES[found[1].type].has_timers(found[1])
 
     def set_stage(self, st: StageRun, status: StageStatus) -> None:
-        check_transition(f"stage {st.name!r}", st.status, status)
+        if type(status) is not type(st.status) or status not in STAGE_TRANSITIONS[st.status]:
+            check_transition(f"stage {st.name!r}", st.status, status)
         st.status = status
 
     def set_run(self, status: RunStatus) -> None:
-        check_transition(f"run {self.run.id}", self.run.status, status)
+        if type(status) is not type(self.run.status) \
+                or status not in RUN_TRANSITIONS[self.run.status]:
+            check_transition(f"run {self.run.id}", self.run.status, status)
         self.run.status = status
 
     def stage_def(self) -> StageDefinition:
@@ -283,7 +297,7 @@ class _Decider:
         # Answers of evaluation flows belong to the moment they were asked for: a fresh
         # iteration must not exit (or route) at once on the answer that ended the last one,
         # so its flows are false until asked again. Only this stage's flows matter now.
-        for cond in _stage_flows(sd):
+        for cond in sd.conditions_with_flows:
             self.run.flow_conditions.pop(_site(cond), None)
             self.run.flow_conditions.pop(LEGACY_ANSWER + (cond.flow or ""), None)
         self.consulted_flows.clear()
@@ -630,7 +644,12 @@ class _Decider:
     def all_steps_done(self, sd: StageDefinition) -> bool:
         steps = self.run.steps
         if len(sd.steps) <= _LOOK_AT_ALL:
-            return all(self.is_done(steps[s.name], s) for s in sd.steps)
+            for s in sd.steps:  # (is_done() written out: this runs on every pass)
+                status = steps[s.name].status
+                if status not in STEP_DONE and (
+                        status is not StepStatus.FAILED or s.on_failure != "continue"):
+                    return False
+            return True
         # A plan's steps finish roughly in their order: looking from the first, every
         # pass walked past the steps done so far. From where the last look found a step
         # not done instead (then round to it), the answer is the same and mostly at once.
@@ -747,7 +766,7 @@ def decide(
         r.created_at = r.created_at or d.now
         d.audit("run_started", event.actor, orchestration=defn.name, version=r.version)
         d.enter_stage(defn.stages[0].name)
-    elif isinstance(event, StepCompleted | StepFailed):
+    elif isinstance(event, _STEP_RESULTS):
         sr = r.steps.get(event.step)
         # A step in fallout may still be completed (an operator gives the output by hand),
         # but a failure reported for it again is a redelivery: FALLOUT -> FALLOUT is no move.
@@ -838,6 +857,7 @@ def decide(
     return Decision(r, d.commands)
 
 
+_STEP_RESULTS = (StepCompleted, StepFailed)  # (a tuple: ``A | B`` made a union per call)
 _ENDED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
 
 
@@ -863,13 +883,6 @@ def _progress(run: Run) -> tuple[Any, ...]:
     stages = tuple((st.name, st.status, st.iteration) for st in run.stages.values())
     steps = tuple((sr.name, sr.iteration, sr.status) for sr in run.steps.values())
     return run.current_stage, stages, steps
-
-
-def _stage_flows(sd: StageDefinition) -> list[Condition]:
-    """The conditions of a stage that name an evaluation flow (exit_when, next, its steps)."""
-    conds = [sd.exit_when, *(rule.when for rule in sd.next or ())]
-    conds += [c for step in sd.steps for c in (step.when, step.complete_when)]
-    return [c for c in conds if c is not None and c.flow is not None]
 
 
 def _site(cond: Condition) -> str:
@@ -935,7 +948,8 @@ class _StepsView(Mapping[str, Any]):
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         sr = self._steps[name]
-        view: dict[str, Any] = {"status": sr.status.value, "iteration": sr.iteration}
+        # (``_value_``: the member's string, without the ``value`` property's call)
+        view: dict[str, Any] = {"status": sr.status._value_, "iteration": sr.iteration}
         if sr.output is not None:
             # A form's decimals are stored as exact strings: typed back to Decimal.
             form = decimal_forms(self._defn).get(name)

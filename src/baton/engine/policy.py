@@ -17,13 +17,18 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
+@lru_cache(maxsize=1024)
 def duration(text: str) -> timedelta:
-    """``30s``, ``10m``, ``4h``, ``2d``, ``250ms`` -> timedelta (already validated)."""
+    """``30s``, ``10m``, ``4h``, ``2d``, ``250ms`` -> timedelta (already validated).
+
+    Memoized: a definition names a few durations, read again at every step start (an SLA's
+    two, a job's timeout); a timedelta is immutable, so sharing one is safe."""
     for unit in ("ms", "s", "m", "h", "d"):
         if text.endswith(unit) and text[: -len(unit)].isdigit():
             return timedelta(milliseconds=int(text[: -len(unit)]) * _UNIT_MS[unit])

@@ -103,7 +103,6 @@ class Run:
         or stage's name is its key; statuses are their enum members, which are strings). ``copy=False`` shares the nested JSON values (outputs,
         vars, …) with this run instead of copying them: for a document that is only
         encoded (the run's row), not kept."""
-        _copy = copy_json if copy else _same
         doc: dict[str, Any] = {
             "format": STATE_FORMAT,
             "id": self.id, "orchestration": self.orchestration, "version": self.version,
@@ -116,17 +115,17 @@ class Run:
         if self.stages:
             doc["stages"] = {k: _stage_doc(v) for k, v in self.stages.items()}
         if self.steps:
-            doc["steps"] = {k: _step_doc(v, _copy) for k, v in self.steps.items()}
+            doc["steps"] = {k: _step_doc(v, copy) for k, v in self.steps.items()}
         if self.vars:
-            doc["vars"] = _copy(self.vars)
+            doc["vars"] = copy_json(self.vars) if copy else self.vars
         if self.input:
-            doc["input"] = _copy(self.input)
+            doc["input"] = copy_json(self.input) if copy else self.input
         if self.decisions:
             doc["decisions"] = [dict(d) for d in self.decisions]
         if self.flow_conditions:
             doc["flow_conditions"] = dict(self.flow_conditions)
         if self.error is not None:
-            doc["error"] = _copy(self.error)
+            doc["error"] = copy_json(self.error) if copy else self.error
         if self.completed_at is not None:
             doc["completed_at"] = self.completed_at
         if self.parent is not None:
@@ -175,7 +174,7 @@ class Run:
             answers = _legacy_answers(answers)
         return cls(
             id=data["id"], orchestration=data["orchestration"], version=data["version"],
-            record_id=get("record_id"), status=RunStatus(data["status"]),
+            record_id=get("record_id"), status=_RUN[data["status"]],
             current_stage=get("current_stage"),
             stages={k: StageRun(k, _STAGE[v["status"]], v.get("iteration", 0),
                                 v.get("started_at"), v.get("completed_at"))
@@ -191,7 +190,7 @@ class Run:
             flow_conditions=answers,
             error=get("error"), created_at=data["created_at"],
             completed_at=get("completed_at"), seq=data["seq"],
-            parent=ParentLink.from_json(get("parent")),
+            parent=ParentLink.from_json(parent) if (parent := get("parent")) else None,
         )
 
     @classmethod
@@ -220,6 +219,7 @@ class Run:
 # Statuses by value: a dict lookup, where calling the enum runs Enum.__new__ in Python.
 _STEP: dict[str, StepStatus] = {m.value: m for m in StepStatus}
 _STAGE: dict[str, StageStatus] = {m.value: m for m in StageStatus}
+_RUN: dict[str, RunStatus] = {m.value: m for m in RunStatus}
 
 
 def _stage_doc(v: StageRun) -> dict[str, Any]:
@@ -233,14 +233,16 @@ def _stage_doc(v: StageRun) -> dict[str, Any]:
     return doc
 
 
-def _step_doc(v: StepRun, _copy: Any) -> dict[str, Any]:
+def _step_doc(v: StepRun, copy: bool) -> dict[str, Any]:
+    """A step's entry (what equals its default left out); its JSON values copied or, with
+    ``copy=False``, shared (no call per value: this runs for every step of every write)."""
     doc: dict[str, Any] = {"stage": v.stage, "iteration": v.iteration}
     if v.status is not StepStatus.NOT_STARTED:
         doc["status"] = v.status
     if v.output is not None:
-        doc["output"] = _copy(v.output)
+        doc["output"] = copy_json(v.output) if copy else v.output
     if v.error is not None:
-        doc["error"] = _copy(v.error)
+        doc["error"] = copy_json(v.error) if copy else v.error
     if v.attempts:
         doc["attempts"] = v.attempts
     if v.started_at is not None:
@@ -252,9 +254,9 @@ def _step_doc(v: StepRun, _copy: Any) -> dict[str, Any]:
     if v.attempt_base:
         doc["attempt_base"] = v.attempt_base
     if v.sla is not None:
-        doc["sla"] = _copy(v.sla)
+        doc["sla"] = copy_json(v.sla) if copy else v.sla
     if v.children is not None:
-        doc["children"] = _copy(v.children)
+        doc["children"] = copy_json(v.children) if copy else v.children
     return doc
 
 
@@ -274,10 +276,6 @@ def copy_json(value: Any) -> Any:
         return {k: v if type(v) in _SCALARS else copy_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [v if type(v) in _SCALARS else copy_json(v) for v in value]
-    return value
-
-
-def _same(value: Any) -> Any:
     return value
 
 

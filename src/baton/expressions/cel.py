@@ -223,40 +223,69 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
     expr, reads = _prepared(source)
     bound: dict[str, Any] = {}
     for name, members in reads:  # only what it reads: converting values to CEL costs
-        if name not in data:
+        # One read of each name and member: ``data`` and its values may be lazy views (the
+        # engine's scope and steps) that build what they return on every read, so no
+        # ``in`` test before the read (a Mapping's ``__contains__`` reads it too).
+        try:
+            value = data[name]
+        except KeyError:
             bound[name] = _EMPTY[name]
             continue
-        value = data[name]
-        if members is not None and isinstance(value, Mapping):
+        mapping = type(value) is dict or isinstance(value, Mapping)  # (dict: no ABC check)
+        if members is not None and mapping:
             # Only the members it reads (steps.triage, record.subject), not every step's
             # output or the whole record.
-            value = {m: _cel_data(value[m]) for m in members if m in value}
-        elif isinstance(value, Mapping):  # (not a dict: a lazy view, the engine's steps)
-            value = _cel_data(value if isinstance(value, dict) else {k: value[k] for k in value})
+            picked: dict[str, Any] = {}
+            for m in members:
+                try:
+                    v = value[m]
+                except KeyError:
+                    continue
+                picked[m] = v if type(v) in _PLAIN else _cel_data(v)
+            value = picked
+        elif mapping:  # (not a dict: a lazy view, the engine's steps)
+            value = _cel_data(value if type(value) is dict else {k: value[k] for k in value})
         bound[name] = value
     result = _eval(expr, source, bound)
-    error = _cel().Type.ERROR
-    if result.type() == error and "found in Activation" in str(result.value()):
+    if result.type() != _error_type():
+        return result.plain_value()
+    if "found in Activation" in str(result.value()):
         # A read _reads() did not see: evaluate again with every variable bound.
         result = _eval(expr, source, {**_EMPTY, **{k: _cel_data(dict(v) if isinstance(v, Mapping)
                                                                 else v)
                                                    for k, v in data.items()}})
-    if result.type() == error:
-        reason = str(result.value())
-        body = _strip(source)
-        if any(marker in reason for marker in _MISSING_MARKERS):
-            raise Missing(body, reason)
-        if "No matching overloads" in reason and "map" in reason and _has_long_decimal(bound):
-            reason += (" (a decimal of more than 15 significant digits is not a double in "
-                       "expressions, since a double would round it: compare it exactly with "
-                       "decimal.compare(a, b) or decimal.scaled(a, scale))")
-        raise ExpressionError(body, reason)
-    return result.plain_value()
+        if result.type() != _error_type():
+            return result.plain_value()
+    reason = str(result.value())
+    body = _strip(source)
+    if any(marker in reason for marker in _MISSING_MARKERS):
+        raise Missing(body, reason)
+    if "No matching overloads" in reason and "map" in reason and _has_long_decimal(bound):
+        reason += (" (a decimal of more than 15 significant digits is not a double in "
+                   "expressions, since a double would round it: compare it exactly with "
+                   "decimal.compare(a, b) or decimal.scaled(a, scale))")
+    raise ExpressionError(body, reason)
+
+
+# Values bound as they are, tested by exact type (no call apiece): what most members are.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+@cache
+def _error_type() -> Any:
+    """CEL's error type (what a failed evaluation's result is), looked up once."""
+    return _cel().Type.ERROR
 
 
 def _cel_data(value: Any) -> Any:
     """``value`` with every Decimal as CEL sees it (:func:`baton.decimals.cel_view`); JSON
     data comes back as it is (the common case costs one type check per value)."""
+    if type(value) is dict:
+        for v in value.values():  # (plain values, the common case: no call apiece)
+            if type(v) not in _PLAIN:
+                break
+        else:
+            return value
     if isinstance(value, decimal.Decimal):
         return decimals.cel_view(value)
     if isinstance(value, dict):

@@ -27,6 +27,10 @@ PLANNED: tuple[str, ...] = ()
 _reserved_job_kinds: set[str] = set()
 _loaded = False
 
+GENERATION = 0
+"""Bumped whenever ``TYPES`` changes: what is worked out from the registry (the engine's
+set of types that recheck) is kept until this moves, instead of compared type by type."""
+
 
 def load_builtins() -> None:
     """Register the built-in step types (once, before any other)."""
@@ -62,18 +66,22 @@ def _add(step_type: StepType) -> StepType:
                          else "a step type needs a name")
     if kind is not None and (kind in JOB_KINDS or kind in _reserved_job_kinds):
         raise BatonError(f"job kind {kind!r} of step type {name!r} is already taken")
+    global GENERATION
     TYPES[name] = step_type
     if kind is not None:
         JOB_KINDS[kind] = step_type
+    GENERATION += 1
     return step_type
 
 
 def unregister(name: str) -> None:
     """Forget a step type (tests that register one of their own clean up with this)."""
+    global GENERATION
     load_builtins()
     step_type = TYPES.pop(name)
     if step_type.job_kind is not None:
         JOB_KINDS.pop(step_type.job_kind, None)
+    GENERATION += 1
 
 
 def reserve_job_kinds(kinds: set[str] | frozenset[str] | tuple[str, ...]) -> None:
