@@ -97,7 +97,8 @@ def test_agent_works_from_the_guide_at_1280(server: Server, new_page: Any) -> No
     [third] = _cases(server, token + " later", 1)
     expect(alice.locator(f"#item-{third['id']}")).to_be_visible(timeout=60_000)
     expect(alice.locator("tr.wi")).to_have_count(3)
-    assert alice.evaluate("() => window.__swaps") >= 1
+    # (the row is in the DOM when htmx swaps it; afterSettle follows a settle delay later)
+    alice.wait_for_function("() => window.__swaps >= 1", timeout=10_000)
     expect(alice.get_by_label("Search")).to_have_value(token)
     expect(alice).to_have_url(re.compile(r"tab=unclaimed"))
 
