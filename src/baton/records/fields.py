@@ -97,11 +97,17 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
         value = _json_floats(value)
         _check_json_numbers(value)
         limit = f.max_length or MAX_TEXT
-        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
+        size = len(_JSON_TEXT.encode(value))
         if size > limit:
             raise ValueError(f"{size:,} characters of JSON is too long: at most {limit:,}")
         return value
     raise ValueError(f"unknown field type {t!r}")
+
+
+# What a ``json`` field's size is measured in: its compact JSON text (the encoder
+# ``json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)`` makes, made
+# once rather than on every call).
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _json_floats(value: Any) -> Any:
