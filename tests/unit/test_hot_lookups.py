@@ -89,3 +89,24 @@ def test_a_form_whose_default_is_an_object_gives_each_submission_its_own() -> No
     a["tags"]["seen"].append("x")  # (a flow or a caller may change what it was given)
     b = coerce_fields(form_fields(json.loads(text)), {}, "form")
     assert b["tags"] == {"seen": []}
+
+
+def test_a_wake_up_sets_the_event_only_when_it_is_down(tmp_path: Any) -> None:
+    """Every decision that enqueues a job wakes in-process workers; an event already up
+    (nobody has looked since, or no in-process worker: an API server) is left alone."""
+    from baton.runtime.engine import Engine
+
+    eng = Engine(f"sqlite:///{tmp_path}/w.db")
+    try:
+        event, sets = eng.work_available, []
+        real = event.set
+        event.set = lambda: (sets.append(1), real())[1]  # type: ignore[method-assign]
+        for wake in (eng.applier.wake, eng.records.wake, eng.wake):
+            assert wake is not None
+            wake()
+        assert event.is_set() and len(sets) == 1
+        event.clear()  # (a worker looked)
+        eng.records.wake()
+        assert event.is_set() and len(sets) == 2
+    finally:
+        eng.close()
