@@ -10,6 +10,7 @@ import datetime as dt
 import decimal
 import json
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from baton import decimals
@@ -96,11 +97,17 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
         value = _json_floats(value)
         _check_json_numbers(value)
         limit = f.max_length or MAX_TEXT
-        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
+        size = len(_JSON_TEXT.encode(value))
         if size > limit:
             raise ValueError(f"{size:,} characters of JSON is too long: at most {limit:,}")
         return value
     raise ValueError(f"unknown field type {t!r}")
+
+
+# What a ``json`` field's size is measured in: its compact JSON text (the encoder
+# ``json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)`` makes, made
+# once rather than on every call).
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _json_floats(value: Any) -> Any:
@@ -148,7 +155,7 @@ def coerce_fields(
     """
     if not isinstance(data, Mapping):
         raise ValidationError(what, {"(data)": f"expected an object of fields, got {type(data).__name__}"})
-    known = {f.name: f for f in fields}
+    known = fields_by_name(fields)
     errors: dict[str, str] = {}
     out: dict[str, Any] = {}
     for key in data:
@@ -200,29 +207,55 @@ def typed_values(fields: Sequence[FieldDefinition], data: Mapping[str, Any]) -> 
     return out
 
 
-_DECIMALS: dict[int, tuple[Sequence[FieldDefinition], tuple[FieldDefinition, ...]]] = {}
+class FieldShape:
+    """What is looked up in a tuple of fields on every record write and read, found once:
+    the fields by name, the ``decimal`` fields, the ``ref`` fields whose target is checked,
+    and every field empty (what a record was before its create, for triggers' ``old``)."""
+
+    __slots__ = ("by_name", "checked_refs", "decimals", "empty")
+
+    def __init__(self, fields: Sequence[FieldDefinition]) -> None:
+        self.by_name: Mapping[str, FieldDefinition] = {f.name: f for f in fields}
+        self.decimals = tuple(f for f in fields if f.type == "decimal")
+        self.checked_refs = tuple(f for f in fields if f.type == "ref" and f.check)
+        self.empty: Mapping[str, None] = MappingProxyType(dict.fromkeys(self.by_name))
+
+
+_SHAPES: dict[int, tuple[Sequence[FieldDefinition], FieldShape]] = {}
+
+
+def field_shape(fields: Sequence[FieldDefinition]) -> FieldShape:
+    """:class:`FieldShape` of ``fields``; remembered per (immutable) tuple of a definition,
+    since every record a worker reads and writes asks, and made afresh for a list (a form
+    built for one call)."""
+    hit = _SHAPES.get(id(fields))
+    if hit is not None and hit[0] is fields:
+        return hit[1]
+    shape = FieldShape(fields)
+    if isinstance(fields, tuple):  # a definition's: it lives as long as its version
+        if len(_SHAPES) >= 4096:
+            _SHAPES.clear()
+        _SHAPES[id(fields)] = (fields, shape)  # holds it, so the id is not reused
+    return shape
+
+
+def fields_by_name(fields: Sequence[FieldDefinition]) -> Mapping[str, FieldDefinition]:
+    """``fields`` by name (remembered per tuple: see :func:`field_shape`)."""
+    return field_shape(fields).by_name
 
 
 def decimal_fields(fields: Sequence[FieldDefinition]) -> tuple[FieldDefinition, ...]:
     """The ``decimal`` fields among ``fields``; remembered per (immutable) tuple of a
     definition, since every record a worker reads and every evaluation asks."""
-    hit = _DECIMALS.get(id(fields))
-    if hit is not None and hit[0] is fields:
-        return hit[1]
-    found = tuple(f for f in fields if f.type == "decimal")
-    if isinstance(fields, tuple):  # a definition's: it lives as long as its version
-        if len(_DECIMALS) >= 4096:
-            _DECIMALS.clear()
-        _DECIMALS[id(fields)] = (fields, found)  # holds it, so the id is not reused
-    return found
+    return field_shape(fields).decimals
 
 
 def json_values(fields: Sequence[FieldDefinition], data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` as the API and the CLI answer it: each ``decimal`` field as its exact string
     (``"19.90"``, never a JSON number a client would read as a float)."""
     out = dict(data)
-    for f in fields:
-        if f.type == "decimal" and out.get(f.name) is not None:
+    for f in decimal_fields(fields):
+        if out.get(f.name) is not None:
             typed = _read_decimal(f, out[f.name])
             if isinstance(typed, decimal.Decimal):
                 out[f.name] = decimals.canonical(typed)

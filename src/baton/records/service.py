@@ -17,7 +17,7 @@ from baton.definitions.refs import navigated_cached
 from baton.errors import ExpressionError, NotFound, TransitionConflict, ValidationError
 from baton.expressions import evaluate_condition
 from baton.ids import IdGenerator
-from baton.records.fields import coerce_fields, typed_values
+from baton.records.fields import coerce_fields, field_shape, typed_values
 from baton.records.model import record_json_view, record_view
 from baton.records.related import with_related_txn
 from baton.rows import AuditEvent, Record, audit_event
@@ -121,7 +121,7 @@ class RecordService:
             # Triggers last, the parent's after its children's: a trigger on the parent
             # (an order submitted with its lines) sees every child.
             for done, t in reversed(created):
-                self.fire_triggers_txn(tx, done, None, "create", now_dt, actor)
+                self.fire_triggers_txn(tx, done, None, "create", now_dt, actor, otype=t)
             out.append(record_json_view(row, otype))
         if claim is not None and out:
             claim.bind_txn(tx, out[0]["id"])
@@ -249,19 +249,23 @@ class RecordService:
         return new
 
     def fire_triggers_txn(self, tx: Transaction, row: Mapping[str, Any], old: Mapping[str, Any] | None, op: str,
-                          now_dt: Any, actor: str, *, skip: str | None = None) -> None:
+                          now_dt: Any, actor: str, *, skip: str | None = None,
+                          otype: ObjectTypeDefinition | None = None) -> None:
         """Start the runs whose record trigger on ``op`` (create/update) holds for ``row``
         (but not of the orchestration ``skip``: a child-run step starts that one itself).
+        ``otype``: the record's object type, when the caller has it at hand.
 
         A ``when`` that raises (a definition's bug) never fails the write: the trigger is
         skipped and an incident opened for operators, in this transaction."""
         triggered = self._triggers_txn(tx, row["object_type"], op)
         if not triggered:  # (most updates: a flow's writes to its own record)
             return
-        otype = self.definitions.object_type(row["object_type"], tx)
+        if otype is None or otype.name != row["object_type"]:
+            otype = self.definitions.object_type(row["object_type"], tx)
         view = record_view(row, otype)
+        old_json: Mapping[str, Any]
         if old is None:  # on create every field was empty before: old.x is null, not missing
-            old_json: dict[str, Any] = {f.name: None for f in otype.fields}
+            old_json = field_shape(otype.fields).empty  # (read-only, made once per type)
         else:
             old_json = record_json_view(old, otype)
         now = iso(now_dt)
@@ -295,7 +299,7 @@ class RecordService:
                 incident = incident_row(
                     self.ids.new("inc"), TRIGGER_FAILED, orchestration=defn.name,
                     version=version, record_id=row["id"], run_id=None, expression=source,
-                    error=str(exc), now=now, detail={"op": op, "old": old_json})
+                    error=str(exc), now=now, detail={"op": op, "old": dict(old_json)})
                 incident_id = open_incident_txn(tx, incident)
                 tx.append_events_txn([audit_event(  # type: ignore[list-item]
                     TRIGGER_FAILED, "system", now, row["id"], None,
@@ -303,7 +307,8 @@ class RecordService:
                      "expression": source, "incident": incident_id})])
                 continue
             if ok and isinstance(defn, OrchestrationDefinition):
-                self.runs.start_txn(tx, defn, version, row, {}, actor, now_dt)
+                # (the record as decide() sees it: the view made above, which it copies)
+                self.runs.start_txn(tx, defn, version, row, {}, actor, now_dt, record=view)
             elif ok:  # a fulfillment: the order is decomposed and its plan started
                 self.plans.plan_txn(tx, defn, version, row, actor, now_dt)
 
@@ -408,9 +413,9 @@ def check_refs_txn(tx: Transaction, otype: ObjectTypeDefinition, values: Mapping
     own transaction (so it cannot be deleted between the check and the commit), unless the
     field says ``check: false`` (a reference to a record that arrives later)."""
     errors: dict[str, str] = {}
-    for f in otype.fields:
+    for f in field_shape(otype.fields).checked_refs:  # (most types have one or none)
         target_id = values.get(f.name)
-        if f.type != "ref" or not f.check or target_id is None:
+        if target_id is None:
             continue
         target = tx.get_record_txn(target_id)
         if target is None:

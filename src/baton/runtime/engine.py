@@ -113,15 +113,15 @@ class Engine:
         self.directory = Directory(self.store, self.clock, self.ids)
         if notify_assignments is None:
             notify_assignments = settings.notify_assignments
-        self.applier = Applier(self.ids, self.work_available.set, directory=self.directory,
+        self.applier = Applier(self.ids, self.wake, directory=self.directory,
                                notify_assignments=notify_assignments, settings=settings)
         self.definitions = DefinitionRepo(self.store, self.clock, self.ids)
         self.runs = RunDriver(self.store, self.definitions, self.applier, self.ids, self.clock)
         self.records = RecordService(self.store, self.definitions, self.runs, self.ids,
-                                     self.clock, self.work_available.set)
+                                     self.clock, self.wake)
         self.applier.children = ChildRuns(self.definitions, self.runs, self.records, self.ids)
         self.incidents = IncidentService(self.store, self.definitions, self.runs, self.clock,
-                                         self.work_available.set)
+                                         self.wake)
         self.router = Router(self.definitions, self.applier.notify_assignment_txn)
         self.applier.router = self.router
         self.team = Team(self.store, self.router, self.definitions, self.clock)
@@ -131,6 +131,15 @@ class Engine:
         self._connections: ConnectionServices | None = None
         if migrate:
             self.store.migrate()
+
+    def wake(self) -> None:
+        """Tell in-process workers a job is waiting (every decision that enqueues one
+        calls this, in its transaction). ``Event.set`` takes the event's lock and notifies
+        every time; when the flag is up already (no worker has looked since, or there is
+        no in-process worker at all: an API server, the bench driver) it has nothing to
+        do, so it is not called. A hint, as before: a worker also wakes on the commit."""
+        if not self.work_available.is_set():
+            self.work_available.set()
 
     def close(self) -> None:
         if self._connections is not None:
@@ -144,7 +153,7 @@ class Engine:
         from baton.intake.service import IntakeService
 
         return IntakeService(self.store, self.definitions, self.records, self.clock,
-                             self.ids, self.work_available.set)
+                             self.ids, self.wake)
 
     # ---- connections and callbacks ------------------------------------------------------
     @property

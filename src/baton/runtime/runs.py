@@ -59,7 +59,7 @@ class RunDriver:
 
     # ---- the driver ---------------------------------------------------------------------
     def decide_and_apply_txn(self, tx: Transaction, defn: OrchestrationDefinition, run: Run,
-                             event: Event, now: Any, record: dict[str, Any] | None, *,
+                             event: Event, now: Any, record: Mapping[str, Any] | None, *,
                              insert: bool = False) -> Decision:
         """Decide and apply; ``run`` is handed over (callers load it for this call alone).
         The record is given to ``decide()`` with the related records its definition's
@@ -97,14 +97,19 @@ class RunDriver:
 
     def start_txn(self, tx: Transaction, defn: OrchestrationDefinition, version: int,
                   record_row: Mapping[str, Any] | None, input: dict[str, Any], actor: str,
-                  now_dt: Any, *, parent: ParentLink | None = None) -> Run:
+                  now_dt: Any, *, parent: ParentLink | None = None,
+                  record: Mapping[str, Any] | None = None) -> Run:
         """Start a run of ``defn`` (on ``record_row``, if it takes one; as a child run of
-        ``parent``'s step, if given)."""
+        ``parent``'s step, if given). ``record``: ``record_row`` as flows see it
+        (:meth:`record_view_txn`), when the caller has made it already."""
         run = Run(id=self.ids.new("run"), orchestration=defn.name, version=version,
                   record_id=record_row["id"] if record_row else None,
                   vars=dict(defn.variables), input=input, created_at=iso(now_dt),
                   parent=parent)
-        record = self.record_view_txn(tx, record_row) if record_row else None
+        if record_row is None:
+            record = None
+        elif record is None:
+            record = self.record_view_txn(tx, record_row)
         return self.decide_and_apply_txn(tx, defn, run, RunStarted(actor), now_dt, record,
                                          insert=True).run
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from baton.auth.directory import APPROVAL, delegation_of
 from baton.auth.roles import Permission
 from baton.clock import Clock, iso
@@ -385,12 +387,7 @@ class WorkService:
             raise TransitionConflict(f"work item {item_id} is {status}; it cannot be completed")
         _not_offered(item, "completed")
         on_behalf = self._may_act_txn(tx, item, user, scope)
-        form = [FieldDefinition(name=f["name"], type=f["type"], required=f["required"],
-                                choices=tuple(f.get("choices") or ()), default=f.get("default"),
-                                precision=f.get("precision"), scale=f.get("scale"),
-                                rounding=f.get("rounding"))
-                for f in item["form"]]
-        values = coerce_fields(form, data, f"form of work item {item_id}")
+        values = coerce_fields(form_fields(item["form"]), data, f"form of work item {item_id}")
         if not tx.update_work_item_txn(item_id, [status], item["version"], {
             "status": WorkItemStatus.COMPLETED.value, "claimed_by": user, "data": values,
             "updated_at": now, "completed_at": now, "completed_by": user,
@@ -528,6 +525,34 @@ def _read_ahead_txn(tx: Transaction, item_ids: Sequence[str]) -> None:
     runs = tx.read_ahead_txn("runs", sorted({i["run_id"] for i in items.values()}))
     tx.read_ahead_txn("records", sorted({r["record_id"] for r in runs.values()
                                          if r["record_id"]}))
+
+
+_FORMS: dict[bytes, tuple[FieldDefinition, ...]] = {}
+
+
+def form_fields(form: Sequence[Mapping[str, Any]]) -> tuple[FieldDefinition, ...]:
+    """A work item's stored form as field definitions (what its submission is checked
+    against). Every item of a step has the same form: the fields are made once per form,
+    found by its JSON (one C call), not once per completion."""
+    try:
+        key = orjson.dumps(form)
+    except TypeError:  # (not JSON data: a form made in code, not read from the store)
+        key = b""
+    hit = _FORMS.get(key)
+    if hit is not None:
+        return hit
+    fields = tuple(FieldDefinition(name=f["name"], type=f["type"], required=f["required"],
+                                   choices=tuple(f.get("choices") or ()),
+                                   default=f.get("default"), precision=f.get("precision"),
+                                   scale=f.get("scale"), rounding=f.get("rounding"))
+                   for f in form)
+    # A default that is a list or an object is given to each submission as its own
+    # value: such a form's fields are made afresh every time (never shared).
+    if key and not any(isinstance(f.default, dict | list) for f in fields):
+        if len(_FORMS) >= 1024:
+            _FORMS.clear()
+        _FORMS[key] = fields
+    return fields
 
 
 def _submitter_txn(tx: Transaction, run_id: str) -> set[str]:
