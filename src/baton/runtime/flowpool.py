@@ -48,10 +48,11 @@ from baton.flows import (
     FlowContext,
     RecordReader,
     StepView,
+    flow_logger,
     get_flow,
     registry_generation,
 )
-from baton.steps.flowrun import FlowProcessDied, FlowRaised, StepTimeout, flow_logger
+from baton.steps.flowrun import FlowProcessDied, FlowRaised, StepTimeout
 
 log = logging.getLogger("baton.flowpool")
 
