@@ -308,3 +308,48 @@ def test_a_flow_changing_its_input_does_not_change_the_next_steps() -> None:
     record = {**RECORD, "tags": ["a", "b"], "meta": {"k": {"v": 1}}}
     BACKGROUND.run_job(_work(run, "t_ctx.vandal", evaluate_input(spec, {}), record))
     assert evaluate_input(spec, {}) == {"order": {"lines": [1, 2]}, "extra": {"deep": ["a"]}}
+
+
+_CHILD_KEPT: list[Any] = []
+
+
+@flow("t_ctx.child_keep")
+def _child_keep(ctx: FlowContext) -> dict[str, Any]:
+    """In a flow process: keeps this call's context; reports on the one kept before."""
+    earlier = _CHILD_KEPT[0] if _CHILD_KEPT else None
+    _CHILD_KEPT.append(ctx)
+    if earlier is None:
+        return {"s7": ctx.steps["s7"].output["n"]}
+    return {"s2": earlier.steps["s2"].output, "s4": earlier.steps["s4"].status,
+            "added": "added" in earlier.steps, "len": len(earlier.steps)}
+
+
+def test_a_flow_process_asks_for_the_steps_its_flow_reads() -> None:
+    run = _big_run()
+    pool = FlowPool(1)
+    try:
+        _CountingStep.reads = 0
+        out = BACKGROUND.run_job(_work(run, "t_ctx.read_one",
+                                       flows=lambda name, fn, ctx, ms: pool.call(name, ctx, ms)))
+        assert out.output == {"n": 7, "has": True, "len": 1_501}
+        assert _CountingStep.reads == 2  # s7's status and output, read here for the child
+    finally:
+        pool.close()
+
+
+def test_a_context_kept_in_a_flow_process_shows_the_steps_as_they_were() -> None:
+    run = _big_run(10)
+    pool = FlowPool(1)
+
+    def flows(name: str, fn: Any, ctx: FlowContext, ms: int | None) -> Any:
+        return pool.call(name, ctx, ms)
+
+    try:
+        first = BACKGROUND.run_job(_work(run, "t_ctx.child_keep", flows=flows))
+        assert first.output == {"s7": 7}
+        _decide_moves_on(run)
+        second = BACKGROUND.run_job(_work(run, "t_ctx.child_keep", flows=flows))
+    finally:
+        pool.close()
+    assert second.output == {"s2": {"n": 2, "nested": {"v": [2]}}, "s4": "completed",
+                             "added": False, "len": 11}
