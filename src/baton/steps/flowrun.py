@@ -12,9 +12,8 @@ from __future__ import annotations
 import operator
 import weakref
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from baton.definitions.model import OrchestrationDefinition
 from baton.engine.state import Run, StepRun, copy_json
@@ -50,22 +49,24 @@ def _context(run: Run, step: str, iteration: int, record: Mapping[str, Any] | No
              views: StepViews) -> FlowContext:
     # Each copied once, here, and handed to the context as its own (FlowContext.owning).
     inputs = orchestration.trigger.input if orchestration is not None else ()
-    given = _copy_dict(typed_values(inputs, run.input))
+    given = _copy_dict(typed_values(inputs, run.input) if inputs else run.input)
     if step_input:
         given.update(_copy_dict(step_input))
     return FlowContext.owning(run_id=run.id, step=step, iteration=iteration,
                               record=_copy_dict(record) if record is not None else None,
-                              vars=copy_json(run.vars), input=given,
+                              vars=_copy_dict(run.vars), input=given,
                               steps=MappingProxyType(views), records=records)
 
 
 def _copy_dict(value: Mapping[str, Any]) -> dict[str, Any]:
     """A new dict of ``value``'s items, nested JSON values copied."""
-    return cast("dict[str, Any]", copy_json(value if type(value) is dict else dict(value)))
+    if not value:
+        return {}
+    out: dict[str, Any] = copy_json(value if type(value) is dict else dict(value))
+    return out
 
 
-@dataclass(frozen=True)
-class FlowOutcome:
+class FlowOutcome(NamedTuple):
     """What a flow call left: what the flow returned, its context's ``vars`` (with the
     flow's changes) and the record updates it staged."""
 
@@ -163,10 +164,18 @@ class StepViews(StepSnapshot[StepView]):
             live = self._live
             status, output = _STATUS_OUTPUT(live[name]) if live is not None \
                 else self._seen[name]
-            view = StepView(name, status.value,
+            # (``_value_``: the status's string, without the ``value`` property's call)
+            view = StepView(name, status._value_,
                             copy_json(_typed_output(self._orchestration, name, output)))
             self._views[name] = view
         return view
+
+    def get(self, name: str, default: Any = None) -> Any:
+        # (Mapping's, without its extra call: ctx.steps.get is what flows mostly use)
+        try:
+            return self[name]
+        except KeyError:
+            return default
 
     def __iter__(self) -> Iterator[str]:
         live = self._live
