@@ -353,3 +353,24 @@ def test_a_context_kept_in_a_flow_process_shows_the_steps_as_they_were() -> None
         pool.close()
     assert second.output == {"s2": {"n": 2, "nested": {"v": [2]}}, "s4": "completed",
                              "added": False, "len": 11}
+
+
+# ---- StepWork ------------------------------------------------------------------------------
+
+
+def test_step_work_takes_its_fields_in_order_and_stays_frozen() -> None:
+    import dataclasses
+    import inspect
+
+    params = list(inspect.signature(StepWork.__init__).parameters.values())[1:]
+    fields = dataclasses.fields(StepWork)
+    assert [p.name for p in params] == [f.name for f in fields]
+    for p, f in zip(params, fields, strict=True):
+        assert p.default == (f.default if f.default is not dataclasses.MISSING
+                             else inspect.Parameter.empty), p.name
+    work = _work(_big_run(1), "t_ctx.read_one")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        work.iteration = 2  # type: ignore[misc]
+    again = dataclasses.replace(work, iteration=2)
+    assert again.iteration == 2 and again.run is work.run and again != work
+    assert dataclasses.replace(again, iteration=1) == work
