@@ -2,7 +2,8 @@
 
 Python cannot stop a thread, so a flow that must be stoppable (its step has a ``timeout``,
 or the deployment says ``isolation = "process"``) runs in a child process of the worker:
-the worker sends it a copy of the flow's context and waits, at most until the timeout;
+the worker sends it a copy of the flow's context (its steps excepted: the child asks for
+those its flow reads, as it asks for ``ctx.records``) and waits, at most until the timeout;
 then it SIGKILLs and reaps the child (no CPU or memory is held after the attempt fails)
 and forks another on next use. A child may get an address-space limit (``RLIMIT_AS``) so
 a flow that allocates without bound fails with ``MemoryError`` there instead of growing
