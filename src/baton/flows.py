@@ -11,6 +11,7 @@ def classify(ctx):
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -116,6 +117,10 @@ class FlowContext:
     committed atomically with the step's completion. ``vars`` is mutable and its
     changes are committed the same way. ``records`` reads other records
     (:class:`RecordReader`).
+
+    The context owns what it holds: ``record`` and ``input`` are copies made for it
+    (nested values too, by whoever made the context: the worker's ``flow_context``), so
+    nothing a flow does to them reaches the engine or another flow's context.
     """
 
     def __init__(
@@ -128,23 +133,63 @@ class FlowContext:
         vars: dict[str, Any],
         input: Mapping[str, Any],
         steps: Mapping[str, StepView],
-        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None,
         records: RecordReader | None = None,
     ) -> None:
+        # a read-only view made for this context (flow_context's: each step's view made
+        # when it is read) is kept as it is; anything else is copied
+        self._setup(run_id, step, iteration, dict(record) if record is not None else None,
+                    vars, dict(input), steps if isinstance(steps, MappingProxyType)
+                    else MappingProxyType(dict(steps)), logger, records)
+
+    @classmethod
+    def owning(
+        cls,
+        *,
+        run_id: str,
+        step: str,
+        iteration: int,
+        record: dict[str, Any] | None,
+        vars: dict[str, Any],
+        input: dict[str, Any],
+        steps: MappingProxyType[str, StepView],
+        records: RecordReader | None = None,
+    ) -> FlowContext:
+        """A context that takes ``record`` and ``input`` as its own: fresh copies made for
+        it alone (``flow_context``), not copied a second time. Its ``log`` is made when the
+        flow first uses it."""
+        ctx = cls.__new__(cls)
+        ctx._setup(run_id, step, iteration, record, vars, input, steps, None, records)
+        return ctx
+
+    def _setup(self, run_id: str, step: str, iteration: int, record: dict[str, Any] | None,
+               vars: dict[str, Any], input: dict[str, Any],
+               steps: MappingProxyType[str, StepView],
+               logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None,
+               records: RecordReader | None) -> None:
         self.run_id = run_id
         self.step = step
         self.iteration = iteration
-        self._record = dict(record) if record is not None else None
-        self.record: Mapping[str, Any] = MappingProxyType(self._record or {})
+        self._record = record
+        self.record: Mapping[str, Any] = MappingProxyType(record if record is not None else {})
         self.vars = vars
-        self.input: Mapping[str, Any] = MappingProxyType(dict(input))
-        # a read-only view made for this context (flow_context's: each step's view made
-        # when it is read) is kept as it is; anything else is copied
-        self.steps = steps if isinstance(steps, MappingProxyType) \
-            else MappingProxyType(dict(steps))
-        self.log = logger
+        self.input: Mapping[str, Any] = MappingProxyType(input)
+        self.steps: Mapping[str, StepView] = steps
+        self._log = logger
         self.records: RecordReader = records if records is not None else _NoRecords()
         self.record_updates: dict[str, Any] = {}
+
+    @property
+    def log(self) -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+        """``baton.flow.STEP``, each record carrying the run id and step (made on first use:
+        most flows never log)."""
+        if self._log is None:
+            self._log = flow_logger(self.run_id, self.step)
+        return self._log
+
+    @log.setter
+    def log(self, logger: logging.Logger | logging.LoggerAdapter[logging.Logger]) -> None:
+        self._log = logger
 
     @property
     def has_record(self) -> bool:
@@ -156,3 +201,15 @@ class FlowContext:
             raise BatonError(f"step {self.step!r}: this run has no record to update")
         self.record_updates.update(fields)
         self._record.update(fields)
+
+
+def flow_logger(run_id: str, step: str) -> logging.LoggerAdapter[logging.Logger]:
+    """The logger a flow of ``step`` gets as ``ctx.log``."""
+    return logging.LoggerAdapter(_step_logger(step), {"run_id": run_id, "step": step})
+
+
+@functools.lru_cache(maxsize=4096)
+def _step_logger(step: str) -> logging.Logger:
+    """``baton.flow.STEP`` (logging keeps every logger anyway; getLogger takes its lock and
+    builds the name on each call, once per flow call on the hot path)."""
+    return logging.getLogger(f"baton.flow.{step}")

@@ -2,7 +2,8 @@
 
 Python cannot stop a thread, so a flow that must be stoppable (its step has a ``timeout``,
 or the deployment says ``isolation = "process"``) runs in a child process of the worker:
-the worker sends it a copy of the flow's context and waits, at most until the timeout;
+the worker sends it a copy of the flow's context (its steps excepted: the child asks for
+those its flow reads, as it asks for ``ctx.records``) and waits, at most until the timeout;
 then it SIGKILLs and reaps the child (no CPU or memory is held after the attempt fails)
 and forks another on next use. A child may get an address-space limit (``RLIMIT_AS``) so
 a flow that allocates without bound fails with ``MemoryError`` there instead of growing
@@ -37,9 +38,11 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from types import MappingProxyType
 from typing import Any, cast
 
 from baton.errors import BatonError, StepFailure
@@ -48,10 +51,11 @@ from baton.flows import (
     FlowContext,
     RecordReader,
     StepView,
+    flow_logger,
     get_flow,
     registry_generation,
 )
-from baton.steps.flowrun import FlowProcessDied, FlowRaised, StepTimeout, flow_logger
+from baton.steps.flowrun import FlowProcessDied, FlowRaised, StepTimeout
 
 log = logging.getLogger("baton.flowpool")
 
@@ -60,7 +64,9 @@ PARENT_CHECK_SECONDS = 0.5  # how often a child looks whether its worker is stil
 
 @dataclass(frozen=True)
 class _Call:
-    """What crosses to the child: the flow's name and a copy of its context."""
+    """What crosses to the child: the flow's name and a copy of its context but for its
+    steps, which the child asks for when its flow reads them (a plan's run has thousands:
+    :class:`_PipeSteps`)."""
 
     flow: str
     run_id: str
@@ -69,7 +75,6 @@ class _Call:
     record: dict[str, Any] | None
     vars: dict[str, Any]
     input: dict[str, Any]
-    steps: dict[str, StepView]
 
 
 class FlowPool:
@@ -90,11 +95,10 @@ class FlowPool:
     def call(self, name: str, ctx: FlowContext, timeout_ms: int | None) -> Any:
         """Run the flow ``name`` on a copy of ``ctx`` in a child; as ``FlowRunner`` says."""
         call = _Call(name, ctx.run_id, ctx.step, ctx.iteration,
-                     dict(ctx.record) if ctx.has_record else None, ctx.vars, dict(ctx.input),
-                     dict(ctx.steps))
+                     dict(ctx.record) if ctx.has_record else None, ctx.vars, dict(ctx.input))
         child = self._acquire()
         try:
-            kind, payload = child.ask(call, timeout_ms, ctx.records)
+            kind, payload = child.ask(call, timeout_ms, ctx.records, ctx.steps)
             if kind == "error" and payload["type"] == "MemoryError":
                 child.kill()  # its heap may stay at the limit: not reused
         except BaseException:
@@ -228,9 +232,11 @@ class _Child:
         return True
 
     def ask(self, call: _Call, timeout_ms: int | None,
-            records: RecordReader | None = None) -> tuple[str, Any]:
+            records: RecordReader | None = None,
+            steps: Mapping[str, StepView] | None = None) -> tuple[str, Any]:
         """Send the call; wait for its answer, re-emitting the child's log records and
-        answering its ``ctx.records`` reads (made here, in the worker, with its store)."""
+        answering its ``ctx.records`` reads (made here, in the worker, with its store) and
+        its ``ctx.steps`` reads (from the context the call was made with)."""
         assert self.conn is not None
         deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
         try:
@@ -244,6 +250,9 @@ class _Child:
                 kind, payload = self.conn.recv()
                 if kind == "records":
                     self.conn.send(("records", _read(records, payload)))
+                    continue
+                if kind == "steps":
+                    self.conn.send(("steps", _steps_read(steps or {}, payload)))
                     continue
                 if kind != "log":
                     return kind, payload
@@ -293,6 +302,78 @@ def _read(records: RecordReader | None, request: tuple[str, tuple[Any, ...], dic
             else str(exc)
 
 
+def _steps_read(steps: Mapping[str, StepView], request: tuple[Any, ...]) -> tuple[str, Any]:
+    """A child's ``ctx.steps`` read, answered from the call's context: ``("view", name)``
+    (the step's view, or None), ``("names",)``, ``("all",)`` (every view)."""
+    try:
+        if request[0] == "view":
+            return "ok", steps.get(request[1])
+        if request[0] == "names":
+            return "ok", tuple(steps)
+        if request[0] == "all":
+            return "ok", dict(steps)
+        raise BatonError(f"unknown ctx.steps request {request[0]!r}")
+    except Exception as exc:  # noqa: BLE001 - raised again in the flow, where it was asked
+        return "error", f"{type(exc).__name__}: {exc}"
+
+
+class _PipeSteps(Mapping[str, StepView]):
+    """``ctx.steps`` in a flow process: a step's view is asked of the worker when the flow
+    first reads it, and kept (the worker's context answers it: the steps as they are during
+    the call). A context that outlives its call takes every view before the call's answer
+    is sent (:meth:`freeze`), as :func:`baton.steps.flowrun.run_flow` does in the worker."""
+
+    __slots__ = ("__weakref__", "_all", "_conn", "_lock", "_names", "_views")
+
+    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
+        self._conn, self._lock = conn, lock
+        self._views: dict[str, StepView | None] = {}
+        self._names: tuple[str, ...] | None = None
+        self._all = False
+
+    def _ask(self, *request: Any) -> Any:
+        with self._lock:
+            self._conn.send(("steps", request))
+        _, (status, value) = self._conn.recv()
+        if status != "ok":
+            raise BatonError(value)
+        return value
+
+    def freeze(self) -> None:
+        """Have every step's view here (while the call lasts: its worker answers)."""
+        if not self._all:
+            views = cast("dict[str, StepView]", self._ask("all"))
+            views.update((n, v) for n, v in self._views.items() if v is not None)
+            self._views = dict(views)
+            self._names = tuple(views)
+            self._all = True
+
+    def __getitem__(self, name: str) -> StepView:
+        if name in self._views:
+            view = self._views[name]
+        elif self._all:
+            view = None
+        else:
+            view = self._views[name] = cast("StepView | None", self._ask("view", name))
+        if view is None:
+            raise KeyError(name)
+        return view
+
+    def _all_names(self) -> tuple[str, ...]:
+        if self._names is None:
+            self._names = cast("tuple[str, ...]", self._ask("names"))
+        return self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all_names())
+
+    def __len__(self) -> int:
+        return len(self._all_names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._all_names()
+
+
 class _PipeRecords:
     """``ctx.records`` in a flow process: each call is asked of the worker over the pipe
     (the child never opens a database connection of its own)."""
@@ -336,7 +417,13 @@ def _child_main(conn: Connection, parent: int, memory_mb: int | None) -> None:
             call = conn.recv()
         except (EOFError, OSError):
             return
-        reply = _run(call, _PipeRecords(conn, send_lock))
+        steps = _PipeSteps(conn, send_lock)
+        kept = weakref.ref(steps)
+        reply = _run(call, _PipeRecords(conn, send_lock), steps)
+        del steps  # ours: whatever still holds it now is the flow's (see _PipeSteps)
+        left = kept()
+        if left is not None:
+            left.freeze()
         with send_lock:
             try:
                 conn.send(reply)
@@ -344,7 +431,7 @@ def _child_main(conn: Connection, parent: int, memory_mb: int | None) -> None:
                 conn.send(("error", _describe(exc)))
 
 
-def _run(call: _Call, records: RecordReader) -> tuple[str, Any]:
+def _run(call: _Call, records: RecordReader, steps: _PipeSteps) -> tuple[str, Any]:
     fn = get_flow(call.flow)
     try:
         if fn is None:
@@ -352,7 +439,8 @@ def _run(call: _Call, records: RecordReader) -> tuple[str, Any]:
                               retryable=False)
         ctx = FlowContext(run_id=call.run_id, step=call.step, iteration=call.iteration,
                           record=call.record, vars=call.vars, input=call.input,
-                          steps=call.steps, logger=flow_logger(call.run_id, call.step),
+                          steps=MappingProxyType(steps),
+                          logger=flow_logger(call.run_id, call.step),
                           records=records)
         output = fn(ctx)
         return "ok", (output, ctx.vars, ctx.record_updates)

@@ -15,7 +15,7 @@ from baton.definitions.model import StepDefinition
 from baton.errors import StepFailure
 from baton.flows import get_flow
 from baton.steps.base import JobStepType, StepOutput, StepWork
-from baton.steps.flowrun import flow_context
+from baton.steps.flowrun import run_flow
 
 _UNSET = object()
 
@@ -44,18 +44,17 @@ class Background(JobStepType):
         if fn is None:
             raise StepFailure(f"flow {name!r} is not registered in this worker "
                               "(is its module listed under flows in baton.toml?)", retryable=False)
-        ctx = flow_context(work.run, work.step.name, work.iteration, work.record,
-                           work.orchestration, work.payload.get("input"),
-                           work.records)
-        output = work.flows(name, fn, ctx, work.payload.get("timeout_ms"))
+        done = run_flow(work.flows, name, fn, work.payload.get("timeout_ms"), work.run,
+                        work.step.name, work.iteration, work.record, work.orchestration,
+                        work.payload.get("input"), work.records)
+        output = done.output
         if output is None:
             output = {}
         if not isinstance(output, dict):
             raise StepFailure(f"flow {name!r} returned {type(output).__name__}, not a dict",
                               retryable=False)
         before = work.run.vars
-        changed = {k: v for k, v in ctx.vars.items() if before.get(k, _UNSET) != v}
-        return StepOutput(output, changed or None, ctx.record_updates)
-
+        changed = {k: v for k, v in done.vars.items() if before.get(k, _UNSET) != v}
+        return StepOutput(output, changed or None, done.record_updates)
 
 BACKGROUND = Background()

@@ -9,14 +9,14 @@ its own thread, or in a flow process it can kill when the step's ``timeout`` pas
 
 from __future__ import annotations
 
-import functools
-import logging
+import operator
+import weakref
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from baton.definitions.model import OrchestrationDefinition
-from baton.engine.state import Run, copy_json
+from baton.engine.state import Run, StepRun, copy_json
 from baton.errors import StepFailure
 from baton.flows import FlowContext, FlowFn, RecordReader, StepView
 from baton.records.fields import decimal_forms, typed_values
@@ -35,16 +35,77 @@ def flow_context(run: Run, step: str, iteration: int, record: Mapping[str, Any] 
     ``records`` is how ``ctx.records`` reads other records.
 
     Copies: the run and record a worker read for its batch are committed from, so whatever
-    a flow does to what it was given must not reach them.
+    a flow does to what it was given must not reach them. ``ctx.steps`` is the steps as
+    they are now, whatever happens to the run later (each step's status and output taken
+    now: O(steps); :func:`run_flow` takes none of it unless the context outlives its call).
     """
-    steps = MappingProxyType(StepViews(run, orchestration))
+    return _context(run, step, iteration, record, orchestration, step_input, records,
+                    StepViews(run, orchestration))
+
+
+def _context(run: Run, step: str, iteration: int, record: Mapping[str, Any] | None,
+             orchestration: OrchestrationDefinition | None,
+             step_input: Mapping[str, Any] | None, records: RecordReader | None,
+             views: StepViews) -> FlowContext:
+    # Each copied once, here, and handed to the context as its own (FlowContext.owning).
     inputs = orchestration.trigger.input if orchestration is not None else ()
-    given = dict(typed_values(inputs, run.input))
+    given = _copy_dict(typed_values(inputs, run.input) if inputs else run.input)
     if step_input:
-        given.update(step_input)
-    return FlowContext(run_id=run.id, step=step, iteration=iteration, record=copy_json(record),
-                       vars=copy_json(run.vars), input=copy_json(given), steps=steps,
-                       logger=flow_logger(run.id, step), records=records)
+        given.update(_copy_dict(step_input))
+    return FlowContext.owning(run_id=run.id, step=step, iteration=iteration,
+                              record=_copy_dict(record) if record is not None else None,
+                              vars=_copy_dict(run.vars), input=given,
+                              steps=MappingProxyType(views), records=records)
+
+
+def _copy_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict of ``value``'s items, nested JSON values copied."""
+    if not value:
+        return {}
+    out: dict[str, Any] = copy_json(value if type(value) is dict else dict(value))
+    return out
+
+
+class FlowOutcome(NamedTuple):
+    """What a flow call left: what the flow returned, its context's ``vars`` (with the
+    flow's changes) and the record updates it staged."""
+
+    output: Any
+    vars: dict[str, Any]
+    record_updates: dict[str, Any]
+
+
+def run_flow(flows: FlowRunner, name: str, fn: FlowFn, timeout_ms: int | None, run: Run,
+             step: str, iteration: int, record: Mapping[str, Any] | None,
+             orchestration: OrchestrationDefinition | None = None,
+             step_input: Mapping[str, Any] | None = None,
+             records: RecordReader | None = None) -> FlowOutcome:
+    """Call the flow ``fn`` (registered as ``name``) with ``flows`` on the context
+    :func:`flow_context` makes, and return what it left.
+
+    The context's ``ctx.steps`` reads the run's steps when the flow reads them (issue 13
+    item 9: a plan's run has hundreds or thousands of steps; a flow reads one or two), not
+    a snapshot of every step made first. That is the snapshot's values exactly because
+    nothing changes ``run`` while its flow runs: the worker calls a batch's flows one at a
+    time, and decides (changes the runs) only once they have returned. A context that
+    outlives the call — the flow kept it, or part of it (``ctx.steps``, a view of its
+    items), or raised with it in its traceback — takes its snapshot of every step when
+    the call returns, before anything can change the run: whenever it is read, it shows
+    the steps as they were during the call."""
+    views = StepViews(run, orchestration, live=True)
+    ctx = _context(run, step, iteration, record, orchestration, step_input, records, views)
+    try:
+        output = flows(name, fn, ctx, timeout_ms)
+    except BaseException:
+        views.freeze()  # (the traceback holds the flow's frames, its context with them)
+        raise
+    outcome = FlowOutcome(output, ctx.vars, ctx.record_updates)
+    kept = weakref.ref(views)
+    del ctx, views  # ours: whatever still holds the views now is the flow's
+    left = kept()
+    if left is not None:
+        left.freeze()
+    return outcome
 
 
 class StepSnapshot(Mapping[str, V]):
@@ -67,29 +128,72 @@ class StepSnapshot(Mapping[str, V]):
         return name in self._seen
 
 
+_STATUS_OUTPUT = operator.attrgetter("status", "output")
+
+
 class StepViews(StepSnapshot[StepView]):
     """``ctx.steps``: each step's view (its output typed and copied) made when the flow
     first reads it (see :class:`StepSnapshot`).
 
-    The statuses and outputs are taken when the context is made (what decide() does to the
-    run afterwards is not seen); an output is replaced by the engine, never changed in
-    place, so copying it on first read copies what it was then."""
+    The statuses and outputs are those of when the context was made (what decide() does to
+    the run afterwards is not seen); an output is replaced by the engine, never changed in
+    place, so copying it on first read copies what it was then. ``live``: the run's steps
+    are read when the flow reads them, not taken first, until :meth:`freeze` takes them
+    (see :func:`run_flow`, which makes sure nothing changes the run before)."""
 
-    __slots__ = ("_orchestration", "_views")
+    __slots__ = ("__weakref__", "_live", "_orchestration", "_views")
 
-    def __init__(self, run: Run, orchestration: OrchestrationDefinition | None) -> None:
-        self._seen = {n: (sr.status, sr.output) for n, sr in run.steps.items()}
+    def __init__(self, run: Run, orchestration: OrchestrationDefinition | None, *,
+                 live: bool = False) -> None:
         self._orchestration = orchestration
         self._views: dict[str, StepView] = {}
+        self._live: dict[str, StepRun] | None = run.steps if live else None
+        self._seen = {} if live else _snapshot(run.steps)
+
+    def freeze(self) -> None:
+        """Take every step's status and output now (a no-op once taken): from here on the
+        views are made from these, whatever happens to the run."""
+        live = self._live
+        if live is not None:
+            self._seen = _snapshot(live)
+            self._live = None
 
     def __getitem__(self, name: str) -> StepView:
         view = self._views.get(name)
         if view is None:
-            status, output = self._seen[name]
-            view = StepView(name, status.value,
+            live = self._live
+            status, output = _STATUS_OUTPUT(live[name]) if live is not None \
+                else self._seen[name]
+            # (``_value_``: the status's string, without the ``value`` property's call)
+            view = StepView(name, status._value_,
                             copy_json(_typed_output(self._orchestration, name, output)))
             self._views[name] = view
         return view
+
+    def get(self, name: str, default: Any = None) -> Any:
+        # (Mapping's, without its extra call: ctx.steps.get is what flows mostly use)
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def __iter__(self) -> Iterator[str]:
+        live = self._live
+        # (live: the names as they are now, not an iterator over the run's own dict)
+        return iter(tuple(live) if live is not None else self._seen)
+
+    def __len__(self) -> int:
+        live = self._live
+        return len(live if live is not None else self._seen)
+
+    def __contains__(self, name: object) -> bool:
+        live = self._live
+        return name in (live if live is not None else self._seen)
+
+
+def _snapshot(steps: Mapping[str, StepRun]) -> dict[str, tuple[Any, ...]]:
+    """Each step's (status, output), as they are now (O(steps), in C)."""
+    return dict(zip(steps, map(_STATUS_OUTPUT, steps.values()), strict=True))
 
 
 def _typed_output(orchestration: OrchestrationDefinition | None, step: str,
@@ -97,17 +201,6 @@ def _typed_output(orchestration: OrchestrationDefinition | None, step: str,
     if orchestration is None or not isinstance(output, dict) or not output:
         return output or {}
     return typed_values(decimal_forms(orchestration).get(step, ()), output)
-
-
-def flow_logger(run_id: str, step: str) -> logging.LoggerAdapter[logging.Logger]:
-    return logging.LoggerAdapter(_step_logger(step), {"run_id": run_id, "step": step})
-
-
-@functools.lru_cache(maxsize=4096)
-def _step_logger(step: str) -> logging.Logger:
-    """``baton.flow.STEP`` (logging keeps every logger anyway; getLogger takes its lock and
-    builds the name on each call, once per flow call on the hot path)."""
-    return logging.getLogger(f"baton.flow.{step}")
 
 
 class FlowRunner(Protocol):
