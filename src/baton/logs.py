@@ -57,6 +57,11 @@ def _dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
 
+def binds_context() -> bool:
+    """Does :func:`job_context` bind anything (JSON logs)? A hot path may skip it if not."""
+    return _context
+
+
 @contextmanager
 def job_context(**ids: Any) -> Iterator[None]:
     """Ids every log line written inside carries (JSON logs); free otherwise."""

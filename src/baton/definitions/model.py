@@ -239,17 +239,27 @@ class OrchestrationDefinition:
     routings: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def stage(self, name: str) -> StageDefinition | None:
-        for s in self.stages:
-            if s.name == name:
-                return s
-        return None
+        return self._stage_index.get(name)
 
     def find_step(self, name: str) -> tuple[StageDefinition, StepDefinition] | None:
+        """The first stage with a step of that name, and the step (asked ~2 times per
+        result a worker applies: one dict lookup, not a walk of the stages)."""
+        return self._step_index.get(name)
+
+    @cached_property
+    def _stage_index(self) -> dict[str, StageDefinition]:
+        out: dict[str, StageDefinition] = {}
         for st in self.stages:
-            sd = st.step(name)
-            if sd is not None:
-                return st, sd
-        return None
+            out.setdefault(st.name, st)  # the first of a name, as a walk finds it
+        return out
+
+    @cached_property
+    def _step_index(self) -> dict[str, tuple[StageDefinition, StepDefinition]]:
+        out: dict[str, tuple[StageDefinition, StepDefinition]] = {}
+        for st in self.stages:
+            for name, sd in st._by_name.items():
+                out.setdefault(name, (st, sd))
+        return out
 
 
 @dataclass(frozen=True)

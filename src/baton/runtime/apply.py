@@ -118,7 +118,11 @@ class Applier:
                 row["parent_run_id"], row["parent_step"] = run.parent.run_id, run.parent.step
             tx.insert_run_txn(row)
         else:  # a batch's later decisions on this run change `run` itself: its last row wins
-            tx.update_run_lazy_txn(run.id, lambda: run_row(run, w.now), expected_seq)
+            # (The builder holds the run and the time, not `w`: `w` holds the transaction,
+            # which holds the builder until it writes; a cycle through them would keep a
+            # whole batch's plan for the garbage collector instead of freeing it at once.)
+            now = w.now
+            tx.update_run_lazy_txn(run.id, lambda: run_row(run, now), expected_seq)
         tx.append_events_txn(w.events)  # type: ignore[arg-type]
         if w.jobs:
             tx.enqueue_jobs_txn([(kind, run.id, payload) for kind, payload in w.jobs], w.now, w.now)

@@ -20,14 +20,22 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from baton.clock import iso, parse_iso
 from baton.engine.state import Run
@@ -38,10 +46,60 @@ from baton.work.items import OPEN_STATUSES
 if TYPE_CHECKING:
     from baton.runtime.engine import Engine
 
-STEP_SECONDS = Histogram(
-    "baton_step_duration_seconds", "Time a worker spent on one attempt of a step, by step type",
-    ["step_type"], registry=None,
-    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0))
+_go_string: Callable[[float], str] = floatToGoString  # a bound as Histogram writes it (untyped)
+
+
+class StepSeconds(Collector):
+    """``baton_step_duration_seconds``: a histogram by step type, exposed exactly as a
+    ``prometheus_client.Histogram`` would expose it (buckets, count, sum, created), but added
+    to many observations at a time (:meth:`add`): a worker adds a batch's steps once per
+    batch, where ``Histogram.observe`` took a lock for the sum and one for the bucket on
+    every step (~4 µs of the ~8 µs the metrics cost per step)."""
+
+    name = "baton_step_duration_seconds"
+    documentation = "Time a worker spent on one attempt of a step, by step type"
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        self.bounds = (*(float(b) for b in buckets), float("inf"))
+        self._les = tuple(_go_string(b) for b in self.bounds)
+        self._lock = threading.Lock()
+        # step type -> (count per bucket, not cumulative; sum of seconds; created)
+        self._by_type: dict[str, tuple[list[float], list[float], float]] = {}
+
+    def add(self, step_type: str, seconds: Sequence[float]) -> None:
+        """Observe each of ``seconds`` (one per attempt) for ``step_type``."""
+        bounds = self.bounds
+        counts = [0] * len(bounds)
+        for value in seconds:  # the first bucket whose bound is >= the value, as observe()
+            counts[bisect_left(bounds, value)] += 1
+        with self._lock:
+            kept = self._by_type.get(step_type)
+            if kept is None:
+                kept = self._by_type[step_type] = ([0.0] * len(bounds), [0.0], time.time())
+            for i, n in enumerate(counts):
+                if n:
+                    kept[0][i] += n
+            kept[1][0] += sum(seconds)
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=["step_type"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=["step_type"])
+        with self._lock:
+            kept = [(t, list(c), s[0], created) for t, (c, s, created) in self._by_type.items()]
+        for step_type, counts, total, created in kept:
+            acc, buckets = 0.0, []
+            for le, n in zip(self._les, counts, strict=True):
+                acc += n
+                buckets.append((le, acc))
+            family.add_metric([step_type], buckets, total)
+            family.samples.append(Sample(self.name + "_created", {"step_type": step_type},
+                                         created, None))
+        yield family
+
+
+STEP_SECONDS = StepSeconds((0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0))
 STEP_ATTEMPTS = Counter(
     "baton_step_attempts", "Attempts of steps run by this process, by step type and outcome",
     ["step_type", "outcome"], registry=None)
@@ -56,23 +114,56 @@ PROCESS_METRICS: tuple[Collector, ...] = (STEP_SECONDS, STEP_ATTEMPTS, EMAILS, J
 
 
 def observe_step(step_type: str, seconds: float, failed: bool) -> None:
-    seconds_of, attempts_of = _step_children(step_type, failed)
-    seconds_of.observe(seconds)
-    attempts_of.inc()
+    """One attempt of a step (a worker counts a batch's together: :class:`BatchTally`)."""
+    STEP_SECONDS.add(step_type, (seconds,))
+    _attempts(step_type, failed).inc()
 
 
 @functools.lru_cache(maxsize=256)
-def _step_children(step_type: str, failed: bool) -> tuple[Histogram, Counter]:
-    """The labelled children of one step type (``labels()`` checks and joins its arguments
-    and takes a lock on every call: once per step attempt on a worker's hot path)."""
-    return (STEP_SECONDS.labels(step_type),
-            STEP_ATTEMPTS.labels(step_type, "failed" if failed else "completed"))
+def _attempts(step_type: str, failed: bool) -> Counter:
+    """The labelled child of one step type and outcome (``labels()`` checks and joins its
+    arguments and takes a lock on every call)."""
+    return STEP_ATTEMPTS.labels(step_type, "failed" if failed else "completed")
 
 
 @functools.lru_cache(maxsize=256)
 def job_counter(kind: str) -> Counter:
-    """:data:`JOBS`' child for one job kind (kept: see :func:`_step_children`)."""
+    """:data:`JOBS`' child for one job kind (kept: see :func:`_attempts`)."""
     return JOBS.labels(kind)
+
+
+class BatchTally:
+    """What one worker's batch did — jobs by kind, step attempts by type, outcome and
+    duration — kept in plain containers and added to this process's metrics by
+    :meth:`flush`, once per batch: a metric's update takes a lock (and a histogram's two),
+    ~8 µs per step when each step updated four of them. One per worker (one thread)."""
+
+    __slots__ = ("jobs", "steps")
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, int] = {}
+        self.steps: dict[tuple[str, bool], list[float]] = {}
+
+    def job(self, kind: str) -> None:
+        self.jobs[kind] = self.jobs.get(kind, 0) + 1
+
+    def step(self, step_type: str, seconds: float, failed: bool) -> None:
+        got = self.steps.get((step_type, failed))
+        if got is None:
+            self.steps[(step_type, failed)] = [seconds]
+        else:
+            got.append(seconds)
+
+    def flush(self) -> None:
+        jobs, steps = self.jobs, self.steps
+        if not jobs and not steps:
+            return
+        self.jobs, self.steps = {}, {}
+        for kind, n in jobs.items():
+            job_counter(kind).inc(n)
+        for (step_type, failed), seconds in steps.items():
+            STEP_SECONDS.add(step_type, seconds)
+            _attempts(step_type, failed).inc(len(seconds))
 
 
 def process_registry() -> CollectorRegistry:
