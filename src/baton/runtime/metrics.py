@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from baton.clock import iso, parse_iso
+from baton.clock import SystemClock, iso, parse_iso
 from baton.engine.state import Run
 from baton.engine.status import StepStatus
 from baton.store.sql import metrics as q
@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from baton.runtime.engine import Engine
 
 _go_string: Callable[[float], str] = floatToGoString  # a bound as Histogram writes it (untyped)
+
+
+_WALL = SystemClock()  # (a series' created time: wall-clock metadata, as prometheus_client's)
 
 
 class StepSeconds(Collector):
@@ -75,7 +78,8 @@ class StepSeconds(Collector):
         with self._lock:
             kept = self._by_type.get(step_type)
             if kept is None:
-                kept = self._by_type[step_type] = ([0.0] * len(bounds), [0.0], time.time())
+                kept = self._by_type[step_type] = ([0.0] * len(bounds), [0.0],
+                                                    _WALL.now().timestamp())
             for i, n in enumerate(counts):
                 if n:
                     kept[0][i] += n
