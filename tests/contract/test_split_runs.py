@@ -304,3 +304,39 @@ def test_a_planned_commit_carries_the_step_rows(store: SqlStore) -> None:
     _check(store, new, "many")
     with store.read() as tx:
         assert tx.conn.execute(select(func.count()).select_from(s.run_steps)).scalar_one() == 165
+
+
+def test_a_run_written_twice_in_one_transaction(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _run(100)
+    with store.write() as tx:
+        tx.insert_run_txn(run_row(run, NOW))
+    _read(store, run.id, "one")
+    written: list[list[str]] = []
+    real = SqlTx._write_steps
+
+    def spy(self: SqlTx, writes: Any) -> None:
+        written.append([u[1] for w in writes for u in w.upserts])
+        real(self, writes)
+
+    monkeypatch.setattr(SqlTx, "_write_steps", spy)
+
+    def write(tx: SqlTx, step: str) -> None:
+        run.steps[step].status = StepStatus.COMPLETED
+        run.seq += 1
+        tx.update_run_txn(run_row(run, NOW), run.seq - 1)
+
+    with store.write() as tx:  # the second write compares with what the first wrote
+        write(tx, "s1")
+        write(tx, "s2")
+    assert written == [["s1"], ["s2"]]
+    _check(store, run, "one")
+    with store.write() as tx:  # a savepoint rolled back takes its step rows with it
+        with pytest.raises(RuntimeError), tx.savepoint():
+            write(tx, "s3")
+            raise RuntimeError("the block fails")
+        run.seq -= 1
+        run.steps["s3"].status = StepStatus.NOT_STARTED
+        write(tx, "s4")
+    assert written[2:] == [["s3"], ["s4"]]
+    back = _check(store, run, "many")
+    assert back.steps["s3"].status is StepStatus.NOT_STARTED

@@ -67,17 +67,29 @@ class StepWrites:
     """What one run's write makes of its step rows."""
 
     run_id: str
+    seq: int  # the run's seq once written
+    base: StepTexts | None  # its rows as stored before, when known
     upserts: list[tuple[str, str, int, str]] = field(default_factory=list)  # run, step, pos, doc
     deletes: list[tuple[str, str]] = field(default_factory=list)  # (run, step) gone from the run
     delete_all: bool = False  # no rows as stored to compare with: rewrite them all
 
+    def stored(self) -> StepTexts:
+        """The run's step rows once these writes are made."""
+        texts = dict(self.base) if self.base is not None and not self.delete_all else {}
+        for _rid, step in self.deletes:
+            texts.pop(step, None)
+        for _rid, step, pos, text in self.upserts:
+            texts[step] = (pos, text)
+        return texts
 
-def split_row(row: dict[str, Any], expected_seq: int | None, seen: StepsSeen
+
+def split_row(row: dict[str, Any], base: StepTexts | None, *, insert: bool = False
               ) -> tuple[dict[str, Any], StepWrites] | None:
     """A run row to write, split if its run has more than SPLIT_STEPS steps: the row with
-    the document without its steps, and the step rows to write (those that differ from the
-    rows stored at ``expected_seq``; all of them when those are not known). None: write the
-    row as it is. ``expected_seq`` None: a new run (no rows yet)."""
+    the document without its steps, and the step rows to write: those that differ from
+    ``base``, the rows stored at the seq the write expects; all of them when it is None
+    (the run's rows deleted first, unless it is a new run: ``insert``). None: write the row
+    as it is."""
     state = row["state"]
     steps = state.get("steps")
     if steps is None or len(steps) <= SPLIT_STEPS:
@@ -86,11 +98,10 @@ def split_row(row: dict[str, Any], expected_seq: int | None, seen: StepsSeen
     head = {k: v for k, v in state.items() if k != "steps"}
     head["format"] = SPLIT_FORMAT
     head["split"] = True
-    out = StepWrites(rid)
+    out = StepWrites(rid, row["seq"], base)
     ups = out.upserts
-    base = seen.get(rid, expected_seq) if expected_seq is not None else None
     if base is None:
-        out.delete_all = expected_seq is not None
+        out.delete_all = not insert
         for pos, (name, doc) in enumerate(steps.items()):
             ups.append((rid, name, pos, json_dumps(doc)))
     else:

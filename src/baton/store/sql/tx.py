@@ -37,6 +37,7 @@ from baton.store.sql.queries import DefinitionsSql, ListingsSql
 from baton.store.sql.routing import RoutingSql
 from baton.store.sql.runsteps import (
     StepsSeen,
+    StepTexts,
     StepWrites,
     merge_steps,
     read_steps_stmt,
@@ -91,6 +92,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         # Split runs' step rows as this store read them last (runsteps.py): what a write
         # of such a run compares its steps with, to write only those that changed.
         self._seen = seen if seen is not None else StepsSeen()
+        # ... and as this transaction wrote them (a run written twice in it: savepoints).
+        self._wrote: dict[str, tuple[int, StepTexts]] = {}
         self._cur: Any = None
         self.enqueued = False  # a job was enqueued: wake idle workers at commit (PostgreSQL)
         # Audit events and jobs are appended, never read back by the code that writes them,
@@ -136,6 +139,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             self._run_writes, self._record_writes = {}, {}
             self._buffered_timer_runs.clear()
             self._ahead_rows.clear()  # (one read in the block may hold what it rolls back)
+            self._wrote.clear()  # (step rows written in the block are rolled back)
             if nested.is_active:
                 nested.rollback()
             raise
@@ -217,7 +221,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             steps: list[StepWrites] = []
             for i, row in enumerate(rows):  # (a run of more than SPLIT_STEPS steps: split)
                 if len(row["state"].get("steps") or ()) > SPLIT_STEPS:
-                    split = split_row(row, row["_seq"], self._seen)
+                    split = split_row(row, self._steps_base(row["id"], row["_seq"]))
                     if split is not None:
                         rows[i] = split[0]
                         steps.append(split[1])
@@ -298,6 +302,13 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
                 return
         raise TransitionConflict(f"runs {', '.join(sorted(want)[:3])} kept changing while read")
 
+    def _steps_base(self, run_id: str, seq: int) -> StepTexts | None:
+        """A split run's step rows as stored at ``seq``, if known (runsteps.py)."""
+        wrote = self._wrote.get(run_id)
+        if wrote is not None and wrote[0] == seq:
+            return wrote[1]
+        return self._seen.get(run_id, seq)
+
     def _write_steps(self, writes: list[StepWrites]) -> None:
         """The step rows of split runs' writes: deletes, then one executemany upsert."""
         cur = self._cur
@@ -308,6 +319,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
                 cur.executemany(sql, params)
             except self.conn.dialect.loaded_dbapi.Error as exc:
                 self._raise(exc, sql, params, cur)
+        for w in writes:
+            self._wrote[w.run_id] = (w.seq, w.stored())
 
     @reads("records", "ids", "rows")
     def get_records_txn(self, record_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
@@ -449,7 +462,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
     # ---- runs ---------------------------------------------------------------------------
     @writes("runs", "row")
     def insert_run_txn(self, row: dict[str, Any]) -> None:
-        split = split_row(row, None, self._seen)
+        split = split_row(row, None, insert=True)
         self._write("insert_run", INSERT_RUN, split[0] if split is not None else row)
         if split is not None:
             self._write_steps([split[1]])
@@ -476,7 +489,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             first = self._run_writes.get(row["id"])
             self._run_writes[row["id"]] = (row, first[1] if first else expected_seq)
             return
-        split = split_row(row, expected_seq, self._seen)
+        split = split_row(row, self._steps_base(row["id"], expected_seq))
         if split is not None:
             row = split[0]
         if self._write("update_run", UPDATE_RUN, {**row, "_id": row["id"], "_seq": expected_seq}) != 1:
