@@ -88,8 +88,10 @@ def _read(store: SqlStore, run_id: str, how: str) -> dict[str, Any]:
         return row
 
 
-# (No NUL: PostgreSQL's JSONB refuses "\u0000", in a run's one document as in a step row.)
-_text = st.text(st.characters(blacklist_characters="\x00"), max_size=4)
+# (No NUL, no lone surrogate: PostgreSQL's JSONB refuses them, in a run's one document as
+# in a step row.)
+_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                max_size=4)
 _json = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-2, 2)
                      | _text, lambda kids: st.lists(kids, max_size=3)
                      | st.dictionaries(_text, kids, max_size=3), max_leaves=6)
