@@ -198,7 +198,8 @@ def test_a_split_run_reads_back_as_written(store: SqlStore, cold: SqlStore, size
             run = back
 
 
-def test_only_the_steps_that_changed_are_written(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_the_steps_that_changed_are_written(store: SqlStore, cold: SqlStore,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     run = _run(200)
     with store.write() as tx:
         tx.insert_run_txn(run_row(run, NOW))
@@ -220,12 +221,26 @@ def test_only_the_steps_that_changed_are_written(store: SqlStore, monkeypatch: p
     run.steps["s9"].output["x"] = True  # in place, and equal to 1 in Python: still a change
     _write(store, run, "at_once")
     assert written[-1] == ["s9"]
-    # Not read by this store since its last write: every step is rewritten (correct, slower).
+    # Written by this store, not read since: compared with what it committed.
     run.steps["s1"].attempts = 2
-    _write(store, run, "at_once")
+    _write(store, run, "lazy")
+    assert written[-1] == ["s1"]
+    # A store that has not seen the run rewrites every step (correct, slower).
+    run.steps["s2"].attempts = 3
+    _write(cold, run, "at_once")
+    assert len(written[-1]) == 200
+    # ... and one whose write did not commit compares with nothing it wrote then.
+    run.steps["s3"].attempts = 4
+    with pytest.raises(RuntimeError), store.write() as tx:
+        run.seq += 1
+        tx.update_run_txn(run_row(run, NOW), run.seq - 1)
+        raise RuntimeError("rolled back")
+    run.seq -= 1
+    _write(store, run, "at_once")  # (this store last saw the run before cold's write)
     assert len(written[-1]) == 200
     back = _read(store, run.id, "one")["state"]["steps"]
     assert back["s9"]["output"] == {"x": True} and back["s1"]["attempts"] == 2
+    assert back["s2"]["attempts"] == 3 and back["s3"]["attempts"] == 4
 
 
 def test_a_stale_write_changes_no_step_row(store: SqlStore) -> None:

@@ -100,6 +100,10 @@ class SqlStore(JobQueue):
             tx.flush_txn()
             if tx.enqueued and self.dialect == "postgresql":
                 dialects.notify_workers(conn)
+        # Committed: the step rows it wrote of split runs are the stored ones at their new
+        # seq (a worker that keeps such a run writes it next from there: runsteps.py).
+        for rid, (seq, texts) in tx.steps_written.items():
+            self._seen.put(rid, seq, texts)
 
     @contextmanager
     def read(self) -> Iterator[SqlTx]:

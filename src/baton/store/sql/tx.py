@@ -93,7 +93,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         # of such a run compares its steps with, to write only those that changed.
         self._seen = seen if seen is not None else StepsSeen()
         # ... and as this transaction wrote them (a run written twice in it: savepoints).
-        self._wrote: dict[str, tuple[int, StepTexts]] = {}
+        self.steps_written: dict[str, tuple[int, StepTexts]] = {}
         self._cur: Any = None
         self.enqueued = False  # a job was enqueued: wake idle workers at commit (PostgreSQL)
         # Audit events and jobs are appended, never read back by the code that writes them,
@@ -139,7 +139,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             self._run_writes, self._record_writes = {}, {}
             self._buffered_timer_runs.clear()
             self._ahead_rows.clear()  # (one read in the block may hold what it rolls back)
-            self._wrote.clear()  # (step rows written in the block are rolled back)
+            self.steps_written.clear()  # (step rows written in the block are rolled back)
             if nested.is_active:
                 nested.rollback()
             raise
@@ -304,7 +304,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
 
     def _steps_base(self, run_id: str, seq: int) -> StepTexts | None:
         """A split run's step rows as stored at ``seq``, if known (runsteps.py)."""
-        wrote = self._wrote.get(run_id)
+        wrote = self.steps_written.get(run_id)
         if wrote is not None and wrote[0] == seq:
             return wrote[1]
         return self._seen.get(run_id, seq)
@@ -320,7 +320,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             except self.conn.dialect.loaded_dbapi.Error as exc:
                 self._raise(exc, sql, params, cur)
         for w in writes:
-            self._wrote[w.run_id] = (w.seq, w.stored())
+            self.steps_written[w.run_id] = (w.seq, w.stored())
 
     @reads("records", "ids", "rows")
     def get_records_txn(self, record_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
