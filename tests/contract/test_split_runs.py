@@ -357,3 +357,25 @@ def test_a_run_written_twice_in_one_transaction(store: SqlStore, monkeypatch: py
     assert written[2:] == [["s3"], ["s4"]]
     back = _check(store, run, "many")
     assert back.steps["s3"].status is StepStatus.NOT_STARTED
+
+
+def test_the_lean_reader_merges_a_split_run(store: SqlStore) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("the CLI's lean reader reads SQLite files")
+    from baton.store.lean import LeanReader
+
+    run = _run(90)
+    run.steps["s4"].status = StepStatus.FALLOUT
+    run.steps["s5"].sla = {"status": "overdue", "due_at": NOW, "jeopardy_at": None}
+    with store.write() as tx:
+        row = run_row(run, NOW)
+        assert row["attention"] is not None  # (a step in fallout: the CLI lists the run)
+        tx.insert_run_txn(row)
+    reader = LeanReader(store.path)
+    try:
+        state = reader.run_state(run.id)
+        assert Run.from_json(state).to_json() == run.to_json()
+        assert list(state["steps"]) == list(run.steps)
+        assert [Run.from_json(s).id for s in reader.fallout_states()] == [run.id]
+    finally:
+        reader.close()
