@@ -379,3 +379,16 @@ def test_the_lean_reader_merges_a_split_run(store: SqlStore) -> None:
         assert [Run.from_json(s).id for s in reader.fallout_states()] == [run.id]
     finally:
         reader.close()
+
+
+def test_the_step_texts_a_store_keeps_are_bounded() -> None:
+    from baton.store.sql.runsteps import StepsSeen
+
+    seen = StepsSeen(cap=3, cap_steps=250)
+    for i in range(10):
+        seen.put(f"r{i}", 1, {f"s{j}": (j, "{}") for j in range(100)})
+        seen.put(f"r{i}", 2, {f"s{j}": (j, "{}") for j in range(100)})  # (replaced, not added)
+    assert [r for r in (f"r{i}" for i in range(10)) if seen.get(r, 2) is not None] == ["r8", "r9"]
+    assert seen.get("r9", 1) is None  # (only at the seq it was kept at)
+    seen.put("big", 1, {f"s{j}": (j, "{}") for j in range(1000)})  # alone over the cap: kept
+    assert seen.get("big", 1) is not None and seen.get("r9", 2) is None

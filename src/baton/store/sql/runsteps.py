@@ -31,8 +31,10 @@ from baton.store import schema as s
 from baton.store.codec import json_dumps, json_loads
 
 SEEN_RUNS = 32
-"""How many runs' step texts a store keeps (the most recently read): a worker's batch
-touches a few large runs; a 1,500-step plan's texts are ~0.3 MB."""
+SEEN_STEPS = 100_000
+"""How many runs' step texts a store keeps (the most recently read or written), and how many
+steps in all: a worker's batch touches a few large runs; a 1,500-step plan's texts are
+~0.3 MB, so the store keeps ~20 MB at most however many plans are open."""
 
 StepTexts = dict[str, tuple[int, str]]
 """A split run's step rows as stored: step -> (pos, the entry's JSON text)."""
@@ -41,11 +43,12 @@ StepTexts = dict[str, tuple[int, str]]
 class StepsSeen:
     """Per store: the step rows of the split runs it read last, by run id and ``seq``."""
 
-    __slots__ = ("_lock", "_runs", "cap")
+    __slots__ = ("_lock", "_runs", "_steps", "cap", "cap_steps")
 
-    def __init__(self, cap: int = SEEN_RUNS) -> None:
-        self.cap = cap
+    def __init__(self, cap: int = SEEN_RUNS, cap_steps: int = SEEN_STEPS) -> None:
+        self.cap, self.cap_steps = cap, cap_steps
         self._runs: dict[str, tuple[int, StepTexts]] = {}
+        self._steps = 0
         self._lock = threading.Lock()
 
     def get(self, run_id: str, seq: int) -> StepTexts | None:
@@ -56,10 +59,11 @@ class StepsSeen:
     def put(self, run_id: str, seq: int, texts: StepTexts) -> None:
         with self._lock:
             runs = self._runs
-            runs.pop(run_id, None)
+            old = runs.pop(run_id, None)
+            self._steps += len(texts) - (len(old[1]) if old is not None else 0)
             runs[run_id] = (seq, texts)
-            while len(runs) > self.cap:
-                del runs[next(iter(runs))]
+            while len(runs) > 1 and (len(runs) > self.cap or self._steps > self.cap_steps):
+                self._steps -= len(runs.pop(next(iter(runs)))[1])
 
 
 @dataclass(slots=True)
