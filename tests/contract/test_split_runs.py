@@ -42,6 +42,14 @@ def _run(n: int, prefix: str = "r") -> Run:
     return run
 
 
+def _insert(store: SqlStore, run: Run, *, split: bool = True) -> None:
+    """Store a new run; ``split``: and write it once (a run is split at its first write)."""
+    with store.write() as tx:
+        tx.insert_run_txn(run_row(run, NOW))
+    if split:
+        _write(store, run, "at_once")
+
+
 def _stored_steps(store: SqlStore, run_id: str) -> list[str]:
     t = s.run_steps
     with store.read() as tx:
@@ -186,9 +194,10 @@ def cold(db_url: str) -> Iterator[SqlStore]:
 def test_a_split_run_reads_back_as_written(store: SqlStore, cold: SqlStore, size: int,
                                            rounds: list[Any]) -> None:
     run = _run(size)
-    with store.write() as tx:
+    with store.write() as tx:  # stored as one document: split at its first write
         tx.insert_run_txn(run_row(run, NOW))
-    _check(store, run, "one")
+    assert "split" not in _state(store, run.id)
+    assert Run.from_json(_read(store, run.id, "one")["state"]).to_json() == run.to_json()
     for ops, write_how, read_how, from_read, by_cold in rounds:
         for op in ops:
             _mutate(run, op)
@@ -201,8 +210,7 @@ def test_a_split_run_reads_back_as_written(store: SqlStore, cold: SqlStore, size
 def test_only_the_steps_that_changed_are_written(store: SqlStore, cold: SqlStore,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     run = _run(200)
-    with store.write() as tx:
-        tx.insert_run_txn(run_row(run, NOW))
+    _insert(store, run)
     written: list[list[str]] = []
     real = SqlTx._write_steps
 
@@ -245,12 +253,11 @@ def test_only_the_steps_that_changed_are_written(store: SqlStore, cold: SqlStore
 
 def test_a_stale_write_changes_no_step_row(store: SqlStore) -> None:
     run = _run(100)
-    with store.write() as tx:
-        tx.insert_run_txn(run_row(run, NOW))
+    _insert(store, run)
     _read(store, run.id, "one")
     before = _read(store, run.id, "one")["state"]
     run.steps["s3"].status = StepStatus.COMPLETED
-    run.seq = 5  # not the stored seq (0): the compare-and-set refuses, the steps stay
+    run.seq = 5  # not the stored seq (1): the compare-and-set refuses, the steps stay
     with pytest.raises(TransitionConflict), store.write() as tx:
         tx.update_run_txn(run_row(run, NOW), 4)
     with pytest.raises(TransitionConflict), store.write() as tx:
@@ -274,8 +281,7 @@ def test_formats_2_and_3_stay_readable_and_a_big_run_moves_at_its_next_write(sto
 
 def test_a_split_state_read_without_its_steps_is_refused(store: SqlStore) -> None:
     run = _run(70)
-    with store.write() as tx:
-        tx.insert_run_txn(run_row(run, NOW))
+    _insert(store, run)
     with pytest.raises(ValueError, match="without its steps"):
         Run.from_json(_state(store, run.id))
 
@@ -285,8 +291,7 @@ def test_step_slas_and_fallout_read_a_split_run_steps(store: SqlStore) -> None:
     run.steps["s5"].sla = {"status": "overdue", "due_at": NOW, "jeopardy_at": None}
     run.steps["s5"].iteration = 2
     run.steps["s6"].status = StepStatus.FALLOUT
-    with store.write() as tx:
-        tx.insert_run_txn(run_row(run, NOW))
+    _insert(store, run)
     with store.read() as tx:
         slas = tx.step_slas_txn([(run.id, "s5"), (run.id, "s6"), (run.id, "nope")])
     assert slas[(run.id, "s5")] == (2, run.steps["s5"].sla)
@@ -305,28 +310,27 @@ def test_step_slas_and_fallout_read_a_split_run_steps(store: SqlStore) -> None:
 
 def test_a_planned_commit_carries_the_step_rows(store: SqlStore) -> None:
     run = _run(90)
-    with store.write() as tx:
-        tx.insert_run_txn(run_row(run, NOW))
+    _insert(store, run)
     with store.plan() as plan:
         assert isinstance(plan, PlanTx)
         got = Run.from_json(plan.get_run_txn(run.id)["state"])  # type: ignore[index]
         got.steps["s2"].status = StepStatus.COMPLETED
-        got.seq = 1
-        plan.update_run_lazy_txn(run.id, lambda: run_row(got, NOW), 0)
+        got.seq += 1
+        plan.update_run_lazy_txn(run.id, lambda: run_row(got, NOW), got.seq - 1)
         new = _run(75, "child")
         plan.insert_run_txn(run_row(new, NOW))
     with store.write() as tx:
         plan.commit_into(tx)
     _check(store, got, "one")
-    _check(store, new, "many")
+    assert Run.from_json(_read(store, new.id, "many")["state"]).to_json() == new.to_json()
+    assert "split" not in _state(store, new.id)  # (a new run: split at its first write)
     with store.read() as tx:
-        assert tx.conn.execute(select(func.count()).select_from(s.run_steps)).scalar_one() == 165
+        assert tx.conn.execute(select(func.count()).select_from(s.run_steps)).scalar_one() == 90
 
 
 def test_a_run_written_twice_in_one_transaction(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
     run = _run(100)
-    with store.write() as tx:
-        tx.insert_run_txn(run_row(run, NOW))
+    _insert(store, run)
     _read(store, run.id, "one")
     written: list[list[str]] = []
     real = SqlTx._write_steps
@@ -371,6 +375,8 @@ def test_the_lean_reader_merges_a_split_run(store: SqlStore) -> None:
         row = run_row(run, NOW)
         assert row["attention"] is not None  # (a step in fallout: the CLI lists the run)
         tx.insert_run_txn(row)
+    _write(store, run, "at_once")  # (split at its first write)
+    assert _state(store, run.id)["format"] == 4
     reader = LeanReader(store.path)
     try:
         state = reader.run_state(run.id)
