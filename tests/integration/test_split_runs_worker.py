@@ -16,6 +16,7 @@ import pytest
 from baton.cli.demo_carrier import DemoCarrier, pointed_at
 from baton.engine.state import SPLIT_STEPS, Run
 from baton.engine.status import RunStatus, StepStatus
+from baton.flows import get_flow
 from baton.project import load_project
 from baton.runtime.apply import run_row
 from baton.runtime.engine import Engine
@@ -28,7 +29,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "order_fulfillment"
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     carrier = DemoCarrier(busy_first=False).start()
-    load_project(EXAMPLE).import_flows()
+    if get_flow("orders.credit_check") is None:  # (another test module may have made them)
+        load_project(EXAMPLE).import_flows()
     settings = dataclasses.replace(Settings.from_environment(os.environ),
                                    secrets_env={"CARRIER_TOKEN": carrier.token})
     eng = Engine(f"sqlite:///{tmp_path / 'baton.db'}", settings=settings)
