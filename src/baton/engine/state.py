@@ -17,6 +17,19 @@ field written out) is what runs stored before migration 10 have."""
 
 LEGACY_ANSWER = "flow:"
 
+SPLIT_FORMAT = 4
+"""The stored shape of a run of more than :data:`SPLIT_STEPS` steps (a plan's): the
+document of format 3 without ``steps``, marked ``"split": true``; each step's entry is a
+row of its own (``baton_run_steps``), written when it changes. The store merges the rows
+back (``steps``) before anything reads the document, so :meth:`Run.from_json` reads a
+merged format-4 document as it reads format 3; one read without its steps is refused."""
+SPLIT_STEPS = 64
+"""Runs of more steps than this are stored split (format 4): a triage run's five steps stay
+in its one document, where splitting would cost a second statement per read and write."""
+STEP_KEYS = ("stage", "iteration", "status", "output", "error", "attempts", "started_at",
+             "completed_at", "work_item_id", "attempt_base", "sla", "children")
+"""A step's entry's keys in the order :meth:`Run.to_json` writes them."""
+
 
 @dataclass
 class StepRun:
@@ -159,15 +172,19 @@ class Run:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Run:
-        """The run stored as ``data`` (format 2, or format 1 as stored before migration 10),
+        """The run stored as ``data`` (format 2 or 3, format 4 with its steps merged back, or
+        format 1 as stored before migration 10),
         which it takes over: its nested values (outputs, vars, …) become the run's own, not
         copies (callers pass a freshly decoded document; :meth:`copy` passes one
         :meth:`to_json` copied)."""
         fmt = data.get("format", 1)
         if fmt == 1:
             return cls._from_format_1(data)
-        if fmt not in (2, STATE_FORMAT):
+        if fmt not in _FORMATS:
             raise ValueError(f"run state format {fmt} is not supported (expected {STATE_FORMAT})")
+        if fmt == SPLIT_FORMAT and "steps" not in data:
+            raise ValueError(f"run {data.get('id')}: a split state (format 4) read without "
+                             "its steps (the store merges them: baton_run_steps)")
         get = data.get
         answers = get("flow_conditions") or {}
         if fmt == 2 and answers:
@@ -216,6 +233,7 @@ class Run:
         )
 
 
+_FORMATS = frozenset({2, STATE_FORMAT, SPLIT_FORMAT})
 # Statuses by value: a dict lookup, where calling the enum runs Enum.__new__ in Python.
 _STEP: dict[str, StepStatus] = {m.value: m for m in StepStatus}
 _STAGE: dict[str, StageStatus] = {m.value: m for m in StageStatus}

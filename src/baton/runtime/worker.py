@@ -43,7 +43,7 @@ from baton.engine.events import (
     StepFailed,
     TimerFired,
 )
-from baton.engine.state import Run
+from baton.engine.state import SPLIT_STEPS, Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, FlowFn, get_flow
@@ -136,6 +136,9 @@ class Worker:
         # run() loops: a caller of run_once() alone gets one claimed batch per call).
         self._claim_ahead = False
         self._claimed: list[Job] = []
+        # Split runs (plans: baton.store.sql.runsteps) as this worker's last batch committed
+        # them: the next batch reads only their seq, not every step, while it is unchanged.
+        self._kept: dict[str, Run] = {}
         # The definitions a batch uses, looked up once per batch (each lookup checks whether
         # anything was deployed and finds the parsed version: several per result otherwise).
         self._batch_defs: dict[tuple[str, str, int], Any] = {}
@@ -329,9 +332,16 @@ class Worker:
         Also returned as read, for the commit: a run or record whose ``seq``/``version`` has
         not moved since is not read and decoded again while the write lock is held."""
         ids = [j.run_id for j in jobs if j.run_id and _reads_run(j.kind)]
+        kept, self._kept = self._kept, {}
         with self.store.read() as tx:
-            rows = tx.get_runs_txn(ids)
+            reuse = {}
+            if kept:
+                heads = tx.run_heads_txn([i for i in ids if i in kept])
+                reuse = {rid: kept[rid] for rid, h in heads.items() if kept[rid].seq == h["seq"]}
+            rows = tx.get_runs_txn([i for i in ids if i not in reuse] if reuse else ids)
             runs = {rid: Run.from_json(row["state"]) for rid, row in rows.items()}
+            if reuse:
+                runs.update(reuse)
             recs = tx.get_records_txn([r.record_id for r in runs.values() if r.record_id])
             for j in jobs:
                 if j.kind in registry.job_kinds() and j.run_id in runs:
@@ -680,6 +690,7 @@ class Worker:
             self.stats = stats  # nothing of that attempt was committed
             self._commit_one_by_one(results, now_dt)
             return
+        self._kept = _split_runs(cache.runs)
         self._faults.hit("after_commit")
 
     def _commit_planned(self, results: list[_Result], read: _BatchCache, now_dt: Any,
@@ -715,6 +726,7 @@ class Worker:
                 claimed = self.store.claim_jobs_txn(tx, self.id, iso(self.engine.clock.now()),
                                                     self.batch)
         self._claimed = claimed
+        self._kept = _split_runs(cache.runs)
         chained = len(pending) - len(results)
         self.stats.jobs += chained
         self.stats.chained += chained
@@ -864,6 +876,11 @@ class Worker:
             self.stats.steps_completed += 1
         elif isinstance(event, StepFailed):
             self.stats.steps_failed += 1
+
+
+def _split_runs(runs: dict[str, Run]) -> dict[str, Run]:
+    """The split runs (more than SPLIT_STEPS steps) of a batch just committed, as committed."""
+    return {rid: run for rid, run in runs.items() if len(run.steps) > SPLIT_STEPS}
 
 
 @dataclass

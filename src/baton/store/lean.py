@@ -25,7 +25,7 @@ from urllib.parse import quote
 from baton.store.base import DefinitionRow
 from baton.store.codec import json_loads, unpack_event_row
 
-SCHEMA_VERSIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, *range(10, 25)})
+SCHEMA_VERSIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, *range(10, 26)})
 """The versions of ``baton.store.migrations.MIGRATIONS`` (a unit test keeps them equal): a
 database with any other set of applied migrations is read through the full path (which
 migrates it first)."""
@@ -52,7 +52,7 @@ DEFINITION_COLUMNS = ("id", "kind", "name", "version", "checksum", "source", "fi
 EVENT_COLUMNS = ("id", "at", "type", "actor", "record_id", "run_id", "data")
 CHILD_COLUMNS = ("id", "orchestration", "version", "status", "record_id", "current_stage",
                  "created_at", "completed_at", "parent_step")
-JSON_COLUMNS = frozenset({"data", "form", "input", "routing", "detail", "state"})
+JSON_COLUMNS = frozenset({"data", "form", "input", "routing", "detail", "state", "doc"})
 FALLOUT_BIT = 1  # baton.engine.attention.FALLOUT
 ATTENTION_VALUES = (1, 2, 3)  # baton.engine.attention.VALUES
 
@@ -212,6 +212,15 @@ class LeanReader:
         if not rows:
             raise Unsupported("no such run")  # (the full path says so)
         state: dict[str, Any] = rows[0]["state"]
+        return self._merged(state)
+
+    def _merged(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A split run's state (format 4) with its step rows put back, in their order, as
+        ``SqlTx.merge_steps_txn`` does (one snapshot here: no seq to check)."""
+        if state.get("split"):
+            state["steps"] = {r["step"]: r["doc"] for r in self._rows(
+                "SELECT step, doc FROM baton_run_steps WHERE run_id = ? ORDER BY pos",
+                [state["id"]], ("step", "doc"))}
         return state
 
     def child_runs(self, run_id: str, limit: int) -> list[dict[str, Any]]:
@@ -247,7 +256,7 @@ class LeanReader:
         rows = self._select("baton_runs", ("state",),
                             f"attention IN ({', '.join('?' * len(values))})", values,
                             "ORDER BY created_at DESC, id DESC LIMIT 100000")
-        return [r["state"] for r in reversed(rows)]
+        return [self._merged(r["state"]) for r in reversed(rows)]
 
     # ---- work items ---------------------------------------------------------------------
     def page_work(self, statuses: Sequence[str], after: str | None, offset: int, limit: int
@@ -258,7 +267,7 @@ class LeanReader:
         rows, nxt = self._page("baton_work_items", WORK_ITEM_COLUMNS, "work.created", where,
                                list(statuses), after, offset, limit, desc=False)
         run_ids = sorted({i["run_id"] for i in rows})
-        states = {r["id"]: r["state"] for r in self._select(
+        states = {r["id"]: self._merged(r["state"]) for r in self._select(
             "baton_runs", ("id", "state"), f"id IN ({', '.join('?' * len(run_ids))})",
             run_ids)} if run_ids else {}
         for item in rows:  # as baton.work.service._with_sla_txn

@@ -367,6 +367,15 @@ def _m024_record_refs(conn: Connection) -> None:
             f"AND length(j.value) <= {schema.REF_MAX}")
 
 
+def _m025_run_steps(conn: Connection) -> None:
+    """The steps of large runs (plans) in rows of their own (state format 4), so that a
+    commit writes the steps that changed instead of the whole document. Additive: the runs
+    stored before keep their one document (formats 2 and 3 are read as they are); a run of
+    more than 64 steps moves to format 4 at its next write.
+    (Self-contained: it may be renumbered.)"""
+    schema.run_steps.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -397,6 +406,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(23, "the routing generation (routing's per-process cache of pools)",
               _m023_routing_generation),
     Migration(24, "records indexed by the records their ref fields name", _m024_record_refs),
+    Migration(25, "the steps of large runs (plans) in rows of their own", _m025_run_steps),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -239,6 +239,22 @@ runs = Table(
     Index("ix_runs_parent", "parent_run_id", "parent_step"),
 )
 
+# Migration 25: the steps of a run of more than SPLIT_STEPS steps (a plan's), one row each:
+# its entry of the run's document (``baton.engine.state``: ``_step_doc``), ``pos`` its place
+# in the run's order of steps. Such a run's ``state`` is its document without ``steps``,
+# marked ``"split": true`` (state format 4): a commit writes the steps that changed, not the
+# whole document. The run row's compare-and-set on ``seq`` serializes every writer of a
+# run, so the step rows need no guard of their own; they are written in the same
+# transaction as the run row, and read back into the document by the store.
+run_steps = Table(
+    "baton_run_steps",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("step", String(200), primary_key=True),
+    Column("pos", Integer, nullable=False),
+    Column("doc", JSON, nullable=False),
+)
+
 # Migration 13: the Monitor's "needs attention" filter, newest first. Partial: a run that
 # needs nothing has no entry, so the writes of the many such runs never touch this index.
 _needs = runs.c.attention.isnot(None)

@@ -10,6 +10,7 @@ from typing import NamedTuple
 from sqlalchemy import Text, case, cast, func, select
 
 from baton.store import schema as s
+from baton.store.codec import json_dumps, json_loads
 from baton.store.sql.tx import SqlTx
 
 
@@ -58,7 +59,16 @@ def fallout_states(tx: SqlTx) -> list[str]:
     t = s.runs
     text = cast(t.c.state, Text)
     q = select(text).where(t.c.status == "in_progress", text.like('%"fallout"%'))
-    return [str(r[0]) for r in tx.conn.execute(q)]
+    out = [str(r[0]) for r in tx.conn.execute(q)]
+    out = [x for x in out if '"split"' not in x or not json_loads(x).get("split")]
+    # A split run's steps are rows of their own (store/sql/runsteps.py): read merged.
+    st = s.run_steps
+    split = select(st.c.run_id).where(cast(st.c.doc, Text).like('%"fallout"%')).distinct()
+    ids = [r[0] for r in tx.conn.execute(split)]
+    for row in tx.get_runs_txn(ids).values() if ids else ():
+        if row["status"] == "in_progress" and row["state"].get("split"):
+            out.append(json_dumps(row["state"]))
+    return out
 
 
 def workers_alive(tx: SqlTx, since: str) -> int:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 
 from baton.store import schema as s
 from baton.store.sql.marks import ATTR, Mark, Read, Refuse, Write
+from baton.store.sql.runsteps import StepsSeen
 from baton.store.sql.statements import Hot
 from baton.store.sql.tx import SqlTx
 
@@ -87,8 +88,9 @@ class PlanTx(SqlTx):
 
     flush_on_read = False
 
-    def __init__(self, conn: Connection, hot: dict[Any, Hot] | None = None) -> None:
-        super().__init__(conn, hot)
+    def __init__(self, conn: Connection, hot: dict[Any, Hot] | None = None,
+                 seen: StepsSeen | None = None) -> None:
+        super().__init__(conn, hot, seen)
         self.deferred = True
         self._calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self._rows = {name: _Rows() for name in TABLES}

@@ -129,7 +129,11 @@ class ListingsSql:
     def list_runs_txn(self, filters: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
         t = s.runs
         q = select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit).offset(offset)
-        return [dict(r._mapping) for r in self.conn.execute(self._runs_where(q, filters))]
+        rows = [dict(r._mapping) for r in self.conn.execute(self._runs_where(q, filters))]
+        split = [r for r in rows if r["state"].get("split")]
+        if split:  # (their steps: store/sql/runsteps.py)
+            self.merge_steps_txn(split)  # type: ignore[attr-defined]
+        return rows
 
     def child_runs_txn(self, parent_run_id: str, limit: int) -> list[dict[str, Any]]:
         """The runs a run's steps started (their columns, not their state), oldest first:

@@ -27,6 +27,7 @@ from baton.store.migrations import current_version, pending
 from baton.store.sql import dialects
 from baton.store.sql.jobs import JobQueue
 from baton.store.sql.plan import PlanAborted, PlanTx
+from baton.store.sql.runsteps import StepsSeen
 from baton.store.sql.statements import MIGRATION_LOCK, Hot, normalize_url
 from baton.store.sql.tx import SqlTx
 
@@ -48,6 +49,7 @@ class SqlStore(JobQueue):
                  pg_pool_size: int = 5, pg_pool_overflow: int = 5) -> None:
         self.url = normalize_url(url)
         self._hot: dict[Any, Hot] = {}  # hot statements compiled for this store's dialect
+        self._seen = StepsSeen()  # split runs' step rows as last read (runsteps.py)
         self._worker_host = worker_host
         self._listener: dialects.PgListener | None = None
         self._watch: dialects.SqliteWatch | None = None
@@ -93,23 +95,27 @@ class SqlStore(JobQueue):
     def write(self) -> Iterator[SqlTx]:
         """A write transaction: committed when the block ends, rolled back on error."""
         with self._writer.begin() as conn:
-            tx = SqlTx(conn, self._hot)
+            tx = SqlTx(conn, self._hot, self._seen)
             yield tx
             tx.flush_txn()
             if tx.enqueued and self.dialect == "postgresql":
                 dialects.notify_workers(conn)
+        # Committed: the step rows it wrote of split runs are the stored ones at their new
+        # seq (a worker that keeps such a run writes it next from there: runsteps.py).
+        for rid, (seq, texts) in tx.steps_written.items():
+            self._seen.put(rid, seq, texts)
 
     @contextmanager
     def read(self) -> Iterator[SqlTx]:
         with self._reader.begin() as conn:
-            yield SqlTx(conn, self._hot)
+            yield SqlTx(conn, self._hot, self._seen)
 
     @contextmanager
     def plan(self) -> Iterator[PlanTx]:
         """A :class:`PlanTx` on a read snapshot: writes are planned, not made."""
         try:
             with self._reader.begin() as conn:
-                yield PlanTx(conn, self._hot)
+                yield PlanTx(conn, self._hot, self._seen)
         except OperationalError as exc:
             if "readonly" in str(exc):  # SQLite's reader is query_only: nothing was written
                 raise PlanAborted(f"wrote through the read connection: {exc}") from exc

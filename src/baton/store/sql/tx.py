@@ -20,6 +20,7 @@ from sqlalchemy import (
     update,
 )
 
+from baton.engine.state import SPLIT_STEPS
 from baton.errors import TransitionConflict
 from baton.store import schema as s
 from baton.store.codec import EVENT_ID_SPAN, PACKED, pack_events, unpack_event_row
@@ -34,6 +35,16 @@ from baton.store.sql.people import PeopleSql
 from baton.store.sql.plans import PlansSql
 from baton.store.sql.queries import DefinitionsSql, ListingsSql
 from baton.store.sql.routing import RoutingSql
+from baton.store.sql.runsteps import (
+    StepsSeen,
+    StepTexts,
+    StepWrites,
+    merge_steps,
+    read_steps_stmt,
+    split_row,
+    statements,
+    step_rows_stmt,
+)
 from baton.store.sql.schedules import SchedulesSql
 from baton.store.sql.statements import (
     ACTIVE_RUNS,
@@ -74,9 +85,15 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             SchedulesSql, MessagesSql, ClassifiersSql, CallbacksSql, PlansSql, RoutingSql):
     """One open transaction; every method runs inside it and never commits."""
 
-    def __init__(self, conn: Connection, hot: dict[Any, Hot] | None = None) -> None:
+    def __init__(self, conn: Connection, hot: dict[Any, Hot] | None = None,
+                 seen: StepsSeen | None = None) -> None:
         self.conn = conn
         self._hot = hot if hot is not None else {}
+        # Split runs' step rows as this store read them last (runsteps.py): what a write
+        # of such a run compares its steps with, to write only those that changed.
+        self._seen = seen if seen is not None else StepsSeen()
+        # ... and as this transaction wrote them (a run written twice in it: savepoints).
+        self.steps_written: dict[str, tuple[int, StepTexts]] = {}
         self._cur: Any = None
         self.enqueued = False  # a job was enqueued: wake idle workers at commit (PostgreSQL)
         # Audit events and jobs are appended, never read back by the code that writes them,
@@ -122,6 +139,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             self._run_writes, self._record_writes = {}, {}
             self._buffered_timer_runs.clear()
             self._ahead_rows.clear()  # (one read in the block may hold what it rolls back)
+            self.steps_written.clear()  # (step rows written in the block are rolled back)
             if nested.is_active:
                 nested.rollback()
             raise
@@ -200,8 +218,17 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             rows = [{**(row() if callable(row) else row), "_id": rid, "_seq": seq}
                     for rid, (row, seq) in self._run_writes.items()]
             self._run_writes = {}
+            steps: list[StepWrites] = []
+            for i, row in enumerate(rows):  # (a run of more than SPLIT_STEPS steps: split)
+                if len(row["state"].get("steps") or ()) > SPLIT_STEPS:
+                    split = split_row(row, self._steps_base(row["id"], row["_seq"]))
+                    if split is not None:
+                        rows[i] = split[0]
+                        steps.append(split[1])
             if self._write_many("update_run", UPDATE_RUN, rows) != len(rows):
                 raise TransitionConflict("a run of this batch changed concurrently")
+            if steps:
+                self._write_steps(steps)
         if self._record_writes:
             rows = list(self._record_writes.values())
             self._record_writes = {}
@@ -220,7 +247,80 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         """Several runs by id in one statement (locked in id order: no deadlocks)."""
         if not run_ids:
             return {}
-        return self._by_ids_txn(s.runs, run_ids, for_update)
+        rows = self._by_ids_txn(s.runs, run_ids, for_update)
+        split = [r for r in rows.values() if r["state"].get("split")]
+        if split:
+            self.merge_steps_txn(split)
+        return rows
+
+    # ---- split run states (format 4: runsteps.py) -----------------------------------------
+    def merge_steps_txn(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Put the step rows of these split runs' rows back into their ``state`` (each row
+        changed in place), one statement for all of them. Each run's ``seq`` is read with
+        its steps: a run that moved between the two statements (PostgreSQL reads each at
+        its own snapshot; a row locked cannot move) is read again, both statements."""
+        want = {r["id"]: r for r in rows}
+        texts = self.conn.dialect.name == "sqlite"
+        for _ in range(8):
+            ids = sorted(want)
+            n = 1 << (len(ids) - 1).bit_length()
+            key = ("run_steps", n)
+            h = self._hot.get(key) or self._compiled(key, read_steps_stmt(n, self.conn.dialect.name))
+            params = {f"_i{i}": ids[min(i, len(ids) - 1)] for i in range(n)}
+            found: dict[str, tuple[int, list[tuple[str, int, Any]]]] = {}
+            procs = h.row_procs  # (PostgreSQL's JSONB is decoded by the driver: none)
+            for raw in self._run(h, params).fetchall():
+                if procs:
+                    raw = list(raw)
+                    for i, p in procs:
+                        raw[i] = p(raw[i])
+                rid, step, pos, doc, seq = raw
+                if rid not in found:
+                    found[rid] = (seq, [])
+                found[rid][1].append((step, pos, doc))
+            moved = []
+            for rid, row in want.items():
+                got = found.get(rid)
+                if got is None or got[0] != row["seq"]:
+                    moved.append(rid)
+                    continue
+                self._seen.put(rid, got[0], merge_steps(row["state"], got[1], texts))
+            if not moved:
+                return
+            again = self._by_ids_txn(s.runs, moved, False)
+            left = {}
+            for rid in moved:
+                if rid not in again:  # (runs are never deleted)
+                    raise TransitionConflict(f"run {rid} was deleted while read")
+                row = want[rid]
+                row.clear()
+                row.update(again[rid])
+                if row["state"].get("split"):
+                    left[rid] = row
+            want = left
+            if not want:
+                return
+        raise TransitionConflict(f"runs {', '.join(sorted(want)[:3])} kept changing while read")
+
+    def _steps_base(self, run_id: str, seq: int) -> StepTexts | None:
+        """A split run's step rows as stored at ``seq``, if known (runsteps.py)."""
+        wrote = self.steps_written.get(run_id)
+        if wrote is not None and wrote[0] == seq:
+            return wrote[1]
+        return self._seen.get(run_id, seq)
+
+    def _write_steps(self, writes: list[StepWrites]) -> None:
+        """The step rows of split runs' writes: deletes, then one executemany upsert."""
+        cur = self._cur
+        if cur is None:
+            cur = self._cur = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        for sql, params in statements(writes, self.conn.dialect.name):
+            try:
+                cur.executemany(sql, params)
+            except self.conn.dialect.loaded_dbapi.Error as exc:
+                self._raise(exc, sql, params, cur)
+        for w in writes:
+            self.steps_written[w.run_id] = (w.seq, w.stored())
 
     @reads("records", "ids", "rows")
     def get_records_txn(self, record_ids: Sequence[str], *, for_update: bool = False) -> dict[str, dict[str, Any]]:
@@ -241,6 +341,10 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             return {}
         self.flush_txn()  # (what is read is current: nothing of this table is pending)
         rows = self._by_ids_txn(_AHEAD_TABLES[table], ids, True)
+        if table == "runs":
+            split = [r for r in rows.values() if r["state"].get("split")]
+            if split:
+                self.merge_steps_txn(split)
         for rid, row in rows.items():
             self._ahead_rows[(table, rid)] = dict(row)
         return rows
@@ -275,9 +379,21 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             key = ("step_sla", step, n)
             h = self._hot.get(key) or self._compiled(key, _step_sla(step, n))
             params = {f"_i{i}": wanted[min(i, len(wanted) - 1)] for i in range(n)}
+            missing = []
             for raw in self._run(h, params).fetchall():
                 row = h.row(raw)
                 out[(row["id"], step)] = (row["iteration"], row["sla"])
+                if row["iteration"] is None:  # not in the document: a split run's row?
+                    missing.append(row["id"])
+            if missing:
+                n = 1 << (len(missing) - 1).bit_length()
+                h = self._compiled(("step_rows", step, n), step_rows_stmt(step, n))
+                params = {f"_i{i}": missing[min(i, len(missing) - 1)] for i in range(n)}
+                for raw in self._run(h, params).fetchall():
+                    row = h.row(raw)
+                    if row["split"]:  # (rows of a run no longer split are not its steps)
+                        doc = row["doc"]
+                        out[(row["run_id"], step)] = (doc.get("iteration"), doc.get("sla"))
         return out
 
     @reads("runs", "ids", "rows")
@@ -346,6 +462,9 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
     # ---- runs ---------------------------------------------------------------------------
     @writes("runs", "row")
     def insert_run_txn(self, row: dict[str, Any]) -> None:
+        """A new run, as one document even when it is large: it is split at its first
+        write (a 10,000-line plan's 13,000 step rows cost its submit ~0.2 s of CPU more
+        than one document; its worker's first commit pays them once instead)."""
         self._write("insert_run", INSERT_RUN, row)
 
     @reads("runs", "id", "row")
@@ -358,7 +477,10 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         if self._run_writes and self.flush_on_read:
             self.flush_txn()
         q = GET_RUN_LOCKED if for_update else GET_RUN
-        return self._fetch_one(("get_run", for_update), q, {"_id": run_id})
+        row = self._fetch_one(("get_run", for_update), q, {"_id": run_id})
+        if row is not None and row["state"].get("split"):
+            self.merge_steps_txn([row])
+        return row
 
     def update_run_txn(self, row: dict[str, Any], expected_seq: int) -> None:
         if self._ahead_rows:
@@ -367,8 +489,13 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             first = self._run_writes.get(row["id"])
             self._run_writes[row["id"]] = (row, first[1] if first else expected_seq)
             return
+        split = split_row(row, self._steps_base(row["id"], expected_seq))
+        if split is not None:
+            row = split[0]
         if self._write("update_run", UPDATE_RUN, {**row, "_id": row["id"], "_seq": expected_seq}) != 1:
             raise TransitionConflict(f"run {row['id']} changed concurrently (expected seq {expected_seq})")
+        if split is not None:
+            self._write_steps([split[1]])
 
     def update_run_lazy_txn(self, run_id: str, build: Callable[[], dict[str, Any]],
                             expected_seq: int) -> None:
