@@ -530,6 +530,8 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         # derandomized stateful run walks them (adding the offer operations moved its
         # walk off them on SQLite)
         "GET /api/records/{record_id}": lambda: ({"record_id": account()["id"]}, None),
+        # ... and its timeline, the same way (a CI run's walk on PostgreSQL missed it)
+        "GET /api/records/{record_id}/timeline": lambda: ({"record_id": account()["id"]}, None),
         "POST /api/runs/{run_id}/signal": signal,
         "POST /api/fallout/{fallout_id}/retry": fallout(reason),
         "POST /api/fallout/{fallout_id}/skip": fallout(reason),
