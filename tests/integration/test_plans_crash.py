@@ -11,49 +11,24 @@ SIGKILL needs real processes.)
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from baton.cli.demo_carrier import DemoCarrier, pointed_at
+from baton.cli.demo_carrier import DemoCarrier
 from baton.engine.status import RunStatus
 from baton.runtime.engine import Engine
 from baton.store import schema as s
+from tests.integration.plan_workers import plan_project, run_baton
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "order_fulfillment" / "definitions"
 POINTS = ("after_flow", "after_commit", "after_claim")
 MAX_LIVES = 12
 
 # A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
 pytestmark = pytest.mark.slow
-
-FLOWS = '''
-from baton import flow
-
-for _n in ("credit_check", "reserve", "release", "ship", "recall", "provision", "bill",
-           "activate", "deactivate"):
-    flow(f"orders.{_n}")(lambda ctx, _n=_n: {"done": _n})
-'''
-
-
-def _baton(project: Path, db_url: str, *args: str, fault: str | None = None,
-           carrier: DemoCarrier | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("BATON_FAULT", "BATON_DB")}
-    if carrier is not None:  # the ship callouts' token, in the worker's environment
-        env["CARRIER_TOKEN"] = carrier.token
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
-    if fault is not None:
-        env["BATON_FAULT"] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "baton.cli.main", "--project", str(project), "--db", db_url, *args],
-        env=env, capture_output=True, text=True, timeout=120, cwd=project, check=False)
 
 
 def _jobs(engine: Engine) -> int:
@@ -64,16 +39,9 @@ def _jobs(engine: Engine) -> int:
 def test_killed_workers_finish_the_compensation_once(tmp_path: Path) -> None:
     # SQLite only: the default backend; a SIGKILL needs real worker processes, which cost
     # seconds each on a loaded machine (the child-run and callout crash tests cover both).
-    db_url = f"sqlite:///{tmp_path / 'baton.db'}"
-    project = tmp_path / "proj"
     # the ship steps call a real carrier on loopback (not busy: each books at once)
     carrier = DemoCarrier(busy_first=False).start()
-    (project / "definitions").mkdir(parents=True)
-    for name, text in pointed_at(EXAMPLE, carrier.url).items():
-        (project / "definitions" / name).write_text(text)
-    (project / "baton.toml").write_text('flows = ["flows"]\n')
-    (project / "flows.py").write_text(FLOWS)
-    assert _baton(project, db_url, "deploy").returncode == 0
+    project, db_url = plan_project(tmp_path, carrier)
     engine = Engine(db_url)
     try:
         laptops = [{"product": "LAPTOP-PRO", "attributes": {"color": c}}
@@ -82,7 +50,7 @@ def test_killed_workers_finish_the_compensation_once(tmp_path: Path) -> None:
         laptops.append({"product": "BROADBAND", "attributes": {"site": "PARIS", "speed": "1G"}})
         order = engine.create_record("Order", {"number": "O-9", "status": "Submitted"},
                                      children={"OrderLine": laptops})["id"]
-        done = _baton(project, db_url, "worker", "--until-idle", carrier=carrier)
+        done = run_baton(project, db_url, "worker", "--until-idle", carrier=carrier)
         assert done.returncode == 0, done.stderr
         out = engine.plans.cancel(order, "customer canceled", "test")
         assert len(out["rollbacks"]) == 6
@@ -93,8 +61,8 @@ def test_killed_workers_finish_the_compensation_once(tmp_path: Path) -> None:
                 break
             # a worker killed at each point in turn, then one left to finish
             point = POINTS[life] if life < len(POINTS) else None
-            proc = _baton(project, db_url, "worker", "--until-idle", "--batch", "1",
-                          fault=f"{point}@1" if point else None, carrier=carrier)
+            proc = run_baton(project, db_url, "worker", "--until-idle", "--batch", "1",
+                             fault=f"{point}@1" if point else None, carrier=carrier)
             assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
             assert "Traceback" not in proc.stderr, proc.stderr
             if proc.returncode == -signal.SIGKILL and point:

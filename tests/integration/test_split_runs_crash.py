@@ -13,50 +13,25 @@ is left. (Real processes, a few seconds each on a busy machine: ~60 s, slow.)
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from baton.cli.demo_carrier import DemoCarrier, pointed_at
+from baton.cli.demo_carrier import DemoCarrier
 from baton.engine.state import SPLIT_STEPS, Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.runtime.engine import Engine
 from baton.store import schema as s
+from tests.integration.plan_workers import plan_project, run_baton
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "order_fulfillment" / "definitions"
 LIVES = ("after_claim@3", "after_flow@25", "after_commit@2", "after_flow@60",
          "after_commit@4", "after_claim@9")
 MAX_LIVES = 16
 
 pytestmark = pytest.mark.slow
-
-FLOWS = '''
-from baton import flow
-
-for _n in ("credit_check", "reserve", "release", "ship", "recall", "provision", "bill",
-           "activate", "deactivate"):
-    flow(f"orders.{_n}")(lambda ctx, _n=_n: {"done": _n})
-'''
-
-
-def _baton(project: Path, db_url: str, *args: str, fault: str | None = None,
-           carrier: DemoCarrier | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("BATON_FAULT", "BATON_DB")}
-    if carrier is not None:
-        env["CARRIER_TOKEN"] = carrier.token
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
-    if fault is not None:
-        env["BATON_FAULT"] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "baton.cli.main", "--project", str(project), "--db", db_url, *args],
-        env=env, capture_output=True, text=True, timeout=300, cwd=project, check=False)
 
 
 def _agree(engine: Engine, run_id: str, *, split: bool = True) -> Run:
@@ -81,15 +56,8 @@ def _agree(engine: Engine, run_id: str, *, split: bool = True) -> Run:
 
 
 def test_killed_workers_run_a_split_plan_once(tmp_path: Path) -> None:
-    db_url = f"sqlite:///{tmp_path / 'baton.db'}"
-    project = tmp_path / "proj"
     carrier = DemoCarrier(busy_first=False).start()
-    (project / "definitions").mkdir(parents=True)
-    for name, text in pointed_at(EXAMPLE, carrier.url).items():
-        (project / "definitions" / name).write_text(text)
-    (project / "baton.toml").write_text('flows = ["flows"]\n')
-    (project / "flows.py").write_text(FLOWS)
-    assert _baton(project, db_url, "deploy").returncode == 0
+    project, db_url = plan_project(tmp_path, carrier)
     engine = Engine(db_url)
     try:
         lines = [{"product": "LAPTOP-PRO" if i % 2 else "DOCK",
@@ -104,8 +72,8 @@ def test_killed_workers_run_a_split_plan_once(tmp_path: Path) -> None:
             if engine.get_run(run_id).status is not RunStatus.IN_PROGRESS:
                 break
             fault = LIVES[life] if life < len(LIVES) else None
-            proc = _baton(project, db_url, "worker", "--until-idle", "--batch", "16",
-                          fault=fault, carrier=carrier)
+            proc = run_baton(project, db_url, "worker", "--until-idle", "--batch", "16",
+                             fault=fault, carrier=carrier)
             assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
             assert "Traceback" not in proc.stderr, proc.stderr
             if proc.returncode == -signal.SIGKILL and fault:

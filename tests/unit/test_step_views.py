@@ -49,7 +49,8 @@ def test_ctx_steps_are_the_steps_as_they_were_when_the_context_was_made() -> Non
     ctx.steps["a"].output["x"]["y"] = 99  # type: ignore[index]
     assert run.steps["a"].output == {"x": {"y": 2}}
     assert ctx.steps["a"] is ctx.steps["a"]  # made once, then kept
-    # a flow process gets it as a plain dict (flowpool sends dict(ctx.steps))
+    # a flow process reads views over its pipe: one view, or all of them as a plain dict
+    # (flowpool's answer to the child's ("all",) request is dict(ctx.steps))
     sent = pickle.loads(pickle.dumps(dict(ctx.steps)))
     assert sent["a"].output == {"x": {"y": 99}} and sent["b"].status == "running"
 
