@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from functools import cache, lru_cache
 from typing import Any
 
+import orjson
+
 from baton import decimals
 from baton.errors import ExpressionError
 
@@ -200,17 +202,31 @@ def _reads(body: str) -> tuple[tuple[str, frozenset[str] | None], ...]:
     return tuple((n, frozenset(k) if k is not None else None) for n, k in members.items())
 
 
-_PREPARED: dict[str, tuple[Any, tuple[tuple[str, frozenset[str] | None], ...]]] = {}
+_Reads = tuple[tuple[str, frozenset[str] | None], ...]
+_PREPARED: dict[str, tuple[Any, _Reads, bool]] = {}
 
 
-def _prepared(source: str) -> tuple[Any, tuple[tuple[str, frozenset[str] | None], ...]]:
-    """The compiled expression and what it reads, by source text: one dict lookup."""
+def _prepared(source: str) -> tuple[Any, _Reads, bool]:
+    """The compiled expression, what it reads and whether its results may be memoized
+    (it does not read ``now``, which differs at every call), by source text: one lookup."""
     hit = _PREPARED.get(source)
     if hit is None:
-        hit = (compile_expression(source), _reads(_strip(source)))
+        reads = _reads(_strip(source))
+        hit = (compile_expression(source), reads, all(n != "now" for n, _ in reads))
         if len(_PREPARED) < 4096:
             _PREPARED[source] = hit
     return hit
+
+
+# Results by (source, the JSON of what was bound): CEL is a pure function of the values an
+# expression is given (no clock, no I/O; the decimal functions are pure too), and the same
+# few expressions meet the same few values again and again (``"tier" +
+# string(vars.level)`` at every work item). Kept only for small inputs of exact JSON types
+# (whose JSON tells them apart: see _exact_json) and for immutable results; cleared when full.
+_MEMO: dict[tuple[str, bytes], Any] = {}
+_MEMO_MAX = 4096
+_MEMO_INPUT = 512  # bytes of JSON: larger inputs (a whole record) are not kept
+_NO = object()
 
 
 def evaluate(source: str, data: Mapping[str, Any]) -> Any:
@@ -220,7 +236,7 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
     :class:`Missing` rather than a crash. Raises :class:`Missing` or
     :class:`ExpressionError`.
     """
-    expr, reads = _prepared(source)
+    expr, reads, memo = _prepared(source)
     bound: dict[str, Any] = {}
     for name, members in reads:  # only what it reads: converting values to CEL costs
         # One read of each name and member: ``data`` and its values may be lazy views (the
@@ -246,9 +262,25 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
         elif mapping:  # (not a dict: a lazy view, the engine's steps)
             value = _cel_data(value if type(value) is dict else {k: value[k] for k in value})
         bound[name] = value
+    key: tuple[str, bytes] | None = None
+    if memo and _exact_json(bound):
+        try:
+            encoded = orjson.dumps(bound)
+        except TypeError:  # an int beyond 64 bits, a string that is not UTF-8
+            encoded = b""
+        if 0 < len(encoded) <= _MEMO_INPUT:
+            key = (source, encoded)
+            hit = _MEMO.get(key, _NO)
+            if hit is not _NO:
+                return hit
     result = _eval(expr, source, bound)
     if result.type() != _error_type():
-        return result.plain_value()
+        plain = result.plain_value()
+        if key is not None and type(plain) in _PLAIN:  # (immutable: safe to hand out again)
+            if len(_MEMO) >= _MEMO_MAX:
+                _MEMO.clear()
+            _MEMO[key] = plain
+        return plain
     if "found in Activation" in str(result.value()):
         # A read _reads() did not see: evaluate again with every variable bound.
         result = _eval(expr, source, {**_EMPTY, **{k: _cel_data(dict(v) if isinstance(v, Mapping)
@@ -269,6 +301,25 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
 
 # Values bound as they are, tested by exact type (no call apiece): what most members are.
 _PLAIN = frozenset({str, int, float, bool, type(None)})
+_SCALARS = frozenset({str, int, bool, type(None)})  # (a float: only when finite)
+
+
+def _exact_json(value: Any) -> bool:
+    """Whether ``value`` is JSON data of the exact built-in types, floats finite: data whose
+    JSON (orjson's) no other value shares. orjson writes NaN as null, an enum or a UUID as
+    its value, a tuple as a list, a subclass as its base: such data is not memoized, since
+    CEL may see it otherwise."""
+    t = type(value)
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or (type(v) not in _SCALARS and not _exact_json(v)):
+                return False
+        return True
+    if t is list:
+        return all(type(v) in _SCALARS or _exact_json(v) for v in value)
+    if t is float:
+        return bool(value - value == 0.0)  # (inf - inf and NaN - NaN are NaN)
+    return t in _SCALARS
 
 
 @cache
