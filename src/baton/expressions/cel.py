@@ -236,8 +236,10 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
     :class:`Missing` rather than a crash. Raises :class:`Missing` or
     :class:`ExpressionError`.
     """
-    expr, reads, memo = _prepared(source)
+    expr, reads, exact = _prepared(source)
     bound: dict[str, Any] = {}
+    # ``exact``: still memoizable, every value bound so far exact JSON (_exact_json): the
+    # plain members tested as they are bound, only the rest walked.
     for name, members in reads:  # only what it reads: converting values to CEL costs
         # One read of each name and member: ``data`` and its values may be lazy views (the
         # engine's scope and steps) that build what they return on every read, so no
@@ -257,13 +259,19 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
                     v = value[m]
                 except KeyError:
                     continue
-                picked[m] = v if type(v) in _PLAIN else _cel_data(v)
+                if type(v) in _SCALARS:
+                    picked[m] = v
+                else:
+                    picked[m] = v = _cel_data(v)
+                    exact = exact and _exact_json(v)
             value = picked
-        elif mapping:  # (not a dict: a lazy view, the engine's steps)
-            value = _cel_data(value if type(value) is dict else {k: value[k] for k in value})
+        else:
+            if mapping:  # (not a dict: a lazy view, the engine's steps)
+                value = _cel_data(value if type(value) is dict else {k: value[k] for k in value})
+            exact = exact and _exact_json(value)
         bound[name] = value
     key: tuple[str, bytes] | None = None
-    if memo and _exact_json(bound):
+    if exact:
         try:
             encoded = orjson.dumps(bound)
         except TypeError:  # an int beyond 64 bits, a string that is not UTF-8
@@ -334,18 +342,20 @@ def _cel_data(value: Any) -> Any:
     if type(value) is dict:
         for v in value.values():  # (plain values, the common case: no call apiece)
             if type(v) not in _PLAIN:
-                break
-        else:
-            return value
+                return {k: v if type(v) in _PLAIN else _cel_data(v) for k, v in value.items()}
+        return value
     if isinstance(value, decimal.Decimal):
         return decimals.cel_view(value)
     if isinstance(value, dict):
-        if any(isinstance(v, decimal.Decimal | dict | list) for v in value.values()):
+        if any(isinstance(v, _CONVERTED) for v in value.values()):
             return {k: _cel_data(v) for k, v in value.items()}
         return value
-    if isinstance(value, list) and any(isinstance(v, decimal.Decimal | dict | list) for v in value):
+    if isinstance(value, list) and any(isinstance(v, _CONVERTED) for v in value):
         return [_cel_data(v) for v in value]
     return value
+
+
+_CONVERTED = (decimal.Decimal, dict, list)  # (a tuple: ``A | B`` made a union per call)
 
 
 def _has_long_decimal(bound: Mapping[str, Any]) -> bool:
