@@ -86,6 +86,9 @@ from baton.steps.base import expression_error as _expr_error
 from baton.steps.registry import TYPES as _STEP_TYPES
 from baton.steps.registry import load_builtins
 
+# An Audit made without its generated ``__new__``'s Python frame (the same tuple).
+_new_audit = tuple.__new__
+
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
 _TIMED = frozenset({StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT})
 
@@ -132,7 +135,7 @@ class _Decider:
         self.run = run
         self.now_dt = now
         self.now = iso(now)
-        self.record = dict(record) if record is not None else {}
+        self.record = record  # (copied when an expression first needs it: scope())
         self._scope: _Scope | None = None
         self.commands: list[Command] = []
         # Conditions naming an evaluation flow that were consulted, by site: asked again.
@@ -169,13 +172,14 @@ class _Decider:
         return EvaluateCondition(cond.flow, site, values)
 
     def audit(self, type_: str, actor: str = "system", **data: Any) -> None:
-        self.commands.append(Audit(type_, data, actor))
+        self.commands.append(_new_audit(Audit, (type_, data, actor)))
 
     def scope(self) -> Mapping[str, Any]:
         """What expressions see: one view per call, made on first use (it reads the run
         and the record as they are at each read, so one serves every expression)."""
         if self._scope is None:
-            self._scope = _Scope(self.record, self.run, self.now, self.defn)
+            record = dict(self.record) if self.record is not None else {}
+            self._scope = _Scope(record, self.run, self.now, self.defn)
         return self._scope
 
     def holds(self, cond: Condition | None) -> bool:
@@ -850,7 +854,7 @@ def decide(
     # alone changes neither, so it asks again only if it moved the run on (a step started,
     # a stage was entered): otherwise answering would loop forever.
     moved = before is None or _progress(r) != before
-    if moved and r.status is RunStatus.IN_PROGRESS:
+    if moved and d.consulted_flows and r.status is RunStatus.IN_PROGRESS:
         for site in sorted(d.consulted_flows):
             d.commands.append(d.ask(site, d.consulted_flows[site]))
     _notify_parent(d, status_before)
