@@ -774,8 +774,7 @@ def decide(
         sr = r.steps.get(event.step)
         # A step in fallout may still be completed (an operator gives the output by hand),
         # but a failure reported for it again is a redelivery: FALLOUT -> FALLOUT is no move.
-        open_for = (StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON) + (
-            (StepStatus.FALLOUT,) if isinstance(event, StepCompleted) else ())
+        open_for = _OPEN_FOR_RESULT if isinstance(event, StepCompleted) else _OPEN_FOR_FAILURE
         if (r.status is not RunStatus.IN_PROGRESS or sr is None or sr.iteration != event.iteration
                 or sr.status not in open_for
                 or (event.attempt is not None and event.attempt != sr.attempts)):
@@ -862,6 +861,8 @@ def decide(
 
 
 _STEP_RESULTS = (StepCompleted, StepFailed)  # (a tuple: ``A | B`` made a union per call)
+_OPEN_FOR_FAILURE = (StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON)
+_OPEN_FOR_RESULT = (*_OPEN_FOR_FAILURE, StepStatus.FALLOUT)
 _ENDED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
 
 
