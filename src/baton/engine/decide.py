@@ -761,7 +761,8 @@ def decide(
     The input ``run`` is not modified, unless the caller hands it over with ``consume``
     (it was loaded for this call alone): then the copy is skipped.
     """
-    load_builtins()  # (once: the step types are imported on first use)
+    if not _registry._loaded:
+        load_builtins()  # (once: the step types are imported on first use)
     d = _Decider(defn, run if consume else run.copy(), now, record)
     r = d.run
     status_before = r.status
@@ -856,7 +857,8 @@ def decide(
     if moved and d.consulted_flows and r.status is RunStatus.IN_PROGRESS:
         for site in sorted(d.consulted_flows):
             d.commands.append(d.ask(site, d.consulted_flows[site]))
-    _notify_parent(d, status_before)
+    if r.parent is not None:  # (a child run: most runs have no parent to tell)
+        _notify_parent(d, status_before)
     return Decision(r, d.commands)
 
 
