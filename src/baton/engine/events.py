@@ -128,18 +128,20 @@ Event = (ConditionEvaluated | RunStarted | StepCompleted | StepFailed | RecordCh
 
 
 # ---- commands -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ScheduleStep:
-    """Run an attempt of a step in a worker: a job of the kind its step type enqueues."""
+class ScheduleStep(NamedTuple):
+    """Run an attempt of a step in a worker: a job of the kind its step type enqueues.
+
+    A named tuple (like :class:`Audit`): made at every background step's start, in one C
+    call. ``kind`` is given by name (it was a keyword-only field)."""
 
     step: str
     iteration: int
     flow: str | None  # the flow a background step runs (None for types that run none)
+    kind: str  # the job kind: the step type's (``baton.steps``)
     attempt: int = 1
     not_before: str | None = None  # ISO time; None: now (a retry waits for its backoff)
     timeout_ms: int | None = None  # the attempt fails when the flow overruns this
-    kind: str = field(kw_only=True)  # the job kind: the step type's (``baton.steps``)
-    input: dict[str, Any] | None = field(default=None, kw_only=True)  # the step's ``input``, evaluated
+    input: dict[str, Any] | None = None  # the step's ``input``, evaluated
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,10 @@ class RunFlow:
     reason: str
 
 
-@dataclass(frozen=True)
-class CreateWorkItem:
+class CreateWorkItem(NamedTuple):
+    """Create a person's work item for a step (a named tuple, like :class:`Audit`: one C
+    call for its fifteen fields at every interactive start)."""
+
     step: str
     stage: str
     iteration: int
