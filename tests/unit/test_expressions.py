@@ -103,6 +103,16 @@ READS_CASES = [
     'record.tags.exists(vars, vars == "vip")',  # a macro variable named like a variable
     'has(steps.classify.output) && now > "2026"',
     'input.amount * 2 > 10 && old.level < record.level',
+    # member paths: only what is read of a member is bound (and all of it where it is used
+    # otherwise than by ``.key``)
+    'steps.triage.output.resolution == "escalate" && steps.triage.status == "completed"',
+    'size(steps.triage.output) == 1 && steps.triage.output.resolution == "escalate"',
+    'steps.triage.output.resolution == "escalate" && size(steps.triage.output) == 1',
+    'has(steps.triage.output.resolution) && !has(steps.triage.output.nope)',
+    'record.tags[0] == "vip" && record.tags.size() == 2 && record.tags.exists(t, t == "new")',
+    'steps.classify.output.category.startsWith("bill") && steps.classify.output.category.size() == 7',
+    'steps.triage.output == {"resolution": "escalate"}',
+    'steps.all(s, has(steps[s].output)) && steps.triage.output.resolution == "escalate"',
 ]
 
 
@@ -201,6 +211,13 @@ def test_the_same_expression_over_the_same_values_is_evaluated_once(
     assert evaluate(source, {"vars": {"level": 2}}) == "tier2"
     assert evaluate(source, {"vars": {"level": 1, "other": "x"}}) == "tier1"  # not read
     assert len(calls) == 2
+    # Only what is read of a member counts: a person's notes beside the resolution do not.
+    routing = '=steps.triage.output.resolution == "escalate"'
+    for notes in ("called back", "fixed remotely", None):
+        output = {"resolution": "close", "notes": notes}
+        assert evaluate(routing, {"steps": {"triage": {"status": "completed", "iteration": 1,
+                                                       "output": output}}}) is False
+    assert len(calls) == 3
 
 
 @pytest.mark.parametrize(("first", "second"), [

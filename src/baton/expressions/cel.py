@@ -181,28 +181,76 @@ def to_json_shape(value: Any) -> Any:
 
 _EMPTY: dict[str, Any] = {name: ({} if name != "now" else "") for name in VARIABLES}
 _EMPTY["index"] = None  # (no for_each: reading it is a missing value)
-_USE = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES) + r")\b(?:\s*\.\s*([A-Za-z_]\w*)\b(\s*\()?)?")
+_USE = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES)
+                  + r")\b((?:\s*\.\s*[A-Za-z_]\w*\b)*)(\s*[(\[])?")
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+
+# What an expression reads of a variable: the members it reads by ``.key``, each with what
+# it reads of that member in turn (None: all of it).
+_Paths = tuple[tuple[str, "_Paths | None"], ...]
 
 
 @lru_cache(maxsize=4096)
-def _reads(body: str) -> tuple[tuple[str, frozenset[str] | None], ...]:
-    """The variables an expression reads: ``(name, members)``, where ``members`` are the
-    keys it reads with ``name.key`` only, or None when it uses the value in any other way
-    (``size(record)``, ``steps["a b"]``, ``record.exists(...)``): then all of it is bound.
-    String literals are ignored."""
-    members: dict[str, set[str] | None] = {}
+def _reads(body: str) -> tuple[tuple[str, _Paths | None], ...]:
+    """The variables an expression reads: ``(name, paths)``, where ``paths`` are the
+    member paths it reads with ``name.key.key`` only (``steps.triage.output.resolution``:
+    ``triage``, of it ``output``, of that ``resolution``), or None when it uses the value
+    in any other way (``size(record)``, ``steps["a b"]``, ``record.exists(...)``): then all
+    of it is bound. A member used in any other way than by ``.key`` is bound whole
+    (``size(steps.triage.output)``, ``record.tags[0]``, ``record.name.startsWith("A")``:
+    a method's name is not a member). String literals are ignored."""
+    tree: dict[str, dict[str, Any] | None] = {}
     for m in _USE.finditer(_STRING.sub('""', body)):
-        name, key, call = m.group(1), m.group(2), m.group(3)
-        if key is None or call is not None or name == "now":
-            members[name] = None
-        elif name not in members:
-            members[name] = {key}
-        elif members[name] is not None:
-            members[name].add(key)  # type: ignore[union-attr]
-    return tuple((n, frozenset(k) if k is not None else None) for n, k in members.items())
+        name, chain, after = m.group(1), m.group(2), m.group(3)
+        path = _IDENT.findall(chain) if chain else []
+        if path and after is not None and after.strip() == "(":
+            path.pop()  # a method call on the value before it
+        if not path or name == "now":
+            tree[name] = None
+            continue
+        node = tree.get(name, {})
+        if node is None:
+            continue  # already read whole
+        tree[name] = node
+        for key in path[:-1]:
+            child = node.get(key, {})
+            if child is None:
+                break  # already read whole
+            node[key] = child
+            node = child
+        else:
+            node[path[-1]] = None  # (all of the member it ends at)
+    return tuple((n, _frozen(t) if t is not None else None) for n, t in tree.items())
 
 
-_Reads = tuple[tuple[str, frozenset[str] | None], ...]
+def _frozen(tree: dict[str, Any]) -> _Paths:
+    return tuple((k, _frozen(v) if v is not None else None) for k, v in tree.items())
+
+
+def _pick(value: Mapping[str, Any], paths: _Paths) -> tuple[dict[str, Any], bool]:
+    """The members ``paths`` reads of a mapping (one read each), as CEL sees them, and
+    whether they are all exact JSON (:func:`_exact_json`)."""
+    picked: dict[str, Any] = {}
+    exact = True
+    for m, sub in paths:
+        try:
+            v = value[m]
+        except KeyError:
+            continue  # (not there: reading it is a missing value, as with all of it bound)
+        if type(v) in _SCALARS:
+            picked[m] = v
+            continue
+        if sub is not None and (type(v) is dict or isinstance(v, Mapping)):
+            v, ok = _pick(v, sub)
+        else:
+            v = _cel_data(v)
+            ok = _exact_json(v)
+        picked[m] = v
+        exact = exact and ok
+    return picked, exact
+
+
+_Reads = tuple[tuple[str, _Paths | None], ...]
 _PREPARED: dict[str, tuple[Any, _Reads, bool]] = {}
 
 
@@ -251,20 +299,11 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
             continue
         mapping = type(value) is dict or isinstance(value, Mapping)  # (dict: no ABC check)
         if members is not None and mapping:
-            # Only the members it reads (steps.triage, record.subject), not every step's
-            # output or the whole record.
-            picked: dict[str, Any] = {}
-            for m in members:
-                try:
-                    v = value[m]
-                except KeyError:
-                    continue
-                if type(v) in _SCALARS:
-                    picked[m] = v
-                else:
-                    picked[m] = v = _cel_data(v)
-                    exact = exact and _exact_json(v)
-            value = picked
+            # Only the members it reads (steps.triage, record.subject), and of them only
+            # what it reads (steps.triage.output.resolution), not every step's output or
+            # the whole record.
+            value, ok = _pick(value, members)
+            exact = exact and ok
         else:
             if mapping:  # (not a dict: a lazy view, the engine's steps)
                 value = _cel_data(value if type(value) is dict else {k: value[k] for k in value})
