@@ -86,8 +86,10 @@ from baton.steps.base import expression_error as _expr_error
 from baton.steps.registry import TYPES as _STEP_TYPES
 from baton.steps.registry import load_builtins
 
-# An Audit made without its generated ``__new__``'s Python frame (the same tuple).
+# An Audit made without its generated ``__new__``'s Python frame (the same tuple; audit()
+# gives every field, in order).
 _new_audit = tuple.__new__
+assert Audit._fields == ("type", "data", "actor"), "audit() builds an Audit field by field"
 
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
 _TIMED = frozenset({StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT})
