@@ -13,6 +13,8 @@ import textwrap
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from baton.definitions.loader import load_text
 from baton.definitions.model import OrchestrationDefinition
 from baton.engine.decide import Decision, decide
@@ -1068,3 +1070,26 @@ def test_exit_when_with_evaluation_flow_in_next_settles() -> None:
     assert evaluations(d) == ["t_rules.reopen"]
     sim.send(ConditionEvaluated("t_rules.reopen", False))
     assert sim.run.status is RunStatus.COMPLETED
+
+
+def test_the_commands_made_most_often_are_immutable_records() -> None:
+    """Audit, ScheduleStep and CreateWorkItem are named tuples (made in one C call), not
+    frozen dataclasses: as immutable, read by field name, told apart by type."""
+    sim = Sim(orchestration("""
+        stages:
+          - name: s
+            steps:
+              - {name: a, type: background, flow: f.a}
+              - {name: b, type: interactive, assign: {queue: q1}, after: [a]}
+    """))
+    d = sim.start()
+    (job,) = [c for c in d.commands if isinstance(c, ScheduleStep)]
+    assert (job.step, job.kind, job.attempt, job.not_before, job.input) == (
+        "a", "step", 1, None, None)
+    (item,) = work_items(sim.complete("a"))
+    assert (item.step, item.assignee_kind, item.assignee, item.priority) == ("b", "queue", "q1", 1)
+    audit = audits(d, "run_started")[0]
+    assert (audit.actor, audit.data) == ("system", {"orchestration": "t_rules", "version": 1})
+    for c in (job, item, audit):
+        with pytest.raises(AttributeError):
+            c.step = "other"  # type: ignore[misc,union-attr]

@@ -103,6 +103,16 @@ READS_CASES = [
     'record.tags.exists(vars, vars == "vip")',  # a macro variable named like a variable
     'has(steps.classify.output) && now > "2026"',
     'input.amount * 2 > 10 && old.level < record.level',
+    # member paths: only what is read of a member is bound (and all of it where it is used
+    # otherwise than by ``.key``)
+    'steps.triage.output.resolution == "escalate" && steps.triage.status == "completed"',
+    'size(steps.triage.output) == 1 && steps.triage.output.resolution == "escalate"',
+    'steps.triage.output.resolution == "escalate" && size(steps.triage.output) == 1',
+    'has(steps.triage.output.resolution) && !has(steps.triage.output.nope)',
+    'record.tags[0] == "vip" && record.tags.size() == 2 && record.tags.exists(t, t == "new")',
+    'steps.classify.output.category.startsWith("bill") && steps.classify.output.category.size() == 7',
+    'steps.triage.output == {"resolution": "escalate"}',
+    'steps.all(s, has(steps[s].output)) && steps.triage.output.resolution == "escalate"',
 ]
 
 
@@ -172,3 +182,83 @@ def test_each_name_and_member_read_is_read_once(source: str, expected: Any) -> N
     else:
         assert evaluate(source, scope) == expected
     assert len(reads) == len(set(reads)), reads
+
+
+def _counting_evals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the CEL evaluations evaluate() makes (memo hits make none)."""
+    from baton.expressions import cel
+
+    calls: list[str] = []
+    real = cel._eval
+
+    def counted(expr: Any, source: str, bound: dict[str, Any]) -> Any:
+        calls.append(source)
+        return real(expr, source, bound)
+
+    monkeypatch.setattr(cel, "_eval", counted)
+    monkeypatch.setattr(cel, "_MEMO", {})
+    return calls
+
+
+def test_the_same_expression_over_the_same_values_is_evaluated_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """CEL is pure: a work item's ``"tier" + string(vars.level)`` over level 1 gives the
+    same answer at every item, so it is evaluated once; other values are evaluated."""
+    calls = _counting_evals(monkeypatch)
+    source = '="tier" + string(vars.level)'
+    for _ in range(3):
+        assert evaluate(source, {"vars": {"level": 1}, "record": {"subject": "a"}}) == "tier1"
+    assert evaluate(source, {"vars": {"level": 2}}) == "tier2"
+    assert evaluate(source, {"vars": {"level": 1, "other": "x"}}) == "tier1"  # not read
+    assert len(calls) == 2
+    # Only what is read of a member counts: a person's notes beside the resolution do not.
+    routing = '=steps.triage.output.resolution == "escalate"'
+    for notes in ("called back", "fixed remotely", None):
+        output = {"resolution": "close", "notes": notes}
+        assert evaluate(routing, {"steps": {"triage": {"status": "completed", "iteration": 1,
+                                                       "output": output}}}) is False
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    (None, float("nan")),  # orjson writes NaN as null
+    (None, float("inf")),
+    (1, 1.0),
+    (1, True),
+    (0.0, -0.0),
+    ("a", dt.date(2026, 1, 1)),
+    ([1, 2], (1, 2)),
+    ({"a": 1}, {"a": 1.0}),
+])
+def test_values_alike_in_json_are_not_mixed_up_by_the_memo(
+        monkeypatch: pytest.MonkeyPatch, first: Any, second: Any) -> None:
+    """What is memoized is told apart by its JSON, so only exact JSON types are: a NaN is
+    not null, 1.0 is not 1, in either order, whatever was evaluated before."""
+    from baton.expressions import cel
+
+    def outcome(source: str, value: Any) -> Any:
+        try:
+            result = evaluate(source, {"vars": {"x": value}})
+        except ExpressionError as exc:
+            return type(exc), exc.reason
+        return type(result), str(result)
+
+    for source in ("=string(vars.x)", "=vars.x == null", "=type(vars.x) == double"):
+        for a, b in ((first, second), (second, first)):
+            monkeypatch.setattr(cel, "_MEMO", {}, raising=False)
+            alone = outcome(source, b)  # evaluated with nothing memoized
+            monkeypatch.setattr(cel, "_MEMO", {}, raising=False)
+            outcome(source, a)
+            assert outcome(source, b) == alone, (source, a, b)
+            assert outcome(source, b) == alone, (source, a, b)
+
+
+def test_memoized_results_are_immutable_and_now_is_never_memoized(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _counting_evals(monkeypatch)
+    listed = evaluate("=[vars.level]", {"vars": {"level": 1}})
+    listed.append(2)  # a caller's change to a list result is not seen by the next one
+    assert evaluate("=[vars.level]", {"vars": {"level": 1}}) == [1]
+    for _ in range(2):
+        assert evaluate('=now > "2026"', {"now": "2026-12-03T08:00:00.000Z"}) is True
+    assert len(calls) == 4

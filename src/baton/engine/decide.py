@@ -86,6 +86,11 @@ from baton.steps.base import expression_error as _expr_error
 from baton.steps.registry import TYPES as _STEP_TYPES
 from baton.steps.registry import load_builtins
 
+# An Audit made without its generated ``__new__``'s Python frame (the same tuple; audit()
+# gives every field, in order).
+_new_audit = tuple.__new__
+assert Audit._fields == ("type", "data", "actor"), "audit() builds an Audit field by field"
+
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
 _TIMED = frozenset({StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT})
 
@@ -132,7 +137,7 @@ class _Decider:
         self.run = run
         self.now_dt = now
         self.now = iso(now)
-        self.record = dict(record) if record is not None else {}
+        self.record = record  # (copied when an expression first needs it: scope())
         self._scope: _Scope | None = None
         self.commands: list[Command] = []
         # Conditions naming an evaluation flow that were consulted, by site: asked again.
@@ -169,13 +174,14 @@ class _Decider:
         return EvaluateCondition(cond.flow, site, values)
 
     def audit(self, type_: str, actor: str = "system", **data: Any) -> None:
-        self.commands.append(Audit(type_, data, actor))
+        self.commands.append(_new_audit(Audit, (type_, data, actor)))
 
     def scope(self) -> Mapping[str, Any]:
         """What expressions see: one view per call, made on first use (it reads the run
         and the record as they are at each read, so one serves every expression)."""
         if self._scope is None:
-            self._scope = _Scope(self.record, self.run, self.now, self.defn)
+            record = dict(self.record) if self.record is not None else {}
+            self._scope = _Scope(record, self.run, self.now, self.defn)
         return self._scope
 
     def holds(self, cond: Condition | None) -> bool:
@@ -757,7 +763,8 @@ def decide(
     The input ``run`` is not modified, unless the caller hands it over with ``consume``
     (it was loaded for this call alone): then the copy is skipped.
     """
-    load_builtins()  # (once: the step types are imported on first use)
+    if not _registry._loaded:
+        load_builtins()  # (once: the step types are imported on first use)
     d = _Decider(defn, run if consume else run.copy(), now, record)
     r = d.run
     status_before = r.status
@@ -770,8 +777,7 @@ def decide(
         sr = r.steps.get(event.step)
         # A step in fallout may still be completed (an operator gives the output by hand),
         # but a failure reported for it again is a redelivery: FALLOUT -> FALLOUT is no move.
-        open_for = (StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON) + (
-            (StepStatus.FALLOUT,) if isinstance(event, StepCompleted) else ())
+        open_for = _OPEN_FOR_RESULT if isinstance(event, StepCompleted) else _OPEN_FOR_FAILURE
         if (r.status is not RunStatus.IN_PROGRESS or sr is None or sr.iteration != event.iteration
                 or sr.status not in open_for
                 or (event.attempt is not None and event.attempt != sr.attempts)):
@@ -850,14 +856,17 @@ def decide(
     # alone changes neither, so it asks again only if it moved the run on (a step started,
     # a stage was entered): otherwise answering would loop forever.
     moved = before is None or _progress(r) != before
-    if moved and r.status is RunStatus.IN_PROGRESS:
+    if moved and d.consulted_flows and r.status is RunStatus.IN_PROGRESS:
         for site in sorted(d.consulted_flows):
             d.commands.append(d.ask(site, d.consulted_flows[site]))
-    _notify_parent(d, status_before)
+    if r.parent is not None:  # (a child run: most runs have no parent to tell)
+        _notify_parent(d, status_before)
     return Decision(r, d.commands)
 
 
 _STEP_RESULTS = (StepCompleted, StepFailed)  # (a tuple: ``A | B`` made a union per call)
+_OPEN_FOR_FAILURE = (StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON)
+_OPEN_FOR_RESULT = (*_OPEN_FOR_FAILURE, StepStatus.FALLOUT)
 _ENDED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 # ---- events -------------------------------------------------------------------------------
@@ -128,18 +128,20 @@ Event = (ConditionEvaluated | RunStarted | StepCompleted | StepFailed | RecordCh
 
 
 # ---- commands -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ScheduleStep:
-    """Run an attempt of a step in a worker: a job of the kind its step type enqueues."""
+class ScheduleStep(NamedTuple):
+    """Run an attempt of a step in a worker: a job of the kind its step type enqueues.
+
+    A named tuple (like :class:`Audit`): made at every background step's start, in one C
+    call. ``kind`` is given by name (it was a keyword-only field)."""
 
     step: str
     iteration: int
     flow: str | None  # the flow a background step runs (None for types that run none)
+    kind: str  # the job kind: the step type's (``baton.steps``)
     attempt: int = 1
     not_before: str | None = None  # ISO time; None: now (a retry waits for its backoff)
     timeout_ms: int | None = None  # the attempt fails when the flow overruns this
-    kind: str = field(kw_only=True)  # the job kind: the step type's (``baton.steps``)
-    input: dict[str, Any] | None = field(default=None, kw_only=True)  # the step's ``input``, evaluated
+    input: dict[str, Any] | None = None  # the step's ``input``, evaluated
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,10 @@ class RunFlow:
     reason: str
 
 
-@dataclass(frozen=True)
-class CreateWorkItem:
+class CreateWorkItem(NamedTuple):
+    """Create a person's work item for a step (a named tuple, like :class:`Audit`: one C
+    call for its fifteen fields at every interactive start)."""
+
     step: str
     stage: str
     iteration: int
@@ -214,12 +218,15 @@ class CancelWorkItem:
     reason: str
 
 
-@dataclass(frozen=True)
-class Audit:
-    """An audit/timeline event to append in the same transaction."""
+class Audit(NamedTuple):
+    """An audit/timeline event to append in the same transaction.
+
+    A named tuple, not a frozen dataclass like the other commands: as immutable, but made
+    in one C call instead of one ``object.__setattr__`` per field, and a run makes ~20 of
+    them per triage case (``decide()`` in both processes)."""
 
     type: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any]
     actor: str = "system"
 
 

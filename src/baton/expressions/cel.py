@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from functools import cache, lru_cache
 from typing import Any
 
+import orjson
+
 from baton import decimals
 from baton.errors import ExpressionError
 
@@ -179,38 +181,100 @@ def to_json_shape(value: Any) -> Any:
 
 _EMPTY: dict[str, Any] = {name: ({} if name != "now" else "") for name in VARIABLES}
 _EMPTY["index"] = None  # (no for_each: reading it is a missing value)
-_USE = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES) + r")\b(?:\s*\.\s*([A-Za-z_]\w*)\b(\s*\()?)?")
+_USE = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES)
+                  + r")\b((?:\s*\.\s*[A-Za-z_]\w*\b)*)(\s*[(\[])?")
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+
+# What an expression reads of a variable: the members it reads by ``.key``, each with what
+# it reads of that member in turn (None: all of it).
+_Paths = tuple[tuple[str, "_Paths | None"], ...]
 
 
 @lru_cache(maxsize=4096)
-def _reads(body: str) -> tuple[tuple[str, frozenset[str] | None], ...]:
-    """The variables an expression reads: ``(name, members)``, where ``members`` are the
-    keys it reads with ``name.key`` only, or None when it uses the value in any other way
-    (``size(record)``, ``steps["a b"]``, ``record.exists(...)``): then all of it is bound.
-    String literals are ignored."""
-    members: dict[str, set[str] | None] = {}
+def _reads(body: str) -> tuple[tuple[str, _Paths | None], ...]:
+    """The variables an expression reads: ``(name, paths)``, where ``paths`` are the
+    member paths it reads with ``name.key.key`` only (``steps.triage.output.resolution``:
+    ``triage``, of it ``output``, of that ``resolution``), or None when it uses the value
+    in any other way (``size(record)``, ``steps["a b"]``, ``record.exists(...)``): then all
+    of it is bound. A member used in any other way than by ``.key`` is bound whole
+    (``size(steps.triage.output)``, ``record.tags[0]``, ``record.name.startsWith("A")``:
+    a method's name is not a member). String literals are ignored."""
+    tree: dict[str, dict[str, Any] | None] = {}
     for m in _USE.finditer(_STRING.sub('""', body)):
-        name, key, call = m.group(1), m.group(2), m.group(3)
-        if key is None or call is not None or name == "now":
-            members[name] = None
-        elif name not in members:
-            members[name] = {key}
-        elif members[name] is not None:
-            members[name].add(key)  # type: ignore[union-attr]
-    return tuple((n, frozenset(k) if k is not None else None) for n, k in members.items())
+        name, chain, after = m.group(1), m.group(2), m.group(3)
+        path = _IDENT.findall(chain) if chain else []
+        if path and after is not None and after.strip() == "(":
+            path.pop()  # a method call on the value before it
+        if not path or name == "now":
+            tree[name] = None
+            continue
+        node = tree.get(name, {})
+        if node is None:
+            continue  # already read whole
+        tree[name] = node
+        for key in path[:-1]:
+            child = node.get(key, {})
+            if child is None:
+                break  # already read whole
+            node[key] = child
+            node = child
+        else:
+            node[path[-1]] = None  # (all of the member it ends at)
+    return tuple((n, _frozen(t) if t is not None else None) for n, t in tree.items())
 
 
-_PREPARED: dict[str, tuple[Any, tuple[tuple[str, frozenset[str] | None], ...]]] = {}
+def _frozen(tree: dict[str, Any]) -> _Paths:
+    return tuple((k, _frozen(v) if v is not None else None) for k, v in tree.items())
 
 
-def _prepared(source: str) -> tuple[Any, tuple[tuple[str, frozenset[str] | None], ...]]:
-    """The compiled expression and what it reads, by source text: one dict lookup."""
+def _pick(value: Mapping[str, Any], paths: _Paths) -> tuple[dict[str, Any], bool]:
+    """The members ``paths`` reads of a mapping (one read each), as CEL sees them, and
+    whether they are all exact JSON (:func:`_exact_json`)."""
+    picked: dict[str, Any] = {}
+    exact = True
+    for m, sub in paths:
+        try:
+            v = value[m]
+        except KeyError:
+            continue  # (not there: reading it is a missing value, as with all of it bound)
+        if type(v) in _SCALARS:
+            picked[m] = v
+            continue
+        if sub is not None and (type(v) is dict or isinstance(v, Mapping)):
+            v, ok = _pick(v, sub)
+        else:
+            v = _cel_data(v)
+            ok = _exact_json(v)
+        picked[m] = v
+        exact = exact and ok
+    return picked, exact
+
+
+_Reads = tuple[tuple[str, _Paths | None], ...]
+_PREPARED: dict[str, tuple[Any, _Reads, bool]] = {}
+
+
+def _prepared(source: str) -> tuple[Any, _Reads, bool]:
+    """The compiled expression, what it reads and whether its results may be memoized
+    (it does not read ``now``, which differs at every call), by source text: one lookup."""
     hit = _PREPARED.get(source)
     if hit is None:
-        hit = (compile_expression(source), _reads(_strip(source)))
+        reads = _reads(_strip(source))
+        hit = (compile_expression(source), reads, all(n != "now" for n, _ in reads))
         if len(_PREPARED) < 4096:
             _PREPARED[source] = hit
     return hit
+
+
+# Results by (source, the JSON of what was bound): CEL is a pure function of the values an
+# expression is given (no clock, no I/O; the decimal functions are pure too), and the same
+# few expressions meet the same few values again and again (``"tier" +
+# string(vars.level)`` at every work item). Kept only for small inputs of exact JSON types
+# (whose JSON tells them apart: see _exact_json) and for immutable results; cleared when full.
+_MEMO: dict[tuple[str, bytes], Any] = {}
+_MEMO_MAX = 4096
+_MEMO_INPUT = 512  # bytes of JSON: larger inputs (a whole record) are not kept
+_NO = object()
 
 
 def evaluate(source: str, data: Mapping[str, Any]) -> Any:
@@ -220,8 +284,10 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
     :class:`Missing` rather than a crash. Raises :class:`Missing` or
     :class:`ExpressionError`.
     """
-    expr, reads = _prepared(source)
+    expr, reads, exact = _prepared(source)
     bound: dict[str, Any] = {}
+    # ``exact``: still memoizable, every value bound so far exact JSON (_exact_json): the
+    # plain members tested as they are bound, only the rest walked.
     for name, members in reads:  # only what it reads: converting values to CEL costs
         # One read of each name and member: ``data`` and its values may be lazy views (the
         # engine's scope and steps) that build what they return on every read, so no
@@ -233,22 +299,35 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
             continue
         mapping = type(value) is dict or isinstance(value, Mapping)  # (dict: no ABC check)
         if members is not None and mapping:
-            # Only the members it reads (steps.triage, record.subject), not every step's
-            # output or the whole record.
-            picked: dict[str, Any] = {}
-            for m in members:
-                try:
-                    v = value[m]
-                except KeyError:
-                    continue
-                picked[m] = v if type(v) in _PLAIN else _cel_data(v)
-            value = picked
-        elif mapping:  # (not a dict: a lazy view, the engine's steps)
-            value = _cel_data(value if type(value) is dict else {k: value[k] for k in value})
+            # Only the members it reads (steps.triage, record.subject), and of them only
+            # what it reads (steps.triage.output.resolution), not every step's output or
+            # the whole record.
+            value, ok = _pick(value, members)
+            exact = exact and ok
+        else:
+            if mapping:  # (not a dict: a lazy view, the engine's steps)
+                value = _cel_data(value if type(value) is dict else {k: value[k] for k in value})
+            exact = exact and _exact_json(value)
         bound[name] = value
+    key: tuple[str, bytes] | None = None
+    if exact:
+        try:
+            encoded = orjson.dumps(bound)
+        except TypeError:  # an int beyond 64 bits, a string that is not UTF-8
+            encoded = b""
+        if 0 < len(encoded) <= _MEMO_INPUT:
+            key = (source, encoded)
+            hit = _MEMO.get(key, _NO)
+            if hit is not _NO:
+                return hit
     result = _eval(expr, source, bound)
     if result.type() != _error_type():
-        return result.plain_value()
+        plain = result.plain_value()
+        if key is not None and type(plain) in _PLAIN:  # (immutable: safe to hand out again)
+            if len(_MEMO) >= _MEMO_MAX:
+                _MEMO.clear()
+            _MEMO[key] = plain
+        return plain
     if "found in Activation" in str(result.value()):
         # A read _reads() did not see: evaluate again with every variable bound.
         result = _eval(expr, source, {**_EMPTY, **{k: _cel_data(dict(v) if isinstance(v, Mapping)
@@ -269,6 +348,25 @@ def evaluate(source: str, data: Mapping[str, Any]) -> Any:
 
 # Values bound as they are, tested by exact type (no call apiece): what most members are.
 _PLAIN = frozenset({str, int, float, bool, type(None)})
+_SCALARS = frozenset({str, int, bool, type(None)})  # (a float: only when finite)
+
+
+def _exact_json(value: Any) -> bool:
+    """Whether ``value`` is JSON data of the exact built-in types, floats finite: data whose
+    JSON (orjson's) no other value shares. orjson writes NaN as null, an enum or a UUID as
+    its value, a tuple as a list, a subclass as its base: such data is not memoized, since
+    CEL may see it otherwise."""
+    t = type(value)
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or (type(v) not in _SCALARS and not _exact_json(v)):
+                return False
+        return True
+    if t is list:
+        return all(type(v) in _SCALARS or _exact_json(v) for v in value)
+    if t is float:
+        return bool(value - value == 0.0)  # (inf - inf and NaN - NaN are NaN)
+    return t in _SCALARS
 
 
 @cache
@@ -283,18 +381,20 @@ def _cel_data(value: Any) -> Any:
     if type(value) is dict:
         for v in value.values():  # (plain values, the common case: no call apiece)
             if type(v) not in _PLAIN:
-                break
-        else:
-            return value
+                return {k: v if type(v) in _PLAIN else _cel_data(v) for k, v in value.items()}
+        return value
     if isinstance(value, decimal.Decimal):
         return decimals.cel_view(value)
     if isinstance(value, dict):
-        if any(isinstance(v, decimal.Decimal | dict | list) for v in value.values()):
+        if any(isinstance(v, _CONVERTED) for v in value.values()):
             return {k: _cel_data(v) for k, v in value.items()}
         return value
-    if isinstance(value, list) and any(isinstance(v, decimal.Decimal | dict | list) for v in value):
+    if isinstance(value, list) and any(isinstance(v, _CONVERTED) for v in value):
         return [_cel_data(v) for v in value]
     return value
+
+
+_CONVERTED = (decimal.Decimal, dict, list)  # (a tuple: ``A | B`` made a union per call)
 
 
 def _has_long_decimal(bound: Mapping[str, Any]) -> bool:

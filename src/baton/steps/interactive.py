@@ -100,7 +100,7 @@ class Interactive(StepTypeBase):
             d.fail_step(sr, step, {"type": "AssignmentError",
                                    "message": f"assign gave {assignee!r}, not a name"})
             return
-        kind = step.assign.kind.value
+        kind = step.assign.kind._value_  # (the member's string: no property call)
         if routing is not None:
             kind, assignee = assignee.split(":", 1)
         elif step.assign.kind is AssigneeKind.RESOURCE:
