@@ -18,7 +18,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import orjson
@@ -406,7 +406,7 @@ class Worker:
                 or (attempt is not None and attempt != sr.attempts):
             return _Result(job, None)  # the step moved on (canceled, stage exited): drop
         definition = self._step_definition(run, step)  # (read with the batch: no query here)
-        ran_at = iso(self.engine.clock.now())
+        ran_at = _iso_ms(self.engine.clock.now())
         started = time.perf_counter()
         finish: Callable[[], StepOutput] | None = None
         failure: Exception | None = None
@@ -435,7 +435,9 @@ class Worker:
                     raise failure
                 assert finish is not None
                 out = finish()
-                event = StepCompleted(step, iteration, _jsonable(dict(out.output)),
+                output = out.output
+                event = StepCompleted(step, iteration, _jsonable(
+                                          output if type(output) is dict else dict(output)),
                                       vars=_jsonable(dict(out.vars)) if out.vars else None,
                                       ran_at=ran_at, attempt=attempt)
                 updates = dict(out.record_updates)
@@ -931,6 +933,10 @@ def _reads_run(kind: str) -> bool:
     return own[1] if own is not None else kind in registry.job_kinds()
 
 
+# (a tuple: ``A | B | …`` written in the call builds a union object on every call)
+_ANY_STEP = (ConditionEvaluated, RecordChanged, TimerFired, ChildRunFinished)
+
+
 def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvaluated
                    | RecordChanged | TimerFired | ChildRunFinished | CancelRequested) -> bool:
     """Is the step this result belongs to still waiting for it (same iteration, running)?"""
@@ -938,10 +944,18 @@ def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvalua
         return run.status in (RunStatus.IN_PROGRESS, RunStatus.FAILED)
     if run.status is not RunStatus.IN_PROGRESS:
         return False
-    if isinstance(event, ConditionEvaluated | RecordChanged | TimerFired | ChildRunFinished):
+    if isinstance(event, _ANY_STEP):
         return True  # decide() sorts out a timer (or a child) whose step moved on
     sr = run.steps.get(event.step)
     return sr is not None and sr.iteration == event.iteration and sr.status is StepStatus.RUNNING
+
+
+def _iso_ms(dt: datetime) -> str:
+    """``iso(dt)``, the same text, from ``dt`` cut to its millisecond (what ``iso`` keeps):
+    the jobs a worker begins in one millisecond share one entry of ``iso``'s cache, where
+    each exact instant missed it and was formatted again (~2 % of the worker's CPU)."""
+    us = dt.microsecond
+    return iso(dt.replace(microsecond=us - us % 1000) if us % 1000 else dt)
 
 
 def callout_waits(run: Run, step: str) -> bool:
@@ -967,8 +981,9 @@ def _error(exc: BaseException) -> dict[str, Any]:
     }
 
 
-_JSONABLE_OPTS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
-                  | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS)
+_JSONABLE_STR_KEYS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+                      | orjson.OPT_PASSTHROUGH_SUBCLASS)
+_JSONABLE_OPTS = _JSONABLE_STR_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 def _jsonable(value: Any) -> Any:
@@ -978,6 +993,10 @@ def _jsonable(value: Any) -> Any:
     A whole number beyond 64 bits fails the step: stored, it would be read back as an
     inexact float (the stores read JSON with orjson), silently changing its value.
     """
+    try:  # (string keys, the common case: without OPT_NON_STR_KEYS, ~1.8x as fast)
+        return orjson.loads(orjson.dumps(value, default=str, option=_JSONABLE_STR_KEYS))
+    except (orjson.JSONEncodeError, TypeError):
+        pass
     try:
         return orjson.loads(orjson.dumps(value, default=str, option=_JSONABLE_OPTS))
     except (orjson.JSONEncodeError, TypeError) as exc:
