@@ -346,10 +346,11 @@ class Worker:
             for j in jobs:
                 if j.kind in registry.job_kinds() and j.run_id in runs:
                     self._step_definition(runs[j.run_id], j.payload["step"], tx)
-            snapshots = {rid: (run, self._record_view(recs[run.record_id], tx)
+            read = _BatchCache(runs, recs)
+            snapshots = {rid: (run, self._record_view(recs[run.record_id], tx, read)
                                if run.record_id in recs else None)
                          for rid, run in runs.items()}
-        return snapshots, _BatchCache(runs, recs)
+        return snapshots, read
 
     def _execute(self, job: Job, snapshot: _Snapshot | None) -> _Result:
         """Run the job (a flow, an e-mail, a step type's work…) and return what to commit."""
@@ -702,7 +703,7 @@ class Worker:
         updates and the rows to write are made while other processes may hold the lock.
         Raises (with nothing committed) when the plan cannot be made or no longer holds;
         ``chained_out`` then holds the results of the steps it chained (they ran)."""
-        cache = _BatchCache(dict(read.runs), dict(read.records))
+        cache = _BatchCache(dict(read.runs), dict(read.records), read.views)
         pending = list(results)
         budget = CHAIN_LIMIT
         deadline = time.monotonic() + CHAIN_SECONDS
@@ -768,7 +769,8 @@ class Worker:
             run = cache.runs[j["run_id"]]
             row = cache.records.get(run.record_id or "")
             job = Job(None, j["kind"], j["run_id"], j["payload"], 1)
-            results.append(self._execute(job, (run, self._record_view(row) if row else None)))
+            results.append(self._execute(job, (run, self._record_view(row, None, cache)
+                                                    if row else None)))
         return results
 
     def _commit_one_by_one(self, results: list[_Result], now_dt: Any) -> None:
@@ -812,12 +814,22 @@ class Worker:
         moved = [rid for rid in versions if rid not in records]
         if moved:
             records.update(tx.get_records_txn(moved))
-        return _BatchCache(runs, records)
+        return _BatchCache(runs, records, read.views)
 
-    def _record_view(self, row: Mapping[str, Any], tx: Any = None) -> dict[str, Any]:
+    def _record_view(self, row: Mapping[str, Any], tx: Any = None,
+                     cache: _BatchCache | None = None) -> dict[str, Any]:
         """The record as flows and expressions see it: typed by its object type (a
-        ``decimal`` field is a Decimal)."""
-        return record_view(row, self._object_type(row["object_type"], tx))
+        ``decimal`` field is a Decimal). With the batch's ``cache``: made once per row
+        (a record's row is replaced, never changed, when a result updates it), so the
+        results of a batch that leave a record as it was share its view."""
+        if cache is None:
+            return record_view(row, self._object_type(row["object_type"], tx))
+        made = cache.views.get(row["id"])
+        if made is not None and made[0] is row:
+            return made[1]
+        view = record_view(row, self._object_type(row["object_type"], tx))
+        cache.views[row["id"]] = (row, view)
+        return view
 
     def _apply_txn(self, tx: Any, res: _Result, now_dt: Any, cache: _BatchCache | None = None) -> None:
         eng, job, event = self.engine, res.job, res.event
@@ -863,7 +875,7 @@ class Worker:
             if cache is not None:
                 cache.records[record_row["id"]] = record_row
         # (made once, from the record as decide() is to see it: after the flow's updates)
-        record = self._record_view(record_row, tx) if record_row else None
+        record = self._record_view(record_row, tx, cache) if record_row else None
         decision = eng.runs.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
         if isinstance(event, StepCompleted) and not decision.stale \
                 and callout_waits(decision.run, event.step):
@@ -891,6 +903,9 @@ class _BatchCache:
 
     runs: dict[str, Run]
     records: dict[str, dict[str, Any]]
+    # record id -> (the row, its view): a view is read, never changed (flows get copies),
+    # so the results of a batch that see the same row share one (see Worker._record_view).
+    views: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
