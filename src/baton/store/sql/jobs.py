@@ -91,8 +91,9 @@ class JobQueue:
             if limit <= 0:
                 return swept
         if kinds:
-            q = READY.where(s.jobs.c.kind.in_([bindparam(f"_k{i}") for i in range(len(kinds))]))
-            h = tx._compiled(("claim_ready", len(kinds)), q)
+            key = ("claim_ready", len(kinds))
+            h = tx._hot.get(key) or tx._compiled(key, READY.where(
+                s.jobs.c.kind.in_([bindparam(f"_k{i}") for i in range(len(kinds))])))
             values = {"_now": now, "_limit": limit, **{f"_k{i}": k for i, k in enumerate(kinds)}}
         else:
             h = tx._compiled("claim_ready", READY)
@@ -102,7 +103,8 @@ class JobQueue:
             return swept
         ids = [r["id"] for r in rows]
         n = 1 << (len(ids) - 1).bit_length()
-        h = tx._compiled(("claim_mark", n), _mark_claimed(n))
+        key = ("claim_mark", n)
+        h = tx._hot.get(key) or tx._compiled(key, _mark_claimed(n))  # (built once per n)
         params = {f"_i{i}": ids[min(i, len(ids) - 1)] for i in range(n)}
         params["_worker"], params["_now"] = worker_id, now
         tx._run(h, params)
