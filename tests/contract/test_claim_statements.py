@@ -1,5 +1,6 @@
-"""The claim's compiled statements (``JobQueue.claim_jobs_txn``): the order, the limit, the
-ids padded to a power of two, a kind filter, runs whose SLA instant came, on both stores."""
+"""The claim's compiled statements (``JobQueue.claim_jobs_txn``): the order, the limit, each
+claimed job marked once (one executemany), a kind filter, runs whose SLA instant came, on
+both stores."""
 
 from __future__ import annotations
 
@@ -26,8 +27,7 @@ def _claimed(store: SqlStore) -> dict[int, tuple[str | None, int, str | None]]:
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-def test_a_claim_of_three_marks_three_once_in_due_order(store: SqlStore) -> None:
-    # 3 ids go in an IN list of 4 (the last repeated): each is claimed, and counted, once.
+def test_a_claim_marks_each_job_once_in_due_order(store: SqlStore) -> None:
     _enqueue(store, [("step", f"run_{i}", NOW if i % 2 else EARLY) for i in range(6)])
     got = store.claim_jobs("w1", NOW, 3)
     assert [j.payload["i"] for j in got] == [0, 2, 4]  # run_after first, then id
@@ -36,7 +36,7 @@ def test_a_claim_of_three_marks_three_once_in_due_order(store: SqlStore) -> None
     rows = _claimed(store)
     assert sorted(i for i, (by, _a, st) in rows.items() if by == "w1") == sorted(j.id for j in got)
     assert all(rows[j.id] == ("w1", 1, "claimed") for j in got)
-    rest = store.claim_jobs("w2", NOW, 10)  # 3 left: padded to 4 again
+    rest = store.claim_jobs("w2", NOW, 10)
     assert [j.payload["i"] for j in rest] == [1, 3, 5]
     assert store.claim_jobs("w3", LATER, 10) == []
     assert all(a == 1 and st == "claimed" for _by, a, st in _claimed(store).values())

@@ -9,7 +9,6 @@ import socket
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 
@@ -17,7 +16,6 @@ from baton.clock import iso, parse_iso
 from baton.store import schema as s
 from baton.store.base import SLA_JOB, Job
 from baton.store.sql.tx import SqlTx
-
 
 # The claim's statements, built once (see JobQueue.claim_jobs_txn). PostgreSQL: rows another
 # worker is claiming are skipped, not waited for; SQLite: BEGIN IMMEDIATE already made the
@@ -35,13 +33,15 @@ READY = (
 )
 
 
-def _mark_claimed(n: int) -> Any:
-    """Mark ``n`` ids (``_i0``…) claimed by ``_worker`` at ``_now`` (if still ready)."""
-    t = s.jobs
-    return (update(t)
-            .where(t.c.id.in_([bindparam(f"_i{i}") for i in range(n)]), t.c.status == "ready")
-            .values(status="claimed", claimed_by=bindparam("_worker"),
-                    claimed_at=bindparam("_now"), attempts=t.c.attempts + 1))
+# One job marked claimed (if still ready): run for each claimed id with one executemany, so
+# one compiled statement serves every batch size (an IN list of n ids is a statement per n,
+# and compiling one of 256 ids cost more than a claim's whole statement work).
+MARK_CLAIMED = (
+    update(s.jobs)
+    .where(s.jobs.c.id == bindparam("_id"), s.jobs.c.status == "ready")
+    .values(status="claimed", claimed_by=bindparam("_worker"), claimed_at=bindparam("_now"),
+            attempts=s.jobs.c.attempts + 1)
+)
 
 
 def worker_host() -> str:
@@ -79,8 +79,7 @@ class JobQueue:
 
         The statements are compiled once per store (``tx._compiled``: run on the DB-API
         cursor, as the other hot statements are), not built, keyed and rendered by
-        SQLAlchemy on every claim; the claimed ids go in an IN list padded to a power of
-        two, so a few compiled variants serve every batch size."""
+        SQLAlchemy on every claim (the claimed jobs are marked with one executemany)."""
         tx.flush_txn()
         swept: list[Job] = []
         if not kinds or SLA_JOB in kinds:
@@ -101,13 +100,8 @@ class JobQueue:
         rows = [h.row(raw) for raw in tx._run(h, values).fetchall()]
         if not rows:
             return swept
-        ids = [r["id"] for r in rows]
-        n = 1 << (len(ids) - 1).bit_length()
-        key = ("claim_mark", n)
-        h = tx._hot.get(key) or tx._compiled(key, _mark_claimed(n))  # (built once per n)
-        params = {f"_i{i}": ids[min(i, len(ids) - 1)] for i in range(n)}
-        params["_worker"], params["_now"] = worker_id, now
-        tx._run(h, params)
+        tx._run_many(tx._compiled("claim_mark", MARK_CLAIMED),
+                     [{"_id": r["id"], "_worker": worker_id, "_now": now} for r in rows])
         return swept + [Job(r["id"], r["kind"], r["run_id"], r["payload"], r["attempts"] + 1)
                         for r in rows]
 
