@@ -905,7 +905,7 @@ class _BatchCache:
     records: dict[str, dict[str, Any]]
     # record id -> (the row, its view): a view is read, never changed (flows get copies),
     # so the results of a batch that see the same row share one (see Worker._record_view).
-    views: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
+    views: dict[str, tuple[Mapping[str, Any], dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
