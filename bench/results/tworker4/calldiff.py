@@ -1,4 +1,8 @@
-import pstats, sys, re
+import pstats
+import re
+import sys
+
+
 def load(p):
     st = pstats.Stats(p).stats; out = {}
     for (f, l, n), v in st.items():

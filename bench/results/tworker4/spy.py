@@ -1,9 +1,14 @@
 """Summarise py-spy raw (collapsed) stacks under Worker.run: inclusive and self shares."""
-import sys, re, collections
+import collections
+import re
+import sys
+
 path = sys.argv[1]; root = sys.argv[2] if len(sys.argv) > 2 else "run (baton/runtime/worker.py"
 top = int(sys.argv[3]) if len(sys.argv) > 3 else 60
 incl = collections.Counter(); selfc = collections.Counter(); total = 0
-for line in open(path):
+with open(path) as fh:
+    lines = fh.readlines()
+for line in lines:
     stack, _, n = line.rstrip().rpartition(" ")
     n = int(n)
     frames = stack.split(";")

@@ -1,9 +1,14 @@
 """Lines of a function (self samples + samples in callees by line) and callers of a frame."""
-import sys, re, collections
+import collections
+import re
+import sys
+
 path, func = sys.argv[1], sys.argv[2]
 mode = sys.argv[3] if len(sys.argv) > 3 else "lines"
 c = collections.Counter(); total = 0
-for line in open(path):
+with open(path) as fh:
+    lines = fh.readlines()
+for line in lines:
     stack, _, n = line.rstrip().rpartition(" ")
     n = int(n); frames = stack.split(";")
     if not any("Worker.run (" in f for f in frames): continue

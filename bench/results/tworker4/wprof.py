@@ -1,7 +1,12 @@
 """Worker phases under cProfile (deterministic call counts), after warming with 300 cases.
 Usage: PYTHONPATH=CHECKOUT/src python wprof.py CHECKOUT N OUT.prof"""
-import cProfile, json, pstats, sys, tempfile
+import cProfile
+import json
+import pstats
+import sys
+import tempfile
 from pathlib import Path
+
 ROOT, N, OUT = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 sys.path.insert(0, str(ROOT))
 import baton.runtime.definitions as defs
@@ -10,6 +15,7 @@ from baton.project import load_project
 from baton.runtime import heap
 from baton.runtime.engine import Engine
 from bench import triage as bt
+
 defs.REFRESH_INTERVAL_S = 1e9
 wm.CHAIN_SECONDS = 1e9
 url = f"sqlite:///{tempfile.mkdtemp()}/b.db"

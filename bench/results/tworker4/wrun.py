@@ -1,6 +1,10 @@
 """Worker phases natively (for py-spy). Usage: PYTHONPATH=CHECKOUT/src python wrun.py CHECKOUT N REPEAT"""
-import json, sys, tempfile, time
+import json
+import sys
+import tempfile
+import time
 from pathlib import Path
+
 ROOT, N, REP = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 sys.path.insert(0, str(ROOT))
 import baton.runtime.definitions as defs
@@ -9,6 +13,7 @@ from baton.project import load_project
 from baton.runtime import heap
 from baton.runtime.engine import Engine
 from bench import triage as bt
+
 defs.REFRESH_INTERVAL_S = 1e9
 wm.CHAIN_SECONDS = 1e9
 url = f"sqlite:///{tempfile.mkdtemp()}/b.db"
