@@ -160,6 +160,9 @@ class Engine:
     def connections(self) -> ConnectionServices:
         """Connections, secrets, the HTTP client and callbacks of this process (made on
         first use, from the settings as they are then)."""
+        made = self._connections  # (made once: no lock to take after that, e.g. per step)
+        if made is not None:
+            return made
         with self._services_lock:
             if self._connections is None:
                 s = self.settings

@@ -10,12 +10,38 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from baton.clock import iso, parse_iso
 from baton.store import schema as s
 from baton.store.base import SLA_JOB, Job
 from baton.store.sql.tx import SqlTx
+
+# The claim's statements, built once (see JobQueue.claim_jobs_txn). PostgreSQL: rows another
+# worker is claiming are skipped, not waited for; SQLite: BEGIN IMMEDIATE already made the
+# claiming transaction the only writer (no FOR UPDATE is rendered).
+SLA_DUE = (
+    select(s.runs.c.id, s.runs.c.sla_at).where(s.runs.c.sla_at <= bindparam("_now"))
+    .order_by(s.runs.c.sla_at, s.runs.c.id).limit(bindparam("_limit"))
+    .with_for_update(skip_locked=True)
+)
+READY = (
+    select(s.jobs.c.id, s.jobs.c.kind, s.jobs.c.run_id, s.jobs.c.payload, s.jobs.c.attempts)
+    .where(s.jobs.c.status == "ready", s.jobs.c.run_after <= bindparam("_now"))
+    .order_by(s.jobs.c.run_after, s.jobs.c.id).limit(bindparam("_limit"))
+    .with_for_update(skip_locked=True)
+)
+
+
+# One job marked claimed (if still ready): run for each claimed id with one executemany, so
+# one compiled statement serves every batch size (an IN list of n ids is a statement per n,
+# and compiling one of 256 ids cost more than a claim's whole statement work).
+MARK_CLAIMED = (
+    update(s.jobs)
+    .where(s.jobs.c.id == bindparam("_id"), s.jobs.c.status == "ready")
+    .values(status="claimed", claimed_by=bindparam("_worker"), claimed_at=bindparam("_now"),
+            attempts=s.jobs.c.attempts + 1)
+)
 
 
 def worker_host() -> str:
@@ -49,41 +75,35 @@ class JobQueue:
         """:meth:`claim_jobs` inside ``tx``, a write transaction the caller commits: the
         jobs are claimed only if it commits. A worker claims its next batch in the
         transaction that commits its last one (one lock and one fsync fewer per batch); the
-        writes ``tx`` buffered are flushed first, so the jobs they enqueue can be claimed."""
-        t = s.jobs
+        writes ``tx`` buffered are flushed first, so the jobs they enqueue can be claimed.
+
+        The statements are compiled once per store (``tx._compiled``: run on the DB-API
+        cursor, as the other hot statements are), not built, keyed and rendered by
+        SQLAlchemy on every claim (the claimed jobs are marked with one executemany)."""
         tx.flush_txn()
         swept: list[Job] = []
         if not kinds or SLA_JOB in kinds:
-            r = s.runs
-            due = tx.conn.execute(
-                select(r.c.id, r.c.sla_at).where(r.c.sla_at <= now)
-                .order_by(r.c.sla_at, r.c.id).limit(limit)
-                .with_for_update(skip_locked=True)).all()
-            swept = [Job(None, SLA_JOB, row.id, {"at": row.sla_at}, 1) for row in due]
+            h = tx._compiled("claim_sla_due", SLA_DUE)
+            due = tx._run(h, {"_now": now, "_limit": limit}).fetchall()
+            swept = [Job(None, SLA_JOB, row[0], {"at": row[1]}, 1) for row in due]
             limit -= len(swept)
             if limit <= 0:
                 return swept
-        q = (
-            select(t.c.id, t.c.kind, t.c.run_id, t.c.payload, t.c.attempts)
-            .where(t.c.status == "ready", t.c.run_after <= now)
-            .order_by(t.c.run_after, t.c.id)
-            .limit(limit)
-            # PostgreSQL: rows another worker is claiming are skipped, not waited for.
-            # SQLite: BEGIN IMMEDIATE already made this transaction the only writer.
-            .with_for_update(skip_locked=True)
-        )
         if kinds:
-            q = q.where(t.c.kind.in_(list(kinds)))
-        rows = tx.conn.execute(q).all()
+            key = ("claim_ready", len(kinds))
+            h = tx._hot.get(key) or tx._compiled(key, READY.where(
+                s.jobs.c.kind.in_([bindparam(f"_k{i}") for i in range(len(kinds))])))
+            values = {"_now": now, "_limit": limit, **{f"_k{i}": k for i, k in enumerate(kinds)}}
+        else:
+            h = tx._compiled("claim_ready", READY)
+            values = {"_now": now, "_limit": limit}
+        rows = [h.row(raw) for raw in tx._run(h, values).fetchall()]
         if not rows:
             return swept
-        ids = [r.id for r in rows]
-        tx.conn.execute(
-            update(t)
-            .where(t.c.id.in_(ids), t.c.status == "ready")
-            .values(status="claimed", claimed_by=worker_id, claimed_at=now, attempts=t.c.attempts + 1)
-        )
-        return swept + [Job(r.id, r.kind, r.run_id, r.payload, r.attempts + 1) for r in rows]
+        tx._run_many(tx._compiled("claim_mark", MARK_CLAIMED),
+                     [{"_id": r["id"], "_worker": worker_id, "_now": now} for r in rows])
+        return swept + [Job(r["id"], r["kind"], r["run_id"], r["payload"], r["attempts"] + 1)
+                        for r in rows]
 
     def release_job(self, job_id: int, worker_id: str, run_after: str) -> None:
         t = s.jobs
