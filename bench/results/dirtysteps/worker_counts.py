@@ -36,7 +36,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1500)
     args = ap.parse_args()
-    counts = {"step_docs": 0, "step_texts_encoded": 0, "commits_with_step_rows": 0,
+    counts = {"step_docs": 0, "step_texts_encoded": 0, "step_text_bytes_encoded": 0, "commits_with_step_rows": 0,
               "step_rows_written": 0, "step_row_bytes": 0}
     real_doc, real_dumps, real_write = state_mod._step_doc, runsteps.json_dumps, SqlTx._write_steps
 
@@ -46,7 +46,9 @@ def main() -> None:
 
     def dumps(v: Any) -> Any:
         counts["step_texts_encoded"] += 1
-        return real_dumps(v)
+        text = real_dumps(v)
+        counts["step_text_bytes_encoded"] += len(text)
+        return text
 
     def write_steps(self: SqlTx, writes: Any) -> None:
         counts["commits_with_step_rows"] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -32,15 +33,16 @@ STEP_KEYS = ("stage", "iteration", "status", "output", "error", "attempts", "sta
 """A step's entry's keys in the order :meth:`Run.to_json` writes them."""
 
 
-@dataclass(init=False)
+@dataclass(eq=False)
 class StepRun:
     """One step's latest iteration in a run.
 
     A split run (more than :data:`SPLIT_STEPS` steps, a plan's) keeps track of which of its
     steps changed since its step rows were stored (:class:`StepMarks`), so that its write
-    encodes those alone: an assignment to a field marks the step (``__setattr__``); a
-    change made in place (a key of ``sla``, an entry of ``children``, of ``output``) must be
-    marked with :meth:`touch`, or it is not written."""
+    encodes those alone: its steps are :class:`_TrackedStepRun`, whose field assignments
+    mark them; a change made in place (a key of ``sla``, an entry of ``children``, of
+    ``output``) must be marked with :meth:`touch`, or it is not written. (A run of a few
+    steps, triage's, is not tracked: its steps' assignments cost nothing more.)"""
 
     name: str
     stage: str
@@ -58,33 +60,38 @@ class StepRun:
     # {"index", "status", "run_id", "record_id", "input", "fields", "output", "error"}.
     children: list[dict[str, Any]] | None = None
 
-    def __init__(self, name: str, stage: str, iteration: int,
-                 status: StepStatus = StepStatus.NOT_STARTED,
-                 output: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
-                 attempts: int = 0, started_at: str | None = None,
-                 completed_at: str | None = None, work_item_id: str | None = None,
-                 attempt_base: int = 0, sla: dict[str, Any] | None = None,
-                 children: list[dict[str, Any]] | None = None) -> None:
-        # One write of the instance's dict (no __setattr__ call per field: a new step is
-        # not a change to mark; a run's steps are built at every read).
-        self.__dict__.update(
-            name=name, stage=stage, iteration=iteration, status=status, output=output,
-            error=error, attempts=attempts, started_at=started_at, completed_at=completed_at,
-            work_item_id=work_item_id, attempt_base=attempt_base, sla=sla, children=children)
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        d = self.__dict__
-        d[key] = value
-        marks = d.get("_m")  # its run's changed steps (a split run's), if tracked
-        if marks is not None:
-            marks.add(d["name"])
-
     def touch(self) -> None:
         """Mark this step changed in place (its ``sla``, ``children`` or ``output`` changed
         without an assignment): its row is written with its run's next write."""
         marks = self.__dict__.get("_m")
         if marks is not None:
             marks.add(self.name)
+
+    # (Equal by fields whether tracked or not: a dataclass's own __eq__ wants one class.)
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StepRun):
+            return NotImplemented
+        return _fields(self) == _fields(other)
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable, as a dataclass's)
+
+
+_fields = operator.attrgetter(*(f for f in StepRun.__dataclass_fields__))
+
+
+class _TrackedStepRun(StepRun):
+    """A step of a tracked run (:class:`StepMarks`): an assignment marks it changed."""
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        d = self.__dict__
+        d[key] = value
+        d["_m"].add(d["name"])
+
+
+def _tracked(sr: StepRun, changed: set[str]) -> None:
+    sr.__dict__["_m"] = changed
+    if type(sr) is StepRun:
+        sr.__class__ = _TrackedStepRun
 
 
 class StepMarks:
@@ -116,7 +123,7 @@ class _Steps(dict[str, StepRun]):
         if name not in self:
             m.added.append(name)
         m.changed.add(name)
-        sr.__dict__["_m"] = m.changed
+        _tracked(sr, m.changed)
         dict.__setitem__(self, name, sr)
 
     def __delitem__(self, name: str) -> None:
@@ -296,7 +303,7 @@ class Run:
         marks = steps.marks = StepMarks(steps, seq)
         changed = marks.changed
         for sr in steps.values():
-            sr.__dict__["_m"] = changed
+            _tracked(sr, changed)
         self.steps = steps
         self.step_marks = marks
 
