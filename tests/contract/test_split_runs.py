@@ -26,7 +26,7 @@ from baton.engine.status import StepStatus
 from baton.errors import TransitionConflict
 from baton.runtime.apply import run_row
 from baton.store import schema as s
-from baton.store.sql import SqlStore
+from baton.store.sql import SqlStore, runsteps
 from baton.store.sql.plan import PlanTx
 from baton.store.sql.tx import SqlTx
 
@@ -140,11 +140,13 @@ def _mutate(run: Run, op: tuple[str, int, Any]) -> None:
         if sr.output is None:
             sr.output = {}
         sr.output[arg[0]] = arg[1]
+        sr.touch()  # (as the engine marks what it changes in place)
     elif kind == "sla_in_place":
         if sr.sla is None:
             sr.sla = {"status": "on_track", "due_at": NOW, "jeopardy_at": None}
         else:
             sr.sla["status"] = arg
+            sr.touch()
     elif kind == "child_in_place":
         if sr.children is None:
             sr.children = []
@@ -152,6 +154,7 @@ def _mutate(run: Run, op: tuple[str, int, Any]) -> None:
             sr.children[-1]["status"] = arg
         else:
             sr.children.append({"index": len(sr.children), "status": arg, "run_id": None})
+        sr.touch()
     elif kind == "attempts":
         sr.attempts = arg
     elif kind == "remove":
@@ -227,6 +230,7 @@ def test_only_the_steps_that_changed_are_written(store: SqlStore, cold: SqlStore
     assert written == [["s7", "s9"]]
     _read(store, run.id, "many")
     run.steps["s9"].output["x"] = True  # in place, and equal to 1 in Python: still a change
+    run.steps["s9"].touch()
     _write(store, run, "at_once")
     assert written[-1] == ["s9"]
     # Written by this store, not read since: compared with what it committed.
@@ -268,7 +272,7 @@ def test_a_stale_write_changes_no_step_row(store: SqlStore) -> None:
 
 def test_formats_2_and_3_stay_readable_and_a_big_run_moves_at_its_next_write(store: SqlStore) -> None:
     run = _run(120)
-    row = run_row(run, NOW)
+    row = {**run_row(run, NOW), "state": run.to_json()}
     with store.write() as tx:  # as stored before migration 25: one document, format 3
         tx.conn.execute(s.runs.insert().values(**row))
     assert _state(store, run.id)["format"] == 3
@@ -398,3 +402,54 @@ def test_the_step_texts_a_store_keeps_are_bounded() -> None:
     assert seen.get("r9", 1) is None  # (only at the seq it was kept at)
     seen.put("big", 1, {f"s{j}": (j, "{}") for j in range(1000)})  # alone over the cap: kept
     assert seen.get("big", 1) is not None and seen.get("r9", 2) is None
+
+
+_marked_op = _op.filter(lambda op: op[0] not in ("remove", "to_end", "truncate"))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.integers(SPLIT_STEPS + 1, SPLIT_STEPS + 40),
+       rounds=st.lists(st.tuples(st.lists(_marked_op, min_size=0, max_size=5),
+                                 st.sampled_from(["at_once", "lazy"]), st.booleans()),
+                       min_size=1, max_size=6))
+def test_the_steps_marked_changed_write_what_a_comparison_writes(
+        store: SqlStore, size: int, rounds: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Engine-like changes (assignments, changes in place marked, steps added) to a run this
+    store read or wrote last: its write encodes only the steps marked (the marks path), and
+    writes exactly the rows a comparison of every step writes (``VERIFY_CHANGED``, on in the
+    suite, checks each write); what is read back is the run in memory."""
+    assert runsteps.VERIFY_CHANGED
+    used: list[int] = []
+    real = runsteps._changed_rows
+
+    def spy(rid: str, steps: Any, base: Any) -> Any:
+        got = real(rid, steps, base)
+        used.append(-1 if got is None else len(steps.changed))
+        return got
+
+    monkeypatch.setattr(runsteps, "_changed_rows", spy)
+    run = _run(size)
+    _insert(store, run)  # (its first write: every row, compared with none)
+    run = Run.from_json(_read(store, run.id, "one")["state"])
+    for ops, write_how, from_read in rounds:
+        before = len(used)
+        for op in ops:
+            _mutate(run, op)
+        _write(store, run, write_how)
+        assert used[before:] and used[-1] >= 0  # the marks path, every time
+        assert used[-1] <= len(ops)  # (each op marks one step at most)
+        back = _check(store, run, "one")
+        if from_read:
+            run = back
+
+
+def test_an_unmarked_change_in_place_is_caught_in_the_suite(store: SqlStore) -> None:
+    run = _run(80)
+    _insert(store, run)
+    run = Run.from_json(_read(store, run.id, "one")["state"])
+    run.steps["s3"].sla = {"status": "on_track", "due_at": NOW, "jeopardy_at": None}
+    _write(store, run, "at_once")
+    run.steps["s3"].sla["status"] = "overdue"  # in place, not marked (no touch())
+    run.steps["s4"].attempts = 1
+    with pytest.raises(AssertionError, match=r"unmarked: \['s3'\]"):
+        _write(store, run, "at_once")

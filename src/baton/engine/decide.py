@@ -482,6 +482,7 @@ class _Decider:
         if sr.sla["status"] == new or sr.sla["status"] == "overdue":
             return False
         sr.sla["status"] = new
+        sr.touch()  # (changed in place: a split run writes the steps marked changed)
         self.audit(f"sla_{new}", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                    due_at=sr.sla["due_at"])
         action = (step.options.get("sla") or {}).get(key) or {}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from baton.engine.status import RunStatus, StageStatus, StepStatus
 
@@ -31,9 +33,16 @@ STEP_KEYS = ("stage", "iteration", "status", "output", "error", "attempts", "sta
 """A step's entry's keys in the order :meth:`Run.to_json` writes them."""
 
 
-@dataclass
+@dataclass(eq=False)
 class StepRun:
-    """One step's latest iteration in a run."""
+    """One step's latest iteration in a run.
+
+    A split run (more than :data:`SPLIT_STEPS` steps, a plan's) keeps track of which of its
+    steps changed since its step rows were stored (:class:`StepMarks`), so that its write
+    encodes those alone: its steps are :class:`_TrackedStepRun`, whose field assignments
+    mark them; a change made in place (a key of ``sla``, an entry of ``children``, of
+    ``output``) must be marked with :meth:`touch`, or it is not written. (A run of a few
+    steps, triage's, is not tracked: its steps' assignments cost nothing more.)"""
 
     name: str
     stage: str
@@ -50,6 +59,128 @@ class StepRun:
     # A child-run step's children, one entry per element in order (steps/orchestration.py):
     # {"index", "status", "run_id", "record_id", "input", "fields", "output", "error"}.
     children: list[dict[str, Any]] | None = None
+
+    def touch(self) -> None:
+        """Mark this step changed in place (its ``sla``, ``children`` or ``output`` changed
+        without an assignment): its row is written with its run's next write."""
+        marks = self.__dict__.get("_m")
+        if marks is not None:
+            marks.add(self.name)
+
+    # (Equal by fields whether tracked or not: a dataclass's own __eq__ wants one class.)
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StepRun):
+            return NotImplemented
+        return _fields(self) == _fields(other)
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable, as a dataclass's)
+
+
+_fields = operator.attrgetter(*(f for f in StepRun.__dataclass_fields__))
+
+
+class _TrackedStepRun(StepRun):
+    """A step of a tracked run (:class:`StepMarks`): an assignment marks it changed."""
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        d = self.__dict__
+        d[key] = value
+        d["_m"].add(d["name"])
+
+
+def _tracked(sr: StepRun, changed: set[str]) -> None:
+    sr.__dict__["_m"] = changed
+    if type(sr) is StepRun:
+        sr.__class__ = _TrackedStepRun
+
+
+class StepMarks:
+    """Which steps of a split run changed since its step rows were as stored at ``seq``:
+    names marked by their steps (``changed``, the set each tracked :class:`StepRun`
+    holds), names added (``added``, in order), and whether one was removed (``lost``: the
+    positions of the others may have moved, so changes are found by comparison). ``seq``
+    None: not known (found by comparison)."""
+
+    __slots__ = ("added", "changed", "lost", "seq", "steps")
+
+    def __init__(self, steps: _Steps, seq: int | None) -> None:
+        self.steps = steps
+        self.seq = seq
+        self.changed: set[str] = set()
+        self.added: list[str] = []
+        self.lost = False
+
+
+class _Steps(dict[str, StepRun]):
+    """A tracked run's steps: a step put in (new, or in place of another) is marked changed
+    and tracked; one taken out marks the run's positions as lost. Reads are dict's own."""
+
+    __slots__ = ("marks",)
+    marks: StepMarks
+
+    def __setitem__(self, name: str, sr: StepRun) -> None:
+        m = self.marks
+        if name not in self:
+            m.added.append(name)
+        m.changed.add(name)
+        _tracked(sr, m.changed)
+        dict.__setitem__(self, name, sr)
+
+    def __delitem__(self, name: str) -> None:
+        self.marks.lost = True
+        dict.__delitem__(self, name)
+
+    def pop(self, *args: Any) -> Any:
+        self.marks.lost = True
+        return dict.pop(self, *args)
+
+    def popitem(self) -> tuple[str, StepRun]:
+        self.marks.lost = True
+        return dict.popitem(self)
+
+    def clear(self) -> None:
+        self.marks.lost = True
+        dict.clear(self)
+
+    def update(self, *args: Any, **kw: Any) -> None:
+        self.marks.seq = None  # (not worth tracking entry by entry: compared instead)
+        dict.update(self, *args, **kw)
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        if name not in self:
+            self[name] = default
+        return dict.__getitem__(self, name)
+
+    def __ior__(self, other: Any) -> Self:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+
+class SplitSteps(Mapping[str, dict[str, Any]]):
+    """``steps`` of a split run's document as :meth:`Run.to_json` gives it for a write
+    (``copy=False``): each step's entry made when read, and what changed since ``seq``
+    (``changed``: None when not known), for the store to write those rows alone
+    (``store/sql/runsteps.split_row``). The run's steps are read when it is: the store
+    encodes the document right away."""
+
+    __slots__ = ("added", "changed", "seq", "steps")
+
+    def __init__(self, steps: dict[str, StepRun], changed: frozenset[str] | None,
+                 added: tuple[str, ...], seq: int | None) -> None:
+        self.steps, self.changed, self.added, self.seq = steps, changed, added, seq
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return _step_doc(self.steps[name], False)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.steps)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def docs(self) -> dict[str, dict[str, Any]]:
+        """Every step's entry."""
+        return {k: _step_doc(v, False) for k, v in self.steps.items()}
 
 
 @dataclass(frozen=True)
@@ -104,6 +235,8 @@ class Run:
     completed_at: str | None = None
     seq: int = 0  # bumped on every write; compare-and-set guard
     parent: ParentLink | None = None  # a child run: the step that started it
+    # A split run's changed steps since its rows were stored (None: not tracked).
+    step_marks: StepMarks | None = field(default=None, init=False, repr=False, compare=False)
 
     def copy(self) -> Run:
         """A deep copy (decide() must not change the run it was given)."""
@@ -128,7 +261,10 @@ class Run:
         if self.stages:
             doc["stages"] = {k: _stage_doc(v) for k, v in self.stages.items()}
         if self.steps:
-            doc["steps"] = {k: _step_doc(v, copy) for k, v in self.steps.items()}
+            if not copy and len(self.steps) > SPLIT_STEPS:
+                doc["steps"] = self._split_steps()
+            else:
+                doc["steps"] = {k: _step_doc(v, copy) for k, v in self.steps.items()}
         if self.vars:
             doc["vars"] = copy_json(self.vars) if copy else self.vars
         if self.input:
@@ -144,6 +280,32 @@ class Run:
         if self.parent is not None:
             doc["parent"] = self.parent.to_json()
         return doc
+
+    def _split_steps(self) -> SplitSteps:
+        """``steps`` of the document a write stores (the run has more than SPLIT_STEPS
+        steps): what changed since the rows the write replaces, and from here on what
+        changes after it. (Written at ``self.seq``: apply sets it before the row is made.)"""
+        m = self.step_marks
+        if m is None or m.steps is not self.steps or type(self.steps) is not _Steps:
+            self._track(self.seq)  # from here on; this write compares (or writes) them all
+            return SplitSteps(self.steps, None, (), None)
+        changed = None if m.lost or m.seq is None else frozenset(m.changed)
+        out = SplitSteps(self.steps, changed, tuple(m.added), m.seq)
+        m.changed.clear()
+        m.added = []
+        m.lost = False
+        m.seq = self.seq
+        return out
+
+    def _track(self, seq: int | None) -> None:
+        """Track which steps change from here on, against the rows stored at ``seq``."""
+        steps = _Steps(self.steps)  # (dict's own copy: nothing marked)
+        marks = steps.marks = StepMarks(steps, seq)
+        changed = marks.changed
+        for sr in steps.values():
+            _tracked(sr, changed)
+        self.steps = steps
+        self.step_marks = marks
 
     def as_dict(self) -> dict[str, Any]:
         """Every field spelled out, names in their entries, nested values copied: what the
@@ -189,7 +351,7 @@ class Run:
         answers = get("flow_conditions") or {}
         if fmt == 2 and answers:
             answers = _legacy_answers(answers)
-        return cls(
+        run = cls(
             id=data["id"], orchestration=data["orchestration"], version=data["version"],
             record_id=get("record_id"), status=_RUN[data["status"]],
             current_stage=get("current_stage"),
@@ -209,6 +371,9 @@ class Run:
             completed_at=get("completed_at"), seq=data["seq"],
             parent=ParentLink.from_json(parent) if (parent := get("parent")) else None,
         )
+        if fmt == SPLIT_FORMAT:  # its steps as their rows are stored at its seq
+            run._track(run.seq)
+        return run
 
     @classmethod
     def _from_format_1(cls, data: dict[str, Any]) -> Run:

@@ -52,6 +52,7 @@ class ChildRuns:
         ``children`` (``parent`` is the decision's run, written after its commands)."""
         now = iso(now_dt)
         entries = parent.steps[cmd.step].children or []
+        parent.steps[cmd.step].touch()  # (run and record ids go into its entries, in place)
         depth = parent.parent.depth + 1 if parent.parent is not None else 1
         defn: OrchestrationDefinition | None = None
         version = 0

@@ -57,7 +57,7 @@ from baton.runtime.reader import StoreRecords
 from baton.steps import registry
 from baton.steps.base import StepOutput, StepServices, StepType, StepWork
 from baton.steps.callout import waiting as callout_waits_step
-from baton.steps.flowrun import FlowRaised, flow_context
+from baton.steps.flowrun import FlowRaised, run_flow
 from baton.store.base import Job
 from baton.store.sql import PlanAborted, PlanTx
 from baton.work import notify
@@ -550,9 +550,10 @@ class Worker:
         try:
             if fn is None:
                 raise StepFailure(f"flow {p['flow']!r} is not registered in this worker")
-            ctx = flow_context(run, p["step"], p["iteration"], record, self._orchestration(run),
-                               records=self._records)
-            data["output"] = _jsonable(self._call_flow(p["flow"], fn, ctx, None))
+            # (run_flow: ctx.steps read when the flow reads them, not every step first)
+            data["output"] = _jsonable(run_flow(
+                self._call_flow, p["flow"], fn, None, run, p["step"], p["iteration"], record,
+                self._orchestration(run), records=self._records).output)
             kind = "escalation_flow_ran"
         except Exception as exc:  # noqa: BLE001 - audited on the run; never the worker's problem
             data["error"] = _error(exc)
@@ -634,9 +635,8 @@ class Worker:
                                   f"evaluated: {p['error']}", retryable=False)
             if fn is None:
                 raise StepFailure(f"flow {name!r} is not registered in this worker")
-            ctx = flow_context(run, name, 0, record, self._orchestration(run), p.get("input"),
-                               self._records)
-            value = bool(self._call_flow(name, fn, ctx, None))
+            value = bool(run_flow(self._call_flow, name, fn, None, run, name, 0, record,
+                                  self._orchestration(run), p.get("input"), self._records).output)
         except Exception as exc:  # noqa: BLE001 - a definition's bug: an incident, not the worker's
             error = _error(exc)
             log.warning("evaluation flow %s raised for run %s at %s (no answer; incident "

@@ -24,8 +24,10 @@ body is ``callback.body`` in ``output:``. ``timeout:`` bounds that wait (then: f
 from __future__ import annotations
 
 import email.utils
+import operator
+import weakref
 from collections import ChainMap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
@@ -208,21 +210,37 @@ class Callout(JobStepType):
             raise StepFailure("this worker has no connections configured", retryable=False)
         opts = work.step.options
         conn = services.connection(opts["connection"])
-        data = request_scope(work)
-        if opts.get("wait") == "callback":
-            token, url = services.callback(work.run.id, work.step.name, work.iteration)
-            data["callback"] = {"url": url, "token": token}
+        # The scope reads the run's steps when an expression reads them (a plan's run has
+        # hundreds or thousands; a request reads one or two): nothing changes the run
+        # between here and the end of _finish (the worker begins every job of a batch, then
+        # finishes each, and decides only after), and the scope is frozen before that if
+        # anything else still holds it (_release).
+        data = request_scope(work, live=True)
         try:
-            request = build_request(opts, data, idempotency_key(work.run.id, work.step.name,
-                                                                work.iteration))
-        except ExpressionError as exc:
-            raise StepFailure(f"{exc.source}: {exc.reason}", retryable=False) from None
-        if "callback" in data:  # whoever reads the audit must not be able to call back
-            request = replace(request, hide=(data["callback"]["token"],))
-        future = services.http.submit(conn, request)
+            if opts.get("wait") == "callback":
+                token, url = services.callback(work.run.id, work.step.name, work.iteration)
+                data["callback"] = {"url": url, "token": token}
+            try:
+                request = build_request(opts, data, idempotency_key(work.run.id, work.step.name,
+                                                                    work.iteration))
+            except ExpressionError as exc:
+                raise StepFailure(f"{exc.source}: {exc.reason}", retryable=False) from None
+            if "callback" in data:  # whoever reads the audit must not be able to call back
+                request = replace(request, hide=(data["callback"]["token"],))
+            future = services.http.submit(conn, request)
+        except BaseException:
+            _release(data)
+            raise
         return lambda: self._finish(work, future, data)
 
     def _finish(self, work: StepWork, future: Future[HttpResponse],
+                data: dict[str, Any]) -> StepOutput:
+        try:
+            return self._answer(work, future, data)
+        finally:
+            _release(data)
+
+    def _answer(self, work: StepWork, future: Future[HttpResponse],
                 data: dict[str, Any]) -> StepOutput:
         try:
             response = future.result()
@@ -262,34 +280,79 @@ def waiting(sr: StepRun) -> bool:
     return sr.status is StepStatus.RUNNING and bool((sr.output or {}).get(WAITING))
 
 
-def request_scope(work: StepWork) -> dict[str, Any]:
-    """What the request's expressions see: the run's snapshot, as ``decide()`` shows it."""
+def request_scope(work: StepWork, *, live: bool = False) -> dict[str, Any]:
+    """What the request's expressions see: the run's snapshot, as ``decide()`` shows it.
+    ``live``: its ``steps`` read the run's steps when an expression reads them, until
+    :func:`_release` (the caller makes sure nothing changes the run before)."""
     run: Run = work.run
     orch = work.orchestration
     inputs = typed_values(orch.trigger.input, run.input) if orch is not None else run.input
     return {"record": dict(work.record or {}), "vars": run.vars, "input": inputs,
-            "steps": _StepsSeen(run)}
+            "steps": _StepsSeen(run, live=live)}
+
+
+def _release(data: dict[str, Any]) -> None:
+    """The request is made and answered: a live ``steps`` of its scope that something still
+    holds (an exception's traceback, a value an expression returned) takes its snapshot
+    now, before the run moves on; otherwise it is dropped (~free: no step is read)."""
+    steps = data.pop("steps", None)
+    if not isinstance(steps, _StepsSeen):
+        return
+    kept = weakref.ref(steps)
+    del steps
+    left = kept()
+    if left is not None:
+        left.freeze()
+
+
+_SEEN = operator.attrgetter("status", "iteration", "output", "error")
 
 
 class _StepsSeen(StepSnapshot[dict[str, Any]]):
     """``steps`` of a request's scope: each step as it was when the scope was made (the
     run moves on while the call is made), its view made when an expression reads it (see
-    :class:`~baton.steps.flowrun.StepSnapshot`)."""
+    :class:`~baton.steps.flowrun.StepSnapshot`). ``live``: read from the run's steps until
+    :meth:`freeze` takes them all (O(steps): only when the scope outlives the call)."""
 
-    __slots__ = ()
+    __slots__ = ("__weakref__", "_live")
 
-    def __init__(self, run: Run) -> None:
-        self._seen = {n: (sr.status, sr.iteration, sr.output, sr.error)
-                      for n, sr in run.steps.items()}
+    def __init__(self, run: Run, *, live: bool = False) -> None:
+        self._live: dict[str, StepRun] | None = run.steps if live else None
+        self._seen = {} if live else _seen_now(run.steps)
+
+    def freeze(self) -> None:
+        live = self._live
+        if live is not None:
+            self._seen = _seen_now(live)
+            self._live = None
 
     def __getitem__(self, name: str) -> dict[str, Any]:
-        status, iteration, output, error = self._seen[name]
+        live = self._live
+        status, iteration, output, error = _SEEN(live[name]) if live is not None \
+            else self._seen[name]
         view: dict[str, Any] = {"status": status.value, "iteration": iteration}
         if output is not None:
             view["output"] = output
         if error is not None:
             view["error"] = error
         return view
+
+    def __iter__(self) -> Iterator[str]:
+        live = self._live
+        return iter(tuple(live) if live is not None else self._seen)
+
+    def __len__(self) -> int:
+        live = self._live
+        return len(live if live is not None else self._seen)
+
+    def __contains__(self, name: object) -> bool:
+        live = self._live
+        return name in (live if live is not None else self._seen)
+
+
+def _seen_now(steps: Mapping[str, StepRun]) -> dict[str, tuple[Any, ...]]:
+    """Each step's (status, iteration, output, error) as they are now (O(steps), in C)."""
+    return dict(zip(steps, map(_SEEN, steps.values()), strict=True))
 
 
 def build_request(opts: Mapping[str, Any], data: Mapping[str, Any], key: str) -> HttpRequest:

@@ -140,6 +140,7 @@ class Orchestration(StepTypeBase):
 
     def _restart(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
         assert sr.children is not None
+        sr.touch()  # (its entries change in place)
         starts = []
         for e in sr.children:
             if e["status"] == "completed":
@@ -171,6 +172,7 @@ class Orchestration(StepTypeBase):
         if sr.status is StepStatus.FALLOUT and ev.status != "completed":
             return False  # the step waits for an operator anyway
         e["status"] = ev.status
+        sr.touch()  # (an entry changed in place)
         if ev.status == "completed":
             e["output"] = dict(ev.output or {})
             e.pop("error", None)

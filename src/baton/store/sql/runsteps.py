@@ -24,9 +24,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import Text, bindparam, select, type_coerce
 
-from baton.engine.state import SPLIT_FORMAT, SPLIT_STEPS, STEP_KEYS
+from baton.engine.state import SPLIT_FORMAT, SPLIT_STEPS, STEP_KEYS, SplitSteps
 from baton.store import schema as s
 from baton.store.codec import json_dumps, json_loads
 
@@ -87,13 +88,24 @@ class StepWrites:
         return texts
 
 
-def split_row(row: dict[str, Any], base: StepTexts | None, *, insert: bool = False
-              ) -> tuple[dict[str, Any], StepWrites] | None:
+VERIFY_CHANGED = False
+"""Check every write of the changed steps alone against the comparison of every step (an
+AssertionError when they differ): the test suite sets it, so a change made in place that
+no one marked (:meth:`baton.engine.state.StepRun.touch`) fails a test, not a run."""
+
+
+def split_row(row: dict[str, Any], base: StepTexts | None, *, insert: bool = False,
+              expected: int | None = None) -> tuple[dict[str, Any], StepWrites] | None:
     """A run row to write, split if its run has more than SPLIT_STEPS steps: the row with
     the document without its steps, and the step rows to write: those that differ from
-    ``base``, the rows stored at the seq the write expects; all of them when it is None
-    (the run's rows deleted first, unless it is a new run: ``insert``). None: write the row
-    as it is."""
+    ``base``, the rows stored at the seq the write expects (``expected``); all of them
+    when it is None (the run's rows deleted first, unless it is a new run: ``insert``).
+    None: write the row as it is.
+
+    When the run knows which of its steps changed since the rows stored at ``expected``
+    (:class:`~baton.engine.state.SplitSteps`), only those are encoded and compared: O(what
+    changed), not O(steps); else (a run read elsewhere, a first split write, a step
+    removed) every step is."""
     state = row["state"]
     steps = state.get("steps")
     if steps is None or len(steps) <= SPLIT_STEPS:
@@ -103,6 +115,15 @@ def split_row(row: dict[str, Any], base: StepTexts | None, *, insert: bool = Fal
     head["format"] = SPLIT_FORMAT
     head["split"] = True
     out = StepWrites(rid, row["seq"], base)
+    if isinstance(steps, SplitSteps):
+        if steps.changed is not None and base is not None and steps.seq == expected:
+            ups = _changed_rows(rid, steps, base)
+            if ups is not None:
+                out.upserts = ups
+                if VERIFY_CHANGED:
+                    _verify(out, steps.docs(), base)
+                return {**row, "state": head}, out
+        steps = steps.docs()
     ups = out.upserts
     if base is None:
         out.delete_all = not insert
@@ -118,6 +139,70 @@ def split_row(row: dict[str, Any], base: StepTexts | None, *, insert: bool = Fal
         if len(base) + len(ups) > len(steps):  # (else every stored step is still there)
             out.deletes = [(rid, n) for n in base if n not in steps]
     return {**row, "state": head}, out
+
+
+def _changed_rows(rid: str, steps: SplitSteps, base: StepTexts
+                  ) -> list[tuple[str, str, int, str]] | None:
+    """The rows of the steps marked changed that differ from ``base`` (a step's position
+    is its stored one, an added step's the next free one: no step was removed), or None
+    when ``base`` is not what the marks are relative to."""
+    changed, added = steps.changed, steps.added
+    assert changed is not None
+    n = len(base)
+    if len(steps) != n + len(added):
+        return None
+    new = {name: n + i for i, name in enumerate(added)}
+    ups = []
+    get = base.get
+    for name in changed:
+        was = get(name)
+        if was is None:
+            pos = new.get(name)
+            if pos is None:
+                return None
+        else:
+            if name in new:
+                return None
+            pos = was[0]
+        doc = steps.get(name)
+        if doc is None:
+            return None
+        text = json_dumps(doc)
+        if was is None or was[1] != text:
+            ups.append((rid, name, pos, text))
+    ups.sort(key=_pos)  # (in the run's order, as a comparison writes them)
+    return ups
+
+
+def _pos(row: tuple[str, str, int, str]) -> int:
+    return row[2]
+
+
+def _canonical(doc: Any) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
+def _verify(out: StepWrites, docs: dict[str, Any], base: StepTexts) -> None:
+    """The comparison of every step (what :func:`split_row` does without marks) gives the
+    rows the marks gave."""
+    want = {}
+    for pos, (name, doc) in enumerate(docs.items()):
+        text = json_dumps(doc)
+        was = base.get(name)
+        if was is None or was[1] != text or was[0] != pos:
+            want[name] = (pos, text)
+    gone = [n for n in base if n not in docs]
+    got = {name: (pos, text) for _r, name, pos, text in out.upserts}
+    for name in [n for n in want if n not in got]:  # PostgreSQL's JSONB orders keys its way:
+        was = base[name]  # (a text that differs by its keys' order alone is no change)
+        if was[0] == want[name][0] and _canonical(json_loads(was[1])) == _canonical(docs[name]):
+            del want[name]
+    if want != got or gone:
+        missed = sorted(set(want) - set(got))
+        raise AssertionError(f"run {out.run_id}: the steps marked changed are not the steps "
+                             f"that changed (unmarked: {missed[:5]}, extra: "
+                             f"{sorted(set(got) - set(want))[:5]}, removed: {gone[:5]}); "
+                             "a change made in place needs StepRun.touch()")
 
 
 def merge_steps(state: dict[str, Any], rows: list[tuple[str, int, Any]], texts: bool

@@ -20,7 +20,7 @@ from sqlalchemy import (
     update,
 )
 
-from baton.engine.state import SPLIT_STEPS
+from baton.engine.state import SPLIT_STEPS, SplitSteps
 from baton.errors import TransitionConflict
 from baton.store import schema as s
 from baton.store.codec import EVENT_ID_SPAN, PACKED, pack_events, unpack_event_row
@@ -221,7 +221,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             steps: list[StepWrites] = []
             for i, row in enumerate(rows):  # (a run of more than SPLIT_STEPS steps: split)
                 if len(row["state"].get("steps") or ()) > SPLIT_STEPS:
-                    split = split_row(row, self._steps_base(row["id"], row["_seq"]))
+                    split = split_row(row, self._steps_base(row["id"], row["_seq"]),
+                                      expected=row["_seq"])
                     if split is not None:
                         rows[i] = split[0]
                         steps.append(split[1])
@@ -465,6 +466,9 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         """A new run, as one document even when it is large: it is split at its first
         write (a 10,000-line plan's 13,000 step rows cost its submit ~0.2 s of CPU more
         than one document; its worker's first commit pays them once instead)."""
+        steps = row["state"].get("steps")
+        if isinstance(steps, SplitSteps):  # (a run read split, inserted as another: whole)
+            row = {**row, "state": {**row["state"], "steps": steps.docs()}}
         self._write("insert_run", INSERT_RUN, row)
 
     @reads("runs", "id", "row")
@@ -489,7 +493,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             first = self._run_writes.get(row["id"])
             self._run_writes[row["id"]] = (row, first[1] if first else expected_seq)
             return
-        split = split_row(row, self._steps_base(row["id"], expected_seq))
+        split = split_row(row, self._steps_base(row["id"], expected_seq), expected=expected_seq)
         if split is not None:
             row = split[0]
         if self._write("update_run", UPDATE_RUN, {**row, "_id": row["id"], "_seq": expected_seq}) != 1:
