@@ -177,7 +177,9 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
 
     def _raise(self, exc: Exception, sql: str, params: Any, cur: Any) -> None:
         # The same wrapping (DBAPIError subclasses, connection invalidation on a lost
-        # connection) as a statement SQLAlchemy executes itself.
+        # connection) as a statement SQLAlchemy executes itself; it closes the cursor, so
+        # the transaction's next statement (after a savepoint's rollback) takes a new one.
+        self._cur = None
         self.conn._handle_dbapi_exception(exc, sql, params, cur, None)  # always raises
         raise exc  # pragma: no cover
 
