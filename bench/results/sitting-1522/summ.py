@@ -1,20 +1,31 @@
-import json, statistics, sys, glob, os
-d = sys.argv[1]
-for side in ("before", "after"):
-    reps = []
-    for f in sorted(glob.glob(os.path.join(d, f"triage-{side}-*.json"))):
-        try:
-            j = json.load(open(f))
-        except Exception as e:
-            print(f, "unreadable", e); continue
-        reps += j.get("repetitions", [j])
-    if not reps:
-        continue
-    def med(k):
-        v = [r[k] for r in reps]
-        return statistics.median(v), min(v), max(v)
-    w = [sum(r["cpu_s_workers"]) for r in reps]
-    print(side, len(reps), "runs/s %.1f (%.1f-%.1f)" % med("runs_per_s"),
-          "cpu ms/run %.3f (%.3f-%.3f)" % med("cpu_ms_per_run"),
-          "driver %.2f (%.2f-%.2f)" % med("cpu_s_driver"),
-          "workers %.2f (%.2f-%.2f)" % (statistics.median(w), min(w), max(w)))
+"""Medians (min-max) of the triage JSON files a sitting wrote: summ.py DIR."""
+
+import glob
+import json
+import os
+import statistics
+import sys
+
+
+def main(d: str) -> None:
+    for side in ("before", "after"):
+        reps = []
+        for f in sorted(glob.glob(os.path.join(d, f"triage-{side}-*.json"))):
+            with open(f) as fh:
+                j = json.load(fh)
+            reps += j.get("repetitions", [j])
+        if not reps:
+            continue
+
+        def med(values: list[float]) -> str:
+            return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+        print(side, len(reps),
+              "runs/s", med([r["runs_per_s"] for r in reps]),
+              "cpu ms/run", med([r["cpu_ms_per_run"] for r in reps]),
+              "driver", med([r["cpu_s_driver"] for r in reps]),
+              "workers", med([sum(r["cpu_s_workers"]) for r in reps]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
