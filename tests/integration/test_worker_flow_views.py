@@ -88,13 +88,13 @@ def _clear() -> None:
 def test_escalation_and_evaluation_flows_see_the_run_as_it_is(harness: Any, monkeypatch: Any,
                                                               keep: bool) -> None:
     snapshots: list[int] = []
-    real = flowrun._snapshot
+    real = flowrun.StepSnapshot._taken
 
-    def counting(steps: Any) -> Any:
+    def counting(self: Any, steps: Any) -> Any:
         snapshots.append(len(steps))
-        return real(steps)
+        return real(self, steps)
 
-    monkeypatch.setattr(flowrun, "_snapshot", counting)
+    monkeypatch.setattr(flowrun.StepSnapshot, "_taken", counting)
     harness.deploy_text(CASE)
     eng = harness.engine
     subject = "keep" if keep else "drop"

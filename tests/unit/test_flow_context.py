@@ -144,9 +144,9 @@ def _decide_moves_on(run: Run) -> None:
 def test_a_flow_reading_one_step_of_1500_reads_only_that_step(monkeypatch: Any) -> None:
     run = _big_run()
     snapshots: list[int] = []
-    real = getattr(flowrun, "_snapshot", None)
-    monkeypatch.setattr(flowrun, "_snapshot", lambda steps: snapshots.append(1) or real(steps),
-                        raising=False)
+    real = flowrun.StepSnapshot._taken
+    monkeypatch.setattr(flowrun.StepSnapshot, "_taken",
+                        lambda self, steps: snapshots.append(1) or real(self, steps))
     _CountingStep.reads = 0
     out = BACKGROUND.run_job(_work(run, "t_ctx.read_one"))
     assert out.output == {"n": 7, "has": True, "len": 1_501}

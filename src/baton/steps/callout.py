@@ -27,7 +27,7 @@ import email.utils
 import operator
 import weakref
 from collections import ChainMap
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
@@ -314,45 +314,17 @@ class _StepsSeen(StepSnapshot[dict[str, Any]]):
     :class:`~baton.steps.flowrun.StepSnapshot`). ``live``: read from the run's steps until
     :meth:`freeze` takes them all (O(steps): only when the scope outlives the call)."""
 
-    __slots__ = ("__weakref__", "_live")
-
-    def __init__(self, run: Run, *, live: bool = False) -> None:
-        self._live: dict[str, StepRun] | None = run.steps if live else None
-        self._seen = {} if live else _seen_now(run.steps)
-
-    def freeze(self) -> None:
-        live = self._live
-        if live is not None:
-            self._seen = _seen_now(live)
-            self._live = None
+    __slots__ = ()
+    _take = _SEEN
 
     def __getitem__(self, name: str) -> dict[str, Any]:
-        live = self._live
-        status, iteration, output, error = _SEEN(live[name]) if live is not None \
-            else self._seen[name]
+        status, iteration, output, error = self._read(name)
         view: dict[str, Any] = {"status": status.value, "iteration": iteration}
         if output is not None:
             view["output"] = output
         if error is not None:
             view["error"] = error
         return view
-
-    def __iter__(self) -> Iterator[str]:
-        live = self._live
-        return iter(tuple(live) if live is not None else self._seen)
-
-    def __len__(self) -> int:
-        live = self._live
-        return len(live if live is not None else self._seen)
-
-    def __contains__(self, name: object) -> bool:
-        live = self._live
-        return name in (live if live is not None else self._seen)
-
-
-def _seen_now(steps: Mapping[str, StepRun]) -> dict[str, tuple[Any, ...]]:
-    """Each step's (status, iteration, output, error) as they are now (O(steps), in C)."""
-    return dict(zip(steps, map(_SEEN, steps.values()), strict=True))
 
 
 def build_request(opts: Mapping[str, Any], data: Mapping[str, Any], key: str) -> HttpRequest:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -113,69 +113,35 @@ class StepSnapshot(Mapping[str, V]):
     each step's view made only when it is read: a plan's run has hundreds or thousands of
     steps and a flow or a request reads one or two, so making every view up front cost
     more than the rest of a step (issue 13 item 9). ``_seen`` holds, per step name, what
-    the view is made from; subclasses make the view in ``__getitem__``."""
+    the view is made from (``_take`` of its StepRun); subclasses make the view in
+    ``__getitem__`` from :meth:`_read`.
 
-    __slots__ = ("_seen",)
-    _seen: dict[str, tuple[Any, ...]]
+    ``live``: the run's steps are read when they are read, not taken first, until
+    :meth:`freeze` takes them all (O(steps)): for a caller that makes sure nothing changes
+    the run before (see :func:`run_flow`) and freezes what outlives the call."""
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._seen)
+    __slots__ = ("__weakref__", "_live", "_seen")
+    _take: Callable[[StepRun], tuple[Any, ...]]  # (an attrgetter: what a view is made from)
 
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._seen
-
-
-_STATUS_OUTPUT = operator.attrgetter("status", "output")
-
-
-class StepViews(StepSnapshot[StepView]):
-    """``ctx.steps``: each step's view (its output typed and copied) made when the flow
-    first reads it (see :class:`StepSnapshot`).
-
-    The statuses and outputs are those of when the context was made (what decide() does to
-    the run afterwards is not seen); an output is replaced by the engine, never changed in
-    place, so copying it on first read copies what it was then. ``live``: the run's steps
-    are read when the flow reads them, not taken first, until :meth:`freeze` takes them
-    (see :func:`run_flow`, which makes sure nothing changes the run before)."""
-
-    __slots__ = ("__weakref__", "_live", "_orchestration", "_views")
-
-    def __init__(self, run: Run, orchestration: OrchestrationDefinition | None, *,
-                 live: bool = False) -> None:
-        self._orchestration = orchestration
-        self._views: dict[str, StepView] = {}
+    def __init__(self, run: Run, *, live: bool = False) -> None:
         self._live: dict[str, StepRun] | None = run.steps if live else None
-        self._seen = {} if live else _snapshot(run.steps)
+        self._seen: dict[str, tuple[Any, ...]] = {} if live else self._taken(run.steps)
+
+    def _taken(self, steps: Mapping[str, StepRun]) -> dict[str, tuple[Any, ...]]:
+        """What each step's view is made from, as it is now (O(steps), in C)."""
+        return dict(zip(steps, map(self._take, steps.values()), strict=True))
 
     def freeze(self) -> None:
-        """Take every step's status and output now (a no-op once taken): from here on the
-        views are made from these, whatever happens to the run."""
+        """Take every step as it is now (a no-op once taken): from here on the views are
+        made from these, whatever happens to the run."""
         live = self._live
         if live is not None:
-            self._seen = _snapshot(live)
+            self._seen = self._taken(live)
             self._live = None
 
-    def __getitem__(self, name: str) -> StepView:
-        view = self._views.get(name)
-        if view is None:
-            live = self._live
-            status, output = _STATUS_OUTPUT(live[name]) if live is not None \
-                else self._seen[name]
-            # (``_value_``: the status's string, without the ``value`` property's call)
-            view = StepView(name, status._value_,
-                            copy_json(_typed_output(self._orchestration, name, output)))
-            self._views[name] = view
-        return view
-
-    def get(self, name: str, default: Any = None) -> Any:
-        # (Mapping's, without its extra call: ctx.steps.get is what flows mostly use)
-        try:
-            return self[name]
-        except KeyError:
-            return default
+    def _read(self, name: str) -> tuple[Any, ...]:
+        live = self._live
+        return self._take(live[name]) if live is not None else self._seen[name]
 
     def __iter__(self) -> Iterator[str]:
         live = self._live
@@ -191,9 +157,44 @@ class StepViews(StepSnapshot[StepView]):
         return name in (live if live is not None else self._seen)
 
 
-def _snapshot(steps: Mapping[str, StepRun]) -> dict[str, tuple[Any, ...]]:
-    """Each step's (status, output), as they are now (O(steps), in C)."""
-    return dict(zip(steps, map(_STATUS_OUTPUT, steps.values()), strict=True))
+_STATUS_OUTPUT = operator.attrgetter("status", "output")
+
+
+class StepViews(StepSnapshot[StepView]):
+    """``ctx.steps``: each step's view (its output typed and copied) made when the flow
+    first reads it (see :class:`StepSnapshot`).
+
+    The statuses and outputs are those of when the context was made (what decide() does to
+    the run afterwards is not seen); an output is replaced by the engine, never changed in
+    place, so copying it on first read copies what it was then. ``live``: the run's steps
+    are read when the flow reads them, not taken first, until :meth:`freeze` takes them
+    (see :func:`run_flow`, which makes sure nothing changes the run before)."""
+
+    __slots__ = ("_orchestration", "_views")
+    _take = _STATUS_OUTPUT
+
+    def __init__(self, run: Run, orchestration: OrchestrationDefinition | None, *,
+                 live: bool = False) -> None:
+        self._orchestration = orchestration
+        self._views: dict[str, StepView] = {}
+        super().__init__(run, live=live)
+
+    def __getitem__(self, name: str) -> StepView:
+        view = self._views.get(name)
+        if view is None:
+            status, output = self._read(name)
+            # (``_value_``: the status's string, without the ``value`` property's call)
+            view = StepView(name, status._value_,
+                            copy_json(_typed_output(self._orchestration, name, output)))
+            self._views[name] = view
+        return view
+
+    def get(self, name: str, default: Any = None) -> Any:
+        # (Mapping's, without its extra call: ctx.steps.get is what flows mostly use)
+        try:
+            return self[name]
+        except KeyError:
+            return default
 
 
 def _typed_output(orchestration: OrchestrationDefinition | None, step: str,
