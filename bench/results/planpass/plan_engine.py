@@ -93,6 +93,27 @@ def drive(defn: OrchestrationDefinition, batch: int) -> dict[str, Any]:
             "step_rows_written": rows}
 
 
+def _count_checks(checks: dict[str, int]) -> None:
+    from baton.engine import sla
+
+    runsteps.VERIFY_CHANGED = True
+    sla.VERIFY_INDEX = True  # type: ignore[attr-defined]  # (not there before planpass)
+    real_write = runsteps._verify
+    real_index = getattr(sla, "_verify", None)
+
+    def write_check(*a: Any) -> None:
+        checks["write_checks"] += 1
+        real_write(*a)
+
+    runsteps._verify = write_check  # type: ignore[assignment]
+    if real_index is not None:
+        def index_check(*a: Any) -> None:
+            checks["index_checks"] += 1
+            real_index(*a)
+
+        sla._verify = index_check
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=750)
@@ -101,12 +122,19 @@ def main() -> None:
     ap.add_argument("--plain", action="store_true", help="no timing, no output: for valgrind")
     ap.add_argument("--no-drive", action="store_true", help="load the definition alone: "
                     "for valgrind, the instructions of the run less this are the drive's")
+    ap.add_argument("--verify", action="store_true", help="with the test suite's checks on "
+                    "(runsteps.VERIFY_CHANGED, sla.VERIFY_INDEX): count what they encode")
     args = ap.parse_args()
+    checks = {"write_checks": 0, "index_checks": 0}
+    if args.verify:
+        _count_checks(checks)
     defn = definition(args.lines) if args.lines else None
     if defn is None or args.no_drive:
         return
     t0 = time.process_time()
     out = drive(defn, args.batch)
+    if args.verify:
+        out.update(checks)
     if not args.plain:
         out["cpu_ms_per_step"] = round((time.process_time() - t0) * 1000 / out["decisions"], 4)
         print(json.dumps(out))
