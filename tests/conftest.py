@@ -27,14 +27,17 @@ if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
     sys.dont_write_bytecode, sys.pycache_prefix = False, _PYCACHE
 
 from baton.clock import VirtualClock
+from baton.engine import sla
 from baton.runtime.engine import Engine
 from baton.runtime.worker import Worker
 from baton.settings import Settings
 from baton.store.sql import runsteps
 
-# Every write of a split run's changed steps alone is checked against the comparison of all
-# its steps: a change made in place that no one marked fails the test that makes it.
+# Writes of a split run's changed steps alone, and its step index's answers (fallout, SLA),
+# are checked against a pass over all its steps (a sample: runsteps.VERIFY_EVERY,
+# sla.VERIFY_EVERY): a change made in place that no one marked fails the test that makes it.
 runsteps.VERIFY_CHANGED = True
+sla.VERIFY_INDEX = True
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -196,12 +196,14 @@ class Readiness:
     """A stage's steps by name (their position), the positions of the steps that wait for
     each step (``after``), and the positions of the steps with a ``when``. ``open_hint``:
     where the engine last found a step not done (it looks there first: only a hint, the
-    answer is the same whatever it holds)."""
+    answer is the same whatever it holds); ``after_hint``: the same, per step of many
+    dependencies (its name -> the position in its ``after``)."""
 
     index: Mapping[str, int]
     dependents: Mapping[str, tuple[int, ...]]
     conditional: tuple[int, ...]
     open_hint: int = 0
+    after_hint: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

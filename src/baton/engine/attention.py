@@ -9,6 +9,7 @@ operator; a finished run never does (a failed run says so by its status).
 
 from __future__ import annotations
 
+from baton.engine.sla import index_of
 from baton.engine.state import Run
 from baton.engine.status import STEP_OPEN, RunStatus, StepStatus
 
@@ -23,6 +24,9 @@ def attention(run: Run) -> int | None:
     """The run's attention bits, or None when it needs nothing."""
     if run.status is not RunStatus.IN_PROGRESS:
         return None
+    if run.step_marks is not None and (idx := index_of(run)) is not None:
+        # (a plan's run: kept up to date from its steps marked changed, engine/sla.py)
+        return ((FALLOUT if idx.fallout else 0) | (SLA_BREACHED if idx.overdue else 0)) or None
     bits = 0
     for sr in run.steps.values():
         if sr.status is StepStatus.FALLOUT:

@@ -377,12 +377,30 @@ class _Decider:
         # Python call).
         steps = self.run.steps
         completed, skipped, failed = StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.FAILED
-        for a in step.after:
-            dep = steps[a].status
-            if dep is completed or dep is skipped or (
-                    dep is failed and sd.step(a).on_failure == "continue"):  # type: ignore[union-attr]
-                continue
-            return False
+        after = step.after
+        if len(after) > _LOOK_AT_ALL:
+            # A plan's step after every line's (an invoice after each shipment) is looked at
+            # whenever one of them changes, and they finish roughly in order: looking from
+            # the first walked past those done so far. From where the last look found one
+            # not done instead (then round to it), the answer is the same, mostly at once.
+            hints = sd.readiness.after_hint
+            n = len(after)
+            start = hints.get(step.name, 0)
+            for k in range(start, start + n):
+                a = after[k % n]
+                dep = steps[a].status
+                if dep is completed or dep is skipped or (
+                        dep is failed and sd.step(a).on_failure == "continue"):  # type: ignore[union-attr]
+                    continue
+                hints[step.name] = k % n
+                return False
+        else:
+            for a in after:
+                dep = steps[a].status
+                if dep is completed or dep is skipped or (
+                        dep is failed and sd.step(a).on_failure == "continue"):  # type: ignore[union-attr]
+                    continue
+                return False
         try:
             ready = self.holds(step.when)
         except ExpressionError as exc:

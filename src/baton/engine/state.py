@@ -101,7 +101,7 @@ class StepMarks:
     positions of the others may have moved, so changes are found by comparison). ``seq``
     None: not known (found by comparison)."""
 
-    __slots__ = ("added", "changed", "lost", "seq", "steps")
+    __slots__ = ("added", "changed", "index", "lost", "pending", "seq", "steps", "writes")
 
     def __init__(self, steps: _Steps, seq: int | None) -> None:
         self.steps = steps
@@ -109,6 +109,27 @@ class StepMarks:
         self.changed: set[str] = set()
         self.added: list[str] = []
         self.lost = False
+        # What the engine derives from every step and keeps up to date from the marks
+        # (engine/sla.py's StepIndex: fallout, overdue steps, SLA instants), None until
+        # asked; ``pending``: the steps marked changed that a write took from ``changed``
+        # before the index looked at them.
+        self.index: Any = None
+        self.pending: set[str] = set()
+        self.writes = 0  # writes made from these marks (the store checks a sample of them)
+
+    def take_changed(self) -> None:
+        """A write takes the marks: what the index has not looked at yet stays pending
+        for it (or, when the marks cannot say what changed, the index is dropped)."""
+        if self.index is not None:
+            if self.lost or self.seq is None:
+                self.index = None
+                self.pending.clear()
+            else:
+                self.pending |= self.changed
+        self.changed.clear()
+        self.added = []
+        self.lost = False
+        self.writes += 1
 
 
 class _Steps(dict[str, StepRun]):
@@ -163,11 +184,12 @@ class SplitSteps(Mapping[str, dict[str, Any]]):
     (``store/sql/runsteps.split_row``). The run's steps are read when it is: the store
     encodes the document right away."""
 
-    __slots__ = ("added", "changed", "seq", "steps")
+    __slots__ = ("added", "changed", "nth", "seq", "steps")
 
     def __init__(self, steps: dict[str, StepRun], changed: frozenset[str] | None,
-                 added: tuple[str, ...], seq: int | None) -> None:
+                 added: tuple[str, ...], seq: int | None, nth: int = 0) -> None:
         self.steps, self.changed, self.added, self.seq = steps, changed, added, seq
+        self.nth = nth  # which write of the run's marks this is (0: the first)
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         return _step_doc(self.steps[name], False)
@@ -290,10 +312,8 @@ class Run:
             self._track(self.seq)  # from here on; this write compares (or writes) them all
             return SplitSteps(self.steps, None, (), None)
         changed = None if m.lost or m.seq is None else frozenset(m.changed)
-        out = SplitSteps(self.steps, changed, tuple(m.added), m.seq)
-        m.changed.clear()
-        m.added = []
-        m.lost = False
+        out = SplitSteps(self.steps, changed, tuple(m.added), m.seq, m.writes)
+        m.take_changed()
         m.seq = self.seq
         return out
 
