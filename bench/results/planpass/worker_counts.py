@@ -4,8 +4,8 @@ the calls of the passes over every step it watches, ``WATCH``): function calls (
 (``state._step_doc``) and encoded (``runsteps.json_dumps``), and what its commits write of
 the run's step rows (rows, bytes). Runs against whichever ``src/`` is on PYTHONPATH:
 
-    PYTHONPATH=/tmp/before-dirtysteps/src python bench/results/dirtysteps/worker_counts.py
-    PYTHONPATH=src python bench/results/dirtysteps/worker_counts.py
+    PYTHONPATH=/tmp/before-dirtysteps/src python bench/results/planpass/worker_counts.py
+    PYTHONPATH=src python bench/results/planpass/worker_counts.py
 
 One order of ``--lines`` lines without broadband, as ``bench/plan_rate.py`` makes them
 (1,500 -> 1,000 lines, 1,503 steps, ~500 of them callouts booked at the
