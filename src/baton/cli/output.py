@@ -73,6 +73,21 @@ def is_routing_event(event: Mapping[str, Any]) -> bool:
     return bool(event["type"] in ("routed", "waiting_for_routing"))
 
 
+def _shown_width(value: str) -> int:
+    """The cells a value takes once printed: Rich renders a cell's markup
+    (``[bold red]PONR[/bold red]`` shows as ``PONR``) and wide characters take two cells, so
+    ``len`` of the raw string would size a column by text nobody sees."""
+    if "[" not in value and value.isascii():
+        return len(value)
+    from rich.errors import MarkupError
+    from rich.text import Text
+
+    try:
+        return Text.from_markup(value).cell_len
+    except MarkupError:
+        return len(value)
+
+
 def table(title: str, columns: list[str], rows: list[list[Any]],
           ids: Collection[str] = ID_COLUMNS) -> None:
     """A Rich table on stdout. Columns named in ``ids`` are printed whole: the other columns
@@ -85,7 +100,8 @@ def table(title: str, columns: list[str], rows: list[list[Any]],
 
     cells = [[("" if v is None else str(v)) for v in r] + [""] * (len(columns) - len(r))
              for r in rows]  # a short row leaves its last cells empty
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    widths = [max([_shown_width(c)] + [_shown_width(r[i]) for r in cells])
+              for i, c in enumerate(columns)]
     id_room = sum(w for c, w in zip(columns, widths, strict=True) if c in ids)
     n_other = max(1, sum(1 for c in columns if c not in ids))
     # Room left per other column, with borders (3 characters a column) and without (1).
