@@ -178,7 +178,8 @@ def _orders(engine: Engine) -> None:
                      f"{comp['status']}: {', '.join(s['name'] for s in comp['steps'])}"
                      if comp else ""])
     table("Orders (examples/order_fulfillment)",
-          ["order", "story", "plan", "revision", "steps", "compensation"], rows)
+          ["order", "story", "plan", "revision", "steps", "compensation"], rows,
+          ids=("order",))  # printed whole: it is what `plans show` takes
     console.print(f"Rolled back on cancel: {', '.join(canceled['rollbacks'])}; amended: "
                   f"+{len(amended['added'])} -{len(amended['removed'])} steps. "
                   f"`baton --db … plans show {ids[0]}` prints a plan by lane.")
