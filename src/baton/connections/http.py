@@ -300,8 +300,8 @@ class HttpConnections:
     async def _call(self, defn: ConnectionDefinition, req: HttpRequest) -> HttpResponse:
         url = _join(defn.base_url or "", req.path)
         hidden = _secret_params(defn)
-        summary = CallSummary(defn.name, req.method, redact_url(_with_query(url, req.query), hidden),
-                              req.idempotency_key)
+        shown = redact_url(_with_query(url, req.query), hidden)
+        summary = CallSummary(defn.name, req.method, shown, req.idempotency_key)
         secrets: list[str] = list(req.hide)
         try:
             conn = self._connection(defn)
@@ -314,8 +314,12 @@ class HttpConnections:
                 headers, query = await self._auth(conn, req, secrets)
             except SecretError as exc:
                 raise CallFailed(str(exc), _failed(summary, str(exc)), retryable=False) from None
-            summary = replace(summary, url=scrub(redact_url(_with_query(url, query), hidden),
-                                                 secrets))
+            if query != req.query:  # an API key went into the query
+                shown = redact_url(_with_query(url, query), hidden)
+            if secrets:
+                shown = scrub(shown, secrets)
+            if shown != summary.url:
+                summary = replace(summary, url=shown)
             response, raw_req, elapsed = await self._send(conn, req, url, headers, query, summary,
                                                           secrets)
             if response.status == 401 and defn.auth is not None \
