@@ -54,6 +54,7 @@ from baton.connections.calls import (
     scrub,
 )
 from baton.connections.secrets import SecretError, Secrets
+from baton.connections.streams import AsyncioBackend
 from baton.definitions.model import ConnectionDefinition
 
 log = logging.getLogger("baton.connections.http")
@@ -235,7 +236,7 @@ class HttpConnections:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._conns: dict[str, _Connection] = {}  # used on the loop only
-        self._backend = httpcore2.AnyIOBackend()  # the loop is asyncio's: no detection per call
+        self._backend = AsyncioBackend()
         self.token_fetches = 0  # OAuth2 token requests made (tests, metrics)
 
     # ---- the loop thread -----------------------------------------------------------------
