@@ -238,6 +238,10 @@ class HttpConnections:
         self._conns: dict[str, _Connection] = {}  # used on the loop only
         self._backend = AsyncioBackend()
         self.token_fetches = 0  # OAuth2 token requests made (tests, metrics)
+        # calls submitted and not started yet, and whether the loop was asked to start them
+        self._queue_lock = threading.Lock()
+        self._queue: list[tuple[Coroutine[Any, Any, Any], Future[Any]]] = []
+        self._wake_asked = False
 
     # ---- the loop thread -----------------------------------------------------------------
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -258,13 +262,41 @@ class HttpConnections:
             return self._loop
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
+        """Start ``coro`` on the loop. Calls submitted together (a worker thread starts a
+        batch of callout steps) share one wake-up of the loop: the first one queued asks
+        for it, the others join the queue it will take."""
+        loop = self._ensure_loop()
+        future: Future[T] = Future()
+        with self._queue_lock:
+            self._queue.append((coro, future))
+            wake = not self._wake_asked
+            self._wake_asked = True
+        if wake:
+            loop.call_soon_threadsafe(self._start_queued)
+        return future
+
+    def _start_queued(self) -> None:
+        """(On the loop.) Start every call queued since the last wake-up."""
+        with self._queue_lock:
+            queue, self._queue = self._queue, []
+            self._wake_asked = False
+        for coro, future in queue:
+            if future.set_running_or_notify_cancel():
+                asyncio.ensure_future(_settle(coro, future))
+            else:
+                coro.close()
 
     def close(self) -> None:
         """Close every client and stop the loop thread (a new call starts them again)."""
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
+            with self._queue_lock:  # submitted to the closing loop, not started: cancelled
+                queue, self._queue = self._queue, []
+                self._wake_asked = False
+        for coro, future in queue:
+            coro.close()
+            future.cancel()
         if loop is None:
             return
 
@@ -449,6 +481,18 @@ class HttpConnections:
         now = self._clock()
         margin = max(TOKEN_MIN_MARGIN_S, life * TOKEN_REFRESH_MARGIN)
         return _Token(value, now + life, now + max(0.0, life - margin))
+
+
+async def _settle(coro: Coroutine[Any, Any, T], future: Future[T]) -> None:
+    """Run ``coro`` and put its outcome in ``future`` (read by the submitting thread)."""
+    try:
+        result = await coro
+    except BaseException as exc:
+        future.set_exception(exc)
+        if not isinstance(exc, Exception):  # (cancelled: the loop is closing)
+            raise
+    else:
+        future.set_result(result)
 
 
 # --- the exchange -----------------------------------------------------------------------------
