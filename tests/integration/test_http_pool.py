@@ -1,7 +1,7 @@
 """The connections' HTTP client against a real loopback server: keep-alive connections are
 reused and bounded by ``max_in_flight``, a connection the server closes is not reused, the
 request carries Host/Content-Length/query as sent, and gzip bodies and repeated headers
-arrive as a step sees them (``baton.connections.http`` drives httpcore2 directly)."""
+arrive as a step sees them (``baton.connections.http`` drives h11 directly)."""
 
 from __future__ import annotations
 

@@ -4,19 +4,22 @@
 coroutines on its own event loop thread (``baton-http``), so a thousand calls waiting on
 slow systems hold no thread each. Per connection it keeps:
 
-- a pool of keep-alive ``httpcore2`` connections (the protocol layer under ``httpx2``: h11
-  framing, TLS, connect/read/write timeouts) and one TLS context (verify, or a custom CA
-  file), made on the first ``https`` call;
+- a pool of keep-alive HTTP/1.1 connections (``baton.connections.http11``: h11 framing
+  over the loop's own transports, ``baton.connections.streams``: TLS, connect/read/write
+  timeouts) and one TLS context (verify, or a custom CA file), made on the first ``https``
+  call;
 - ``max_in_flight``: a semaphore; calls over it wait their turn on the loop;
 - ``rate_limit``: a token bucket (burst of one second's worth), for the whole process;
 - an OAuth2 client-credentials token, fetched once, refreshed before it expires and
   fetched again once when the API answers 401.
 
-The hot path drives ``httpcore2`` directly, not ``httpx2``'s client: its pool looked at every
-connection it held (a socket poll each) on each request placed and each response closed,
-and its request/response models doubled the per-call work; at hundreds of calls a second
-that was most of a worker's CPU. Here a call takes one idle connection (checked alone) and
-gives it back; ``max_in_flight`` already bounds how many exist. Redirects are not followed
+The hot path drives h11 directly, not ``httpx2``'s client nor ``httpcore2``'s connections:
+httpx2's pool looked at every connection it held (a socket poll each) on each request placed
+and each response closed, its request/response models doubled the per-call work, and
+httpcore2's connection classes over anyio streams (a cancel scope per read and write) were
+most of what was left; at hundreds of calls a second that was most of a worker's CPU. Here
+a call takes one idle connection (checked alone) and gives it back; ``max_in_flight``
+already bounds how many exist. Failures are ``httpcore2``'s exception types, as before. Redirects are not followed
 (a 3xx is the step's answer, as before); ``gzip``/``deflate`` bodies are decoded.
 
 Secrets are resolved (``baton.connections.secrets``) just before a call; their values
@@ -37,7 +40,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlencode
 
 import httpcore2
@@ -53,6 +56,7 @@ from baton.connections.calls import (
     redact_url,
     scrub,
 )
+from baton.connections.http11 import Http11Connection, Timeouts
 from baton.connections.secrets import SecretError, Secrets
 from baton.connections.streams import AsyncioBackend
 from baton.definitions.model import ConnectionDefinition
@@ -75,6 +79,8 @@ URL_CACHE = 1024  # parsed request URLs kept per connection (most steps call a f
 BASE_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate",
                 "User-Agent": f"baton/{baton.__version__}"}
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # sent with Content-Length: 0 when empty
+DEFAULT_PORTS = {b"http": 80, b"https": 443}
+Origin = tuple[bytes, bytes, int]  # scheme, host, port
 
 
 @dataclass
@@ -105,6 +111,15 @@ class _Bucket:
             await asyncio.sleep((1.0 - self.tokens) / self.rate)
 
 
+class _Target(NamedTuple):
+    """Where a request goes: its origin (scheme, host, port), its path and query, its Host
+    header."""
+
+    origin: Origin
+    path: bytes
+    host: str
+
+
 @dataclass(frozen=True)
 class _Answer:
     """A response read to its end: status, headers (lower-case names; repeated ones joined
@@ -131,26 +146,25 @@ class _Connection:
         self.bucket = _Bucket(defn.rate_limit) if defn.rate_limit else None
         self.token: _Token | None = None
         self.token_lock = asyncio.Lock()
-        self.timeouts = {"connect": defn.connect_timeout_ms / 1000,
-                         "read": defn.read_timeout_ms / 1000,
-                         "write": defn.read_timeout_ms / 1000,
-                         "pool": None}  # the gate bounds waiting, not the pool
+        self.timeouts = Timeouts(connect=defn.connect_timeout_ms / 1000,
+                                 read=defn.read_timeout_ms / 1000,
+                                 write=defn.read_timeout_ms / 1000)
         self.backend = backend
         self._verify = _verify(defn, project_dir)  # a bad CA file fails here: every call
         self._tls: ssl.SSLContext | None = None
-        # idle connections by origin (scheme, host, port: httpcore2's Origin is not hashable)
-        self._idle: dict[tuple[bytes, bytes, int], list[httpcore2.AsyncHTTPConnection]] = {}
+        self._idle: dict[Origin, list[Http11Connection]] = {}  # idle connections by origin
         self._swept = time.monotonic()
-        self._urls: dict[str, tuple[httpcore2.URL, bytes]] = {}
+        self._urls: dict[str, _Target] = {}
 
     def tls(self) -> ssl.SSLContext:
         """The TLS context of this connection's calls, made once (loading a CA bundle costs
         tens of milliseconds: not per call, not per pooled connection)."""
         if self._tls is None:
             self._tls = httpx2.create_ssl_context(verify=self._verify, trust_env=False)
+            self._tls.set_alpn_protocols(["http/1.1"])  # (as httpcore2 offered)
         return self._tls
 
-    def target(self, url: str, query: dict[str, str]) -> tuple[httpcore2.URL, bytes]:
+    def target(self, url: str, query: dict[str, str]) -> _Target:
         """The request URL (``query`` merged into ``url``'s own: parsed and normalised by
         httpx2's URL, cached per URL string) and its ``Host`` header."""
         parts = self._urls.get(url) if not query else None
@@ -161,33 +175,31 @@ class _Connection:
             if u.scheme not in ("http", "https") or not u.host:
                 raise httpcore2.UnsupportedProtocol(
                     f"expected an absolute http or https URL, got {redact_url(url)!r}")
-            parts = (httpcore2.URL(scheme=u.raw_scheme, host=u.raw_host, port=u.port,
-                                   target=u.raw_path), u.netloc)
+            origin = (u.raw_scheme, u.raw_host, u.port or DEFAULT_PORTS[u.raw_scheme])
+            parts = _Target(origin, u.raw_path, u.netloc.decode("ascii"))
             if not query:
                 if len(self._urls) >= URL_CACHE:
                     self._urls.clear()
                 self._urls[url] = parts
         return parts
 
-    async def acquire(self, origin: httpcore2.Origin) -> httpcore2.AsyncHTTPConnection:
+    async def acquire(self, origin: Origin) -> Http11Connection:
         """An idle keep-alive connection to ``origin``, else a new one (connected by its
         first request). The gate bounds how many there are."""
-        idle = self._idle.get((origin.scheme, origin.host, origin.port))
+        idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
             if conn.is_available() and not conn.has_expired():
                 return conn
             await conn.aclose()
-        return httpcore2.AsyncHTTPConnection(
-            origin, ssl_context=self.tls() if origin.scheme == b"https" else None,
-            keepalive_expiry=KEEPALIVE_S, network_backend=self.backend)
+        return Http11Connection(origin, self.backend,
+                                self.tls() if origin[0] == b"https" else None, KEEPALIVE_S)
 
-    async def release(self, conn: httpcore2.AsyncHTTPConnection,
-                      origin: httpcore2.Origin) -> None:
-        """Give a connection back after its response was read and closed (a closed one is
-        dropped); now and then close the idle ones that expired."""
+    async def release(self, conn: Http11Connection) -> None:
+        """Give a connection back after its response was read (a closed one is dropped);
+        now and then close the idle ones that expired."""
         if conn.is_available():
-            self._idle.setdefault((origin.scheme, origin.host, origin.port), []).append(conn)
+            self._idle.setdefault(conn.origin, []).append(conn)
         else:
             await conn.aclose()
         now = time.monotonic()
@@ -507,8 +519,8 @@ async def _exchange(conn: _Connection, method: str, url: str, query: dict[str, s
     """One request over a pooled connection, its response read to the end; the
     connection goes back to the pool when the exchange finished cleanly, else it is
     closed. Raises httpcore2's exceptions."""
-    target, host = conn.target(url, query)
-    sent = {"host": ("Host", host.decode("ascii"))}  # by lower-case name: the last one wins
+    target = conn.target(url, query)
+    sent = {"host": ("Host", target.host)}  # by lower-case name: the last one wins
     for given in (BASE_HEADERS, headers):
         for k, v in given.items():
             sent[k.lower()] = (k, v)
@@ -516,27 +528,20 @@ async def _exchange(conn: _Connection, method: str, url: str, query: dict[str, s
         sent["content-length"] = ("Content-Length", str(len(content)))
     elif method in BODY_METHODS:
         sent["content-length"] = ("Content-Length", "0")
-    request = httpcore2.Request(method, target,
-                                headers=[(k.encode(), v.encode()) for k, v in sent.values()],
-                                content=content or b"",
-                                extensions={"timeout": conn.timeouts})
-    origin = request.url.origin
-    http = await conn.acquire(origin)
+    head = [(k.encode(), v.encode()) for k, v in sent.values()]
+    http = await conn.acquire(target.origin)
     try:
-        response = await http.handle_async_request(request)
-        try:
-            raw = await response.aread()
-        finally:
-            await response.aclose()
+        answer = await http.exchange(method.encode("ascii"), target.path, head, content or b"",
+                                     conn.timeouts)
     except BaseException:
         await http.aclose()
         raise
-    await conn.release(http, origin)
+    await conn.release(http)
     found: dict[str, str] = {}
-    for raw_name, raw_value in response.headers:
+    for raw_name, raw_value in answer.headers:
         name, value = raw_name.decode("latin-1").lower(), _header_text(raw_value)
         found[name] = f"{found[name]}, {value}" if name in found else value
-    return _Answer(response.status, found, _decoded(raw, found.get("content-encoding")))
+    return _Answer(answer.status, found, _decoded(answer.content, found.get("content-encoding")))
 
 
 def _header_text(value: bytes) -> str:
