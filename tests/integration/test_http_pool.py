@@ -232,3 +232,18 @@ def test_calls_not_started_when_the_client_closes_are_cancelled(http: HttpConnec
         assert queued.cancelled()
         assert http.call(c, request("/ping", "k2")).status == 200, "a new call starts a new loop"
         assert [x["path"] for x in s.seen] == ["/ping", "/ping"]
+
+
+def test_a_connection_in_flight_when_its_definition_changes_is_closed_after(
+        http: HttpConnections) -> None:
+    with server() as s:
+        s.delay = 0.3
+        old = conn(s.url)
+        in_flight = http.submit(old, request("/ping", "k-old"))
+        time.sleep(0.1)
+        replaced = http._conns["remote"]
+        assert http.call(conn(s.url, max_in_flight=3), request("/ping", "k-new")).status == 200
+        assert replaced.closed and http._conns["remote"] is not replaced
+        assert in_flight.result(30).status == 200
+        assert not any(replaced._idle.values()), "not kept by the replaced definition"
+        assert sum(len(v) for v in http._conns["remote"]._idle.values()) == 1

@@ -153,6 +153,7 @@ class _Connection:
         self._verify = _verify(defn, project_dir)  # a bad CA file fails here: every call
         self._tls: ssl.SSLContext | None = None
         self._idle: dict[Origin, list[Http11Connection]] = {}  # idle connections by origin
+        self.closed = False  # replaced by a new version, or the client closed
         self._swept = time.monotonic()
         self._urls: dict[str, _Target] = {}
 
@@ -196,9 +197,10 @@ class _Connection:
                                 self.tls() if origin[0] == b"https" else None, KEEPALIVE_S)
 
     async def release(self, conn: Http11Connection) -> None:
-        """Give a connection back after its response was read (a closed one is dropped);
-        now and then close the idle ones that expired."""
-        if conn.is_available():
+        """Give a connection back after its response was read (a closed one is dropped, as
+        is one that comes back after this connection was closed); now and then close the
+        idle ones that expired."""
+        if conn.is_available() and not self.closed:
             self._idle.setdefault(conn.origin, []).append(conn)
         else:
             await conn.aclose()
@@ -211,6 +213,7 @@ class _Connection:
                     await old.aclose()
 
     async def aclose(self) -> None:
+        self.closed = True  # (calls in flight close their connections when they end)
         for conns in self._idle.values():
             for conn in conns:
                 await conn.aclose()
