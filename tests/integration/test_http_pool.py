@@ -1,7 +1,7 @@
 """The connections' HTTP client against a real loopback server: keep-alive connections are
 reused and bounded by ``max_in_flight``, a connection the server closes is not reused, the
 request carries Host/Content-Length/query as sent, and gzip bodies and repeated headers
-arrive as a step sees them (``baton.connections.http`` drives httpcore2 directly)."""
+arrive as a step sees them (``baton.connections.http`` drives h11 directly)."""
 
 from __future__ import annotations
 
@@ -192,3 +192,58 @@ def test_a_url_that_is_not_http_fails_as_a_call(http: HttpConnections) -> None:
     with pytest.raises(CallFailed) as failed:
         http.call(conn("ftp://127.0.0.1:21"), request("/x"))
     assert "could not reach" in str(failed.value)
+
+
+def test_calls_submitted_together_share_one_wake_up_of_the_loop(http: HttpConnections) -> None:
+    with server() as s:
+        c = conn(s.url, max_in_flight=8)
+        assert http.call(c, request("/ping", "k-first")).status == 200
+        woken = []
+        start = http._start_queued
+
+        def counted() -> None:
+            woken.append(len(http._queue))
+            start()
+
+        http._start_queued = counted  # type: ignore[method-assign]
+        loop = http._ensure_loop()
+        busy = threading.Event()
+        loop.call_soon_threadsafe(lambda: (busy.set(), time.sleep(0.3)))  # the loop is busy
+        busy.wait(5)
+        futures = [http.submit(c, request("/ping", f"k{i}")) for i in range(40)]
+        wait(futures, timeout=60)
+        assert [f.result().status for f in futures] == [200] * 40
+        assert woken == [40], "one wake-up started the 40 calls"
+        futures = [http.submit(c, request("/ping", f"again{i}")) for i in range(3)]
+        assert all(f.result(30).status == 200 for f in futures)
+        assert sum(woken) == 43 and len(woken) <= 4
+
+
+def test_calls_not_started_when_the_client_closes_are_cancelled(http: HttpConnections) -> None:
+    with server() as s:
+        c = conn(s.url)
+        assert http.call(c, request("/ping", "k0")).status == 200
+        loop = http._ensure_loop()
+        busy = threading.Event()
+        loop.call_soon_threadsafe(lambda: (busy.set(), time.sleep(0.3)))
+        busy.wait(5)
+        queued = http.submit(c, request("/ping", "k1"))
+        http.close()
+        assert queued.cancelled()
+        assert http.call(c, request("/ping", "k2")).status == 200, "a new call starts a new loop"
+        assert [x["path"] for x in s.seen] == ["/ping", "/ping"]
+
+
+def test_a_connection_in_flight_when_its_definition_changes_is_closed_after(
+        http: HttpConnections) -> None:
+    with server() as s:
+        s.delay = 0.3
+        old = conn(s.url)
+        in_flight = http.submit(old, request("/ping", "k-old"))
+        time.sleep(0.1)
+        replaced = http._conns["remote"]
+        assert http.call(conn(s.url, max_in_flight=3), request("/ping", "k-new")).status == 200
+        assert replaced.closed and http._conns["remote"] is not replaced
+        assert in_flight.result(30).status == 200
+        assert not any(replaced._idle.values()), "not kept by the replaced definition"
+        assert sum(len(v) for v in http._conns["remote"]._idle.values()) == 1

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import random
+import struct
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
+import orjson
+
+from baton.connections import calls
 from baton.connections.calls import (
     EXCERPT_BYTES,
     CallSummary,
     HttpResponse,
     excerpt,
+    pretty_json,
     redact_fields,
     redact_url,
     scrub,
@@ -58,3 +68,53 @@ def test_excerpts_are_pretty_redacted_and_capped() -> None:
     assert cut is not None and cut.startswith("x" * EXCERPT_BYTES)
     assert cut.endswith(f"({len(big):,} bytes in all)")
     assert excerpt(b"", None, ()) is None
+
+
+def test_urls_without_credentials_are_redacted_once_the_others_each_time() -> None:
+    calls._redacted.clear()
+    plain = "https://bank.example:8443/v1/payments#frag"
+    assert redact_url(plain) == "https://bank.example:8443/v1/payments"
+    assert calls._redacted == {plain: "https://bank.example:8443/v1/payments"}
+    assert redact_url(plain, ["mine"]) == "https://bank.example:8443/v1/payments"
+    secret = ["https://bank.example/a?api_key=K", "https://u:p@bank.example/a"]
+    assert [redact_url(u) for u in secret] == ["https://bank.example/a?api_key=***",
+                                               "https://bank.example/a"]
+    assert list(calls._redacted) == [plain], "no URL carrying a credential is kept"
+    for i in range(calls.REDACTED_URLS + 5):  # bounded
+        redact_url(f"http://h/{i}")
+    assert len(calls._redacted) <= calls.REDACTED_URLS
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def test_pretty_json_is_the_text_json_dumps_writes() -> None:
+    cases: list[Any] = [
+        {"a": 1, "b": [1, 2.5, {"c": None}], "d": {}, "e": [], "f": True, "g": "é\u2028\x7f"},
+        [{"x": [[], {}]}], "a\x00b\x1f\n\t\"\\", 2**63, 2**64, -2**63 - 1, 10**30,
+        1e-05, 0.0001, 1e16, 1.5e300, float("nan"), float("inf"), -0.0, 0.0,
+        {1: "int key"}, (1, 2), {"when": datetime.date(2026, 12, 4)}, Decimal("1.10"),
+        {"deep": [[[[[[[[1]]]]]]]]}, "\ud800",
+    ]
+    rng = random.Random(7)
+    for _ in range(3000):  # floats of every magnitude, and amounts
+        cases.append(struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0])
+        cases.append(round(rng.uniform(-1e6, 1e6), rng.randint(0, 8)))
+    for value in cases:
+        assert pretty_json(value) == _json(value), value
+
+
+@dataclass
+class _Point:
+    x: int
+    y: int
+
+
+def test_pretty_json_uses_orjson_only_where_its_text_is_the_same() -> None:
+    assert calls._plain({"a": [1, "x", None, True, 2.5, 0.0001]})
+    assert not calls._plain({1: "a"})  # orjson refuses it (json writes "1")
+    for odd in (1e-05, float("nan"), _Point(1, 2), datetime.datetime(2026, 1, 1, 9, 30),
+                {"a": [float("inf")]}):  # where orjson's own text differs
+        assert not calls._plain(odd), odd
+        assert orjson.dumps(odd, option=orjson.OPT_INDENT_2, default=str).decode() != _json(odd)

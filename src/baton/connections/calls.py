@@ -10,11 +10,14 @@ with credentials redacted and bodies cut to their first KB.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import orjson
 
 from baton.definitions.model import ConnectionDefinition
 from baton.errors import StepFailure
@@ -27,6 +30,8 @@ CREDENTIAL_PARAMS = frozenset({
     "access_token", "api_key", "apikey", "api-key", "key", "token", "password", "secret",
     "client_secret", "signature", "sig", "auth", "code",
 })
+REDACTED_URLS = 1024  # redacted URLs kept (a process calls a few distinct URLs, many times)
+_redacted: dict[str, str] = {}  # URL -> redacted; only URLs that carry no credentials
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,16 @@ class HttpCaller(Protocol):
 
 
 def redact_url(url: str, secret_params: Collection[str] = ()) -> str:
-    """``url`` with credential query parameters (and any user:password@) shown as ***."""
+    """``url`` with credential query parameters (and any user:password@) shown as ***.
+
+    A URL without a query string or user info (no secret to hide: ``secret_params`` does not
+    matter) is redacted once and remembered; one that has either is redacted each time, so
+    that no credential is kept in memory."""
+    cacheable = "?" not in url and "@" not in url
+    if cacheable:
+        done = _redacted.get(url)
+        if done is not None:
+            return done
     parts = urlsplit(url)
     hidden = {p.lower() for p in secret_params} | CREDENTIAL_PARAMS
     query = urlencode([(k, REDACTED if k.lower() in hidden else v)
@@ -108,7 +122,12 @@ def redact_url(url: str, secret_params: Collection[str] = ()) -> str:
     netloc = parts.hostname or ""
     if parts.port:
         netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    shown = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    if cacheable:
+        if len(_redacted) >= REDACTED_URLS:
+            _redacted.clear()
+        _redacted[url] = shown
+    return shown
 
 
 def redact_fields(value: Any, fields: Collection[str]) -> Any:
@@ -129,15 +148,42 @@ def excerpt(raw: bytes, parsed: Any, fields: Collection[str],
     if not raw:
         return None
     if parsed is not None and not isinstance(parsed, str):
-        text = json.dumps(redact_fields(parsed, fields), indent=2, ensure_ascii=False,
-                          default=str)
+        text = pretty_json(redact_fields(parsed, fields))
     else:
         text = raw.decode("utf-8", "replace")
     text = scrub(text, secrets)
-    if len(text.encode()) > EXCERPT_BYTES:
-        cut = text.encode()[:EXCERPT_BYTES].decode("utf-8", "ignore")
+    data = text.encode()
+    if len(data) > EXCERPT_BYTES:
+        cut = data[:EXCERPT_BYTES].decode("utf-8", "ignore")
         text = f"{cut}\n… ({len(raw):,} bytes in all)"
     return text
+
+
+def pretty_json(value: Any) -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=False, default=str)``, made by orjson (in
+    C; json's indented encoder is pure Python) when its text is the same: for plain JSON
+    data (dicts with str keys, lists, tuples, str, int, bool, None) whose floats are finite
+    and written without a negative exponent (where the two differ: 1e-05 vs 0.00001)."""
+    if _plain(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+        except orjson.JSONEncodeError:  # an int beyond 64 bits, nesting too deep...
+            pass
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _plain(value: Any) -> bool:
+    """Whether orjson writes ``value`` exactly as json.dumps does (see pretty_json)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value) and (value == 0.0 or abs(value) >= 1e-4)
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(v) for v in value)
+    return False
 
 
 def scrub(text: str, secrets: Collection[str]) -> str:

@@ -4,19 +4,22 @@
 coroutines on its own event loop thread (``baton-http``), so a thousand calls waiting on
 slow systems hold no thread each. Per connection it keeps:
 
-- a pool of keep-alive ``httpcore2`` connections (the protocol layer under ``httpx2``: h11
-  framing, TLS, connect/read/write timeouts) and one TLS context (verify, or a custom CA
-  file), made on the first ``https`` call;
+- a pool of keep-alive HTTP/1.1 connections (``baton.connections.http11``: h11 framing
+  over the loop's own transports, ``baton.connections.streams``: TLS, connect/read/write
+  timeouts) and one TLS context (verify, or a custom CA file), made on the first ``https``
+  call;
 - ``max_in_flight``: a semaphore; calls over it wait their turn on the loop;
 - ``rate_limit``: a token bucket (burst of one second's worth), for the whole process;
 - an OAuth2 client-credentials token, fetched once, refreshed before it expires and
   fetched again once when the API answers 401.
 
-The hot path drives ``httpcore2`` directly, not ``httpx2``'s client: its pool looked at every
-connection it held (a socket poll each) on each request placed and each response closed,
-and its request/response models doubled the per-call work; at hundreds of calls a second
-that was most of a worker's CPU. Here a call takes one idle connection (checked alone) and
-gives it back; ``max_in_flight`` already bounds how many exist. Redirects are not followed
+The hot path drives h11 directly, not ``httpx2``'s client nor ``httpcore2``'s connections:
+httpx2's pool looked at every connection it held (a socket poll each) on each request placed
+and each response closed, its request/response models doubled the per-call work, and
+httpcore2's connection classes over anyio streams (a cancel scope per read and write) were
+most of what was left; at hundreds of calls a second that was most of a worker's CPU. Here
+a call takes one idle connection (checked alone) and gives it back; ``max_in_flight``
+already bounds how many exist. Failures are ``httpcore2``'s exception types, as before. Redirects are not followed
 (a 3xx is the step's answer, as before); ``gzip``/``deflate`` bodies are decoded.
 
 Secrets are resolved (``baton.connections.secrets``) just before a call; their values
@@ -37,7 +40,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlencode
 
 import httpcore2
@@ -53,7 +56,9 @@ from baton.connections.calls import (
     redact_url,
     scrub,
 )
+from baton.connections.http11 import Http11Connection, Timeouts
 from baton.connections.secrets import SecretError, Secrets
+from baton.connections.streams import AsyncioBackend
 from baton.definitions.model import ConnectionDefinition
 
 log = logging.getLogger("baton.connections.http")
@@ -74,6 +79,8 @@ URL_CACHE = 1024  # parsed request URLs kept per connection (most steps call a f
 BASE_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate",
                 "User-Agent": f"baton/{baton.__version__}"}
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # sent with Content-Length: 0 when empty
+DEFAULT_PORTS = {b"http": 80, b"https": 443}
+Origin = tuple[bytes, bytes, int]  # scheme, host, port
 
 
 @dataclass
@@ -104,6 +111,15 @@ class _Bucket:
             await asyncio.sleep((1.0 - self.tokens) / self.rate)
 
 
+class _Target(NamedTuple):
+    """Where a request goes: its origin (scheme, host, port), its path and query, its Host
+    header."""
+
+    origin: Origin
+    path: bytes
+    host: str
+
+
 @dataclass(frozen=True)
 class _Answer:
     """A response read to its end: status, headers (lower-case names; repeated ones joined
@@ -130,26 +146,26 @@ class _Connection:
         self.bucket = _Bucket(defn.rate_limit) if defn.rate_limit else None
         self.token: _Token | None = None
         self.token_lock = asyncio.Lock()
-        self.timeouts = {"connect": defn.connect_timeout_ms / 1000,
-                         "read": defn.read_timeout_ms / 1000,
-                         "write": defn.read_timeout_ms / 1000,
-                         "pool": None}  # the gate bounds waiting, not the pool
+        self.timeouts = Timeouts(connect=defn.connect_timeout_ms / 1000,
+                                 read=defn.read_timeout_ms / 1000,
+                                 write=defn.read_timeout_ms / 1000)
         self.backend = backend
         self._verify = _verify(defn, project_dir)  # a bad CA file fails here: every call
         self._tls: ssl.SSLContext | None = None
-        # idle connections by origin (scheme, host, port: httpcore2's Origin is not hashable)
-        self._idle: dict[tuple[bytes, bytes, int], list[httpcore2.AsyncHTTPConnection]] = {}
+        self._idle: dict[Origin, list[Http11Connection]] = {}  # idle connections by origin
+        self.closed = False  # replaced by a new version, or the client closed
         self._swept = time.monotonic()
-        self._urls: dict[str, tuple[httpcore2.URL, bytes]] = {}
+        self._urls: dict[str, _Target] = {}
 
     def tls(self) -> ssl.SSLContext:
         """The TLS context of this connection's calls, made once (loading a CA bundle costs
         tens of milliseconds: not per call, not per pooled connection)."""
         if self._tls is None:
             self._tls = httpx2.create_ssl_context(verify=self._verify, trust_env=False)
+            self._tls.set_alpn_protocols(["http/1.1"])  # (as httpcore2 offered)
         return self._tls
 
-    def target(self, url: str, query: dict[str, str]) -> tuple[httpcore2.URL, bytes]:
+    def target(self, url: str, query: dict[str, str]) -> _Target:
         """The request URL (``query`` merged into ``url``'s own: parsed and normalised by
         httpx2's URL, cached per URL string) and its ``Host`` header."""
         parts = self._urls.get(url) if not query else None
@@ -160,33 +176,32 @@ class _Connection:
             if u.scheme not in ("http", "https") or not u.host:
                 raise httpcore2.UnsupportedProtocol(
                     f"expected an absolute http or https URL, got {redact_url(url)!r}")
-            parts = (httpcore2.URL(scheme=u.raw_scheme, host=u.raw_host, port=u.port,
-                                   target=u.raw_path), u.netloc)
+            origin = (u.raw_scheme, u.raw_host, u.port or DEFAULT_PORTS[u.raw_scheme])
+            parts = _Target(origin, u.raw_path, u.netloc.decode("ascii"))
             if not query:
                 if len(self._urls) >= URL_CACHE:
                     self._urls.clear()
                 self._urls[url] = parts
         return parts
 
-    async def acquire(self, origin: httpcore2.Origin) -> httpcore2.AsyncHTTPConnection:
+    async def acquire(self, origin: Origin) -> Http11Connection:
         """An idle keep-alive connection to ``origin``, else a new one (connected by its
         first request). The gate bounds how many there are."""
-        idle = self._idle.get((origin.scheme, origin.host, origin.port))
+        idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
             if conn.is_available() and not conn.has_expired():
                 return conn
             await conn.aclose()
-        return httpcore2.AsyncHTTPConnection(
-            origin, ssl_context=self.tls() if origin.scheme == b"https" else None,
-            keepalive_expiry=KEEPALIVE_S, network_backend=self.backend)
+        return Http11Connection(origin, self.backend,
+                                self.tls() if origin[0] == b"https" else None, KEEPALIVE_S)
 
-    async def release(self, conn: httpcore2.AsyncHTTPConnection,
-                      origin: httpcore2.Origin) -> None:
-        """Give a connection back after its response was read and closed (a closed one is
-        dropped); now and then close the idle ones that expired."""
-        if conn.is_available():
-            self._idle.setdefault((origin.scheme, origin.host, origin.port), []).append(conn)
+    async def release(self, conn: Http11Connection) -> None:
+        """Give a connection back after its response was read (a closed one is dropped, as
+        is one that comes back after this connection was closed); now and then close the
+        idle ones that expired."""
+        if conn.is_available() and not self.closed:
+            self._idle.setdefault(conn.origin, []).append(conn)
         else:
             await conn.aclose()
         now = time.monotonic()
@@ -198,6 +213,7 @@ class _Connection:
                     await old.aclose()
 
     async def aclose(self) -> None:
+        self.closed = True  # (calls in flight close their connections when they end)
         for conns in self._idle.values():
             for conn in conns:
                 await conn.aclose()
@@ -235,8 +251,12 @@ class HttpConnections:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._conns: dict[str, _Connection] = {}  # used on the loop only
-        self._backend = httpcore2.AnyIOBackend()  # the loop is asyncio's: no detection per call
+        self._backend = AsyncioBackend()
         self.token_fetches = 0  # OAuth2 token requests made (tests, metrics)
+        # calls submitted and not started yet, and whether the loop was asked to start them
+        self._queue_lock = threading.Lock()
+        self._queue: list[tuple[Coroutine[Any, Any, Any], Future[Any]]] = []
+        self._wake_asked = False
 
     # ---- the loop thread -----------------------------------------------------------------
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -257,13 +277,41 @@ class HttpConnections:
             return self._loop
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
+        """Start ``coro`` on the loop. Calls submitted together (a worker thread starts a
+        batch of callout steps) share one wake-up of the loop: the first one queued asks
+        for it, the others join the queue it will take."""
+        loop = self._ensure_loop()
+        future: Future[T] = Future()
+        with self._queue_lock:
+            self._queue.append((coro, future))
+            wake = not self._wake_asked
+            self._wake_asked = True
+        if wake:
+            loop.call_soon_threadsafe(self._start_queued)
+        return future
+
+    def _start_queued(self) -> None:
+        """(On the loop.) Start every call queued since the last wake-up."""
+        with self._queue_lock:
+            queue, self._queue = self._queue, []
+            self._wake_asked = False
+        for coro, future in queue:
+            if future.set_running_or_notify_cancel():
+                asyncio.ensure_future(_settle(coro, future))
+            else:
+                coro.close()
 
     def close(self) -> None:
         """Close every client and stop the loop thread (a new call starts them again)."""
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
+            with self._queue_lock:  # submitted to the closing loop, not started: cancelled
+                queue, self._queue = self._queue, []
+                self._wake_asked = False
+        for coro, future in queue:
+            coro.close()
+            future.cancel()
         if loop is None:
             return
 
@@ -300,8 +348,8 @@ class HttpConnections:
     async def _call(self, defn: ConnectionDefinition, req: HttpRequest) -> HttpResponse:
         url = _join(defn.base_url or "", req.path)
         hidden = _secret_params(defn)
-        summary = CallSummary(defn.name, req.method, redact_url(_with_query(url, req.query), hidden),
-                              req.idempotency_key)
+        shown = redact_url(_with_query(url, req.query), hidden)
+        summary = CallSummary(defn.name, req.method, shown, req.idempotency_key)
         secrets: list[str] = list(req.hide)
         try:
             conn = self._connection(defn)
@@ -314,8 +362,12 @@ class HttpConnections:
                 headers, query = await self._auth(conn, req, secrets)
             except SecretError as exc:
                 raise CallFailed(str(exc), _failed(summary, str(exc)), retryable=False) from None
-            summary = replace(summary, url=scrub(redact_url(_with_query(url, query), hidden),
-                                                 secrets))
+            if query != req.query:  # an API key went into the query
+                shown = redact_url(_with_query(url, query), hidden)
+            if secrets:
+                shown = scrub(shown, secrets)
+            if shown != summary.url:
+                summary = replace(summary, url=shown)
             response, raw_req, elapsed = await self._send(conn, req, url, headers, query, summary,
                                                           secrets)
             if response.status == 401 and defn.auth is not None \
@@ -446,6 +498,18 @@ class HttpConnections:
         return _Token(value, now + life, now + max(0.0, life - margin))
 
 
+async def _settle(coro: Coroutine[Any, Any, T], future: Future[T]) -> None:
+    """Run ``coro`` and put its outcome in ``future`` (read by the submitting thread)."""
+    try:
+        result = await coro
+    except BaseException as exc:
+        future.set_exception(exc)
+        if not isinstance(exc, Exception):  # (cancelled: the loop is closing)
+            raise
+    else:
+        future.set_result(result)
+
+
 # --- the exchange -----------------------------------------------------------------------------
 
 # What a call that got no response can raise besides a timeout (URL, connect, TLS, protocol).
@@ -458,8 +522,8 @@ async def _exchange(conn: _Connection, method: str, url: str, query: dict[str, s
     """One request over a pooled connection, its response read to the end; the
     connection goes back to the pool when the exchange finished cleanly, else it is
     closed. Raises httpcore2's exceptions."""
-    target, host = conn.target(url, query)
-    sent = {"host": ("Host", host.decode("ascii"))}  # by lower-case name: the last one wins
+    target = conn.target(url, query)
+    sent = {"host": ("Host", target.host)}  # by lower-case name: the last one wins
     for given in (BASE_HEADERS, headers):
         for k, v in given.items():
             sent[k.lower()] = (k, v)
@@ -467,27 +531,20 @@ async def _exchange(conn: _Connection, method: str, url: str, query: dict[str, s
         sent["content-length"] = ("Content-Length", str(len(content)))
     elif method in BODY_METHODS:
         sent["content-length"] = ("Content-Length", "0")
-    request = httpcore2.Request(method, target,
-                                headers=[(k.encode(), v.encode()) for k, v in sent.values()],
-                                content=content or b"",
-                                extensions={"timeout": conn.timeouts})
-    origin = request.url.origin
-    http = await conn.acquire(origin)
+    head = [(k.encode(), v.encode()) for k, v in sent.values()]
+    http = await conn.acquire(target.origin)
     try:
-        response = await http.handle_async_request(request)
-        try:
-            raw = await response.aread()
-        finally:
-            await response.aclose()
+        answer = await http.exchange(method.encode("ascii"), target.path, head, content or b"",
+                                     conn.timeouts)
     except BaseException:
         await http.aclose()
         raise
-    await conn.release(http, origin)
+    await conn.release(http)
     found: dict[str, str] = {}
-    for raw_name, raw_value in response.headers:
+    for raw_name, raw_value in answer.headers:
         name, value = raw_name.decode("latin-1").lower(), _header_text(raw_value)
         found[name] = f"{found[name]}, {value}" if name in found else value
-    return _Answer(response.status, found, _decoded(raw, found.get("content-encoding")))
+    return _Answer(answer.status, found, _decoded(answer.content, found.get("content-encoding")))
 
 
 def _header_text(value: bytes) -> str:
