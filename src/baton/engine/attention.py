@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from baton.engine.sla import index_of
 from baton.engine.state import Run
-from baton.engine.status import STEP_OPEN, RunStatus, StepStatus
+from baton.engine.status import RUN_IN_PROGRESS, STEP_FALLOUT, STEP_OPEN
 
 FALLOUT = 1  # a step waits in fallout
 SLA_BREACHED = 2  # an open step is past its SLA's due time
@@ -22,14 +22,14 @@ VALUES = (FALLOUT, SLA_BREACHED, FALLOUT | SLA_BREACHED)
 
 def attention(run: Run) -> int | None:
     """The run's attention bits, or None when it needs nothing."""
-    if run.status is not RunStatus.IN_PROGRESS:
+    if run.status is not RUN_IN_PROGRESS:
         return None
     if run.step_marks is not None and (idx := index_of(run)) is not None:
         # (a plan's run: kept up to date from its steps marked changed, engine/sla.py)
         return ((FALLOUT if idx.fallout else 0) | (SLA_BREACHED if idx.overdue else 0)) or None
     bits = 0
     for sr in run.steps.values():
-        if sr.status is StepStatus.FALLOUT:
+        if sr.status is STEP_FALLOUT:
             bits |= FALLOUT
         if sr.sla is not None and sr.sla.get("status") == "overdue" and sr.status in STEP_OPEN:
             bits |= SLA_BREACHED

@@ -67,11 +67,28 @@ from baton.engine.policy import RetryPolicy, duration
 from baton.engine.sla import KINDS as SLA_KINDS
 from baton.engine.state import LEGACY_ANSWER, Run, StageRun, StepRun, copy_json
 from baton.engine.status import (
+    RUN_CANCELED,
+    RUN_COMPLETED,
+    RUN_FAILED,
+    RUN_IN_PROGRESS,
     RUN_TRANSITIONS,
+    STAGE_CANCELED,
+    STAGE_COMPLETED,
+    STAGE_FAILED,
+    STAGE_IN_PROGRESS,
     STAGE_TRANSITIONS,
+    STEP_CANCELED,
+    STEP_COMPLETED,
     STEP_DONE,
+    STEP_FAILED,
+    STEP_FALLOUT,
+    STEP_NOT_STARTED,
     STEP_OPEN,
+    STEP_RUNNING,
+    STEP_SKIPPED,
     STEP_TRANSITIONS,
+    STEP_WAITING,
+    STEP_WAITING_FOR_PERSON,
     RunStatus,
     StageStatus,
     StepStatus,
@@ -92,7 +109,7 @@ _new_audit = tuple.__new__
 assert Audit._fields == ("type", "data", "actor"), "audit() builds an Audit field by field"
 
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
-_TIMED = frozenset({StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON, StepStatus.FALLOUT})
+_TIMED = frozenset({STEP_RUNNING, STEP_WAITING_FOR_PERSON, STEP_FALLOUT})
 
 _RECHECKING: tuple[int, frozenset[str]] = (-1, frozenset())
 
@@ -232,16 +249,16 @@ class _Decider:
 
     def is_done(self, sr: StepRun, sd: StepDefinition) -> bool:
         return sr.status in STEP_DONE or (
-            sr.status is StepStatus.FAILED and sd.on_failure == "continue"
+            sr.status is STEP_FAILED and sd.on_failure == "continue"
         )
 
     # ---- run level ----------------------------------------------------------------------
     def fail_run(self, reason: str, **data: Any) -> None:
         self.cancel_open_steps(f"run failed: {reason}")
         st = self.run.stages.get(self.run.current_stage or "")
-        if st is not None and st.status is StageStatus.IN_PROGRESS:
-            self.set_stage(st, StageStatus.FAILED)
-        self.set_run(RunStatus.FAILED)
+        if st is not None and st.status is STAGE_IN_PROGRESS:
+            self.set_stage(st, STAGE_FAILED)
+        self.set_run(RUN_FAILED)
         self.run.error = {"message": reason, **data}
         self.run.completed_at = self.now
         self.audit("run_failed", reason=reason, **data)
@@ -251,12 +268,12 @@ class _Decider:
         for sr in self.run.steps.values():
             if sr.stage == self.run.current_stage and sr.status in STEP_OPEN:
                 canceled += 1
-                if sr.status is StepStatus.WAITING_FOR_PERSON:
+                if sr.status is STEP_WAITING_FOR_PERSON:
                     self.commands.append(CancelWorkItem(sr.name, sr.iteration, reason))
                 found = self.defn.find_step(sr.name)
                 if found is not None:
                     _STEP_TYPES[found[1].type].on_cancel(self, sr, found[1], reason)
-                self.set_step(sr, StepStatus.CANCELED)
+                self.set_step(sr, STEP_CANCELED)
                 sr.completed_at = self.now
                 self.audit("step_canceled", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                            reason=reason)
@@ -272,9 +289,9 @@ class _Decider:
             if sr is None:
                 continue
             if sr.status in STEP_OPEN:
-                if sr.status is StepStatus.WAITING_FOR_PERSON:
+                if sr.status is STEP_WAITING_FOR_PERSON:
                     self.commands.append(CancelWorkItem(sr.name, sr.iteration, "plan amended"))
-                self.set_step(sr, StepStatus.CANCELED)
+                self.set_step(sr, STEP_CANCELED)
                 self.audit("step_canceled", step=name, stage=sr.stage, iteration=sr.iteration,
                            reason="plan amended")
             del self.run.steps[name]
@@ -296,7 +313,7 @@ class _Decider:
                 stage=name,
             )
             return
-        self.set_stage(st, StageStatus.IN_PROGRESS)
+        self.set_stage(st, STAGE_IN_PROGRESS)
         st.iteration += 1
         st.started_at, st.completed_at = self.now, None
         self.run.current_stage = name
@@ -320,7 +337,7 @@ class _Decider:
             self.changed = []  # (what this pass changes: the next pass looks at it)
         changed = False
         steps = self.run.steps
-        not_started, waiting = StepStatus.NOT_STARTED, StepStatus.WAITING
+        not_started, waiting = STEP_NOT_STARTED, STEP_WAITING
         for step in sd.steps:
             sr = steps[step.name]
             if sr.status is not_started or sr.status is waiting:
@@ -350,7 +367,7 @@ class _Decider:
         seen = 0
         changed = False
         steps = self.run.steps
-        not_started, waiting = StepStatus.NOT_STARTED, StepStatus.WAITING
+        not_started, waiting = STEP_NOT_STARTED, STEP_WAITING
         while heap:
             i = heapq.heappop(heap)
             step = sd.steps[i]
@@ -376,7 +393,7 @@ class _Decider:
         # is_done() is written out inline (a StrEnum's hash, for `in STEP_DONE`, is a
         # Python call).
         steps = self.run.steps
-        completed, skipped, failed = StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.FAILED
+        completed, skipped, failed = STEP_COMPLETED, STEP_SKIPPED, STEP_FAILED
         after = step.after
         if len(after) > _LOOK_AT_ALL:
             # A plan's step after every line's (an invoice after each shipment) is looked at
@@ -407,8 +424,8 @@ class _Decider:
             self.fail_step(sr, step, _expr_error("when", exc))
             return True
         if not ready:
-            if sr.status is StepStatus.NOT_STARTED:
-                self.set_step(sr, StepStatus.WAITING)
+            if sr.status is STEP_NOT_STARTED:
+                self.set_step(sr, STEP_WAITING)
                 return True
             return False
         self.start_step(sr, step)
@@ -504,9 +521,9 @@ class _Decider:
         self.audit(f"sla_{new}", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                    due_at=sr.sla["due_at"])
         action = (step.options.get("sla") or {}).get(key) or {}
-        if action.get("reassign") and sr.status is StepStatus.WAITING_FOR_PERSON:
+        if action.get("reassign") and sr.status is STEP_WAITING_FOR_PERSON:
             self.sla_reassign(sr, str(action["reassign"]), new)
-        if action.get("routing") and sr.status is StepStatus.WAITING_FOR_PERSON:
+        if action.get("routing") and sr.status is STEP_WAITING_FOR_PERSON:
             self.sla_routing(sr, step, key, action, new)
         if action.get("flow"):
             self.commands.append(RunFlow(action["flow"], sr.name, sr.iteration, f"sla {new}"))
@@ -578,32 +595,32 @@ class _Decider:
             self.complete_step(sr, dict(ev.output or {}), ev.actor, via="operator",
                                reason=ev.reason)
         else:
-            self.set_step(sr, StepStatus.SKIPPED)
+            self.set_step(sr, STEP_SKIPPED)
             sr.completed_at = self.now
             self.audit("step_skipped", ev.actor, **extra)
 
     def resume(self, ev: ResumeRequested) -> None:
         """A failed run goes on: its failed and canceled steps of the current stage start
         afresh (same iteration), and routing is tried again if that is what failed."""
-        self.set_run(RunStatus.IN_PROGRESS)
+        self.set_run(RUN_IN_PROGRESS)
         self.run.error, self.run.completed_at = None, None
         self.audit("run_resumed", ev.actor, reason=ev.reason)
         st = self.run.stages.get(self.run.current_stage or "")
         if st is None:
             return
-        if st.status is StageStatus.FAILED:
-            self.set_stage(st, StageStatus.IN_PROGRESS)
+        if st.status is STAGE_FAILED:
+            self.set_stage(st, STAGE_IN_PROGRESS)
             st.completed_at = None
         sd = self.stage_def()
         for step in sd.steps:
             old = self.run.steps[step.name]
-            if old.status is StepStatus.CANCELED or (
-                    old.status is StepStatus.FAILED and step.on_failure != "continue"):
+            if old.status is STEP_CANCELED or (
+                    old.status is STEP_FAILED and step.on_failure != "continue"):
                 self.run.steps[step.name] = StepRun(step.name, old.stage, old.iteration,
                                                     attempts=old.attempts,
                                                     attempt_base=old.attempts)
         self.changed = None
-        if st.status is StageStatus.COMPLETED:  # the stage was done; its routing failed
+        if st.status is STAGE_COMPLETED:  # the stage was done; its routing failed
             self.follow(self.route(sd))
 
     def signal(self, ev: SignalReceived) -> bool:
@@ -620,11 +637,11 @@ class _Decider:
     def fail_step(self, sr: StepRun, step: StepDefinition, error: dict[str, Any]) -> None:
         sr.error, sr.completed_at = error, self.now
         if step.on_failure == "fallout":
-            self.set_step(sr, StepStatus.FALLOUT)
+            self.set_step(sr, STEP_FALLOUT)
             self.audit("step_fallout", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                        error=error)
             return
-        self.set_step(sr, StepStatus.FAILED)
+        self.set_step(sr, STEP_FAILED)
         self.audit("step_failed", step=sr.name, stage=sr.stage, iteration=sr.iteration, error=error)
         if step.on_failure == "fail_run":
             self.fail_run(f"step {sr.name!r} failed: {error.get('message', '')}", step=sr.name)
@@ -639,7 +656,7 @@ class _Decider:
         return changed
 
     def complete_step(self, sr: StepRun, output: dict[str, Any], actor: str, **extra: Any) -> None:
-        self.set_step(sr, StepStatus.COMPLETED)
+        self.set_step(sr, STEP_COMPLETED)
         sr.output, sr.completed_at, sr.error = output, self.now, None
         self.audit("step_completed", actor, step=sr.name, stage=sr.stage, iteration=sr.iteration,
                    output=output, **extra)
@@ -672,7 +689,7 @@ class _Decider:
             for s in sd.steps:  # (is_done() written out: this runs on every pass)
                 status = steps[s.name].status
                 if status not in STEP_DONE and (
-                        status is not StepStatus.FAILED or s.on_failure != "continue"):
+                        status is not STEP_FAILED or s.on_failure != "continue"):
                     return False
             return True
         # A plan's steps finish roughly in their order: looking from the first, every
@@ -703,7 +720,7 @@ class _Decider:
         return waiting
 
     def finish_stage(self, sd: StageDefinition, st: StageRun, why: str) -> bool:
-        self.set_stage(st, StageStatus.COMPLETED)
+        self.set_stage(st, STAGE_COMPLETED)
         st.completed_at = self.now
         self.audit("stage_completed", stage=sd.name, iteration=st.iteration, reason=why)
         self.follow(self.route(sd))
@@ -714,7 +731,7 @@ class _Decider:
         if target is None:
             return
         if target == "end":
-            self.set_run(RunStatus.COMPLETED)
+            self.set_run(RUN_COMPLETED)
             self.run.completed_at = self.now
             self.run.current_stage = None
             self.audit("run_completed")
@@ -752,14 +769,14 @@ class _Decider:
     # ---- the loop -----------------------------------------------------------------------
     def advance(self) -> None:
         for _ in range(_MAX_PASSES):
-            if self.run.status is not RunStatus.IN_PROGRESS or self.run.current_stage is None:
+            if self.run.status is not RUN_IN_PROGRESS or self.run.current_stage is None:
                 return
             sd = self.stage_def()
             changed = self.recheck_steps(sd)
-            if self.run.status is not RunStatus.IN_PROGRESS:
+            if self.run.status is not RUN_IN_PROGRESS:
                 return
             changed = self.start_ready_steps(sd) or changed
-            if self.run.status is not RunStatus.IN_PROGRESS:
+            if self.run.status is not RUN_IN_PROGRESS:
                 return
             changed = self.try_finish_stage(sd) or changed
             if not changed:
@@ -797,7 +814,7 @@ def decide(
         # A step in fallout may still be completed (an operator gives the output by hand),
         # but a failure reported for it again is a redelivery: FALLOUT -> FALLOUT is no move.
         open_for = _OPEN_FOR_RESULT if isinstance(event, StepCompleted) else _OPEN_FOR_FAILURE
-        if (r.status is not RunStatus.IN_PROGRESS or sr is None or sr.iteration != event.iteration
+        if (r.status is not RUN_IN_PROGRESS or sr is None or sr.iteration != event.iteration
                 or sr.status not in open_for
                 or (event.attempt is not None and event.attempt != sr.attempts)):
             return Decision(run, [], stale=True)
@@ -811,25 +828,25 @@ def decide(
                 extra = {"ran_at": event.ran_at} if event.ran_at else {}
                 output = step_type.completed(d, sr, found[1], dict(event.output), event.actor)
                 d.complete_step(sr, output, event.actor, **extra)
-        elif _STEP_TYPES[found[1].type].job_kind is not None and sr.status is StepStatus.RUNNING:
+        elif _STEP_TYPES[found[1].type].job_kind is not None and sr.status is STEP_RUNNING:
             d.attempt_failed(sr, found[1], event.error)  # a worker's attempt: maybe retried
         else:
             d.fail_step(sr, found[1], event.error)
     elif isinstance(event, FalloutAction):
         sr = r.steps.get(event.step)
         found = defn.find_step(event.step)
-        if r.status is not RunStatus.IN_PROGRESS or sr is None or found is None \
-                or sr.status is not StepStatus.FALLOUT:
+        if r.status is not RUN_IN_PROGRESS or sr is None or found is None \
+                or sr.status is not STEP_FALLOUT:
             return Decision(run, [], stale=True)
         d.fallout_action(sr, found[1], event)
     elif isinstance(event, ResumeRequested):
-        if r.status is not RunStatus.FAILED:
+        if r.status is not RUN_FAILED:
             return Decision(run, [], stale=True)
         d.resume(event)
     elif isinstance(event, TimerFired):
         sr = r.steps.get(event.step)
         found = defn.find_step(event.step)
-        if r.status is not RunStatus.IN_PROGRESS or sr is None or found is None \
+        if r.status is not RUN_IN_PROGRESS or sr is None or found is None \
                 or sr.iteration != event.iteration:
             return Decision(run, [], stale=True)
         if event.kind in _SLA_TIMERS:
@@ -838,34 +855,34 @@ def decide(
         elif not _STEP_TYPES[found[1].type].on_timer(d, sr, found[1], event):
             return Decision(run, [], stale=True)  # e.g. the timer of an earlier pause
     elif isinstance(event, SignalReceived):
-        if r.status is not RunStatus.IN_PROGRESS or not d.signal(event):
+        if r.status is not RUN_IN_PROGRESS or not d.signal(event):
             return Decision(run, [], stale=True)
     elif isinstance(event, ChildRunFinished):
         sr = r.steps.get(event.step)
         found = defn.find_step(event.step)
-        if r.status is not RunStatus.IN_PROGRESS or sr is None or found is None \
+        if r.status is not RUN_IN_PROGRESS or sr is None or found is None \
                 or sr.iteration != event.iteration \
                 or not _STEP_TYPES[found[1].type].on_child(d, sr, found[1], event):
             return Decision(run, [], stale=True)  # e.g. a child of an earlier retry
     elif isinstance(event, RecordChanged):
-        if r.status is not RunStatus.IN_PROGRESS:
+        if r.status is not RUN_IN_PROGRESS:
             return Decision(run, [], stale=True)
     elif isinstance(event, ConditionEvaluated):
-        if r.status is not RunStatus.IN_PROGRESS:
+        if r.status is not RUN_IN_PROGRESS:
             return Decision(run, [], stale=True)
         d.answer(event)
     elif isinstance(event, PlanAmended):
-        if r.status is not RunStatus.IN_PROGRESS or r.current_stage is None:
+        if r.status is not RUN_IN_PROGRESS or r.current_stage is None:
             return Decision(run, [], stale=True)
         d.amend_plan(event)
     elif isinstance(event, CancelRequested):
-        if r.status not in (RunStatus.IN_PROGRESS, RunStatus.FAILED):
+        if r.status not in (RUN_IN_PROGRESS, RUN_FAILED):
             return Decision(run, [], stale=True)
         d.cancel_open_steps(f"run canceled: {event.reason}")
         st = r.stages.get(r.current_stage or "")
-        if st is not None and st.status is StageStatus.IN_PROGRESS:
-            d.set_stage(st, StageStatus.CANCELED)
-        d.set_run(RunStatus.CANCELED)
+        if st is not None and st.status is STAGE_IN_PROGRESS:
+            d.set_stage(st, STAGE_CANCELED)
+        d.set_run(RUN_CANCELED)
         r.completed_at = d.now
         d.audit("run_canceled", event.actor, reason=event.reason)
         _notify_parent(d, status_before)
@@ -875,7 +892,7 @@ def decide(
     # alone changes neither, so it asks again only if it moved the run on (a step started,
     # a stage was entered): otherwise answering would loop forever.
     moved = before is None or _progress(r) != before
-    if moved and d.consulted_flows and r.status is RunStatus.IN_PROGRESS:
+    if moved and d.consulted_flows and r.status is RUN_IN_PROGRESS:
         for site in sorted(d.consulted_flows):
             d.commands.append(d.ask(site, d.consulted_flows[site]))
     if r.parent is not None:  # (a child run: most runs have no parent to tell)
@@ -884,9 +901,9 @@ def decide(
 
 
 _STEP_RESULTS = (StepCompleted, StepFailed)  # (a tuple: ``A | B`` made a union per call)
-_OPEN_FOR_FAILURE = (StepStatus.RUNNING, StepStatus.WAITING_FOR_PERSON)
-_OPEN_FOR_RESULT = (*_OPEN_FOR_FAILURE, StepStatus.FALLOUT)
-_ENDED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
+_OPEN_FOR_FAILURE = (STEP_RUNNING, STEP_WAITING_FOR_PERSON)
+_OPEN_FOR_RESULT = (*_OPEN_FOR_FAILURE, STEP_FALLOUT)
+_ENDED = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELED})
 
 
 def _notify_parent(d: _Decider, before: RunStatus) -> None:
@@ -896,11 +913,11 @@ def _notify_parent(d: _Decider, before: RunStatus) -> None:
     if r.parent is None or r.status is before or r.status not in _ENDED:
         return
     p = r.parent
-    output = {"vars": copy_json(r.vars)} if r.status is RunStatus.COMPLETED else None
+    output = {"vars": copy_json(r.vars)} if r.status is RUN_COMPLETED else None
     error = None
-    if r.status is RunStatus.FAILED:
+    if r.status is RUN_FAILED:
         error = copy_json(r.error) or {"message": "the child run failed"}
-    elif r.status is RunStatus.CANCELED:
+    elif r.status is RUN_CANCELED:
         error = {"message": "the child run was canceled"}
     d.commands.append(NotifyParent(p.run_id, p.step, p.iteration, p.index, r.status.value,
                                    output, error))

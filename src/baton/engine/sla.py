@@ -26,7 +26,7 @@ import heapq
 
 from baton.engine.events import TimerFired
 from baton.engine.state import Run, StepRun, _Steps
-from baton.engine.status import STEP_OPEN, RunStatus, StepStatus
+from baton.engine.status import RUN_IN_PROGRESS, STEP_FALLOUT, STEP_OPEN
 
 # A step's SLA is on_track, then in_jeopardy (from ``jeopardy_at``), then overdue (from ``due_at``).
 SLA_STATES = ("on_track", "in_jeopardy", "overdue")
@@ -80,7 +80,7 @@ class StepIndex:
 
     def put(self, name: str, sr: StepRun) -> None:
         """Step ``name`` as it is now."""
-        if sr.status is StepStatus.FALLOUT:
+        if sr.status is STEP_FALLOUT:
             self.fallout.add(name)
         else:
             self.fallout.discard(name)
@@ -166,7 +166,7 @@ def _verify(run: Run, idx: StepIndex) -> None:
 def sla_at(run: Run) -> str | None:
     """The earliest SLA instant still to come over the run's open steps (the ``sla_at``
     column); None for a run that is not in progress."""
-    if run.status is not RunStatus.IN_PROGRESS:
+    if run.status is not RUN_IN_PROGRESS:
         return None
     if run.step_marks is not None and (idx := index_of(run)) is not None:
         top = idx.top()
@@ -184,7 +184,7 @@ def sla_at(run: Run) -> str | None:
 def due_timer(run: Run, now: str) -> TimerFired | None:
     """The SLA instant of ``run`` that has come by ``now`` (the earliest, if several), as
     the event that fires it; None when none has."""
-    if run.status is not RunStatus.IN_PROGRESS:
+    if run.status is not RUN_IN_PROGRESS:
         return None
     if run.step_marks is not None and (idx := index_of(run)) is not None:
         top = idx.top()

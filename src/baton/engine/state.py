@@ -7,7 +7,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from baton.engine.status import RunStatus, StageStatus, StepStatus
+from baton.engine.status import (
+    RUN_IN_PROGRESS,
+    STAGE_NOT_STARTED,
+    STEP_NOT_STARTED,
+    RunStatus,
+    StageStatus,
+    StepStatus,
+)
 
 STATE_FORMAT = 3
 """Version of the stored JSON shape of :class:`Run`. Format 3 keeps an evaluation flow's
@@ -47,7 +54,7 @@ class StepRun:
     name: str
     stage: str
     iteration: int
-    status: StepStatus = StepStatus.NOT_STARTED
+    status: StepStatus = STEP_NOT_STARTED
     output: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     attempts: int = 0
@@ -230,7 +237,7 @@ class ParentLink:
 @dataclass
 class StageRun:
     name: str
-    status: StageStatus = StageStatus.NOT_STARTED
+    status: StageStatus = STAGE_NOT_STARTED
     iteration: int = 0  # how many times the stage has been entered
     started_at: str | None = None
     completed_at: str | None = None
@@ -244,7 +251,7 @@ class Run:
     orchestration: str
     version: int
     record_id: str | None
-    status: RunStatus = RunStatus.IN_PROGRESS
+    status: RunStatus = RUN_IN_PROGRESS
     current_stage: str | None = None
     stages: dict[str, StageRun] = field(default_factory=dict)
     steps: dict[str, StepRun] = field(default_factory=dict)
@@ -440,7 +447,7 @@ def _step_doc(v: StepRun, copy: bool) -> dict[str, Any]:
     """A step's entry (what equals its default left out); its JSON values copied or, with
     ``copy=False``, shared (no call per value: this runs for every step of every write)."""
     doc: dict[str, Any] = {"stage": v.stage, "iteration": v.iteration}
-    if v.status is not StepStatus.NOT_STARTED:
+    if v.status is not STEP_NOT_STARTED:
         doc["status"] = v.status
     if v.output is not None:
         doc["output"] = copy_json(v.output) if copy else v.output

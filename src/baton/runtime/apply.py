@@ -60,7 +60,7 @@ def run_row(run: Run, now: str) -> dict[str, Any]:
         "orchestration": run.orchestration,
         "version": run.version,
         "record_id": run.record_id,
-        "status": run.status.value,
+        "status": run.status._value_,  # (``.value`` is a property: a Python call)
         "current_stage": run.current_stage,
         "state": run.to_json(copy=False),  # encoded, not kept
         "seq": run.seq,

@@ -29,7 +29,7 @@ from baton.engine.events import (
     RunStarted,
 )
 from baton.engine.state import ParentLink, Run, StepRun
-from baton.engine.status import RunStatus, StepStatus
+from baton.engine.status import RUN_IN_PROGRESS, STEP_FALLOUT
 from baton.errors import BatonError, NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
 from baton.records.fields import coerce_fields
@@ -116,7 +116,7 @@ class RunDriver:
     def evaluate_txn(self, tx: Transaction, run_id: str, now_dt: Any) -> None:
         """Re-evaluate a run's conditions (its record changed)."""
         run, defn, record = self.load_txn(tx, run_id)
-        if run.status is RunStatus.IN_PROGRESS:
+        if run.status is RUN_IN_PROGRESS:
             self.decide_and_apply_txn(tx, defn, run, RecordChanged(), now_dt, record)
 
     def event(self, run_id: str, event: Event, refusal: Callable[[str], str]) -> Run:
@@ -254,9 +254,9 @@ class RunDriver:
         out = []
         for row in reversed(rows):
             run = Run.from_json(row["state"])
-            if run.status is not RunStatus.IN_PROGRESS:
+            if run.status is not RUN_IN_PROGRESS:
                 continue
-            steps = [sr for sr in run.steps.values() if sr.status is StepStatus.FALLOUT]
+            steps = [sr for sr in run.steps.values() if sr.status is STEP_FALLOUT]
             if steps:
                 out.append((run, steps))
         return out

@@ -44,7 +44,7 @@ from baton.engine.events import (
     TimerFired,
 )
 from baton.engine.state import SPLIT_STEPS, Run
-from baton.engine.status import RunStatus, StepStatus
+from baton.engine.status import RUN_FAILED, RUN_IN_PROGRESS, STEP_RUNNING
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, FlowFn, get_flow
 from baton.rows import CALL_EVENT
@@ -402,8 +402,8 @@ class Worker:
         step, iteration = job.payload["step"], job.payload["iteration"]
         attempt = job.payload.get("attempt")
         sr = run.steps.get(step)
-        if run.status is not RunStatus.IN_PROGRESS or sr is None or sr.iteration != iteration \
-                or sr.status is not StepStatus.RUNNING \
+        if run.status is not RUN_IN_PROGRESS or sr is None or sr.iteration != iteration \
+                or sr.status is not STEP_RUNNING \
                 or (attempt is not None and attempt != sr.attempts):
             return _Result(job, None)  # the step moved on (canceled, stage exited): drop
         definition = self._step_definition(run, step)  # (read with the batch: no query here)
@@ -531,7 +531,7 @@ class Worker:
         fired = sla.due_timer(run, max(now, job.payload["at"]))
         if fired is not None:
             return _Result(job, fired)
-        if run.status is RunStatus.IN_PROGRESS:
+        if run.status is RUN_IN_PROGRESS:
             # Its stored sla_at did not match its state (written by other code): decided
             # again, the run is written with the sla_at its state gives, so it is not
             # handed out again and again.
@@ -626,7 +626,7 @@ class Worker:
         run, record = snapshot
         p = cast(jobs.ConditionPayload, job.payload)
         name, site = p["flow"], p.get("site")
-        if run.status is not RunStatus.IN_PROGRESS:
+        if run.status is not RUN_IN_PROGRESS:
             return _Result(job, None)
         fn = get_flow(name)
         try:
@@ -956,13 +956,13 @@ def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvalua
                    | RecordChanged | TimerFired | ChildRunFinished | CancelRequested) -> bool:
     """Is the step this result belongs to still waiting for it (same iteration, running)?"""
     if isinstance(event, CancelRequested):  # a failed run can be canceled too
-        return run.status in (RunStatus.IN_PROGRESS, RunStatus.FAILED)
-    if run.status is not RunStatus.IN_PROGRESS:
+        return run.status in (RUN_IN_PROGRESS, RUN_FAILED)
+    if run.status is not RUN_IN_PROGRESS:
         return False
     if isinstance(event, _ANY_STEP):
         return True  # decide() sorts out a timer (or a child) whose step moved on
     sr = run.steps.get(event.step)
-    return sr is not None and sr.iteration == event.iteration and sr.status is StepStatus.RUNNING
+    return sr is not None and sr.iteration == event.iteration and sr.status is STEP_RUNNING
 
 
 def _iso_ms(dt: datetime) -> str:

@@ -33,7 +33,7 @@ from baton.engine.events import (
     TimerFired,
 )
 from baton.engine.state import Run, StepRun
-from baton.engine.status import StepStatus
+from baton.engine.status import STEP_RUNNING, StepStatus
 from baton.errors import BatonError, ExpressionError
 from baton.flows import RecordReader
 from baton.steps.flowrun import FlowRunner
@@ -266,7 +266,7 @@ class JobStepType(StepTypeBase):
     attempt, and a failed attempt is retried per the step's retry policy."""
 
     def start(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
-        d.set_step(sr, StepStatus.RUNNING)
+        d.set_step(sr, STEP_RUNNING)
         d.schedule_attempt(sr, step, None)
         d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                 type=step.type)

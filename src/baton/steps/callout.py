@@ -50,7 +50,7 @@ from baton.definitions.model import StepDefinition
 from baton.engine.events import SignalReceived, StartTimer, StepCompleted, TimerFired
 from baton.engine.policy import duration
 from baton.engine.state import Run, StepRun
-from baton.engine.status import StepStatus
+from baton.engine.status import STEP_RUNNING
 from baton.errors import ExpressionError, StepFailure
 from baton.expressions import evaluate, is_expression
 from baton.records.fields import typed_values
@@ -159,7 +159,7 @@ class Callout(JobStepType):
         """The request succeeded: with ``wait: callback`` the step keeps running, holding the
         response, until its callback comes (or its ``timeout`` passes)."""
         if step.options.get("wait") != "callback" or ev.attempt is None \
-                or sr.status is not StepStatus.RUNNING:
+                or sr.status is not STEP_RUNNING:
             return False  # (an operator completing it from fallout gives the output)
         if waiting(sr):
             return True  # the same attempt's result again (a job run twice): it waits already
@@ -277,7 +277,7 @@ CALLOUT = Callout()
 
 def waiting(sr: StepRun) -> bool:
     """Is the step running, its request done, waiting for its callback?"""
-    return sr.status is StepStatus.RUNNING and bool((sr.output or {}).get(WAITING))
+    return sr.status is STEP_RUNNING and bool((sr.output or {}).get(WAITING))
 
 
 def request_scope(work: StepWork, *, live: bool = False) -> dict[str, Any]:

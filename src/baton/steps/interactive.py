@@ -40,7 +40,7 @@ from baton.definitions.routing import check_inline_rule
 from baton.engine.events import CancelWorkItem, CreateWorkItem
 from baton.engine.inputs import evaluate_input
 from baton.engine.state import StepRun
-from baton.engine.status import StepStatus
+from baton.engine.status import STEP_WAITING_FOR_PERSON
 from baton.errors import ExpressionError
 from baton.expressions import evaluate, is_expression
 from baton.steps.base import DecideContext, StepTypeBase, expression_error
@@ -118,7 +118,7 @@ class Interactive(StepTypeBase):
                 if error is not None:
                     d.fail_step(sr, step, error)
                     return
-        d.set_step(sr, StepStatus.WAITING_FOR_PERSON)
+        d.set_step(sr, STEP_WAITING_FOR_PERSON)
         form = tuple(
             {"name": f.name, "type": f.type, "required": f.required, "choices": list(f.choices),
              "default": f.default, "label": f.label,
@@ -144,7 +144,7 @@ class Interactive(StepTypeBase):
 
     def recheck(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> bool:
         """``complete_when`` holds: the step is done without the person (item canceled)."""
-        if step.complete_when is None or sr.status is not StepStatus.WAITING_FOR_PERSON:
+        if step.complete_when is None or sr.status is not STEP_WAITING_FOR_PERSON:
             return False
         try:
             done = d.holds(step.complete_when)

@@ -12,7 +12,7 @@ from typing import Any
 from baton.definitions.checks import Checker, Scope, join
 from baton.definitions.model import StepDefinition
 from baton.engine.state import StepRun
-from baton.engine.status import StepStatus
+from baton.engine.status import STEP_COMPLETED
 from baton.steps.base import DecideContext, StepTypeBase
 
 
@@ -24,7 +24,7 @@ class Milestone(StepTypeBase):
             ck.add(join(path, "after"), "a milestone step needs at least one step in after")
 
     def start(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
-        d.set_step(sr, StepStatus.COMPLETED)
+        d.set_step(sr, STEP_COMPLETED)
         sr.output, sr.completed_at = {}, d.now
         d.audit("milestone_reached", step=sr.name, stage=sr.stage, iteration=sr.iteration)
 

@@ -58,7 +58,7 @@ from baton.definitions.checks import (
 from baton.definitions.model import StepDefinition
 from baton.engine.events import CancelChildRuns, ChildRunFinished, ChildStart, StartChildRuns
 from baton.engine.state import StepRun
-from baton.engine.status import StepStatus
+from baton.engine.status import STEP_FALLOUT, STEP_RUNNING
 from baton.errors import ExpressionError
 from baton.expressions import evaluate, is_expression
 from baton.steps.base import DecideContext, StepTypeBase, expression_error
@@ -114,7 +114,7 @@ class Orchestration(StepTypeBase):
 
     # ---- decide -----------------------------------------------------------------------
     def start(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
-        d.set_step(sr, StepStatus.RUNNING)
+        d.set_step(sr, STEP_RUNNING)
         d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                 type=self.name)
         if sr.children is not None:  # an operator retry: only the children not completed
@@ -163,13 +163,13 @@ class Orchestration(StepTypeBase):
     def on_child(self, d: DecideContext, sr: StepRun, step: StepDefinition,
                  ev: ChildRunFinished) -> bool:
         children = sr.children
-        if sr.status not in (StepStatus.RUNNING, StepStatus.FALLOUT) or children is None \
+        if sr.status not in (STEP_RUNNING, STEP_FALLOUT) or children is None \
                 or not 0 <= ev.index < len(children) or ev.status not in ENDED:
             return False
         e = children[ev.index]
         if e.get("run_id") != ev.run_id or e["status"] in ("completed", ev.status):
             return False  # a run of an earlier retry, or this end already counted
-        if sr.status is StepStatus.FALLOUT and ev.status != "completed":
+        if sr.status is STEP_FALLOUT and ev.status != "completed":
             return False  # the step waits for an operator anyway
         e["status"] = ev.status
         sr.touch()  # (an entry changed in place)
@@ -184,7 +184,7 @@ class Orchestration(StepTypeBase):
             return True
         if all(c["status"] == "completed" for c in children):
             self._complete(d, sr)
-        elif sr.status is StepStatus.RUNNING:
+        elif sr.status is STEP_RUNNING:
             d.fail_step(sr, step, _failure(step, children))
         return True
 

@@ -24,7 +24,7 @@ from baton.definitions.model import Condition, StepDefinition
 from baton.engine.events import SignalReceived, StartTimer, TimerFired
 from baton.engine.policy import duration
 from baton.engine.state import StepRun
-from baton.engine.status import StepStatus
+from baton.engine.status import STEP_RUNNING
 from baton.errors import ExpressionError
 from baton.steps.base import DecideContext, StepTypeBase, expression_error
 
@@ -48,7 +48,7 @@ class Pause(StepTypeBase):
             expect_identifier(ck, join(path, "signal"), step["signal"], "signal name")
 
     def start(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
-        d.set_step(sr, StepStatus.RUNNING)
+        d.set_step(sr, STEP_RUNNING)
         d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                 type=self.name)
         if "for" in step.options:
@@ -59,7 +59,7 @@ class Pause(StepTypeBase):
 
     def recheck(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> bool:
         """``until`` holds now: the pause is over."""
-        if "until" not in step.options or sr.status is not StepStatus.RUNNING:
+        if "until" not in step.options or sr.status is not STEP_RUNNING:
             return False
         try:
             done = d.holds(Condition(expression=step.options["until"]))
@@ -72,7 +72,7 @@ class Pause(StepTypeBase):
 
     def on_timer(self, d: DecideContext, sr: StepRun, step: StepDefinition,
                  ev: TimerFired) -> bool:
-        if ev.kind != TIMER or sr.status is not StepStatus.RUNNING \
+        if ev.kind != TIMER or sr.status is not STEP_RUNNING \
                 or ev.data.get("started_at", sr.started_at) != sr.started_at:
             return False  # an earlier pause of this step
         d.firing_timer = (sr.name, sr.iteration)
@@ -81,7 +81,7 @@ class Pause(StepTypeBase):
 
     def on_signal(self, d: DecideContext, sr: StepRun, step: StepDefinition,
                   ev: SignalReceived) -> bool:
-        if sr.status is not StepStatus.RUNNING or step.options.get("signal") != ev.name:
+        if sr.status is not STEP_RUNNING or step.options.get("signal") != ev.name:
             return False
         d.complete_step(sr, dict(ev.data), ev.actor, via=f"signal:{ev.name}")
         return True

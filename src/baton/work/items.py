@@ -24,6 +24,7 @@ ROUTE_JOB = "route"  # (baton.work.router.ROUTE_JOB: a person has room again)
 
 ASSIGNEE_KINDS = ("user", "group", "queue")
 OPEN_STATUSES = [s.value for s in WORK_ITEM_OPEN]
+_OPEN = WorkItemStatus.OPEN.value  # (``.value`` is a property: a Python call per use)
 
 
 def new_item(item_id: str, run: Run, cmd: CreateWorkItem, now: str) -> WorkItem:
@@ -33,7 +34,7 @@ def new_item(item_id: str, run: Run, cmd: CreateWorkItem, now: str) -> WorkItem:
         "orchestration": run.orchestration, "stage": cmd.stage, "step": cmd.step,
         "iteration": cmd.iteration, "title": cmd.title,
         "instructions": cmd.instructions, "form": list(cmd.form),  # type: ignore[arg-type]
-        "status": WorkItemStatus.OPEN.value, "assignee_kind": cmd.assignee_kind,
+        "status": _OPEN, "assignee_kind": cmd.assignee_kind,
         "assignee": cmd.assignee, "claimed_by": None, "data": None, "version": 1,
         "created_at": now, "updated_at": now, "completed_at": None,
         "completed_by": None, "priority": cmd.priority, "due_at": cmd.due_at,
@@ -64,7 +65,7 @@ def reassign_txn(tx: _Tx, item: WorkItem, to: str, now: str, *, actor: str,
     read; without, any open status will do (a decision's escalation, under the run lock).
     """
     kind, _, name = to.partition(":")
-    changes: dict[str, Any] = {"status": WorkItemStatus.OPEN.value, "claimed_by": None,
+    changes: dict[str, Any] = {"status": _OPEN, "claimed_by": None,
                                "assignee_kind": kind, "assignee": name, "updated_at": now}
     if item.get("routing"):  # given by hand: routing is done with it
         changes["routing_status"] = None

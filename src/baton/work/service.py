@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from baton.runtime.runs import RunDriver
 
 OPEN, CLAIMED = WorkItemStatus.OPEN.value, WorkItemStatus.CLAIMED.value
+COMPLETED = WorkItemStatus.COMPLETED.value  # (``.value`` is a property: a Python call)
 ON_BEHALF_OF = "on_behalf_of"  # whose item a delegate acted on (audit events, step output)
 ORDERS = ("created", "due", "priority")
 # "Next item" reads candidates a batch at a time, and gives up (None) after this many
@@ -389,7 +390,7 @@ class WorkService:
         on_behalf = self._may_act_txn(tx, item, user, scope)
         values = coerce_fields(form_fields(item["form"]), data, f"form of work item {item_id}")
         if not tx.update_work_item_txn(item_id, [status], item["version"], {
-            "status": WorkItemStatus.COMPLETED.value, "claimed_by": user, "data": values,
+            "status": COMPLETED, "claimed_by": user, "data": values,
             "updated_at": now, "completed_at": now, "completed_by": user,
         }):
             raise TransitionConflict(f"work item {item_id} changed while completing; try again")
@@ -408,7 +409,7 @@ class WorkService:
         if decision.stale:
             raise TransitionConflict(
                 f"step {item['step']!r} of run {run.id} is no longer waiting for this item")
-        return {**item, "status": WorkItemStatus.COMPLETED.value, "claimed_by": user,
+        return {**item, "status": COMPLETED, "claimed_by": user,
                 "data": values, "updated_at": now, "completed_at": now, "completed_by": user,
                 "version": item["version"] + 1, "run": decision.run}
 

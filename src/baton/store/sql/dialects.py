@@ -76,6 +76,17 @@ def _begin_immediate(raw: Any) -> None:
 
 
 # ---- SQLite -------------------------------------------------------------------------------
+# sqlite3 binds int, float, str and bytearray as they are; any other value, None included,
+# goes through its adapter protocol: no adapter registered for NoneType, then a failed
+# ``PrepareProtocol.__adapt__`` lookup (an AttributeError made and cleared), then
+# ``None.__conform__``, and only then NULL. An adapter for NoneType that returns its
+# argument in one C call (``{}.get(None)`` is None) ends the search at the registry:
+# ~2,100 instructions less per None parameter (callgrind), ~20 per triage run. The value
+# bound is the same None (NULL); the registry is process-wide, as is its effect.
+_NOTHING: dict[None, None] = {}
+sqlite3.register_adapter(type(None), _NOTHING.get)
+
+
 def sqlite_engine(url: str, synchronous: str, *, immediate: bool, nullpool: bool) -> Engine:
     """An engine for the writer (``immediate``: every transaction takes the write lock at
     BEGIN) or the reader (deferred transactions on ``query_only`` connections)."""

@@ -104,6 +104,16 @@ def update_item_hot(n_statuses: int, at_version: bool) -> Any:
 DELETE_JOB = delete(s.jobs).where(s.jobs.c.id == bindparam("_id"))
 
 
+def active_runs_of(n: int) -> Any:
+    """:data:`ACTIVE_RUNS` of n records at once (``_i0`` … ``_i{n-1}``): each record's
+    runs in progress, as ``(record_id, id)`` rows."""
+    r = s.runs
+    return select(r.c.record_id, r.c.id).where(
+        r.c.record_id.in_([bindparam(f"_i{i}") for i in range(n)]),
+        func.coalesce(r.c.status, "") == "in_progress",
+    )
+
+
 def by_ids(table: Any, n: int, for_update: bool, columns: tuple[str, ...] = ()) -> Any:
     q = select(*(table.c[c] for c in columns) if columns else (table,)).where(table.c.id.in_([bindparam(f"_i{i}") for i in range(n)])).order_by(table.c.id)
     return q.with_for_update() if for_update else q

@@ -66,6 +66,7 @@ from baton.store.sql.statements import (
     UPDATE_RECORD,
     UPDATE_RUN,
     Hot,
+    active_runs_of,
     by_ids,
     update_item_hot,
 )
@@ -528,11 +529,15 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         out: dict[str, list[str]] = {rid: [] for rid in record_ids}
         if not out:
             return out
-        r = s.runs
-        rows = self.conn.execute(
-            select(r.c.record_id, r.c.id)
-            .where(r.c.record_id.in_(list(out)), func.coalesce(r.c.status, "") == "in_progress"))
-        for record_id, run_id in rows:
+        # One statement per power of two of ids (padded with the last id), compiled once:
+        # not one built and compiled by SQLAlchemy on every call.
+        wanted = list(out)
+        n = 1 << (len(wanted) - 1).bit_length()
+        key = ("active_runs_of", n)
+        h = self._hot.get(key) or self._compiled(key, active_runs_of(n))
+        last = wanted[-1]
+        params = {f"_i{i}": wanted[i] if i < len(wanted) else last for i in range(n)}
+        for record_id, run_id in self._run(h, params).fetchall():
             out[record_id].append(run_id)
         for ids in out.values():  # in Python's order: the database's collation may differ
             ids.sort()
