@@ -2,7 +2,9 @@
 ``deploy``, ``validate``, ``records create`` and ``worker --until-idle`` are what the test
 suite (and a person setting up a project) starts most, and each paid ~0.1 s of CPU for
 pydantic (Typer's Path coercion), structlog (JSON logs only), smtplib and the ``email``
-policy machinery (sending mail), and ``statistics`` (one supervisor figure).
+policy machinery (sending mail), ``statistics`` (one supervisor figure), and the worker
+for prometheus_client (exposing metrics, which ``worker`` without ``--metrics-port`` never
+does).
 
 Checked in the ``baton`` process itself (``sys.modules`` after the command ran, in a fresh
 interpreter, as the console script runs it), on a real SQLite project: no timing, so a busy
@@ -27,6 +29,7 @@ NOT_ON_A_WRITE = (
     "structlog",  # JSON logs only (baton.logs)
     "smtplib", "email.policy", "email.headerregistry",  # sending mail (baton.work.notify)
     "statistics",  # the supervisor's median (baton.work.team)
+    "prometheus_client",  # exposing metrics (--metrics-port, serve), not counting them
     "fastapi", "starlette", "uvicorn", "jinja2",  # the web stack
     "sklearn", "rapidfuzz",  # the offline classifier
     "sqlalchemy.dialects.postgresql", "psycopg",  # PostgreSQL, on a SQLite project
