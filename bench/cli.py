@@ -17,6 +17,13 @@ measures it from the outside, with real processes, the way a person runs them:
    package (in the temporary folder: ``PYTHONPYCACHEPREFIX``; ``PYTHONDONTWRITEBYTECODE``
    is dropped).
 
+``--write`` measures the write commands instead (``validate``, ``deploy`` of unchanged
+definitions, ``records create`` of a ticket, which starts its run, and ``worker --until-idle``
+after one such ticket, unmeasured, so each sample does the same work): what the test suite
+starts most. ``--ir`` counts each command's instructions with valgrind (callgrind's ``Ir``,
+``PYTHONHASHSEED=0``, one run each after the unmeasured one): deterministic, unlike CPU time
+on a shared host, and ~50 times slower.
+
 ``--src`` measures another checkout's code side by side (``--src ../main/src``), so a
 before/after comparison runs in one sitting. CPU time is less sensitive to a busy machine than
 wall time, not immune: the 1-minute load average at start and end is printed with the
@@ -24,6 +31,7 @@ figures. Prints a table, or one JSON object with ``--json``::
 
     PYTHONPATH=src python bench/cli.py
     PYTHONPATH=src python bench/cli.py --repeat 9 --src /path/to/older/src --json
+    PYTHONPATH=src python bench/cli.py --write --ir --src /path/to/older/src
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -52,8 +61,10 @@ class CliBenchError(Exception):
 class Baton:
     """Runs ``baton`` with the measured source, in the project folder, and times it."""
 
-    def __init__(self, src: Path, project: Path, db: str | None, pycache: Path) -> None:
+    def __init__(self, src: Path, project: Path, db: str | None, pycache: Path,
+                 ir: bool = False) -> None:
         self.project = project
+        self.ir = ir
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("BATON_") and k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
         env["PYTHONPATH"] = str(src)
@@ -77,6 +88,23 @@ class Baton:
             raise CliBenchError(f"baton {' '.join(args)} exited with {p.returncode}:\n"
                                 f"{p.stdout[-1500:]}{p.stderr[-1500:]}")
         return p.stdout, cpu
+
+    def count(self, *args: str) -> int:
+        """Instructions ``baton ARGS`` executes (callgrind's ``Ir``, the whole process)."""
+        p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                            sys.executable, "-c", ENTRY, *args], cwd=self.project,
+                           env={**self.env, "PYTHONHASHSEED": "0"}, capture_output=True,
+                           text=True, timeout=TIMEOUT_S * 20, stdin=subprocess.DEVNULL,
+                           check=False)
+        found = re.search(r"Collected : (\d+)", p.stderr)
+        if p.returncode != 0 or not found:
+            raise CliBenchError(f"valgrind baton {' '.join(args)} exited with {p.returncode}:"
+                                f"\n{p.stdout[-1500:]}{p.stderr[-1500:]}")
+        return int(found.group(1))
+
+    def sample(self, *args: str) -> float:
+        """One measurement: CPU seconds, or instructions with ``--ir``."""
+        return float(self.count(*args)) if self.ir else self.run(*args)[1]
 
 
 def make_project(baton: Baton, records: int) -> dict[str, str]:
@@ -113,16 +141,41 @@ def commands(ids: dict[str, str]) -> dict[str, list[str]]:
     }
 
 
-def measure(src: Path, repeat: int, records: int, db: str | None) -> dict[str, Any]:
+TICKET = ["records", "create", "Ticket", "--json", "--data", '{"subject": "Toner low"}']
+
+
+def write_commands() -> dict[str, tuple[list[str] | None, list[str]]]:
+    """The write commands measured, by label: (what runs unmeasured before each sample, the
+    command). ``worker --until-idle`` runs one new ticket's jobs each time."""
+    return {
+        "validate": (None, ["validate"]),
+        "deploy": (None, ["deploy"]),
+        "records create": (None, TICKET),
+        "worker --until-idle": (TICKET, ["worker", "--until-idle"]),
+    }
+
+
+def measure(src: Path, repeat: int, records: int, db: str | None, write: bool = False,
+            ir: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="baton-cli-bench-") as tmp:
-        baton = Baton(src, Path(tmp) / "project", db, Path(tmp) / "pycache")
+        baton = Baton(src, Path(tmp) / "project", db, Path(tmp) / "pycache", ir=ir)
         ids = make_project(baton, records)
         out: dict[str, Any] = {}
-        for label, args in commands(ids).items():
+        todo = write_commands() if write else {k: (None, v) for k, v in commands(ids).items()}
+        for label, (before, args) in todo.items():
+            if before:
+                baton.run(*before)
             baton.run(*args)  # once unmeasured: every module's bytecode is cached from now on
-            samples = [round(baton.run(*args)[1], 4) for _ in range(repeat)]
-            out[label] = {"median_cpu_s": round(statistics.median(samples), 3),
-                          "min_cpu_s": round(min(samples), 3), "samples_cpu_s": samples}
+            samples = []
+            for _ in range(1 if ir else repeat):
+                if before:
+                    baton.run(*before)
+                samples.append(baton.sample(*args) if ir else round(baton.sample(*args), 4))
+            if ir:
+                out[label] = {"ir": int(samples[0])}
+            else:
+                out[label] = {"median_cpu_s": round(statistics.median(samples), 3),
+                              "min_cpu_s": round(min(samples), 3), "samples_cpu_s": samples}
         return out
 
 
@@ -137,13 +190,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", type=Path, default=REPO / "src",
                         help="the Baton source folder the measured commands run "
                              "(default: this checkout's)")
+    parser.add_argument("--write", action="store_true",
+                        help="measure the write commands (validate, deploy, records create, "
+                             "worker --until-idle) instead of the read commands")
+    parser.add_argument("--ir", action="store_true",
+                        help="count instructions with valgrind (callgrind Ir, one run each) "
+                             "instead of timing CPU")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.records < 1:
         parser.error("--repeat and --records must be at least 1")
     load = round(os.getloadavg()[0], 2)
     try:
-        figures = measure(args.src.resolve(), args.repeat, args.records, args.db)
+        figures = measure(args.src.resolve(), args.repeat, args.records, args.db,
+                          write=args.write, ir=args.ir)
     except (CliBenchError, subprocess.TimeoutExpired) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -154,11 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
+    if args.ir:
+        print(f"Instructions per command (callgrind Ir, one run), {result['database']}, "
+              f"{args.src}:")
+        for label, m in figures.items():
+            print(f"  baton {label:<20} {m['ir']:>15,}")
+        return 0
     print(f"CPU per command (user + system, median of {args.repeat}), {result['database']}, "
           f"{args.src} (load {load} → {result['loadavg_1m_at_end']}); target < {TARGET_CPU_S} s:")
     for label, m in figures.items():
         mark = "" if m["median_cpu_s"] < TARGET_CPU_S else "  (over the target)"
-        print(f"  baton {label:<18} {m['median_cpu_s']:.3f} s  (min {m['min_cpu_s']:.3f}){mark}")
+        print(f"  baton {label:<20} {m['median_cpu_s']:.3f} s  (min {m['min_cpu_s']:.3f}){mark}")
     return 0
 
 

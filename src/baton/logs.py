@@ -5,6 +5,10 @@ Both go through the standard library's ``logging`` (Baton's own loggers, uvicorn
 access log); structlog renders them. In JSON each line carries the ids the worker binds
 while it runs a job (``run_id``, ``step``, ``job_id``, ``job_kind``), so every line about a
 run can be found by its id.
+
+structlog is imported only when JSON logs are asked for: text logs (the default, and what
+``baton worker`` prints in a terminal) need only ``logging``, and importing structlog costs
+every worker command ~10 ms of CPU it would not use.
 """
 
 from __future__ import annotations
@@ -16,8 +20,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-import structlog
-from structlog.contextvars import bound_contextvars, merge_contextvars
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _context = False  # bind ids for log lines (JSON logs only: text lines do not show them)
@@ -28,6 +30,9 @@ def configure(fmt: str = "text", level: int = logging.INFO) -> None:
     global _context
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
+        import structlog
+        from structlog.contextvars import merge_contextvars
+
         handler.setFormatter(structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
                 merge_contextvars,
@@ -68,5 +73,7 @@ def job_context(**ids: Any) -> Iterator[None]:
     if not _context:
         yield
         return
+    from structlog.contextvars import bound_contextvars  # JSON logs: configure imported it
+
     with bound_contextvars(**{k: v for k, v in ids.items() if v is not None}):
         yield

@@ -86,3 +86,65 @@ def test_observe_step_still_counts_one_attempt() -> None:
     assert registry.get_sample_value("baton_step_duration_seconds_count",
                                      {"step_type": "t_one"}) is not None
 
+
+
+def test_counters_expose_what_prometheus_clients_counter_exposes() -> None:
+    """The process's counters are counted without prometheus_client (a worker that never
+    exposes them does not import it); a scrape reads exactly what its Counter gives: the
+    same lines in both formats, label sets in the order first counted, ``_created`` on or
+    off as prometheus_client's switch says, and the same refusals."""
+    from prometheus_client import Counter, disable_created_metrics, enable_created_metrics
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+
+    reference, mine = CollectorRegistry(), CollectorRegistry(auto_describe=True)
+    theirs = Counter("baton_t_calls", "Calls, by connection and status",
+                     ["connection", "status"], registry=reference)
+    ours = metrics.LabelledCounter("baton_t_calls", "Calls, by connection and status",
+                                   ["connection", "status"])
+    mine.register(ours)  # type: ignore[arg-type]
+    for c in (theirs, ours):
+        c.labels("crm", 200).inc()
+        c.labels("billing", "error").inc(2.5)
+        c.labels("crm", "200").inc(3)
+        c.labels("ledger", 404)  # a label set counted zero times is still exposed
+    got, want = _exposition(mine), _exposition(reference)
+    assert got == want
+    assert 'baton_t_calls_total{connection="crm",status="200"} 4.0' in got
+    mask = re.compile(r"(_created\{[^}]*\}) \S+")
+    assert mask.sub("T", openmetrics(mine).decode()) == mask.sub("T", openmetrics(reference).decode())
+    disable_created_metrics()
+    try:
+        assert generate_latest(mine) == generate_latest(reference)
+        assert "_created" not in generate_latest(mine).decode()
+    finally:
+        enable_created_metrics()
+    for bad in (lambda c: c.labels("crm"), lambda c: c.labels("crm", 200).inc(-1)):
+        for c in (theirs, ours):
+            try:
+                bad(c)
+            except ValueError:
+                continue
+            raise AssertionError(f"{c} took a bad call")
+
+
+def test_counting_imports_no_prometheus_client() -> None:
+    """The worker counts through this module; prometheus_client is loaded to expose."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    code = ("import sys, json\nfrom baton.runtime import metrics, worker\n"
+            "t = metrics.BatchTally(); t.job('step'); t.step('background', 0.01, False); t.flush()\n"
+            "metrics.EMAILS.labels('sent').inc()\n"
+            "before = 'prometheus_client' in sys.modules\n"
+            "r = metrics.process_registry()\n"
+            "print(json.dumps([before, r.get_sample_value('baton_emails_total', {'outcome': 'sent'}),"
+            " r.get_sample_value('baton_jobs_processed_total', {'kind': 'step'})]))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    env["PYTHONPATH"] = str(src)
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120, check=True)
+    assert json.loads(p.stdout.splitlines()[-1]) == [False, 1.0, 1.0]

@@ -84,3 +84,39 @@ def test_plain_values_do_not_import_pydantic() -> None:
 
 def test_listed() -> None:
     assert listed(["a"]) == "a" and listed(["a", "b", "c"]) == "a, b or c"
+
+
+def test_path_values_convert_without_pydantic_and_refusals_are_typers() -> None:
+    """``baton deploy PATH``'s argument: ``Path(text)`` as Typer's adapter makes it, Typer's
+    own path checks, and a refused value reported by Typer in its words (the text as typed,
+    trailing slash and all), in a fresh interpreter that never imports pydantic on success."""
+    code = ("import sys, json, typer\nfrom pathlib import Path\nfrom typing import Annotated\n"
+            "from baton.cli.params import install_fast_coercion\ninstall_fast_coercion()\n"
+            "app = typer.Typer()\n"
+            "@app.command()\n"
+            "def go(p: Annotated[Path | None, typer.Argument()] = None,\n"
+            "       there: Annotated[Path, typer.Option(exists=True)] = Path('.'),\n"
+            "       out: Annotated[Path, typer.Option()] = Path('x.db')) -> None:\n"
+            "    print(json.dumps([repr(p), repr(there), repr(out)]))\n"
+            "@app.command()\n"
+            "def other() -> None: pass\n"
+            "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps('pydantic' in sys.modules))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    env["PYTHONPATH"] = str(REPO / "src")
+
+    def go(*args: str) -> tuple[list[str], bool, str]:
+        p = subprocess.run([sys.executable, "-c", code, "go", *args], env=env, cwd=REPO,
+                           capture_output=True, text=True, timeout=120, check=True)
+        lines = p.stdout.splitlines()
+        values = json.loads(lines[-2]) if len(lines) > 1 else []
+        return values, json.loads(lines[-1]), p.stderr
+
+    values, pydantic_loaded, _ = go("defs/", "--there", "src/", "--out", "")
+    assert values == ["PosixPath('defs')", "PosixPath('src')", "PosixPath('.')"]
+    assert pydantic_loaded is False
+    values, _, _ = go()
+    assert values == ["None", "PosixPath('.')", "PosixPath('x.db')"]
+    values, pydantic_loaded, err = go("--there", "no/such/")
+    assert values == [] and pydantic_loaded is True  # Typer's own coercion said why
+    assert "path 'no/such/' does not exist." in " ".join(err.replace("│", " ").split()), err

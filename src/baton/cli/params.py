@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -33,6 +34,10 @@ def listed(values: Sequence[str]) -> str:
 # else, and every value that does not convert, goes to Typer's own coercion unchanged (with
 # its own error messages). Typer versions without this internal hook (before 0.2x, which
 # used click's types) are left as they are: the hook is looked up, never assumed.
+# A ``Path`` parameter (``baton deploy PATH``, ``validate``, ``init``) without Typer's path
+# options converts the same way as Typer's pydantic adapter converts it (``Path(text)``),
+# then goes through Typer's own path checks; a value those checks refuse is handed to
+# Typer's full coercion, so its error message is Typer's, word for word.
 _PLAIN = (str, int, float)
 
 
@@ -53,10 +58,11 @@ def install_fast_coercion() -> bool:
     """Put the plain-value fast path in front of Typer's coercion; False if this Typer has
     no such hook (nothing is changed then)."""
     try:
-        from typer import _coercion, core
+        from typer import _coercion, _param_types, core
     except ImportError:
         return False
     original: Any = getattr(core, "build_runtime_param", None)
+    check_path: Any = getattr(_param_types, "coerce_cli_path", None)  # Typer's path checks
     base = getattr(_coercion, "RuntimeParam", None)
     if original is None or base is None or getattr(original, "_baton_fast", False):
         return original is not None and base is not None
@@ -73,7 +79,13 @@ def install_fast_coercion() -> bool:
             object.__setattr__(self, "_full", None)
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            if self._many and isinstance(value, list | tuple):
+            if self._item is Path and not self._many and isinstance(value, str | Path):
+                try:
+                    return check_path(value if isinstance(value, Path) else Path(value),
+                                      self.parameter_info, path_type=Path, param=param, ctx=ctx)
+                except typer.BadParameter:
+                    pass  # Typer's own coercion says why, in its words
+            elif self._many and isinstance(value, list | tuple):
                 done = [_plain(self._item, v) for v in value]
                 if all(ok for ok, _ in done):
                     return [v for _, v in done]
@@ -94,6 +106,10 @@ def install_fast_coercion() -> bool:
         many = getattr(annotation, "__origin__", None) is list
         item = annotation.__args__[0] if many and len(annotation.__args__) == 1 else annotation
         if plain_info and (item in _PLAIN or item is bool):
+            return FastParam(descriptor, item, many)
+        if (plain_info and item is Path and not many and check_path is not None
+                and getattr(info, "path_type", None) is None
+                and not getattr(info, "allow_dash", False)):
             return FastParam(descriptor, item, many)
         return original(descriptor)
 

@@ -21,21 +21,11 @@ import functools
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, ProcessCollector
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
 
 from baton.clock import SystemClock, iso, parse_iso
 from baton.engine.state import Run
@@ -44,15 +34,80 @@ from baton.store.sql import metrics as q
 from baton.work.items import OPEN_STATUSES
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import Collector
+
     from baton.runtime.engine import Engine
 
-_go_string: Callable[[float], str] = floatToGoString  # a bound as Histogram writes it (untyped)
-
+# prometheus_client is imported when metrics are exposed (``process_registry``, a scrape),
+# not when they are counted: its package imports its exposition (http.server, wsgiref,
+# urllib.request ...), ~60 M instructions that a ``baton worker`` without ``--metrics-port``
+# (it counts, nothing reads) paid at every start. What this process counts is kept in
+# plain Python here and exposed exactly as prometheus_client's own Counter and Histogram
+# expose it (tests/unit/test_batch_metrics.py compares the two).
 
 _WALL = SystemClock()  # (a series' created time: wall-clock metadata, as prometheus_client's)
 
 
-class StepSeconds(Collector):
+class CounterChild:
+    """One label set's count (``Counter.labels(...)`` in prometheus_client)."""
+
+    __slots__ = ("_lock", "created", "value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0.0
+        self.created = _WALL.now().timestamp()
+
+    def inc(self, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        with self._lock:
+            self.value += amount
+
+
+class LabelledCounter:
+    """A counter with labels, exposed as ``prometheus_client.Counter`` exposes one:
+    ``NAME_total`` and ``NAME_created`` per label set, in the order they were first
+    counted (``_created`` left out when prometheus_client's created series are off)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._lock = threading.Lock()
+        self._children: dict[tuple[str, ...], CounterChild] = {}
+
+    def labels(self, *values: object) -> CounterChild:
+        if len(values) != len(self.labelnames):
+            raise ValueError("Incorrect label count")
+        key = tuple(str(v) for v in values)
+        with self._lock:
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = CounterChild()
+        return child
+
+    def describe(self) -> list[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
+        return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client import metrics as client_metrics
+        from prometheus_client.core import CounterMetricFamily
+
+        created = getattr(client_metrics, "_use_created", True)
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            kept = [(key, c.value, c.created) for key, c in self._children.items()]
+        for key, value, at in kept:
+            family.add_metric(key, value, at if created else None)
+        yield family
+
+
+class StepSeconds:
     """``baton_step_duration_seconds``: a histogram by step type, exposed exactly as a
     ``prometheus_client.Histogram`` would expose it (buckets, count, sum, created), but added
     to many observations at a time (:meth:`add`): a worker adds a batch's steps once per
@@ -64,7 +119,7 @@ class StepSeconds(Collector):
 
     def __init__(self, buckets: Sequence[float]) -> None:
         self.bounds = (*(float(b) for b in buckets), float("inf"))
-        self._les = tuple(_go_string(b) for b in self.bounds)
+        self._les: tuple[str, ...] = ()  # the bounds as Histogram writes them, at a scrape
         self._lock = threading.Lock()
         # step type -> (count per bucket, not cumulative; sum of seconds; created)
         self._by_type: dict[str, tuple[list[float], list[float], float]] = {}
@@ -86,9 +141,18 @@ class StepSeconds(Collector):
             kept[1][0] += sum(seconds)
 
     def describe(self) -> Iterator[Metric]:
+        from prometheus_client.core import HistogramMetricFamily
+
         yield HistogramMetricFamily(self.name, self.documentation, labels=["step_type"])
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import HistogramMetricFamily
+        from prometheus_client.samples import Sample
+        from prometheus_client.utils import floatToGoString
+
+        if not self._les:
+            go_string: Any = floatToGoString  # (untyped)
+            self._les = tuple(go_string(b) for b in self.bounds)
         family = HistogramMetricFamily(self.name, self.documentation, labels=["step_type"])
         with self._lock:
             kept = [(t, list(c), s[0], created) for t, (c, s, created) in self._by_type.items()]
@@ -104,17 +168,18 @@ class StepSeconds(Collector):
 
 
 STEP_SECONDS = StepSeconds((0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0))
-STEP_ATTEMPTS = Counter(
+STEP_ATTEMPTS = LabelledCounter(
     "baton_step_attempts", "Attempts of steps run by this process, by step type and outcome",
-    ["step_type", "outcome"], registry=None)
-EMAILS = Counter("baton_emails", "E-mails this process tried to send, by outcome",
-                 ["outcome"], registry=None)
-JOBS = Counter("baton_jobs_processed", "Jobs this process's workers ran, by kind",
-               ["kind"], registry=None)
-CALLOUTS = Counter("baton_callouts", "Calls this process made over connections, by connection "
-                   "and HTTP status (error: no response)", ["connection", "status"],
-                   registry=None)
-PROCESS_METRICS: tuple[Collector, ...] = (STEP_SECONDS, STEP_ATTEMPTS, EMAILS, JOBS, CALLOUTS)
+    ["step_type", "outcome"])
+EMAILS = LabelledCounter("baton_emails", "E-mails this process tried to send, by outcome",
+                         ["outcome"])
+JOBS = LabelledCounter("baton_jobs_processed", "Jobs this process's workers ran, by kind",
+                       ["kind"])
+CALLOUTS = LabelledCounter("baton_callouts", "Calls this process made over connections, by "
+                           "connection and HTTP status (error: no response)",
+                           ["connection", "status"])
+PROCESS_METRICS: tuple[StepSeconds | LabelledCounter, ...] = (
+    STEP_SECONDS, STEP_ATTEMPTS, EMAILS, JOBS, CALLOUTS)
 
 
 def observe_step(step_type: str, seconds: float, failed: bool) -> None:
@@ -124,14 +189,14 @@ def observe_step(step_type: str, seconds: float, failed: bool) -> None:
 
 
 @functools.lru_cache(maxsize=256)
-def _attempts(step_type: str, failed: bool) -> Counter:
+def _attempts(step_type: str, failed: bool) -> CounterChild:
     """The labelled child of one step type and outcome (``labels()`` checks and joins its
     arguments and takes a lock on every call)."""
     return STEP_ATTEMPTS.labels(step_type, "failed" if failed else "completed")
 
 
 @functools.lru_cache(maxsize=256)
-def job_counter(kind: str) -> Counter:
+def job_counter(kind: str) -> CounterChild:
     """:data:`JOBS`' child for one job kind (kept: see :func:`_attempts`)."""
     return JOBS.labels(kind)
 
@@ -172,9 +237,11 @@ class BatchTally:
 
 def process_registry() -> CollectorRegistry:
     """What this process did (a separate ``baton worker`` serves this)."""
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
     registry = CollectorRegistry(auto_describe=True)
     for c in PROCESS_METRICS:
-        registry.register(c)
+        registry.register(cast("Collector", c))  # (a collector by its methods)
     ProcessCollector(registry=registry)
     return registry
 
@@ -182,11 +249,11 @@ def process_registry() -> CollectorRegistry:
 def server_registry(engine: Engine, ttl: float = 5.0) -> CollectorRegistry:
     """``baton serve``'s ``/metrics``: this process, and the database's counts."""
     registry = process_registry()
-    registry.register(StoreCollector(engine, ttl))
+    registry.register(cast("Collector", StoreCollector(engine, ttl)))
     return registry
 
 
-class StoreCollector(Collector):
+class StoreCollector:
     """The database's counts, read at a scrape (at most once per ``ttl`` seconds)."""
 
     def __init__(self, engine: Engine, ttl: float) -> None:
@@ -205,6 +272,8 @@ class StoreCollector(Collector):
             yield from self._cached[1]
 
     def _read(self) -> list[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         eng = self.engine
         now_dt = eng.clock.now()
         now = iso(now_dt)
@@ -271,6 +340,8 @@ class StoreCollector(Collector):
         """The supervisor's figures (the Team page's): per queue or group that routes, the
         items waiting, the oldest wait, items routed in the last hour and the median time
         from creation to routing; per person, open routed items against capacity."""
+        from prometheus_client.core import GaugeMetricFamily
+
         team = self.engine.team
         pools, people = team.figures(), team.everyone()
         waiting = GaugeMetricFamily("baton_routing_waiting", "Work items waiting for routing, "

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -27,7 +28,6 @@ from sqlalchemy.exc import DBAPIError
 from baton import logs
 from baton.ai.trained import TrainedSets
 from baton.clock import iso, parse_iso
-from baton.connections.mcp import close_shared_sessions
 from baton.definitions.model import (
     ObjectTypeDefinition,
     OrchestrationDefinition,
@@ -199,7 +199,7 @@ class Worker:
                 self._pool.close()  # no flow process outlives its worker
                 self._pool = None
             if self._own_pool:  # a worker on its own: its MCP servers stop with it
-                close_shared_sessions()
+                _close_mcp_sessions()
             try:  # releases jobs claimed but not processed (graceful stop)
                 self.store.unregister_worker(self.id)
             except DBAPIError:
@@ -1033,8 +1033,17 @@ def run_workers(engine: Engine, concurrency: int, *, until_idle: bool = False,
         _run_threads(workers, until_idle, _created)
     finally:
         pool.close()
-        close_shared_sessions()  # the MCP servers (stdio) of this process stop with it
+        _close_mcp_sessions()  # the MCP servers (stdio) of this process stop with it
     return workers
+
+
+def _close_mcp_sessions() -> None:
+    """Stop this process's MCP sessions, if it has any: they live in
+    :mod:`baton.connections.mcp`, imported by the first mcp step or check. A worker that
+    never met one does not import it to find none (~19 M instructions at every start)."""
+    mcp = sys.modules.get("baton.connections.mcp")
+    if mcp is not None:
+        mcp.close_shared_sessions()
 
 
 def _run_threads(workers: list[Worker], until_idle: bool, _created: list[Worker] | None) -> None:

@@ -8,22 +8,28 @@ Configuration comes in as :class:`baton.settings.Settings` (read from ``BATON_SM
 ``Settings.smtp`` says where messages go and what they link to, ``notify_addresses`` and
 ``user_emails`` resolve names to addresses, ``notify_assignments`` turns assignment
 e-mails on (``Engine(notify_assignments=...)`` overrides it).
+
+``smtplib`` and ``email`` are imported when a message is built or sent (on a worker that
+sends one): every ``baton`` command that opens the Engine imports this module, and most
+never send mail.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import smtplib
 from collections.abc import Iterable, Mapping
 from datetime import UTC
-from email import policy
-from email.message import EmailMessage
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from baton.clock import parse_iso
 from baton.definitions.model import PRIORITIES
 from baton.settings import Settings, SmtpSettings
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+    from email.policy import EmailPolicy
 
 log = logging.getLogger("baton.notify")
 
@@ -112,7 +118,12 @@ def _when(at: str | None) -> str:
 # Lines up to RFC 5322's limit, not folded at 78: Python folds a subject of about 70 to 77
 # characters whole onto a continuation line, which reads back with a leading space (work
 # item titles from records are often that long).
-MESSAGE_POLICY = policy.default.clone(max_line_length=998)
+@cache
+def message_policy() -> EmailPolicy[EmailMessage]:
+    """The messages' ``email`` policy (``email.policy.default``, lines up to 998)."""
+    from email import policy
+
+    return policy.default.clone(max_line_length=998)
 
 
 def build_message(settings: SmtpSettings, recipients: list[str], subject: str, text: str,
@@ -139,7 +150,9 @@ def build_message(settings: SmtpSettings, recipients: list[str], subject: str, t
         plain = text + (f"\n\n{url}\n" if url else "\n")
         if url:
             body += f'\n<p><a href="{html.escape(url)}">{html.escape(url)}</a></p>'
-    msg = EmailMessage(policy=MESSAGE_POLICY)
+    from email.message import EmailMessage
+
+    msg = EmailMessage(policy=message_policy())
     msg["Subject"] = subject
     msg["From"] = settings.sender
     # Members of a group or queue get one message, delivered by envelope: none of them sees
@@ -156,6 +169,8 @@ def send_email(recipients: list[str], subject: str, text: str, run_id: str | Non
     """Send one message; raises on any SMTP or network error (the caller retries)."""
     msg = build_message(settings, recipients, subject, text, run_id, link=link,
                         html_body=html_body)
+    import smtplib
+
     with smtplib.SMTP(settings.host, settings.port, timeout=SMTP_TIMEOUT) as smtp:
         if settings.starttls:
             smtp.starttls()

@@ -11,7 +11,6 @@ waits in the person's queues is routed in it (they may be eligible now).
 from __future__ import annotations
 
 import re
-import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -188,6 +187,8 @@ class Team:
                 p["routed_last_hour"] += 1
                 waits.setdefault(r["pool"], []).append(
                     (parse_iso(r["routed_at"]) - parse_iso(r["created_at"])).total_seconds())
+        import statistics  # here: every command that opens the Engine imports this module
+
         for pool, values in waits.items():
             pools[pool]["median_to_assignment_s"] = round(statistics.median(values), 3)
         return [pools[k] for k in sorted(pools)]
