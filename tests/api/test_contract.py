@@ -99,15 +99,21 @@ def test_claim_race_one_wins_the_other_gets_409(api: Api) -> None:
     results: dict[str, Any] = {}
 
     def claim(who: str) -> None:
-        with TestClient(api.app) as client:
-            barrier.wait()
-            results[who] = client.post(f"/api/work/{item['id']}/claim", headers=api.auth(who))
+        try:
+            with TestClient(api.app) as client:
+                barrier.wait()
+                results[who] = client.post(f"/api/work/{item['id']}/claim",
+                                           headers=api.auth(who))
+        except BaseException as exc:  # (a thread's exception would be lost: show it)
+            results[who] = exc
+            raise
 
     threads = [threading.Thread(target=claim, args=(w,)) for w in ("ann", "cyd")]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert not [r for r in results.values() if isinstance(r, BaseException)], results
     codes = sorted(r.status_code for r in results.values())
     assert codes == [200, 409], {w: r.text for w, r in results.items()}
     winner = next(w for w, r in results.items() if r.status_code == 200)

@@ -272,3 +272,34 @@ def test_the_committer_answers_what_is_queued_when_closed(api: Api) -> None:
     eventually(lambda: done == [1], "the queued write's answer")  # committed before closing
     assert committer.submit(lambda tx: tx.count_users_txn()) == 6  # and it starts again
     committer.close()
+
+
+
+def test_an_app_served_twice_at_once_keeps_committing_until_the_last_lifespan_ends(
+        api: Api) -> None:
+    # Two test clients on one app (as the claim race test makes): the first to leave ran
+    # its lifespan's end, which closed the committer while the other one still answered
+    # (a claim refused with CommitterClosed in a CI run on PostgreSQL).
+    from fastapi.testclient import TestClient
+
+    committer: GroupCommitter = api.app.state.committer
+    rec = api.new_case("Two lifespans")
+    item = api.item_of(rec["id"])
+    answers: list[Any] = []
+    with TestClient(api.app) as second:
+        first = TestClient(api.app)
+        first.__enter__()
+        with gate(committer, api) as wait_for:
+            leaving = threading.Thread(target=first.__exit__, args=(None, None, None))
+            leaving.start()
+            leaving.join(2)  # (the old lifespan blocked here, closing behind the gate)
+            claim = threading.Thread(target=lambda: answers.append(second.post(
+                f"/api/work/{item['id']}/claim", headers=api.auth("ann"))))
+            claim.start()
+            claim.join(2)
+            if not answers:  # queued behind the gate, as it should be
+                wait_for(1)
+        claim.join(60)
+        leaving.join(60)
+    assert answers and answers[0].status_code == 200, answers and answers[0].text
+    assert api.engine.get_work_item(item["id"])["claimed_by"] == "ann"

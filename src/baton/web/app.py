@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -45,10 +46,21 @@ def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
     None: the engine's setting (``BATON_BASE_URL``), as ``baton serve`` completes it."""
     committer = GroupCommitter(engine.store)  # writes of concurrent requests share commits
 
+    open_lifespans = [0]  # several test clients (each its own loop thread) may share an app
+    counting = threading.Lock()
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        committer.close()  # what is queued commits (and is answered) first
+        with counting:
+            open_lifespans[0] += 1
+        try:
+            yield
+        finally:
+            with counting:
+                open_lifespans[0] -= 1
+                last = not open_lifespans[0]
+            if last:  # not before: another lifespan's requests may still be answering
+                committer.close()  # what is queued commits (and is answered) first
 
     app = FastAPI(
         lifespan=lifespan,
