@@ -25,6 +25,7 @@ from baton.definitions.model import (
     AssigneeKind,
     CalendarDefinition,
     ConnectionDefinition,
+    LoadedDefinition,
     MailboxDefinition,
     ObjectTypeDefinition,
     OrchestrationDefinition,
@@ -56,6 +57,10 @@ class DeployResult:
 
 def checksum(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()
+
+
+# The kinds whose validation reads object types' fields (the others need only their names).
+_READ_FIELDS = frozenset({"orchestration", "mailbox", "fulfillment", "intake_form"})
 
 
 class DefinitionRepo:
@@ -99,6 +104,9 @@ class DefinitionRepo:
                                     deployed_orchestrations=self.orchestration_names(),
                                     deployed_connections=self.connection_types(),
                                     on_progress=on_progress)
+        broken = self.broken_dependents(docs)
+        if broken:
+            raise DefinitionError(broken)
         results = []
         now_dt = self.clock.now()
         now = iso(now_dt)
@@ -132,6 +140,42 @@ class DefinitionRepo:
                 results.append(DeployResult(doc.kind, doc.name, version, True))
         self._generation = None
         return results
+
+    def broken_dependents(self, docs: Sequence[LoadedDefinition]) -> list[Issue]:
+        """What a changed object type among ``docs`` would break in the active definitions
+        deployed without it (an orchestration's trigger or expressions reading a field the
+        new version drops or retypes; a mailbox or form filling it): each such definition
+        would no longer load, so its runs could not start (every API call that lists the
+        orchestrations would fail). Only problems the change makes are reported: each
+        dependent is checked with the object types deployed now and with the new ones."""
+        changed: dict[str, ObjectTypeDefinition] = {}
+        current = self.object_types()
+        for d in docs:
+            new = d.definition
+            if isinstance(new, ObjectTypeDefinition) and current.get(d.name, new) != new:
+                changed[d.name] = new
+        if not changed:
+            return []
+        from baton.definitions.loader import check_texts
+
+        deploying = {(d.kind, d.name) for d in docs}
+        after = {**current, **changed}
+        issues: list[Issue] = []
+        with self.store.read() as tx:
+            rows = [r for r in tx.list_definitions_txn(None) if r.active
+                    and r.kind in _READ_FIELDS and (r.kind, r.name) not in deploying]
+        for row in rows:
+            text = {row.file: row.source}
+            _, before = check_texts(text, deployed_objects=current)
+            _, now = check_texts(text, deployed_objects=after)
+            names = ", ".join(sorted(changed))
+            issues.extend(
+                Issue(i.file, i.line, i.path,
+                      f"{i.message} (in {row.kind} '{row.name}' v{row.version}, deployed and "
+                      f"active, which the new version of {names} would break: deploy a "
+                      f"version of it that fits, in the same set)")
+                for i in now if i.level == "error" and i not in before)
+        return issues
 
     def _check_bound_queues_txn(self, tx: Transaction, docs: Sequence[Any]) -> None:
         """A queue has one routing rule at most (``for_queue: true``): a rule deployed now
@@ -193,7 +237,11 @@ class DefinitionRepo:
 
     def set_active(self, kind: str, name: str, version: int | None, actor: str) -> DefinitionRow | None:
         """Make ``version`` the active one (new runs and triggers use it), or with
-        ``version=None`` deactivate the definition: no new runs start, running ones go on."""
+        ``version=None`` deactivate the definition: no new runs start, running ones go on.
+        A version that does not fit the object types deployed now (or, for an object type,
+        that the active definitions reading it would not fit) is refused, as a deploy is."""
+        if version is not None and (kind == "object" or kind in _READ_FIELDS):
+            self._check_activation(kind, name, version)
         with self.store.write() as tx:
             if tx.latest_definition_txn(kind, name) is None:
                 raise NotFound(kind, name)
@@ -219,6 +267,23 @@ class DefinitionRepo:
                 "data": {"kind": kind, "name": name, "version": version}}])
         self._generation = None
         return self.get_version(kind, name, version) if version is not None else None
+
+    def _check_activation(self, kind: str, name: str, version: int) -> None:
+        from baton.definitions.loader import check_texts
+
+        with self.store.read() as tx:
+            row = tx.get_definition_txn(kind, name, version)
+        if row is None:
+            return  # (said in the transaction below)
+        current = self.object_types()
+        docs, issues = check_texts({row.file: row.source}, deployed_objects=current)
+        if kind == "object":
+            issues = issues or self.broken_dependents(docs)
+        else:
+            issues = [replace(i, message=f"{i.message} ({kind} '{name}' v{version} does not "
+                                         "fit the object types deployed now)") for i in issues]
+        if issues:
+            raise DefinitionError(issues)
 
     def _check_activated_rule_txn(self, tx: Transaction, row: DefinitionRow) -> None:
         """Activating a version of a rule bound to its queue: no other active rule may be
@@ -294,7 +359,7 @@ class DefinitionRepo:
         if key not in self._sources:
             raise NotFound(kind, f"{name} v{version}")
         source, file = self._sources[key]
-        if kind in ("orchestration", "mailbox", "fulfillment", "intake_form"):  # they read fields
+        if kind in _READ_FIELDS:
             objects = self.object_types()
         else:  # an object type's ref fields only need the names of the other types
             objects = {n: ObjectTypeDefinition(n, ()) for (k, n) in self._active if k == "object"}

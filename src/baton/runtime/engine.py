@@ -186,11 +186,11 @@ class Engine:
         from baton.definitions.loader import check_definitions
 
         flows = registered_flows() if known_flows is None else known_flows
-        _docs, issues = check_definitions(
+        docs, issues = check_definitions(
             paths, known_flows=flows, deployed_objects=self.definitions.object_types(),
             deployed_orchestrations=self.definitions.orchestration_names(), warnings=warnings,
             deployed_connections=self.definitions.connection_types())
-        return issues
+        return issues or self.definitions.broken_dependents(docs)
 
     def validate_texts(self, texts: dict[str, str], known_flows: Collection[str] | None = None,
                        *, warnings: list[Issue] | None = None) -> list[Issue]:
@@ -198,12 +198,12 @@ class Engine:
         from baton.definitions.loader import check_texts
 
         flows = registered_flows() if known_flows is None else known_flows
-        _docs, issues = check_texts(texts, known_flows=flows,
-                                    deployed_objects=self.definitions.object_types(),
-                                    deployed_orchestrations=self.definitions.orchestration_names(),
-                                    warnings=warnings,
-                                    deployed_connections=self.definitions.connection_types())
-        return issues
+        docs, issues = check_texts(texts, known_flows=flows,
+                                   deployed_objects=self.definitions.object_types(),
+                                   deployed_orchestrations=self.definitions.orchestration_names(),
+                                   warnings=warnings,
+                                   deployed_connections=self.definitions.connection_types())
+        return issues or self.definitions.broken_dependents(docs)
 
     @one_transaction
     def deploy(self, paths: Sequence[str | Path] = (), *, actor: str = "cli",
