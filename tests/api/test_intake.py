@@ -110,6 +110,22 @@ def test_a_json_form_and_its_reply(intake_api: Api) -> None:
     assert a["outcome"] == b["outcome"] == "created" and a["record_id"] != b["record_id"]
 
 
+def test_what_e_mail_takes_for_a_line_break_in_a_form(intake_api: Api) -> None:
+    """A fuzzed message_id holding U+001C (a line break to Python's e-mail headers, not
+    whitespace to the schema's ``\\s``) made a 500; a subject holding one did too."""
+    api = intake_api
+    for bad in ("a\x1cb@x", "a\u2028b@x", "a\x85b@x", "a\x0bb@x"):
+        for field in ("message_id", "in_reply_to"):
+            r = api.post("opal", "/api/intake/dealers",
+                         {"sender": "c@d.example", "body": "x", field: bad})
+            assert_problem(r, 422, f"body.{field}")
+    r = api.post("opal", "/api/intake/dealers", {"sender": "c@d.example", "body": "x",
+                                                 "subject": "Two\x1clines\u2028here"})
+    assert r.status_code == 200, r.text
+    rec = api.get("opal", f"/api/records/{r.json()['record_id']}").json()["data"]
+    assert rec["subject"] == "Two lines here"
+
+
 def test_idempotency_key(intake_api: Api) -> None:
     api = intake_api
     form = {"sender": "c@d.example", "body": "please call me"}

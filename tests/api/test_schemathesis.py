@@ -111,7 +111,10 @@ CHECKED_AGAINST_STATE: dict[str, tuple[tuple[str, ...], str]] = {
        for op in ("PATCH /api/me", "PATCH /api/users/{name}")},
     "PATCH /api/users/{name}/routing": (("calendar",), "the calendars deployed"),
     "POST /api/fallout/{fallout_id}/complete": (("data",), "the step's output fields"),
-    "POST /api/definitions/deploy": (("issues",), "the definition language (YAML)"),
+    "POST /api/definitions/deploy": (("issues",), "the definition language (YAML), and the "
+                                     + "active definitions an object type change breaks"),
+    "POST /api/definitions/{kind}/{name}/activate": (
+        ("issues",), "the object types deployed (the version must fit them)"),
     "POST /api/intake/{target}": (
         ("body", KEY), "what parses as an e-mail, the mailbox's object type's fields, or a key"),
     # An `after` cursor is opaque: only the `next` values this server issued are cursors;

@@ -66,6 +66,11 @@ class FormAttachment(BaseModel):
     content_base64: str = Field(description="the file's bytes, base64")
 
 
+# An id between < >: no spaces, no control characters nor what Python's e-mail headers take
+# for line breaks (U+001C-U+001F, U+0085, U+2028/9, which a schema's \s does not cover).
+MESSAGE_ID = r"^[^<>\s\x00-\x1f\x7f\x85\u2028\u2029]+$"
+
+
 class IntakeForm(RequestBody):
     """A message as fields; the mailbox maps them to the record as it maps an e-mail's."""
 
@@ -77,10 +82,10 @@ class IntakeForm(RequestBody):
                         pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$",
                         description="the sender's e-mail address (ASCII)")
     sender_name: str = Field(default="", max_length=200)
-    message_id: str | None = Field(default=None, max_length=500, pattern=r"^[^<>\s]+$",
+    message_id: str | None = Field(default=None, max_length=500, pattern=MESSAGE_ID,
                                    description="your id for the message (without < >): sent "
                                                "twice, it is taken once; default: a new one")
-    in_reply_to: str | None = Field(default=None, max_length=500, pattern=r"^[^<>\s]+$",
+    in_reply_to: str | None = Field(default=None, max_length=500, pattern=MESSAGE_ID,
                                     description="the message_id this answers: it goes on that "
                                                 "message's record instead of making a case")
     attachments: list[FormAttachment] = Field(default_factory=list, max_length=50)
@@ -343,10 +348,22 @@ def _build(form: IntakeForm, new_id: str, date: str) -> bytes:
         raise ProblemError(422, "Invalid input", f"sender {form.sender!r} is not an e-mail "
                            "address", slug="validation",
                            errors=[{"field": "body.sender", "message": str(exc)[:200]}]) from exc
-    msg["Subject"] = form.subject
-    msg["Message-ID"] = f"<{form.message_id or f'{new_id}@intake.baton'}>"
-    if form.in_reply_to:
-        msg["In-Reply-To"] = f"<{form.in_reply_to}>"
+    # A subject is one line: what e-mail takes for a line break (not only CR and LF) is a
+    # space in it, as a mail client would fold it.
+    msg["Subject"] = " ".join(form.subject.splitlines())
+    for header, field, value in (("Message-ID", "message_id", form.message_id),
+                                 ("In-Reply-To", "in_reply_to", form.in_reply_to)):
+        if header == "Message-ID" and not value:
+            value = f"{new_id}@intake.baton"
+        if not value:
+            continue
+        try:
+            msg[header] = f"<{value}>"
+        except (ValueError, email.errors.HeaderParseError) as exc:  # (the pattern says why)
+            raise ProblemError(422, "Invalid input", f"{field} {value!r} cannot be an e-mail "
+                               "header", slug="validation",
+                               errors=[{"field": f"body.{field}",
+                                        "message": str(exc)[:200]}]) from exc
     msg["Date"] = date
     msg.set_content(form.body or "")
     for i, a in enumerate(form.attachments):
