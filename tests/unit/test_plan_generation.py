@@ -1,6 +1,6 @@
 """Plan generation, pure (issue 13): decomposition by code, family and through bundles with
 quantities and attribute mappings; one test per scope and cross-scope ``after`` rule; line
-actions in scenario conditions; ``not_before`` on a given clock; defaults per step type."""
+action in scenario conditions; ``not_before`` on a given clock; defaults per step type."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ scenarios:
     when: '=line.action != "no_change"'
     steps:
       - {name: per_line, type: background, flow: x.f, after: [start, per_bundle, per_site], retry: {max: 1}}
+      - {name: check, type: background, flow: x.f, after: [per_line]}
       - {name: per_bundle, type: background, flow: x.f, scope: bundle}
       - {name: per_site, type: background, flow: x.f, scope: {group_by: '=line.attributes.site'},
          not_before: '=line.start_date'}
@@ -91,26 +92,89 @@ def test_unknown_product_on_an_order_is_a_planning_error() -> None:
         decompose(cat, [OrderLine("t", "TV")], {})
 
 
-def test_scopes_and_cross_scope_after() -> None:
-    p = _plan([OrderLine("k", "KIT", 1),
-               OrderLine("pc", "PC", 1, bundle_id="k", attributes={"color": "red"}),
-               OrderLine("n1", "NET", attributes={"site": "PARIS"}),
-               OrderLine("n2", "NET", attributes={"site": "LYON"}),
-               OrderLine("n3", "NET", attributes={"site": "PARIS"})])
-    s = p["steps"]
-    assert "start" in s and "finish" in s  # plan scope: once
-    assert [n for n in s if n.startswith("per_bundle")] == ["per_bundle[L1]"]  # per bundle
-    assert [n for n in s if n.startswith("per_site")] == [  # per group value
-        "per_site[PARIS]", "per_site[LYON]"]  # (a line without a site is in no group)
+ORDER = [OrderLine("k", "KIT", 1),
+         OrderLine("pc", "PC", 1, bundle_id="k", attributes={"color": "red"}),
+         OrderLine("n1", "NET", attributes={"site": "PARIS"}),
+         OrderLine("n2", "NET", attributes={"site": "LYON"}),
+         OrderLine("n3", "NET", attributes={"site": "PARIS"})]
+# Fulfillment lines: L2.1 (PROV, from the PC line in bundle L1: the kit's children are the
+# order's own lines), L3.1, L4.1, L5.1 (ACCESS at PARIS, LYON, PARIS).
+
+
+def _names(prefix: str) -> list[str]:
+    return [n for n in _plan(ORDER)["steps"] if n.split("[")[0] == prefix]
+
+
+def test_scope_plan_makes_one_step() -> None:
+    assert _names("start") == ["start"] and _names("finish") == ["finish"]
+
+
+def test_scope_bundle_makes_one_step_per_bundle() -> None:
+    assert _names("per_bundle") == ["per_bundle[L1]"]
+
+
+def test_scope_line_item_makes_one_step_per_fulfillment_line() -> None:
+    assert _names("per_line") == ["per_line[L2.1]", "per_line[L3.1]", "per_line[L4.1]",
+                                  "per_line[L5.1]"]
+
+
+def test_scope_group_by_makes_one_step_per_value() -> None:
+    # (a line without a site is in no group)
+    assert _names("per_site") == ["per_site[PARIS]", "per_site[LYON]"]
+
+
+def test_after_line_to_line_is_the_same_line() -> None:
+    s = _plan(ORDER)["steps"]
+    assert all(s[f"check[{k}]"]["after"] == [f"per_line[{k}]"]
+               for k in ("L2.1", "L3.1", "L4.1", "L5.1"))
+
+
+def test_after_line_to_plan_is_the_single_instance() -> None:
+    s = _plan(ORDER)["steps"]
+    assert all(s[n]["after"][0] == "start" for n in _names("per_line"))
+
+
+def test_after_line_to_bundle_is_its_bundle_and_to_group_its_group() -> None:
+    s = _plan(ORDER)["steps"]
     assert s["per_line[L2.1]"]["after"] == ["start", "per_bundle[L1]"]
-    assert s["per_line[L3.1]"]["after"] == ["start", "per_site[PARIS]"]  # line -> its group
+    assert s["per_line[L3.1]"]["after"] == ["start", "per_site[PARIS]"]
+    assert s["per_line[L4.1]"]["after"] == ["start", "per_site[LYON]"]
     assert s["per_line[L5.1]"]["after"] == ["start", "per_site[PARIS]"]
-    # plan -> line-scoped, bundle and group: every instance
-    assert s["finish"]["after"][:3] == ["per_line[L2.1]", "per_line[L3.1]", "per_line[L4.1]"]
-    assert "per_bundle[L1]" in s["finish"]["after"] and "per_site[LYON]" in s["finish"]["after"]
 
 
-def test_line_action_in_a_scenario_condition() -> None:
+def test_after_plan_to_line_scoped_is_every_instance() -> None:
+    after = _plan(ORDER)["steps"]["finish"]["after"]
+    assert after == [*_names("per_line"), "per_bundle[L1]", "per_site[PARIS]",
+                     "per_site[LYON]"]
+
+
+ACTIONS = """
+kind: fulfillment
+name: g
+trigger: {type: record, object: Order, on: [update]}
+lines: {object: OrderLine}
+scenarios:
+""" + "".join(f"""  - name: {a}
+    when: '=line.action == "{a}"'
+    steps: [{{name: on_{a}, type: background, flow: x.f}}]
+""" for a in ("add", "amend", "renew", "no_change", "cancel"))
+
+
+@pytest.mark.parametrize("action", ["add", "amend", "renew", "no_change", "cancel"])
+def test_each_line_action_in_a_scenario_condition(action: str) -> None:
+    cat, _ = _defs()
+    ful = load_text(ACTIONS, deployed_objects=OBJECTS)[0].definition
+    lines = [OrderLine("n1", "NET", action=action, attributes={"site": "PARIS"}),
+             OrderLine("n2", "MOUSE")]  # (action add, the default)
+    graph = generate(ful, decompose(cat, lines, {}), {}, "Order", "plan:o", NOW)
+    names = [st["name"] for st in graph["definition"]["stages"][0]["steps"]]
+    if action == "cancel":  # a canceled line is not planned (an amendment compensates what
+        assert names == ["on_add[L2]"]  # its steps did); its key stays taken
+    else:
+        assert sorted(names) == sorted([f"on_{action}[L1.1]", "on_add[L2]"])
+
+
+def test_line_action_no_change_leaves_a_line_out_of_its_scenario() -> None:
     p = _plan([OrderLine("n1", "NET", action="no_change", attributes={"site": "PARIS"}),
                OrderLine("n2", "NET", action="amend", attributes={"site": "LYON"})])
     assert [n for n in p["steps"] if n.startswith("per_line")] == ["per_line[L2.1]"]
