@@ -36,7 +36,7 @@ trigger: {type: record, object: Order, on: [update]}
 lines: {object: OrderLine}
 lanes: [a, b]
 defaults:
-  background: {retry: {max: 4}, sla: {duration: 4h, jeopardy: 1h}}
+  background: {retry: {max: 4}, sla: {duration: 4h, jeopardy: 1h}, on_failure: continue}
 scenarios:
   - name: all
     when: '=true'
@@ -46,7 +46,8 @@ scenarios:
   - name: lines
     when: '=line.action != "no_change"'
     steps:
-      - {name: per_line, type: background, flow: x.f, after: [start, per_bundle, per_site], retry: {max: 1}}
+      - {name: per_line, type: background, flow: x.f, after: [start, per_bundle, per_site], retry: {max: 1},
+         on_failure: fallout, sla: {duration: 2h}}
       - {name: check, type: background, flow: x.f, after: [per_line]}
       - {name: per_bundle, type: background, flow: x.f, scope: bundle}
       - {name: per_site, type: background, flow: x.f, scope: {group_by: '=line.attributes.site'},
@@ -191,7 +192,10 @@ def test_defaults_per_step_type_and_override() -> None:
     p = _plan([OrderLine("n1", "NET", attributes={"site": "PARIS"})])
     assert p["steps"]["start"]["retry"] == {"max": 4}
     assert p["steps"]["start"]["sla"] == {"duration": "4h", "jeopardy": "1h"}
-    assert p["steps"]["per_line[L1.1]"]["retry"] == {"max": 1}
+    assert p["steps"]["start"]["on_failure"] == "continue"  # the jeopardy and fallout rules
+    line = p["steps"]["per_line[L1.1]"]
+    assert line["retry"] == {"max": 1} and line["on_failure"] == "fallout"  # overridden
+    assert line["sla"] == {"duration": "2h"}  # a step's own SLA replaces the default's whole
 
 
 def test_plan_is_deterministic() -> None:
