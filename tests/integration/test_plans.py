@@ -244,3 +244,58 @@ def test_a_worker_keeps_a_bounded_number_of_plan_definitions_built(
     assert len(repo._plans) <= 2
     # nor does the worker keep them in its own step cache (one entry per order's step)
     assert not [k for k in harness.worker._step_defs if k[0].startswith("plan:")]
+
+
+DIAMOND = """
+kind: fulfillment
+name: diamond
+trigger: {type: record, object: Order, on: [create, update], when: '=record.status == "Submitted"', changed_to_meet: true}
+lines: {object: OrderLine}
+lanes: [left, right]
+scenarios:
+  - name: every_order
+    when: '=true'
+    steps:
+      - {name: top, type: background, scope: plan, flow: orders.reserve,
+         rollback: {type: background, flow: orders.release}}
+      - {name: west, type: background, scope: plan, lane: left, flow: orders.provision, after: [top],
+         rollback: {type: background, flow: orders.deactivate}}
+      - {name: east, type: background, scope: plan, lane: right, flow: orders.activate, after: [top],
+         rollback: {type: background, flow: orders.recall}}
+      - {name: bottom, type: background, scope: plan, flow: orders.credit_check, after: [west, east],
+         rollback: {type: background, flow: orders.release}}
+      - {name: sign_off, type: interactive, scope: plan, after: [bottom], assign: {queue: installers}}
+      - {name: invoice, type: background, scope: plan, flow: orders.bill, after: [sign_off], ponr: true}
+"""
+
+
+def test_cancel_compensates_a_diamond_in_reverse_dependency_order_by_the_audit_log(
+        harness: Harness) -> None:
+    """top -> (west, east) -> bottom, all completed, a person's sign-off before the PONR:
+    canceling undoes bottom first, then west and east (in either order), then top; the
+    order is read from the audit log, where each rollback's completion is an event."""
+    texts = {f.name: f.read_text() for f in EXAMPLE.iterdir()
+             if f.name in ("objects.yaml", "catalog.yaml")}
+    harness.engine.deploy(texts={**texts, "diamond.yaml": DIAMOND}, known_flows=None)
+    order = _order(harness, LINES[3:4])
+    _work(harness)
+    status = {s["name"]: s["status"] for s in harness.engine.plans.show(order)["steps"]}
+    assert [status[n] for n in ("top", "west", "east", "bottom", "invoice")] == [
+        "completed", "completed", "completed", "completed", "not_started"], status
+    out = harness.engine.plans.cancel(order, "customer canceled", "test")
+    assert sorted(out["rollbacks"]) == ["rollback_bottom", "rollback_east", "rollback_top",
+                                        "rollback_west"]
+    _work(harness)
+    plan = harness.engine.plans.show(order)
+    assert plan["status"] == "canceled" and plan["compensation"]["status"] == "completed"
+    # The plan run's log says it was canceled and which run compensates; that run's log
+    # has each rollback's completion, in the order they completed.
+    (canceled,) = [e for e in harness.engine.run_events(plan["run_id"])
+                   if e["type"] == "plan_canceled"]
+    comp = canceled["data"]["compensation_run"]
+    assert comp == plan["compensation"]["run_id"]
+    done = [e["data"]["step"] for e in harness.engine.run_events(comp)
+            if e["type"] == "step_completed"]
+    assert sorted(done) == sorted(out["rollbacks"]), done
+    assert done[0] == "rollback_bottom" and done[-1] == "rollback_top", done
+    assert set(done[1:3]) == {"rollback_west", "rollback_east"}, done
