@@ -299,3 +299,34 @@ def test_cancel_compensates_a_diamond_in_reverse_dependency_order_by_the_audit_l
     assert sorted(done) == sorted(out["rollbacks"]), done
     assert done[0] == "rollback_bottom" and done[-1] == "rollback_top", done
     assert set(done[1:3]) == {"rollback_west", "rollback_east"}, done
+
+
+def test_not_before_holds_a_step_until_the_line_start_date_on_virtual_time(
+        harness: Harness) -> None:
+    """The Lyon installation may not start before its line's start date, three days out:
+    the plan waits (a durable timer), the work item appears once the clock reaches it."""
+    _deploy(harness)
+    start = (harness.clock.now() + timedelta(days=3)).date().isoformat()
+    lines = [{"product": "BROADBAND", "attributes": {"site": "PARIS", "speed": "1G"}},
+             {"product": "BROADBAND", "attributes": {"site": "LYON", "speed": "1G"},
+              "start_date": start}]
+    order = _order(harness, lines)
+    _work(harness)
+
+    def installs() -> list[str]:
+        return sorted(str(w["title"]) for w in harness.engine.list_work(queue="installers"))
+
+    status = {s["name"]: s["status"] for s in harness.engine.plans.show(order)["steps"]}
+    assert status["install[PARIS]"] == "waiting_for_person" and status["install[LYON]"] != \
+        "waiting_for_person", status
+    assert status["wait_install[LYON]"] not in ("completed", "not_started"), status
+    assert len(installs()) == 1
+    harness.clock.advance(timedelta(days=2))
+    _work(harness)
+    assert len(installs()) == 1  # not yet
+    harness.clock.advance(timedelta(days=1, hours=1))
+    _work(harness)
+    status = {s["name"]: s["status"] for s in harness.engine.plans.show(order)["steps"]}
+    assert status["install[LYON]"] == "waiting_for_person", status
+    assert status["wait_install[LYON]"] == "completed"
+    assert len(installs()) == 2
