@@ -83,3 +83,21 @@ def test_activating_a_version_that_does_not_fit_is_refused(api: Api) -> None:
                                    {"version": 2}), 422)
     assert any("orchestration 'case_triage' v1" in i["message"] for i in _issues(body)), body
     _still_works(api)
+
+
+def test_a_version_that_runs_in_progress_use_counts_too(api: Api) -> None:
+    # Runs stay on their version; a worker that starts later parses it against the object
+    # types of the day: a change that breaks it is refused while they run.
+    rec = api.new_case("In flight")
+    (run,) = api.engine.list_runs(record_id=rec["id"])
+    case = (CASE_TRIAGE / "definitions" / "case.yaml").read_text()
+    triage = (CASE_TRIAGE / "definitions" / "case_triage.yaml").read_text()
+    both = {"case.yaml": case.replace("origin:", "source:"),
+            "case_triage.yaml": triage.replace("record.origin", "record.source")}
+    body = assert_problem(api.post("root", "/api/definitions/deploy", {"files": both}), 422)
+    assert any("orchestration 'case_triage' v1" in i["message"] and "1 run(s) in progress"
+               in i["message"] for i in _issues(body)), body
+    api.engine.cancel_run(run.id, "test")
+    r = api.post("root", "/api/definitions/deploy", {"files": both})
+    assert r.status_code == 200, r.text
+    _still_works(api)

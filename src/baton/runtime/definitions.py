@@ -162,19 +162,30 @@ class DefinitionRepo:
         after = {**current, **changed}
         issues: list[Issue] = []
         with self.store.read() as tx:
-            rows = [r for r in tx.list_definitions_txn(None) if r.active
-                    and r.kind in _READ_FIELDS and (r.kind, r.name) not in deploying]
-        for row in rows:
+            every = tx.list_definitions_txn(None)
+            # Runs in progress stay on their version, which is parsed (in a process that
+            # starts later) against the object types of the day: those versions count too.
+            in_use = tx.orchestration_versions_in_progress_txn(
+                {r.name for r in every if r.kind == "orchestration"})
+        names = ", ".join(sorted(changed))
+        for row in every:
+            runs = in_use.get((row.name, row.version), 0) if row.kind == "orchestration" else 0
+            if row.kind not in _READ_FIELDS or not (
+                    (row.active and (row.kind, row.name) not in deploying) or runs):
+                continue
             text = {row.file: row.source}
             _, before = check_texts(text, deployed_objects=current)
             _, now = check_texts(text, deployed_objects=after)
-            names = ", ".join(sorted(changed))
-            issues.extend(
-                Issue(i.file, i.line, i.path,
-                      f"{i.message} (in {row.kind} '{row.name}' v{row.version}, deployed and "
-                      f"active, which the new version of {names} would break: deploy a "
-                      f"version of it that fits, in the same set)")
-                for i in now if i.level == "error" and i not in before)
+            if row.active and (row.kind, row.name) not in deploying:
+                what = (f"deployed and active, which the new version of {names} would break: "
+                        "deploy a version of it that fits, in the same set")
+            else:
+                what = (f"which {runs:,} run(s) in progress still use: the new version of "
+                        f"{names} would break them; let them finish (or cancel them) first")
+            issues.extend(Issue(i.file, i.line, i.path,
+                                f"{i.message} (in {row.kind} '{row.name}' v{row.version}, "
+                                f"{what})")
+                          for i in now if i.level == "error" and i not in before)
         return issues
 
     def _check_bound_queues_txn(self, tx: Transaction, docs: Sequence[Any]) -> None:

@@ -5,7 +5,7 @@ SQLAlchemy Core statements; mixed into :class:`~baton.store.sql.tx.SqlTx`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
@@ -47,6 +47,19 @@ class DefinitionsSql:
         if kind:
             q = q.where(s.definitions.c.kind == kind)
         return [DefinitionRow(**r._mapping) for r in self.conn.execute(q)]
+
+    def orchestration_versions_in_progress_txn(self, names: Collection[str]
+                                               ) -> dict[tuple[str, int], int]:
+        """(orchestration, version) -> its runs in progress, for the orchestrations
+        ``names`` (each read through ``ix_runs_orchestration``: a deploy that changes an
+        object type asks, not a hot path)."""
+        r = s.runs
+        if not names:
+            return {}
+        q = select(r.c.orchestration, r.c.version, func.count()).where(
+            r.c.orchestration.in_(sorted(names)), r.c.status == "in_progress",
+        ).group_by(r.c.orchestration, r.c.version)
+        return {(str(o), int(v)): int(n) for o, v, n in self.conn.execute(q)}
 
     def definitions_generation_txn(self) -> tuple[int, int]:
         """Changes whenever a version is deployed or (de)activated (the table is small)."""
