@@ -369,10 +369,11 @@ def test_demo_runs_the_examples_and_prints_the_summary(tmp_path: Path) -> None:
     # three orders planned: one fulfilled, one canceled before its PONR (rolled back), one
     # amended
     assert "Orders (examples/order_fulfillment)" in out
-    assert re.search(r"fulfilled\s*│\s*completed\s*│\s*r1", out), out
-    assert re.search(r"canceled before the PONR\s*│\s*canceled\s*│\s*r1\s*│\s*10\s*│\s*completed: "
-                     r"rollback_reserve", out), out
-    assert re.search(r"the Lyon site removed\s*│\s*completed\s*│\s*r2", out), out
+    assert re.search(r"fulfilled\s*│\s*completed r1\s*│\s*10\s*│", out), out
+    assert re.search(r"canceled before the PONR\s*│\s*canceled r1\s*│\s*10\s*│\s*2 completed",
+                     out), out
+    assert "Rolled back on cancel: rollback_reserve[L2.1], rollback_ship[L2.1]" in out
+    assert re.search(r"the Lyon site removed\s*│\s*completed r2", out), out
     assert db.exists()
 
     # Run from the repository root it finds the examples itself; --cases/--requests scale it.
