@@ -41,6 +41,7 @@ def plan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.cli("deploy")
     srv.cli("users", "add", "olga", "--role", "operator", "--email", "olga@example.com",
             "--password-stdin", input=PASSWORDS["olga"] + "\n")
+    srv.cli("users", "add", "ivan", "--role", "agent", "--queue", "installers")
     with srv.log.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from baton.cli.main import main; main()", "--project",
@@ -87,5 +88,16 @@ def test_plan_swimlanes(plan_server: Server, browser: Any) -> None:
         shot(page, "plan-swimlanes")
         svg.locator("g[data-step='install[PARIS]']").click()
         expect(page).to_have_url(f"{plan_server.url}/runs/{plan['run_id']}#step-install[PARIS]")
+        # The page redraws the plan while it runs: a technician's installation, done
+        # elsewhere, turns its box green on this page without a reload.
+        box = svg.locator("g[data-step='install[PARIS]']")
+        expect(box).to_have_attribute("data-status", "waiting_for_person")
+        items = plan_server.cli_json("work", "list", "--queue", "installers")
+        item = next(w for w in items if w["step"] == "install[PARIS]")
+        plan_server.cli("work", "claim", item["id"], "--user", "ivan")
+        plan_server.cli("work", "complete", item["id"], "--user", "ivan", "--data", "{}")
+        expect(page.locator("#run-diagram svg g[data-step='install[PARIS]']")).to_have_attribute(
+            "data-status", "completed", timeout=30_000)
+        assert page.url.endswith("#step-install[PARIS]")  # the same page: no navigation
     finally:
         context.close()
