@@ -42,6 +42,10 @@ def gate(committer: GroupCommitter, api: Api) -> Iterator[Callable[[int], None]]
     The test's token is used once first: its ``last_used_at`` refresh (a write of its own,
     due once a minute and the clock is virtual) is then not among the queued writes."""
     assert api.get("opal", "/api/me").status_code == 200
+    # ... and committed before the gate closes: left queued, it could share the gate's
+    # transaction (a loaded host wakes the committer late), stay uncommitted behind it, and
+    # every request then defers a refresh of its own (a CI-like run counted 3 groups, not 2).
+    committer.submit(lambda tx: None)
     opened, entered = threading.Event(), threading.Event()
 
     def hold(tx: SqlTx) -> None:
