@@ -305,7 +305,9 @@ class _Decider:
     def enter_stage(self, name: str) -> None:
         sd = self.defn.stage(name)
         assert sd is not None
-        st = self.run.stages.setdefault(name, StageRun(name))
+        st = self.run.stages.get(name)
+        if st is None:  # (setdefault would make a StageRun at every entry, kept or not)
+            st = self.run.stages[name] = StageRun(name)
         if st.iteration >= sd.max_iterations:
             self.fail_run(
                 f"stage {name!r} would start iteration {st.iteration + 1}, "
@@ -768,15 +770,17 @@ class _Decider:
 
     # ---- the loop -----------------------------------------------------------------------
     def advance(self) -> None:
+        run = self.run  # (its fields are read after every part of a pass: bound once)
         for _ in range(_MAX_PASSES):
-            if self.run.status is not RUN_IN_PROGRESS or self.run.current_stage is None:
+            if run.status is not RUN_IN_PROGRESS or run.current_stage is None:
                 return
-            sd = self.stage_def()
+            sd = self.defn.stage(run.current_stage)
+            assert sd is not None, f"stage {run.current_stage!r} not in definition"
             changed = self.recheck_steps(sd)
-            if self.run.status is not RUN_IN_PROGRESS:
+            if run.status is not RUN_IN_PROGRESS:
                 return
             changed = self.start_ready_steps(sd) or changed
-            if self.run.status is not RUN_IN_PROGRESS:
+            if run.status is not RUN_IN_PROGRESS:
                 return
             changed = self.try_finish_stage(sd) or changed
             if not changed:
