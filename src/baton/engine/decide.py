@@ -105,8 +105,10 @@ from baton.steps.registry import load_builtins
 
 # An Audit made without its generated ``__new__``'s Python frame (the same tuple; audit()
 # gives every field, in order).
-_new_audit = tuple.__new__
+_new_audit = _new_tuple = tuple.__new__
 assert Audit._fields == ("type", "data", "actor"), "audit() builds an Audit field by field"
+assert ScheduleStep._fields == ("step", "iteration", "flow", "kind", "attempt", "not_before",
+                                "timeout_ms", "input"), "schedule_attempt() builds it so"
 
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
 _TIMED = frozenset({STEP_RUNNING, STEP_WAITING_FOR_PERSON, STEP_FALLOUT})
@@ -442,20 +444,21 @@ class _Decider:
         """Ask the workers for the step's next attempt (now, or after a retry's backoff):
         a job of the kind its type enqueues, with the step's ``input`` evaluated now (an
         input that cannot be evaluated fails the step)."""
+        options = step.options
+        spec = options.get("input")
         try:
-            values = evaluate_input(step.options.get("input"), self.scope()) \
-                if step.options.get("input") else None
+            values = evaluate_input(spec, self.scope()) if spec else None
         except ExpressionError as exc:
             self.fail_step(sr, step, _expr_error("input", exc))
             return
         sr.attempts += 1
         kind = _STEP_TYPES[step.type].job_kind
         assert kind is not None, f"step type {step.type!r} enqueues no jobs"
-        timeout = step.options.get("timeout")
-        self.commands.append(ScheduleStep(
-            sr.name, sr.iteration, step.flow, attempt=sr.attempts, not_before=not_before,
-            timeout_ms=int(duration(timeout).total_seconds() * 1000) if timeout else None,
-            kind=kind, input=values))
+        timeout = options.get("timeout")
+        # (every field, in order: as audit() makes an Audit)
+        self.commands.append(_new_tuple(ScheduleStep, (
+            sr.name, sr.iteration, step.flow, kind, sr.attempts, not_before,
+            int(duration(timeout).total_seconds() * 1000) if timeout else None, values)))
 
     # ---- retries ------------------------------------------------------------------------
     def attempt_failed(self, sr: StepRun, step: StepDefinition, error: dict[str, Any]) -> None:
