@@ -105,8 +105,10 @@ from baton.steps.registry import load_builtins
 
 # An Audit made without its generated ``__new__``'s Python frame (the same tuple; audit()
 # gives every field, in order).
-_new_audit = tuple.__new__
+_new_audit = _new_tuple = tuple.__new__
 assert Audit._fields == ("type", "data", "actor"), "audit() builds an Audit field by field"
+assert ScheduleStep._fields == ("step", "iteration", "flow", "kind", "attempt", "not_before",
+                                "timeout_ms", "input"), "schedule_attempt() builds it so"
 
 # Statuses in which a step may have timers pending; leaving them for good cancels those.
 _TIMED = frozenset({STEP_RUNNING, STEP_WAITING_FOR_PERSON, STEP_FALLOUT})
@@ -305,7 +307,9 @@ class _Decider:
     def enter_stage(self, name: str) -> None:
         sd = self.defn.stage(name)
         assert sd is not None
-        st = self.run.stages.setdefault(name, StageRun(name))
+        st = self.run.stages.get(name)
+        if st is None:  # (setdefault would make a StageRun at every entry, kept or not)
+            st = self.run.stages[name] = StageRun(name)
         if st.iteration >= sd.max_iterations:
             self.fail_run(
                 f"stage {name!r} would start iteration {st.iteration + 1}, "
@@ -440,20 +444,21 @@ class _Decider:
         """Ask the workers for the step's next attempt (now, or after a retry's backoff):
         a job of the kind its type enqueues, with the step's ``input`` evaluated now (an
         input that cannot be evaluated fails the step)."""
+        options = step.options
+        spec = options.get("input")
         try:
-            values = evaluate_input(step.options.get("input"), self.scope()) \
-                if step.options.get("input") else None
+            values = evaluate_input(spec, self.scope()) if spec else None
         except ExpressionError as exc:
             self.fail_step(sr, step, _expr_error("input", exc))
             return
         sr.attempts += 1
         kind = _STEP_TYPES[step.type].job_kind
         assert kind is not None, f"step type {step.type!r} enqueues no jobs"
-        timeout = step.options.get("timeout")
-        self.commands.append(ScheduleStep(
-            sr.name, sr.iteration, step.flow, attempt=sr.attempts, not_before=not_before,
-            timeout_ms=int(duration(timeout).total_seconds() * 1000) if timeout else None,
-            kind=kind, input=values))
+        timeout = options.get("timeout")
+        # (every field, in order: as audit() makes an Audit)
+        self.commands.append(_new_tuple(ScheduleStep, (
+            sr.name, sr.iteration, step.flow, kind, sr.attempts, not_before,
+            int(duration(timeout).total_seconds() * 1000) if timeout else None, values)))
 
     # ---- retries ------------------------------------------------------------------------
     def attempt_failed(self, sr: StepRun, step: StepDefinition, error: dict[str, Any]) -> None:
@@ -768,15 +773,17 @@ class _Decider:
 
     # ---- the loop -----------------------------------------------------------------------
     def advance(self) -> None:
+        run = self.run  # (its fields are read after every part of a pass: bound once)
         for _ in range(_MAX_PASSES):
-            if self.run.status is not RUN_IN_PROGRESS or self.run.current_stage is None:
+            if run.status is not RUN_IN_PROGRESS or run.current_stage is None:
                 return
-            sd = self.stage_def()
+            sd = self.defn.stage(run.current_stage)
+            assert sd is not None, f"stage {run.current_stage!r} not in definition"
             changed = self.recheck_steps(sd)
-            if self.run.status is not RUN_IN_PROGRESS:
+            if run.status is not RUN_IN_PROGRESS:
                 return
             changed = self.start_ready_steps(sd) or changed
-            if self.run.status is not RUN_IN_PROGRESS:
+            if run.status is not RUN_IN_PROGRESS:
                 return
             changed = self.try_finish_stage(sd) or changed
             if not changed:

@@ -299,9 +299,10 @@ class Run:
         if self.input:
             doc["input"] = copy_json(self.input) if copy else self.input
         if self.decisions:
-            doc["decisions"] = [dict(d) for d in self.decisions]
+            doc["decisions"] = [dict(d) for d in self.decisions] if copy else self.decisions
         if self.flow_conditions:
-            doc["flow_conditions"] = dict(self.flow_conditions)
+            doc["flow_conditions"] = dict(self.flow_conditions) if copy \
+                else self.flow_conditions
         if self.error is not None:
             doc["error"] = copy_json(self.error) if copy else self.error
         if self.completed_at is not None:

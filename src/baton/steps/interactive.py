@@ -45,6 +45,13 @@ from baton.errors import ExpressionError
 from baton.expressions import evaluate, is_expression
 from baton.steps.base import DecideContext, StepTypeBase, expression_error
 
+# A CreateWorkItem made without its generated ``__new__``'s Python frame and keywords
+# (as decide()'s Audit and ScheduleStep): start() gives every field, in order.
+_new_tuple = tuple.__new__
+assert CreateWorkItem._fields == (
+    "step", "stage", "iteration", "assignee_kind", "assignee", "title", "instructions", "form",
+    "priority", "due_at", "summary", "jeopardy_at", "input", "step_type", "routing",
+), "Interactive.start() builds a CreateWorkItem field by field"
 _FORM_RULES = FieldRules(tuple(t for t in FIELD_TYPES if t != "ref"), ())
 
 
@@ -128,17 +135,17 @@ class Interactive(StepTypeBase):
             for f in step.form
         )
         title, summary = headline(d, sr, step)
-        d.commands.append(CreateWorkItem(
-            sr.name, sr.stage, sr.iteration, kind, assignee,
-            title, step.instructions, form,
-            priority=_priority(d, sr, step),
-            due_at=sr.sla["due_at"] if sr.sla else None,
-            summary=summary,
-            jeopardy_at=sr.sla.get("jeopardy_at") if sr.sla else None,
-            input=values,
-            step_type=self.name,
-            routing=routing,
-        ))
+        sla = sr.sla
+        d.commands.append(_new_tuple(CreateWorkItem, (  # (every field, in order)
+            sr.name, sr.stage, sr.iteration, kind, assignee, title, step.instructions, form,
+            _priority(d, sr, step),  # priority
+            sla["due_at"] if sla else None,  # due_at
+            summary,
+            sla.get("jeopardy_at") if sla else None,  # jeopardy_at
+            values,  # input
+            self.name,  # step_type
+            routing,
+        )))
         d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                 type=self.name, assignee=f"{kind}:{assignee}")
 
