@@ -150,6 +150,11 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
     def _compiled(self, key: Any, stmt: Any, keys: Iterable[str] | None = None) -> Hot:
         h = self._hot.get(key)
         if h is None:
+            if stmt is UPDATE_RUN and keys is not None:
+                # A run's id is its WHERE's (``_id``: the same value), not SET: SQLite then
+                # leaves the primary key's index entry alone (with id SET it deletes and
+                # re-inserts it, and checks it unique, on every run written).
+                keys = [k for k in keys if k != "id"]
             h = self._hot[key] = Hot(stmt, self.conn.dialect, keys)
         return h
 
