@@ -95,6 +95,23 @@ def test_a_failed_transaction_leaves_nothing(store: SqlStore) -> None:
         assert tx.events_txn(run_id="run_1") == []
 
 
+def test_timers_enqueued_together_are_cancelled_before_they_are_written(store: SqlStore) -> None:
+    """A decision's jobs go in with enqueue_jobs_txn; a step's timer among them that the
+    same transaction cancels is never written, and the other jobs are (its order kept)."""
+    with store.write() as tx:
+        tx.enqueue_jobs_txn([("step", "run_1", {"step": "a", "iteration": 1}),
+                             ("timer", "run_1", {"step": "review", "iteration": 1}),
+                             ("timer", "run_2", {"step": "review", "iteration": 1}),
+                             ("email", None, {"to": "x"})], NOW, NOW)
+        assert tx.cancel_timers_txn("run_1", "review", 1) == 1
+        assert tx.cancel_timers_txn("run_1", "review", 2) == 0
+    jobs = store.claim_jobs("w1", NOW, 10)
+    assert [(j.kind, j.run_id, j.payload) for j in jobs] == [
+        ("step", "run_1", {"step": "a", "iteration": 1}),
+        ("timer", "run_2", {"step": "review", "iteration": 1}),
+        ("email", None, {"to": "x"})]
+
+
 def test_jobs_not_yet_due_are_not_claimed(store: SqlStore) -> None:
     _enqueue(store, 2, run_after=LATER)
     assert store.claim_jobs("w1", NOW, 10) == []

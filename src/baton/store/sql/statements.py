@@ -8,9 +8,10 @@ step further and runs a statement compiled once per dialect on the DB-API cursor
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from baton.store import schema as s
@@ -133,9 +134,10 @@ class Hot:
     (~30,000 values per 2,000 triage runs in each process).
     """
 
-    __slots__ = ("get", "keys", "names", "positional", "procs", "row_procs", "sql", "static")
+    __slots__ = ("get", "keys", "names", "params", "positional", "procs", "row", "row_procs", "sql",
+                 "static")
 
-    def __init__(self, stmt: Any, dialect: Any, keys: Sequence[str] | None = None) -> None:
+    def __init__(self, stmt: Any, dialect: Any, keys: Iterable[str] | None = None) -> None:
         c = stmt.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
         self.sql = c.string
         self.positional = bool(c.positional)
@@ -154,24 +156,64 @@ class Hot:
         self.keys = tuple(col.key for col in cols)
         self.row_procs = tuple((i, p) for i, col in enumerate(cols)
                                if (p := _result_processor(col.type, dialect)) is not None)
+        # What a call runs, chosen here once per statement rather than by tests on every
+        # call (~47 calls per triage run): a statement without processors binds with its
+        # itemgetter alone, no Python frame at all on SQLite.
+        self.params: Callable[[dict[str, Any]], Any] = _binder(
+            self.get, self.static, self.procs, self.names if not self.positional else None)
+        self.row: Callable[[Sequence[Any]], dict[str, Any]] = _reader(self.keys, self.row_procs)
 
-    def params(self, values: dict[str, Any]) -> Any:
-        if self.static:
-            values = {**self.static, **values}
-        vals = self.get(values)
-        if self.procs:
-            vals = list(vals)
-            for i, p in self.procs:
-                vals[i] = p(vals[i])
-        return tuple(vals) if self.positional else dict(zip(self.names, vals))
 
-    def row(self, raw: Sequence[Any]) -> dict[str, Any]:
-        if not self.row_procs:
-            return dict(zip(self.keys, raw))
-        vals = list(raw)
-        for i, p in self.row_procs:
+def _binder(get: Callable[[dict[str, Any]], Any], static: dict[str, Any],
+            procs: tuple[tuple[int, Any], ...], names: tuple[str, ...] | None
+            ) -> Callable[[dict[str, Any]], Any]:
+    """A statement's parameters out of the values of one call: in the statement's order
+    (a tuple) when ``names`` is None (positional), else by name; each processor applied."""
+    if static:
+        inner = _binder(get, {}, procs, names)
+        return lambda values: inner({**static, **values})
+    if names is not None:
+        positional = _binder(get, {}, procs, None)
+        return lambda values: dict(zip(names, positional(values)))
+    if not procs:
+        return get
+    if len(procs) == 1:
+        ((at, proc),) = procs
+
+        def one(values: dict[str, Any]) -> tuple[Any, ...]:
+            vals = list(get(values))
+            vals[at] = proc(vals[at])
+            return tuple(vals)
+        return one
+
+    def many(values: dict[str, Any]) -> tuple[Any, ...]:
+        vals = list(get(values))
+        for i, p in procs:
             vals[i] = p(vals[i])
-        return dict(zip(self.keys, vals))
+        return tuple(vals)
+    return many
+
+
+def _reader(keys: tuple[str, ...], procs: tuple[tuple[int, Any], ...]
+            ) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """A result row as a dict by column key, each processor applied."""
+    if not procs:
+        return lambda raw: dict(zip(keys, raw))
+    if len(procs) == 1:
+        ((at, proc),) = procs
+
+        def one(raw: Sequence[Any]) -> dict[str, Any]:
+            vals = list(raw)
+            vals[at] = proc(vals[at])
+            return dict(zip(keys, vals))
+        return one
+
+    def many(raw: Sequence[Any]) -> dict[str, Any]:
+        vals = list(raw)
+        for i, p in procs:
+            vals[i] = p(vals[i])
+        return dict(zip(keys, vals))
+    return many
 
 
 def _one(name: str) -> Callable[[dict[str, Any]], tuple[Any]]:
@@ -209,7 +251,10 @@ def _sqlite_json_bind(value: Any) -> Any:
     :func:`json_dumps`; None is stored as the JSON ``null``, as it does), in one call;
     anything else (its ``JSON.NULL``, ``null()``) goes through SQLAlchemy's own."""
     if value.__class__ in _PLAIN_JSON:
-        return json_dumps(value)
+        try:  # json_dumps's first try, without its frame (one per JSON value written)
+            return orjson.dumps(value).decode()
+        except TypeError:
+            return json_dumps(value)  # (tries orjson once more, then its fallbacks)
     return _SQLITE_JSON_BIND(value)
 
 
@@ -218,7 +263,10 @@ def _sqlite_json_result(value: Any) -> Any:
     decoded with :func:`json_loads`; NULL is None; a number (a JSON path's result) is
     itself."""
     if value.__class__ is str or value.__class__ is bytes:
-        return json_loads(value)
+        try:  # json_loads without its frame (one per JSON value read)
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return json_loads(value)  # (NaN and what else json.dumps wrote)
     return value
 
 

@@ -7,7 +7,7 @@ each method is declared on it (:mod:`baton.store.sql.marks`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -147,9 +147,14 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         nested.commit()
 
     # ---- the hot path: compiled once, run on the DB-API cursor ----------------------------
-    def _compiled(self, key: Any, stmt: Any, keys: Sequence[str] | None = None) -> Hot:
+    def _compiled(self, key: Any, stmt: Any, keys: Iterable[str] | None = None) -> Hot:
         h = self._hot.get(key)
         if h is None:
+            if stmt is UPDATE_RUN and keys is not None:
+                # A run's id is its WHERE's (``_id``: the same value), not SET: SQLite then
+                # leaves the primary key's index entry alone (with id SET it deletes and
+                # re-inserts it, and checks it unique, on every run written).
+                keys = [k for k in keys if k != "id"]
             h = self._hot[key] = Hot(stmt, self.conn.dialect, keys)
         return h
 
@@ -194,7 +199,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         return [h.row(raw) for raw in self._run(h, values).fetchall()]
 
     def _write(self, key: Any, stmt: Any, values: dict[str, Any]) -> int:
-        h = self._compiled((key, tuple(values)), stmt, list(values))
+        h = self._compiled((key, tuple(values)), stmt, values)  # (its keys: read on a miss)
         return int(self._run(h, values).rowcount)
 
     def _hot_write(self, key: Any, stmt: Any, values: dict[str, Any]) -> int:
@@ -207,7 +212,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         n, start = 0, 0
         for i in range(1, len(rows) + 1):  # consecutive rows with the same keys, in order
             if i == len(rows) or rows[i].keys() != rows[start].keys():
-                h = self._compiled((key, tuple(rows[start])), stmt, list(rows[start]))
+                h = self._compiled((key, tuple(rows[start])), stmt, rows[start])
                 n += self._run_many(h, rows[start:i])
                 start = i
         return n
@@ -591,7 +596,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         key = ("update_item", len(expected_statuses), at_version, tuple(values))
         h = self._hot.get(key)
         if h is None:
-            h = self._compiled(key, update_item_hot(len(expected_statuses), at_version), list(values))
+            h = self._compiled(key, update_item_hot(len(expected_statuses), at_version), values)
         return bool(self._run(h, params).rowcount == 1)
 
     def _update_work_item_or_conflict(self, item_id: str, expected_statuses: Sequence[str],
@@ -614,12 +619,12 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
     def enqueue_jobs_txn(self, jobs: Sequence[tuple[str, str | None, dict[str, Any]]],
                          run_after: str, now: str) -> None:
         """Enqueue several jobs with one statement."""
-        self._jobs.extend(
-            {"kind": kind, "run_id": run_id, "payload": payload, "status": "ready",
-             "run_after": run_after, "attempts": 0, "created_at": now}
-            for kind, run_id, payload in jobs
-        )
-        self._buffered_timer_runs.update(run_id for kind, run_id, _ in jobs if kind == "timer")
+        append = self._jobs.append  # (one loop: not two generators per decision applied)
+        for kind, run_id, payload in jobs:
+            append({"kind": kind, "run_id": run_id, "payload": payload, "status": "ready",
+                    "run_after": run_after, "attempts": 0, "created_at": now})
+            if kind == "timer":
+                self._buffered_timer_runs.add(run_id)
         self.enqueued = True
 
     @writes("jobs", now="_drop_buffered_timers")
