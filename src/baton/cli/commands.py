@@ -857,3 +857,24 @@ def main() -> None:
     except BatonError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
+
+
+def _one_line_summaries(t: typer.Typer) -> None:
+    """A group's command list shows each command's first paragraph, and Typer's rich mode
+    keeps that paragraph's line breaks (``baton work --help`` broke its lines mid-sentence
+    at the docstring's own width): give each command its first paragraph on one line as
+    its ``short_help``, which the list shows and the terminal wraps."""
+    import inspect
+
+    for c in t.registered_commands:
+        if c.short_help is None and c.callback is not None:
+            doc = c.help or inspect.getdoc(c.callback) or ""
+            first = " ".join(doc.split("\n\n", 1)[0].split())
+            if first:
+                c.short_help = first
+    for g in t.registered_groups:
+        if g.typer_instance is not None:
+            _one_line_summaries(g.typer_instance)
+
+
+_one_line_summaries(app)
