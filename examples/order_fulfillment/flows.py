@@ -53,6 +53,12 @@ def deactivate(ctx: FlowContext) -> dict[str, Any]:
     return {"deactivated": _lines(ctx)[0]["key"]}
 
 
+@flow("orders.cease")
+def cease(ctx: FlowContext) -> dict[str, Any]:
+    line = _lines(ctx)[0]
+    return {"ceased": line["attributes"].get("site"), "access": line["key"]}
+
+
 @flow("orders.bill")
 def bill(ctx: FlowContext) -> dict[str, Any]:
     return {"invoice": f"INV-{ctx.record.get('number')}"}

@@ -16,7 +16,7 @@ EXAMPLE = REPO / "examples" / "order_fulfillment" / "definitions"
 FLOWS = '''
 from baton import flow
 
-for _n in ("credit_check", "reserve", "release", "ship", "recall", "provision", "bill",
+for _n in ("credit_check", "reserve", "release", "ship", "recall", "provision", "bill", "cease",
            "activate", "deactivate"):
     flow(f"orders.{_n}")(lambda ctx, _n=_n: {"done": _n})
 '''

@@ -30,7 +30,7 @@ def _recorder(name: str) -> Any:
     return f
 
 
-for _name in ("credit_check", "reserve", "release", "ship", "recall", "provision", "bill",
+for _name in ("credit_check", "reserve", "release", "ship", "recall", "provision", "bill", "cease",
               "activate", "deactivate"):
     flow(f"orders.{_name}")(_recorder(_name))
 
@@ -170,7 +170,8 @@ def test_amend_plans_only_the_difference(harness: Harness) -> None:
     harness.engine.create_record("OrderLine", {"order": order, "product": "LAPTOP-PRO",
                                                "attributes": {"color": "blue"}})  # one added
     diff = harness.engine.plans.diff(order)
-    assert diff["added"] == ["reserve[L6.1]", "ship[L6.1]", "provision[L6.1]"]
+    # the canceled Lyon line is a disconnect: its steps leave, the example's `cease` joins
+    assert diff["added"] == ["reserve[L6.1]", "ship[L6.1]", "provision[L6.1]", "cease[L5.1]"]
     assert diff["removed"] == ["install[LYON]", "activate[L5.1]"]
     assert diff["changed"] == [] and "billing" in diff["rewired"]
     assert "reserve[L2.1]" in diff["unchanged"] and diff["compensate"] == []
@@ -181,7 +182,7 @@ def test_amend_plans_only_the_difference(harness: Harness) -> None:
     after = harness.engine.get_run(before.id)
     # unchanged steps were not run again: the same completion
     assert after.steps["reserve[L2.1]"].completed_at == before.steps["reserve[L2.1]"].completed_at
-    assert sorted(CALLS) == ["provision:L6.1", "reserve:L6.1"]
+    assert sorted(CALLS) == ["cease:L5.1", "provision:L6.1", "reserve:L6.1"]
     # ship[L2.1] booked once before the amend (after the carrier's one busy answer), the
     # added line's ship[L6.1] now: two shipments, each under its own idempotency key
     assert _CARRIER[-1].stats.booked == 2 and _CARRIER[-1].stats.busy == 1
@@ -189,7 +190,9 @@ def test_amend_plans_only_the_difference(harness: Harness) -> None:
     assert [i["step"] for i in harness.engine.list_work(queue="installers")] == ["install[PARIS]"]
     plan = harness.engine.plans.show(order)
     assert plan["revision"] == 2 and plan["status"] == "in_progress"
-    assert harness.engine.plans.show(order)["steps"][-1]["name"] == "activate[L4.1]"
+    assert [s["name"] for s in plan["steps"]][-2:] == ["activate[L4.1]", "cease[L5.1]"]
+    cease = plan["steps"][-1]
+    assert cease["status"] == "completed" and cease["lane"] == "provisioning"
 
 
 def test_a_line_changed_in_place_changes_its_steps(harness: Harness) -> None:

@@ -169,10 +169,54 @@ def test_each_line_action_in_a_scenario_condition(action: str) -> None:
              OrderLine("n2", "MOUSE")]  # (action add, the default)
     graph = generate(ful, decompose(cat, lines, {}), {}, "Order", "plan:o", NOW)
     names = [st["name"] for st in graph["definition"]["stages"][0]["steps"]]
-    if action == "cancel":  # a canceled line is not planned (an amendment compensates what
-        assert names == ["on_add[L2]"]  # its steps did); its key stays taken
-    else:
-        assert sorted(names) == sorted([f"on_{action}[L1.1]", "on_add[L2]"])
+    assert sorted(names) == sorted([f"on_{action}[L1.1]", "on_add[L2]"])
+
+
+DISCONNECT = """
+kind: fulfillment
+name: f
+trigger: {type: record, object: Order, on: [update]}
+lines: {object: OrderLine}
+scenarios:
+  - name: all
+    when: '=true'
+    steps: [{name: start, type: background, flow: x.f, scope: plan}]
+  - name: delivered
+    when: '=line.product.family == "Access" && line.action != "no_change"'
+    steps: [{name: install, type: background, flow: x.f, after: [start]}]
+  - name: disconnect
+    when: '=line.action == "cancel"'
+    steps:
+      - {name: deprovision, type: background, flow: x.f}
+      - {name: collect, type: interactive, assign: {queue: field},
+         scope: {group_by: '=line.attributes.site'},
+         after: [deprovision]}
+"""
+
+
+def test_a_canceled_line_is_planned_only_by_scenarios_that_select_canceled_lines() -> None:
+    # A disconnect (DRO's MACD): the canceled line gets the disconnect scenario's steps and
+    # none of the scenarios that hold whatever the action (`true`, a product test with
+    # `!= "no_change"`); a line of the same product added beside it is not its kind.
+    cat, _ = _defs()
+    ful = load_text(DISCONNECT, deployed_objects=OBJECTS)[0].definition
+    lines = decompose(cat, [OrderLine("n1", "NET", action="cancel", attributes={"site": "PARIS"}),
+                            OrderLine("n2", "NET", attributes={"site": "LYON"})], {})
+    assert [(ln.key, ln.action) for ln in lines] == [("L1.1", "cancel"), ("L2.1", "add")]
+    graph = generate(ful, lines, {}, "Order", "plan:o", NOW)
+    steps = {st["name"]: st for st in graph["definition"]["stages"][0]["steps"]}
+    assert sorted(steps) == ["collect[PARIS]", "deprovision[L1.1]", "install[L2.1]", "start"]
+    assert steps["collect[PARIS]"]["after"] == ["deprovision[L1.1]"]
+    assert [ln["action"] for ln in graph["lines"]] == ["cancel", "add"]
+
+
+def test_an_order_of_canceled_lines_only_plans_the_disconnect() -> None:
+    cat, _ = _defs()
+    ful = load_text(DISCONNECT, deployed_objects=OBJECTS)[0].definition
+    kit = [OrderLine("k", "KIT", 2, action="cancel")]  # its children inherit the action
+    graph = generate(ful, decompose(cat, kit, {}), {}, "Order", "plan:o", NOW)
+    assert [st["name"] for st in graph["definition"]["stages"][0]["steps"]] == [
+        "deprovision[L1.1.1]", "deprovision[L1.2]"]
 
 
 def test_line_action_no_change_leaves_a_line_out_of_its_scenario() -> None:

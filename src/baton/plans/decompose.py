@@ -101,7 +101,9 @@ def line_only(source: str) -> bool:
     """Does the expression read ``line``, and no other variable?"""
     reads = reads_variables(source)
     return "line" in reads and reads <= {"line"}
-CANCEL = "cancel"  # a line canceled (by an amendment) is not planned; its key stays taken
+# A canceled line (a disconnect, or a line an amendment takes back) is decomposed like any
+# other; only scenarios that select canceled lines plan it (see ``generate.match``).
+CANCEL = "cancel"
 
 
 class PlanningError(BatonError):
@@ -159,8 +161,6 @@ def decompose(catalog: CatalogDefinition, lines: Sequence[OrderLine],
     out: list[FulfillmentLine] = []
     memo = LineMemo()
     for ln in lines:
-        if ln.action == CANCEL:
-            continue
         if ln.bundle_id is None or ln.bundle_id not in keys:
             _expand(catalog, ln, keys[ln.id], None, keys[ln.id], ln.id, ln.product, children,
                     keys, order, out, 0, memo)
@@ -184,8 +184,6 @@ def _expand(catalog: CatalogDefinition, ln: OrderLine, key: str, bundle: str | N
             OrderLine(f"{ln.id}/{c}", c, ln.qty, ln.action, {}, ln.start_date, ln.id)
             for c in product.children]
         for j, kid in enumerate(kids, 1):
-            if kid.action == CANCEL:
-                continue
             kid_key = keys.get(kid.id, f"{key}.{j}")
             own = kid.id in keys
             _expand(catalog, kid, kid_key, key, kid_key if own else source,

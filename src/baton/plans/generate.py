@@ -27,7 +27,7 @@ from baton.definitions.plans import PLAN_STEP_KEYS, FulfillmentDefinition
 from baton.definitions.refs import navigated
 from baton.errors import ExpressionError
 from baton.expressions import Missing, evaluate, evaluate_condition, is_expression
-from baton.plans.decompose import FulfillmentLine, LineMemo, PlanningError, line_only
+from baton.plans.decompose import CANCEL, FulfillmentLine, LineMemo, PlanningError, line_only
 from baton.steps.pause import Pause
 
 # 2: a line-item step's ``input.plan.lines`` holds its line's key, not its view (1): the
@@ -81,7 +81,12 @@ def _when(source: str, line: Mapping[str, Any], order: Mapping[str, Any], what: 
 def match(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine],
           order: Mapping[str, Any], memo: LineMemo | None = None
           ) -> dict[str, list[FulfillmentLine]]:
-    """Template name -> the lines whose scenarios add it (in line order, no repeats)."""
+    """Template name -> the lines whose scenarios add it (in line order, no repeats).
+
+    A canceled line (action ``cancel``: a disconnect) is planned only by the scenarios that
+    select canceled lines: their condition holds for it, and would not hold were the same
+    line added (``line.action == "cancel"``). One that holds whatever the action (``true``,
+    a product test, ``line.action != "no_change"``) is for lines being delivered."""
     out: dict[str, dict[str, FulfillmentLine]] = {}
     memo = memo if memo is not None else LineMemo()
     # Lines alike in every member the conditions read are matched once, as one kind: ten
@@ -96,7 +101,7 @@ def match(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine],
             break
         read.update(members)
     else:
-        names = sorted(read)
+        names = sorted(read | {"action"})  # a canceled line is never alike an added one
         for ln in lines:
             view = ln.view()
             kinds.setdefault(orjson.dumps([view.get(m) for m in names],
@@ -105,8 +110,11 @@ def match(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine],
     for sc in fulfillment.scenarios:
         for alike in kinds.values():
             first = alike[0]
-            if _when(sc.when, first.view(), order, f"scenario {sc.name}, line {first.key}",
-                     memo):
+            what = f"scenario {sc.name}, line {first.key}"
+            view = first.view()
+            if _when(sc.when, view, order, what, memo) and (
+                    view["action"] != CANCEL
+                    or not _when(sc.when, {**view, "action": "add"}, order, what, memo)):
                 for name in sc.steps:
                     found = out.setdefault(name, {})
                     for ln in alike:
