@@ -211,3 +211,65 @@ def test_max_length_and_check_are_located_where_they_do_not_apply() -> None:
     found = {(i.line, i.path): i.message for i in issues}
     assert found[(4, "fields.s.check")] == "check only applies to ref fields"
     assert (5, "fields.r.check") in found
+
+
+@flow("hardening.pdf_text")
+def _pdf_text(ctx: Any) -> dict[str, Any]:
+    subject = ctx.record["subject"]
+    return {"text": "page 1\x00page 2" if "scan" in subject else "page 1"}
+
+
+def test_text_no_store_keeps_fails_its_step_or_its_write_the_same_on_both_stores(
+        harness: Any) -> None:
+    """PostgreSQL refuses NUL in jsonb: a flow returning one made the worker's commit fail
+    (DataError) on every retry, and `baton records create` printed the driver's error.
+    Now the step falls out saying where, the worker goes on, and a record write is refused
+    naming the field, on SQLite as on PostgreSQL."""
+    harness.deploy_text(CASE + """---
+kind: orchestration
+name: extract
+trigger: {type: record, object: Case, on: [create]}
+stages:
+  - name: only
+    steps:
+      - {name: read, type: background, flow: hardening.pdf_text}
+      - {name: file, type: background, flow: hardening.pdf_text, after: [read]}
+""")
+    bad = harness.engine.create_record("Case", {"subject": "scan of the contract"})
+    good = harness.engine.create_record("Case", {"subject": "typed letter"})
+    harness.work()
+    (run,) = harness.engine.list_runs(record_id=bad["id"])
+    step = run.steps["read"]
+    assert step.status.value == "fallout", step
+    assert "output.text: must not contain NUL characters" in str(step.error)
+    (ok,) = harness.engine.list_runs(record_id=good["id"])
+    assert ok.status is RunStatus.COMPLETED
+    assert ok.steps["read"].output == {"text": "page 1"}
+    with pytest.raises(ValidationError, match="subject: must not contain NUL"):
+        harness.engine.create_record("Case", {"subject": "a\x00b"})
+    with pytest.raises(ValidationError, match="lone surrogate"):
+        harness.engine.update_record(good["id"], {"subject": "a\udc80"})
+    assert harness.engine.get_record(good["id"])["subject"] == "typed letter"
+
+
+@flow("hardening.bad_update")
+def _bad_update(ctx: Any) -> dict[str, Any]:
+    ctx.update_record({"subject": "scanned\x00"})
+    return {}
+
+
+def test_a_flow_updating_its_record_with_a_nul_fails_its_step(harness: Any) -> None:
+    harness.deploy_text(CASE + """---
+kind: orchestration
+name: upd
+trigger: {type: record, object: Case, on: [create]}
+stages:
+  - name: only
+    steps: [{name: touch, type: background, flow: hardening.bad_update}]
+""")
+    rec = harness.engine.create_record("Case", {"subject": "letter"})
+    harness.work()
+    (run,) = harness.engine.list_runs(record_id=rec["id"])
+    assert run.steps["touch"].status.value == "fallout"
+    assert "subject: must not contain NUL" in str(run.steps["touch"].error)
+    assert harness.engine.get_record(rec["id"])["subject"] == "letter"

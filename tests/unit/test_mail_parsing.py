@@ -142,3 +142,15 @@ def test_what_is_not_mail_is_refused_clearly(raw: bytes) -> None:
 
 def test_html_to_text_keeps_blocks_and_drops_scripts() -> None:
     assert html_to_text("<p>a</p><p>b<br>c</p><script>x()</script>").split() == ["a", "b", "c"]
+
+
+def test_an_encoded_nul_is_dropped_from_the_text_and_headers() -> None:
+    # "=00" (quoted-printable) or a base64 NUL decodes to U+0000, which no e-mail text
+    # means and PostgreSQL refuses to store: the record would not be written.
+    raw = (b"From: =?utf-8?q?Ann=00Lee?= <ann@dealer.example>\r\n"
+           b"Subject: =?utf-8?q?brake=00recall?=\r\nMessage-ID: <nul@x>\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: quoted-printable\r\n\r\nhello=00 world\r\n")
+    m = parse(raw)
+    assert (m.subject, m.sender_name, m.body) == ("brake recall", "AnnLee", "hello world")
+    assert "\x00" not in m.new_text + m.signature

@@ -69,3 +69,19 @@ def test_jsonable_is_what_json_would_store() -> None:
         _jsonable({"n": 2**64})
     with pytest.raises(StepFailure, match="64 bits"):
         _jsonable({1: 2**64})
+
+
+def test_jsonable_refuses_text_no_store_keeps_naming_where() -> None:
+    # PostgreSQL refuses NUL in jsonb ("\u0000 cannot be converted to text"): the step
+    # fails, saying where, instead of the worker's commit failing on every retry.
+    with pytest.raises(StepFailure, match=r"output\.pages\.1: must not contain NUL") as e:
+        _jsonable({"pages": ["one", "two\x00three"]})
+    assert not e.value.retryable
+    with pytest.raises(StepFailure, match=r"vars\.note: must not contain NUL"):
+        _jsonable({"note": "\x00"}, "vars")
+    with pytest.raises(StepFailure, match=r"output\.'k\\x00': key must not contain NUL"):
+        _jsonable({"k\x00": 1})
+    with pytest.raises(StepFailure, match=r"output\.s: is not valid Unicode text \(lone surr"):
+        _jsonable({"s": "a\ud800b"})
+    # a backslash before "u0000" is text like any other
+    assert _jsonable({"path": "C:\\u0000x"}) == {"path": "C:\\u0000x"}

@@ -119,7 +119,7 @@ def _header(msg: Message, name: str) -> str:
         value = msg.get(name)
     except (ValueError, IndexError):  # a malformed encoded word: keep what can be read
         value = msg.get_all(name, [""])[0] if msg.get_all(name) else ""
-    return " ".join(str(value or "").split())
+    return " ".join(str(value or "").replace("\x00", " ").split())  # (=00 in a word: junk)
 
 
 def _msgid(value: object) -> str | None:
@@ -135,7 +135,7 @@ def _msgids(value: object) -> list[str]:
 
 
 def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
-    values = [str(v) for v in msg.get_all(name, [])]
+    values = [str(v).replace("\x00", "") for v in msg.get_all(name, [])]
     return [(n, a) for n, a in getaddresses(values) if a and "@" in a]
 
 
@@ -212,6 +212,9 @@ def _content(part: Message) -> str:
 
 
 def _normalise(text: str) -> str:
+    """Lines without trailing blanks, at most one empty line in a row, no NUL (an ``=00`` or
+    base64 NUL decodes to one: no text means it, and no store keeps it)."""
+    text = text.replace("\x00", "")
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 

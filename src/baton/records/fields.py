@@ -17,6 +17,7 @@ from baton import decimals
 from baton.definitions.model import FieldDefinition, OrchestrationDefinition
 from baton.definitions.refs import DefinitionMemo
 from baton.errors import ValidationError
+from baton.storable import bad_text, first_problem
 
 RESERVED = ("id", "created_at", "updated_at", "version")
 MAX_STRING = 1000
@@ -40,6 +41,9 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
         if not isinstance(value, str):
             kind = "a number" if isinstance(value, decimal.Decimal) else type(value).__name__
             raise ValueError(f"expected text, got {kind}")
+        bad = bad_text(value)
+        if bad:
+            raise ValueError(bad)
         if t == "string" and "\n" in value:
             raise ValueError("expected one line (use type text for several)")
         limit = f.max_length or (MAX_STRING if t == "string" else MAX_TEXT)
@@ -96,6 +100,9 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
     if t == "json":
         value = _json_floats(value)
         _check_json_numbers(value)
+        problem = first_problem(value, "")
+        if problem:
+            raise ValueError(f"holds what no store keeps: {problem}")
         limit = f.max_length or MAX_TEXT
         size = len(_JSON_TEXT.encode(value))
         if size > limit:

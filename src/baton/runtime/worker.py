@@ -58,6 +58,7 @@ from baton.steps import registry
 from baton.steps.base import StepOutput, StepServices, StepType, StepWork
 from baton.steps.callout import waiting as callout_waits_step
 from baton.steps.flowrun import FlowRaised, run_flow
+from baton.storable import first_problem
 from baton.store.base import Job
 from baton.store.sql import PlanAborted, PlanTx
 from baton.work import notify
@@ -439,7 +440,8 @@ class Worker:
                 output = out.output
                 event = StepCompleted(step, iteration, _jsonable(
                                           output if type(output) is dict else dict(output)),
-                                      vars=_jsonable(dict(out.vars)) if out.vars else None,
+                                      vars=_jsonable(dict(out.vars), "vars") if out.vars
+                                      else None,
                                       ran_at=ran_at, attempt=attempt)
                 updates = dict(out.record_updates)
                 audit = out.audit
@@ -1001,23 +1003,39 @@ _JSONABLE_STR_KEYS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_D
 _JSONABLE_OPTS = _JSONABLE_STR_KEYS | orjson.OPT_NON_STR_KEYS
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, what: str = "output") -> Any:
     """A copy of what a flow returned as JSON would store it (tuples as lists, keys as
     strings, an Enum as its value, anything else as its ``str``).
 
-    A whole number beyond 64 bits fails the step: stored, it would be read back as an
-    inexact float (the stores read JSON with orjson), silently changing its value.
+    Fails the step (not retried: the same flow would return the same) when it holds what
+    no store keeps: a whole number beyond 64 bits (read back as an inexact float: the stores
+    read JSON with orjson), a NUL character or a lone surrogate (PostgreSQL refuses the
+    first, UTF-8 the second; refused on SQLite too, so a project behaves the same on both),
+    naming where (``output.pages.2``).
     """
     try:  # (string keys, the common case: without OPT_NON_STR_KEYS, ~1.8x as fast)
-        return orjson.loads(orjson.dumps(value, default=str, option=_JSONABLE_STR_KEYS))
+        data = orjson.dumps(value, default=str, option=_JSONABLE_STR_KEYS)
     except (orjson.JSONEncodeError, TypeError):
-        pass
-    try:
-        return orjson.loads(orjson.dumps(value, default=str, option=_JSONABLE_OPTS))
-    except (orjson.JSONEncodeError, TypeError) as exc:
-        raise StepFailure(f"the flow returned a value that cannot be kept exactly ({exc}): "
-                          "whole numbers must fit in 64 bits; return wider ones as text",
-                          retryable=False) from None
+        try:
+            data = orjson.dumps(value, default=str, option=_JSONABLE_OPTS)
+        except (orjson.JSONEncodeError, TypeError) as exc:
+            if "surrogates" in str(exc):
+                raise StepFailure(_unstorable(value, what), retryable=False) from None
+            raise StepFailure(f"the flow returned a value that cannot be kept exactly ({exc}): "
+                              "whole numbers must fit in 64 bits; return wider ones as text",
+                              retryable=False) from None
+    out = orjson.loads(data)
+    if b"\\u0000" in data:  # (a NUL, or a backslash before "u0000": looked at closely)
+        problem = first_problem(out, what)
+        if problem:
+            raise StepFailure(_unstorable(out, what), retryable=False)
+    return out
+
+
+def _unstorable(value: Any, what: str) -> str:
+    problem = first_problem(value, what) or f"{what}: text no store keeps"
+    return (f"the step returned text no database keeps: {problem} (remove NUL characters and "
+            "lone surrogates; return binary data as base64)")
 
 
 def run_workers(engine: Engine, concurrency: int, *, until_idle: bool = False,

@@ -1,16 +1,15 @@
 """What every API module shares: pagination, input hygiene, small response pieces.
 
-Input hygiene: JSON parsed by Python accepts things no database column or JSON response
-can hold (NUL characters, lone UTF-16 surrogates, NaN). :func:`clean_input` refuses them
-up front, on every route of the API, as a 422 naming the field, instead of letting a
-driver error surface as a 500 deep inside a transaction.
+Input hygiene (the rules: :mod:`baton.storable`): JSON parsed by Python accepts things no
+database column or JSON response can hold (NUL characters, lone UTF-16 surrogates, NaN).
+:func:`clean_input` refuses them up front, on every route of the API, as a 422 naming the
+field, instead of letting a driver error surface as a 500 deep inside a transaction.
 """
 
 from __future__ import annotations
 
 import decimal
 import json
-import math
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Generic, TypeVar
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
 from baton.errors import ValidationError
+from baton.storable import scan
 from baton.store.base import Total
 from baton.web.problems import ProblemError
 
@@ -109,48 +109,16 @@ class Reason(RequestBody):
 
 
 # ---- input hygiene ------------------------------------------------------------------------
-def _bad_text(value: str) -> str | None:
-    if "\x00" in value:
-        return "must not contain NUL characters"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid Unicode text (lone surrogate)"
-    return None
-
-
-def _scan(value: Any, where: str, out: list[dict[str, str]], depth: int = 0) -> None:
-    if len(out) >= 20:
-        return
-    if depth > 64:
-        out.append({"field": where, "message": "nested too deeply (max 64 levels)"})
-    elif isinstance(value, str):
-        msg = _bad_text(value)
-        if msg:
-            out.append({"field": where, "message": msg})
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            out.append({"field": where, "message": "must be a finite number"})
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            key = str(k)
-            msg = _bad_text(key)
-            if msg:
-                out.append({"field": f"{where}.{key!r}", "message": f"key {msg}"})
-            _scan(v, f"{where}.{key}" if where else key, out, depth + 1)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _scan(v, f"{where}.{i}" if where else str(i), out, depth + 1)
 
 
 async def clean_input(request: Request) -> None:
     """Refuse text no database can store and numbers JSON cannot carry (422, per field)."""
     out: list[dict[str, str]] = []
     for k, v in request.path_params.items():
-        _scan(v, f"path.{k}", out)
+        scan(v, f"path.{k}", out)
     for k, v in request.query_params.multi_items():
-        _scan(k, "query", out)
-        _scan(v, f"query.{k}", out)
+        scan(k, "query", out)
+        scan(v, f"query.{k}", out)
     if request.method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("application/json"):
@@ -160,7 +128,7 @@ async def clean_input(request: Request) -> None:
                     data = json.loads(body)
                 except (ValueError, RecursionError):
                     data = None  # FastAPI reports the syntax error itself
-                _scan(data, "", out)
+                scan(data, "", out)
     if out:
         detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in out)
         raise ProblemError(422, "Invalid input", detail, slug="validation",
