@@ -78,6 +78,40 @@ def test_migrations_produce_the_canonical_schema_on_postgres(pg_template: str) -
                 admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def test_migration_26_keeps_a_jsonb_run_state_and_its_order_after(pg_url: str) -> None:
+    """A database made before migration 26 holds run states as jsonb (keys sorted its way):
+    migrated, the column is json, the run stored before reads back whole, and a document
+    written after keeps its keys in the order written."""
+    from sqlalchemy import delete, insert, text
+
+    store = SqlStore(pg_url)
+    state = {"format": 3, "id": "run_old", "stages": {"triage_first": {}, "ok": {}}}
+    row = {"id": "run_old", "orchestration": "o", "version": 1, "status": "in_progress",
+           "state": state, "seq": 1, "created_at": "2026-01-01T00:00:00.000Z",
+           "updated_at": "2026-01-01T00:00:00.000Z"}
+    with store.write() as tx:
+        tx.conn.exec_driver_sql("ALTER TABLE baton_runs ALTER COLUMN state TYPE jsonb "
+                                "USING state::jsonb")
+        tx.conn.execute(delete(schema.schema_migrations).where(
+            schema.schema_migrations.c.version == 26))
+        tx.conn.execute(insert(schema.runs).values(**row))
+    assert [m.split()[0] for m in store.migrate()] == ["026"]
+    with store.read() as tx:
+        kind = tx.conn.execute(text(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'baton_runs' AND column_name = 'state'")).scalar_one()
+        old = tx.conn.execute(schema.runs.select().where(schema.runs.c.id == "run_old")).one()
+    assert kind == "json"
+    assert old.state == state and list(old.state["stages"]) == ["ok", "triage_first"]
+    with store.write() as tx:  # (jsonb's order, kept; a write after keeps its own)
+        tx.conn.execute(schema.runs.update().where(schema.runs.c.id == "run_old")
+                        .values(state={**state, "stages": {"triage_first": {}, "ok": {}}}))
+    with store.read() as tx:
+        again = tx.conn.execute(schema.runs.select().where(schema.runs.c.id == "run_old")).one()
+    assert list(again.state["stages"]) == ["triage_first", "ok"]
+    store.close()
+
+
 # ---- a database at migration 7 with runs in flight, carried forward ----------------------
 DATA = Path(__file__).with_name("data") / "migration7.json"
 

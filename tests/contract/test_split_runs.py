@@ -169,8 +169,10 @@ def _check(store: SqlStore, run: Run, read_how: str) -> Run:
     back = Run.from_json(row["state"])
     assert back.to_json() == run.to_json()
     split = len(run.steps) > SPLIT_STEPS
-    if split or store.dialect == "sqlite":  # (PostgreSQL's JSONB orders a document's keys
-        assert list(back.steps) == list(run.steps)  # its own way; step rows keep the order)
+    # the steps in their order, one document or split (PostgreSQL: json, not jsonb, since
+    # migration 26; step rows keep theirs by ``pos``)
+    assert list(back.steps) == list(run.steps)
+    assert list(back.stages) == list(run.stages)
     if split:
         head = _state(store, run.id)
         assert head["format"] == 4 and head["split"] is True and "steps" not in head

@@ -568,3 +568,40 @@ stages:
                                                 "rule": 1}
     assert by_type["work_item_completed"]["data"]["data"] == {"resolution": "close"}
     assert by_type["work_item_assigned"]["data"]["assignee"] == "queue:tier1"
+
+
+ORDERED = """
+kind: object
+name: Ticket
+fields:
+  subject: {type: string}
+---
+kind: orchestration
+name: ordered
+trigger: {type: record, object: Ticket, on: [create]}
+stages:
+  - name: triage_first
+    steps:
+      - {name: zeta_long_name, type: background, flow: t_sqlite.noop}
+      - {name: a, type: background, flow: t_sqlite.noop}
+      - {name: mid, type: interactive, assign: {queue: q}, after: [zeta_long_name, a]}
+    next: [{goto: ok}]
+  - name: ok
+    steps: [{name: b, type: interactive, assign: {queue: q}}]
+"""
+
+
+def test_a_run_keeps_its_stages_and_steps_in_the_process_order(harness: Any) -> None:
+    """PostgreSQL's jsonb sorted a run document's keys (shorter first): `baton runs show`
+    listed steps a, mid, zeta_long_name and stages ok, triage_first there, in process
+    order on SQLite. The state is json there since migration 26."""
+    harness.deploy_text(ORDERED)
+    rec = harness.engine.create_record("Ticket", {"subject": "x"})
+    harness.work()
+    (item,) = harness.engine.list_work(queue="q")
+    harness.engine.complete(item["id"], "ann", {})
+    harness.work()
+    (run,) = harness.engine.list_runs(record_id=rec["id"])
+    run = harness.engine.get_run(run.id)
+    assert list(run.stages) == ["triage_first", "ok"]
+    assert list(run.steps) == ["zeta_long_name", "a", "mid", "b"]

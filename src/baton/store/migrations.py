@@ -376,6 +376,19 @@ def _m025_run_steps(conn: Connection) -> None:
     schema.run_steps.create(conn, checkfirst=True)
 
 
+def _m026_ordered_run_state(conn: Connection) -> None:
+    """A run's state as ``json`` on PostgreSQL, not ``jsonb``: ``jsonb`` sorts an object's
+    keys (shorter first), so a run's stages and steps came back out of the process's order
+    (``baton runs show`` listed ``a, mid, zeta`` where SQLite kept ``zeta, a, mid``). The
+    runs stored before keep the order ``jsonb`` gave them (it is not recoverable from the
+    row); a run started after keeps its own. Rewrites the table once (PostgreSQL holds
+    an exclusive lock on ``baton_runs`` meanwhile). SQLite stores JSON text: nothing to do.
+    (Self-contained: it may be renumbered.)"""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ALTER TABLE baton_runs ALTER COLUMN state TYPE json "
+                             "USING state::json")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -407,6 +420,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _m023_routing_generation),
     Migration(24, "records indexed by the records their ref fields name", _m024_record_refs),
     Migration(25, "the steps of large runs (plans) in rows of their own", _m025_run_steps),
+    Migration(26, "a run's state keeps its stages' and steps' order on PostgreSQL",
+              _m026_ordered_run_state),
 )
 LATEST = MIGRATIONS[-1].version
 

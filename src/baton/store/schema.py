@@ -48,6 +48,22 @@ class JsonDocument(TypeDecorator[Any]):
         return dialect.type_descriptor(self.impl_instance)
 
 
+class OrderedJsonDocument(JsonDocument):
+    """A JSON document whose keys keep their order: ``json`` on PostgreSQL (its text as
+    written), JSON text on SQLite. A run's state: its stages and steps are kept in the
+    order of the process (``baton runs show``, the run page, the API), which ``jsonb``
+    would sort by key length and bytes (migration 26)."""
+
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSON as PgJSON
+
+            return dialect.type_descriptor(PgJSON())
+        return dialect.type_descriptor(self.impl_instance)
+
+
 JSON = JsonDocument  # type: ignore[assignment,misc]
 
 # Partial indexes carry their WHERE per database. SQLite's is given when they are made;
@@ -213,7 +229,7 @@ runs = Table(
     Column("record_id", String(40), nullable=True),
     Column("status", String(20), nullable=False),
     Column("current_stage", String(200), nullable=True),
-    Column("state", JSON, nullable=False),
+    Column("state", OrderedJsonDocument, nullable=False),  # (json on PostgreSQL: migration 26)
     Column("seq", Integer, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
