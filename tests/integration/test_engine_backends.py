@@ -605,3 +605,26 @@ def test_a_run_keeps_its_stages_and_steps_in_the_process_order(harness: Any) -> 
     run = harness.engine.get_run(run.id)
     assert list(run.stages) == ["triage_first", "ok"]
     assert list(run.steps) == ["zeta_long_name", "a", "mid", "b"]
+
+
+def test_a_record_is_shown_with_its_fields_in_the_object_types_order(harness: Any) -> None:
+    """PostgreSQL's jsonb sorts a record's keys (shorter first): `baton records show` and
+    list, the API and the record page showed a, mid, zeta_long_name there and the type's
+    order on SQLite. What is shown is put back in the type's order; a key the type no
+    longer has comes after."""
+    harness.deploy_text("""
+kind: object
+name: Thing
+fields:
+  zeta_long_name: {type: string}
+  a: {type: string}
+  mid: {type: json}
+""")
+    rec = harness.engine.create_record("Thing", {"mid": {"k": 1}, "a": "x", "zeta_long_name": "z"})
+    fields = ["zeta_long_name", "a", "mid"]
+    shown = harness.engine.get_record(rec["id"])
+    assert [k for k in shown if k in fields] == fields
+    (listed,) = harness.engine.list_records("Thing")
+    assert [k for k in listed if k in fields] == fields
+    (paged,) = harness.engine.page_records("Thing").rows
+    assert [k for k in paged if k in fields] == fields

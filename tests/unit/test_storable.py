@@ -43,3 +43,4 @@ def test_a_record_with_text_no_store_keeps_is_refused_naming_the_field(
 def test_good_text_passes_unchanged() -> None:
     data = {"name": "Zoë — ok", "notes": "two\nlines", "data": {"k": ["\\u0000 literal"]}}
     assert coerce_fields(FIELDS, data, "Thing record") == data
+

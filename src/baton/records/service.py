@@ -18,7 +18,7 @@ from baton.errors import ExpressionError, NotFound, TransitionConflict, Validati
 from baton.expressions import evaluate_condition
 from baton.ids import IdGenerator
 from baton.records.fields import coerce_fields, field_shape, typed_values
-from baton.records.model import record_json_view, record_view
+from baton.records.model import in_field_order, record_json_view, record_view
 from baton.records.related import with_related_txn
 from baton.rows import AuditEvent, Record, audit_event
 from baton.runtime import jobs
@@ -356,13 +356,27 @@ class RecordService:
         with self.store.read() as tx:
             row = self.get_row_txn(tx, record_id, lock=False)
             otype = self.definitions.object_type(row["object_type"], tx)
-        return {"object_type": row["object_type"], **record_json_view(row, otype)}
+        return {"object_type": row["object_type"],
+                **record_json_view(row, otype, field_order=self._reorders)}
+
+    def _object_type_or_none(self, name: str, tx: Transaction) -> ObjectTypeDefinition | None:
+        try:
+            return self.definitions.object_type(name, tx)
+        except NotFound:
+            return None
+
+    @property
+    def _reorders(self) -> bool:
+        """Whether records read here come back with their keys sorted (PostgreSQL's jsonb):
+        then what is shown of them is put back in their object type's field order."""
+        return self.store.dialect == "postgresql"
 
     def list_records(self, object_type: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
         with self.store.read() as tx:
             rows = tx.list_records_txn(object_type, limit, offset)
             types = {t: self.definitions.object_type(t, tx) for t in {r["object_type"] for r in rows}}
-        return [{"object_type": r["object_type"], **record_json_view(r, types[r["object_type"]])}
+        return [{"object_type": r["object_type"],
+                 **record_json_view(r, types[r["object_type"]], field_order=self._reorders)}
                 for r in rows]
 
     def count_records(self, object_type: str | None) -> int:
@@ -374,8 +388,14 @@ class RecordService:
         """Records (the engine's flat view), newest first: a keyset page."""
         with self.store.read() as tx:
             found = tx.page_records_txn(object_type, after, offset, limit)
-        return KeyPage([{"object_type": r["object_type"], **record_view(r)} for r in found.rows],
-                       found.next)
+            if not self._reorders:
+                return KeyPage([{"object_type": r["object_type"], **record_view(r)}
+                                for r in found.rows], found.next)
+            types = {t: self._object_type_or_none(t, tx)
+                     for t in {r["object_type"] for r in found.rows}}
+        return KeyPage([{"object_type": r["object_type"], **record_view(
+            {**r, "data": in_field_order(r["data"], types[r["object_type"]])})}
+            for r in found.rows], found.next)
 
     def count_bounded(self, object_type: str | None) -> Total:
         with self.store.read() as tx:
