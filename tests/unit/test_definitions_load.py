@@ -341,3 +341,17 @@ def test_a_control_character_is_a_located_issue_not_a_crash() -> None:
     _docs, issues = check_texts({"bad.yaml": text})
     assert [(i.file, i.line) for i in issues] == [("bad.yaml", 7)]
     assert "#x0001 is not allowed" in issues[0].message
+
+
+def test_text_no_store_keeps_is_a_located_issue() -> None:
+    """YAML's "\\0" and "\\ud800" escapes make a NUL and a lone surrogate: a choice holding
+    one would be offered, then refused in every record (baton.storable), and PostgreSQL
+    refuses them outright. Each is reported where it is."""
+    from baton.definitions.loader import check_texts
+
+    text = ('kind: object\nname: Thing\nlabel: "Th\\0ing"\nfields:\n'
+            '  kind_of: {type: choice, choices: [ok, "b\\ud800"]}\n')
+    _docs, issues = check_texts({"t.yaml": text})
+    assert [(i.line, i.path, i.message) for i in issues] == [
+        (3, "label", "must not contain NUL characters"),
+        (5, "fields.kind_of.choices[1]", "is not valid Unicode text (lone surrogate)")]

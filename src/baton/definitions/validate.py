@@ -50,6 +50,7 @@ from baton.expressions import is_expression
 from baton.expressions.cel import member_chains
 from baton.steps import registry
 from baton.steps.base import StepType
+from baton.storable import bad_text
 
 KINDS = ("object", "orchestration", "calendar", "mailbox", "connection", "catalog", "fulfillment",
          "routing", "intake_form")
@@ -141,10 +142,33 @@ def validate_documents(
     for doc in docs:
         ck = Checker(doc)
         _check_document(ck, env)
+        _check_storable(ck, doc.data, "")
         _check_unique(ck, seen)
         check_queue_binding(ck, bound)
         results.append(ck.issues)
     return results
+
+
+def _check_storable(ck: Checker, value: Any, path: str, depth: int = 0) -> None:
+    """Text no store keeps (a NUL, a lone surrogate: YAML's ``"\\0"`` and ``"\\ud800"``
+    escapes), wherever it is in a definition: a choice holding one would be offered and then
+    refused in every record (``baton.storable``)."""
+    if depth > 64:
+        return
+    if isinstance(value, str):
+        bad = bad_text(value)
+        if bad:
+            ck.add(path, bad)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            key = str(k)
+            if bad_text(key):
+                ck.add(path, f"key {key!r} {bad_text(key)}")
+                continue
+            _check_storable(ck, v, join(path, key), depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_storable(ck, v, item(path, i), depth + 1)
 
 
 def _object_types(
