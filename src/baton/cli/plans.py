@@ -47,7 +47,9 @@ def show(order: OrderArg, as_json: JsonOpt = False) -> None:
                   f"{plan['run_id']}  [bold]{plan['status']}[/bold]  "
                   f"({plan['fulfillment']} v{plan['fulfillment_version']}, catalog "
                   f"{plan['catalog']} v{plan['catalog_version']}; {len(plan['lines'])} "
-                  "fulfillment lines)")
+                  f"fulfillment line{'' if len(plan['lines']) == 1 else 's'})")
+    if not plan["steps"]:  # no scenario holds for its lines (a canceled line's, say)
+        console.print("no steps: no scenario of the fulfillment holds for the order's lines")
     _steps_by_lane(plan["lanes"], plan["steps"])
     comp = plan.get("compensation")
     if comp:
