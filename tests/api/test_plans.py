@@ -183,6 +183,11 @@ def test_amend_shows_the_difference_then_applies_only_it(api: Api) -> None:
     done = r.json()
     assert done["applied"] and done["revision"] == 2 and done["compensation_run_id"]
     assert (done["added"], done["removed"]) == (diff["added"], diff["removed"])
+    r = api.post("opal", f"/api/plans/{order}/amend")  # asked again: nothing differs now
+    assert r.status_code == 200, r.text
+    again = r.json()
+    assert (again["applied"], again["revision"], again["compensation_run_id"]) == (False, 2, None)
+    assert again["added"] == again["removed"] == again["changed"] == again["rewired"] == []
     api.work()
     plan = api.get("opal", f"/api/plans/{order}").json()
     steps = {s["name"]: s for s in plan["steps"]}

@@ -122,6 +122,10 @@ def amend(order: OrderArg, as_json: JsonOpt = False) -> None:
         print_json(out)
         return
     _print_diff(out)
+    if not out["applied"]:
+        console.print(f"nothing to amend: the plan of order [bold]{order}[/bold] (revision "
+                      f"{out['revision']}) already matches its lines")
+        return
     console.print(f"plan of order [bold]{order}[/bold] is now revision {out['revision']}"
                   + (f"; compensation run {out['compensation_run_id']}"
                      if out["compensation_run_id"] else ""))

@@ -301,12 +301,17 @@ class PlanService:
         """Plan only the difference between the plan and the order's lines now: refused
         once a point-of-no-return step has completed; removed (and changed) steps leave
         the run, open ones canceled and completed ones compensated; added (and changed)
-        steps join it; the others keep their state."""
+        steps join it; the others keep their state. Nothing differs: nothing is done
+        (``applied`` false, the revision stays)."""
         now_dt = self.clock.now()
         with self.store.write() as tx:
             diff, row, graph, _ = self._diff_txn(tx, order_id, now_dt)
             run, _defn, record = self.runs.load_txn(tx, row["run_id"])
             self._check_amendable(order_id, row["graph"], run)
+            if not (diff["added"] or diff["removed"] or diff["changed"] or diff["rewired"]):
+                # nothing differs: no new revision (an amendment asked twice is one)
+                return {**diff, "revision": row["revision"], "compensation_run_id": None,
+                        "applied": False}
             revisions = tx.plan_revisions_txn(order_id)
             revision = max(r["revision"] for r in revisions) + 1
             name = plan_name(order_id)
@@ -339,7 +344,7 @@ class PlanService:
                 "plan_amended", actor, iso(now_dt), order_id, run.id,
                 {"revision": revision, "added": diff["added"], "removed": diff["removed"],
                  "changed": diff["changed"], "compensation_run": comp_id})])
-        return {**diff, "revision": revision, "compensation_run_id": comp_id}
+        return {**diff, "revision": revision, "compensation_run_id": comp_id, "applied": True}
 
     def _check_ponr(self, graph: Mapping[str, Any], run: Run, what: str) -> None:
         for fact in graph["steps"]:

@@ -91,7 +91,8 @@ class Amend(RequestBody):
 
 class Amended(BaseModel):
     order_id: str
-    applied: bool = Field(description="false for a dry run")
+    applied: bool = Field(description="false for a dry run, and when nothing differs (no new "
+                                      "revision is made)")
     revision: int = Field(description="the plan revision it was compared with; once "
                                       "applied, the new revision")
     run_id: str
@@ -146,4 +147,4 @@ def amend_plan(request: Request, order_id: OrderId, body: Amend | None = None,
     if body is not None and body.dry_run:
         return {**plans.diff(order_id, refuse=True), "applied": False,
                 "compensation_run_id": None}
-    return {**plans.amend(order_id, principal.name), "applied": True}
+    return plans.amend(order_id, principal.name)
