@@ -128,6 +128,11 @@ class Settings:
     ai_model: str | None = field(default=None, metadata=_env("BATON_AI_MODEL"))
     """The model those providers ask, unless a step names one (``model:``); ``baton.toml``:
     ``[ai] model``."""
+    ai_encoder: str = field(default="auto", metadata=_env("BATON_AI_ENCODER"))
+    """The sentence encoder the offline classifier consults on close calls
+    (``baton.ai.encoder``): ``auto`` (``baton[encoder]`` if installed), ``off``, or the
+    directory of a sentence-transformers model; ``baton.toml``: ``[ai] encoder``. One per
+    process: the engine made last sets it."""
     cookie_secure: bool | None = field(default=None, metadata=_env("BATON_COOKIE_SECURE"))
     """Mark the UI's cookies ``Secure``: True, False, or None (``auto``) when the request
     came over https as seen through the trusted proxies."""
@@ -187,6 +192,8 @@ class Settings:
                                      or "offline"),
             ai_connection=_ai_name(e, p, "connection"),
             ai_model=_ai_name(e, p, "model"),
+            ai_encoder=_ai_encoder(e.get("BATON_AI_ENCODER") or _ai_table(p).get("encoder")
+                                   or "auto"),
             log_format=_log_format(e.get("BATON_LOG_FORMAT") or "text"),
             secrets_file=e.get("BATON_SECRETS_FILE") or p.get("secrets_file") or None,
             public_url=(e.get("BATON_PUBLIC_URL") or p.get("public_url") or "").rstrip("/")
@@ -216,7 +223,15 @@ def _ai_table(project: Mapping[str, Any]) -> Mapping[str, Any]:
     return table
 
 
-AI_KEYS = ("provider", "connection", "model")
+AI_KEYS = ("provider", "connection", "model", "encoder")
+
+
+def _ai_encoder(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"BATON_AI_ENCODER / [ai] encoder={value!r} must be auto, off or "
+                          "the directory of a sentence-transformers model")
+    text = value.strip()
+    return text.lower() if text.lower() in ("auto", "off") else text
 
 
 def _ai_name(env: Mapping[str, str], project: Mapping[str, Any], key: str) -> str | None:

@@ -136,6 +136,7 @@ SAMPLES = {
     "BATON_AI_PROVIDER": ("Offline", lambda s: s.ai_provider == "offline"),
     "BATON_AI_CONNECTION": ("llm", lambda s: s.ai_connection == "llm"),
     "BATON_AI_MODEL": ("gpt-4o-mini", lambda s: s.ai_model == "gpt-4o-mini"),
+    "BATON_AI_ENCODER": ("OFF", lambda s: s.ai_encoder == "off"),
 }
 
 
@@ -225,7 +226,7 @@ def test_baton_toml_ai_table_names_the_provider(tmp_path: Path) -> None:
         Settings.from_environment({}, project=load_project(tmp_path).settings)
     (tmp_path / "baton.toml").write_text('[ai]\nmodel_name = "x"\n')
     with pytest.raises(ConfigError, match="unknown key\\(s\\) in \\[ai\\]: model_name "
-                                          "\\(known: provider, connection, model\\)"):
+                                          "\\(known: provider, connection, model, encoder\\)"):
         Settings.from_environment({}, project=load_project(tmp_path).settings)
     (tmp_path / "baton.toml").write_text(
         '[ai]\nprovider = "openai"\nconnection = "llm"\nmodel = "gpt-4o-mini"\n')

@@ -123,6 +123,9 @@ class OfflineProvider:
             labels = [*self.trained.labels, *labels]
             model_name += f" {self.trained.name} v{self.trained.version}"
         model = MODELS.get(texts, labels)
+        if model.encoder_name is not None:  # the sentence encoder is consulted too
+            model_name = model_name.replace(f"/{MODEL_VERSION}",
+                                            f"/{MODEL_VERSION}+{model.encoder_name}", 1)
         (answer,) = model.classify([text])
         return Classification(answer.category, answer.confidence, answer.ranking,
                               answer.rationale, Usage(model_name))

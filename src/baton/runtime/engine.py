@@ -105,6 +105,7 @@ class Engine:
         on (re)assignment; None: ``settings.notify_assignments``. Tests may flip
         ``engine.applier.notify_assignments`` later."""
         self.settings = settings = settings or Settings()
+        _configure_encoder(settings.ai_encoder)  # the offline classifier's, one a process
         self.store = db if isinstance(db, SqlStore) else SqlStore(
             db, **settings.store_options())
         self.clock = clock or SystemClock(timedelta(seconds=settings.clock_offset))
@@ -481,3 +482,9 @@ class Engine:
     def reassign(self, item_id: str, to: str, *, actor: str = "system") -> WorkItem:
         """Give the item to ``user:NAME``, ``group:NAME`` or ``queue:NAME``; a claim is released."""
         return self.work.reassign(item_id, to, actor)
+
+
+def _configure_encoder(choice: str) -> None:
+    from baton.ai.encoder import configure
+
+    configure(choice)
