@@ -47,7 +47,7 @@ def test_paraphrases_are_closer_than_other_intents(encoder: enc.Encoder) -> None
 
 def banking77(n: int) -> list[tuple[str, str]]:
     with BANKING77.open(newline="", encoding="utf-8") as f:
-        rows = [(r["text"], r["category"]) for r in csv.DictReader(f)]
+        rows = [(r["text"].strip(), r["category"]) for r in csv.DictReader(f)]  # as read_csv
     random.Random(7).shuffle(rows)
     return rows[:n]
 
@@ -122,3 +122,41 @@ def test_a_model_directory_of_ones_own_is_named_by_its_folder_and_weights(
             (own / f.name).symlink_to(f)
     loaded = enc.load(str(own))
     assert loaded is not None and loaded.name == "all-MiniLM-L6-v2"  # the same weights
+
+
+def test_the_train_command_says_it_trained_with_the_encoder(
+        encoder: enc.Encoder, split: Any, tmp_path: Path) -> None:
+    """``baton ai train`` on 2,400 texts, then ``baton ai test`` of a step that uses it (the
+    model is the one the tests above trained: same texts, the process's cache)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from baton.cli.main import app, state
+    from tests.integration.test_ai_train import DEFS, write_csv
+
+    train, _ = split
+    proj = tmp_path / "proj"
+    (proj / "definitions").mkdir(parents=True)
+    (proj / "definitions" / "t.yaml").write_text(DEFS)
+    runner = CliRunner()
+
+    def run(*args: str | Path) -> Any:
+        return runner.invoke(app, ["--project", str(proj), "--db",
+                                   f"sqlite:///{tmp_path / 'baton.db'}", *map(str, args)])
+
+    try:
+        shown = run("ai", "train", "banking", "--from", write_csv(tmp_path / "b.csv", train))
+        assert shown.exit_code == 0, shown.output
+        assert (f"classifier banking v1: {len(train):,} texts, 77 labels, trained in"
+                in shown.output)
+        assert "s with the sentence encoder all-MiniLM-L6-v2 (ai steps" in shown.output
+        out = run("ai", "test", "intent", "--text", "my card still hasn't arrived", "--json")
+        answer = json.loads(out.output)
+        assert answer["category"] == "card_arrival"
+        assert answer["ai"]["model"] == ("baton-offline-tfidf-linear/4+all-MiniLM-L6-v2 "
+                                         "banking v1")
+    finally:  # the CLI's state (its Engine, settings) is this process's: leave none behind
+        if state._engine is not None:
+            state._engine.close()
+        state._project = state._settings = state._engine = None

@@ -77,7 +77,8 @@ def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
           source: str | None, actor: str, now: str) -> dict[str, Any]:
     """Train on ``texts`` (so a set that cannot be trained on is refused before it is
     stored) and store it as the next version of ``name``; returns the stored row (without
-    its data) with ``seconds``, the training time."""
+    its data) with ``seconds``, the training time, and ``encoder``, the sentence encoder the
+    model consults (:mod:`baton.ai.encoder`) or None."""
     from baton.ai.offline import OfflineClassifier, fingerprint
     from baton.definitions.checks import IDENTIFIER
 
@@ -85,7 +86,7 @@ def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
         raise ValidationError("classifier", {"name": f"{name!r} is not a name (letters, "
                                                      "digits and _, starting with a letter)"})
     started = time.perf_counter()
-    OfflineClassifier.train(texts, labels)
+    model = OfflineClassifier.train(texts, labels)
     seconds = time.perf_counter() - started
     data = gzip.compress(json.dumps({"texts": list(texts), "labels": list(labels)},
                                     ensure_ascii=False).encode())
@@ -96,7 +97,8 @@ def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
                "fingerprint": fingerprint(texts, labels), "data": data,
                "source": source, "created_at": now, "created_by": actor}
         tx.insert_classifier_txn(row)
-    return {**{k: v for k, v in row.items() if k != "data"}, "seconds": seconds}
+    return {**{k: v for k, v in row.items() if k != "data"}, "seconds": seconds,
+            "encoder": model.encoder_name}  # the sentence encoder it consults, or None
 
 
 class TrainedSets:

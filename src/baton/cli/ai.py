@@ -111,7 +111,8 @@ def ai_train(
         print_json(row)
         return
     console.print(f"classifier {row['name']} v{row['version']}: {row['examples']:,} texts, "
-                  f"{len(row['labels'])} labels, trained in {row['seconds']:.1f} s "
+                  f"{len(row['labels'])} labels, trained in {row['seconds']:.1f} s"
+                  f"{' with the sentence encoder ' + row['encoder'] if row['encoder'] else ''} "
                   f"(ai steps with classifier: {row['name']} use it now)", highlight=False)
 
 
