@@ -238,3 +238,12 @@ def test_baton_toml_ai_table_names_the_provider(tmp_path: Path) -> None:
     (tmp_path / "baton.toml").write_text('[ai]\nconnection = 7\n')
     with pytest.raises(ConfigError, match="\\[ai\\] connection=7 must be a name"):
         Settings.from_environment({}, project=load_project(tmp_path).settings)
+    (tmp_path / "baton.toml").write_text('[ai]\nencoder = 7\n')
+    with pytest.raises(ConfigError, match="\\[ai\\] encoder=7 must be auto, off or the "
+                                          "directory of a sentence-transformers model"):
+        Settings.from_environment({}, project=load_project(tmp_path).settings)
+    (tmp_path / "baton.toml").write_text('[ai]\nencoder = "/srv/models/mini"\n')
+    s = Settings.from_environment({}, project=load_project(tmp_path).settings)
+    assert s.ai_encoder == "/srv/models/mini"
+    assert Settings.from_environment({"BATON_AI_ENCODER": "Off"},
+                                     project=load_project(tmp_path).settings).ai_encoder == "off"
