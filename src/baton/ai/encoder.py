@@ -59,16 +59,7 @@ class Encoder:
         transformers.utils.logging.set_verbosity_error()
         self._tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
         model = transformers.AutoModel.from_pretrained(str(path)).eval()
-        self.quantized = False
-        try:
-            with warnings.catch_warnings():  # PyTorch calls its 8-bit tensors deprecated
-                warnings.simplefilter("ignore")
-                model = torch.ao.quantization.quantize_dynamic(
-                    model, {torch.nn.Linear}, dtype=torch.qint8)
-            self.quantized = True
-        except (AttributeError, RuntimeError, NotImplementedError):
-            pass  # a PyTorch without it: 32-bit floats, half the speed, the same answers
-        self._model = model
+        self._model, self.quantized = _quantised(torch, model)
         self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> Any:
@@ -93,6 +84,19 @@ class Encoder:
     @functools.cached_property
     def dimensions(self) -> int:
         return int(self._model.config.hidden_size)
+
+
+def _quantised(torch: Any, model: Any) -> tuple[Any, bool]:
+    """The model with its linear layers in 8 bits (twice the speed on a CPU), and True; or,
+    on a PyTorch that no longer has dynamic quantisation (it calls it deprecated), the model
+    as it is (32-bit floats: half the speed, the same answers) and False."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear}, dtype=torch.qint8), True
+        except (AttributeError, RuntimeError, NotImplementedError):
+            return model, False
 
 
 def _weights_sha256(path: Path) -> str:
