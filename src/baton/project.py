@@ -92,6 +92,13 @@ def load_project(folder: str | Path | None = None) -> Project:
         raise ConfigError(f'{path}: flows must be a list of module names, e.g. flows = ["flows"]')
     settings = {k: data[k] for k in SETTING_KEYS if k in data}
     settings.update(_tables(path, root, data))
+    ai = settings.get("ai")
+    encoder = ai.get("encoder") if isinstance(ai, dict) else None
+    if isinstance(ai, dict) and isinstance(encoder, str) and encoder.strip() \
+            and encoder.strip().lower() not in ("auto", "off"):
+        # A model folder of one's own, like [secrets] file: relative to the project folder
+        # (BATON_AI_ENCODER, from the environment, stays relative to the current one).
+        settings["ai"] = {**ai, "encoder": str((root / encoder.strip()).resolve())}
     return Project(root, database, tuple(flows), settings)
 
 

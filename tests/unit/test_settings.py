@@ -216,7 +216,8 @@ def test_baton_toml_sets_isolation_and_the_environment_beats_it(tmp_path: Path) 
         Settings.from_environment({}, project=load_project(tmp_path).settings)
 
 
-def test_baton_toml_ai_table_names_the_provider(tmp_path: Path) -> None:
+def test_baton_toml_ai_table_names_the_provider(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "baton.toml").write_text('[ai]\nprovider = "offline"\n')
     project = load_project(tmp_path)
     assert Settings.from_environment({}, project=project.settings).ai_provider == "offline"
@@ -247,3 +248,15 @@ def test_baton_toml_ai_table_names_the_provider(tmp_path: Path) -> None:
     assert s.ai_encoder == "/srv/models/mini"
     assert Settings.from_environment({"BATON_AI_ENCODER": "Off"},
                                      project=load_project(tmp_path).settings).ai_encoder == "off"
+    # A relative model folder is the project's, wherever the command runs from.
+    (tmp_path / "baton.toml").write_text('[ai]\nencoder = "models/mini"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    s = Settings.from_environment({}, project=load_project(tmp_path).settings)
+    assert s.ai_encoder == str((tmp_path / "models" / "mini").resolve())
+    assert Settings.from_environment({}, project=load_project(tmp_path).settings
+                                     ).ai_encoder == s.ai_encoder
+    (tmp_path / "baton.toml").write_text('[ai]\nencoder = " AUTO "\n')
+    assert Settings.from_environment({}, project=load_project(tmp_path).settings
+                                     ).ai_encoder == "auto"
