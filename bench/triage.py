@@ -425,12 +425,16 @@ def _database_size(url: str) -> int:
 
 # ---- profiling (BATON_BENCH_PROFILE=DIR: cProfile of the driver and each worker) ---------------
 def _profiler() -> Any:
-    """A running cProfile.Profile when BATON_BENCH_PROFILE names a folder, else None."""
+    """A running cProfile.Profile when BATON_BENCH_PROFILE names a folder, else None; it
+    counts wall time (waits for fsync and for the write lock included), or this process's
+    CPU time with BATON_BENCH_PROFILE_CPU=1 (each call to the clock is a system call: the
+    profile's overhead grows, its shares are CPU's)."""
     if not os.environ.get("BATON_BENCH_PROFILE"):
         return None
     import cProfile
 
-    prof = cProfile.Profile()
+    prof = (cProfile.Profile(time.process_time) if os.environ.get("BATON_BENCH_PROFILE_CPU")
+            else cProfile.Profile())
     prof.enable()
     return prof
 

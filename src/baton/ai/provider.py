@@ -118,11 +118,13 @@ class OfflineProvider:
 
         texts, labels = training_set(categories)
         model_name = f"{MODEL_NAME}/{MODEL_VERSION}"
+        known = None
         if self.trained is not None:
+            known = self.trained.vectors  # its texts' sentence vectors, if it has them
             texts = [*self.trained.texts, *texts]
             labels = [*self.trained.labels, *labels]
             model_name += f" {self.trained.name} v{self.trained.version}"
-        model = MODELS.get(texts, labels)
+        model = MODELS.get(texts, labels, known)
         if model.encoder_name is not None:  # the sentence encoder is consulted too
             model_name = model_name.replace(f"/{MODEL_VERSION}",
                                             f"/{MODEL_VERSION}+{model.encoder_name}", 1)

@@ -8,6 +8,9 @@ examples, if it has categories). What is stored is the training set, compressed,
 pickled model (a pickle read from the database would run whatever it holds, and breaks
 across scikit-learn versions): a worker trains the classifier from it once per version (the
 offline classifier is deterministic and trains on 10,000 texts in seconds) and keeps it.
+When the sentence encoder took part (:mod:`baton.ai.encoder`), the texts' sentence vectors
+are stored too (16-bit floats: data, not code), so that a worker with the same encoder
+trains from them instead of encoding every text again.
 """
 
 from __future__ import annotations
@@ -15,15 +18,20 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton.errors import BatonError, NotFound, ValidationError
 
+if TYPE_CHECKING:
+    from baton.ai.offline import Vectors
+
+log = logging.getLogger(__name__)
 MAX_TEXT = 20_000  # characters of a training text kept
 
 
@@ -33,6 +41,7 @@ class TrainingSet:
     version: int
     texts: tuple[str, ...]
     labels: tuple[str, ...]
+    vectors: Vectors | None = None  # the texts' sentence vectors, if stored with them
 
 
 def read_csv(path: Path, text_column: str = "text", label_column: str = "label"
@@ -86,10 +95,12 @@ def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
         raise ValidationError("classifier", {"name": f"{name!r} is not a name (letters, "
                                                      "digits and _, starting with a letter)"})
     started = time.perf_counter()
-    model = OfflineClassifier.train(texts, labels)
+    model = OfflineClassifier.train(texts, labels, keep_vectors=True)
     seconds = time.perf_counter() - started
-    data = gzip.compress(json.dumps({"texts": list(texts), "labels": list(labels)},
-                                    ensure_ascii=False).encode())
+    stored: dict[str, Any] = {"texts": list(texts), "labels": list(labels)}
+    if model.vectors is not None:
+        stored["vectors"] = model.vectors.to_json()
+    data = gzip.compress(json.dumps(stored, ensure_ascii=False).encode())
     with store.write() as tx:
         latest = tx.classifier_txn(name, data=False)
         row = {"name": name, "version": (latest["version"] + 1) if latest else 1,
@@ -98,7 +109,8 @@ def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
                "source": source, "created_at": now, "created_by": actor}
         tx.insert_classifier_txn(row)
     return {**{k: v for k, v in row.items() if k != "data"}, "seconds": seconds,
-            "encoder": model.encoder_name}  # the sentence encoder it consults, or None
+            "encoder": model.encoder_name,  # the sentence encoder it consults, or None
+            "vectors": model.vectors is not None}  # its texts' vectors stored with them
 
 
 class TrainedSets:
@@ -122,8 +134,17 @@ class TrainedSets:
                 return held
             row = tx.classifier_txn(name, head["version"])
         data = json.loads(gzip.decompress(row["data"]))
+        vectors = None
+        if data.get("vectors") is not None:
+            from baton.ai.offline import Vectors
+
+            try:
+                vectors = Vectors.from_json(data["vectors"], len(data["texts"]))
+            except BatonError as exc:  # the texts are what counts: encode them again
+                log.warning("classifier %s v%s: %s; its texts are encoded again", name,
+                            row["version"], exc)
         got = TrainingSet(name, int(row["version"]), tuple(data["texts"]),
-                          tuple(data["labels"]))
+                          tuple(data["labels"]), vectors)
         with self._lock:
             self._sets[name] = got
         return got

@@ -112,7 +112,8 @@ def ai_train(
         return
     console.print(f"classifier {row['name']} v{row['version']}: {row['examples']:,} texts, "
                   f"{len(row['labels'])} labels, trained in {row['seconds']:.1f} s"
-                  f"{' with the sentence encoder ' + row['encoder'] if row['encoder'] else ''} "
+                  f"{' with the sentence encoder ' + row['encoder'] if row['encoder'] else ''}"
+                  f"{', its sentence vectors stored with it' if row.get('vectors') else ''} "
                   f"(ai steps with classifier: {row['name']} use it now)", highlight=False)
 
 
