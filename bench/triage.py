@@ -466,6 +466,7 @@ def _worker_main(url: str, project_dir: str, batch: int, settings: Settings, sto
     load_project(project_dir).import_flows()
     engine = Engine(url, migrate=False, settings=settings)
     worker = Worker(engine, batch=batch)
+    engine.warm()  # what worker.run() does first, before the clock (as the driver's, above)
 
     def watch() -> None:
         stop.wait()
@@ -833,6 +834,7 @@ def _baton_once(cfg: BenchConfig, rep: int, project: Path, dbs: _Databases,
                 # find it settled. SpiffWorkflow's process gets the same (spiffworkflow_triage.settle).
                 from baton.runtime import heap
 
+                engine.warm()  # as baton serve does at start (SpiffWorkflow's spec: loaded)
                 heap.settle()
                 prof = _profiler()
                 try:

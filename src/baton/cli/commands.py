@@ -378,6 +378,7 @@ def serve(
         app = create_app(eng, base_url=url)
         from baton.runtime import heap
 
+        eng.warm()  # definitions parsed now, not in the first requests' time
         heap.settle()  # (a long-running process: see baton.runtime.heap)
         uvicorn.run(app, host=host, port=port, log_level="info",
                     proxy_headers=False, log_config=None)  # our handlers and format

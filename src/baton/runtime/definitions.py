@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -38,6 +39,8 @@ from baton.runtime import schedules
 from baton.store.base import DefinitionRow
 from baton.store.ports import Definitions, Transaction
 from baton.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
 
 REFRESH_INTERVAL_S = 1.0
 PLAN_PREFIX = "plan:"  # a plan run's orchestration: "plan:ORDER_ID", its version the revision
@@ -328,6 +331,24 @@ class DefinitionRepo:
             self._plan_steps = 0
             self._sources.clear()
             self._active = {}
+
+    def warm(self) -> int:
+        """Parse every active definition now (YAML, validation, expressions compiled), as
+        the first job or request that needs each would: a process that serves from now on
+        (``baton worker``, ``baton serve``) pays for it once at start, not in its first
+        steps' latency. One that cannot be parsed is left for its first use to report (a
+        worker must still start to run the others). Returns how many are parsed."""
+        self.refresh()
+        parsed = 0
+        for (kind, name), version in sorted(self._active.items()):
+            try:
+                self._parse(kind, name, version)
+            except Exception as exc:  # noqa: BLE001 - reported where it is used, not here
+                log.warning("%s %s v%s could not be parsed at start (%s); the first step "
+                            "that needs it will report it", kind, name, version, exc)
+                continue
+            parsed += 1
+        return parsed
 
     def refresh(self, tx: Definitions | None = None) -> None:
         """Reload the index of active versions if anything was deployed since."""

@@ -142,6 +142,11 @@ class Engine:
         if not self.work_available.is_set():
             self.work_available.set()
 
+    def warm(self) -> int:
+        """Ready to serve: parse the active definitions now (:meth:`Definitions.warm`), not on
+        the first job or request. Returns how many."""
+        return self.definitions.warm()
+
     def close(self) -> None:
         if self._connections is not None:
             self._connections.close()

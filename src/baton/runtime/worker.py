@@ -157,6 +157,7 @@ class Worker:
         """
         self.stopping.clear()
         if not until_idle:  # a process that serves from now on (not a test's short run)
+            self._with_db(self.engine.warm, retry=True)  # definitions parsed before any job
             heap.settle()
         self._claim_ahead = True
         self._with_db(self._register, retry=not until_idle)
