@@ -77,3 +77,19 @@ def test_training_needs_two_categories_and_as_many_labels_as_texts() -> None:
         OfflineClassifier.train(["a", "b"], ["x", "x"])
     with pytest.raises(BatonError, match="2 texts but 1 labels"):
         OfflineClassifier.train(["a", "b"], ["x"])
+
+
+def test_a_trained_sets_texts_are_hashed_once_and_give_the_same_fingerprint() -> None:
+    """A step's model is found by the fingerprint of every text it is trained on; with a
+    trained classifier, the set's part is hashed once (kept on it), the step's added."""
+    from baton.ai.offline import fingerprint, hasher
+    from baton.ai.trained import TrainingSet
+
+    trained = TrainingSet("t", 1, ("my card is late", "refund me"), ("card", "refund"))
+    step_texts, step_labels = ["where is my parcel"], ["parcel"]
+    whole = fingerprint([*trained.texts, *step_texts], [*trained.labels, *step_labels])
+    assert fingerprint(step_texts, step_labels, trained.hasher) == whole
+    assert fingerprint(step_texts, step_labels, trained.hasher) == whole  # start not consumed
+    assert trained.hasher is trained.hasher  # (made once)
+    assert fingerprint([], [], hasher(trained.texts, trained.labels)) == \
+        fingerprint(trained.texts, trained.labels)

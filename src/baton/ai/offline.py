@@ -385,11 +385,20 @@ def _softmax(scores: list[float]) -> list[float]:
     return [e / total for e in exps]
 
 
-def fingerprint(texts: Sequence[str], labels: Sequence[str]) -> str:
-    h = hashlib.sha256(f"{MODEL_NAME}/{MODEL_VERSION}".encode())
+def fingerprint(texts: Sequence[str], labels: Sequence[str], start: Any = None) -> str:
+    """What a model is trained on, in 16 hex digits. ``start``: :func:`hasher` of texts that
+    come first (a trained classifier's 10,000 are hashed once, not at every step)."""
+    return str(hasher(texts, labels, start).hexdigest()[:16])
+
+
+def hasher(texts: Sequence[str], labels: Sequence[str], start: Any = None) -> Any:
+    """The SHA-256 state of :func:`fingerprint` after ``texts`` (continuing a copy of
+    ``start``'s, which is left as it was)."""
+    h = start.copy() if start is not None else hashlib.sha256(
+        f"{MODEL_NAME}/{MODEL_VERSION}".encode())
     for t, label in zip(texts, labels, strict=True):
         h.update(b"\x00" + t.encode() + b"\x01" + str(label).encode())
-    return h.hexdigest()[:16]
+    return h
 
 
 class ModelCache:
@@ -402,12 +411,14 @@ class ModelCache:
         self._size = size
 
     def get(self, texts: Sequence[str], labels: Sequence[str],
-            known: Vectors | None = None) -> OfflineClassifier:
+            known: Vectors | None = None, *, print_: str | None = None) -> OfflineClassifier:
         """The model of ``texts`` and ``labels``, trained on first use (``known``: the
-        stored sentence vectors of the first texts, :meth:`OfflineClassifier.train`)."""
+        stored sentence vectors of the first texts, :meth:`OfflineClassifier.train`;
+        ``print_``: their :func:`fingerprint`, when the caller has it)."""
         from baton.ai.encoder import choice
 
-        key = f"{fingerprint(texts, labels)}/{choice()}"  # with the encoder or without
+        # with the encoder or without
+        key = f"{print_ or fingerprint(texts, labels)}/{choice()}"
         with self._lock:
             model = self._models.get(key)
             if model is not None:

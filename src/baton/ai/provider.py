@@ -114,17 +114,19 @@ class OfflineProvider:
         self.trained = trained  # a classifier's training set (baton ai train), or None
 
     def classify(self, text: str, categories: Sequence[Category]) -> Classification:
-        from baton.ai.offline import MODEL_NAME, MODEL_VERSION, MODELS
+        from baton.ai.offline import MODEL_NAME, MODEL_VERSION, MODELS, fingerprint
 
         texts, labels = training_set(categories)
         model_name = f"{MODEL_NAME}/{MODEL_VERSION}"
-        known = None
+        known = print_ = None
         if self.trained is not None:
             known = self.trained.vectors  # its texts' sentence vectors, if it has them
+            # (its texts hashed once: 2.6 of 5.4 ms a step on BANKING77's 10,003)
+            print_ = fingerprint(texts, labels, self.trained.hasher)
             texts = [*self.trained.texts, *texts]
             labels = [*self.trained.labels, *labels]
             model_name += f" {self.trained.name} v{self.trained.version}"
-        model = MODELS.get(texts, labels, known)
+        model = MODELS.get(texts, labels, known, print_=print_)
         if model.encoder_name is not None:  # the sentence encoder is consulted too
             model_name = model_name.replace(f"/{MODEL_VERSION}",
                                             f"/{MODEL_VERSION}+{model.encoder_name}", 1)

@@ -16,6 +16,7 @@ trains from them instead of encoding every text again.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import json
 import logging
@@ -42,6 +43,13 @@ class TrainingSet:
     texts: tuple[str, ...]
     labels: tuple[str, ...]
     vectors: Vectors | None = None  # the texts' sentence vectors, if stored with them
+
+    @functools.cached_property
+    def hasher(self) -> Any:
+        """The texts' :func:`baton.ai.offline.hasher` (hashed once per set, not per step)."""
+        from baton.ai.offline import hasher
+
+        return hasher(self.texts, self.labels)
 
 
 def read_csv(path: Path, text_column: str = "text", label_column: str = "label"
