@@ -5,6 +5,7 @@
     python bench/banking77.py --cv 5 [--shots K] [--data FILE.csv]
         K-fold cross-validated accuracy (stratified, seeded) on one file
 
+``--encoder-few`` consults it with fewer than 2,000 training texts too (``[ai] encoder_few``).
 ``--encoder off`` leaves out the sentence encoder (``baton.ai.encoder``; ``auto``, the default,
 uses it when ``baton[encoder]`` is installed; or a model directory). It is loaded before the
 clock starts (once per process, ~2 s), and the line before the accuracy says whether it was used
@@ -107,8 +108,10 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--encoder", default="auto",
                     help="the sentence encoder: auto (if installed), off, or a model directory")
+    ap.add_argument("--encoder-few", action="store_true",
+                    help="also with fewer than 2,000 training texts ([ai] encoder_few)")
     args = ap.parse_args()
-    configure(args.encoder)
+    configure(args.encoder, args.encoder_few)
     started = time.perf_counter()
     enc = encoder()  # loaded once, before the clock starts, as a worker keeps it
     loaded = time.perf_counter() - started

@@ -193,10 +193,12 @@ def test_stored_sentence_vectors_train_the_same_model_without_encoding_again(
 
     encoded.clear()
     again = OfflineClassifier.train(texts, labels, known=back)
-    assert encoded == []  # nothing encoded: every training text had its vector
+    assert encoded == [], encoded  # nothing encoded: every training text had its vector
     questions = [t for t, _ in test]
-    assert [(a.category, a.confidence, a.rationale) for a in again.classify(questions)] == \
-        [(a.category, a.confidence, a.rationale) for a in first.classify(questions)]
+    ours = [(a.category, a.confidence, a.rationale) for a in again.classify(questions)]
+    theirs = [(a.category, a.confidence, a.rationale) for a in first.classify(questions)]
+    differ = [(q, a, b) for q, a, b in zip(questions, ours, theirs, strict=True) if a != b]
+    assert not differ, f"{len(differ)} answers differ, the first: {differ[0]}"
 
     encoded.clear()  # a step's own categories' examples after the stored texts: those alone
     OfflineClassifier.train([*texts, "where is my parcel", "parcel not delivered"],
@@ -225,6 +227,48 @@ def test_stored_sentence_vectors_train_the_same_model_without_encoding_again(
         MODELS._models.clear()  # (the process's cache: this set must be trained here)
         answer = OfflineProvider(got).classify("my card still hasn't arrived", [])
         assert answer.category == "card_arrival"
-        assert sum(encoded) <= 1  # the question, if it was a close call; no training text
+        assert sum(encoded) <= 1, encoded  # the question, if a close call; no training text
     finally:
         engine.close()
+
+
+def test_with_few_texts_the_encoder_is_asked_only_when_configured(
+        encoder: enc.Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ai step's own categories (8 examples an intent here): the TF-IDF model alone,
+    unless ``[ai] encoder_few`` asks for the encoder too; then every text is encoded and
+    more are right (deterministic: the same data, the same models)."""
+    rows = banking77(4000)
+    taken: dict[str, int] = {}
+    train, test = [], []
+    for text, label in rows:
+        if taken.get(label, 0) < 8:
+            taken[label] = taken.get(label, 0) + 1
+            train.append((text, label))
+        elif len(test) < 400:
+            test.append((text, label))
+    texts, labels = [t for t, _ in train], [c for _, c in train]
+    assert len(texts) < FEW
+    alone = OfflineClassifier.train(texts, labels)
+    assert alone.encoder_name is None  # the default: no encoder below FEW texts
+    monkeypatch.setattr(enc, "_FEW", [True])
+    with_it = OfflineClassifier.train(texts, labels)
+    assert with_it.encoder_name == "all-MiniLM-L6-v2"
+    got = with_it.classify([t for t, _ in test])
+    assert with_it.consulted == len(test)  # every text
+    base = alone.classify([t for t, _ in test], explain=False)
+    right = sum(a.category == c for a, (_, c) in zip(got, test, strict=True))
+    right_alone = sum(a.category == c for a, (_, c) in zip(base, test, strict=True))
+    assert right > right_alone + len(test) // 20, (right, right_alone)
+    flipped = [a for a, b in zip(got, base, strict=True) if a.category != b.category]
+    assert flipped and all(a.rationale[0].startswith("meaning close to its examples")
+                           for a in flipped if a.rationale)
+    kept = [a for a, b in zip(got, base, strict=True) if a.category == b.category]
+    assert not any(a.rationale and a.rationale[0].startswith("meaning close") for a in kept)
+    for a in got:  # the mix is a distribution: its best first, the answer's confidence
+        scores = [p for _, p in a.ranking]
+        assert 0 < a.confidence <= 1 and scores == sorted(scores, reverse=True)
+        assert a.ranking[0] == (a.category, a.confidence) and sum(scores) <= 1.0001
+    # The provider's model cache tells the two apart.
+    one = MODELS.get(texts, labels)
+    monkeypatch.setattr(enc, "_FEW", [False])
+    assert MODELS.get(texts, labels) is not one

@@ -137,6 +137,7 @@ SAMPLES = {
     "BATON_AI_CONNECTION": ("llm", lambda s: s.ai_connection == "llm"),
     "BATON_AI_MODEL": ("gpt-4o-mini", lambda s: s.ai_model == "gpt-4o-mini"),
     "BATON_AI_ENCODER": ("OFF", lambda s: s.ai_encoder == "off"),
+    "BATON_AI_ENCODER_FEW": ("yes", lambda s: s.ai_encoder_few is True),
 }
 
 
@@ -227,7 +228,8 @@ def test_baton_toml_ai_table_names_the_provider(tmp_path: Path,
         Settings.from_environment({}, project=load_project(tmp_path).settings)
     (tmp_path / "baton.toml").write_text('[ai]\nmodel_name = "x"\n')
     with pytest.raises(ConfigError, match="unknown key\\(s\\) in \\[ai\\]: model_name "
-                                          "\\(known: provider, connection, model, encoder\\)"):
+                                          "\\(known: provider, connection, model, encoder, "
+                                          "encoder_few\\)"):
         Settings.from_environment({}, project=load_project(tmp_path).settings)
     (tmp_path / "baton.toml").write_text(
         '[ai]\nprovider = "openai"\nconnection = "llm"\nmodel = "gpt-4o-mini"\n')
@@ -248,6 +250,19 @@ def test_baton_toml_ai_table_names_the_provider(tmp_path: Path,
     assert s.ai_encoder == "/srv/models/mini"
     assert Settings.from_environment({"BATON_AI_ENCODER": "Off"},
                                      project=load_project(tmp_path).settings).ai_encoder == "off"
+    assert Settings.from_environment({}, project=load_project(tmp_path).settings
+                                     ).ai_encoder_few is False  # the default
+    (tmp_path / "baton.toml").write_text('[ai]\nencoder_few = true\n')
+    assert Settings.from_environment({}, project=load_project(tmp_path).settings
+                                     ).ai_encoder_few is True
+    assert Settings.from_environment({"BATON_AI_ENCODER_FEW": "0"},
+                                     project=load_project(tmp_path).settings
+                                     ).ai_encoder_few is False
+    with pytest.raises(ConfigError, match="BATON_AI_ENCODER_FEW='maybe' is not 1 or 0"):
+        Settings.from_environment({"BATON_AI_ENCODER_FEW": "maybe"})
+    (tmp_path / "baton.toml").write_text('[ai]\nencoder_few = "yes"\n')
+    with pytest.raises(ConfigError, match="\\[ai\\] encoder_few='yes' must be true or false"):
+        Settings.from_environment({}, project=load_project(tmp_path).settings)
     # A relative model folder is the project's, wherever the command runs from.
     (tmp_path / "baton.toml").write_text('[ai]\nencoder = "models/mini"\n')
     elsewhere = tmp_path / "elsewhere"

@@ -155,15 +155,24 @@ def _check(path: Path, what: str) -> str:
 _LOCK = threading.Lock()
 _LOADED: dict[str, Encoder | None] = {}
 _CHOICE = ["auto"]
+_FEW = [False]
 
 
-def configure(choice: str) -> None:
-    """This process's choice (``Settings.ai_encoder``); loaded when first needed."""
+def configure(choice: str, few: bool = False) -> None:
+    """This process's choice (``Settings.ai_encoder``), loaded when first needed, and
+    whether classifiers of few texts consult it too (``Settings.ai_encoder_few``)."""
     _CHOICE[0] = choice
+    _FEW[0] = few
 
 
 def choice() -> str:
     return _CHOICE[0]
+
+
+def few() -> bool:
+    """Whether a classifier of fewer than 2,000 texts (an ai step's own categories) also
+    consults the encoder, on every text (``[ai] encoder_few``; off unless asked for)."""
+    return _FEW[0]
 
 
 def encoder() -> Encoder | None:

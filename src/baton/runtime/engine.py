@@ -105,7 +105,8 @@ class Engine:
         on (re)assignment; None: ``settings.notify_assignments``. Tests may flip
         ``engine.applier.notify_assignments`` later."""
         self.settings = settings = settings or Settings()
-        _configure_encoder(settings.ai_encoder)  # the offline classifier's, one a process
+        # the offline classifier's, one a process
+        _configure_encoder(settings.ai_encoder, settings.ai_encoder_few)
         self.store = db if isinstance(db, SqlStore) else SqlStore(
             db, **settings.store_options())
         self.clock = clock or SystemClock(timedelta(seconds=settings.clock_offset))
@@ -489,7 +490,7 @@ class Engine:
         return self.work.reassign(item_id, to, actor)
 
 
-def _configure_encoder(choice: str) -> None:
+def _configure_encoder(choice: str, few: bool) -> None:
     from baton.ai.encoder import configure
 
-    configure(choice)
+    configure(choice, few)
