@@ -251,7 +251,7 @@ class OfflineClassifier:
         pipeline = make_pipeline(features, model)
         enc = _encoder() if not few or _encoder_few() else None
         if enc is None:
-            pipeline.fit(list(texts), list(labels))
+            _fit(model, features.fit_transform(list(texts)), list(labels))
             return cls(pipeline, [str(x) for x in pipeline.classes_],
                        fingerprint(texts, labels))
         from sklearn.decomposition import PCA
@@ -262,12 +262,14 @@ class OfflineClassifier:
         head = make_pipeline(PCA(min(ENCODER_DIMS, enc.dimensions), random_state=0),
                              LinearSVC(C=ENCODER_C, random_state=0)) if not few else \
             LogisticRegression(C=FEW_ENCODER_C, max_iter=3000)
-        # then both models at once: liblinear lets go of the GIL, the TF-IDF features hold it
-        # (encoding beside them is slower: PyTorch's threads wait for each other)
+        # then the vectors' model beside the TF-IDF features (liblinear and numpy let go of
+        # the GIL, the features hold it; encoding beside them is slower: PyTorch's threads
+        # wait for each other), and the TF-IDF model's fit after the vectors' (see _fit)
         with ThreadPoolExecutor(1, thread_name_prefix="fit-vectors") as pool:
-            fitted = pool.submit(head.fit, vectors, list(labels))
-            pipeline.fit(list(texts), list(labels))
+            fitted = pool.submit(_fit, head, vectors, list(labels))
+            x = features.fit_transform(list(texts))
             fitted.result()
+        _fit(model, x, list(labels))
         if list(head.classes_) != list(pipeline.classes_):  # both sort the same labels
             raise BatonError("the sentence-vector model's categories differ from the TF-IDF "
                              "model's")
@@ -390,6 +392,31 @@ def _encoder() -> Any:
     from baton.ai.encoder import encoder
 
     return encoder()
+
+
+_LIBLINEAR = threading.Lock()
+
+
+def _fit(model: Any, x: Any, y: list[str]) -> None:
+    """Fit ``model`` (or a pipeline ending in one) on ``x``. A linear SVM is fitted by
+    liblinear, which draws its coordinate order from one random generator for the whole
+    process: two fits at once (the two models of one training, two trainings in two
+    threads) would interleave their draws and give a model a little different from run to
+    run. Those fits take turns, so a worker trains exactly the model ``baton ai train``
+    did; the rest of a pipeline (PCA) runs outside the turn."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.svm import LinearSVC
+
+    if isinstance(model, Pipeline):
+        *rest, (_name, last) = model.steps
+        for _n, step in rest:
+            x = step.fit_transform(x, y)
+        model = last
+    if isinstance(model, LinearSVC):
+        with _LIBLINEAR:
+            model.fit(x, y)
+    else:
+        model.fit(x, y)
 
 
 def _encoder_few() -> bool:
