@@ -98,6 +98,40 @@ def test_a_step_uses_the_latest_trained_version(harness: Any, tmp_path: Path) ->
     assert "data" not in listed[0]
 
 
+def test_old_versions_are_pruned_and_the_latest_still_answers(harness: Any, tmp_path: Path
+                                                                ) -> None:
+    harness.deploy_text(DEFS)
+    texts, labels = read_csv(write_csv(tmp_path / "v.csv", ROWS))
+    for day in (1, 2, 3):
+        train(harness.engine.store, "banking", texts, labels, source=f"v{day}.csv",
+              actor="test", now=f"2026-01-0{day}T00:00:00Z")
+    train(harness.engine.store, "other", texts, labels, source="o.csv", actor="test",
+          now="2026-01-04T00:00:00Z")
+    with harness.engine.store.read() as tx:
+        listed = tx.list_classifiers_txn()
+    assert [(r["name"], r["version"]) for r in listed] == [
+        ("banking", 3), ("banking", 2), ("banking", 1), ("other", 1)]
+    assert all(r["bytes"] > 100 for r in listed), listed  # the gzip of 9 texts and labels
+    with pytest.raises(ValueError, match="keep at least one version"), \
+            harness.engine.store.write() as tx:
+        tx.delete_classifier_versions_txn("banking", 0)
+    with harness.engine.store.write() as tx:
+        gone = tx.delete_classifier_versions_txn("banking", 1)
+    assert [(r["version"], r["source"]) for r in gone] == [(2, "v2.csv"), (1, "v1.csv")]
+    with harness.engine.store.write() as tx:
+        assert tx.delete_classifier_versions_txn("banking", 1) == []  # nothing older left
+    with harness.engine.store.read() as tx:
+        assert [(r["name"], r["version"]) for r in tx.list_classifiers_txn()] == [
+            ("banking", 3), ("other", 1)]  # another classifier's versions untouched
+        assert tx.classifier_txn("banking", 1) is None
+    sr = classify(harness, "my card still has not arrived")
+    assert sr.status.value == "completed", sr.error
+    assert sr.output["ai"]["model"].endswith(" banking v3")
+    # the next training is v4, not a reused number
+    assert train(harness.engine.store, "banking", texts, labels, source=None, actor="test",
+                 now="2026-01-05T00:00:00Z")["version"] == 4
+
+
 def test_bad_training_files_say_where(tmp_path: Path) -> None:
     with pytest.raises(BatonError, match=r"v\.csv:1: no column 'label' \(the header has: "
                                          r"text, intent; choose with --text / --label\)"):
@@ -168,3 +202,20 @@ def _train_commands(run: Any, tmp_path: Path) -> None:
     assert answer["ai"]["model"].endswith("banking v2")
     bad = run("ai", "train", "banking", "--from", tmp_path / "nope.csv")
     assert bad.exit_code == 1 and "nope.csv: cannot read it" in bad.output
+    run("ai", "train", "banking", "--from", source)  # v3
+    listed = run("ai", "classifiers")
+    assert listed.exit_code == 0 and "stored" in listed.output and " B " in listed.output, \
+        listed.output
+    pruned = run("ai", "prune", "banking", "--keep", "2")
+    assert pruned.exit_code == 0, pruned.output
+    assert "classifier banking: deleted v1 (" in pruned.output
+    assert "the newest 2 kept" in pruned.output
+    assert [r["version"] for r in json.loads(run("ai", "classifiers", "--json").output)] == [3, 2]
+    again = run("ai", "prune", "banking", "--keep", "2", "--json")
+    assert again.exit_code == 0 and json.loads(again.output) == []
+    assert "nothing to delete" in run("ai", "prune", "banking", "--keep", "5").output
+    none = run("ai", "prune", "nosuch", "--keep", "1")
+    assert none.exit_code == 1 and "no classifier 'nosuch'" in none.output
+    zero = run("ai", "prune", "banking", "--keep", "0")
+    assert zero.exit_code == 2 and "--keep" in zero.output
+    assert [r["version"] for r in json.loads(run("ai", "classifiers", "--json").output)] == [3, 2]

@@ -272,3 +272,62 @@ def test_with_few_texts_the_encoder_is_asked_only_when_configured(
     one = MODELS.get(texts, labels)
     monkeypatch.setattr(enc, "_FEW", [False])
     assert MODELS.get(texts, labels) is not one
+
+
+def test_a_retraining_encodes_only_the_texts_the_latest_version_lacks(
+        encoder: enc.Encoder, split: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``baton ai train`` again on a file with rows added, changed, removed and reordered:
+    the texts the latest version holds take its stored vectors, only the others are
+    encoded (together, in one call), and the version stores both."""
+    import numpy as np
+
+    from baton.ai.trained import TrainedSets, _vectors_of, train
+    from baton.runtime.engine import Engine
+
+    encoded: list[int] = []
+    real = enc.Encoder.encode
+
+    def counting(self: enc.Encoder, texts: Any) -> Any:
+        encoded.append(len(texts))
+        return real(self, texts)
+
+    monkeypatch.setattr(enc.Encoder, "encode", counting)
+    rows, _ = split
+    engine = Engine(f"sqlite:///{tmp_path / 'baton.db'}")
+    try:
+        v1 = train(engine.store, "b77", [t for t, _ in rows], [c for _, c in rows],
+                   source="v1.csv", actor="test", now="2026-12-04T00:00:00.000Z")
+        assert v1["reused"] is None and encoded == [len(rows)]
+        new = [("where is my parcel", "parcel"), ("the parcel never came", "parcel"),
+               (rows[0][0] + " please", rows[0][1])]  # a changed text is a new text
+        changed = rows[20:] + new
+        random.Random(3).shuffle(changed)
+        encoded.clear()
+        v2 = train(engine.store, "b77", [t for t, _ in changed], [c for _, c in changed],
+                   source="v2.csv", actor="test", now="2026-12-04T00:01:00.000Z")
+        assert encoded == [3], encoded  # the three texts v1 does not hold
+        assert v2["version"] == 2 and v2["reused"] == {"version": 1, "texts": len(rows) - 20}
+        sets = TrainedSets(engine.store.read)
+        got = sets("b77")
+        assert got.version == 2 and got.vectors is not None
+        with engine.store.read() as tx:
+            v1_row = tx.classifier_txn("b77", 1)
+        assert v1_row is not None
+        v1_set = _vectors_of(v1_row)
+        assert v1_set is not None and v1_set.vectors is not None
+        at = {t: i for i, t in enumerate(v1_set.texts)}
+        for i, text in enumerate(got.texts):  # a text v1 held: v1's vector, bit for bit
+            if text in at:
+                assert np.array_equal(got.vectors.array[i], v1_set.vectors.array[at[text]])
+        # the others are what encoding them gives (the three, encoded together as train did)
+        others = [i for i, text in enumerate(got.texts) if text not in at]
+        assert len(others) == 3
+        fresh = encoder.encode([got.texts[i] for i in others]).astype("<f2")
+        assert np.allclose(got.vectors.array[others].astype("f4"), fresh.astype("f4"),
+                           atol=2e-3)
+        with engine.store.read() as tx:
+            row = tx.classifier_txn("b77", 2)
+        assert row is not None
+        assert _vectors_of({**row, "data": b"not gzip"}) is None  # unreadable: encode all
+    finally:
+        engine.close()

@@ -170,21 +170,43 @@ class Vectors:
         return cls(data["encoder"], np.frombuffer(raw, dtype="<f2").reshape(rows, data["dims"]))
 
 
-def training_vectors(enc: Any, texts: Sequence[str], known: Vectors | None) -> Any:
+def training_vectors(enc: Any, texts: Sequence[str], known: Vectors | None,
+                     earlier: tuple[Sequence[str], Vectors] | None = None) -> tuple[Any, int]:
     """``texts``' sentence vectors as 16-bit floats (what is stored, and what is trained on,
-    so that a model trained from stored vectors is the model trained by encoding): the
-    first ``len(known.array)`` from ``known`` when ``enc`` made them, the rest encoded."""
+    so that a model trained from stored vectors is the model trained by encoding), and how
+    many were taken from ``earlier``: the first ``len(known.array)`` from ``known`` when
+    ``enc`` made them; of the rest, a text ``earlier`` holds (the texts of a classifier's
+    previous version and their vectors: a retraining mostly repeats them) takes its vector
+    from there when ``enc`` made those; the others are encoded, in one call."""
     import numpy as np
 
+    def made_by_enc(v: Vectors) -> bool:
+        return bool(v.encoder == enc.identity and v.array.shape[1] == enc.dimensions)
+
+    out = np.empty((len(texts), enc.dimensions), dtype="<f2")
     n = 0
-    parts = []
-    if known is not None and known.encoder == enc.identity \
-            and len(known.array) <= len(texts) and known.array.shape[1] == enc.dimensions:
+    if known is not None and made_by_enc(known) and len(known.array) <= len(texts):
         n = len(known.array)
-        parts.append(known.array)
-    if n < len(texts):
-        parts.append(enc.encode(texts[n:]).astype("<f2"))
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        out[:n] = known.array
+    missing = list(range(n, len(texts)))
+    taken = 0
+    if earlier is not None and missing and made_by_enc(earlier[1]):
+        old_texts, old = earlier
+        where = {t: i for i, t in enumerate(old_texts)}  # (a text listed twice: one vector)
+        rows, found, still = [], [], []
+        for i in missing:
+            j = where.get(texts[i])
+            if j is None:
+                still.append(i)
+            else:
+                rows.append(i)
+                found.append(j)
+        if rows:
+            out[rows] = old.array[found]
+        missing, taken = still, len(rows)
+    if missing:
+        out[missing] = enc.encode([texts[i] for i in missing]).astype("<f2")
+    return out, taken
 
 
 class OfflineClassifier:
@@ -209,13 +231,17 @@ class OfflineClassifier:
         self.encoder_name: str | None = encoder.name if encoder is not None else None
         self.consulted = 0  # texts the encoder was asked about (a figure for the bench)
         self.vectors: Vectors | None = None  # its training texts' (train(keep_vectors=True))
+        self.reused = 0  # training texts whose vectors came from train(earlier=...)
 
     @classmethod
     def train(cls, texts: Sequence[str], labels: Sequence[str], *, c: float = 0.5,
-              known: Vectors | None = None, keep_vectors: bool = False) -> OfflineClassifier:
+              known: Vectors | None = None, keep_vectors: bool = False,
+              earlier: tuple[Sequence[str], Vectors] | None = None) -> OfflineClassifier:
         """Train on ``texts`` labelled ``labels`` (at least two categories). ``known``: the
         sentence vectors of the first texts, if stored (:class:`Vectors`); with
-        ``keep_vectors`` the model keeps its training texts' vectors (:attr:`vectors`)."""
+        ``keep_vectors`` the model keeps its training texts' vectors (:attr:`vectors`).
+        ``earlier``: texts and their vectors from a previous training (its texts found here
+        are not encoded again; :attr:`reused` counts them)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline, make_union
@@ -257,7 +283,7 @@ class OfflineClassifier:
         from sklearn.decomposition import PCA
 
         # on every core (BANKING77's 10,003 texts: 15 s), those not stored already
-        stored = training_vectors(enc, texts, known)
+        stored, reused = training_vectors(enc, texts, known, earlier)
         vectors = stored.astype("float32")
         head = make_pipeline(PCA(min(ENCODER_DIMS, enc.dimensions), random_state=0),
                              LinearSVC(C=ENCODER_C, random_state=0)) if not few else \
@@ -275,6 +301,7 @@ class OfflineClassifier:
                              "model's")
         trained = cls(pipeline, [str(x) for x in pipeline.classes_], fingerprint(texts, labels),
                       head, enc)
+        trained.reused = reused
         if keep_vectors:
             trained.vectors = Vectors(enc.identity, stored)
         return trained

@@ -94,8 +94,10 @@ def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
           source: str | None, actor: str, now: str) -> dict[str, Any]:
     """Train on ``texts`` (so a set that cannot be trained on is refused before it is
     stored) and store it as the next version of ``name``; returns the stored row (without
-    its data) with ``seconds``, the training time, and ``encoder``, the sentence encoder the
-    model consults (:mod:`baton.ai.encoder`) or None."""
+    its data) with ``seconds``, the training time, ``encoder``, the sentence encoder the
+    model consults (:mod:`baton.ai.encoder`) or None, and ``reused``: how many texts took
+    their sentence vectors from the latest version instead of being encoded again (a
+    retraining on a file with a few rows added or changed encodes those alone)."""
     from baton.ai.offline import OfflineClassifier, fingerprint
     from baton.definitions.checks import IDENTIFIER
 
@@ -103,7 +105,13 @@ def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
         raise ValidationError("classifier", {"name": f"{name!r} is not a name (letters, "
                                                      "digits and _, starting with a letter)"})
     started = time.perf_counter()
-    model = OfflineClassifier.train(texts, labels, keep_vectors=True)
+    with store.read() as tx:  # the latest version: its texts' vectors need no encoding again
+        head = tx.classifier_txn(name)
+    earlier = _vectors_of(head) if head is not None else None
+    model = OfflineClassifier.train(texts, labels, keep_vectors=True,
+                                    earlier=(earlier.texts, earlier.vectors)
+                                    if earlier is not None and earlier.vectors is not None
+                                    else None)
     seconds = time.perf_counter() - started
     stored: dict[str, Any] = {"texts": list(texts), "labels": list(labels)}
     if model.vectors is not None:
@@ -118,7 +126,10 @@ def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
         tx.insert_classifier_txn(row)
     return {**{k: v for k, v in row.items() if k != "data"}, "seconds": seconds,
             "encoder": model.encoder_name,  # the sentence encoder it consults, or None
-            "vectors": model.vectors is not None}  # its texts' vectors stored with them
+            "vectors": model.vectors is not None,  # its texts' vectors stored with them
+            # texts whose vectors came from the version before (not encoded again)
+            "reused": {"version": earlier.version, "texts": model.reused}
+            if earlier is not None and model.reused else None}
 
 
 class TrainedSets:
@@ -141,18 +152,37 @@ class TrainedSets:
             if held is not None and held.version == head["version"]:
                 return held
             row = tx.classifier_txn(name, head["version"])
-        data = json.loads(gzip.decompress(row["data"]))
-        vectors = None
-        if data.get("vectors") is not None:
-            from baton.ai.offline import Vectors
-
-            try:
-                vectors = Vectors.from_json(data["vectors"], len(data["texts"]))
-            except BatonError as exc:  # the texts are what counts: encode them again
-                log.warning("classifier %s v%s: %s; its texts are encoded again", name,
-                            row["version"], exc)
-        got = TrainingSet(name, int(row["version"]), tuple(data["texts"]),
-                          tuple(data["labels"]), vectors)
+        got = training_set(row)
         with self._lock:
             self._sets[name] = got
         return got
+
+
+def training_set(row: dict[str, Any]) -> TrainingSet:
+    """A stored version (its row with ``data``) as a :class:`TrainingSet`; vectors that
+    cannot be read are logged and left out (the texts are what counts: they are encoded
+    again)."""
+    data = json.loads(gzip.decompress(row["data"]))
+    vectors = None
+    if data.get("vectors") is not None:
+        from baton.ai.offline import Vectors
+
+        try:
+            vectors = Vectors.from_json(data["vectors"], len(data["texts"]))
+        except BatonError as exc:
+            log.warning("classifier %s v%s: %s; its texts are encoded again", row["name"],
+                        row["version"], exc)
+    return TrainingSet(row["name"], int(row["version"]), tuple(data["texts"]),
+                       tuple(data["labels"]), vectors)
+
+
+def _vectors_of(row: dict[str, Any]) -> TrainingSet | None:
+    """The version ``row`` for its vectors, or None when it has none or cannot be read (a
+    retraining then encodes every text: slower, never wrong)."""
+    try:
+        got = training_set(row)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # gzip, JSON, shape
+        log.warning("classifier %s v%s cannot be read (%s): every text is encoded",
+                    row.get("name"), row.get("version"), exc)
+        return None
+    return got if got.vectors is not None else None

@@ -19,7 +19,7 @@ from baton.cli.output import console, err_console, print_json, table
 
 ai_app = typer.Typer(no_args_is_help=True,
                      help="AI steps: try a step's task (classify, extract, match) on a text; "
-                          "train a classifier from labelled texts.")
+                          "train a classifier from labelled texts, list and prune its versions.")
 
 
 @ai_app.command("test")
@@ -113,6 +113,7 @@ def ai_train(
     console.print(f"classifier {row['name']} v{row['version']}: {row['examples']:,} texts, "
                   f"{len(row['labels'])} labels, trained in {row['seconds']:.1f} s"
                   f"{' with the sentence encoder ' + row['encoder'] if row['encoder'] else ''}"
+                  f"{_reused(row)}"
                   f"{', its sentence vectors stored with it' if row.get('vectors') else ''} "
                   f"(ai steps with classifier: {row['name']} use it now)", highlight=False)
 
@@ -130,9 +131,58 @@ def ai_classifiers(
     if as_json:
         print_json(rows)
         return
-    table("Classifiers", ["name", "version", "texts", "labels", "from", "trained at"],
+    table("Classifiers", ["name", "version", "texts", "labels", "stored", "from", "trained at"],
           [[r["name"], str(r["version"]), f"{r['examples']:,}", str(len(r["labels"])),
-            r["source"] or "", r["created_at"]] for r in rows])
+            _size(r["bytes"]), r["source"] or "", r["created_at"]] for r in rows])
+
+
+@ai_app.command("prune")
+def ai_prune(
+    name: Annotated[str, typer.Argument(help="The classifier whose old versions go")],
+    keep: Annotated[int, typer.Option(
+        "--keep", min=1, help="How many of its newest versions to keep (at least 1: ai steps "
+                              "use the latest)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the deleted versions as JSON")
+                       ] = False,
+) -> None:
+    """Delete the versions of classifier NAME older than its newest KEEP. Each version stores
+    its training texts (and their sentence vectors: megabytes for thousands of texts); ai
+    steps only ever use the latest, so older ones are kept only to train from again."""
+    from baton.cli.context import state
+
+    eng = state.engine()
+    with eng.store.write() as tx:
+        if not tx.list_classifiers_txn(name):
+            _fail(f"no classifier {name!r} (baton ai classifiers lists them)")
+        gone = tx.delete_classifier_versions_txn(name, keep)
+    if as_json:
+        print_json(gone)
+        return
+    if not gone:
+        console.print(f"classifier {name}: nothing to delete (it has {keep} version"
+                      f"{'s' if keep != 1 else ''} or fewer)", highlight=False)
+        return
+    versions = ", ".join(f"v{r['version']}" for r in reversed(gone))
+    console.print(f"classifier {name}: deleted {versions} "
+                  f"({_size(sum(r['bytes'] or 0 for r in gone))}); "
+                  f"the newest {keep} kept", highlight=False)
+
+
+def _size(n: int | None) -> str:
+    n = n or 0
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def _reused(row: dict[str, Any]) -> str:
+    got = row.get("reused")
+    if not got:
+        return ""
+    return (f" ({got['texts']:,} of {row['examples']:,} texts' vectors taken from "
+            f"v{got['version']}, not encoded again)")
 
 
 def _fail(message: str) -> Any:

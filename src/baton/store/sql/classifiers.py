@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from baton.errors import TransitionConflict
@@ -40,9 +40,26 @@ class ClassifiersSql:
                                                     t.c.version == version)).first()
         return dict(row._mapping) if row else None
 
-    def list_classifiers_txn(self) -> list[dict[str, Any]]:
-        """Every version of every classifier, without its data: by name, newest first."""
+    def list_classifiers_txn(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every version of every classifier (or of ``name``), without its data but with
+        ``bytes``, the size of what it stores: by name, newest first."""
         t = s.classifiers
-        rows = self.conn.execute(select(*[c for c in t.c if c.name != "data"])
-                                 .order_by(t.c.name, t.c.version.desc()))
+        query = select(*[c for c in t.c if c.name != "data"],
+                       func.length(t.c.data).label("bytes"))
+        if name is not None:
+            query = query.where(t.c.name == name)
+        rows = self.conn.execute(query.order_by(t.c.name, t.c.version.desc()))
         return [dict(r._mapping) for r in rows]
+
+    @refused("removes trained classifiers (the CLI writes, never a worker's plan)")
+    def delete_classifier_versions_txn(self, name: str, keep: int) -> list[dict[str, Any]]:
+        """Delete the versions of ``name`` older than its newest ``keep`` (at least one is
+        kept: an ai step uses the latest); returns the deleted ones as listed."""
+        if keep < 1:
+            raise ValueError("keep at least one version")
+        t = s.classifiers
+        old = self.list_classifiers_txn(name)[keep:]
+        if old:
+            self.conn.execute(delete(t).where(t.c.name == name,
+                                              t.c.version <= old[0]["version"]))
+        return old
