@@ -58,6 +58,18 @@ def test_a_trained_model_answers_with_confidence_and_a_usable_rationale() -> Non
     assert not any(r in stop for r in answer.rationale), answer.rationale
 
 
+def test_a_previous_training_is_not_read_when_the_encoder_is_not_used() -> None:
+    """``train(earlier=...)`` asks for a previous version's vectors only when it encodes:
+    with few texts (and ``[ai] encoder_few`` off) it does not, so nothing is read."""
+    def earlier() -> None:
+        raise AssertionError("read a previous training's vectors it does not use")
+
+    texts = [t for ts in TEXTS.values() for t in ts]
+    labels = [c for c, ts in TEXTS.items() for _ in ts]
+    model = OfflineClassifier.train(texts, labels, earlier=earlier)
+    assert model.reused == 0 and model.encoder_name is None
+
+
 def test_word_pairs_show_in_the_rationale_as_two_words() -> None:
     (answer,) = train().classify(["money back refund"])
     assert answer.category == "refund"

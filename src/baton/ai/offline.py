@@ -44,7 +44,7 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -170,8 +170,12 @@ class Vectors:
         return cls(data["encoder"], np.frombuffer(raw, dtype="<f2").reshape(rows, data["dims"]))
 
 
+Earlier = Callable[[], "tuple[Sequence[str], Vectors] | None"]
+"""What a previous training's texts and vectors are, asked only when they would be used."""
+
+
 def training_vectors(enc: Any, texts: Sequence[str], known: Vectors | None,
-                     earlier: tuple[Sequence[str], Vectors] | None = None) -> tuple[Any, int]:
+                     earlier: Earlier | None = None) -> tuple[Any, int]:
     """``texts``' sentence vectors as 16-bit floats (what is stored, and what is trained on,
     so that a model trained from stored vectors is the model trained by encoding), and how
     many were taken from ``earlier``: the first ``len(known.array)`` from ``known`` when
@@ -190,8 +194,9 @@ def training_vectors(enc: Any, texts: Sequence[str], known: Vectors | None,
         out[:n] = known.array
     missing = list(range(n, len(texts)))
     taken = 0
-    if earlier is not None and missing and made_by_enc(earlier[1]):
-        old_texts, old = earlier
+    before = earlier() if earlier is not None and missing else None
+    if before is not None and made_by_enc(before[1]):
+        old_texts, old = before
         where = {t: i for i, t in enumerate(old_texts)}  # (a text listed twice: one vector)
         rows, found, still = [], [], []
         for i in missing:
@@ -236,12 +241,13 @@ class OfflineClassifier:
     @classmethod
     def train(cls, texts: Sequence[str], labels: Sequence[str], *, c: float = 0.5,
               known: Vectors | None = None, keep_vectors: bool = False,
-              earlier: tuple[Sequence[str], Vectors] | None = None) -> OfflineClassifier:
+              earlier: Earlier | None = None) -> OfflineClassifier:
         """Train on ``texts`` labelled ``labels`` (at least two categories). ``known``: the
         sentence vectors of the first texts, if stored (:class:`Vectors`); with
         ``keep_vectors`` the model keeps its training texts' vectors (:attr:`vectors`).
-        ``earlier``: texts and their vectors from a previous training (its texts found here
-        are not encoded again; :attr:`reused` counts them)."""
+        ``earlier``: asked for texts and their vectors from a previous training when the
+        encoder is used (its texts found here are not encoded again; :attr:`reused` counts
+        them)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline, make_union

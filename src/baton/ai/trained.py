@@ -105,13 +105,20 @@ def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
         raise ValidationError("classifier", {"name": f"{name!r} is not a name (letters, "
                                                      "digits and _, starting with a letter)"})
     started = time.perf_counter()
-    with store.read() as tx:  # the latest version: its texts' vectors need no encoding again
-        head = tx.classifier_txn(name)
-    earlier = _vectors_of(head) if head is not None else None
-    model = OfflineClassifier.train(texts, labels, keep_vectors=True,
-                                    earlier=(earlier.texts, earlier.vectors)
-                                    if earlier is not None and earlier.vectors is not None
-                                    else None)
+    took_from: list[TrainingSet] = []  # the version earlier() read, if it had vectors
+
+    def earlier() -> tuple[Sequence[str], Vectors] | None:
+        """The latest version's texts and vectors (read when the encoder is used): those
+        texts need no encoding again."""
+        with store.read() as tx:
+            head = tx.classifier_txn(name)
+        got = _vectors_of(head) if head is not None else None
+        if got is None or got.vectors is None:
+            return None
+        took_from.append(got)
+        return got.texts, got.vectors
+
+    model = OfflineClassifier.train(texts, labels, keep_vectors=True, earlier=earlier)
     seconds = time.perf_counter() - started
     stored: dict[str, Any] = {"texts": list(texts), "labels": list(labels)}
     if model.vectors is not None:
@@ -128,8 +135,8 @@ def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
             "encoder": model.encoder_name,  # the sentence encoder it consults, or None
             "vectors": model.vectors is not None,  # its texts' vectors stored with them
             # texts whose vectors came from the version before (not encoded again)
-            "reused": {"version": earlier.version, "texts": model.reused}
-            if earlier is not None and model.reused else None}
+            "reused": {"version": took_from[0].version, "texts": model.reused}
+            if took_from and model.reused else None}
 
 
 class TrainedSets:
