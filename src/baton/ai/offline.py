@@ -491,12 +491,17 @@ def hasher(texts: Sequence[str], labels: Sequence[str], start: Any = None) -> An
 
 class ModelCache:
     """Trained classifiers by fingerprint, shared by a process's threads (a step's
-    categories are trained once per worker, on first use)."""
+    categories are trained once per worker, on first use). A model being trained is
+    trained once: a thread that asks for it meanwhile waits for that training (a trained
+    classifier of 10,000 texts takes seconds of every core; two at once took twice as
+    long and trained it twice)."""
 
     def __init__(self, size: int = 32) -> None:
         self._models: OrderedDict[str, OfflineClassifier] = OrderedDict()
         self._lock = threading.Lock()
+        self._training: dict[str, threading.Event] = {}  # key -> set when its training ends
         self._size = size
+        self.trainings = 0  # models trained by this cache (a figure for tests and the bench)
 
     def get(self, texts: Sequence[str], labels: Sequence[str],
             known: Vectors | None = None, *, print_: str | None = None) -> OfflineClassifier:
@@ -507,16 +512,28 @@ class ModelCache:
 
         # with the encoder or without, for few texts too or not
         key = f"{print_ or fingerprint(texts, labels)}/{choice()}/{_encoder_few()}"
-        with self._lock:
-            model = self._models.get(key)
-            if model is not None:
-                self._models.move_to_end(key)
-                return model
-        model = OfflineClassifier.train(texts, labels, known=known)  # outside the lock
-        with self._lock:
-            self._models[key] = model
-            while len(self._models) > self._size:
-                self._models.popitem(last=False)
+        while True:
+            with self._lock:
+                model = self._models.get(key)
+                if model is not None:
+                    self._models.move_to_end(key)
+                    return model
+                busy = self._training.get(key)
+                if busy is None:  # this thread trains it
+                    done = self._training[key] = threading.Event()
+                    break
+            busy.wait()  # another thread trains it: its model, or (it failed) a try of ours
+        try:
+            model = OfflineClassifier.train(texts, labels, known=known)  # outside the lock
+            with self._lock:
+                self.trainings += 1
+                self._models[key] = model
+                while len(self._models) > self._size:
+                    self._models.popitem(last=False)
+        finally:
+            with self._lock:
+                del self._training[key]
+            done.set()
         return model
 
 

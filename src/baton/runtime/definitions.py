@@ -491,6 +491,23 @@ class DefinitionRepo:
                                                   if f.required and f.default is None))
         return out
 
+    def active_orchestrations(self) -> list[OrchestrationDefinition]:
+        """The active version of every orchestration, parsed (one that cannot be parsed is
+        left out: its first use reports it)."""
+        self.refresh()
+        out = []
+        for (kind, name), version in sorted(self._active.items()):
+            if kind != "orchestration":
+                continue
+            try:
+                defn = self._parse(kind, name, version)
+            except Exception as exc:  # noqa: BLE001 - reported where it is used
+                log.debug("orchestration %s v%s left out: %s", name, version, exc)
+                continue
+            if isinstance(defn, OrchestrationDefinition):
+                out.append(defn)
+        return out
+
     def mailboxes(self, tx: Definitions | None = None) -> dict[str, MailboxDefinition]:
         """The active version of every mailbox, by name."""
         self.refresh(tx)

@@ -130,6 +130,7 @@ class Engine:
         self.work = WorkService(self.store, self.runs, self.applier, self.clock, self.directory)
         self.idempotency = IdempotencyKeys(self.store, self.clock)
         self._services_lock = threading.Lock()
+        self._ai_warm: threading.Thread | None = None  # warm_ai()'s thread, once started
         self._connections: ConnectionServices | None = None
         if migrate:
             self.store.migrate()
@@ -147,6 +148,34 @@ class Engine:
         """Ready to serve: parse the active definitions now (:meth:`Definitions.warm`), not on
         the first job or request. Returns how many."""
         return self.definitions.warm()
+
+    def warm_ai(self, classifiers: Any, stopping: threading.Event) -> threading.Thread | None:
+        """Train the offline models of the active ``classify`` steps in a background thread
+        (:func:`baton.steps.ai.warm_classifiers`), once per engine: a worker that starts
+        serving calls it, so that its first such step does not wait for the training. The
+        thread stops early once ``stopping`` is set. Returns it (None if already started)."""
+        with self._services_lock:
+            if self._ai_warm is not None:
+                return None
+            self._ai_warm = thread = threading.Thread(
+                target=self._warm_ai, args=(classifiers, stopping), daemon=True,
+                name="baton-ai-warm")
+        thread.start()
+        return thread
+
+    def _warm_ai(self, classifiers: Any, stopping: threading.Event) -> None:
+        from baton.steps.ai import warm_classifiers
+
+        try:
+            ready = warm_classifiers(self.definitions.active_orchestrations(),
+                                     provider_name=self.settings.ai_provider,
+                                     classifiers=classifiers, stopping=stopping)
+        except Exception:  # (a background nicety: the steps train on first use)
+            if not stopping.is_set():
+                log.warning("ai models not trained at start", exc_info=True)
+            return
+        if ready:
+            log.info("ai models of %d classify step(s) trained at start", ready)
 
     def close(self) -> None:
         if self._connections is not None:

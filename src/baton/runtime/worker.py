@@ -158,6 +158,9 @@ class Worker:
         self.stopping.clear()
         if not until_idle:  # a process that serves from now on (not a test's short run)
             self._with_db(self.engine.warm, retry=True)  # definitions parsed before any job
+            # the offline models of its classify steps trained beside the first jobs, not in
+            # the first such step (once per engine: baton serve's workers share one)
+            self.engine.warm_ai(self._classifiers, self.stopping)
             heap.settle()
         self._claim_ahead = True
         self._with_db(self._register, retry=not until_idle)

@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from baton.ai.provider import FIELD_TYPES, PROVIDERS, Category, FieldSpec, Provider, Usage
@@ -57,6 +59,7 @@ TASKS = ("classify", "extract", "match")
 CATEGORY_KEYS = ("name", "description", "examples")
 FIELD_KEYS = ("type", "required", "choices", "pattern", "labels", "description")
 MATCH_KEYS = ("object", "fields", "min_score", "many")
+log = logging.getLogger(__name__)
 MAX_TEXT = 20_000  # characters of input a task reads (the start of a long message)
 DEFAULT_MIN_SCORE = 85
 
@@ -215,6 +218,45 @@ def answer(step: StepDefinition, text: str, *, provider_name: str | None = None,
                                                   "record_ids") if k in out},
                  "confidence": out.get("confidence"), "rationale": out.get("rationale")})
     return {**out, "ai": audit}
+
+
+def warm_classifiers(orchestrations: Iterable[Any], *, provider_name: str | None,
+                     classifiers: Any, stopping: threading.Event | None = None) -> int:
+    """Train now the offline models of the ``classify`` steps of ``orchestrations`` (their
+    categories, and the latest version of a ``classifier:``), as their first attempts in
+    this process would: a worker that starts serving does it in the background, so that
+    its first such step does not wait seconds for the training (a step that comes while
+    its model trains waits for that training, not another: ``ModelCache``). Steps answered
+    by a model provider are left alone (nothing to train); a classifier not trained yet is
+    skipped (its step says so when it runs). Returns how many steps' models are ready."""
+    ready = 0
+    steps = ((defn, step) for defn in orchestrations for stage in defn.stages
+             for step in stage.steps_of(_AI_TYPES))
+    for defn, step in steps:
+        if stopping is not None and stopping.is_set():
+            return ready
+        opts = step.options
+        if opts.get("task") != "classify":
+            continue
+        name = "offline" if opts.get("classifier") else \
+            str(opts.get("provider") or provider_name or "offline")
+        if name != "offline":
+            continue
+        try:
+            answer(step, "", provider_name=name, classifiers=classifiers,
+                   call_key="warm")
+        except StepFailure as exc:  # e.g. a classifier not trained yet
+            log.info("ai step %s of %s not warmed: %s", step.name, defn.name, exc)
+            continue
+        except Exception:  # (its first real attempt reports it)
+            log.warning("ai step %s of %s not warmed", step.name, defn.name,
+                        exc_info=True)
+            continue
+        ready += 1
+    return ready
+
+
+_AI_TYPES = frozenset({"ai"})
 
 
 def categories(step: StepDefinition) -> list[Category]:
