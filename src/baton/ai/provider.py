@@ -118,7 +118,7 @@ class OfflineProvider:
 
         texts, labels = training_set(categories)
         model_name = f"{MODEL_NAME}/{MODEL_VERSION}"
-        known = print_ = None
+        known = print_ = owner = None
         if self.trained is not None:
             known = self.trained.vectors  # its texts' sentence vectors, if it has them
             # (its texts hashed once: 2.6 of 5.4 ms a step on BANKING77's 10,003)
@@ -126,7 +126,8 @@ class OfflineProvider:
             texts = [*self.trained.texts, *texts]
             labels = [*self.trained.labels, *labels]
             model_name += f" {self.trained.name} v{self.trained.version}"
-        model = MODELS.get(texts, labels, known, print_=print_)
+            owner = (self.trained.name, self.trained.version)
+        model = MODELS.get(texts, labels, known, print_=print_, owner=owner)
         if model.encoder_name is not None:  # the sentence encoder is consulted too
             model_name = model_name.replace(f"/{MODEL_VERSION}",
                                             f"/{MODEL_VERSION}+{model.encoder_name}", 1)

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["ASSIGNEE_KINDS", "Engine", "one_transaction", "record_view"]
 
 log = logging.getLogger("baton.engine")
+AI_WARM_EVERY_S = 30.0  # how often a serving worker looks for classify models to train
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -149,33 +150,48 @@ class Engine:
         the first job or request. Returns how many."""
         return self.definitions.warm()
 
-    def warm_ai(self, classifiers: Any, stopping: threading.Event) -> threading.Thread | None:
+    def warm_ai(self, classifiers: Any, stopping: threading.Event,
+                every: float | None = None) -> threading.Thread | None:
         """Train the offline models of the active ``classify`` steps in a background thread
         (:func:`baton.steps.ai.warm_classifiers`), once per engine: a worker that starts
-        serving calls it, so that its first such step does not wait for the training. The
-        thread stops early once ``stopping`` is set. Returns it (None if already started)."""
+        serving calls it, so that its first such step does not wait for the training; and
+        again every ``every`` seconds (:data:`AI_WARM_EVERY_S`), so that a classifier trained again (``baton ai
+        train``) or a definition deployed meanwhile is trained here before its steps ask
+        (a look that finds nothing new costs a query and a cached answer a step). The thread
+        ends once ``stopping`` is set. Returns it (None if already started)."""
         with self._services_lock:
             if self._ai_warm is not None:
                 return None
             self._ai_warm = thread = threading.Thread(
-                target=self._warm_ai, args=(classifiers, stopping), daemon=True,
+                target=self._warm_ai,
+                args=(classifiers, stopping, AI_WARM_EVERY_S if every is None else every),
+                daemon=True,
                 name="baton-ai-warm")
         thread.start()
         return thread
 
-    def _warm_ai(self, classifiers: Any, stopping: threading.Event) -> None:
+    def _warm_ai(self, classifiers: Any, stopping: threading.Event, every: float) -> None:
+        from baton.ai.offline import MODELS
         from baton.steps.ai import warm_classifiers
 
-        try:
-            ready = warm_classifiers(self.definitions.active_orchestrations(),
-                                     provider_name=self.settings.ai_provider,
-                                     classifiers=classifiers, stopping=stopping)
-        except Exception:  # (a background nicety: the steps train on first use)
-            if not stopping.is_set():
-                log.warning("ai models not trained at start", exc_info=True)
-            return
-        if ready:
-            log.info("ai models of %d classify step(s) trained at start", ready)
+        first = True
+        while not stopping.is_set():
+            before = MODELS.trainings
+            try:
+                ready = warm_classifiers(self.definitions.active_orchestrations(),
+                                         provider_name=self.settings.ai_provider,
+                                         classifiers=classifiers, stopping=stopping)
+            except Exception:  # (a background nicety: the steps train on first use)
+                if not stopping.is_set():
+                    log.warning("ai models not trained in the background", exc_info=True)
+                ready = 0
+            if first and ready:
+                log.info("ai models of %d classify step(s) ready at start", ready)
+            elif not first and MODELS.trainings > before:
+                log.info("ai models trained in the background: %d (a classifier trained "
+                         "again, or a definition deployed)", MODELS.trainings - before)
+            first = False
+            stopping.wait(every)
 
     def close(self) -> None:
         if self._connections is not None:
