@@ -34,6 +34,20 @@ def encoder() -> enc.Encoder:
     return got
 
 
+@pytest.fixture
+def encoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many texts each call of the encoder was given, in order (it still encodes)."""
+    calls: list[int] = []
+    real = enc.Encoder.encode
+
+    def counting(self: enc.Encoder, texts: Any) -> Any:
+        calls.append(len(texts))
+        return real(self, texts)
+
+    monkeypatch.setattr(enc.Encoder, "encode", counting)
+    return calls
+
+
 def test_paraphrases_are_closer_than_other_intents(encoder: enc.Encoder) -> None:
     v = encoder.encode(["my card hasn't come yet",
                         "the card you sent me was never delivered",
@@ -164,7 +178,7 @@ def test_the_train_command_says_it_trained_with_the_encoder(
 
 
 def test_stored_sentence_vectors_train_the_same_model_without_encoding_again(
-        encoder: enc.Encoder, split: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        encoder: enc.Encoder, split: Any, tmp_path: Path, encoded: list[int]) -> None:
     """``baton ai train`` stores its texts' vectors; a worker with the same encoder trains
     from them (only texts it was not given vectors for are encoded) and gets the same model."""
     import numpy as np
@@ -173,14 +187,6 @@ def test_stored_sentence_vectors_train_the_same_model_without_encoding_again(
     from baton.ai.trained import TrainedSets, train
     from baton.runtime.engine import Engine
 
-    encoded: list[int] = []
-    real = enc.Encoder.encode
-
-    def counting(self: enc.Encoder, texts: Any) -> Any:
-        encoded.append(len(texts))
-        return real(self, texts)
-
-    monkeypatch.setattr(enc.Encoder, "encode", counting)
     rows, test = split
     texts, labels = [t for t, _ in rows], [c for _, c in rows]
     first = OfflineClassifier.train(texts, labels, keep_vectors=True)
@@ -275,7 +281,7 @@ def test_with_few_texts_the_encoder_is_asked_only_when_configured(
 
 
 def test_a_retraining_encodes_only_the_texts_the_latest_version_lacks(
-        encoder: enc.Encoder, split: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        encoder: enc.Encoder, split: Any, tmp_path: Path, encoded: list[int]) -> None:
     """``baton ai train`` again on a file with rows added, changed, removed and reordered:
     the texts the latest version holds take its stored vectors, only the others are
     encoded (together, in one call), and the version stores both."""
@@ -284,14 +290,6 @@ def test_a_retraining_encodes_only_the_texts_the_latest_version_lacks(
     from baton.ai.trained import TrainedSets, _vectors_of, train
     from baton.runtime.engine import Engine
 
-    encoded: list[int] = []
-    real = enc.Encoder.encode
-
-    def counting(self: enc.Encoder, texts: Any) -> Any:
-        encoded.append(len(texts))
-        return real(self, texts)
-
-    monkeypatch.setattr(enc.Encoder, "encode", counting)
     rows, _ = split
     engine = Engine(f"sqlite:///{tmp_path / 'baton.db'}")
     try:
