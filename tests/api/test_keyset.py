@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from baton.store.sql import keyset, pages
+from baton.store.sql.keyset import encode_cursor
 from tests.api.conftest import CASE_TRIAGE, Api, assert_problem
 
 
@@ -161,7 +162,18 @@ def test_bad_cursors_are_refused_naming_after(api: Api) -> None:
                         ("/api/runs", {"after": "W10"}),  # base64 of a list, not a cursor
                         ("/api/records", {"after": runs_next}),  # another list's cursor
                         ("/api/work", {"after": work_next, "order": "created"}),  # other order
-                        ("/api/runs", {"after": runs_next, "offset": 2})]:
+                        ("/api/runs", {"after": runs_next, "offset": 2}),
+                        # well-formed cursors of the list carrying keys of the wrong type, or
+                        # integers no database column holds
+                        ("/api/records", {"after": encode_cursor("records", ["x", 10 ** 30])}),
+                        ("/api/runs", {"after": encode_cursor("runs", ["x", 7])}),
+                        ("/api/work", {"after": encode_cursor("work.created", ["x", 10 ** 19]),
+                                       "order": "created"}),
+                        ("/api/work", {"after": encode_cursor("work.due", ["x", "y", "z", "w"]),
+                                       "order": "due"}),
+                        ("/api/work", {"after": encode_cursor("work.priority",
+                                                              [2 ** 63, "y", "z", "w"]),
+                                       "order": "priority"})]:
         field = "query.offset" if "offset" in params else "query.after"
         body = assert_problem(api.get("opal", url, params=params), 422, field)
         assert "next" in body["detail"] or "not both" in body["detail"], body
@@ -191,5 +203,7 @@ def test_monitor_and_work_guide_pages_link_the_next_page(api: Api) -> None:
         second = api.client.get(href, headers=headers)
         assert second.status_code == 200 and 'rel="first"' in second.text
         assert 'rel="next"' not in second.text
-    bad = api.client.get("/runs?after=garbage", headers=headers)
-    assert bad.status_code == 422 and "not a cursor" in bad.text
+    for path, after in (("/runs", "garbage"), ("/runs", encode_cursor("runs", ["x", 10 ** 30])),
+                        ("/records", encode_cursor("records", ["x", 10 ** 30]))):
+        bad = api.client.get(path, params={"after": after}, headers=headers)
+        assert bad.status_code == 422 and "not a cursor" in bad.text, (path, after)

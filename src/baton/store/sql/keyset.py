@@ -66,6 +66,19 @@ class Order:
     tag: str
     keys: tuple[tuple[Any, bool], ...]
 
+    @cached_property
+    def kinds(self) -> tuple[type, ...]:
+        """The Python type of each key's values (``str`` or ``int``): what a cursor must
+        carry in each place."""
+        kinds = []
+        for expr, _ in self.keys:
+            try:
+                kind = expr.type.python_type
+            except NotImplementedError:  # (every key here has one; any value then)
+                kind = object
+            kinds.append(kind)
+        return tuple(kinds)
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -111,9 +124,19 @@ def decode_cursor(order: Order, text: str) -> list[Any]:
         raise bad(f"it pages {data[0]!r}, this is {order.tag!r}")
     values = data[1:]
     if len(values) != len(order.keys) or not all(
-            isinstance(v, str | int) and not isinstance(v, bool) for v in values):
+            _fits(v, kind) for v, kind in zip(values, order.kinds, strict=True)):
         raise bad("wrong keys")
     return values
+
+
+def _fits(value: Any, kind: type) -> bool:
+    """``value`` can stand for a key of ``kind``: a string for a text key, an integer the
+    databases hold (64 bits) for an integer key."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return False
+    if (kind is str or kind is int) and type(value) is not kind:
+        return False
+    return not isinstance(value, int) or -(2 ** 63) <= value < 2 ** 63
 
 
 # ---- reading a page -----------------------------------------------------------------------
