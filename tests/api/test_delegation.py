@@ -226,3 +226,25 @@ def test_the_settings_page_names_and_ends_the_delegate(dq: Api) -> None:
     csrf = login(dq, "ann")
     r = c.post("/settings", data={"csrf_token": csrf, "delegate": ""})
     assert r.status_code == 200 and "Now: nobody." in r.text
+
+
+def test_recall_tells_only_who_may_see_the_item_what_it_is(dq: Api) -> None:
+    """Who may not recall an item and cannot see it gets 404, as for a missing one (not its
+    kind, state or submitter); who sees it but did not submit it, 403; the submitter
+    recalls it once, and then hears it cannot be *recalled*."""
+    rec = dq.engine.create_record("Quote", {"amount": 5000, "approver": "user:ann"},
+                                  actor="user:cyd")
+    dq.work()
+    item = next(i for i in dq.engine.list_work(record_id=rec["id"]) if i["step"] == "manager")
+    case = dq.item_of(dq.new_case()["id"])  # a tier1 triage item: not an approval
+    url = f"/api/work/{item['id']}/recall"
+    for who in ("bob", "dee"):  # an agent of another queue; a designer (no work at all)
+        for target in (url, f"/api/work/{case['id']}/recall"):
+            body = assert_problem(dq.post(who, target), 404)
+            assert "approval" not in body["detail"] and "submitted" not in body["detail"]
+    assert_problem(dq.post("ann", url), 403)  # the approver sees it, did not submit it
+    assert_problem(dq.post("ann", f"/api/work/{case['id']}/recall"), 403)
+    assert_problem(dq.post("opal", f"/api/work/{case['id']}/recall"), 422, "work_item")
+    assert dq.post("cyd", url).status_code == 200
+    again = assert_problem(dq.post("cyd", url), 409)
+    assert "cannot be recalled" in again["detail"], again

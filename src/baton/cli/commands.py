@@ -770,7 +770,8 @@ def work_recall(item_id: ItemIdArg,
     from baton.runtime.views import completed_view
 
     engine = state.engine()
-    result = engine.work.recall(item_id, user, _acting_user(engine, user))
+    _acting_user(engine, user)  # (checked like the API's token user)
+    result = engine.work.recall(item_id, user, engine.directory.find_user(user))
     run = result["run"]
     if as_json:
         print_json(completed_view(result))

@@ -413,27 +413,31 @@ class WorkService:
                 "data": values, "updated_at": now, "completed_at": now, "completed_by": user,
                 "version": item["version"] + 1, "run": decision.run}
 
-    def recall(self, item_id: str, user: str, scope: User | None) -> dict[str, Any]:
+    def recall(self, item_id: str, user: str, who: User | None) -> dict[str, Any]:
         """Take back a pending approval: the person who submitted it (who started the run,
-        or who wrote the record that started it) or an operator. The item is canceled and
-        the step completes with ``decision: recalled``."""
+        or who wrote the record that started it) or an operator (``who`` may write runs;
+        None: no directory, the submitter rule alone). The item is canceled and the step
+        completes with ``decision: recalled``. Who may not recall it and cannot see it is
+        answered as if it did not exist; its kind and state are told only to who may."""
         now_dt = self.clock.now()
         now = iso(now_dt)
         with self.store.write() as tx:
             item = self.get_txn(tx, item_id)
-            if item["status"] not in OPEN_STATUSES:
-                raise TransitionConflict(_not_open(item))
             run, defn, record = self.runs.load_txn(tx, item["run_id"])
+            submitter = _submitter_txn(tx, run.id)
+            operator = who is not None and who.can(Permission.RUNS_WRITE)
+            if user not in submitter and not operator:
+                if who is not None and not who.may_see_item(item):
+                    raise NotFound("work item", item_id)  # as for a missing item
+                raise PermissionDenied(
+                    f"only who submitted approval '{item['step']}' "
+                    f"({', '.join(sorted(submitter)) or 'unknown'}) or an operator may recall it")
             found = defn.find_step(item["step"])
             if found is None or found[1].type != "approval":
                 raise ValidationError("recall", {"work_item": f"{item_id} is not an approval; "
                                                  "only an approval can be recalled"})
-            submitter = _submitter_txn(tx, run.id)
-            operator = scope is not None and scope.can(Permission.RUNS_WRITE)
-            if user not in submitter and not operator:
-                raise PermissionDenied(
-                    f"only who submitted approval '{item['step']}' "
-                    f"({', '.join(sorted(submitter)) or 'unknown'}) or an operator may recall it")
+            if item["status"] not in OPEN_STATUSES:
+                raise TransitionConflict(_not_open(item, "recalled"))
             event = work_items.cancel_txn(tx, item, f"recalled by {user}", now)
             if event is None:
                 raise TransitionConflict(f"work item {item_id} changed while recalling; try again")
@@ -609,7 +613,7 @@ def _state(item: WorkItem) -> str:
         f"routing {item.get('routing_status') or 'none'}"
 
 
-def _not_open(item: WorkItem) -> str:
-    if item["status"] == CLAIMED:
+def _not_open(item: WorkItem, verb: str = "claimed") -> str:
+    if item["status"] == CLAIMED and verb == "claimed":
         return f"work item {item['id']} is already claimed by {item['claimed_by']}"
-    return f"work item {item['id']} is {item['status']}; it cannot be claimed"
+    return f"work item {item['id']} is {item['status']}; it cannot be {verb}"
