@@ -71,3 +71,21 @@ def test_the_supervisor_figures_are_metrics(sqlite_api: Api) -> None:
     figures = api.get("opal", "/api/team").json()["queues"]
     assert figures == [{"queue": "group:billing", "waiting": 1, "oldest_wait_s": 120.0,
                         "routed_last_hour": 1, "median_to_assignment_s": 0.0}]
+
+
+def test_the_team_page_takes_the_capacities_the_api_takes(api: Api) -> None:
+    """The page refuses what PATCH /api/users/NAME/routing refuses (0 to 100,000), naming
+    the field; a number beyond 64 bits is that error too, not a 500."""
+    from tests.api.test_work_guide import login
+
+    csrf = login(api, "opal")
+    for capacity in ("200000", "9223372036854775808", "-1"):
+        r = api.client.post("/team", data={"name": "bob", "capacity": capacity,
+                                           "csrf_token": csrf}, follow_redirects=False)
+        assert r.status_code == 422 and "0 to 100,000" in r.text, (capacity, r.status_code)
+    assert api.engine.team.get("bob").capacity is None  # nothing stored
+    r = api.client.post("/team", data={"name": "bob", "capacity": "100000", "csrf_token": csrf},
+                        follow_redirects=False)
+    assert r.status_code == 303 and api.engine.team.get("bob").capacity == 100_000
+    assert_problem(api.patch("opal", "/api/users/bob/routing", {"capacity": 100_001}), 422,
+                   "capacity")

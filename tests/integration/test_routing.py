@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from baton.errors import ValidationError
-from baton.work.team import ProfileChange
+from baton.work.team import ProfileChange, profile_change
 
 DEFS = """
 kind: object
@@ -225,3 +225,14 @@ def test_a_profile_change_is_checked(harness: Any) -> None:
         harness.engine.team.update("ann", ProfileChange(
             availability="asleep", capacity=-1, add_skills={"x y": 9}, calendar="nope"), "admin")
     assert set(err.value.fields) == {"availability", "capacity", "add_skills.x y", "calendar"}
+    with pytest.raises(ValidationError) as err:  # beyond what the API takes (and SQL holds)
+        harness.engine.team.update("ann", ProfileChange(
+            capacity=2 ** 63, queue_capacity={"tier1": 100_001}), "admin")
+    assert set(err.value.fields) == {"capacity", "queue_capacity.tier1"}
+    for words in (["99999999999999999999"], ["tier1=100001"], ["²"]):  # the CLI's and page's
+        with pytest.raises(ValidationError, match="0 to 100,000"):
+            profile_change(skills=[], remove=[], capacity=words, availability=None,
+                           calendar=None)
+    with pytest.raises(ValidationError, match="1 to 5"):
+        profile_change(skills=["billing=9"], remove=[], capacity=[], availability=None,
+                       calendar=None)

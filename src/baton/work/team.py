@@ -128,11 +128,13 @@ class Team:
                                       f"{change.availability!r}")
         if change.capacity is not UNSET and change.capacity is not None and (
                 isinstance(change.capacity, bool) or not isinstance(change.capacity, int)
-                or change.capacity < 0):
-            errors["capacity"] = f"expected a number of items (0 or more), got {change.capacity!r}"
+                or not 0 <= change.capacity <= MAX_CAPACITY):
+            errors["capacity"] = (f"expected a number of items (0 to {MAX_CAPACITY:,}), "
+                                  f"got {change.capacity!r}")
         for queue, cap in (change.queue_capacity or {}).items():
-            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
-                errors[f"queue_capacity.{queue}"] = f"expected 0 or more, got {cap!r}"
+            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int)
+                                    or not 0 <= cap <= MAX_CAPACITY):
+                errors[f"queue_capacity.{queue}"] = f"expected 0 to {MAX_CAPACITY:,}, got {cap!r}"
         for key, skills in (("skills", change.skills), ("add_skills", change.add_skills)):
             for skill, level in (skills or {}).items():
                 if not SKILL_RE.fullmatch(skill):
@@ -199,6 +201,15 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {k: {"from": before[k], "to": after[k]} for k in keys if before[k] != after[k]}
 
 
+MAX_CAPACITY = 100_000  # items at once: the API's bound, the CLI's and the Team page's
+
+
+def _number(text: str) -> bool:
+    """``text`` is a whole number written in ASCII digits (``isdigit`` alone takes "²")."""
+    text = text.strip()
+    return text.isascii() and text.isdigit()
+
+
 def profile_change(*, skills: list[str], remove: list[str], capacity: list[str],
                    availability: str | None, calendar: str | None) -> ProfileChange:
     """A change from the CLI's words: ``--skill brand:ford=3``, ``--capacity 5`` (or
@@ -207,7 +218,7 @@ def profile_change(*, skills: list[str], remove: list[str], capacity: list[str],
     added: dict[str, int | None] = {}
     for text in skills:
         name, sep, level = text.partition("=")
-        if sep and not level.strip().isdigit():
+        if sep and not (_number(level) and 1 <= int(level) <= 5):
             errors[f"skill {text}"] = "expected NAME or NAME=LEVEL (a level is 1 to 5)"
             continue
         added[name.strip()] = int(level) if sep else None
@@ -216,8 +227,9 @@ def profile_change(*, skills: list[str], remove: list[str], capacity: list[str],
     for text in capacity:
         queue, sep, value = text.rpartition("=") if "=" in text else ("", "", text)
         value = value.strip().lower()
-        if value not in ("none", "") and not value.isdigit():
-            errors[f"capacity {text}"] = "expected a number, none, or QUEUE=NUMBER"
+        if value not in ("none", "") and not (_number(value) and int(value) <= MAX_CAPACITY):
+            errors[f"capacity {text}"] = (f"expected a number from 0 to {MAX_CAPACITY:,}, none, "
+                                          "or QUEUE=NUMBER")
             continue
         number = None if value in ("none", "") else int(value)
         if sep:

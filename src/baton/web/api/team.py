@@ -15,7 +15,7 @@ from baton.auth.roles import Permission, require
 from baton.web.api.common import RequestBody
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, current_principal, engine_of, need
-from baton.work.team import SKILL_PATTERN, UNSET, ProfileChange
+from baton.work.team import MAX_CAPACITY, SKILL_PATTERN, UNSET, ProfileChange
 
 router = APIRouter(tags=["Team"])
 
@@ -65,10 +65,10 @@ class TeamOut(BaseModel):
 
 class ProfilePatch(RequestBody):
     availability: Availability | None = None
-    capacity: int | None = Field(default=None, ge=0, le=100_000,
+    capacity: int | None = Field(default=None, ge=0, le=MAX_CAPACITY,
                                  description="null: no limit (send it to clear one)")
     queue_capacity: Annotated[
-        dict[QueueName, Annotated[int, Field(ge=0, le=100_000)] | None],
+        dict[QueueName, Annotated[int, Field(ge=0, le=MAX_CAPACITY)] | None],
         WithJsonSchema({"type": "object", "maxProperties": 100,
                         "propertyNames": {"pattern": NAME_PATTERN, "minLength": 1,
                                           "maxLength": 200},
