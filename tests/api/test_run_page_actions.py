@@ -44,6 +44,16 @@ def test_fallout_step_is_resolved_from_the_run_page(api: Api) -> None:
                         data={"action": "complete", "reason": "done by hand",
                               "output": '{"ok": true}'}, follow_redirects=False)
     assert r.status_code == 403, "no CSRF token: refused"
+    deep = "[" * 100_000 + "]" * 100_000  # (200 KB: under the body limit)
+    for output, said in (("{not json", "not valid JSON"), (deep, "nested too deeply")):
+        r = api.client.post(f"/runs/{run_id}/steps/boom/resolve",
+                            data={"action": "complete", "reason": "by hand", "output": output,
+                                  "csrf_token": csrf})
+        assert r.status_code == 422 and said in r.text, (said, r.status_code)
+        r = api.client.post("/fallout", data={"id": f"{run_id}:boom", "action": "complete",
+                                              "reason": "by hand", "output": output,
+                                              "csrf_token": csrf})
+        assert r.status_code == 422 and said in r.text, (said, r.status_code)
     r = api.client.post(f"/runs/{run_id}/steps/boom/resolve",
                         data={"action": "complete", "reason": "done by hand",
                               "output": '{"ok": true}', "csrf_token": csrf},

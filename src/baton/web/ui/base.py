@@ -53,6 +53,17 @@ STATUS_LABELS = {
 PRIORITY_LABELS = {0: "low", 1: "normal", 2: "high", 3: "urgent"}
 
 
+def form_json(text: str) -> tuple[Any, str | None]:
+    """A JSON value typed into a page's form: (the value, None), or (None, why not) when it
+    is not JSON or nests deeper than Python parses (said, not a 500)."""
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    except RecursionError:
+        return None, "not taken: JSON nested too deeply"
+
+
 def _label(value: Any) -> str:
     text = "" if value is None else str(value)
     return STATUS_LABELS.get(text, text.replace("_", " "))

@@ -4,7 +4,6 @@ the open incidents (a trigger's `when` or an evaluation flow that raised: retry,
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -13,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from baton.auth.roles import Permission
 from baton.errors import NotFound, TransitionConflict, ValidationError
 from baton.web.security import Principal, engine_of
-from baton.web.ui.base import page_need, render
+from baton.web.ui.base import form_json, page_need, render
 
 router = APIRouter()
 Operator = Annotated[Principal, Depends(page_need(Permission.FALLOUT))]
@@ -38,10 +37,9 @@ def resolve(request: Request, principal: Operator, id: Annotated[str, Form()],
     if not reason.strip():
         errors["reason"] = "is required: say why (it is audited)"
     if action == "complete" and output.strip():
-        try:
-            value = json.loads(output)
-        except json.JSONDecodeError as exc:
-            errors["output"] = f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        value, why = form_json(output)
+        if why is not None:
+            errors["output"] = why
         else:
             if isinstance(value, dict):
                 parsed = value

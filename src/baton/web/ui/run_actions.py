@@ -4,7 +4,6 @@ checks as on every form; an action the run no longer allows is said on the page 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -13,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from baton.auth.roles import Permission
 from baton.errors import NotFound, TransitionConflict, ValidationError
 from baton.web.security import Principal, engine_of
-from baton.web.ui.base import page_need, render
+from baton.web.ui.base import form_json, page_need, render
 from baton.web.ui.monitor import run_context
 
 router = APIRouter()
@@ -67,10 +66,9 @@ def resolve_step(request: Request, run_id: str, step: str, principal: Operator,
         problems.append("a reason is required (it is audited)")
     parsed: dict[str, Any] | None = None
     if action == "complete" and output.strip():
-        try:
-            value = json.loads(output)
-        except json.JSONDecodeError as exc:
-            problems.append(f"output is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+        value, why = form_json(output)
+        if why is not None:
+            problems.append(f"output is {why}")
         else:
             if isinstance(value, dict):
                 parsed = value

@@ -6,7 +6,6 @@ scope is answered exactly like an item that does not exist (404): nothing leaks.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +25,7 @@ from baton.errors import NotFound, ValidationError
 from baton.rows import WorkItem
 from baton.runtime.engine import Engine
 from baton.web.security import Principal, engine_of
-from baton.web.ui.base import PAGE_SIZE, Paging, cursor_param, is_htmx, page_need, render
+from baton.web.ui.base import PAGE_SIZE, Paging, cursor_param, form_json, is_htmx, page_need, render
 from baton.web.ui.events import describe_event
 from baton.work.items import OPEN_STATUSES
 from baton.work.service import TABS, WorkNarrowing, tab_query
@@ -237,10 +236,11 @@ def form_values(fields: Sequence[Mapping[str, Any]], form: FormData) -> tuple[di
         if not isinstance(raw, str) or (raw.strip() == "" and kind not in ("string", "text")):
             continue
         if kind == "json":
-            try:
-                data[name] = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                errors[name] = f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+            value, why = form_json(raw)
+            if why is not None:
+                errors[name] = why
+            else:
+                data[name] = value
             continue
         data[name] = raw.replace("\r\n", "\n") if kind == "text" else raw
     return data, errors
