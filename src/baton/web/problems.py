@@ -9,6 +9,7 @@ path such as ``data.subject`` or ``query.limit``), and definition errors add ``i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -128,6 +129,24 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
+def _field_error(request: Request, error: Mapping[str, Any]) -> dict[str, str]:
+    """One of FastAPI's validation errors as a problem's ``{field, message}``. A body that is
+    not JSON is the field ``body`` (FastAPI puts the character offset where a field name
+    goes), and a body sent as another content type says so."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        why = (error.get("ctx") or {}).get("error") or "invalid"
+        return {"field": "body", "message": f"not valid JSON{where}: {why}"}
+    field = _field_path(loc)
+    if field == "body":
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind and kind != "application/json" and not kind.endswith("+json"):
+            return {"field": "body", "message": f"expected JSON (Content-Type: application/json), "
+                                               f"got Content-Type {kind}"}
+    return {"field": field, "message": error.get("msg", "invalid")}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> Response:
@@ -140,8 +159,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        errors = [{"field": _field_path(e.get("loc", ())), "message": e.get("msg", "invalid")}
-                  for e in exc.errors()]
+        errors = [_field_error(request, e) for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem_response(request, 422, "Invalid input", detail, slug="validation",
                                 errors=errors)
