@@ -263,3 +263,28 @@ def test_validate_and_the_definition_page_show_warnings(api: Api) -> None:
                     {"files": {"guarded.yaml": guarded}}).status_code == 200
     page = api.get("dee", "/definitions/orchestration/guarded")
     assert page.status_code == 200 and "1 warning" in page.text and "stage never completes" in page.text
+
+
+def test_operations_without_a_body_refuse_one(sqlite_api: Api) -> None:
+    """A body sent to an operation that takes none is a 422 naming it (the filters of
+    /api/work/next are query parameters: in a body they would be ignored and an item of
+    any queue taken); an empty body, {} or null is what clients send and is fine."""
+    api = sqlite_api
+    item = api.item_of(api.new_case()["id"])
+    before = api.engine.get_work_item(item["id"])
+    for url, body in (("/api/work/next", b'{"queue": "no-such-queue"}'),
+                      (f"/api/work/{item['id']}/claim", b'{"user": "bob"}'),
+                      (f"/api/work/{item['id']}/release", b"{not json")):
+        bad = assert_problem(api.client.post(url, content=body, headers=api.auth("ann") | {
+            "content-type": "application/json"}), 422, "body")
+        assert "takes no body" in bad["detail"], bad
+    assert "query parameters: " in assert_problem(api.client.post(
+        "/api/work/next", content=b'{"queue": "x"}',
+        headers=api.auth("ann") | {"content-type": "application/json"}), 422)["detail"]
+    assert api.engine.get_work_item(item["id"]) == before  # nothing claimed
+    for body in (b"", b"{}", b" { } ", b"null"):
+        r = api.client.post(f"/api/work/{item['id']}/claim", content=body,
+                            headers=api.auth("ann") | {"content-type": "application/json"})
+        assert r.status_code == 200, (body, r.text)
+        assert api.client.post(f"/api/work/{item['id']}/release",
+                               headers=api.auth("ann")).status_code == 200

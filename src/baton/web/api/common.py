@@ -111,6 +111,30 @@ class Reason(RequestBody):
 # ---- input hygiene ------------------------------------------------------------------------
 
 
+_EMPTY_BODIES = (b"", b"{}", b"null")
+
+
+async def _no_body_unless_taken(request: Request) -> None:
+    """An operation that takes no body refuses one (an empty object or null aside, which
+    some clients always send): ``POST /api/work/next`` with ``{"queue": …}`` in the body
+    would otherwise take an item of any queue, its filters being query parameters."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or route.body_field is not None or \
+            "requestBody" in (route.openapi_extra or {}):  # (one that reads its body itself)
+        return
+    try:
+        body = await request.body()  # (cached; small: the body limit holds)
+    except ClientDisconnect:  # gone, or cut off at the body limit (413 sent)
+        return
+    if b"".join(body.split()) in _EMPTY_BODIES:
+        return
+    takes = sorted(p.alias for p in route.dependant.query_params)
+    hint = f"; its options are query parameters: {', '.join(takes)}" if takes else ""
+    raise ProblemError(422, "Invalid input", f"body: this operation takes no body{hint}",
+                       slug="validation",
+                       errors=[{"field": "body", "message": f"this operation takes no body{hint}"}])
+
+
 async def clean_input(request: Request) -> None:
     """Refuse text no database can store and numbers JSON cannot carry (422, per field)."""
     out: list[dict[str, str]] = []
@@ -120,6 +144,7 @@ async def clean_input(request: Request) -> None:
         scan(k, "query", out)
         scan(v, f"query.{k}", out)
     if request.method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        await _no_body_unless_taken(request)
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("application/json"):
             body = await request.body()  # cached: FastAPI parses the same bytes
