@@ -202,6 +202,37 @@ def test_delete_record_refuses_while_a_run_works_on_it(harness) -> None:
     assert e.count_records("Ticket") == 0
 
 
+REFS = """
+kind: object
+name: Account
+fields: {name: {type: string}}
+---
+kind: object
+name: Contact
+fields:
+  account: {type: ref, object: Account}
+  later: {type: ref, object: Account, check: false}
+"""
+
+
+def test_delete_record_refuses_while_a_checked_ref_names_it(harness) -> None:
+    """Deleting an Account a Contact's ref field names would leave the Contact naming a
+    record that is gone (and refused on its next write): refused, naming the Contact; a
+    ``check: false`` field does not hold its record."""
+    harness.deploy_text(REFS)
+    e = harness.engine
+    a, b = (e.create_record("Account", {"name": n}) for n in ("a", "b"))
+    named = e.create_record("Contact", {"account": a["id"]})
+    e.create_record("Contact", {"later": b["id"]})
+    with pytest.raises(TransitionConflict, match=f"named by Contact {named['id']} \\(account\\)"):
+        e.delete_record(a["id"])
+    assert e.get_record(a["id"])["id"] == a["id"]  # nothing deleted
+    e.delete_record(b["id"])  # only a check: false field names it
+    e.update_record(named["id"], {"account": None})
+    e.delete_record(a["id"])
+    assert e.count_records("Account") == 0
+
+
 def test_complete_many_commits_the_good_and_returns_the_bad_as_errors(harness) -> None:
     """One bad form and one unknown item among good ones: the good commit together, the
     bad come back as their errors and change nothing."""

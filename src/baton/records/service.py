@@ -415,10 +415,31 @@ class RecordService:
                 raise TransitionConflict(
                     f"record {record_id} has {len(active)} run(s) in progress ({', '.join(active[:3])}); "
                     "cancel them first")
+            named = self._named_by_txn(tx, record_id, row["object_type"])
+            if named:
+                raise TransitionConflict(
+                    f"record {record_id} is named by {', '.join(named)}; change or delete "
+                    "those first (a checked ref field must name a record that exists)")
             tx.delete_record_txn(record_id)
             tx.append_events_txn([audit_event("record_deleted", actor, now, record_id, None,  # type: ignore[list-item]
                                               {"object_type": row["object_type"],
                                                "version": row["version"]})])
+
+    def _named_by_txn(self, tx: Transaction, record_id: str, object_type: str,
+                      show: int = 3) -> list[str]:
+        """The records whose checked ``ref`` fields name ``record_id`` (up to ``show`` a
+        field, read through the references' index), as ``Type rec_… (field)``; fields with
+        ``check: false`` may name a record that is gone, so they do not hold it."""
+        named: list[str] = []
+        for name, otype in sorted(self.definitions.object_types().items()):
+            for f in field_shape(otype.fields).checked_refs:
+                if f.object != object_type:
+                    continue
+                rows = tx.find_records_txn(name, {f.name: record_id}, show + 1)
+                named += [f"{name} {r['id']} ({f.name})" for r in rows[:show]]
+                if len(rows) > show:
+                    named.append(f"more {name} records ({f.name})")
+        return named
 
     def timeline(self, record_id: str) -> list[AuditEvent]:
         """Every event that touched the record, in order, with actor and time."""
