@@ -327,3 +327,30 @@ def test_search_ignores_case_beyond_ascii_in_the_list_and_its_count(wg: Api) -> 
         body = wg.get("opal", "/api/work", params={"q": q}).json()
         assert [i["title"] for i in body["items"]] == ["Call Jörg Ähnlich"], q
         assert body["total"] == 1, q
+
+
+def test_operators_reassign_from_the_item_page(wg: Api) -> None:
+    """The Work Guide's reassign (what the API's and `baton work reassign` do): operators
+    and admins only, CSRF-checked, a bad target said next to the field (422), a good one
+    moves the item and says so."""
+    item = callback(wg, "Ada")
+    url = f"/work/{item['id']}"
+    csrf = login(wg, "ann")  # an agent of the item's queue: sees it, may not reassign it
+    assert "Reassign to" not in wg.client.get(url).text
+    r = wg.client.post(f"{url}/reassign", data={"to": "queue:tier2", "csrf_token": csrf})
+    assert r.status_code == 403
+    csrf = login(wg, "opal")
+    assert "Reassign to" in wg.client.get(url).text
+    r = wg.client.post(f"{url}/reassign", data={"to": "queue:tier2"}, follow_redirects=False)
+    assert r.status_code == 403, "no CSRF token: refused"
+    for to, said in (("user:nobody", "there is no user"), ("tier2", "expected user:NAME")):
+        r = wg.client.post(f"{url}/reassign", data={"to": to, "csrf_token": csrf})
+        assert r.status_code == 422 and said in r.text, (to, r.status_code)
+        assert f'value="{to}"' in r.text  # kept in the field
+    assert wg.engine.get_work_item(item["id"])["assignee"] == item["assignee"]
+    r = wg.client.post(f"{url}/reassign", data={"to": "queue:tier2", "csrf_token": csrf},
+                       follow_redirects=False)
+    assert r.status_code == 303
+    assert "Reassigned to queue:tier2." in wg.client.get(r.headers["location"]).text
+    moved = wg.engine.get_work_item(item["id"])
+    assert (moved["assignee_kind"], moved["assignee"]) == ("queue", "tier2")

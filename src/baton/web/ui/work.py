@@ -21,7 +21,7 @@ from baton.auth.roles import Permission
 from baton.clock import iso
 from baton.engine.sla import SLA_STATES
 from baton.engine.status import WorkItemStatus
-from baton.errors import NotFound, ValidationError
+from baton.errors import NotFound, PermissionDenied, ValidationError
 from baton.rows import WorkItem
 from baton.runtime.engine import Engine
 from baton.web.security import Principal, engine_of
@@ -195,10 +195,40 @@ def _row(request: Request, principal: Principal, eng: Engine, item: WorkItem,
 
 
 @router.get("/work/{item_id}")
-def item_page(request: Request, item_id: str, principal: Worker) -> Response:
+def item_page(request: Request, item_id: str, principal: Worker,
+              reassigned: str | None = None) -> Response:
     eng = engine_of(request)
     item = visible_item(eng, principal.user, item_id)
-    return render(request, "work_item.html", principal, _item_context(eng, principal.user, item))
+    ctx = _item_context(eng, principal.user, item)
+    if reassigned and reassigned == f"{item['assignee_kind']}:{item['assignee']}":
+        ctx["done"] = f"Reassigned to {reassigned}."
+    return render(request, "work_item.html", principal, ctx)
+
+
+@router.post("/work/{item_id}/reassign")
+def reassign(request: Request, item_id: str, principal: Worker, form: Form) -> Response:
+    """An operator gives an open or claimed item to ``user:NAME``, ``group:NAME`` or
+    ``queue:NAME`` (a claim is released; audited; a queue's routing rule routes it): what
+    ``POST /api/work/{id}/reassign`` and ``baton work reassign`` do."""
+    eng = engine_of(request)
+    item = visible_item(eng, principal.user, item_id)
+    if not principal.user.can(Permission.WORK_ALL):
+        raise PermissionDenied("only an operator or an admin may reassign a work item")
+    to = str(form.get("to") or "").strip()[:206]
+    kind, _, name = to.partition(":")
+    error: str | None = None
+    if kind == "user" and name and eng.directory.find_user(name) is None:
+        error = f"there is no user {name!r}"
+    else:
+        try:
+            eng.reassign(item_id, to, actor=principal.name)
+        except ValidationError as exc:
+            error = "; ".join(exc.fields.values()) or str(exc)
+    if error is not None:
+        ctx = _item_context(eng, principal.user, item)
+        ctx.update(reassign_to=to, reassign_error=error)
+        return render(request, "work_item.html", principal, ctx, status=422)
+    return RedirectResponse(f"/work/{item_id}?" + urlencode({"reassigned": to}), status_code=303)
 
 
 @router.post("/work/{item_id}")
@@ -269,7 +299,9 @@ def _item_context(eng: Engine, user: User, item: WorkItem) -> dict[str, Any]:
             "may_act": item["status"] in OPEN_STATUSES
             and item.get("routing_status") != "offered"
             and (item["status"] == WorkItemStatus.OPEN or item["claimed_by"] == user.name),
-            "offer_expires_at": _offer_expires_at(item)}
+            "offer_expires_at": _offer_expires_at(item),
+            "may_reassign": item["status"] in OPEN_STATUSES and user.can(Permission.WORK_ALL),
+            "reassign_to": "", "reassign_error": None, "done": None}
 
 
 def _offer_expires_at(item: WorkItem) -> str | None:
