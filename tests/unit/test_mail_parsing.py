@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from baton.intake.mail import Mail, MailError, html_to_text, parse
+from baton.intake.views import describe_message
 
 CORPUS = Path(__file__).parents[1] / "data" / "eml"
 
@@ -154,3 +155,38 @@ def test_an_encoded_nul_is_dropped_from_the_text_and_headers() -> None:
     m = parse(raw)
     assert (m.subject, m.sender_name, m.body) == ("brake recall", "AnnLee", "hello world")
     assert "\x00" not in m.new_text + m.signature
+
+
+HEAD = b"From: c@dealer.example\r\nSubject: Bonus missing\r\nMessage-ID: <mp@x>\r\nMIME-Version: 1.0\r\n"
+
+
+@pytest.mark.parametrize(("content", "body", "note"), [
+    (b"Content-Type: multipart/mixed\r\n\r\nsome text\r\n", "some text",
+     "multipart/mixed without a boundary"),
+    (b'Content-Type: multipart/mixed; boundary="B1"\r\n\r\nsome text, no part\r\n',
+     "some text, no part", "multipart/mixed whose boundary never occurs"),
+    ((b"Content-Type: multipart/alternative; charset=iso-8859-1\r\n"
+      b"Content-Transfer-Encoding: base64\r\n\r\nR3L832UgYXVzIE38bmNoZW4=\r\n"),
+     "Grüße aus München", "multipart/alternative without a boundary"),
+    ((b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
+      b"Content-Type: multipart/alternative\r\n\r\ninner text\r\n--B\r\n"
+      b"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n"
+      b"\r\n%PDF\r\n--B--\r\n"), "inner text", "multipart/alternative without a boundary"),
+], ids=["no_boundary", "boundary_never_occurs", "base64_latin1", "nested"])
+def test_a_multipart_whose_parts_cannot_be_found_is_read_as_text(
+        content: bytes, body: str, note: str) -> None:
+    m = parse(HEAD + content)
+    assert (m.body, m.new_text, m.html) == (body, body, False)
+    assert m.notes == (f"{note}: its content was read as text/plain",)
+
+
+def test_a_well_formed_message_has_no_notes() -> None:
+    assert all(not mail(p.stem).notes for p in CORPUS.glob("*.eml"))
+
+
+def test_a_note_is_on_the_messages_timeline_line() -> None:
+    note = "multipart/mixed without a boundary: its content was read as text/plain"
+    line = describe_message({"via": "smtp", "from": "c@dealer.example", "subject": "",
+                             "text": "some text", "attachments": [], "refused": [],
+                             "notes": [note]})
+    assert line == f"from c@dealer.example: (no subject) (via smtp) — some text; note: {note}"

@@ -8,6 +8,10 @@ its UID once it is stored, so no message is fetched again. When the server's UID
 changes (the folder was recreated: its UIDs mean other messages now), the folder is read
 from the start; messages taken before are then recognised by their Message-ID and change
 nothing. A crash between storing a message and recording its UID is covered the same way.
+A message intake will never take (not an e-mail, a record its object type refuses: see
+:data:`~baton.intake.service.REFUSED`) is logged and gone past (outcome ``unreadable`` or
+``refused``), so it does not hold up the messages after it; any other failure ends the poll
+before its UID is recorded, and the next poll takes it again.
 The folder is opened read-only: Baton never marks, moves or deletes mail.
 """
 
@@ -23,7 +27,7 @@ from baton.clock import iso
 from baton.definitions.model import ImapSource, MailboxDefinition
 from baton.errors import BatonError
 from baton.intake.mail import MailError
-from baton.intake.service import IntakeService
+from baton.intake.service import REFUSED, IntakeService
 
 log = logging.getLogger(__name__)
 BATCH = 50  # messages fetched per FETCH command
@@ -106,10 +110,11 @@ def _take(intake: IntakeService, box: MailboxDefinition, source: ImapSource, cli
                 try:
                     outcome = intake.accept(raw, via="imap", mailbox=box.name,
                                             actor=f"imap:{box.name}").outcome
-                except MailError as exc:
-                    outcome = "unreadable"
-                    log.warning("imap %s: UID %s is not an e-mail intake can read: %s",
-                                box.name, uid, exc)
+                except REFUSED as exc:
+                    outcome = "unreadable" if isinstance(exc, MailError) else "refused"
+                    log.warning("imap %s: UID %s is %s: %s", box.name, uid,
+                                "not an e-mail intake can read" if outcome == "unreadable"
+                                else "refused", exc)
             _save(intake, box, source, uidvalidity, int(uid))
             last = int(uid)
             taken.append((int(uid), outcome))

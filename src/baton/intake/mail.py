@@ -11,12 +11,15 @@ charsets, multipart) plus what is the product's own:
 * **threading** ids (``Message-ID``, ``In-Reply-To``, ``References``);
 * **automatic mail** recognised (auto-replies, bounces, list traffic): ``automatic`` says
   why, and intake does not turn such a message into a case;
-* **attachments** with their names, types, sizes and bytes.
+* **attachments** with their names, types, sizes and bytes;
+* **notes** on defects read around (a ``multipart`` message whose parts cannot be found is
+  read as text, as mail clients show it), for the case's timeline.
 """
 
 from __future__ import annotations
 
 import email
+import email.errors
 import email.policy
 import hashlib
 import re
@@ -67,6 +70,7 @@ class Mail:
     automatic: str | None  # why this is automatic mail (auto-reply, bounce…), else None
     attachments: tuple[Attachment, ...]
     html: bool  # the body came from HTML (no text part)
+    notes: tuple[str, ...] = ()  # defects read around ("multipart/mixed without a boundary…")
 
     @property
     def thread_ids(self) -> tuple[str, ...]:
@@ -87,7 +91,7 @@ def parse(raw: bytes) -> Mail:
         raise MailError("no From, Subject or Message-ID header: not an e-mail")
     senders = _addresses(msg, "from")
     sender_name, sender = senders[0] if senders else ("", "")
-    text, html = _body(msg)
+    text, html, notes = _body(msg)
     text = text[:MAX_BODY]
     new_text, signature = split_reply(text)
     return Mail(
@@ -106,6 +110,7 @@ def parse(raw: bytes) -> Mail:
         automatic=automatic(msg),
         attachments=tuple(_attachments(msg)),
         html=html,
+        notes=notes,
     )
 
 
@@ -189,17 +194,41 @@ def automatic(msg: Message) -> str | None:
 
 # ---- body -----------------------------------------------------------------------------------
 
-def _body(msg: EmailMessage) -> tuple[str, bool]:
-    """The message's text: its text/plain part, else its HTML as text."""
+def _body(msg: EmailMessage) -> tuple[str, bool, tuple[str, ...]]:
+    """The message's text: its text/plain part, else its HTML as text, else the content of a
+    ``multipart`` part whose parts cannot be found (no ``boundary``, or one that never
+    occurs) read as text/plain, as mail clients show it, with a note saying so."""
     part = msg.get_body(preferencelist=("plain",))
     if part is not None:
-        return _normalise(_content(part)), False
+        return _normalise(_content(part)), False, ()
     part = msg.get_body(preferencelist=("html",))
     if part is not None:
-        return _normalise(html_to_text(_content(part))), True
+        return _normalise(html_to_text(_content(part))), True, ()
     if msg.get_content_maintype() == "text":
-        return _normalise(_content(msg)), False
-    return "", False
+        return _normalise(_content(msg)), False, ()
+    for part in msg.walk():
+        if part.get_content_maintype() == "multipart" and not part.is_multipart():
+            text = _normalise(_decoded(part))
+            if text:
+                return text, False, (_broken_multipart(part),)
+    return "", False, ()
+
+
+def _broken_multipart(part: Message) -> str:
+    missing = any(isinstance(d, email.errors.NoBoundaryInMultipartDefect) for d in part.defects)
+    why = "without a boundary" if missing else "whose boundary never occurs"
+    return f"{part.get_content_type()} {why}: its content was read as text/plain"
+
+
+def _decoded(part: Message) -> str:
+    """A part's payload (transfer encoding undone) as text in its charset, leniently."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    try:
+        return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    except LookupError:  # an unknown charset
+        return payload.decode("utf-8", "replace")
 
 
 def _content(part: Message) -> str:

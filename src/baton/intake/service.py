@@ -13,6 +13,15 @@ message once (by its Message-ID) with what it did:
   into cases; stored, so it is visible and not taken again;
 * ``duplicate``: the Message-ID is already stored: nothing changes (an SMTP client's
   retry, the same file imported twice).
+
+A part of the mail that is empty (no subject, an empty or signature-only body…) fills its
+``string`` or ``text`` field with ``""``, so that a definition's expression over the field
+reads an empty text rather than failing on a missing one; a part longer than its field
+takes is cut to fit (the stored message keeps it whole). A message whose own parts the
+object type refuses (a required field the mail leaves empty) raises
+:class:`MessageRefused`: taking it again would fail again (:data:`REFUSED`). A record that
+no message could make (a required field the mailbox does not fill) is the definitions'
+fault, not the sender's: a plain :class:`ValidationError`, worth another try once fixed.
 """
 
 from __future__ import annotations
@@ -23,11 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.clock import Clock, iso
-from baton.definitions.model import MailboxDefinition
+from baton.definitions.model import MailboxDefinition, ObjectTypeDefinition
 from baton.errors import BatonError, NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
 from baton.intake.attachments import Intake, decide, joined
-from baton.intake.mail import Mail, parse
+from baton.intake.mail import Mail, MailError, parse
+from baton.records.fields import MAX_STRING, MAX_TEXT
 from baton.records.service import RecordService
 from baton.rows import audit_event
 from baton.runtime import jobs
@@ -38,6 +48,21 @@ from baton.store.sql import SqlStore
 
 TIMELINE_TEXT = 2_000  # characters of a reply's new text on the timeline event
 ATTACHMENTS_TEXT = 100_000  # characters of attachment text in the attachments_text field
+TEXT_TYPES = frozenset({"string", "text"})  # the field types an empty part fills with ""
+
+
+
+class MessageRefused(ValidationError):
+    """The record a message makes does not fit its object type because of what the message
+    holds (a required field whose part it leaves empty…): sending it again would not help."""
+
+
+REFUSED: tuple[type[BatonError], ...] = (MailError, MessageRefused)
+"""What :meth:`IntakeService.accept` raises for a message it will never take, however
+often it is sent (not an e-mail; a record its object type refuses for what the message
+holds): the SMTP listener answers 5xx (the sender bounces it now, with the reason), IMAP
+polling goes past it. Any other error (a database locked or away, a definition that no
+message can satisfy) is worth another try: 451, the next poll."""
 
 
 @dataclass(frozen=True)
@@ -168,8 +193,12 @@ class IntakeService:
                     claim.bind_txn(tx, row_id)
                 return Accepted("threaded", mail.message_id, box.name, record_id, mail.subject,
                                 mail.sender, None, row_id, listed)
-            (record,) = self.records.create_txn(tx, box.object, [self._fields(mail, box, kept)],
-                                                who, None, now_dt)
+            parts = _parts(mail, kept)
+            fields = _fields(parts, box, self.definitions.object_type(box.object, tx))
+            try:
+                (record,) = self.records.create_txn(tx, box.object, [fields], who, None, now_dt)
+            except ValidationError as exc:
+                raise _refused(exc, parts, box) from exc
             row_id = self._store_txn(tx, mail, box, raw, via, record["id"], "created", now_dt,
                                      kept)
             if claim is not None:
@@ -180,15 +209,6 @@ class IntakeService:
         self.wake()
         return Accepted("created", mail.message_id, box.name, record["id"], mail.subject,
                         mail.sender, None, row_id, listed)
-
-    def _fields(self, mail: Mail, box: MailboxDefinition, kept: list[Intake]
-                ) -> dict[str, Any]:
-        values = {"subject": mail.subject, "body": mail.body, "new_text": mail.new_text,
-                  "sender": mail.sender, "sender_name": mail.sender_name,
-                  "sent_at": mail.date, "message_id": mail.message_id,
-                  "attachments_text": _texts(kept)}
-        return {field: values[role] for role, field in box.fields.items()
-                if role in values and values[role] not in (None, "")}
 
     def _thread_txn(self, tx: Transaction, mail: Mail, box: MailboxDefinition, record_id: str,
                     who: str, now_dt: Any, kept: list[Intake]) -> None:
@@ -305,6 +325,50 @@ def attachment_view(a: dict[str, Any]) -> dict[str, Any]:
             "received_at": a["created_at"]}
 
 
+def _parts(mail: Mail, kept: list[Intake]) -> dict[str, Any]:
+    """The parts of a new message a mailbox maps to fields (``last_message``: replies only)."""
+    return {"subject": mail.subject, "body": mail.body, "new_text": mail.new_text,
+            "sender": mail.sender, "sender_name": mail.sender_name, "sent_at": mail.date,
+            "message_id": mail.message_id, "attachments_text": _texts(kept)}
+
+
+def _fields(parts: dict[str, Any], box: MailboxDefinition, otype: ObjectTypeDefinition
+            ) -> dict[str, Any]:
+    """The new record's fields. An empty part fills a ``string`` or ``text`` field without
+    a default with ``""``: ``record.subject + "\\n" + record.request`` then reads the subject
+    of a mail without a body instead of failing on a missing ``request``. Left out: an
+    empty part for a field of another type or with a default (the default applies). A part
+    longer than its field takes is cut to fit (the stored message keeps it whole)."""
+    out: dict[str, Any] = {}
+    for role, field in box.fields.items():
+        if role not in parts:
+            continue
+        value, spec = parts[role], otype.field(field)
+        if spec is None or spec.type not in TEXT_TYPES:  # (sent_at to a datetime field…)
+            if value not in (None, ""):
+                out[field] = value
+        elif value:  # cut to fit: a pasted log is not refused, its start is kept
+            limit = spec.max_length or (MAX_STRING if spec.type == "string" else MAX_TEXT)
+            out[field] = value[:limit]
+        elif spec.default is None:
+            out[field] = ""
+    return out
+
+
+def _refused(exc: ValidationError, parts: dict[str, Any], box: MailboxDefinition
+             ) -> ValidationError:
+    """:class:`MessageRefused` when every field ``exc`` names is one the mailbox fills from
+    the message, saying which the mail left empty (what a bounce tells the sender: "subject:
+    is required (the message's subject is empty)"); else ``exc`` itself (a field no part
+    fills is refused for every message: the definitions' fault)."""
+    mapped = {field: role for role, field in box.fields.items() if role in parts}
+    if not exc.fields.keys() <= mapped.keys():
+        return exc
+    return MessageRefused(exc.what, {
+        f: f"{why} (the message's {mapped[f].replace('_', ' ')} is empty)"
+        if parts[mapped[f]] in (None, "") else why for f, why in exc.fields.items()})
+
+
 def _texts(kept: list[Intake]) -> str:
     return joined([(k.attachment.filename, k.text) for k in kept if k.stored and k.text],
                   ATTACHMENTS_TEXT)
@@ -316,7 +380,8 @@ def _timeline(mail: Mail, via: str, box: MailboxDefinition, kept: list[Intake]
             "from": mail.sender, "subject": mail.subject,
             "text": mail.new_text[:TIMELINE_TEXT],
             "attachments": [k.attachment.filename for k in kept],
-            "refused": [k.attachment.filename for k in kept if not k.stored]}
+            "refused": [k.attachment.filename for k in kept if not k.stored],
+            **({"notes": list(mail.notes)} if mail.notes else {})}
 
 
 class IntakeError(BatonError):

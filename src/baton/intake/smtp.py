@@ -6,9 +6,14 @@ recipients. What a sending server learns, per the SMTP codes it understands:
 * ``RCPT TO`` a recipient no mailbox takes (or outside ``allowed_domains``): ``550``, before
   the data is sent at all;
 * a message over the size limit: ``552`` (aiosmtpd enforces ``data_size_limit``);
-* a message that is not an e-mail: ``554``; a database that cannot take it now: ``451``
-  (the server retries later, and a retry of a message already stored is a duplicate,
-  accepted without a second case);
+* a message intake will never take, however often it is sent (:data:`REFUSED`): ``554``
+  with the reason, so the sender's server bounces it now and says why: not an e-mail, or a
+  record its mailbox's object type refuses for what the message holds ("subject: is
+  required (the message's subject is empty)");
+* anything else that fails (a database locked or away, a definition no message can
+  satisfy, a bug): ``451``, a temporary failure: the server retries later, and the message
+  arrives once that is fixed (a retry of a message already stored is a duplicate, accepted
+  without a second case);
 * otherwise ``250`` once the message and its record are committed.
 """
 
@@ -23,12 +28,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from baton.errors import BatonError, NotFound
-from baton.intake.mail import MailError
-from baton.intake.service import IntakeService
+from baton.intake.service import REFUSED, IntakeService
 
 log = logging.getLogger("baton.intake.smtp")
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
+REPLY_TEXT = 400  # characters of a reason in a reply line (RFC 5321: 512 octets a line)
 
 
 class _Handler:
@@ -55,12 +60,16 @@ class _Handler:
         try:  # the commit runs on a thread: other sessions go on meanwhile
             got = await loop.run_in_executor(None, functools.partial(
                 self.intake.accept, raw, via="smtp", recipients=list(envelope.rcpt_tos)))
-        except MailError as exc:
-            return f"554 5.6.0 {exc}"
+        except REFUSED as exc:
+            log.warning("message from %s refused: %s", envelope.mail_from, exc)
+            return reply("554 5.6.0", str(exc))
         except NotFound as exc:
-            return f"550 5.1.1 {exc}"
-        except BatonError as exc:
-            log.warning("message from %s not taken now: %s", envelope.mail_from, exc)
+            return reply("550 5.1.1", str(exc))
+        except Exception as exc:  # not the message's fault (a database away, a bug): retried
+            if isinstance(exc, BatonError) or self.intake.store.is_transient(exc):
+                log.warning("message from %s not taken now: %s", envelope.mail_from, exc)
+            else:
+                log.exception("message from %s not taken now", envelope.mail_from)
             return "451 4.3.0 try again later"
         self.received += 1
         log.info("message %s from %s: %s (record %s)", got.message_id, got.sender,
@@ -87,6 +96,16 @@ class SmtpListener:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+def reply(code: str, text: str) -> str:
+    """An SMTP reply line: ``code`` and ``text`` on one line of printable ASCII (the
+    listener speaks no SMTPUTF8), shortened to :data:`REPLY_TEXT` characters."""
+    line = " ".join(text.encode("ascii", "backslashreplace").decode("ascii").split())
+    line = "".join(ch if ch.isprintable() else "?" for ch in line)
+    if len(line) > REPLY_TEXT:
+        line = line[:REPLY_TEXT - 3] + "..."
+    return f"{code} {line}"
 
 
 def parse_address(text: str) -> tuple[str, int]:
