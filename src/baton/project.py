@@ -47,12 +47,18 @@ class Project:
         return url
 
     def import_flows(self) -> None:
-        """Import the flow modules so their ``@flow`` registrations take effect."""
+        """Import the flow modules so their ``@flow`` registrations take effect.
+
+        A module that is missing, or fails while it is imported (a syntax error, an
+        exception at its top level, an import of its own that fails), is a
+        :class:`ConfigError` naming the module and where it failed (``flows.py:44``)."""
+        root = self.root.resolve()
         for module in self.flows:
             try:
-                _import_from(self.root.resolve(), module)
-            except (ImportError, FileNotFoundError) as exc:
-                raise ConfigError(f"{self.root / 'baton.toml'}: cannot import flow module {module!r}: {exc}") from exc
+                _import_from(root, module)
+            except Exception as exc:  # whatever the user's module raised (re-raised, located)
+                raise ConfigError(f"{self.root / 'baton.toml'}: cannot import flow module "
+                                  f"{module!r}: {_import_failure(exc, root)}") from exc
 
 
 def find_project_root(start: Path) -> Path | None:
@@ -133,7 +139,7 @@ def _import_from(root: Path, module: str) -> None:
     package = root / rel / "__init__.py"
     path = file if file.exists() else package
     if not path.exists():
-        raise FileNotFoundError(f"neither {file} nor {package} exists")
+        raise _NoModuleFile(f"neither {file} nor {package} exists")
     digest = hashlib.sha1(str(root).encode()).hexdigest()[:10]
     name = f"baton_project_{digest}.{module}"
     if name in sys.modules:
@@ -148,3 +154,41 @@ def _import_from(root: Path, module: str) -> None:
     except BaseException:
         del sys.modules[name]
         raise
+
+
+class _NoModuleFile(FileNotFoundError):
+    """A flow module named in ``baton.toml`` has no file (not an error its code raised)."""
+
+
+def _import_failure(exc: Exception, root: Path) -> str:
+    """What went wrong importing a flow module, on one line, located in the user's code:
+    ``flows.py:44: invalid syntax`` for a syntax error, else the exception's type and
+    message at the innermost line of the project's own files that it passed through."""
+    if isinstance(exc, _NoModuleFile):
+        return str(exc)
+    if isinstance(exc, SyntaxError):
+        where = _located(exc.filename, exc.lineno, root)
+        return f"{where}: {exc.msg}" if where else f"{exc.msg}"
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None:  # outermost to innermost: the last of the project's frames wins
+        found = _located(tb.tb_frame.f_code.co_filename, tb.tb_lineno, root)
+        where = found or where
+        tb = tb.tb_next
+    text = str(exc).strip().splitlines()
+    what = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return f"{where}: {what}" if where else what
+
+
+def _located(filename: str | None, line: int | None, root: Path) -> str:
+    """``file:line`` relative to the project folder, or "" when the file is not the
+    project's own (the standard library, an installed package, a virtualenv inside it)."""
+    if not filename:
+        return ""
+    try:
+        rel = Path(filename).resolve().relative_to(root)
+    except (ValueError, OSError):
+        return ""
+    if any(part in ("site-packages", "dist-packages") for part in rel.parts):
+        return ""
+    return f"{rel}:{line}" if line else str(rel)

@@ -102,7 +102,8 @@ CHECKED_AGAINST_STATE: dict[str, tuple[tuple[str, ...], str]] = {
     "POST /api/objects/{object_type}/records": (("data", KEY),
                                                 "the object type's fields, or a key in use"),
     "PATCH /api/records/{record_id}": (("data",), "the object type's fields"),
-    "POST /api/runs": (("input", KEY), "the trigger's input fields, or a key in use"),
+    "POST /api/runs": (("input", "record_id", KEY),
+                       "the trigger's input fields and object (a record only with one), or a key in use"),
     "POST /api/work/{item_id}/complete": (("data",), "the step's form"),
     "POST /api/work/{item_id}/reassign": (("to",), "the users that exist"),
     # a delegate must be another user that exists; the dates real days, the first one first

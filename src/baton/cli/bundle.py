@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from baton.cli.output import console, print_json, progress, show_progress, table
+from baton.errors import BatonError
 
 
 def _engine() -> Any:
@@ -32,13 +36,15 @@ def export(
     if output is None and sys.stdout.isatty():
         raise typer.BadParameter("the bundle is binary: redirect it (> bundle.tar.gz) or "
                                  "give --output FILE", param_hint="--output")
+    if output is not None:
+        _check_writable(output)  # before the work: a wrong path is said at once
     # A bar only when a person watches (--output FILE on a terminal), never in the bundle.
     with progress("reading definitions", 2, enabled=output is not None and show_progress()) as step:
         data = export_bundle(_engine(), include_people="people" in extras,
                              all_versions=all_versions)
         step(description=f"writing {output}")
         if output is not None:
-            output.write_bytes(data)
+            _write_whole(output, data)
         step()
     if output is None:
         sys.stdout.buffer.write(data)
@@ -53,14 +59,19 @@ def import_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Validate a bundle, then import it in one transaction (all of it, or nothing)."""
-    from baton.runtime.bundle import apply_import, plan_import, read_bundle
+    from baton.runtime.bundle import BundleError, apply_import, plan_import, read_bundle
 
     with progress("reading the bundle", 2 if dry_run else 3,
                   enabled=show_progress(as_json)) as step:
-        data = sys.stdin.buffer.read() if str(bundle) == "-" else bundle.read_bytes()
+        data = sys.stdin.buffer.read() if str(bundle) == "-" else _read(bundle)
         eng = _engine()
         step(description="validating everything in it")
-        plan = plan_import(eng, read_bundle(data))
+        try:
+            members = read_bundle(data)
+        except BundleError as exc:
+            raise BundleError(f"{'standard input' if str(bundle) == '-' else bundle}: "
+                              f"{exc}") from None
+        plan = plan_import(eng, members)
         step(description="importing (one transaction)")
         if not dry_run:
             apply_import(eng, plan, actor="cli")
@@ -74,3 +85,68 @@ def import_(
           [[r["kind"], r["name"], r["change"]] for r in rows])
     if not plan.writes:
         console.print("nothing to change")
+
+
+def _why(exc: OSError) -> str:
+    """An OS error's reason in a few words (no errno, no repeated file name)."""
+    if isinstance(exc, IsADirectoryError):
+        return "it is a folder"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file or folder"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    reason = exc.strerror or str(exc)
+    return reason[:1].lower() + reason[1:]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BatonError(f"cannot read {path}: {_why(exc)}") from None
+
+
+def _check_writable(output: Path) -> None:
+    """``--output`` names a file that can be written: not a folder, in a folder that exists."""
+    if output.is_dir():
+        raise BatonError(f"cannot write {output}: it is a folder (name a file in it)")
+    if not output.parent.is_dir():
+        raise BatonError(f"cannot write {output}: folder {output.parent} does not exist")
+
+
+def _write_whole(output: Path, data: bytes) -> None:
+    """Write the bundle beside ``output`` under a temporary name, then rename it into
+    place: an export that fails (a full disk, an interrupt) leaves no half bundle, and
+    a bundle already there stays whole. A pipe or device (``-o /dev/stdout``) is written
+    as it is: it cannot be renamed onto."""
+    try:
+        mode: int | None = output.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    try:
+        if mode is not None and not stat.S_ISREG(mode):
+            with open(output, "wb") as f:
+                f.write(data)
+            return
+        # A symlink's file is replaced, not the link.
+        target = Path(os.path.realpath(output)) if mode is not None else output
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise BatonError(f"cannot write {output}: {_why(exc)}") from None
+
+
+def _umask() -> int:
+    """The process's umask (a new bundle gets the mode ``write_bytes`` would give it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

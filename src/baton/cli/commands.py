@@ -191,9 +191,7 @@ def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (d
         issues += found
         warnings += [dataclasses.replace(w, level="warning") for w in unchecked]
     if as_json:
-        print_json([{"file": i.file, "line": i.line, "path": i.path, "message": i.message,
-                     "level": i.level} for i in sorted(issues + warnings,
-                                                       key=lambda i: (i.file, i.line))])
+        print_json(issues_json(issues + warnings))
     else:
         for i in sorted(issues + warnings, key=lambda i: (i.file, i.line)):
             console.print(str(i), highlight=False, markup=False)
@@ -230,10 +228,13 @@ def deploy(path: Annotated[Path | None, typer.Argument(help="File or folder (def
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending schema migrations."""
+    from baton.cli.context import opening
     from baton.store.sql import SqlStore
 
-    store = SqlStore(state.database_url(), **state.settings().store_options())
-    applied = store.migrate()
+    url = state.database_url()
+    store = SqlStore(url, **state.settings().store_options())
+    with opening(url):
+        applied = store.migrate()
     console.print("\n".join(f"applied {a}" for a in applied) or "schema is up to date")
 
 
@@ -698,6 +699,8 @@ def _acting_user(engine: Any, name: str) -> Any:
     project with no users yet (the quickstart) acts as NAME unchecked."""
     from baton.auth.roles import Permission
 
+    if not name.strip():  # else a blank name claims the item: "claimed by " (nobody)
+        raise BatonError("--user is empty: give the name of the person acting")
     directory = engine.directory
     if directory.count_users() == 0:
         return None
@@ -849,16 +852,46 @@ def _with_commands(full: typer.Typer, groups: list[Any], commands: list[Any]) ->
 
 
 def main() -> None:
+    args = sys.argv[1:]
     try:
-        app_for(sys.argv[1:])()
+        app_for(args)()
     except DefinitionError as exc:
-        for issue in exc.issues:
-            console.print(str(issue), highlight=False, markup=False)
-        err_console.print(f"[red]error:[/red] {len(exc.issues)} problem(s); nothing was deployed")
+        # The issues are the answer, as `validate` gives them: JSON under --json.
+        if _json_asked(args):
+            print_json(issues_json(exc.issues))
+        else:
+            for issue in exc.issues:
+                console.print(str(issue), highlight=False, markup=False)
+        done = {"deploy": "nothing was deployed", "import": "nothing was imported"}
+        err_console.print(f"[red]error:[/red] {len(exc.issues)} problem(s); "
+                          f"{done.get(_command_of(args) or '', 'nothing was changed')}")
         sys.exit(1)
     except BatonError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
+
+
+def _json_asked(args: list[str]) -> bool:
+    """``--json`` among the options (not after ``--``, where it would be a value)."""
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The command named in ``baton ARGS`` (its first word after the root options)."""
+    rest = iter(args)
+    for arg in rest:
+        if arg in ROOT_OPTIONS_WITH_VALUE:
+            next(rest, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def issues_json(issues: list[Issue]) -> list[dict[str, Any]]:
+    """Definition problems as ``validate --json`` prints them (and ``deploy --json`` and
+    ``import --json`` when they refuse): file, line, path, message, level."""
+    return [{"file": i.file, "line": i.line, "path": i.path, "message": i.message,
+             "level": i.level} for i in sorted(issues, key=lambda i: (i.file, i.line))]
 
 
 def _one_line_summaries(t: typer.Typer) -> None:

@@ -4,6 +4,8 @@ lean read path finds the database exactly as the commands do)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +88,30 @@ class State:
         if flows:
             self.project().import_flows()
         if self._engine is None:
-            self._engine = Engine(self.database_url(), migrate=migrate, settings=self.settings())
+            url = self.database_url()
+            with opening(url):  # (with ``migrate``, the Engine connects here)
+                self._engine = Engine(url, migrate=migrate, settings=self.settings())
         return self._engine
+
+
+@contextmanager
+def opening(url: str) -> Iterator[None]:
+    """The first connection to the database: one that cannot be opened (not a database, a
+    folder, a server that refuses) is a one-line :class:`ConfigError` naming it. Any other
+    database error, and every error once a command is under way, goes on as it is; a
+    worker started with ``--no-migrate`` first connects later, and waits for a database
+    that is down rather than exit."""
+    from sqlalchemy.exc import DBAPIError
+
+    from baton.store.sql.dialects import open_failure
+
+    try:
+        yield
+    except DBAPIError as exc:
+        failure = open_failure(exc, url)
+        if failure is None:
+            raise
+        raise failure from exc
 
 
 state = State()

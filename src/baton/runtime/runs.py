@@ -148,11 +148,17 @@ class RunDriver:
                 )
             values = coerce_fields(t.input, input or {}, f"input of {orchestration}")
             row: Record | None = None
+            if record_id is not None and not t.object:
+                # Without an object the run has no record (its expressions may not read one):
+                # a record given here would be attached to a run that never uses it.
+                raise ValidationError(f"start of {orchestration}", {
+                    "record": f"orchestration {orchestration!r} takes no record "
+                              "(it declares no object)"})
             if record_id is not None:
                 row = tx.get_record_txn(record_id, for_update=True)  # type: ignore[assignment]
                 if row is None:
                     raise NotFound("record", record_id)
-                if t.object and row["object_type"] != t.object:
+                if row["object_type"] != t.object:
                     raise ValidationError(f"start of {orchestration}", {
                         "record": f"is a {row['object_type']}, this orchestration takes a {t.object}"})
             elif t.object:

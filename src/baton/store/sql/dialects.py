@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import select
 import sqlite3
 import struct
@@ -25,9 +26,11 @@ import time
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
+from baton.errors import ConfigError
 from baton.store.codec import json_dumps, json_loads
 from baton.store.sql.statements import NOTIFY_CHANNEL
 
@@ -470,6 +473,60 @@ def is_transient(exc: BaseException, dialect: str) -> bool:
     if code in ("40001", "40P01") or (code or "").startswith("08"):
         return True
     return isinstance(exc, OperationalError) and (dialect == "postgresql" or "locked" in str(exc))
+
+
+SQLITE_CANTOPEN, SQLITE_NOTADB = 14, 26  # primary result codes (the low byte)
+
+
+def open_failure(exc: BaseException, url: str) -> ConfigError | None:
+    """What to tell the user when opening a connection to ``url`` raised ``exc`` (SQLAlchemy's
+    error or the driver's): a file that is not a SQLite database, one SQLite cannot open, a
+    PostgreSQL server that cannot be reached or refuses the login. None for anything else,
+    and for any error raised by a statement: a database that is locked or a connection lost
+    in the middle of a command is not a database that cannot be opened. The message never
+    shows a password."""
+    if getattr(exc, "statement", None) is not None:
+        return None
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, sqlite3.Error):
+        code = (getattr(orig, "sqlite_errorcode", None) or 0) & 0xFF
+        if code == SQLITE_NOTADB:
+            return ConfigError(f"{url}: not a SQLite database")
+        if code == SQLITE_CANTOPEN:
+            path = url.split("///", 1)[-1].split("?", 1)[0]
+            why = ("it is a folder" if os.path.isdir(path)
+                   else "permission denied" if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK)
+                   else str(orig))
+            return ConfigError(f"cannot open {url}: {why}")
+        return None
+    if type(orig).__module__.split(".")[0] == "psycopg" and type(orig).__name__ == "OperationalError":
+        return ConfigError(f"cannot connect to PostgreSQL at {_pg_where(url)}: "
+                           f"{_pg_reason(str(orig), url)}")
+    return None
+
+
+def _pg_where(url: str) -> str:
+    """``host:port`` of a PostgreSQL URL (never its user or password)."""
+    u = make_url(url)
+    if u.host:
+        return f"{u.host}:{u.port or 5432}"
+    socket = u.query.get("host")
+    socket = socket[0] if isinstance(socket, tuple) else socket
+    return f"socket {socket}" if socket else "the local socket"
+
+
+def _pg_reason(message: str, url: str) -> str:
+    """libpq's message without its prefixes and hints: ``connection refused``,
+    ``password authentication failed for user "u"``."""
+    line = message.strip().splitlines()[0] if message.strip() else "connection failed"
+    for prefix in ("connection failed: ", "connection is bad: "):
+        line = line.removeprefix(prefix)
+    line = line.rsplit(" failed: ", 1)[-1]  # 'connection to server at "h", port 1 failed: '
+    line = re.sub(r"\[Errno -?\d+\] ", "", line.removeprefix("FATAL:")).strip()
+    password = make_url(url).password
+    if password:
+        line = line.replace(str(password), "***")
+    return line[:1].lower() + line[1:] if line[1:2].islower() else line
 
 
 def _lower(value: Any) -> Any:
