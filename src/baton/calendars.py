@@ -16,7 +16,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_MAX_DAYS = 3 * 366  # an SLA longer than this in business time is a definition mistake
+HORIZON = timedelta(days=36_500)
+"""How far ahead business time is counted (100 years, the longest duration a definition
+may give): business time a calendar does not give within it is due at its end, never in
+practice (:func:`add_business_time`)."""
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,14 @@ class BusinessCalendar:
 
     def intervals(self, day: date) -> list[tuple[datetime, datetime]]:
         """That local day's working intervals as UTC instants (DST-safe)."""
-        if self.is_closed(day):
+        spans = self.hours.get(day.weekday())
+        if not spans or self.is_closed(day):  # (a day without hours needs no holiday lookup)
             return []
         tz = ZoneInfo(self.timezone)
         return [(datetime.combine(day, a, tz).astimezone(UTC),
                  (datetime.combine(day, b, tz) if b is not None
                   else datetime.combine(day + timedelta(days=1), time(0), tz)).astimezone(UTC))
-                for a, b in self.hours.get(day.weekday(), ())]
+                for a, b in spans]
 
 
 def _interval(text: str) -> tuple[time, time | None]:
@@ -72,21 +76,36 @@ def add_business_time(cal: BusinessCalendar, start: datetime, delta: timedelta) 
 
     Time outside working hours, at weekends without hours and on holidays does not count.
     ``delta == 0`` returns ``start`` itself.
+
+    Never raises: business time the calendar does not give within :data:`HORIZON` (one
+    hour a week and an SLA of years; a calendar without any working hours, stored before
+    validation refused one) is due at the horizon's end (or at the last instant there is),
+    an SLA that in practice never comes due, rather than an error in the step start or the
+    record write that counts it.
     """
     remaining = delta
     if remaining <= timedelta(0):
         return start
     now = start.astimezone(UTC)
-    day = now.astimezone(ZoneInfo(cal.timezone)).date()
-    for _ in range(_MAX_DAYS):
-        for begin, end in cal.intervals(day):
-            if now >= end:
-                continue
-            begin = max(begin, now)
-            if remaining <= end - begin:
-                return begin + remaining
-            remaining -= end - begin
-            now = end
-        day += timedelta(days=1)
-    raise ValueError(f"calendar {cal.name!r}: {delta} of business time does not fit in "
-                     f"{_MAX_DAYS} days (no working hours?)")
+    try:
+        far = now + HORIZON
+    except OverflowError:
+        far = datetime.max.replace(tzinfo=UTC)
+    if not any(cal.hours.values()):
+        return far
+    tz = ZoneInfo(cal.timezone)
+    day, last = now.astimezone(tz).date(), far.astimezone(tz).date()
+    try:
+        while day <= last:
+            for begin, end in cal.intervals(day):
+                if now >= end:
+                    continue
+                begin = max(begin, now)
+                if remaining <= end - begin:
+                    return min(begin + remaining, far)
+                remaining -= end - begin
+                now = end
+            day += timedelta(days=1)
+    except OverflowError:  # past the last date there is
+        pass
+    return far

@@ -26,7 +26,7 @@ fields:
 kind: calendar
 name: never
 timezone: UTC
-hours: {}
+hours: {sun: ["00:00-00:01"]}  # one minute a week: never within hours here (a Monday)
 ---
 kind: routing
 name: dealer

@@ -593,7 +593,7 @@ def test_other_evaluation_error_fails_the_step() -> None:
               - {name: sibling, type: background, flow: f.s}
               - {name: divide, type: background, flow: f.d, when: '=10 / (record.priority - 1) > 2'}
               - {name: compare, type: background, flow: f.c, when: '=record.subject > 3'}
-              - {name: not_bool, type: background, flow: f.n, when: '=record.priority + 1'}
+              - {name: not_bool, type: background, flow: f.n, when: '=record.priority'}
     """), priority=1)
     sim.start()
     assert sim.steps == {"sibling": "running", "divide": "fallout", "compare": "fallout",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import json as _json
+import math
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,8 +31,23 @@ from baton.expressions import (
 from baton.expressions.cel import member_chains
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Words CEL reads as literals or operators: ``steps.in.status`` or ``vars.null`` cannot be
+# written, so a step, stage, variable, input or field may not be named one of them.
+CEL_RESERVED = ("false", "in", "null", "true")
 DURATION = re.compile(r"(\d+)(ms|s|m|h|d)\Z")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+MAX_DURATION_DAYS = 36_500
+"""The longest duration a definition may give (100 years): an instant that far ahead is
+still a date (``now + 3000000d`` is not), and a timer, a timeout or an SLA longer than a
+century is a typo. ``engine/policy.py`` counts a longer one read from an older stored
+definition as this long."""
+MAX_DURATION_MS = MAX_DURATION_DAYS * _UNIT_MS["d"]
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+"""Whole numbers a definition's values may hold: what an ``int`` field, CEL and the
+stores' JSON reader keep exact (as ``records/fields.py``)."""
+DEFAULT_MAX_LENGTH = {"string": 1_000, "text": 100_000, "json": 100_000}
+"""A field's ``max_length`` when it gives none (as ``records/fields.py``: MAX_STRING,
+MAX_TEXT)."""
 FIELD_KEYS = ("type", "required", "default", "choices", "object", "label", "description",
               "max_length", "check", "precision", "scale", "rounding")
 LENGTH_TYPES = ("string", "text", "json")
@@ -114,10 +131,10 @@ def unknown(what: str, value: object, options: Collection[str]) -> str:
 def _show(value: object) -> str:
     """A scalar as the user typed it; anything bigger by its type."""
     if isinstance(value, str):
-        return f"'{value}'"
+        return f"'{_short(value)}'".replace("\n", "\\n")
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value) if isinstance(value, int | float) else describe(value)
+    return _short(value) if isinstance(value, int | float) else describe(value)
 
 
 def describe(value: object) -> str:
@@ -215,6 +232,17 @@ def expect_identifier(ck: Checker, path: str, value: Any, what: str) -> str | No
     return name
 
 
+def expect_readable_name(ck: Checker, path: str, value: Any, what: str) -> str | None:
+    """An identifier that expressions read as a member (``steps.<name>``, ``vars.<name>``,
+    ``record.<name>``): not one of CEL's reserved words."""
+    name = expect_identifier(ck, path, value, what)
+    if name in CEL_RESERVED:
+        ck.add(path, f"{what} '{name}' is a reserved word in expressions "
+                     f"({', '.join(CEL_RESERVED)}): choose another name")
+        return None
+    return name
+
+
 def check_texts(ck: Checker, path: str, data: Mapping[str, Any], keys: Iterable[str]) -> None:
     for key in keys:
         if key in data:
@@ -222,16 +250,28 @@ def check_texts(ck: Checker, path: str, data: Mapping[str, Any], keys: Iterable[
 
 
 def duration_ms(value: Any) -> int | None:
-    """Milliseconds of a duration like ``30s``, ``10m``, ``4h``, ``2d`` (None if not one)."""
+    """Milliseconds of a duration like ``30s``, ``10m``, ``4h``, ``2d`` (None if not one).
+
+    A number of more than 18 digits counts as one more than :data:`MAX_DURATION_MS`
+    (Python refuses to read one of thousands of digits)."""
     m = DURATION.match(value) if isinstance(value, str) else None
-    return int(m.group(1)) * _UNIT_MS[m.group(2)] if m else None
+    if m is None:
+        return None
+    digits = m.group(1)
+    return int(digits) * _UNIT_MS[m.group(2)] if len(digits) <= 18 else MAX_DURATION_MS + 1
 
 
 def check_duration(ck: Checker, path: str, value: Any) -> int | None:
+    """A well-formed duration of at most :data:`MAX_DURATION_DAYS` days; its milliseconds,
+    or None (reported)."""
     ms = duration_ms(value)
     if ms is None:
         got = f"'{value}'" if isinstance(value, str) else describe(value)
         ck.add(path, f"expected a duration like 30s, 10m, 4h or 2d, got {got}")
+    elif ms > MAX_DURATION_MS:
+        ck.add(path, f"duration '{_short(value)}' is too long: at most {MAX_DURATION_DAYS}d "
+                     "(100 years)")
+        return None
     return ms
 
 
@@ -252,7 +292,7 @@ class FieldRules:
 
 
 def check_field_name(ck: Checker, path: str, name: Any, rules: FieldRules) -> None:
-    if expect_identifier(ck, path, name, "field name") and name in rules.reserved:
+    if expect_readable_name(ck, path, name, "field name") and name in rules.reserved:
         ck.add(
             path,
             f"'{name}' is a reserved field name (every record has {', '.join(RESERVED_FIELDS)})",
@@ -316,14 +356,16 @@ def _check_field_extras(
             ck.add(join(path, "check"), "check only applies to ref fields")
         else:
             expect_bool(ck, join(path, "check"), m["check"])
-    if "max_length" in m:
-        _check_max_length(ck, join(path, "max_length"), m["max_length"], ftype)
+    limit = DEFAULT_MAX_LENGTH.get(ftype)
+    if "max_length" in m and _check_max_length(ck, join(path, "max_length"), m["max_length"],
+                                                ftype):
+        limit = m["max_length"]
     exact = _check_decimal_keys(ck, path, m, ftype)
     if "default" in m and m["default"] is not None:
         if ftype == "decimal" and exact is not None:
             _check_decimal_default(ck, join(path, "default"), m["default"], *exact)
         elif ftype != "decimal":
-            _check_default(ck, join(path, "default"), m["default"], ftype, choices)
+            _check_default(ck, join(path, "default"), m["default"], ftype, choices, limit)
 
 
 def _check_decimal_keys(ck: Checker, path: str, m: Mapping[str, Any], ftype: str
@@ -369,13 +411,16 @@ def _check_decimal_default(ck: Checker, path: str, value: Any, precision: int, s
         ck.add(path, f"default {_show(value)} is not a valid decimal: {exc}")
 
 
-def _check_max_length(ck: Checker, path: str, value: Any, ftype: str) -> None:
+def _check_max_length(ck: Checker, path: str, value: Any, ftype: str) -> bool:
     if ftype not in LENGTH_TYPES:
         ck.add(path, f"max_length only applies to {', '.join(LENGTH_TYPES)} fields")
     elif isinstance(value, bool) or not isinstance(value, int) \
             or not 1 <= value <= MAX_LENGTH_LIMIT:
         ck.add(path, f"max_length must be a whole number from 1 to {MAX_LENGTH_LIMIT:,}, "
                      f"got {_show(value)}")
+    else:
+        return True
+    return False
 
 
 def _check_choices(ck: Checker, path: str, m: Mapping[str, Any], ftype: str) -> list[str] | None:
@@ -399,8 +444,11 @@ def _check_choices(ck: Checker, path: str, m: Mapping[str, Any], ftype: str) -> 
 
 
 def _check_default(
-    ck: Checker, path: str, value: Any, ftype: str, choices: list[str] | None
+    ck: Checker, path: str, value: Any, ftype: str, choices: list[str] | None,
+    limit: int | None = None,
 ) -> None:
+    """A default is a value of its field: what a record write would take for it (the
+    field's type, range, one line, ``max_length``), since records get it unchecked."""
     if ftype == "choice":
         if choices is not None and value not in choices:
             ck.add(
@@ -409,6 +457,30 @@ def _check_default(
         return
     if not _fits(value, ftype):
         ck.add(path, f"default {_show(value)} is not a valid {ftype}")
+        return
+    problem = _default_problem(value, ftype, limit)
+    if problem:
+        shown = "" if isinstance(value, dict | list) else f" {_show(value)}"
+        ck.add(path, f"default{shown} {problem}")
+
+
+def _default_problem(value: Any, ftype: str, limit: int | None) -> str | None:
+    if ftype == "int" and not INT_MIN <= value <= INT_MAX:
+        return (f"is out of range: a whole number is kept exact from {INT_MIN} to {INT_MAX} "
+                "(use type decimal or text beyond that)")
+    if ftype == "string" and "\n" in value:
+        return "is not one line (use type text for several)"
+    if ftype in ("string", "text") and limit is not None and len(value) > limit:
+        return f"is too long: {len(value):,} characters, at most {limit:,} (max_length)"
+    if ftype == "json":
+        wide = wide_int(value)
+        if wide is not None:
+            return (f"holds {_short(wide)}, a whole number beyond 64 bits (from {INT_MIN} to "
+                    f"{INT_MAX}; write wider ones as text)")
+        size = len(_JSON_TEXT.encode(value))
+        if limit is not None and size > limit:
+            return f"is too long: {size:,} characters of JSON, at most {limit:,} (max_length)"
+    return None
 
 
 def _fits(value: Any, ftype: str) -> bool:
@@ -423,7 +495,60 @@ def _fits(value: Any, ftype: str) -> bool:
         return isinstance(value, bool)
     if ftype in ("date", "datetime"):
         return isinstance(value, str) and _parses(value, ftype)
-    return True  # json: anything YAML can hold
+    return True  # json: any JSON value (what is not one is reported on the whole document)
+
+
+# What a json field's size is measured in: its compact JSON text (records/fields.py).
+_JSON_TEXT = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = str(value)
+    return text if len(text) <= width else text[:width] + "…"
+
+
+def wide_int(value: Any, depth: int = 0) -> int | None:
+    """The first whole number beyond 64 bits in a JSON value (None: there is none)."""
+    if isinstance(value, bool) or depth > 64:
+        return None
+    if isinstance(value, int):
+        return None if INT_MIN <= value <= INT_MAX else value
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) \
+        else ()
+    for v in items:
+        found = wide_int(v, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def check_values_fit(ck: Checker, path: str, value: Any) -> None:
+    """A literal JSON value a run keeps (a variable's initial value): its whole numbers fit
+    64 bits, as the stores and CEL keep them (what is not JSON at all is reported on the
+    whole document)."""
+    wide = wide_int(value)
+    if wide is not None:
+        ck.add(path, f"holds {_short(wide)}, a whole number beyond 64 bits (from {INT_MIN} to "
+                     f"{INT_MAX}; write wider ones as text)")
+
+
+def json_problem(value: Any) -> str | None:
+    """Why a scalar YAML gave is no JSON value (a ``!!binary``, a ``!!timestamp``, ``.nan``,
+    ``.inf``), or None. Lists and mappings are walked by the caller."""
+    if value is None or isinstance(value, str | bool | int | list | dict):
+        return None
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return None
+        shown = ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+        return f"{shown} is not a number a JSON value can hold (write a finite number)"
+    if isinstance(value, bytes):
+        return ("a binary value (!!binary) is not a JSON value: definitions hold text, "
+                "numbers, true/false, null, lists and mappings")
+    if isinstance(value, _dt.date):  # datetime too
+        return (f"a timestamp (!!timestamp) is not a JSON value: write it as text, "
+                f"'{value.isoformat()}'")
+    return f"a {type(value).__name__} is not a JSON value"
 
 
 def _parses(text: str, ftype: str) -> bool:
@@ -497,13 +622,14 @@ class Scope:
     allow_line: bool = False  # ``line`` is bound: a fulfillment's scenarios and plan steps
 
 
-def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
+def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> bool:
+    """Report what is wrong with an ``=expression``; False when it does not compile."""
     try:
         compile_expression(source)
     except ExpressionError as exc:
         at = f" at column {exc.position}" if exc.position else ""
         ck.add(path, f"bad expression{at}: {_reason(exc.reason)}")
-        return
+        return False
     if not scope.allow_item:
         for name in sorted(reads_variables(source) & set(ITEM_VARIABLES)):
             ck.add(path, f"'{name}' is only available in the input and record fields of an "
@@ -527,6 +653,7 @@ def check_expression(ck: Checker, path: str, source: str, scope: Scope) -> None:
         # when the name is wrong: name the step.
         ck.add(path, "steps[...] needs the step's name as a quoted string "
                      "(a computed step name cannot be checked)")
+    return True
 
 
 def _reason(reason: str) -> str:
@@ -546,6 +673,8 @@ def _reference_problem(var: str, member: str, scope: Scope) -> str | None:
     known = {"steps": scope.steps, "vars": scope.variables, "input": scope.inputs}[var]
     if known is None or member in known:
         return None
+    if var == "input" and not known:
+        return f"unknown input '{member}': the trigger declares no input"
     what = {"steps": "step", "vars": "variable", "input": "input"}[var]
     return f"unknown {what} '{member}'{suggest(member, known)}"
 
@@ -598,10 +727,12 @@ def check_condition(ck: Checker, path: str, value: Any, scope: Scope) -> None:
     if isinstance(value, bool):
         return
     if isinstance(value, str):
-        if is_expression(value):
-            check_expression(ck, path, value, scope)
-        else:
+        if not is_expression(value):
             ck.add(path, CONDITION_MESSAGE)
+        elif check_expression(ck, path, value, scope):
+            gives = _non_bool_result(value)
+            if gives is not None:
+                ck.add(path, f"a condition must give true or false, and this gives {gives}")
         return
     if isinstance(value, dict):
         if check_keys(ck, path, value, ("flow", "input"), ("flow",)) and "flow" in value:
@@ -610,6 +741,23 @@ def check_condition(ck: Checker, path: str, value: Any, scope: Scope) -> None:
             check_input(ck, join(path, "input"), value["input"], scope)
         return
     ck.add(path, f"{CONDITION_MESSAGE}, got {describe(value)}")
+
+
+# What an expression's static type says it gives (cel-expr-python's names), for messages.
+_RESULT_WORDS = {"STRING": "a string", "INT": "a number", "UINT": "a number",
+                 "DOUBLE": "a number", "BYTES": "bytes", "NULL": "null", "LIST": "a list",
+                 "MAP": "a map", "TIMESTAMP": "a timestamp", "DURATION": "a duration",
+                 "TYPE": "a type"}
+
+
+def _non_bool_result(source: str) -> str | None:
+    """What a condition that compiles gives when its static type is known and not a bool
+    (``="yes"``: a string), or None (a bool, or only known when evaluated: ``=vars.ok``)."""
+    kind = str(compile_expression(source).return_type())
+    if kind in ("BOOL", "DYN"):
+        return None
+    head = kind.split("<", 1)[0]
+    return _RESULT_WORDS.get(head, f"a value of type {kind}")
 
 
 def check_input(ck: Checker, path: str, value: Any, scope: Scope) -> None:

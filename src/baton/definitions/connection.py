@@ -154,8 +154,15 @@ def _check_url(ck: Checker, path: str, value: Any) -> None:
     text = expect_str(ck, path, value)
     if text is None:
         return
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # a port that is no number, or above 65535, raises
+    except ValueError as exc:  # "http://[::1": an unclosed IPv6 address
+        ck.add(path, f"not a valid URL ({exc}), expected one like https://bank.example/api")
+        return
+    if port == 0:
+        ck.add(path, "port 0 is not a port a server listens on (1 to 65535)")
+    elif parts.scheme not in ("http", "https") or not parts.hostname:
         ck.add(path, "expected an http:// or https:// URL with a host, like "
                      "https://bank.example/api")
     elif parts.username is not None or parts.password is not None:

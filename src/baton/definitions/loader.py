@@ -261,18 +261,23 @@ def check_definitions(
     """
     docs: list[ParsedDocument] = []
     issues: list[Issue] = []
-    files, missing = _expand(paths)
+    files, missing, given = _expand(paths)
     issues.extend(missing)
     tell = on_progress or _silent
+    found_in: set[Path] = set()  # the files that hold a document (or a problem)
     for done, (shown, path) in enumerate(files, 1):
         text, problem = _read(shown, path)
         if problem is None:
             parsed, found = parse_text(text, shown)
             docs.extend(parsed)
             issues.extend(found)
+            if parsed or found:
+                found_in.add(path.resolve())
         else:
             issues.append(problem)
+            found_in.add(path.resolve())
         tell("read", done, len(files))
+    issues.extend(_nothing_found(given, found_in))
     tell("validate", 0, 1)
     result = _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations,
                      warnings, deployed_connections)
@@ -313,6 +318,32 @@ def load_text(
     if issues:
         raise DefinitionError(issues)
     return loaded
+
+
+def load_stored(
+    text: str,
+    file: str = "<text>",
+    *,
+    deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
+) -> tuple[list[LoadedDefinition], list[Issue]]:
+    """A definition read back from the store: validated as :func:`load_text` does, but a
+    version that was valid when deployed and fails a check added since is still built (and
+    its issues returned for the caller to report): a stricter release must not make every
+    record write of an upgraded database fail on it. Only a text that can no longer be
+    parsed or built at all raises."""
+    docs, issues = parse_text(text, file)
+    if issues:
+        raise DefinitionError(issues)
+    per_doc = validate_documents(docs, deployed_objects=deployed_objects)
+    errors = sorted((i for own in per_doc for i in own if i.level == "error"),
+                    key=lambda i: (i.file, i.line))
+    try:
+        loaded = _with_record_types([build(d) for d in docs], deployed_objects)
+    except Exception as exc:  # (a model these checks would have kept from being built)
+        if errors:
+            raise DefinitionError(errors) from exc
+        raise
+    return loaded, errors
 
 
 def _finish(
@@ -359,24 +390,53 @@ def _with_record_types(loaded: list[LoadedDefinition],
 # --- files ---------------------------------------------------------------------------------
 
 
-def _expand(paths: Sequence[str | Path]) -> tuple[list[tuple[str, Path]], list[Issue]]:
-    """(shown name, path) of every definition file; a missing path is an issue."""
+_Given = tuple[str, bool, list[Path]]  # a path as given, whether a folder, its files
+
+
+def _expand(paths: Sequence[str | Path]
+            ) -> tuple[list[tuple[str, Path]], list[Issue], list[_Given]]:
+    """(shown name, path) of every definition file; a path that is missing, or neither a
+    file nor a folder (a device, a FIFO: reading one would wait for ever), is an issue. Also
+    each path given with the files it stands for (see :func:`_nothing_found`)."""
     files: list[tuple[str, Path]] = []
     issues: list[Issue] = []
+    given_paths: list[_Given] = []
     if isinstance(paths, str | Path):  # a lone path, not a sequence of one-letter paths
         paths = [paths]
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            files.extend((os.path.join(str(given), rel), path / rel) for rel in _yaml_files(path))
+            own = [(os.path.join(str(given), rel), path / rel) for rel in _yaml_files(path)]
+            files.extend(own)
+            given_paths.append((str(given), True, [p.resolve() for _, p in own]))
         elif path.is_file():
             files.append((str(given), path))
+            given_paths.append((str(given), False, [path.resolve()]))
+        elif path.exists():
+            issues.append(Issue(str(given), 0, "", "not a regular file or a folder (a device, "
+                                                   "a pipe or a socket): nothing to read"))
         else:
             issues.append(Issue(str(given), 0, "", "no such file or directory"))
     unique: dict[Path, tuple[str, Path]] = {}
     for shown, path in files:
         unique.setdefault(path.resolve(), (shown, path))  # a file given twice is loaded once
-    return list(unique.values()), issues
+    return list(unique.values()), issues, given_paths
+
+
+def _nothing_found(given: list[_Given], found_in: set[Path]) -> list[Issue]:
+    """A folder or file given that holds no definition at all: validating it would say
+    ``valid`` and deploying it would deploy nothing, which is never what was meant (a
+    wrong folder, a file saved empty). An empty file inside a folder that has others is
+    left alone."""
+    out = []
+    for shown, folder, files in given:
+        if any(f in found_in for f in files):
+            continue
+        why = ("the folder has no .yaml or .yml file" if folder and not files
+               else "its .yaml files are empty or hold only comments" if folder
+               else "the file is empty or holds only comments")
+        out.append(Issue(shown, 0, "", f"no definitions found: {why}"))
+    return out
 
 
 def _yaml_files(folder: Path) -> list[str]:
@@ -511,7 +571,16 @@ class _Converter:
             return self._mapping(node, path, stack)
         if isinstance(node, SequenceNode):
             return self._sequence(node, path, stack)
-        return self.constructor.construct_object(node, deep=True)  # unknown tags raise
+        try:
+            return self.constructor.construct_object(node, deep=True)  # unknown tags raise
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            # A value its tag cannot read (``!!int abc``, ``!!timestamp 2026-13-45``, a
+            # whole number of thousands of digits): located like any YAML mistake.
+            tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+            reason = str(exc).split(";")[0].strip("'")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the value cannot be read as {tag}: {reason}", node.start_mark
+            ) from None
 
     def _sequence(self, node: SequenceNode, path: str, stack: tuple[int, ...]) -> list[Any]:
         out = []

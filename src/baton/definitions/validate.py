@@ -28,15 +28,18 @@ from baton.definitions.checks import (
     check_policies,
     check_texts,
     check_value,
+    check_values_fit,
     describe,
     expect_identifier,
     expect_int,
     expect_list,
     expect_mapping,
+    expect_readable_name,
     expect_str,
     find_cycles,
     item,
     join,
+    json_problem,
     suggest,
     unknown,
 )
@@ -152,13 +155,17 @@ def validate_documents(
 def _check_storable(ck: Checker, value: Any, path: str, depth: int = 0) -> None:
     """Text no store keeps (a NUL, a lone surrogate: YAML's ``"\\0"`` and ``"\\ud800"``
     escapes), wherever it is in a definition: a choice holding one would be offered and then
-    refused in every record (``baton.storable``)."""
+    refused in every record (``baton.storable``). And values that are not JSON (a
+    ``!!binary``, a ``!!timestamp``, ``.nan``): a variable or a default holding one would be
+    refused by every write of a run or record, and nothing else in a definition means one."""
     if depth > 64:
         return
     if isinstance(value, str):
         bad = bad_text(value)
         if bad:
             ck.add(path, bad)
+    elif json_problem(value) is not None:
+        ck.add(path, str(json_problem(value)))
     elif isinstance(value, dict):
         for k, v in value.items():
             key = str(k)
@@ -398,14 +405,19 @@ def _check_calendar(ck: Checker, data: dict[str, Any]) -> None:
     if "timezone" in data:
         _check_timezone(ck, "timezone", data["timezone"])
     hours = expect_mapping(ck, "hours", data["hours"]) if "hours" in data else None
+    spans_given = 0
     for day, spans in (hours or {}).items():
         path = join("hours", str(day))
         if day not in WEEKDAYS:
             ck.add(path, unknown("weekday", day, WEEKDAYS))
         for span in expect_list(ck, path, spans) or []:
+            spans_given += 1
             if not isinstance(span, str) or not HOURS.match(span) or span[:5] >= span[6:]:
                 got = f"'{span}'" if isinstance(span, str) else describe(span)
                 ck.add(path, f"expected working hours like '09:00-17:00' (start before end), got {got}")
+    if hours is not None and not spans_given:
+        ck.add("hours", "a calendar needs working hours on at least one day: in one without "
+                        "any, business time never passes and its SLAs would never come due")
     if "holidays" in data:
         _check_holidays(ck, data["holidays"])
     for i, d in enumerate(expect_list(ck, "extra_dates", data.get("extra_dates", [])) or []):
@@ -558,8 +570,9 @@ def _check_variables(ck: Checker, data: dict[str, Any]) -> frozenset[str]:
     if "variables" not in data:
         return frozenset()
     variables = expect_mapping(ck, "variables", data["variables"]) or {}
-    for name in variables:
-        expect_identifier(ck, join("variables", name), name, "variable name")
+    for name, value in variables.items():
+        expect_readable_name(ck, join("variables", name), name, "variable name")
+        check_values_fit(ck, join("variables", name), value)
     return frozenset(variables)
 
 
@@ -567,7 +580,8 @@ def _check_stage_names(ck: Checker, stages: Stages) -> None:
     first: dict[str, int] = {}
     for i, stage in stages:
         path = join(item("stages", i), "name")
-        if "name" not in stage or expect_identifier(ck, path, stage["name"], "stage name") is None:
+        if "name" not in stage \
+                or expect_readable_name(ck, path, stage["name"], "stage name") is None:
             continue
         name = stage["name"]
         if name == END:
@@ -584,7 +598,8 @@ def _check_step_names(ck: Checker, stages: Stages) -> None:
     for i, stage in stages:
         for j, step in _steps_of(stage):
             path = join(item(join(item("stages", i), "steps"), j), "name")
-            if "name" not in step or expect_identifier(ck, path, step["name"], "step name") is None:
+            if "name" not in step \
+                    or expect_readable_name(ck, path, step["name"], "step name") is None:
                 continue
             name = step["name"]
             if name in first:
@@ -609,7 +624,10 @@ def _check_trigger(ck: Checker, data: dict[str, Any], env: Env, scope: Scope) ->
         ck.add("trigger.type", unknown("trigger type", ttype, tuple(TRIGGER_KEYS)))
         return scope
     check_keys(ck, "trigger", trigger, TRIGGER_KEYS[ttype], TRIGGER_REQUIRED[ttype])
-    scope = _trigger_record(ck, trigger, env, scope)
+    # A run's input is what its trigger declares (``input:`` of an autolaunched trigger),
+    # typed and checked when it starts: a record or a schedule starts runs without input,
+    # and an autolaunched trigger without ``input:`` takes none (``input.x`` never exists).
+    scope = replace(_trigger_record(ck, trigger, env, scope), inputs=frozenset())
     if ttype == "record":
         _check_record_trigger(ck, trigger, scope)
     elif ttype == "autolaunched":
@@ -687,6 +705,9 @@ def _check_cron(ck: Checker, cron: Any) -> None:
     elif not _cron_valid(text):
         ck.add("trigger.cron", f"{text!r} is not a valid cron schedule (minute 0-59, hour 0-23, "
                "day 1-31, month 1-12 or jan-dec, weekday 0-6 or sun-sat; `*`, `,`, `-`, `/`)")
+    elif not _cron_comes(text):
+        ck.add("trigger.cron", f"{text!r} never comes: no date has that day in those months "
+               "(e.g. day 31 of February)")
 
 
 # --- stages -----------------------------------------------------------------------------
@@ -855,7 +876,15 @@ def _check_after(
         name = step.get("name")
         if isinstance(name, str):
             after_paths.setdefault(name, apath)
-        for ref in refs:
+        seen: set[str] = set()
+        for k, ref in enumerate(refs):
+            if isinstance(ref, str) and ref in seen:
+                # (harmless to the run, but likely a typo for another step: a warning)
+                ck.warn(item(apath, k), f"step '{ref}' is named twice in after: did you "
+                                        "mean another step?")
+                continue
+            if isinstance(ref, str):
+                seen.add(ref)
             if _after_ref_ok(ck, apath, ref, local, stage.get("name"), step_stages) and isinstance(
                 name, str
             ):
@@ -885,3 +914,15 @@ def _cron_valid(text: str) -> bool:
     from croniter import croniter  # on first use: reading a stored definition needs no cron
 
     return bool(croniter.is_valid(text))
+
+
+def _cron_comes(text: str) -> bool:
+    """A valid cron has a tick at all (``0 0 31 2 *`` has none: its deploy could not arm
+    the schedule). Whether a day and month meet does not depend on the year or the zone."""
+    from croniter import CroniterError, croniter
+
+    try:
+        croniter(text, _dt.datetime(2000, 1, 1)).get_next(_dt.datetime)
+    except (CroniterError, ValueError):
+        return False
+    return True

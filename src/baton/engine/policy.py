@@ -20,19 +20,36 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+from baton.definitions.checks import MAX_DURATION_MS
+
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+MAX_DURATION = timedelta(milliseconds=MAX_DURATION_MS)
+"""The longest duration a definition may give (100 years, ``definitions/checks.py``)."""
+
+
+def duration_ms(text: str) -> int:
+    """Milliseconds of ``30s``, ``10m``, ``4h``, ``2d``, ``250ms`` (already validated), as
+    written: more than :data:`MAX_DURATION` for an older definition stored before
+    validation bounded them (a number of more than 18 digits: one more than the bound)."""
+    for unit in ("ms", "s", "m", "h", "d"):
+        digits = text[: -len(unit)]
+        if text.endswith(unit) and digits.isdigit() and digits.isascii():
+            return int(digits) * _UNIT_MS[unit] if len(digits) <= 18 else MAX_DURATION_MS + 1
+    raise ValueError(f"not a duration: {text!r}")
 
 
 @lru_cache(maxsize=1024)
 def duration(text: str) -> timedelta:
     """``30s``, ``10m``, ``4h``, ``2d``, ``250ms`` -> timedelta (already validated).
 
+    At most :data:`MAX_DURATION`: a longer one (an older stored definition) counts as 100
+    years, never due in practice, rather than an OverflowError in the step that starts it
+    (``99999999999d`` is no timedelta; ``now + 3000000d`` is no date). A pause step says
+    so instead (``steps/pause.py``).
+
     Memoized: a definition names a few durations, read again at every step start (an SLA's
     two, a job's timeout); a timedelta is immutable, so sharing one is safe."""
-    for unit in ("ms", "s", "m", "h", "d"):
-        if text.endswith(unit) and text[: -len(unit)].isdigit():
-            return timedelta(milliseconds=int(text[: -len(unit)]) * _UNIT_MS[unit])
-    raise ValueError(f"not a duration: {text!r}")
+    return timedelta(milliseconds=min(duration_ms(text), MAX_DURATION_MS))
 
 
 @dataclass(frozen=True)
@@ -60,7 +77,14 @@ class RetryPolicy:
 
     def delay(self, retry: int, key: str) -> timedelta:
         """Delay before retry number ``retry`` (1-based); ``key`` seeds the jitter."""
-        base = self.initial if self.backoff == "fixed" else self.initial * (2 ** (retry - 1))
+        base = self.initial
+        if self.backoff != "fixed":
+            # Doubled until max_delay caps it (initial x 2^(n-1) is no timedelta once n
+            # is in the forties: max: 100 with initial: 10s would overflow).
+            for _ in range(retry - 1):
+                if base >= self.max_delay or not base:
+                    break
+                base *= 2
         base = min(base, self.max_delay)
         if not self.jitter:
             return base

@@ -395,9 +395,13 @@ class DefinitionRepo:
             objects = self.object_types()
         else:  # an object type's ref fields only need the names of the other types
             objects = {n: ObjectTypeDefinition(n, ()) for (k, n) in self._active if k == "object"}
-        from baton.definitions.loader import load_text  # YAML and validation: on first use
+        from baton.definitions.loader import load_stored  # YAML and validation: on first use
 
-        docs = load_text(source, file, deployed_objects=objects)
+        docs, issues = load_stored(source, file, deployed_objects=objects)
+        if issues:  # valid when deployed; a check added since refuses it: used, and said once
+            log.warning("%s %s v%s, as deployed, no longer passes validation (deploy a "
+                        "corrected version): %s", kind, name, version,
+                        "; ".join(str(i) for i in issues[:5]))
         definition = docs[0].definition
         if isinstance(definition, OrchestrationDefinition):
             definition = replace(definition, calendars=MappingProxyType(self._calendars(definition)),

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from baton.clock import iso, parse_iso
 from baton.definitions.model import OrchestrationDefinition
+from baton.errors import BatonError
 from baton.ids import IdGenerator
 from baton.runtime import jobs
 from baton.store.ports import Transaction
@@ -37,23 +38,39 @@ DEFAULT_TIMEZONE = "UTC"
 MISSED_COUNT_LIMIT = 10_000  # ticks counted at most, when saying how many were skipped
 
 
+class ScheduleError(BatonError):
+    """A cron schedule that has no next tick (``0 0 31 2 *``: validation refuses it, so
+    only a definition stored before it did)."""
+
+
 def next_tick(cron: str, timezone: str, after: datetime) -> datetime:
-    """The first tick of ``cron`` (read in ``timezone``) strictly after ``after``."""
-    from croniter import croniter  # on first use: most processes never read a schedule
+    """The first tick of ``cron`` (read in ``timezone``) strictly after ``after``.
+
+    Raises:
+        ScheduleError: the cron has no tick after ``after`` (no date matches it).
+    """
+    from croniter import CroniterError, croniter  # on first use: most processes never read one
 
     start = after.astimezone(ZoneInfo(timezone))
-    tick: datetime = croniter(cron, start).get_next(datetime)
+    try:
+        tick: datetime = croniter(cron, start).get_next(datetime)
+    except (CroniterError, ValueError, OverflowError) as exc:
+        raise ScheduleError(f"cron {cron!r} ({timezone}) has no tick after {iso(after)}: "
+                            f"no date matches it ({exc})") from None
     return tick.astimezone(ZoneInfo("UTC"))
 
 
 def _missed(cron: str, timezone: str, due: datetime, now: datetime) -> int:
     """Ticks after ``due`` and not after ``now`` (skipped by a late firing)."""
-    from croniter import croniter
+    from croniter import CroniterError, croniter
 
     it = croniter(cron, due.astimezone(ZoneInfo(timezone)))
     n = 0
-    while n < MISSED_COUNT_LIMIT and it.get_next(datetime) <= now:
-        n += 1
+    try:
+        while n < MISSED_COUNT_LIMIT and it.get_next(datetime) <= now:
+            n += 1
+    except (CroniterError, ValueError, OverflowError):
+        pass  # no tick after the last one counted
     return n
 
 

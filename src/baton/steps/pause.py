@@ -13,6 +13,8 @@ from typing import Any
 
 from baton.clock import iso
 from baton.definitions.checks import (
+    MAX_DURATION_DAYS,
+    MAX_DURATION_MS,
     Checker,
     Scope,
     check_condition,
@@ -22,7 +24,7 @@ from baton.definitions.checks import (
 )
 from baton.definitions.model import Condition, StepDefinition
 from baton.engine.events import SignalReceived, StartTimer, TimerFired
-from baton.engine.policy import duration
+from baton.engine.policy import duration, duration_ms
 from baton.engine.state import StepRun
 from baton.engine.status import STEP_RUNNING
 from baton.errors import ExpressionError
@@ -52,7 +54,15 @@ class Pause(StepTypeBase):
         d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                 type=self.name)
         if "for" in step.options:
-            at = iso(d.now_dt + duration(step.options["for"]))
+            at = _timer_at(d, str(step.options["for"]))
+            if at is None:
+                # (an older stored definition: validation bounds durations since)
+                d.fail_step(sr, step, {
+                    "type": "DurationError", "retryable": False,
+                    "message": f"for: {step.options['for']} is too long: a pause lasts at "
+                               f"most {MAX_DURATION_DAYS}d (100 years), and its end must be "
+                               "a date"})
+                return
             d.commands.append(StartTimer(TIMER, sr.name, sr.iteration, at,
                                          {"started_at": sr.started_at}))
         self.recheck(d, sr, step)
@@ -88,6 +98,17 @@ class Pause(StepTypeBase):
 
     def has_timers(self, step: StepDefinition) -> bool:
         return "for" in step.options
+
+
+def _timer_at(d: DecideContext, text: str) -> str | None:
+    """When a pause ``for: text`` started now ends; None when that is past what validation
+    allows or past the last date there is (then the step fails, rather than the worker)."""
+    if duration_ms(text) > MAX_DURATION_MS:
+        return None
+    try:
+        return iso(d.now_dt + duration(text))
+    except OverflowError:
+        return None
 
 
 PAUSE = Pause()
