@@ -219,3 +219,111 @@ def _train_commands(run: Any, tmp_path: Path) -> None:
     zero = run("ai", "prune", "banking", "--keep", "0")
     assert zero.exit_code == 2 and "--keep" in zero.output
     assert [r["version"] for r in json.loads(run("ai", "classifiers", "--json").output)] == [3, 2]
+
+
+ONE_WORD_STEP = """
+kind: object
+name: Note
+fields:
+  body: {type: text}
+---
+kind: orchestration
+name: t_one_word
+trigger: {type: record, object: Note}
+stages:
+  - name: read
+    steps:
+      - name: intent
+        type: ai
+        task: classify
+        text: '=record.body'
+        categories:
+          - {name: billing, examples: [invoice, refund]}
+          - {name: cancellation, examples: [cancel, terminate]}
+"""
+
+
+def test_a_step_whose_examples_are_single_words_answers(harness: Any) -> None:
+    harness.deploy_text(ONE_WORD_STEP)
+    rec = harness.engine.create_record("Note", {"body": "please send the invoice again"})
+    harness.work()
+    (run,) = harness.engine.list_runs(record_id=rec["id"])
+    sr = harness.engine.get_run(run.id).steps["intent"]
+    assert sr.status.value == "completed", sr.error
+    assert sr.output["category"] == "billing" and "invoice" in sr.output["rationale"]
+
+
+def test_training_files_that_are_not_utf8_text_or_say_nothing(tmp_path: Path) -> None:
+    """``baton ai train`` on a Latin-1 or binary file, or on texts without a letter: one
+    line naming the file (and line), exit 1, nothing stored; one-word texts train."""
+    from typer.testing import CliRunner
+
+    from baton.cli.main import app, state
+
+    runner = CliRunner()
+
+    def run(*args: str | Path, stdin: bytes | None = None) -> Any:
+        return runner.invoke(app, ["--project", str(tmp_path), "--db",
+                                   f"sqlite:///{tmp_path / 'baton.db'}", *map(str, args)],
+                             input=stdin)
+
+    files = {
+        "latin1.csv": "text,label\nRückerstattung,billing\nkündigen,cancel\n".encode("latin-1"),
+        "late.csv": ("text,label\n" + "hello there,a\nbye now,b\n" * 1000).encode()
+        + "R\xfcck,a\n".encode("latin-1"),
+        "binary.csv": bytes(range(256)) * 4,
+        "nul.csv": b"text,label\nab\x00c,x\nd,y\n",
+        "emoji.csv": "text,label\n😀,a\n!!,b\n".encode(),
+        "oneword.csv": b"text,label\ninvoice,billing\nrefund,billing\ncancel,cancellation\n"
+                       b"terminate,cancellation\n",
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    expected = {
+        "latin1.csv": "latin1.csv:2: not UTF-8 text (byte 0xfc at column 2; save the file as "
+                      "UTF-8 CSV)",
+        "late.csv": "late.csv:2002: not UTF-8 text (byte 0xfc at column 2;",
+        "binary.csv": "binary.csv:1: not text (a NUL byte at column 1; a binary file?)",
+        "nul.csv": "nul.csv:2: not text (a NUL byte at column 3; a binary file?)",
+        "emoji.csv": "emoji.csv: nothing to learn from: none of the 2 texts has a letter or "
+                     "a digit",
+    }
+    try:
+        for name, message in expected.items():
+            got = run("ai", "train", "bad", "--from", tmp_path / name)
+            assert got.exit_code == 1 and message in got.output, got.output
+            assert isinstance(got.exception, SystemExit), got.exception  # not a traceback
+            assert len(got.output.strip().splitlines()) == 1, got.output
+        assert json.loads(run("ai", "classifiers", "--json").output) == []
+        ok = run("ai", "train", "ow", "--from", tmp_path / "oneword.csv")
+        assert ok.exit_code == 0 and "classifier ow v1: 4 texts, 2 labels" in ok.output, \
+            ok.output
+    finally:
+        if state._engine is not None:
+            state._engine.close()
+        state._project = state._settings = state._engine = None
+
+
+def test_ai_test_reads_a_text_that_is_not_utf8(tmp_path: Path) -> None:
+    """``baton ai test --text-file``: a byte that is not UTF-8 reads as U+FFFD, from a file
+    and from the standard input alike (the text is tried, not stored)."""
+    from typer.testing import CliRunner
+
+    from baton.cli.main import app, state
+
+    (tmp_path / "definitions").mkdir()
+    (tmp_path / "definitions" / "t.yaml").write_text(ONE_WORD_STEP)
+    (tmp_path / "note.txt").write_bytes("the invoice for the R\xfcckerstattung".encode("latin-1"))
+    runner = CliRunner()
+    base = ["--project", str(tmp_path), "--db", f"sqlite:///{tmp_path / 'baton.db'}",
+            "ai", "test", "intent", "--json", "--text-file"]
+    try:
+        for where, stdin in ((str(tmp_path / "note.txt"), None),
+                             ("-", (tmp_path / "note.txt").read_bytes())):
+            got = runner.invoke(app, [*base, where], input=stdin)
+            assert got.exit_code == 0, got.output
+            assert json.loads(got.output)["category"] == "billing"
+    finally:
+        if state._engine is not None:
+            state._engine.close()
+        state._project = state._settings = state._engine = None

@@ -43,6 +43,7 @@ import hashlib
 import math
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -250,7 +251,7 @@ class OfflineClassifier:
         them)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline, make_union
+        from sklearn.pipeline import FeatureUnion, make_pipeline
         from sklearn.svm import LinearSVC
 
         if len(texts) != len(labels):
@@ -260,19 +261,20 @@ class OfflineClassifier:
             raise BatonError("the classifier needs examples of at least two categories, got "
                              f"{distinct or 'none'}")
         few = len(texts) < FEW
-        features = make_union(
+        # named by the prefix their features carry in a rationale (_feature_names)
+        features = FeatureUnion([
             # with few texts, stems: "refunded" must count as the "refund" of another example
             # (BANKING77, 10 an intent, fold 0: 0.747 -> 0.761); with many, words 1-3 do
             # better (the stems are in the pairs)
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, preprocessor=stemmed)
-            if few else
-            TfidfVectorizer(ngram_range=(1, 3), sublinear_tf=True, preprocessor=normalise),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
-                            preprocessor=normalise),
+            ("w", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, preprocessor=stemmed)
+             if few else
+             TfidfVectorizer(ngram_range=(1, 3), sublinear_tf=True, preprocessor=normalise)),
+            ("c", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
+                                  preprocessor=normalise)),
             # a pair seen once in thousands of texts is noise; in a few dozen, it is all there is
-            TfidfVectorizer(analyzer=word_pairs, sublinear_tf=True,
-                            min_df=1 if few else 2),
-        )
+            ("p", TfidfVectorizer(analyzer=word_pairs, sublinear_tf=True,
+                                  min_df=1 if few else 2)),
+        ])
         if few:
             # few examples: a multinomial logistic regression generalises better from them
             # (BANKING77 with 10 an intent: 0.73 against 0.71 in v2) and its probabilities are
@@ -283,7 +285,7 @@ class OfflineClassifier:
         pipeline = make_pipeline(features, model)
         enc = _encoder() if not few or _encoder_few() else None
         if enc is None:
-            _fit(model, features.fit_transform(list(texts)), list(labels))
+            _fit(model, _fit_features(features, texts), list(labels))
             return cls(pipeline, [str(x) for x in pipeline.classes_],
                        fingerprint(texts, labels))
         from sklearn.decomposition import PCA
@@ -299,7 +301,7 @@ class OfflineClassifier:
         # wait for each other), and the TF-IDF model's fit after the vectors' (see _fit)
         with ThreadPoolExecutor(1, thread_name_prefix="fit-vectors") as pool:
             fitted = pool.submit(_fit, head, vectors, list(labels))
-            x = features.fit_transform(list(texts))
+            x = _fit_features(features, texts)
             fitted.result()
         _fit(model, x, list(labels))
         if list(head.classes_) != list(pipeline.classes_):  # both sort the same labels
@@ -414,20 +416,57 @@ class OfflineClassifier:
         return tuple(words)
 
 
-_NAMES: dict[int, list[str]] = {}
+# by the union itself, not its id(): a model's union that is gone (a cache evicted it) must
+# not lend its names to a new one given the same id
+_NAMES: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
 _NAMES_LOCK = threading.Lock()
 
 
 def _feature_names(union: Any) -> list[str]:
-    key = id(union)
     with _NAMES_LOCK:
-        names = _NAMES.get(key)
+        names = _NAMES.get(union)
         if names is None:
             names = []
-            for prefix, (_, t) in zip("wcp", union.transformer_list, strict=True):
-                names += [f"{prefix}:{n}" for n in t.get_feature_names_out()]
-            _NAMES[key] = names
+            for prefix, t in union.transformer_list:  # in the order of their columns
+                if t != "drop":
+                    names += [f"{prefix}:{n}" for n in t.get_feature_names_out()]
+            _NAMES[union] = names
         return names
+
+
+class NothingToLearn(BatonError):
+    """No text of a training set has anything the features read (a letter or a digit)."""
+
+
+_NOTHING = ("empty vocabulary", "no terms remain")  # scikit-learn: a vectorizer learnt none
+
+
+def _fit_features(features: Any, texts: Sequence[str]) -> Any:
+    """Fit the feature union on ``texts`` and return their features. A kind of feature the
+    texts have none of is dropped from the union (one-word texts have no pairs of words,
+    "&&" or an emoji no words, and with many texts a pair must be seen twice), so the model
+    learns from the others and classifies with the ones it learnt; when no kind has any
+    (every text empty, punctuation or emoji), an error says so."""
+    try:
+        return features.fit_transform(list(texts))
+    except ValueError as exc:
+        if not any(s in str(exc) for s in _NOTHING):
+            raise
+    from sklearn.base import clone
+
+    empty = []
+    for name, vectorizer in features.transformer_list:
+        try:
+            clone(vectorizer).fit(list(texts))
+        except ValueError as exc:
+            if not any(s in str(exc) for s in _NOTHING):
+                raise
+            empty.append(name)
+    if len(empty) == len(features.transformer_list):
+        raise NothingToLearn(f"nothing to learn from: none of the {len(texts)} texts has a letter "
+                         "or a digit (punctuation, symbols and emoji are not read)")
+    features.set_params(**dict.fromkeys(empty, "drop"))
+    return features.fit_transform(list(texts))
 
 
 def _encoder() -> Any:

@@ -52,12 +52,19 @@ def ai_test(
     if (text is None) == (text_file is None):
         _fail("give the text with --text or --text-file (one of them)")
     if text_file is not None:
+        # a byte that is not UTF-8 reads as U+FFFD, from a file or the standard input alike:
+        # the text is only tried, not stored
         if str(text_file) == "-":
-            text = sys.stdin.read()
+            stdin = getattr(sys.stdin, "buffer", None)
+            text = stdin.read().decode("utf-8", errors="replace") if stdin is not None \
+                else sys.stdin.read()
         elif not text_file.is_file():
             _fail(f"{text_file}: no such file")
         else:
-            text = text_file.read_text(encoding="utf-8", errors="replace")
+            try:
+                text = text_file.read_text(encoding="utf-8", errors="replace")
+            except OSError as exc:
+                _fail(f"{text_file}: cannot read it: {exc.strerror}")
     assert text is not None
     eng = state.engine(flows=True)
     found = _find_step(eng, step, orchestration, definitions, deployed, state)
@@ -95,16 +102,20 @@ def ai_train(
                        ] = False,
 ) -> None:
     """Train the offline classifier NAME on labelled texts and store it as its next version."""
+    from baton.ai.offline import NothingToLearn
     from baton.ai.trained import read_csv, train
     from baton.cli.context import state
     from baton.clock import iso
     from baton.errors import BatonError
 
     try:
+        _check_text(source)
         texts, labels = read_csv(source, text_column, label_column)
         eng = state.engine()
         row = train(eng.store, name, texts, labels, source=source.name, actor="cli",
                     now=iso(eng.clock.now()))
+    except NothingToLearn as exc:
+        _fail(f"{source}: {exc}")
     except BatonError as exc:
         _fail(str(exc))
     if as_json:
@@ -183,6 +194,37 @@ def _reused(row: dict[str, Any]) -> str:
         return ""
     return (f" ({got['texts']:,} of {row['examples']:,} texts' vectors taken from "
             f"v{got['version']}, not encoded again)")
+
+
+def _check_text(path: Path) -> None:
+    """Refuse a file that is not UTF-8 text (a spreadsheet saved as Latin-1, a binary file)
+    naming the line of its first bad byte: the CSV reader decodes in blocks, so the line it
+    was at is not that line, and it lets a NUL byte through. A file that cannot be read is
+    left to the reader, which says so."""
+    from baton.errors import BatonError
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return
+    nul = data.find(b"\x00")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if nul < 0 or exc.start < nul:
+            line, column = _line_column(data, exc.start)
+            raise BatonError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} "
+                             f"at column {column}; save the file as UTF-8 CSV)") from None
+    if nul >= 0:
+        line, column = _line_column(data, nul)
+        raise BatonError(f"{path}:{line}: not text (a NUL byte at column {column}; a "
+                         "binary file?)")
+
+
+def _line_column(data: bytes, at: int) -> tuple[int, int]:
+    """The line and column (1-based, in bytes) of byte ``at``."""
+    start = data.rfind(b"\n", 0, at) + 1
+    return data.count(b"\n", 0, at) + 1, at - start + 1
 
 
 def _fail(message: str) -> Any:
