@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 
 RESERVED_STAGES = frozenset({"end"})
 BUILTIN_FIELDS = {"Id": "id", "CreatedDate": "created_at", "LastModifiedDate": "updated_at",
@@ -32,6 +33,30 @@ def ident(name: str) -> str:
 def stage_name(name: str) -> str:
     n = ident(name)
     return f"{n}_stage" if n in RESERVED_STAGES else n
+
+
+def distinct(names: Iterable[str], to_baton: Callable[[str], str]) -> dict[str, str]:
+    """Baton names (``to_baton``) for distinct Salesforce names, that stay distinct: two
+    names that read alike (``Fulfil`` and ``fulfil``, ``End`` and ``End_Stage``) would
+    make a definition with a duplicate. The first keeps the name; a later one gets the
+    first free ``_2``, ``_3``... (free of every name's own Baton name: none is taken from
+    another)."""
+    ordered = list(dict.fromkeys(names))
+    own = {n: to_baton(n) for n in ordered}
+    taken = set(own.values())
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for n in ordered:
+        name = own[n]
+        if name in used:
+            i = 2
+            while f"{name}_{i}" in taken:
+                i += 1
+            name = f"{name}_{i}"
+            taken.add(name)
+        used.add(name)
+        out[n] = name
+    return out
 
 
 def flow_name(api_name: str) -> str:

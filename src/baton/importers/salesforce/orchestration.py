@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from baton.importers.salesforce.conditions import Catalog, Scope, StepInfo
-from baton.importers.salesforce.names import ident, object_name, stage_name
+from baton.importers.salesforce.names import distinct, ident, object_name, stage_name
 from baton.importers.salesforce.report import ImportReport
 from baton.importers.salesforce.screens import ScreenFlows
 from baton.importers.salesforce.steps import StepTranslator, step_kind
@@ -30,6 +31,7 @@ STAGE_TAGS = frozenset({
 })
 APPROVAL_INPUTS = frozenset({"recordId", "submitter", "submissionComments"})
 """The input variables Salesforce requires of an ``ApprovalWorkflow`` flow."""
+KINDS = {"orchestratedStages": "stage", "decisions": "decision", "stageSteps": "step"}
 TRIGGER_ON = {"Create": ["create"], "Update": ["update"], "CreateAndUpdate": ["create", "update"]}
 INPUT_TYPES = {"string": "string", "number": "decimal", "currency": "decimal",
                "boolean": "bool", "date": "date", "datetime": "datetime"}
@@ -56,11 +58,50 @@ class OrchestrationTranslator:
         self.report, self.catalog, self.screens = report, catalog, screens
         self.name = ident(api_name)
         self.scope = Scope(file, report, catalog, None)
-        self.stages = {s.value("name"): s for s in root.all("orchestratedStages")}
-        self.decisions = {d.value("name"): d for d in root.all("decisions")}
+        # stages and decisions by name; a second element of a name is left out (reported):
+        # connectors name their target, so only one of them can be reached
+        self.stages: dict[str, Node] = {}
+        self.decisions: dict[str, Node] = {}
+        self.duplicates: list[tuple[Node, Node]] = []  # (the one left out, the first)
+        kept: list[Node] = []
+        for c in root.children:
+            if c.tag in ("orchestratedStages", "decisions"):
+                first = self.stages.get(c.value("name")) or self.decisions.get(c.value("name"))
+                if first is not None:
+                    self.duplicates.append((c, first))
+                    continue
+                kept.append(c)
+                (self.stages if c.tag == "orchestratedStages" else self.decisions)[
+                    c.value("name")] = c
+        self.kept = kept  # in the file's order
+        self.stage_names = distinct((c.value("name") for c in kept), stage_name)
+        self.left_out: set[int] = set()  # id() of the steps left out (a duplicate name)
 
     def cannot(self, line: int, construct: str, reason: str) -> None:
         self.report.cannot(self.file, line, construct, reason)
+
+    def _duplicate(self, node: Node, first: Node) -> None:
+        """``node`` has the name of ``first``: left out, reported."""
+        name = node.value("name")
+        steps = len(node.all("stageSteps"))
+        self.cannot(node.line, f"{KINDS[node.tag]} {name}",
+                    f"its name is that of the {KINDS[first.tag]} at line {first.line} (names "
+                    "are unique in a flow): left out"
+                    + (f" with its {steps} step(s)" if steps else ""))
+
+    def _renamed(self, nodes: list[Node], names: dict[str, str],
+                 to_baton: Callable[[str], str]) -> None:
+        """Note each element whose Baton name is not its own (another had it first)."""
+        had: dict[str, Node] = {}
+        for node in nodes:
+            sf_name = node.value("name")
+            if names[sf_name] == to_baton(sf_name):
+                had[names[sf_name]] = node
+                continue
+            first = had[to_baton(sf_name)]
+            self.report.note(self.file, node.line, f"{KINDS[node.tag]} {sf_name}",
+                             f"named {names[sf_name]}: {to_baton(sf_name)} is the Baton name "
+                             f"of {KINDS[first.tag]} {first.value('name')} (line {first.line})")
 
     def translate(self) -> dict[str, Any]:
         root = self.root
@@ -70,6 +111,9 @@ class OrchestrationTranslator:
                 self.cannot(child.line, f"element {child.tag} {child.value('name')}".strip(),
                             "not part of what an orchestration translates to (stages, steps, "
                             "decisions, variables, constants)")
+        for node, first in self.duplicates:
+            self._duplicate(node, first)
+        self._renamed(self.kept, self.stage_names, stage_name)
         out: dict[str, Any] = {"kind": "orchestration", "name": self.name}
         label = root.value("label")
         if label:
@@ -216,13 +260,26 @@ class OrchestrationTranslator:
 
     # ---- stages and decisions ----------------------------------------------------------
     def _know_steps(self) -> None:
-        """Every step of every stage, so conditions may name steps of any stage."""
+        """Every step of every stage, so conditions may name steps of any stage. A second
+        step of a name is left out (reported); steps whose names read alike get distinct
+        Baton names (step names are unique in an orchestration)."""
+        seen: dict[str, Node] = {}
+        known: list[tuple[Node, str, str]] = []  # (step, its kind, its stage)
         for sname, stage in self.stages.items():
             for step in stage.all("stageSteps"):
+                first = seen.setdefault(step.value("name"), step)
+                if first is not step:
+                    self.left_out.add(id(step))
+                    self._duplicate(step, first)
+                    continue
                 kind = step_kind(step)
                 if kind is not None:
-                    self.scope.steps[step.value("name")] = StepInfo(
-                        ident(step.value("name")), kind, stage_name(sname))
+                    known.append((step, kind, sname))
+        names = distinct((step.value("name") for step, _, _ in known), ident)
+        self._renamed([step for step, _, _ in known], names, ident)
+        for step, kind, sname in known:
+            self.scope.steps[step.value("name")] = StepInfo(
+                names[step.value("name")], kind, self.stage_names[sname])
 
     def _order(self, start: Node | None) -> list[str]:
         """The elements reachable from the start: the start's first, then the others in
@@ -242,8 +299,8 @@ class OrchestrationTranslator:
                 d = self.decisions[name]
                 todo += [_target(r.first("connector")) for r in d.all("rules")]
                 todo.append(_target(d.first("defaultConnector")))
-        rest = [c.value("name") for c in self.root.children
-                if c.tag in ("orchestratedStages", "decisions")]
+        rest = list(dict.fromkeys(c.value("name") for c in self.root.children
+                                  if c.tag in ("orchestratedStages", "decisions")))
         return [first] + [n for n in rest if n in reached and n != first] if reached else []
 
     def stage_list(self, start: Node | None) -> list[dict[str, Any]]:
@@ -264,14 +321,14 @@ class OrchestrationTranslator:
         if not target:
             return "end"
         if target in self.stages or target in self.decisions:
-            return stage_name(target)
+            return self.stage_names[target]
         self.cannot(line, f"{where} -> {target}", "connects to an element that is not a stage "
                     "or decision: the run ends there instead")
         return "end"
 
     def stage(self, node: Node, steps: StepTranslator) -> dict[str, Any]:
         sf_name = node.value("name")
-        name = stage_name(sf_name)
+        name = self.stage_names[sf_name]
         where = f"stage {sf_name}"
         for child in node.children:
             if child.tag not in STAGE_TAGS:
@@ -282,9 +339,10 @@ class OrchestrationTranslator:
             out["label"] = label
         if node.value("description"):
             out["description"] = node.value("description")
+        mine = [s for s in node.all("stageSteps") if id(s) not in self.left_out]
         own = {s.value("name"): self.scope.steps[s.value("name")]
-               for s in node.all("stageSteps") if s.value("name") in self.scope.steps}
-        translated = [steps.step(s, own) for s in node.all("stageSteps")]
+               for s in mine if s.value("name") in self.scope.steps}
+        translated = [steps.step(s, own) for s in mine]
         out["steps"] = [s for s in translated if s is not None]
         conditions = node.all("exitConditions")
         exit_when: Any = None
@@ -308,7 +366,7 @@ class OrchestrationTranslator:
 
     def decision(self, node: Node) -> dict[str, Any]:
         sf_name = node.value("name")
-        name = stage_name(sf_name)
+        name = self.stage_names[sf_name]
         where = f"decision {sf_name}"
         rules: list[dict[str, Any]] = []
         for rule in node.all("rules"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +60,9 @@ def read_flows(paths: Sequence[str | Path], report: ImportReport) -> list[FlowFi
         except XmlProblem as exc:
             report.cannot(shown, exc.line, "file", str(exc))
             continue
+        except OSError as exc:
+            report.cannot(shown, 1, "file", f"cannot read it: {exc.strerror}")
+            continue
         if root.tag != "Flow":
             report.cannot(shown, root.line, f"<{root.tag}>", "not Flow metadata: skipped")
             continue
@@ -68,9 +72,9 @@ def read_flows(paths: Sequence[str | Path], report: ImportReport) -> list[FlowFi
 
 def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = False
                       ) -> ImportReport:
-    """Translate the flows under ``paths`` into a Baton project at ``out``."""
-    if out.exists() and any(out.iterdir()) and not force:
-        raise BatonError(f"{out} is not empty: choose a new folder or give --force")
+    """Translate the flows under ``paths`` into a Baton project at ``out``. Nothing is
+    written unless every file is (:func:`_write`)."""
+    _check_out(out, force)
     report = ImportReport()
     flows = read_flows(paths, report)
     catalog = Catalog()
@@ -82,16 +86,33 @@ def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = F
             orchestrations.append(OrchestrationTranslator(
                 f.shown, f.root, f.api_name, report, catalog, screens).translate())
     if not orchestrations:
-        raise BatonError("no Orchestrator or ApprovalWorkflow flow among the files given")
+        # the files that could not be read are why, often (a truncated or empty file)
+        raise BatonError("\n".join([
+            "no Orchestrator or ApprovalWorkflow flow among the files given"
+            + (":" if report.untranslated else ""),
+            *(f"  {u.file}:{u.line} {u.construct}: {u.reason}" for u in report.untranslated)]))
     _others(flows, screens, report)
     objects = _objects(catalog)
-    _write(out, objects, orchestrations, report)
     report.orchestrations = [o["name"] for o in orchestrations]
     report.objects = [o["name"] for o in objects]
     _next_steps(report, out)
-    (out / "IMPORT_REPORT.md").write_text(report.to_text(), encoding="utf-8")
-    report.written.append(str(out / "IMPORT_REPORT.md"))
+    files = _files(out, objects, orchestrations, report)
+    files[out / "IMPORT_REPORT.md"] = report.to_text()
+    _write(out, files)
+    report.written += [str(path) for path in files]
     return report
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """``--out`` is a folder to write the project in: new, empty, or (``force``) any."""
+    if out.exists() and not out.is_dir():
+        raise BatonError(f"{out}: not a folder (--out names the project folder to write)")
+    try:
+        used = out.is_dir() and any(out.iterdir())
+    except OSError as exc:
+        raise BatonError(f"{out}: cannot read the folder: {exc.strerror}") from None
+    if used and not force:
+        raise BatonError(f"{out} is not empty: choose a new folder or give --force")
 
 
 def _others(flows: list[FlowFile], screens: ScreenFlows, report: ImportReport) -> None:
@@ -131,9 +152,9 @@ def _dump(docs: list[dict[str, Any]]) -> str:
 HEADER = "# Imported from Salesforce by `baton import salesforce`; see IMPORT_REPORT.md.\n"
 
 
-def _write(out: Path, objects: list[dict[str, Any]], orchestrations: list[dict[str, Any]],
-           report: ImportReport) -> None:
-    (out / "definitions").mkdir(parents=True, exist_ok=True)
+def _files(out: Path, objects: list[dict[str, Any]], orchestrations: list[dict[str, Any]],
+           report: ImportReport) -> dict[Path, str]:
+    """The project's files and their text."""
     files: dict[Path, str] = {
         out / "baton.toml": ('# Baton project imported from Salesforce.\n'
                              'database = "sqlite:///baton.db"\nflows = ["flows"]\n'),
@@ -142,9 +163,42 @@ def _write(out: Path, objects: list[dict[str, Any]], orchestrations: list[dict[s
     }
     for o in orchestrations:
         files[out / "definitions" / f"{o['name']}.yaml"] = HEADER + _dump([o])
-    for path, text in files.items():
-        path.write_text(text, encoding="utf-8")
-        report.written.append(str(path))
+    return files
+
+
+def _write(out: Path, files: dict[Path, str]) -> None:
+    """Write ``files`` (under ``out``) all or none: each is written beside its place first
+    and moved there once all are; on an error, the written ones and the folders made are
+    removed, and the error names the path."""
+    made = [p for p in (out / "definitions", *(out / "definitions").parents)
+            if not p.exists()]  # the folders this makes, deepest first
+    written: list[Path] = []
+    try:
+        (out / "definitions").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _undo(written, made)
+        raise BatonError(f"{exc.filename or out}: cannot make the folder: "
+                         f"{exc.strerror}") from None
+    at = out
+    try:
+        for at, text in files.items():
+            tmp = at.with_name(f".{at.name}.baton-tmp")
+            written.append(tmp)
+            tmp.write_text(text, encoding="utf-8")
+        for at, tmp in zip(files, written, strict=True):
+            tmp.replace(at)
+    except OSError as exc:
+        _undo(written, made)
+        raise BatonError(f"{at}: cannot write it: {exc.strerror}") from None
+
+
+def _undo(written: list[Path], made: list[Path]) -> None:
+    for tmp in written:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    for folder in made:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # (only when empty)
 
 
 def flows_module(ports: list[FlowToPort]) -> str:
