@@ -221,10 +221,16 @@ def test_amend_compensates_a_removed_completed_step(harness: Harness) -> None:
     assert diff["compensate"] == ["reserve[L2.1]", "ship[L2.1]"]
     CALLS.clear()
     out = harness.engine.plans.amend(order, "test")
-    assert out["compensation_run_id"]
+    # the rollbacks are steps of the amended plan (no run of their own)
+    assert out["compensation_run_id"] is None
+    assert out["rollbacks"] == ["rollback_reserve[L2.1]", "rollback_ship[L2.1]"]
     _work(harness)
     assert CALLS == ["recall:L2.1", "release:L2.1"]
-    assert harness.engine.get_run(out["compensation_run_id"]).status.value == "completed"
+    steps = {s["name"]: s for s in harness.engine.plans.show(order)["steps"]}
+    assert steps["rollback_reserve[L2.1]"]["after"] == ["rollback_ship[L2.1]"]
+    assert steps["rollback_reserve[L2.1]"]["status"] == "completed"
+    assert steps["rollback_ship[L2.1]"]["status"] == "completed"
+    assert "ship[L2.1]" not in steps
 
 
 def test_a_worker_keeps_a_bounded_number_of_plan_definitions_built(

@@ -286,10 +286,12 @@ class _Decider:
         leave the run, open ones canceled first; added ones join the current stage."""
         stage = self.run.current_stage
         st = self.run.stages[stage or ""]
+        was: dict[str, int] = {}  # the iterations of the removed steps
         for name in ev.removed:
             sr = self.run.steps.get(name)
             if sr is None:
                 continue
+            was[name] = sr.iteration
             if sr.status in STEP_OPEN:
                 if sr.status is STEP_WAITING_FOR_PERSON:
                     self.commands.append(CancelWorkItem(sr.name, sr.iteration, "plan amended"))
@@ -298,7 +300,11 @@ class _Decider:
                            reason="plan amended")
             del self.run.steps[name]
         for name in ev.added:
-            self.run.steps[name] = StepRun(name, stage or "", st.iteration)
+            # A step removed and added again (a changed one) is its next iteration: its
+            # jobs, timers, work items, callbacks and callout idempotency key are not the
+            # old one's, and a late result of the old one is stale.
+            self.run.steps[name] = StepRun(name, stage or "",
+                                           max(st.iteration, was.get(name, 0) + 1))
         self.changed = None  # steps added and rewired: every one is looked at
         self.run.version = ev.revision
         self.audit("plan_amended", ev.actor, revision=ev.revision, removed=list(ev.removed),

@@ -6,7 +6,9 @@ the graph stored in ``baton_plans`` (:meth:`definition`), so the worker, the eng
 fallout and the audit log treat it as any run. Cancel before the point of no return
 cancels the plan's run and starts revision N+1, a compensation run whose steps are the
 completed steps' ``rollback`` steps in reverse dependency order — durable, retried and in
-fallout like any other step.
+fallout like any other step. An amendment moves the plan's run to revision N+1 with those
+rollback steps in it, each changed step done again only after its own rollback
+(:mod:`baton.plans.compensation`).
 """
 
 from __future__ import annotations
@@ -22,17 +24,11 @@ from baton.definitions.plans import FulfillmentDefinition
 from baton.engine.events import CancelRequested, PlanAmended
 from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
-from baton.errors import NotFound, TransitionConflict
+from baton.errors import NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
+from baton.plans.compensation import amended_graph, compensation_graph, real_after
 from baton.plans.decompose import OrderLine, PlanningError, decompose
-from baton.plans.generate import (
-    GRAPH_FORMAT,
-    PAUSE,
-    STAGE,
-    Timings,
-    generate,
-    with_line_views,
-)
+from baton.plans.generate import PAUSE, Timings, generate, with_line_views
 from baton.records.model import record_view
 from baton.rows import audit_event
 from baton.store.ports import Transaction
@@ -139,11 +135,23 @@ class PlanService:
                 else tx.find_records_txn(ltype.name, {order_field: order_id}, MAX_LINES))
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
         out = []
-        for r in rows:
+        for i, r in enumerate(rows, 1):
             d = r["data"]
             qty = d.get("quantity", d.get("qty", 1))
-            out.append(OrderLine(r["id"], str(d.get("product")), 1 if qty is None else int(qty),
-                                 str(d.get("action") or "add"), dict(d.get("attributes") or {}),
+            attributes = d.get("attributes")
+            # (a json field takes any value: one that is not a mapping cannot be planned;
+            # the line is named as the plan names it, L<position>, and by its record)
+            if attributes is not None and not isinstance(attributes, Mapping):
+                raise ValidationError(f"{ltype.name} L{i} ({r['id']})", {
+                    "attributes": "must be a mapping of names to values, not "
+                                  + _a(attributes)})
+            try:
+                quantity = 1 if qty is None else _whole(qty)
+            except (TypeError, ValueError):
+                raise ValidationError(f"{ltype.name} L{i} ({r['id']})", {
+                    "quantity": f"must be a whole number, not {_a(qty)}"}) from None
+            out.append(OrderLine(r["id"], str(d.get("product")), quantity,
+                                 str(d.get("action") or "add"), dict(attributes or {}),
                                  d.get("start_date"),
                                  d.get(bundle_field) if bundle_field else None))
         return out
@@ -210,11 +218,11 @@ class PlanService:
             if run.status is not RunStatus.IN_PROGRESS and run.status is not RunStatus.COMPLETED:
                 raise TransitionConflict(f"the plan of order {order_id} is {run.status.value}; "
                                          "it cannot be canceled")
-            completed = {n for n, sr in run.steps.items() if sr.status is StepStatus.COMPLETED}
+            status = {n: sr.status.value for n, sr in run.steps.items()}
             if run.status is RunStatus.IN_PROGRESS:
                 self.runs.decide_and_apply_txn(tx, defn, run, CancelRequested(reason, actor),
                                                now_dt, record)
-            graph = compensation_graph(row["graph"], completed, plan_name(order_id))
+            graph = compensation_graph(row["graph"], status, plan_name(order_id))
             revision = max(r["revision"] for r in tx.plan_revisions_txn(order_id)) + 1
             cdefn = self.definitions.remember_plan(plan_name(order_id), revision,
                                                    build_definition(graph), tx,
@@ -257,6 +265,8 @@ class PlanService:
 
     def _diff_txn(self, tx: Transaction, order_id: str, now_dt: Any
                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], Run]:
+        """The difference (as :meth:`diff` answers it), the plan's row, the amended graph
+        (:func:`~baton.plans.compensation.amended_graph`) and the plan's run."""
         row = self.plan_row(order_id, tx)
         fulfillment = self.definitions.fulfillment(row["fulfillment"], row["fulfillment_version"],
                                                    tx)
@@ -272,17 +282,21 @@ class PlanService:
         run_row = tx.get_run_txn(row["run_id"])
         assert run_row is not None
         run = Run.from_json(run_row["state"])
-        # compared with their lines' views: a line changed in place changes its steps
-        old_steps = {s["name"]: s for s in with_line_views(row["graph"])["stages"][0]["steps"]}
+        # The plan's steps, not the rollback steps an amendment added (nor the plan's
+        # waits for them), compared with their lines' views: a line changed in place
+        # changes its steps.
+        old_after = real_after(row["graph"])
+        old_steps = {s["name"]: s for s in with_line_views(row["graph"])["stages"][0]["steps"]
+                     if s["name"] in old_after}
         new_steps = {s["name"]: s for s in with_line_views(new)["stages"][0]["steps"]}
-        added, removed, changed, rewired, unchanged = [], [], [], [], []
+        added, changed, rewired, unchanged = [], [], [], []
         for name, s in new_steps.items():
             o = old_steps.get(name)
             if o is None:
                 added.append(name)
             elif _content(o) != _content(s):
                 changed.append(name)
-            elif o.get("after") != s.get("after"):
+            elif old_after[name] != list(s.get("after") or ()):
                 rewired.append(name)
             else:
                 unchanged.append(name)
@@ -291,18 +305,23 @@ class PlanService:
         facts = {f["name"]: f for f in row["graph"]["steps"]}
         compensate = [n for n in removed + changed if status.get(n) == "completed"
                       and "rollback" in facts.get(n, {})]
+        graph, rollbacks = amended_graph(row["graph"], new, compensate, status)
         out = {"order_id": order_id, "revision": row["revision"], "run_id": row["run_id"],
                "added": added, "removed": removed, "changed": changed, "rewired": rewired,
-               "unchanged": unchanged, "compensate": compensate,
+               "unchanged": unchanged, "compensate": compensate, "rollbacks": rollbacks,
                "status": {n: status.get(n, "not_started") for n in removed + changed}}
-        return out, row, new, run
+        return out, row, graph, run
 
     def amend(self, order_id: str, actor: str) -> dict[str, Any]:
         """Plan only the difference between the plan and the order's lines now: refused
         once a point-of-no-return step has completed; removed (and changed) steps leave
-        the run, open ones canceled and completed ones compensated; added (and changed)
-        steps join it; the others keep their state. Nothing differs: nothing is done
-        (``applied`` false, the revision stays)."""
+        the run, open ones canceled; added (and changed) steps join it; the others keep
+        their state. The completed steps removed or changed are compensated in the plan
+        itself: their rollback steps join it (in reverse dependency order), and a changed
+        step is done again only once its rollback has completed — a rollback in fallout
+        holds it. Nothing differs: nothing is done (``applied`` false, the revision
+        stays). One transaction: the revision, the run's new state with its audit events
+        and jobs."""
         now_dt = self.clock.now()
         with self.store.write() as tx:
             diff, row, graph, _ = self._diff_txn(tx, order_id, now_dt)
@@ -321,30 +340,18 @@ class PlanService:
                 "fulfillment", "fulfillment_version", "catalog", "catalog_version")},
                 "order_id": order_id, "revision": revision, "kind": "plan", "run_id": run.id,
                 "graph": graph, "created_at": iso(now_dt), "created_by": actor})
-            gone = tuple(diff["removed"] + diff["changed"])
+            # a rollback done before whose step is undone again leaves and joins afresh
+            again = [r for r in diff["rollbacks"] if r in run.steps]
             self.runs.decide_and_apply_txn(
-                tx, defn, run, PlanAmended(revision, gone,
-                                           tuple(diff["changed"] + diff["added"]), actor),
+                tx, defn, run, PlanAmended(
+                    revision, tuple(diff["removed"] + diff["changed"] + again),
+                    tuple(diff["changed"] + diff["added"] + diff["rollbacks"]), actor),
                 now_dt, record)
-            comp_id = None
-            if diff["compensate"]:
-                cgraph = compensation_graph(row["graph"], set(diff["compensate"]), name)
-                crev = revision + 1
-                cdefn = self.definitions.remember_plan(name, crev, build_definition(cgraph), tx,
-                                                    plan_navigated(cgraph))
-                order_row = tx.get_record_txn(order_id, for_update=True)
-                comp = self.runs.start_txn(tx, cdefn, crev, order_row, {}, actor, now_dt)
-                comp_id = comp.id
-                tx.insert_plan_txn({**{k: row[k] for k in (
-                    "fulfillment", "fulfillment_version", "catalog", "catalog_version")},
-                    "order_id": order_id, "revision": crev, "kind": "compensation",
-                    "run_id": comp.id, "graph": cgraph, "created_at": iso(now_dt),
-                    "created_by": actor})
             tx.append_events_txn([audit_event(  # type: ignore[list-item]
                 "plan_amended", actor, iso(now_dt), order_id, run.id,
                 {"revision": revision, "added": diff["added"], "removed": diff["removed"],
-                 "changed": diff["changed"], "compensation_run": comp_id})])
-        return {**diff, "revision": revision, "compensation_run_id": comp_id, "applied": True}
+                 "changed": diff["changed"], "rollbacks": diff["rollbacks"]})])
+        return {**diff, "revision": revision, "compensation_run_id": None, "applied": True}
 
     def _check_ponr(self, graph: Mapping[str, Any], run: Run, what: str) -> None:
         for fact in graph["steps"]:
@@ -355,56 +362,6 @@ class PlanService:
                     f"no return and completed at {sr.completed_at or 'an earlier time'}")
 
 
-def compensation_graph(graph: Mapping[str, Any], completed: set[str], name: str
-                       ) -> dict[str, Any]:
-    """The rollback steps of the completed steps that have one, each after the rollbacks
-    of the completed steps that depended on its step (directly or through others)."""
-    steps = graph["definition"]["stages"][0]["steps"]
-    after = {s["name"]: list(s.get("after") or ()) for s in steps}
-    # a rollback sees what its step saw (`plan`: scope, instance, lines)
-    plan_input = {s["name"]: (s.get("input") or {}).get("plan") for s in steps}
-    dependents: dict[str, list[str]] = {n: [] for n in after}
-    for n, deps in after.items():
-        for d in deps:
-            dependents.setdefault(d, []).append(n)
-    facts = {f["name"]: f for f in graph["steps"]}
-    undo = [n for n in after if n in completed and "rollback" in facts.get(n, {})]
-    undo_set = set(undo)
-    out_steps = []
-    out_facts = []
-    for n in undo:
-        # the nearest rollback-having completed steps downstream of n
-        first: list[str] = []
-        seen: set[str] = set()
-        stack = list(dependents.get(n, ()))
-        while stack:
-            d = stack.pop()
-            if d in seen:
-                continue
-            seen.add(d)
-            if d in undo_set:
-                first.append(d)
-            else:
-                stack.extend(dependents.get(d, ()))
-        rb = dict(facts[n]["rollback"])
-        rb["input"] = {**(rb.get("input") or {}), "plan": plan_input[n]}
-        rb["name"] = f"rollback_{n}"
-        if first:
-            rb["after"] = [f"rollback_{d}" for d in sorted(first, key=undo.index)]
-        out_steps.append(rb)
-        out_facts.append({"name": rb["name"], "template": facts[n]["template"],
-                          "scope": facts[n]["scope"], "instance": facts[n]["instance"],
-                          "lane": facts[n].get("lane"), "lines": facts[n]["lines"],
-                          "compensates": n})
-    definition = dict(graph["definition"])
-    definition["name"] = name
-    definition["label"] = "Compensation of " + str(definition.get("label", name))
-    definition["stages"] = [{"name": STAGE, "steps": out_steps}]
-    return {"format": GRAPH_FORMAT, "definition": definition, "steps": out_facts,
-            "lanes": graph["lanes"], "lines": graph["lines"], "pinned": graph.get("pinned", {}),
-            "navigated": graph.get("navigated")}
-
-
 def _content(step: Mapping[str, Any]) -> dict[str, Any]:
     """A step as the diff compares it: without ``after`` (rewiring keeps its state) and,
     for a not_before wait, without the time left (it shrinks as time passes)."""
@@ -412,6 +369,24 @@ def _content(step: Mapping[str, Any]) -> dict[str, Any]:
     if out.get("type") == PAUSE and str(out.get("name", "")).startswith("wait_"):
         out.pop("for", None)
     return out
+
+
+_KINDS = {str: "a string", list: "a list", bool: "a boolean", int: "an integer",
+          float: "a number"}
+
+
+def _a(value: Any) -> str:
+    """What a JSON value is, said as an error says it ("a string")."""
+    return _KINDS.get(type(value), f"a {type(value).__name__}")
+
+
+def _whole(value: Any) -> int:
+    """A quantity as a whole number (1, 2.0, "3"); raises ValueError (TypeError) else."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(value)
 
 
 def _lanes(graph: Mapping[str, Any]) -> list[str]:

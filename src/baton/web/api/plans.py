@@ -105,7 +105,12 @@ class Amended(BaseModel):
     compensate: list[str] = Field(description="the completed removed or changed steps whose "
                                               "rollback runs")
     status: dict[str, str] = Field(description="removed and changed steps: their status now")
-    compensation_run_id: str | None = Field(description="the run of those rollbacks, if any")
+    rollbacks: list[str] = Field(default_factory=list, description=(
+        "the rollback steps that join the plan for them, in reverse dependency order: a "
+        "changed step runs again only once its own rollback has completed"))
+    compensation_run_id: str | None = Field(description=(
+        "always null: an amendment's rollbacks run in the plan itself (kept for clients of "
+        "earlier releases, where they ran in a run of their own)"))
 
 
 @router.get("/{order_id}", response_model=Plan, summary="An order's fulfillment plan",
@@ -134,7 +139,9 @@ def cancel_plan(request: Request, order_id: OrderId, body: Reason,
              summary="Amend an order's plan to its lines as they are now",
              description="Only the difference is planned: steps of unchanged lines keep their "
                          "state, removed (and changed) steps leave the plan and the completed "
-                         "ones are rolled back, added (and changed) steps join it. Change the "
+                         "ones are rolled back by rollback steps that join the plan (a "
+                         "changed step runs again, as its next iteration, once its rollback "
+                         "has completed), added (and changed) steps join it. Change the "
                          "lines first (a new line, or a line's `action` set to `cancel`); "
                          "`dry_run: true` answers the difference without applying it (and is refused as the "
                          "amendment would be). 409 "

@@ -1,0 +1,178 @@
+"""Compensation: the ``rollback`` steps that undo a plan's completed steps (DESIGN §2.4).
+
+Pure: graphs in, graphs out. A rollback runs after the rollbacks of the steps that
+depended on its step (reverse dependency order). A cancel runs them in a compensation run
+of their own (:func:`compensation_graph`). An amendment puts them into the amended plan
+(:func:`amended_graph`), where a changed step's re-execution waits for its own rollback:
+the old effect is undone before the new one is made, a rollback in fallout holds the
+re-execution, and a later amendment or cancel finds the rollbacks not yet done in the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from baton.plans.generate import GRAPH_FORMAT, STAGE, with_line_views
+
+ROLLBACK = "rollback_"
+# A rollback that is settled is not pending: it completed, or an operator skipped it.
+SETTLED = frozenset({"completed", "skipped"})
+
+
+def rollback_name(step: str) -> str:
+    return ROLLBACK + step
+
+
+def _stage_steps(graph: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return list(graph["definition"]["stages"][0]["steps"])
+
+
+def pending_rollbacks(graph: Mapping[str, Any], status: Mapping[str, str]) -> dict[str, str]:
+    """Compensated step -> its rollback step, for the graph's rollback steps (an
+    amendment's) that are not settled by ``status`` (step name -> status value)."""
+    return {f["compensates"]: f["name"] for f in graph["steps"]
+            if "compensates" in f and status.get(f["name"]) not in SETTLED}
+
+
+def _dependents(steps: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {s["name"]: [] for s in steps}
+    for s in steps:
+        for d in s.get("after") or ():
+            out.setdefault(d, []).append(s["name"])
+    return out
+
+
+def _first_undone(dependents: Mapping[str, list[str]], step: str,
+                  undone: Mapping[str, str]) -> list[str]:
+    """The rollbacks of the nearest steps downstream of ``step`` (directly or through
+    others) that are undone too: they run before ``step``'s."""
+    first: list[str] = []
+    seen: set[str] = set()
+    stack = list(dependents.get(step, ()))
+    while stack:
+        d = stack.pop()
+        if d in seen:
+            continue
+        seen.add(d)
+        if d in undone:
+            first.append(undone[d])
+        else:
+            stack.extend(dependents.get(d, ()))
+    return first
+
+
+def rollback_steps(graph: Mapping[str, Any], undo: Sequence[str],
+                   pending: Mapping[str, str], *, line_views: bool = False
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rollback steps of ``undo`` (completed steps of ``graph`` that name a
+    ``rollback``) and their plan facts, each after the rollbacks of the undone or
+    ``pending`` steps downstream of its step. A rollback's input ``plan`` is its step's;
+    ``line_views``: with its lines' views (as the step saw them) rather than their keys,
+    for a graph whose ``lines`` are other lines (an amended plan's)."""
+    if not undo:
+        return [], []
+    steps = (with_line_views(graph)["stages"][0]["steps"] if line_views
+             else _stage_steps(graph))
+    plan_input = {s["name"]: (s.get("input") or {}).get("plan") for s in steps}
+    dependents = _dependents(steps)
+    facts = {f["name"]: f for f in graph["steps"]}
+    undone = {**pending, **{n: rollback_name(n) for n in undo}}
+    position = {rollback_name(s["name"]): i for i, s in enumerate(steps)}  # (else -1)
+    out_steps: list[dict[str, Any]] = []
+    out_facts: list[dict[str, Any]] = []
+    for n in undo:
+        first = _first_undone(dependents, n, undone)
+        rb = dict(facts[n]["rollback"])
+        rb["input"] = {**(rb.get("input") or {}), "plan": plan_input[n]}
+        rb["name"] = rollback_name(n)
+        if first:
+            rb["after"] = sorted(dict.fromkeys(first), key=lambda r: position.get(r, -1))
+        out_steps.append(rb)
+        out_facts.append({"name": rb["name"], "template": facts[n]["template"],
+                          "scope": facts[n]["scope"], "instance": facts[n]["instance"],
+                          "lane": facts[n].get("lane"), "lines": facts[n]["lines"],
+                          "compensates": n})
+    return out_steps, out_facts
+
+
+def _undo(graph: Mapping[str, Any], completed: Collection[str]) -> list[str]:
+    """The completed steps that name a rollback, in the graph's step order."""
+    facts = {f["name"]: f for f in graph["steps"]}
+    return [s["name"] for s in _stage_steps(graph)
+            if s["name"] in completed and "rollback" in facts.get(s["name"], {})]
+
+
+def compensation_graph(graph: Mapping[str, Any], status: Mapping[str, str], name: str
+                       ) -> dict[str, Any]:
+    """A canceled plan's compensation: the rollback steps of its completed steps, and its
+    pending rollback steps (an amendment's, not done yet: they are done now), in reverse
+    dependency order. ``status``: step name -> status value in the plan's run."""
+    completed = {n for n, s in status.items() if s == "completed"}
+    undo = _undo(graph, completed)
+    pending = pending_rollbacks(graph, status)
+    out_steps, out_facts = rollback_steps(graph, undo, pending)
+    # A pending rollback runs as the plan held it, after the rollbacks it waited for there
+    # that run here too, and after those of the steps downstream of its step.
+    steps = _stage_steps(graph)
+    by_name = {s["name"]: s for s in steps}
+    dependents = _dependents(steps)
+    undone = {**pending, **{n: rollback_name(n) for n in undo}}
+    here = set(pending.values())
+    for fact in graph["steps"]:
+        if fact["name"] not in here:
+            continue
+        rb = dict(by_name[fact["name"]])
+        after = [a for a in rb.get("after") or () if a in here]
+        after += _first_undone(dependents, fact["compensates"], undone)
+        rb.pop("after", None)
+        if after:
+            rb["after"] = list(dict.fromkeys(after))
+        out_steps.append(rb)
+        out_facts.append(dict(fact))
+    definition = dict(graph["definition"])
+    definition["name"] = name
+    definition["label"] = "Compensation of " + str(definition.get("label", name))
+    definition["stages"] = [{"name": STAGE, "steps": out_steps}]
+    return {"format": GRAPH_FORMAT, "definition": definition, "steps": out_facts,
+            "lanes": graph["lanes"], "lines": graph["lines"], "pinned": graph.get("pinned", {}),
+            "navigated": graph.get("navigated")}
+
+
+def real_after(graph: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Each plan step's ``after`` without the rollback steps it waits for (an amended
+    plan's wiring, not the fulfillment's): what a diff compares."""
+    rollbacks = {f["name"] for f in graph["steps"] if "compensates" in f}
+    return {s["name"]: [a for a in s.get("after") or () if a not in rollbacks]
+            for s in _stage_steps(graph) if s["name"] not in rollbacks}
+
+
+def amended_graph(old: Mapping[str, Any], new: Mapping[str, Any], compensate: Sequence[str],
+                  status: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """``new`` (the graph generated for the order's lines now) with rollback steps: the
+    old plan's (kept as they are, and so in the state they are in) and those of
+    ``compensate`` (the completed steps the amendment removes or changes: a step undone
+    once before gets its rollback afresh). Every step of ``new`` that has a rollback step
+    in the plan waits for it: a changed step is done again only once its old effect is
+    undone. Returns the graph and the names of the rollback steps it adds."""
+    old_defs = {s["name"]: s for s in _stage_steps(old)}
+    wanted = set(compensate)
+    undo = [n for n in old_defs if n in wanted]  # (in the plan's step order)
+    fresh_steps, fresh_facts = rollback_steps(old, undo, pending_rollbacks(old, status),
+                                              line_views=True)
+    fresh = {f["name"] for f in fresh_facts}
+    kept = [f for f in old["steps"] if "compensates" in f and f["name"] not in fresh]
+    # (a kept rollback's lines are its own views already: see rollback_steps)
+    rb_steps = [old_defs[f["name"]] for f in kept] + fresh_steps
+    rb_facts = [dict(f) for f in kept] + fresh_facts
+    waits = {f["compensates"]: f["name"] for f in rb_facts}
+    steps = []
+    for s in _stage_steps(new):
+        rb = waits.get(s["name"])
+        if rb is not None:
+            s = {**s, "after": [*(a for a in s.get("after") or () if a != rb), rb]}
+        steps.append(s)
+    definition = {**new["definition"],
+                  "stages": [{**new["definition"]["stages"][0], "steps": steps + rb_steps}]}
+    return {**new, "definition": definition, "steps": [*new["steps"], *rb_facts]}, \
+        [f["name"] for f in fresh_facts]
