@@ -54,14 +54,14 @@ def test_one_that_cannot_be_parsed_is_left_for_its_first_use(
     harness.deploy_text(DEFS)
     e = harness.engine
     e.definitions.forget()
-    real = loader.load_text
+    real = loader.load_stored  # (how the runtime reads a stored definition back)
 
     def broken(source: str, *args: Any, **kwargs: Any) -> Any:
         if "name: other" in source:
             raise ValueError("a definition this version cannot read")
         return real(source, *args, **kwargs)
 
-    monkeypatch.setattr(loader, "load_text", broken)
+    monkeypatch.setattr(loader, "load_stored", broken)
     with caplog.at_level(logging.WARNING, logger="baton.runtime.definitions"):
         assert e.warm() == 2
     assert "orchestration other v1 could not be parsed at start (a definition this version " \
