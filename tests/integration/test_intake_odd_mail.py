@@ -189,6 +189,21 @@ def test_a_part_longer_than_its_field_is_cut_to_fit(harness: Any) -> None:
     assert len(stored["body"]) > 100_000  # the message keeps it whole
 
 
+def test_a_long_reply_updates_its_record_cut_to_fit(harness: Any) -> None:
+    """A reply's new text goes to last_message cut to what the field takes (it used to
+    make the whole update refused, silently: the record kept the older message)."""
+    harness.deploy_text(DEFS)
+    first = harness.engine.intake.accept(INVOICE % b"first" + b"Charged twice.\r\n", via="eml")
+    log = "\r\n".join(f"line {i:06d} of a pasted log" for i in range(6000)).encode()
+    reply = (b"From: b@dealer.example\r\nTo: support@baton.example\r\n"
+             b"Subject: Re: Invoice charged twice\r\nMessage-ID: <reply@dealer.example>\r\n"
+             b"In-Reply-To: <first@dealer.example>\r\n\r\n" + log + b"\r\n")
+    got = harness.engine.intake.accept(reply, via="eml")
+    assert got.outcome == "threaded" and got.record_id == first.record_id
+    rec = harness.engine.get_record(first.record_id)
+    assert len(rec["latest"]) == 100_000 and rec["latest"].startswith("line 000000")
+
+
 def test_imap_goes_past_a_message_its_mailbox_refuses(
         harness: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("T_ODD_IMAP_PW", "pw-odd")

@@ -27,6 +27,7 @@ fault, not the sender's: a plain :class:`ValidationError`, worth another try onc
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ from baton.runtime.idempotency import IdempotencyClaim
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 
+log = logging.getLogger(__name__)
 TIMELINE_TEXT = 2_000  # characters of a reply's new text on the timeline event
 ATTACHMENTS_TEXT = 100_000  # characters of attachment text in the attachments_text field
 TEXT_TYPES = frozenset({"string", "text"})  # the field types an empty part fills with ""
@@ -219,19 +221,22 @@ class IntakeService:
             "message_received", who, now, record_id, None,
             _timeline(mail, "reply", box, kept))])
         changes: dict[str, Any] = {}
+        otype = self.definitions.object_type(box.object, tx)
         field = box.fields.get("last_message")
         if field is not None and mail.new_text:
-            changes[field] = mail.new_text
+            changes[field] = _cut(otype, field, mail.new_text)
         text_field, more = box.fields.get("attachments_text"), _texts(kept)
         if text_field is not None and more:
             before = row["data"].get(text_field) if isinstance(row.get("data"), dict) else None
-            changes[text_field] = (f"{before}\n\n{more}" if before else more)[:ATTACHMENTS_TEXT]
+            changes[text_field] = _cut(otype, text_field, (f"{before}\n\n{more}" if before
+                                                           else more)[:ATTACHMENTS_TEXT])
         if changes:
             try:
                 self.records.update_txn(tx, row, changes, who, now_dt, exclude_run=None)
                 return
-            except ValidationError:
-                pass  # (a text too long for the field, say: still an update without changes)
+            except ValidationError as exc:  # (the record's own data refused: still said)
+                log.warning("reply %s to record %s: the record was not updated (%s); the "
+                            "message is on its timeline", mail.message_id, record_id, exc)
         for run_id in tx.active_run_ids_for_record_txn(record_id):
             tx.enqueue_job_txn(jobs.EVALUATE, run_id,
                                dict(jobs.EvaluatePayload(reason="message_received")), now, now)
@@ -348,11 +353,19 @@ def _fields(parts: dict[str, Any], box: MailboxDefinition, otype: ObjectTypeDefi
             if value not in (None, ""):
                 out[field] = value
         elif value:  # cut to fit: a pasted log is not refused, its start is kept
-            limit = spec.max_length or (MAX_STRING if spec.type == "string" else MAX_TEXT)
-            out[field] = value[:limit]
+            out[field] = _cut(otype, field, value)
         elif spec.default is None:
             out[field] = ""
     return out
+
+
+def _cut(otype: ObjectTypeDefinition, field: str, value: str) -> str:
+    """``value`` cut to what a ``string`` or ``text`` field takes (the message keeps it
+    whole); any other field's value as it is (its own checks apply)."""
+    spec = otype.field(field)
+    if spec is None or spec.type not in TEXT_TYPES:
+        return value
+    return value[:spec.max_length or (MAX_STRING if spec.type == "string" else MAX_TEXT)]
 
 
 def _refused(exc: ValidationError, parts: dict[str, Any], box: MailboxDefinition
