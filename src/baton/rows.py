@@ -37,6 +37,7 @@ class FormFieldRow(TypedDict):
     precision: NotRequired[int | None]  # decimal fields: their limits (baton.decimals)
     scale: NotRequired[int | None]
     rounding: NotRequired[str | None]
+    help: NotRequired[str]  # the field's description, when it has one
 
 
 class WorkItem(TypedDict):

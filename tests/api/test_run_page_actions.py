@@ -38,8 +38,12 @@ def test_fallout_step_is_resolved_from_the_run_page(api: Api) -> None:
     assert f'action="/runs/{run_id}/steps/boom/resolve"' in page.text
 
     r = api.client.post(f"/runs/{run_id}/steps/boom/resolve",
-                        data={"action": "complete", "reason": "", "csrf_token": csrf})
+                        data={"action": "complete", "reason": "", "output": '{"ok": true}',
+                              "csrf_token": csrf})
     assert r.status_code == 422 and "reason is required" in r.text
+    # what was typed is kept: the action chosen (not back to retry) and the output
+    assert 'value="complete" checked' in r.text and 'value="retry" checked' not in r.text
+    assert "{&#34;ok&#34;: true}</textarea>" in r.text
     r = api.client.post(f"/runs/{run_id}/steps/boom/resolve",
                         data={"action": "complete", "reason": "done by hand",
                               "output": '{"ok": true}'}, follow_redirects=False)

@@ -84,6 +84,12 @@ def test_the_team_page_takes_the_capacities_the_api_takes(api: Api) -> None:
                                            "csrf_token": csrf}, follow_redirects=False)
         assert r.status_code == 422 and "0 to 100,000" in r.text, (capacity, r.status_code)
     assert api.engine.team.get("bob").capacity is None  # nothing stored
+    r = api.client.post("/team", data={"name": "bob", "availability": "away", "capacity": "abc",
+                                       "skills": "lang:de, brand:ford=4", "csrf_token": csrf})
+    assert r.status_code == 422  # the row shows what was sent, the bad field marked
+    assert 'value="abc" aria-invalid="true"' in r.text and 'value="lang:de, brand:ford=4"' in r.text
+    assert '<option value="away" selected>' in r.text
+    assert r.headers["cache-control"] == "no-store"  # a signed-in page is not cached
     r = api.client.post("/team", data={"name": "bob", "capacity": "100000", "csrf_token": csrf},
                         follow_redirects=False)
     assert r.status_code == 303 and api.engine.team.get("bob").capacity == 100_000

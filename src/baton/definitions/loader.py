@@ -709,6 +709,7 @@ def _build_field(name: str, spec: Mapping[str, Any]) -> FieldDefinition:
         precision=spec.get("precision"),
         scale=spec.get("scale"),
         rounding=spec.get("rounding"),
+        description=spec.get("description"),
     )
 
 

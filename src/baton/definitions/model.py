@@ -48,6 +48,7 @@ class FieldDefinition:
     precision: int | None = None  # decimal: most digits in all (None: baton.decimals' default)
     scale: int | None = None  # decimal: digits after the point (None: the default, 2)
     rounding: str | None = None  # decimal: how more places are rounded; None refuses them
+    description: str | None = None  # help text for people filling it in (a form shows it)
 
 
 # A record field whose value names the record, when the object type says none

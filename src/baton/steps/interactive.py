@@ -131,7 +131,8 @@ class Interactive(StepTypeBase):
              "default": f.default, "label": f.label,
              # a decimal's limits travel with the item: its submission is checked by them
              **({"precision": f.precision, "scale": f.scale, "rounding": f.rounding}
-                if f.type == "decimal" else {})}
+                if f.type == "decimal" else {}),
+             **({"help": f.description} if f.description else {})}
             for f in step.form
         )
         title, summary = headline(d, sr, step)

@@ -71,6 +71,8 @@ class FormField(BaseModel):
     choices: list[Any] = Field(default_factory=list)
     default: Any = None
     label: str | None = None
+    help: str | None = Field(default=None, description="the field's `description`: help text "
+                                                       "for who fills it in")
 
 
 class WorkItem(BaseModel):

@@ -22,6 +22,53 @@
     }
   }
 
-  document.addEventListener("DOMContentLoaded", function () { localise(document); });
-  document.addEventListener("htmx:afterSettle", function (ev) { localise(ev.target); });
+  // A form's date-time fields hold UTC (the server's value): shown in the viewer's time,
+  // and sent back in UTC, as ISO 8601 with its Z.
+  var zone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "your time zone";
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  function localInputs(root) {
+    var inputs = (root || document).querySelectorAll('input[type="datetime-local"][data-utc]');
+    for (var i = 0; i < inputs.length; i++) {
+      var el = inputs[i];
+      if (el.getAttribute("data-localised")) { continue; }
+      el.setAttribute("data-localised", "true");
+      if (el.value) {
+        var when = new Date(el.value + "Z");
+        if (!isNaN(when.getTime())) {
+          el.value = when.getFullYear() + "-" + pad(when.getMonth() + 1) + "-" +
+            pad(when.getDate()) + "T" + pad(when.getHours()) + ":" + pad(when.getMinutes()) +
+            (when.getSeconds() ? ":" + pad(when.getSeconds()) : "");
+        }
+      }
+      var note = el.parentNode.querySelector("small.tz");
+      if (note) { note.textContent = "(your time: " + zone + ")"; }
+    }
+  }
+
+  document.addEventListener("submit", function (ev) {
+    var inputs = ev.target.querySelectorAll('input[type="datetime-local"][data-utc]');
+    for (var i = 0; i < inputs.length; i++) {
+      var el = inputs[i];
+      if (!el.value || !el.name) { continue; }
+      var when = new Date(el.value);  // a datetime-local value: the viewer's time
+      if (isNaN(when.getTime())) { continue; }
+      var sent = document.createElement("input");
+      sent.type = "hidden";
+      sent.name = el.name;
+      sent.value = when.toISOString();
+      el.removeAttribute("name");
+      el.parentNode.appendChild(sent);
+    }
+  }, true);
+
+  document.addEventListener("DOMContentLoaded", function () {
+    localise(document);
+    localInputs(document);
+  });
+  document.addEventListener("htmx:afterSettle", function (ev) {
+    localise(ev.target);
+    localInputs(ev.target);
+  });
 })();

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -80,6 +81,23 @@ def _when(value: Any) -> str:
     return text.replace("+00:00", "Z")
 
 
+def _utc_input(value: Any) -> str:
+    """A date-time as a ``datetime-local`` input's value, in UTC (``2026-06-01T12:00``):
+    the page's script shows it in the viewer's time and sends it back in UTC. A value
+    without a zone (typed without the script) is kept as it is; one that is not a
+    date-time, as typed (the field's error says why)."""
+    if value is None or value == "":
+        return ""
+    text = str(value)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return parsed.strftime("%Y-%m-%dT%H:%M:%S" if parsed.second else "%Y-%m-%dT%H:%M")
+
+
 def _pretty(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, indent=2, sort_keys=True, default=str)
@@ -89,7 +107,7 @@ def _pretty(value: Any) -> str:
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(label=_label, when=_when, pretty=_pretty, due=due_text, ago=ago_text,
+    env.filters.update(label=_label, when=_when, pretty=_pretty, utc_input=_utc_input, due=due_text, ago=ago_text,
                        priority=lambda p: PRIORITY_LABELS.get(p, str(p)))
     return env
 
@@ -175,8 +193,12 @@ def render(request: Request, template: str, principal: Principal | None,
     user = principal.user if principal else None
     ctx = {"request": request, "user": user, "csrf": principal.csrf if principal else None,
            "nav": nav_for(user), "path": request.url.path, "P": Permission, **(context or {})}
-    response = templates.TemplateResponse(request, template, ctx, status_code=status,
-                                          headers={**SECURITY_HEADERS, **(headers or {})})
+    # A signed-in page is not kept by the browser: after logging out, Back must not show
+    # it again (and a shared computer must not keep a case's data in its cache).
+    private = {"Cache-Control": "no-store"} if user is not None else {}
+    response = templates.TemplateResponse(
+        request, template, ctx, status_code=status,
+        headers={**SECURITY_HEADERS, **private, **(headers or {})})
     return response
 
 

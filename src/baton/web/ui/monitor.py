@@ -93,9 +93,15 @@ def run_page(request: Request, run_id: str, principal: Reader, done: str | None 
 
 
 @router.get("/runs/{run_id}/live")
-def run_live(request: Request, run_id: str, principal: Reader) -> Response:
+def run_live(request: Request, run_id: str, principal: Reader,
+             actions: str | None = None) -> Response:
+    """The run's live part; ``actions``: the operator actions the page around it shows (its
+    status and steps in fallout when it was drawn): when they no longer apply, it says so."""
     eng = engine_of(request)
-    return render(request, "_run_live.html", principal, run_context(eng, principal.user, run_id))
+    ctx = run_context(eng, principal.user, run_id)
+    if actions is not None:
+        ctx.update(page_actions=actions[:2000], actions_changed=actions != ctx["actions_key"])
+    return render(request, "_run_live.html", principal, ctx)
 
 
 def run_context(eng: Engine, user: User, run_id: str) -> dict[str, Any]:
@@ -127,6 +133,7 @@ def run_context(eng: Engine, user: User, run_id: str) -> dict[str, Any]:
     calls = call_views(run_events)
     return {"run": run, "stages": stages, "decisions": run.decisions, "calls": calls,
             "attention": attention, "fallout_steps": [sr.name for sr in fallout],
+            "actions_key": f"{run.status.value}:{','.join(sorted(sr.name for sr in fallout))}",
             "may_act": user.can(Permission.RUNS_WRITE), "may_fallout": user.can(Permission.FALLOUT),
             "diagram": _diagram(eng, defn, run),
             "events": [{**e, "text": describe_event(e)} for e in events],

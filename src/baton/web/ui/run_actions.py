@@ -26,9 +26,12 @@ def _done(run_id: str, what: str) -> Response:
 
 
 def _refused(request: Request, principal: Principal, run_id: str, message: str,
-             status: int) -> Response:
+             status: int, kept: dict[str, str] | None = None) -> Response:
+    """The run page again, saying why; ``kept``: what was typed into a step's resolve form
+    (``step``, ``action``, ``reason``, ``output``), shown in it again."""
     ctx = run_context(engine_of(request), principal.user, run_id)
-    return render(request, "run.html", principal, {**ctx, "action_error": message}, status=status)
+    return render(request, "run.html", principal,
+                  {**ctx, "action_error": message, "kept": kept or {}}, status=status)
 
 
 @router.post("/runs/{run_id}/cancel")
@@ -74,14 +77,16 @@ def resolve_step(request: Request, run_id: str, step: str, principal: Operator,
                 parsed = value
             else:
                 problems.append('output must be a JSON object, like {"field": "value"}')
+    kept = {"step": step, "action": action, "reason": reason, "output": output}
     if problems:
-        return _refused(request, principal, run_id, f"{step}: " + "; ".join(problems), 422)
+        return _refused(request, principal, run_id, f"{step}: " + "; ".join(problems), 422,
+                        kept)
     try:
         engine_of(request).resolve_fallout(f"{run_id}:{step}", action, reason=reason.strip(),
                                            actor=principal.name, output=parsed)
     except ValidationError as exc:
         detail = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
-        return _refused(request, principal, run_id, f"{step}: {detail}", 422)
+        return _refused(request, principal, run_id, f"{step}: {detail}", 422, kept)
     except (TransitionConflict, NotFound) as exc:
         return _refused(request, principal, run_id, f"{step}: {exc}", 409)
     return _done(run_id, f"{action} {step}")

@@ -41,9 +41,10 @@ def update_person(request: Request, principal: Supervisor, name: Annotated[str, 
         change = ProfileChange(availability=parsed.availability, capacity=parsed.capacity,
                                skills=dict(parsed.add_skills or {}), calendar=UNSET)
         eng.team.update(name, change, principal.name)
-    except ValidationError as exc:
-        return _page(request, principal, failed={"name": name, "errors": exc.fields},
-                     status=422)
+    except ValidationError as exc:  # (the row shows what was sent, to correct it)
+        return _page(request, principal, failed={
+            "name": name, "errors": exc.fields, "availability": availability,
+            "capacity": capacity, "skills": skills}, status=422)
     except NotFound as exc:
         return _page(request, principal, failed={"name": name, "errors": {"name": str(exc)}},
                      status=404)

@@ -22,13 +22,14 @@ from baton.clock import iso
 from baton.engine.sla import SLA_STATES
 from baton.engine.status import WorkItemStatus
 from baton.errors import NotFound, PermissionDenied, ValidationError
+from baton.records.fields import coerce_fields
 from baton.rows import WorkItem
 from baton.runtime.engine import Engine
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import PAGE_SIZE, Paging, cursor_param, form_json, is_htmx, page_need, render
 from baton.web.ui.events import describe_event
 from baton.work.items import OPEN_STATUSES
-from baton.work.service import TABS, WorkNarrowing, tab_query
+from baton.work.service import TABS, WorkNarrowing, form_fields, tab_query
 
 router = APIRouter()
 Worker = Annotated[Principal, Depends(page_need(Permission.WORK))]
@@ -236,7 +237,13 @@ def complete(request: Request, item_id: str, principal: Worker, form: Form) -> R
     eng = engine_of(request)
     item = visible_item(eng, principal.user, item_id)
     data, errors = form_values(item["form"], form)
-    if not errors:
+    if errors:  # (JSON that does not parse): the other fields' problems are said too
+        others = [f for f in form_fields(item["form"]) if f.name not in errors]
+        try:
+            coerce_fields(others, data, "form")
+        except ValidationError as exc:
+            errors = {**exc.fields, **errors}
+    else:
         try:
             result = eng.complete(item_id, principal.name, data, scope=_act_scope(principal.user))
         except ValidationError as exc:
