@@ -204,6 +204,24 @@ def test_a_read_timeout_is_retried(harness: Any) -> None:
         assert step(harness, run.id).status.value == "completed"
 
 
+def test_a_call_without_an_answer_is_redacted_as_an_answered_one(harness: Any) -> None:
+    """The connection's redact fields are hidden in the audited request of a call that
+    timed out or could not connect, as in one that got an answer (they were stored in
+    clear, in the step's error and the http_call and step_attempt_failed events)."""
+    port = free_port()  # nothing listens there
+    deploy(harness, connection(f"http://127.0.0.1:{port}", "redact: [street]\n"),
+           SEND.replace("retry: {max: 3, initial: 1s}", "retry: {max: 1, initial: 1s}"))
+    run = start(harness, street="42 Secret Lane")
+    harness.work()
+    retry_due(harness, run.id)
+    sr = step(harness, run.id)
+    assert sr.status.value == "fallout"
+    assert "***" in str(sr.error["call"]["request_body"]), sr.error["call"]
+    with harness.engine.store.read() as tx:
+        stored = [e for e in tx.events_txn(run_id=run.id)]
+    assert "42 Secret Lane" not in str(stored) and "42 Secret Lane" not in str(sr.error)
+
+
 def test_a_refused_connection_is_retried_then_fallout(harness: Any) -> None:
     port = free_port()  # nothing listens there
     deploy(harness, connection(f"http://127.0.0.1:{port}"),

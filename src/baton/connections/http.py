@@ -36,7 +36,7 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -392,17 +392,20 @@ class HttpConnections:
                 else "read" if isinstance(exc, httpcore2.ReadTimeout) else "write"
             limit = conn.defn.connect_timeout_ms if what == "connect" else conn.defn.read_timeout_ms
             message = f"timed out ({what} timeout {limit} ms) calling {summary.url}"
-            raise CallFailed(message, _failed(summary, message, started, content, secrets)) \
+            raise CallFailed(message, _failed(summary, message, started, content, secrets,
+                                              conn.defn.redact)) \
                 from None
         except _TRANSPORT_ERRORS as exc:
             tls = _tls_error(exc)
             if tls is not None:  # a certificate that does not verify will not on a retry
                 message = f"TLS failed calling {summary.url}: {tls}"
-                raise CallFailed(message, _failed(summary, message, started, content, secrets),
+                raise CallFailed(message, _failed(summary, message, started, content, secrets,
+                                              conn.defn.redact),
                                  retryable=False) from None
             detail = scrub(str(exc) or type(exc).__name__, secrets)
             message = f"could not reach {summary.url}: {type(exc).__name__}: {detail}"
-            raise CallFailed(message, _failed(summary, message, started, content, secrets)) \
+            raise CallFailed(message, _failed(summary, message, started, content, secrets,
+                                              conn.defn.redact)) \
                 from None
         return response, content or b"", time.perf_counter() - started
 
@@ -633,11 +636,14 @@ def _decode(raw: bytes, content_type: str) -> Any:
 
 
 def _failed(summary: CallSummary, error: str, started: float | None = None,
-            content: bytes | None = None, secrets: list[str] | None = None) -> CallSummary:
+            content: bytes | None = None, secrets: list[str] | None = None,
+            redact: Sequence[str] = ()) -> CallSummary:
+    """The summary of a call that got no answer: its request body redacted as an answered
+    call's is (the connection's ``redact`` fields, the secrets)."""
     elapsed = int((time.perf_counter() - started) * 1000) if started is not None else 0
     return replace(summary, error=error, duration_ms=elapsed, request_bytes=len(content or b""),
-                   request_body=excerpt(content or b"", _decode(content or b"", "json"), (),
-                                        secrets or ()))
+                   request_body=excerpt(content or b"", _decode(content or b"", "json"),
+                                        redact, secrets or ()))
 
 
 def _response(defn: ConnectionDefinition, summary: CallSummary, r: _Answer,
