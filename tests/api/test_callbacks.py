@@ -181,6 +181,45 @@ def test_late_forged_and_timed_out_callbacks(world: World) -> None:
     assert late.headers["content-type"].startswith("application/problem+json")
 
 
+def test_a_retried_step_waits_for_its_callback_again(world: World) -> None:
+    """An operator's retry from fallout sends the request again and waits afresh: after a
+    timeout, the timeout is armed again (the step went back to fallout, not running for
+    good); after a callback whose body the output could not map, the next callback to the
+    same URL is taken, not refused as already received."""
+    run = world.start()
+    world.work()
+    world.clock.advance(timedelta(hours=1, seconds=1))
+    world.work()
+    assert world.step(run.id).status.value == "fallout"
+    world.engine.resolve_fallout(f"{run.id}:send", "retry", reason="ask again", actor="olga")
+    world.work()
+    assert len(world.bank.calls("/addresses")) == 2 and world.step(run.id).status.value == "running"
+    world.clock.advance(timedelta(hours=1, seconds=1))
+    world.work()
+    sr = world.step(run.id)
+    assert sr.status.value == "fallout" and sr.error["type"] == "CallbackTimeout", sr
+    with world.engine.store.read() as tx:
+        waits = [e for e in tx.events_txn(run_id=run.id) if e["type"] == "callback_waiting"]
+    assert len(waits) == 2  # each wait audited
+
+    # a callback the output cannot map: fallout; a retry takes the next one
+    world.engine.resolve_fallout(f"{run.id}:send", "retry", reason="once more", actor="olga")
+    world.work()
+    url = world.reply_to()
+    bad = world.post(url, ["not", "a", "mapping"])
+    assert bad.status_code == 200, bad.text
+    assert world.step(run.id).status.value == "fallout"
+    world.engine.resolve_fallout(f"{run.id}:send", "retry", reason="fixed on their side",
+                                 actor="olga")
+    world.work()
+    again = world.post(world.reply_to(), {"status": "confirmed", "reference": "R-2"})
+    assert again.status_code == 200, again.text
+    sr = world.step(run.id)
+    assert sr.status.value == "completed" and sr.output["reference"] == "R-2", sr
+    with world.engine.store.read() as tx:
+        assert any(e["type"] == "callback_forgotten" for e in tx.events_txn(run_id=run.id))
+
+
 def test_a_body_that_is_not_json_is_refused(world: World) -> None:
     run = world.start()
     world.work()

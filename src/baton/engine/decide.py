@@ -599,7 +599,9 @@ class _Decider:
                  "reason": ev.reason}
         if ev.action == "retry":
             self.audit("fallout_retried", ev.actor, **extra)
-            sr.error, sr.completed_at = None, None
+            # (and what the failed attempt held: a callout's response while it waited for
+            # its callback, so the retried request waits afresh, its timeout armed again)
+            sr.error, sr.completed_at, sr.output = None, None, None
             sr.attempt_base = sr.attempts  # a fresh series: the retry policy applies again
             self.start_step(sr, step)
         elif ev.action == "complete":

@@ -35,7 +35,7 @@ from baton.ids import IdGenerator
 from baton.records.fields import coerce_fields
 from baton.records.model import record_title, record_view
 from baton.records.related import with_related_txn
-from baton.rows import AuditEvent, Record
+from baton.rows import AuditEvent, Record, audit_event
 from baton.runtime.apply import Applier
 from baton.runtime.definitions import DefinitionRepo
 from baton.runtime.idempotency import IdempotencyClaim
@@ -199,6 +199,15 @@ class RunDriver:
                 status = sr.status.value if sr else "not started"
                 raise TransitionConflict(f"step {step!r} of run {run_id} is {status}, not in fallout "
                                          f"(or the run is {run.status.value})")
+            if action == "retry" and found[1].options.get("wait") == "callback":
+                # The request is sent again; the other system's next callback (to the same
+                # URL: the step iteration's) is taken, not refused as already received.
+                done = decision.run.steps[step]
+                if tx.forget_callback_txn(run_id, step, done.iteration):
+                    tx.append_events_txn([audit_event(  # type: ignore[list-item]
+                        "callback_forgotten", actor, iso(now_dt), run.record_id, run_id,
+                        {"step": step, "iteration": done.iteration,
+                         "reason": "the step is retried: its next callback is taken"})])
         return decision.run
 
     # ---- reads --------------------------------------------------------------------------

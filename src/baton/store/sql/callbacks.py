@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from baton.store import schema as s
 from baton.store.sql.marks import refused
@@ -33,6 +33,15 @@ class CallbacksSql:
     @refused("records a callback")
     def insert_callback_txn(self, row: dict[str, Any]) -> None:
         self.conn.execute(insert(s.callbacks).values(**row))
+
+    @refused("forgets a callback")
+    def forget_callback_txn(self, run_id: str, step: str, iteration: int) -> bool:
+        """Forget the callback received for the step iteration (an operator retries the
+        step: its request is sent again and the other system's next callback is taken)."""
+        t = s.callbacks
+        done = self.conn.execute(delete(t).where(
+            t.c.run_id == run_id, t.c.step == step, t.c.iteration == iteration))
+        return bool(done.rowcount)
 
     @refused("records a callback")
     def deliver_callback_txn(self, run_id: str, step: str, iteration: int, at: str) -> None:
