@@ -139,6 +139,11 @@ def test_validate_checks_tools_and_arguments_when_the_server_answers(
                "no argument 'domian' (did you mean 'domain'?)" in line for line in lines), lines
     assert any("stages[0].steps[1]: arguments: tool 'find_account' requires the argument "
                "'domain'" in line for line in lines), lines
+    # deploy checks what validate checks: refused, nothing deployed
+    p = baton("--db", db_url, "deploy", cwd=proj)
+    assert p.returncode == 1 and "has no tool 'find_acount'" in p.stdout + p.stderr, p
+    assert "lookup" not in ok(baton("--db", db_url, "definitions", "list", cwd=proj)).stdout
+    ok(baton("--db", db_url, "deploy", "--skip-tool-check", cwd=proj))  # when asked not to
 
 
 def test_validate_says_when_a_server_cannot_be_reached(tmp_path: Path, db_url: str,
@@ -151,6 +156,8 @@ def test_validate_says_when_a_server_cannot_be_reached(tmp_path: Path, db_url: s
     assert "1 warning" in p.stderr
     found = ok_json(baton("--db", db_url, "validate", "--json", cwd=proj))
     assert [(f["path"], f["level"]) for f in found] == [("stages[0].steps[0]", "warning")]
+    p = ok(baton("--db", db_url, "deploy", cwd=proj))  # a server away: deployed, said
+    assert "warning (not checked): " in p.stderr and "could not be reached" in p.stderr
 
 
 def test_check_of_an_http_connection_reports_the_status_of_base_url(

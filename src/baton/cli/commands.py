@@ -208,9 +208,21 @@ def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (d
 
 @app.command()
 def deploy(path: Annotated[Path | None, typer.Argument(help="File or folder (default: definitions/)")] = None,
-           as_json: JsonOpt = False) -> None:
+           as_json: JsonOpt = False,
+           skip_tool_check: Annotated[bool, typer.Option(
+               "--skip-tool-check", help="Do not ask the MCP servers for their tools (a deploy "
+                                         "where they cannot be reached)")] = False) -> None:
     """Validate and deploy definitions; a changed definition becomes a new version."""
     eng = state.engine(flows=True)
+    if not skip_tool_check:  # what validate checks: mcp steps against their servers' tools
+        from baton.cli.connections import mcp_schema_check
+        from baton.errors import DefinitionError
+
+        found, unchecked, _checked = mcp_schema_check(eng, _paths(path))
+        if found:
+            raise DefinitionError(found)
+        for issue in unchecked:
+            err_console.print(f"warning (not checked): {issue}", highlight=False, markup=False)
     phases = {"read": "reading files", "validate": "validating", "write": "deploying"}
     with progress("reading files", None, enabled=show_progress(as_json)) as advance:
         def on_progress(phase: str, done: int, total: int) -> None:
