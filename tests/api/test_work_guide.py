@@ -354,3 +354,13 @@ def test_operators_reassign_from_the_item_page(wg: Api) -> None:
     assert "Reassigned to queue:tier2." in wg.client.get(r.headers["location"]).text
     moved = wg.engine.get_work_item(item["id"])
     assert (moved["assignee_kind"], moved["assignee"]) == ("queue", "tier2")
+
+
+def test_a_live_refresh_after_the_session_ended_comes_back_to_the_same_filters(wg: Api) -> None:
+    """The Work Guide refreshes itself (htmx); when the session has ended, the login page
+    brings the person back to the tab and filters they had, not the bare list."""
+    wg.client.cookies.clear()
+    r = wg.client.get("/work/live?tab=mine&order=created", follow_redirects=False, headers={
+        "HX-Request": "true", "HX-Current-URL": "http://testserver/work?tab=mine&order=created"})
+    assert r.status_code == 204
+    assert r.headers["HX-Redirect"] == "/login?next=%2Fwork%3Ftab%3Dmine%26order%3Dcreated"

@@ -139,7 +139,8 @@ def login_redirect(request: Request) -> Response:
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     else:
         came_from = request.headers.get("HX-Current-URL") or request.headers.get("referer") or "/"
-        here = urlsplit(came_from).path or "/"
+        parts = urlsplit(came_from)  # its query too: the Work Guide's tab and filters
+        here = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     location = "/login?next=" + quote(safe_next(here), safe="")
     if is_htmx(request):
         return Response(status_code=204, headers={"HX-Redirect": location})
