@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from baton.connections.secrets import SecretError, Secrets
+from baton.definitions.connection import max_response_bytes
 from baton.definitions.loader import check_texts, load_text
 from baton.definitions.model import ConnectionDefinition, SecretRef
 from baton.errors import DefinitionError
@@ -123,6 +124,26 @@ def test_mcp_connections() -> None:
     assert (http.transport, http.url, http.read_timeout_ms) == (
         "http", "http://127.0.0.1:9000/mcp", 10_000)
     assert http.auth is not None and http.auth.secret == SecretRef("env", "ERP_TOKEN")
+
+
+@pytest.mark.parametrize("given, expect", [
+    (None, 5 * 1024 * 1024), ("20MB", 20 * 1024 * 1024), ("512KB", 512 * 1024),
+    ("2 mb", 2 * 1024 * 1024), (1000, 1000), ("100MB", 100 * 1024 * 1024),
+])
+def test_max_response_sizes(given: object, expect: int) -> None:
+    for text in (ERP_STDIO, "kind: connection\nname: x\ntype: http\nbase_url: http://h\n"):
+        if given is not None:
+            text += f"max_response: {given}\n"
+        assert max_response_bytes(_one(text)) == expect
+
+
+def test_max_response_must_be_a_size_up_to_100_mb() -> None:
+    for bad, got in (("5GB", "'5GB'"), (0, "0"), ("true", "a boolean"), ("101MB", "'101MB'"),
+                     (-1, "-1"), ("1.5MB", "'1.5MB'"), ("[1]", "a list")):
+        issues = _issues(f"kind: connection\nname: x\ntype: http\nbase_url: http://h\n"
+                         f"max_response: {bad}\n")
+        assert issues == [("5 max_response: expected a size like 5MB, 512KB or a number "
+                           f"of bytes, from 1 byte to 100MB, got {got}")], bad
 
 
 def test_every_problem_is_reported_with_its_line_and_path() -> None:

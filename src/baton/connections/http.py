@@ -22,6 +22,11 @@ a call takes one idle connection (checked alone) and gives it back; ``max_in_fli
 already bounds how many exist. Failures are ``httpcore2``'s exception types, as before. Redirects are not followed
 (a 3xx is the step's answer, as before); ``gzip``/``deflate`` bodies are decoded.
 
+A response body is read up to the connection's ``max_response`` and no further: one whose
+``Content-Length`` says more, or that goes on past it (as received, or once decoded: a
+small gzip body may unpack to gigabytes), fails the call as :class:`ResponseTooLarge` (not
+retried) and its connection is closed, so a call holds about the cap at most.
+
 Secrets are resolved (``baton.connections.secrets``) just before a call; their values
 go into the request and nowhere else: summaries redact them, error messages are scrubbed.
 """
@@ -43,6 +48,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlencode
 
+import h11
 import httpcore2
 import httpx2
 
@@ -56,9 +62,10 @@ from baton.connections.calls import (
     redact_url,
     scrub,
 )
-from baton.connections.http11 import Http11Connection, Timeouts
+from baton.connections.http11 import Answer, Headers, Http11Connection, Timeouts
 from baton.connections.secrets import SecretError, Secrets
 from baton.connections.streams import AsyncioBackend
+from baton.definitions.connection import max_response_bytes
 from baton.definitions.model import ConnectionDefinition
 
 log = logging.getLogger("baton.connections.http")
@@ -81,6 +88,71 @@ BASE_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate",
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # sent with Content-Length: 0 when empty
 DEFAULT_PORTS = {b"http": 80, b"https": 443}
 Origin = tuple[bytes, bytes, int]  # scheme, host, port
+
+
+class ResponseTooLarge(CallFailed):
+    """The response was larger than the connection's ``max_response``: it was not read
+    further, and the call is not retried (the other system would answer the same).
+    ``size``: the bytes read so far (or announced by ``Content-Length``); ``limit``: the cap.
+    (``baton.connections.mcp`` has its namesake for tool results.)"""
+
+    def __init__(self, message: str, summary: CallSummary, size: int, limit: int) -> None:
+        super().__init__(message, summary, retryable=False)
+        self.size = size
+        self.limit = limit
+
+
+class _TooLarge(Exception):
+    """(Internal) a body over the cap, raised while it is read or decoded."""
+
+    def __init__(self, size: int, limit: int, how: str, status: int | None = None) -> None:
+        super().__init__(size, limit, how)
+        self.size, self.limit, self.how, self.status = size, limit, how, status
+
+    def __str__(self) -> str:
+        if self.how == "announced":
+            return (f"its Content-Length announces {self.size:,} bytes, over the connection's "
+                    f"max_response of {self.limit:,} bytes")
+        what = "decoded from its content coding" if self.how == "decoded" else "read"
+        return (f"its body is over the connection's max_response of {self.limit:,} bytes: "
+                f"{self.size:,} bytes {what} so far")
+
+
+class _Capped(Http11Connection):
+    """A pooled connection that reads at most ``limit`` bytes of a response body: a larger
+    one raises :class:`_TooLarge` as soon as it is seen (the exchange then closes the
+    connection, leaving the rest unread). It counts the body's bytes as h11 hands them
+    over (after chunked framing, before any content coding)."""
+
+    def __init__(self, origin: Origin, backend: httpcore2.AsyncNetworkBackend,
+                 ssl_context: ssl.SSLContext | None, keepalive_expiry: float | None,
+                 limit: int) -> None:
+        super().__init__(origin, backend, ssl_context, keepalive_expiry)
+        self.limit = limit
+        self._status: int | None = None
+        self._read = 0
+        self._head = False  # a HEAD request: its Content-Length is not a body's
+
+    async def exchange(self, method: bytes, target: bytes, headers: Headers, body: bytes,
+                       timeouts: Timeouts) -> Answer:
+        self._head = method == b"HEAD"
+        return await super().exchange(method, target, headers, body, timeouts)
+
+    async def _next_event(self, stream: httpcore2.AsyncNetworkStream,
+                          timeout: float | None) -> h11.Event | type[h11.PAUSED]:
+        event = await super()._next_event(stream, timeout)
+        if isinstance(event, h11.Data):
+            self._read += len(event.data)
+            if self._read > self.limit:
+                raise _TooLarge(self._read, self.limit, "read", self._status)
+        elif isinstance(event, h11.Response):
+            self._status, self._read = event.status_code, 0
+            if self._head or event.status_code in (204, 304):
+                return event  # no body follows, whatever Content-Length says
+            for name, value in event.headers:
+                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                    raise _TooLarge(int(value), self.limit, "announced", self._status)
+        return event
 
 
 @dataclass
@@ -150,6 +222,7 @@ class _Connection:
                                  read=defn.read_timeout_ms / 1000,
                                  write=defn.read_timeout_ms / 1000)
         self.backend = backend
+        self.limit = max_response_bytes(defn)
         self._verify = _verify(defn, project_dir)  # a bad CA file fails here: every call
         self._tls: ssl.SSLContext | None = None
         self._idle: dict[Origin, list[Http11Connection]] = {}  # idle connections by origin
@@ -193,8 +266,8 @@ class _Connection:
             if conn.is_available() and not conn.has_expired():
                 return conn
             await conn.aclose()
-        return Http11Connection(origin, self.backend,
-                                self.tls() if origin[0] == b"https" else None, KEEPALIVE_S)
+        return _Capped(origin, self.backend, self.tls() if origin[0] == b"https" else None,
+                       KEEPALIVE_S, self.limit)
 
     async def release(self, conn: Http11Connection) -> None:
         """Give a connection back after its response was read (a closed one is dropped, as
@@ -395,6 +468,14 @@ class HttpConnections:
             raise CallFailed(message, _failed(summary, message, started, content, secrets,
                                               conn.defn.redact)) \
                 from None
+        except _TooLarge as exc:
+            message = (f"{summary.method} {summary.url} answered"
+                       f"{'' if exc.status is None else f' {exc.status}'}, but {exc}"
+                       " (not retried; the connection's max_response raises the cap)")
+            failed = replace(_failed(summary, message, started, content, secrets,
+                                     conn.defn.redact),
+                             status=exc.status, response_bytes=exc.size)
+            raise ResponseTooLarge(message, failed, exc.size, exc.limit) from None
         except _TRANSPORT_ERRORS as exc:
             tls = _tls_error(exc)
             if tls is not None:  # a certificate that does not verify will not on a retry
@@ -477,7 +558,7 @@ class HttpConnections:
         try:
             r = await _exchange(conn, "POST", auth.token_url, {}, headers,
                                 urlencode(form).encode())
-        except (httpcore2.TimeoutException, *_TRANSPORT_ERRORS) as exc:
+        except (httpcore2.TimeoutException, _TooLarge, *_TRANSPORT_ERRORS) as exc:
             message = (f"connection {conn.defn.name!r}: could not get an OAuth2 token from "
                        f"{where}: {type(exc).__name__}: {scrub(str(exc), secrets)}")
             summary = CallSummary(conn.defn.name, "POST", where, "", error=message)
@@ -547,7 +628,12 @@ async def _exchange(conn: _Connection, method: str, url: str, query: dict[str, s
     for raw_name, raw_value in answer.headers:
         name, value = raw_name.decode("latin-1").lower(), _header_text(raw_value)
         found[name] = f"{found[name]}, {value}" if name in found else value
-    return _Answer(answer.status, found, _decoded(answer.content, found.get("content-encoding")))
+    try:
+        content = _decoded(answer.content, found.get("content-encoding"), conn.limit)
+    except _TooLarge as exc:
+        exc.status = answer.status
+        raise
+    return _Answer(answer.status, found, content)
 
 
 def _header_text(value: bytes) -> str:
@@ -557,23 +643,35 @@ def _header_text(value: bytes) -> str:
         return value.decode("latin-1")
 
 
-def _decoded(raw: bytes, encoding: str | None) -> bytes:
-    """The body with its content coding undone (gzip, deflate; others are left as sent)."""
+def _decoded(raw: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body with its content coding undone (gzip, deflate; others are left as sent),
+    at most ``limit`` bytes of it: decoding stops past that (:class:`_TooLarge`)."""
     if not raw or not encoding:
         return raw
     for coding in reversed([c.strip().lower() for c in encoding.split(",")]):
         try:
             if coding in ("gzip", "x-gzip"):
-                raw = zlib.decompress(raw, zlib.MAX_WBITS | 16)
+                raw = _inflate(raw, zlib.MAX_WBITS | 16, limit)
             elif coding == "deflate":
                 try:
-                    raw = zlib.decompress(raw)
+                    raw = _inflate(raw, zlib.MAX_WBITS, limit)
                 except zlib.error:  # raw deflate, without the zlib wrapper
-                    raw = zlib.decompress(raw, -zlib.MAX_WBITS)
+                    raw = _inflate(raw, -zlib.MAX_WBITS, limit)
         except zlib.error as exc:
             raise httpcore2.RemoteProtocolError(
                 f"the response body is not valid {coding}: {exc}") from None
     return raw
+
+
+def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
+    """``zlib.decompress(raw, wbits)`` that never makes more than ``limit + 1`` bytes."""
+    d = zlib.decompressobj(wbits)
+    out = d.decompress(raw, limit + 1)
+    if len(out) > limit or d.unconsumed_tail:
+        raise _TooLarge(len(out), limit, "decoded")
+    if not d.eof:  # (as zlib.decompress says of a stream cut short)
+        raise zlib.error("incomplete or truncated stream")
+    return out
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -11,8 +11,11 @@ Failures come out as :class:`McpError` subclasses, each a :class:`~baton.errors.
 that says whether a retry may help: the server could not be reached, died or timed out
 (:class:`McpTransportError`, retryable); the server refused the request (an unknown tool,
 invalid arguments: :class:`McpProtocolError`, not retryable); the tool ran and reported an
-error (``isError``: :class:`McpToolError`, not retryable). Messages name the connection and
-never carry a secret value (resolved secrets are scrubbed from anything the SDK says).
+error (``isError``: :class:`McpToolError`, not retryable); the result was larger than the
+connection's ``max_response`` (:class:`ResponseTooLarge`, not retryable: measured once the
+SDK has read it, so the cap bounds what a step keeps, not what the SDK reads). Messages name
+the connection and never carry a secret value (resolved secrets are scrubbed from anything
+the SDK says).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from baton.definitions.connection import MAX_RESPONSE_DEFAULT, max_response_bytes
 from baton.definitions.model import ConnectionDefinition, SecretRef, parse_secret_ref
 from baton.errors import StepFailure
 
@@ -47,6 +51,7 @@ __all__ = [
     "McpSessions",
     "McpToolError",
     "McpTransportError",
+    "ResponseTooLarge",
     "ToolInfo",
     "ToolResult",
     "close_shared_sessions",
@@ -94,6 +99,18 @@ class McpToolError(McpError):
     def __init__(self, message: str, result: ToolResult) -> None:
         super().__init__(message, retryable=False)
         self.result = result
+
+
+class ResponseTooLarge(McpError):
+    """The tool's result was larger than the connection's ``max_response`` (its content
+    blocks and structured content, measured as sent): not kept, not retried. ``size``: the
+    bytes measured (counting stops soon after the cap); ``limit``: the cap. (Named as
+    ``baton.connections.http``'s, so a step's error type is the same for both.)"""
+
+    def __init__(self, message: str, size: int, limit: int) -> None:
+        super().__init__(message, retryable=False)
+        self.size = size
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -146,6 +163,7 @@ class McpEndpoint:
     read_timeout: float = 30.0
     verify: bool | str = True  # False, True, or a CA file
     secrets: tuple[str, ...] = field(default=(), repr=False)  # values to scrub from messages
+    max_response: int = MAX_RESPONSE_DEFAULT  # bytes of a tool result (see ResponseTooLarge)
 
     @property
     def key(self) -> str:
@@ -197,6 +215,22 @@ class _Live:
         self.task: asyncio.Task[None] | None = None
         self.stderr: _StderrTail | None = None
         self.http_status: list[int] = []
+        self.requests_started = 0  # requests made on the session (on the loop only)
+        self.requests_active = 0
+
+    def begin(self) -> _Window:
+        """A request starts: where its server's stderr stands, and who else is asking."""
+        window = _Window(self.stderr.mark() if self.stderr is not None else 0,
+                         self.requests_started, self.requests_active > 0)
+        self.requests_started += 1
+        self.requests_active += 1
+        return window
+
+    def alone(self, window: _Window) -> bool:
+        """Did the request of ``window`` have the session to itself from its start until
+        now (no other request in flight at any time)? Only then is what its server wrote
+        on stderr meanwhile known to be about this request."""
+        return not window.shared and self.requests_started == window.seq + 1
 
     def alive(self) -> bool:
         if self.broken or self.task is None or self.task.done() or not self.ready.done():
@@ -205,6 +239,16 @@ class _Live:
         # stdio: the transport closes its end of the read stream when the server's stdout
         # ends, i.e. when the process died; the session is then of no use.
         return not (stats is not None and stats().open_send_streams == 0)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Where a request started: its server's stderr position, how many requests the
+    session had started before it, and whether one was still in flight then."""
+
+    mark: int
+    seq: int
+    shared: bool
 
 
 class McpSessions:
@@ -379,6 +423,13 @@ class McpSessions:
             async with self._calling(ep, live, f"call of tool {tool!r}", read_timeout):
                 res = await live.client.call_tool(tool, arguments,
                                                   read_timeout_seconds=read_timeout)
+            size = _result_size(res, ep.max_response)
+            if size > ep.max_response:
+                raise ResponseTooLarge(
+                    f"MCP connection {ep.connection!r}: the result of tool {tool!r} is over "
+                    f"the connection's max_response of {ep.max_response:,} bytes: {size:,} "
+                    "bytes measured so far (not kept, not retried; the connection's "
+                    "max_response raises the cap)", size, ep.max_response)
         except McpError as exc:
             exc.duration_ms = elapsed_ms(started)
             raise
@@ -408,6 +459,7 @@ class McpSessions:
         """Translate what a request raised; a transport failure retires the session."""
         from mcp import MCPError
 
+        window = live.begin()
         try:
             with _timeout(read_timeout + 1):
                 yield
@@ -419,7 +471,7 @@ class McpSessions:
                 why = "timed out" if exc.code == _REQUEST_TIMEOUT else "lost the connection"
                 raise McpTransportError(
                     f"MCP connection {ep.connection!r}: the {what} {why} "
-                    f"({ep.where}){_stderr_hint(live)}") from None
+                    f"({ep.where}){_stderr_hint(live, window)}") from None
             raise McpProtocolError(f"MCP connection {ep.connection!r}: the server refused the "
                                    f"{what}: {ep.scrub(exc.message)} (code {exc.code})",
                                    exc.code) from None
@@ -428,7 +480,37 @@ class McpSessions:
                                     f"after {read_timeout:g} s ({ep.where})") from None
         except Exception as exc:  # noqa: BLE001 - a transport's own errors vary (httpx, OS)
             live.broken = True
-            raise _transport_error(ep, exc, live) from None
+            raise _transport_error(ep, exc, live, window) from None
+        finally:
+            live.requests_active -= 1
+
+
+def _result_size(res: Any, limit: int) -> int:
+    """About how many bytes a tool result took as sent: its content blocks' text and data
+    (base64, for images, audio and embedded blobs) and its structured content as JSON.
+    Counting stops once it is over ``limit`` (the structured content is then not encoded)."""
+    size = 0
+    for block in res.content:
+        parts = (block, getattr(block, "resource", None))
+        for part in parts:
+            for attr in ("text", "data", "blob"):
+                value = getattr(part, attr, None)
+                if isinstance(value, str):
+                    size += len(value) if value.isascii() else len(value.encode())
+        if size > limit:
+            return size
+    if res.structured_content is not None:
+        size += _json_size(res.structured_content)
+    return size
+
+
+def _json_size(value: Any) -> int:
+    import orjson
+
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError:  # an int beyond 64 bits...
+        return len(json.dumps(value, default=str, ensure_ascii=False).encode())
 
 
 def _import_sdk() -> None:
@@ -508,14 +590,17 @@ class _Watched:
 
 
 class _StderrTail:
-    """The last lines a stdio server wrote on stderr (for messages when it fails to start);
-    also forwarded to this process's stderr at debug level."""
+    """The last lines a stdio server wrote on stderr (for messages when it fails to start,
+    or when a request fails), and how much it wrote in all (so that a request's message
+    shows only what came during it); also logged at debug level."""
 
     def __init__(self) -> None:
         import os
 
         self._read, self._write = os.pipe()
-        self.tail = ""
+        # (characters written in all, the last _STDERR_TAIL of them): one value, so the
+        # loop reads the two as the pump thread left them together
+        self._state: tuple[int, str] = (0, "")
         threading.Thread(target=self._pump, name="baton-mcp-stderr", daemon=True).start()
 
     def file(self) -> Any:
@@ -532,16 +617,40 @@ class _StderrTail:
                 if not chunk:
                     break
                 text = chunk.decode("utf-8", "replace")
-                self.tail = (self.tail + text)[-_STDERR_TAIL:]
+                written, tail = self._state
+                self._state = (written + len(text), (tail + text)[-_STDERR_TAIL:])
                 log.debug("mcp server stderr: %s", text.rstrip())
         with contextlib.suppress(OSError):
             os.close(self._read)
 
+    def mark(self) -> int:
+        """Where the output stands now (characters written so far)."""
+        return self._state[0]
 
-def _stderr_hint(live: _Live) -> str:
-    if live.stderr is None or not live.stderr.tail.strip():
+    def since(self, mark: int | None) -> str:
+        """What was written after ``mark`` (its last :data:`_STDERR_TAIL` characters);
+        None: all that is kept."""
+        written, tail = self._state
+        if mark is None:
+            return tail
+        new = written - mark
+        return tail[-new:] if 0 < new < len(tail) else tail if new > 0 else ""
+
+
+def _stderr_hint(live: _Live, window: _Window | None = None) -> str:
+    """The last lines a stdio server wrote on stderr, for an error message. For a request
+    (``window``): only lines written since it started, and none unless it had the server to
+    itself meanwhile — a shared server's stderr may be about other runs' calls, whose data
+    must not show in this run's error. Without one (the session failed to open): what the
+    new process wrote while starting."""
+    if live.stderr is None:
         return ""
-    last = live.stderr.tail.strip().splitlines()[-3:]
+    if window is not None and not live.alone(window):
+        return ""
+    text = live.stderr.since(window.mark if window is not None else None)
+    if not text.strip():
+        return ""
+    last = text.strip().splitlines()[-3:]
     return "; its stderr ended with: " + live.endpoint.scrub(" | ".join(last))[:600]
 
 
@@ -557,8 +666,10 @@ def _describe(exc: BaseException) -> str:
                      for e in leaves[:3])
 
 
-def _transport_error(ep: McpEndpoint, exc: BaseException, live: _Live) -> McpError:
-    """A failure to open or use the session, as one clear message."""
+def _transport_error(ep: McpEndpoint, exc: BaseException, live: _Live,
+                     window: _Window | None = None) -> McpError:
+    """A failure to open or use the session (the request of ``window``), as one clear
+    message."""
     for leaf in _leaves(exc):
         if isinstance(leaf, McpError):
             return leaf
@@ -570,7 +681,7 @@ def _transport_error(ep: McpEndpoint, exc: BaseException, live: _Live) -> McpErr
     if status:
         detail = f"HTTP {status[-1]}; {detail}"
     return McpTransportError(f"MCP connection {ep.connection!r}: cannot talk to {ep.where}: "
-                             f"{detail}{_stderr_hint(live)}")
+                             f"{detail}{_stderr_hint(live, window)}")
 
 
 # ---- the process's sessions -------------------------------------------------------------
@@ -603,13 +714,14 @@ def endpoint_from(connection: str, *, transport: str, command: str | None = None
                   cwd: str | Path | None = None, url: str | None = None,
                   headers: Mapping[str, str] | None = None, connect_timeout: float = 10.0,
                   read_timeout: float = 30.0, verify: bool | str = True,
-                  secrets: Sequence[str] = ()) -> McpEndpoint:
+                  secrets: Sequence[str] = (),
+                  max_response: int = MAX_RESPONSE_DEFAULT) -> McpEndpoint:
     """An endpoint from plain values (tests and the CLI use it with no definition)."""
     if command == "python":  # the interpreter Baton runs on, whatever PATH says
         command = sys.executable
     return McpEndpoint(connection, transport, command, tuple(args), dict(env or {}),
                        str(cwd) if cwd is not None else None, url, dict(headers or {}), None,
-                       connect_timeout, read_timeout, verify, tuple(secrets))
+                       connect_timeout, read_timeout, verify, tuple(secrets), max_response)
 
 
 def endpoint(conn: ConnectionDefinition, secret: Callable[[SecretRef], str],
@@ -644,7 +756,8 @@ def endpoint(conn: ConnectionDefinition, secret: Callable[[SecretRef], str],
             env[k] = value(ref) if ref is not None else v
         return endpoint_from(conn.name, transport="stdio", command=conn.command,
                              args=conn.args, env=env, cwd=base, secrets=secrets,
-                             connect_timeout=connect_s, read_timeout=read_s)
+                             connect_timeout=connect_s, read_timeout=read_s,
+                             max_response=max_response_bytes(conn))
     url, headers, basic = conn.url or "", dict(conn.headers), None
     auth = conn.auth
     if auth is not None:
@@ -668,7 +781,8 @@ def endpoint(conn: ConnectionDefinition, secret: Callable[[SecretRef], str],
     if conn.tls_verify and conn.ca_file:
         verify = str(base / conn.ca_file)
     ep = endpoint_from(conn.name, transport="http", url=url, headers=headers, verify=verify,
-                       secrets=secrets, connect_timeout=connect_s, read_timeout=read_s)
+                       secrets=secrets, connect_timeout=connect_s, read_timeout=read_s,
+                       max_response=max_response_bytes(conn))
     return dataclasses.replace(ep, basic=basic)
 
 

@@ -3,7 +3,8 @@
 A connection names an external system: for ``type: http`` a base URL, default headers,
 ``auth``, timeouts, TLS, a rate limit, a bound on requests in flight, the idempotency
 header and how callbacks are signed; for ``type: mcp`` a transport (``stdio``: command,
-args, env; ``http``: url, headers, auth, timeout, tls).
+args, env; ``http``: url, headers, auth, timeout, tls). Either type bounds the answers it
+takes (``max_response``, :func:`max_response_bytes`).
 
 Secrets are *references* (``env:NAME``, ``file:NAME``) and nothing else: a literal where a
 secret belongs is refused, and the message never repeats what was typed there, since it
@@ -46,7 +47,7 @@ from baton.definitions.model import (
 TYPES = ("http", "mcp")
 TRANSPORTS = ("stdio", "http")
 COMMON_KEYS = ("kind", "name", "label", "description", "type", "timeout", "rate_limit",
-               "max_in_flight")
+               "max_in_flight", "max_response")
 HTTP_KEYS = COMMON_KEYS + ("base_url", "headers", "auth", "tls", "idempotency_header",
                            "callback", "redact")
 MCP_KEYS = COMMON_KEYS + ("transport", "command", "args", "env", "url", "headers", "auth", "tls")
@@ -71,6 +72,15 @@ TLS_KEYS = ("verify", "ca_file")
 CALLBACK_KEYS = ("hmac_secret", "header", "timestamp_header", "replay_window")
 RATE = re.compile(r"(\d+(?:\.\d+)?)/(s|m|h)\Z")
 _PER_SECOND = {"s": 1.0, "m": 60.0, "h": 3600.0}
+SIZE = re.compile(r"(\d{1,12})\s*(KB|MB)?\Z", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "kb": 1024, "mb": 1024 * 1024}
+MAX_RESPONSE_DEFAULT = 5 * 1024 * 1024
+"""The largest response body (HTTP, decoded) or tool result (MCP) a connection takes by
+default: above what JSON APIs answer to one call (kilobytes to a few hundred), below
+Salesforce's 6 MB synchronous callout limit, in the range of Temporal's 2 MB payloads. A
+step's output is kept in the run's state and in its ``step_completed`` event, so the cap
+also bounds what one call adds to the database (about twice this)."""
+MAX_RESPONSE_LIMIT = 100 * 1024 * 1024  # what max_response may say at most
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110 token
 # Headers that carry credentials: written literally in a definition they would be a secret
 # in the clear, so they are refused in ``headers`` (``auth:`` is the place).
@@ -120,6 +130,8 @@ def check_connection(ck: Checker, data: dict[str, Any]) -> None:
         _check_rate(ck, data["rate_limit"])
     if "max_in_flight" in data:
         expect_int(ck, "max_in_flight", data["max_in_flight"], 1)
+    if "max_response" in data:
+        _check_size(ck, "max_response", data["max_response"])
 
 
 def _check_mcp(ck: Checker, data: dict[str, Any]) -> None:
@@ -269,6 +281,28 @@ def _check_rate(ck: Checker, value: Any) -> None:
                              f"got {got}")
 
 
+def size_bytes(value: Any) -> int | None:
+    """Bytes of a size: a whole number of bytes, or a string like ``512KB`` or ``20MB``
+    (KB = 1,024 bytes, MB = 1,048,576); None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    m = SIZE.match(value.strip()) if isinstance(value, str) else None
+    if m is None:
+        return None
+    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
+
+
+def _check_size(ck: Checker, path: str, value: Any) -> None:
+    size = size_bytes(value)
+    if size is None or not 1 <= size <= MAX_RESPONSE_LIMIT:
+        got = f"'{value}'" if isinstance(value, str) else str(value) \
+            if isinstance(value, int) and not isinstance(value, bool) else describe(value)
+        ck.add(path, f"expected a size like 5MB, 512KB or a number of bytes, from 1 byte to "
+                     f"100MB, got {got}")
+
+
 def _check_callback(ck: Checker, value: Any) -> None:
     cb = expect_mapping(ck, "callback", value)
     if cb is None:
@@ -292,10 +326,17 @@ def rate_per_second(text: str) -> float:
     return float(m.group(1)) / _PER_SECOND[m.group(2)]
 
 
+def max_response_bytes(defn: ConnectionDefinition) -> int:
+    """The largest response body (HTTP, after its content coding is undone) or tool result
+    (MCP) a call over ``defn`` takes; a larger one fails the step (``ResponseTooLarge``)."""
+    return defn.max_response
+
+
 def build_connection(data: Mapping[str, Any]) -> ConnectionDefinition:
     timeout = data.get("timeout") or {}
     tls = data.get("tls") or {}
     cb = data.get("callback")
+    limit = size_bytes(data["max_response"]) if "max_response" in data else None
     return ConnectionDefinition(
         name=data["name"],
         type=data["type"],
@@ -322,6 +363,7 @@ def build_connection(data: Mapping[str, Any]) -> ConnectionDefinition:
         args=tuple(str(a) for a in data.get("args") or ()),
         env=MappingProxyType({k: str(v) for k, v in (data.get("env") or {}).items()}),
         url=data.get("url"),
+        max_response=MAX_RESPONSE_DEFAULT if limit is None else limit,
     )
 
 

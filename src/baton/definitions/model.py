@@ -416,6 +416,9 @@ class ConnectionDefinition:
     args: tuple[str, ...] = ()
     env: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
     url: str | None = None  # mcp http
+    # the largest response body (HTTP, decoded) or tool result (MCP) a call takes, in bytes
+    # (``max_response``; baton.definitions.connection.MAX_RESPONSE_DEFAULT)
+    max_response: int = 5 * 1024 * 1024
 
     def secret_refs(self) -> tuple[SecretRef, ...]:
         """Every secret this connection may resolve (for checks and scans)."""

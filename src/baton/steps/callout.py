@@ -11,7 +11,10 @@ other system can make the call effective once. The response is classified:
   ``{status, body}``);
 - no response (refused, timeout), 5xx and 429 are retryable per the step's ``retry``, the
   retry not before the response's ``Retry-After``;
-- any other status fails the step at once, unless listed in ``retry_on``.
+- any other status fails the step at once, unless listed in ``retry_on``;
+- a response body larger than the connection's ``max_response`` (default 5 MB) is not read
+  further and fails the step at once (``ResponseTooLarge``): the output, kept in the run's
+  state, stays about that size at most.
 
 A failed attempt's error carries the call's summary (``error.call``), so fallout shows what
 was sent and answered; every call is an audit event ``callout`` (secrets redacted).

@@ -11,9 +11,10 @@
 The call is made in a worker job, outside any transaction (at least once, like a flow).
 Without ``output:`` the tool's structured result is the step's output (a mapping as it is;
 anything else as ``{"result": ...}``), else its text content joined as ``{"text": ...}``.
-A tool error (``isError``) or a refused request fails the attempt without a retry (the step
-goes to fallout with the call's summary); a server that cannot be reached, died or timed
-out fails it retryably (the step's ``retry`` policy applies). Every call is audited on the
+A tool error (``isError``), a refused request or a result larger than the connection's
+``max_response`` (``ResponseTooLarge``) fails the attempt without a retry (the step goes to
+fallout with the call's summary); a server that cannot be reached, died or timed out fails
+it retryably (the step's ``retry`` policy applies). Every call is audited on the
 run as ``mcp_called``: connection, tool, argument summary, duration and outcome.
 """
 
@@ -108,6 +109,7 @@ class Mcp(JobStepType):
                 result = pending()
             except mcp.McpError as exc:
                 outcome = ("tool_error" if isinstance(exc, mcp.McpToolError) else
+                           "too_large" if isinstance(exc, mcp.ResponseTooLarge) else
                            "refused" if isinstance(exc, mcp.McpProtocolError) else
                            "transport_error" if isinstance(exc, mcp.McpTransportError)
                            else "error")
