@@ -95,7 +95,7 @@ class BatonProcess:
 
     def stop(self, timeout: float = 30, sig: int = signal.SIGTERM) -> int | None:
         """``sig`` and wait (SIGKILL after ``timeout``); the exit status, None if never run.
-        (``baton serve`` stops on SIGINT, Ctrl-C, with status 0; uvicorn re-raises SIGTERM.)"""
+        (``baton serve`` stops on SIGINT, Ctrl-C, and SIGTERM with status 0.)"""
         if self.proc is None:
             return None
         if self.proc.poll() is None:

@@ -254,6 +254,33 @@ def db_upgrade() -> None:
 LogFormatOpt = Annotated[str | None, typer.Option("--log-format", callback=one_of(LOG_FORMATS), help=f"{listed(LOG_FORMATS)} (json: one object a line, with run, step and job ids); default: BATON_LOG_FORMAT, else text")]
 
 
+def at_least(low: int) -> Any:
+    """An option callback: a whole number of at least ``low`` (a usage error otherwise)."""
+    def check(value: int | None) -> int | None:
+        if value is not None and value < low:
+            raise typer.BadParameter(f"must be at least {low}, got {value}")
+        return value
+
+    return check
+
+
+def more_than(low: float) -> Any:
+    """An option callback: a number greater than ``low`` (a usage error otherwise)."""
+    def check(value: float | None) -> float | None:
+        if value is not None and not value > low:  # (NaN too)
+            raise typer.BadParameter(f"must be more than {low:g}, got {value:g}")
+        return value
+
+    return check
+
+
+def a_port(value: int | None) -> int | None:
+    """An option callback: a TCP port, 1-65535."""
+    if value is not None and not 1 <= value <= 65535:
+        raise typer.BadParameter(f"a port is between 1 and 65535, got {value}")
+    return value
+
+
 def _configure_logs(fmt: str | None) -> None:
     from baton import logs
 
@@ -263,12 +290,12 @@ def _configure_logs(fmt: str | None) -> None:
 @app.command()
 def worker(
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when nothing is ready")] = False,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Worker threads in this process")] = 1,
-    batch: Annotated[int, typer.Option(help="Jobs claimed per transaction")] = 32,
-    heartbeat_timeout: Annotated[float, typer.Option(help="Seconds before a silent worker's jobs are taken over")] = 30.0,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", callback=at_least(1), help="Worker threads in this process (at least 1)")] = 1,
+    batch: Annotated[int, typer.Option(callback=at_least(1), help="Jobs claimed per transaction (at least 1)")] = 32,
+    heartbeat_timeout: Annotated[float, typer.Option(callback=more_than(0), help="Seconds before a silent worker's jobs are taken over (more than 0)")] = 30.0,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
     log_format: LogFormatOpt = None,
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve this process's Prometheus metrics (steps, e-mails, jobs) on this port at /metrics")] = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", callback=a_port, help="Serve this process's Prometheus metrics (steps, e-mails, jobs) on this port at /metrics")] = None,
     metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for --metrics-port")] = "127.0.0.1",
     no_imap: NoImapOpt = False,
 ) -> None:
@@ -337,25 +364,28 @@ def _imap_polling(eng: Any) -> Any:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8000,
-    workers_: Annotated[int, typer.Option("--workers", "-w", help="Worker threads in this process (0: run workers separately with `baton worker`)")] = 1,
+    port: Annotated[int, typer.Option("--port", callback=a_port, help="Port to listen on (1-65535)")] = 8000,
+    workers_: Annotated[int, typer.Option("--workers", "-w", callback=at_least(0), help="Worker threads in this process (0: run workers separately with `baton worker`)")] = 1,
     base_url: Annotated[str | None, typer.Option("--base-url", help="How browsers reach this server (links in e-mails; default: BATON_BASE_URL, else its own address)")] = None,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
     log_format: LogFormatOpt = None,
     smtp_at: Annotated[str | None, typer.Option("--smtp", help="Also receive e-mail over SMTP on HOST:PORT (e.g. 127.0.0.1:2525) into the deployed mailboxes")] = None,
-    smtp_max_bytes: Annotated[int, typer.Option("--smtp-max-bytes", help="Largest message the SMTP listener takes (bytes)")] = 25 * 1024 * 1024,
+    smtp_max_bytes: Annotated[int, typer.Option("--smtp-max-bytes", callback=at_least(1), help="Largest message the SMTP listener takes (bytes)")] = 25 * 1024 * 1024,
     smtp_domains: Annotated[list[str] | None, typer.Option("--smtp-domain", help="A recipient domain the SMTP listener takes (repeat; default: any the mailboxes list)")] = None,
     no_imap: NoImapOpt = False,
 ) -> None:
-    """Run the REST API, the web UI and the workers in one process until stopped."""
+    """Run the REST API, the web UI and the workers in one process until stopped
+    (SIGTERM or Ctrl-C: the workers finish the job in hand and release the rest)."""
     import threading
 
     import uvicorn
 
+    from baton.cli.context import opening
     from baton.runtime.flowpool import FlowPool
     from baton.runtime.worker import Worker
     from baton.web import create_app
 
+    smtp_address = _smtp_address(smtp_at) if smtp_at is not None else None
     _configure_logs(log_format)
     smtp = state.settings().smtp
     url = (base_url or smtp.base_url
@@ -363,48 +393,103 @@ def serve(
     state.configure(smtp=dataclasses.replace(smtp, base_url=url),  # links in e-mails
                     public_url=state.settings().public_url or url)  # callback URLs
     eng = state.engine(flows=True, migrate=not no_migrate)
-    if eng.directory.count_users() == 0:
+    with opening(state.database_url()):  # (with --no-migrate, the first connection)
+        users = eng.directory.count_users()
+    if users == 0:
         console.print("[yellow]No users yet.[/yellow] Create the first admin (in another terminal):\n"
                       "  baton users add admin --role admin --email you@example.com --password\n"
                       f"then log in at {url}/login (API: `baton tokens create admin`).")
     pool = FlowPool(max(1, workers_), eng.settings.flow_memory_mb)  # the threads share it
-    workers = [Worker(eng, flow_pool=pool) for _ in range(max(0, workers_))]
+    workers = [Worker(eng, flow_pool=pool) for _ in range(workers_)]
     threads = [threading.Thread(target=w.run, name=f"baton-worker-{i}", daemon=True)
                for i, w in enumerate(workers)]
-    for t in threads:
-        t.start()
-    listener = None
-    if smtp_at is not None:
-        from baton.intake.smtp import SmtpListener, parse_address
-
-        smtp_host, smtp_port = parse_address(smtp_at)
-        listener = SmtpListener(eng.intake, smtp_host, smtp_port, max_bytes=smtp_max_bytes,
-                                allowed_domains=smtp_domains or ())
-        listener.start()
-        console.print(f"Receiving e-mail over SMTP at {smtp_host}:{listener.port}.")
-    polling = None if no_imap else _imap_polling(eng)
-    console.print(f"Baton at {url} (API docs {url}/docs) with {len(workers)} worker thread(s). "
-                  "Stop with Ctrl-C.")
+    listener = polling = None
+    stop = _StopOnSignal()
     try:
-        # proxy_headers=False: forwarding headers are believed from BATON_TRUSTED_PROXIES
-        # only (baton.web.proxies), not from whatever uvicorn trusts by default.
+        for t in threads:
+            t.start()
+        if smtp_address is not None:
+            from baton.intake.smtp import SmtpListener
+
+            smtp_host, smtp_port = smtp_address
+            listener = SmtpListener(eng.intake, smtp_host, smtp_port, max_bytes=smtp_max_bytes,
+                                    allowed_domains=smtp_domains or ())
+            listener.start()
+            console.print(f"Receiving e-mail over SMTP at {smtp_host}:{listener.port}.")
+        polling = None if no_imap else _imap_polling(eng)
+        console.print(f"Baton at {url} (API docs {url}/docs) with {len(workers)} worker thread(s). "
+                      "Stop with Ctrl-C.")
         app = create_app(eng, base_url=url)
         from baton.runtime import heap
 
         eng.warm()  # definitions parsed now, not in the first requests' time
         heap.settle()  # (a long-running process: see baton.runtime.heap)
-        uvicorn.run(app, host=host, port=port, log_level="info",
-                    proxy_headers=False, log_config=None)  # our handlers and format
+        # proxy_headers=False: forwarding headers are believed from BATON_TRUSTED_PROXIES
+        # only (baton.web.proxies), not from whatever uvicorn trusts by default.
+        stop.server = uvicorn.Server(uvicorn.Config(
+            app, host=host, port=port, log_level="info", proxy_headers=False,
+            log_config=None))  # our handlers and format
+        if not stop.requested:
+            stop.server.run()
     finally:
+        if stop.requested:
+            import logging
+
+            logging.getLogger("baton.cli").info(
+                "stopping: the workers finish the job in hand and release the rest")
         if listener is not None:
             listener.stop()
         if polling is not None:
             polling.stop()
-        for w in workers:  # finish the job in hand, release the rest
+        for w in workers:  # finish the job in hand, release the rest (Worker.run's finally)
             w.stop()
         for t in threads:
-            t.join(timeout=30)
+            if t.is_alive():
+                t.join(timeout=30)
         pool.close()
+        stop.restore()
+
+
+def _smtp_address(text: str) -> tuple[str, int]:
+    """``--smtp HOST:PORT``, checked before anything starts (port 0: any free port)."""
+    from baton.intake.smtp import parse_address
+
+    host, port = parse_address(text)
+    if port > 65535:
+        raise BatonError(f"--smtp: a port is between 0 and 65535, got {port}")
+    return host, port
+
+
+class _StopOnSignal:
+    """``baton serve``'s SIGTERM and SIGINT handler: a graceful stop, exit status 0.
+
+    While uvicorn serves, its own handlers take these signals; when it has shut down it puts
+    back the handlers it found (these) and raises the signal again, for the program that
+    embeds it (uvicorn's ``Server.capture_signals``). With the default SIGTERM handler that
+    killed the process (status 143) before ``serve``'s cleanup ran: its workers' claimed
+    jobs and worker rows stayed behind until another worker's heartbeat timeout. Here the
+    signal only asks for the stop; a signal before uvicorn serves stops it as soon as it
+    starts (or before), and one during the cleanup is ignored (the cleanup is bounded)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        import threading
+
+        self.requested = False
+        self.server: Any = None  # the uvicorn.Server, once made
+        # (Only the main thread may set handlers; uvicorn then leaves signals alone too.)
+        main = threading.current_thread() is threading.main_thread()
+        self._previous = {sig: signal.signal(sig, self) for sig in self.SIGNALS} if main else {}
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if self.server is not None:
+            self.server.should_exit = True  # (uvicorn starting: it stops once started)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 # ---- paged lists --------------------------------------------------------------------------
@@ -881,6 +966,31 @@ def main() -> None:
     except BatonError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C: no traceback
+        err_console.print("interrupted", highlight=False)
+        sys.exit(130)
+    except Exception as exc:
+        # A database error (read-only, locked, a server gone) in one line naming the
+        # database; never SQLAlchemy's traceback with its statement and field values.
+        message = _database_failure(exc)
+        if message is None:
+            raise
+        err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+        sys.exit(1)
+
+
+def _database_failure(exc: Exception) -> str | None:
+    """``exc`` as one line when it is a database error (:func:`~baton.cli.context.database_failure`),
+    else None. Without SQLAlchemy or a driver loaded, it cannot be one."""
+    if not any(m in sys.modules for m in ("sqlalchemy", "sqlite3", "psycopg")):
+        return None
+    from baton.cli.context import database_failure
+
+    try:
+        url: str | None = state.database_url()
+    except Exception:  # noqa: BLE001 - no project or URL: the line names no database
+        url = None
+    return database_failure(exc, url)
 
 
 def _json_asked(args: list[str]) -> bool:

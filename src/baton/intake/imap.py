@@ -135,6 +135,13 @@ def _connect(source: ImapSource) -> Any:
     return IMAPClient(source.host, port=source.port, ssl=source.ssl, timeout=TIMEOUT)
 
 
+def _first_line(exc: BaseException) -> str:
+    """An error in one line: the driver's message for a database error (never SQLAlchemy's
+    statement and parameters), else the error's own."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _clean(exc: BaseException, secret: str) -> str:
     return str(exc).replace(secret, "***")[:300]
 
@@ -142,7 +149,8 @@ def _clean(exc: BaseException, secret: str) -> str:
 class ImapPolling:
     """A daemon thread that polls every mailbox with ``imap:`` at its own pace, re-reading
     the deployed mailboxes each round (a deploy adds or changes sources without a restart).
-    A failing poll is logged and tried again at the next round."""
+    A failing poll, or a round that cannot read the mailboxes (the database away), is
+    logged as a warning and tried again at the next round: the thread never ends on it."""
 
     def __init__(self, intake: IntakeService, *, tick: float = 1.0,
                  monotonic: Callable[[], float] | None = None, env: Any = None) -> None:
@@ -162,7 +170,12 @@ class ImapPolling:
 
     def round(self) -> None:
         now = self.monotonic()
-        for box in self.sources():
+        try:
+            boxes = self.sources()  # (a database read: the database may be away)
+        except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
+            log.warning("imap: cannot read the deployed mailboxes: %s", _first_line(exc))
+            return
+        for box in boxes:
             assert box.imap is not None
             if self._due.get(box.name, 0.0) > now:
                 continue
@@ -173,12 +186,15 @@ class ImapPolling:
                     log.info("imap %s: %d new message(s), last UID %d", box.name,
                              len(got.taken), got.last_uid)
             except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
-                log.warning("imap %s: poll failed: %s", box.name, exc)
+                log.warning("imap %s: poll failed: %s", box.name, _first_line(exc))
 
     def start(self) -> None:
         def loop() -> None:
             while not self._stop.is_set():
-                self.round()
+                try:
+                    self.round()
+                except Exception:  # a bug: logged, and the thread keeps polling
+                    log.exception("imap: polling round failed")
                 self._stop.wait(self.tick)
 
         self._thread = threading.Thread(target=loop, name="baton-imap", daemon=True)

@@ -25,15 +25,17 @@ router = APIRouter(tags=["operations"], include_in_schema=False)
 WORKER_SILENCE_S = 30.0  # a worker silent this long does not count as heartbeating
 
 
-@router.get("/healthz", summary="Liveness: the process answers",
-            responses={200: {"description": "alive"}})
+# GET and HEAD: load balancers probe with HEAD (the same status and headers, no body).
+@router.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness: the process answers",
+                  responses={200: {"description": "alive"}})
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: database reachable and migrated, a worker alive",
-            responses={200: {"description": "ready"},
-                       503: {"description": "not ready: `checks` says which check failed"}})
+@router.api_route("/readyz", methods=["GET", "HEAD"],
+                  summary="Readiness: database reachable and migrated, a worker alive",
+                  responses={200: {"description": "ready"},
+                             503: {"description": "not ready: `checks` says which check failed"}})
 def readyz(request: Request) -> JSONResponse:
     eng = engine_of(request)
     checks: dict[str, Any] = {}
@@ -47,7 +49,10 @@ def readyz(request: Request) -> JSONResponse:
                              **({} if alive else {"detail": f"no worker has sent a heartbeat "
                                                   f"in {WORKER_SILENCE_S:.0f} s"})}
     except Exception as exc:  # noqa: BLE001 - any failure to read is "not ready", said why
-        checks["database"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
+        # (the driver's first line: never SQLAlchemy's statement and parameters)
+        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()[:1]
+        checks["database"] = {"ok": False,
+                              "detail": f"{type(exc).__name__}: {''.join(said)}"[:300]}
     ready = all(c.get("ok") for c in checks.values())
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         status_code=200 if ready else 503)

@@ -5,10 +5,16 @@ add ``errors``: one ``{"field", "message"}`` per offending field (``field`` is a
 path such as ``data.subject`` or ``query.limit``), and definition errors add ``issues``
 (file, line, path, message). Pages of the web UI get the same errors as HTML instead
 (the UI sets ``app.state.render_html_error``).
+
+Errors nobody raised on purpose are problem documents too, showing nothing of the error
+itself (no SQL, no values): a database that is away or locked (worth another try: the
+store's ``is_transient``) is ``503`` with ``Retry-After``; anything else is ``500``, its
+traceback in the server's log.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from baton.errors import (
@@ -31,6 +38,8 @@ from baton.errors import (
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://baton.dev/problems/"
+RETRY_AFTER_S = 5  # what a 503 for a database that is away or busy asks clients to wait
+log = logging.getLogger(__name__)
 
 
 class FieldProblem(BaseModel):
@@ -71,7 +80,8 @@ class ProblemError(Exception):
 # Responses every protected operation may give, for the OpenAPI document.
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     titles = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden", 404: "Not found",
-              409: "Conflict", 422: "Invalid input"}
+              409: "Conflict", 422: "Invalid input", 500: "Internal server error",
+              503: "Service unavailable"}
     return {c: {"model": Problem, "description": titles.get(c, "Error"),
                 "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
             for c in codes}
@@ -122,6 +132,44 @@ def _from_baton(request: Request, exc: BatonError) -> Response:
     return problem_response(request, 400, "Bad request", str(exc), slug="bad-request")
 
 
+def _unavailable(request: Request, exc: BaseException) -> bool:
+    """A database that is away, or busy past its lock timeout (a retry may succeed), or a
+    server that is shutting down."""
+    from baton.web.committer import CommitterClosed
+
+    if isinstance(exc, CommitterClosed):
+        return True
+    engine = getattr(request.app.state, "engine", None)
+    return isinstance(exc, DBAPIError) and engine is not None and engine.store.is_transient(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    """What the driver said (its first line: never SQLAlchemy's statement and parameters)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _unexpected(request: Request, exc: Exception, *, logged: bool) -> Response:
+    """An error nobody raised on purpose, as a problem document that shows nothing of it.
+
+    ``logged``: the caller logs its traceback (Starlette's ``ServerErrorMiddleware``
+    raises it again to the server, which does)."""
+    where = f"{request.method} {request.url.path}"
+    if _unavailable(request, exc):
+        what = ("the database is unavailable or busy" if isinstance(exc, DBAPIError)
+                else "the server is shutting down")
+        log.warning("%s: %s: %s", where, what, _first_line(exc))
+        return problem_response(request, 503, "Service unavailable",
+                                f"{what}; try again in {RETRY_AFTER_S} s", slug="unavailable",
+                                headers={"Retry-After": str(RETRY_AFTER_S)})
+    if not logged:
+        log.error("%s: %s", where, _first_line(exc), exc_info=exc)
+    what = "a database error" if isinstance(exc, DBAPIError) else "an unexpected error"
+    return problem_response(request, 500, "Internal server error",
+                            f"the request could not be completed because of {what}; "
+                            "the server's log has the details", slug="internal")
+
+
 def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] == "body":
@@ -170,3 +218,13 @@ def install(app: FastAPI) -> None:
                   404: "Not found", 405: "Method not allowed"}
         return problem_response(request, exc.status_code, titles.get(exc.status_code, "Error"),
                                 str(exc.detail or ""), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> Response:
+        return _unexpected(request, exc, logged=False)
+
+    # Anything else (and errors raised outside the routes: middleware): answered by
+    # Starlette's ServerErrorMiddleware, which then raises it again for the server to log.
+    @app.exception_handler(Exception)
+    async def _other(request: Request, exc: Exception) -> Response:
+        return _unexpected(request, exc, logged=True)
