@@ -55,7 +55,7 @@ from baton.runtime.engine import Engine, record_view
 from baton.runtime.flowpool import FlowPool
 from baton.runtime.reader import StoreRecords
 from baton.steps import registry
-from baton.steps.base import StepOutput, StepServices, StepType, StepWork
+from baton.steps.base import StepOutput, StepServices, StepType, StepTypeBase, StepWork
 from baton.steps.callout import waiting as callout_waits_step
 from baton.steps.flowrun import FlowRaised, run_flow
 from baton.storable import first_problem
@@ -69,6 +69,7 @@ MAX_BACKOFF = 30.0  # seconds between tries while the database is down
 MAX_CONFLICT_ATTEMPTS = 5
 CHAIN_LIMIT = 256  # step jobs a batch may run beyond its claimed jobs (loops end)
 CHAIN_SECONDS = 0.2  # and only while its plan is younger than this
+_NOT_YET = (float("-inf"), "")  # Worker._last_ran_at before a batch's first flow
 IDLE_WAIT_MAX = 5.0  # an idle worker's longest sleep without news (a safety net)
 IDLE_WAIT_MIN = 0.002  # and its shortest, when the next job is due already
 
@@ -127,6 +128,9 @@ class Worker:
         # Definitions are immutable: what a (orchestration, version, step) is, found once.
         self._chainable: dict[tuple[str, int, str], bool] = {}
         self._step_defs: dict[tuple[str, int, str], StepDefinition | None] = {}
+        # Job kind -> (its step type, that type's own begin_job or None: see _begin_job).
+        self._begins: dict[str, tuple[StepType, Callable[[StepWork], Callable[[], StepOutput]]
+                                      | None]] = {}
         # Flow processes (see _call_flow): shared with the other threads of this process
         # when given (run_workers), else this worker's own, made on first use and closed
         # when run() ends.
@@ -137,12 +141,20 @@ class Worker:
         # run() loops: a caller of run_once() alone gets one claimed batch per call).
         self._claim_ahead = False
         self._claimed: list[Job] = []
+        # Set when this worker may hold jobs in the database that it does not have in hand
+        # (a batch failed on a database error; a commit's answer was lost; it was taken for
+        # dead): the run loop hands them all back before its next batch (_hand_back).
+        self._mend = False
+        # Jobs of the batch it was stopped in that it did not start: released with no
+        # attempt counted.
+        self._unrun: list[int] = []
         # Split runs (plans: baton.store.sql.runsteps) as this worker's last batch committed
         # them: the next batch reads only their seq, not every step, while it is unchanged.
         self._kept: dict[str, Run] = {}
         # The definitions a batch uses, looked up once per batch (each lookup checks whether
         # anything was deployed and finds the parsed version: several per result otherwise).
         self._batch_defs: dict[tuple[str, str, int], Any] = {}
+        self._last_ran_at = _NOT_YET  # (perf_counter, ISO instant) of a flow's start: _ran_at
         self._classifiers = TrainedSets(engine.store.read)  # ai steps' classifier:
         # This worker's metrics (jobs, step attempts and their durations), added to the
         # process's once per batch (run_once).
@@ -153,17 +165,22 @@ class Worker:
         """Process jobs until stopped, or (``until_idle``) until nothing is ready now.
 
         A database that is down does not kill the worker: it logs, backs off (up to
-        30 s) and tries again. With ``until_idle`` the error is raised instead.
+        30 s) and tries again; the jobs of a batch that failed on it go back to the queue
+        once it answers again. With ``until_idle`` the error is raised instead. Stopped
+        while it waits for the database to start, it returns (registered nowhere).
         """
         self.stopping.clear()
+        self._unrun = []
         if not until_idle:  # a process that serves from now on (not a test's short run)
-            self._with_db(self.engine.warm, retry=True)  # definitions parsed before any job
+            if not self._with_db(self.engine.warm, retry=True):  # definitions parsed first
+                return self.stats
             # the offline models of its classify steps trained beside the first jobs, not in
             # the first such step (once per engine: baton serve's workers share one)
             self.engine.warm_ai(self._classifiers, self.stopping)
             heap.settle()
         self._claim_ahead = True
-        self._with_db(self._register, retry=not until_idle)
+        if not self._with_db(self._register, retry=not until_idle):
+            return self.stats
         hb = threading.Thread(target=self._heartbeat_loop, daemon=True, name="baton-heartbeat")
         hb.start()
         next_reap = 0.0
@@ -172,6 +189,8 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 try:
+                    if self._mend:  # the database answers again: what was held goes back
+                        self._hand_back()
                     if time.monotonic() >= next_reap:  # hand back jobs of dead workers
                         self.store.release_jobs_of_dead_workers(
                             iso(self.engine.clock.now()), self.heartbeat_timeout)
@@ -182,7 +201,11 @@ class Worker:
                     delay = 0.0
                 except DBAPIError as exc:
                     if until_idle:
-                        raise
+                        raise  # (unregister_worker, below, releases what it held)
+                    # Nothing is in hand now, but the batch that failed, or a commit whose
+                    # answer was lost, may have left jobs claimed by this worker: handed back
+                    # once the database answers (no other worker would: this one is alive).
+                    self._mend = True
                     delay = min(max(delay * 2, 0.5), MAX_BACKOFF)
                     log.warning("database unavailable (%s); retrying in %.1f s",
                                 str(exc).splitlines()[0], delay)
@@ -206,28 +229,34 @@ class Worker:
             if self._own_pool:  # a worker on its own: its MCP servers stop with it
                 _close_mcp_sessions()
             try:  # releases jobs claimed but not processed (graceful stop)
-                self.store.unregister_worker(self.id)
+                self.store.unregister_worker(self.id, unrun=self._unrun)
             except DBAPIError:
                 log.warning("could not unregister worker %s; its jobs return after the "
                             "heartbeat timeout", self.id)
+            self._unrun = []
         return self.stats
 
     def _register(self) -> None:
         now = iso(self.engine.clock.now())
         self.store.register_worker(self.id, self.store.host(), os.getpid(), now)
 
-    def _with_db(self, fn: Any, *, retry: bool) -> None:
+    def _with_db(self, fn: Any, *, retry: bool) -> bool:
+        """Call ``fn``; with ``retry``, again (backing off) while the database is down. False
+        when the worker was stopped before it could (a clean stop, not an error)."""
         delay = 0.5
         while True:
             try:
                 fn()
-                return
+                return True
             except DBAPIError as exc:
-                if not retry or self.stopping.is_set():
+                if not retry:
                     raise
+                if self.stopping.is_set():
+                    return False
                 log.warning("database unavailable (%s); retrying in %.1f s",
                             str(exc).splitlines()[0], delay)
-                self.stopping.wait(delay)
+                if self.stopping.wait(delay):
+                    return False
                 delay = min(delay * 2, MAX_BACKOFF)
 
     def _idle_wait(self, seen: int | None, idle_for: float) -> None:
@@ -277,9 +306,27 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         while not self.stopping.wait(self.heartbeat_interval):
             try:
-                self.store.heartbeat(self.id, iso(self.engine.clock.now()))
+                if not self.store.heartbeat(self.id, iso(self.engine.clock.now())) \
+                        and not self.stopping.is_set():  # (not unregistered just now)
+                    # Its row is gone: silent longer than the timeout (the database was
+                    # away), it was taken for dead and its jobs handed back. It registers
+                    # again (and hands back what it claimed since) before its next batch.
+                    log.warning("worker %s was taken for dead; registering again", self.id)
+                    self._mend = True
             except Exception:  # the database may be busy or down; the next beat tries again
                 log.warning("heartbeat failed", exc_info=True)
+
+    def _hand_back(self) -> None:
+        """Between batches, after a database error (or when taken for dead): nothing is in
+        hand, so every job this worker still holds in the database goes back to the queue,
+        to be run once by whichever worker claims it (a job whose result was committed is
+        gone already), and the worker is registered again if its row was removed."""
+        self._claimed = []  # (claimed ahead: among those handed back)
+        self._mend = False  # (a database error here sets it again: the run loop's handler)
+        n = self.store.hand_back_jobs(self.id, iso(self.engine.clock.now()), os.getpid())
+        if n:
+            log.warning("worker %s handed back %d job(s) it held, not in hand, to the queue",
+                        self.id, n)
 
     def run_once(self) -> int:
         """Claim one batch, run its flows, and commit all their results in ONE transaction.
@@ -289,6 +336,7 @@ class Worker:
         take the others down with it.
         """
         jobs, self._claimed = self._claimed, []
+        self._last_ran_at = _NOT_YET
         self._batch_defs.clear()  # (a deploy since the last batch is seen from this one on)
         if not jobs:  # (none claimed ahead, or the queue was empty then: claim now)
             jobs = self.store.claim_jobs(self.id, iso(self.engine.clock.now()), self.batch)
@@ -305,15 +353,42 @@ class Worker:
         # are in flight together (on the process's HTTP loop), while flows run one by one
         # as they are finished, in order.
         begun: list[_Result | Callable[[], _Result]] = []
+        stopping = self.stopping.is_set
         for job in jobs:
-            if self.stopping.is_set():
-                break  # the rest is released by unregister_worker
+            if stopping():
+                break
             self._faults.hit("after_claim")
             begun.append(self._begin(job, snapshots.get(job.run_id or "")))
-        results = [b if isinstance(b, _Result) else b() for b in begun]
+        # Stopped (SIGTERM): the job in hand is finished, the flows not yet run are not.
+        results = [b if isinstance(b, _Result) else b() for b in begun if not stopping()]
+        if len(results) < len(jobs):
+            results = self._stopped_in_batch(jobs, begun, results)
+            if not results:
+                return 0
         self._commit_batch(results, read)
         self.stats.jobs += len(results)
         return len(results)
+
+    def _stopped_in_batch(self, jobs: list[Job], begun: list[_Result | Callable[[], _Result]],
+                          results: list[_Result]) -> list[_Result]:
+        """The worker was stopped in a batch, whose first ``len(results)`` jobs were run: of
+        the rest, what is done already (a result made when begun) and the calls in flight (a
+        callout's, waited for together: about one call's time) are committed with them; a
+        step whose work has not started (a flow) is not run. Its job, and any not begun, go
+        back to the queue when the worker unregisters, with no attempt counted."""
+        for i in range(len(results), len(jobs)):
+            job = jobs[i]
+            b = begun[i] if i < len(begun) else None
+            if isinstance(b, _Result):
+                results.append(b)
+            elif b is not None and job.kind in self._begins \
+                    and self._begins[job.kind][1] is not None:
+                results.append(b())  # its call is in flight: its answer is kept
+            elif job.id is not None:  # (a row-less SLA job is claimed by no one)
+                self._unrun.append(job.id)
+        log.info("stopping: %d job(s) of the batch run, %d handed back unrun", len(results),
+                 len(jobs) - len(results))
+        return results
 
     def _conflict(self, job: Job, exc: TransitionConflict) -> None:
         """A result could not be committed because something changed underneath (or the job
@@ -402,7 +477,12 @@ class Worker:
 
     def _execute_step(self, job: Job, snapshot: _Snapshot, step_type: StepType
                       ) -> _Result | Callable[[], _Result]:
-        """An attempt of a step: its type does the work; a raise fails the attempt."""
+        """An attempt of a step: its type does the work; a raise fails the attempt.
+
+        A type whose work waits on I/O (a callout) starts it here (``begin_job``: a batch's
+        calls are in flight together), and its attempt is timed from here. A type whose
+        work all runs when it is finished (a flow) is timed, and its ``ran_at`` taken, when
+        it is: a batch's flows run one after the other, and each attempt's time is its own."""
         run, record = snapshot
         step, iteration = job.payload["step"], job.payload["iteration"]
         attempt = job.payload.get("attempt")
@@ -412,35 +492,39 @@ class Worker:
                 or (attempt is not None and attempt != sr.attempts):
             return _Result(job, None)  # the step moved on (canceled, stage exited): drop
         definition = self._step_definition(run, step)  # (read with the batch: no query here)
-        ran_at = _iso_ms(self.engine.clock.now())
-        started = time.perf_counter()
+        begins = self._begins.get(job.kind)
+        if begins is None or begins[0] is not step_type:
+            begins = self._begins[job.kind] = (step_type, _begin_job(step_type))
+        begin = begins[1]
+        ran_at = ""
+        started = 0.0
         finish: Callable[[], StepOutput] | None = None
         failure: Exception | None = None
-        try:
-            if definition is None:
-                raise StepFailure(f"step {step!r} is not in {run.orchestration} "
-                                  f"v{run.version}", retryable=False)
-            work = StepWork(run, record, definition, iteration, attempt, job.payload,
-                            self._call_flow, self._orchestration(run), self._records,
-                            now=ran_at, services=self._services(),
-                            ai_provider=self.engine.settings.ai_provider,
-                            ai_connection=self.engine.settings.ai_connection,
-                            ai_model=self.engine.settings.ai_model,
-                            classifiers=self._classifiers)
-            begin = getattr(step_type, "begin_job", None)  # (a plug-in may not have it)
-            finish = begin(work) if begin is not None else lambda: step_type.run_job(work)
-        except Exception as exc:  # noqa: BLE001 - a failing step fails its step, never the worker
-            failure = exc
+        if begin is not None:  # its work starts now
+            ran_at = _iso_ms(self.engine.clock.now())
+            started = time.perf_counter()
+            try:
+                finish = begin(self._work(run, record, definition, step, iteration, attempt,
+                                          job.payload, ran_at))
+            except Exception as exc:  # noqa: BLE001 - a failing step fails its step, never the worker
+                failure = exc
 
         def done() -> _Result:
+            nonlocal ran_at, started
             event: StepCompleted | StepFailed
             updates: dict[str, Any] = {}
             audit: tuple[Mapping[str, Any], ...] = ()
             try:
-                if failure is not None:
-                    raise failure
-                assert finish is not None
-                out = finish()
+                if begin is None:  # its work all runs now: the attempt starts now
+                    started = time.perf_counter()
+                    ran_at = self._ran_at(started)
+                    out = step_type.run_job(self._work(run, record, definition, step, iteration,
+                                                       attempt, job.payload, ran_at))
+                else:
+                    if failure is not None:
+                        raise failure
+                    assert finish is not None
+                    out = finish()
                 output = out.output
                 event = StepCompleted(step, iteration, _jsonable(
                                           output if type(output) is dict else dict(output)),
@@ -460,6 +544,33 @@ class Worker:
             return _Result(job, event, updates, audit=self._audit_rows(run, audit))
 
         return done
+
+    def _ran_at(self, started: float) -> str:
+        """The clock's instant (ISO, to the millisecond) of an attempt that starts at
+        ``started`` (``perf_counter``): the last one's when it started less than 1 ms
+        before, in this batch (a batch's quick flows share one reading and formatting)."""
+        last, text = self._last_ran_at
+        if started - last < 0.001:
+            return text
+        text = _iso_ms(self.engine.clock.now())
+        self._last_ran_at = (started, text)
+        return text
+
+    def _work(self, run: Run, record: dict[str, Any] | None, definition: StepDefinition | None,
+              step: str, iteration: int, attempt: int | None, payload: Mapping[str, Any],
+              now: str) -> StepWork:
+        """What a step type is handed for one attempt of ``step`` (an attempt of a step that
+        is no longer in its run's version fails, not retried)."""
+        if definition is None:
+            raise StepFailure(f"step {step!r} is not in {run.orchestration} "
+                              f"v{run.version}", retryable=False)
+        return StepWork(run, record, definition, iteration, attempt, payload,
+                        self._call_flow, self._orchestration(run), self._records,
+                        now=now, services=self._services(),
+                        ai_provider=self.engine.settings.ai_provider,
+                        ai_connection=self.engine.settings.ai_connection,
+                        ai_model=self.engine.settings.ai_model,
+                        classifiers=self._classifiers)
 
     def _services(self) -> StepServices:
         return self.engine.connections
@@ -677,8 +788,12 @@ class Worker:
             except Exception as exc:  # nothing was committed: the usual way
                 # below, from fresh reads (the plan changed the runs it read in place). An
                 # error that is not about the plan itself will show again there.
-                if isinstance(exc, DBAPIError) and not self.store.is_transient(exc):
-                    raise
+                if isinstance(exc, DBAPIError):
+                    # (its COMMIT may have been written with its answer lost: the jobs it
+                    # claimed ahead would be this worker's, unknown to it)
+                    self._mend = True
+                    if not self.store.is_transient(exc):
+                        raise
                 log.log(logging.DEBUG if isinstance(exc, PlanAborted | BatonError | DBAPIError)
                         else logging.WARNING, "planned commit not used (%s); committing under the "
                         "write lock", exc, exc_info=not isinstance(exc, PlanAborted | BatonError))
@@ -711,7 +826,7 @@ class Worker:
         ``chained_out`` then holds the results of the steps it chained (they ran)."""
         cache = _BatchCache(dict(read.runs), dict(read.records), read.views)
         pending = list(results)
-        budget = CHAIN_LIMIT
+        budget = 0 if self.stopping.is_set() else CHAIN_LIMIT  # (stopping: no more steps run)
         deadline = time.monotonic() + CHAIN_SECONDS
         with self.store.plan() as plan:
             # The runs in progress of the batch's records, read in one statement: each record
@@ -969,6 +1084,15 @@ def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvalua
         return True  # decide() sorts out a timer (or a child) whose step moved on
     sr = run.steps.get(event.step)
     return sr is not None and sr.iteration == event.iteration and sr.status is STEP_RUNNING
+
+
+def _begin_job(step_type: StepType) -> Callable[[StepWork], Callable[[], StepOutput]] | None:
+    """The step type's own ``begin_job`` (its work starts when the job is begun); None when
+    all its work runs when the job is finished (``run_job``: a flow)."""
+    begin = getattr(step_type, "begin_job", None)  # (a plug-in may not have it)
+    if begin is None or getattr(begin, "__func__", None) is StepTypeBase.begin_job:
+        return None
+    return cast(Callable[[StepWork], Callable[[], StepOutput]], begin)
 
 
 def _iso_ms(dt: datetime) -> str:

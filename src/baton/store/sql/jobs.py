@@ -126,12 +126,46 @@ class JobQueue:
                 insert(s.workers).values(id=worker_id, host=host, pid=pid, started_at=now, heartbeat_at=now)
             )
 
-    def heartbeat(self, worker_id: str, now: str) -> None:
+    def heartbeat(self, worker_id: str, now: str) -> bool:
+        """The worker is alive at ``now``. False when it has no row (it was taken for dead,
+        or never registered): nothing is written then."""
         with self.write() as tx:
-            tx.conn.execute(update(s.workers).where(s.workers.c.id == worker_id).values(heartbeat_at=now))
+            res = tx.conn.execute(
+                update(s.workers).where(s.workers.c.id == worker_id).values(heartbeat_at=now))
+            return bool(res.rowcount)
 
-    def unregister_worker(self, worker_id: str) -> None:
+    def hand_back_jobs(self, worker_id: str, now: str, pid: int) -> int:
+        """Hand back to the queue every job ``worker_id`` holds, in one transaction with its
+        heartbeat at ``now`` (its row written again, as process ``pid`` of this store's host,
+        if it was taken for dead meanwhile). For a live worker with nothing in hand: after a
+        database error, what its failed batch held and what a commit whose answer was lost
+        claimed. The compare-and-set on the holder leaves every other worker's jobs alone,
+        and a job that commit finished is gone. Returns how many went back."""
         with self.write() as tx:
+            res = tx.conn.execute(
+                update(s.jobs)
+                .where(s.jobs.c.claimed_by == worker_id, s.jobs.c.status == "claimed")
+                .values(status="ready", claimed_by=None, claimed_at=None)
+            )
+            tx.enqueued = bool(res.rowcount)  # handed back: idle workers are told (NOTIFY)
+            beat = tx.conn.execute(
+                update(s.workers).where(s.workers.c.id == worker_id).values(heartbeat_at=now))
+            if not beat.rowcount:
+                tx.conn.execute(insert(s.workers).values(
+                    id=worker_id, host=self.host(), pid=pid, started_at=now, heartbeat_at=now))
+            return int(res.rowcount or 0)
+
+    def unregister_worker(self, worker_id: str, unrun: Sequence[int] = ()) -> None:
+        """Remove the worker and hand back the jobs it holds; those of ``unrun`` (claimed,
+        never started: a stop) have their claim not counted as an attempt."""
+        with self.write() as tx:
+            if unrun:
+                tx.conn.execute(
+                    update(s.jobs)
+                    .where(s.jobs.c.id.in_(list(unrun)), s.jobs.c.claimed_by == worker_id,
+                           s.jobs.c.status == "claimed", s.jobs.c.attempts > 0)
+                    .values(attempts=s.jobs.c.attempts - 1)
+                )
             res = tx.conn.execute(
                 update(s.jobs)
                 .where(s.jobs.c.claimed_by == worker_id, s.jobs.c.status == "claimed")
