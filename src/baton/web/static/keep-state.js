@@ -1,7 +1,8 @@
 // Baton: what a page's own refresh (an htmx swap of a part of it) must not take from the
 // person reading it: the sections they opened or closed (<details data-key>), and the
 // control that had the keyboard focus (found again in its row: the element with the same
-// id around it, then the same control, else that row's first button or link).
+// id around it, then the same control, else that row's first button or link), given back
+// without scrolling the page (the refresh keeps where the reader is).
 (function () {
   "use strict";
   var opened = null;
@@ -40,7 +41,7 @@
     if (focus && (document.activeElement === document.body || !document.activeElement)) {
       var scope = focus.holder ? document.getElementById(focus.holder) : null;
       if (scope && scope.matches("button, a[href], input, select, textarea")) {
-        scope.focus();
+        scope.focus({preventScroll: true});
       } else if (scope) {
         var controls = scope.querySelectorAll("button, a[href], input, select, textarea");
         var again = null;
@@ -48,7 +49,7 @@
           if (controlKey(controls[j]) === focus.key) { again = controls[j]; }
         }
         again = again || scope.querySelector("button, a[href]");
-        if (again) { again.focus(); }
+        if (again) { again.focus({preventScroll: true}); }
       }
     }
     focus = null;
