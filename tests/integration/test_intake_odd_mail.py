@@ -19,6 +19,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from baton.definitions import validate
+from baton.errors import DefinitionError
 from baton.intake.imap import poll
 from baton.intake.smtp import SmtpListener
 from baton.store import schema
@@ -163,11 +165,20 @@ def test_a_failure_that_is_not_the_messages_is_451_and_the_retry_is_taken(
 
 
 def test_a_record_no_message_could_make_is_451_until_the_definition_is_fixed(
-        harness: Any, smtp: SmtpListener) -> None:
+        harness: Any, smtp: SmtpListener, monkeypatch: pytest.MonkeyPatch) -> None:
     # a required field the mailbox does not fill: the definitions' fault, not the sender's,
     # so the message waits in the sending server's queue instead of bouncing
     unfilled = "  latest: {type: text}\n  priority: {type: string, required: true}\n"
-    harness.deploy_text(DEFS.replace("  latest: {type: text}\n", unfilled))
+    with pytest.raises(DefinitionError, match="required field priority is filled by no part"):
+        harness.deploy_text(DEFS.replace("  latest: {type: text}\n", unfilled))  # (together)
+    harness.deploy_text(DEFS)
+    with pytest.raises(DefinitionError, match="required field priority is filled by no part"):
+        # the object type changed later, alone: the deployed mailbox is checked against it
+        harness.deploy_text(DEFS.split("---")[0].replace("  latest: {type: text}\n", unfilled))
+    # deployed before validation refused such a mailbox (an older release):
+    monkeypatch.setattr(validate, "_required_fields", lambda docs, deployed: {})
+    harness.deploy_text(DEFS.split("---")[0].replace("  latest: {type: text}\n", unfilled))
+    monkeypatch.undo()
     raw = INVOICE % b"waits" + b"Please refund one of them.\r\n"
     with pytest.raises(smtplib.SMTPDataError) as exc:
         send(smtp, raw)

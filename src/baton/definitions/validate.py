@@ -105,6 +105,8 @@ class Env:
     orchestrations: Mapping[str, ChildTarget] | None = None  # None: child runs not checked
     # name -> field -> (type, the object a ref names): what record.account.name follows
     shapes: Mapping[str, Mapping[str, tuple[str, str | None]]] = field(default_factory=dict)
+    # name -> its required fields without a default (what every new record must be given)
+    required: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,8 @@ def validate_documents(
            and isinstance(d.data.get("name"), str)}}
     env = Env(_object_types(docs, deployed_objects or {}), known_flows,
               orchestrations=orchestrations, shapes=_object_shapes(docs, deployed_objects or {}),
-              connections=_connections(docs, deployed_connections))
+              connections=_connections(docs, deployed_connections),
+              required=_required_fields(docs, deployed_objects or {}))
     seen: dict[tuple[str, str], ParsedDocument] = {}
     bound: dict[str, tuple[str, str, int]] = {}  # queue -> its routing rule (for_queue)
     results = []
@@ -223,6 +226,24 @@ def _object_shapes(docs: Sequence[ParsedDocument], deployed: Mapping[str, Object
                                   target if isinstance(target, str) else None)
             shapes[data["name"]] = {**_RESERVED_SHAPES, **own}
     return shapes
+
+
+def _required_fields(docs: Sequence[ParsedDocument],
+                     deployed: Mapping[str, ObjectTypeDefinition]) -> dict[str, frozenset[str]]:
+    """Each object type's required fields that have no default: the deployed ones, then
+    the documents' (as written)."""
+    out = {name: frozenset(f.name for f in d.fields if f.required and f.default is None)
+           for name, d in deployed.items()}
+    for doc in docs:
+        data = doc.data
+        if isinstance(data, dict) and data.get("kind") == "object" \
+                and isinstance(data.get("name"), str):
+            given = data.get("fields")
+            fields: dict[Any, Any] = given if isinstance(given, dict) else {}
+            out[data["name"]] = frozenset(
+                str(n) for n, spec in fields.items() if isinstance(spec, dict)
+                and spec.get("required") is True and spec.get("default") is None)
+    return out
 
 
 def _connections(docs: Sequence[ParsedDocument],
@@ -346,6 +367,16 @@ def _check_mailbox(ck: Checker, data: dict[str, Any], env: Env) -> None:
                     and field not in fields_of:
                 ck.add(path, f"unknown field '{field}' of {data['object']}"
                              f"{suggest(field, fields_of)}")
+    if fields and fields_of is not None:
+        # a required field (without a default) no part of a message fills: every message
+        # would be refused by the object type, and answered "try again later" for ever
+        filled = {f for r, f in fields.items() if r in MAILBOX_ROLES and isinstance(f, str)}
+        unfilled = sorted(env.required.get(str(data["object"]), frozenset()) - filled)
+        if unfilled:
+            ck.add("fields", f"{data['object']}'s required field{'s' if len(unfilled) > 1 else ''} "
+                             f"{', '.join(unfilled)} {'are' if len(unfilled) > 1 else 'is'} "
+                             "filled by no part of a message, so every message would be "
+                             "refused: map a part to it, or give the field a default")
     if "addresses" in data:
         for i, address in enumerate(expect_list(ck, "addresses", data["addresses"]) or []):
             if not isinstance(address, str) or not _ADDRESS.match(address):
