@@ -206,25 +206,32 @@ _RESERVED_SHAPES: dict[str, tuple[str, str | None]] = {
     "updated_at": ("datetime", None), "version": ("int", None)}
 
 
+def _object_documents(docs: Sequence[ParsedDocument]
+                      ) -> Iterator[tuple[str, dict[Any, Any]]]:
+    """Each ``kind: object`` document's name and its ``fields`` as written ({} when they
+    are not a mapping: its own errors say so)."""
+    for doc in docs:
+        data = doc.data
+        if isinstance(data, dict) and data.get("kind") == "object" \
+                and isinstance(data.get("name"), str):
+            given = data.get("fields")
+            yield data["name"], (given if isinstance(given, dict) else {})
+
+
 def _object_shapes(docs: Sequence[ParsedDocument], deployed: Mapping[str, ObjectTypeDefinition]
                    ) -> dict[str, dict[str, tuple[str, str | None]]]:
     """Each object type's fields as ``(type, object)``: the deployed ones, then the
     documents' (a document's own shapes are taken as written; its errors are its own)."""
     shapes = {name: {**_RESERVED_SHAPES, **{f.name: (f.type, f.object) for f in d.fields}}
               for name, d in deployed.items()}
-    for doc in docs:
-        data = doc.data
-        if isinstance(data, dict) and data.get("kind") == "object" \
-                and isinstance(data.get("name"), str):
-            given = data.get("fields")
-            fields: dict[Any, Any] = given if isinstance(given, dict) else {}
-            own: dict[str, tuple[str, str | None]] = {}
-            for name, spec in fields.items():
-                spec = spec if isinstance(spec, dict) else {}
-                ftype, target = spec.get("type"), spec.get("object")
-                own[str(name)] = (ftype if isinstance(ftype, str) else "?",
-                                  target if isinstance(target, str) else None)
-            shapes[data["name"]] = {**_RESERVED_SHAPES, **own}
+    for type_name, fields in _object_documents(docs):
+        own: dict[str, tuple[str, str | None]] = {}
+        for name, spec in fields.items():
+            spec = spec if isinstance(spec, dict) else {}
+            ftype, target = spec.get("type"), spec.get("object")
+            own[str(name)] = (ftype if isinstance(ftype, str) else "?",
+                              target if isinstance(target, str) else None)
+        shapes[type_name] = {**_RESERVED_SHAPES, **own}
     return shapes
 
 
@@ -234,15 +241,10 @@ def _required_fields(docs: Sequence[ParsedDocument],
     the documents' (as written)."""
     out = {name: frozenset(f.name for f in d.fields if f.required and f.default is None)
            for name, d in deployed.items()}
-    for doc in docs:
-        data = doc.data
-        if isinstance(data, dict) and data.get("kind") == "object" \
-                and isinstance(data.get("name"), str):
-            given = data.get("fields")
-            fields: dict[Any, Any] = given if isinstance(given, dict) else {}
-            out[data["name"]] = frozenset(
-                str(n) for n, spec in fields.items() if isinstance(spec, dict)
-                and spec.get("required") is True and spec.get("default") is None)
+    for type_name, fields in _object_documents(docs):
+        out[type_name] = frozenset(
+            str(n) for n, spec in fields.items() if isinstance(spec, dict)
+            and spec.get("required") is True and spec.get("default") is None)
     return out
 
 
