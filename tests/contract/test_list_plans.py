@@ -187,7 +187,9 @@ def _sqlite_problems(conn: Connection, statement: str, params: Any) -> list[str]
 def _only_keyset(statement: str) -> bool:
     """The unfiltered list after a cursor: its only equalities are the cursor's ties."""
     where = statement.split("WHERE", 1)[1].split("ORDER BY")[0]
-    return where.lstrip().startswith(("baton_runs.created_at <=", "baton_records.created_at <="))
+    return where.lstrip().startswith(("baton_runs.created_at <=", "baton_records.created_at <=",
+                                      "(baton_runs.created_at, baton_runs.id) <",
+                                      "(baton_records.created_at, baton_records.id) <"))
 
 
 def _pg_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -334,6 +336,44 @@ def test_records_with_and_without_a_type_read_an_index(
             problems += _check(store, lambda tx, t=object_type, c=first.next:
                                tx.page_records_txn(t, c, 0, 50))
     assert not problems, "\n".join(problems[:10])
+
+
+def _range_conds(store: SqlStore, call: Any) -> list[str]:
+    """What each statement ``call`` sends gives its index as the range to read: SQLite's
+    SEARCH lines, PostgreSQL's index conditions."""
+    out = []
+    with store.read() as tx:
+        for statement, params in _captured(tx, lambda: call(tx)):
+            for part, ps in _parts(statement, params):
+                if store.dialect == "postgresql":
+                    plan = tx.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + part,
+                                                   ps).scalar_one()
+                    out.append(" ".join(n.get("Index Cond", "")
+                                        for n in _pg_nodes(plan[0]["Plan"])))
+                else:
+                    rows = tx.conn.exec_driver_sql("EXPLAIN QUERY PLAN " + part, ps).all()
+                    out.append(" ".join(r[3] for r in rows if r[3].startswith("SEARCH")))
+    return out
+
+
+def test_a_page_after_a_cursor_starts_its_index_range_at_the_cursor_id_included(
+        populated: tuple[SqlStore, dict[str, Any]]) -> None:
+    """The range starts at the cursor's (created_at, id), not at its created_at: a page
+    deep in many rows of one created_at (a bulk import's) reads a page, not all of them."""
+    store, _ = populated
+    calls = {"records": lambda tx, c: tx.page_records_txn(None, c, 0, 50),
+             "Case records": lambda tx, c: tx.page_records_txn("Case", c, 0, 50),
+             "runs": lambda tx, c: tx.page_runs_txn({}, c, 0, 50),
+             "runs of a status": lambda tx, c: tx.page_runs_txn({"status": "completed"},
+                                                                c, 0, 50)}
+    wanted = (r"ROW\(\(?created_at\)?(::\w+)?, \(?id\)?(::\w+)?\) < ROW\(" if store.dialect == "postgresql"
+              else r"\(created_at,id\)<\(\?,\?\)")
+    for what, call in calls.items():
+        with store.read() as tx:
+            cursor = call(tx, None).next
+        assert cursor is not None
+        conds = _range_conds(store, lambda tx, f=call, c=cursor: f(tx, c))
+        assert conds and all(re.search(wanted, c) for c in conds), (what, conds)
 
 
 def test_the_needs_attention_filter_reads_its_partial_index(

@@ -40,6 +40,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -169,6 +170,13 @@ def after_clause(order: Order, values: Sequence[Any], fixed: Sequence[tuple[Any,
     not in SQL, so the probe's index range stays one range; None: no row of the probe
     comes after (the probe is skipped), True: every row does."""
     const = {id(expr): v for expr, v in fixed}
+    if not const and len({desc for _, desc in order.keys}) == 1:
+        # One direction and no fixed key: a row value, which both databases read as one
+        # index range starting at the cursor. (Written out, the range starts at the first
+        # key only, and a page after many rows of one ``created_at``, a bulk import's,
+        # read all of them before its own: quadratic in the length of such a run.)
+        row, after = tuple_(*(e for e, _ in order.keys)), tuple_(*values)
+        return row < after if order.keys[0][1] else row > after
 
     def cmp(i: int, strict: bool) -> Any:
         expr, desc = order.keys[i]
