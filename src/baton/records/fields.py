@@ -214,6 +214,17 @@ def typed_values(fields: Sequence[FieldDefinition], data: Mapping[str, Any]) -> 
     return out
 
 
+def ref_problem(f: FieldDefinition, target_id: str, target: Mapping[str, Any] | None
+                ) -> str | None:
+    """What is wrong with a checked ``ref`` field naming ``target_id``, given the record
+    read by that id (None: there is none): it must be a record of the field's type."""
+    if target is None:
+        return f"no {f.object} record {target_id!r}"
+    if target["object_type"] != f.object:
+        return f"{target_id!r} is a {target['object_type']} record, not a {f.object}"
+    return None
+
+
 class FieldShape:
     """What is looked up in a tuple of fields on every record write and read, found once:
     the fields by name, the ``decimal`` fields, the ``ref`` fields whose target is checked,

@@ -17,7 +17,7 @@ from baton.definitions.refs import navigated_cached
 from baton.errors import ExpressionError, NotFound, TransitionConflict, ValidationError
 from baton.expressions import evaluate_condition
 from baton.ids import IdGenerator
-from baton.records.fields import coerce_fields, field_shape, typed_values
+from baton.records.fields import coerce_fields, field_shape, ref_problem, typed_values
 from baton.records.model import in_field_order, record_json_view, record_view
 from baton.records.related import with_related_txn
 from baton.rows import AuditEvent, Record, audit_event
@@ -458,10 +458,8 @@ def check_refs_txn(tx: Transaction, otype: ObjectTypeDefinition, values: Mapping
         target_id = values.get(f.name)
         if target_id is None:
             continue
-        target = tx.get_record_txn(target_id)
-        if target is None:
-            errors[f.name] = f"no {f.object} record {target_id!r}"
-        elif target["object_type"] != f.object:
-            errors[f.name] = f"{target_id!r} is a {target['object_type']} record, not a {f.object}"
+        problem = ref_problem(f, target_id, tx.get_record_txn(target_id))
+        if problem is not None:
+            errors[f.name] = problem
     if errors:
         raise ValidationError(what, errors)

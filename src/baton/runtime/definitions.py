@@ -107,13 +107,16 @@ class DefinitionRepo:
                                     deployed_orchestrations=self.orchestration_names(),
                                     deployed_connections=self.connection_types(),
                                     on_progress=on_progress)
-        broken = self.broken_dependents(docs)
-        if broken:
-            raise DefinitionError(broken)
+        broken = self._broken_definitions(docs)
         results = []
         now_dt = self.clock.now()
         now = iso(now_dt)
         with self.store.write() as tx:
+            # The records are read in the deploy's own transaction: on SQLite no record
+            # write comes between the check and the commit.
+            broken += self.broken_records_txn(tx, docs)
+            if broken:
+                raise DefinitionError(broken)
             if any(isinstance(d.definition, RoutingDefinition) and d.definition.for_queue
                    for d in docs):
                 self._check_bound_queues_txn(tx, docs)
@@ -145,6 +148,58 @@ class DefinitionRepo:
         return results
 
     def broken_dependents(self, docs: Sequence[LoadedDefinition]) -> list[Issue]:
+        """What a changed object type among ``docs`` would break: the definitions that read
+        it (:meth:`_broken_definitions`) and the records stored under it
+        (:meth:`broken_records_txn`). What ``baton validate`` and the API's validate add
+        to the files' own problems; a deploy checks the same."""
+        issues = self._broken_definitions(docs)
+        if any(isinstance(d.definition, ObjectTypeDefinition) for d in docs):
+            with self.store.read() as tx:
+                issues += self.broken_records_txn(tx, docs)
+        return issues
+
+    def broken_records_txn(self, tx: Transaction, docs: Sequence[LoadedDefinition]
+                           ) -> list[Issue]:
+        """The records a changed object type among ``docs`` would break: for each field it
+        changes (retyped, a choice removed, a length cut, made required, a ``ref`` to
+        another type …), the stored records whose value the new version refuses, by the
+        rules of a record write (:mod:`baton.records.changes`): a change some record does
+        not satisfy is refused, naming the records and what to do. Compared with the
+        version active as ``tx`` sees it; the records are read a page at a time."""
+        new = {d.name: d for d in docs if isinstance(d.definition, ObjectTypeDefinition)}
+        if not new:
+            return []
+        from baton.records.changes import broken_records_txn
+
+        issues: list[Issue] = []
+        rows = [r for r in tx.list_definitions_txn("object") if r.name in new]
+        for name, old in self._active_objects_txn(rows).items():
+            doc = new[name]
+            defn = doc.definition
+            if not isinstance(defn, ObjectTypeDefinition) or old == defn:
+                continue
+            # A new field's name that no version ever had a field of is held by no record
+            # (its records need not be read for it): a name no version's text holds at all.
+            removed = {f.name for f in defn.fields if old.field(f.name) is None
+                       and any(f.name in r.source for r in rows if r.name == name)}
+            for b in broken_records_txn(tx, old, defn, removed=removed):
+                issues.append(Issue(doc.file, _path_line(doc.source, doc.line, b.path),
+                                    b.path, b.message()))
+        return issues
+
+    def _active_objects_txn(self, rows: Sequence[DefinitionRow]
+                            ) -> dict[str, ObjectTypeDefinition]:
+        """The active version of each object type among ``rows`` (versions as a
+        transaction read them: not the index of active versions, which may be a second
+        old), parsed."""
+        out = {}
+        for row in rows:
+            if row.active:
+                self._sources.setdefault(("object", row.name, row.version), (row.source, row.file))
+                out[row.name] = self._parse("object", row.name, row.version)
+        return out
+
+    def _broken_definitions(self, docs: Sequence[LoadedDefinition]) -> list[Issue]:
         """What a changed object type among ``docs`` would break in the active definitions
         deployed without it (an orchestration's trigger or expressions reading a field the
         new version drops or retypes; a mailbox or form filling it): each such definition
@@ -265,6 +320,8 @@ class DefinitionRepo:
                     raise NotFound(kind, f"{name} v{version}")
                 if kind == "routing":
                     self._check_activated_rule_txn(tx, row)
+                if kind == "object":
+                    self._check_activated_records_txn(tx, row)
                 tx.set_active_txn(kind, name, version)
             else:
                 if kind == "object":
@@ -291,11 +348,24 @@ class DefinitionRepo:
             return  # (said in the transaction below)
         current = self.object_types()
         docs, issues = check_texts({row.file: row.source}, deployed_objects=current)
-        if kind == "object":
-            issues = issues or self.broken_dependents(docs)
+        if kind == "object":  # (its records are checked in the activation's transaction)
+            issues = issues or self._broken_definitions(docs)
         else:
             issues = [replace(i, message=f"{i.message} ({kind} '{name}' v{version} does not "
                                          "fit the object types deployed now)") for i in issues]
+        if issues:
+            raise DefinitionError(issues)
+
+    def _check_activated_records_txn(self, tx: Transaction, row: DefinitionRow) -> None:
+        """Activating another version of an object type: the records stored under it must
+        fit it, as for a deploy (:meth:`broken_records_txn`)."""
+        self._sources.setdefault(("object", row.name, row.version), (row.source, row.file))
+        defn = self._parse("object", row.name, row.version)
+        # (located in the version's text, as `baton definitions show` prints it)
+        doc = LoadedDefinition("object", row.name, defn, row.source, row.file,
+                               _path_line(row.source, None, ""))
+        issues = [replace(i, message=f"{i.message} (activating {row.name} v{row.version})")
+                  for i in self.broken_records_txn(tx, [doc])]
         if issues:
             raise DefinitionError(issues)
 
@@ -668,6 +738,20 @@ def _key_line(source: str, first_line: int, key: str) -> int:
         if text.startswith(f"{key}:"):
             return first_line + i
     return first_line
+
+
+def _path_line(source: str, root_line: int | None, path: str) -> int:
+    """The line of ``path`` (``fields.amount.type``; its parent's when it has none of its
+    own) in a document whose root is on line ``root_line`` of its file (None: the line
+    in ``source`` itself)."""
+    from baton.definitions.checks import Checker
+    from baton.definitions.loader import parse_text
+
+    parsed, _ = parse_text(source, "")
+    if not parsed:
+        return root_line or 1
+    line = Checker(parsed[0]).line(path)
+    return line if root_line is None else root_line + line - parsed[0].line
 
 
 def _linked(active: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, func, insert, or_, select, tuple_, update
 
 from baton.store import schema as s
 from baton.store.base import DefinitionRow
@@ -132,6 +132,20 @@ class ListingsSql:
             else:
                 q = q.where(member.as_string() == str(value))
         return [dict(r._mapping) for r in self.conn.execute(q.limit(limit))]
+
+    def scan_records_txn(self, object_type: str, after: tuple[str, str] | None,
+                         limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` records of ``object_type``, oldest first, after the one whose
+        ``(created_at, id)`` is ``after`` (None: from the first): reads every record of
+        a type a batch at a time. The bound is a row value, which the indexes on
+        ``(…, created_at, id)`` range on directly, however many records were created at
+        one instant (an import's): each batch reads its rows only."""
+        t = s.records
+        q = select(t).where(t.c.object_type == object_type)
+        if after is not None:
+            q = q.where(tuple_(t.c.created_at, t.c.id) > tuple_(*after))
+        q = q.order_by(t.c.created_at, t.c.id).limit(limit)
+        return [dict(r._mapping) for r in self.conn.execute(q)]
 
     def count_records_txn(self, object_type: str | None) -> int:
         q = select(func.count()).select_from(s.records)

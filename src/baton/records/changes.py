@@ -1,0 +1,294 @@
+"""What a new version of an object type would do to the records stored under it.
+
+A deployed object type may change: a field retyped, a choice removed, a length cut, a
+field made required, a ``ref`` pointed at another type. The records stored under it keep
+their values, so a change that some of them no longer satisfy would leave those records
+refusing their next full write (an edit form sends every field), far from the change that
+broke them. Deploy (and validate, and activating a version) ask :func:`broken_records_txn`
+first, and refuse such a change, naming the records.
+
+A stored value is judged by the rules a record write uses (:func:`coerce_fields`, the
+``ref`` check of :func:`ref_problem`), under the new field and, when it is refused, under
+the old one: only what the change breaks counts (a value the old version already refused
+was not broken by this one). Records are read a page at a time, whatever their number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from baton import decimals
+from baton.definitions.model import FieldDefinition, ObjectTypeDefinition
+from baton.errors import ValidationError
+from baton.records.fields import MAX_STRING, MAX_TEXT, coerce_fields, ref_problem
+from baton.store.ports import Records
+
+PAGE = 100
+"""Records read (and kept in memory) at a time: a record may be megabytes (a long
+``text`` field), so a page is a hundred."""
+SHOWN = 5
+"""Records named in a refusal, each with its value and why it is refused."""
+
+# The keys of a field spec in the order a change is located by (its first changed key).
+_KEYS = ("type", "object", "choices", "max_length", "precision", "scale", "rounding",
+         "required", "check")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One broken record: its id, its stored value and what the new field says of it."""
+
+    record_id: str
+    value: Any
+    problem: str
+
+
+@dataclass(frozen=True)
+class BrokenField:
+    """A changed field that some stored records do not satisfy."""
+
+    object_type: str
+    field: str
+    key: str  # the spec key located (``type``, ``choices`` …; "" for a new field)
+    change: str  # "type string -> int"
+    count: int  # records it breaks
+    empty: int  # of them, those that leave it empty (it is required now)
+    samples: tuple[Sample, ...]  # the oldest SHOWN of them
+    hint: str  # what to do instead
+
+    @property
+    def path(self) -> str:
+        """Where the change is in the definition (``fields.amount.type``)."""
+        return f"fields.{self.field}" + (f".{self.key}" if self.key else "")
+
+    def message(self) -> str:
+        shown = "; ".join(f"{s.record_id} = {_brief(s.value)} ({s.problem})"
+                          for s in self.samples)
+        more = f"; and {self.count - len(self.samples):,} more" \
+            if self.count > len(self.samples) else ""
+        empty = f", {self.empty:,} of them empty" if 0 < self.empty < self.count else ""
+        return (f"object type {self.object_type}, field {self.field}: {self.change} would "
+                f"break {self.count:,} stored record{'s' if self.count != 1 else ''}{empty} "
+                f"({'its' if self.count == 1 else 'their'} value does not fit the new "
+                f"definition): {shown}{more}. {self.hint}")
+
+
+def changed_fields(old: ObjectTypeDefinition, new: ObjectTypeDefinition,
+                   removed: Collection[str] | None = None
+                   ) -> list[tuple[FieldDefinition | None, FieldDefinition]]:
+    """The fields of ``new`` whose stored values must be checked again, each with the
+    field of that name in ``old`` (None: a new field). A field only relabelled, or given
+    another default, is not one of them. A field removed is not either: records keep its
+    value, shown as a field the type no longer has, and no write checks it.
+
+    A new field is checked when it is required (records leave it empty), or when records
+    may hold a value under its name, from a field of an earlier version since removed:
+    ``removed`` names those that may (None: any may)."""
+    before = {f.name: f for f in old.fields}
+    out: list[tuple[FieldDefinition | None, FieldDefinition]] = []
+    for f in new.fields:
+        was = before.get(f.name)
+        if was is None:
+            if f.required or removed is None or f.name in removed:
+                out.append((was, f))
+        elif _judged(was) != _judged(f):
+            out.append((was, f))
+    return out
+
+
+def _judged(f: FieldDefinition) -> FieldDefinition:
+    """What of a field's spec a stored value is judged by: a change to its label,
+    description or default alone breaks no record (a default fills records created later,
+    never the stored ones)."""
+    return replace(f, label=None, description=None, default=None)
+
+
+def broken_records_txn(tx: Records, old: ObjectTypeDefinition, new: ObjectTypeDefinition,
+                       *, removed: Collection[str] | None = None, page: int = PAGE,
+                       shown: int = SHOWN) -> list[BrokenField]:
+    """The fields changed from ``old`` to ``new`` that records of the type stored now do
+    not satisfy (each with how many, and the oldest ``shown`` of them), in ``new``'s field
+    order; empty when every record does (or there are none). Reads the records ``page``
+    at a time, in ``tx``; none when no field that matters changed. ``removed``: see
+    :func:`changed_fields`."""
+    pairs = changed_fields(old, new, removed)
+    if not pairs:
+        return []
+    news = tuple(f for _, f in pairs)
+    olds = {f.name: was for was, f in pairs}
+    # Each old field alone, as the fields a stored value is judged by again (made once:
+    # a tuple of fields is what coerce_fields remembers its lookups by).
+    old_alone = {name: (was,) for name, was in olds.items() if was is not None}
+    # (the old fields' targets too: a checked ref took a value only if it named a record
+    # of its type)
+    refs = [f for f in (*news, *olds.values()) if f is not None and f.type == "ref" and f.check]
+    counts = dict.fromkeys((f.name for f in news), 0)
+    empties = dict.fromkeys((f.name for f in news), 0)
+    samples: dict[str, list[Sample]] = {f.name: [] for f in news}
+    after: tuple[str, str] | None = None
+    while True:
+        rows = tx.scan_records_txn(new.name, after, page)
+        targets = _targets_txn(tx, refs, rows)
+        for row in rows:
+            for name, problem in _problems(news, old_alone, row["data"], targets).items():
+                value = row["data"].get(name)
+                counts[name] += 1
+                empties[name] += value is None or value == ""
+                if len(samples[name]) < shown:
+                    samples[name].append(Sample(row["id"], value, problem))
+        if len(rows) < page:
+            break
+        after = (rows[-1]["created_at"], rows[-1]["id"])
+    out = []
+    for f in news:
+        if counts[f.name]:
+            was = olds[f.name]
+            key, change = describe_change(was, f)
+            out.append(BrokenField(new.name, f.name, key, change, counts[f.name],
+                                   empties[f.name], tuple(samples[f.name]),
+                                   _hint(was, f, counts[f.name], empties[f.name])))
+    return out
+
+
+def _targets_txn(tx: Records, refs: Sequence[FieldDefinition], rows: Sequence[Mapping[str, Any]]
+                 ) -> Mapping[str, Mapping[str, Any]]:
+    """The records the page's checked ``ref`` values name (one read for the page)."""
+    if not refs:
+        return {}
+    ids = {v for row in rows for f in refs
+           if isinstance(v := row["data"].get(f.name), str) and v}
+    return tx.get_records_txn(sorted(ids)) if ids else {}
+
+
+def _problems(news: tuple[FieldDefinition, ...],
+              old_alone: Mapping[str, tuple[FieldDefinition]], data: Mapping[str, Any],
+              targets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Field -> why the new field does not take the record's stored value, for the values
+    the old field took (or that no old field judged: a new field)."""
+    found = _refused(news, data, targets)
+    return {name: why for name, why in found.items()
+            if name not in old_alone or not _refused(old_alone[name], data, targets)}
+
+
+def _refused(fields: tuple[FieldDefinition, ...], data: Mapping[str, Any],
+             targets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Field -> what a write of the record's stored values to ``fields`` would be told
+    (its required fields empty included; a default fills nothing stored), or that the
+    field takes the value only by converting it to another kind."""
+    given = {f.name: data[f.name] for f in fields if f.name in data}
+    try:
+        values = coerce_fields(fields, given, "record", apply_defaults=False)
+    except ValidationError as exc:
+        return dict(exc.fields)
+    out = {}
+    for f in fields:
+        value = values.get(f.name)
+        if value is None:
+            continue
+        if f.type not in _READ_AS_STORED and type(value) is not type(given[f.name]):
+            # Taken by converting it ("12" for an int): the stored value stays what it is,
+            # and whatever reads the field typed (expressions, flows) gets the wrong kind.
+            out[f.name] = (f"stored as {_kind(given[f.name])}, where {_a(f.type)} field holds "
+                           f"{_kind(value)}: a write would convert it, the stored value stays")
+        elif f.type == "ref" and f.check:
+            problem = ref_problem(f, value, targets.get(value))
+            if problem is not None:
+                out[f.name] = problem
+    return out
+
+
+# Field types whose stored value is read as what it stands for, whatever JSON holds it: a
+# decimal stored as a JSON number (before decimals were exact) is read as that number.
+_READ_AS_STORED = frozenset({"decimal", "json"})
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, float):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def describe_change(was: FieldDefinition | None, f: FieldDefinition) -> tuple[str, str]:
+    """(the first spec key changed, the change in words: ``type string -> int``)."""
+    if was is None:
+        spec = f.type + (f" to {f.object}" if f.object else "") + \
+            (", required" if f.required else "")
+        return "", f"the new field ({spec})"
+    parts: list[tuple[str, str]] = []
+    for key in _KEYS:
+        a, b = getattr(was, key), getattr(f, key)
+        if a == b:
+            continue
+        if key == "choices":
+            gone = [c for c in a if c not in b]
+            parts.append((key, f"choices {', '.join(gone)} removed" if gone and was.type == f.type
+                          else f"choices {_list(a)} -> {_list(b)}"))
+        elif key == "max_length":
+            parts.append((key, f"max_length {_limit(was)} -> {_limit(f)}"))
+        elif key in ("precision", "scale"):
+            parts.append((key, f"{key} {_digits(was, key)} -> {_digits(f, key)}"))
+        elif key in ("required", "check"):
+            parts.append((key, f"{key} {str(a).lower()} -> {str(b).lower()}"))
+        elif key == "object":
+            parts.append((key, f"ref to {a or '(none)'} -> {b}"))
+        else:
+            parts.append((key, f"{key} {a or '(none)'} -> {b or '(none)'}"))
+    return (parts[0][0], ", ".join(p for _, p in parts)) if parts else ("", "a change")
+
+
+def _hint(was: FieldDefinition | None, f: FieldDefinition, count: int, empty: int) -> str:
+    """What to do instead, for the kind of break."""
+    fill = (f"fill {f.name} in on those records first (`baton records update ID --data "
+            f"'{{\"{f.name}\": ...}}'`), or deploy the field without required: true")
+    if empty == count:
+        return fill[0].upper() + fill[1:] + "."
+    if was is None:
+        what = (f"Clear or correct {f.name} on those records first (they hold a value of a "
+                "field the type had before), or give the new field another name")
+    elif f.type == "ref" and was.type == "ref" and was.object != f.object:
+        what = (f"Point {f.name} of those records at {f.object} records (or clear it) first, "
+                f"or add a new field for the {f.object} reference and leave {f.name} as it is")
+    elif was.required:
+        what = (f"Update {f.name} on those records first (`baton records update ID --data "
+                f"'{{\"{f.name}\": ...}}'`), or add a new field with the new definition and "
+                f"leave {f.name} as it is")
+    else:
+        what = (f"Update or clear {f.name} on those records first (`baton records update ID "
+                f"--data '{{\"{f.name}\": null}}'` clears it), or add a new field with the new "
+                f"definition and leave {f.name} as it is")
+    return what + (f"; for the empty ones, {fill}." if empty else ".")
+
+
+def _brief(value: Any, width: int = 40) -> str:
+    text = "empty" if value is None else repr(value)
+    return text if len(text) <= width else text[:width] + "…"
+
+
+def _list(values: Sequence[str]) -> str:
+    return ", ".join(values) or "(none)"
+
+
+def _limit(f: FieldDefinition) -> str:
+    if f.max_length is not None:
+        return f"{f.max_length:,}"
+    default = {"string": MAX_STRING, "text": MAX_TEXT, "json": MAX_TEXT}.get(f.type)
+    return f"{default:,} (the default)" if default is not None else "(none)"
+
+
+def _digits(f: FieldDefinition, key: str) -> str:
+    precision, scale = decimals.limits(f.precision, f.scale)
+    value = precision if key == "precision" else scale
+    return str(value) if getattr(f, key) is not None else f"{value} (the default)"
+
