@@ -117,6 +117,7 @@ def test_the_run_page_says_when_its_actions_no_longer_apply(
     page.goto(f"/runs/{run_id}")
     expect(page.get_by_role("button", name="Cancel run")).to_be_visible()
     expect(page.locator(".actions-changed")).to_have_count(0)
+    page.get_by_label("Reason to cancel").fill("typed meanwhile")  # (kept: see the note)
     server.cli("work", "complete", item["id"], "--user", "alice",
                "--data", json.dumps({"count": 1}))
     expect(page.locator(".actions-changed")).to_contain_text("reload it", timeout=30_000)

@@ -2,11 +2,59 @@
 // person reading it: the sections they opened or closed (<details data-key>), and the
 // control that had the keyboard focus (found again in its row: the element with the same
 // id around it, then the same control, else that row's first button or link), given back
-// without scrolling the page (the refresh keeps where the reader is).
+// without scrolling the page (the refresh keeps where the reader is). And the forms they
+// are using: a part marked data-keep-input that a refresh sends again out of band (the run
+// page's operator actions, when they changed) is left as it is while one of its forms holds
+// the focus or something typed; the refresh's note about it (data-if-kept="ITS ID") stays
+// only then, and the next refresh redraws it once the form is left (sent, or emptied).
 (function () {
   "use strict";
   var opened = null;
   var focus = null;
+  var keptNow = {};
+
+  function typedInto(form) {
+    var kept = form.hasAttribute("data-kept");  // drawn again with what a refused submit sent
+    for (var i = 0; i < form.elements.length; i++) {
+      var el = form.elements[i];
+      var type = (el.getAttribute("type") || "").toLowerCase();
+      if (el.tagName === "BUTTON" || el.tagName === "FIELDSET" ||
+          ["hidden", "submit", "button", "reset", "image"].indexOf(type) >= 0) { continue; }
+      if (type === "radio" || type === "checkbox") {
+        if (el.checked !== el.defaultChecked) { return true; }
+      } else if (el.tagName === "SELECT") {
+        for (var j = 0; j < el.options.length; j++) {
+          if (el.options[j].selected !== el.options[j].defaultSelected) { return true; }
+        }
+      } else if (el.value !== el.defaultValue || (kept && el.value !== "")) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  function inUse(part) {
+    var forms = part.querySelectorAll("form");
+    for (var i = 0; i < forms.length; i++) {
+      if (forms[i].contains(document.activeElement) || typedInto(forms[i])) { return true; }
+    }
+    return false;
+  }
+
+  document.addEventListener("htmx:oobBeforeSwap", function (ev) {
+    var target = ev.detail.target;
+    if (target && target.id && target.hasAttribute("data-keep-input") && inUse(target)) {
+      keptNow[target.id] = true;
+      ev.preventDefault();
+    }
+  });
+
+  document.addEventListener("htmx:afterSwap", function (ev) {
+    var notes = ev.target.querySelectorAll ? ev.target.querySelectorAll("[data-if-kept]") : [];
+    for (var i = 0; i < notes.length; i++) {
+      if (!keptNow[notes[i].getAttribute("data-if-kept")]) { notes[i].remove(); }
+    }
+  });
 
   function controlKey(el) {
     return [el.tagName, el.getAttribute("name") || "", el.getAttribute("value") || "",
@@ -14,6 +62,7 @@
   }
 
   document.addEventListener("htmx:beforeSwap", function (ev) {
+    keptNow = {};  // (an answer's out-of-band parts are swapped after this, its target last)
     var target = ev.detail.target;
     if (!target) { return; }
     opened = {};

@@ -1,7 +1,9 @@
 """The web UI: server-rendered pages (Jinja2) with htmx, one module per page area.
 
 ``install(app)`` makes errors on pages render as HTML inside the layout and sends
-requests without a session to the login page.
+requests without a session to the login page. Every POST-only page URL answers GET too,
+with a redirect to its form's page (:mod:`baton.web.ui.get_twins`): a refused form leaves
+that URL in the address bar.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from baton.web.ui import (
     work,
 )
 from baton.web.ui.base import LoginRequired, login_redirect, render_html_error
+from baton.web.ui.get_twins import get_twins
 
+PAGE_ROUTERS = tuple(m.router for m in (auth, work, monitor, run_actions, records, definitions,
+                                         fallout, settings, team, forms))
 router = APIRouter(include_in_schema=False)
-for _module in (auth, work, monitor, run_actions, records, definitions, fallout, settings, team,
-                forms):
-    router.include_router(_module.router)
+router.include_router(get_twins(PAGE_ROUTERS))  # first: GET /work/next is not an item's page
+for _router in PAGE_ROUTERS:
+    router.include_router(_router)
 
 
 def install(app: FastAPI) -> None:

@@ -96,11 +96,13 @@ def run_page(request: Request, run_id: str, principal: Reader, done: str | None 
 def run_live(request: Request, run_id: str, principal: Reader,
              actions: str | None = None) -> Response:
     """The run's live part; ``actions``: the operator actions the page around it shows (its
-    status and steps in fallout when it was drawn): when they no longer apply, it says so."""
+    ``actions_key``). When they no longer apply, the answer also carries the actions that
+    do (an out-of-band swap of ``#run-actions``) and a note, kept instead of the redrawn
+    actions while the operator is using one of the shown forms (keep-state.js)."""
     eng = engine_of(request)
     ctx = run_context(eng, principal.user, run_id)
     if actions is not None:
-        ctx.update(page_actions=actions[:2000], actions_changed=actions != ctx["actions_key"])
+        ctx.update(actions_changed=actions != ctx["actions_key"])
     return render(request, "_run_live.html", principal, ctx)
 
 
@@ -131,16 +133,30 @@ def run_context(eng: Engine, user: User, run_id: str) -> dict[str, Any]:
     if overdue:
         attention.append(f"{len(overdue)} step{'s' if len(overdue) > 1 else ''} past its SLA")
     calls = call_views(run_events)
+    may_act, may_fallout = user.can(Permission.RUNS_WRITE), user.can(Permission.FALLOUT)
+    forms = action_forms(run, [sr.name for sr in fallout], may_act, may_fallout)
     return {"run": run, "stages": stages, "decisions": run.decisions, "calls": calls,
             "attention": attention, "fallout_steps": [sr.name for sr in fallout],
-            "actions_key": f"{run.status.value}:{','.join(sorted(sr.name for sr in fallout))}",
-            "may_act": user.can(Permission.RUNS_WRITE), "may_fallout": user.can(Permission.FALLOUT),
+            "action_forms": forms, "actions_key": ",".join(sorted(forms)),
+            "may_act": may_act, "may_fallout": may_fallout,
             "diagram": _diagram(eng, defn, run),
             "events": [{**e, "text": describe_event(e)} for e in events],
             "events_title": events_title, "live": run.status is RunStatus.IN_PROGRESS,
             "poll_seconds": POLL_SECONDS, "may_work": user.can(Permission.WORK_ALL),
             "may_records": user.can(Permission.RECORDS_READ),
             "children": eng.child_runs(run.id) if starts_children(defn) else []}
+
+
+def action_forms(run: Run, fallout: list[str], may_act: bool, may_fallout: bool) -> list[str]:
+    """The operator's forms the run page shows, in its order: ``resolve:STEP`` for each
+    step in fallout, ``cancel`` (in progress), ``resume`` (failed): those the run allows
+    now and the viewer may use."""
+    forms = [f"resolve:{name}" for name in fallout] if may_fallout else []
+    if may_act and run.status is RunStatus.IN_PROGRESS:
+        forms.append("cancel")
+    if may_act and run.status is RunStatus.FAILED:
+        forms.append("resume")
+    return forms
 
 
 def _diagram(eng: Engine, defn: OrchestrationDefinition, run: Run) -> Markup:

@@ -27,8 +27,9 @@ def _done(run_id: str, what: str) -> Response:
 
 def _refused(request: Request, principal: Principal, run_id: str, message: str,
              status: int, kept: dict[str, str] | None = None) -> Response:
-    """The run page again, saying why; ``kept``: what was typed into a step's resolve form
-    (``step``, ``action``, ``reason``, ``output``), shown in it again."""
+    """The run page again, saying why; ``kept``: what was typed into the form sent (its
+    ``form``, as in ``monitor.action_forms``, and its fields), shown in it again with the
+    reason next to it (above the actions when that form no longer applies)."""
     ctx = run_context(engine_of(request), principal.user, run_id)
     return render(request, "run.html", principal,
                   {**ctx, "action_error": message, "kept": kept or {}}, status=status)
@@ -37,24 +38,28 @@ def _refused(request: Request, principal: Principal, run_id: str, message: str,
 @router.post("/runs/{run_id}/cancel")
 def cancel(request: Request, run_id: str, principal: RunWriter,
            reason: Annotated[str, Form()] = "") -> Response:
+    kept = {"form": "cancel", "reason": reason}
     if not reason.strip():
-        return _refused(request, principal, run_id, "Cancel: a reason is required (it is audited).", 422)
+        return _refused(request, principal, run_id, "Cancel: a reason is required (it is audited).",
+                        422, kept)
     try:
         engine_of(request).cancel_run(run_id, reason.strip(), actor=principal.name)
     except TransitionConflict as exc:
-        return _refused(request, principal, run_id, f"Cancel: {exc}", 409)
+        return _refused(request, principal, run_id, f"Cancel: {exc}", 409, kept)
     return _done(run_id, "run canceled")
 
 
 @router.post("/runs/{run_id}/resume")
 def resume(request: Request, run_id: str, principal: RunWriter,
            reason: Annotated[str, Form()] = "") -> Response:
+    kept = {"form": "resume", "reason": reason}
     if not reason.strip():
-        return _refused(request, principal, run_id, "Resume: a reason is required (it is audited).", 422)
+        return _refused(request, principal, run_id, "Resume: a reason is required (it is audited).",
+                        422, kept)
     try:
         engine_of(request).resume_run(run_id, reason.strip(), actor=principal.name)
     except TransitionConflict as exc:
-        return _refused(request, principal, run_id, f"Resume: {exc}", 409)
+        return _refused(request, principal, run_id, f"Resume: {exc}", 409, kept)
     return _done(run_id, "run resumed")
 
 
@@ -77,7 +82,8 @@ def resolve_step(request: Request, run_id: str, step: str, principal: Operator,
                 parsed = value
             else:
                 problems.append('output must be a JSON object, like {"field": "value"}')
-    kept = {"step": step, "action": action, "reason": reason, "output": output}
+    kept = {"form": f"resolve:{step}", "step": step, "action": action, "reason": reason,
+            "output": output}
     if problems:
         return _refused(request, principal, run_id, f"{step}: " + "; ".join(problems), 422,
                         kept)
@@ -88,5 +94,5 @@ def resolve_step(request: Request, run_id: str, step: str, principal: Operator,
         detail = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
         return _refused(request, principal, run_id, f"{step}: {detail}", 422, kept)
     except (TransitionConflict, NotFound) as exc:
-        return _refused(request, principal, run_id, f"{step}: {exc}", 409)
+        return _refused(request, principal, run_id, f"{step}: {exc}", 409, kept)
     return _done(run_id, f"{action} {step}")
