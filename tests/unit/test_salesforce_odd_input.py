@@ -181,14 +181,14 @@ def test_when_no_file_is_readable_the_error_says_why_for_each(tmp_path: Path) ->
     with pytest.raises(BatonError) as exc:
         import_salesforce(paths, tmp_path / "out")
     lines = str(exc.value).splitlines()
-    assert lines[0] == "no Orchestrator or ApprovalWorkflow flow among the files given:"
+    assert lines[0] == "nothing imported: 5 files could not be read"
     assert lines[1:] == [
-        f"  {paths[0]}:41 file: not well-formed XML: no element found",
-        f"  {paths[1]}:1 file: not well-formed XML: no element found",
-        f"  {paths[2]}:1 file: not well-formed XML: syntax error",
-        (f"  {paths[3]}:2 file: a DOCTYPE (DTD or entity declarations) is not allowed in "
+        f"{paths[0]}:41: not well-formed XML: no element found",
+        f"{paths[1]}:1: not well-formed XML: no element found",
+        f"{paths[2]}:1: not well-formed XML: syntax error",
+        (f"{paths[3]}:2: a DOCTYPE (DTD or entity declarations) is not allowed in "
          "flow metadata"),
-        f"  {paths[4]}:2 <CustomObject>: not Flow metadata: skipped",
+        f"{paths[4]}:2: not Flow metadata: the root element is <CustomObject>, not <Flow>",
     ]
     assert not (tmp_path / "out").exists()
 

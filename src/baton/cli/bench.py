@@ -98,8 +98,13 @@ def triage(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the benchmark databases")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object for machines")] = False,
 ) -> None:
-    """N Case records through the seed process, every run verified; runs/s, CPU per run,
-    steps/s, latency, RSS."""
+    """Run N Case records through the seed process (case_triage), every run verified, and
+    print runs/s, CPU per run, steps/s, latency and RSS.
+
+    Examples:
+      baton bench triage --runs 2000 --workers 2 --repeat 3
+      baton bench triage --runs 500 --db postgresql://postgres@127.0.0.1/postgres --json
+    """
     try:
         triage_mod = load_triage()
         cfg = triage_mod.BenchConfig(runs=runs, db=db, workers=workers, repeat=repeat, rate=rate,

@@ -26,7 +26,12 @@ def export(
     include: Annotated[list[str] | None, typer.Option("--include", help="Also export: people (users with roles, groups and queues; never passwords or tokens)")] = None,
     all_versions: Annotated[bool, typer.Option("--all-versions", help="Every version, not only the active one of each definition")] = False,
 ) -> None:
-    """Write a bundle (.tar.gz) of the deployed definitions, for `baton import` elsewhere."""
+    """Write a bundle (.tar.gz) of the deployed definitions, for `baton import` elsewhere.
+
+    Examples:
+      baton export --include people -o bundle.tar.gz
+      baton --project ../staging import bundle.tar.gz --dry-run
+    """
     from baton.runtime.bundle import export_bundle
 
     extras = set(include or [])
@@ -58,7 +63,12 @@ def import_(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print what would change; change nothing")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Validate a bundle, then import it in one transaction (all of it, or nothing)."""
+    """Validate a bundle, then import it in one transaction (all of it, or nothing).
+
+    Examples:
+      baton import bundle.tar.gz --dry-run
+      baton import bundle.tar.gz
+    """
     from baton.runtime.bundle import BundleError, apply_import, plan_import, read_bundle
 
     with progress("reading the bundle", 2 if dry_run else 3,

@@ -50,7 +50,7 @@ from baton.cli.output import (
     styled,
     table,
 )
-from baton.cli.params import install_fast_coercion, listed, one_of
+from baton.cli.params import install_fast_coercion, install_flag_help, listed, one_of
 from baton.cli.people import tokens_app, users_app
 from baton.cli.plans import plans_app
 from baton.cli.render import describe_event  # noqa: F401 - re-exported (baton.cli.main.describe_event)
@@ -60,13 +60,13 @@ from baton.errors import BatonError, DefinitionError, Issue
 from baton.settings import LOG_FORMATS
 
 install_fast_coercion()  # option values without importing pydantic (see cli/params.py)
+install_flag_help()  # `--until-idle`, not `--until-idle <bool>`
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Baton: durable business process orchestration.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 records_app = typer.Typer(no_args_is_help=True, help="Create, update and read records.")
-runs_app = typer.Typer(no_args_is_help=True, help="List, inspect and cancel runs.")
+runs_app = typer.Typer(no_args_is_help=True, help="Runs: list and show them; cancel, resume or signal one.")
 work_app = typer.Typer(no_args_is_help=True, help="Work items: list, claim, accept or decline an offer, complete, reassign.")
-db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+db_app = typer.Typer(no_args_is_help=True, help="The database's schema: apply pending migrations (every command applies them too).")
 fallout_app = typer.Typer(no_args_is_help=True,
                           help="Steps in fallout: list them; retry, complete or skip one (ID = RUN_ID:STEP).")
 app.add_typer(fallout_app, name="fallout")
@@ -118,15 +118,28 @@ def _main(
     project: Annotated[str | None, typer.Option("--project", "-p", help="Project folder (default: the nearest folder from here upward with a baton.toml)")] = None,
     db: Annotated[str | None, typer.Option("--db", help="Database URL (default: BATON_DB, else baton.toml's, else sqlite:///baton.db)")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print Baton's version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="On any error, print the full traceback, SQL statements and their values included (also BATON_DEBUG=1). Without it, a bug in Baton prints its traceback without them, to paste into a report")] = False,
 ) -> None:
     """Baton: durable business process orchestration.
 
     Commands act on the project in this folder or the nearest one above it with a
     baton.toml (or --project DIR). Outside a project only `init`, `validate FILE`, `demo`,
     `bench` and `--help`/`--version` work, unless a database is named with --db or BATON_DB.
+    `baton COMMAND --help` tells more of each command.
+
+    Exit status: 0 done; 1 an error the message explains (bad input, a database that is
+    locked or away...); 2 a usage error; 70 an internal error (a bug: please report it).
+
+    Examples:
+      baton init myproject && cd myproject
+      baton deploy
+      baton records create Ticket --data '{"subject": "Printer on fire"}'
+      baton worker --until-idle
+      baton work list
     """
     state.project_dir = project
     state.db = db
+    state.debug = debug
 
 
 def fail(message: str) -> NoReturn:
@@ -148,8 +161,12 @@ def parse_json(text: str, what: str, *, exact: bool = False) -> dict[str, Any]:
 
 # ---- project and definitions ------------------------------------------------------------
 @app.command()
-def init(folder: Annotated[Path, typer.Argument(help="Folder to create")]) -> None:
-    """Create a project folder with example definitions and flows."""
+def init(folder: Annotated[Path, typer.Argument(help="Folder to create (new, or empty)")]) -> None:
+    """Create a project folder with example definitions and flows.
+
+    Examples:
+      baton init myproject && cd myproject && baton deploy
+    """
     template = Path(__file__).resolve().parent.parent / "templates" / "project"
     if folder.exists() and any(folder.iterdir()):
         fail(f"{folder} exists and is not empty")
@@ -173,7 +190,14 @@ def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (d
     warning says when it cannot).
 
     Outside a project, `validate FILE` checks the files alone: their flows and the object
-    types deployed elsewhere are not known, so those references are not checked."""
+    types deployed elsewhere are not known, so those references are not checked.
+
+    Exit status 1 when there is a problem (a warning alone is not one).
+
+    Examples:
+      baton validate
+      baton validate definitions/ticket_flow.yaml --json
+    """
     warnings: list[Issue] = []
     if path is not None and state.find_project() is None:
         from baton.definitions.loader import check_definitions
@@ -212,7 +236,15 @@ def deploy(path: Annotated[Path | None, typer.Argument(help="File or folder (def
            skip_tool_check: Annotated[bool, typer.Option(
                "--skip-tool-check", help="Do not ask the MCP servers for their tools (a deploy "
                                          "where they cannot be reached)")] = False) -> None:
-    """Validate and deploy definitions; a changed definition becomes a new version."""
+    """Validate and deploy definitions; a changed definition becomes a new version.
+
+    All or nothing: when a definition has a problem, each is listed (as `baton validate`
+    lists them) and nothing is deployed. An unchanged file keeps its version.
+
+    Examples:
+      baton deploy
+      baton deploy definitions/routing.yaml
+    """
     eng = state.engine(flows=True)
     if not skip_tool_check:  # what validate checks: mcp steps against their servers' tools
         from baton.cli.connections import mcp_schema_check
@@ -239,7 +271,8 @@ def deploy(path: Annotated[Path | None, typer.Argument(help="File or folder (def
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply pending schema migrations."""
+    """Apply pending schema migrations (every command applies them too: this one only
+    migrates, e.g. before starting workers with --no-migrate)."""
     from baton.cli.context import opening
     from baton.store.sql import SqlStore
 
@@ -289,7 +322,7 @@ def _configure_logs(fmt: str | None) -> None:
 
 @app.command()
 def worker(
-    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when nothing is ready")] = False,
+    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit as soon as no job is ready, even with timers due later (scripts, tests); without it the workers run until stopped")] = False,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", callback=at_least(1), help="Worker threads in this process (at least 1)")] = 1,
     batch: Annotated[int, typer.Option(callback=at_least(1), help="Jobs claimed per transaction (at least 1)")] = 32,
     heartbeat_timeout: Annotated[float, typer.Option(callback=more_than(0), help="Seconds before a silent worker's jobs are taken over (more than 0)")] = 30.0,
@@ -300,7 +333,15 @@ def worker(
     no_imap: NoImapOpt = False,
 ) -> None:
     """Run the workers: background steps, condition checks, re-evaluation (and poll the
-    mailboxes with an imap: source)."""
+    mailboxes with an imap: source).
+
+    Until stopped (SIGTERM or Ctrl-C: each worker finishes the job in hand and releases the
+    rest), or with --until-idle until nothing is ready.
+
+    Examples:
+      baton worker --until-idle
+      baton worker --concurrency 4 --log-format json --metrics-port 9100
+    """
     from baton.runtime.worker import run_workers
 
     _configure_logs(log_format)
@@ -321,10 +362,28 @@ def worker(
     import threading
 
     polling = None if no_imap or until_idle else _imap_polling(eng)
-    result: list[Any] = []
-    runner = threading.Thread(target=lambda: result.extend(run_workers(
-        eng, concurrency, until_idle=until_idle, batch=batch, heartbeat_timeout=heartbeat_timeout,
-        _created=workers)), daemon=True)
+    # An error that ends a worker thread ends the command, told as any other (a database
+    # without Baton's tables under --no-migrate, a bug); not a thread's traceback followed
+    # by "0 jobs" and exit status 0. The other workers stop: the process exits with it.
+    raised: list[BaseException] = []
+
+    def record(args: threading.ExceptHookArgs) -> None:  # (run_workers' threads, concurrency > 1)
+        if args.thread is None or not args.thread.name.startswith("baton-worker-") \
+                or args.exc_value is None:
+            previous_hook(args)
+            return
+        raised.append(args.exc_value)
+        stop()
+
+    def run() -> None:
+        try:
+            run_workers(eng, concurrency, until_idle=until_idle, batch=batch,
+                        heartbeat_timeout=heartbeat_timeout, _created=workers)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
+            raised.append(exc)
+
+    previous_hook, threading.excepthook = threading.excepthook, record
+    runner = threading.Thread(target=run, daemon=True)
     runner.start()
     # A person watching `--until-idle` work through many jobs sees how far it is; the
     # total is not known ahead (each job may enqueue more), so the bar counts up.
@@ -339,8 +398,11 @@ def worker(
         except KeyboardInterrupt:
             stop()
             runner.join()
+    threading.excepthook = previous_hook
     if polling is not None:
         polling.stop()
+    if raised:
+        raise raised[0]
     jobs = sum(w.stats.jobs for w in workers)
     done = sum(w.stats.steps_completed for w in workers)
     failed = sum(w.stats.steps_failed for w in workers)
@@ -375,7 +437,14 @@ def serve(
     no_imap: NoImapOpt = False,
 ) -> None:
     """Run the REST API, the web UI and the workers in one process until stopped
-    (SIGTERM or Ctrl-C: the workers finish the job in hand and release the rest)."""
+    (SIGTERM or Ctrl-C: the workers finish the job in hand and release the rest).
+
+    On a database without users it says how to add the first admin.
+
+    Examples:
+      baton serve
+      baton serve --host 0.0.0.0 --port 8080 --workers 0 --smtp 127.0.0.1:2525
+    """
     import threading
 
     import uvicorn
@@ -504,6 +573,14 @@ def _page_size(limit: int) -> int:
     return limit
 
 
+def _at_least_one(limit: int) -> int:
+    """``--limit`` of a list without pages (``fallout list``, ``incidents list``): a limit
+    below 1 (SQLite reads -1 as no limit at all) is refused."""
+    if limit < 1:
+        raise BatonError(f"--limit must be at least 1, got {limit}")
+    return limit
+
+
 def _bounded_offset(offset: int) -> int:
     if not 0 <= offset <= MAX_OFFSET:
         raise BatonError(f"--offset must be between 0 and {MAX_OFFSET} (further on, page with "
@@ -513,11 +590,17 @@ def _bounded_offset(offset: int) -> int:
 
 # ---- runs ---------------------------------------------------------------------------------
 @app.command()
-def start(name: Annotated[str, typer.Argument(help="Orchestration name")],
+def start(name: Annotated[str, typer.Argument(help="The orchestration's name (one with trigger: {type: autolaunched})")],
           input: Annotated[str, typer.Option("--input", help="The run's input as a JSON object")] = "{}",
           record: Annotated[str | None, typer.Option("--record", help="Record id the run works on")] = None,
           as_json: JsonOpt = False) -> None:
-    """Start an autolaunched orchestration."""
+    """Start an autolaunched orchestration (a record-triggered one starts by itself when
+    its record is created or changed).
+
+    Examples:
+      baton start refund_check --input '{"reason": "duplicate charge"}'
+      baton start dealer_case --record REC_ID --json
+    """
     from baton.runtime.views import run_summary
 
     run = state.engine(flows=True).start(name, parse_json(input, "--input", exact=True), record_id=record, actor="cli")
@@ -552,7 +635,11 @@ def runs_list(orchestration: Annotated[str | None, typer.Option("--orchestration
 
 @runs_app.command("show")
 def runs_show(run_id: RunIdArg, as_json: JsonOpt = False) -> None:
-    """A run's stages and steps with their status, and the decisions taken."""
+    """A run's stages and steps with their status, and the decisions taken.
+
+    Examples:
+      baton runs show RUN_ID
+    """
     run = state.engine().get_run(run_id)
     if as_json:
         print_json(run_detail(state.engine(), run))
@@ -586,7 +673,11 @@ def runs_signal(run_id: RunIdArg,
                 name: Annotated[str, typer.Argument(help="The signal's name (a pause step's `signal:`)")],
                 data: Annotated[str, typer.Option("--data", help="JSON object: the waiting steps' output")] = "{}",
                 as_json: JsonOpt = False) -> None:
-    """Send a named signal: pause steps waiting for it complete with --data as their output."""
+    """Send a named signal: pause steps waiting for it complete with --data as their output.
+
+    Examples:
+      baton runs signal RUN_ID documents_received --data '{"pages": 3}'
+    """
     from baton.runtime.views import run_summary
 
     run = state.engine().signal(run_id, name, parse_json(data, "--data"), actor="cli")
@@ -596,10 +687,10 @@ def runs_signal(run_id: RunIdArg,
 
 # ---- fallout ------------------------------------------------------------------------------
 @fallout_app.command("list")
-def fallout_list(limit: Annotated[int, typer.Option("--limit", help="At most this many steps")] = 100,
+def fallout_list(limit: Annotated[int, typer.Option("--limit", help="At most this many steps (at least 1)")] = 100,
                  as_json: JsonOpt = False) -> None:
     """Steps in fallout, with their error; ID is RUN_ID:STEP."""
-    render.fallout_list(state.engine().list_fallout(limit=limit), as_json=as_json)
+    render.fallout_list(state.engine().list_fallout(limit=_at_least_one(limit)), as_json=as_json)
 
 
 def _fallout(action: str, fallout_id: str, reason: str, data: str | None, as_json: bool) -> None:
@@ -625,7 +716,11 @@ def fallout_retry(fallout_id: FalloutIdArg, reason: ReasonOpt, as_json: JsonOpt 
 def fallout_complete(fallout_id: FalloutIdArg, reason: ReasonOpt,
                      data: Annotated[str, typer.Option("--data", help="The step's output as JSON")] = "{}",
                      as_json: JsonOpt = False) -> None:
-    """Complete the step by hand with --data as its output (checked against its output: specs)."""
+    """Complete the step by hand with --data as its output (checked against its output: specs).
+
+    Examples:
+      baton fallout complete RUN_ID:lookup --data '{"account": "ACME"}' --reason "looked up by hand"
+    """
     _fallout("complete", fallout_id, reason, data, as_json)
 
 
@@ -641,12 +736,12 @@ def incidents_list(
     status: Annotated[list[str] | None, typer.Option(
         "--status", callback=one_of(INCIDENT_STATUSES),
         help=f"{listed(INCIDENT_STATUSES)} (default: open); repeat for several")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many incidents")] = 100,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many incidents (at least 1)")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """Incidents, oldest first, with the expression (or flow), the record and the error."""
     render.incidents_list(state.engine().list_incidents(statuses=status or ["open"],
-                                                        limit=limit), as_json=as_json)
+                                                        limit=_at_least_one(limit)), as_json=as_json)
 
 
 def _incident(action: str, incident_id: str, reason: str, as_json: bool) -> None:
@@ -684,7 +779,12 @@ def records_create(object_type: Annotated[str, typer.Argument(help="Object type 
                                           "OrderLine='[{\"product\": \"DOCK\"}]' (a ref to a "
                                           "line's own type may be \"#N\", the Nth child)")] = None,
                    as_json: JsonOpt = False) -> None:
-    """Create a record; orchestrations triggered on create start with it."""
+    """Create a record; orchestrations triggered on create start with it.
+
+    Examples:
+      baton records create Ticket --data '{"subject": "Printer on fire"}'
+      baton records create Order --data '{"number": "O-1"}' --children OrderLine='[{"product": "DOCK"}]'
+    """
     kids: dict[str, Any] = {}
     for given in children or []:
         ctype, sep, text = given.partition("=")
@@ -709,7 +809,11 @@ def records_update(record_id: RecordIdArg,
                    data: Annotated[str, typer.Option("--data", help="The fields to change as a JSON object")],
                    version: Annotated[int | None, typer.Option("--version", help="Fail unless the record is at this version")] = None,
                    as_json: JsonOpt = False) -> None:
-    """Update fields of a record (optimistic concurrency with --version)."""
+    """Update fields of a record (optimistic concurrency with --version).
+
+    Examples:
+      baton records update REC_ID --data '{"status": "Closed"}' --version 2
+    """
     rec = state.engine().update_record(record_id, parse_json(data, "--data", exact=True), expected_version=version,
                                        actor="cli")
     print_json(rec) if as_json else console.print(f"updated {record_id} (version {rec['version']})")
@@ -738,7 +842,11 @@ def records_list(object_type: Annotated[str | None, typer.Argument(help="Only re
 
 @records_app.command("timeline")
 def records_timeline(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
-    """Every event that touched the record, in order, with actor and time."""
+    """Every event that touched the record, in order, with actor and time.
+
+    Examples:
+      baton records timeline REC_ID
+    """
     render.records_timeline(record_id, state.engine().timeline(record_id), as_json=as_json)
 
 
@@ -752,7 +860,12 @@ def work_list(user: Annotated[str | None, typer.Option("--user", "-u", help="Ite
               limit: LimitOpt = 100, offset: OffsetOpt = 0, after: AfterOpt = None,
               wide: WideOpt = False, as_json: JsonOpt = False) -> None:
     """Open work items: a user's, a queue's or a group's (all open items if none is given),
-    oldest first (a page: --after NEXT gives the following one)."""
+    oldest first (a page: --after NEXT gives the following one).
+
+    Examples:
+      baton work list --queue support
+      baton work list --user ann --all --json
+    """
     from baton.work.items import OPEN_STATUSES
 
     if status:
@@ -811,7 +924,11 @@ def _acting_user(engine: Any, name: str) -> Any:
 
 @work_app.command("claim")
 def work_claim(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
-    """Claim an item; if someone else claimed it first, this fails with a clear message."""
+    """Claim an item; if someone else claimed it first, this fails with a clear message.
+
+    Examples:
+      baton work claim WI_ID --user ann
+    """
     from baton.runtime.views import work_item_view
 
     engine = state.engine()
@@ -848,7 +965,11 @@ def work_decline(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) ->
 def work_complete(item_id: ItemIdArg, user: UserOpt,
                   data: Annotated[str, typer.Option("--data", help="The form's fields as a JSON object")] = "{}",
                   as_json: JsonOpt = False) -> None:
-    """Submit the form; the step completes and the run moves on."""
+    """Submit the form; the step completes and the run moves on.
+
+    Examples:
+      baton work complete WI_ID --user ann --data '{"reply": "Fixed it", "outcome": "solved"}'
+    """
     from baton.runtime.views import completed_view
 
     engine = state.engine()
@@ -883,7 +1004,11 @@ def work_recall(item_id: ItemIdArg,
 @work_app.command("reassign")
 def work_reassign(item_id: ItemIdArg, to: Annotated[str, typer.Option("--to", help="user:NAME, group:NAME or queue:NAME")],
                   as_json: JsonOpt = False) -> None:
-    """Assign an item to another user, group or queue (a claim on it is released)."""
+    """Assign an item to another user, group or queue (a claim on it is released).
+
+    Examples:
+      baton work reassign WI_ID --to queue:tier1
+    """
     from baton.runtime.views import work_item_view
 
     item = state.engine().reassign(item_id, to, actor="cli")
@@ -908,6 +1033,7 @@ def demo(
 
 
 ROOT_OPTIONS_WITH_VALUE = ("--project", "-p", "--db")  # _main's options that take a value
+ROOT_FLAGS = ("--debug",)  # _main's options that take none (but --version, eager)
 
 
 def app_for(args: list[str]) -> typer.Typer:
@@ -924,6 +1050,8 @@ def app_for(args: list[str]) -> typer.Typer:
     for arg in rest:
         if arg in ROOT_OPTIONS_WITH_VALUE:
             next(rest, None)
+        elif arg in ROOT_FLAGS:
+            continue
         elif not arg.startswith("-"):
             name = arg
             break
@@ -953,6 +1081,7 @@ def main() -> None:
     try:
         app_for(args)()
     except DefinitionError as exc:
+        _debug_traceback(exc)
         # The issues are the answer, as `validate` gives them: JSON under --json.
         if _json_asked(args):
             print_json(issues_json(exc.issues))
@@ -964,33 +1093,54 @@ def main() -> None:
                           f"{done.get(_command_of(args) or '', 'nothing was changed')}")
         sys.exit(1)
     except BatonError as exc:
+        _debug_traceback(exc)
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:  # Ctrl-C: no traceback
         err_console.print("interrupted", highlight=False)
         sys.exit(130)
-    except Exception as exc:
-        # A database error (read-only, locked, a server gone) in one line naming the
-        # database; never SQLAlchemy's traceback with its statement and field values.
-        message = _database_failure(exc)
-        if message is None:
-            raise
-        err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    except BrokenPipeError:  # `baton ... | head`: the reader left; not a bug to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's recipe)
         sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - every other error is told here (cli/failures.py)
+        _untranslated(exc)
 
 
-def _database_failure(exc: Exception) -> str | None:
-    """``exc`` as one line when it is a database error (:func:`~baton.cli.context.database_failure`),
-    else None. Without SQLAlchemy or a driver loaded, it cannot be one."""
-    if not any(m in sys.modules for m in ("sqlalchemy", "sqlite3", "psycopg")):
-        return None
-    from baton.cli.context import database_failure
+def _untranslated(exc: Exception) -> NoReturn:
+    """An error no code translated: a database error the user can act on (read-only, locked,
+    a server gone) is one line naming the database, exit 1; anything else is a bug: its
+    traceback without SQL parameters (field values), then a line asking for a report, exit
+    :data:`~baton.cli.failures.EXIT_INTERNAL`. Never SQLAlchemy's statement and values
+    unless asked (``--debug``)."""
+    from baton.cli.failures import EXIT_INTERNAL, explain, print_traceback
 
     try:
         url: str | None = state.database_url()
     except Exception:  # noqa: BLE001 - no project or URL: the line names no database
         url = None
-    return database_failure(exc, url)
+    failure = explain(exc, url)
+    debug = _debug_asked()
+    if debug or failure.internal:
+        print_traceback(exc, full=debug)
+    err_console.print(f"[red]error:[/red] {escape(failure.line)}", highlight=False)
+    sys.exit(EXIT_INTERNAL if failure.internal else 1)
+
+
+def _debug_asked() -> bool:
+    """``--debug`` (a root option), or ``BATON_DEBUG`` set to anything but ``0`` or empty."""
+    import os
+
+    return state.debug or os.environ.get("BATON_DEBUG", "").strip() not in ("", "0")
+
+
+def _debug_traceback(exc: BaseException) -> None:
+    """Under ``--debug``, the full traceback of an error the CLI tells in its own words."""
+    if _debug_asked():
+        from baton.cli.failures import print_traceback
+
+        print_traceback(exc, full=True)
 
 
 def _json_asked(args: list[str]) -> bool:
@@ -1016,22 +1166,46 @@ def issues_json(issues: list[Issue]) -> list[dict[str, Any]]:
              "level": i.level} for i in sorted(issues, key=lambda i: (i.file, i.line))]
 
 
-def _one_line_summaries(t: typer.Typer) -> None:
-    """A group's command list shows each command's first paragraph, and Typer's rich mode
-    keeps that paragraph's line breaks (``baton work --help`` broke its lines mid-sentence
-    at the docstring's own width): give each command its first paragraph on one line as
-    its ``short_help``, which the list shows and the terminal wraps."""
+def _tidy_help(t: typer.Typer) -> None:
+    """Help as the terminal wraps it. Typer's rich mode keeps a docstring's own line breaks
+    (``baton work --help`` broke its lines mid-sentence at the docstring's width): each
+    command gets its first paragraph on one line as its ``short_help`` (the group's list
+    shows it), and its help with each paragraph on one line, but its examples."""
     import inspect
 
     for c in t.registered_commands:
-        if c.short_help is None and c.callback is not None:
+        if c.callback is not None:
             doc = c.help or inspect.getdoc(c.callback) or ""
-            first = " ".join(doc.split("\n\n", 1)[0].split())
-            if first:
-                c.short_help = first
+            if c.short_help is None:
+                first = " ".join(doc.split("\n\n", 1)[0].split())
+                if first:
+                    c.short_help = first
+            if doc:
+                c.help = one_line_paragraphs(doc)
     for g in t.registered_groups:
         if g.typer_instance is not None:
-            _one_line_summaries(g.typer_instance)
+            _tidy_help(g.typer_instance)
 
 
-_one_line_summaries(app)
+def one_line_paragraphs(doc: str) -> str:
+    """``doc`` with each paragraph on one line, but an ``Examples:`` paragraph: a command a
+    line, each after ``$ `` (Typer dedents the help's last paragraphs, so an indent alone
+    would not set them apart from the prose)."""
+    out = []
+    for p in doc.split("\n\n"):
+        lines = p.strip().splitlines()
+        if lines and lines[0] == "Examples:":
+            out.append("\n".join(["Examples:", *(f"$ {line.strip()}" for line in lines[1:])]))
+        else:
+            out.append(" ".join(p.split()))
+    return "\n\n".join(out)
+
+
+def _root_help() -> None:
+    import inspect
+
+    app.info.help = one_line_paragraphs(inspect.getdoc(_main) or "")
+
+
+_tidy_help(app)
+_root_help()

@@ -19,6 +19,7 @@ class State:
 
     project_dir: str | None = None
     db: str | None = None  # --db
+    debug: bool = False  # --debug: the full traceback of any error
     _project: Project | None = None
     _settings: Settings | None = None
     _engine: Any = None
@@ -112,70 +113,6 @@ def opening(url: str) -> Iterator[None]:
         if failure is None:
             raise
         raise failure from exc
-
-
-# SQLite's messages (the driver's, lower case) -> what the one line says of the database.
-_READ_ONLY = ("is read-only: Baton cannot write to it (the file or its folder is not writable "
-              "for this user, or its disk is mounted read-only)")
-_LOCKED = "is locked: another process held its write lock too long; try again"
-_CANNOT_OPEN = ("cannot be opened for writing (its folder must be writable too, for the -wal "
-                "and -shm files)")
-_SQLITE_SAYS = (
-    ("readonly database", _READ_ONLY),
-    ("database is locked", _LOCKED),
-    ("database table is locked", _LOCKED),
-    ("unable to open database file", _CANNOT_OPEN),
-    ("database or disk is full", "cannot grow: the disk is full"),
-    ("disk i/o error", "cannot be read or written: disk I/O error"),
-    ("malformed", "is damaged (database disk image is malformed): restore it from a backup"),
-)
-
-
-def database_failure(exc: BaseException, url: str | None) -> str | None:
-    """A database error that ended a command, in one line that names the database and says
-    what is wrong (``database /srv/baton.db is read-only: ...``); None when ``exc`` is not a
-    database error. Never SQLAlchemy's statement, its parameters (field values) or a
-    password: only the driver's own first line."""
-    import sqlite3
-
-    from sqlalchemy.exc import DBAPIError
-
-    orig = getattr(exc, "orig", None) or exc
-    postgres = type(orig).__module__.split(".")[0] == "psycopg"
-    if not (isinstance(exc, DBAPIError) or isinstance(orig, sqlite3.Error) or postgres):
-        return None
-    if url is not None:
-        from baton.store.sql.dialects import open_failure
-
-        failure = open_failure(exc, url)
-        if failure is not None:
-            return str(failure)
-    text = str(orig).strip()
-    said = text.splitlines()[0] if text else type(orig).__name__
-    where = _where(url)
-    if isinstance(orig, sqlite3.Error):
-        for needle, what in _SQLITE_SAYS:
-            if needle in said.lower():
-                return f"database {where} {what}"
-    if postgres and type(orig).__name__ == "OperationalError":
-        return f"database {where}: {said} (the server is away, or the connection was lost)"
-    return f"database {where}: unexpected error: {type(orig).__name__}: {said}"
-
-
-def _where(url: str | None) -> str:
-    """The database as the one line names it: a SQLite file's path, PostgreSQL's host, port
-    and database (never the user or password)."""
-    if url is None:
-        return "(unknown)"
-    from sqlalchemy.engine import make_url
-
-    try:
-        u = make_url(url)
-    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot read: say nothing of it
-        return "(unknown)"
-    if u.get_backend_name() == "sqlite":
-        return u.database or ":memory:"
-    return f"PostgreSQL at {u.host or 'the local socket'}:{u.port or 5432}/{u.database or ''}"
 
 
 state = State()

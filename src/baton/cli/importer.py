@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from baton.cli import bundle as bundle_cli
@@ -25,8 +26,9 @@ class ImportGroup(TyperGroup):
 
 import_app = typer.Typer(cls=ImportGroup, no_args_is_help=True,
                          help="Import definitions: a bundle from `baton export` "
-                              "(`baton import FILE`), or Salesforce flows "
-                              "(`baton import salesforce PATH... --out DIR`).")
+                              "(`baton import FILE [--dry-run] [--json]`; see `baton import "
+                              "bundle --help`), or Salesforce flows (`baton import salesforce "
+                              "PATH... --out DIR`).")
 import_app.command("bundle", hidden=True)(bundle_cli.import_)
 
 
@@ -34,20 +36,38 @@ import_app.command("bundle", hidden=True)(bundle_cli.import_)
 def salesforce(
     paths: Annotated[list[Path], typer.Argument(help="Flow metadata files (*.flow-meta.xml) "
                                                 "or folders of them (an SFDX project)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The Baton project folder to write")],
+    out: Annotated[Path, typer.Option("--out", "--output", "-o", help="The Baton project folder to write (new, or empty unless --force)")],
     force: Annotated[bool, typer.Option("--force", help="Write into a folder that is not "
                                         "empty (generated files are replaced)")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (when nothing is imported: the files that could not be read, as `validate --json` lists problems).")] = False,
 ) -> None:
     """Salesforce orchestrations (and the screen flows they use) -> a Baton project, and
     the import report: what was translated, what was not (file and line), what to do next.
 
     Orchestrator and ApprovalWorkflow flows of API versions 52 to 65 are translated; see
-    docs/salesforce-import.md.
+    docs/salesforce-import.md. The project is written all or nothing. A file that cannot be
+    read (not XML, truncated, not Flow metadata) is listed in the report; when no file
+    holds an orchestration, nothing is imported and the error lists each such file as
+    `path:line: reason` (exit status 1).
+
+    Examples:
+      baton import salesforce force-app/main/default/flows --out quotes
+      cd quotes && baton validate && baton deploy
     """
     from baton.importers.salesforce import import_salesforce
+    from baton.importers.salesforce.project import NothingImported
 
-    report: Any = import_salesforce(paths, out, force=force)
+    try:
+        report: Any = import_salesforce(paths, out, force=force)
+    except NothingImported as exc:
+        if not as_json:
+            raise  # (the entry point prints it: the summary, then a line per file)
+        from baton.cli.commands import issues_json
+        from baton.cli.output import err_console
+
+        print_json(issues_json(exc.issues))
+        err_console.print(f"[red]error:[/red] {escape(exc.summary)}", highlight=False)
+        raise typer.Exit(1) from None
     if as_json:
         print_json(report.to_json())
     else:

@@ -116,3 +116,29 @@ def install_fast_coercion() -> bool:
     fast_build._baton_fast = True  # type: ignore[attr-defined]
     setattr(core, "build_runtime_param", fast_build)  # noqa: B010 - a private hook, looked up
     return True
+
+
+# ---- help: a flag shows no value --------------------------------------------------------------
+def install_flag_help() -> bool:
+    """Typer 0.2x's help shows every option's type, flags too (``--until-idle <bool>``),
+    which reads as if the flag took a value (``--until-idle true`` is then refused as an
+    extra argument): a flag shows none, as Click's plain help does. False (nothing changed)
+    for a Typer without this method: the hook is looked up, never assumed."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:
+        return False
+    original: Any = getattr(TyperOption, "display_type_rich", None)
+    if original is None:
+        return False
+    if getattr(original, "_baton_flag", False):
+        return True
+
+    def display_type_rich(self: Any, ctx: Any) -> Any:
+        if getattr(self, "is_flag", False) or getattr(self, "count", False):
+            return None
+        return original(self, ctx)
+
+    display_type_rich._baton_flag = True  # type: ignore[attr-defined]
+    setattr(TyperOption, "display_type_rich", display_type_rich)  # noqa: B010 - looked up
+    return True

@@ -196,7 +196,11 @@ def users_unlock(
 @tokens_app.command("create")
 def tokens_create(user: Annotated[str, typer.Argument(help="The user the token acts as")], label: Annotated[str, typer.Option("--label", help="What the token is for")] = "",
                   as_json: JsonOpt = False) -> None:
-    """Create an API token for USER. The secret is printed once; only its hash is kept."""
+    """Create an API token for USER. The secret is printed once; only its hash is kept.
+
+    Examples:
+      baton tokens create admin --label "nightly export"
+    """
     info, secret = _engine().directory.create_token(user, label)
     if as_json:
         print_json({"id": info.id, "user": info.user_name, "label": info.label, "token": secret})

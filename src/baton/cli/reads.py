@@ -184,6 +184,15 @@ def _page_args(opts: dict[str, Any], default_limit: int) -> tuple[int, int]:
     return limit, offset
 
 
+def _at_least_one(limit: int) -> int:
+    """``fallout list`` and ``incidents list``'s ``--limit`` (no pages: no upper bound)."""
+    from baton.store.lean import Unsupported
+
+    if limit < 1:
+        raise Unsupported("out of range")  # (the full path's error)
+    return limit
+
+
 Printer = Callable[[], None]
 
 
@@ -300,7 +309,7 @@ def fallout_list(reader: LeanReader, _s: Any, opts: dict[str, Any], _: list[str]
             continue
         out += [fallout_view(run, sr) for sr in run.steps.values()
                 if sr.status is StepStatus.FALLOUT]
-    items = out[:opts.get("limit", 100)]
+    items = out[:_at_least_one(opts.get("limit", 100))]
     return lambda: render.fallout_list(items, as_json=bool(opts.get("json")))
 
 
@@ -309,7 +318,7 @@ def incidents_list(reader: LeanReader, _s: Any, opts: dict[str, Any], _: list[st
     from baton.runtime.views import incident_view
 
     items = [incident_view(r) for r in reader.incidents(opts.get("status") or ["open"],
-                                                         opts.get("limit", 100))]
+                                                         _at_least_one(opts.get("limit", 100)))]
     return lambda: render.incidents_list(items, as_json=bool(opts.get("json")))
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from baton.errors import BatonError
+from baton.errors import BatonError, Issue
 from baton.importers.salesforce.conditions import Catalog
 from baton.importers.salesforce.orchestration import ORCHESTRATION_TYPES, OrchestrationTranslator
 from baton.importers.salesforce.report import FlowToPort, ImportReport
@@ -19,6 +19,18 @@ from baton.importers.salesforce.screens import ScreenFlows
 from baton.importers.salesforce.xmlread import Node, XmlProblem, parse_xml
 
 SUFFIXES = (".flow-meta.xml", ".flow", ".xml")
+
+
+class NothingImported(BatonError):
+    """No project was written: ``summary`` says why, ``issues`` are the files that could not
+    be read (file, line, reason). The message is the summary, then one ``path:line: reason``
+    line per file."""
+
+    def __init__(self, summary: str, issues: list[Issue]) -> None:
+        self.summary = summary
+        self.issues = list(issues)
+        super().__init__("\n".join([summary, *(f"{i.file}:{i.line}: {i.message}"
+                                               for i in self.issues)]))
 
 
 @dataclass(frozen=True)
@@ -52,9 +64,11 @@ def find_files(paths: Sequence[str | Path]) -> list[tuple[str, Path]]:
     return found
 
 
-def read_flows(paths: Sequence[str | Path], report: ImportReport) -> list[FlowFile]:
+def read_flows(files: Sequence[tuple[str, Path]], report: ImportReport) -> list[FlowFile]:
+    """The flows in ``files`` (from :func:`find_files`); each file that is not one is in
+    the report, with its line and why."""
     flows: list[FlowFile] = []
-    for shown, path in find_files(paths):
+    for shown, path in files:
         try:
             root = parse_xml(path.read_bytes())
         except XmlProblem as exc:
@@ -64,7 +78,8 @@ def read_flows(paths: Sequence[str | Path], report: ImportReport) -> list[FlowFi
             report.cannot(shown, 1, "file", f"cannot read it: {exc.strerror}")
             continue
         if root.tag != "Flow":
-            report.cannot(shown, root.line, f"<{root.tag}>", "not Flow metadata: skipped")
+            report.cannot(shown, root.line, "file", f"not Flow metadata: the root element is "
+                                                    f"<{root.tag}>, not <Flow>")
             continue
         flows.append(FlowFile(_api_name(path), shown, root))
     return flows
@@ -76,7 +91,12 @@ def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = F
     written unless every file is (:func:`_write`)."""
     _check_out(out, force)
     report = ImportReport()
-    flows = read_flows(paths, report)
+    given = find_files(paths)
+    if not given:
+        raise NothingImported(f"nothing imported: no flow metadata (*.flow-meta.xml, *.flow) "
+                              f"in {', '.join(str(p) for p in paths)}", [])
+    flows = read_flows(given, report)
+    unread = [Issue(u.file, u.line, "", u.reason) for u in report.untranslated]
     catalog = Catalog()
     screens = ScreenFlows({f.api_name: (f.shown, f.root) for f in flows
                            if f.root.value("processType") == "Flow"})
@@ -87,10 +107,7 @@ def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = F
                 f.shown, f.root, f.api_name, report, catalog, screens).translate())
     if not orchestrations:
         # the files that could not be read are why, often (a truncated or empty file)
-        raise BatonError("\n".join([
-            "no Orchestrator or ApprovalWorkflow flow among the files given"
-            + (":" if report.untranslated else ""),
-            *(f"  {u.file}:{u.line} {u.construct}: {u.reason}" for u in report.untranslated)]))
+        raise NothingImported(_nothing_imported(len(given), len(flows), len(unread)), unread)
     _others(flows, screens, report)
     objects = _objects(catalog)
     report.orchestrations = [o["name"] for o in orchestrations]
@@ -101,6 +118,17 @@ def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = F
     _write(out, files)
     report.written += [str(path) for path in files]
     return report
+
+
+def _nothing_imported(given: int, read: int, unread: int) -> str:
+    """Why nothing was imported, in one line."""
+    def files(n: int) -> str:
+        return f"{n} file{'s' if n != 1 else ''}"
+
+    if not read:
+        return f"nothing imported: {files(unread)} could not be read"
+    return ("nothing imported: no Orchestrator or ApprovalWorkflow flow among the "
+            f"{files(given)} given" + (f" ({files(unread)} could not be read)" if unread else ""))
 
 
 def _check_out(out: Path, force: bool) -> None:
