@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
+from baton.definitions.connection import size_bytes
 from baton.definitions.model import ConnectionDefinition
 from baton.errors import StepFailure
 
@@ -70,11 +71,26 @@ class CallSummary:
 
 
 @dataclass(frozen=True)
+class BodyCut:
+    """An error answer's body (a status outside 2xx) that was over the connection's
+    ``max_response``: it was not read further, and only its first ``kept`` bytes were kept
+    (for the record: its status decides what the call's step does). ``size``: the bytes its
+    ``Content-Length`` announced, or read (or decoded) when reading stopped; ``limit``: the
+    cap; ``reason``: that said in words."""
+
+    size: int
+    limit: int
+    kept: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class HttpResponse:
     status: int
     headers: Mapping[str, str]  # lower-case names
     body: Any  # parsed JSON, else the text (None when empty)
     summary: CallSummary
+    cut: BodyCut | None = None  # the body is only the first bytes of a larger one
 
 
 class CallFailed(StepFailure):
@@ -88,6 +104,74 @@ class CallFailed(StepFailure):
         # Set by the step type: audit events to append, and what the step's error carries.
         self.audit: tuple[Mapping[str, Any], ...] = ()
         self.details: dict[str, Any] = {"call": summary.to_json()}
+
+
+class ResponseTooLarge(CallFailed):
+    """The response was larger than the connection's ``max_response``: it was not read
+    further, and the call is not retried (the other system would answer the same).
+    ``size``: the bytes read so far (or announced by ``Content-Length``); ``limit``: the cap.
+    Raised by the client for a 2xx answer, by a step for an answer it accepts whose body
+    was cut (:class:`BodyCut`). (``baton.connections.mcp`` has its namesake for tool
+    results.)"""
+
+    def __init__(self, message: str, summary: CallSummary, size: int, limit: int) -> None:
+        super().__init__(message, summary, retryable=False)
+        self.size = size
+        self.limit = limit
+
+
+def too_large_message(summary: CallSummary, status: int | None, reason: str) -> str:
+    """What :class:`ResponseTooLarge` says: the call, its status and why its body was not
+    taken (``reason``, e.g. "its Content-Length announces ...")."""
+    answered = "" if status is None else f" {status}"
+    return (f"{summary.method} {summary.url} answered{answered}, but {reason} (not retried; "
+            "the connection's max_response raises the cap)")
+
+
+class OutputTooLarge(StepFailure):
+    """What a callout or mcp step would write into the run's data (its output, as JSON) is
+    larger than its ``max_output`` (by default its connection's ``max_response``): nothing
+    of it is kept, and the attempt is not retried (the same answer maps to the same
+    output). ``size`` and ``limit`` are in bytes; the step's error carries them as
+    ``output_bytes`` and ``max_output``."""
+
+    def __init__(self, message: str, size: int, limit: int) -> None:
+        super().__init__(message, retryable=False)
+        self.size = size
+        self.limit = limit
+        self.details: dict[str, Any] = {"output_bytes": size, "max_output": limit}
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as JSON (compact, UTF-8: about what the run's state stores)."""
+    try:
+        return len(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
+    except (TypeError, ValueError):  # an int beyond 64 bits, nesting too deep...
+        return len(json.dumps(value, default=str, ensure_ascii=False).encode())
+
+
+def output_limit(opts: Mapping[str, Any], max_response: Any) -> tuple[int, str] | None:
+    """The most a callout or mcp step's output may take as JSON, and where that comes from:
+    the step's ``max_output``, else its connection's ``max_response`` (None: neither is
+    known)."""
+    if "max_output" in opts:
+        size = size_bytes(opts["max_output"])
+        assert size is not None  # validated
+        return size, "set on the step"
+    if isinstance(max_response, int) and max_response > 0:
+        return max_response, "its connection's max_response"
+    return None
+
+
+def check_output(output: Any, limit: int, source: str) -> None:
+    """Raise :class:`OutputTooLarge` when ``output`` is over ``limit`` bytes as JSON
+    (``source``: where the limit comes from, for the message)."""
+    size = json_size(output)
+    if size > limit:
+        raise OutputTooLarge(
+            f"the step's output is {size:,} bytes as JSON, over its max_output of "
+            f"{limit:,} bytes ({source}): not kept, not retried (map less of the answer in "
+            "output:, or raise the step's max_output)", size, limit)
 
 
 class HttpCaller(Protocol):
@@ -142,9 +226,10 @@ def redact_fields(value: Any, fields: Collection[str]) -> Any:
 
 
 def excerpt(raw: bytes, parsed: Any, fields: Collection[str],
-            secrets: Collection[str] = ()) -> str | None:
+            secrets: Collection[str] = (), cut: BodyCut | None = None) -> str | None:
     """The first KB of a body: JSON pretty-printed (redacted fields as ***), else its text.
-    Any secret value that still shows is replaced too."""
+    Any secret value that still shows is replaced too. ``cut``: ``raw`` is the first bytes
+    of a larger body (said at the end)."""
     if not raw:
         return None
     if parsed is not None and not isinstance(parsed, str):
@@ -153,9 +238,12 @@ def excerpt(raw: bytes, parsed: Any, fields: Collection[str],
         text = raw.decode("utf-8", "replace")
     text = scrub(text, secrets)
     data = text.encode()
-    if len(data) > EXCERPT_BYTES:
-        cut = data[:EXCERPT_BYTES].decode("utf-8", "ignore")
-        text = f"{cut}\n… ({len(raw):,} bytes in all)"
+    if cut is not None:
+        head = data[:EXCERPT_BYTES].decode("utf-8", "ignore")
+        text = f"{head}\n… (cut: {cut.reason}; its first {cut.kept:,} bytes were kept)"
+    elif len(data) > EXCERPT_BYTES:
+        head = data[:EXCERPT_BYTES].decode("utf-8", "ignore")
+        text = f"{head}\n… ({len(raw):,} bytes in all)"
     return text
 
 

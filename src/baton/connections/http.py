@@ -24,8 +24,13 @@ already bounds how many exist. Failures are ``httpcore2``'s exception types, as 
 
 A response body is read up to the connection's ``max_response`` and no further: one whose
 ``Content-Length`` says more, or that goes on past it (as received, or once decoded: a
-small gzip body may unpack to gigabytes), fails the call as :class:`ResponseTooLarge` (not
-retried) and its connection is closed, so a call holds about the cap at most.
+small gzip body may unpack to gigabytes), is not read further and its connection is closed,
+so a call holds about the cap at most. A 2xx answer then fails the call as
+:class:`ResponseTooLarge` (not retried: its body is the result, and only a whole one will
+do). An answer of any other status is still an answer, its body cut to its first bytes
+(:class:`~baton.connections.calls.BodyCut`; :data:`ERROR_BODY_KEEP` at most): its status
+decides, as for any error answer (a 503 is retried, a 404 fails the step), and its body is
+only kept for the record.
 
 Secrets are resolved (``baton.connections.secrets``) just before a call; their values
 go into the request and nowhere else: summaries redact them, error messages are scrubbed.
@@ -54,13 +59,16 @@ import httpx2
 
 import baton
 from baton.connections.calls import (
+    BodyCut,
     CallFailed,
     CallSummary,
     HttpRequest,
     HttpResponse,
+    ResponseTooLarge,
     excerpt,
     redact_url,
     scrub,
+    too_large_message,
 )
 from baton.connections.http11 import Answer, Headers, Http11Connection, Timeouts
 from baton.connections.secrets import SecretError, Secrets
@@ -87,27 +95,22 @@ BASE_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate",
                 "User-Agent": f"baton/{baton.__version__}"}
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # sent with Content-Length: 0 when empty
 DEFAULT_PORTS = {b"http": 80, b"https": 443}
+ERROR_BODY_KEEP = 64 * 1024
+"""What is kept of an error answer's body (any status but 2xx) that is over the cap: its
+status decides what the step does, its body is only kept for the record (a summary shows
+its first KB), so reading further than this would be for nothing."""
 Origin = tuple[bytes, bytes, int]  # scheme, host, port
 
 
-class ResponseTooLarge(CallFailed):
-    """The response was larger than the connection's ``max_response``: it was not read
-    further, and the call is not retried (the other system would answer the same).
-    ``size``: the bytes read so far (or announced by ``Content-Length``); ``limit``: the cap.
-    (``baton.connections.mcp`` has its namesake for tool results.)"""
-
-    def __init__(self, message: str, summary: CallSummary, size: int, limit: int) -> None:
-        super().__init__(message, summary, retryable=False)
-        self.size = size
-        self.limit = limit
-
-
 class _TooLarge(Exception):
-    """(Internal) a body over the cap, raised while it is read or decoded."""
+    """(Internal) a body over the cap, raised while it is read or decoded (``partial``: what
+    decoding made up to the cap)."""
 
-    def __init__(self, size: int, limit: int, how: str, status: int | None = None) -> None:
+    def __init__(self, size: int, limit: int, how: str, status: int | None = None,
+                 partial: bytes = b"") -> None:
         super().__init__(size, limit, how)
         self.size, self.limit, self.how, self.status = size, limit, how, status
+        self.partial = partial
 
     def __str__(self) -> str:
         if self.how == "announced":
@@ -119,10 +122,13 @@ class _TooLarge(Exception):
 
 
 class _Capped(Http11Connection):
-    """A pooled connection that reads at most ``limit`` bytes of a response body: a larger
-    one raises :class:`_TooLarge` as soon as it is seen (the exchange then closes the
-    connection, leaving the rest unread). It counts the body's bytes as h11 hands them
-    over (after chunked framing, before any content coding)."""
+    """A pooled connection that reads at most ``limit`` bytes of a response body. A larger
+    2xx body raises :class:`_TooLarge` as soon as it is seen; a larger body of any other
+    status is cut (:attr:`cut`): the answer ends with what was read, up to the cap (up to
+    :data:`ERROR_BODY_KEEP` when its ``Content-Length`` announced it), so that its status
+    goes on to decide (a 5xx is retried). Either way the exchange then closes the
+    connection, leaving the rest unread. It counts the body's bytes as h11 hands them over
+    (after chunked framing, before any content coding)."""
 
     def __init__(self, origin: Origin, backend: httpcore2.AsyncNetworkBackend,
                  ssl_context: ssl.SSLContext | None, keepalive_expiry: float | None,
@@ -131,28 +137,53 @@ class _Capped(Http11Connection):
         self.limit = limit
         self._status: int | None = None
         self._read = 0
+        self._keep = limit  # bytes of this body read at most
         self._head = False  # a HEAD request: its Content-Length is not a body's
+        self._announced: _TooLarge | None = None  # a Content-Length over the cap (not 2xx)
+        self.cut: _TooLarge | None = None  # this exchange's body was cut (why)
 
     async def exchange(self, method: bytes, target: bytes, headers: Headers, body: bytes,
                        timeouts: Timeouts) -> Answer:
         self._head = method == b"HEAD"
+        self._announced = self.cut = None
         return await super().exchange(method, target, headers, body, timeouts)
 
     async def _next_event(self, stream: httpcore2.AsyncNetworkStream,
                           timeout: float | None) -> h11.Event | type[h11.PAUSED]:
+        if self.cut is not None:
+            # The body was cut: the answer ends here. (h11 is not done with the response,
+            # so the exchange closes the connection rather than pooling it.)
+            return h11.EndOfMessage()
         event = await super()._next_event(stream, timeout)
         if isinstance(event, h11.Data):
-            self._read += len(event.data)
-            if self._read > self.limit:
-                raise _TooLarge(self._read, self.limit, "read", self._status)
+            read = self._read + len(event.data)
+            if read > self._keep:
+                cut = self._announced or _TooLarge(read, self.limit, "read", self._status)
+                if _whole(self._status):
+                    raise cut
+                self.cut = cut
+                event = h11.Data(data=bytes(event.data[:self._keep - self._read]))
+                read = self._keep
+            self._read = read
         elif isinstance(event, h11.Response):
-            self._status, self._read = event.status_code, 0
+            self._status, self._read, self._keep = event.status_code, 0, self.limit
             if self._head or event.status_code in (204, 304):
                 return event  # no body follows, whatever Content-Length says
             for name, value in event.headers:
                 if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                    raise _TooLarge(int(value), self.limit, "announced", self._status)
+                    over = _TooLarge(int(value), self.limit, "announced", self._status)
+                    if _whole(self._status):
+                        raise over
+                    self._announced = over  # read its first bytes only (for the record)
+                    self._keep = min(self.limit, ERROR_BODY_KEEP)
         return event
+
+
+def _whole(status: int | None) -> bool:
+    """Is an answer of ``status`` taken whole or not at all (2xx: its body is the result),
+    rather than cut when it is over the cap (any other: its status decides, its body is
+    only kept for the record)?"""
+    return status is None or 200 <= status < 300
 
 
 @dataclass
@@ -195,11 +226,13 @@ class _Target(NamedTuple):
 @dataclass(frozen=True)
 class _Answer:
     """A response read to its end: status, headers (lower-case names; repeated ones joined
-    with ", "), the body as received (content decoded)."""
+    with ", "), the body as received (content decoded); ``cut``: an error answer's body over
+    the cap, of which ``content`` is the first bytes."""
 
     status: int
     headers: dict[str, str]
     content: bytes
+    cut: BodyCut | None = None
 
     def json(self) -> Any:
         return json.loads(self.content)
@@ -469,9 +502,7 @@ class HttpConnections:
                                               conn.defn.redact)) \
                 from None
         except _TooLarge as exc:
-            message = (f"{summary.method} {summary.url} answered"
-                       f"{'' if exc.status is None else f' {exc.status}'}, but {exc}"
-                       " (not retried; the connection's max_response raises the cap)")
+            message = too_large_message(summary, exc.status, str(exc))
             failed = replace(_failed(summary, message, started, content, secrets,
                                      conn.defn.redact),
                              status=exc.status, response_bytes=exc.size)
@@ -623,17 +654,25 @@ async def _exchange(conn: _Connection, method: str, url: str, query: dict[str, s
     except BaseException:
         await http.aclose()
         raise
+    cut = http.cut if isinstance(http, _Capped) else None
     await conn.release(http)
     found: dict[str, str] = {}
     for raw_name, raw_value in answer.headers:
         name, value = raw_name.decode("latin-1").lower(), _header_text(raw_value)
         found[name] = f"{found[name]}, {value}" if name in found else value
     try:
-        content = _decoded(answer.content, found.get("content-encoding"), conn.limit)
+        content = _decoded(answer.content, found.get("content-encoding"), conn.limit,
+                           partial=cut is not None)
     except _TooLarge as exc:
         exc.status = answer.status
-        raise
-    return _Answer(answer.status, found, content)
+        if _whole(answer.status):
+            raise
+        cut, content = cut or exc, exc.partial
+    if cut is None:
+        return _Answer(answer.status, found, content)
+    content = content[:ERROR_BODY_KEEP]
+    return _Answer(answer.status, found, content,
+                   BodyCut(cut.size, cut.limit, len(content), str(cut)))
 
 
 def _header_text(value: bytes) -> str:
@@ -643,33 +682,38 @@ def _header_text(value: bytes) -> str:
         return value.decode("latin-1")
 
 
-def _decoded(raw: bytes, encoding: str | None, limit: int) -> bytes:
+def _decoded(raw: bytes, encoding: str | None, limit: int, *, partial: bool = False) -> bytes:
     """The body with its content coding undone (gzip, deflate; others are left as sent),
-    at most ``limit`` bytes of it: decoding stops past that (:class:`_TooLarge`)."""
+    at most ``limit`` bytes of it: decoding stops past that (:class:`_TooLarge`, with what
+    was made up to the cap). ``partial``: ``raw`` is the first bytes of a body that was cut
+    (kept for the record): what they decode to, else they are left as they are."""
     if not raw or not encoding:
         return raw
     for coding in reversed([c.strip().lower() for c in encoding.split(",")]):
         try:
             if coding in ("gzip", "x-gzip"):
-                raw = _inflate(raw, zlib.MAX_WBITS | 16, limit)
+                raw = _inflate(raw, zlib.MAX_WBITS | 16, limit, partial)
             elif coding == "deflate":
                 try:
-                    raw = _inflate(raw, zlib.MAX_WBITS, limit)
+                    raw = _inflate(raw, zlib.MAX_WBITS, limit, partial)
                 except zlib.error:  # raw deflate, without the zlib wrapper
-                    raw = _inflate(raw, -zlib.MAX_WBITS, limit)
+                    raw = _inflate(raw, -zlib.MAX_WBITS, limit, partial)
         except zlib.error as exc:
+            if partial:
+                return raw
             raise httpcore2.RemoteProtocolError(
                 f"the response body is not valid {coding}: {exc}") from None
     return raw
 
 
-def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
-    """``zlib.decompress(raw, wbits)`` that never makes more than ``limit + 1`` bytes."""
+def _inflate(raw: bytes, wbits: int, limit: int, partial: bool = False) -> bytes:
+    """``zlib.decompress(raw, wbits)`` that never makes more than ``limit + 1`` bytes
+    (``partial``: ``raw`` may end before the stream does)."""
     d = zlib.decompressobj(wbits)
     out = d.decompress(raw, limit + 1)
     if len(out) > limit or d.unconsumed_tail:
-        raise _TooLarge(len(out), limit, "decoded")
-    if not d.eof:  # (as zlib.decompress says of a stream cut short)
+        raise _TooLarge(len(out), limit, "decoded", partial=out[:limit])
+    if not d.eof and not partial:  # (as zlib.decompress says of a stream cut short)
         raise zlib.error("incomplete or truncated stream")
     return out
 
@@ -746,11 +790,15 @@ def _failed(summary: CallSummary, error: str, started: float | None = None,
 
 def _response(defn: ConnectionDefinition, summary: CallSummary, r: _Answer,
               raw_req: bytes, body: Any, elapsed: float, secrets: list[str]) -> HttpResponse:
+    """The step's view of an answer. A cut body is shown (and given) as the text it is
+    (the first bytes of a JSON document do not parse), and ``response_bytes`` says how
+    much there was when reading stopped, as for :class:`ResponseTooLarge`."""
     raw = r.content
-    parsed = _decode(raw, r.headers.get("content-type", ""))
+    parsed = _decode(raw, r.headers.get("content-type", "") if r.cut is None else "")
     req_parsed = body if not isinstance(body, str | bytes) else None
     done = replace(summary, status=r.status, duration_ms=int(elapsed * 1000),
-                   request_bytes=len(raw_req), response_bytes=len(raw),
+                   request_bytes=len(raw_req),
+                   response_bytes=len(raw) if r.cut is None else r.cut.size,
                    request_body=excerpt(raw_req, req_parsed, defn.redact, secrets),
-                   response_body=excerpt(raw, parsed, defn.redact, secrets))
-    return HttpResponse(r.status, r.headers, parsed, done)
+                   response_body=excerpt(raw, parsed, defn.redact, secrets, r.cut))
+    return HttpResponse(r.status, r.headers, parsed, done, r.cut)

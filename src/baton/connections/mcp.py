@@ -12,10 +12,18 @@ that says whether a retry may help: the server could not be reached, died or tim
 (:class:`McpTransportError`, retryable); the server refused the request (an unknown tool,
 invalid arguments: :class:`McpProtocolError`, not retryable); the tool ran and reported an
 error (``isError``: :class:`McpToolError`, not retryable); the result was larger than the
-connection's ``max_response`` (:class:`ResponseTooLarge`, not retryable: measured once the
-SDK has read it, so the cap bounds what a step keeps, not what the SDK reads). Messages name
-the connection and never carry a secret value (resolved secrets are scrubbed from anything
-the SDK says).
+connection's ``max_response`` (:class:`ResponseTooLarge`, not retryable). Messages name the
+connection and never carry a secret value (resolved secrets are scrubbed from anything the
+SDK says).
+
+How much the SDK reads of one answer: over ``http``, at most :func:`wire_limit` bytes (a
+JSON body is read through :func:`_bounded`, a server-sent event is bounded by the SDK's
+``max_sse_event_size``); what passes is then measured against ``max_response``. Over
+``stdio`` the SDK reads each message (a line of the server's stdout) whole before anything
+of Baton's sees it: its transport takes no bound and builds the line inside its own reader
+task, so bounding that read would take a transport of Baton's own in place of the SDK's
+(its process start, shutdown sequence and process-tree kill with it); there the cap bounds
+what a step keeps, not what the SDK reads.
 """
 
 from __future__ import annotations
@@ -24,9 +32,11 @@ import asyncio
 import atexit
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -67,6 +77,20 @@ _STDERR_TAIL = 2000
 STDIO_START_TIMEOUT = 30.0
 """Seconds a stdio server has to start and answer the handshake (at least; the
 connection's ``timeout.connect`` if longer), on a busy machine too."""
+WIRE_SLACK = 64 * 1024
+"""What one MCP message over HTTP may take beyond twice the connection's ``max_response``
+(:func:`wire_limit`): its JSON-RPC envelope, and room for small caps."""
+_OVER_WIRE = "is over the bound of one MCP message"  # (in what the SDK passes on)
+_WIRE_READ = re.compile(re.escape(_OVER_WIRE) + r" \(([\d,]+) bytes\): ([\d,]+) bytes read")
+
+
+def wire_limit(max_response: int) -> int:
+    """The most bytes one message from an MCP server over HTTP may take as sent (a JSON
+    answer's body, one server-sent event): reading stops past it. Twice ``max_response``,
+    since a result's text (a structured result's JSON, too) travels as a JSON string, its
+    quotes and line breaks escaped, plus :data:`WIRE_SLACK`. A result that passes this may
+    still be over ``max_response`` once measured (:class:`ResponseTooLarge` either way)."""
+    return 2 * max_response + WIRE_SLACK
 
 
 class McpError(StepFailure):
@@ -103,8 +127,9 @@ class McpToolError(McpError):
 
 class ResponseTooLarge(McpError):
     """The tool's result was larger than the connection's ``max_response`` (its content
-    blocks and structured content, measured as sent): not kept, not retried. ``size``: the
-    bytes measured (counting stops soon after the cap); ``limit``: the cap. (Named as
+    blocks and structured content, measured as sent), or its message over HTTP larger than
+    :func:`wire_limit` (not read further): not kept, not retried. ``size``: the bytes
+    measured or read (counting stops soon after the bound); ``limit``: the cap. (Named as
     ``baton.connections.http``'s, so a step's error type is the same for both.)"""
 
     def __init__(self, message: str, size: int, limit: int) -> None:
@@ -168,10 +193,12 @@ class McpEndpoint:
     @property
     def key(self) -> str:
         """Which session serves this endpoint: a change of any setting (a rotated secret,
-        a new command) opens a new session."""
+        a new command; over http, a new cap, which bounds what its client reads) opens a
+        new session."""
+        wire = self.max_response if self.transport == "http" else None
         material = json.dumps([self.connection, self.transport, self.command, self.args,
                                sorted(self.env.items()), self.cwd, self.url,
-                               sorted(self.headers.items()), self.basic, self.verify],
+                               sorted(self.headers.items()), self.basic, self.verify, wire],
                               default=str)
         return hashlib.sha256(material.encode()).hexdigest()
 
@@ -466,6 +493,15 @@ class McpSessions:
         except McpError:
             raise
         except MCPError as exc:
+            over = _over_wire(ep, exc.message)
+            if over is not None:  # the session goes on: only this answer was not read
+                limit = wire_limit(ep.max_response)
+                raise ResponseTooLarge(
+                    f"MCP connection {ep.connection!r}: the answer to the {what} is over "
+                    f"{limit:,} bytes as sent (twice the connection's max_response of "
+                    f"{ep.max_response:,} bytes, and 64 KB): not read further, not kept, not "
+                    "retried (the connection's max_response raises the cap)",
+                    over, ep.max_response) from None
             if exc.code in (_CONNECTION_CLOSED, _REQUEST_TIMEOUT):
                 live.broken = exc.code == _CONNECTION_CLOSED or live.broken
                 why = "timed out" if exc.code == _REQUEST_TIMEOUT else "lost the connection"
@@ -483,6 +519,19 @@ class McpSessions:
             raise _transport_error(ep, exc, live, window) from None
         finally:
             live.requests_active -= 1
+
+
+def _over_wire(ep: McpEndpoint, message: str) -> int | None:
+    """The bytes read of an answer whose reading stopped at :func:`wire_limit`, if the
+    SDK's error ``message`` says so (a JSON body: :func:`_bounded`'s words; a server-sent
+    event: httpx2's), else None."""
+    limit = wire_limit(ep.max_response)
+    found = _WIRE_READ.search(message)
+    if found is not None and int(found.group(1).replace(",", "")) == limit:
+        return int(found.group(2).replace(",", ""))
+    if f"exceeded the {limit} byte limit" in message:
+        return limit + 1  # (how much more there was is not known)
+    return None
 
 
 def _result_size(res: Any, limit: int) -> int:
@@ -561,17 +610,60 @@ async def _http_transport(ep: McpEndpoint, live: _Live,
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
+    limit = wire_limit(ep.max_response)
+
     async def note(response: httpx2.Response) -> None:
         live.http_status.append(response.status_code)
         del live.http_status[:-5]
+        # The SDK reads a JSON answer whole: its body is read up to the bound, no further.
+        # (Server-sent events are bounded one by one: max_sse_event_size, below.)
+        if response.headers.get("content-type", "").lower().startswith("application/json"):
+            response.stream = _bounded(response.stream, limit)
 
     auth = httpx2.BasicAuth(*ep.basic) if ep.basic is not None else None
     http = httpx2.AsyncClient(
-        headers=dict(ep.headers), auth=auth, verify=ep.verify,
+        # identity: the bound counts the bytes as sent, which are then the message's
+        headers={"Accept-Encoding": "identity", **ep.headers}, auth=auth, verify=ep.verify,
         timeout=httpx2.Timeout(ep.connect_timeout, read=max(ep.read_timeout, 60.0)),
         event_hooks={"response": [note]})
     await stack.enter_async_context(http)
-    return streamable_http_client(ep.url or "", http_client=http)
+    return streamable_http_client(ep.url or "", http_client=http, max_sse_event_size=limit)
+
+
+@functools.cache
+def _bounded_type() -> type[Any]:
+    """The bounded body stream's class (made on first use: httpx2 loads with the first
+    call, not with this module)."""
+    import httpx2
+
+    class Bounded(httpx2.AsyncByteStream):
+        """A response body read up to ``limit`` bytes: past that, reading stops with an
+        ``httpx2.StreamError`` (the SDK answers the request with it, as a JSON-RPC
+        error whose message :func:`_over_wire` recognises) and the response is closed
+        with the rest unread."""
+
+        def __init__(self, inner: Any, limit: int) -> None:
+            self.inner, self.limit = inner, limit
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            read = 0
+            async for part in self.inner:
+                read += len(part)
+                if read > self.limit:
+                    raise httpx2.StreamError(f"the answer {_OVER_WIRE} ({self.limit:,} "
+                                             f"bytes): {read:,} bytes read")
+                yield part
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    return Bounded
+
+
+def _bounded(inner: Any, limit: int) -> Any:
+    """``inner`` (a response's body stream) read up to ``limit`` bytes (see
+    :func:`_bounded_type`)."""
+    return _bounded_type()(inner, limit)
 
 
 class _Watched:

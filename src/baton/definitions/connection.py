@@ -78,8 +78,9 @@ MAX_RESPONSE_DEFAULT = 5 * 1024 * 1024
 """The largest response body (HTTP, decoded) or tool result (MCP) a connection takes by
 default: above what JSON APIs answer to one call (kilobytes to a few hundred), below
 Salesforce's 6 MB synchronous callout limit, in the range of Temporal's 2 MB payloads. A
-step's output is kept in the run's state and in its ``step_completed`` event, so the cap
-also bounds what one call adds to the database (about twice this)."""
+step's output is kept in the run's state and in its ``step_completed`` event; a callout or
+mcp step's output may take at most its ``max_output`` as JSON, by default this cap, so one
+call adds about twice this to the database at most."""
 MAX_RESPONSE_LIMIT = 100 * 1024 * 1024  # what max_response may say at most
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110 token
 # Headers that carry credentials: written literally in a definition they would be a secret
@@ -131,7 +132,7 @@ def check_connection(ck: Checker, data: dict[str, Any]) -> None:
     if "max_in_flight" in data:
         expect_int(ck, "max_in_flight", data["max_in_flight"], 1)
     if "max_response" in data:
-        _check_size(ck, "max_response", data["max_response"])
+        check_size(ck, "max_response", data["max_response"])
 
 
 def _check_mcp(ck: Checker, data: dict[str, Any]) -> None:
@@ -294,7 +295,9 @@ def size_bytes(value: Any) -> int | None:
     return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
 
 
-def _check_size(ck: Checker, path: str, value: Any) -> None:
+def check_size(ck: Checker, path: str, value: Any) -> None:
+    """A size (:func:`size_bytes`) from 1 byte to :data:`MAX_RESPONSE_LIMIT`: a connection's
+    ``max_response``, a callout or mcp step's ``max_output``."""
     size = size_bytes(value)
     if size is None or not 1 <= size <= MAX_RESPONSE_LIMIT:
         got = f"'{value}'" if isinstance(value, str) else str(value) \

@@ -13,8 +13,14 @@ other system can make the call effective once. The response is classified:
   retry not before the response's ``Retry-After``;
 - any other status fails the step at once, unless listed in ``retry_on``;
 - a response body larger than the connection's ``max_response`` (default 5 MB) is not read
-  further and fails the step at once (``ResponseTooLarge``): the output, kept in the run's
-  state, stays about that size at most.
+  further. A 2xx answer (or any the step accepts) then fails the step at once
+  (``ResponseTooLarge``, not retried); any other is classified by its status as above, its
+  body cut to its first bytes (it is only kept for the record: a 503 is still retried);
+- the output (what the step writes into the run's data: ``output:``'s mapping, kept in the
+  run's state and in its ``step_completed`` event) may take at most ``max_output`` bytes as
+  JSON (default: the connection's ``max_response``), so a mapping that copies a large
+  answer several times fails the step (``OutputTooLarge``, not retried) rather than
+  growing the run's row.
 
 A failed attempt's error carries the call's summary (``error.call``), so fallout shows what
 was sent and answered; every call is an audit event ``callout`` (secrets redacted).
@@ -36,7 +42,16 @@ from dataclasses import replace
 from typing import Any
 
 from baton.clock import iso
-from baton.connections.calls import CallFailed, HttpRequest, HttpResponse
+from baton.connections.calls import (
+    CallFailed,
+    HttpRequest,
+    HttpResponse,
+    OutputTooLarge,
+    ResponseTooLarge,
+    check_output,
+    output_limit,
+    too_large_message,
+)
 from baton.definitions.checks import (
     Checker,
     Scope,
@@ -49,6 +64,7 @@ from baton.definitions.checks import (
     suggest,
     unknown,
 )
+from baton.definitions.connection import check_size
 from baton.definitions.model import StepDefinition
 from baton.engine.events import SignalReceived, StartTimer, StepCompleted, TimerFired
 from baton.engine.policy import duration
@@ -72,6 +88,7 @@ WAITS = ("callback",)
 TIMER = "callback"  # the kind of the timer bounding a callback wait
 SIGNAL_PREFIX = "callback:"  # the signal a matched callback is delivered as (not an identifier)
 WAITING = "waiting_for_callback"  # key of the output a step waiting for its callback keeps
+OUTPUT_LIMIT = "max_output"  # ...and the bound of its output once the callback comes (bytes)
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
@@ -99,7 +116,7 @@ class CalloutFailed(StepFailure):
 class Callout(JobStepType):
     name = "callout"
     keys = ("connection", "method", "path", "query", "headers", "body", "success", "retry_on",
-            "wait")
+            "wait", "max_output")
     job_kind = "callout"
 
     # ---- validation ----------------------------------------------------------------------
@@ -135,6 +152,8 @@ class Callout(JobStepType):
             _check_codes(ck, join(path, "success"), step["success"], ranges=True)
         if "retry_on" in step:
             _check_codes(ck, join(path, "retry_on"), step["retry_on"], ranges=False)
+        if "max_output" in step:
+            check_size(ck, join(path, "max_output"), step["max_output"])
         if "timeout" in step and not waits:
             ck.add(join(path, "timeout"), "timeout on a callout bounds its wait: callback (the "
                                           "call's own timeouts are the connection's timeout:)")
@@ -167,6 +186,8 @@ class Callout(JobStepType):
         if waiting(sr):
             return True  # the same attempt's result again (a job run twice): it waits already
         sr.output = {WAITING: True, "response": ev.output.get("response")}
+        if ev.output.get(OUTPUT_LIMIT):
+            sr.output[OUTPUT_LIMIT] = ev.output[OUTPUT_LIMIT]
         d.audit("callback_waiting", step=sr.name, stage=sr.stage, iteration=sr.iteration)
         if "timeout" in step.options:
             at = iso(d.now_dt + duration(step.options["timeout"]))
@@ -185,6 +206,15 @@ class Callout(JobStepType):
         except ExpressionError as exc:
             d.fail_step(sr, step, expression_error("output", exc))
             return True
+        # (a step that began waiting before its bound was kept has none, unless it sets one)
+        limit = output_limit(step.options, held.get(OUTPUT_LIMIT))
+        if limit is not None:
+            try:
+                check_output(output, *limit)
+            except OutputTooLarge as exc:
+                d.fail_step(sr, step, {"type": type(exc).__name__, "message": str(exc),
+                                       "retryable": False, **(exc.details or {})})
+                return True
         d.complete_step(sr, output, ev.actor, via="callback")
         return True
 
@@ -234,41 +264,61 @@ class Callout(JobStepType):
         except BaseException:
             _release(data)
             raise
-        return lambda: self._finish(work, future, data)
+        # (getattr: a stand-in for a connection, in a test, may have no bound)
+        limit = output_limit(opts, getattr(conn, "max_response", None))
+        return lambda: self._finish(work, future, data, limit)
 
     def _finish(self, work: StepWork, future: Future[HttpResponse],
-                data: dict[str, Any]) -> StepOutput:
+                data: dict[str, Any], limit: tuple[int, str] | None) -> StepOutput:
         try:
-            return self._answer(work, future, data)
+            return self._answer(work, future, data, limit)
         finally:
             _release(data)
 
     def _answer(self, work: StepWork, future: Future[HttpResponse],
-                data: dict[str, Any]) -> StepOutput:
+                data: dict[str, Any], limit: tuple[int, str] | None) -> StepOutput:
         try:
             response = future.result()
         except CallFailed as exc:
             exc.audit = (_audit(work, exc.summary.to_json()),)
             raise
+        opts = work.step.options
+        ok = accepted(response.status, opts.get("success"))
+        cut = response.cut
+        if cut is not None and ok:  # an answer the step takes must be whole
+            message = too_large_message(response.summary, response.status, cut.reason)
+            failed = ResponseTooLarge(message, replace(response.summary, error=message),
+                                      cut.size, cut.limit)
+            failed.audit = (_audit(work, failed.summary.to_json()),)
+            raise failed
         summary = response.summary.to_json()
         audit = (_audit(work, summary),)
-        opts = work.step.options
-        if not accepted(response.status, opts.get("success")):
+        if not ok:
             retryable = response.status == 429 or response.status >= 500 \
                 or response.status in (opts.get("retry_on") or ())
             raise CalloutFailed(
                 f"{response.summary.method} {response.summary.url} answered "
-                f"{response.status}" + ("" if retryable else " (not retried)"),
+                f"{response.status}" + ("" if retryable else " (not retried)")
+                + ("" if cut is None else f"; its body was cut: {cut.reason}"),
                 retryable=retryable, retry_after=retry_after(response), audit=audit,
                 details={"call": summary})
         answer = {"status": response.status, "body": response.body,
                   "headers": dict(response.headers)}
         if opts.get("wait") == "callback":
-            return StepOutput({"response": answer}, audit=audit)
+            held = {"response": answer} if limit is None \
+                else {"response": answer, OUTPUT_LIMIT: limit[0]}
+            return StepOutput(held, audit=audit)
         try:
             output = map_output(work.step, data, answer, None)
+            if limit is not None:
+                check_output(output, *limit)
         except ExpressionError as exc:
-            raise StepFailure(f"output: {exc.source}: {exc.reason}", retryable=False) from None
+            failure = StepFailure(f"output: {exc.source}: {exc.reason}", retryable=False)
+            failure.audit, failure.details = audit, {"call": summary}
+            raise failure from None
+        except OutputTooLarge as exc:
+            exc.audit, exc.details = audit, {**(exc.details or {}), "call": summary}
+            raise
         return StepOutput(output, audit=audit)
 
 

@@ -14,8 +14,11 @@ anything else as ``{"result": ...}``), else its text content joined as ``{"text"
 A tool error (``isError``), a refused request or a result larger than the connection's
 ``max_response`` (``ResponseTooLarge``) fails the attempt without a retry (the step goes to
 fallout with the call's summary); a server that cannot be reached, died or timed out fails
-it retryably (the step's ``retry`` policy applies). Every call is audited on the
-run as ``mcp_called``: connection, tool, argument summary, duration and outcome.
+it retryably (the step's ``retry`` policy applies). The output (what the step writes into
+the run's data) may take at most ``max_output`` bytes as JSON (default: the connection's
+``max_response``): an ``output:`` that maps more fails the step (``OutputTooLarge``, not
+retried). Every call is audited on the run as ``mcp_called``: connection, tool, argument
+summary, duration and outcome.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from baton.connections.calls import check_output, output_limit
 from baton.definitions.checks import (
     Checker,
     Scope,
@@ -38,6 +42,7 @@ from baton.definitions.checks import (
     join,
     suggest,
 )
+from baton.definitions.connection import check_size
 from baton.errors import ExpressionError, StepFailure
 from baton.expressions import evaluate, is_expression
 from baton.steps.base import JobStepType, StepOutput, StepWork
@@ -50,7 +55,7 @@ _OUTPUT_SCOPE = frozenset({"result"})
 
 class Mcp(JobStepType):
     name = "mcp"
-    keys = ("connection", "tool", "arguments")
+    keys = ("connection", "tool", "arguments", "max_output")
     job_kind = "mcp"  # the jobs table's kind for these attempts (a durable format)
 
     # ---- validation -------------------------------------------------------------------
@@ -68,6 +73,8 @@ class Mcp(JobStepType):
             args = expect_mapping(ck, join(path, "arguments"), step["arguments"])
             for key, value in (args or {}).items():
                 _check_value(ck, join(path, f"arguments.{key}"), value, scope)
+        if "max_output" in step:
+            check_size(ck, join(path, "max_output"), step["max_output"])
         if "output" in step:
             out = expect_mapping(ck, join(path, "output"), step["output"])
             with_result = dataclasses.replace(scope, extra_roots=scope.extra_roots | _OUTPUT_SCOPE)
@@ -96,6 +103,7 @@ class Mcp(JobStepType):
             raise StepFailure("this worker has no connections to call", retryable=False)
         conn = services.connection(conn_name)
         endpoint = mcp.endpoint(conn, services.secret, services.project_dir)
+        limit = output_limit(opts, conn.max_response)
         timeout_ms = work.payload.get("timeout_ms")
         call = {"step": work.step.name, "iteration": work.iteration, "attempt": work.attempt,
                 "connection": conn_name, "tool": tool,
@@ -122,8 +130,15 @@ class Mcp(JobStepType):
             done = call | {"outcome": "ok", "duration_ms": result.duration_ms,
                            "result": summary(result.structured if result.structured is not None
                                              else result.text, endpoint.scrub)}
-            return StepOutput(_output(opts.get("output"), result, data),
-                              audit=({"type": AUDIT_EVENT, **done},))
+            audit = ({"type": AUDIT_EVENT, **done},)
+            try:
+                output = _output(opts.get("output"), result, data)
+                if limit is not None:
+                    check_output(output, *limit)
+            except StepFailure as exc:  # output: could not be mapped, or maps too much
+                exc.audit, exc.details = audit, {**(exc.details or {}), "call": done}
+                raise
+            return StepOutput(output, audit=audit)
 
         return finish
 
