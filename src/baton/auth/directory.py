@@ -276,6 +276,17 @@ class Directory:
         with self.store.read() as tx:
             return self.members_txn(tx, kind, name)
 
+    @staticmethod
+    def has_group_txn(tx: People, name: str) -> bool:
+        """Is anyone in group ``name``, active or not? A group whose people are all
+        deactivated is still known: work may wait there until they are back."""
+        return bool(tx.member_names_txn("group", name))
+
+    @staticmethod
+    def group_names_txn(tx: People) -> list[str]:
+        """Every group someone is in (active or not), by name."""
+        return tx.membership_names_txn("group")
+
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if the name and password match an active user with a password. (No
         throttling here: the login edge asks :attr:`throttle` first and tells it after.)"""

@@ -7,13 +7,13 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from baton.auth.directory import APPROVAL, delegation_of
+from baton.auth.directory import APPROVAL, Directory, User, delegation_of
 from baton.auth.roles import Permission
 from baton.clock import Clock, iso
 from baton.definitions.model import FieldDefinition
@@ -31,16 +31,17 @@ from baton.store.base import KeyPage, Total
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 from baton.work import items as work_items
-from baton.work.items import ASSIGNEE_KINDS, OPEN_STATUSES
+from baton.work.assignees import acting_name, deployed_groups_txn, parse_target, unknown_group
+from baton.work.items import OPEN_STATUSES
 
 if TYPE_CHECKING:
-    from baton.auth.directory import Directory, User
     from baton.runtime.runs import RunDriver
 
 OPEN, CLAIMED = WorkItemStatus.OPEN.value, WorkItemStatus.CLAIMED.value
 COMPLETED = WorkItemStatus.COMPLETED.value  # (``.value`` is a property: a Python call)
 ON_BEHALF_OF = "on_behalf_of"  # whose item a delegate acted on (audit events, step output)
 ORDERS = ("created", "due", "priority")
+STATUSES = tuple(s.value for s in WorkItemStatus)
 # "Next item" reads candidates a batch at a time, and gives up (None) after this many
 # batches lost to other people claiming at the same moment.
 NEXT_BATCH, NEXT_PAGES = 20, 5
@@ -144,6 +145,7 @@ class WorkService:
         ``narrow`` (orchestration, text, SLA state) narrow further."""
         if order not in ORDERS:
             raise ValidationError("work list", {"order": f"expected created, due or priority, got {order!r}"})
+        _check_window(limit, offset)
         filters = self._filters(statuses, scope, queue, group, record_id)
         filters.update(run_id=run_id, user=user if scope is None else None)
         if scope is None and user is not None and on_behalf:
@@ -177,7 +179,7 @@ class WorkService:
     @staticmethod
     def _filters(statuses: Sequence[str], scope: User | None, queue: str | None,
                  group: str | None, record_id: str | None) -> dict[str, Any]:
-        filters: dict[str, Any] = {"statuses": list(statuses), "record_id": record_id}
+        filters: dict[str, Any] = {"statuses": _statuses(statuses), "record_id": record_id}
         if scope is not None:
             filters["scope"] = (scope.name, scope.groups, scope.queues)
             if scope.acting_for:  # the approvals of whom they act for, as delegate
@@ -205,6 +207,7 @@ class WorkService:
     # ---- changes ------------------------------------------------------------------------
     def claim(self, item_id: str, user: str, scope: User | None) -> WorkItem:
         """Claim an open item. Exactly one claimer wins; the others get a TransitionConflict."""
+        acting_name(user, "user", "claim")
         now = iso(self.clock.now())
         with self.store.write() as tx:
             item = self.get_txn(tx, item_id)
@@ -247,6 +250,7 @@ class WorkService:
                      verb: str) -> WorkItem:
         """The item, locked, if it is offered to ``user`` now: only the offeree answers an
         offer (an operator reassigns it instead)."""
+        acting_name(user, "user", verb)
         item = self.get_txn(tx, item_id)
         if item["status"] != OPEN or item.get("routing_status") != "offered" \
                 or self.applier.router is None:
@@ -264,6 +268,7 @@ class WorkService:
         The claimer may release it; someone acting on every item (``scope`` None: an
         operator) may release anyone's claim. A compare-and-set on status and version.
         """
+        acting_name(user, "user", "release")
         now = iso(self.clock.now())
         with self.store.write() as tx:
             item = self.get_txn(tx, item_id)
@@ -305,6 +310,10 @@ class WorkService:
         next (PostgreSQL re-reads the row after the other's commit; SQLite's writers take
         turns), so they get different items.
         """
+        if not isinstance(user, User):  # (else a bare AssertionError below, or worse)
+            raise ValidationError("next item", {"user": (
+                "expected the directory user who claims (Directory.get_user(NAME)), "
+                f"got {type(user).__name__}")})
         now = iso(self.clock.now())
         with self.store.write() as tx:
             me = self._current_txn(tx, user)
@@ -346,6 +355,7 @@ class WorkService:
                       ) -> list[dict[str, Any] | BatonError]:
         """Complete many items in one transaction; a failing one is returned as its error
         and changes nothing (its own savepoint), the others commit together."""
+        _check_submissions(submissions)
         now_dt = self.clock.now()
         # The common case, every submission goes through, needs no savepoints (two
         # statements each, a fifth of the cost of a completion): try that first. If one
@@ -379,6 +389,7 @@ class WorkService:
                      now_dt: Any, scope: User | None = None) -> dict[str, Any]:
         """Complete one item in the caller's transaction: the item as it now is, with the
         run after its step completed under ``"run"``."""
+        acting_name(user, "user", "complete")
         now = iso(now_dt)
         item = self.get_txn(tx, item_id)
         status = item["status"]
@@ -419,6 +430,7 @@ class WorkService:
         None: no directory, the submitter rule alone). The item is canceled and the step
         completes with ``decision: recalled``. Who may not recall it and cannot see it is
         answered as if it did not exist; its kind and state are told only to who may."""
+        acting_name(user, "user", "recall")
         now_dt = self.clock.now()
         now = iso(now_dt)
         with self.store.write() as tx:
@@ -452,16 +464,23 @@ class WorkService:
             return {**self.get_txn(tx, item_id), "run": decision.run}
 
     def reassign(self, item_id: str, to: str, actor: str) -> WorkItem:
-        """Give the item to ``user:NAME``, ``group:NAME`` or ``queue:NAME``; a claim is released."""
-        kind, _, name = to.partition(":")
-        if kind not in ASSIGNEE_KINDS or not name:
-            raise ValidationError("reassign", {"to": f"expected user:NAME, group:NAME or queue:NAME, got {to!r}"})
+        """Give the item to ``user:NAME``, ``group:NAME`` or ``queue:NAME``; a claim is released.
+
+        Raises:
+            ValidationError: naming ``to`` when it is not one of those, names a user the
+                directory does not have (or who is inactive), or a group nobody is in and
+                no deployed definition names (:mod:`baton.work.assignees`); naming
+                ``actor`` when that is blank. Nothing changes.
+        """
+        kind, name = parse_target(to)
+        acting_name(actor, "actor", "reassign")
         now_dt = self.clock.now()
         now = iso(now_dt)
         with self.store.write() as tx:
             item = self.get_txn(tx, item_id)
             if item["status"] not in OPEN_STATUSES:
                 raise TransitionConflict(f"work item {item_id} is {item['status']}; it cannot be reassigned")
+            self._check_target_txn(tx, item, kind, name)
             rule = self._queue_rule_txn(tx, item, to, now)
             if rule is not None:  # the queue routes its own work (``for_queue``)
                 assert self.applier.router is not None
@@ -483,6 +502,22 @@ class WorkService:
                 tx, new, now, event["data"]["from"]))
             return new
 
+    def _check_target_txn(self, tx: Transaction, item: WorkItem, kind: str, name: str) -> None:
+        """A user the directory has (once it has people), active; a group someone is in or
+        a deployed definition names (:mod:`baton.work.assignees`). A queue: any name."""
+        if kind == "user":
+            row = tx.user_row_txn(name)
+            if row is None and tx.count_users_txn() > 0:
+                raise ValidationError("reassign", {"to": (
+                    f"there is no user {name!r} (see `baton users list`)")})
+            if row is not None and not row["active"]:
+                raise ValidationError("reassign", {"to": (
+                    f"user {name!r} is inactive and cannot sign in to work on it: "
+                    "reactivate them, or choose someone else")})
+        elif kind == "group" and not Directory.has_group_txn(tx, name):
+            known = deployed_groups_txn(tx, self.runs.definitions, item["run_id"])
+            if name not in known:
+                raise unknown_group(name, known | set(Directory.group_names_txn(tx)))
 
     def _queue_rule_txn(self, tx: Transaction, item: WorkItem, to: str, now: str
                         ) -> dict[str, Any] | None:
@@ -617,3 +652,38 @@ def _not_open(item: WorkItem, verb: str = "claimed") -> str:
     if item["status"] == CLAIMED and verb == "claimed":
         return f"work item {item['id']} is already claimed by {item['claimed_by']}"
     return f"work item {item['id']} is {item['status']}; it cannot be {verb}"
+
+
+def _statuses(statuses: Sequence[str]) -> list[str]:
+    """The statuses a list asks for, each a work item's (a lone string is not a list:
+    ``"open"`` would be read as its letters)."""
+    wanted = list(statuses) if isinstance(statuses, Iterable) \
+        and not isinstance(statuses, str | bytes) else None
+    if wanted is None or not all(s in STATUSES for s in wanted):
+        raise ValidationError("work list", {"statuses": (
+            f"expected a list of: {', '.join(STATUSES)}; got {statuses!r}"[:300])})
+    return wanted
+
+
+def _check_window(limit: int, offset: int) -> None:
+    """A page's size (at least 1) and the items it skips (none or more)."""
+    problems: dict[str, str] = {}
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        problems["limit"] = f"expected a page size of at least 1, got {limit!r}"
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        problems["offset"] = f"expected a number of items to skip (0 or more), got {offset!r}"
+    if problems:
+        raise ValidationError("work list", problems)
+
+
+def _check_submissions(submissions: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+    """Each submission is ``(item_id, user, data)``: one that is not is refused with its
+    place before anything is done (its name and data are checked as it is completed)."""
+    if isinstance(submissions, str | bytes) or not isinstance(submissions, Sequence):
+        raise ValidationError("submissions", {"(submissions)": (
+            "expected a list of (item_id, user, data)")})
+    bad = {f"[{i}]": f"expected (item_id, user, data), got {sub!r}"[:200]
+           for i, sub in enumerate(submissions)
+           if not isinstance(sub, tuple | list) or len(sub) != 3}
+    if bad:
+        raise ValidationError("submissions", bad)

@@ -77,6 +77,12 @@ class PeopleSql:
         return [r[0] for r in self.conn.execute(
             select(m.c.user_name).where(m.c.kind == kind, m.c.name == name).order_by(m.c.user_name))]
 
+    def membership_names_txn(self, kind: str) -> list[str]:
+        """Every group (or queue) anyone is in, active or not, by name."""
+        m = s.memberships
+        return [r[0] for r in self.conn.execute(
+            select(m.c.name).where(m.c.kind == kind).distinct().order_by(m.c.name))]
+
     def delegator_rows_txn(self, delegate: str) -> list[dict[str, Any]]:
         """The users who name ``delegate`` as theirs (``name``, ``active`` and the dates),
         whether or not the delegation is in force today."""
