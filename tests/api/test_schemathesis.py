@@ -105,7 +105,7 @@ CHECKED_AGAINST_STATE: dict[str, tuple[tuple[str, ...], str]] = {
     "POST /api/runs": (("input", "record_id", KEY),
                        "the trigger's input fields and object (a record only with one), or a key in use"),
     "POST /api/work/{item_id}/complete": (("data",), "the step's form"),
-    "POST /api/work/{item_id}/reassign": (("to",), "the users that exist"),
+    "POST /api/work/{item_id}/reassign": (("to",), "the users and groups that exist"),
     # a delegate must be another user that exists; the dates real days, the first one first
     **{op: (("delegate", "delegate_from", "delegate_until"),
             "the users that exist and the calendar")
