@@ -95,3 +95,28 @@ def test_a_bad_bundle_is_refused_whole_saying_what_and_where(tmp_path: Path) -> 
     garbage = tmp_path / "garbage.tar.gz"
     garbage.write_bytes(b"not a tarball")
     one_line_error(baton("import", garbage, cwd=dst), "not a bundle")
+
+
+def test_an_import_that_would_break_stored_records_is_refused_as_a_deploy_is(
+        tmp_path: Path) -> None:
+    """An imported object type is checked against the records stored here, as ``baton
+    deploy`` checks it: a choice the records use, dropped, refuses the import (dry run
+    too), naming the record; nothing is written."""
+    dst = copy_example(tmp_path / "dst")
+    ok(baton("deploy", cwd=dst))
+    rec = ok_json(baton("records", "create", "Case", "--data",
+                        '{"subject": "by phone", "origin": "Phone"}', "--json", cwd=dst))
+    src = copy_example(tmp_path / "src")
+    case = src / "definitions" / "case.yaml"
+    case.write_text(case.read_text().replace("[Web, Email, Phone, Internal]",
+                                             "[Web, Email, Internal]", 1))
+    ok(baton("deploy", cwd=src))
+    bundle = tmp_path / "bundle.tar.gz"
+    ok(baton("export", "-o", bundle, cwd=src))
+    before = definitions(dst)
+    for dry in (["--dry-run"], []):
+        p = baton("import", bundle, *dry, cwd=dst)
+        assert p.returncode == 1, p
+        out = p.stdout + p.stderr
+        assert "origin" in out and rec["id"] in out and "'Phone'" in out, out
+    assert definitions(dst) == before, "nothing of the refused bundle is imported"

@@ -28,7 +28,7 @@ from baton import __version__
 from baton.auth.directory import Directory, _check_names
 from baton.clock import iso
 from baton.definitions.loader import check_texts
-from baton.definitions.model import ObjectTypeDefinition
+from baton.definitions.model import LoadedDefinition, ObjectTypeDefinition
 from baton.errors import BatonError, DefinitionError, Issue, ValidationError
 from baton.runtime import schedules
 from baton.runtime.definitions import checksum
@@ -61,6 +61,8 @@ class ImportPlan:
     definitions: list[dict[str, Any]] = field(default_factory=list)  # rows to insert
     activate: list[tuple[str, str, int | None]] = field(default_factory=list)
     users: list[tuple[str, dict[str, Any], bool]] = field(default_factory=list)  # (name, row, new)
+    # the object types it activates, as loaded: their records are checked again on import
+    objects: list[LoadedDefinition] = field(default_factory=list)
 
     @property
     def writes(self) -> bool:
@@ -154,8 +156,8 @@ def plan_import(engine: Engine, bundle: Mapping[str, Any]) -> ImportPlan:
     :class:`ValidationError` (users) and changes nothing."""
     defs = sorted(bundle["definitions.json"],
                   key=lambda d: (KIND_ORDER.get(d["kind"], 9), d["name"], d["version"]))
-    _validate_definitions(engine, defs)
-    plan = ImportPlan()
+    loaded = _validate_definitions(engine, defs)
+    plan = ImportPlan(objects=[d for d in loaded if d.kind == "object"])
     now = iso(engine.clock.now())
     with engine.store.read() as tx:
         existing = tx.list_definitions_txn()
@@ -207,6 +209,11 @@ def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
     now_dt = engine.clock.now()
     try:
         with engine.store.write() as tx:
+            # The records may have changed since the plan was made: checked again, in the
+            # transaction that changes their object types (as a deploy does).
+            broken = engine.definitions.broken_records_txn(tx, plan.objects)
+            if broken:
+                raise DefinitionError(broken)
             for row in plan.definitions:
                 tx.insert_definition_txn(row)
             for kind, name, version in plan.activate:
@@ -235,9 +242,13 @@ def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
         engine.definitions.forget()  # committed or rolled back: read again from the database
 
 
-def _validate_definitions(engine: Engine, defs: list[dict[str, Any]]) -> None:
+def _validate_definitions(engine: Engine, defs: list[dict[str, Any]]
+                          ) -> list[LoadedDefinition]:
     """Every text as ``baton deploy`` would check it: the heads (active or latest of each)
-    together, older versions each against the heads' object types."""
+    together, older versions each against the heads' object types; and what the heads
+    would break here (the definitions reading a changed object type, the records stored
+    under it: :meth:`~baton.runtime.definitions.DefinitionRepo.broken_dependents`).
+    Returns the heads, loaded."""
     def where(d: dict[str, Any]) -> str:
         return f"definitions/{d['kind']}/{d['name']}/v{d['version']}.yaml"
 
@@ -265,8 +276,11 @@ def _validate_definitions(engine: Engine, defs: list[dict[str, Any]]) -> None:
                 d["kind"], d["name"]):
             issues.append(Issue(where(d), 1, "", f"the text defines {docs[0].kind} "
                                 f"{docs[0].name!r}, not {d['kind']} {d['name']!r}"))
+    if not issues:
+        issues += engine.definitions.broken_dependents(loaded)
     if issues:
         raise DefinitionError(issues)
+    return loaded
 
 
 def _plan_user(plan: ImportPlan, person: Mapping[str, Any], row: Mapping[str, Any] | None,
