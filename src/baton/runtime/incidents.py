@@ -4,7 +4,10 @@ A record trigger whose ``when`` raises does not fail the record write that fired
 record is saved, the run is not started, and an incident (``trigger_failed``) is opened in
 the same transaction. An evaluation flow that raises gives its condition no answer (false
 for a stage exit or a step's entry; a routing rule waits) and opens a
-``condition_flow_failed`` incident for the run and that condition's site. Operators list them beside fallout and
+``condition_flow_failed`` incident for the run and that condition's site. A job whose
+result the database refused every time (a constraint, a value out of range: see
+``Worker._refused``), when no step of its can take the failure, is dropped with a
+``job_failed`` incident. Operators list them beside fallout and
 **retry** (evaluate again, now) or **dismiss** (with a reason) them; both are audited on the
 record's timeline (``incident_retried``, ``incident_dismissed``).
 """
@@ -33,7 +36,8 @@ if TYPE_CHECKING:
 
 TRIGGER_FAILED = "trigger_failed"
 CONDITION_FLOW_FAILED = "condition_flow_failed"
-KINDS = (TRIGGER_FAILED, CONDITION_FLOW_FAILED)
+JOB_FAILED = "job_failed"
+KINDS = (TRIGGER_FAILED, CONDITION_FLOW_FAILED, JOB_FAILED)
 
 def incident_row(incident_id: str, kind: str, *, orchestration: str, version: int,
                  record_id: str | None, run_id: str | None, expression: str, error: str,
@@ -69,6 +73,11 @@ def condition_expression(flow: str, site: str | None) -> str:
     """What a ``condition_flow_failed`` incident shows as its expression: the flow and the
     condition it was asked for (one incident per site, since each site asks separately)."""
     return f"{flow} at {site}" if site else flow
+
+
+def job_expression(kind: str, step: str | None) -> str:
+    """What a ``job_failed`` incident shows as its expression: the job's kind (and step)."""
+    return f"{kind} job of step {step}" if step else f"{kind} job"
 
 
 def trigger_scope(record: Mapping[str, Any], old: Mapping[str, Any], now: str) -> dict[str, Any]:
@@ -119,6 +128,8 @@ class IncidentService:
             row = self._open_txn(tx, incident_id, IncidentStatus.RESOLVED)
             if row["kind"] == TRIGGER_FAILED:
                 outcome, values = self._retry_trigger_txn(tx, row, actor, now_dt)
+            elif row["kind"] == JOB_FAILED:
+                outcome, values = self._retry_job_txn(tx, row, now)
             else:
                 outcome, values = self._retry_condition_txn(tx, row, now)
             if values.get("status") == IncidentStatus.RESOLVED.value:
@@ -200,6 +211,21 @@ class IncidentService:
                                dict(jobs.EvaluatePayload(reason="incident_retried")), now, now)
         else:
             tx.enqueue_job_txn(jobs.CONDITION, row["run_id"], payload, now, now)
+        return "queued", {"status": IncidentStatus.RESOLVED.value}
+
+
+    def _retry_job_txn(self, tx: Transaction, row: Mapping[str, Any],
+                       now: str) -> tuple[str, dict[str, Any]]:
+        """A job the database refused every time is queued again as it was (its run must
+        still be in progress; a job of no run is queued as it is)."""
+        if row["run_id"]:
+            run = tx.get_run_txn(row["run_id"], for_update=True)
+            if run is None or run["status"] != RunStatus.IN_PROGRESS.value:
+                status = run["status"] if run else "deleted"
+                raise TransitionConflict(f"run {row['run_id']} is {status}: nothing waits for "
+                                         "its job any more; dismiss the incident instead")
+        job = (row.get("detail") or {}).get("job") or {}
+        tx.enqueue_job_txn(job["kind"], row["run_id"], dict(job.get("payload") or {}), now, now)
         return "queued", {"status": IncidentStatus.RESOLVED.value}
 
 

@@ -67,6 +67,13 @@ log = logging.getLogger("baton.worker")
 
 MAX_BACKOFF = 30.0  # seconds between tries while the database is down
 MAX_CONFLICT_ATTEMPTS = 5
+# A job whose result the database refuses on its own, for its values (a constraint, a value
+# out of range, a trigger: see Worker._refused), is run this many times in all (its claims),
+# each after a longer wait (2, 4, 8 ... s, at most REFUSED_BACKOFF_MAX); then an operator
+# sees it: its step fails (fallout), or an incident is opened.
+MAX_REFUSED_ATTEMPTS = MAX_CONFLICT_ATTEMPTS
+REFUSED_BACKOFF_MAX = 300.0
+REFUSED_PARKED = timedelta(hours=1)  # when even the failure cannot be written: tried again then
 CHAIN_LIMIT = 256  # step jobs a batch may run beyond its claimed jobs (loops end)
 CHAIN_SECONDS = 0.2  # and only while its plan is younger than this
 _NOT_YET = (float("-inf"), "")  # Worker._last_ran_at before a batch's first flow
@@ -221,7 +228,9 @@ class Worker:
                 self._idle_wait(seen, now_m - idle_since)
         finally:
             self.stopping.set()
-            # Jobs claimed ahead and not run are released with the others, just below.
+            # Jobs claimed ahead and not run are released with the others, just below, and
+            # like the unrun jobs of a batch with no attempt counted: none of them began.
+            self._unrun.extend(j.id for j in self._claimed if j.id is not None)
             self._claim_ahead, self._claimed = False, []
             if self._own_pool and self._pool is not None:
                 self._pool.close()  # no flow process outlives its worker
@@ -792,6 +801,10 @@ class Worker:
                     # (its COMMIT may have been written with its answer lost: the jobs it
                     # claimed ahead would be this worker's, unknown to it)
                     self._mend = True
+                    if self.store.refuses_data(exc):  # refused: the same under the lock
+                        self.stats = stats
+                        self._commit_apart(results + chained, now_dt, exc)
+                        return
                     if not self.store.is_transient(exc):
                         raise
                 log.log(logging.DEBUG if isinstance(exc, PlanAborted | BatonError | DBAPIError)
@@ -810,9 +823,9 @@ class Worker:
                 tx.deferred = True  # rows are locked and cached: write each one once, at the end
                 for res in results:
                     self._apply_txn(tx, res, now_dt, cache)
-        except BatonError:
+        except (BatonError, DBAPIError) as exc:
             self.stats = stats  # nothing of that attempt was committed
-            self._commit_one_by_one(results, now_dt)
+            self._commit_apart(results, now_dt, exc)
             return
         self._kept = _split_runs(cache.runs)
         self._faults.hit("after_commit")
@@ -893,6 +906,126 @@ class Worker:
             results.append(self._execute(job, (run, self._record_view(row, None, cache)
                                                     if row else None)))
         return results
+
+    def _commit_apart(self, results: list[_Result], now_dt: Any,
+                      exc: BatonError | DBAPIError) -> None:
+        """The batch's transaction failed on ``exc``, having committed nothing.
+
+        A result that cannot be applied (a ``BatonError``): the batch again in one
+        transaction, each result in its own savepoint (:meth:`_commit_one_by_one`). A database
+        error refusing the values written (a constraint, a value out of range, a row too big,
+        a trigger: refused again every time; ``store.refuses_data``) may be any one result's:
+        each is then committed in a transaction of its own, so the good ones land, and the one
+        the database still refuses on its own is dealt with alone (:meth:`_refused`). Any
+        other database error (transient, or a schema's, refusing every write alike) is
+        raised: the run loop backs off and hands back what this worker holds, as before."""
+        if isinstance(exc, BatonError):
+            try:
+                self._commit_one_by_one(results, now_dt)
+                return
+            except DBAPIError as refused:
+                exc = refused
+        if not self.store.refuses_data(exc):
+            raise exc  # (transient, or a schema's: the run loop backs off, hands back, retries)
+        # (a transaction below that fails may leave its job claimed: handed back next)
+        self._mend = True
+        log.warning("a batch of %d job(s) was refused by the database (%s); committing them "
+                    "one by one", len(results), _refused_error(exc)["message"])
+        for res in results:
+            before = dataclasses.replace(self.stats)
+            try:
+                self._commit_one_by_one([res], now_dt)
+            except DBAPIError as err:
+                self.stats = before  # (nothing of it was committed)
+                if not self.store.refuses_data(err):
+                    raise
+                self._refused(res, err)
+
+    def _refused(self, res: _Result, exc: DBAPIError) -> None:
+        """The database refused ``res`` on its own for the values it writes: they would be
+        refused again (its flow may give another result next time, the
+        rows it meets may change). Its job is handed back to run again after a wait, until
+        it has been run MAX_REFUSED_ATTEMPTS times; then it goes where an operator sees it:
+        a step's attempt fails its step (``on_failure``: fallout by default), with the
+        error's class and message; any other job, or a step whose failure is refused too,
+        opens a ``job_failed`` incident (retry queues the job again) and its job is dropped.
+        What is shown or logged is never the statement or its parameters (personal data)."""
+        job, job_id = res.job, res.job.id
+        error = _refused_error(exc)
+        where = f"job {job_id} ({job.kind}, run {job.run_id})"
+        if job_id is None:
+            # No row: a step chained in this batch (the job queued for it by the result
+            # before it runs it again) or an SLA instant (claimed again from its run).
+            log.error("%s: the database refused its result: %s: %s", where, error["type"],
+                      error["message"])
+            return
+        now_dt = self.engine.clock.now()
+        if job.attempts < MAX_REFUSED_ATTEMPTS:
+            delay = min(REFUSED_BACKOFF_MAX, 2.0 ** job.attempts)
+            log.warning("%s: the database refused its result (attempt %d of %d), run again "
+                        "in %.0f s: %s: %s", where, job.attempts, MAX_REFUSED_ATTEMPTS, delay,
+                        error["type"], error["message"])
+            again = iso(now_dt + timedelta(seconds=delay))
+            self._settle(lambda: self.store.release_job(job_id, self.id, again))
+            return
+        log.error("%s: the database refused its result %d times; an operator is told: %s: %s",
+                  where, job.attempts, error["type"], error["message"])
+        failure = {**error, "message": f"the database refused its result {job.attempts} times: "
+                   f"{error['type']}: {error['message']}", "retryable": False}
+        if isinstance(res.event, StepCompleted | StepFailed):  # a step's attempt: it fails
+            failed = _Result(job, StepFailed(res.event.step, res.event.iteration, failure,
+                                             attempt=res.event.attempt))
+            if self._settle(lambda: self._commit_one_by_one([failed], now_dt)):
+                return
+        if self._settle(lambda: self._open_refused_incident(job, error, now_dt)):
+            return
+        parked = iso(now_dt + REFUSED_PARKED)
+        log.error("%s: its incident could not be written either; run again at %s", where, parked)
+        self._settle(lambda: self.store.release_job(job_id, self.id, parked))
+
+    def _settle(self, write: Callable[[], None]) -> bool:
+        """Run ``write`` (its own transaction); False when the database refuses its values
+        (any other database error is raised: the run loop backs off)."""
+        try:
+            write()
+        except DBAPIError as exc:
+            if not self.store.refuses_data(exc):
+                raise
+            log.warning("the database refused it too: %s", _refused_error(exc)["message"])
+            return False
+        return True
+
+    def _open_refused_incident(self, job: Job, error: dict[str, Any], now_dt: datetime) -> None:
+        """Drop a job the database refused every time, opening a ``job_failed`` incident for
+        it (with what queues it again: its kind and payload), in one transaction."""
+        now = iso(now_dt)
+        p, job_id = job.payload, job.id
+        assert job_id is not None
+        with self.store.write() as tx:
+            run = tx.get_run_txn(job.run_id) if job.run_id else None
+            record_id = run["record_id"] if run else p.get("record_id")
+            step = p.get("step") if isinstance(p.get("step"), str) else None
+            incident = incidents.incident_row(
+                self.engine.ids.new("inc"), incidents.JOB_FAILED,
+                orchestration=str(run["orchestration"] if run else p.get("orchestration") or ""),
+                version=int(run["version"] if run else 0), record_id=record_id,
+                run_id=job.run_id, expression=incidents.job_expression(job.kind, step),
+                error=f"{error['type']}: {error['message']}", now=now,
+                detail={"error": error, "job": {"kind": job.kind, "payload": p}})
+            try:
+                tx.finish_job_txn(job_id, self.id)
+            except TransitionConflict:  # no longer this worker's (taken for dead): not its to tell
+                return
+            incident_id = incidents.open_incident_txn(tx, incident)
+            try:  # on the run's timeline too, if the database takes it
+                with tx.savepoint():
+                    tx.append_events_txn([event_row(
+                        incidents.JOB_FAILED, "system", now, record_id, job.run_id,
+                        {"job": job.kind, "step": step, "error": error,
+                         "incident": incident_id})])
+            except DBAPIError as exc:
+                if not self.store.refuses_data(exc):
+                    raise
 
     def _commit_one_by_one(self, results: list[_Result], now_dt: Any) -> None:
         conflicts: list[tuple[Job, TransitionConflict]] = []
@@ -1106,6 +1239,22 @@ def _iso_ms(dt: datetime) -> str:
 def callout_waits(run: Run, step: str) -> bool:
     sr = run.steps.get(step)
     return sr is not None and callout_waits_step(sr)
+
+
+def _refused_error(exc: DBAPIError) -> dict[str, Any]:
+    """A database error as an operator sees it (a step's error, an incident, the log): the
+    driver's class, its primary message (first line) and its code (SQLSTATE, or SQLite's
+    name). Never the statement or its parameters, nor PostgreSQL's DETAIL (the row it
+    refused): they may hold personal data."""
+    orig = exc.orig if exc.orig is not None else exc
+    primary = getattr(getattr(orig, "diag", None), "message_primary", None)
+    text = (primary or str(orig)).strip()
+    error: dict[str, Any] = {"type": type(orig).__name__,
+                             "message": text.splitlines()[0][:500] if text else "(no message)"}
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    if code:
+        error["code"] = code
+    return error
 
 
 def _error(exc: BaseException) -> dict[str, Any]:

@@ -117,7 +117,13 @@ def sqlite_engine(url: str, synchronous: str, *, immediate: bool, nullpool: bool
     def _begin(conn: Connection) -> None:
         raw = conn.connection.dbapi_connection
         if immediate:
-            _begin_immediate(raw)
+            try:
+                _begin_immediate(raw)
+            except sqlite3.Error as exc:
+                # A "begin" listener's error reaches the caller as it is (SQLAlchemy wraps
+                # its statements' only): a lock wait that ran out is a DBAPIError like the
+                # others, so the worker backs off and is_transient sorts it.
+                raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
         else:
             raw.execute("BEGIN")  # type: ignore[union-attr]
 
@@ -463,16 +469,57 @@ class PgListener:
 
 
 # ---- both ---------------------------------------------------------------------------------
+# PostgreSQL's SQLSTATE classes of errors that are not about what was written: connection
+# exception, transaction rollback (serialization failure, deadlock), insufficient resources,
+# operator intervention (a shutdown, a statement timeout), system error (I/O); and a lock
+# wait that timed out. Any other class (22 data, 23 integrity, 54 a row too big, a trigger's
+# own error...) refuses the same write every time.
+_PG_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_PG_TRANSIENT_CODES = frozenset({"55P03"})
+# SQLite's primary result codes of the same kind: busy and locked (the lock wait ran out), out
+# of memory, interrupted, I/O error, disk full, cannot open, WAL lock protocol.
+_SQLITE_TRANSIENT = frozenset({5, 6, 7, 9, 10, 13, 14, 15})
+
+
 def is_transient(exc: BaseException, dialect: str) -> bool:
-    """Errors worth one more try: a lost connection, a serialization failure, a deadlock,
-    SQLite's lock timeout."""
+    """Errors worth another try, the same write possibly going through then: a lost
+    connection, a serialization failure, a deadlock, a lock wait that ran out, a server out
+    of resources or shutting down. Not: a constraint, a value out of range, a row too big, a
+    trigger that refused the row (what was written is refused again, every time). The one
+    place both databases' errors are sorted (by PostgreSQL's SQLSTATE, SQLite's result code;
+    an error with neither, raised by the driver itself, by its class)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     orig = getattr(exc, "orig", None)
     code = getattr(orig, "sqlstate", None)
-    if code in ("40001", "40P01") or (code or "").startswith("08"):
-        return True
+    if code:
+        return code[:2] in _PG_TRANSIENT_CLASSES or code in _PG_TRANSIENT_CODES
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        return sqlite_code & 0xFF in _SQLITE_TRANSIENT
     return isinstance(exc, OperationalError) and (dialect == "postgresql" or "locked" in str(exc))
+
+
+# What refuses a write for the values it holds, the same write every time, whatever else
+# happens: PostgreSQL's data exception, integrity constraint, triggered data change, check
+# option, program limit (a row or index entry too big) and PL/pgSQL's RAISE (a trigger's own
+# refusal); SQLite's constraint (a trigger's RAISE too), too big and datatype mismatch.
+# Not a schema or privilege error (42): those refuse every write alike, an operator mends
+# them, and the work waits for that rather than failing.
+_PG_DATA_CLASSES = frozenset({"22", "23", "27", "44", "54", "P0"})
+_SQLITE_DATA = frozenset({18, 19, 20})
+
+
+def refuses_data(exc: BaseException) -> bool:
+    """The database refused a write for the values it holds (a constraint, a value out of
+    range, a row too big, a trigger's RAISE): the same write is refused every time, so
+    retrying it as it is cannot help; other writes go through."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None)
+    if code:
+        return code[:2] in _PG_DATA_CLASSES
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    return sqlite_code is not None and sqlite_code & 0xFF in _SQLITE_DATA
 
 
 SQLITE_CANTOPEN, SQLITE_NOTADB = 14, 26  # primary result codes (the low byte)

@@ -122,9 +122,14 @@ class SqlStore(JobQueue):
             raise
 
     def is_transient(self, exc: BaseException) -> bool:
-        """Errors worth one more try: a lost connection, a serialization failure, a deadlock,
-        SQLite's lock timeout."""
+        """Errors worth another try: a lost connection, a serialization failure, a deadlock,
+        a lock wait that ran out, a server out of resources or shutting down."""
         return dialects.is_transient(exc, self.dialect)
+
+    def refuses_data(self, exc: BaseException) -> bool:
+        """The database refused a write for the values it holds (a constraint, a value out
+        of range, a trigger's RAISE): refused the same every time, unlike other writes."""
+        return dialects.refuses_data(exc)
 
     # ---- waking idle workers ------------------------------------------------------------
     def arm_wakeup(self) -> int | None:

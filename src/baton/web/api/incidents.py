@@ -22,7 +22,7 @@ Status = Literal["open", "resolved", "dismissed"]
 
 class Incident(BaseModel):
     id: str
-    kind: Literal["trigger_failed", "condition_flow_failed"]
+    kind: Literal["trigger_failed", "condition_flow_failed", "job_failed"]
     status: Status
     orchestration: str
     version: int = Field(description="the definition version that failed (a retry uses it)")
