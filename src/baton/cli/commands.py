@@ -192,6 +192,9 @@ def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (d
     Outside a project, `validate FILE` checks the files alone: their flows and the object
     types deployed elsewhere are not known, so those references are not checked.
 
+    Files are named as the path was given (`baton validate definitions` prints
+    definitions/ticket.yaml); with no path, by their absolute path, as `baton deploy` does.
+
     Exit status 1 when there is a problem (a warning alone is not one).
 
     Examples:
@@ -202,7 +205,7 @@ def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (d
     if path is not None and state.find_project() is None:
         from baton.definitions.loader import check_definitions
 
-        _docs, issues = check_definitions([path], known_flows=None, deployed_objects={},
+        _docs, issues = check_definitions([path], known_flows=None, unknown_objects=True,
                                           warnings=warnings)
         err_console.print("[dim]outside a project: flow names and deployed object types "
                           "are not checked[/dim]")
@@ -607,8 +610,11 @@ def start(name: Annotated[str, typer.Argument(help="The orchestration's name (on
     if as_json:
         print_json(run_summary(run))
     else:
+        # (a run that ended at once is in no stage; one that failed says why)
+        where = f", stage {escape(run.current_stage)}" if run.current_stage else ""
+        why = f": {escape(str(run.error.get('message')))}" if run.error else ""
         console.print(f"started run [bold]{run.id}[/bold] of {run.orchestration} v{run.version} "
-                      f"({styled(run.status.value)}, stage {run.current_stage})")
+                      f"({styled(run.status.value)}{where}{why})")
 
 
 @runs_app.command("list")

@@ -8,12 +8,12 @@ import typer
 
 from baton.cli import render
 from baton.cli.params import listed, one_of
+from baton.definitions import KINDS
 
 definitions_app = typer.Typer(no_args_is_help=True,
                               help="Deployed definitions: versions, the active one, schedules.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-KINDS = ("object", "orchestration", "calendar", "mailbox", "connection", "routing", "intake_form")
 
 
 def _engine() -> Any:

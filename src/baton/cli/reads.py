@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from baton.definitions import KINDS as DEFINITION_KINDS
 from baton.engine.status import WORK_ITEM_OPEN, IncidentStatus, RunStatus, WorkItemStatus
 
 if TYPE_CHECKING:  # (loaded when a command line is for this path: not for --help and others)
@@ -28,8 +29,6 @@ RUN_STATUSES = tuple(s.value for s in RunStatus)
 WORK_STATUSES = tuple(s.value for s in WorkItemStatus)
 WORK_OPEN = [s.value for s in WORK_ITEM_OPEN]  # baton.work.items.OPEN_STATUSES
 INCIDENT_STATUSES = tuple(s.value for s in IncidentStatus)
-DEFINITION_KINDS = ("object", "orchestration", "calendar", "mailbox", "connection", "routing",
-                    "intake_form")
 
 # Each command's options: name -> (key, kind, valid values); kind: flag, int, str, list.
 Opt = tuple[str, str, Sequence[str] | None]

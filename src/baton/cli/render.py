@@ -120,16 +120,37 @@ def fallout_list(items: Sequence[Mapping[str, Any]], *, as_json: bool) -> None:
             f["since"]] for f in items])
 
 
+INCIDENT_COLUMNS = ["id", "kind", "status", "orchestration", "record", "run", "expression",
+                    "error", "since"]
+INCIDENT_TEXTS = ("expression", "error")  # free text: they wrap, down to what the table keeps
+INCIDENT_TEXT_ROOM = 30  # the least each of them keeps in the table
+
+
 def incidents_list(items: Sequence[Mapping[str, Any]], *, as_json: bool) -> None:
-    """``baton incidents list``."""
+    """``baton incidents list``: a table where it fits, else one block per incident (the
+    ids whole, the expression and the error each on a line of its own): squeezed into a
+    narrow table they would run down the screen a character a line."""
     if as_json:
         print_json(items)
         return
-    table("Incidents", ["id", "kind", "status", "orchestration", "record", "run", "expression",
-                        "error", "since"],
-          [[i["id"], i["kind"], styled(i["status"]), f"{i['orchestration']} v{i['version']}",
-            i["record_id"] or "", i["run_id"] or "", i["expression"], i["error"],
-            i["created_at"]] for i in items])
+    rows = [dict(zip(INCIDENT_COLUMNS, (
+        i["id"], i["kind"], i["status"], f"{i['orchestration']} v{i['version']}",
+        i["record_id"] or "", i["run_id"] or "", i["expression"] or "", i["error"] or "",
+        i["created_at"]), strict=True)) for i in items]
+    widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in INCIDENT_COLUMNS}
+    needed = sum(min(w, INCIDENT_TEXT_ROOM) if c in INCIDENT_TEXTS else w
+                 for c, w in widths.items()) + 3 * len(INCIDENT_COLUMNS) + 1  # (+ borders)
+    if console.width >= needed:
+        table("Incidents", INCIDENT_COLUMNS,
+              [[styled(v) if c == "status" else escape(v) for c, v in r.items()] for r in rows])
+        return
+    console.print("Incidents" if rows else "Incidents: none", style="italic")
+    for r in rows:
+        console.print(f"\n[bold]{r['id']}[/bold]  {r['kind']}  {styled(r['status'])}  "
+                      f"{r['since']}", highlight=False)
+        for c in ("orchestration", "record", "run", *INCIDENT_TEXTS):
+            if r[c]:
+                console.print(f"  {c:<13} {escape(r[c])}", highlight=False)
 
 
 def records_show(rec: Mapping[str, Any], files: Sequence[Mapping[str, Any]], *,

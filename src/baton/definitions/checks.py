@@ -289,6 +289,7 @@ class FieldRules:
     types: tuple[str, ...]
     object_types: Collection[str]
     reserved: tuple[str, ...] = ()
+    unknown_objects: bool = False  # others may be deployed: a ref to one is not checked
 
 
 def check_field_name(ck: Checker, path: str, name: Any, rules: FieldRules) -> None:
@@ -344,7 +345,8 @@ def _check_field_extras(
         target = m.get("object")
         if "object" not in m:
             ck.add(join(path, "object"), "a ref field needs object: the object type it points to")
-        elif expect_str(ck, join(path, "object"), target) and target not in rules.object_types:
+        elif expect_str(ck, join(path, "object"), target) and target not in rules.object_types \
+                and not rules.unknown_objects:
             ck.add(
                 join(path, "object"),
                 f"unknown object type '{target}'{suggest(target, rules.object_types)}",
@@ -609,6 +611,9 @@ class Scope:
     orchestrations: Mapping[str, ChildTarget] | None = None
     allow_item: bool = False
     object_types: Mapping[str, frozenset[str]] | None = None  # name -> field names
+    # Object types beyond ``object_types`` may be deployed (``baton validate FILE`` outside
+    # a project): a name outside it is not an error.
+    unknown_objects: bool = False
     # The record's object type, and every object type's fields (name -> (type, the object
     # a ref names)): what ``record.account.name`` may follow. Empty: not checkable.
     record_object: str | None = None

@@ -69,8 +69,10 @@ class IntakeFormDefinition:
 
 def check_intake_form(ck: Checker, data: Mapping[str, Any],
                       shapes: Mapping[str, Mapping[str, tuple[str, str | None]]],
-                      object_types: Mapping[str, frozenset[str]]) -> None:
-    """Every problem of one ``kind: intake_form`` document, located."""
+                      object_types: Mapping[str, frozenset[str]], *,
+                      unknown_objects: bool = False) -> None:
+    """Every problem of one ``kind: intake_form`` document, located (``unknown_objects``:
+    object types beyond ``object_types`` may be deployed, so ``object`` is not checked)."""
     check_keys(ck, "", data, KEYS, ("name", "object", "fields"))
     if "name" in data:
         expect_identifier(ck, "name", data["name"], "form name")
@@ -79,7 +81,8 @@ def check_intake_form(ck: Checker, data: Mapping[str, Any],
     if "object" in data:
         name = expect_str(ck, "object", data["object"])
         if name is not None and name not in object_types:
-            ck.add("object", f"unknown object type '{name}'{suggest(name, object_types)}")
+            if not unknown_objects:
+                ck.add("object", f"unknown object type '{name}'{suggest(name, object_types)}")
         elif name is not None:
             fields_of = shapes.get(name) or {f: ("string", None) for f in object_types[name]
                                              if f not in RESERVED_FIELDS}

@@ -94,7 +94,7 @@ _LINES = re.compile(r"[^\n]*\n|[^\n]+\Z")
 # Step keys kept in ``StepDefinition.options``: these, then the keys of the step's type
 # (``baton.steps``) that are not fields of their own.
 OPTION_KEYS = ("retry", "timeout", "sla", "lane", "run_as", "output")
-_STEP_FIELDS = frozenset({"flow", "assign", "form", "instructions"})
+_STEP_FIELDS = frozenset({"flow", "assign", "form", "instructions", "complete_when"})
 
 
 class _Loader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]  # PyYAML ships no stubs
@@ -252,12 +252,15 @@ def check_definitions(
     warnings: list[Issue] | None = None,
     on_progress: Progress | None = None,
     deployed_connections: Mapping[str, str] | None = None,
+    unknown_objects: bool = False,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
 
     Returns the definitions that have no problem of their own, and every error sorted
     by (file, line); warnings (a definition that deploys but probably does not do what was
     meant) are added to ``warnings`` when a list is given, else dropped.
+    ``unknown_objects``: the object types deployed are not known (files checked outside a
+    project), so references to object types the files do not define are not checked.
     """
     docs: list[ParsedDocument] = []
     issues: list[Issue] = []
@@ -280,7 +283,7 @@ def check_definitions(
     issues.extend(_nothing_found(given, found_in))
     tell("validate", 0, 1)
     result = _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations,
-                     warnings, deployed_connections)
+                     warnings, deployed_connections, unknown_objects)
     tell("validate", 1, 1)
     return result
 
@@ -354,10 +357,12 @@ def _finish(
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     warnings: list[Issue] | None = None,
     deployed_connections: Mapping[str, str] | None = None,
+    unknown_objects: bool = False,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects,
                                  deployed_orchestrations=deployed_orchestrations,
-                                 deployed_connections=deployed_connections)
+                                 deployed_connections=deployed_connections,
+                                 unknown_objects=unknown_objects)
     loaded = _with_record_types(
         [build(d) for d, own in zip(docs, per_doc, strict=True)
          if not any(i.level == "error" for i in own)], deployed_objects)

@@ -305,7 +305,7 @@ def check_fulfillment(ck: Checker, data: dict[str, Any], scope: Scope,
         check_keys(ck, "lines", lines, ("object",), ("object",))
         obj = lines.get("object")
         if isinstance(obj, str) and scope.object_types is not None \
-                and obj not in scope.object_types:
+                and obj not in scope.object_types and not scope.unknown_objects:
             ck.add("lines.object", f"unknown object type '{obj}'{suggest(obj, scope.object_types)}")
     lanes = [x for x in expect_list(ck, "lanes", data["lanes"]) or [] if isinstance(x, str)] \
         if "lanes" in data else []
@@ -356,7 +356,7 @@ def check_fulfillment(ck: Checker, data: dict[str, Any], scope: Scope,
                        known_flows=scope.known_flows, object_types=scope.object_types,
                        connections=scope.connections, orchestrations=scope.orchestrations,
                        allow_line=True, record_object=scope.record_object,
-                       objects=scope.objects)
+                       objects=scope.objects, unknown_objects=scope.unknown_objects)
     graph: dict[str, list[str]] = {n: [] for n in templates}
     for name, (path, s) in templates.items():
         _check_plan_step(ck, path, s, step_scope, check_step, lanes, templates, graph)

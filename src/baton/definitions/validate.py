@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from baton.definitions import KINDS
 from baton.definitions.checks import (
     RESERVED_FIELDS,
     Checker,
@@ -55,8 +56,6 @@ from baton.steps import registry
 from baton.steps.base import StepType
 from baton.storable import bad_text
 
-KINDS = ("object", "orchestration", "calendar", "mailbox", "connection", "catalog", "fulfillment",
-         "routing", "intake_form")
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
                  "extra_dates")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -84,9 +83,10 @@ MISFIRE = ("run_once", "skip")  # a schedule's ticks missed while no worker ran
 STAGE_KEYS = ("name", "label", "description", "steps", "exit", "exit_when", "next",
               "max_iterations")
 STAGE_EXITS = ("all_steps", "when_condition")
-# Keys every step may have; the keys of one step type (its ``keys``) come from the registry.
+# Keys every step may have; the keys of one step type (its ``keys``) come from the registry
+# (``complete_when`` is the interactive and approval steps': no other type acts on it).
 STEP_KEYS = (
-    "name", "type", "label", "description", "after", "when", "complete_when", "on_failure",
+    "name", "type", "label", "description", "after", "when", "on_failure",
     "retry", "timeout", "sla", "lane", "run_as", "output",
 )  # fmt: skip
 END = "end"
@@ -102,6 +102,9 @@ class Env:
     object_types: Mapping[str, frozenset[str]]  # name -> field names (with the reserved ones)
     known_flows: Collection[str] | None
     connections: Mapping[str, str] | None = None  # name -> type; None: not checkable
+    # Object types may be deployed that ``object_types`` does not hold (``baton validate
+    # FILE`` outside a project): a name outside it is not an error, its fields not checked.
+    unknown_objects: bool = False
     orchestrations: Mapping[str, ChildTarget] | None = None  # None: child runs not checked
     # name -> field -> (type, the object a ref names): what record.account.name follows
     shapes: Mapping[str, Mapping[str, tuple[str, str | None]]] = field(default_factory=dict)
@@ -125,6 +128,7 @@ def validate_documents(
     deployed_objects: Mapping[str, ObjectTypeDefinition] | None = None,
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     deployed_connections: Mapping[str, str] | None = None,
+    unknown_objects: bool = False,
 ) -> list[list[Issue]]:
     """Check every document; returns each document's issues (same order as ``docs``).
 
@@ -132,6 +136,9 @@ def validate_documents(
     those in ``docs``; None leaves such references unchecked (a stored definition read again).
     ``deployed_connections`` (name -> type) are the connections steps may name besides
     those in ``docs``; None leaves the names unchecked (unless ``docs`` define some).
+    ``unknown_objects``: the object types deployed are not known (``deployed_objects`` is
+    not all of them), so a reference to an object type that neither they nor ``docs``
+    define is left unchecked rather than reported.
     """
     orchestrations = None if deployed_orchestrations is None else {
         **deployed_orchestrations,
@@ -141,7 +148,8 @@ def validate_documents(
     env = Env(_object_types(docs, deployed_objects or {}), known_flows,
               orchestrations=orchestrations, shapes=_object_shapes(docs, deployed_objects or {}),
               connections=_connections(docs, deployed_connections),
-              required=_required_fields(docs, deployed_objects or {}))
+              required=_required_fields(docs, deployed_objects or {}),
+              unknown_objects=unknown_objects)
     seen: dict[tuple[str, str], ParsedDocument] = {}
     bound: dict[str, tuple[str, str, int]] = {}  # queue -> its routing rule (for_queue)
     results = []
@@ -291,7 +299,8 @@ def _check_document(ck: Checker, env: Env) -> None:
     elif kind == "routing":
         check_routing_document(ck, data)
     elif kind == "intake_form":
-        check_intake_form(ck, data, env.shapes, env.object_types)
+        check_intake_form(ck, data, env.shapes, env.object_types,
+                          unknown_objects=env.unknown_objects)
     else:
         _check_orchestration(ck, data, env)
 
@@ -321,7 +330,8 @@ def _check_object(ck: Checker, data: dict[str, Any], env: Env) -> None:
     fields = expect_mapping(ck, "fields", data["fields"]) if "fields" in data else None
     if fields == {}:
         ck.add("fields", "an object type needs at least one field")
-    rules = FieldRules(FIELD_TYPES, env.object_types, RESERVED_FIELDS)
+    rules = FieldRules(FIELD_TYPES, env.object_types, RESERVED_FIELDS,
+                       unknown_objects=env.unknown_objects)
     for name, spec in (fields or {}).items():
         check_field_name(ck, join("fields", name), name, rules)
         check_field(ck, join("fields", name), spec, rules)
@@ -353,10 +363,10 @@ def _check_mailbox(ck: Checker, data: dict[str, Any], env: Env) -> None:
     fields_of: frozenset[str] | None = None
     if "object" in data:
         name = expect_str(ck, "object", data["object"])
-        if name is not None and name not in env.object_types:
-            ck.add("object", f"unknown object type '{name}'{suggest(name, env.object_types)}")
-        elif name is not None:
+        if name is not None and name in env.object_types:
             fields_of = env.object_types[name]
+        elif name is not None and not env.unknown_objects:
+            ck.add("object", f"unknown object type '{name}'{suggest(name, env.object_types)}")
     fields = expect_mapping(ck, "fields", data["fields"]) if "fields" in data else None
     if fields is not None:
         if not fields:
@@ -479,7 +489,8 @@ def _check_holidays(ck: Checker, value: Any) -> None:
 def _check_fulfillment(ck: Checker, data: dict[str, Any], env: Env) -> None:
     scope = Scope(steps=frozenset(), known_flows=env.known_flows,
                   orchestrations=env.orchestrations, object_types=env.object_types,
-                  connections=env.connections, allow_line=True)
+                  connections=env.connections, allow_line=True,
+                  unknown_objects=env.unknown_objects)
     if "trigger" in data:
         trigger = data["trigger"]
         if isinstance(trigger, dict) and trigger.get("type") not in (None, "record"):
@@ -507,6 +518,7 @@ def _check_orchestration(ck: Checker, data: dict[str, Any], env: Env) -> None:
         orchestrations=env.orchestrations,
         object_types=env.object_types,
         connections=env.connections,
+        unknown_objects=env.unknown_objects,
     )
     scope = _check_trigger(ck, data, env, scope)
     _check_stage_names(ck, stages)
@@ -679,7 +691,7 @@ def _trigger_record(ck: Checker, trigger: dict[str, Any], env: Env, scope: Scope
     if "object" not in trigger:
         return replace(scope, has_record=False)
     name = expect_str(ck, "trigger.object", trigger["object"])
-    if name is not None and name not in env.object_types:
+    if name is not None and name not in env.object_types and not env.unknown_objects:
         ck.add("trigger.object", f"unknown object type '{name}'{suggest(name, env.object_types)}")
     return replace(scope, record_fields=env.object_types.get(name or ""),
                    record_object=name if name in env.shapes else None, objects=env.shapes)
@@ -713,7 +725,7 @@ def _check_input(ck: Checker, trigger: dict[str, Any], env: Env, scope: Scope) -
     if "input" not in trigger:
         return scope
     fields = expect_mapping(ck, "trigger.input", trigger["input"]) or {}
-    rules = FieldRules(FIELD_TYPES, env.object_types)
+    rules = FieldRules(FIELD_TYPES, env.object_types, unknown_objects=env.unknown_objects)
     for name, spec in fields.items():
         check_field_name(ck, join("trigger.input", name), name, rules)
         check_field(ck, join("trigger.input", name), spec, rules)

@@ -512,7 +512,7 @@ def _check_match(ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) 
     check_keys(ck, path, m, MATCH_KEYS, ("object", "fields"))
     obj = m.get("object")
     known = scope.objects.get(obj) if isinstance(obj, str) else None
-    if "object" in m and scope.objects and known is None:
+    if "object" in m and scope.objects and known is None and not scope.unknown_objects:
         ck.add(join(path, "object"), unknown("object type", obj, sorted(scope.objects)))
     if "fields" in m:
         fields = expect_list(ck, join(path, "fields"), m["fields"])

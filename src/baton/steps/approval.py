@@ -35,7 +35,8 @@ FORM = (
 
 class Approval(Interactive):
     name = "approval"
-    keys: tuple[str, ...] = ("assign", "instructions", "priority", "input", "title", "summary")
+    keys: tuple[str, ...] = ("assign", "instructions", "priority", "input", "title", "summary",
+                             "complete_when")
 
     def start(self, d: DecideContext, sr: StepRun, step: StepDefinition) -> None:
         super().start(d, sr, replace(step, form=FORM))

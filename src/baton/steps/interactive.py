@@ -58,7 +58,7 @@ _FORM_RULES = FieldRules(tuple(t for t in FIELD_TYPES if t != "ref"), ())
 class Interactive(StepTypeBase):
     name = "interactive"
     keys: tuple[str, ...] = ("assign", "form", "instructions", "priority", "input", "title",
-                             "summary")
+                             "summary", "complete_when")
 
     # ---- validation -------------------------------------------------------------------
     def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:

@@ -334,7 +334,8 @@ def _check_record(ck: Checker, path: str, value: Any, scope: Scope) -> None:
     otype = expect_identifier(ck, join(path, "create"), value["create"], "object type") \
         if "create" in value else None
     types = scope.object_types
-    if otype is not None and types is not None and otype not in types:
+    if otype is not None and types is not None and otype not in types \
+            and not scope.unknown_objects:
         ck.add(join(path, "create"), f"unknown object type '{otype}'{suggest(otype, types)}")
         types = None
     if "fields" not in value:
