@@ -14,6 +14,9 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from baton.plans.generate import GRAPH_FORMAT, STAGE, with_line_views
+from baton.steps.callout import CARRIED_KEY
+
+KEY_IN_USE = 409  # a concurrent repeat of a call whose key is still being processed
 
 ROLLBACK = "rollback_"
 # A rollback that is settled is not pending: it completed, or an operator skipped it.
@@ -103,11 +106,13 @@ def _undo(graph: Mapping[str, Any], completed: Collection[str]) -> list[str]:
             if s["name"] in completed and "rollback" in facts.get(s["name"], {})]
 
 
-def compensation_graph(graph: Mapping[str, Any], status: Mapping[str, str], name: str
-                       ) -> dict[str, Any]:
+def compensation_graph(graph: Mapping[str, Any], status: Mapping[str, str], name: str,
+                       keys: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A canceled plan's compensation: the rollback steps of its completed steps, and its
     pending rollback steps (an amendment's, not done yet: they are done now), in reverse
-    dependency order. ``status``: step name -> status value in the plan's run."""
+    dependency order. ``status``: step name -> status value in the plan's run. ``keys``:
+    pending rollback step -> the idempotency key its attempts in the plan's run sent
+    (:func:`carry_key`: a callout among them sends it again, not one of its own)."""
     completed = {n for n, s in status.items() if s == "completed"}
     undo = _undo(graph, completed)
     pending = pending_rollbacks(graph, status)
@@ -128,6 +133,9 @@ def compensation_graph(graph: Mapping[str, Any], status: Mapping[str, str], name
         rb.pop("after", None)
         if after:
             rb["after"] = list(dict.fromkeys(after))
+        key = (keys or {}).get(rb["name"])
+        if key is not None:
+            rb = carry_key(rb, key)
         out_steps.append(rb)
         out_facts.append(dict(fact))
     definition = dict(graph["definition"])
@@ -137,6 +145,20 @@ def compensation_graph(graph: Mapping[str, Any], status: Mapping[str, str], name
     return {"format": GRAPH_FORMAT, "definition": definition, "steps": out_facts,
             "lanes": graph["lanes"], "lines": graph["lines"], "pinned": graph.get("pinned", {}),
             "navigated": graph.get("navigated")}
+
+
+def carry_key(step: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A pending rollback ``step`` that the canceled plan's run began, as its compensation
+    runs it: a callout sends the idempotency ``key`` its attempts in the plan sent (the
+    plan's run id, the step, its iteration there), so the other system, which may have
+    done the undo already, answers with its first answer instead of doing it twice; and a
+    ``409`` (the key still in use by the plan's call, in flight when the order was canceled)
+    is retried like a ``503``, per the step's ``retry``. Other step types send no key."""
+    if step.get("type") != "callout":
+        return dict(step)
+    out = {**step, CARRIED_KEY: key}
+    out["retry_on"] = sorted({*(step.get("retry_on") or ()), KEY_IN_USE})
+    return out
 
 
 def real_after(graph: Mapping[str, Any]) -> dict[str, list[str]]:

@@ -26,11 +26,17 @@ from baton.engine.state import Run
 from baton.engine.status import RunStatus, StepStatus
 from baton.errors import NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
-from baton.plans.compensation import amended_graph, compensation_graph, real_after
+from baton.plans.compensation import (
+    amended_graph,
+    compensation_graph,
+    pending_rollbacks,
+    real_after,
+)
 from baton.plans.decompose import OrderLine, PlanningError, decompose
 from baton.plans.generate import PAUSE, Timings, generate, with_line_views
 from baton.records.model import record_view
 from baton.rows import audit_event
+from baton.steps.callout import idempotency_key
 from baton.store.ports import Transaction
 from baton.store.schema import is_record_ref
 
@@ -219,10 +225,11 @@ class PlanService:
                 raise TransitionConflict(f"the plan of order {order_id} is {run.status.value}; "
                                          "it cannot be canceled")
             status = {n: sr.status.value for n, sr in run.steps.items()}
+            keys = _carried_keys(row["graph"], run, status)
             if run.status is RunStatus.IN_PROGRESS:
                 self.runs.decide_and_apply_txn(tx, defn, run, CancelRequested(reason, actor),
                                                now_dt, record)
-            graph = compensation_graph(row["graph"], status, plan_name(order_id))
+            graph = compensation_graph(row["graph"], status, plan_name(order_id), keys)
             revision = max(r["revision"] for r in tx.plan_revisions_txn(order_id)) + 1
             cdefn = self.definitions.remember_plan(plan_name(order_id), revision,
                                                    build_definition(graph), tx,
@@ -360,6 +367,19 @@ class PlanService:
                 raise TransitionConflict(
                     f"the order can no longer be {what}: step '{fact['name']}' is a point of "
                     f"no return and completed at {sr.completed_at or 'an earlier time'}")
+
+
+def _carried_keys(graph: Mapping[str, Any], run: Run, status: Mapping[str, str]
+                  ) -> dict[str, str]:
+    """Pending rollback step -> the idempotency key its attempts in the plan's ``run``
+    sent, for those the run began (their call may have reached the other system: in
+    flight, waiting for a retry, in fallout). The compensation's call sends it again."""
+    out = {}
+    for rb in pending_rollbacks(graph, status).values():
+        sr = run.steps.get(rb)
+        if sr is not None and sr.attempts > 0:
+            out[rb] = idempotency_key(run.id, rb, sr.iteration)
+    return out
 
 
 def _content(step: Mapping[str, Any]) -> dict[str, Any]:

@@ -837,9 +837,13 @@ class Worker:
         updates and the rows to write are made while other processes may hold the lock.
         Raises (with nothing committed) when the plan cannot be made or no longer holds;
         ``chained_out`` then holds the results of the steps it chained (they ran)."""
-        cache = _BatchCache(dict(read.runs), dict(read.records), read.views)
+        cache = _BatchCache(dict(read.runs), dict(read.records), read.views, read.read_at)
         pending = list(results)
         budget = 0 if self.stopping.is_set() else CHAIN_LIMIT  # (stopping: no more steps run)
+        if budget and (time.monotonic() - read.read_at > CHAIN_SECONDS
+                       or any(self._begins.get(r.job.kind, (None, None))[1] is not None
+                              for r in results)) and self._moved(read):
+            budget = 0  # (runs read before the batch's calls or long flows: see _moved)
         deadline = time.monotonic() + CHAIN_SECONDS
         with self.store.plan() as plan:
             # The runs in progress of the batch's records, read in one statement: each record
@@ -867,6 +871,16 @@ class Worker:
         chained = len(pending) - len(results)
         self.stats.jobs += chained
         self.stats.chained += chained
+
+    def _moved(self, read: _BatchCache) -> bool:
+        """Has a run the batch read moved on since (canceled, amended, an operator's action)?
+        Then the plan will not hold, and the steps it would chain must not run (a rollback's
+        flow after the order was canceled, again in its compensation run). Asked of a batch
+        that waited on other systems' answers (a callout's) or on long flows, which read its
+        runs before: one read of their ``seq``. (A batch of quick flows is not asked.)"""
+        with self.store.read() as tx:
+            heads = tx.run_heads_txn(list(read.runs))
+        return any(heads.get(rid, {}).get("seq") != run.seq for rid, run in read.runs.items())
 
     def _chain(self, plan: Any, cache: _BatchCache, now_dt: Any, budget: int) -> list[_Result]:
         """Run now, in this plan, the step jobs the plan has just made ready (a step after a
@@ -1120,8 +1134,10 @@ class Worker:
                 tx.saw_record(record_row["id"], record_row["version"])
         if not _still_waiting(run, event):
             # The step was canceled (run canceled, stage exited) while its flow ran:
-            # its result, record updates included, is dropped with the job.
+            # its result, record updates included, is dropped with the job (audited).
             self.stats.stale += 1
+            if isinstance(event, StepCompleted | StepFailed):
+                tx.append_events_txn([_stale_row(run, event, now_dt)])
             return
         if res.record_updates and record_row is not None and isinstance(event, StepCompleted):
             record_row = eng.records.update_txn(tx, record_row, res.record_updates,
@@ -1160,6 +1176,7 @@ class _BatchCache:
     # record id -> (the row, its view): a view is read, never changed (flows get copies),
     # so the results of a batch that see the same row share one (see Worker._record_view).
     views: dict[str, tuple[Mapping[str, Any], dict[str, Any]]] = field(default_factory=dict)
+    read_at: float = field(default_factory=time.monotonic)  # (perf_counter-like: its age)
 
 
 @dataclass
@@ -1217,6 +1234,17 @@ def _still_waiting(run: Run, event: StepCompleted | StepFailed | ConditionEvalua
         return True  # decide() sorts out a timer (or a child) whose step moved on
     sr = run.steps.get(event.step)
     return sr is not None and sr.iteration == event.iteration and sr.status is STEP_RUNNING
+
+
+def _stale_row(run: Run, event: StepCompleted | StepFailed, now_dt: datetime) -> dict[str, Any]:
+    """The audit event of a step's result that came after its step moved on (its run or
+    step canceled, a new iteration begun): dropped, nothing changed (``step_result_stale``)."""
+    sr = run.steps.get(event.step)
+    return event_row("step_result_stale", "system", iso(now_dt), run.record_id, run.id, {
+        "step": event.step, "iteration": event.iteration, "attempt": event.attempt,
+        "result": "completed" if isinstance(event, StepCompleted) else "failed",
+        "run_status": run.status.value, "step_status": None if sr is None else sr.status.value,
+        "step_iteration": None if sr is None else sr.iteration})
 
 
 def _begin_job(step_type: StepType) -> Callable[[StepWork], Callable[[], StepOutput]] | None:

@@ -4,7 +4,9 @@ The request (``method``, ``path``, ``query``, ``headers``, ``body``: literals or
 ``=expressions`` over ``record``, ``vars``, ``input``, ``steps`` and ``callback``) is made by
 the worker outside any transaction, with the connection's auth and an idempotency key
 derived from run, step and iteration: the same on every retry and after a crash, so the
-other system can make the call effective once. The response is classified:
+other system can make the call effective once (a rollback a canceled plan's compensation
+run takes over sends the key the plan's run sent: :data:`CARRIED_KEY`). The response is
+classified:
 
 - a status in ``success`` (default: any 2xx) completes the step; ``output:`` maps
   ``response.status``, ``response.body``, ``response.headers`` into its output (default:
@@ -90,6 +92,11 @@ SIGNAL_PREFIX = "callback:"  # the signal a matched callback is delivered as (no
 WAITING = "waiting_for_callback"  # key of the output a step waiting for its callback keeps
 OUTPUT_LIMIT = "max_output"  # ...and the bound of its output once the callback comes (bytes)
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+# The option holding the key a callout sends instead of its own: set by Baton alone, on a
+# rollback a canceled plan's compensation run takes over from the plan's run, which began
+# it (baton.plans.compensation.carry_key); a definition cannot set it.
+CARRIED_KEY = "idempotency_key"
+MAX_KEY = 1000  # characters (a run id, a plan step's name and an iteration fit in far fewer)
 
 
 def callback_signal(step: str, iteration: int) -> str:
@@ -100,6 +107,21 @@ def callback_signal(step: str, iteration: int) -> str:
 def idempotency_key(run_id: str, step: str, iteration: int) -> str:
     """The key of every attempt of one step iteration: stable across retries and crashes."""
     return f"{run_id}:{step}:{iteration}"
+
+
+def step_key(work: StepWork) -> str:
+    """The key one attempt of ``work``'s step sends: its own (:func:`idempotency_key`),
+    or the one its compensation carried over from the canceled plan's run."""
+    carried = work.step.options.get(CARRIED_KEY)
+    if carried is None:
+        return idempotency_key(work.run.id, work.step.name, work.iteration)
+    if not isinstance(carried, str) or not carried or len(carried) > MAX_KEY \
+            or not carried.isprintable() or not carried.isascii():
+        what = repr(carried[:60]) if isinstance(carried, str) else describe(carried)
+        raise StepFailure(f"step {work.step.name!r}: its {CARRIED_KEY} (the key its plan's "
+                          f"run sent) must be printable ASCII text of 1 to {MAX_KEY} "
+                          f"characters, not {what}", retryable=False)
+    return carried
 
 
 class CalloutFailed(StepFailure):
@@ -116,7 +138,7 @@ class CalloutFailed(StepFailure):
 class Callout(JobStepType):
     name = "callout"
     keys = ("connection", "method", "path", "query", "headers", "body", "success", "retry_on",
-            "wait", "max_output")
+            "wait", "max_output", CARRIED_KEY)
     job_kind = "callout"
 
     # ---- validation ----------------------------------------------------------------------
@@ -154,6 +176,10 @@ class Callout(JobStepType):
             _check_codes(ck, join(path, "retry_on"), step["retry_on"], ranges=False)
         if "max_output" in step:
             check_size(ck, join(path, "max_output"), step["max_output"])
+        if CARRIED_KEY in step:
+            ck.add(join(path, CARRIED_KEY), "a callout's idempotency key is RUN_ID:STEP:ITERATION, "
+                   "set by Baton (a compensation run keeps the one a canceled plan's rollback "
+                   "sent); a definition cannot set it")
         if "timeout" in step and not waits:
             ck.add(join(path, "timeout"), "timeout on a callout bounds its wait: callback (the "
                                           "call's own timeouts are the connection's timeout:)")
@@ -254,8 +280,7 @@ class Callout(JobStepType):
                 token, url = services.callback(work.run.id, work.step.name, work.iteration)
                 data["callback"] = {"url": url, "token": token}
             try:
-                request = build_request(opts, data, idempotency_key(work.run.id, work.step.name,
-                                                                    work.iteration))
+                request = build_request(opts, data, step_key(work))
             except ExpressionError as exc:
                 raise StepFailure(f"{exc.source}: {exc.reason}", retryable=False) from None
             if "callback" in data:  # whoever reads the audit must not be able to call back
