@@ -132,7 +132,7 @@ def test_echo_options_are_validated_by_the_echo_type(echo: Echo) -> None:
     misplaced = ORCHESTRATION.replace("type: milestone,", "type: milestone, message: hi,") \
         .replace("message: hello from a plug-in", "message: hi, flow: x.y")
     assert sorted(_issues(misplaced)) == [
-        ("stages[0].steps[0].flow", 8, "flow does not apply to a echo step (only to background steps)"),
+        ("stages[0].steps[0].flow", 8, "flow does not apply to an echo step (only to background steps)"),
         ("stages[0].steps[1].message", 9,
          "message does not apply to a milestone step (only to echo steps)"),
     ]

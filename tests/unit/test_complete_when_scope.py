@@ -48,8 +48,33 @@ def test_complete_when_is_refused_on_a_step_type_that_never_evaluates_it(stype: 
         load_text(with_step(OTHERS[stype]), "t.yaml")
     assert exc.value.issues == [Issue(
         "t.yaml", 8, "stages[0].steps[1].complete_when",
-        f"complete_when does not apply to a {stype} step (only to interactive or approval "
-        "steps)")]
+        f"complete_when does not apply to {'an' if stype[0] in 'aeiou' else 'a'} {stype} step "
+        "(only to interactive or approval steps)")]
+
+
+# ``timeout`` likewise: only background (its flow), callout (its wait: callback) and mcp (the
+# tool call) steps act on it; a person's step is bounded by its sla, said so.
+@pytest.mark.parametrize("stype,step", [
+    ("interactive", "{name: w, type: interactive, assign: {queue: q}, timeout: 2d}"),
+    ("approval", "{name: w, type: approval, assign: {queue: q}, timeout: 2d}"),
+    ("pause", "{name: w, type: pause, signal: docs, timeout: 2d}"),
+    ("milestone", "{name: w, type: milestone, after: [first], timeout: 2d}"),
+])
+def test_timeout_is_refused_where_nothing_bounds_by_it(stype: str, step: str) -> None:
+    with pytest.raises(DefinitionError) as exc:
+        load_text(with_step(step), "t.yaml")
+    (issue,) = exc.value.issues
+    assert issue.path == "stages[0].steps[1].timeout", issue
+    assert issue.message.startswith(f"timeout does not apply to a{'n' if stype[0] in 'ai' else ''} "
+                                    f"{stype} step (only to background or callout or mcp steps)")
+    assert ("sla:" in issue.message) == (stype in ("interactive", "approval")), issue
+
+
+def test_timeout_is_taken_by_a_background_step_and_kept_in_its_options() -> None:
+    (doc,) = load_text(with_step("{name: w, type: background, flow: f.x, timeout: 30s}"),
+                       "t.yaml")
+    assert isinstance(doc.definition, OrchestrationDefinition)
+    assert doc.definition.stages[0].steps[1].options["timeout"] == "30s"
 
 
 @pytest.mark.parametrize("stype", ["interactive", "approval"])

@@ -239,7 +239,6 @@ stages:
         instructions: Check the amount.
         on_failure: continue
         retry: {max: 3, backoff: exponential, initial: 500ms, max_delay: 1m, jitter: true}
-        timeout: 2d
         lane: billing
         run_as: '=vars.note'
       - {name: approved, type: milestone, after: [approve], when: false}
@@ -262,7 +261,7 @@ stages:
     assert approved.when == Condition(expression="=false")
     assert approve.assign == Assignment(AssigneeKind.GROUP, "finance")
     assert approve.on_failure == "continue" and approve.instructions == "Check the amount."
-    assert set(approve.options) == {"retry", "timeout", "lane", "run_as"}
+    assert set(approve.options) == {"retry", "lane", "run_as"}
     assert approve.options["retry"]["backoff"] == "exponential"
 
 

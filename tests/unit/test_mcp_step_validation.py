@@ -95,4 +95,4 @@ def test_result_is_refused_in_other_steps_expressions() -> None:
 def test_mcp_options_do_not_apply_to_other_step_types() -> None:
     found = issues(orchestration("{name: a, type: interactive, assign: {queue: q}, tool: t}"))
     assert found == [("stages[0].steps[0].tool",
-                      "tool does not apply to a interactive step (only to mcp steps)")]
+                      "tool does not apply to an interactive step (only to mcp steps)")]

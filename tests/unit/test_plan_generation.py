@@ -285,3 +285,19 @@ def test_a_line_item_step_names_its_line_and_the_engine_gets_its_view() -> None:
     broken["lines"] = broken["lines"][1:]
     with pytest.raises(PlanningError, match="is not among the plan's lines"):
         with_line_views(broken)
+
+
+def test_a_timeout_default_for_a_step_type_that_never_times_out_is_refused() -> None:
+    """``defaults`` fill a template step's policies: a ``timeout`` for interactive steps
+    (which only an sla bounds) would be copied into every such step and do nothing."""
+    from baton.errors import DefinitionError
+
+    text = FULFILLMENT.replace(
+        "defaults:\n", "defaults:\n  interactive: {timeout: 2d}\n", 1)
+    with pytest.raises(DefinitionError) as exc:
+        load_text(text, deployed_objects=OBJECTS)
+    (issue,) = exc.value.issues
+    assert issue.path == "defaults.interactive.timeout", issue
+    assert "sla" in issue.message, issue
+    ok = FULFILLMENT.replace("defaults:\n", "defaults:\n  callout: {timeout: 2d}\n", 1)
+    assert load_text(ok, deployed_objects=OBJECTS)

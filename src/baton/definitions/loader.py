@@ -798,7 +798,8 @@ def _option_keys(step_type: str) -> tuple[str, ...]:
     if hit is not None:
         return hit
     st = registry.get(step_type)
-    own = tuple(k for k in st.keys if k not in _STEP_FIELDS) if st is not None else ()
+    own = tuple(k for k in st.keys if k not in _STEP_FIELDS and k not in OPTION_KEYS
+                ) if st is not None else ()
     if st is not None:  # (a type registered later is looked up again)
         _OPTION_KEYS[step_type] = OPTION_KEYS + own
     return OPTION_KEYS + own

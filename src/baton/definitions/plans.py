@@ -313,11 +313,16 @@ def check_fulfillment(ck: Checker, data: dict[str, Any], scope: Scope,
     for stype, pol in (defaults or {}).items():
         path = join("defaults", str(stype))
         from baton.steps import registry
-        if registry.get(stype) is None:
+        st = registry.get(stype)
+        if st is None:
             ck.add(path, unknown("step type", stype, registry.names()))
         m = expect_mapping(ck, path, pol)
         if m is not None:
             check_keys(ck, path, m, DEFAULT_KEYS)
+            if "timeout" in m and st is not None and "timeout" not in st.keys:
+                ck.add(join(path, "timeout"), f"timeout does not apply to {stype} steps "
+                       "(only to background, callout and mcp steps; a person's step is "
+                       "bounded by its sla:)")
     # Every step template, wherever it is written (a group or a scenario's own steps).
     templates: dict[str, tuple[str, dict[str, Any]]] = {}
     groups = expect_mapping(ck, "groups", data["groups"]) if "groups" in data else {}

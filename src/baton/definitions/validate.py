@@ -84,10 +84,11 @@ STAGE_KEYS = ("name", "label", "description", "steps", "exit", "exit_when", "nex
               "max_iterations")
 STAGE_EXITS = ("all_steps", "when_condition")
 # Keys every step may have; the keys of one step type (its ``keys``) come from the registry
-# (``complete_when`` is the interactive and approval steps': no other type acts on it).
+# (``complete_when`` is the interactive and approval steps', ``timeout`` the background,
+# callout and mcp steps': no other type acts on them).
 STEP_KEYS = (
     "name", "type", "label", "description", "after", "when", "on_failure",
-    "retry", "timeout", "sla", "lane", "run_as", "output",
+    "retry", "sla", "lane", "run_as", "output",
 )  # fmt: skip
 END = "end"
 
@@ -897,8 +898,11 @@ def _check_step_type(ck: Checker, path: str, m: dict[str, Any], st: StepType,
     """Keys of other step types are mistakes here; the type checks its own options."""
     for key, names in owners.items():
         if key in m and key not in st.keys:
-            ck.add(join(path, key), f"{key} does not apply to a {st.name} step "
-                                    f"(only to {' or '.join(names)} steps)")
+            article = "an" if st.name[:1] in "aeiou" else "a"
+            hint = ("; a person's step is bounded by its sla: (due, jeopardy, breach actions)"
+                    if key == "timeout" and st.name in ("interactive", "approval") else "")
+            ck.add(join(path, key), f"{key} does not apply to {article} {st.name} step "
+                                    f"(only to {' or '.join(names)} steps){hint}")
     st.validate(ck, path, m, scope)
 
 

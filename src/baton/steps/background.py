@@ -22,7 +22,7 @@ _UNSET = object()
 
 class Background(JobStepType):
     name = "background"
-    keys = ("flow", "input")
+    keys = ("flow", "input", "timeout")
     job_kind = "step"  # the jobs table's kind for these attempts (a durable format)
 
     def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:

@@ -138,7 +138,7 @@ class CalloutFailed(StepFailure):
 class Callout(JobStepType):
     name = "callout"
     keys = ("connection", "method", "path", "query", "headers", "body", "success", "retry_on",
-            "wait", "max_output", CARRIED_KEY)
+            "wait", "max_output", "timeout", CARRIED_KEY)
     job_kind = "callout"
 
     # ---- validation ----------------------------------------------------------------------

@@ -55,7 +55,7 @@ _OUTPUT_SCOPE = frozenset({"result"})
 
 class Mcp(JobStepType):
     name = "mcp"
-    keys = ("connection", "tool", "arguments", "max_output")
+    keys = ("connection", "tool", "arguments", "max_output", "timeout")
     job_kind = "mcp"  # the jobs table's kind for these attempts (a durable format)
 
     # ---- validation -------------------------------------------------------------------
