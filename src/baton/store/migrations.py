@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, inspect, select, update
+from sqlalchemy import Column, Connection, Index, delete, inspect, select, update
 from sqlalchemy.schema import CreateIndex
+from sqlalchemy.sql import visitors
 
 from baton.clock import SystemClock, iso
+from baton.errors import ConfigError
 from baton.store import schema
 
 
@@ -98,8 +100,20 @@ def _m008_list_indexes(conn: Connection) -> None:
     for table in (schema.records, schema.runs, schema.work_items):
         have = {c["name"] for c in inspect(conn).get_columns(table.name)}
         for index in table.indexes:  # (checkfirst does not see expression indexes)
-            if {c.name for c in index.columns} <= have:  # (a later migration's column:
-                conn.execute(CreateIndex(index, if_not_exists=True))  # its index comes then)
+            if _index_columns(index) <= have:  # (a later migration's column: its index
+                conn.execute(CreateIndex(index, if_not_exists=True))  # comes then)
+
+
+def _index_columns(index: Index) -> set[str]:
+    """The names of every column an index reads: its plain columns, those inside its
+    expressions (``coalesce(due_at, ...)``) and those of its partial ``WHERE``. (Its plain
+    columns alone are not enough: ``ix_work_items_waiting``'s WHERE reads migration 19's
+    ``routing_status``, and a database made before migration 8 has no such column.)"""
+    parts: list[Any] = list(index.expressions)
+    parts += [value for key, value in index.dialect_kwargs.items()
+              if key.endswith("_where") and value is not None]
+    return {element.name for part in parts for element in visitors.iterate(part)
+            if isinstance(element, Column)}
 
 
 def _m010_stored_formats(conn: Connection) -> None:
@@ -424,6 +438,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _m026_ordered_run_state),
 )
 LATEST = MIGRATIONS[-1].version
+_KNOWN = frozenset(m.version for m in MIGRATIONS)
 
 
 def current_version(conn: Connection) -> int:
@@ -438,8 +453,21 @@ def current_version(conn: Connection) -> int:
 def pending(conn: Connection) -> list[Migration]:
     """The migrations not recorded as applied, in order. Every one, not only those above
     the highest applied: branches numbered their migrations apart (13 and 15 were written
-    side by side), and a database that got 15 first still gets 13."""
+    side by side), and a database that got 15 first still gets 13.
+
+    A database that records a migration this code does not have was upgraded by a newer
+    Baton (or one built elsewhere): it is refused (:class:`ConfigError`), never worked on
+    as if its schema were the one this code knows."""
     if not inspect(conn).has_table(schema.schema_migrations.name):
         return list(MIGRATIONS)
-    applied = set(conn.execute(select(schema.schema_migrations.c.version)).scalars())
-    return [m for m in MIGRATIONS if m.version not in applied]
+    m = schema.schema_migrations
+    applied: dict[int, str] = {v: n for v, n in conn.execute(select(m.c.version, m.c.name))}
+    unknown = sorted(v for v in applied if v not in _KNOWN)
+    if unknown:
+        names = ", ".join(f"{v} ({applied[v]})" for v in unknown)
+        raise ConfigError(
+            f"the database's schema is newer than this version of Baton: it records "
+            f"migration{'s' if len(unknown) > 1 else ''} {names}, which this version (schema "
+            f"{LATEST}) does not have; a newer Baton upgraded it. Run that version, or "
+            f"restore the backup taken before its upgrade; nothing was changed")
+    return [mig for mig in MIGRATIONS if mig.version not in applied]
