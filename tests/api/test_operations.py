@@ -38,6 +38,21 @@ def test_readyz_needs_a_heartbeating_worker_and_a_migrated_database(api: Api) ->
     assert r.status_code == 200 and r.json()["status"] == "ready", r.text
 
 
+def test_readyz_says_which_migration_the_database_lacks(api: Api) -> None:
+    """Every migration applied, not only the highest: a database missing one in the middle
+    (a branch build's numbering) is not ready, and the check names it."""
+    store = api.engine.store
+    store.register_worker("w-ready", store.host(), 1, iso(api.clock.now()))
+    with store.write() as tx:
+        name = tx.conn.exec_driver_sql(
+            "SELECT name FROM baton_schema_migrations WHERE version = 13").scalar_one()
+        tx.conn.exec_driver_sql("DELETE FROM baton_schema_migrations WHERE version = 13")
+    r = api.client.get("/readyz")
+    assert r.status_code == 503, r.text
+    schema = r.json()["checks"]["schema"]
+    assert not schema["ok"] and schema["missing"] == [name], schema
+
+
 def test_metrics_match_the_database(api: Api) -> None:
     assert api.client.get("/metrics").status_code == 401
     assert api.get("ann", "/metrics").status_code == 403  # an agent does not read runs

@@ -631,6 +631,26 @@ def test_a_database_newer_than_the_code_is_refused_and_left_as_it_is(
     assert _snapshot(old.url) == before
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_process_started_without_migrating_refuses_a_database_that_needs_them(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """``--no-migrate`` applies no migration: on an old database the worker and the server
+    refuse to start, saying to run ``baton db upgrade`` (rather than fail every job with
+    "no such column", or answer 500), and change nothing."""
+    old = _old(RELEASES[0], backend, tmp_path, request)
+    before = _snapshot(old.url)
+    for args in (("worker", "--no-migrate", "--until-idle"),
+                 ("serve", "--no-migrate", "--port", "1")):
+        got = _baton(old, *args)
+        assert got.returncode == 1, (args, got.stdout, got.stderr)
+        message = got.stderr.strip().splitlines()[-1]
+        assert "lacks" in message and "run `baton db upgrade` first" in message, (args, message)
+        assert "Traceback" not in got.stderr
+    assert _snapshot(old.url) == before
+    assert _baton(old, "db", "upgrade").returncode == 0
+    assert _baton(old, "worker", "--no-migrate", "--until-idle").returncode == 0
+
+
 # ---- an upgrade killed in the middle -----------------------------------------------------
 def _grow(url: str, copies: int) -> None:
     """Make the schema-3 database large: its runs, work items and records copied ``copies``

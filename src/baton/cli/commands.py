@@ -35,6 +35,7 @@ from baton.cli.bench import bench_app
 from baton.cli.connections import connections_app
 from baton.cli.context import (
     State,  # noqa: F401 - re-exported (baton.cli.main.State)
+    require_migrated,
     state,
 )
 from baton.cli.definitions import definitions_app
@@ -349,6 +350,8 @@ def worker(
 
     _configure_logs(log_format)
     eng = state.engine(flows=True, migrate=not no_migrate)
+    if no_migrate:
+        require_migrated(eng, state.database_url())
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -466,6 +469,8 @@ def serve(
                     public_url=state.settings().public_url or url)  # callback URLs
     eng = state.engine(flows=True, migrate=not no_migrate)
     with opening(state.database_url()):  # (with --no-migrate, the first connection)
+        if no_migrate:
+            require_migrated(eng, state.database_url())
         users = eng.directory.count_users()
     if users == 0:
         console.print("[yellow]No users yet.[/yellow] Create the first admin (in another terminal):\n"

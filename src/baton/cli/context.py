@@ -95,6 +95,32 @@ class State:
         return self._engine
 
 
+def require_migrated(eng: Any, url: str) -> None:
+    """A process started with ``--no-migrate`` applies no migration: on a database that
+    lacks some, refuse to start (one line saying to run ``baton db upgrade``) rather than
+    fail on every job or request. A database that does not answer yet is not checked here:
+    the workers wait for it."""
+    from sqlalchemy.exc import DBAPIError
+
+    from baton.cli.failures import database_name
+    from baton.store.migrations import MIGRATIONS
+
+    try:
+        missing = eng.store.pending_migrations()
+    except DBAPIError:
+        return
+    if not missing:
+        return
+    where = database_name(url)
+    if len(missing) == len(MIGRATIONS):
+        raise ConfigError(f"database {where} has no Baton tables: run `baton db upgrade` "
+                          "first (--no-migrate applies no migration), or check that --db "
+                          "names the right database")
+    raise ConfigError(f"database {where} lacks {len(missing)} migration(s) of this version "
+                      f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): run "
+                      "`baton db upgrade` first (--no-migrate applies no migration)")
+
+
 @contextmanager
 def opening(url: str) -> Iterator[None]:
     """The first connection to the database: one that cannot be opened (not a database, a

@@ -144,6 +144,11 @@ def user_failure(exc: BaseException, url: str | None) -> str | None:
     return f"database {where}{'' if what.startswith(('is ', 'has ', 'cannot ')) else ':'} {what}"
 
 
+def database_name(url: str | None) -> str:
+    """The database as an error line names it (:func:`_where`)."""
+    return _where(url)
+
+
 def _where(url: str | None) -> str:
     """The database as the line names it: a SQLite file's path, PostgreSQL's host, port and
     database (never the user or password)."""

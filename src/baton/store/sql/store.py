@@ -208,6 +208,12 @@ class SqlStore(JobQueue):
                 applied.append(f"{m.version:03d} {m.name}")
         return applied
 
+    def pending_migrations(self) -> list[str]:
+        """The names of the migrations the database lacks, in order (none: its schema is
+        this code's). A database a newer Baton upgraded is refused (:class:`ConfigError`)."""
+        with self.read() as tx:
+            return [m.name for m in pending(tx.conn)]
+
     def schema_version(self) -> int:
         with self.read() as tx:
             return current_version(tx.conn)
