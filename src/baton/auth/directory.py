@@ -370,11 +370,16 @@ class Directory:
         return user
 
     # ---- UI sessions --------------------------------------------------------------------
-    def create_session(self, user_name: str, ttl: timedelta = SESSION_TTL) -> tuple[str, str]:
-        """A new session: returns (cookie value, CSRF token)."""
+    def create_session(self, user_name: str, ttl: timedelta = SESSION_TTL, *,
+                       replacing: str | None = None) -> tuple[str, str]:
+        """A new session: returns (cookie value, CSRF token). ``replacing``: the session
+        cookie the browser had (a login on top of a session): that session ends, in the
+        same write, so a browser never leaves one behind that its cookie no longer names."""
         secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         now = self.clock.now()
         with self.store.write() as tx:
+            if replacing:
+                tx.delete_sessions_txn(secret_hash=_digest(replacing))
             tx.insert_session_txn({  # expired ones are swept first
                 "secret_hash": _digest(secret), "user_name": user_name, "csrf_token": csrf,
                 "created_at": iso(now), "expires_at": iso(now + ttl)}, sweep_before=iso(now))

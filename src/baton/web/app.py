@@ -16,6 +16,7 @@ from baton.runtime.engine import Engine
 from baton.web import openapi, problems
 from baton.web.committer import GroupCommitter
 from baton.web.limits import BodyLimit
+from baton.web.security import SecurityHeaders
 
 HERE = Path(__file__).parent
 SWAGGER = "/static/vendor/swagger-ui"
@@ -75,6 +76,7 @@ def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(BodyLimit, limit=engine.settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: a 413 gets them too
     app.state.engine = engine
     app.state.committer = committer
     app.state.base_url = base_url if base_url is not None else engine.settings.smtp.base_url
@@ -95,6 +97,6 @@ def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
     def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_PAGE, headers={
             "Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer"})
+            "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"})
 
     return app

@@ -8,13 +8,16 @@ token: browsers never attach them on their own.
 An unknown API token counts as a failed attempt against the client address (see
 :mod:`baton.auth.throttle`); while the address is locked out, every token it sends is
 answered 429 with ``Retry-After`` before it is looked up.
+
+:class:`SecurityHeaders` gives every answer the headers no answer should be without
+(``nosniff``, no framing; a CSP on HTML; ``no-store`` on what a signed-in caller was told).
 """
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -31,6 +34,10 @@ SESSION_COOKIE = "baton_session"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PAGE_CSP = ("default-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+            "base-uri 'none'")
+"""The pages' Content-Security-Policy: nothing from another origin, no inline script or
+style, no framing; forms post only here."""
 
 bearer = HTTPBearer(auto_error=False, description="An API token: `baton tokens create USER`")
 
@@ -154,3 +161,47 @@ class Need:
 def need(permission: Permission) -> Need:
     """A dependency: the caller, who must hold ``permission`` (403 otherwise)."""
     return Need(permission)
+
+
+_SESSION_COOKIE_B = SESSION_COOKIE.encode() + b"="
+
+
+class SecurityHeaders:
+    """ASGI middleware: the headers every answer carries unless it set its own.
+
+    ``X-Content-Type-Options: nosniff`` and ``X-Frame-Options: DENY`` on everything (a
+    problem document or a JSON answer echoing input is never sniffed into HTML, nor framed);
+    the pages' CSP (:data:`PAGE_CSP`) on any HTML answer that has none; and ``Cache-Control:
+    no-store`` on the answers to a request that carried credentials (an API token, the
+    session cookie), so a browser or proxy keeps no copy of someone's cases or tokens
+    (``/static`` aside: its files are the same for everyone)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        private = not scope.get("path", "").startswith("/static/") and any(
+            name == b"authorization" or (name == b"cookie" and _SESSION_COOKIE_B in value)
+            for name, value in scope.get("headers", ()))
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                names = {name.lower() for name, _ in headers}
+                if b"x-content-type-options" not in names:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                if b"x-frame-options" not in names:
+                    headers.append((b"x-frame-options", b"DENY"))
+                if b"content-security-policy" not in names and any(
+                        name.lower() == b"content-type" and value.startswith(b"text/html")
+                        for name, value in headers):
+                    headers.append((b"content-security-policy", PAGE_CSP.encode()))
+                if private and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -58,8 +58,14 @@ MAX_MESSAGE = 25_000_000  # bytes of a posted message (the body as sent, attachm
 RFC822 = "message/rfc822"
 
 
+# A file name is one line: no control characters nor what Python's e-mail headers take for
+# line breaks (the attachment's Content-Disposition header could not be written: a 500).
+FILENAME = r"^[^\x00-\x1f\x7f\x85\u2028\u2029]+$"
+
+
 class FormAttachment(BaseModel):
-    filename: str = Field(min_length=1, max_length=255)
+    filename: str = Field(min_length=1, max_length=255, pattern=FILENAME,
+                          description="one line: no control characters")
     content_type: str = Field(default="application/octet-stream", max_length=200,
                               pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/"
                                       r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")

@@ -94,7 +94,11 @@ def login(request: Request, username: Annotated[str, Form()] = "",
         return _login_page(request, again | {"error": error}, status=401,
                            headers={"WWW-Authenticate": 'FormBased realm="baton"'})
     throttle.succeeded(name)
-    cookie, _csrf = eng.directory.create_session(user.name)
+    # A new session every time (never one a cookie planted before the login names), and the
+    # one this browser had, if any, ends: logging in as someone else on a shared computer
+    # leaves no live session of the first person behind.
+    cookie, _csrf = eng.directory.create_session(
+        user.name, replacing=request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse(safe_next(next), status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(SESSION_COOKIE, cookie, max_age=int(SESSION_TTL.total_seconds()),
                         path="/", httponly=True, samesite="lax", secure=secure_cookies(request))

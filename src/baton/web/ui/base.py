@@ -22,18 +22,28 @@ from jinja2 import Environment, FileSystemLoader
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission, require
+from baton.storable import scan
 from baton.store.base import Total
-from baton.web.security import SESSION_COOKIE, Principal, engine_of, optional_principal
+from baton.web.problems import ProblemError
+from baton.web.security import (
+    PAGE_CSP,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    Principal,
+    engine_of,
+    optional_principal,
+)
 from baton.web.ui.times import ago_text, due_text
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 PAGE_SIZE = 25
 
-# Every page: nothing from another origin, no framing.
+# Every page: nothing from another origin, no framing (X-Frame-Options for the browsers
+# that do not read the CSP's frame-ancestors).
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; "
-                               "base-uri 'none'",
+    "Content-Security-Policy": PAGE_CSP,
     "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
 
@@ -113,6 +123,34 @@ def _env() -> Environment:
 
 
 templates = Jinja2Templates(env=_env())
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def clean_page_input(request: Request) -> None:
+    """Refuse what no database stores (NUL characters, lone surrogates) in a page's path,
+    query or form fields, as a 422 page naming the field: the API's input hygiene
+    (:func:`baton.web.api.common.clean_input`) for the pages. Without it such a value
+    reached a query (a user name typed at the login page, a Work Guide search) and
+    PostgreSQL refused it: a 500."""
+    out: list[dict[str, str]] = []
+    for k, v in request.path_params.items():
+        scan(v, f"path.{k}", out)
+    for k, v in request.query_params.multi_items():
+        scan(k, "query", out)
+        scan(v, f"query.{k}", out)
+    if request.method not in SAFE_METHODS and \
+            request.headers.get("content-type", "").startswith(FORM_TYPES):
+        form = await request.form()  # (cached: the page's own Form() parameters read it)
+        for k, v in form.multi_items():
+            scan(k, "form", out)
+            if isinstance(v, str):
+                scan(v, f"form.{k}", out)
+    if out:
+        raise ProblemError(422, "Invalid input",
+                           "; ".join(f"{e['field']}: {e['message']}" for e in out),
+                           slug="validation", errors=out)
 
 
 class LoginRequired(Exception):

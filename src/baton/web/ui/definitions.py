@@ -13,6 +13,7 @@ from baton.auth.roles import Permission
 from baton.errors import BatonError, Issue, NotFound
 from baton.store.base import DefinitionRow
 from baton.store.sql.metrics import runs_by_stage
+from baton.web.api.common import MAX_INT
 from baton.web.diagram import orchestration_svg
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import page_need, render
@@ -74,7 +75,7 @@ def definition_page(request: Request, kind: str, name: str, principal: Reader,
 
 @router.post("/definitions/{kind}/{name}/activate")
 def activate(request: Request, kind: str, name: str, principal: Writer,
-             version: Annotated[int, Form()]) -> Response:
+             version: Annotated[int, Form(ge=1, le=MAX_INT)]) -> Response:
     engine_of(request).definitions.set_active(kind, name, version, principal.name)
     return RedirectResponse(f"/definitions/{kind}/{name}?version={version}", status_code=303)
 

@@ -4,6 +4,7 @@ the open incidents (a trigger's `when` or an evaluation flow that raised: retry,
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -128,6 +129,7 @@ def _groups(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 DONE = (*ACTIONS, *(f"incident {a}" for a in INCIDENT_ACTIONS), "incident still failing")
+RETRIED = re.compile(r"retried [0-9]{1,6} steps?")  # what retry_group says; no other text
 
 
 def _page(request: Request, principal: Principal, *, done: str | None = None,
@@ -135,7 +137,7 @@ def _page(request: Request, principal: Principal, *, done: str | None = None,
           group_error: dict[str, str] | None = None, status: int = 200) -> Response:
     eng = engine_of(request)
     entries = eng.list_fallout(limit=200)
-    shown_done = done if done in DONE or (done or "").startswith("retried ") else None
+    shown_done = done if done in DONE or RETRIED.fullmatch(done or "") else None
     return render(request, "fallout.html", principal, {
         "entries": entries, "groups": _groups(entries), "group_error": group_error,
         "incidents": eng.list_incidents(limit=200),

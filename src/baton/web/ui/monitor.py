@@ -26,6 +26,7 @@ from baton.runtime.views import (
     run_summary_row,
     starts_children,
 )
+from baton.web.api.common import MAX_INT
 from baton.web.diagram import orchestration_svg
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import PAGE_SIZE, Paging, cursor_param, page_need, render
@@ -34,6 +35,8 @@ from baton.web.ui.events import describe_event
 router = APIRouter()
 Reader = Annotated[Principal, Depends(page_need(Permission.RUNS_READ))]
 POLL_SECONDS = 2
+STEP_ACTIONS = ("retry", "skip", "complete")  # an operator's actions on a step in fallout
+RUN_DONE = ("run canceled", "run resumed")
 
 
 def _clean(value: str | None) -> str | None:
@@ -47,7 +50,9 @@ def runs_list(request: Request, principal: Reader, orchestration: str | None = N
               current_stage: str | None = None, record: str | None = None,
               attention: str | None = None, after: str | None = None) -> Response:
     eng = engine_of(request)
-    version_n = int(version) if version and version.strip().isdigit() else None
+    # (past what a column holds no run has it: the database would refuse the number)
+    version_n = int(version) if version and version.strip().isdigit() and \
+        int(version) <= MAX_INT else None
     status = status if status in {s.value for s in RunStatus} else None
     needs = (attention or "").strip().lower() in ("true", "1", "on", "yes")
     filters: dict[str, Any] = {"orchestration": _clean(orchestration), "version": version_n,
@@ -88,8 +93,19 @@ MARKERS = {"fallout": {"kind": "fallout", "icon": "⚠", "text": "Step in fallou
 @router.get("/runs/{run_id}")
 def run_page(request: Request, run_id: str, principal: Reader, done: str | None = None) -> Response:
     eng = engine_of(request)
-    return render(request, "run.html", principal,
-                  {**run_context(eng, principal.user, run_id), "done": done})
+    ctx = run_context(eng, principal.user, run_id)
+    return render(request, "run.html", principal, {**ctx, "done": done_note(done, ctx)})
+
+
+def done_note(done: str | None, ctx: dict[str, Any]) -> str | None:
+    """What the page says was done (``?done=``, where an action's form sent the browser):
+    only what an action says, never any text a link puts there ("Done: your session
+    expired, call …" on a page of this site)."""
+    if done in RUN_DONE:
+        return done
+    action, _, step = (done or "").partition(" ")
+    steps = {s["name"] for stage in ctx["stages"] for s in stage["steps"]}
+    return done if action in STEP_ACTIONS and step in steps else None
 
 
 @router.get("/runs/{run_id}/live")

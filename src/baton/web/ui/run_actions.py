@@ -13,12 +13,11 @@ from baton.auth.roles import Permission
 from baton.errors import NotFound, TransitionConflict, ValidationError
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import form_json, page_need, render
-from baton.web.ui.monitor import run_context
+from baton.web.ui.monitor import STEP_ACTIONS, run_context
 
 router = APIRouter()
 RunWriter = Annotated[Principal, Depends(page_need(Permission.RUNS_WRITE))]
 Operator = Annotated[Principal, Depends(page_need(Permission.FALLOUT))]
-STEP_ACTIONS = ("retry", "skip", "complete")
 
 
 def _done(run_id: str, what: str) -> Response:
