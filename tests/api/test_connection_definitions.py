@@ -25,6 +25,9 @@ args: [server.py]
 
 
 def test_connections_deploy_version_and_show(api: Api) -> None:
+    # (a stdio MCP server runs on the workers' hosts: deployed on the server, see
+    # test_mcp_stdio_deploy.py; the API deploys the same text again, unchanged)
+    api.engine.deploy(texts={"erp.yaml": ERP}, actor="cli")
     r = api.post("dee", "/api/definitions/deploy", {"files": {"c.yaml": BANK_V1 + "---\n" + ERP}})
     assert r.status_code == 200, r.text
     assert {(d["kind"], d["name"], d["version"]) for d in r.json()["deployed"]} == {

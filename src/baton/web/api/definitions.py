@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field, field_validator
 
 from baton.auth.roles import Permission
-from baton.errors import Issue, NotFound
+from baton.errors import Issue, NotFound, PermissionDenied
 from baton.store.base import DefinitionRow
 from baton.web.api.common import MAX_INT, Limit, Offset, Page, RequestBody, page_of
 from baton.web.problems import DefinitionIssue, problem_responses
@@ -180,12 +180,46 @@ def validate(request: Request, body: DefinitionFiles, _: Principal = WRITE) -> d
 @router.post("/deploy", response_model=DeployResult, summary="Deploy YAML definitions",
              description="All or nothing: an invalid set answers 422 with `issues` (file, line, "
                          "path, message) and deploys nothing. A changed text becomes a new "
-                         "version, which is made active; runs stay on their version.",
+                         "version, which is made active; runs stay on their version. An MCP "
+                         "connection over stdio (a process on the workers' hosts), new or "
+                         "with its command, args or env changed, is refused (403): `baton "
+                         "deploy` on the server deploys it.",
              responses=problem_responses(400, 401, 403, 422))
 def deploy(request: Request, body: DefinitionFiles, principal: Principal = WRITE) -> dict[str, Any]:
+    _refuse_host_commands(request, body.files)
     results = engine_of(request).deploy(texts=body.files, actor=principal.name)
     return {"deployed": [{"kind": r.kind, "name": r.name, "version": r.version,
                           "changed": r.changed} for r in results]}
+
+
+def _refuse_host_commands(request: Request, files: dict[str, str]) -> None:
+    """An MCP connection over stdio starts a process on the workers' hosts (its ``command``
+    with its ``args`` and ``env``): what runs there is the host's operator's to choose, not
+    a definition designer's over HTTP. A new one, or one whose command, args or env differ
+    from the active version's, is refused here (403): ``baton deploy`` on the server
+    deploys it. (Problems of the texts themselves are left to the deploy to report.)"""
+    from baton.definitions.loader import check_texts
+    from baton.definitions.model import ConnectionDefinition
+
+    eng = engine_of(request)
+    docs, _ = check_texts(files, deployed_objects=eng.definitions.object_types(),
+                          deployed_connections=eng.definitions.connection_types())
+    for doc in docs:
+        new = doc.definition
+        if not isinstance(new, ConnectionDefinition) or new.transport != "stdio":
+            continue
+        try:
+            old: ConnectionDefinition | None = eng.definitions.connection(new.name)
+        except NotFound:
+            old = None
+        if old is not None and (old.transport, old.command, old.args, dict(old.env)) == (
+                new.transport, new.command, new.args, dict(new.env)):
+            continue
+        raise PermissionDenied(
+            f"{doc.file}: connection {new.name!r} starts a process on the workers' hosts (an "
+            "MCP server over stdio): one that is new, or whose command, args or env change, "
+            "is deployed with `baton deploy` on the server, not through the API (an MCP "
+            "server reached over transport: http may be deployed here)")
 
 
 @router.get("/{kind}/{name}", response_model=DefinitionDetail, summary="One definition's versions",
