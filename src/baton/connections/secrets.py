@@ -19,7 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from baton.definitions.model import SecretRef
+from baton.definitions.model import OWN_SETTINGS_PREFIX, SecretRef
 from baton.errors import BatonError
 
 __all__ = ["SecretError", "Secrets"]
@@ -47,6 +47,10 @@ class Secrets:
     def resolve(self, ref: SecretRef) -> str:
         """The value ``ref`` points to, or :class:`SecretError`."""
         if ref.source == "env":
+            if ref.name.upper().startswith(OWN_SETTINGS_PREFIX):  # (a version stored before
+                # validation refused it: never sent anywhere)
+                raise SecretError(f"secret {ref}: one of Baton's own settings "
+                                  f"({OWN_SETTINGS_PREFIX}*) cannot be read by a connection")
             value = self._environ.get(ref.name)
             if not value:
                 raise SecretError(f"secret {ref}: the environment variable {ref.name} is not "

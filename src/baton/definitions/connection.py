@@ -37,6 +37,7 @@ from baton.definitions.checks import (
     unknown,
 )
 from baton.definitions.model import (
+    OWN_SETTINGS_PREFIX,
     CallbackAuth,
     ConnectionAuth,
     ConnectionDefinition,
@@ -156,6 +157,8 @@ def _check_mcp(ck: Checker, data: dict[str, Any]) -> None:
             expect_identifier(ck, join("env", key), key, "environment variable name")
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 ck.add(join("env", key), f"expected a string, got {describe(value)}")
+            elif (ref := parse_secret_ref(value)) is not None:
+                check_own_setting(ck, join("env", key), ref)
     elif transport == "http":
         if "url" not in data:
             ck.add("url", "required key 'url' is missing (transport: http connects to it)")
@@ -212,7 +215,17 @@ def check_secret(ck: Checker, path: str, value: Any) -> SecretRef | None:
     if ref is None:
         got = "a literal string" if isinstance(value, str) else describe(value)
         ck.add(path, f"expected a secret reference, got {got}: {SECRET_HINT}")
+    else:
+        check_own_setting(ck, path, ref)
     return ref
+
+
+def check_own_setting(ck: Checker, path: str, ref: SecretRef) -> None:
+    """``env:BATON_...`` names one of Baton's own settings (its database URL with its
+    password, the SMTP password...): a connection may not send those anywhere."""
+    if ref.source == "env" and ref.name.upper().startswith(OWN_SETTINGS_PREFIX):
+        ck.add(path, f"{ref} is one of Baton's own settings ({OWN_SETTINGS_PREFIX}*): a "
+                     "connection cannot read it; give the secret a variable of its own")
 
 
 def _check_auth(ck: Checker, value: Any) -> None:

@@ -432,6 +432,9 @@ class ConnectionDefinition:
 
 
 SECRET_SOURCES = ("env", "file")
+# Environment variables of Baton's own settings (the database URL and its password, the
+# SMTP password...): no secret reference may name one.
+OWN_SETTINGS_PREFIX = "BATON_"
 
 
 def parse_secret_ref(text: object) -> SecretRef | None:
