@@ -899,8 +899,8 @@ def _check_step_type(ck: Checker, path: str, m: dict[str, Any], st: StepType,
     for key, names in owners.items():
         if key in m and key not in st.keys:
             article = "an" if st.name[:1] in "aeiou" else "a"
-            hint = ("; a person's step is bounded by its sla: (due, jeopardy, breach actions)"
-                    if key == "timeout" and st.name in ("interactive", "approval") else "")
+            hint = ("; a step that waits for a person is bounded by its sla: (due, jeopardy, "
+                    "breach actions)" if key == "timeout" else "")
             ck.add(join(path, key), f"{key} does not apply to {article} {st.name} step "
                                     f"(only to {' or '.join(names)} steps){hint}")
     st.validate(ck, path, m, scope)
