@@ -1,7 +1,7 @@
 """A small IMAP4rev1 server for tests, on loopback (port 0), speaking what a poller needs:
 CAPABILITY, LOGIN, SELECT/EXAMINE (with UIDVALIDITY), UID SEARCH with UID ranges (``N:*``
-as RFC 3501 reads it: the highest UID is always in it), UID FETCH ``BODY.PEEK[]``, NOOP,
-LOGOUT. Messages are added and the folder recreated (a new UIDVALIDITY) by the test. It
+as RFC 3501 reads it: the highest UID is always in it), UID FETCH ``BODY.PEEK[]`` or
+``RFC822.SIZE``, NOOP, LOGOUT. Messages are added and the folder recreated (a new UIDVALIDITY) by the test. It
 counts the messages it served, so a test sees what a poll fetched.
 
 (Debian's dovecot-imapd needs root and a system user set up to run; this server lets the
@@ -119,6 +119,9 @@ class ImapServer:
                     for seq, uid in enumerate(uids, start=1):
                         if _in_set(uid, args[1], top):
                             raw = self.folder.messages[uid]
+                            if "BODY" not in " ".join(args[2:]).upper():  # RFC822.SIZE
+                                send(f"* {seq} FETCH (UID {uid} RFC822.SIZE {len(raw)})\r\n")
+                                continue
                             self.fetched.append(uid)
                             send(f"* {seq} FETCH (UID {uid} BODY[] {{{len(raw)}}}\r\n".encode()
                                  + raw + b")\r\n")

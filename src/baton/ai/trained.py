@@ -20,6 +20,7 @@ import functools
 import gzip
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_TEXT = 20_000  # characters of a training text kept
+MAX_ROWS = 100_000  # rows of a training file (the offline classifier trains on 10,000 in seconds)
+MAX_CSV_BYTES = 256 * 1024 * 1024  # a training file larger than this is refused unread
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class TrainingSet:
 def read_csv(path: Path, text_column: str = "text", label_column: str = "label"
              ) -> tuple[list[str], list[str]]:
     """The texts and labels of a CSV file with a header; a problem names the file, the line
-    and the column."""
+    and the column. A file over :data:`MAX_CSV_BYTES` or :data:`MAX_ROWS` is refused."""
     try:
         handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
@@ -63,6 +66,10 @@ def read_csv(path: Path, text_column: str = "text", label_column: str = "label"
     texts: list[str] = []
     labels: list[str] = []
     with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_CSV_BYTES:
+            raise BatonError(f"{path}: {size:,} bytes: a training file is at most "
+                             f"{MAX_CSV_BYTES:,} bytes")
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         for col in (text_column, label_column):
@@ -79,6 +86,9 @@ def read_csv(path: Path, text_column: str = "text", label_column: str = "label"
                 if not text or not label:
                     empty = text_column if not text else label_column
                     raise BatonError(f"{path}:{reader.line_num}: empty {empty!r}")
+                if len(texts) >= MAX_ROWS:
+                    raise BatonError(f"{path}:{reader.line_num}: more than {MAX_ROWS:,} rows: "
+                                     f"a classifier is trained on at most {MAX_ROWS:,} texts")
                 texts.append(text[:MAX_TEXT])
                 labels.append(label)
         except (csv.Error, UnicodeDecodeError) as exc:

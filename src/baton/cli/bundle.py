@@ -62,6 +62,7 @@ def import_(
     bundle: Annotated[Path, typer.Argument(help="A bundle from `baton export` (- for standard input)")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print what would change; change nothing")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    max_bytes: Annotated[int | None, typer.Option("--max-bytes", min=1, help="The most the bundle may unpack to, in bytes (default: 16 MiB)")] = None,
 ) -> None:
     """Validate a bundle, then import it in one transaction (all of it, or nothing).
 
@@ -69,18 +70,25 @@ def import_(
       baton import bundle.tar.gz --dry-run
       baton import bundle.tar.gz
     """
-    from baton.runtime.bundle import BundleError, apply_import, plan_import, read_bundle
+    from baton.runtime.bundle import (
+        MAX_BUNDLE_BYTES,
+        BundleError,
+        apply_import,
+        plan_import,
+        read_bundle,
+    )
 
+    limit = max_bytes or MAX_BUNDLE_BYTES
+    shown = "standard input" if str(bundle) == "-" else str(bundle)
     with progress("reading the bundle", 2 if dry_run else 3,
                   enabled=show_progress(as_json)) as step:
-        data = sys.stdin.buffer.read() if str(bundle) == "-" else _read(bundle)
+        data = _read(bundle, limit)
         eng = _engine()
         step(description="validating everything in it")
         try:
-            members = read_bundle(data)
+            members = read_bundle(data, limit)
         except BundleError as exc:
-            raise BundleError(f"{'standard input' if str(bundle) == '-' else bundle}: "
-                              f"{exc}") from None
+            raise BundleError(f"{shown}: {exc}") from None
         plan = plan_import(eng, members)
         step(description="importing (one transaction)")
         if not dry_run:
@@ -109,11 +117,23 @@ def _why(exc: OSError) -> str:
     return reason[:1].lower() + reason[1:]
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, limit: int) -> bytes:
+    """The bundle's bytes (``-``: standard input), refused unread past ``limit`` (gzip
+    makes nothing larger than what it unpacks to, but a few bytes of headers)."""
+    cap = limit + 64 * 1024
     try:
-        return path.read_bytes()
+        if str(path) == "-":
+            data = sys.stdin.buffer.read(cap + 1)
+        else:
+            with path.open("rb") as f:
+                data = f.read(cap + 1)
     except OSError as exc:
         raise BatonError(f"cannot read {path}: {_why(exc)}") from None
+    if len(data) > cap:
+        shown = "standard input" if str(path) == "-" else str(path)
+        raise BatonError(f"{shown}: more than {cap:,} bytes: not a bundle of at most "
+                         f"{limit:,} bytes unpacked (--max-bytes to read more)")
+    return data
 
 
 def _check_writable(output: Path) -> None:

@@ -25,7 +25,7 @@ def intake_eml(
     mail, or already imported). Safe to run again on the same files."""
     from baton.cli.context import state
     from baton.errors import BatonError
-    from baton.intake.mail import MailError
+    from baton.intake.mail import MailError, read_file
 
     paths: list[Path] = []
     for f in files:
@@ -41,7 +41,7 @@ def intake_eml(
     failed = 0
     for path in paths:
         try:
-            got = eng.intake.accept(path.read_bytes(), via="eml", mailbox=mailbox,
+            got = eng.intake.accept(read_file(path), via="eml", mailbox=mailbox,
                                     actor=f"cli:intake:{path.name}")
             results.append({"file": str(path), **got.as_dict()})
         except (MailError, BatonError) as exc:

@@ -14,22 +14,36 @@ The text is read when the message arrives (outside the transaction: it is CPU wo
 AI steps and expressions read it from the record (the mailbox role ``attachments_text``) or
 from :meth:`~baton.intake.service.IntakeService.attachments_text`:
 
-* PDF: the text of its pages with ``pypdf`` (a scan without a text layer has none);
+* PDF: the text of its first :data:`MAX_PAGES` pages with ``pypdf``, read in a process of
+  its own within :data:`PDF_SECONDS` and :data:`PDF_MEMORY`, and the PDFs of one message
+  within :data:`PDF_MESSAGE_SECONDS` in all (a hostile PDF, a few KB that inflate to GBs
+  or hours of work, is stored without text and ``text_error`` says why; a scan without a
+  text layer has none);
 * ``text/html``: converted like an HTML mail body;
 * other ``text/*``: decoded with the part's charset (UTF-8, else Latin-1).
 """
 
 from __future__ import annotations
 
-import io
+import json
 import logging
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from baton.definitions.model import AttachmentPolicy
 from baton.intake.mail import Attachment, html_to_text
 
 MAX_TEXT = 500_000  # characters of text kept per attachment
 MAX_PAGES = 500  # pages of a PDF read
+PDF_SECONDS = 30.0
+"""Wall-clock seconds one PDF's text may take (its reader process is killed after)."""
+PDF_MEMORY = 1024 * 1024 * 1024
+"""Bytes of address space the PDF reader's process may use."""
+PDF_MESSAGE_SECONDS = 120.0
+"""Wall-clock seconds the PDFs of one message may take in all (later ones are not read)."""
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +64,28 @@ class Intake:
 
 def decide(attachments: tuple[Attachment, ...], policy: AttachmentPolicy) -> list[Intake]:
     out: list[Intake] = []
+    started = time.monotonic()
     for a in attachments:
         refused = policy.refusal(a.content_type, a.size)
         if refused is not None:
             out.append(Intake(a, refused))
             continue
-        text, error = extract_text(a.content_type, a.data)
+        left = PDF_MESSAGE_SECONDS - (time.monotonic() - started)
+        text, error = extract_text(a.content_type, a.data, seconds=left)
         out.append(Intake(a, None, text, error))
     return out
 
 
-def extract_text(content_type: str, data: bytes) -> tuple[str | None, str | None]:
-    """``(text, None)``, or ``(None, why)`` when no text can be read from the content."""
+def extract_text(content_type: str, data: bytes, *, seconds: float | None = None
+                 ) -> tuple[str | None, str | None]:
+    """``(text, None)``, or ``(None, why)`` when no text can be read from the content
+    (``seconds``: what is left of the message's time for PDFs)."""
     kind = content_type.lower()
     if kind == "application/pdf":
-        return _pdf_text(data)
+        if seconds is not None and seconds <= 0:
+            return None, (f"not read: the message's PDFs took the {PDF_MESSAGE_SECONDS:g} s "
+                          "they may take in all")
+        return _pdf_text(data, PDF_SECONDS if seconds is None else min(PDF_SECONDS, seconds))
     if kind == "text/html":
         return html_to_text(_decode(data))[:MAX_TEXT], None
     if kind.startswith("text/"):
@@ -80,31 +101,32 @@ def _decode(data: bytes) -> str:
     return text.replace("\x00", "")  # (no database stores NUL in text)
 
 
-def _pdf_text(data: bytes) -> tuple[str | None, str | None]:
-    from pypdf import PdfReader  # (imported when a PDF arrives, not with intake)
-    from pypdf.errors import PyPdfError
-
+def _pdf_text(data: bytes, seconds: float) -> tuple[str | None, str | None]:
+    """The PDF's text, read by :mod:`baton.intake.pdfchild` in a process of its own, within
+    ``seconds`` and :data:`PDF_MEMORY`: past either, the PDF is stored without its text,
+    and ``text_error`` says which limit stopped it."""
+    command = [sys.executable, "-I", str(Path(__file__).with_name("pdfchild.py")),
+               str(MAX_PAGES), str(MAX_TEXT), str(PDF_MEMORY)]
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            return None, "the PDF is encrypted"
-        pages: list[str] = []
-        size = 0
-        for page in reader.pages[:MAX_PAGES]:
-            text = page.extract_text() or ""
-            pages.append(text.strip())
-            size += len(text)
-            if size >= MAX_TEXT:
-                break
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            RecursionError, OSError) as exc:
-        # A broken PDF is still stored and downloadable; only its text is missing.
-        log.info("no text read from a PDF: %s", exc)
-        return None, f"the PDF could not be read: {str(exc)[:200] or type(exc).__name__}"
-    text = "\n\n".join(p for p in pages if p).replace("\x00", "").strip()
-    if not text:
-        return None, "the PDF has no text layer (a scan?)"
-    return text[:MAX_TEXT], None
+        done = subprocess.run(command, input=data, capture_output=True, timeout=seconds,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        log.warning("no text read from a PDF: stopped after %.3g s", seconds)
+        return None, f"reading the PDF's text took longer than {seconds:.3g} s: stopped"
+    except OSError as exc:
+        return None, f"the PDF could not be read: {exc.strerror or exc}"
+    try:
+        result = json.loads(done.stdout)
+    except ValueError:
+        result = None
+    if done.returncode != 0 or not isinstance(result, dict):
+        log.warning("no text read from a PDF: its reader ended with status %s: %s",
+                    done.returncode, done.stderr[-300:].decode("utf-8", "replace"))
+        return None, f"the PDF could not be read: its reader ended with status {done.returncode}"
+    if result.get("error"):
+        log.info("no text read from a PDF: %s", result["error"])
+        return None, str(result["error"])
+    return str(result.get("text") or "")[:MAX_TEXT] or None, None
 
 
 def joined(texts: list[tuple[str, str]], limit: int) -> str:

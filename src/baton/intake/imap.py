@@ -11,7 +11,10 @@ nothing. A crash between storing a message and recording its UID is covered the 
 A message intake will never take (not an e-mail, a record its object type refuses: see
 :data:`~baton.intake.service.REFUSED`) is logged and gone past (outcome ``unreadable`` or
 ``refused``), so it does not hold up the messages after it; any other failure ends the poll
-before its UID is recorded, and the next poll takes it again.
+before its UID is recorded, and the next poll takes it again. A message larger than
+:data:`~baton.intake.mail.MAX_MESSAGE_BYTES` (its ``RFC822.SIZE``, asked first) is not
+fetched at all (outcome ``too_large``), and each FETCH asks for at most
+:data:`FETCH_BYTES` of messages.
 The folder is opened read-only: Baton never marks, moves or deletes mail.
 """
 
@@ -26,11 +29,12 @@ from typing import Any
 from baton.clock import iso
 from baton.definitions.model import ImapSource, MailboxDefinition
 from baton.errors import BatonError
-from baton.intake.mail import MailError
+from baton.intake.mail import MAX_MESSAGE_BYTES, MailError
 from baton.intake.service import REFUSED, IntakeService
 
 log = logging.getLogger(__name__)
 BATCH = 50  # messages fetched per FETCH command
+FETCH_BYTES = 32 * 1024 * 1024  # bytes of messages fetched per FETCH command (one at least)
 TIMEOUT = 60.0  # seconds for the connection and each command
 
 
@@ -60,8 +64,9 @@ def password(source: ImapSource, env: Any = None) -> str:
 
 
 def poll(intake: IntakeService, box: MailboxDefinition, *, env: Any = None,
-         connect: Callable[[ImapSource], Any] | None = None) -> PollResult:
-    """Take the mailbox's new messages once."""
+         connect: Callable[[ImapSource], Any] | None = None,
+         max_bytes: int = MAX_MESSAGE_BYTES) -> PollResult:
+    """Take the mailbox's new messages once (``max_bytes``: the largest message taken)."""
     source = box.imap
     if source is None:
         raise ImapError(f"mailbox {box.name!r} has no imap: source")
@@ -79,7 +84,7 @@ def poll(intake: IntakeService, box: MailboxDefinition, *, env: Any = None,
                             f"{_clean(exc, secret)}") from None
         selected = client.select_folder(source.folder, readonly=True)
         uidvalidity = int(selected[b"UIDVALIDITY"])
-        return _take(intake, box, source, client, uidvalidity)
+        return _take(intake, box, source, client, uidvalidity, max_bytes)
     finally:
         try:
             client.logout()
@@ -88,7 +93,7 @@ def poll(intake: IntakeService, box: MailboxDefinition, *, env: Any = None,
 
 
 def _take(intake: IntakeService, box: MailboxDefinition, source: ImapSource, client: Any,
-          uidvalidity: int) -> PollResult:
+          uidvalidity: int, max_bytes: int) -> PollResult:
     store = intake.store
     with store.read() as tx:
         state = tx.imap_state_txn(box.name)
@@ -98,18 +103,27 @@ def _take(intake: IntakeService, box: MailboxDefinition, source: ImapSource, cli
     if reset or state is None:
         _save(intake, box, source, uidvalidity, last)
     # "N:*" also answers the last message when its UID is below N: filter.
-    uids = sorted(u for u in client.search(["UID", f"{last + 1}:*"]) if int(u) > last)
-    taken: list[tuple[int, str]] = []
+    uids = sorted(int(u) for u in client.search(["UID", f"{last + 1}:*"]) if int(u) > last)
+    sizes: dict[int, int] = {}
     for start in range(0, len(uids), BATCH):
-        chunk = uids[start:start + BATCH]
-        fetched = client.fetch(chunk, ["BODY.PEEK[]"])
+        for uid, data in client.fetch(uids[start:start + BATCH], ["RFC822.SIZE"]).items():
+            sizes[int(uid)] = int((data or {}).get(b"RFC822.SIZE") or 0)
+    taken: list[tuple[int, str]] = []
+    for chunk in _batches(uids, sizes, max_bytes):
+        wanted = [u for u in chunk if sizes.get(u, 0) <= max_bytes]
+        fetched = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
         for uid in chunk:
             raw = (fetched.get(uid) or {}).get(b"BODY[]")
             outcome = "missing"  # (expunged between SEARCH and FETCH)
-            if isinstance(raw, bytes):
+            if sizes.get(uid, 0) > max_bytes:
+                outcome = "too_large"
+                log.warning("imap %s: UID %s is %s bytes: at most %s are taken; not fetched",
+                            box.name, uid, f"{sizes[uid]:,}", f"{max_bytes:,}")
+            elif isinstance(raw, bytes):
                 try:
                     outcome = intake.accept(raw, via="imap", mailbox=box.name,
-                                            actor=f"imap:{box.name}").outcome
+                                            actor=f"imap:{box.name}",
+                                            max_bytes=max_bytes).outcome
                 except REFUSED as exc:
                     outcome = "unreadable" if isinstance(exc, MailError) else "refused"
                     log.warning("imap %s: UID %s is %s: %s", box.name, uid,
@@ -119,6 +133,24 @@ def _take(intake: IntakeService, box: MailboxDefinition, source: ImapSource, cli
             last = int(uid)
             taken.append((int(uid), outcome))
     return PollResult(box.name, uidvalidity, tuple(taken), last, reset)
+
+
+def _batches(uids: list[int], sizes: dict[int, int], max_bytes: int) -> list[list[int]]:
+    """``uids`` in order, in runs of at most :data:`BATCH` messages and :data:`FETCH_BYTES`
+    bytes to fetch (a message too large to be fetched counts nothing)."""
+    out: list[list[int]] = []
+    chunk: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, 0) if sizes.get(uid, 0) <= max_bytes else 0
+        if chunk and (len(chunk) >= BATCH or total + size > FETCH_BYTES):
+            out.append(chunk)
+            chunk, total = [], 0
+        chunk.append(uid)
+        total += size
+    if chunk:
+        out.append(chunk)
+    return out
 
 
 def _save(intake: IntakeService, box: MailboxDefinition, source: ImapSource, uidvalidity: int,

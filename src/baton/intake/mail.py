@@ -14,24 +14,48 @@ charsets, multipart) plus what is the product's own:
 * **attachments** with their names, types, sizes and bytes;
 * **notes** on defects read around (a ``multipart`` message whose parts cannot be found is
   read as text, as mail clients show it), for the case's timeline.
+
+Parsing is **bounded**, because the bytes come from anyone who can send mail: a message
+over :data:`MAX_MESSAGE_BYTES` or :data:`MAX_LINES`, with more than :data:`MAX_PARTS` MIME
+parts, parts nested deeper than :data:`MAX_DEPTH`, a header field longer than
+:data:`MAX_HEADER` characters or more than :data:`MAX_HEADERS` characters of header fields
+in all is refused (:class:`MailError`, saying which bound and where) before the standard
+library's header parser (superlinear in time and memory on hostile encoded words, address
+lists and parameters) gets to it. HTML is read with lxml's parser (the standard library's
+``HTMLParser`` takes quadratic time on some malformed tags).
 """
 
 from __future__ import annotations
 
-import email
 import email.errors
 import email.policy
 import hashlib
 import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
+from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
-from html.parser import HTMLParser
-from typing import ClassVar
+from pathlib import Path
+from typing import Any
 
 from baton.errors import BatonError
 
 MAX_BODY = 200_000  # characters of body kept (a pasted log is not a case description)
+MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+"""A message larger than this is refused unread (``.eml`` files, IMAP, the API; the SMTP
+listener has its own ``--smtp-max-bytes``, of this size by default)."""
+MAX_LINES = 2_000_000
+"""Lines of one message (the parser holds each as an object: 25 MB of empty lines would
+take GBs; base64 lines are 76 characters)."""
+MAX_PARTS = 1_000
+"""MIME parts in one message (attachments, alternatives and the containers around them)."""
+MAX_DEPTH = 32
+"""How deeply parts may nest (a forwarded message in a forwarded message is two levels)."""
+MAX_HEADER = 32 * 1024
+"""Characters of one header field (a References or To header of hundreds of entries fits)."""
+MAX_HEADERS = 512 * 1024
+"""Characters of all header fields of a message, its parts' included."""
+MAX_HTML = 5_000_000  # characters of HTML read (a body or an attachment) to make its text
 
 
 class MailError(BatonError):
@@ -80,15 +104,100 @@ class Mail:
         return tuple(ids)
 
 
-def parse(raw: bytes) -> Mail:
-    """Parse an RFC 5322 message. Raises :class:`MailError` when it is not one."""
+def parse(raw: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Mail:
+    """Parse an RFC 5322 message. Raises :class:`MailError` when it is not one, or when it
+    is over one of the bounds (``max_bytes``: the message's size)."""
+    if len(raw) > max_bytes:
+        raise MailError(f"the message is {len(raw):,} bytes: at most {max_bytes:,} are read")
     if not raw.strip():
         raise MailError("the message is empty")
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    lines = raw.count(b"\n")
+    if lines > MAX_LINES:
+        raise MailError(f"the message has {lines:,} lines: at most {MAX_LINES:,} are read")
+    try:
+        return _parse(raw)
+    except RecursionError:  # (header comments nested a thousand deep: see _depth for parts)
+        raise MailError("the message nests too deeply to be read (its parts, or the "
+                        "comments or groups of a header)") from None
+
+
+def read_file(path: Path, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
+    """The bytes of an ``.eml`` file, refused unread (:class:`MailError`) when it is larger
+    than ``max_bytes``; an :class:`OSError` when it cannot be read."""
+    with path.open("rb") as f:
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise MailError(f"the file is over {max_bytes:,} bytes: at most {max_bytes:,} are read")
+    return raw
+
+
+class _Tally:
+    """What one message's parse has seen so far, checked against the bounds as it grows."""
+
+    def __init__(self) -> None:
+        self.parts = -1  # (the parser calls the factory once to probe it)
+        self.header_chars = 0
+
+    def part(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise MailError(f"the message has more than {MAX_PARTS:,} MIME parts")
+
+    def header(self, name: str, value: str) -> None:
+        where = f" (in MIME part {self.parts - 1})" if self.parts > 1 else ""
+        if len(value) > MAX_HEADER:
+            raise MailError(f"header {name[:60]}{where} is {len(value):,} characters long: at "
+                            f"most {MAX_HEADER:,} are read")
+        self.header_chars += len(name) + len(value)
+        if self.header_chars > MAX_HEADERS:
+            raise MailError(f"the message's header fields pass {MAX_HEADERS:,} characters "
+                            f"(at {name[:60]}{where})")
+
+
+class _BoundedPolicy(email.policy.EmailPolicy):
+    """``policy.default``, counting every header field as the parser reads it."""
+
+    tally: _Tally | None = None
+
+    def __init__(self, tally: _Tally) -> None:
+        super().__init__(message_factory=EmailMessage)
+        object.__setattr__(self, "tally", tally)  # (as Policy.__init__ sets its attributes)
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        if self.tally is not None:
+            self.tally.header(name, value)
+        return name, value
+
+
+def _depth(msg: Message) -> int:
+    """How deeply ``msg``'s parts nest (without recursion: the bound is checked before the
+    standard library's recursive walks see the message)."""
+    deepest, stack = 0, [(msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        deepest = max(deepest, depth)
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            stack.extend((p, depth + 1) for p in payload if isinstance(p, Message))
+    return deepest
+
+
+def _parse(raw: bytes) -> Mail:
+    tally = _Tally()
+    policy = _BoundedPolicy(tally)
+
+    def factory(policy: Any = policy) -> EmailMessage:
+        tally.part()
+        return EmailMessage(policy)
+
+    msg = BytesParser(factory, policy=policy).parsebytes(raw)
     if not isinstance(msg, EmailMessage) or not (msg.keys()):
         raise MailError("no e-mail headers found (is this an .eml file?)")
     if "from" not in msg and "subject" not in msg and "message-id" not in msg:
         raise MailError("no From, Subject or Message-ID header: not an e-mail")
+    if _depth(msg) > MAX_DEPTH:
+        raise MailError(f"the message's parts nest more than {MAX_DEPTH} levels deep")
     senders = _addresses(msg, "from")
     sender_name, sender = senders[0] if senders else ("", "")
     text, html, notes = _body(msg)
@@ -242,59 +351,64 @@ def _content(part: Message) -> str:
 
 def _normalise(text: str) -> str:
     """Lines without trailing blanks, at most one empty line in a row, no NUL (an ``=00`` or
-    base64 NUL decodes to one: no text means it, and no store keeps it)."""
-    text = text.replace("\x00", "")
+    base64 NUL decodes to one: no text means it, and no store keeps it). Only the start of
+    a long text is read: :data:`MAX_BODY` characters of it are kept."""
+    text = text[:4 * MAX_BODY].replace("\x00", "")
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-class _Text(HTMLParser):
-    BLOCK: ClassVar[frozenset[str]] = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table",
-             "blockquote", "pre", "hr", "ul", "ol", "section", "article", "header", "footer"})
-    SKIP: ClassVar[frozenset[str]] = frozenset({"script", "style", "head", "title"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self.skipping = 0
-        self.quote = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.SKIP:
-            self.skipping += 1
-        elif tag == "blockquote":
-            self.quote += 1
-            self.out.append("\n")
-        elif tag in self.BLOCK:
-            self.out.append("\n")
-        if tag == "li":
-            self.out.append("- ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.SKIP:
-            self.skipping = max(0, self.skipping - 1)
-        elif tag == "blockquote":
-            self.quote = max(0, self.quote - 1)
-            self.out.append("\n")
-        elif tag in self.BLOCK:
-            self.out.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self.skipping:
-            return
-        text = re.sub(r"[ \t\r\n]+", " ", data)
-        if self.quote:  # quoted history in HTML is a blockquote: mark it as text quotes do
-            text = text.replace("\n", "\n> ")
-            if not self.out or self.out[-1].endswith("\n"):
-                text = "> " + text.lstrip()
-        self.out.append(text)
+_BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table",
+                    "blockquote", "pre", "hr", "ul", "ol", "section", "article", "header",
+                    "footer"})
+_SKIP = frozenset({"script", "style", "head", "title"})
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # (libxml2 stops at some)
+_BLANKS = re.compile(r"[ \t\r\n]+")
 
 
 def html_to_text(html: str) -> str:
-    parser = _Text()
-    parser.feed(html)
-    parser.close()
-    lines = [" ".join(line.split()) for line in "".join(parser.out).split("\n")]
+    """The text of an HTML document or fragment (its first :data:`MAX_HTML` characters):
+    block elements end lines, list items start with ``- ``, a blockquote's lines with
+    ``> `` (quoted history in HTML mail), scripts and styles go."""
+    from lxml import etree  # type: ignore[import-untyped]  # (imported with the first HTML)
+    from lxml import html as lxml_html
+
+    data = _CONTROL.sub("", html[:MAX_HTML]).encode("utf-8", "replace")
+    parser = lxml_html.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True,
+                                  no_network=True)
+    try:
+        root = lxml_html.document_fromstring(data, parser=parser)
+    except (etree.ParserError, ValueError):  # nothing but blanks or comments
+        return ""
+    out: list[str] = []
+    quote = 0
+
+    def add(text: str | None) -> None:
+        if not text:
+            return
+        text = _BLANKS.sub(" ", text)
+        if quote and (not out or out[-1].endswith("\n")):  # mark it as text quotes do
+            text = "> " + text.lstrip()
+        out.append(text)
+
+    walker = etree.iterwalk(root, events=("start", "end"))
+    for event, element in walker:
+        tag = element.tag.lower() if isinstance(element.tag, str) else ""
+        if tag in _SKIP:
+            if event == "start":
+                walker.skip_subtree()
+            else:
+                add(element.tail)
+            continue
+        if event == "start":
+            quote += tag == "blockquote"
+            out.extend(("\n", "- ") if tag == "li" else ("\n",) if tag in _BLOCK else ())
+            add(element.text)
+        else:
+            quote -= tag == "blockquote"
+            out.extend(("\n",) if tag in _BLOCK else ())
+            add(element.tail)
+    lines = [" ".join(line.split()) for line in "".join(out).split("\n")]
     return "\n".join(line for line in lines if line)  # block ends, not blank lines
 
 

@@ -37,7 +37,7 @@ from baton.definitions.model import MailboxDefinition, ObjectTypeDefinition
 from baton.errors import BatonError, NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
 from baton.intake.attachments import Intake, decide, joined
-from baton.intake.mail import Mail, MailError, parse
+from baton.intake.mail import MAX_MESSAGE_BYTES, Mail, MailError, parse
 from baton.records.fields import MAX_STRING, MAX_TEXT
 from baton.records.service import RecordService
 from baton.rows import audit_event
@@ -140,12 +140,14 @@ class IntakeService:
     # ---- accept ---------------------------------------------------------------------------
     def accept(self, raw: bytes, *, via: str, recipients: Sequence[str] = (),
                mailbox: str | None = None, actor: str | None = None,
-               claim: IdempotencyClaim | None = None) -> Accepted:
-        """Take one message (raises :class:`~baton.intake.mail.MailError` if it is not one).
+               claim: IdempotencyClaim | None = None,
+               max_bytes: int = MAX_MESSAGE_BYTES) -> Accepted:
+        """Take one message (raises :class:`~baton.intake.mail.MailError` if it is not one,
+        or if it is over a bound of :mod:`~baton.intake.mail`: ``max_bytes`` is its size's).
 
         ``claim``: an API request's idempotency key, claimed in the transaction that stores
         the message and bound to the stored message (``msg-…``)."""
-        mail = parse(raw)
+        mail = parse(raw, max_bytes)
         # The envelope's recipients (SMTP) decide; a file's own To and Cc otherwise.
         box = self.mailbox_for(list(recipients) or [*mail.to, *mail.cc], mailbox)
         # Attachments are decided and their text read before the transaction (CPU work).

@@ -28,17 +28,20 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from baton.errors import BatonError, NotFound
+from baton.intake.mail import MAX_MESSAGE_BYTES
 from baton.intake.service import REFUSED, IntakeService
 
 log = logging.getLogger("baton.intake.smtp")
 
-DEFAULT_MAX_BYTES = 25 * 1024 * 1024
+DEFAULT_MAX_BYTES = MAX_MESSAGE_BYTES
 REPLY_TEXT = 400  # characters of a reason in a reply line (RFC 5321: 512 octets a line)
 
 
 class _Handler:
-    def __init__(self, intake: IntakeService, allowed_domains: Sequence[str]) -> None:
+    def __init__(self, intake: IntakeService, allowed_domains: Sequence[str],
+                 max_bytes: int) -> None:
         self.intake = intake
+        self.max_bytes = max_bytes  # (aiosmtpd refuses a larger message before DATA ends)
         self.domains = tuple(d.lower().lstrip("@") for d in allowed_domains)
         self.received = 0
 
@@ -59,7 +62,8 @@ class _Handler:
         loop = asyncio.get_running_loop()
         try:  # the commit runs on a thread: other sessions go on meanwhile
             got = await loop.run_in_executor(None, functools.partial(
-                self.intake.accept, raw, via="smtp", recipients=list(envelope.rcpt_tos)))
+                self.intake.accept, raw, via="smtp", recipients=list(envelope.rcpt_tos),
+                max_bytes=self.max_bytes))
         except REFUSED as exc:
             log.warning("message from %s refused: %s", envelope.mail_from, exc)
             return reply("554 5.6.0", str(exc))
@@ -82,7 +86,7 @@ class SmtpListener:
 
     def __init__(self, intake: IntakeService, host: str, port: int, *,
                  max_bytes: int = DEFAULT_MAX_BYTES, allowed_domains: Sequence[str] = ()) -> None:
-        self.handler = _Handler(intake, allowed_domains)
+        self.handler = _Handler(intake, allowed_domains, max_bytes)
         self.controller = Controller(self.handler, hostname=host, port=port,
                                      data_size_limit=max_bytes, ready_timeout=10,
                                      server_hostname="baton")

@@ -16,8 +16,10 @@ deactivated. Run history, records and work are never part of a bundle.
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,7 +40,9 @@ if TYPE_CHECKING:
     from baton.runtime.engine import Engine
 
 FORMAT = 1
-MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # unpacked: a bundle is definitions, not data
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+"""The most a bundle may unpack to (``baton import --max-bytes`` reads larger ones): a bundle
+is definitions, not data, and its JSON takes up to 25 times its size once read."""
 MEMBERS = ("manifest.json", "definitions.json", "people.json")
 KIND_ORDER = {"object": 0, "calendar": 1, "connection": 2, "routing": 2, "orchestration": 3}  # what others refer to first
 
@@ -109,26 +113,50 @@ def export_bundle(engine: Engine, *, include_people: bool = False,
 
 
 # ---- import -----------------------------------------------------------------------------
-def read_bundle(data: bytes) -> dict[str, Any]:
-    """The bundle's members, checked for shape (a clear error naming what is wrong)."""
+class _Bounded(io.RawIOBase):
+    """The bytes of a decompressing stream, refused (:class:`BundleError`) past ``limit``:
+    a few KB of gzip can inflate to GBs, and the tar reader reads a long-name or pax header
+    whole, whatever its size, before any member's size can be checked."""
+
+    def __init__(self, stream: gzip.GzipFile, limit: int) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.seen = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.stream.read(min(len(view), self.limit + 1 - self.seen))
+        self.seen += len(data)
+        if self.seen > self.limit:
+            raise BundleError(f"it unpacks to more than {self.limit:,} bytes (at most "
+                              f"{self.limit:,} are read; --max-bytes to read more)")
+        view[:len(data)] = data
+        return len(data)
+
+
+def read_bundle(data: bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> dict[str, Any]:
+    """The bundle's members, checked for shape (a clear error naming what is wrong).
+    ``max_bytes``: the most it may unpack to (its members and the tar's own headers)."""
     out: dict[str, Any] = {}
-    total = 0
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        unpacked = _Bounded(gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb"), max_bytes)
+        with tarfile.open(fileobj=io.BufferedReader(unpacked), mode="r|") as tar:
             for member in tar:
                 if member.name not in MEMBERS or not member.isfile():
-                    raise BundleError(f"unexpected member {member.name!r} in the bundle "
+                    raise BundleError(f"unexpected member {member.name[:200]!r} in the bundle "
                                       f"(expected {', '.join(MEMBERS)})")
-                total += member.size
-                if total > MAX_BUNDLE_BYTES:
-                    raise BundleError(f"the bundle unpacks to more than {MAX_BUNDLE_BYTES} bytes")
+                if member.name in out:
+                    raise BundleError(f"{member.name} is in the bundle twice")
                 f = tar.extractfile(member)
                 assert f is not None
                 try:
                     out[member.name] = orjson.loads(f.read())
                 except orjson.JSONDecodeError as exc:
                     raise BundleError(f"{member.name}: not JSON: {exc}") from None
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BundleError(f"not a bundle (a .tar.gz from `baton export`): {exc}") from None
     manifest = out.get("manifest.json")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:

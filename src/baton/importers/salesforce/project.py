@@ -16,7 +16,7 @@ from baton.importers.salesforce.conditions import Catalog
 from baton.importers.salesforce.orchestration import ORCHESTRATION_TYPES, OrchestrationTranslator
 from baton.importers.salesforce.report import FlowToPort, ImportReport
 from baton.importers.salesforce.screens import ScreenFlows
-from baton.importers.salesforce.xmlread import Node, XmlProblem, parse_xml
+from baton.importers.salesforce.xmlread import Node, XmlProblem, read_xml
 
 SUFFIXES = (".flow-meta.xml", ".flow", ".xml")
 
@@ -70,7 +70,7 @@ def read_flows(files: Sequence[tuple[str, Path]], report: ImportReport) -> list[
     flows: list[FlowFile] = []
     for shown, path in files:
         try:
-            root = parse_xml(path.read_bytes())
+            root = read_xml(path)
         except XmlProblem as exc:
             report.cannot(shown, exc.line, "file", str(exc))
             continue
