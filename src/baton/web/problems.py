@@ -14,6 +14,7 @@ traceback in the server's log.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -111,8 +112,11 @@ def problem_response(request: Request, status: int, title: str, detail: str = ""
 
 def _from_baton(request: Request, exc: BatonError) -> Response:
     if isinstance(exc, ValidationError):
-        errors = [{"field": f, "message": m} for f, m in exc.fields.items()]
-        return problem_response(request, 422, "Invalid input", str(exc), slug="validation",
+        errors, _ = _capped([{"field": f, "message": m} for f, m in exc.fields.items()])
+        detail = str(exc)
+        if len(exc.fields) > MAX_FIELD_ERRORS:
+            detail = f"invalid {exc.what}: {len(exc.fields):,} fields have problems"
+        return problem_response(request, 422, "Invalid input", detail, slug="validation",
                                 errors=errors)
     if isinstance(exc, DefinitionError):
         issues = [{"file": i.file, "line": i.line, "path": i.path, "message": i.message}
@@ -195,6 +199,35 @@ def _field_error(request: Request, error: Mapping[str, Any]) -> dict[str, str]:
     return {"field": field, "message": error.get("msg", "invalid")}
 
 
+UNPARSED = "There was an error parsing the body"  # FastAPI's, for any error but a JSON one's
+MAX_FIELD_ERRORS = 100  # a 422 lists this many fields' problems, then says how many more
+
+
+async def _unparsed(request: Request) -> str:
+    """Why FastAPI could not parse a body it reports only as "an error": it is read again
+    (the ASGI body is kept by Starlette) and parsed as the route would."""
+    try:
+        raw = await request.body()
+        json.loads(raw)
+    except RecursionError:
+        return "not valid JSON: nested too deeply (arrays and objects within each other)"
+    except (ValueError, RuntimeError) as exc:  # (RuntimeError: the body was consumed)
+        return f"could not be read as JSON ({type(exc).__name__})"
+    return "could not be read as JSON"
+
+
+def _capped(errors: list[dict[str, str]]) -> tuple[list[dict[str, str]], str]:
+    """At most MAX_FIELD_ERRORS of a 422's field problems (90,000 unknown keys would make a
+    response of megabytes), and the detail line over them."""
+    shown = errors[:MAX_FIELD_ERRORS]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in shown)
+    if len(errors) > len(shown):
+        more = len(errors) - len(shown)
+        detail += f"; and {more:,} more"
+        shown = [*shown, {"field": "(more)", "message": f"{more:,} more problems not listed"}]
+    return shown, detail
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> Response:
@@ -207,13 +240,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        errors = [_field_error(request, e) for e in exc.errors()]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        errors, detail = _capped([_field_error(request, e) for e in exc.errors()])
         return problem_response(request, 422, "Invalid input", detail, slug="validation",
                                 errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400 and exc.detail == UNPARSED:
+            said = await _unparsed(request)
+            return problem_response(request, 422, "Invalid input", f"body: {said}",
+                                    slug="validation", errors=[{"field": "body",
+                                                                "message": said}])
         titles = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden",
                   404: "Not found", 405: "Method not allowed"}
         return problem_response(request, exc.status_code, titles.get(exc.status_code, "Error"),
