@@ -211,7 +211,8 @@ async def _unparsed(request: Request) -> str:
         json.loads(raw)
     except RecursionError:
         return "not valid JSON: nested too deeply (arrays and objects within each other)"
-    except (ValueError, RuntimeError) as exc:  # (RuntimeError: the body was consumed)
+    except Exception as exc:  # noqa: BLE001 - a body that cannot be read again (the client
+        # went away, a limit cut it off: that answer was given) or is not JSON: said as such
         return f"could not be read as JSON ({type(exc).__name__})"
     return "could not be read as JSON"
 
