@@ -12,7 +12,26 @@ from typing import Any
 
 
 class BatonError(Exception):
-    """Root of every error Baton raises on purpose."""
+    """Root of every error Baton raises on purpose.
+
+    Every Baton error pickles and copies whole (its message and its attributes), whatever
+    its constructor takes: it can cross a process boundary (``multiprocessing``, a process
+    pool) and come back as itself.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # BaseException's own reduce calls ``cls(*self.args)``: ``args`` holds the message
+        # alone, which a subclass whose constructor takes other arguments (NotFound(kind,
+        # key), ValidationError(what, fields) ...) refuses or misreads. Rebuilt without
+        # calling the constructor instead, then given its attributes back.
+        return (_rebuilt, (type(self), self.args), self.__dict__)
+
+
+def _rebuilt(cls: type[BatonError], args: tuple[Any, ...]) -> BatonError:
+    """A Baton error as :meth:`BatonError.__reduce__` saved it (its attributes follow)."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    return exc
 
 
 @dataclass(frozen=True)

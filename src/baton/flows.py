@@ -12,28 +12,45 @@ def classify(ctx):
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from baton.errors import BatonError
+from baton.errors import BatonError, ValidationError
 
 FlowFn = Callable[["FlowContext"], "Mapping[str, Any] | bool | None"]
+F = TypeVar("F", bound=FlowFn)
 
 _REGISTRY: dict[str, FlowFn] = {}
 _GENERATION = [0]  # bumped by every registration: a flow process forked earlier lacks it
 
 
-def flow(name: str) -> Callable[[FlowFn], FlowFn]:
-    """Register the decorated function as the flow ``name``.
+def flow(name: str) -> Callable[[F], F]:
+    """Register the decorated function as the flow ``name`` (the decorated function is
+    returned as it is, so it can still be called, e.g. by a unit test).
 
     Registering the same name twice with a different function is an error, so two
     modules cannot silently shadow each other.
-    """
 
-    def register(fn: FlowFn) -> FlowFn:
+    Raises:
+        BatonError: ``name`` is not a non-blank string (``@flow`` written without its name
+            is told so), or what is decorated is not callable.
+    """
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        if callable(name):  # @flow on its own: the function came in as the name
+            raise BatonError(f"@flow needs the flow's name, the one steps give as flow: "
+                             f"write @flow(\"...\") above {_qualname(name)}")
+        raise BatonError(f"a flow's name is a non-blank string without spaces around it, "
+                         f"got {name!r}")
+
+    def register(fn: F) -> F:
+        if not callable(fn):
+            raise BatonError(f"@flow({name!r}) decorates a function taking the flow's "
+                             f"context, got {type(fn).__name__} {fn!r}"[:300])
+        _check_takes_context(name, fn)
         existing = _REGISTRY.get(name)
         if existing is not None and _qualname(existing) != _qualname(fn):
             raise BatonError(
@@ -44,6 +61,21 @@ def flow(name: str) -> Callable[[FlowFn], FlowFn]:
         return fn
 
     return register
+
+
+def _check_takes_context(name: str, fn: Callable[..., Any]) -> None:
+    """A flow is called with one argument, its context: one that cannot be is refused when
+    it is registered, not at its first step (a callable whose signature Python cannot
+    read is taken as it is)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise BatonError(f"flow {name!r}: {_qualname(fn)}{signature} cannot be called with "
+                         "the flow's context alone (a flow takes one argument, ctx)") from None
 
 
 def _qualname(fn: Callable[..., Any]) -> str:
@@ -199,6 +231,10 @@ class FlowContext:
         """Stage updates to the run's record; applied when the step completes."""
         if self._record is None:
             raise BatonError(f"step {self.step!r}: this run has no record to update")
+        if type(fields) is not dict and not isinstance(fields, Mapping):
+            raise ValidationError(f"record update of step {self.step!r}", {
+                "(fields)": f"expected a mapping of field name -> value, got "
+                            f"{type(fields).__name__}"})
         self.record_updates.update(fields)
         self._record.update(fields)
 

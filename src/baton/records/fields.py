@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+import orjson
+
 from baton import decimals
 from baton.definitions.model import FieldDefinition, OrchestrationDefinition
 from baton.definitions.refs import DefinitionMemo
@@ -78,6 +80,10 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
         except ValueError:
             raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}") from None
     if t == "datetime":
+        if isinstance(value, dt.datetime) and value.utcoffset() is None:
+            # (Python's naive datetime is local time by convention: never taken as UTC)
+            raise ValueError(f"datetime {value.isoformat()} has no time zone: give it one "
+                             "(tzinfo=datetime.UTC), or pass ISO 8601 text")
         try:
             parsed = dt.datetime.fromisoformat(str(value))
         except ValueError:
@@ -103,6 +109,11 @@ def _coerce(f: FieldDefinition, value: Any) -> Any:
         problem = first_problem(value, "")
         if problem:
             raise ValueError(f"holds what no store keeps: {problem}")
+        try:  # as the store keeps it (tuples as lists, keys as text), so returned the same
+            value = orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+        except TypeError as exc:  # (a set, bytes, an object of a class of one's own ...)
+            raise ValueError(f"is not JSON ({exc}): JSON holds text, numbers, true/false, "
+                             "null, lists and objects") from None
         limit = f.max_length or MAX_TEXT
         size = len(_JSON_TEXT.encode(value))
         if size > limit:

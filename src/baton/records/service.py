@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from baton.clock import Clock, iso
+from baton.definitions.checks import describe
 from baton.definitions.model import ObjectTypeDefinition, OrchestrationDefinition
 from baton.definitions.refs import navigated_cached
 from baton.errors import ExpressionError, NotFound, TransitionConflict, ValidationError
@@ -105,6 +106,7 @@ class RecordService:
         same transaction (an order's lines), all or none."""
         now = iso(now_dt)
         out = []
+        _check_rows(object_type, rows)
         if claim is not None:
             claim.claim_txn(tx, now_dt)
         otype = self.definitions.object_type(object_type, tx)
@@ -446,6 +448,24 @@ class RecordService:
         with self.store.read() as tx:
             self.get_row_txn(tx, record_id, lock=False)
             return tx.events_txn(record_id=record_id)  # type: ignore[return-value]
+
+
+def _check_rows(object_type: object, rows: object) -> None:
+    """What :meth:`RecordService.create` is given is an object type's name and a list of
+    records, each a mapping of field -> value: anything else is refused, naming it, before
+    anything is written (not a TypeError from deep inside)."""
+    if not isinstance(object_type, str):
+        raise ValidationError("records", {"object_type": (
+            f"expected the name of an object type, got {describe(object_type)}")})
+    if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Sequence):
+        raise ValidationError(f"{object_type} records", {"(records)": (
+            f"expected a list of records (mappings of field -> value), got "
+            f"{describe(rows)}")})
+    bad = {f"[{i}]" if len(rows) > 1 else "(data)":
+           f"expected a mapping of field -> value, got {describe(row)}"
+           for i, row in enumerate(rows) if not isinstance(row, Mapping)}
+    if bad:
+        raise ValidationError(f"{object_type} record" + ("s" if len(rows) > 1 else ""), bad)
 
 
 def check_refs_txn(tx: Transaction, otype: ObjectTypeDefinition, values: Mapping[str, Any],

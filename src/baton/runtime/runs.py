@@ -10,9 +10,13 @@ in one write transaction of its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from baton.clock import Clock, iso
+from baton.definitions.checks import describe
 from baton.definitions.model import (
     FieldDefinition,
     ObjectTypeDefinition,
@@ -39,6 +43,7 @@ from baton.rows import AuditEvent, Record, audit_event
 from baton.runtime.apply import Applier
 from baton.runtime.definitions import DefinitionRepo
 from baton.runtime.idempotency import IdempotencyClaim
+from baton.storable import first_problem
 from baton.store.base import KeyPage, Total
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
@@ -136,6 +141,12 @@ class RunDriver:
               record_id: str | None, actor: str, claim: IdempotencyClaim | None = None) -> Run:
         """Start an autolaunched orchestration with typed ``input``; ``claim``: the
         request's idempotency key, claimed and bound to the run in the same transaction."""
+        if not isinstance(orchestration, str):
+            raise ValidationError("start", {"orchestration": (
+                f"expected an orchestration's name (text), got {describe(orchestration)}")})
+        if record_id is not None and not isinstance(record_id, str):
+            raise ValidationError(f"start of {orchestration}", {"record": (
+                f"expected the record's id (text), got {describe(record_id)}")})
         now_dt = self.clock.now()
         with self.store.write() as tx:
             if claim is not None:
@@ -177,12 +188,15 @@ class RunDriver:
                         output: dict[str, Any] | None) -> Run:
         """Operator action on a step in fallout: ``retry``, ``complete`` (with output) or
         ``skip``; ``fallout_id`` is ``RUN_ID:STEP``."""
+        if not isinstance(fallout_id, str):
+            raise ValidationError("fallout id", {"id": (
+                f"expected RUN_ID:STEP (text), got {describe(fallout_id)}")})
         run_id, _, step = fallout_id.partition(":")
         if action not in FALLOUT_ACTIONS:
             raise ValidationError("fallout action", {"action": f"expected retry, complete or skip, got {action!r}"})
         if not step:
             raise ValidationError("fallout id", {"id": f"expected RUN_ID:STEP, got {fallout_id!r}"})
-        if not reason:
+        if not isinstance(reason, str) or not reason.strip():
             raise ValidationError("fallout action", {"reason": "say why (it is audited)"})
         now_dt = self.clock.now()
         with self.store.write() as tx:
@@ -191,7 +205,7 @@ class RunDriver:
             if found is None:
                 raise NotFound("step", step, f"run {run_id} has no such step")
             if action == "complete":
-                output = _check_output(found[1].options.get("output"), output or {}, step)
+                output = _check_output(found[1].options.get("output"), output, step)
             event = FalloutAction(step, action, actor, reason, output)
             decision = self.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
             if decision.stale:
@@ -277,11 +291,47 @@ class RunDriver:
         return out
 
 
-def _check_output(spec: Any, output: dict[str, Any], step: str) -> dict[str, Any]:
+def json_object(value: object, what: str, field: str) -> dict[str, Any]:
+    """``value`` (None: ``{}``) as the JSON object it is stored as: a mapping whose keys
+    are text (or become it, as JSON makes them) and whose values JSON holds; a decimal
+    number is a float there (what exact numbers need is a ``decimal`` field). Anything else
+    is a ValidationError naming ``field`` of ``what``, before anything is written."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(what, {field: (
+            f"expected a mapping (a JSON object), got {describe(value)}")})
+    given = dict(value)
+    problem = first_problem(given, field)
+    if problem:
+        raise ValidationError(what, {field: f"holds what no store keeps: {problem}"})
+    try:
+        out: dict[str, Any] = orjson.loads(orjson.dumps(
+            given, default=_json_number, option=orjson.OPT_NON_STR_KEYS))
+    except TypeError as exc:
+        raise ValidationError(what, {field: (
+            f"is not JSON ({exc}): JSON holds text, numbers, true/false, null, lists and "
+            "objects")}) from None
+    return out
+
+
+def _json_number(value: object) -> float:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _check_output(spec: Any, output: object, step: str) -> dict[str, Any]:
     """Validate an operator's output against the step's ``output:`` field specs, if any
-    (a callout's ``output:`` maps its response instead: expressions, not field specs)."""
+    (a callout's ``output:`` maps its response instead: expressions, not field specs);
+    without them, it is any JSON object."""
     if not isinstance(spec, Mapping) or not any(isinstance(f, dict) for f in spec.values()):
-        return output
+        return json_object(output, f"output of step {step}", "output")
+    if output is None:
+        output = {}
+    if not isinstance(output, Mapping):
+        raise ValidationError(f"output of step {step}", {"output": (
+            f"expected a mapping (a JSON object), got {describe(output)}")})
     fields = [FieldDefinition(name=name, type=f.get("type", "json"), required=f.get("required", False),
                               choices=tuple(f.get("choices") or ()), default=f.get("default"))
               for name, f in dict(spec).items() if isinstance(f, dict)]

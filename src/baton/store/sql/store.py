@@ -245,6 +245,7 @@ class SqlStore(JobQueue):
         self._reader.dispose()
         if self._listener is not None:
             self._listener.close()
+            self._listener.interrupts.close()  # (its waiting threads' pipes)
         if self._watch is not None:
             self._watch.close()
 
