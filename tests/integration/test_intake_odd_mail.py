@@ -276,3 +276,16 @@ def test_dealer_support_takes_mail_without_a_subject_or_a_body(tmp_path: Path) -
         ("", "hello there, invoice problem", "billing"),
         ("Invoice charged twice", "", "billing"),
         ("Invoice charged twice", "", "billing")]
+
+
+def test_a_message_given_as_text_from_python_is_a_mail_error(harness: Any) -> None:
+    """The Python API's ``accept`` takes the message's bytes: a ``str`` or None is a
+    MailError saying so (it was a TypeError from deep in the parser)."""
+    from baton.intake.mail import MailError
+
+    harness.deploy_text(DEFS)
+    for raw in ((INVOICE % b"text").decode(), None):
+        with pytest.raises(MailError, match="a message is its bytes"):
+            harness.engine.intake.accept(raw, via="eml")
+    got = harness.engine.intake.accept(bytearray(INVOICE % b"bytes" + b"hi\r\n"), via="eml")
+    assert got.outcome == "created", got

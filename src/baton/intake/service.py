@@ -147,7 +147,10 @@ class IntakeService:
 
         ``claim``: an API request's idempotency key, claimed in the transaction that stores
         the message and bound to the stored message (``msg-…``)."""
-        mail = parse(raw, max_bytes)
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            raise MailError(f"a message is its bytes as received (RFC 5322), got "
+                            f"{type(raw).__name__}: encode a text first")
+        mail = parse(bytes(raw), max_bytes)
         # The envelope's recipients (SMTP) decide; a file's own To and Cc otherwise.
         box = self.mailbox_for(list(recipients) or [*mail.to, *mail.cc], mailbox)
         # Attachments are decided and their text read before the transaction (CPU work).
