@@ -65,9 +65,17 @@ def test_the_supervisor_figures_are_metrics(sqlite_api: Api) -> None:
     assert got[("baton_routing_oldest_wait_seconds", q)] == 120.0
     assert got[("baton_routing_routed_last_hour", q)] == 1
     assert got[("baton_routing_median_to_assignment_seconds", q)] == 0.0
-    assert got[("baton_agent_load", (("availability", "available"), ("user", "ann")))] == 1
-    assert got[("baton_agent_load", (("availability", "away"), ("user", "cyd")))] == 0
-    assert got[("baton_agent_capacity", (("user", "ann"),))] == 1
+    # People by availability, their loads and capacities added up: no person's name.
+    people = api.get("opal", "/api/team").json()["people"]
+    assert {p["name"]: (p["availability"], p["load"]) for p in people
+            if p["name"] in ("ann", "cyd")} == {"ann": ("available", 1), "cyd": ("away", 0)}
+    for availability in {p["availability"] for p in people}:
+        these = [p for p in people if p["availability"] == availability]
+        a = (("availability", availability),)
+        assert got[("baton_agents", a)] == len(these)
+        assert got[("baton_agent_load", a)] == sum(p["load"] for p in these)
+        assert got[("baton_agent_capacity", a)] == sum(p["capacity"] or 0 for p in these)
+    assert not [k for k in got if "user" in dict(k[1])], got
     figures = api.get("opal", "/api/team").json()["queues"]
     assert figures == [{"queue": "group:billing", "waiting": 1, "oldest_wait_s": 120.0,
                         "routed_last_hour": 1, "median_to_assignment_s": 0.0}]

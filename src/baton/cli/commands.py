@@ -503,8 +503,10 @@ def serve(
         heap.settle()  # (a long-running process: see baton.runtime.heap)
         # proxy_headers=False: forwarding headers are believed from BATON_TRUSTED_PROXIES
         # only (baton.web.proxies), not from whatever uvicorn trusts by default.
+        from baton.logs import RequestIds  # (each request's id on its log lines)
+
         stop.server = uvicorn.Server(uvicorn.Config(
-            app, host=host, port=port, log_level="info", proxy_headers=False,
+            RequestIds(app), host=host, port=port, log_level="info", proxy_headers=False,
             log_config=None))  # our handlers and format
         if not stop.requested:
             stop.server.run()

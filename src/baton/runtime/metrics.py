@@ -3,16 +3,21 @@
 Two kinds, told apart by where their truth lives:
 
 * **What this process did**, counted as it happens: step attempts and their duration by
-  step type, e-mails sent and failed, jobs processed. Each process exposes its own —
-  ``baton serve`` at ``/metrics``, a separate ``baton worker`` with ``--metrics-port`` —
-  and Prometheus sums them.
-* **What the database holds**, read at a scrape (:class:`StoreCollector`): runs by
-  orchestration and status, open work items by assignee and SLA state, jobs due and how
+  step type, e-mails sent and failed, jobs processed, calls over connections. Each process exposes its own — ``baton serve`` at ``/metrics``, a separate
+  ``baton worker`` with ``--metrics-port`` — and Prometheus sums them.
+* **What the database holds now**, read at a scrape (:class:`StoreCollector`): runs in
+  progress by orchestration, open work items by assignee and SLA state, jobs due and how
   late the oldest is, steps in fallout, workers heartbeating, routing's supervisor figures
   (per queue: waiting, oldest wait, routed in the last hour, median time to assignment;
-  per person: load and capacity). Read by ``baton serve`` only,
-  so a deployment with many processes does not count them many times. The reads are cached
-  for ``ttl`` seconds, so a scrape storm costs one set of queries.
+  people by availability: how many, their load and capacity). Read by ``baton serve``
+  only, so a deployment with many processes does not count them many times. Each is an
+  index range over what is current, never over the runs that ended (a scrape costs the same
+  with a million of them: ``baton.store.sql.metrics``); the reads are cached for ``ttl``
+  seconds, so a scrape storm costs one set of queries.
+
+Labels take few values: step types, job kinds, orchestration and connection names (a
+plan's orchestration, one per order, counts as ``plan``), HTTP status classes, queue and
+group names; never a run's, a record's or a person's id or name.
 """
 
 from __future__ import annotations
@@ -21,15 +26,14 @@ import functools
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
-
-import orjson
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from baton.clock import SystemClock, iso, parse_iso
-from baton.engine.state import Run
-from baton.engine.status import StepStatus
+from baton.errors import BatonError
 from baton.store.sql import metrics as q
 from baton.work.items import OPEN_STATUSES
 
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
 # plain Python here and exposed exactly as prometheus_client's own Counter and Histogram
 # expose it (tests/unit/test_batch_metrics.py compares the two).
 
+T = TypeVar("T")
+READ_TIMEOUT_S = 5.0  # a scrape's database reads: then baton_database_up is 0
 _WALL = SystemClock()  # (a series' created time: wall-clock metadata, as prometheus_client's)
 
 
@@ -167,7 +173,11 @@ class StepSeconds:
         yield family
 
 
-STEP_SECONDS = StepSeconds((0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0))
+# Sub-millisecond (a flow that sets a field) to ten minutes (a flow process's work, a slow
+# call), about 2.5x apart: a quantile read from them is off by at most that step.
+STEP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+STEP_SECONDS = StepSeconds(STEP_BUCKETS)
 STEP_ATTEMPTS = LabelledCounter(
     "baton_step_attempts", "Attempts of steps run by this process, by step type and outcome",
     ["step_type", "outcome"])
@@ -175,9 +185,28 @@ EMAILS = LabelledCounter("baton_emails", "E-mails this process tried to send, by
                          ["outcome"])
 JOBS = LabelledCounter("baton_jobs_processed", "Jobs this process's workers ran, by kind",
                        ["kind"])
-CALLOUTS = LabelledCounter("baton_callouts", "Calls this process made over connections, by "
-                           "connection and HTTP status (error: no response)",
-                           ["connection", "status"])
+
+
+def status_class(status: object) -> str:
+    """An HTTP status as a label: ``2xx``, ``3xx``, ``4xx``, ``5xx``; ``error`` for a call
+    that got no answer (or an answer that is not a status)."""
+    text = str(status or "")
+    return f"{text[0]}xx" if len(text) == 3 and text.isdigit() and text[0] in "12345" else "error"
+
+
+class CalloutCounter(LabelledCounter):
+    """``baton_callouts_total{connection,status}``: ``status`` is the answer's class
+    (:func:`status_class`), whatever status the caller names: a label takes few values."""
+
+    def labels(self, *values: object) -> CounterChild:
+        if len(values) == len(self.labelnames):
+            values = (*values[:-1], status_class(values[-1]))
+        return super().labels(*values)
+
+
+CALLOUTS = CalloutCounter("baton_callouts", "Calls this process made over connections, by "
+                          "connection and status class (2xx, 3xx, 4xx, 5xx; error: no answer)",
+                          ["connection", "status"])
 PROCESS_METRICS: tuple[StepSeconds | LabelledCounter, ...] = (
     STEP_SECONDS, STEP_ATTEMPTS, EMAILS, JOBS, CALLOUTS)
 
@@ -246,6 +275,46 @@ def process_registry() -> CollectorRegistry:
     return registry
 
 
+class NoAnswer(BatonError):
+    """A read of the database that did not end within its deadline."""
+
+
+class OneRead:
+    """A blocking read in a thread of its own, waited for at most ``timeout`` seconds, and
+    one at a time: a caller that comes while one runs waits for that one (it shares its
+    answer), or, once that one is past its deadline (the database hangs), is told at once
+    (:class:`NoAnswer`) instead of starting another. A hung database holds one thread, not
+    one per probe or scrape: the server's request threads stay free."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._running: tuple[Future[Any], float] | None = None
+
+    def __call__(self, read: Callable[[], T]) -> T:
+        now = time.monotonic()
+        with self._lock:
+            if self._running is None or self._running[0].done():
+                future: Future[Any] = Future()
+                self._running = (future, now)
+
+                def run() -> None:
+                    try:
+                        future.set_result(read())
+                    except BaseException as exc:  # noqa: BLE001 - handed to the waiters
+                        future.set_exception(exc)
+
+                threading.Thread(target=run, name="baton-db-read", daemon=True).start()
+            future, since = self._running
+        left = self.timeout - (now - since)
+        if left <= 0:
+            raise NoAnswer(f"the database has not answered for {now - since:.0f} s")
+        try:
+            return cast("T", future.result(timeout=left))
+        except FutureTimeout:
+            raise NoAnswer(f"the database did not answer within {self.timeout:g} s") from None
+
+
 def server_registry(engine: Engine, ttl: float = 5.0) -> CollectorRegistry:
     """``baton serve``'s ``/metrics``: this process, and the database's counts."""
     registry = process_registry()
@@ -254,13 +323,19 @@ def server_registry(engine: Engine, ttl: float = 5.0) -> CollectorRegistry:
 
 
 class StoreCollector:
-    """The database's counts, read at a scrape (at most once per ``ttl`` seconds)."""
+    """The database's counts, read at a scrape (at most once per ``ttl`` seconds).
 
-    def __init__(self, engine: Engine, ttl: float) -> None:
+    A read that fails or does not end within ``timeout`` seconds (the database down, busy or
+    hung: :class:`OneRead`) leaves them out of that scrape, which still serves this
+    process's own metrics, and says so: ``baton_database_up`` is 0. How long the reads
+    took is ``baton_database_read_seconds``."""
+
+    def __init__(self, engine: Engine, ttl: float, timeout: float = READ_TIMEOUT_S) -> None:
         self.engine = engine
         self.ttl = ttl
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] | None = None
+        self._one = OneRead(timeout)
 
     def describe(self) -> list[Metric]:
         return []  # read from the database: nothing to say before a scrape
@@ -268,43 +343,49 @@ class StoreCollector:
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             if self._cached is None or time.monotonic() - self._cached[0] > self.ttl:
-                self._cached = (time.monotonic(), self._read())
+                self._cached = (time.monotonic(), self._read_or_down())
             yield from self._cached[1]
 
+    def _read_or_down(self) -> list[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        started = time.perf_counter()
+        try:
+            got = self._one(lambda: [*self._read(), *self._routing()])
+            ok = 1.0
+        except Exception:  # noqa: BLE001 - the database down, busy or hung: baton_database_up
+            got, ok = [], 0.0
+        up = GaugeMetricFamily("baton_database_up", "Whether the database's counts could be "
+                               "read at this scrape (1) or not (0: they are left out)")
+        up.add_metric([], ok)
+        took = GaugeMetricFamily("baton_database_read_seconds", "How long reading the "
+                                 "database's counts took at this scrape")
+        took.add_metric([], time.perf_counter() - started)
+        return [*got, up, took]
+
     def _read(self) -> list[Metric]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import GaugeMetricFamily
 
         eng = self.engine
         now_dt = eng.clock.now()
         now = iso(now_dt)
         with eng.store.read() as tx:
-            runs = q.runs_by_status(tx)
+            runs = q.runs_in_progress(tx)
             work = q.open_work(tx, OPEN_STATUSES, now)
             due = q.jobs_due(tx, now)
-            fallout = q.fallout_states(tx)
+            fallout = q.steps_in_fallout(tx)
             alive = q.workers_alive(tx, iso(now_dt - timedelta(seconds=30)))
 
-        started = CounterMetricFamily("baton_runs_started", "Runs started, by orchestration",
-                                      labels=["orchestration"])
-        ended = CounterMetricFamily("baton_runs_ended",
-                                    "Runs that ended, by orchestration and status "
-                                    "(completed, failed, canceled)",
-                                    labels=["orchestration", "status"])
-        current = GaugeMetricFamily("baton_runs", "Runs now, by orchestration and status",
-                                    labels=["orchestration", "status"])
-        total: dict[str, int] = {}
-        for orchestration, status, n in runs:
-            total[orchestration] = total.get(orchestration, 0) + n
-            current.add_metric([orchestration, status], n)
-            if status in ("completed", "failed", "canceled"):
-                ended.add_metric([orchestration, status], n)
-        for orchestration, n in sorted(total.items()):
-            started.add_metric([orchestration], n)
+        current = GaugeMetricFamily("baton_runs_in_progress", "Runs in progress, by "
+                                    "orchestration (every plan's as plan)",
+                                    labels=["orchestration"])
+        for name, n in sorted(runs.items()):
+            current.add_metric([name], n)
 
         items = GaugeMetricFamily(
             "baton_work_items_open", "Open work items (unclaimed or claimed), by assignee "
-            "(queue, group or user) and SLA state (overdue, on_time, none)",
-            labels=["assignee_kind", "assignee", "sla"])
+            "(a queue's or a group's name; empty for items given to a person) and SLA "
+            "state (overdue, on_time, none)", labels=["assignee_kind", "assignee", "sla"])
         for w in work:
             items.add_metric([w.assignee_kind, w.assignee, w.sla], w.n)
 
@@ -320,26 +401,21 @@ class StoreCollector:
         lag.add_metric([], max(0.0, (now_dt - parse_iso(oldest)).total_seconds()) if oldest else 0.0)
 
         steps = GaugeMetricFamily("baton_steps_in_fallout", "Steps waiting for an operator "
-                                  "(retries exhausted), by orchestration", labels=["orchestration"])
-        by_orch: dict[str, int] = {}
-        for text in fallout:
-            run = Run.from_json(orjson.loads(text))
-            n = sum(1 for sr in run.steps.values() if sr.status is StepStatus.FALLOUT)
-            if n:
-                by_orch[run.orchestration] = by_orch.get(run.orchestration, 0) + n
-        for name, n in sorted(by_orch.items()):
+                                  "(retries exhausted), by orchestration (every plan's as "
+                                  "plan)", labels=["orchestration"])
+        for name, n in sorted(fallout.items()):
             steps.add_metric([name], n)
 
         workers = GaugeMetricFamily("baton_workers_alive", "Workers that sent a heartbeat in "
                                     "the last 30 s")
         workers.add_metric([], alive)
-        return [started, ended, current, items, ready, lag, steps, workers,
-                *self._routing()]
+        return [current, items, ready, lag, steps, workers]
 
     def _routing(self) -> list[Metric]:
         """The supervisor's figures (the Team page's): per queue or group that routes, the
         items waiting, the oldest wait, items routed in the last hour and the median time
-        from creation to routing; per person, open routed items against capacity."""
+        from creation to routing; the people by availability, with their open routed items
+        and capacity added up (no person's name: a label takes few values)."""
         from prometheus_client.core import GaugeMetricFamily
 
         team = self.engine.team
@@ -361,13 +437,22 @@ class StoreCollector:
             routed.add_metric([p["queue"]], p["routed_last_hour"])
             if p["median_to_assignment_s"] is not None:
                 median.add_metric([p["queue"]], p["median_to_assignment_s"])
-        load = GaugeMetricFamily("baton_agent_load", "A person's open routed (or offered) "
-                                 "items, by person and availability",
-                                 labels=["user", "availability"])
-        capacity = GaugeMetricFamily("baton_agent_capacity", "A person's capacity (most open "
-                                     "routed items; absent: no limit)", labels=["user"])
+        agents = GaugeMetricFamily("baton_agents", "People, by availability",
+                                   labels=["availability"])
+        load = GaugeMetricFamily("baton_agent_load", "Open routed (or offered) items held by "
+                                 "the people of an availability, added up",
+                                 labels=["availability"])
+        capacity = GaugeMetricFamily("baton_agent_capacity", "The capacities (most open "
+                                     "routed items) of the people of an availability who "
+                                     "have one, added up", labels=["availability"])
+        by: dict[str, list[int]] = {}  # availability -> [people, load, capacity]
         for person in people:
-            load.add_metric([person.name, person.availability], person.load)
-            if person.capacity is not None:
-                capacity.add_metric([person.name], person.capacity)
-        return [waiting, oldest, routed, median, load, capacity]
+            sums = by.setdefault(person.availability, [0, 0, 0])
+            sums[0] += 1
+            sums[1] += person.load
+            sums[2] += person.capacity or 0
+        for availability, (n, held, cap) in sorted(by.items()):
+            agents.add_metric([availability], n)
+            load.add_metric([availability], held)
+            capacity.add_metric([availability], cap)
+        return [waiting, oldest, routed, median, agents, load, capacity]

@@ -1,11 +1,16 @@
 """Running it in production: ``/healthz`` (the process answers), ``/readyz`` (it can do its
 job: the database answers, its schema is migrated, a worker is heartbeating) and
-``/metrics`` (Prometheus, for a token with ``runs:read``)."""
+``/metrics`` (Prometheus, for a token with ``runs:read``).
+
+A database that is down makes ``/readyz`` 503 at once (its driver's first line); one that
+hangs makes it 503 after :data:`READY_TIMEOUT_S`, and while that check still waits the
+probes that follow are answered 503 at once, not queued (``OneRead``). ``/healthz`` does
+not touch the database."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,22 +19,28 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from baton.auth.roles import Permission
 from baton.clock import iso
 from baton.errors import ConfigError
-from baton.runtime.metrics import server_registry
+from baton.runtime.metrics import NoAnswer, OneRead, server_registry
 from baton.store.migrations import LATEST
 from baton.store.sql import metrics as q
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, engine_of, need
 
+if TYPE_CHECKING:
+    from baton.runtime.engine import Engine
+
 # Probes and scrapes, not the API: left out of /openapi.json (a 503 from /readyz is its
 # answer, not a server error; /metrics speaks Prometheus' format, not JSON).
 router = APIRouter(tags=["operations"], include_in_schema=False)
 WORKER_SILENCE_S = 30.0  # a worker silent this long does not count as heartbeating
+READY_TIMEOUT_S = 5.0  # a database that has not answered the checks by then: not ready
 
 
 # GET and HEAD: load balancers probe with HEAD (the same status and headers, no body).
+# async: answered on the event loop, never queued behind request threads a hung database
+# holds (a liveness probe that timed out then would have the process restarted for it).
 @router.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness: the process answers",
                   responses={200: {"description": "alive"}})
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -39,6 +50,19 @@ def healthz() -> dict[str, str]:
                              503: {"description": "not ready: `checks` says which check failed"}})
 def readyz(request: Request) -> JSONResponse:
     eng = engine_of(request)
+    probe = getattr(request.app.state, "readyz", None)
+    if probe is None:  # one check at a time, at most READY_TIMEOUT_S (see OneRead)
+        probe = request.app.state.readyz = OneRead(READY_TIMEOUT_S)
+    try:
+        checks: dict[str, Any] = probe(lambda: _checks(eng))
+    except NoAnswer as exc:
+        checks = {"database": {"ok": False, "detail": str(exc)}}
+    ready = all(c.get("ok") for c in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+def _checks(eng: Engine) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     try:
         version = eng.store.schema_version()
@@ -60,9 +84,7 @@ def readyz(request: Request) -> JSONResponse:
         said = str(getattr(exc, "orig", None) or exc).strip().splitlines()[:1]
         checks["database"] = {"ok": False,
                               "detail": f"{type(exc).__name__}: {''.join(said)}"[:300]}
-    ready = all(c.get("ok") for c in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
-                        status_code=200 if ready else 503)
+    return checks
 
 
 @router.get("/metrics", summary="Prometheus metrics (text exposition format)",
