@@ -65,19 +65,18 @@ class _Handler:
                 self.intake.accept, raw, via="smtp", recipients=list(envelope.rcpt_tos),
                 max_bytes=self.max_bytes))
         except REFUSED as exc:
-            log.warning("message from %s refused: %s", envelope.mail_from, exc)
+            log.warning("message refused: %s", exc)  # (no address: personal data)
             return reply("554 5.6.0", str(exc))
         except NotFound as exc:
             return reply("550 5.1.1", str(exc))
         except Exception as exc:  # not the message's fault (a database away, a bug): retried
             if isinstance(exc, BatonError) or self.intake.store.is_transient(exc):
-                log.warning("message from %s not taken now: %s", envelope.mail_from, exc)
+                log.warning("message not taken now: %s", exc)
             else:
-                log.exception("message from %s not taken now", envelope.mail_from)
+                log.exception("message not taken now")
             return "451 4.3.0 try again later"
         self.received += 1
-        log.info("message %s from %s: %s (record %s)", got.message_id, got.sender,
-                 got.outcome, got.record_id)
+        log.info("message %s: %s (record %s)", got.message_id, got.outcome, got.record_id)
         return f"250 OK {got.outcome}"
 
 

@@ -322,7 +322,9 @@ class Worker:
                     # again (and hands back what it claimed since) before its next batch.
                     log.warning("worker %s was taken for dead; registering again", self.id)
                     self._mend = True
-            except Exception:  # the database may be busy or down; the next beat tries again
+            except DBAPIError as exc:  # the database busy or down: the next beat tries again
+                log.warning("heartbeat failed: %s", str(exc.orig or exc).strip().split("\n")[0])
+            except Exception:  # (anything else: a bug, with its traceback)
                 log.warning("heartbeat failed", exc_info=True)
 
     def _hand_back(self) -> None:
