@@ -135,14 +135,19 @@ async def _no_body_unless_taken(request: Request) -> None:
                        errors=[{"field": "body", "message": f"this operation takes no body{hint}"}])
 
 
-async def clean_input(request: Request) -> None:
-    """Refuse text no database can store and numbers JSON cannot carry (422, per field)."""
-    out: list[dict[str, str]] = []
+def scan_path_and_query(request: Request, out: list[dict[str, str]]) -> None:
+    """What no database stores in a request's path parameters and query, into ``out``."""
     for k, v in request.path_params.items():
         scan(v, f"path.{k}", out)
     for k, v in request.query_params.multi_items():
         scan(k, "query", out)
         scan(v, f"query.{k}", out)
+
+
+async def clean_input(request: Request) -> None:
+    """Refuse text no database can store and numbers JSON cannot carry (422, per field)."""
+    out: list[dict[str, str]] = []
+    scan_path_and_query(request, out)
     if request.method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
         await _no_body_unless_taken(request)
         ctype = request.headers.get("content-type", "")

@@ -24,6 +24,7 @@ from baton.auth.directory import User
 from baton.auth.roles import Permission, require
 from baton.storable import scan
 from baton.store.base import Total
+from baton.web.api.common import scan_path_and_query
 from baton.web.problems import ProblemError
 from baton.web.security import (
     PAGE_CSP,
@@ -135,11 +136,7 @@ async def clean_page_input(request: Request) -> None:
     reached a query (a user name typed at the login page, a Work Guide search) and
     PostgreSQL refused it: a 500."""
     out: list[dict[str, str]] = []
-    for k, v in request.path_params.items():
-        scan(v, f"path.{k}", out)
-    for k, v in request.query_params.multi_items():
-        scan(k, "query", out)
-        scan(v, f"query.{k}", out)
+    scan_path_and_query(request, out)
     if request.method not in SAFE_METHODS and \
             request.headers.get("content-type", "").startswith(FORM_TYPES):
         form = await request.form()  # (cached: the page's own Form() parameters read it)
