@@ -198,14 +198,14 @@ def test_a_file_that_cannot_be_read_is_reported(tmp_path: Path,
     good, locked = tmp_path / "Order.flow-meta.xml", tmp_path / "Locked.flow-meta.xml"
     good.write_text(ORDER)
     locked.write_text(ORDER)
-    real = Path.read_bytes
+    real = Path.open
 
-    def read_bytes(self: Path) -> bytes:
+    def open_(self: Path, *args: Any, **kwargs: Any) -> Any:  # (chmod 000 does not stop root)
         if self.name == locked.name:
             raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(Path, "open", open_)
     report = import_salesforce([good, locked], tmp_path / "out")
     assert report.orchestrations == ["order"]
     assert [(u.file, u.line, u.reason) for u in report.untranslated] == [

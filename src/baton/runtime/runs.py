@@ -9,6 +9,7 @@ in one write transaction of its own.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -309,9 +310,12 @@ def json_object(value: object, what: str, field: str) -> dict[str, Any]:
         out: dict[str, Any] = orjson.loads(orjson.dumps(
             given, default=_json_number, option=orjson.OPT_NON_STR_KEYS))
     except TypeError as exc:
-        raise ValidationError(what, {field: (
-            f"is not JSON ({exc}): JSON holds text, numbers, true/false, null, lists and "
-            "objects")}) from None
+        try:  # as the store's codec does: what orjson refuses (an integer past 64 bits), json
+            out = json.loads(json.dumps(given, default=_json_number))
+        except (TypeError, ValueError):
+            raise ValidationError(what, {field: (
+                f"is not JSON ({exc}): JSON holds text, numbers, true/false, null, lists "
+                "and objects")}) from None
     return out
 
 
