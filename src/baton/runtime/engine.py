@@ -14,29 +14,44 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
 from baton.auth.directory import Directory
 from baton.clock import Clock, SystemClock
 from baton.connections.secrets import Secrets
-from baton.definitions.checks import describe
-from baton.engine.attention import VALUES as ATTENTION_VALUES
 from baton.engine.events import ResumeRequested, SignalReceived
 from baton.engine.state import Run
-from baton.engine.status import RunStatus, WorkItemStatus
-from baton.errors import BatonError, ConfigError, Issue, ValidationError
+from baton.engine.status import WorkItemStatus
+from baton.errors import BatonError, ConfigError, Issue
 from baton.flows import registered_flows
 from baton.ids import IdGenerator, UlidIds
 from baton.records.model import record_view
 from baton.records.service import RecordService
 from baton.rows import AuditEvent, WorkItem
 from baton.runtime.apply import Applier
+from baton.runtime.arguments import (
+    check_clock,
+    check_concurrency,
+    check_expected_version,
+    check_reason,
+    check_signal_name,
+    check_window,
+    check_work_names,
+    check_yaml_texts,
+    checked_database,
+    checked_id,
+    checked_paths,
+    checked_run_filters,
+    checked_settings,
+    checked_statuses,
+    optional_name,
+)
 from baton.runtime.callouts import DEFAULT_PUBLIC_URL, ConnectionServices
 from baton.runtime.children import ChildRuns
 from baton.runtime.definitions import DefinitionRepo, DeployResult
@@ -97,7 +112,15 @@ class Engine:
     Every method blocks its caller (database I/O; on SQLite, waiting for the write lock):
     from asyncio code, call them with ``await asyncio.to_thread(engine.method, ...)``.
     ``close()`` (or a ``with`` block) ends it: the workers :meth:`start_workers` started
-    stop, then the database connections close.
+    stop, then the database connections close, and every method refuses from then on (a
+    ConfigError: make a new Engine). Closing twice does nothing more.
+
+    Definitions: a deploy (or activation) made through this Engine is used by its very
+    next call. One made by another Engine or process on the same database is seen within
+    a second (:data:`~baton.runtime.definitions.REFRESH_INTERVAL_S`): the active versions
+    are looked up again at most that often, so that creating a record or running a step
+    costs no extra query. Until then this Engine starts runs and checks records on the
+    versions it had read.
 
     ``runs``, ``records`` and ``work`` are the services behind it; code inside the
     runtime (the worker) uses their ``*_txn`` methods to act within its own transaction.
@@ -125,19 +148,10 @@ class Engine:
             ConfigError: an argument of the wrong kind, a clock whose time has no time
                 zone, or a database that cannot be opened (named, never its password).
         """
-        if settings is not None and not isinstance(settings, Settings):
-            raise ConfigError("Engine(settings=...) takes a baton.settings.Settings "
-                              f"(Settings.from_environment()), got {describe(settings)}")
-        self.settings = settings = settings or Settings()
-        if db is None:
-            db = settings.database or "sqlite:///baton.db"
-        if isinstance(db, os.PathLike):
-            db = os.fspath(db)
-        if not isinstance(db, str | SqlStore):
-            raise ConfigError("Engine(db) takes a database URL (sqlite:///PATH, "
-                              f"postgresql://USER@HOST/DB) or a path, got {describe(db)}")
+        self.settings = settings = checked_settings(settings) or Settings()
+        db = checked_database(db, settings)
         self.clock = clock or SystemClock(timedelta(seconds=settings.clock_offset))
-        _check_clock(self.clock)
+        check_clock(self.clock)
         # the offline classifier's, one a process
         _configure_encoder(settings.ai_encoder, settings.ai_encoder_few)
         self.store = db if isinstance(db, SqlStore) else SqlStore(
@@ -165,7 +179,9 @@ class Engine:
         self._ai_warm: threading.Thread | None = None  # warm_ai()'s thread, once started
         self._connections: ConnectionServices | None = None
         self._started: list[WorkerThreads] = []  # start_workers()'s, stopped by close()
-        self._closed = False
+        self._intake: IntakeService | None = None  # made on first use
+        self._closed = False  # close() has begun: no more workers start
+        self._refusing = False  # close() has stopped the workers: every call refuses
         if migrate:
             try:
                 self.store.migrate()
@@ -241,14 +257,11 @@ class Engine:
         (A script or a test runs them until nothing is ready instead:
         ``baton.runtime.worker.run_workers(engine, n, until_idle=True)``.) ``options`` go
         to each :class:`~baton.runtime.worker.Worker` (``batch``, ``heartbeat_timeout``)."""
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) \
-                or concurrency < 1:
-            raise ValidationError("start_workers", {"concurrency": (
-                f"expected a number of workers (1 or more), got {concurrency!r}")})
+        check_concurrency(concurrency)
         started = WorkerThreads(self, concurrency, options)
         with self._services_lock:
-            if self._closed:
-                raise ConfigError("this Engine is closed: make a new one to run workers")
+            if self._closed:  # (close() has begun meanwhile)
+                raise _closed_error("start_workers")
             self._started.append(started)
         started.start()
         return started
@@ -257,31 +270,48 @@ class Engine:
         """Stop the workers :meth:`start_workers` started (each ends the job in hand
         first), then close the HTTP client of connections and the database's connections.
         Workers you run yourself (``run_workers``, ``Worker.run``) are to be stopped before.
-        Closing twice does nothing more."""
+        From then on every method refuses (a ConfigError: make a new Engine), rather than
+        open the database again. Closing twice does nothing more."""
         with self._services_lock:
+            if self._closed:
+                return
+            self._closed = True  # (start_workers refuses from now on)
             started, self._started = self._started, []
-            self._closed = True
         for workers in started:
-            workers.stop()
-        if self._connections is not None:
-            self._connections.close()
+            workers.stop()  # (they may still call this Engine until they have stopped)
+        _refuse_calls(self)
+        with self._services_lock:
+            connections, self._connections = self._connections, None
+            self._intake = None
+        if connections is not None:
+            connections.close()
         self.store.close()
 
     def __enter__(self) -> Self:
+        if self._closed:
+            raise _closed_error("__enter__")
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
 
-    @functools.cached_property
+    @property
     def intake(self) -> IntakeService:
         """Mail intake (made on first use: it imports the e-mail parser, which no read
         command needs)."""
+        made = self._intake
+        if made is not None:
+            return made
         from baton.intake.service import IntakeService
 
-        return IntakeService(self.store, self.definitions, self.records, self.clock,
-                             self.ids, self.wake)
+        with self._services_lock:
+            if self._refusing:
+                raise _closed_error("intake")
+            if self._intake is None:
+                self._intake = IntakeService(self.store, self.definitions, self.records,
+                                             self.clock, self.ids, self.wake)
+            return self._intake
 
     # ---- connections and callbacks ------------------------------------------------------
     @property
@@ -292,6 +322,8 @@ class Engine:
         if made is not None:
             return made
         with self._services_lock:
+            if self._refusing:
+                raise _closed_error("connections")
             if self._connections is None:
                 s = self.settings
                 from baton.runtime.callbacks import Callbacks  # (imports the callout step)
@@ -313,7 +345,7 @@ class Engine:
         """Every error in the definition files; warnings go to ``warnings`` when given."""
         from baton.definitions.loader import check_definitions
 
-        paths = _paths(paths, "validate")
+        paths = checked_paths(paths, "validate")
         flows = registered_flows() if known_flows is None else known_flows
         docs, issues = check_definitions(
             paths, known_flows=flows, deployed_objects=self.definitions.object_types(),
@@ -326,7 +358,7 @@ class Engine:
         """Validate YAML texts (file name -> text) as ``validate`` does files."""
         from baton.definitions.loader import check_texts
 
-        _texts(texts, "validate_texts")
+        check_yaml_texts(texts, "validate_texts")
         flows = registered_flows() if known_flows is None else known_flows
         docs, issues = check_texts(texts, known_flows=flows,
                                    deployed_objects=self.definitions.object_types(),
@@ -342,9 +374,9 @@ class Engine:
                on_progress: Callable[[str, int, int], None] | None = None) -> list[DeployResult]:
         """Deploy definition files (or ``texts``: file name -> YAML), all or nothing;
         ``on_progress(phase, done, total)`` hears how far it is (a progress bar)."""
-        paths = _paths(paths, "deploy")
+        paths = checked_paths(paths, "deploy")
         if texts is not None:
-            _texts(texts, "deploy")
+            check_yaml_texts(texts, "deploy")
         acting_name(actor, "actor", "deploy")
         flows = registered_flows() if known_flows is None else known_flows
         return self.definitions.deploy(paths, flows, actor, texts=texts, on_progress=on_progress)
@@ -363,6 +395,8 @@ class Engine:
 
     @property
     def plans(self) -> PlanService:
+        if self._refusing:
+            raise _closed_error("plans")
         return self.records.plans
 
     @one_transaction
@@ -380,44 +414,44 @@ class Engine:
                       actor: str = "system") -> dict[str, Any]:
         """Change the given fields (None clears one); ``expected_version``: refused with a
         TransitionConflict when the record is at another version (someone changed it)."""
-        _version(_id(record_id, "record"), expected_version)
+        check_expected_version(checked_id(record_id, "record"), expected_version)
         acting_name(actor, "actor", "record update")
         return self.records.update(record_id, data, expected_version, actor)
 
     def get_record(self, record_id: str) -> dict[str, Any]:
-        return self.records.get(_id(record_id, "record"))
+        return self.records.get(checked_id(record_id, "record"))
 
     def list_records(self, object_type: str | None = None, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-        _window(limit, offset, "record list")
-        return self.records.list_records(_name(object_type, "object_type", "record list"),
+        check_window(limit, offset, "record list")
+        return self.records.list_records(optional_name(object_type, "object_type", "record list"),
                                          limit, offset)
 
     def count_records(self, object_type: str | None = None) -> int:
-        return self.records.count_records(_name(object_type, "object_type", "record count"))
+        return self.records.count_records(optional_name(object_type, "object_type", "record count"))
 
     def page_records(self, object_type: str | None = None, *, after: str | None = None,
                      offset: int = 0, limit: int = 50) -> KeyPage:
         """Records newest first, one keyset page: ``next`` is the cursor of the following
         page (``after``), None on the last."""
-        _window(limit, offset, "record list", after)
-        return self.records.page(_name(object_type, "object_type", "record list"), after,
+        check_window(limit, offset, "record list", after)
+        return self.records.page(optional_name(object_type, "object_type", "record list"), after,
                                  offset, limit)
 
     def count_records_bounded(self, object_type: str | None = None) -> Total:
         """Exact up to a thousand; beyond, an estimate or a lower bound (never a scan)."""
-        return self.records.count_bounded(_name(object_type, "object_type", "record count"))
+        return self.records.count_bounded(optional_name(object_type, "object_type", "record count"))
 
     @one_transaction
     def delete_record(self, record_id: str, *, expected_version: int | None = None,
                       actor: str = "system") -> None:
         """Delete a record that no run is working on; its timeline (audit events) is kept."""
-        _version(_id(record_id, "record"), expected_version)
+        check_expected_version(checked_id(record_id, "record"), expected_version)
         acting_name(actor, "actor", "record deletion")
         self.records.delete(record_id, expected_version, actor)
 
     def timeline(self, record_id: str) -> list[AuditEvent]:
         """Every event that touched the record, in order, with actor and time."""
-        return self.records.timeline(_id(record_id, "record"))
+        return self.records.timeline(checked_id(record_id, "record"))
 
     # ---- runs ---------------------------------------------------------------------------
     @one_transaction
@@ -431,12 +465,12 @@ class Engine:
                                claim=idempotency)
 
     def get_run(self, run_id: str) -> Run:
-        return self.runs.get(_id(run_id, "run"))
+        return self.runs.get(checked_id(run_id, "run"))
 
     def child_runs(self, run_id: str, *, limit: int = MAX_CHILDREN_SHOWN) -> list[dict[str, Any]]:
         """The runs the run's steps started (their summaries and the step), oldest first."""
-        _id(run_id, "run")
-        _window(limit, 0, "child runs")
+        checked_id(run_id, "run")
+        check_window(limit, 0, "child runs")
         with self.store.read() as tx:
             return tx.child_runs_txn(run_id, limit)
 
@@ -451,11 +485,11 @@ class Engine:
 
     def list_runs(self, *, limit: int = 50, offset: int = 0, **filters: Any) -> list[Run]:
         """Runs newest first, filtered as :meth:`page_runs` says."""
-        _window(limit, offset, "run list")
-        return self.runs.list_runs(limit, offset, _run_filters(filters, listing=True))
+        check_window(limit, offset, "run list")
+        return self.runs.list_runs(limit, offset, checked_run_filters(filters, listing=True))
 
     def count_runs(self, **filters: Any) -> int:
-        return self.runs.count_runs(_run_filters(filters, listing=True))
+        return self.runs.count_runs(checked_run_filters(filters, listing=True))
 
     def page_runs(self, *, after: str | None = None, offset: int = 0, limit: int = 50,
                   **filters: Any) -> KeyPage:
@@ -465,21 +499,21 @@ class Engine:
         page, None on the last; a page may be short when a filter no index holds matched
         few of the runs read, ``next`` then goes on from there). An unknown filter, or a
         status that is not a run's, is a ValidationError."""
-        _window(limit, offset, "run list", after)
-        return self.runs.page(_run_filters(filters), after, offset, limit)
+        check_window(limit, offset, "run list", after)
+        return self.runs.page(checked_run_filters(filters), after, offset, limit)
 
     def count_runs_bounded(self, **filters: Any) -> Total:
         """Exact up to a thousand; beyond, an estimate or a lower bound (never a scan)."""
-        return self.runs.count_bounded(_run_filters(filters))
+        return self.runs.count_bounded(checked_run_filters(filters))
 
     def run_events(self, run_id: str) -> list[AuditEvent]:
         """The run's audit events in order (its decisions, steps, work items)."""
-        return self.runs.events(_id(run_id, "run"))
+        return self.runs.events(checked_id(run_id, "run"))
 
     @one_transaction
     def cancel_run(self, run_id: str, reason: str, *, actor: str = "system") -> Run:
         """Cancel a run in progress (its open work items too), saying why (audited)."""
-        _reason(reason, "cancel", _id(run_id, "run"))
+        check_reason(reason, "cancel", checked_id(run_id, "run"))
         acting_name(actor, "actor", "cancel")
         return self.runs.cancel(run_id, reason, actor)
 
@@ -493,7 +527,7 @@ class Engine:
 
         Each entry's ``id`` is ``RUN_ID:STEP``, the form ``baton fallout`` commands take.
         """
-        _window(limit, 0, "fallout list")
+        check_window(limit, 0, "fallout list")
         return [fallout_view(run, sr) for run, steps in self.runs.in_fallout()
                 for sr in steps][:limit]
 
@@ -513,37 +547,37 @@ class Engine:
                        offset: int = 0, record_id: str | None = None) -> list[dict[str, Any]]:
         """Incidents (a trigger's `when` or an evaluation flow that raised), oldest first;
         the open ones by default, every one with ``statuses=None``."""
-        _window(limit, offset, "incident list")
+        check_window(limit, offset, "incident list")
         if record_id is not None:
-            _id(record_id, "record")
-        return self.incidents.list_incidents(_statuses(statuses), limit, offset, record_id)
+            checked_id(record_id, "record")
+        return self.incidents.list_incidents(checked_statuses(statuses), limit, offset, record_id)
 
     def count_incidents(self, *, statuses: Sequence[str] | None = ("open",),
                         record_id: str | None = None) -> int:
-        return self.incidents.count_incidents(_statuses(statuses), record_id)
+        return self.incidents.count_incidents(checked_statuses(statuses), record_id)
 
     def get_incident(self, incident_id: str) -> dict[str, Any]:
-        return self.incidents.get(_id(incident_id, "incident"))
+        return self.incidents.get(checked_id(incident_id, "incident"))
 
     @one_transaction
     def retry_incident(self, incident_id: str, *, reason: str, actor: str = "system") -> dict[str, Any]:
         """Evaluate the failed trigger condition (or queue the evaluation flow) again, now;
         the incident is resolved unless it raises again (then it stays open, new error)."""
-        _id(incident_id, "incident")
+        checked_id(incident_id, "incident")
         acting_name(actor, "actor", "incident retry")
         return self.incidents.retry(incident_id, reason=reason, actor=actor)
 
     @one_transaction
     def dismiss_incident(self, incident_id: str, *, reason: str, actor: str = "system") -> dict[str, Any]:
         """Close an open incident without evaluating it again."""
-        _id(incident_id, "incident")
+        checked_id(incident_id, "incident")
         acting_name(actor, "actor", "incident dismissal")
         return self.incidents.dismiss(incident_id, reason=reason, actor=actor)
 
     @one_transaction
     def resume_run(self, run_id: str, reason: str, *, actor: str = "system") -> Run:
         """Resume a failed run after its cause is fixed: its failed steps run again."""
-        _reason(reason, "resume", _id(run_id, "run"))
+        check_reason(reason, "resume", checked_id(run_id, "run"))
         acting_name(actor, "actor", "resume")
         return self.runs.event(run_id, ResumeRequested(actor, reason),
                                lambda status: f"is {status}; only a failed run can be resumed")
@@ -553,10 +587,8 @@ class Engine:
                actor: str = "system") -> Run:
         """Send a named signal: pause steps waiting for it complete with ``data`` (a JSON
         object) as output."""
-        _id(run_id, "run")
-        if not isinstance(name, str) or not name.strip():
-            got = repr(name) if isinstance(name, str) else describe(name)
-            raise ValidationError("signal", {"name": f"expected the signal's name, got {got}"})
+        checked_id(run_id, "run")
+        check_signal_name(name)
         acting_name(actor, "actor", "signal")
         output = json_object(data, "signal", "data")
         return self.runs.event(
@@ -571,7 +603,7 @@ class Engine:
         """Work items. ``scope`` (a directory user) keeps the items assigned to them, their
         groups or their queues, or claimed by them; ``queue``/``group`` narrow further.
         ``order``: ``created``, ``due`` or ``priority``."""
-        _work_names(user=user, queue=queue, group=group, run_id=run_id, record_id=record_id)
+        check_work_names(user=user, queue=queue, group=group, run_id=run_id, record_id=record_id)
         return self.work.list_items(user=user, queue=queue, group=group, statuses=statuses,
                                     run_id=run_id, limit=limit, offset=offset, scope=scope,
                               order=order, record_id=record_id)
@@ -579,7 +611,7 @@ class Engine:
     def count_work(self, *, statuses: Sequence[str] = OPEN_OR_CLAIMED, scope: User | None = None,
                    queue: str | None = None, group: str | None = None,
                    record_id: str | None = None) -> int:
-        _work_names(queue=queue, group=group, record_id=record_id)
+        check_work_names(queue=queue, group=group, record_id=record_id)
         return self.work.count_items(statuses=statuses, scope=scope, queue=queue, group=group,
                                record_id=record_id)
 
@@ -594,8 +626,8 @@ class Engine:
         the cursor of the following page, None on the last. ``narrow``: the Work Guide's
         orchestration, text and SLA-state filters; ``on_behalf`` (with ``user``): the
         approvals of these users too (``user`` acts for them as their delegate)."""
-        _window(limit, offset, "work list", after)
-        _work_names(user=user, queue=queue, group=group, run_id=run_id, record_id=record_id)
+        check_window(limit, offset, "work list", after)
+        check_work_names(user=user, queue=queue, group=group, run_id=run_id, record_id=record_id)
         return self.work.page(user=user, queue=queue, group=group, statuses=statuses,
                               run_id=run_id, record_id=record_id, scope=scope, order=order,
                               after=after, offset=offset, limit=limit, narrow=narrow,
@@ -608,34 +640,34 @@ class Engine:
                            narrow: WorkNarrowing | None = None,
                            on_behalf: Sequence[str] = ()) -> Total:
         """Exact up to a thousand; beyond, an estimate or a lower bound (never a scan)."""
-        _work_names(user=user, queue=queue, group=group, record_id=record_id)
+        check_work_names(user=user, queue=queue, group=group, record_id=record_id)
         return self.work.count_bounded(statuses=statuses, scope=scope, queue=queue,
                                        group=group, record_id=record_id, user=user,
                                        narrow=narrow, on_behalf=on_behalf)
 
     def get_work_item(self, item_id: str) -> WorkItem:
-        return self.work.get(_id(item_id, "work item"))
+        return self.work.get(checked_id(item_id, "work item"))
 
     @one_transaction
     def claim(self, item_id: str, user: str, *, scope: User | None = None) -> WorkItem:
         """Claim an open item. Exactly one claimer wins; the others get a TransitionConflict."""
-        return self.work.claim(_id(item_id, "work item"), user, scope)
+        return self.work.claim(checked_id(item_id, "work item"), user, scope)
 
     @one_transaction
     def release(self, item_id: str, user: str, *, scope: User | None = None) -> WorkItem:
         """Unclaim: the item is open again for its assignee. Only its claimer may, unless
         ``scope`` is None (someone acting on every item)."""
-        return self.work.release(_id(item_id, "work item"), user, scope)
+        return self.work.release(checked_id(item_id, "work item"), user, scope)
 
     @one_transaction
     def accept(self, item_id: str, user: str, *, scope: User | None = None) -> WorkItem:
         """Accept an item a routing rule offered ``user``: it is theirs."""
-        return self.work.accept(_id(item_id, "work item"), user, scope)
+        return self.work.accept(checked_id(item_id, "work item"), user, scope)
 
     @one_transaction
     def decline(self, item_id: str, user: str, *, scope: User | None = None) -> WorkItem:
         """Decline an item a routing rule offered ``user``: the next candidate gets the offer."""
-        return self.work.decline(_id(item_id, "work item"), user, scope)
+        return self.work.decline(checked_id(item_id, "work item"), user, scope)
 
     @one_transaction
     def claim_next(self, user: User, *, narrow: WorkNarrowing | None = None,
@@ -648,7 +680,7 @@ class Engine:
     def complete(self, item_id: str, user: str, data: dict[str, Any], *,
                  scope: User | None = None) -> dict[str, Any]:
         """Submit the form: completes the item and its step, and moves the run on."""
-        return self.work.complete(_id(item_id, "work item"), user, data, scope)
+        return self.work.complete(checked_id(item_id, "work item"), user, data, scope)
 
     def complete_many(self, submissions: Sequence[tuple[str, str, dict[str, Any]]]
                       ) -> list[dict[str, Any] | BatonError]:
@@ -663,7 +695,34 @@ class Engine:
     def reassign(self, item_id: str, to: str, *, actor: str = "system") -> WorkItem:
         """Give the item to ``user:NAME``, ``group:NAME`` or ``queue:NAME``; a claim is released."""
         acting_name(actor, "actor", "reassign")
-        return self.work.reassign(_id(item_id, "work item"), to, actor)
+        return self.work.reassign(checked_id(item_id, "work item"), to, actor)
+
+
+# ---- a closed Engine ----------------------------------------------------------------------
+# Its public methods, each shadowed by close() with one that refuses: an instance attribute
+# hides the class's function, so an open Engine's calls pay nothing for the check (the
+# properties that make a service look at ``_refusing`` as they make it).
+_REFUSED_AFTER_CLOSE = tuple(name for name, value in vars(Engine).items()
+                             if callable(value) and not name.startswith("_")
+                             and name != "close")
+
+
+def _closed_error(name: str) -> ConfigError:
+    return ConfigError(f"this Engine is closed; make a new one (Engine.{name} was used "
+                       "after close())")
+
+
+def _refused(name: str, *args: object, **kwargs: object) -> NoReturn:
+    raise _closed_error(name)
+
+
+def _refuse_calls(engine: Engine) -> None:
+    """After close(): every public method of ``engine`` raises, rather than open the
+    database's connections again (a pool that was disposed of makes new ones on demand)."""
+    with engine._services_lock:
+        engine._refusing = True
+        for name in _REFUSED_AFTER_CLOSE:
+            engine.__dict__[name] = functools.partial(_refused, name)
 
 
 def _configure_encoder(choice: str, few: bool) -> None:
@@ -714,131 +773,3 @@ class WorkerThreads:
                 break
             self._thread.join(wait)
         return not self._thread.is_alive()
-
-
-# ---- arguments: what each public method is given, checked before anything is done --------
-# (A ValidationError naming the argument, not a TypeError or a database error from deep
-# inside; the services check what only they can, such as whether an id exists.)
-
-RUN_FILTERS = ("orchestration", "version", "status", "current_stage", "record_id",
-               "attention")
-_RUN_STATUSES = tuple(s.value for s in RunStatus)
-
-
-def _id(value: object, kind: str) -> str:
-    """An id argument: text (one that names nothing is the service's NotFound)."""
-    if isinstance(value, str):
-        return value
-    raise ValidationError(f"{kind} id", {"id": f"expected the {kind}'s id (text), got "
-                                               f"{describe(value)}"})
-
-
-def _name(value: object, field: str, what: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise ValidationError(what, {field: f"expected a name (text) or None, got {describe(value)}"})
-
-
-def _work_names(**given: object) -> None:
-    """A work list's filters that name someone or something: text, or None."""
-    bad = {k: f"expected a name or an id (text) or None, got {describe(v)}"
-           for k, v in given.items() if v is not None and not isinstance(v, str)}
-    if bad:
-        raise ValidationError("work list", bad)
-
-
-def _version(record_id: str, expected: object) -> None:
-    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
-        raise ValidationError(f"record {record_id}", {"expected_version": (
-            f"expected the version read (a whole number) or None, got {expected!r}"[:200])})
-
-
-def _reason(reason: object, action: str, run_id: str) -> None:
-    if not isinstance(reason, str) or not reason.strip():
-        got = describe(reason) if not isinstance(reason, str) else "blank text"
-        raise ValidationError(f"{action} of run {run_id}", {
-            "reason": f"say why (it is audited): got {got}"})
-
-
-def _window(limit: object, offset: object, what: str, after: object = None) -> None:
-    """A page's size (at least 1), the rows it skips (none or more), its cursor (text)."""
-    problems: dict[str, str] = {}
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        problems["limit"] = f"expected a page size of at least 1, got {limit!r}"[:200]
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        problems["offset"] = f"expected a number of rows to skip (0 or more), got {offset!r}"[:200]
-    if after is not None and not isinstance(after, str):
-        problems["after"] = (f"expected the `next` cursor of the previous page (text), got "
-                             f"{describe(after)}")
-    if problems:
-        raise ValidationError(what, problems)
-
-
-def _run_filters(filters: dict[str, Any], *, listing: bool = False) -> dict[str, Any]:
-    """The filters of a runs list, checked; ``listing``: for ``list_runs``/``count_runs``,
-    whose ``attention`` is the set of values a run's column may hold."""
-    problems: dict[str, str] = {}
-    for key, value in filters.items():
-        if key not in RUN_FILTERS:
-            problems[key] = f"unknown filter (filters: {', '.join(RUN_FILTERS)})"
-        elif value is None:
-            continue
-        elif key == "status" and value not in _RUN_STATUSES:
-            problems[key] = f"expected one of {', '.join(_RUN_STATUSES)}, got {value!r}"[:200]
-        elif key == "version" and (isinstance(value, bool) or not isinstance(value, int)):
-            problems[key] = f"expected a version number, got {value!r}"[:200]
-        elif key == "attention" and not isinstance(value, bool):
-            problems[key] = f"expected True or False, got {describe(value)}"
-        elif key not in ("status", "version", "attention") and not isinstance(value, str):
-            problems[key] = f"expected text, got {describe(value)}"
-    if problems:
-        raise ValidationError("run filter", problems)
-    if listing and "attention" in filters:
-        filters = {**filters, "attention": ATTENTION_VALUES if filters["attention"] else None}
-    return filters
-
-
-def _statuses(statuses: object) -> list[str] | None:
-    """An incident list's statuses: a list of them (a lone string is not one: ``"open"``
-    would be read as its letters), or None for all."""
-    if not statuses:
-        return None
-    if isinstance(statuses, str | bytes) or not isinstance(statuses, Collection):
-        raise ValidationError("incident filter", {"statuses": (
-            f"expected a list of statuses (or None for all), got {statuses!r}"[:200])})
-    return list(statuses)
-
-
-def _paths(paths: object, what: str) -> Sequence[str | Path]:
-    """Definition files or folders: one path, or several (a list, a glob's generator)."""
-    if isinstance(paths, str | os.PathLike):
-        paths = [paths]
-    if isinstance(paths, Iterable) and not isinstance(paths, bytes | Mapping):
-        given = list(paths)
-        if all(isinstance(p, str | os.PathLike) for p in given):
-            return [p if isinstance(p, str | Path) else os.fspath(p) for p in given]
-        shown = repr(given)[:200]
-    else:
-        shown = describe(paths)
-    raise ValidationError(what, {"paths": (
-        f"expected definition files or folders (a path or a list of paths), got {shown}")})
-
-
-def _texts(texts: object, what: str) -> None:
-    if not isinstance(texts, Mapping):
-        raise ValidationError(what, {"texts": (
-            f"expected a mapping of file name -> YAML text, got {describe(texts)}")})
-    bad = {f"texts[{k!r}]": f"expected YAML text under a file name, got {describe(v)}"
-           for k, v in texts.items() if not isinstance(k, str) or not isinstance(v, str)}
-    if bad:
-        raise ValidationError(what, bad)
-
-
-def _check_clock(clock: object) -> None:
-    """The engine keeps time in UTC: a clock must say what time it is, with its zone."""
-    now = getattr(clock, "now", None)
-    at = now() if callable(now) else None
-    if not isinstance(at, datetime) or at.utcoffset() is None:
-        raise ConfigError("Engine(clock=...) takes a clock whose now() is a datetime with a "
-                          f"time zone (baton.clock.SystemClock, VirtualClock(start) with a "
-                          f"zone), got {type(clock).__name__} saying {at!r}"[:300])
