@@ -10,6 +10,7 @@ from rules in the package, offline) plus a definition's ``extra_dates``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -37,7 +38,7 @@ class BusinessCalendar:
     @classmethod
     def from_spec(cls, name: str, spec: dict[str, Any]) -> BusinessCalendar:
         """Build from a ``kind: calendar`` document's data (already validated)."""
-        hours = {WEEKDAYS.index(day): tuple(_interval(text) for text in texts)
+        hours = {WEEKDAYS.index(day): _merged(_interval(text) for text in texts)
                  for day, texts in (spec.get("hours") or {}).items()}
         hol = spec.get("holidays") or {}
         extra = frozenset(date.fromisoformat(str(d)) for d in spec.get("extra_dates") or ())
@@ -63,6 +64,20 @@ class BusinessCalendar:
                  (datetime.combine(day, b, tz) if b is not None
                   else datetime.combine(day + timedelta(days=1), time(0), tz)).astimezone(UTC))
                 for a, b in spans]
+
+
+def _merged(spans: Iterable[tuple[time, time | None]]) -> tuple[tuple[time, time | None], ...]:
+    """A day's intervals in order of their start, overlapping or touching ones joined:
+    counting business time walks them in order (``["13:00-17:00", "09:00-12:00"]`` read as
+    given lost the morning once the afternoon was counted)."""
+    out: list[tuple[time, time | None]] = []
+    for begin, end in sorted(spans, key=lambda span: span[0]):
+        if out and (out[-1][1] is None or begin <= out[-1][1]):
+            last_end = out[-1][1]
+            out[-1] = (out[-1][0], None if last_end is None or end is None else max(last_end, end))
+        else:
+            out.append((begin, end))
+    return tuple(out)
 
 
 def _interval(text: str) -> tuple[time, time | None]:

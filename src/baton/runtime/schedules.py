@@ -15,11 +15,20 @@ ticks were skipped — a scheduler's "fire once now" rule rather than a burst of
 ``skip`` starts nothing for them (a ``schedule_skipped`` event says what was missed) and
 waits for the next tick. A tick is missed when a later tick has passed too, so a worker a
 few seconds late still runs it under either policy.
+
+Daylight saving in the ``timezone`` (cron's own rule, as Vixie cron has it): a tick at a
+local time the spring-forward night skips (``30 2 * * *`` in Europe/Berlin) fires once, at
+the end of the gap (03:00); a tick at a local time the fall-back night repeats fires once,
+at its first occurrence, when the cron names its minutes and hours (neither field starts
+with ``*``): "at 02:30 every day" is once a day. A cron whose minute or hour field starts
+with ``*`` (``*/15 * * * *``, ``0 * * * *``) follows the time that passes, so it ticks in
+the repeated hour again: every 15 minutes stays every 15 minutes.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -44,33 +53,64 @@ class ScheduleError(BatonError):
 
 
 def next_tick(cron: str, timezone: str, after: datetime) -> datetime:
-    """The first tick of ``cron`` (read in ``timezone``) strictly after ``after``.
+    """The first tick of ``cron`` (read in ``timezone``) strictly after ``after``, in UTC
+    (daylight saving as the module says: a fixed-time tick's fall-back repeat skipped).
 
     Raises:
         ScheduleError: the cron has no tick after ``after`` (no date matches it).
     """
+    try:
+        return next(_ticks(cron, timezone, after))
+    except StopIteration:
+        raise ScheduleError(f"cron {cron!r} ({timezone}) has no tick after {iso(after)}: "
+                            "no date matches it") from None
+
+
+def _ticks(cron: str, timezone: str, after: datetime) -> Iterator[datetime]:
+    """The ticks of ``cron`` strictly after ``after``, in UTC.
+
+    Raises:
+        ScheduleError: (when the next is asked for) there is none: no date matches it.
+    """
     from croniter import CroniterError, croniter  # on first use: most processes never read one
 
-    start = after.astimezone(ZoneInfo(timezone))
+    tz = ZoneInfo(timezone)
+    fixed = _fixed_time(cron)
     try:
-        tick: datetime = croniter(cron, start).get_next(datetime)
+        it = croniter(cron, after.astimezone(tz))
+        while True:
+            tick: datetime = it.get_next(datetime)
+            if fixed and _repeated(tick, tz):
+                continue  # its first occurrence, an hour (or 30 minutes) earlier, was the tick
+            yield tick.astimezone(UTC)
     except (CroniterError, ValueError, OverflowError) as exc:
         raise ScheduleError(f"cron {cron!r} ({timezone}) has no tick after {iso(after)}: "
                             f"no date matches it ({exc})") from None
-    return tick.astimezone(ZoneInfo("UTC"))
+
+
+def _fixed_time(cron: str) -> bool:
+    """Does ``cron`` name its minutes and hours (neither field starts with ``*``)?"""
+    fields = cron.split()
+    return len(fields) >= 2 and not fields[0].startswith("*") and not fields[1].startswith("*")
+
+
+def _repeated(tick: datetime, tz: ZoneInfo) -> bool:
+    """Is ``tick`` the second occurrence of a local time the fall-back night repeats?"""
+    wall = tick.replace(tzinfo=None)
+    first, second = wall.replace(tzinfo=tz, fold=0), wall.replace(tzinfo=tz, fold=1)
+    return first.utcoffset() != second.utcoffset() and tick.utcoffset() == second.utcoffset()
 
 
 def _missed(cron: str, timezone: str, due: datetime, now: datetime) -> int:
     """Ticks after ``due`` and not after ``now`` (skipped by a late firing)."""
-    from croniter import CroniterError, croniter
-
-    it = croniter(cron, due.astimezone(ZoneInfo(timezone)))
     n = 0
     try:
-        while n < MISSED_COUNT_LIMIT and it.get_next(datetime) <= now:
+        for tick in _ticks(cron, timezone, due):
+            if n >= MISSED_COUNT_LIMIT or tick > now:
+                break
             n += 1
-    except (CroniterError, ValueError, OverflowError):
-        pass  # no tick after the last one counted
+    except ScheduleError:
+        pass
     return n
 
 

@@ -1,14 +1,18 @@
-"""``type: pause``: wait for a duration (``for``), a condition (``until``) or a named
-signal (``signal``), whichever comes first; then the step completes.
+"""``type: pause``: wait for a duration (``for``), an instant (``at``), a condition
+(``until``) or a named signal (``signal``), whichever comes first; then the step completes.
 
-``for`` is a durable timer of the step's own (a ``StartTimer`` job that comes back as
-``TimerFired``); ``until`` is re-checked on every change of the run or its record; a
+``for`` and ``at`` are durable timers of the step's own (a ``StartTimer`` job that comes
+back as ``TimerFired``); ``at`` is an instant with a UTC offset, given or computed when the
+step starts (``at: '=record.follow_up_at'``), and one already past ends the pause at once.
+``until`` is re-checked on every change of the run or its record, not as time passes (so a
+condition on ``now`` alone never comes true by waiting: validation says to use ``at``); a
 signal is sent with ``baton runs signal RUN NAME`` and its data becomes the output.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from baton.clock import iso
@@ -19,6 +23,8 @@ from baton.definitions.checks import (
     Scope,
     check_condition,
     check_duration,
+    check_expression,
+    describe,
     expect_identifier,
     join,
 )
@@ -28,6 +34,7 @@ from baton.engine.policy import duration, duration_ms
 from baton.engine.state import StepRun
 from baton.engine.status import STEP_RUNNING
 from baton.errors import ExpressionError
+from baton.expressions.cel import Missing, evaluate, is_expression, reads_variables
 from baton.steps.base import DecideContext, StepTypeBase, expression_error
 
 TIMER = "pause"  # the kind of the step's own timer (stored in the timer job's payload)
@@ -35,17 +42,25 @@ TIMER = "pause"  # the kind of the step's own timer (stored in the timer job's p
 
 class Pause(StepTypeBase):
     name = "pause"
-    keys = ("for", "until", "signal")
+    keys = ("for", "at", "until", "signal")
 
     def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
         if not any(k in step for k in self.keys):
-            ck.add(path, "a pause step needs at least one of: for, until, signal")
+            ck.add(path, "a pause step needs at least one of: for, at, until, signal")
         if "for" in step:
             check_duration(ck, join(path, "for"), step["for"])
+        if "at" in step:
+            _check_at(ck, join(path, "at"), step["at"], scope)
         if "until" in step:
-            check_condition(ck, join(path, "until"), step["until"], scope)
-            if isinstance(step["until"], dict):
+            until = step["until"]
+            check_condition(ck, join(path, "until"), until, scope)
+            if isinstance(until, dict):
                 ck.add(join(path, "until"), "until takes an '=expression' (not an evaluation flow)")
+            elif isinstance(until, str) and is_expression(until) and _reads_now(until):
+                ck.warn(join(path, "until"),
+                        "until is checked again when the run or its record changes, not as "
+                        "time passes: a condition on now may never come true while nothing "
+                        "changes. To wait for an instant, use at: (e.g. at: '=record.due_at')")
         if "signal" in step:
             expect_identifier(ck, join(path, "signal"), step["signal"], "signal name")
 
@@ -53,6 +68,17 @@ class Pause(StepTypeBase):
         d.set_step(sr, STEP_RUNNING)
         d.audit("step_started", step=sr.name, stage=sr.stage, iteration=sr.iteration,
                 type=self.name)
+        if "at" in step.options:
+            instant, problem = _instant(d, step.options["at"])
+            if problem is not None:
+                d.fail_step(sr, step, problem)
+                return
+            assert instant is not None
+            if instant <= d.now_dt:
+                d.complete_step(sr, {}, "system", via="at")  # (an instant already past)
+                return
+            d.commands.append(StartTimer(TIMER, sr.name, sr.iteration, iso(instant),
+                                         {"started_at": sr.started_at, "via": "at"}))
         if "for" in step.options:
             at = _timer_at(d, str(step.options["for"]))
             if at is None:
@@ -86,7 +112,7 @@ class Pause(StepTypeBase):
                 or ev.data.get("started_at", sr.started_at) != sr.started_at:
             return False  # an earlier pause of this step
         d.firing_timer = (sr.name, sr.iteration)
-        d.complete_step(sr, {}, "system", via="for")
+        d.complete_step(sr, {}, "system", via=str(ev.data.get("via", "for")))
         return True
 
     def on_signal(self, d: DecideContext, sr: StepRun, step: StepDefinition,
@@ -97,7 +123,7 @@ class Pause(StepTypeBase):
         return True
 
     def has_timers(self, step: StepDefinition) -> bool:
-        return "for" in step.options
+        return "for" in step.options or "at" in step.options
 
 
 def _timer_at(d: DecideContext, text: str) -> str | None:
@@ -109,6 +135,68 @@ def _timer_at(d: DecideContext, text: str) -> str | None:
         return iso(d.now_dt + duration(text))
     except OverflowError:
         return None
+
+
+def _reads_now(source: str) -> bool:
+    try:
+        return "now" in reads_variables(source)
+    except ExpressionError:
+        return False  # (reported by check_condition)
+
+
+AT_MESSAGE = ("expected an instant with a UTC offset like 2026-03-01T09:00:00Z or "
+              "2026-03-01T09:00:00+01:00, or an '=expression' giving one")
+
+
+def _check_at(ck: Checker, path: str, value: Any, scope: Scope) -> None:
+    """``at``: a literal instant with its offset, or an ``=expression`` (checked when the
+    step starts: a value that is not an instant with an offset fails the step)."""
+    if not isinstance(value, str):
+        ck.add(path, f"{AT_MESSAGE}, got {describe(value)}")
+    elif is_expression(value):
+        check_expression(ck, path, value, scope)
+    else:
+        problem = _parse_instant(value)
+        if problem is not None:
+            ck.add(path, problem)
+
+
+def _parse_instant(text: str) -> str | None:
+    """Why ``text`` is not an instant with a UTC offset, or None."""
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return f"{AT_MESSAGE}, got '{text[:60]}'"
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        return (f"'{text[:60]}' has no UTC offset, so the instant it means depends on where "
+                "it is read: add one (Z for UTC, or like +01:00)")
+    try:
+        dt.astimezone(UTC)
+    except OverflowError:
+        return f"'{text[:60]}' is past the first or last date there is"
+    return None
+
+
+def _instant(d: DecideContext, value: Any) -> tuple[datetime | None, dict[str, Any] | None]:
+    """The instant ``at`` means now, or the step's error (an expression that fails, or a
+    value that is not an instant with an offset)."""
+    try:
+        got = evaluate(value, d.scope()) if isinstance(value, str) and is_expression(value) \
+            else value
+    except Missing as exc:
+        return None, {**expression_error("at", exc), "message": f"at: {value} has no value, so "
+                      f"the pause has no instant to end at ({exc.reason})"}
+    except ExpressionError as exc:
+        return None, expression_error("at", exc)
+    text = got if isinstance(got, str) else None
+    problem = _parse_instant(text) if text is not None else f"{AT_MESSAGE}, got {describe(got)}"
+    if problem is not None:
+        error: dict[str, Any] = {"type": "TimeError", "retryable": False, "message": f"at: {problem}"}
+        if isinstance(value, str) and is_expression(value):
+            error["expression"] = value
+        return None, error
+    assert text is not None
+    return datetime.fromisoformat(text.strip()), None
 
 
 PAUSE = Pause()
