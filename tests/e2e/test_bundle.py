@@ -120,3 +120,24 @@ def test_an_import_that_would_break_stored_records_is_refused_as_a_deploy_is(
         out = p.stdout + p.stderr
         assert "origin" in out and rec["id"] in out and "'Phone'" in out, out
     assert definitions(dst) == before, "nothing of the refused bundle is imported"
+
+
+def test_an_import_gives_stored_records_a_new_required_fields_default(tmp_path: Path) -> None:
+    """As a deploy does: an imported object type with a new required field that has a
+    ``default`` gives the records stored here that default (dry run and import agree)."""
+    dst = copy_example(tmp_path / "dst")
+    ok(baton("deploy", cwd=dst))
+    rec = ok_json(baton("records", "create", "Case", "--data",
+                        '{"subject": "by phone", "origin": "Phone"}', "--json", cwd=dst))
+    src = copy_example(tmp_path / "src")
+    case = src / "definitions" / "case.yaml"
+    case.write_text(case.read_text().replace(
+        "  number:  {type: int}\n",
+        "  number:  {type: int}\n  region:  {type: string, required: true, default: EMEA}\n", 1))
+    ok(baton("deploy", cwd=src))
+    bundle = tmp_path / "bundle.tar.gz"
+    ok(baton("export", "-o", bundle, cwd=src))
+    ok(baton("import", bundle, "--dry-run", cwd=dst))
+    ok(baton("import", bundle, cwd=dst))
+    got = ok_json(baton("records", "show", rec["id"], "--json", cwd=dst))
+    assert got["region"] == "EMEA", got

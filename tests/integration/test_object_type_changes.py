@@ -106,7 +106,7 @@ BREAKING: dict[str, tuple[Any, ...]] = {
                        "30 characters is too long: at most 10"),
     "made required": ("{type: string}", ABSENT, "given", "{type: string, required: true}",
                       "required", "required false -> true", "is required"),
-    "new required field": (None, ABSENT, ABSENT, "{type: int, required: true, default: 1}", "",
+    "new required field": (None, ABSENT, ABSENT, "{type: int, required: true}", "",
                            "the new field (int, required)", "is required"),
     "scale cut": ("{type: decimal}", "19.95", None, "{type: decimal, scale: 1}", "scale",
                   "scale 2 (the default) -> 1", "19.95 has 2 decimal places: at most 1"),

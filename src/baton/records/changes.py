@@ -15,6 +15,7 @@ was not broken by this one). Records are read a page at a time, whatever their n
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,7 +24,8 @@ from baton import decimals
 from baton.definitions.model import FieldDefinition, ObjectTypeDefinition
 from baton.errors import ValidationError
 from baton.records.fields import MAX_STRING, MAX_TEXT, coerce_fields, ref_problem
-from baton.store.ports import Records
+from baton.rows import audit_event
+from baton.store.ports import Records, Transaction
 
 PAGE = 100
 """Records read (and kept in memory) at a time: a record may be megabytes (a long
@@ -106,17 +108,23 @@ def _judged(f: FieldDefinition) -> FieldDefinition:
 
 
 def broken_records_txn(tx: Records, old: ObjectTypeDefinition, new: ObjectTypeDefinition,
-                       *, removed: Collection[str] | None = None, page: int = PAGE,
-                       shown: int = SHOWN) -> list[BrokenField]:
+                       *, removed: Collection[str] | None = None, fills: bool = False,
+                       page: int = PAGE, shown: int = SHOWN) -> list[BrokenField]:
     """The fields changed from ``old`` to ``new`` that records of the type stored now do
     not satisfy (each with how many, and the oldest ``shown`` of them), in ``new``'s field
     order; empty when every record does (or there are none). Reads the records ``page``
     at a time, in ``tx``; none when no field that matters changed. ``removed``: see
-    :func:`changed_fields`."""
+    :func:`changed_fields`.
+
+    ``fills``: the caller gives the records what :func:`rewrite_records_txn` writes when
+    nothing is broken (a deploy does): a record that leaves a field now required empty
+    is not broken when the field has a ``default`` (it is filled with it). Without it,
+    such a record is broken, as a record write would say."""
     pairs = changed_fields(old, new, removed)
     if not pairs:
         return []
     news = tuple(f for _, f in pairs)
+    filled = frozenset(f.name for f in news if fills and _fills(f))
     olds = {f.name: was for was, f in pairs}
     # Each old field alone, as the fields a stored value is judged by again (made once:
     # a tuple of fields is what coerce_fields remembers its lookups by).
@@ -134,6 +142,8 @@ def broken_records_txn(tx: Records, old: ObjectTypeDefinition, new: ObjectTypeDe
         for row in rows:
             for name, problem in _problems(news, old_alone, row["data"], targets).items():
                 value = row["data"].get(name)
+                if name in filled and _empty(value):
+                    continue  # (given the field's default: see rewrite_records_txn)
                 counts[name] += 1
                 empties[name] += value is None or value == ""
                 if len(samples[name]) < shown:
@@ -150,6 +160,104 @@ def broken_records_txn(tx: Records, old: ObjectTypeDefinition, new: ObjectTypeDe
                                    empties[f.name], tuple(samples[f.name]),
                                    _hint(was, f, counts[f.name], empties[f.name])))
     return out
+
+
+def rewrite_records_txn(tx: Transaction, old: ObjectTypeDefinition, new: ObjectTypeDefinition,
+                        *, actor: str, now: str, because: str,
+                        removed: Collection[str] | None = None, page: int = PAGE
+                        ) -> dict[str, int]:
+    """Give the records of the type what ``new`` says their stored values become, as a
+    record write would make them, and answer field -> how many records changed:
+
+    * a field required now (new, or made required) that has a ``default``: each record
+      that leaves it empty is given the default (what a record created without it gets);
+    * a ``decimal`` field changed that declares ``rounding``: each value with more
+      places than its scale is rounded (a scale cut with ``rounding:`` is how a deploy
+      is told to round the stored values, where without it the cut is refused).
+
+    Each record changed is written at its next version with a ``record_updated`` event on
+    its timeline (``actor``, and ``because``: which deploy), in ``tx``; no trigger fires
+    and no run is woken (a definition changed, not a record). Read and written ``page``
+    records at a time, their events written with each page: memory stays a page's,
+    whatever the number of records. Call it after :func:`broken_records_txn` (with
+    ``fills``) found nothing broken: a value the new field still refuses (one the old
+    version refused already) is left as it is."""
+    pairs = changed_fields(old, new, removed)
+    fills = tuple(f for _, f in pairs if _fills(f))
+    # (a decimal rounded by its rounding:, or written at the fewer places of a scale cut)
+    rounds = tuple((was, f) for was, f in pairs if f.type == "decimal"
+                   and (f.rounding or (was is not None and _scale_cut(was, f))))
+    if not fills and not rounds:
+        return {}
+    # the defaults as a record created without them stores them
+    defaults = coerce_fields(fills, {}, f"object type {new.name}")
+    counts: dict[str, int] = {}
+    after: tuple[str, str] | None = None
+    while True:
+        rows = tx.scan_records_txn(new.name, after, page)
+        events, writes = [], []
+        for row in rows:
+            data = row["data"]
+            changes: dict[str, list[Any]] = {}
+            for f in fills:
+                if _empty(data.get(f.name)):
+                    changes[f.name] = [data.get(f.name), defaults[f.name]]
+            for was, f in rounds:
+                value = data.get(f.name)
+                if f.name not in changes and value is not None:
+                    rounded = _rounded(was, f, value)
+                    if rounded is not None:
+                        changes[f.name] = [value, rounded]
+            if not changes:
+                continue
+            writes.append((row["id"], {**data, **{k: v[1] for k, v in changes.items()}},
+                           row["version"]))
+            events.append(audit_event("record_updated", actor, now, row["id"], None,
+                                      {"changes": changes, "by": because}))
+            for name in changes:
+                counts[name] = counts.get(name, 0) + 1
+        if writes:
+            with tx.savepoint():  # (written when it ends: the page's, not all at commit)
+                _update_txn(tx, writes, now)
+                tx.append_events_txn(events)  # type: ignore[arg-type]
+        if len(rows) < page:
+            break
+        after = (rows[-1]["created_at"], rows[-1]["id"])
+    return counts
+
+
+def _update_txn(tx: Transaction, writes: Sequence[tuple[str, dict[str, Any], int]],
+                now: str) -> None:
+    """Write each record (id, data, version read) at its next version. A transaction that
+    can defer its record updates (a :class:`~baton.store.sql.SqlTx`) defers them here, so
+    the page's are one statement (an executemany) when the caller's savepoint ends, not one
+    round trip each (a hundred thousand records: a few seconds on PostgreSQL, not minutes)."""
+    deferring = getattr(tx, "deferred", None) is False
+    if deferring:
+        setattr(tx, "deferred", True)  # noqa: B010 (not a port's attribute: SqlTx's own)
+    try:
+        for record_id, data, version in writes:
+            tx.update_record_txn(record_id, data, version, now)
+    finally:
+        if deferring:
+            setattr(tx, "deferred", False)  # noqa: B010
+
+
+def _rounded(was: FieldDefinition | None, f: FieldDefinition, value: Any) -> str | None:
+    """A stored decimal as ``f`` stores it (its canonical string, rounded by its
+    ``rounding``), when that changes the number it stands for, or after a scale cut from
+    ``was``, its text (``"3.1000"`` is ``"3.10"`` at scale 2: what the API shows and an
+    export holds, at the field's scale); None otherwise (a value read as what it is:
+    ``"1.5"`` under scale 2 is read as 1.50, and written so by the record's next write),
+    or when ``f`` refuses it."""
+    try:
+        rounded = decimals.fit(_at_scale(f, value), f.precision, f.scale, f.rounding)
+    except ValueError:
+        return None
+    text = decimals.canonical(rounded)
+    if decimals.read(value) != rounded:
+        return text
+    return text if was is not None and _scale_cut(was, f) and text != value else None
 
 
 def _targets_txn(tx: Records, refs: Sequence[FieldDefinition], rows: Sequence[Mapping[str, Any]]
@@ -177,7 +285,7 @@ def _refused(fields: tuple[FieldDefinition, ...], data: Mapping[str, Any],
     """Field -> what a write of the record's stored values to ``fields`` would be told
     (its required fields empty included; a default fills nothing stored), or that the
     field takes the value only by converting it to another kind."""
-    given = {f.name: data[f.name] for f in fields if f.name in data}
+    given = {f.name: _at_scale(f, data[f.name]) for f in fields if f.name in data}
     try:
         values = coerce_fields(fields, given, "record", apply_defaults=False)
     except ValidationError as exc:
@@ -260,6 +368,16 @@ def _hint(was: FieldDefinition | None, f: FieldDefinition, count: int, empty: in
     elif f.type == "ref" and was.type == "ref" and was.object != f.object:
         what = (f"Point {f.name} of those records at {f.object} records (or clear it) first, "
                 f"or add a new field for the {f.object} reference and leave {f.name} as it is")
+    elif f.type == "decimal" and f.rounding is None and _scale_cut(was, f):
+        scale = decimals.limits(f.precision, f.scale)[1]
+        what = (f"To round them to {_places(scale)}, add `rounding: half_even` to {f.name} "
+                f"(or {', '.join(r for r in decimals.ROUNDINGS if r != 'half_even')}) and "
+                "deploy again: the "
+                "deploy then rounds the stored values in its own transaction, each change on "
+                f"its record's timeline. To keep them exact, leave the scale at "
+                f"{_digits(was, 'scale')} (or add a new field with scale {scale}), or update "
+                f"{f.name} on those records to at most {_places(scale)} first (`baton records "
+                f"update ID --data '{{\"{f.name}\": \"...\"}}'`)")
     elif was.required:
         what = (f"Update {f.name} on those records first (`baton records update ID --data "
                 f"'{{\"{f.name}\": ...}}'`), or add a new field with the new definition and "
@@ -269,6 +387,42 @@ def _hint(was: FieldDefinition | None, f: FieldDefinition, count: int, empty: in
                 f"--data '{{\"{f.name}\": null}}'` clears it), or add a new field with the new "
                 f"definition and leave {f.name} as it is")
     return what + (f"; for the empty ones, {fill}." if empty else ".")
+
+
+def _at_scale(f: FieldDefinition, value: Any) -> Any:
+    """A stored decimal string as ``f`` would store the number it stands for, when that
+    keeps it exact: ``"3.1000"`` (stored at scale 4) is ``"3.10"`` at scale 2, so a scale
+    cut does not blame the zeros a wider scale wrote. Anything else as it is."""
+    if f.type != "decimal" or not isinstance(value, str):
+        return value
+    try:
+        d = decimals.parse(value)
+        exact = d.quantize(decimal.Decimal(1).scaleb(-decimals.limits(f.precision, f.scale)[1]))
+    except (ValueError, ArithmeticError):
+        return value
+    return decimals.canonical(exact) if exact == d else value
+
+
+def _scale_cut(was: FieldDefinition, f: FieldDefinition) -> bool:
+    """Whether ``f`` keeps fewer decimal places than ``was`` did (a decimal both)."""
+    return (was.type == "decimal"
+            and decimals.limits(f.precision, f.scale)[1] < decimals.limits(was.precision,
+                                                                           was.scale)[1])
+
+
+def _places(n: int) -> str:
+    return f"{n} place{'s' if n != 1 else ''}"
+
+
+def _fills(f: FieldDefinition) -> bool:
+    """Whether a deploy gives the records that leave ``f`` empty its default: it is
+    required now, and has one (what a record created without it is given)."""
+    return f.required and f.default is not None
+
+
+def _empty(value: Any) -> bool:
+    """A value a required field refuses as empty (as :func:`coerce_fields` does)."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _brief(value: Any, width: int = 40) -> str:

@@ -239,13 +239,17 @@ def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
         with engine.store.write() as tx:
             # The records may have changed since the plan was made: checked again, in the
             # transaction that changes their object types (as a deploy does).
-            broken = engine.definitions.broken_records_txn(tx, plan.objects)
+            changes = engine.definitions.object_changes_txn(tx, plan.objects)
+            broken = engine.definitions.changes_break_txn(tx, changes, fills=True)
             if broken:
                 raise DefinitionError(broken)
             for row in plan.definitions:
                 tx.insert_definition_txn(row)
             for kind, name, version in plan.activate:
                 tx.set_active_txn(kind, name, version if version is not None else -1)
+            # (a new required field's default given, a scale cut with rounding: rounded)
+            engine.definitions.rewrite_records_txn(tx, changes, actor, iso(now_dt),
+                                                   "import of a bundle")
             for name, row, new in plan.users:
                 row = dict(row)
                 groups, queues = row.pop("groups"), row.pop("queues")

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -56,6 +56,9 @@ class DeployResult:
     name: str
     version: int
     changed: bool
+    # object type: field -> records the deploy changed (given the field's default, or
+    # rounded to its scale: :func:`baton.records.changes.rewrite_records_txn`)
+    records_changed: Mapping[str, int] = field(default_factory=dict)
 
 
 def checksum(source: str) -> str:
@@ -114,7 +117,8 @@ class DefinitionRepo:
         with self.store.write() as tx:
             # The records are read in the deploy's own transaction: on SQLite no record
             # write comes between the check and the commit.
-            broken += self.broken_records_txn(tx, docs)
+            changes = self.object_changes_txn(tx, docs)
+            broken += self.changes_break_txn(tx, changes, fills=True)
             if broken:
                 raise DefinitionError(broken)
             if any(isinstance(d.definition, RoutingDefinition) and d.definition.for_queue
@@ -143,7 +147,11 @@ class DefinitionRepo:
                 if doc.kind == "orchestration":
                     schedules.arm_txn(tx, doc.definition, doc.name,  # type: ignore[arg-type]
                                       version, now_dt, self.ids)
-                results.append(DeployResult(doc.kind, doc.name, version, True))
+                rewritten = self.rewrite_records_txn(
+                    tx, [c for c in changes if c[0] is doc], actor, now,
+                    f"deploy of {doc.name} v{version}") if doc.kind == "object" else {}
+                results.append(DeployResult(doc.kind, doc.name, version, True,
+                                            MappingProxyType(rewritten)))
         self._generation = None
         return results
 
@@ -155,23 +163,33 @@ class DefinitionRepo:
         issues = self._broken_definitions(docs)
         if any(isinstance(d.definition, ObjectTypeDefinition) for d in docs):
             with self.store.read() as tx:
-                issues += self.broken_records_txn(tx, docs)
+                issues += self.broken_records_txn(tx, docs, fills=True)
         return issues
 
-    def broken_records_txn(self, tx: Transaction, docs: Sequence[LoadedDefinition]
-                           ) -> list[Issue]:
+    def broken_records_txn(self, tx: Transaction, docs: Sequence[LoadedDefinition], *,
+                           fills: bool = False) -> list[Issue]:
         """The records a changed object type among ``docs`` would break: for each field it
         changes (retyped, a choice removed, a length cut, made required, a ``ref`` to
         another type …), the stored records whose value the new version refuses, by the
         rules of a record write (:mod:`baton.records.changes`): a change some record does
         not satisfy is refused, naming the records and what to do. Compared with the
-        version active as ``tx`` sees it; the records are read a page at a time."""
+        version active as ``tx`` sees it; the records are read a page at a time.
+
+        ``fills``: the caller then gives the records what the new version says they
+        become (:meth:`rewrite_records_txn`: a deploy, an activation), so a record that
+        leaves a field now required empty is not broken when the field has a default.
+        Without it (a caller that writes no record) such a record is broken."""
+        return self.changes_break_txn(tx, self.object_changes_txn(tx, docs), fills=fills)
+
+    def object_changes_txn(self, tx: Transaction, docs: Sequence[LoadedDefinition]
+                            ) -> list[tuple[LoadedDefinition, ObjectTypeDefinition, set[str]]]:
+        """Each object type among ``docs`` that differs from its version active as ``tx``
+        sees it: (the doc, the active version, the names of its new fields that records
+        may hold a value under: see :func:`baton.records.changes.changed_fields`)."""
         new = {d.name: d for d in docs if isinstance(d.definition, ObjectTypeDefinition)}
         if not new:
             return []
-        from baton.records.changes import broken_records_txn
-
-        issues: list[Issue] = []
+        out = []
         rows = [r for r in tx.list_definitions_txn("object") if r.name in new]
         for name, old in self._active_objects_txn(rows).items():
             doc = new[name]
@@ -182,10 +200,45 @@ class DefinitionRepo:
             # (its records need not be read for it): a name no version's text holds at all.
             removed = {f.name for f in defn.fields if old.field(f.name) is None
                        and any(f.name in r.source for r in rows if r.name == name)}
-            for b in broken_records_txn(tx, old, defn, removed=removed):
+            out.append((doc, old, removed))
+        return out
+
+    def changes_break_txn(
+            self, tx: Transaction,
+            changes: Sequence[tuple[LoadedDefinition, ObjectTypeDefinition, set[str]]], *,
+            fills: bool) -> list[Issue]:
+        from baton.records.changes import broken_records_txn
+
+        issues: list[Issue] = []
+        for doc, old, removed in changes:
+            defn = doc.definition
+            assert isinstance(defn, ObjectTypeDefinition)
+            for b in broken_records_txn(tx, old, defn, removed=removed, fills=fills):
                 issues.append(Issue(doc.file, _path_line(doc.source, doc.line, b.path),
                                     b.path, b.message()))
         return issues
+
+    def rewrite_records_txn(
+            self, tx: Transaction,
+            changes: Sequence[tuple[LoadedDefinition, ObjectTypeDefinition, set[str]]],
+            actor: str, now: str, because: str) -> dict[str, int]:
+        """What the new versions in ``changes`` make of the stored records, written
+        (:func:`baton.records.changes.rewrite_records_txn`): field -> records changed.
+        After :meth:`changes_break_txn` with ``fills`` found none broken, in its
+        transaction."""
+        from baton.records.changes import rewrite_records_txn
+
+        counts: dict[str, int] = {}
+        for doc, old, removed in changes:
+            defn = doc.definition
+            assert isinstance(defn, ObjectTypeDefinition)
+            done = rewrite_records_txn(tx, old, defn, actor=actor, now=now, because=because,
+                                       removed=removed)
+            if done:
+                log.info("%s changed stored %s records: %s", because, defn.name, ", ".join(
+                    f"{name} of {n:,}" for name, n in done.items()))
+            counts.update(done)
+        return counts
 
     def _active_objects_txn(self, rows: Sequence[DefinitionRow]
                             ) -> dict[str, ObjectTypeDefinition]:
@@ -321,7 +374,7 @@ class DefinitionRepo:
                 if kind == "routing":
                     self._check_activated_rule_txn(tx, row)
                 if kind == "object":
-                    self._check_activated_records_txn(tx, row)
+                    self._check_activated_records_txn(tx, row, actor)
                 tx.set_active_txn(kind, name, version)
             else:
                 if kind == "object":
@@ -356,18 +409,23 @@ class DefinitionRepo:
         if issues:
             raise DefinitionError(issues)
 
-    def _check_activated_records_txn(self, tx: Transaction, row: DefinitionRow) -> None:
+    def _check_activated_records_txn(self, tx: Transaction, row: DefinitionRow,
+                                     actor: str) -> None:
         """Activating another version of an object type: the records stored under it must
-        fit it, as for a deploy (:meth:`broken_records_txn`)."""
+        fit it, as for a deploy (:meth:`broken_records_txn`), and are given what it says
+        they become, as for a deploy (:meth:`rewrite_records_txn`)."""
         self._sources.setdefault(("object", row.name, row.version), (row.source, row.file))
         defn = self._parse("object", row.name, row.version)
         # (located in the version's text, as `baton definitions show` prints it)
         doc = LoadedDefinition("object", row.name, defn, row.source, row.file,
                                _path_line(row.source, None, ""))
+        changes = self.object_changes_txn(tx, [doc])
         issues = [replace(i, message=f"{i.message} (activating {row.name} v{row.version})")
-                  for i in self.broken_records_txn(tx, [doc])]
+                  for i in self.changes_break_txn(tx, changes, fills=True)]
         if issues:
             raise DefinitionError(issues)
+        self.rewrite_records_txn(tx, changes, actor, iso(self.clock.now()),
+                                  f"activation of {row.name} v{row.version}")
 
     def _check_activated_rule_txn(self, tx: Transaction, row: DefinitionRow) -> None:
         """Activating a version of a rule bound to its queue: no other active rule may be
