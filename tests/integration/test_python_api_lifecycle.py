@@ -193,3 +193,37 @@ def test_a_deploy_is_seen_by_its_engine_at_once_and_by_another_soon(db_url: str)
                 == ["life_triage"]
 
         eventually(two_sees_it, timeout=60, what="the other Engine to see the deploy")
+
+
+NEW_TYPE = """
+kind: object
+name: LifeNote
+fields:
+  text: {type: string, required: true}
+---
+kind: orchestration
+name: life_note_started
+trigger: {type: autolaunched}
+stages:
+  - name: s
+    steps:
+      - {name: wait, type: pause, signal: go}
+"""
+
+
+def test_a_name_another_engine_just_deployed_is_found_at_once(db_url: str) -> None:
+    """A name this Engine has not seen (an object type or orchestration another Engine has
+    just deployed) is looked up again at once, not after the refresh window; and a deploy
+    is checked against what another Engine deployed just now."""
+    with Engine(db_url) as one, Engine(db_url) as two:
+        one.deploy(texts={"life.yaml": DEFS})
+        two.create_record("LifeTicket", {"subject": "seen"})  # (two has looked just now)
+        one.deploy(texts={"note.yaml": NEW_TYPE})
+        note = two.create_record("LifeNote", {"text": "at once"})
+        assert note["text"] == "at once"
+        run = two.start("life_note_started")
+        assert run.orchestration == "life_note_started"
+        # two deploys an orchestration on the type one deployed a moment ago
+        two.deploy(texts={"more.yaml": NEW_TYPE.split("---")[1].replace(
+            "life_note_started", "life_note_more").replace(
+            "trigger: {type: autolaunched}", "trigger: {type: record, object: LifeNote}")})

@@ -97,6 +97,7 @@ class DefinitionRepo:
         """
         from baton.definitions.loader import check_texts, load_definitions
 
+        self.refresh(now=True)  # (checked against what another process deployed just now)
         if texts is not None:
             docs, issues = check_texts(texts, known_flows=known_flows,
                                        deployed_objects=self.object_types(),
@@ -478,18 +479,19 @@ class DefinitionRepo:
             parsed += 1
         return parsed
 
-    def refresh(self, tx: Definitions | None = None) -> None:
-        """Reload the index of active versions if anything was deployed since."""
+    def refresh(self, tx: Definitions | None = None, *, now: bool = False) -> None:
+        """Reload the index of active versions if anything was deployed since (looked at
+        most once every REFRESH_INTERVAL_S; ``now``: look now)."""
         # Another process may deploy at any time; looking at most once a second keeps that
         # visible without a query in every transaction of the hot path.
-        now = time.monotonic()
-        if self._generation is not None and now < self._next_check:
+        at = time.monotonic()
+        if not now and self._generation is not None and at < self._next_check:
             return
         if tx is None:
             with self.store.read() as rtx:
-                self.refresh(rtx)
+                self.refresh(rtx, now=now)
             return
-        self._next_check = now + REFRESH_INTERVAL_S
+        self._next_check = at + REFRESH_INTERVAL_S
         gen = tx.definitions_generation_txn()
         if gen == self._generation:
             return
@@ -667,12 +669,22 @@ class DefinitionRepo:
         return {name: self._parse("connection", name, v).type
                 for (kind, name), v in list(self._active.items()) if kind == "connection"}
 
+    def _active_version(self, kind: str, name: str, tx: Definitions | None) -> int | None:
+        """The active version of ``kind`` ``name``. One not known here may have been
+        deployed by another process since the last look: looked for once more, now (a
+        miss is an error or a first use, never the hot path's steady state)."""
+        version = self._active.get((kind, name))
+        if version is None:
+            self.refresh(tx, now=True)
+            version = self._active.get((kind, name))
+        return version
+
     def connection(self, name: str, tx: Definitions | None = None) -> ConnectionDefinition:
         """The active version of connection ``name``: a callout uses the connection as it
         is deployed when the call is made (a new base URL or credential reference takes
         effect without redeploying the orchestrations that use it)."""
         self.refresh(tx)
-        v = self._active.get(("connection", name))
+        v = self._active_version("connection", name, tx)
         if v is None:
             known = sorted(n for k, n in self._active if k == "connection")
             raise NotFound("connection", name, f"deployed connections: {', '.join(known) or 'none'}")
@@ -680,7 +692,7 @@ class DefinitionRepo:
 
     def object_type(self, name: str, tx: Definitions | None = None) -> ObjectTypeDefinition:
         self.refresh(tx)
-        v = self._active.get(("object", name))
+        v = self._active_version("object", name, tx)
         if v is None:
             known = sorted(n for k, n in self._active if k == "object")
             raise NotFound("object type", name, f"deployed object types: {', '.join(known) or 'none'}")
@@ -692,7 +704,7 @@ class DefinitionRepo:
             return self._plan(name, version, tx), version
         self.refresh(tx)
         if version is None:
-            version = self._active.get(("orchestration", name))
+            version = self._active_version("orchestration", name, tx)
             if version is None:
                 raise NotFound("orchestration", name)
         return self._parse("orchestration", name, version), version
@@ -746,7 +758,7 @@ class DefinitionRepo:
     def catalog(self, name: str, tx: Definitions | None = None) -> tuple[Any, int]:
         """The active version of catalog ``name`` and its version number."""
         self.refresh(tx)
-        v = self._active.get(("catalog", name))
+        v = self._active_version("catalog", name, tx)
         if v is None:
             known = sorted(n for k, n in self._active if k == "catalog")
             raise NotFound("catalog", name, f"deployed catalogs: {', '.join(known) or 'none'}")
