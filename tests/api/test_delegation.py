@@ -166,7 +166,6 @@ def test_group_and_queue_approvals_are_not_delegated_and_next_item_takes_delegat
 
 BAD = [
     ({"delegate": "ann"}, "delegate", "own delegate"),
-    ({"delegate": "nobody"}, "delegate", "no user 'nobody'"),
     ({"delegate": "bob", "delegate_from": "2026-02-30"}, "delegate_from", "not a date"),
     ({"delegate": "bob", "delegate_from": "2026-03-01", "delegate_until": "2026-02-01"},
      "delegate_until", "before the start"),
@@ -185,6 +184,11 @@ def test_bad_delegations_are_refused_naming_the_field(dq: Api) -> None:
     assert dq.get("ann", "/api/me").json()["delegate"] is None  # nothing was changed
     assert_problem(dq.patch("ann", "/api/me", {"delegate_from": "5 May"}), 422,
                    "delegate_from")  # (the schema's pattern)
+    # a name that is no user's: refused to who may list users (the directory's default,
+    # the Team's operator); an agent is not told (tests/api/test_access_tightening.py)
+    with pytest.raises(ValidationError, match="no user 'nobody'"):
+        dq.engine.directory.update_user("ann", delegate="nobody")
+    assert_problem(dq.patch("opal", "/api/me", {"delegate": "nobody"}), 422, "delegate")
 
 
 def test_admins_set_anyones_delegate_and_agents_only_their_own(dq: Api) -> None:
@@ -213,8 +217,8 @@ def test_the_settings_page_names_and_ends_the_delegate(dq: Api) -> None:
                                   "delegate_until": "2026-01-31"})
     assert r.status_code == 200 and "Saved." in r.text and "Now: bob until 2026-01-31." in r.text
     assert dq.engine.directory.get_user("ann").delegation is not None
-    r = c.post("/settings", data={"csrf_token": csrf, "delegate": "nobody"})
-    assert r.status_code == 422 and "no user &#39;nobody&#39;" in r.text
+    r = c.post("/settings", data={"csrf_token": csrf, "delegate": "no body"})
+    assert r.status_code == 422 and "invalid user name &#39;no body&#39;" in r.text
     assert dq.engine.directory.get_user("ann").delegation.to == "bob"  # type: ignore[union-attr]
     # bob's Work Guide marks ann's approval as hers, and his page says whom he acts for
     _rec, item, _ = quote(dq)

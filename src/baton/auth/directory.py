@@ -3,6 +3,24 @@
 Passwords are argon2 hashes (pwdlib). API tokens and session cookies are long random
 secrets; only their SHA-256 is stored (a fast hash is right for high-entropy secrets:
 nothing to brute-force), so a copy of the database gives no one a way in.
+
+Credentials after a change (:meth:`Directory.update_user`, whoever makes it: the user, an
+admin over the API, ``baton users update``):
+
+* a new password ends every UI session of the user at once, but the one that made the
+  change when it was the user's own (``keep_session``): whoever held an old session must
+  log in again, with the new password;
+* deactivating a user ends all their UI sessions, and refuses their API tokens while they
+  are inactive (every token lookup reads ``active``); reactivating them brings the tokens
+  back, not the sessions;
+* API tokens are credentials of their own: a new password leaves them working. They end
+  when revoked (``baton tokens revoke``, ``DELETE /api/tokens/{id}``).
+
+Which user names exist is told only to who may list users (``users``, or ``team``: the
+Team page lists everyone). Naming a delegate is open to every user, so for anyone else an
+unknown name is not refused: it is kept as named, and acts for no one (see
+:meth:`Directory.update_user`, ``may_list_users``); a user added later under that name does
+not inherit it (the people store clears it when the user is added).
 """
 
 from __future__ import annotations
@@ -104,6 +122,12 @@ class User:
 
     def can(self, permission: Permission) -> bool:
         return permission in self.permissions
+
+    @property
+    def may_list_users(self) -> bool:
+        """May this user learn which user names exist? (``users``: the users list;
+        ``team``: the Team lists everyone.)"""
+        return self.can(Permission.USERS) or self.can(Permission.TEAM)
 
     def in_scope(self, item: Mapping[str, Any]) -> bool:
         """Is this work item assigned to me, to one of my groups or one of my queues
@@ -208,11 +232,21 @@ class Directory:
                     email: str | None = None, display_name: str | None = None,
                     active: bool | None = None, password: str | None = None,
                     delegate: str | None = None, delegate_from: str | None = None,
-                    delegate_until: str | None = None) -> User:
+                    delegate_until: str | None = None, may_list_users: bool = True,
+                    keep_session: str | None = None) -> User:
         """Change what is given (None: unchanged). ``delegate`` names who may act on the
         user's approvals ("" ends the delegation), from ``delegate_from`` until
         ``delegate_until`` (YYYY-MM-DD, inclusive; "" or not given with a new delegate:
-        open-ended); dates alone change the current delegation's."""
+        open-ended); dates alone change the current delegation's.
+
+        ``may_list_users``: whether whoever asks may learn which user names exist. If not
+        (a user naming their own delegate without ``users`` or ``team``), a delegate who is
+        not a user is kept as named rather than refused, so the answer is the same for a
+        name that exists and one that does not; it acts for no one.
+
+        A new password or ``active=False`` ends the user's UI sessions, but
+        ``keep_session`` (the session cookie of the user's own request that made the
+        change). API tokens stay (see the module's docstring)."""
         problems: dict[str, str] = {}
         values: dict[str, Any] = {}
         if roles is not None:
@@ -234,7 +268,7 @@ class Directory:
         with self.store.write() as tx:
             current = self.user_txn(tx, name)  # NotFound
             values.update(self._delegation_txn(tx, current, delegate, delegate_from,
-                                               delegate_until))
+                                               delegate_until, may_list_users))
             if values:
                 tx.update_user_txn(name, {**values, "updated_at": self._now()})
             if group_list is not None:
@@ -242,8 +276,19 @@ class Directory:
             if queue_list is not None:
                 tx.set_memberships_txn(name, "queue", queue_list)
             if active is False or password is not None:  # sign the user out everywhere
-                tx.delete_sessions_txn(user_name=name)
+                self._end_sessions_txn(tx, name, keep=keep_session)
             return self.user_txn(tx, name)
+
+    def _end_sessions_txn(self, tx: People, user_name: str, *, keep: str | None) -> None:
+        """End every UI session of the user but ``keep`` (a session cookie), if it is one
+        of theirs and still live: deleted with the rest, and written back as it was (same
+        cookie, CSRF token and expiry)."""
+        kept = tx.session_row_txn(_digest(keep)) if keep else None
+        tx.delete_sessions_txn(user_name=user_name)
+        now = self.clock.now()
+        if (kept is not None and kept["user_name"] == user_name
+                and parse_iso(kept["expires_at"]) > now):
+            tx.insert_session_txn(dict(kept), sweep_before=iso(now))
 
     def get_user(self, name: str) -> User:
         with self.store.read() as tx:
@@ -402,8 +447,10 @@ class Directory:
             tx.delete_sessions_txn(secret_hash=_digest(secret))
 
     def _delegation_txn(self, tx: People, user: User, delegate: str | None,
-                        start: str | None, until: str | None) -> dict[str, Any]:
-        """The columns a delegation change writes (checked: ValidationError naming them)."""
+                        start: str | None, until: str | None,
+                        may_list_users: bool = True) -> dict[str, Any]:
+        """The columns a delegation change writes (checked: ValidationError naming them).
+        A delegate who is not a user is refused only if ``may_list_users``."""
         if delegate is None and start is None and until is None:
             return {}
         problems: dict[str, str] = {}
@@ -421,7 +468,10 @@ class Directory:
             until = user.delegation.until if until is None else until
         if delegate == user.name:
             problems["delegate"] = "a user cannot be their own delegate"
-        elif tx.user_row_txn(delegate) is None:
+        elif not NAME_RE.fullmatch(delegate):
+            problems["delegate"] = (f"invalid user name {delegate!r}: use letters, digits, "
+                                    "_ . @ - (max 200)")
+        elif may_list_users and tx.user_row_txn(delegate) is None:
             problems["delegate"] = f"no user {delegate!r} (see `baton users list`)"
         for key, value in (("delegate_from", start), ("delegate_until", until)):
             if value and not _is_date(value):

@@ -9,25 +9,40 @@ An unknown API token counts as a failed attempt against the client address (see
 :mod:`baton.auth.throttle`); while the address is locked out, every token it sends is
 answered 429 with ``Retry-After`` before it is looked up.
 
+Every token is looked up in the database. ``/metrics`` alone (``need(..., outage=True)``)
+also remembers the tokens the database verified (:class:`VerifiedTokens`: the secret's
+SHA-256 and its user, for :data:`VERIFIED_TOKEN_TTL_S`), and asks that memory only when the
+database cannot be read (away or busy: a scrape still gets the process's own metrics, with
+``baton_database_up 0``). So a token revoked, or a user deactivated, while the database is
+away is still taken for a scrape for up to that long after it was last verified; while the
+database answers, the lookup decides (and a token it no longer knows is forgotten at once).
+``/readyz`` tells such a caller more the same way (:func:`known_caller`).
+
 :class:`SecurityHeaders` gives every answer the headers no answer should be without
 (``nosniff``, no framing; a CSP on HTML; ``no-store`` on what a signed-in caller was told).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
+from sqlalchemy.exc import DBAPIError
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission, require
 from baton.auth.throttle import Locked
 from baton.runtime.engine import Engine
 from baton.web import proxies
-from baton.web.committer import committer_of
+from baton.web.committer import CommitterClosed, committer_of
 from baton.web.problems import ProblemError
 
 SESSION_COOKIE = "baton_session"
@@ -40,6 +55,11 @@ PAGE_CSP = ("default-src 'self'; frame-ancestors 'none'; form-action 'self'; "
 style, no framing; forms post only here."""
 
 bearer = HTTPBearer(auto_error=False, description="An API token: `baton tokens create USER`")
+
+VERIFIED_TOKEN_TTL_S = 60.0
+"""How long a token the database verified for ``/metrics`` is taken without it while the
+database cannot be read: a revocation or deactivation made meanwhile waits this long."""
+VERIFIED_TOKENS_KEPT = 256  # tokens remembered at most (the least recently verified go first)
 
 
 @dataclass(frozen=True)
@@ -96,22 +116,91 @@ async def _check_csrf(request: Request, expected: str) -> None:
                            slug="csrf")
 
 
-async def optional_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal | None:
-    """The caller, or None when the request carries no credentials at all."""
+class VerifiedTokens:
+    """The API tokens the database verified lately, by their secret's SHA-256 (never the
+    secret), each with its user as read then: asked only when the database cannot be read,
+    and only for :data:`VERIFIED_TOKEN_TTL_S` after the token was last verified. At most
+    ``kept`` are remembered."""
+
+    def __init__(self, ttl_s: float = VERIFIED_TOKEN_TTL_S,
+                 kept: int = VERIFIED_TOKENS_KEPT) -> None:
+        self.ttl = timedelta(seconds=ttl_s)
+        self.kept = kept
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[str, tuple[User, datetime]] = OrderedDict()
+
+    @staticmethod
+    def _key(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    def remember(self, secret: str, user: User, now: datetime) -> None:
+        key = self._key(secret)
+        with self._lock:
+            self._seen[key] = (user, now)
+            self._seen.move_to_end(key)
+            while len(self._seen) > self.kept:
+                self._seen.popitem(last=False)
+
+    def forget(self, secret: str) -> None:
+        with self._lock:
+            self._seen.pop(self._key(secret), None)
+
+    def recall(self, secret: str, now: datetime) -> User | None:
+        """The user the token was verified for, if that was less than the TTL ago."""
+        key = self._key(secret)
+        with self._lock:
+            found = self._seen.get(key)
+            if found is None:
+                return None
+            user, verified = found
+            if not verified <= now < verified + self.ttl:
+                del self._seen[key]
+                return None
+            return user
+
+
+def verified_tokens(request: Request) -> VerifiedTokens:
+    """The app's :class:`VerifiedTokens` (made on first use)."""
+    state = request.app.state
+    tokens = getattr(state, "verified_tokens", None)
+    if tokens is None:
+        tokens = state.verified_tokens = VerifiedTokens()
+    return tokens
+
+
+def _token_principal(request: Request, secret: str, *, recall: bool) -> Principal:
+    """The caller of an API token (401 unknown, 429 locked out). ``recall``: remember the
+    tokens the database verifies, and when the database cannot be read (away or busy),
+    take one verified within :data:`VERIFIED_TOKEN_TTL_S` rather than fail."""
+    eng = engine_of(request)
+    address = client_address(request)
+    remembered = verified_tokens(request) if recall else None
+    try:
+        who = eng.directory.token_login(secret, address, later=committer_of(request).defer)
+    except DBAPIError as exc:
+        if remembered is None or not eng.store.is_transient(exc):
+            raise
+        user = remembered.recall(secret, eng.clock.now())
+        if user is None:
+            raise
+        return Principal(user, "token")
+    if isinstance(who, Locked):
+        raise too_many(request, who)
+    if who is None:
+        if remembered is not None:
+            remembered.forget(secret)
+        eng.directory.throttle.failed(address=address)
+        raise unauthorized("the API token is unknown, revoked, or its user is deactivated")
+    if remembered is not None:
+        remembered.remember(secret, who, eng.clock.now())
+    return Principal(who, "token")
+
+
+async def _principal(request: Request, credentials: HTTPAuthorizationCredentials | None,
+                     *, recall: bool) -> Principal | None:
     eng = engine_of(request)
     if credentials is not None:
-        address = client_address(request)
-        who = eng.directory.token_login(credentials.credentials, address,
-                                        later=committer_of(request).defer)
-        if isinstance(who, Locked):
-            raise too_many(request, who)
-        if who is None:
-            eng.directory.throttle.failed(address=address)
-            raise unauthorized("the API token is unknown, revoked, or its user is deactivated")
-        return Principal(who, "token")
+        return _token_principal(request, credentials.credentials, recall=recall)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         found = eng.directory.session(cookie)
@@ -121,6 +210,40 @@ async def optional_principal(
         await _check_csrf(request, csrf)
         return Principal(user, "session", csrf)
     return None
+
+
+async def optional_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal | None:
+    """The caller, or None when the request carries no credentials at all."""
+    return await _principal(request, credentials, recall=False)
+
+
+async def recalling_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal | None:
+    """:func:`optional_principal`, and a token the database verified lately is taken
+    while the database cannot be read (:class:`VerifiedTokens`)."""
+    return await _principal(request, credentials, recall=True)
+
+
+def known_caller(request: Request) -> Principal | None:
+    """For an answer that tells a known caller more (``/readyz``): the caller of the
+    request's API token or session cookie, else None, never an error (a credential that is
+    unknown, locked out or cannot be checked gets the answer anyone gets). A token is
+    looked up as for ``/metrics``: while the database cannot be read, one that scraped
+    within :data:`VERIFIED_TOKEN_TTL_S` is known. Blocking: call it from a request thread."""
+    scheme, secret = get_authorization_scheme_param(request.headers.get("authorization"))
+    try:
+        if scheme.lower() == "bearer" and secret:
+            return _token_principal(request, secret, recall=True)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        found = engine_of(request).directory.session(cookie) if cookie else None
+    except (ProblemError, DBAPIError, CommitterClosed):
+        return None
+    return Principal(found[0], "session", found[1]) if found is not None else None
 
 
 def _known(principal: Principal | None) -> Principal:
@@ -158,9 +281,24 @@ class Need:
         return f"Need({self.permission.value!r})"
 
 
-def need(permission: Permission) -> Need:
-    """A dependency: the caller, who must hold ``permission`` (403 otherwise)."""
-    return Need(permission)
+class NeedThroughOutage(Need):
+    """:class:`Need`, where a token the database verified lately is taken while the
+    database cannot be read (:class:`VerifiedTokens`): for ``/metrics``, whose answer is
+    mostly the process's own."""
+
+    async def __call__(self, principal: Annotated[Principal | None, Depends(recalling_principal)]
+                       ) -> Principal:
+        return await super().__call__(principal)
+
+    def __repr__(self) -> str:
+        return f"Need({self.permission.value!r}, outage=True)"
+
+
+def need(permission: Permission, *, outage: bool = False) -> Need:
+    """A dependency: the caller, who must hold ``permission`` (403 otherwise). ``outage``:
+    a token verified lately is taken while the database cannot be read (``/metrics`` only:
+    see :class:`VerifiedTokens`)."""
+    return NeedThroughOutage(permission) if outage else Need(permission)
 
 
 _SESSION_COOKIE_B = SESSION_COOKIE.encode() + b"="

@@ -90,13 +90,24 @@ class PeopleSql:
 
     @refused("writes the user directory")
     def insert_user_txn(self, row: dict[str, Any]) -> None:
-        self.conn.execute(insert(s.users).values(**row))
+        """A new user. Any delegation that names them is ended: it was made before they
+        existed (a user without the right to list users may name anyone: see
+        :mod:`baton.auth.directory`), so it meant someone else, or no one."""
+        u = s.users
+        self.conn.execute(update(u).where(u.c.delegate == row["name"]).values(
+            delegate=None, delegate_from=None, delegate_until=None))
+        self.conn.execute(insert(u).values(**row))
         self.bump_routing_generation_txn()  # (routing keeps who is active)
 
     @refused("writes the user directory")
     def update_user_txn(self, name: str, values: dict[str, Any]) -> None:
+        """Change a user's columns. Deactivated (``active`` false), they are signed out of
+        every UI session too, whoever deactivates them (``baton import`` as well): a later
+        reactivation does not bring an old session back."""
         self.conn.execute(update(s.users).where(s.users.c.name == name).values(**values))
         if "active" in values:
+            if not values["active"]:
+                self.delete_sessions_txn(user_name=name)
             self.bump_routing_generation_txn()
 
     @refused("writes the user directory")

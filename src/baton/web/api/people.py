@@ -14,7 +14,7 @@ from baton.clock import iso
 from baton.errors import NotFound
 from baton.web.api.common import Limit, Offset, Page, RequestBody, page_of
 from baton.web.problems import problem_responses
-from baton.web.security import Principal, current_principal, engine_of, need
+from baton.web.security import SESSION_COOKIE, Principal, current_principal, engine_of, need
 
 router = APIRouter(tags=["People"])
 
@@ -117,6 +117,14 @@ def token_json(t: TokenInfo) -> dict[str, Any]:
             "last_used_at": t.last_used_at, "revoked_at": t.revoked_at}
 
 
+def own_session(request: Request, principal: Principal, name: str) -> str | None:
+    """The session cookie of a user's own request about themselves (kept when a change of
+    theirs ends their other sessions), else None."""
+    if principal.via != "session" or principal.name != name:
+        return None
+    return request.cookies.get(SESSION_COOKIE)
+
+
 def _for_user(principal: Principal, name: str | None) -> str:
     """Acting on someone else's tokens needs the ``users`` permission."""
     if name is not None and name != principal.name:
@@ -160,27 +168,34 @@ def get_user(request: Request, name: UserName, _: Principal = USERS) -> dict[str
 
 
 @router.patch("/users/{name}", response_model=UserOut, summary="Change a user",
-              description="Only the fields sent change; `groups`/`queues` replace the lists.",
+              description="Only the fields sent change; `groups`/`queues` replace the lists. "
+                          "A new `password`, or `active: false`, signs the user out of every "
+                          "UI session (but the caller's own, when it is theirs); their API "
+                          "tokens stay valid until revoked (`active: false` refuses them while "
+                          "the user is inactive).",
               responses=problem_responses(400, 401, 403, 404, 422))
 def update_user(request: Request, name: UserName, body: UserPatch,
-                _: Principal = USERS) -> dict[str, Any]:
+                principal: Principal = USERS) -> dict[str, Any]:
     user = engine_of(request).directory.update_user(
         name, roles=body.roles, groups=body.groups, queues=body.queues, email=body.email,
         display_name=body.display_name, active=body.active, password=body.password,
         delegate=body.delegate, delegate_from=body.delegate_from,
-        delegate_until=body.delegate_until)
+        delegate_until=body.delegate_until, keep_session=own_session(request, principal, name))
     return user_json(user)
 
 
 @router.patch("/me", response_model=Me, summary="Change my settings",
               description="Any signed-in user names their own delegate: who may act on "
                           "their approvals, optionally between two dates (`\"\"` ends it). "
-                          "422 when the delegate is not a user or the dates are wrong.",
+                          "422 when the dates are wrong, or, for a caller who may list users "
+                          "(`users` or `team`), when the delegate is not a user; anyone "
+                          "else is not told which names exist: a name that is not a user's "
+                          "is kept as given and acts for no one.",
               responses=problem_responses(400, 401, 422))
 def update_me(request: Request, body: MePatch, principal: Principal = ME) -> dict[str, Any]:
     user = engine_of(request).directory.update_user(
         principal.name, delegate=body.delegate, delegate_from=body.delegate_from,
-        delegate_until=body.delegate_until)
+        delegate_until=body.delegate_until, may_list_users=principal.user.may_list_users)
     return user_json(user) | {"permissions": sorted(p.value for p in user.permissions),
                               "authenticated_by": principal.via}
 

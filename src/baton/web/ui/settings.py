@@ -1,7 +1,9 @@
 """My settings: the delegate who may act on my approvals while I am away (and when).
 
 Any signed-in user changes their own; an admin changes anyone's with ``baton users
-update`` or ``PATCH /api/users/{name}``.
+update`` or ``PATCH /api/users/{name}``. Only who may list users (``users`` or ``team``) is
+told that a delegate is not a user; anyone else is answered alike for every name (it is
+kept as given, and the page says the delegation acts only if that is a user's name).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def save_settings(request: Request, principal: Me, form: Form) -> Response:
     try:
         me = directory.update_user(principal.name, delegate=delegate,
                                    delegate_from=start if delegate else None,
-                                   delegate_until=until if delegate else None)
+                                   delegate_until=until if delegate else None,
+                                   may_list_users=principal.user.may_list_users)
     except ValidationError as exc:
         ctx = _context(directory.get_user(principal.name))
         ctx.update(errors=dict(exc.fields), values={"delegate": delegate, "delegate_from": start,
