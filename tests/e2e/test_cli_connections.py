@@ -146,6 +146,25 @@ def test_validate_checks_tools_and_arguments_when_the_server_answers(
     ok(baton("--db", db_url, "deploy", "--skip-tool-check", cwd=proj))  # when asked not to
 
 
+STEPS_KEY_ARGUMENT = """\
+      - {name: a, type: mcp, connection: erp, tool: find_account, idempotency_argument: domain}
+      - {name: b, type: mcp, connection: erp, tool: find_account, idempotency_argument: domian}
+"""
+
+
+def test_validate_counts_the_idempotency_argument_as_an_argument(
+        tmp_path: Path, db_url: str, erp_url: str) -> None:
+    """An argument Baton fills with the call's key (``idempotency_argument``) meets the
+    tool's required argument, and is checked against the tool's arguments like any."""
+    proj = project(tmp_path, erp_url, STEPS_KEY_ARGUMENT)
+    p = baton("--db", db_url, "validate", cwd=proj)
+    assert p.returncode == 1, p.stderr
+    lines = p.stdout.splitlines()
+    assert not any("steps[0]" in line for line in lines), lines
+    assert any("stages[0].steps[1]: arguments.domian: tool 'find_account' has no argument "
+               "'domian'" in line for line in lines), lines
+
+
 def test_validate_says_when_a_server_cannot_be_reached(tmp_path: Path, db_url: str,
                                                       erp_url: str) -> None:
     proj = project(tmp_path, erp_url, STEPS_DOWN)

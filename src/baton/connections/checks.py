@@ -88,7 +88,9 @@ def _step_problems(conn: str, options: Mapping[str, Any], tools: list[ToolInfo])
         message = (f"tool: the server of connection '{conn}' has no tool '{tool}'{hint} "
                    f"(its tools: {listed})")
         return [message]
-    args = options.get("arguments") or {}
+    args = dict(options.get("arguments") or {})
+    if isinstance(options.get("idempotency_argument"), str):
+        args[options["idempotency_argument"]] = None  # (Baton sets it: the call's key)
     known = info.argument_names()
     problems = []
     for arg in args:

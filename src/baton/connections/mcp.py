@@ -24,6 +24,12 @@ of Baton's sees it: its transport takes no bound and builds the line inside its 
 task, so bounding that read would take a transport of Baton's own in place of the SDK's
 (its process start, shutdown sequence and process-tree kill with it); there the cap bounds
 what a step keeps, not what the SDK reads.
+
+Idempotency: a call given a key (an mcp step sends its run, step and iteration, the same on
+every attempt) carries it in the request's ``_meta`` as :data:`META_KEY`, and over ``http``
+also as the connection's ``idempotency_header`` (default ``Idempotency-Key``) on the POST
+that carries the ``tools/call`` (the SDK takes no per-call headers: an HTTP request hook
+reads it from the message). A server that keeps what it did per key can then act once.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from baton.errors import StepFailure
 log = logging.getLogger("baton.connections.mcp")
 
 __all__ = [
+    "META_KEY",
     "McpEndpoint",
     "McpError",
     "McpProtocolError",
@@ -81,6 +88,8 @@ WIRE_SLACK = 64 * 1024
 """What one MCP message over HTTP may take beyond twice the connection's ``max_response``
 (:func:`wire_limit`): its JSON-RPC envelope, and room for small caps."""
 _OVER_WIRE = "is over the bound of one MCP message"  # (in what the SDK passes on)
+META_KEY = "io.baton/idempotency-key"
+"""The key of a tool call's idempotency key in its request's ``_meta``."""
 _WIRE_READ = re.compile(re.escape(_OVER_WIRE) + r" \(([\d,]+) bytes\): ([\d,]+) bytes read")
 
 
@@ -189,13 +198,15 @@ class McpEndpoint:
     verify: bool | str = True  # False, True, or a CA file
     secrets: tuple[str, ...] = field(default=(), repr=False)  # values to scrub from messages
     max_response: int = MAX_RESPONSE_DEFAULT  # bytes of a tool result (see ResponseTooLarge)
+    idempotency_header: str = "Idempotency-Key"  # http: the header a call's key also goes in
 
     @property
     def key(self) -> str:
         """Which session serves this endpoint: a change of any setting (a rotated secret,
         a new command; over http, a new cap, which bounds what its client reads) opens a
         new session."""
-        wire = self.max_response if self.transport == "http" else None
+        wire = (self.max_response, self.idempotency_header) if self.transport == "http" \
+            else None
         material = json.dumps([self.connection, self.transport, self.command, self.args,
                                sorted(self.env.items()), self.cwd, self.url,
                                sorted(self.headers.items()), self.basic, self.verify, wire],
@@ -295,17 +306,22 @@ class McpSessions:
 
     # ---- called from any thread -------------------------------------------------------
     def call_tool(self, endpoint: McpEndpoint, tool: str, arguments: Mapping[str, Any],
-                  timeout: float | None = None) -> ToolResult:
-        """Call ``tool``; a tool error raises :class:`McpToolError` (with the result)."""
-        return self.submit_tool(endpoint, tool, arguments, timeout)()
+                  timeout: float | None = None, idempotency_key: str | None = None
+                  ) -> ToolResult:
+        """Call ``tool``; a tool error raises :class:`McpToolError` (with the result).
+        ``idempotency_key``: sent with the call (see the module), for a server to act once
+        however often the call is repeated."""
+        return self.submit_tool(endpoint, tool, arguments, timeout, idempotency_key)()
 
     def submit_tool(self, endpoint: McpEndpoint, tool: str, arguments: Mapping[str, Any],
-                    timeout: float | None = None) -> Callable[[], ToolResult]:
+                    timeout: float | None = None, idempotency_key: str | None = None
+                    ) -> Callable[[], ToolResult]:
         """Start the call of ``tool`` now; the returned function waits for its result (as
         :meth:`call_tool` returns or raises). A worker starts every call of its batch
         before it waits for the first, so they are in flight together."""
         read = endpoint.read_timeout if timeout is None else timeout
-        fut = self._submit(self._call_tool(endpoint, tool, dict(arguments), read))
+        fut = self._submit(self._call_tool(endpoint, tool, dict(arguments), read,
+                                           idempotency_key))
         bound = endpoint.connect_timeout + endpoint.read_timeout + read + 5
 
         def result() -> ToolResult:
@@ -443,13 +459,15 @@ class McpSessions:
         await asyncio.gather(*(self._stop(live) for live in lives), return_exceptions=True)
 
     async def _call_tool(self, ep: McpEndpoint, tool: str, arguments: dict[str, Any],
-                         read_timeout: float) -> ToolResult:
+                         read_timeout: float, idempotency_key: str | None = None
+                         ) -> ToolResult:
         started = time.perf_counter()  # (on the loop: what the call took, not the waiting)
+        meta = None if idempotency_key is None else {META_KEY: idempotency_key}
         try:
             live = await self._session(ep)
             async with self._calling(ep, live, f"call of tool {tool!r}", read_timeout):
                 res = await live.client.call_tool(tool, arguments,
-                                                  read_timeout_seconds=read_timeout)
+                                                  read_timeout_seconds=read_timeout, meta=meta)
             size = _result_size(res, ep.max_response)
             if size > ep.max_response:
                 raise ResponseTooLarge(
@@ -620,14 +638,45 @@ async def _http_transport(ep: McpEndpoint, live: _Live,
         if response.headers.get("content-type", "").lower().startswith("application/json"):
             response.stream = _bounded(response.stream, limit)
 
+    async def stamp(request: httpx2.Request) -> None:
+        # A tool call's idempotency key (in its _meta) also as a header, for servers and
+        # gateways that look there (the SDK takes no headers per call).
+        if request.method == "POST":
+            key = _call_key(request)
+            if key is not None:
+                request.headers[ep.idempotency_header] = key
+
     auth = httpx2.BasicAuth(*ep.basic) if ep.basic is not None else None
     http = httpx2.AsyncClient(
         # identity: the bound counts the bytes as sent, which are then the message's
         headers={"Accept-Encoding": "identity", **ep.headers}, auth=auth, verify=ep.verify,
         timeout=httpx2.Timeout(ep.connect_timeout, read=max(ep.read_timeout, 60.0)),
-        event_hooks={"response": [note]})
+        event_hooks={"request": [stamp], "response": [note]})
     await stack.enter_async_context(http)
     return streamable_http_client(ep.url or "", http_client=http, max_sse_event_size=limit)
+
+
+_META_BYTES = META_KEY.encode()
+
+
+def _call_key(request: Any) -> str | None:
+    """The idempotency key in the ``_meta`` of the ``tools/call`` an HTTP request carries
+    (its body is in memory: the SDK posts JSON), else None."""
+    try:
+        body = request.content
+    except Exception:  # noqa: BLE001 - a streamed body (not the SDK's): nothing to read
+        return None
+    if not isinstance(body, bytes) or _META_BYTES not in body:
+        return None
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("method") != "tools/call":
+        return None
+    meta = (message.get("params") or {}).get("_meta")
+    key = meta.get(META_KEY) if isinstance(meta, dict) else None
+    return key if isinstance(key, str) and key.isascii() and key.isprintable() else None
 
 
 @functools.cache
@@ -807,13 +856,15 @@ def endpoint_from(connection: str, *, transport: str, command: str | None = None
                   headers: Mapping[str, str] | None = None, connect_timeout: float = 10.0,
                   read_timeout: float = 30.0, verify: bool | str = True,
                   secrets: Sequence[str] = (),
-                  max_response: int = MAX_RESPONSE_DEFAULT) -> McpEndpoint:
+                  max_response: int = MAX_RESPONSE_DEFAULT,
+                  idempotency_header: str = "Idempotency-Key") -> McpEndpoint:
     """An endpoint from plain values (tests and the CLI use it with no definition)."""
     if command == "python":  # the interpreter Baton runs on, whatever PATH says
         command = sys.executable
     return McpEndpoint(connection, transport, command, tuple(args), dict(env or {}),
                        str(cwd) if cwd is not None else None, url, dict(headers or {}), None,
-                       connect_timeout, read_timeout, verify, tuple(secrets), max_response)
+                       connect_timeout, read_timeout, verify, tuple(secrets), max_response,
+                       idempotency_header)
 
 
 def endpoint(conn: ConnectionDefinition, secret: Callable[[SecretRef], str],
@@ -874,7 +925,8 @@ def endpoint(conn: ConnectionDefinition, secret: Callable[[SecretRef], str],
         verify = str(base / conn.ca_file)
     ep = endpoint_from(conn.name, transport="http", url=url, headers=headers, verify=verify,
                        secrets=secrets, connect_timeout=connect_s, read_timeout=read_s,
-                       max_response=max_response_bytes(conn))
+                       max_response=max_response_bytes(conn),
+                       idempotency_header=conn.idempotency_header)
     return dataclasses.replace(ep, basic=basic)
 
 

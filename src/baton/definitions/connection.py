@@ -51,7 +51,8 @@ COMMON_KEYS = ("kind", "name", "label", "description", "type", "timeout", "rate_
                "max_in_flight", "max_response")
 HTTP_KEYS = COMMON_KEYS + ("base_url", "headers", "auth", "tls", "idempotency_header",
                            "callback", "redact")
-MCP_KEYS = COMMON_KEYS + ("transport", "command", "args", "env", "url", "headers", "auth", "tls")
+MCP_KEYS = COMMON_KEYS + ("transport", "command", "args", "env", "url", "headers", "auth", "tls",
+                          "idempotency_header")
 AUTH_TYPES = ("bearer", "basic", "api_key", "oauth2_client_credentials")
 AUTH_KEYS = {
     "bearer": ("type", "secret"),
@@ -108,11 +109,11 @@ def check_connection(ck: Checker, data: dict[str, Any]) -> None:
     if "name" in data:
         expect_identifier(ck, "name", data["name"], "connection name")
     check_texts(ck, "", data, ("label", "description"))
+    if "idempotency_header" in data:
+        _check_header_name(ck, "idempotency_header", data["idempotency_header"])
     if ctype == "http":
         if "base_url" in data:
             _check_url(ck, "base_url", data["base_url"])
-        if "idempotency_header" in data:
-            _check_header_name(ck, "idempotency_header", data["idempotency_header"])
         if "callback" in data:
             _check_callback(ck, data["callback"])
         if "redact" in data:
@@ -141,7 +142,9 @@ def _check_mcp(ck: Checker, data: dict[str, Any]) -> None:
     if "transport" in data and transport not in TRANSPORTS:
         ck.add("transport", unknown("MCP transport", transport, TRANSPORTS))
         return
-    stdio_only, http_only = ("command", "args", "env"), ("url", "headers", "auth", "tls")
+    # (idempotency_header: the HTTP header a tool call's idempotency key also travels in)
+    stdio_only = ("command", "args", "env")
+    http_only = ("url", "headers", "auth", "tls", "idempotency_header")
     for key in stdio_only if transport == "http" else http_only if transport == "stdio" else ():
         if key in data:
             ck.add(key, f"{key} does not apply to transport: {transport}")

@@ -112,7 +112,8 @@ def compensation_graph(graph: Mapping[str, Any], status: Mapping[str, str], name
     pending rollback steps (an amendment's, not done yet: they are done now), in reverse
     dependency order. ``status``: step name -> status value in the plan's run. ``keys``:
     pending rollback step -> the idempotency key its attempts in the plan's run sent
-    (:func:`carry_key`: a callout among them sends it again, not one of its own)."""
+    (:func:`carry_key`: a callout or mcp step among them sends it again, not one of its
+    own)."""
     completed = {n for n, s in status.items() if s == "completed"}
     undo = _undo(graph, completed)
     pending = pending_rollbacks(graph, status)
@@ -153,7 +154,11 @@ def carry_key(step: Mapping[str, Any], key: str) -> dict[str, Any]:
     plan's run id, the step, its iteration there), so the other system, which may have
     done the undo already, answers with its first answer instead of doing it twice; and a
     ``409`` (the key still in use by the plan's call, in flight when the order was canceled)
-    is retried like a ``503``, per the step's ``retry``. Other step types send no key."""
+    is retried like a ``503``, per the step's ``retry``. An mcp step's tool call sends it
+    likewise (its ``_meta``, its header over http, its ``idempotency_argument``). Other
+    step types send no key."""
+    if step.get("type") == "mcp":
+        return {**step, CARRIED_KEY: key}
     if step.get("type") != "callout":
         return dict(step)
     out = {**step, CARRIED_KEY: key}

@@ -11,6 +11,14 @@ in the same transaction); if the step's request has not been committed yet, it i
 ``early`` and delivered by the transaction that commits the request's result
 (:func:`deliver_early_txn`). Anything later, or again, changes nothing: 409 for a repeat,
 410 when the step no longer waits.
+
+A callback follows a carried rollback: when an order is canceled while a ``wait: callback``
+rollback of its plan is under way, its compensation run makes that call again under the
+plan's idempotency key (:func:`baton.plans.compensation.carry_key`), and an idempotent
+system, which acted on the plan's call, answers with its first answer and calls back the URL
+it got then: the plan run's. A callback for a step of a canceled plan run whose key a
+compensation run's step carries goes to that step (delivered if it waits, else kept early
+for it until its call is committed), audited there as ``callback_followed``.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from baton.engine.status import RunStatus, StepStatus
 from baton.errors import BatonError
 from baton.runtime.definitions import DefinitionRepo
 from baton.runtime.runs import RunDriver
-from baton.steps.callout import WAITING, callback_signal, waiting
+from baton.steps.callout import CARRIED_KEY, WAITING, callback_signal, idempotency_key, waiting
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 
@@ -142,9 +150,13 @@ class Callbacks:
             raise CallbackRefused(400, "a callback body must be JSON") from None
         if not isinstance(data, dict):
             data = {"value": data}
+        # (a canceled run is canceled for good: its step's carrier, if any, is found once)
+        carrier = self._carrier(run, target) if run.status is RunStatus.CANCELED else None
         now_dt = self.clock.now()
         now = iso(now_dt)
         with self.store.write() as tx:
+            if carrier is not None:
+                return self._follow_txn(tx, target, carrier, data, now_dt)
             run, odefn, record = self.runs.load_txn(tx, target.run_id)  # locks the run
             if tx.get_callback_txn(target.run_id, target.step, target.iteration) is not None:
                 raise CallbackRefused(409, "this callback was already received; a callback "
@@ -170,6 +182,65 @@ class Callbacks:
                 "record_id": run.record_id, "run_id": run.id,
                 "data": {"step": target.step, "iteration": target.iteration}}])
             return Received("early", target)
+
+    def _carrier(self, run: Run, target: CallbackTarget) -> CallbackTarget | None:
+        """The compensation run's step that carries ``target`` (a step of ``run``, a
+        canceled plan's run: the key of its iteration), else None. Its iteration: the one
+        the step is at now (0 when it has not begun)."""
+        from baton.plans.service import order_of  # (plans build on the runtime: lazily)
+
+        order = order_of(run.orchestration)
+        if order is None:
+            return None
+        key = idempotency_key(target.run_id, target.step, target.iteration)
+        with self.store.read() as tx:
+            revisions = tx.plan_revisions_txn(order)
+        for rev in reversed(revisions):
+            if rev.get("kind") != "compensation" or not rev.get("run_id"):
+                continue
+            comp = self.runs.get(str(rev["run_id"]))
+            defn, _ = self.definitions.orchestration(comp.orchestration, comp.version)
+            found = defn.find_step(target.step)
+            if found is not None and found[1].options.get(CARRIED_KEY) == key:
+                sr = comp.steps.get(target.step)
+                return CallbackTarget(comp.id, target.step, 0 if sr is None else sr.iteration)
+        return None
+
+    def _follow_txn(self, tx: Transaction, origin: CallbackTarget, carrier: CallbackTarget,
+                    data: dict[str, Any], now_dt: Any) -> Received:
+        """Take a callback for ``origin`` (a canceled plan run's step) on behalf of the
+        compensation run's step that carried it (``carrier``): delivered if that step waits
+        for it, else kept early under ``origin`` (:func:`deliver_early_txn` looks there)."""
+        now = iso(now_dt)
+        run, odefn, record = self.runs.load_txn(tx, carrier.run_id)  # locks the run
+        sr = run.steps.get(carrier.step)
+        if tx.get_callback_txn(origin.run_id, origin.step, origin.iteration) is not None or (
+                sr is not None and tx.get_callback_txn(run.id, sr.name, sr.iteration)
+                is not None):
+            raise CallbackRefused(409, "this callback was already received; a callback "
+                                       "token is used once")
+        if sr is None or run.status is not RunStatus.IN_PROGRESS or sr.status not in (
+                StepStatus.NOT_STARTED, StepStatus.WAITING, StepStatus.RUNNING):
+            raise CallbackRefused(410, "the step no longer waits for this callback "
+                                       "(completed, timed out, canceled or run again)")
+        delivered = waiting(sr)
+        at = CallbackTarget(run.id, sr.name, sr.iteration) if delivered else origin
+        tx.insert_callback_txn({
+            "run_id": at.run_id, "step": at.step, "iteration": at.iteration, "body": data,
+            "received_at": now, "status": "delivered" if delivered else "early",
+            "delivered_at": now if delivered else None})
+        tx.append_events_txn([{
+            "at": now, "type": "callback_followed", "actor": ACTOR,
+            "record_id": run.record_id, "run_id": run.id,
+            "data": {"step": sr.name, "iteration": sr.iteration,
+                     "status": "delivered" if delivered else "early",
+                     "for_run": origin.run_id, "for_iteration": origin.iteration}}])
+        if delivered:
+            self.runs.decide_and_apply_txn(
+                tx, odefn, run, SignalReceived(callback_signal(sr.name, sr.iteration), data,
+                                               ACTOR), now_dt, record)
+            return Received("delivered", at)
+        return Received("early", at)
 
     def _check_signature(self, connection: Any, body: bytes, headers: Mapping[str, str]) -> None:
         if not isinstance(connection, str):
@@ -205,6 +276,20 @@ class Callbacks:
             raise CallbackRefused(401, "the callback signature does not match")
 
 
+def _carried_from(defn: Any, step: str) -> tuple[str, str, int] | None:
+    """The plan run, step and iteration whose idempotency key ``step`` carries (a
+    compensation run's rollback taken over from a canceled plan's run), else None."""
+    found = defn.find_step(step)
+    key = None if found is None else found[1].options.get(CARRIED_KEY)
+    if not isinstance(key, str):
+        return None
+    run_id, _, rest = key.partition(":")  # RUN_ID:STEP:ITERATION (a run id has no ':')
+    name, _, iteration = rest.rpartition(":")
+    if not run_id or not name or not iteration.isdigit():
+        return None
+    return run_id, name, int(iteration)
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """The signature a sender puts in the signature header (for senders and tests)."""
     return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
@@ -213,14 +298,20 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 def deliver_early_txn(tx: Transaction, runs: RunDriver, defn: Any, run: Run, step: str,
                       now_dt: Any, record: Any) -> Run | None:
     """If ``step`` of ``run`` now waits for its callback and one came early, deliver it in
-    this transaction (the one committing the request's result). Returns the run after."""
+    this transaction (the one committing the request's result). Returns the run after.
+    A step that carries a canceled plan's rollback also takes a callback that came early
+    for the plan's step (see the module)."""
     sr = run.steps.get(step)
     if sr is None or not waiting(sr):
         return None
+    at: tuple[str, str, int] | None = (run.id, step, sr.iteration)
     row = tx.get_callback_txn(run.id, step, sr.iteration)
-    if row is None or row["status"] != "early":
+    if row is None:
+        at = _carried_from(defn, step)
+        row = None if at is None else tx.get_callback_txn(*at)
+    if row is None or at is None or row["status"] != "early":
         return None
-    tx.deliver_callback_txn(run.id, step, sr.iteration, iso(now_dt))
+    tx.deliver_callback_txn(*at, iso(now_dt))
     decision = runs.decide_and_apply_txn(
         tx, defn, run, SignalReceived(callback_signal(step, sr.iteration), row["body"] or {},
                                       ACTOR), now_dt, record)

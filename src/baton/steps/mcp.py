@@ -7,6 +7,7 @@
   tool: find_account
   arguments: {domain: '=record.domain'}           # literals or =expressions, nested too
   output: {account: '=result.structured.account_id'}  # optional; result.structured / .text
+  idempotency_argument: request_id   # optional: the key also as this tool argument
 ```
 The call is made in a worker job, outside any transaction (at least once, like a flow).
 Without ``output:`` the tool's structured result is the step's output (a mapping as it is;
@@ -18,7 +19,14 @@ it retryably (the step's ``retry`` policy applies). The output (what the step wr
 the run's data) may take at most ``max_output`` bytes as JSON (default: the connection's
 ``max_response``): an ``output:`` that maps more fails the step (``OutputTooLarge``, not
 retried). Every call is audited on the run as ``mcp_called``: connection, tool, argument
-summary, duration and outcome.
+summary, idempotency key, duration and outcome.
+
+Every call carries an idempotency key derived from run, step and iteration (as a callout's:
+the same on every attempt of the step's iteration, after a worker crash too; a rollback a
+canceled plan's compensation run takes over sends the key the plan's run sent), in the
+request's ``_meta`` (``io.baton/idempotency-key``), over ``transport: http`` also as the
+connection's ``idempotency_header``, and, with ``idempotency_argument``, as that argument
+of the tool (most servers see only arguments), so the server can act once.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from baton.definitions.connection import check_size
 from baton.errors import ExpressionError, StepFailure
 from baton.expressions import evaluate, is_expression
 from baton.steps.base import JobStepType, StepOutput, StepWork
+from baton.steps.callout import CARRIED_KEY, step_key
 
 AUDIT_EVENT = "mcp_called"
 SUMMARY_CHARS = 1024  # of arguments and results in audit events and fallout details
@@ -55,7 +64,8 @@ _OUTPUT_SCOPE = frozenset({"result"})
 
 class Mcp(JobStepType):
     name = "mcp"
-    keys = ("connection", "tool", "arguments", "max_output", "timeout")
+    keys = ("connection", "tool", "arguments", "max_output", "timeout", "idempotency_argument",
+            CARRIED_KEY)
     job_kind = "mcp"  # the jobs table's kind for these attempts (a durable format)
 
     # ---- validation -------------------------------------------------------------------
@@ -69,10 +79,23 @@ class Mcp(JobStepType):
             ck.add(join(path, "tool"), "required key 'tool' is missing (the tool to call)")
         else:
             expect_str(ck, join(path, "tool"), step["tool"])
+        args = None
         if "arguments" in step:
             args = expect_mapping(ck, join(path, "arguments"), step["arguments"])
             for key, value in (args or {}).items():
                 _check_value(ck, join(path, f"arguments.{key}"), value, scope)
+        if "idempotency_argument" in step:
+            name = expect_str(ck, join(path, "idempotency_argument"), step["idempotency_argument"])
+            if name is not None and name in (args or {}):
+                ck.add(join(path, f"arguments.{name}"),
+                       f"'{name}' is the step's idempotency_argument: Baton sets it to the "
+                       "call's idempotency key (RUN_ID:STEP:ITERATION); remove it from "
+                       "arguments")
+        if CARRIED_KEY in step:
+            ck.add(join(path, CARRIED_KEY), "an mcp step's idempotency key is "
+                   "RUN_ID:STEP:ITERATION, set by Baton (a compensation run keeps the one a "
+                   "canceled plan's rollback sent); a definition cannot set it (to send it "
+                   "as a tool argument: idempotency_argument)")
         if "max_output" in step:
             check_size(ck, join(path, "max_output"), step["max_output"])
         if "output" in step:
@@ -98,6 +121,10 @@ class Mcp(JobStepType):
             arguments = _resolve(opts.get("arguments") or {}, data, "arguments")
         except ExpressionError as exc:
             raise StepFailure(f"{exc.source}: {exc.reason}", retryable=False) from None
+        key = step_key(work)
+        key_argument = opts.get("idempotency_argument")
+        if isinstance(key_argument, str) and key_argument:
+            arguments[key_argument] = key
         services = work.services
         if services is None:
             raise StepFailure("this worker has no connections to call", retryable=False)
@@ -107,10 +134,10 @@ class Mcp(JobStepType):
         timeout_ms = work.payload.get("timeout_ms")
         call = {"step": work.step.name, "iteration": work.iteration, "attempt": work.attempt,
                 "connection": conn_name, "tool": tool,
-                "arguments": summary(arguments, endpoint.scrub)}
+                "arguments": summary(arguments, endpoint.scrub), "idempotency_key": key}
         started = time.perf_counter()
         pending = mcp.shared_sessions().submit_tool(
-            endpoint, tool, arguments, timeout_ms / 1000 if timeout_ms else None)
+            endpoint, tool, arguments, timeout_ms / 1000 if timeout_ms else None, key)
 
         def finish() -> StepOutput:
             try:
