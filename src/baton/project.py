@@ -14,7 +14,7 @@ from typing import Any
 from baton.errors import ConfigError
 
 DEFAULT_DATABASE = "sqlite:///baton.db"
-SETTING_KEYS = ("isolation", "flow_memory_mb", "ai")  # read into Settings (the environment beats them)
+SETTING_KEYS = ("isolation", "flow_memory_mb", "ai", "intake")  # read into Settings (the environment beats them)
 TABLES_KEYS = {"secrets": ("file",), "server": ("public_url",)}
 TABLES = tuple(TABLES_KEYS)
 

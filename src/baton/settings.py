@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -66,6 +67,92 @@ class SmtpSettings:
         )
 
 
+INTAKE_KEYS = ("max_message_bytes", "pdf_max_pages", "pdf_seconds", "pdf_message_seconds",
+               "pdf_memory_mb")
+"""What ``[intake]`` of ``baton.toml`` may set (each also ``BATON_INTAKE_<KEY>``)."""
+INTAKE_BOUNDS: dict[str, tuple[float, float, str]] = {
+    # key: (least, most, unit). The most a message may be: the parser's other bounds assume
+    # no more (2,000,000 lines of base64 are 150 MB; parsing takes ~3x the message's size).
+    "max_message_bytes": (1024, 128 * 1024 * 1024, "bytes"),
+    "pdf_max_pages": (1, 100_000, "pages"),
+    "pdf_seconds": (0.1, 3600, "seconds"),
+    "pdf_message_seconds": (0.1, 3 * 3600, "seconds"),
+    "pdf_memory_mb": (128, 64 * 1024, "MiB"),  # (less: the reader's Python cannot start)
+}
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    """The bounds of e-mail intake an operator may change (``baton.intake``; the README's
+    "Limits on input"): ``BATON_INTAKE_*``, else ``baton.toml``'s ``[intake]`` table, else
+    these defaults. Each is checked when made: a value outside :data:`INTAKE_BOUNDS` is a
+    :class:`ConfigError` naming the setting."""
+
+    max_message_bytes: int = field(default=25 * 1024 * 1024,
+                                   metadata=_env("BATON_INTAKE_MAX_MESSAGE_BYTES"))
+    """Largest message taken (SMTP unless ``--smtp-max-bytes`` says otherwise, IMAP, ``baton
+    intake``, ``POST /api/intake/MAILBOX``); a larger one is refused unread."""
+    pdf_max_pages: int = field(default=500, metadata=_env("BATON_INTAKE_PDF_MAX_PAGES"))
+    """Pages of a PDF whose text is read (the first ones)."""
+    pdf_seconds: float = field(default=30.0, metadata=_env("BATON_INTAKE_PDF_SECONDS"))
+    """Wall-clock seconds reading one PDF's text may take (its reader process is killed
+    after, and the PDF stored without text)."""
+    pdf_message_seconds: float = field(default=120.0,
+                                       metadata=_env("BATON_INTAKE_PDF_MESSAGE_SECONDS"))
+    """Wall-clock seconds the PDFs of one message may take in all."""
+    pdf_memory_mb: int = field(default=1024, metadata=_env("BATON_INTAKE_PDF_MEMORY_MB"))
+    """Address space (MiB) the PDF reader's process may use."""
+
+    def __post_init__(self) -> None:
+        for key, (least, most, unit) in INTAKE_BOUNDS.items():
+            value = getattr(self, key)
+            wanted = int if key in _INTAKE_INTS else float
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or (wanted is int and not isinstance(value, int)) \
+                    or not math.isfinite(value) or not least <= value <= most:
+                raise ConfigError(
+                    f"{_intake_name(key)}={value!r} must be a "
+                    f"{'whole ' if wanted is int else ''}number of {unit} from {_figure(least)} "
+                    f"to {_figure(most)}")
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str], project: Mapping[str, Any]
+                         ) -> IntakeSettings:
+        table = project.get("intake") or {}
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"baton.toml: [intake] must be a table (max_message_bytes = "
+                              f"26214400), got {table!r}")
+        unknown = sorted(set(table) - set(INTAKE_KEYS))
+        if unknown:
+            raise ConfigError(f"baton.toml: unknown key(s) in [intake]: {', '.join(unknown)} "
+                              f"(known: {', '.join(INTAKE_KEYS)})")
+        values: dict[str, Any] = {}
+        for key in INTAKE_KEYS:
+            name = f"BATON_INTAKE_{key.upper()}"
+            raw = (env.get(name) or "").strip()
+            if raw:
+                kind = int if key in _INTAKE_INTS else float
+                try:
+                    values[key] = kind(raw)
+                except ValueError:
+                    raise ConfigError(f"{name}={raw!r} is not a "
+                                      f"{'whole ' if kind is int else ''}number") from None
+            elif key in table:
+                values[key] = table[key]
+        return cls(**values)
+
+
+_INTAKE_INTS = frozenset({"max_message_bytes", "pdf_max_pages", "pdf_memory_mb"})
+
+
+def _figure(value: float) -> str:
+    return f"{int(value):,}" if value == int(value) else f"{value:g}"
+
+
+def _intake_name(key: str) -> str:
+    return f"BATON_INTAKE_{key.upper()} / [intake] {key}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything Baton takes from its surroundings rather than from definitions."""
@@ -101,6 +188,8 @@ class Settings:
     user_emails: dict[str, Any] = field(default_factory=dict,
                                         metadata=_env("BATON_USER_EMAILS"))
     """User name -> address, for ``notify: assignee`` when the user is not in the directory."""
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
+    """E-mail intake's bounds (``BATON_INTAKE_*``, ``baton.toml``: ``[intake]``)."""
     max_body_bytes: int = field(default=1024 * 1024, metadata=_env("BATON_MAX_BODY_BYTES"))
     """Largest HTTP request body ``baton serve`` reads; a larger one is answered 413."""
     isolation: str = field(default="thread", metadata=_env("BATON_ISOLATION"))
@@ -189,6 +278,7 @@ class Settings:
             notify_assignments=assignments_enabled(e),
             notify_addresses=_json_object(e, "BATON_NOTIFY_ADDRESSES"),
             user_emails=_json_object(e, "BATON_USER_EMAILS"),
+            intake=IntakeSettings.from_environment(e, p),
             max_body_bytes=_number(e, "BATON_MAX_BODY_BYTES", int, 1024 * 1024),
             isolation=isolation,
             flow_memory_mb=memory,
@@ -366,7 +456,7 @@ def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
     return value
 
 
-__all__ = ["Settings", "SmtpSettings", "assignments_enabled", "environment_variables"]
+__all__ = ["IntakeSettings", "Settings", "SmtpSettings", "assignments_enabled", "environment_variables"]
 
 
 class _PicklableEnv(Mapping[str, str]):

@@ -13,6 +13,7 @@ CLI's processes.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import email.policy
 import os
 import smtplib
@@ -26,7 +27,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from baton.intake import attachments
 from baton.intake.imap import poll
 from baton.intake.smtp import SmtpListener
 from baton.store import schema
@@ -203,8 +203,14 @@ def test_pdf_bombs_are_stored_without_text_saying_which_limit_stopped_them(
         (record,) = [r for r in rows if r["subject"] == f"Claim {n}"]
         return record  # type: ignore[no-any-return]
 
-    # Limits a test reaches quickly (the defaults are 30 s and 1 GiB; the bombs pass both).
-    monkeypatch.setattr(attachments, "PDF_SECONDS", 3.0)
+    # Limits a test reaches quickly (the defaults are 30 s and 1 GiB; the bombs pass both),
+    # set as BATON_INTAKE_PDF_SECONDS etc. would set them.
+    intake = harness.engine.intake
+
+    def limits(**changes: Any) -> None:
+        monkeypatch.setattr(intake, "limits", dataclasses.replace(intake.limits, **changes))
+
+    limits(pdf_seconds=3.0)
     record = claim(1, [("slow.pdf", slow),
                        ("invoice.pdf", pdf_with_text("Invoice 4411 total 99.50 EUR"))])
     listed = {a["filename"]: a for a in harness.engine.intake.attachments(record["id"])}
@@ -216,14 +222,15 @@ def test_pdf_bombs_are_stored_without_text_saying_which_limit_stopped_them(
     stored = harness.engine.intake.attachment(listed["slow.pdf"]["id"], content=True)
     assert bytes(stored["content"]) == slow  # kept whole, downloadable
     # the PDFs of one message share a budget: the second bomb gets what the first left
-    monkeypatch.setattr(attachments, "PDF_MESSAGE_SECONDS", 5.0)
+    limits(pdf_message_seconds=5.0)
     record = claim(2, [("slow.pdf", slow), ("again.pdf", slow + b"\n"),
                        ("invoice.pdf", pdf_with_text("Invoice 4412"))])
     errors = [a["text_error"] for a in harness.engine.intake.attachments(record["id"])]
     assert errors[0] == "reading the PDF's text took longer than 3 s: stopped"
     assert errors[1].startswith("reading the PDF's text took longer than ")
     assert errors[2] == "not read: the message's PDFs took the 5 s they may take in all"
-    monkeypatch.setattr(attachments, "PDF_MEMORY", 200 * 1024 * 1024)
+    # (time enough that the memory limit is what stops it, on a slow, loaded machine too)
+    limits(pdf_memory_mb=200, pdf_seconds=60.0, pdf_message_seconds=120.0)
     record = claim(3, [("greedy.pdf", greedy)])
     (got,) = harness.engine.intake.attachments(record["id"])
     assert got["status"] == "stored" and "more than 200 MB" in got["text_error"]

@@ -171,7 +171,7 @@ HEAD = b"From: c@dealer.example\r\nSubject: Bonus missing\r\nMessage-ID: <mp@x>\
     ((b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
       b"Content-Type: multipart/alternative\r\n\r\ninner text\r\n--B\r\n"
       b"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n"
-      b"\r\n%PDF\r\n--B--\r\n"), "inner text", "multipart/alternative without a boundary"),
+      b"\r\n%PDF-1.4\r\n--B--\r\n"), "inner text", "multipart/alternative without a boundary"),
 ], ids=["no_boundary", "boundary_never_occurs", "base64_latin1", "nested"])
 def test_a_multipart_whose_parts_cannot_be_found_is_read_as_text(
         content: bytes, body: str, note: str) -> None:

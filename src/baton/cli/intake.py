@@ -41,7 +41,7 @@ def intake_eml(
     failed = 0
     for path in paths:
         try:
-            got = eng.intake.accept(read_file(path), via="eml", mailbox=mailbox,
+            got = eng.intake.accept(read_file(path, eng.intake.limits.max_message_bytes), via="eml", mailbox=mailbox,
                                     actor=f"cli:intake:{path.name}")
             results.append({"file": str(path), **got.as_dict()})
         except (MailError, BatonError) as exc:

@@ -18,9 +18,14 @@ from :meth:`~baton.intake.service.IntakeService.attachments_text`:
   its own within :data:`PDF_SECONDS` and :data:`PDF_MEMORY`, and the PDFs of one message
   within :data:`PDF_MESSAGE_SECONDS` in all (a hostile PDF, a few KB that inflate to GBs
   or hours of work, is stored without text and ``text_error`` says why; a scan without a
-  text layer has none);
+  text layer has none). Those are the defaults: the settings ``BATON_INTAKE_PDF_*`` /
+  ``[intake] pdf_*`` (:class:`~baton.settings.IntakeSettings`) change them. Only bytes
+  that are a PDF go to the reader (the type is the one the bytes show:
+  :mod:`baton.intake.sniff`);
 * ``text/html``: converted like an HTML mail body;
-* other ``text/*``: decoded with the part's charset (UTF-8, else Latin-1).
+* other ``text/*``: decoded with the part's charset (UTF-8, else Latin-1); binary bytes
+  declared as text are stored as ``application/octet-stream``, and no text is read from
+  them here either.
 """
 
 from __future__ import annotations
@@ -34,15 +39,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baton.definitions.model import AttachmentPolicy
-from baton.intake.mail import Attachment, html_to_text
+from baton.intake.mail import MAX_HTML, Attachment, html_to_text
+from baton.intake.sniff import binary, is_pdf
+from baton.settings import IntakeSettings
 
+_DEFAULTS = IntakeSettings()
 MAX_TEXT = 500_000  # characters of text kept per attachment
-MAX_PAGES = 500  # pages of a PDF read
-PDF_SECONDS = 30.0
+MAX_PAGES = _DEFAULTS.pdf_max_pages  # pages of a PDF read
+PDF_SECONDS = _DEFAULTS.pdf_seconds
 """Wall-clock seconds one PDF's text may take (its reader process is killed after)."""
-PDF_MEMORY = 1024 * 1024 * 1024
+PDF_MEMORY = _DEFAULTS.pdf_memory_mb * 1024 * 1024
 """Bytes of address space the PDF reader's process may use."""
-PDF_MESSAGE_SECONDS = 120.0
+PDF_MESSAGE_SECONDS = _DEFAULTS.pdf_message_seconds
 """Wall-clock seconds the PDFs of one message may take in all (later ones are not read)."""
 
 log = logging.getLogger(__name__)
@@ -62,51 +70,73 @@ class Intake:
         return self.refused is None
 
 
-def decide(attachments: tuple[Attachment, ...], policy: AttachmentPolicy) -> list[Intake]:
+def decide(attachments: tuple[Attachment, ...], policy: AttachmentPolicy,
+           limits: IntakeSettings = _DEFAULTS) -> list[Intake]:
+    """What is stored of ``attachments`` (the policy judges the type their bytes show) and
+    the text read from each (``limits``: the PDF reader's)."""
     out: list[Intake] = []
     started = time.monotonic()
     for a in attachments:
         refused = policy.refusal(a.content_type, a.size)
         if refused is not None:
+            if a.declared_type is not None:
+                refused += f" (sent as {a.declared_type})"
             out.append(Intake(a, refused))
             continue
-        left = PDF_MESSAGE_SECONDS - (time.monotonic() - started)
-        text, error = extract_text(a.content_type, a.data, seconds=left)
+        left = limits.pdf_message_seconds - (time.monotonic() - started)
+        text, error = extract_text(a.content_type, a.data, seconds=left, limits=limits)
         out.append(Intake(a, None, text, error))
     return out
 
 
-def extract_text(content_type: str, data: bytes, *, seconds: float | None = None
-                 ) -> tuple[str | None, str | None]:
+def extract_text(content_type: str, data: bytes, *, seconds: float | None = None,
+                 limits: IntakeSettings = _DEFAULTS) -> tuple[str | None, str | None]:
     """``(text, None)``, or ``(None, why)`` when no text can be read from the content
-    (``seconds``: what is left of the message's time for PDFs)."""
+    (``seconds``: what is left of the message's time for PDFs). Only bytes that are a PDF
+    go to the PDF reader, and binary bytes give no text whatever their type says."""
     kind = content_type.lower()
     if kind == "application/pdf":
+        if not is_pdf(data):
+            return None, "not a PDF (no %PDF- header): no text is read"
         if seconds is not None and seconds <= 0:
-            return None, (f"not read: the message's PDFs took the {PDF_MESSAGE_SECONDS:g} s "
-                          "they may take in all")
-        return _pdf_text(data, PDF_SECONDS if seconds is None else min(PDF_SECONDS, seconds))
+            return None, (f"not read: the message's PDFs took the "
+                          f"{limits.pdf_message_seconds:g} s they may take in all")
+        most = limits.pdf_seconds
+        return _pdf_text(data, most if seconds is None else min(most, seconds), limits)
+    if kind.startswith("text/") and binary(data):
+        return None, f"its bytes are binary, not {kind}: no text is read"
     if kind == "text/html":
-        return html_to_text(_decode(data))[:MAX_TEXT], None
+        return html_to_text(_decode(data, MAX_HTML))[:MAX_TEXT], None
     if kind.startswith("text/"):
-        return _decode(data)[:MAX_TEXT], None
+        return _decode(data, MAX_TEXT), None
     return None, f"no text is read from {kind}"
 
 
-def _decode(data: bytes) -> str:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    return text.replace("\x00", "")  # (no database stores NUL in text)
+def _decode(data: bytes, chars: int) -> str:
+    """The first ``chars`` characters of ``data`` as text (UTF-8, else Latin-1), decoding
+    no more of it than they can take (a 25 MB text is not turned whole into a string)."""
+    head = data[:4 * chars]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = head.decode("utf-16", "replace")
+    else:
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if len(head) < len(data) and exc.start >= len(head) - 3 \
+                    and exc.reason == "unexpected end of data":  # (a character cut in two)
+                text = head[:exc.start].decode("utf-8")
+            else:
+                text = head.decode("latin-1")
+    return text[:chars].replace("\x00", "")  # (no database stores NUL in text)
 
 
-def _pdf_text(data: bytes, seconds: float) -> tuple[str | None, str | None]:
+def _pdf_text(data: bytes, seconds: float, limits: IntakeSettings = _DEFAULTS
+              ) -> tuple[str | None, str | None]:
     """The PDF's text, read by :mod:`baton.intake.pdfchild` in a process of its own, within
-    ``seconds`` and :data:`PDF_MEMORY`: past either, the PDF is stored without its text,
-    and ``text_error`` says which limit stopped it."""
+    ``seconds`` and ``limits.pdf_memory_mb``: past either, the PDF is stored without its
+    text, and ``text_error`` says which limit stopped it."""
     command = [sys.executable, "-I", str(Path(__file__).with_name("pdfchild.py")),
-               str(MAX_PAGES), str(MAX_TEXT), str(PDF_MEMORY)]
+               str(limits.pdf_max_pages), str(MAX_TEXT), str(limits.pdf_memory_mb * 1024 * 1024)]
     try:
         done = subprocess.run(command, input=data, capture_output=True, timeout=seconds,
                               check=False)

@@ -11,11 +11,17 @@ nothing. A crash between storing a message and recording its UID is covered the 
 A message intake will never take (not an e-mail, a record its object type refuses: see
 :data:`~baton.intake.service.REFUSED`) is logged and gone past (outcome ``unreadable`` or
 ``refused``), so it does not hold up the messages after it; any other failure ends the poll
-before its UID is recorded, and the next poll takes it again. A message larger than
-:data:`~baton.intake.mail.MAX_MESSAGE_BYTES` (its ``RFC822.SIZE``, asked first) is not
-fetched at all (outcome ``too_large``), and each FETCH asks for at most
-:data:`FETCH_BYTES` of messages.
+before its UID is recorded, and the next poll takes it again. A message larger than the
+intake setting ``max_message_bytes`` (``BATON_INTAKE_MAX_MESSAGE_BYTES``, 25 MiB by
+default; its ``RFC822.SIZE``, asked first) is not fetched at all (outcome ``too_large``), and
+each FETCH asks for at most :data:`FETCH_BYTES` of messages (a larger message alone).
 The folder is opened read-only: Baton never marks, moves or deletes mail.
+
+**Which mailboxes**: :class:`ImapPolling` reads the deployed mailboxes when a poll is due,
+and at least every :data:`LOOK_EVERY` seconds otherwise: while no mailbox has an ``imap:``
+source, that is all it does (no database read in between), and a deploy that adds one
+starts its polling within :data:`LOOK_EVERY` seconds and one ``tick`` (65 s for ``baton
+serve`` and ``baton worker``).
 """
 
 from __future__ import annotations
@@ -29,13 +35,16 @@ from typing import Any
 from baton.clock import iso
 from baton.definitions.model import ImapSource, MailboxDefinition
 from baton.errors import BatonError
-from baton.intake.mail import MAX_MESSAGE_BYTES, MailError
+from baton.intake.mail import MailError
 from baton.intake.service import REFUSED, IntakeService
 
 log = logging.getLogger(__name__)
 BATCH = 50  # messages fetched per FETCH command
 FETCH_BYTES = 32 * 1024 * 1024  # bytes of messages fetched per FETCH command (one at least)
 TIMEOUT = 60.0  # seconds for the connection and each command
+LOOK_EVERY = 60.0
+"""Seconds at most between two reads of the deployed mailboxes by :class:`ImapPolling` (when
+no poll is due sooner): how long a deploy that adds an ``imap:`` source may wait."""
 
 
 class ImapError(BatonError):
@@ -65,8 +74,11 @@ def password(source: ImapSource, env: Any = None) -> str:
 
 def poll(intake: IntakeService, box: MailboxDefinition, *, env: Any = None,
          connect: Callable[[ImapSource], Any] | None = None,
-         max_bytes: int = MAX_MESSAGE_BYTES) -> PollResult:
-    """Take the mailbox's new messages once (``max_bytes``: the largest message taken)."""
+         max_bytes: int | None = None) -> PollResult:
+    """Take the mailbox's new messages once (``max_bytes``: the largest message taken; None:
+    the intake setting, ``intake.limits.max_message_bytes``)."""
+    if max_bytes is None:
+        max_bytes = intake.limits.max_message_bytes
     source = box.imap
     if source is None:
         raise ImapError(f"mailbox {box.name!r} has no imap: source")
@@ -179,8 +191,11 @@ def _clean(exc: BaseException, secret: str) -> str:
 
 
 class ImapPolling:
-    """A daemon thread that polls every mailbox with ``imap:`` at its own pace, re-reading
-    the deployed mailboxes each round (a deploy adds or changes sources without a restart).
+    """A daemon thread that polls every mailbox with ``imap:`` at its own pace. A round
+    (every ``tick`` seconds) re-reads the deployed mailboxes only when a poll is due or
+    :data:`LOOK_EVERY` seconds have passed since it last did (a deploy adds, changes or
+    removes sources without a restart, within that time); otherwise it does nothing, so a
+    process without IMAP mailboxes reads no definitions for them in between.
     A failing poll, or a round that cannot read the mailboxes (the database away), is
     logged as a warning and tried again at the next round: the thread never ends on it."""
 
@@ -195,6 +210,7 @@ class ImapPolling:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._due: dict[str, float] = {}
+        self._look_at: float | None = None  # when to read the mailboxes next (None: now)
 
     def sources(self) -> Sequence[MailboxDefinition]:
         boxes = self.intake.definitions.mailboxes()
@@ -202,11 +218,15 @@ class ImapPolling:
 
     def round(self) -> None:
         now = self.monotonic()
+        if self._look_at is not None and now < self._look_at:
+            return  # no poll due, and the mailboxes were read not long ago
         try:
             boxes = self.sources()  # (a database read: the database may be away)
         except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
             log.warning("imap: cannot read the deployed mailboxes: %s", _first_line(exc))
             return
+        names = {b.name for b in boxes}
+        self._due = {k: v for k, v in self._due.items() if k in names}  # (removed ones)
         for box in boxes:
             assert box.imap is not None
             if self._due.get(box.name, 0.0) > now:
@@ -219,6 +239,8 @@ class ImapPolling:
                              len(got.taken), got.last_uid)
             except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
                 log.warning("imap %s: poll failed: %s", box.name, _first_line(exc))
+        # Next read of the mailboxes: when the next poll is due, LOOK_EVERY at the latest.
+        self._look_at = min([now + LOOK_EVERY, *self._due.values()])
 
     def start(self) -> None:
         def loop() -> None:

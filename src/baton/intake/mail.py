@@ -11,39 +11,54 @@ charsets, multipart) plus what is the product's own:
 * **threading** ids (``Message-ID``, ``In-Reply-To``, ``References``);
 * **automatic mail** recognised (auto-replies, bounces, list traffic): ``automatic`` says
   why, and intake does not turn such a message into a case;
-* **attachments** with their names, types, sizes and bytes;
+* **attachments** with their names, types, sizes and bytes; the type is what the bytes
+  show when that disagrees with the declared one (:mod:`baton.intake.sniff`: a "PDF" that
+  is an executable is stored as one), the declared one kept and noted;
 * **notes** on defects read around (a ``multipart`` message whose parts cannot be found is
   read as text, as mail clients show it), for the case's timeline.
 
 Parsing is **bounded**, because the bytes come from anyone who can send mail: a message
-over :data:`MAX_MESSAGE_BYTES` or :data:`MAX_LINES`, with more than :data:`MAX_PARTS` MIME
+over ``max_bytes`` (:data:`MAX_MESSAGE_BYTES` unless the settings say otherwise:
+``BATON_INTAKE_MAX_MESSAGE_BYTES``) or :data:`MAX_LINES`, with more than :data:`MAX_PARTS` MIME
 parts, parts nested deeper than :data:`MAX_DEPTH`, a header field longer than
 :data:`MAX_HEADER` characters or more than :data:`MAX_HEADERS` characters of header fields
 in all is refused (:class:`MailError`, saying which bound and where) before the standard
 library's header parser (superlinear in time and memory on hostile encoded words, address
 lists and parameters) gets to it. HTML is read with lxml's parser (the standard library's
 ``HTMLParser`` takes quadratic time on some malformed tags).
+
+**Memory**: the message is fed to the parser in pieces (``BytesParser.parsebytes`` makes a
+text copy of it and a four-bytes-a-character buffer of that: five times its size at once),
+and each attachment is decoded straight from its base64 and its encoded text let go at
+once, so that a 25 MB message takes about three times its size while parsed.
 """
 
 from __future__ import annotations
 
+import binascii
 import email.errors
 import email.policy
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
+from email.feedparser import BytesFeedParser
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 from baton.errors import BatonError
+from baton.intake.sniff import effective_type
+from baton.settings import IntakeSettings
 
 MAX_BODY = 200_000  # characters of body kept (a pasted log is not a case description)
-MAX_MESSAGE_BYTES = 25 * 1024 * 1024
-"""A message larger than this is refused unread (``.eml`` files, IMAP, the API; the SMTP
-listener has its own ``--smtp-max-bytes``, of this size by default)."""
+MAX_MESSAGE_BYTES: int = IntakeSettings().max_message_bytes
+"""A message larger than this is refused unread (``.eml`` files, IMAP, the API, SMTP) by
+default: ``BATON_INTAKE_MAX_MESSAGE_BYTES`` / ``[intake] max_message_bytes`` change it
+(:class:`~baton.intake.service.IntakeService` passes it as ``max_bytes``); the SMTP
+listener's ``--smtp-max-bytes`` replaces it for SMTP."""
+FEED = 64 * 1024  # bytes fed to the parser at a time
 MAX_LINES = 2_000_000
 """Lines of one message (the parser holds each as an object: 25 MB of empty lines would
 take GBs; base64 lines are 76 characters)."""
@@ -65,14 +80,15 @@ class MailError(BatonError):
 @dataclass(frozen=True)
 class Attachment:
     filename: str
-    content_type: str
+    content_type: str  # what it is stored as: what its bytes show, if not what was declared
     data: bytes = field(repr=False)
+    declared_type: str | None = None  # the sender's type when its bytes show another
 
     @property
     def size(self) -> int:
         return len(self.data)
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
@@ -109,7 +125,7 @@ def parse(raw: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Mail:
     is over one of the bounds (``max_bytes``: the message's size)."""
     if len(raw) > max_bytes:
         raise MailError(f"the message is {len(raw):,} bytes: at most {max_bytes:,} are read")
-    if not raw.strip():
+    if not raw or raw.isspace():  # (raw.strip() would copy it)
         raise MailError("the message is empty")
     lines = raw.count(b"\n")
     if lines > MAX_LINES:
@@ -191,7 +207,10 @@ def _parse(raw: bytes) -> Mail:
         tally.part()
         return EmailMessage(policy)
 
-    msg = BytesParser(factory, policy=policy).parsebytes(raw)
+    parser = BytesFeedParser(factory, policy=policy)
+    for start in range(0, len(raw), FEED):  # (in pieces: see the module's "Memory")
+        parser.feed(raw[start:start + FEED])
+    msg = parser.close()
     if not isinstance(msg, EmailMessage) or not (msg.keys()):
         raise MailError("no e-mail headers found (is this an .eml file?)")
     if "from" not in msg and "subject" not in msg and "message-id" not in msg:
@@ -203,6 +222,11 @@ def _parse(raw: bytes) -> Mail:
     text, html, notes = _body(msg)
     text = text[:MAX_BODY]
     new_text, signature = split_reply(text)
+    auto = automatic(msg)
+    attachments = _attachments(msg)  # (last: it lets the parts' encoded payloads go)
+    notes += tuple(f"{a.filename}: sent as {a.declared_type}, its bytes are "
+                   f"{a.content_type}: stored as {a.content_type}"
+                   for a in attachments if a.declared_type is not None)
     return Mail(
         message_id=_msgid(msg.get("message-id")) or "sha256-" + hashlib.sha256(raw).hexdigest()[:32],
         subject=_header(msg, "subject"),
@@ -216,8 +240,8 @@ def _parse(raw: bytes) -> Mail:
         signature=signature,
         in_reply_to=_msgid(msg.get("in-reply-to")),
         references=tuple(_msgids(msg.get("references"))),
-        automatic=automatic(msg),
-        attachments=tuple(_attachments(msg)),
+        automatic=auto,
+        attachments=tuple(attachments),
         html=html,
         notes=notes,
     )
@@ -369,47 +393,66 @@ _BLANKS = re.compile(r"[ \t\r\n]+")
 def html_to_text(html: str) -> str:
     """The text of an HTML document or fragment (its first :data:`MAX_HTML` characters):
     block elements end lines, list items start with ``- ``, a blockquote's lines with
-    ``> `` (quoted history in HTML mail), scripts and styles go."""
+    ``> `` (quoted history in HTML mail), scripts and styles go.
+
+    lxml's parser reads it in pieces and tells a :class:`_TextTarget` what it meets, in
+    document order, without building a tree (a tree of 5,000,000 characters of table
+    cells takes over 100 MB)."""
     from lxml import etree  # type: ignore[import-untyped]  # (imported with the first HTML)
-    from lxml import html as lxml_html
 
-    data = _CONTROL.sub("", html[:MAX_HTML]).encode("utf-8", "replace")
-    parser = lxml_html.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True,
-                                  no_network=True)
+    target = _TextTarget()
+    parser = etree.HTMLParser(target=target, encoding="utf-8", remove_comments=True,
+                              remove_pis=True, no_network=True)
+    html = html[:MAX_HTML]
     try:
-        root = lxml_html.document_fromstring(data, parser=parser)
-    except (etree.ParserError, ValueError):  # nothing but blanks or comments
-        return ""
-    out: list[str] = []
-    quote = 0
+        for start in range(0, len(html), FEED):
+            parser.feed(_CONTROL.sub("", html[start:start + FEED]).encode("utf-8", "replace"))
+        text: str = parser.close()
+    except (etree.ParserError, etree.XMLSyntaxError, ValueError):  # nothing but blanks…
+        text = "".join(target.out)
+    lines = [" ".join(line.split()) for line in text.split("\n")]
+    return "\n".join(line for line in lines if line)  # block ends, not blank lines
 
-    def add(text: str | None) -> None:
-        if not text:
+
+class _TextTarget:
+    """What :func:`html_to_text` keeps of the parser's events: text, and line breaks where
+    blocks start and end."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.quote = 0  # blockquotes open
+        self.skip = 0  # scripts, styles, heads open (their text is not the message's)
+
+    def start(self, tag: str, attrib: Any, nsmap: Any = None) -> None:
+        tag = tag.lower() if isinstance(tag, str) else ""
+        if tag in _SKIP:
+            self.skip += 1
+        if self.skip:
+            return
+        self.quote += tag == "blockquote"
+        self.out.extend(("\n", "- ") if tag == "li" else ("\n",) if tag in _BLOCK else ())
+
+    def end(self, tag: str) -> None:
+        tag = tag.lower() if isinstance(tag, str) else ""
+        if tag in _SKIP:
+            self.skip = max(0, self.skip - 1)
+            return
+        if self.skip:
+            return
+        self.quote -= tag == "blockquote"
+        self.out.extend(("\n",) if tag in _BLOCK else ())
+
+    def data(self, text: str) -> None:
+        if self.skip or not text:
             return
         text = _BLANKS.sub(" ", text)
-        if quote and (not out or out[-1].endswith("\n")):  # mark it as text quotes do
+        out = self.out
+        if self.quote and (not out or out[-1].endswith("\n")):  # mark it as text quotes do
             text = "> " + text.lstrip()
         out.append(text)
 
-    walker = etree.iterwalk(root, events=("start", "end"))
-    for event, element in walker:
-        tag = element.tag.lower() if isinstance(element.tag, str) else ""
-        if tag in _SKIP:
-            if event == "start":
-                walker.skip_subtree()
-            else:
-                add(element.tail)
-            continue
-        if event == "start":
-            quote += tag == "blockquote"
-            out.extend(("\n", "- ") if tag == "li" else ("\n",) if tag in _BLOCK else ())
-            add(element.text)
-        else:
-            quote -= tag == "blockquote"
-            out.extend(("\n",) if tag in _BLOCK else ())
-            add(element.tail)
-    lines = [" ".join(line.split()) for line in "".join(out).split("\n")]
-    return "\n".join(line for line in lines if line)  # block ends, not blank lines
+    def close(self) -> str:
+        return "".join(self.out)
 
 
 # ---- replies and signatures -----------------------------------------------------------------
@@ -477,17 +520,38 @@ def split_reply(text: str) -> tuple[str, str]:
 # ---- attachments ----------------------------------------------------------------------------
 
 def _attachments(msg: EmailMessage) -> list[Attachment]:
+    """The attachments, each decoded and typed by its bytes (:mod:`baton.intake.sniff`). Each
+    part's encoded payload is let go once decoded: only one attachment is held twice at a
+    time (``msg`` is read no more after this)."""
     out: list[Attachment] = []
     for part in msg.iter_attachments():
         try:
-            data = part.get_payload(decode=True)
+            data = _payload(part)
         except (ValueError, TypeError):
             continue
         if not isinstance(data, bytes):
             continue
         name = part.get_filename() or f"attachment-{len(out) + 1}"
-        out.append(Attachment(_safe_name(name), part.get_content_type(), data))
+        declared = part.get_content_type()
+        part.set_payload("")
+        kind = effective_type(declared, data)
+        out.append(Attachment(_safe_name(name), kind, data,
+                              declared if kind != declared else None))
     return out
+
+
+def _payload(part: Message) -> Any:
+    """A part's payload with its transfer encoding undone. Base64 is decoded in one step
+    from the text (``get_payload(decode=True)`` encodes it to bytes, splits it into lines
+    and joins them first: three more copies); anything unusual goes the standard way."""
+    payload = part.get_payload()
+    if isinstance(payload, str) and part.get("content-transfer-encoding", "").strip().lower() \
+            == "base64":
+        try:
+            return binascii.a2b_base64(payload)  # (skips line breaks; strict about padding)
+        except (binascii.Error, ValueError):  # bad padding, non-ASCII: the lenient way
+            pass
+    return part.get_payload(decode=True)
 
 
 def _safe_name(name: str) -> str:

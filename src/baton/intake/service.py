@@ -37,13 +37,14 @@ from baton.definitions.model import MailboxDefinition, ObjectTypeDefinition
 from baton.errors import BatonError, NotFound, TransitionConflict, ValidationError
 from baton.ids import IdGenerator
 from baton.intake.attachments import Intake, decide, joined
-from baton.intake.mail import MAX_MESSAGE_BYTES, Mail, MailError, parse
+from baton.intake.mail import Mail, MailError, parse
 from baton.records.fields import MAX_STRING, MAX_TEXT
 from baton.records.service import RecordService
 from baton.rows import audit_event
 from baton.runtime import jobs
 from baton.runtime.definitions import DefinitionRepo
 from baton.runtime.idempotency import IdempotencyClaim
+from baton.settings import IntakeSettings
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 
@@ -98,7 +99,11 @@ class Accepted:
 
 class IntakeService:
     def __init__(self, store: SqlStore, definitions: DefinitionRepo, records: RecordService,
-                 clock: Clock, ids: IdGenerator, wake: Callable[[], None]) -> None:
+                 clock: Clock, ids: IdGenerator, wake: Callable[[], None],
+                 limits: IntakeSettings | None = None) -> None:
+        self.limits = limits or IntakeSettings()
+        """The bounds every way in applies (``Settings.intake``): the largest message, the
+        PDF reader's pages, time and memory."""
         self.store = store
         self.definitions = definitions
         self.records = records
@@ -141,20 +146,22 @@ class IntakeService:
     def accept(self, raw: bytes, *, via: str, recipients: Sequence[str] = (),
                mailbox: str | None = None, actor: str | None = None,
                claim: IdempotencyClaim | None = None,
-               max_bytes: int = MAX_MESSAGE_BYTES) -> Accepted:
+               max_bytes: int | None = None) -> Accepted:
         """Take one message (raises :class:`~baton.intake.mail.MailError` if it is not one,
-        or if it is over a bound of :mod:`~baton.intake.mail`: ``max_bytes`` is its size's).
+        or if it is over a bound of :mod:`~baton.intake.mail`: ``max_bytes`` is its size's,
+        :attr:`limits`' ``max_message_bytes`` unless given).
 
         ``claim``: an API request's idempotency key, claimed in the transaction that stores
         the message and bound to the stored message (``msg-…``)."""
         if not isinstance(raw, bytes | bytearray | memoryview):
             raise MailError(f"a message is its bytes as received (RFC 5322), got "
                             f"{type(raw).__name__}: encode a text first")
-        mail = parse(bytes(raw), max_bytes)
+        mail = parse(bytes(raw), self.limits.max_message_bytes if max_bytes is None
+                     else max_bytes)
         # The envelope's recipients (SMTP) decide; a file's own To and Cc otherwise.
         box = self.mailbox_for(list(recipients) or [*mail.to, *mail.cc], mailbox)
         # Attachments are decided and their text read before the transaction (CPU work).
-        kept = decide(mail.attachments, box.attachments)
+        kept = decide(mail.attachments, box.attachments, self.limits)
         try:
             return self._accept(mail, raw, box, via, actor, kept, claim)
         except TransitionConflict:
@@ -261,6 +268,8 @@ class IntakeService:
             "automatic": mail.automatic, "new_text": mail.new_text, "body": mail.body,
             "attachments": [{"filename": k.attachment.filename,
                              "content_type": k.attachment.content_type,
+                             **({"declared_type": k.attachment.declared_type}
+                                if k.attachment.declared_type is not None else {}),
                              "size": k.attachment.size, "sha256": k.attachment.sha256,
                              "status": "stored" if k.stored else "refused",
                              "reason": k.refused} for k in kept],

@@ -5,7 +5,9 @@ recipients. What a sending server learns, per the SMTP codes it understands:
 
 * ``RCPT TO`` a recipient no mailbox takes (or outside ``allowed_domains``): ``550``, before
   the data is sent at all;
-* a message over the size limit: ``552`` (aiosmtpd enforces ``data_size_limit``);
+* a message over the size limit (``--smtp-max-bytes``, else the intake setting
+  ``BATON_INTAKE_MAX_MESSAGE_BYTES`` / ``[intake] max_message_bytes``, 25 MiB by default):
+  ``552`` (aiosmtpd enforces ``data_size_limit``; its ``EHLO`` announces it as ``SIZE``);
 * a message intake will never take, however often it is sent (:data:`REFUSED`): ``554``
   with the reason, so the sender's server bounces it now and says why: not an e-mail, or a
   record its mailbox's object type refuses for what the message holds ("subject: is
@@ -30,10 +32,11 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from baton.errors import BatonError, NotFound
 from baton.intake.mail import MAX_MESSAGE_BYTES
 from baton.intake.service import REFUSED, IntakeService
+from baton.settings import INTAKE_BOUNDS
 
 log = logging.getLogger("baton.intake.smtp")
 
-DEFAULT_MAX_BYTES = MAX_MESSAGE_BYTES
+DEFAULT_MAX_BYTES = MAX_MESSAGE_BYTES  # (the default of the intake setting)
 REPLY_TEXT = 400  # characters of a reason in a reply line (RFC 5321: 512 octets a line)
 
 
@@ -84,7 +87,16 @@ class SmtpListener:
     """Start with :meth:`start`, stop with :meth:`stop` (the port is bound on start)."""
 
     def __init__(self, intake: IntakeService, host: str, port: int, *,
-                 max_bytes: int = DEFAULT_MAX_BYTES, allowed_domains: Sequence[str] = ()) -> None:
+                 max_bytes: int | None = None, allowed_domains: Sequence[str] = ()) -> None:
+        """``max_bytes``: the largest message taken (``--smtp-max-bytes``); None: the intake
+        setting (``intake.limits.max_message_bytes``)."""
+        if max_bytes is None:
+            max_bytes = intake.limits.max_message_bytes
+        least, most, _ = INTAKE_BOUNDS["max_message_bytes"]
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) \
+                or not least <= max_bytes <= most:
+            raise BatonError(f"--smtp-max-bytes={max_bytes!r} must be a whole number of bytes "
+                             f"from {least:,} to {most:,}")
         self.handler = _Handler(intake, allowed_domains, max_bytes)
         self.controller = Controller(self.handler, hostname=host, port=port,
                                      data_size_limit=max_bytes, ready_timeout=10,

@@ -310,7 +310,8 @@ class Engine:
                 raise _closed_error("intake")
             if self._intake is None:
                 self._intake = IntakeService(self.store, self.definitions, self.records,
-                                             self.clock, self.ids, self.wake)
+                                             self.clock, self.ids, self.wake,
+                                             limits=self.settings.intake)
             return self._intake
 
     # ---- connections and callbacks ------------------------------------------------------

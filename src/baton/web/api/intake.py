@@ -253,7 +253,7 @@ async def post_intake(request: Request, target: IntakeName,
         raise ProblemError(415, "Unsupported media type",
                            f"send {RFC822} (a raw e-mail) or application/json (a form), "
                            f"got {kind or 'no Content-Type'}", slug="unsupported-media-type")
-    raw = await _read(request)
+    raw = await _read(request, eng.intake.limits.max_message_bytes)
     form: IntakeForm | None = None
     if kind == "application/json":
         try:
@@ -325,14 +325,14 @@ def _answer_form(request: Request, form: IntakeFormDefinition, raw: bytes,
                       201, create, out)
 
 
-async def _read(request: Request) -> bytes:
+async def _read(request: Request, most: int = MAX_MESSAGE) -> bytes:
     size = 0
     chunks: list[bytes] = []
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_MESSAGE:
+        if size > most:
             raise ProblemError(413, "Content too large",
-                               f"a message may have at most {MAX_MESSAGE} bytes",
+                               f"a message may have at most {most} bytes",
                                slug="too-large")
         chunks.append(chunk)
     raw = b"".join(chunks)
