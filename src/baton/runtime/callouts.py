@@ -4,8 +4,10 @@ worker thread) and callback addresses."""
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from baton.connections.calls import HttpCaller
 from baton.connections.secrets import Secrets
@@ -17,6 +19,31 @@ if TYPE_CHECKING:  # (httpx2, asyncio and ssl load with the first call: not for 
     from baton.runtime.callbacks import Callbacks
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+# An absolute URL in a text (an error's message): its scheme, then up to a blank or a quote.
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+
+
+def url_for_log(url: str) -> str:
+    """``scheme://host[:port]/path`` of ``url``, as a log line shows it: never its query or
+    fragment (query strings carry tokens and personal data: ``?email=…``, ``?api_key=…``)
+    nor its user info (``user:password@``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # (an unclosed IPv6 bracket)
+        return url.partition("://")[0] + "://(a URL that does not parse)"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def urls_for_log(text: str) -> str:
+    """``text`` (an error's message: a callout's names the URL it called) with each URL in
+    it as :func:`url_for_log` shows it (the punctuation after one, ``…/path?q=1: …``, kept)."""
+    return _URL.sub(_shown, text) if "://" in text else text
+
+
+def _shown(m: re.Match[str]) -> str:
+    url = m.group(0)
+    bare = url.rstrip(".,:;)")
+    return url_for_log(bare) + url[len(bare):]
 
 
 class ConnectionServices:

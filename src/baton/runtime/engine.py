@@ -34,6 +34,7 @@ from baton.ids import IdGenerator, UlidIds
 from baton.records.model import record_view
 from baton.records.service import RecordService
 from baton.rows import AuditEvent, WorkItem
+from baton.runtime import metrics
 from baton.runtime.apply import Applier
 from baton.runtime.arguments import (
     check_clock,
@@ -156,6 +157,7 @@ class Engine:
         _configure_encoder(settings.ai_encoder, settings.ai_encoder_few)
         self.store = db if isinstance(db, SqlStore) else SqlStore(
             db, **settings.store_options())
+        self.store.runs_committed = metrics.count_runs  # (what each commit started and ended)
         self.ids = ids or UlidIds()
         self.work_available = threading.Event()
         self.directory = Directory(self.store, self.clock, self.ids)

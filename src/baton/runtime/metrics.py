@@ -3,8 +3,10 @@
 Two kinds, told apart by where their truth lives:
 
 * **What this process did**, counted as it happens: step attempts and their duration by
-  step type, e-mails sent and failed, jobs processed, calls over connections. Each process exposes its own — ``baton serve`` at ``/metrics``, a separate
-  ``baton worker`` with ``--metrics-port`` — and Prometheus sums them.
+  step type, e-mails sent and failed, jobs processed, calls over connections, runs started
+  and ended (by the process whose transaction started or ended them, once it committed:
+  :func:`count_runs`). Each process exposes its own — ``baton serve`` at ``/metrics``, a
+  separate ``baton worker`` with ``--metrics-port`` — and Prometheus sums them.
 * **What the database holds now**, read at a scrape (:class:`StoreCollector`): runs in
   progress by orchestration, open work items by assignee and SLA state, jobs due and how
   late the oldest is, steps in fallout, workers heartbeating, routing's supervisor figures
@@ -204,11 +206,19 @@ class CalloutCounter(LabelledCounter):
         return super().labels(*values)
 
 
+RUNS_STARTED = LabelledCounter(
+    "baton_runs_started", "Runs this process started (committed), by orchestration (every "
+    "plan's as plan)", ["orchestration"])
+RUNS_ENDED = LabelledCounter(
+    "baton_runs_ended", "Runs this process ended (committed), by orchestration (every plan's "
+    "as plan) and status: completed, failed or canceled (a run leaving in_progress; a failed "
+    "run that is resumed ends again)", ["orchestration", "status"])
 CALLOUTS = CalloutCounter("baton_callouts", "Calls this process made over connections, by "
                           "connection and status class (2xx, 3xx, 4xx, 5xx; error: no answer)",
                           ["connection", "status"])
 PROCESS_METRICS: tuple[StepSeconds | LabelledCounter, ...] = (
-    STEP_SECONDS, STEP_ATTEMPTS, EMAILS, JOBS, CALLOUTS)
+    STEP_SECONDS, STEP_ATTEMPTS, EMAILS, JOBS, CALLOUTS, RUNS_STARTED, RUNS_ENDED)
+STARTED = ""  # a run's start, where :func:`count_runs` takes an ended run's status
 
 
 def observe_step(step_type: str, seconds: float, failed: bool) -> None:
@@ -228,6 +238,27 @@ def _attempts(step_type: str, failed: bool) -> CounterChild:
 def job_counter(kind: str) -> CounterChild:
     """:data:`JOBS`' child for one job kind (kept: see :func:`_attempts`)."""
     return JOBS.labels(kind)
+
+
+def count_runs(moved: Sequence[tuple[str, str]]) -> None:
+    """After a commit: the runs its transaction started, ``(orchestration, STARTED)``, and
+    ended, ``(orchestration, status)`` (``RunDriver.decide_and_apply_txn`` lists them, one
+    tuple per transition; ``baton.runtime.runs.count_committed`` hands them here). Added up
+    first: one update of each counter per commit, not one per run."""
+    tally: dict[tuple[str, str], int] = {}
+    for key in moved:
+        tally[key] = tally.get(key, 0) + 1
+    for (name, status), n in tally.items():
+        _run_counter(q.orchestration_label(name), status).inc(n)
+
+
+@functools.lru_cache(maxsize=256)
+def _run_counter(orchestration: str, status: str) -> CounterChild:
+    """The labelled child of an orchestration's starts (``status`` :data:`STARTED`) or of
+    its runs ended with ``status`` (kept: see :func:`_attempts`)."""
+    if status == STARTED:
+        return RUNS_STARTED.labels(orchestration)
+    return RUNS_ENDED.labels(orchestration, status)
 
 
 class BatchTally:

@@ -41,6 +41,7 @@ from baton.records.fields import coerce_fields
 from baton.records.model import record_title, record_view
 from baton.records.related import with_related_txn
 from baton.rows import AuditEvent, Record, audit_event
+from baton.runtime import metrics
 from baton.runtime.apply import Applier
 from baton.runtime.definitions import DefinitionRepo
 from baton.runtime.idempotency import IdempotencyClaim
@@ -69,14 +70,26 @@ class RunDriver:
                              insert: bool = False) -> Decision:
         """Decide and apply; ``run`` is handed over (callers load it for this call alone).
         The record is given to ``decide()`` with the related records its definition's
-        expressions read (``records/related.py``)."""
+        expressions read (``records/related.py``).
+
+        A run it starts (``insert``) or ends (in progress to completed, failed or canceled)
+        is listed on ``tx`` (:func:`moved_txn`), counted once ``tx`` has committed
+        (:func:`count_committed`, by whoever commits it)."""
         expected_seq = run.seq
+        was = run.status  # (before decide(), which changes the run in place)
         seen = with_related_txn(tx, defn, record, defn.trigger.object,
                                 lambda name: self.definitions.object_type(name, tx))
         decision = decide(defn, run, event, now, seen, consume=True)
         if decision.stale:
             return decision
         self.applier.apply_txn(tx, expected_seq, decision, now, insert=insert)
+        status = decision.run.status
+        if insert or status is not was:
+            moved = moved_txn(tx)
+            if insert:
+                moved.append((defn.name, metrics.STARTED))
+            if was is RUN_IN_PROGRESS and status is not RUN_IN_PROGRESS:
+                moved.append((defn.name, status._value_))
         return decision
 
     def load_txn(self, tx: Transaction, run_id: str
@@ -135,6 +148,7 @@ class RunDriver:
             decision = self.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
             if decision.stale:
                 raise TransitionConflict(f"run {run_id} " + refusal(run.status.value))
+        count_committed(tx)
         return decision.run
 
     # ---- operations ---------------------------------------------------------------------
@@ -179,7 +193,8 @@ class RunDriver:
             run = self.start_txn(tx, defn, version, row, values, actor, now_dt)
             if claim is not None:
                 claim.bind_txn(tx, run.id)
-            return run
+        count_committed(tx)
+        return run
 
     def cancel(self, run_id: str, reason: str, actor: str) -> Run:
         return self.event(run_id, CancelRequested(reason, actor),
@@ -223,6 +238,7 @@ class RunDriver:
                         "callback_forgotten", actor, iso(now_dt), run.record_id, run_id,
                         {"step": step, "iteration": done.iteration,
                          "reason": "the step is retried: its next callback is taken"})])
+        count_committed(tx)
         return decision.run
 
     # ---- reads --------------------------------------------------------------------------
@@ -290,6 +306,27 @@ class RunDriver:
             if steps:
                 out.append((run, steps))
         return out
+
+
+def moved_txn(tx: Transaction) -> list[tuple[str, str]]:
+    """The runs ``tx`` started and ended so far, one ``(orchestration, status)`` per
+    transition (``metrics.STARTED`` for a start), to be counted when it has committed
+    (:func:`count_committed`). A block that rolls back to a savepoint removes what it added."""
+    moved: list[tuple[str, str]] | None = getattr(tx, "runs_moved", None)
+    if moved is None:
+        moved = []
+        setattr(tx, "runs_moved", moved)  # noqa: B010 - (not a Transaction attribute)
+    return moved
+
+
+def count_committed(tx: Transaction) -> None:
+    """``tx`` has committed: count the runs it started and ended (taken from it: a second
+    call counts nothing). Never called for a transaction that failed or rolled back, so a
+    batch committed again after a failed try counts its runs once."""
+    moved: list[tuple[str, str]] | None = getattr(tx, "runs_moved", None)
+    if moved:
+        setattr(tx, "runs_moved", [])  # noqa: B010
+        metrics.count_runs(moved)
 
 
 def json_object(value: object, what: str, field: str) -> dict[str, Any]:

@@ -50,10 +50,12 @@ from baton.flows import FlowContext, FlowFn, get_flow
 from baton.rows import CALL_EVENT
 from baton.runtime import callbacks, heap, incidents, jobs, metrics, schedules
 from baton.runtime.apply import event_row
+from baton.runtime.callouts import urls_for_log
 from baton.runtime.definitions import PLAN_PREFIX
 from baton.runtime.engine import Engine, record_view
 from baton.runtime.flowpool import FlowPool
 from baton.runtime.reader import StoreRecords
+from baton.runtime.runs import count_committed, moved_txn
 from baton.steps import registry
 from baton.steps.base import StepOutput, StepServices, StepType, StepTypeBase, StepWork
 from baton.steps.callout import waiting as callout_waits_step
@@ -458,6 +460,7 @@ class Worker:
         if not logs.binds_context():  # (text logs do not show the ids: ~7 µs a job saved)
             return self._dispatch(job, snapshot)
         context = {"job_id": job.id, "job_kind": job.kind, "run_id": job.run_id,
+                   "record_id": snapshot[0].record_id if snapshot is not None else None,
                    "step": job.payload.get("step")}
         with logs.job_context(**context):
             begun = self._dispatch(job, snapshot)
@@ -547,8 +550,9 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - a failing step fails its step, never the worker
                 event = StepFailed(step, iteration, _error(exc), attempt=attempt)
                 audit = getattr(exc, "audit", ())
+                # (a callout's message names the URL it called: logged without its query)
                 log.warning("step %s of run %s failed (attempt %s): %s: %s", step, run.id,
-                            attempt, type(exc).__name__, exc)
+                            attempt, type(exc).__name__, urls_for_log(str(exc)))
             self._tally.step(step_type.name, time.perf_counter() - started,
                              isinstance(event, StepFailed))
             self._faults.hit("after_flow")
@@ -829,6 +833,7 @@ class Worker:
             self.stats = stats  # nothing of that attempt was committed
             self._commit_apart(results, now_dt, exc)
             return
+        count_committed(tx)  # (the runs it started and ended: only once it committed)
         self._kept = _split_runs(cache.runs)
         self._faults.hit("after_commit")
 
@@ -868,6 +873,7 @@ class Worker:
                 # of its own; claimed only if this commits (else the usual claim next time).
                 claimed = self.store.claim_jobs_txn(tx, self.id, iso(self.engine.clock.now()),
                                                     self.batch)
+        count_committed(plan)  # (its decisions listed the runs they started and ended)
         self._claimed = claimed
         self._kept = _split_runs(cache.runs)
         chained = len(pending) - len(results)
@@ -1046,13 +1052,17 @@ class Worker:
     def _commit_one_by_one(self, results: list[_Result], now_dt: Any) -> None:
         conflicts: list[tuple[Job, TransitionConflict]] = []
         with self.store.write() as tx:
+            moved = moved_txn(tx)  # (what a savepoint rolled back is not counted)
             for res in results:
+                kept = len(moved)
                 try:
                     with tx.savepoint():
                         self._apply_txn(tx, res, now_dt)
                 except TransitionConflict as exc:
+                    del moved[kept:]
                     conflicts.append((res.job, exc))
                 except BatonError as exc:
+                    del moved[kept:]
                     if not isinstance(res.event, StepCompleted):
                         raise
                     # The result cannot be committed (e.g. the flow's record update is
@@ -1060,6 +1070,7 @@ class Worker:
                     failed = StepFailed(res.event.step, res.event.iteration, _error(exc))
                     with tx.savepoint():
                         self._apply_txn(tx, _Result(res.job, failed), now_dt)
+        count_committed(tx)
         self._faults.hit("after_commit")
         for job, conflict in conflicts:
             self._conflict(job, conflict)

@@ -197,6 +197,8 @@ class PlanTx(SqlTx):
         tx._jobs.extend(self._jobs)
         tx._buffered_timer_runs.update(self._buffered_timer_runs)
         tx.enqueued = tx.enqueued or self.enqueued
+        tx.runs_moved.extend(self.runs_moved)  # (counted when tx commits: moved, not copied)
+        self.runs_moved = []
 
 
 # ---- the wrappers, built from the declarations on SqlTx ------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,9 @@ class SqlStore(JobQueue):
         self._hot: dict[Any, Hot] = {}  # hot statements compiled for this store's dialect
         self._seen = StepsSeen()  # split runs' step rows as last read (runsteps.py)
         self._worker_host = worker_host
+        # Told, after each write transaction commits, the runs it started and ended
+        # (SqlTx.runs_moved): the Engine counts them (baton.runtime.metrics.count_runs).
+        self.runs_committed: Callable[[list[tuple[str, str]]], None] | None = None
         self._listener: dialects.PgListener | None = None
         self._watch: dialects.SqliteWatch | None = None
         u = make_url(self.url)
@@ -104,6 +107,9 @@ class SqlStore(JobQueue):
         # seq (a worker that keeps such a run writes it next from there: runsteps.py).
         for rid, (seq, texts) in tx.steps_written.items():
             self._seen.put(rid, seq, texts)
+        if tx.runs_moved and self.runs_committed is not None:
+            moved, tx.runs_moved = tx.runs_moved, []
+            self.runs_committed(moved)
 
     @contextmanager
     def read(self) -> Iterator[SqlTx]:

@@ -117,6 +117,9 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         # Rows read (and locked) ahead of their reads by id: (table, id) -> row. See
         # :meth:`read_ahead_txn`.
         self._ahead_rows: dict[tuple[str, str], dict[str, Any]] = {}
+        # Runs this transaction started and ended, (orchestration, status) each (listed by
+        # RunDriver.decide_and_apply_txn): counted once it has committed (SqlStore.write).
+        self.runs_moved: list[tuple[str, str]] = []
 
     # A read of a row with a deferred write pending flushes the writes first; a plan reads
     # its snapshot instead (and never a row it wrote).
@@ -131,10 +134,12 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         written before the savepoint is released, so an error in them is the block's."""
         self.flush_txn()
         nested = self.conn.begin_nested()
+        moved = len(self.runs_moved)
         try:
             yield
             self.flush_txn()
         except BaseException:
+            del self.runs_moved[moved:]  # (the runs the block moved did not move)
             self._events, self._jobs, self._finished_jobs = [], [], []
             self.route_rechecks.clear()  # (their jobs were buffered in the block, if any)
             self._run_writes, self._record_writes = {}, {}
