@@ -298,7 +298,9 @@ def test_init_creates_a_project_that_deploys_and_runs_as_its_readme_says(tmp_pat
         assert cmd[0] == "baton", hint
         ok(baton(*cmd[1:], cwd=proj))
     (item,) = ok_json(baton("work", "list", "--json", cwd=proj))
-    ok(baton("work", "reassign", item["id"], "--to", "queue:elsewhere", cwd=proj))  # out of the way
+    # out of the way (to a user: a project without people takes any name; a queue must be
+    # one a definition names or someone is in)
+    ok(baton("work", "reassign", item["id"], "--to", "user:elsewhere", cwd=proj))
 
     # The README's walk-through, command by command, from inside the project folder.
     readme = (proj / "README.md").read_text()

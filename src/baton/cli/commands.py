@@ -196,6 +196,9 @@ def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (d
     Files are named as the path was given (`baton validate definitions` prints
     definitions/ticket.yaml); with no path, by their absolute path, as `baton deploy` does.
 
+    Validate never creates the database: when its SQLite file does not exist yet (nothing
+    deployed), the files are checked against no deployed definitions, and it says so.
+
     Exit status 1 when there is a problem (a warning alone is not one).
 
     Examples:
@@ -210,14 +213,24 @@ def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (d
                                           warnings=warnings)
         err_console.print("[dim]outside a project: flow names and deployed object types "
                           "are not checked[/dim]")
-    else:
-        from baton.cli.connections import mcp_schema_check
+    elif (missing := _missing_sqlite(state.database_url())) is not None:
+        # Nothing is deployed yet: the files are checked against no deployed definitions,
+        # on an empty database of its own that goes with it (the project's is not made).
+        import tempfile
 
-        eng = state.engine(flows=True)
-        issues = eng.validate(_paths(path), warnings=warnings)
-        found, unchecked, _checked = mcp_schema_check(eng, _paths(path))
-        issues += found
-        warnings += [dataclasses.replace(w, level="warning") for w in unchecked]
+        from baton.runtime.engine import Engine
+
+        state.project().import_flows()
+        err_console.print(f"[dim]database {escape(missing)} does not exist yet: nothing is "
+                          "deployed to check against (validate does not create it)[/dim]")
+        with tempfile.TemporaryDirectory(prefix="baton-validate-") as folder:
+            eng = Engine(f"sqlite:///{Path(folder) / 'empty.db'}", settings=state.settings())
+            try:
+                issues = _validate_on(eng, path, warnings)
+            finally:
+                eng.close()
+    else:
+        issues = _validate_on(state.engine(flows=True), path, warnings)
     if as_json:
         print_json(issues_json(issues + warnings))
     else:
@@ -232,6 +245,38 @@ def validate(path: Annotated[Path | None, typer.Argument(help="File or folder (d
             console.print("[green]valid[/green]")
     if issues:
         raise typer.Exit(1)
+
+
+def _validate_on(eng: Any, path: Path | None, warnings: list[Issue]) -> list[Issue]:
+    """``validate``'s checks of the files under ``path`` against what ``eng``'s database
+    has deployed: the problems (warnings go to ``warnings``)."""
+    from baton.cli.connections import mcp_schema_check
+
+    issues: list[Issue] = eng.validate(_paths(path), warnings=warnings)
+    found, unchecked, _checked = mcp_schema_check(eng, _paths(path))
+    warnings += [dataclasses.replace(w, level="warning") for w in unchecked]
+    return issues + found
+
+
+def _missing_sqlite(url: str) -> str | None:
+    """The path of the SQLite file ``url`` names when there is none there yet (or it is
+    empty: no database was ever written in it); None for one that exists, or PostgreSQL."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except ArgumentError:  # (not a URL: opening it says so, as every command does)
+        return None
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    file = Path(u.database).expanduser()
+    try:
+        return None if file.stat().st_size > 0 else str(file)
+    except FileNotFoundError:
+        return str(file)
+    except OSError:  # (not ours to judge here: opening it says what is wrong)
+        return None
 
 
 @app.command()
@@ -318,10 +363,30 @@ def a_port(value: int | None) -> int | None:
     return value
 
 
-def _configure_logs(fmt: str | None) -> None:
+def _configure_logs(fmt: str | None) -> bool:
+    """Send the process's log lines to stderr in ``fmt`` (else BATON_LOG_FORMAT's): True
+    when that is JSON, so that what the command itself says goes there too (:func:`_say`)."""
     from baton import logs
 
-    logs.configure(fmt or state.settings().log_format)
+    fmt = fmt or state.settings().log_format
+    logs.configure(fmt)
+    return fmt == "json"
+
+
+def _say(as_log: bool, rich: str, plain: str | None = None, *, level: str = "info") -> None:
+    """What ``serve`` and ``worker`` tell a person (where they listen, the first admin,
+    their totals): printed (``rich``, Rich markup) with text logs; with JSON logs a log
+    line (``plain``, else ``rich`` without its markup) of logger ``baton.cli``, so that
+    stdout and stderr hold JSON lines alone for a log pipeline."""
+    if not as_log:
+        console.print(rich)
+        return
+    import logging
+
+    from rich.text import Text
+
+    getattr(logging.getLogger("baton.cli"), level)(
+        plain if plain is not None else Text.from_markup(rich).plain)
 
 
 @app.command()
@@ -348,7 +413,7 @@ def worker(
     """
     from baton.runtime.worker import run_workers
 
-    _configure_logs(log_format)
+    as_log = _configure_logs(log_format)
     eng = state.engine(flows=True, migrate=not no_migrate)
     if no_migrate:
         require_migrated(eng, state.database_url())
@@ -393,7 +458,8 @@ def worker(
     runner.start()
     # A person watching `--until-idle` work through many jobs sees how far it is; the
     # total is not known ahead (each job may enqueue more), so the bar counts up.
-    with progress("worker: jobs done", None, enabled=until_idle and show_progress()) as advance:
+    with progress("worker: jobs done", None,
+                  enabled=until_idle and not as_log and show_progress()) as advance:
         shown = 0
         try:
             while runner.is_alive():
@@ -412,7 +478,7 @@ def worker(
     jobs = sum(w.stats.jobs for w in workers)
     done = sum(w.stats.steps_completed for w in workers)
     failed = sum(w.stats.steps_failed for w in workers)
-    console.print(f"{len(workers)} worker(s): {jobs} jobs, {done} steps completed, {failed} failed")
+    _say(as_log, f"{len(workers)} worker(s): {jobs} jobs, {done} steps completed, {failed} failed")
 
 
 NoImapOpt = Annotated[bool, typer.Option(
@@ -438,7 +504,7 @@ def serve(
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
     log_format: LogFormatOpt = None,
     smtp_at: Annotated[str | None, typer.Option("--smtp", help="Also receive e-mail over SMTP on HOST:PORT (e.g. 127.0.0.1:2525) into the deployed mailboxes")] = None,
-    smtp_max_bytes: Annotated[int, typer.Option("--smtp-max-bytes", callback=at_least(1), help="Largest message the SMTP listener takes (bytes)")] = 25 * 1024 * 1024,
+    smtp_max_bytes: Annotated[int | None, typer.Option("--smtp-max-bytes", callback=at_least(1), help="Largest message the SMTP listener takes (bytes; default: BATON_INTAKE_MAX_MESSAGE_BYTES, else 25 MiB)")] = None,
     smtp_domains: Annotated[list[str] | None, typer.Option("--smtp-domain", help="A recipient domain the SMTP listener takes (repeat; default: any the mailboxes list)")] = None,
     no_imap: NoImapOpt = False,
 ) -> None:
@@ -461,7 +527,7 @@ def serve(
     from baton.web import create_app
 
     smtp_address = _smtp_address(smtp_at) if smtp_at is not None else None
-    _configure_logs(log_format)
+    as_log = _configure_logs(log_format)
     smtp = state.settings().smtp
     url = (base_url or smtp.base_url
            or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}").rstrip("/")
@@ -473,9 +539,12 @@ def serve(
             require_migrated(eng, state.database_url())
         users = eng.directory.count_users()
     if users == 0:
-        console.print("[yellow]No users yet.[/yellow] Create the first admin (in another terminal):\n"
-                      "  baton users add admin --role admin --email you@example.com --password\n"
-                      f"then log in at {url}/login (API: `baton tokens create admin`).")
+        _say(as_log, "[yellow]No users yet.[/yellow] Create the first admin (in another terminal):\n"
+                     "  baton users add admin --role admin --email you@example.com --password\n"
+                     f"then log in at {url}/login (API: `baton tokens create admin`).",
+             "No users yet. Create the first admin: baton users add admin --role admin "
+             f"--email you@example.com --password; then log in at {url}/login (API: "
+             "`baton tokens create admin`)", level="warning")
     pool = FlowPool(max(1, workers_), eng.settings.flow_memory_mb)  # the threads share it
     workers = [Worker(eng, flow_pool=pool) for _ in range(workers_)]
     threads = [threading.Thread(target=w.run, name=f"baton-worker-{i}", daemon=True)
@@ -492,10 +561,10 @@ def serve(
             listener = SmtpListener(eng.intake, smtp_host, smtp_port, max_bytes=smtp_max_bytes,
                                     allowed_domains=smtp_domains or ())
             listener.start()
-            console.print(f"Receiving e-mail over SMTP at {smtp_host}:{listener.port}.")
+            _say(as_log, f"Receiving e-mail over SMTP at {smtp_host}:{listener.port}.")
         polling = None if no_imap else _imap_polling(eng)
-        console.print(f"Baton at {url} (API docs {url}/docs) with {len(workers)} worker thread(s). "
-                      "Stop with Ctrl-C.")
+        _say(as_log, f"Baton at {url} (API docs {url}/docs) with {len(workers)} worker "
+                     "thread(s). Stop with Ctrl-C.")
         app = create_app(eng, base_url=url)
         from baton.runtime import heap
 

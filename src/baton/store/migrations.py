@@ -403,6 +403,15 @@ def _m026_ordered_run_state(conn: Connection) -> None:
                              "USING state::json")
 
 
+def _m027_routed_index(conn: Connection) -> None:
+    """Index work items by when they were routed (partial: the items routed or offered):
+    the Team page's and the metrics' "routed in the last hour" read every item ever routed.
+    (Self-contained: it may be renumbered.)"""
+    for index in schema.work_items.indexes:
+        if index.name == "ix_work_items_routed":  # (a fresh database got it from migration 1)
+            conn.execute(CreateIndex(index, if_not_exists=True))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -436,6 +445,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(25, "the steps of large runs (plans) in rows of their own", _m025_run_steps),
     Migration(26, "a run's state keeps its stages' and steps' order on PostgreSQL",
               _m026_ordered_run_state),
+    Migration(27, "index work items by when they were routed", _m027_routed_index),
 )
 LATEST = MIGRATIONS[-1].version
 _KNOWN = frozenset(m.version for m in MIGRATIONS)

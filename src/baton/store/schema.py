@@ -351,6 +351,10 @@ Index("ix_work_items_record", _wi.record_id)
 _waiting = _wi.routing_status == "waiting"
 _partial_index("ix_work_items_waiting", _wi.assignee_kind, _wi.assignee, _wi.priority.desc(),
                due_key(_wi.due_at), _wi.created_at, _wi.id, where=_waiting)
+# Migration 27: the items routed since an instant (the Team page's and the metrics' "routed
+# in the last hour", store/sql/routing.py routing_figures_txn): an index range, not a read
+# of every item. Partial: an item never routed (most, where no rule routes) is not in it.
+_partial_index("ix_work_items_routed", _wi.routed_at, where=_wi.routed_at.isnot(None))
 
 jobs = Table(
     "baton_jobs",

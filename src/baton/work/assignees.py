@@ -17,9 +17,10 @@ known:
   (the version the run is pinned to, a plan's generated definition).
 
 Any other group is a typo or one that no longer exists: the item would be in nobody's
-Work Guide, so it is refused with the groups that are known. A **queue** is only checked
-for its name's spelling: work may wait in a queue before anyone is in it (routing waits for
-someone eligible, and parking an item in a queue of its own is a documented use).
+Work Guide, so it is refused with the groups that are known. A **queue** is checked the
+same way (``baton.work.service``): someone is in it, or a deployed definition names it, so
+a definition's queue may hold work before anyone joins it, and a typo is refused. Names an
+``assign`` expression spells out (``="x" ? "eu_desk" : "us_desk"``) count as named.
 """
 
 from __future__ import annotations

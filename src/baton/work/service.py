@@ -7,34 +7,38 @@ transaction.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from baton.auth.directory import APPROVAL, Directory, User, delegation_of
+from baton.auth.directory import APPROVAL, NAME_RE, Directory, User, delegation_of
 from baton.auth.roles import Permission
 from baton.clock import Clock, iso
-from baton.definitions.model import FieldDefinition
+from baton.definitions.checks import suggest
+from baton.definitions.model import AssigneeKind, FieldDefinition, OrchestrationDefinition
 from baton.engine.decide import expression_scope
 from baton.engine.events import StepCompleted
 from baton.engine.sla import SLA_STATES
 from baton.engine.status import WorkItemStatus
 from baton.errors import BatonError, NotFound, PermissionDenied, TransitionConflict, ValidationError
+from baton.expressions import is_expression
 from baton.records.fields import coerce_fields
 from baton.records.related import with_related_txn
 from baton.rows import WorkItem, audit_event
 from baton.runtime.apply import Applier
-from baton.steps.interactive import kept_rule
+from baton.steps.interactive import kept_rule, resolve_resource
 from baton.store.base import KeyPage, Total
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 from baton.work import items as work_items
-from baton.work.assignees import acting_name, deployed_groups_txn, parse_target, unknown_group
+from baton.work.assignees import SHOWN, acting_name, parse_target
 from baton.work.items import OPEN_STATUSES
 
 if TYPE_CHECKING:
+    from baton.runtime.definitions import DefinitionRepo
     from baton.runtime.runs import RunDriver
 
 OPEN, CLAIMED = WorkItemStatus.OPEN.value, WorkItemStatus.CLAIMED.value
@@ -468,8 +472,8 @@ class WorkService:
 
         Raises:
             ValidationError: naming ``to`` when it is not one of those, names a user the
-                directory does not have (or who is inactive), or a group nobody is in and
-                no deployed definition names (:mod:`baton.work.assignees`); naming
+                directory does not have (or who is inactive), or a group or queue nobody
+                is in and no deployed definition names (:func:`pools_named`); naming
                 ``actor`` when that is blank. Nothing changes.
         """
         kind, name = parse_target(to)
@@ -503,8 +507,9 @@ class WorkService:
             return new
 
     def _check_target_txn(self, tx: Transaction, item: WorkItem, kind: str, name: str) -> None:
-        """A user the directory has (once it has people), active; a group someone is in or
-        a deployed definition names (:mod:`baton.work.assignees`). A queue: any name."""
+        """A user the directory has (once it has people), active; a group or a queue
+        someone is in (active or not) or a deployed definition names (:func:`pools_named`;
+        :mod:`baton.work.assignees`)."""
         if kind == "user":
             row = tx.user_row_txn(name)
             if row is None and tx.count_users_txn() > 0:
@@ -514,10 +519,11 @@ class WorkService:
                 raise ValidationError("reassign", {"to": (
                     f"user {name!r} is inactive and cannot sign in to work on it: "
                     "reactivate them, or choose someone else")})
-        elif kind == "group" and not Directory.has_group_txn(tx, name):
-            known = deployed_groups_txn(tx, self.runs.definitions, item["run_id"])
-            if name not in known:
-                raise unknown_group(name, known | set(Directory.group_names_txn(tx)))
+        elif kind in ("group", "queue") and not tx.member_names_txn(kind, name):
+            named = deployed_pools_txn(tx, self.runs.definitions, item["run_id"], kind)
+            if name not in named.names:
+                raise unknown_pool(kind, name, named,
+                                   named.names | set(tx.membership_names_txn(kind)))
 
     def _queue_rule_txn(self, tx: Transaction, item: WorkItem, to: str, now: str
                         ) -> dict[str, Any] | None:
@@ -550,6 +556,150 @@ class _RunScope:
 
     def scope(self) -> Mapping[str, Any]:
         return self.of
+
+
+# ---- the groups and queues a reassignment may name -------------------------------------
+# (As :mod:`baton.work.assignees` knows groups, for queues as well, and reading the names an
+# assignment's expression spells out. A group or a queue is known when someone is in it, or
+# a deployed definition names it: an active routing rule draws from it (or routes it:
+# ``for_queue``), an active orchestration's step assigns to it (literally, through an inline
+# routing rule, or by an expression that spells the name out) or an SLA action reassigns to
+# it, or the item's own run's definition does.)
+
+
+@dataclass(frozen=True)
+class PoolsNamed:
+    """The groups (or queues) deployed definitions name, and the steps that compute
+    theirs by an expression (``orchestration.step``): what they give cannot all be known
+    before they run."""
+
+    names: frozenset[str]
+    computed: tuple[str, ...] = ()
+
+
+# A CEL string literal: '...', "..." (or tripled), raw or not; bytes (b'...') are no name.
+_LITERAL = re.compile(r"(?<!\w)[rR]?('{3}.*?'{3})|"
+                      r'(?<!\w)[rR]?("{3}.*?"{3})|'
+                      r"(?<!\w)[rR]?('(?:[^'\\\n]|\\.)*')|"
+                      r'(?<!\w)[rR]?("(?:[^"\\\n]|\\.)*")', re.DOTALL)
+# What stands next to a literal that is not a name the expression gives: a comparison
+# (``record.region == 'EU'``), a part of a name (``'team_' + x``), a method's receiver or
+# first argument (``name.startsWith('vip')``), a list's element or a map's key
+# (``{'EU': 'eu_team'}``: its value is given).
+_NOT_GIVEN_BEFORE = re.compile(r"(==|!=|<=?|>=?|\+|\bin|\[|,|\{|\w\()\s*$")
+_NOT_GIVEN_AFTER = re.compile(r"^\s*(==|!=|<|>|\+|\.|in\b)")
+
+
+def expression_literals(source: str) -> set[str]:
+    """The strings an ``=expression`` spells out whole as what it may give: its string
+    literals that are not compared, joined to another string or a method's receiver
+    (``= record.region == 'EU' ? 'eu_team' : 'us_team'`` gives ``eu_team`` and ``us_team``;
+    ``= 'team_' + record.region`` nothing). A reading of the text, not of the parse: a
+    literal whose value the expression goes on to change (``(c ? 'a' : 'b').upperAscii()``)
+    counts too, so a name no run gives may be taken; never one the text does not hold."""
+    out = set()
+    for m in _LITERAL.finditer(source):
+        if _NOT_GIVEN_BEFORE.search(source[:m.start()]) or \
+                _NOT_GIVEN_AFTER.match(source[m.end():]):
+            continue
+        body = next(g for g in m.groups() if g is not None)
+        quote = 3 if body[:3] in ("'''", '"""') else 1
+        out.add(body[quote:-quote])
+    return out
+
+
+def pools_named(defn: OrchestrationDefinition, kind: str) -> PoolsNamed:
+    """The groups (``kind`` group) or queues (queue) an orchestration names: its steps
+    assign to them (a literal, a resource, an inline routing rule, an expression's literal
+    names: :func:`expression_literals`), the routing rules it uses draw from them, its
+    SLA actions reassign to them; and its steps that compute one by an expression."""
+    out = {rule.pool for rule in defn.routings.values() if rule.pool_kind == kind}
+    computed = []
+    for stage in defn.stages:
+        for step in stage.steps:
+            given = step.assign
+            if given is not None and given.rule is not None:
+                if given.rule.pool_kind == kind:
+                    out.add(given.rule.pool)
+            elif given is not None and given.kind.value == kind:
+                if is_expression(given.value):
+                    out |= {n for n in expression_literals(given.value) if NAME_RE.fullmatch(n)}
+                    computed.append(f"{defn.name}.{step.name}")
+                else:
+                    out.add(given.value)
+            elif given is not None and given.kind is AssigneeKind.RESOURCE:
+                texts = expression_literals(given.value) if is_expression(given.value) \
+                    else {given.value}
+                for text in texts:
+                    resolved = resolve_resource(text)
+                    if resolved is not None and resolved[0] == kind:
+                        out.add(resolved[1])
+                if is_expression(given.value):
+                    computed.append(f"{defn.name}.{step.name}")
+            sla = step.options.get("sla")
+            for key in ("on_jeopardy", "on_overdue"):
+                action = sla.get(key) if isinstance(sla, Mapping) else None
+                to = action.get("reassign") if isinstance(action, Mapping) else None
+                pool, _, name = to.partition(":") if isinstance(to, str) else ("", "", "")
+                if pool == kind and name:
+                    out.add(name)
+    return PoolsNamed(frozenset(out), tuple(computed))
+
+
+def deployed_pools_txn(tx: Transaction, definitions: DefinitionRepo, run_id: str | None,
+                       kind: str) -> PoolsNamed:
+    """The groups or queues the deployed definitions name (read in the caller's
+    transaction): the active orchestrations' and routing rules', and those of run
+    ``run_id``'s definition (the version it is pinned to, a plan's generated one)."""
+    definitions.refresh(tx)
+    names: set[str] = set()
+    computed: list[str] = []
+
+    def add(found: PoolsNamed) -> None:
+        names.update(found.names)
+        computed.extend(c for c in found.computed if c not in computed)
+
+    for defn in definitions.active_orchestrations():
+        add(pools_named(defn, kind))
+    for row in tx.list_definitions_txn("routing"):
+        rule = definitions.routing_rule(row.name) if row.active else None
+        if rule is not None and rule.pool_kind == kind:
+            names.add(rule.pool)
+    run = tx.get_run_txn(run_id) if run_id else None
+    if run is not None:
+        try:
+            pinned, _ = definitions.orchestration(run["orchestration"], run["version"], tx)
+        except NotFound:  # (its plan is gone: nothing more to learn from it)
+            pinned = None
+        if pinned is not None:
+            add(pools_named(pinned, kind))
+    return PoolsNamed(frozenset(names), tuple(computed))
+
+
+def unknown_pool(kind: str, name: str, named: PoolsNamed, known: Iterable[str]
+                 ) -> ValidationError:
+    """The error for a group or queue that neither the directory nor a definition names;
+    when a definition computes one by an expression (a name it does not spell out), how
+    to make such a one known."""
+    names = sorted(known)
+    if not names:
+        listed = (f"no {kind} is known yet: put people in one (`baton users add|update "
+                  f"--{kind}`) or name it in a definition")
+    else:
+        more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
+        listed = f"known {kind}s: {', '.join(names[:SHOWN])}{more}"
+    hint = ""
+    if named.computed:
+        steps = ", ".join(named.computed[:3]) + (" ..." if len(named.computed) > 3 else "")
+        does = f"step {steps} does" if len(named.computed) == 1 else \
+            f"steps {steps} do"
+        hint = (f"; if the {kind} comes from an expression in a definition (as {does}) and "
+                f"the expression does not spell its name out, it is known once someone is in "
+                f"it: `baton users update USER --{kind} {name}` (with the user's other "
+                f"{kind}s)")
+    return ValidationError("reassign", {"to": (
+        f"there is no {kind} {name!r}{suggest(name, names)}: nobody is in it and no deployed "
+        f"definition names it, so the item would be in no one's Work Guide{hint}; {listed}")})
 
 
 def _for(on_behalf: str | None) -> dict[str, str]:
