@@ -236,3 +236,19 @@ def test_a_profile_change_is_checked(harness: Any) -> None:
     with pytest.raises(ValidationError, match="1 to 5"):
         profile_change(skills=["billing=9"], remove=[], capacity=[], availability=None,
                        calendar=None)
+
+
+def test_a_canceled_item_waits_for_routing_no_more(harness: Any) -> None:
+    """An item waiting for routing whose run is canceled leaves the waiting items: its
+    pool is not visited for it, and it is not counted as waiting."""
+    setup(harness, {"ann": {"add_skills": FORD, "availability": "away"}})
+    rec, item = case(harness)
+    assert item["routing_status"] == "waiting"
+    with harness.engine.store.read() as tx:
+        assert tx.waiting_pools_txn() == [("queue", "dealers")]
+    (run,) = harness.engine.list_runs(record_id=rec)
+    harness.engine.cancel_run(run.id, "withdrawn", actor="admin")
+    (gone,) = harness.engine.list_work(record_id=rec, statuses=["canceled"])
+    assert gone["routing_status"] is None
+    with harness.engine.store.read() as tx:
+        assert tx.waiting_pools_txn() == []

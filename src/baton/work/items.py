@@ -83,9 +83,12 @@ def reassign_txn(tx: _Tx, item: WorkItem, to: str, now: str, *, actor: str,
 
 
 def cancel_txn(tx: _Tx, item: WorkItem, reason: str, now: str) -> AuditEvent | None:
-    """Cancel an open item (its step no longer waits for it)."""
-    if not tx.update_work_item_txn(item["id"], OPEN_STATUSES, None,
-                                   {"status": WorkItemStatus.CANCELED.value, "updated_at": now}):
+    """Cancel an open item (its step no longer waits for it). One that waited for routing
+    waits no more (it left the routing's index of waiting items)."""
+    changes: dict[str, Any] = {"status": WorkItemStatus.CANCELED.value, "updated_at": now}
+    if item.get("routing_status") == "waiting":
+        changes["routing_status"] = None
+    if not tx.update_work_item_txn(item["id"], OPEN_STATUSES, None, changes):
         return None
     freed_txn(tx, item, now)
     return audit_event("work_item_canceled", "system", now, item["record_id"], item["run_id"],

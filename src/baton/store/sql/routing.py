@@ -301,8 +301,8 @@ class RoutingSql:
 
     def waiting_pools_txn(self) -> list[tuple[str, str]]:
         """Every (kind, name) with an item waiting for routing."""
-        q = (select(_w.c.assignee_kind, _w.c.assignee).where(_w.c.routing_status == "waiting")
-             .distinct())
+        q = (select(_w.c.assignee_kind, _w.c.assignee)
+             .where(_w.c.routing_status == "waiting", _w.c.status == "open").distinct())
         return sorted((str(r[0]), str(r[1])) for r in self.conn.execute(q))
 
     def record_handlers_txn(self, record_id: str) -> list[str]:
