@@ -34,11 +34,14 @@ import_app.command("bundle", hidden=True)(bundle_cli.import_)
 
 @import_app.command("salesforce")
 def salesforce(
-    paths: Annotated[list[Path], typer.Argument(help="Flow metadata files (*.flow-meta.xml) "
-                                                "or folders of them (an SFDX project)")],
+    paths: Annotated[list[Path], typer.Argument(help="Flow metadata files (*.flow-meta.xml, "
+                                                "*.flow), folders of them (an SFDX project, a "
+                                                "retrieve folder) or a retrieve zip")],
     out: Annotated[Path, typer.Option("--out", "--output", "-o", help="The Baton project folder to write (new, or empty unless --force)")],
     force: Annotated[bool, typer.Option("--force", help="Write into a folder that is not "
-                                        "empty (generated files are replaced)")] = False,
+                                        "empty: a project imported before gets the "
+                                        "orchestrations again; its baton.toml, flows.py "
+                                        "and objects.yaml are kept, with what is new added")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (when nothing is imported: the files that could not be read, as `validate --json` lists problems).")] = False,
 ) -> None:
     """Salesforce orchestrations (and the screen flows they use) -> a Baton project, and
@@ -48,10 +51,13 @@ def salesforce(
     docs/salesforce-import.md. The project is written all or nothing. A file that cannot be
     read (not XML, truncated, not Flow metadata) is listed in the report; when no file
     holds an orchestration, nothing is imported and the error lists each such file as
-    `path:line: reason` (exit status 1).
+    `path:line: reason` (exit status 1). Of several versions of a flow (`X-1.flow`,
+    `X-2.flow`) the Active one is imported, as `x`. Importing again with --force updates
+    the orchestrations and keeps what you wrote (baton.toml, flows.py, objects.yaml).
 
     Examples:
       baton import salesforce force-app/main/default/flows --out quotes
+      baton import salesforce unpackaged.zip --out quotes --force
       cd quotes && baton validate && baton deploy
     """
     from baton.importers.salesforce import import_salesforce

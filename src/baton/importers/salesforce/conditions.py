@@ -10,7 +10,13 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from baton.importers.salesforce.names import field_segment, ident, relationship_object
+from baton.importers.salesforce.names import (
+    BUILTIN_FIELDS,
+    RELATIONSHIP_OBJECTS,
+    field_segment,
+    ident,
+    relationship_object,
+)
 from baton.importers.salesforce.report import ImportReport
 from baton.importers.salesforce.xmlread import Node
 
@@ -51,6 +57,36 @@ class Catalog:
     """Object types inferred from every reference to them, across all imported flows."""
 
     objects: dict[str, dict[str, FieldGuess]] = field(default_factory=dict)
+    # per object: a Salesforce field (its key, see _field_key) -> its Baton name, and back
+    names: dict[str, dict[str, str]] = field(default_factory=dict)
+    owners: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def field_name(self, report: ImportReport, obj: str, segment: str, name: str,
+                   file: str, line: int) -> str:
+        """The Baton name of field ``segment`` of ``obj`` (``name`` is what
+        :func:`field_segment` makes of it), the same at every use, and never that of
+        another Salesforce field: ``Amount`` and ``Amount__c``, or ``Version__c`` and the
+        record's own ``version``, would otherwise read one field. The first field seen
+        keeps the name; another gets ``_c`` (a custom field) or ``_2``, noted."""
+        key = _field_key(segment)
+        names = self.names.setdefault(obj, {})
+        if key in names:
+            return names[key]
+        owners = self.owners.setdefault(obj, {})
+        wanted = name
+        if segment.strip() not in BUILTIN_FIELDS and (name in owners or name in TAKEN_FIELDS):
+            base = f"{name}_c" if key.endswith("__c") else f"{name}_2"
+            name, i = base, 2
+            while name in owners or name in TAKEN_FIELDS:
+                i += 1
+                name = f"{base}_{i}"
+            other = (f"the record's own {wanted}" if wanted not in owners
+                     else f"{obj}.{owners[wanted]}")
+            report.note(file, line, f"field {segment.strip()} of {obj}",
+                        f"named {name}: {wanted} is already {other}")
+        names[key] = name
+        owners.setdefault(name, segment.strip())
+        return name
 
     def touch(self, obj: str) -> dict[str, FieldGuess]:
         return self.objects.setdefault(obj, {})
@@ -136,6 +172,7 @@ class Scope:
         names: list[str] = []
         for i, seg in enumerate(segments):
             name, ref = field_segment(seg)
+            name = self.catalog.field_name(self.report, obj, seg, name, self.file, line)
             last = i == len(segments) - 1
             if not last:
                 ref = ref or relationship_object(seg)
@@ -357,6 +394,25 @@ class Scope:
             self.report.cannot(self.file, line, f"{where} logic {logic!r}", "is incomplete")
             return None
         return " ".join(out).replace("! ", "!").replace("( ", "(").replace(" )", ")")
+
+
+TAKEN_FIELDS = frozenset({"id", "created_at", "updated_at", "version", "false", "in", "null",
+                          "true"})
+"""Baton names no Salesforce field may take: a record's own fields, CEL's reserved words."""
+
+
+def _field_key(segment: str) -> str:
+    """The Salesforce field a path segment names (API names ignore case): ``AccountId``
+    and ``Account``, ``Manager__c`` and ``Manager__r`` are one field each."""
+    s = segment.strip().lower()
+    if s.endswith("__r"):
+        return s[:-3] + "__c"
+    if s.endswith("id") and s[:-2] in _RELATIONSHIPS:
+        return s[:-2]
+    return s
+
+
+_RELATIONSHIPS = frozenset(r.lower() for r in RELATIONSHIP_OBJECTS)
 
 
 def _grouped(cel: str) -> str:

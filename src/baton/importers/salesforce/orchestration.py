@@ -29,6 +29,13 @@ STAGE_TAGS = frozenset({
     "exitActionOutputParameters", "locationX", "locationY", "processMetadataValues",
     "stageStepOutputParameters",
 })
+START_TAGS = frozenset({
+    "connector", "object", "triggerType", "recordTriggerType", "filters", "filterLogic",
+    "filterFormula", "doesRequireRecordChangedToMeetCriteria", "schedule", "locationX",
+    "locationY",
+})
+"""What :meth:`OrchestrationTranslator.trigger` reads of ``start``; any other child (a
+scheduled path, above all) is reported, not dropped."""
 APPROVAL_INPUTS = frozenset({"recordId", "submitter", "submissionComments"})
 """The input variables Salesforce requires of an ``ApprovalWorkflow`` flow."""
 KINDS = {"orchestratedStages": "stage", "decisions": "decision", "stageSteps": "step"}
@@ -149,6 +156,7 @@ class OrchestrationTranslator:
     def trigger(self, start: Node | None) -> dict[str, Any]:
         if start is None:
             return {"type": "autolaunched"}
+        self._start_extras(start)
         obj = start.value("object")
         trigger_type = start.value("triggerType")
         when_type = start.value("recordTriggerType")
@@ -189,6 +197,21 @@ class OrchestrationTranslator:
                        f"record trigger on {object_type} {on}"
                        + (" with changed_to_meet" if trigger.get("changed_to_meet") else ""))
         return trigger
+
+    def _start_extras(self, start: Node) -> None:
+        """Report what the start has beyond its trigger: scheduled paths above all (a run
+        of them would never happen in Baton, and nothing else says so)."""
+        for child in start.children:
+            if child.tag == "scheduledPaths":
+                offset = " ".join(t for t in (child.value("offsetNumber"),
+                                              child.value("offsetUnit")) if t)
+                field = child.value("recordField")
+                when = (f" ({offset} from {field or 'the trigger'})" if offset else "")
+                self.cannot(child.line, f"start scheduled path {child.value('name')}{when}",
+                            "scheduled paths are not translated: add a stage with a pause "
+                            "step (`for: 3d`, or `at: '=record.field'`) on the path by hand")
+            elif child.tag not in START_TAGS:
+                self.cannot(child.line, f"start: {child.tag}", "not translated")
 
     def filters(self, start: Node) -> str | None:
         formula = start.first("filterFormula")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,13 @@ from baton.importers.salesforce.conditions import Catalog
 from baton.importers.salesforce.orchestration import ORCHESTRATION_TYPES, OrchestrationTranslator
 from baton.importers.salesforce.report import FlowToPort, ImportReport
 from baton.importers.salesforce.screens import ScreenFlows
-from baton.importers.salesforce.xmlread import Node, XmlProblem, read_xml
+from baton.importers.salesforce.xmlread import (
+    MAX_XML_BYTES,
+    Node,
+    XmlProblem,
+    parse_xml,
+    read_xml,
+)
 
 SUFFIXES = (".flow-meta.xml", ".flow", ".xml")
 
@@ -40,49 +48,151 @@ class FlowFile:
     root: Node
 
 
-def _api_name(path: Path) -> str:
-    name = path.name
+def _api_name(name: str) -> str:
+    """The flow's API name, from its file name (``X.flow-meta.xml``, ``X.flow``)."""
     for suffix in SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
-    return path.stem
+    return name.rsplit(".", 1)[0] if "." in name else name
 
 
-def find_files(paths: Sequence[str | Path]) -> list[tuple[str, Path]]:
-    """Files given, and every ``*.flow-meta.xml``/``*.flow`` under folders given (sorted)."""
-    found: list[tuple[str, Path]] = []
+MAX_ZIP_FLOWS = 5_000
+"""Flow files read from one zip (an org has at most a few thousand flows)."""
+VERSIONED = re.compile(r"^(?P<name>.+)-(?P<version>\d+)$")
+"""``Quote_Approval-3``: version 3 of flow ``Quote_Approval``, as a Metadata API retrieve
+names a versioned flow (API names have no ``-``)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file to read: ``shown`` is how the report names it (a zip member:
+    ``unpackaged.zip/unpackaged/flows/X.flow``)."""
+
+    shown: str
+    path: Path
+    member: str | None = None  # the member of the zip ``path``
+
+    @property
+    def name(self) -> str:
+        return self.member.rsplit("/", 1)[-1] if self.member else self.path.name
+
+    def read(self) -> Node:
+        if self.member is None:
+            return read_xml(self.path)
+        try:
+            with zipfile.ZipFile(self.path) as zf, zf.open(self.member) as f:
+                data = f.read(MAX_XML_BYTES + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
+                RuntimeError) as exc:  # (RuntimeError: an encrypted member)
+            raise XmlProblem(f"cannot read it from the zip: {exc}", 1) from None
+        return parse_xml(data)
+
+
+def _is_flow_file(name: str) -> bool:
+    return name.endswith((".flow-meta.xml", ".flow"))
+
+
+def _zip_members(path: Path) -> list[Source]:
+    """The flow files of a Metadata API retrieve zip (``unpackaged.zip``), sorted."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = sorted(i.filename for i in zf.infolist()
+                           if not i.is_dir() and _is_flow_file(i.filename))
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BatonError(f"{path}: cannot read the zip: {exc}") from None
+    if len(names) > MAX_ZIP_FLOWS:
+        raise BatonError(f"{path}: more than {MAX_ZIP_FLOWS:,} flow files in the zip: not a "
+                         "metadata retrieve")
+    return [Source(f"{path}/{n}", path, n) for n in names]
+
+
+def find_files(paths: Sequence[str | Path]) -> list[Source]:
+    """Files given, every ``*.flow-meta.xml``/``*.flow`` under folders given (sorted), and
+    those in zips given (a Metadata API retrieve: ``sf project retrieve start
+    --target-metadata-dir``)."""
+    found: list[Source] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            files = sorted(f for f in path.rglob("*") if f.is_file()
-                           and (f.name.endswith(".flow-meta.xml") or f.suffix == ".flow"))
-            found += [(str(f), f) for f in files]
+            files = sorted(f for f in path.rglob("*") if f.is_file() and _is_flow_file(f.name))
+            found += [Source(str(f), f) for f in files]
+        elif path.is_file() and _looks_zipped(path):
+            found += _zip_members(path)
         elif path.is_file():
-            found.append((str(path), path))
+            found.append(Source(str(path), path))
         else:
             raise BatonError(f"{path}: no such file or folder")
     return found
 
 
-def read_flows(files: Sequence[tuple[str, Path]], report: ImportReport) -> list[FlowFile]:
+def _looks_zipped(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def read_flows(files: Sequence[Source], report: ImportReport) -> list[FlowFile]:
     """The flows in ``files`` (from :func:`find_files`); each file that is not one is in
     the report, with its line and why."""
     flows: list[FlowFile] = []
-    for shown, path in files:
+    for src in files:
+        shown = src.shown
         try:
-            root = read_xml(path)
+            root = src.read()
         except XmlProblem as exc:
             report.cannot(shown, exc.line, "file", str(exc))
             continue
         except OSError as exc:
-            report.cannot(shown, 1, "file", f"cannot read it: {exc.strerror}")
+            report.cannot(shown, 1, "file", f"cannot read it: {exc.strerror or exc}")
             continue
         if root.tag != "Flow":
             report.cannot(shown, root.line, "file", f"not Flow metadata: the root element is "
                                                     f"<{root.tag}>, not <Flow>")
             continue
-        flows.append(FlowFile(_api_name(path), shown, root))
-    return flows
+        flows.append(FlowFile(_api_name(src.name), shown, root))
+    return _one_version_each(flows, report)
+
+
+def _one_version_each(flows: list[FlowFile], report: ImportReport) -> list[FlowFile]:
+    """One file per flow: a retrieve may hold several versions of a flow
+    (``Deal_Desk-1.flow``, ``Deal_Desk-2.flow``), or the same flow twice (a source folder
+    and a retrieve given together). Every version would become its own orchestration,
+    triggered by the same records: the Active one is kept (else the highest version, else
+    the first given) under the flow's own name; each other one is noted, not imported."""
+    groups: dict[str, list[tuple[int, FlowFile]]] = {}
+    for f in flows:
+        m = VERSIONED.match(f.api_name)
+        name, version = (m["name"], int(m["version"])) if m else (f.api_name, 0)
+        groups.setdefault(name, []).append((version, f))
+    kept: list[FlowFile] = []
+    for name, versions in groups.items():
+        best_version, best = max(versions, key=lambda v: (
+            v[1].root.value("status") == "Active", v[0], -versions.index(v)))
+        chosen = FlowFile(name, best.shown, best.root)
+        kept.append(chosen)
+        status = best.root.value("status")
+        why = ("it is Active" if status == "Active" else
+               "the highest version given: none is Active" if best_version else
+               "the first given: none is Active")
+        for _, f in versions:
+            if f is not best:
+                report.note(f.shown, f.root.line, f"flow {f.api_name} "
+                            f"({f.root.value('status') or 'no status'})",
+                            f"not imported: the version of {name} imported is {best.shown} "
+                            f"({why})")
+        if (status and status != "Active"
+                and best.root.value("processType") in ORCHESTRATION_TYPES):
+            report.note(best.shown, _line(best.root, "status"), f"status {status}",
+                        f"Salesforce does not run a {status} flow; once deployed, Baton "
+                        "runs the orchestration imported from it")
+    return kept
+
+
+def _line(root: Node, tag: str) -> int:
+    node = root.first(tag)
+    return node.line if node is not None else root.line
 
 
 def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = False
@@ -112,8 +222,8 @@ def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = F
     objects = _objects(catalog)
     report.orchestrations = [o["name"] for o in orchestrations]
     report.objects = [o["name"] for o in objects]
-    _next_steps(report, out)
     files = _files(out, objects, orchestrations, report)
+    _next_steps(report, out)
     files[out / "IMPORT_REPORT.md"] = report.to_text()
     _write(out, files)
     report.written += [str(path) for path in files]
@@ -182,16 +292,106 @@ HEADER = "# Imported from Salesforce by `baton import salesforce`; see IMPORT_RE
 
 def _files(out: Path, objects: list[dict[str, Any]], orchestrations: list[dict[str, Any]],
            report: ImportReport) -> dict[Path, str]:
-    """The project's files and their text."""
-    files: dict[Path, str] = {
-        out / "baton.toml": ('# Baton project imported from Salesforce.\n'
-                             'database = "sqlite:///baton.db"\nflows = ["flows"]\n'),
-        out / "definitions" / "objects.yaml": HEADER + _dump(objects),
-        out / "flows.py": flows_module(report.flows_to_port),
-    }
+    """The project's files and their text. A project imported before (``--force``: a
+    second import after the flows changed in Salesforce) keeps what its user wrote:
+    ``baton.toml`` as it is, ``flows.py`` with a stub added for each flow it lacks,
+    ``objects.yaml`` with the fields and objects it lacks added; the orchestrations'
+    files are replaced (they are what Salesforce says)."""
+    files: dict[Path, str] = {}
+    toml = out / "baton.toml"
+    if toml.exists():
+        report.kept.append(f"{toml}: kept as it is")
+    else:
+        files[toml] = ('# Baton project imported from Salesforce.\n'
+                       'database = "sqlite:///baton.db"\nflows = ["flows"]\n')
+    objects_text = _objects_file(out / "definitions" / "objects.yaml", objects, report)
+    if objects_text is not None:
+        files[out / "definitions" / "objects.yaml"] = objects_text
+    flows_text = _flows_file(out / "flows.py", report)
+    if flows_text is not None:
+        files[out / "flows.py"] = flows_text
     for o in orchestrations:
         files[out / "definitions" / f"{o['name']}.yaml"] = HEADER + _dump([o])
     return files
+
+
+def _read_kept(path: Path, why: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise BatonError(f"{path}: cannot read it to {why}: {reason} (fix it, or move it "
+                         "away and import again)") from None
+
+
+def _objects_file(path: Path, objects: list[dict[str, Any]], report: ImportReport
+                  ) -> str | None:
+    """``objects.yaml``: new, or the one there with the objects and fields it lacks added
+    (its own fields are kept as they are: the user's choices, required fields, defaults);
+    ``None`` when it lacks nothing (it is left alone, comments and all)."""
+    if not path.exists():
+        return HEADER + _dump(objects)
+    why = "add the inferred object types"
+    text = _read_kept(path, why)
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise BatonError(f"{where}: cannot {why} to it: not YAML (fix it, or move it away "
+                         "and import again)") from None
+    mine: dict[str, dict[str, Any]] = {}
+    for d in docs:
+        if not isinstance(d, dict) or (d.get("kind") == "object"
+                                       and not isinstance(d.get("fields", {}), dict)):
+            raise BatonError(f"{path}: cannot {why} to it: a document is not an object "
+                             "definition with a fields mapping (fix it, or move it away and "
+                             "import again)")
+        if d.get("kind") == "object" and isinstance(d.get("name"), str):
+            mine.setdefault(d["name"], d)
+    added: list[str] = []
+    for o in objects:
+        have = mine.get(o["name"])
+        if have is None:
+            docs.append(o)
+            added.append(o["name"])
+            continue
+        fields = have.setdefault("fields", {})
+        for fname, spec in o["fields"].items():
+            if fname not in fields and not (fname == "name" and len(o["fields"]) == 1):
+                fields[fname] = spec
+                added.append(f"{o['name']}.{fname}")
+    if not added:
+        report.kept.append(f"{path}: kept as it is (it has every object and field inferred)")
+        return None
+    report.kept.append(f"{path}: kept, with {', '.join(added)} added (rewritten: its "
+                       "comments are not kept)")
+    return HEADER + _dump(docs)
+
+
+FLOW_DECORATOR = re.compile(r"""@flow\(\s*(?:name\s*=\s*)?(['"])(?P<name>.+?)\1""")
+DEF = re.compile(r"^\s*(?:async\s+)?def\s+(\w+)", re.MULTILINE)
+
+
+def _flows_file(path: Path, report: ImportReport) -> str | None:
+    """``flows.py``: new, or the one there (the flows ported so far) with a stub added for
+    each flow it does not define yet; ``None`` when it lacks none."""
+    if not path.exists():
+        return flows_module(report.flows_to_port)
+    text = _read_kept(path, "add the stubs of new flows")
+    defined = {m["name"] for m in FLOW_DECORATOR.finditer(text)}
+    report.already_ported = sorted(defined & {p.flow for p in report.flows_to_port})
+    missing = [p for p in report.flows_to_port if p.flow not in defined]
+    if not missing:
+        report.kept.append(f"{path}: kept as it is (it defines every flow used)")
+        return None
+    new = sorted({p.flow for p in missing})
+    report.kept.append(f"{path}: kept, with stubs added for {', '.join(new)}")
+    return (text.rstrip("\n") + "\n\n\n# Added by `baton import salesforce` (a new import): "
+            "the flows the orchestrations now use\n"
+            "from typing import Any  # noqa: E402\n\n"
+            "from baton import FlowContext, StepFailure, flow  # noqa: E402\n"
+            + _stubs(missing, set(DEF.findall(text))))
 
 
 def _write(out: Path, files: dict[Path, str]) -> None:
@@ -237,10 +437,16 @@ def flows_module(ports: list[FlowToPort]) -> str:
              "background step then goes to fallout, an evaluation flow opens an incident.",
              '"""', "", "from __future__ import annotations", "", "from typing import Any", "",
              "from baton import FlowContext, StepFailure, flow", ""]
+    return "\n".join(lines) + _stubs(ports, set())
+
+
+def _stubs(ports: list[FlowToPort], used_names: set[str]) -> str:
+    """A "port me" function per Baton flow of ``ports``, named apart from ``used_names``."""
+    lines: list[str] = []
     seen: dict[str, list[FlowToPort]] = {}
     for p in ports:
         seen.setdefault(p.flow, []).append(p)
-    used_names: set[str] = set()
+    used_names = set(used_names)
     for name, uses in seen.items():
         first = uses[0]
         fn = re.sub(r"\W", "_", first.original).lower() or "flow"
@@ -271,9 +477,12 @@ def _next_steps(report: ImportReport, out: Path) -> None:
     if report.untranslated:
         steps.insert(0, f"Read the {len(report.untranslated)} construct(s) not translated "
                      "(above) and add what they did to the definitions by hand")
-    if report.flows_to_port:
-        steps.append(f"Port the {len({p.flow for p in report.flows_to_port})} flow(s) in "
-                     f"{out / 'flows.py'}: each raises 'port me' until written")
+    to_port = {p.flow for p in report.flows_to_port} - set(report.already_ported)
+    if to_port:
+        steps.append(f"Port the {len(to_port)} flow(s) in {out / 'flows.py'}: each raises "
+                     "'port me' until written" + (f" ({len(report.already_ported)} already "
+                                                  "written there)" if report.already_ported
+                                                  else ""))
     if report.approval_steps:
         steps.append(f"Approval steps ({', '.join(report.approval_steps)}) are type: "
                      "approval: the form is decision (approve | reject) and comments, the "

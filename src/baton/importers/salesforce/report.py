@@ -46,6 +46,8 @@ class ImportReport:
     flows_to_port: list[FlowToPort] = field(default_factory=list)
     next_steps: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # files of an earlier import kept (why)
+    already_ported: list[str] = field(default_factory=list)  # flows a kept flows.py defines
     orchestrations: list[str] = field(default_factory=list)
     objects: list[str] = field(default_factory=list)
     approval_steps: list[str] = field(default_factory=list)  # "orchestration.step"
@@ -74,6 +76,7 @@ class ImportReport:
             "approval_steps": self.approval_steps,
             "next_steps": self.next_steps,
             "written": self.written,
+            "kept": self.kept,
         }
 
     def to_text(self) -> str:
@@ -95,6 +98,9 @@ class ImportReport:
             out.append("- none")
         out += [f"- {p.flow} (Salesforce {p.kind} flow {p.original}, used by {p.used_by}): "
                 "in flows.py it raises 'port me' until you write it" for p in self.flows_to_port]
+        if self.kept:
+            out += ["", "## Kept from the project already there", ""]
+            out += [f"- {k}" for k in self.kept]
         out += ["", "## Next steps", ""]
         out += [f"{i}. {s}" for i, s in enumerate(self.next_steps, 1)]
         return "\n".join(out) + "\n"
