@@ -7,11 +7,47 @@
 // page's operator actions, when they changed) is left as it is while one of its forms holds
 // the focus or something typed; the refresh's note about it (data-if-kept="ITS ID") stays
 // only then, and the next refresh redraws it once the form is left (sent, or emptied).
+// For a keyboard or screen reader user: when the control that had the focus is gone (a
+// claimed row's Claim button), the focus goes to the row's control marked data-focus; what
+// a swap did (data-announce) or what a refresh changed (data-live-summary, data-live-keys:
+// the items shown) is said once in the page's live region (#announce); a part that updates
+// itself can be paused (a button data-pause="ITS ID", WCAG 2.2.2); and a form drawn again
+// with errors (data-focus-invalid) puts the focus on its first invalid field.
 (function () {
   "use strict";
   var opened = null;
   var focus = null;
   var keptNow = {};
+  var swapped = null;  // the swap's target: {id, summary, keys} as it was
+  var paused = {};     // ids of the parts whose updates are paused
+
+  function announce(text) {
+    var region = document.getElementById("announce");
+    if (!region || !text) { return; }
+    region.textContent = "";  // (the same words again are said again)
+    window.setTimeout(function () { region.textContent = text; }, 100);
+  }
+
+  function words(list) { return list ? list.split(" ").filter(Boolean) : []; }
+
+  function changes(before, part) {
+    var note = part.matches("[data-announce]") ? part : part.querySelector("[data-announce]");
+    if (note) { return note.getAttribute("data-announce"); }
+    var summary = part.getAttribute("data-live-summary");
+    if (!before || summary === null) { return null; }
+    if (part.hasAttribute("data-live-keys")) {
+      var was = words(before.keys), now = words(part.getAttribute("data-live-keys"));
+      var added = now.filter(function (k) { return was.indexOf(k) < 0; }).length;
+      var gone = was.filter(function (k) { return now.indexOf(k) < 0; }).length;
+      if (added || gone) {
+        var what = [];
+        if (added) { what.push(added + " new"); }
+        if (gone) { what.push(gone + " gone"); }
+        return "Updated: " + what.join(", ") + ". " + summary;
+      }
+    }
+    return summary !== before.summary ? summary : null;
+  }
 
   function typedInto(form) {
     var kept = form.hasAttribute("data-kept");  // drawn again with what a refused submit sent
@@ -65,6 +101,8 @@
     keptNow = {};  // (an answer's out-of-band parts are swapped after this, its target last)
     var target = ev.detail.target;
     if (!target) { return; }
+    swapped = target.id ? {id: target.id, summary: target.getAttribute("data-live-summary"),
+                           keys: target.getAttribute("data-live-keys")} : null;
     opened = {};
     var details = target.querySelectorAll("details[data-key]");
     for (var i = 0; i < details.length; i++) {
@@ -97,10 +135,51 @@
         for (var j = 0; j < controls.length && !again; j++) {
           if (controlKey(controls[j]) === focus.key) { again = controls[j]; }
         }
-        again = again || scope.querySelector("button, a[href]");
+        again = again || scope.querySelector("[data-focus]") || scope.querySelector("button, a[href]");
         if (again) { again.focus({preventScroll: true}); }
       }
     }
     focus = null;
+    var part = swapped ? document.getElementById(swapped.id) : null;
+    if (part) { announce(changes(swapped, part)); }
+    swapped = null;
+    showPauses();
+  });
+
+  // Pausing a part that updates itself: its polls are not sent while it is paused.
+  function showPauses() {
+    var buttons = document.querySelectorAll("button[data-pause]");
+    for (var i = 0; i < buttons.length; i++) {
+      var part = document.getElementById(buttons[i].getAttribute("data-pause"));
+      var holder = buttons[i].closest(".live-control") || buttons[i];
+      holder.hidden = !(window.htmx && part && part.hasAttribute("hx-trigger"));
+    }
+  }
+
+  document.addEventListener("click", function (ev) {
+    var button = ev.target.closest ? ev.target.closest("button[data-pause]") : null;
+    if (!button) { return; }
+    var id = button.getAttribute("data-pause");
+    paused[id] = !paused[id];
+    button.setAttribute("aria-pressed", paused[id] ? "true" : "false");
+  });
+
+  document.addEventListener("htmx:beforeRequest", function (ev) {
+    var elt = ev.detail.elt;
+    if (elt && elt.id && paused[elt.id]) { ev.preventDefault(); }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    showPauses();
+    var forms = document.querySelectorAll("form[data-focus-invalid]");
+    for (var i = 0; i < forms.length; i++) {
+      var bad = forms[i].querySelector('[aria-invalid="true"]');
+      if (!bad || (document.activeElement && document.activeElement !== document.body)) { continue; }
+      if (bad.tagName === "FIELDSET") {
+        bad = bad.querySelector("input:checked") || bad.querySelector("input, select, textarea");
+      }
+      if (bad) { bad.focus(); }
+      return;
+    }
   });
 })();

@@ -1,0 +1,335 @@
+"""Accessibility (WCAG 2.1 A/AA) of the web UI, as a public-sector customer's check would do it.
+
+axe-core (vendored, test-only: ``tests/browser/vendor/axe-core``) runs on every page an
+administrator sees, and on the Work Guide as an agent: no violation. The pages' CSP allows
+no injected script, so these browser contexts bypass it (the test's own context only).
+Then an agent works an item with the keyboard alone: Tab, Shift+Tab, Enter and Space
+open the Work Guide, the item, claim it, fill its form and complete it; after each htmx
+swap on that path the focus is on a control, never lost to ``<body>``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import PASSWORDS, Server, eventually, login, shot
+
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+# axe's "best practice" rules on a page's structure (not WCAG success criteria themselves,
+# but what a screen reader user navigates by): checked too
+STRUCTURE = ["heading-order", "landmark-one-main", "landmark-unique", "page-has-heading-one",
+             "region", "skip-link", "aria-allowed-role", "empty-heading", "empty-table-header"]
+PASSWORDS.setdefault("ada", "ada-secret-1")  # an administrator, added here
+
+FORM = """
+kind: object
+name: A11yFeedback
+fields:
+  subject: {type: string, required: true}
+  message: {type: text, required: true}
+  rating: {type: choice, choices: [good, fair, poor]}
+  visited: {type: date}
+---
+kind: intake_form
+name: a11y_feedback
+object: A11yFeedback
+label: Tell us how we did
+description: Your feedback goes to the service team.
+fields:
+  - subject
+  - {field: message, label: Your feedback, help: "What went well, what did not."}
+  - rating
+  - visited
+rate_limit: 50
+thanks: Thank you for your feedback.
+"""
+
+AXE_RUN = """async ([tags, rules]) => {
+  const options = {resultTypes: ["violations"]};
+  const wcag = await axe.run(document, {...options, runOnly: {type: "tag", values: tags}});
+  const structure = await axe.run(document, {...options, runOnly: {type: "rule", values: rules}});
+  return wcag.violations.concat(structure.violations).map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map(n => n.target.join(" ") + ": " +
+                                       (n.failureSummary || "").replace(/\\s+/g, " "))}));
+}"""
+
+
+def violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's WCAG 2.1 A/AA (and structure) violations of the page as it is now."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    found: list[dict[str, Any]] = page.evaluate(AXE_RUN, [WCAG_21_AA, STRUCTURE])
+    return found
+
+
+def described(where: str, found: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{where}: {v['id']} ({v['impact']}): {v['help']}\n    "
+                     + "\n    ".join(v["nodes"]) for v in found)
+
+
+@pytest.fixture
+def a11y_page(browser: Any, server: Server) -> Iterator[Callable[..., Any]]:
+    """Pages whose context bypasses the pages' CSP, so that axe-core can be injected."""
+    contexts: list[Any] = []
+
+    def make(width: int = 1280, height: int = 900) -> Any:
+        context = browser.new_context(base_url=server.url, bypass_csp=True,
+                                      viewport={"width": width, "height": height})
+        context.set_default_timeout(20_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def _admin(server: Server) -> None:
+    if "ada" not in server.cli("users", "list"):
+        server.cli("users", "add", "ada", "--role", "admin", "--email", "ada@example.com",
+                   "--password-stdin", input=PASSWORDS["ada"] + "\n")
+
+
+def test_every_page_has_no_wcag21_aa_violation(server: Server,
+                                               a11y_page: Callable[..., Any],
+                                               tmp_path: Path) -> None:
+    _admin(server)
+    form = tmp_path / "a11y_feedback.yaml"
+    form.write_text(FORM)
+    server.cli("deploy", str(form))
+    record_id = server.create_case("Accessibility check: the inverter beeps")
+    item = server.work_item_for(record_id)
+    fragile = str(json.loads(server.cli("start", "fragile_sync", "--json"))["id"])
+    problems: list[str] = []
+
+    def check(page: Any, where: str) -> None:
+        page.wait_for_load_state()
+        found = violations(page)
+        if found:
+            problems.append(described(where, found))
+        shot(page, f"a11y-{where.strip('/').replace('/', '-').replace('?', '-') or 'root'}")
+
+    visitor = a11y_page()
+    visitor.goto("/login")
+    check(visitor, "/login")
+    visitor.get_by_label("User name").fill("nobody")
+    visitor.get_by_label("Password").fill("wrong-password")
+    visitor.get_by_role("button", name="Log in").click()
+    check(visitor, "/login (refused)")
+    visitor.goto("/forms/a11y_feedback")
+    check(visitor, "/forms/a11y_feedback")
+    # a field's help is said with it, and so is its error once there is one
+    feedback = visitor.get_by_label("Your feedback")
+    expect(feedback).to_have_accessible_description("What went well, what did not.")
+    visitor.get_by_role("button", name="Send").click()
+    expect(visitor.get_by_text("Subject is required")).to_be_visible()
+    expect(feedback).to_have_accessible_description(
+        "Your feedback is required What went well, what did not.")
+    expect(visitor.get_by_label("Subject")).to_be_focused()  # the first field to correct
+    check(visitor, "/forms/a11y_feedback (errors)")
+    visitor.get_by_label("Subject").fill("Quick and kind")
+    visitor.get_by_label("Your feedback").fill("All good.")
+    visitor.get_by_role("button", name="Send").click()
+    expect(visitor.get_by_role("status")).to_contain_text("Thank you")
+    check(visitor, "/forms/a11y_feedback (thanks)")
+
+    agent = a11y_page()
+    login(agent, "alice", next_path="/work")
+    check(agent, "/work (agent)")
+    agent.goto("/work?tab=unclaimed")
+    check(agent, "/work?tab=unclaimed (agent)")
+    agent.goto(f"/work/{item['id']}")
+    check(agent, "/work/ITEM (agent)")
+    agent.get_by_role("button", name="Complete").click()
+    expect(agent.locator("#f-resolution-err")).to_be_visible()
+    check(agent, "/work/ITEM (errors, agent)")
+    agent.goto("/work")
+    row = agent.locator(f"#item-{item['id']}")
+    row.get_by_role("button", name="Claim").click()  # the row swapped by htmx
+    expect(row).to_have_attribute("data-status", "claimed")
+    check(agent, "/work (a row claimed, agent)")
+    phone = a11y_page(width=390)
+    login(phone, "bob", next_path="/work")
+    check(phone, "/work (390 px wide, agent)")
+    agent.goto("/settings")
+    check(agent, "/settings (agent)")
+
+    admin = a11y_page()
+    login(admin, "ada", next_path="/work")
+    eventually(lambda: fragile in (admin.goto("/fallout") and admin.content()), timeout=90,
+               what=f"run {fragile} in fallout")
+    for path in ("/work", "/work?tab=all", f"/work/{item['id']}", "/runs",
+                 "/runs?attention=true", f"/runs/{item['run_id']}", f"/runs/{fragile}",
+                 "/fallout", "/records", f"/records/{record_id}", "/definitions",
+                 "/definitions/orchestration/case_triage",
+                 "/definitions/orchestration/case_triage?a=1&b=1", "/definitions/object/Case",
+                 "/team", "/settings", "/runs/run_nope"):
+        admin.goto(path)
+        check(admin, path.replace(item["id"], "ITEM").replace(record_id, "RECORD")
+              .replace(item["run_id"], "RUN").replace(fragile, "FALLOUT_RUN"))
+    # a refused operator action, said in its form
+    admin.goto(f"/runs/{fragile}")
+    admin.get_by_role("button", name="Cancel run").click()
+    check(admin, "/runs/FALLOUT_RUN (refused)")
+    for run_id in (fragile, item["run_id"]):  # (nothing left in other tests' queues)
+        server.cli("runs", "cancel", run_id, "--reason", "accessibility test done")
+
+    assert not problems, "\n".join(problems)
+
+
+FOCUSED = """() => {
+  const e = document.activeElement;
+  if (!e || e === document.body || e === document.documentElement) { return null; }
+  return {tag: e.tagName, name: (e.getAttribute("aria-label") || e.textContent || "").trim(),
+          href: e.getAttribute("href"), type: e.getAttribute("type"), id: e.id,
+          value: e.getAttribute("value")};
+}"""
+
+
+def press(page: Any, key: str) -> dict[str, Any]:
+    """Press one key; the focus must then be on an element, never lost to <body>."""
+    page.keyboard.press(key)
+    now: dict[str, Any] | None = page.evaluate(FOCUSED)
+    assert now is not None, f"after {key} on {page.url} the focus is on <body>"
+    return now
+
+
+def follow(page: Any, key: str = "Enter") -> None:
+    """Press a key that loads another page (a link followed, a form sent)."""
+    with page.expect_navigation():
+        page.keyboard.press(key)
+
+
+def tab_to(page: Any, wanted: Callable[[dict[str, Any]], bool], what: str,
+           key: str = "Tab", limit: int = 150) -> dict[str, Any]:
+    """Press Tab (or Shift+Tab) until the focused element is the one wanted."""
+    seen = []
+    for _ in range(limit):
+        now = press(page, key)
+        if wanted(now):
+            return now
+        seen.append(f"{now['tag']} {now['name'][:40]!r}")
+    raise AssertionError(f"{what}: not reached with {key} on {page.url}; went through {seen}")
+
+
+def next_refresh(page: Any, part: str) -> None:
+    """Wait for the next time the part refreshes itself (an htmx poll swapping it)."""
+    page.evaluate("""(id) => new Promise((done, failed) => {
+      const timer = setTimeout(() => failed(new Error("no refresh of #" + id)), 40000);
+      document.addEventListener("htmx:afterSettle", function seen() {
+        if (document.getElementById(id)) {
+          clearTimeout(timer); document.removeEventListener("htmx:afterSettle", seen); done();
+        }
+      });
+    })""", part)
+
+
+def test_an_agent_works_an_item_with_the_keyboard_alone(server: Server,
+                                                        new_page: Callable[..., Any]) -> None:
+    subject = "Keyboard only: the display stays dark"
+    record_id = server.create_case(subject)
+    item_id = server.work_item_for(record_id)["id"]
+    page = new_page()
+
+    # log in: the user name field has the focus; type, Tab, type, Enter
+    page.goto("/login?next=/work")
+    expect(page.get_by_label("User name")).to_be_focused()
+    page.keyboard.type("alice")
+    press(page, "Tab")
+    page.keyboard.type(PASSWORDS["alice"])
+    follow(page)
+    expect(page).to_have_url(re.compile(r"/work$"))
+
+    # the first Tab reaches the skip link, which takes the focus past the navigation
+    assert press(page, "Tab")["name"] == "Skip to content"
+    press(page, "Enter")
+    expect(page.locator("main")).to_be_focused()
+
+    # claim in the list (an htmx swap of the row): the focus goes to the row's Open link
+    row = page.locator(f"#item-{item_id}")
+    tab_to(page, lambda e: e["name"] == f"Claim {subject} ({item_id})", "the Claim button")
+    press(page, "Space")
+    expect(row).to_have_attribute("data-status", "claimed")
+    expect(row.get_by_role("link", name=f"Open {subject} ({item_id})")).to_be_focused()
+    expect(page.locator("#announce")).to_have_text(f"You claimed {subject}.")
+    shot(page, "a11y-keyboard-claimed")
+
+    # the list refreshes itself: the focus stays where it is
+    next_refresh(page, "work-live")
+    expect(row.get_by_role("link", name=f"Open {subject} ({item_id})")).to_be_focused()
+
+    # release it again (another swap): the focus goes to the row's Claim button
+    assert press(page, "Tab")["name"] == f"Release {subject} ({item_id})"
+    press(page, "Space")
+    expect(row).to_have_attribute("data-status", "open")
+    expect(row.get_by_role("button", name=f"Claim {subject} ({item_id})")).to_be_focused()
+    expect(page.locator("#announce")).to_have_text(f"You released {subject}: it is open again.")
+
+    # open the item: back to the row's link, Enter
+    tab_to(page, lambda e: e["tag"] == "A" and e["href"] == f"/work/{item_id}", "the item's link",
+           key="Shift+Tab")
+    follow(page)
+    expect(page).to_have_url(re.compile(f"/work/{item_id}$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text(subject)
+
+    # claim it on its page, then fill in the form; Complete without a resolution first
+    tab_to(page, lambda e: e["tag"] == "BUTTON" and e["name"] == "Claim", "the Claim button")
+    follow(page)
+    expect(page.locator(".facts")).to_contain_text("claimed by alice")
+    tab_to(page, lambda e: e["id"] == "f-notes", "the Notes field")
+    page.keyboard.type("Reset the display by keyboard")
+    assert press(page, "Tab")["name"] == "Complete"
+    follow(page)
+    expect(page.locator("#f-resolution-err")).to_have_text("Resolution is required")
+    # the page comes back with the focus on the field to correct
+    close = page.get_by_role("radio", name="close")
+    expect(close).to_be_focused()
+    press(page, "Space")
+    expect(close).to_be_checked()
+    assert press(page, "Tab")["id"] == "f-notes"
+    expect(page.get_by_label("Notes")).to_have_value("Reset the display by keyboard")
+    assert press(page, "Tab")["name"] == "Complete"
+    follow(page)
+    expect(page.get_by_role("heading", name="What happened next")).to_be_visible()
+    expect(page.locator(".decision")).to_contain_text("go to close")
+    shot(page, "a11y-keyboard-completed")
+
+
+def test_the_work_guide_updates_can_be_paused(server: Server,
+                                              new_page: Callable[..., Any]) -> None:
+    """WCAG 2.2.2: a part that updates itself has a control that stops it (and starts it)."""
+    page = new_page()
+    login(page, "bob", next_path="/work")
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if "/work/live" in r.url else None)
+    pause = page.get_by_role("button", name="Pause updates")
+    expect(pause).to_have_attribute("aria-pressed", "false")
+    pause.focus()
+    page.keyboard.press("Space")
+    expect(pause).to_have_attribute("aria-pressed", "true")
+    sent_before = len(polls)
+    # the next poll comes and is held back: no request
+    held = page.evaluate("""() => new Promise((done, failed) => {
+      const timer = setTimeout(() => failed(new Error("no poll of #work-live")), 40000);
+      document.addEventListener("htmx:beforeRequest", function seen(ev) {
+        if (ev.detail.elt && ev.detail.elt.id === "work-live") {
+          clearTimeout(timer); document.removeEventListener("htmx:beforeRequest", seen);
+          done(ev.defaultPrevented);
+        }
+      });
+    })""")
+    assert held is True
+    assert len(polls) == sent_before
+    page.keyboard.press("Space")  # (the button still has the focus)
+    expect(pause).to_have_attribute("aria-pressed", "false")
+    next_refresh(page, "work-live")
+    assert len(polls) > sent_before
