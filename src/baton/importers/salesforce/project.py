@@ -15,6 +15,7 @@ import yaml
 
 from baton.errors import BatonError, Issue
 from baton.importers.salesforce.conditions import Catalog
+from baton.importers.salesforce.objects import is_object_file, object_types, read_metadata
 from baton.importers.salesforce.orchestration import ORCHESTRATION_TYPES, OrchestrationTranslator
 from baton.importers.salesforce.report import FlowToPort, ImportReport
 from baton.importers.salesforce.screens import ScreenFlows
@@ -56,8 +57,9 @@ def _api_name(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
-MAX_ZIP_FLOWS = 5_000
-"""Flow files read from one zip (an org has at most a few thousand flows)."""
+MAX_ZIP_FLOWS = 20_000
+"""Flow and object files read from one zip (an org has at most a few thousand flows, and
+a few thousand custom fields)."""
 VERSIONED = re.compile(r"^(?P<name>.+)-(?P<version>\d+)$")
 """``Quote_Approval-3``: version 3 of flow ``Quote_Approval``, as a Metadata API retrieve
 names a versioned flow (API names have no ``-``)."""
@@ -92,29 +94,36 @@ def _is_flow_file(name: str) -> bool:
     return name.endswith((".flow-meta.xml", ".flow"))
 
 
+def _is_read(name: str) -> bool:
+    """Whether a file found in a folder or a zip is read: a flow, or object metadata."""
+    return _is_flow_file(name) or is_object_file(name)
+
+
 def _zip_members(path: Path) -> list[Source]:
-    """The flow files of a Metadata API retrieve zip (``unpackaged.zip``), sorted."""
+    """The flow and object files of a Metadata API retrieve zip (``unpackaged.zip``),
+    sorted."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = sorted(i.filename for i in zf.infolist()
-                           if not i.is_dir() and _is_flow_file(i.filename))
+                           if not i.is_dir() and _is_read(i.filename))
     except (zipfile.BadZipFile, OSError) as exc:
         raise BatonError(f"{path}: cannot read the zip: {exc}") from None
     if len(names) > MAX_ZIP_FLOWS:
-        raise BatonError(f"{path}: more than {MAX_ZIP_FLOWS:,} flow files in the zip: not a "
-                         "metadata retrieve")
+        raise BatonError(f"{path}: more than {MAX_ZIP_FLOWS:,} flow and object files in the "
+                         "zip: not a metadata retrieve")
     return [Source(f"{path}/{n}", path, n) for n in names]
 
 
 def find_files(paths: Sequence[str | Path]) -> list[Source]:
-    """Files given, every ``*.flow-meta.xml``/``*.flow`` under folders given (sorted), and
-    those in zips given (a Metadata API retrieve: ``sf project retrieve start
+    """Files given, every flow (``*.flow-meta.xml``, ``*.flow``) and object metadata file
+    (:func:`~baton.importers.salesforce.objects.is_object_file`) under folders given
+    (sorted), and those in zips given (a Metadata API retrieve: ``sf project retrieve start
     --target-metadata-dir``)."""
     found: list[Source] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            files = sorted(f for f in path.rglob("*") if f.is_file() and _is_flow_file(f.name))
+            files = sorted(f for f in path.rglob("*") if f.is_file() and _is_read(f.name))
             found += [Source(str(f), f) for f in files]
         elif path.is_file() and _looks_zipped(path):
             found += _zip_members(path)
@@ -201,7 +210,8 @@ def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = F
     written unless every file is (:func:`_write`)."""
     _check_out(out, force)
     report = ImportReport()
-    given = find_files(paths)
+    found = find_files(paths)
+    given = [f for f in found if not is_object_file(f.name)]
     if not given:
         raise NothingImported(f"nothing imported: no flow metadata (*.flow-meta.xml, *.flow) "
                               f"in {', '.join(str(p) for p in paths)}", [])
@@ -219,11 +229,14 @@ def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = F
         # the files that could not be read are why, often (a truncated or empty file)
         raise NothingImported(_nothing_imported(len(given), len(flows), len(unread)), unread)
     _others(flows, screens, report)
-    objects = _objects(catalog)
+    metadata = read_metadata([f for f in found if is_object_file(f.name)], report)
+    objects, typed = object_types(catalog, metadata, report)
     report.orchestrations = [o["name"] for o in orchestrations]
     report.objects = [o["name"] for o in objects]
-    files = _files(out, objects, orchestrations, report)
-    _next_steps(report, out)
+    files = _files(out, objects, orchestrations, report, typed)
+    _next_steps(report, out, inferred=[f"{o['name']}.{f}" for o in objects
+                                       if o["name"] not in metadata.objects
+                                       for f in o["fields"]])
     files[out / "IMPORT_REPORT.md"] = report.to_text()
     _write(out, files)
     report.written += [str(path) for path in files]
@@ -267,19 +280,9 @@ def _others(flows: list[FlowFile], screens: ScreenFlows, report: ImportReport) -
                         "no imported orchestration uses it: not imported")
 
 
-def _objects(catalog: Catalog) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for name in sorted(catalog.objects):
-        fields: dict[str, Any] = {}
-        for fname, guess in sorted(catalog.objects[name].items()):
-            if guess.type == "ref" and guess.ref is not None:
-                fields[fname] = {"type": "ref", "object": guess.ref}
-            else:
-                fields[fname] = {"type": guess.type or "string"}
-        if not fields:
-            fields["name"] = {"type": "string"}
-        out.append({"kind": "object", "name": name, "fields": fields})
-    return out
+def _flow_style(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, allow_unicode=True,
+                          width=4096).strip()
 
 
 def _dump(docs: list[dict[str, Any]]) -> str:
@@ -291,7 +294,7 @@ HEADER = "# Imported from Salesforce by `baton import salesforce`; see IMPORT_RE
 
 
 def _files(out: Path, objects: list[dict[str, Any]], orchestrations: list[dict[str, Any]],
-           report: ImportReport) -> dict[Path, str]:
+           report: ImportReport, typed: set[tuple[str, str]]) -> dict[Path, str]:
     """The project's files and their text. A project imported before (``--force``: a
     second import after the flows changed in Salesforce) keeps what its user wrote:
     ``baton.toml`` as it is, ``flows.py`` with a stub added for each flow it lacks,
@@ -304,7 +307,7 @@ def _files(out: Path, objects: list[dict[str, Any]], orchestrations: list[dict[s
     else:
         files[toml] = ('# Baton project imported from Salesforce.\n'
                        'database = "sqlite:///baton.db"\nflows = ["flows"]\n')
-    objects_text = _objects_file(out / "definitions" / "objects.yaml", objects, report)
+    objects_text = _objects_file(out / "definitions" / "objects.yaml", objects, report, typed)
     if objects_text is not None:
         files[out / "definitions" / "objects.yaml"] = objects_text
     flows_text = _flows_file(out / "flows.py", report)
@@ -324,10 +327,11 @@ def _read_kept(path: Path, why: str) -> str:
                          "away and import again)") from None
 
 
-def _objects_file(path: Path, objects: list[dict[str, Any]], report: ImportReport
-                  ) -> str | None:
+def _objects_file(path: Path, objects: list[dict[str, Any]], report: ImportReport,
+                  typed: set[tuple[str, str]]) -> str | None:
     """``objects.yaml``: new, or the one there with the objects and fields it lacks added
-    (its own fields are kept as they are: the user's choices, required fields, defaults);
+    (its own fields are kept as they are: the user's choices, required fields, defaults;
+    one the object metadata (``typed``) defines otherwise is named in the report);
     ``None`` when it lacks nothing (it is left alone, comments and all)."""
     if not path.exists():
         return HEADER + _dump(objects)
@@ -361,6 +365,10 @@ def _objects_file(path: Path, objects: list[dict[str, Any]], report: ImportRepor
             if fname not in fields and not (fname == "name" and len(o["fields"]) == 1):
                 fields[fname] = spec
                 added.append(f"{o['name']}.{fname}")
+            elif (o["name"], fname) in typed and fields.get(fname) != spec:
+                report.kept.append(f"{path}: {o['name']}.{fname} kept as it is there "
+                                   f"({_flow_style(fields.get(fname))}); the object metadata "
+                                   f"says {_flow_style(spec)}")
     if not added:
         report.kept.append(f"{path}: kept as it is (it has every object and field inferred)")
         return None
@@ -472,7 +480,7 @@ def _port_message(p: FlowToPort) -> str:
             "written in Python yet: write it in flows.py")
 
 
-def _next_steps(report: ImportReport, out: Path) -> None:
+def _next_steps(report: ImportReport, out: Path, inferred: list[str]) -> None:
     steps = report.next_steps
     if report.untranslated:
         steps.insert(0, f"Read the {len(report.untranslated)} construct(s) not translated "
@@ -489,6 +497,10 @@ def _next_steps(report: ImportReport, out: Path) -> None:
                      "record is locked while one is pending, whoever starts the run may "
                      "recall it; give approvers a delegate with `baton users update NAME "
                      "--delegate OTHER [--until DATE]` (Salesforce's delegated approver)")
-    steps.append("Check the inferred object types in definitions/objects.yaml (field types "
-                 "come from how the flows use them; add choices, required and defaults)")
+    objects = sorted({f.split(".")[0] for f in inferred})
+    if objects:
+        steps.append(f"Check the object types inferred from the flows ({', '.join(objects)}) "
+                     "in definitions/objects.yaml (field types come from how the flows use "
+                     "them; add choices, required and defaults), or import them again with "
+                     "their object metadata (objects/)")
     steps.append(f"Run `baton validate` in {out}, then `baton deploy`")

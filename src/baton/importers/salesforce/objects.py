@@ -1,0 +1,444 @@
+"""Salesforce object metadata -> Baton object types.
+
+Read when given: SFDX source format (``objects/<Object>/<Object>.object-meta.xml``,
+``objects/<Object>/fields/<Field>.field-meta.xml``), Metadata API format
+(``objects/<Object>.object`` with ``<fields>`` children), global value sets
+(``globalValueSets/<Name>.globalValueSet-meta.xml`` or ``.globalValueSet``) that picklists
+name, and validation rules (reported: not translated). Each field becomes a Baton field
+typed by the metadata (length, precision and scale, picklist values, required, default,
+lookups); the fields the flows read that the metadata does not define keep the type
+inferred from how the flows use them. Field names come from the same
+:class:`~baton.importers.salesforce.conditions.Catalog` the flows' conditions use, so a
+field has one Baton name wherever it is read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from baton.importers.salesforce.conditions import Catalog
+from baton.importers.salesforce.names import BUILTIN_FIELDS, field_segment, object_name
+from baton.importers.salesforce.report import ImportReport
+from baton.importers.salesforce.xmlread import Node, XmlProblem
+
+if TYPE_CHECKING:
+    from baton.importers.salesforce.project import Source
+
+OBJECT_SUFFIX, FIELD_SUFFIX, MDAPI_OBJECT_SUFFIX = (".object-meta.xml", ".field-meta.xml",
+                                                    ".object")
+VALUE_SET_SUFFIXES = (".globalValueSet-meta.xml", ".globalValueSet")
+RULE_SUFFIX = ".validationRule-meta.xml"
+SUFFIXES = (OBJECT_SUFFIX, FIELD_SUFFIX, MDAPI_OBJECT_SUFFIX, *VALUE_SET_SUFFIXES, RULE_SUFFIX)
+
+AUTO_NUMBER = ("an auto-number in Salesforce: a string in Baton, which does not number "
+               "records (set it in a flow)")
+RULE = ("Baton object types have no validation rules (a formula over the record): add "
+        "the check by hand (a form's required fields, a step's condition or a flow)")
+COMPUTED = "computed in Salesforce: port as a flow that sets it"
+TEXT_TYPES = {"TextArea": 255, "LongTextArea": None, "Html": None}
+STRING_TYPES = {"Email": 80, "Phone": 40, "Url": 255, "EncryptedText": None}
+FAMILIES = {"int": "number", "decimal": "number", "string": "text", "text": "text",
+            "choice": "text"}
+NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def is_object_file(name: str) -> bool:
+    """Whether ``name`` is object metadata (read here), not a flow."""
+    return name.endswith(SUFFIXES)
+
+
+@dataclass
+class FieldDef:
+    api: str          # the field's API name, e.g. Amount__c
+    node: Node        # <CustomField> or an object's <fields>
+    shown: str        # the file, as the report names it
+
+
+@dataclass
+class ObjectDef:
+    api: str
+    shown: str
+    line: int
+    label: str = ""
+    name_field: FieldDef | None = None
+    fields: dict[str, FieldDef] = field(default_factory=dict)  # by lower-case API name
+
+
+@dataclass
+class ValueSet:
+    values: list[str]
+    default: str | None
+    shown: str
+    line: int
+
+
+@dataclass
+class Metadata:
+    """The object metadata given, by Baton object name."""
+
+    objects: dict[str, ObjectDef] = field(default_factory=dict)
+    value_sets: dict[str, ValueSet] = field(default_factory=dict)  # by lower-case name
+
+
+def _parts(src: Source) -> list[str]:
+    return src.member.split("/") if src.member else list(src.path.parts)
+
+
+def _strip(name: str, suffixes: Sequence[str]) -> str:
+    for s in suffixes:
+        if name.endswith(s):
+            return name[: -len(s)]
+    return name
+
+
+def read_metadata(files: Sequence[Source], report: ImportReport) -> Metadata:
+    """The object metadata in ``files`` (each :func:`is_object_file`); a file that cannot
+    be read, or is not what its name says, is in the report with its line and why."""
+    md = Metadata()
+    for src in files:
+        try:
+            root = src.read()
+        except XmlProblem as exc:
+            report.cannot(src.shown, exc.line, "file", str(exc))
+            continue
+        except OSError as exc:
+            report.cannot(src.shown, 1, "file", f"cannot read it: {exc.strerror or exc}")
+            continue
+        name = src.name
+        if name.endswith(VALUE_SET_SUFFIXES):
+            _value_set(md, src, root, _strip(name, VALUE_SET_SUFFIXES), report)
+        elif name.endswith(FIELD_SUFFIX):
+            _field_file(md, src, root, report)
+        elif name.endswith(RULE_SUFFIX):
+            parts = _parts(src)
+            obj = parts[-3] if len(parts) >= 3 else "?"
+            report.cannot(src.shown, root.line,
+                          f"validation rule {obj}.{_strip(name, (RULE_SUFFIX,))}", RULE)
+        elif _expect(src, root, "CustomObject", report):
+            _object(md, src, root, _strip(name, (OBJECT_SUFFIX, MDAPI_OBJECT_SUFFIX)), report)
+    return md
+
+
+def _expect(src: Source, root: Node, tag: str, report: ImportReport) -> bool:
+    if root.tag == tag:
+        return True
+    report.cannot(src.shown, root.line, "file", f"not {tag} metadata: the root element is "
+                                                f"<{root.tag}>, not <{tag}>")
+    return False
+
+
+def _object_def(md: Metadata, api: str, shown: str, line: int) -> ObjectDef:
+    name = object_name(api)
+    have = md.objects.get(name)
+    if have is None:
+        have = md.objects[name] = ObjectDef(api, shown, line)
+    return have
+
+
+def _object(md: Metadata, src: Source, root: Node, api: str, report: ImportReport) -> None:
+    obj = _object_def(md, api, src.shown, root.line)
+    obj.label = obj.label or root.value("label")
+    name_field = root.first("nameField")
+    if name_field is not None and obj.name_field is None:
+        obj.name_field = FieldDef("Name", name_field, src.shown)
+    for f in root.all("fields"):  # Metadata API format: the fields are in the object file
+        _add_field(obj, FieldDef(f.value("fullName"), f, src.shown), report)
+    for rule in root.all("validationRules"):
+        report.cannot(src.shown, rule.line, f"validation rule {api}.{rule.value('fullName')}",
+                      RULE)
+
+
+def _field_file(md: Metadata, src: Source, root: Node, report: ImportReport) -> None:
+    if not _expect(src, root, "CustomField", report):
+        return
+    parts = _parts(src)
+    if len(parts) < 3 or parts[-2] != "fields":
+        report.cannot(src.shown, root.line, "file", "a field file outside "
+                      "objects/<Object>/fields/: the object it belongs to is not known")
+        return
+    api = root.value("fullName") or _strip(src.name, (FIELD_SUFFIX,))
+    obj = _object_def(md, parts[-3], src.shown, root.line)
+    _add_field(obj, FieldDef(api.rsplit(".", 1)[-1], root, src.shown), report)
+
+
+def _add_field(obj: ObjectDef, f: FieldDef, report: ImportReport) -> None:
+    if not f.api:
+        report.cannot(f.shown, f.node.line, f"field of {obj.api}", "it has no fullName")
+        return
+    have = obj.fields.setdefault(f.api.lower(), f)
+    if have is not f:
+        report.note(f.shown, f.node.line, f"field {obj.api}.{f.api}",
+                    f"defined again: the one imported is at {have.shown}:{have.node.line}")
+
+
+def _value_set(md: Metadata, src: Source, root: Node, name: str, report: ImportReport) -> None:
+    if not _expect(src, root, "GlobalValueSet", report):
+        return
+    values = root.all("customValue")
+    md.value_sets.setdefault(name.lower(), ValueSet(
+        [v.value("fullName") for v in values if v.value("fullName")],
+        next((v.value("fullName") for v in values if v.flag("default")), None),
+        src.shown, root.line))
+
+
+# ---- metadata -> Baton fields ---------------------------------------------------------------
+@dataclass
+class Mapped:
+    spec: dict[str, Any] | None      # None: not imported (computed in Salesforce)
+    caveats: list[str] = field(default_factory=list)
+
+
+def object_types(catalog: Catalog, md: Metadata, report: ImportReport
+                 ) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
+    """The object types to write: every object the flows read or whose metadata was given;
+    its fields from the metadata first (in the metadata's order), then the fields the flows
+    read that the metadata lacks, typed as the flows use them. Fills ``report``. Also
+    gives the (object, field) pairs typed by the metadata."""
+    imported = set(catalog.objects) | set(md.objects)
+    from_metadata: dict[str, dict[str, dict[str, Any]]] = {}
+    for name in sorted(md.objects):
+        from_metadata[name] = _fields(catalog, md, md.objects[name], name, imported, report)
+    out: list[dict[str, Any]] = []
+    for name in sorted(imported):
+        fields: dict[str, Any] = dict(from_metadata.get(name, {}))
+        for fname, guess in sorted(catalog.objects.get(name, {}).items()):
+            if fname in fields:
+                continue
+            if guess.type == "ref" and guess.ref is not None:
+                fields[fname] = {"type": "ref", "object": guess.ref}
+            else:
+                fields[fname] = {"type": guess.type or "string"}
+            if name in md.objects:
+                report.note(guess.file, guess.line, f"field {name}.{fname}",
+                            "not in the object metadata given: typed from how the flows use "
+                            "it")
+        if not fields:
+            fields["name"] = {"type": "string"}
+        doc: dict[str, Any] = {"kind": "object", "name": name}
+        if name in md.objects and md.objects[name].label:
+            doc["label"] = md.objects[name].label
+        doc["fields"] = fields
+        out.append(doc)
+    return out, {(o, f) for o, fields in from_metadata.items() for f in fields}
+
+
+def _fields(catalog: Catalog, md: Metadata, obj: ObjectDef, name: str, imported: set[str],
+            report: ImportReport) -> dict[str, dict[str, Any]]:
+    report.ok(obj.shown, obj.line, f"object {obj.api}", f"object type {name}")
+    defs = ([obj.name_field] if obj.name_field is not None
+            and "name" not in obj.fields else []) + list(obj.fields.values())
+    out: dict[str, dict[str, Any]] = {}
+    for f in defs:
+        where = f"field {obj.api}.{f.api}"
+        segment, _ = field_segment(f.api)
+        if f.api in BUILTIN_FIELDS:
+            report.ok(f.shown, f.node.line, where, f"the record's own {segment}")
+            continue
+        fname = catalog.field_name(report, name, f.api, segment, f.shown, f.node.line)
+        mapped = (_name_field(f.node) if f is obj.name_field
+                  else _map(f.node, md, imported, f.api))
+        guess = catalog.objects.get(name, {}).get(fname)
+        if mapped.spec is None:
+            what = f"{mapped.caveats[0]}, {COMPUTED}"
+            if guess is not None:
+                report.note(f.shown, f.node.line, where, f"{what}; the flows read it, so "
+                            f"{name}.{fname} is kept, typed from how they use it")
+            else:
+                report.cannot(f.shown, f.node.line, where, f"{what} (not imported)")
+            continue
+        for caveat in mapped.caveats:
+            report.note(f.shown, f.node.line, where, caveat)
+        spec = mapped.spec
+        if guess is not None and guess.type and guess.type != spec["type"] and \
+                FAMILIES.get(guess.type, guess.type) != FAMILIES.get(spec["type"], spec["type"]):
+            report.note(guess.file, guess.line, f"field {name}.{fname}",
+                        f"the flows use it as {guess.type}; the metadata ({f.shown}:"
+                        f"{f.node.line}) says {spec['type']}: kept {spec['type']}")
+        out[fname] = spec
+        report.ok(f.shown, f.node.line, f"{where} ({f.node.value('type') or 'Text'})",
+                  f"{name}.{fname}: {_describe(spec)}")
+    return out
+
+
+def _describe(spec: dict[str, Any]) -> str:
+    extras = [f"{k} {v}" for k, v in spec.items()
+              if k in ("max_length", "precision", "scale", "object")]
+    if "choices" in spec:
+        extras.append(f"{len(spec['choices'])} choices")
+    if spec.get("required"):
+        extras.append("required")
+    if "default" in spec:
+        extras.append(f"default {json.dumps(spec['default'], ensure_ascii=False)}")
+    return str(spec["type"]) + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _base(node: Node) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if node.value("label"):
+        spec["label"] = node.value("label")
+    help_text = node.value("inlineHelpText") or node.value("description")
+    if help_text:
+        spec["description"] = help_text
+    return spec
+
+
+def _int(node: Node, tag: str) -> int | None:
+    text = node.value(tag)
+    return int(text) if text.isdigit() else None
+
+
+def _name_field(node: Node) -> Mapped:
+    """An object's ``nameField``: its ``Name`` (a Text of 80, or an AutoNumber)."""
+    spec = {"type": "string", **_base(node)}
+    if node.value("type") == "AutoNumber":
+        return Mapped(spec, [AUTO_NUMBER])
+    return Mapped({**spec, "max_length": 80, "required": True})
+
+
+def _map(node: Node, md: Metadata, imported: set[str], api: str) -> Mapped:
+    sf_type = node.value("type")
+    if node.value("formula") or sf_type == "Summary":
+        what = "a roll-up summary" if sf_type == "Summary" else "a formula field"
+        return Mapped(None, [what])
+    base = _base(node)
+    caveats: list[str] = []
+    spec: dict[str, Any]
+    length, precision, scale = _int(node, "length"), _int(node, "precision"), _int(node, "scale")
+    if sf_type == "Text":
+        spec = {"type": "string"}
+        if length:
+            spec["max_length"] = length
+    elif sf_type in TEXT_TYPES:
+        spec = {"type": "text"}
+        limit = length or TEXT_TYPES[sf_type]
+        if limit:
+            spec["max_length"] = limit
+        if sf_type == "Html":
+            caveats.append("rich text in Salesforce: Baton keeps the HTML as text")
+    elif sf_type in STRING_TYPES:
+        spec = {"type": "string"}
+        limit = length or STRING_TYPES[sf_type]
+        if limit:
+            spec["max_length"] = limit
+        if sf_type == "EncryptedText":
+            caveats.append("encrypted in Salesforce: Baton stores it as plain text")
+    elif sf_type == "Number" and (scale or 0) == 0:
+        spec = {"type": "int"}
+    elif sf_type in ("Number", "Currency", "Percent"):
+        spec = {"type": "decimal"}
+        if precision:
+            spec["precision"] = precision
+        if scale is not None:
+            spec["scale"] = min(scale, precision) if precision else scale
+    elif sf_type == "Checkbox":
+        spec = {"type": "bool", "default": node.value("defaultValue").lower() == "true"}
+    elif sf_type in ("Date", "DateTime"):
+        spec = {"type": sf_type.lower()}
+    elif sf_type in ("Picklist", "MultiselectPicklist"):
+        spec = _picklist(node, md, sf_type == "MultiselectPicklist", caveats)
+    elif sf_type in ("Lookup", "MasterDetail", "Hierarchy"):
+        spec = _lookup(node, imported, api, sf_type, caveats)
+    elif sf_type == "AutoNumber":
+        spec = {"type": "string"}
+        caveats.append(AUTO_NUMBER)
+    else:
+        spec = {"type": "string"}
+        caveats.append(f"type {sf_type or '(none)'} has no Baton equivalent: a string")
+    if node.flag("required") or sf_type == "MasterDetail":
+        spec["required"] = True
+    default = node.value("defaultValue")
+    if default and "default" not in spec:
+        value = _literal(default, spec["type"])
+        if value is None:
+            caveats.append(f"its default {default!r} is a formula: not translated")
+        else:
+            spec["default"] = value
+    return Mapped({"type": spec.pop("type"), **base, **spec}, caveats)
+
+
+def _literal(formula: str, ftype: str) -> Any:
+    """A default value formula that is a plain literal (``"USD"``, ``10``), else None."""
+    text = formula.strip()
+    if ftype in ("string", "text") and len(text) >= 2 and text[0] == text[-1] == '"' \
+            and '"' not in text[1:-1]:
+        return text[1:-1]
+    if ftype in ("int", "decimal") and NUMBER.match(text):
+        return int(text) if ftype == "int" and "." not in text else text
+    return None
+
+
+def _picklist(node: Node, md: Metadata, multi: bool, caveats: list[str]) -> dict[str, Any]:
+    values: list[str] = []
+    default: str | None = None
+    restricted = False
+    value_set = node.first("valueSet")
+    if value_set is not None:
+        restricted = value_set.flag("restricted")
+        definition = value_set.first("valueSetDefinition")
+        global_name = value_set.value("valueSetName")
+        if definition is not None:
+            for v in definition.all("value"):
+                if v.value("fullName"):
+                    values.append(v.value("fullName"))
+                    if v.flag("default") and default is None:
+                        default = v.value("fullName")
+        elif global_name:
+            found = md.value_sets.get(global_name.lower())
+            if found is None:
+                caveats.append(f"its values are the global value set {global_name}, whose "
+                               "metadata was not given: a string (give its file, globalValueSets/"
+                               f"{global_name}.globalValueSet-meta.xml or .globalValueSet, "
+                               "to import the values)")
+                return {"type": "string"}
+            values, default = list(found.values), found.default
+            caveats.append(f"its values are the global value set {global_name} "
+                           f"({found.shown}): copied into the field")
+            restricted = True  # a global value set is always restricted
+    else:  # before API 38: <picklist><picklistValues>
+        old = node.first("picklist")
+        if old is not None:
+            restricted = old.flag("restrictedPicklist")
+            for v in old.all("picklistValues"):
+                if v.value("fullName"):
+                    values.append(v.value("fullName"))
+                    if v.flag("default") and default is None:
+                        default = v.value("fullName")
+    values = list(dict.fromkeys(values))
+    if not values:
+        caveats.append("a picklist without values in its metadata: a string")
+        return {"type": "string"}
+    if multi:
+        caveats.append(f"a multi-select picklist: a json list of values (one or more of "
+                       f"{', '.join(values)}), not checked against them")
+        return {"type": "json"}
+    if not restricted:
+        caveats.append("an unrestricted picklist in Salesforce (other values are taken "
+                       "through the API): a choice in Baton, which refuses other values")
+    spec: dict[str, Any] = {"type": "choice", "choices": values}
+    if default is not None:
+        spec["default"] = default
+    return spec
+
+
+def _lookup(node: Node, imported: set[str], api: str, sf_type: str, caveats: list[str]
+            ) -> dict[str, Any]:
+    targets = [t.text.strip() for t in node.all("referenceTo") if t.text.strip()]
+    if sf_type == "Hierarchy" and not targets:
+        targets = ["User"]
+    if len(targets) != 1:
+        caveats.append(f"a lookup to {' or '.join(targets) or 'no object'}: a string (the "
+                       "record id); a Baton ref points at one object type")
+        return {"type": "string"}
+    target = object_name(targets[0])
+    if target not in imported:
+        caveats.append(f"a lookup to {targets[0]}, whose object type is not imported (no "
+                       "flow reads it, its metadata was not given): a string (the record id)")
+        return {"type": "string"}
+    if sf_type == "MasterDetail":
+        caveats.append(f"master-detail to {targets[0]}: a required ref; Baton refuses to "
+                       "delete the master while details name it (Salesforce deletes them)")
+    return {"type": "ref", "object": target}
