@@ -5,7 +5,8 @@ which ``delta`` of working time has passed since ``start`` — how an SLA with
 ``calendar:`` counts (``sla: {duration: 8h, calendar: support_hours}``).
 
 Holidays come from the ``holidays`` package (country + optional subdivision, computed
-from rules in the package, offline) plus a definition's ``extra_dates``.
+from rules in the package, offline), less the ones listed in ``holidays.except`` (worked,
+as the hours say), plus a definition's ``extra_dates``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class BusinessCalendar:
     country: str | None = None
     subdivision: str | None = None
     extra_dates: frozenset[date] = frozenset()
+    worked_holidays: frozenset[date] = frozenset()  # holidays.except: open as the hours say
     _holidays: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -42,17 +44,20 @@ class BusinessCalendar:
                  for day, texts in (spec.get("hours") or {}).items()}
         hol = spec.get("holidays") or {}
         extra = frozenset(date.fromisoformat(str(d)) for d in spec.get("extra_dates") or ())
+        worked = frozenset(date.fromisoformat(str(d)) for d in hol.get("except") or ())
         country, subdiv = hol.get("country"), hol.get("subdivision")
         table = None
         if country:
             import holidays as holidays_pkg  # ~40 ms of imports: only for a calendar with holidays
 
             table = holidays_pkg.country_holidays(country, subdiv=subdiv)
-        return cls(name, spec.get("timezone", "UTC"), hours, country, subdiv, extra, table)
+        return cls(name, spec.get("timezone", "UTC"), hours, country, subdiv, extra, worked,
+                   table)
 
     def is_closed(self, day: date) -> bool:
-        """A holiday or an extra date: no working hours that day."""
-        return day in self.extra_dates or (self._holidays is not None and day in self._holidays)
+        """A holiday not in ``holidays.except``, or an extra date: no working hours that day."""
+        return day in self.extra_dates or (self._holidays is not None and day in self._holidays
+                                           and day not in self.worked_holidays)
 
     def intervals(self, day: date) -> list[tuple[datetime, datetime]]:
         """That local day's working intervals as UTC instants (DST-safe)."""

@@ -188,6 +188,39 @@ def test_an_sla_changed_by_a_redeploy_leaves_runs_in_flight_on_theirs(harness: H
     assert run_of(h, new).steps["p"].sla["status"] == "overdue"
 
 
+def test_a_per_minute_schedule_a_week_late_runs_once_saying_how_many_it_missed(
+        harness: Harness) -> None:
+    # Found: the missed ticks were counted one croniter step at a time in the write
+    # transaction (0.9 s for a week), and stopped at 10,000 of the 10,080.
+    h = harness
+    h.clock.set(datetime(2026, 3, 23, 12, tzinfo=UTC))  # a week with the spring-forward night
+    h.deploy_text(NIGHTLY.replace("30 2 * * *", "* * * * *").replace("nightly", "minutely"))
+    h.clock.advance(timedelta(days=7, seconds=30))
+    h.work()
+    assert len(h.engine.list_runs()) == 1
+    (fired,) = events(h, "schedule_fired")
+    assert fired["data"]["scheduled_for"] == "2026-03-23T12:01:00.000Z"
+    assert fired["data"]["missed_ticks"] == 7 * 1440 - 1  # 12:02 ... 12:00 a week on
+    assert "missed_ticks_capped" not in fired["data"]
+    assert next_schedule_job(h).startswith("2026-03-30T12:01"), next_schedule_job(h)
+
+
+def test_a_business_sla_across_a_holiday_that_is_worked(harness: Harness) -> None:
+    h = harness
+    h.deploy_text("""
+kind: calendar
+name: plant
+timezone: Europe/Berlin
+hours: {mon: ["09:00-17:00"], tue: ["09:00-17:00"], wed: ["09:00-17:00"]}
+holidays: {country: DE, subdivision: BY, except: [2026-01-06]}
+""", name="cal.yaml")
+    h.deploy_text(paused("signal: go", ", sla: {duration: 2h, calendar: plant}"))
+    h.clock.set(datetime(2026, 1, 5, 15, 30, tzinfo=UTC))  # Mon 16:30 CET; Tue is Epiphany
+    rec = h.engine.create_record("Case", {"subject": "s"})
+    # 30 min on Monday, then Epiphany worked from 09:00: due Tue 10:30 CET, not Wed
+    assert run_of(h, rec).steps["p"].sla["due_at"] == "2026-01-06T09:30:00.000Z"
+
+
 def problems(text: str) -> dict[str, tuple[str, str]]:
     """``path -> (severity, message)`` of what validation says about ``text``."""
     warnings: list[Issue] = []
@@ -214,3 +247,18 @@ def test_time_fields_users_get_wrong_are_refused_where_they_are() -> None:
     assert "not a valid cron schedule" in got[1]
     got = problems("kind: calendar\nname: c\ntimezone: UTC\nhours: {mon: []}\n")["hours"]
     assert "needs working hours" in got[1]
+    got = problems(NIGHTLY.replace("Europe/Berlin", "localtime"))["trigger.timezone"]
+    assert got[0] == "error" and "server's own time zone" in got[1], got
+    assert "IANA name like Europe/Berlin" in got[1]
+    got = problems(paused("signal: go", ", sla: {duration: 4h, jeopardy: 0s}"))
+    assert f"{step}.sla.jeopardy" in got and "0 would be the due time" in \
+        got[f"{step}.sla.jeopardy"][1], got
+    assert f"{step}.sla.jeopardy" not in problems(paused("signal: go",
+                                                         ", sla: {duration: 4h, jeopardy: 1s}"))
+    calendar = "kind: calendar\nname: c\ntimezone: UTC\nhours: {mon: ['09:00-17:00']}\n"
+    got = problems(calendar + "extra_dates: [2028-02-30]\n")["extra_dates[0]"]
+    assert got == ("error", "'2028-02-30' is not a date (day is out of range for month)")
+    got = problems(calendar + "holidays: {country: US, except: [2026-07-03, 2026-07-06]}\n")
+    said = ("2026-07-06 is not a holiday in US in 2026: excepting it changes nothing "
+            "(holiday rules change between years)")
+    assert got == {"holidays.except[1]": ("warning", said)}

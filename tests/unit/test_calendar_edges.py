@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from baton.calendars import HORIZON, BusinessCalendar, add_business_time
-from baton.runtime.schedules import _missed, next_tick
+from baton.definitions.loader import check_texts
+from baton.definitions.model import CalendarDefinition
+from baton.runtime.schedules import MISSED_STEP_LIMIT, _count_missed, _missed, _ticks, next_tick
 
 BERLIN, NEW_YORK, LORD_HOWE = "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"
 WEEK = ("mon", "tue", "wed", "thu", "fri")
@@ -161,3 +163,94 @@ def test_a_wildcard_cron_follows_the_time_that_passes_in_the_repeated_hour() -> 
 def test_missed_ticks_across_the_fall_back_night_are_counted_once() -> None:
     due = datetime(2026, 10, 23, 0, 30, tzinfo=UTC)  # Fri 02:30 CEST
     assert _missed("30 2 * * *", BERLIN, due, datetime(2026, 10, 27, tzinfo=UTC)) == 3
+
+
+def test_missed_ticks_of_a_per_minute_cron_a_week_late_are_counted_exactly() -> None:
+    # Found: counted tick by tick, 10,000 croniter steps (0.9 s in the write transaction),
+    # and then stopped there: a week is 10,080 minutes.
+    due = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    assert _count_missed("* * * * *", "UTC", due, due + timedelta(days=7)) == (10_080, False)
+    # a week across the spring-forward night follows the time that passes: 7 x 1,440 again
+    due = datetime(2026, 3, 25, 9, tzinfo=UTC)
+    assert _count_missed("* * * * *", BERLIN, due, due + timedelta(days=7)) == (10_080, False)
+    # a per-minute cron in working hours: 5 days x 9 hours x 60, as of Monday 09:00
+    due = local(BERLIN, 2026, 3, 2, 9)
+    got = _count_missed("* 9-17 * * 1-5", BERLIN, due, due + timedelta(days=7))
+    assert got == (5 * 540, False)  # Monday 09:00 is `due` itself; the next Monday's counts
+
+
+def test_missed_ticks_counted_past_the_step_limit_say_so() -> None:
+    due = datetime(2020, 1, 1, 9, tzinfo=UTC)
+    got = _count_missed("0 9 * * *", "UTC", due, datetime(2026, 1, 1, tzinfo=UTC))
+    assert got == (MISSED_STEP_LIMIT, True)  # one step a day: cut short at 1,000 days
+
+
+def _stepped(cron: str, tz: str, due: datetime, now: datetime) -> int:
+    """The missed ticks counted the slow way: every tick of ``_ticks``."""
+    n = 0
+    for tick in _ticks(cron, tz, due):
+        if tick > now:
+            return n
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("cron", ["*/7 * * * *", "30 1,2 * * *", "0 * * * *",
+                                  "*/20 0-3,23 * * 0,6", "15,45 1-3 * * *"])
+@pytest.mark.parametrize(("tz", "change"), [
+    (BERLIN, datetime(2026, 10, 25, 1, tzinfo=UTC)),  # 03:00 CEST -> 02:00 CET
+    (BERLIN, datetime(2026, 3, 29, 1, tzinfo=UTC)),  # 02:00 CET -> 03:00 CEST
+    (LORD_HOWE, datetime(2026, 4, 4, 15, tzinfo=UTC)),  # 02:00 -> 01:30
+    ("America/Havana", datetime(2026, 3, 8, 5, tzinfo=UTC)),  # 00:00 -> 01:00 (midnight)
+    ("America/Santiago", datetime(2026, 4, 5, 3, tzinfo=UTC)),  # 24:00 -> 23:00 (midnight)
+])
+def test_missed_ticks_counted_a_day_at_a_time_are_the_ticks_stepped_one_by_one(
+        cron: str, tz: str, change: datetime) -> None:
+    # from a tick a day before the change to a `now` before, in and after its hour
+    for before in (timedelta(hours=26), timedelta(hours=3, minutes=10)):
+        due = next_tick(cron, tz, change - before)
+        for after in range(-150, 200, 23):
+            now = change + timedelta(minutes=after, seconds=13)
+            if now >= due:
+                assert _missed(cron, tz, due, now) == _stepped(cron, tz, due, now), (due, now)
+
+
+def test_a_tick_moved_to_a_day_the_cron_does_not_name_is_counted_alone() -> None:
+    # Samoa skipped Friday 30 Dec 2011: its 00:00 tick fires at the gap's end, Saturday
+    # 00:00, a minute the cron names on a day it does not (no Saturday 00:30 follows).
+    due, now = datetime(2011, 12, 22, 10, 30, tzinfo=UTC), datetime(2011, 12, 31, 12, tzinfo=UTC)
+    assert _count_missed("0,30 0 * * 5", "Pacific/Apia", due, now) == (3, False)
+    assert _stepped("0,30 0 * * 5", "Pacific/Apia", due, now) == 3
+
+
+# ---- holidays that are worked ---------------------------------------------------------------
+
+def test_a_holiday_in_except_is_a_working_day_and_the_others_stay_closed() -> None:
+    hours = {d: ["09:00-17:00"] for d in WEEK}
+    by = cal(hours, holidays={"country": "DE", "subdivision": "BY", "except": ["2026-01-06"]})
+    assert not by.is_closed(date(2026, 1, 6)) and by.is_closed(date(2026, 1, 1))
+    start = local(BERLIN, 2026, 1, 5, 17)  # Monday's close; 6 Jan (Epiphany) is worked
+    assert add(by, start, hours=1) == local(BERLIN, 2026, 1, 6, 10)
+    assert add(by, local(BERLIN, 2026, 12, 31, 16), hours=2) == local(BERLIN, 2027, 1, 4, 10)
+    # the next year's Epiphany is a holiday again: except names dates, not holidays
+    assert by.is_closed(date(2027, 1, 6))
+    # worked on the day, still only as the hours say: no hours on a Sunday
+    sunday = cal(hours, holidays={"country": "DE", "except": ["2026-04-05"]})
+    assert sunday.intervals(date(2026, 4, 5)) == []
+
+
+def test_except_reaches_the_calendar_from_its_definition() -> None:
+    loaded, issues = check_texts({"c.yaml": """
+kind: calendar
+name: support
+timezone: Europe/Berlin
+hours: {mon: ["09:00-17:00"], tue: ["09:00-17:00"]}
+holidays: {country: DE, subdivision: BY, except: [2026-01-06]}
+"""})
+    assert not issues
+    (doc,) = loaded
+    assert isinstance(doc.definition, CalendarDefinition)
+    spec = doc.definition.spec()
+    assert spec["holidays"] == {"country": "DE", "subdivision": "BY", "except": ["2026-01-06"]}
+    c = BusinessCalendar.from_spec("support", spec)
+    assert not c.is_closed(date(2026, 1, 6)) and c.is_closed(date(2026, 1, 1))

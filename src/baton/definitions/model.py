@@ -275,13 +275,17 @@ class CalendarDefinition:
     name: str
     timezone: str
     hours: MappingProxyType[str, tuple[str, ...]]  # "mon" -> ("09:00-12:00", "13:00-17:00")
-    holidays: MappingProxyType[str, str] | None = None  # {country, subdivision}
+    # {country, subdivision, except: [ISO dates of the country's holidays that are worked]}
+    holidays: MappingProxyType[str, Any] | None = None
     extra_dates: tuple[str, ...] = ()  # ISO dates that are closed too
     label: str | None = None
 
     def spec(self) -> dict[str, Any]:
+        hol = dict(self.holidays or {})
+        if "except" in hol:  # ISO text, as extra_dates (a YAML !!timestamp is a date)
+            hol["except"] = [str(d) for d in hol["except"] or ()]
         return {"timezone": self.timezone, "hours": {k: list(v) for k, v in self.hours.items()},
-                "holidays": dict(self.holidays or {}), "extra_dates": list(self.extra_dates)}
+                "holidays": hol, "extra_dates": list(self.extra_dates)}
 
 
 MAILBOX_ROLES = ("subject", "body", "new_text", "sender", "sender_name", "sent_at",

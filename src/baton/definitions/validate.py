@@ -8,6 +8,7 @@ impossible — before anything is built.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 import zoneinfo
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -31,6 +32,7 @@ from baton.definitions.checks import (
     check_value,
     check_values_fit,
     describe,
+    duration_ms,
     expect_identifier,
     expect_int,
     expect_list,
@@ -58,6 +60,10 @@ from baton.storable import bad_text
 
 CALENDAR_KEYS = ("kind", "name", "label", "description", "timezone", "hours", "holidays",
                  "extra_dates")
+HOLIDAY_KEYS = ("country", "subdivision", "except")  # except: holidays that are worked
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+# files of the host's zone folder that zoneinfo reads but that name no IANA zone
+HOST_ZONES = frozenset({"localtime", "posixrules"})
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)\Z")  # 24:00: midnight
 OBJECT_KEYS = ("kind", "name", "label", "description", "fields", "title_field", "summary_field")
@@ -462,26 +468,56 @@ def _check_calendar(ck: Checker, data: dict[str, Any]) -> None:
     if hours is not None and not spans_given:
         ck.add("hours", "a calendar needs working hours on at least one day: in one without "
                         "any, business time never passes and its SLAs would never come due")
+    dates = expect_list(ck, "extra_dates", data.get("extra_dates", [])) or []
+    extra = {d for i, v in enumerate(dates) if (d := _check_date(ck, item("extra_dates", i), v))}
     if "holidays" in data:
-        _check_holidays(ck, data["holidays"])
-    for i, d in enumerate(expect_list(ck, "extra_dates", data.get("extra_dates", [])) or []):
-        try:
-            _dt.date.fromisoformat(str(d))
-        except ValueError:
-            ck.add(item("extra_dates", i), f"expected a date like 2026-12-24, got {describe(d)}")
+        _check_holidays(ck, data["holidays"], extra)
 
 
-def _check_holidays(ck: Checker, value: Any) -> None:
+def _check_holidays(ck: Checker, value: Any, extra_dates: Collection[_dt.date]) -> None:
     hol = expect_mapping(ck, "holidays", value)
-    if hol is None or not check_keys(ck, "holidays", hol, ("country", "subdivision"), ("country",)) \
+    if hol is None or not check_keys(ck, "holidays", hol, HOLIDAY_KEYS, ("country",)) \
             or "country" not in hol:
         return
+    worked = [(i, _check_date(ck, item("holidays.except", i), v))
+              for i, v in enumerate(expect_list(ck, "holidays.except", hol.get("except", []))
+                                    or [])]
     try:
         import holidays  # on first use (~40 ms of imports)
 
-        holidays.country_holidays(hol["country"], subdiv=hol.get("subdivision"))
+        table = holidays.country_holidays(hol["country"], subdiv=hol.get("subdivision"))
     except (NotImplementedError, KeyError, TypeError) as exc:
-        ck.add("holidays", f"the holidays package does not know {hol}: {exc}")
+        known = {k: hol[k] for k in ("country", "subdivision") if k in hol}
+        ck.add("holidays", f"the holidays package does not know {known}: {exc}")
+        return
+    where = hol["country"] + (f"-{hol['subdivision']}" if hol.get("subdivision") else "")
+    for i, day in worked:
+        if day is None:
+            continue
+        path = item("holidays.except", i)
+        if day in extra_dates:
+            ck.add(path, f"{day} is in extra_dates too: a day is either closed (extra_dates) "
+                         "or worked (holidays.except)")
+        elif day not in table:
+            ck.warn(path, f"{day} is not a holiday in {where} in {day.year}: excepting it "
+                          "changes nothing (holiday rules change between years)")
+
+
+def _check_date(ck: Checker, path: str, value: Any) -> _dt.date | None:
+    """A date written ``YYYY-MM-DD`` (a YAML date is read as that text); None (reported)."""
+    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
+        return value  # an explicit !!timestamp
+    if not isinstance(value, str):
+        ck.add(path, f"expected a date like 2026-12-24, got {describe(value)}")
+        return None
+    if not _ISO_DATE.match(value):
+        ck.add(path, f"'{value}' is not a date (expected one like 2026-12-24)")
+        return None
+    try:
+        return _dt.date.fromisoformat(value)
+    except ValueError as exc:  # 2028-02-30: "day is out of range for month"
+        ck.add(path, f"'{value}' is not a date ({exc})")
+        return None
 
 
 # --- kind: fulfillment ----------------------------------------------------------------
@@ -734,9 +770,32 @@ def _check_input(ck: Checker, trigger: dict[str, Any], env: Env, scope: Scope) -
 
 
 def _check_timezone(ck: Checker, path: str, value: Any) -> None:
+    """An IANA time zone name: the same zone on every host. zoneinfo reads any TZif file
+    of the host's zone folder, also ones that name no IANA zone: ``localtime`` (Debian's
+    link to the host's own zone, which differs from host to host, and listed by
+    :func:`zoneinfo.available_timezones`), ``posixrules``, ``posix/…`` and ``right/…``;
+    it refuses absolute paths and ``..``. Each is refused here with what it is."""
     tz = expect_str(ck, path, value)
-    if tz is not None and tz not in zoneinfo.available_timezones() and tz != "UTC":
+    if tz is None:
+        return
+    if tz.lower() == "localtime":
+        ck.add(path, f"'{tz}' is the server's own time zone, which differs from host to "
+                     "host: give an IANA name like Europe/Berlin")
+    elif tz.startswith(("/", ".")) or "/." in tz:
+        ck.add(path, f"'{tz}' is a file path, not a time zone: give an IANA name like "
+                     "Europe/Berlin")
+    elif tz.lower() in HOST_ZONES or tz.startswith(("posix/", "right/")):
+        ck.add(path, f"'{tz}' is a file of the server's time zone folder, not an IANA name: "
+                     "give one like Europe/Berlin")
+    elif tz not in _iana_zones() and tz != "UTC":
         ck.add(path, f"unknown time zone '{tz}' (an IANA name like Europe/Paris)")
+
+
+@functools.cache
+def _iana_zones() -> frozenset[str]:
+    """The zone names of the host's tz database (or the tzdata package): a walk of its
+    folder, once a process."""
+    return frozenset(zoneinfo.available_timezones()) - HOST_ZONES
 
 
 def _check_cron(ck: Checker, cron: Any) -> None:
@@ -891,6 +950,19 @@ def _check_step(ck: Checker, path: str, step: Any, scope: Scope) -> None:
     if "run_as" in m:
         check_value(ck, join(path, "run_as"), m["run_as"], scope)
     check_policies(ck, path, m)
+    _check_jeopardy(ck, path, m)
+
+
+def _check_jeopardy(ck: Checker, path: str, m: Mapping[str, Any]) -> None:
+    """``sla.jeopardy: 0s`` would put the step in jeopardy at its due time, the instant it
+    is overdue: both transitions (and both actions) at once, a threshold that warns of
+    nothing (the other SLA rules are :func:`check_policies`')."""
+    sla = m.get("sla")
+    if isinstance(sla, dict) and "jeopardy" in sla and duration_ms(sla["jeopardy"]) == 0:
+        ck.add(join(path, "sla.jeopardy"),
+               f"jeopardy ({sla['jeopardy']}) is the time before due at which the step is in "
+               "jeopardy: 0 would be the due time itself, when it is overdue; give a longer "
+               "one (e.g. 1h) or leave jeopardy out")
 
 
 def _check_step_type(ck: Checker, path: str, m: dict[str, Any], st: StepType,
