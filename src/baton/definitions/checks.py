@@ -824,7 +824,12 @@ def _check_sla(ck: Checker, path: str, value: Any) -> None:
     for key in ("on_jeopardy", "on_overdue"):
         if key in sla:
             _check_sla_action(ck, join(path, key), sla[key])
-    if duration is not None and jeopardy is not None and jeopardy >= duration:
+    if jeopardy == 0:  # (jeopardy and overdue at one instant: both actions run, no warning)
+        ck.add(join(path, "jeopardy"),
+               f"jeopardy ({sla['jeopardy']}) is the time before due at which the step is in "
+               "jeopardy: 0 would be the due time itself, when it is overdue; give a longer "
+               "one (e.g. 1h) or leave jeopardy out")
+    elif duration is not None and jeopardy is not None and jeopardy >= duration:
         ck.add(
             join(path, "jeopardy"),
             f"jeopardy ({sla['jeopardy']}) must be shorter than duration ({sla['duration']})",

@@ -32,7 +32,6 @@ from baton.definitions.checks import (
     check_value,
     check_values_fit,
     describe,
-    duration_ms,
     expect_identifier,
     expect_int,
     expect_list,
@@ -950,19 +949,6 @@ def _check_step(ck: Checker, path: str, step: Any, scope: Scope) -> None:
     if "run_as" in m:
         check_value(ck, join(path, "run_as"), m["run_as"], scope)
     check_policies(ck, path, m)
-    _check_jeopardy(ck, path, m)
-
-
-def _check_jeopardy(ck: Checker, path: str, m: Mapping[str, Any]) -> None:
-    """``sla.jeopardy: 0s`` would put the step in jeopardy at its due time, the instant it
-    is overdue: both transitions (and both actions) at once, a threshold that warns of
-    nothing (the other SLA rules are :func:`check_policies`')."""
-    sla = m.get("sla")
-    if isinstance(sla, dict) and "jeopardy" in sla and duration_ms(sla["jeopardy"]) == 0:
-        ck.add(join(path, "sla.jeopardy"),
-               f"jeopardy ({sla['jeopardy']}) is the time before due at which the step is in "
-               "jeopardy: 0 would be the due time itself, when it is overdue; give a longer "
-               "one (e.g. 1h) or leave jeopardy out")
 
 
 def _check_step_type(ck: Checker, path: str, m: dict[str, Any], st: StepType,

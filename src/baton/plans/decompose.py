@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -152,8 +152,11 @@ class FulfillmentLine:
 
 
 def decompose(catalog: CatalogDefinition, lines: Sequence[OrderLine],
-              order: Mapping[str, Any]) -> list[FulfillmentLine]:
-    keys = {ln.id: f"L{i}" for i, ln in enumerate(lines, 1)}
+              order: Mapping[str, Any], keys: Mapping[str, str] | None = None
+              ) -> list[FulfillmentLine]:
+    """The order's fulfillment lines. ``keys``: line record id -> its key
+    (:func:`commercial_keys`; default: by position)."""
+    keys = dict(keys) if keys is not None else commercial_keys(lines)
     children: dict[str, list[OrderLine]] = {}
     for ln in lines:
         if ln.bundle_id is not None and ln.bundle_id in keys:
@@ -164,6 +167,45 @@ def decompose(catalog: CatalogDefinition, lines: Sequence[OrderLine],
         if ln.bundle_id is None or ln.bundle_id not in keys:
             _expand(catalog, ln, keys[ln.id], None, keys[ln.id], ln.id, ln.product, children,
                     keys, order, out, 0, memo)
+    return out
+
+
+_KEY = re.compile(r"L([0-9]+)")
+
+
+def commercial_keys(lines: Sequence[OrderLine], kept: Mapping[str, str] | None = None
+                    ) -> dict[str, str]:
+    """Line record id -> its key: ``L<position>`` for a first plan; for an amendment the
+    key the plan gave the line (``kept``), a new line the next number after all of them
+    (a removed line's key is never given to another: its rollbacks keep its name)."""
+    if not kept:
+        return {ln.id: f"L{i}" for i, ln in enumerate(lines, 1)}
+    last = max((int(m.group(1)) for k in kept.values() if (m := _KEY.fullmatch(k))),
+               default=0)
+    out: dict[str, str] = {}
+    for ln in lines:
+        key = kept.get(ln.id)
+        if key is None:
+            last += 1
+            key = f"L{last}"
+        out[ln.id] = key
+    return out
+
+
+def line_keys(graph: Mapping[str, Any], lines: Sequence[OrderLine] = ()) -> dict[str, str]:
+    """A plan graph's line record id -> commercial key: every key the plan has given,
+    those of lines removed since included (stored in the graph as ``line_keys``). A graph
+    stored without them: its lines' ``id`` and ``source``, and a bundle's key found
+    through the ``lines`` of the order that name it."""
+    stored = graph.get("line_keys")
+    if stored is not None:
+        return dict(stored)
+    views = [v for v in graph.get("lines") or () if isinstance(v, Mapping)]
+    out = {v["id"]: v["source"] for v in views if _KEY.fullmatch(str(v.get("source")))}
+    bundle_of = {v["id"]: v["bundle"] for v in views if v.get("bundle")}
+    for ln in lines:
+        if ln.bundle_id is not None and ln.bundle_id not in out and ln.id in bundle_of:
+            out[ln.bundle_id] = bundle_of[ln.id]
     return out
 
 
@@ -183,6 +225,8 @@ def _expand(catalog: CatalogDefinition, ln: OrderLine, key: str, bundle: str | N
         kids = given if given is not None else [
             OrderLine(f"{ln.id}/{c}", c, ln.qty, ln.action, {}, ln.start_date, ln.id)
             for c in product.children]
+        if ln.action == CANCEL:  # a canceled bundle takes its child lines with it
+            kids = [k if k.action == CANCEL else replace(k, action=CANCEL) for k in kids]
         for j, kid in enumerate(kids, 1):
             kid_key = keys.get(kid.id, f"{key}.{j}")
             own = kid.id in keys

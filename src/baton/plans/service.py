@@ -32,7 +32,13 @@ from baton.plans.compensation import (
     pending_rollbacks,
     real_after,
 )
-from baton.plans.decompose import OrderLine, PlanningError, decompose
+from baton.plans.decompose import (
+    OrderLine,
+    PlanningError,
+    commercial_keys,
+    decompose,
+    line_keys,
+)
 from baton.plans.generate import PAUSE, Timings, generate, with_line_views
 from baton.records.model import record_view
 from baton.rows import audit_event
@@ -101,10 +107,19 @@ class PlanService:
                 raise TransitionConflict(f"order {order_id} already has a plan in progress "
                                          f"(run {latest['run_id']}); amend or cancel it")
         lines = self.order_lines_txn(tx, fulfillment, order_id)
-        flines = decompose(catalog, lines, order)
+        if not lines:
+            # (a plan of no steps would complete at once: an order fulfilled with nothing)
+            raise PlanningError(
+                f"order {order_id} has no {fulfillment.line_object} lines: nothing to "
+                "fulfill; write its lines with it (`baton records create "
+                f"{fulfillment.trigger.object} --children '{fulfillment.line_object}=[...]'`) "
+                "or before it meets its fulfillment's trigger")
+        keys = commercial_keys(lines)
+        flines = decompose(catalog, lines, order, keys)
         tm.decomposition = time.perf_counter() - t0
         name = plan_name(order_id)
         graph = generate(fulfillment, flines, order, otype.name, name, now_dt, tm)
+        graph["line_keys"] = keys  # (an amendment keeps them: see _diff_txn)
         graph["pinned"] = {"fulfillment": fulfillment.name, "fulfillment_version": version,
                            "catalog": catalog.name, "catalog_version": catalog_version}
         t1 = time.perf_counter()
@@ -259,10 +274,21 @@ class PlanService:
         state) and unchanged. ``refuse``: raise what :meth:`amend` would refuse with (a
         passed point of no return, a plan not in progress), as a dry run of it."""
         with self.store.read() as tx:
-            out, row, _graph, run = self._diff_txn(tx, order_id, self.clock.now())
+            out, row, graph, run = self._diff_txn(tx, order_id, self.clock.now())
         if refuse:
             self._check_amendable(order_id, row["graph"], run)
+            self._check_lines(order_id, graph)
         return out
+
+    @staticmethod
+    def _check_lines(order_id: str, graph: Mapping[str, Any]) -> None:
+        """An amendment to no lines at all is refused: its plan would complete with every
+        step removed, as if the order had been fulfilled. Taking it all back is a cancel."""
+        if not graph["lines"]:
+            raise TransitionConflict(
+                f"order {order_id} has no lines left: an amendment cannot remove them all; "
+                "cancel the order instead (`baton plans cancel`), which rolls back its "
+                "completed steps")
 
     def _check_amendable(self, order_id: str, graph: Mapping[str, Any], run: Run) -> None:
         self._check_ponr(graph, run, "amended")
@@ -283,9 +309,15 @@ class PlanService:
             raise NotFound("record", order_id)
         otype = self.definitions.object_type(order_row["object_type"], tx)
         order = _jsonable(record_view(order_row, otype))
-        flines = decompose(catalog, self.order_lines_txn(tx, fulfillment, order_id), order)
+        # Lines keep the keys the plan gave them (a removed line renumbers none of the
+        # others: their steps keep their names and state); new lines get new keys.
+        order_lines = self.order_lines_txn(tx, fulfillment, order_id)
+        given = line_keys(row["graph"], order_lines)
+        keys = commercial_keys(order_lines, given)
+        flines = decompose(catalog, order_lines, order, keys)
         new = generate(fulfillment, flines, order, otype.name, plan_name(order_id), now_dt)
         new["pinned"] = row["graph"]["pinned"]
+        new["line_keys"] = {**given, **keys}
         run_row = tx.get_run_txn(row["run_id"])
         assert run_row is not None
         run = Run.from_json(run_row["state"])
@@ -334,6 +366,7 @@ class PlanService:
             diff, row, graph, _ = self._diff_txn(tx, order_id, now_dt)
             run, _defn, record = self.runs.load_txn(tx, row["run_id"])
             self._check_amendable(order_id, row["graph"], run)
+            self._check_lines(order_id, graph)
             if not (diff["added"] or diff["removed"] or diff["changed"] or diff["rewired"]):
                 # nothing differs: no new revision (an amendment asked twice is one)
                 return {**diff, "revision": row["revision"], "compensation_run_id": None,
