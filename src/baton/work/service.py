@@ -373,8 +373,9 @@ class WorkService:
                     # (an executemany), as a worker's batch writes them. A conflict there
                     # fails this attempt as a whole, and each item is tried on its own.
                     tx.deferred = True
+                ahead = len(submissions) > 1
                 done: list[dict[str, Any] | BatonError] = [
-                    self.complete_txn(tx, item_id, user, data, now_dt)
+                    self.complete_txn(tx, item_id, user, data, now_dt, ahead=ahead)
                     for item_id, user, data in submissions]
             return done
         except BatonError:
@@ -390,11 +391,18 @@ class WorkService:
         return results
 
     def complete_txn(self, tx: Transaction, item_id: str, user: str, data: dict[str, Any],
-                     now_dt: Any, scope: User | None = None) -> dict[str, Any]:
+                     now_dt: Any, scope: User | None = None, *, ahead: bool = False
+                     ) -> dict[str, Any]:
         """Complete one item in the caller's transaction: the item as it now is, with the
-        run after its step completed under ``"run"``."""
+        run after its step completed under ``"run"``. ``ahead``: the caller has read (and
+        locked, run first) the item, its run and record with :func:`_read_ahead_txn`."""
         acting_name(user, "user", "complete")
         now = iso(now_dt)
+        if not ahead:
+            # Lock the run before the item: the order a cancel, an SLA action, a fallout
+            # action and the worker take them in. The other way round, a completion and a
+            # cancel of its run deadlock on PostgreSQL (a second apart, then a 500).
+            loaded = self.runs.load_txn(tx, self.get_txn(tx, item_id, lock=False)["run_id"])
         item = self.get_txn(tx, item_id)
         status = item["status"]
         if status == CLAIMED and item["claimed_by"] != user:
@@ -415,7 +423,7 @@ class WorkService:
         if item.get("routing") and self.applier.router is not None:
             # They have room again: what waits for them is routed now.
             self.applier.router.freed_txn(tx, item_id, now_dt, route_now=True)
-        run, defn, record = self.runs.load_txn(tx, item["run_id"])
+        run, defn, record = self.runs.load_txn(tx, item["run_id"]) if ahead else loaded
         # (the step sees who the delegate acted for: an approval records it with the decision)
         output = {**values, ON_BEHALF_OF: on_behalf} if on_behalf else values
         decision = self.runs.decide_and_apply_txn(
@@ -438,8 +446,10 @@ class WorkService:
         now_dt = self.clock.now()
         now = iso(now_dt)
         with self.store.write() as tx:
+            # (its run locked before it, as everywhere: see complete_txn)
+            run, defn, record = self.runs.load_txn(
+                tx, self.get_txn(tx, item_id, lock=False)["run_id"])
             item = self.get_txn(tx, item_id)
-            run, defn, record = self.runs.load_txn(tx, item["run_id"])
             submitter = _submitter_txn(tx, run.id)
             operator = who is not None and who.can(Permission.RUNS_WRITE)
             if user not in submitter and not operator:
@@ -711,10 +721,14 @@ def _read_ahead_txn(tx: Transaction, item_ids: Sequence[str]) -> None:
     """Read (and lock) the items of a batch of completions, their runs and the runs'
     records with three statements: each completion's reads of them are answered from
     these rows (``read_ahead_txn``), not with a round trip each."""
-    items = tx.read_ahead_txn("work_items", item_ids)
+    # Runs are locked before their items (the order a cancel and the worker lock them in,
+    # or a completion and a cancel deadlock): the items are read once unlocked for their
+    # runs' ids, then locked last.
+    items = tx.get_work_items_txn(item_ids)
     runs = tx.read_ahead_txn("runs", sorted({i["run_id"] for i in items.values()}))
     tx.read_ahead_txn("records", sorted({r["record_id"] for r in runs.values()
                                          if r["record_id"]}))
+    tx.read_ahead_txn("work_items", item_ids)
 
 
 _FORMS: dict[bytes, tuple[FieldDefinition, ...]] = {}
