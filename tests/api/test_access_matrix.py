@@ -110,7 +110,7 @@ ROUTES: dict[str, Rule] = {
     "POST /api/definitions/deploy": perm(P.DEFINITIONS_WRITE),
     "GET /api/definitions/{kind}/{name}": perm(P.DEFINITIONS_READ),
     "GET /api/definitions/{kind}/{name}/versions/{version}": perm(P.DEFINITIONS_READ),
-    "GET /api/definitions/{kind}/{name}/diff": perm(P.DEFINITIONS_READ, query="a=1&b=1"),
+    "GET /api/definitions/{kind}/{name}/diff": perm(P.DEFINITIONS_READ, query="from=1&to=1"),
     "POST /api/definitions/{kind}/{name}/activate": perm(P.DEFINITIONS_WRITE),
     "POST /api/definitions/{kind}/{name}/deactivate": perm(P.DEFINITIONS_WRITE),
     # ---- records and intake

@@ -51,12 +51,16 @@ def test_problem_documents_name_the_offending_fields(sqlite_api: Api) -> None:
     assert_problem(api.get("dee", "/api/definitions/widget/x"), 422, "path.kind")
     assert_problem(api.post("opal", "/api/objects/Spaceship/records", {"data": {}}), 404)
     for content, kind, said in ((b"{not json", "application/json", "not valid JSON at character 1"),
-                                (b'{"data": {', "application/json", "at character 10"),
-                                (b'{"data": {}}', "text/plain", "got Content-Type text/plain")):
+                                (b'{"data": {', "application/json", "at character 10")):
         bad = assert_problem(api.client.post("/api/objects/Account/records", content=content,
                                              headers=api.auth("opal") | {"content-type": kind}),
                              422, "body")  # the field is the body, not a character offset
         assert said in bad["detail"], bad
+    # a body that is not JSON at all: 415, saying what was sent
+    bad = assert_problem(api.client.post("/api/objects/Account/records", content=b'{"data": {}}',
+                                         headers=api.auth("opal") | {"content-type": "text/plain"}),
+                         415)
+    assert "got Content-Type text/plain" in bad["detail"], bad
 
 
 def test_pagination(sqlite_api: Api) -> None:

@@ -93,7 +93,7 @@ def test_the_page_asks_for_the_fields_without_a_login(forms: Api) -> None:
     r = visitor(forms).get("/forms/contact")
     assert r.status_code == 200, r.text
     page = r.text
-    assert "<h1>Write to us</h1>" in page and "We answer within one working day." in page
+    assert '<h1 id="intake-h">Write to us</h1>' in page and "We answer within one working day." in page
     for label in ("Subject", "Your message", "Your e-mail address", "Topic", "How many cars"):
         assert label in page, label
     assert 'name="message"' in page and "<textarea" in page and "No passwords, please." in page

@@ -123,7 +123,9 @@ CHECKED_AGAINST_STATE: dict[str, tuple[tuple[str, ...], str]] = {
     # cannot say.
     **{f"GET /api/{what}": (("query.after", "query.offset"),
                             "the cursors the server issued, and one way of paging")
-       for what in ("runs", "work", "records")},
+       for what in ("runs", "work", "records", "users", "tokens", "definitions",
+                    "records/{record_id}/timeline", "runs/{run_id}/events", "fallout",
+                    "incidents")},
 }
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # schemathesis' default
 # schemathesis' default, with 413: a body over BATON_MAX_BODY_BYTES is refused before it is read

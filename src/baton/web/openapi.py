@@ -1,5 +1,5 @@
 """The OpenAPI document, with links between operations, no null parameters, and the
-413 every operation with a body may answer.
+answers every operation may give before its route runs (413, 406, 415, 429).
 
 FastAPI generates the operations; :func:`install` adds OpenAPI ``links`` to their
 responses, so a client (or a stateful fuzzer) can follow ids from real answers: a record
@@ -489,6 +489,44 @@ def body_limit_responses(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+NOT_ACCEPTABLE = {
+    "description": "Not acceptable: the Accept header allows no JSON answer",
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+UNSUPPORTED = {
+    "description": "Unsupported media type: the body is not sent as application/json",
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+TOO_MANY = {
+    "description": "Too many failed logins from this address or for this account: locked "
+                   "for the seconds the Retry-After header says",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+
+
+def media_responses(schema: dict[str, Any]) -> dict[str, Any]:
+    """The answers ``baton.web.api.common.clean_input`` and the login throttle give before
+    a route runs, declared on the operations that may give them: 406 on every operation
+    that answers JSON, 415 on every one with a JSON body, 429 on every authenticated one."""
+    for path, ops in schema.get("paths", {}).items():
+        if not path.startswith("/api/"):
+            continue
+        for op in ops.values():
+            if not isinstance(op, dict) or op.get("security") == []:
+                continue  # (a callback: no token, its own answers)
+            responses = op["responses"]
+            if any("application/json" in (r.get("content") or {})
+                   for code, r in responses.items() if code.startswith("2")):
+                responses.setdefault("406", NOT_ACCEPTABLE)
+            body = (op.get("requestBody") or {}).get("content") or {}
+            if list(body) == ["application/json"]:
+                responses.setdefault("415", UNSUPPORTED)
+            if "401" in responses:
+                responses.setdefault("429", TOO_MANY)
+    return schema
+
+
 def install(app: FastAPI) -> None:
     """Serve the generated document with :data:`LINKS` added (built once, on first use)."""
 
@@ -498,7 +536,7 @@ def install(app: FastAPI) -> None:
                                  openapi_version=app.openapi_version,
                                  description=app.description, routes=app.routes)
             app.openapi_schema = add_links(describe_operations(
-                body_limit_responses(no_null_parameters(schema))))
+                media_responses(body_limit_responses(no_null_parameters(schema)))))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -191,6 +191,9 @@ def _field_error(request: Request, error: Mapping[str, Any]) -> dict[str, str]:
         why = (error.get("ctx") or {}).get("error") or "invalid"
         return {"field": "body", "message": f"not valid JSON{where}: {why}"}
     field = _field_path(loc)
+    if "input" in error and error["input"] is None and error.get("type") != "missing" \
+            and len(loc) > 1 and loc[0] == "body":
+        return {"field": field, "message": "may not be null (leave it out to keep its value)"}
     if field == "body":
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind and kind != "application/json" and not kind.endswith("+json"):
@@ -254,8 +257,19 @@ def install(app: FastAPI) -> None:
                                                                 "message": said}])
         titles = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden",
                   404: "Not found", 405: "Method not allowed"}
+        headers = getattr(exc, "headers", None)
+        detail, slug = str(exc.detail or ""), None
+        if exc.status_code == 405:  # (Starlette's: routes matched the path, not the method)
+            allow = (headers or {}).get("Allow", "")
+            detail = f"{request.method} is not allowed on this path; it takes {allow}"
+            slug = "method-not-allowed"
+        elif exc.status_code == 404 and detail == "Not Found":  # no route matched
+            detail = f"no operation at {request.url.path[:200]}"
+            if request.url.path.startswith("/api/"):
+                detail += " (the API's operations are listed in /openapi.json)"
+            slug = "not-found"
         return problem_response(request, exc.status_code, titles.get(exc.status_code, "Error"),
-                                str(exc.detail or ""), headers=getattr(exc, "headers", None))
+                                detail, slug=slug, headers=headers)
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> Response:

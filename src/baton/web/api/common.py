@@ -8,13 +8,19 @@ field, instead of letting a driver error surface as a 500 deep inside a transact
 
 from __future__ import annotations
 
+import base64
+import binascii
 import decimal
 import json
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.dependencies.models import Dependant
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
@@ -22,6 +28,7 @@ from starlette.requests import ClientDisconnect
 from baton.errors import ValidationError
 from baton.storable import scan
 from baton.store.base import Total
+from baton.store.sql.keyset import encode_cursor
 from baton.web.problems import ProblemError
 
 T = TypeVar("T")
@@ -42,6 +49,29 @@ After = Annotated[str | None, Query(min_length=1, max_length=600, description=(
 # Names and ids in paths and filters: bounded, so a fuzzer's megabyte string is a 422, not a
 # full scan with a megabyte parameter.
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+NOT_NULL = "may not be null (leave it out to keep its value)"
+
+
+def not_null(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` of a patch's field that may be left out but not sent as null:
+    its schema without the null branch (the validator :func:`refuse_null` refuses one)."""
+    branches = schema.pop("anyOf", None)
+    if isinstance(branches, list):
+        kept = [b for b in branches if b != {"type": "null"}]
+        if len(kept) == 1:
+            schema.update(kept[0])
+        else:
+            schema["anyOf"] = kept
+    schema.pop("default", None)
+
+
+def refuse_null(value: Any) -> Any:
+    """A patch's field sent as null, where null clears nothing: a 422 naming the field."""
+    if value is None:
+        raise ValueError(NOT_NULL)
+    return value
 
 
 class RequestBody(BaseModel):
@@ -69,10 +99,42 @@ class Page(BaseModel, Generic[T]):
         "on SQLite a lower bound (at least that many; 1000 means more than a thousand)"))
 
 
-def page(items: list[T], total: int, limit: int, offset: int) -> dict[str, Any]:
+def page(items: list[T], total: int, limit: int, offset: int, tag: str | None = None
+         ) -> dict[str, Any]:
+    """A page of a short list, read by offset. ``tag`` names the list in its ``next``
+    cursor (see :func:`start_of`): every list answers a ``next`` to follow as ``after``,
+    whether it pages by key or by position."""
     nxt = offset + len(items)
+    more = nxt < total and bool(items)
     return {"items": items, "total": total, "limit": limit, "offset": offset,
-            "next_offset": nxt if nxt < total and items else None}
+            "next_offset": nxt if more else None,
+            "next": encode_cursor(tag, [nxt]) if more and tag is not None else None}
+
+
+def start_of(tag: str, after: str | None, offset: int) -> int:
+    """Where a page of a list read by position starts: ``offset``, or the position its
+    ``after`` cursor (a ``next`` of the same list, ``tag``) carries. A cursor of another
+    list, or no cursor at all, is a 422 naming ``query.after``, as on the long lists."""
+    if after is None:
+        return offset
+    if offset:
+        raise ValidationError("page", {"query.offset": "give `after` or `offset`, not both"})
+
+    def bad(why: str) -> ValidationError:
+        return ValidationError("page", {"query.after": (
+            f"not a cursor of this list ({why}): pass the `next` value of the previous page "
+            "unchanged, with the same filters")})
+    try:
+        data = json.loads(base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise bad("not base64url JSON") from None
+    if not isinstance(data, list) or not data or not isinstance(data[0], str):
+        raise bad("malformed")
+    if data[0] != tag:
+        raise bad(f"it pages {data[0]!r}, this is {tag!r}")
+    if len(data) != 2 or type(data[1]) is not int or not 0 < data[1] <= MAX_INT:
+        raise bad("wrong keys")
+    return data[1]
 
 
 def keyset_page(items: list[T], found_next: str | None, total: Total, limit: int,
@@ -91,9 +153,10 @@ def one_of_after_or_offset(after: str | None, offset: int) -> None:
         raise ValidationError("page", {"offset": "give `after` or `offset`, not both"})
 
 
-def page_of(all_items: list[T], limit: int, offset: int) -> dict[str, Any]:
+def page_of(all_items: list[T], limit: int, offset: int, tag: str | None = None
+            ) -> dict[str, Any]:
     """Paginate a list that was read whole (small lists: versions, timelines, fallout)."""
-    return page(all_items[offset:offset + limit], len(all_items), limit, offset)
+    return page(all_items[offset:offset + limit], len(all_items), limit, offset, tag)
 
 
 class Reason(RequestBody):
@@ -144,8 +207,118 @@ def scan_path_and_query(request: Request, out: list[dict[str, str]]) -> None:
         scan(v, f"query.{k}", out)
 
 
+@dataclass(frozen=True)
+class _Takes:
+    """What one route takes, beyond its path: its query parameters' names, whether it
+    parses a JSON body itself (415 for another content type), and whether it answers JSON
+    (406 for a client that accepts none)."""
+
+    query: frozenset[str]
+    open_query: bool  # (a callback URL an external system calls: it may add its own)
+    json_body: bool
+    json_answer: bool
+
+
+_TAKES: dict[int, _Takes] = {}
+
+
+def _query_names(dependant: Dependant) -> Iterator[str]:
+    """The query parameters of an operation and of every dependency it has."""
+    for param in dependant.query_params:
+        yield param.alias
+    for sub in dependant.dependencies:
+        yield from _query_names(sub)
+
+
+def _takes(route: APIRoute) -> _Takes:
+    found = _TAKES.get(id(route))
+    if found is None:
+        answer = route.response_class
+        if isinstance(answer, DefaultPlaceholder):
+            answer = answer.value
+        found = _TAKES[id(route)] = _Takes(
+            query=frozenset(_query_names(route.dependant)),
+            open_query=(route.openapi_extra or {}).get("security") == [],
+            json_body=route.body_field is not None,
+            json_answer=isinstance(answer, type) and issubclass(answer, JSONResponse))
+    return found
+
+
+def _unknown_query(request: Request, takes: _Takes) -> None:
+    """A query parameter the operation does not take is a 422 naming it (a typo such as
+    ``?stauts=open`` would otherwise list everything, unfiltered)."""
+    unknown = sorted({k for k in request.query_params if k not in takes.query})
+    if not unknown:
+        return
+    options = (f"its query parameters are: {', '.join(sorted(takes.query))}" if takes.query
+               else "it takes no query parameters")
+    errors = [{"field": f"query.{k}"[:250], "message": f"unknown query parameter; {options}"}
+              for k in unknown[:MAX_UNKNOWN]]
+    raise ProblemError(422, "Invalid input",
+                       "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                       slug="validation", errors=errors)
+
+
+MAX_UNKNOWN = 20  # unknown query parameters named in one 422
+JSON_TYPES = ("application/json", "application/problem+json")
+
+
+def _accepts_json(accept: str) -> bool:
+    """Whether an Accept header admits a JSON answer (RFC 9110 media ranges, q=0 refusing)."""
+    for part in accept.split(","):
+        kind, *params = (p.strip() for p in part.split(";"))
+        kind = kind.lower()
+        if not kind:
+            continue
+        refused = any(p.replace(" ", "").lower() in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+                      for p in params)
+        if not refused and (kind in ("*/*", "application/*", *JSON_TYPES)
+                            or kind.endswith("+json")):
+            return True
+    return False
+
+
+async def _media_checks(request: Request, takes: _Takes) -> None:
+    """406 when the client accepts no JSON answer; 415 for a body that is not said to be
+    JSON (another Content-Type, or none: FastAPI would not parse it, and answer that the
+    body "should be a valid dictionary")."""
+    accept = request.headers.get("accept")
+    if takes.json_answer and accept is not None and accept.strip() \
+            and not _accepts_json(accept):
+        raise ProblemError(406, "Not acceptable",
+                           f"this operation answers application/json (errors: "
+                           f"application/problem+json); the Accept header allows neither: "
+                           f"{accept[:100]!r}", slug="not-acceptable")
+    if not takes.json_body or request.method in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        return
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json" or ctype.endswith("+json"):
+        return
+    if not ctype:
+        try:
+            body = await request.body()  # (cached; small: the body limit holds)
+        except ClientDisconnect:
+            return
+        if not body.strip():
+            return  # no body: FastAPI says whether the operation needs one
+    got = f"got Content-Type {ctype[:100]}" if ctype else "no Content-Type was sent"
+    raise ProblemError(415, "Unsupported media type",
+                       f"the body must be JSON (Content-Type: application/json); {got}",
+                       slug="unsupported-media-type",
+                       headers={"Accept-Patch" if request.method == "PATCH"
+                                else "Accept-Post": "application/json"})
+
+
 async def clean_input(request: Request) -> None:
-    """Refuse text no database can store and numbers JSON cannot carry (422, per field)."""
+    """Refuse what the operation does not take: a query parameter it does not know (422),
+    a body that is not JSON (415), an Accept header without JSON (406); and text no
+    database can store and numbers JSON cannot carry (422, per field)."""
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute):
+        takes = _takes(route)
+        if request.url.query and not takes.open_query:
+            _unknown_query(request, takes)
+        await _media_checks(request, takes)
     out: list[dict[str, str]] = []
     scan_path_and_query(request, out)
     if request.method not in ("GET", "HEAD", "OPTIONS", "DELETE"):

@@ -11,7 +11,16 @@ from pydantic import BaseModel, Field, field_validator
 from baton.auth.roles import Permission
 from baton.errors import Issue, NotFound, PermissionDenied
 from baton.store.base import DefinitionRow
-from baton.web.api.common import MAX_INT, Limit, Offset, Page, RequestBody, page_of
+from baton.web.api.common import (
+    MAX_INT,
+    After,
+    Limit,
+    Offset,
+    Page,
+    RequestBody,
+    page_of,
+    start_of,
+)
 from baton.web.problems import DefinitionIssue, problem_responses
 from baton.web.security import Principal, engine_of, need
 
@@ -156,11 +165,14 @@ WRITE = Depends(need(Permission.DEFINITIONS_WRITE))
 
 
 @router.get("", response_model=Page[DefinitionSummary], summary="List deployed definitions",
+            description="By kind, then name.",
             responses=problem_responses(401, 403, 422))
 def list_definitions(request: Request, kind: Kind | None = None, limit: Limit = 50,
-                     offset: Offset = 0, _: Principal = READ) -> dict[str, Any]:
+                     offset: Offset = 0, after: After = None,
+                     _: Principal = READ) -> dict[str, Any]:
+    start = start_of("definitions", after, offset)
     rows = engine_of(request).definitions.list_versions(kind.value if kind else None)
-    return page_of(_summaries(rows), limit, offset)
+    return page_of(_summaries(rows), limit, start, "definitions")
 
 
 @router.post("/validate", response_model=ValidationResult, summary="Validate YAML definitions",

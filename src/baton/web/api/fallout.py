@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
 from baton.auth.roles import Permission
-from baton.web.api.common import Limit, Offset, Page, Reason, page_of, under
+from baton.web.api.common import After, Limit, Offset, Page, Reason, page_of, start_of, under
 from baton.web.api.runs import RunDetail, run_detail
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, engine_of, need
@@ -42,9 +42,10 @@ class CompleteByHand(Reason):
 
 @router.get("", response_model=Page[FalloutItem], summary="Steps in fallout, oldest run first",
             responses=problem_responses(401, 403, 422))
-def list_fallout(request: Request, limit: Limit = 50, offset: Offset = 0,
+def list_fallout(request: Request, limit: Limit = 50, offset: Offset = 0, after: After = None,
                  _: Principal = FALLOUT) -> dict[str, Any]:
-    return page_of(engine_of(request).list_fallout(limit=MAX_SCAN), limit, offset)
+    start = start_of("fallout", after, offset)
+    return page_of(engine_of(request).list_fallout(limit=MAX_SCAN), limit, start, "fallout")
 
 
 _ACTIONS = "; 409 when the step is not in fallout (any more)."

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from baton.auth.roles import Permission
-from baton.web.api.common import Limit, Offset, Page, Reason, page
+from baton.web.api.common import After, Limit, Offset, Page, Reason, page, start_of
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, engine_of, need
 
@@ -45,12 +45,14 @@ class Incident(BaseModel):
 def list_incidents(request: Request,
                    status: Annotated[list[Status] | None, Query(max_length=3)] = None,
                    record_id: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
-                   limit: Limit = 50, offset: Offset = 0,
+                   limit: Limit = 50, offset: Offset = 0, after: After = None,
                    _: Principal = FALLOUT) -> dict[str, Any]:
     eng = engine_of(request)
+    start = start_of("incidents", after, offset)
     statuses = list(status) if status else ["open"]
-    items = eng.list_incidents(statuses=statuses, limit=limit, offset=offset, record_id=record_id)
-    return page(items, eng.count_incidents(statuses=statuses, record_id=record_id), limit, offset)
+    items = eng.list_incidents(statuses=statuses, limit=limit, offset=start, record_id=record_id)
+    return page(items, eng.count_incidents(statuses=statuses, record_id=record_id), limit, start,
+                "incidents")
 
 
 @router.get("/{incident_id}", response_model=Incident, summary="Read an incident",

@@ -6,13 +6,23 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field, StrictBool, field_validator
 
 from baton.auth.directory import EMAIL_PATTERN, NAME_PATTERN, TokenInfo, User
 from baton.auth.roles import Permission, require
 from baton.clock import iso
 from baton.errors import NotFound
-from baton.web.api.common import Limit, Offset, Page, RequestBody, page_of
+from baton.web.api.common import (
+    After,
+    Limit,
+    Offset,
+    Page,
+    RequestBody,
+    not_null,
+    page_of,
+    refuse_null,
+    start_of,
+)
 from baton.web.problems import problem_responses
 from baton.web.security import SESSION_COOKIE, Principal, current_principal, engine_of, need
 
@@ -52,14 +62,26 @@ DATE_OR_EMPTY = r"^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
 class DelegationPatch(RequestBody):
+    """A partial update, as a JSON merge patch (RFC 7396) reads: a field left out keeps its
+    value, a field sent as null is cleared. A field that cannot be empty (roles, a name) is
+    not nullable: null there is a 422 naming it, never silently ignored."""
+
     delegate: str | None = Field(default=None, max_length=200, pattern=f"^$|{NAME_PATTERN}",
-                                 description='who may act on the approvals; "" ends the '
-                                             "delegation")
+                                 description='who may act on the approvals; null or "" ends '
+                                             "the delegation")
     delegate_from: str | None = Field(default=None, pattern=DATE_OR_EMPTY, description=(
-        'first day (YYYY-MM-DD, UTC); "" or left out with a new delegate: from now'))
+        'first day (YYYY-MM-DD, UTC); null, "" or left out with a new delegate: from now'))
     delegate_until: str | None = Field(default=None, pattern=DATE_OR_EMPTY, description=(
-        'last day, inclusive (YYYY-MM-DD, UTC); "" or left out with a new delegate: '
+        'last day, inclusive (YYYY-MM-DD, UTC); null, "" or left out with a new delegate: '
         "open-ended"))
+
+    def cleared(self, name: str) -> str | None:
+        """A clearable field's value for the directory: None (left out: unchanged), or
+        the text, "" when it was sent as null or "" (cleared)."""
+        value: str | None = getattr(self, name)
+        if value is None and name in self.model_fields_set:
+            return ""
+        return value
 
 
 class MePatch(DelegationPatch):
@@ -77,16 +99,26 @@ class NewUser(RequestBody):
 
 
 class UserPatch(DelegationPatch):
-    roles: list[Role] | None = Field(default=None, min_length=1, max_length=4)
-    groups: list[Member] | None = Field(default=None, max_length=100)
-    queues: list[Member] | None = Field(default=None, max_length=100)
+    # Not nullable (None stands for "left out"; a null sent is a 422 naming the field):
+    # a user always has roles, lists (empty: []), a name, a state.
+    roles: list[Role] | None = Field(default=None, min_length=1, max_length=4,
+                                     json_schema_extra=not_null)
+    groups: list[Member] | None = Field(default=None, max_length=100, description="[]: none",
+                                        json_schema_extra=not_null)
+    queues: list[Member] | None = Field(default=None, max_length=100, description="[]: none",
+                                        json_schema_extra=not_null)
     email: str | None = Field(default=None, max_length=320, pattern=EMAIL_OR_EMPTY,
-                              description='"" clears it')
-    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+                              description='null or "" clears it')
+    display_name: str | None = Field(default=None, min_length=1, max_length=200,
+                                     json_schema_extra=not_null)
     # strict: 0 or "no" is not taken for false (lax pydantic would): a typed JSON boolean only
-    active: StrictBool | None = Field(default=None,
+    active: StrictBool | None = Field(default=None, json_schema_extra=not_null,
                                       description="false signs the user out everywhere")
-    password: str | None = Field(default=None, min_length=8, max_length=1000)
+    password: str | None = Field(default=None, min_length=8, max_length=1000,
+                                 json_schema_extra=not_null)
+
+    _not_null = field_validator("roles", "groups", "queues", "display_name", "active",
+                                "password", mode="before")(refuse_null)
 
 
 class TokenOut(BaseModel):
@@ -141,12 +173,13 @@ def me(principal: Principal = ME) -> dict[str, Any]:
                            "authenticated_by": principal.via}
 
 
-@router.get("/users", response_model=Page[UserOut], summary="List users",
+@router.get("/users", response_model=Page[UserOut], summary="List users, by name",
             responses=problem_responses(401, 403, 422))
-def list_users(request: Request, limit: Limit = 50, offset: Offset = 0,
+def list_users(request: Request, limit: Limit = 50, offset: Offset = 0, after: After = None,
                _: Principal = USERS) -> dict[str, Any]:
+    start = start_of("users", after, offset)
     users = [user_json(u) for u in engine_of(request).directory.list_users()]
-    return page_of(users, limit, offset)
+    return page_of(users, limit, start, "users")
 
 
 @router.post("/users", response_model=UserOut, status_code=201, summary="Add a user",
@@ -168,7 +201,9 @@ def get_user(request: Request, name: UserName, _: Principal = USERS) -> dict[str
 
 
 @router.patch("/users/{name}", response_model=UserOut, summary="Change a user",
-              description="Only the fields sent change; `groups`/`queues` replace the lists. "
+              description="A JSON merge patch: only the fields sent change, null clears "
+                          "`email` and the delegation (the other fields take no null); "
+                          "`groups`/`queues` replace the lists. "
                           "A new `password`, or `active: false`, signs the user out of every "
                           "UI session (but the caller's own, when it is theirs); their API "
                           "tokens stay valid until revoked (`active: false` refuses them while "
@@ -177,16 +212,19 @@ def get_user(request: Request, name: UserName, _: Principal = USERS) -> dict[str
 def update_user(request: Request, name: UserName, body: UserPatch,
                 principal: Principal = USERS) -> dict[str, Any]:
     user = engine_of(request).directory.update_user(
-        name, roles=body.roles, groups=body.groups, queues=body.queues, email=body.email,
-        display_name=body.display_name, active=body.active, password=body.password,
-        delegate=body.delegate, delegate_from=body.delegate_from,
-        delegate_until=body.delegate_until, keep_session=own_session(request, principal, name))
+        name, roles=body.roles, groups=body.groups, queues=body.queues,
+        email=body.cleared("email"), display_name=body.display_name, active=body.active,
+        password=body.password, delegate=body.cleared("delegate"),
+        delegate_from=body.cleared("delegate_from"),
+        delegate_until=body.cleared("delegate_until"),
+        keep_session=own_session(request, principal, name))
     return user_json(user)
 
 
 @router.patch("/me", response_model=Me, summary="Change my settings",
               description="Any signed-in user names their own delegate: who may act on "
-                          "their approvals, optionally between two dates (`\"\"` ends it). "
+                          "their approvals, optionally between two dates (`\"\"` or null "
+                          "ends it). "
                           "422 when the dates are wrong, or, for a caller who may list users "
                           "(`users` or `team`), when the delegate is not a user; anyone "
                           "else is not told which names exist: a name that is not a user's "
@@ -194,8 +232,10 @@ def update_user(request: Request, name: UserName, body: UserPatch,
               responses=problem_responses(400, 401, 422))
 def update_me(request: Request, body: MePatch, principal: Principal = ME) -> dict[str, Any]:
     user = engine_of(request).directory.update_user(
-        principal.name, delegate=body.delegate, delegate_from=body.delegate_from,
-        delegate_until=body.delegate_until, may_list_users=principal.user.may_list_users)
+        principal.name, delegate=body.cleared("delegate"),
+        delegate_from=body.cleared("delegate_from"),
+        delegate_until=body.cleared("delegate_until"),
+        may_list_users=principal.user.may_list_users)
     return user_json(user) | {"permissions": sorted(p.value for p in user.permissions),
                               "authenticated_by": principal.via}
 
@@ -243,16 +283,17 @@ def create_token(request: Request, body: NewToken, principal: Principal = ME) ->
     return token_json(info) | {"secret": secret}
 
 
-@router.get("/tokens", response_model=Page[TokenOut], summary="List API tokens",
+@router.get("/tokens", response_model=Page[TokenOut], summary="List API tokens, oldest first",
             description="Yours, or `user`'s with the `users` permission.",
             responses=problem_responses(401, 403, 422))
 def list_tokens(request: Request,
                 user: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-                limit: Limit = 50, offset: Offset = 0,
+                limit: Limit = 50, offset: Offset = 0, after: After = None,
                 principal: Principal = ME) -> dict[str, Any]:
     owner = _for_user(principal, user)
+    start = start_of("tokens", after, offset)
     tokens = [token_json(t) for t in engine_of(request).directory.list_tokens(owner)]
-    return page_of(tokens, limit, offset)
+    return page_of(tokens, limit, start, "tokens")
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut, summary="Revoke an API token",

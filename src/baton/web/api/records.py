@@ -25,6 +25,7 @@ from baton.web.api.common import (
     keyset_page,
     one_of_after_or_offset,
     page_of,
+    start_of,
     under,
 )
 from baton.web.committer import committer_of
@@ -205,6 +206,8 @@ def delete_record(request: Request, record_id: RecordId, if_match: IfMatch = Non
             summary="Every event that touched the record, oldest first",
             responses=problem_responses(401, 403, 404, 422))
 def timeline(request: Request, record_id: RecordId, limit: Limit = 50, offset: Offset = 0,
-             _: Principal = READ) -> dict[str, Any]:
+             after: After = None, _: Principal = READ) -> dict[str, Any]:
+    tag = f"timeline:{record_id}"
+    start = start_of(tag, after, offset)
     events = [event_view(e) for e in engine_of(request).timeline(record_id)]
-    return page_of(events, limit, offset)
+    return page_of(events, limit, start, tag)

@@ -29,6 +29,7 @@ from baton.web.api.common import (
     keyset_page,
     one_of_after_or_offset,
     page_of,
+    start_of,
     under,
 )
 from baton.web.api.records import Event
@@ -242,8 +243,11 @@ def get_run(request: Request, run_id: RunId, _: Principal = READ) -> dict[str, A
 @router.get("/{run_id}/events", response_model=Page[Event], summary="A run's audit events",
             responses=problem_responses(401, 403, 404, 422))
 def run_events(request: Request, run_id: RunId, limit: Limit = 50, offset: Offset = 0,
-               _: Principal = READ) -> dict[str, Any]:
-    return page_of([event_view(e) for e in engine_of(request).run_events(run_id)], limit, offset)
+               after: After = None, _: Principal = READ) -> dict[str, Any]:
+    tag = f"run_events:{run_id}"
+    start = start_of(tag, after, offset)
+    return page_of([event_view(e) for e in engine_of(request).run_events(run_id)], limit, start,
+                   tag)
 
 
 @router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel a run",

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, Field, WithJsonSchema, field_validator
 
 from baton.auth.directory import NAME_PATTERN
 from baton.auth.roles import Permission, require
-from baton.web.api.common import RequestBody
+from baton.web.api.common import RequestBody, not_null, refuse_null
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, current_principal, engine_of, need
 from baton.work.team import MAX_CAPACITY, SKILL_PATTERN, UNSET, ProfileChange
@@ -64,7 +64,10 @@ class TeamOut(BaseModel):
 
 
 class ProfilePatch(RequestBody):
-    availability: Availability | None = None
+    """A JSON merge patch: a field left out keeps its value; null clears `capacity` and
+    `calendar`; the other fields take no null (a 422 naming the field, never ignored)."""
+
+    availability: Availability | None = Field(default=None, json_schema_extra=not_null)
     capacity: int | None = Field(default=None, ge=0, le=MAX_CAPACITY,
                                  description="null: no limit (send it to clear one)")
     queue_capacity: Annotated[
@@ -75,13 +78,18 @@ class ProfilePatch(RequestBody):
                         "additionalProperties": {"anyOf": [
                             {"type": "integer", "minimum": 0, "maximum": 100_000},
                             {"type": "null"}]}})] | None = Field(
-        default=None, max_length=100, description="queue or group -> capacity there")
-    add_skills: Skills | None = Field(default=None, max_length=200)
-    remove_skills: list[SkillName] | None = Field(default=None, max_length=200)
-    skills: Skills | None = Field(default=None, max_length=200,
-                                  description="all of them (replaces the list)")
+        default=None, max_length=100, description="queue or group -> capacity there",
+        json_schema_extra=not_null)
+    add_skills: Skills | None = Field(default=None, max_length=200, json_schema_extra=not_null)
+    remove_skills: list[SkillName] | None = Field(default=None, max_length=200,
+                                                  json_schema_extra=not_null)
+    skills: Skills | None = Field(default=None, max_length=200, json_schema_extra=not_null,
+                                  description="all of them (replaces the list; {}: none)")
     calendar: str | None = Field(default=None, min_length=1, max_length=200,
                                  description="a deployed calendar's name; null: none")
+
+    _not_null = field_validator("availability", "queue_capacity", "add_skills", "remove_skills",
+                                "skills", mode="before")(refuse_null)
 
 
 @router.get("/team", response_model=TeamOut, summary="The team and its queues",
