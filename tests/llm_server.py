@@ -8,7 +8,14 @@ carries the key (``Authorization: Bearer`` or ``x-api-key``).
 
 What it answers is scripted (``POST /_script`` with ``{"answers": [...]}``, taken in order),
 each answer ``{"status", "headers", "content", "delay", "usage", "model"}``: ``content`` an
-object (sent as the JSON answer) or a text (sent as the model's words). Unscripted, it
+object (sent as the JSON answer) or a text (sent as the model's words). Failure modes:
+``raw`` (a text sent as the whole 200 response body, e.g. JSON that does not parse),
+``cut`` (the response's ``Content-Length`` announces the whole body, half of it is sent,
+then the connection is closed: a reset mid-body), ``refusal`` (OpenAI: a message whose
+``content`` is null and ``refusal`` says why; Anthropic: no content, ``stop_reason``
+``refusal``), ``stop`` (the ``finish_reason`` / ``stop_reason`` to send, e.g.
+``content_filter`` or ``length``) and ``echo`` (the model's words are the last user message:
+a model echoing its prompt). Unscripted, it
 plays a small model: for a classification it picks the category whose name the last user
 message mentions (confidence 0.9; else the first category, 0.4); for an extraction, every
 field null. ``POST /_reset`` forgets script and requests. ``GET /_requests`` lists what it was sent (path, headers, JSON body).
@@ -69,6 +76,18 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
+    def _send_cut(self, status: int, payload: Any) -> None:
+        """Announce the whole body, send half of it, close the connection."""
+        raw = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw[: len(raw) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(2)  # (socket.SHUT_RDWR)
+
     def do_GET(self) -> None:
         if self.path == "/_requests":
             with LOCK:
@@ -112,15 +131,29 @@ class Handler(BaseHTTPRequestHandler):
             self._send(status, {"error": {"type": "error", "message": answer.get(
                 "error", f"status {status}")}}, answer.get("headers"))
             return
+        if "raw" in answer:
+            raw_body = str(answer["raw"]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw_body)))
+            self.end_headers()
+            self.wfile.write(raw_body)
+            return
+        if answer.get("echo"):
+            last = body["messages"][-1]["content"]
+            answer = {**answer, "content": last if isinstance(last, str) else json.dumps(last)}
         content = answer["content"] if "content" in answer else default_answer(body, anthropic)
         model = answer.get("model") or body.get("model")
         usage = answer.get("usage") or {"in": 120, "out": 30}
+        refusal = answer.get("refusal")
         if anthropic:
             block = ({"type": "tool_use", "id": f"toolu_{len(SEEN)}", "name": "answer",
                       "input": content} if not isinstance(content, str)
                      else {"type": "text", "text": content})
             payload = {"id": f"msg_{len(SEEN)}", "type": "message", "role": "assistant",
-                       "model": model, "content": [block], "stop_reason": "tool_use",
+                       "model": model, "content": [] if refusal else [block],
+                       "stop_reason": answer.get("stop") or ("refusal" if refusal
+                                                             else "tool_use"),
                        "usage": {"input_tokens": usage["in"], "output_tokens": usage["out"]}}
         else:
             text = content if isinstance(content, str) else json.dumps(content)
@@ -128,10 +161,16 @@ class Handler(BaseHTTPRequestHandler):
                                  "total_tokens": usage["in"] + usage["out"]}
             if "cost" in usage:
                 u["cost"] = usage["cost"]
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if refusal:
+                message = {"role": "assistant", "content": None, "refusal": refusal}
             payload = {"id": f"chatcmpl-{len(SEEN)}", "object": "chat.completion",
                        "model": model, "usage": u,
-                       "choices": [{"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": text}}]}
+                       "choices": [{"index": 0, "finish_reason": answer.get("stop") or "stop",
+                                    "message": message}]}
+        if answer.get("cut"):
+            self._send_cut(200, payload)
+            return
         self._send(200, payload, answer.get("headers"))
 
 

@@ -20,7 +20,12 @@ honoured there, as for callouts), not to a client library retrying behind its ba
 The answer is structured: OpenAI-compatible endpoints are asked for a ``json_schema``
 response format, Anthropic for a forced tool call whose ``input_schema`` is the task's
 schema. :func:`baton.ai.provider.structured` checks it, asks once more with the
-validation error, and fails the step (fallout) when the second answer does not fit.
+validation error, and fails the step (fallout) when the second answer does not fit. An
+answer the model did not finish — it refused (OpenAI's ``refusal``, Anthropic's
+``stop_reason: refusal``), the provider's content filter stopped it (``finish_reason:
+content_filter``), or it reached its output limit (``length``, ``max_tokens``) — is not asked
+again (the same text meets the same refusal): the step fails at once (:class:`ModelStopped`,
+fallout) with what the model said and why it stopped.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from baton.ai.provider import (
     check_extraction,
     classification_schema,
     extraction_schema,
+    normal_value,
     structured,
 )
 from baton.connections.calls import CallFailed, HttpRequest, HttpResponse
@@ -64,6 +70,27 @@ message. Dates as YYYY-MM-DD, decimal numbers as text with a dot ("12.50").
 Fields:
 """
 ANTHROPIC_VERSION = "2023-06-01"
+STOPPED = {"content_filter": "the provider's content filter stopped the answer",
+           "refusal": "the model refused to answer",
+           "length": "the answer reached the model's output limit and was cut",
+           "max_tokens": "the answer reached the model's output limit and was cut"}
+"""Why a model's answer ended (``finish_reason`` / ``stop_reason``), for the ends that make it
+no answer: asking again meets the same end."""
+
+
+class ModelStopped(StepFailure):
+    """The model did not finish its answer: it refused, a content filter stopped it, or it
+    reached its output limit. Not retried, not asked again: fallout with the reason. What
+    the model said (a refusal's words, the cut answer) is in ``details["said"]``, on the
+    record, not in the message (which is logged: it may quote the customer's text)."""
+
+    def __init__(self, provider: str, reason: str, said: str | None) -> None:
+        said = " ".join((said or "").split())
+        super().__init__(f"ai provider {provider}: {STOPPED.get(reason, reason)} "
+                         f"({'finish_reason' if provider == 'openai' else 'stop_reason'} "
+                         f"{reason})", retryable=False)
+        self.reason = reason
+        self.details = {"stop_reason": reason, "said": said[:1000] if said else None}
 MAX_TOKENS = 1024
 TOOL = "answer"
 
@@ -145,7 +172,8 @@ class ChatProvider:
                 continue
             source = entry.get("source") if isinstance(entry, Mapping) else None
             source = source if isinstance(source, str) and source else str(value)
-            found[f.name] = Found(value, source, text.find(source), f"{self.kind} model")
+            found[f.name] = Found(normal_value(f, value), source, text.find(source),
+                                  f"{self.kind} model")
         wanted = [f for f in resolved if f.required] or list(resolved)
         confidence = sum(f.name in found for f in wanted) / len(wanted) if wanted else 1.0
         return Extraction(found, round(confidence, 4), usage)
@@ -243,6 +271,14 @@ class OpenAIProvider(ChatProvider):
             raise StepFailure("ai provider openai: the answer has no choices[0].message",
                               retryable=True) from None
         content = message.get("content") if isinstance(message, Mapping) else None
+        finish = data["choices"][0].get("finish_reason") \
+            if isinstance(data["choices"][0], Mapping) else None
+        refusal = message.get("refusal") if isinstance(message, Mapping) else None
+        if refusal:
+            raise ModelStopped(self.kind, "refusal", str(refusal))
+        if finish in STOPPED:
+            raise ModelStopped(self.kind, str(finish), content if isinstance(content, str)
+                               else None)
         usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
         return _Reply(_json_or_text(content, message), {"role": "assistant",
                                                         "content": content or ""},
@@ -273,6 +309,10 @@ class AnthropicProvider(ChatProvider):
         if not isinstance(blocks, list):
             raise StepFailure("ai provider anthropic: the answer has no content",
                               retryable=True)
+        if data.get("stop_reason") in STOPPED:
+            said = " ".join(str(b.get("text", "")) for b in blocks
+                            if isinstance(b, Mapping) and b.get("type") == "text")
+            raise ModelStopped(self.kind, str(data["stop_reason"]), said)
         answer: Any = None
         for block in blocks:
             if isinstance(block, Mapping) and block.get("type") == "tool_use":
@@ -313,9 +353,7 @@ def _with_pattern(f: FieldSpec, patterns: Mapping[str, str]) -> FieldSpec:
 def _json_or_text(content: Any, message: Any) -> Any:
     """The JSON in a model's text (``json`` fences allowed), else the text itself (which
     then fails the schema check with a message saying what came)."""
-    if not isinstance(content, str):
-        if isinstance(message, Mapping) and message.get("refusal"):
-            return f"(the model refused: {message['refusal']})"
+    if not isinstance(content, str):  # (a refusal is ModelStopped before this)
         return content
     text = content.strip()
     if text.startswith("```"):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from baton.errors import BatonError, StepFailure
 
@@ -207,13 +207,48 @@ def get_provider(name: str, ctx: ProviderContext | None = None) -> Provider:
 
 # ---- structured answers (language-model providers) -------------------------------------------
 
+class Problem(str):
+    """What is wrong with an answer as the model is told it (with the values it gave), and
+    :attr:`safe`: the same without those values, for the step's error message, which the
+    worker logs (a value the model gave may be the customer's data: an e-mail address, an
+    IBAN). The record keeps both (the step's error has ``problems``)."""
+
+    safe: str
+
+    def __new__(cls, told: str, safe: str | None = None) -> Self:
+        made = super().__new__(cls, told)
+        made.safe = told if safe is None else safe
+        return made
+
+
+def _safe(problem: str) -> str:
+    return problem.safe if isinstance(problem, Problem) else problem
+
+
 class InvalidAnswer(StepFailure):
-    """A provider's answer did not fit the task's schema, twice."""
+    """A provider's answer did not fit the task's schema, twice. Its message names the
+    problems without the values the model gave (it is logged); ``details["problems"]`` (in
+    the step's error, on the record) has them with their values."""
 
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("the AI answer did not fit the schema after a retry: "
-                         + "; ".join(problems), retryable=False)
+                         + "; ".join(_safe(p) for p in problems), retryable=False)
         self.problems = tuple(problems)
+        self.details = {"problems": [str(p) for p in problems]}
+
+
+def shown(value: Any) -> str:
+    """A value as a problem's safe text names it: its kind and size, never its content
+    (None, true/false and a number from 0 to 1, a confidence, as they are)."""
+    if value is None or isinstance(value, bool) or (
+            isinstance(value, int | float) and 0 <= value <= 1):
+        return repr(value)
+    if isinstance(value, str):
+        return f"a text of {len(value)} character{'' if len(value) == 1 else 's'}"
+    if isinstance(value, int | float):
+        return "a number"
+    return {"list": "a list", "dict": "an object"}.get(type(value).__name__,
+                                                       type(value).__name__)
 
 
 def classification_schema(categories: Sequence[Category]) -> dict[str, Any]:
@@ -253,14 +288,17 @@ def extraction_schema(fields: Sequence[FieldSpec]) -> dict[str, Any]:
 def check_classification(answer: Any, categories: Sequence[Category]) -> list[str]:
     """What is wrong with a structured classification answer (empty: nothing)."""
     if not isinstance(answer, Mapping):
-        return [f"expected an object, got {type(answer).__name__}"]
-    problems = []
+        return [_not_an_object(answer)]
+    problems: list[str] = []
     names = [c.name for c in categories]
-    if answer.get("category") not in names:
-        problems.append(f"category {answer.get('category')!r} is not one of {', '.join(names)}")
+    got = answer.get("category")
+    if got not in names:
+        problems.append(Problem(f"category {got!r} is not one of {', '.join(names)}",
+                                f"category ({shown(got)}) is not one of {', '.join(names)}"))
     conf = answer.get("confidence")
     if isinstance(conf, bool) or not isinstance(conf, int | float) or not 0 <= conf <= 1:
-        problems.append(f"confidence {conf!r} is not a number from 0 to 1")
+        problems.append(Problem(f"confidence {conf!r} is not a number from 0 to 1",
+                                f"confidence {shown(conf)} is not a number from 0 to 1"))
     if not isinstance(answer.get("rationale"), str):
         problems.append("rationale is missing (a text saying why)")
     return problems
@@ -269,11 +307,13 @@ def check_classification(answer: Any, categories: Sequence[Category]) -> list[st
 def check_extraction(answer: Any, fields: Sequence[FieldSpec]) -> list[str]:
     """What is wrong with a structured extraction answer ``{fields: {name: {value,
     source}}}``: unknown fields, values of the wrong type, choices, patterns."""
-    if not isinstance(answer, Mapping) or not isinstance(answer.get("fields"), Mapping):
+    if not isinstance(answer, Mapping):
+        return [_not_an_object(answer)]
+    if not isinstance(answer.get("fields"), Mapping):
         return ["expected an object with 'fields'"]
     got = answer["fields"]
     known = {f.name: f for f in fields}
-    problems = [f"unknown field {k!r}" for k in got if k not in known]
+    problems: list[str] = [f"unknown field {k!r}" for k in got if k not in known]
     for f in fields:
         entry = got.get(f.name)
         value = entry.get("value") if isinstance(entry, Mapping) else entry
@@ -281,8 +321,32 @@ def check_extraction(answer: Any, fields: Sequence[FieldSpec]) -> list[str]:
             continue
         problem = value_problem(f, value)
         if problem:
-            problems.append(f"{f.name}: {problem}")
+            problems.append(Problem(f"{f.name}: {problem}",
+                                    f"{f.name}: {value_problem(f, value, show=shown)}"))
     return problems
+
+
+def _not_an_object(answer: Any) -> str:
+    if isinstance(answer, str):
+        said = " ".join(answer.split())
+        return Problem(f"expected a JSON object, got text: {said[:200]!r}" if said
+                       else "expected a JSON object, got an empty answer",
+                       f"expected a JSON object, got {shown(answer)}" if said
+                       else "expected a JSON object, got an empty answer")
+    return f"expected a JSON object, got {shown(answer)}"
+
+
+def normal_value(f: FieldSpec, value: Any) -> Any:
+    """A model's value of ``f`` (one :func:`value_problem` passed) as the offline extractor
+    gives it: a date as ``YYYY-MM-DD`` (ISO's other forms, ``20240603``, too), a decimal
+    as text without an exponent (``"12.5"``, not the number 12.5)."""
+    if value is None:
+        return None
+    if f.type == "date":
+        return date.fromisoformat(str(value)).isoformat()
+    if f.type == "decimal":
+        return format(Decimal(str(value)), "f")
+    return value
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -290,33 +354,37 @@ _URL = re.compile(r"^(https?://)?[\w-]+(\.[\w-]+)+(/\S*)?$", re.IGNORECASE)
 _PHONE = re.compile(r"^\+?[\d\s().-]{6,}$")
 
 
-def value_problem(f: FieldSpec, value: Any) -> str | None:
-    """Why ``value`` is not a value of ``f`` (None: it is)."""
+def value_problem(f: FieldSpec, value: Any, show: Callable[[Any], str] = repr) -> str | None:
+    """Why ``value`` is not a value of ``f`` (None: it is). ``show`` writes the value
+    (:func:`shown`: without it)."""
+    v = show(value)
     if f.type == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            return f"expected a whole number, got {value!r}"
+            return f"expected a whole number, got {v}"
     elif f.type == "decimal":
         try:
-            Decimal(str(value))
+            number = Decimal(str(value)) if not isinstance(value, bool) else None
         except InvalidOperation:
-            return f"expected a decimal number, got {value!r}"
+            number = None
+        if number is None or not number.is_finite():
+            return f"expected a decimal number, got {v}"
     elif f.type == "date":
         try:
             date.fromisoformat(str(value))
         except ValueError:
-            return f"expected a date YYYY-MM-DD, got {value!r}"
+            return f"expected a date YYYY-MM-DD, got {v}"
     elif not isinstance(value, str):
-        return f"expected text, got {value!r}"
+        return f"expected text, got {v}"
     elif f.type == "email" and not _EMAIL.match(value):
-        return f"{value!r} is not an e-mail address"
+        return f"{v} is not an e-mail address"
     elif f.type == "url" and not _URL.match(value):
-        return f"{value!r} is not a URL"
+        return f"{v} is not a URL"
     elif f.type == "phone" and not _PHONE.match(value):
-        return f"{value!r} is not a phone number"
+        return f"{v} is not a phone number"
     if f.choices and value not in f.choices:
-        return f"{value!r} is not one of {', '.join(f.choices)}"
+        return f"{v} is not one of {', '.join(f.choices)}"
     if f.pattern and not re.fullmatch(f.pattern, str(value)):
-        return f"{value!r} does not match {f.pattern!r}"
+        return f"{v} does not match {f.pattern!r}"
     return None
 
 

@@ -100,6 +100,31 @@ def read_csv(path: Path, text_column: str = "text", label_column: str = "label"
     return texts, labels
 
 
+def training_warnings(texts: Sequence[str], labels: Sequence[str]) -> list[str]:
+    """What in a training set is likely a mistake, though it trains: the same text under
+    two or more labels (the model cannot learn both; one of them is probably mislabelled),
+    and labels with a single example (the classifier will rarely answer them)."""
+    seen: dict[str, set[str]] = {}
+    for text, label in zip(texts, labels, strict=True):
+        seen.setdefault(" ".join(text.lower().split()), set()).add(label)
+    clashes = {t: sorted(ls) for t, ls in seen.items() if len(ls) > 1}
+    out = []
+    if clashes:
+        first = next(iter(clashes))
+        out.append(f"{len(clashes)} text{'s' if len(clashes) != 1 else ''} appear under more "
+                   f"than one label (e.g. {first[:60]!r} as {', '.join(clashes[first])}): "
+                   "correct or remove them")
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    single = sorted(label for label, n in counts.items() if n == 1)
+    if single:
+        out.append(f"{len(single)} label{'s have' if len(single) != 1 else ' has'} a single "
+                   f"example ({', '.join(single[:10])}{', …' if len(single) > 10 else ''}): "
+                   "the classifier will rarely answer them; add examples")
+    return out
+
+
 def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
           source: str | None, actor: str, now: str) -> dict[str, Any]:
     """Train on ``texts`` (so a set that cannot be trained on is refused before it is

@@ -20,6 +20,9 @@ def describe_ai_call(d: Mapping[str, Any]) -> str:
         cost.append(f"${d['cost']}")
     if d.get("attempts"):
         cost.append(f"{d['attempts']} asks")
+    if d.get("input_cut"):
+        cut = f"read the first {d.get('read_chars')} of {d.get('input_chars')} characters"
+        cost.append(cut)
     if d.get("latency_ms") is not None:
         cost.append(f"{d['latency_ms']} ms")
     tail = f" [{', '.join(cost)}]" if cost else ""
@@ -28,7 +31,7 @@ def describe_ai_call(d: Mapping[str, Any]) -> str:
         return f"{head} failed: {error.get('type')}: {str(error.get('message'))[:200]}{tail}"
     out = d.get("output") or {}
     if "category" in out:
-        what = str(out["category"])
+        what = "no category" if out["category"] is None else str(out["category"])
     elif "fields" in out:
         what = ", ".join(f"{k}={v!r}" for k, v in (out["fields"] or {}).items()
                          if v is not None)[:160] or "no fields"

@@ -187,6 +187,9 @@ def answer(step: StepDefinition, text: str, *, provider_name: str | None = None,
         "prompt_version": prompt_version(step),
         "input_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
         "input_chars": len(text)}
+    if len(text) > MAX_TEXT:  # the task reads the start of a long text: the record says so
+        audit["input_cut"] = True
+        audit["read_chars"] = MAX_TEXT
     sink = events if events is not None else []
     provider: Provider | None = None
     started = time.perf_counter()
@@ -203,7 +206,10 @@ def answer(step: StepDefinition, text: str, *, provider_name: str | None = None,
         sink.append({"type": AI_CALL_EVENT, **audit, "model": ctx.model or name,
                      "latency_ms": round((time.perf_counter() - started) * 1000, 1),
                      "error": {"type": type(exc).__name__, "message": str(exc),
-                               "retryable": exc.retryable}})
+                               "retryable": exc.retryable,
+                               # why an answer was no answer (InvalidAnswer, ModelStopped)
+                               **{k: v for k, v in (exc.details or {}).items()
+                                  if k in ("problems", "stop_reason", "said")}}})
         raise
     audit["model"] = usage.model
     audit["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -243,8 +249,8 @@ def warm_classifiers(orchestrations: Iterable[Any], *, provider_name: str | None
         if name != "offline":
             continue
         try:
-            answer(step, "", provider_name=name, classifiers=classifiers,
-                   call_key="warm")
+            answer(step, "warm", provider_name=name, classifiers=classifiers,
+                   call_key="warm")  # (an empty text would ask no model: nothing trained)
         except StepFailure as exc:  # e.g. a classifier not trained yet
             log.info("ai step %s of %s not warmed: %s", step.name, defn.name, exc)
             continue
@@ -291,8 +297,29 @@ def prompt_version(step: StepDefinition) -> str:
                           ).hexdigest()[:12]
 
 
+_SAYS_SOMETHING = re.compile(r"\w")
+NOT_ASKED = "not asked (the text is empty)"
+"""The ``ai.model`` of a task on an empty text: no provider was asked (a model provider's
+call would cost and decide nothing)."""
+NOTHING_KNOWN = ("no word of the text is in the classifier's training texts: this is the "
+                 "category they favour, not a reading of the text")
+
+
+def says_something(text: str) -> bool:
+    """Whether ``text`` has a letter or a digit (a text of spaces and punctuation, or none,
+    is an empty message: nothing to classify or extract)."""
+    return _SAYS_SOMETHING.search(text) is not None
+
+
 def classify_with(provider: Provider, step: StepDefinition, text: str
                   ) -> tuple[dict[str, Any], Usage]:
+    """The classification of ``text``. An empty text (:func:`says_something`) is not
+    classified: ``category`` null, ``confidence`` 0, ``outcome`` ``review`` (a person
+    decides), whatever ``min_confidence`` says, and no provider is asked."""
+    if not says_something(text):
+        return {"category": None, "confidence": 0.0, "outcome": "review", "ranking": [],
+                "rationale": ["the text is empty: nothing to classify (a person decides)"]
+                }, Usage(NOT_ASKED)
     cats = categories(step)
     trained = getattr(provider, "trained", None)
     if trained is not None:  # its labels, besides (or instead of) the step's categories
@@ -306,14 +333,22 @@ def classify_with(provider: Provider, step: StepDefinition, text: str
         "confidence": got.confidence,
         "outcome": "review" if review else "classified",
         "ranking": [{"category": c, "confidence": p} for c, p in got.ranking],
-        "rationale": list(got.rationale),
+        # (the offline classifier gives no reason when nothing of the text is known to it)
+        "rationale": list(got.rationale) or [NOTHING_KNOWN],
     }, got.usage
 
 
 def extract_with(provider: Provider, step: StepDefinition, text: str
                  ) -> tuple[dict[str, Any], Usage]:
+    """The fields of ``text``; an empty text (:func:`says_something`) has none, and no
+    provider is asked."""
+    from baton.ai.provider import Extraction
+
     specs = field_specs(step)
-    got = provider.extract(text[:MAX_TEXT], specs, step.options.get("patterns") or {})
+    if says_something(text):
+        got = provider.extract(text[:MAX_TEXT], specs, step.options.get("patterns") or {})
+    else:
+        got = Extraction({}, 0.0, Usage(NOT_ASKED))
     missing = [f.name for f in specs if f.required and f.name not in got.fields]
     threshold = step.options.get("min_confidence")
     outcome = "missing_information" if missing else "extracted"
