@@ -427,4 +427,6 @@ def test_list_commands_page_with_after(tmp_path: Path) -> None:
             args = [*command, "--limit", "2", "--json", "--after", more.group(1)]
         assert len(seen) == len(set(seen)) == 3, (command, seen)
     one_line_error(b("runs", "list", "--after", "garbage"), "after", "not a cursor")
-    one_line_error(b("runs", "list", "--offset", "5000"), "--offset", "--after")
+    far = b("runs", "list", "--offset", "5000")  # out of range: a usage error (exit 2)
+    assert far.returncode == 2 and far.stdout == "", far.stderr
+    assert "Invalid value for '--offset'" in far.stderr and "--after" in far.stderr, far.stderr

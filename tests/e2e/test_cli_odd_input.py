@@ -159,7 +159,9 @@ def test_refused_definitions_under_json_are_json(proj: Path, tmp_path: Path) -> 
     (issue,) = json.loads(p.stdout)
     assert issue == {"file": str(bad), "line": 8, "path": "stages[0].steps[0].flow",
                      "message": "unknown flow 'nope.nope'", "level": "error"}
-    assert p.stderr.strip() == "error: 1 problem(s); nothing was deployed"
+    # stderr under --json: one JSON error (tests/e2e/test_cli_ux.py)
+    assert json.loads(p.stderr)["error"] == {"kind": "definition", "exit_code": 1,
+                                             "message": "1 problem(s); nothing was deployed"}
     # the same list as validate --json prints
     assert json.loads(baton("validate", bad, "--json", cwd=proj).stdout) == [issue]
 
@@ -186,7 +188,7 @@ def test_refused_definitions_under_json_are_json(proj: Path, tmp_path: Path) -> 
     issues = json.loads(p.stdout)
     assert issues and all(set(i) == {"file", "line", "path", "message", "level"} for i in issues)
     assert any("Nope" in i["message"] for i in issues), issues
-    assert p.stderr.strip().endswith("nothing was imported")
+    assert json.loads(p.stderr)["error"]["message"].endswith("nothing was imported")
 
 
 # ---- an empty --user ---------------------------------------------------------------------

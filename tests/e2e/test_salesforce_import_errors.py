@@ -55,9 +55,11 @@ def test_every_file_bad_is_a_summary_and_a_line_per_file(tmp_path: Path) -> None
                          *(f"{path}:{line}: {reason}" for path, line, reason in expected)]
         assert not out.exists()
 
-    # --json: the files as `validate --json` lists problems; the summary on stderr
+    # --json: the files as `validate --json` lists problems; the summary on stderr, as JSON
     p = baton("import", "salesforce", tmp_path / "flows", "--out", out, "--json", cwd=tmp_path)
-    assert refused(p) == ["error: nothing imported: 5 files could not be read"]
+    assert [json.loads(line) for line in refused(p)] == [{"error": {
+        "kind": "definition", "message": "nothing imported: 5 files could not be read",
+        "exit_code": 1}}]
     assert json.loads(p.stdout) == [
         {"file": str(path), "line": line, "path": "", "message": reason, "level": "error"}
         for path, line, reason in expected]

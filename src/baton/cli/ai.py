@@ -103,7 +103,7 @@ def ai_train(
 ) -> None:
     """Train the offline classifier NAME on labelled texts and store it as its next version."""
     from baton.ai.offline import NothingToLearn
-    from baton.ai.trained import read_csv, train
+    from baton.ai.trained import read_csv, train, training_warnings
     from baton.cli.context import state
     from baton.clock import iso
     from baton.errors import BatonError
@@ -118,9 +118,12 @@ def ai_train(
         _fail(f"{source}: {exc}")
     except BatonError as exc:
         _fail(str(exc))
+    warnings = training_warnings(texts, labels)
     if as_json:
-        print_json(row)
+        print_json({**row, "warnings": warnings})
         return
+    for warning in warnings:
+        err_console.print(f"warning: {source.name}: {warning}", highlight=False)
     console.print(f"classifier {row['name']} v{row['version']}: {row['examples']:,} texts, "
                   f"{len(row['labels'])} labels, trained in {row['seconds']:.1f} s"
                   f"{' with the sentence encoder ' + row['encoder'] if row['encoder'] else ''}"
@@ -228,7 +231,9 @@ def _line_column(data: bytes, at: int) -> tuple[int, int]:
 
 
 def _fail(message: str) -> Any:
-    err_console.print(f"error: {message}", markup=False, highlight=False)
+    from baton.cli.output import print_error
+
+    print_error(message)
     raise typer.Exit(1)
 
 

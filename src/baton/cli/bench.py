@@ -18,9 +18,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from baton.cli.output import console, err_console, print_json
+from baton.cli.output import console, err_console, print_error, print_json
 from baton.errors import BatonError, ConfigError
 from baton.settings import Settings
 
@@ -126,7 +125,7 @@ def triage(
                       console=err_console, transient=True) as progress:
             result = triage_mod.run_benchmark(cfg, _RichReporter(progress))
     except BatonError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        print_error(str(exc))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/red]")

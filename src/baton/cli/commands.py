@@ -29,7 +29,7 @@ import typer.main
 from rich.markup import escape
 
 from baton.cli import bundle as bundle_cli
-from baton.cli import render
+from baton.cli import output, render
 from baton.cli.ai import ai_app  # scikit-learn and rapidfuzz load when its command runs
 from baton.cli.bench import bench_app
 from baton.cli.connections import connections_app
@@ -44,6 +44,8 @@ from baton.cli.intake import intake_app
 from baton.cli.output import (
     console,
     err_console,
+    error_kind,
+    print_error,
     print_json,
     progress,
     run_detail,
@@ -57,7 +59,7 @@ from baton.cli.plans import plans_app
 from baton.cli.render import describe_event  # noqa: F401 - re-exported (baton.cli.main.describe_event)
 from baton.clock import iso
 from baton.engine.status import IncidentStatus, RunStatus, WorkItemStatus
-from baton.errors import BatonError, DefinitionError, Issue
+from baton.errors import BatonError, DefinitionError, Issue, ValidationError
 from baton.settings import LOG_FORMATS
 
 install_fast_coercion()  # option values without importing pydantic (see cli/params.py)
@@ -143,8 +145,10 @@ def _main(
     state.debug = debug
 
 
-def fail(message: str) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+def fail(message: str, kind: str = "bad-request") -> NoReturn:
+    """End the command with an error the user can act on: one line on stderr (a JSON
+    object under ``--json``), exit 1."""
+    print_error(message, kind=kind)
     raise typer.Exit(1)
 
 
@@ -647,23 +651,26 @@ MAX_PAGE, MAX_OFFSET = 500, 1000
 
 
 def _page_size(limit: int) -> int:
+    """``--limit`` of a paged list: 1 to MAX_PAGE, or a usage error (exit 2, as a bad
+    ``--status`` or a ``--limit`` that is not a number)."""
     if not 1 <= limit <= MAX_PAGE:
-        raise BatonError(f"--limit must be between 1 and {MAX_PAGE}, got {limit}")
+        raise typer.BadParameter(f"must be from 1 to {MAX_PAGE}, got {limit}",
+                                 param_hint="'--limit'")
     return limit
 
 
 def _at_least_one(limit: int) -> int:
     """``--limit`` of a list without pages (``fallout list``, ``incidents list``): a limit
-    below 1 (SQLite reads -1 as no limit at all) is refused."""
+    below 1 (SQLite reads -1 as no limit at all) is refused as a usage error."""
     if limit < 1:
-        raise BatonError(f"--limit must be at least 1, got {limit}")
+        raise typer.BadParameter(f"must be at least 1, got {limit}", param_hint="'--limit'")
     return limit
 
 
 def _bounded_offset(offset: int) -> int:
     if not 0 <= offset <= MAX_OFFSET:
-        raise BatonError(f"--offset must be between 0 and {MAX_OFFSET} (further on, page with "
-                         f"--after), got {offset}")
+        raise typer.BadParameter(f"must be from 0 to {MAX_OFFSET} (further on, page with "
+                                 f"--after), got {offset}", param_hint="'--offset'")
     return offset
 
 
@@ -1160,26 +1167,38 @@ def _with_commands(full: typer.Typer, groups: list[Any], commands: list[Any]) ->
 
 def main() -> None:
     args = sys.argv[1:]
+    as_json = _json_asked(args)
+    output.json_errors = as_json
     try:
-        app_for(args)()
+        if as_json:
+            _run_for_json(app_for(args))
+        else:
+            app_for(args)()
     except DefinitionError as exc:
         _debug_traceback(exc)
         # The issues are the answer, as `validate` gives them: JSON under --json.
-        if _json_asked(args):
+        if as_json:
             print_json(issues_json(exc.issues))
         else:
             for issue in exc.issues:
                 console.print(str(issue), highlight=False, markup=False)
         done = {"deploy": "nothing was deployed", "import": "nothing was imported"}
-        err_console.print(f"[red]error:[/red] {len(exc.issues)} problem(s); "
-                          f"{done.get(_command_of(args) or '', 'nothing was changed')}")
+        print_error(f"{len(exc.issues)} problem(s); "
+                    f"{done.get(_command_of(args) or '', 'nothing was changed')}",
+                    kind="definition", traceback=_json_traceback(exc))
         sys.exit(1)
     except BatonError as exc:
         _debug_traceback(exc)
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        fields = getattr(exc, "fields", None) if isinstance(exc, ValidationError) else None
+        print_error(str(exc), kind=error_kind(exc),
+                    errors=[{"field": f, "message": m} for f, m in fields.items()]
+                    if fields else None, traceback=_json_traceback(exc))
         sys.exit(1)
     except KeyboardInterrupt:  # Ctrl-C: no traceback
-        err_console.print("interrupted", highlight=False)
+        if as_json:
+            print_error("interrupted", kind="interrupted", exit_code=130)
+        else:
+            err_console.print("interrupted", highlight=False)
         sys.exit(130)
     except BrokenPipeError:  # `baton ... | head`: the reader left; not a bug to report
         import os
@@ -1188,6 +1207,30 @@ def main() -> None:
         sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - every other error is told here (cli/failures.py)
         _untranslated(exc)
+
+
+def _run_for_json(command: typer.Typer) -> None:
+    """Run ``command`` as Typer does, but a usage error (a bad option or value, exit 2) is
+    told as a JSON error on stderr, not Rich's boxed text: a script that asked for
+    ``--json`` reads every error the same way."""
+    # Click's exception root, as this Typer has it (Typer 0.2x vendors Click as typer._click).
+    click_error: type[Exception] = next(
+        c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    try:
+        code = command(standalone_mode=False)
+    except click_error as exc:
+        exit_code = int(getattr(exc, "exit_code", 2))
+        if type(exc).__name__ == "NoArgsIsHelpError":  # (the help is printed already)
+            sys.exit(exit_code)
+        ctx = getattr(exc, "ctx", None)
+        print_error(str(getattr(exc, "format_message", exc.__str__)()), kind="usage", exit_code=exit_code,
+                    help=f"{ctx.command_path if ctx is not None else 'baton'} --help")
+        sys.exit(exit_code)
+    except typer.Abort:
+        print_error("aborted", kind="aborted")
+        sys.exit(1)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)
 
 
 def _untranslated(exc: Exception) -> NoReturn:
@@ -1204,10 +1247,19 @@ def _untranslated(exc: Exception) -> NoReturn:
         url = None
     failure = explain(exc, url)
     debug = _debug_asked()
+    code = EXIT_INTERNAL if failure.internal else 1
+    if (debug or failure.internal) and output.json_errors:
+        # --json: stderr stays one JSON object; the traceback is one of its members.
+        from baton.cli.failures import traceback_text
+
+        print_error(failure.line, kind="internal" if failure.internal else "database",
+                    exit_code=code, traceback=traceback_text(exc, full=debug))
+        sys.exit(code)
     if debug or failure.internal:
         print_traceback(exc, full=debug)
-    err_console.print(f"[red]error:[/red] {escape(failure.line)}", highlight=False)
-    sys.exit(EXIT_INTERNAL if failure.internal else 1)
+    print_error(failure.line, kind="internal" if failure.internal else "database",
+                exit_code=code)
+    sys.exit(code)
 
 
 def _debug_asked() -> bool:
@@ -1218,11 +1270,21 @@ def _debug_asked() -> bool:
 
 
 def _debug_traceback(exc: BaseException) -> None:
-    """Under ``--debug``, the full traceback of an error the CLI tells in its own words."""
-    if _debug_asked():
+    """Under ``--debug``, the full traceback of an error the CLI tells in its own words
+    (under ``--json``, :func:`_json_traceback` puts it in the JSON error instead)."""
+    if _debug_asked() and not output.json_errors:
         from baton.cli.failures import print_traceback
 
         print_traceback(exc, full=True)
+
+
+def _json_traceback(exc: BaseException) -> str | None:
+    """Under ``--json --debug``, the full traceback, for the JSON error's ``traceback``."""
+    if not (output.json_errors and _debug_asked()):
+        return None
+    from baton.cli.failures import traceback_text
+
+    return traceback_text(exc, full=True)
 
 
 def _json_asked(args: list[str]) -> bool:

@@ -212,10 +212,15 @@ def safe_traceback(exc: BaseException) -> str:
     return "".join(parts)
 
 
+def traceback_text(exc: BaseException, *, full: bool) -> str:
+    """``exc``'s traceback: as Python prints it (``full``), or cut for a report."""
+    return "".join(traceback.format_exception(exc)) if full else safe_traceback(exc)
+
+
 def print_traceback(exc: BaseException, *, full: bool) -> None:
     """``exc``'s traceback on stderr: as Python prints it (``full``), or cut for a report."""
     sys.stderr.flush()
-    text = "".join(traceback.format_exception(exc)) if full else safe_traceback(exc)
+    text = traceback_text(exc, full=full)
     sys.stderr.write(text)
     sys.stderr.flush()
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from typer.core import TyperGroup
 
 from baton.cli import bundle as bundle_cli
@@ -69,10 +68,10 @@ def salesforce(
         if not as_json:
             raise  # (the entry point prints it: the summary, then a line per file)
         from baton.cli.commands import issues_json
-        from baton.cli.output import err_console
+        from baton.cli.output import print_error
 
         print_json(issues_json(exc.issues))
-        err_console.print(f"[red]error:[/red] {escape(exc.summary)}", highlight=False)
+        print_error(exc.summary, kind="definition")
         raise typer.Exit(1) from None
     if as_json:
         print_json(report.to_json())

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from baton.cli.output import err_console, print_json, table
+from baton.cli.output import print_error, print_json, table
 
 intake_app = typer.Typer(no_args_is_help=True,
                          help="E-mail intake: import .eml files into records.")
@@ -34,7 +34,7 @@ def intake_eml(
         elif f.exists():
             paths.append(f)
         else:
-            err_console.print(f"[red]error:[/red] {f}: no such file")
+            print_error(f"{f}: no such file or folder")
             raise typer.Exit(1)
     eng = state.engine()
     results: list[dict[str, Any]] = []
@@ -47,7 +47,7 @@ def intake_eml(
         except (MailError, BatonError) as exc:
             failed += 1
             results.append({"file": str(path), "outcome": "error", "error": str(exc)})
-            err_console.print(f"error: {path}: {exc}", markup=False, highlight=False)
+            print_error(f"{path}: {exc}")
     if as_json:
         print_json(results)
     else:

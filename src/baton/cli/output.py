@@ -41,6 +41,41 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+json_errors = False
+"""Set by the entry point when ``--json`` is among the options: an error is then one JSON
+object on one line of stderr (:func:`print_error`), never ``error: ...`` text."""
+
+
+def print_error(message: str, *, kind: str = "bad-request", exit_code: int = 1,
+                **extra: Any) -> None:
+    """An error that ends the command, on stderr: ``error: MESSAGE`` for a person, or under
+    ``--json`` one line ``{"error": {"kind", "message", "exit_code", ...}}`` for a script
+    (``kind`` as the API's problem types name it: ``not-found``, ``conflict``,
+    ``validation``, ``usage``, ``internal`` ...; ``extra``: ``errors`` or ``issues``)."""
+    if json_errors:
+        body = {"kind": kind, "message": message, "exit_code": exit_code,
+                **{k: v for k, v in extra.items() if v is not None}}
+        sys.stdout.flush()
+        sys.stderr.write(json.dumps({"error": body}, default=str) + "\n")
+        sys.stderr.flush()
+        return
+    from rich.markup import escape
+
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+
+
+def error_kind(exc: BaseException) -> str:
+    """A Baton error's kind, as the API's problem ``type`` names it (web/problems.py)."""
+    from baton import errors
+
+    kinds: tuple[tuple[type[BaseException], str], ...] = (
+        (errors.ValidationError, "validation"), (errors.DefinitionError, "definition"),
+        (errors.ExpressionError, "expression"), (errors.NotFound, "not-found"),
+        (errors.TransitionConflict, "conflict"), (errors.PermissionDenied, "forbidden"),
+        (errors.ConfigError, "config"))
+    return next((k for cls, k in kinds if isinstance(exc, cls)), "bad-request")
+
+
 def run_detail(engine: Engine, run: Run) -> dict[str, Any]:
     """The run as the API shows it (``runtime/views.py``; the definition gives the order),
     with the stages and steps it reached."""
@@ -106,7 +141,7 @@ def table(title: str, columns: list[str], rows: list[list[Any]],
     n_other = max(1, sum(1 for c in columns if c not in ids))
     # Room left per other column, with borders (3 characters a column) and without (1).
     bordered = (console.width - id_room - 3 * len(columns) - 1) // n_other
-    borderless = (console.width - id_room - len(columns) - 1) // n_other
+    borderless = (console.width - id_room - 2 * (len(columns) - 1)) // n_other
     if bordered >= OTHER_MIN_WIDTH or borderless < 1:
         t, room = Table(title=title, title_justify="left"), bordered
     else:
