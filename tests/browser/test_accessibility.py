@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
@@ -81,9 +83,9 @@ def a11y_page(browser: Any, server: Server) -> Iterator[Callable[..., Any]]:
     """Pages whose context bypasses the pages' CSP, so that axe-core can be injected."""
     contexts: list[Any] = []
 
-    def make(width: int = 1280, height: int = 900) -> Any:
+    def make(width: int = 1280, height: int = 900, **options: Any) -> Any:
         context = browser.new_context(base_url=server.url, bypass_csp=True,
-                                      viewport={"width": width, "height": height})
+                                      viewport={"width": width, "height": height}, **options)
         context.set_default_timeout(20_000)
         contexts.append(context)
         return context.new_page()
@@ -263,9 +265,10 @@ def test_an_agent_works_an_item_with_the_keyboard_alone(server: Server,
     expect(page.locator("#announce")).to_have_text(f"You claimed {subject}.")
     shot(page, "a11y-keyboard-claimed")
 
-    # the list refreshes itself: the focus stays where it is
+    # the list refreshes itself: the focus stays where it is, the exact times are local again
     next_refresh(page, "work-live")
     expect(row.get_by_role("link", name=f"Open {subject} ({item_id})")).to_be_focused()
+    expect(row.locator("time.exact").first).to_have_attribute("data-localised", "true")
 
     # release it again (another swap): the focus goes to the row's Claim button
     assert press(page, "Tab")["name"] == f"Release {subject} ({item_id})"
@@ -281,17 +284,34 @@ def test_an_agent_works_an_item_with_the_keyboard_alone(server: Server,
     expect(page).to_have_url(re.compile(f"/work/{item_id}$"))
     expect(page.get_by_role("heading", level=1)).to_have_text(subject)
 
-    # claim it on its page, then fill in the form; Complete without a resolution first
+    # claim it on its page (the page loads anew): the focus goes to the form's first field,
+    # and the live region says what happened
+    close = page.get_by_role("radio", name="close")
     tab_to(page, lambda e: e["tag"] == "BUTTON" and e["name"] == "Claim", "the Claim button")
     follow(page)
     expect(page.locator(".facts")).to_contain_text("claimed by alice")
+    expect(close).to_be_focused()
+    expect(page.locator("#announce")).to_have_text(f"You claimed {subject}.")
+    shot(page, "a11y-keyboard-claimed-on-page")
+    # release it there: the focus goes to the Claim button; claim it again
+    tab_to(page, lambda e: e["tag"] == "BUTTON" and e["name"] == "Release", "the Release button",
+           key="Shift+Tab")
+    follow(page)
+    expect(page.locator(".facts .status")).to_have_text("open")
+    claim = page.get_by_role("button", name="Claim", exact=True)
+    expect(claim).to_be_focused()
+    expect(page.locator("#announce")).to_have_text(f"You released {subject}: it is open again.")
+    follow(page)  # (Enter on the Claim button)
+    expect(close).to_be_focused()
+    expect(page.locator("#announce")).to_have_text(f"You claimed {subject}.")
+
+    # fill in the form; Complete without a resolution first
     tab_to(page, lambda e: e["id"] == "f-notes", "the Notes field")
     page.keyboard.type("Reset the display by keyboard")
     assert press(page, "Tab")["name"] == "Complete"
     follow(page)
     expect(page.locator("#f-resolution-err")).to_have_text("Resolution is required")
     # the page comes back with the focus on the field to correct
-    close = page.get_by_role("radio", name="close")
     expect(close).to_be_focused()
     press(page, "Space")
     expect(close).to_be_checked()
@@ -333,3 +353,105 @@ def test_the_work_guide_updates_can_be_paused(server: Server,
     expect(pause).to_have_attribute("aria-pressed", "false")
     next_refresh(page, "work-live")
     assert len(polls) > sent_before
+
+
+def test_exact_times_are_text_not_only_a_tooltip(server: Server,
+                                                 a11y_page: Callable[..., Any]) -> None:
+    """WCAG 1.3.1/2.1.1 (and touch): the exact due and created times of a Work Guide row are
+    visible text beside the relative ones, in the viewer's own time zone, on a desktop and
+    on a phone; a screen reader reads them in the cell."""
+    subject = "Exact times: the meter reads zero"
+    item = server.work_item_for(server.create_case(subject))
+    due = datetime.fromisoformat(item["due_at"]).astimezone(ZoneInfo("Asia/Kolkata"))
+    created = datetime.fromisoformat(item["created_at"]).astimezone(ZoneInfo("Asia/Kolkata"))
+    for width in (1280, 390):
+        page = a11y_page(width=width, timezone_id="Asia/Kolkata", locale="en-GB")
+        login(page, "alice", next_path="/work?tab=unclaimed&order=created")
+        row = page.locator(f"#item-{item['id']}")
+        for cell, at, relative in (("td.wi-due", due, r"due in [34] h"),
+                                   ("td.wi-created", created, r"(just now|\d+ (s|min) ago)")):
+            exact = row.locator(f"{cell} time.exact")
+            expect(exact).to_have_attribute("data-localised", "true")
+            expect(exact).to_be_visible()
+            # "Fri 31 Jan, 19:35 GMT+5:30" in en-GB: the local clock time and the zone
+            expect(exact).to_contain_text(at.strftime("%H:%M"))
+            expect(exact).to_contain_text(re.compile(r"GMT\+5:30|IST"))
+            expect(exact).to_contain_text(f"{at.day} {at.strftime('%b')}")
+            text = row.locator(cell).inner_text()
+            assert re.search(relative, text), f"{cell} at {width} px: {text!r}"
+            box = exact.bounding_box()
+            assert box and box["height"] >= 10 and box["x"] + box["width"] <= width, (cell, box)
+        assert page.evaluate(FITS) is True, f"/work at {width} px scrolls sideways"
+        shot(page, f"a11y-exact-times-{width}")
+    server.cli("runs", "cancel", item["run_id"], "--reason", "accessibility test done")
+
+
+# The page never scrolls sideways (WCAG 1.4.10): what is wider than the screen is inside
+# its own scrolling box (a table, a code block, a diagram), so scrolling is that box's.
+FITS = "() => document.documentElement.scrollWidth <= window.innerWidth"
+OVERFLOWING = """() => {
+  const width = window.innerWidth, found = [];
+  const scrolls = (e) => ["auto", "scroll"].includes(getComputedStyle(e).overflowX);
+  for (const e of document.body.querySelectorAll("*")) {
+    const box = e.getBoundingClientRect();
+    if (box.right <= width + 0.5 || box.width === 0) { continue; }
+    let up = e.parentElement, inside = false;
+    while (up && up !== document.body) { if (scrolls(up)) { inside = true; break; } up = up.parentElement; }
+    if (inside) { continue; }
+    found.push(e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") +
+               (e.className && typeof e.className === "string" ? "." + e.className.trim().split(/\\s+/).join(".") : "") +
+               " right=" + Math.round(box.right));
+  }
+  return found.slice(0, 8);
+}"""
+
+
+def test_pages_reflow_at_400_percent_and_200_percent_zoom(server: Server,
+                                                           a11y_page: Callable[..., Any],
+                                                           tmp_path: Path) -> None:
+    """WCAG 1.4.10: at 320 CSS px wide (1280 px at 400 %) and at 640 px with twice the pixels
+    (200 %), no page scrolls sideways; wide tables and code scroll inside their own box."""
+    _admin(server)
+    form = tmp_path / "a11y_feedback.yaml"
+    form.write_text(FORM)
+    server.cli("deploy", str(form))
+    record_id = server.create_case("Reflow check: a very long subject line that has to wrap "
+                                   "somewhere_without_spaces_in_it_at_all_0123456789")
+    item = server.work_item_for(record_id)
+    fragile = str(json.loads(server.cli("start", "fragile_sync", "--json"))["id"])
+    problems: list[str] = []
+    try:
+        for width, scale in ((640, 2), (320, 1)):
+            visitor = a11y_page(width=width, height=800, device_scale_factor=scale)
+            agent = a11y_page(width=width, height=800, device_scale_factor=scale)
+            admin = a11y_page(width=width, height=800, device_scale_factor=scale)
+            login(agent, "alice", next_path="/work")
+            login(admin, "ada", next_path="/work")
+            if width == 640:
+                eventually(lambda page=admin: fragile in (page.goto("/fallout") and page.content()),
+                           timeout=90, what=f"run {fragile} in fallout")
+            pages = [(visitor, "/login"), (visitor, "/forms/a11y_feedback"),
+                     (agent, "/work"), (agent, f"/work/{item['id']}"), (agent, "/settings")]
+            pages += [(admin, path) for path in (
+                "/work?tab=all", f"/work/{item['id']}", "/runs", "/runs?attention=true",
+                f"/runs/{item['run_id']}", f"/runs/{fragile}", "/fallout", "/records",
+                f"/records/{record_id}", "/definitions", "/definitions/orchestration/case_triage",
+                "/definitions/orchestration/case_triage?a=1&b=1", "/definitions/object/Case",
+                "/team", "/settings", "/runs/run_nope")]
+            for page, path in pages:
+                page.goto(path)
+                page.wait_for_load_state()
+                if not page.evaluate(FITS):
+                    where = (path.replace(item["id"], "ITEM").replace(record_id, "RECORD")
+                             .replace(item["run_id"], "RUN").replace(fragile, "FALLOUT_RUN"))
+                    wide = page.evaluate("() => document.documentElement.scrollWidth")
+                    problems.append(f"{where} at {width} px (x{scale}): the page is {wide} px "
+                                    f"wide; past the edge: {page.evaluate(OVERFLOWING)}")
+                    shot(page, f"a11y-reflow-{width}-" + where.strip("/").replace("/", "-")
+                         .replace("?", "-"))
+            agent.goto(f"/work/{item['id']}")
+            shot(agent, f"a11y-reflow-{width}-work-item")
+    finally:
+        for run_id in (fragile, item["run_id"]):
+            server.cli("runs", "cancel", run_id, "--reason", "accessibility test done")
+    assert not problems, "\n".join(problems)

@@ -13,6 +13,9 @@
 // the items shown) is said once in the page's live region (#announce); a part that updates
 // itself can be paused (a button data-pause="ITS ID", WCAG 2.2.2); and a form drawn again
 // with errors (data-focus-invalid) puts the focus on its first invalid field.
+// A page loaded anew after an action (a claim on the work item's page) says what it did
+// (data-announce-on-load="WORDS") and puts the focus on what comes next (the element marked
+// data-focus-on-load: a control, or a form's first field).
 (function () {
   "use strict";
   var opened = null;
@@ -169,17 +172,42 @@
     if (elt && elt.id && paused[elt.id]) { ev.preventDefault(); }
   });
 
+  function unfocused() {
+    return !document.activeElement || document.activeElement === document.body;
+  }
+
+  // A form's first field to fill in (in a group of radio buttons: the one chosen, else the
+  // first), else its first button.
+  function firstField(form) {
+    var fields = form.querySelectorAll("input, select, textarea, button");
+    for (var i = 0; i < fields.length; i++) {
+      var el = fields[i];
+      if (el.type === "hidden" || el.disabled || el.tagName === "BUTTON") { continue; }
+      if (el.type === "radio" && !el.checked && form.querySelector(
+          'input[type="radio"][name="' + CSS.escape(el.name) + '"]:checked')) { continue; }
+      return el;
+    }
+    return form.querySelector("button");
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     showPauses();
     var forms = document.querySelectorAll("form[data-focus-invalid]");
     for (var i = 0; i < forms.length; i++) {
       var bad = forms[i].querySelector('[aria-invalid="true"]');
-      if (!bad || (document.activeElement && document.activeElement !== document.body)) { continue; }
+      if (!bad || !unfocused()) { continue; }
       if (bad.tagName === "FIELDSET") {
         bad = bad.querySelector("input:checked") || bad.querySelector("input, select, textarea");
       }
       if (bad) { bad.focus(); }
-      return;
+      break;
     }
+    var next = document.querySelector("[data-focus-on-load]");
+    if (next && unfocused()) {
+      next = next.tagName === "FORM" ? firstField(next) : next;
+      if (next) { next.focus(); }
+    }
+    var done = document.querySelector("[data-announce-on-load]");
+    if (done) { announce(done.getAttribute("data-announce-on-load")); }
   });
 })();

@@ -1,23 +1,36 @@
 // Baton: show each <time class="local" datetime="ISO"> in the viewer's own time zone.
-// The server writes the relative text ("due in 3 h") and the UTC time as the tooltip; this
-// replaces the tooltip (and the text of <time class="local abs">) with the local time, on
-// load and after every htmx swap (the Work Guide refreshes itself).
+// The server writes the relative text ("due in 3 h") with the UTC time as its tooltip, and
+// beside it the exact UTC time as visible text (a tooltip alone is out of reach of keyboard
+// and touch users): in full, <time class="local abs">, or compact, <time class="exact">
+// (a list's second line). This writes both in the viewer's time instead ("Fri 31 Jan,
+// 14:05 CET" when compact, the year only when it is not this one), on load and after
+// every htmx swap (the Work Guide refreshes itself).
 (function () {
   "use strict";
   var format = new Intl.DateTimeFormat(undefined, {
     weekday: "short", year: "numeric", month: "short", day: "numeric",
     hour: "2-digit", minute: "2-digit", timeZoneName: "short"
   });
+  var compact = {weekday: "short", month: "short", day: "numeric", hour: "2-digit",
+                 minute: "2-digit", timeZoneName: "short"};
+  var short = new Intl.DateTimeFormat(undefined, compact);
+  compact.year = "numeric";
+  var shortYear = new Intl.DateTimeFormat(undefined, compact);
+  var thisYear = new Date().getFullYear();
 
   function localise(root) {
-    var nodes = (root || document).querySelectorAll("time.local[datetime]");
+    var nodes = (root || document).querySelectorAll("time.local[datetime], time.exact[datetime]");
     for (var i = 0; i < nodes.length; i++) {
       var el = nodes[i];
       var when = new Date(el.getAttribute("datetime"));
       if (isNaN(when.getTime())) { continue; }
       var text = format.format(when);
-      el.setAttribute("title", text);
-      if (el.classList.contains("abs")) { el.textContent = text; }
+      if (el.hasAttribute("title")) { el.setAttribute("title", text); }
+      if (el.classList.contains("exact")) {
+        el.textContent = (when.getFullYear() === thisYear ? short : shortYear).format(when);
+      } else if (el.classList.contains("abs")) {
+        el.textContent = text;
+      }
       el.setAttribute("data-localised", "true");
     }
   }

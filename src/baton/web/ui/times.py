@@ -1,7 +1,7 @@
 """Times as people read them: relative to now ("due in 3 h", "overdue by 20 min"), written
-on the server from UTC; ``/static/local-time.js`` then puts the absolute time, in the
-viewer's own time zone, in each ``<time class="local">``'s tooltip (the UTC time stays
-there when scripts are off).
+on the server from UTC; ``/static/local-time.js`` then writes the exact time in the
+viewer's own time zone beside it (``<time class="exact">``, visible text: keyboard and
+touch users reach it) and in its tooltip (UTC when scripts are off).
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def claim(request: Request, item_id: str, principal: Worker) -> Response:
     item = eng.get_work_item(item_id)  # with its SLA
     if is_htmx(request):
         return _row(request, principal, eng, item, "claimed")
-    return RedirectResponse(f"/work/{item_id}", status_code=303)
+    return RedirectResponse(f"/work/{item_id}?done=claimed", status_code=303)
 
 
 @router.post("/work/{item_id}/release")
@@ -167,7 +167,7 @@ def release(request: Request, item_id: str, principal: Worker) -> Response:
     item = eng.get_work_item(item_id)
     if is_htmx(request):
         return _row(request, principal, eng, item, "released")
-    return RedirectResponse(f"/work/{item_id}", status_code=303)
+    return RedirectResponse(f"/work/{item_id}?done=released", status_code=303)
 
 
 @router.post("/work/{item_id}/accept")
@@ -197,12 +197,22 @@ def _row(request: Request, principal: Principal, eng: Engine, item: WorkItem,
 
 @router.get("/work/{item_id}")
 def item_page(request: Request, item_id: str, principal: Worker,
-              reassigned: str | None = None) -> Response:
+              reassigned: str | None = None, done: str | None = None) -> Response:
+    """The item, its form and its history. After a claim or a release on this page (a full
+    reload: ``?done=claimed`` or ``?done=released``, said only while it is still true), the
+    page says what happened and keep-state.js moves the focus to what comes next: the
+    form's first field after a claim, the Claim button after a release."""
     eng = engine_of(request)
     item = visible_item(eng, principal.user, item_id)
     ctx = _item_context(eng, principal.user, item)
+    name = item["title"] or item["step"]
     if reassigned and reassigned == f"{item['assignee_kind']}:{item['assignee']}":
         ctx["done"] = f"Reassigned to {reassigned}."
+    elif done == "claimed" and item["status"] == WorkItemStatus.CLAIMED \
+            and item["claimed_by"] == principal.name:
+        ctx.update(done=f"You claimed {name}.", done_now="claimed")
+    elif done == "released" and item["status"] == WorkItemStatus.OPEN:
+        ctx.update(done=f"You released {name}: it is open again.", done_now="released")
     return render(request, "work_item.html", principal, ctx)
 
 
@@ -304,7 +314,7 @@ def _item_context(eng: Engine, user: User, item: WorkItem) -> dict[str, Any]:
             and (item["status"] == WorkItemStatus.OPEN or item["claimed_by"] == user.name),
             "offer_expires_at": _offer_expires_at(item),
             "may_reassign": item["status"] in OPEN_STATUSES and user.can(Permission.WORK_ALL),
-            "reassign_to": "", "reassign_error": None, "done": None}
+            "reassign_to": "", "reassign_error": None, "done": None, "done_now": None}
 
 
 def _offer_expires_at(item: WorkItem) -> str | None:
