@@ -724,8 +724,7 @@ def _read_ahead_txn(tx: Transaction, item_ids: Sequence[str]) -> None:
     # Runs are locked before their items (the order a cancel and the worker lock them in,
     # or a completion and a cancel deadlock): the items are read once unlocked for their
     # runs' ids, then locked last.
-    items = tx.get_work_items_txn(item_ids)
-    runs = tx.read_ahead_txn("runs", sorted({i["run_id"] for i in items.values()}))
+    runs = tx.read_ahead_txn("runs", sorted(set(tx.work_item_runs_txn(item_ids).values())))
     tx.read_ahead_txn("records", sorted({r["record_id"] for r in runs.values()
                                          if r["record_id"]}))
     tx.read_ahead_txn("work_items", item_ids)

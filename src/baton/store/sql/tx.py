@@ -363,6 +363,16 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             self._ahead_rows[(table, rid)] = dict(row)
         return rows
 
+    @reads("work_items", "ids", "list")
+    def work_item_runs_txn(self, item_ids: Sequence[str]) -> dict[str, str]:
+        """The run of each of these work items (id -> run id), read without a lock and
+        without the rest of the row: what a change that locks runs before their items reads
+        first (a work item's run never changes)."""
+        if not item_ids:
+            return {}
+        rows = self._by_ids_txn(s.work_items, item_ids, False, ("id", "run_id"))
+        return {rid: str(row["run_id"]) for rid, row in rows.items()}
+
     @reads("work_items", "ids", "rows")
     def get_work_items_txn(self, item_ids: Sequence[str], *, for_update: bool = False
                            ) -> dict[str, dict[str, Any]]:
