@@ -10,6 +10,7 @@ swap on that path the focus is on a control, never lost to ``<body>``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PASSWORDS, Server, eventually, login, shot
@@ -198,8 +200,14 @@ FOCUSED = """() => {
 
 
 def press(page: Any, key: str) -> dict[str, Any]:
-    """Press one key; the focus must then be on an element, never lost to <body>."""
+    """Press one key; the focus must then be on an element, never left on <body>. A key
+    that redraws part of the page (htmx) replaces the focused control: between the swap and
+    its settling (htmx's 20 ms) the focus is on <body> until keep-state.js moves it, so
+    what is checked is where it is once the page has settled (a few seconds at most on a
+    slow, loaded machine), not that instant."""
     page.keyboard.press(key)
+    with contextlib.suppress(PlaywrightTimeout):  # (reported below with the page's address)
+        page.wait_for_function(f"({FOCUSED})() !== null", timeout=5000)
     now: dict[str, Any] | None = page.evaluate(FOCUSED)
     assert now is not None, f"after {key} on {page.url} the focus is on <body>"
     return now
