@@ -201,16 +201,26 @@ FOCUSED = """() => {
 
 def press(page: Any, key: str) -> dict[str, Any]:
     """Press one key; the focus must then be on an element, never left on <body>. A key
-    that redraws part of the page (htmx) replaces the focused control: between the swap and
-    its settling (htmx's 20 ms) the focus is on <body> until keep-state.js moves it, so
-    what is checked is where it is once the page has settled (a few seconds at most on a
+    that redraws part of the page (htmx) replaces the focused control: until the answer
+    comes the focus is still on the pressed control, and between the swap and its settling
+    (htmx's 20 ms) it is on <body> until keep-state.js moves it. So what is checked is where
+    it is once no htmx request, swap or settling is under way (a few seconds at most on a
     slow, loaded machine), not that instant."""
     page.keyboard.press(key)
     with contextlib.suppress(PlaywrightTimeout):  # (reported below with the page's address)
-        page.wait_for_function(f"({FOCUSED})() !== null", timeout=5000)
+        # (a function, not an expression: an expression is run by eval(), which the
+        # pages' Content-Security-Policy forbids)
+        settled = page.wait_for_function(f"""() => {{
+          if (document.querySelector(".htmx-request, .htmx-swapping, .htmx-settling")) {{
+            return null;
+          }}
+          return ({FOCUSED})();
+        }}""", timeout=5000)
+        got: dict[str, Any] = settled.json_value()
+        return got
     now: dict[str, Any] | None = page.evaluate(FOCUSED)
     assert now is not None, f"after {key} on {page.url} the focus is on <body>"
-    return now
+    raise AssertionError(f"after {key} on {page.url} an htmx request or swap is still under way")
 
 
 def follow(page: Any, key: str = "Enter") -> None:
