@@ -35,7 +35,10 @@ import_app.command("bundle", hidden=True)(bundle_cli.import_)
 def salesforce(
     paths: Annotated[list[Path], typer.Argument(help="Flow metadata files (*.flow-meta.xml, "
                                                 "*.flow), folders of them (an SFDX project, a "
-                                                "retrieve folder) or a retrieve zip")],
+                                                "retrieve folder) or a retrieve zip; the "
+                                                "object metadata there (objects/, "
+                                                "globalValueSets/, standardValueSets/) is "
+                                                "read too")],
     out: Annotated[Path, typer.Option("--out", "--output", "-o", help="The Baton project folder to write (new, or empty unless --force)")],
     force: Annotated[bool, typer.Option("--force", help="Write into a folder that is not "
                                         "empty: a project imported before gets the "
@@ -52,7 +55,11 @@ def salesforce(
     holds an orchestration, nothing is imported and the error lists each such file as
     `path:line: reason` (exit status 1). Of several versions of a flow (`X-1.flow`,
     `X-2.flow`) the Active one is imported, as `x`. Importing again with --force updates
-    the orchestrations and keeps what you wrote (baton.toml, flows.py, objects.yaml).
+    the orchestrations and keeps what you wrote (baton.toml, flows.py, objects.yaml); a
+    lookup to an object the retrieve lacks points at objects.yaml's object type of that
+    name. Two objects that would read alike (`Vendor`, `Vendor__c`) stay two object types
+    (`Vendor`, `Vendor_c`), said in the report; standard picklists (Case Status) take the
+    values of the standard value sets given.
 
     Examples:
       baton import salesforce force-app/main/default/flows --out quotes

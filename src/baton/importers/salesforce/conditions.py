@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from baton.importers.salesforce.names import (
     BUILTIN_FIELDS,
     RELATIONSHIP_OBJECTS,
+    ObjectNames,
     field_segment,
     ident,
-    relationship_object,
+    relationship_target,
 )
 from baton.importers.salesforce.report import ImportReport
 from baton.importers.salesforce.xmlread import Node
@@ -60,6 +61,34 @@ class Catalog:
     # per object: a Salesforce field (its key, see _field_key) -> its Baton name, and back
     names: dict[str, dict[str, str]] = field(default_factory=dict)
     owners: dict[str, dict[str, str]] = field(default_factory=dict)
+    # the Baton name of each Salesforce object (two objects never share one)
+    object_names: ObjectNames = field(default_factory=ObjectNames)
+    # per object: the lookups its metadata defines, lower-case field API name -> the API
+    # name of the object it points at (a relationship followed goes there)
+    lookups: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def related(self, report: ImportReport, obj: str, segment: str, file: str,
+                line: int) -> str:
+        """The object type a relationship ``segment`` of ``obj`` (``Vendor__r``,
+        ``Account``, ``OwnerId``) points at: the one its lookup's metadata names, else
+        the likeliest by name. ``Vendor__r`` without its lookup's metadata, where both
+        ``Vendor`` and ``Vendor__c`` are objects of the import, is taken as the custom
+        object's (a custom lookup, named after it), noted."""
+        lookup, target = relationship_target(segment)
+        named = self.lookups.get(obj, {}).get(lookup.lower())
+        if named is not None:
+            return self.object_names.name(named, file, line)
+        standard = target[:-3] if segment.strip().endswith("__r") else None
+        if standard is not None and self.object_names.known(target) is None \
+                and self.object_names.known(standard) is not None:
+            return self.object_names.name(standard, file, line)
+        name = self.object_names.name(target, file, line)
+        if standard is not None and self.object_names.known(standard) is not None:
+            report.note(file, line, f"relationship {segment.strip()} of {obj}",
+                        f"taken to point at {target} (object type {name}), not "
+                        f"{standard} (object type {self.object_names.name(standard)}): the "
+                        f"metadata of the lookup {obj}.{lookup} was not given to say which")
+        return name
 
     def field_name(self, report: ImportReport, obj: str, segment: str, name: str,
                    file: str, line: int) -> str:
@@ -174,14 +203,15 @@ class Scope:
             name, ref = field_segment(seg)
             name = self.catalog.field_name(self.report, obj, seg, name, self.file, line)
             last = i == len(segments) - 1
-            if not last:
-                ref = ref or relationship_object(seg)
-                self.catalog.add(self.report, obj, name, "ref", ref, self.file, line)
+            if not last:  # a relationship followed: to the object its lookup names
+                target = self.catalog.related(self.report, obj, seg, self.file, line)
+                self.catalog.add(self.report, obj, name, "ref", target, self.file, line)
                 names.append(name)
-                obj = ref
+                obj = target
                 continue
             names.append(name)
             if ref is not None:
+                ref = self.catalog.related(self.report, obj, seg, self.file, line)
                 self.catalog.add(self.report, obj, name, "ref", ref, self.file, line)
                 base = "record" if head == "$Record" else "old"
                 return Ref(f"{base}.{'.'.join(names)}", ref_object=ref)

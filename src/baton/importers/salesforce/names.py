@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 RESERVED_STAGES = frozenset({"end"})
 BUILTIN_FIELDS = {"Id": "id", "CreatedDate": "created_at", "LastModifiedDate": "updated_at",
@@ -71,6 +72,97 @@ def object_name(api_name: str) -> str:
     return f"X{base}" if base[0].isdigit() else base
 
 
+OBJECT_SUFFIX = re.compile(r"__(c|x|e|mdt)$", re.IGNORECASE)
+"""A custom (``__c``), external (``__x``), platform event (``__e``) or custom metadata
+(``__mdt``) object's API name ends so; a standard object's (``Account``) does not."""
+
+
+def object_suffix(api_name: str) -> str:
+    """``c`` for ``Vendor__c``, ``""`` for ``Vendor`` (a standard-looking name)."""
+    m = OBJECT_SUFFIX.search(api_name.strip())
+    return m[1].lower() if m else ""
+
+
+@dataclass(frozen=True)
+class KeptApart:
+    """Two Salesforce objects whose API names make one Baton name (``Vendor`` and
+    ``Vendor__c``): ``api`` got ``name``, not ``other_name`` (``other_api``'s)."""
+
+    api: str
+    name: str
+    other_api: str
+    other_name: str
+    file: str
+    line: int
+
+
+@dataclass
+class ObjectNames:
+    """The Baton object type name of each Salesforce object, one per object.
+
+    :func:`object_name` drops a custom object's ``__c``, so ``Vendor`` (a standard or
+    standard-looking object) and ``Vendor__c`` (a custom one) would both be ``Vendor``: one
+    object type holding two objects' fields, and a lookup to either accepting the other's
+    records. In Salesforce they are two objects, with their own records, fields and
+    permissions, and an admin expects them to stay two, as two fields ``Amount`` and
+    ``Amount__c`` do: the standard one keeps the name, the other gets its suffix
+    (``Vendor_c``), and :attr:`apart` lists each such pair for the report. Names are given
+    once and kept (the flows' conditions are written with them), so every object known
+    before the flows are translated is :meth:`add_all`-ed first, standard ones first. API
+    names ignore case (``vendor__c`` is ``Vendor__c``)."""
+
+    by_api: dict[str, str] = field(default_factory=dict)  # lower-case API name -> name
+    owners: dict[str, str] = field(default_factory=dict)  # lower-case name -> its API name
+    apart: list[KeptApart] = field(default_factory=list)
+
+    def add_all(self, apis: Iterable[tuple[str, str, int]]) -> None:
+        """Name each (API name, file, line): standard objects first, then by suffix and
+        name, so which of two keeps the plain name does not depend on file order."""
+        for api, file, line in sorted(apis, key=lambda a: (object_suffix(a[0]) != "",
+                                                           object_suffix(a[0]),
+                                                           a[0].strip().lower())):
+            self.name(api, file, line)
+
+    def known(self, api: str) -> str | None:
+        """The name of ``api`` if it has one (it is an object of this import), else None."""
+        return self.by_api.get(api.strip().lower())
+
+    def name(self, api: str, file: str = "", line: int = 0) -> str:
+        """The name of ``api``: given now if it has none (``file``/``line``: where it was
+        first seen, for the report)."""
+        key = api.strip().lower()
+        have = self.by_api.get(key)
+        if have is not None:
+            return have
+        base = object_name(api)
+        other = self.owners.get(base.lower())
+        name = base
+        if other is not None:
+            suffix = object_suffix(api)
+            stem = f"{base}_{suffix}" if suffix else base
+            name, i = (stem, 1) if suffix else (f"{base}_2", 2)
+            while name.lower() in self.owners:
+                i += 1
+                name = f"{stem}_{i}"
+            self.apart.append(KeptApart(api.strip(), name, other, self.by_api[other.lower()],
+                                        file, line))
+        self.by_api[key] = name
+        self.owners[name.lower()] = api.strip()
+        return name
+
+
+def relationship_target(segment: str) -> tuple[str, str]:
+    """A relationship segment of a record path -> (the lookup field's API name, the API
+    name of the object it most likely points at, without the lookup's metadata):
+    ``Vendor__r`` -> (``Vendor__c``, ``Vendor__c``), ``Owner``/``OwnerId`` -> (``OwnerId``,
+    ``User``), ``Parent`` -> (``ParentId``, ``Parent``)."""
+    s = segment.strip()
+    if s.endswith("__r"):
+        return f"{s[:-3]}__c", f"{s[:-3]}__c"
+    rel = s[:-2] if s.endswith("Id") and len(s) > 2 and s[:-2] in RELATIONSHIP_OBJECTS else s
+    return f"{rel}Id", RELATIONSHIP_OBJECTS.get(rel, rel)
+
+
 def field_segment(segment: str) -> tuple[str, str | None]:
     """One segment of a record path -> (Baton field name, object it refers to or None).
 
@@ -91,10 +183,3 @@ def field_segment(segment: str) -> tuple[str, str | None]:
         return ident(s), RELATIONSHIP_OBJECTS[s]
     return ident(re.sub(r"__c$", "", s)), None
 
-
-def relationship_object(segment: str) -> str:
-    """The object a relationship segment (not the last of a path) points at."""
-    s = segment.strip()
-    if s.endswith("__r"):
-        return object_name(s[:-3])
-    return RELATIONSHIP_OBJECTS.get(s, object_name(s))

@@ -4,7 +4,10 @@ Read when given: SFDX source format (``objects/<Object>/<Object>.object-meta.xml
 ``objects/<Object>/fields/<Field>.field-meta.xml``), Metadata API format
 (``objects/<Object>.object`` with ``<fields>`` children), global value sets
 (``globalValueSets/<Name>.globalValueSet-meta.xml`` or ``.globalValueSet``) that picklists
-name, and validation rules (reported: not translated). Each field becomes a Baton field
+name, standard value sets (``standardValueSets/<Name>.standardValueSet-meta.xml`` or
+``.standardValueSet``: the values of standard picklists such as Case Status, whose field
+metadata names no values, see :data:`STANDARD_VALUE_SETS`), and validation rules
+(reported: not translated). Each field becomes a Baton field
 typed by the metadata (length, precision and scale, picklist values, required, default,
 lookups); the fields the flows read that the metadata does not define keep the type
 inferred from how the flows use them. Field names come from the same
@@ -21,7 +24,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from baton.importers.salesforce.conditions import Catalog
-from baton.importers.salesforce.names import BUILTIN_FIELDS, field_segment, object_name
+from baton.importers.salesforce.names import (
+    BUILTIN_FIELDS,
+    ObjectNames,
+    field_segment,
+    object_name,
+    object_suffix,
+)
 from baton.importers.salesforce.report import ImportReport
 from baton.importers.salesforce.xmlread import Node, XmlProblem
 
@@ -31,8 +40,60 @@ if TYPE_CHECKING:
 OBJECT_SUFFIX, FIELD_SUFFIX, MDAPI_OBJECT_SUFFIX = (".object-meta.xml", ".field-meta.xml",
                                                     ".object")
 VALUE_SET_SUFFIXES = (".globalValueSet-meta.xml", ".globalValueSet")
+STANDARD_SET_SUFFIXES = (".standardValueSet-meta.xml", ".standardValueSet")
 RULE_SUFFIX = ".validationRule-meta.xml"
-SUFFIXES = (OBJECT_SUFFIX, FIELD_SUFFIX, MDAPI_OBJECT_SUFFIX, *VALUE_SET_SUFFIXES, RULE_SUFFIX)
+SUFFIXES = (OBJECT_SUFFIX, FIELD_SUFFIX, MDAPI_OBJECT_SUFFIX, *VALUE_SET_SUFFIXES,
+            *STANDARD_SET_SUFFIXES, RULE_SUFFIX)
+
+STANDARD_VALUE_SETS = {
+    (obj.lower(), fld.lower()): name for name, fields in {
+        "AccountContactRole": ["AccountContactRole.Role"],
+        "AccountOwnership": ["Account.Ownership"],
+        "AccountRating": ["Account.Rating", "Lead.Rating"],
+        "AccountType": ["Account.Type"],
+        "AssetStatus": ["Asset.Status"],
+        "CampaignMemberStatus": ["CampaignMember.Status"],
+        "CampaignStatus": ["Campaign.Status"],
+        "CampaignType": ["Campaign.Type"],
+        "CaseContactRole": ["CaseContactRole.Role"],
+        "CaseOrigin": ["Case.Origin"],
+        "CasePriority": ["Case.Priority"],
+        "CaseReason": ["Case.Reason"],
+        "CaseStatus": ["Case.Status"],
+        "CaseType": ["Case.Type"],
+        "ContactRole": ["OpportunityContactRole.Role"],
+        "ContractContactRole": ["ContractContactRole.Role"],
+        "ContractStatus": ["Contract.Status"],
+        "EntitlementType": ["Entitlement.Type"],
+        "EventType": ["Event.Type"],
+        "IdeaStatus": ["Idea.Status"],
+        "Industry": ["Account.Industry", "Lead.Industry"],
+        "LeadSource": ["Account.AccountSource", "Contact.LeadSource", "Lead.LeadSource",
+                       "Opportunity.LeadSource"],
+        "LeadStatus": ["Lead.Status"],
+        "OpportunityStage": ["Opportunity.StageName"],
+        "OpportunityType": ["Opportunity.Type"],
+        "OrderStatus": ["Order.Status"],
+        "OrderType": ["Order.Type"],
+        "PartnerRole": ["Partner.Role"],
+        "Product2Family": ["Product2.Family"],
+        "QuoteStatus": ["Quote.Status"],
+        "SalesTeamRole": ["AccountTeamMember.TeamMemberRole",
+                          "OpportunityTeamMember.TeamMemberRole"],
+        "Salutation": ["Contact.Salutation", "Lead.Salutation"],
+        "SolutionStatus": ["Solution.Status"],
+        "TaskPriority": ["Task.Priority"],
+        "TaskStatus": ["Task.Status"],
+        "TaskType": ["Task.Type"],
+        "WorkOrderLineItemStatus": ["WorkOrderLineItem.Status"],
+        "WorkOrderPriority": ["WorkOrder.Priority"],
+        "WorkOrderStatus": ["WorkOrder.Status"],
+    }.items() for obj, fld in (f.split(".") for f in fields)}
+"""Standard picklist field (object, field; lower case) -> the standard value set holding its
+values (Salesforce's "StandardValueSet Names and Standard Picklist Fields"). The field's
+own metadata (``objects/Case/fields/Status.field-meta.xml``) names no values: from API 38
+they are in ``standardValueSets/CaseStatus.standardValueSet-meta.xml``. (Task and Event
+``Subject`` are left out: combo boxes, whose values are suggestions, stay strings.)"""
 
 AUTO_NUMBER = ("an auto-number in Salesforce: a string in Baton, which does not number "
                "records (set it in a flow)")
@@ -78,10 +139,43 @@ class ValueSet:
 
 @dataclass
 class Metadata:
-    """The object metadata given, by Baton object name."""
+    """The object metadata given, by lower-case Salesforce API name (the Baton name of each
+    is :class:`~baton.importers.salesforce.names.ObjectNames`')."""
 
     objects: dict[str, ObjectDef] = field(default_factory=dict)
     value_sets: dict[str, ValueSet] = field(default_factory=dict)  # by lower-case name
+    standard_sets: dict[str, ValueSet] = field(default_factory=dict)  # by lower-case name
+
+    def object_apis(self) -> list[tuple[str, str, int]]:
+        """(API name, file, line) of each object given, for
+        :meth:`~baton.importers.salesforce.names.ObjectNames.add_all`."""
+        return [(o.api, o.shown, o.line) for o in self.objects.values()]
+
+    def by_name(self, names: ObjectNames) -> dict[str, ObjectDef]:
+        """The objects given, by Baton object type name."""
+        return {names.name(o.api, o.shown, o.line): o for o in self.objects.values()}
+
+    def lookups(self, names: ObjectNames) -> dict[str, dict[str, str]]:
+        """Per object type: its lookups to one object (lower-case field API name -> the
+        API name of the object it points at), for the flows' relationships
+        (:attr:`~baton.importers.salesforce.conditions.Catalog.lookups`)."""
+        out: dict[str, dict[str, str]] = {}
+        for name, obj in self.by_name(names).items():
+            for key, f in obj.fields.items():
+                sf_type = f.node.value("type")
+                targets = _targets(f.node, sf_type)
+                if sf_type in LOOKUP_TYPES and len(targets) == 1:
+                    out.setdefault(name, {})[key] = targets[0]
+        return out
+
+
+LOOKUP_TYPES = ("Lookup", "MasterDetail", "Hierarchy")
+
+
+def _targets(node: Node, sf_type: str) -> list[str]:
+    """The objects a lookup field points at (``referenceTo``; a hierarchy: User)."""
+    targets = [t.text.strip() for t in node.all("referenceTo") if t.text.strip()]
+    return ["User"] if sf_type == "Hierarchy" and not targets else targets
 
 
 def _parts(src: Source) -> list[str]:
@@ -111,6 +205,9 @@ def read_metadata(files: Sequence[Source], report: ImportReport) -> Metadata:
         name = src.name
         if name.endswith(VALUE_SET_SUFFIXES):
             _value_set(md, src, root, _strip(name, VALUE_SET_SUFFIXES), report)
+        elif name.endswith(STANDARD_SET_SUFFIXES):
+            _value_set(md, src, root, _strip(name, STANDARD_SET_SUFFIXES), report,
+                       standard=True)
         elif name.endswith(FIELD_SUFFIX):
             _field_file(md, src, root, report)
         elif name.endswith(RULE_SUFFIX):
@@ -132,10 +229,9 @@ def _expect(src: Source, root: Node, tag: str, report: ImportReport) -> bool:
 
 
 def _object_def(md: Metadata, api: str, shown: str, line: int) -> ObjectDef:
-    name = object_name(api)
-    have = md.objects.get(name)
+    have = md.objects.get(api.lower())  # (API names ignore case)
     if have is None:
-        have = md.objects[name] = ObjectDef(api, shown, line)
+        have = md.objects[api.lower()] = ObjectDef(api, shown, line)
     return have
 
 
@@ -175,11 +271,14 @@ def _add_field(obj: ObjectDef, f: FieldDef, report: ImportReport) -> None:
                     f"defined again: the one imported is at {have.shown}:{have.node.line}")
 
 
-def _value_set(md: Metadata, src: Source, root: Node, name: str, report: ImportReport) -> None:
-    if not _expect(src, root, "GlobalValueSet", report):
+def _value_set(md: Metadata, src: Source, root: Node, name: str, report: ImportReport,
+               *, standard: bool = False) -> None:
+    """A global value set (``customValue``s) or a standard one (``standardValue``s)."""
+    if not _expect(src, root, "StandardValueSet" if standard else "GlobalValueSet", report):
         return
-    values = root.all("customValue")
-    md.value_sets.setdefault(name.lower(), ValueSet(
+    values = root.all("standardValue" if standard else "customValue")
+    sets = md.standard_sets if standard else md.value_sets
+    sets.setdefault(name.lower(), ValueSet(
         [v.value("fullName") for v in values if v.value("fullName")],
         next((v.value("fullName") for v in values if v.flag("default")), None),
         src.shown, root.line))
@@ -192,41 +291,97 @@ class Mapped:
     caveats: list[str] = field(default_factory=list)
 
 
-def object_types(catalog: Catalog, md: Metadata, report: ImportReport
+@dataclass
+class Known:
+    """What a field's metadata may point at: the metadata given (its value sets), the Baton
+    names of the import's objects, the object types imported, and those of the project's
+    ``definitions/objects.yaml`` kept (``--force``)."""
+
+    md: Metadata
+    names: ObjectNames
+    imported: set[str]
+    kept: frozenset[str]
+
+
+def object_types(catalog: Catalog, md: Metadata, report: ImportReport,
+                 kept: frozenset[str] = frozenset()
                  ) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
     """The object types to write: every object the flows read or whose metadata was given;
     its fields from the metadata first (in the metadata's order), then the fields the flows
-    read that the metadata lacks, typed as the flows use them. Fills ``report``. Also
-    gives the (object, field) pairs typed by the metadata."""
-    imported = set(catalog.objects) | set(md.objects)
+    read that the metadata lacks, typed as the flows use them (a standard picklist: by its
+    standard value set, when given). ``kept``: the object types of the project's own
+    objects.yaml, which lookups may point at. Fills ``report``. Also gives the (object,
+    field) pairs typed by the metadata."""
+    given = md.by_name(catalog.object_names)
+    known = Known(md, catalog.object_names, set(catalog.objects) | set(given), kept)
     from_metadata: dict[str, dict[str, dict[str, Any]]] = {}
-    for name in sorted(md.objects):
-        from_metadata[name] = _fields(catalog, md, md.objects[name], name, imported, report)
+    for name in sorted(given):
+        from_metadata[name] = _fields(catalog, known, given[name], name, report)
     out: list[dict[str, Any]] = []
-    for name in sorted(imported):
+    for name in sorted(known.imported):
         fields: dict[str, Any] = dict(from_metadata.get(name, {}))
         for fname, guess in sorted(catalog.objects.get(name, {}).items()):
             if fname in fields:
                 continue
             if guess.type == "ref" and guess.ref is not None:
                 fields[fname] = {"type": "ref", "object": guess.ref}
+                standard = None
             else:
                 fields[fname] = {"type": guess.type or "string"}
-            if name in md.objects:
+                standard = _standard_read(catalog, md, name, fname, guess.type)
+            if standard is not None:
+                spec, why = standard
+                fields[fname] = spec or fields[fname]
+                report.note(guess.file, guess.line, f"field {name}.{fname}", why)
+            elif name in given:
                 report.note(guess.file, guess.line, f"field {name}.{fname}",
                             "not in the object metadata given: typed from how the flows use "
                             "it")
         if not fields:
             fields["name"] = {"type": "string"}
         doc: dict[str, Any] = {"kind": "object", "name": name}
-        if name in md.objects and md.objects[name].label:
-            doc["label"] = md.objects[name].label
+        if name in given and given[name].label:
+            doc["label"] = given[name].label
         doc["fields"] = fields
         out.append(doc)
     return out, {(o, f) for o, fields in from_metadata.items() for f in fields}
 
 
-def _fields(catalog: Catalog, md: Metadata, obj: ObjectDef, name: str, imported: set[str],
+def _standard_read(catalog: Catalog, md: Metadata, name: str, fname: str, guessed: str
+                   ) -> tuple[dict[str, Any] | None, str] | None:
+    """A field the flows read whose metadata was not given, when it is a standard picklist
+    (``Case.Status``): (a choice of its standard value set's values, or None when the set
+    was not given either; the note saying so). None for any other field, or one the flows
+    use as other than text."""
+    api = catalog.object_names.owners.get(name.lower(), name)
+    field_api = catalog.owners.get(name, {}).get(fname, "")
+    set_name = STANDARD_VALUE_SETS.get((api.lower(), field_api.lower()))
+    if set_name is None or object_suffix(api) or FAMILIES.get(guessed or "string") != "text":
+        return None
+    found = md.standard_sets.get(set_name.lower())
+    if found is None:
+        return None, (f"a standard picklist, whose values are the standard value set "
+                      f"{set_name}, not given: typed from how the flows use it ("
+                      f"{_give_standard(set_name)})")
+    spec = _choice(found.values, found.default)
+    return spec, (f"a standard picklist: its values are the standard value set {set_name} "
+                  f"({found.shown}), copied into the field, a choice that refuses other "
+                  "values (its field metadata was not given)")
+
+
+def _give_standard(set_name: str) -> str:
+    return (f"give its file, standardValueSets/{set_name}.standardValueSet-meta.xml or "
+            ".standardValueSet, to import the values")
+
+
+def _choice(values: list[str], default: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"type": "choice", "choices": list(values)}
+    if default is not None:
+        spec["default"] = default
+    return spec
+
+
+def _fields(catalog: Catalog, known: Known, obj: ObjectDef, name: str,
             report: ImportReport) -> dict[str, dict[str, Any]]:
     report.ok(obj.shown, obj.line, f"object {obj.api}", f"object type {name}")
     defs = ([obj.name_field] if obj.name_field is not None
@@ -240,7 +395,7 @@ def _fields(catalog: Catalog, md: Metadata, obj: ObjectDef, name: str, imported:
             continue
         fname = catalog.field_name(report, name, f.api, segment, f.shown, f.node.line)
         mapped = (_name_field(f.node) if f is obj.name_field
-                  else _map(f.node, md, imported, f.api))
+                  else _map(f.node, known, obj.api, f.api))
         guess = catalog.objects.get(name, {}).get(fname)
         if mapped.spec is None:
             what = f"{mapped.caveats[0]}, {COMPUTED}"
@@ -299,7 +454,7 @@ def _name_field(node: Node) -> Mapped:
     return Mapped({**spec, "max_length": 80, "required": True})
 
 
-def _map(node: Node, md: Metadata, imported: set[str], api: str) -> Mapped:
+def _map(node: Node, known: Known, obj_api: str, api: str) -> Mapped:
     sf_type = node.value("type")
     if node.value("formula") or sf_type == "Summary":
         what = "a roll-up summary" if sf_type == "Summary" else "a formula field"
@@ -339,9 +494,11 @@ def _map(node: Node, md: Metadata, imported: set[str], api: str) -> Mapped:
     elif sf_type in ("Date", "DateTime"):
         spec = {"type": sf_type.lower()}
     elif sf_type in ("Picklist", "MultiselectPicklist"):
-        spec = _picklist(node, md, sf_type == "MultiselectPicklist", caveats)
-    elif sf_type in ("Lookup", "MasterDetail", "Hierarchy"):
-        spec = _lookup(node, imported, api, sf_type, caveats)
+        spec = _picklist(node, known.md, sf_type == "MultiselectPicklist", caveats,
+                         STANDARD_VALUE_SETS.get((obj_api.lower(), api.lower()))
+                         if not object_suffix(obj_api) else None)
+    elif sf_type in LOOKUP_TYPES:
+        spec = _lookup(node, known, sf_type, caveats)
     elif sf_type == "AutoNumber":
         spec = {"type": "string"}
         caveats.append(AUTO_NUMBER)
@@ -371,7 +528,10 @@ def _literal(formula: str, ftype: str) -> Any:
     return None
 
 
-def _picklist(node: Node, md: Metadata, multi: bool, caveats: list[str]) -> dict[str, Any]:
+def _picklist(node: Node, md: Metadata, multi: bool, caveats: list[str],
+              standard_set: str | None) -> dict[str, Any]:
+    """A picklist's values: its own, a global value set's it names, or (``standard_set``:
+    a standard picklist, whose metadata names no values) its standard value set's."""
     values: list[str] = []
     default: str | None = None
     restricted = False
@@ -407,6 +567,18 @@ def _picklist(node: Node, md: Metadata, multi: bool, caveats: list[str]) -> dict
                     values.append(v.value("fullName"))
                     if v.flag("default") and default is None:
                         default = v.value("fullName")
+    if not values and standard_set is not None:
+        found = md.standard_sets.get(standard_set.lower())
+        if found is None:
+            caveats.append(f"a standard picklist: its values are the standard value set "
+                           f"{standard_set}, whose metadata was not given: a string ("
+                           f"{_give_standard(standard_set)})")
+            return {"type": "string"}
+        values, default = list(found.values), found.default
+        caveats.append(f"a standard picklist: its values are the standard value set "
+                       f"{standard_set} ({found.shown}), copied into the field, a choice "
+                       "that refuses other values")
+        restricted = True  # (said in the caveat above)
     values = list(dict.fromkeys(values))
     if not values:
         caveats.append("a picklist without values in its metadata: a string")
@@ -418,25 +590,32 @@ def _picklist(node: Node, md: Metadata, multi: bool, caveats: list[str]) -> dict
     if not restricted:
         caveats.append("an unrestricted picklist in Salesforce (other values are taken "
                        "through the API): a choice in Baton, which refuses other values")
-    spec: dict[str, Any] = {"type": "choice", "choices": values}
-    if default is not None:
-        spec["default"] = default
-    return spec
+    return _choice(values, default)
 
 
-def _lookup(node: Node, imported: set[str], api: str, sf_type: str, caveats: list[str]
-            ) -> dict[str, Any]:
-    targets = [t.text.strip() for t in node.all("referenceTo") if t.text.strip()]
-    if sf_type == "Hierarchy" and not targets:
-        targets = ["User"]
+def _lookup(node: Node, known: Known, sf_type: str, caveats: list[str]) -> dict[str, Any]:
+    """A ref to the object type of the object the lookup points at: one of the import's
+    (by its Salesforce API name: a lookup to ``Vendor`` never points at ``Vendor__c``'s
+    type), else one the project's objects.yaml kept has, under the name the import would
+    give it (nothing here names it otherwise); else a string, the record id, noted."""
+    targets = _targets(node, sf_type)
     if len(targets) != 1:
         caveats.append(f"a lookup to {' or '.join(targets) or 'no object'}: a string (the "
                        "record id); a Baton ref points at one object type")
         return {"type": "string"}
-    target = object_name(targets[0])
-    if target not in imported:
-        caveats.append(f"a lookup to {targets[0]}, whose object type is not imported (no "
-                       "flow reads it, its metadata was not given): a string (the record id)")
+    target = known.names.known(targets[0])
+    if target is None:
+        target = object_name(targets[0])
+        holder = known.names.owners.get(target.lower())
+        if holder is not None:
+            caveats.append(f"a lookup to {targets[0]}, whose object type is not imported: "
+                           f"{target} is {holder}'s, another Salesforce object: a string "
+                           "(the record id)")
+            return {"type": "string"}
+    if target not in known.imported and target not in known.kept:
+        caveats.append(f"a lookup to {targets[0]}, whose object type is nowhere: not "
+                       "imported (no flow reads it, its metadata was not given) nor in "
+                       "definitions/objects.yaml: a string (the record id)")
         return {"type": "string"}
     if sf_type == "MasterDetail":
         caveats.append(f"master-detail to {targets[0]}: a required ref; Baton refuses to "

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from baton.importers.salesforce.conditions import Catalog, Scope, StepInfo
-from baton.importers.salesforce.names import distinct, ident, object_name, stage_name
+from baton.importers.salesforce.names import distinct, ident, stage_name
 from baton.importers.salesforce.report import ImportReport
 from baton.importers.salesforce.screens import ScreenFlows
 from baton.importers.salesforce.steps import StepTranslator, step_kind
@@ -168,7 +168,7 @@ class OrchestrationTranslator:
             self.report.ok(self.file, start.line, "start (autolaunched)",
                            "trigger type autolaunched")
             return {"type": "autolaunched"}
-        object_type = object_name(obj)
+        object_type = self.catalog.object_names.name(obj, self.file, start.line)
         self.catalog.touch(object_type)
         self.scope.record_object = object_type
         if not when_type and not trigger_type:

@@ -217,7 +217,16 @@ def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = F
                               f"in {', '.join(str(p) for p in paths)}", [])
     flows = read_flows(given, report)
     unread = [Issue(u.file, u.line, "", u.reason) for u in report.untranslated]
+    # The object metadata is read before the flows are translated (its entries go in the
+    # report after theirs, as before): the flows' conditions name object types, and two
+    # objects one name would merge (Vendor, Vendor__c) get two, known before any is used.
+    read_report = ImportReport()
+    metadata = read_metadata([f for f in found if is_object_file(f.name)], read_report)
     catalog = Catalog()
+    # (User first among them: assignees are Baton's User records, never a custom User__c)
+    catalog.object_names.add_all([("User", "", 0), *_trigger_objects(flows),
+                                  *metadata.object_apis()])
+    catalog.lookups = metadata.lookups(catalog.object_names)
     screens = ScreenFlows({f.api_name: (f.shown, f.root) for f in flows
                            if f.root.value("processType") == "Flow"})
     orchestrations: list[dict[str, Any]] = []
@@ -229,18 +238,48 @@ def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = F
         # the files that could not be read are why, often (a truncated or empty file)
         raise NothingImported(_nothing_imported(len(given), len(flows), len(unread)), unread)
     _others(flows, screens, report)
-    metadata = read_metadata([f for f in found if is_object_file(f.name)], report)
-    objects, typed = object_types(catalog, metadata, report)
+    for part in ("translated", "untranslated", "notes"):
+        getattr(report, part).extend(getattr(read_report, part))
+    _kept_apart(catalog, report)
+    kept_objects = _kept_objects(out / "definitions" / "objects.yaml")
+    objects, typed = object_types(catalog, metadata, report, frozenset(
+        d["name"] for d in kept_objects or [] if d.get("kind") == "object"
+        and isinstance(d.get("name"), str)))
     report.orchestrations = [o["name"] for o in orchestrations]
     report.objects = [o["name"] for o in objects]
-    files = _files(out, objects, orchestrations, report, typed)
+    files = _files(out, objects, orchestrations, report, typed, kept_objects)
+    given_types = metadata.by_name(catalog.object_names)
     _next_steps(report, out, inferred=[f"{o['name']}.{f}" for o in objects
-                                       if o["name"] not in metadata.objects
+                                       if o["name"] not in given_types
                                        for f in o["fields"]])
     files[out / "IMPORT_REPORT.md"] = report.to_text()
     _write(out, files)
     report.written += [str(path) for path in files]
     return report
+
+
+def _trigger_objects(flows: list[FlowFile]) -> list[tuple[str, str, int]]:
+    """(API name, file, line) of the object each orchestration is started by."""
+    out: list[tuple[str, str, int]] = []
+    for f in flows:
+        start = f.root.first("start")
+        if f.root.value("processType") in ORCHESTRATION_TYPES and start is not None \
+                and start.value("object"):
+            out.append((start.value("object"), f.shown, start.line))
+    return out
+
+
+def _kept_apart(catalog: Catalog, report: ImportReport) -> None:
+    """Each object named apart from another whose name it would have had (``Vendor__c``
+    -> ``Vendor_c`` beside ``Vendor``), said where it was first seen. Merging them would
+    mix two objects' fields in one type and let a lookup to one take the other's records:
+    a Salesforce admin counts two objects, and gets two object types."""
+    for a in catalog.object_names.apart:
+        report.note(a.file, a.line, f"object {a.api}",
+                    f"object type {a.name}, apart from {a.other_api} (object type "
+                    f"{a.other_name}): two Salesforce objects, whose fields and records "
+                    f"are not mixed; {a.name} is the name conditions and lookups use for "
+                    f"{a.api}")
 
 
 def _nothing_imported(given: int, read: int, unread: int) -> str:
@@ -294,7 +333,8 @@ HEADER = "# Imported from Salesforce by `baton import salesforce`; see IMPORT_RE
 
 
 def _files(out: Path, objects: list[dict[str, Any]], orchestrations: list[dict[str, Any]],
-           report: ImportReport, typed: set[tuple[str, str]]) -> dict[Path, str]:
+           report: ImportReport, typed: set[tuple[str, str]],
+           kept_objects: list[dict[str, Any]] | None) -> dict[Path, str]:
     """The project's files and their text. A project imported before (``--force``: a
     second import after the flows changed in Salesforce) keeps what its user wrote:
     ``baton.toml`` as it is, ``flows.py`` with a stub added for each flow it lacks,
@@ -307,7 +347,8 @@ def _files(out: Path, objects: list[dict[str, Any]], orchestrations: list[dict[s
     else:
         files[toml] = ('# Baton project imported from Salesforce.\n'
                        'database = "sqlite:///baton.db"\nflows = ["flows"]\n')
-    objects_text = _objects_file(out / "definitions" / "objects.yaml", objects, report, typed)
+    objects_text = _objects_file(out / "definitions" / "objects.yaml", kept_objects, objects,
+                                 report, typed)
     if objects_text is not None:
         files[out / "definitions" / "objects.yaml"] = objects_text
     flows_text = _flows_file(out / "flows.py", report)
@@ -327,14 +368,13 @@ def _read_kept(path: Path, why: str) -> str:
                          "away and import again)") from None
 
 
-def _objects_file(path: Path, objects: list[dict[str, Any]], report: ImportReport,
-                  typed: set[tuple[str, str]]) -> str | None:
-    """``objects.yaml``: new, or the one there with the objects and fields it lacks added
-    (its own fields are kept as they are: the user's choices, required fields, defaults;
-    one the object metadata (``typed``) defines otherwise is named in the report);
-    ``None`` when it lacks nothing (it is left alone, comments and all)."""
+def _kept_objects(path: Path) -> list[dict[str, Any]] | None:
+    """The documents of the ``objects.yaml`` already there (``--force``), each checked to
+    be an object definition with a fields mapping or another definition; None when there
+    is none. Read before the object types are made: a lookup may point at one of its
+    object types."""
     if not path.exists():
-        return HEADER + _dump(objects)
+        return None
     why = "add the inferred object types"
     text = _read_kept(path, why)
     try:
@@ -344,13 +384,27 @@ def _objects_file(path: Path, objects: list[dict[str, Any]], report: ImportRepor
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise BatonError(f"{where}: cannot {why} to it: not YAML (fix it, or move it away "
                          "and import again)") from None
-    mine: dict[str, dict[str, Any]] = {}
     for d in docs:
         if not isinstance(d, dict) or (d.get("kind") == "object"
                                        and not isinstance(d.get("fields", {}), dict)):
             raise BatonError(f"{path}: cannot {why} to it: a document is not an object "
                              "definition with a fields mapping (fix it, or move it away and "
                              "import again)")
+    return docs
+
+
+def _objects_file(path: Path, docs: list[dict[str, Any]] | None,
+                  objects: list[dict[str, Any]], report: ImportReport,
+                  typed: set[tuple[str, str]]) -> str | None:
+    """``objects.yaml``: new, or the one there (``docs``, from :func:`_kept_objects`) with
+    the objects and fields it lacks added (its own fields are kept as they are: the user's
+    choices, required fields, defaults; one the object metadata (``typed``) defines
+    otherwise is named in the report); ``None`` when it lacks nothing (it is left alone,
+    comments and all)."""
+    if docs is None:
+        return HEADER + _dump(objects)
+    mine: dict[str, dict[str, Any]] = {}
+    for d in docs:
         if d.get("kind") == "object" and isinstance(d.get("name"), str):
             mine.setdefault(d["name"], d)
     added: list[str] = []
