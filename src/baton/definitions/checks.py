@@ -12,7 +12,7 @@ import json as _json
 import math
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from baton import decimals
@@ -780,6 +780,15 @@ def check_input(ck: Checker, path: str, value: Any, scope: Scope) -> None:
             continue
         if isinstance(v, str) and is_expression(v):
             check_expression(ck, join(path, name), v, scope)
+
+
+def with_own_input(scope: Scope, spec: Any) -> Scope:
+    """The scope of a step's other expressions when the step has an ``input:`` of its own
+    (a callout, an mcp step): its names join the run's input, over which they are merged
+    at run time. The ``input:`` values themselves see the run's input only."""
+    if scope.inputs is None or not isinstance(spec, Mapping) or not spec:
+        return scope
+    return replace(scope, inputs=scope.inputs | {n for n in spec if isinstance(n, str)})
 
 
 def check_value(ck: Checker, path: str, value: Any, scope: Scope) -> str | None:

@@ -6,6 +6,27 @@ of their own (:func:`compensation_graph`). An amendment puts them into the amend
 (:func:`amended_graph`), where a changed step's re-execution waits for its own rollback:
 the old effect is undone before the new one is made, a rollback in fallout holds the
 re-execution, and a later amendment or cancel finds the rollbacks not yet done in the plan.
+
+Which steps are compensated (:func:`may_have_acted`): the completed ones, and those whose
+effect may exist although they did not complete — a step the engine handed an attempt to
+the workers for (``attempts`` > 0) that is not settled otherwise (running: its call in
+flight, or waiting for a retry after a timeout or a 5xx whose effect is unknown; in
+fallout or failed, its retries spent). ``attempts`` grows in the transaction that enqueues
+the attempt's job (``schedule_attempt``), and only job steps (callout, mcp, background,
+ai) have any; a worker makes the call, or runs the flow, outside any transaction, so from
+then on nothing in the run says the other system did not act. A step never attempted
+(``attempts`` 0: waiting for its ``after`` or ``when``, a pause, an interactive step's
+work item, a milestone) sent nothing and gets no rollback; nor does a step an operator
+skipped (moving the plan on without it, having decided what its attempts did) or one
+canceled earlier.
+
+A rollback made here is told what it undoes, in its input's ``plan`` (:func:`undo_facts`):
+``plan.undo`` is ``{step, status, attempts, idempotency_key}`` — the status the step had
+(``completed``, or ``running``/``fallout``/``failed``: its effect uncertain, so the other
+system may have nothing to undo), and the key all its attempts sent (``RUN:STEP:ITERATION``
+of the plan's run: one key per iteration, the same on every retry), by which the other
+system finds the effect to undo, or answers that it has none. The rollback's own calls send
+a key of their own: sending the step's key would replay the step's call.
 """
 
 from __future__ import annotations
@@ -14,13 +35,46 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from baton.plans.generate import GRAPH_FORMAT, STAGE, with_line_views
-from baton.steps.callout import CARRIED_KEY
+from baton.steps.callout import CARRIED_KEY, idempotency_key
 
 KEY_IN_USE = 409  # a concurrent repeat of a call whose key is still being processed
 
 ROLLBACK = "rollback_"
 # A rollback that is settled is not pending: it completed, or an operator skipped it.
 SETTLED = frozenset({"completed", "skipped"})
+
+
+# Statuses of a step that was attempted whose effect is not compensated: an operator moved
+# the plan on without it (skipped), or it left the plan before (canceled).
+_SETTLED_UNDONE = frozenset({"skipped", "canceled"})
+UNDO = "undo"  # the key of a rollback's input ``plan`` that says what it undoes
+
+
+def may_have_acted(status: str, attempts: int) -> bool:
+    """Whether a plan step's effect may exist at the other system, so that a cancel, or an
+    amendment removing or changing it, runs its ``rollback``: it completed; or it was
+    attempted and is not settled. ``attempts`` > 0 is the line between "may have acted"
+    and "sent nothing": the engine counts an attempt in the transaction that enqueues its
+    job, and from then on a worker may claim it and make the call (or run the flow) outside
+    any transaction — in flight when the order is canceled (``running``), answered with a
+    timeout or a 5xx after the other system acted (``running``, waiting for its retry; or
+    ``fallout``/``failed`` once its retries are spent), or its answer arriving after the
+    cancel (dropped as stale: the run never learns it). A job still queued counts too: the
+    plan cannot know whether a worker has claimed it. ``status``: the step's status value."""
+    if status == "completed":
+        return True
+    return attempts > 0 and status not in _SETTLED_UNDONE
+
+
+def undo_facts(run_id: str, step: str, status: str, iteration: int,
+               attempts: int) -> dict[str, Any]:
+    """What the rollback of ``step`` (of the plan's run ``run_id``) is told it undoes, as
+    its input's ``plan.undo``: the status the step had, its attempts, and the idempotency
+    key every attempt of its ``iteration`` sent (a callout's or mcp step's call; for a flow
+    the same name of its iteration), so the other system can find the effect, or answer
+    that there is nothing to undo."""
+    return {"step": step, "status": status, "attempts": attempts,
+            "idempotency_key": idempotency_key(run_id, step, iteration)}
 
 
 def rollback_name(step: str) -> str:
@@ -66,11 +120,13 @@ def _first_undone(dependents: Mapping[str, list[str]], step: str,
 
 
 def rollback_steps(graph: Mapping[str, Any], undo: Sequence[str],
-                   pending: Mapping[str, str], *, line_views: bool = False
+                   pending: Mapping[str, str], *, line_views: bool = False,
+                   told: Mapping[str, Mapping[str, Any]] | None = None
                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The rollback steps of ``undo`` (completed steps of ``graph`` that name a
-    ``rollback``) and their plan facts, each after the rollbacks of the undone or
-    ``pending`` steps downstream of its step. A rollback's input ``plan`` is its step's;
+    """The rollback steps of ``undo`` (steps of ``graph`` that name a ``rollback`` and may
+    have acted: :func:`may_have_acted`) and their plan facts, each after the rollbacks of
+    the undone or ``pending`` steps downstream of its step. A rollback's input ``plan`` is
+    its step's, with ``told``'s entry for its step as ``undo`` (:func:`undo_facts`);
     ``line_views``: with its lines' views (as the step saw them) rather than their keys,
     for a graph whose ``lines`` are other lines (an amended plan's)."""
     if not undo:
@@ -87,7 +143,11 @@ def rollback_steps(graph: Mapping[str, Any], undo: Sequence[str],
     for n in undo:
         first = _first_undone(dependents, n, undone)
         rb = dict(facts[n]["rollback"])
-        rb["input"] = {**(rb.get("input") or {}), "plan": plan_input[n]}
+        plan = plan_input[n]
+        said = (told or {}).get(n)
+        if said is not None:
+            plan = {**(plan or {}), UNDO: dict(said)}
+        rb["input"] = {**(rb.get("input") or {}), "plan": plan}
         rb["name"] = rollback_name(n)
         if first:
             rb["after"] = sorted(dict.fromkeys(first), key=lambda r: position.get(r, -1))
@@ -99,25 +159,31 @@ def rollback_steps(graph: Mapping[str, Any], undo: Sequence[str],
     return out_steps, out_facts
 
 
-def _undo(graph: Mapping[str, Any], completed: Collection[str]) -> list[str]:
-    """The completed steps that name a rollback, in the graph's step order."""
+def _undo(graph: Mapping[str, Any], acted: Collection[str]) -> list[str]:
+    """The steps among ``acted`` that name a rollback, in the graph's step order."""
     facts = {f["name"]: f for f in graph["steps"]}
     return [s["name"] for s in _stage_steps(graph)
-            if s["name"] in completed and "rollback" in facts.get(s["name"], {})]
+            if s["name"] in acted and "rollback" in facts.get(s["name"], {})]
 
 
 def compensation_graph(graph: Mapping[str, Any], status: Mapping[str, str], name: str,
-                       keys: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """A canceled plan's compensation: the rollback steps of its completed steps, and its
-    pending rollback steps (an amendment's, not done yet: they are done now), in reverse
-    dependency order. ``status``: step name -> status value in the plan's run. ``keys``:
-    pending rollback step -> the idempotency key its attempts in the plan's run sent
-    (:func:`carry_key`: a callout or mcp step among them sends it again, not one of its
-    own)."""
-    completed = {n for n, s in status.items() if s == "completed"}
-    undo = _undo(graph, completed)
+                       keys: Mapping[str, str] | None = None,
+                       acted: Mapping[str, Mapping[str, Any]] | None = None
+                       ) -> dict[str, Any]:
+    """A canceled plan's compensation: the rollback steps of its steps that may have
+    acted, and its pending rollback steps (an amendment's, not done yet: they are done
+    now), in reverse dependency order. ``status``: step name -> status value in the plan's
+    run. ``acted``: the steps that may have acted (:func:`may_have_acted`) -> what their
+    rollback is told (:func:`undo_facts`); without it, the completed steps of ``status``,
+    told nothing. ``keys``: pending rollback step -> the idempotency key its attempts in
+    the plan's run sent (:func:`carry_key`: a callout or mcp step among them sends it
+    again, not one of its own)."""
+    if acted is None:
+        undo = _undo(graph, {n for n, s in status.items() if s == "completed"})
+    else:
+        undo = _undo(graph, acted)
     pending = pending_rollbacks(graph, status)
-    out_steps, out_facts = rollback_steps(graph, undo, pending)
+    out_steps, out_facts = rollback_steps(graph, undo, pending, told=acted)
     # A pending rollback runs as the plan held it, after the rollbacks it waited for there
     # that run here too, and after those of the steps downstream of its step.
     steps = _stage_steps(graph)
@@ -175,18 +241,23 @@ def real_after(graph: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def amended_graph(old: Mapping[str, Any], new: Mapping[str, Any], compensate: Sequence[str],
-                  status: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+                  status: Mapping[str, str],
+                  told: Mapping[str, Mapping[str, Any]] | None = None
+                  ) -> tuple[dict[str, Any], list[str]]:
     """``new`` (the graph generated for the order's lines now) with rollback steps: the
     old plan's (kept as they are, and so in the state they are in) and those of
-    ``compensate`` (the completed steps the amendment removes or changes: a step undone
-    once before gets its rollback afresh). Every step of ``new`` that has a rollback step
-    in the plan waits for it: a changed step is done again only once its old effect is
-    undone. Returns the graph and the names of the rollback steps it adds."""
+    ``compensate`` (the steps the amendment removes or changes that may have acted —
+    completed, or attempted and in flight, waiting for a retry, in fallout:
+    :func:`may_have_acted` — a step undone once before gets its rollback afresh), each
+    told ``told``'s entry for its step (:func:`undo_facts`). Every step of ``new`` that
+    has a rollback step in the plan waits for it: a changed step is done again only once
+    its old effect is undone. Returns the graph and the names of the rollback steps it
+    adds."""
     old_defs = {s["name"]: s for s in _stage_steps(old)}
     wanted = set(compensate)
     undo = [n for n in old_defs if n in wanted]  # (in the plan's step order)
     fresh_steps, fresh_facts = rollback_steps(old, undo, pending_rollbacks(old, status),
-                                              line_views=True)
+                                              line_views=True, told=told)
     fresh = {f["name"] for f in fresh_facts}
     kept = [f for f in old["steps"] if "compensates" in f and f["name"] not in fresh]
     # (a kept rollback's lines are its own views already: see rollback_steps)

@@ -8,7 +8,10 @@ cancels the plan's run and starts revision N+1, a compensation run whose steps a
 completed steps' ``rollback`` steps in reverse dependency order — durable, retried and in
 fallout like any other step. An amendment moves the plan's run to revision N+1 with those
 rollback steps in it, each changed step done again only after its own rollback
-(:mod:`baton.plans.compensation`).
+(:mod:`baton.plans.compensation`). "Completed" here means "may have acted": a step whose
+call was in flight, waiting for a retry, or in fallout when the order was canceled or the
+step amended away is compensated too, its rollback told the key its attempts sent
+(:func:`~baton.plans.compensation.may_have_acted`); a step never attempted is not.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from baton.ids import IdGenerator
 from baton.plans.compensation import (
     amended_graph,
     compensation_graph,
+    may_have_acted,
     pending_rollbacks,
     real_after,
+    undo_facts,
 )
 from baton.plans.decompose import (
     OrderLine,
@@ -228,7 +233,8 @@ class PlanService:
     # ---- cancel -----------------------------------------------------------------------
     def cancel(self, order_id: str, reason: str, actor: str) -> dict[str, Any]:
         """Cancel the order's plan: refused once a point-of-no-return step has completed;
-        else its run is canceled and a compensation run rolls back the completed steps."""
+        else its run is canceled and a compensation run rolls back the steps that may
+        have acted (completed, or attempted and not settled: see :func:`_acted`)."""
         if not reason:
             raise PlanningError("say why the order is canceled (it is audited)")
         now_dt = self.clock.now()
@@ -241,10 +247,12 @@ class PlanService:
                                          "it cannot be canceled")
             status = {n: sr.status.value for n, sr in run.steps.items()}
             keys = _carried_keys(row["graph"], run, status)
+            acted = _acted(row["graph"], run)  # (before the cancel, which cancels them)
             if run.status is RunStatus.IN_PROGRESS:
                 self.runs.decide_and_apply_txn(tx, defn, run, CancelRequested(reason, actor),
                                                now_dt, record)
-            graph = compensation_graph(row["graph"], status, plan_name(order_id), keys)
+            graph = compensation_graph(row["graph"], status, plan_name(order_id), keys,
+                                       acted)
             revision = max(r["revision"] for r in tx.plan_revisions_txn(order_id)) + 1
             cdefn = self.definitions.remember_plan(plan_name(order_id), revision,
                                                    build_definition(graph), tx,
@@ -269,7 +277,8 @@ class PlanService:
     # ---- amend ------------------------------------------------------------------------
     def diff(self, order_id: str, refuse: bool = False) -> dict[str, Any]:
         """What amending the plan to the order's lines as they are now would do: steps
-        added, removed (compensated when completed and they have a rollback), changed
+        added, removed (compensated when they have a rollback and may have acted:
+        completed, or attempted and not settled — :func:`_acted`), changed
         (removed and added again), rewired (only their ``after`` changed: they keep their
         state) and unchanged. ``refuse``: raise what :meth:`amend` would refuse with (a
         passed point of no return, a plan not in progress), as a dry run of it."""
@@ -342,9 +351,12 @@ class PlanService:
         removed = [n for n in old_steps if n not in new_steps]
         status = {n: sr.status.value for n, sr in run.steps.items()}
         facts = {f["name"]: f for f in row["graph"]["steps"]}
-        compensate = [n for n in removed + changed if status.get(n) == "completed"
+        # A step removed (or changed) while its call is in flight, waiting for a retry or
+        # in fallout is undone like a completed one: the other system may have acted.
+        acted = _acted(row["graph"], run)
+        compensate = [n for n in removed + changed if n in acted
                       and "rollback" in facts.get(n, {})]
-        graph, rollbacks = amended_graph(row["graph"], new, compensate, status)
+        graph, rollbacks = amended_graph(row["graph"], new, compensate, status, acted)
         out = {"order_id": order_id, "revision": row["revision"], "run_id": row["run_id"],
                "added": added, "removed": removed, "changed": changed, "rewired": rewired,
                "unchanged": unchanged, "compensate": compensate, "rollbacks": rollbacks,
@@ -400,6 +412,25 @@ class PlanService:
                 raise TransitionConflict(
                     f"the order can no longer be {what}: step '{fact['name']}' is a point of "
                     f"no return and completed at {sr.completed_at or 'an earlier time'}")
+
+
+def _acted(graph: Mapping[str, Any], run: Run) -> dict[str, dict[str, Any]]:
+    """The plan ``run``'s steps with a rollback in ``graph`` that may have acted
+    (completed; or attempted — a job enqueued for their iteration, so a worker may have
+    made the call — and neither skipped nor canceled: in flight, waiting for a retry, in
+    fallout; see :func:`~baton.plans.compensation.may_have_acted`) -> what the rollback of
+    each is told (:func:`~baton.plans.compensation.undo_facts`: the key its attempts
+    sent among it)."""
+    out = {}
+    for fact in graph["steps"]:
+        name = fact["name"]
+        sr = run.steps.get(name)
+        if sr is None or "rollback" not in fact:
+            continue
+        status = sr.status.value
+        if may_have_acted(status, sr.attempts):
+            out[name] = undo_facts(run.id, name, status, sr.iteration, sr.attempts)
+    return out
 
 
 def _carried_keys(graph: Mapping[str, Any], run: Run, status: Mapping[str, str]

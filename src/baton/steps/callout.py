@@ -58,6 +58,7 @@ from baton.definitions.checks import (
     Checker,
     Scope,
     check_expression,
+    check_input,
     describe,
     expect_list,
     expect_mapping,
@@ -65,6 +66,7 @@ from baton.definitions.checks import (
     join,
     suggest,
     unknown,
+    with_own_input,
 )
 from baton.definitions.connection import check_size
 from baton.definitions.model import StepDefinition
@@ -138,12 +140,13 @@ class CalloutFailed(StepFailure):
 class Callout(JobStepType):
     name = "callout"
     keys = ("connection", "method", "path", "query", "headers", "body", "success", "retry_on",
-            "wait", "max_output", "timeout", CARRIED_KEY)
+            "wait", "max_output", "timeout", "input", CARRIED_KEY)
     job_kind = "callout"
 
     # ---- validation ----------------------------------------------------------------------
     def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
         self._check_connection(ck, path, step, scope)
+        run_scope, scope = scope, with_own_input(scope, step.get("input"))
         if "method" in step:
             method = expect_str(ck, join(path, "method"), step["method"])
             if method is not None and is_expression(method):
@@ -176,6 +179,8 @@ class Callout(JobStepType):
             _check_codes(ck, join(path, "retry_on"), step["retry_on"], ranges=False)
         if "max_output" in step:
             check_size(ck, join(path, "max_output"), step["max_output"])
+        if "input" in step:
+            check_input(ck, join(path, "input"), step["input"], run_scope)
         if CARRIED_KEY in step:
             ck.add(join(path, CARRIED_KEY), "a callout's idempotency key is RUN_ID:STEP:ITERATION, "
                    "set by Baton (a compensation run keeps the one a canceled plan's rollback "
@@ -365,6 +370,10 @@ def request_scope(work: StepWork, *, live: bool = False) -> dict[str, Any]:
     run: Run = work.run
     orch = work.orchestration
     inputs = typed_values(orch.trigger.input, run.input) if orch is not None else run.input
+    own = work.payload.get("input")
+    if own:  # the step's own input over the run's, as a flow's ctx.input (a plan step's
+        # ``plan``; a plan rollback's ``plan.undo``: baton.plans.compensation)
+        inputs = {**inputs, **own}
     return {"record": dict(work.record or {}), "vars": run.vars, "input": inputs,
             "steps": _StepsSeen(run, live=live)}
 

@@ -42,6 +42,7 @@ from baton.definitions.checks import (
     Checker,
     Scope,
     check_expression,
+    check_input,
     describe,
     expect_identifier,
     expect_mapping,
@@ -49,6 +50,7 @@ from baton.definitions.checks import (
     item,
     join,
     suggest,
+    with_own_input,
 )
 from baton.definitions.connection import check_size
 from baton.errors import ExpressionError, StepFailure
@@ -65,11 +67,12 @@ _OUTPUT_SCOPE = frozenset({"result"})
 class Mcp(JobStepType):
     name = "mcp"
     keys = ("connection", "tool", "arguments", "max_output", "timeout", "idempotency_argument",
-            CARRIED_KEY)
+            "input", CARRIED_KEY)
     job_kind = "mcp"  # the jobs table's kind for these attempts (a durable format)
 
     # ---- validation -------------------------------------------------------------------
     def validate(self, ck: Checker, path: str, step: Mapping[str, Any], scope: Scope) -> None:
+        run_scope, scope = scope, with_own_input(scope, step.get("input"))
         if "connection" not in step:
             ck.add(join(path, "connection"),
                    "required key 'connection' is missing (the mcp connection to call)")
@@ -98,6 +101,8 @@ class Mcp(JobStepType):
                    "as a tool argument: idempotency_argument)")
         if "max_output" in step:
             check_size(ck, join(path, "max_output"), step["max_output"])
+        if "input" in step:
+            check_input(ck, join(path, "input"), step["input"], run_scope)
         if "output" in step:
             out = expect_mapping(ck, join(path, "output"), step["output"])
             with_result = dataclasses.replace(scope, extra_roots=scope.extra_roots | _OUTPUT_SCOPE)
@@ -209,8 +214,13 @@ def _expression_data(work: StepWork) -> dict[str, Any]:
         if sr.error is not None:
             view["error"] = sr.error
         steps[name] = view
+    inputs = work.run.input
+    own = work.payload.get("input")
+    if own:  # the step's own input over the run's, as a flow's ctx.input (a plan step's
+        # ``plan``; a plan rollback's ``plan.undo``: baton.plans.compensation)
+        inputs = {**inputs, **own}
     return {"record": dict(work.record or {}), "vars": work.run.vars,
-            "input": work.run.input, "steps": steps}
+            "input": inputs, "steps": steps}
 
 
 def _resolve(value: Any, data: Mapping[str, Any], path: str) -> Any:
