@@ -82,6 +82,13 @@ class DefinitionRepo:
         self._active: dict[tuple[str, str], int] = {}  # (kind, name) -> active version
         self._sources: dict[tuple[str, str, int], tuple[str, str]] = {}
         self._next_check = 0.0
+        # Bumped (under _lock) whenever the index is stored, found current or dropped: a
+        # refresh stores what it read only if none happened since it began (_refresh_txn).
+        self._epoch = 0
+        # The newest definition row (its id) the index has held or this process deployed:
+        # a refresh in a caller's transaction, whose snapshot may predate a deploy, never
+        # replaces the index with one that lacks it (ids only grow: rows are never deleted).
+        self._newest_id = 0
 
     # ---- deploy -------------------------------------------------------------------------
     def deploy(
@@ -115,6 +122,7 @@ class DefinitionRepo:
         results = []
         now_dt = self.clock.now()
         now = iso(now_dt)
+        newest = 0
         with self.store.write() as tx:
             # The records are read in the deploy's own transaction: on SQLite no record
             # write comes between the check and the commit.
@@ -139,11 +147,11 @@ class DefinitionRepo:
                                           latest.version, now_dt, self.ids)
                     continue
                 version = (latest.version if latest else 0) + 1
-                tx.insert_definition_txn({
+                newest = max(newest, tx.insert_definition_txn({
                     "kind": doc.kind, "name": doc.name, "version": version, "checksum": digest,
                     "source": doc.source, "file": doc.file, "active": True, "deployed_at": now,
                     "deployed_by": actor,
-                })
+                }))
                 tx.set_active_txn(doc.kind, doc.name, version)
                 if doc.kind == "orchestration":
                     schedules.arm_txn(tx, doc.definition, doc.name,  # type: ignore[arg-type]
@@ -153,7 +161,7 @@ class DefinitionRepo:
                     f"deploy of {doc.name} v{version}") if doc.kind == "object" else {}
                 results.append(DeployResult(doc.kind, doc.name, version, True,
                                             MappingProxyType(rewritten)))
-        self._generation = None
+        self._invalidate(newest)  # (committed: this Engine's next lookup reads it)
         return results
 
     def broken_dependents(self, docs: Sequence[LoadedDefinition]) -> list[Issue]:
@@ -390,7 +398,7 @@ class DefinitionRepo:
                 "at": iso(self.clock.now()), "type": "definition_activated" if version is not None
                 else "definition_deactivated", "actor": actor, "record_id": None, "run_id": None,
                 "data": {"kind": kind, "name": name, "version": version}}])
-        self._generation = None
+        self._invalidate()
         return self.get_version(kind, name, version) if version is not None else None
 
     def _check_activation(self, kind: str, name: str, version: int) -> None:
@@ -454,12 +462,23 @@ class DefinitionRepo:
         """Drop every cached version: the next lookup reads the database (or the
         transaction it is given) again."""
         with self._lock:
+            self._epoch += 1
             self._generation = None
+            self._newest_id = 0  # (a bundle's rolled back rows: their ids may come again)
             self._parsed.clear()
             self._plans.clear()
             self._plan_steps = 0
             self._sources.clear()
             self._active = {}
+
+    def _invalidate(self, newest_id: int = 0) -> None:
+        """What was just committed (a deploy: ``newest_id``, the last row it inserted; an
+        activation) makes the cached index old: the next lookup reads it again, and no
+        refresh begun before this stores what it read (:meth:`refresh`)."""
+        with self._lock:
+            self._epoch += 1
+            self._generation = None
+            self._newest_id = max(self._newest_id, newest_id)
 
     def warm(self) -> int:
         """Parse every active definition now (YAML, validation, expressions compiled), as
@@ -489,14 +508,40 @@ class DefinitionRepo:
             return
         if tx is None:
             with self.store.read() as rtx:
-                self.refresh(rtx, now=now)
+                self._refresh_txn(rtx, at, fresh=True)
             return
+        self._refresh_txn(tx, at, fresh=False)
+
+    def _refresh_txn(self, tx: Definitions, at: float, *, fresh: bool) -> None:
+        """Read the index in ``tx`` and store it, unless something newer may be cached.
+
+        Two refreshes, or a refresh and a deploy, may overlap: one that read the rows
+        before the other stored (or found current, or a deploy dropped) the index would
+        put an older one back, used until the next look a second later. So the index is
+        replaced only if none of these happened since this one began (``_epoch``, compared
+        and set under the lock); and a caller's transaction (``fresh`` False), whose
+        snapshot may have begun before a deploy this process saw, must hold that deploy's
+        rows too (``_newest_id``). Once a second at most, or after a deploy: the lookups
+        in between pay for none of it."""
+        epoch = self._epoch  # (before the read: a store or drop from now on is newer)
         self._next_check = at + REFRESH_INTERVAL_S
         gen = tx.definitions_generation_txn()
         if gen == self._generation:
+            with self._lock:
+                if gen == self._generation:
+                    # Still current: a refresh that read before this look read no newer
+                    # (another process may have changed the index and changed it back).
+                    self._epoch += 1
             return
         rows = tx.list_definitions_txn()
+        newest = max((r.id for r in rows), default=0)
         with self._lock:
+            if self._epoch != epoch or (not fresh and newest < self._newest_id):
+                # Older than the index cached or dropped since: the next lookup after a
+                # drop reads again (_generation is None), a stored one is newer.
+                return
+            self._epoch = epoch + 1
+            self._newest_id = newest
             active = {(r.kind, r.name): r.version for r in rows if r.active}
             if _linked(active) != _linked(self._active):
                 # An orchestration holds the active object types and calendars it was
@@ -516,10 +561,14 @@ class DefinitionRepo:
         if hit is not None:
             return hit
         if key not in self._sources:
-            self._generation = None
+            self._invalidate()
             self.refresh()
         if key not in self._sources:
             raise NotFound(kind, f"{name} v{version}")
+        # An orchestration is parsed with the active object types, calendars and routing
+        # rules of the index as it is now: kept only if the index is still that one (a
+        # refresh that replaced it meanwhile dropped the parses made with the old one).
+        index = self._active
         source, file = self._sources[key]
         if kind in _READ_FIELDS:
             objects = self.object_types()
@@ -537,7 +586,8 @@ class DefinitionRepo:
             definition = replace(definition, calendars=MappingProxyType(self._calendars(definition)),
                                  routings=MappingProxyType(self._routings(definition)))
         with self._lock:
-            self._parsed[key] = definition
+            if self._active is index:  # (else parsed again at its next use)
+                self._parsed[key] = definition
         return definition
 
     def _calendars(self, defn: OrchestrationDefinition) -> dict[str, BusinessCalendar]:

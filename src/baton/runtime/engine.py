@@ -10,6 +10,7 @@ write transaction: the record or work-item write, the run's new state from
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import threading
@@ -721,11 +722,68 @@ def _refused(name: str, *args: object, **kwargs: object) -> NoReturn:
 
 def _refuse_calls(engine: Engine) -> None:
     """After close(): every public method of ``engine`` raises, rather than open the
-    database's connections again (a pool that was disposed of makes new ones on demand)."""
+    database's connections again (a pool that was disposed of makes new ones on demand);
+    so does every service it handed out (a program may hold ``engine.records``), and its
+    store (the backstop: whatever holds it, nothing opens the pools again)."""
     with engine._services_lock:
         engine._refusing = True
         for name in _REFUSED_AFTER_CLOSE:
             engine.__dict__[name] = functools.partial(_refused, name)
+        for label, service in _services(engine):
+            _refuse_members(service, label)
+
+
+# The services an Engine hands out as attributes (the made-on-first-use ones: _services).
+_SERVICES = ("directory", "applier", "definitions", "runs", "records", "incidents", "router",
+             "team", "work", "idempotency", "store")
+# What still works on a closed service: closing (again), and what opens nothing (a
+# stopping worker interrupts its store's waits; an error is classified).
+_KEPT_AFTER_CLOSE = frozenset({"close", "interrupt_waits", "is_transient", "refuses_data",
+                               "iter_tables"})
+_CLOSED_CLASSES: dict[tuple[type, str], type] = {}
+
+
+def _services(engine: Engine) -> list[tuple[str, object]]:
+    """Every service ``engine`` has handed out or made so far, named as a program reaches
+    it (``Engine.records``), each once."""
+    found: list[tuple[str, object]] = [(name, engine.__dict__[name]) for name in _SERVICES]
+    connections = engine._connections
+    if connections is not None:
+        found += [("connections", connections), ("callbacks", connections.callbacks)]
+    if engine._intake is not None:
+        found.append(("intake", engine._intake))
+    plans = engine.records._plans
+    if plans is not None:
+        found.append(("plans", plans))
+    if engine.applier.children is not None:
+        found.append(("applier.children", engine.applier.children))
+    unique: dict[int, tuple[str, object]] = {}
+    for label, service in found:
+        unique.setdefault(id(service), (label, service))
+    return list(unique.values())
+
+
+def _refuse_members(service: object, label: str) -> None:
+    """Make every public method and property of ``service`` raise the closed Engine's
+    error (``Engine.records.create was used after close()``), by giving the instance a
+    subclass of its class that says so: the open services' calls pay nothing for it,
+    and what the instance holds is left as it was."""
+    cls = type(service)
+    closed = _CLOSED_CLASSES.get((cls, label))
+    if closed is None:
+        members: dict[str, Any] = {"__slots__": ()}  # (the same layout: __class__ may change)
+        for name in dir(cls):
+            if name.startswith("_") or name in _KEPT_AFTER_CLOSE:
+                continue
+            value = inspect.getattr_static(cls, name)
+            refuse = functools.partial(_refused, f"{label}.{name}")
+            if isinstance(value, property | functools.cached_property):
+                members[name] = property(refuse)
+            elif callable(value) or isinstance(value, staticmethod | classmethod):
+                members[name] = refuse  # (a partial is no descriptor: called as it is)
+        closed = _CLOSED_CLASSES.setdefault(
+            (cls, label), type(f"Closed{cls.__name__}", (cls,), members))
+    object.__setattr__(service, "__class__", closed)
 
 
 def _configure_encoder(choice: str, few: bool) -> None:
