@@ -270,7 +270,8 @@ def test_429_waits_for_retry_after(harness: Any, llm: Llm) -> None:
     (failed,) = events(harness, run.id, "step_attempt_failed")
     err = failed["data"]["error"]
     assert err["retry_after"] == 120.0 and err["retryable"] is True
-    assert "answered 429: rate limited" in err["message"]
+    assert "answered 429, a body of" in err["message"] and "rate limited" not in err["message"]
+    assert err["provider_error"]["message"] == "rate limited"  # on the record, not logged
     assert failed["data"]["next_retry_at"] >= iso(t0 + timedelta(seconds=120))
     harness.clock.advance(timedelta(seconds=60))  # the policy's 1s has passed, not 120s
     harness.work()
@@ -289,7 +290,9 @@ def test_a_refused_key_goes_to_fallout_without_showing_it(harness: Any, llm: Llm
     harness.work()
     sr = harness.engine.get_run(run.id).steps["intent"]
     assert sr.status.value == "fallout" and sr.error["retryable"] is False
-    assert "answered 401: invalid api key (not retried)" in sr.error["message"]
+    assert "answered 401 (error type authentication_error), a body of" in sr.error["message"]
+    assert sr.error["message"].endswith(" (not retried)")
+    assert sr.error["provider_error"]["message"] == "invalid api key"
     assert len(llm.requests()) == 1
     everything = json.dumps(events(harness, run.id), default=str) + caplog.text
     assert "sk-wrong-" not in everything

@@ -46,7 +46,8 @@ def test_a_500_is_retried_with_the_provider_s_words_kept(harness: Any, llm: Llm)
     harness.work()
     (failed,) = events(harness, run.id, "step_attempt_failed")
     err = failed["data"]["error"]
-    assert err["retryable"] is True and "answered 500: upstream overloaded" in err["message"]
+    assert err["retryable"] is True and "answered 500, a body of" in err["message"]
+    assert err["provider_error"]["message"] == "upstream overloaded"  # on the record, not logged
     retry_due(harness, run.id)
     assert step(harness, run.id).status.value == "completed"
     assert len(llm.requests()) == 2

@@ -31,6 +31,7 @@ fallout) with what the model said and why it stopped.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +94,65 @@ class ModelStopped(StepFailure):
         self.details = {"stop_reason": reason, "said": said[:1000] if said else None}
 MAX_TOKENS = 1024
 TOOL = "answer"
+
+
+class ProviderError(StepFailure):
+    """The provider answered an error status (retried per the step's policy when
+    ``retryable``). Its message, which the worker logs, says the status, the provider's
+    error type and code when its JSON body has them (identifiers such as
+    ``rate_limit_error``: :func:`error_fields`) and the body's size, never the body's text:
+    a provider's error may quote the request, the customer's words. What the provider said
+    (the first :data:`SAID_CHARS` characters of its error message: what the step's error
+    held before) is in ``details["provider_error"]``, on the record with the step's error
+    (fallout), not in the message; the call's ``http_call`` audit event keeps the body's
+    first KB, redacted, as every call's does."""
+
+    def __init__(self, provider: str, response: HttpResponse, *, retryable: bool,
+                 retry_after: float | None = None) -> None:
+        kind, code, said = error_fields(response.body)
+        size = response.summary.response_bytes
+        named = ", ".join(part for part in (f"error type {kind}" if kind else "",
+                                            f"code {code}" if code is not None else "")
+                          if part)
+        super().__init__(f"ai provider {provider}: {response.summary.url} answered "
+                         f"{response.status}{f' ({named})' if named else ''}"
+                         f"{f', a body of {size:,} bytes' if size else ''}"
+                         + ("" if retryable else " (not retried)"),
+                         retryable=retryable, retry_after=retry_after)
+        self.status = response.status
+        self.details = {"provider_error": {
+            "status": response.status, "type": kind, "code": code,
+            "message": said[:SAID_CHARS] if said else None, "body_bytes": size}}
+
+
+SAID_CHARS = 300
+"""How much of a provider's error message the step's error keeps (not its message)."""
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,63}")
+
+
+def error_fields(body: Any) -> tuple[str | None, str | int | None, str]:
+    """The error type, code and message of a provider's error answer: OpenAI's
+    ``{"error": {"message", "type", "code"}}``, Anthropic's ``{"type": "error", "error":
+    {"type", "message"}}``, an OpenAI-compatible server's ``{"error": "..."}`` or
+    ``{"object": "error", "message", "type", "code"}``. A type or code is kept only when
+    it is an identifier (or a whole number): what the provider's documentation names,
+    never a text that could quote the request. The message ("" when there is none in
+    ``error``) is for the record, never for the log."""
+    if not isinstance(body, Mapping):
+        return None, None, ""
+    err = body.get("error")
+    where = err if isinstance(err, Mapping) else body
+    kind = where.get("type")
+    kind = kind if isinstance(kind, str) and _IDENTIFIER.fullmatch(kind) else None
+    code = where.get("code")
+    if isinstance(code, bool) or not (isinstance(code, int) or (
+            isinstance(code, str) and _IDENTIFIER.fullmatch(code))):
+        code = None
+    if isinstance(err, Mapping):
+        said = err.get("message") or err.get("type") or ""
+    else:
+        said = err if isinstance(err, str) else ""
+    return (kind if kind != "error" else None), code, str(said)
 
 
 def templates() -> str:
@@ -231,11 +291,8 @@ class ChatProvider:
             from baton.steps.callout import retry_after
 
             retryable = response.status in (408, 409, 429) or response.status >= 500
-            detail = _error_text(response.body)
-            raise StepFailure(f"ai provider {self.kind}: {response.summary.url} answered "
-                              f"{response.status}{': ' + detail if detail else ''}"
-                              + ("" if retryable else " (not retried)"),
-                              retryable=retryable, retry_after=retry_after(response))
+            raise ProviderError(self.kind, response, retryable=retryable,
+                                retry_after=retry_after(response))
         if not isinstance(response.body, Mapping):
             raise StepFailure(f"ai provider {self.kind}: {response.summary.url} answered "
                               "something that is not a JSON object", retryable=True)
@@ -365,14 +422,6 @@ def _json_or_text(content: Any, message: Any) -> Any:
         return content
 
 
-def _error_text(body: Any) -> str:
-    if isinstance(body, Mapping):
-        err = body.get("error")
-        if isinstance(err, Mapping):
-            return str(err.get("message") or err.get("type") or "")[:300]
-        if isinstance(err, str):
-            return err[:300]
-    return ""
 
 
 def _total(values: Any) -> Any:

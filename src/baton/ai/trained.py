@@ -126,19 +126,33 @@ def training_warnings(texts: Sequence[str], labels: Sequence[str]) -> list[str]:
 
 
 def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
-          source: str | None, actor: str, now: str) -> dict[str, Any]:
+          source: str | None, actor: str, now: str, strict: bool = False) -> dict[str, Any]:
     """Train on ``texts`` (so a set that cannot be trained on is refused before it is
     stored) and store it as the next version of ``name``; returns the stored row (without
     its data) with ``seconds``, the training time, ``encoder``, the sentence encoder the
-    model consults (:mod:`baton.ai.encoder`) or None, and ``reused``: how many texts took
+    model consults (:mod:`baton.ai.encoder`) or None, ``reused``: how many texts took
     their sentence vectors from the latest version instead of being encoded again (a
-    retraining on a file with a few rows added or changed encodes those alone)."""
+    retraining on a file with a few rows added or changed encodes those alone), and
+    ``unknown_categories``: the rules of deployed orchestrations naming a category that
+    this version lacks for a step with ``classifier: NAME`` (:mod:`baton.ai.rules`).
+    ``strict``: refuse such a version (:class:`~baton.ai.rules.LabelsInUse`), storing
+    nothing; checked before the training and again in the transaction that stores it,
+    under the definitions lock a deploy takes to check the other way round."""
     from baton.ai.offline import OfflineClassifier, fingerprint
+    from baton.ai.rules import LabelsInUse, conflicts_txn
     from baton.definitions.checks import IDENTIFIER
 
     if not IDENTIFIER.fullmatch(name):
         raise ValidationError("classifier", {"name": f"{name!r} is not a name (letters, "
                                                      "digits and _, starting with a letter)"})
+    known = frozenset(labels)
+    if strict:  # refused before seconds of training, when it is already clear
+        with store.read() as tx:
+            latest = tx.classifier_txn(name, data=False)
+            version = (latest["version"] + 1) if latest else 1
+            unknown = conflicts_txn(tx, name, known, version)
+        if unknown:
+            raise LabelsInUse(name, version, unknown)
     started = time.perf_counter()
     took_from: list[TrainingSet] = []  # the version earlier() read, if it had vectors
 
@@ -160,9 +174,14 @@ def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
         stored["vectors"] = model.vectors.to_json()
     data = gzip.compress(json.dumps(stored, ensure_ascii=False).encode())
     with store.write() as tx:
+        tx.lock_definitions_txn()  # (a deploy checking its rules against it waits)
         latest = tx.classifier_txn(name, data=False)
-        row = {"name": name, "version": (latest["version"] + 1) if latest else 1,
-               "labels": sorted(set(labels)), "examples": len(texts),
+        version = (latest["version"] + 1) if latest else 1
+        unknown = conflicts_txn(tx, name, known, version)
+        if unknown and strict:
+            raise LabelsInUse(name, version, unknown)
+        row = {"name": name, "version": version,
+               "labels": sorted(known), "examples": len(texts),
                "fingerprint": fingerprint(texts, labels), "data": data,
                "source": source, "created_at": now, "created_by": actor}
         tx.insert_classifier_txn(row)
@@ -171,7 +190,8 @@ def train(store: Any, name: str, texts: Sequence[str], labels: Sequence[str], *,
             "vectors": model.vectors is not None,  # its texts' vectors stored with them
             # texts whose vectors came from the version before (not encoded again)
             "reused": {"version": took_from[0].version, "texts": model.reused}
-            if took_from and model.reused else None}
+            if took_from and model.reused else None,
+            "unknown_categories": unknown}
 
 
 class TrainedSets:

@@ -81,7 +81,11 @@ def ai_test(
                      services=eng.connections, connection=settings.ai_connection,
                      model=settings.ai_model, classifiers=TrainedSets(eng.store.read))
     except BatonError as exc:
-        _fail(str(exc))
+        # what a model provider said of its error is not in the message (a worker logs
+        # that): here, on the designer's own terminal, it is shown
+        said = ((getattr(exc, "details", None) or {}).get("provider_error") or {}
+                ).get("message")
+        _fail(str(exc) + (f"\nthe provider said: {said}" if said else ""))
     if as_json:
         print_json(out)
         return
@@ -98,11 +102,21 @@ def ai_train(
                            ] = "text",
     label_column: Annotated[str, typer.Option("--label", help="The column of the labels")
                             ] = "label",
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Store nothing when the new version lacks a category that a rule "
+                         "of a deployed orchestration names (default: store it and warn)")
+                      ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stored version as JSON")
                        ] = False,
 ) -> None:
-    """Train the offline classifier NAME on labelled texts and store it as its next version."""
+    """Train the offline classifier NAME on labelled texts and store it as its next version.
+
+    The deployed orchestrations whose ai steps use NAME are checked: a rule naming a
+    category the new version lacks (`steps.intent.output.category == "card_arrival"`)
+    could never hold, and each is named in a warning (with --strict: the version is not
+    stored)."""
     from baton.ai.offline import NothingToLearn
+    from baton.ai.rules import LabelsInUse
     from baton.ai.trained import read_csv, train, training_warnings
     from baton.cli.context import state
     from baton.clock import iso
@@ -113,17 +127,28 @@ def ai_train(
         texts, labels = read_csv(source, text_column, label_column)
         eng = state.engine()
         row = train(eng.store, name, texts, labels, source=source.name, actor="cli",
-                    now=iso(eng.clock.now()))
+                    now=iso(eng.clock.now()), strict=strict)
     except NothingToLearn as exc:
         _fail(f"{source}: {exc}")
+    except LabelsInUse as exc:
+        from baton.cli.output import print_error
+
+        print_error(str(exc), kind="conflict",
+                    unknown_categories=[u.to_json() for u in exc.unknown])
+        raise typer.Exit(1) from None
     except BatonError as exc:
         _fail(str(exc))
+    unknown = row.pop("unknown_categories")
     warnings = training_warnings(texts, labels)
     if as_json:
-        print_json({**row, "warnings": warnings})
+        print_json({**row, "warnings": warnings + [_unknown_warning(row, u) for u in unknown],
+                    "unknown_categories": [u.to_json() for u in unknown]})
         return
     for warning in warnings:
         err_console.print(f"warning: {source.name}: {warning}", highlight=False)
+    for u in unknown:
+        err_console.print(f"warning: {_unknown_warning(row, u)}", highlight=False,
+                          markup=False)
     console.print(f"classifier {row['name']} v{row['version']}: {row['examples']:,} texts, "
                   f"{len(row['labels'])} labels, trained in {row['seconds']:.1f} s"
                   f"{' with the sentence encoder ' + row['encoder'] if row['encoder'] else ''}"
@@ -180,6 +205,14 @@ def ai_prune(
     console.print(f"classifier {name}: deleted {versions} "
                   f"({_size(sum(r['bytes'] or 0 for r in gone))}); "
                   f"the newest {keep} kept", highlight=False)
+
+
+def _unknown_warning(row: dict[str, Any], u: Any) -> str:
+    """A deployed rule naming a category the stored version lacks
+    (:class:`baton.ai.rules.UnknownCategory`)."""
+    return (f"{u.where()}: names category '{u.rule.category}' of ai step '{u.step.name}', "
+            f"which classifier {row['name']} v{row['version']} does not have: "
+            f"{u.rule.never()} (train it with that label, or change the rule)")
 
 
 def _size(n: int | None) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from baton.ai.rules import definition_issues, definition_issues_txn
 from baton.calendars import BusinessCalendar
 from baton.clock import Clock, iso
 from baton.definitions.checks import ChildTarget
@@ -128,6 +129,8 @@ class DefinitionRepo:
             # write comes between the check and the commit.
             changes = self.object_changes_txn(tx, docs)
             broken += self.changes_break_txn(tx, changes, fills=True)
+            # rules naming a category their ai step's classifier (its latest version) lacks
+            broken += definition_issues_txn(tx, docs, lock=True)
             if broken:
                 raise DefinitionError(broken)
             if any(isinstance(d.definition, RoutingDefinition) and d.definition.for_queue
@@ -169,7 +172,7 @@ class DefinitionRepo:
         it (:meth:`_broken_definitions`) and the records stored under it
         (:meth:`broken_records_txn`). What ``baton validate`` and the API's validate add
         to the files' own problems; a deploy checks the same."""
-        issues = self._broken_definitions(docs)
+        issues = self._broken_definitions(docs) + definition_issues(self.store, docs)
         if any(isinstance(d.definition, ObjectTypeDefinition) for d in docs):
             with self.store.read() as tx:
                 issues += self.broken_records_txn(tx, docs, fills=True)
