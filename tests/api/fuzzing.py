@@ -351,7 +351,7 @@ class FuzzServer:
                              "content_base64": "c2VlZA=="}]})
         ids["record_id"].append(taken["record_id"])
         ids["attachment_id"] = [a["id"] for a in self.get(
-            f"/api/records/{taken['record_id']}/attachments")[1]]
+            f"/api/records/{taken['record_id']}/attachments")[1]["items"]]
         ids["mailbox"] = ["fuzzbox"]
         ids["order_id"] = [self.order() for _ in range(3)]
         self.seeded = ids

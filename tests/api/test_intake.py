@@ -101,7 +101,7 @@ def test_a_json_form_and_its_reply(intake_api: Api) -> None:
     assert reply.json()["record_id"] == first["record_id"]
     rec = api.get("opal", f"/api/records/{first['record_id']}").json()["data"]
     assert rec["latest"] == "It stopped after the update."
-    messages = api.get("opal", f"/api/records/{first['record_id']}/messages").json()
+    messages = api.get("opal", f"/api/records/{first['record_id']}/messages").json()["items"]
     assert [m["outcome"] for m in messages] == ["created", "threaded"]
     assert messages[0]["via"] == "api" and messages[0]["attachments"][0]["filename"] == "log.txt"
     # Two forms without a message_id are two messages (each gets a new id).
@@ -180,7 +180,7 @@ def test_bad_input(intake_api: Api) -> None:
     got = api.post("opal", "/api/intake/dealers", {"sender": "a@b.example", "attachments": [
         {"filename": "n.txt", "content_type": "text/plain", "content_base64": nul}]})
     assert got.status_code == 200, got.text
-    (a,) = api.get("opal", f"/api/records/{got.json()['record_id']}/attachments").json()
+    (a,) = api.get("opal", f"/api/records/{got.json()['record_id']}/attachments").json()["items"]
     assert (a["content_type"], a["status"], a["url"]) == (
         "application/octet-stream", "refused", None)
     assert a["reason"].endswith("(sent as text/plain)")
@@ -195,7 +195,7 @@ def test_attachments_listed_and_downloaded_by_readers_only(intake_api: Api) -> N
         ("Façture €.txt", "text/plain", "Total: 99,50 €".encode())))
     out = api.post("opal", "/api/intake/dealers", content=raw, headers=RFC822).json()
     rid = out["record_id"]
-    listed = api.get("dee", f"/api/records/{rid}/attachments").json()
+    listed = api.get("dee", f"/api/records/{rid}/attachments").json()["items"]
     assert [a["filename"] for a in listed] == ['"passwd"; x.pdf', "Façture €.txt"]
     assert all(a["status"] == "stored" and a["text"] for a in listed)
     pdf = api.get("dee", listed[0]["url"])
@@ -221,7 +221,7 @@ def test_refused_attachments_cannot_be_downloaded(intake_api: Api) -> None:
     api = intake_api
     raw = raw_mail("r3@dealer-one.example", files=(("t.exe", "application/x-msdownload", b"MZ"),))
     rid = api.post("opal", "/api/intake/dealers", content=raw, headers=RFC822).json()["record_id"]
-    (a,) = api.get("opal", f"/api/records/{rid}/attachments").json()
+    (a,) = api.get("opal", f"/api/records/{rid}/attachments").json()["items"]
     assert a["status"] == "refused" and a["url"] is None and "not allowed" in a["reason"]
     body = assert_problem(api.get("opal", f"/api/attachments/{a['id']}"), 404)
     assert "refused" in body["detail"]

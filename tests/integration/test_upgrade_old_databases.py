@@ -429,9 +429,9 @@ def _intake_and_people_read_back(w: World) -> None:
         listed = w.api("GET", f"/api/records/{got['record_id']}/messages", token)
         assert listed.status_code == 200, listed.text
         expected = 2 if name.startswith(("11_", "28_")) else 1  # the case and its reply
-        assert len(listed.json()) == expected, (name, listed.json())
+        assert len(listed.json()["items"]) == expected, (name, listed.json())
     case = mail["07_billing_pdf_de"]["record_id"]
-    (pdf,) = w.api("GET", f"/api/records/{case}/attachments", token).json()
+    (pdf,) = w.api("GET", f"/api/records/{case}/attachments", token).json()["items"]
     assert pdf["status"] == "stored"
     content = w.api("GET", f"/api/attachments/{pdf['id']}", token)
     assert content.status_code == 200

@@ -1,23 +1,37 @@
-"""The ``Idempotency-Key`` header on the POSTs that create something (records, runs).
+"""The ``Idempotency-Key`` header on every POST that creates something: records, runs,
+intake, users, API tokens, definition deploys.
 
 A client that lost the answer to a create (a timeout, a server killed mid-request) sends
 it again with the same key: within 24 hours the retry creates nothing and gets the first
 answer (same status and body, with ``Idempotent-Replayed: true``). The same key with
-another body or path is a 422. Keys are per user. The rules live in
-:mod:`baton.runtime.idempotency`; this module is the HTTP side.
+another body or path is a 422; a retry while the first request is still at work is a 409.
+Keys are per user. The rules live in :mod:`baton.runtime.idempotency`; this module is the
+HTTP side.
+
+Two ways to claim a key. :func:`idempotent`: the create claims it in its own transaction
+(records, runs, intake), so the key commits with what it created or not at all.
+:func:`idempotent_apart`: the service writes in a transaction of its own (users, tokens,
+deploys), so the key is claimed just before, and released if the create fails. An API
+token's answer holds its secret, which is never kept: a retry of a token's create is
+refused (409 naming the token made), never answered with a second token.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from baton.clock import iso
 from baton.errors import IdempotencyKeyTaken
 from baton.runtime.idempotency import IdempotencyClaim, KeptRequest, fingerprint
+from baton.store.sql.tx import SqlTx
 from baton.web.committer import committer_of
 from baton.web.problems import ProblemError
 from baton.web.security import Principal, engine_of
@@ -26,11 +40,32 @@ REPLAYED = "Idempotent-Replayed"
 # Printable ASCII, 1 to 255 characters, no space at either end (HTTP would strip it).
 KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
 
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=255, pattern=KEY_PATTERN,
-    description="Any unique string (a UUID): a retry with the same key within 24 hours "
-                "creates nothing and answers what the first request got, with the header "
-                "`Idempotent-Replayed: true`. The same key with another body answers 422.")]
+log = logging.getLogger(__name__)
+
+HONOURED = ("Honoured by every POST that creates something (records, runs, intake, users, "
+            "API tokens, definition deploys); the other POSTs change something that exists "
+            "and do not read the header. Keys are per user and kept 24 hours.")
+_SAME_KEY = ("The same key with another body (or path) answers 422; a retry while the first "
+             "request is still at work, or one whose first request was cut off before it "
+             "was answered, answers 409 (nothing is done twice: check what exists, then use "
+             "a new key). A request that failed (4xx, 5xx) did not use its key up.")
+
+
+def _key_header(description: str) -> Any:
+    return Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=KEY_PATTERN,
+                  description=description)
+
+
+IdempotencyKey = Annotated[str | None, _key_header(
+    "Any unique string (a UUID): a retry with the same key within 24 hours creates nothing "
+    "and answers what the first request got, with the header `Idempotent-Replayed: true`. "
+    f"{_SAME_KEY} {HONOURED}")]
+
+RefusingIdempotencyKey = Annotated[str | None, _key_header(
+    "Any unique string (a UUID): a retry with the same key within 24 hours creates nothing. "
+    "The answer holds a secret that is never stored, so it cannot be replayed: the retry "
+    "is refused with 409 naming what the first request created (if its answer was lost, "
+    f"revoke that and create another with a new key). {_SAME_KEY} {HONOURED}")]
 
 REPLAY_HEADERS = {REPLAYED: {"description": "`true` when this is the answer to an earlier "
                                             "request with the same Idempotency-Key",
@@ -50,9 +85,7 @@ def idempotent(request: Request, principal: Principal, key: str | None, resource
     if key is None:
         return _respond(model, status, *create(None))
     keys = engine_of(request).idempotency
-    claim = IdempotencyClaim(principal.name, key, request.method, request.url.path,
-                             fingerprint(request.method, request.url.path,
-                                         body.model_dump(mode="json")), resource)
+    claim = _claim_of(request, principal, key, resource, body.model_dump(mode="json"))
     kept = keys.lookup(principal.name, key)
     if kept is None:
         try:
@@ -73,6 +106,28 @@ def idempotent(request: Request, principal: Principal, key: str | None, resource
 def _replay(request: Request, claim: IdempotencyClaim, kept: KeptRequest,
             model: type[BaseModel], status: int,
             rebuild: Callable[[str], Answer]) -> JSONResponse:
+    _same_request(claim, kept)
+    saved = kept.response
+    if saved is None:
+        if kept.resource_id is None:  # pragma: no cover - bound in the claiming transaction
+            raise _in_progress(claim)
+        out, headers = rebuild(kept.resource_id)
+        saved = {"status": status, "headers": headers, "body": _json(model, out)}
+        keys = engine_of(request).idempotency
+        committer_of(request).submit(
+            lambda tx: keys.keep_response_txn(tx, claim.principal, claim.key, saved))
+    return JSONResponse(saved["body"], status_code=int(saved["status"]),
+                        headers={**saved["headers"], REPLAYED: "true"})
+
+
+def _claim_of(request: Request, principal: Principal, key: str, resource: str,
+              body: Any) -> IdempotencyClaim:
+    return IdempotencyClaim(principal.name, key, request.method, request.url.path,
+                            fingerprint(request.method, request.url.path, body), resource)
+
+
+def _same_request(claim: IdempotencyClaim, kept: KeptRequest) -> None:
+    """A key used for another request (method, path, body) in the last 24 hours: a 422."""
     if kept.fingerprint != claim.fingerprint:
         raise ProblemError(
             422, "Idempotency key reused",
@@ -81,18 +136,114 @@ def _replay(request: Request, claim: IdempotencyClaim, kept: KeptRequest,
             slug="idempotency-key-reused",
             errors=[{"field": "header.Idempotency-Key",
                      "message": "used for another request"}])
-    saved = kept.response
-    if saved is None:
-        if kept.resource_id is None:  # pragma: no cover - bound in the claiming transaction
-            raise ProblemError(409, "Conflict", "a request with this key is in progress",
-                               slug="idempotency-key-in-progress")
-        out, headers = rebuild(kept.resource_id)
-        saved = {"status": status, "headers": headers, "body": _json(model, out)}
-        keys = engine_of(request).idempotency
+
+
+def _in_progress(claim: IdempotencyClaim) -> ProblemError:
+    return ProblemError(
+        409, "Conflict",
+        f"a request with Idempotency-Key {claim.key!r} is in progress, or was cut off before "
+        "it was answered: try again shortly; if this lasts, check whether what it asked for "
+        "was done, and send a new request with a new key", slug="idempotency-key-in-progress")
+
+
+# ---- creates whose service writes in its own transaction ---------------------------------
+
+Created = tuple[Answer, str | None]
+"""What a create done apart answers, and the id of what it made (None: nothing to name)."""
+
+# A released key's row is rewritten as created at this time, long expired: lookups ignore
+# it, the next claim of the key replaces it, the sweep deletes it (the store has no
+# statement that deletes one key).
+_EXPIRED = iso(datetime(1970, 1, 1, tzinfo=UTC))
+_NEVER = iso(datetime(9999, 1, 1, tzinfo=UTC))
+
+
+def idempotent_apart(request: Request, principal: Principal, key: str | None, resource: str,
+                     body: BaseModel, model: type[BaseModel], status: int,
+                     create: Callable[[], Created], *, secrets: tuple[str, ...] = (),
+                     refuse: Callable[[str], ProblemError] | None = None) -> JSONResponse:
+    """Answer a create whose service commits in a transaction of its own (users, tokens,
+    deploys), so the key cannot be claimed in it: it is claimed first, in a write of its
+    own; then ``create()`` runs; then what it made and its answer are kept in one write.
+    A create that fails releases the key (its retry does it again, as for records). A
+    server killed between the claim and the keeping leaves the key in progress: its
+    retries are 409 until it expires, nothing is done twice.
+
+    ``secrets``: body fields that are part of the request but must not be kept, not even
+    as a plain hash (a new user's password): the fingerprint takes a slow hash of each,
+    salted with the user and the key. ``refuse``: the answer holds a secret that is never
+    kept (an API token's), so a retry is answered ``refuse(id of what was made)``, a 409,
+    instead of a replay."""
+    if key is None:
+        (out, headers), _ = create()
+        return _respond(model, status, out, headers)
+    eng = engine_of(request)
+    keys, committer = eng.idempotency, committer_of(request)
+    claim = _claim_of(request, principal, key, resource,
+                      _masked(body.model_dump(mode="json"), secrets, principal.name, key))
+    kept = keys.lookup(principal.name, key)
+    if kept is None:
+        try:
+            committer.submit(lambda tx: claim.claim_txn(tx, eng.clock.now()))
+        except IdempotencyKeyTaken:  # a concurrent request with this key claimed it first
+            kept = keys.lookup(principal.name, key)
+            if kept is None:  # ... and failed, releasing it, since
+                raise _in_progress(claim) from None
+    if kept is not None:
+        _same_request(claim, kept)
+        if kept.response is not None:
+            saved = kept.response
+            return JSONResponse(saved["body"], status_code=int(saved["status"]),
+                                headers={**saved["headers"], REPLAYED: "true"})
+        if refuse is not None and kept.resource_id is not None:
+            raise refuse(kept.resource_id)
+        raise _in_progress(claim)
+    try:
+        (out, headers), made = create()
+    except BaseException:
+        _release(request, claim)
+        raise
+    body_json = _json(model, out)
+    answer = None if refuse is not None else {"status": status, "headers": headers,
+                                              "body": body_json}
+
+    def keep_txn(tx: SqlTx) -> None:
+        if made is not None:
+            claim.bind_txn(tx, made)
+        if answer is not None:
+            keys.keep_response_txn(tx, principal.name, key, answer)
+
+    try:
+        committer.submit(keep_txn)
+    except Exception as exc:  # noqa: BLE001 - it was made: answer it (the key stays in
+        # progress, so a retry is refused rather than done twice)
+        log.warning("%s %s: the answer of Idempotency-Key %r could not be kept: %s",
+                    request.method, request.url.path, key, exc)
+    return JSONResponse(body_json, status_code=status, headers=headers)
+
+
+def _masked(body: Any, secrets: tuple[str, ...], principal: str, key: str) -> Any:
+    """``body`` with each of its ``secrets`` fields replaced by a slow hash salted with
+    the user and the key (what the fingerprint, kept 24 hours, is computed over)."""
+    if not secrets or not isinstance(body, dict):
+        return body
+    salt = hashlib.sha256(f"{principal}\n{key}".encode()).digest()
+    return {k: (hashlib.scrypt(v.encode(), salt=salt, n=2**14, r=8, p=1).hex()
+                if k in secrets and isinstance(v, str) else v) for k, v in body.items()}
+
+
+def _release(request: Request, claim: IdempotencyClaim) -> None:
+    """Free the key of a create that failed (rewritten as long expired: see _EXPIRED)."""
+    row = {"principal": claim.principal, "key": claim.key, "method": claim.method,
+           "path": claim.path, "fingerprint": claim.fingerprint, "resource": claim.resource,
+           "created_at": _EXPIRED}
+    try:
         committer_of(request).submit(
-            lambda tx: keys.keep_response_txn(tx, claim.principal, claim.key, saved))
-    return JSONResponse(saved["body"], status_code=int(saved["status"]),
-                        headers={**saved["headers"], REPLAYED: "true"})
+            lambda tx: tx.claim_idempotency_key_txn(row, expired_before=_NEVER))
+    except Exception as exc:  # noqa: BLE001 - the create's own error is the answer
+        log.warning("%s %s: Idempotency-Key %r of a failed request could not be released "
+                    "(its retries answer 409 until it expires): %s", request.method,
+                    request.url.path, claim.key, exc)
 
 
 def _json(model: type[BaseModel], out: dict[str, Any]) -> Any:

@@ -119,8 +119,13 @@ def _from_baton(request: Request, exc: BatonError) -> Response:
         return problem_response(request, 422, "Invalid input", detail, slug="validation",
                                 errors=errors)
     if isinstance(exc, DefinitionError):
-        issues = [{"file": i.file, "line": i.line, "path": i.path, "message": i.message}
-                  for i in exc.issues]
+        # (an issue of a deployed definition, one the deploy breaks, names its stored file:
+        # shown as the definitions' endpoints show it, never a deploying machine's path)
+        from baton.web.api.common import project_folders, shown_file
+
+        projects = project_folders(request)
+        issues = [{"file": shown_file(i.file, projects), "line": i.line, "path": i.path,
+                   "message": i.message} for i in exc.issues]
         return problem_response(request, 422, "Invalid definition", str(exc).splitlines()[0],
                                 slug="definition", issues=issues)
     if isinstance(exc, ExpressionError):

@@ -4,6 +4,10 @@ Input hygiene (the rules: :mod:`baton.storable`): JSON parsed by Python accepts 
 database column or JSON response can hold (NUL characters, lone UTF-16 surrogates, NaN).
 :func:`clean_input` refuses them up front, on every route of the API, as a 422 naming the
 field, instead of letting a driver error surface as a 500 deep inside a transaction.
+Authentication comes first, as it does for FastAPI's own checks of the parameters: on an
+operation that needs a caller, a request without a valid one gets its 401 (or 429) before
+any 406, 415 or 422 of these checks, which would tell an anonymous caller what the
+operation takes.
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ import base64
 import binascii
 import decimal
 import json
+import os
+import posixpath
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path as FsPath
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
@@ -30,6 +38,7 @@ from baton.storable import scan
 from baton.store.base import Total
 from baton.store.sql.keyset import encode_cursor
 from baton.web.problems import ProblemError
+from baton.web.security import Need, bearer, current_principal, engine_of, optional_principal
 
 T = TypeVar("T")
 
@@ -171,6 +180,36 @@ class Reason(RequestBody):
                         description="Why (audited); not blank")
 
 
+# ---- definition files ---------------------------------------------------------------------
+
+
+def project_folders(request: Request) -> tuple[PurePosixPath, ...]:
+    """The server's project folder as a deployed path may spell it: as configured (or the
+    current folder) and with its links resolved."""
+    given = FsPath(engine_of(request).settings.project_dir or os.getcwd()).absolute()
+    return tuple(dict.fromkeys(PurePosixPath(p.as_posix()) for p in (given, given.resolve())))
+
+
+def shown_file(file: str, projects: tuple[PurePosixPath, ...]) -> str:
+    """``file`` as the API shows it: relative to one of ``projects``, or its name alone
+    when it is elsewhere; never an absolute path (POSIX or Windows) nor one that climbs
+    out with ``..``."""
+    if not file:
+        return file
+    if PureWindowsPath(file).drive or file.startswith("\\"):  # C:\…, \\server\…, \…
+        return PureWindowsPath(file).name
+    path = PurePosixPath(posixpath.normpath(file))
+    if path.is_absolute():
+        for project in projects:
+            if path.is_relative_to(project) and path != project:
+                return path.relative_to(project).as_posix()
+        return path.name
+    first = path.parts[0] if path.parts else ""
+    if first == ".." or first.startswith("~"):  # (~: a home folder)
+        return path.name
+    return file
+
+
 # ---- input hygiene ------------------------------------------------------------------------
 
 
@@ -217,9 +256,17 @@ class _Takes:
     open_query: bool  # (a callback URL an external system calls: it may add its own)
     json_body: bool
     json_answer: bool
+    authenticated: bool  # it needs a caller (a token or a session)
 
 
 _TAKES: dict[int, _Takes] = {}
+
+
+def _needs_caller(dependant: Dependant) -> bool:
+    """Whether an operation, or one of its dependencies, needs a caller."""
+    call = dependant.call
+    return (isinstance(call, Need) or call is current_principal
+            or any(_needs_caller(sub) for sub in dependant.dependencies))
 
 
 def _query_names(dependant: Dependant) -> Iterator[str]:
@@ -240,7 +287,8 @@ def _takes(route: APIRoute) -> _Takes:
             query=frozenset(_query_names(route.dependant)),
             open_query=(route.openapi_extra or {}).get("security") == [],
             json_body=route.body_field is not None,
-            json_answer=isinstance(answer, type) and issubclass(answer, JSONResponse))
+            json_answer=isinstance(answer, type) and issubclass(answer, JSONResponse),
+            authenticated=_needs_caller(route.dependant))
     return found
 
 
@@ -312,7 +360,21 @@ async def _media_checks(request: Request, takes: _Takes) -> None:
 async def clean_input(request: Request) -> None:
     """Refuse what the operation does not take: a query parameter it does not know (422),
     a body that is not JSON (415), an Accept header without JSON (406); and text no
-    database can store and numbers JSON cannot carry (422, per field)."""
+    database can store and numbers JSON cannot carry (422, per field). On an operation
+    that needs a caller, a request without one is refused as such first (401)."""
+    try:
+        await _clean_input(request)
+    except ProblemError:
+        route = request.scope.get("route")
+        if isinstance(route, APIRoute) and _takes(route).authenticated:
+            # Who asks, as the operation's own dependency would (401, 429, or 403 for a
+            # session without its CSRF token); a known caller gets the refusal itself.
+            # Only on this refusal's path: a valid request is authenticated once.
+            await current_principal(await optional_principal(request, await bearer(request)))
+        raise
+
+
+async def _clean_input(request: Request) -> None:
     route = request.scope.get("route")
     if isinstance(route, APIRoute):
         takes = _takes(route)

@@ -1,11 +1,18 @@
-"""Definitions: validate and deploy YAML, list versions, show one, diff two, (de)activate."""
+"""Definitions: validate and deploy YAML, list versions, show one, diff two, (de)activate.
+
+A version's ``file`` is shown relative to the project folder (``definitions/case.yaml``),
+or as the file's name alone when it was deployed from elsewhere: the deploying machine's
+absolute paths (a home folder, a user name) are not for every reader of the API.
+"""
 
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
 from baton.auth.roles import Permission
@@ -19,8 +26,11 @@ from baton.web.api.common import (
     Page,
     RequestBody,
     page_of,
+    project_folders,
+    shown_file,
     start_of,
 )
+from baton.web.idempotency import REPLAY_HEADERS, Created, IdempotencyKey, idempotent_apart
 from baton.web.problems import DefinitionIssue, problem_responses
 from baton.web.security import Principal, engine_of, need
 
@@ -94,7 +104,8 @@ class DefinitionVersion(BaseModel):
     version: int
     active: bool
     checksum: str
-    file: str
+    file: str = Field(description="the file it was deployed from: relative to the project "
+                                  "folder, or its name alone when it was elsewhere")
     deployed_at: str
     deployed_by: str
 
@@ -130,10 +141,10 @@ class Activate(RequestBody):
     version: int = Field(ge=1, le=MAX_INT)
 
 
-def version_json(row: DefinitionRow) -> dict[str, Any]:
+def version_json(row: DefinitionRow, projects: tuple[PurePosixPath, ...]) -> dict[str, Any]:
     return {"kind": row.kind, "name": row.name, "version": row.version, "active": row.active,
-            "checksum": row.checksum, "file": row.file, "deployed_at": row.deployed_at,
-            "deployed_by": row.deployed_by}
+            "checksum": row.checksum, "file": shown_file(row.file, projects),
+            "deployed_at": row.deployed_at, "deployed_by": row.deployed_by}
 
 
 def _summaries(rows: list[DefinitionRow]) -> list[dict[str, Any]]:
@@ -182,11 +193,13 @@ def list_definitions(request: Request, kind: Kind | None = None, limit: Limit = 
 def validate(request: Request, body: DefinitionFiles, _: Principal = WRITE) -> dict[str, Any]:
     warnings: list[Issue] = []
     issues = engine_of(request).validate_texts(body.files, warnings=warnings)
-    return {"valid": not issues,
-            "issues": [{"file": i.file, "line": i.line, "path": i.path, "message": i.message}
-                       for i in issues],
-            "warnings": [{"file": i.file, "line": i.line, "path": i.path, "message": i.message}
-                         for i in warnings]}
+    projects = project_folders(request)  # (a deployed definition's issue names its file)
+
+    def located(found: list[Issue]) -> list[dict[str, Any]]:
+        return [{"file": shown_file(i.file, projects), "line": i.line, "path": i.path,
+                 "message": i.message} for i in found]
+
+    return {"valid": not issues, "issues": located(issues), "warnings": located(warnings)}
 
 
 @router.post("/deploy", response_model=DeployResult, summary="Deploy YAML definitions",
@@ -195,13 +208,22 @@ def validate(request: Request, body: DefinitionFiles, _: Principal = WRITE) -> d
                          "version, which is made active; runs stay on their version. An MCP "
                          "connection over stdio (a process on the workers' hosts), new or "
                          "with its command, args or env changed, is refused (403): `baton "
-                         "deploy` on the server deploys it.",
-             responses=problem_responses(400, 401, 403, 422))
-def deploy(request: Request, body: DefinitionFiles, principal: Principal = WRITE) -> dict[str, Any]:
+                         "deploy` on the server deploys it. With an `Idempotency-Key`, a "
+                         "retry deploys nothing and answers as the first request was "
+                         "answered.",
+             responses={200: {"description": "Deployed", "headers": REPLAY_HEADERS},
+                        **problem_responses(400, 401, 403, 409, 422)})
+def deploy(request: Request, body: DefinitionFiles, idempotency_key: IdempotencyKey = None,
+           principal: Principal = WRITE) -> JSONResponse:
     _refuse_host_commands(request, body.files)
-    results = engine_of(request).deploy(texts=body.files, actor=principal.name)
-    return {"deployed": [{"kind": r.kind, "name": r.name, "version": r.version,
-                          "changed": r.changed} for r in results]}
+
+    def create() -> Created:
+        results = engine_of(request).deploy(texts=body.files, actor=principal.name)
+        return ({"deployed": [{"kind": r.kind, "name": r.name, "version": r.version,
+                               "changed": r.changed} for r in results]}, {}), None
+
+    return idempotent_apart(request, principal, idempotency_key, "deployment", body,
+                            DeployResult, 200, create)
 
 
 def _refuse_host_commands(request: Request, files: dict[str, str]) -> None:
@@ -241,7 +263,8 @@ def get_definition(request: Request, kind: KindPath, name: NamePath,
     rows = _versions(request, kind, name)
     sch = engine_of(request).definitions.schedules().get(name) if kind == "orchestration" else None
     schedule = {k: sch[k] for k in Schedule.model_fields} if sch else None
-    return {**_summaries(rows)[0], "history": [version_json(r) for r in rows],
+    projects = project_folders(request)
+    return {**_summaries(rows)[0], "history": [version_json(r, projects) for r in rows],
             "schedule": schedule}
 
 
@@ -251,7 +274,7 @@ def get_definition(request: Request, kind: KindPath, name: NamePath,
 def get_version(request: Request, kind: KindPath, name: NamePath, version: VersionNo,
                 _: Principal = READ) -> dict[str, Any]:
     row = engine_of(request).definitions.get_version(kind.value, name, version)
-    return {**version_json(row), "source": row.source}
+    return {**version_json(row, project_folders(request)), "source": row.source}
 
 
 @router.get("/{kind}/{name}/diff", response_model=DefinitionDiff, summary="Diff two versions",
@@ -274,7 +297,7 @@ def activate(request: Request, kind: KindPath, name: NamePath, body: Annotated[A
     row = engine_of(request).definitions.set_active(kind.value, name, body.version,
                                                     principal.name)
     assert row is not None
-    return version_json(row)
+    return version_json(row, project_folders(request))
 
 
 @router.post("/{kind}/{name}/deactivate", response_model=DefinitionSummary,

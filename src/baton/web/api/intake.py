@@ -40,7 +40,17 @@ from baton.intake.forms import form_record
 from baton.intake.mail import MailError
 from baton.intake.service import Accepted
 from baton.runtime.idempotency import IdempotencyClaim
-from baton.web.api.common import ExactNumbers, RequestBody, under
+from baton.web.api.common import (
+    After,
+    ExactNumbers,
+    Limit,
+    Offset,
+    Page,
+    RequestBody,
+    page_of,
+    start_of,
+    under,
+)
 from baton.web.committer import committer_of
 from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempotent
 from baton.web.problems import ProblemError, problem_responses
@@ -397,23 +407,36 @@ def _answer(got: Accepted) -> Answer:
     return got.as_dict(), headers
 
 
-@router.get("/records/{record_id}/messages", response_model=list[MessageOut],
+PAGED = ("A page, as every list answers: `items`, with `total`, and `next` to pass as "
+         "`after` for the next page (null on the last). **Breaking change:** this list "
+         "used to answer a bare JSON array of all of them; a client that read the array "
+         "reads `items` now, and follows `next` past the first `limit` (default 50).")
+
+
+@router.get("/records/{record_id}/messages", response_model=Page[MessageOut],
             summary="A record's messages, oldest first",
             description="Each with its new text (no quoted history, no signature), the full "
-                        "body, and its attachments (stored and refused).",
+                        f"body, and its attachments (stored and refused). {PAGED}",
             responses=problem_responses(401, 403, 404, 422))
-def record_messages(request: Request, record_id: RecordId,
-                    _: Principal = READ) -> list[dict[str, Any]]:
-    return engine_of(request).intake.messages(record_id)
+def record_messages(request: Request, record_id: RecordId, limit: Limit = 50,
+                    offset: Offset = 0, after: After = None,
+                    _: Principal = READ) -> dict[str, Any]:
+    tag = f"messages:{record_id}"
+    start = start_of(tag, after, offset)
+    return page_of(engine_of(request).intake.messages(record_id), limit, start, tag)
 
 
-@router.get("/records/{record_id}/attachments", response_model=list[AttachmentOut],
+@router.get("/records/{record_id}/attachments", response_model=Page[AttachmentOut],
             summary="A record's attachments",
-            description="Stored ones have a `url` to download them; refused ones say why.",
+            description="Stored ones have a `url` to download them; refused ones say why. "
+                        f"{PAGED}",
             responses=problem_responses(401, 403, 404, 422))
-def record_attachments(request: Request, record_id: RecordId,
-                       _: Principal = READ) -> list[dict[str, Any]]:
-    return engine_of(request).intake.attachments(record_id)
+def record_attachments(request: Request, record_id: RecordId, limit: Limit = 50,
+                       offset: Offset = 0, after: After = None,
+                       _: Principal = READ) -> dict[str, Any]:
+    tag = f"attachments:{record_id}"
+    start = start_of(tag, after, offset)
+    return page_of(engine_of(request).intake.attachments(record_id), limit, start, tag)
 
 
 @router.get("/attachments/{attachment_id}", summary="Download an attachment",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool, field_validator
 
 from baton.auth.directory import EMAIL_PATTERN, NAME_PATTERN, TokenInfo, User
@@ -23,7 +24,14 @@ from baton.web.api.common import (
     refuse_null,
     start_of,
 )
-from baton.web.problems import problem_responses
+from baton.web.idempotency import (
+    REPLAY_HEADERS,
+    Created,
+    IdempotencyKey,
+    RefusingIdempotencyKey,
+    idempotent_apart,
+)
+from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import SESSION_COOKIE, Principal, current_principal, engine_of, need
 
 router = APIRouter(tags=["People"])
@@ -183,15 +191,20 @@ def list_users(request: Request, limit: Limit = 50, offset: Offset = 0, after: A
 
 
 @router.post("/users", response_model=UserOut, status_code=201, summary="Add a user",
-             description="409 when the name is taken.",
-             responses=problem_responses(400, 401, 403, 409, 422))
-def add_user(request: Request, response: Response, body: NewUser,
-             _: Principal = USERS) -> dict[str, Any]:
-    user = engine_of(request).directory.add_user(
-        body.name, roles=body.roles, groups=body.groups, queues=body.queues, email=body.email,
-        password=body.password, display_name=body.display_name)
-    response.headers["Location"] = f"/api/users/{user.name}"
-    return user_json(user)
+             description="409 when the name is taken. With an `Idempotency-Key`, a retry "
+                         "adds nothing and answers as the first request was answered.",
+             responses={201: {"description": "Added", "headers": REPLAY_HEADERS},
+                        **problem_responses(400, 401, 403, 409, 422)})
+def add_user(request: Request, body: NewUser, idempotency_key: IdempotencyKey = None,
+             principal: Principal = USERS) -> JSONResponse:
+    def create() -> Created:
+        user = engine_of(request).directory.add_user(
+            body.name, roles=body.roles, groups=body.groups, queues=body.queues,
+            email=body.email, password=body.password, display_name=body.display_name)
+        return (user_json(user), {"Location": f"/api/users/{user.name}"}), None
+
+    return idempotent_apart(request, principal, idempotency_key, "user", body, UserOut, 201,
+                            create, secrets=("password",))
 
 
 @router.get("/users/{name}", response_model=UserOut, summary="One user",
@@ -275,12 +288,33 @@ def unlock_address(request: Request,
 @router.post("/tokens", response_model=TokenCreated, status_code=201,
              summary="Create an API token",
              description="For yourself, or for `user` with the `users` permission. "
-                         "The secret is in this response only.",
-             responses=problem_responses(400, 401, 403, 404, 422))
-def create_token(request: Request, body: NewToken, principal: Principal = ME) -> dict[str, Any]:
+                         "The secret is in this response only. With an `Idempotency-Key`, "
+                         "a retry creates no second token, but cannot be answered with the "
+                         "first one's secret either (it is never stored): it is refused "
+                         "(409, naming the token made).",
+             responses={201: {"description": "Created"},
+                        **problem_responses(400, 401, 403, 404, 409, 422)})
+def create_token(request: Request, body: NewToken,
+                 idempotency_key: RefusingIdempotencyKey = None,
+                 principal: Principal = ME) -> JSONResponse:
     owner = _for_user(principal, body.user)
-    info, secret = engine_of(request).directory.create_token(owner, body.label)
-    return token_json(info) | {"secret": secret}
+
+    def create() -> Created:
+        info, secret = engine_of(request).directory.create_token(owner, body.label)
+        return (token_json(info) | {"secret": secret}, {}), info.id
+
+    return idempotent_apart(request, principal, idempotency_key, "token", body, TokenCreated,
+                            201, create, refuse=_token_made)
+
+
+def _token_made(token_id: str) -> ProblemError:
+    """A retried token create: the first one's secret was in its answer only."""
+    return ProblemError(
+        409, "Token already created",
+        f"this Idempotency-Key created API token {token_id} already; its secret was in that "
+        "first answer only (it is never stored), so the answer cannot be given again. If it "
+        f"was lost, revoke the token (DELETE /api/tokens/{token_id}) and create another "
+        "with a new key", slug="idempotency-key-used")
 
 
 @router.get("/tokens", response_model=Page[TokenOut], summary="List API tokens, oldest first",

@@ -4,6 +4,7 @@ activate/deactivate (definitions:write)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -13,7 +14,7 @@ from baton.auth.roles import Permission
 from baton.errors import BatonError, Issue, NotFound
 from baton.store.base import DefinitionRow
 from baton.store.sql.metrics import runs_by_stage
-from baton.web.api.common import MAX_INT
+from baton.web.api.common import MAX_INT, project_folders, shown_file
 from baton.web.diagram import orchestration_svg
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import page_need, render
@@ -64,8 +65,13 @@ def definition_page(request: Request, kind: str, name: str, principal: Reader,
             with eng.store.read() as tx:
                 heat = runs_by_stage(tx, name, shown)
             diagram = orchestration_svg(defn, heat=heat)
+    # (a deployed file's path as the API shows it: never the server's absolute path)
+    folders = project_folders(request)
+    files = {v.version: shown_file(v.file, folders) for v in versions}
+    issues = [dataclasses.replace(i, file=shown_file(i.file, folders)) for i in issues]
+    warnings = [dataclasses.replace(i, file=shown_file(i.file, folders)) for i in warnings]
     return render(request, "definition.html", principal, {
-        "diagram": diagram,
+        "diagram": diagram, "files": files,
         "kind": kind, "name": name, "versions": versions, "active": active, "row": row,
         "issues": issues, "warnings": warnings, "diff": diff,
         "schedule": eng.definitions.schedules().get(name) if kind == "orchestration" else None, "a": a if a in numbers else (numbers[-2] if len(numbers) > 1 else numbers[0]),
