@@ -1,12 +1,15 @@
-"""Two weak spots of the runtime, closed: the definitions cache never puts an older index
-back (a refresh that read the rows before a deploy, or before another refresh, stores
-nothing), and a service taken from an Engine before ``close()`` refuses after it, as the
-Engine does, without opening the database again.
+"""Weak spots of the runtime, closed: the definitions cache never puts an older index back
+(a refresh that read the rows before a deploy or activation, or before another refresh,
+stores nothing), sees every change another process commits (the definitions generation, a
+number every write raises, not a sum two states can share), and never holds what a bundle's
+import has not committed; and a service taken from an Engine before ``close()`` refuses
+after it, as the Engine does, without opening the database again.
 
 The races are held open at the one moment that matters, between a refresh's read of the
-definitions and its store: the definitions are read through the real store and the real
-transaction, and the refresh waits there until the test lets it go on. The refresh window
-is made an hour long, so that an older index put back would still be in use when looked at.
+definitions and its store (or inside an import's transaction, after its lookups): the
+definitions are read through the real store and the real transaction, and the thread waits
+there until the test lets it go on. The refresh window is made an hour long, so that an
+older index put back would still be in use when looked at.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pytest
 
 from baton import ConfigError, Engine
 from baton.runtime import definitions as definitions_module
+from baton.runtime.bundle import apply_import, plan_import
 from baton.runtime.definitions import DefinitionRepo
 from baton.store.base import DefinitionRow
 from tests.integration.test_python_api_lifecycle import CLOSED, _open_files
@@ -171,6 +175,148 @@ def test_another_engines_changes_are_never_undone_by_a_slower_refresh(
         one.definitions.refresh(now=True)
         assert _active_version(one) == 4
         assert one.start("lo_flow").version == 4
+
+
+def test_two_activations_elsewhere_are_seen_though_the_old_sum_of_ids_is_the_same(
+        db_url: str) -> None:
+    """Rows A1, B1, A2, B2: "A@1, B@2" and "A@2, B@1" have the same highest row id and the
+    same sum of active row ids (what the cache compared before). Another Engine (as another
+    process) makes both activations between two looks: the second look sees them."""
+    a1, b1 = (FLOW.replace("lo_flow", name).format(signal="one") for name in ("lo_a", "lo_b"))
+    a2, b2 = (FLOW.replace("lo_flow", name).format(signal="two") for name in ("lo_a", "lo_b"))
+    with Engine(db_url) as one, Engine(db_url) as two:
+        for name, text in (("a", a1), ("b", b1), ("a", a2), ("b", b2)):
+            one.deploy(texts={f"{name}.yaml": text})
+        one.definitions.set_active("orchestration", "lo_a", 1, "test")  # A@1, B@2
+        assert [one.definitions.orchestration(n)[1] for n in ("lo_a", "lo_b")] == [1, 2]
+        ids = {(r.name, r.version): r.id for r in one.definitions.list_versions("orchestration")}
+        assert max(ids.values()) == ids["lo_b", 2]
+        # (the premise: the state below sums to the same, so the sum could not tell them apart)
+        assert ids["lo_a", 1] + ids["lo_b", 2] == ids["lo_a", 2] + ids["lo_b", 1]
+
+        two.definitions.set_active("orchestration", "lo_a", 2, "test")
+        two.definitions.set_active("orchestration", "lo_b", 1, "test")  # A@2, B@1
+        one.definitions.refresh(now=True)  # (the next look, a second later)
+        assert [one.definitions.orchestration(n)[1] for n in ("lo_a", "lo_b")] == [2, 1]
+        assert one.start("lo_a").version == 2 and one.start("lo_b").version == 1
+
+
+def test_an_older_snapshot_does_not_undo_an_activation_seen_since(tmp_path: Path) -> None:
+    """As for a deploy (above), for an activation, which adds no row: a lookup in a
+    transaction whose snapshot predates it does not put the index before it back."""
+    with Engine(f"sqlite:///{tmp_path / 'snap.db'}") as eng:
+        eng.deploy(texts={"lo.yaml": V1})
+        eng.deploy(texts={"lo.yaml": V2})
+        assert _active_version(eng) == 2
+        with eng.store.read() as tx:
+            assert tx.get_definition_txn("orchestration", "lo_flow", None).active
+            eng.definitions.set_active("orchestration", "lo_flow", 1, "test")
+            eng.definitions.refresh(tx, now=True)  # (reads v2 as active: older)
+        assert _active_version(eng) == 1
+        assert eng.start("lo_flow").version == 1
+
+
+CRON = V2.replace("{type: autolaunched}", '{type: schedule, cron: "0 2 * * *"}')
+BUNDLE = {"manifest.json": {"format": 1}, "definitions.json": [
+    {"kind": "orchestration", "name": "lo_flow", "version": 1, "active": True,
+     "file": "lo.yaml", "source": CRON}]}
+
+
+class _ImportFails(Exception):
+    """What the held import raises once let go, when told to (its transaction rolls back)."""
+
+
+class _HeldWrite:
+    """The Engine's store, its write transactions held, in the thread named ``HELD``, at
+    their audit event: an import has written and looked its definitions up by then."""
+
+    def __init__(self, eng: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._store = eng.store
+        monkeypatch.setattr(eng, "store", self)
+        self.reached, self.go = threading.Event(), threading.Event()
+        self.fail = False
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        held = self
+
+        class Tx:
+            def __init__(self, tx: Any) -> None:
+                self._tx = tx
+
+            def append_events_txn(self, rows: Any) -> None:
+                self._tx.append_events_txn(rows)
+                if threading.current_thread().name == HELD:
+                    held.reached.set()
+                    assert held.go.wait(120), "the test never let the import go on"
+                    if held.fail:
+                        raise _ImportFails
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._tx, name)
+
+        with self._store.write() as tx:
+            yield Tx(tx)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_an_imports_definitions_are_used_by_no_other_thread_before_they_are_committed(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import parses the versions it activates from its own transaction (it arms their
+    schedules): the Engine's index, every thread's, holds none of them before the import
+    commits, nor after it rolls back; once it commits, they are used."""
+    with Engine(db_url) as eng:
+        eng.deploy(texts={"lo.yaml": V1})
+        assert _active_version(eng) == 1
+        plan = plan_import(eng, BUNDLE)
+        assert [c.action for c in plan.changes] == ["new version 2", "activate v2"]
+        held = _HeldWrite(eng, monkeypatch)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                apply_import(eng, plan, "test")
+            except BaseException as exc:  # noqa: BLE001 - looked at below
+                errors.append(exc)
+
+        held.fail = True
+        thread = threading.Thread(target=run, name=HELD, daemon=True)
+        thread.start()
+        try:
+            assert held.reached.wait(120), "the import never reached its audit event"
+            # written, active and parsed in the import's transaction; here, not yet
+            assert _active_version(eng) == 1
+            assert eng.definitions.orchestration("lo_flow", 1)[0].trigger.type == "autolaunched"
+        finally:
+            held.go.set()
+            thread.join(120)
+        assert not thread.is_alive() and [type(e) for e in errors] == [_ImportFails]
+        # rolled back: never used, and the Engine still starts what is committed
+        assert _active_version(eng) == 1
+        assert eng.start("lo_flow").version == 1
+        assert "lo_flow" not in eng.definitions.schedules()
+
+        apply_import(eng, plan_import(eng, BUNDLE), "test")  # (not held: committed)
+        assert _active_version(eng) == 2
+        assert eng.definitions.orchestration("lo_flow")[0].trigger.type == "schedule"
+        armed = eng.definitions.schedules()["lo_flow"]
+        assert armed["version"] == 2 and armed["next_at"] is not None
+
+
+def test_a_database_without_its_definitions_generation_says_so_and_deploys_nothing(
+        db_url: str) -> None:
+    with Engine(db_url) as eng:
+        eng.deploy(texts={"lo.yaml": V1})
+        with eng.store.write() as tx:
+            tx.conn.exec_driver_sql("DELETE FROM baton_definitions_generation")
+        with pytest.raises(ConfigError, match=r"no definitions generation \(the row of id 1 "
+                           r"in baton_definitions_generation"):
+            eng.deploy(texts={"lo.yaml": V2})
+        with pytest.raises(ConfigError, match="baton_definitions_generation"):
+            eng.definitions.refresh(now=True)
+        assert [r.version for r in eng.definitions.list_versions("orchestration")] == [1]
 
 
 # ---- a closed Engine's services -----------------------------------------------------------

@@ -235,43 +235,48 @@ def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
     if not plan.writes:
         return
     now_dt = engine.clock.now()
-    try:
-        with engine.store.write() as tx:
-            # The records may have changed since the plan was made: checked again, in the
-            # transaction that changes their object types (as a deploy does).
-            changes = engine.definitions.object_changes_txn(tx, plan.objects)
-            broken = engine.definitions.changes_break_txn(tx, changes, fills=True)
-            if broken:
-                raise DefinitionError(broken)
-            for row in plan.definitions:
-                tx.insert_definition_txn(row)
-            for kind, name, version in plan.activate:
-                tx.set_active_txn(kind, name, version if version is not None else -1)
-            # (a new required field's default given, a scale cut with rounding: rounded)
-            engine.definitions.rewrite_records_txn(tx, changes, actor, iso(now_dt),
-                                                   "import of a bundle")
-            for name, row, new in plan.users:
-                row = dict(row)
-                groups, queues = row.pop("groups"), row.pop("queues")
-                if new:
-                    tx.insert_user_txn(row)
-                else:
-                    tx.update_user_txn(name, row)
-                tx.set_memberships_txn(name, "group", groups)
-                tx.set_memberships_txn(name, "queue", queues)
-            engine.definitions.forget()  # parse what this transaction wrote, from it
-            for kind, name, version in plan.activate:
-                if kind == "orchestration":
-                    defn = (engine.definitions.orchestration(name, version, tx=tx)[0]
-                            if version is not None else None)
-                    schedules.arm_txn(tx, defn, name, version, now_dt, engine.ids)
-            tx.append_events_txn([{
-                "at": iso(now_dt), "type": "bundle_imported", "actor": actor,
-                "record_id": None, "run_id": None,
-                "data": {"changes": [f"{c.kind} {c.name}: {c.action}"
-                                     for c in plan.changes if c.writes]}}])
-    finally:
-        engine.definitions.forget()  # committed or rolled back: read again from the database
+    with engine.store.write() as tx:
+        tx.lock_definitions_txn()  # (the definitions' writers, one at a time: as a deploy)
+        # The records may have changed since the plan was made: checked again, in the
+        # transaction that changes their object types (as a deploy does).
+        changes = engine.definitions.object_changes_txn(tx, plan.objects)
+        broken = engine.definitions.changes_break_txn(tx, changes, fills=True)
+        if broken:
+            raise DefinitionError(broken)
+        for row in plan.definitions:
+            tx.insert_definition_txn(row)
+        for kind, name, version in plan.activate:
+            tx.set_active_txn(kind, name, version if version is not None else -1)
+        # (a new required field's default given, a scale cut with rounding: rounded)
+        engine.definitions.rewrite_records_txn(tx, changes, actor, iso(now_dt),
+                                               "import of a bundle")
+        for name, row, new in plan.users:
+            row = dict(row)
+            groups, queues = row.pop("groups"), row.pop("queues")
+            if new:
+                tx.insert_user_txn(row)
+            else:
+                tx.update_user_txn(name, row)
+            tx.set_memberships_txn(name, "group", groups)
+            tx.set_memberships_txn(name, "queue", queues)
+        # What this transaction wrote, parsed from it, in a repo of its own: the Engine's
+        # index (every thread's) gets none of it before it is committed, nor ever if the
+        # import is rolled back.
+        written = engine.definitions.in_transaction(tx)
+        for kind, name, version in plan.activate:
+            if kind == "orchestration":
+                defn = (written.orchestration(name, version, tx=tx)[0]
+                        if version is not None else None)
+                schedules.arm_txn(tx, defn, name, version, now_dt, engine.ids)
+        tx.append_events_txn([{
+            "at": iso(now_dt), "type": "bundle_imported", "actor": actor,
+            "record_id": None, "run_id": None,
+            "data": {"changes": [f"{c.kind} {c.name}: {c.action}"
+                                 for c in plan.changes if c.writes]}}])
+        generation = tx.definitions_generation_txn()  # (what this commits)
+    # Committed: this Engine's next lookup reads the index again (rolled back: the index
+    # never held any of it, nothing to do).
+    engine.definitions.invalidate(generation)
 
 
 def _validate_definitions(engine: Engine, defs: list[dict[str, Any]]

@@ -79,17 +79,17 @@ class DefinitionRepo:
         self._parsed: dict[tuple[str, str, int], Any] = {}
         self._plans: OrderedDict[tuple[str, int], OrchestrationDefinition] = OrderedDict()
         self._plan_steps = 0  # steps of the plans in _plans
-        self._generation: tuple[int, int] | None = None
+        # The definitions generation the index was read at (None: read it again at the
+        # next lookup); every write to the definitions raises it in its transaction.
+        self._generation: int | None = None
+        # The newest generation known to be committed here: the index's, or the one a
+        # deploy or activation of this repo committed. A refresh stores what it read only
+        # if it read it at a newer one (at this one, once the index was dropped): see
+        # _refresh_txn. Never lowered (forget() too keeps it).
+        self._seen = 0
         self._active: dict[tuple[str, str], int] = {}  # (kind, name) -> active version
         self._sources: dict[tuple[str, str, int], tuple[str, str]] = {}
         self._next_check = 0.0
-        # Bumped (under _lock) whenever the index is stored, found current or dropped: a
-        # refresh stores what it read only if none happened since it began (_refresh_txn).
-        self._epoch = 0
-        # The newest definition row (its id) the index has held or this process deployed:
-        # a refresh in a caller's transaction, whose snapshot may predate a deploy, never
-        # replaces the index with one that lacks it (ids only grow: rows are never deleted).
-        self._newest_id = 0
 
     # ---- deploy -------------------------------------------------------------------------
     def deploy(
@@ -123,8 +123,8 @@ class DefinitionRepo:
         results = []
         now_dt = self.clock.now()
         now = iso(now_dt)
-        newest = 0
         with self.store.write() as tx:
+            tx.lock_definitions_txn()  # (the definitions' writers: one at a time, see set_active)
             # The records are read in the deploy's own transaction: on SQLite no record
             # write comes between the check and the commit.
             changes = self.object_changes_txn(tx, docs)
@@ -150,11 +150,11 @@ class DefinitionRepo:
                                           latest.version, now_dt, self.ids)
                     continue
                 version = (latest.version if latest else 0) + 1
-                newest = max(newest, tx.insert_definition_txn({
+                tx.insert_definition_txn({
                     "kind": doc.kind, "name": doc.name, "version": version, "checksum": digest,
                     "source": doc.source, "file": doc.file, "active": True, "deployed_at": now,
                     "deployed_by": actor,
-                }))
+                })
                 tx.set_active_txn(doc.kind, doc.name, version)
                 if doc.kind == "orchestration":
                     schedules.arm_txn(tx, doc.definition, doc.name,  # type: ignore[arg-type]
@@ -164,7 +164,8 @@ class DefinitionRepo:
                     f"deploy of {doc.name} v{version}") if doc.kind == "object" else {}
                 results.append(DeployResult(doc.kind, doc.name, version, True,
                                             MappingProxyType(rewritten)))
-        self._invalidate(newest)  # (committed: this Engine's next lookup reads it)
+            generation = tx.definitions_generation_txn()  # (what this commits)
+        self.invalidate(generation)  # (committed: this Engine's next lookup reads it)
         return results
 
     def broken_dependents(self, docs: Sequence[LoadedDefinition]) -> list[Issue]:
@@ -377,6 +378,11 @@ class DefinitionRepo:
         if version is not None and (kind == "object" or kind in _READ_FIELDS):
             self._check_activation(kind, name, version)
         with self.store.write() as tx:
+            # The definitions' writers, one at a time, each taking this lock first: each
+            # raises the definitions generation (its row locked until it commits), and an
+            # activation of an object type writes its records before, a deploy after (on
+            # PostgreSQL two of them, taking the two in opposite orders, would deadlock).
+            tx.lock_definitions_txn()
             if tx.latest_definition_txn(kind, name) is None:
                 raise NotFound(kind, name)
             if version is not None:
@@ -401,7 +407,8 @@ class DefinitionRepo:
                 "at": iso(self.clock.now()), "type": "definition_activated" if version is not None
                 else "definition_deactivated", "actor": actor, "record_id": None, "run_id": None,
                 "data": {"kind": kind, "name": name, "version": version}}])
-        self._invalidate()
+            generation = tx.definitions_generation_txn()  # (what this commits)
+        self.invalidate(generation)
         return self.get_version(kind, name, version) if version is not None else None
 
     def _check_activation(self, kind: str, name: str, version: int) -> None:
@@ -463,25 +470,34 @@ class DefinitionRepo:
     # ---- lookups ------------------------------------------------------------------------
     def forget(self) -> None:
         """Drop every cached version: the next lookup reads the database (or the
-        transaction it is given) again."""
+        transaction it is given) again. (The newest generation seen is kept: a refresh
+        that read before this still stores nothing older than what was seen.)"""
         with self._lock:
-            self._epoch += 1
             self._generation = None
-            self._newest_id = 0  # (a bundle's rolled back rows: their ids may come again)
             self._parsed.clear()
             self._plans.clear()
             self._plan_steps = 0
             self._sources.clear()
             self._active = {}
 
-    def _invalidate(self, newest_id: int = 0) -> None:
-        """What was just committed (a deploy: ``newest_id``, the last row it inserted; an
-        activation) makes the cached index old: the next lookup reads it again, and no
-        refresh begun before this stores what it read (:meth:`refresh`)."""
+    def invalidate(self, generation: int = 0) -> None:
+        """The cached index is old: the next lookup reads it again. ``generation``: the
+        definitions generation a write to the definitions (a deploy, an activation, an
+        import) just committed, read in its transaction: no refresh that read before it
+        (at an older generation) stores what it read (:meth:`refresh`)."""
         with self._lock:
-            self._epoch += 1
             self._generation = None
-            self._newest_id = max(self._newest_id, newest_id)
+            self._seen = max(self._seen, generation)
+
+    def in_transaction(self, tx: Definitions) -> DefinitionRepo:
+        """The definitions as ``tx`` sees them, its own writes included: the lookups of a
+        transaction that wrote to the definitions (a bundle's import arms the schedules of
+        the versions it activates). They never reach this repo's index, which every
+        thread reads without a lock: its writes are not committed (other threads would
+        use them before they are, or, rolled back, though they never were). A repo of its
+        own, its index read from ``tx`` whenever the transaction's definitions generation
+        moved: used in that transaction, then dropped."""
+        return _InTransaction(self, tx)
 
     def warm(self) -> int:
         """Parse every active definition now (YAML, validation, expressions compiled), as
@@ -511,52 +527,51 @@ class DefinitionRepo:
             return
         if tx is None:
             with self.store.read() as rtx:
-                self._refresh_txn(rtx, at, fresh=True)
+                self._refresh_txn(rtx, at)
             return
-        self._refresh_txn(tx, at, fresh=False)
+        self._refresh_txn(tx, at)
 
-    def _refresh_txn(self, tx: Definitions, at: float, *, fresh: bool) -> None:
-        """Read the index in ``tx`` and store it, unless something newer may be cached.
+    def _refresh_txn(self, tx: Definitions, at: float) -> None:
+        """Read the index in ``tx`` and store it, unless the one cached is as new.
 
-        Two refreshes, or a refresh and a deploy, may overlap: one that read the rows
-        before the other stored (or found current, or a deploy dropped) the index would
-        put an older one back, used until the next look a second later. So the index is
-        replaced only if none of these happened since this one began (``_epoch``, compared
-        and set under the lock); and a caller's transaction (``fresh`` False), whose
-        snapshot may have begun before a deploy this process saw, must hold that deploy's
-        rows too (``_newest_id``). Once a second at most, or after a deploy: the lookups
-        in between pay for none of it."""
-        epoch = self._epoch  # (before the read: a store or drop from now on is newer)
+        The definitions generation (one row, read first) is raised by every write to the
+        definitions, in its transaction: unchanged, the index is current; changed, the
+        rows are read (as new as it, or newer). Of two reads the one at the higher
+        generation is the newer: what was read is stored only if read at a generation
+        above the newest seen here (at it, once the index was dropped), compared and set
+        under the lock. So a refresh that overlapped another, or a deploy or activation
+        of this repo, or ran in a caller's transaction whose snapshot is older than what
+        was seen, never puts an older index back. A transaction that wrote to the
+        definitions stores nothing (it may be rolled back; :meth:`in_transaction` reads
+        its writes). Once a second at most, or after a deploy: the lookups in between pay
+        for none of it."""
         self._next_check = at + REFRESH_INTERVAL_S
+        if tx.definitions_changed:
+            return
         gen = tx.definitions_generation_txn()
         if gen == self._generation:
-            with self._lock:
-                if gen == self._generation:
-                    # Still current: a refresh that read before this look read no newer
-                    # (another process may have changed the index and changed it back).
-                    self._epoch += 1
             return
         rows = tx.list_definitions_txn()
-        newest = max((r.id for r in rows), default=0)
         with self._lock:
-            if self._epoch != epoch or (not fresh and newest < self._newest_id):
-                # Older than the index cached or dropped since: the next lookup after a
-                # drop reads again (_generation is None), a stored one is newer.
-                return
-            self._epoch = epoch + 1
-            self._newest_id = newest
-            active = {(r.kind, r.name): r.version for r in rows if r.active}
-            if _linked(active) != _linked(self._active):
-                # An orchestration holds the active object types and calendars it was
-                # parsed with (its records' titles, its SLAs' hours): parse it again.
-                self._parsed = {k: v for k, v in self._parsed.items()
-                                if k[0] != "orchestration"}
-                self._plans.clear()  # (built again from their stored graphs)
-                self._plan_steps = 0
-            self._active = active
-            for r in rows:
-                self._sources[(r.kind, r.name, r.version)] = (r.source, r.file)
-            self._generation = gen
+            if gen < self._seen or (gen == self._seen and self._generation is not None):
+                return  # (older than the index stored or seen committed since)
+            self._keep(gen, rows)
+
+    def _keep(self, gen: int, rows: Sequence[DefinitionRow]) -> None:
+        """Store ``rows``, read at generation ``gen``, as the index (under ``_lock``)."""
+        self._seen = max(self._seen, gen)
+        active = {(r.kind, r.name): r.version for r in rows if r.active}
+        if _linked(active) != _linked(self._active):
+            # An orchestration holds the active object types and calendars it was
+            # parsed with (its records' titles, its SLAs' hours): parse it again.
+            self._parsed = {k: v for k, v in self._parsed.items()
+                            if k[0] != "orchestration"}
+            self._plans.clear()  # (built again from their stored graphs)
+            self._plan_steps = 0
+        self._active = active
+        for r in rows:
+            self._sources[(r.kind, r.name, r.version)] = (r.source, r.file)
+        self._generation = gen
 
     def _parse(self, kind: str, name: str, version: int) -> Any:
         key = (kind, name, version)
@@ -564,7 +579,7 @@ class DefinitionRepo:
         if hit is not None:
             return hit
         if key not in self._sources:
-            self._invalidate()
+            self.invalidate()
             self.refresh()
         if key not in self._sources:
             raise NotFound(kind, f"{name} v{version}")
@@ -884,3 +899,20 @@ def _linked(active: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
 
 def _steps(defn: OrchestrationDefinition) -> int:
     return sum(len(stage.steps) for stage in defn.stages)
+
+
+class _InTransaction(DefinitionRepo):
+    """The definitions as one transaction sees them (:meth:`DefinitionRepo.in_transaction`):
+    every lookup reads the transaction's definitions generation (its writes raise it) and,
+    when it moved, the rows again, from the transaction, whatever transaction it is given."""
+
+    def __init__(self, repo: DefinitionRepo, tx: Definitions) -> None:
+        super().__init__(repo.store, repo.clock, repo.ids)
+        self._tx = tx
+
+    def refresh(self, tx: Definitions | None = None, *, now: bool = False) -> None:
+        gen = self._tx.definitions_generation_txn()
+        if gen != self._generation:
+            rows = self._tx.list_definitions_txn()
+            with self._lock:
+                self._keep(gen, rows)

@@ -412,6 +412,19 @@ def _m027_routed_index(conn: Connection) -> None:
             conn.execute(CreateIndex(index, if_not_exists=True))
 
 
+def _m028_definitions_generation(conn: Connection) -> None:
+    """The definitions generation: raised in the transaction of every write to the
+    definitions (a deploy, an import, an activation), so that each process's index of the
+    active versions sees another process's change at its next look (once a second), and
+    tells an older index from a newer one. It replaces a sum over the table's rows, which
+    two different sets of active versions could share.
+    (Self-contained: it may be renumbered.)"""
+    t = schema.definitions_generation
+    t.create(conn, checkfirst=True)
+    if conn.execute(select(t.c.n).where(t.c.id == 1)).first() is None:
+        conn.execute(t.insert().values(id=1, n=0))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -446,6 +459,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(26, "a run's state keeps its stages' and steps' order on PostgreSQL",
               _m026_ordered_run_state),
     Migration(27, "index work items by when they were routed", _m027_routed_index),
+    Migration(28, "the definitions generation (each process's index of active versions)",
+              _m028_definitions_generation),
 )
 LATEST = MIGRATIONS[-1].version
 _KNOWN = frozenset(m.version for m in MIGRATIONS)

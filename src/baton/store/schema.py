@@ -119,6 +119,17 @@ definitions = Table(
     UniqueConstraint("kind", "name", "version", name="uq_definitions_kind_name_version"),
 )
 
+# One row (id 1): a number raised in the transaction of every write to baton_definitions
+# (a version deployed or imported, one (de)activated). A process's index of the active
+# versions is good while the number it was read at is still the one stored; of two
+# indexes, the one read at the higher number is the newer (migration 28).
+definitions_generation = Table(
+    "baton_definitions_generation",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("n", BigInteger, nullable=False),
+)
+
 records = Table(
     "baton_records",
     metadata,

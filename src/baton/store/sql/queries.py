@@ -8,16 +8,29 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, tuple_, update
 
+from baton.errors import ConfigError
 from baton.store import schema as s
 from baton.store.base import DefinitionRow
 from baton.store.sql.marks import reads, refused
 from baton.store.sql.statements import DEFINITIONS_LOCK
 
+_G = s.definitions_generation
+_GENERATION = select(_G.c.n).where(_G.c.id == 1)
+_BUMP_GENERATION = update(_G).where(_G.c.id == 1).values(n=_G.c.n + 1)
+_NO_GENERATION = (
+    "the database has no definitions generation (the row of id 1 in "
+    "baton_definitions_generation, which migration 28 stores and nothing deletes): with every "
+    "Baton process stopped, store it again (INSERT INTO baton_definitions_generation (id, n) "
+    "VALUES (1, 0)), or restore the backup")
+
 
 class DefinitionsSql:
     conn: Connection
+    # True once this transaction wrote to the definitions (it may yet be rolled back):
+    # what it reads of them is kept by no process's index (DefinitionRepo.refresh).
+    definitions_changed = False
 
     def latest_definition_txn(self, kind: str, name: str) -> DefinitionRow | None:
         row = self.conn.execute(
@@ -61,17 +74,28 @@ class DefinitionsSql:
         ).group_by(r.c.orchestration, r.c.version)
         return {(str(o), int(v)): int(n) for o, v, n in self.conn.execute(q)}
 
-    def definitions_generation_txn(self) -> tuple[int, int]:
-        """Changes whenever a version is deployed or (de)activated (the table is small)."""
-        t = s.definitions
-        row = self.conn.execute(select(
-            func.coalesce(func.max(t.c.id), 0),
-            func.coalesce(func.sum(case((t.c.active, t.c.id), else_=0)), 0))).one()
-        return int(row[0]), int(row[1])
+    def definitions_generation_txn(self) -> int:
+        """The definitions generation: raised in the transaction of every write to the
+        definitions (:meth:`insert_definition_txn`, :meth:`set_active_txn`), so it differs
+        whenever the active versions may, and the higher of two is the newer (one row,
+        one cheap read: each process looks at most once a second)."""
+        row = self.conn.execute(_GENERATION).first()
+        if row is None:
+            raise ConfigError(_NO_GENERATION)
+        return int(row[0])
+
+    def _bump_definitions_generation(self) -> None:
+        """A write to the definitions, in this transaction: every process reads them again
+        at its next look, once it commits. (PostgreSQL: the row stays locked until then,
+        so the definitions' writers commit in the order of their numbers.)"""
+        if self.conn.execute(_BUMP_GENERATION).rowcount != 1:
+            raise ConfigError(_NO_GENERATION)
+        self.definitions_changed = True
 
     @refused("deploys a definition")
     def insert_definition_txn(self, row: dict[str, Any]) -> int:
         res = self.conn.execute(insert(s.definitions).values(**row))
+        self._bump_definitions_generation()
         return int(res.inserted_primary_key[0])  # type: ignore[index]
 
     def lock_definitions_txn(self) -> None:
@@ -87,6 +111,7 @@ class DefinitionsSql:
         self.conn.execute(
             update(t).where(t.c.kind == kind, t.c.name == name).values(active=t.c.version == version)
         )
+        self._bump_definitions_generation()
 
 
 class ListingsSql:
