@@ -8,7 +8,11 @@ step with the database). Content-addressed, the same PDF sent ten times is store
 
 A mailbox's policy (:class:`~baton.definitions.model.AttachmentPolicy`) decides what is
 stored: a MIME allow-list and a size cap; the others are listed on the message as refused,
-with the reason, and their bytes are dropped.
+with the reason, and their bytes are dropped. The allow-list judges the type an attachment
+is stored as, which is what its bytes show when they are a known type
+(:mod:`baton.intake.sniff`): a PDF sent as ``application/octet-stream`` is a PDF to it, a
+program sent as anything is a program. A program (Windows or ELF executable) is stored only
+when the list names its type: a wildcard (``*/*``, ``application/*``) does not take one.
 
 The text is read when the message arrives (outside the transaction: it is CPU work), so that
 AI steps and expressions read it from the record (the mailbox role ``attachments_text``) or
@@ -40,7 +44,7 @@ from pathlib import Path
 
 from baton.definitions.model import AttachmentPolicy
 from baton.intake.mail import MAX_HTML, Attachment, html_to_text
-from baton.intake.sniff import binary, is_pdf
+from baton.intake.sniff import aliases, binary, is_pdf, program
 from baton.settings import IntakeSettings
 
 _DEFAULTS = IntakeSettings()
@@ -77,7 +81,7 @@ def decide(attachments: tuple[Attachment, ...], policy: AttachmentPolicy,
     out: list[Intake] = []
     started = time.monotonic()
     for a in attachments:
-        refused = policy.refusal(a.content_type, a.size)
+        refused = refusal(policy, a.content_type, a.size)
         if refused is not None:
             if a.declared_type is not None:
                 refused += f" (sent as {a.declared_type})"
@@ -89,13 +93,28 @@ def decide(attachments: tuple[Attachment, ...], policy: AttachmentPolicy,
     return out
 
 
+def refusal(policy: AttachmentPolicy, content_type: str, size: int) -> str | None:
+    """Why an attachment stored as ``content_type`` is refused, or None. Its type is allowed
+    under any of its names (a PDF declared ``application/x-pdf`` by ``application/pdf``), and
+    a program only when ``allow`` names its type: a list that takes "anything" or "any
+    application" was not written with programs in mind."""
+    names = aliases(content_type)
+    allowed = next((n for n in names if policy.refusal(n, 0) is None), None)
+    if allowed is None:
+        return policy.refusal(content_type, size)  # (the type: "not allowed (allowed: …)")
+    if program(content_type) and not set(names).intersection(policy.allow):
+        return (f"type {names[0]} is a program: stored only when allow names its type "
+                f"(allowed: {', '.join(policy.allow)})")
+    return policy.refusal(allowed, size)  # (the size)
+
+
 def extract_text(content_type: str, data: bytes, *, seconds: float | None = None,
                  limits: IntakeSettings = _DEFAULTS) -> tuple[str | None, str | None]:
     """``(text, None)``, or ``(None, why)`` when no text can be read from the content
     (``seconds``: what is left of the message's time for PDFs). Only bytes that are a PDF
     go to the PDF reader, and binary bytes give no text whatever their type says."""
     kind = content_type.lower()
-    if kind == "application/pdf":
+    if "application/pdf" in aliases(kind):  # (application/x-pdf…)
         if not is_pdf(data):
             return None, "not a PDF (no %PDF- header): no text is read"
         if seconds is not None and seconds <= 0:
@@ -106,7 +125,7 @@ def extract_text(content_type: str, data: bytes, *, seconds: float | None = None
     if kind.startswith("text/") and binary(data):
         return None, f"its bytes are binary, not {kind}: no text is read"
     if kind == "text/html":
-        return html_to_text(_decode(data, MAX_HTML))[:MAX_TEXT], None
+        return html_to_text(_decode(data, MAX_HTML), MAX_TEXT)[:MAX_TEXT], None
     if kind.startswith("text/"):
         return _decode(data, MAX_TEXT), None
     return None, f"no text is read from {kind}"

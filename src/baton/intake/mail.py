@@ -31,16 +31,26 @@ lists and parameters) gets to it. HTML is read with lxml's parser (the standard 
 text copy of it and a four-bytes-a-character buffer of that: five times its size at once),
 and each attachment is decoded straight from its base64 and its encoded text let go at
 once, so that a 25 MB message takes about three times its size while parsed.
+
+**The body is read only as far as it is kept**: of a long body part, :func:`_read` decodes
+(transfer encoding, then charset) only the characters that can reach the kept text
+(:data:`MAX_HTML` of HTML, ``4 * MAX_BODY`` of plain text), and the HTML's conversion stops
+once its text passes what :func:`_normalise` reads; a 50 MB HTML body costs what its first
+5,000,000 characters do. A body that is cut says so in the message's ``notes`` (so on the
+record's timeline).
 """
 
 from __future__ import annotations
 
 import binascii
+import codecs
 import email.errors
 import email.policy
 import functools
 import hashlib
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.feedparser import BytesFeedParser
 from email.message import EmailMessage, Message
@@ -71,6 +81,7 @@ MAX_HEADER = 32 * 1024
 MAX_HEADERS = 512 * 1024
 """Characters of all header fields of a message, its parts' included."""
 MAX_HTML = 5_000_000  # characters of HTML read (a body or an attachment) to make its text
+READ = 1024 * 1024  # characters of a long body part's encoded payload decoded at a time
 
 
 class MailError(BatonError):
@@ -220,7 +231,6 @@ def _parse(raw: bytes) -> Mail:
     senders = _addresses(msg, "from")
     sender_name, sender = senders[0] if senders else ("", "")
     text, html, notes = _body(msg)
-    text = text[:MAX_BODY]
     new_text, signature = split_reply(text)
     auto = automatic(msg)
     attachments = _attachments(msg)  # (last: it lets the parts' encoded payloads go)
@@ -330,21 +340,47 @@ def automatic(msg: Message) -> str | None:
 def _body(msg: EmailMessage) -> tuple[str, bool, tuple[str, ...]]:
     """The message's text: its text/plain part, else its HTML as text, else the content of a
     ``multipart`` part whose parts cannot be found (no ``boundary``, or one that never
-    occurs) read as text/plain, as mail clients show it, with a note saying so."""
+    occurs) read as text/plain, as mail clients show it, with a note saying so. At most
+    :data:`MAX_BODY` characters, with a note when the body was longer."""
     part = msg.get_body(preferencelist=("plain",))
     if part is not None:
-        return _normalise(_content(part)), False, ()
+        return _plain(part)
     part = msg.get_body(preferencelist=("html",))
     if part is not None:
-        return _normalise(html_to_text(_content(part))), True, ()
+        source, whole = _read(part, MAX_HTML)
+        text, complete = _html_text(source, 4 * MAX_BODY)
+        body, notes = _kept(text, whole and complete, MAX_HTML, html=True)
+        return body, True, notes
     if msg.get_content_maintype() == "text":
-        return _normalise(_content(msg)), False, ()
+        return _plain(msg)
     for part in msg.walk():
         if part.get_content_maintype() == "multipart" and not part.is_multipart():
-            text = _normalise(_decoded(part))
-            if text:
-                return text, False, (_broken_multipart(part),)
+            text, whole = _read(part, 4 * MAX_BODY, _decoded, "utf-8")
+            body, notes = _kept(text, whole, 4 * MAX_BODY, html=False)
+            if body:
+                return body, False, (_broken_multipart(part), *notes)
     return "", False, ()
+
+
+def _plain(part: Message) -> tuple[str, bool, tuple[str, ...]]:
+    text, whole = _read(part, 4 * MAX_BODY)
+    body, notes = _kept(text, whole, 4 * MAX_BODY, html=False)
+    return body, False, notes
+
+
+def _kept(text: str, whole: bool, read: int, *, html: bool) -> tuple[str, tuple[str, ...]]:
+    """The body as kept (:func:`_normalise`, at most :data:`MAX_BODY` characters) from the
+    ``text`` read of it, with a note when that is not all of it (``whole``: the text is
+    all the part's; ``read``: how many characters of the part were read)."""
+    if len(text) > 4 * MAX_BODY:  # (what _normalise reads)
+        whole = False
+    body = _normalise(text)
+    if len(body) > MAX_BODY:
+        return body[:MAX_BODY], (f"the body was cut to its first {MAX_BODY:,} characters",)
+    if not whole:
+        of = " of HTML" if html else ""
+        return body, (f"the body was cut: only its first {read:,} characters{of} were read",)
+    return body, ()
 
 
 def _broken_multipart(part: Message) -> str:
@@ -373,6 +409,91 @@ def _content(part: Message) -> str:
     return content if isinstance(content, str) else content.decode("utf-8", "replace")
 
 
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
+
+
+def _read(part: Message, chars: int, whole: Callable[[Message], str] = _content,
+          default: str = "ascii") -> tuple[str, bool]:
+    """``(text, all)``: the first ``chars`` characters (at least) of a text part's content,
+    and whether they are all of it.
+
+    A payload of at most ``chars`` characters is read whole, by ``whole`` (:func:`_content`:
+    the standard library's way, ``default`` the charset of a part that names none). A
+    longer one is decoded a piece of :data:`READ` characters at a time: base64 in groups of
+    four characters, quoted-printable never between an ``=`` and its two digits, and its
+    charset through an incremental decoder (a character whose bytes two pieces share is read
+    whole), until ``chars`` characters or about ``4 * chars`` bytes (no charset takes more a
+    character, stateful ones aside) are read. So a 50 MB part costs what its first ``chars``
+    characters do, not a decode of all of it."""
+    # (the payload as parsed: get_payload() would decode an 8bit one whole, by its charset)
+    payload = getattr(part, "_payload", None)
+    if not isinstance(payload, str) or len(payload) <= chars:
+        return whole(part), True
+    cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+    codec = _codec(part.get_content_charset() or default)
+    decoder = codecs.getincrementaldecoder(codec)("replace")
+    out: list[str] = []
+    got, budget, pos, carry, short = 0, 4 * chars + 16, 0, "", False  # (16: a BOM…)
+    while pos < len(payload) and got < chars:
+        piece = carry + payload[pos:pos + READ]
+        pos += READ
+        last = pos >= len(payload)
+        if cte == "base64":
+            piece = _NOT_BASE64.sub("", piece)  # (padding too: the last group is padded)
+            if last and len(piece) % 4 > 1:
+                piece += "=" * (-len(piece) % 4)
+            cut = len(piece) - len(piece) % 4
+            piece, carry = piece[:cut], piece[cut:]
+            data = binascii.a2b_base64(piece) if piece else b""
+        elif cte == "quoted-printable":
+            cut = len(piece)
+            if not last and "=" in piece[-2:]:  # (an escape or soft break not yet whole)
+                cut -= 2 - piece[-2:].index("=")
+            piece, carry = piece[:cut], piece[cut:]
+            data = binascii.a2b_qp(_raw(piece))
+        else:  # 7bit, 8bit, binary (and anything unknown: its bytes as they are)
+            data = _raw(piece)
+        if len(data) > budget:
+            data, short = data[:budget], True
+        budget -= len(data)
+        try:
+            text = decoder.decode(data)
+        except UnicodeError:  # (UTF-16 or -32 without a byte order mark: as Python reads it)
+            decoder = codecs.getincrementaldecoder(_codec(f"{codec}-{sys.byteorder[0]}e"))(
+                "replace")
+            text = decoder.decode(data)
+        out.append(text)
+        got += len(text)
+        if short:
+            break
+    done = pos >= len(payload) and not short
+    if done:
+        out.append(decoder.decode(b"", final=True))
+    text = "".join(out)
+    return text, done and len(text) <= chars
+
+
+def _raw(text: str) -> bytes:
+    """An encoded payload's bytes (the parser keeps bytes it could not read as ASCII as
+    surrogate escapes)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # (lone surrogates in a message built from text)
+        return text.encode("utf-8", "replace")
+
+
+def _codec(charset: str) -> str:
+    """The Python codec of ``charset``; UTF-8 when Python knows no text encoding of that
+    name (as :func:`_content` reads such a part)."""
+    try:
+        info = codecs.lookup(charset)
+    except (LookupError, ValueError):  # (ValueError: a name with a NUL in it)
+        return "utf-8"
+    if not getattr(info, "_is_text_encoding", True) or info.incrementaldecoder is None:
+        return "utf-8"  # (base64, rot13…: not a charset)
+    return info.name
+
+
 def _normalise(text: str) -> str:
     """Lines without trailing blanks, at most one empty line in a row, no NUL (an ``=00`` or
     base64 NUL decodes to one: no text means it, and no store keeps it). Only the start of
@@ -390,28 +511,40 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # (libxml2 stops at some
 _BLANKS = re.compile(r"[ \t\r\n]+")
 
 
-def html_to_text(html: str) -> str:
+def html_to_text(html: str, limit: int | None = None) -> str:
     """The text of an HTML document or fragment (its first :data:`MAX_HTML` characters):
     block elements end lines, list items start with ``- ``, a blockquote's lines with
-    ``> `` (quoted history in HTML mail), scripts and styles go.
+    ``> `` (quoted history in HTML mail), scripts and styles go. ``limit``: only the first
+    ``limit`` characters of the text are wanted (it may be longer: see :func:`_html_text`).
 
     lxml's parser reads it in pieces and tells a :class:`_TextTarget` what it meets, in
     document order, without building a tree (a tree of 5,000,000 characters of table
     cells takes over 100 MB)."""
+    return _html_text(html, limit)[0]
+
+
+def _html_text(html: str, limit: int | None = None) -> tuple[str, bool]:
+    """``(text, all)``: :func:`html_to_text`, and whether the text is all the HTML's. With
+    a ``limit``, the HTML is read only until its text has ``limit`` characters that are not
+    blanks (its first ``limit`` characters are then what the whole HTML's would be)."""
     from lxml import etree  # type: ignore[import-untyped]  # (imported with the first HTML)
 
     target = _TextTarget()
     parser = etree.HTMLParser(target=target, encoding="utf-8", remove_comments=True,
                               remove_pis=True, no_network=True)
+    complete = len(html) <= MAX_HTML
     html = html[:MAX_HTML]
     try:
         for start in range(0, len(html), FEED):
+            if limit is not None and target.chars >= limit:
+                complete = False
+                break
             parser.feed(_CONTROL.sub("", html[start:start + FEED]).encode("utf-8", "replace"))
         text: str = parser.close()
     except (etree.ParserError, etree.XMLSyntaxError, ValueError):  # nothing but blanks…
         text = "".join(target.out)
     lines = [" ".join(line.split()) for line in text.split("\n")]
-    return "\n".join(line for line in lines if line)  # block ends, not blank lines
+    return "\n".join(line for line in lines if line), complete  # block ends, not blank lines
 
 
 class _TextTarget:
@@ -422,6 +555,7 @@ class _TextTarget:
         self.out: list[str] = []
         self.quote = 0  # blockquotes open
         self.skip = 0  # scripts, styles, heads open (their text is not the message's)
+        self.chars = 0  # characters of the text that are not blanks (all of them are kept)
 
     def start(self, tag: str, attrib: Any, nsmap: Any = None) -> None:
         tag = tag.lower() if isinstance(tag, str) else ""
@@ -450,6 +584,7 @@ class _TextTarget:
         if self.quote and (not out or out[-1].endswith("\n")):  # mark it as text quotes do
             text = "> " + text.lstrip()
         out.append(text)
+        self.chars += sum(map(len, text.split()))
 
     def close(self) -> str:
         return "".join(self.out)

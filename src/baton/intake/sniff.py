@@ -11,6 +11,14 @@ sender says it is one, as readers allow), ZIP (and so OOXML / OpenDocument files
 ZIP archives), PNG, JPEG, GIF, Windows/DOS executables (``MZ`` with a binary header) and ELF.
 Other bytes keep their declared type, except binary bytes declared as text, which become
 ``application/octet-stream``.
+
+A mailbox's ``allow`` list then judges the stored type, so the declaration counts only when
+the bytes are none of the known types: ``application/octet-stream`` ("some bytes") is what
+the bytes show, a PDF under ``application/pdf``, a program under its type. A type is
+allowed under any of its names (:func:`aliases`: ``application/x-pdf`` by
+``application/pdf``), and programs (:func:`program`: Windows and ELF executables, by their
+bytes or by their declared type) only when ``allow`` names their type: ``*/*`` and
+``application/*`` do not take them (:mod:`baton.intake.attachments`).
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ _SAME: dict[str, frozenset[str]] = {
     ELF: frozenset({ELF, "application/x-elf", "application/x-sharedlib",
                     "application/x-pie-executable", "application/x-object"}),
 }
+# Names of one type (not every type a ZIP may be: an EPUB is not any ZIP).
+_ALIASES = (*(_SAME[k] for k in (PDF, PNG, JPEG, GIF, EXE, ELF)),
+            frozenset({ZIP, "application/x-zip-compressed", "application/x-zip"}))
 _ZIP_FAMILIES = ("application/vnd.openxmlformats-officedocument.",
                  "application/vnd.oasis.opendocument.", "application/vnd.ms-excel.",
                  "application/vnd.ms-word.", "application/vnd.ms-powerpoint.")
@@ -105,6 +116,20 @@ def effective_type(declared: str, data: bytes) -> str:
     if kind in _SAME[PDF]:  # no PDF header: whatever it is, it is not one
         return BINARY if binary(data) else "text/plain"
     return kind
+
+
+def aliases(kind: str) -> tuple[str, ...]:
+    """``kind`` (lowercase) and the other names of the same known type (``image/jpg`` and
+    ``image/jpeg``; ``application/x-msdownload`` and :data:`EXE`…), ``kind`` first."""
+    kind = kind.lower()
+    same = next((names for names in _ALIASES if kind in names), frozenset())
+    return (kind, *sorted(same - {kind}))
+
+
+def program(kind: str) -> bool:
+    """Whether ``kind`` is a program's type (a Windows or ELF executable, by any name)."""
+    kind = kind.lower()
+    return kind in _SAME[EXE] or kind in _SAME[ELF]
 
 
 def is_pdf(data: bytes) -> bool:
