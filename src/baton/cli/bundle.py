@@ -25,6 +25,7 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the bundle here (default: standard output)")] = None,
     include: Annotated[list[str] | None, typer.Option("--include", help="Also export: people (users with roles, groups and queues; never passwords or tokens)")] = None,
     all_versions: Annotated[bool, typer.Option("--all-versions", help="Every version, not only the active one of each definition")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --output: print what was written as JSON (the file, its size in bytes, and what was included)")] = False,
 ) -> None:
     """Write a bundle (.tar.gz) of the deployed definitions, for `baton import` elsewhere.
 
@@ -38,13 +39,18 @@ def export(
     if extras - {"people"}:
         raise typer.BadParameter(f"unknown {', '.join(sorted(extras - {'people'}))} "
                                  "(only: people)", param_hint="--include")
+    if output is None and as_json:
+        raise typer.BadParameter("--json prints what was written to --output FILE: give one "
+                                 "(without it, the bundle itself goes to standard output)",
+                                 param_hint="--output")
     if output is None and sys.stdout.isatty():
         raise typer.BadParameter("the bundle is binary: redirect it (> bundle.tar.gz) or "
                                  "give --output FILE", param_hint="--output")
     if output is not None:
         _check_writable(output)  # before the work: a wrong path is said at once
     # A bar only when a person watches (--output FILE on a terminal), never in the bundle.
-    with progress("reading definitions", 2, enabled=output is not None and show_progress()) as step:
+    with progress("reading definitions", 2,
+                  enabled=output is not None and show_progress(as_json)) as step:
         data = export_bundle(_engine(), include_people="people" in extras,
                              all_versions=all_versions)
         step(description=f"writing {output}")
@@ -54,6 +60,9 @@ def export(
     if output is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
+    elif as_json:
+        print_json({"output": str(output), "bytes": len(data), "people": "people" in extras,
+                    "all_versions": all_versions})
     else:
         console.print(f"wrote {output} ({len(data)} bytes)", highlight=False)
 

@@ -29,7 +29,7 @@ import typer.main
 from rich.markup import escape
 
 from baton.cli import bundle as bundle_cli
-from baton.cli import output, render
+from baton.cli import complete, output, render
 from baton.cli.ai import ai_app  # scikit-learn and rapidfuzz load when its command runs
 from baton.cli.bench import bench_app
 from baton.cli.connections import connections_app
@@ -65,7 +65,9 @@ from baton.settings import LOG_FORMATS
 install_fast_coercion()  # option values without importing pydantic (see cli/params.py)
 install_flag_help()  # `--until-idle`, not `--until-idle <bool>`
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+# add_completion: `baton --install-completion` / `--show-completion` (Typer's); the names and
+# ids come from the project (baton.cli.complete).
+app = typer.Typer(no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
 records_app = typer.Typer(no_args_is_help=True, help="Create, update and read records.")
 runs_app = typer.Typer(no_args_is_help=True, help="Runs: list and show them; cancel, resume or signal one.")
 work_app = typer.Typer(no_args_is_help=True, help="Work items: list, claim, accept or decline an offer, complete, reassign.")
@@ -96,12 +98,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="More columns (the table may need a wide terminal).")]
 LimitOpt = Annotated[int, typer.Option("--limit", help="At most this many rows (1-500)")]
 OffsetOpt = Annotated[int, typer.Option("--offset", help="Skip this many rows first (at most 1000; further on, page with --after)")]
-RunIdArg = Annotated[str, typer.Argument(help="Run id (run_...), as `baton runs list` prints it")]
-RecordIdArg = Annotated[str, typer.Argument(help="Record id (rec_...), as `baton records list` prints it")]
-ItemIdArg = Annotated[str, typer.Argument(help="Work item id (wi_...), as `baton work list` prints it")]
+RunIdArg = Annotated[str, typer.Argument(help="Run id (run_...), as `baton runs list` prints it", autocompletion=complete.run_ids)]
+RecordIdArg = Annotated[str, typer.Argument(help="Record id (rec_...), as `baton records list` prints it", autocompletion=complete.record_ids)]
+ItemIdArg = Annotated[str, typer.Argument(help="Work item id (wi_...), as `baton work list` prints it", autocompletion=complete.open_work_item_ids)]
+AnyItemIdArg = Annotated[str, typer.Argument(help="Work item id (wi_...), as `baton work list` prints it", autocompletion=complete.work_item_ids)]
 FalloutIdArg = Annotated[str, typer.Argument(help="RUN_ID:STEP, as `baton fallout list` prints it")]
 IncidentIdArg = Annotated[str, typer.Argument(help="Incident id, as `baton incidents list` prints it")]
-UserOpt = Annotated[str, typer.Option("--user", "-u", help="The person acting (a user name)")]
+UserOpt = Annotated[str, typer.Option("--user", "-u", help="The person acting (a user name)", autocompletion=complete.users)]
 DataOpt = Annotated[str, typer.Option("--data", help="JSON object, e.g. '{\"field\": \"value\"}'")]
 RUN_STATUSES = [s.value for s in RunStatus]
 WORK_STATUSES = [s.value for s in WorkItemStatus]
@@ -166,16 +169,24 @@ def parse_json(text: str, what: str, *, exact: bool = False) -> dict[str, Any]:
 
 # ---- project and definitions ------------------------------------------------------------
 @app.command()
-def init(folder: Annotated[Path, typer.Argument(help="Folder to create (new, or empty)")]) -> None:
+def init(folder: Annotated[Path, typer.Argument(help="Folder to create (new, or empty)")],
+         as_json: JsonOpt = False) -> None:
     """Create a project folder with example definitions and flows.
 
     Examples:
       baton init myproject && cd myproject && baton deploy
     """
     template = Path(__file__).resolve().parent.parent / "templates" / "project"
+    if folder.exists() and not folder.is_dir():
+        fail(f"{folder} exists and is not a folder")
     if folder.exists() and any(folder.iterdir()):
         fail(f"{folder} exists and is not empty")
     shutil.copytree(template, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    if as_json:
+        print_json({"project": str(folder.resolve()),
+                    "files": sorted(p.relative_to(folder).as_posix()
+                                    for p in folder.rglob("*") if p.is_file())})
+        return
     console.print(f"Created project in [bold]{folder}[/bold]. Next:\n"
                   f"  cd {folder} && baton deploy && baton records create Ticket --data "
                   "'{\"subject\": \"Printer on fire\"}' && baton worker --until-idle && baton work list")
@@ -323,7 +334,7 @@ def deploy(path: Annotated[Path | None, typer.Argument(help="File or folder (def
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(as_json: JsonOpt = False) -> None:
     """Apply pending schema migrations (every command applies them too: this one only
     migrates, e.g. before starting workers with --no-migrate)."""
     from baton.cli.context import opening
@@ -333,6 +344,9 @@ def db_upgrade() -> None:
     store = SqlStore(url, **state.settings().store_options())
     with opening(url):
         applied = store.migrate()
+    if as_json:
+        print_json({"applied": list(applied)})
+        return
     console.print("\n".join(f"applied {a}" for a in applied) or "schema is up to date")
 
 
@@ -404,6 +418,7 @@ def worker(
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", callback=a_port, help="Serve this process's Prometheus metrics (steps, e-mails, jobs) on this port at /metrics")] = None,
     metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for --metrics-port")] = "127.0.0.1",
     no_imap: NoImapOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="When the workers stop, print their totals as one JSON object (jobs, steps completed and failed)")] = False,
 ) -> None:
     """Run the workers: background steps, condition checks, re-evaluation (and poll the
     mailboxes with an imap: source).
@@ -463,7 +478,7 @@ def worker(
     # A person watching `--until-idle` work through many jobs sees how far it is; the
     # total is not known ahead (each job may enqueue more), so the bar counts up.
     with progress("worker: jobs done", None,
-                  enabled=until_idle and not as_log and show_progress()) as advance:
+                  enabled=until_idle and not as_log and show_progress(as_json)) as advance:
         shown = 0
         try:
             while runner.is_alive():
@@ -482,6 +497,10 @@ def worker(
     jobs = sum(w.stats.jobs for w in workers)
     done = sum(w.stats.steps_completed for w in workers)
     failed = sum(w.stats.steps_failed for w in workers)
+    if as_json:
+        print_json({"workers": len(workers), "jobs": jobs, "steps_completed": done,
+                    "steps_failed": failed})
+        return
     _say(as_log, f"{len(workers)} worker(s): {jobs} jobs, {done} steps completed, {failed} failed")
 
 
@@ -676,9 +695,9 @@ def _bounded_offset(offset: int) -> int:
 
 # ---- runs ---------------------------------------------------------------------------------
 @app.command()
-def start(name: Annotated[str, typer.Argument(help="The orchestration's name (one with trigger: {type: autolaunched})")],
+def start(name: Annotated[str, typer.Argument(help="The orchestration's name (one with trigger: {type: autolaunched})", autocompletion=complete.orchestrations)],
           input: Annotated[str, typer.Option("--input", help="The run's input as a JSON object")] = "{}",
-          record: Annotated[str | None, typer.Option("--record", help="Record id the run works on")] = None,
+          record: Annotated[str | None, typer.Option("--record", help="Record id the run works on", autocompletion=complete.record_ids)] = None,
           as_json: JsonOpt = False) -> None:
     """Start an autolaunched orchestration (a record-triggered one starts by itself when
     its record is created or changed).
@@ -701,10 +720,10 @@ def start(name: Annotated[str, typer.Argument(help="The orchestration's name (on
 
 
 @runs_app.command("list")
-def runs_list(orchestration: Annotated[str | None, typer.Option("--orchestration", "-o", help="Only runs of this orchestration")] = None,
+def runs_list(orchestration: Annotated[str | None, typer.Option("--orchestration", "-o", help="Only runs of this orchestration", autocompletion=complete.orchestrations)] = None,
               status: Annotated[str | None, typer.Option("--status", callback=one_of(RUN_STATUSES), help=f"Only runs with this status: {listed(RUN_STATUSES)}")] = None,
               stage: Annotated[str | None, typer.Option("--stage", help="Only runs now in this stage")] = None,
-              record: Annotated[str | None, typer.Option("--record", help="Only runs of this record (id)")] = None,
+              record: Annotated[str | None, typer.Option("--record", help="Only runs of this record (id)", autocompletion=complete.record_ids)] = None,
               attention: Annotated[bool, typer.Option(
                   "--attention", help="Only runs that need attention: a step in fallout or "
                                       "past its SLA")] = False,
@@ -860,7 +879,7 @@ def incidents_dismiss(incident_id: IncidentIdArg, reason: ReasonOpt, as_json: Js
 
 # ---- records ------------------------------------------------------------------------------
 @records_app.command("create")
-def records_create(object_type: Annotated[str, typer.Argument(help="Object type (a deployed `kind: object`), e.g. Ticket")],
+def records_create(object_type: Annotated[str, typer.Argument(help="Object type (a deployed `kind: object`), e.g. Ticket", autocompletion=complete.object_types)],
                    data: Annotated[str, typer.Option("--data", help="The record's fields as a JSON object")] = "{}",
                    children: Annotated[list[str] | None, typer.Option(
                        "--children", help="TYPE=JSON_LIST: child records created with it in one "
@@ -918,7 +937,7 @@ def records_show(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
 
 
 @records_app.command("list")
-def records_list(object_type: Annotated[str | None, typer.Argument(help="Only records of this object type")] = None,
+def records_list(object_type: Annotated[str | None, typer.Argument(help="Only records of this object type", autocompletion=complete.object_types)] = None,
                  limit: LimitOpt = 50, offset: OffsetOpt = 0, after: AfterOpt = None,
                  wide: Annotated[bool, typer.Option("--wide", "-w", help="Every field in full (by default the fields are cut at 80 characters)")] = False,
                  as_json: JsonOpt = False) -> None:
@@ -941,7 +960,7 @@ def records_timeline(record_id: RecordIdArg, as_json: JsonOpt = False) -> None:
 
 # ---- work items ---------------------------------------------------------------------------
 @work_app.command("list")
-def work_list(user: Annotated[str | None, typer.Option("--user", "-u", help="Items assigned to or claimed by this user")] = None,
+def work_list(user: Annotated[str | None, typer.Option("--user", "-u", help="Items assigned to or claimed by this user", autocompletion=complete.users)] = None,
               queue: Annotated[str | None, typer.Option("--queue", "-q", help="Items in this queue")] = None,
               group: Annotated[str | None, typer.Option("--group", "-g", help="Items assigned to this group")] = None,
               status: Annotated[list[str] | None, typer.Option("--status", callback=one_of(WORK_STATUSES), help=f"Only items with this status: {listed(WORK_STATUSES)}; repeat for several (default: open and claimed)")] = None,
@@ -969,7 +988,7 @@ def work_list(user: Annotated[str | None, typer.Option("--user", "-u", help="Ite
 
 
 @work_app.command("show")
-def work_show(item_id: ItemIdArg, as_json: JsonOpt = False) -> None:
+def work_show(item_id: AnyItemIdArg, as_json: JsonOpt = False) -> None:
     """A work item: its status, assignment, SLA, instructions and form fields."""
     from baton.runtime.views import work_item_view
 
@@ -1074,7 +1093,7 @@ def work_complete(item_id: ItemIdArg, user: UserOpt,
 
 @work_app.command("recall")
 def work_recall(item_id: ItemIdArg,
-                user: Annotated[str, typer.Option("--user", "-u", help="Who recalls it: the approval's submitter, or an operator")],
+                user: Annotated[str, typer.Option("--user", "-u", help="Who recalls it: the approval's submitter, or an operator", autocompletion=complete.users)],
                 as_json: JsonOpt = False) -> None:
     """Take back a pending approval: its step completes with decision 'recalled'."""
     from baton.runtime.views import completed_view
@@ -1123,6 +1142,8 @@ def demo(
 
 ROOT_OPTIONS_WITH_VALUE = ("--project", "-p", "--db")  # _main's options that take a value
 ROOT_FLAGS = ("--debug",)  # _main's options that take none (but --version, eager)
+PROG_NAME = "baton"  # (run as `python -m baton.cli.main` too): its usage lines, and the
+# shell completion's variable (_BATON_COMPLETE), as `baton --show-completion` writes it
 
 
 def app_for(args: list[str]) -> typer.Typer:
@@ -1173,7 +1194,7 @@ def main() -> None:
         if as_json:
             _run_for_json(app_for(args))
         else:
-            app_for(args)()
+            app_for(args)(prog_name=PROG_NAME)
     except DefinitionError as exc:
         _debug_traceback(exc)
         # The issues are the answer, as `validate` gives them: JSON under --json.
@@ -1217,7 +1238,7 @@ def _run_for_json(command: typer.Typer) -> None:
     click_error: type[Exception] = next(
         c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
     try:
-        code = command(standalone_mode=False)
+        code = command(standalone_mode=False, prog_name=PROG_NAME)
     except click_error as exc:
         exit_code = int(getattr(exc, "exit_code", 2))
         if type(exc).__name__ == "NoArgsIsHelpError":  # (the help is printed already)

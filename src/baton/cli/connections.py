@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from baton.cli import complete
 from baton.cli.output import console, err_console, print_json, table
 from baton.errors import BatonError, Issue, NotFound
 
@@ -98,7 +99,7 @@ def _row(conn: ConnectionDefinition) -> dict[str, Any]:
 
 @connections_app.command("check")
 def connections_check(
-    name: Annotated[str, typer.Argument(help="The connection's name")],
+    name: Annotated[str, typer.Argument(help="The connection's name", autocompletion=complete.connections)],
     deployed: Annotated[bool, typer.Option(
         "--deployed", help="Check the deployed version (default: the project's file if it "
                            "defines NAME, else the deployed one)")] = False,

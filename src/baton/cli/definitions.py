@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from baton.cli import render
+from baton.cli import complete, render
 from baton.cli.params import listed, one_of
 from baton.definitions import KINDS
 
@@ -38,7 +38,7 @@ def definitions_list(
 
 @definitions_app.command("show")
 def definitions_show(
-    name: Annotated[str, typer.Argument(help="Definition name")],
+    name: Annotated[str, typer.Argument(help="Definition name", autocompletion=complete.definitions)],
     kind: Annotated[str, typer.Option("--kind", "-k", callback=one_of(KINDS), help=f"The definition's kind: {listed(KINDS)}")] = "orchestration",
     version: Annotated[int | None, typer.Option("--version", "-v", help="Print this version's YAML")] = None,
     as_json: JsonOpt = False,

@@ -23,8 +23,14 @@ from typing import Any
 def main() -> None:
     from baton.cli.reads import answer
 
-    if answer(sys.argv[1:]):
-        return
+    try:
+        if answer(sys.argv[1:]):
+            return
+    except BrokenPipeError:  # `baton runs list | head`: the reader left (as the full path)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's recipe)
+        sys.exit(1)
     from baton.cli.commands import main as full_main
 
     full_main()

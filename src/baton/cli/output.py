@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from baton.engine.state import Run
     from baton.runtime.engine import Engine
 
@@ -83,9 +85,23 @@ def run_detail(engine: Engine, run: Run) -> dict[str, Any]:
 
 
 ID_COLUMNS = frozenset({"id", "run", "record", "run id", "record id", "work item", "token"})
-"""Headers whose values are ids: printed whole (a truncated id cannot be pasted into the
-next command), the other columns wrap first."""
-OTHER_MIN_WIDTH = 6  # what a wrapping column keeps at least, so it stays readable
+"""Headers whose values are ids: printed whole on one line (a cut id cannot be pasted into
+the next command)."""
+STATUS_COLUMNS = frozenset({"status", "sla", "SLA", "availability", "outcome", "active"})
+"""Headers whose values are statuses: whole, and kept on a narrow table's first line."""
+TEXT_COLUMNS = frozenset({
+    "title", "attention", "detail", "error", "expression", "fields", "value", "description",
+    "subject / reason", "request", "text", "skills", "after", "target", "choices", "label",
+    "roles", "groups", "queues", "delegate", "teams", "brands", "arguments (* required)"})
+"""Headers whose values are free text: they wrap at word boundaries (only a word longer
+than the column is folded). Any other column whose values hold spaces and run longer than
+:data:`TEXT_MIN_WIDTH` is free text too."""
+TEXT_MIN_WIDTH = 24  # what a wrapping column keeps at least, so it stays readable,
+TEXT_LEAST_WIDTH = 16  # or, without borders, this: narrower, its rows go under (stacked)
+LONGEST_WORD_KEPT = 40  # a word up to this long (an id in a detail) sets the column's least
+GAP = "  "  # between the columns of a narrow table's lines
+INDENT = "  "  # before what a narrow table prints under a row
+BARE_COLUMNS = frozenset({"title"})  # printed under a row without its header
 
 
 def print_timeline(engine: Engine, record_id: str, heading: str,
@@ -109,54 +125,144 @@ def is_routing_event(event: Mapping[str, Any]) -> bool:
 
 
 def _shown_width(value: str) -> int:
-    """The cells a value takes once printed: Rich renders a cell's markup
-    (``[bold red]PONR[/bold red]`` shows as ``PONR``) and wide characters take two cells, so
-    ``len`` of the raw string would size a column by text nobody sees."""
+    """The cells a value takes once printed (its widest line): Rich renders a cell's markup
+    (``[bold red]PONR[/bold red]`` shows as ``PONR``) and wide characters take two cells,
+    so ``len`` of the raw string would size a column by text nobody sees."""
     if "[" not in value and value.isascii():
-        return len(value)
+        return max(len(line) for line in value.split("\n"))
+    return max(t.cell_len for t in _rich_text(value).split("\n"))
+
+
+def _rich_text(value: str) -> Text:
+    """A cell as Rich prints it: its markup rendered (a value that is not valid markup as
+    it is, as Rich's table would fail on it otherwise)."""
     from rich.errors import MarkupError
     from rich.text import Text
 
     try:
-        return Text.from_markup(value).cell_len
+        return Text.from_markup(value)
     except MarkupError:
-        return len(value)
+        return Text(value)
+
+
+def _longest_word(values: list[str]) -> int:
+    return max((len(w) for v in values for w in v.split()), default=0)
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]],
-          ids: Collection[str] = ID_COLUMNS) -> None:
-    """A Rich table on stdout. Columns named in ``ids`` are printed whole: the other columns
-    wrap first, and an id column never shrinks below its longest value. Where the ids leave
-    too little room with borders, the table drops its borders; on a terminal too narrow
-    even then, ids fold onto more lines (every character still printed) rather than end in
-    an ellipsis."""
+          ids: Collection[str] = ID_COLUMNS, texts: Collection[str] = TEXT_COLUMNS) -> None:
+    """A table on stdout, readable at any width (80 columns included).
+
+    No value but free text is ever wrapped or cut: ids, statuses, names, times and numbers
+    are printed whole on one line. Free text (headers in ``texts``, or any column but a
+    status of long values with spaces; never one in ``ids``) wraps at word boundaries, down to
+    :data:`TEXT_MIN_WIDTH` cells. Where the terminal holds that, a bordered table, else one
+    without borders (free text down to :data:`TEXT_LEAST_WIDTH`); narrower still, each row is one line of the columns that fit (the
+    first column and the statuses first), with its free text and the other columns on
+    indented lines under it (``header: value``; a title without its header)."""
+    cells = [[("" if v is None else str(v)) for v in r] + [""] * (len(columns) - len(r))
+             for r in rows]  # a short row leaves its last cells empty
+    natural = [max([_shown_width(c)] + [_shown_width(r[i]) for r in cells])
+               for i, c in enumerate(columns)]
+    is_text = [c not in ids and (c in texts or (c not in STATUS_COLUMNS and natural[i] >
+                                                TEXT_MIN_WIDTH and any(" " in r[i] for r in cells)))
+               for i, c in enumerate(columns)]
+    words = [min(_longest_word([r[i] for r in cells]), LONGEST_WORD_KEPT) if text else 0
+             for i, text in enumerate(is_text)]
+    n = len(columns)
+    for overhead, bordered, text_width in ((3 * n + 1, True, TEXT_MIN_WIDTH),
+                                           (2 * (n - 1), False, TEXT_MIN_WIDTH),
+                                           (2 * (n - 1), False, TEXT_LEAST_WIDTH)):
+        room = console.width - overhead
+        least = [min(w, max(text_width, word)) if text else w
+                 for w, text, word in zip(natural, is_text, words, strict=True)]
+        if sum(least) <= room:
+            _rich_table(title, columns, cells, is_text, _fit(natural, least, is_text, room),
+                        natural, bordered=bordered)
+            return
+    _stacked(title, columns, cells, is_text, natural)
+
+
+def _fit(natural: list[int], least: list[int], is_text: list[bool], room: int) -> list[int]:
+    """Column widths within ``room``: the free-text columns give up cells, the widest
+    first, down to their ``least``."""
+    widths = list(natural)
+    excess = sum(widths) - room
+    while excess > 0:
+        give = [i for i, text in enumerate(is_text) if text and widths[i] > least[i]]
+        if not give:
+            break
+        top = max(widths[i] for i in give)
+        for i in give:
+            if widths[i] == top and excess > 0:
+                widths[i] -= 1
+                excess -= 1
+    return widths
+
+
+def _rich_table(title: str, columns: list[str], cells: list[list[str]], is_text: list[bool],
+                widths: list[int], natural: list[int], *, bordered: bool) -> None:
     from rich import box
     from rich.table import Table
 
-    cells = [[("" if v is None else str(v)) for v in r] + [""] * (len(columns) - len(r))
-             for r in rows]  # a short row leaves its last cells empty
-    widths = [max([_shown_width(c)] + [_shown_width(r[i]) for r in cells])
-              for i, c in enumerate(columns)]
-    id_room = sum(w for c, w in zip(columns, widths, strict=True) if c in ids)
-    n_other = max(1, sum(1 for c in columns if c not in ids))
-    # Room left per other column, with borders (3 characters a column) and without (1).
-    bordered = (console.width - id_room - 3 * len(columns) - 1) // n_other
-    borderless = (console.width - id_room - 2 * (len(columns) - 1)) // n_other
-    if bordered >= OTHER_MIN_WIDTH or borderless < 1:
-        t, room = Table(title=title, title_justify="left"), bordered
+    if bordered:
+        t = Table(title=title, title_justify="left")
     else:
         t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0),
                   pad_edge=False, show_edge=False)
-        room = borderless
-    ids_fit = room >= 1
-    for c, w in zip(columns, widths, strict=True):
-        if c in ids:
-            t.add_column(c, no_wrap=ids_fit, overflow="fold", min_width=w if ids_fit else None)
+    for c, text, w, full in zip(columns, is_text, widths, natural, strict=True):
+        if text:  # (a width only when it had to give up cells: else Rich's own sizing)
+            t.add_column(c, overflow="fold", width=w if w < full else None)
         else:
-            t.add_column(c, overflow="fold", min_width=max(1, min(w, OTHER_MIN_WIDTH, room)))
+            t.add_column(c, no_wrap=True, min_width=w)
     for r in cells:
         t.add_row(*r)
     console.print(t)
+
+
+def _stacked(title: str, columns: list[str], cells: list[list[str]], is_text: list[bool],
+             natural: list[int]) -> None:
+    """A table too wide for the terminal: per row, a line of the columns that fit (whole),
+    then the rest on indented lines under it, the free text wrapped at word boundaries."""
+    from rich.text import Text
+
+    width, gap = console.width, len(GAP)
+    shown, used = {0}, natural[0]  # the first column (the id) always; then what fits,
+    statuses = [i for i, c in enumerate(columns) if c in STATUS_COLUMNS]  # statuses first
+    for i in statuses + list(range(1, len(columns))):
+        if i not in shown and not is_text[i] and used + gap + natural[i] <= width:
+            shown.add(i)
+            used += gap + natural[i]
+    line_cols = sorted(shown)
+    under = [i for i in range(len(columns)) if i not in shown]
+    bare = next((i for i in under if columns[i] in BARE_COLUMNS), None)
+
+    def line(values: list[Text]) -> Text:
+        out = Text(no_wrap=True, end="")
+        for k, (i, v) in enumerate(zip(line_cols, values, strict=True)):
+            v = v.copy()
+            v.plain = v.plain.replace("\n", " ")  # (same length: the styles stay put)
+            if k < len(line_cols) - 1:
+                v.pad_right(max(0, natural[i] - v.cell_len) + gap)
+            out.append_text(v)
+        out.rstrip()
+        return out
+
+    console.print(Text(title, style="table.title"), soft_wrap=True)
+    console.print(line([Text(columns[i], style="table.header") for i in line_cols]),
+                  soft_wrap=True)
+    console.print(Text("─" * min(width, used), style="table.header"), soft_wrap=True)
+    for r in cells:
+        console.print(line([_rich_text(r[i]) for i in line_cols]), soft_wrap=True)
+        for i in under:
+            if not r[i].strip():
+                continue
+            value = _rich_text(r[i])
+            if i != bare:
+                value = Text.assemble((f"{columns[i]}: ", "dim"), value)
+            for wrapped in value.wrap(console, max(1, width - len(INDENT)), overflow="fold"):
+                wrapped.rstrip()
+                console.print(Text(INDENT, end="").append_text(wrapped), soft_wrap=True)
 
 
 def show_progress(as_json: bool = False) -> bool:

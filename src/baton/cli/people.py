@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from baton.cli import complete
 from baton.cli.output import console, print_json, table
 
 users_app = typer.Typer(no_args_is_help=True, help="Users, their roles, groups and queues.")
@@ -17,6 +18,7 @@ RoleOpt = Annotated[list[str] | None, typer.Option("--role", "-r", help="admin, 
 GroupOpt = Annotated[list[str] | None, typer.Option("--group", "-g", help="A group the user belongs to (repeatable)")]
 QueueOpt = Annotated[list[str] | None, typer.Option("--queue", "-q", help="A queue the user works (repeatable)")]
 NameArg = Annotated[str, typer.Argument(help="User name (letters, digits, _ . @ -)")]
+UserArg = Annotated[str, typer.Argument(help="User name", autocompletion=complete.users)]
 EmailOpt = Annotated[str | None, typer.Option("--email", "-e", help="E-mail address (assignment notices go there)")]
 DisplayNameOpt = Annotated[str | None, typer.Option("--display-name", help="The name people see (default: the user name)")]
 
@@ -78,7 +80,7 @@ def users_add(
 
 @users_app.command("update")
 def users_update(
-    name: NameArg,
+    name: UserArg,
     role: RoleOpt = None,
     group: GroupOpt = None,
     queue: QueueOpt = None,
@@ -179,6 +181,7 @@ def users_list(as_json: JsonOpt = False) -> None:
 def users_unlock(
     name: Annotated[str | None, typer.Argument(help="The account (user name) to unlock")] = None,
     address: Annotated[str | None, typer.Option("--address", help="Unlock a client address instead")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Lift a login lockout and forget the failed attempts: `baton users unlock alice`
     (or `baton users unlock --address 203.0.113.7`). Audited as `login_unlocked`."""
@@ -188,13 +191,19 @@ def users_unlock(
     target = name if name is not None else address
     assert target is not None
     lifted = _engine().directory.throttle.unlock(kind, target, actor="cli")
+    if as_json:
+        from baton.clock import iso
+
+        print_json({"kind": kind, "target": target, "was_locked": lifted is not None,
+                    "locked_until": iso(lifted.until) if lifted else None})
+        return
     what = f"account {target}" if kind == "account" else f"address {target}"
     console.print(f"{what} unlocked" + (f" (it was locked until {lifted.until.isoformat()})"
                                          if lifted else " (it was not locked)"))
 
 
 @tokens_app.command("create")
-def tokens_create(user: Annotated[str, typer.Argument(help="The user the token acts as")], label: Annotated[str, typer.Option("--label", help="What the token is for")] = "",
+def tokens_create(user: Annotated[str, typer.Argument(help="The user the token acts as", autocompletion=complete.users)], label: Annotated[str, typer.Option("--label", help="What the token is for")] = "",
                   as_json: JsonOpt = False) -> None:
     """Create an API token for USER. The secret is printed once; only its hash is kept.
 
@@ -210,11 +219,9 @@ def tokens_create(user: Annotated[str, typer.Argument(help="The user the token a
 
 
 @tokens_app.command("list")
-def tokens_list(user: Annotated[str | None, typer.Argument(help="Only this user's tokens")] = None, as_json: JsonOpt = False) -> None:
+def tokens_list(user: Annotated[str | None, typer.Argument(help="Only this user's tokens", autocompletion=complete.users)] = None, as_json: JsonOpt = False) -> None:
     """API tokens (never their secrets)."""
-    infos = _engine().directory.list_tokens(user)
-    rows = [{"id": i.id, "user": i.user_name, "label": i.label, "created_at": i.created_at,
-             "last_used_at": i.last_used_at, "revoked_at": i.revoked_at} for i in infos]
+    rows = [_token_row(i) for i in _engine().directory.list_tokens(user)]
     if as_json:
         print_json(rows)
         return
@@ -223,8 +230,18 @@ def tokens_list(user: Annotated[str | None, typer.Argument(help="Only this user'
             r["revoked_at"] or ""] for r in rows])
 
 
+def _token_row(i: Any) -> dict[str, Any]:
+    """A token as ``tokens list --json`` and ``tokens revoke --json`` print it."""
+    return {"id": i.id, "user": i.user_name, "label": i.label, "created_at": i.created_at,
+            "last_used_at": i.last_used_at, "revoked_at": i.revoked_at}
+
+
 @tokens_app.command("revoke")
-def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id, as `baton tokens list` prints it")]) -> None:
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id, as `baton tokens list` prints it")],
+                  as_json: JsonOpt = False) -> None:
     """Revoke a token: requests with it get 401 from now on."""
     info = _engine().directory.revoke_token(token_id)
+    if as_json:
+        print_json(_token_row(info))
+        return
     console.print(f"token {info.id} of {info.user_name} revoked at {info.revoked_at}")

@@ -10,12 +10,13 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from baton.cli import complete
 from baton.cli.output import console, print_json, table
 
 plans_app = typer.Typer(no_args_is_help=True,
                         help="Fulfillment plans of orders: show one by lane, cancel one, or "
                              "diff and amend it to its lines as they are now.")
-OrderArg = Annotated[str, typer.Argument(help="Order record id (rec_...)")]
+OrderArg = Annotated[str, typer.Argument(help="Order record id (rec_...)", autocompletion=complete.record_ids)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 STYLE = {"completed": "green", "running": "cyan", "fallout": "red", "failed": "red",
          "canceled": "dim", "skipped": "dim", "not_started": "white", "waiting": "yellow"}

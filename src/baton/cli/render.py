@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from baton.cli.output import console, err_console, print_json, styled, table
+from baton.cli.output import TEXT_COLUMNS, console, err_console, print_json, styled, table
 
 if TYPE_CHECKING:
     from baton.engine.state import Run
 
+CALL_TEXTS = TEXT_COLUMNS | {"status"}  # a call's status: its HTTP status, or why it failed
 ATTENTION_TEXT = {"fallout": "[red]! step in fallout[/red]",
                   "sla_breached": "[yellow]! SLA breached[/yellow]"}
 
@@ -96,7 +97,8 @@ def runs_show(run: Run, children: Sequence[Mapping[str, Any]],
               [[c["at"], f"{c['step']} #{c['iteration']}", c.get("attempt"),
                 f"{c['method']} {c['url']}", c["status"] if c["status"] is not None
                 else f"[red]{escape(str(c.get('error')))}[/red]", c["duration_ms"],
-                f"{c['request_bytes']} B / {c['response_bytes']} B"] for c in calls])
+                f"{c['request_bytes']} B / {c['response_bytes']} B"] for c in calls],
+              texts=CALL_TEXTS)
         last = calls[-1]
         for label, key in (("request", "request_body"), ("response", "response_body")):
             if last.get(key):
