@@ -263,3 +263,156 @@ def test_ai_test_shows_what_the_provider_said(tmp_path: Path, llm: Llm) -> None:
         if state._engine is not None:
             state._engine.close()
         state._project = state._settings = state._engine = None
+
+
+# ---- an older version activated, a fulfillment's step templates -----------------------
+
+ARRIVAL_RULE = '{when: \'=steps.intent.output.category == "card_arrival"\', goto: post}'
+
+
+def _line_of(source: str, text: str) -> int:
+    """The line (1-based) of ``source`` holding ``text``: once only."""
+    (line,) = [i for i, s in enumerate(source.splitlines(), 1) if text in s]
+    return line
+
+
+def test_activating_a_version_whose_rule_names_a_dropped_label_is_refused(
+        harness: Any, tmp_path: Path) -> None:
+    """v1 routes on card_arrival, v2 (active) no longer does; the classifier is retrained
+    without card_arrival (nothing active names it: no warning). Making v1 active again
+    would route every text past its rule: refused, as its deploy would be, and nothing
+    changes; the active version stays active."""
+    texts, labels = read_csv(write_csv(tmp_path / "v1.csv", ROWS))
+    train(harness.engine.store, "banking", texts, labels, source="v1.csv", actor="test",
+          now="2026-01-01T00:00:00Z")
+    harness.deploy_text(ORCH)
+    harness.deploy_text(ORCH.replace('"card_arrival"', '"card_payment_wrong"'))
+    texts, labels = read_csv(write_csv(tmp_path / "v2.csv", NO_ARRIVAL))
+    v2 = train(harness.engine.store, "banking", texts, labels, source="v2.csv",
+               actor="test", now="2026-01-02T00:00:00Z")
+    assert v2["version"] == 2 and v2["unknown_categories"] == []  # (v1 is not active)
+
+    defs = harness.engine.definitions
+    with pytest.raises(DefinitionError) as refused:
+        defs.set_active("orchestration", "t_routed", 1, "test")
+    (issue,) = refused.value.issues
+    v1 = defs.get_version("orchestration", "t_routed", 1)
+    assert (issue.file, issue.line, issue.path) == (
+        str(harness.tmp / "defs.yaml"), _line_of(v1.source, "card_arrival"),
+        "stages[0].next[0].when")
+    assert issue.message == (
+        "names category 'card_arrival' of ai step 'intent', which its classifier 'banking' "
+        "(v2, the latest) does not know (its labels: card_damaged, card_payment_wrong, "
+        "passcode_forgotten, and the step's own categories: other): the rule can never "
+        "hold; train a version with that label (baton ai train banking --from FILE.csv) "
+        "or change the rule (activating orchestration 't_routed' v1; its line as `baton "
+        "definitions show t_routed --version 1` prints it)")
+    assert [(r.version, r.active) for r in defs.list_versions("orchestration", "t_routed")
+            ] in ([(1, False), (2, True)], [(2, True), (1, False)])
+    defs.forget()  # (what the store says, not this repo's index)
+    assert defs.orchestration("t_routed")[1] == 2
+    assert defs.set_active("orchestration", "t_routed", 2, "test") is not None  # it fits
+
+
+FULFILLMENT = """
+kind: object
+name: ShopOrder
+fields:
+  number: {type: string, required: true}
+  note: {type: text}
+  status: {type: choice, choices: [Draft, Submitted], default: Draft}
+---
+kind: object
+name: ShopLine
+fields:
+  order: {type: ref, object: ShopOrder, required: true}
+  product: {type: choice, choices: [ROUTER]}
+  quantity: {type: int, default: 1}
+  action: {type: choice, choices: [add, amend, renew, no_change, cancel], default: add}
+  attributes: {type: json}
+---
+kind: catalog
+name: shop
+products: [{code: ROUTER, family: Device}]
+---
+kind: fulfillment
+name: shop_orders
+catalog: shop
+trigger: {type: record, object: ShopOrder, on: [create], when: '=record.status == "Submitted"'}
+lines: {object: ShopLine}
+groups:
+  follow:
+    - {name: hold, type: interactive, scope: plan, assign: {queue: post}, after: [intent],
+       when: '=steps.intent.output.category in ["passcode_forgotten", "other"]'}
+scenarios:
+  - name: every_order
+    when: '=true'
+    groups: [follow]
+    steps:
+      - name: intent
+        type: ai
+        task: classify
+        classifier: banking
+        scope: plan
+        text: '=record.note'
+        categories: [{name: other, description: anything else}]
+      - {name: chase, type: interactive, scope: plan, assign: {queue: post}, after: [intent],
+         when: '=steps.intent.output.category == "card_arrival"'}
+"""
+
+
+def test_a_fulfillments_step_templates_are_checked_as_an_orchestrations_steps(
+        harness: Any, tmp_path: Path) -> None:
+    """A plan's steps are the fulfillment's templates: an ai classify template and a rule
+    on its category (a template's when, in a scenario or a group) are refused at deploy
+    and validate when the classifier does not know it, named when training drops it, and
+    refused when an older version naming it is activated."""
+    texts, labels = read_csv(write_csv(tmp_path / "v1.csv", ROWS))
+    train(harness.engine.store, "banking", texts, labels, source="v1.csv", actor="test",
+          now="2026-01-01T00:00:00Z")
+    typo = FULFILLMENT.replace('"card_arrival"', '"card_arival"').replace(
+        '"passcode_forgotten", "other"', '"passcode_forgoten", "other"')
+    with pytest.raises(DefinitionError) as refused:
+        harness.deploy_text(typo)
+    assert [(i.file.endswith("defs.yaml"), i.line, i.path, i.message.split(",")[0])
+            for i in refused.value.issues] == [
+        (True, _line_of(typo, "passcode_forgoten"), "groups.follow[0].when",
+         "names category 'passcode_forgoten' of ai step 'intent'"),
+        (True, _line_of(typo, "card_arival"), "scenarios[0].steps[1].when",
+         "names category 'card_arival' of ai step 'intent'")]
+    assert "classifier 'banking' (v1, the latest) does not know (did you mean " \
+           "'card_arrival'?)" in refused.value.issues[1].message
+    assert "shop_orders" not in {r.name for r in harness.engine.definitions.list_versions(
+        "fulfillment")}  # nothing deployed, the object types neither
+    assert [(i.path, i.line) for i in harness.engine.validate_texts({"typo.yaml": typo})] \
+        == [("groups.follow[0].when", _line_of(typo, "passcode_forgoten")),
+            ("scenarios[0].steps[1].when", _line_of(typo, "card_arival"))]
+
+    harness.deploy_text(FULFILLMENT)  # v1: card_arrival, which banking v1 knows
+    harness.deploy_text(FULFILLMENT.replace('"card_arrival"', '"card_payment_wrong"'))
+    harness.engine.definitions.set_active("fulfillment", "shop_orders", 1, "test")
+    texts, labels = read_csv(write_csv(tmp_path / "v2.csv", NO_ARRIVAL))
+    v2 = train(harness.engine.store, "banking", texts, labels, source="v2.csv",
+               actor="test", now="2026-01-02T00:00:00Z")  # v1 is active: named
+    (unknown,) = v2["unknown_categories"]
+    assert unknown.to_json() == {"fulfillment": "shop_orders", "version": 1,
+                                 "file": str(harness.tmp / "defs.yaml"),
+                                 "path": "scenarios[0].steps[1].when", "step": "intent",
+                                 "category": "card_arrival", "runs_in_progress": 0}
+    assert unknown.where() == (f"fulfillment 'shop_orders' v1 ({harness.tmp / 'defs.yaml'}),"
+                               " scenarios[0].steps[1].when")
+
+    defs = harness.engine.definitions
+    defs.set_active("fulfillment", "shop_orders", 2, "test")  # (card_payment_wrong: known)
+    with pytest.raises(DefinitionError) as refused:
+        defs.set_active("fulfillment", "shop_orders", 1, "test")
+    (issue,) = refused.value.issues
+    v1 = defs.get_version("fulfillment", "shop_orders", 1)
+    assert (issue.line, issue.path) == (_line_of(v1.source, "card_arrival"),
+                                        "scenarios[0].steps[1].when")
+    assert issue.message.startswith("names category 'card_arrival' of ai step 'intent', "
+                                    "which its classifier 'banking' (v2, the latest)")
+    assert issue.message.endswith("(activating fulfillment 'shop_orders' v1; its line as "
+                                  "`baton definitions show shop_orders --kind fulfillment "
+                                  "--version 1` prints it)")
+    assert defs.get_version("fulfillment", "shop_orders", 2).active

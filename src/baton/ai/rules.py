@@ -7,15 +7,22 @@ stage's ``exit_when``, an input mapping: wherever an ``=expression`` stands). Th
 answers one of its ``categories`` or, with ``classifier: NAME``, one of the labels of the
 latest trained version of NAME as well. A rule naming a category the step cannot answer
 never holds, and nothing says so at run time: a classifier retrained without a label (or
-with it renamed), or a rule edited with a typo, silently routes every text elsewhere. So:
+with it renamed), or a rule edited with a typo, silently routes every text elsewhere. A
+fulfillment's step templates are orchestration steps too (their ``when``, their input:
+``steps.intent.output.category`` of a template ``intent``; a scenario's ``when`` sees
+no step), checked the same way. So:
 
-* deploying or validating an orchestration (:func:`definition_issues_txn`) reports each
-  such rule as an error, with file, line and path, checked against the latest stored
-  version of the step's classifier (a classifier never trained is not checked: the step
-  says so when it runs);
+* deploying or validating an orchestration or a fulfillment
+  (:func:`definition_issues_txn`) reports each such rule as an error, with file, line and
+  path, checked against the latest stored version of the step's classifier (a classifier
+  never trained is not checked: the step says so when it runs);
+* activating a stored version (:func:`activation_issues_txn`, from
+  :meth:`baton.runtime.definitions.DefinitionRepo.set_active`) is refused the same way:
+  an older version may name a label the classifier's latest version dropped;
 * ``baton ai train`` (:func:`conflicts_txn`, from :func:`baton.ai.trained.train`) warns,
   or refuses with ``--strict``, when the new version lacks a category a rule of a deployed
-  orchestration names (its active version, and any version runs are still on).
+  orchestration names (its active version, and any version runs are still on) or one of
+  an active fulfillment's step templates.
 
 What a rule names is read from the expression's text: a category step's output compared
 with a string (``==``, ``!=``, either side) or tested with ``in [...]`` against a list of
@@ -47,10 +54,11 @@ LISTED = 10  # categories named in a message before "…"
 
 @dataclass(frozen=True)
 class ClassifyStep:
-    """An ``ai`` step with ``task: classify``: its own categories and its classifier."""
+    """An ``ai`` step with ``task: classify`` (or a fulfillment's step template): its own
+    categories and its classifier."""
 
     name: str
-    path: str  # stages[0].steps[1]
+    path: str  # stages[0].steps[1] (a fulfillment's: scenarios[0].steps[1], groups.g[0])
     categories: frozenset[str]
     classifier: str | None
 
@@ -84,6 +92,7 @@ class UnknownCategory:
     version: int | None = None  # the classifier's version checked against
     orchestration_version: int | None = None  # a deployed version (None: being deployed)
     runs: int = 0  # runs in progress on that version
+    kind: str = "orchestration"  # or "fulfillment" (``orchestration``: its name)
 
     def message(self) -> str:
         """What is wrong, for a definition's issue (located by the caller)."""
@@ -107,11 +116,12 @@ class UnknownCategory:
                    if self.orchestration_version is not None else "")
         runs = (f", {self.runs:,} run{'s' if self.runs != 1 else ''} in progress"
                 if self.runs else "")
-        return (f"orchestration '{self.orchestration}'{version} ({self.file}{runs}), "
+        return (f"{self.kind} '{self.orchestration}'{version} ({self.file}{runs}), "
                 f"{self.rule.path}")
 
     def to_json(self) -> dict[str, Any]:
-        return {"orchestration": self.orchestration, "version": self.orchestration_version,
+        """(the definition's name under its kind: ``orchestration`` or ``fulfillment``)"""
+        return {self.kind: self.orchestration, "version": self.orchestration_version,
                 "file": self.file, "path": self.rule.path, "step": self.step.name,
                 "category": self.rule.category, "runs_in_progress": self.runs}
 
@@ -196,25 +206,43 @@ def _unquote(literal: str) -> str:
     return value if isinstance(value, str) else literal[1:-1]
 
 
-# ---- what an orchestration document has ---------------------------------------------------
+# ---- what an orchestration (or a fulfillment) document has --------------------------------
+
+def _steps(data: Any) -> Iterator[tuple[str, Any]]:
+    """``(path, step)`` for each step of an orchestration document (its stages' steps) or
+    of a fulfillment document (its step templates: each group's, each scenario's)."""
+    if not isinstance(data, Mapping):
+        return
+    if data.get("kind") == "fulfillment":
+        groups = data.get("groups")
+        for g, steps in (groups.items() if isinstance(groups, Mapping) else ()):
+            for j, step in enumerate(steps if isinstance(steps, list) else ()):
+                yield f"groups.{g}[{j}]", step
+        key = "scenarios"
+    else:
+        key = "stages"
+    holders = data.get(key)
+    for i, holder in enumerate(holders if isinstance(holders, list) else ()):
+        path = f"{key}[{i}]"
+        steps = holder.get("steps") if isinstance(holder, Mapping) else None
+        for j, step in enumerate(steps if isinstance(steps, list) else ()):
+            yield f"{path}.steps[{j}]", step
+
 
 def classify_steps(data: Any) -> dict[str, ClassifyStep]:
-    """The ``ai`` classify steps of an orchestration document (its YAML data), by name."""
+    """The ``ai`` classify steps of an orchestration document (its YAML data), or the
+    step templates of a fulfillment document, by name."""
     out: dict[str, ClassifyStep] = {}
-    stages = data.get("stages") if isinstance(data, Mapping) else None
-    for i, stage in enumerate(stages if isinstance(stages, list) else ()):
-        steps = stage.get("steps") if isinstance(stage, Mapping) else None
-        for j, step in enumerate(steps if isinstance(steps, list) else ()):
-            if not (isinstance(step, Mapping) and step.get("type") == "ai"
-                    and step.get("task") == "classify" and isinstance(step.get("name"), str)):
-                continue
-            cats = step.get("categories")
-            names = frozenset(str(c["name"]) for c in (cats if isinstance(cats, list) else ())
-                              if isinstance(c, Mapping) and isinstance(c.get("name"), str))
-            classifier = step.get("classifier")
-            out.setdefault(step["name"], ClassifyStep(
-                step["name"], f"stages[{i}].steps[{j}]", names,
-                classifier if isinstance(classifier, str) else None))
+    for path, step in _steps(data):
+        if not (isinstance(step, Mapping) and step.get("type") == "ai"
+                and step.get("task") == "classify" and isinstance(step.get("name"), str)):
+            continue
+        cats = step.get("categories")
+        names = frozenset(str(c["name"]) for c in (cats if isinstance(cats, list) else ())
+                          if isinstance(c, Mapping) and isinstance(c.get("name"), str))
+        classifier = step.get("classifier")
+        out.setdefault(step["name"], ClassifyStep(
+            step["name"], path, names, classifier if isinstance(classifier, str) else None))
     return out
 
 
@@ -236,9 +264,10 @@ def unknown_categories(orchestration: str, file: str, data: Any,
                        labels: Callable[[str], tuple[int, frozenset[str]] | None],
                        lines: Mapping[str, int] | None = None,
                        only_classifier: str | None = None) -> list[UnknownCategory]:
-    """The rules of an orchestration document naming a category their step cannot answer.
-    ``labels(classifier)``: its latest version and labels, or None when it has none (its
-    steps are not checked). ``only_classifier``: check only the steps using that one."""
+    """The rules of an orchestration (or fulfillment) document naming a category their
+    step cannot answer. ``labels(classifier)``: its latest version and labels, or None
+    when it has none (its steps are not checked). ``only_classifier``: check only the
+    steps using that one."""
     steps = classify_steps(data)
     if only_classifier is not None:
         steps = {k: s for k, s in steps.items() if s.classifier == only_classifier}
@@ -254,8 +283,14 @@ def unknown_categories(orchestration: str, file: str, data: Any,
                 continue  # never trained: the step says so when it runs
             version, known = got[0], known | got[1]
         if rule.category not in known:
-            out.append(UnknownCategory(orchestration, file, rule, step, known, version))
+            out.append(UnknownCategory(orchestration, file, rule, step, known, version,
+                                       kind=_kind(data)))
     return out
+
+
+def _kind(data: Any) -> str:
+    return "fulfillment" if isinstance(data, Mapping) and data.get(
+        "kind") == "fulfillment" else "orchestration"
 
 
 def _expressions(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -308,14 +343,22 @@ def _labels_txn(tx: Any) -> Callable[[str], tuple[int, frozenset[str]] | None]:
 
 
 def _checked(docs: Sequence[Any]) -> list[Any]:
-    """The orchestrations among ``docs`` with a classify step and a rule that may name
-    one of its categories (the others need no parse, nor a read of the store)."""
+    """The orchestrations and fulfillments among ``docs`` with a classify step (a step
+    template) and a rule that may name one of its categories (the others need no parse,
+    nor a read of the store)."""
     from baton.definitions.model import OrchestrationDefinition
+    from baton.definitions.plans import FulfillmentDefinition
 
-    return [d for d in docs if isinstance(d.definition, OrchestrationDefinition)
-            and "category" in d.source
-            and any(s.type == "ai" and s.options.get("task") == "classify"
-                    for stage in d.definition.stages for s in stage.steps)]
+    def classifies(defn: Any) -> bool:
+        if isinstance(defn, OrchestrationDefinition):
+            return any(s.type == "ai" and s.options.get("task") == "classify"
+                       for stage in defn.stages for s in stage.steps)
+        if isinstance(defn, FulfillmentDefinition):
+            return any(t.get("type") == "ai" and t.get("task") == "classify"
+                       for t in defn.templates.values())
+        return False
+
+    return [d for d in docs if "category" in d.source and classifies(d.definition)]
 
 
 def definition_issues(store: Any, docs: Sequence[Any]) -> list[Issue]:
@@ -328,7 +371,8 @@ def definition_issues(store: Any, docs: Sequence[Any]) -> list[Issue]:
 
 
 def definition_issues_txn(tx: Any, docs: Sequence[Any], *, lock: bool = False) -> list[Issue]:
-    """The rules of the orchestrations among ``docs`` (loaded definitions) naming a
+    """The rules of the orchestrations and fulfillments among ``docs`` (loaded
+    definitions; a fulfillment's: its step templates') naming a
     category their classify step cannot answer (its categories, and the labels of the
     latest stored version of its classifier), as errors with file, line and path: what a
     deploy refuses and ``baton validate`` lists. ``lock``: a deploy's write transaction
@@ -354,22 +398,52 @@ def definition_issues_txn(tx: Any, docs: Sequence[Any], *, lock: bool = False) -
     return issues
 
 
+# The kinds whose versions hold ai steps: an orchestration's, a fulfillment's templates.
+KINDS = ("orchestration", "fulfillment")
+
+
+def activation_issues_txn(tx: Any, row: Any) -> list[Issue]:
+    """The rules of a stored version ``row`` (a :class:`~baton.store.base.DefinitionRow`
+    of an orchestration or a fulfillment) naming a category their classify step cannot
+    answer (its categories, and the labels of the latest stored version of its
+    classifier): what activating that version refuses, as a deploy refuses them. In the
+    activation's transaction, under the definitions lock (which ``baton ai train`` takes
+    before it stores a version). Located in the version's own text (a file's other
+    documents are not stored with it), as ``baton definitions show`` prints it."""
+    from baton.definitions.loader import parse_text
+
+    if row.kind not in KINDS or "category" not in row.source or "classify" not in row.source:
+        return []
+    parsed, _ = parse_text(row.source, row.file)
+    if len(parsed) != 1:
+        return []  # (validated when deployed: one document)
+    kind = "" if row.kind == "orchestration" else f" --kind {row.kind}"
+    said = (f" (activating {row.kind} '{row.name}' v{row.version}; its line as `baton "
+            f"definitions show {row.name}{kind} --version {row.version}` prints it)")
+    return [Issue(row.file, u.rule.line, u.rule.path, u.message() + said)
+            for u in unknown_categories(row.name, row.file, parsed[0].data, _labels_txn(tx),
+                                        parsed[0].lines)]
+
+
 def conflicts_txn(tx: Any, classifier: str, labels: frozenset[str], version: int
                   ) -> list[UnknownCategory]:
     """The rules of deployed orchestrations (each one's active version, and any version
-    runs in progress are on: they classify with the latest version too) that name a
-    category a step with ``classifier: NAME`` could not answer if ``labels`` were the
-    classifier's (its version ``version``)."""
+    runs in progress are on: they classify with the latest version too) and of active
+    fulfillments (their step templates) that name a category a step with ``classifier:
+    NAME`` could not answer if ``labels`` were the classifier's (its version
+    ``version``). (A plan made already runs the steps its fulfillment's version gave it:
+    that version is checked while it is active.)"""
     from baton.definitions.loader import parse_text
 
-    rows = [r for r in tx.list_definitions_txn("orchestration")
+    rows = [r for kind in KINDS for r in tx.list_definitions_txn(kind)
             if classifier in r.source and "category" in r.source]
     if not rows:
         return []
-    in_use = tx.orchestration_versions_in_progress_txn({r.name for r in rows})
+    in_use = tx.orchestration_versions_in_progress_txn(
+        {r.name for r in rows if r.kind == "orchestration"})
     out = []
     for row in rows:
-        runs = in_use.get((row.name, row.version), 0)
+        runs = in_use.get((row.name, row.version), 0) if row.kind == "orchestration" else 0
         if not (row.active or runs):
             continue
         parsed, _ = parse_text(row.source, row.file)
@@ -379,5 +453,5 @@ def conflicts_txn(tx: Any, classifier: str, labels: frozenset[str], version: int
                                     lambda _name: (version, labels),
                                     only_classifier=classifier):
             out.append(UnknownCategory(u.orchestration, u.file, u.rule, u.step, u.known,
-                                       u.version, row.version, runs))
+                                       u.version, row.version, runs, u.kind))
     return out

@@ -104,14 +104,16 @@ def ai_train(
                             ] = "label",
     strict: Annotated[bool, typer.Option(
         "--strict", help="Store nothing when the new version lacks a category that a rule "
-                         "of a deployed orchestration names (default: store it and warn)")
+                         "of a deployed orchestration or an active fulfillment's step templates names "
+                         "(default: store it and warn)")
                       ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stored version as JSON")
                        ] = False,
 ) -> None:
     """Train the offline classifier NAME on labelled texts and store it as its next version.
 
-    The deployed orchestrations whose ai steps use NAME are checked: a rule naming a
+    The deployed orchestrations (and active fulfillments' step templates) whose ai steps
+    use NAME are checked: a rule naming a
     category the new version lacks (`steps.intent.output.category == "card_arrival"`)
     could never hold, and each is named in a warning (with --strict: the version is not
     stored)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from baton.ai.rules import definition_issues, definition_issues_txn
+from baton.ai.rules import activation_issues_txn, definition_issues, definition_issues_txn
 from baton.calendars import BusinessCalendar
 from baton.clock import Clock, iso
 from baton.definitions.checks import ChildTarget
@@ -374,7 +374,10 @@ class DefinitionRepo:
         """Make ``version`` the active one (new runs and triggers use it), or with
         ``version=None`` deactivate the definition: no new runs start, running ones go on.
         A version that does not fit the object types deployed now (or, for an object type,
-        that the active definitions reading it would not fit) is refused, as a deploy is."""
+        that the active definitions reading it would not fit), or whose rules name a
+        category its ai classify step cannot answer (its classifier's latest version may
+        have dropped the label since: :func:`baton.ai.rules.activation_issues_txn`), is
+        refused, as a deploy is."""
         if version is not None and (kind == "object" or kind in _READ_FIELDS):
             self._check_activation(kind, name, version)
         with self.store.write() as tx:
@@ -393,6 +396,10 @@ class DefinitionRepo:
                     self._check_activated_rule_txn(tx, row)
                 if kind == "object":
                     self._check_activated_records_txn(tx, row, actor)
+                # rules naming a category the classifier's latest version lacks (checked
+                # under the lock, which training takes before it stores a version)
+                if issues := activation_issues_txn(tx, row):
+                    raise DefinitionError(issues)
                 tx.set_active_txn(kind, name, version)
             else:
                 if kind == "object":
