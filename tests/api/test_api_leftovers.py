@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from baton.clock import iso
+from baton.errors import IdempotencyKeyTaken
 from baton.runtime.idempotency import IdempotencyClaim, fingerprint
 from baton.web.api.people import NewUser
 from tests.api.conftest import CASE_TRIAGE, Api, assert_problem
@@ -176,6 +181,96 @@ def test_the_header_says_what_each_create_does_with_a_key(sqlite_api: Api) -> No
     for path, status in (("/api/users", "201"), ("/api/definitions/deploy", "200")):
         assert "Idempotent-Replayed" in spec["paths"][path]["post"]["responses"][status][
             "headers"]
+
+
+# ---- 2b. work/next honours the key; a failed create's key is deleted ---------------------
+NEXT = "/api/work/next"
+
+
+def claimed(api: Api) -> list[str]:
+    return sorted(i["id"] for i in api.engine.list_work(statuses=["claimed"]))
+
+
+def test_a_retried_next_item_replays_the_same_item_and_claims_nothing_more(api: Api) -> None:
+    cases = [api.new_case("First"), api.new_case("Second")]
+    items = [api.item_of(c["id"])["id"] for c in cases]
+    first = api.post("ann", NEXT, headers=key("n1"))
+    assert first.status_code == 200, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    took = first.json()["id"]
+    assert took in items and first.json()["claimed_by"] == "ann"
+    again = api.post("ann", NEXT, headers=key("n1"))
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert claimed(api) == [took]  # the other item is still open
+    run = api.engine.get_work_item(took)["run_id"]
+    assert len([e for e in api.engine.run_events(run) if e["type"] == "work_item_claimed"]) == 1
+    # Other filters with the same key are another request: a 422, nothing taken.
+    assert_problem(api.post("ann", NEXT + "?queue=tier1", headers=key("n1")), 422,
+                   "header.Idempotency-Key")
+    assert claimed(api) == [took]
+    row = kept_row(api, "ann", "n1")
+    assert row is not None and row["resource_id"] == took and row["response"] is not None
+    # A new key is a new request: it takes the other item.
+    other = api.post("ann", NEXT, headers=key("n2"))
+    assert other.status_code == 200 and other.json()["id"] != took
+    assert claimed(api) == sorted(items)
+
+
+def test_the_next_items_key_commits_with_its_claim_or_not_at_all(api: Api) -> None:
+    item = api.item_of(api.new_case()["id"])["id"]
+    ann = api.engine.directory.get_user("ann")
+    next_claim = IdempotencyClaim("ann", "k", "POST", NEXT, fingerprint("POST", NEXT, {
+        "orchestration": None, "queue": None, "sla": None}), "work_item")
+    # The key is taken (by a request in progress): the item's claim rolls back with it.
+    with api.engine.store.write() as tx:
+        dataclasses.replace(next_claim, key="busy").claim_txn(tx, api.clock.now())
+    with pytest.raises(IdempotencyKeyTaken):
+        api.engine.work.claim_next(ann, claim=dataclasses.replace(next_claim, key="busy"))
+    assert api.engine.get_work_item(item)["status"] == "open"
+    # The item and the key committed, then the server died before the answer was kept:
+    # the retry answers the item it took, taking nothing more.
+    assert api.engine.work.claim_next(ann, claim=next_claim)["id"] == item
+    api.new_case("Another")
+    retry = api.post("ann", NEXT, headers=key("k"))
+    assert retry.status_code == 200 and retry.headers["Idempotent-Replayed"] == "true"
+    assert (retry.json()["id"], retry.json()["claimed_by"]) == (item, "ann")
+    assert claimed(api) == [item]
+
+
+def test_an_empty_next_item_does_not_use_up_its_key(api: Api) -> None:
+    empty = api.post("ann", NEXT, headers=key("e1"))
+    assert (empty.status_code, empty.content) == (204, b"")
+    assert kept_row(api, "ann", "e1") is None
+    case = api.new_case()
+    r = api.post("ann", NEXT, headers=key("e1"))
+    assert r.status_code == 200 and "Idempotent-Replayed" not in r.headers
+    assert r.json()["id"] == api.item_of(case["id"])["id"]
+    row = kept_row(api, "ann", "e1")
+    assert row is not None and row["resource_id"] == r.json()["id"]
+
+
+def test_a_failed_creates_key_is_deleted_and_its_retry_runs(api: Api) -> None:
+    assert_problem(api.post("root", "/api/users", {**USER, "name": "ann"}, headers=key("f1")),
+                   409)
+    assert kept_row(api, "root", "f1") is None  # gone, not kept as an expired row
+    retry = api.post("root", "/api/users", USER, headers=key("f1"))
+    assert retry.status_code == 201 and "Idempotent-Replayed" not in retry.headers
+    assert kept_row(api, "root", "f1") is not None
+    # The release is a compare-and-set: only the claim of the request that failed goes.
+    claim = IdempotencyClaim("root", "cas", "POST", "/api/users", "f" * 64, "user")
+    at = api.clock.now()
+    with api.engine.store.write() as tx:
+        claim.claim_txn(tx, at)
+    for other in ({"fingerprint": "e" * 64, "claimed_at": iso(at)},  # another request's
+                  {"fingerprint": "f" * 64, "claimed_at": iso(at - timedelta(days=2))}):
+        with api.engine.store.write() as tx:  # (an earlier claim of the key, long expired)
+            assert tx.release_idempotency_key_txn("root", "cas", **other) is False
+    with api.engine.store.write() as tx:
+        claim.bind_txn(tx, "usr_made")  # it got through: its key stays
+        assert tx.release_idempotency_key_txn("root", "cas", fingerprint="f" * 64,
+                                              claimed_at=iso(at)) is False
+    assert kept_row(api, "root", "cas") is not None
 
 
 # ---- 3. authentication before query validation ------------------------------------------

@@ -118,6 +118,7 @@ CHECKED_AGAINST_STATE: dict[str, tuple[tuple[str, ...], str]] = {
     # (an Idempotency-Key reused with another body)
     "POST /api/users": ((KEY,), "a key in use"),
     "POST /api/tokens": ((KEY,), "a key in use"),
+    "POST /api/work/next": ((KEY,), "a key in use"),
     "POST /api/definitions/{kind}/{name}/activate": (
         ("issues",), "the object types deployed (the version must fit them)"),
     "POST /api/intake/{target}": (

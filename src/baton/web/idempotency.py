@@ -1,5 +1,6 @@
 """The ``Idempotency-Key`` header on every POST that creates something: records, runs,
-intake, users, API tokens, definition deploys.
+intake, users, API tokens, definition deploys; and on ``POST /api/work/next``, which takes
+an item (a retry takes no second one).
 
 A client that lost the answer to a create (a timeout, a server killed mid-request) sends
 it again with the same key: within 24 hours the retry creates nothing and gets the first
@@ -9,9 +10,10 @@ Keys are per user. The rules live in :mod:`baton.runtime.idempotency`; this modu
 HTTP side.
 
 Two ways to claim a key. :func:`idempotent`: the create claims it in its own transaction
-(records, runs, intake), so the key commits with what it created or not at all.
-:func:`idempotent_apart`: the service writes in a transaction of its own (users, tokens,
-deploys), so the key is claimed just before, and released if the create fails. An API
+(records, runs, intake, the next work item), so the key commits with what it created or
+not at all. :func:`idempotent_apart`: the service writes in a transaction of its own
+(users, tokens, deploys), so the key is claimed just before, and released (its row
+deleted) if the create fails. An API
 token's answer holds its secret, which is never kept: a retry of a token's create is
 refused (409 naming the token made), never answered with a second token.
 """
@@ -21,11 +23,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from baton.clock import iso
@@ -43,8 +44,9 @@ KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
 log = logging.getLogger(__name__)
 
 HONOURED = ("Honoured by every POST that creates something (records, runs, intake, users, "
-            "API tokens, definition deploys); the other POSTs change something that exists "
-            "and do not read the header. Keys are per user and kept 24 hours.")
+            "API tokens, definition deploys) and by POST /api/work/next, which takes an "
+            "item; the other POSTs change something that exists and do not read the "
+            "header. Keys are per user and kept 24 hours.")
 _SAME_KEY = ("The same key with another body (or path) answers 422; a retry while the first "
              "request is still at work, or one whose first request was cut off before it "
              "was answered, answers 409 (nothing is done twice: check what exists, then use "
@@ -67,6 +69,12 @@ RefusingIdempotencyKey = Annotated[str | None, _key_header(
     "is refused with 409 naming what the first request created (if its answer was lost, "
     f"revoke that and create another with a new key). {_SAME_KEY} {HONOURED}")]
 
+TakingIdempotencyKey = Annotated[str | None, _key_header(
+    "Any unique string (a UUID): a retry with the same key within 24 hours takes no other "
+    "item and answers what the first request got (the same item), with the header "
+    "`Idempotent-Replayed: true`. An answer of 204 (nothing to take) does not use the key "
+    f"up: a retry with it may take an item that came since. {_SAME_KEY} {HONOURED}")]
+
 REPLAY_HEADERS = {REPLAYED: {"description": "`true` when this is the answer to an earlier "
                                             "request with the same Idempotency-Key",
                              "schema": {"type": "string", "enum": ["true"]}}}
@@ -82,19 +90,48 @@ def idempotent(request: Request, principal: Principal, key: str | None, resource
     """Answer a create: ``create(claim)`` does it (claiming the key in its transaction);
     a retry is answered from the kept answer, or ``rebuild(id)`` from what was created
     when the answer was never kept (the server died between commit and keeping it)."""
+    answered = _answered(request, principal, key, resource, body.model_dump(mode="json"),
+                         model, status, create, rebuild)
+    assert answered is not None  # (create always answers)
+    return answered
+
+
+def idempotent_take(request: Request, principal: Principal, key: str | None, resource: str,
+                    asked: dict[str, Any], model: type[BaseModel], status: int,
+                    take: Callable[[IdempotencyClaim | None], Answer | None],
+                    rebuild: Callable[[str], Answer]) -> Response:
+    """:func:`idempotent` for a request that takes something that may not be there (the
+    next work item): ``take(claim)`` claims the key in its transaction only once it took
+    something; None (nothing to take) is answered 204, with the key still free.
+    ``asked``: what the request asks (its query parameters): the same key with other
+    parameters is a 422."""
+    answered = _answered(request, principal, key, resource, asked, model, status, take,
+                         rebuild)
+    return Response(status_code=204) if answered is None else answered
+
+
+def _answered(request: Request, principal: Principal, key: str | None, resource: str,
+              asked: Any, model: type[BaseModel], status: int,
+              create: Callable[[IdempotencyClaim | None], Answer | None],
+              rebuild: Callable[[str], Answer]) -> JSONResponse | None:
+    """The answer of :func:`idempotent` (None: ``create`` did nothing, nor kept the key)."""
     if key is None:
-        return _respond(model, status, *create(None))
+        done = create(None)
+        return None if done is None else _respond(model, status, *done)
     keys = engine_of(request).idempotency
-    claim = _claim_of(request, principal, key, resource, body.model_dump(mode="json"))
+    claim = _claim_of(request, principal, key, resource, asked)
     kept = keys.lookup(principal.name, key)
     if kept is None:
         try:
-            out, headers = create(claim)
+            done = create(claim)
         except IdempotencyKeyTaken:  # a concurrent request with this key committed first
             kept = keys.lookup(principal.name, key)
             if kept is None:  # pragma: no cover - it committed, so it is there
                 raise
         else:
+            if done is None:  # nothing done, so nothing claimed: the key is still free
+                return None
+            out, headers = done
             body_json = _json(model, out)
             kept_answer = {"status": status, "headers": headers, "body": body_json}
             committer_of(request).submit(
@@ -151,12 +188,6 @@ def _in_progress(claim: IdempotencyClaim) -> ProblemError:
 Created = tuple[Answer, str | None]
 """What a create done apart answers, and the id of what it made (None: nothing to name)."""
 
-# A released key's row is rewritten as created at this time, long expired: lookups ignore
-# it, the next claim of the key replaces it, the sweep deletes it (the store has no
-# statement that deletes one key).
-_EXPIRED = iso(datetime(1970, 1, 1, tzinfo=UTC))
-_NEVER = iso(datetime(9999, 1, 1, tzinfo=UTC))
-
 
 def idempotent_apart(request: Request, principal: Principal, key: str | None, resource: str,
                      body: BaseModel, model: type[BaseModel], status: int,
@@ -182,12 +213,13 @@ def idempotent_apart(request: Request, principal: Principal, key: str | None, re
     claim = _claim_of(request, principal, key, resource,
                       _masked(body.model_dump(mode="json"), secrets, principal.name, key))
     kept = keys.lookup(principal.name, key)
+    claimed_at = eng.clock.now()
     if kept is None:
         try:
-            committer.submit(lambda tx: claim.claim_txn(tx, eng.clock.now()))
+            committer.submit(lambda tx: claim.claim_txn(tx, claimed_at))
         except IdempotencyKeyTaken:  # a concurrent request with this key claimed it first
             kept = keys.lookup(principal.name, key)
-            if kept is None:  # ... and failed, releasing it, since
+            if kept is None:  # ... and failed, releasing it, since: let the client retry
                 raise _in_progress(claim) from None
     if kept is not None:
         _same_request(claim, kept)
@@ -201,7 +233,7 @@ def idempotent_apart(request: Request, principal: Principal, key: str | None, re
     try:
         (out, headers), made = create()
     except BaseException:
-        _release(request, claim)
+        _release(request, claim, iso(claimed_at))
         raise
     body_json = _json(model, out)
     answer = None if refuse is not None else {"status": status, "headers": headers,
@@ -232,14 +264,12 @@ def _masked(body: Any, secrets: tuple[str, ...], principal: str, key: str) -> An
                 if k in secrets and isinstance(v, str) else v) for k, v in body.items()}
 
 
-def _release(request: Request, claim: IdempotencyClaim) -> None:
-    """Free the key of a create that failed (rewritten as long expired: see _EXPIRED)."""
-    row = {"principal": claim.principal, "key": claim.key, "method": claim.method,
-           "path": claim.path, "fingerprint": claim.fingerprint, "resource": claim.resource,
-           "created_at": _EXPIRED}
+def _release(request: Request, claim: IdempotencyClaim, claimed_at: str) -> None:
+    """Free the key of a create that failed: its row is deleted if it is still this
+    request's claim (claimed at ``claimed_at``, nothing bound, no answer kept)."""
     try:
-        committer_of(request).submit(
-            lambda tx: tx.claim_idempotency_key_txn(row, expired_before=_NEVER))
+        committer_of(request).submit(lambda tx: tx.release_idempotency_key_txn(
+            claim.principal, claim.key, fingerprint=claim.fingerprint, claimed_at=claimed_at))
     except Exception as exc:  # noqa: BLE001 - the create's own error is the answer
         log.warning("%s %s: Idempotency-Key %r of a failed request could not be released "
                     "(its retries answer 409 until it expires): %s", request.method,
@@ -255,3 +285,4 @@ def _json(model: type[BaseModel], out: dict[str, Any]) -> Any:
 def _respond(model: type[BaseModel], status: int, out: dict[str, Any],
              headers: dict[str, str]) -> JSONResponse:
     return JSONResponse(_json(model, out), status_code=status, headers=headers)
+

@@ -39,6 +39,7 @@ from baton.work.items import OPEN_STATUSES
 
 if TYPE_CHECKING:
     from baton.runtime.definitions import DefinitionRepo
+    from baton.runtime.idempotency import IdempotencyClaim
     from baton.runtime.runs import RunDriver
 
 OPEN, CLAIMED = WorkItemStatus.OPEN.value, WorkItemStatus.CLAIMED.value
@@ -303,7 +304,8 @@ class WorkService:
             return self.get_txn(tx, item_id)
 
     def claim_next(self, user: User, narrow: WorkNarrowing | None = None,
-                   queue: str | None = None) -> WorkItem | None:
+                   queue: str | None = None, claim: IdempotencyClaim | None = None,
+                   ) -> WorkItem | None:
         """Claim the most urgent open item ``user`` may take (assigned to them, one of
         their groups or queues; highest priority, then earliest due, then oldest), in one
         transaction; None when there is none. ``narrow`` and ``queue`` keep to the Work
@@ -313,12 +315,19 @@ class WorkService:
         two people ask at once, the one who loses an item to the other goes on to the
         next (PostgreSQL re-reads the row after the other's commit; SQLite's writers take
         turns), so they get different items.
+
+        ``claim``: the request's idempotency key, claimed and bound to the item in the
+        transaction that claims it (once one is won: when there is none, nothing is
+        written and the key stays free). Of two requests with the same key at once, the
+        second to claim the key fails (:class:`~baton.errors.IdempotencyKeyTaken`) and its
+        claim of an item rolls back.
         """
         if not isinstance(user, User):  # (else a bare AssertionError below, or worse)
             raise ValidationError("next item", {"user": (
                 "expected the directory user who claims (Directory.get_user(NAME)), "
                 f"got {type(user).__name__}")})
-        now = iso(self.clock.now())
+        now_dt = self.clock.now()
+        now = iso(now_dt)
         with self.store.write() as tx:
             me = self._current_txn(tx, user)
             assert me is not None
@@ -337,6 +346,9 @@ class WorkService:
                         self.claim_hook(row["id"])
                     if tx.update_work_item_txn(row["id"], [OPEN], row["version"], {
                             "status": CLAIMED, "claimed_by": me.name, "updated_at": now}):
+                        if claim is not None:
+                            claim.claim_txn(tx, now_dt)
+                            claim.bind_txn(tx, row["id"])
                         on_behalf = row["assignee"] if me.delegated(row) else None
                         tx.append_events_txn([audit_event(  # type: ignore[list-item]
                             "work_item_claimed", me.name, now, row["record_id"],

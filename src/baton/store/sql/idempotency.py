@@ -3,7 +3,10 @@
 
 A key is claimed in the transaction that creates what the request creates, so a crash
 commits both or neither; the primary key (principal, key) makes a concurrent duplicate
-fail. A plan never writes here: keys belong to API requests, not a worker's batch.
+fail. A create whose service commits on its own (users, deploys) claims the key in a
+write of its own first, and a failure releases it: its row is deleted, only if it is still
+that request's claim. A plan never writes here: keys belong to API requests, not a
+worker's batch.
 """
 
 from __future__ import annotations
@@ -49,6 +52,19 @@ class IdempotencySql:
         t = s.idempotency_keys
         self.conn.execute(update(t).where(t.c.principal == principal, t.c.key == key)
                           .values(resource_id=resource_id))
+
+    @refused("releases an idempotency key")
+    def release_idempotency_key_txn(self, principal: str, key: str, *, fingerprint: str,
+                                    claimed_at: str) -> bool:
+        """Delete the key's row if it is still the in-progress claim of the request that
+        failed (a compare-and-set): claimed at ``claimed_at`` for a request of this
+        ``fingerprint``, naming nothing made and keeping no answer. A key claimed again
+        since (after it expired), or whose request got through, is left alone (False)."""
+        t = s.idempotency_keys
+        done = self.conn.execute(delete(t).where(
+            t.c.principal == principal, t.c.key == key, t.c.fingerprint == fingerprint,
+            t.c.created_at == claimed_at, t.c.resource_id.is_(None), t.c.response.is_(None)))
+        return bool(done.rowcount == 1)
 
     @refused("stores an idempotent response")
     def store_idempotent_response_txn(self, principal: str, key: str,

@@ -20,6 +20,7 @@ from baton.auth.roles import Permission
 from baton.engine.status import WorkItemStatus
 from baton.errors import NotFound
 from baton.rows import WorkItem as WorkItemRow
+from baton.runtime.idempotency import IdempotencyClaim
 from baton.runtime.views import completed_view, work_item_view
 from baton.web.api.common import (
     After,
@@ -33,6 +34,7 @@ from baton.web.api.common import (
     under,
 )
 from baton.web.api.runs import RunSummary
+from baton.web.idempotency import REPLAY_HEADERS, Answer, TakingIdempotencyKey, idempotent_take
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, current_principal, engine_of, need
 from baton.work.service import WorkNarrowing, tab_query
@@ -188,17 +190,29 @@ def list_work(request: Request, queue: Text = None, group: Text = None,
                          "them, one of their groups or queues): highest priority, then "
                          "earliest due, then oldest; optionally only of one queue, orchestration "
                          "or SLA state. Two people asking at once get different items. 204 when "
-                         "there is nothing to take.",
-             responses={204: {"description": "no open item the caller may take"},
+                         "there is nothing to take. With an `Idempotency-Key`, a retry (the "
+                         "answer was lost) takes nothing more and answers the item the first "
+                         "request took; a 204 does not use the key up.",
+             responses={200: {"description": "the item, now claimed by the caller",
+                              "headers": REPLAY_HEADERS},
+                        204: {"description": "no open item the caller may take"},
                         **problem_responses(401, 403, 422)})
 def claim_next(request: Request, orchestration: Text = None, queue: Text = None,
                sla: Annotated[SlaState | None, Query(description="the SLA's state now")] = None,
-               principal: Principal = WORK) -> Any:
-    item = engine_of(request).claim_next(principal.user, queue=queue, narrow=WorkNarrowing(
-        orchestration=orchestration, sla=sla.value if sla else None))
-    if item is None:
-        return Response(status_code=204)
-    return work_item_view(item)
+               idempotency_key: TakingIdempotencyKey = None,
+               principal: Principal = WORK) -> Response:
+    eng = engine_of(request)
+    narrow = WorkNarrowing(orchestration=orchestration, sla=sla.value if sla else None)
+
+    def take(claim: IdempotencyClaim | None) -> Answer | None:
+        # (the item's claim and the key's commit together: WorkService.claim_next)
+        item = eng.work.claim_next(principal.user, narrow, queue, claim)
+        return None if item is None else (work_item_view(item), {})
+
+    asked = {"orchestration": orchestration, "queue": queue, "sla": sla.value if sla else None}
+    return idempotent_take(request, principal, idempotency_key, "work_item", asked, WorkItem,
+                           200, take, lambda item_id: (work_item_view(eng.get_work_item(
+                               item_id)), {}))
 
 
 @router.get("/{item_id}", response_model=WorkItem, summary="A work item with its form",
