@@ -31,13 +31,13 @@ strings (:func:`named_categories`). A category computed at run time is not seen.
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from baton.errors import BatonError, Issue
+from baton.expressions.cel import unquote
 
 _STR = r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\''
 _STRING = re.compile(_STR)
@@ -157,13 +157,13 @@ def named_categories(source: str) -> Iterator[tuple[str, str, bool]]:
     for m in _REF.finditer(text):
         if any(a <= m.start() < b for a, b in spans):
             continue  # inside a string literal
-        step = m.group(1) or _unquote(m.group(2))
+        step = m.group(1) or unquote(m.group(2))
         before = text[:m.start()].rstrip()
         if before and before[-1] in _TIGHTER_BEFORE:
             continue  # (x + steps.s.output.category): not the category compared
         op = _OP.match(text, m.end())
         if op is not None and op.end() in starts and _alone(text, starts[op.end()]):
-            yield step, _unquote(text[op.end():starts[op.end()]]), op.group(1) == "!="
+            yield step, unquote(text[op.end():starts[op.end()]]), op.group(1) == "!="
             continue
         if op is None and (listed := _IN.match(text, m.end())) is not None:
             yield from ((step, c, False) for c in _listed_strings(text, listed.end()))
@@ -172,7 +172,7 @@ def named_categories(source: str) -> Iterator[tuple[str, str, bool]]:
         if left is not None and op is None:
             head = before[:left.start()].rstrip()
             if len(head) in ends and _alone_before(text, ends[len(head)]):
-                yield step, _unquote(head[ends[len(head)]:]), left.group(1) == "!="
+                yield step, unquote(head[ends[len(head)]:]), left.group(1) == "!="
 
 
 def _alone(text: str, end: int) -> bool:
@@ -191,19 +191,11 @@ def _listed_strings(text: str, at: int) -> list[str]:
     element is not a string literal (a computed list names nothing for sure)."""
     out = []
     while (m := _LIST_ITEM.match(text, at)) is not None:
-        out.append(_unquote(m.group(1)))
+        out.append(unquote(m.group(1)))
         at = m.end()
         if m.group(2) == "]":
             return out
     return []
-
-
-def _unquote(literal: str) -> str:
-    try:
-        value = ast.literal_eval(literal)
-    except (ValueError, SyntaxError):
-        return literal[1:-1]
-    return value if isinstance(value, str) else literal[1:-1]
 
 
 # ---- what an orchestration (or a fulfillment) document has --------------------------------

@@ -512,10 +512,10 @@ def indexed_names(source: str) -> Iterable[tuple[str, str | None]]:
         if key is None:
             yield m.group(1), None
         else:
-            yield m.group(1), _unquote(key.group(1))
+            yield m.group(1), unquote(key.group(1))
 
 
-def _unquote(literal: str) -> str:
+def unquote(literal: str) -> str:
     """A CEL string literal's text (its escapes are Python's, for what a name holds)."""
     try:
         value = ast.literal_eval(literal)
