@@ -61,3 +61,34 @@ def test_validate_shows_warnings_and_still_passes(tmp_path: Path) -> None:
     shown = ok_json(baton("validate", "--json", cwd=proj))
     assert [i["level"] for i in shown] == ["warning"]
     ok(baton("deploy", cwd=proj))
+
+
+def test_definitions_activate_rolls_back_and_deactivate_stops_new_runs(tmp_path: Path) -> None:
+    """An admin rolls a definition back to an earlier version from the CLI, as from the API
+    and the Definitions page: the schedule follows the active version; deactivated, it
+    fires no more; an unknown version or an object type is refused in one line."""
+    proj = copy_example(tmp_path)
+    nightly = proj / "definitions" / "nightly.yaml"
+    nightly.write_text(NIGHTLY)
+    ok(baton("deploy", cwd=proj))
+    nightly.write_text(NIGHTLY.replace('"0 2 * * *"', '"30 4 * * *"'))
+    ok(baton("deploy", cwd=proj))
+
+    back = ok_json(baton("definitions", "activate", "nightly_close", "--version", "1", "--json",
+                         cwd=proj))
+    assert back == {"kind": "orchestration", "name": "nightly_close", "active": 1, "latest": 2}
+    shown = ok_json(baton("definitions", "show", "nightly_close", "--json", cwd=proj))
+    assert shown["schedule"]["cron"] == "0 2 * * *", shown["schedule"]
+    assert [v["active"] for v in shown["versions"]] == [True, False]
+
+    text = ok(baton("definitions", "deactivate", "nightly_close", cwd=proj)).stdout
+    assert "nightly_close deactivated" in text, text
+    rows = {d["name"]: d for d in ok_json(baton("definitions", "list", "--json", cwd=proj))}
+    assert rows["nightly_close"]["active"] is None and rows["nightly_close"]["next_run_at"] is None
+
+    one_line_error(baton("definitions", "activate", "nightly_close", "-v", "7", cwd=proj),
+                   "not found")
+    one_line_error(baton("definitions", "deactivate", "Case", "--kind", "object", cwd=proj),
+                   "cannot be deactivated")
+    text = ok(baton("definitions", "activate", "nightly_close", "-v", "2", cwd=proj)).stdout
+    assert "version 2 is active" in text, text

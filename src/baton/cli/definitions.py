@@ -49,3 +49,47 @@ def definitions_show(
     versions = sorted(eng.definitions.list_versions(kind, name), key=lambda r: r.version)
     sch = eng.definitions.schedules().get(name) if kind == "orchestration" else None
     render.definitions_show(kind, name, shown, versions, sch, as_json=as_json)
+
+
+@definitions_app.command("activate")
+def definitions_activate(
+    name: Annotated[str, typer.Argument(help="Definition name", autocompletion=complete.definitions)],
+    version: Annotated[int, typer.Option("--version", "-v", min=1, help="The version to make the active one")],
+    kind: Annotated[str, typer.Option("--kind", "-k", callback=one_of(KINDS), help=f"The definition's kind: {listed(KINDS)}")] = "orchestration",
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a deployed version the active one (roll back or forward): new runs and record
+    triggers use it, runs in progress stay on theirs. Refused, as a deploy is, when the
+    version does not fit the object types deployed now."""
+    eng = _engine()
+    row = eng.definitions.set_active(kind, name, version, "cli")
+    _print_active(eng, kind, name, row.version if row is not None else None, as_json=as_json)
+
+
+@definitions_app.command("deactivate")
+def definitions_deactivate(
+    name: Annotated[str, typer.Argument(help="Definition name", autocompletion=complete.definitions)],
+    kind: Annotated[str, typer.Option("--kind", "-k", callback=one_of(KINDS), help=f"The definition's kind: {listed(KINDS)}")] = "orchestration",
+    as_json: JsonOpt = False,
+) -> None:
+    """Deactivate a definition: no new runs start from it (nor from its record triggers, nor
+    its schedule); runs in progress go on. `activate` brings a version back. Object types
+    cannot be deactivated."""
+    eng = _engine()
+    eng.definitions.set_active(kind, name, None, "cli")
+    _print_active(eng, kind, name, None, as_json=as_json)
+
+
+def _print_active(eng: Any, kind: str, name: str, active: int | None, *, as_json: bool) -> None:
+    from baton.cli.output import console, print_json
+
+    latest = max(r.version for r in eng.definitions.list_versions(kind, name))
+    if as_json:
+        print_json({"kind": kind, "name": name, "active": active, "latest": latest})
+        return
+    if active is None:
+        console.print(f"{kind} [bold]{name}[/bold] deactivated: no new runs start from it "
+                      f"(latest version {latest})", highlight=False)
+    else:
+        console.print(f"{kind} [bold]{name}[/bold]: version {active} is active "
+                      f"(latest {latest})", highlight=False)
