@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 from tests.e2e.test_cli import baton, ok, ok_json, one_line_error
+from tests.e2e.test_cli_leftovers import complete, offered
 
 DEFS = """
 kind: object
@@ -54,12 +55,15 @@ def test_fallout_list_complete_and_signal(tmp_path: Path) -> None:
     assert item["step"] == "charge" and item["error"]["message"] == "card declined"
     assert item["id"] == f"{item['run_id']}:charge" and item["record_id"] == rec["id"]
     assert "card declined" in ok(baton("fallout", "list", cwd=tmp_path)).stdout
+    # a TAB after `fallout complete` offers the step in fallout (and only it)
+    assert offered(complete(tmp_path, "fallout", "complete", "")) == [item["id"]]
     one_line_error(baton("fallout", "complete", item["id"], "--reason", "paid", "--data", "{}",
                          cwd=tmp_path), "receipt")
     ok(baton("fallout", "complete", item["id"], "--reason", "paid by phone",
              "--data", '{"receipt": "R-9"}', cwd=tmp_path))
     ok(baton("worker", "--until-idle", cwd=tmp_path))
     assert ok_json(baton("fallout", "list", "--json", cwd=tmp_path)) == []
+    assert offered(complete(tmp_path, "fallout", "skip", "")) == []
     one_line_error(baton("fallout", "skip", item["id"], "--reason", "x", cwd=tmp_path),
                    "not in fallout")
     run = ok_json(baton("runs", "signal", item["run_id"], "docs_received", "--data",

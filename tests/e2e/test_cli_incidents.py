@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests.costly import COSTLY
 from tests.e2e.test_cli import baton, ok, ok_json, one_line_error
+from tests.e2e.test_cli_leftovers import complete, offered
 
 DEFS = f"""
 kind: object
@@ -36,6 +37,8 @@ def test_incidents_list_retry_and_dismiss(tmp_path: Path) -> None:
     assert all(i["kind"] == "trigger_failed" and "too costly" in i["error"] for i in listed)
     assert "too costly" in ok(baton("incidents", "list", cwd=tmp_path)).stdout
     first, second = (i["id"] for i in listed)
+    # a TAB after `incidents retry` offers the open incidents, newest first
+    assert offered(complete(tmp_path, "incidents", "retry", "")) == [second, first]
 
     ok(baton("records", "update", recs[0]["id"], "--data", '{"rush": false}', cwd=tmp_path))
     done = ok_json(baton("incidents", "retry", first, "--reason", "rush flag cleared", "--json",
@@ -46,6 +49,7 @@ def test_incidents_list_retry_and_dismiss(tmp_path: Path) -> None:
     one_line_error(baton("incidents", "dismiss", second, "--reason", "", cwd=tmp_path), "reason")
     ok(baton("incidents", "dismiss", second, "--reason", "duplicate order", cwd=tmp_path))
     assert ok_json(baton("incidents", "list", "--json", cwd=tmp_path)) == []
+    assert offered(complete(tmp_path, "incidents", "dismiss", "")) == []  # none open
     closed = ok_json(baton("incidents", "list", "--status", "resolved", "--status", "dismissed",
                            "--json", cwd=tmp_path))
     assert {(i["id"], i["status"], i["resolved_by"]) for i in closed} == {

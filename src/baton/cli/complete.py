@@ -96,6 +96,27 @@ def open_work_item_ids(ctx: Any, incomplete: str) -> Candidates:
     return _ids("baton_work_items", "wi_", "status IN ('open', 'claimed')")(ctx, incomplete)
 
 
+def fallout_ids(ctx: Any, incomplete: str) -> Candidates:
+    """``RUN_ID:STEP`` of the steps in fallout, newest run first: the runs needing attention
+    for a fallout (the partial index of migration 13: few rows), their steps read from the
+    run's document or, for a split run, its step rows."""
+    found = _query(ctx, f"""
+        SELECT id FROM (
+          SELECT r.id || ':' || s.key AS id FROM baton_runs r, json_each(r.state, '$.steps') s
+           WHERE r.attention IN (1, 3) AND json_extract(s.value, '$.status') = 'fallout'
+          UNION ALL
+          SELECT r.id || ':' || w.step FROM baton_runs r
+            JOIN baton_run_steps w ON w.run_id = r.id
+           WHERE r.attention IN (1, 3) AND json_extract(w.doc, '$.status') = 'fallout')
+        ORDER BY id DESC LIMIT {LIMIT * 4}""", ())
+    return [f for f in found if f.startswith(incomplete)][:LIMIT]
+
+
+def open_incident_ids(ctx: Any, incomplete: str) -> Candidates:
+    """Ids of the open incidents (those a retry or dismissal acts on)."""
+    return _ids("baton_incidents", "inc_", "status = 'open'")(ctx, incomplete)
+
+
 def orchestrations(ctx: Any, incomplete: str) -> Candidates:
     """Names of the deployed orchestrations."""
     return _names("SELECT DISTINCT name FROM baton_definitions WHERE kind = ? ORDER BY name",
