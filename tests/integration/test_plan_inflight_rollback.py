@@ -224,6 +224,44 @@ def test_a_line_amended_away_while_its_ship_call_is_in_flight_is_recalled(
     assert "step_result_stale" in kinds  # the held call's late answer changed nothing
 
 
+def test_a_line_changed_while_its_ship_call_is_in_flight_is_recalled_then_shipped_anew(
+        harness: Harness, bank: Bank) -> None:
+    """The laptop line changed in place (another colour) while its ship call is in flight:
+    the amended plan recalls the held shipment (told its key), and only after the recall
+    ships the line again as the step's next iteration, under a new key, so the carrier
+    books the new shipment instead of replaying the recalled one."""
+    _deploy(harness, bank, "10m")
+    hold = BookAndHold(bank)
+    order, run_id = _order(harness, [RED, PARIS])
+    worker = PlanWorker(harness)
+    try:
+        assert hold.arrived.wait(WAIT), "the ship call never reached the carrier"
+        (line,) = [ln for ln in harness.engine.list_records("OrderLine", limit=50)
+                   if ln["attributes"] == RED["attributes"]]
+        harness.engine.update_record(line["id"], {"attributes": {"color": "blue"}})
+        out = harness.engine.plans.amend(order, "test")
+        assert SHIP in out["changed"] and out["status"][SHIP] == "running"
+        assert SHIP in out["compensate"] and ROLLBACK in out["rollbacks"]
+        Worker(harness.engine).run(until_idle=True)  # while the carrier holds the call
+        assert harness.step_status(run_id)[ROLLBACK] == "completed"
+    finally:
+        hold.release()
+        worker.join()
+    _finish(harness)
+    assert TOLD == [{"step": SHIP, "status": "running", "attempts": 1,
+                     "idempotency_key": hold.key}], TOLD
+    again = f"{run_id}:{SHIP}:2"
+    shipments = bank.calls(SHIPMENTS)
+    assert [c.headers["idempotency-key"] for c in shipments] == [hold.key, again]
+    with bank.lock:
+        assert list(bank.effective) == [hold.key, again]  # recalled, then booked anew
+    plan = harness.engine.plans.show(order)
+    ship = next(s for s in plan["steps"] if s["name"] == SHIP)
+    assert ship["status"] == "completed", ship
+    assert "step_result_stale" in [e["type"] for e in harness.engine.run_events(run_id)]
+    assert harness.engine.list_fallout() == []
+
+
 def test_a_callout_rollback_sends_the_key_the_held_ship_call_was_booked_under(
         harness: Harness, bank: Bank) -> None:
     """The ship step undone by a recall callout whose body sends
