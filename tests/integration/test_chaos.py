@@ -29,7 +29,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import threading
 import time
 import traceback
@@ -46,10 +45,10 @@ from sqlalchemy import select
 from baton.runtime.engine import Engine
 from baton.store import schema as s
 from tests.conftest import BACKENDS, EXAMPLES
-from tests.integration.test_crash_durability import CLOSED_FIRST_TIME, ESCALATED
+from tests.integration.test_crash_durability import CLOSED_FIRST_TIME, ESCALATED, BatonForks
 from tests.needs import need
 from tests.net import free_port
-from tests.procs import REPO, BatonProcess, baton_command, baton_env, eventually
+from tests.procs import REPO, BatonProcess, eventually
 
 # A long durability test: CI runs it; ./scripts/test locally leaves it out (README).
 pytestmark = pytest.mark.slow
@@ -293,21 +292,26 @@ def _chaos(cluster: Cluster, schedule: list[tuple[int, str, float]], seen: Seen,
 
 
 # ---- the test -------------------------------------------------------------------------------
-def _cli(project: Path, db_url: str, *args: str) -> str:
-    done = subprocess.run(baton_command(project, db_url, *args), cwd=project, env=baton_env(),
-                          capture_output=True, text=True, timeout=120, check=False)
+def _cli(forks: BatonForks, *args: str) -> str:
+    done = forks.run(*args)
     assert done.returncode == 0, f"baton {' '.join(args)}: {done.stdout}\n{done.stderr}"
     return done.stdout
 
 
-def _tokens(project: Path, db_url: str) -> dict[str, str]:
-    """Deploy and add the people, as an administrator would, with the CLI."""
-    _cli(project, db_url, "deploy")
-    _cli(project, db_url, "users", "add", "admin", "--role", "admin")
-    for name, queue in AGENTS.items():
-        _cli(project, db_url, "users", "add", name, "--role", "agent", "--queue", queue)
-    return {name: json.loads(_cli(project, db_url, "tokens", "create", name, "--json"))["token"]
-            for name in ("admin", *AGENTS)}
+def _tokens(project: Path, db_url: str, out_dir: Path) -> dict[str, str]:
+    """Deploy and add the people, as an administrator would, with the CLI: seven ``baton``
+    commands, each its own process forked from one that imported Baton once (not seven
+    fresh interpreters' imports, which were most of their cost)."""
+    forks = BatonForks(project, db_url, out_dir)
+    try:
+        _cli(forks, "deploy")
+        _cli(forks, "users", "add", "admin", "--role", "admin")
+        for name, queue in AGENTS.items():
+            _cli(forks, "users", "add", name, "--role", "agent", "--queue", queue)
+        return {name: json.loads(_cli(forks, "tokens", "create", name, "--json"))["token"]
+                for name in ("admin", *AGENTS)}
+    finally:
+        forks.close()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -329,7 +333,7 @@ def test_killed_server_and_workers_lose_nothing_acknowledged_and_do_nothing_twic
                     ignore=shutil.ignore_patterns("__pycache__", "*.db*"))
     logs = tmp_path / "logs"
     logs.mkdir()
-    tokens = _tokens(project, db_url)
+    tokens = _tokens(project, db_url, logs / "cli")
 
     started = time.monotonic()
     deadline = started + BUDGET_S

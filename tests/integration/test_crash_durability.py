@@ -10,17 +10,27 @@ worker lives this process plays the agents (claim + complete the triage items;
 every (step, iteration) of every run completed exactly once, the record updates
 of the flows committed exactly once each and atomically with their step, no
 job left behind and no work item open.
+
+The worker lives are forked from one Python that has imported Baton once (``BatonForks``):
+each is still its own process running ``baton worker`` from the command line's entry point
+(``baton.cli.main.main``) with its own environment, SIGKILLed by its own fault point, and
+reaped before the next starts; only the ~0.5 s of imports every fresh interpreter repeats is
+shared (it was most of each life's cost). The deploy and the last worker are fresh processes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
+import select as io_select
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -70,10 +80,102 @@ def _baton(project: Path, db_url: str, *args: str, fault: str | None = None,
     )
 
 
+# The fork server: imports what every ``baton worker`` life imports, then forks one child per
+# request. The child leaves the loop and runs the command as ``python -m baton.cli.main``
+# would (its own cwd, environment, argv, stdout and stderr files), ending the interpreter
+# normally (exit status, traceback, atexit) or by its fault point's SIGKILL. The server
+# answers each request with the child's pid, then its exit status once reaped.
+_FORK_SERVER = """
+import json, os, sys
+import baton.cli.commands, baton.cli.main, baton.runtime.worker
+while True:
+    line = sys.stdin.readline()
+    if not line:
+        sys.exit(0)
+    req = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        break
+    print(pid, flush=True)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+os.chdir(req["cwd"])
+os.environ.clear()
+os.environ.update(req["env"])
+for fd, path in ((0, os.devnull), (1, req["stdout"]), (2, req["stderr"])):
+    f = os.open(path, os.O_RDONLY if fd == 0 else os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(f, fd)
+    os.close(f)
+sys.argv = [baton.cli.main.__file__, *req["args"]]
+baton.cli.main.main()
+"""
+
+
+class BatonForks:
+    """``baton`` commands, each in its own process forked from one that imported Baton once:
+    a worker life costs its work, not a fresh interpreter's imports."""
+
+    def __init__(self, project: Path, db_url: str, out_dir: Path) -> None:
+        self.project, self.db_url, self.out_dir = project, db_url, out_dir
+        out_dir.mkdir(exist_ok=True)
+        self.calls = 0
+        self.pid = 0  # the last command's process
+        self._read = b""  # the server's answers read and not yet taken
+        self.server = subprocess.Popen(
+            [sys.executable, "-c", _FORK_SERVER], env=_env(None), cwd=project,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def _answer(self, timeout: float) -> int:
+        """The server's next answer line (unbuffered reads: a deadline that holds)."""
+        assert self.server.stdout is not None
+        fd = self.server.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._read:
+            left = deadline - time.monotonic()
+            if left <= 0 or not io_select.select([fd], [], [], left)[0]:
+                raise TimeoutError(f"no answer from the fork server in {timeout} s")
+            chunk = os.read(fd, 4096)
+            assert chunk, f"the fork server exited {self.server.poll()}"
+            self._read += chunk
+        line, _, self._read = self._read.partition(b"\n")
+        return int(line)
+
+    def run(self, *args: str, fault: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``baton --project P --db URL ARGS`` in a forked process, as ``_baton`` runs it."""
+        self.calls += 1
+        stdout, stderr = (self.out_dir / f"{self.calls}.{n}" for n in ("out", "err"))
+        argv = ["--project", str(self.project), "--db", self.db_url, *args]
+        assert self.server.stdin is not None
+        self.server.stdin.write(json.dumps({
+            "cwd": str(self.project), "env": _env(fault), "args": argv,
+            "stdout": str(stdout), "stderr": str(stderr)}).encode() + b"\n")
+        self.server.stdin.flush()
+        self.pid = pid = self._answer(timeout)
+        try:
+            code = self._answer(timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # the server reaps it and answers
+            self._answer(30)
+            raise
+        return subprocess.CompletedProcess(argv, code, stdout.read_text(), stderr.read_text())
+
+    def close(self) -> None:
+        if self.server.stdin is not None:
+            self.server.stdin.close()
+        try:
+            self.server.wait(30)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+        if self.server.stdout is not None:
+            self.server.stdout.close()
+
+
 def _pick_k(rng: random.Random) -> int:
     # Mostly early deaths (many kills at all three points; a worker commits a whole batch
     # at once, so it reaches after_commit only once per batch), sometimes longer lives so
-    # the test does not spend all its time starting Python (~0.5 s per worker process).
+    # the test does not spend all its time starting worker lives.
     return rng.randint(1, 8) if rng.random() < 0.85 else rng.randint(9, 60)
 
 
@@ -107,18 +209,21 @@ def test_sigkilled_workers_lose_nothing_and_commit_nothing_twice(tmp_path: Path)
     assert deployed.returncode == 0, deployed.stderr
 
     engine = Engine(db_url)
+    forks = BatonForks(project, db_url, tmp_path / "lives")
     try:
-        _run_and_check(engine, project, db_url)
+        _run_and_check(engine, project, db_url, forks)
     finally:
+        forks.close()
         engine.close()
 
 
-def _run_and_check(engine: Engine, project: Path, db_url: str) -> None:
-    records = {}
-    for i in range(1, N_CASES + 1):
-        subject = f"invoice question {i}" if i % 2 else f"inverter fault {i}"
-        rec = engine.create_record("Case", {"subject": subject, "number": i}, actor="test")
-        records[rec["id"]] = i
+def _run_and_check(engine: Engine, project: Path, db_url: str, forks: BatonForks) -> None:
+    # (One transaction for all: the cases and their runs are there before any worker lives.)
+    created = engine.create_records("Case", [
+        {"subject": f"invoice question {i}" if i % 2 else f"inverter fault {i}", "number": i}
+        for i in range(1, N_CASES + 1)], actor="test")
+    records = {rec["id"]: rec["number"] for rec in created}
+    assert sorted(records.values()) == list(range(1, N_CASES + 1))
     assert _run_statuses(engine) == {"in_progress": N_CASES}
 
     # ---- workers die and are replaced until every run has completed ----------------------
@@ -131,8 +236,7 @@ def _run_and_check(engine: Engine, project: Path, db_url: str) -> None:
         point = POINTS[life % len(POINTS)]
         k = _pick_k(rng)
         # Small batches: many group commits to crash around (a batch is one commit).
-        proc = _baton(project, db_url, "worker", "--until-idle", "--batch", "4",
-                      fault=f"{point}@{k}")
+        proc = forks.run("worker", "--until-idle", "--batch", "4", fault=f"{point}@{k}")
         lives.append((point, k, proc.returncode))
         assert proc.returncode in (0, -signal.SIGKILL), (
             f"worker life {life} ({point}@{k}) exited {proc.returncode}:\n{proc.stderr}")
@@ -326,30 +430,28 @@ def test_jobs_claimed_by_a_killed_worker_are_run_by_another_process(tmp_path: Pa
     db_url = f"sqlite:///{tmp_path / 'baton.db'}"
     assert _baton(project, db_url, "deploy").returncode == 0
     engine = Engine(db_url)
+    lives = BatonForks(project, db_url, tmp_path / "lives")
     try:
         engine.create_records("Thing", [{"title": f"t{i}"} for i in range(8)])
-        killed = _baton(project, db_url, "worker", "--until-idle", "--batch", "4",
-                        fault="after_claim@1")
+        killed = lives.run("worker", "--until-idle", "--batch", "4", fault="after_claim@1")
         assert killed.returncode == -signal.SIGKILL, killed.stderr
         with engine.store.read() as tx:
             held = [j for j in tx.conn.execute(select(s.jobs)) if j.status == "claimed"]
         assert len(held) == 4, held  # the killed worker held its first batch
         assert not log.exists()  # and ran none of it
 
-        survivor = subprocess.Popen(  # its pid, to tell who ran what
-            [sys.executable, "-m", "baton.cli.main", "--project", str(project), "--db", db_url,
-             "worker", "--until-idle", "--batch", "4"],
-            env=_env(None), cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _out, err = survivor.communicate(timeout=120)
-        assert survivor.returncode == 0, err
+        survivor = lives.run("worker", "--until-idle", "--batch", "4")
+        assert survivor.returncode == 0, survivor.stderr
+        assert lives.pid != 0  # its pid, to tell who ran what
 
         ran = Counter(tuple(line.split()) for line in log.read_text().splitlines())
         runs = {r.id for r in engine.list_runs(limit=100)}
-        assert ran == Counter({(str(survivor.pid), run_id, "1"): 1 for run_id in runs}), ran
+        assert ran == Counter({(str(lives.pid), run_id, "1"): 1 for run_id in runs}), ran
         held_runs = {j.run_id for j in held}
         assert held_runs <= runs and len(held_runs) == 4
         assert {r.status.value for r in engine.list_runs(limit=100)} == {"completed"}
         with engine.store.read() as tx:
             assert tx.count_jobs_txn() == {}
     finally:
+        lives.close()
         engine.close()

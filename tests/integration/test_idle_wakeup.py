@@ -7,6 +7,11 @@ still be asleep (its longest idle sleep is a few seconds) and finish late, not f
 so the wake-ups themselves are checked in tests/contract/test_wakeups.py. This test checks
 the whole path: idle worker, another process's commit, steps run, timers fire, SIGTERM ends
 an idle worker at once (run() returns; the process exits 0).
+
+The pause is 1 s (it was 2 s, and each round waited the extra second out): still long
+enough that the worker has committed the first steps and gone idle well before the timer
+falls due, so its idle sleep ends at the timer's due time with no commit to wake it; and
+still well under its longest idle sleep (5 s).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ stages:
   - name: work
     steps:
       - {name: first, type: background, flow: t_idle.first}
-      - {name: cool_off, type: pause, for: 2s, after: [first]}
+      - {name: cool_off, type: pause, for: 1s, after: [first]}
       - {name: last, type: background, flow: t_idle.last, after: [cool_off]}
 """
 FLOWS = '''
