@@ -19,6 +19,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,10 +59,31 @@ class Server:
     def cli_json(self, *args: str) -> Any:
         return json.loads(self.cli(*args, "--json"))
 
+    @contextmanager
+    def command_engine(self) -> Iterator[Any]:
+        """The Engine a ``baton`` command (no flows) acts through: its project, settings and
+        database, in this process rather than in a new Python started for one call."""
+        from baton.cli.context import State
+
+        state = State()
+        state.project_dir, state.db = str(self.project), self.db
+        engine = state.engine(migrate=False)
+        try:
+            yield engine
+        finally:
+            engine.close()
+
     def create_case(self, subject: str) -> str:
-        record = self.cli_json("records", "create", "Case", "--data",
-                               json.dumps({"subject": subject, "origin": "Web"}))
+        """What ``baton records create Case --data ...`` does (the same call, actor "cli")."""
+        with self.command_engine() as engine:
+            record = engine.create_record("Case", {"subject": subject, "origin": "Web"},
+                                          actor="cli")
         return str(record["id"])
+
+    def cancel_run(self, run_id: str, reason: str) -> None:
+        """What ``baton runs cancel RUN --reason ...`` does (the same call, actor "cli")."""
+        with self.command_engine() as engine:
+            engine.cancel_run(run_id, reason, actor="cli")
 
     def work_item_for(self, record_id: str) -> dict[str, Any]:
         """The open triage item of a record's run, once the server's workers created it
@@ -130,18 +152,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(f"http://127.0.0.1:{port}", project, f"sqlite:///{base / 'baton.db'}",
                  base / "serve.log")
     srv.cli("deploy")
-    for name, queue in (("alice", "tier1"), ("bob", "tier1")):
-        srv.cli("users", "add", name, "--role", "agent", "--queue", queue, "--email",
-                f"{name}@example.com", "--password-stdin", input=PASSWORDS[name] + "\n")
-    for name, role in (("olga", "operator"), ("dana", "designer")):
-        srv.cli("users", "add", name, "--role", role, "--email", f"{name}@example.com",
-                "--password-stdin", input=PASSWORDS[name] + "\n")
     with srv.log.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from baton.cli.main import main; main()", "--project",
              str(project), "--db", srv.db, "serve", "--port", str(port)],
             cwd=project, stdout=log, stderr=subprocess.STDOUT)
         try:
+            # the users are added while the server starts (as to a running server: a login
+            # reads them then)
+            for name, queue in (("alice", "tier1"), ("bob", "tier1")):
+                srv.cli("users", "add", name, "--role", "agent", "--queue", queue, "--email",
+                        f"{name}@example.com", "--password-stdin", input=PASSWORDS[name] + "\n")
+            for name, role in (("olga", "operator"), ("dana", "designer")):
+                srv.cli("users", "add", name, "--role", role, "--email", f"{name}@example.com",
+                        "--password-stdin", input=PASSWORDS[name] + "\n")
+
             def up() -> bool:
                 if proc.poll() is not None:
                     raise AssertionError(f"baton serve exited ({proc.returncode}):\n"

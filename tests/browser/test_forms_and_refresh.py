@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PASSWORDS, Server, login, shot
@@ -31,6 +32,14 @@ stages:
           - {name: count, type: int, required: true}
           - {name: extra, type: json}
 """
+
+
+@pytest.fixture(scope="module")
+def deployed(server: Server, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """ui_forms deployed, once for the tests here (each starts its own run of it)."""
+    path = tmp_path_factory.mktemp("ui_forms") / "ui_forms.yaml"
+    path.write_text(FORMS)
+    server.cli("deploy", str(path))
 
 
 def _item(server: Server, run_id: str) -> dict[str, Any]:
@@ -58,10 +67,7 @@ def _step_output(server: Server, run_id: str) -> dict[str, Any]:
 
 
 def test_a_form_in_the_viewers_time_its_help_and_every_mistake_at_once(
-        server: Server, browser: Any, tmp_path: Any) -> None:
-    path = tmp_path / "ui_forms.yaml"
-    path.write_text(FORMS)
-    server.cli("deploy", str(path))
+        server: Server, browser: Any, deployed: None) -> None:
     run_id = server.cli_json("start", "ui_forms")["id"]
     item = _item(server, run_id)
     context = browser.new_context(base_url=server.url, timezone_id="Europe/Berlin",
@@ -78,12 +84,18 @@ def test_a_form_in_the_viewers_time_its_help_and_every_mistake_at_once(
         # the live part of the run page: an opened section stays open across refreshes
         watcher = browser.new_context(base_url=server.url)
         run_page = watcher.new_page()
+        # (its clock: moved past the refresh's 2 s rather than waiting them out; its time
+        # flows as usual)
+        run_page.clock.install()
         login(run_page, "olga", next_path=f"/runs/{run_id}")
         run_page.locator("details.run-data > summary").click()
         expect(run_page.locator("details.run-data")).to_have_attribute("open", "")
+        run_page.evaluate("""() => document.addEventListener("htmx:afterSettle", (ev) => {
+          if (((ev.detail.xhr || {}).responseURL || "").includes("/live")) {
+            window.__settled = true; } })""")
         with run_page.expect_response(lambda r: "/live" in r.url):
-            pass  # one refresh (every 2 s) ...
-        run_page.wait_for_timeout(300)  # ... settled
+            run_page.clock.fast_forward(2_000)  # one refresh (every 2 s) ...
+        run_page.wait_for_function("() => window.__settled === true")  # ... settled
         expect(run_page.locator("details.run-data")).to_have_attribute("open", "")
         watcher.close()
 
@@ -106,10 +118,7 @@ def test_a_form_in_the_viewers_time_its_help_and_every_mistake_at_once(
 
 
 def test_the_run_page_says_when_its_actions_no_longer_apply(
-        server: Server, new_page: Callable[..., Any], tmp_path: Any) -> None:
-    path = tmp_path / "ui_forms.yaml"
-    path.write_text(FORMS)
-    server.cli("deploy", str(path))
+        server: Server, new_page: Callable[..., Any], deployed: None) -> None:
     run_id = server.cli_json("start", "ui_forms")["id"]
     item = _item(server, run_id)
     page = new_page()
@@ -125,17 +134,13 @@ def test_the_run_page_says_when_its_actions_no_longer_apply(
     expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)
 
 
-def test_monitor_pages_fit_a_phone(server: Server, new_page: Callable[..., Any]) -> None:
+def test_monitor_pages_fit_a_phone(server: Server, new_page: Callable[..., Any],
+                                   deployed: None) -> None:
     assert "olga" in PASSWORDS
-    run_id = server.cli_json("start", "ui_forms")["id"] if _deployed(server) else None
+    run_id = server.cli_json("start", "ui_forms")["id"]
     page = new_page(width=375, height=800)
     login(page, "olga")
-    for path in ["/runs", "/fallout", "/definitions", "/records", "/team",
-                 *([f"/runs/{run_id}"] if run_id else [])]:
+    for path in ["/runs", "/fallout", "/definitions", "/records", "/team", f"/runs/{run_id}"]:
         page.goto(path)
         wide = page.evaluate("document.documentElement.scrollWidth")
         assert wide <= 376, (path, wide)
-
-
-def _deployed(server: Server) -> bool:
-    return any(d["name"] == "ui_forms" for d in server.cli_json("definitions", "list"))

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import Server, login, shot
@@ -31,11 +32,22 @@ stages:
 """
 
 
-def _start(server: Server, tmp_path: Any) -> tuple[str, str]:
-    """A run waiting for a person: (its id, its work item's id)."""
-    path = tmp_path / "redraw_actions.yaml"
+# The run page's refresh (htmx ``every 2s``: a setTimeout in the page), where a test waits for
+# it: its page's clock is installed before it loads (its time flows as usual) and moved past
+# the poll.
+RUN_POLL_MS = 2_000
+
+
+@pytest.fixture(scope="module")
+def deployed(server: Server, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """redraw_actions deployed, once for the tests here (each starts its own run of it)."""
+    path = tmp_path_factory.mktemp("redraw") / "redraw_actions.yaml"
     path.write_text(ASK)
     server.cli("deploy", str(path))
+
+
+def _start(server: Server) -> tuple[str, str]:
+    """A run waiting for a person: (its id, its work item's id)."""
     run_id = str(server.cli_json("start", "redraw_actions")["id"])
     from baton.runtime.engine import Engine
 
@@ -59,8 +71,8 @@ def _polling(page: Any) -> int:
 
 
 def test_the_actions_are_redrawn_when_the_run_changes(
-        server: Server, new_page: Callable[..., Any], tmp_path: Any) -> None:
-    run_id, item_id = _start(server, tmp_path)
+        server: Server, new_page: Callable[..., Any], deployed: None) -> None:
+    run_id, item_id = _start(server)
     page = new_page(width=375, height=800)
     login(page, "olga", next_path=f"/runs/{run_id}")
     expect(page.get_by_role("button", name="Cancel run")).to_be_visible()
@@ -80,9 +92,10 @@ def test_the_actions_are_redrawn_when_the_run_changes(
 
 
 def test_a_form_in_use_is_kept_with_the_note_until_it_is_emptied(
-        server: Server, new_page: Callable[..., Any], tmp_path: Any) -> None:
-    run_id, item_id = _start(server, tmp_path)
+        server: Server, new_page: Callable[..., Any], deployed: None) -> None:
+    run_id, item_id = _start(server)
     page = new_page(width=375, height=800)
+    page.clock.install()  # (refreshes below: made to come)
     login(page, "olga", next_path=f"/runs/{run_id}")
     reason = page.get_by_label(re.compile("^Reason to cancel"))
     reason.fill("the customer withdrew")  # (the focus stays in it)
@@ -97,7 +110,7 @@ def test_a_form_in_use_is_kept_with_the_note_until_it_is_emptied(
     page.locator("h1").click()  # the focus elsewhere: what is typed still keeps the form
     for _ in range(2):
         with page.expect_response(lambda r: "/live?" in r.url):
-            pass
+            page.clock.fast_forward(RUN_POLL_MS)
     page.wait_for_load_state()
     expect(reason).to_have_value("the customer withdrew")
     expect(note).to_be_visible()
@@ -105,6 +118,7 @@ def test_a_form_in_use_is_kept_with_the_note_until_it_is_emptied(
 
     reason.fill("")  # emptied and left: the next refresh redraws the actions
     page.locator("h1").click()
+    page.clock.fast_forward(RUN_POLL_MS)
     expect(page.get_by_role("button", name="Cancel run")).to_have_count(0, timeout=30_000)
     expect(note).to_have_count(0)
     eventually(lambda: _polling(page) == 0, timeout=30, what="the refresh to stop")
@@ -140,8 +154,8 @@ def test_a_kept_choice_in_a_fallout_form_is_sent_and_refused_next_to_the_page(
 
 
 def test_without_javascript_a_reload_shows_the_actions_that_apply(
-        server: Server, browser: Any, tmp_path: Any) -> None:
-    run_id, item_id = _start(server, tmp_path)
+        server: Server, browser: Any, deployed: None) -> None:
+    run_id, item_id = _start(server)
     context = browser.new_context(base_url=server.url, java_script_enabled=False,
                                   viewport={"width": 375, "height": 800})
     try:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import pytest
 from playwright.sync_api import expect
 
 from baton.web.ui import PAGE_ROUTERS
@@ -33,10 +34,16 @@ def _post_only_urls(values: dict[str, str]) -> dict[str, str]:
     return {fill(path): fill(target) for path, target in twin_targets(PAGE_ROUTERS).items()}
 
 
+@pytest.fixture(scope="module")
+def item(server: Server) -> dict[str, Any]:
+    """One case's triage item, shared by the tests here: none of them changes it or its run
+    (a refused cancel, a refused reassign, GETs), as each of them checks."""
+    return server.work_item_for(server.create_case("Post URLs: refused forms"))
+
+
 def test_a_refused_run_action_opened_again_is_the_run_page(
-        server: Server, new_page: Callable[..., Any]) -> None:
-    record_id = server.create_case("Post URLs: refused cancel")
-    run_id = str(server.work_item_for(record_id)["run_id"])
+        server: Server, new_page: Callable[..., Any], item: dict[str, Any]) -> None:
+    run_id = str(item["run_id"])
     page = new_page(width=375, height=800)
     login(page, "olga", next_path=f"/runs/{run_id}")
     form = page.get_by_role("form", name="Cancel run")
@@ -62,9 +69,8 @@ def test_a_refused_run_action_opened_again_is_the_run_page(
 
 
 def test_a_refused_reassign_opened_again_is_the_item_page(
-        server: Server, new_page: Callable[..., Any]) -> None:
-    record_id = server.create_case("Post URLs: refused reassign")
-    item_id = str(server.work_item_for(record_id)["id"])
+        server: Server, new_page: Callable[..., Any], item: dict[str, Any]) -> None:
+    item_id = str(item["id"])
     page = new_page()
     login(page, "olga", next_path=f"/work/{item_id}")
     page.get_by_label("Reassign to").fill("user:nobody-here")
@@ -78,24 +84,21 @@ def test_a_refused_reassign_opened_again_is_the_item_page(
 
 
 def test_every_post_only_url_answers_get_with_its_page_or_the_login(
-        server: Server, new_page: Callable[..., Any]) -> None:
-    record_id = server.create_case("Post URLs: every one")
-    item = server.work_item_for(record_id)
+        server: Server, new_page: Callable[..., Any], item: dict[str, Any]) -> None:
     urls = _post_only_urls({"run_id": str(item["run_id"]), "item_id": str(item["id"]),
                             "step": "triage", "kind": "orchestration", "name": "case_triage"})
     assert f"/runs/{item['run_id']}/steps/triage/resolve" in urls and "/work/next" in urls
 
-    outside = new_page()
-    for url in urls:  # signed out: the login page, coming back to this URL
-        assert _get(outside, url) == (200, "/login?next=" + quote(url, safe="")), url
-        expect(outside.get_by_label("User name")).to_be_visible()
-    url = f"/runs/{item['run_id']}/cancel"
-    outside.goto(url)
-    login(outside, "olga", go=False)
-    expect(outside).to_have_url(re.compile(f"/runs/{item['run_id']}$"))
-
     page = new_page()
-    login(page, "olga")
+    for url in urls:  # signed out: the login page, coming back to this URL
+        assert _get(page, url) == (200, "/login?next=" + quote(url, safe="")), url
+        expect(page.get_by_label("User name")).to_be_visible()
+    url = f"/runs/{item['run_id']}/cancel"
+    page.goto(url)
+    login(page, "olga", go=False)
+    expect(page).to_have_url(re.compile(f"/runs/{item['run_id']}$"))
+
+    # (signed in by that login)
     for url, target in urls.items():  # signed in: the page the form is on
         if url == "/logout":
             continue

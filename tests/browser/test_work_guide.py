@@ -20,7 +20,7 @@ def test_agent_claims_and_completes_triage_and_monitor_shows_next_stage(
     alice.goto("/work")
     expect(alice).to_have_url(re.compile(r"/login\?next=%2Fwork$"))
     shot(alice, "login")
-    login(alice, "alice", next_path="/work")
+    login(alice, "alice", go=False)  # (on the login page it was sent to)
     expect(alice).to_have_url(re.compile(r"/work$"))
     row = alice.locator(f"#item-{item_id}")
     expect(row).to_contain_text("queue: tier1")

@@ -32,15 +32,24 @@ def _item_state(server: Server, item_id: str) -> dict[str, Any]:
 
 
 def _swaps(page: Any) -> None:
-    """Count the list's own refreshes (htmx swaps) from now on."""
-    page.evaluate("() => { window.__swaps = 0; document.addEventListener("
-                  "'htmx:afterSettle', () => { window.__swaps += 1; }); }")
+    """Count the list's own refreshes (htmx swaps of what /work/live answered: not a claim's
+    swap of a row) from now on."""
+    page.evaluate("""() => { window.__swaps = 0; document.addEventListener("htmx:afterSettle",
+      (ev) => { if (((ev.detail.xhr || {}).responseURL || "").includes("/work/live")) {
+        window.__swaps += 1; } }); }""")
+
+
+# The list polls (htmx ``every 10s``: a setTimeout in the page). Its page's clock is installed
+# before it loads (``page.clock.install()``; its time flows as usual), and the test moves it
+# past the poll rather than waiting the poll out.
+WORK_POLL_MS = 10_000
 
 
 def test_agent_works_from_the_guide_at_1280(server: Server, new_page: Any) -> None:
     token = uuid.uuid4().hex[:8]
     first, second = _cases(server, token, 2)
     alice = new_page()
+    alice.clock.install()  # (the list's own refresh below: made to come)
     login(alice, "alice", next_path="/work")
     alice.get_by_label("Search").fill(token)
     alice.get_by_role("button", name="Filter").click()
@@ -94,7 +103,8 @@ def test_agent_works_from_the_guide_at_1280(server: Server, new_page: Any) -> No
     alice.goto(f"/work?tab=unclaimed&q={token}")
     expect(alice.locator("tr.wi")).to_have_count(2)
     _swaps(alice)
-    [third] = _cases(server, token + " later", 1)
+    [third] = _cases(server, token + " later", 1)  # (its work item is there now)
+    alice.clock.fast_forward(WORK_POLL_MS)  # the list's next refresh comes
     expect(alice.locator(f"#item-{third['id']}")).to_be_visible(timeout=60_000)
     expect(alice.locator("tr.wi")).to_have_count(3)
     # (the row is in the DOM when htmx swaps it; afterSettle follows a settle delay later)
@@ -108,6 +118,7 @@ def test_the_guide_is_cards_at_390_px_and_keeps_the_scroll_when_it_refreshes(
     token = uuid.uuid4().hex[:8]
     items = _cases(server, token, 6)
     bob = new_page(width=390, height=700)
+    bob.clock.install()  # (the list's own refresh below: made to come)
     login(bob, "bob", next_path="/work")
     bob.goto(f"/work?q={token}&order=created")
     cards = bob.locator("tr.wi")
@@ -136,6 +147,7 @@ def test_the_guide_is_cards_at_390_px_and_keeps_the_scroll_when_it_refreshes(
     scrolled = bob.evaluate("() => { window.scrollTo(0, 600); return window.scrollY; }")
     assert scrolled > 0
     _swaps(bob)
+    bob.clock.fast_forward(WORK_POLL_MS)  # the list's next refresh comes
     bob.wait_for_function("() => window.__swaps >= 1", timeout=60_000)  # its own refresh
     assert bob.evaluate("() => window.scrollY") == scrolled
     expect(bob.get_by_label("Search")).to_have_value(token)
