@@ -5,8 +5,12 @@ runs start on the imported definitions."""
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.e2e.test_cli import baton, copy_example, ok, ok_json, one_line_error
 
@@ -22,6 +26,26 @@ stages:
 def definitions(proj: Path) -> dict[tuple[str, str], dict[str, object]]:
     rows = ok_json(baton("definitions", "list", "--json", cwd=proj))
     return {(d["kind"], d["name"]): d for d in rows}
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """case_triage deployed with one record stored (a case by phone), once; the folder and
+    the record. Read as it is (an export), or copied by a test that imports into it
+    (:func:`dst_copy`)."""
+    proj = copy_example(tmp_path_factory.mktemp("stored"))
+    ok(baton("deploy", cwd=proj))
+    rec = ok_json(baton("records", "create", "Case", "--data",
+                        '{"subject": "by phone", "origin": "Phone"}', "--json", cwd=proj))
+    return proj, rec
+
+
+@pytest.fixture
+def dst_copy(stored: tuple[Path, dict[str, Any]], tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A copy of ``stored``'s folder, database included, of this test's own."""
+    proj = tmp_path / "dst" / stored[0].name
+    shutil.copytree(stored[0], proj, ignore=shutil.ignore_patterns("*.db-shm"))
+    return proj, stored[1]
 
 
 def test_export_then_import_into_a_fresh_database(tmp_path: Path) -> None:
@@ -68,11 +92,10 @@ def test_export_then_import_into_a_fresh_database(tmp_path: Path) -> None:
     assert item["run_id"] == run["id"]
 
 
-def test_a_bad_bundle_is_refused_whole_saying_what_and_where(tmp_path: Path) -> None:
-    src = copy_example(tmp_path / "src")
-    ok(baton("deploy", cwd=src))
+def test_a_bad_bundle_is_refused_whole_saying_what_and_where(
+        tmp_path: Path, stored: tuple[Path, dict[str, Any]]) -> None:
     good = tmp_path / "good.tar.gz"
-    ok(baton("export", "-o", good, cwd=src))
+    ok(baton("export", "-o", good, cwd=stored[0]))  # case_triage's definitions
 
     # A definition's text broken inside an otherwise valid bundle.
     with tarfile.open(good, "r:gz") as tar:
@@ -98,14 +121,11 @@ def test_a_bad_bundle_is_refused_whole_saying_what_and_where(tmp_path: Path) -> 
 
 
 def test_an_import_that_would_break_stored_records_is_refused_as_a_deploy_is(
-        tmp_path: Path) -> None:
+        tmp_path: Path, dst_copy: tuple[Path, dict[str, Any]]) -> None:
     """An imported object type is checked against the records stored here, as ``baton
     deploy`` checks it: a choice the records use, dropped, refuses the import (dry run
     too), naming the record; nothing is written."""
-    dst = copy_example(tmp_path / "dst")
-    ok(baton("deploy", cwd=dst))
-    rec = ok_json(baton("records", "create", "Case", "--data",
-                        '{"subject": "by phone", "origin": "Phone"}', "--json", cwd=dst))
+    dst, rec = dst_copy  # deployed, a case by phone stored
     src = copy_example(tmp_path / "src")
     case = src / "definitions" / "case.yaml"
     case.write_text(case.read_text().replace("[Web, Email, Phone, Internal]",
@@ -122,13 +142,11 @@ def test_an_import_that_would_break_stored_records_is_refused_as_a_deploy_is(
     assert definitions(dst) == before, "nothing of the refused bundle is imported"
 
 
-def test_an_import_gives_stored_records_a_new_required_fields_default(tmp_path: Path) -> None:
+def test_an_import_gives_stored_records_a_new_required_fields_default(
+        tmp_path: Path, dst_copy: tuple[Path, dict[str, Any]]) -> None:
     """As a deploy does: an imported object type with a new required field that has a
     ``default`` gives the records stored here that default (dry run and import agree)."""
-    dst = copy_example(tmp_path / "dst")
-    ok(baton("deploy", cwd=dst))
-    rec = ok_json(baton("records", "create", "Case", "--data",
-                        '{"subject": "by phone", "origin": "Phone"}', "--json", cwd=dst))
+    dst, rec = dst_copy  # deployed, a case by phone stored
     src = copy_example(tmp_path / "src")
     case = src / "definitions" / "case.yaml"
     case.write_text(case.read_text().replace(

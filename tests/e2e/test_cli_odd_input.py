@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import sqlite3
 import tarfile
 from pathlib import Path
@@ -39,11 +40,20 @@ stages:
 
 
 @pytest.fixture(scope="module")
-def proj(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What ``baton init`` creates (files only, no database yet), once: copied by those
+    who use it."""
+    root = tmp_path_factory.mktemp("init")
+    ok(baton("init", "p", cwd=root))
+    return root / "p"
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory: pytest.TempPathFactory, quickstart: Path) -> Path:
     """The quickstart (``baton init``: no users) with an object-less autolaunched
     orchestration, deployed."""
     root = tmp_path_factory.mktemp("odd")
-    ok(baton("init", "proj", cwd=root))
+    shutil.copytree(quickstart, root / "proj")
     (root / "proj" / "definitions" / "auto1.yaml").write_text(AUTO)
     ok(baton("deploy", cwd=root / "proj"))
     return root / "proj"
@@ -94,8 +104,8 @@ def test_only_a_failure_to_open_is_called_so() -> None:
      ": RuntimeError: no config"),
 ])
 def test_a_flow_module_that_fails_on_import_is_one_line(tmp_path: Path, tail: str,
-                                                        expected: str) -> None:
-    ok(baton("init", "p", cwd=tmp_path))
+                                                        expected: str, quickstart: Path) -> None:
+    shutil.copytree(quickstart, tmp_path / "p")  # `baton init p`
     flows = tmp_path / "p" / "flows.py"
     lines = len(flows.read_text().splitlines())
     flows.write_text(flows.read_text() + tail)

@@ -12,14 +12,28 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_cli import EXAMPLES, _env, baton, ok
 from tests.net import free_port
 
 
-def _project(tmp_path: Path) -> Path:
-    proj = tmp_path / "proj"
-    shutil.copytree(EXAMPLES / "case_triage", proj)
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """case_triage deployed (its baton.toml's SQLite database in the folder), once: each
+    test works on a copy of the folder, database included (:func:`proj`)."""
+    proj = tmp_path_factory.mktemp("people") / "proj"
+    shutil.copytree(EXAMPLES / "case_triage", proj, ignore=shutil.ignore_patterns("*.db*"))
     ok(baton("deploy", cwd=proj))
+    return proj
+
+
+@pytest.fixture
+def proj(deployed: Path, tmp_path: Path) -> Path:
+    """A copy of ``deployed`` of this test's own, as ``baton deploy`` left it (no process
+    has its database open: the copy is whole)."""
+    proj = tmp_path / "proj"
+    shutil.copytree(deployed, proj, ignore=shutil.ignore_patterns("*.db-shm"))
     return proj
 
 
@@ -28,8 +42,7 @@ def _run_stdin(args: list[str], cwd: Path, stdin: str) -> subprocess.CompletedPr
                           input=stdin, capture_output=True, text=True, timeout=120)
 
 
-def test_users_and_tokens(tmp_path: Path) -> None:
-    proj = _project(tmp_path)
+def test_users_and_tokens(proj: Path) -> None:
     p = _run_stdin(["users", "add", "alice", "--role", "agent", "--queue", "tier1", "--queue", "tier2",
                     "--email", "alice@example.com", "--password-stdin"], proj, "correct horse\n")
     ok(p)
@@ -89,8 +102,7 @@ def test_users_and_tokens_go_to_the_database_named_with_db(tmp_path: Path) -> No
         engine.close()
 
 
-def test_serve_answers_and_says_how_to_create_the_admin(tmp_path: Path) -> None:
-    proj = _project(tmp_path)
+def test_serve_answers_and_says_how_to_create_the_admin(proj: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "baton.cli.main", "serve", "--port", str(port)],
                             cwd=proj, env=_env("400"), stdout=subprocess.PIPE,
@@ -119,10 +131,9 @@ def test_serve_answers_and_says_how_to_create_the_admin(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
 
 
-def test_work_claim_checks_the_user_like_the_api_once_there_are_users(tmp_path: Path) -> None:
+def test_work_claim_checks_the_user_like_the_api_once_there_are_users(proj: Path) -> None:
     """Hardening #7: `work claim --user ann` claimed a queue item for a user who did not
     exist. With people in the directory, --user must be one of them and a member."""
-    proj = _project(tmp_path)
     ok(baton("records", "create", "Case", "--data", '{"subject": "invoice 1", "number": 1}',
              cwd=proj))
     ok(baton("worker", "--until-idle", cwd=proj))
@@ -138,10 +149,9 @@ def test_work_claim_checks_the_user_like_the_api_once_there_are_users(tmp_path: 
     assert shown["claimed_by"] == "alice"
 
 
-def test_users_unlock_lifts_a_login_lockout(tmp_path: Path) -> None:
+def test_users_unlock_lifts_a_login_lockout(proj: Path) -> None:
     from baton.runtime.engine import Engine
 
-    proj = _project(tmp_path)
     ok(_run_stdin(["users", "add", "alice", "--role", "agent", "--password-stdin"], proj,
                   "correct horse\n"))
     engine = Engine(f"sqlite:///{proj / 'baton.db'}")  # the web login's bookkeeping, as it does

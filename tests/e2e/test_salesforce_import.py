@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.e2e.test_cli import baton, ok, ok_json, one_line_error
 
@@ -51,17 +54,30 @@ def input_supported(tmp_path: Path) -> bool:
     return "unknown key 'input'" not in baton("validate", probe, cwd=tmp_path).stdout
 
 
-def test_import_validate_deploy_and_run(tmp_path: Path, db_url: str) -> None:
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    """The corpus imported and the generated project validated, once: neither touches a
+    database, so both databases' runs start from the same output (each on a copy of it,
+    see the test). The folder, the import's JSON report and validate's output."""
+    tmp_path = tmp_path_factory.mktemp("sf")
     skip = LEFT_OUT | (set() if input_supported(tmp_path) else NEEDS_INPUT)
     sfdx = corpus_without(tmp_path, skip)
     out = tmp_path / "imported"
     report = ok_json(baton("import", "salesforce", sfdx, "--out", out, "--json", cwd=tmp_path))
+    return out, report, ok(baton("validate", cwd=out)).stdout
+
+
+def test_import_validate_deploy_and_run(tmp_path: Path, db_url: str,
+                                        imported: tuple[Path, dict[str, Any], str]) -> None:
+    out = tmp_path / "imported"
+    shutil.copytree(imported[0], out)  # this test's own: it writes flows.py
+    report, validated = imported[1], imported[2]
     assert report["untranslated"] == []
     assert "quote_approval_chain" in report["orchestrations"]
     assert {p["flow"] for p in report["flows_to_port"]} >= {"salesforce.Classify_Case",
                                                             "salesforce.Mark_Quote_Approved"}
     assert (out / "IMPORT_REPORT.md").read_text().startswith("# Salesforce import report")
-    shown = ok(baton("validate", cwd=out)).stdout.strip().splitlines()
+    shown = validated.strip().splitlines()
     # valid; what it may add are warnings (a translated stage whose step waits on an entry
     # condition and has no exit rule), never errors
     assert shown[-1] == "valid" and all(" warning: " in line for line in shown[:-1]), shown
