@@ -90,6 +90,10 @@ def banking77(n: int) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def split() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """FEW + 400 texts to train on (the many-texts model: the real threshold, not a lower
+    one, because the probe "my card still hasn't arrived" is card_arrival with 2,000 texts
+    on, 0.64 against 0.21 at 2,400, while from 1,200 to 1,800 it goes either way) and 500
+    to test."""
     rows = banking77(FEW + 900)
     return rows[:FEW + 400], rows[FEW + 400:]
 
@@ -162,8 +166,9 @@ def test_a_model_directory_of_ones_own_is_named_by_its_folder_and_weights(
 
 def test_the_train_command_says_it_trained_with_the_encoder(
         encoder: enc.Encoder, split: Any, tmp_path: Path) -> None:
-    """``baton ai train`` on 2,400 texts, then ``baton ai test`` of a step that uses it (the
-    model is the one the tests above trained: same texts, the process's cache)."""
+    """``baton ai train`` on the :func:`split`'s texts, then ``baton ai test`` of a step that
+    uses it (trained from the vectors the first stored, with the classifier's labels as
+    categories)."""
     import json
 
     from typer.testing import CliRunner
@@ -202,7 +207,10 @@ def test_the_train_command_says_it_trained_with_the_encoder(
 def test_stored_sentence_vectors_train_the_same_model_without_encoding_again(
         encoder: enc.Encoder, split: Any, tmp_path: Path, encoded: list[int]) -> None:
     """``baton ai train`` stores its texts' vectors; a worker with the same encoder trains
-    from them (only texts it was not given vectors for are encoded) and gets the same model."""
+    from them (only texts it was not given vectors for are encoded) and gets the same model.
+    (The worker's model, trained from the vectors read back from the store, is the one
+    compared with the first: a second training from the same vectors outside the store
+    proved nothing more.)"""
     import numpy as np
 
     from baton.ai.offline import Vectors
@@ -218,15 +226,6 @@ def test_stored_sentence_vectors_train_the_same_model_without_encoding_again(
     assert first.vectors.encoder.startswith("all-MiniLM-L6-v2/53aa51172d142c89/")
     back = Vectors.from_json(first.vectors.to_json(), len(texts))
     assert np.array_equal(back.array, first.vectors.array)
-
-    encoded.clear()
-    again = OfflineClassifier.train(texts, labels, known=back)
-    assert encoded == [], encoded  # nothing encoded: every training text had its vector
-    questions = [t for t, _ in test]
-    ours = [(a.category, a.confidence, a.rationale) for a in again.classify(questions)]
-    theirs = [(a.category, a.confidence, a.rationale) for a in first.classify(questions)]
-    differ = [(q, a, b) for q, a, b in zip(questions, ours, theirs, strict=True) if a != b]
-    assert not differ, f"{len(differ)} answers differ, the first: {differ[0]}"
 
     encoded.clear()  # a step's own categories' examples after the stored texts: those alone
     OfflineClassifier.train([*texts, "where is my parcel", "parcel not delivered"],
@@ -251,24 +250,44 @@ def test_stored_sentence_vectors_train_the_same_model_without_encoding_again(
         got = TrainedSets(engine.store.read)("b77")
         assert got.vectors is not None and got.vectors.array.shape == (len(texts), 384)
         assert got.vectors.encoder == first.vectors.encoder
+        assert np.array_equal(got.vectors.array, first.vectors.array)
         encoded.clear()
         MODELS._models.clear()  # (the process's cache: this set must be trained here)
+        trainings = MODELS.trainings
         answer = OfflineProvider(got).classify("my card still hasn't arrived", [])
         assert answer.category == "card_arrival"
-        assert sum(encoded) <= 1, encoded  # the question, if a close call; no training text
+        worker = MODELS.get(got.texts, got.labels)  # the model the provider trained, cached
+        assert MODELS.trainings == trainings + 1
+        # nothing encoded but the question, if it was a close call: every training text
+        # had its vector
+        assert encoded == [1] * worker.consulted, (encoded, worker.consulted)
     finally:
         engine.close()
+    questions = [t for t, _ in test]
+    ours = [(a.category, a.confidence, a.rationale) for a in worker.classify(questions)]
+    theirs = [(a.category, a.confidence, a.rationale) for a in first.classify(questions)]
+    differ = [(q, a, b) for q, a, b in zip(questions, ours, theirs, strict=True) if a != b]
+    assert not differ, f"{len(differ)} answers differ, the first: {differ[0]}"
 
 
 def test_with_few_texts_the_encoder_is_asked_only_when_configured(
         encoder: enc.Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
     """An ai step's own categories (8 examples an intent here): the TF-IDF model alone,
     unless ``[ai] encoder_few`` asks for the encoder too; then every text is encoded and
-    more are right (deterministic: the same data, the same models)."""
+    more are right (deterministic: the same data, the same models).
+
+    30 of BANKING77's 77 intents (the first the shuffled file names): the property is the
+    encoder's help with few examples an intent, which the number of intents does not make;
+    the logistic regression's fit grows with intents x features (77: 616 texts, 25,600
+    features, 12 s of CPU a fit; 30: 2 s). With 30, 352 of the 400 are right with it
+    against 309 alone (77: 317 against 276)."""
     rows = banking77(4000)
+    intents = set(list(dict.fromkeys(label for _, label in rows))[:30])
     taken: dict[str, int] = {}
     train, test = [], []
     for text, label in rows:
+        if label not in intents:
+            continue
         if taken.get(label, 0) < 8:
             taken[label] = taken.get(label, 0) + 1
             train.append((text, label))

@@ -323,8 +323,9 @@ def classify_with(provider: Provider, step: StepDefinition, text: str
     cats = categories(step)
     trained = getattr(provider, "trained", None)
     if trained is not None:  # its labels, besides (or instead of) the step's categories
-        cats += [Category(label) for label in trained.labels
-                 if label not in {c.name for c in cats}]
+        have = {c.name for c in cats}  # (labels: one per training text; each label once)
+        cats += [Category(label) for label in dict.fromkeys(trained.labels)
+                 if label not in have]
     got = provider.classify(text[:MAX_TEXT], cats)
     threshold = step.options.get("min_confidence")
     review = threshold is not None and got.confidence < float(threshold)
