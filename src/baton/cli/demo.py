@@ -50,6 +50,10 @@ LEADS = [("Acme Corp", "acme.example"), ("Globex", "globex.example"),
 # Who claims an item left in a queue (the tier queues too, when the routing folder is
 # missing); the tier agents' routing profiles are in baton.cli.demo_triage.AGENTS.
 AGENTS = {"tier1": ["ann", "bob"], "tier2": ["cyd", "dan"], "tier3": ["eve"], "back_office": ["fay", "gus"]}
+# The demo carrier is busy once and asks to be called again at once (Retry-After: 0); the
+# example's callout backoff (10 s first, for a real carrier) would hold the orders that long
+# with nothing on the screen, so the demo's copy of the example retries after 1 s.
+DEMO_CALLOUT_RETRY = ("callout: {retry: {max: 3}", "callout: {retry: {max: 3, initial: 1s}")
 
 
 def _examples_dir(given: Path | None) -> Path:
@@ -96,8 +100,11 @@ def run_demo(db_file: Path, n_cases: int, n_requests: int, examples: Path | None
         engine.deploy(texts=_pointed_at(projects[1].definitions_dir, bank.url), actor="demo")
         for extra in projects[2:]:  # the ERP example (MCP over stdio), order fulfillment
             if extra is order_project:  # its ship callouts go to the demo carrier
-                engine.deploy(texts=carrier_pointed_at(extra.definitions_dir, carrier.url),
-                              actor="demo")
+                texts = carrier_pointed_at(extra.definitions_dir, carrier.url)
+                if DEMO_CALLOUT_RETRY[0] in texts["fulfillment.yaml"]:
+                    texts["fulfillment.yaml"] = texts["fulfillment.yaml"].replace(
+                        *DEMO_CALLOUT_RETRY)
+                engine.deploy(texts=texts, actor="demo")
             else:
                 engine.deploy([extra.definitions_dir], actor="demo")
         console.print(f"Deployed the examples into [bold]{db_file}[/bold]; the demo bank "
