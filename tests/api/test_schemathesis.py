@@ -553,6 +553,14 @@ def _directed(srv: FuzzServer) -> dict[str, Callable[[], tuple[dict[str, Any], A
         "GET /api/records/{record_id}": lambda: ({"record_id": account()["id"]}, None),
         # ... and its timeline, the same way (a CI run's walk on PostgreSQL missed it)
         "GET /api/records/{record_id}/timeline": lambda: ({"record_id": account()["id"]}, None),
+        # a run's reads and a definition's: reached through links from a run's start or a
+        # deploy, when the stateful walk takes them (the PostgreSQL walk, on its own seeds
+        # and half SQLite's budget, missed GET .../events in a CI run)
+        "GET /api/runs/{run_id}": lambda: ({"run_id": start("errand")["id"]}, None),
+        "GET /api/runs/{run_id}/events": lambda: ({"run_id": start("errand")["id"]}, None),
+        "GET /api/definitions/{kind}/{name}": lambda: (deployed(), None),
+        "GET /api/definitions/{kind}/{name}/versions/{version}": lambda: (
+            {**deployed(), "version": 1}, None),
         "POST /api/runs/{run_id}/signal": signal,
         "POST /api/fallout/{fallout_id}/retry": fallout(reason),
         "POST /api/fallout/{fallout_id}/skip": fallout(reason),
