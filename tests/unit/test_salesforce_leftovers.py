@@ -93,7 +93,7 @@ def notes(report: ImportReport) -> dict[str, str]:
 
 def valid(out: Path) -> None:
     _, issues = check_definitions([out / "definitions"], known_flows=None)
-    assert [str(i) for i in issues if i.severity == "error"] == []
+    assert [str(i) for i in issues if i.level == "error"] == []
 
 
 # ---- 1. Vendor and Vendor__c --------------------------------------------------------------
@@ -254,7 +254,7 @@ def test_a_lookup_to_an_object_only_the_kept_objects_yaml_has_is_a_ref(tmp_path:
     assert "field Purchase__c.Supplier__c" not in said
     assert said["field Purchase__c.Ghost__c"] == (
         "a lookup to Ghost__c, whose object type is nowhere: not imported (no flow reads it, "
-        "its metadata was not given) nor in definitions/objects.yaml: a string (the record "
-        "id)")
+        "its metadata was not given) nor among the object types of the project's "
+        "definitions/: a string (the record id)")
     assert "Ghost" not in objects
     valid(out)

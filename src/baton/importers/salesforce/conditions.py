@@ -66,15 +66,28 @@ class Catalog:
     # per object: the lookups its metadata defines, lower-case field API name -> the API
     # name of the object it points at (a relationship followed goes there)
     lookups: dict[str, dict[str, str]] = field(default_factory=dict)
+    # per object: the relationships its lookups' metadata names (relationshipName), as a
+    # record path writes them in lower case (supplier__r, account) -> the lookup field's
+    # API name (Supplier_Account__c, AccountId): a relationship named otherwise than its
+    # field is that field
+    relationships: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def lookup_field(self, obj: str, segment: str) -> str | None:
+        """The API name of the lookup field of ``obj`` whose relationship ``segment`` is,
+        when its metadata says (``relationshipName``), else None."""
+        return self.relationships.get(obj, {}).get(segment.strip().lower())
 
     def related(self, report: ImportReport, obj: str, segment: str, file: str,
                 line: int) -> str:
         """The object type a relationship ``segment`` of ``obj`` (``Vendor__r``,
         ``Account``, ``OwnerId``) points at: the one its lookup's metadata names, else
-        the likeliest by name. ``Vendor__r`` without its lookup's metadata, where both
+        the likeliest by name (the lookup is the field whose ``relationshipName`` the
+        segment is, else the field named like it). ``Vendor__r`` without its lookup's
+        metadata, where both
         ``Vendor`` and ``Vendor__c`` are objects of the import, is taken as the custom
         object's (a custom lookup, named after it), noted."""
         lookup, target = relationship_target(segment)
+        lookup = self.lookup_field(obj, segment) or lookup
         named = self.lookups.get(obj, {}).get(lookup.lower())
         if named is not None:
             return self.object_names.name(named, file, line)
@@ -200,8 +213,12 @@ class Scope:
         obj = self.record_object
         names: list[str] = []
         for i, seg in enumerate(segments):
-            name, ref = field_segment(seg)
-            name = self.catalog.field_name(self.report, obj, seg, name, self.file, line)
+            # a relationship its lookup's metadata names (Supplier__r of the lookup
+            # Supplier_Account__c) reads that lookup field, whatever its own name
+            lookup = self.catalog.lookup_field(obj, seg)
+            name, ref = field_segment(lookup or seg)
+            name = self.catalog.field_name(self.report, obj, lookup or seg, name,
+                                           self.file, line)
             last = i == len(segments) - 1
             if not last:  # a relationship followed: to the object its lookup names
                 target = self.catalog.related(self.report, obj, seg, self.file, line)
@@ -210,7 +227,7 @@ class Scope:
                 obj = target
                 continue
             names.append(name)
-            if ref is not None:
+            if ref is not None or lookup is not None:
                 ref = self.catalog.related(self.report, obj, seg, self.file, line)
                 self.catalog.add(self.report, obj, name, "ref", ref, self.file, line)
                 base = "record" if head == "$Record" else "old"

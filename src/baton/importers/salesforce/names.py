@@ -123,6 +123,17 @@ class ObjectNames:
                                                            a[0].strip().lower())):
             self.name(api, file, line)
 
+    def keep(self, api: str, name: str) -> bool:
+        """Give ``api`` the name ``name`` (a kept object type's, whose ``# Salesforce
+        object:`` line names ``api``: importing again keeps the names the project has),
+        before any object is named; False (nothing done) when either is named already."""
+        key = api.strip().lower()
+        if key in self.by_api or name.lower() in self.owners:
+            return False
+        self.by_api[key] = name
+        self.owners[name.lower()] = api.strip()
+        return True
+
     def known(self, api: str) -> str | None:
         """The name of ``api`` if it has one (it is an object of this import), else None."""
         return self.by_api.get(api.strip().lower())

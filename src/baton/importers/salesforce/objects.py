@@ -131,10 +131,47 @@ class ObjectDef:
 
 @dataclass
 class ValueSet:
-    values: list[str]
-    default: str | None
+    values: list[str]        # the active values (the choices)
+    default: str | None      # None when none is marked, or the one marked is inactive
     shown: str
     line: int
+    inactive: list[str] = field(default_factory=list)  # isActive false: not choices
+    flagged: dict[str, list[str]] = field(default_factory=dict)  # closed/won/converted
+    inactive_default: str | None = None  # the value marked default, when inactive
+
+
+VALUE_FLAGS = ("closed", "won", "converted")
+"""A standard value's flags that say what a value means (a closed Case Status, a won
+Opportunity Stage, a converted Lead Status). Baton's choices carry no flags: they are said
+in the report, value by value."""
+
+
+def _values(nodes: list[Node]) -> ValueSet:
+    """The values of ``nodes`` (``customValue``, ``standardValue``, ``value``,
+    ``picklistValues``): active ones (``isActive`` not false) are the choices; the default
+    is the first marked one, when active; the inactive ones and the flagged ones are kept
+    to be said."""
+    out = ValueSet([], None, "", 0)
+    marked: str | None = None
+    for v in nodes:
+        name = v.value("fullName")
+        if not name:
+            continue
+        if v.value("isActive").lower() == "false":
+            out.inactive.append(name)
+        else:
+            out.values.append(name)
+            for flag in VALUE_FLAGS:
+                if v.flag(flag):
+                    out.flagged.setdefault(flag, []).append(name)
+        if v.flag("default") and marked is None:
+            marked = name
+    out.values = list(dict.fromkeys(out.values))
+    out.inactive = [v for v in dict.fromkeys(out.inactive) if v not in out.values]
+    out.default = marked if marked in out.values else None
+    if marked is not None and out.default is None:
+        out.inactive_default = marked
+    return out
 
 
 @dataclass
@@ -155,6 +192,20 @@ class Metadata:
         """The objects given, by Baton object type name."""
         return {names.name(o.api, o.shown, o.line): o for o in self.objects.values()}
 
+    def relationships(self, names: ObjectNames) -> dict[str, dict[str, str]]:
+        """Per object type: the relationship each lookup's ``relationshipName`` names, as a
+        record path writes it (lower case: ``supplier__r`` for a custom lookup, ``account``
+        for a standard one) -> the lookup field's API name (``Supplier_Account__c``,
+        ``AccountId``), for the flows' relationships
+        (:attr:`~baton.importers.salesforce.conditions.Catalog.relationships`)."""
+        out: dict[str, dict[str, str]] = {}
+        for name, obj in self.by_name(names).items():
+            for f in obj.fields.values():
+                rel = f.node.value("relationshipName")
+                if f.node.value("type") in LOOKUP_TYPES and rel:
+                    out.setdefault(name, {})[relationship_segment(f.api, rel).lower()] = f.api
+        return out
+
     def lookups(self, names: ObjectNames) -> dict[str, dict[str, str]]:
         """Per object type: its lookups to one object (lower-case field API name -> the
         API name of the object it points at), for the flows' relationships
@@ -170,6 +221,20 @@ class Metadata:
 
 
 LOOKUP_TYPES = ("Lookup", "MasterDetail", "Hierarchy")
+NAMESPACED = re.compile(r"^([A-Za-z0-9]+)__[A-Za-z0-9_]+__c$")
+
+
+def relationship_segment(field_api: str, relationship: str) -> str:
+    """How a record path names the relationship ``relationship`` of lookup ``field_api``:
+    a custom lookup's with ``__r`` (and its namespace: ``ns__Supplier__r`` for
+    ``ns__Supplier_Account__c``), a standard one's as it is (``Account`` for
+    ``AccountId``)."""
+    rel = relationship.strip()
+    if not field_api.strip().lower().endswith("__c"):
+        return rel
+    m = NAMESPACED.match(field_api.strip())
+    prefix = f"{m[1]}__" if m and not rel.startswith(f"{m[1]}__") else ""
+    return f"{prefix}{rel}__r"
 
 
 def _targets(node: Node, sf_type: str) -> list[str]:
@@ -276,12 +341,10 @@ def _value_set(md: Metadata, src: Source, root: Node, name: str, report: ImportR
     """A global value set (``customValue``s) or a standard one (``standardValue``s)."""
     if not _expect(src, root, "StandardValueSet" if standard else "GlobalValueSet", report):
         return
-    values = root.all("standardValue" if standard else "customValue")
+    found = _values(root.all("standardValue" if standard else "customValue"))
+    found.shown, found.line = src.shown, root.line
     sets = md.standard_sets if standard else md.value_sets
-    sets.setdefault(name.lower(), ValueSet(
-        [v.value("fullName") for v in values if v.value("fullName")],
-        next((v.value("fullName") for v in values if v.flag("default")), None),
-        src.shown, root.line))
+    sets.setdefault(name.lower(), found)
 
 
 # ---- metadata -> Baton fields ---------------------------------------------------------------
@@ -294,8 +357,8 @@ class Mapped:
 @dataclass
 class Known:
     """What a field's metadata may point at: the metadata given (its value sets), the Baton
-    names of the import's objects, the object types imported, and those of the project's
-    ``definitions/objects.yaml`` kept (``--force``)."""
+    names of the import's objects, the object types imported, and those the project's
+    definitions (any file under ``definitions/``) kept (``--force``) have."""
 
     md: Metadata
     names: ObjectNames
@@ -310,7 +373,7 @@ def object_types(catalog: Catalog, md: Metadata, report: ImportReport,
     its fields from the metadata first (in the metadata's order), then the fields the flows
     read that the metadata lacks, typed as the flows use them (a standard picklist: by its
     standard value set, when given). ``kept``: the object types of the project's own
-    objects.yaml, which lookups may point at. Fills ``report``. Also gives the (object,
+    definitions, which lookups may point at. Fills ``report``. Also gives the (object,
     field) pairs typed by the metadata."""
     given = md.by_name(catalog.object_names)
     known = Known(md, catalog.object_names, set(catalog.objects) | set(given), kept)
@@ -363,10 +426,15 @@ def _standard_read(catalog: Catalog, md: Metadata, name: str, fname: str, guesse
         return None, (f"a standard picklist, whose values are the standard value set "
                       f"{set_name}, not given: typed from how the flows use it ("
                       f"{_give_standard(set_name)})")
+    said = "; ".join(["", *_said(found)])
+    if not found.values:
+        return None, (f"a standard picklist whose standard value set {set_name} "
+                      f"({found.shown}) has no active value: typed from how the flows use "
+                      f"it{said}")
     spec = _choice(found.values, found.default)
     return spec, (f"a standard picklist: its values are the standard value set {set_name} "
                   f"({found.shown}), copied into the field, a choice that refuses other "
-                  "values (its field metadata was not given)")
+                  f"values (its field metadata was not given){said}")
 
 
 def _give_standard(set_name: str) -> str:
@@ -531,9 +599,9 @@ def _literal(formula: str, ftype: str) -> Any:
 def _picklist(node: Node, md: Metadata, multi: bool, caveats: list[str],
               standard_set: str | None) -> dict[str, Any]:
     """A picklist's values: its own, a global value set's it names, or (``standard_set``:
-    a standard picklist, whose metadata names no values) its standard value set's."""
-    values: list[str] = []
-    default: str | None = None
+    a standard picklist, whose metadata names no values) its standard value set's. Only
+    active values are choices (:func:`_said`)."""
+    found = ValueSet([], None, "", 0)
     restricted = False
     value_set = node.first("valueSet")
     if value_set is not None:
@@ -541,63 +609,79 @@ def _picklist(node: Node, md: Metadata, multi: bool, caveats: list[str],
         definition = value_set.first("valueSetDefinition")
         global_name = value_set.value("valueSetName")
         if definition is not None:
-            for v in definition.all("value"):
-                if v.value("fullName"):
-                    values.append(v.value("fullName"))
-                    if v.flag("default") and default is None:
-                        default = v.value("fullName")
+            found = _values(definition.all("value"))
         elif global_name:
-            found = md.value_sets.get(global_name.lower())
-            if found is None:
+            have = md.value_sets.get(global_name.lower())
+            if have is None:
                 caveats.append(f"its values are the global value set {global_name}, whose "
                                "metadata was not given: a string (give its file, globalValueSets/"
                                f"{global_name}.globalValueSet-meta.xml or .globalValueSet, "
                                "to import the values)")
                 return {"type": "string"}
-            values, default = list(found.values), found.default
+            found = have
             caveats.append(f"its values are the global value set {global_name} "
-                           f"({found.shown}): copied into the field")
+                           f"({have.shown}): copied into the field")
             restricted = True  # a global value set is always restricted
     else:  # before API 38: <picklist><picklistValues>
         old = node.first("picklist")
         if old is not None:
             restricted = old.flag("restrictedPicklist")
-            for v in old.all("picklistValues"):
-                if v.value("fullName"):
-                    values.append(v.value("fullName"))
-                    if v.flag("default") and default is None:
-                        default = v.value("fullName")
-    if not values and standard_set is not None:
-        found = md.standard_sets.get(standard_set.lower())
-        if found is None:
+            found = _values(old.all("picklistValues"))
+    if not found.values and not found.inactive and standard_set is not None:
+        have = md.standard_sets.get(standard_set.lower())
+        if have is None:
             caveats.append(f"a standard picklist: its values are the standard value set "
                            f"{standard_set}, whose metadata was not given: a string ("
                            f"{_give_standard(standard_set)})")
             return {"type": "string"}
-        values, default = list(found.values), found.default
+        found = have
         caveats.append(f"a standard picklist: its values are the standard value set "
-                       f"{standard_set} ({found.shown}), copied into the field, a choice "
+                       f"{standard_set} ({have.shown}), copied into the field, a choice "
                        "that refuses other values")
         restricted = True  # (said in the caveat above)
-    values = list(dict.fromkeys(values))
-    if not values:
-        caveats.append("a picklist without values in its metadata: a string")
+    caveats += _said(found)
+    if not found.values:
+        caveats.append("a picklist without active values in its metadata: a string"
+                       if found.inactive else "a picklist without values in its metadata: "
+                       "a string")
         return {"type": "string"}
     if multi:
         caveats.append(f"a multi-select picklist: a json list of values (one or more of "
-                       f"{', '.join(values)}), not checked against them")
+                       f"{', '.join(found.values)}), not checked against them")
         return {"type": "json"}
     if not restricted:
         caveats.append("an unrestricted picklist in Salesforce (other values are taken "
                        "through the API): a choice in Baton, which refuses other values")
-    return _choice(values, default)
+    return _choice(found.values, found.default)
+
+
+def _said(found: ValueSet) -> list[str]:
+    """What the report says of a picklist's values beside the choices: the inactive ones
+    (not choices: Baton's choices have no values kept readable but not selectable, so one
+    would be offered for new records), an inactive default (left out), and each flag
+    (closed, won, converted) that Baton's choices cannot carry."""
+    out: list[str] = []
+    if found.inactive:
+        out.append(f"inactive values {', '.join(found.inactive)} (isActive false) are not "
+                   "choices: a record cannot be given them (Baton's choices have no values "
+                   "kept readable but not selectable; add one back to the choices to keep "
+                   "records that hold it)")
+    if found.inactive_default is not None:
+        out.append(f"its default {found.inactive_default} is inactive: no default")
+    for flag in VALUE_FLAGS:
+        if found.flagged.get(flag):
+            out.append(f"{flag} in Salesforce: {', '.join(found.flagged[flag])} (Baton's "
+                       f"choices carry no {flag} flag: name these values in conditions)")
+    return out
 
 
 def _lookup(node: Node, known: Known, sf_type: str, caveats: list[str]) -> dict[str, Any]:
     """A ref to the object type of the object the lookup points at: one of the import's
     (by its Salesforce API name: a lookup to ``Vendor`` never points at ``Vendor__c``'s
-    type), else one the project's objects.yaml kept has, under the name the import would
-    give it (nothing here names it otherwise); else a string, the record id, noted."""
+    type, nor at a kept type whose ``# Salesforce object:`` line names another), else one
+    the project's definitions kept have, under the name the import would give it (its
+    marker line names it, or nothing names it otherwise); else a string, the record id,
+    noted."""
     targets = _targets(node, sf_type)
     if len(targets) != 1:
         caveats.append(f"a lookup to {' or '.join(targets) or 'no object'}: a string (the "
@@ -614,8 +698,9 @@ def _lookup(node: Node, known: Known, sf_type: str, caveats: list[str]) -> dict[
             return {"type": "string"}
     if target not in known.imported and target not in known.kept:
         caveats.append(f"a lookup to {targets[0]}, whose object type is nowhere: not "
-                       "imported (no flow reads it, its metadata was not given) nor in "
-                       "definitions/objects.yaml: a string (the record id)")
+                       "imported (no flow reads it, its metadata was not given) nor among "
+                       "the object types of the project's definitions/: a string (the "
+                       "record id)")
         return {"type": "string"}
     if sf_type == "MasterDetail":
         caveats.append(f"master-detail to {targets[0]}: a required ref; Baton refuses to "

@@ -6,7 +6,7 @@ import contextlib
 import re
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import yaml
 
 from baton.errors import BatonError, Issue
 from baton.importers.salesforce.conditions import Catalog
+from baton.importers.salesforce.kept import Kept, ambiguous, marker, read_file, read_kept
 from baton.importers.salesforce.objects import is_object_file, object_types, read_metadata
 from baton.importers.salesforce.orchestration import ORCHESTRATION_TYPES, OrchestrationTranslator
 from baton.importers.salesforce.report import FlowToPort, ImportReport
@@ -222,11 +223,16 @@ def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = F
     # objects one name would merge (Vendor, Vendor__c) get two, known before any is used.
     read_report = ImportReport()
     metadata = read_metadata([f for f in found if is_object_file(f.name)], read_report)
+    # The project there (--force): its object types keep their names, each the Salesforce
+    # object its "# Salesforce object:" line names (kept.py), before any other is named.
+    kept = read_kept(out / "definitions")
     catalog = Catalog()
+    seeded = _seed_names(catalog, kept, report)
     # (User first among them: assignees are Baton's User records, never a custom User__c)
     catalog.object_names.add_all([("User", "", 0), *_trigger_objects(flows),
                                   *metadata.object_apis()])
     catalog.lookups = metadata.lookups(catalog.object_names)
+    catalog.relationships = metadata.relationships(catalog.object_names)
     screens = ScreenFlows({f.api_name: (f.shown, f.root) for f in flows
                            if f.root.value("processType") == "Flow"})
     orchestrations: list[dict[str, Any]] = []
@@ -241,13 +247,13 @@ def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = F
     for part in ("translated", "untranslated", "notes"):
         getattr(report, part).extend(getattr(read_report, part))
     _kept_apart(catalog, report)
-    kept_objects = _kept_objects(out / "definitions" / "objects.yaml")
-    objects, typed = object_types(catalog, metadata, report, frozenset(
-        d["name"] for d in kept_objects or [] if d.get("kind") == "object"
-        and isinstance(d.get("name"), str)))
+    objects, typed = object_types(catalog, metadata, report, kept.names())
+    names = catalog.object_names
+    ambiguous(kept, [(api, names.by_api[api.lower()]) for api in names.owners.values()
+                     if names.by_api[api.lower()] in {o["name"] for o in objects}], seeded)
     report.orchestrations = [o["name"] for o in orchestrations]
     report.objects = [o["name"] for o in objects]
-    files = _files(out, objects, orchestrations, report, typed, kept_objects)
+    files = _files(out, objects, orchestrations, report, typed, kept, names.owners)
     given_types = metadata.by_name(catalog.object_names)
     _next_steps(report, out, inferred=[f"{o['name']}.{f}" for o in objects
                                        if o["name"] not in given_types
@@ -256,6 +262,27 @@ def import_salesforce(paths: Sequence[str | Path], out: Path, *, force: bool = F
     _write(out, files)
     report.written += [str(path) for path in files]
     return report
+
+
+def _seed_names(catalog: Catalog, kept: Kept, report: ImportReport) -> set[str]:
+    """Name each Salesforce object a kept object type's marker names as that type (the
+    names the project has win over the ones the import would give: ``Vendor__c`` stays
+    the kept ``Vendor`` when the standard ``Vendor`` comes, which is named apart); the
+    lower-case API names seeded. User is Baton's own, whatever a marker says."""
+    names = catalog.object_names
+    names.name("User")
+    seeded: set[str] = set()
+    for t in kept.marked():
+        origin = str(t.origin)
+        have = names.known(origin)
+        if have == t.name or names.keep(origin, t.name):  # (User: named so already)
+            seeded.add(origin.lower())
+            continue
+        why = (f"{origin} is already object type {have}'s" if have is not None
+               else f"{t.name} is Salesforce's {names.owners[t.name.lower()]}")
+        report.note(str(t.path), t.line, f"object type {t.name}",
+                    f"its line '# Salesforce object: {origin}' is not followed: {why}")
+    return seeded
 
 
 def _trigger_objects(flows: list[FlowFile]) -> list[tuple[str, str, int]]:
@@ -324,22 +351,30 @@ def _flow_style(value: Any) -> str:
                           width=4096).strip()
 
 
-def _dump(docs: list[dict[str, Any]]) -> str:
-    return "---\n".join(yaml.safe_dump(d, sort_keys=False, allow_unicode=True, width=4096)
-                        for d in docs)
+def _dump(docs: list[Any], origin: Callable[[Any], str | None] = lambda _: None) -> str:
+    """YAML documents; each object type whose Salesforce object ``origin`` gives is
+    preceded by its ``# Salesforce object:`` line (:mod:`.kept`)."""
+    parts = []
+    for d in docs:
+        api = origin(d)
+        parts.append((marker(api) if api else "") + yaml.safe_dump(
+            d, sort_keys=False, allow_unicode=True, width=4096))
+    return "---\n".join(parts)
 
 
 HEADER = "# Imported from Salesforce by `baton import salesforce`; see IMPORT_REPORT.md.\n"
 
 
 def _files(out: Path, objects: list[dict[str, Any]], orchestrations: list[dict[str, Any]],
-           report: ImportReport, typed: set[tuple[str, str]],
-           kept_objects: list[dict[str, Any]] | None) -> dict[Path, str]:
+           report: ImportReport, typed: set[tuple[str, str]], kept: Kept,
+           owners: dict[str, str]) -> dict[Path, str]:
     """The project's files and their text. A project imported before (``--force``: a
     second import after the flows changed in Salesforce) keeps what its user wrote:
-    ``baton.toml`` as it is, ``flows.py`` with a stub added for each flow it lacks,
-    ``objects.yaml`` with the fields and objects it lacks added; the orchestrations'
-    files are replaced (they are what Salesforce says)."""
+    ``baton.toml`` as it is, ``flows.py`` with a stub added for each flow it lacks, its
+    object types (in any file under ``definitions/``) with the fields they lack added; the
+    orchestrations' files are replaced (they are what Salesforce says), keeping any other
+    definition such a file holds. ``owners``: each object type's Salesforce object (by
+    lower-case name)."""
     files: dict[Path, str] = {}
     toml = out / "baton.toml"
     if toml.exists():
@@ -347,88 +382,93 @@ def _files(out: Path, objects: list[dict[str, Any]], orchestrations: list[dict[s
     else:
         files[toml] = ('# Baton project imported from Salesforce.\n'
                        'database = "sqlite:///baton.db"\nflows = ["flows"]\n')
-    objects_text = _objects_file(out / "definitions" / "objects.yaml", kept_objects, objects,
-                                 report, typed)
-    if objects_text is not None:
-        files[out / "definitions" / "objects.yaml"] = objects_text
+    made = {o["name"] for o in objects}
+    kept_docs = {id(t.doc): t for t in kept.types.values()}
+
+    def origin(doc: Any) -> str | None:
+        if not isinstance(doc, dict) or doc.get("kind") != "object":
+            return None
+        t = kept_docs.get(id(doc))
+        if t is not None and t.origin is not None:
+            return t.origin
+        name = doc.get("name")
+        return owners.get(name.lower()) if isinstance(name, str) and name in made else None
+
+    definitions = out / "definitions"
+    files.update(_object_files(definitions, kept, objects, report, typed, owners, origin))
     flows_text = _flows_file(out / "flows.py", report)
     if flows_text is not None:
         files[out / "flows.py"] = flows_text
     for o in orchestrations:
-        files[out / "definitions" / f"{o['name']}.yaml"] = HEADER + _dump([o])
+        path = definitions / f"{o['name']}.yaml"
+        others = [d for d in kept.files.get(path, []) if not (
+            d.get("kind") == "orchestration" and d.get("name") == o["name"])]
+        if others:
+            held = ", ".join(f"{d.get('kind')} {d.get('name')}" for d in others)
+            report.kept.append(f"{path}: written again (the orchestration is what Salesforce "
+                               f"says), with the other definitions it holds kept after it: "
+                               f"{held}")
+        files[path] = HEADER + _dump([o, *others], origin)
     return files
 
 
-def _read_kept(path: Path, why: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise BatonError(f"{path}: cannot read it to {why}: {reason} (fix it, or move it "
-                         "away and import again)") from None
-
-
-def _kept_objects(path: Path) -> list[dict[str, Any]] | None:
-    """The documents of the ``objects.yaml`` already there (``--force``), each checked to
-    be an object definition with a fields mapping or another definition; None when there
-    is none. Read before the object types are made: a lookup may point at one of its
-    object types."""
-    if not path.exists():
-        return None
-    why = "add the inferred object types"
-    text = _read_kept(path, why)
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise BatonError(f"{where}: cannot {why} to it: not YAML (fix it, or move it away "
-                         "and import again)") from None
-    for d in docs:
-        if not isinstance(d, dict) or (d.get("kind") == "object"
-                                       and not isinstance(d.get("fields", {}), dict)):
-            raise BatonError(f"{path}: cannot {why} to it: a document is not an object "
-                             "definition with a fields mapping (fix it, or move it away and "
-                             "import again)")
-    return docs
-
-
-def _objects_file(path: Path, docs: list[dict[str, Any]] | None,
-                  objects: list[dict[str, Any]], report: ImportReport,
-                  typed: set[tuple[str, str]]) -> str | None:
-    """``objects.yaml``: new, or the one there (``docs``, from :func:`_kept_objects`) with
-    the objects and fields it lacks added (its own fields are kept as they are: the user's
-    choices, required fields, defaults; one the object metadata (``typed``) defines
-    otherwise is named in the report); ``None`` when it lacks nothing (it is left alone,
-    comments and all)."""
-    if docs is None:
-        return HEADER + _dump(objects)
-    mine: dict[str, dict[str, Any]] = {}
-    for d in docs:
-        if d.get("kind") == "object" and isinstance(d.get("name"), str):
-            mine.setdefault(d["name"], d)
-    added: list[str] = []
+def _object_files(folder: Path, kept: Kept, objects: list[dict[str, Any]],
+                  report: ImportReport, typed: set[tuple[str, str]], owners: dict[str, str],
+                  origin: Callable[[Any], str | None]) -> dict[Path, str]:
+    """The files of object types to write: an object type the project has (in any file
+    under ``definitions/``: :func:`~.kept.read_kept`) gets the fields it lacks, its own
+    kept as they are (the user's choices, required fields, defaults; one the object
+    metadata (``typed``) defines otherwise is named in the report), in its file, written
+    again only when it lacks one (else left alone, comments and all); the others go in
+    ``objects.yaml`` (new, or added to the one there)."""
+    path = folder / "objects.yaml"
+    added: dict[Path, list[str]] = {}
+    new: list[dict[str, Any]] = []
     for o in objects:
-        have = mine.get(o["name"])
+        have = kept.types.get(o["name"])
         if have is None:
-            docs.append(o)
-            added.append(o["name"])
+            new.append(o)
             continue
-        fields = have.setdefault("fields", {})
+        adds = added.setdefault(have.path, [])
+        fields = have.doc.setdefault("fields", {})
         for fname, spec in o["fields"].items():
             if fname not in fields and not (fname == "name" and len(o["fields"]) == 1):
                 fields[fname] = spec
-                added.append(f"{o['name']}.{fname}")
+                adds.append(f"{o['name']}.{fname}")
             elif (o["name"], fname) in typed and fields.get(fname) != spec:
-                report.kept.append(f"{path}: {o['name']}.{fname} kept as it is there "
+                report.kept.append(f"{have.path}: {o['name']}.{fname} kept as it is there "
                                    f"({_flow_style(fields.get(fname))}); the object metadata "
                                    f"says {_flow_style(spec)}")
-    if not added:
-        report.kept.append(f"{path}: kept as it is (it has every object and field inferred)")
-        return None
-    report.kept.append(f"{path}: kept, with {', '.join(added)} added (rewritten: its "
-                       "comments are not kept)")
-    return HEADER + _dump(docs)
+        if have.origin is None:
+            report.kept.append(
+                f"{have.path}:{have.line}: object type {o['name']} taken as Salesforce's "
+                f"{owners.get(o['name'].lower(), o['name'])}, by its name (no '# Salesforce "
+                "object:' line above it says which object it holds)")
+    if new:
+        if path in kept.files:
+            kept.files[path].extend(new)
+            added.setdefault(path, []).extend(o["name"] for o in new)
+        else:
+            kept.files[path] = list(new)
+            added[path] = []  # (a new file)
+    if path in kept.files:
+        added.setdefault(path, [])
+    files: dict[Path, str] = {}
+    for at, adds in added.items():
+        if at == path and not path.exists():
+            files[at] = HEADER + _dump(kept.files[at], origin)
+            if kept.files.keys() - {path}:
+                report.kept.append(f"{at}: written with the object types the project lacks "
+                                   f"({', '.join(o['name'] for o in new)})")
+        elif not adds:
+            report.kept.append(f"{at}: kept as it is (it has every object and field "
+                               "inferred)")
+        else:
+            report.kept.append(f"{at}: kept, with {', '.join(adds)} added (rewritten: its "
+                               "comments are not kept, but for its '# Salesforce object:' "
+                               "lines)")
+            files[at] = (HEADER if at == path else "") + _dump(kept.files[at], origin)
+    return files
 
 
 FLOW_DECORATOR = re.compile(r"""@flow\(\s*(?:name\s*=\s*)?(['"])(?P<name>.+?)\1""")
@@ -440,7 +480,7 @@ def _flows_file(path: Path, report: ImportReport) -> str | None:
     each flow it does not define yet; ``None`` when it lacks none."""
     if not path.exists():
         return flows_module(report.flows_to_port)
-    text = _read_kept(path, "add the stubs of new flows")
+    text = read_file(path, "add the stubs of new flows")
     defined = {m["name"] for m in FLOW_DECORATOR.finditer(text)}
     report.already_ported = sorted(defined & {p.flow for p in report.flows_to_port})
     missing = [p for p in report.flows_to_port if p.flow not in defined]
