@@ -141,7 +141,7 @@ def _undone_once(h: Harness, bank: Bank, hold: BookAndHold, run_id: str,
     the carrier booked under, which is the plan's key of the step."""
     assert hold.key == f"{run_id}:{SHIP}:1"
     assert TOLD == [{"step": SHIP, "status": status, "attempts": attempts,
-                     "idempotency_key": hold.key}], TOLD
+                     "idempotency_key": hold.key, "uncertain": True}], TOLD
     with bank.lock:
         assert list(bank.effective) == [hold.key]  # booked once: what the recall undoes
     assert "release:L1.1" in CALLS and "recall:L1.1" not in CALLS
@@ -249,7 +249,7 @@ def test_a_line_changed_while_its_ship_call_is_in_flight_is_recalled_then_shippe
         worker.join()
     _finish(harness)
     assert TOLD == [{"step": SHIP, "status": "running", "attempts": 1,
-                     "idempotency_key": hold.key}], TOLD
+                     "idempotency_key": hold.key, "uncertain": True}], TOLD
     again = f"{run_id}:{SHIP}:2"
     shipments = bank.calls(SHIPMENTS)
     assert [c.headers["idempotency-key"] for c in shipments] == [hold.key, again]

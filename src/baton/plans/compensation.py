@@ -9,24 +9,36 @@ re-execution, and a later amendment or cancel finds the rollbacks not yet done i
 
 Which steps are compensated (:func:`may_have_acted`): the completed ones, and those whose
 effect may exist although they did not complete — a step the engine handed an attempt to
-the workers for (``attempts`` > 0) that is not settled otherwise (running: its call in
-flight, or waiting for a retry after a timeout or a 5xx whose effect is unknown; in
-fallout or failed, its retries spent). ``attempts`` grows in the transaction that enqueues
-the attempt's job (``schedule_attempt``), and only job steps (callout, mcp, background,
-ai) have any; a worker makes the call, or runs the flow, outside any transaction, so from
-then on nothing in the run says the other system did not act. A step never attempted
-(``attempts`` 0: waiting for its ``after`` or ``when``, a pause, an interactive step's
-work item, a milestone) sent nothing and gets no rollback; nor does a step an operator
-skipped (moving the plan on without it, having decided what its attempts did) or one
-canceled earlier.
+the workers for (``attempts`` > 0) that did not leave the plan before (running: its call
+in flight, or waiting for a retry after a timeout or a 5xx whose effect is unknown; in
+fallout or failed, its retries spent; skipped by an operator after its attempts, say
+after a timeout: skipping moves the plan on, it does not undo what the attempts did).
+``attempts`` grows in the transaction that enqueues the attempt's job
+(``schedule_attempt``), and only job steps (callout, mcp, background, ai) have any; a
+worker makes the call, or runs the flow, outside any transaction, so from then on nothing
+in the run says the other system did not act. A step never attempted (``attempts`` 0:
+waiting for its ``after`` or ``when``, a pause, an interactive step's work item, a
+milestone, or skipped before any attempt) sent nothing and gets no rollback; nor does one
+canceled earlier (an earlier amendment removed it, and compensated it then).
 
 A rollback made here is told what it undoes, in its input's ``plan`` (:func:`undo_facts`):
-``plan.undo`` is ``{step, status, attempts, idempotency_key}`` — the status the step had
-(``completed``, or ``running``/``fallout``/``failed``: its effect uncertain, so the other
-system may have nothing to undo), and the key all its attempts sent (``RUN:STEP:ITERATION``
-of the plan's run: one key per iteration, the same on every retry), by which the other
-system finds the effect to undo, or answers that it has none. The rollback's own calls send
-a key of their own: sending the step's key would replay the step's call.
+``plan.undo`` is ``{step, status, attempts, idempotency_key, uncertain}`` — the status the
+step had (``completed``; or ``running``/``fallout``/``failed``/``skipped``: its effect
+unknown, so the other system may have nothing to undo), and the key all its attempts sent
+(``RUN:STEP:ITERATION`` of the plan's run: one key per iteration, the same on every retry),
+by which the other system finds the effect to undo, or answers that it has none. The
+rollback's own calls send a key of their own: sending the step's key would replay the
+step's call.
+
+``uncertain`` (:func:`uncertain`) is true when the step did not complete and its last
+answer was no clean refusal: its call in flight, timed out, answered 5xx (or 409, 429...),
+so the other system may still be processing it and book it after the rollback found
+nothing. A callout rollback whose ``success`` takes an answer outside 2xx (``[2xx, 404]``:
+"nothing to undo") then does not take that answer at once: it tries again, with its
+``retry``'s backoff, and takes it on its last try, the timeline saying so
+(``rollback_nothing_to_undo``; :mod:`baton.steps.callout`). Undoing a completed step (or
+one whose call was refused, a 4xx), "nothing to undo" is final. A flow rollback reads
+``ctx.input.plan.undo.uncertain`` and decides for itself (a retryable error tries again).
 """
 
 from __future__ import annotations
@@ -44,37 +56,64 @@ ROLLBACK = "rollback_"
 SETTLED = frozenset({"completed", "skipped"})
 
 
-# Statuses of a step that was attempted whose effect is not compensated: an operator moved
-# the plan on without it (skipped), or it left the plan before (canceled).
-_SETTLED_UNDONE = frozenset({"skipped", "canceled"})
+# The status of a step that was attempted whose effect is not compensated: it left the plan
+# before (canceled by an earlier amendment, which compensated it then). A step an operator
+# skipped after its attempts is compensated: the skip moved the plan on without it, it did
+# not undo what its attempts may have done.
+_LEFT = "canceled"
 UNDO = "undo"  # the key of a rollback's input ``plan`` that says what it undoes
+# Answers to a step's call that say the other system is still busy with it (or with its
+# key), not that it refused it: a step whose last attempt got one is uncertain.
+_BUSY = frozenset({408, 409, 423, 425, 429})
 
 
 def may_have_acted(status: str, attempts: int) -> bool:
     """Whether a plan step's effect may exist at the other system, so that a cancel, or an
     amendment removing or changing it, runs its ``rollback``: it completed; or it was
-    attempted and is not settled. ``attempts`` > 0 is the line between "may have acted"
-    and "sent nothing": the engine counts an attempt in the transaction that enqueues its
-    job, and from then on a worker may claim it and make the call (or run the flow) outside
-    any transaction — in flight when the order is canceled (``running``), answered with a
-    timeout or a 5xx after the other system acted (``running``, waiting for its retry; or
-    ``fallout``/``failed`` once its retries are spent), or its answer arriving after the
-    cancel (dropped as stale: the run never learns it). A job still queued counts too: the
-    plan cannot know whether a worker has claimed it. ``status``: the step's status value."""
+    attempted and did not leave the plan before (canceled). ``attempts`` > 0 is the line
+    between "may have acted" and "sent nothing": the engine counts an attempt in the
+    transaction that enqueues its job, and from then on a worker may claim it and make the
+    call (or run the flow) outside any transaction — in flight when the order is canceled
+    (``running``), answered with a timeout or a 5xx after the other system acted
+    (``running``, waiting for its retry; or ``fallout``/``failed`` once its retries are
+    spent; or ``skipped`` by an operator from fallout, which moves the plan on but does not
+    undo what the attempts did), or its answer arriving after the cancel (dropped as stale:
+    the run never learns it). A job still queued counts too: the plan cannot know whether a
+    worker has claimed it. ``status``: the step's status value."""
     if status == "completed":
         return True
-    return attempts > 0 and status not in _SETTLED_UNDONE
+    return attempts > 0 and status != _LEFT
+
+
+def uncertain(status: str, error: Mapping[str, Any] | None) -> bool:
+    """Whether a plan step that may have acted (:func:`may_have_acted`) may yet act after
+    its rollback looked: it did not complete, and its last attempt got no clean refusal —
+    its call in flight, or it timed out, or was answered 5xx or "busy" (408, 409, 423,
+    425, 429), so the other system may still be processing it. A step whose last answer
+    refused it (any other 4xx, not retried: its ``error.call.status``, the error not
+    retryable) is not: the other system answered, and booked nothing. ``error``: the
+    step's error (its last attempt's), if any."""
+    if status == "completed":
+        return False
+    if not error or error.get("retryable") is not False:
+        return True
+    call = error.get("call")
+    answered = call.get("status") if isinstance(call, Mapping) else None
+    return not (isinstance(answered, int) and 400 <= answered < 500
+                and answered not in _BUSY)
 
 
 def undo_facts(run_id: str, step: str, status: str, iteration: int,
-               attempts: int) -> dict[str, Any]:
+               attempts: int, error: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the rollback of ``step`` (of the plan's run ``run_id``) is told it undoes, as
-    its input's ``plan.undo``: the status the step had, its attempts, and the idempotency
-    key every attempt of its ``iteration`` sent (a callout's or mcp step's call; for a flow
-    the same name of its iteration), so the other system can find the effect, or answer
-    that there is nothing to undo."""
+    its input's ``plan.undo``: the status the step had, its attempts, the idempotency key
+    every attempt of its ``iteration`` sent (a callout's or mcp step's call; for a flow the
+    same name of its iteration), so the other system can find the effect, or answer that
+    there is nothing to undo, and whether that answer may come too early (``uncertain``:
+    :func:`uncertain` of the step's status and ``error``)."""
     return {"step": step, "status": status, "attempts": attempts,
-            "idempotency_key": idempotency_key(run_id, step, iteration)}
+            "idempotency_key": idempotency_key(run_id, step, iteration),
+            "uncertain": uncertain(status, error)}
 
 
 def rollback_name(step: str) -> str:
@@ -247,7 +286,7 @@ def amended_graph(old: Mapping[str, Any], new: Mapping[str, Any], compensate: Se
     """``new`` (the graph generated for the order's lines now) with rollback steps: the
     old plan's (kept as they are, and so in the state they are in) and those of
     ``compensate`` (the steps the amendment removes or changes that may have acted —
-    completed, or attempted and in flight, waiting for a retry, in fallout:
+    completed, or attempted and in flight, waiting for a retry, in fallout, skipped:
     :func:`may_have_acted` — a step undone once before gets its rollback afresh), each
     told ``told``'s entry for its step (:func:`undo_facts`). Every step of ``new`` that
     has a rollback step in the plan waits for it: a changed step is done again only once

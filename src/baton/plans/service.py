@@ -10,8 +10,10 @@ fallout like any other step. An amendment moves the plan's run to revision N+1 w
 rollback steps in it, each changed step done again only after its own rollback
 (:mod:`baton.plans.compensation`). "Completed" here means "may have acted": a step whose
 call was in flight, waiting for a retry, or in fallout when the order was canceled or the
-step amended away is compensated too, its rollback told the key its attempts sent
-(:func:`~baton.plans.compensation.may_have_acted`); a step never attempted is not.
+step amended away, or that an operator skipped after its attempts, is compensated too, its
+rollback told the key its attempts sent and whether the other system may still be busy
+with it (:func:`~baton.plans.compensation.may_have_acted`, ``uncertain``); a step never
+attempted is not.
 """
 
 from __future__ import annotations
@@ -234,7 +236,7 @@ class PlanService:
     def cancel(self, order_id: str, reason: str, actor: str) -> dict[str, Any]:
         """Cancel the order's plan: refused once a point-of-no-return step has completed;
         else its run is canceled and a compensation run rolls back the steps that may
-        have acted (completed, or attempted and not settled: see :func:`_acted`)."""
+        have acted (completed, or attempted and not canceled before: see :func:`_acted`)."""
         if not reason:
             raise PlanningError("say why the order is canceled (it is audited)")
         now_dt = self.clock.now()
@@ -278,7 +280,7 @@ class PlanService:
     def diff(self, order_id: str, refuse: bool = False) -> dict[str, Any]:
         """What amending the plan to the order's lines as they are now would do: steps
         added, removed (compensated when they have a rollback and may have acted:
-        completed, or attempted and not settled — :func:`_acted`), changed
+        completed, or attempted and not canceled — :func:`_acted`), changed
         (removed and added again), rewired (only their ``after`` changed: they keep their
         state) and unchanged. ``refuse``: raise what :meth:`amend` would refuse with (a
         passed point of no return, a plan not in progress), as a dry run of it."""
@@ -417,10 +419,11 @@ class PlanService:
 def _acted(graph: Mapping[str, Any], run: Run) -> dict[str, dict[str, Any]]:
     """The plan ``run``'s steps with a rollback in ``graph`` that may have acted
     (completed; or attempted — a job enqueued for their iteration, so a worker may have
-    made the call — and neither skipped nor canceled: in flight, waiting for a retry, in
-    fallout; see :func:`~baton.plans.compensation.may_have_acted`) -> what the rollback of
-    each is told (:func:`~baton.plans.compensation.undo_facts`: the key its attempts
-    sent among it)."""
+    made the call — and not canceled: in flight, waiting for a retry, in fallout, skipped
+    by an operator after its attempts; see
+    :func:`~baton.plans.compensation.may_have_acted`) -> what the rollback of each is told
+    (:func:`~baton.plans.compensation.undo_facts`: the key its attempts sent among it, and
+    whether its effect is still uncertain, from its last attempt's error)."""
     out = {}
     for fact in graph["steps"]:
         name = fact["name"]
@@ -429,7 +432,8 @@ def _acted(graph: Mapping[str, Any], run: Run) -> dict[str, dict[str, Any]]:
             continue
         status = sr.status.value
         if may_have_acted(status, sr.attempts):
-            out[name] = undo_facts(run.id, name, status, sr.iteration, sr.attempts)
+            out[name] = undo_facts(run.id, name, status, sr.iteration, sr.attempts,
+                                   sr.error)
     return out
 
 

@@ -14,6 +14,10 @@ classified:
 - no response (refused, timeout), 5xx and 429 are retryable per the step's ``retry``, the
   retry not before the response's ``Retry-After``;
 - any other status fails the step at once, unless listed in ``retry_on``;
+- a plan rollback told that its step's effect is uncertain (``input.plan.undo.uncertain``:
+  baton.plans.compensation) takes a status of its ``success`` outside 2xx ("nothing to
+  undo") only on the last try its ``retry`` allows: before, that answer is retried
+  (:func:`_nothing_yet`);
 - a response body larger than the connection's ``max_response`` (default 5 MB) is not read
   further. A 2xx answer (or any the step accepts) then fails the step at once
   (``ResponseTooLarge``, not retried); any other is classified by its status as above, its
@@ -71,7 +75,7 @@ from baton.definitions.checks import (
 from baton.definitions.connection import check_size
 from baton.definitions.model import StepDefinition
 from baton.engine.events import SignalReceived, StartTimer, StepCompleted, TimerFired
-from baton.engine.policy import duration
+from baton.engine.policy import RetryPolicy, duration
 from baton.engine.state import Run, StepRun
 from baton.engine.status import STEP_RUNNING
 from baton.errors import ExpressionError, StepFailure
@@ -322,7 +326,9 @@ class Callout(JobStepType):
             failed.audit = (_audit(work, failed.summary.to_json()),)
             raise failed
         summary = response.summary.to_json()
-        audit = (_audit(work, summary),)
+        audit: tuple[Mapping[str, Any], ...] = (_audit(work, summary),)
+        if ok and response.status >= 300:  # taken, outside 2xx: a "nothing to do" answer
+            audit = _nothing_yet(work, response, summary, audit)
         if not ok:
             retryable = response.status == 429 or response.status >= 500 \
                 or response.status in (opts.get("retry_on") or ())
@@ -353,6 +359,45 @@ class Callout(JobStepType):
 
 
 CALLOUT = Callout()
+
+
+# The event of a plan rollback that took "nothing to undo" on its last try, its step's effect
+# uncertain (:func:`_nothing_yet`).
+NOTHING_TO_UNDO = "rollback_nothing_to_undo"
+
+
+def _nothing_yet(work: StepWork, response: HttpResponse, summary: dict[str, Any],
+                 audit: tuple[Mapping[str, Any], ...]) -> tuple[Mapping[str, Any], ...]:
+    """A plan rollback told that the effect of the step it undoes is uncertain (its input's
+    ``plan.undo.uncertain``: the step's call in flight, timed out or answered 5xx, so the
+    other system may still be processing it: baton.plans.compensation), answered with a
+    status its ``success`` takes outside 2xx ("nothing to undo"): the booking may be still
+    to come. Before the last try its ``retry`` allows, that answer is a retryable failure
+    (tried again after the backoff); on the last it is taken, and an event
+    (:data:`NOTHING_TO_UNDO`) says so. Any other step: the answer is taken. Returns the
+    audit to keep."""
+    own = work.payload.get("input")
+    plan = own.get("plan") if isinstance(own, Mapping) else None
+    undo = plan.get("undo") if isinstance(plan, Mapping) else None
+    if not isinstance(undo, Mapping) or undo.get("uncertain") is not True:
+        return audit
+    sr = work.run.steps.get(work.step.name)
+    orch = work.orchestration
+    policy = RetryPolicy.from_options(work.step.options.get("retry"),
+                                      orch.retry if orch is not None else None)
+    tries = (work.attempt or 0) - (sr.attempt_base if sr is not None else 0)
+    if work.attempt is not None and tries <= policy.max:
+        raise CalloutFailed(
+            f"{response.summary.method} {response.summary.url} answered {response.status}: "
+            f"nothing to undo yet, but {undo.get('step')}'s call may still be processed "
+            f"(plan.undo.uncertain): tried again (try {tries} of {policy.max + 1})",
+            retryable=True, retry_after=retry_after(response), audit=audit,
+            details={"call": summary, "nothing_to_undo": True})
+    return (*audit, {"type": NOTHING_TO_UNDO, "step": work.step.name,
+                     "iteration": work.iteration, "attempt": work.attempt,
+                     "status": response.status, "tries": tries,
+                     "undone": undo.get("step"),
+                     "idempotency_key": undo.get("idempotency_key")})
 
 
 # --- helpers (pure) -----------------------------------------------------------------------------
