@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from baton.errors import (
@@ -237,29 +238,40 @@ def _capped(errors: list[dict[str, str]]) -> tuple[list[dict[str, str]], str]:
     return shown, detail
 
 
+async def _off_loop(request: Request, answer: Callable[[], Response]) -> Response:
+    """The handlers' answer. A page (the UI's error page) names who is signed in, which
+    reads the database: it is made in a request thread, never on the event loop (a database
+    that hangs would hold every request behind it). A problem document is made here."""
+    if getattr(request.app.state, "render_html_error", None) is not None \
+            and not request.url.path.startswith(MACHINE_PATHS):
+        return await run_in_threadpool(answer)
+    return answer()
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> Response:
-        return problem_response(request, exc.status, exc.title, exc.detail, slug=exc.slug,
-                                headers=exc.headers, errors=exc.errors, **exc.extra)
+        return await _off_loop(request, lambda: problem_response(
+            request, exc.status, exc.title, exc.detail, slug=exc.slug, headers=exc.headers,
+            errors=exc.errors, **exc.extra))
 
     @app.exception_handler(BatonError)
     async def _baton(request: Request, exc: BatonError) -> Response:
-        return _from_baton(request, exc)
+        return await _off_loop(request, lambda: _from_baton(request, exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors, detail = _capped([_field_error(request, e) for e in exc.errors()])
-        return problem_response(request, 422, "Invalid input", detail, slug="validation",
-                                errors=errors)
+        return await _off_loop(request, lambda: problem_response(
+            request, 422, "Invalid input", detail, slug="validation", errors=errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400 and exc.detail == UNPARSED:
             said = await _unparsed(request)
-            return problem_response(request, 422, "Invalid input", f"body: {said}",
-                                    slug="validation", errors=[{"field": "body",
-                                                                "message": said}])
+            return await _off_loop(request, lambda: problem_response(
+                request, 422, "Invalid input", f"body: {said}", slug="validation",
+                errors=[{"field": "body", "message": said}]))
         titles = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden",
                   404: "Not found", 405: "Method not allowed"}
         headers = getattr(exc, "headers", None)
@@ -273,15 +285,16 @@ def install(app: FastAPI) -> None:
             if request.url.path.startswith("/api/"):
                 detail += " (the API's operations are listed in /openapi.json)"
             slug = "not-found"
-        return problem_response(request, exc.status_code, titles.get(exc.status_code, "Error"),
-                                detail, slug=slug, headers=headers)
+        return await _off_loop(request, lambda: problem_response(
+            request, exc.status_code, titles.get(exc.status_code, "Error"), detail, slug=slug,
+            headers=headers))
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> Response:
-        return _unexpected(request, exc, logged=False)
+        return await _off_loop(request, lambda: _unexpected(request, exc, logged=False))
 
     # Anything else (and errors raised outside the routes: middleware): answered by
     # Starlette's ServerErrorMiddleware, which then raises it again for the server to log.
     @app.exception_handler(Exception)
     async def _other(request: Request, exc: Exception) -> Response:
-        return _unexpected(request, exc, logged=True)
+        return await _off_loop(request, lambda: _unexpected(request, exc, logged=True))

@@ -9,11 +9,13 @@ An unknown API token counts as a failed attempt against the client address (see
 :mod:`baton.auth.throttle`); while the address is locked out, every token it sends is
 answered 429 with ``Retry-After`` before it is looked up.
 
-Every token is looked up in the database. ``/metrics`` alone (``need(..., outage=True)``)
-also remembers the tokens the database verified (:class:`VerifiedTokens`: the secret's
-SHA-256 and its user, for :data:`VERIFIED_TOKEN_TTL_S`), and asks that memory only when the
-database cannot be read (away or busy: a scrape still gets the process's own metrics, with
-``baton_database_up 0``). So a token revoked, or a user deactivated, while the database is
+Every token is looked up in the database, in a request thread (never on the event loop: a
+database that hangs holds the requests that wait for it, not ``/healthz`` or the others).
+``/metrics`` alone (``need(..., outage=True)``) also remembers the tokens the database
+verified (:class:`VerifiedTokens`: the secret's SHA-256 and its user, for
+:data:`VERIFIED_TOKEN_TTL_S`), and asks that memory only when the database cannot be read
+(away, busy, or not answering within :data:`LOOKUP_TIMEOUT_S`: a scrape still gets the
+process's own metrics, with ``baton_database_up 0``). So a token revoked, or a user deactivated, while the database is
 away is still taken for a scrape for up to that long after it was last verified; while the
 database answers, the lookup decides (and a token it no longer knows is forgotten at once).
 ``/readyz`` tells such a caller more the same way (:func:`known_caller`).
@@ -24,6 +26,7 @@ database answers, the lookup decides (and a token it no longer knows is forgotte
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import threading
@@ -36,6 +39,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission, require
@@ -43,7 +47,7 @@ from baton.auth.throttle import Locked
 from baton.runtime.engine import Engine
 from baton.web import proxies
 from baton.web.committer import CommitterClosed, committer_of
-from baton.web.problems import ProblemError
+from baton.web.problems import RETRY_AFTER_S, ProblemError
 
 SESSION_COOKIE = "baton_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -59,6 +63,9 @@ bearer = HTTPBearer(auto_error=False, description="An API token: `baton tokens c
 VERIFIED_TOKEN_TTL_S = 60.0
 """How long a token the database verified for ``/metrics`` is taken without it while the
 database cannot be read: a revocation or deactivation made meanwhile waits this long."""
+LOOKUP_TIMEOUT_S = 5.0
+"""How long ``/metrics`` waits for its token lookup before taking the database as away (as
+long as its own reads wait: :data:`baton.runtime.metrics.READ_TIMEOUT_S`)."""
 VERIFIED_TOKENS_KEPT = 256  # tokens remembered at most (the least recently verified go first)
 
 
@@ -198,18 +205,54 @@ def _token_principal(request: Request, secret: str, *, recall: bool) -> Principa
 
 async def _principal(request: Request, credentials: HTTPAuthorizationCredentials | None,
                      *, recall: bool) -> Principal | None:
+    # The lookups read the database: in a request thread, never on the event loop (a
+    # database that hangs would hold every request, /healthz included, behind one lookup).
     eng = engine_of(request)
     if credentials is not None:
-        return _token_principal(request, credentials.credentials, recall=recall)
+        if recall:
+            return await _recalling_token_principal(request, credentials.credentials)
+        return await run_in_threadpool(_token_principal, request, credentials.credentials,
+                                       recall=False)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        found = eng.directory.session(cookie)
+        found = await run_in_threadpool(eng.directory.session, cookie)
         if found is None:
             return None
         user, csrf = found
         await _check_csrf(request, csrf)
         return Principal(user, "session", csrf)
     return None
+
+
+async def _recalling_token_principal(request: Request, secret: str) -> Principal:
+    """:func:`_token_principal` with ``recall`` (``/metrics``), waited for at most
+    :data:`LOOKUP_TIMEOUT_S`: a database that hangs is taken as away (a token verified lately
+    is taken, else 503), and while a lookup is still stuck past its deadline the next
+    scrapes go to that memory at once instead of each holding a thread of its own."""
+    state = request.app.state
+    stuck: asyncio.Future[Principal] | None = getattr(state, "token_lookup_stuck", None)
+    if stuck is None or stuck.done():
+        lookup = asyncio.ensure_future(run_in_threadpool(_token_principal, request, secret,
+                                                         recall=True))
+        try:
+            return await asyncio.wait_for(asyncio.shield(lookup), LOOKUP_TIMEOUT_S)
+        except TimeoutError:
+            state.token_lookup_stuck = lookup
+            lookup.add_done_callback(_consumed)
+    eng = engine_of(request)
+    user = verified_tokens(request).recall(secret, eng.clock.now())
+    if user is None:
+        raise ProblemError(503, "Service unavailable",
+                           f"the database did not answer within {LOOKUP_TIMEOUT_S:g} s, and "
+                           "this token was not verified lately; try again later",
+                           slug="unavailable", headers={"Retry-After": str(RETRY_AFTER_S)})
+    return Principal(user, "token")
+
+
+def _consumed(future: asyncio.Future[Principal]) -> None:
+    """A stuck lookup's end: its answer or error goes nowhere (said, not left unread)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def optional_principal(

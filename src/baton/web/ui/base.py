@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
+from sqlalchemy.exc import DBAPIError
 
 from baton.auth.directory import User
 from baton.auth.roles import Permission, require
@@ -239,11 +240,16 @@ def render(request: Request, template: str, principal: Principal | None,
 
 
 def _session_principal(request: Request) -> Principal | None:
-    """Who is logged in, for the navigation of an error page (no CSRF check: read only)."""
+    """Who is logged in, for the navigation of an error page (no CSRF check: read only);
+    None when the database cannot say (the page is then the signed-out one: an error page
+    must not fail for want of a name, least of all the one saying the database is away)."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
-    found = engine_of(request).directory.session(cookie)
+    try:
+        found = engine_of(request).directory.session(cookie)
+    except DBAPIError:
+        return None
     return Principal(found[0], "session", found[1]) if found else None
 
 
