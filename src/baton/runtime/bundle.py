@@ -31,13 +31,14 @@ from baton.auth.directory import Directory, _check_names
 from baton.clock import iso
 from baton.definitions.loader import check_texts
 from baton.definitions.model import LoadedDefinition, ObjectTypeDefinition
-from baton.errors import BatonError, DefinitionError, Issue, ValidationError
+from baton.errors import BatonError, DefinitionError, Issue, TransitionConflict, ValidationError
 from baton.runtime import schedules
 from baton.runtime.definitions import checksum
 from baton.store.migrations import LATEST
 
 if TYPE_CHECKING:
     from baton.runtime.engine import Engine
+    from baton.store.ports import Transaction
 
 FORMAT = 1
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
@@ -67,6 +68,10 @@ class ImportPlan:
     users: list[tuple[str, dict[str, Any], bool]] = field(default_factory=list)  # (name, row, new)
     # the object types it activates, as loaded: their records are checked again on import
     objects: list[LoadedDefinition] = field(default_factory=list)
+    # (kind, name) of each definition in the bundle -> (its latest version, 0 for none; its
+    # active one) in the database as planned: what its version numbers and activations were
+    # worked out from (the import is refused if they no longer hold: _check_basis_txn)
+    basis: dict[tuple[str, str], tuple[int, int | None]] = field(default_factory=dict)
 
     @property
     def writes(self) -> bool:
@@ -202,6 +207,7 @@ def plan_import(engine: Engine, bundle: Mapping[str, Any]) -> ImportPlan:
         by_sum = {r.checksum: r.version for r in target}
         next_version = (target[-1].version if target else 0) + 1
         active_now = next((r.version for r in target if r.active), None)
+        plan.basis[(kind, name)] = (next_version - 1, active_now)
         mapped: dict[int, int] = {}
         for d in versions:
             digest = checksum(d["source"])
@@ -237,6 +243,7 @@ def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
     now_dt = engine.clock.now()
     with engine.store.write() as tx:
         tx.lock_definitions_txn()  # (the definitions' writers, one at a time: as a deploy)
+        _check_basis_txn(tx, plan)
         # The records may have changed since the plan was made: checked again, in the
         # transaction that changes their object types (as a deploy does).
         changes = engine.definitions.object_changes_txn(tx, plan.objects)
@@ -277,6 +284,40 @@ def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
     # Committed: this Engine's next lookup reads the index again (rolled back: the index
     # never held any of it, nothing to do).
     engine.definitions.invalidate(generation)
+
+
+def _check_basis_txn(tx: Transaction, plan: ImportPlan) -> None:
+    """What the plan was worked out from still holds (read under the definitions lock): a
+    deploy, activation or import committed between the plan and now may have taken the
+    version numbers it gives its new versions (its version 3 another text now), or
+    changed the active version of a definition it leaves as it found it (the bundle's
+    active one then). Refused, saying what moved, before anything is written. (A
+    definition whose activation the plan makes anyway may have been activated since.)"""
+    if not plan.basis:
+        return
+    numbered = {(d["kind"], d["name"]) for d in plan.definitions}
+    activated = {(kind, name) for kind, name, _ in plan.activate}
+    now: dict[tuple[str, str], tuple[int, int | None]] = {}
+    for row in tx.list_definitions_txn():
+        key = (row.kind, row.name)
+        if key in plan.basis:
+            latest, active = now.get(key, (0, None))
+            now[key] = (max(latest, row.version), row.version if row.active else active)
+    moved = []
+    for key, (latest, active) in sorted(plan.basis.items()):
+        latest_now, active_now = now.get(key, (0, None))
+        what = f"{key[0]} {key[1]!r}"
+        if key in numbered and latest_now != latest:
+            moved.append(f"{what}: v{latest_now} is its latest version now, v{latest} was"
+                         if latest else f"{what}: v{latest_now} deployed")
+        elif key not in activated and active_now != active:
+            moved.append(f"{what}: " + (f"v{active_now} is active now" if active_now
+                                        else "none is active now") + ", "
+                         + (f"v{active} was" if active else "none was"))
+    if moved:
+        raise TransitionConflict(
+            "the definitions changed since this import was planned (" + "; ".join(moved)
+            + "): nothing was imported; import the bundle again to plan it against them")
 
 
 def _validate_definitions(engine: Engine, defs: list[dict[str, Any]]

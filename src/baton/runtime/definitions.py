@@ -85,8 +85,13 @@ class DefinitionRepo:
         # The newest generation known to be committed here: the index's, or the one a
         # deploy or activation of this repo committed. A refresh stores what it read only
         # if it read it at a newer one (at this one, once the index was dropped): see
-        # _refresh_txn. Never lowered (forget() too keeps it).
+        # _refresh_txn. Never lowered (forget() too keeps it), but by a refresh that proves
+        # the stored generation went back (a database restored or swapped under this process).
         self._seen = 0
+        # Raised (under the lock) whenever _seen changes: a refresh in a transaction of its
+        # own begun at the same count began after the generation _seen says was committed,
+        # so reading a lower one there is proof it went back, not a race.
+        self._seen_count = 0
         self._active: dict[tuple[str, str], int] = {}  # (kind, name) -> active version
         self._sources: dict[tuple[str, str, int], tuple[str, str]] = {}
         self._next_check = 0.0
@@ -494,7 +499,7 @@ class DefinitionRepo:
         (at an older generation) stores what it read (:meth:`refresh`)."""
         with self._lock:
             self._generation = None
-            self._seen = max(self._seen, generation)
+            self._set_seen(max(self._seen, generation))
 
     def in_transaction(self, tx: Definitions) -> DefinitionRepo:
         """The definitions as ``tx`` sees them, its own writes included: the lookups of a
@@ -532,13 +537,14 @@ class DefinitionRepo:
         at = time.monotonic()
         if not now and self._generation is not None and at < self._next_check:
             return
-        if tx is None:
+        if tx is None or self._refresh_txn(tx, at):
+            # (a caller's transaction read a generation lower than the one seen: an older
+            # snapshot, or the stored generation went back; a read of our own tells them apart)
+            began = self._seen_count
             with self.store.read() as rtx:
-                self._refresh_txn(rtx, at)
-            return
-        self._refresh_txn(tx, at)
+                self._refresh_txn(rtx, at, began)
 
-    def _refresh_txn(self, tx: Definitions, at: float) -> None:
+    def _refresh_txn(self, tx: Definitions, at: float, began: int | None = None) -> bool:
         """Read the index in ``tx`` and store it, unless the one cached is as new.
 
         The definitions generation (one row, read first) is raised by every write to the
@@ -551,22 +557,55 @@ class DefinitionRepo:
         was seen, never puts an older index back. A transaction that wrote to the
         definitions stores nothing (it may be rolled back; :meth:`in_transaction` reads
         its writes). Once a second at most, or after a deploy: the lookups in between pay
-        for none of it."""
+        for none of it.
+
+        The generation may also go back: a database restored from a backup (or another
+        one put in its place) under running processes. ``began``: the transaction is this
+        repo's own, begun when ``_seen_count`` was that (None: a caller's, begun whenever).
+        One begun after the newest generation seen here was committed, and that count has
+        not moved since, cannot read an older one but from a generation that went back:
+        what it read is stored, every parse dropped (a version number may name another text
+        there), and said once. Returns True when a caller's transaction read a generation
+        lower than the one seen (its snapshot may be older, or the generation went back:
+        :meth:`refresh` then reads in a transaction of its own)."""
         self._next_check = at + REFRESH_INTERVAL_S
         if tx.definitions_changed:
-            return
+            return False
         gen = tx.definitions_generation_txn()
         if gen == self._generation:
-            return
+            return False
         rows = tx.list_definitions_txn()
         with self._lock:
-            if gen < self._seen or (gen == self._seen and self._generation is not None):
-                return  # (older than the index stored or seen committed since)
+            if gen > self._seen or (gen == self._seen and self._generation is None):
+                self._keep(gen, rows)
+                return False
+            if gen == self._seen:
+                return False  # (the index stored is at it: current)
+            if began is None:
+                return True  # (proves nothing: see refresh)
+            if began != self._seen_count:
+                return False  # (read while a newer generation was seen: it may be older)
+            log.warning("the definitions generation went back from %s to %s (the database "
+                        "was probably restored from a backup, or replaced): the active "
+                        "definitions are read again from it", self._seen, gen)
+            self._parsed.clear()
+            self._plans.clear()
+            self._plan_steps = 0
+            self._sources.clear()
+            self._active = {}
+            self._set_seen(gen)
             self._keep(gen, rows)
+        return False
+
+    def _set_seen(self, gen: int) -> None:
+        """``_seen`` = ``gen`` (under ``_lock``), counted when it moves."""
+        if gen != self._seen:
+            self._seen = gen
+            self._seen_count += 1
 
     def _keep(self, gen: int, rows: Sequence[DefinitionRow]) -> None:
         """Store ``rows``, read at generation ``gen``, as the index (under ``_lock``)."""
-        self._seen = max(self._seen, gen)
+        self._set_seen(max(self._seen, gen))
         active = {(r.kind, r.name): r.version for r in rows if r.active}
         if _linked(active) != _linked(self._active):
             # An orchestration holds the active object types and calendars it was
