@@ -8,6 +8,7 @@ lookups by a lock another connection holds on the tokens table."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import threading
 import time
@@ -25,6 +26,18 @@ from baton.web.app import create_app
 from tests.conftest import Harness
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+
+FORM = """
+kind: object
+name: Inquiry
+fields:
+  subject: {type: string, required: true}
+---
+kind: intake_form
+name: contact
+object: Inquiry
+fields: [subject]
+"""
 
 
 class Server:
@@ -114,5 +127,23 @@ def test_a_token_lookup_waiting_for_a_hung_database_holds_no_other_request(
                 assert c.get("/healthz").status_code == 200
             locker.rollback()
             assert [f.result(timeout=60).status_code for f in held] == [200, 404]
+
+        # a public form's submission writes its record in a request thread too
+        harness.deploy_text(FORM, "form.yaml")
+        with httpx.Client(base_url=served.url, timeout=30) as visitor:
+            page = visitor.get("/forms/contact")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert csrf is not None, page.text
+            locker.execute("LOCK TABLE baton_records IN ACCESS EXCLUSIVE MODE")
+            with ThreadPoolExecutor(1) as pool:
+                sent = pool.submit(visitor.post, "/forms/contact",
+                                   data={"subject": "Hello", "csrf_token": csrf[1]})
+                time.sleep(0.5)
+                assert not sent.done()
+                with httpx.Client(base_url=served.url, timeout=5) as c:
+                    assert c.get("/healthz").status_code == 200
+                locker.rollback()
+                assert sent.result(timeout=60).status_code == 201
+        assert [r["subject"] for r in harness.engine.list_records("Inquiry")] == ["Hello"]
     finally:
         locker.close()

@@ -28,6 +28,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from baton.definitions.intake_form import IntakeFormDefinition
 from baton.definitions.model import ObjectTypeDefinition
@@ -134,9 +136,17 @@ def show_form(request: Request, name: str) -> Response:
 
 @router.post("/forms/{name}")
 async def submit_form(request: Request, name: str) -> Response:
-    form, obj = _lookup(request, name)
-    questions = _questions(form, obj)
+    # async only to read the posted form; what reads or writes the database (the form's
+    # definition, the record) runs in a request thread, never on the event loop, where a
+    # wait for the database (the write lock, a hung server) would hold every request
+    form, obj = await run_in_threadpool(_lookup, request, name)
     posted = await form_data(request)
+    return await run_in_threadpool(_submit, request, form, obj, posted)
+
+
+def _submit(request: Request, form: IntakeFormDefinition, obj: ObjectTypeDefinition,
+            posted: FormData) -> Response:
+    questions = _questions(form, obj)
     values = {q.name: posted.get(q.name) for q in questions}
     expected = request.cookies.get(FORM_CSRF_COOKIE) or ""
     sent = posted.get(CSRF_FIELD)
