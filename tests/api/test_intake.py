@@ -104,6 +104,7 @@ def test_a_json_form_and_its_reply(intake_api: Api) -> None:
     messages = api.get("opal", f"/api/records/{first['record_id']}/messages").json()["items"]
     assert [m["outcome"] for m in messages] == ["created", "threaded"]
     assert messages[0]["via"] == "api" and messages[0]["attachments"][0]["filename"] == "log.txt"
+    assert first["notes"] == messages[0]["notes"] == messages[1]["notes"] == []  # (none made)
     # Two forms without a message_id are two messages (each gets a new id).
     a = api.post("opal", "/api/intake/dealers", {"sender": "c@d.example", "body": "x"}).json()
     b = api.post("opal", "/api/intake/dealers", {"sender": "c@d.example", "body": "x"}).json()
@@ -184,6 +185,13 @@ def test_bad_input(intake_api: Api) -> None:
     assert (a["content_type"], a["status"], a["url"]) == (
         "application/octet-stream", "refused", None)
     assert a["reason"].endswith("(sent as text/plain)")
+    # ... noted in the answer, and on the stored message as on the record's timeline
+    note = ("n.txt: sent as text/plain, its bytes are application/octet-stream: stored as "
+            "application/octet-stream")
+    assert got.json()["notes"] == [note]
+    (stored,) = api.get("opal", f"/api/records/{got.json()['record_id']}/messages").json()[
+        "items"]
+    assert stored["notes"] == [note]
     assert not api.get("opal", f"/api/records/{got.json()['record_id']}").json()["data"].get(
         "documents")
 

@@ -441,6 +441,8 @@ def _intake_and_people_read_back(w: World) -> None:
         assert listed.status_code == 200, listed.text
         expected = 2 if name.startswith(("11_", "28_")) else 1  # the case and its reply
         assert len(listed.json()["items"]) == expected, (name, listed.json())
+        # stored before messages kept their notes (migration 29): none
+        assert [m["notes"] for m in listed.json()["items"]] == [[]] * expected, name
     case = mail["07_billing_pdf_de"]["record_id"]
     (pdf,) = w.api("GET", f"/api/records/{case}/attachments", token).json()["items"]
     assert pdf["status"] == "stored"

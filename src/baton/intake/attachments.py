@@ -11,8 +11,9 @@ stored: a MIME allow-list and a size cap; the others are listed on the message a
 with the reason, and their bytes are dropped. The allow-list judges the type an attachment
 is stored as, which is what its bytes show when they are a known type
 (:mod:`baton.intake.sniff`): a PDF sent as ``application/octet-stream`` is a PDF to it, a
-program sent as anything is a program. A program (Windows or ELF executable) is stored only
-when the list names its type: a wildcard (``*/*``, ``application/*``) does not take one.
+program sent as anything is a program. A program (a Windows or ELF executable, a Java
+archive, a script: :func:`~baton.intake.sniff.program`) is stored only when the list names
+its type: a wildcard (``*/*``, ``application/*``, ``text/*``) does not take one.
 
 The text is read when the message arrives (outside the transaction: it is CPU work), so that
 AI steps and expressions read it from the record (the mailbox role ``attachments_text``) or

@@ -13,9 +13,12 @@ charsets, multipart) plus what is the product's own:
   why, and intake does not turn such a message into a case;
 * **attachments** with their names, types, sizes and bytes; the type is what the bytes
   show when that disagrees with the declared one (:mod:`baton.intake.sniff`: a "PDF" that
-  is an executable is stored as one), the declared one kept and noted;
+  is an executable is stored as one, a ``.js`` file as a script whatever it is sent as),
+  the declared one kept and noted;
 * **notes** on defects read around (a ``multipart`` message whose parts cannot be found is
-  read as text, as mail clients show it), for the case's timeline.
+  read as text, as mail clients show it), a body cut, an attachment stored as another type
+  than it was sent as: on the case's timeline and kept on the stored message (its
+  ``notes``).
 
 Parsing is **bounded**, because the bytes come from anyone who can send mail: a message
 over ``max_bytes`` (:data:`MAX_MESSAGE_BYTES` unless the settings say otherwise:
@@ -37,7 +40,7 @@ once, so that a 25 MB message takes about three times its size while parsed.
 (:data:`MAX_HTML` of HTML, ``4 * MAX_BODY`` of plain text), and the HTML's conversion stops
 once its text passes what :func:`_normalise` reads; a 50 MB HTML body costs what its first
 5,000,000 characters do. A body that is cut says so in the message's ``notes`` (so on the
-record's timeline).
+record's timeline and on the stored message).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.errors import BatonError
-from baton.intake.sniff import effective_type
+from baton.intake.sniff import effective_type, script_type
 from baton.settings import IntakeSettings
 
 MAX_BODY = 200_000  # characters of body kept (a pasted log is not a case description)
@@ -234,7 +237,8 @@ def _parse(raw: bytes) -> Mail:
     new_text, signature = split_reply(text)
     auto = automatic(msg)
     attachments = _attachments(msg)  # (last: it lets the parts' encoded payloads go)
-    notes += tuple(f"{a.filename}: sent as {a.declared_type}, its bytes are "
+    notes += tuple(f"{a.filename}: sent as {a.declared_type}, "
+                   f"{'its name makes it' if script_type(a.filename, b'') else 'its bytes are'} "
                    f"{a.content_type}: stored as {a.content_type}"
                    for a in attachments if a.declared_type is not None)
     return Mail(
@@ -666,12 +670,12 @@ def _attachments(msg: EmailMessage) -> list[Attachment]:
             continue
         if not isinstance(data, bytes):
             continue
-        name = part.get_filename() or f"attachment-{len(out) + 1}"
+        name = _safe_name(part.get_filename() or f"attachment-{len(out) + 1}")
         declared = part.get_content_type()
+        charset = part.get_content_charset()
         part.set_payload("")
-        kind = effective_type(declared, data)
-        out.append(Attachment(_safe_name(name), kind, data,
-                              declared if kind != declared else None))
+        kind = effective_type(declared, data, name, charset)
+        out.append(Attachment(name, kind, data, declared if kind != declared else None))
     return out
 
 

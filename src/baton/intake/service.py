@@ -14,6 +14,10 @@ message once (by its Message-ID) with what it did:
 * ``duplicate``: the Message-ID is already stored: nothing changes (an SMTP client's
   retry, the same file imported twice).
 
+The stored message keeps what parsing noted (``notes``: a body cut to what is kept, a
+multipart read as text, an attachment stored as another type than it was sent as), as the
+record's timeline says them; :meth:`IntakeService.accept`'s answer gives them too.
+
 A part of the mail that is empty (no subject, an empty or signature-only body…) fills its
 ``string`` or ``text`` field with ``""``, so that a definition's expression over the field
 reads an empty text rather than failing on a missing one; a part longer than its field
@@ -81,11 +85,13 @@ class Accepted:
     reason: str | None = None  # why it was ignored (the automatic-mail reason)
     id: str | None = None  # the stored message's row id (msg-…); None for a lost race
     attachments: tuple[dict[str, Any], ...] = ()  # {filename, status, reason} of this message
+    notes: tuple[str, ...] = ()  # what intake noted reading it (the body cut…): Mail.notes
 
     def as_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "message_id": self.message_id, "mailbox": self.mailbox,
                 "record_id": self.record_id, "subject": self.subject, "sender": self.sender,
-                "reason": self.reason, "id": self.id, "attachments": list(self.attachments)}
+                "reason": self.reason, "id": self.id, "attachments": list(self.attachments),
+                "notes": list(self.notes)}
 
     @classmethod
     def of_row(cls, row: dict[str, Any], outcome: str | None = None) -> Accepted:
@@ -94,7 +100,8 @@ class Accepted:
                    row["record_id"], row["subject"], row["sender"], row["automatic"]
                    if row["outcome"] == "ignored" else None, row["id"],
                    tuple({"filename": a["filename"], "status": a.get("status", "stored"),
-                          "reason": a.get("reason")} for a in row["attachments"]))
+                          "reason": a.get("reason")} for a in row["attachments"]),
+                   tuple(row.get("notes") or ()))  # (None: stored before migration 29)
 
 
 class IntakeService:
@@ -197,7 +204,7 @@ class IntakeService:
                 if claim is not None:
                     claim.bind_txn(tx, row_id)
                 return Accepted("ignored", mail.message_id, box.name, None, mail.subject,
-                                mail.sender, mail.automatic, row_id, listed)
+                                mail.sender, mail.automatic, row_id, listed, mail.notes)
             if parent is not None:
                 record_id = parent["record_id"]
                 self._thread_txn(tx, mail, box, record_id, who, now_dt, kept)
@@ -206,7 +213,7 @@ class IntakeService:
                 if claim is not None:
                     claim.bind_txn(tx, row_id)
                 return Accepted("threaded", mail.message_id, box.name, record_id, mail.subject,
-                                mail.sender, None, row_id, listed)
+                                mail.sender, None, row_id, listed, mail.notes)
             parts = _parts(mail, kept)
             fields = _fields(parts, box, self.definitions.object_type(box.object, tx))
             try:
@@ -222,7 +229,7 @@ class IntakeService:
                 _timeline(mail, via, box, kept))])
         self.wake()
         return Accepted("created", mail.message_id, box.name, record["id"], mail.subject,
-                        mail.sender, None, row_id, listed)
+                        mail.sender, None, row_id, listed, mail.notes)
 
     def _thread_txn(self, tx: Transaction, mail: Mail, box: MailboxDefinition, record_id: str,
                     who: str, now_dt: Any, kept: list[Intake]) -> None:
@@ -273,7 +280,8 @@ class IntakeService:
                              "size": k.attachment.size, "sha256": k.attachment.sha256,
                              "status": "stored" if k.stored else "refused",
                              "reason": k.refused} for k in kept],
-            "raw_sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)})
+            "raw_sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw),
+            "notes": list(mail.notes)})
         rows = []
         for i, k in enumerate(kept):
             a = k.attachment
@@ -299,14 +307,16 @@ class IntakeService:
         by_message: dict[str, list[dict[str, Any]]] = {}
         for a in attachments:
             by_message.setdefault(a["message"], []).append(attachment_view(a))
-        return [{**m, "attachments": by_message.get(m["id"], [])} for m in messages]
+        return [{**m, "notes": m.get("notes") or [], "attachments": by_message.get(m["id"], [])}
+                for m in messages]
 
     def message(self, row_id: str) -> dict[str, Any]:
+        """One stored message (``notes``: [] for one stored before migration 29)."""
         with self.store.read() as tx:
             row = tx.message_txn(row_id)
         if row is None:
             raise NotFound("message", row_id)
-        return row
+        return {**row, "notes": row.get("notes") or []}
 
     def attachments(self, record_id: str) -> list[dict[str, Any]]:
         """A record's attachments (stored and refused), without content."""

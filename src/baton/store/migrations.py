@@ -425,6 +425,17 @@ def _m028_definitions_generation(conn: Connection) -> None:
         conn.execute(t.insert().values(id=1, n=0))
 
 
+def _m029_message_notes(conn: Connection) -> None:
+    """Messages keep the notes intake made reading them (a body cut to what is kept, a
+    multipart read as text, an attachment stored as what its bytes are), which only the
+    record's timeline had: the API's answers for a message and ``baton intake eml --json``
+    give them. Messages stored before have none (NULL, read as an empty list).
+    (Self-contained: it may be renumbered.)"""
+    columns = {c["name"] for c in inspect(conn).get_columns("baton_messages")}
+    if "notes" not in columns:  # (a fresh database got it from migration 15)
+        conn.exec_driver_sql(f"ALTER TABLE baton_messages ADD COLUMN notes {_json_ddl(conn)}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -461,6 +472,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(27, "index work items by when they were routed", _m027_routed_index),
     Migration(28, "the definitions generation (each process's index of active versions)",
               _m028_definitions_generation),
+    Migration(29, "messages keep intake's notes (a body cut, an attachment's type)",
+              _m029_message_notes),
 )
 LATEST = MIGRATIONS[-1].version
 _KNOWN = frozenset(m.version for m in MIGRATIONS)

@@ -560,6 +560,9 @@ messages = Table(
     Column("attachments", JSON, nullable=False),  # [{filename, content_type, size, sha256}]
     Column("raw_sha256", String(64), nullable=False),
     Column("size", Integer, nullable=False),
+    # What intake noted reading it (the body cut, an attachment stored as what its bytes
+    # are…), as on its record's timeline: ["…"]; None: stored before migration 29.
+    Column("notes", JSON, nullable=True),
     Index("ux_messages_message_id", "message_id", unique=True),
     Index("ix_messages_record", "record_id", "received_at"),
 )

@@ -131,6 +131,11 @@ class RawMessage(BaseModel):
     sha256: str
 
 
+NOTES = ("what intake noted reading the message, as its record's timeline says: its body "
+         "cut to what is kept, a multipart read as text, an attachment stored as another type "
+         "than it was sent as (empty for messages stored before these were kept)")
+
+
 class AttachmentNote(BaseModel):
     filename: str
     status: str = Field(description="stored | refused")
@@ -149,6 +154,7 @@ class IntakeOut(BaseModel):
     sender: str
     reason: str | None = Field(description="why it was ignored")
     attachments: list[AttachmentNote]
+    notes: list[str] = Field(description=NOTES)
 
 
 class AttachmentOut(BaseModel):
@@ -183,6 +189,7 @@ class MessageOut(BaseModel):
     new_text: str
     body: str
     attachments: list[AttachmentOut]
+    notes: list[str] = Field(description=NOTES)
 
 
 FORM_EXAMPLE = {"subject": "Invoice 4411 is wrong", "sender": "ana@dealer-one.example",
