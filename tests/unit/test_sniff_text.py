@@ -69,6 +69,14 @@ def test_only_octets_are_looked_at_for_csv() -> None:
     ("invoice.js", "text/plain", b"var s = new ActiveXObject('WScript.Shell');\n",
      sniff.JAVASCRIPT),
     ("invoice.js", "image/png", b"\x89PNG\r\n\x1a\n" + b"\0" * 20, sniff.JAVASCRIPT),
+    ("Profile.psm1", "text/plain", b"function Get-X {}\n", sniff.POWERSHELL),
+    ("invoice.vbe", OCTETS, b"#@~^encoded==", sniff.VBSCRIPT),
+    ("invoice.jse", OCTETS, b"#@~^encoded==", sniff.JAVASCRIPT),
+    ("invoice.hta", "text/html", b"<html><script>x()</script></html>", sniff.HTA),
+    ("job.wsf", "text/xml", b"<job><script language='VBScript'/></job>", sniff.WSF),
+    ("Invoice.pdf.lnk", "application/pdf", b"L\0\0\0\x01\x14\x02\0", sniff.SHORTCUT),
+    ("old.com", OCTETS, b"\xb4\x09\xba\x09\x01\xcd\x21", sniff.EXE),
+    ("photo.jpg.scr", "image/jpeg", b"\xff\xd8\xff\xe0 not really", sniff.EXE),
     ("notes.txt.", "text/plain", b"(Windows drops a name's last dot)", "text/plain"),
     # by a "#!" line
     ("build", "text/plain", b"#!/bin/sh\nmake\n", sniff.SH),
@@ -93,7 +101,8 @@ def test_scripts_are_named_by_their_file_name_or_their_first_line(
 
 
 @pytest.mark.parametrize("kind", [sniff.SH, sniff.POWERSHELL, sniff.BAT, sniff.VBSCRIPT,
-                                  sniff.JAVASCRIPT, "text/x-script.python3"])
+                                  sniff.JAVASCRIPT, sniff.HTA, sniff.WSF, sniff.SHORTCUT,
+                                  "text/x-script.python3"])
 def test_a_script_is_stored_only_where_allow_names_its_type(kind: str) -> None:
     for allow in (("*/*",), ("text/*",), ("application/*",)):
         why = refusal(AttachmentPolicy(allow=allow), kind, 10)

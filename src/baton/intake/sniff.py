@@ -62,6 +62,9 @@ POWERSHELL = "application/x-powershell"
 BAT = "application/x-bat"
 VBSCRIPT = "text/vbscript"
 JAVASCRIPT = "text/javascript"
+HTA = "application/hta"  # an HTML application: mshta runs it with the user's rights
+WSF = "application/x-wsf"  # a Windows Script File (XML holding VBScript or JScript)
+SHORTCUT = "application/x-ms-shortcut"  # a .lnk: it runs what it points at, with arguments
 SCRIPT = "text/x-script."  # + the interpreter of a "#!" line that is not a shell
 
 HEAD = 8192  # bytes looked at to tell text from binary
@@ -97,10 +100,16 @@ _SCRIPTS: dict[str, frozenset[str]] = {
                          "application/vbscript"}),
     JAVASCRIPT: frozenset({JAVASCRIPT, "application/javascript", "application/x-javascript",
                            "application/ecmascript", "text/ecmascript", "text/x-javascript"}),
+    HTA: frozenset({HTA, "text/hta"}),
+    WSF: frozenset({WSF, "text/x-wsf"}),
+    SHORTCUT: frozenset({SHORTCUT, "application/x-ms-shortcut-file"}),
 }
 # A file's name ending that its system runs it by (lowercase).
-_BY_NAME = {".sh": SH, ".bash": SH, ".ps1": POWERSHELL, ".bat": BAT, ".cmd": BAT,
-            ".vbs": VBSCRIPT, ".js": JAVASCRIPT, ".jar": JAR}
+_BY_NAME = {".sh": SH, ".bash": SH, ".ps1": POWERSHELL, ".psm1": POWERSHELL, ".bat": BAT,
+            ".cmd": BAT, ".vbs": VBSCRIPT, ".vbe": VBSCRIPT, ".js": JAVASCRIPT,
+            ".jse": JAVASCRIPT, ".jar": JAR, ".hta": HTA, ".wsf": WSF, ".lnk": SHORTCUT,
+            # Windows runs these by their name whatever their bytes say (a .com has no header)
+            ".exe": EXE, ".scr": EXE, ".com": EXE, ".pif": EXE, ".cpl": EXE, ".msi": EXE}
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "ash", "busybox"})
 _PROGRAMS = frozenset().union(_SAME[EXE], _SAME[ELF], _SAME[JAR], *_SCRIPTS.values())
 # Names of one type (not every type a ZIP may be: an EPUB is not any ZIP).
