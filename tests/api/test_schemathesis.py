@@ -113,14 +113,16 @@ CHECKED_AGAINST_STATE: dict[str, tuple[tuple[str, ...], str]] = {
     "PATCH /api/records/{record_id}": (("data",), "the object type's fields"),
     "POST /api/runs": (("input", "record_id", KEY),
                        "the trigger's input fields and object (a record only with one), or a key in use"),
-    "POST /api/work/{item_id}/complete": (("data",), "the step's form"),
-    "POST /api/work/{item_id}/reassign": (("to",), "the users and groups that exist"),
+    "POST /api/work/{item_id}/complete": (("data", KEY), "the step's form, or a key in use"),
+    "POST /api/work/{item_id}/reassign": (("to", KEY),
+                                          "the users and groups that exist, or a key in use"),
     # a delegate must be another user that exists; the dates real days, the first one first
     **{op: (("delegate", "delegate_from", "delegate_until"),
             "the users that exist and the calendar")
        for op in ("PATCH /api/me", "PATCH /api/users/{name}")},
     "PATCH /api/users/{name}/routing": (("calendar",), "the calendars deployed"),
-    "POST /api/fallout/{fallout_id}/complete": (("data",), "the step's output fields"),
+    "POST /api/fallout/{fallout_id}/complete": (("data", KEY),
+                                                "the step's output fields, or a key in use"),
     "POST /api/definitions/deploy": (("issues", KEY), "the definition language (YAML), the "
                                      + "active definitions an object type change breaks, "
                                      + "or a key in use"),
@@ -128,8 +130,18 @@ CHECKED_AGAINST_STATE: dict[str, tuple[tuple[str, ...], str]] = {
     "POST /api/users": ((KEY,), "a key in use"),
     "POST /api/tokens": ((KEY,), "a key in use"),
     "POST /api/work/next": ((KEY,), "a key in use"),
+    # (every action POST reads it too)
+    **{f"POST /api/{op}": ((KEY,), "a key in use") for op in (
+        *(f"work/{{item_id}}/{a}" for a in ("claim", "release", "accept", "decline", "recall")),
+        *(f"runs/{{run_id}}/{a}" for a in ("cancel", "resume", "signal")),
+        *(f"fallout/{{fallout_id}}/{a}" for a in ("retry", "skip")),
+        *(f"incidents/{{incident_id}}/{a}" for a in ("retry", "dismiss")),
+        *(f"plans/{{order_id}}/{a}" for a in ("cancel", "amend")),
+        "definitions/{kind}/{name}/deactivate", "users/{name}/unlock",
+        "addresses/{address}/unlock")},
     "POST /api/definitions/{kind}/{name}/activate": (
-        ("issues",), "the object types deployed (the version must fit them)"),
+        ("issues", KEY), ("the object types deployed (the version must fit them), or a "
+                          "key in use")),
     "POST /api/intake/{target}": (
         ("body", KEY), "what parses as an e-mail, the mailbox's object type's fields, or a key"),
     # An `after` cursor is opaque: only the `next` values this server issued are cursors;

@@ -55,6 +55,7 @@ from baton.store.schema import is_record_ref
 
 if TYPE_CHECKING:
     from baton.runtime.definitions import DefinitionRepo
+    from baton.runtime.idempotency import IdempotencyClaim
     from baton.runtime.runs import RunDriver
     from baton.store.sql import SqlStore
 
@@ -233,7 +234,8 @@ class PlanService:
                       "steps": _step_views(comp_graph["graph"], comp_run)}}
 
     # ---- cancel -----------------------------------------------------------------------
-    def cancel(self, order_id: str, reason: str, actor: str) -> dict[str, Any]:
+    def cancel(self, order_id: str, reason: str, actor: str, *,
+               idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
         """Cancel the order's plan: refused once a point-of-no-return step has completed;
         else its run is canceled and a compensation run rolls back the steps that may
         have acted (completed, or attempted and not canceled before: see :func:`_acted`)."""
@@ -241,6 +243,8 @@ class PlanService:
             raise PlanningError("say why the order is canceled (it is audited)")
         now_dt = self.clock.now()
         with self.store.write() as tx:
+            if idempotency is not None:  # (an API request's key, with what it did)
+                idempotency.claim_txn(tx, now_dt, order_id)
             row = self.plan_row(order_id, tx)
             run, defn, record = self.runs.load_txn(tx, row["run_id"])
             self._check_ponr(row["graph"], run, "canceled")
@@ -365,7 +369,8 @@ class PlanService:
                "status": {n: status.get(n, "not_started") for n in removed + changed}}
         return out, row, graph, run
 
-    def amend(self, order_id: str, actor: str) -> dict[str, Any]:
+    def amend(self, order_id: str, actor: str, *,
+              idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
         """Plan only the difference between the plan and the order's lines now: refused
         once a point-of-no-return step has completed; removed (and changed) steps leave
         the run, open ones canceled; added (and changed) steps join it; the others keep
@@ -377,6 +382,8 @@ class PlanService:
         and jobs."""
         now_dt = self.clock.now()
         with self.store.write() as tx:
+            if idempotency is not None:  # (an API request's key, with what it did)
+                idempotency.claim_txn(tx, now_dt, order_id)
             diff, row, graph, _ = self._diff_txn(tx, order_id, now_dt)
             run, _defn, record = self.runs.load_txn(tx, row["run_id"])
             self._check_amendable(order_id, row["graph"], run)

@@ -515,11 +515,14 @@ class Engine:
         return self.runs.events(checked_id(run_id, "run"))
 
     @one_transaction
-    def cancel_run(self, run_id: str, reason: str, *, actor: str = "system") -> Run:
-        """Cancel a run in progress (its open work items too), saying why (audited)."""
+    def cancel_run(self, run_id: str, reason: str, *, actor: str = "system",
+                   idempotency: IdempotencyClaim | None = None) -> Run:
+        """Cancel a run in progress (its open work items too), saying why (audited).
+        ``idempotency`` (here and in the other changes below): an API request's key,
+        claimed in the same transaction."""
         check_reason(reason, "cancel", checked_id(run_id, "run"))
         acting_name(actor, "actor", "cancel")
-        return self.runs.cancel(run_id, reason, actor)
+        return self.runs.cancel(run_id, reason, actor, idempotency=idempotency)
 
     def evaluate_run_txn(self, tx: Any, run_id: str, now_dt: Any) -> None:
         """Re-evaluate a run's conditions (its record changed), in the caller's transaction."""
@@ -537,7 +540,8 @@ class Engine:
 
     @one_transaction
     def resolve_fallout(self, fallout_id: str, action: str, *, reason: str, actor: str = "system",
-                        output: dict[str, Any] | None = None) -> Run:
+                        output: dict[str, Any] | None = None,
+                        idempotency: IdempotencyClaim | None = None) -> Run:
         """Operator action on a step in fallout: ``retry``, ``complete`` (with output) or ``skip``.
 
         ``fallout_id`` is ``RUN_ID:STEP``. A ``complete`` output is validated against the
@@ -545,7 +549,7 @@ class Engine:
         """
         acting_name(actor, "actor", "fallout action")
         return self.runs.resolve_fallout(fallout_id, action, reason=reason, actor=actor,
-                                         output=output)
+                                         output=output, idempotency=idempotency)
 
     def list_incidents(self, *, statuses: Sequence[str] | None = ("open",), limit: int = 100,
                        offset: int = 0, record_id: str | None = None) -> list[dict[str, Any]]:
@@ -564,31 +568,37 @@ class Engine:
         return self.incidents.get(checked_id(incident_id, "incident"))
 
     @one_transaction
-    def retry_incident(self, incident_id: str, *, reason: str, actor: str = "system") -> dict[str, Any]:
+    def retry_incident(self, incident_id: str, *, reason: str, actor: str = "system",
+                       idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
         """Evaluate the failed trigger condition (or queue the evaluation flow) again, now;
         the incident is resolved unless it raises again (then it stays open, new error)."""
         checked_id(incident_id, "incident")
         acting_name(actor, "actor", "incident retry")
-        return self.incidents.retry(incident_id, reason=reason, actor=actor)
+        return self.incidents.retry(incident_id, reason=reason, actor=actor,
+                                    idempotency=idempotency)
 
     @one_transaction
-    def dismiss_incident(self, incident_id: str, *, reason: str, actor: str = "system") -> dict[str, Any]:
+    def dismiss_incident(self, incident_id: str, *, reason: str, actor: str = "system",
+                         idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
         """Close an open incident without evaluating it again."""
         checked_id(incident_id, "incident")
         acting_name(actor, "actor", "incident dismissal")
-        return self.incidents.dismiss(incident_id, reason=reason, actor=actor)
+        return self.incidents.dismiss(incident_id, reason=reason, actor=actor,
+                                      idempotency=idempotency)
 
     @one_transaction
-    def resume_run(self, run_id: str, reason: str, *, actor: str = "system") -> Run:
+    def resume_run(self, run_id: str, reason: str, *, actor: str = "system",
+                   idempotency: IdempotencyClaim | None = None) -> Run:
         """Resume a failed run after its cause is fixed: its failed steps run again."""
         check_reason(reason, "resume", checked_id(run_id, "run"))
         acting_name(actor, "actor", "resume")
         return self.runs.event(run_id, ResumeRequested(actor, reason),
-                               lambda status: f"is {status}; only a failed run can be resumed")
+                               lambda status: f"is {status}; only a failed run can be resumed",
+                               idempotency=idempotency)
 
     @one_transaction
     def signal(self, run_id: str, name: str, data: dict[str, Any] | None = None, *,
-               actor: str = "system") -> Run:
+               actor: str = "system", idempotency: IdempotencyClaim | None = None) -> Run:
         """Send a named signal: pause steps waiting for it complete with ``data`` (a JSON
         object) as output."""
         checked_id(run_id, "run")
@@ -597,7 +607,8 @@ class Engine:
         output = json_object(data, "signal", "data")
         return self.runs.event(
             run_id, SignalReceived(name, output, actor),
-            lambda status: f"({status}) has no pause step waiting for signal {name!r}")
+            lambda status: f"({status}) has no pause step waiting for signal {name!r}",
+            idempotency=idempotency)
 
     # ---- work items ---------------------------------------------------------------------
     def list_work(self, *, user: str | None = None, queue: str | None = None, group: str | None = None,
@@ -653,38 +664,49 @@ class Engine:
         return self.work.get(checked_id(item_id, "work item"))
 
     @one_transaction
-    def claim(self, item_id: str, user: str, *, scope: User | None = None) -> WorkItem:
+    def claim(self, item_id: str, user: str, *, scope: User | None = None,
+               idempotency: IdempotencyClaim | None = None) -> WorkItem:
         """Claim an open item. Exactly one claimer wins; the others get a TransitionConflict."""
-        return self.work.claim(checked_id(item_id, "work item"), user, scope)
+        return self.work.claim(checked_id(item_id, "work item"), user, scope,
+                               idempotency=idempotency)
 
     @one_transaction
-    def release(self, item_id: str, user: str, *, scope: User | None = None) -> WorkItem:
+    def release(self, item_id: str, user: str, *, scope: User | None = None,
+                 idempotency: IdempotencyClaim | None = None) -> WorkItem:
         """Unclaim: the item is open again for its assignee. Only its claimer may, unless
         ``scope`` is None (someone acting on every item)."""
-        return self.work.release(checked_id(item_id, "work item"), user, scope)
+        return self.work.release(checked_id(item_id, "work item"), user, scope,
+                                 idempotency=idempotency)
 
     @one_transaction
-    def accept(self, item_id: str, user: str, *, scope: User | None = None) -> WorkItem:
+    def accept(self, item_id: str, user: str, *, scope: User | None = None,
+                idempotency: IdempotencyClaim | None = None) -> WorkItem:
         """Accept an item a routing rule offered ``user``: it is theirs."""
-        return self.work.accept(checked_id(item_id, "work item"), user, scope)
+        return self.work.accept(checked_id(item_id, "work item"), user, scope,
+                                idempotency=idempotency)
 
     @one_transaction
-    def decline(self, item_id: str, user: str, *, scope: User | None = None) -> WorkItem:
+    def decline(self, item_id: str, user: str, *, scope: User | None = None,
+                 idempotency: IdempotencyClaim | None = None) -> WorkItem:
         """Decline an item a routing rule offered ``user``: the next candidate gets the offer."""
-        return self.work.decline(checked_id(item_id, "work item"), user, scope)
+        return self.work.decline(checked_id(item_id, "work item"), user, scope,
+                                 idempotency=idempotency)
 
     @one_transaction
     def claim_next(self, user: User, *, narrow: WorkNarrowing | None = None,
-                   queue: str | None = None) -> WorkItem | None:
+                   queue: str | None = None,
+                   idempotency: IdempotencyClaim | None = None) -> WorkItem | None:
         """Claim the most urgent open item ``user`` may take (of ``queue``, of what
-        ``narrow`` keeps); None when there is none."""
-        return self.work.claim_next(user, narrow, queue)
+        ``narrow`` keeps); None when there is none (and ``idempotency`` stays free)."""
+        return self.work.claim_next(user, narrow, queue, idempotency)
 
     @one_transaction
     def complete(self, item_id: str, user: str, data: dict[str, Any], *,
-                 scope: User | None = None) -> dict[str, Any]:
+                 scope: User | None = None,
+                 idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
         """Submit the form: completes the item and its step, and moves the run on."""
-        return self.work.complete(checked_id(item_id, "work item"), user, data, scope)
+        return self.work.complete(checked_id(item_id, "work item"), user, data, scope,
+                                  idempotency=idempotency)
 
     def complete_many(self, submissions: Sequence[tuple[str, str, dict[str, Any]]]
                       ) -> list[dict[str, Any] | BatonError]:
@@ -696,10 +718,12 @@ class Engine:
         return self.work.complete_many(submissions)
 
     @one_transaction
-    def reassign(self, item_id: str, to: str, *, actor: str = "system") -> WorkItem:
+    def reassign(self, item_id: str, to: str, *, actor: str = "system",
+                 idempotency: IdempotencyClaim | None = None) -> WorkItem:
         """Give the item to ``user:NAME``, ``group:NAME`` or ``queue:NAME``; a claim is released."""
         acting_name(actor, "actor", "reassign")
-        return self.work.reassign(checked_id(item_id, "work item"), to, actor)
+        return self.work.reassign(checked_id(item_id, "work item"), to, actor,
+                                  idempotency=idempotency)
 
 
 # ---- a closed Engine ----------------------------------------------------------------------

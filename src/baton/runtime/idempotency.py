@@ -1,11 +1,13 @@
-"""Idempotency keys: a request that creates something, sent again with the same key (a
-client retrying after a lost answer), creates nothing and gets the first answer.
+"""Idempotency keys: a request that creates something or acts on something (a work
+item's completion, a run's cancel), sent again with the same key (a client retrying
+after a lost answer), does nothing more and gets the first answer.
 
-The key is claimed in the transaction that creates the record or run (so a crash commits
-both or neither) and names what it created; the answer is kept by a second, short write
-once it is built. A key whose answer was never kept (the server died in between) is
-answered by reading what it created. Keys are per principal and expire after
-:data:`KEY_TTL`; expired ones are swept a batch at a time as answers are kept.
+The key is claimed in the transaction that creates the record or run, or makes the
+change (so a crash commits both or neither), and names what it created or acted on; the
+answer is kept by a second, short write once it is built. A key whose answer was never
+kept (the server died in between) is answered by reading what it names. Keys are per
+principal and expire after :data:`KEY_TTL`; expired ones are swept a batch at a time as
+answers are kept.
 """
 
 from __future__ import annotations
@@ -39,15 +41,18 @@ class IdempotencyClaim:
     method: str
     path: str
     fingerprint: str
-    resource: str  # what it creates: record | run
+    resource: str  # what it creates (record, run...) or acts on (work_item, run...)
 
-    def claim_txn(self, tx: Transaction, now: Any) -> None:
-        """Claim the key first thing in the creating transaction (a concurrent duplicate
-        then waits for it and fails: :class:`~baton.errors.IdempotencyKeyTaken`)."""
+    def claim_txn(self, tx: Transaction, now: Any, resource_id: str | None = None) -> None:
+        """Claim the key first thing in the transaction that does what the request asks
+        (a concurrent duplicate then waits for it and fails:
+        :class:`~baton.errors.IdempotencyKeyTaken`). ``resource_id``: what it acts on,
+        when that is known before (an action on something that exists, named by its
+        path): bound at once, as :meth:`bind_txn` does once a create has made it."""
         tx.claim_idempotency_key_txn(
             {"principal": self.principal, "key": self.key, "method": self.method,
              "path": self.path, "fingerprint": self.fingerprint, "resource": self.resource,
-             "created_at": iso(now)},
+             "resource_id": resource_id, "created_at": iso(now)},
             expired_before=iso(now - KEY_TTL))
 
     def bind_txn(self, tx: Transaction, resource_id: str) -> None:

@@ -31,6 +31,7 @@ from baton.store.ports import Transaction
 
 if TYPE_CHECKING:
     from baton.runtime.definitions import DefinitionRepo
+    from baton.runtime.idempotency import IdempotencyClaim
     from baton.runtime.runs import RunDriver
     from baton.store.sql import SqlStore
 
@@ -115,7 +116,8 @@ class IncidentService:
             raise NotFound("incident", incident_id)
         return incident_view(row)
 
-    def retry(self, incident_id: str, *, reason: str, actor: str) -> dict[str, Any]:
+    def retry(self, incident_id: str, *, reason: str, actor: str,
+              idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
         """Evaluate again, now, what failed. A trigger's ``when`` is evaluated on the record
         as it is now with the definition version that failed: true starts the run (in this
         transaction) and resolves the incident, false resolves it without a run, a raise
@@ -125,6 +127,8 @@ class IncidentService:
         now_dt = self.clock.now()
         now = iso(now_dt)
         with self.store.write() as tx:
+            if idempotency is not None:  # (an API request's key, with what it did)
+                idempotency.claim_txn(tx, now_dt, incident_id)
             row = self._open_txn(tx, incident_id, IncidentStatus.RESOLVED)
             if row["kind"] == TRIGGER_FAILED:
                 outcome, values = self._retry_trigger_txn(tx, row, actor, now_dt)
@@ -150,11 +154,15 @@ class IncidentService:
             self.wake()
         return out
 
-    def dismiss(self, incident_id: str, *, reason: str, actor: str) -> dict[str, Any]:
+    def dismiss(self, incident_id: str, *, reason: str, actor: str,
+                idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
         """Close an open incident without evaluating it again (the reason is audited)."""
         _need_reason("dismiss", reason)
-        now = iso(self.clock.now())
+        now_dt = self.clock.now()
+        now = iso(now_dt)
         with self.store.write() as tx:
+            if idempotency is not None:  # (an API request's key, with what it did)
+                idempotency.claim_txn(tx, now_dt, incident_id)
             row = self._open_txn(tx, incident_id, IncidentStatus.DISMISSED)
             values = {"status": IncidentStatus.DISMISSED.value, "resolved_at": now,
                       "resolved_by": actor, "reason": reason, "updated_at": now}

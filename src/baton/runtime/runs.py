@@ -138,12 +138,17 @@ class RunDriver:
         if run.status is RUN_IN_PROGRESS:
             self.decide_and_apply_txn(tx, defn, run, RecordChanged(), now_dt, record)
 
-    def event(self, run_id: str, event: Event, refusal: Callable[[str], str]) -> Run:
+    def event(self, run_id: str, event: Event, refusal: Callable[[str], str], *,
+              idempotency: IdempotencyClaim | None = None) -> Run:
         """One event on one run in its own write transaction; ``refusal(status)`` is the
         conflict raised when the run does not take it. (A function, not a format string:
-        the text may hold what a client sent, such as a signal name with braces.)"""
+        the text may hold what a client sent, such as a signal name with braces.)
+        ``idempotency``: the request's key, claimed first in the transaction and bound to
+        the run."""
         now_dt = self.clock.now()
         with self.store.write() as tx:
+            if idempotency is not None:
+                idempotency.claim_txn(tx, now_dt, run_id)
             run, defn, record = self.load_txn(tx, run_id)
             decision = self.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
             if decision.stale:
@@ -196,14 +201,18 @@ class RunDriver:
         count_committed(tx)
         return run
 
-    def cancel(self, run_id: str, reason: str, actor: str) -> Run:
+    def cancel(self, run_id: str, reason: str, actor: str, *,
+               idempotency: IdempotencyClaim | None = None) -> Run:
         return self.event(run_id, CancelRequested(reason, actor),
-                          lambda status: f"is {status}; it cannot be canceled")
+                          lambda status: f"is {status}; it cannot be canceled",
+                          idempotency=idempotency)
 
     def resolve_fallout(self, fallout_id: str, action: str, *, reason: str, actor: str,
-                        output: dict[str, Any] | None) -> Run:
+                        output: dict[str, Any] | None,
+                        idempotency: IdempotencyClaim | None = None) -> Run:
         """Operator action on a step in fallout: ``retry``, ``complete`` (with output) or
-        ``skip``; ``fallout_id`` is ``RUN_ID:STEP``."""
+        ``skip``; ``fallout_id`` is ``RUN_ID:STEP``. ``idempotency``: the request's key,
+        claimed first in the transaction, bound to the run once it is found."""
         if not isinstance(fallout_id, str):
             raise ValidationError("fallout id", {"id": (
                 f"expected RUN_ID:STEP (text), got {describe(fallout_id)}")})
@@ -216,7 +225,11 @@ class RunDriver:
             raise ValidationError("fallout action", {"reason": "say why (it is audited)"})
         now_dt = self.clock.now()
         with self.store.write() as tx:
+            if idempotency is not None:
+                idempotency.claim_txn(tx, now_dt)
             run, defn, record = self.load_txn(tx, run_id)
+            if idempotency is not None:  # (a RUN_ID that names a run fits the key's row)
+                idempotency.bind_txn(tx, run_id)
             found = defn.find_step(step)
             if found is None:
                 raise NotFound("step", step, f"run {run_id} has no such step")

@@ -1,21 +1,32 @@
 """The ``Idempotency-Key`` header on every POST that creates something: records, runs,
-intake, users, API tokens, definition deploys; and on ``POST /api/work/next``, which takes
-an item (a retry takes no second one).
+intake, users, API tokens, definition deploys; on ``POST /api/work/next``, which takes
+an item (a retry takes no second one); and on every POST that acts on something that
+exists: a work item's claim, release, accept, decline, complete, recall and reassign; a
+run's cancel, resume and signal; fallout's retry, complete and skip; an incident's retry
+and dismiss; a plan's cancel and amend; a definition's activate and deactivate; the
+unlocks of a login or an address.
 
-A client that lost the answer to a create (a timeout, a server killed mid-request) sends
-it again with the same key: within 24 hours the retry creates nothing and gets the first
-answer (same status and body, with ``Idempotent-Replayed: true``). The same key with
-another body or path is a 422; a retry while the first request is still at work is a 409.
-Keys are per user. The rules live in :mod:`baton.runtime.idempotency`; this module is the
-HTTP side.
+A client that lost the answer (a timeout, a server killed mid-request) sends the request
+again with the same key: within 24 hours the retry does nothing and gets the first
+answer (same status and body, with ``Idempotent-Replayed: true``) — not the 409 a
+completed item's second completion would get. The same key with another body or path
+is a 422; a retry while the first request is still at work is a 409. Keys are per user.
+The rules live in :mod:`baton.runtime.idempotency`; this module is the HTTP side.
 
-Two ways to claim a key. :func:`idempotent`: the create claims it in its own transaction
-(records, runs, intake, the next work item), so the key commits with what it created or
-not at all. :func:`idempotent_apart`: the service writes in a transaction of its own
-(users, tokens, deploys), so the key is claimed just before, and released (its row
-deleted) if the create fails. An API
-token's answer holds its secret, which is never kept: a retry of a token's create is
-refused (409 naming the token made), never answered with a second token.
+Two ways to claim a key. :func:`idempotent` (and :func:`idempotent_action`): the service
+claims it in the transaction that does the work (records, runs, intake, the next work
+item; the work items' actions, the runs', fallout's, incidents' and plans'), so the key
+commits with what was done or not at all. :func:`idempotent_apart` (and
+:func:`idempotent_action_apart`): the service writes in a transaction of its own (users,
+tokens, deploys; definitions' activation, unlocks; a plan's amend dry run), so the key is
+claimed just before, and
+released (its row deleted) if the request fails. An API token's answer holds its
+secret, which is never kept: a retry of a token's create is refused (409 naming the
+token made), never answered with a second token.
+
+``POST /api/definitions/validate`` changes nothing (a retry answers the same) and
+``POST /api/callbacks/{token}`` has no user (its token, single use, is its key): neither
+reads the header.
 """
 
 from __future__ import annotations
@@ -44,9 +55,13 @@ KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
 log = logging.getLogger(__name__)
 
 HONOURED = ("Honoured by every POST that creates something (records, runs, intake, users, "
-            "API tokens, definition deploys) and by POST /api/work/next, which takes an "
-            "item; the other POSTs change something that exists and do not read the "
-            "header. Keys are per user and kept 24 hours.")
+            "API tokens, definition deploys), by POST /api/work/next, which takes an item, "
+            "and by every POST that acts on something that exists (a work item's claim, "
+            "release, accept, decline, complete, recall, reassign; a run's cancel, resume, "
+            "signal; fallout's retry, complete, skip; an incident's retry, dismiss; a "
+            "plan's cancel, amend; a definition's activate, deactivate; the unlocks). "
+            "POST /api/definitions/validate (it changes nothing) and the callbacks (no "
+            "user) do not read it. Keys are per user and kept 24 hours.")
 _SAME_KEY = ("The same key with another body (or path) answers 422; a retry while the first "
              "request is still at work, or one whose first request was cut off before it "
              "was answered, answers 409 (nothing is done twice: check what exists, then use "
@@ -75,12 +90,24 @@ TakingIdempotencyKey = Annotated[str | None, _key_header(
     "`Idempotent-Replayed: true`. An answer of 204 (nothing to take) does not use the key "
     f"up: a retry with it may take an item that came since. {_SAME_KEY} {HONOURED}")]
 
+ActionIdempotencyKey = Annotated[str | None, _key_header(
+    "Any unique string (a UUID): a retry with the same key within 24 hours does nothing "
+    "more (a completed item is not completed twice, nor answered 409 for it) and answers "
+    "what the first request got, with the header `Idempotent-Replayed: true`. "
+    f"{_SAME_KEY} {HONOURED}")]
+
 REPLAY_HEADERS = {REPLAYED: {"description": "`true` when this is the answer to an earlier "
                                             "request with the same Idempotency-Key",
                              "schema": {"type": "string", "enum": ["true"]}}}
 
 # What an endpoint answers: (body, headers); the body is the endpoint's response model.
 Answer = tuple[dict[str, Any], dict[str, str]]
+
+
+def replayable(description: str, status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI answer of an operation that honours the key: ``description``, and the
+    ``Idempotent-Replayed`` header a replay carries."""
+    return {status: {"description": description, "headers": REPLAY_HEADERS}}
 
 
 def idempotent(request: Request, principal: Principal, key: str | None, resource: str,
@@ -90,9 +117,30 @@ def idempotent(request: Request, principal: Principal, key: str | None, resource
     """Answer a create: ``create(claim)`` does it (claiming the key in its transaction);
     a retry is answered from the kept answer, or ``rebuild(id)`` from what was created
     when the answer was never kept (the server died between commit and keeping it)."""
-    answered = _answered(request, principal, key, resource, body.model_dump(mode="json"),
-                         model, status, create, rebuild)
+    answered = _answered(request, principal, key, resource, _asked(body), model, status,
+                         create, rebuild)
     assert answered is not None  # (create always answers)
+    return answered
+
+
+def _asked(body: BaseModel | None) -> Any:
+    """What a request's body asks, as its fingerprint takes it."""
+    return None if body is None else body.model_dump(mode="json")
+
+
+def idempotent_action(request: Request, principal: Principal, key: str | None, resource: str,
+                      body: BaseModel | None, model: type[BaseModel],
+                      act: Callable[[IdempotencyClaim | None], dict[str, Any]],
+                      rebuild: Callable[[], dict[str, Any]]) -> JSONResponse:
+    """:func:`idempotent` for an action on something that exists (a work item's claim, a
+    run's cancel): ``act(claim)`` does it, the service claiming the key first thing in
+    its transaction and binding it to what it acts on; the answer is a 200. A retry is
+    answered from the kept answer, or, when that was never kept (the server died between
+    the commit and keeping it), by ``rebuild()``: what it acted on as it is now.
+    ``body``: the request's body (None: it takes none)."""
+    answered = _answered(request, principal, key, resource, _asked(body), model, 200,
+                         lambda claim: (act(claim), {}), lambda _id: (rebuild(), {}))
+    assert answered is not None  # (act always answers)
     return answered
 
 
@@ -190,7 +238,7 @@ Created = tuple[Answer, str | None]
 
 
 def idempotent_apart(request: Request, principal: Principal, key: str | None, resource: str,
-                     body: BaseModel, model: type[BaseModel], status: int,
+                     body: BaseModel | None, model: type[BaseModel], status: int,
                      create: Callable[[], Created], *, secrets: tuple[str, ...] = (),
                      refuse: Callable[[str], ProblemError] | None = None) -> JSONResponse:
     """Answer a create whose service commits in a transaction of its own (users, tokens,
@@ -211,7 +259,7 @@ def idempotent_apart(request: Request, principal: Principal, key: str | None, re
     eng = engine_of(request)
     keys, committer = eng.idempotency, committer_of(request)
     claim = _claim_of(request, principal, key, resource,
-                      _masked(body.model_dump(mode="json"), secrets, principal.name, key))
+                      _masked(_asked(body), secrets, principal.name, key))
     kept = keys.lookup(principal.name, key)
     claimed_at = eng.clock.now()
     if kept is None:
@@ -252,6 +300,19 @@ def idempotent_apart(request: Request, principal: Principal, key: str | None, re
         log.warning("%s %s: the answer of Idempotency-Key %r could not be kept: %s",
                     request.method, request.url.path, key, exc)
     return JSONResponse(body_json, status_code=status, headers=headers)
+
+
+def idempotent_action_apart(request: Request, principal: Principal, key: str | None,
+                            resource: str, body: BaseModel | None, model: type[BaseModel],
+                            act: Callable[[], dict[str, Any]]) -> JSONResponse:
+    """:func:`idempotent_apart` for an action on something that exists whose service
+    writes in a transaction of its own (an incident's retry, a plan's cancel, a
+    definition's activation, an unlock): ``act()`` answers 200. The key is claimed just
+    before, released if the action fails; a server killed between the action and keeping
+    its answer leaves the key in progress (409 until it expires: nothing is done twice).
+    ``body``: the request's body (None: it takes none)."""
+    return idempotent_apart(request, principal, key, resource, body, model, 200,
+                            lambda: ((act(), {}), None))
 
 
 def _masked(body: Any, secrets: tuple[str, ...], principal: str, key: str) -> Any:

@@ -210,11 +210,16 @@ class WorkService:
         return item  # type: ignore[return-value]
 
     # ---- changes ------------------------------------------------------------------------
-    def claim(self, item_id: str, user: str, scope: User | None) -> WorkItem:
-        """Claim an open item. Exactly one claimer wins; the others get a TransitionConflict."""
+    def claim(self, item_id: str, user: str, scope: User | None, *,
+              idempotency: IdempotencyClaim | None = None) -> WorkItem:
+        """Claim an open item. Exactly one claimer wins; the others get a TransitionConflict.
+        ``idempotency``: the request's key, claimed first in the transaction and bound to
+        the item (so are the other changes' below)."""
         acting_name(user, "user", "claim")
-        now = iso(self.clock.now())
+        now_dt = self.clock.now()
+        now = iso(now_dt)
         with self.store.write() as tx:
+            _claim_key_txn(tx, idempotency, now_dt, item_id)
             item = self.get_txn(tx, item_id)
             if item["status"] != OPEN:
                 raise TransitionConflict(_not_open(item))
@@ -231,19 +236,25 @@ class WorkService:
             return self.get_txn(tx, item_id)
 
     # ---- offer mode (a routing rule with ``offer``) --------------------------------------
-    def accept(self, item_id: str, user: str, scope: User | None) -> WorkItem:
+    def accept(self, item_id: str, user: str, scope: User | None, *,
+               idempotency: IdempotencyClaim | None = None) -> WorkItem:
         """The offeree takes the item offered to them: it is theirs (routed to them)."""
         with self.store.write() as tx:
+            if idempotency is not None:
+                _claim_key_txn(tx, idempotency, self.clock.now(), item_id)
             item = self._offered_txn(tx, item_id, user, scope, "accept")
             assert self.applier.router is not None
             if not self.applier.router.accept_offer_txn(tx, item, user, self.clock.now()):
                 raise TransitionConflict(f"work item {item_id} changed while accepting; try again")
             return self.get_txn(tx, item_id)
 
-    def decline(self, item_id: str, user: str, scope: User | None) -> WorkItem:
+    def decline(self, item_id: str, user: str, scope: User | None, *,
+                idempotency: IdempotencyClaim | None = None) -> WorkItem:
         """The offeree turns the offer down: it goes to the next candidate (never again to
         them), or waits for routing when nobody is left."""
         with self.store.write() as tx:
+            if idempotency is not None:
+                _claim_key_txn(tx, idempotency, self.clock.now(), item_id)
             item = self._offered_txn(tx, item_id, user, scope, "decline")
             assert self.applier.router is not None
             if not self.applier.router.pass_on_txn(tx, item, user, "declined",
@@ -267,15 +278,18 @@ class WorkService:
         self._current_txn(tx, scope)  # (an offeree deactivated since may not answer)
         return item
 
-    def release(self, item_id: str, user: str, scope: User | None) -> WorkItem:
+    def release(self, item_id: str, user: str, scope: User | None, *,
+                idempotency: IdempotencyClaim | None = None) -> WorkItem:
         """Give a claimed item back to its assignee, open for anyone of them to claim.
 
         The claimer may release it; someone acting on every item (``scope`` None: an
         operator) may release anyone's claim. A compare-and-set on status and version.
         """
         acting_name(user, "user", "release")
-        now = iso(self.clock.now())
+        now_dt = self.clock.now()
+        now = iso(now_dt)
         with self.store.write() as tx:
+            _claim_key_txn(tx, idempotency, now_dt, item_id)
             item = self.get_txn(tx, item_id)
             if item["status"] != CLAIMED:
                 raise TransitionConflict(f"work item {item_id} is {item['status']}: only a "
@@ -347,8 +361,7 @@ class WorkService:
                     if tx.update_work_item_txn(row["id"], [OPEN], row["version"], {
                             "status": CLAIMED, "claimed_by": me.name, "updated_at": now}):
                         if claim is not None:
-                            claim.claim_txn(tx, now_dt)
-                            claim.bind_txn(tx, row["id"])
+                            claim.claim_txn(tx, now_dt, row["id"])
                         on_behalf = row["assignee"] if me.delegated(row) else None
                         tx.append_events_txn([audit_event(  # type: ignore[list-item]
                             "work_item_claimed", me.name, now, row["record_id"],
@@ -361,10 +374,11 @@ class WorkService:
             return None
 
     def complete(self, item_id: str, user: str, data: dict[str, Any], scope: User | None,
-                 ) -> dict[str, Any]:
+                 *, idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
         """Submit the form: completes the item and its step, and moves the run on."""
         now_dt = self.clock.now()
         with self.store.write() as tx:
+            _claim_key_txn(tx, idempotency, now_dt, item_id)
             return self.complete_txn(tx, item_id, user, data, now_dt, scope)
 
     def complete_many(self, submissions: Sequence[tuple[str, str, dict[str, Any]]]
@@ -448,7 +462,8 @@ class WorkService:
                 "data": values, "updated_at": now, "completed_at": now, "completed_by": user,
                 "version": item["version"] + 1, "run": decision.run}
 
-    def recall(self, item_id: str, user: str, who: User | None) -> dict[str, Any]:
+    def recall(self, item_id: str, user: str, who: User | None, *,
+               idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
         """Take back a pending approval: the person who submitted it (who started the run,
         or who wrote the record that started it) or an operator (``who`` may write runs;
         None: no directory, the submitter rule alone). The item is canceled and the step
@@ -458,6 +473,7 @@ class WorkService:
         now_dt = self.clock.now()
         now = iso(now_dt)
         with self.store.write() as tx:
+            _claim_key_txn(tx, idempotency, now_dt, item_id)
             # (its run locked before it, as everywhere: see complete_txn)
             run, defn, record = self.runs.load_txn(
                 tx, self.get_txn(tx, item_id, lock=False)["run_id"])
@@ -489,7 +505,8 @@ class WorkService:
                     f"step {item['step']!r} of run {run.id} is no longer waiting for this item")
             return {**self.get_txn(tx, item_id), "run": decision.run}
 
-    def reassign(self, item_id: str, to: str, actor: str) -> WorkItem:
+    def reassign(self, item_id: str, to: str, actor: str, *,
+                 idempotency: IdempotencyClaim | None = None) -> WorkItem:
         """Give the item to ``user:NAME``, ``group:NAME`` or ``queue:NAME``; a claim is released.
 
         Raises:
@@ -503,6 +520,7 @@ class WorkService:
         now_dt = self.clock.now()
         now = iso(now_dt)
         with self.store.write() as tx:
+            _claim_key_txn(tx, idempotency, now_dt, item_id)
             item = self.get_txn(tx, item_id)
             if item["status"] not in OPEN_STATUSES:
                 raise TransitionConflict(f"work item {item_id} is {item['status']}; it cannot be reassigned")
@@ -722,6 +740,15 @@ def unknown_pool(kind: str, name: str, named: PoolsNamed, known: Iterable[str]
     return ValidationError("reassign", {"to": (
         f"there is no {kind} {name!r}{suggest(name, names)}: nobody is in it and no deployed "
         f"definition names it, so the item would be in no one's Work Guide{hint}; {listed}")})
+
+
+def _claim_key_txn(tx: Transaction, idempotency: IdempotencyClaim | None, now_dt: Any,
+                   item_id: str) -> None:
+    """Claim a request's idempotency key first thing in the transaction that changes the
+    item, naming it: the key commits with the change or not at all, and a concurrent
+    request with the same key waits for it, then fails (IdempotencyKeyTaken)."""
+    if idempotency is not None:
+        idempotency.claim_txn(tx, now_dt, item_id)
 
 
 def _for(on_behalf: str | None) -> dict[str, str]:

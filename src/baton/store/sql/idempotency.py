@@ -1,12 +1,13 @@
 """The idempotency keys table as transaction methods: the SQL of
 :mod:`baton.runtime.idempotency`, which keeps the rules (fingerprints, expiry).
 
-A key is claimed in the transaction that creates what the request creates, so a crash
-commits both or neither; the primary key (principal, key) makes a concurrent duplicate
-fail. A create whose service commits on its own (users, deploys) claims the key in a
-write of its own first, and a failure releases it: its row is deleted, only if it is still
-that request's claim. A plan never writes here: keys belong to API requests, not a
-worker's batch.
+A key is claimed in the transaction that creates what the request creates, or makes the
+change it asks for (a work item's completion, a run's cancel), so a crash commits both or
+neither; the primary key (principal, key) makes a concurrent duplicate fail. A request
+whose service commits on its own (users, deploys; incidents, plans, activations, unlocks)
+claims the key in a write of its own first, and a failure releases it: its row is
+deleted, only if it is still that request's claim. A plan never writes here: keys belong
+to API requests, not a worker's batch.
 """
 
 from __future__ import annotations

@@ -30,7 +30,15 @@ from baton.web.api.common import (
     shown_file,
     start_of,
 )
-from baton.web.idempotency import REPLAY_HEADERS, Created, IdempotencyKey, idempotent_apart
+from baton.web.idempotency import (
+    REPLAY_HEADERS,
+    ActionIdempotencyKey,
+    Created,
+    IdempotencyKey,
+    idempotent_action_apart,
+    idempotent_apart,
+    replayable,
+)
 from baton.web.problems import DefinitionIssue, problem_responses
 from baton.web.security import Principal, engine_of, need
 
@@ -287,26 +295,43 @@ def diff(request: Request, kind: KindPath, name: NamePath,
             "diff": text}
 
 
+# (the definitions repository writes in a transaction of its own: the key is claimed apart)
+_KEYED = (" With an `Idempotency-Key`, a retry does nothing more and answers as the first "
+          "request was answered.")
+
+
 @router.post("/{kind}/{name}/activate", response_model=DefinitionVersion,
              summary="Make a version the active one",
              description="New runs and record triggers use the active version; "
-                         "runs in progress stay on theirs.",
-             responses=problem_responses(400, 401, 403, 404, 422))
+                         "runs in progress stay on theirs." + _KEYED,
+             responses={**replayable("the version, now active"),
+                        **problem_responses(400, 401, 403, 404, 409, 422)})
 def activate(request: Request, kind: KindPath, name: NamePath, body: Annotated[Activate, Body()],
-             principal: Principal = WRITE) -> dict[str, Any]:
-    row = engine_of(request).definitions.set_active(kind.value, name, body.version,
-                                                    principal.name)
-    assert row is not None
-    return version_json(row, project_folders(request))
+             idempotency_key: ActionIdempotencyKey = None,
+             principal: Principal = WRITE) -> JSONResponse:
+    def act() -> dict[str, Any]:
+        row = engine_of(request).definitions.set_active(kind.value, name, body.version,
+                                                        principal.name)
+        assert row is not None
+        return version_json(row, project_folders(request))
+
+    return idempotent_action_apart(request, principal, idempotency_key, "definition", body,
+                                   DefinitionVersion, act)
 
 
 @router.post("/{kind}/{name}/deactivate", response_model=DefinitionSummary,
              summary="Deactivate a definition",
              description="No new runs start from it (nor from its record triggers); runs in "
-                         "progress go on. Object types cannot be deactivated (409).",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
+                         "progress go on. Object types cannot be deactivated (409)." + _KEYED,
+             responses={**replayable("the definition, deactivated"),
+                        **problem_responses(400, 401, 403, 404, 409, 422)})
 def deactivate(request: Request, kind: KindPath, name: NamePath,
-               principal: Principal = WRITE) -> dict[str, Any]:
-    _versions(request, kind, name)
-    engine_of(request).definitions.set_active(kind.value, name, None, principal.name)
-    return _summaries(_versions(request, kind, name))[0]
+               idempotency_key: ActionIdempotencyKey = None,
+               principal: Principal = WRITE) -> JSONResponse:
+    def act() -> dict[str, Any]:
+        _versions(request, kind, name)
+        engine_of(request).definitions.set_active(kind.value, name, None, principal.name)
+        return _summaries(_versions(request, kind, name))[0]
+
+    return idempotent_action_apart(request, principal, idempotency_key, "definition", None,
+                                   DefinitionSummary, act)

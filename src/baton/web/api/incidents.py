@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from baton.auth.roles import Permission
+from baton.runtime.idempotency import IdempotencyClaim
 from baton.web.api.common import After, Limit, Offset, Page, Reason, page, start_of
+from baton.web.idempotency import ActionIdempotencyKey, idempotent_action, replayable
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, engine_of, need
 
@@ -62,25 +65,45 @@ def get_incident(request: Request, incident_id: IncidentId,
     return engine_of(request).get_incident(incident_id)
 
 
+KEYED = (" With an `Idempotency-Key`, a retry does nothing more and answers as the first "
+         "request was answered.")
+
+
 @router.post("/{incident_id}/retry", response_model=Incident,
              summary="Evaluate again, now",
              description="A trigger's `when` is evaluated on the record as it is now, with the "
                          "definition version that failed: true starts the run and resolves the "
                          "incident, false resolves it without a run, an error keeps it open "
                          "with the new error. An evaluation flow is queued again (resolved). "
-                         "409 when the incident is not open (any more).",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
+                         "409 when the incident is not open (any more)." + KEYED,
+             responses={**replayable("the incident after its evaluation"),
+                        **problem_responses(400, 401, 403, 404, 409, 422)})
 def retry(request: Request, incident_id: IncidentId, body: Reason,
-          principal: Principal = FALLOUT) -> dict[str, Any]:
-    return engine_of(request).retry_incident(incident_id, reason=body.reason,
-                                             actor=principal.name)
+          idempotency_key: ActionIdempotencyKey = None,
+          principal: Principal = FALLOUT) -> JSONResponse:
+    eng = engine_of(request)
+
+    def act(claim: IdempotencyClaim | None) -> dict[str, Any]:
+        return eng.retry_incident(incident_id, reason=body.reason, actor=principal.name,
+                                  idempotency=claim)
+
+    return idempotent_action(request, principal, idempotency_key, "incident", body, Incident,
+                             act, lambda: eng.get_incident(incident_id))
 
 
 @router.post("/{incident_id}/dismiss", response_model=Incident,
              summary="Close the incident without evaluating it again",
-             description="409 when the incident is not open (any more).",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
+             description="409 when the incident is not open (any more)." + KEYED,
+             responses={**replayable("the incident, dismissed"),
+                        **problem_responses(400, 401, 403, 404, 409, 422)})
 def dismiss(request: Request, incident_id: IncidentId, body: Reason,
-            principal: Principal = FALLOUT) -> dict[str, Any]:
-    return engine_of(request).dismiss_incident(incident_id, reason=body.reason,
-                                               actor=principal.name)
+            idempotency_key: ActionIdempotencyKey = None,
+            principal: Principal = FALLOUT) -> JSONResponse:
+    eng = engine_of(request)
+
+    def act(claim: IdempotencyClaim | None) -> dict[str, Any]:
+        return eng.dismiss_incident(incident_id, reason=body.reason, actor=principal.name,
+                                    idempotency=claim)
+
+    return idempotent_action(request, principal, idempotency_key, "incident", body, Incident,
+                             act, lambda: eng.get_incident(incident_id))

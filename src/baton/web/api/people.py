@@ -26,10 +26,13 @@ from baton.web.api.common import (
 )
 from baton.web.idempotency import (
     REPLAY_HEADERS,
+    ActionIdempotencyKey,
     Created,
     IdempotencyKey,
     RefusingIdempotencyKey,
+    idempotent_action_apart,
     idempotent_apart,
+    replayable,
 )
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import SESSION_COOKIE, Principal, current_principal, engine_of, need
@@ -259,30 +262,44 @@ class Unlocked(BaseModel):
     was_locked_until: str | None = Field(description="the lockout lifted; null: none was in force")
 
 
-def _unlock(request: Request, kind: Literal["account", "address"], name: str,
-            actor: str) -> dict[str, Any]:
-    lifted = engine_of(request).directory.throttle.unlock(kind, name, actor)
-    return {"kind": kind, "name": name, "was_locked_until": iso(lifted.until) if lifted else None}
+def _unlock(request: Request, principal: Principal, key: str | None,
+            kind: Literal["account", "address"], name: str) -> JSONResponse:
+    """Lift the lockout (the throttle writes in a transaction of its own: the key is
+    claimed apart); a retry with the key answers what the first got."""
+    def act() -> dict[str, Any]:
+        lifted = engine_of(request).directory.throttle.unlock(kind, name, principal.name)
+        return {"kind": kind, "name": name,
+                "was_locked_until": iso(lifted.until) if lifted else None}
+
+    return idempotent_action_apart(request, principal, key, "lockout", None, Unlocked, act)
+
+
+_KEYED = (" With an `Idempotency-Key`, a retry answers as the first request was answered "
+          "(the lockout it lifted).")
 
 
 @router.post("/users/{name}/unlock", response_model=Unlocked, summary="Unlock a user's login",
              description="Lifts a lockout earned by failed logins and forgets the failures "
                          "(audited as `login_unlocked`). The user need not exist: the name "
-                         "tried is what was locked.",
-             responses=problem_responses(401, 403, 422))
-def unlock_user(request: Request, name: UserName, principal: Principal = USERS) -> dict[str, Any]:
-    return _unlock(request, "account", name, principal.name)
+                         "tried is what was locked." + _KEYED,
+             responses={**replayable("the lockout lifted, if any"),
+                        **problem_responses(401, 403, 409, 422)})
+def unlock_user(request: Request, name: UserName, idempotency_key: ActionIdempotencyKey = None,
+                principal: Principal = USERS) -> JSONResponse:
+    return _unlock(request, principal, idempotency_key, "account", name)
 
 
 @router.post("/addresses/{address}/unlock", response_model=Unlocked,
              summary="Unlock a client address",
              description="Lifts a lockout of a client address earned by failed logins or "
-                         "unknown API tokens (audited as `login_unlocked`).",
-             responses=problem_responses(401, 403, 422))
+                         "unknown API tokens (audited as `login_unlocked`)." + _KEYED,
+             responses={**replayable("the lockout lifted, if any"),
+                        **problem_responses(401, 403, 409, 422)})
 def unlock_address(request: Request,
                    address: Annotated[str, Path(min_length=1, max_length=200)],
-                   principal: Principal = USERS) -> dict[str, Any]:
-    return _unlock(request, "address", address, principal.name)
+                   idempotency_key: ActionIdempotencyKey = None,
+                   principal: Principal = USERS) -> JSONResponse:
+    return _unlock(request, principal, idempotency_key, "address", address)
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201,

@@ -7,10 +7,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from baton.auth.roles import Permission
+from baton.runtime.idempotency import IdempotencyClaim
 from baton.web.api.common import Reason, RequestBody
+from baton.web.idempotency import (
+    ActionIdempotencyKey,
+    idempotent_action,
+    idempotent_action_apart,
+    replayable,
+)
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, engine_of, need
 
@@ -113,6 +121,10 @@ class Amended(BaseModel):
         "earlier releases, where they ran in a run of their own)"))
 
 
+KEYED = (" With an `Idempotency-Key`, a retry does nothing more and answers as the first "
+         "request was answered.")
+
+
 @router.get("/{order_id}", response_model=Plan, summary="An order's fulfillment plan",
             description="The latest plan revision as a graph: lanes, each step with its "
                         "scope instance, status, SLA and dependencies, the point of no "
@@ -128,11 +140,27 @@ def get_plan(request: Request, order_id: OrderId, _: Principal = READ) -> dict[s
              description="Running steps stop and each completed step's rollback runs, in "
                          "reverse dependency order, in a compensation run (durable, retried, "
                          "in fallout like any step). 409 once a point-of-no-return step has "
-                         "completed (naming it), or when the plan is already canceled.",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
+                         "completed (naming it), or when the plan is already canceled." + KEYED,
+             responses={**replayable("the plan, canceled, and its compensation run"),
+                        **problem_responses(400, 401, 403, 404, 409, 422)})
 def cancel_plan(request: Request, order_id: OrderId, body: Reason,
-                principal: Principal = WRITE) -> dict[str, Any]:
-    return engine_of(request).plans.cancel(order_id, body.reason, principal.name)
+                idempotency_key: ActionIdempotencyKey = None,
+                principal: Principal = WRITE) -> JSONResponse:
+    plans = engine_of(request).plans
+
+    def act(claim: IdempotencyClaim | None) -> dict[str, Any]:
+        return plans.cancel(order_id, body.reason, principal.name, idempotency=claim)
+
+    return idempotent_action(request, principal, idempotency_key, "plan", body, Canceled, act,
+                             lambda: _canceled(plans.show(order_id)))
+
+
+def _canceled(plan: dict[str, Any]) -> dict[str, Any]:
+    """A cancel's answer rebuilt from the plan as it is (its first answer lost to a crash)."""
+    comp = plan["compensation"] or {}
+    return {"order_id": plan["order_id"], "run_id": plan["run_id"],
+            "compensation_run_id": comp.get("run_id", ""),
+            "rollbacks": [s["name"] for s in comp.get("steps", ())]}
 
 
 @router.post("/{order_id}/amend", response_model=Amended,
@@ -146,12 +174,24 @@ def cancel_plan(request: Request, order_id: OrderId, body: Reason,
                          "`dry_run: true` answers the difference without applying it (and is refused as the "
                          "amendment would be). 409 "
                          "once a point-of-no-return step has completed, or when the plan is "
-                         "not in progress.",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
+                         "not in progress." + KEYED,
+             responses={**replayable("what the amendment did (or, dry, would do)"),
+                        **problem_responses(400, 401, 403, 404, 409, 422)})
 def amend_plan(request: Request, order_id: OrderId, body: Amend | None = None,
-               principal: Principal = WRITE) -> dict[str, Any]:
+               idempotency_key: ActionIdempotencyKey = None,
+               principal: Principal = WRITE) -> JSONResponse:
     plans = engine_of(request).plans
-    if body is not None and body.dry_run:
-        return {**plans.diff(order_id, refuse=True), "applied": False,
-                "compensation_run_id": None}
-    return plans.amend(order_id, principal.name)
+    asked = body or Amend()  # (no body asks what `{}` asks: the same request)
+
+    if asked.dry_run:  # (a read: a key, if any, is claimed apart)
+        return idempotent_action_apart(
+            request, principal, idempotency_key, "plan", asked, Amended,
+            lambda: {**plans.diff(order_id, refuse=True), "applied": False,
+                     "compensation_run_id": None})
+
+    def act(claim: IdempotencyClaim | None) -> dict[str, Any]:
+        return plans.amend(order_id, principal.name, idempotency=claim)
+
+    return idempotent_action(request, principal, idempotency_key, "plan", asked, Amended, act,
+                             lambda: {**plans.diff(order_id), "applied": True,
+                                      "compensation_run_id": None})

@@ -3,6 +3,7 @@ resume, signal."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -33,7 +34,15 @@ from baton.web.api.common import (
     under,
 )
 from baton.web.api.records import Event
-from baton.web.idempotency import REPLAY_HEADERS, Answer, IdempotencyKey, idempotent
+from baton.web.idempotency import (
+    REPLAY_HEADERS,
+    ActionIdempotencyKey,
+    Answer,
+    IdempotencyKey,
+    idempotent,
+    idempotent_action,
+    replayable,
+)
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import Principal, engine_of, need
 
@@ -250,30 +259,53 @@ def run_events(request: Request, run_id: RunId, limit: Limit = 50, offset: Offse
                    tag)
 
 
+KEYED = (" With an `Idempotency-Key`, a retry does nothing more and answers as the first "
+         "request was answered.")
+ACTION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422)
+
+
+def run_action(request: Request, principal: Principal, key: str | None, run_id: str,
+               body: BaseModel, act: Callable[[IdempotencyClaim | None], Run]) -> JSONResponse:
+    """An action on a run (the key claimed in its transaction), answered with the run."""
+    return idempotent_action(request, principal, key, "run", body, RunDetail,
+                             lambda claim: run_detail(request, act(claim)),
+                             lambda: run_detail(request, engine_of(request).get_run(run_id)))
+
+
 @router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel a run",
-             description="Its open work items are canceled too. A finished run answers 409.",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
+             description="Its open work items are canceled too. A finished run answers 409."
+                         + KEYED,
+             responses={**replayable("the run, canceled"), **ACTION_ERRORS})
 def cancel_run(request: Request, run_id: RunId, body: Reason,
-               principal: Principal = WRITE) -> dict[str, Any]:
-    return run_detail(request, engine_of(request).cancel_run(run_id, body.reason,
-                                                             actor=principal.name))
+               idempotency_key: ActionIdempotencyKey = None,
+               principal: Principal = WRITE) -> JSONResponse:
+    eng = engine_of(request)
+    return run_action(request, principal, idempotency_key, run_id, body,
+                      lambda key: eng.cancel_run(run_id, body.reason, actor=principal.name,
+                                                 idempotency=key))
 
 
 @router.post("/{run_id}/resume", response_model=RunDetail, summary="Resume a failed run",
              description="After its cause is fixed: its failed steps run again. "
-                         "A run that has not failed answers 409.",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
+                         "A run that has not failed answers 409." + KEYED,
+             responses={**replayable("the run, in progress again"), **ACTION_ERRORS})
 def resume_run(request: Request, run_id: RunId, body: Reason,
-               principal: Principal = WRITE) -> dict[str, Any]:
-    return run_detail(request, engine_of(request).resume_run(run_id, body.reason,
-                                                             actor=principal.name))
+               idempotency_key: ActionIdempotencyKey = None,
+               principal: Principal = WRITE) -> JSONResponse:
+    eng = engine_of(request)
+    return run_action(request, principal, idempotency_key, run_id, body,
+                      lambda key: eng.resume_run(run_id, body.reason, actor=principal.name,
+                                                 idempotency=key))
 
 
 @router.post("/{run_id}/signal", response_model=RunDetail, summary="Send a named signal",
              description="Pause steps waiting for it complete with `data` as their output; "
-                         "409 when no step waits for it.",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
+                         "409 when no step waits for it." + KEYED,
+             responses={**replayable("the run, its waiting steps completed"), **ACTION_ERRORS})
 def signal_run(request: Request, run_id: RunId, body: Signal,
-               principal: Principal = WRITE) -> dict[str, Any]:
-    return run_detail(request, engine_of(request).signal(run_id, body.name, body.data,
-                                                         actor=principal.name))
+               idempotency_key: ActionIdempotencyKey = None,
+               principal: Principal = WRITE) -> JSONResponse:
+    eng = engine_of(request)
+    return run_action(request, principal, idempotency_key, run_id, body,
+                      lambda key: eng.signal(run_id, body.name, body.data,
+                                             actor=principal.name, idempotency=key))

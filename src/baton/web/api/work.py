@@ -9,10 +9,12 @@ reassigned meanwhile is refused (403) with nothing changed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from baton.auth.directory import User
@@ -34,7 +36,15 @@ from baton.web.api.common import (
     under,
 )
 from baton.web.api.runs import RunSummary
-from baton.web.idempotency import REPLAY_HEADERS, Answer, TakingIdempotencyKey, idempotent_take
+from baton.web.idempotency import (
+    REPLAY_HEADERS,
+    ActionIdempotencyKey,
+    Answer,
+    TakingIdempotencyKey,
+    idempotent_action,
+    idempotent_take,
+    replayable,
+)
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, current_principal, engine_of, need
 from baton.work.service import WorkNarrowing, tab_query
@@ -206,7 +216,7 @@ def claim_next(request: Request, orchestration: Text = None, queue: Text = None,
 
     def take(claim: IdempotencyClaim | None) -> Answer | None:
         # (the item's claim and the key's commit together: WorkService.claim_next)
-        item = eng.work.claim_next(principal.user, narrow, queue, claim)
+        item = eng.claim_next(principal.user, narrow=narrow, queue=queue, idempotency=claim)
         return None if item is None else (work_item_view(item), {})
 
     asked = {"orchestration": orchestration, "queue": queue, "sla": sla.value if sla else None}
@@ -222,25 +232,61 @@ def get_item(request: Request, item_id: ItemId, principal: Principal = WORK) -> 
     return work_item_view(_visible_item(request, item_id, principal))
 
 
+_KEYED = (" With an `Idempotency-Key`, a retry does nothing more and answers as the first "
+          "request was answered.")
+_ERRORS = problem_responses(400, 401, 403, 404, 409, 422)
+
+
+def _item_action(request: Request, principal: Principal, key: str | None, item_id: str,
+                 body: BaseModel | None, act: Callable[[IdempotencyClaim | None], WorkItemRow]
+                 ) -> JSONResponse:
+    """An action on a work item the caller may see (the key claimed in its transaction).
+    A replay answers what the caller got, even once the item left their scope (the
+    offeree's decline passes it on); an answer rebuilt from the item as it is now (the
+    first was lost to a crash) only while they may see it."""
+    def acted(claim: IdempotencyClaim | None) -> dict[str, Any]:
+        _visible_item(request, item_id, principal)
+        return work_item_view(act(claim))
+
+    return idempotent_action(
+        request, principal, key, "work_item", body, WorkItem, acted,
+        lambda: work_item_view(_visible_item(request, item_id, principal)))
+
+
+def _completed_again(request: Request, item_id: str, principal: Principal | None
+                     ) -> dict[str, Any]:
+    """A completion's (or recall's) answer rebuilt from the item and its run as they are
+    (``principal``: only if they may see the item)."""
+    eng = engine_of(request)
+    item = (eng.get_work_item(item_id) if principal is None
+            else _visible_item(request, item_id, principal))
+    return completed_view({**item, "run": eng.get_run(item["run_id"])})
+
+
 @router.post("/{item_id}/claim", response_model=WorkItem, summary="Claim an open item",
              description="Exactly one claim wins; the others get 409 (someone else has it: "
-                         "pick another item).",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
-def claim(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
-    _visible_item(request, item_id, principal)
-    item = engine_of(request).claim(item_id, principal.name, scope=_scope(principal))
-    return work_item_view(item)
+                         "pick another item)." + _KEYED,
+             responses={**replayable("the item, now claimed by the caller"), **_ERRORS})
+def claim(request: Request, item_id: ItemId, idempotency_key: ActionIdempotencyKey = None,
+          principal: Principal = WORK) -> JSONResponse:
+    eng = engine_of(request)
+    return _item_action(request, principal, idempotency_key, item_id, None,
+                        lambda key: eng.claim(item_id, principal.name, scope=_scope(principal),
+                                              idempotency=key))
 
 
 @router.post("/{item_id}/release", response_model=WorkItem, summary="Release a claimed item",
              description="Unclaim: the item is open again for its assignee (audited as "
                          "`work_item_released`). The claimer may release it; with `work:all` "
-                         "(operators, admins) anyone's claim. 409 when it is not claimed.",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
-def release(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
-    _visible_item(request, item_id, principal)
-    item = engine_of(request).release(item_id, principal.name, scope=_scope(principal))
-    return work_item_view(item)
+                         "(operators, admins) anyone's claim. 409 when it is not claimed."
+                         + _KEYED,
+             responses={**replayable("the item, open again"), **_ERRORS})
+def release(request: Request, item_id: ItemId, idempotency_key: ActionIdempotencyKey = None,
+            principal: Principal = WORK) -> JSONResponse:
+    eng = engine_of(request)
+    return _item_action(request, principal, idempotency_key, item_id, None,
+                        lambda key: eng.release(item_id, principal.name,
+                                                scope=_scope(principal), idempotency=key))
 
 
 @router.post("/{item_id}/accept", response_model=WorkItem, summary="Accept an offered item",
@@ -248,55 +294,81 @@ def release(request: Request, item_id: ItemId, principal: Principal = WORK) -> d
                          "item to the caller: it becomes theirs (`routing_status: routed`; "
                          "audited as `offer_accepted`). Only the offeree may: 403 for anyone "
                          "else; 409 when the item is not on offer (accepted, declined, or "
-                         "its offer expired).",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
-def accept(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
-    _visible_item(request, item_id, principal)
-    return work_item_view(engine_of(request).accept(item_id, principal.name,
-                                                    scope=_scope(principal)))
+                         "its offer expired)." + _KEYED,
+             responses={**replayable("the item, now the caller's"), **_ERRORS})
+def accept(request: Request, item_id: ItemId, idempotency_key: ActionIdempotencyKey = None,
+           principal: Principal = WORK) -> JSONResponse:
+    eng = engine_of(request)
+    return _item_action(request, principal, idempotency_key, item_id, None,
+                        lambda key: eng.accept(item_id, principal.name,
+                                               scope=_scope(principal), idempotency=key))
 
 
 @router.post("/{item_id}/decline", response_model=WorkItem, summary="Decline an offered item",
              description="The offeree turns the offer down (audited as `offer_declined`): "
                          "the item is offered to the next candidate of its routing rule, never "
                          "again to them, or waits for routing when nobody is left. Only the "
-                         "offeree may: 403 for anyone else; 409 when it is not on offer.",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
-def decline(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
-    _visible_item(request, item_id, principal)
-    item = engine_of(request).decline(item_id, principal.name, scope=_scope(principal))
-    return work_item_view(item)
+                         "offeree may: 403 for anyone else; 409 when it is not on offer."
+                         + _KEYED,
+             responses={**replayable("the item, offered to the next candidate or waiting"),
+                        **_ERRORS})
+def decline(request: Request, item_id: ItemId, idempotency_key: ActionIdempotencyKey = None,
+            principal: Principal = WORK) -> JSONResponse:
+    eng = engine_of(request)
+    return _item_action(request, principal, idempotency_key, item_id, None,
+                        lambda key: eng.decline(item_id, principal.name,
+                                                scope=_scope(principal), idempotency=key))
 
 
 @exact_post(router, "/{item_id}/complete", response_model=Completed, summary="Submit the form",
              description="The form is validated like the step defines it (422 naming each "
-                         "field as `data.FIELD`); the step completes and the run moves on.",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
+                         "field as `data.FIELD`); the step completes and the run moves on."
+                         + _KEYED + " (A retry whose first answer was lost to a crash is "
+                         "answered with the item and its run as they are now.)",
+             responses={**replayable("the item, completed, and its run"), **_ERRORS})
 def complete(request: Request, item_id: ItemId, body: Submission,
-             principal: Principal = WORK) -> dict[str, Any]:
-    _visible_item(request, item_id, principal)
-    with under("data"):
-        result = engine_of(request).complete(item_id, principal.name, body.data,
-                                              scope=_scope(principal))
-    return completed_view(result)
+             idempotency_key: ActionIdempotencyKey = None,
+             principal: Principal = WORK) -> JSONResponse:
+    eng = engine_of(request)
+
+    def act(key: IdempotencyClaim | None) -> dict[str, Any]:
+        _visible_item(request, item_id, principal)
+        with under("data"):
+            return completed_view(eng.complete(item_id, principal.name, body.data,
+                                               scope=_scope(principal), idempotency=key))
+
+    return idempotent_action(request, principal, idempotency_key, "work_item", body,
+                             Completed, act,
+                             lambda: _completed_again(request, item_id, principal))
 
 
 @router.post("/{item_id}/recall", response_model=Completed, summary="Recall an approval",
              description="Take back a pending approval: only who submitted it (who started its "
                          "run, or wrote the record that started it) or an operator (runs:write). "
                          "The item is canceled and the step completes with "
-                         "`decision: recalled`; the record is unlocked.",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
-def recall(request: Request, item_id: ItemId, principal: Principal = ANYONE) -> dict[str, Any]:
-    result = engine_of(request).work.recall(item_id, principal.name, principal.user)
-    return completed_view(result)
+                         "`decision: recalled`; the record is unlocked." + _KEYED,
+             responses={**replayable("the item, canceled, and its run"), **_ERRORS})
+def recall(request: Request, item_id: ItemId, idempotency_key: ActionIdempotencyKey = None,
+           principal: Principal = ANYONE) -> JSONResponse:
+    work = engine_of(request).work
+    return idempotent_action(
+        request, principal, idempotency_key, "work_item", None, Completed,
+        lambda key: completed_view(work.recall(item_id, principal.name, principal.user,
+                                               idempotency=key)),
+        lambda: _completed_again(request, item_id, None))  # (the submitter may not see it)
 
 
 @router.post("/{item_id}/reassign", response_model=WorkItem, summary="Reassign an item",
              description="To `user:NAME`, `group:NAME` or `queue:NAME`; a claim is released. "
-                         "Audited with who did it.",
-             responses=problem_responses(400, 401, 403, 404, 409, 422))
+                         "Audited with who did it." + _KEYED,
+             responses={**replayable("the item, reassigned"), **_ERRORS})
 def reassign(request: Request, item_id: ItemId, body: Reassign,
-             principal: Principal = WORK_ALL) -> dict[str, Any]:
+             idempotency_key: ActionIdempotencyKey = None,
+             principal: Principal = WORK_ALL) -> JSONResponse:
     # (WorkService checks the target: a user or group the directory and the definitions know)
-    return work_item_view(engine_of(request).reassign(item_id, body.to, actor=principal.name))
+    eng = engine_of(request)
+    return idempotent_action(
+        request, principal, idempotency_key, "work_item", body, WorkItem,
+        lambda key: work_item_view(eng.reassign(item_id, body.to, actor=principal.name,
+                                                idempotency=key)),
+        lambda: work_item_view(eng.get_work_item(item_id)))
