@@ -3,11 +3,19 @@
 ``baton --install-completion`` (Typer's) installs a script that asks ``baton`` itself for
 the candidates on each TAB (``_BATON_COMPLETE=complete_bash`` and the words so far in the
 environment). For definition names, run, record and work item ids and user names, the
-functions here read the project's database: a SQLite file only, opened read-only with the
-stdlib's ``sqlite3`` (no Engine, no migration), a short busy timeout, a few dozen rows by
-an index. A shell waits on them, so they never say anything: no project, no database yet,
-PostgreSQL (a server away would keep the shell waiting), a locked file or an older schema
+functions here read the project's database: a SQLite file opened read-only with the
+stdlib's ``sqlite3`` (no Engine, no migration, a short busy timeout), or a PostgreSQL
+server through psycopg, given :data:`DEADLINE_S` in all (connecting included); a few dozen
+rows by an index. A shell waits on them, so they never say anything: no project, no
+database yet, a server that does not answer in time, a locked file or an older schema
 complete nothing, and the shell goes on as it would without them.
+
+bash splits the words it hands over at the characters of ``COMP_WORDBREAKS``, ``:`` and
+``=`` among them: ``fallout retry run_01J...:ch`` arrives as ``run_01J...``, ``:``, ``ch``.
+:class:`BashComplete` (put in place of Typer's when this module is imported: the scripts
+already installed keep working) joins such pieces back into the word typed before the
+command line is parsed, and offers each candidate relative to the piece bash replaces (the
+text after the last ``:``), as bash-completion's ``__ltrim_colon_completions`` does.
 """
 
 from __future__ import annotations
@@ -18,14 +26,17 @@ from typing import Any
 
 LIMIT = 50  # candidates offered at most (the newest ids first)
 BUSY_TIMEOUT_S = 0.2  # a database a writer holds: complete nothing rather than wait
+DEADLINE_S = 1.0  # a PostgreSQL server: connected and answered by then, or nothing offered
 TOP = "\U0010ffff"  # above every character: ``id >= prefix AND id < prefix + TOP``
+BREAKS = (":", "=")  # the characters of bash's COMP_WORDBREAKS a word of ours may hold
 
 Candidates = list[str]
 
 
-def _database(ctx: Any) -> str | None:
-    """The SQLite file the command line's ``--project``/``--db`` (or the folder, or
-    ``BATON_DB``) names, when it exists; None otherwise."""
+def _database(ctx: Any) -> tuple[str, str] | None:
+    """``("sqlite", FILE)`` or ``("postgresql", URL)``: the database the command line's
+    ``--project``/``--db`` (or the folder, or ``BATON_DB``) names, a SQLite file only when it
+    exists; None otherwise."""
     from baton.cli.context import State
     from baton.store.lean import sqlite_path
 
@@ -34,38 +45,86 @@ def _database(ctx: Any) -> str | None:
     state.project_dir, state.db = params.get("project"), params.get("db")
     if state.find_project() is None:
         return None
-    path = sqlite_path(state.database_url())
-    return path if path is not None and os.path.isfile(path) else None
+    url = state.database_url()
+    scheme = url.partition("://")[0]
+    if scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+"):
+        return "postgresql", "postgresql://" + url.partition("://")[2]  # (libpq's form)
+    path = sqlite_path(url)
+    return ("sqlite", path) if path is not None and os.path.isfile(path) else None
 
 
-def _query(ctx: Any, sql: str, params: Sequence[Any]) -> Candidates:
-    """The first column of ``sql``'s rows, or nothing at all on any error."""
+def _query(ctx: Any, sql: str, params: Sequence[Any],
+           postgres: tuple[str, Sequence[Any]] | None = None) -> Candidates:
+    """The first column of ``sql``'s rows (on PostgreSQL: of ``postgres``'s, else of
+    ``sql`` with ``%s`` for each ``?``), or nothing at all on any error."""
+    try:
+        found = _database(ctx)
+        if found is None:
+            return []
+        kind, where = found
+        if kind == "postgresql":
+            pg_sql, pg_params = postgres or (sql.replace("?", "%s"), params)
+            rows = _postgres_rows(where, pg_sql, pg_params)
+        else:
+            rows = _sqlite_rows(where, sql, params)
+        return [str(r[0]) for r in rows if r[0] is not None]
+    except Exception:  # noqa: BLE001 - a shell is waiting: complete nothing, say nothing
+        return []
+
+
+def _sqlite_rows(path: str, sql: str, params: Sequence[Any]) -> list[Any]:
     import sqlite3  # (here: every command imports this module, few complete)
     from urllib.parse import quote
 
+    conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True,
+                           timeout=BUSY_TIMEOUT_S)
     try:
-        path = _database(ctx)
-        if path is None:
-            return []
-        conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True,
-                               timeout=BUSY_TIMEOUT_S)
+        return list(conn.execute(sql, tuple(params)))
+    finally:
+        conn.close()
+
+
+def _postgres_rows(url: str, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows, read in a thread of their own that is given :data:`DEADLINE_S`: libpq's
+    ``connect_timeout`` is 2 s at least and a server may accept and then say nothing, so the
+    shell is not kept waiting on either. A server too slow is left behind (the thread is a
+    daemon: the process exits without it, its statement ends at ``statement_timeout``)."""
+    import threading
+
+    got: list[Any] = []
+
+    def read() -> None:
         try:
-            return [str(r[0]) for r in conn.execute(sql, tuple(params)) if r[0] is not None]
-        finally:
-            conn.close()
-    except Exception:  # noqa: BLE001 - a shell is waiting: complete nothing, say nothing
-        return []
+            import psycopg
+
+            with psycopg.connect(url, connect_timeout=2,
+                                 application_name="baton-complete") as conn:
+                conn.execute(f"SET LOCAL statement_timeout = {int(DEADLINE_S * 1000)}")
+                got.append(conn.execute(sql, tuple(params)).fetchall())
+        except Exception:  # noqa: BLE001, S110 - nothing said (a thread's error is printed)
+            pass
+
+    reader = threading.Thread(target=read, name="baton-complete", daemon=True)
+    reader.start()
+    reader.join(DEADLINE_S)
+    return got[0] if got else []  # (not read in time, or failed: nothing)
 
 
 def _ids(table: str, prefix: str, where: str = "", params: Sequence[Any] = ()) -> Callable[
         [Any, str], Candidates]:
     """Completion of ids of ``table`` (``run_...``) that start with what is typed, newest
-    first (ids sort by time): a range on the primary key, never a scan."""
+    first (ids sort by time): a range on the primary key, never a scan. (PostgreSQL: a
+    ``LIKE`` on the prefix, which a database of any collation answers alike; the index
+    gives the range in one of collation C, the order and the LIMIT in any other.)"""
     def complete(ctx: Any, incomplete: str) -> Candidates:
         typed = incomplete or prefix
         extra = f" AND {where}" if where else ""
-        return _query(ctx, f"SELECT id FROM {table} WHERE id >= ? AND id < ?{extra} "
-                           f"ORDER BY id DESC LIMIT {LIMIT}", (typed, typed + TOP, *params))
+        like = typed.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        order = f" ORDER BY id DESC LIMIT {LIMIT}"
+        return _query(ctx, f"SELECT id FROM {table} WHERE id >= ? AND id < ?{extra}{order}",
+                      (typed, typed + TOP, *params),
+                      postgres=(f"SELECT id FROM {table} WHERE id LIKE %s{extra}{order}",
+                                (like, *params)))
     return complete
 
 
@@ -108,7 +167,16 @@ def fallout_ids(ctx: Any, incomplete: str) -> Candidates:
           SELECT r.id || ':' || w.step FROM baton_runs r
             JOIN baton_run_steps w ON w.run_id = r.id
            WHERE r.attention IN (1, 3) AND json_extract(w.doc, '$.status') = 'fallout')
-        ORDER BY id DESC LIMIT {LIMIT * 4}""", ())
+        ORDER BY id DESC LIMIT {LIMIT * 4}""", (), postgres=(f"""
+        SELECT id FROM (
+          SELECT r.id || ':' || s.key AS id
+            FROM baton_runs r, json_each((r.state -> 'steps')::json) s
+           WHERE r.attention IN (1, 3) AND s.value ->> 'status' = 'fallout'
+          UNION ALL
+          SELECT r.id || ':' || w.step FROM baton_runs r
+            JOIN baton_run_steps w ON w.run_id = r.id
+           WHERE r.attention IN (1, 3) AND w.doc ->> 'status' = 'fallout') f
+        ORDER BY id DESC LIMIT {LIMIT * 4}""", ()))
     return [f for f in found if f.startswith(incomplete)][:LIMIT]
 
 
@@ -147,3 +215,68 @@ def connections(ctx: Any, incomplete: str) -> Candidates:
 def users(ctx: Any, incomplete: str) -> Candidates:
     """User names."""
     return _names("SELECT name FROM baton_users ORDER BY name")(ctx, incomplete)
+
+
+# ---- bash: the words as typed ------------------------------------------------------------
+def _joined(words: list[str], cword: int) -> tuple[list[str], str, str]:
+    """The words before the one completed, that word, and the part of it bash replaces:
+    bash's ``words[:cword + 1]`` with each piece that is a run of ``:`` or ``=`` (bash's
+    word breaks) joined to the words either side (as bash-completion's
+    ``_get_comp_words_by_ref -n =:``). (bash hands ``a:b`` and ``a : b`` over alike; the
+    latter never means anything to ``baton``.)"""
+    words = (words + [""] * (cword + 1 - len(words)))[:cword + 1]
+    out: list[str] = []
+    glue = False  # the last piece was a break: the next one belongs to the same word
+    replaced = ""
+    for w in words:
+        brk = w != "" and w.strip("".join(BREAKS)) == ""
+        if len(out) > 1 and (brk or glue):  # (never onto the command's own name)
+            out[-1] += w
+            replaced = "" if brk else w
+        else:
+            out.append(w)
+            replaced = w
+        glue = brk
+    return out[:-1], out[-1], replaced
+
+
+def _relative(word: str, replaced: str, value: str) -> str:
+    """What bash is to put in place of ``replaced`` (the end of ``word``) so the word reads
+    as ``value`` completes it: Click completes an ``--option=VALUE`` word's VALUE alone."""
+    if word.startswith("-") and "=" in word:
+        value = word[:word.index("=") + 1] + value
+    kept = word[:len(word) - len(replaced)]
+    return value.removeprefix(kept)
+
+
+def _bash_words() -> None:
+    """Put :class:`BashComplete` in place of Typer's for ``_BATON_COMPLETE=complete_bash``.
+    Typer registers its classes (``completion_init``) each time the app is called, from its
+    module's names: the name is replaced there. A Typer without it keeps its own."""
+    try:
+        from typer import _completion_classes as typer_classes
+    except ImportError:  # pragma: no cover - another Typer: its bash completion as it is
+        return
+    base: Any = getattr(typer_classes, "BashComplete", None)
+    split: Any = getattr(typer_classes, "click_split_arg_string", None)  # (Click's, as Typer's)
+    if base is None or split is None or getattr(base, "baton", False):
+        return
+
+    class BashComplete(base):  # type: ignore[misc]
+        """Typer's, with the words bash split at ``:`` and ``=`` joined back."""
+
+        baton = True
+        word = replaced = ""
+
+        def get_completion_args(self) -> tuple[list[str], str]:
+            words = list(split(os.environ["COMP_WORDS"]))
+            args, self.word, self.replaced = _joined(words, int(os.environ["COMP_CWORD"]))
+            return args[1:], self.word
+
+        def format_completion(self, item: Any) -> str:
+            return _relative(self.word, self.replaced, str(item.value))
+
+    typer_classes.BashComplete = BashComplete  # type: ignore[misc]
+
+
+_bash_words()
