@@ -6,13 +6,18 @@ attachment downloaded with a safe Content-Disposition by who may read records on
 from __future__ import annotations
 
 import base64
+import re
 import textwrap
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from sqlalchemy import null, update
 
+from baton.intake.mail import MAX_BODY
+from baton.store import schema
 from tests.api.conftest import Api, assert_problem
+from tests.api.test_work_guide import login
 from tests.pdfs import pdf_with_text
 
 DEFS = """
@@ -194,6 +199,28 @@ def test_bad_input(intake_api: Api) -> None:
     assert stored["notes"] == [note]
     assert not api.get("opal", f"/api/records/{got.json()['record_id']}").json()["data"].get(
         "documents")
+    # The record's page shows each message's notes: a reply whose body was cut says so; a
+    # reply without notes, and one stored before migration 29 (notes NULL), show none.
+    long_body = "".join(f"line {i} of a pasted log\n" for i in range(10_000))
+    assert len(long_body) > MAX_BODY
+    replies = [api.post("opal", "/api/intake/dealers", {
+        "sender": "a@b.example", "body": body, "in_reply_to": got.json()["message_id"]}).json()
+        for body in (long_body, "Sorry, the log was long.", "One more thing.")]
+    assert [r["outcome"] for r in replies] == ["threaded"] * 3
+    cut = f"the body was cut to its first {MAX_BODY:,} characters"
+    assert [r["notes"] for r in replies] == [[cut], [], []]
+    with api.engine.store.write() as tx:
+        tx.conn.execute(update(schema.messages).where(schema.messages.c.id == replies[2]["id"])
+                        .values(notes=null()))
+    assert api.engine.intake.message(replies[2]["id"])["notes"] == []
+    login(api, "opal")
+    page = api.client.get(f"/records/{got.json()['record_id']}")
+    assert page.status_code == 200
+    shown = re.findall(r'<p class="muted" id="([^"]+)-notes">Noted when it was read:</p>\s*'
+                       r'<ul aria-labelledby="\1-notes">(.*?)</ul>', page.text, re.DOTALL)
+    assert shown == [(got.json()["id"], f"<li>{note}</li>"),
+                     (replies[0]["id"], f"<li>{cut}</li>")]
+    assert page.text.count("Noted when it was read") == 2
 
 
 def test_attachments_listed_and_downloaded_by_readers_only(intake_api: Api) -> None:

@@ -1,11 +1,12 @@
 """``baton users update --skill/--capacity/--availability/--calendar``, ``baton users team``
 and the routing decision in ``baton records timeline``, as subprocesses.
 
-Over 10 s: twenty-two ``baton`` processes in a row (each starts Python and opens the project),
+Over 10 s: twenty-seven ``baton`` processes in a row (each starts Python and opens the project),
 ~60 s on an idle 2-core machine, 300 s at a load average of 16."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -29,6 +30,8 @@ stages:
   - name: s
     steps: [{name: answer, type: interactive, assign: {routing: by_number}}]
 """
+LONG_NAME = "ticket_routed_to_whoever_takes_the_offer_first_in_the_tier_one_queue"
+TITLE = "[VIP] the March invoice was charged twice and the customer wants a call back today"
 
 
 def test_routing_from_the_cli(tmp_path: Path) -> None:
@@ -67,17 +70,36 @@ def test_offers_from_the_cli(tmp_path: Path) -> None:
     proj = tmp_path / "proj"
     shutil.copytree(EXAMPLES / "case_triage", proj)
     (proj / "definitions" / "routed.yaml").write_text(
-        ROUTED.replace("required_skills: [billing]", "offer: {timeout: 2m}"))
+        ROUTED.replace("required_skills: [billing]", "offer: {timeout: 2m}")
+        .replace("ticket_routed", LONG_NAME))
     ok(baton("deploy", cwd=proj))
     ok(baton("users", "add", "ann", "--role", "agent", "--queue", "tier1", cwd=proj))
     ok(baton("users", "add", "bo", "--role", "agent", "--queue", "tier1", cwd=proj))
-    rec = ok_json(baton("records", "create", "Ticket", "--data", '{"title": "t1"}', "--json",
-                        cwd=proj))
+    rec = ok_json(baton("records", "create", "Ticket", "--data", json.dumps({"title": TITLE}),
+                        "--json", cwd=proj))
     ok(baton("worker", "--until-idle", cwd=proj))
     (item,) = ok_json(baton("work", "list", "--json", cwd=proj))
     assert item["assigned_to"] == "user:ann" and item["routing_status"] == "offered"
-    shown = ok(baton("work", "show", item["id"], cwd=proj)).stdout
-    assert f"offered to ann: baton work accept|decline {item['id']} --user ann" in shown
+    title, status = f"answer: {TITLE}", item["status"]
+    wide = ok(baton("work", "show", item["id"], cwd=proj)).stdout
+    assert wide.splitlines()[0] == f"{item['id']} {title}  {status}  assigned to user:ann"
+    # 80 columns: the first line keeps the id, status and assignee; the title (free text,
+    # its markup-like "[VIP]" printed as it is) wraps at word boundaries under it.
+    shown = ok(baton("work", "show", item["id"], cwd=proj, columns="80")).stdout
+    lines = shown.splitlines()
+    offer = f"offered to ann: baton work accept|decline {item['id']} --user ann"
+    under = lines[1:lines.index(offer)]
+    assert lines[0] == f"{item['id']}  {status}  assigned to user:ann"
+    assert len(under) > 1 and all(line.startswith("  ") and len(line) <= 80 for line in under)
+    assert " ".join(line.strip() for line in under) == title
+    (run,) = ok_json(baton("runs", "list", "--json", cwd=proj))
+    wide = ok(baton("runs", "show", run["id"], cwd=proj)).stdout
+    assert wide.splitlines()[0] == (f"{run['id']} {LONG_NAME} v1  {run['status']}  "
+                                    f"record {rec['id']}")
+    # 80 columns: the id and status; the orchestration and the record whole under them
+    narrow = ok(baton("runs", "show", run["id"], cwd=proj, columns="80")).stdout.splitlines()
+    assert narrow[:4] == [f"{run['id']}  {run['status']}", f"  orchestration {LONG_NAME} v1",
+                          f"  record {rec['id']}", "Stages and steps"]
     one_line_error(baton("work", "accept", item["id"], "--user", "bo", cwd=proj),
                    "offered to ann, not bo")
     out = ok(baton("work", "decline", item["id"], "--user", "ann", cwd=proj)).stdout

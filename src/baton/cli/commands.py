@@ -992,22 +992,7 @@ def work_show(item_id: AnyItemIdArg, as_json: JsonOpt = False) -> None:
     """A work item: its status, assignment, SLA, instructions and form fields."""
     from baton.runtime.views import work_item_view
 
-    item = work_item_view(state.engine().get_work_item(item_id))
-    if as_json:
-        print_json(item)
-        return
-    console.print(f"[bold]{item['id']}[/bold] {item['title']}  {styled(item['status'])}  "
-                  f"assigned to {item['assigned_to']}")
-    if item.get("routing_status") == "offered":
-        console.print(f"offered to {item['assignee']}: baton work accept|decline "
-                      f"{item['id']} --user {item['assignee']}")
-    if item["sla_status"]:
-        console.print(f"SLA {styled(item['sla_status'])}, due {item['due_at']}")
-    if item["instructions"]:
-        console.print(item["instructions"])
-    table("Form", ["field", "type", "required", "choices"],
-          [[f["name"], f["type"], "yes" if f["required"] else "", ", ".join(f.get("choices") or [])]
-           for f in item["form"]])
+    render.work_show(work_item_view(state.engine().get_work_item(item_id)), as_json=as_json)
 
 
 def _acting_user(engine: Any, name: str) -> Any:

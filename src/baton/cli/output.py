@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rich.console import Console
 
@@ -263,6 +263,56 @@ def _stacked(title: str, columns: list[str], cells: list[list[str]], is_text: li
             for wrapped in value.wrap(console, max(1, width - len(INDENT)), overflow="fold"):
                 wrapped.rstrip()
                 console.print(Text(INDENT, end="").append_text(wrapped), soft_wrap=True)
+
+
+class Part(NamedTuple):
+    """A part of a ``show`` command's first line (``baton runs show``, ``baton work show``)."""
+
+    markup: str  # as printed: Rich markup (free text escaped)
+    sep: str = GAP  # what comes before it on the line (the first part's is not printed)
+    label: str = ""  # before it on a line of its own (``orchestration``); "": none needed
+    keep: bool = False  # always on the first line (the id, the status)
+    text: bool = False  # free text: wraps at word boundaries on lines of its own
+
+
+def first_line(parts: Sequence[Part]) -> None:
+    """Print a ``show`` command's first line: ``parts`` in order, each after its ``sep``.
+
+    Where that passes the terminal's width (80 columns when not a terminal), the line keeps
+    the parts marked ``keep`` and the first part, then the other names that still fit, then
+    free text that still fits (in their order on the line; none ever cut), and the parts
+    left out follow on indented lines of their own: a name whole after its ``label``, free
+    text wrapped at word boundaries. Nothing is lost: each part is printed once, whole."""
+    from rich.text import Text
+
+    width = console.width
+    cells = [_shown_width(p.markup) for p in parts]
+    if sum(cells) + sum(len(p.sep) for p in parts[1:]) <= width:
+        console.print(_joined(parts))
+        return
+    on_line = {0} | {i for i, p in enumerate(parts) if p.keep}
+    used = sum(cells[i] + (len(parts[i].sep) if i else 0) for i in on_line)
+    for text in (False, True):  # names first: free text is what wraps below
+        for i, p in enumerate(parts):
+            need = len(p.sep) + cells[i]
+            if i not in on_line and p.text is text and p.markup and used + need <= width:
+                on_line.add(i)
+                used += need
+    console.print(_joined([parts[i] for i in sorted(on_line)]))
+    for i, p in enumerate(parts):
+        if i in on_line or not p.markup.strip():
+            continue
+        if not p.text:
+            console.print(f"{INDENT}{p.label}{' ' if p.label else ''}{p.markup}")
+            continue
+        for wrapped in _rich_text(p.markup).wrap(console, max(1, width - len(INDENT)),
+                                                  overflow="fold"):
+            wrapped.rstrip()
+            console.print(Text(INDENT, end="").append_text(wrapped))
+
+
+def _joined(parts: Sequence[Part]) -> str:
+    return parts[0].markup + "".join(p.sep + p.markup for p in parts[1:])
 
 
 def show_progress(as_json: bool = False) -> bool:

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from baton.cli.output import TEXT_COLUMNS, console, err_console, print_json, styled, table
+from baton.cli.output import (
+    TEXT_COLUMNS,
+    Part,
+    console,
+    err_console,
+    first_line,
+    print_json,
+    styled,
+    table,
+)
 
 if TYPE_CHECKING:
     from baton.engine.state import Run
@@ -68,10 +77,12 @@ def runs_show(run: Run, children: Sequence[Mapping[str, Any]],
     (the calls to other systems among them)."""
     from baton.runtime.views import call_views
 
-    console.print(f"[bold]{run.id}[/bold] {run.orchestration} v{run.version}  {styled(run.status.value)}"
-                  f"  record {run.record_id or '-'}")
+    first_line([Part(f"[bold]{run.id}[/bold]", "", keep=True),
+                Part(f"{run.orchestration} v{run.version}", " ", label="orchestration"),
+                Part(styled(run.status.value), keep=True),
+                Part(f"record {run.record_id or '-'}")])
     if run.error:
-        console.print(f"[red]error:[/red] {run.error.get('message')}")
+        console.print(f"[red]error:[/red] {escape(str(run.error.get('message')))}")
     if run.parent is not None:
         p = run.parent
         console.print(f"child of run {p.run_id} step {p.step} #{p.iteration} "
@@ -109,6 +120,27 @@ def runs_show(run: Run, children: Sequence[Mapping[str, Any]],
               [[d["stage"], d["iteration"], d["goto"], d.get("label") or "",
                 "default" if d["rule"] is None else f"next[{d['rule']}]"]
                for d in run.decisions])
+
+
+def work_show(item: Mapping[str, Any], *, as_json: bool) -> None:
+    """``baton work show``: ``item`` is :func:`~baton.runtime.views.work_item_view`'s."""
+    if as_json:
+        print_json(item)
+        return
+    first_line([Part(f"[bold]{item['id']}[/bold]", "", keep=True),
+                Part(escape(str(item["title"])), " ", text=True),
+                Part(styled(item["status"]), keep=True),
+                Part(f"assigned to {item['assigned_to']}")])
+    if item.get("routing_status") == "offered":
+        console.print(f"offered to {item['assignee']}: baton work accept|decline "
+                      f"{item['id']} --user {item['assignee']}")
+    if item["sla_status"]:
+        console.print(f"SLA {styled(item['sla_status'])}, due {item['due_at']}")
+    if item["instructions"]:
+        console.print(item["instructions"])
+    table("Form", ["field", "type", "required", "choices"],
+          [[f["name"], f["type"], "yes" if f["required"] else "",
+            ", ".join(f.get("choices") or [])] for f in item["form"]])
 
 
 def fallout_list(items: Sequence[Mapping[str, Any]], *, as_json: bool) -> None:
