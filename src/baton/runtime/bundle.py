@@ -12,6 +12,16 @@ writes nothing. Versions are matched by content: a text the target already has (
 versions) is not deployed again; a new text becomes the target's next version. The bundle's
 active version becomes the active one; a definition deactivated in the bundle is
 deactivated. Run history, records and work are never part of a bundle.
+
+What it makes active goes through the checks an activation (``baton definitions
+activate``) and a deploy make, judged on the state the import leaves, all its activations
+and deactivations together (an object type's new version and the orchestration reading its
+new field fit each other): a version that does not fit the object types, an active
+definition or a version runs are on that a changed object type would break, the records
+stored under it, a routing rule bound to a queue another active rule holds, a rule naming a
+category its ai classifier cannot answer. When planned (a dry run says it), and again when
+applied, under the definitions lock: each problem located in its bundle entry
+(``definitions/KIND/NAME/vN.yaml``), the whole import refused.
 """
 
 from __future__ import annotations
@@ -66,8 +76,13 @@ class ImportPlan:
     definitions: list[dict[str, Any]] = field(default_factory=list)  # rows to insert
     activate: list[tuple[str, str, int | None]] = field(default_factory=list)
     users: list[tuple[str, dict[str, Any], bool]] = field(default_factory=list)  # (name, row, new)
-    # the object types it activates, as loaded: their records are checked again on import
-    objects: list[LoadedDefinition] = field(default_factory=list)
+    # what the bundle leaves active (its active version of each definition; an object
+    # type's latest when none is), as loaded, each located in its bundle entry: judged
+    # together on the state after the import (activations_issues_txn), when planned and
+    # again when applied; the object types among them: their records too
+    heads: list[LoadedDefinition] = field(default_factory=list)
+    # the definitions generation those checks read (None: not known, applied: checked again)
+    generation: int | None = None
     # (kind, name) of each definition in the bundle -> (its latest version, 0 for none; its
     # active one) in the database as planned: what its version numbers and activations were
     # worked out from (the import is refused if they no longer hold: _check_basis_txn)
@@ -76,6 +91,16 @@ class ImportPlan:
     @property
     def writes(self) -> bool:
         return any(c.writes for c in self.changes)
+
+    @property
+    def objects(self) -> list[LoadedDefinition]:
+        """The object types it leaves active, as loaded (their records are checked)."""
+        return [d for d in self.heads if d.kind == "object"]
+
+    @property
+    def leaving(self) -> list[tuple[str, str]]:
+        """(kind, name) of the definitions it deactivates."""
+        return [(kind, name) for kind, name, version in self.activate if version is None]
 
 
 # ---- export -----------------------------------------------------------------------------
@@ -189,13 +214,29 @@ def plan_import(engine: Engine, bundle: Mapping[str, Any]) -> ImportPlan:
     :class:`ValidationError` (users) and changes nothing."""
     defs = sorted(bundle["definitions.json"],
                   key=lambda d: (KIND_ORDER.get(d["kind"], 9), d["name"], d["version"]))
-    loaded = _validate_definitions(engine, defs)
-    plan = ImportPlan(objects=[d for d in loaded if d.kind == "object"])
+    engine.definitions.refresh(now=True)  # (checked against what was deployed just now)
+    plan = ImportPlan(heads=_validate_definitions(engine, defs))
     now = iso(engine.clock.now())
     with engine.store.read() as tx:
+        # (first: the rows read after it are as new as it, or newer; see apply_import)
+        plan.generation = tx.definitions_generation_txn()
         existing = tx.list_definitions_txn()
         users = {r["name"]: r for r in tx.user_rows_txn()}
         memberships = {name: tx.memberships_txn(name) for name in users}
+        _plan_definitions(plan, defs, existing, now)
+        # What the activations it makes would break, judged on the state after it, as a
+        # deploy or an activation judges it (a dry run says it too).
+        _check_activations_txn(engine, tx, plan, definitions=True)
+    for person in bundle.get("people.json", []):
+        _plan_user(plan, person, users.get(person["name"]),
+                   memberships.get(person["name"], []), now)
+    return plan
+
+
+def _plan_definitions(plan: ImportPlan, defs: list[dict[str, Any]], existing: list[Any],
+                      now: str) -> None:
+    """The plan's definitions: each new text as the target's next version; the bundle's
+    active version made the active one (what it was worked out from: ``basis``)."""
     have: dict[tuple[str, str], list[Any]] = {}
     for r in existing:
         have.setdefault((r.kind, r.name), []).append(r)
@@ -230,10 +271,26 @@ def plan_import(engine: Engine, bundle: Mapping[str, Any]) -> ImportPlan:
             plan.activate.append((kind, name, want))
             plan.changes.append(Change(kind, name, f"activate v{want}" if want is not None
                                        else "deactivate", True))
-    for person in bundle.get("people.json", []):
-        _plan_user(plan, person, users.get(person["name"]),
-                   memberships.get(person["name"], []), now)
-    return plan
+
+
+def _check_activations_txn(
+        engine: Engine, tx: Transaction, plan: ImportPlan, *, definitions: bool
+) -> list[tuple[LoadedDefinition, ObjectTypeDefinition, set[str]]]:
+    """Refuse (:class:`DefinitionError`, every problem located in its bundle entry) what
+    the plan leaves active, judged together on the state after it as ``tx`` sees the
+    rest (:meth:`~baton.runtime.definitions.DefinitionRepo.activations_issues_txn`: the
+    checks of an activation, of each version it makes active and the active ones it
+    leaves so), and the records stored under the object types it changes, by the rules
+    of a deploy. ``definitions``: False when they are the ones those were judged on.
+    Returns the object types' changes (what the records become: written by the import)."""
+    repo = engine.definitions
+    issues = repo.activations_issues_txn(tx, plan.heads, plan.leaving, definitions=definitions,
+                                         said=_said)
+    changes = repo.object_changes_txn(tx, plan.objects)
+    issues += repo.changes_break_txn(tx, changes, fills=True)
+    if issues:
+        raise DefinitionError(issues)
+    return changes
 
 
 def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
@@ -244,12 +301,15 @@ def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
     with engine.store.write() as tx:
         tx.lock_definitions_txn()  # (the definitions' writers, one at a time: as a deploy)
         _check_basis_txn(tx, plan)
-        # The records may have changed since the plan was made: checked again, in the
-        # transaction that changes their object types (as a deploy does).
-        changes = engine.definitions.object_changes_txn(tx, plan.objects)
-        broken = engine.definitions.changes_break_txn(tx, changes, fills=True)
-        if broken:
-            raise DefinitionError(broken)
+        # What the plan was checked against may have changed since: the records (checked
+        # again, in the transaction that changes their object types, as a deploy does),
+        # the classifiers' labels, and, if another write committed (the generation moved;
+        # the same, nothing did since the plan's checks read it), the other definitions.
+        # Judged again here, under the definitions lock, before anything is written.
+        changes = _check_activations_txn(
+            engine, tx, plan,
+            definitions=plan.generation is None
+            or tx.definitions_generation_txn() != plan.generation)
         for row in plan.definitions:
             tx.insert_definition_txn(row)
         for kind, name, version in plan.activate:
@@ -284,6 +344,12 @@ def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
     # Committed: this Engine's next lookup reads the index again (rolled back: the index
     # never held any of it, nothing to do).
     engine.definitions.invalidate(generation)
+
+
+def _said(doc: LoadedDefinition) -> str:
+    """A head as a message names it: its bundle entry's version (the file says it)."""
+    version = doc.file.rsplit("/", 1)[-1].removesuffix(".yaml")
+    return f"{doc.kind} '{doc.name}' {version} of the bundle"
 
 
 def _check_basis_txn(tx: Transaction, plan: ImportPlan) -> None:
@@ -322,20 +388,25 @@ def _check_basis_txn(tx: Transaction, plan: ImportPlan) -> None:
 
 def _validate_definitions(engine: Engine, defs: list[dict[str, Any]]
                           ) -> list[LoadedDefinition]:
-    """Every text as ``baton deploy`` would check it: the heads (active or latest of each)
-    together, older versions each against the heads' object types; and what the heads
-    would break here (the definitions reading a changed object type, the records stored
-    under it: :meth:`~baton.runtime.definitions.DefinitionRepo.broken_dependents`).
-    Returns the heads, loaded."""
+    """Every text as ``baton deploy`` would check it: the heads (what the bundle leaves
+    active: the active version of each; an object type's latest when none is, as it
+    cannot be deactivated) together, the other versions (those of a definition it
+    deactivates too) each against the heads' object types; each text defining what its
+    entry says. What the heads would break here is judged with the state of the database
+    (:func:`_check_activations_txn`). Returns the heads, loaded."""
     def where(d: dict[str, Any]) -> str:
         return f"definitions/{d['kind']}/{d['name']}/v{d['version']}.yaml"
 
     heads: dict[tuple[str, str], dict[str, Any]] = {}
+    issues: list[Issue] = []
     for d in defs:
         key = (d["kind"], d["name"])
-        if d["active"] or key not in heads or not heads[key]["active"]:
+        if d["active"] and key in heads and heads[key]["active"]:
+            issues.append(Issue(where(d), 1, "", f"{d['kind']} {d['name']!r} has two active "
+                                f"versions in the bundle (v{heads[key]['version']} and "
+                                f"v{d['version']}): one at most"))
+        elif d["active"] or (d["kind"] == "object" and not heads.get(key, d)["active"]):
             heads[key] = d
-    issues: list[Issue] = []
     loaded, found = check_texts({where(d): d["source"] for d in heads.values()},
                                 deployed_objects=engine.definitions.object_types(),
                                 deployed_connections=engine.definitions.connection_types())
@@ -344,18 +415,24 @@ def _validate_definitions(engine: Engine, defs: list[dict[str, Any]]
     for doc in loaded:
         if isinstance(doc.definition, ObjectTypeDefinition):
             objects[doc.name] = doc.definition
+    every = list(loaded)
     for d in defs:
-        if heads[(d["kind"], d["name"])] is d:
+        if heads.get((d["kind"], d["name"])) is d:
             continue
-        issues += check_texts({where(d): d["source"]}, deployed_objects=objects)[1]
+        docs, found = check_texts({where(d): d["source"]}, deployed_objects=objects)
+        issues += found
+        every += docs
+    defined: dict[str, list[tuple[str, str]]] = {}
+    for doc in every:
+        defined.setdefault(doc.file, []).append((doc.kind, doc.name))
     for d in defs:
-        docs = [x for x in loaded if x.file == where(d)]
-        if heads[(d["kind"], d["name"])] is d and docs and (docs[0].kind, docs[0].name) != (
-                d["kind"], d["name"]):
-            issues.append(Issue(where(d), 1, "", f"the text defines {docs[0].kind} "
-                                f"{docs[0].name!r}, not {d['kind']} {d['name']!r}"))
-    if not issues:
-        issues += engine.definitions.broken_dependents(loaded)
+        got = defined.get(where(d), [])
+        if len(got) > 1:
+            issues.append(Issue(where(d), 1, "", f"the text defines {len(got)} definitions "
+                                f"({', '.join(f'{k} {n!r}' for k, n in got)}), not one"))
+        elif got and got[0] != (d["kind"], d["name"]):
+            issues.append(Issue(where(d), 1, "", f"the text defines {got[0][0]} "
+                                f"{got[0][1]!r}, not {d['kind']} {d['name']!r}"))
     if issues:
         raise DefinitionError(issues)
     return loaded

@@ -277,44 +277,69 @@ class DefinitionRepo:
         would no longer load, so its runs could not start (every API call that lists the
         orchestrations would fail). Only problems the change makes are reported: each
         dependent is checked with the object types deployed now and with the new ones."""
-        changed: dict[str, ObjectTypeDefinition] = {}
         current = self.object_types()
-        for d in docs:
-            new = d.definition
-            if isinstance(new, ObjectTypeDefinition) and current.get(d.name, new) != new:
-                changed[d.name] = new
-        if not changed:
+        if not _changed_objects(docs, current):
             return []
+        with self.store.read() as tx:
+            every, in_use = _readers_txn(tx)
+        return _broken_by(docs, current, every, in_use)
+
+    def broken_definitions_txn(
+            self, tx: Transaction, docs: Sequence[LoadedDefinition],
+            current: Mapping[str, ObjectTypeDefinition], *,
+            leaving: Collection[tuple[str, str]] = (),
+            fix: str = "deploy a version of it that fits, in the same set") -> list[Issue]:
+        """:meth:`_broken_definitions` judged on a state given whole, the definitions read
+        in ``tx``: ``current``, the object types active in it; ``docs``, what will be
+        active instead (their versions of those definitions, new or not); ``leaving``,
+        (kind, name) of definitions deactivated with it (no dependents then, but for the
+        runs in progress on their versions). ``fix``: what to do about a dependent that
+        is active and stays so."""
+        if not _changed_objects(docs, current):
+            return []
+        every, in_use = _readers_txn(tx)
+        return _broken_by(docs, current, every, in_use, leaving, fix)
+
+    def activations_issues_txn(
+            self, tx: Transaction, docs: Sequence[LoadedDefinition],
+            leaving: Collection[tuple[str, str]], *, definitions: bool = True,
+            said: Callable[[LoadedDefinition], str] | None = None) -> list[Issue]:
+        """What makes ``docs`` active together (each's version, new or stored; those
+        already active included) and ``leaving`` inactive (kind, name) wrong, judged on
+        the state after it as ``tx`` sees the others, by the checks :meth:`set_active`
+        makes of one activation and a deploy of several: a version that does not fit the
+        object types active after it; an active definition (or a version runs in progress
+        use) that a changed object type would break; a routing rule bound to a queue
+        another rule active after it is bound to; a rule naming a category its ai
+        classify step cannot answer. The records are not among them (the caller writes
+        them: :meth:`object_changes_txn`). ``definitions``: False when the definitions
+        are known unchanged since these were judged on them (only the classifiers' labels,
+        which are not definitions, are looked at again). Issues located in ``docs``'
+        files; ``said``: how a doc is named in a message (its kind and name)."""
         from baton.definitions.loader import check_texts
 
-        deploying = {(d.kind, d.name) for d in docs}
-        after = {**current, **changed}
         issues: list[Issue] = []
-        with self.store.read() as tx:
-            every = tx.list_definitions_txn(None)
-            # Runs in progress stay on their version, which is parsed (in a process that
-            # starts later) against the object types of the day: those versions count too.
-            in_use = tx.orchestration_versions_in_progress_txn(
-                {r.name for r in every if r.kind == "orchestration"})
-        names = ", ".join(sorted(changed))
-        for row in every:
-            runs = in_use.get((row.name, row.version), 0) if row.kind == "orchestration" else 0
-            if row.kind not in _READ_FIELDS or not (
-                    (row.active and (row.kind, row.name) not in deploying) or runs):
-                continue
-            text = {row.file: row.source}
-            _, before = check_texts(text, deployed_objects=current)
-            _, now = check_texts(text, deployed_objects=after)
-            if row.active and (row.kind, row.name) not in deploying:
-                what = (f"deployed and active, which the new version of {names} would break: "
-                        "deploy a version of it that fits, in the same set")
-            else:
-                what = (f"which {runs:,} run(s) in progress still use: the new version of "
-                        f"{names} would break them; let them finish (or cancel them) first")
-            issues.extend(Issue(i.file, i.line, i.path,
-                                f"{i.message} (in {row.kind} '{row.name}' v{row.version}, "
-                                f"{what})")
-                          for i in now if i.level == "error" and i not in before)
+        if definitions:
+            before = self._active_objects_txn(tx.list_definitions_txn("object"))
+            after = {**before, **{d.name: d.definition for d in docs
+                                  if isinstance(d.definition, ObjectTypeDefinition)}}
+            readers = {d.file: d for d in docs if d.kind in _READ_FIELDS}
+            if readers:
+                _, found = check_texts({f: d.source for f, d in readers.items()},
+                                       deployed_objects=after)
+                for i in found:
+                    d = readers.get(i.file)
+                    what = i.file if d is None else said(d) if said else f"{d.kind} '{d.name}'"
+                    issues.append(replace(i, message=f"{i.message} ({what} does not fit the "
+                                          "object types active after the import)"))
+            issues += self.broken_definitions_txn(
+                tx, docs, before, leaving=leaving,
+                fix="import a version of it that fits, in the same bundle")
+            issues += self.bound_queue_issues_txn(
+                tx, [d for d in docs if d.kind == "routing"],
+                leaving={name for kind, name in leaving if kind == "routing"}, lock=False)
+        # (lock: the caller's, if any; training takes it before it stores a version)
+        issues += definition_issues_txn(tx, docs)
         return issues
 
     def _check_bound_queues_txn(self, tx: Transaction, docs: Sequence[Any]) -> None:
@@ -323,8 +348,18 @@ class DefinitionRepo:
         files deployed together are checked against each other by the loader.) Checked in
         the deploy's transaction, under the definitions lock: two deploys at once cannot
         both take one queue."""
-        mine = {d.name for d in docs if d.kind == "routing"}
-        taken = {rule.pool: name for name, rule in self._bound_rules_txn(tx).items()
+        issues = self.bound_queue_issues_txn(tx, docs)
+        if issues:
+            raise DefinitionError(issues)
+
+    def bound_queue_issues_txn(self, tx: Transaction, docs: Sequence[Any], *,
+                               leaving: Collection[str] = (), lock: bool = True
+                               ) -> list[Issue]:
+        """The routing rules among ``docs`` bound to a queue another rule active in ``tx``
+        (not among ``docs``, nor in ``leaving``: names of rules deactivated with them) is
+        bound to. ``lock``: take the definitions lock first (a writer's transaction)."""
+        mine = {d.name for d in docs if d.kind == "routing"} | set(leaving)
+        taken = {rule.pool: name for name, rule in self._bound_rules_txn(tx, lock).items()
                  if name not in mine}
         issues = []
         for doc in docs:
@@ -335,14 +370,16 @@ class DefinitionRepo:
                                     f"rule: '{taken[rule.pool]}' is deployed and active (one "
                                     "rule per queue: deactivate it, or deploy it without "
                                     "for_queue, first)"))
-        if issues:
-            raise DefinitionError(issues)
+        return issues
 
-    def _bound_rules_txn(self, tx: Transaction) -> dict[str, RoutingDefinition]:
+    def _bound_rules_txn(self, tx: Transaction, lock: bool = True
+                         ) -> dict[str, RoutingDefinition]:
         """The active routing rules bound to their queue (``for_queue``), by name, as
         ``tx`` sees them once it holds the definitions lock (so no other deploy or
-        activation can change them before it commits)."""
-        tx.lock_definitions_txn()
+        activation can change them before it commits; ``lock``: False when ``tx`` only
+        reads, or holds it already)."""
+        if lock:
+            tx.lock_definitions_txn()
         out = {}
         for row in tx.list_definitions_txn("routing"):
             if row.active:
@@ -914,6 +951,66 @@ class DefinitionRepo:
             if t.type == "record" and t.object == object_type and op in t.on:
                 out.append((d, v))
         return sorted(out, key=lambda dv: dv[0].name)
+
+
+def _changed_objects(docs: Sequence[LoadedDefinition],
+                     current: Mapping[str, ObjectTypeDefinition]
+                     ) -> dict[str, ObjectTypeDefinition]:
+    """The object types among ``docs`` that differ from ``current``'s (a new one does not:
+    nothing reads it yet)."""
+    changed: dict[str, ObjectTypeDefinition] = {}
+    for d in docs:
+        new = d.definition
+        if isinstance(new, ObjectTypeDefinition) and current.get(d.name, new) != new:
+            changed[d.name] = new
+    return changed
+
+
+def _readers_txn(tx: Definitions) -> tuple[list[DefinitionRow], dict[tuple[str, int], int]]:
+    """Every stored version, and the runs in progress on each orchestration version."""
+    every = tx.list_definitions_txn(None)
+    # Runs in progress stay on their version, which is parsed (in a process that starts
+    # later) against the object types of the day: those versions count too.
+    in_use = tx.orchestration_versions_in_progress_txn(
+        {r.name for r in every if r.kind == "orchestration"})
+    return every, in_use
+
+
+def _broken_by(docs: Sequence[LoadedDefinition], current: Mapping[str, ObjectTypeDefinition],
+               every: Sequence[DefinitionRow], in_use: Mapping[tuple[str, int], int],
+               leaving: Collection[tuple[str, str]] = (),
+               fix: str = "deploy a version of it that fits, in the same set") -> list[Issue]:
+    """:meth:`DefinitionRepo._broken_definitions` on the versions ``every`` read: each
+    active definition not among ``docs`` (nor ``leaving``), and each version runs in
+    progress use, checked with ``current`` and with the changed object types of ``docs``."""
+    from baton.definitions.loader import check_texts
+
+    changed = _changed_objects(docs, current)
+    if not changed:
+        return []
+    deploying = {(d.kind, d.name) for d in docs} | set(leaving)
+    after = {**current, **changed}
+    issues: list[Issue] = []
+    names = ", ".join(sorted(changed))
+    for row in every:
+        runs = in_use.get((row.name, row.version), 0) if row.kind == "orchestration" else 0
+        if row.kind not in _READ_FIELDS or not (
+                (row.active and (row.kind, row.name) not in deploying) or runs):
+            continue
+        text = {row.file: row.source}
+        _, before = check_texts(text, deployed_objects=current)
+        _, now = check_texts(text, deployed_objects=after)
+        if row.active and (row.kind, row.name) not in deploying:
+            what = (f"deployed and active, which the new version of {names} would break: "
+                    f"{fix}")
+        else:
+            what = (f"which {runs:,} run(s) in progress still use: the new version of "
+                    f"{names} would break them; let them finish (or cancel them) first")
+        issues.extend(Issue(i.file, i.line, i.path,
+                            f"{i.message} (in {row.kind} '{row.name}' v{row.version}, "
+                            f"{what})")
+                      for i in now if i.level == "error" and i not in before)
+    return issues
 
 
 def _key_line(source: str, first_line: int, key: str) -> int:
