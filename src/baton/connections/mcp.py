@@ -16,14 +16,14 @@ connection's ``max_response`` (:class:`ResponseTooLarge`, not retryable). Messag
 connection and never carry a secret value (resolved secrets are scrubbed from anything the
 SDK says).
 
-How much the SDK reads of one answer: over ``http``, at most :func:`wire_limit` bytes (a
-JSON body is read through :func:`_bounded`, a server-sent event is bounded by the SDK's
-``max_sse_event_size``); what passes is then measured against ``max_response``. Over
-``stdio`` the SDK reads each message (a line of the server's stdout) whole before anything
-of Baton's sees it: its transport takes no bound and builds the line inside its own reader
-task, so bounding that read would take a transport of Baton's own in place of the SDK's
-(its process start, shutdown sequence and process-tree kill with it); there the cap bounds
-what a step keeps, not what the SDK reads.
+How much is read of one message: at most :func:`wire_limit` bytes. Over ``http`` a JSON
+body is read through :func:`_bounded`, a server-sent event is bounded by the SDK's
+``max_sse_event_size``; the session goes on. Over ``stdio`` Baton's own transport
+(:class:`~baton.connections.mcp_stdio.BoundedStdio`, in place of the SDK's, which reads a
+line whole) stops reading a line past the bound and stops the server (it is started again
+on the next call): the request it answered fails with :class:`ResponseTooLarge`, any other
+in flight with :class:`McpTransportError`. What passes is then measured against
+``max_response``.
 
 Idempotency: a call given a key (an mcp step sends its run, step and iteration, the same on
 every attempt) carries it in the request's ``_meta`` as :data:`META_KEY`, and over ``http``
@@ -85,7 +85,7 @@ STDIO_START_TIMEOUT = 30.0
 """Seconds a stdio server has to start and answer the handshake (at least; the
 connection's ``timeout.connect`` if longer), on a busy machine too."""
 WIRE_SLACK = 64 * 1024
-"""What one MCP message over HTTP may take beyond twice the connection's ``max_response``
+"""What one MCP message may take beyond twice the connection's ``max_response``
 (:func:`wire_limit`): its JSON-RPC envelope, and room for small caps."""
 _OVER_WIRE = "is over the bound of one MCP message"  # (in what the SDK passes on)
 META_KEY = "io.baton/idempotency-key"
@@ -94,11 +94,12 @@ _WIRE_READ = re.compile(re.escape(_OVER_WIRE) + r" \(([\d,]+) bytes\): ([\d,]+) 
 
 
 def wire_limit(max_response: int) -> int:
-    """The most bytes one message from an MCP server over HTTP may take as sent (a JSON
-    answer's body, one server-sent event): reading stops past it. Twice ``max_response``,
-    since a result's text (a structured result's JSON, too) travels as a JSON string, its
-    quotes and line breaks escaped, plus :data:`WIRE_SLACK`. A result that passes this may
-    still be over ``max_response`` once measured (:class:`ResponseTooLarge` either way)."""
+    """The most bytes one message from an MCP server may take as sent (a JSON answer's
+    body, one server-sent event, one line of a stdio server): reading stops past it.
+    Twice ``max_response``, since a result's text (a structured result's JSON, too)
+    travels as a JSON string, its quotes and line breaks escaped, plus :data:`WIRE_SLACK`.
+    A result that passes this may still be over ``max_response`` once measured
+    (:class:`ResponseTooLarge` either way)."""
     return 2 * max_response + WIRE_SLACK
 
 
@@ -136,10 +137,11 @@ class McpToolError(McpError):
 
 class ResponseTooLarge(McpError):
     """The tool's result was larger than the connection's ``max_response`` (its content
-    blocks and structured content, measured as sent), or its message over HTTP larger than
-    :func:`wire_limit` (not read further): not kept, not retried. ``size``: the bytes
-    measured or read (counting stops soon after the bound); ``limit``: the cap. (Named as
-    ``baton.connections.http``'s, so a step's error type is the same for both.)"""
+    blocks and structured content, measured as sent), or its message larger than
+    :func:`wire_limit` (not read further; a stdio server is then stopped): not kept, not
+    retried. ``size``: the bytes measured or read (counting stops soon after the bound);
+    ``limit``: the cap. (Named as ``baton.connections.http``'s, so a step's error type is
+    the same for both.)"""
 
     def __init__(self, message: str, size: int, limit: int) -> None:
         super().__init__(message, retryable=False)
@@ -203,10 +205,10 @@ class McpEndpoint:
     @property
     def key(self) -> str:
         """Which session serves this endpoint: a change of any setting (a rotated secret,
-        a new command; over http, a new cap, which bounds what its client reads) opens a
-        new session."""
+        a new command, a new cap, which bounds what its transport reads) opens a new
+        session."""
         wire = (self.max_response, self.idempotency_header) if self.transport == "http" \
-            else None
+            else self.max_response
         material = json.dumps([self.connection, self.transport, self.command, self.args,
                                sorted(self.env.items()), self.cwd, self.url,
                                sorted(self.headers.items()), self.basic, self.verify, wire],
@@ -252,6 +254,7 @@ class _Live:
         self.broken = False
         self.task: asyncio.Task[None] | None = None
         self.stderr: _StderrTail | None = None
+        self.stdio: Any = None  # a stdio session's transport (BoundedStdio)
         self.http_status: list[int] = []
         self.requests_started = 0  # requests made on the session (on the loop only)
         self.requests_active = 0
@@ -512,20 +515,24 @@ class McpSessions:
             raise
         except MCPError as exc:
             over = _over_wire(ep, exc.message)
-            if over is not None:  # the session goes on: only this answer was not read
+            if over is not None:  # (over http the session goes on: only this answer was cut)
                 limit = wire_limit(ep.max_response)
+                stopped = ""
+                if ep.transport == "stdio":
+                    live.broken = True
+                    stopped = "; the server was stopped (started again on the next call)"
                 raise ResponseTooLarge(
                     f"MCP connection {ep.connection!r}: the answer to the {what} is over "
                     f"{limit:,} bytes as sent (twice the connection's max_response of "
                     f"{ep.max_response:,} bytes, and 64 KB): not read further, not kept, not "
-                    "retried (the connection's max_response raises the cap)",
+                    f"retried (the connection's max_response raises the cap){stopped}",
                     over, ep.max_response) from None
             if exc.code in (_CONNECTION_CLOSED, _REQUEST_TIMEOUT):
                 live.broken = exc.code == _CONNECTION_CLOSED or live.broken
                 why = "timed out" if exc.code == _REQUEST_TIMEOUT else "lost the connection"
                 raise McpTransportError(
                     f"MCP connection {ep.connection!r}: the {what} {why} "
-                    f"({ep.where}){_stderr_hint(live, window)}") from None
+                    f"({ep.where}){_overflow_note(live)}{_stderr_hint(live, window)}") from None
             raise McpProtocolError(f"MCP connection {ep.connection!r}: the server refused the "
                                    f"{what}: {ep.scrub(exc.message)} (code {exc.code})",
                                    exc.code) from None
@@ -539,10 +546,27 @@ class McpSessions:
             live.requests_active -= 1
 
 
+def _over_wire_text(limit: int, read: int) -> str:
+    """What a transport says when it stopped reading a message at ``limit`` bytes, ``read``
+    having been read (:func:`_over_wire` recognises it in the error the SDK passes on)."""
+    return f"the answer {_OVER_WIRE} ({limit:,} bytes): {read:,} bytes read"
+
+
+def _overflow_note(live: _Live) -> str:
+    """Why a stdio session ended under a request, if a message over the bound ended it."""
+    read = getattr(live.stdio, "overflow", None)
+    if read is None:
+        return ""
+    limit = wire_limit(live.endpoint.max_response)
+    return (f"; the server sent a message over {limit:,} bytes ({read:,} bytes read; twice "
+            f"the connection's max_response of {live.endpoint.max_response:,} bytes, and "
+            "64 KB) while other requests were in flight, and was stopped")
+
+
 def _over_wire(ep: McpEndpoint, message: str) -> int | None:
     """The bytes read of an answer whose reading stopped at :func:`wire_limit`, if the
-    SDK's error ``message`` says so (a JSON body: :func:`_bounded`'s words; a server-sent
-    event: httpx2's), else None."""
+    SDK's error ``message`` says so (a JSON body or a stdio line: :func:`_over_wire_text`;
+    a server-sent event: httpx2's), else None."""
     limit = wire_limit(ep.max_response)
     found = _WIRE_READ.search(message)
     if found is not None and int(found.group(1).replace(",", "")) == limit:
@@ -583,8 +607,9 @@ def _json_size(value: Any) -> int:
 def _import_sdk() -> None:
     """Import the SDK's modules this module uses (once; later calls are dict lookups)."""
     import httpx2  # noqa: F401
-    import mcp.client.stdio
     import mcp.client.streamable_http  # noqa: F401
+
+    import baton.connections.mcp_stdio  # noqa: F401 - (the SDK's stdio modules with it)
 
 
 @contextlib.contextmanager
@@ -612,15 +637,15 @@ async def _client(ep: McpEndpoint, live: _Live) -> AsyncIterator[Any]:
 
 
 def _stdio_transport(ep: McpEndpoint, live: _Live) -> Any:
-    from mcp import StdioServerParameters
-    from mcp.client.stdio import stdio_client
+    from baton.connections.mcp_stdio import BoundedStdio
 
     if not ep.command:
         raise McpTransportError(f"MCP connection {ep.connection!r} has no command")
     live.stderr = _StderrTail()
-    params = StdioServerParameters(command=ep.command, args=list(ep.args), env=dict(ep.env),
-                                   cwd=ep.cwd)
-    return stdio_client(params, errlog=live.stderr.file())
+    limit = wire_limit(ep.max_response)
+    live.stdio = BoundedStdio(ep.command, ep.args, ep.env, ep.cwd, live.stderr.file(), limit,
+                              functools.partial(_over_wire_text, limit))
+    return live.stdio
 
 
 async def _http_transport(ep: McpEndpoint, live: _Live,
@@ -699,8 +724,7 @@ def _bounded_type() -> type[Any]:
             async for part in self.inner:
                 read += len(part)
                 if read > self.limit:
-                    raise httpx2.StreamError(f"the answer {_OVER_WIRE} ({self.limit:,} "
-                                             f"bytes): {read:,} bytes read")
+                    raise httpx2.StreamError(_over_wire_text(self.limit, read))
                 yield part
 
         async def aclose(self) -> None:
