@@ -9,8 +9,20 @@ Each step iteration takes one callback (single-use): the first one received is k
 ``baton_callbacks``. If the step waits for it, it is delivered at once (the step completes
 in the same transaction); if the step's request has not been committed yet, it is kept
 ``early`` and delivered by the transaction that commits the request's result
-(:func:`deliver_early_txn`). Anything later, or again, changes nothing: 409 for a repeat,
-410 when the step no longer waits.
+(:func:`deliver_early_txn`). Anything later, or again, changes nothing: 410 when the step
+no longer waits; for a step iteration that already took one, a repeat of it is answered
+what it was (below), and another callback 409.
+
+A repeat: external systems retry a delivery whose answer they lost (a timeout, their own
+at-least-once queue). One with the same JSON body as the callback taken (the same
+``callback.body``: compared as JSON values, so key order, spacing and ``1`` / ``1.0`` do
+not matter, and ``true`` is not ``1``) is answered what that one was (``delivered`` or
+``early``, with its step and iteration; :attr:`Received.replayed`), and changes nothing:
+no event, no second delivery. Its signature, when the connection requires one, is checked
+first, in its replay window, like any callback's. The same JSON rather than the same
+bytes: a sender's retry may encode its body again (another key order or spacing), and what
+the step took is the JSON; the body is kept as JSON already (``baton_callbacks.body``), and
+what it was answered since migration 30 (``answer``).
 
 A callback follows a carried rollback: when an order is canceled while a ``wait: callback``
 rollback of its plan is under way, its compensation run makes that call again under the
@@ -66,10 +78,12 @@ class CallbackTarget:
 
 @dataclass(frozen=True)
 class Received:
-    """A callback taken: ``delivered`` (the step completed) or kept ``early``."""
+    """A callback taken: ``delivered`` (the step completed) or kept ``early``; or, when
+    ``replayed``, a repeat of the callback taken before, answered what that one was."""
 
     status: str
     target: CallbackTarget
+    replayed: bool = False
 
 
 def _b64(data: bytes) -> str:
@@ -146,7 +160,7 @@ class Callbacks:
         self._check_signature(found[1].options.get("connection"), body, headers)
         try:
             data = json.loads(body) if body.strip() else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # (RecursionError: nested too deep)
             raise CallbackRefused(400, "a callback body must be JSON") from None
         if not isinstance(data, dict):
             data = {"value": data}
@@ -158,9 +172,9 @@ class Callbacks:
             if carrier is not None:
                 return self._follow_txn(tx, target, carrier, data, now_dt)
             run, odefn, record = self.runs.load_txn(tx, target.run_id)  # locks the run
-            if tx.get_callback_txn(target.run_id, target.step, target.iteration) is not None:
-                raise CallbackRefused(409, "this callback was already received; a callback "
-                                           "token is used once")
+            first = tx.get_callback_txn(target.run_id, target.step, target.iteration)
+            if first is not None:
+                return _repeat(first, data)
             sr = run.steps.get(target.step)
             if sr is None or sr.iteration != target.iteration or sr.status is not \
                     StepStatus.RUNNING or run.status is not RunStatus.IN_PROGRESS:
@@ -168,9 +182,9 @@ class Callbacks:
                                            "(completed, timed out, canceled or run again)")
             row = {"run_id": target.run_id, "step": target.step,
                    "iteration": target.iteration, "body": data, "received_at": now,
-                   "status": "early", "delivered_at": None}
+                   "status": "early", "delivered_at": None, "answer": "early"}
             if waiting(sr):
-                row.update(status="delivered", delivered_at=now)
+                row.update(status="delivered", delivered_at=now, answer="delivered")
                 tx.insert_callback_txn(row)
                 self.runs.decide_and_apply_txn(
                     tx, odefn, run, SignalReceived(callback_signal(sr.name, sr.iteration),
@@ -214,20 +228,21 @@ class Callbacks:
         now = iso(now_dt)
         run, odefn, record = self.runs.load_txn(tx, carrier.run_id)  # locks the run
         sr = run.steps.get(carrier.step)
-        if tx.get_callback_txn(origin.run_id, origin.step, origin.iteration) is not None or (
-                sr is not None and tx.get_callback_txn(run.id, sr.name, sr.iteration)
-                is not None):
-            raise CallbackRefused(409, "this callback was already received; a callback "
-                                       "token is used once")
+        first = tx.get_callback_txn(origin.run_id, origin.step, origin.iteration)
+        if first is None and sr is not None:
+            first = tx.get_callback_txn(run.id, sr.name, sr.iteration)
+        if first is not None:
+            return _repeat(first, data)
         if sr is None or run.status is not RunStatus.IN_PROGRESS or sr.status not in (
                 StepStatus.NOT_STARTED, StepStatus.WAITING, StepStatus.RUNNING):
             raise CallbackRefused(410, "the step no longer waits for this callback "
                                        "(completed, timed out, canceled or run again)")
         delivered = waiting(sr)
         at = CallbackTarget(run.id, sr.name, sr.iteration) if delivered else origin
+        status = "delivered" if delivered else "early"
         tx.insert_callback_txn({
             "run_id": at.run_id, "step": at.step, "iteration": at.iteration, "body": data,
-            "received_at": now, "status": "delivered" if delivered else "early",
+            "received_at": now, "status": status, "answer": status,
             "delivered_at": now if delivered else None})
         tx.append_events_txn([{
             "at": now, "type": "callback_followed", "actor": ACTOR,
@@ -276,6 +291,59 @@ class Callbacks:
             raise CallbackRefused(401, "the callback signature does not match")
 
 
+def _repeat(first: Mapping[str, Any], data: Any) -> Received:
+    """A callback for a step iteration that took ``first`` already: the same JSON body is
+    a repeat, answered what ``first`` was (its row's key is the target it was answered
+    with); another body is refused (409). Changes nothing either way."""
+    if not same_json(data, first["body"] if first["body"] is not None else {}):
+        raise CallbackRefused(409, f"another callback was received first for this step "
+                                   f"(at {first['received_at']}) with a different body; a "
+                                   f"callback token is used once: this body is not taken "
+                                   f"(a repeat with the same JSON body is answered as the "
+                                   f"first was)")
+    target = CallbackTarget(str(first["run_id"]), str(first["step"]), int(first["iteration"]))
+    # (no answer: received before migration 30, answered what its status is)
+    return Received(str(first.get("answer") or first["status"]), target, replayed=True)
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Whether two parsed JSON values are the same JSON: objects with the same keys and
+    values (in any order), arrays of the same values in order, numbers of the same value
+    (``1`` is ``1.0``: a JSONB column may give one for the other), but a boolean only
+    itself (Python's ``True == 1`` is not JSON's). Iterative: a body nested as deep as
+    the parser allows is compared without recursing."""
+    pending: list[tuple[Any, Any]] = [(a, b)]
+    while pending:
+        x, y = pending.pop()
+        if isinstance(x, dict):
+            if not isinstance(y, dict) or x.keys() != y.keys():
+                return False
+            pending.extend((v, y[k]) for k, v in x.items())
+        elif isinstance(x, list):
+            if not isinstance(y, list) or len(x) != len(y):
+                return False
+            pending.extend(zip(x, y))
+        elif isinstance(x, bool) or isinstance(y, bool) or x is None or y is None \
+                or isinstance(x, str) or isinstance(y, str):
+            if type(x) is not type(y) or x != y:
+                return False
+        elif isinstance(x, int | float) and isinstance(y, int | float):
+            if not _same_number(x, y):
+                return False
+        else:
+            return False
+    return True
+
+
+def _same_number(x: float, y: float) -> bool:
+    if isinstance(x, int) and isinstance(y, int):
+        return x == y
+    try:  # (NaN, which is no JSON, is nothing's value: it is stored as null anyway)
+        return float(x) == float(y)
+    except OverflowError:  # an integer beyond any float is no float's value
+        return False
+
+
 def _carried_from(defn: Any, step: str) -> tuple[str, str, int] | None:
     """The plan run, step and iteration whose idempotency key ``step`` carries (a
     compensation run's rollback taken over from a canceled plan's run), else None."""
@@ -318,4 +386,5 @@ def deliver_early_txn(tx: Transaction, runs: RunDriver, defn: Any, run: Run, ste
     return decision.run
 
 
-__all__ = ["WAITING", "CallbackRefused", "Callbacks", "Received", "deliver_early_txn", "sign"]
+__all__ = ["WAITING", "CallbackRefused", "Callbacks", "Received", "deliver_early_txn",
+           "same_json", "sign"]

@@ -436,6 +436,16 @@ def _m029_message_notes(conn: Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE baton_messages ADD COLUMN notes {_json_ddl(conn)}")
 
 
+def _m030_callback_answers(conn: Connection) -> None:
+    """Callbacks keep what their delivery was answered (``early``: 202, ``delivered``:
+    200): a repeat of a callback with the same body (a sender retrying a delivery whose
+    answer it lost) is answered that again. Callbacks received before have none (NULL,
+    read as their status). (Self-contained: it may be renumbered.)"""
+    columns = {c["name"] for c in inspect(conn).get_columns("baton_callbacks")}
+    if "answer" not in columns:  # (a fresh database got it from migration 14)
+        conn.exec_driver_sql("ALTER TABLE baton_callbacks ADD COLUMN answer VARCHAR(20)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run),
@@ -474,6 +484,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _m028_definitions_generation),
     Migration(29, "messages keep intake's notes (a body cut, an attachment's type)",
               _m029_message_notes),
+    Migration(30, "callbacks keep what they were answered (a repeat is answered again)",
+              _m030_callback_answers),
 )
 LATEST = MIGRATIONS[-1].version
 _KNOWN = frozenset(m.version for m in MIGRATIONS)

@@ -581,7 +581,9 @@ server_keys = Table(
 
 # One row per callback received for a step iteration (a token is single-use): ``early``
 # when it came before the request's result was committed (matched at that commit), then
-# ``delivered`` once it completed the step.
+# ``delivered`` once it completed the step. ``answer``: what its delivery was answered
+# (``early``: 202, ``delivered``: 200), which a repeat of it with the same body is answered
+# again (migration 30; NULL for one received before: its ``status`` stands for it).
 callbacks = Table(
     "baton_callbacks",
     metadata,
@@ -592,6 +594,7 @@ callbacks = Table(
     Column("body", JSON, nullable=True),
     Column("received_at", String(40), nullable=False),
     Column("delivered_at", String(40), nullable=True),
+    Column("answer", String(20), nullable=True),  # early | delivered (migration 30)
 )
 
 

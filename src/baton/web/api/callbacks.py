@@ -2,7 +2,9 @@
 
 No session or role: the caller is authenticated by the token, which only this server can
 make and which names one step iteration (and, when the step's connection has
-``callback:``, by an HMAC signature of the timestamp and body). See
+``callback:``, by an HMAC signature of the timestamp and body). A repeat of the callback
+taken (a sender retrying a delivery whose answer it lost) is answered what it was, with
+``Idempotent-Replayed: true``, as a retry with an Idempotency-Key is. See
 :mod:`baton.runtime.callbacks`.
 """
 
@@ -15,6 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from baton.runtime.callbacks import CallbackRefused
+from baton.web.idempotency import REPLAYED
 from baton.web.problems import ProblemError, problem_responses
 from baton.web.security import engine_of
 
@@ -32,6 +35,12 @@ class CallbackAccepted(BaseModel):
     iteration: int
 
 
+REPLAY = {REPLAYED: {"description": "`true` when this answers a repeat of the callback "
+                                    "received first (the same JSON body): nothing more "
+                                    "was done",
+                     "schema": {"type": "string", "enum": ["true"]}}}
+
+
 @router.post(
     "/{token}", response_model=CallbackAccepted, status_code=200,
     summary="Call a waiting callout step back",
@@ -42,10 +51,18 @@ class CallbackAccepted(BaseModel):
                 "by an HMAC-SHA256 signature of `<timestamp>.<body>` (hex) in its signature "
                 "header with the unix timestamp in its timestamp header, within the replay "
                 "window. 200: delivered; 202: received before the step's request was "
-                "recorded, delivered when it is. 409: already received; 410: the step no "
-                "longer waits (completed, timed out, canceled).",
+                "recorded, delivered when it is. A repeat (the sender retrying a delivery "
+                "whose answer it lost) with the same JSON body as the callback received "
+                "first (key order and spacing aside) changes nothing and is answered what "
+                "that one was (200 or 202, the same body) with `Idempotent-Replayed: true`; "
+                "its signature, if required, is checked first like any callback's. 409: "
+                "another callback, with a different body, was received first (a token is "
+                "used once); 410: the step no longer waits (completed, timed out, canceled).",
     responses={**problem_responses(400, 401, 404, 409, 422),
-               202: {"model": CallbackAccepted, "description": "Received early"},
+               200: {"description": "Delivered (or a repeat of a delivered callback)",
+                     "headers": REPLAY},
+               202: {"model": CallbackAccepted, "headers": REPLAY,
+                     "description": "Received early (or a repeat of one received early)"},
                **{c: problem_responses(c)[c] | {"description": TITLES[c]}
                   for c in (410, 413, 503)}},
     openapi_extra={"security": [],
@@ -63,6 +80,8 @@ async def receive_callback(request: Request, response: Response,
                            slug="callback") from None
     if got.status == "early":
         response.status_code = 202
+    if got.replayed:
+        response.headers[REPLAYED] = "true"
     return {"status": got.status, "step": got.target.step, "iteration": got.target.iteration}
 
 
