@@ -9,7 +9,7 @@ Steps stay plain validated data: a plan copies them into the step graph it gener
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -34,7 +34,7 @@ from baton.definitions.checks import (
     suggest,
     unknown,
 )
-from baton.expressions import is_expression
+from baton.expressions import is_expression, referenced_names
 
 CATALOG_KEYS = ("kind", "name", "label", "description", "products", "rules", "lookups")
 PRODUCT_KEYS = ("code", "name", "family", "label", "description", "attributes", "children",
@@ -369,6 +369,106 @@ def check_fulfillment(ck: Checker, data: dict[str, Any], scope: Scope,
         _check_plan_step(ck, path, s, step_scope, check_step, lanes, templates, graph)
     for cycle in find_cycles(graph, list(templates)):
         ck.add(join(templates[cycle[0]][0], "after"), "cycle in after: " + " -> ".join(cycle))
+    _check_step_reads(ck, templates)
+
+
+# --- steps.<template> across scopes ----------------------------------------------------
+#
+# A plan step is named by its scope's instance (``reserve[L1]``), its template's name is
+# no step of the run: what ``steps.<template>`` reads in a template's expressions is worked
+# out when the plan is made (generate.py rewrites it to the instance's name). It must name
+# ONE instance for every instance of the reading template, as ``after`` does for a line:
+# its own instance (the template itself), the plan's single one, and from a line the same
+# line's, the line's bundle's, the line's group's; a bundle its own bundle's; a group the
+# same group's (the same ``group_by``). Any other reading names several (every line's) and
+# is refused here: an expression cannot read a list of a template's instances.
+
+_MANY = {"line_item": "one step per line: {t}[L1], {t}[L2]...",
+         "bundle": "one step per bundle line: {t}[L1], {t}[L2]...",
+         "group": "one step per value of its group_by: {t}[<value>]..."}
+
+
+def template_kind(template: Mapping[str, Any]) -> str | None:
+    """``plan``, ``bundle``, ``line_item`` (the default) or ``group``; None: a scope that
+    is none of them (reported by the step's checks)."""
+    sc = template.get("scope", "line_item")
+    if isinstance(sc, Mapping):
+        return "group"
+    return sc if isinstance(sc, str) and sc in SCOPES else None
+
+
+def reads_one_instance(reader: Mapping[str, Any], target: Mapping[str, Any]) -> bool:
+    """Whether ``steps.<target>`` in ``reader``'s expressions names one instance of
+    ``target`` for each instance of ``reader`` (see above). Both are valid templates."""
+    rk, tk = template_kind(reader), template_kind(target)
+    if reader is target or tk == "plan":
+        return True
+    if rk == "line_item":
+        return True  # the same line's, its bundle's, its group's
+    if rk == tk == "bundle":
+        return True
+    return rk == tk == "group" and \
+        reader["scope"].get("group_by") == target["scope"].get("group_by")
+
+
+def step_reads(source: str) -> list[str]:
+    """The step names an expression reads (``steps.x``, ``steps["x"]``), in order."""
+    return list(dict.fromkeys(m for var, m in referenced_names(source) if var == "steps"))
+
+
+def _expressions(path: str, value: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        if is_expression(value):
+            yield path, value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _expressions(join(path, str(k)), v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _expressions(item(path, i), v)
+
+
+def _check_step_reads(ck: Checker, templates: Mapping[str, tuple[str, dict[str, Any]]]) -> None:
+    for name, (tpath, t) in templates.items():
+        rk = template_kind(t)
+        if rk is None:
+            continue
+        sc = t.get("scope")
+        planned = [(join(tpath, "not_before"), t.get("not_before"))]
+        if isinstance(sc, Mapping):
+            planned.append((join(tpath, "scope.group_by"), sc.get("group_by")))
+        for path, source in planned:
+            if isinstance(source, str) and is_expression(source) and step_reads(source):
+                key = path.rsplit(".", 1)[-1]
+                ck.add(path, f"{key} is worked out when the plan is made, before any step has "
+                             f"run: it reads line and record, not steps "
+                             f"(steps.{step_reads(source)[0]})")
+        body = {k: v for k, v in t.items() if k not in ("name", "after", "scope", "not_before")}
+        for path, source in _expressions(tpath, body):
+            for ref in step_reads(source):
+                target = templates.get(ref)
+                if target is None or template_kind(target[1]) is None \
+                        or reads_one_instance(t, target[1]):
+                    continue  # (an unknown step is reported by the step's checks)
+                ck.add(path, _ambiguous(name, rk, ref, target[1]))
+
+
+def _ambiguous(name: str, kind: str, ref: str, target: Mapping[str, Any]) -> str:
+    tk = template_kind(target) or ""
+    many = _MANY[tk].format(t=ref)
+    scope = "{group_by: ...}" if tk == "group" else tk
+    if kind == tk == "group":
+        why = (f"steps.{ref} is ambiguous in step '{name}': '{ref}' groups its lines by "
+               f"another group_by ({many})")
+    else:
+        why = (f"steps.{ref} is ambiguous in step '{name}' (scope "
+               f"{'{group_by: ...}' if kind == 'group' else kind}): '{ref}' has scope {scope}, "
+               f"{many}")
+    whose = {"line_item": "the same line's", "bundle": "the line's bundle's",
+             "group": "the line's group's"}[tk]
+    return (f"{why}, and an expression cannot read a list of a template's steps. Read "
+            f"steps.{ref} in a step of scope line_item, where it is {whose} {ref}; here, "
+            f"wait for all of them with after: [{ref}]")
 
 
 def _template(ck: Checker, path: str, s: Any, templates: dict[str, tuple[str, dict[str, Any]]]

@@ -182,8 +182,9 @@ def to_json_shape(value: Any) -> Any:
 _EMPTY: dict[str, Any] = {name: ({} if name != "now" else "") for name in VARIABLES}
 _EMPTY["index"] = None  # (no for_each: reading it is a missing value)
 _USE = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES)
-                  + r")\b((?:\s*\.\s*[A-Za-z_]\w*\b)*)(\s*[(\[])?")
-_IDENT = re.compile(r"[A-Za-z_]\w*")
+                  + r")\b((?:\s*\.\s*[A-Za-z_]\w*\b|\s*\[\s*\"[0-9]+\"\s*\])*)(\s*[(\[])?")
+# A member of a chain: ``.name``, or ``["literal"]`` (its literal's number, strings masked).
+_SEGMENT_READ = re.compile(r"\.\s*([A-Za-z_]\w*)|\[\s*\"([0-9]+)\"")
 
 # What an expression reads of a variable: the members it reads by ``.key``, each with what
 # it reads of that member in turn (None: all of it).
@@ -193,16 +194,24 @@ _Paths = tuple[tuple[str, "_Paths | None"], ...]
 @lru_cache(maxsize=4096)
 def _reads(body: str) -> tuple[tuple[str, _Paths | None], ...]:
     """The variables an expression reads: ``(name, paths)``, where ``paths`` are the
-    member paths it reads with ``name.key.key`` only (``steps.triage.output.resolution``:
-    ``triage``, of it ``output``, of that ``resolution``), or None when it uses the value
-    in any other way (``size(record)``, ``steps["a b"]``, ``record.exists(...)``): then all
+    member paths it reads with ``name.key.key`` or ``name["key"]`` only
+    (``steps.triage.output.resolution``, ``steps["triage"].output.resolution``: ``triage``,
+    of it ``output``, of that ``resolution``), or None when it uses the value in any other
+    way (``size(record)``, ``steps[vars.k]``, ``record.exists(...)``): then all
     of it is bound. A member used in any other way than by ``.key`` is bound whole
     (``size(steps.triage.output)``, ``record.tags[0]``, ``record.name.startsWith("A")``:
     a method's name is not a member). String literals are ignored."""
     tree: dict[str, dict[str, Any] | None] = {}
-    for m in _USE.finditer(_STRING.sub('""', body)):
+    literals: list[str] = []
+
+    def mask(m: re.Match[str]) -> str:  # each string literal as its number: "0", "1"...
+        literals.append(unquote(m.group(0)))
+        return f'"{len(literals) - 1}"'
+
+    for m in _USE.finditer(_STRING.sub(mask, body)):
         name, chain, after = m.group(1), m.group(2), m.group(3)
-        path = _IDENT.findall(chain) if chain else []
+        path = [ident or literals[int(n)] for ident, n in _SEGMENT_READ.findall(chain)] \
+            if chain else []
         if path and after is not None and after.strip() == "(":
             path.pop()  # a method call on the value before it
         if not path or name == "now":

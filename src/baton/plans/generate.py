@@ -10,23 +10,31 @@ instance; plan -> line-scoped (or bundle, group): every instance; line -> bundle
 line's bundle; line -> group: the line's group; bundle or group -> line: the lines of that
 bundle or group; group -> group (by name): the same group value, else every instance.
 A step whose dependency has no instance in this plan does not wait for it.
+
+``steps.<template>`` in a step's expressions is resolved the same way, when the plan is
+made: the expression is rewritten to read the one instance it means (``ship[L2]``'s
+``steps.reserve`` becomes ``steps["reserve[L2]"]``), so the engine runs it as it is; a
+reading that would mean several instances is refused by validation
+(:func:`baton.definitions.plans.reads_one_instance`).
 """
 
 from __future__ import annotations
 
+import re
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 import orjson
 
-from baton.definitions.plans import PLAN_STEP_KEYS, FulfillmentDefinition
+from baton.definitions.plans import PLAN_STEP_KEYS, FulfillmentDefinition, step_reads
 from baton.definitions.refs import navigated
 from baton.errors import ExpressionError
 from baton.expressions import Missing, evaluate, evaluate_condition, is_expression
+from baton.expressions.cel import unquote
 from baton.plans.decompose import CANCEL, FulfillmentLine, LineMemo, PlanningError, line_only
 from baton.steps.pause import Pause
 
@@ -257,15 +265,19 @@ def _wait_ms(source: str, line: Mapping[str, Any], order: Mapping[str, Any],
 
 
 def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapping[str, Instance]],
-                deps: Mapping[str, list[str]], order: Mapping[str, Any], now: datetime
+                deps: Mapping[str, list[str]], order: Mapping[str, Any], now: datetime,
+                memo: LineMemo | None = None
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The stage's steps and each step's plan facts, in a deterministic order."""
     steps: list[dict[str, Any]] = []
     facts: list[dict[str, Any]] = []
+    memo = memo if memo is not None else LineMemo()
+    _paths, line_valued, all_reads = _facts(fulfillment)
     for name, by_key in instances.items():
         t = fulfillment.templates[name]
         defaults: Mapping[str, Any] = fulfillment.defaults.get(t["type"]) or {}
-        resolve_step, resolve_rollback = _line_valued(fulfillment)[name]
+        resolve_step, resolve_rollback = line_valued[name]
+        reads = all_reads.get(name)
         for inst in by_key.values():
             views = [ln.view() for ln in inst.lines]
             step = {k: v for k, v in t.items() if k not in PLAN_STEP_KEYS and k != "after"}
@@ -273,6 +285,10 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
                 step.setdefault(k, v)
             if inst.kind == "line_item" and resolve_step:
                 step = _resolve_line_values(step, views[0])
+            names = _read_names(fulfillment, instances, inst, reads, order, memo) \
+                if reads else None
+            if names:
+                step = _renamed(step, names)
             step["name"] = inst.name
             # A line-item step sees its line; the others the keys of theirs (a plan step
             # none: a line added by an amendment must not change what it was given). The
@@ -305,6 +321,8 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
                 rb = dict(t["rollback"])
                 if inst.kind == "line_item" and resolve_rollback:
                     rb = _resolve_line_values(rb, views[0])
+                if names:
+                    rb = _renamed(rb, names)
                 # (its input's `plan` is the step's, added when the compensation is made:
                 # stored once, not twice, in a graph of thousands of line-item steps)
                 fact["rollback"] = rb
@@ -325,7 +343,7 @@ def generate(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine
     instances = expand(fulfillment, matched, order, memo)
     t2 = time.perf_counter()
     deps = resolve(fulfillment, instances, order, memo)
-    steps, facts = build_steps(fulfillment, instances, deps, order, now)
+    steps, facts = build_steps(fulfillment, instances, deps, order, now, memo)
     t3 = time.perf_counter()
     tm.matching += t1 - t0
     tm.expansion += t2 - t1
@@ -343,15 +361,18 @@ def generate(fulfillment: FulfillmentDefinition, lines: Sequence[FulfillmentLine
     }
 
 
-_Facts = tuple[tuple[tuple[str, ...], ...], dict[str, tuple[bool, bool]]]
+_Facts = tuple[tuple[tuple[str, ...], ...], dict[str, tuple[bool, bool]],
+               dict[str, tuple[str, ...]]]
 _FACTS: dict[int, tuple[weakref.ref[FulfillmentDefinition], _Facts]] = {}
 
 
 def _facts(fulfillment: FulfillmentDefinition) -> _Facts:
     """What planning reads from a fulfillment's step templates alone, found once per
     parsed fulfillment (walking every template for every order cost a millisecond a
-    plan), held weakly: the record paths they navigate, and per template whether the
-    step, and its rollback, hold expressions of ``line`` alone (evaluated when planned)."""
+    plan), held weakly: the record paths they navigate, per template whether the step,
+    and its rollback, hold expressions of ``line`` alone (evaluated when planned), and the
+    templates whose ``steps.<name>`` its expressions read that name an instance
+    (:func:`_step_reads`: only templates that have any)."""
     key = id(fulfillment)
     hit = _FACTS.get(key)
     if hit is not None and hit[0]() is fulfillment:
@@ -360,19 +381,119 @@ def _facts(fulfillment: FulfillmentDefinition) -> _Facts:
     line_valued = {name: (_has_line_values({k: v for k, v in t.items() if k != "rollback"}),
                           _has_line_values(t.get("rollback")))
                    for name, t in fulfillment.templates.items()}
+    reads = {name: found for name in fulfillment.templates
+             if (found := _step_reads(fulfillment, name))}
+    facts = (paths, line_valued, reads)
     if len(_FACTS) >= 256:
         _FACTS.clear()
-    _FACTS[key] = (weakref.ref(fulfillment, lambda _r: _FACTS.pop(key, None)),
-                   (paths, line_valued))
-    return paths, line_valued
+    _FACTS[key] = (weakref.ref(fulfillment, lambda _r: _FACTS.pop(key, None)), facts)
+    return facts
+
+
+def _step_reads(fulfillment: FulfillmentDefinition, name: str) -> tuple[str, ...]:
+    """The templates, other than plan-scoped ones, whose ``steps.<template>`` the step
+    template ``name`` (and its rollback) reads, when it is not plan-scoped itself: each
+    names a step instance, worked out per instance of ``name`` (:func:`_read_names`). A
+    plan step reading a template of another scope is refused by validation."""
+    t = fulfillment.templates[name]
+    if scope_kind(t) == "plan":
+        return ()
+    body = {k: v for k, v in t.items() if k not in ("name", "after", "scope", "not_before")}
+    found: dict[str, None] = {}
+    for source in _sources(body):
+        for ref in step_reads(source):
+            target = fulfillment.templates.get(ref)
+            if target is not None and scope_kind(target) != "plan":
+                found[ref] = None
+    return tuple(found)
+
+
+def _sources(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        if is_expression(value):
+            yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _sources(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _sources(v)
+
+
+def _read_names(fulfillment: FulfillmentDefinition,
+                instances: Mapping[str, Mapping[str, Instance]], inst: Instance,
+                reads: Sequence[str], order: Mapping[str, Any], memo: LineMemo
+                ) -> dict[str, tuple[str | None, bool]]:
+    """Template -> the name of its step that ``steps.<template>`` means in ``inst``'s
+    expressions, and whether the plan has that step: its own for its template; from a
+    line the same line's, the line's bundle's, the line's group's; from a bundle or a
+    group the same bundle's or group's. A step the plan does not have (the line has no
+    such step) is named all the same: reading it is a missing value, as a step that has
+    not run. None: no step can be meant (a line in no bundle, or with no value to group
+    by): the name is left as it is, which no step has either."""
+    out: dict[str, tuple[str | None, bool]] = {}
+    for ref in reads:
+        if ref == inst.template:
+            out[ref] = (inst.name, True)
+            continue
+        kind = scope_kind(fulfillment.templates[ref])
+        key: str | None
+        if inst.kind == "line_item":
+            ln = inst.lines[0]
+            key = (ln.key if kind == "line_item" else ln.bundle if kind == "bundle"
+                   else _group_of(fulfillment, ref, ln, order, memo))
+        elif inst.kind == kind:
+            key = inst.key  # a bundle's own bundle, a group's own group value
+        else:
+            continue  # several: refused by validation
+        out[ref] = (None, False) if key is None else \
+            (f"{ref}[{key}]", key in instances.get(ref, {}))
+    return out
+
+
+# In a plan step's expressions, ``steps.<template>`` (and ``steps["<template>"]``) becomes
+# ``steps["<instance>"]``; ``has(steps.<template>)`` (CEL's has() takes a field, not an
+# index) becomes ``true`` or ``false``: whether the plan has the step (a run has all its
+# steps from the start, as it has in an orchestration). String literals are left alone.
+_STEP_READ = re.compile(
+    r"(?P<text>\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*')"
+    r"|(?<![\w.])has\s*\(\s*steps\s*\.\s*(?P<has>[A-Za-z_]\w*)\s*\)"
+    r"|(?<![\w.])steps\s*(?:\.\s*(?P<dot>[A-Za-z_]\w*)\b"
+    r"|\[\s*(?P<key>\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*')\s*\])")
+
+
+def rename_step_reads(source: str, names: Mapping[str, tuple[str | None, bool]]) -> str:
+    """``source`` with each read of a step in ``names`` renamed (template -> the step's
+    name, None: no step, and whether the plan has it: :func:`_read_names`)."""
+    def sub(m: re.Match[str]) -> str:
+        if m.group("text") is not None:
+            return m.group(0)
+        if m.group("has") is not None:
+            found = names.get(m.group("has"))
+            return m.group(0) if found is None else "true" if found[1] else "false"
+        ref = m.group("dot") if m.group("dot") is not None else unquote(m.group("key"))
+        to = names.get(ref, (None, False))[0]
+        return m.group(0) if to is None else f"steps[{_literal(to)}]"
+    return _STEP_READ.sub(sub, source)
+
+
+def _literal(text: str) -> str:
+    """A CEL string literal of ``text`` (JSON's escapes are CEL's)."""
+    return orjson.dumps(text).decode()
+
+
+def _renamed(value: Any, names: Mapping[str, tuple[str | None, bool]]) -> Any:
+    if isinstance(value, str):
+        return rename_step_reads(value, names) if is_expression(value) else value
+    if isinstance(value, Mapping):
+        return {k: _renamed(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, names) for v in value]
+    return value
 
 
 def _navigated(fulfillment: FulfillmentDefinition) -> tuple[tuple[str, ...], ...]:
     return _facts(fulfillment)[0]
-
-
-def _line_valued(fulfillment: FulfillmentDefinition) -> dict[str, tuple[bool, bool]]:
-    return _facts(fulfillment)[1]
 
 
 def with_line_views(graph: Mapping[str, Any]) -> dict[str, Any]:
