@@ -3,6 +3,13 @@
 Each migration is a function of a SQLAlchemy connection inside a transaction.
 ``tests/contract/test_migrations.py`` checks that migrating an empty database
 yields the canonical schema of ``schema.py``.
+
+On PostgreSQL a plain ``CREATE INDEX`` holds a SHARE lock on its table until the
+transaction commits: every write to the table waits for the whole build. A migration
+that adds an index to a table that grows (work items, runs, records, jobs) names it in
+``concurrent``: :func:`build_indexes_concurrently` builds it first, outside the
+transaction, ``CONCURRENTLY`` (writes go on meanwhile), and the migration's own
+``IF NOT EXISTS`` / ``checkfirst`` creation then finds it made.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Connection, Index, delete, inspect, select, update
+from sqlalchemy import Column, Connection, Dialect, Index, delete, inspect, select, text, update
 from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql import visitors
 
@@ -26,6 +33,15 @@ class Migration:
     version: int
     name: str
     apply: Callable[[Connection], None]
+    # Indexes of schema.py (by name) that this migration makes, to be built CONCURRENTLY
+    # ahead of the transaction on PostgreSQL (build_indexes_concurrently). Only for an index
+    # whose transaction takes no stronger lock on its table anyway: not one on a column the
+    # same migration adds (its ALTER TABLE locks the table out until the commit).
+    concurrent: tuple[str, ...] = ()
+    # Indexes this migration drops and makes again with another definition: one that an
+    # earlier pending migration names in ``concurrent`` is not built ahead (it would be
+    # dropped and built again in the transaction).
+    redefines: tuple[str, ...] = ()
 
 
 def _m001_initial(conn: Connection) -> None:
@@ -448,14 +464,17 @@ def _m030_callback_answers(conn: Connection) -> None:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
-    Migration(2, "index jobs by run", _m002_jobs_by_run),
+    Migration(2, "index jobs by run", _m002_jobs_by_run, concurrent=("ix_jobs_run",)),
     Migration(3, "users, memberships, API tokens, sessions", _m003_people),
-    Migration(4, "index records by creation time", _m004_records_by_creation),
+    Migration(4, "index records by creation time", _m004_records_by_creation,
+              concurrent=("ix_records_created",)),
     Migration(5, "failed logins per account and client address", _m005_login_throttle),
     Migration(6, "idempotency keys", _m006_idempotency_keys),
     Migration(7, "incidents", _m007_incidents),
+    # (8 drops five indexes of records, runs and work items: its transaction locks those
+    # tables out until the commit anyway, so its indexes are built in it.)
     Migration(8, "indexes for keyset pagination of runs, work items and records",
-              _m008_list_indexes),
+              _m008_list_indexes, redefines=_M008_REDEFINED),
     Migration(10, "stored formats that cost less (SLA instants on the run)",
               _m010_stored_formats),
     Migration(11, "schedules", _m011_schedules),
@@ -479,7 +498,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(25, "the steps of large runs (plans) in rows of their own", _m025_run_steps),
     Migration(26, "a run's state keeps its stages' and steps' order on PostgreSQL",
               _m026_ordered_run_state),
-    Migration(27, "index work items by when they were routed", _m027_routed_index),
+    Migration(27, "index work items by when they were routed", _m027_routed_index,
+              concurrent=("ix_work_items_routed",)),
     Migration(28, "the definitions generation (each process's index of active versions)",
               _m028_definitions_generation),
     Migration(29, "messages keep intake's notes (a body cut, an attachment's type)",
@@ -521,3 +541,69 @@ def pending(conn: Connection) -> list[Migration]:
             f"{LATEST}) does not have; a newer Baton upgraded it. Run that version, or "
             f"restore the backup taken before its upgrade; nothing was changed")
     return [mig for mig in MIGRATIONS if mig.version not in applied]
+
+
+def build_indexes_concurrently(conn: Connection) -> list[str]:
+    """PostgreSQL: build the indexes the pending migrations name in ``concurrent``, in the
+    migrations' order, each with ``CREATE INDEX CONCURRENTLY IF NOT EXISTS``: the table's
+    writers go on while it builds (it waits for the transactions that write to the table
+    when it starts, and for those older than its snapshot, without stopping new ones).
+    ``conn`` is in autocommit (a concurrent build cannot run in a transaction) and holds the
+    migration lock (:func:`baton.store.sql.dialects.migration_lock`). Returns the names built.
+
+    An index left INVALID by a concurrent build that was killed or failed (it exists, and
+    may cost writes, but is never read; ``IF NOT EXISTS`` would keep it) is dropped
+    ``CONCURRENTLY`` and built again. Skipped: a new database (migration 1 pending: it
+    makes every index), an index whose table or columns are not there yet (a pending
+    migration adds them: the index is made in the transaction after them), one a later
+    pending migration redefines. An upgrade that fails or is interrupted after this keeps
+    the indexes built here (they are the new schema's, and no code reads them before it is
+    migrated); the next upgrade finds them made."""
+    todo = pending(conn)
+    if not todo or todo[0].version == 1:
+        return []
+    indexes: dict[str, Index] = {str(index.name): index
+                                 for table in schema.metadata.tables.values()
+                                 for index in table.indexes}
+    built: list[str] = []
+    for i, migration in enumerate(todo):
+        redefined = {name for later in todo[i + 1:] for name in later.redefines}
+        for name in migration.concurrent:
+            index = indexes[name]
+            if name in redefined or not _can_build(conn, index):
+                continue
+            valid = conn.execute(text("SELECT indisvalid FROM pg_index "
+                                      "WHERE indexrelid = to_regclass(:name)"),
+                                 {"name": name}).scalar()
+            if valid:
+                continue
+            if valid is not None:  # (False: a killed or failed build's leftover)
+                conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            conn.exec_driver_sql(create_index_concurrently(index, conn.dialect))
+            built.append(name)
+    return built
+
+
+def _can_build(conn: Connection, index: Index) -> bool:
+    """Are the index's table and every column it reads (in its expressions, in its partial
+    WHERE) there already?"""
+    table = index.table
+    assert table is not None
+    inspector = inspect(conn)
+    if not inspector.has_table(table.name):
+        return False
+    have = {c["name"] for c in inspector.get_columns(table.name)}
+    return _index_columns(index) <= have
+
+
+def create_index_concurrently(index: Index, dialect: Dialect) -> str:
+    """``CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS ...`` for a schema index on
+    PostgreSQL, its expressions and partial WHERE as the transaction's ``CreateIndex``
+    makes them. (``postgresql_concurrently`` is an option of the Index object itself, which
+    the schema's tables share with every migration: the keyword is put in the compiled
+    statement instead of changing the shared object.)"""
+    ddl = str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect))
+    head = "CREATE UNIQUE INDEX " if index.unique else "CREATE INDEX "
+    if not ddl.startswith(head + "IF NOT EXISTS "):
+        raise RuntimeError(f"unexpected DDL for index {index.name}: {ddl}")
+    return head + "CONCURRENTLY " + ddl[len(head):]

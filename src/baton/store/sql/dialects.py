@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import logging
 import os
 import re
 import select
@@ -23,6 +24,8 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -33,6 +36,8 @@ from sqlalchemy.pool import NullPool
 from baton.errors import ConfigError
 from baton.store.codec import json_dumps, json_loads
 from baton.store.sql.statements import NOTIFY_CHANNEL
+
+_log = logging.getLogger("baton.store")
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_MS = 60_000
@@ -406,6 +411,41 @@ def postgres_durability(conn: Connection) -> dict[str, Any]:
 def notify_workers(conn: Connection) -> None:
     """Delivered at commit, to every listening worker: no busy polling."""
     conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
+
+
+MIGRATION_WAIT_FIRST_S = 0.05  # a process waiting for another's migration looks again ...
+MIGRATION_WAIT_MAX_S = 0.5  # ... backing off to this
+
+
+@contextmanager
+def migration_lock(conn: Connection, key: int) -> Iterator[None]:
+    """PostgreSQL: hold the advisory lock ``key`` for ``conn``'s session (not a transaction:
+    the concurrent index builds run outside one) while the block runs; ``conn`` is left in
+    autocommit. Many processes starting at once: one migrates, the others wait and then
+    find nothing pending. (``pg_advisory_xact_lock`` on the same key, an older Baton's,
+    waits for it as well.)
+
+    Waited for with ``pg_try_advisory_lock`` and sleeps, not ``pg_advisory_lock``: a
+    statement blocked in the server keeps a snapshot, and ``CREATE INDEX CONCURRENTLY``
+    waits for every older snapshot: the holder would wait for its waiters (a deadlock)."""
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    delay, said = MIGRATION_WAIT_FIRST_S, False
+    while not conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar():
+        if not said:
+            _log.info("another process is migrating the database: waiting for it")
+            said = True
+        time.sleep(delay)
+        delay = min(delay * 2, MIGRATION_WAIT_MAX_S)
+    conn.commit()
+    try:
+        yield
+    finally:
+        try:
+            conn.rollback()
+            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+            conn.commit()
+        except Exception:  # noqa: BLE001 - the connection is gone, and its session's lock
+            conn.invalidate()  # with it; never pooled again while it may hold the lock
 
 
 class PgListener:

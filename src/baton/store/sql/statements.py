@@ -18,7 +18,7 @@ from baton.store import schema as s
 from baton.store.codec import json_dumps, json_loads
 
 NOTIFY_CHANNEL = "baton_jobs"
-MIGRATION_LOCK = 7301995  # pg_advisory_xact_lock key held while migrating
+MIGRATION_LOCK = 7301995  # advisory lock key held (by the session) while migrating
 DEFINITIONS_LOCK = 7301996  # held by deploys and activations that check across definitions
 
 

@@ -16,14 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from baton.clock import iso
 from baton.errors import ConfigError
 from baton.store import schema as s
-from baton.store.migrations import current_version, pending
+from baton.store.migrations import build_indexes_concurrently, current_version, pending
 from baton.store.sql import dialects
 from baton.store.sql.jobs import JobQueue
 from baton.store.sql.plan import PlanAborted, PlanTx
@@ -196,23 +196,25 @@ class SqlStore(JobQueue):
             self._listener.interrupts.interrupt()
 
     def migrate(self) -> list[str]:
-        """Apply pending migrations; returns the names applied."""
-        applied = []
-        with self.write() as tx:
-            if self.dialect == "postgresql":
-                # Many workers may start at once: one migrates, the others wait and see it done.
-                tx.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
-            if current_version(tx.conn) == 0:
-                s.schema_migrations.create(tx.conn, checkfirst=True)
-            for m in pending(tx.conn):
-                m.apply(tx.conn)
-                tx.conn.execute(
-                    insert(s.schema_migrations).values(
-                        version=m.version, name=m.name, applied_at=iso(_utcnow())
-                    )
-                )
-                applied.append(f"{m.version:03d} {m.name}")
-        return applied
+        """Apply pending migrations, in one transaction (all or nothing); returns the names
+        applied.
+
+        PostgreSQL: under the migration lock (held by the session: many workers may start
+        at once; one migrates, the others wait and see it done), the indexes the pending
+        migrations declare are first built CONCURRENTLY, outside the transaction
+        (:func:`~baton.store.migrations.build_indexes_concurrently`: writers to their
+        tables go on meanwhile); then the transaction, which finds them made."""
+        if self.dialect != "postgresql":
+            with self.write() as tx:
+                return _apply_pending(tx.conn)
+        with self._writer.connect() as conn, dialects.migration_lock(conn, MIGRATION_LOCK):
+            built = build_indexes_concurrently(conn)  # (in autocommit)
+            if built:
+                log.info("built concurrently ahead of the migrations: %s", ", ".join(built))
+            conn.commit()
+            conn.execution_options(isolation_level=conn.default_isolation_level)
+            with conn.begin():
+                return _apply_pending(conn)
 
     def pending_migrations(self) -> list[str]:
         """The names of the migrations the database lacks, in order (none: its schema is
@@ -254,6 +256,19 @@ class SqlStore(JobQueue):
             self._listener.interrupts.close()  # (its waiting threads' pipes)
         if self._watch is not None:
             self._watch.close()
+
+
+def _apply_pending(conn: Connection) -> list[str]:
+    """Apply and record every pending migration in ``conn``'s transaction."""
+    applied = []
+    if current_version(conn) == 0:
+        s.schema_migrations.create(conn, checkfirst=True)
+    for m in pending(conn):
+        m.apply(conn)
+        conn.execute(insert(s.schema_migrations).values(
+            version=m.version, name=m.name, applied_at=iso(_utcnow())))
+        applied.append(f"{m.version:03d} {m.name}")
+    return applied
 
 
 def _utcnow() -> Any:
