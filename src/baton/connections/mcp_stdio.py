@@ -86,9 +86,14 @@ class BoundedStdio:
 
     @contextlib.asynccontextmanager
     async def _open(self) -> AsyncIterator[Any]:
-        process = await anyio.open_process(
-            [self.command, *self.args], env=get_default_environment() | self.env,
-            stderr=self.errlog, cwd=self.cwd, start_new_session=True)
+        try:
+            process = await anyio.open_process(
+                [self.command, *self.args], env=get_default_environment() | self.env,
+                stderr=self.errlog, cwd=self.cwd, start_new_session=True)
+        finally:
+            # The server has its own copy of the pipe's end: this one closed, the pipe ends
+            # when the server does (its reader, the stderr tail's thread, then ends too).
+            self.errlog.close()
         # No awaits from here until the task group is entered (a cancellation in between
         # would leave the process running).
         read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
