@@ -513,3 +513,137 @@ def test_concurrent_retries_of_an_action_do_it_once(api: Api) -> None:
                 for b in (a.json() for a in answers)}) == 1
     events = api.engine.run_events(item["run_id"])
     assert [e["type"] for e in events].count("work_item_completed") == 1
+
+
+# ---- an action committed with its key, its answer lost: the retry rebuilds it ------------
+@dataclass(frozen=True)
+class Lost:
+    """An action its service did with the request's key claimed (as the endpoint has it
+    done), its answer never kept: ``setup`` makes what it acts on; ``do(api, id, claim)``
+    acts, answering what the endpoint would have; ``model``: the endpoint's response model;
+    ``now(api, id)``: what a GET shows of the thing acted on, as the answer has it;
+    ``shows(answer)`` is ``expect`` once the workers ran; ``stable``: the answer stays the
+    first one's (what the action made does not move on)."""
+
+    setup: Callable[[Api], Made]
+    verb: str
+    resource: str
+    do: Callable[[Api, str, IdempotencyClaim], dict[str, Any]]
+    model: Callable[[], type[Any]]
+    now: Callable[[Api, str], Any]
+    shows: Callable[[dict[str, Any]], Any]
+    expect: Any
+    stable: bool = True
+
+
+def _step_of(run: dict[str, Any], name: str) -> str:
+    (status,) = [s["status"] for s in run["steps"] if s["name"] == name]
+    return str(status)
+
+
+def _run_model() -> type[Any]:
+    from baton.web.api.runs import RunDetail
+
+    return RunDetail
+
+
+def _incident_model() -> type[Any]:
+    from baton.web.api.incidents import Incident
+
+    return Incident
+
+
+def _canceled_model() -> type[Any]:
+    from baton.web.api.plans import Canceled
+
+    return Canceled
+
+
+def _run_now(api: Api, id: str) -> Any:
+    return api.get("opal", f"/api/runs/{id.partition(':')[0]}").json()
+
+
+def _plan_now(api: Api, id: str) -> Any:
+    plan = api.get("opal", f"/api/plans/{id}").json()
+    assert plan["status"] == "canceled", plan
+    comp = plan["compensation"]
+    return {"order_id": id, "run_id": plan["run_id"], "compensation_run_id": comp["run_id"],
+            "rollbacks": [s["name"] for s in comp["steps"]]}
+
+
+def _resolve(action: str) -> Callable[[Api, str, IdempotencyClaim], dict[str, Any]]:
+    return lambda api, id, claim: api.engine.run_detail(api.engine.resolve_fallout(
+        id, action, reason=WHY["reason"], actor="opal", idempotency=claim))
+
+
+LOST: dict[str, Lost] = {
+    "run cancel": Lost(
+        _waiting, "cancel", "run",
+        lambda api, id, claim: api.engine.run_detail(api.engine.cancel_run(
+            id, WHY["reason"], actor="opal", idempotency=claim)),
+        _run_model, _run_now, lambda b: (b["status"], _step_of(b, "docs")),
+        ("canceled", "canceled")),
+    # (retried, the step fails again: the answer is the run as it is, in fallout again)
+    "fallout retry": Lost(_fallout, "retry", "run", _resolve("retry"), _run_model, _run_now,
+                          lambda b: (b["status"], _step_of(b, "boom"), _step_of(b, "after_boom")),
+                          ("in_progress", "fallout", "not_started"), stable=False),
+    # (skipped, the step after it ran and the run completed)
+    "fallout skip": Lost(_fallout, "skip", "run", _resolve("skip"), _run_model, _run_now,
+                         lambda b: (b["status"], _step_of(b, "boom"), _step_of(b, "after_boom")),
+                         ("completed", "skipped", "completed"), stable=False),
+    "incident dismiss": Lost(
+        _incident, "dismiss", "incident",
+        lambda api, id, claim: api.engine.dismiss_incident(
+            id, reason=WHY["reason"], actor="opal", idempotency=claim),
+        _incident_model, lambda api, id: api.get("opal", f"/api/incidents/{id}").json(),
+        lambda b: b["status"], "dismissed"),
+    "plan cancel": Lost(
+        _order, "cancel", "plan",
+        lambda api, id, claim: api.engine.plans.cancel(id, WHY["reason"], "opal",
+                                                       idempotency=claim),
+        _canceled_model, _plan_now, lambda b: bool(b["rollbacks"]), True),
+}
+
+
+def _lost_answer_is_rebuilt(api: Api, action: str) -> None:
+    """``action`` committed with its key, its answer never kept (what a kill -9 between the
+    commit and keeping it leaves), then the workers ran: the retry answers 200, replayed,
+    from the thing as it is now, and does nothing more (its events counted)."""
+    lost = LOST[action]
+    base, who = lost.setup(api)
+    path, k, id = f"{base}/{lost.verb}", f"lost {action}", base.rsplit("/", 1)[1]
+    claim = IdempotencyClaim(who, k, "POST", path, fingerprint("POST", path, WHY),
+                             lost.resource)
+    first = lost.model().model_validate(lost.do(api, id, claim)).model_dump(mode="json")
+    with api.engine.store.read() as tx:
+        kept = tx.idempotency_key_txn(who, k)
+    assert kept is not None and kept["response"] is None and kept["resource_id"], kept
+    api.work()
+    done = _events(api)
+    retry = api.post(who, path, WHY, headers=key(k))
+    assert retry.status_code == 200, (action, retry.text)
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    body = retry.json()
+    assert body == lost.now(api, id), action
+    assert lost.shows(body) == lost.expect, (action, body)
+    assert (body == first) is lost.stable, action
+    assert _events(api) == done, action  # (every action is audited: none was done again)
+    again = api.post(who, path, WHY, headers=key(k))  # (kept now: the same answer)
+    assert (again.status_code, again.json()) == (200, body), action
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert _events(api) == done, action
+
+
+@pytest.mark.parametrize("action", list(LOST))
+def test_a_lost_action_answer_is_rebuilt_from_what_it_acted_on(one_api: Api,
+                                                               action: str) -> None:
+    _lost_answer_is_rebuilt(one_api, action)
+
+
+def test_lost_action_answers_are_rebuilt_on_postgresql(pg_url: str) -> None:
+    api = Api(pg_url, VirtualClock())
+    try:
+        for action in ("fallout skip", "plan cancel"):
+            _lost_answer_is_rebuilt(api, action)
+    finally:
+        api.close()
