@@ -5,7 +5,10 @@ type the active definitions reading it would not fit, a rule naming a category i
 classifier cannot answer. Judged on the state the import leaves (what it activates and
 deactivates together), when it is planned (``--dry-run`` says it) and again when it is
 applied, under the definitions lock (a write committed in between is seen); refused whole,
-nothing written, each problem located in the bundle entry it comes from.
+nothing written, each problem located in the bundle entry it comes from. What a version's
+steps name (a connection, a child orchestration) must be active after it, as a deploy
+refuses one naming what is not deployed. A bundled user created or changed by another
+process since the plan: refused too, naming them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pytest
 
 from baton import Engine
 from baton.ai.trained import read_csv, train
-from baton.errors import DefinitionError
+from baton.errors import DefinitionError, TransitionConflict
 from baton.runtime.bundle import apply_import, plan_import
 from tests.integration.test_ai_leftovers import NO_ARRIVAL, ORCH
 from tests.integration.test_ai_train import ROWS, write_csv
@@ -185,3 +188,94 @@ def test_a_rule_naming_a_label_the_classifier_dropped_since_the_plan_is_refused(
                 "names category 'card_arrival' of ai step 'intent', which its classifier "
                 "'banking' (v2, the latest) does not know"), issue.message
         assert _active(eng) == {}
+
+
+KID = """kind: orchestration
+name: kid
+trigger: {type: autolaunched, input: {n: {type: int, required: true}}}
+stages:
+  - name: s
+    steps:
+      - {name: hold, type: pause, signal: go}
+"""
+BANK = "kind: connection\nname: bank\ntype: http\nbase_url: http://127.0.0.1:9\n"
+PARENT = """kind: orchestration
+name: parent
+trigger: {type: autolaunched}
+stages:
+  - name: s
+    steps:
+      - {name: call, type: callout, connection: bank, method: POST, path: /x}
+      - {name: kids, type: orchestration, orchestration: kid, input: {n: 1}}
+"""
+
+
+def test_what_the_steps_name_must_be_active_after_the_import(db_url: str) -> None:
+    parent = _entry("orchestration", "parent", PARENT)
+    where = "definitions/orchestration/parent/v1.yaml"
+    after = ("(orchestration 'parent' v1 of the bundle, judged on the connections and "
+             "orchestrations active after the import)")
+    with Engine(db_url) as eng, Engine(db_url) as other:
+        eng.deploy(texts={"bank.yaml": BANK, "kid.yaml": KID})
+        # The bundle deactivates what its orchestration calls (active here: the deploy's
+        # check of its text, with what is active now, passes).
+        (issue,) = _refused(eng, _bundle(parent, _entry("connection", "bank", BANK,
+                                                        active=False)))
+        assert (issue.file, issue.path) == (where, "stages[0].steps[0].connection"), issue
+        assert issue.message == f"unknown connection 'bank' {after}"
+        # A new version of the child taking another input: judged with it.
+        kid_v2 = KID.replace("{n: {type: int, required: true}}", "{m: {type: int, "
+                             "required: true}}")
+        issues = _refused(eng, _bundle(parent, _entry("orchestration", "kid", kid_v2)))
+        assert issues and all(i.file == where and i.message.endswith(after)
+                              and "stages[0].steps[1]" in i.path for i in issues), issues
+
+        # Planned with 'kid' active; another process deactivates it before the apply:
+        # refused, as a deploy of the text would be now (the same message, located).
+        plan = plan_import(eng, _bundle(parent))
+        other.definitions.set_active("orchestration", "kid", None, "test")
+        with pytest.raises(DefinitionError) as deployed:
+            other.deploy(texts={"parent.yaml": PARENT})
+        (said,) = deployed.value.issues
+        for made in (plan, None):
+            (issue,) = _refused(eng, _bundle(parent), made)
+            assert (issue.file, issue.path) == (where, said.path)
+            assert issue.message == f"{said.message} {after}"
+        # The bundle brings it back (active): imported, both active.
+        apply_import(eng, plan_import(eng, _bundle(parent, _entry("orchestration", "kid",
+                                                                  KID))), "test")
+        active = _active(eng)
+        assert active[("orchestration", "parent")] == 1
+        assert active[("orchestration", "kid")] == 1
+
+
+def test_a_bundled_user_created_or_changed_since_the_plan_refuses_the_import(
+        db_url: str) -> None:
+    bundle = {**_bundle(), "people.json": [
+        {"name": "ana", "roles": ["agent"], "groups": [], "queues": ["tier1"]}]}
+    with Engine(db_url) as eng, Engine(db_url) as other:
+        def refused(plan: Any, message: str) -> None:
+            before = _state(eng), eng.directory.get_user("ana")
+            with pytest.raises(TransitionConflict) as exc:
+                apply_import(eng, plan, "test")
+            assert str(exc.value) == message
+            assert (_state(eng), eng.directory.get_user("ana")) == before
+
+        plan = plan_import(eng, bundle)  # (ana: added)
+        other.directory.add_user("ana", roles=["admin"])
+        created = ("user 'ana' was created since this import was planned: nothing was "
+                   "imported; import the bundle again to plan it against them")
+        refused(plan, created)
+        # (created after that check read, on PostgreSQL: the insert's unique key says it,
+        # the same way; as if the check had seen no 'ana' either way)
+        plan.people.clear()
+        refused(plan, created)
+        plan = plan_import(eng, bundle)  # (ana: updated: roles, queues)
+        assert [c.action for c in plan.changes] == ["update: roles, queues"]
+        other.directory.update_user("ana", queues=["tier2"], display_name="Ana")
+        refused(plan, "user 'ana' was changed (display_name, queues) since this import was "
+                      "planned: nothing was imported; import the bundle again to plan it "
+                      "against them")
+        apply_import(eng, plan_import(eng, bundle), "test")
+        ana = eng.directory.get_user("ana")
+        assert (sorted(ana.roles), sorted(ana.queues)) == (["agent"], ["tier1"])

@@ -19,9 +19,16 @@ and deactivations together (an object type's new version and the orchestration r
 new field fit each other): a version that does not fit the object types, an active
 definition or a version runs are on that a changed object type would break, the records
 stored under it, a routing rule bound to a queue another active rule holds, a rule naming a
-category its ai classifier cannot answer. When planned (a dry run says it), and again when
-applied, under the definitions lock: each problem located in its bundle entry
-(``definitions/KIND/NAME/vN.yaml``), the whole import refused.
+category its ai classifier cannot answer, a step naming a connection or a child
+orchestration (or an input it does not take) that is not active after the import (as a
+deploy naming what is not deployed and active is refused). When planned (a dry run says
+it), and again when applied, under the definitions lock: each problem located in its
+bundle entry (``definitions/KIND/NAME/vN.yaml``), the whole import refused.
+
+What the plan was worked out from is read again when it is applied: a definition's
+versions, and each bundled user as it was (created, or changed, by another process since:
+refused, naming the user and what changed, nothing written; planned again, it says what
+the import does to them).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from sqlalchemy.exc import IntegrityError
 
 from baton import __version__
 from baton.auth.directory import Directory, _check_names
@@ -87,6 +95,9 @@ class ImportPlan:
     # active one) in the database as planned: what its version numbers and activations were
     # worked out from (the import is refused if they no longer hold: _check_basis_txn)
     basis: dict[tuple[str, str], tuple[int, int | None]] = field(default_factory=dict)
+    # each user in the bundle as the database had them when planned (None: not there):
+    # what the plan's add, update or "unchanged" was worked out from (_check_people_txn)
+    people: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @property
     def writes(self) -> bool:
@@ -228,8 +239,10 @@ def plan_import(engine: Engine, bundle: Mapping[str, Any]) -> ImportPlan:
         # deploy or an activation judges it (a dry run says it too).
         _check_activations_txn(engine, tx, plan, definitions=True)
     for person in bundle.get("people.json", []):
-        _plan_user(plan, person, users.get(person["name"]),
-                   memberships.get(person["name"], []), now)
+        name = person["name"]
+        row = users.get(name)
+        plan.people[name] = None if row is None else _person(row, memberships[name])
+        _plan_user(plan, person, row, memberships.get(name, []), now)
     return plan
 
 
@@ -301,6 +314,7 @@ def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
     with engine.store.write() as tx:
         tx.lock_definitions_txn()  # (the definitions' writers, one at a time: as a deploy)
         _check_basis_txn(tx, plan)
+        _check_people_txn(tx, plan)
         # What the plan was checked against may have changed since: the records (checked
         # again, in the transaction that changes their object types, as a deploy does),
         # the classifiers' labels, and, if another write committed (the generation moved;
@@ -321,7 +335,10 @@ def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
             row = dict(row)
             groups, queues = row.pop("groups"), row.pop("queues")
             if new:
-                tx.insert_user_txn(row)
+                try:
+                    tx.insert_user_txn(row)
+                except IntegrityError:  # (created since _check_people_txn read: PostgreSQL)
+                    raise TransitionConflict(_moved([f"user {name!r} was created"])) from None
             else:
                 tx.update_user_txn(name, row)
             tx.set_memberships_txn(name, "group", groups)
@@ -384,6 +401,46 @@ def _check_basis_txn(tx: Transaction, plan: ImportPlan) -> None:
         raise TransitionConflict(
             "the definitions changed since this import was planned (" + "; ".join(moved)
             + "): nothing was imported; import the bundle again to plan it against them")
+
+
+def _person(row: Mapping[str, Any], members: list[tuple[str, str]]) -> dict[str, Any]:
+    """What an import sets of a user (and compares), as the database has it."""
+    return {"display_name": row["display_name"], "email": row["email"],
+            "roles": sorted(row["roles"]), "active": bool(row["active"]),
+            "groups": sorted(n for k, n in members if k == "group"),
+            "queues": sorted(n for k, n in members if k == "queue")}
+
+
+def _moved(what: list[str]) -> str:
+    return ("; ".join(what) + " since this import was planned: nothing was imported; "
+            "import the bundle again to plan it against them")
+
+
+def _check_people_txn(tx: Transaction, plan: ImportPlan) -> None:
+    """The bundle's users are as the plan found them (another process may have created
+    one it adds, or changed one it updates or leaves unchanged): else refused, naming
+    each and what changed, before anything is written. Not made "exists now" and
+    written over: what another administrator just gave them (roles, queues) would be
+    replaced by what no one has seen (the plan said "add"); planned again, the changes
+    say what the import does to them."""
+    if not plan.people:
+        return
+    rows = {r["name"]: r for r in tx.user_rows_txn(list(plan.people))}
+    moved = []
+    for name, had in sorted(plan.people.items()):
+        row = rows.get(name)
+        if row is None:
+            if had is not None:
+                moved.append(f"user {name!r} was removed")
+            continue
+        if had is None:
+            moved.append(f"user {name!r} was created")
+            continue
+        has = _person(row, tx.memberships_txn(name))
+        if changed := [k for k in has if has[k] != had[k]]:
+            moved.append(f"user {name!r} was changed ({', '.join(changed)})")
+    if moved:
+        raise TransitionConflict(_moved(moved))
 
 
 def _validate_definitions(engine: Engine, defs: list[dict[str, Any]]

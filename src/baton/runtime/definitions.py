@@ -311,7 +311,9 @@ class DefinitionRepo:
         object types active after it; an active definition (or a version runs in progress
         use) that a changed object type would break; a routing rule bound to a queue
         another rule active after it is bound to; a rule naming a category its ai
-        classify step cannot answer. The records are not among them (the caller writes
+        classify step cannot answer; a step naming a connection, or a child orchestration
+        (and input it takes), that is not active after it (as a deploy refuses one naming
+        what is not deployed and active). The records are not among them (the caller writes
         them: :meth:`object_changes_txn`). ``definitions``: False when the definitions
         are known unchanged since these were judged on them (only the classifiers' labels,
         which are not definitions, are looked at again). Issues located in ``docs``'
@@ -325,13 +327,31 @@ class DefinitionRepo:
                                   if isinstance(d.definition, ObjectTypeDefinition)}}
             readers = {d.file: d for d in docs if d.kind in _READ_FIELDS}
             if readers:
-                _, found = check_texts({f: d.source for f, d in readers.items()},
-                                       deployed_objects=after)
-                for i in found:
+                texts = {f: d.source for f, d in readers.items()}
+                _, found = check_texts(texts, deployed_objects=after)
+
+                def what(i: Issue) -> str:
                     d = readers.get(i.file)
-                    what = i.file if d is None else said(d) if said else f"{d.kind} '{d.name}'"
-                    issues.append(replace(i, message=f"{i.message} ({what} does not fit the "
-                                          "object types active after the import)"))
+                    return i.file if d is None else said(d) if said else f"{d.kind} '{d.name}'"
+
+                for i in found:
+                    issues.append(replace(i, message=f"{i.message} ({what(i)} does not fit "
+                                          "the object types active after the import)"))
+                # What their steps name, as a deploy checks it (a connection a callout, an
+                # mcp or ai step calls; an orchestration a child-run step starts, and the
+                # input it takes), judged on what is active after it: refused, as a deploy
+                # naming what is not deployed and active is.
+                _, named = check_texts(texts, deployed_objects=after,
+                                       deployed_orchestrations=self._targets_after_txn(
+                                           tx, docs, leaving),
+                                       deployed_connections=self._connections_after_txn(
+                                           tx, docs, leaving))
+                seen = {(i.file, i.line, i.path, i.message) for i in found}
+                for i in named:
+                    if (i.file, i.line, i.path, i.message) not in seen:
+                        issues.append(replace(i, message=f"{i.message} ({what(i)}, judged on "
+                                              "the connections and orchestrations active "
+                                              "after the import)"))
             issues += self.broken_definitions_txn(
                 tx, docs, before, leaving=leaving,
                 fix="import a version of it that fits, in the same bundle")
@@ -341,6 +361,44 @@ class DefinitionRepo:
         # (lock: the caller's, if any; training takes it before it stores a version)
         issues += definition_issues_txn(tx, docs)
         return issues
+
+    def _connections_after_txn(self, tx: Transaction, docs: Sequence[LoadedDefinition],
+                               leaving: Collection[tuple[str, str]]) -> dict[str, str]:
+        """Each connection active after ``docs`` are made active and ``leaving``
+        deactivated (the others as ``tx`` sees them): its name -> its type."""
+        out: dict[str, str] = {}
+        for row in tx.list_definitions_txn("connection"):
+            if row.active and ("connection", row.name) not in leaving:
+                self._sources.setdefault(("connection", row.name, row.version),
+                                         (row.source, row.file))
+                out[row.name] = self._parse("connection", row.name, row.version).type
+        for d in docs:
+            if isinstance(d.definition, ConnectionDefinition):
+                out[d.name] = d.definition.type
+        return out
+
+    def _targets_after_txn(self, tx: Transaction, docs: Sequence[LoadedDefinition],
+                           leaving: Collection[tuple[str, str]]) -> dict[str, ChildTarget]:
+        """Each orchestration active after ``docs`` are made active and ``leaving``
+        deactivated, as a child-run step that starts it sees it (those among ``docs``:
+        the loader reads them from their texts)."""
+        mine = {d.name for d in docs if d.kind == "orchestration"}
+        out: dict[str, ChildTarget] = {}
+        for row in tx.list_definitions_txn("orchestration"):
+            if (not row.active or row.name in mine
+                    or ("orchestration", row.name) in leaving):
+                continue
+            self._sources.setdefault(("orchestration", row.name, row.version),
+                                     (row.source, row.file))
+            try:
+                t = self._parse("orchestration", row.name, row.version).trigger
+            except Exception:  # noqa: BLE001 - not known: its input is not checked
+                out[row.name] = ChildTarget()
+                continue
+            out[row.name] = ChildTarget(t.type, t.object, frozenset(f.name for f in t.input),
+                                        frozenset(f.name for f in t.input
+                                                  if f.required and f.default is None))
+        return out
 
     def _check_bound_queues_txn(self, tx: Transaction, docs: Sequence[Any]) -> None:
         """A queue has one routing rule at most (``for_queue: true``): a rule deployed now
