@@ -1,9 +1,11 @@
-"""A database that hangs must not stop the server's event loop: who is asking (an API token,
-a session cookie) is looked up in the database, and a lookup that waits for it holds a
-request thread, never the loop that answers ``/healthz`` and every other request.
+"""A PostgreSQL server that hangs must not stop the web server's event loop: who is asking
+(an API token, a session cookie) is looked up in the database, and on PostgreSQL a lookup
+that waits for it holds a request thread, never the loop that answers ``/healthz`` and every
+other request; so do an error page's lookup of who is signed in and a public form's write.
+(SQLite looks tokens up on the loop: a WAL reader of a local file waits for no writer.)
 
-A real server (uvicorn on loopback) on a real PostgreSQL database, hung for the token
-lookups by a lock another connection holds on the tokens table."""
+A real server (uvicorn on loopback) on a real PostgreSQL database, hung for the lookups by a
+lock another connection holds on the tokens (then sessions, then records) table."""
 
 from __future__ import annotations
 
