@@ -109,6 +109,27 @@ def item(path: str, index: int) -> str:
     return f"{path}[{index}]"
 
 
+_PATH_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def step_at(data: Any, path: str) -> str | None:
+    """The name of the step ``path`` stands in (``stages[0].steps[2].input.n`` -> the third
+    step's ``name``; a fulfillment's ``scenarios[0].steps[1]`` too), walking the document's
+    data as written; None when the path is in no named step."""
+    node, key, step = data, "", None
+    for index, name in _PATH_PART.findall(path):
+        if index:
+            i = int(index)
+            node = node[i] if isinstance(node, list) and i < len(node) else None
+            if key == "steps" and isinstance(node, dict) and isinstance(node.get("name"), str):
+                step = node["name"]
+        else:
+            node, key = (node.get(name) if isinstance(node, dict) else None), name
+        if node is None:
+            break
+    return step
+
+
 # --- messages ------------------------------------------------------------------------
 
 

@@ -21,7 +21,10 @@ definition or a version runs are on that a changed object type would break, the 
 stored under it, a routing rule bound to a queue another active rule holds, a rule naming a
 category its ai classifier cannot answer, a step naming a connection or a child
 orchestration (or an input it does not take) that is not active after the import (as a
-deploy naming what is not deployed and active is refused). When planned (a dry run says
+deploy naming what is not deployed and active is refused), an active definition outside the
+bundle whose steps call a connection or start an orchestration the import deactivates or
+changes so that they no longer fit it (deactivate it, or import a version that fits, in the
+same bundle). When planned (a dry run says
 it), and again when applied, under the definitions lock: each problem located in its
 bundle entry (``definitions/KIND/NAME/vN.yaml``), the whole import refused.
 

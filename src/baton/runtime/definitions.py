@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -68,6 +69,13 @@ def checksum(source: str) -> str:
 
 # The kinds whose validation reads object types' fields (the others need only their names).
 _READ_FIELDS = frozenset({"orchestration", "mailbox", "fulfillment", "intake_form"})
+# The kinds whose steps name a connection (a callout, mcp or ai step) or a child
+# orchestration (a child-run step; a fulfillment's step templates too), and the kinds named.
+_NAMING = frozenset({"orchestration", "fulfillment"})
+_NAMED = frozenset({"connection", "orchestration"})
+# What to do about an active definition that a change would break (``{name}``: its name).
+DEPLOY_FIX = "deploy a version of {name} that fits, in the same set"
+IMPORT_FIX = "import a version of it that fits, or deactivate it, in the same bundle"
 
 
 class DefinitionRepo:
@@ -134,6 +142,9 @@ class DefinitionRepo:
             # write comes between the check and the commit.
             changes = self.object_changes_txn(tx, docs)
             broken += self.changes_break_txn(tx, changes, fills=True)
+            # active definitions outside it calling a connection, or starting an
+            # orchestration, that it changes (judged under the lock: see set_active)
+            broken += self.dependents_issues_txn(tx, docs, (), fix=DEPLOY_FIX)
             # rules naming a category their ai step's classifier (its latest version) lacks
             broken += definition_issues_txn(tx, docs, lock=True)
             if broken:
@@ -182,6 +193,9 @@ class DefinitionRepo:
         if any(isinstance(d.definition, ObjectTypeDefinition) for d in docs):
             with self.store.read() as tx:
                 issues += self.broken_records_txn(tx, docs, fills=True)
+        if any(d.kind in _NAMED for d in docs):
+            with self.store.read() as tx:
+                issues += self.dependents_issues_txn(tx, docs, (), fix=DEPLOY_FIX)
         return issues
 
     def broken_records_txn(self, tx: Transaction, docs: Sequence[LoadedDefinition], *,
@@ -313,7 +327,9 @@ class DefinitionRepo:
         another rule active after it is bound to; a rule naming a category its ai
         classify step cannot answer; a step naming a connection, or a child orchestration
         (and input it takes), that is not active after it (as a deploy refuses one naming
-        what is not deployed and active). The records are not among them (the caller writes
+        what is not deployed and active); an active definition outside them calling a
+        connection, or starting an orchestration, that they deactivate or change so that
+        it no longer fits (:meth:`dependents_issues_txn`). The records are not among them (the caller writes
         them: :meth:`object_changes_txn`). ``definitions``: False when the definitions
         are known unchanged since these were judged on them (only the classifiers' labels,
         which are not definitions, are looked at again). Issues located in ``docs``'
@@ -358,6 +374,7 @@ class DefinitionRepo:
             issues += self.bound_queue_issues_txn(
                 tx, [d for d in docs if d.kind == "routing"],
                 leaving={name for kind, name in leaving if kind == "routing"}, lock=False)
+            issues += self.dependents_issues_txn(tx, docs, leaving, fix=IMPORT_FIX)
         # (lock: the caller's, if any; training takes it before it stores a version)
         issues += definition_issues_txn(tx, docs)
         return issues
@@ -391,13 +408,109 @@ class DefinitionRepo:
             self._sources.setdefault(("orchestration", row.name, row.version),
                                      (row.source, row.file))
             try:
-                t = self._parse("orchestration", row.name, row.version).trigger
+                out[row.name] = _target(self._parse("orchestration", row.name, row.version))
             except Exception:  # noqa: BLE001 - not known: its input is not checked
                 out[row.name] = ChildTarget()
+        return out
+
+    def dependents_issues_txn(
+            self, tx: Transaction, docs: Sequence[LoadedDefinition],
+            leaving: Collection[tuple[str, str]], *, fix: str) -> list[Issue]:
+        """What making ``docs`` active (their versions, new or stored) and ``leaving``
+        inactive ((kind, name)) would break in the definitions active in ``tx`` outside
+        them: an orchestration or a fulfillment whose callout, mcp or ai step calls a
+        connection this deactivates or gives another type, or whose child-run step starts
+        an orchestration this deactivates or changes as a child-run step sees it (its
+        trigger, its input, its record) would fail at run time. Each such dependent (one
+        whose text names what changes) is checked as a deploy of its text is, with the
+        connections and orchestrations active now and with those active after: only the
+        problems the change makes are reported, located in the dependent's file, naming
+        it, its step, what it uses and what this does to it; ``fix`` says what to do
+        (``{name}``: the dependent's name). Nothing is read when ``docs`` and ``leaving``
+        hold no connection nor orchestration."""
+        from baton.definitions.loader import check_texts
+
+        touched = {(d.kind, d.name): d for d in docs if d.kind in _NAMED}
+        gone = {k for k in leaving if k[0] in _NAMED}
+        if not touched and not gone:
+            return []
+        rows = {kind: self._active_rows_txn(tx, kind) for kind in _NAMED}
+        connections = {name: self._parse("connection", name, r.version).type
+                       for name, r in rows["connection"].items()}
+        # The orchestrations this leaves alone are not parsed: unknown (nothing about them
+        # is checked) both before and after, so they make no difference.
+        targets: dict[str, ChildTarget] = {name: ChildTarget() for name in rows["orchestration"]}
+        connections_after, targets_after = dict(connections), dict(targets)
+        changes: dict[tuple[str, str], str] = {}  # (kind, name) -> what this does to it
+        for key in sorted(set(touched) | gone):
+            kind, name = key
+            row = rows[kind].get(name)
+            doc = None if key in gone else touched.get(key)
+            if row is None or (doc is not None and checksum(doc.source) == row.checksum):
+                continue  # (new here, or its active version: nothing uses it otherwise)
+            if kind == "connection":
+                new = doc.definition.type if doc is not None and isinstance(
+                    doc.definition, ConnectionDefinition) else None
+                if new == connections[name]:
+                    continue
+                if new is None:
+                    connections_after.pop(name)
+                else:
+                    connections_after[name] = new
+                changes[key] = "deactivate" if new is None else f"make an {new} connection"
                 continue
-            out[row.name] = ChildTarget(t.type, t.object, frozenset(f.name for f in t.input),
-                                        frozenset(f.name for f in t.input
-                                                  if f.required and f.default is None))
+            if doc is None:
+                targets_after.pop(name)
+                changes[key] = "deactivate"
+                continue
+            try:
+                old: ChildTarget | None = _target(self._parse(kind, name, row.version))
+            except Exception:  # noqa: BLE001 - not known: what starts it was not checked
+                old = None
+            if old is not None and isinstance(doc.definition, OrchestrationDefinition) \
+                    and _narrower(old, _target(doc.definition)):
+                targets[name], targets_after[name] = old, _target(doc.definition)
+                changes[key] = "change"
+        if not changes:
+            return []
+        naming = {**{k: self._active_rows_txn(tx, k) for k in _NAMING - _NAMED},
+                  **{k: rows[k] for k in _NAMING & _NAMED}}
+        # (a text with no `connection: NAME` nor `orchestration: NAME` of what changes
+        # names none of it: not checked)
+        named = _naming_pattern(changes)
+        dependents = [r for kind in sorted(naming) for r in naming[kind].values()
+                      if (r.kind, r.name) not in touched and (r.kind, r.name) not in leaving
+                      and named.search(r.source)]
+        if not dependents:
+            return []
+        objects = self._active_objects_txn(tx.list_definitions_txn("object"))
+        issues: list[Issue] = []
+        for row in dependents:
+            text = {row.file: row.source}
+            _, after = check_texts(text, deployed_objects=objects,
+                                   deployed_orchestrations=targets_after,
+                                   deployed_connections=connections_after)
+            if not after:
+                continue
+            _, before = check_texts(text, deployed_objects=objects,
+                                    deployed_orchestrations=targets,
+                                    deployed_connections=connections)
+            # (a problem its stored text had before, in other words or not, is not this's)
+            had = {(i.path, i.message.split(" (")[0]) for i in before}
+            new_issues = [i for i in after
+                          if (i.path, i.message.split(" (")[0]) not in had]
+            if new_issues:
+                issues += _dependent_issues(row, new_issues, changes, fix)
+        return issues
+
+    def _active_rows_txn(self, tx: Transaction, kind: str) -> dict[str, DefinitionRow]:
+        """The active version of each ``kind`` as ``tx`` sees them, by name (their texts
+        known to :meth:`_parse`)."""
+        out = {}
+        for row in tx.list_definitions_txn(kind):
+            if row.active:
+                self._sources.setdefault((kind, row.name, row.version), (row.source, row.file))
+                out[row.name] = row
         return out
 
     def _check_bound_queues_txn(self, tx: Transaction, docs: Sequence[Any]) -> None:
@@ -477,7 +590,11 @@ class DefinitionRepo:
         that the active definitions reading it would not fit), or whose rules name a
         category its ai classify step cannot answer (its classifier's latest version may
         have dropped the label since: :func:`baton.ai.rules.activation_issues_txn`), is
-        refused, as a deploy is."""
+        refused, as a deploy is. So is a connection or an orchestration activated, or
+        deactivated, under an active definition whose steps call or start it and would no
+        longer fit it (:meth:`dependents_issues_txn`: deactivate that one first, or deploy
+        a version of it that fits), and a version of an orchestration or a fulfillment
+        naming a connection or a child orchestration not active now."""
         if version is not None and (kind == "object" or kind in _READ_FIELDS):
             self._check_activation(kind, name, version)
         with self.store.write() as tx:
@@ -500,12 +617,20 @@ class DefinitionRepo:
                 # under the lock, which training takes before it stores a version)
                 if issues := activation_issues_txn(tx, row):
                     raise DefinitionError(issues)
+                self._check_activated_names_txn(tx, row)
                 tx.set_active_txn(kind, name, version)
             else:
                 if kind == "object":
                     raise TransitionConflict(
                         f"object type {name!r} cannot be deactivated: records of it exist or may; "
                         "activate another version instead")
+                # the active definitions calling or starting it (under the lock: no deploy
+                # or activation of one of them comes between this check and the commit)
+                if issues := self.dependents_issues_txn(
+                        tx, (), [(kind, name)],
+                        fix="deactivate {name} first, or deploy a version of it that does "
+                            "not need it"):
+                    raise DefinitionError(issues)
                 tx.set_active_txn(kind, name, -1)
             if kind == "orchestration":
                 defn = self._parse(kind, name, version) if version is not None else None
@@ -552,6 +677,35 @@ class DefinitionRepo:
             raise DefinitionError(issues)
         self.rewrite_records_txn(tx, changes, actor, iso(self.clock.now()),
                                   f"activation of {row.name} v{row.version}")
+
+    def _check_activated_names_txn(self, tx: Transaction, row: DefinitionRow) -> None:
+        """Activating a version of a connection or an orchestration: the active definitions
+        calling or starting it must fit it (:meth:`dependents_issues_txn`); of an
+        orchestration or a fulfillment: the connections and child orchestrations its steps
+        name must be active and fit it, as a deploy of its text requires. Under the
+        definitions lock (none of them can change before this commits)."""
+        from baton.definitions.loader import check_texts
+
+        kind, name, version = row.kind, row.name, row.version
+        if kind not in _NAMED and kind not in _NAMING:
+            return
+        self._sources.setdefault((kind, name, version), (row.source, row.file))
+        doc = LoadedDefinition(kind, name, self._parse(kind, name, version), row.source,
+                               row.file, _path_line(row.source, None, ""))
+        issues = self.dependents_issues_txn(
+            tx, [doc], (), fix="deploy a version of {name} that fits, or deactivate it, first")
+        if kind in _NAMING:
+            text = {row.file: row.source}
+            objects = self._active_objects_txn(tx.list_definitions_txn("object"))
+            _, fit = check_texts(text, deployed_objects=objects)
+            _, named = check_texts(text, deployed_objects=objects,
+                                   deployed_orchestrations=self._targets_after_txn(tx, [doc], ()),
+                                   deployed_connections=self._connections_after_txn(tx, [doc], ()))
+            issues += [replace(i, message=f"{i.message} ({kind} '{name}' v{version} does not "
+                                          "fit the connections and orchestrations active now)")
+                       for i in named if i not in fit]
+        if issues:
+            raise DefinitionError(issues)
 
     def _check_activated_rule_txn(self, tx: Transaction, row: DefinitionRow) -> None:
         """Activating a version of a rule bound to its queue: no other active rule may be
@@ -828,10 +982,7 @@ class DefinitionRepo:
         out = {}
         for (kind, name), version in list(self._active.items()):
             if kind == "orchestration":
-                t = self._parse(kind, name, version).trigger
-                out[name] = ChildTarget(t.type, t.object, frozenset(f.name for f in t.input),
-                                        frozenset(f.name for f in t.input
-                                                  if f.required and f.default is None))
+                out[name] = _target(self._parse(kind, name, version))
         return out
 
     def active_orchestrations(self) -> list[OrchestrationDefinition]:
@@ -1069,6 +1220,55 @@ def _broken_by(docs: Sequence[LoadedDefinition], current: Mapping[str, ObjectTyp
                             f"{what})")
                       for i in now if i.level == "error" and i not in before)
     return issues
+
+
+def _target(defn: OrchestrationDefinition) -> ChildTarget:
+    """An orchestration as a child-run step that starts it sees it."""
+    t = defn.trigger
+    return ChildTarget(t.type, t.object, frozenset(f.name for f in t.input),
+                       frozenset(f.name for f in t.input if f.required and f.default is None))
+
+
+def _narrower(old: ChildTarget, new: ChildTarget) -> bool:
+    """Whether a child-run step that fits ``old`` may not fit ``new``: it no longer starts
+    as a child run, runs on another object, takes an input less, or requires one more."""
+    return ((new.trigger not in ("autolaunched", "record")
+             and old.trigger in ("autolaunched", "record"))
+            or new.object != old.object
+            or (old.inputs is not None and (new.inputs is None or bool(old.inputs - new.inputs)))
+            or bool(new.required - old.required))
+
+
+def _naming_pattern(changes: Mapping[tuple[str, str], str]) -> re.Pattern[str]:
+    """What a definition's text holds when a step of it names one of ``changes``:
+    ``connection: NAME`` or ``orchestration: NAME`` (a key of a step, or of an ai step's
+    provider; quoted or not, block or flow style)."""
+    return re.compile("|".join(
+        rf"""\b{kind}['"]?\s*:\s*['"]?{re.escape(name)}(?![\w-])"""
+        for kind, name in sorted(changes)))
+
+
+def _dependent_issues(row: DefinitionRow, found: Sequence[Issue],
+                      changes: Mapping[tuple[str, str], str], fix: str) -> list[Issue]:
+    """``found`` (the problems a change makes in the active definition ``row``), each
+    said as what breaks: ``orchestration 'order' v1 step 'charge' calls connection 'bank',
+    which this would deactivate (unknown connection 'bank'): FIX``."""
+    from baton.definitions.checks import step_at
+    from baton.definitions.loader import parse_text
+
+    parsed, _ = parse_text(row.source, row.file)
+    data = parsed[0].data if parsed else None
+    out = []
+    for i in found:
+        step = step_at(data, i.path)
+        who = f"{row.kind} '{row.name}' v{row.version}" + (f" step '{step}'" if step else "")
+        said = [k for k in changes if f"{k[0]} '{k[1]}'" in i.message] or [
+            k for k in changes if k[1] in row.source]
+        uses = "; ".join(f"{'calls' if kind == 'connection' else 'starts'} {kind} '{name}', "
+                         f"which this would {changes[(kind, name)]}" for kind, name in said)
+        out.append(replace(i, message=f"{who} {uses} ({i.message}): "
+                                      f"{fix.format(name=row.name)}"))
+    return out
 
 
 def _key_line(source: str, first_line: int, key: str) -> int:
