@@ -100,6 +100,13 @@ def registered_flows() -> frozenset[str]:
     return frozenset(_REGISTRY)
 
 
+class AmbiguousStep(BatonError):
+    """``ctx.steps[NAME]`` in a plan step's flow, NAME a step template of the plan that
+    would name several of its steps there (a plan step reading a line-item template, a
+    bundle step reading a line-item one): the message names them; read one by its full
+    name (``ctx.steps["ship[L2]"]``). Not retried: the flow reads the same name again."""
+
+
 @dataclass(frozen=True)
 class StepView:
     """What a flow sees of an earlier step (its latest iteration)."""
@@ -153,6 +160,13 @@ class FlowContext:
     The context owns what it holds: ``record`` and ``input`` are copies made for it
     (nested values too, by whoever made the context: the worker's ``flow_context``), so
     nothing a flow does to them reaches the engine or another flow's context.
+
+    ``steps``: the run's steps by name. In a plan step's flow a step template's name reads
+    the step of the template that the step's expressions would read (``ctx.steps["reserve"]``
+    in ``ship[L2]`` is ``reserve[L2]``: the same line's, else its bundle's or group's, a plan
+    template's single step; :mod:`baton.plans.reads`), or raises :class:`AmbiguousStep`
+    when it would name several; ``in`` and ``get`` read it alike, iteration gives the
+    steps' own names.
     """
 
     def __init__(

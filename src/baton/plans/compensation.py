@@ -37,8 +37,14 @@ nothing. A callout rollback whose ``success`` takes an answer outside 2xx (``[2x
 "nothing to undo") then does not take that answer at once: it tries again, with its
 ``retry``'s backoff, and takes it on its last try, the timeline saying so
 (``rollback_nothing_to_undo``; :mod:`baton.steps.callout`). Undoing a completed step (or
-one whose call was refused, a 4xx), "nothing to undo" is final. A flow rollback reads
+one whose call was refused, a 4xx), "nothing to undo" is final. An mcp rollback's
+"nothing to undo" answers are those its ``nothing_to_undo`` condition holds for
+(:mod:`baton.steps.mcp`), the same rule. A flow rollback reads
 ``ctx.input.plan.undo.uncertain`` and decides for itself (a retryable error tries again).
+A rollback told uncertain that has no ``retry`` of its own (a plan has no orchestration
+``retry``) is given :data:`UNCERTAIN_RETRY` when it is made, so that it does not take the
+first "nothing to undo" (nor go to fallout at its first retryable failure) while the step's
+call may still land; one told certain keeps what it says (no ``retry``: none).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from baton.plans.generate import GRAPH_FORMAT, STAGE, with_line_views
+from baton.steps import registry
 from baton.steps.callout import CARRIED_KEY, idempotency_key
 
 KEY_IN_USE = 409  # a concurrent repeat of a call whose key is still being processed
@@ -65,6 +72,11 @@ UNDO = "undo"  # the key of a rollback's input ``plan`` that says what it undoes
 # Answers to a step's call that say the other system is still busy with it (or with its
 # key), not that it refused it: a step whose last attempt got one is uncertain.
 _BUSY = frozenset({408, 409, 423, 425, 429})
+UNCERTAIN_RETRY: Mapping[str, Any] = {"max": 3, "backoff": "exponential", "initial": "30s",
+                                      "max_delay": "10m"}
+"""The ``retry`` a rollback told ``uncertain`` is given when it has none (a job step: a
+callout, an mcp tool call, a flow): 4 tries over about 3.5 minutes (30 s, 1 min, 2 min
+apart) before it takes "nothing to undo" — or, failing, goes to fallout."""
 
 
 def may_have_acted(status: str, attempts: int) -> bool:
@@ -186,6 +198,8 @@ def rollback_steps(graph: Mapping[str, Any], undo: Sequence[str],
         said = (told or {}).get(n)
         if said is not None:
             plan = {**(plan or {}), UNDO: dict(said)}
+            if said.get("uncertain") is True and "retry" not in rb and _retried(rb):
+                rb["retry"] = dict(UNCERTAIN_RETRY)
         rb["input"] = {**(rb.get("input") or {}), "plan": plan}
         rb["name"] = rollback_name(n)
         if first:
@@ -196,6 +210,13 @@ def rollback_steps(graph: Mapping[str, Any], undo: Sequence[str],
                           "lane": facts[n].get("lane"), "lines": facts[n]["lines"],
                           "compensates": n})
     return out_steps, out_facts
+
+
+def _retried(step: Mapping[str, Any]) -> bool:
+    """Is ``step`` of a type whose attempts a ``retry`` repeats (one a worker runs)?"""
+    kind = step.get("type")
+    found = registry.get(kind) if isinstance(kind, str) else None
+    return found is not None and found.job_kind is not None
 
 
 def _undo(graph: Mapping[str, Any], acted: Collection[str]) -> list[str]:

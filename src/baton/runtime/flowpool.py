@@ -48,6 +48,7 @@ from typing import Any, cast
 from baton.errors import BatonError, StepFailure
 from baton.flows import (
     FIND_LIMIT,
+    AmbiguousStep,
     FlowContext,
     RecordReader,
     StepView,
@@ -313,6 +314,8 @@ def _steps_read(steps: Mapping[str, StepView], request: tuple[Any, ...]) -> tupl
         if request[0] == "all":
             return "ok", dict(steps)
         raise BatonError(f"unknown ctx.steps request {request[0]!r}")
+    except AmbiguousStep as exc:  # (a plan template's name meaning several steps)
+        return "ambiguous", str(exc)
     except Exception as exc:  # noqa: BLE001 - raised again in the flow, where it was asked
         return "error", f"{type(exc).__name__}: {exc}"
 
@@ -335,6 +338,8 @@ class _PipeSteps(Mapping[str, StepView]):
         with self._lock:
             self._conn.send(("steps", request))
         _, (status, value) = self._conn.recv()
+        if status == "ambiguous":
+            raise AmbiguousStep(value)
         if status != "ok":
             raise BatonError(value)
         return value
@@ -371,7 +376,17 @@ class _PipeSteps(Mapping[str, StepView]):
         return len(self._all_names())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._all_names()
+        if name in self._all_names():
+            return True
+        # a plan step's flow: a step template's name may mean one of the steps (asked of
+        # the worker's context, baton.plans.reads)
+        if not isinstance(name, str):
+            return False
+        try:
+            self[name]
+        except KeyError:
+            return False
+        return True
 
 
 class _PipeRecords:

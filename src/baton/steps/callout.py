@@ -362,42 +362,78 @@ CALLOUT = Callout()
 
 
 # The event of a plan rollback that took "nothing to undo" on its last try, its step's effect
-# uncertain (:func:`_nothing_yet`).
+# uncertain (:func:`_nothing_yet`; an mcp rollback's ``nothing_to_undo``: baton.steps.mcp).
 NOTHING_TO_UNDO = "rollback_nothing_to_undo"
 
 
-def _nothing_yet(work: StepWork, response: HttpResponse, summary: dict[str, Any],
-                 audit: tuple[Mapping[str, Any], ...]) -> tuple[Mapping[str, Any], ...]:
-    """A plan rollback told that the effect of the step it undoes is uncertain (its input's
-    ``plan.undo.uncertain``: the step's call in flight, timed out or answered 5xx, so the
-    other system may still be processing it: baton.plans.compensation), answered with a
-    status its ``success`` takes outside 2xx ("nothing to undo"): the booking may be still
-    to come. Before the last try its ``retry`` allows, that answer is a retryable failure
-    (tried again after the backoff); on the last it is taken, and an event
-    (:data:`NOTHING_TO_UNDO`) says so. Any other step: the answer is taken. Returns the
-    audit to keep."""
+def uncertain_undo(work: StepWork) -> Mapping[str, Any] | None:
+    """The ``plan.undo`` of a plan rollback told that the effect of the step it undoes is
+    uncertain (its input's ``plan.undo.uncertain``: the step's call in flight, timed out or
+    answered 5xx, so the other system may still be processing it:
+    baton.plans.compensation); None for any other step."""
     own = work.payload.get("input")
     plan = own.get("plan") if isinstance(own, Mapping) else None
     undo = plan.get("undo") if isinstance(plan, Mapping) else None
     if not isinstance(undo, Mapping) or undo.get("uncertain") is not True:
-        return audit
+        return None
+    return undo
+
+
+def undo_tries(work: StepWork) -> tuple[int, int]:
+    """This attempt's try in the step's retry series (1: the first) and how many tries its
+    ``retry`` (its own, else its orchestration's) allows."""
     sr = work.run.steps.get(work.step.name)
     orch = work.orchestration
     policy = RetryPolicy.from_options(work.step.options.get("retry"),
                                       orch.retry if orch is not None else None)
     tries = (work.attempt or 0) - (sr.attempt_base if sr is not None else 0)
-    if work.attempt is not None and tries <= policy.max:
+    return tries, policy.max + 1
+
+
+def nothing_yet(work: StepWork) -> tuple[Mapping[str, Any], int, int] | None:
+    """A plan rollback answered "nothing to undo": whether to take that answer. None: take
+    it (any step not told its step's effect is uncertain). Else ``(undo, try, tries)``
+    (:func:`uncertain_undo`, :func:`undo_tries`): the booking may be still to come, so
+    before the last try its ``retry`` allows the answer is to be tried again (``try <
+    tries``, and the attempt is the worker's: an operator's completion has none); on the
+    last it is taken and :func:`nothing_to_undo_event` says so."""
+    undo = uncertain_undo(work)
+    if undo is None:
+        return None
+    tries, allowed = undo_tries(work)
+    return undo, tries, allowed
+
+
+def nothing_to_undo_event(work: StepWork, undo: Mapping[str, Any], tries: int,
+                          **answer: Any) -> dict[str, Any]:
+    """The :data:`NOTHING_TO_UNDO` audit event of a rollback that took "nothing to undo"
+    on try ``tries``; ``answer``: what said so (a callout's ``status``, an mcp ``tool``)."""
+    return {"type": NOTHING_TO_UNDO, "step": work.step.name, "iteration": work.iteration,
+            "attempt": work.attempt, **answer, "tries": tries, "undone": undo.get("step"),
+            "idempotency_key": undo.get("idempotency_key")}
+
+
+def _nothing_yet(work: StepWork, response: HttpResponse, summary: dict[str, Any],
+                 audit: tuple[Mapping[str, Any], ...]) -> tuple[Mapping[str, Any], ...]:
+    """A callout answered with a status its ``success`` takes outside 2xx ("nothing to
+    undo"). A plan rollback told that the effect of the step it undoes is uncertain
+    (:func:`nothing_yet`): before the last try its ``retry`` allows, that answer is a
+    retryable failure (tried again after the backoff); on the last it is taken, and an
+    event (:data:`NOTHING_TO_UNDO`) says so. Any other step: the answer is taken. Returns
+    the audit to keep. (A rollback told uncertain without a ``retry`` of its own is given
+    one when it is made: baton.plans.compensation.UNCERTAIN_RETRY.)"""
+    found = nothing_yet(work)
+    if found is None:
+        return audit
+    undo, tries, allowed = found
+    if work.attempt is not None and tries < allowed:
         raise CalloutFailed(
             f"{response.summary.method} {response.summary.url} answered {response.status}: "
             f"nothing to undo yet, but {undo.get('step')}'s call may still be processed "
-            f"(plan.undo.uncertain): tried again (try {tries} of {policy.max + 1})",
+            f"(plan.undo.uncertain): tried again (try {tries} of {allowed})",
             retryable=True, retry_after=retry_after(response), audit=audit,
             details={"call": summary, "nothing_to_undo": True})
-    return (*audit, {"type": NOTHING_TO_UNDO, "step": work.step.name,
-                     "iteration": work.iteration, "attempt": work.attempt,
-                     "status": response.status, "tries": tries,
-                     "undone": undo.get("step"),
-                     "idempotency_key": undo.get("idempotency_key")})
+    return (*audit, nothing_to_undo_event(work, undo, tries, status=response.status))
 
 
 # --- helpers (pure) -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from baton.definitions.model import OrchestrationDefinition
 from baton.engine.state import Run, StepRun, copy_json
 from baton.errors import StepFailure
 from baton.flows import FlowContext, FlowFn, RecordReader, StepView
+from baton.plans.reads import step_meant
 from baton.records.fields import decimal_forms, typed_values
 
 V = TypeVar("V")
@@ -40,7 +41,7 @@ def flow_context(run: Run, step: str, iteration: int, record: Mapping[str, Any] 
     now: O(steps); :func:`run_flow` takes none of it unless the context outlives its call).
     """
     return _context(run, step, iteration, record, orchestration, step_input, records,
-                    StepViews(run, orchestration))
+                    StepViews(run, orchestration, step=step))
 
 
 def _context(run: Run, step: str, iteration: int, record: Mapping[str, Any] | None,
@@ -92,7 +93,7 @@ def run_flow(flows: FlowRunner, name: str, fn: FlowFn, timeout_ms: int | None, r
     items), or raised with it in its traceback — takes its snapshot of every step when
     the call returns, before anything can change the run: whenever it is read, it shows
     the steps as they were during the call."""
-    views = StepViews(run, orchestration, live=True)
+    views = StepViews(run, orchestration, live=True, step=step)
     ctx = _context(run, step, iteration, record, orchestration, step_input, records, views)
     try:
         output = flows(name, fn, ctx, timeout_ms)
@@ -168,26 +169,56 @@ class StepViews(StepSnapshot[StepView]):
     the run afterwards is not seen); an output is replaced by the engine, never changed in
     place, so copying it on first read copies what it was then. ``live``: the run's steps
     are read when the flow reads them, not taken first, until :meth:`freeze` takes them
-    (see :func:`run_flow`, which makes sure nothing changes the run before)."""
+    (see :func:`run_flow`, which makes sure nothing changes the run before).
 
-    __slots__ = ("_orchestration", "_views")
+    ``step``: the step whose flow reads them. In a plan step's flow, a name that is no
+    step's but a step template's reads the one step of that template the step's
+    expressions would (``reserve`` in ``ship[L2]``: ``reserve[L2]``), or raises
+    :class:`~baton.flows.AmbiguousStep` (:func:`baton.plans.reads.step_meant`): worked out
+    only when a name is not found, from an index made once per plan definition."""
+
+    __slots__ = ("_orchestration", "_step", "_views")
     _take = _STATUS_OUTPUT
 
     def __init__(self, run: Run, orchestration: OrchestrationDefinition | None, *,
-                 live: bool = False) -> None:
+                 live: bool = False, step: str = "") -> None:
         self._orchestration = orchestration
+        self._step = step
         self._views: dict[str, StepView] = {}
         super().__init__(run, live=live)
 
     def __getitem__(self, name: str) -> StepView:
         view = self._views.get(name)
         if view is None:
-            status, output = self._read(name)
+            try:
+                status, output = self._read(name)
+            except KeyError:
+                meant = self._meant(name)
+                if meant is None:
+                    raise  # (the run's own KeyError of ``name``)
+                if not super().__contains__(meant):
+                    raise KeyError(name) from None
+                view = self._views[name] = self[meant]
+                return view
             # (``_value_``: the status's string, without the ``value`` property's call)
             view = StepView(name, status._value_,
                             copy_json(_typed_output(self._orchestration, name, output)))
             self._views[name] = view
         return view
+
+    def __contains__(self, name: object) -> bool:
+        live = self._live
+        steps = live if live is not None else self._seen
+        if name in steps:
+            return True
+        meant = self._meant(name)
+        return meant is not None and meant in steps
+
+    def _meant(self, name: object) -> str | None:
+        """The step a template's ``name`` means in this plan step's flow (None: none)."""
+        if not self._step or not isinstance(name, str):
+            return None
+        return step_meant(self._orchestration, self._step, name)
 
     def get(self, name: str, default: Any = None) -> Any:
         # (Mapping's, without its extra call: ctx.steps.get is what flows mostly use)

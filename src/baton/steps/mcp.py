@@ -27,6 +27,16 @@ canceled plan's compensation run takes over sends the key the plan's run sent), 
 request's ``_meta`` (``io.baton/idempotency-key``), over ``transport: http`` also as the
 connection's ``idempotency_header``, and, with ``idempotency_argument``, as that argument
 of the tool (most servers see only arguments), so the server can act once.
+
+``nothing_to_undo: '=CONDITION'`` (a condition over ``result``: ``result.structured``,
+``result.text``, ``result.is_error``, and what the step's other expressions read) names the
+tool's "nothing to undo" answers, for a plan ``rollback``: a result it holds for (a tool
+error too: a "not found" ``isError``) completes the step, its output made from the result
+as any other's. A rollback told that its step's effect is uncertain
+(``input.plan.undo.uncertain``: baton.plans.compensation) takes that answer only on the
+last try its ``retry`` allows, the timeline saying so (``rollback_nothing_to_undo``); before,
+it is a retryable failure, "nothing to undo yet" — a callout rollback's ``success``
+statuses outside 2xx, the same rule (:func:`baton.steps.callout.nothing_yet`).
 """
 
 from __future__ import annotations
@@ -54,20 +64,21 @@ from baton.definitions.checks import (
 )
 from baton.definitions.connection import check_size
 from baton.errors import ExpressionError, StepFailure
-from baton.expressions import evaluate, is_expression
+from baton.expressions import evaluate, evaluate_condition, is_expression
 from baton.steps.base import JobStepType, StepOutput, StepWork
-from baton.steps.callout import CARRIED_KEY, step_key
+from baton.steps.callout import CARRIED_KEY, nothing_to_undo_event, nothing_yet, step_key
 
 AUDIT_EVENT = "mcp_called"
 SUMMARY_CHARS = 1024  # of arguments and results in audit events and fallout details
 SENSITIVE = ("password", "secret", "token", "api_key", "apikey", "authorization")
 _OUTPUT_SCOPE = frozenset({"result"})
+NOTHING_TO_UNDO = "nothing_to_undo"  # the key naming the tool's "nothing to undo" answers
 
 
 class Mcp(JobStepType):
     name = "mcp"
     keys = ("connection", "tool", "arguments", "max_output", "timeout", "idempotency_argument",
-            "input", CARRIED_KEY)
+            "input", NOTHING_TO_UNDO, CARRIED_KEY)
     job_kind = "mcp"  # the jobs table's kind for these attempts (a durable format)
 
     # ---- validation -------------------------------------------------------------------
@@ -103,11 +114,20 @@ class Mcp(JobStepType):
             check_size(ck, join(path, "max_output"), step["max_output"])
         if "input" in step:
             check_input(ck, join(path, "input"), step["input"], run_scope)
+        with_result = dataclasses.replace(scope, extra_roots=scope.extra_roots | _OUTPUT_SCOPE)
         if "output" in step:
             out = expect_mapping(ck, join(path, "output"), step["output"])
-            with_result = dataclasses.replace(scope, extra_roots=scope.extra_roots | _OUTPUT_SCOPE)
             for key, value in (out or {}).items():
                 _check_value(ck, join(path, f"output.{key}"), value, with_result)
+        if NOTHING_TO_UNDO in step:
+            cond = step[NOTHING_TO_UNDO]
+            if isinstance(cond, str) and is_expression(cond):
+                check_expression(ck, join(path, NOTHING_TO_UNDO), cond, with_result)
+            else:
+                ck.add(join(path, NOTHING_TO_UNDO),
+                       "expected an '=condition' over the tool's result that holds for its "
+                       "\"nothing to undo\" answers, e.g. '=result.is_error && "
+                       f"result.text.contains(\"not found\")', got {describe(cond)}")
 
     # ---- worker -------------------------------------------------------------------------
     def run_job(self, work: StepWork) -> StepOutput:
@@ -141,28 +161,32 @@ class Mcp(JobStepType):
                 "connection": conn_name, "tool": tool,
                 "arguments": summary(arguments, endpoint.scrub), "idempotency_key": key}
         started = time.perf_counter()
+        nothing = opts.get(NOTHING_TO_UNDO)
         pending = mcp.shared_sessions().submit_tool(
             endpoint, tool, arguments, timeout_ms / 1000 if timeout_ms else None, key)
 
         def finish() -> StepOutput:
             try:
                 result = pending()
+            except mcp.McpToolError as exc:
+                if nothing is None or not _holds(nothing, exc.result, data, call, exc):
+                    _failed(exc, call, started)
+                    raise
+                result = exc.result  # a tool error that says "nothing to undo": an answer
             except mcp.McpError as exc:
-                outcome = ("tool_error" if isinstance(exc, mcp.McpToolError) else
-                           "too_large" if isinstance(exc, mcp.ResponseTooLarge) else
-                           "refused" if isinstance(exc, mcp.McpProtocolError) else
-                           "transport_error" if isinstance(exc, mcp.McpTransportError)
-                           else "error")
-                took = exc.duration_ms if exc.duration_ms is not None else mcp.elapsed_ms(started)
-                failed = call | {"outcome": outcome, "duration_ms": took,
-                                 "error": str(exc)[:SUMMARY_CHARS]}
-                exc.details = {"call": failed}  # kept with the step's error (fallout)
-                exc.audit = ({"type": AUDIT_EVENT, **failed},)  # committed with the failure
+                _failed(exc, call, started)
                 raise
-            done = call | {"outcome": "ok", "duration_ms": result.duration_ms,
+            done = call | {"outcome": "tool_error" if result.is_error else "ok",
+                           "duration_ms": result.duration_ms,
                            "result": summary(result.structured if result.structured is not None
                                              else result.text, endpoint.scrub)}
-            audit = ({"type": AUDIT_EVENT, **done},)
+            held = nothing is not None and (result.is_error or _holds(nothing, result, data,
+                                                                      done))
+            if held:
+                done[NOTHING_TO_UNDO] = True
+            audit: tuple[Mapping[str, Any], ...] = ({"type": AUDIT_EVENT, **done},)
+            if held:
+                audit = _nothing_yet(work, tool, done, audit)
             try:
                 output = _output(opts.get("output"), result, data)
                 if limit is not None:
@@ -173,6 +197,59 @@ class Mcp(JobStepType):
             return StepOutput(output, audit=audit)
 
         return finish
+
+
+def _failed(exc: Any, call: dict[str, Any], started: float) -> None:
+    """The summary and audit event of a call that failed, kept with ``exc`` (an McpError):
+    its step's error (fallout) shows the call, the audit log has it."""
+    from baton.connections import mcp
+
+    outcome = ("tool_error" if isinstance(exc, mcp.McpToolError) else
+               "too_large" if isinstance(exc, mcp.ResponseTooLarge) else
+               "refused" if isinstance(exc, mcp.McpProtocolError) else
+               "transport_error" if isinstance(exc, mcp.McpTransportError)
+               else "error")
+    took = exc.duration_ms if exc.duration_ms is not None else mcp.elapsed_ms(started)
+    failed = call | {"outcome": outcome, "duration_ms": took,
+                     "error": str(exc)[:SUMMARY_CHARS]}
+    exc.details = {"call": failed}  # kept with the step's error (fallout)
+    exc.audit = ({"type": AUDIT_EVENT, **failed},)  # committed with the failure
+
+
+def _holds(condition: Any, result: Any, data: Mapping[str, Any], call: dict[str, Any],
+           raised: BaseException | None = None) -> bool:
+    """Whether the step's ``nothing_to_undo`` holds for the tool's ``result``. A condition
+    that cannot be evaluated fails the step (not retried: it would fail the same way)."""
+    try:
+        return evaluate_condition(condition, {**data, "result": _result_view(result)})
+    except ExpressionError as exc:
+        failure = StepFailure(f"{NOTHING_TO_UNDO}: {exc.source}: {exc.reason}", retryable=False)
+        answered = {"outcome": "tool_error" if result.is_error else "ok",
+                    "duration_ms": result.duration_ms, **call}
+        failure.details = {"call": answered}
+        failure.audit = ({"type": AUDIT_EVENT, **answered},)
+        raise failure from raised
+
+
+def _nothing_yet(work: StepWork, tool: str, done: dict[str, Any],
+                 audit: tuple[Mapping[str, Any], ...]) -> tuple[Mapping[str, Any], ...]:
+    """The tool answered "nothing to undo" (its ``nothing_to_undo`` holds): as a callout's
+    status outside 2xx that its ``success`` takes (:func:`baton.steps.callout.nothing_yet`),
+    a rollback told its step's effect is uncertain tries again, until its last try; any
+    other step takes the answer. Returns the audit to keep."""
+    found = nothing_yet(work)
+    if found is None:
+        return audit
+    undo, tries, allowed = found
+    if work.attempt is not None and tries < allowed:
+        failure = StepFailure(
+            f"MCP tool {tool!r} of connection {done['connection']!r} answered nothing to "
+            f"undo yet, but {undo.get('step')}'s call may still be processed "
+            f"(plan.undo.uncertain): tried again (try {tries} of {allowed})", retryable=True)
+        failure.audit = audit
+        failure.details = {"call": done, NOTHING_TO_UNDO: True}
+        raise failure
+    return (*audit, nothing_to_undo_event(work, undo, tries, tool=tool))
 
 
 def _check_connection(ck: Checker, path: str, value: Any, scope: Scope) -> None:
@@ -236,9 +313,14 @@ def _resolve(value: Any, data: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def _output(spec: Any, result: Any, data: Mapping[str, Any]) -> dict[str, Any]:
-    view = {"structured": result.structured if result.structured is not None else {},
+def _result_view(result: Any) -> dict[str, Any]:
+    """``result`` in the step's ``output:`` and ``nothing_to_undo`` expressions."""
+    return {"structured": result.structured if result.structured is not None else {},
             "text": result.text, "is_error": result.is_error}
+
+
+def _output(spec: Any, result: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+    view = _result_view(result)
     if isinstance(spec, Mapping) and spec and all(not isinstance(v, Mapping) or "type" not in v
                                                    for v in spec.values()):
         try:
