@@ -96,10 +96,11 @@ def test_offers_from_the_cli(tmp_path: Path) -> None:
     wide = ok(baton("runs", "show", run["id"], cwd=proj)).stdout
     assert wide.splitlines()[0] == (f"{run['id']} {LONG_NAME} v1  {run['status']}  "
                                     f"record {rec['id']}")
-    # 80 columns: the id and status; the orchestration and the record whole under them
+    # 80 columns: the id and status; the orchestration (label and name do not fit on one
+    # line of 80: the name under its label, further in) and the record under them
     narrow = ok(baton("runs", "show", run["id"], cwd=proj, columns="80")).stdout.splitlines()
-    assert narrow[:4] == [f"{run['id']}  {run['status']}", f"  orchestration {LONG_NAME} v1",
-                          f"  record {rec['id']}", "Stages and steps"]
+    assert narrow[:5] == [f"{run['id']}  {run['status']}", "  orchestration",
+                          f"    {LONG_NAME} v1", f"  record {rec['id']}", "Stages and steps"]
     one_line_error(baton("work", "accept", item["id"], "--user", "bo", cwd=proj),
                    "offered to ann, not bo")
     out = ok(baton("work", "decline", item["id"], "--user", "ann", cwd=proj)).stdout

@@ -86,10 +86,13 @@ def test_only_octets_are_looked_at_for_csv() -> None:
     ("tool", "text/plain", b"#! /usr/bin/perl -w\nprint 1;\n", "text/x-script.perl"),
     ("tool", "text/plain", b"#!\n", sniff.SH),
     ("readme.md", "text/markdown", b"# Title\n#! not at the start\n", "text/markdown"),
-    # declared as a program already: kept as declared (by any of its names it is one)
+    # declared as the same kind of program: kept as declared (by any of its names it is one)
     ("run.sh", "application/x-shellscript", b"echo hi\n", "application/x-shellscript"),
     ("app.js", "application/javascript", b"alert(1)\n", "application/javascript"),
-    ("run.bat", "application/x-msdos-program", b"@echo off\r\n", "application/x-msdos-program"),
+    ("run.bat", "text/x-msdos-batch", b"@echo off\r\n", "text/x-msdos-batch"),
+    # declared as another program (Debian's name for .exe, .com and .bat): its name's type
+    ("run.bat", "application/x-msdos-program", b"@echo off\r\n", sniff.BAT),
+    ("Setup.ps1", "application/x-msdownload", b"iex (irm x)\n", sniff.POWERSHELL),
     # binaries by their bytes first
     ("run.sh", "text/plain", b"\x7fELF\x02\x01\x01\x00" + b"\0" * 56, sniff.ELF),
 ])

@@ -16,6 +16,10 @@ bash splits the words it hands over at the characters of ``COMP_WORDBREAKS``, ``
 already installed keep working) joins such pieces back into the word typed before the
 command line is parsed, and offers each candidate relative to the piece bash replaces (the
 text after the last ``:``), as bash-completion's ``__ltrim_colon_completions`` does.
+
+zsh hands ``--option=VALUE`` over as one word, and Click completes its VALUE alone:
+:class:`ZshComplete` (in place of Typer's likewise) offers each candidate with the
+``--option=`` in front, the word zsh matches them against.
 """
 
 from __future__ import annotations
@@ -243,10 +247,17 @@ def _joined(words: list[str], cword: int) -> tuple[list[str], str, str]:
 def _relative(word: str, replaced: str, value: str) -> str:
     """What bash is to put in place of ``replaced`` (the end of ``word``) so the word reads
     as ``value`` completes it: Click completes an ``--option=VALUE`` word's VALUE alone."""
-    if word.startswith("-") and "=" in word:
-        value = word[:word.index("=") + 1] + value
     kept = word[:len(word) - len(replaced)]
-    return value.removeprefix(kept)
+    return _whole(word, value).removeprefix(kept)
+
+
+def _whole(word: str, value: str) -> str:
+    """The word ``value`` completes ``word`` to: Click completes the VALUE of an
+    ``--option=VALUE`` word alone, and a shell matches candidates against the whole word,
+    ``--option=`` included."""
+    if word.startswith("-") and "=" in word:
+        return word[:word.index("=") + 1] + value
+    return value
 
 
 def _bash_words() -> None:
@@ -279,4 +290,43 @@ def _bash_words() -> None:
     typer_classes.BashComplete = BashComplete  # type: ignore[misc]
 
 
+# ---- zsh: the candidates for the whole word ----------------------------------------------
+def _zsh_words() -> None:
+    """Put :class:`ZshComplete` in place of Typer's for ``_BATON_COMPLETE=complete_zsh``
+    (as :func:`_bash_words` does for bash). zsh hands ``--option=VALUE`` over as one word
+    and offers the candidates that start with all of it, while Click completes VALUE alone:
+    each candidate is given ``--option=`` in front, so ``--orchestration=fu`` completes to
+    ``--orchestration=fulfil`` (Typer's own offers ``fulfil``, which zsh drops)."""
+    try:
+        from typer import _completion_classes as typer_classes
+    except ImportError:  # pragma: no cover - another Typer: its zsh completion as it is
+        return
+    base: Any = getattr(typer_classes, "ZshComplete", None)
+    if base is None or getattr(base, "baton", False) \
+            or not callable(getattr(base, "get_completion_args", None)):
+        return
+
+    class ZshComplete(base):  # type: ignore[misc]
+        """Typer's, each candidate for an ``--option=VALUE`` word given ``--option=``."""
+
+        baton = True
+        word = ""
+
+        def get_completion_args(self) -> tuple[list[str], str]:
+            args, self.word = super().get_completion_args()
+            return list(args), self.word
+
+        def format_completion(self, item: Any) -> str:
+            value = str(item.value)
+            whole = _whole(self.word, value)
+            if whole != value:
+                from click.shell_completion import CompletionItem
+
+                item = CompletionItem(whole, type=item.type, help=item.help)
+            return str(super().format_completion(item))
+
+    typer_classes.ZshComplete = ZshComplete  # type: ignore[misc]
+
+
 _bash_words()
+_zsh_words()

@@ -248,21 +248,38 @@ def _stacked(title: str, columns: list[str], cells: list[list[str]], is_text: li
         out.rstrip()
         return out
 
-    console.print(Text(title, style="table.title"), soft_wrap=True)
-    console.print(line([Text(columns[i], style="table.header") for i in line_cols]),
-                  soft_wrap=True)
+    print_wrapped(Text(title, style="table.title"))
+    print_wrapped(line([Text(columns[i], style="table.header") for i in line_cols]))
     console.print(Text("─" * min(width, used), style="table.header"), soft_wrap=True)
-    for r in cells:
-        console.print(line([_rich_text(r[i]) for i in line_cols]), soft_wrap=True)
+    for r in cells:  # (a first column wider than the terminal, a long name, is folded,
+        row = line([_rich_text(r[i]) for i in line_cols])  # under its own indent)
+        lead = len(row.plain) - len(row.plain.lstrip(" "))
+        print_wrapped(row[lead:] if lead else row, " " * lead)
         for i in under:
             if not r[i].strip():
                 continue
             value = _rich_text(r[i])
             if i != bare:
                 value = Text.assemble((f"{columns[i]}: ", "dim"), value)
-            for wrapped in value.wrap(console, max(1, width - len(INDENT)), overflow="fold"):
-                wrapped.rstrip()
-                console.print(Text(INDENT, end="").append_text(wrapped), soft_wrap=True)
+            print_wrapped(value, INDENT)
+
+
+def print_wrapped(value: str | Text, indent: str = "", hang: str = "") -> None:
+    """Print ``value`` (Rich markup, or a Text) within the terminal's width, each line
+    after ``indent`` (and ``hang`` too, after the first): wrapped at word boundaries, a word
+    longer than a line (a long name) folded, so no line passes the terminal (80 columns
+    when not a terminal)."""
+    from rich.text import Text
+
+    text = _rich_text(value) if isinstance(value, str) else value
+    if not indent and "\n" not in text.plain and text.cell_len <= console.width:
+        console.print(text, soft_wrap=True)  # (it fits: as it is, trailing spaces too)
+        return
+    room = max(1, console.width - len(indent) - len(hang))
+    for k, wrapped in enumerate(text.wrap(console, room, overflow="fold", no_wrap=False)):
+        wrapped.rstrip()  # (no_wrap=False: a no_wrap Text would be cut, not folded)
+        lead = indent + hang if k else indent
+        console.print(Text(lead, end="").append_text(wrapped), soft_wrap=True)
 
 
 class Part(NamedTuple):
@@ -279,10 +296,13 @@ def first_line(parts: Sequence[Part]) -> None:
     """Print a ``show`` command's first line: ``parts`` in order, each after its ``sep``.
 
     Where that passes the terminal's width (80 columns when not a terminal), the line keeps
-    the parts marked ``keep`` and the first part, then the other names that still fit, then
-    free text that still fits (in their order on the line; none ever cut), and the parts
-    left out follow on indented lines of their own: a name whole after its ``label``, free
-    text wrapped at word boundaries. Nothing is lost: each part is printed once, whole."""
+    the first part, the parts marked ``keep`` that fit (the status: all of them but on a
+    very narrow terminal), then the other names that still fit, then free text that still
+    fits (in their order on the line; none ever cut), and the parts left out follow on
+    indented lines of their own: a name after its ``label`` (on the lines under it, further
+    in, where both do not fit), free text wrapped at word boundaries, and either folded
+    where it is longer than the terminal's line. Nothing is lost: each part is printed
+    once, whole."""
     from rich.text import Text
 
     width = console.width
@@ -290,25 +310,23 @@ def first_line(parts: Sequence[Part]) -> None:
     if sum(cells) + sum(len(p.sep) for p in parts[1:]) <= width:
         console.print(_joined(parts))
         return
-    on_line = {0} | {i for i, p in enumerate(parts) if p.keep}
-    used = sum(cells[i] + (len(parts[i].sep) if i else 0) for i in on_line)
-    for text in (False, True):  # names first: free text is what wraps below
+    on_line, used = {0}, cells[0]
+    for kind in ("keep", "name", "text"):  # what is kept, then names: free text wraps below
         for i, p in enumerate(parts):
             need = len(p.sep) + cells[i]
-            if i not in on_line and p.text is text and p.markup and used + need <= width:
+            if i not in on_line and p.markup and used + need <= width and kind == (
+                    "keep" if p.keep else "text" if p.text else "name"):
                 on_line.add(i)
                 used += need
-    console.print(_joined([parts[i] for i in sorted(on_line)]))
+    print_wrapped(_joined([parts[i] for i in sorted(on_line)]))  # (an id past the width)
     for i, p in enumerate(parts):
         if i in on_line or not p.markup.strip():
             continue
-        if not p.text:
-            console.print(f"{INDENT}{p.label}{' ' if p.label else ''}{p.markup}")
+        if p.text:
+            print_wrapped(p.markup, INDENT)
             continue
-        for wrapped in _rich_text(p.markup).wrap(console, max(1, width - len(INDENT)),
-                                                  overflow="fold"):
-            wrapped.rstrip()
-            console.print(Text(INDENT, end="").append_text(wrapped))
+        label = Text(f"{p.label} ") if p.label else Text()  # (what follows it: further in)
+        print_wrapped(label.append_text(_rich_text(p.markup)), INDENT, INDENT if p.label else "")
 
 
 def _joined(parts: Sequence[Part]) -> str:

@@ -21,6 +21,7 @@ from baton.cli.output import (
     err_console,
     first_line,
     print_json,
+    print_wrapped,
     styled,
     table,
 )
@@ -82,10 +83,10 @@ def runs_show(run: Run, children: Sequence[Mapping[str, Any]],
                 Part(styled(run.status.value), keep=True),
                 Part(f"record {run.record_id or '-'}")])
     if run.error:
-        console.print(f"[red]error:[/red] {escape(str(run.error.get('message')))}")
+        print_wrapped(f"[red]error:[/red] {escape(str(run.error.get('message')))}")
     if run.parent is not None:
         p = run.parent
-        console.print(f"child of run {p.run_id} step {p.step} #{p.iteration} "
+        print_wrapped(f"child of run {p.run_id} step {escape(p.step)} #{p.iteration} "
                       f"(element {p.index})")
     rows = []
     for st in run.stages.values():
@@ -133,11 +134,11 @@ def work_show(item: Mapping[str, Any], *, as_json: bool) -> None:
                 Part(f"assigned to {item['assigned_to']}")])
     if item.get("routing_status") == "offered":
         console.print(f"offered to {item['assignee']}: baton work accept|decline "
-                      f"{item['id']} --user {item['assignee']}")
+                      f"{item['id']} --user {item['assignee']}")  # (one line: to paste)
     if item["sla_status"]:
-        console.print(f"SLA {styled(item['sla_status'])}, due {item['due_at']}")
-    if item["instructions"]:
-        console.print(item["instructions"])
+        print_wrapped(f"SLA {styled(item['sla_status'])}, due {item['due_at']}")
+    if item["instructions"]:  # (free text, not markup: "[x]" is printed as it is)
+        print_wrapped(escape(str(item["instructions"])))
     table("Form", ["field", "type", "required", "choices"],
           [[f["name"], f["type"], "yes" if f["required"] else "",
             ", ".join(f.get("choices") or [])] for f in item["form"]])

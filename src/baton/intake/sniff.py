@@ -28,8 +28,15 @@ Programs (:func:`program`) are Windows and ELF executables and Java archives, by
 or by their declared type, and scripts: a file named ``.sh``, ``.ps1``, ``.bat``, ``.cmd``,
 ``.vbs`` or ``.js`` (or ``.jar``) is stored as its script's type whatever its bytes or
 declaration say (:func:`script_type`: the system it is opened on runs it by its name), and
-text that starts with ``#!`` as ``application/x-sh`` (a shell's) or ``text/x-script.NAME``
-(another interpreter's).
+text that starts with ``#!`` as ``application/x-sh`` (a shell's), :data:`POWERSHELL` or
+:data:`JAVASCRIPT` (``pwsh``'s or ``node``'s) or ``text/x-script.NAME`` (another
+interpreter's). A declaration stands only when it is a name of that same type (``.bat``
+sent as ``text/x-msdos-batch``), never for another program's (``.bat`` sent as
+``application/x-msdos-program``, what Debian's ``/etc/mime.types`` and so Python's
+``mimetypes`` call it there, is stored as :data:`BAT`): ``allow`` names each kind alone.
+Each kind's other names are the ones registries and tools use (shared-mime-info, Debian's
+``mime.types``, Pygments, Magika): :data:`POWERSHELL` is also ``text/x-powershell``,
+:data:`BAT` also ``text/x-msdos-batch``, ``application/bat``…
 """
 
 from __future__ import annotations
@@ -93,11 +100,13 @@ _SAME: dict[str, frozenset[str]] = {
 }
 # Scripts' types, each with its other names.
 _SCRIPTS: dict[str, frozenset[str]] = {
-    SH: frozenset({SH, "application/x-shellscript", "text/x-shellscript", "text/x-sh"}),
+    SH: frozenset({SH, "application/x-shellscript", "text/x-shellscript", "text/x-sh",
+                   "application/x-csh", "text/x-csh"}),  # (csh: shared-mime-info, Debian)
     POWERSHELL: frozenset({POWERSHELL, "text/x-powershell", "application/x-powershell-script"}),
-    BAT: frozenset({BAT, "application/bat", "text/x-bat", "application/x-batch"}),
+    BAT: frozenset({BAT, "application/bat", "text/x-bat", "application/x-batch", "text/x-batch",
+                    "text/x-msdos-batch", "application/x-msdos-batch"}),
     VBSCRIPT: frozenset({VBSCRIPT, "application/x-vbscript", "text/x-vbscript",
-                         "application/vbscript"}),
+                         "application/vbscript", "text/vbs"}),
     JAVASCRIPT: frozenset({JAVASCRIPT, "application/javascript", "application/x-javascript",
                            "application/ecmascript", "text/ecmascript", "text/x-javascript"}),
     HTA: frozenset({HTA, "text/hta"}),
@@ -111,6 +120,9 @@ _BY_NAME = {".sh": SH, ".bash": SH, ".ps1": POWERSHELL, ".psm1": POWERSHELL, ".b
             # Windows runs these by their name whatever their bytes say (a .com has no header)
             ".exe": EXE, ".scr": EXE, ".com": EXE, ".pif": EXE, ".cpl": EXE, ".msi": EXE}
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "ash", "busybox"})
+# "#!" interpreters of a script kind named above (PowerShell and Node on Linux or macOS)
+_BY_INTERPRETER = {"pwsh": POWERSHELL, "powershell": POWERSHELL, "node": JAVASCRIPT,
+                   "nodejs": JAVASCRIPT}
 _PROGRAMS = frozenset().union(_SAME[EXE], _SAME[ELF], _SAME[JAR], *_SCRIPTS.values())
 # Names of one type (not every type a ZIP may be: an EPUB is not any ZIP).
 _ALIASES = (*(_SAME[k] for k in (PDF, PNG, JPEG, GIF, EXE, ELF, JAR)),
@@ -232,6 +244,8 @@ def script_type(filename: str, data: bytes) -> str | None:
     interpreter = words[0].rsplit("/", 1)[-1].lower() if words else ""
     if not interpreter or interpreter in _SHELLS:
         return SH
+    if interpreter in _BY_INTERPRETER:
+        return _BY_INTERPRETER[interpreter]
     return SCRIPT + (re.sub(r"[^a-z0-9._+-]", "", interpreter)[:40] or "unknown")
 
 
@@ -317,7 +331,9 @@ def effective_type(declared: str, data: bytes, filename: str = "",
                    charset: str | None = None) -> str:
     """The type an attachment is stored under: what its bytes show when that disagrees
     with ``declared``; a script's type when ``filename`` (or a ``#!`` line) says it is one
-    and ``declared`` is no program's; ``text/csv`` for CSV text declared as
+    and ``declared`` is not a name of that type (a ``.bat`` sent as
+    ``application/x-msdos-program``, an executable's name on Debian, is :data:`BAT`, so an
+    ``allow`` naming one of them does not take the other); ``text/csv`` for CSV text declared as
     ``application/octet-stream`` (``charset``: the declared one); ``application/octet-stream``
     for binary bytes declared as text or as a PDF; else ``declared``."""
     kind = declared.lower()
@@ -325,8 +341,8 @@ def effective_type(declared: str, data: bytes, filename: str = "",
     if shown in (EXE, ELF, JAR):  # a program by its bytes
         return kind if agrees(kind, shown) else shown
     script = script_type(filename, data)
-    if script is not None:
-        return kind if program(kind) else script
+    if script is not None:  # (a declaration stands only when it names the same kind)
+        return kind if script in aliases(kind) else script
     if shown is not None:
         return kind if agrees(kind, shown) else shown
     if kind.startswith("text/") and binary(data):
