@@ -181,6 +181,11 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+secret_digest = _digest
+"""What an API token or a session cookie is stored under: its SHA-256, in hex (what
+:mod:`baton.web.lookups` reads ahead by)."""
+
+
 def _check_names(what: str, names: Iterable[str], problems: dict[str, str]) -> list[str]:
     out = sorted(set(names))
     bad = [n for n in out if not NAME_RE.fullmatch(n)]
@@ -388,17 +393,31 @@ class Directory:
 
         Tokens are 256-bit random secrets, so the unsalted SHA-256 they are stored under is
         the right hash (nothing to brute-force) and one indexed lookup finds them."""
+        touches: list[Callable[[Any], None]] = []
         with self.store.read() as tx:
-            if address is not None:
-                lock = self.throttle.locked_txn(tx, address=address)
-                if lock is not None:
-                    return lock
-            if not secret.startswith(TOKEN_PREFIX):
-                return None
-            row = tx.token_user_row_txn(_digest(secret))
-            if row is None or row["token_revoked_at"] is not None or not row["active"]:
-                return None
-            user = self._to_user_txn(tx, row)
+            found = self.token_login_txn(tx, secret, address,
+                                         later=later if later is not None else touches.append)
+        for touch_txn in touches:  # (after the read: a write of its own)
+            with self.store.write() as tx:
+                touch_txn(tx)
+        return found
+
+    def token_login_txn(self, tx: People, secret: str, address: str | None, *,
+                        later: Callable[[Callable[[Any], None]], None]) -> User | Locked | None:
+        """:meth:`token_login` read in the caller's transaction (or from rows read ahead:
+        :mod:`baton.web.lookups`), the ``last_used_at`` touch handed to ``later``. What it
+        reads: the address's throttle row (``throttle_rows_txn``), the token and its user
+        (``token_user_row_txn``), the user's memberships and delegators."""
+        if address is not None:
+            lock = self.throttle.locked_txn(tx, address=address)
+            if lock is not None:
+                return lock
+        if not secret.startswith(TOKEN_PREFIX):
+            return None
+        row = tx.token_user_row_txn(_digest(secret))
+        if row is None or row["token_revoked_at"] is not None or not row["active"]:
+            return None
+        user = self._to_user_txn(tx, row)
         now = self.clock.now()
         used = row["token_last_used_at"]
         if used is None or parse_iso(used) + TOKEN_TOUCH_EVERY < now:
@@ -407,11 +426,7 @@ class Directory:
             def touch_txn(tx: People) -> None:
                 tx.update_token_txn(token_id, {"last_used_at": stamp})
 
-            if later is not None:
-                later(touch_txn)
-            else:
-                with self.store.write() as tx:
-                    touch_txn(tx)
+            later(touch_txn)
         return user
 
     # ---- UI sessions --------------------------------------------------------------------
@@ -433,13 +448,19 @@ class Directory:
     def session(self, secret: str) -> tuple[User, str] | None:
         """(user, CSRF token) for a live session cookie, else None."""
         with self.store.read() as tx:
-            row = tx.session_row_txn(_digest(secret))
-            if row is None or parse_iso(row["expires_at"]) <= self.clock.now():
-                return None
-            user_row = tx.user_row_txn(row["user_name"])
-            if user_row is None:
-                return None
-            user = self._to_user_txn(tx, user_row)
+            return self.session_txn(tx, secret)
+
+    def session_txn(self, tx: People, secret: str) -> tuple[User, str] | None:
+        """:meth:`session` read in the caller's transaction (or from rows read ahead:
+        :mod:`baton.web.lookups`): the session (``session_row_txn``), its user
+        (``user_row_txn``), the user's memberships and delegators."""
+        row = tx.session_row_txn(_digest(secret))
+        if row is None or parse_iso(row["expires_at"]) <= self.clock.now():
+            return None
+        user_row = tx.user_row_txn(row["user_name"])
+        if user_row is None:
+            return None
+        user = self._to_user_txn(tx, user_row)
         return (user, row["csrf_token"]) if user.active else None
 
     def delete_session(self, secret: str) -> None:

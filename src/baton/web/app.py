@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from baton import __version__
 from baton.runtime.engine import Engine
-from baton.web import openapi, problems
+from baton.web import lookups, openapi, problems
 from baton.web.committer import GroupCommitter
 from baton.web.limits import BodyLimit
 from baton.web.security import SecurityHeaders
@@ -52,14 +53,17 @@ def create_app(engine: Engine, *, base_url: str | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
         with counting:
             open_lifespans[0] += 1
+        lookups.open_loop(_app.state, loop)  # the token and session lookups' connections
         try:
             yield
         finally:
             with counting:
                 open_lifespans[0] -= 1
                 last = not open_lifespans[0]
+            await lookups.close_loop(_app.state, loop, last=last)
             if last:  # not before: another lifespan's requests may still be answering
                 committer.close()  # what is queued commits (and is answered) first
 

@@ -9,10 +9,10 @@ An unknown API token counts as a failed attempt against the client address (see
 :mod:`baton.auth.throttle`); while the address is locked out, every token it sends is
 answered 429 with ``Retry-After`` before it is looked up.
 
-Every token is looked up in the database; on PostgreSQL in a request thread, never on the
-event loop (a server that hangs holds the requests that wait for it, not ``/healthz`` or the
-others); on SQLite on the loop (a WAL reader of a local file waits for no writer, and the
-thread's hop cost about a quarter of a record create's CPU).
+Every token and session cookie is looked up in the database, never holding the event loop
+(a database that hangs or a file another process locks holds the requests that wait for it,
+not ``/healthz`` or the others), and in the common case without a request thread's hop (it
+cost a quarter of a record create's CPU): where and how is :mod:`baton.web.lookups`'s.
 ``/metrics`` alone (``need(..., outage=True)``) also remembers the tokens the database
 verified (:class:`VerifiedTokens`: the secret's SHA-256 and its user, for
 :data:`VERIFIED_TOKEN_TTL_S`), and asks that memory only when the database cannot be read
@@ -47,7 +47,7 @@ from baton.auth.directory import User
 from baton.auth.roles import Permission, require
 from baton.auth.throttle import Locked
 from baton.runtime.engine import Engine
-from baton.web import proxies
+from baton.web import lookups, proxies
 from baton.web.committer import CommitterClosed, committer_of
 from baton.web.problems import RETRY_AFTER_S, ProblemError
 
@@ -177,7 +177,40 @@ def verified_tokens(request: Request) -> VerifiedTokens:
     return tokens
 
 
-def _token_principal(request: Request, secret: str, *, recall: bool) -> Principal:
+UNKNOWN_TOKEN = "the API token is unknown, revoked, or its user is deactivated"
+
+
+def _decided(request: Request, secret: str, who: User | Locked | None,
+             remembered: VerifiedTokens | None) -> Principal | None:
+    """A token lookup's answer as the caller: 429 when locked out, None when the token is
+    unknown (the caller counts the failed attempt and answers 401). ``remembered``: the
+    tokens the database verifies are remembered, and one it no longer knows forgotten."""
+    if isinstance(who, Locked):
+        raise too_many(request, who)
+    if who is None:
+        if remembered is not None:
+            remembered.forget(secret)
+        return None
+    if remembered is not None:
+        remembered.remember(secret, who, engine_of(request).clock.now())
+    return Principal(who, "token")
+
+
+def _recalled(request: Request, secret: str, exc: DBAPIError,
+              remembered: VerifiedTokens | None) -> Principal:
+    """When the database cannot be read (away or busy: ``exc``) and ``remembered`` is
+    given: the token's user if it was verified within :data:`VERIFIED_TOKEN_TTL_S`; else
+    ``exc`` is raised."""
+    eng = engine_of(request)
+    if remembered is None or not eng.store.is_transient(exc):
+        raise exc
+    user = remembered.recall(secret, eng.clock.now())
+    if user is None:
+        raise exc
+    return Principal(user, "token")
+
+
+async def _token_principal(request: Request, secret: str, *, recall: bool) -> Principal:
     """The caller of an API token (401 unknown, 429 locked out). ``recall``: remember the
     tokens the database verifies, and when the database cannot be read (away or busy),
     take one verified within :data:`VERIFIED_TOKEN_TTL_S` rather than fail."""
@@ -185,45 +218,43 @@ def _token_principal(request: Request, secret: str, *, recall: bool) -> Principa
     address = client_address(request)
     remembered = verified_tokens(request) if recall else None
     try:
+        who = await lookups.token_login(request.app.state, eng.directory, secret, address,
+                                        committer_of(request).defer)
+    except DBAPIError as exc:
+        return _recalled(request, secret, exc, remembered)
+    principal = _decided(request, secret, who, remembered)
+    if principal is None:  # counted (a write: in a request thread, never on the loop)
+        await run_in_threadpool(eng.directory.throttle.failed, address=address)
+        raise unauthorized(UNKNOWN_TOKEN)
+    return principal
+
+
+def _token_principal_blocking(request: Request, secret: str) -> Principal:
+    """:func:`_token_principal` with ``recall``, for a request thread (it blocks)."""
+    eng = engine_of(request)
+    address = client_address(request)
+    remembered = verified_tokens(request)
+    try:
         who = eng.directory.token_login(secret, address, later=committer_of(request).defer)
     except DBAPIError as exc:
-        if remembered is None or not eng.store.is_transient(exc):
-            raise
-        user = remembered.recall(secret, eng.clock.now())
-        if user is None:
-            raise
-        return Principal(user, "token")
-    if isinstance(who, Locked):
-        raise too_many(request, who)
-    if who is None:
-        if remembered is not None:
-            remembered.forget(secret)
+        return _recalled(request, secret, exc, remembered)
+    principal = _decided(request, secret, who, remembered)
+    if principal is None:
         eng.directory.throttle.failed(address=address)
-        raise unauthorized("the API token is unknown, revoked, or its user is deactivated")
-    if remembered is not None:
-        remembered.remember(secret, who, eng.clock.now())
-    return Principal(who, "token")
+        raise unauthorized(UNKNOWN_TOKEN)
+    return principal
 
 
 async def _principal(request: Request, credentials: HTTPAuthorizationCredentials | None,
                      *, recall: bool) -> Principal | None:
-    # The lookups read the database. PostgreSQL: in a request thread, never on the event
-    # loop (a server that hangs, a lock, a pool with no connection free would hold every
-    # request, /healthz included, behind one lookup). SQLite: here (a read of a local file in
-    # WAL mode waits for no writer; the thread's hop cost a quarter of a create's CPU).
-    eng = engine_of(request)
-    off = eng.store.dialect == "postgresql"
+    # Never holding the event loop, mostly without a thread's hop: baton.web.lookups.
     if credentials is not None:
         if recall:
             return await _recalling_token_principal(request, credentials.credentials)
-        if off:
-            return await run_in_threadpool(_token_principal, request, credentials.credentials,
-                                           recall=False)
-        return _token_principal(request, credentials.credentials, recall=False)
+        return await _token_principal(request, credentials.credentials, recall=False)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        found = (await run_in_threadpool(eng.directory.session, cookie) if off
-                 else eng.directory.session(cookie))
+        found = await lookups.session(request.app.state, engine_of(request).directory, cookie)
         if found is None:
             return None
         user, csrf = found
@@ -236,12 +267,12 @@ async def _recalling_token_principal(request: Request, secret: str) -> Principal
     """:func:`_token_principal` with ``recall`` (``/metrics``), waited for at most
     :data:`LOOKUP_TIMEOUT_S`: a database that hangs is taken as away (a token verified lately
     is taken, else 503), and while a lookup is still stuck past its deadline the next
-    scrapes go to that memory at once instead of each holding a thread of its own."""
+    scrapes go to that memory at once instead of each holding a connection (or a thread) of
+    its own."""
     state = request.app.state
     stuck: asyncio.Future[Principal] | None = getattr(state, "token_lookup_stuck", None)
     if stuck is None or stuck.done():
-        lookup = asyncio.ensure_future(run_in_threadpool(_token_principal, request, secret,
-                                                         recall=True))
+        lookup = asyncio.ensure_future(_token_principal(request, secret, recall=True))
         try:
             return await asyncio.wait_for(asyncio.shield(lookup), LOOKUP_TIMEOUT_S)
         except TimeoutError:
@@ -289,7 +320,7 @@ def known_caller(request: Request) -> Principal | None:
     scheme, secret = get_authorization_scheme_param(request.headers.get("authorization"))
     try:
         if scheme.lower() == "bearer" and secret:
-            return _token_principal(request, secret, recall=True)
+            return _token_principal_blocking(request, secret)
         cookie = request.cookies.get(SESSION_COOKIE)
         found = engine_of(request).directory.session(cookie) if cookie else None
     except (ProblemError, DBAPIError, CommitterClosed):

@@ -32,6 +32,25 @@ DELEGATORS = select(s.users.c.name, s.users.c.active, s.users.c.delegate_from,
                     s.users.c.delegate_until).where(s.users.c.delegate == bindparam("_delegate"))
 THROTTLE_ROW = select(_lt).where(_lt.c.kind == bindparam("_kind"), _lt.c.name == bindparam("_name"))
 
+# The same reads reached from a token's or a session's hash (joins), so the web app's lookup
+# on PostgreSQL sends them all at once, in one round trip (:mod:`baton.web.lookups`).
+_u, _se = s.users, s.sessions
+TOKEN_MEMBERSHIPS = (select(*MEMBERSHIPS.selected_columns)
+                     .join(_t, _t.c.user_name == _m.c.user_name)
+                     .where(_t.c.secret_hash == bindparam("_hash")))
+TOKEN_DELEGATORS = (select(*DELEGATORS.selected_columns)
+                    .join(_t, _t.c.user_name == _u.c.delegate)
+                    .where(_t.c.secret_hash == bindparam("_hash")))
+SESSION_ROW = select(_se).where(_se.c.secret_hash == bindparam("_hash"))
+SESSION_USER = (select(_u).join(_se, _se.c.user_name == _u.c.name)
+                .where(_se.c.secret_hash == bindparam("_hash")))
+SESSION_MEMBERSHIPS = (select(*MEMBERSHIPS.selected_columns)
+                       .join(_se, _se.c.user_name == _m.c.user_name)
+                       .where(_se.c.secret_hash == bindparam("_hash")))
+SESSION_DELEGATORS = (select(*DELEGATORS.selected_columns)
+                      .join(_se, _se.c.user_name == _u.c.delegate)
+                      .where(_se.c.secret_hash == bindparam("_hash")))
+
 
 class PeopleSql:
     conn: Connection
