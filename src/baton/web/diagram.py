@@ -12,6 +12,7 @@ colours come from classes in ``baton.css`` (the pages' CSP allows no inline styl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from html import escape
@@ -29,6 +30,8 @@ LEFT, TOP = 16, 56
 LANE = 16  # horizontal room per jump or loop edge, right of the stages
 LABEL_MAX = 48
 STEP_CHARS = 22  # what fits in a step's box at the diagram's font size
+LINE = 16  # one decision label's line (12 px text: its box is about 15 px high)
+LABEL_CHAR_W = 7.2  # the widest a 12 px character usually is (for the picture's width)
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,47 @@ def _short(text: str, limit: int = LABEL_MAX) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _label_w(label: str) -> float:
+    """About how wide a decision label is drawn (at most: for the picture's width)."""
+    return len(_short(label)) * LABEL_CHAR_W
+
+
+def _gap(labels: int) -> int:
+    """The room below a stage for the arrow to the following one and its ``labels``."""
+    return max(STAGE_GAP, LINE * labels + 24)
+
+
 def orchestration_svg(defn: OrchestrationDefinition, run: Run | None = None,
                       heat: Mapping[str, int] | None = None) -> Markup:
-    """The SVG (safe to put in a page as is: every text in it is escaped)."""
+    """The SVG (safe to put in a page as is: every text in it is escaped).
+
+    Decision labels never overlap: those of the rules that go on to the following stage
+    are stacked one per line in the gap below their stage (the gap grows to hold them), and
+    those of jumps and loops one per line beside their stage, in their own lanes (the stage
+    grows to hold them). Each stage's labels stay in its own band of the picture."""
+    order = [sd.name for sd in defn.stages]
+    edges: list[tuple[str, str, str]] = []  # (from stage, to stage or "end", label)
+    for i, sd in enumerate(defn.stages):
+        following = order[i + 1] if i + 1 < len(order) else "end"
+        if sd.next is None:
+            edges.append((sd.name, following, ""))
+        else:
+            for k, rule in enumerate(sd.next):
+                label = _cond(rule.when) or ("otherwise" if k else "")
+                edges.append((sd.name, rule.goto, label))
+
+    def is_adjacent(src: str, dst: str) -> bool:
+        return (dst == "end" and src == order[-1]) or (
+            dst != "end" and dst in order and order.index(dst) == order.index(src) + 1)
+
+    below: dict[str, int] = {}  # labels stacked in the gap below each stage
+    beside: dict[str, int] = {}  # labels of its jumps and loops
+    for src, dst, label in edges:
+        if is_adjacent(src, dst):
+            below[src] = below.get(src, 0) + (1 if label else 0)
+        elif dst == "end" or dst in order:
+            beside[src] = beside.get(src, 0) + 1
+
     layers = {sd.name: _layers(sd) for sd in defn.stages}
     columns = max((max(v.values(), default=0) + 1 for v in layers.values()), default=1)
     rows = {sd.name: max((sum(1 for n in layers[sd.name].values() if n == c)
@@ -89,6 +130,8 @@ def orchestration_svg(defn: OrchestrationDefinition, run: Run | None = None,
     y = TOP
     for sd in defn.stages:
         h = HEADER + PAD + rows[sd.name] * STEP_H + (rows[sd.name] - 1) * GAP_Y + PAD
+        # the jump labels, from 0.35 of the height down, one a line, end inside the stage
+        h = max(h, math.ceil((LINE * (beside.get(sd.name, 0) - 1) + 8) / 0.65))
         stages[sd.name] = _Box(LEFT, y, stage_w, h)
         filled: dict[int, int] = {}
         for s in sd.steps:
@@ -97,23 +140,20 @@ def orchestration_svg(defn: OrchestrationDefinition, run: Run | None = None,
             filled[c] = r + 1
             steps[(sd.name, s.name)] = _Box(LEFT + PAD + c * (STEP_W + GAP_X),
                                             y + HEADER + PAD + r * (STEP_H + GAP_Y), STEP_W, STEP_H)
-        y += h + STAGE_GAP
-    end = _Box(LEFT + stage_w / 2 - 18, y - STAGE_GAP + 24, 36, 36)
+        y += h + _gap(below.get(sd.name, 0))
+    if order and not below.get(order[-1]):
+        y -= _gap(0) - 24  # (a plain arrow to the end: no label to make room for)
+    end = _Box(LEFT + stage_w / 2 - 18, y, 36, 36)
 
     taken = {(d["stage"], d["goto"]) for d in run.decisions} if run is not None else set()
-    order = [sd.name for sd in defn.stages]
-    edges: list[tuple[str, str, str]] = []  # (from stage, to stage or "end", label)
-    for i, sd in enumerate(defn.stages):
-        following = order[i + 1] if i + 1 < len(order) else "end"
-        if sd.next is None:
-            edges.append((sd.name, following, ""))
-        else:
-            for k, rule in enumerate(sd.next):
-                label = _cond(rule.when) or ("otherwise" if k else "")
-                edges.append((sd.name, rule.goto, label))
-    jumps = [e for e in edges if not (e[1] == "end" and e[0] == order[-1])
-             and not (e[1] != "end" and order.index(e[1]) == order.index(e[0]) + 1)]
-    width = LEFT + stage_w + LANE * (len(jumps) + 1) + 260
+    jumps = [e for e in edges if not is_adjacent(e[0], e[1]) and (e[1] == "end" or e[1] in order)]
+    right: float = LEFT + stage_w + LANE * (len(jumps) + 1) + 260  # (labels may reach further)
+    for src, dst, label in edges:
+        if label and is_adjacent(src, dst):
+            right = max(right, LEFT + stage_w / 2 + 8 + _label_w(label) + 16)
+    for lane, (_, _, label) in enumerate(jumps, start=1):
+        right = max(right, LEFT + stage_w + LANE * lane + 6 + _label_w(label or "next") + 16)
+    width = right
     height = end.bottom + 24
 
     out: list[str] = []
@@ -185,11 +225,13 @@ def orchestration_svg(defn: OrchestrationDefinition, run: Run | None = None,
                 f'{escape(_short(sub, STEP_CHARS + 4))}</text></g>')
         add("</g>")
 
+    # ("end" on the left: jumps to the end come in from the right)
     add(f'<g class="dg-end"><circle cx="{end.cx:.0f}" cy="{end.y + 18:.0f}" r="14"/>'
-        f'<text x="{end.cx + 22:.0f}" y="{end.y + 23:.0f}">end</text></g>')
+        f'<text x="{end.cx - 22:.0f}" y="{end.y + 23:.0f}" text-anchor="end">end</text></g>')
 
     lane = 0
-    from_same: dict[str, int] = {}
+    from_same: dict[str, int] = {}  # the labels drawn so far of each stage's jumps and loops
+    stacked: dict[str, int] = {}  # of its rules to the following stage
     for src, dst, label in edges:
         a_box = stages[src]
         b_box = end if dst == "end" else stages.get(dst)
@@ -197,14 +239,15 @@ def orchestration_svg(defn: OrchestrationDefinition, run: Run | None = None,
             continue
         cls = "dg-edge dg-decision" + (" dg-taken" if (src, dst) in taken else "")
         tip = f"after {src} → {dst}" + (f" when {label}" if label else "")
-        adjacent = (dst == "end" and src == order[-1]) or (
-            dst != "end" and order.index(dst) == order.index(src) + 1)
-        if adjacent:
+        if is_adjacent(src, dst):
             add(f'<g class="{cls}"><title>{escape(tip)}</title>'
                 f'<line x1="{a_box.cx:.0f}" y1="{a_box.bottom:.0f}" x2="{b_box.cx:.0f}" y2="{b_box.y:.0f}" '
                 'marker-end="url(#dg-arrow)"/>')
-            if label:
-                add(f'<text x="{a_box.cx + 8:.0f}" y="{a_box.bottom + STAGE_GAP / 2 + 4:.0f}">'
+            if label:  # one line each, in the rules' order, the stack centred in the gap
+                n, k = below[src], stacked.get(src, 0)
+                stacked[src] = k + 1
+                top = a_box.bottom + (b_box.y - a_box.bottom - LINE * n) / 2
+                add(f'<text x="{a_box.cx + 8:.0f}" y="{top + 12 + LINE * k:.0f}">'
                     f'{escape(_short(label))}</text>')
             add("</g>")
             continue
@@ -218,7 +261,7 @@ def orchestration_svg(defn: OrchestrationDefinition, run: Run | None = None,
             f'<path d="M{a_box.x + a_box.w:.0f},{y1:.0f} H{x:.0f} V{y2:.0f} H{x2:.0f}" '
             'marker-end="url(#dg-arrow)"/>')
         k = from_same[src] = from_same.get(src, -1) + 1  # rules of one stage: one line each
-        add(f'<text x="{x + 6:.0f}" y="{y1 - 6 + 14 * k:.0f}">'
+        add(f'<text x="{x + 6:.0f}" y="{y1 - 6 + LINE * k:.0f}">'
             f'{escape(_short(label or "next"))}</text></g>')
     add("</svg>")
     return Markup("".join(out))

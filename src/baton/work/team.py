@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from baton.auth.roles import Permission, permissions
 from baton.clock import Clock, iso, parse_iso
 from baton.errors import NotFound, ValidationError
 from baton.rows import audit_event
@@ -45,6 +46,14 @@ class Profile:
     queue_capacity: dict[str, int | None] = field(default_factory=dict)
     queue_load: dict[str, int] = field(default_factory=dict)
     idle_since: str | None = None
+    active: bool = True  # a deactivated user: routing gives them nothing, they cannot log in
+    roles: tuple[str, ...] = ()
+
+    @property
+    def may_work(self) -> bool:
+        """Do their roles let them claim and complete work items (the ``work`` permission)?
+        A designer's do not: they are no agent, whatever their profile says."""
+        return Permission.WORK in permissions(self.roles)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "display_name": self.display_name,
@@ -165,7 +174,7 @@ class Team:
             tuple(sorted(n for k, n in members if k == "group")),
             {q["queue"]: q["capacity"] for q in queues if q["capacity"] is not None},
             {q["queue"]: q["load"] for q in queues if q["load"]},
-            row.get("idle_since"))
+            row.get("idle_since"), bool(user["active"]), tuple(sorted(user["roles"] or ())))
 
     # ---- supervisor figures -------------------------------------------------------------
     def figures(self) -> list[dict[str, Any]]:

@@ -1,7 +1,17 @@
-"""Team: the supervisor's page (the ``team`` permission: the operator role). Every person's
-availability, load against capacity, skills and calendar, editable in place (availability,
-capacity, skills); per queue the items waiting, the oldest wait, items routed in the last
-hour and the median time to assignment. A change routes what waits at once."""
+"""Team: the supervisor's page (the ``team`` permission: the operator role). Per queue the
+items waiting, the oldest wait, items routed in the last hour and the median time to
+assignment; then the people, in four lists:
+
+- *agents*: active, with the ``work`` permission, in a queue or group — who routing may
+  give work to: availability, load against capacity, skills and calendar, editable in
+  place (availability, capacity, skills). A change routes what waits at once;
+- *not in a queue or group*: the same, editable, but routing gives them nothing until an
+  administrator adds them to one;
+- *cannot take work*: active, but no role of theirs has the ``work`` permission (a
+  designer): routing never gives them an item; shown, not edited;
+- *inactive*: deactivated users (they cannot log in; routing skips them), with what their
+  profile keeps, not edited: reactivating is an administrator's (``baton users update NAME
+  --active``, or the API), and their profile is edited here again then."""
 
 from __future__ import annotations
 
@@ -55,7 +65,15 @@ def _page(request: Request, principal: Principal, *, done: str | None = None,
           failed: dict[str, Any] | None = None, status: int = 200) -> Response:
     team = engine_of(request).team
     people = team.everyone()
-    known = {p.name for p in people}
+    agents = [p for p in people if p.active and p.may_work and (p.queues or p.groups)]
+    unpooled = [p for p in people if p.active and p.may_work and not (p.queues or p.groups)]
+    no_work = [p for p in people if p.active and not p.may_work]
+    inactive = [p for p in people if not p.active]
+    editable = {p.name for p in agents + unpooled}
     return render(request, "team.html", principal, {
-        "people": people, "queues": team.figures(), "availabilities": AVAILABILITIES,
-        "done": done if done in known else None, "failed": failed}, status=status)
+        "agents": agents, "unpooled": unpooled, "no_work": no_work, "inactive": inactive,
+        "queues": team.figures(), "availabilities": AVAILABILITIES,
+        "done": done if done in {p.name for p in people} else None, "failed": failed,
+        # a refused change to someone without a row to show it in (not edited here)
+        "failed_elsewhere": failed if failed and failed["name"] not in editable else None},
+        status=status)
