@@ -252,3 +252,11 @@ def test_recall_tells_only_who_may_see_the_item_what_it_is(dq: Api) -> None:
     assert dq.post("cyd", url).status_code == 200
     again = assert_problem(dq.post("cyd", url), 409)
     assert "cannot be recalled" in again["detail"], again
+
+
+def test_a_delegate_who_may_not_work_items_is_refused(dq: Api) -> None:
+    # a designer could neither open nor decide the approvals handed to them
+    with pytest.raises(ValidationError, match="'dee'.*may not work items"):
+        dq.engine.directory.update_user("ann", delegate="dee")
+    assert_problem(dq.patch("root", "/api/users/ann", {"delegate": "dee"}), 422, "delegate")
+    assert dq.get("ann", "/api/me").json()["delegate"] is None  # nothing was changed

@@ -492,8 +492,15 @@ class Directory:
         elif not NAME_RE.fullmatch(delegate):
             problems["delegate"] = (f"invalid user name {delegate!r}: use letters, digits, "
                                     "_ . @ - (max 200)")
-        elif may_list_users and tx.user_row_txn(delegate) is None:
-            problems["delegate"] = f"no user {delegate!r} (see `baton users list`)"
+        elif may_list_users:
+            row = tx.user_row_txn(delegate)
+            if row is None:
+                problems["delegate"] = f"no user {delegate!r} (see `baton users list`)"
+            elif Permission.WORK not in permissions(row["roles"] or ()):
+                problems["delegate"] = (
+                    f"user {delegate!r} ({', '.join(sorted(row['roles'] or ())) or 'no role'}) "
+                    "may not work items, so they could not act on the approvals: choose "
+                    "someone whose role has the 'work' permission (admin, operator, agent)")
         for key, value in (("delegate_from", start), ("delegate_until", until)):
             if value and not _is_date(value):
                 problems[key] = f"{value!r} is not a date: expected YYYY-MM-DD"

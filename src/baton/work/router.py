@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from baton.auth.roles import Permission, permissions
 from baton.calendars import BusinessCalendar
 from baton.clock import iso
 from baton.rows import AuditEvent, WorkItem, audit_event
@@ -399,7 +400,7 @@ class Router:
                 r["user_name"] != m.name for r, m in zip(live, members, strict=True)):
             # The membership changed between the two reads (another transaction committed
             # in between, on PostgreSQL): read both again, keeping nothing.
-            members = _members(tx.pool_static_txn(kind, pool))
+            members = _static_txn(tx, kind, pool)
             live = tx.pool_live_txn(kind, pool)
             by_name = {m.name: m for m in members}
             live = [r for r in live if r["user_name"] in by_name]
@@ -413,7 +414,7 @@ class Router:
             tx.ensure_agent_queues_txn(no_queue_row)
         return [Agent(m.name, r["availability"] or "available", m.capacity, int(r["load"] or 0),
                       m.skills, m.calendar, r["idle_since"] or None, m.queue_capacity,
-                      int(r["queue_load"] or 0), m.active)
+                      int(r["queue_load"] or 0), m.active, m.works)
                 for m, r in zip(members, live, strict=True)], shared
 
     def _members_txn(self, tx: Transaction, kind: str, pool: str
@@ -430,7 +431,7 @@ class Router:
         if kept is not None and generation is not None and kept[0] == generation \
                 and not tx.routing_changed:
             return kept[1], kept[2]
-        members = _members(tx.pool_static_txn(kind, pool))
+        members = _static_txn(tx, kind, pool)
         shared: dict[Any, Kind] = {}
         if generation is not None and not tx.routing_changed:
             self._pools[key] = (generation, members, shared)
@@ -440,7 +441,7 @@ class Router:
         rows = tx.agent_rows_txn([agent.name])
         queues = tx.agent_queue_rows_txn([agent.name], pool)
         fresh = _agent(agent.name, rows[0] if rows else None, queues[0] if queues else None)
-        fresh.active = agent.active
+        fresh.active, fresh.works = agent.active, agent.works
         agent.__dict__.update(fresh.__dict__)
 
     # ---- durable re-checks ------------------------------------------------------------
@@ -484,7 +485,7 @@ class Router:
 
 def _could_take(a: Agent) -> bool:
     """Could this person take one more item at all, whatever its skills?"""
-    return a.active and a.availability == "available" and a.room()
+    return a.active and a.works and a.availability == "available" and a.room()
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,11 +498,22 @@ class Member:
     skills: dict[str, int | None]
     calendar: str | None
     queue_capacity: int | None
+    works: bool = True  # a role of theirs has the ``work`` permission
 
 
-def _members(rows: Sequence[dict[str, Any]]) -> tuple[Member, ...]:
-    return tuple(Member(r["user_name"], bool(r["active"]), r["capacity"], dict(r["skills"] or {}),
-                        r["calendar"], r["queue_capacity"]) for r in rows)
+def _static_txn(tx: Transaction, kind: str, pool: str) -> tuple[Member, ...]:
+    """A pool's people as a process keeps them (:meth:`Router._members_txn`), with
+    whether each may work items at all: someone whose roles do not give them the ``work``
+    permission (a designer put in a queue) is never routed or offered an item, which they
+    could neither open nor complete. (Their roles: one statement more, made only when
+    the pool is read again, not at every pass.)"""
+    rows = tx.pool_static_txn(kind, pool)
+    names = [r["user_name"] for r in rows]
+    roles = {u["name"]: u["roles"] for u in tx.user_rows_txn(names)} if names else {}
+    return tuple(Member(r["user_name"], bool(r["active"]), r["capacity"],
+                        dict(r["skills"] or {}), r["calendar"], r["queue_capacity"],
+                        Permission.WORK in permissions(roles.get(r["user_name"]) or ()))
+                 for r in rows)
 
 
 def _agent(name: str, row: dict[str, Any] | None, queue: dict[str, Any] | None) -> Agent:

@@ -4,7 +4,9 @@ how the eligible ones score, and who wins. No I/O and no clock: the time comes i
 argument and calendars through a lookup, so the same decision runs on virtual time.
 
 Exclusions, checked in this order (the first that applies is the reason given):
-``inactive``, who already passed on this item (the item's rule keeps them under ``passed``
+``inactive``, ``may not work items`` (active, but no role of theirs has the ``work``
+permission: a designer in a queue could neither open nor complete what it gave them), who
+already passed on this item (the item's rule keeps them under ``passed``
 with the reason: ``declined`` or ``offer expired`` in offer mode, ``assignee at jeopardy``
 when an SLA routed it away from them), ``skill missing: NAME`` (or ``skill NAME below level N``), ``away`` /
 ``offline`` (filter ``available``), ``outside hours`` (filter ``within_hours``: the
@@ -49,6 +51,7 @@ class Agent:
     queue_capacity: int | None = None  # in the pool being routed
     queue_load: int = 0
     active: bool = True
+    works: bool = True  # has the ``work`` permission (a role that works items)
 
     def room(self) -> bool:
         return ((self.capacity is None or self.load < self.capacity)
@@ -127,6 +130,8 @@ def exclusion(rule: Mapping[str, Any], agent: Agent, now: datetime, hours: Hours
     """Why ``agent`` may not get an item of ``rule`` now, or None."""
     if not agent.active:
         return "inactive"
+    if not agent.works:
+        return "may not work items"
     passed = rule.get("passed")
     if passed and agent.name in passed:
         return str(passed[agent.name])

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from baton.auth.directory import APPROVAL, NAME_RE, Directory, User, delegation_of
-from baton.auth.roles import Permission
+from baton.auth.roles import GRANTS, ROLES, Permission, permissions
 from baton.clock import Clock, iso
 from baton.definitions.checks import suggest
 from baton.definitions.model import AssigneeKind, FieldDefinition, OrchestrationDefinition
 from baton.engine.decide import expression_scope
 from baton.engine.events import StepCompleted
 from baton.engine.sla import SLA_STATES
+from baton.engine.state import Run
 from baton.engine.status import WorkItemStatus
 from baton.errors import BatonError, NotFound, PermissionDenied, TransitionConflict, ValidationError
 from baton.expressions import is_expression
@@ -112,6 +113,9 @@ class WorkService:
         user = self.directory.user_txn(tx, scope.name)
         if not user.active:
             raise PermissionDenied(f"user {user.name} is inactive")
+        if not user.can(Permission.WORK):  # (the API asks for it first; the CLI's --user)
+            raise PermissionDenied(f"user {user.name} ({', '.join(sorted(user.roles))}) may "
+                                   f"not work items: {_WORK_NEEDED}")
         return user
 
     def _may_act_txn(self, tx: Transaction, item: WorkItem, user: str,
@@ -200,7 +204,7 @@ class WorkService:
 
     def get(self, item_id: str) -> WorkItem:
         with self.store.read() as tx:
-            return _with_sla_txn(tx, [self.get_txn(tx, item_id, lock=False)])[0]  # type: ignore[list-item]
+            return self.shown_txn(tx, item_id, lock=False)
 
     def get_txn(self, tx: Transaction, item_id: str, *, lock: bool = True) -> WorkItem:
         """The stored item (locked until commit unless ``lock`` is False), or NotFound."""
@@ -208,6 +212,13 @@ class WorkService:
         if item is None:
             raise NotFound("work item", item_id)
         return item  # type: ignore[return-value]
+
+    def shown_txn(self, tx: Transaction, item_id: str, *, lock: bool = True) -> WorkItem:
+        """The item as a read shows it (:meth:`get`): the stored row with its step's SLA
+        (``sla_status``, ``due_at``), read in the caller's transaction. Every change below
+        answers with it, so an action's answer carries what a GET of the item says (one
+        statement more than the row: the SLA read out of the run's state)."""
+        return _with_sla_txn(tx, [self.get_txn(tx, item_id, lock=lock)])[0]  # type: ignore[list-item]
 
     # ---- changes ------------------------------------------------------------------------
     def claim(self, item_id: str, user: str, scope: User | None, *,
@@ -233,7 +244,7 @@ class WorkService:
             tx.append_events_txn([audit_event(  # type: ignore[list-item]
                 "work_item_claimed", user, now, item["record_id"], item["run_id"],
                 {"work_item": item_id, "step": item["step"], **_for(on_behalf)})])
-            return self.get_txn(tx, item_id)
+            return self.shown_txn(tx, item_id)
 
     # ---- offer mode (a routing rule with ``offer``) --------------------------------------
     def accept(self, item_id: str, user: str, scope: User | None, *,
@@ -246,7 +257,7 @@ class WorkService:
             assert self.applier.router is not None
             if not self.applier.router.accept_offer_txn(tx, item, user, self.clock.now()):
                 raise TransitionConflict(f"work item {item_id} changed while accepting; try again")
-            return self.get_txn(tx, item_id)
+            return self.shown_txn(tx, item_id)
 
     def decline(self, item_id: str, user: str, scope: User | None, *,
                 idempotency: IdempotencyClaim | None = None) -> WorkItem:
@@ -260,7 +271,7 @@ class WorkService:
             if not self.applier.router.pass_on_txn(tx, item, user, "declined",
                                                    self.clock.now(), actor=user):
                 raise TransitionConflict(f"work item {item_id} changed while declining; try again")
-            return self.get_txn(tx, item_id)
+            return self.shown_txn(tx, item_id)
 
     def _offered_txn(self, tx: Transaction, item_id: str, user: str, scope: User | None,
                      verb: str) -> WorkItem:
@@ -315,7 +326,7 @@ class WorkService:
                 router.route_pool_txn(tx, kind, pool, self.clock.now())
                 if freed is not None:
                     router.route_user_txn(tx, freed[0], self.clock.now())
-            return self.get_txn(tx, item_id)
+            return self.shown_txn(tx, item_id)
 
     def claim_next(self, user: User, narrow: WorkNarrowing | None = None,
                    queue: str | None = None, claim: IdempotencyClaim | None = None,
@@ -367,7 +378,7 @@ class WorkService:
                             "work_item_claimed", me.name, now, row["record_id"],
                             row["run_id"], {"work_item": row["id"], "step": row["step"],
                                             "via": "next", **_for(on_behalf)})])
-                        return self.get_txn(tx, row["id"], lock=False)
+                        return self.shown_txn(tx, row["id"], lock=False)
                 if found.next is None:
                     return None
                 after = found.next
@@ -460,7 +471,8 @@ class WorkService:
                 f"step {item['step']!r} of run {run.id} is no longer waiting for this item")
         return {**item, "status": COMPLETED, "claimed_by": user,
                 "data": values, "updated_at": now, "completed_at": now, "completed_by": user,
-                "version": item["version"] + 1, "run": decision.run}
+                "version": item["version"] + 1, **_sla_in(item, decision.run),
+                "run": decision.run}
 
     def recall(self, item_id: str, user: str, who: User | None, *,
                idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
@@ -503,7 +515,8 @@ class WorkService:
             if decision.stale:
                 raise TransitionConflict(
                     f"step {item['step']!r} of run {run.id} is no longer waiting for this item")
-            return {**self.get_txn(tx, item_id), "run": decision.run}
+            gone = self.get_txn(tx, item_id)
+            return {**gone, **_sla_in(gone, decision.run), "run": decision.run}
 
     def reassign(self, item_id: str, to: str, actor: str, *,
                  idempotency: IdempotencyClaim | None = None) -> WorkItem:
@@ -533,7 +546,7 @@ class WorkService:
                 if not events:
                     raise TransitionConflict(f"work item {item_id} changed while reassigning; try again")
                 tx.append_events_txn(events)  # type: ignore[arg-type]
-                return self.get_txn(tx, item_id)
+                return self.shown_txn(tx, item_id)
             done = work_items.reassign_txn(tx, item, to, now, actor=actor,
                                            expected_version=item["version"])
             if done is None:
@@ -544,11 +557,12 @@ class WorkService:
             # The new assignee hears of it (an outbox job, sent after commit by a worker).
             tx.append_events_txn(self.applier.notify_assignment_txn(  # type: ignore[arg-type]
                 tx, new, now, event["data"]["from"]))
-            return new
+            return _with_sla_txn(tx, [new])[0]  # type: ignore[list-item]
 
     def _check_target_txn(self, tx: Transaction, item: WorkItem, kind: str, name: str) -> None:
-        """A user the directory has (once it has people), active; a group or a queue
-        someone is in (active or not) or a deployed definition names (:func:`pools_named`;
+        """A user the directory has (once it has people), active, whose roles give the
+        ``work`` permission; a group or a queue someone who may work items is in (active
+        or not) or a deployed definition names (:func:`pools_named`;
         :mod:`baton.work.assignees`)."""
         if kind == "user":
             row = tx.user_row_txn(name)
@@ -559,11 +573,29 @@ class WorkService:
                 raise ValidationError("reassign", {"to": (
                     f"user {name!r} is inactive and cannot sign in to work on it: "
                     "reactivate them, or choose someone else")})
-        elif kind in ("group", "queue") and not tx.member_names_txn(kind, name):
+            if row is not None and not _works(row):
+                raise ValidationError("reassign", {"to": (
+                    f"user {name!r} ({_roles(row)}) may not work items: they could neither "
+                    f"open nor complete it, so it would be in no one's Work Guide; "
+                    f"{_WORK_NEEDED}, or choose someone else")})
+        elif kind in ("group", "queue"):
+            members = tx.member_names_txn(kind, name)
+            rows = tx.user_rows_txn(members) if members else []
+            if any(_works(r) for r in rows):
+                return
             named = deployed_pools_txn(tx, self.runs.definitions, item["run_id"], kind)
-            if name not in named.names:
-                raise unknown_pool(kind, name, named,
-                                   named.names | set(tx.membership_names_txn(kind)))
+            if name in named.names:  # (waits for someone who may work it to join)
+                return
+            if rows:
+                shown = ", ".join(f"{r['name']} ({_roles(r)})"
+                                  for r in sorted(rows, key=lambda r: r["name"])[:SHOWN])
+                more = f" and {len(rows) - SHOWN} more" if len(rows) > SHOWN else ""
+                raise ValidationError("reassign", {"to": (
+                    f"nobody in {kind} {name!r} may work items ({shown}{more}) and no "
+                    f"deployed definition names it, so the item would be in no one's Work "
+                    f"Guide; {_WORK_NEEDED} in it, or choose another {kind}")})
+            raise unknown_pool(kind, name, named,
+                               named.names | set(tx.membership_names_txn(kind)))
 
     def _queue_rule_txn(self, tx: Transaction, item: WorkItem, to: str, now: str
                         ) -> dict[str, Any] | None:
@@ -835,6 +867,31 @@ def _with_sla_txn(tx: Transaction, found: list[dict[str, Any]]) -> list[WorkItem
         sla = sla if iteration == item["iteration"] else None
         item["sla_status"], item["due_at"] = (sla or {}).get("status"), (sla or {}).get("due_at")
     return found  # type: ignore[return-value]
+
+
+_WORK_NEEDED = ("working items needs the 'work' permission (roles: "
+                + ", ".join(r for r in ROLES if Permission.WORK in GRANTS[r])
+                + "): give them such a role (`baton users update NAME --role ROLE`, with their other "
+                "roles)")
+
+
+def _works(row: Mapping[str, Any]) -> bool:
+    """Do a user row's roles give the ``work`` permission (whether or not they are active
+    now: a deactivated agent is still someone the item waits for)?"""
+    return Permission.WORK in permissions(row["roles"] or ())
+
+
+def _roles(row: Mapping[str, Any]) -> str:
+    return ", ".join(sorted(row["roles"] or ())) or "no role"
+
+
+def _sla_in(item: Mapping[str, Any], run: Run) -> dict[str, Any]:
+    """``sla_status`` and ``due_at`` of an item from its run in hand (as it is written in
+    this transaction): what :func:`_with_sla_txn` reads out of the stored state, without
+    reading it (a completion's and a recall's answer)."""
+    sr = run.steps.get(item["step"])
+    sla = (sr.sla if sr is not None and sr.iteration == item["iteration"] else None) or {}
+    return {"sla_status": sla.get("status"), "due_at": sla.get("due_at")}
 
 
 def _not_offered(item: WorkItem, what: str) -> None:

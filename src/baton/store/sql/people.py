@@ -124,10 +124,10 @@ class PeopleSql:
         every UI session too, whoever deactivates them (``baton import`` as well): a later
         reactivation does not bring an old session back."""
         self.conn.execute(update(s.users).where(s.users.c.name == name).values(**values))
-        if "active" in values:
-            if not values["active"]:
-                self.delete_sessions_txn(user_name=name)
-            self.bump_routing_generation_txn()
+        if "active" in values and not values["active"]:
+            self.delete_sessions_txn(user_name=name)
+        if "active" in values or "roles" in values:
+            self.bump_routing_generation_txn()  # (routing keeps who is active and may work)
 
     @refused("writes the user directory")
     def set_memberships_txn(self, user_name: str, kind: str, names: Sequence[str]) -> None:
