@@ -69,8 +69,11 @@ def test_the_supervisor_figures_are_metrics(sqlite_api: Api) -> None:
     people = api.get("opal", "/api/team").json()["people"]
     assert {p["name"]: (p["availability"], p["load"]) for p in people
             if p["name"] in ("ann", "cyd")} == {"ann": ("available", 1), "cyd": ("away", 0)}
-    for availability in {p["availability"] for p in people}:
-        these = [p for p in people if p["availability"] == availability]
+    # (only people who may be routed work: active, their roles let them work items)
+    agents = [p for p in people if p["active"] and p["may_work"]]
+    assert {p["name"] for p in people} - {p["name"] for p in agents}  # (some are not)
+    for availability in {p["availability"] for p in agents}:
+        these = [p for p in agents if p["availability"] == availability]
         a = (("availability", availability),)
         assert got[("baton_agents", a)] == len(these)
         assert got[("baton_agent_load", a)] == sum(p["load"] for p in these)

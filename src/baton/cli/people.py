@@ -153,7 +153,9 @@ def users_team(as_json: JsonOpt = False) -> None:
         print_json({"people": [p.to_json() for p in people], "queues": figures})
         return
     table("Team", ["name", "availability", "load", "capacity", "skills", "calendar"],
-          [[p.name, p.availability, str(p.load), "-" if p.capacity is None else str(p.capacity),
+          [[p.name, p.availability if p.active and p.may_work else
+            f"{p.availability} (inactive)" if not p.active else
+            f"{p.availability} (may not work items)", str(p.load), "-" if p.capacity is None else str(p.capacity),
             ", ".join(f"{k}={v}" if v is not None else k for k, v in sorted(p.skills.items())),
             p.calendar or ""] for p in people])
     if figures:

@@ -468,7 +468,8 @@ class StoreCollector:
             routed.add_metric([p["queue"]], p["routed_last_hour"])
             if p["median_to_assignment_s"] is not None:
                 median.add_metric([p["queue"]], p["median_to_assignment_s"])
-        agents = GaugeMetricFamily("baton_agents", "People, by availability",
+        agents = GaugeMetricFamily("baton_agents", "People who may be routed work (active, "
+                                   "their roles let them work items), by availability",
                                    labels=["availability"])
         load = GaugeMetricFamily("baton_agent_load", "Open routed (or offered) items held by "
                                  "the people of an availability, added up",
@@ -478,6 +479,8 @@ class StoreCollector:
                                      "have one, added up", labels=["availability"])
         by: dict[str, list[int]] = {}  # availability -> [people, load, capacity]
         for person in people:
+            if not (person.active and person.may_work):
+                continue  # (a deactivated user, a designer: no agent, whatever they say)
             sums = by.setdefault(person.availability, [0, 0, 0])
             sums[0] += 1
             sums[1] += person.load

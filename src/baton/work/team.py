@@ -61,7 +61,8 @@ class Profile:
                 "queue_capacity": dict(self.queue_capacity), "skills": dict(self.skills),
                 "calendar": self.calendar, "load": self.load,
                 "queue_load": dict(self.queue_load), "queues": list(self.queues),
-                "groups": list(self.groups), "idle_since": self.idle_since}
+                "groups": list(self.groups), "idle_since": self.idle_since,
+                "active": self.active, "may_work": self.may_work}
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,10 @@ class ProfileOut(BaseModel):
     queues: list[str]
     groups: list[str]
     idle_since: str | None
+    active: bool = Field(description="false: deactivated (routing gives them nothing, they "
+                                     "cannot sign in), whatever their availability says")
+    may_work: bool = Field(description="do their roles let them work items (the `work` "
+                                       "permission)? false: a designer, never routed an item")
 
 
 class QueueFigures(BaseModel):
