@@ -107,13 +107,13 @@ def test_fallout_page_groups_by_error_and_retries_a_group(api: Api) -> None:
     r = api.client.post("/fallout/group", data={"key": html.unescape(key[1]), "reason": "",
                                                 "csrf_token": csrf})
     assert r.status_code == 422 and "Reason is required" in r.text
-    r = api.client.post("/fallout/group", data={"key": html.unescape(key[1]),
+    r = api.client.post("/fallout/group", data={"key": html.unescape(key[1]), "count": "3",
                                                 "reason": "billing is back", "csrf_token": csrf},
                         follow_redirects=False)
     assert r.status_code == 303 and "retried%203%20steps" in r.headers["location"], r.headers
     for run_id in runs:
         retried = [e for e in api.engine.run_events(run_id) if e["type"] == "fallout_retried"]
         assert len(retried) == 1 and retried[0]["actor"] == "opal", retried
-    r = api.client.post("/fallout/group", data={"key": html.unescape(key[1]),
+    r = api.client.post("/fallout/group", data={"key": html.unescape(key[1]), "count": "3",
                                                 "reason": "again", "csrf_token": csrf})
     assert r.status_code == 409 and "Nothing left in that group" in r.text

@@ -56,9 +56,11 @@ def test_agent_claims_and_completes_triage_and_monitor_shows_next_stage(
     alice.get_by_role("button", name="Complete").click()
     expect(alice.get_by_role("heading", name="What happened next")).to_be_visible()
     expect(alice.locator(".decision")).to_contain_text("go to close")
-    expect(alice.locator(".run-now")).to_contain_text("stage close")
-    expect(alice.get_by_role("table", name="Steps of the current stage")).to_contain_text(
-        "close_case")
+    # (a page of its own, read after the POST: the server's workers may have ended the
+    # run by then; the steps shown are then those of the stage the decision went to)
+    expect(alice.locator(".run-now")).to_contain_text(re.compile(r"stage close|completed"))
+    expect(alice.get_by_role("table", name=re.compile(
+        r"Steps of (the current stage|stage close)"))).to_contain_text("close_case")
     shot(alice, "work-done")
 
     # The operator's Monitor: the run is in stage close, or already completed.

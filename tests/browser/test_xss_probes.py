@@ -198,7 +198,9 @@ def _seed(srv: Server) -> None:
             assert token
             r = public.post("/forms/xform", data={"csrf_token": token[1], "subject": MARK,
                                                   "kind": "plain", "note": MARK})
-            assert r.status_code == 201 and not UNESCAPED.search(r.text), r.text
+            assert r.status_code == 303, r.text  # to the thanks page, which is probed too
+            r = public.get(r.headers["location"])
+            assert r.status_code == 200 and not UNESCAPED.search(r.text), r.text
 
         def items() -> list[dict[str, Any]] | None:
             found = admin.get("/api/work", params={"orchestration": "xorch"}).json()["items"]
@@ -212,6 +214,8 @@ def _seed(srv: Server) -> None:
         assert r.status_code == 422 and not UNESCAPED.search(r.text), r.text
         r = agent.post(f"/work/{second}", data={"csrf_token": agent_csrf, "pick": MARK,
                                                 "txt": MARK})
+        assert r.status_code == 303, r.text  # to what happened next, which is probed too
+        r = agent.get(r.headers["location"])
         assert r.status_code == 200 and not UNESCAPED.search(r.text), r.text
         r = admin.post(f"/work/{first}/reassign", data={"csrf_token": csrf, "to": MARK})
         assert r.status_code == 422 and not UNESCAPED.search(r.text), r.text

@@ -1,35 +1,67 @@
 """Fallout: steps that failed after their retries, and the operator's actions on them
 (retry, skip, complete with an output), each with a required reason (audited); beside them
-the open incidents (a trigger's `when` or an evaluation flow that raised: retry, dismiss)."""
+the open incidents (a trigger's `when` or an evaluation flow that raised: retry, dismiss).
+
+The page says how many there are in all and pages through them: the steps by cursor (the
+last one shown, ``RUN_ID:STEP``; they are listed by run id and step, so a cursor whose
+step was resolved meanwhile still says where the next page starts), the incidents by
+position. The "By error" table counts every step in fallout, and a group's "Retry all N"
+sends the N it showed: if the group holds another number by then, nothing is retried and
+the page says how many it holds now.
+"""
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from baton.auth.roles import Permission
 from baton.errors import NotFound, TransitionConflict, ValidationError
+from baton.runtime.engine import Engine
+from baton.store.base import Total
 from baton.web.security import Principal, engine_of
-from baton.web.ui.base import form_json, page_need, render
+from baton.web.ui.base import Paging, cursor_param, form_json, page_need, render
 
 router = APIRouter()
 Operator = Annotated[Principal, Depends(page_need(Permission.FALLOUT))]
 ACTIONS = ("retry", "skip", "complete")
 INCIDENT_ACTIONS = ("retry", "dismiss")
+PAGE = 50  # steps in fallout on a page (each with its form)
+INCIDENT_PAGE = 50
+GROUPS_SHOWN = 50  # rows of the "By error" table (the largest groups)
+GROUP_LIMIT = 10_000  # steps one "Retry all" acts on at most (the first, in page order)
+MAX_SCAN = 100_000  # steps in fallout read at most (as GET /api/fallout)
+MAX_INCIDENT_OFFSET = 1_000_000
+
+# Where the page was (its cursors), carried by its forms so that an answer shows it again.
+After = Annotated[str, Form()]
+Incidents = Annotated[int, Form(ge=0, le=MAX_INCIDENT_OFFSET)]
 
 
 @router.get("/fallout")
-def fallout_list(request: Request, principal: Operator, done: str | None = None) -> Response:
-    return _page(request, principal, done=done)
+def fallout_list(request: Request, principal: Operator, done: str | None = None,
+                 after: str | None = None,
+                 incidents: Annotated[int, Query(ge=0, le=MAX_INCIDENT_OFFSET)] = 0
+                 ) -> Response:
+    return _page(request, principal, after, incidents, done=done)
+
+
+def _back(done: str, after: str, incidents: int) -> Response:
+    query = {"done": done, "after": cursor_param(after) or "", "incidents": incidents or ""}
+    return RedirectResponse("/fallout?" + urlencode({k: v for k, v in query.items() if v},
+                                                    quote_via=quote), status_code=303)
 
 
 @router.post("/fallout")
 def resolve(request: Request, principal: Operator, id: Annotated[str, Form()],
             action: Annotated[str, Form()], reason: Annotated[str, Form()] = "",
-            output: Annotated[str, Form()] = "") -> Response:
+            output: Annotated[str, Form()] = "", after: After = "",
+            incidents: Incidents = 0) -> Response:
     eng = engine_of(request)
     errors: dict[str, str] = {}
     parsed: dict[str, Any] | None = None
@@ -56,14 +88,16 @@ def resolve(request: Request, principal: Operator, id: Annotated[str, Form()],
         except (TransitionConflict, NotFound) as exc:
             errors, status = {"(step)": str(exc)}, 409
         else:
-            return RedirectResponse(f"/fallout?done={action}", status_code=303)
-    return _page(request, principal, failed={"id": id, "action": action, "reason": reason,
-                                             "output": output, "errors": errors}, status=status)
+            return _back(action, after, incidents)
+    return _page(request, principal, after, incidents, failed={
+        "id": id, "action": action, "reason": reason, "output": output, "errors": errors},
+        status=status)
 
 
 @router.post("/fallout/incidents")
 def act_on_incident(request: Request, principal: Operator, id: Annotated[str, Form()],
-                    action: Annotated[str, Form()], reason: Annotated[str, Form()] = "") -> Response:
+                    action: Annotated[str, Form()], reason: Annotated[str, Form()] = "",
+                    after: After = "", incidents: Incidents = 0) -> Response:
     eng = engine_of(request)
     errors: dict[str, str] = {}
     if action not in INCIDENT_ACTIONS:
@@ -81,34 +115,51 @@ def act_on_incident(request: Request, principal: Operator, id: Annotated[str, Fo
             errors, status = {"(incident)": str(exc)}, 409
         else:
             done = f"incident {action}" if inc["status"] != "open" else "incident still failing"
-            return RedirectResponse(f"/fallout?done={done}", status_code=303)
-    return _page(request, principal, failed_incident={
+            return _back(done, after, incidents)
+    return _page(request, principal, after, incidents, failed_incident={
         "id": id, "action": action, "reason": reason, "errors": errors}, status=status)
 
 
 @router.post("/fallout/group")
 def retry_group(request: Request, principal: Operator, key: Annotated[str, Form()],
-                reason: Annotated[str, Form()] = "") -> Response:
-    """Retry every step of one group (same orchestration, step and error) at once."""
+                reason: Annotated[str, Form()] = "", count: Annotated[str, Form()] = "",
+                after: After = "", incidents: Incidents = 0) -> Response:
+    """Retry the steps of one group (same orchestration, step and error) at once: as many
+    as its button said (``count``), or none, saying how many it holds now."""
     eng = engine_of(request)
+
+    def refused(message: str, status: int) -> Response:
+        return _page(request, principal, after, incidents, status=status,
+                     group_error={"key": key, "message": message})
     if not reason.strip():
-        return _page(request, principal, group_error={"key": key, "message":
-                     "Reason is required: say why (it is audited)"}, status=422)
-    ids = [e["id"] for e in eng.list_fallout(limit=GROUP_LIMIT) if _group_key(e) == key]
+        return refused("Reason is required: say why (it is audited)", 422)
+    if not count.isdigit() or len(count) > 7:
+        return refused("Say how many steps to retry: the number its button shows", 422)
+    ids = [e["id"] for e in _entries(eng) if _group_key(e) == key]
     if not ids:
-        return _page(request, principal, group_error={"key": key, "message":
-                     "Nothing left in that group: its steps were resolved meanwhile"}, status=409)
+        return refused("Nothing left in that group: its steps were resolved meanwhile", 409)
+    if len(ids) != int(count):
+        return refused(f"That group changed: it holds {len(ids)} step"
+                       f"{'s' if len(ids) != 1 else ''} now, not {int(count)}; nothing was "
+                       "retried. Check it, then retry again", 409)
     moved = 0
-    for fallout_id in ids:
+    for fallout_id in ids[:GROUP_LIMIT]:
         try:
             eng.resolve_fallout(fallout_id, "retry", reason=reason.strip(), actor=principal.name)
         except (TransitionConflict, NotFound):
             moved += 1  # resolved by someone else meanwhile: nothing to do for it
-    done = f"retried {len(ids) - moved} step{'s' if len(ids) - moved != 1 else ''}"
-    return RedirectResponse(f"/fallout?done={done}", status_code=303)
+    retried = min(len(ids), GROUP_LIMIT) - moved
+    return _back(f"retried {retried} step{'s' if retried != 1 else ''}", after, incidents)
 
 
-GROUP_LIMIT = 10_000  # steps a "retry all" acts on at most
+def _position(entry: dict[str, Any]) -> tuple[str, str]:
+    return entry["run_id"], entry["step"]
+
+
+def _entries(eng: Engine) -> list[dict[str, Any]]:
+    """Every step in fallout, by run id (time-ordered: the oldest run first) and step: the
+    order the page's cursor follows."""
+    return sorted(eng.list_fallout(limit=MAX_SCAN), key=_position)
 
 
 def _group_key(entry: dict[str, Any]) -> str:
@@ -117,30 +168,64 @@ def _group_key(entry: dict[str, Any]) -> str:
 
 
 def _groups(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Entries grouped by orchestration, step and error message, largest group first."""
+    """Entries grouped by orchestration, step and error message, largest group first,
+    each with its true size (``count``) and what its button acts on (``acts_on``)."""
     groups: dict[str, dict[str, Any]] = {}
     for e in entries:
         key = _group_key(e)
-        g = groups.setdefault(key, {"key": key, "orchestration": e["orchestration"],
-                                    "step": e["step"], "error": key.split("\x1f", 2)[2],
-                                    "entries": []})
-        g["entries"].append(e)
-    return sorted(groups.values(), key=lambda g: (-len(g["entries"]), g["orchestration"], g["step"]))
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = {"key": key, "orchestration": e["orchestration"],
+                               "step": e["step"], "error": key.split("\x1f", 2)[2], "count": 0}
+        g["count"] += 1
+    for g in groups.values():
+        g["acts_on"] = min(g["count"], GROUP_LIMIT)
+    return sorted(groups.values(), key=lambda g: (-g["count"], g["orchestration"], g["step"]))
+
+
+def _page_of(entries: list[dict[str, Any]], after: str | None
+             ) -> tuple[list[dict[str, Any]], str | None]:
+    """The page after the cursor ``after`` (``RUN_ID:STEP``, the previous page's last)."""
+    start = 0
+    if after is not None:
+        run_id, colon, step = after.partition(":")
+        if not colon or not run_id or not step:
+            raise ValidationError("fallout page", {"query.after": (
+                "not a cursor of this list: follow the page's Next page link, or leave "
+                "it out for the first page")})
+        anchor = (run_id, step)
+        start = bisect.bisect_right(entries, anchor, key=_position)
+    shown = entries[start:start + PAGE]
+    more = start + PAGE < len(entries)
+    return shown, (shown[-1]["id"] if more and shown else None)
 
 
 DONE = (*ACTIONS, *(f"incident {a}" for a in INCIDENT_ACTIONS), "incident still failing")
 RETRIED = re.compile(r"retried [0-9]{1,6} steps?")  # what retry_group says; no other text
 
 
-def _page(request: Request, principal: Principal, *, done: str | None = None,
-          failed: dict[str, Any] | None = None, failed_incident: dict[str, Any] | None = None,
+def _page(request: Request, principal: Principal, after: str | None, incidents: int, *,
+          done: str | None = None, failed: dict[str, Any] | None = None,
+          failed_incident: dict[str, Any] | None = None,
           group_error: dict[str, str] | None = None, status: int = 200) -> Response:
     eng = engine_of(request)
-    entries = eng.list_fallout(limit=200)
+    after = cursor_param(after)
+    every = _entries(eng)
+    entries, next_cursor = _page_of(every, after)
+    groups = _groups(every)
+    incident_total = eng.count_incidents()
+    shown_incidents = eng.list_incidents(limit=INCIDENT_PAGE, offset=incidents)
     shown_done = done if done in DONE or RETRIED.fullmatch(done or "") else None
+    here = {"after": after or "", "incidents": incidents}
     return render(request, "fallout.html", principal, {
-        "entries": entries, "groups": _groups(entries), "group_error": group_error,
-        "incidents": eng.list_incidents(limit=200),
+        "entries": entries, "total": len(every), "groups": groups[:GROUPS_SHOWN],
+        "more_groups": groups[GROUPS_SHOWN:], "group_limit": GROUP_LIMIT,
+        "paging": Paging(Total(len(every)), after, next_cursor, PAGE),
+        "pager_query": {"incidents": incidents} if incidents else {},
+        "here": here, "group_error": group_error,
+        "incidents": shown_incidents, "incident_total": incident_total,
+        "incident_from": incidents, "incident_page": INCIDENT_PAGE,
+        "incident_query": {"after": after} if after else {},
         "done": shown_done, "failed": failed,
         "failed_incident": failed_incident, "actions": ACTIONS,
         "incident_actions": INCIDENT_ACTIONS}, status=status)

@@ -201,9 +201,15 @@ def item_page(request: Request, item_id: str, principal: Worker,
     """The item, its form and its history. After a claim or a release on this page (a full
     reload: ``?done=claimed`` or ``?done=released``, said only while it is still true), the
     page says what happened and keep-state.js moves the focus to what comes next: the
-    form's first field after a claim, the Claim button after a release."""
+    form's first field after a claim, the Claim button after a release. After completing
+    it (``?done=completed``, where the form's POST goes: 303), what happened next, to who
+    completed it; anyone else who may see the item gets its page."""
     eng = engine_of(request)
     item = visible_item(eng, principal.user, item_id)
+    if done == "completed" and item["status"] == WorkItemStatus.COMPLETED \
+            and item["completed_by"] == principal.name and item["run_id"]:
+        return render(request, "work_done.html", principal,
+                      _done_context(eng, principal.user, item))
     ctx = _item_context(eng, principal.user, item)
     name = item["title"] or item["step"]
     if reassigned and reassigned == f"{item['assignee_kind']}:{item['assignee']}":
@@ -254,9 +260,8 @@ def complete(request: Request, item_id: str, principal: Worker, form: Form) -> R
             result = eng.complete(item_id, principal.name, data, scope=_act_scope(principal.user))
         except ValidationError as exc:
             errors = dict(exc.fields)
-        else:
-            return render(request, "work_done.html", principal,
-                          _done_context(eng, principal.user, result))
+        else:  # Post/Redirect/Get: a reload of what happened next posts nothing again
+            return RedirectResponse(f"/work/{result['id']}?done=completed", status_code=303)
     ctx = _item_context(eng, principal.user, item)
     ctx.update(errors=errors, values={k: v for k, v in form.items() if isinstance(v, str)})
     return render(request, "work_item.html", principal, ctx, status=422)
@@ -326,15 +331,29 @@ def _offer_expires_at(item: WorkItem) -> str | None:
     return iso(at + timedelta(milliseconds=int(offer["timeout_ms"])))
 
 
-def _done_context(eng: Engine, user: User, result: dict[str, Any]) -> dict[str, Any]:
-    """What happened next: the run's stage and status, its steps there, new work items."""
-    run = result.pop("run")
+def _done_context(eng: Engine, user: User, item: WorkItem) -> dict[str, Any]:
+    """What happened next, as it is now: the decision taken when the item's stage ended,
+    the run's status and stage, the steps there (or, once the run has ended, of the stage
+    the decision went to), its open work items (those ``user`` may see named, the others
+    counted)."""
+    run = eng.get_run(item["run_id"])
     defn, _ = eng.definitions.orchestration(run.orchestration, run.version)
-    stage = defn.stage(run.current_stage) if run.current_stage else None
+    decision = _decision_of(run.decisions, item)
+    shown = run.current_stage or (decision["goto"] if decision else None)
+    stage = defn.stage(shown) if shown else None
     steps = [run.steps[s.name] for s in stage.steps if s.name in run.steps] if stage else []
-    new_items = [i for i in eng.list_work(run_id=run.id) if i["id"] != result["id"]]
+    new_items = [i for i in eng.list_work(run_id=run.id) if i["id"] != item["id"]]
     mine = [i for i in new_items if user.may_see_item(i)]
-    return {"item": result, "run": run, "steps": steps, "new_items": mine,
-            "other_items": len(new_items) - len(mine),
-            "decision": run.decisions[-1] if run.decisions else None,
-            "may_monitor": user.can(Permission.RUNS_READ)}
+    return {"item": item, "run": run, "steps": steps, "steps_stage": shown if steps else None,
+            "new_items": mine, "other_items": len(new_items) - len(mine),
+            "decision": decision, "may_monitor": user.can(Permission.RUNS_READ)}
+
+
+def _decision_of(decisions: Sequence[Mapping[str, Any]], item: WorkItem
+                 ) -> Mapping[str, Any] | None:
+    """The decision taken when the item's stage (its iteration) ended, if it has: the
+    same on every reload, however far the run went since."""
+    ours = [d for d in decisions if d.get("stage") == item["stage"]]
+    same = [d for d in ours if d.get("iteration") == item.get("iteration")]
+    found = same or ours
+    return found[-1] if found else None
