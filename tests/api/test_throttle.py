@@ -1,6 +1,7 @@
-"""Failed logins are throttled per account and per client address (the UI login form and
-API tokens alike), the login form needs its CSRF token, and cookies are Secure behind a
-trusted TLS proxy."""
+"""Failed logins are throttled per account from one client address, per account and per
+client address (the UI login form and API tokens alike; who may lock out whom is
+test_lockout_targeting.py), the login form needs its CSRF token, and cookies are Secure
+behind a trusted TLS proxy."""
 
 from __future__ import annotations
 
@@ -48,20 +49,21 @@ def with_password(api: Api, name: str = "ann") -> None:
     api.engine.directory.update_user(name, password=PASSWORD)
 
 
-def test_five_wrong_passwords_lock_the_account_even_for_the_right_one(api: Api) -> None:
+def test_five_wrong_passwords_lock_the_account_from_that_address_even_for_the_right_one(
+        api: Api) -> None:
     with_password(api)
     c = browser(api.app)
     for _ in range(5):
         assert log_in(c, "ann", WRONG).status_code == 401
     r = log_in(c, "ann", PASSWORD)
     assert r.status_code == 429 and r.headers["retry-after"] == "60", r.text
-    assert "Too many failed attempts for this account" in r.text
+    assert "Too many failed attempts for this account from your address" in r.text
     assert "baton_session" not in r.headers.get("set-cookie", "")
-    # the account is locked, wherever the next try comes from
-    assert log_in(browser(api.app, "198.51.100.2"), "ann", PASSWORD).status_code == 429
+    # from there only: another address is not locked out of the account
+    assert log_in(browser(api.app, "198.51.100.2"), "ann", PASSWORD).status_code == 303
     locked = events(api, "login_locked")
     assert [(e["data"]["kind"], e["data"]["name"], e["actor"]) for e in locked] == [
-        ("account", "ann", "198.51.100.1")]
+        ("pair", "ann", "198.51.100.1")]
     api.clock.advance(timedelta(seconds=61))
     r = log_in(c, "ann", PASSWORD)
     assert r.status_code == 303 and r.headers["location"] == "/work", r.text

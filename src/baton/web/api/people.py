@@ -279,9 +279,11 @@ _KEYED = (" With an `Idempotency-Key`, a retry answers as the first request was 
 
 
 @router.post("/users/{name}/unlock", response_model=Unlocked, summary="Unlock a user's login",
-             description="Lifts a lockout earned by failed logins and forgets the failures "
-                         "(audited as `login_unlocked`). The user need not exist: the name "
-                         "tried is what was locked." + _KEYED,
+             description="Lifts the account's lockouts earned by failed logins (its own, "
+                         "and those of it from single client addresses) and forgets the "
+                         "failures (audited as `login_unlocked`); `was_locked_until` is the "
+                         "longest lockout lifted. The user need not exist: the name tried is "
+                         "what was locked." + _KEYED,
              responses={**replayable("the lockout lifted, if any"),
                         **problem_responses(401, 403, 409, 422)})
 def unlock_user(request: Request, name: UserName, idempotency_key: ActionIdempotencyKey = None,

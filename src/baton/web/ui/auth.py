@@ -4,8 +4,9 @@ The login form is protected against cross-site posting too (login CSRF: a page e
 logging the victim in as the attacker): showing it sets a pre-session cookie holding a
 random token, repeated in the form; a POST whose ``csrf_token`` field does not match the
 cookie is refused (double submit). Attempts go through the login throttle first
-(:mod:`baton.auth.throttle`): a locked account or address is refused, 429, before the
-password is looked at.
+(:mod:`baton.auth.throttle`): a locked account, address, or account from this address is
+refused, 429, before the password is looked at (a locked account still lets in an address
+its user logged in from lately).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def login(request: Request, username: Annotated[str, Form()] = "",
                  else "Wrong user name or password (or the account is deactivated).")
         return _login_page(request, again | {"error": error}, status=401,
                            headers={"WWW-Authenticate": 'FormBased realm="baton"'})
-    throttle.succeeded(name)
+    throttle.succeeded(name, address)
     # A new session every time (never one a cookie planted before the login names), and the
     # one this browser had, if any, ends: logging in as someone else on a shared computer
     # leaves no live session of the first person behind.
