@@ -21,6 +21,12 @@ at most is bound to a queue (checked across the files deployed together, and aga
 rules already deployed). Deploying, changing or deactivating such a rule takes effect for
 orchestrations already deployed, at their next step start.
 
+**Checked against the steps that use it** (``DefinitionRepo.routing_issues_txn``, at
+validate, deploy, activation, deactivation and import): a step's ``assign: {routing: NAME}``
+must name a rule active after the change, and a rule a step routes by (named, or bound to the
+queue its ``assign: {queue: NAME}`` names) must not read a record field the orchestration's
+object type lacks (:func:`record_fields_read`: what can be judged before a run).
+
 With ``offer``, the winner is *offered* the item rather than given it: they accept (it is
 theirs) or decline (the next candidate is offered it, the decliner never again for this
 item); an offer not accepted within ``timeout`` goes to the next candidate too.
@@ -32,7 +38,8 @@ over the record and the step (evaluated when the work item is made).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from baton.definitions.checks import (
@@ -55,6 +62,7 @@ from baton.definitions.checks import (
 )
 from baton.definitions.model import FILTERS, RoutingDefinition, SkillSpec
 from baton.expressions import is_expression
+from baton.expressions.cel import _STRING, _reads, _strip
 
 STRATEGIES = ("least_loaded", "round_robin", "most_skilled", "longest_idle")
 POOL_KINDS = ("queue", "group")
@@ -207,3 +215,71 @@ def _skill(spec: Any) -> SkillSpec:
     if isinstance(spec, dict):
         return SkillSpec(str(spec["skill"]), spec.get("min_level"))
     return SkillSpec(str(spec))
+
+
+# ---- what a rule reads of the record, and the steps it routes -----------------------------
+# ``has(record.x)``: a guard (the expression reads x only when the record has it). ``has(``
+# of the record itself, or read another way than by ``.name``: every read is guarded.
+_HAS = re.compile(r"\bhas\s*\(\s*record\b(?:\s*\.\s*([A-Za-z_]\w*))?")
+
+
+def record_fields_read(source: str) -> frozenset[str]:
+    """The record's fields an ``=expression`` reads by name (``record.brand``,
+    ``record["brand"]``: their first member), those whose absence can be judged before it
+    runs: none when it uses the record whole (``size(record)``, ``"x" in record``,
+    ``record[vars.k]``), nor a field a ``has()`` guards (``has(record.brand) ?
+    record.brand : "any"``). What it reads of a field further (a map's key, a related
+    record's field) is not judged. String literals are text, not reads."""
+    body = _strip(source)
+    paths = dict(_reads(body)).get("record", ())
+    if paths is None:
+        return frozenset()  # (the record used whole: not judged)
+    guarded: set[str | None] = {m.group(1) for m in _HAS.finditer(_STRING.sub('""', body))}
+    if None in guarded:
+        return frozenset()
+    return frozenset(name for name, _ in paths if name not in guarded)
+
+
+def rule_record_reads(rule: RoutingDefinition) -> list[tuple[str, str]]:
+    """``(path, field)`` for each field of the record a rule's skill expressions read
+    (:func:`record_fields_read`): ``("required_skills[0]", "category")``."""
+    out = []
+    for key, specs in (("required_skills", rule.required), ("preferred_skills", rule.preferred)):
+        for i, spec in enumerate(specs):
+            if is_expression(spec.skill):
+                out += [(item(key, i), name) for name in sorted(record_fields_read(spec.skill))]
+    return out
+
+
+def misreads(rule: RoutingDefinition, fields: Collection[str] | None
+             ) -> list[tuple[str, str]]:
+    """The reads of :func:`rule_record_reads` of a field not among ``fields`` (a record's
+    object type's fields, with the reserved ones; None: the runs have no record, so every
+    read fails)."""
+    return [(path, name) for path, name in rule_record_reads(rule)
+            if fields is None or name not in fields]
+
+
+# A definition's text that assigns to a queue or names a routing rule (quoted or not, block
+# or flow style): one without it need not be read for its steps' assignments.
+ASSIGNS = re.compile(r"""\b(?:queue|routing)['"]?\s*:""")
+
+
+def assignments(data: Any) -> Iterator[tuple[str, str, str]]:
+    """``(path, kind, name)`` for each step of an orchestration document (plain data, as
+    written) whose ``assign`` names a routing rule (``{routing: NAME}``: kind ``routing``)
+    or a queue by its name (``{queue: NAME}``, not an ``=expression``: kind ``queue``);
+    ``path``: ``stages[0].steps[1].assign.queue``. Shapes that are not these are skipped
+    (their own checks report them)."""
+    stages = data.get("stages") if isinstance(data, dict) else None
+    for i, stage in enumerate(stages if isinstance(stages, list) else ()):
+        steps = stage.get("steps") if isinstance(stage, dict) else None
+        for j, step in enumerate(steps if isinstance(steps, list) else ()):
+            assign = step.get("assign") if isinstance(step, dict) else None
+            if not isinstance(assign, dict) or len(assign) != 1:
+                continue
+            ((kind, name),) = assign.items()
+            if kind in ("routing", "queue") and isinstance(name, str) \
+                    and not is_expression(name):
+                yield join(item(join(item("stages", i), "steps"), j), f"assign.{kind}"), \
+                    str(kind), name

@@ -8,6 +8,7 @@ pinned to the version they started on. Parsed definitions are cached per
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import logging
 import re
@@ -20,10 +21,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import yaml
+
 from baton.ai.rules import activation_issues_txn, definition_issues, definition_issues_txn
 from baton.calendars import BusinessCalendar
 from baton.clock import Clock, iso
-from baton.definitions.checks import ChildTarget
+from baton.definitions.checks import (
+    RESERVED_FIELDS,
+    Checker,
+    ChildTarget,
+    ParsedDocument,
+    step_at,
+    suggest,
+)
 from baton.definitions.model import (
     AssigneeKind,
     CalendarDefinition,
@@ -35,6 +45,7 @@ from baton.definitions.model import (
     RoutingDefinition,
 )
 from baton.definitions.refs import seed_navigated
+from baton.definitions.routing import ASSIGNS, assignments, misreads, rule_record_reads
 from baton.errors import DefinitionError, Issue, NotFound, TransitionConflict
 from baton.ids import IdGenerator, UlidIds
 from baton.runtime import schedules
@@ -74,8 +85,11 @@ _READ_FIELDS = frozenset({"orchestration", "mailbox", "fulfillment", "intake_for
 _NAMING = frozenset({"orchestration", "fulfillment"})
 _NAMED = frozenset({"connection", "orchestration"})
 # What to do about an active definition that a change would break (``{name}``: its name).
+# The kinds whose change may change how an orchestration's steps are routed.
+_ROUTED = frozenset({"orchestration", "routing", "object"})
 DEPLOY_FIX = "deploy a version of {name} that fits, in the same set"
 IMPORT_FIX = "import a version of it that fits, or deactivate it, in the same bundle"
+DEACTIVATE_FIX = "deactivate {name} first, or deploy a version of it that does not need it"
 
 
 class DefinitionRepo:
@@ -145,6 +159,9 @@ class DefinitionRepo:
             # active definitions outside it calling a connection, or starting an
             # orchestration, that it changes (judged under the lock: see set_active)
             broken += self.dependents_issues_txn(tx, docs, (), fix=DEPLOY_FIX)
+            # steps naming a routing rule not active after it, or routed by one reading
+            # a field their record lacks (judged under the lock too)
+            broken += self.routing_issues_txn(tx, docs, (), fix=DEPLOY_FIX)
             # rules naming a category their ai step's classifier (its latest version) lacks
             broken += definition_issues_txn(tx, docs, lock=True)
             if broken:
@@ -196,6 +213,9 @@ class DefinitionRepo:
         if any(d.kind in _NAMED for d in docs):
             with self.store.read() as tx:
                 issues += self.dependents_issues_txn(tx, docs, (), fix=DEPLOY_FIX)
+        if any(d.kind in _ROUTED for d in docs):
+            with self.store.read() as tx:
+                issues += self.routing_issues_txn(tx, docs, (), fix=DEPLOY_FIX)
         return issues
 
     def broken_records_txn(self, tx: Transaction, docs: Sequence[LoadedDefinition], *,
@@ -329,7 +349,9 @@ class DefinitionRepo:
         (and input it takes), that is not active after it (as a deploy refuses one naming
         what is not deployed and active); an active definition outside them calling a
         connection, or starting an orchestration, that they deactivate or change so that
-        it no longer fits (:meth:`dependents_issues_txn`). The records are not among them (the caller writes
+        it no longer fits (:meth:`dependents_issues_txn`); a step naming a routing rule not
+        active after it, or routed by one reading a field its record lacks
+        (:meth:`routing_issues_txn`). The records are not among them (the caller writes
         them: :meth:`object_changes_txn`). ``definitions``: False when the definitions
         are known unchanged since these were judged on them (only the classifiers' labels,
         which are not definitions, are looked at again). Issues located in ``docs``'
@@ -375,6 +397,7 @@ class DefinitionRepo:
                 tx, [d for d in docs if d.kind == "routing"],
                 leaving={name for kind, name in leaving if kind == "routing"}, lock=False)
             issues += self.dependents_issues_txn(tx, docs, leaving, fix=IMPORT_FIX)
+            issues += self.routing_issues_txn(tx, docs, leaving, fix=IMPORT_FIX)
         # (lock: the caller's, if any; training takes it before it stores a version)
         issues += definition_issues_txn(tx, docs)
         return issues
@@ -503,6 +526,147 @@ class DefinitionRepo:
                 issues += _dependent_issues(row, new_issues, changes, fix)
         return issues
 
+    def routing_issues_txn(
+            self, tx: Transaction, docs: Sequence[LoadedDefinition],
+            leaving: Collection[tuple[str, str]], *, fix: str) -> list[Issue]:
+        """What making ``docs`` active (their versions, new or stored) and ``leaving``
+        inactive ((kind, name)) would leave wrong in how the orchestrations active after it
+        route their work, judged on the state after it as ``tx`` sees the others: a step
+        whose ``assign: {routing: NAME}`` names a rule not active after it (the step would
+        fail at start), and a rule a step routes by (the one it names, or the one bound to
+        the queue its ``assign: {queue: NAME}`` names: ``for_queue``) whose skill
+        expressions read a field of the record that the orchestration's object type lacks,
+        or read the record of runs that have none (each item of that step would fall out
+        at start). What cannot be judged before a run is not (a record used whole, a field
+        a ``has()`` guards, what is read of a field further, an assignee an expression
+        gives: :func:`baton.definitions.routing.record_fields_read`).
+
+        An orchestration among ``docs`` (a text other than its active version's) is
+        judged whole, as a deploy of it is, its problems located in its file. One outside
+        them only for what the change makes (a problem it had before is not this's),
+        located in the changed rule's file, else the changed object type's, else (a rule
+        deactivated) its own, naming it, its step and what it uses; ``fix`` says what to
+        do about it (``{name}``: its name). Nothing is read when ``docs`` and ``leaving``
+        hold no orchestration, routing rule nor object type."""
+        gone = {name for kind, name in leaving if kind == "routing"}
+        if not gone and not any(d.kind in _ROUTED for d in docs):
+            return []
+        rule_rows = self._active_rows_txn(tx, "routing")
+        orch_rows = self._active_rows_txn(tx, "orchestration")
+        objects = self._active_objects_txn(tx.list_definitions_txn("object"))
+
+        def changed(d: LoadedDefinition, rows: Mapping[str, DefinitionRow]) -> bool:
+            return d.name not in rows or rows[d.name].checksum != checksum(d.source)
+
+        new_orchs = [d for d in docs if isinstance(d.definition, OrchestrationDefinition)
+                     and changed(d, orch_rows)]
+        new_rules = {d.name: d for d in docs if isinstance(d.definition, RoutingDefinition)
+                     and changed(d, rule_rows)}
+        new_objects = {d.name: d for d in docs if isinstance(d.definition, ObjectTypeDefinition)
+                       and objects.get(d.name) != d.definition}
+        if not (new_orchs or new_rules or new_objects or gone):
+            return []
+        rules: dict[str, RoutingDefinition] = {
+            name: self._parse("routing", name, row.version) for name, row in rule_rows.items()}
+        rules_after = {**{n: r for n, r in rules.items() if n not in gone},
+                       **{d.name: d.definition for d in docs
+                          if isinstance(d.definition, RoutingDefinition)}}
+        bound, bound_after = _bound(rules), _bound(rules_after)
+        objects_after = {**objects, **{d.name: d.definition for d in docs
+                                       if isinstance(d.definition, ObjectTypeDefinition)}}
+        # The orchestrations to judge: those docs change, whole; the active ones outside
+        # them whose text names what the change can break (below), for that.
+        routers = [_Router(d.name, None, d.file, d.source, d.line, True)
+                   for d in new_orchs if ASSIGNS.search(d.source)]
+        named = _affected({d.name: d.definition for d in new_rules.values()
+                           if isinstance(d.definition, RoutingDefinition)},
+                          {d.name: d.definition for d in new_objects.values()
+                           if isinstance(d.definition, ObjectTypeDefinition)},
+                          rules, rules_after, objects, gone)
+        if named is not None:
+            mine = {d.name for d in new_orchs} | {n for k, n in leaving if k == "orchestration"}
+            routers += [_Router(name, row.version, row.file, row.source, None, False)
+                        for name, row in sorted(orch_rows.items())
+                        if name not in mine and named.search(row.source)
+                        and ASSIGNS.search(row.source)]
+        issues: list[Issue] = []
+        for o in routers:
+            if o.data is None:
+                continue  # (a text that does not load: its own checks say so)
+            otype = _record_object(o.data)
+            if otype is not None and otype not in objects_after:
+                continue  # (an object type not deployed: said by its own checks)
+            fields_after = _fields(objects_after, otype)
+            for path, kind, used in assignments(o.data):
+                rule = (rules_after if kind == "routing" else bound_after).get(used)
+                before = (rules if kind == "routing" else bound).get(used)
+                if rule is None:
+                    if kind == "queue":
+                        continue  # (a queue without a rule of its own: assigned as it is)
+                    if o.new:
+                        known = sorted(rules_after)
+                        hint = suggest(used, known) or \
+                            f" (active routing rules: {', '.join(known) or 'none'})"
+                        issues.append(o.issue(path, (
+                            f"unknown routing rule '{used}'{hint}: a rule deployed and active, "
+                            "or deployed with it, is needed, or its step fails at start")))
+                    elif used in gone and before is not None:
+                        issues.append(o.issue(path, (
+                            f"{o.who(path)} routes its work by routing rule '{used}', which "
+                            f"this would deactivate (unknown routing rule '{used}'): "
+                            f"{fix.format(name=o.name)}")))
+                    continue
+                bad = misreads(rule, fields_after)
+                if bad and not o.new:
+                    had = {(before.name, f) for _, f in misreads(
+                        before, _fields(objects, otype))} if before is not None and (
+                        otype is None or otype in objects) else set()
+                    bad = [(p, f) for p, f in bad if (rule.name, f) not in had]
+                for rpath, name in bad:
+                    issues.append(self._misread_issue(
+                        o, path, kind, used, rule, rpath, name, otype, fix,
+                        new_rules.get(rule.name), new_objects.get(otype or ""), rule_rows))
+        return issues
+
+    def _misread_issue(self, o: _Router, path: str, kind: str, used: str,
+                       rule: RoutingDefinition, rpath: str, name: str, otype: str | None,
+                       fix: str, rule_doc: LoadedDefinition | None,
+                       object_doc: LoadedDefinition | None,
+                       rule_rows: Mapping[str, DefinitionRow]) -> Issue:
+        """A rule's ``rpath`` reading ``record.NAME``, which the record of ``o``'s step at
+        ``path`` lacks, located where the change is (see :meth:`routing_issues_txn`)."""
+        lacks = (f"record.{name}, which is not a field of {otype}" if otype is not None
+                 else f"record.{name}, and its runs have no record (its trigger names no "
+                      "object)")
+        if object_doc is not None and rule_doc is None and not o.new:
+            lacks = f"record.{name}, which {otype} would no longer have"
+        how = (f"routes its work by routing rule '{rule.name}'" if kind == "routing" else
+               f"assigns to queue '{used}', which routing rule '{rule.name}' routes "
+               "(for_queue)")
+        guard = f"guard the read with has(record.{name}) in the rule"
+        if o.new:
+            if rule_doc is not None:
+                at = f"{rule_doc.file}:{_path_line(rule_doc.source, rule_doc.line, rpath)}"
+            else:
+                row = rule_rows[rule.name]
+                at = f"{row.file}, line {_path_line(row.source, None, rpath)} of v{row.version}"
+            return o.issue(path, (
+                f"step '{step_at(o.data, path)}' {how}, whose {rpath} ({at}) reads "
+                f"{lacks}: every item of the step would fall out at start; "
+                + (f"give {otype} the field, or {guard}" if otype is not None else guard)))
+        # (what to do about the orchestration, named: "it" would read as the rule)
+        todo = fix.format(name=o.name).replace(" of it ", f" of {o.name} ")
+        said = (f"{o.who(path)} ({o.where(path)}) {how}, whose {rpath} reads "
+                f"{lacks}: every item of that step would fall out at start; {guard}, or "
+                f"{todo}")
+        if rule_doc is not None:
+            return Issue(rule_doc.file, _path_line(rule_doc.source, rule_doc.line, rpath),
+                         rpath, said)
+        if object_doc is not None:
+            return Issue(object_doc.file, _key_line(object_doc.source, object_doc.line,
+                                                    "fields"), "fields", said)
+        return o.issue(path, said)
+
     def _active_rows_txn(self, tx: Transaction, kind: str) -> dict[str, DefinitionRow]:
         """The active version of each ``kind`` as ``tx`` sees them, by name (their texts
         known to :meth:`_parse`)."""
@@ -594,7 +758,10 @@ class DefinitionRepo:
         deactivated, under an active definition whose steps call or start it and would no
         longer fit it (:meth:`dependents_issues_txn`: deactivate that one first, or deploy
         a version of it that fits), and a version of an orchestration or a fulfillment
-        naming a connection or a child orchestration not active now."""
+        naming a connection or a child orchestration not active now; and, as to routing
+        (:meth:`routing_issues_txn`), a routing rule deactivated under an active step that
+        names it, or a version of an orchestration, a rule or an object type after which a
+        step names a rule not active or is routed by one reading a field its record lacks."""
         if version is not None and (kind == "object" or kind in _READ_FIELDS):
             self._check_activation(kind, name, version)
         with self.store.write() as tx:
@@ -611,6 +778,8 @@ class DefinitionRepo:
                     raise NotFound(kind, f"{name} v{version}")
                 if kind == "routing":
                     self._check_activated_rule_txn(tx, row)
+                if kind in _ROUTED:
+                    self._check_activated_routing_txn(tx, row)
                 if kind == "object":
                     self._check_activated_records_txn(tx, row, actor)
                 # rules naming a category the classifier's latest version lacks (checked
@@ -627,9 +796,8 @@ class DefinitionRepo:
                 # the active definitions calling or starting it (under the lock: no deploy
                 # or activation of one of them comes between this check and the commit)
                 if issues := self.dependents_issues_txn(
-                        tx, (), [(kind, name)],
-                        fix="deactivate {name} first, or deploy a version of it that does "
-                            "not need it"):
+                        tx, (), [(kind, name)], fix=DEACTIVATE_FIX) \
+                        + self.routing_issues_txn(tx, (), [(kind, name)], fix=DEACTIVATE_FIX):
                     raise DefinitionError(issues)
                 tx.set_active_txn(kind, name, -1)
             if kind == "orchestration":
@@ -705,6 +873,20 @@ class DefinitionRepo:
                                           "fit the connections and orchestrations active now)")
                        for i in named if i not in fit]
         if issues:
+            raise DefinitionError(issues)
+
+    def _check_activated_routing_txn(self, tx: Transaction, row: DefinitionRow) -> None:
+        """Activating a version of an orchestration, a routing rule or an object type: how
+        the active orchestrations route their work must still hold
+        (:meth:`routing_issues_txn`: a step naming a rule not active, a rule reading a
+        field the record lacks). Under the definitions lock."""
+        kind, name, version = row.kind, row.name, row.version
+        self._sources.setdefault((kind, name, version), (row.source, row.file))
+        doc = LoadedDefinition(kind, name, self._parse(kind, name, version), row.source,
+                               row.file, _path_line(row.source, None, ""))
+        if issues := self.routing_issues_txn(
+                tx, [doc], (), fix="deploy a version of {name} that fits, or deactivate it, "
+                                   "first"):
             raise DefinitionError(issues)
 
     def _check_activated_rule_txn(self, tx: Transaction, row: DefinitionRow) -> None:
@@ -1220,6 +1402,130 @@ def _broken_by(docs: Sequence[LoadedDefinition], current: Mapping[str, ObjectTyp
                             f"{what})")
                       for i in now if i.level == "error" and i not in before)
     return issues
+
+
+class _Router:
+    """An orchestration whose steps' routing :meth:`DefinitionRepo.routing_issues_txn`
+    judges: its text, its root's line in its file (None: a stored version's text, whose
+    lines are its own) and whether it is a change (``new``). Its data is read with
+    libyaml (no lines: most are judged fine); its lines only for a problem found."""
+
+    def __init__(self, name: str, version: int | None, file: str, source: str,
+                 root: int | None, new: bool) -> None:
+        self.name, self.version, self.file, self.source = name, version, file, source
+        self.root, self.new = root, new
+
+    @functools.cached_property
+    def data(self) -> Any:
+        try:
+            return yaml.load(self.source, Loader=_fast_loader())
+        except yaml.YAMLError:
+            return None
+
+    @functools.cached_property
+    def doc(self) -> ParsedDocument | None:
+        from baton.definitions.loader import parse_text
+
+        parsed, _ = parse_text(self.source, self.file)
+        return parsed[0] if parsed else None
+
+    def line(self, path: str) -> int:
+        if self.doc is None:
+            return self.root or 1
+        line = Checker(self.doc).line(path)
+        return line if self.root is None else self.root + line - self.doc.line
+
+    def where(self, path: str) -> str:
+        """Where ``path`` is: ``file:line``, or for a stored version ``file, line N of vV``
+        (its text's lines, as ``baton definitions show`` prints it)."""
+        if self.version is None:
+            return f"{self.file}:{self.line(path)}"
+        return f"{self.file}, line {self.line(path)} of v{self.version}"
+
+    def who(self, path: str) -> str:
+        step = step_at(self.data, path)
+        return (f"orchestration '{self.name}'" + (f" v{self.version}" if self.version else "")
+                + (f" step '{step}'" if step else ""))
+
+    def issue(self, path: str, message: str) -> Issue:
+        return Issue(self.file, self.line(path), path, message)
+
+
+@functools.cache
+def _fast_loader() -> Any:
+    """The definitions' YAML loader (:class:`baton.definitions.loader._Loader`: YAML
+    1.2-like booleans, no timestamps) on libyaml when it is there: a stored text passed
+    the loader's bounds when it was deployed, and only its data is wanted."""
+    from baton.definitions.loader import _Loader
+
+    base = getattr(yaml, "CSafeLoader", None)
+    if base is None:
+        return _Loader
+
+    class _Fast(base):  # type: ignore[misc,valid-type]
+        pass
+
+    _Fast.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+    return _Fast
+
+
+def _affected(new_rules: Mapping[str, RoutingDefinition],
+              new_objects: Mapping[str, ObjectTypeDefinition],
+              rules: Mapping[str, RoutingDefinition],
+              rules_after: Mapping[str, RoutingDefinition],
+              objects: Mapping[str, ObjectTypeDefinition], gone: Collection[str]
+              ) -> re.Pattern[str] | None:
+    """What the text of an orchestration outside a change holds when the change may break
+    how its steps are routed (None: it breaks none): ``routing: NAME`` of a rule it
+    deactivates, or that reads a field it did not (or is new); ``queue: NAME`` of a queue
+    whose rule is new, newly bound to it, or reads a field it did not; ``object: NAME`` of
+    an object type that drops a field some rule reads."""
+    def reads(rule: RoutingDefinition | None) -> set[str]:
+        return set() if rule is None else {f for _, f in rule_record_reads(rule)}
+
+    names, queues, types = set(gone), set(), set()
+    for name, new in new_rules.items():
+        old = rules.get(name)
+        more = not reads(new) <= reads(old)
+        if more or old is None:
+            names.add(name)
+        if new.for_queue and (more or old is None or not old.for_queue or old.pool != new.pool):
+            queues.add(new.pool)
+    read = set().union(*(reads(r) for r in rules_after.values()))
+    for name, defn in new_objects.items():
+        kept = {f.name for f in defn.fields}
+        if name in objects and ({f.name for f in objects[name].fields} - kept) & read:
+            types.add(name)
+    parts = [rf"""\b{key}['"]?\s*:\s*['"]?{re.escape(v)}(?![\w-])"""
+             for key, values in (("routing", names), ("queue", queues), ("object", types))
+             for v in sorted(values)]
+    return re.compile("|".join(parts)) if parts else None
+
+
+def _bound(rules: Mapping[str, RoutingDefinition]) -> dict[str, RoutingDefinition]:
+    """Each queue's routing rule (``for_queue``), by the queue's name: the first by name
+    should two claim one (as :meth:`DefinitionRepo._queue_routings` picks it)."""
+    out: dict[str, RoutingDefinition] = {}
+    for name in sorted(rules):
+        if rules[name].for_queue:
+            out.setdefault(rules[name].pool, rules[name])
+    return out
+
+
+def _record_object(data: Any) -> str | None:
+    """The object type an orchestration's runs have a record of, as written (None: none)."""
+    trigger = data.get("trigger") if isinstance(data, dict) else None
+    name = trigger.get("object") if isinstance(trigger, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _fields(objects: Mapping[str, ObjectTypeDefinition], name: str | None
+            ) -> frozenset[str] | None:
+    """The fields a record of object type ``name`` has (the reserved ones too); None: no
+    record (``name`` None)."""
+    if name is None:
+        return None
+    return frozenset(f.name for f in objects[name].fields) | frozenset(RESERVED_FIELDS)
 
 
 def _target(defn: OrchestrationDefinition) -> ChildTarget:
