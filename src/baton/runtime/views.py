@@ -155,8 +155,10 @@ INCIDENT_FIELDS = ("id", "kind", "status", "orchestration", "version", "record_i
 
 
 def incident_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    """An incident as the API returns it and the CLI prints it."""
-    return {k: row.get(k) for k in INCIDENT_FIELDS}
+    """An incident as the API returns it and the CLI prints it; ``note``: why a retry
+    resolved it without evaluating it (a later write of the record superseded it), or None."""
+    superseded = (row.get("detail") or {}).get("superseded_by") or {}
+    return {**{k: row.get(k) for k in INCIDENT_FIELDS}, "note": superseded.get("note")}
 
 
 def fallout_view(run: Run, sr: StepRun) -> dict[str, Any]:

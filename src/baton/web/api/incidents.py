@@ -40,6 +40,10 @@ class Incident(BaseModel):
     resolved_at: str | None
     resolved_by: str | None
     reason: str | None
+    note: str | None = Field(None, description="why a retry resolved it without evaluating "
+                                               "it: superseded by the record's later write "
+                                               "(which evaluated the trigger, and the run it "
+                                               "started, if any)")
 
 
 @router.get("", response_model=Page[Incident], summary="Incidents, oldest first",
@@ -74,7 +78,10 @@ KEYED = (" With an `Idempotency-Key`, a retry does nothing more and answers as t
              description="A trigger's `when` is evaluated on the record as it is now, with the "
                          "definition version that failed: true starts the run and resolves the "
                          "incident, false resolves it without a run, an error keeps it open "
-                         "with the new error. An evaluation flow is queued again (resolved). "
+                         "with the new error. When a later write of the record evaluated the "
+                         "trigger since without failing, nothing is evaluated: the incident is "
+                         "resolved as superseded (`note` names the write; `run_id` is the run "
+                         "it started, if any). An evaluation flow is queued again (resolved). "
                          "409 when the incident is not open (any more)." + KEYED,
              responses={**replayable("the incident after its evaluation"),
                         **problem_responses(400, 401, 403, 404, 409, 422)})
