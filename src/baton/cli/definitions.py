@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Any
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from baton.cli import complete, render
 from baton.cli.params import listed, one_of
 from baton.definitions import KINDS
+from baton.errors import NotFound
 
 definitions_app = typer.Typer(no_args_is_help=True,
                               help="Deployed definitions: versions, the active one, schedules.")
@@ -45,7 +47,10 @@ def definitions_show(
 ) -> None:
     """A definition's versions, its schedule (next and last tick), and a version's YAML."""
     eng = _engine()
-    shown = eng.definitions.get_version(kind, name, version)  # NotFound says what to do
+    try:
+        shown = eng.definitions.get_version(kind, name, version)
+    except NotFound as exc:
+        raise _not_found(eng, exc, kind, name, version) from None
     versions = sorted(eng.definitions.list_versions(kind, name), key=lambda r: r.version)
     sch = eng.definitions.schedules().get(name) if kind == "orchestration" else None
     render.definitions_show(kind, name, shown, versions, sch, as_json=as_json)
@@ -62,7 +67,10 @@ def definitions_activate(
     triggers use it, runs in progress stay on theirs. Refused, as a deploy is, when the
     version does not fit the object types deployed now."""
     eng = _engine()
-    row = eng.definitions.set_active(kind, name, version, "cli")
+    try:
+        row = eng.definitions.set_active(kind, name, version, "cli")
+    except NotFound as exc:
+        raise _not_found(eng, exc, kind, name, version) from None
     _print_active(eng, kind, name, row.version if row is not None else None, as_json=as_json)
 
 
@@ -76,8 +84,47 @@ def definitions_deactivate(
     its schedule); runs in progress go on. `activate` brings a version back. Object types
     cannot be deactivated."""
     eng = _engine()
-    eng.definitions.set_active(kind, name, None, "cli")
+    try:
+        eng.definitions.set_active(kind, name, None, "cli")
+    except NotFound as exc:
+        raise _not_found(eng, exc, kind, name, None) from None
     _print_active(eng, kind, name, None, as_json=as_json)
+
+
+def _not_found(eng: Any, exc: NotFound, kind: str, name: str, version: int | None
+               ) -> NotFound:
+    """What to do instead, when ``name`` (or its ``version``) is not a deployed ``kind``:
+    the versions it has; the kind(s) a definition of that name is (``Case`` is an object:
+    ``--kind object``); else a close name, and ``baton definitions list``. Another
+    ``NotFound`` (of something the definition names) as it is."""
+    if exc.kind != kind or exc.key not in (name, f"{name} v{version}"):
+        return exc
+    rows = eng.definitions.list_versions()
+    flag = "" if kind == "orchestration" else f" --kind {kind}"
+    mine = sorted({r.version for r in rows if r.kind == kind and r.name == name})
+    if mine and version is not None:
+        return NotFound(kind, f"{name} v{version}", f"its versions are {_listed(mine)}: see "
+                                                    f"`baton definitions show {name}{flag}`")
+    others = sorted({r.kind for r in rows if r.name == name and r.kind != kind})
+    if len(others) == 1:
+        return NotFound(kind, name, f"'{name}' is {_article(others[0])} {others[0]}, not "
+                                    f"{_article(kind)} {kind}: add --kind {others[0]}")
+    if others:
+        return NotFound(kind, name, f"'{name}' is deployed as {', '.join(others)}: add "
+                                    "--kind with the one meant")
+    close = difflib.get_close_matches(name, sorted({r.name for r in rows if r.kind == kind}), n=1)
+    did = f"did you mean '{close[0]}'? " if close else ""
+    return NotFound(kind, name, f"{did}see `baton definitions list{flag}`")
+
+
+def _listed(versions: list[int]) -> str:
+    if len(versions) > 2 and versions == list(range(versions[0], versions[-1] + 1)):
+        return f"{versions[0]} to {versions[-1]}"
+    return ", ".join(str(v) for v in versions)
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _print_active(eng: Any, kind: str, name: str, active: int | None, *, as_json: bool) -> None:

@@ -828,17 +828,20 @@ SLA_KEYS = ("duration", "jeopardy", "calendar", "on_jeopardy", "on_overdue")
 SLA_ACTION_KEYS = ("reassign", "routing", "exclude_assignee", "flow", "notify")
 
 
-def check_policies(ck: Checker, path: str, m: Mapping[str, Any]) -> None:
-    """``timeout``, ``sla`` and ``retry`` of a step."""
+def check_policies(ck: Checker, path: str, m: Mapping[str, Any],
+                   known_flows: Collection[str] | None = None) -> None:
+    """``timeout``, ``sla`` and ``retry`` of a step. ``known_flows``: the registered flows an
+    SLA action's ``flow:`` may name (as every other flow name of a definition is checked);
+    None: not checked (a file validated alone)."""
     if "timeout" in m:
         check_duration(ck, join(path, "timeout"), m["timeout"])
     if "sla" in m:
-        _check_sla(ck, join(path, "sla"), m["sla"])
+        _check_sla(ck, join(path, "sla"), m["sla"], known_flows)
     if "retry" in m:
         _check_retry(ck, join(path, "retry"), m["retry"])
 
 
-def _check_sla(ck: Checker, path: str, value: Any) -> None:
+def _check_sla(ck: Checker, path: str, value: Any, known_flows: Collection[str] | None) -> None:
     sla = expect_mapping(ck, path, value)
     if sla is None:
         return
@@ -853,7 +856,7 @@ def _check_sla(ck: Checker, path: str, value: Any) -> None:
         expect_identifier(ck, join(path, "calendar"), sla["calendar"], "calendar name")
     for key in ("on_jeopardy", "on_overdue"):
         if key in sla:
-            _check_sla_action(ck, join(path, key), sla[key])
+            _check_sla_action(ck, join(path, key), sla[key], known_flows)
     if jeopardy == 0:  # (jeopardy and overdue at one instant: both actions run, no warning)
         ck.add(join(path, "jeopardy"),
                f"jeopardy ({sla['jeopardy']}) is the time before due at which the step is in "
@@ -866,11 +869,13 @@ def _check_sla(ck: Checker, path: str, value: Any) -> None:
         )
 
 
-def _check_sla_action(ck: Checker, path: str, value: Any) -> None:
+def _check_sla_action(ck: Checker, path: str, value: Any,
+                      known_flows: Collection[str] | None) -> None:
     """``{reassign: queue:NAME | user:NAME | group:NAME, flow: name, notify: [who, ...]}``
-    (``who``: an e-mail address, ``assignee`` or a name of ``BATON_NOTIFY_ADDRESSES``), or
-    ``routing: RULE`` instead of ``reassign`` (the item is routed again with that rule;
-    ``exclude_assignee: true`` keeps its assignee out)."""
+    (``who``: an e-mail address, ``assignee`` or a name of ``BATON_NOTIFY_ADDRESSES``; the
+    escalation flow one of ``known_flows``), or ``routing: RULE`` instead of ``reassign``
+    (the item is routed again with that rule; ``exclude_assignee: true`` keeps its assignee
+    out)."""
     action = expect_mapping(ck, path, value)
     if action is None:
         return
@@ -889,7 +894,7 @@ def _check_sla_action(ck: Checker, path: str, value: Any) -> None:
         if to is not None and (kind not in ("user", "group", "queue") or not name):
             ck.add(join(path, "reassign"), f"expected user:NAME, group:NAME or queue:NAME, got '{to}'")
     if "flow" in action:
-        expect_str(ck, join(path, "flow"), action["flow"])
+        check_flow(ck, join(path, "flow"), action["flow"], known_flows)
     if "notify" in action:
         who = action["notify"]
         if not isinstance(who, (str, list)) or (

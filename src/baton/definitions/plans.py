@@ -320,7 +320,7 @@ def check_fulfillment(ck: Checker, data: dict[str, Any], scope: Scope,
         m = expect_mapping(ck, path, pol)
         if m is not None:
             check_keys(ck, path, m, DEFAULT_KEYS)
-            check_policies(ck, path, m)  # (the steps' own sla/retry/timeout rules)
+            check_policies(ck, path, m, scope.known_flows)  # (the steps' own sla/retry/timeout rules)
             if "timeout" in m and st is not None and "timeout" not in st.keys:
                 ck.add(join(path, "timeout"), f"timeout does not apply to {stype} steps "
                        "(only to background, callout and mcp steps; a person's step is "

@@ -948,7 +948,7 @@ def _check_step(ck: Checker, path: str, step: Any, scope: Scope) -> None:
         ck.add(join(path, "on_failure"), unknown("on_failure", m["on_failure"], ON_FAILURE))
     if "run_as" in m:
         check_value(ck, join(path, "run_as"), m["run_as"], scope)
-    check_policies(ck, path, m)
+    check_policies(ck, path, m, scope.known_flows)
 
 
 def _check_step_type(ck: Checker, path: str, m: dict[str, Any], st: StepType,

@@ -238,10 +238,7 @@ class RunDriver:
             event = FalloutAction(step, action, actor, reason, output)
             decision = self.decide_and_apply_txn(tx, defn, run, event, now_dt, record)
             if decision.stale:
-                sr = run.steps.get(step)
-                status = sr.status.value if sr else "not started"
-                raise TransitionConflict(f"step {step!r} of run {run_id} is {status}, not in fallout "
-                                         f"(or the run is {run.status.value})")
+                raise TransitionConflict(_not_in_fallout(run, step, action))
             if action == "retry" and found[1].options.get("wait") == "callback":
                 # The request is sent again; the other system's next callback (to the same
                 # URL: the step iteration's) is taken, not refused as already received.
@@ -373,6 +370,25 @@ def _json_number(value: object) -> float:
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+_DONE = {"retry": "retried", "complete": "completed", "skip": "skipped"}
+
+
+def _not_in_fallout(run: Run, step: str, action: str) -> str:
+    """Why an operator's fallout action was refused, saying the state of the step and of
+    its run (``step 'dead' of run R is skipped, not in fallout: only a step in fallout can
+    be skipped; the run is in progress``)."""
+    sr = run.steps.get(step)
+    done = _DONE.get(action, action)
+    run_is = f"the run is {run.status.value.replace('_', ' ')}"
+    if sr is not None and sr.status is STEP_FALLOUT:  # (so the run is not in progress)
+        return (f"step {step!r} of run {run.id} is in fallout, but {run_is}: only a step of a "
+                f"run in progress can be {done}")
+    state = "has not started" if sr is None else \
+        f"is {sr.status.value.replace('_', ' ')} (iteration {sr.iteration})"
+    return (f"step {step!r} of run {run.id} {state}, not in fallout: only a step in fallout can "
+            f"be {done}; {run_is}")
 
 
 def _check_output(spec: Any, output: object, step: str) -> dict[str, Any]:

@@ -52,7 +52,7 @@ from baton.definitions.checks import (
 )
 from baton.definitions.model import StepDefinition
 from baton.errors import BatonError, ExpressionError, NotFound, StepFailure
-from baton.expressions import evaluate, is_expression
+from baton.expressions import Missing, evaluate, is_expression
 from baton.steps.base import JobStepType, StepOutput, StepWork
 
 TASKS = ("classify", "extract", "match")
@@ -128,6 +128,8 @@ class Ai(JobStepType):
         try:
             text = evaluate(step.options["text"], scope) if is_expression(
                 step.options["text"]) else step.options["text"]
+        except Missing:  # a value not there yet is null, as in a step's input: (no text)
+            text = None
         except ExpressionError as exc:
             raise StepFailure(f"text: {exc.reason}", retryable=False) from exc
         if text is None:

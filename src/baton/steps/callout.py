@@ -79,7 +79,7 @@ from baton.engine.policy import RetryPolicy, duration
 from baton.engine.state import Run, StepRun
 from baton.engine.status import STEP_RUNNING
 from baton.errors import ExpressionError, StepFailure
-from baton.expressions import evaluate, is_expression
+from baton.expressions import Missing, evaluate, is_expression
 from baton.records.fields import typed_values
 from baton.rows import CALL_EVENT
 from baton.steps.base import (
@@ -291,7 +291,7 @@ class Callout(JobStepType):
             try:
                 request = build_request(opts, data, step_key(work))
             except ExpressionError as exc:
-                raise StepFailure(f"{exc.source}: {exc.reason}", retryable=False) from None
+                raise StepFailure(request_error(exc), retryable=False) from None
             if "callback" in data:  # whoever reads the audit must not be able to call back
                 request = replace(request, hide=(data["callback"]["token"],))
             future = services.http.submit(conn, request)
@@ -495,16 +495,97 @@ class _StepsSeen(StepSnapshot[dict[str, Any]]):
         return view
 
 
+class RequestExpressionError(ExpressionError):
+    """An expression of a callout's request that could not be evaluated; ``where``: the
+    part of the request it is in (``method``, ``path``, ``query.n``, ``headers.X-Trace``,
+    ``body.items[0].sku``)."""
+
+    def __init__(self, where: str, exc: ExpressionError, reason: str | None = None) -> None:
+        super().__init__(exc.source, exc.reason if reason is None else reason, exc.position)
+        self.where = where
+
+
+def request_error(exc: ExpressionError) -> str:
+    """A step failure's message for an expression of the request: the part it is in, the
+    expression, the reason (``query.n: input.n + 1: no matching overload...``)."""
+    where = getattr(exc, "where", "")
+    return f"{where}: {exc.source}: {exc.reason}" if where else f"{exc.source}: {exc.reason}"
+
+
+def _at(where: str, exc: ExpressionError) -> RequestExpressionError:
+    """``exc`` (raised in ``where``, a part of the request) named by its whole place: an
+    error raised further in (``.sku``) keeps its own place after ``where``."""
+    return RequestExpressionError(where + getattr(exc, "where", ""), exc)
+
+
+# Said of a request's method or path that reads a value not there yet: unlike a query
+# parameter, a header or a body field, they cannot leave it out (a request to another URL
+# than the one written, or with another method, would act on something else).
+_NEEDED = "it reads a value that is not there yet, and the request's {part} cannot do without it"
+
+
 def build_request(opts: Mapping[str, Any], data: Mapping[str, Any], key: str) -> HttpRequest:
-    """The request a step's options give over ``data`` (raises ExpressionError)."""
-    method = str(_resolve(opts.get("method", "GET"), data)).upper()
+    """The request a step's options give over ``data``. As a step's ``input:``, an
+    expression that reads a value not there yet (an optional input not given, a step's
+    output before it completed) gives null: a query parameter or a header that is null is
+    left out, a body field is sent as null (a whole body as none); the method and the path
+    cannot be, and fail. Raises :class:`RequestExpressionError` (naming the part of the
+    request) for that and for any other error."""
+    method = str(_needed(opts.get("method", "GET"), data, "method")).upper()
     if method not in METHODS:
-        raise ExpressionError(str(opts.get("method")), f"{method!r} is not an HTTP method")
-    path = _resolve(opts.get("path", ""), data)
-    query = _pairs(opts.get("query"), data)
-    headers = _pairs(opts.get("headers"), data)
-    body = _resolve_deep(opts["body"], data) if "body" in opts else None
+        raise RequestExpressionError("method", ExpressionError(
+            str(opts.get("method")), f"{method!r} is not an HTTP method"))
+    path = _needed(opts.get("path", ""), data, "path")
+    query = _pairs(opts.get("query"), data, "query")
+    headers = _pairs(opts.get("headers"), data, "headers")
+    try:
+        body = _request_value(opts["body"], data) if "body" in opts else None
+    except ExpressionError as exc:
+        raise _at("body", exc) from None
     return HttpRequest(method, "" if path is None else str(path), key, query, headers, body)
+
+
+def _needed(value: Any, data: Mapping[str, Any], part: str) -> Any:
+    """The method or the path: a value not there yet is an error, as any other."""
+    if not is_expression(value):
+        return value
+    try:
+        return evaluate(value, data)
+    except Missing as exc:
+        raise RequestExpressionError(part, exc, f"{exc.reason} ({_NEEDED.format(part=part)})"
+                                     ) from None
+    except ExpressionError as exc:
+        raise _at(part, exc) from None
+
+
+def _request_value(value: Any, data: Mapping[str, Any]) -> Any:
+    """A literal of the request with its ``=expressions`` evaluated, nested ones too; an
+    expression reading a value not there yet gives None. An error raised within is named
+    by its place in ``value`` (``.items[0].sku``)."""
+    if isinstance(value, str):
+        if not is_expression(value):
+            return value
+        try:
+            return evaluate(value, data)
+        except Missing:
+            return None
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            try:
+                out[k] = _request_value(v, data)
+            except ExpressionError as exc:
+                raise _at(f".{k}", exc) from None
+        return out
+    if isinstance(value, list):
+        items = []
+        for i, v in enumerate(value):
+            try:
+                items.append(_request_value(v, data))
+            except ExpressionError as exc:
+                raise _at(f"[{i}]", exc) from None
+        return items
+    return value
 
 
 def map_output(step: StepDefinition, scope: Mapping[str, Any], response: Mapping[str, Any],
@@ -572,15 +653,37 @@ def _resolve_deep(value: Any, data: Mapping[str, Any]) -> Any:
     return _resolve(value, data)
 
 
-def _pairs(spec: Any, data: Mapping[str, Any]) -> dict[str, str]:
+def _pairs(spec: Any, data: Mapping[str, Any], part: str) -> dict[str, str]:
+    """``query`` or ``headers``: a mapping of literals and ``=expressions``, or one
+    ``=expression`` giving a map (its values taken as they are: never evaluated in turn).
+    A null value, or one not there yet, leaves its parameter or header out; a whole map
+    not there yet, all of them."""
     if spec is None:
         return {}
-    value = _resolve(spec, data)
+    computed = is_expression(spec)
+    if computed:
+        try:
+            value = evaluate(spec, data)
+        except Missing:
+            return {}
+        except ExpressionError as exc:
+            raise _at(part, exc) from None
+        if value is None:
+            return {}
+    else:
+        value = spec
     if not isinstance(value, Mapping):
-        raise ExpressionError(str(spec), f"expected a map, got {describe(value)}")
+        raise RequestExpressionError(part, ExpressionError(
+            str(spec), f"expected a map, got {describe(value)}"))
     out = {}
     for k, v in value.items():
-        v = _resolve(v, data)
+        if not computed and is_expression(v):
+            try:
+                v = evaluate(v, data)
+            except Missing:
+                continue
+            except ExpressionError as exc:
+                raise _at(f"{part}.{k}", exc) from None
         if v is None:
             continue  # an absent value leaves the parameter or header out
         out[str(k)] = ("true" if v else "false") if isinstance(v, bool) else str(v)

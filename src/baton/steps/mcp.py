@@ -64,7 +64,7 @@ from baton.definitions.checks import (
 )
 from baton.definitions.connection import check_size
 from baton.errors import ExpressionError, StepFailure
-from baton.expressions import evaluate, evaluate_condition, is_expression
+from baton.expressions import Missing, evaluate, evaluate_condition, is_expression
 from baton.steps.base import JobStepType, StepOutput, StepWork
 from baton.steps.callout import CARRIED_KEY, nothing_to_undo_event, nothing_yet, step_key
 
@@ -143,7 +143,7 @@ class Mcp(JobStepType):
         conn_name, tool = str(opts["connection"]), str(opts["tool"])
         data = _expression_data(work)
         try:
-            arguments = _resolve(opts.get("arguments") or {}, data, "arguments")
+            arguments = _arguments(opts.get("arguments") or {}, data)
         except ExpressionError as exc:
             raise StepFailure(f"{exc.source}: {exc.reason}", retryable=False) from None
         key = step_key(work)
@@ -300,16 +300,39 @@ def _expression_data(work: StepWork) -> dict[str, Any]:
             "input": inputs, "steps": steps}
 
 
-def _resolve(value: Any, data: Mapping[str, Any], path: str) -> Any:
+def _arguments(spec: Any, data: Mapping[str, Any]) -> Any:
+    """The tool's arguments. As a step's ``input:`` (and a callout's request), an
+    expression reading a value not there yet (an optional input not given) gives null: an
+    argument that is null that way is left out (a tool's schema seldom takes null for an
+    optional argument), a value nested in one is null."""
+    if isinstance(spec, Mapping):
+        out = {str(k): _resolve(v, data, f"arguments.{k}", missing=True)
+               for k, v in spec.items()}
+        return {k: v for k, v in out.items() if v is not _NOT_THERE}
+    value = _resolve(spec, data, "arguments", missing=True)
+    return {} if value is _NOT_THERE else value
+
+
+_NOT_THERE: Any = object()  # an argument whose expression read a value not there yet
+
+
+def _resolve(value: Any, data: Mapping[str, Any], path: str, *, missing: bool = False,
+             top: bool = True) -> Any:
+    """``value`` with its ``=expressions`` evaluated; ``missing``: one reading a value not
+    there yet gives None (:data:`_NOT_THERE` for ``value`` itself, when ``top``)."""
     if isinstance(value, str) and is_expression(value):
         try:
             return evaluate(value, data)
         except ExpressionError as exc:
+            if missing and isinstance(exc, Missing):
+                return _NOT_THERE if top else None
             raise ExpressionError(path, f"{exc.reason} (in {value})") from None
     if isinstance(value, Mapping):
-        return {str(k): _resolve(v, data, f"{path}.{k}") for k, v in value.items()}
+        return {str(k): _resolve(v, data, f"{path}.{k}", missing=missing, top=False)
+                for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_resolve(v, data, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_resolve(v, data, f"{path}[{i}]", missing=missing, top=False)
+                for i, v in enumerate(value)]
     return value
 
 
