@@ -260,3 +260,11 @@ def test_a_delegate_who_may_not_work_items_is_refused(dq: Api) -> None:
         dq.engine.directory.update_user("ann", delegate="dee")
     assert_problem(dq.patch("root", "/api/users/ann", {"delegate": "dee"}), 422, "delegate")
     assert dq.get("ann", "/api/me").json()["delegate"] is None  # nothing was changed
+
+
+def test_a_deactivated_delegate_is_refused(dq: Api) -> None:
+    dq.engine.directory.update_user("cyd", active=False)
+    with pytest.raises(ValidationError, match="'cyd' is deactivated"):
+        dq.engine.directory.update_user("ann", delegate="cyd")
+    assert_problem(dq.patch("root", "/api/users/ann", {"delegate": "cyd"}), 422, "delegate")
+    assert dq.get("ann", "/api/me").json()["delegate"] is None

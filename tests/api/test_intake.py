@@ -109,6 +109,15 @@ def test_a_json_form_and_its_reply(intake_api: Api) -> None:
     messages = api.get("opal", f"/api/records/{first['record_id']}/messages").json()["items"]
     assert [m["outcome"] for m in messages] == ["created", "threaded"]
     assert messages[0]["via"] == "api" and messages[0]["attachments"][0]["filename"] == "log.txt"
+    # an id as a header has it, between < >, is the same id
+    again = api.post("opal", "/api/intake/dealers", {
+        "subject": "Re: Brake noise", "sender": "bo@dealer-two.example",
+        "body": "Thanks.", "in_reply_to": "<form-1@dealer-two.example>"})
+    assert again.status_code == 200, again.text
+    assert (again.json()["outcome"], again.json()["record_id"]) == ("threaded", first["record_id"])
+    for bad in ("<form-1@dealer-two.example", "form-1@dealer-two.example>", "<>", "<<a@b>>"):
+        assert_problem(api.post("opal", "/api/intake/dealers", {
+            "sender": "c@d.example", "body": "x", "in_reply_to": bad}), 422, "body.in_reply_to")
     assert first["notes"] == messages[0]["notes"] == messages[1]["notes"] == []  # (none made)
     # Two forms without a message_id are two messages (each gets a new id).
     a = api.post("opal", "/api/intake/dealers", {"sender": "c@d.example", "body": "x"}).json()

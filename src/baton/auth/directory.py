@@ -496,6 +496,9 @@ class Directory:
             row = tx.user_row_txn(delegate)
             if row is None:
                 problems["delegate"] = f"no user {delegate!r} (see `baton users list`)"
+            elif not row["active"]:
+                problems["delegate"] = (f"user {delegate!r} is deactivated, so they could not "
+                                        "act on the approvals: choose an active user")
             elif Permission.WORK not in permissions(row["roles"] or ()):
                 problems["delegate"] = (
                     f"user {delegate!r} ({', '.join(sorted(row['roles'] or ())) or 'no role'}) "

@@ -122,7 +122,9 @@ class IntakeService:
     def mailbox_for(self, recipients: Sequence[str], name: str | None = None
                     ) -> MailboxDefinition:
         """The mailbox named ``name``, else the one whose addresses include a recipient,
-        else the only mailbox there is."""
+        else the only mailbox there is if it lists no addresses (as :meth:`accepts`: a
+        mailbox that lists its addresses takes mail for those only, whichever way it comes;
+        ``name`` is how a message for another address is put in it)."""
         boxes = self.definitions.mailboxes()
         if name is not None:
             if name not in boxes:
@@ -133,13 +135,17 @@ class IntakeService:
         for box in sorted(boxes.values(), key=lambda b: b.name):
             if any(a in box.addresses for a in wanted):
                 return box
-        if len(boxes) == 1:
+        if len(boxes) == 1 and not next(iter(boxes.values())).addresses:
             return next(iter(boxes.values()))
         if not boxes:
             raise NotFound("mailbox", "for this message",
                            "deploy a kind: mailbox definition to receive e-mail")
+        listed = "; ".join(f"{b.name}: {', '.join(b.addresses) or 'any address'}"
+                           for b in sorted(boxes.values(), key=lambda b: b.name))
         raise NotFound("mailbox", f"for {', '.join(wanted) or 'no recipient'}",
-                       f"no mailbox lists these addresses (mailboxes: {', '.join(sorted(boxes))})")
+                       f"no mailbox lists these addresses ({listed}); name the mailbox to "
+                       "put it in one all the same (`baton intake eml --mailbox NAME`, the "
+                       "API's `mailbox`)")
 
     def accepts(self, recipient: str) -> bool:
         """Would a message to ``recipient`` find a mailbox (the SMTP listener's RCPT check)?"""

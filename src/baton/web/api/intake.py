@@ -82,9 +82,11 @@ class FormAttachment(BaseModel):
     content_base64: str = Field(description="the file's bytes, base64")
 
 
-# An id between < >: no spaces, no control characters nor what Python's e-mail headers take
-# for line breaks (U+001C-U+001F, U+0085, U+2028/9, which a schema's \s does not cover).
-MESSAGE_ID = r"^[^<>\s\x00-\x1f\x7f\x85\u2028\u2029]+$"
+# An id, with or without the < > it has in a header: no spaces, no control characters nor
+# what Python's e-mail headers take for line breaks (U+001C-U+001F, U+0085, U+2028/9, which
+# a schema's \s does not cover).
+_ID = r"[^<>\s\x00-\x1f\x7f\x85\u2028\u2029]+"
+MESSAGE_ID = rf"^(?:{_ID}|<{_ID}>)$"
 
 
 class IntakeForm(RequestBody):
@@ -99,11 +101,14 @@ class IntakeForm(RequestBody):
                         description="the sender's e-mail address (ASCII)")
     sender_name: str = Field(default="", max_length=200)
     message_id: str | None = Field(default=None, max_length=500, pattern=MESSAGE_ID,
-                                   description="your id for the message (without < >): sent "
-                                               "twice, it is taken once; default: a new one")
+                                   description="your id for the message (with or without "
+                                               "the < > of its header): sent twice, it is "
+                                               "taken once; default: a new one")
     in_reply_to: str | None = Field(default=None, max_length=500, pattern=MESSAGE_ID,
-                                    description="the message_id this answers: it goes on that "
-                                                "message's record instead of making a case")
+                                    description="the message_id this answers (with or "
+                                                "without < >, as in an In-Reply-To header): "
+                                                "it goes on that message's record instead of "
+                                                "making a case")
     attachments: list[FormAttachment] = Field(default_factory=list, max_length=50)
 
 
@@ -380,6 +385,8 @@ def _build(form: IntakeForm, new_id: str, date: str) -> bytes:
             value = f"{new_id}@intake.baton"
         if not value:
             continue
+        if value.startswith("<"):  # (as a header has it: the pattern checked it ends in >)
+            value = value[1:-1]
         try:
             msg[header] = f"<{value}>"
         except (ValueError, email.errors.HeaderParseError) as exc:  # (the pattern says why)
