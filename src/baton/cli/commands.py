@@ -177,11 +177,23 @@ def init(folder: Annotated[Path, typer.Argument(help="Folder to create (new, or 
       baton init myproject && cd myproject && baton deploy
     """
     template = Path(__file__).resolve().parent.parent / "templates" / "project"
-    if folder.exists() and not folder.is_dir():
-        fail(f"{folder} exists and is not a folder")
-    if folder.exists() and any(folder.iterdir()):
-        fail(f"{folder} exists and is not empty")
-    shutil.copytree(template, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    try:
+        existed = folder.exists()
+        if existed and not folder.is_dir():
+            fail(f"{folder} exists and is not a folder")
+        if existed and any(folder.iterdir()):
+            fail(f"{folder} exists and is not empty")
+    except OSError as exc:  # (a folder that cannot be read, a parent that is a file)
+        fail(f"cannot create {folder}: {exc.strerror or exc}")
+    try:
+        shutil.copytree(template, folder, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    except OSError as exc:  # (no permission, a read-only or special file system, disk full)
+        _undo_init(folder, existed)
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, shutil.Error):  # (several files failed: the first one's reason)
+            reason = str(exc.args[0][0][2]) if exc.args and exc.args[0] else str(exc)
+        fail(f"cannot create {folder}: {reason}")
     if as_json:
         print_json({"project": str(folder.resolve()),
                     "files": sorted(p.relative_to(folder).as_posix()
@@ -190,6 +202,23 @@ def init(folder: Annotated[Path, typer.Argument(help="Folder to create (new, or 
     console.print(f"Created project in [bold]{folder}[/bold]. Next:\n"
                   f"  cd {folder} && baton deploy && baton records create Ticket --data "
                   "'{\"subject\": \"Printer on fire\"}' && baton worker --until-idle && baton work list")
+
+
+def _undo_init(folder: Path, existed: bool) -> None:
+    """Remove what a failed ``baton init`` copied: the folder it made, or (an empty folder
+    given) what it put in it. Nothing else was there to lose."""
+    if not existed:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return
+    for child in children:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _paths(path: Path | None) -> list[Path]:
@@ -423,8 +452,10 @@ def worker(
     """Run the workers: background steps, condition checks, re-evaluation (and poll the
     mailboxes with an imap: source).
 
-    Until stopped (SIGTERM or Ctrl-C: each worker finishes the job in hand and releases the
-    rest), or with --until-idle until nothing is ready.
+    Until stopped (SIGTERM or Ctrl-C: each worker finishes the job in hand, commits it and
+    releases the rest; after Ctrl-C the exit status is 130, and a second Ctrl-C stops at once),
+    or with --until-idle until nothing is ready. Workers run the flow code they imported at
+    start: restart them after changing a flow module (they log a warning when one changed).
 
     Examples:
       baton worker --until-idle
@@ -433,7 +464,7 @@ def worker(
     from baton.runtime.worker import run_workers
 
     as_log = _configure_logs(log_format)
-    eng = state.engine(flows=True, migrate=not no_migrate)
+    eng = _engine_watching_flows(migrate=not no_migrate)
     if no_migrate:
         require_migrated(eng, state.database_url())
     if metrics_port is not None:
@@ -443,13 +474,30 @@ def worker(
 
         start_http_server(metrics_port, addr=metrics_host, registry=process_registry())
     workers: list[Any] = []
-
-    def stop(*_: Any) -> None:  # SIGTERM: finish the job in hand, release the rest, exit
-        for w in workers:
-            w.stop()
-
-    signal.signal(signal.SIGTERM, stop)
     import threading
+
+    # SIGTERM and Ctrl-C (SIGINT) ask every worker to finish the job in hand and release
+    # the rest. The handler only notes it (no I/O in a handler); the loop below tells it
+    # and stops the workers, again for any that starts after (a worker clears its stop as
+    # it starts). The main thread waits on an Event, never in Thread.join: a
+    # KeyboardInterrupt raised inside join() marks a running thread as stopped (CPython
+    # 3.11's _wait_for_tstate_lock), and the process then exited with the flow in hand
+    # abandoned and run again later. A second Ctrl-C stops at once (told so).
+    asked: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in asked:
+            _force_stop()
+        asked.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # (ignored: left ignored, as
+        signal.signal(signal.SIGINT, on_signal)  # a background job of a shell starts)
+
+    def stop() -> None:
+        for w in workers:
+            if not w.stopping.is_set():
+                w.stop()
 
     polling = None if no_imap or until_idle else _imap_polling(eng)
     # An error that ends a worker thread ends the command, told as any other (a database
@@ -465,43 +513,92 @@ def worker(
         raised.append(args.exc_value)
         stop()
 
+    finished = threading.Event()
+
     def run() -> None:
         try:
             run_workers(eng, concurrency, until_idle=until_idle, batch=batch,
                         heartbeat_timeout=heartbeat_timeout, _created=workers)
         except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
             raised.append(exc)
+        finally:
+            finished.set()
 
     previous_hook, threading.excepthook = threading.excepthook, record
     runner = threading.Thread(target=run, daemon=True)
     runner.start()
+    told = False
     # A person watching `--until-idle` work through many jobs sees how far it is; the
     # total is not known ahead (each job may enqueue more), so the bar counts up.
     with progress("worker: jobs done", None,
                   enabled=until_idle and not as_log and show_progress(as_json)) as advance:
         shown = 0
-        try:
-            while runner.is_alive():
-                runner.join(0.2)
-                done = sum(w.stats.jobs for w in workers)
-                advance(done - shown)
-                shown = done
-        except KeyboardInterrupt:
-            stop()
-            runner.join()
+        while not finished.wait(0.2):
+            if asked:
+                if not told:
+                    told = True
+                    _say_stopping(as_log, signal.SIGINT in asked)
+                stop()
+            done = sum(w.stats.jobs for w in workers)
+            advance(done - shown)
+            shown = done
+    runner.join()  # (it has ended: run() set `finished` last)
     threading.excepthook = previous_hook
     if polling is not None:
         polling.stop()
     if raised:
         raise raised[0]
+    # (every worker has ended: its totals count what it committed)
     jobs = sum(w.stats.jobs for w in workers)
     done = sum(w.stats.steps_completed for w in workers)
     failed = sum(w.stats.steps_failed for w in workers)
     if as_json:
         print_json({"workers": len(workers), "jobs": jobs, "steps_completed": done,
                     "steps_failed": failed})
-        return
-    _say(as_log, f"{len(workers)} worker(s): {jobs} jobs, {done} steps completed, {failed} failed")
+    else:
+        _say(as_log, f"{len(workers)} worker(s): {jobs} jobs, {done} steps completed, "
+                     f"{failed} failed")
+    if signal.SIGINT in asked:  # Ctrl-C: stopped as asked, but not done (as any command)
+        raise typer.Exit(130)
+
+
+def _say_stopping(as_log: bool, ctrl_c: bool) -> None:
+    """What a worker asked to stop says on stderr (JSON logs: a log line)."""
+    text = "stopping after the job in hand; the others are released"
+    if ctrl_c:
+        text += " (Ctrl-C again to stop at once: the job in hand then runs again later)"
+    if as_log:
+        import logging
+
+        logging.getLogger("baton.cli").warning(text)
+    else:
+        err_console.print(text, highlight=False, markup=False)
+
+
+def _force_stop() -> NoReturn:
+    """A second Ctrl-C on ``baton worker``: exit now (status 130), from the signal handler.
+    Nothing half-done is committed (each batch commits in one transaction); the jobs in hand
+    go back to the queue when the workers' heartbeat times out (--heartbeat-timeout), and
+    run again then. (os.write and os._exit: nothing that takes a lock the interrupted main
+    thread may hold.)"""
+    import os
+
+    os.write(2, b"\nstopped at once: the jobs in hand run again after the heartbeat timeout\n")
+    os._exit(130)
+
+
+def _engine_watching_flows(*, migrate: bool) -> Any:
+    """The engine of a process that runs workers (``worker``, ``serve``), its project's flow
+    modules imported, their files noted just before: a flow module changed since is told
+    once in the log (the workers keep running the code they imported), and a step whose
+    flow was added since says so (``baton.steps.background.FlowFiles``)."""
+    from baton.steps.background import watch_flow_files
+
+    project = state.project()
+    files = watch_flow_files(project.root, project.flows)
+    eng = state.engine(flows=True, migrate=migrate)
+    files.add_imported()
+    return eng
 
 
 NoImapOpt = Annotated[bool, typer.Option(
@@ -556,7 +653,7 @@ def serve(
            or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}").rstrip("/")
     state.configure(smtp=dataclasses.replace(smtp, base_url=url),  # links in e-mails
                     public_url=state.settings().public_url or url)  # callback URLs
-    eng = state.engine(flows=True, migrate=not no_migrate)
+    eng = _engine_watching_flows(migrate=not no_migrate)
     with opening(state.database_url()):  # (with --no-migrate, the first connection)
         if no_migrate:
             require_migrated(eng, state.database_url())
@@ -603,20 +700,25 @@ def serve(
         if not stop.requested:
             stop.server.run()
     finally:
-        if stop.requested:
-            import logging
+        import logging
 
+        stop.cleaning = True  # (a signal from now on stops at once)
+        if stop.requested and workers:
             logging.getLogger("baton.cli").info(
-                "stopping: the workers finish the job in hand and release the rest")
+                "stopping: the workers finish the job in hand and release the rest "
+                "(Ctrl-C again to stop at once: the jobs in hand then run again later)")
         if listener is not None:
             listener.stop()
         if polling is not None:
             polling.stop()
         for w in workers:  # finish the job in hand, release the rest (Worker.run's finally)
             w.stop()
-        for t in threads:
-            if t.is_alive():
-                t.join(timeout=30)
+        for t in threads:  # (join with a timeout: the handler raises nothing into it)
+            while t.is_alive() and not stop.forced:
+                t.join(0.2)
+        if stop.forced and any(t.is_alive() for t in threads):
+            logging.getLogger("baton.cli").warning(
+                "stopped at once: the jobs in hand run again after the heartbeat timeout")
         pool.close()
         stop.restore()
 
@@ -640,7 +742,9 @@ class _StopOnSignal:
     killed the process (status 143) before ``serve``'s cleanup ran: its workers' claimed
     jobs and worker rows stayed behind until another worker's heartbeat timeout. Here the
     signal only asks for the stop; a signal before uvicorn serves stops it as soon as it
-    starts (or before), and one during the cleanup is ignored (the cleanup is bounded)."""
+    starts (or before). The cleanup waits for the workers to finish the job in hand, however
+    long it takes; a signal during it (Ctrl-C again) stops at once: the jobs in hand go back
+    to the queue when the workers' heartbeat times out."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -648,12 +752,16 @@ class _StopOnSignal:
         import threading
 
         self.requested = False
+        self.cleaning = False  # serve's cleanup has begun
+        self.forced = False  # a signal came during it: stop waiting for the workers
         self.server: Any = None  # the uvicorn.Server, once made
         # (Only the main thread may set handlers; uvicorn then leaves signals alone too.)
         main = threading.current_thread() is threading.main_thread()
         self._previous = {sig: signal.signal(sig, self) for sig in self.SIGNALS} if main else {}
 
     def __call__(self, signum: int, frame: Any) -> None:
+        if self.cleaning:
+            self.forced = True
         self.requested = True
         if self.server is not None:
             self.server.should_exit = True  # (uvicorn starting: it stops once started)
@@ -861,13 +969,18 @@ def _incident(action: str, incident_id: str, reason: str, as_json: bool) -> None
         return
     started = f"; run {inc['run_id']} started" if action == "retry" and inc["kind"] == \
         "trigger_failed" and inc["run_id"] else ""
+    if inc.get("note"):  # (superseded by a later write: the run, if any, is not the retry's)
+        started = f": {inc['note']}"
     error = f" ({inc['error']})" if inc["status"] == "open" else ""
     console.print(f"{incident_id}: {action} done; {styled(inc['status'])}{started}{error}")
 
 
 @incidents_app.command("retry")
 def incidents_retry(incident_id: IncidentIdArg, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
-    """Evaluate again, now: a trigger that holds starts its run; an error keeps it open."""
+    """Evaluate again, now: a trigger that holds starts its run; an error keeps it open.
+
+    A trigger that a later write of the record evaluated since (starting its run, or not)
+    is not evaluated again: the incident is resolved as superseded by that write."""
     _incident("retry", incident_id, reason, as_json)
 
 

@@ -19,13 +19,17 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
+from decimal import Decimal
+from enum import Enum
 from typing import Any, cast
+from uuid import UUID
 
 import orjson
 from sqlalchemy.exc import DBAPIError
 
-from baton import logs
+from baton import decimals, logs
 from baton.ai.trained import TrainedSets
 from baton.clock import iso, parse_iso
 from baton.definitions.model import (
@@ -56,7 +60,8 @@ from baton.runtime.engine import Engine, record_view
 from baton.runtime.flowpool import FlowPool
 from baton.runtime.reader import StoreRecords
 from baton.runtime.runs import count_committed, moved_txn
-from baton.steps import registry
+from baton.steps import background, registry
+from baton.steps.background import FlowNotHere, missing_flow_message
 from baton.steps.base import StepOutput, StepServices, StepType, StepTypeBase, StepWork
 from baton.steps.callout import waiting as callout_waits_step
 from baton.steps.flowrun import FlowRaised, run_flow
@@ -76,6 +81,12 @@ MAX_CONFLICT_ATTEMPTS = 5
 MAX_REFUSED_ATTEMPTS = MAX_CONFLICT_ATTEMPTS
 REFUSED_BACKOFF_MAX = 300.0
 REFUSED_PARKED = timedelta(hours=1)  # when even the failure cannot be written: tried again then
+# A step whose flow this worker does not have (added since it started): its job is handed
+# back this many claims in all, after waits of 5, 10, 20 ... s (at most the max: ~15 min in
+# all), for a worker that has it (this one, restarted); then the step fails (its retry
+# policy applies: the failure is retryable).
+FLOW_MISSING_CLAIMS = 9
+FLOW_MISSING_WAIT_MAX = 300.0
 CHAIN_LIMIT = 256  # step jobs a batch may run beyond its claimed jobs (loops end)
 CHAIN_SECONDS = 0.2  # and only while its plan is younger than this
 _NOT_YET = (float("-inf"), "")  # Worker._last_ran_at before a batch's first flow
@@ -316,6 +327,12 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         while not self.stopping.wait(self.heartbeat_interval):
+            watched = background.FLOW_FILES  # (a flow module changed since: told once)
+            if watched is not None:
+                try:
+                    watched.check()
+                except Exception:  # (never the heartbeat's end: a bug, with its traceback)
+                    log.warning("checking the flow modules failed", exc_info=True)
             try:
                 if not self.store.heartbeat(self.id, iso(self.engine.clock.now())) \
                         and not self.stopping.is_set():  # (not unregistered just now)
@@ -548,6 +565,9 @@ class Worker:
                 updates = dict(out.record_updates)
                 audit = out.audit
             except Exception as exc:  # noqa: BLE001 - a failing step fails its step, never the worker
+                if isinstance(exc, FlowNotHere) and job.id is not None \
+                        and job.attempts < FLOW_MISSING_CLAIMS:
+                    return self._flow_not_here(job, exc)
                 event = StepFailed(step, iteration, _error(exc), attempt=attempt)
                 audit = getattr(exc, "audit", ())
                 # (a callout's message names the URL it called: logged without its query)
@@ -559,6 +579,18 @@ class Worker:
             return _Result(job, event, updates, audit=self._audit_rows(run, audit))
 
         return done
+
+    def _flow_not_here(self, job: Job, exc: FlowNotHere) -> _Result:
+        """A step's flow is not in this worker (added since it started, most likely): its
+        job goes back to the queue, for this worker restarted or another that has the
+        flow, after a wait (5, 10, 20 ... s, at most FLOW_MISSING_WAIT_MAX; the step's
+        attempt is not used up). Claimed FLOW_MISSING_CLAIMS times, the step fails (see
+        :class:`~baton.steps.background.FlowNotHere`)."""
+        delay = min(FLOW_MISSING_WAIT_MAX, 5.0 * 2.0 ** max(0, job.attempts - 1))
+        log.warning("%s; job %s (run %s) handed back, tried again in %.0f s (claim %d of %d)",
+                    exc, job.id, job.run_id, delay, job.attempts, FLOW_MISSING_CLAIMS)
+        again = iso(self.engine.clock.now() + timedelta(seconds=delay))
+        return _Result(job, None, release_at=again, quiet=True)
 
     def _ran_at(self, started: float) -> str:
         """The clock's instant (ISO, to the millisecond) of an attempt that starts at
@@ -681,7 +713,7 @@ class Worker:
         data: dict[str, Any] = {"flow": p["flow"], "step": p["step"], "reason": p["reason"]}
         try:
             if fn is None:
-                raise StepFailure(f"flow {p['flow']!r} is not registered in this worker")
+                raise StepFailure(missing_flow_message(p["flow"]))
             # (run_flow: ctx.steps read when the flow reads them, not every step first)
             data["output"] = _jsonable(run_flow(
                 self._call_flow, p["flow"], fn, None, run, p["step"], p["iteration"], record,
@@ -766,7 +798,7 @@ class Worker:
                 raise StepFailure(f"the input of evaluation flow {name!r} could not be "
                                   f"evaluated: {p['error']}", retryable=False)
             if fn is None:
-                raise StepFailure(f"flow {name!r} is not registered in this worker")
+                raise StepFailure(missing_flow_message(name))
             value = bool(run_flow(self._call_flow, name, fn, None, run, name, 0, record,
                                   self._orchestration(run), p.get("input"), self._records).output)
         except Exception as exc:  # noqa: BLE001 - a definition's bug: an incident, not the worker's
@@ -1132,7 +1164,7 @@ class Worker:
             res.apply(tx, now_dt)
             return
         if event is None:
-            if not res.audit:
+            if not res.audit and not res.quiet:
                 self.stats.stale += 1
             return
         if cache is not None and job.run_id in cache.runs:
@@ -1205,6 +1237,7 @@ class _Result:
     incident: dict[str, Any] | None = None  # an incident to open with it (a flow raised)
     # Work that is the job's whole effect, done in the commit (a schedule's tick).
     apply: Callable[[Any, Any], None] | None = None
+    quiet: bool = False  # no event and nothing stale: a job handed back (_flow_not_here)
 
 
 _Snapshot = tuple[Run, dict[str, Any] | None]  # a run and its record, read for the batch
@@ -1316,38 +1349,143 @@ def _error(exc: BaseException) -> dict[str, Any]:
     }
 
 
-_JSONABLE_STR_KEYS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-                      | orjson.OPT_PASSTHROUGH_SUBCLASS)
+# datetime, date and time, and dataclasses, go to _json_default (orjson's own readings of
+# them are not Baton's); a subclass of str, int, dict or list is written as its base type.
+_JSONABLE_STR_KEYS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _JSONABLE_OPTS = _JSONABLE_STR_KEYS | orjson.OPT_NON_STR_KEYS
+_INT_RANGE = range(-(2**63), 2**64)  # what orjson writes (and the stores read back exactly)
+
+
+def _json_default(value: Any) -> Any:
+    """What a step's output or vars hold for a value JSON has no type for, when it has an
+    obvious reading: a datetime with a time zone as ISO 8601 text in UTC ("…Z", as record
+    ``datetime`` fields are stored), a date as YYYY-MM-DD, a finite Decimal as its exact
+    digits (as ``decimal`` fields are stored). Anything else raises TypeError: the step
+    fails, saying where (see :func:`_not_json`)."""
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise TypeError("naive datetime")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal) and value.is_finite():
+        return decimals.canonical(value)
+    raise TypeError(type(value).__name__)
 
 
 def _jsonable(value: Any, what: str = "output") -> Any:
-    """A copy of what a flow returned as JSON would store it (tuples as lists, keys as
-    strings, an Enum as its value, anything else as its ``str``).
+    """A copy of what a step returned (its output, or the vars its flow set) as it is stored:
+    JSON, with tuples as lists, keys as strings, an Enum as its value, a UUID as its text, and
+    a datetime, date or Decimal as :func:`_json_default` writes it.
 
-    Fails the step (not retried: the same flow would return the same) when it holds what
-    no store keeps: a whole number beyond 64 bits (read back as an inexact float: the stores
-    read JSON with orjson), a NUL character or a lone surrogate (PostgreSQL refuses the
-    first, UTF-8 the second; refused on SQLite too, so a project behaves the same on both),
-    naming where (``output.pages.2``).
+    Fails the step (not retried: the same flow would return the same), naming where
+    (``output.pages.2``) and what, when it holds what JSON does not (a set, bytes, an object
+    of a class of one's own, a datetime without a time zone: once written as its ``str``,
+    silently) or what no store keeps: a whole number beyond 64 bits (read back as an
+    inexact float: the stores read JSON with orjson), a NUL character or a lone surrogate
+    (PostgreSQL refuses the first, UTF-8 the second; refused on SQLite too, so a project
+    behaves the same on both).
     """
     try:  # (string keys, the common case: without OPT_NON_STR_KEYS, ~1.8x as fast)
-        data = orjson.dumps(value, default=str, option=_JSONABLE_STR_KEYS)
-    except (orjson.JSONEncodeError, TypeError):
+        data = orjson.dumps(value, default=_json_default, option=_JSONABLE_STR_KEYS)
+    except TypeError:  # (orjson.JSONEncodeError is one)
         try:
-            data = orjson.dumps(value, default=str, option=_JSONABLE_OPTS)
-        except (orjson.JSONEncodeError, TypeError) as exc:
+            data = orjson.dumps(value, default=_json_default, option=_JSONABLE_OPTS)
+        except TypeError as exc:
             if "surrogates" in str(exc):
                 raise StepFailure(_unstorable(value, what), retryable=False) from None
-            raise StepFailure(f"the flow returned a value that cannot be kept exactly ({exc}): "
-                              "whole numbers must fit in 64 bits; return wider ones as text",
-                              retryable=False) from None
+            raise StepFailure(_not_json(value, what, exc), retryable=False) from None
     out = orjson.loads(data)
     if b"\\u0000" in data:  # (a NUL, or a backslash before "u0000": looked at closely)
         problem = first_problem(out, what)
         if problem:
             raise StepFailure(_unstorable(out, what), retryable=False)
     return out
+
+
+# What to return instead, by type name, for the values a flow is likeliest to return.
+_INSTEAD = {
+    "set": "a list (sorted(...) or list(...))", "frozenset": "a list (sorted(...) or list(...))",
+    "bytes": "text (decoded, or base64 for binary data)",
+    "bytearray": "text (decoded, or base64 for binary data)",
+    "timedelta": "a number of seconds (.total_seconds())",
+    "time": "text (.isoformat())",
+}
+
+
+def _not_json(value: Any, what: str, exc: Exception) -> str:
+    """Why :func:`_jsonable` refused ``value``: the first place in it that JSON does not
+    hold, as ``output.items.2`` and its type, and what to return instead. (Walked only when
+    orjson has refused it: the common case never pays for it.)"""
+    found = _first_not_json(value, what, 0)
+    if found is None:  # (orjson's own limit: nesting, say)
+        return f"the step returned a value that cannot be stored as JSON ({exc})"
+    where, problem, kind = found
+    if problem == "int":
+        return (f"the step returned a value that cannot be kept exactly: {where} is a whole "
+                "number beyond 64 bits: whole numbers must fit in 64 bits; return wider ones "
+                "as text")
+    if problem == "naive":
+        return (f"the step returned a value that is not JSON: {where} is a datetime without a "
+                "time zone: give it one (tzinfo=datetime.UTC), or return ISO 8601 text")
+    if problem == "key":
+        return (f"the step returned a value that is not JSON: {where} has a key of type "
+                f"{kind}: keys are text (or numbers, true/false, null)")
+    if problem == "dataclass":
+        return (f"the step returned a value that is not JSON: {where} is a dataclass, "
+                f"{kind}; return a dict (dataclasses.asdict(...))")
+    instead = _INSTEAD.get(kind, "text, numbers, true/false, null, lists or dicts "
+                                 "(a datetime, date or Decimal is kept as its ISO 8601 text "
+                                 "or exact digits)")
+    return (f"the step returned a value that is not JSON: {where} is of type {kind}; "
+            f"return {instead}")
+
+
+_JSON_KEYS = (str, int, float, bool, type(None), Enum, UUID, date, time_of_day)
+
+
+def _first_not_json(value: Any, where: str, depth: int) -> tuple[str, str, str] | None:
+    """(where, problem, type name) of the first value under ``value`` that :func:`_jsonable`
+    cannot store (problem: "type", "dataclass", "int", "naive" or "key"), or None."""
+    if depth > 250:
+        return None
+    if value is None or isinstance(value, str | bool | float | UUID):
+        return None
+    if isinstance(value, Enum):
+        return _first_not_json(value.value, where, depth + 1)
+    if isinstance(value, int):
+        return None if value in _INT_RANGE else (where, "int", "int")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, _JSON_KEYS):
+                return (where, "key", _type_name(k))
+            if isinstance(k, int) and not isinstance(k, bool) and k not in _INT_RANGE:
+                return (f"{where}.{k}", "int", "int")
+            found = _first_not_json(v, f"{where}.{k}", depth + 1)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            found = _first_not_json(v, f"{where}.{i}", depth + 1)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, datetime):
+        return None if value.utcoffset() is not None else (where, "naive", "datetime")
+    if isinstance(value, date) or (isinstance(value, Decimal) and value.is_finite()):
+        return None
+    return (where, "dataclass" if dataclasses.is_dataclass(value) else "type", _type_name(value))
+
+
+def _type_name(value: Any) -> str:
+    t = type(value)
+    if isinstance(value, Decimal):
+        return f"Decimal ({value}: not a finite number)"
+    module = t.__module__
+    if module.startswith("baton_project_"):  # (a project's module: as baton.toml names it)
+        module = module.partition(".")[2]
+    return t.__qualname__ if module in ("builtins", "datetime") else f"{module}.{t.__qualname__}"
 
 
 def _unstorable(value: Any, what: str) -> str:
@@ -1388,16 +1526,31 @@ def _run_threads(workers: list[Worker], until_idle: bool, _created: list[Worker]
     if len(workers) == 1:
         workers[0].run(until_idle=until_idle)
         return
-    threads = [threading.Thread(target=w.run, kwargs={"until_idle": until_idle},
-                                name=f"baton-worker-{i}") for i, w in enumerate(workers)]
+    ended = [threading.Event() for _ in workers]
+
+    def run(w: Worker, done: threading.Event) -> None:
+        try:
+            w.run(until_idle=until_idle)
+        finally:
+            done.set()
+
+    threads = [threading.Thread(target=run, args=(w, ended[i]), name=f"baton-worker-{i}")
+               for i, w in enumerate(workers)]
     for t in threads:
         t.start()
+    # Waited for on Events, not in Thread.join: a KeyboardInterrupt raised inside join()
+    # (Ctrl-C in the main thread) marks a thread that still runs as stopped (CPython 3.11's
+    # _wait_for_tstate_lock), so the join after it returned at once with the job in hand
+    # unfinished. Ctrl-C here stops every worker after the job in hand and waits for them
+    # (a second one is raised: not waited for).
     try:
-        for t in threads:
-            while t.is_alive():
-                t.join(0.5)
+        for done in ended:
+            done.wait()
     except KeyboardInterrupt:
         for w in workers:
             w.stop()
-        for t in threads:
-            t.join()
+        for done in ended:
+            done.wait()
+        raise
+    for t in threads:
+        t.join()  # (each has set its Event: ending now)
