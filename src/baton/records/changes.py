@@ -11,20 +11,26 @@ A stored value is judged by the rules a record write uses (:func:`coerce_fields`
 ``ref`` check of :func:`ref_problem`), under the new field and, when it is refused, under
 the old one: only what the change breaks counts (a value the old version already refused
 was not broken by this one). Records are read a page at a time, whatever their number.
+
+A deploy judges them first in a read transaction, holding no lock
+(:func:`survey_records_txn`), and under the write lock judges again only the pages whose
+records were written, created or deleted since (their ids and versions, read without
+their data, tell which): bench/object_type_deploy.py measures the lock's hold.
 """
 
 from __future__ import annotations
 
 import decimal
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+import hashlib
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from baton import decimals
 from baton.definitions.model import FieldDefinition, ObjectTypeDefinition
 from baton.errors import ValidationError
 from baton.records.fields import MAX_STRING, MAX_TEXT, coerce_fields, ref_problem
-from baton.rows import audit_event
+from baton.rows import AuditEvent, audit_event
 from baton.store.ports import Records, Transaction
 
 PAGE = 100
@@ -109,7 +115,8 @@ def _judged(f: FieldDefinition) -> FieldDefinition:
 
 def broken_records_txn(tx: Records, old: ObjectTypeDefinition, new: ObjectTypeDefinition,
                        *, removed: Collection[str] | None = None, fills: bool = False,
-                       page: int = PAGE, shown: int = SHOWN) -> list[BrokenField]:
+                       page: int = PAGE, shown: int = SHOWN,
+                       survey: Survey | None = None) -> list[BrokenField]:
     """The fields changed from ``old`` to ``new`` that records of the type stored now do
     not satisfy (each with how many, and the oldest ``shown`` of them), in ``new``'s field
     order; empty when every record does (or there are none). Reads the records ``page``
@@ -119,47 +126,210 @@ def broken_records_txn(tx: Records, old: ObjectTypeDefinition, new: ObjectTypeDe
     ``fills``: the caller gives the records what :func:`rewrite_records_txn` writes when
     nothing is broken (a deploy does): a record that leaves a field now required empty
     is not broken when the field has a ``default`` (it is filled with it). Without it,
-    such a record is broken, as a record write would say."""
-    pairs = changed_fields(old, new, removed)
-    if not pairs:
+    such a record is broken, as a record write would say.
+
+    ``survey``: what :func:`survey_records_txn` found for this same change in an earlier
+    transaction (a read one, holding no lock). Then only the records written since are
+    read and judged (the pages of the survey whose records' versions all stand are taken
+    as it found them): the answer is the one a full read would give. A survey of another
+    change (the active version moved since) is not used."""
+    judge = _Judge(old, new, removed, fills)
+    if not judge.news:
         return []
-    news = tuple(f for _, f in pairs)
-    filled = frozenset(f.name for f in news if fills and _fills(f))
-    olds = {f.name: was for was, f in pairs}
-    # Each old field alone, as the fields a stored value is judged by again (made once:
-    # a tuple of fields is what coerce_fields remembers its lookups by).
-    old_alone = {name: (was,) for name, was in olds.items() if was is not None}
-    # (the old fields' targets too: a checked ref took a value only if it named a record
-    # of its type)
-    refs = [f for f in (*news, *olds.values()) if f is not None and f.type == "ref" and f.check]
-    counts = dict.fromkeys((f.name for f in news), 0)
-    empties = dict.fromkeys((f.name for f in news), 0)
-    samples: dict[str, list[Sample]] = {f.name: [] for f in news}
+    total = _Found()
+    if survey is not None and survey.fits(old, new, removed, fills, shown):
+        for found in _since_txn(tx, judge, survey, page, shown):
+            total.add(found, shown)
+        return judge.broken(total)
     after: tuple[str, str] | None = None
     while True:
-        rows = tx.scan_records_txn(new.name, after, page)
-        targets = _targets_txn(tx, refs, rows)
-        for row in rows:
-            for name, problem in _problems(news, old_alone, row["data"], targets).items():
-                value = row["data"].get(name)
-                if name in filled and _empty(value):
-                    continue  # (given the field's default: see rewrite_records_txn)
-                counts[name] += 1
-                empties[name] += value is None or value == ""
-                if len(samples[name]) < shown:
-                    samples[name].append(Sample(row["id"], value, problem))
+        rows = _scan_txn(tx, new.name, after, page)
+        total.add(judge.page_txn(tx, rows, shown), shown)
         if len(rows) < page:
             break
         after = (rows[-1]["created_at"], rows[-1]["id"])
-    out = []
-    for f in news:
-        if counts[f.name]:
-            was = olds[f.name]
-            key, change = describe_change(was, f)
-            out.append(BrokenField(new.name, f.name, key, change, counts[f.name],
-                                   empties[f.name], tuple(samples[f.name]),
-                                   _hint(was, f, counts[f.name], empties[f.name])))
-    return out
+    return judge.broken(total)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A page of records as a survey read it: its last record's ``(created_at, id)``, a
+    digest of its records' ``(id, version)`` in order, and what it found broken (None:
+    nothing)."""
+
+    last: tuple[str, str]
+    digest: bytes
+    found: _Found | None
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What a read of the records of a type found for one change (``old`` -> ``new``),
+    page by page (:func:`survey_records_txn`): given to :func:`broken_records_txn` under
+    the write lock, which then judges again only the pages written since. A page a few
+    dozen bytes (and what it found broken), whatever its records' size."""
+
+    old: ObjectTypeDefinition
+    new: ObjectTypeDefinition
+    removed: frozenset[str] | None
+    fills: bool
+    shown: int
+    parts: tuple[_Part, ...]
+
+    def fits(self, old: ObjectTypeDefinition, new: ObjectTypeDefinition,
+             removed: Collection[str] | None, fills: bool, shown: int) -> bool:
+        """Whether it judged this change (as the check asks it)."""
+        return (self.fills == fills and self.shown == shown
+                and self.removed == (frozenset(removed) if removed is not None else None)
+                and self.old == old and self.new == new)
+
+
+def survey_records_txn(tx: Records, old: ObjectTypeDefinition, new: ObjectTypeDefinition,
+                       *, removed: Collection[str] | None = None, fills: bool = False,
+                       page: int = PAGE, shown: int = SHOWN) -> Survey | None:
+    """Judge the records of the type for the change from ``old`` to ``new``, as
+    :func:`broken_records_txn` does, remembering page by page which records (their ids
+    and versions) it judged and what it found: a deploy does this in a read transaction
+    first, holding no lock, and under the write lock judges again only what was written
+    since (``broken_records_txn(..., survey=)``). None when there is nothing to judge, or
+    when a changed field is a checked ``ref`` (its answer depends on other records, the
+    ones it names: judged whole under the lock)."""
+    judge = _Judge(old, new, removed, fills)
+    if not judge.news or judge.refs:
+        return None
+    parts = []
+    after: tuple[str, str] | None = None
+    while True:
+        rows = _scan_txn(tx, new.name, after, page)
+        if rows:
+            found = judge.page_txn(tx, rows, shown)
+            after = (rows[-1]["created_at"], rows[-1]["id"])
+            parts.append(_Part(after, _digest([(r["id"], r["version"]) for r in rows]),
+                               found if found.counts else None))
+        if len(rows) < page:
+            break
+    return Survey(old, new, frozenset(removed) if removed is not None else None, fills,
+                  shown, tuple(parts))
+
+
+def _since_txn(tx: Records, judge: _Judge, survey: Survey, page: int, shown: int
+               ) -> Iterator[_Found]:
+    """What the records of the type stored now break, page by page in their order, the
+    survey's pages taken as it found them where their records and versions all stand.
+
+    Reads every record's id and version (not its data) in the order the survey read them,
+    cutting it where a survey page ended (its last record found again, by its id: no
+    order is computed here, the database's is the one). A piece that is one page of the
+    survey, the same records at the same versions, is what the survey found; any other (a
+    record written, created or deleted in it, or the page's last record deleted, which
+    joins it to the next) is read again and judged, as are the records after the
+    survey's last page."""
+    from baton.store.sql.records import record_versions
+
+    ends = {p.last[1]: i for i, p in enumerate(survey.parts)}
+    first = 0  # the first survey page the piece read now may be
+    piece: list[tuple[str, int]] = []
+    for chunk in record_versions(tx, survey.new.name):
+        start = 0
+        for at in [k for k, (rid, _) in enumerate(chunk) if rid in ends]:
+            end = ends[chunk[at][0]]
+            piece += chunk[start:at + 1]
+            start = at + 1
+            if end < first:  # (never: each page's last record is read once)
+                continue
+            if end == first and _digest(piece) == survey.parts[end].digest:
+                found = survey.parts[end].found
+                if found is not None:
+                    yield found
+            else:
+                yield from _judged_txn(tx, judge, [rid for rid, _ in piece], page, shown)
+            piece, first = [], end + 1
+        piece += chunk[start:]
+    if piece:  # (after the survey's last page, or its last record deleted)
+        yield from _judged_txn(tx, judge, [rid for rid, _ in piece], page, shown)
+
+
+def _judged_txn(tx: Records, judge: _Judge, ids: Sequence[str], page: int, shown: int
+                ) -> Iterator[_Found]:
+    """The records with these ids (in this order) judged, ``page`` at a time."""
+    for i in range(0, len(ids), page):
+        chunk = ids[i:i + page]
+        rows = tx.get_records_txn(chunk)
+        yield judge.page_txn(tx, [rows[rid] for rid in chunk if rid in rows], shown)
+
+
+def _digest(pairs: Sequence[tuple[str, int]]) -> bytes:
+    """Of records' (id, version), in order: equal for the same records at the same
+    versions (the text is the list's ``repr``: one C call, each id quoted)."""
+    return hashlib.blake2b(repr(pairs).encode(), digest_size=16).digest()
+
+
+@dataclass
+class _Found:
+    """Field -> records broken, of them empty, and the first of them (a page's, or all)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    empties: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+    def add(self, other: _Found, shown: int) -> None:
+        for name, n in other.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + n
+            self.empties[name] = self.empties.get(name, 0) + other.empties.get(name, 0)
+            mine = self.samples.setdefault(name, [])
+            mine.extend(other.samples.get(name, ())[:max(0, shown - len(mine))])
+
+
+class _Judge:
+    """How a stored record is judged for one change (``old`` -> ``new``): what
+    :func:`broken_records_txn` asks of each, made once."""
+
+    def __init__(self, old: ObjectTypeDefinition, new: ObjectTypeDefinition,
+                 removed: Collection[str] | None, fills: bool) -> None:
+        pairs = changed_fields(old, new, removed)
+        self.object_type = new.name
+        self.news = tuple(f for _, f in pairs)
+        self.filled = frozenset(f.name for f in self.news if fills and _fills(f))
+        self.olds = {f.name: was for was, f in pairs}
+        # Each old field alone, as the fields a stored value is judged by again (made once:
+        # a tuple of fields is what coerce_fields remembers its lookups by).
+        self.old_alone = {name: (was,) for name, was in self.olds.items() if was is not None}
+        # (the old fields' targets too: a checked ref took a value only if it named a record
+        # of its type)
+        self.refs = [f for f in (*self.news, *self.olds.values())
+                     if f is not None and f.type == "ref" and f.check]
+
+    def page_txn(self, tx: Records, rows: Sequence[Mapping[str, Any]], shown: int) -> _Found:
+        """What these records (in their order) break."""
+        out = _Found()
+        if not rows:
+            return out
+        targets = _targets_txn(tx, self.refs, rows)
+        for row in rows:
+            for name, problem in _problems(self.news, self.old_alone, row["data"],
+                                           targets).items():
+                value = row["data"].get(name)
+                if name in self.filled and _empty(value):
+                    continue  # (given the field's default: see rewrite_records_txn)
+                out.counts[name] = out.counts.get(name, 0) + 1
+                out.empties[name] = out.empties.get(name, 0) + (value is None or value == "")
+                samples = out.samples.setdefault(name, [])
+                if len(samples) < shown:
+                    samples.append(Sample(row["id"], value, problem))
+        return out
+
+    def broken(self, total: _Found) -> list[BrokenField]:
+        out = []
+        for f in self.news:
+            count = total.counts.get(f.name, 0)
+            if count:
+                was = self.olds[f.name]
+                empty = total.empties.get(f.name, 0)
+                key, change = describe_change(was, f)
+                out.append(BrokenField(self.object_type, f.name, key, change, count, empty,
+                                       tuple(total.samples.get(f.name, ())),
+                                       _hint(was, f, count, empty)))
+        return out
 
 
 def rewrite_records_txn(tx: Transaction, old: ObjectTypeDefinition, new: ObjectTypeDefinition,
@@ -194,7 +364,7 @@ def rewrite_records_txn(tx: Transaction, old: ObjectTypeDefinition, new: ObjectT
     counts: dict[str, int] = {}
     after: tuple[str, str] | None = None
     while True:
-        rows = tx.scan_records_txn(new.name, after, page)
+        rows = _scan_txn(tx, new.name, after, page)
         events, writes = [], []
         for row in rows:
             data = row["data"]
@@ -217,13 +387,40 @@ def rewrite_records_txn(tx: Transaction, old: ObjectTypeDefinition, new: ObjectT
             for name in changes:
                 counts[name] = counts.get(name, 0) + 1
         if writes:
-            with tx.savepoint():  # (written when it ends: the page's, not all at commit)
-                _update_txn(tx, writes, now)
-                tx.append_events_txn(events)  # type: ignore[arg-type]
+            _write_page_txn(tx, writes, events, now)
         if len(rows) < page:
             break
         after = (rows[-1]["created_at"], rows[-1]["id"])
     return counts
+
+
+def _scan_txn(tx: Records, object_type: str, after: tuple[str, str] | None, page: int
+              ) -> list[dict[str, Any]]:
+    """A page of the records of the type (``scan_records_txn``), on the DB-API cursor
+    when ``tx`` is the SQL store's (:func:`baton.store.sql.records.scan_records`)."""
+    from baton.store.sql.records import scan_records
+    from baton.store.sql.tx import SqlTx
+
+    if isinstance(tx, SqlTx):
+        return scan_records(tx, object_type, after, page)
+    return tx.scan_records_txn(object_type, after, page)
+
+
+def _write_page_txn(tx: Transaction, writes: Sequence[tuple[str, dict[str, Any], int]],
+                    events: list[AuditEvent], now: str) -> None:
+    """A page's records and their events, written now (not all at commit: memory stays a
+    page's). A transaction that buffers its writes (a :class:`~baton.store.sql.SqlTx`)
+    is told to flush them; another writes them in a savepoint, which does (an error
+    fails the whole deploy either way: its transaction is rolled back)."""
+    flush = getattr(tx, "flush_txn", None)
+    if flush is None:
+        with tx.savepoint():
+            _update_txn(tx, writes, now)
+            tx.append_events_txn(events)  # type: ignore[arg-type]
+        return
+    _update_txn(tx, writes, now)
+    tx.append_events_txn(events)  # type: ignore[arg-type]
+    flush()
 
 
 def _update_txn(tx: Transaction, writes: Sequence[tuple[str, dict[str, Any], int]],

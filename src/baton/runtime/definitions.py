@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -52,6 +52,9 @@ from baton.runtime import schedules
 from baton.store.base import DefinitionRow
 from baton.store.ports import Definitions, Transaction
 from baton.store.sql import SqlStore
+
+if TYPE_CHECKING:
+    from baton.records.changes import Survey
 
 log = logging.getLogger(__name__)
 
@@ -147,15 +150,19 @@ class DefinitionRepo:
                                     deployed_connections=self.connection_types(),
                                     on_progress=on_progress)
         broken = self._broken_definitions(docs)
+        # The stored records judged first in a read transaction (no lock held: records
+        # are written meanwhile), then under the lock only those written since.
+        surveys = self._survey_records(docs)
         results = []
         now_dt = self.clock.now()
         now = iso(now_dt)
         with self.store.write() as tx:
             tx.lock_definitions_txn()  # (the definitions' writers: one at a time, see set_active)
-            # The records are read in the deploy's own transaction: on SQLite no record
+            # The records are checked in the deploy's own transaction (those the survey
+            # judged and that stand as it saw them, as it found them): on SQLite no record
             # write comes between the check and the commit.
             changes = self.object_changes_txn(tx, docs)
-            broken += self.changes_break_txn(tx, changes, fills=True)
+            broken += self.changes_break_txn(tx, changes, fills=True, surveys=surveys)
             # active definitions outside it calling a connection, or starting an
             # orchestration, that it changes (judged under the lock: see set_active)
             broken += self.dependents_issues_txn(tx, docs, (), fix=DEPLOY_FIX)
@@ -258,17 +265,43 @@ class DefinitionRepo:
     def changes_break_txn(
             self, tx: Transaction,
             changes: Sequence[tuple[LoadedDefinition, ObjectTypeDefinition, set[str]]], *,
-            fills: bool) -> list[Issue]:
+            fills: bool, surveys: Mapping[str, Survey] | None = None) -> list[Issue]:
+        """The records ``changes`` would break (:meth:`broken_records_txn`). ``surveys``:
+        object type -> what :meth:`_survey_records` found for its change in an earlier
+        transaction: only the records written since are judged again (a survey of
+        another change, the active version having moved since, is not used)."""
         from baton.records.changes import broken_records_txn
 
         issues: list[Issue] = []
         for doc, old, removed in changes:
             defn = doc.definition
             assert isinstance(defn, ObjectTypeDefinition)
-            for b in broken_records_txn(tx, old, defn, removed=removed, fills=fills):
+            for b in broken_records_txn(tx, old, defn, removed=removed, fills=fills,
+                                        survey=(surveys or {}).get(defn.name)):
                 issues.append(Issue(doc.file, _path_line(doc.source, doc.line, b.path),
                                     b.path, b.message()))
         return issues
+
+    def _survey_records(self, docs: Sequence[LoadedDefinition]) -> dict[str, Survey]:
+        """Object type -> its stored records judged for its change among ``docs``, in a
+        read transaction of its own (:func:`baton.records.changes.survey_records_txn`):
+        what a deploy or an activation does before its write transaction, so that under
+        the write lock it judges only the records written since. A deploy that judged
+        the records under the lock alone held it ~1 s per 30,000 records, every record
+        write, run step and create in every process waiting (SQLite)."""
+        from baton.records.changes import survey_records_txn
+
+        if not any(isinstance(d.definition, ObjectTypeDefinition) for d in docs):
+            return {}
+        out = {}
+        with self.store.read() as tx:
+            for doc, old, removed in self.object_changes_txn(tx, docs):
+                defn = doc.definition
+                assert isinstance(defn, ObjectTypeDefinition)
+                survey = survey_records_txn(tx, old, defn, removed=removed, fills=True)
+                if survey is not None:
+                    out[defn.name] = survey
+        return out
 
     def rewrite_records_txn(
             self, tx: Transaction,
@@ -737,7 +770,7 @@ class DefinitionRepo:
             row = tx.get_definition_txn(kind, name, version)
         if row is None:
             what = f"{name} v{version}" if version is not None else name
-            raise NotFound(kind, what, "see `baton definitions` or GET /api/definitions")
+            raise NotFound(kind, what, "see `baton definitions list` or GET /api/definitions")
         return row
 
     def diff(self, kind: str, name: str, old: int, new: int) -> str:
@@ -764,6 +797,9 @@ class DefinitionRepo:
         step names a rule not active or is routed by one reading a field its record lacks."""
         if version is not None and (kind == "object" or kind in _READ_FIELDS):
             self._check_activation(kind, name, version)
+        # (its records judged first without the lock: see deploy)
+        surveys = self._survey_activation(name, version) \
+            if version is not None and kind == "object" else {}
         with self.store.write() as tx:
             # The definitions' writers, one at a time, each taking this lock first: each
             # raises the definitions generation (its row locked until it commits), and an
@@ -781,7 +817,7 @@ class DefinitionRepo:
                 if kind in _ROUTED:
                     self._check_activated_routing_txn(tx, row)
                 if kind == "object":
-                    self._check_activated_records_txn(tx, row, actor)
+                    self._check_activated_records_txn(tx, row, actor, surveys)
                 # rules naming a category the classifier's latest version lacks (checked
                 # under the lock, which training takes before it stores a version)
                 if issues := activation_issues_txn(tx, row):
@@ -828,19 +864,33 @@ class DefinitionRepo:
         if issues:
             raise DefinitionError(issues)
 
-    def _check_activated_records_txn(self, tx: Transaction, row: DefinitionRow,
-                                     actor: str) -> None:
-        """Activating another version of an object type: the records stored under it must
-        fit it, as for a deploy (:meth:`broken_records_txn`), and are given what it says
-        they become, as for a deploy (:meth:`rewrite_records_txn`)."""
+    def _survey_activation(self, name: str, version: int) -> dict[str, Survey]:
+        """:meth:`_survey_records` for activating ``version`` of object type ``name``."""
+        with self.store.read() as tx:
+            row = tx.get_definition_txn("object", name, version)
+        if row is None:
+            return {}  # (said in the activation's transaction)
+        return self._survey_records([self._object_doc(row)])
+
+    def _object_doc(self, row: DefinitionRow) -> LoadedDefinition:
+        """A stored version of an object type as a deploy's doc (located in the version's
+        text, as `baton definitions show` prints it)."""
         self._sources.setdefault(("object", row.name, row.version), (row.source, row.file))
         defn = self._parse("object", row.name, row.version)
-        # (located in the version's text, as `baton definitions show` prints it)
-        doc = LoadedDefinition("object", row.name, defn, row.source, row.file,
-                               _path_line(row.source, None, ""))
+        return LoadedDefinition("object", row.name, defn, row.source, row.file,
+                                _path_line(row.source, None, ""))
+
+    def _check_activated_records_txn(self, tx: Transaction, row: DefinitionRow,
+                                     actor: str,
+                                     surveys: Mapping[str, Survey] | None = None) -> None:
+        """Activating another version of an object type: the records stored under it must
+        fit it, as for a deploy (:meth:`broken_records_txn`), and are given what it says
+        they become, as for a deploy (:meth:`rewrite_records_txn`). ``surveys``: see
+        :meth:`changes_break_txn`."""
+        doc = self._object_doc(row)
         changes = self.object_changes_txn(tx, [doc])
         issues = [replace(i, message=f"{i.message} (activating {row.name} v{row.version})")
-                  for i in self.changes_break_txn(tx, changes, fills=True)]
+                  for i in self.changes_break_txn(tx, changes, fills=True, surveys=surveys)]
         if issues:
             raise DefinitionError(issues)
         self.rewrite_records_txn(tx, changes, actor, iso(self.clock.now()),
