@@ -76,7 +76,33 @@ def build_definition(graph: Mapping[str, Any]) -> OrchestrationDefinition:
     """A plan revision's stored graph -> the orchestration the engine runs."""
     from baton.definitions.loader import _build_orchestration  # YAML-free, but big: lazily
 
-    return _build_orchestration(with_line_views(graph), defaultdict(int))
+    return _build_orchestration(_child_inputs(with_line_views(graph)), defaultdict(int))
+
+
+# A child-run step's ``input`` is the child run's input, typed by the child's trigger.
+CHILD_RUN = "orchestration"
+
+
+def _child_inputs(definition: dict[str, Any]) -> dict[str, Any]:
+    """The definition with its child-run steps' (``type: orchestration``) ``input`` as
+    their template wrote it. Every plan step's input has ``plan`` (its scope, instance,
+    lines; a rollback's ``undo``), which the graph keeps (compensation and ``plans show``
+    read it); but a child-run step's input is the child run's, which the child's trigger
+    types: deploy checked the template's against it, and the child refuses a ``plan`` it
+    does not take (before, every such step fell out at start: "plan: unknown field")."""
+    if not any(s.get("type") == CHILD_RUN and "plan" in (s.get("input") or {})
+               for stage in definition["stages"] for s in stage["steps"]):
+        return definition
+    stages = []
+    for stage in definition["stages"]:
+        steps = []
+        for step in stage["steps"]:
+            if step.get("type") == CHILD_RUN and "plan" in (step.get("input") or {}):
+                step = {**step, "input": {k: v for k, v in step["input"].items()
+                                          if k != "plan"}}
+            steps.append(step)
+        stages.append({**stage, "steps": steps})
+    return {**definition, "stages": stages}
 
 
 def plan_navigated(graph: Mapping[str, Any]) -> tuple[tuple[str, ...], ...] | None:

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -88,8 +88,10 @@ _READ_FIELDS = frozenset({"orchestration", "mailbox", "fulfillment", "intake_for
 _NAMING = frozenset({"orchestration", "fulfillment"})
 _NAMED = frozenset({"connection", "orchestration"})
 # What to do about an active definition that a change would break (``{name}``: its name).
-# The kinds whose change may change how an orchestration's steps are routed.
-_ROUTED = frozenset({"orchestration", "routing", "object"})
+# The kinds whose change may change how an orchestration's (or a fulfillment's step
+# templates') steps are routed, and the kinds whose steps route work.
+_ROUTED = frozenset({"orchestration", "fulfillment", "routing", "object"})
+_ROUTERS = ("orchestration", "fulfillment")
 DEPLOY_FIX = "deploy a version of {name} that fits, in the same set"
 IMPORT_FIX = "import a version of it that fits, or deactivate it, in the same bundle"
 DEACTIVATE_FIX = "deactivate {name} first, or deploy a version of it that does not need it"
@@ -563,8 +565,9 @@ class DefinitionRepo:
             self, tx: Transaction, docs: Sequence[LoadedDefinition],
             leaving: Collection[tuple[str, str]], *, fix: str) -> list[Issue]:
         """What making ``docs`` active (their versions, new or stored) and ``leaving``
-        inactive ((kind, name)) would leave wrong in how the orchestrations active after it
-        route their work, judged on the state after it as ``tx`` sees the others: a step
+        inactive ((kind, name)) would leave wrong in how the orchestrations, and the
+        fulfillments' step templates (and their rollbacks), active after it route their
+        work, judged on the state after it as ``tx`` sees the others: a step
         whose ``assign: {routing: NAME}`` names a rule not active after it (the step would
         fail at start), and a rule a step routes by (the one it names, or the one bound to
         the queue its ``assign: {queue: NAME}`` names: ``for_queue``) whose skill
@@ -574,25 +577,25 @@ class DefinitionRepo:
         a ``has()`` guards, what is read of a field further, an assignee an expression
         gives: :func:`baton.definitions.routing.record_fields_read`).
 
-        An orchestration among ``docs`` (a text other than its active version's) is
-        judged whole, as a deploy of it is, its problems located in its file. One outside
-        them only for what the change makes (a problem it had before is not this's),
-        located in the changed rule's file, else the changed object type's, else (a rule
-        deactivated) its own, naming it, its step and what it uses; ``fix`` says what to
-        do about it (``{name}``: its name). Nothing is read when ``docs`` and ``leaving``
-        hold no orchestration, routing rule nor object type."""
+        An orchestration (a fulfillment) among ``docs`` (a text other than its active
+        version's) is judged whole, as a deploy of it is, its problems located in its
+        file. One outside them only for what the change makes (a problem it had before is
+        not this's), located in the changed rule's file, else the changed object type's,
+        else (a rule deactivated) its own, naming it, its step and what it uses; ``fix``
+        says what to do about it (``{name}``: its name). Nothing is read when ``docs`` and
+        ``leaving`` hold no orchestration, fulfillment, routing rule nor object type."""
         gone = {name for kind, name in leaving if kind == "routing"}
         if not gone and not any(d.kind in _ROUTED for d in docs):
             return []
         rule_rows = self._active_rows_txn(tx, "routing")
-        orch_rows = self._active_rows_txn(tx, "orchestration")
+        router_rows = {kind: self._active_rows_txn(tx, kind) for kind in _ROUTERS}
         objects = self._active_objects_txn(tx.list_definitions_txn("object"))
 
         def changed(d: LoadedDefinition, rows: Mapping[str, DefinitionRow]) -> bool:
             return d.name not in rows or rows[d.name].checksum != checksum(d.source)
 
-        new_orchs = [d for d in docs if isinstance(d.definition, OrchestrationDefinition)
-                     and changed(d, orch_rows)]
+        new_orchs = [d for d in docs
+                     if d.kind in router_rows and changed(d, router_rows[d.kind])]
         new_rules = {d.name: d for d in docs if isinstance(d.definition, RoutingDefinition)
                      and changed(d, rule_rows)}
         new_objects = {d.name: d for d in docs if isinstance(d.definition, ObjectTypeDefinition)
@@ -609,7 +612,7 @@ class DefinitionRepo:
                                        if isinstance(d.definition, ObjectTypeDefinition)}}
         # The orchestrations to judge: those docs change, whole; the active ones outside
         # them whose text names what the change can break (below), for that.
-        routers = [_Router(d.name, None, d.file, d.source, d.line, True)
+        routers = [_Router(d.kind, d.name, None, d.file, d.source, d.line, True)
                    for d in new_orchs if ASSIGNS.search(d.source)]
         named = _affected({d.name: d.definition for d in new_rules.values()
                            if isinstance(d.definition, RoutingDefinition)},
@@ -617,10 +620,12 @@ class DefinitionRepo:
                            if isinstance(d.definition, ObjectTypeDefinition)},
                           rules, rules_after, objects, gone)
         if named is not None:
-            mine = {d.name for d in new_orchs} | {n for k, n in leaving if k == "orchestration"}
-            routers += [_Router(name, row.version, row.file, row.source, None, False)
-                        for name, row in sorted(orch_rows.items())
-                        if name not in mine and named.search(row.source)
+            mine = {(d.kind, d.name) for d in new_orchs} | {
+                (k, n) for k, n in leaving if k in _ROUTERS}
+            routers += [_Router(kind, name, row.version, row.file, row.source, None, False)
+                        for kind, rows in router_rows.items()
+                        for name, row in sorted(rows.items())
+                        if (kind, name) not in mine and named.search(row.source)
                         and ASSIGNS.search(row.source)]
         issues: list[Issue] = []
         for o in routers:
@@ -630,7 +635,7 @@ class DefinitionRepo:
             if otype is not None and otype not in objects_after:
                 continue  # (an object type not deployed: said by its own checks)
             fields_after = _fields(objects_after, otype)
-            for path, kind, used in assignments(o.data):
+            for path, kind, used in o.assignments():
                 rule = (rules_after if kind == "routing" else bound_after).get(used)
                 before = (rules if kind == "routing" else bound).get(used)
                 if rule is None:
@@ -1155,13 +1160,19 @@ class DefinitionRepo:
         """The active version of every routing rule the orchestration's steps name, in
         ``assign`` or an SLA action (those deployed; a step naming one that is not fails when
         it starts, an SLA action says so in the audit log)."""
-        names = {step.assign.value for stage in defn.stages for step in stage.steps
-                 if step.assign is not None and step.assign.kind is AssigneeKind.ROUTING
-                 and step.assign.rule is None}
-        names |= {str(((step.options.get("sla") or {}).get(key) or {}).get("routing"))
-                  for stage in defn.stages for step in stage.steps
-                  for key in ("on_jeopardy", "on_overdue")
-                  if ((step.options.get("sla") or {}).get(key) or {}).get("routing")}
+        names: set[str] = set()
+        for stage in defn.stages:  # (one pass: a plan's definition may have 10,000s of steps)
+            for step in stage.steps:
+                assign = step.assign
+                if (assign is not None and assign.kind is AssigneeKind.ROUTING
+                        and assign.rule is None):
+                    names.add(assign.value)
+                sla = step.options.get("sla")
+                if sla:
+                    for key in ("on_jeopardy", "on_overdue"):
+                        action = sla.get(key)
+                        if action and action.get("routing"):
+                            names.add(str(action["routing"]))
         out = {}
         for name in sorted(names):
             version = self._active.get(("routing", name))
@@ -1292,9 +1303,11 @@ class DefinitionRepo:
 
     def orchestration(self, name: str, version: int | None = None,
                       tx: Definitions | None = None) -> tuple[OrchestrationDefinition, int]:
+        # (a plan's too: its definition, kept built, holds the active rules and calendars
+        # it was built with, and is built again once they change)
+        self.refresh(tx)
         if name.startswith(PLAN_PREFIX) and version is not None:
             return self._plan(name, version, tx), version
-        self.refresh(tx)
         if version is None:
             version = self._active_version("orchestration", name, tx)
             if version is None:
@@ -1307,14 +1320,16 @@ class DefinitionRepo:
                       navigated_paths: tuple[tuple[str, ...], ...] | None = None
                       ) -> OrchestrationDefinition:
         """A plan revision's definition, just generated, with what deployed versions add
-        (its records' object type, its SLAs' calendars); cached as a deployed one is."""
+        (its records' object type, its SLAs' calendars, the routing rules its steps name
+        and the queues' rules: :meth:`_routings`, as for an orchestration); cached as a
+        deployed one is (dropped when the active definitions change: built again then)."""
         self.refresh(tx)
         obj = defn.trigger.object
         record_type = self._parse("object", obj, self._active[("object", obj)]) \
             if obj is not None and ("object", obj) in self._active else None
         defn = replace(defn, record_type=record_type,
                        calendars=MappingProxyType(self._calendars(defn)),
-                       routings=MappingProxyType(self._queue_routings()))
+                       routings=MappingProxyType(self._routings(defn)))
         if navigated_paths is not None:
             seed_navigated(defn, navigated_paths)
         with self._lock:
@@ -1455,15 +1470,26 @@ def _broken_by(docs: Sequence[LoadedDefinition], current: Mapping[str, ObjectTyp
 
 
 class _Router:
-    """An orchestration whose steps' routing :meth:`DefinitionRepo.routing_issues_txn`
-    judges: its text, its root's line in its file (None: a stored version's text, whose
-    lines are its own) and whether it is a change (``new``). Its data is read with
-    libyaml (no lines: most are judged fine); its lines only for a problem found."""
+    """An orchestration (or a fulfillment: its step templates) whose steps' routing
+    :meth:`DefinitionRepo.routing_issues_txn` judges: its kind, its text, its root's line
+    in its file (None: a stored version's text, whose lines are its own) and whether it is
+    a change (``new``). Its data is read with libyaml (no lines: most are judged fine); its
+    lines only for a problem found."""
 
-    def __init__(self, name: str, version: int | None, file: str, source: str,
+    def __init__(self, kind: str, name: str, version: int | None, file: str, source: str,
                  root: int | None, new: bool) -> None:
-        self.name, self.version, self.file, self.source = name, version, file, source
-        self.root, self.new = root, new
+        self.kind, self.name, self.version, self.file = kind, name, version, file
+        self.source, self.root, self.new = source, root, new
+
+    def assignments(self) -> Iterator[tuple[str, str, str]]:
+        """Its steps' ``(path, kind, name)`` routing by a rule or assigning to a queue by
+        name (:func:`~baton.definitions.routing.assignments`; a fulfillment's templates:
+        :func:`~baton.plans.routing.template_assignments`)."""
+        if self.kind == "fulfillment":
+            from baton.plans.routing import template_assignments
+
+            return template_assignments(self.data)
+        return assignments(self.data)
 
     @functools.cached_property
     def data(self) -> Any:
@@ -1494,8 +1520,9 @@ class _Router:
 
     def who(self, path: str) -> str:
         step = step_at(self.data, path)
-        return (f"orchestration '{self.name}'" + (f" v{self.version}" if self.version else "")
-                + (f" step '{step}'" if step else ""))
+        return (f"{self.kind} '{self.name}'" + (f" v{self.version}" if self.version else "")
+                + (f" step '{step}'" if step else "")
+                + (" (its rollback)" if ".rollback." in path else ""))
 
     def issue(self, path: str, message: str) -> Issue:
         return Issue(self.file, self.line(path), path, message)
