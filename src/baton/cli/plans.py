@@ -28,12 +28,29 @@ def _state() -> Any:
     return state
 
 
-def _sla(sla: dict[str, Any] | None) -> str:
+ENDED = frozenset({"completed", "skipped", "canceled", "failed"})
+
+
+def _sla(sla: dict[str, Any] | None, status: str, completed_at: str | None) -> str:
+    """An open step's SLA state (``on_track (due ...)``); a completed step's how it ended
+    (``met``, or ``missed (due ...)`` when it completed after its due time); nothing for a
+    step skipped, canceled or failed (no SLA holds for it any more)."""
     if not sla:
         return ""
-    state = sla.get("status") or sla.get("state") or ""
     due = sla.get("due_at") or ""
+    if status in ENDED:
+        if status != "completed":
+            return ""
+        return f"missed (due {due[:16]})" if due and completed_at and completed_at > due \
+            else "met"
+    state = sla.get("status") or sla.get("state") or ""
     return f"{state} (due {due[:16]})" if due else str(state)
+
+
+def _completed_at(run_id: str) -> dict[str, str]:
+    """The run's steps -> when they completed (an SLA met or missed)."""
+    run = _state().engine().get_run(run_id)
+    return {name: sr.completed_at for name, sr in run.steps.items() if sr.completed_at}
 
 
 @plans_app.command("show")
@@ -51,15 +68,16 @@ def show(order: OrderArg, as_json: JsonOpt = False) -> None:
                   f"fulfillment line{'' if len(plan['lines']) == 1 else 's'})")
     if not plan["steps"]:  # no scenario holds for its lines (a canceled line's, say)
         console.print("no steps: no scenario of the fulfillment holds for the order's lines")
-    _steps_by_lane(plan["lanes"], plan["steps"])
+    _steps_by_lane(plan["lanes"], plan["steps"], _completed_at(plan["run_id"]))
     comp = plan.get("compensation")
     if comp:
         console.print(f"\ncompensation r{comp['revision']}  run {comp['run_id']}  "
                       f"[bold]{comp['status']}[/bold]")
-        _steps_by_lane(plan["lanes"], comp["steps"])
+        _steps_by_lane(plan["lanes"], comp["steps"], _completed_at(comp["run_id"]))
 
 
-def _steps_by_lane(lanes: list[str], steps: list[dict[str, Any]]) -> None:
+def _steps_by_lane(lanes: list[str], steps: list[dict[str, Any]],
+                   completed_at: dict[str, str]) -> None:
     for lane in lanes:
         mine = [s for s in steps if s["lane"] == lane]
         if not mine:
@@ -70,7 +88,8 @@ def _steps_by_lane(lanes: list[str], steps: list[dict[str, Any]]) -> None:
             mark = " [bold red]PONR[/bold red]" if s.get("ponr") else ""
             status = s["status"]
             rows.append([escape(s["name"]) + mark, escape(scope), s["type"],
-                         f"[{STYLE.get(status, 'white')}]{status}[/]", _sla(s.get("sla")),
+                         f"[{STYLE.get(status, 'white')}]{status}[/]",
+                         _sla(s.get("sla"), status, completed_at.get(s["name"])),
                          escape(", ".join(s["after"]))])
         table(f"lane {lane}", ["step", "scope", "type", "status", "SLA", "after"], rows,
               ids=("step",))
@@ -94,8 +113,25 @@ def cancel(order: OrderArg,
 @plans_app.command("diff")
 def diff(order: OrderArg, as_json: JsonOpt = False) -> None:
     """What `baton plans amend` would do with the order's lines as they are now: steps
-    added, removed, changed, rewired, and the completed ones it would compensate."""
-    out = _state().engine().plans.diff(order)
+    added, removed, changed, rewired, and the completed ones it would compensate. A plan
+    that cannot be amended (its point of no return passed, or it is not in progress) is
+    said so, why, and the command fails (exit 1), as `amend` and the API's dry run do;
+    the difference is still shown while the plan is in progress (`--json`: with
+    ``refused``, the reason)."""
+    from baton.errors import TransitionConflict
+
+    plans = _state().engine().plans
+    try:
+        out = plans.diff(order, refuse=True)
+    except TransitionConflict as exc:  # (refused: the difference again, to show it)
+        refused = f"the amendment could not be applied: {exc}"
+        out = plans.diff(order)
+        if as_json:
+            print_json({**out, "refused": str(exc)})
+        elif _state().engine().get_run(out["run_id"]).status.value == "in_progress":
+            console.print("what the amendment would be (it cannot be applied):")
+            _print_diff(out)
+        raise TransitionConflict(refused) from None
     if as_json:
         print_json(out)
         return
@@ -109,7 +145,8 @@ def _print_diff(out: dict[str, Any]) -> None:
         for name in out[key]:
             extra = f" ({out['status'][name]})" if name in out.get("status", {}) else ""
             console.print(f"[{style}]{mark} {escape(name)}{extra}[/]")
-    console.print(f"{len(out['unchanged'])} steps unchanged; compensate: "
+    n = len(out["unchanged"])
+    console.print(f"{n} step{'' if n == 1 else 's'} unchanged; compensate: "
                   f"{', '.join(out['compensate']) or 'nothing'}")
 
 

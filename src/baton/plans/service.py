@@ -274,13 +274,13 @@ class PlanService:
             row = self.plan_row(order_id, tx)
             run, defn, record = self.runs.load_txn(tx, row["run_id"])
             self._check_ponr(row["graph"], run, "canceled")
-            if run.status is not RunStatus.IN_PROGRESS and run.status is not RunStatus.COMPLETED:
+            if run.status is RunStatus.CANCELED:
                 raise TransitionConflict(f"the plan of order {order_id} is {run.status.value}; "
                                          "it cannot be canceled")
             status = {n: sr.status.value for n, sr in run.steps.items()}
             keys = _carried_keys(row["graph"], run, status)
             acted = _acted(row["graph"], run)  # (before the cancel, which cancels them)
-            if run.status is RunStatus.IN_PROGRESS:
+            if run.status is not RunStatus.COMPLETED:  # (in progress, or failed)
                 self.runs.decide_and_apply_txn(tx, defn, run, CancelRequested(reason, actor),
                                                now_dt, record)
             graph = compensation_graph(row["graph"], status, plan_name(order_id), keys,

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -28,8 +29,8 @@ from baton.clock import Clock, SystemClock
 from baton.connections.secrets import Secrets
 from baton.engine.events import ResumeRequested, SignalReceived
 from baton.engine.state import Run
-from baton.engine.status import WorkItemStatus
-from baton.errors import BatonError, ConfigError, Issue
+from baton.engine.status import RunStatus, StepStatus, WorkItemStatus
+from baton.errors import BatonError, ConfigError, Issue, TransitionConflict
 from baton.flows import registered_flows
 from baton.ids import IdGenerator, UlidIds
 from baton.records.model import record_view
@@ -56,10 +57,10 @@ from baton.runtime.arguments import (
 )
 from baton.runtime.callouts import DEFAULT_PUBLIC_URL, ConnectionServices
 from baton.runtime.children import ChildRuns
-from baton.runtime.definitions import DefinitionRepo, DeployResult
+from baton.runtime.definitions import PLAN_PREFIX, DefinitionRepo, DeployResult
 from baton.runtime.idempotency import IdempotencyClaim, IdempotencyKeys
 from baton.runtime.incidents import IncidentService
-from baton.runtime.runs import RunDriver, json_object
+from baton.runtime.runs import PlanRunCancel, RunDriver, json_object
 from baton.runtime.views import MAX_CHILDREN_SHOWN, fallout_view, run_detail, starts_children
 from baton.settings import Settings
 from baton.store.base import KeyPage, Total
@@ -77,7 +78,7 @@ if TYPE_CHECKING:
     from baton.runtime.callbacks import Callbacks
     from baton.runtime.worker import Worker
 
-__all__ = ["ASSIGNEE_KINDS", "Engine", "one_transaction", "record_view"]
+__all__ = ["ASSIGNEE_KINDS", "Engine", "RunPlan", "one_transaction", "record_view"]
 
 log = logging.getLogger("baton.engine")
 AI_WARM_EVERY_S = 30.0  # how often a serving worker looks for classify models to train
@@ -85,6 +86,24 @@ AI_WARM_EVERY_S = 30.0  # how often a serving worker looks for classify models t
 F = TypeVar("F", bound=Callable[..., Any])
 
 OPEN_OR_CLAIMED = (WorkItemStatus.OPEN.value, WorkItemStatus.CLAIMED.value)
+
+PLAN, COMPENSATION = "plan", "compensation"  # the kinds of a plan revision's run
+PONR_CACHED = 4096  # plan revisions whose point-of-no-return steps an Engine keeps
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """The fulfillment plan a run is part of (:meth:`Engine.run_plan`)."""
+
+    order_id: str
+    kind: str  # PLAN: the plan's run; COMPENSATION: the run of a canceled plan's rollbacks
+    revision: int  # the plan revision the run is at
+    current: bool  # the order's plan now: what its cancel (and amend) act on
+    plan_run_id: str  # the plan's run (a compensation's: the plan it rolls back)
+    compensation_run_id: str | None  # the run of its rollbacks once canceled (or this one)
+    ponr: tuple[str, ...]  # its point-of-no-return steps (read with ``ponr=True``)
+    ponr_passed: str | None  # the one that completed: cancel and amend are refused
+    ponr_passed_at: str | None  # when it completed
 
 
 def one_transaction(method: F) -> F:
@@ -178,6 +197,9 @@ class Engine:
         self.team = Team(self.store, self.router, self.definitions, self.clock)
         self.work = WorkService(self.store, self.runs, self.applier, self.clock, self.directory)
         self.idempotency = IdempotencyKeys(self.store, self.clock)
+        # run_plan's: (order, plan revision) -> its point-of-no-return steps (a revision is
+        # never changed: read from its graph once, not on every refresh of its run's page)
+        self._plan_ponr: dict[tuple[str, int], tuple[str, ...]] = {}
         self._services_lock = threading.Lock()
         self._ai_warm: threading.Thread | None = None  # warm_ai()'s thread, once started
         self._connections: ConnectionServices | None = None
@@ -514,15 +536,110 @@ class Engine:
         """The run's audit events in order (its decisions, steps, work items)."""
         return self.runs.events(checked_id(run_id, "run"))
 
-    @one_transaction
     def cancel_run(self, run_id: str, reason: str, *, actor: str = "system",
                    idempotency: IdempotencyClaim | None = None) -> Run:
         """Cancel a run in progress (its open work items too), saying why (audited).
         ``idempotency`` (here and in the other changes below): an API request's key,
-        claimed in the same transaction."""
+        claimed in the same transaction.
+
+        A fulfillment plan's run is canceled as its plan is (:meth:`PlanService.cancel
+        <baton.plans.service.PlanService.cancel>`, ``baton plans cancel``): refused once a
+        point-of-no-return step has completed, naming it; else its run is canceled and a
+        compensation run rolls back what its steps did (:meth:`run_plan` names it). The
+        compensation run of a canceled plan, and an earlier plan of an order planned
+        again, are refused (a TransitionConflict saying why and what to do)."""
         check_reason(reason, "cancel", checked_id(run_id, "run"))
         acting_name(actor, "actor", "cancel")
+        try:
+            return self._cancel_run(run_id, reason, actor, idempotency)
+        except PlanRunCancel as plan_run:  # (nothing was written: routed to its plan)
+            return self._cancel_plan_run(plan_run.run, reason, actor, idempotency)
+
+    @one_transaction
+    def _cancel_run(self, run_id: str, reason: str, actor: str,
+                    idempotency: IdempotencyClaim | None) -> Run:
         return self.runs.cancel(run_id, reason, actor, idempotency=idempotency)
+
+    def _cancel_plan_run(self, run: Run, reason: str, actor: str,
+                         idempotency: IdempotencyClaim | None) -> Run:
+        """:meth:`cancel_run` of a fulfillment plan's run: its plan's cancel, if it is the
+        order's plan now; else refused, saying what the run is."""
+        plan = self.run_plan(run, ponr=False)
+        if plan is None:  # (a plan run always has its revision: stored with it)
+            raise TransitionConflict(f"run {run.id} is {run.status.value}; it cannot be "
+                                     "canceled")
+        order = plan.order_id
+        if plan.kind == COMPENSATION:
+            ended = run.status not in (RunStatus.IN_PROGRESS, RunStatus.FAILED)
+            raise TransitionConflict(
+                f"run {run.id} is {run.status.value}; it cannot be canceled" if ended else
+                f"run {run.id} is the compensation of order {order}'s canceled plan (run "
+                f"{plan.plan_run_id}): it rolls back what the plan did, and is not canceled "
+                "(its rollbacks would never run). A rollback in fallout is retried, "
+                "completed or skipped there (`baton fallout`, the run page)")
+        if not plan.current:
+            raise TransitionConflict(
+                f"run {run.id} is {run.status.value}: an earlier plan of order {order}, "
+                f"which has been planned again since (run {plan.plan_run_id}); cancel that "
+                f"one (`baton plans cancel {order} --reason ...`)")
+        if run.status is RunStatus.CANCELED:
+            comp = plan.compensation_run_id
+            raise TransitionConflict(
+                f"run {run.id} is canceled; it cannot be canceled: the plan of order {order} "
+                + (f"was canceled, its compensation is run {comp}" if comp else
+                   "was canceled (with no compensation run)"))
+        try:
+            self._cancel_plan(order, reason, actor, idempotency)
+        except TransitionConflict as exc:
+            if type(exc) is not TransitionConflict:  # (a taken idempotency key: as it is)
+                raise
+            raise TransitionConflict(f"run {run.id} is the plan of order {order}: "
+                                     f"{exc}") from None
+        return self.get_run(run.id)
+
+    @one_transaction
+    def _cancel_plan(self, order_id: str, reason: str, actor: str,
+                     idempotency: IdempotencyClaim | None) -> None:
+        self.plans.cancel(order_id, reason, actor, idempotency=idempotency)
+
+    def run_plan(self, run: Run | str, *, ponr: bool = True) -> RunPlan | None:
+        """The fulfillment plan a run is part of (its plan's run, or its compensation
+        run), None for any other run; ``run``: the run, or its id. ``ponr``: read the
+        plan's point-of-no-return steps too (from its graph, once per revision: kept);
+        else ``ponr`` is empty."""
+        if not isinstance(run, Run):
+            run = self.get_run(checked_id(run, "run"))
+        if not run.orchestration.startswith(PLAN_PREFIX):
+            return None
+        order = run.orchestration[len(PLAN_PREFIX):]
+        with self.store.read() as tx:
+            revisions = tx.plan_revisions_txn(order)
+            mine = [r for r in revisions if r["run_id"] == run.id]
+            if not mine:
+                return None
+            last = mine[-1]  # (an amended plan's run has a revision per amendment)
+            key = (order, last["revision"])
+            points = self._plan_ponr.get(key, ()) if ponr and last["kind"] == PLAN else ()
+            if ponr and last["kind"] == PLAN and key not in self._plan_ponr:
+                graph = (tx.get_plan_txn(order, last["revision"]) or {}).get("graph") or {}
+                points = tuple(f["name"] for f in graph.get("steps", ()) if f.get("ponr"))
+                if len(self._plan_ponr) >= PONR_CACHED:
+                    self._plan_ponr.clear()
+                self._plan_ponr[key] = points
+        plans = [r for r in revisions if r["kind"] == PLAN]
+        if last["kind"] == PLAN:
+            comp = next((r["run_id"] for r in revisions if r["kind"] == COMPENSATION
+                         and r["revision"] > last["revision"]), None)
+            plan_run = plans[-1]["run_id"]
+        else:
+            comp = run.id
+            plan_run = next((r["run_id"] for r in reversed(plans)
+                             if r["revision"] < last["revision"]), "")
+        passed = next((name for name in points if name in run.steps
+                       and run.steps[name].status is StepStatus.COMPLETED), None)
+        return RunPlan(order, last["kind"], last["revision"], plan_run == run.id, plan_run,
+                       comp, points, passed,
+                       run.steps[passed].completed_at if passed is not None else None)
 
     def evaluate_run_txn(self, tx: Any, run_id: str, now_dt: Any) -> None:
         """Re-evaluate a run's conditions (its record changed), in the caller's transaction."""

@@ -43,7 +43,7 @@ from baton.records.related import with_related_txn
 from baton.rows import AuditEvent, Record, audit_event
 from baton.runtime import metrics
 from baton.runtime.apply import Applier
-from baton.runtime.definitions import DefinitionRepo
+from baton.runtime.definitions import PLAN_PREFIX, DefinitionRepo
 from baton.runtime.idempotency import IdempotencyClaim
 from baton.storable import first_problem
 from baton.store.base import KeyPage, Total
@@ -51,6 +51,21 @@ from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 
 FALLOUT_ACTIONS = ("retry", "complete", "skip")
+
+
+class PlanRunCancel(TransitionConflict):
+    """A run's cancel refused because the run is a fulfillment plan's (``plan:ORDER``, a
+    plan or its compensation): :meth:`baton.runtime.engine.Engine.cancel_run` cancels it
+    through its plan instead."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.order_id = run.orchestration[len(PLAN_PREFIX):]
+        super().__init__(
+            f"run {run.id} is the fulfillment plan of order {self.order_id}: cancel the "
+            f"order's plan (`baton plans cancel {self.order_id} --reason ...`, POST "
+            f"/api/plans/{self.order_id}/cancel), which is refused once its point of no "
+            "return has passed and rolls back what its steps did")
 
 
 class RunDriver:
@@ -203,9 +218,25 @@ class RunDriver:
 
     def cancel(self, run_id: str, reason: str, actor: str, *,
                idempotency: IdempotencyClaim | None = None) -> Run:
-        return self.event(run_id, CancelRequested(reason, actor),
-                          lambda status: f"is {status}; it cannot be canceled",
-                          idempotency=idempotency)
+        """Cancel a run in progress (or failed) in one write transaction. A fulfillment
+        plan's run (``plan:ORDER``) is refused (:class:`PlanRunCancel`, nothing written):
+        a plan is canceled as a plan, which checks its point of no return and rolls back
+        what its steps did (:meth:`~baton.plans.service.PlanService.cancel`); canceled
+        here, its rollbacks would never run, and the plan's cancel would then refuse."""
+        now_dt = self.clock.now()
+        with self.store.write() as tx:
+            if idempotency is not None:
+                idempotency.claim_txn(tx, now_dt, run_id)
+            run, defn, record = self.load_txn(tx, run_id)
+            if run.orchestration.startswith(PLAN_PREFIX):
+                raise PlanRunCancel(run)
+            decision = self.decide_and_apply_txn(tx, defn, run, CancelRequested(reason, actor),
+                                                 now_dt, record)
+            if decision.stale:
+                raise TransitionConflict(f"run {run_id} is {run.status.value}; it cannot be "
+                                         "canceled")
+        count_committed(tx)
+        return decision.run
 
     def resolve_fallout(self, fallout_id: str, action: str, *, reason: str, actor: str,
                         output: dict[str, Any] | None,

@@ -273,8 +273,13 @@ def run_action(request: Request, principal: Principal, key: str | None, run_id: 
 
 
 @router.post("/{run_id}/cancel", response_model=RunDetail, summary="Cancel a run",
-             description="Its open work items are canceled too. A finished run answers 409."
-                         + KEYED,
+             description="Its open work items are canceled too. A finished run answers 409. "
+                         "A fulfillment plan's run (orchestration `plan:ORDER_ID`) is "
+                         "canceled as its plan is (POST /api/plans/{order_id}/cancel): 409 "
+                         "once a point-of-no-return step has completed, naming it; else its "
+                         "completed steps are rolled back by a compensation run (GET "
+                         "/api/plans/{order_id} shows it). A plan's compensation run answers "
+                         "409: it is not canceled (its rollbacks would never run)." + KEYED,
              responses={**replayable("the run, canceled"), **ACTION_ERRORS})
 def cancel_run(request: Request, run_id: RunId, body: Reason,
                idempotency_key: ActionIdempotencyKey = None,

@@ -150,11 +150,14 @@ def run_context(eng: Engine, user: User, run_id: str) -> dict[str, Any]:
         attention.append(f"{len(overdue)} step{'s' if len(overdue) > 1 else ''} past its SLA")
     calls = call_views(run_events)
     may_act, may_fallout = user.can(Permission.RUNS_WRITE), user.can(Permission.FALLOUT)
-    forms = action_forms(run, [sr.name for sr in fallout], may_act, may_fallout)
+    from baton.web.ui.run_actions import plan_actions  # (it imports this module)
+
+    plan = plan_actions(eng, run)
+    forms = action_forms(run, [sr.name for sr in fallout], may_act, may_fallout, plan)
     return {"run": run, "stages": stages, "decisions": run.decisions, "calls": calls,
             "attention": attention, "fallout_steps": [sr.name for sr in fallout],
             "action_forms": forms, "actions_key": ",".join(sorted(forms)),
-            "may_act": may_act, "may_fallout": may_fallout,
+            "may_act": may_act, "may_fallout": may_fallout, "plan": plan,
             "diagram": _diagram(eng, defn, run),
             "events": [{**e, "text": describe_event(e)} for e in events],
             "events_title": events_title, "live": run.status is RunStatus.IN_PROGRESS,
@@ -163,12 +166,17 @@ def run_context(eng: Engine, user: User, run_id: str) -> dict[str, Any]:
             "children": eng.child_runs(run.id) if starts_children(defn) else []}
 
 
-def action_forms(run: Run, fallout: list[str], may_act: bool, may_fallout: bool) -> list[str]:
+def action_forms(run: Run, fallout: list[str], may_act: bool, may_fallout: bool,
+                 plan: dict[str, Any] | None = None) -> list[str]:
     """The operator's forms the run page shows, in its order: ``resolve:STEP`` for each
     step in fallout, ``cancel`` (in progress), ``resume`` (failed): those the run allows
-    now and the viewer may use."""
+    now and the viewer may use. A fulfillment plan's run (``plan``:
+    :func:`~baton.web.ui.run_actions.plan_actions`) is canceled as its plan: its
+    ``forms`` instead of ``cancel`` (the plan's cancel, or the note saying why not)."""
     forms = [f"resolve:{name}" for name in fallout] if may_fallout else []
-    if may_act and run.status is RunStatus.IN_PROGRESS:
+    if plan is not None:
+        forms += plan["forms"] if may_act else []
+    elif may_act and run.status is RunStatus.IN_PROGRESS:
         forms.append("cancel")
     if may_act and run.status is RunStatus.FAILED:
         forms.append("resume")

@@ -1,6 +1,8 @@
 """The operator's actions on the run page: cancel a run, resume a failed one, and retry,
 skip or complete a step in fallout. Each needs a reason (audited with who); CSRF and role
-checks as on every form; an action the run no longer allows is said on the page (409)."""
+checks as on every form; an action the run no longer allows is said on the page (409).
+A fulfillment plan's run is canceled as its plan (:func:`plan_actions`): the form says so
+and shows its point of no return, or, past it, says the order can no longer be canceled."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from baton.auth.roles import Permission
+from baton.engine.state import Run
+from baton.engine.status import RunStatus
 from baton.errors import NotFound, TransitionConflict, ValidationError
+from baton.runtime.engine import PLAN, Engine
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import form_json, page_need, render
 from baton.web.ui.monitor import STEP_ACTIONS, run_context
@@ -18,6 +23,32 @@ from baton.web.ui.monitor import STEP_ACTIONS, run_context
 router = APIRouter()
 RunWriter = Annotated[Principal, Depends(page_need(Permission.RUNS_WRITE))]
 Operator = Annotated[Principal, Depends(page_need(Permission.FALLOUT))]
+
+
+def plan_actions(eng: Engine, run: Run) -> dict[str, Any] | None:
+    """A fulfillment plan's run on its page (None for any other run): its order, revision
+    and compensation, its point of no return, and what takes the place of the plain
+    "Cancel run" (``forms``, for ``monitor.action_forms``): ``cancel`` (the order's plan,
+    before its point of no return: the form cancels the plan, its rollbacks run), ``ponr``
+    (the note saying which step made it final) or ``compensation`` (the note saying a
+    compensation run is not canceled). Read for plan runs only: one read of the plan's
+    revisions and its graph (a revision is never changed)."""
+    plan = eng.run_plan(run)
+    if plan is None:
+        return None
+    forms = []
+    if plan.kind == PLAN and plan.current:
+        if plan.ponr_passed is not None:
+            forms.append("ponr")
+        elif run.status in (RunStatus.IN_PROGRESS, RunStatus.COMPLETED):
+            forms.append("cancel")  # (a completed plan too: its completed steps roll back)
+    elif plan.kind != PLAN and run.status in (RunStatus.IN_PROGRESS, RunStatus.FAILED):
+        forms.append("compensation")
+    return {"order_id": plan.order_id, "kind": plan.kind, "revision": plan.revision,
+            "current": plan.current, "plan_run_id": plan.plan_run_id,
+            "compensation_run_id": plan.compensation_run_id, "ponr": list(plan.ponr),
+            "ponr_passed": plan.ponr_passed, "ponr_passed_at": plan.ponr_passed_at,
+            "forms": forms}
 
 
 def _done(run_id: str, what: str) -> Response:
