@@ -1142,6 +1142,27 @@ def work_claim(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> N
     print_json(work_item_view(item)) if as_json else console.print(f"{item_id} claimed by {user}")
 
 
+@work_app.command("release")
+def work_release(item_id: ItemIdArg, user: Annotated[str, typer.Option("--user", "-u", help="Who releases it: its claimer, or an operator (anyone's claim)", autocompletion=complete.users)],
+                 as_json: JsonOpt = False) -> None:
+    """Give a claimed item back (unclaim): it is open again for its assignee, and a routed
+    item goes back to its queue to be routed again. Its claimer may; a user whose role may
+    work on every item (operator, admin) may release anyone's claim.
+
+    Examples:
+      baton work release WI_ID --user ann
+    """
+    from baton.runtime.views import work_item_view
+
+    engine = state.engine()
+    item = engine.release(item_id, user, scope=_acting_user(engine, user))
+    if as_json:
+        print_json(work_item_view(item))
+    else:
+        console.print(f"{item_id} released by {user}; open for "
+                      f"{item['assignee_kind']}:{item['assignee']}")
+
+
 @work_app.command("accept")
 def work_accept(item_id: ItemIdArg, user: UserOpt, as_json: JsonOpt = False) -> None:
     """Accept an item a routing rule offered you (offer mode): it becomes yours."""

@@ -36,6 +36,7 @@ from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
 from baton.work import items as work_items
 from baton.work.assignees import SHOWN, acting_name, parse_target
+from baton.work.claims import claim_gone, held_for_another, rows_by_name, taken_back
 from baton.work.items import OPEN_STATUSES
 
 if TYPE_CHECKING:
@@ -122,17 +123,75 @@ class WorkService:
                      scope: User | None) -> str | None:
         """May ``user`` act on ``item`` (claim, complete)? None: as themselves; a name: on
         behalf of that user, whose approval it is and who names ``user`` as their delegate
-        today (read in this transaction). PermissionDenied otherwise."""
+        today, ``user`` being active and allowed to work items (read in this transaction;
+        the rule :func:`~baton.work.claims.not_acting_for` says in words). PermissionDenied
+        otherwise."""
         current = self._current_txn(tx, scope)
         if item["assignee_kind"] == "user" and item["assignee"] != user \
                 and item.get("step_type") == APPROVAL:
             row = tx.user_row_txn(item["assignee"])
             delegation = delegation_of(row) if row is not None else None
             if delegation is not None and delegation.to == user \
-                    and delegation.in_force(self.clock.now().date().isoformat()):
-                return item["assignee"]
+                    and delegation.in_force(self.clock.now().date().isoformat()) \
+                    and (current is not None or self._works_txn(tx, user)):
+                return item["assignee"]  # (``current``: active, may work; read just now)
         check_may_act(item, user, current)
         return None
+
+    @staticmethod
+    def _works_txn(tx: Transaction, name: str) -> bool:
+        """Is ``name`` an active user whose roles give ``work`` (a delegate acting without a
+        scope: the Engine's callers, a batch), as stored now?"""
+        row = tx.user_row_txn(name)
+        return row is not None and bool(row["active"]) and _works(row)
+
+    # ---- a claim by a delegate who no longer acts for the assignee ----------------------
+    def _claim_gone_txn(self, tx: Transaction, item: WorkItem) -> str | None:
+        """Why the claim on ``item`` by someone other than its user no longer stands (read
+        in this transaction: :func:`~baton.work.claims.claim_gone`), or None."""
+        if not held_for_another(item):
+            return None
+        return claim_gone(item, tx.user_row_txn(str(item["claimed_by"])),
+                          tx.user_row_txn(item["assignee"]), self.clock.now().date().isoformat())
+
+    def _taking_back_txn(self, tx: Transaction, item: WorkItem, user: str
+                         ) -> dict[str, str] | None:
+        """When ``item`` is claimed by someone else whose claim no longer stands, what a
+        claim (or completion) by ``user`` records of taking it back: None otherwise. (Whether
+        ``user`` may act on it at all is :meth:`_may_act_txn`'s to say.)"""
+        if item["claimed_by"] == user:
+            return None
+        why = self._claim_gone_txn(tx, item)
+        return taken_back(item, user, why) if why is not None else None
+
+    def _stale_claimer_txn(self, tx: Transaction, item: WorkItem, user: str,
+                           refused: PermissionDenied) -> PermissionDenied:
+        """The error for ``user`` acting on an item they claimed for its assignee once they
+        no longer act for them: why, and what the others may do (``refused`` otherwise)."""
+        why = self._claim_gone_txn(tx, item) if item["claimed_by"] == user else None
+        if why is None:
+            return refused
+        return PermissionDenied(
+            f"work item {item['id']} is assigned to user {item['assignee']}; the claim by "
+            f"{user}, {why}, no longer stands: {item['assignee']} (or their delegate now) may "
+            f"take it back, and {user} may release it (`baton work release {item['id']} "
+            f"--user {user}`)")
+
+    def stale_claims(self, items: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+        """For the items listed (a Work Guide page, an item's page): the id of each one
+        claimed by someone whose claim no longer stands, with why (a relative clause about
+        the claimer: "whose delegation from dora ended"). No read at all unless one of them
+        is a user's item claimed by someone else; then one read of those people."""
+        held = [i for i in items if held_for_another(i)]
+        if not held:
+            return {}
+        names = sorted({n for i in held for n in (str(i["claimed_by"]), str(i["assignee"]))})
+        with self.store.read() as tx:
+            rows = rows_by_name(tx.user_rows_txn(names))
+        today = self.clock.now().date().isoformat()
+        found = {str(i["id"]): claim_gone(i, rows.get(str(i["claimed_by"])),
+                                          rows.get(str(i["assignee"])), today) for i in held}
+        return {k: why for k, why in found.items() if why is not None}
 
     # ---- reads --------------------------------------------------------------------------
     def list_items(self, *, user: str | None, queue: str | None, group: str | None,
@@ -232,18 +291,23 @@ class WorkService:
         with self.store.write() as tx:
             _claim_key_txn(tx, idempotency, now_dt, item_id)
             item = self.get_txn(tx, item_id)
-            if item["status"] != OPEN:
-                raise TransitionConflict(_not_open(item))
+            taken: dict[str, str] | None = None
+            if item["status"] != OPEN:  # (a claim that no longer stands is taken back)
+                taken = self._taking_back_txn(tx, item, user) \
+                    if item["status"] == CLAIMED else None
+                if taken is None:
+                    raise TransitionConflict(_not_open(item))
             _not_offered(item, "claimed")
             on_behalf = self._may_act_txn(tx, item, user, scope)
             if self.claim_hook is not None:
                 self.claim_hook(item_id)
-            if not tx.update_work_item_txn(item_id, [OPEN], item["version"],
+            if not tx.update_work_item_txn(item_id, [item["status"]], item["version"],
                                            {"status": CLAIMED, "claimed_by": user, "updated_at": now}):
                 raise TransitionConflict(_not_open(self.get_txn(tx, item_id)))
             tx.append_events_txn([audit_event(  # type: ignore[list-item]
                 "work_item_claimed", user, now, item["record_id"], item["run_id"],
-                {"work_item": item_id, "step": item["step"], **_for(on_behalf)})])
+                {"work_item": item_id, "step": item["step"], **_for(on_behalf),
+                 **(taken or {})})])
             return self.shown_txn(tx, item_id)
 
     # ---- offer mode (a routing rule with ``offer``) --------------------------------------
@@ -442,21 +506,32 @@ class WorkService:
             loaded = self.runs.load_txn(tx, self.get_txn(tx, item_id, lock=False)["run_id"])
         item = self.get_txn(tx, item_id)
         status = item["status"]
+        taken: dict[str, str] | None = None
         if status == CLAIMED and item["claimed_by"] != user:
-            raise TransitionConflict(f"work item {item_id} is claimed by {item['claimed_by']}")
+            taken = self._taking_back_txn(tx, item, user)  # (a claim that no longer stands)
+            if taken is None:
+                raise TransitionConflict(f"work item {item_id} is claimed by {item['claimed_by']}")
         if status not in OPEN_STATUSES:
             raise TransitionConflict(f"work item {item_id} is {status}; it cannot be completed")
         _not_offered(item, "completed")
-        on_behalf = self._may_act_txn(tx, item, user, scope)
+        try:
+            on_behalf = self._may_act_txn(tx, item, user, scope)
+        except PermissionDenied as refused:
+            raise self._stale_claimer_txn(tx, item, user, refused) from None
         values = coerce_fields(form_fields(item["form"]), data, f"form of work item {item_id}")
         if not tx.update_work_item_txn(item_id, [status], item["version"], {
             "status": COMPLETED, "claimed_by": user, "data": values,
             "updated_at": now, "completed_at": now, "completed_by": user,
         }):
             raise TransitionConflict(f"work item {item_id} changed while completing; try again")
-        tx.append_events_txn([audit_event(  # type: ignore[list-item]
-            "work_item_completed", user, now, item["record_id"], item["run_id"],
-            {"work_item": item_id, "step": item["step"], "data": values, **_for(on_behalf)})])
+        completed = audit_event("work_item_completed", user, now, item["record_id"],
+                                item["run_id"], {"work_item": item_id, "step": item["step"],
+                                                 "data": values, **_for(on_behalf)})
+        if taken is not None:  # (the take-back first, then the completion)
+            tx.append_events_txn([audit_event(  # type: ignore[list-item]
+                "work_item_claimed", user, now, item["record_id"], item["run_id"],
+                {"work_item": item_id, "step": item["step"], **_for(on_behalf), **taken})])
+        tx.append_events_txn([completed])  # type: ignore[list-item]
         if item.get("routing") and self.applier.router is not None:
             # They have room again: what waits for them is routed now.
             self.applier.router.freed_txn(tx, item_id, now_dt, route_now=True)

@@ -109,7 +109,8 @@ def _list_context(eng: Engine, user: User, st: ListState) -> dict[str, Any]:
     return {"items": found.rows, "st": st, "now": eng.clock.now(),
             "paging": Paging(total, st.after, found.next),
             "live_url": "/work/live?" + urlencode(st.query(after=st.after)),
-            "may_release_all": user.can(Permission.WORK_ALL)}
+            "may_release_all": user.can(Permission.WORK_ALL),
+            "stale": eng.work.stale_claims(found.rows)}
 
 
 @router.get("/work")
@@ -192,7 +193,8 @@ def _row(request: Request, principal: Principal, eng: Engine, item: WorkItem,
          done: str) -> Response:
     return render(request, "_work_row.html", principal, {
         "item": item, "done_now": done, "now": eng.clock.now(),
-        "may_release_all": principal.user.can(Permission.WORK_ALL)})
+        "may_release_all": principal.user.can(Permission.WORK_ALL),
+        "stale": eng.work.stale_claims([item])})
 
 
 @router.get("/work/{item_id}")
@@ -302,6 +304,11 @@ def _item_context(eng: Engine, user: User, item: WorkItem) -> dict[str, Any]:
         values = {k: v for k, v in (item.get("data") or {}).items()}
     record_fields = {k: v for k, v in (record or {}).items() if k not in ("id", "object_type")}
     holds = item["status"] == WorkItemStatus.CLAIMED and item["claimed_by"] == user.name
+    # A claim by someone who no longer acts for the item's user (a delegate whose
+    # delegation ended...): its user, or their delegate now, takes it back.
+    gone = eng.work.stale_claims([item]).get(item["id"])
+    takes_back = gone is not None and not holds \
+        and (item["assignee"] == user.name or user.delegated(item))
     # The record's timeline (its run's, without a record): for the person who holds the
     # item, and for those who may read records or runs anyway.
     events: list[dict[str, Any]] | None = None
@@ -316,7 +323,9 @@ def _item_context(eng: Engine, user: User, item: WorkItem) -> dict[str, Any]:
             and (holds or user.can(Permission.WORK_ALL)),
             "may_act": item["status"] in OPEN_STATUSES
             and item.get("routing_status") != "offered"
-            and (item["status"] == WorkItemStatus.OPEN or item["claimed_by"] == user.name),
+            and (item["status"] == WorkItemStatus.OPEN or (holds and gone is None)
+                 or takes_back),
+            "claim_gone": gone, "takes_back": takes_back,
             "offer_expires_at": _offer_expires_at(item),
             "may_reassign": item["status"] in OPEN_STATUSES and user.can(Permission.WORK_ALL),
             "reassign_to": "", "reassign_error": None, "done": None, "done_now": None}
