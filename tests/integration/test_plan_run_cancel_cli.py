@@ -129,6 +129,7 @@ def test_runs_cancel_of_a_plan_and_diff_show_of_plans_that_cannot_change(
     comp = plan["compensation"]
     assert plan["status"] == "canceled" and isinstance(comp, dict)
     assert comp["status"] == "completed"
+    assert f"its rollbacks run in {comp['run_id']}" in " ".join(said.split())
     assert [s["name"] for s in comp["steps"]] == ["rollback_reserve[L1.1]", "rollback_ship[L1.1]"]
     again = run_baton(proj, db, "plans", "cancel", waits, "--reason", "again")
     assert again.returncode == 1 and "is canceled" in again.stderr

@@ -867,11 +867,21 @@ def runs_show(run_id: RunIdArg, as_json: JsonOpt = False) -> None:
 @runs_app.command("cancel")
 def runs_cancel(run_id: RunIdArg, reason: Annotated[str, typer.Option("--reason", help="Why (audited)")] = "canceled from the CLI",
                 as_json: JsonOpt = False) -> None:
-    """Cancel a run; its open work items are canceled too."""
+    """Cancel a run; its open work items are canceled too. A fulfillment plan's run is
+    canceled as its plan (`baton plans cancel`: refused past its point of no return, else
+    its compensation run rolls back what its steps did)."""
     from baton.runtime.views import run_summary
 
-    run = state.engine().cancel_run(run_id, reason, actor="cli")
-    print_json(run_summary(run)) if as_json else console.print(f"run {run.id} {styled(run.status.value)}")
+    eng = state.engine()
+    run = eng.cancel_run(run_id, reason, actor="cli")
+    if as_json:
+        print_json(run_summary(run))
+        return
+    plan = eng.run_plan(run.id)
+    rollback = (f"; the plan of order {plan.order_id}: its rollbacks run in "
+                f"{plan.compensation_run_id}" if plan is not None and plan.compensation_run_id
+                and plan.compensation_run_id != run.id else "")
+    console.print(f"run {run.id} {styled(run.status.value)}{escape(rollback)}")
 
 
 @runs_app.command("resume")
