@@ -16,6 +16,7 @@ answered once the file is let go.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import subprocess
 import sys
 import time
@@ -175,7 +176,10 @@ def test_a_server_that_never_answers_is_given_up_on_and_the_loop_runs_meanwhile(
         hole.close()
         return error, ticks
 
-    error, ticks = asyncio.run(scenario())
+    # (a loop of its own, in a thread of its own: a test run earlier in this process may
+    # have left one running on this thread, as Playwright's sync API does)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        error, ticks = pool.submit(asyncio.run, scenario()).result()
     assert isinstance(error, OperationalError), repr(error)
     assert is_transient(error, "postgresql")
     assert ticks > 0  # the loop was not held while the lookup waited
