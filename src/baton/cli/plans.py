@@ -28,29 +28,23 @@ def _state() -> Any:
     return state
 
 
-ENDED = frozenset({"completed", "skipped", "canceled", "failed"})
-
-
 def _sla(sla: dict[str, Any] | None, status: str, completed_at: str | None) -> str:
     """An open step's SLA state (``on_track (due ...)``); a completed step's how it ended
     (``met``, or ``missed (due ...)`` when it completed after its due time); nothing for a
-    step skipped, canceled or failed (no SLA holds for it any more)."""
-    if not sla:
+    step skipped, canceled or failed (no SLA holds for it any more): as ``plans show
+    --json`` gives it (:func:`baton.plans.service.step_sla`)."""
+    from baton.plans.service import SLA_MET, SLA_MISSED, step_sla
+
+    view = step_sla(sla, status, completed_at)
+    if not view:
         return ""
-    due = sla.get("due_at") or ""
-    if status in ENDED:
-        if status != "completed":
-            return ""
-        return f"missed (due {due[:16]})" if due and completed_at and completed_at > due \
-            else "met"
-    state = sla.get("status") or sla.get("state") or ""
-    return f"{state} (due {due[:16]})" if due else str(state)
-
-
-def _completed_at(run_id: str) -> dict[str, str]:
-    """The run's steps -> when they completed (an SLA met or missed)."""
-    run = _state().engine().get_run(run_id)
-    return {name: sr.completed_at for name, sr in run.steps.items() if sr.completed_at}
+    due = view.get("due_at") or ""
+    state = view.get("status") or ""
+    if state == SLA_MET:
+        return state
+    if state == SLA_MISSED:
+        return f"{state} (due {due[:16]})" if due else state
+    return f"{state} (due {due[:16]})" if due and state else str(state)
 
 
 @plans_app.command("show")
@@ -68,16 +62,15 @@ def show(order: OrderArg, as_json: JsonOpt = False) -> None:
                   f"fulfillment line{'' if len(plan['lines']) == 1 else 's'})")
     if not plan["steps"]:  # no scenario holds for its lines (a canceled line's, say)
         console.print("no steps: no scenario of the fulfillment holds for the order's lines")
-    _steps_by_lane(plan["lanes"], plan["steps"], _completed_at(plan["run_id"]))
+    _steps_by_lane(plan["lanes"], plan["steps"])
     comp = plan.get("compensation")
     if comp:
         console.print(f"\ncompensation r{comp['revision']}  run {comp['run_id']}  "
                       f"[bold]{comp['status']}[/bold]")
-        _steps_by_lane(plan["lanes"], comp["steps"], _completed_at(comp["run_id"]))
+        _steps_by_lane(plan["lanes"], comp["steps"])
 
 
-def _steps_by_lane(lanes: list[str], steps: list[dict[str, Any]],
-                   completed_at: dict[str, str]) -> None:
+def _steps_by_lane(lanes: list[str], steps: list[dict[str, Any]]) -> None:
     for lane in lanes:
         mine = [s for s in steps if s["lane"] == lane]
         if not mine:
@@ -89,7 +82,7 @@ def _steps_by_lane(lanes: list[str], steps: list[dict[str, Any]],
             status = s["status"]
             rows.append([escape(s["name"]) + mark, escape(scope), s["type"],
                          f"[{STYLE.get(status, 'white')}]{status}[/]",
-                         _sla(s.get("sla"), status, completed_at.get(s["name"])),
+                         _sla(s.get("sla"), status, None),  # (met/missed: the view's)
                          escape(", ".join(s["after"]))])
         table(f"lane {lane}", ["step", "scope", "type", "status", "SLA", "after"], rows,
               ids=("step",))
@@ -148,13 +141,19 @@ def _print_diff(out: dict[str, Any]) -> None:
     n = len(out["unchanged"])
     console.print(f"{n} step{'' if n == 1 else 's'} unchanged; compensate: "
                   f"{', '.join(out['compensate']) or 'nothing'}")
+    if out.get("cancels_order"):
+        console.print("[bold]every line of the order is canceled: the amendment cancels "
+                      "the order[/bold] (as `baton plans cancel`), its rollbacks in a "
+                      "compensation run: " + (escape(", ".join(out["rollbacks"]))
+                                              or "nothing to roll back"))
 
 
 @plans_app.command("amend")
 def amend(order: OrderArg, as_json: JsonOpt = False) -> None:
     """Amend the order's plan to its lines as they are now (add lines, or set a line's
     action to cancel, first): only the difference is planned; removed completed steps are
-    rolled back. Refused once a point-of-no-return step has completed."""
+    rolled back. Refused once a point-of-no-return step has completed. Every line
+    canceled: the order is canceled, as `baton plans cancel` does."""
     out = _state().engine().plans.amend(order, "cli")
     if as_json:
         print_json(out)
@@ -163,6 +162,11 @@ def amend(order: OrderArg, as_json: JsonOpt = False) -> None:
     if not out["applied"]:
         console.print(f"nothing to amend: the plan of order [bold]{order}[/bold] (revision "
                       f"{out['revision']}) already matches its lines")
+        return
+    if out.get("cancels_order"):
+        console.print(f"canceled the plan of order [bold]{order}[/bold] (every line "
+                      f"canceled); compensation run {out['compensation_run_id']} rolls "
+                      f"back: {escape(', '.join(out['rollbacks'])) or 'nothing'}")
         return
     console.print(f"plan of order [bold]{order}[/bold] is now revision {out['revision']}"
                   + (f"; compensation run {out['compensation_run_id']}"

@@ -173,6 +173,19 @@ def _instance_key(t: Mapping[str, Any], kind: str, ln: FulfillmentLine,
     return None if value is None else str(value)
 
 
+def _group_by(fulfillment: FulfillmentDefinition, template: str) -> Any:
+    return fulfillment.templates[template]["scope"]["group_by"]
+
+
+def grouped_as(fulfillment: FulfillmentDefinition, template: str) -> str:
+    """The first group template of the fulfillment (in its order) with the same
+    ``group_by`` as the group template ``template``: two group templates whose steps are
+    keyed alike (``install[PARIS]`` and ``survey[PARIS]``, the same site) have the same."""
+    mine = _group_by(fulfillment, template)
+    return next(name for name, t in fulfillment.templates.items()
+                if scope_kind(t) == "group" and t["scope"]["group_by"] == mine)
+
+
 def _group_of(fulfillment: FulfillmentDefinition, template: str, ln: FulfillmentLine,
               order: Mapping[str, Any], memo: LineMemo) -> str | None:
     t = fulfillment.templates[template]
@@ -210,8 +223,9 @@ def _targets(fulfillment: FulfillmentDefinition, inst: Instance, ref: str,
         keys = [ln.key for ln in inst.lines]
     elif tkind == "bundle":
         keys = [ln.bundle for ln in inst.lines]
-    elif inst.kind == "group" and tkind == "group" and inst.key in target:
-        keys = [inst.key]
+    elif inst.kind == "group" and tkind == "group" and inst.key in target \
+            and _group_by(fulfillment, inst.template) == _group_by(fulfillment, ref):
+        keys = [inst.key]  # (grouped alike: the same value; else the groups of its lines)
     else:
         keys = [_group_of(fulfillment, ref, ln, order, memo) for ln in inst.lines]
     return [target[k] for k in dict.fromkeys(keys) if k is not None and k in target]
@@ -278,6 +292,7 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
         defaults: Mapping[str, Any] = fulfillment.defaults.get(t["type"]) or {}
         resolve_step, resolve_rollback = line_valued[name]
         reads = all_reads.get(name)
+        grouping = grouped_as(fulfillment, name) if scope_kind(t) == "group" else None
         for inst in by_key.values():
             views = [ln.view() for ln in inst.lines]
             step = {k: v for k, v in t.items() if k not in PLAN_STEP_KEYS and k != "after"}
@@ -315,6 +330,8 @@ def build_steps(fulfillment: FulfillmentDefinition, instances: Mapping[str, Mapp
             fact: dict[str, Any] = {"name": inst.name, "template": name, "scope": inst.kind,
                                     "instance": inst.key, "lane": t.get("lane"),
                                     "lines": [ln.key for ln in inst.lines]}
+            if grouping is not None:  # (the engine's definition has it: service.py)
+                fact["grouped_as"] = grouping
             if t.get("ponr"):
                 fact["ponr"] = True
             if "rollback" in t:

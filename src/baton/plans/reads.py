@@ -6,14 +6,16 @@ step's expressions do (:mod:`baton.plans.generate` rewrites ``steps.reserve`` in
 rewritten, so its ``ctx.steps`` resolves the name when the flow reads it, by the same
 rule — in a line-item step, a line-item template is the same line's step, a bundle
 template the line's bundle's, a group template the line's group's; in a bundle (group)
-step, a bundle (group) template is the same bundle's (group value's); a plan template is
-its single step (its name is a step's name: found without this module); a template's own
-name is the reading step itself. Any other reading names several steps (a plan step
-reading ``ship``, a bundle step reading a line-item template) and is refused with
+step, a bundle template is the same bundle's, a group template of the same ``group_by``
+the same group value's; a plan template is its single step (its name is a step's name:
+found without this module); a template's own name is the reading step itself. Any other
+reading names several steps (a plan step reading ``ship``, a bundle step reading a
+line-item template, a group step reading a group template of another ``group_by``: its
+key is a value of another grouping, ``install[PARIS]``'s is no region) and is refused with
 :class:`~baton.flows.AmbiguousStep`, naming them: the full name (``ship[L2]``) reads one.
 
 What is read from the plan's definition (each plan step's ``input.plan``: its scope,
-instance and lines) is indexed once per definition, when a flow first reads a name that
+instance and lines; a group step's ``grouped_as``) is indexed once per definition, when a flow first reads a name that
 is no step of its run (a definition is built once per plan revision and worker), held
 weakly: a run that is no plan, or a flow that names its steps in full, pays nothing.
 """
@@ -30,18 +32,21 @@ from baton.flows import AmbiguousStep
 
 PLAN_SCOPE = "plan"
 LINE_SCOPE = "line_item"
+GROUP_SCOPE = "group"
 
 
 class _Step:
     """A plan step as its definition says: its template, scope, instance key and lines."""
 
-    __slots__ = ("key", "kind", "lines", "template")
+    __slots__ = ("grouped_as", "key", "kind", "lines", "template")
 
-    def __init__(self, template: str, kind: str, key: str, lines: tuple[str, ...]) -> None:
+    def __init__(self, template: str, kind: str, key: str, lines: tuple[str, ...],
+                 grouped_as: str | None = None) -> None:
         self.template = template
         self.kind = kind
         self.key = key
         self.lines = lines
+        self.grouped_as = grouped_as  # a group step's: see baton.plans.generate.grouped_as
 
 
 def _plan_step(name: str, options: Mapping[str, Any]) -> _Step | None:
@@ -62,17 +67,19 @@ def _plan_step(name: str, options: Mapping[str, Any]) -> _Step | None:
         template = name[:-len(suffix)]
     lines = tuple(str(ln.get("key")) if isinstance(ln, Mapping) else str(ln)
                   for ln in plan.get("lines") or ())
-    return _Step(template, kind, key, lines)
+    grouped = plan.get("grouped_as")
+    return _Step(template, kind, key, lines, grouped if isinstance(grouped, str) else None)
 
 
 class PlanSteps:
     """One plan definition's steps by template: its instances by key, and per line the
     instance of each template that holds the line."""
 
-    __slots__ = ("__weakref__", "by_line", "instances", "kinds")
+    __slots__ = ("__weakref__", "by_line", "groupings", "instances", "kinds")
 
     def __init__(self, definition: OrchestrationDefinition) -> None:
         self.kinds: dict[str, str] = {}
+        self.groupings: dict[str, str | None] = {}
         self.instances: dict[str, dict[str, str]] = {}
         self.by_line: dict[tuple[str, str], str] = {}
         for stage in definition.stages:
@@ -81,6 +88,8 @@ class PlanSteps:
                 if step is None:
                     continue
                 self.kinds.setdefault(step.template, step.kind)
+                if step.kind == GROUP_SCOPE:
+                    self.groupings.setdefault(step.template, step.grouped_as)
                 self.instances.setdefault(step.template, {})[step.key] = sd.name
                 if step.kind != PLAN_SCOPE:
                     for ln in step.lines:
@@ -101,7 +110,9 @@ class PlanSteps:
         if rkind == LINE_SCOPE:
             line = reader_step.lines[0] if reader_step.lines else None
             return None if line is None else self.by_line.get((template, line))
-        if rkind == kind and rkind != PLAN_SCOPE:  # a bundle's own bundle, a group's group
+        other_groups = rkind == kind == GROUP_SCOPE and not self._grouped_alike(
+            reader_step, template)
+        if rkind == kind and not other_groups:  # a bundle's own bundle, a group's group
             return self.instances[template].get(reader_step.key)
         # several steps: every instance (from the plan step), or those of its lines
         if rkind == PLAN_SCOPE:
@@ -114,11 +125,22 @@ class PlanSteps:
             return None
         shown = ", ".join(candidates[:10]) + (f" and {len(candidates) - 10} more"
                                              if len(candidates) > 10 else "")
+        per = ("its group_by's value: it groups its lines by another group_by than "
+               f"{reader_step.template!r}" if other_groups
+               else "line" if kind == LINE_SCOPE else kind)
         raise AmbiguousStep(
             f"ctx.steps[{template!r}] in step {reader!r} (scope {rkind}) names several "
-            f"steps: {template!r} has scope {kind}, one step per "
-            f"{'line' if kind == LINE_SCOPE else kind} ({shown}); read one by its full "
-            "name, e.g. ctx.steps[" + repr(candidates[0]) + "]")
+            f"steps: {template!r} has scope {kind}, one step per {per} ({shown}); read "
+            "one by its full name, e.g. ctx.steps[" + repr(candidates[0]) + "]")
+
+    def _grouped_alike(self, reader_step: _Step, template: str) -> bool:
+        """Are the group template ``template``'s steps keyed as ``reader_step``'s (the
+        same ``group_by``: its step of the reader's key is the same group's)? A plan made
+        before its definition said so: taken to be (as it was read then)."""
+        theirs = self.groupings.get(template)
+        if reader_step.grouped_as is None or theirs is None:
+            return True
+        return reader_step.grouped_as == theirs
 
 
 _INDEX: dict[int, tuple[weakref.ref[OrchestrationDefinition], PlanSteps]] = {}

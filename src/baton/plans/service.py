@@ -18,18 +18,23 @@ attempted is not.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from baton.clock import Clock, iso
 from baton.definitions.model import OrchestrationDefinition
 from baton.definitions.plans import FulfillmentDefinition
 from baton.engine.events import CancelRequested, PlanAmended
 from baton.engine.state import Run
-from baton.engine.status import RunStatus, StepStatus
+from baton.engine.status import STEP_OPEN, RunStatus, StepStatus
 from baton.errors import NotFound, TransitionConflict, ValidationError
+from baton.expressions import is_expression
 from baton.ids import IdGenerator
 from baton.plans.compensation import (
     amended_graph,
@@ -40,6 +45,7 @@ from baton.plans.compensation import (
     undo_facts,
 )
 from baton.plans.decompose import (
+    CANCEL,
     OrderLine,
     PlanningError,
     commercial_keys,
@@ -76,7 +82,32 @@ def build_definition(graph: Mapping[str, Any]) -> OrchestrationDefinition:
     """A plan revision's stored graph -> the orchestration the engine runs."""
     from baton.definitions.loader import _build_orchestration  # YAML-free, but big: lazily
 
-    return _build_orchestration(_child_inputs(with_line_views(graph)), defaultdict(int))
+    return _build_orchestration(_child_inputs(_groupings(with_line_views(graph), graph)),
+                                defaultdict(int))
+
+
+def _groupings(definition: dict[str, Any], graph: Mapping[str, Any]) -> dict[str, Any]:
+    """The definition with each group step's ``input.plan.grouped_as`` (its fact's: the
+    group template whose ``group_by`` its template shares), by which a flow's
+    ``ctx.steps`` tells a group template keyed as its own step is (the same group's step)
+    from one keyed otherwise (several: :mod:`baton.plans.reads`). Kept out of the graph's
+    steps, which an amendment compares (a plan made before would see each of its group
+    steps changed); a graph without them: the definition as it is."""
+    found = {f["name"]: f["grouped_as"] for f in graph["steps"] if "grouped_as" in f}
+    if not found:
+        return definition
+    stages = []
+    for stage in definition["stages"]:
+        steps = []
+        for step in stage["steps"]:
+            grouping = found.get(step["name"])
+            plan = (step.get("input") or {}).get("plan")
+            if grouping is not None and isinstance(plan, Mapping):
+                step = {**step, "input": {**step["input"],
+                                          "plan": {**plan, "grouped_as": grouping}}}
+            steps.append(step)
+        stages.append({**stage, "steps": steps})
+    return {**definition, "stages": stages}
 
 
 # A child-run step's ``input`` is the child run's input, typed by the child's trigger.
@@ -89,7 +120,13 @@ def _child_inputs(definition: dict[str, Any]) -> dict[str, Any]:
     lines; a rollback's ``undo``), which the graph keeps (compensation and ``plans show``
     read it); but a child-run step's input is the child run's, which the child's trigger
     types: deploy checked the template's against it, and the child refuses a ``plan`` it
-    does not take (before, every such step fell out at start: "plan: unknown field")."""
+    does not take (before, every such step fell out at start: "plan: unknown field").
+
+    What the step's expressions read of it, ``input.plan`` (a child-run rollback's
+    ``input: {booking: '=input.plan.undo.idempotency_key'}``, as a callout rollback reads
+    it; the child declares the input that takes it), is its value, known now: each such
+    reading becomes that value, written in the expression (the run's own input, which
+    those expressions see, has no ``plan``)."""
     if not any(s.get("type") == CHILD_RUN and "plan" in (s.get("input") or {})
                for stage in definition["stages"] for s in stage["steps"]):
         return definition
@@ -98,11 +135,36 @@ def _child_inputs(definition: dict[str, Any]) -> dict[str, Any]:
         steps = []
         for step in stage["steps"]:
             if step.get("type") == CHILD_RUN and "plan" in (step.get("input") or {}):
+                plan = step["input"]["plan"]
                 step = {**step, "input": {k: v for k, v in step["input"].items()
                                           if k != "plan"}}
+                step = {k: v if k in ("name", "type") else _plan_read(v, plan)
+                        for k, v in step.items()}
             steps.append(step)
         stages.append({**stage, "steps": steps})
     return {**definition, "stages": stages}
+
+
+# ``input.plan`` (``input["plan"]``) in an expression; string literals are left alone.
+_PLAN_READ = re.compile(
+    r"(?P<text>\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*')"
+    r"|(?<![\w.])input\s*(?:\.\s*plan\b|\[\s*(?:\"plan\"|'plan')\s*\])")
+
+
+def _plan_read(value: Any, plan: Any) -> Any:
+    """``value`` with each ``input.plan`` in its expressions written as ``plan`` (a CEL
+    literal: JSON's maps, lists, strings, numbers, true, false and null are CEL's)."""
+    if isinstance(value, str):
+        if not is_expression(value) or "plan" not in value:
+            return value
+        literal = "(" + orjson.dumps(plan).decode() + ")"
+        return _PLAN_READ.sub(lambda m: m.group(0) if m.group("text") is not None
+                              else literal, value)
+    if isinstance(value, Mapping):
+        return {k: _plan_read(v, plan) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plan_read(v, plan) for v in value]
+    return value
 
 
 def plan_navigated(graph: Mapping[str, Any]) -> tuple[tuple[str, ...], ...] | None:
@@ -261,10 +323,15 @@ class PlanService:
 
     # ---- cancel -----------------------------------------------------------------------
     def cancel(self, order_id: str, reason: str, actor: str, *,
-               idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
+               idempotency: IdempotencyClaim | None = None,
+               run_id: str | None = None) -> dict[str, Any]:
         """Cancel the order's plan: refused once a point-of-no-return step has completed;
         else its run is canceled and a compensation run rolls back the steps that may
-        have acted (completed, or attempted and not canceled before: see :func:`_acted`)."""
+        have acted (completed, or attempted and not canceled before: see :func:`_acted`).
+        ``run_id``: the plan's run the caller read (a run's cancel routed to its plan):
+        refused, nothing written, when the order's plan is another run by the time it is
+        written (the order canceled and planned again in between: its new plan is not the
+        one that was asked to be canceled)."""
         if not reason:
             raise PlanningError("say why the order is canceled (it is audited)")
         now_dt = self.clock.now()
@@ -272,39 +339,54 @@ class PlanService:
             if idempotency is not None:  # (an API request's key, with what it did)
                 idempotency.claim_txn(tx, now_dt, order_id)
             row = self.plan_row(order_id, tx)
-            run, defn, record = self.runs.load_txn(tx, row["run_id"])
-            self._check_ponr(row["graph"], run, "canceled")
-            if run.status is RunStatus.CANCELED:
-                raise TransitionConflict(f"the plan of order {order_id} is {run.status.value}; "
-                                         "it cannot be canceled")
-            status = {n: sr.status.value for n, sr in run.steps.items()}
-            keys = _carried_keys(row["graph"], run, status)
-            acted = _acted(row["graph"], run)  # (before the cancel, which cancels them)
-            if run.status is not RunStatus.COMPLETED:  # (in progress, or failed)
-                self.runs.decide_and_apply_txn(tx, defn, run, CancelRequested(reason, actor),
-                                               now_dt, record)
-            graph = compensation_graph(row["graph"], status, plan_name(order_id), keys,
-                                       acted)
-            revision = max(r["revision"] for r in tx.plan_revisions_txn(order_id)) + 1
-            cdefn = self.definitions.remember_plan(plan_name(order_id), revision,
-                                                   build_definition(graph), tx,
-                                                   plan_navigated(graph))
-            order_row = tx.get_record_txn(order_id, for_update=True)
-            if order_row is None:
-                raise NotFound("record", order_id, "the order was deleted; its plan cannot "
-                               "be compensated")
-            comp = self.runs.start_txn(tx, cdefn, revision, order_row, {}, actor, now_dt)
-            tx.insert_plan_txn({**{k: row[k] for k in (
-                "fulfillment", "fulfillment_version", "catalog", "catalog_version")},
-                "order_id": order_id, "revision": revision, "kind": "compensation",
-                "run_id": comp.id, "graph": graph, "created_at": iso(now_dt),
-                "created_by": actor})
-            tx.append_events_txn([audit_event(  # type: ignore[list-item]
-                "plan_canceled", actor, iso(now_dt), order_id, row["run_id"],
-                {"reason": reason, "compensation_run": comp.id, "revision": revision,
-                 "rollbacks": [s["name"] for s in graph["steps"]]})])
+            if run_id is not None and row["run_id"] != run_id:
+                raise TransitionConflict(
+                    f"run {run_id} is no longer the plan of order {order_id}: the order was "
+                    f"planned again (run {row['run_id']}, revision {row['revision']}) since "
+                    "it was read; nothing was canceled. Cancel the order's plan now, if "
+                    f"that is meant (`baton plans cancel {order_id} --reason ...`)")
+            out = self._cancel_txn(tx, row, reason, actor, now_dt)
+        out.pop("revision")
+        return out
+
+    def _cancel_txn(self, tx: Transaction, row: Mapping[str, Any], reason: str, actor: str,
+                    now_dt: Any, audit: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """:meth:`cancel` of the plan ``row`` (the order's plan, read in ``tx``): the
+        point-of-no-return check, the run canceled, the compensation run started.
+        ``audit``: more to say in the ``plan_canceled`` event."""
+        order_id = row["order_id"]
+        run, defn, record = self.runs.load_txn(tx, row["run_id"])
+        self._check_ponr(row["graph"], run, "canceled")
+        if run.status is RunStatus.CANCELED:
+            raise TransitionConflict(f"the plan of order {order_id} is {run.status.value}; "
+                                     "it cannot be canceled")
+        status = {n: sr.status.value for n, sr in run.steps.items()}
+        keys = _carried_keys(row["graph"], run, status)
+        acted = _acted(row["graph"], run)  # (before the cancel, which cancels them)
+        if run.status is not RunStatus.COMPLETED:  # (in progress, or failed)
+            self.runs.decide_and_apply_txn(tx, defn, run, CancelRequested(reason, actor),
+                                           now_dt, record)
+        graph = compensation_graph(row["graph"], status, plan_name(order_id), keys, acted)
+        revision = max(r["revision"] for r in tx.plan_revisions_txn(order_id)) + 1
+        cdefn = self.definitions.remember_plan(plan_name(order_id), revision,
+                                               build_definition(graph), tx,
+                                               plan_navigated(graph))
+        order_row = tx.get_record_txn(order_id, for_update=True)
+        if order_row is None:
+            raise NotFound("record", order_id, "the order was deleted; its plan cannot "
+                           "be compensated")
+        comp = self.runs.start_txn(tx, cdefn, revision, order_row, {}, actor, now_dt)
+        tx.insert_plan_txn({**{k: row[k] for k in (
+            "fulfillment", "fulfillment_version", "catalog", "catalog_version")},
+            "order_id": order_id, "revision": revision, "kind": "compensation",
+            "run_id": comp.id, "graph": graph, "created_at": iso(now_dt),
+            "created_by": actor})
+        tx.append_events_txn([audit_event(  # type: ignore[list-item]
+            "plan_canceled", actor, iso(now_dt), order_id, row["run_id"],
+            {"reason": reason, "compensation_run": comp.id, "revision": revision,
+             "rollbacks": [s["name"] for s in graph["steps"]], **(audit or {})})])
         return {"order_id": order_id, "run_id": row["run_id"], "compensation_run_id": comp.id,
-                "rollbacks": [s["name"] for s in graph["steps"]]}
+                "rollbacks": [s["name"] for s in graph["steps"]], "revision": revision}
 
     # ---- amend ------------------------------------------------------------------------
     def diff(self, order_id: str, refuse: bool = False) -> dict[str, Any]:
@@ -312,7 +394,9 @@ class PlanService:
         added, removed (compensated when they have a rollback and may have acted:
         completed, or attempted and not canceled — :func:`_acted`), changed
         (removed and added again), rewired (only their ``after`` changed: they keep their
-        state) and unchanged. ``refuse``: raise what :meth:`amend` would refuse with (a
+        state) and unchanged; ``cancels_order``: the lines are all canceled, and the
+        amendment would cancel the order (every plan step removed, the rollbacks those of
+        :meth:`cancel`). ``refuse``: raise what :meth:`amend` would refuse with (a
         passed point of no return, a plan not in progress), as a dry run of it."""
         with self.store.read() as tx:
             out, row, graph, run = self._diff_txn(tx, order_id, self.clock.now())
@@ -389,10 +473,26 @@ class PlanService:
         compensate = [n for n in removed + changed if n in acted
                       and "rollback" in facts.get(n, {})]
         graph, rollbacks = amended_graph(row["graph"], new, compensate, status, acted)
+        if cancels_every_line(row["graph"], new):
+            # The order taken back whole: amending it is canceling it (its point of no
+            # return, its run canceled, every step that may have acted rolled back in a
+            # compensation run), not a plan of what is left (a plan with its point of no
+            # return gone, which would complete as if the order were fulfilled).
+            comp = compensation_graph(row["graph"], status, plan_name(order_id),
+                                      _carried_keys(row["graph"], run, status), acted)
+            gone = list(old_steps)
+            out = {"order_id": order_id, "revision": row["revision"], "run_id": row["run_id"],
+                   "added": [], "removed": gone, "changed": [], "rewired": [],
+                   "unchanged": [], "compensate": [n for n in gone if n in acted],
+                   "rollbacks": [f["name"] for f in comp["steps"]],
+                   "status": {n: status.get(n, "not_started") for n in gone},
+                   "cancels_order": True}
+            return out, row, graph, run
         out = {"order_id": order_id, "revision": row["revision"], "run_id": row["run_id"],
                "added": added, "removed": removed, "changed": changed, "rewired": rewired,
                "unchanged": unchanged, "compensate": compensate, "rollbacks": rollbacks,
-               "status": {n: status.get(n, "not_started") for n in removed + changed}}
+               "status": {n: status.get(n, "not_started") for n in removed + changed},
+               "cancels_order": False}
         return out, row, graph, run
 
     def amend(self, order_id: str, actor: str, *,
@@ -404,8 +504,10 @@ class PlanService:
         itself: their rollback steps join it (in reverse dependency order), and a changed
         step is done again only once its rollback has completed — a rollback in fallout
         holds it. Nothing differs: nothing is done (``applied`` false, the revision
-        stays). One transaction: the revision, the run's new state with its audit events
-        and jobs."""
+        stays). An amendment that cancels every line (:func:`cancels_every_line`) cancels
+        the order, as :meth:`cancel` does (``cancels_order``; its compensation run in
+        ``compensation_run_id``). One transaction: the revision, the run's new state with
+        its audit events and jobs."""
         now_dt = self.clock.now()
         with self.store.write() as tx:
             if idempotency is not None:  # (an API request's key, with what it did)
@@ -414,6 +516,12 @@ class PlanService:
             run, _defn, record = self.runs.load_txn(tx, row["run_id"])
             self._check_amendable(order_id, row["graph"], run)
             self._check_lines(order_id, graph)
+            if diff["cancels_order"]:  # (every line canceled: the order's cancel)
+                done = self._cancel_txn(tx, row, CANCELS_EVERY_LINE, actor, now_dt,
+                                        {"amendment": True})
+                return {**diff, "revision": done["revision"], "applied": True,
+                        "rollbacks": done["rollbacks"],
+                        "compensation_run_id": done["compensation_run_id"]}
             if not (diff["added"] or diff["removed"] or diff["changed"] or diff["rewired"]):
                 # nothing differs: no new revision (an amendment asked twice is one)
                 return {**diff, "revision": row["revision"], "compensation_run_id": None,
@@ -447,6 +555,19 @@ class PlanService:
                 raise TransitionConflict(
                     f"the order can no longer be {what}: step '{fact['name']}' is a point of "
                     f"no return and completed at {sr.completed_at or 'an earlier time'}")
+
+
+CANCELS_EVERY_LINE = "the amendment cancels every line of the order"
+
+
+def cancels_every_line(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Does the plan graph ``new`` (the order's lines now) take the order back whole from
+    the plan ``old``: every line of it canceled (action ``cancel``: a line's own, or its
+    bundle's), where the plan had a line that was not? An order of disconnects (canceled
+    lines from its first plan) is not: amending it plans the difference as any other."""
+    lines = new["lines"]
+    return bool(lines) and all(v.get("action") == CANCEL for v in lines) \
+        and any(v.get("action") != CANCEL for v in old["lines"])
 
 
 def _acted(graph: Mapping[str, Any], run: Run) -> dict[str, dict[str, Any]]:
@@ -526,11 +647,13 @@ def _step_views(graph: Mapping[str, Any], run: Run) -> list[dict[str, Any]]:
         s = steps[f["name"]]
         sr = run.steps.get(f["name"])
         sla = sr.sla if sr is not None else None
-        out.append({**{k: v for k, v in f.items() if k != "rollback"},
+        out.append({**{k: v for k, v in f.items() if k not in ("rollback", "grouped_as")},
                     "lane": f.get("lane") or "(no lane)", "type": s["type"],
                     "status": sr.status.value if sr is not None else "pending",
                     "after": list(s.get("after") or ()),
-                    "sla": None if sla is None else _sla_view(sla),
+                    "sla": step_sla(_sla_view(sla), sr.status.value,
+                                    sr.completed_at) if sr is not None and sla is not None
+                    else None,
                     "has_rollback": "rollback" in f})
     return out
 
@@ -539,6 +662,44 @@ def _sla_view(sla: Any) -> dict[str, Any]:
     if isinstance(sla, Mapping):
         return dict(sla)
     return {k: getattr(sla, k) for k in ("state", "due_at", "jeopardy_at") if hasattr(sla, k)}
+
+
+_OPEN = frozenset(s.value for s in STEP_OPEN)
+SLA_MET, SLA_MISSED = "met", "missed"
+
+
+def step_sla(sla: Mapping[str, Any] | None, status: str, completed_at: str | None
+             ) -> dict[str, Any] | None:
+    """A plan step's SLA as ``plans show`` gives it (``status``: the step's): an open
+    step's as it stands (``status`` on_track, in_jeopardy or overdue, with ``due_at`` and
+    ``jeopardy_at``); an ended step's carries no live state: a completed step's ``status``
+    is ``met``, or ``missed`` when it completed after its due time (``completed_at``; a
+    view that says met or missed already, given without it, is kept); a step skipped,
+    canceled or failed has ``status`` null (no SLA holds for it any more). None: no SLA."""
+    if not sla:
+        return None
+    out = dict(sla)
+    if "state" in out and "status" not in out:  # (an SLA object's name for it)
+        out["status"] = out.pop("state")
+    if status in _OPEN:
+        return out
+    if status != StepStatus.COMPLETED.value:
+        out["status"] = None
+    elif completed_at is not None or out.get("status") not in (SLA_MET, SLA_MISSED):
+        due = out.get("due_at")
+        out["status"] = SLA_MISSED if due and completed_at and _later(completed_at, due) \
+            else SLA_MET
+    return out
+
+
+def _later(a: str, b: str) -> bool:
+    """Is the instant ``a`` after ``b`` (ISO texts; compared as texts when not both are
+    instants with an offset)?"""
+    try:
+        x, y = datetime.fromisoformat(a), datetime.fromisoformat(b)
+        return x > y
+    except (TypeError, ValueError):
+        return a > b
 
 
 def _jsonable(view: Mapping[str, Any]) -> dict[str, Any]:

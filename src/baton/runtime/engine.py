@@ -589,7 +589,9 @@ class Engine:
                 + (f"was canceled, its compensation is run {comp}" if comp else
                    "was canceled (with no compensation run)"))
         try:
-            self._cancel_plan(order, reason, actor, idempotency)
+            # (compare-and-set: refused, nothing written, if the order's plan is another
+            # run by the time the cancel is written: canceled and planned again since)
+            self._cancel_plan(order, reason, actor, idempotency, run.id)
         except TransitionConflict as exc:
             if type(exc) is not TransitionConflict:  # (a taken idempotency key: as it is)
                 raise
@@ -599,8 +601,8 @@ class Engine:
 
     @one_transaction
     def _cancel_plan(self, order_id: str, reason: str, actor: str,
-                     idempotency: IdempotencyClaim | None) -> None:
-        self.plans.cancel(order_id, reason, actor, idempotency=idempotency)
+                     idempotency: IdempotencyClaim | None, run_id: str) -> None:
+        self.plans.cancel(order_id, reason, actor, idempotency=idempotency, run_id=run_id)
 
     def run_plan(self, run: Run | str, *, ponr: bool = True) -> RunPlan | None:
         """The fulfillment plan a run is part of (its plan's run, or its compensation

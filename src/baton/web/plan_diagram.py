@@ -17,6 +17,7 @@ from typing import Any
 from markupsafe import Markup
 
 from baton.engine.state import Run
+from baton.engine.status import STEP_OPEN
 
 BOX_W, BOX_H = 150, 44
 GAP_X, GAP_Y = 34, 10
@@ -113,7 +114,9 @@ def plan_svg(graph: Mapping[str, Any], run: Run, link: str = "#step-") -> Markup
         x, y0 = pos[name]
         sr = run.steps.get(name)
         status = sr.status.value if sr is not None else "not_started"
-        sla = ((sr.sla or {}).get("status") if sr is not None else None) or ""
+        # (an ended step has no live SLA state: its last one is not shown as if it held)
+        sla = ((sr.sla or {}).get("status") if sr is not None and sr.status in STEP_OPEN
+               else None) or ""
         css = ["dg-step", f"st-{status.replace('_', '-')}"]
         if sla in ("in_jeopardy", "overdue"):
             css.append(f"sla-{sla.replace('_', '-')}")

@@ -43,8 +43,11 @@ class PlanStep(BaseModel):
     status: str = Field(description="the step's status in the plan's run; `pending` before "
                                     "it is reached")
     after: list[str] = Field(description="the step instances it waits for (across lanes too)")
-    sla: dict[str, Any] | None = Field(description="status (on_track, in_jeopardy, overdue), "
-                                                   "due_at, jeopardy_at; null without an SLA")
+    sla: dict[str, Any] | None = Field(description=(
+        "status, due_at, jeopardy_at; null without an SLA. status: an open step's as it "
+        "stands (on_track, in_jeopardy, overdue); an ended step has no live state: a "
+        "completed step's is met, or missed (completed after due_at), a skipped, canceled "
+        "or failed step's null"))
     ponr: bool = Field(default=False, description="a point of no return: once completed, "
                                                   "the order can no longer be canceled or "
                                                   "amended")
@@ -116,9 +119,15 @@ class Amended(BaseModel):
     rollbacks: list[str] = Field(default_factory=list, description=(
         "the rollback steps that join the plan for them, in reverse dependency order: a "
         "changed step runs again only once its own rollback has completed"))
+    cancels_order: bool = Field(default=False, description=(
+        "true: every line of the order is canceled, and the amendment cancels the order, "
+        "as POST /api/plans/{order_id}/cancel does (refused the same way past its point of "
+        "no return): every plan step is removed, the plan's run canceled, and `rollbacks` "
+        "run in the compensation run"))
     compensation_run_id: str | None = Field(description=(
-        "always null: an amendment's rollbacks run in the plan itself (kept for clients of "
-        "earlier releases, where they ran in a run of their own)"))
+        "null: an amendment's rollbacks run in the plan itself (kept for clients of "
+        "earlier releases, where they ran in a run of their own); but the compensation "
+        "run of an amendment that cancels the order (`cancels_order`)"))
 
 
 KEYED = (" With an `Idempotency-Key`, a retry does nothing more and answers as the first "
@@ -172,7 +181,9 @@ def _canceled(plan: dict[str, Any]) -> dict[str, Any]:
                          "has completed), added (and changed) steps join it. Change the "
                          "lines first (a new line, or a line's `action` set to `cancel`); "
                          "`dry_run: true` answers the difference without applying it (and is refused as the "
-                         "amendment would be). 409 "
+                         "amendment would be). Every line canceled (`cancels_order`): the "
+                         "amendment cancels the order, as the plan's cancel does, its "
+                         "rollbacks in a compensation run. 409 "
                          "once a point-of-no-return step has completed, or when the plan is "
                          "not in progress." + KEYED,
              responses={**replayable("what the amendment did (or, dry, would do)"),
@@ -193,5 +204,15 @@ def amend_plan(request: Request, order_id: OrderId, body: Amend | None = None,
         return plans.amend(order_id, principal.name, idempotency=claim)
 
     return idempotent_action(request, principal, idempotency_key, "plan", asked, Amended, act,
-                             lambda: {**plans.diff(order_id), "applied": True,
-                                      "compensation_run_id": None})
+                             lambda: _amended(plans, order_id))
+
+
+def _amended(plans: Any, order_id: str) -> dict[str, Any]:
+    """An amendment's answer rebuilt from the plan as it is (its first answer lost to a
+    crash); one that canceled the order names its compensation run."""
+    out = {**plans.diff(order_id), "applied": True, "compensation_run_id": None}
+    if out.get("cancels_order"):
+        comp = plans.show(order_id)["compensation"] or {}
+        out["compensation_run_id"] = comp.get("run_id")
+        out["rollbacks"] = [s["name"] for s in comp.get("steps", ())]
+    return out
