@@ -39,8 +39,9 @@ stages:
 """
 
 
-def setup_sla(h: Any, action: str, agents: tuple[str, ...] = ("ann", "bob")) -> None:
-    h.deploy_text(DEFS.replace("ACTION", action))
+def setup_sla(h: Any, action: str, agents: tuple[str, ...] = ("ann", "bob"),
+              more: str = "") -> None:
+    h.deploy_text(DEFS.replace("ACTION", action) + more)
     for name in agents:
         h.engine.directory.add_user(name, roles=["agent"], queues=["dealers"])
         h.engine.team.update(name, ProfileChange(add_skills=FORD), "admin")
@@ -96,7 +97,14 @@ def test_without_exclude_the_rule_may_pick_the_same_person(harness: Any) -> None
 
 
 def test_a_rule_not_deployed_is_said_and_the_item_stays(harness: Any) -> None:
-    setup_sla(harness, "{routing: nowhere, notify: supervisor}")
+    """A deploy naming a rule that is not active is refused (tests/integration/
+    test_checks_followups.py); a rule gone from under an active orchestration all the same
+    (deactivated in a database from before that check: here, by the store itself) has its
+    SLA action say so at jeopardy, and leave the item where it is."""
+    nowhere = "---\nkind: routing\nname: nowhere\nfrom: {queue: elsewhere}\n"
+    setup_sla(harness, "{routing: nowhere, notify: supervisor}", more=nowhere)
+    with harness.engine.store.write() as tx:
+        tx.set_active_txn("routing", "nowhere", -1)
     rec, _item = case(harness)
     at_jeopardy(harness)
     (now,) = harness.engine.list_work(record_id=rec, statuses=["open"])

@@ -215,6 +215,7 @@ def load_definitions(
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     on_progress: Progress | None = None,
     deployed_connections: Mapping[str, str] | None = None,
+    deployed_routings: Collection[str] | None = None,
 ) -> list[LoadedDefinition]:
     """Load, validate and build every definition under ``paths``.
 
@@ -228,6 +229,8 @@ def load_definitions(
             1)`` / ``("validate", 1, 1)`` around the checks across files (a progress bar).
         deployed_connections: connections already deployed (name -> type), which steps
             may name; ``None`` skips that check unless the paths define connections.
+        deployed_routings: the routing rules active now, which a step's ``assign`` or SLA
+            action may name (besides those the paths define); ``None`` skips that check.
 
     Raises:
         DefinitionError: listing every problem in every file.
@@ -237,6 +240,7 @@ def load_definitions(
         deployed_orchestrations=deployed_orchestrations,
         on_progress=on_progress,
         deployed_connections=deployed_connections,
+        deployed_routings=deployed_routings,
     )
     if issues:
         raise DefinitionError(issues)
@@ -253,6 +257,7 @@ def check_definitions(
     on_progress: Progress | None = None,
     deployed_connections: Mapping[str, str] | None = None,
     unknown_objects: bool = False,
+    deployed_routings: Collection[str] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """Like :func:`load_definitions` without raising.
 
@@ -283,7 +288,7 @@ def check_definitions(
     issues.extend(_nothing_found(given, found_in))
     tell("validate", 0, 1)
     result = _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations,
-                     warnings, deployed_connections, unknown_objects)
+                     warnings, deployed_connections, unknown_objects, deployed_routings)
     tell("validate", 1, 1)
     return result
 
@@ -296,6 +301,7 @@ def check_texts(
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     warnings: list[Issue] | None = None,
     deployed_connections: Mapping[str, str] | None = None,
+    deployed_routings: Collection[str] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     """:func:`check_definitions` for YAML texts in memory, keyed by file name (the API)."""
     docs: list[ParsedDocument] = []
@@ -305,7 +311,7 @@ def check_texts(
         docs.extend(parsed)
         issues.extend(found)
     return _finish(docs, issues, known_flows, deployed_objects, deployed_orchestrations,
-                   warnings, deployed_connections)
+                   warnings, deployed_connections, deployed_routings=deployed_routings)
 
 
 def load_text(
@@ -358,11 +364,13 @@ def _finish(
     warnings: list[Issue] | None = None,
     deployed_connections: Mapping[str, str] | None = None,
     unknown_objects: bool = False,
+    deployed_routings: Collection[str] | None = None,
 ) -> tuple[list[LoadedDefinition], list[Issue]]:
     per_doc = validate_documents(docs, known_flows=known_flows, deployed_objects=deployed_objects,
                                  deployed_orchestrations=deployed_orchestrations,
                                  deployed_connections=deployed_connections,
-                                 unknown_objects=unknown_objects)
+                                 unknown_objects=unknown_objects,
+                                 deployed_routings=deployed_routings)
     loaded = _with_record_types(
         [build(d) for d, own in zip(docs, per_doc, strict=True)
          if not any(i.level == "error" for i in own)], deployed_objects)

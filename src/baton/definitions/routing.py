@@ -58,6 +58,7 @@ from baton.definitions.checks import (
     expect_str,
     item,
     join,
+    suggest,
     unknown,
 )
 from baton.definitions.model import FILTERS, RoutingDefinition, SkillSpec
@@ -261,25 +262,137 @@ def misreads(rule: RoutingDefinition, fields: Collection[str] | None
 
 
 # A definition's text that assigns to a queue or names a routing rule (quoted or not, block
-# or flow style): one without it need not be read for its steps' assignments.
+# or flow style): one without it need not be read for its steps' assignments (once
+# :func:`may_hold` also finds neither word in it, nor an escape that could spell one).
 ASSIGNS = re.compile(r"""\b(?:queue|routing)['"]?\s*:""")
+ASSIGN_WORDS = ("queue", "routing")
+SLA_ACTIONS = ("on_jeopardy", "on_overdue")
+_WHEN = {"on_jeopardy": "when in jeopardy", "on_overdue": "when overdue"}
+
+
+def may_hold(pattern: re.Pattern[str], words: Collection[str], source: str) -> bool:
+    """Whether a definition's text may hold what ``pattern`` finds as written plainly
+    (``connection: bank``): it does, or it may spell it otherwise (an alias ``*bank``, an
+    anchor, a tag, a complex key, a block scalar...). A YAML text holds each key and value
+    it gives by their characters, but for a double-quoted escape (``"\\x62ank"``): one that
+    holds none of ``words`` (the names looked for) and no backslash gives none of them, and
+    needs no reading; the others are read (:func:`names_in`)."""
+    return pattern.search(source) is not None or "\\" in source \
+        or any(word in source for word in words)
+
+
+def names_in(data: Any, keys: Collection[str], names: Collection[str]) -> bool:
+    """Whether ``data`` (a definition as loaded: aliases resolved, each node shared) holds,
+    at any depth, a mapping whose ``keys`` entry is one of ``names``: what the text
+    patterns look for, judged on the data."""
+    seen: set[int] = set()
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, dict):
+            if any(isinstance(node.get(k), str) and node[k] in names for k in keys):
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def assignments(data: Any) -> Iterator[tuple[str, str, str]]:
     """``(path, kind, name)`` for each step of an orchestration document (plain data, as
-    written) whose ``assign`` names a routing rule (``{routing: NAME}``: kind ``routing``)
-    or a queue by its name (``{queue: NAME}``, not an ``=expression``: kind ``queue``);
-    ``path``: ``stages[0].steps[1].assign.queue``. Shapes that are not these are skipped
-    (their own checks report them)."""
+    written) that names whom its work goes to (:func:`step_assignments`); ``path``:
+    ``stages[0].steps[1].assign.queue``. Shapes that are not these are skipped (their own
+    checks report them)."""
     stages = data.get("stages") if isinstance(data, dict) else None
     for i, stage in enumerate(stages if isinstance(stages, list) else ()):
         steps = stage.get("steps") if isinstance(stage, dict) else None
         for j, step in enumerate(steps if isinstance(steps, list) else ()):
-            assign = step.get("assign") if isinstance(step, dict) else None
-            if not isinstance(assign, dict) or len(assign) != 1:
-                continue
-            ((kind, name),) = assign.items()
-            if kind in ("routing", "queue") and isinstance(name, str) \
-                    and not is_expression(name):
-                yield join(item(join(item("stages", i), "steps"), j), f"assign.{kind}"), \
-                    str(kind), name
+            yield from step_assignments(item(join(item("stages", i), "steps"), j), step)
+
+
+def step_assignments(at: str, step: Any) -> Iterator[tuple[str, str, str]]:
+    """``(path, kind, name)`` for one step (plain data, as written, at ``at``): its
+    ``assign`` naming a routing rule (``{routing: NAME}``: kind ``routing``), a queue or a
+    user by name (``{queue: NAME}``, ``{user: NAME}``, not an ``=expression``: kind
+    ``queue``, ``user``); and its SLA actions routing the item by a rule (``on_jeopardy:
+    {routing: NAME}``: kind ``routing``, path ``...sla.on_jeopardy.routing``) or
+    reassigning it to a queue or a user (``{reassign: queue:NAME}``: kind ``queue``, path
+    ``...sla.on_jeopardy.reassign``)."""
+    if not isinstance(step, dict):
+        return
+    assign = step.get("assign")
+    if isinstance(assign, dict) and len(assign) == 1:
+        ((kind, name),) = assign.items()
+        if kind in ("routing", "queue", "user") and isinstance(name, str) \
+                and not is_expression(name):
+            yield join(at, f"assign.{kind}"), str(kind), name
+    sla = step.get("sla")
+    for key in SLA_ACTIONS:
+        action = sla.get(key) if isinstance(sla, dict) else None
+        if not isinstance(action, dict):
+            continue
+        if isinstance(action.get("routing"), str):
+            yield join(at, f"sla.{key}.routing"), "routing", action["routing"]
+        to = action.get("reassign")
+        kind, _, name = to.partition(":") if isinstance(to, str) else ("", "", "")
+        if kind in ("queue", "user") and name:
+            yield join(at, f"sla.{key}.reassign"), kind, name
+
+
+def sla_action(path: str) -> str | None:
+    """The SLA action a path of :func:`step_assignments` is in (``on_jeopardy``), or None
+    (the step's ``assign``)."""
+    for key in SLA_ACTIONS:
+        if f".sla.{key}." in path:
+            return key
+    return None
+
+
+def routes(path: str, kind: str, used: str, rule: str | None = None) -> str:
+    """How the step at ``path`` routes its work by what it names, for a message:
+    ``routes its work by routing rule 'triage'``, ``assigns to queue 'tier1', which
+    routing rule 'tier1_agents' routes (for_queue)``, ``routes its work when in jeopardy
+    (sla.on_jeopardy) by routing rule 'backup'``."""
+    action = sla_action(path)
+    when = "" if action is None else f" {_WHEN[action]} (sla.{action})"
+    if kind == "routing":
+        return f"routes its work{when} by routing rule '{used}'"
+    verb = "assigns" if action is None else "reassigns its work"
+    return f"{verb} to queue '{used}'{when}" + (
+        f", which routing rule '{rule}' routes (for_queue)" if rule else "")
+
+
+def outcome(path: str, every: str = "every item of the step") -> str:
+    """What becomes of the work of a step at ``path`` routed by a rule that cannot route
+    it: it falls out at start (``assign``), or the SLA action leaves it where it is."""
+    action = sla_action(path)
+    if action is None:
+        return f"{every} would fall out at start"
+    return (f"its {action} action would leave {every.replace('every item', 'each item')} "
+            "where it is (sla_routing_failed)")
+
+
+def unknown_rule(path: str, used: str, known: Collection[str]) -> str:
+    """A step's ``assign`` or SLA action (at ``path``) naming a routing rule not among
+    ``known`` (the rules active after the change, with those deployed with it)."""
+    names = sorted(known)
+    hint = suggest(used, names) or f" (active routing rules: {', '.join(names) or 'none'})"
+    fails = "its step fails at start" if sla_action(path) is None else (
+        f"its {sla_action(path)} action leaves the item where it is (sla_routing_failed)")
+    return (f"unknown routing rule '{used}'{hint}: a rule deployed and active, or deployed "
+            f"with it, is needed, or {fails}")
+
+
+def check_rule_names(ck: Checker, found: Iterator[tuple[str, str, str]],
+                     known: Collection[str]) -> None:
+    """Each routing rule a document's steps name (``found``: :func:`assignments`, a
+    fulfillment's :func:`~baton.plans.routing.template_assignments`) must be one of
+    ``known``: said with the document's other problems (one deploy shows them all). A path
+    already said wrong (not a rule's name) is not said again."""
+    said = {i.path for i in ck.issues}
+    for path, kind, used in found:
+        if kind == "routing" and used not in known and path not in said:
+            ck.add(path, unknown_rule(path, used, known))

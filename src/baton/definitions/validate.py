@@ -49,10 +49,16 @@ from baton.definitions.connection import check_connection
 from baton.definitions.intake_form import check_intake_form
 from baton.definitions.model import FIELD_TYPES, MAILBOX_ROLES, ON_FAILURE, ObjectTypeDefinition
 from baton.definitions.plans import check_catalog, check_fulfillment
-from baton.definitions.routing import check_queue_binding, check_routing_document
+from baton.definitions.routing import (
+    assignments,
+    check_queue_binding,
+    check_routing_document,
+    check_rule_names,
+)
 from baton.errors import Issue
 from baton.expressions import is_expression
 from baton.expressions.cel import member_chains
+from baton.plans.routing import template_assignments
 from baton.steps import registry
 from baton.steps.base import StepType
 from baton.storable import bad_text
@@ -116,6 +122,8 @@ class Env:
     shapes: Mapping[str, Mapping[str, tuple[str, str | None]]] = field(default_factory=dict)
     # name -> its required fields without a default (what every new record must be given)
     required: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # the routing rules a step's assign or SLA action may name; None: not checked here
+    routings: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ def validate_documents(
     deployed_orchestrations: Mapping[str, ChildTarget] | None = None,
     deployed_connections: Mapping[str, str] | None = None,
     unknown_objects: bool = False,
+    deployed_routings: Collection[str] | None = None,
 ) -> list[list[Issue]]:
     """Check every document; returns each document's issues (same order as ``docs``).
 
@@ -145,6 +154,10 @@ def validate_documents(
     ``unknown_objects``: the object types deployed are not known (``deployed_objects`` is
     not all of them), so a reference to an object type that neither they nor ``docs``
     define is left unchecked rather than reported.
+    ``deployed_routings``: the routing rules active now; a step's ``assign: {routing:
+    NAME}`` or SLA action ``routing: NAME`` must name one of them or one of ``docs``'
+    (reported with the document's other problems). None leaves the names to
+    :meth:`~baton.runtime.definitions.DefinitionRepo.routing_issues_txn`.
     """
     orchestrations = None if deployed_orchestrations is None else {
         **deployed_orchestrations,
@@ -155,13 +168,15 @@ def validate_documents(
               orchestrations=orchestrations, shapes=_object_shapes(docs, deployed_objects or {}),
               connections=_connections(docs, deployed_connections),
               required=_required_fields(docs, deployed_objects or {}),
-              unknown_objects=unknown_objects)
+              unknown_objects=unknown_objects,
+              routings=_routings(docs, deployed_routings))
     seen: dict[tuple[str, str], ParsedDocument] = {}
     bound: dict[str, tuple[str, str, int]] = {}  # queue -> its routing rule (for_queue)
     results = []
     for doc in docs:
         ck = Checker(doc)
         _check_document(ck, env)
+        _check_rule_names(ck, env)
         _check_storable(ck, doc.data, "")
         _check_unique(ck, seen)
         check_queue_binding(ck, bound)
@@ -270,6 +285,28 @@ def _connections(docs: Sequence[ParsedDocument],
     if deployed is None and not found:
         return None
     return {**(deployed or {}), **{k: str(v) for k, v in found.items()}}
+
+
+def _routings(docs: Sequence[ParsedDocument],
+              deployed: Collection[str] | None) -> frozenset[str] | None:
+    """The routing rules active now and those ``docs`` define, by name (None: not known)."""
+    if deployed is None:
+        return None
+    return frozenset(deployed) | {
+        d.data["name"] for d in docs if isinstance(d.data, dict)
+        and d.data.get("kind") == "routing" and isinstance(d.data.get("name"), str)}
+
+
+def _check_rule_names(ck: Checker, env: Env) -> None:
+    """The routing rules an orchestration's steps (a fulfillment's step templates and their
+    rollbacks) name in ``assign`` or an SLA action: known (:func:`check_rule_names`)."""
+    data, known = ck.doc.data, env.routings
+    if known is None or not isinstance(data, dict):
+        return
+    if data.get("kind") == "orchestration":
+        check_rule_names(ck, assignments(data), known)
+    elif data.get("kind") == "fulfillment":
+        check_rule_names(ck, template_assignments(data), known)
 
 
 def _check_document(ck: Checker, env: Env) -> None:

@@ -8,7 +8,8 @@ routing rule looked up among the active rules when it starts), so a template who
 routed by a rule reading a field the order lacks falls out at start: refused when the
 fulfillment, the rule or the order's object type is deployed, activated, deactivated or
 imported, as for an orchestration. A template's ``rollback`` is a step of the plans that
-undo it (an interactive rollback routes its task as well).
+undo it (an interactive rollback routes its task as well). Its SLA actions, and a user it
+assigns to, are judged as an orchestration's step's are.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from baton.definitions.checks import item, join
-from baton.expressions import is_expression
+from baton.definitions.routing import step_assignments
 
 
 def templates(data: Any) -> Iterator[tuple[str, Any]]:
@@ -40,19 +41,12 @@ def templates(data: Any) -> Iterator[tuple[str, Any]]:
 
 def template_assignments(data: Any) -> Iterator[tuple[str, str, str]]:
     """``(path, kind, name)`` for each step template of a fulfillment document, and each
-    template's ``rollback``, whose ``assign`` names a routing rule (``{routing: NAME}``:
-    kind ``routing``) or a queue by its name (``{queue: NAME}``, not an ``=expression``:
-    kind ``queue``); ``path``: ``scenarios[0].steps[1].assign.routing``,
-    ``groups.ship_device[0].rollback.assign.queue``. As
-    :func:`baton.definitions.routing.assignments` gives them for an orchestration."""
+    template's ``rollback``, that names whom its work goes to, as
+    :func:`baton.definitions.routing.step_assignments` gives them for an orchestration's
+    step (``assign`` naming a routing rule, a queue or a user; an SLA action routing by a
+    rule or reassigning to a queue or a user); ``path``:
+    ``scenarios[0].steps[1].assign.routing``, ``groups.ship_device[0].rollback.assign.queue``."""
     for path, template in templates(data):
-        if not isinstance(template, dict):
-            continue
-        for at, step in ((path, template), (join(path, "rollback"), template.get("rollback"))):
-            assign = step.get("assign") if isinstance(step, dict) else None
-            if not isinstance(assign, dict) or len(assign) != 1:
-                continue
-            ((kind, name),) = assign.items()
-            if kind in ("routing", "queue") and isinstance(name, str) \
-                    and not is_expression(name):
-                yield join(at, f"assign.{kind}"), str(kind), name
+        if isinstance(template, dict):
+            yield from step_assignments(path, template)
+            yield from step_assignments(join(path, "rollback"), template.get("rollback"))

@@ -32,7 +32,6 @@ from baton.definitions.checks import (
     ChildTarget,
     ParsedDocument,
     step_at,
-    suggest,
 )
 from baton.definitions.model import (
     AssigneeKind,
@@ -45,7 +44,19 @@ from baton.definitions.model import (
     RoutingDefinition,
 )
 from baton.definitions.refs import seed_navigated
-from baton.definitions.routing import ASSIGNS, assignments, misreads, rule_record_reads
+from baton.definitions.routing import (
+    ASSIGN_WORDS,
+    ASSIGNS,
+    assignments,
+    may_hold,
+    misreads,
+    names_in,
+    outcome,
+    routes,
+    rule_record_reads,
+    sla_action,
+    unknown_rule,
+)
 from baton.errors import DefinitionError, Issue, NotFound, TransitionConflict
 from baton.ids import IdGenerator, UlidIds
 from baton.runtime import schedules
@@ -142,7 +153,8 @@ class DefinitionRepo:
             docs, issues = check_texts(texts, known_flows=known_flows,
                                        deployed_objects=self.object_types(),
                                        deployed_orchestrations=self.orchestration_names(),
-                                       deployed_connections=self.connection_types())
+                                       deployed_connections=self.connection_types(),
+                                       deployed_routings=self.routing_names())
             if issues:
                 raise DefinitionError(issues)
         else:
@@ -150,6 +162,7 @@ class DefinitionRepo:
                                     deployed_objects=self.object_types(),
                                     deployed_orchestrations=self.orchestration_names(),
                                     deployed_connections=self.connection_types(),
+                                    deployed_routings=self.routing_names(),
                                     on_progress=on_progress)
         broken = self._broken_definitions(docs)
         # The stored records judged first in a read transaction (no lock held: records
@@ -171,6 +184,8 @@ class DefinitionRepo:
             # steps naming a routing rule not active after it, or routed by one reading
             # a field their record lacks (judged under the lock too)
             broken += self.routing_issues_txn(tx, docs, (), fix=DEPLOY_FIX)
+            # steps giving their work to a person who can never do it
+            broken += self.assignee_issues_txn(tx, docs)
             # rules naming a category their ai step's classifier (its latest version) lacks
             broken += definition_issues_txn(tx, docs, lock=True)
             if broken:
@@ -225,6 +240,7 @@ class DefinitionRepo:
         if any(d.kind in _ROUTED for d in docs):
             with self.store.read() as tx:
                 issues += self.routing_issues_txn(tx, docs, (), fix=DEPLOY_FIX)
+                issues += self.assignee_issues_txn(tx, docs)
         return issues
 
     def broken_records_txn(self, tx: Transaction, docs: Sequence[LoadedDefinition], *,
@@ -534,11 +550,12 @@ class DefinitionRepo:
         naming = {**{k: self._active_rows_txn(tx, k) for k in _NAMING - _NAMED},
                   **{k: rows[k] for k in _NAMING & _NAMED}}
         # (a text with no `connection: NAME` nor `orchestration: NAME` of what changes
-        # names none of it: not checked)
-        named = _naming_pattern(changes)
+        # names none of it: not checked; one that may spell it otherwise, an alias
+        # `connection: *bank`, is read to know: :func:`_names_any`)
+        named = _key_pattern(changes)
         dependents = [r for kind in sorted(naming) for r in naming[kind].values()
                       if (r.kind, r.name) not in touched and (r.kind, r.name) not in leaving
-                      and named.search(r.source)]
+                      and _names_any(named, changes, r.source)]
         if not dependents:
             return []
         objects = self._active_objects_txn(tx.list_definitions_txn("object"))
@@ -613,20 +630,23 @@ class DefinitionRepo:
         # The orchestrations to judge: those docs change, whole; the active ones outside
         # them whose text names what the change can break (below), for that.
         routers = [_Router(d.kind, d.name, None, d.file, d.source, d.line, True)
-                   for d in new_orchs if ASSIGNS.search(d.source)]
-        named = _affected({d.name: d.definition for d in new_rules.values()
+                   for d in new_orchs if may_hold(ASSIGNS, ASSIGN_WORDS, d.source)]
+        affected = _affected({d.name: d.definition for d in new_rules.values()
                            if isinstance(d.definition, RoutingDefinition)},
                           {d.name: d.definition for d in new_objects.values()
                            if isinstance(d.definition, ObjectTypeDefinition)},
-                          rules, rules_after, objects, gone)
-        if named is not None:
+                             rules, rules_after, objects, gone)
+        if affected:
+            # (a text that may spell them otherwise than plainly, an alias `routing: *r`,
+            # is judged too: its data says what it routes by)
+            named, words = _key_pattern(affected), {name for _, name in affected}
             mine = {(d.kind, d.name) for d in new_orchs} | {
                 (k, n) for k, n in leaving if k in _ROUTERS}
             routers += [_Router(kind, name, row.version, row.file, row.source, None, False)
                         for kind, rows in router_rows.items()
                         for name, row in sorted(rows.items())
-                        if (kind, name) not in mine and named.search(row.source)
-                        and ASSIGNS.search(row.source)]
+                        if (kind, name) not in mine and may_hold(named, words, row.source)
+                        and may_hold(ASSIGNS, ASSIGN_WORDS, row.source)]
         issues: list[Issue] = []
         for o in routers:
             if o.data is None:
@@ -636,22 +656,19 @@ class DefinitionRepo:
                 continue  # (an object type not deployed: said by its own checks)
             fields_after = _fields(objects_after, otype)
             for path, kind, used in o.assignments():
+                if kind == "user":
+                    continue  # (:meth:`assignee_issues_txn`)
                 rule = (rules_after if kind == "routing" else bound_after).get(used)
                 before = (rules if kind == "routing" else bound).get(used)
                 if rule is None:
                     if kind == "queue":
                         continue  # (a queue without a rule of its own: assigned as it is)
                     if o.new:
-                        known = sorted(rules_after)
-                        hint = suggest(used, known) or \
-                            f" (active routing rules: {', '.join(known) or 'none'})"
-                        issues.append(o.issue(path, (
-                            f"unknown routing rule '{used}'{hint}: a rule deployed and active, "
-                            "or deployed with it, is needed, or its step fails at start")))
+                        issues.append(o.issue(path, unknown_rule(path, used, rules_after)))
                     elif used in gone and before is not None:
                         issues.append(o.issue(path, (
-                            f"{o.who(path)} routes its work by routing rule '{used}', which "
-                            f"this would deactivate (unknown routing rule '{used}'): "
+                            f"{o.who(path)} {routes(path, kind, used)}, which this would "
+                            f"deactivate (unknown routing rule '{used}'): "
                             f"{fix.format(name=o.name)}")))
                     continue
                 bad = misreads(rule, fields_after)
@@ -666,6 +683,58 @@ class DefinitionRepo:
                         new_rules.get(rule.name), new_objects.get(otype or ""), rule_rows))
         return issues
 
+    def assignee_issues_txn(self, tx: Transaction, docs: Sequence[LoadedDefinition]
+                            ) -> list[Issue]:
+        """The orchestrations among ``docs`` (a fulfillment's step templates and their
+        rollbacks), those a text other than their active version's, whose step gives its
+        work to a person who can never do it: ``assign: {user: NAME}``, or an SLA action's
+        ``reassign: user:NAME``, naming someone the directory (as ``tx`` sees it) has who
+        is deactivated, or whom no role gives the ``work`` permission (a designer): the
+        item would wait in their Work Guide for ever. Located in the doc's file, naming
+        the step and what to do. A name the directory does not have is not judged (the
+        person may be added after the deploy, and the item then waits for them; a
+        reassignment to them is checked then), nor an ``=expression``."""
+        from baton.auth.roles import GRANTS, ROLES, Permission, permissions
+
+        rows = {kind: self._active_rows_txn(tx, kind) for kind in _ROUTERS
+                if any(d.kind == kind for d in docs)}
+        issues: list[Issue] = []
+        for d in docs:
+            row = rows.get(d.kind, {}).get(d.name)
+            if d.kind not in rows or (row is not None and row.checksum == checksum(d.source)) \
+                    or ("user" not in d.source and "\\" not in d.source):
+                continue  # (no `user` key, nor an escape that could spell one: none named)
+            o = _Router(d.kind, d.name, None, d.file, d.source, d.line, True)
+            for path, kind, name in o.assignments():
+                person = tx.user_row_txn(name) if kind == "user" else None
+                if person is None:
+                    continue
+                roles = frozenset(person["roles"] or ())
+                works = Permission.WORK in permissions(roles)
+                if works and person["active"]:
+                    continue
+                step, action = step_at(o.data, path), sla_action(path)
+                gives = (f"step '{step}' assigns its work to" if action is None else
+                         f"step '{step}' reassigns its work "
+                         f"{'when in jeopardy' if action == 'on_jeopardy' else 'when overdue'} "
+                         f"(sla.{action}) to")
+                other = "assign the step" if action is None else "reassign it"
+                if not works:
+                    had = ", ".join(sorted(roles)) or "no role"
+                    also = ", and is deactivated" if not person["active"] else ""
+                    can = ", ".join(r for r in ROLES if Permission.WORK in GRANTS[r])
+                    said = (f"{gives} user '{name}' ({had}), who may not work items{also}: "
+                            "the item would be in their Work Guide, which they cannot open, "
+                            "and never done; give them a role with the 'work' permission "
+                            f"({can}: `baton users update {name} --role agent`, with their "
+                            f"other roles), or {other} to someone else")
+                else:
+                    said = (f"{gives} user '{name}', who is deactivated and cannot sign in: "
+                            "the item would never be done; reactivate them (`baton users "
+                            f"update {name} --active`), or {other} to someone else")
+                issues.append(o.issue(path, said))
+        return issues
+
     def _misread_issue(self, o: _Router, path: str, kind: str, used: str,
                        rule: RoutingDefinition, rpath: str, name: str, otype: str | None,
                        fix: str, rule_doc: LoadedDefinition | None,
@@ -678,9 +747,7 @@ class DefinitionRepo:
                       "object)")
         if object_doc is not None and rule_doc is None and not o.new:
             lacks = f"record.{name}, which {otype} would no longer have"
-        how = (f"routes its work by routing rule '{rule.name}'" if kind == "routing" else
-               f"assigns to queue '{used}', which routing rule '{rule.name}' routes "
-               "(for_queue)")
+        how = routes(path, kind, used, None if kind == "routing" else rule.name)
         guard = f"guard the read with has(record.{name}) in the rule"
         if o.new:
             if rule_doc is not None:
@@ -690,12 +757,12 @@ class DefinitionRepo:
                 at = f"{row.file}, line {_path_line(row.source, None, rpath)} of v{row.version}"
             return o.issue(path, (
                 f"step '{step_at(o.data, path)}' {how}, whose {rpath} ({at}) reads "
-                f"{lacks}: every item of the step would fall out at start; "
+                f"{lacks}: {outcome(path)}; "
                 + (f"give {otype} the field, or {guard}" if otype is not None else guard)))
         # (what to do about the orchestration, named: "it" would read as the rule)
         todo = fix.format(name=o.name).replace(" of it ", f" of {o.name} ")
         said = (f"{o.who(path)} ({o.where(path)}) {how}, whose {rpath} reads "
-                f"{lacks}: every item of that step would fall out at start; {guard}, or "
+                f"{lacks}: {outcome(path, 'every item of that step')}; {guard}, or "
                 f"{todo}")
         if rule_doc is not None:
             return Issue(rule_doc.file, _path_line(rule_doc.source, rule_doc.line, rpath),
@@ -1197,6 +1264,12 @@ class DefinitionRepo:
                     out.setdefault(f"queue:{rule.pool}", rule)
         return out
 
+    def routing_names(self) -> frozenset[str]:
+        """The routing rules with an active version, by name (what a step's ``assign``
+        or SLA action may name: :func:`baton.definitions.validate.validate_documents`)."""
+        self.refresh()
+        return frozenset(n for k, n in list(self._active) if k == "routing")
+
     def routing_rule(self, name: str) -> RoutingDefinition | None:
         """The active version of a routing rule, or None."""
         self.refresh()
@@ -1551,12 +1624,12 @@ def _affected(new_rules: Mapping[str, RoutingDefinition],
               rules: Mapping[str, RoutingDefinition],
               rules_after: Mapping[str, RoutingDefinition],
               objects: Mapping[str, ObjectTypeDefinition], gone: Collection[str]
-              ) -> re.Pattern[str] | None:
+              ) -> list[tuple[str, str]]:
     """What the text of an orchestration outside a change holds when the change may break
-    how its steps are routed (None: it breaks none): ``routing: NAME`` of a rule it
-    deactivates, or that reads a field it did not (or is new); ``queue: NAME`` of a queue
-    whose rule is new, newly bound to it, or reads a field it did not; ``object: NAME`` of
-    an object type that drops a field some rule reads."""
+    how its steps are routed, as ``(key, name)`` (none: it breaks none): ``routing: NAME``
+    of a rule it deactivates, or that reads a field it did not (or is new); ``queue: NAME``
+    of a queue whose rule is new, newly bound to it, or reads a field it did not;
+    ``object: NAME`` of an object type that drops a field some rule reads."""
     def reads(rule: RoutingDefinition | None) -> set[str]:
         return set() if rule is None else {f for _, f in rule_record_reads(rule)}
 
@@ -1573,10 +1646,36 @@ def _affected(new_rules: Mapping[str, RoutingDefinition],
         kept = {f.name for f in defn.fields}
         if name in objects and ({f.name for f in objects[name].fields} - kept) & read:
             types.add(name)
-    parts = [rf"""\b{key}['"]?\s*:\s*['"]?{re.escape(v)}(?![\w-])"""
-             for key, values in (("routing", names), ("queue", queues), ("object", types))
-             for v in sorted(values)]
-    return re.compile("|".join(parts)) if parts else None
+    return [(key, v) for key, values in (("routing", names), ("queue", queues), ("object", types))
+            for v in sorted(values)]
+
+
+def _key_pattern(pairs: Collection[tuple[str, str]]) -> re.Pattern[str]:
+    """What a definition's text holds, written plainly, when it gives one of ``pairs``
+    (``(key, name)``) as a mapping's entry: ``key: name``, quoted or not, block or flow
+    style (one that spells it otherwise: :func:`~baton.definitions.routing.may_hold`)."""
+    return re.compile("|".join(
+        rf"""\b{re.escape(key)}['"]?\s*:\s*['"]?{re.escape(name)}(?![\w-])"""
+        for key, name in sorted(pairs)))
+
+
+def _names_any(pattern: re.Pattern[str], pairs: Collection[tuple[str, str]],
+               source: str) -> bool:
+    """Whether a definition's text gives one of ``pairs`` (``(key, name)``: ``connection:
+    bank``) as a mapping's entry: ``pattern`` (:func:`_key_pattern`) finds it written
+    plainly; a text that may spell it otherwise (an alias ``connection: *bank``, an anchor,
+    a tag, an escape: :func:`~baton.definitions.routing.may_hold`) is read, and its data
+    says (one that cannot be read is taken as naming it: its checks say what it is)."""
+    if pattern.search(source):
+        return True
+    names = {name for _, name in pairs}
+    if not may_hold(pattern, names, source):
+        return False
+    try:
+        data = yaml.load(source, Loader=_fast_loader())
+    except yaml.YAMLError:
+        return True
+    return names_in(data, {key for key, _ in pairs}, names)
 
 
 def _bound(rules: Mapping[str, RoutingDefinition]) -> dict[str, RoutingDefinition]:
@@ -1620,15 +1719,6 @@ def _narrower(old: ChildTarget, new: ChildTarget) -> bool:
             or new.object != old.object
             or (old.inputs is not None and (new.inputs is None or bool(old.inputs - new.inputs)))
             or bool(new.required - old.required))
-
-
-def _naming_pattern(changes: Mapping[tuple[str, str], str]) -> re.Pattern[str]:
-    """What a definition's text holds when a step of it names one of ``changes``:
-    ``connection: NAME`` or ``orchestration: NAME`` (a key of a step, or of an ai step's
-    provider; quoted or not, block or flow style)."""
-    return re.compile("|".join(
-        rf"""\b{kind}['"]?\s*:\s*['"]?{re.escape(name)}(?![\w-])"""
-        for kind, name in sorted(changes)))
 
 
 def _dependent_issues(row: DefinitionRow, found: Sequence[Issue],

@@ -376,7 +376,8 @@ class Engine:
         docs, issues = check_definitions(
             paths, known_flows=flows, deployed_objects=self.definitions.object_types(),
             deployed_orchestrations=self.definitions.orchestration_names(), warnings=warnings,
-            deployed_connections=self.definitions.connection_types())
+            deployed_connections=self.definitions.connection_types(),
+            deployed_routings=self.definitions.routing_names())
         return issues or self.definitions.broken_dependents(docs)
 
     def validate_texts(self, texts: dict[str, str], known_flows: Collection[str] | None = None,
@@ -390,7 +391,8 @@ class Engine:
                                    deployed_objects=self.definitions.object_types(),
                                    deployed_orchestrations=self.definitions.orchestration_names(),
                                    warnings=warnings,
-                                   deployed_connections=self.definitions.connection_types())
+                                   deployed_connections=self.definitions.connection_types(),
+                                   deployed_routings=self.definitions.routing_names())
         return issues or self.definitions.broken_dependents(docs)
 
     @one_transaction
