@@ -7,7 +7,9 @@ leaves the construct out rather than writing something that means something else
 from __future__ import annotations
 
 import json
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from baton.importers.salesforce.names import (
@@ -43,6 +45,9 @@ VALUE_TYPES = {"stringValue": "string", "numberValue": "decimal", "booleanValue"
 ORDERED = {"GreaterThan": ">", "GreaterThanOrEqualTo": ">=", "LessThan": "<",
            "LessThanOrEqualTo": "<="}
 STRING_OPS = {"Contains": "contains", "StartsWith": "startsWith", "EndsWith": "endsWith"}
+NUMBER_TESTS: dict[str, Callable[[float, float], bool]] = {
+    "EqualTo": operator.eq, "NotEqualTo": operator.ne, "GreaterThan": operator.gt,
+    "GreaterThanOrEqualTo": operator.ge, "LessThan": operator.lt, "LessThanOrEqualTo": operator.le}
 
 
 @dataclass
@@ -151,11 +156,25 @@ class Catalog:
                         f"kept {have.type}")
 
 
+@dataclass(frozen=True)
+class ScreenOutput:
+    """What ``Step.Outputs.<name>`` of a step running a screen flow reads: the form field
+    (Baton name) the output variable is assigned from, or ``None`` and why not."""
+
+    field: str | None
+    reason: str = ""
+    # a choice field whose choices have number values: (value, the label Baton offers)
+    choices: tuple[tuple[float, str], ...] = ()
+
+
 @dataclass
 class StepInfo:
     name: str                 # the Baton step name
     kind: str                 # AUTOMATED | PERSON | APPROVAL
     stage: str                # the Baton stage name
+    screen: str = ""          # PERSON: the screen flow it runs (actionName), if any
+    # PERSON: what its Outputs.<name> read (lower-case name), when the screen flow is given
+    outputs: dict[str, ScreenOutput] | None = None
 
 
 @dataclass
@@ -166,6 +185,7 @@ class Ref:
     kind: str = "value"       # value | status | approval_decision | datetime | date
     owner: tuple[str, str] | None = None  # (object, field) when it reads a record field
     ref_object: str | None = None  # when it reads a ref field: the object it points at
+    choices: tuple[tuple[float, str], ...] = ()  # a form field of number choices (value, label)
 
 
 @dataclass
@@ -252,10 +272,36 @@ class Scope:
                     return None
                 kind = "approval_decision" if mapped == "decision" else "value"
                 return Ref(f"steps.{step.name}.output.{mapped}", kind=kind)
+            if step.kind == PERSON:
+                return self._screen_output(step, out, rest, line, where)
             return Ref(f"steps.{step.name}.output.{ident(out)}")
         self.report.cannot(self.file, line, f"{where}: {step.name}.{rest}",
                            "a step is read by its Status or its Outputs.<name>")
         return None
+
+    def _screen_output(self, step: StepInfo, out: str, rest: str, line: int, where: str
+                       ) -> Ref | None:
+        """``Outputs.<out>`` of a step a person does: the form field the screen flow's output
+        variable ``out`` is assigned from (a field of that name also does)."""
+        if step.outputs is None:
+            if step.screen:
+                self.report.note(self.file, line, f"{where}: {step.name}.{rest}",
+                                 f"read as the form field {ident(out)}: the screen flow "
+                                 f"{step.screen} was not given to say which field its output "
+                                 f"{out} holds (give the form a field of that name)")
+            return Ref(f"steps.{step.name}.output.{ident(out)}")
+        got = step.outputs.get(out.lower())
+        if got is None:
+            self.report.cannot(self.file, line, f"{where}: {step.name}.{rest}",
+                               f"the screen flow {step.screen} has no output variable (nor "
+                               f"field) {out}: it never holds a value")
+            return None
+        if got.field is None:
+            self.report.cannot(self.file, line, f"{where}: {step.name}.{rest}",
+                               f"the output variable {out} of the screen flow {step.screen} "
+                               f"{got.reason}: no form field holds it")
+            return None
+        return Ref(f"steps.{step.name}.output.{got.field}", choices=got.choices)
 
     # ---- values ---------------------------------------------------------------------
     def value(self, node: Node | None, line: int, where: str) -> tuple[str, str] | None:
@@ -266,6 +312,12 @@ class Scope:
             text = child.text.strip()
             if child.tag == "elementReference":
                 ref = self.reference(text, child.line, where)
+                if ref is not None and ref.choices:
+                    self.report.note(self.file, child.line, f"{where}: {text}",
+                                     "reads the label of the choice made ("
+                                     + ", ".join(f"{_label(v)} for {lab!r}"
+                                                 for v, lab in ref.choices)
+                                     + "), not its number: Baton choices are texts")
                 return None if ref is None else (ref.cel, "")
             if child.tag == "stringValue":
                 return (json.dumps(text, ensure_ascii=False), "string")
@@ -304,6 +356,8 @@ class Scope:
         if right is None:
             return None
         rtext, rtype = right
+        if left.choices:
+            return self._choice_test(left, op, rtext, rtype, line, where)
         self._type(left, rtype if op not in STRING_OPS else "string", line)
         if op == "EqualTo":
             return self._status_test(left, rtext, line, where) if left.kind == "status" \
@@ -340,6 +394,26 @@ class Scope:
                 return None
             return (json.dumps(mapped), "string")
         return right
+
+    def _choice_test(self, left: Ref, op: str, rtext: str, rtype: str, line: int,
+                     where: str) -> str | None:
+        """A form field whose Salesforce choices have number values holds the label chosen
+        in Baton: a comparison with a number is the set of labels whose value passes it."""
+        test = NUMBER_TESTS.get(op)
+        if test is None or rtype != "decimal":
+            self.report.cannot(self.file, line, f"{where}: {left.cel} {op} {rtext}",
+                               "the field's Salesforce choices are numbers and Baton's are "
+                               "their labels: only a comparison with a number is translated")
+            return None
+        number = float(rtext)
+        labels = [label for value, label in left.choices if test(value, number)]
+        if op == "NotEqualTo":
+            # (null, no choice made, is not equal to any number: as in Salesforce)
+            equal = [label for value, label in left.choices if value == number]
+            return f"!({left.cel} in {json.dumps(equal, ensure_ascii=False)})"
+        if len(labels) == 1:
+            return f"{left.cel} == {json.dumps(labels[0], ensure_ascii=False)}"
+        return f"{left.cel} in {json.dumps(labels, ensure_ascii=False)}"
 
     def _status_test(self, left: Ref, rtext: str, line: int, where: str) -> str | None:
         word = json.loads(rtext) if rtext.startswith('"') else rtext
@@ -476,6 +550,10 @@ def _grouped(cel: str) -> str:
         if depth == 0 and i < len(cel) - 1:
             return f"({cel})"
     return cel
+
+
+def _label(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def _number(text: str) -> str:

@@ -6,11 +6,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from baton.importers.salesforce.conditions import Catalog, Scope, StepInfo
+from baton.importers.salesforce.conditions import PERSON, Catalog, Scope, StepInfo
 from baton.importers.salesforce.names import distinct, ident, stage_name
 from baton.importers.salesforce.report import ImportReport
 from baton.importers.salesforce.screens import ScreenFlows
-from baton.importers.salesforce.steps import StepTranslator, step_kind
+from baton.importers.salesforce.steps import OUTPUT_ASSIGNMENTS, StepTranslator, step_kind
 from baton.importers.salesforce.xmlread import Node
 
 ORCHESTRATION_TYPES = frozenset({"Orchestrator", "ApprovalWorkflow"})
@@ -36,6 +36,16 @@ START_TAGS = frozenset({
 })
 """What :meth:`OrchestrationTranslator.trigger` reads of ``start``; any other child (a
 scheduled path, above all) is reported, not dropped."""
+DECISION_TAGS = frozenset({
+    "name", "label", "description", "rules", "defaultConnector", "defaultConnectorLabel",
+    "locationX", "locationY", "processMetadataValues",
+})
+RULE_TAGS = frozenset({
+    "name", "label", "description", "conditionLogic", "conditions", "connector",
+    "doesRequireRecordChangedToMeetCriteria", "processMetadataValues",
+})
+"""What :meth:`OrchestrationTranslator.decision` reads of a decision and of its outcomes;
+any other child is reported."""
 APPROVAL_INPUTS = frozenset({"recordId", "submitter", "submissionComments"})
 """The input variables Salesforce requires of an ``ApprovalWorkflow`` flow."""
 KINDS = {"orchestratedStages": "stage", "decisions": "decision", "stageSteps": "step"}
@@ -253,7 +263,11 @@ class OrchestrationTranslator:
                                f"trigger input {ident(name)}")
                 continue
             initial: Any = [] if v.flag("isCollection") else None
-            if v.first("value") is not None:
+            value = v.first("value")
+            if value is not None and value.value("elementReference"):
+                if self._reference_default(v, value, out):
+                    continue
+            elif value is not None:
                 got = self.scope.value(v.first("value"), line, f"variable {name}")
                 initial = json.loads(got[0]) if got is not None and got[1] else initial
             out[ident(name)] = initial
@@ -262,6 +276,52 @@ class OrchestrationTranslator:
         if inputs:
             trigger["input"] = inputs
         return out
+
+    def _reference_default(self, v: Node, value: Node, out: dict[str, Any]) -> bool:
+        """A variable whose default is a reference (``$Record.Items__c``, a constant):
+        Baton variables start as literals. A constant's literal is its initial value; any
+        other reference is read where the flow reads the variable (``record.items``: the
+        value then, not at the start), when no step's output sets the variable. True when
+        the variable is dealt with (not a run variable, or reported)."""
+        name, line = v.value("name"), v.line
+        ref = value.first("elementReference")
+        assert ref is not None
+        text = ref.text.strip()
+        construct = f"variable {name} = {text}"
+        if name.lower() in self._assigned_variables():
+            self.cannot(ref.line, construct, "a default read from a reference, of a variable a "
+                        "step's output sets, is not translated (Baton variables start as "
+                        f"literals): vars.{ident(name)} starts as null")
+            return False
+        got = self.scope.reference(text, ref.line, f"variable {name}")
+        if got is None:
+            self.cannot(ref.line, construct, f"its default was not translated: "
+                        f"vars.{ident(name)} starts as null")
+            return False
+        try:
+            literal = json.loads(got.cel)  # a constant: its literal
+        except ValueError:
+            self.scope.variables[name] = got.cel
+            ftype = INPUT_TYPES.get(v.value("dataType").lower(), "")
+            if got.owner is not None and ftype and not v.flag("isCollection"):
+                # the variable's type is the field's (an inferred field gets it)
+                self.catalog.add(self.report, *got.owner, ftype, None, self.file, ref.line)
+            self.report.note(self.file, line, construct,
+                             f"Baton variables start as literals: where the flow reads {name}, "
+                             f"the orchestration reads {got.cel} (its value at that moment, "
+                             "not at the start of the run); it is not a run variable "
+                             "(flows do not see it in ctx.vars)")
+            return True
+        self.scope.variables[name] = f"vars.{ident(name)}"
+        out[ident(name)] = literal
+        self.report.ok(self.file, line, f"variable {name}",
+                       f"variable {ident(name)} (initially {got.cel}, from {text})")
+        return True
+
+    def _assigned_variables(self) -> set[str]:
+        """The variables (lower-case) a step's output is assigned to."""
+        return {n.value("assignToReference").lower() for n in self.root.walk()
+                if n.tag in OUTPUT_ASSIGNMENTS and n.value("assignToReference")}
 
     def _approval_input(self, v: Node, trigger: dict[str, Any]) -> bool:
         """The input variables every approval flow has (``recordId``, ``submitter``,
@@ -301,8 +361,10 @@ class OrchestrationTranslator:
         names = distinct((step.value("name") for step, _, _ in known), ident)
         self._renamed([step for step, _, _ in known], names, ident)
         for step, kind, sname in known:
+            screen = step.value("actionName") if kind == PERSON else ""
             self.scope.steps[step.value("name")] = StepInfo(
-                names[step.value("name")], kind, self.stage_names[sname])
+                names[step.value("name")], kind, self.stage_names[sname], screen,
+                self.screens.outputs(screen) if screen else None)
 
     def _order(self, start: Node | None) -> list[str]:
         """The elements reachable from the start: the start's first, then the others in
@@ -391,16 +453,32 @@ class OrchestrationTranslator:
         sf_name = node.value("name")
         name = self.stage_names[sf_name]
         where = f"decision {sf_name}"
+        for child in node.children:
+            if child.tag not in DECISION_TAGS:
+                self.cannot(child.line, f"{where}: {child.tag}", "not translated")
         rules: list[dict[str, Any]] = []
         for rule in node.all("rules"):
             rwhere = f"{where} outcome {rule.value('name')}"
+            for child in rule.children:
+                if child.tag not in RULE_TAGS:
+                    self.cannot(child.line, f"{rwhere}: {child.tag}", "not translated")
+            changed = rule.first("doesRequireRecordChangedToMeetCriteria")
             cel = self.scope.logic(rule.all("conditions"), rule.value("conditionLogic"),
                                    rule.line, rwhere)
-            if cel is None:
-                self.cannot(rule.line, rwhere, "left out: its condition was not translated")
-                continue
+            when: str | bool = False if cel is None else "=" + cel
+            if changed is not None and rule.flag("doesRequireRecordChangedToMeetCriteria"):
+                when = False
+                self.cannot(changed.line, f"{rwhere}: doesRequireRecordChangedToMeetCriteria",
+                            "Baton sees the record as it was before the write only in the "
+                            "trigger's condition, so \"only when the record is updated to meet "
+                            "the conditions\" cannot be asked here: the outcome is kept with "
+                            "when: false, never taken (move the condition into the trigger's "
+                            "when with changed_to_meet, or write its when by hand)")
+            elif cel is None:
+                self.cannot(rule.line, rwhere, "its condition was not translated: the outcome "
+                            "is kept with when: false, never taken (write its when by hand)")
             connector = rule.first("connector")
-            entry: dict[str, Any] = {"when": "=" + cel,
+            entry: dict[str, Any] = {"when": when,
                                      "goto": self._goto(_target(connector), rule.line, rwhere)}
             entry["label"] = rule.value("label") or rule.value("name")
             rules.append(entry)

@@ -38,6 +38,9 @@ STEP_TAGS = frozenset({
 ``shouldLock`` and ``runAsUser`` are checked by :meth:`StepTranslator.locks`.)"""
 STEP_KEY_ORDER = ("name", "label", "description", "type", "after", "when", "flow", "assign",
                   "instructions", "form", "complete_when", "input")
+OUTPUT_ASSIGNMENTS = frozenset({"outputParameters", "entryActionOutputParameters",
+                                "exitActionOutputParameters"})
+"""A step's outputs assigned to the flow's variables (``assignToReference``)."""
 ASSIGNEE_KINDS = {"user": "user", "group": "group", "queue": "queue"}
 RECORD_ID_INPUTS = frozenset({"recordid"})
 
@@ -73,6 +76,11 @@ class StepTranslator:
         for child in node.children:
             if child.tag not in STEP_TAGS:
                 self.cannot(child.line, f"{where}: {child.tag}", "not translated")
+            elif child.tag in OUTPUT_ASSIGNMENTS and child.value("assignToReference"):
+                self.cannot(child.line, f"{where}: {child.tag} {child.value('name')} -> "
+                            f"{child.value('assignToReference')}", "Baton steps do not set "
+                            "the run's variables: conditions reading the variable see its "
+                            f"initial value (read steps.{info.name}.output instead)")
         out: dict[str, Any] = {"name": info.name}
         label = node.value("label")
         if label and label != sf_name:
