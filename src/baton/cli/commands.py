@@ -703,7 +703,7 @@ def serve(
         import logging
 
         stop.cleaning = True  # (a signal from now on stops at once)
-        if stop.requested and workers:
+        if stop.requested and workers and not stop.forced:
             logging.getLogger("baton.cli").info(
                 "stopping: the workers finish the job in hand and release the rest "
                 "(Ctrl-C again to stop at once: the jobs in hand then run again later)")
@@ -743,8 +743,11 @@ class _StopOnSignal:
     jobs and worker rows stayed behind until another worker's heartbeat timeout. Here the
     signal only asks for the stop; a signal before uvicorn serves stops it as soon as it
     starts (or before). The cleanup waits for the workers to finish the job in hand, however
-    long it takes; a signal during it (Ctrl-C again) stops at once: the jobs in hand go back
-    to the queue when the workers' heartbeat times out."""
+    long it takes; a second signal (Ctrl-C again) stops at once: the jobs in hand go back
+    to the queue when the workers' heartbeat times out. A second one is counted whenever it
+    comes: during the cleanup, and during uvicorn's own shutdown too, where uvicorn takes it
+    (its force quit) and, once shut down, raises both here again (the stop then waited for
+    the workers, and it took a third Ctrl-C)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -752,15 +755,17 @@ class _StopOnSignal:
         import threading
 
         self.requested = False
+        self.received = 0  # signals this handler was given (uvicorn's taken ones included)
         self.cleaning = False  # serve's cleanup has begun
-        self.forced = False  # a signal came during it: stop waiting for the workers
+        self.forced = False  # a second signal came: stop without waiting for the workers
         self.server: Any = None  # the uvicorn.Server, once made
         # (Only the main thread may set handlers; uvicorn then leaves signals alone too.)
         main = threading.current_thread() is threading.main_thread()
         self._previous = {sig: signal.signal(sig, self) for sig in self.SIGNALS} if main else {}
 
     def __call__(self, signum: int, frame: Any) -> None:
-        if self.cleaning:
+        self.received += 1
+        if self.cleaning or self.received > 1:
             self.forced = True
         self.requested = True
         if self.server is not None:

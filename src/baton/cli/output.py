@@ -80,8 +80,10 @@ def error_kind(exc: BaseException) -> str:
 
 def run_detail(engine: Engine, run: Run) -> dict[str, Any]:
     """The run as the API shows it (``runtime/views.py``; the definition gives the order),
-    with the stages and steps it reached."""
-    return engine.run_detail(run, reached_only=True)
+    with the stages and steps it reached, and what a running step waits for (``waiting``)."""
+    from baton.runtime.waiting import fill_waits
+
+    return fill_waits(engine.run_detail(run, reached_only=True), engine.store, run)
 
 
 ID_COLUMNS = frozenset({"id", "run", "record", "run id", "record id", "work item", "token"})

@@ -9,8 +9,7 @@ model of :mod:`baton.runtime.views`, imported where it is used): no database, no
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
@@ -26,6 +25,7 @@ from baton.cli.output import (
     styled,
     table,
 )
+from baton.runtime.describe import describe_event as describe_event  # noqa: PLC0414 - re-exported
 
 if TYPE_CHECKING:
     from baton.engine.state import Run
@@ -78,6 +78,7 @@ def runs_show(run: Run, children: Sequence[Mapping[str, Any]],
     """``baton runs show`` (the table): the run, the runs it started, its audit events
     (the calls to other systems among them)."""
     from baton.runtime.views import call_views
+    from baton.runtime.waiting import waiting_text, waits_from_events
 
     first_line([Part(f"[bold]{run.id}[/bold]", "", keep=True),
                 Part(f"{run.orchestration} v{run.version}", " ", label="orchestration"),
@@ -90,11 +91,14 @@ def runs_show(run: Run, children: Sequence[Mapping[str, Any]],
         print_wrapped(f"child of run {p.run_id} step {escape(p.step)} #{p.iteration} "
                       f"(element {p.index})")
     rows = []
+    waits = waits_from_events(run, events)  # (a step whose flow no worker that took it has)
     for st in run.stages.values():
         rows.append([f"[bold]{st.name}[/bold]", f"#{st.iteration}", styled(st.status.value), ""])
         for sr in run.steps.values():
             if sr.stage == st.name:
-                detail = sr.work_item_id or (sr.error or {}).get("message", "")
+                wait = waits.get(sr.name)
+                detail = sr.work_item_id or (escape(waiting_text(wait)) if wait else
+                                             (sr.error or {}).get("message", ""))
                 sla = f"{styled(sr.sla['status'])} due {sr.sla['due_at']}" if sr.sla else ""
                 rows.append([f"  {sr.name}", f"#{sr.iteration}", styled(sr.status.value), sla,
                              detail])
@@ -325,236 +329,3 @@ def records_timeline(record_id: str, events: Sequence[Mapping[str, Any]], *,
         return
     table(f"Timeline of {record_id}", ["at", "event", "actor", "run", "detail"],
           [[e["at"], e["type"], e["actor"], e["run_id"], describe_event(e)] for e in events])
-
-
-def describe_event(e: Mapping[str, Any]) -> str:
-    """An audit event as one line of a timeline (``baton records timeline``, the demos'
-    "why" sections). Never cut: a table wraps it within the terminal; ``--json`` has the
-    event's data as it is. A failure says its error's type and message."""
-    from baton.ai.describe import describe_answer, is_ai_answer
-    from baton.ai.views import describe_ai_call, describe_child_link
-    from baton.intake.views import describe_message
-    from baton.runtime.views import approval_history_line
-
-    d = e["data"] or {}
-    t = e["type"]
-    if t == "ai_call":
-        return describe_ai_call(d)
-    link = describe_child_link(t, d)
-    if link is not None and t == "child_runs_started":
-        return link
-    if t == "message_received":
-        return describe_message(d)
-    if t in ("routed", "offered", "waiting_for_routing"):
-        from baton.work.routing import describe_decision
-
-        return describe_decision(d, t)
-    if t in ("offer_accepted", "offer_declined", "offer_expired"):
-        from baton.work.routing import describe_offer
-
-        return describe_offer(t, d)
-    if t == "record_updated":
-        return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in d.get("changes", {}).items())
-    approval = approval_history_line(t, str(e.get("actor") or ""), d)
-    if approval is not None:
-        return approval
-    if t == "decision_taken":
-        label = f" ({d['label']})" if d.get("label") else ""
-        return f"after {d['stage']} #{d['iteration']} → {d['goto']}{label}"
-    if t == "step_completed" and is_ai_answer(d.get("output")):
-        return f"{d.get('stage')}.{d.get('step')} #{d.get('iteration')} {describe_answer(d['output'])}"
-    described = _DESCRIBED.get(t)
-    if described is not None:
-        return _one_line(described(d))
-    if t.startswith(("step_", "sla_")) or t == "milestone_reached":
-        return _one_line(_step_event(t, d))
-    if t.startswith("stage_"):
-        return f"{d.get('stage')} #{d.get('iteration')}"
-    if t.startswith("work_item_"):
-        bits = [d.get("work_item", ""), d.get("step", "")]
-        for k in ("assignee", "to", "reason", "on_behalf_of", "expression", "value", "used"):
-            if k in d:
-                bits.append(f"{k}={d[k]}")
-        if "error" in d:
-            bits.append(f"error: {_error_text(d['error'])}")
-        if "data" in d:
-            bits.append(json.dumps(d["data"]))
-        return _one_line(" ".join(str(b) for b in bits if b))
-    if t == "record_created":
-        fields = ", ".join(f"{k}={v!r}" for k, v in d.get("fields", {}).items()
-                           if v is not None)
-        return f"{fields}; {link}" if link else fields
-    if t == "run_started":
-        return f"{d.get('orchestration')} v{d.get('version')}"
-    if t == "mcp_called":  # a tool call of an mcp step (arguments already redacted)
-        args = json.dumps(d.get("arguments"), ensure_ascii=False)
-        text = (f"{d.get('step')} #{d.get('iteration')}: {d.get('connection')}.{d.get('tool')}"
-                f" {args} → {d.get('outcome')} in {d.get('duration_ms')} ms")
-        return _one_line(f"{text}: {d['error']}" if d.get("error") else text)
-    return _one_line(_pairs(d))
-
-
-def _one_line(text: str) -> str:
-    """``text`` on one line: a message of several lines (a flow's error) joined."""
-    return " ".join(part.strip() for part in text.splitlines() if part.strip()) \
-        if "\n" in text or "\r" in text else text
-
-
-def _error_text(error: Any) -> str:
-    """A failure's error as its type and message (``StepFailure: no agent free``), without
-    its traceback; an error kept as text as it is."""
-    if isinstance(error, Mapping):
-        kind, message = error.get("type"), error.get("message")
-        if kind and message is not None:
-            return f"{kind}: {message}"
-        return str(message if message is not None else kind or _pairs(error))
-    return "" if error is None else str(error)
-
-
-def _value(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
-
-
-def _pairs(d: Mapping[str, Any]) -> str:
-    """An event no line below describes: each of its keys with its value, whole."""
-    return ", ".join(f"{k}: {_value(v)}" for k, v in d.items())
-
-
-def _listed(names: Any) -> str:
-    return ", ".join(str(n) for n in names) if isinstance(names, list | tuple) else str(names)
-
-
-def _at_step(d: Mapping[str, Any]) -> str:
-    """``stage.step #iteration`` as far as the event says them."""
-    where = ".".join(str(d[k]) for k in ("stage", "step") if d.get(k) is not None)
-    return f"{where} #{d['iteration']}" if d.get("iteration") is not None else where
-
-
-def _step_event(t: str, d: Mapping[str, Any]) -> str:
-    """The events of a step (``step_*``, ``sla_*``, ``milestone_reached``)."""
-    at = _at_step(d)
-    if t == "sla_in_jeopardy":
-        return f"{at} in jeopardy: due {d.get('due_at')}"
-    if t == "sla_overdue":
-        return f"{at} overdue: was due {d.get('due_at')}"
-    if t == "sla_calendar_missing":
-        return (f"{at}: calendar {d.get('calendar')} is not deployed: "
-                f"{d.get('note') or 'wall-clock time is counted'}")
-    if t == "sla_routing_failed":
-        return f"{at}: not routed again by rule {d.get('rule')}: {_error_text(d.get('error'))}"
-    if t == "step_result_stale":
-        return (f"{at}: the {d.get('result')} result of attempt {d.get('attempt')} came after "
-                f"the step moved on (step {d.get('step_status') or 'gone'} #"
-                f"{d.get('step_iteration')}, run {d.get('run_status')}): dropped")
-    bits = [at]
-    if "error" in d:
-        bits.append(_error_text(d["error"]))
-    if d.get("next_retry_at"):
-        bits.append(f"(retry at {d['next_retry_at']})")
-    if d.get("reason"):
-        bits.append(f"reason: {d['reason']}")
-    return " ".join(b for b in bits if b)
-
-
-def _escalation(d: Mapping[str, Any]) -> str:
-    head = f"{d.get('step')}: escalation flow {d.get('flow')} ({d.get('reason')})"
-    if "error" in d:
-        return f"{head} failed: {_error_text(d['error'])}"
-    out = d.get("output")
-    return f"{head} ran" + (f", returned {_value(out)}" if out else "")
-
-
-def _email(d: Mapping[str, Any], what: str) -> str:
-    subject = f"{d['subject']!r} " if d.get("subject") else ""
-    to = f"to {_listed(d['recipients'])}" if d.get("recipients") else ""
-    item = f" (work item {d['work_item']})" if d.get("work_item") else ""
-    step = f"{d['step']}: " if d.get("step") else ""
-    text = f"{step}e-mail {subject}{to}{item} {what}".replace("  ", " ")
-    if d.get("attempt"):
-        text += f" (attempt {d['attempt']})"
-    if d.get("unresolved"):
-        text += f"; no address for {_listed(d['unresolved'])}"
-    if d.get("reason"):
-        text += f": {d['reason']}"
-    if d.get("error"):
-        text += f": {_error_text(d['error'])}"
-    if d.get("retry_at"):
-        text += f"; retry at {d['retry_at']}"
-    return text
-
-
-def _incident(d: Mapping[str, Any], what: str) -> str:
-    outcome = f" → {d['outcome']}" if d.get("outcome") else ""
-    error = f": {_error_text(d['error'])}" if d.get("error") else ""
-    return (f"incident {d.get('incident')} ({d.get('kind')}, {d.get('orchestration')} "
-            f"v{d.get('version')}) {what}{outcome}{error}; reason: {d.get('reason')}")
-
-
-def _http_call(d: Mapping[str, Any]) -> str:
-    answer = d.get("status") if d.get("status") is not None else f"no answer: {d.get('error')}"
-    return (f"{d.get('step')} #{d.get('iteration')}: {d.get('method')} {d.get('url')} → "
-            f"{answer} in {d.get('duration_ms')} ms ({d.get('request_bytes')} B sent, "
-            f"{d.get('response_bytes')} B received)")
-
-
-def _child_event(t: str, d: Mapping[str, Any]) -> str:
-    step = f"step {d.get('step')}"
-    if t == "child_run_finished":
-        return f"{step}: child #{d.get('index')} {d.get('run_id')} {d.get('status')}"
-    if t == "child_runs_canceled":
-        return f"{step}: child runs canceled: {_listed(d.get('run_ids') or [])}"
-    if t == "child_run_not_started":
-        return f"{step}: child #{d.get('index')} not started: {_error_text(d.get('error'))}"
-    return f"{step}: child runs started again for elements {_listed(d.get('indexes') or [])}"
-
-
-_DESCRIBED: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    "escalation_flow_ran": _escalation,
-    "escalation_flow_failed": _escalation,
-    "notification_requested": lambda d: (f"{d.get('step')}: notify {_listed(d.get('recipients'))}"
-                                         f" ({d.get('reason')})"),
-    "email_queued": partial(_email, what="queued"),
-    "email_skipped": partial(_email, what="not sent: nobody to send it to"),
-    "email_sent": partial(_email, what="sent"),
-    "email_failed": partial(_email, what="failed"),
-    "email_dropped": partial(_email, what="dropped after its last attempt"),
-    "incident_retried": partial(_incident, what="retried"),
-    "incident_dismissed": partial(_incident, what="dismissed"),
-    "trigger_failed": lambda d: (f"{d.get('orchestration')} v{d.get('version')}: trigger "
-                                 f"{d.get('expression')} could not be evaluated: "
-                                 f"{_error_text(d.get('error'))} (incident {d.get('incident')})"),
-    "condition_flow_failed": lambda d: (f"evaluation flow {d.get('flow')} at "
-                                        f"{d.get('site') or 'every site'} failed: "
-                                        f"{_error_text(d.get('error'))} "
-                                        f"(incident {d.get('incident')})"),
-    "job_failed": lambda d: (f"{d.get('job')} job" + (f" of step {d['step']}" if d.get("step")
-                                                      else "")
-                             + f" failed: {_error_text(d.get('error'))} "
-                               f"(incident {d.get('incident')})"),
-    "http_call": _http_call,
-    "callback_waiting": lambda d: f"{_at_step(d)} waits for its callback",
-    "callback_received_early": lambda d: (f"{_at_step(d)}: its callback came before its "
-                                          "request's result: kept until it is recorded"),
-    "callback_followed": lambda d: (f"{_at_step(d)}: callback for run {d.get('for_run')} "
-                                    f"#{d.get('for_iteration')} {d.get('status')}"),
-    "callback_forgotten": lambda d: f"{_at_step(d)}: callback forgotten: {d.get('reason')}",
-    "fallout_retried": lambda d: f"{_at_step(d)} retried: {d.get('reason')}",
-    "run_failed": lambda d: _pairs(d) if "reason" not in d else " ".join(
-        [str(d["reason"])] + [f"{k}: {_value(v)}" for k, v in d.items() if k != "reason"]),
-    "run_canceled": lambda d: f"reason: {d.get('reason')}",
-    "run_resumed": lambda d: f"reason: {d.get('reason')}",
-    "rollback_nothing_to_undo": lambda d: (
-        f"{d.get('step')} #{d.get('iteration')}: nothing to undo for {d.get('undone')} "
-        f"(answered {d.get('status', d.get('tool'))}), taken on try {d.get('tries')}"),
-    "plan_generated": lambda d: (f"plan revision {d.get('revision')}: {d.get('steps')} steps "
-                                 f"for {d.get('lines')} lines ({d.get('fulfillment')} "
-                                 f"v{d.get('fulfillment_version')})"),
-    "plan_canceled": lambda d: (f"plan revision {d.get('revision')} canceled: "
-                                f"{d.get('reason')}; compensation run "
-                                f"{d.get('compensation_run')} "
-                                f"(rollbacks: {_listed(d.get('rollbacks') or []) or 'none'})"),
-    "record_deleted": lambda d: f"{d.get('object_type')} v{d.get('version')} deleted",
-}
-_DESCRIBED.update({t: partial(_child_event, t) for t in (
-    "child_run_finished", "child_runs_canceled", "child_run_not_started",
-    "child_runs_restarted")})

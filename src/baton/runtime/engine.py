@@ -948,6 +948,7 @@ class WorkerThreads:
         self.error: BaseException | None = None  # what ended them, if not a stop
         self._options = dict(options)
         self._thread = threading.Thread(target=self._run, name="baton-workers", daemon=True)
+        self._ended = threading.Event()  # set by the thread as it ends (see stop)
 
     def start(self) -> None:
         self._thread.start()
@@ -960,16 +961,24 @@ class WorkerThreads:
         except BaseException as exc:  # (kept for the caller, and logged: a thread's end)
             self.error = exc
             log.exception("workers stopped on an error")
+        finally:
+            self._ended.set()
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.ident is not None and not self._ended.is_set()
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop every worker after the job in hand, and wait for them (at most ``timeout``
-        seconds, if given); True once they have all stopped."""
+        seconds, if given); True once they have all stopped.
+
+        Waited for on an Event, not in Thread.join: a KeyboardInterrupt raised inside
+        join() (Ctrl-C in the caller's thread) marks a thread that still runs as stopped
+        (CPython 3.11's _wait_for_tstate_lock: is_alive() is False from then on), and a
+        later stop() or close() returned at once, the job in hand unfinished (as ``baton
+        worker`` did)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._thread.is_alive():
+        while self._thread.ident is not None and not self._ended.is_set():  # (started)
             # (again on every turn: a worker that had not started yet when first told
             # clears its stop as it starts)
             for worker in list(self.workers):
@@ -977,5 +986,5 @@ class WorkerThreads:
             wait = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
             if wait <= 0:
                 break
-            self._thread.join(wait)
-        return not self._thread.is_alive()
+            self._ended.wait(wait)
+        return self._ended.is_set() or self._thread.ident is None

@@ -114,6 +114,7 @@ def run_detail(run: Run, defn: OrchestrationDefinition, *, reached_only: bool = 
             sla = sr.get("sla")
             steps.append({k: sr.get(k) for k in _STEP_FIELDS} | {
                 "type": step_def.type, "children": sr.get("children"),
+                "waiting": None,  # (baton.runtime.waiting.fill_waits: a running step's)
                 "sla": {"status": sla.get("status"), "due_at": sla.get("due_at"),
                         "jeopardy_at": sla.get("jeopardy_at")} if sla else None})
     return run_summary(run) | {
@@ -127,6 +128,9 @@ def work_item_view(item: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: item.get(k) for k in WORK_ITEM_FIELDS}
     out["assigned_to"] = f"{item['assignee_kind']}:{item['assignee']}"
     out["form"] = [dict(f) for f in item.get("form") or []]
+    # whether its claim no longer stands (a delegate's, once they no longer act for the
+    # assignee): the caller that read it says so (the API: WorkService.stale_claims)
+    out["claim_stale"] = bool(item.get("claim_stale"))
     return out
 
 

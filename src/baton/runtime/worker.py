@@ -52,7 +52,7 @@ from baton.engine.status import RUN_FAILED, RUN_IN_PROGRESS, STEP_RUNNING
 from baton.errors import BatonError, StepFailure, TransitionConflict
 from baton.flows import FlowContext, FlowFn, get_flow
 from baton.rows import CALL_EVENT
-from baton.runtime import callbacks, heap, incidents, jobs, metrics, schedules
+from baton.runtime import callbacks, heap, incidents, jobs, metrics, schedules, waiting
 from baton.runtime.apply import event_row
 from baton.runtime.callouts import urls_for_log
 from baton.runtime.definitions import PLAN_PREFIX
@@ -89,7 +89,14 @@ FLOW_MISSING_CLAIMS = 9
 FLOW_MISSING_WAIT_MAX = 300.0
 CHAIN_LIMIT = 256  # step jobs a batch may run beyond its claimed jobs (loops end)
 CHAIN_SECONDS = 0.2  # and only while its plan is younger than this
+# A batch's results are invisible until it commits, and a worker killed before that leaves
+# all its flows to run again: so a batch that has run its jobs for longer than this starts
+# no more of them. It commits what is done (the calls in flight are waited for first) and
+# keeps the jobs not begun, still claimed, as its next batch (no attempt counted, no write:
+# see Worker._cut_batch). Quick flows fill their whole batch long before it is reached.
+BATCH_HOLD = 1.0
 _NOT_YET = (float("-inf"), "")  # Worker._last_ran_at before a batch's first flow
+_NEVER = float("inf")
 IDLE_WAIT_MAX = 5.0  # an idle worker's longest sleep without news (a safety net)
 IDLE_WAIT_MIN = 0.002  # and its shortest, when the next job is due already
 
@@ -126,10 +133,14 @@ class WorkerStats:
 class Worker:
     def __init__(self, engine: Engine, *, batch: int = 32, poll_interval: float = IDLE_WAIT_MAX,
                  idle_poll: float = IDLE_WAIT_MAX, heartbeat_interval: float | None = None,
-                 heartbeat_timeout: float = 30.0, flow_pool: FlowPool | None = None) -> None:
+                 heartbeat_timeout: float = 30.0, flow_pool: FlowPool | None = None,
+                 batch_hold: float = BATCH_HOLD) -> None:
         self.engine = engine
         self.store = engine.store
         self.batch = batch
+        # The longest a batch runs jobs before it commits what is done (BATCH_HOLD); only
+        # while run() loops (a caller of run_once() alone has every job of its batch run).
+        self.batch_hold = batch_hold
         # The longest an idle worker sleeps when nothing tells it of work (SQLite /
         # PostgreSQL): a safety net. It wakes at once on a commit (SQLite) or a NOTIFY
         # (PostgreSQL), and when the next job falls due (a timer, a retry).
@@ -161,6 +172,9 @@ class Worker:
         # run() loops: a caller of run_once() alone gets one claimed batch per call).
         self._claim_ahead = False
         self._claimed: list[Job] = []
+        # Jobs of the batch in hand that it held too long to begin (BATCH_HOLD): still
+        # claimed, they are the next batch (with what its commit claims ahead, up to batch).
+        self._carried: list[Job] = []
         # Set when this worker may hold jobs in the database that it does not have in hand
         # (a batch failed on a database error; a commit's answer was lost; it was taken for
         # dead): the run loop hands them all back before its next batch (_hand_back).
@@ -243,8 +257,9 @@ class Worker:
             self.stopping.set()
             # Jobs claimed ahead and not run are released with the others, just below, and
             # like the unrun jobs of a batch with no attempt counted: none of them began.
-            self._unrun.extend(j.id for j in self._claimed if j.id is not None)
-            self._claim_ahead, self._claimed = False, []
+            # (and those a batch kept for the next, if its commit failed: none began either)
+            self._unrun.extend(j.id for j in self._claimed + self._carried if j.id is not None)
+            self._claim_ahead, self._claimed, self._carried = False, [], []
             if self._own_pool and self._pool is not None:
                 self._pool.close()  # no flow process outlives its worker
                 self._pool = None
@@ -365,7 +380,7 @@ class Worker:
         result is applied in its own savepoint, so one that cannot be committed does not
         take the others down with it.
         """
-        jobs, self._claimed = self._claimed, []
+        jobs, self._claimed, self._carried = self._claimed, [], []
         self._last_ran_at = _NOT_YET
         self._batch_defs.clear()  # (a deploy since the last batch is seen from this one on)
         if not jobs:  # (none claimed ahead, or the queue was empty then: claim now)
@@ -378,34 +393,67 @@ class Worker:
             self._tally.flush()
 
     def _run_batch(self, jobs: list[Job]) -> int:
+        # Past this instant the batch starts no more jobs (BATCH_HOLD): one monotonic
+        # reading per job at most (after a job whose work ran: a flow, an e-mail), ~0.1 µs.
+        monotonic = time.monotonic
+        hold_until = monotonic() + self.batch_hold if self._claim_ahead else _NEVER
         snapshots, read = self._read_batch(jobs)
         # Every job is begun before the first is finished: the calls of a batch's callouts
         # are in flight together (on the process's HTTP loop), while flows run one by one
         # as they are finished, in order.
         begun: list[_Result | Callable[[], _Result]] = []
         stopping = self.stopping.is_set
+        held = False
         for job in jobs:
             if stopping():
                 break
             self._faults.hit("after_claim")
-            begun.append(self._begin(job, snapshots.get(job.run_id or "")))
+            b = self._begin(job, snapshots.get(job.run_id or ""))
+            begun.append(b)
+            # (a job done when begun: an e-mail sent, an evaluation flow run, a timer)
+            if isinstance(b, _Result) and monotonic() > hold_until:
+                held = True
+                break
         # Stopped (SIGTERM): the job in hand is finished, the flows not yet run are not.
-        results = [b if isinstance(b, _Result) else b() for b in begun if not stopping()]
+        results: list[_Result] = []
+        for b in begun:
+            if held or stopping():
+                break
+            if isinstance(b, _Result):
+                results.append(b)
+                continue
+            results.append(b())  # (a flow runs now)
+            held = monotonic() > hold_until
         if len(results) < len(jobs):
-            results = self._stopped_in_batch(jobs, begun, results)
+            results = self._cut_batch(jobs, begun, results)
             if not results:
                 return 0
         self._commit_batch(results, read)
         self.stats.jobs += len(results)
+        if self._carried:  # the jobs it held too long to begin: the next batch, first
+            self._claimed = self._carried + self._claimed
+            self._carried = []
         return len(results)
 
-    def _stopped_in_batch(self, jobs: list[Job], begun: list[_Result | Callable[[], _Result]],
-                          results: list[_Result]) -> list[_Result]:
-        """The worker was stopped in a batch, whose first ``len(results)`` jobs were run: of
-        the rest, what is done already (a result made when begun) and the calls in flight (a
-        callout's, waited for together: about one call's time) are committed with them; a
-        step whose work has not started (a flow) is not run. Its job, and any not begun, go
-        back to the queue when the worker unregisters, with no attempt counted."""
+    def _cut_batch(self, jobs: list[Job], begun: list[_Result | Callable[[], _Result]],
+                   results: list[_Result]) -> list[_Result]:
+        """The batch ends early, its first ``len(results)`` jobs run: the worker was stopped,
+        or the batch has run for longer than BATCH_HOLD. Of the rest, what is done already
+        (a result made when begun) and the calls in flight (a callout's, waited for
+        together: about one call's time) are committed with them; a step whose work has not
+        started (a flow) is not run, nor is a job not begun.
+
+        Stopped: those jobs go back to the queue when the worker unregisters, with no
+        attempt counted. Held too long: they stay claimed by this worker (its heartbeat
+        keeps them, as any job it holds) and are its next batch (``_carried``), read
+        afresh: their claim is the one attempt counted, and a worker killed meanwhile
+        leaves them to the others as it leaves any job it holds. So the results of slow
+        flows are seen (and the steps after them start) a BATCH_HOLD after they ran at the
+        latest, not after the whole batch's flows, and a worker killed repeats only the
+        flows it ran since its last commit."""
+        stopped = self.stopping.is_set()
+        carried = self._carried
+        tally = self._tally.jobs
         for i in range(len(results), len(jobs)):
             job = jobs[i]
             b = begun[i] if i < len(begun) else None
@@ -414,10 +462,21 @@ class Worker:
             elif b is not None and job.kind in self._begins \
                     and self._begins[job.kind][1] is not None:
                 results.append(b())  # its call is in flight: its answer is kept
-            elif job.id is not None:  # (a row-less SLA job is claimed by no one)
-                self._unrun.append(job.id)
-        log.info("stopping: %d job(s) of the batch run, %d handed back unrun", len(results),
-                 len(jobs) - len(results))
+            else:
+                if b is not None:  # (counted when begun: counted again when it is)
+                    tally[job.kind] -= 1
+                if job.id is None:  # (a row-less SLA job: claimed again from its run)
+                    continue
+                if stopped:
+                    self._unrun.append(job.id)
+                else:
+                    carried.append(job)
+        if stopped:
+            log.info("stopping: %d job(s) of the batch run, %d handed back unrun",
+                     len(results), len(jobs) - len(results))
+        else:
+            log.debug("batch held for %.1f s: %d job(s) committed, %d kept for the next batch",
+                      self.batch_hold, len(results), len(carried))
         return results
 
     def _conflict(self, job: Job, exc: TransitionConflict) -> None:
@@ -567,7 +626,7 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - a failing step fails its step, never the worker
                 if isinstance(exc, FlowNotHere) and job.id is not None \
                         and job.attempts < FLOW_MISSING_CLAIMS:
-                    return self._flow_not_here(job, exc)
+                    return self._flow_not_here(job, exc, run, step, iteration, attempt)
                 event = StepFailed(step, iteration, _error(exc), attempt=attempt)
                 audit = getattr(exc, "audit", ())
                 # (a callout's message names the URL it called: logged without its query)
@@ -580,17 +639,25 @@ class Worker:
 
         return done
 
-    def _flow_not_here(self, job: Job, exc: FlowNotHere) -> _Result:
+    def _flow_not_here(self, job: Job, exc: FlowNotHere, run: Run, step: str, iteration: int,
+                       attempt: int | None) -> _Result:
         """A step's flow is not in this worker (added since it started, most likely): its
         job goes back to the queue, for this worker restarted or another that has the
         flow, after a wait (5, 10, 20 ... s, at most FLOW_MISSING_WAIT_MAX; the step's
         attempt is not used up). Claimed FLOW_MISSING_CLAIMS times, the step fails (see
-        :class:`~baton.steps.background.FlowNotHere`)."""
+        :class:`~baton.steps.background.FlowNotHere`). Each hand-back is audited on the run
+        (``step_handed_back``: what the run view shows of the step meanwhile, see
+        :mod:`baton.runtime.waiting`)."""
         delay = min(FLOW_MISSING_WAIT_MAX, 5.0 * 2.0 ** max(0, job.attempts - 1))
         log.warning("%s; job %s (run %s) handed back, tried again in %.0f s (claim %d of %d)",
                     exc, job.id, job.run_id, delay, job.attempts, FLOW_MISSING_CLAIMS)
-        again = iso(self.engine.clock.now() + timedelta(seconds=delay))
-        return _Result(job, None, release_at=again, quiet=True)
+        now = self.engine.clock.now()
+        again = iso(now + timedelta(seconds=delay))
+        row = waiting.handed_back_row(run, step, iteration, attempt, flow=exc.flow,
+                                      claim=job.attempts, claims=FLOW_MISSING_CLAIMS,
+                                      next_at=again, worker=self.id, message=str(exc),
+                                      now=iso(now))
+        return _Result(job, None, audit=[row], release_at=again, quiet=True)
 
     def _ran_at(self, started: float) -> str:
         """The clock's instant (ISO, to the millisecond) of an attempt that starts at
@@ -878,7 +945,9 @@ class Worker:
         ``chained_out`` then holds the results of the steps it chained (they ran)."""
         cache = _BatchCache(dict(read.runs), dict(read.records), read.views, read.read_at)
         pending = list(results)
-        budget = 0 if self.stopping.is_set() else CHAIN_LIMIT  # (stopping: no more steps run)
+        # (stopping, or past its hold with jobs kept for the next batch: no more steps run
+        # in this one; those it makes ready are jobs, claimed ahead below with them)
+        budget = 0 if self.stopping.is_set() or self._carried else CHAIN_LIMIT
         if budget and (time.monotonic() - read.read_at > CHAIN_SECONDS
                        or any(self._begins.get(r.job.kind, (None, None))[1] is not None
                               for r in results)) and self._moved(read):
@@ -900,11 +969,12 @@ class Worker:
         claimed: list[Job] = []
         with self.store.write() as tx:
             plan.commit_into(tx)
-            if self._claim_ahead and not self.stopping.is_set():
+            room = self.batch - len(self._carried)  # (its jobs kept for the next batch)
+            if self._claim_ahead and not self.stopping.is_set() and room > 0:
                 # The next batch, claimed in this transaction: no BEGIN IMMEDIATE and fsync
                 # of its own; claimed only if this commits (else the usual claim next time).
                 claimed = self.store.claim_jobs_txn(tx, self.id, iso(self.engine.clock.now()),
-                                                    self.batch)
+                                                    room)
         count_committed(plan)  # (its decisions listed the runs they started and ended)
         self._claimed = claimed
         self._kept = _split_runs(cache.runs)

@@ -398,7 +398,9 @@ class WorkService:
         """Claim the most urgent open item ``user`` may take (assigned to them, one of
         their groups or queues; highest priority, then earliest due, then oldest), in one
         transaction; None when there is none. ``narrow`` and ``queue`` keep to the Work
-        Guide's filters (its text search aside).
+        Guide's filters (its text search aside). An item of theirs claimed by someone whose
+        claim no longer stands (a delegate's, once the delegation ended:
+        :mod:`baton.work.claims`) counts as open: they take it back, audited with why.
 
         Each candidate is claimed by a compare-and-set on its status and version: when
         two people ask at once, the one who loses an item to the other goes on to the
@@ -416,12 +418,14 @@ class WorkService:
                 "expected the directory user who claims (Directory.get_user(NAME)), "
                 f"got {type(user).__name__}")})
         now_dt = self.clock.now()
-        now = iso(now_dt)
         with self.store.write() as tx:
             me = self._current_txn(tx, user)
             assert me is not None
             filters = self._filters([OPEN], me, queue, None, None)
             self._narrowed(filters, narrow)
+            # a claim that no longer stands counts as none: the item is the user's to take
+            # back (or take over, as her delegate now), in its turn among the open ones
+            lapsed = self._lapsed_txn(tx, me, narrow) if queue is None else []
             after: str | None = None
             for _ in range(NEXT_PAGES):
                 found = tx.page_work_items_txn(filters, "priority", after, 0, NEXT_BATCH)
@@ -431,22 +435,70 @@ class WorkService:
                     if row["assignee_kind"] == "user" and row["assignee"] != me.name \
                             and not me.delegated(row):
                         continue
-                    if self.claim_hook is not None:
-                        self.claim_hook(row["id"])
-                    if tx.update_work_item_txn(row["id"], [OPEN], row["version"], {
-                            "status": CLAIMED, "claimed_by": me.name, "updated_at": now}):
-                        if claim is not None:
-                            claim.claim_txn(tx, now_dt, row["id"])
-                        on_behalf = row["assignee"] if me.delegated(row) else None
-                        tx.append_events_txn([audit_event(  # type: ignore[list-item]
-                            "work_item_claimed", me.name, now, row["record_id"],
-                            row["run_id"], {"work_item": row["id"], "step": row["step"],
-                                            "via": "next", **_for(on_behalf)})])
-                        return self.shown_txn(tx, row["id"], lock=False)
+                    while lapsed and _urgency(lapsed[0][0]) <= _urgency(row):
+                        stale, taken = lapsed.pop(0)
+                        took = self._take_next_txn(tx, me, stale, now_dt, claim, taken)
+                        if took is not None:
+                            return took
+                    took = self._take_next_txn(tx, me, row, now_dt, claim)
+                    if took is not None:
+                        return took
                 if found.next is None:
-                    return None
+                    break
                 after = found.next
+            for stale, taken in lapsed:  # (less urgent than every open item, or no open one)
+                took = self._take_next_txn(tx, me, stale, now_dt, claim, taken)
+                if took is not None:
+                    return took
             return None
+
+    def _lapsed_txn(self, tx: Transaction, me: User, narrow: WorkNarrowing | None
+                    ) -> list[tuple[dict[str, Any], dict[str, str]]]:
+        """The items ``me`` may take as if open though claimed: their own (and the
+        approvals of whom they act for now) claimed by someone whose claim no longer
+        stands (:func:`~baton.work.claims.claim_gone`), most urgent first, each with what
+        taking it records. One read per user they are for (an index's few rows: items of
+        theirs claimed); the claimers' rows are read only for items someone else holds."""
+        found: list[tuple[dict[str, Any], dict[str, str]]] = []
+        for name in (me.name, *sorted(me.acting_for)):
+            filters: dict[str, Any] = {"statuses": [CLAIMED], "assignee_kind": "user",
+                                       "assignee": name}
+            self._narrowed(filters, narrow)
+            after: str | None = None
+            for _ in range(NEXT_PAGES):
+                page = tx.page_work_items_txn(filters, "priority", after, 0, NEXT_BATCH)
+                for row in page.rows:
+                    if row["claimed_by"] == me.name or not held_for_another(row) \
+                            or not (name == me.name or me.delegated(row)):
+                        continue
+                    why = self._claim_gone_txn(tx, row)  # type: ignore[arg-type]
+                    if why is not None:
+                        found.append((row, taken_back(row, me.name, why)))
+                if page.next is None:
+                    break
+                after = page.next
+        return sorted(found, key=lambda pair: _urgency(pair[0]))
+
+    def _take_next_txn(self, tx: Transaction, me: User, row: Mapping[str, Any], now_dt: Any,
+                       claim: IdempotencyClaim | None, taken: dict[str, str] | None = None
+                       ) -> WorkItem | None:
+        """Claim ``row`` for ``me`` ("next item"), by a compare-and-set on its status and
+        version: the item as shown, or None when someone else changed it first. ``taken``:
+        it was claimed by someone whose claim no longer stands (what the event records)."""
+        if self.claim_hook is not None:
+            self.claim_hook(row["id"])
+        now = iso(now_dt)
+        if not tx.update_work_item_txn(row["id"], [row["status"]], row["version"], {
+                "status": CLAIMED, "claimed_by": me.name, "updated_at": now}):
+            return None
+        if claim is not None:
+            claim.claim_txn(tx, now_dt, row["id"])
+        on_behalf = row["assignee"] if me.delegated(row) else None
+        tx.append_events_txn([audit_event(  # type: ignore[list-item]
+            "work_item_claimed", me.name, now, row["record_id"], row["run_id"],
+            {"work_item": row["id"], "step": row["step"], "via": "next", **_for(on_behalf),
+             **(taken or {})})])
+        return self.shown_txn(tx, row["id"], lock=False)
 
     def complete(self, item_id: str, user: str, data: dict[str, Any], scope: User | None,
                  *, idempotency: IdempotencyClaim | None = None) -> dict[str, Any]:
@@ -856,6 +908,13 @@ def _claim_key_txn(tx: Transaction, idempotency: IdempotencyClaim | None, now_dt
     request with the same key waits for it, then fails (IdempotencyKeyTaken)."""
     if idempotency is not None:
         idempotency.claim_txn(tx, now_dt, item_id)
+
+
+def _urgency(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """"Next item"'s order (the store's ``priority`` order): most urgent, soonest due (no
+    due date last), oldest first."""
+    due = row.get("due_at")
+    return (-(row.get("priority") or 0), due is None, due or "", row["created_at"], row["id"])
 
 
 def _for(on_behalf: str | None) -> dict[str, str]:

@@ -14,7 +14,7 @@ from baton.auth.roles import Permission
 from baton.clock import iso
 from baton.engine.state import Run
 from baton.engine.status import RunStatus, StageStatus, StepStatus
-from baton.runtime import views
+from baton.runtime import views, waiting
 from baton.runtime.idempotency import IdempotencyClaim
 from baton.runtime.views import event_view
 from baton.web.api.common import (
@@ -106,6 +106,21 @@ class SlaOut(BaseModel):
     jeopardy_at: str | None
 
 
+class WaitingOut(BaseModel):
+    reason: Literal["flow_not_in_worker"] = Field(
+        description="`flow_not_in_worker`: the workers that claimed its job do not have its "
+                    "flow (added since they started: restart them); it goes back to the queue "
+                    "until one has it, or fails after `max_tries`")
+    flow: str | None
+    tries: int | None = Field(description="claims by a worker without the flow so far")
+    max_tries: int | None = Field(description="claims after which the step fails")
+    next_try_at: str | None = Field(description="when its job may be claimed again")
+    last_try_at: str | None
+    since: str | None = Field(description="the first such claim of this attempt")
+    worker: str | None = Field(description="the worker that last lacked the flow")
+    message: str | None = Field(description="why, as that worker told")
+
+
 class StepOut(BaseModel):
     name: str
     type: str
@@ -122,6 +137,9 @@ class StepOut(BaseModel):
     children: list[dict[str, Any]] | None = Field(
         default=None, description="an orchestration step's child runs, one per element: "
                                   "index, status, run_id, record_id, input")
+    waiting: WaitingOut | None = Field(
+        default=None, description="a running step that waits for a worker that has its flow: "
+                                  "why, how many tries, the next; null otherwise")
 
 
 class ParentOut(BaseModel):
@@ -157,8 +175,10 @@ class RunDetail(RunSummary):
 
 
 def run_detail(request: Request, run: Run) -> dict[str, Any]:
-    """The run as ``runtime/views.py`` shows it (the definition gives the steps' order)."""
-    return engine_of(request).run_detail(run)
+    """The run as ``runtime/views.py`` shows it (the definition gives the steps' order),
+    with what its running background steps wait for, if anything (``waiting``)."""
+    eng = engine_of(request)
+    return waiting.fill_waits(eng.run_detail(run), eng.store, run)
 
 
 def _check_startable(request: Request, name: str) -> None:
@@ -210,7 +230,8 @@ def start_run(request: Request, body: StartRun, idempotency_key: IdempotencyKey 
 
 
 def _started(request: Request, run: Run) -> Answer:
-    return run_detail(request, run), {"Location": f"/api/runs/{run.id}"}
+    # (a run just started: no worker has claimed its steps' jobs yet, so none waits)
+    return engine_of(request).run_detail(run), {"Location": f"/api/runs/{run.id}"}
 
 
 @router.get("", response_model=Page[RunListItem], summary="List runs, newest first",

@@ -9,7 +9,7 @@ reassigned meanwhile is refused (403) with nothing changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Annotated, Any
 
@@ -122,6 +122,12 @@ class WorkItem(BaseModel):
     routing_status: str | None = Field(default=None, description=(
         "for an item a routing rule assigns: waiting (for routing, in its queue or group), "
         "offered (to its assignee, who accepts or declines it: offer mode) or routed"))
+    claim_stale: bool = Field(default=False, description=(
+        "claimed by someone whose claim no longer stands: a delegate who no longer acts for "
+        "the assignee (the delegation ended or is out of its dates, they were deactivated or "
+        "lost the `work` permission). The assignee (or her delegate now) may claim it back "
+        "(the next item counts it as unclaimed) or complete it; the claimer may only release "
+        "it"))
 
 
 class Completed(WorkItem):
@@ -142,6 +148,17 @@ class Reassign(RequestBody):
 def _scope(principal: Principal) -> User | None:
     """Whose scope the caller acts in: None (everything) with work:all."""
     return None if principal.user.can(Permission.WORK_ALL) else principal.user
+
+
+def _views(request: Request, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The items as the API shows them, each saying whether its claim still stands (no
+    read at all unless one is claimed by someone other than its user)."""
+    stale = engine_of(request).work.stale_claims(items)
+    return [{**work_item_view(i), "claim_stale": i["id"] in stale} for i in items]
+
+
+def _view(request: Request, item: Mapping[str, Any]) -> dict[str, Any]:
+    return _views(request, [item])[0]
 
 
 def _visible_item(request: Request, item_id: str, principal: Principal) -> WorkItemRow:
@@ -192,7 +209,7 @@ def list_work(request: Request, queue: Text = None, group: Text = None,
     total = eng.count_work_bounded(statuses=statuses, scope=scope, queue=queue, group=group,
                                    record_id=record_id, user=user, narrow=narrow,
                                    on_behalf=on_behalf)
-    return keyset_page([work_item_view(i) for i in found.rows], found.next, total, limit, offset)
+    return keyset_page(_views(request, found.rows), found.next, total, limit, offset)
 
 
 @router.post("/next", response_model=WorkItem, summary="Claim the next item",
@@ -217,11 +234,11 @@ def claim_next(request: Request, orchestration: Text = None, queue: Text = None,
     def take(claim: IdempotencyClaim | None) -> Answer | None:
         # (the item's claim and the key's commit together: WorkService.claim_next)
         item = eng.claim_next(principal.user, narrow=narrow, queue=queue, idempotency=claim)
-        return None if item is None else (work_item_view(item), {})
+        return None if item is None else (_view(request, item), {})
 
     asked = {"orchestration": orchestration, "queue": queue, "sla": sla.value if sla else None}
     return idempotent_take(request, principal, idempotency_key, "work_item", asked, WorkItem,
-                           200, take, lambda item_id: (work_item_view(eng.get_work_item(
+                           200, take, lambda item_id: (_view(request, eng.get_work_item(
                                item_id)), {}))
 
 
@@ -229,7 +246,7 @@ def claim_next(request: Request, orchestration: Text = None, queue: Text = None,
             description="404 when it does not exist or is outside the caller's scope.",
             responses=problem_responses(401, 403, 404, 422))
 def get_item(request: Request, item_id: ItemId, principal: Principal = WORK) -> dict[str, Any]:
-    return work_item_view(_visible_item(request, item_id, principal))
+    return _view(request, _visible_item(request, item_id, principal))
 
 
 _KEYED = (" With an `Idempotency-Key`, a retry does nothing more and answers as the first "
@@ -246,11 +263,11 @@ def _item_action(request: Request, principal: Principal, key: str | None, item_i
     first was lost to a crash) only while they may see it."""
     def acted(claim: IdempotencyClaim | None) -> dict[str, Any]:
         _visible_item(request, item_id, principal)
-        return work_item_view(act(claim))
+        return _view(request, act(claim))
 
     return idempotent_action(
         request, principal, key, "work_item", body, WorkItem, acted,
-        lambda: work_item_view(_visible_item(request, item_id, principal)))
+        lambda: _view(request, _visible_item(request, item_id, principal)))
 
 
 def _completed_again(request: Request, item_id: str, principal: Principal | None
@@ -369,6 +386,6 @@ def reassign(request: Request, item_id: ItemId, body: Reassign,
     eng = engine_of(request)
     return idempotent_action(
         request, principal, idempotency_key, "work_item", body, WorkItem,
-        lambda key: work_item_view(eng.reassign(item_id, body.to, actor=principal.name,
+        lambda key: _view(request, eng.reassign(item_id, body.to, actor=principal.name,
                                                 idempotency=key)),
-        lambda: work_item_view(eng.get_work_item(item_id)))
+        lambda: _view(request, eng.get_work_item(item_id)))

@@ -26,6 +26,7 @@ from baton.runtime.views import (
     run_summary_row,
     starts_children,
 )
+from baton.runtime.waiting import waiting_text, waits_from_events
 from baton.web.api.common import MAX_INT
 from baton.web.diagram import orchestration_svg
 from baton.web.security import Principal, engine_of
@@ -127,10 +128,12 @@ def run_context(eng: Engine, user: User, run_id: str) -> dict[str, Any]:
     defn, _ = eng.definitions.orchestration(run.orchestration, run.version)
     run_events = eng.run_events(run.id)
     earlier = _earlier_iterations(run_events, run)
+    waits = waits_from_events(run, run_events)  # (a step whose flow its workers lack)
     stages = []
     for sd in defn.stages:
         sr = run.stages.get(sd.name)
-        steps = [_step_view(run, step.name, step.type) for step in sd.steps]
+        steps = [_step_view(run, step.name, step.type, waits.get(step.name))
+                 for step in sd.steps]
         stages.append({"name": sd.name, "status": sr.status.value if sr else StageStatus.NOT_STARTED.value,
                        "iteration": sr.iteration if sr else 0, "started_at": sr.started_at if sr else None,
                        "completed_at": sr.completed_at if sr else None,
@@ -195,7 +198,8 @@ def _diagram(eng: Engine, defn: OrchestrationDefinition, run: Run) -> Markup:
     return plan_svg(eng.plans.revision(order, run.version)["graph"], run)
 
 
-def _step_view(run: Run, name: str, type_: str) -> dict[str, Any]:
+def _step_view(run: Run, name: str, type_: str,
+               wait: dict[str, Any] | None = None) -> dict[str, Any]:
     sr: StepRun | None = run.steps.get(name)
     status = sr.status if sr else StepStatus.NOT_STARTED
     return {"name": name, "type": type_, "status": status.value,
@@ -205,6 +209,7 @@ def _step_view(run: Run, name: str, type_: str) -> dict[str, Any]:
             "due_at": (sr.sla or {}).get("due_at") if sr else None,
             "error": (sr.error or {}).get("message") if sr and sr.error else None,
             "work_item_id": sr.work_item_id if sr else None,
+            "waiting": waiting_text(wait) if wait else None,
             "started_at": sr.started_at if sr else None,
             "completed_at": sr.completed_at if sr else None,
             "duration": _duration(sr.started_at, sr.completed_at) if sr else None,

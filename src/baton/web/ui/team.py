@@ -25,7 +25,7 @@ from baton.errors import NotFound, ValidationError
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import page_need, render
 from baton.work.routing import AVAILABILITIES
-from baton.work.team import UNSET, ProfileChange, profile_change
+from baton.work.team import UNSET, Profile, ProfileChange, profile_change
 
 router = APIRouter()
 Supervisor = Annotated[Principal, Depends(page_need(Permission.TEAM))]
@@ -42,7 +42,8 @@ def update_person(request: Request, principal: Supervisor, name: Annotated[str, 
                   capacity: Annotated[str, Form()] = "",
                   skills: Annotated[str, Form()] = "") -> Response:
     """One person's availability, capacity (a number, or empty for no limit) and skills
-    (``brand:ford=3, lang:pt``: the whole list)."""
+    (``brand:ford=3, lang:pt``: the whole list). Only for whom the page has a form (active,
+    may work items): anyone else is refused (409), saying why."""
     eng = engine_of(request)
     try:
         parsed = profile_change(skills=[s for s in (x.strip() for x in skills.split(",")) if s],
@@ -50,6 +51,10 @@ def update_person(request: Request, principal: Supervisor, name: Annotated[str, 
                                 availability=availability or None, calendar=None)
         change = ProfileChange(availability=parsed.availability, capacity=parsed.capacity,
                                skills=dict(parsed.add_skills or {}), calendar=UNSET)
+        refused = _not_edited_here(eng.team.get(name))
+        if refused is not None:  # (no form for them: a request made by hand, or a stale page)
+            return _page(request, principal, failed={"name": name, "errors": {
+                "name": refused}}, status=409)
         eng.team.update(name, change, principal.name)
     except ValidationError as exc:  # (the row shows what was sent, to correct it)
         return _page(request, principal, failed={
@@ -59,6 +64,19 @@ def update_person(request: Request, principal: Supervisor, name: Annotated[str, 
         return _page(request, principal, failed={"name": name, "errors": {"name": str(exc)}},
                      status=404)
     return RedirectResponse(f"/team?done={name}", status_code=303)
+
+
+def _not_edited_here(person: Profile) -> str | None:
+    """Why ``person``'s profile is not changed on this page (the page shows them without a
+    form), or None: it is for active people whose roles let them work items."""
+    if not person.active:
+        return (f"{person.name} is inactive: an administrator reactivates them first "
+                f"(baton users update {person.name} --active)")
+    if not person.may_work:
+        roles = ", ".join(person.roles) or "no role"
+        return (f"{person.name} cannot take work ({roles}): routing never gives them an item; "
+                "their roles are an administrator's to change")
+    return None
 
 
 def _page(request: Request, principal: Principal, *, done: str | None = None,
