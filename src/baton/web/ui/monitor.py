@@ -17,7 +17,7 @@ from baton.auth.roles import Permission
 from baton.clock import iso
 from baton.definitions.model import OrchestrationDefinition
 from baton.engine.state import Run, StepRun
-from baton.engine.status import RunStatus, StageStatus, StepStatus
+from baton.engine.status import STEP_OPEN, RunStatus, StageStatus, StepStatus
 from baton.runtime.engine import Engine
 from baton.runtime.views import (
     call_views,
@@ -202,11 +202,13 @@ def _step_view(run: Run, name: str, type_: str,
                wait: dict[str, Any] | None = None) -> dict[str, Any]:
     sr: StepRun | None = run.steps.get(name)
     status = sr.status if sr else StepStatus.NOT_STARTED
+    # an ended step has no live SLA state: its last one ("on track", due ...) is not shown
+    # as if it held (a canceled step is not "on track"), as the diagram and the API do
+    sla = (sr.sla or {}) if sr is not None and sr.status in STEP_OPEN else {}
     return {"name": name, "type": type_, "status": status.value,
             "css": status_class(status.value),
             "iteration": sr.iteration if sr else 0, "attempts": sr.attempts if sr else 0,
-            "sla": (sr.sla or {}).get("status") if sr else None,
-            "due_at": (sr.sla or {}).get("due_at") if sr else None,
+            "sla": sla.get("status"), "due_at": sla.get("due_at"),
             "error": (sr.error or {}).get("message") if sr and sr.error else None,
             "work_item_id": sr.work_item_id if sr else None,
             "waiting": waiting_text(wait) if wait else None,

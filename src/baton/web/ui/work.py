@@ -21,7 +21,7 @@ from baton.auth.roles import Permission
 from baton.clock import iso
 from baton.engine.sla import SLA_STATES
 from baton.engine.status import WorkItemStatus
-from baton.errors import NotFound, PermissionDenied, ValidationError
+from baton.errors import NotFound, PermissionDenied, TransitionConflict, ValidationError
 from baton.records.fields import coerce_fields
 from baton.rows import WorkItem
 from baton.runtime.engine import Engine
@@ -262,11 +262,32 @@ def complete(request: Request, item_id: str, principal: Worker, form: Form) -> R
             result = eng.complete(item_id, principal.name, data, scope=_act_scope(principal.user))
         except ValidationError as exc:
             errors = dict(exc.fields)
+        except TransitionConflict as exc:
+            return _not_taken(request, principal, eng, item_id, form, str(exc))
         else:  # Post/Redirect/Get: a reload of what happened next posts nothing again
             return RedirectResponse(f"/work/{result['id']}?done=completed", status_code=303)
     ctx = _item_context(eng, principal.user, item)
     ctx.update(errors=errors, values={k: v for k, v in form.items() if isinstance(v, str)})
     return render(request, "work_item.html", principal, ctx, status=422)
+
+
+def _not_taken(request: Request, principal: Principal, eng: Engine, item_id: str,
+               form: FormData, why: str) -> Response:
+    """A completion the item no longer allows: sent again (Back and "resend", a second
+    tab), or someone else completed, claimed or canceled it first. The item's page as it
+    is now, saying so (a 409), rather than an error page whose "reload" posts it again:
+    who completed it and when, and what was sent, kept on the page (in the form, when it
+    still applies; else shown as not taken, to be copied)."""
+    item = visible_item(eng, principal.user, item_id)
+    ctx = _item_context(eng, principal.user, item)
+    names = {f["name"] for f in item["form"]}
+    sent = {k: v for k, v in form.items() if isinstance(v, str) and k in names}
+    mine = item["status"] == WorkItemStatus.COMPLETED and item["completed_by"] == principal.name
+    if ctx["may_act"]:
+        ctx["values"] = sent
+    ctx.update(not_taken={"why": why.rstrip(". "), "mine": mine,
+                          "sent": {} if ctx["may_act"] else sent})
+    return render(request, "work_item.html", principal, ctx, status=409)
 
 
 def form_values(fields: Sequence[Mapping[str, Any]], form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
