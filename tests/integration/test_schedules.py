@@ -150,24 +150,35 @@ def test_a_tick_claimed_by_a_worker_that_died_fires_once_elsewhere(harness: Harn
     assert job.status == "ready" and job.run_after.startswith("2026-01-05T09:30:00"), job
 
 
-def test_misfire_skip_starts_nothing_for_missed_ticks_but_runs_a_tick_merely_late(
+def test_misfire_skip_starts_nothing_for_missed_ticks_but_runs_the_latest_merely_late(
         harness: Harness) -> None:
+    # docs/yaml-reference.md: "A tick counts as missed only once a later tick has passed too,
+    # so a worker a few seconds late still runs it under either policy". It skipped the
+    # latest tick too, minutes late as it was, and waited for the next.
     h = harness
     h.deploy_text(nightly("*/15 * * * *").replace('cron: "*/15 * * * *"',
                                                  'cron: "*/15 * * * *", misfire: skip'))
     h.clock.advance(timedelta(minutes=17))  # the 09:15 tick, 2 minutes late: still run
     h.work()
     assert len(h.engine.list_runs()) == 1
-    h.clock.advance(timedelta(hours=1))  # 09:30 ... 10:15 passed unattended
+    h.clock.advance(timedelta(hours=1))  # 10:17: 09:30 ... 10:15 passed unattended
     h.work()
-    assert len(h.engine.list_runs()) == 1, "skip: no run for missed ticks"
+    runs = sorted(h.engine.list_runs(), key=lambda r: r.created_at)
+    assert len(runs) == 2, "skip: no run for the missed ticks, one for the latest (10:15)"
     with h.engine.store.read() as tx:
         (skipped,) = tx.events_txn(types=["schedule_skipped"])
-    assert skipped["run_id"] is None and skipped["data"]["missed_ticks"] == 3, skipped
-    assert skipped["data"]["next_at"].startswith("2026-01-05T10:30:00")
+        fired_now = tx.events_txn(types=["schedule_fired"])[-1]
+    assert skipped["run_id"] is None, skipped
+    assert skipped["data"]["scheduled_for"].startswith("2026-01-05T09:30:00"), skipped
+    assert skipped["data"]["missed_ticks"] == 3, skipped  # 09:30, 09:45, 10:00
+    assert skipped["data"]["fired_for"].startswith("2026-01-05T10:15:00"), skipped
+    assert skipped["data"]["next_at"].startswith("2026-01-05T10:30:00"), skipped
+    assert fired_now["run_id"] == runs[1].id
+    assert fired_now["data"]["scheduled_for"].startswith("2026-01-05T10:15:00"), fired_now
+    assert "missed_ticks" not in fired_now["data"], fired_now
     h.clock.advance(timedelta(minutes=15))
     h.work()
-    assert len(h.engine.list_runs()) == 2
+    assert len(h.engine.list_runs()) == 3
 
 
 def test_two_workers_and_a_restart_still_one_run_per_tick(harness: Harness) -> None:

@@ -145,6 +145,14 @@ def work_show(item: Mapping[str, Any], *, as_json: bool) -> None:
     print_wrapped(f"priority {priority_name(item.get('priority'))}{sla}")
     if item["instructions"]:  # (free text, not markup: "[x]" is printed as it is)
         print_wrapped(escape(str(item["instructions"])))
+    given = item.get("input")
+    if isinstance(given, Mapping) and given:
+        # what the step was given (a rejection's comments reach the rework step here)
+        table("Input", ["field", "value"],
+              [[escape(str(k)), escape(v if isinstance(v, str) else json.dumps(v, default=str))]
+               for k, v in given.items()])
+    elif given:
+        print_wrapped("input: " + escape(json.dumps(given, default=str)))
     table("Form", ["field", "type", "required", "choices"],
           [[f["name"], f["type"], "yes" if f["required"] else "",
             ", ".join(f.get("choices") or [])] for f in item["form"]])

@@ -857,6 +857,11 @@ def _check_sla(ck: Checker, path: str, value: Any, known_flows: Collection[str] 
     for key in ("on_jeopardy", "on_overdue"):
         if key in sla:
             _check_sla_action(ck, join(path, key), sla[key], known_flows)
+    if "on_jeopardy" in sla and "jeopardy" not in sla:
+        ck.add(join(path, "on_jeopardy"),
+               "on_jeopardy is what is done when the step is in jeopardy, `jeopardy` before it "
+               "is due: without a jeopardy it never is, and the action would never run; give "
+               "one (e.g. jeopardy: 1h) or leave on_jeopardy out")
     if jeopardy == 0:  # (jeopardy and overdue at one instant: both actions run, no warning)
         ck.add(join(path, "jeopardy"),
                f"jeopardy ({sla['jeopardy']}) is the time before due at which the step is in "

@@ -31,7 +31,10 @@ from baton.definitions.checks import (
     Checker,
     ChildTarget,
     ParsedDocument,
+    item,
+    join,
     step_at,
+    suggest,
 )
 from baton.definitions.model import (
     AssigneeKind,
@@ -186,6 +189,8 @@ class DefinitionRepo:
             broken += self.routing_issues_txn(tx, docs, (), fix=DEPLOY_FIX)
             # steps giving their work to a person who can never do it
             broken += self.assignee_issues_txn(tx, docs)
+            # SLAs counting the business time of a calendar not active after it
+            broken += self.calendar_issues_txn(tx, docs)
             # rules naming a category their ai step's classifier (its latest version) lacks
             broken += definition_issues_txn(tx, docs, lock=True)
             if broken:
@@ -241,6 +246,7 @@ class DefinitionRepo:
             with self.store.read() as tx:
                 issues += self.routing_issues_txn(tx, docs, (), fix=DEPLOY_FIX)
                 issues += self.assignee_issues_txn(tx, docs)
+                issues += self.calendar_issues_txn(tx, docs)
         return issues
 
     def broken_records_txn(self, tx: Transaction, docs: Sequence[LoadedDefinition], *,
@@ -449,6 +455,7 @@ class DefinitionRepo:
                 leaving={name for kind, name in leaving if kind == "routing"}, lock=False)
             issues += self.dependents_issues_txn(tx, docs, leaving, fix=IMPORT_FIX)
             issues += self.routing_issues_txn(tx, docs, leaving, fix=IMPORT_FIX)
+            issues += self.calendar_issues_txn(tx, docs, leaving)
         # (lock: the caller's, if any; training takes it before it stores a version)
         issues += definition_issues_txn(tx, docs)
         return issues
@@ -733,6 +740,38 @@ class DefinitionRepo:
                             "the item would never be done; reactivate them (`baton users "
                             f"update {name} --active`), or {other} to someone else")
                 issues.append(o.issue(path, said))
+        return issues
+
+    def calendar_issues_txn(self, tx: Transaction, docs: Sequence[LoadedDefinition],
+                            leaving: Collection[tuple[str, str]] = ()) -> list[Issue]:
+        """The SLAs of the orchestrations among ``docs`` (a fulfillment's step templates
+        and defaults), those a text other than their active version's, naming a calendar
+        that is neither active after the change (as ``tx`` sees the others; ``leaving``
+        deactivated) nor among ``docs``: its SLAs would count wall-clock time, saying so
+        only in the audit log (``sla_calendar_missing``), a misspelt name unnoticed.
+        Located in the doc's file, as a deploy refuses a step naming a connection that is
+        not deployed."""
+        wanted = [d for d in docs if d.kind in _ROUTERS and "calendar" in d.source]
+        if not wanted:
+            return []
+        rows = {kind: self._active_rows_txn(tx, kind) for kind in _ROUTERS}
+        known = {name for name in self._active_rows_txn(tx, "calendar")
+                 if ("calendar", name) not in leaving} | {
+            d.name for d in docs if d.kind == "calendar"}
+        issues: list[Issue] = []
+        for d in wanted:
+            row = rows[d.kind].get(d.name)
+            if row is not None and row.checksum == checksum(d.source):
+                continue  # (its active version: judged when it was deployed)
+            o = _Router(d.kind, d.name, None, d.file, d.source, d.line, True)
+            for path, name in _sla_calendars(o.data, ""):
+                if name in known:
+                    continue
+                hint = suggest(name, known) or (
+                    f" (calendars deployed: {', '.join(sorted(known)) or 'none'})")
+                issues.append(o.issue(path, (
+                    f"unknown calendar '{name}'{hint}: a calendar deployed and active, or "
+                    "deployed with it, is needed, or the SLA would count wall-clock time")))
         return issues
 
     def _misread_issue(self, o: _Router, path: str, kind: str, used: str,
@@ -1540,6 +1579,21 @@ def _broken_by(docs: Sequence[LoadedDefinition], current: Mapping[str, ObjectTyp
                             f"{what})")
                       for i in now if i.level == "error" and i not in before)
     return issues
+
+
+def _sla_calendars(data: Any, path: str) -> Iterator[tuple[str, str]]:
+    """``(path, name)`` of each ``sla: {calendar: NAME}`` in ``data`` (a definition's, its
+    text as loaded), wherever an SLA is (a step's; a fulfillment's templates, defaults)."""
+    if isinstance(data, Mapping):
+        sla = data.get("sla")
+        if isinstance(sla, Mapping) and isinstance(sla.get("calendar"), str):
+            yield join(join(path, "sla"), "calendar"), sla["calendar"]
+        for key, value in data.items():
+            if key != "sla" and isinstance(key, str):
+                yield from _sla_calendars(value, join(path, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _sla_calendars(value, item(path, i))
 
 
 class _Router:

@@ -7,24 +7,31 @@ at most one live ``schedule`` job, due at the row's next tick and carrying the r
 token) and queues the job for it, in the one transaction that deletes the fired job; a worker
 that dies before its commit leaves the job to be claimed again, having started nothing.
 Deploying or activating another version, or deactivating the orchestration, writes a new
-token, so a job armed before finds itself stale and starts nothing.
+token, so a job armed before finds itself stale and starts nothing; a deploy or activation
+keeps a pending tick that is already due (it fires, late, for the version now active), and
+replaces only one still to come.
 
 Ticks missed while no worker ran (the machine was down), the trigger's ``misfire`` policy:
 ``run_once`` (the default) starts ONE run for them, late, and its audit event says how many
 ticks were skipped — a scheduler's "fire once now" rule rather than a burst of runs;
 ``skip`` starts nothing for them (a ``schedule_skipped`` event says what was missed) and
-waits for the next tick. A tick is missed when a later tick has passed too, so a worker a
-few seconds late still runs it under either policy. The count is made a day at a time, not a
-tick at a time (:func:`_count_missed`), and stops after :data:`MISSED_STEP_LIMIT` steps
-(about 1,000 days of downtime; the event then says ``missed_ticks_capped``).
+runs the latest tick that has passed. A tick is missed when a later tick has passed too, so
+a worker a few seconds late still runs it under either policy. The count is made a day at a
+time, not a tick at a time (:func:`_count_missed`), and stops after
+:data:`MISSED_STEP_LIMIT` steps (about 1,000 days of downtime; the event then says
+``missed_ticks_capped``).
 
 Daylight saving in the ``timezone`` (cron's own rule, as Vixie cron has it): a tick at a
 local time the spring-forward night skips (``30 2 * * *`` in Europe/Berlin) fires once, at
-the end of the gap (03:00); a tick at a local time the fall-back night repeats fires once,
-at its first occurrence, when the cron names its minutes and hours (neither field starts
-with ``*``): "at 02:30 every day" is once a day. A cron whose minute or hour field starts
-with ``*`` (``*/15 * * * *``, ``0 * * * *``) follows the time that passes, so it ticks in
-the repeated hour again: every 15 minutes stays every 15 minutes.
+the end of the gap (03:00). Ticks that land on the same instant start one run (a schedule
+fires at most once an instant, as ``run_once`` has it): the gap's ticks and a tick at the
+gap's end (``0 1-3 * * *`` in America/New_York, 8 March 2026: 01:00, then 02:00 and 03:00
+as one run at 03:00 EDT; ``*/30 2 * * *`` in Europe/Berlin: 02:00 and 02:30 as one at
+03:00). A tick at a local time the fall-back night repeats fires once, at its first
+occurrence, when the cron names its minutes and hours (neither field starts with ``*``):
+"at 02:30 every day" is once a day. A cron whose minute or hour field starts with ``*``
+(``*/15 * * * *``, ``0 * * * *``) follows the time that passes, so it ticks in the
+repeated hour again: every 15 minutes stays every 15 minutes.
 """
 
 from __future__ import annotations
@@ -106,6 +113,41 @@ def _repeated(tick: datetime, tz: ZoneInfo) -> bool:
     wall = tick.replace(tzinfo=None)
     first, second = wall.replace(tzinfo=tz, fold=0), wall.replace(tzinfo=tz, fold=1)
     return first.utcoffset() != second.utcoffset() and tick.utcoffset() == second.utcoffset()
+
+
+def _latest(cron: str, timezone: str, due: datetime, now: datetime) -> datetime:
+    """The last tick (as :func:`_ticks` has them) not after ``now``, ``due`` (a tick not
+    after ``now``) or a later one. Croniter steps back from ``now`` to the second tick before
+    it (a fixed-time cron's fall-back repeats are not ticks: stepped over), and the ticks are
+    walked forward from there (a few steps; the walk has the daylight-saving rules of
+    :func:`_ticks`)."""
+    from croniter import CroniterError, croniter  # on first use
+
+    tz, fixed = ZoneInfo(timezone), _fixed_time(cron)
+    start, found = due, 0
+    try:
+        it = croniter(cron, now.astimezone(tz))
+        for _ in range(MISSED_STEP_LIMIT):
+            back: datetime = it.get_prev(datetime)
+            if back.astimezone(UTC) <= due:
+                break
+            if fixed and _repeated(back, tz):
+                continue  # not a tick (its first occurrence was): further back
+            found += 1
+            if found == 2:  # (one more than needed: what croniter steps back to is walked)
+                start = min(back.astimezone(UTC), now)
+                break
+    except (CroniterError, ValueError, OverflowError):
+        pass  # walked from due
+    last = due
+    try:
+        for steps, tick in enumerate(_ticks(cron, timezone, start - timedelta(seconds=1))):
+            if tick > now or steps >= MISSED_STEP_LIMIT:
+                break
+            last = max(last, tick)
+    except ScheduleError:
+        pass  # no tick after the last one
+    return last
 
 
 def _missed(cron: str, timezone: str, due: datetime, now: datetime) -> int:
@@ -204,7 +246,11 @@ def arm_txn(tx: Transaction, defn: OrchestrationDefinition | None, name: str,
             version: int | None, now: datetime, ids: IdGenerator) -> None:
     """Make the schedule of orchestration ``name`` follow its active version: armed at the
     next tick when that version has a ``schedule`` trigger, disarmed otherwise (``defn``
-    None: deactivated). Called in the transaction that deploys or (de)activates it."""
+    None: deactivated). Called in the transaction that deploys, (de)activates or imports it.
+
+    A pending tick already due (a worker busy or down when the deploy lands) is kept, under
+    a new token: it fires for the version now active, late, under its ``misfire`` policy;
+    only a tick still to come is replaced by the new version's next one."""
     t = defn.trigger if defn is not None else None
     row = tx.get_schedule_txn(name, for_update=True)
     if t is None or t.type != "schedule" or not t.cron or version is None:
@@ -213,7 +259,10 @@ def arm_txn(tx: Transaction, defn: OrchestrationDefinition | None, name: str,
                                  "updated_at": iso(now)})
         return
     tz = t.timezone or DEFAULT_TIMEZONE
-    tick = next_tick(t.cron, tz, now)
+    pending = parse_iso(row["next_at"]) if row is not None and row["next_at"] else None
+    # A tick already due and not yet fired stays due: it fires (the version now active) under
+    # the misfire policy, as any late tick does, rather than vanish with the redeploy.
+    tick = pending if pending is not None and pending <= now else next_tick(t.cron, tz, now)
     token = ids.new("sch")
     tx.put_schedule_txn({
         "orchestration": name, "version": version, "cron": t.cron, "timezone": tz,
@@ -226,8 +275,13 @@ def arm_txn(tx: Transaction, defn: OrchestrationDefinition | None, name: str,
 def fire_txn(tx: Transaction, payload: jobs.SchedulePayload, now: datetime,
              definitions: DefinitionRepo, runs: RunDriver, ids: IdGenerator) -> str | None:
     """Start the run a tick is due, and arm the next tick; the new run's id, or None when
-    the job is stale (another version was deployed or activated since it was armed) or its
-    missed ticks are skipped (``misfire: skip``)."""
+    the job is stale (another version was deployed or activated since it was armed).
+
+    Ticks missed (a later tick passed too), ``misfire: run_once``: the one run is for the
+    first of them (``scheduled_for``), its event counts the others (``missed_ticks``);
+    ``misfire: skip``: a ``schedule_skipped`` event says which were skipped (from
+    ``scheduled_for``, ``missed_ticks`` of them) and the run is for the latest tick that has
+    passed (``fired_for``), merely late."""
     name = payload["orchestration"]
     row = tx.get_schedule_txn(name, for_update=True)
     if row is None or row["token"] != payload["token"] or row["next_at"] is None:
@@ -236,21 +290,34 @@ def fire_txn(tx: Transaction, payload: jobs.SchedulePayload, now: datetime,
     due = parse_iso(payload["at"])
     tz = row["timezone"]
     missed, capped = _count_missed(row["cron"], tz, due, now)
-    skip = bool(missed) and defn.trigger.misfire == "skip"
-    run_id = None if skip else runs.start_txn(tx, defn, version, None, {}, "schedule", now).id
     following = next_tick(row["cron"], tz, max(now, due))
+    base: dict[str, Any] = {"orchestration": name, "version": version}
+    events: list[dict[str, Any]] = []
+    fires_for = due
+    if missed and defn.trigger.misfire == "skip":
+        # ``due`` and the ticks after it but the latest are missed (a later tick passed
+        # too): one event says so; the latest, merely late, runs.
+        fires_for = _latest(row["cron"], tz, due, now)
+        skipped = {**base, "scheduled_for": iso(due), "missed_ticks": missed,
+                   "fired_for": iso(fires_for), "next_at": iso(following)}
+        if capped:
+            skipped["missed_ticks_capped"] = True  # at least that many: counting stopped there
+        events.append({"at": iso(now), "type": "schedule_skipped", "actor": "schedule",
+                       "record_id": None, "run_id": None, "data": skipped})
+        missed, capped = 0, False
+    run_id = runs.start_txn(tx, defn, version, None, {}, "schedule", now).id
     token = ids.new("sch")
     tx.put_schedule_txn({
         **row, "token": token, "next_at": iso(following), "updated_at": iso(now),
-        **({} if skip else {"last_at": iso(due), "last_run_id": run_id})})
+        "last_at": iso(fires_for), "last_run_id": run_id})
     nxt: jobs.SchedulePayload = {"orchestration": name, "token": token, "at": iso(following)}
     tx.enqueue_job_txn(jobs.SCHEDULE, None, dict(nxt), iso(following), iso(now))
-    data: dict[str, Any] = {"orchestration": name, "version": version,
-                            "scheduled_for": iso(due), "next_at": iso(following)}
+    data = {**base, "scheduled_for": iso(fires_for), "next_at": iso(following)}
     if missed:
         data["missed_ticks"] = missed
     if capped:
         data["missed_ticks_capped"] = True  # at least that many: counting stopped there
-    tx.append_events_txn([{"at": iso(now), "type": "schedule_skipped" if skip else "schedule_fired",
-                           "actor": "schedule", "record_id": None, "run_id": run_id, "data": data}])
+    events.append({"at": iso(now), "type": "schedule_fired", "actor": "schedule",
+                   "record_id": None, "run_id": run_id, "data": data})
+    tx.append_events_txn(events)
     return run_id
