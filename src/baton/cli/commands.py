@@ -440,7 +440,8 @@ def _say(as_log: bool, rich: str, plain: str | None = None, *, level: str = "inf
 def worker(
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit as soon as no job is ready, even with timers due later (scripts, tests); without it the workers run until stopped")] = False,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", callback=at_least(1), help="Worker threads in this process (at least 1)")] = 1,
-    batch: Annotated[int, typer.Option(callback=at_least(1), help="Jobs claimed per transaction (at least 1)")] = 32,
+    batch: Annotated[int, typer.Option(callback=at_least(1), help="Jobs claimed per transaction (at least 1); their results commit together, unless their flows run longer than --batch-hold")] = 32,
+    batch_hold: Annotated[float, typer.Option("--batch-hold", callback=more_than(0), help="Seconds a batch runs its jobs before it commits what is done and keeps the rest, still claimed, for its next batch (more than 0): slow flows' results are seen, and a killed worker runs its flows again, no later than this after they ran")] = 1.0,
     heartbeat_timeout: Annotated[float, typer.Option(callback=more_than(0), help="Seconds before a silent worker's jobs are taken over (more than 0)")] = 30.0,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply schema migrations at start")] = False,
     log_format: LogFormatOpt = None,
@@ -518,7 +519,8 @@ def worker(
     def run() -> None:
         try:
             run_workers(eng, concurrency, until_idle=until_idle, batch=batch,
-                        heartbeat_timeout=heartbeat_timeout, _created=workers)
+                        batch_hold=batch_hold, heartbeat_timeout=heartbeat_timeout,
+                        _created=workers)
         except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
             raised.append(exc)
         finally:

@@ -378,7 +378,8 @@ class Worker:
 
         Group commit: a batch of results shares one commit (and one fsync), while each
         result is applied in its own savepoint, so one that cannot be committed does not
-        take the others down with it.
+        take the others down with it. In the run loop a batch of slow jobs commits after
+        BATCH_HOLD (``batch_hold``) with the jobs it ran, keeping the rest for the next.
         """
         jobs, self._claimed, self._carried = self._claimed, [], []
         self._last_ran_at = _NOT_YET
