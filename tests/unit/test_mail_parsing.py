@@ -181,7 +181,13 @@ def test_a_multipart_whose_parts_cannot_be_found_is_read_as_text(
 
 
 def test_a_well_formed_message_has_no_notes() -> None:
-    assert all(not mail(p.stem).notes for p in CORPUS.glob("*.eml"))
+    # (33 and 35 are not well formed: their Date and charset are noted, see
+    # tests/unit/test_mail_parsing_mailai_followups.py)
+    odd = {"33_bad_date": "the Date header", "35_unknown_charset": "the body's charset"}
+    assert all(not mail(p.stem).notes for p in CORPUS.glob("*.eml") if p.stem not in odd)
+    for stem, start in odd.items():
+        (note,) = mail(stem).notes
+        assert note.startswith(start)
 
 
 def test_a_note_is_on_the_messages_timeline_line() -> None:

@@ -231,9 +231,12 @@ class ChatProvider:
             if value is None:
                 continue
             source = entry.get("source") if isinstance(entry, Mapping) else None
-            source = source if isinstance(source, str) and source else str(value)
-            found[f.name] = Found(normal_value(f, value), source, text.find(source),
-                                  f"{self.kind} model")
+            if isinstance(source, str) and source:
+                start = text.find(source)
+            else:  # no source: the value itself, where it stands as a whole token only
+                source = str(value)
+                start = token_at(text, source)
+            found[f.name] = Found(normal_value(f, value), source, start, f"{self.kind} model")
         wanted = [f for f in resolved if f.required] or list(resolved)
         confidence = sum(f.name in found for f in wanted) / len(wanted) if wanted else 1.0
         return Extraction(found, round(confidence, 4), usage)
@@ -393,6 +396,20 @@ class AnthropicProvider(ChatProvider):
                 {"type": "tool_result", "tool_use_id": uses[0].get("id", ""),
                  "is_error": True, "content": correction}]}]
         return [reply.message, {"role": "user", "content": correction}]
+
+
+_BEFORE = r"(?<![\w.,+/-])"  # (not inside a word, a number, a date: "2024-01-05")
+_AFTER = r"(?!\w|[.,/-]\d)"  # ("12" is not in "123", "12.5" nor "12/05")
+
+
+def token_at(text: str, value: str) -> int:
+    """Where ``value`` stands in ``text`` as a whole token, or -1: a value a model gave
+    without its source is located only where it is plainly written, never inside another
+    word or number (``-0`` is not in ``2024-01-05``, ``12`` not in ``123`` nor ``12.5``)."""
+    if not value.strip():
+        return -1
+    m = re.search(_BEFORE + re.escape(value) + _AFTER, text)
+    return m.start() if m else -1
 
 
 def _with_pattern(f: FieldSpec, patterns: Mapping[str, str]) -> FieldSpec:

@@ -22,6 +22,8 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol, Self
 
+from baton.decimals import MAX_PRECISION
+from baton.definitions.checks import INT_MAX, INT_MIN
 from baton.errors import BatonError, StepFailure
 
 FIELD_TYPES = ("string", "int", "decimal", "date", "email", "url", "phone", "choice")
@@ -345,8 +347,29 @@ def normal_value(f: FieldSpec, value: Any) -> Any:
     if f.type == "date":
         return date.fromisoformat(str(value)).isoformat()
     if f.type == "decimal":
-        return format(Decimal(str(value)), "f")
+        return format(_decimal(value), "f")
     return value
+
+
+def _decimal(value: Any) -> Decimal:
+    """A model's decimal value as a Decimal (an int without a text of it: Python refuses
+    to write one of more than 4,300 digits as text). Raises InvalidOperation or ValueError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    return Decimal(str(value))
+
+
+def decimal_problem(number: Decimal) -> str | None:
+    """Why a finite ``number`` is no value a ``decimal`` field could take: more than
+    :data:`~baton.decimals.MAX_PRECISION` digits before the point or after it (no field
+    holds more: its precision is at most that). Checked on the exponent, so that
+    ``1e20000000`` is refused without writing its 20,000,001 digits."""
+    digits = number.adjusted() + 1 if number else 1  # (before the point)
+    places = max(0, -number.as_tuple().exponent)  # type: ignore[operator]
+    if digits > MAX_PRECISION or places > MAX_PRECISION:
+        return (f"more digits than a decimal field holds (at most {MAX_PRECISION} before the "
+                f"point and {MAX_PRECISION} after)")
+    return None
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -357,17 +380,25 @@ _PHONE = re.compile(r"^\+?[\d\s().-]{6,}$")
 def value_problem(f: FieldSpec, value: Any, show: Callable[[Any], str] = repr) -> str | None:
     """Why ``value`` is not a value of ``f`` (None: it is). ``show`` writes the value
     (:func:`shown`: without it)."""
-    v = show(value)
+    try:
+        v = show(value)
+    except ValueError:  # (repr of an int of more than 4,300 digits)
+        v = shown(value)
     if f.type == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             return f"expected a whole number, got {v}"
+        if not INT_MIN <= value <= INT_MAX:  # (what an int field holds: 64 bits)
+            return f"expected a whole number from {INT_MIN} to {INT_MAX}, got {v}"
     elif f.type == "decimal":
         try:
-            number = Decimal(str(value)) if not isinstance(value, bool) else None
-        except InvalidOperation:
+            number = _decimal(value) if not isinstance(value, bool) else None
+        except (InvalidOperation, ValueError):
             number = None
         if number is None or not number.is_finite():
             return f"expected a decimal number, got {v}"
+        too_big = decimal_problem(number)
+        if too_big:
+            return f"expected a decimal number, got {v}: {too_big}"
     elif f.type == "date":
         try:
             date.fromisoformat(str(value))

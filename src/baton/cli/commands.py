@@ -438,7 +438,7 @@ def _say(as_log: bool, rich: str, plain: str | None = None, *, level: str = "inf
 
 @app.command()
 def worker(
-    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit as soon as no job is ready, even with timers due later (scripts, tests); without it the workers run until stopped")] = False,
+    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit as soon as no job is ready, even with timers due later (scripts, tests); without it the workers run until stopped. No IMAP mailbox is polled with it (a folder may get mail at any time: 'until idle' would never come); run `baton worker` or `baton serve` for that")] = False,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", callback=at_least(1), help="Worker threads in this process (at least 1)")] = 1,
     batch: Annotated[int, typer.Option(callback=at_least(1), help="Jobs claimed per transaction (at least 1); their results commit together, unless their flows run longer than --batch-hold")] = 32,
     batch_hold: Annotated[float, typer.Option("--batch-hold", callback=more_than(0), help="Seconds a batch runs its jobs before it commits what is done and keeps the rest, still claimed, for its next batch (more than 0): slow flows' results are seen, and a killed worker runs its flows again, no later than this after they ran")] = 1.0,
@@ -451,11 +451,12 @@ def worker(
     as_json: Annotated[bool, typer.Option("--json", help="When the workers stop, print their totals as one JSON object (jobs, steps completed and failed)")] = False,
 ) -> None:
     """Run the workers: background steps, condition checks, re-evaluation (and poll the
-    mailboxes with an imap: source).
+    mailboxes with an imap: source, except with --until-idle).
 
     Until stopped (SIGTERM or Ctrl-C: each worker finishes the job in hand, commits it and
     releases the rest; after Ctrl-C the exit status is 130, and a second Ctrl-C stops at once),
-    or with --until-idle until nothing is ready. Workers run the flow code they imported at
+    or with --until-idle until nothing is ready (without polling IMAP: mail may come at any
+    time, so there is no "idle" to wait for). Workers run the flow code they imported at
     start: restart them after changing a flow module (they log a warning when one changed).
 
     Examples:

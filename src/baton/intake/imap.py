@@ -10,9 +10,15 @@ from the start; messages taken before are then recognised by their Message-ID an
 nothing. A crash between storing a message and recording its UID is covered the same way.
 A message intake will never take (not an e-mail, a record its object type refuses: see
 :data:`~baton.intake.service.REFUSED`) is logged and gone past (outcome ``unreadable`` or
-``refused``), so it does not hold up the messages after it; any other failure ends the poll
-before its UID is recorded, and the next poll takes it again. A message larger than the
-intake setting ``max_message_bytes`` (``BATON_INTAKE_MAX_MESSAGE_BYTES``, 25 MiB by
+``refused``), so it does not hold up the messages after it. So is a message that fails for
+a reason of its own (outcome ``failed``, logged as an error with its UID, folder and
+traceback): the database refusing the values it holds, or an unexpected error (a bug met on
+its content), which taking it again would meet again: it stays in the folder (read-only)
+and can be imported with ``baton intake eml --mailbox NAME`` once that is mended. A failure
+that is not the message's (the database locked or away, its schema, the mailbox gone) ends
+the poll before its UID is recorded, the log naming it, and the next poll takes it again:
+going past would lose every message until it is mended. A message larger than the intake
+setting ``max_message_bytes`` (``BATON_INTAKE_MAX_MESSAGE_BYTES``, 25 MiB by
 default; its ``RFC822.SIZE``, asked first) is not fetched at all (outcome ``too_large``), and
 each FETCH asks for at most :data:`FETCH_BYTES` of messages (a larger message alone).
 The folder is opened read-only: Baton never marks, moves or deletes mail.
@@ -31,6 +37,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from baton.clock import iso
 from baton.definitions.model import ImapSource, MailboxDefinition
@@ -51,6 +59,10 @@ class ImapError(BatonError):
     """An IMAP poll could not run (no password, a refused login, a server gone)."""
 
 
+NEW = ("created", "threaded", "ignored")
+"""The outcomes that stored a message (a case, a reply on one, automatic mail kept)."""
+
+
 @dataclass(frozen=True)
 class PollResult:
     mailbox: str
@@ -58,6 +70,25 @@ class PollResult:
     taken: tuple[tuple[int, str], ...]  # (UID, outcome) in UID order
     last_uid: int
     reset: bool  # UIDVALIDITY changed: the folder was read from the start
+
+    @property
+    def new(self) -> int:
+        """How many messages this poll stored (not duplicates, refusals or failures)."""
+        return sum(outcome in NEW for _, outcome in self.taken)
+
+    def summary(self) -> str:
+        """What the poll did, as its log line says it: the new messages by outcome, then
+        the others (``0 new message(s); 12 duplicate`` after a UIDVALIDITY reset)."""
+        counts: dict[str, int] = {}
+        for _, outcome in self.taken:
+            counts[outcome] = counts.get(outcome, 0) + 1
+        new = [f"{counts[o]} {o}" for o in NEW if o in counts]
+        other = [f"{n} {o}" for o, n in counts.items() if o not in NEW]
+        text = f"{self.new} new message(s)" + (f" ({', '.join(new)})" if new else "")
+        text += f"; {', '.join(other)}" if other else ""
+        if self.reset:
+            text += " (UIDVALIDITY changed: the folder was read from the start)"
+        return f"{text}, last UID {self.last_uid}"
 
 
 def password(source: ImapSource, env: Any = None) -> str:
@@ -132,19 +163,49 @@ def _take(intake: IntakeService, box: MailboxDefinition, source: ImapSource, cli
                 log.warning("imap %s: UID %s is %s bytes: at most %s are taken; not fetched",
                             box.name, uid, f"{sizes[uid]:,}", f"{max_bytes:,}")
             elif isinstance(raw, bytes):
-                try:
-                    outcome = intake.accept(raw, via="imap", mailbox=box.name,
-                                            actor=f"imap:{box.name}",
-                                            max_bytes=max_bytes).outcome
-                except REFUSED as exc:
-                    outcome = "unreadable" if isinstance(exc, MailError) else "refused"
-                    log.warning("imap %s: UID %s is %s: %s", box.name, uid,
-                                "not an e-mail intake can read" if outcome == "unreadable"
-                                else "refused", exc)
+                outcome = _accept(intake, box, source, int(uid), raw, max_bytes)
             _save(intake, box, source, uidvalidity, int(uid))
             last = int(uid)
             taken.append((int(uid), outcome))
     return PollResult(box.name, uidvalidity, tuple(taken), last, reset)
+
+
+def _accept(intake: IntakeService, box: MailboxDefinition, source: ImapSource, uid: int,
+            raw: bytes, max_bytes: int) -> str:
+    """One message through intake: its outcome. Raises (the poll ends before its UID is
+    recorded) only for a failure that is not the message's own (:func:`_its_own`)."""
+    try:
+        return intake.accept(raw, via="imap", mailbox=box.name, actor=f"imap:{box.name}",
+                             max_bytes=max_bytes).outcome
+    except REFUSED as exc:
+        outcome = "unreadable" if isinstance(exc, MailError) else "refused"
+        log.warning("imap %s: UID %s is %s: %s", box.name, uid,
+                    "not an e-mail intake can read" if outcome == "unreadable"
+                    else "refused", exc)
+        return outcome
+    except Exception as exc:
+        if not _its_own(intake, exc):
+            log.warning("imap %s: UID %s (%s) not taken now: %s; the next poll takes it "
+                        "again", box.name, uid, source.account, _first_line(exc))
+            raise
+        log.error("imap %s: UID %s (%s) failed: %s: %s. Gone past it, so that the messages "
+                  "after it are taken: it stays in the folder; import it with `baton "
+                  "intake eml FILE --mailbox %s` once this is mended", box.name, uid,
+                  source.account, type(exc).__name__, _first_line(exc), box.name,
+                  exc_info=not isinstance(exc, DBAPIError))
+        return "failed"
+
+
+def _its_own(intake: IntakeService, exc: Exception) -> bool:
+    """Whether ``exc`` is this message's own failure, which taking it again would meet
+    again while other messages go through: the database refusing the values it holds (a
+    value too long for its column…), or an unexpected error (a bug met on its content).
+    Not: any other database error (locked, away, a schema's), a Baton error (a definition
+    no message satisfies, the mailbox gone), an operating system's error (a disk full):
+    every message would fail alike until that is mended."""
+    if isinstance(exc, DBAPIError):
+        return intake.store.refuses_data(exc)
+    return not isinstance(exc, BatonError | OSError | SQLAlchemyError)
 
 
 def _batches(uids: list[int], sizes: dict[int, int], max_bytes: int) -> list[list[int]]:
@@ -235,8 +296,7 @@ class ImapPolling:
             try:
                 got = poll(self.intake, box, env=self.env)
                 if got.taken:
-                    log.info("imap %s: %d new message(s), last UID %d", box.name,
-                             len(got.taken), got.last_uid)
+                    log.info("imap %s: %s", box.name, got.summary())
             except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
                 log.warning("imap %s: poll failed: %s", box.name, _first_line(exc))
         # Next read of the mailboxes: when the next poll is due, LOOK_EVERY at the latest.

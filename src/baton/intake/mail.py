@@ -18,7 +18,14 @@ charsets, multipart) plus what is the product's own:
 * **notes** on defects read around (a ``multipart`` message whose parts cannot be found is
   read as text, as mail clients show it), a body cut, an attachment stored as another type
   than it was sent as: on the case's timeline and kept on the stored message (its
-  ``notes``).
+  ``notes``);
+* **malformed headers read around**, never a crash: a header the standard parser cannot
+  read structured is read as text (:meth:`_BoundedPolicy.header_fetch_parse`); a
+  Message-ID without a usable id (``<>``) gives way to a hash of the bytes, a Date naming
+  no instant (``31 Dec 9999 -1200``) to no date, a body in an unknown charset is read as
+  UTF-8, each with a note; display names lose control characters (an encoded CR/LF).
+  Anything else the standard library raises on the bytes is a :class:`MailError` (logged
+  with its traceback): the message is refused, not retried for ever.
 
 Parsing is **bounded**, because the bytes come from anyone who can send mail: a message
 over ``max_bytes`` (:data:`MAX_MESSAGE_BYTES` unless the settings say otherwise:
@@ -51,11 +58,13 @@ import email.errors
 import email.policy
 import functools
 import hashlib
+import logging
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.feedparser import BytesFeedParser
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
@@ -85,6 +94,14 @@ MAX_HEADERS = 512 * 1024
 """Characters of all header fields of a message, its parts' included."""
 MAX_HTML = 5_000_000  # characters of HTML read (a body or an attachment) to make its text
 READ = 1024 * 1024  # characters of a long body part's encoded payload decoded at a time
+MAX_ID = 500
+"""Characters of a Message-ID (or an id it answers) kept: what the store's column holds. A
+longer one is no id a reply could name: the message is known by a hash of its bytes."""
+MAX_ADDRESS = 320
+"""Characters of an address (RFC 5321: 64 before the ``@``, 255 after): a longer one is not
+an address a mail server delivers to, and no store column holds it."""
+
+log = logging.getLogger(__name__)
 
 
 class MailError(BatonError):
@@ -149,6 +166,17 @@ def parse(raw: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Mail:
     except RecursionError:  # (header comments nested a thousand deep: see _depth for parts)
         raise MailError("the message nests too deeply to be read (its parts, or the "
                         "comments or groups of a header)") from None
+    except (MailError, MemoryError):
+        raise
+    except Exception as exc:
+        # The standard library (or a reading of ours) failed on these bytes: a defect no
+        # fallback below reads around yet. Reading them again fails again, so the message
+        # is one intake cannot read (refused: SMTP 554, IMAP goes past it), never an
+        # internal error that a sender or a poll would retry for ever. Logged with its
+        # traceback: it is a case for a fallback of its own.
+        log.exception("a message could not be parsed: refused as unreadable")
+        raise MailError(f"the message could not be read ({type(exc).__name__}: "
+                        f"{str(exc)[:200]})") from None
 
 
 def read_file(path: Path, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
@@ -199,6 +227,36 @@ class _BoundedPolicy(email.policy.EmailPolicy):
             self.tally.header(name, value)
         return name, value
 
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        """A header as ``policy.default`` reads it (an address list, a date, a Message-ID…)
+        or, when that reading fails on a malformed value (``Message-ID: <>``, a display name
+        whose encoded word holds a CR or LF…), as unstructured text: what a mail client
+        shows. Every reading of a header goes through here, so no malformed header field
+        makes the parse fail; the readings that need structure (:func:`_addresses`,
+        :func:`_msgid`, :func:`_date`) check what they get."""
+        try:
+            return super().header_fetch_parse(name, value)
+        except (RecursionError, MemoryError):
+            raise
+        except Exception:  # noqa: BLE001 - any defect of the value: read as text
+            return _text_header(name, value)
+
+
+_UNSTRUCTURED = HeaderRegistry(use_default_map=False)  # (every header as plain text)
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def _text_header(name: str, value: str) -> Any:
+    """``value`` as an unstructured header (encoded words decoded), or, should even that
+    fail, the value itself without line breaks."""
+    flat = "".join(value.splitlines())
+    try:
+        return _UNSTRUCTURED(name, flat)
+    except (RecursionError, MemoryError):
+        raise
+    except Exception:  # noqa: BLE001 - the raw text is what is left
+        return _CONTROLS.sub(" ", flat)
+
 
 def _depth(msg: Message) -> int:
     """How deeply ``msg``'s parts nest (without recursion: the bound is checked before the
@@ -234,6 +292,14 @@ def _parse(raw: bytes) -> Mail:
     senders = _addresses(msg, "from")
     sender_name, sender = senders[0] if senders else ("", "")
     text, html, notes = _body(msg)
+    message_id = _msgid(msg.get("message-id"))
+    ids = msg.get_all("message-id") or []
+    if message_id is None and ids:
+        shown = " ".join(str(ids[0]).split())[:80]
+        notes += ((f"the Message-ID header ({shown!r}) holds no usable id: the message is "
+                   "known by a hash of its bytes"),)
+    date, date_note = _date(msg)
+    notes += (date_note,) if date_note else ()
     new_text, signature = split_reply(text)
     auto = automatic(msg)
     attachments = _attachments(msg)  # (last: it lets the parts' encoded payloads go)
@@ -242,13 +308,13 @@ def _parse(raw: bytes) -> Mail:
                    f"{a.content_type}: stored as {a.content_type}"
                    for a in attachments if a.declared_type is not None)
     return Mail(
-        message_id=_msgid(msg.get("message-id")) or "sha256-" + hashlib.sha256(raw).hexdigest()[:32],
+        message_id=message_id or "sha256-" + hashlib.sha256(raw).hexdigest()[:32],
         subject=_header(msg, "subject"),
         sender=sender.lower(),
         sender_name=sender_name,
         to=tuple(a.lower() for _, a in _addresses(msg, "to")),
         cc=tuple(a.lower() for _, a in _addresses(msg, "cc")),
-        date=_date(msg),
+        date=date,
         body=text,
         new_text=new_text,
         signature=signature,
@@ -275,35 +341,72 @@ def _header(msg: Message, name: str) -> str:
 
 
 def _msgid(value: object) -> str | None:
+    """The id of a Message-ID (or In-Reply-To) header: within its angle brackets, else the
+    text itself; None when it holds none (``<>``, blanks, brackets alone, control
+    characters only) or one longer than :data:`MAX_ID` (no stored message has it)."""
     if not value:
         return None
-    text = str(value)
+    text = _CONTROLS.sub("", str(value))
     m = _MSGID.search(text)
-    return m.group(1) if m else (text.strip() or None)
+    found = m.group(1) if m else text.strip().strip("<>").strip()
+    return found if found and len(found) <= MAX_ID else None
 
 
 def _msgids(value: object) -> list[str]:
-    return _MSGID.findall(str(value)) if value else []
+    return [i for i in _MSGID.findall(_CONTROLS.sub("", str(value))) if len(i) <= MAX_ID] \
+        if value else []
 
 
 def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
-    values = [str(v).replace("\x00", "") for v in msg.get_all(name, [])]
-    return [(n, a) for n, a in getaddresses(values) if a and "@" in a]
+    """``(display name, address)`` of each address in the ``name`` header fields. A field
+    the standard parser cannot read (a display name whose encoded word holds a CR or LF
+    raises there) is split into its addresses as written, each display name then decoded
+    on its own: text an encoded word holds never becomes an address ("Evil=0D=0ABcc:
+    x@y" is a name). Display names keep no control characters (a line break is a
+    blank), and an address longer than :data:`MAX_ADDRESS` is none."""
+    values: list[str] = []
+    for key, raw in msg.raw_items():
+        if key.lower() != name:
+            continue
+        try:  # (the strict reading: msg.get() falls back to text on a defect)
+            values.append(str(email.policy.default.header_fetch_parse(key, raw)))
+        except (RecursionError, MemoryError):
+            raise
+        except Exception:  # noqa: BLE001 - a defect: the addresses as written
+            values.extend(f"{_quoted(_words(n))} <{a}>" if n else a
+                          for n, a in getaddresses(["".join(str(raw).splitlines())]) if a)
+    return [(" ".join(_CONTROLS.sub(" ", n).split()), a)
+            for n, a in getaddresses([v.replace("\x00", "") for v in values])
+            if a and "@" in a and len(a) <= MAX_ADDRESS and not _CONTROLS.search(a)]
 
 
-def _date(msg: Message) -> str | None:
+def _words(text: str) -> str:
+    """``text`` with its encoded words decoded, without control characters."""
+    return " ".join(_CONTROLS.sub(" ", str(_text_header("x", text))).split())
+
+
+def _quoted(name: str) -> str:
+    """A display name as a quoted string (so getaddresses reads it as one name)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _date(msg: Message) -> tuple[str | None, str | None]:
+    """``(date, note)``: the Date header as ISO 8601 in UTC, or None with a note saying why
+    when the message has one that names no instant this can write (a year 9999 date west of
+    UTC is after the last one; no time zone; not a date at all)."""
     value = msg.get("date")
     if not value:
-        return None
+        return None, None
+    shown = " ".join(str(value).split())[:80]
     try:
         dt = parsedate_to_datetime(str(value))
-    except (TypeError, ValueError, IndexError):
-        return None
-    if dt.tzinfo is None:
-        return None
-    from datetime import UTC
+        if dt.tzinfo is None:
+            return None, f"the Date header ({shown!r}) names no time zone: no date is kept"
+        from datetime import UTC
 
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None, f"the Date header ({shown!r}) is not a date that can be read: no date is kept"
 
 
 # ---- automatic mail -------------------------------------------------------------------------
@@ -354,7 +457,7 @@ def _body(msg: EmailMessage) -> tuple[str, bool, tuple[str, ...]]:
         source, whole = _read(part, MAX_HTML)
         text, complete = _html_text(source, 4 * MAX_BODY)
         body, notes = _kept(text, whole and complete, MAX_HTML, html=True)
-        return body, True, notes
+        return body, True, _charset_note(part, body) + notes
     if msg.get_content_maintype() == "text":
         return _plain(msg)
     for part in msg.walk():
@@ -362,14 +465,27 @@ def _body(msg: EmailMessage) -> tuple[str, bool, tuple[str, ...]]:
             text, whole = _read(part, 4 * MAX_BODY, _decoded, "utf-8")
             body, notes = _kept(text, whole, 4 * MAX_BODY, html=False)
             if body:
-                return body, False, (_broken_multipart(part), *notes)
+                return body, False, (_broken_multipart(part), *_charset_note(part, body),
+                                     *notes)
     return "", False, ()
+
+
+def _charset_note(part: Message, body: str) -> tuple[str, ...]:
+    """A note when the body's part names a charset Python does not know: its bytes were
+    read as UTF-8 (:func:`_content`, :func:`_codec`), so letters of another charset came out
+    as replacement characters, silently but for this."""
+    charset = part.get_content_charset()
+    if not charset or not body or _known(charset):
+        return ()
+    shown = " ".join(_CONTROLS.sub(" ", charset).split())[:60]
+    return ((f"the body's charset {shown!r} is unknown: it was read as UTF-8, and its text "
+             "may be damaged (characters shown as \ufffd)"),)
 
 
 def _plain(part: Message) -> tuple[str, bool, tuple[str, ...]]:
     text, whole = _read(part, 4 * MAX_BODY)
     body, notes = _kept(text, whole, 4 * MAX_BODY, html=False)
-    return body, False, notes
+    return body, False, _charset_note(part, body) + notes
 
 
 def _kept(text: str, whole: bool, read: int, *, html: bool) -> tuple[str, tuple[str, ...]]:
@@ -407,7 +523,8 @@ def _decoded(part: Message) -> str:
 def _content(part: Message) -> str:
     try:
         content = part.get_content()  # type: ignore[attr-defined]
-    except (LookupError, UnicodeError):  # an unknown or lying charset: decode leniently
+    except (LookupError, ValueError):  # an unknown or lying charset (UnicodeError), a
+        # charset name with a NUL in it (ValueError): decode leniently
         payload = part.get_payload(decode=True)
         return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
     return content if isinstance(content, str) else content.decode("utf-8", "replace")
@@ -496,6 +613,21 @@ def _codec(charset: str) -> str:
     if not getattr(info, "_is_text_encoding", True) or info.incrementaldecoder is None:
         return "utf-8"  # (base64, rot13…: not a charset)
     return info.name
+
+
+def _known(charset: str) -> bool:
+    """Python reads ``charset`` as a text encoding (the standard library's own aliases
+    included: ``get_content`` looks it up so)."""
+    try:
+        info = codecs.lookup(charset)
+    except (LookupError, ValueError):
+        try:
+            import email.charset
+
+            info = codecs.lookup(email.charset.ALIASES.get(charset.lower(), ""))
+        except (LookupError, ValueError):
+            return False
+    return bool(getattr(info, "_is_text_encoding", True))
 
 
 def _normalise(text: str) -> str:

@@ -177,11 +177,17 @@ class IntakeService:
         kept = decide(mail.attachments, box.attachments, self.limits)
         try:
             return self._accept(mail, raw, box, via, actor, kept, claim)
-        except TransitionConflict:
+        except TransitionConflict as exc:
             # Delivered twice at once: the other delivery stored it (this one rolled back).
             with self.store.read() as tx:
                 seen = tx.find_messages_txn([mail.message_id])
             if not seen:
+                # No other delivery: the database refused this message's row for its values
+                # (a constraint, a trigger): raised as what it is, so that the ways in tell
+                # it from a conflict worth another try (SMTP 554, IMAP goes past it).
+                cause = exc.__cause__
+                if isinstance(cause, Exception) and self.store.refuses_data(cause):
+                    raise cause from None
                 raise
             return Accepted.of_row(seen[0], "duplicate")
 

@@ -12,6 +12,8 @@ recipients. What a sending server learns, per the SMTP codes it understands:
   with the reason, so the sender's server bounces it now and says why: not an e-mail, or a
   record its mailbox's object type refuses for what the message holds ("subject: is
   required (the message's subject is empty)");
+* a message whose values the database refuses (a constraint, a trigger: again every time):
+  ``554``, the reason logged (not sent: it may show what the message holds);
 * anything else that fails (a database locked or away, a definition no message can
   satisfy, a bug): ``451``, a temporary failure: the server retries later, and the message
   arrives once that is fixed (a retry of a message already stored is a duplicate, accepted
@@ -73,6 +75,9 @@ class _Handler:
         except NotFound as exc:
             return reply("550 5.1.1", str(exc))
         except Exception as exc:  # not the message's fault (a database away, a bug): retried
+            if self.intake.store.refuses_data(exc):  # (its values: refused again every time)
+                log.error("message refused by the database: %s", _first_line(exc))
+                return "554 5.3.0 the message could not be stored (its values were refused)"
             if isinstance(exc, BatonError) or self.intake.store.is_transient(exc):
                 log.warning("message not taken now: %s", exc)
             else:
@@ -111,6 +116,13 @@ class SmtpListener:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+def _first_line(exc: BaseException) -> str:
+    """A database error in one line: the driver's message (never SQLAlchemy's statement and
+    parameters: personal data)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def reply(code: str, text: str) -> str:
