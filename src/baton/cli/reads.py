@@ -301,14 +301,14 @@ def fallout_list(reader: LeanReader, _s: Any, opts: dict[str, Any], _: list[str]
     from baton.engine.status import RunStatus, StepStatus
     from baton.runtime.views import fallout_view
 
-    out = []
-    for state in reader.fallout_states():  # as RunDriver.in_fallout and Engine.list_fallout
-        run = Run.from_json(state)
-        if run.status is not RunStatus.IN_PROGRESS:
-            continue
-        out += [fallout_view(run, sr) for sr in run.steps.values()
-                if sr.status is StepStatus.FALLOUT]
-    items = out[:_at_least_one(opts.get("limit", 100))]
+    runs: dict[str, Run] = {}
+    items = []
+    for state, step in reader.fallout_page(_at_least_one(opts.get("limit", 100))):
+        run = runs.get(state["id"]) or runs.setdefault(state["id"], Run.from_json(state))
+        sr = run.steps.get(step)  # (as RunDriver.in_fallout and Engine.list_fallout)
+        if sr is not None and sr.status is StepStatus.FALLOUT \
+                and run.status is RunStatus.IN_PROGRESS:
+            items.append(fallout_view(run, sr))
     return lambda: render.fallout_list(items, as_json=bool(opts.get("json")))
 
 

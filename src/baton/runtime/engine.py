@@ -60,7 +60,7 @@ from baton.runtime.children import ChildRuns
 from baton.runtime.definitions import PLAN_PREFIX, DefinitionRepo, DeployResult
 from baton.runtime.idempotency import IdempotencyClaim, IdempotencyKeys
 from baton.runtime.incidents import IncidentService
-from baton.runtime.runs import PlanRunCancel, RunDriver, json_object
+from baton.runtime.runs import FalloutPage, PlanRunCancel, RunDriver, json_object
 from baton.runtime.views import MAX_CHILDREN_SHOWN, fallout_view, run_detail, starts_children
 from baton.settings import Settings
 from baton.store.base import KeyPage, Total
@@ -650,14 +650,35 @@ class Engine:
         self.runs.evaluate_txn(tx, run_id, now_dt)
 
     # ---- fallout, resume, signals -------------------------------------------------------
-    def list_fallout(self, *, limit: int = 100) -> list[dict[str, Any]]:
+    def list_fallout(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """Steps waiting for an operator: one entry per step in fallout, oldest run first.
 
         Each entry's ``id`` is ``RUN_ID:STEP``, the form ``baton fallout`` commands take.
         """
-        check_window(limit, 0, "fallout list")
-        return [fallout_view(run, sr) for run, steps in self.runs.in_fallout()
-                for sr in steps][:limit]
+        return self.page_fallout(limit=limit, offset=offset)[1]
+
+    def page_fallout(self, *, limit: int = 100, offset: int = 0
+                     ) -> tuple[int, list[dict[str, Any]]]:
+        """How many steps are in fallout, and the entries of :meth:`list_fallout`'s page
+        (``limit`` from ``offset``), read at one snapshot: a page costs what it holds."""
+        check_window(limit, offset, "fallout list")
+        found = self.runs.in_fallout(offset, limit)
+        return found.total, [fallout_view(run, sr) for run, sr in found.steps]
+
+    def fallout_by_step(self, *, after: tuple[str, str] | None = None, limit: int = 50,
+                        groups: bool = False) -> FalloutPage:
+        """Steps in fallout by run id and step (the Fallout page), ``limit`` after the
+        ``(run_id, step)`` ``after``; with every step counted by orchestration, step and
+        error message (``groups``). Its ``steps`` are ``(run, step)``: see fallout_view."""
+        check_window(limit, 0, "fallout page")
+        return self.runs.fallout_by_step(after, limit, groups=groups)
+
+    def fallout_group(self, orchestration: str, step: str, message: str, *,
+                      limit: int = 10_000) -> tuple[int, list[str]]:
+        """How many steps in fallout one group (orchestration, step, error message) holds,
+        and the ids of its first ``limit`` by run id and step: what "Retry all" acts on."""
+        check_window(limit, 0, "fallout group")
+        return self.runs.fallout_group(orchestration, step, message, limit)
 
     @one_transaction
     def resolve_fallout(self, fallout_id: str, action: str, *, reason: str, actor: str = "system",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -23,8 +24,6 @@ from baton.definitions.model import (
     ObjectTypeDefinition,
     OrchestrationDefinition,
 )
-from baton.engine.attention import FALLOUT
-from baton.engine.attention import VALUES as ATTENTION_VALUES
 from baton.engine.decide import Decision, decide
 from baton.engine.events import (
     CancelRequested,
@@ -46,9 +45,9 @@ from baton.runtime.apply import Applier
 from baton.runtime.definitions import PLAN_PREFIX, DefinitionRepo
 from baton.runtime.idempotency import IdempotencyClaim
 from baton.storable import first_problem
-from baton.store.base import KeyPage, Total
+from baton.store.base import FalloutGroup, KeyPage, Total
 from baton.store.ports import Transaction
-from baton.store.sql import SqlStore
+from baton.store.sql import SqlStore, SqlTx
 
 FALLOUT_ACTIONS = ("retry", "complete", "skip")
 
@@ -330,24 +329,62 @@ class RunDriver:
                 raise NotFound("run", run_id)
             return tx.events_txn(run_id=run_id)  # type: ignore[return-value]
 
-    def in_fallout(self) -> list[tuple[Run, list[StepRun]]]:
-        """In-progress runs, oldest first, with their steps in fallout: the runs whose
-        ``attention`` says so (its partial index), not every run in progress."""
-        with_fallout = tuple(v for v in ATTENTION_VALUES if v & FALLOUT)
+    def in_fallout(self, offset: int = 0, limit: int = 100) -> FalloutPage:
+        """Steps in fallout, the oldest run first and a run's steps in its order: ``limit``
+        from ``offset``, and how many there are in all (one snapshot). A page of rows of
+        ``baton_fallout`` (kept with the runs: store/sql/fallout.py), then its runs."""
         with self.store.read() as tx:
-            # (only a run in progress has attention: no status term, which SQLite would
-            # rather read by ix_runs_status, every run in progress)
-            rows = tx.list_runs_txn({"attention": with_fallout}, 100_000, 0)
-        out = []
-        for row in reversed(rows):
-            run = Run.from_json(row["state"])
-            if run.status is not RUN_IN_PROGRESS:
-                continue
-            steps = [sr for sr in run.steps.values() if sr.status is STEP_FALLOUT]
-            if steps:
-                out.append((run, steps))
-        return out
+            total = tx.count_fallout_txn()
+            keys = tx.fallout_by_run_txn(offset, limit) if offset < total else []
+            return FalloutPage(total, _fallout_steps_txn(tx, keys), offset + len(keys) < total)
 
+    def fallout_by_step(self, after: tuple[str, str] | None, limit: int, *,
+                        groups: bool = False) -> FalloutPage:
+        """Steps in fallout by run id and step (the Fallout page's order, its cursor the
+        last ``(run_id, step)`` shown), ``limit`` after ``after``; with every step in
+        fallout counted by orchestration, step and error message (``groups``)."""
+        with self.store.read() as tx:
+            total = tx.count_fallout_txn()
+            keys = tx.fallout_by_step_txn(after, limit + 1)
+            found = tx.fallout_groups_txn() if groups else []
+            return FalloutPage(total, _fallout_steps_txn(tx, keys[:limit]), len(keys) > limit,
+                               found)
+
+    def fallout_group(self, orchestration: str, step: str, message: str, limit: int
+                      ) -> tuple[int, list[str]]:
+        """How many steps in fallout one group holds, and the ids (``RUN_ID:STEP``) of its
+        first ``limit`` by run id and step (one snapshot)."""
+        group = (orchestration, step, message)
+        with self.store.read() as tx:
+            n = tx.count_fallout_group_txn(group)
+            keys = tx.fallout_by_step_txn(None, limit, group=group) if n else []
+        return n, [f"{run_id}:{name}" for run_id, name in keys]
+
+
+@dataclass(frozen=True)
+class FalloutPage:
+    """A page of steps in fallout: ``total`` in all, ``steps`` (run, step) on the page,
+    whether ``more`` follow it, and (when asked) every step counted by group."""
+
+    total: int
+    steps: list[tuple[Run, StepRun]]
+    more: bool
+    groups: list[FalloutGroup] = field(default_factory=list)
+
+
+def _fallout_steps_txn(tx: SqlTx, keys: list[tuple[str, str]]) -> list[tuple[Run, StepRun]]:
+    """The runs and steps of these ``baton_fallout`` keys, in their order: one read of
+    their runs (their rows are written with the runs, in their transactions)."""
+    rows = tx.get_runs_txn(sorted({run_id for run_id, _ in keys}))
+    runs = {rid: Run.from_json(row["state"]) for rid, row in rows.items()}
+    out = []
+    for run_id, name in keys:
+        run = runs.get(run_id)
+        sr = run.steps.get(name) if run is not None else None
+        if run is not None and sr is not None and sr.status is STEP_FALLOUT \
+                and run.status is RUN_IN_PROGRESS:
+            out.append((run, sr))
+    return out
 
 def moved_txn(tx: Transaction) -> list[tuple[str, str]]:
     """The runs ``tx`` started and ended so far, one ``(orchestration, status)`` per

@@ -14,6 +14,18 @@ SLA_JOB = "sla"
 (the instant is kept on the run, ``baton.engine.sla``); the payload is ``{"at": sla_at}``."""
 
 
+@dataclass(frozen=True, slots=True)
+class FalloutGroup:
+    """Steps in fallout of one orchestration and step with one error message (the
+    Fallout page's "By error" rows: ``baton_fallout``, store/sql/fallout.py)."""
+
+    orchestration: str
+    step: str
+    message: str
+    count: int
+    first: str  # the run id of its first step by run id and step (its steps share a name)
+
+
 @dataclass(frozen=True)
 class Job:
     id: int | None  # None: no row (a step run in the batch that made it ready, an SLA instant)

@@ -25,7 +25,7 @@ from urllib.parse import quote
 from baton.store.base import DefinitionRow
 from baton.store.codec import json_loads, unpack_event_row
 
-SCHEMA_VERSIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, *range(10, 31)})
+SCHEMA_VERSIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, *range(10, 32)})
 """The versions of ``baton.store.migrations.MIGRATIONS`` (a unit test keeps them equal): a
 database with any other set of applied migrations is read through the full path (which
 migrates it first)."""
@@ -53,7 +53,6 @@ EVENT_COLUMNS = ("id", "at", "type", "actor", "record_id", "run_id", "data")
 CHILD_COLUMNS = ("id", "orchestration", "version", "status", "record_id", "current_stage",
                  "created_at", "completed_at", "parent_step")
 JSON_COLUMNS = frozenset({"data", "form", "input", "routing", "detail", "state", "doc"})
-FALLOUT_BIT = 1  # baton.engine.attention.FALLOUT
 ATTENTION_VALUES = (1, 2, 3)  # baton.engine.attention.VALUES
 
 
@@ -251,12 +250,25 @@ class LeanReader:
         return out
 
     def fallout_states(self) -> list[dict[str, Any]]:
-        """The states of runs with a step in fallout, oldest first (``RunDriver.in_fallout``)."""
-        values = [v for v in ATTENTION_VALUES if v & FALLOUT_BIT]
+        """The states of runs with a step in fallout, oldest first (the runs whose
+        ``attention`` says so; ``baton fallout list`` reads :meth:`fallout_page`)."""
+        values = [v for v in ATTENTION_VALUES if v & 1]
         rows = self._select("baton_runs", ("state",),
                             f"attention IN ({', '.join('?' * len(values))})", values,
                             "ORDER BY created_at DESC, id DESC LIMIT 100000")
         return [self._merged(r["state"]) for r in reversed(rows)]
+
+    def fallout_page(self, limit: int) -> list[tuple[dict[str, Any], str]]:
+        """The first ``limit`` steps in fallout, the oldest run first and a run's steps in
+        its order (``Engine.list_fallout``): ``(its run's state, the step)`` each, a range
+        of ``baton_fallout``'s ix_fallout_created and a read of those runs."""
+        keys = self._select("baton_fallout", ("run_id", "step"), "", (),
+                            f"ORDER BY created_at, run_id, pos LIMIT {int(limit)}")
+        run_ids = sorted({k["run_id"] for k in keys})
+        states = {r["id"]: self._merged(r["state"]) for r in self._select(
+            "baton_runs", ("id", "state"), f"id IN ({', '.join('?' * len(run_ids))})",
+            run_ids)} if run_ids else {}
+        return [(states[k["run_id"]], k["step"]) for k in keys if k["run_id"] in states]
 
     # ---- work items ---------------------------------------------------------------------
     def page_work(self, statuses: Sequence[str], after: str | None, offset: int, limit: int

@@ -462,6 +462,38 @@ def _m030_callback_answers(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE baton_callbacks ADD COLUMN answer VARCHAR(20)")
 
 
+def _m031_fallout_steps(conn: Connection) -> None:
+    """The steps in fallout in rows of their own (baton_fallout), kept by the run writer
+    and a trigger on baton_runs: the Fallout list, its totals and its groups read them
+    instead of every such run's state. Filled here from the runs in progress whose
+    ``attention`` holds the fallout bit (their states, their split steps merged).
+    (Self-contained: it may be renumbered.)"""
+    schema.fallout.create(conn, checkfirst=True)
+    schema.create_fallout_triggers(conn)
+    conn.exec_driver_sql("DELETE FROM baton_fallout")
+    r, st = schema.runs, schema.run_steps
+    rows = conn.execute(select(r.c.id, r.c.orchestration, r.c.created_at, r.c.state)
+                        .where(r.c.attention.in_((1, 3)), r.c.status == "in_progress")).all()
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        state = row.state if isinstance(row.state, dict) else {}
+        steps = state.get("steps")
+        if steps is None and state.get("split"):  # (format 4: its steps in rows)
+            found = conn.execute(select(st.c.step, st.c.doc).where(st.c.run_id == row.id)
+                                 .order_by(st.c.pos)).all()
+            steps = {f.step: f.doc for f in found}
+        for pos, (name, doc) in enumerate((steps or {}).items()):
+            if isinstance(doc, dict) and doc.get("status") == "fallout":
+                err = doc.get("error")
+                message = ((err.get("message") if isinstance(err, dict) else None)
+                           or str(err)).replace("\x00", "\ufffd")  # (no NUL in PG text)
+                out.append({"run_id": row.id, "step": name, "pos": pos,
+                            "created_at": row.created_at, "orchestration": row.orchestration,
+                            "message": message})
+    for i in range(0, len(out), 1000):
+        conn.execute(schema.fallout.insert(), out[i:i + 1000])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run, concurrent=("ix_jobs_run",)),
@@ -506,6 +538,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _m029_message_notes),
     Migration(30, "callbacks keep what they were answered (a repeat is answered again)",
               _m030_callback_answers),
+    Migration(31, "the steps in fallout in rows of their own (the Fallout list's reads)",
+              _m031_fallout_steps),
 )
 LATEST = MIGRATIONS[-1].version
 _KNOWN = frozenset(m.version for m in MIGRATIONS)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from baton.store.base import DefinitionRow, KeyPage, Total
+from baton.store.base import DefinitionRow, FalloutGroup, KeyPage, Total
 
 Row = dict[str, Any]
 
@@ -79,6 +79,14 @@ class Runs(Protocol):
     def page_runs_txn(self, filters: Row, after: str | None, offset: int,
                       limit: int) -> KeyPage: ...
     def count_runs_bounded_txn(self, filters: Row) -> Total: ...
+    # the steps in fallout (baton_fallout: store/sql/fallout.py)
+    def count_fallout_txn(self) -> int: ...
+    def fallout_groups_txn(self) -> list[FalloutGroup]: ...
+    def fallout_by_run_txn(self, offset: int, limit: int) -> list[tuple[str, str]]: ...
+    def fallout_by_step_txn(self, after: tuple[str, str] | None, limit: int, *,
+                            group: tuple[str, str, str] | None = None
+                            ) -> list[tuple[str, str]]: ...
+    def count_fallout_group_txn(self, group: tuple[str, str, str]) -> int: ...
 
 
 class WorkItems(Protocol):

@@ -26,6 +26,7 @@ from baton.store import schema as s
 from baton.store.codec import EVENT_ID_SPAN, PACKED, pack_events, unpack_event_row
 from baton.store.sql.callbacks import CallbacksSql
 from baton.store.sql.classifiers import ClassifiersSql
+from baton.store.sql.fallout import FalloutSql, with_fallout
 from baton.store.sql.idempotency import IdempotencySql
 from baton.store.sql.incidents import IncidentsSql
 from baton.store.sql.marks import reads, refused, writes
@@ -83,7 +84,8 @@ def _step_sla(step: str, n: int) -> Any:
 
 
 class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, IncidentsSql,
-            SchedulesSql, MessagesSql, ClassifiersSql, CallbacksSql, PlansSql, RoutingSql):
+            SchedulesSql, MessagesSql, ClassifiersSql, CallbacksSql, PlansSql, RoutingSql,
+            FalloutSql):
     """One open transaction; every method runs inside it and never commits."""
 
     def __init__(self, conn: Connection, hot: dict[Any, Hot] | None = None,
@@ -231,6 +233,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             rows = [{**(row() if callable(row) else row), "_id": rid, "_seq": seq}
                     for rid, (row, seq) in self._run_writes.items()]
             self._run_writes = {}
+            fallout = with_fallout(rows)  # (their steps, before a split run's are taken out)
             steps: list[StepWrites] = []
             for i, row in enumerate(rows):  # (a run of more than SPLIT_STEPS steps: split)
                 if len(row["state"].get("steps") or ()) > SPLIT_STEPS:
@@ -243,6 +246,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
                 raise TransitionConflict("a run of this batch changed concurrently")
             if steps:
                 self._write_steps(steps)
+            if fallout:  # (runs with a step in fallout only: fallout.py)
+                self._sync_fallout_txn(fallout)
         if self._record_writes:
             rows = list(self._record_writes.values())
             self._record_writes = {}
@@ -493,6 +498,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
         if isinstance(steps, SplitSteps):  # (a run read split, inserted as another: whole)
             row = {**row, "state": {**row["state"], "steps": steps.docs()}}
         self._write("insert_run", INSERT_RUN, row)
+        if (row.get("attention") or 0) & 1:  # a step in fallout already (fallout.py)
+            self._sync_fallout_txn([row])
 
     @reads("runs", "id", "row")
     def get_run_txn(self, run_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
@@ -516,6 +523,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             first = self._run_writes.get(row["id"])
             self._run_writes[row["id"]] = (row, first[1] if first else expected_seq)
             return
+        fallout = (row.get("attention") or 0) & 1  # a step in fallout (fallout.py)
+        whole = row
         split = split_row(row, self._steps_base(row["id"], expected_seq), expected=expected_seq)
         if split is not None:
             row = split[0]
@@ -523,6 +532,8 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             raise TransitionConflict(f"run {row['id']} changed concurrently (expected seq {expected_seq})")
         if split is not None:
             self._write_steps([split[1]])
+        if fallout:
+            self._sync_fallout_txn([whole])
 
     def update_run_lazy_txn(self, run_id: str, build: Callable[[], dict[str, Any]],
                             expected_seq: int) -> None:

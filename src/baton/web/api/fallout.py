@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from baton.auth.roles import Permission
-from baton.web.api.common import After, Limit, Offset, Page, Reason, page_of, start_of, under
+from baton.web.api.common import After, Limit, Offset, Page, Reason, page, start_of, under
 from baton.web.api.runs import ACTION_ERRORS, KEYED, RunDetail, run_action
 from baton.web.idempotency import ActionIdempotencyKey, replayable
 from baton.web.problems import problem_responses
@@ -20,7 +20,6 @@ router = APIRouter(prefix="/fallout", tags=["Fallout"])
 FALLOUT = Depends(need(Permission.FALLOUT))
 FalloutId = Annotated[str, Path(min_length=3, max_length=250, pattern=r"^[^:]+:.+$",
                                             description="RUN_ID:STEP")]
-MAX_SCAN = 100_000
 
 
 class FalloutItem(BaseModel):
@@ -47,7 +46,8 @@ class CompleteByHand(Reason):
 def list_fallout(request: Request, limit: Limit = 50, offset: Offset = 0, after: After = None,
                  _: Principal = FALLOUT) -> dict[str, Any]:
     start = start_of("fallout", after, offset)
-    return page_of(engine_of(request).list_fallout(limit=MAX_SCAN), limit, start, "fallout")
+    total, items = engine_of(request).page_fallout(limit=limit, offset=start)
+    return page(items, total, limit, start, "fallout")
 
 
 _ACTIONS = ("; 409 when the step is not in fallout (any more)." + KEYED)

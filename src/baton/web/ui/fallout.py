@@ -12,7 +12,6 @@ the page says how many it holds now.
 
 from __future__ import annotations
 
-import bisect
 import re
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -22,8 +21,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from baton.auth.roles import Permission
 from baton.errors import NotFound, TransitionConflict, ValidationError
-from baton.runtime.engine import Engine
-from baton.store.base import Total
+from baton.runtime.views import fallout_view
+from baton.store.base import FalloutGroup, Total
 from baton.web.security import Principal, engine_of
 from baton.web.ui.base import Paging, cursor_param, form_json, page_need, render
 
@@ -35,7 +34,6 @@ PAGE = 50  # steps in fallout on a page (each with its form)
 INCIDENT_PAGE = 50
 GROUPS_SHOWN = 50  # rows of the "By error" table (the largest groups)
 GROUP_LIMIT = 10_000  # steps one "Retry all" acts on at most (the first, in page order)
-MAX_SCAN = 100_000  # steps in fallout read at most (as GET /api/fallout)
 MAX_INCIDENT_OFFSET = 1_000_000
 
 # Where the page was (its cursors), carried by its forms so that an answer shows it again.
@@ -135,69 +133,46 @@ def retry_group(request: Request, principal: Operator, key: Annotated[str, Form(
         return refused("Reason is required: say why (it is audited)", 422)
     if not count.isdigit() or len(count) > 7:
         return refused("Say how many steps to retry: the number its button shows", 422)
-    ids = [e["id"] for e in _entries(eng) if _group_key(e) == key]
-    if not ids:
+    parts = key.split("\x1f", 2)
+    held, ids = (eng.fallout_group(*parts, limit=GROUP_LIMIT) if len(parts) == 3
+                 else (0, []))
+    if not held:
         return refused("Nothing left in that group: its steps were resolved meanwhile", 409)
-    if len(ids) != int(count):
-        return refused(f"That group changed: it holds {len(ids)} step"
-                       f"{'s' if len(ids) != 1 else ''} now, not {int(count)}; nothing was "
+    if held != int(count):
+        return refused(f"That group changed: it holds {held} step"
+                       f"{'s' if held != 1 else ''} now, not {int(count)}; nothing was "
                        "retried. Check it, then retry again", 409)
     moved = 0
-    for fallout_id in ids[:GROUP_LIMIT]:
+    for fallout_id in ids:
         try:
             eng.resolve_fallout(fallout_id, "retry", reason=reason.strip(), actor=principal.name)
         except (TransitionConflict, NotFound):
             moved += 1  # resolved by someone else meanwhile: nothing to do for it
-    retried = min(len(ids), GROUP_LIMIT) - moved
+    retried = len(ids) - moved
     return _back(f"retried {retried} step{'s' if retried != 1 else ''}", after, incidents)
 
 
-def _position(entry: dict[str, Any]) -> tuple[str, str]:
-    return entry["run_id"], entry["step"]
+def _groups(found: list[FalloutGroup]) -> list[dict[str, Any]]:
+    """Every step in fallout grouped by orchestration, step and error message (counted by
+    the store), largest group first (then by orchestration, step, and the group whose
+    first step comes first in the page's order), each with its true size (``count``) and
+    what its button acts on (``acts_on``)."""
+    ordered = sorted(found, key=lambda g: (-g.count, g.orchestration, g.step, g.first))
+    return [{"key": f"{g.orchestration}\x1f{g.step}\x1f{g.message}",
+             "orchestration": g.orchestration, "step": g.step, "error": g.message,
+             "count": g.count, "acts_on": min(g.count, GROUP_LIMIT)} for g in ordered]
 
 
-def _entries(eng: Engine) -> list[dict[str, Any]]:
-    """Every step in fallout, by run id (time-ordered: the oldest run first) and step: the
-    order the page's cursor follows."""
-    return sorted(eng.list_fallout(limit=MAX_SCAN), key=_position)
-
-
-def _group_key(entry: dict[str, Any]) -> str:
-    message = (entry.get("error") or {}).get("message") or str(entry.get("error"))
-    return f"{entry['orchestration']}\x1f{entry['step']}\x1f{message}"
-
-
-def _groups(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Entries grouped by orchestration, step and error message, largest group first,
-    each with its true size (``count``) and what its button acts on (``acts_on``)."""
-    groups: dict[str, dict[str, Any]] = {}
-    for e in entries:
-        key = _group_key(e)
-        g = groups.get(key)
-        if g is None:
-            g = groups[key] = {"key": key, "orchestration": e["orchestration"],
-                               "step": e["step"], "error": key.split("\x1f", 2)[2], "count": 0}
-        g["count"] += 1
-    for g in groups.values():
-        g["acts_on"] = min(g["count"], GROUP_LIMIT)
-    return sorted(groups.values(), key=lambda g: (-g["count"], g["orchestration"], g["step"]))
-
-
-def _page_of(entries: list[dict[str, Any]], after: str | None
-             ) -> tuple[list[dict[str, Any]], str | None]:
-    """The page after the cursor ``after`` (``RUN_ID:STEP``, the previous page's last)."""
-    start = 0
-    if after is not None:
-        run_id, colon, step = after.partition(":")
-        if not colon or not run_id or not step:
-            raise ValidationError("fallout page", {"query.after": (
-                "not a cursor of this list: follow the page's Next page link, or leave "
-                "it out for the first page")})
-        anchor = (run_id, step)
-        start = bisect.bisect_right(entries, anchor, key=_position)
-    shown = entries[start:start + PAGE]
-    more = start + PAGE < len(entries)
-    return shown, (shown[-1]["id"] if more and shown else None)
+def _anchor(after: str | None) -> tuple[str, str] | None:
+    """The cursor ``after`` (``RUN_ID:STEP``, the previous page's last) as a key."""
+    if after is None:
+        return None
+    run_id, colon, step = after.partition(":")
+    if not colon or not run_id or not step:
+        raise ValidationError("fallout page", {"query.after": (
+            "not a cursor of this list: follow the page's Next page link, or leave "
+            "it out for the first page")})
+    return run_id, step
 
 
 DONE = (*ACTIONS, *(f"incident {a}" for a in INCIDENT_ACTIONS), "incident still failing")
@@ -210,17 +185,19 @@ def _page(request: Request, principal: Principal, after: str | None, incidents: 
           group_error: dict[str, str] | None = None, status: int = 200) -> Response:
     eng = engine_of(request)
     after = cursor_param(after)
-    every = _entries(eng)
-    entries, next_cursor = _page_of(every, after)
-    groups = _groups(every)
+    found = eng.fallout_by_step(after=_anchor(after), limit=PAGE, groups=True)
+    entries = [fallout_view(run, sr) for run, sr in found.steps]
+    next_cursor = entries[-1]["id"] if found.more and entries else None
+    groups = _groups(found.groups)
+    total = found.total
     incident_total = eng.count_incidents()
     shown_incidents = eng.list_incidents(limit=INCIDENT_PAGE, offset=incidents)
     shown_done = done if done in DONE or RETRIED.fullmatch(done or "") else None
     here = {"after": after or "", "incidents": incidents}
     return render(request, "fallout.html", principal, {
-        "entries": entries, "total": len(every), "groups": groups[:GROUPS_SHOWN],
+        "entries": entries, "total": total, "groups": groups[:GROUPS_SHOWN],
         "more_groups": groups[GROUPS_SHOWN:], "group_limit": GROUP_LIMIT,
-        "paging": Paging(Total(len(every)), after, next_cursor, PAGE),
+        "paging": Paging(Total(total), after, next_cursor, PAGE),
         "pager_query": {"incidents": incidents} if incidents else {},
         "here": here, "group_error": group_error,
         "incidents": shown_incidents, "incident_total": incident_total,
