@@ -198,6 +198,8 @@ def _email(d: Mapping[str, Any], n: Notation, what: str) -> str:
         text += f" (attempt {d['attempt']})"
     if d.get("unresolved"):
         text += f"; no address for {_listed(d['unresolved'])}"
+    if d.get("refused"):
+        text += f"; refused by the server for {_listed(sorted(d['refused']))}"
     if d.get("reason"):
         text += f": {d['reason']}"
     if d.get("error"):
@@ -246,6 +248,7 @@ _DESCRIBED: dict[str, Callable[[Mapping[str, Any], Notation], str]] = {
                                             f"{_listed(d.get('recipients'))} ({d.get('reason')})"),
     "email_queued": partial(_email, what="queued"),
     "email_skipped": partial(_email, what="not sent: nobody to send it to"),
+    "email_withdrawn": partial(_email, what="not sent"),
     "email_sent": partial(_email, what="sent"),
     "email_failed": partial(_email, what="failed"),
     "email_dropped": partial(_email, what="dropped after its last attempt"),

@@ -117,5 +117,6 @@ class EmailPayload(TypedDict):
     record_id: str | None
     step: NotRequired[str | None]
     work_item: NotRequired[str]
+    assignee: NotRequired[str]  # an assignment's KIND:NAME: not sent once it is not theirs
     link: NotRequired[str | None]
     html: NotRequired[str]

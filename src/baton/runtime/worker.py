@@ -69,6 +69,7 @@ from baton.storable import first_problem
 from baton.store.base import Job
 from baton.store.sql import PlanAborted, PlanTx
 from baton.work import notify
+from baton.work.emails import stale_assignment
 
 log = logging.getLogger("baton.worker")
 
@@ -807,10 +808,17 @@ class Worker:
             return event_row(kind, "system", iso(now_dt), p.get("record_id"), job.run_id,
                              {**data, **extra})
 
-        try:
-            notify.send_email(p["recipients"], p["subject"], p["text"], job.run_id,
-                              self.engine.settings.smtp, link=p.get("link"),
-                              html_body=p.get("html"))
+        if p.get("work_item"):  # not for an item done or given to others since it was queued
+            with self.store.read() as tx:
+                why = stale_assignment(tx.get_work_item_txn(p["work_item"]), p)
+            if why is not None:
+                return _Result(job, None, audit=[audit("email_withdrawn", reason=why)])
+        smtp = self.engine.settings.smtp
+        try:  # (one Message-ID for every attempt of the job: a copy sent again is known)
+            refused = notify.send_email(
+                p["recipients"], p["subject"], p["text"], job.run_id, smtp,
+                link=p.get("link"), html_body=p.get("html"), at=now_dt,
+                msg_id=notify.message_id(smtp, f"baton.{job.run_id}.{job.id}"))
         except Exception as exc:  # noqa: BLE001 - SMTP, network, configuration: not the worker's problem
             error = f"{type(exc).__name__}: {exc}"
             metrics.EMAILS.labels("failed").inc()
@@ -825,6 +833,10 @@ class Worker:
             return _Result(job, None, audit=[audit("email_failed", error=error,
                                                    retry_at=retry_at)], release_at=retry_at)
         metrics.EMAILS.labels("sent").inc()
+        if refused:  # the others have it: not sent again, the refused ones said
+            log.warning("email job %s (run %s) sent, but the server refused %s", job.id,
+                        job.run_id, ", ".join(f"{a} ({r})" for a, r in refused.items()))
+            return _Result(job, None, audit=[audit("email_sent", refused=refused)])
         return _Result(job, None, audit=[audit("email_sent")])
 
     def _execute_schedule(self, job: Job, snapshot: _Snapshot | None) -> _Result:

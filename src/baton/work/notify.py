@@ -9,21 +9,28 @@ Configuration comes in as :class:`baton.settings.Settings` (read from ``BATON_SM
 ``user_emails`` resolve names to addresses, ``notify_assignments`` turns assignment
 e-mails on (``Engine(notify_assignments=...)`` overrides it).
 
-``smtplib`` and ``email`` are imported when a message is built or sent (on a worker that
-sends one): every ``baton`` command that opens the Engine imports this module, and most
-never send mail.
+``smtplib``, ``ssl`` and ``email`` are imported when a message is built or sent (on a
+worker that sends one): every ``baton`` command that opens the Engine imports this module,
+and most never send mail.
+
+Every message has what RFC 5322 requires and mail providers check (``Date``, a
+``Message-ID``: a server such as Gmail refuses mail without one) and says it is automatic
+(``Auto-Submitted: auto-generated``, RFC 3834): the out-of-office reply of someone away, who
+is often why they have a delegate, is not sent back to Baton's address. STARTTLS checks the
+server's certificate and name (the system's CAs, or ``SSL_CERT_FILE``) before the SMTP
+password is sent: ``smtplib``'s default would send it to anyone in the middle.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Iterable, Mapping
-from datetime import UTC
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from baton.clock import parse_iso
+from baton.clock import SystemClock, parse_iso
 from baton.definitions.model import PRIORITIES
 from baton.settings import Settings, SmtpSettings
 
@@ -38,9 +45,10 @@ MAX_ATTEMPTS = 5
 RETRY_BASE = 30.0  # seconds; the n-th failure waits RETRY_BASE * 2**(n-1)
 
 
-def resolve_recipients(names: Iterable[str], assignee: str | None, settings: Settings,
-                       ) -> tuple[list[str], list[str]]:
-    """Names -> (addresses, unresolved names). ``assignee`` is the work item's user name.
+def resolve_recipients(names: Iterable[str], assignee: str | Sequence[str] | None,
+                       settings: Settings) -> tuple[list[str], list[str]]:
+    """Names -> (addresses, unresolved names). ``assignee`` is the work item's user name,
+    or the names of everyone working it (its user, who claimed it, her delegate).
 
     An entry with ``@`` is an address; ``assignee`` is the work item's assignee (an address
     itself, or through ``settings.user_emails``); other names go through
@@ -48,15 +56,14 @@ def resolve_recipients(names: Iterable[str], assignee: str | None, settings: Set
     """
     groups = settings.notify_addresses
     users = settings.user_emails
+    people = [assignee] if isinstance(assignee, str) else list(assignee or ())
     found: list[str] = []
     unresolved: list[str] = []
     for name in names:
         if "@" in name:
             hits: Any = name
         elif name == "assignee":
-            hits = None
-            if assignee:
-                hits = assignee if "@" in assignee else users.get(assignee)
+            hits = [a if "@" in a else users.get(a) for a in people if a]
         else:
             hits = groups.get(name)
         hits = [hits] if isinstance(hits, str) else hits
@@ -85,7 +92,7 @@ def assignment_message(item: Mapping[str, Any], object_type: str | None = None,
         ("Assigned to", f"{item['assignee_kind']} {item['assignee']}"),
         *([("Reassigned from", previous.replace(":", " ", 1))] if previous else []),
         ("Priority", priority),
-        ("Due", _when(item.get("due_at"))),
+        ("Due", when_text(item.get("due_at"))),
         ("Record", record),
         ("Run", f"{item['run_id']} ({item['orchestration']}, step {item['step']})"),
     ]
@@ -105,8 +112,9 @@ def assignment_message(item: Mapping[str, Any], object_type: str | None = None,
     return subject, text, body
 
 
-def _when(at: str | None) -> str:
-    """An ISO time as people read it: ``2026-01-05 13:00 UTC``."""
+def when_text(at: str | None) -> str:
+    """An ISO time as people read it: ``2026-01-05 13:00 UTC``. (Users have no time zone
+    of their own in the directory: e-mails say UTC, as delegation dates are.)"""
     if not at:
         return "-"
     try:
@@ -126,14 +134,30 @@ def message_policy() -> EmailPolicy[EmailMessage]:
     return policy.default.clone(max_line_length=998)
 
 
+def message_id(settings: SmtpSettings, local: str | None = None) -> str:
+    """A ``Message-ID`` at the sender's domain: ``<LOCAL@DOMAIN>``; a random ``LOCAL``
+    when none is given. The worker gives one made from the job (its run and number), so a
+    message sent again after a retry or a crash (the server took it, the worker did not
+    learn so) carries the same id, which servers and mail programs use to drop the copy."""
+    import secrets
+
+    domain = settings.sender.rpartition("@")[2].strip("<> ") or "localhost"
+    local = "".join(c for c in (local or "") if c.isalnum() or c in ".-_") \
+        or f"baton.{secrets.token_hex(12)}"
+    return f"<{local}@{domain}>"
+
+
 def build_message(settings: SmtpSettings, recipients: list[str], subject: str, text: str,
                   run_id: str | None = None, *, link: str | None = None,
-                  html_body: str | None = None) -> EmailMessage:
+                  html_body: str | None = None, msg_id: str | None = None,
+                  at: datetime | None = None) -> EmailMessage:
     """A plain text message with an HTML alternative.
 
     ``link`` is a path in the web UI (``/work/ID``): the message links to it under
     ``settings.base_url``. Without it the message links to the run (when a base URL is set).
-    ``html_body`` replaces the HTML rendering of ``text``.
+    ``html_body`` replaces the HTML rendering of ``text``. ``msg_id`` is the
+    ``Message-ID`` (see :func:`message_id`; a new one if None), ``at`` the ``Date``
+    (now if None).
     """
     body = html_body if html_body is not None else f"<pre>{html.escape(text)}</pre>"
     if link is not None:
@@ -151,10 +175,14 @@ def build_message(settings: SmtpSettings, recipients: list[str], subject: str, t
         if url:
             body += f'\n<p><a href="{html.escape(url)}">{html.escape(url)}</a></p>'
     from email.message import EmailMessage
+    from email.utils import format_datetime
 
     msg = EmailMessage(policy=message_policy())
     msg["Subject"] = subject
     msg["From"] = settings.sender
+    msg["Date"] = format_datetime((at or SystemClock().now()).astimezone(UTC))
+    msg["Message-ID"] = msg_id or message_id(settings)
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies to it
     # Members of a group or queue get one message, delivered by envelope: none of them sees
     # the others' addresses.
     msg["To"] = recipients[0] if len(recipients) == 1 else "undisclosed-recipients:;"
@@ -165,18 +193,27 @@ def build_message(settings: SmtpSettings, recipients: list[str], subject: str, t
 
 def send_email(recipients: list[str], subject: str, text: str, run_id: str | None,
                settings: SmtpSettings, *, link: str | None = None,
-               html_body: str | None = None) -> None:
-    """Send one message; raises on any SMTP or network error (the caller retries)."""
+               html_body: str | None = None, msg_id: str | None = None,
+               at: datetime | None = None) -> dict[str, str]:
+    """Send one message; raises on any SMTP or network error (the caller retries), and
+    when the server refuses every recipient. Returns the recipients it refused while
+    taking the message for the others (address -> the server's reply), for the caller to
+    report: sending again would repeat the message to those who got it."""
     msg = build_message(settings, recipients, subject, text, run_id, link=link,
-                        html_body=html_body)
+                        html_body=html_body, msg_id=msg_id, at=at)
     import smtplib
 
     with smtplib.SMTP(settings.host, settings.port, timeout=SMTP_TIMEOUT) as smtp:
         if settings.starttls:
-            smtp.starttls()
+            import ssl
+
+            # Verified (CAs, host name), unlike smtplib's default, before any password.
+            smtp.starttls(context=ssl.create_default_context())
         if settings.user:
             smtp.login(settings.user, settings.password or "")
-        smtp.send_message(msg, from_addr=settings.sender, to_addrs=recipients)
+        refused = smtp.send_message(msg, from_addr=settings.sender, to_addrs=recipients)
+    return {rcpt: f"{code} {reply.decode('utf-8', 'replace')}"
+            for rcpt, (code, reply) in refused.items()}
 
 
 def retry_delay(attempts: int) -> float:
