@@ -358,8 +358,20 @@ def deploy(path: Annotated[Path | None, typer.Argument(help="File or folder (def
         print_json([{"kind": r.kind, "name": r.name, "version": r.version, "changed": r.changed}
                     for r in results])
         return
+    # An unchanged text keeps its version, and does not make it active: after a rollback
+    # (`definitions activate`) the older version stays in effect, which the table says.
+    active = {(row.kind, row.name): row.version for row in eng.definitions.list_versions()
+              if row.active} if not all(r.changed for r in results) else {}
+
+    def unchanged(r: Any) -> str:
+        now = active.get((r.kind, r.name))
+        return ("unchanged" if now == r.version
+                else "unchanged; deactivated: no version is active" if now is None
+                else f"unchanged; not the active version: v{now} is")
+
     table("Deployed", ["kind", "name", "version", ""],
-          [[r.kind, r.name, r.version, "new version" if r.changed else "unchanged"] for r in results])
+          [[r.kind, r.name, r.version, "new version" if r.changed else unchanged(r)]
+           for r in results])
 
 
 @db_app.command("upgrade")

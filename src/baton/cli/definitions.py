@@ -10,7 +10,7 @@ import typer
 from baton.cli import complete, render
 from baton.cli.params import listed, one_of
 from baton.definitions import KINDS
-from baton.errors import NotFound
+from baton.errors import BatonError, NotFound
 
 definitions_app = typer.Typer(no_args_is_help=True,
                               help="Deployed definitions: versions, the active one, schedules.")
@@ -22,8 +22,6 @@ def _engine() -> Any:
     from baton.cli.context import state
 
     return state.engine()
-
-
 
 
 @definitions_app.command("list")
@@ -54,6 +52,54 @@ def definitions_show(
     versions = sorted(eng.definitions.list_versions(kind, name), key=lambda r: r.version)
     sch = eng.definitions.schedules().get(name) if kind == "orchestration" else None
     render.definitions_show(kind, name, shown, versions, sch, as_json=as_json)
+
+
+@definitions_app.command("diff")
+def definitions_diff(
+    name: Annotated[str, typer.Argument(help="Definition name", autocompletion=complete.definitions)],
+    from_: Annotated[int | None, typer.Option("--from", min=1, help="The older version (default: the one before --to)")] = None,
+    to: Annotated[int | None, typer.Option("--to", min=1, help="The newer version (default: the latest)")] = None,
+    kind: Annotated[str, typer.Option("--kind", "-k", callback=one_of(KINDS), help=f"The definition's kind: {listed(KINDS)}")] = "orchestration",
+    as_json: JsonOpt = False,
+) -> None:
+    """What changed between two versions: a unified diff of their YAML (lines - in --from,
+    + in --to). Without options, the latest version against the one before it. The JSON is
+    GET /api/definitions/{kind}/{name}/diff's. Exit 0 whether or not they differ.
+
+    Examples:
+      baton definitions diff case_triage
+      baton definitions diff case_triage --from 2 --to 5
+      baton definitions diff Case --kind object --json
+    """
+    eng = _engine()
+    numbers = sorted(r.version for r in eng.definitions.list_versions(kind, name))
+    if not numbers:
+        raise _not_found(eng, NotFound(kind, name), kind, name, None)
+    new = numbers[-1] if to is None else to
+    if from_ is not None:
+        old = from_
+    else:
+        before = [v for v in numbers if v < new]
+        if not before:
+            if len(numbers) == 1:
+                raise BatonError(f"{kind} {name!r} has one version (v{new}): nothing to "
+                                 "compare it with")
+            raise BatonError(f"v{new} is {name!r}'s first version: nothing before it to "
+                             f"compare it with; give --from (its versions are "
+                             f"{_listed(numbers)})")
+        old = before[-1]
+    try:
+        text = eng.definitions.diff(kind, name, old, new)
+    except NotFound as exc:
+        missing = old if old not in numbers else new
+        raise _not_found(eng, exc, kind, name, missing) from None
+    if as_json:
+        from baton.cli.output import print_json
+
+        print_json({"kind": kind, "name": name, "from_version": old, "to_version": new,
+                    "diff": text})
+        return
+    _print_diff(kind, name, old, new, text)
 
 
 @definitions_app.command("activate")
@@ -125,6 +171,21 @@ def _listed(versions: list[int]) -> str:
 
 def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
+
+
+def _print_diff(kind: str, name: str, old: int, new: int, text: str) -> None:
+    """The unified diff, its removed lines red and added ones green on a terminal."""
+    from rich.text import Text
+
+    from baton.cli.output import console
+
+    if not text:
+        console.print(f"{kind} {name}: v{old} and v{new} are the same text", highlight=False)
+        return
+    styles = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
+    for line in text.splitlines():
+        style = next((st for prefix, st in styles if line.startswith(prefix)), "")
+        console.print(Text(line, style=style), soft_wrap=True, highlight=False)
 
 
 def _print_active(eng: Any, kind: str, name: str, active: int | None, *, as_json: bool) -> None:

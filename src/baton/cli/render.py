@@ -309,9 +309,15 @@ def definitions_show(kind: str, name: str, shown: Any, versions: Sequence[Any],
                      sch: Mapping[str, Any] | None, *, as_json: bool) -> None:
     """``baton definitions show``: ``shown`` and ``versions`` are definition rows (with
     ``version``, ``active``, ``deployed_at``, ``deployed_by``, ``file``, ``source``)."""
+    active = next((v.version for v in versions if v.active), None)
     if as_json:
-        print_json({"kind": kind, "name": name, "schedule": sch, "source": shown.source,
+        # ``version``: which one ``source`` is (the latest without --version)
+        print_json({"kind": kind, "name": name, "schedule": sch, "version": shown.version,
+                    "checksum": shown.checksum, "source": shown.source,
+                    "active_version": active,
+                    "latest_version": max((v.version for v in versions), default=None),
                     "versions": [{"version": v.version, "active": v.active,
+                                  "checksum": v.checksum,
                                   "deployed_at": v.deployed_at, "deployed_by": v.deployed_by,
                                   "file": v.file} for v in versions]})
         return
@@ -323,7 +329,9 @@ def definitions_show(kind: str, name: str, shown: Any, versions: Sequence[Any],
         console.print(f"schedule {sch['cron']!r} ({sch['timezone']}, v{sch['version']}): next run "
                       f"{nxt}; last tick {sch['last_at'] or 'never'}"
                       + (f" (run {sch['last_run_id']})" if sch["last_run_id"] else ""))
-    console.print(f"\n# v{shown.version} ({shown.file})", markup=False)
+    state = ("" if shown.active else "; deactivated: no version is active" if active is None
+             else f"; not the active version: v{active} is")
+    console.print(f"\n# v{shown.version} ({shown.file}){state}", markup=False)
     console.print(shown.source, markup=False, highlight=False)
 
 

@@ -7,8 +7,9 @@ version: kind, name, version, whether it was active, file, YAML text) and, with
 password hash or a token: imported users set a password or get a token where they land).
 
 Import validates everything first — every YAML text through the same loader as
-``baton deploy``, every user's roles and names — and then writes in ONE transaction, or
-writes nothing. Versions are matched by content: a text the target already has (any of its
+``baton deploy`` (a version it does not make active as a sound definition of its kind: its
+fit to the object types is judged when it is activated, as history is stored, not run),
+every user's roles and names — and then writes in ONE transaction, or writes nothing. Versions are matched by content: a text the target already has (any of its
 versions) is not deployed again; a new text becomes the target's next version. The bundle's
 active version becomes the active one; a definition deactivated in the bundle is
 deactivated. Run history, records and work are never part of a bundle.
@@ -38,10 +39,12 @@ from __future__ import annotations
 
 import gzip
 import io
+import posixpath
 import tarfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -50,7 +53,7 @@ from sqlalchemy.exc import IntegrityError
 from baton import __version__
 from baton.auth.directory import Directory, _check_names
 from baton.clock import iso
-from baton.definitions.loader import check_texts
+from baton.definitions.loader import _finish, check_texts, parse_text
 from baton.definitions.model import LoadedDefinition, ObjectTypeDefinition
 from baton.errors import BatonError, DefinitionError, Issue, TransitionConflict, ValidationError
 from baton.runtime import schedules
@@ -123,6 +126,7 @@ def export_bundle(engine: Engine, *, include_people: bool = False,
     """The bundle (gzip'd tar) of this database's definitions: the active version of each
     (the latest for one that is deactivated), or every version with ``all_versions``."""
     rows = engine.definitions.list_versions()
+    projects = _project_folders(engine.settings.project_dir)
     by_name: dict[tuple[str, str], list[Any]] = {}
     for r in rows:
         by_name.setdefault((r.kind, r.name), []).append(r)
@@ -132,7 +136,8 @@ def export_bundle(engine: Engine, *, include_people: bool = False,
         head = next((v for v in versions if v.active), versions[-1])
         for v in versions if all_versions else [head]:
             exported.append({"kind": v.kind, "name": v.name, "version": v.version,
-                             "active": v.active, "file": v.file, "source": v.source})
+                             "active": v.active, "file": _portable(v.file, projects),
+                             "source": v.source})
     members: dict[str, Any] = {"definitions.json": exported}
     if include_people:
         members["people.json"] = [
@@ -154,6 +159,35 @@ def export_bundle(engine: Engine, *, include_people: bool = False,
                 info.mtime = 0
                 tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def _project_folders(project_dir: str | None) -> tuple[PurePosixPath, ...]:
+    """The project folder as a deployed file's path may spell it (as given, and with its
+    links resolved); none when the engine has no project."""
+    if not project_dir:
+        return ()
+    given = Path(project_dir).absolute()
+    return tuple(dict.fromkeys(PurePosixPath(p.as_posix()) for p in (given, given.resolve())))
+
+
+def _portable(file: str, projects: tuple[PurePosixPath, ...]) -> str:
+    """A version's file as a bundle carries it to another environment: relative to the
+    project folder (``definitions/case.yaml``, where the same project keeps it there),
+    else its name alone. Never the exporting machine's absolute path (its home folder,
+    its user name), which names nothing where the bundle lands."""
+    if not file:
+        return file
+    if PureWindowsPath(file).drive or file.startswith("\\"):  # C:\…, \\server\…, \…
+        return PureWindowsPath(file).name
+    path = PurePosixPath(posixpath.normpath(file))
+    if path.is_absolute():
+        for project in projects:
+            if path.is_relative_to(project) and path != project:
+                return path.relative_to(project).as_posix()
+        return path.name
+    if path.parts and (path.parts[0] == ".." or path.parts[0].startswith("~")):
+        return path.name
+    return path.as_posix()
 
 
 # ---- import -----------------------------------------------------------------------------
@@ -450,8 +484,9 @@ def _validate_definitions(engine: Engine, defs: list[dict[str, Any]]
                           ) -> list[LoadedDefinition]:
     """Every text as ``baton deploy`` would check it: the heads (what the bundle leaves
     active: the active version of each; an object type's latest when none is, as it
-    cannot be deactivated) together, the other versions (those of a definition it
-    deactivates too) each against the heads' object types; each text defining what its
+    cannot be deactivated) together; the other versions (those of a definition it
+    deactivates too) each as a sound definition of its kind, their fit to object types
+    left to the activation that would make one active; each text defining what its
     entry says. What the heads would break here is judged with the state of the database
     (:func:`_check_activations_txn`). Returns the heads, loaded."""
     def where(d: dict[str, Any]) -> str:
@@ -471,17 +506,20 @@ def _validate_definitions(engine: Engine, defs: list[dict[str, Any]]
                                 deployed_objects=engine.definitions.object_types(),
                                 deployed_connections=engine.definitions.connection_types())
     issues += found
-    objects: dict[str, ObjectTypeDefinition] = dict(engine.definitions.object_types())
-    for doc in loaded:
-        if isinstance(doc.definition, ObjectTypeDefinition):
-            objects[doc.name] = doc.definition
     every = list(loaded)
     for d in defs:
         if heads.get((d["kind"], d["name"])) is d:
             continue
-        docs, found = check_texts({where(d): d["source"]}, deployed_objects=objects)
+        # A version the import does not make active is history: stored, never run (runs
+        # start on the active version) until an activation, which judges it then on the
+        # object types of that day. Its text must be a sound definition of its kind, not
+        # fit the object types the bundle leaves active: an older version reading a field
+        # dropped since (which deploy allowed) would refuse the --all-versions bundle of
+        # any database whose object types changed, even imported back into itself.
+        docs, found = parse_text(d["source"], where(d))
+        docs_loaded, found = _finish(docs, found, None, None, unknown_objects=True)
         issues += found
-        every += docs
+        every += docs_loaded
     defined: dict[str, list[tuple[str, str]]] = {}
     for doc in every:
         defined.setdefault(doc.file, []).append((doc.kind, doc.name))
