@@ -15,6 +15,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,11 +103,16 @@ class _Dropper:
 
     def _drop(self) -> None:
         while (name := self.names.get()) is not None:
-            try:
-                with _pg_admin() as admin:  # type: ignore[attr-defined]
-                    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            except Exception as exc:  # noqa: BLE001 - said at the session's end
-                self.errors.append(f"{name}: {exc}")
+            for attempt in range(5):  # (a loaded host may not answer a connect in time)
+                try:
+                    with _pg_admin() as admin:  # type: ignore[attr-defined]
+                        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                    break
+                except Exception as exc:  # noqa: BLE001 - said at the session's end
+                    if attempt == 4:
+                        self.errors.append(f"{name}: {exc}")
+                    else:
+                        time.sleep(1.0 + attempt)
 
     def close(self) -> None:
         self.names.put(None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,6 +56,9 @@ def test_row_level_statements_are_not_table_locks() -> None:
         "UPDATE baton_runs SET seq = ? WHERE id = ? AND seq = ?", "NOTIFY baton_jobs",
         "INSERT INTO baton_events (at) VALUES (?)", "DELETE FROM baton_jobs WHERE id = ?",
         "SELECT pg_advisory_xact_lock(1)"]) == []
+
+
+_DROPPER = re.compile(r"DROP DATABASE IF EXISTS baton_t_\w+ WITH \(FORCE\)$")
 
 
 def _drive(engine: Engine) -> None:
@@ -112,7 +116,11 @@ def test_no_worker_or_driver_statement_takes_a_table_lock(tmp_path: Path, pg_url
     assert any(q["sql"].startswith("UPDATE baton_runs") for w in workers for q in w["statements"])
     assert driver["executes"] > 0
     for who, trace in [("driver", driver)] + [(f"worker {i}", w) for i, w in enumerate(workers)]:
-        assert trace["table_locks"] == [], f"{who} sent {trace['table_locks']}"
-        assert sqltrace.table_locks(s["sql"] for s in trace["statements"]) == []
+        # (The tests' own database dropper, a thread of this process, may drop earlier
+        # tests' databases meanwhile: psycopg is traced process-wide, those are not Baton's.)
+        locks = [q for q in trace["table_locks"] if not _DROPPER.match(q)]
+        assert locks == [], f"{who} sent {locks}"
+        assert sqltrace.table_locks(s["sql"] for s in trace["statements"]
+                                    if not _DROPPER.match(s["sql"])) == []
     assert seen["samples"] > 10
     assert seen["strong_lock_samples"] == {}, seen["strong_lock_samples"]
