@@ -65,11 +65,11 @@ def reference(rule: Mapping[str, Any], agents: Sequence[Agent], now: datetime, *
         if strategy == "round_robin":
             key = (_turn(order, a.name, cursor),)
         elif strategy == "most_skilled":
-            key = (-level, a.load)
+            key = (-level, a.load, a.idle_since or "")
         elif strategy == "longest_idle":
             key = (a.idle_since or "",)
         else:
-            key = (a.load, a.load / a.capacity if a.capacity else 0.0)
+            key = (a.load, a.load / a.capacity if a.capacity else 0.0, a.idle_since or "")
         ranked.append((a.name != sticky_user, -preferred, *key, a.name, index, level))
     ranked.sort()
     eligible = [_scored(agents[r[-2]], -r[1], strategy, r[-1], sticky_user)

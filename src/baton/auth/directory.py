@@ -58,6 +58,7 @@ TOKEN_PREFIX = "baton_"
 SESSION_TTL = timedelta(hours=12)
 TOKEN_TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is refreshed at most this often
 MIN_PASSWORD = 8
+ROUTE_JOB = "route"  # (baton.work.router's: route what waits in a person's queues and groups)
 
 
 
@@ -230,6 +231,8 @@ class Directory:
                 "active": True, "created_at": now, "updated_at": now})
             tx.set_memberships_txn(name, "group", group_list)
             tx.set_memberships_txn(name, "queue", queue_list)
+            if group_list or queue_list:  # what waits in their pools may be theirs now
+                tx.enqueue_job_txn(ROUTE_JOB, None, {"user": name}, now, now)
             return self.user_txn(tx, name)
 
     def update_user(self, name: str, *, roles: Iterable[str] | None = None,
@@ -282,6 +285,10 @@ class Directory:
                 tx.set_memberships_txn(name, "queue", queue_list)
             if active is False or password is not None:  # sign the user out everywhere
                 self._end_sessions_txn(tx, name, keep=keep_session)
+            if group_list is not None or queue_list is not None or active \
+                    or "roles" in values:  # (joined a pool, back, or may work items now:
+                now = self._now()         # what waits there may be theirs)
+                tx.enqueue_job_txn(ROUTE_JOB, None, {"user": name}, now, now)
             return self.user_txn(tx, name)
 
     def _end_sessions_txn(self, tx: People, user_name: str, *, keep: str | None) -> None:

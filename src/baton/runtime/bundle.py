@@ -380,6 +380,8 @@ def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
                 tx.update_user_txn(name, row)
             tx.set_memberships_txn(name, "group", groups)
             tx.set_memberships_txn(name, "queue", queues)
+            # (what waits in their pools may be theirs now: routed after commit)
+            tx.enqueue_job_txn("route", None, {"user": name}, iso(now_dt), iso(now_dt))
         # What this transaction wrote, parsed from it, in a repo of its own: the Engine's
         # index (every thread's) gets none of it before it is committed, nor ever if the
         # import is rolled back.

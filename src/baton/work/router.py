@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from baton.auth.roles import Permission, permissions
@@ -49,6 +49,7 @@ from baton.clock import iso
 from baton.rows import AuditEvent, WorkItem, audit_event
 from baton.store.ports import Transaction
 from baton.work.routing import (
+    NEXT_OPENING_DAYS,
     Agent,
     Kind,
     OpenNow,
@@ -65,6 +66,7 @@ BATCH = 200
 FIRST_PAGE = 50
 RETRIES = 3  # decisions made again for one item after losing a person's last unit
 RECHECK_EVERY_S = 5.0
+MAX_RULES_ARMED = 20  # kinds of rule a pass looks at for the next opening to arm
 
 
 class Calendars(Protocol):
@@ -124,6 +126,8 @@ class Router:
         # left out of the next pages by the database.
         texts: dict[int, str] = {}
         skip: set[str] = set()
+        rules: dict[int, dict[str, Any]] = {}  # the rules of the items read (by identity)
+        left = False  # some item read is still waiting after the pass
         while limit is None or seen < limit:
             page = tx.waiting_items_txn(kind, pool, size, after, skip=sorted(skip),
                                         texts=texts)
@@ -134,10 +138,14 @@ class Router:
                 agents, shared = self._agents_txn(tx, kind, pool, iso(now_dt))
                 prepared = Pass(agents, parse_now(now_dt), self.calendars.calendar,
                                 shared=shared)
+            for row in page:
+                if len(rules) < MAX_RULES_ARMED and row.get("routing"):
+                    rules.setdefault(id(row["routing"]), row["routing"])
             n, more = self._route_txn(tx, kind, pool, page, now_dt, events, first=False,  # type: ignore[arg-type]
                                       for_user=for_user, agents=agents, prepared=prepared,
                                       cannot=(texts, skip))
             routed += n
+            left = left or n < len(page)
             if not more or len(page) < size:
                 break
             size = min(BATCH, size * 2)
@@ -145,6 +153,14 @@ class Router:
             after = (last["priority"], last["due_at"] or "9999-12-31T23:59:59.999Z",
                      last["created_at"], last["id"])
         tx.append_events_txn(events)  # type: ignore[arg-type]
+        if left and agents is not None and prepared is not None:
+            # What still waits is routed at the next opening of a calendar that keeps
+            # someone out now: the job that armed the opening this pass may be running
+            # for is spent, and a person back (available again, a calendar given) outside
+            # their hours had no job armed for them at all.
+            for rule in rules.values():
+                self._arm_opening_txn(tx, kind, pool, agents, rule, now_dt,
+                                      open_now=prepared.open_now)
         return routed
 
     def route_user_txn(self, tx: Transaction, user: str, now_dt: datetime) -> int:
@@ -335,7 +351,7 @@ class Router:
                 "waiting_for_routing", "system", now, item["record_id"], item["run_id"],
                 {"work_item": item["id"], "step": item["step"], "rule": rule.get("rule"),
                  "queue": f"{kind}:{pool}", **found.to_json()}))
-            self._arm_opening_txn(tx, kind, pool, agents, rule, now_dt)
+            self._arm_opening_txn(tx, kind, pool, agents, rule, now_dt, open_now=open_now)
 
     def _assign_txn(self, tx: Transaction, item: WorkItem, rule: dict[str, Any], pool: str,
                     agents: list[Agent], now_dt: datetime, sticky: Sequence[str],
@@ -446,16 +462,22 @@ class Router:
 
     # ---- durable re-checks ------------------------------------------------------------
     def _arm_opening_txn(self, tx: Transaction, kind: str, pool: str, agents: list[Agent],
-                         rule: dict[str, Any], now_dt: datetime) -> None:
+                         rule: dict[str, Any], now_dt: datetime,
+                         open_now: OpenNow | None = None) -> None:
         """Someone was kept out only by their working hours: a ``route`` job at the
-        earliest next opening of their calendars (the durable timer)."""
+        earliest next opening of their calendars (the durable timer). A calendar that
+        opens in no day of the next two weeks (a long closure) is looked at again then."""
         soonest: datetime | None = None
         for a in agents:
-            if a.calendar is None or exclusion(rule, a, now_dt, self.calendars.calendar) \
-                    != "outside hours":
+            if a.calendar is None or open_now is not None and open_now(a.calendar) is not False:
+                continue  # (no calendar, or one open now or not deployed: not outside hours)
+            if exclusion(rule, a, now_dt, self.calendars.calendar, open_now) != "outside hours":
                 continue
             cal = self.calendars.calendar(a.calendar)
             at = next_opening(cal, now_dt) if cal is not None else None
+            if at is None and cal is not None:  # (at a midnight: one job a day, not a pass)
+                later = now_dt.astimezone(UTC) + timedelta(days=NEXT_OPENING_DAYS)
+                at = later.replace(hour=0, minute=0, second=0, microsecond=0)
             if at is not None and (soonest is None or at < soonest):
                 soonest = at
         if soonest is not None:
@@ -477,8 +499,10 @@ class Router:
             return self._offer_expired_txn(tx, payload, now_dt)
         if "user" in payload:
             return self.route_user_txn(tx, str(payload["user"]), now_dt)
-        with self._lock:
-            for key in [k for k in self._armed if k[:2] == (payload["kind"], payload["pool"])]:
+        now = iso(now_dt)
+        with self._lock:  # (the openings due by now are spent: later ones stay armed)
+            for key in [k for k in self._armed
+                        if k[:2] == (payload["kind"], payload["pool"]) and k[2] <= now]:
                 del self._armed[key]
         return self.route_pool_txn(tx, str(payload["kind"]), str(payload["pool"]), now_dt)
 

@@ -17,8 +17,11 @@ Ranking of the eligible: the sticky person first (``sticky``: who last completed
 of this record), then more preferred skills, then the strategy — ``least_loaded`` (fewest
 open routed items, then the lowest share of capacity), ``round_robin`` (the next after the
 last one this rule picked, by name), ``most_skilled`` (the highest sum of the levels of the
-skills asked for), ``longest_idle`` (the longest since their last assignment or release) —
-and the name last, so a decision is always the same for the same state.
+skills asked for, then the fewest open routed items), ``longest_idle`` (the longest since
+their last assignment or release) — then, for a tie left by ``least_loaded`` or
+``most_skilled``, the longest idle (so that equals take turns: with items finished as fast
+as they come, the first name would otherwise get every one), and the name last, so a
+decision is always the same for the same state.
 """
 
 from __future__ import annotations
@@ -320,11 +323,12 @@ def decide(rule: Mapping[str, Any], agents: Sequence[Agent], now: datetime, hour
         if strategy == "round_robin":
             key = (_turn(order, agent.name, cursor),)
         elif strategy == "most_skilled":
-            key = (-levels[index], load)
+            key = (-levels[index], load, agent.idle_since or "")
         elif strategy == "longest_idle":
             key = (agent.idle_since or "",)
         else:
-            key = (load, load / agent.capacity if agent.capacity else 0.0)
+            key = (load, load / agent.capacity if agent.capacity else 0.0,
+                   agent.idle_since or "")
         ranked.append((agent.name != sticky_user, -preferred_counts[index], *key, agent.name,
                        index))
     # Exclusions in the people's order, as one loop over everyone would log them.
