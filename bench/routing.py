@@ -67,7 +67,7 @@ hours: {mon: ["00:00-23:59"], tue: ["00:00-23:59"], wed: ["00:00-23:59"],
 kind: calendar
 name: never_now
 timezone: Pacific/Kiritimati
-hours: {}
+hours: {sun: ["03:00-03:01"]}  # (open a minute a week: practically never now)
 """
 RULE = """
 ---
