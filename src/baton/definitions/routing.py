@@ -134,6 +134,11 @@ def check_inline_rule(ck: Checker, path: str, value: Any, scope: Scope) -> None:
         check_rule_keys(ck, path, rule, scope)
 
 
+SKILL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,99}$"
+"""A skill's name (people's profiles and rules; the API declares it; ``fullmatch``)."""
+SKILL_RE = re.compile(SKILL_PATTERN)
+
+
 def check_rule_keys(ck: Checker, path: str, data: Mapping[str, Any], scope: Scope) -> None:
     if "from" in data:
         _check_pool(ck, join(path, "from"), data["from"])
@@ -194,6 +199,10 @@ def _check_skill_name(ck: Checker, path: str, value: Any, scope: Scope) -> None:
     text = expect_str(ck, path, value)
     if text is not None and is_expression(text):
         check_expression(ck, path, text, scope)
+    elif text is not None and not SKILL_RE.fullmatch(text):
+        # (a profile's skills are such names: one that is not could never match anyone)
+        ck.add(path, f"'{text}' is not a skill name: a skill is a name like brand:ford or "
+                     "lang:pt (letters, digits and _.:@/+-), as people's profiles have them")
 
 
 # ---- building (documents that passed validation) ------------------------------------------

@@ -10,7 +10,6 @@ waits in the person's queues is routed in it (they may be eligible now).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,6 +17,7 @@ from typing import Any
 
 from baton.auth.roles import Permission, permissions
 from baton.clock import Clock, iso, parse_iso
+from baton.definitions.routing import SKILL_RE
 from baton.errors import NotFound, ValidationError
 from baton.rows import audit_event
 from baton.store.ports import Transaction
@@ -25,9 +25,6 @@ from baton.store.sql import SqlStore
 from baton.work.router import Calendars, Router
 from baton.work.routing import AVAILABILITIES
 
-SKILL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,99}$"
-"""A skill's name (the API declares it; checked with ``fullmatch``)."""
-SKILL_RE = re.compile(SKILL_PATTERN)
 LEVELS = range(1, 6)
 UNSET: Any = object()
 

@@ -12,10 +12,11 @@ from pydantic import BaseModel, Field, WithJsonSchema, field_validator
 
 from baton.auth.directory import NAME_PATTERN
 from baton.auth.roles import Permission, require
+from baton.definitions.routing import SKILL_PATTERN
 from baton.web.api.common import RequestBody, not_null, refuse_null
 from baton.web.problems import problem_responses
 from baton.web.security import Principal, current_principal, engine_of, need
-from baton.work.team import MAX_CAPACITY, SKILL_PATTERN, UNSET, ProfileChange
+from baton.work.team import MAX_CAPACITY, UNSET, ProfileChange
 
 router = APIRouter(tags=["Team"])
 
