@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from baton.auth.directory import APPROVAL, NAME_RE, Directory, User, delegation_of
 from baton.auth.roles import GRANTS, ROLES, Permission, permissions
-from baton.clock import Clock, iso
+from baton.clock import Clock, iso, parse_iso
 from baton.definitions.checks import suggest
 from baton.definitions.model import AssigneeKind, FieldDefinition, OrchestrationDefinition
 from baton.engine.decide import expression_scope
@@ -319,7 +320,13 @@ class WorkService:
                 _claim_key_txn(tx, idempotency, self.clock.now(), item_id)
             item = self._offered_txn(tx, item_id, user, scope, "accept")
             assert self.applier.router is not None
-            if not self.applier.router.accept_offer_txn(tx, item, user, self.clock.now()):
+            now_dt = self.clock.now()
+            expired = _offer_expiry(item)
+            if expired is not None and expired <= now_dt:  # (its timer not yet run)
+                raise TransitionConflict(
+                    f"the offer of work item {item_id} to {user} expired at {iso(expired)}: "
+                    "it goes to the next candidate (or waits for routing)")
+            if not self.applier.router.accept_offer_txn(tx, item, user, now_dt):
                 raise TransitionConflict(f"work item {item_id} changed while accepting; try again")
             return self.shown_txn(tx, item_id)
 
@@ -1080,3 +1087,13 @@ def _check_submissions(submissions: Sequence[tuple[str, str, dict[str, Any]]]) -
            if not isinstance(sub, tuple | list) or len(sub) != 3}
     if bad:
         raise ValidationError("submissions", bad)
+
+
+def _offer_expiry(item: WorkItem) -> datetime | None:
+    """When the offer of ``item`` expires (its rule's ``offer.timeout`` after it was
+    offered), or None without a timeout."""
+    offer = (item.get("routing") or {}).get("offer")
+    at = item.get("routed_at")
+    if not isinstance(offer, dict) or "timeout_ms" not in offer or not at:
+        return None
+    return parse_iso(str(at)) + timedelta(milliseconds=int(offer["timeout_ms"]))
