@@ -28,3 +28,9 @@ def test_a_skill_no_profile_can_have_is_refused_where_it_is(skill: str) -> None:
 def test_skill_names_and_expressions_pass(skill: str) -> None:
     _docs, issues = check_texts({"rules.yaml": RULE.format(skill=skill)})
     assert [i for i in issues if i.level == "error"] == []
+
+
+def test_a_level_out_of_range_is_named() -> None:
+    _docs, issues = check_texts({"rules.yaml": RULE.format(skill="{skill: a, min_level: 9}")})
+    assert [i.message for i in issues if i.level == "error"] == [
+        "expected a level from 1 to 5, got 9"]

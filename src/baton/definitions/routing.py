@@ -189,7 +189,10 @@ def _check_skill(ck: Checker, path: str, spec: Any, scope: Scope) -> None:
         if "min_level" in spec and (isinstance(spec["min_level"], bool)
                                     or spec["min_level"] not in LEVELS):
             ck.add(join(path, "min_level"),
-                   f"expected a level from 1 to 5, got {describe(spec['min_level'])}")
+                   "expected a level from 1 to 5, got "
+                   + (str(spec["min_level"]) if isinstance(spec["min_level"], int)
+                      and not isinstance(spec["min_level"], bool)
+                      else describe(spec["min_level"])))
         _check_skill_name(ck, join(path, "skill"), spec["skill"], scope)
     else:
         _check_skill_name(ck, path, spec, scope)
