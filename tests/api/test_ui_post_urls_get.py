@@ -46,7 +46,8 @@ def _ids(api: Api) -> dict[str, str]:
     case = api.new_case("Every POST URL answers GET")
     api.work()
     return {"run_id": run_id, "step": "boom", "item_id": api.item_of(case["id"])["id"],
-            "kind": "orchestration", "name": "flaky_job"}
+            "kind": "orchestration", "name": "flaky_job", "object_type": "Case",
+            "record_id": case["id"]}
 
 
 def _fill(path: str, ids: dict[str, str]) -> str:
