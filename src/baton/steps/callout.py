@@ -72,7 +72,7 @@ from baton.definitions.checks import (
     unknown,
     with_own_input,
 )
-from baton.definitions.connection import check_size
+from baton.definitions.connection import check_size, literal_credential
 from baton.definitions.model import StepDefinition
 from baton.engine.events import SignalReceived, StartTimer, StepCompleted, TimerFired
 from baton.engine.policy import RetryPolicy, duration
@@ -717,6 +717,11 @@ def _check_pairs(ck: Checker, path: str, value: Any, scope: Scope, *, headers: b
         if headers and str(k).lower() in CREDENTIAL_HEADERS:
             ck.add(where, f"{k} carries credentials: set them with the connection's auth "
                           "(secret references), not in a step")
+        elif headers and not isinstance(v, dict | list | bool) and not is_expression(v) \
+                and (why := literal_credential(str(k), v)) is not None:
+            ck.add(where, f"{why}: a secret cannot be written in a step; set it with the "
+                          f"connection's auth: {{type: api_key, in: header, name: {k}, "
+                          "secret: env:NAME}, whose secret is a reference")
         elif isinstance(v, dict | list):
             ck.add(where, f"expected a value or an '=expression', got {describe(v)}")
         else:
