@@ -21,6 +21,13 @@ Team page lists everyone). Naming a delegate is open to every user, so for anyon
 unknown name is not refused: it is kept as named, and acts for no one (see
 :meth:`Directory.update_user`, ``may_list_users``); a user added later under that name does
 not inherit it (the people store clears it when the user is added).
+
+Who gave whom approval power is audited: every change of a user's delegation (named,
+changed, its dates changed, ended, or cleared because a user of the delegate's name was
+added since) appends a ``delegation_changed`` event in the transaction that makes it, with
+the actor, the user and the delegation before and after (:func:`delegation_changed`);
+:meth:`Directory.delegation_history` reads them back (``baton users show``,
+``GET /api/users/{name}``).
 """
 
 from __future__ import annotations
@@ -101,6 +108,99 @@ def delegation_of(row: Mapping[str, Any]) -> Delegation | None:
     """A user row's delegation, in force or not (None when it names no delegate)."""
     to = row.get("delegate")
     return Delegation(to, row.get("delegate_from"), row.get("delegate_until")) if to else None
+
+
+DELEGATION_CHANGED = "delegation_changed"
+"""The audit event of a change of a user's delegation (no run, no record): ``data`` holds
+``user``, ``change`` (``set``: from none; ``changed``: another delegate or other dates;
+``ended``: to none), ``before`` and ``after`` (``delegate``, ``delegate_from``,
+``delegate_until``, or null for none) and, when the directory ended it on its own, a
+``reason``; the ``actor`` is who made the change."""
+HISTORY_LIMIT = 50  # the latest delegation changes a user's history shows
+
+
+def delegation_json(d: Delegation | None) -> dict[str, str | None] | None:
+    """A delegation as the audit event and the API say it (None: no delegate)."""
+    return None if d is None else {"delegate": d.to, "delegate_from": d.start,
+                                   "delegate_until": d.until}
+
+
+def delegation_changed(user: str, actor: str, at: str, before: Delegation | None,
+                       after: Delegation | None, reason: str | None = None) -> dict[str, Any]:
+    """The ``delegation_changed`` audit event row of ``user``'s delegation going from
+    ``before`` to ``after`` (they differ), made by ``actor``."""
+    change = "set" if before is None else "ended" if after is None else "changed"
+    data: dict[str, Any] = {"user": user, "change": change, "before": delegation_json(before),
+                            "after": delegation_json(after)}
+    if reason:
+        data["reason"] = reason
+    return {"at": at, "type": DELEGATION_CHANGED, "actor": actor[:200], "record_id": None,
+            "run_id": None, "data": data}
+
+
+def ended_by_new_user_txn(tx: People, name: str, actor: str, at: str) -> list[dict[str, Any]]:
+    """The ``delegation_changed`` events of the delegations the people store ends when a
+    user ``name`` is added (read before the insert that ends them: they named ``name``
+    before that user existed, so they meant someone else, or no one). For whoever adds
+    users: :meth:`Directory.add_user`, a bundle's import."""
+    reason = (f"a user {name!r} was added: a delegation to that name made before they "
+              "existed does not pass to them")
+    return [delegation_changed(r["name"], actor, at,
+                               Delegation(name, r["delegate_from"], r["delegate_until"]),
+                               None, reason)
+            for r in sorted(tx.delegator_rows_txn(name), key=lambda r: str(r["name"]))]
+
+
+@dataclass(frozen=True)
+class DelegationChange:
+    """One ``delegation_changed`` audit event, as the history of a user shows it."""
+
+    id: int
+    at: str
+    actor: str  # who made the change
+    user: str  # whose delegation it is
+    change: str  # set, changed, ended
+    before: Mapping[str, str | None] | None  # delegate, delegate_from, delegate_until
+    after: Mapping[str, str | None] | None
+    reason: str | None = None  # why the directory ended it on its own
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> DelegationChange:
+        d = event.get("data") or {}
+        return cls(int(event["id"]), str(event["at"]), str(event["actor"]),
+                   str(d.get("user")), str(d.get("change")), d.get("before"), d.get("after"),
+                   d.get("reason"))
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``GET /api/users/{name}`` and ``baton users show --json`` give."""
+        return {"id": self.id, "at": self.at, "actor": self.actor, "user": self.user,
+                "change": self.change, "before": self.before, "after": self.after,
+                "reason": self.reason}
+
+    def describe(self) -> str:
+        return describe_delegation_change(self.to_json())
+
+
+def describe_delegation_change(data: Mapping[str, Any]) -> str:
+    """A ``delegation_changed`` event's data as one line: ``ann names bob (until
+    2026-12-24) as delegate``, ``ann's delegate: bob (until 2026-12-24) → cyd``, ``ann's
+    delegation to cyd ended`` (and the directory's reason, when it ended it)."""
+    def said(d: Any) -> str:
+        if not isinstance(d, Mapping) or not d.get("delegate"):
+            return "nobody"
+        start, until = d.get("delegate_from"), d.get("delegate_until")
+        when = (f" (from {start} to {until})" if start and until else f" (from {start})"
+                if start else f" (until {until})" if until else "")
+        return f"{d['delegate']}{when}"
+
+    user, before, after = data.get("user"), data.get("before"), data.get("after")
+    if data.get("change") == "set":
+        text = f"{user} names {said(after)} as delegate"
+    elif data.get("change") == "ended":
+        text = f"{user}'s delegation to {said(before)} ended"
+    else:
+        text = f"{user}'s delegate: {said(before)} → {said(after)}"
+    return text + (f" ({data['reason']})" if data.get("reason") else "")
 
 
 @dataclass(frozen=True)
@@ -208,7 +308,10 @@ class Directory:
     # ---- users --------------------------------------------------------------------------
     def add_user(self, name: str, *, roles: Iterable[str], groups: Iterable[str] = (),
                  queues: Iterable[str] = (), email: str | None = None,
-                 password: str | None = None, display_name: str | None = None) -> User:
+                 password: str | None = None, display_name: str | None = None,
+                 actor: str = "system") -> User:
+        """A new user. Delegations that named ``name`` before (made by someone who may not
+        list users) end, audited as by ``actor``."""
         problems: dict[str, str] = {}
         if not NAME_RE.fullmatch(name or ""):
             problems["name"] = f"invalid user name {name!r}: use letters, digits, _ . @ - (max 200)"
@@ -225,6 +328,7 @@ class Directory:
             if tx.user_row_txn(name) is not None:
                 raise TransitionConflict(
                     f"user {name!r} already exists; change it with `baton users update {name}`")
+            tx.append_events_txn(ended_by_new_user_txn(tx, name, actor, now))
             tx.insert_user_txn({
                 "name": name, "display_name": display_name or name, "email": email or None,
                 "roles": role_list, "password_hash": _hasher().hash(password) if password else None,
@@ -241,7 +345,7 @@ class Directory:
                     active: bool | None = None, password: str | None = None,
                     delegate: str | None = None, delegate_from: str | None = None,
                     delegate_until: str | None = None, may_list_users: bool = True,
-                    keep_session: str | None = None) -> User:
+                    keep_session: str | None = None, actor: str = "system") -> User:
         """Change what is given (None: unchanged). ``delegate`` names who may act on the
         user's approvals ("" ends the delegation), from ``delegate_from`` until
         ``delegate_until`` (YYYY-MM-DD, inclusive; "" or not given with a new delegate:
@@ -254,7 +358,13 @@ class Directory:
 
         A new password or ``active=False`` ends the user's UI sessions, but
         ``keep_session`` (the session cookie of the user's own request that made the
-        change). API tokens stay (see the module's docstring)."""
+        change). API tokens stay (see the module's docstring).
+
+        A change of the delegation is audited (``delegation_changed``, by ``actor``: who
+        asks) in the same transaction; asking for the delegation the user has already
+        changes nothing and is not. The user's row is locked first when the delegation is
+        asked about, so two changes at once are told apart (each one's ``before`` is what
+        the other left)."""
         problems: dict[str, str] = {}
         values: dict[str, Any] = {}
         if roles is not None:
@@ -273,12 +383,21 @@ class Directory:
             values["active"] = active
         if problems:
             raise ValidationError(f"user {name!r}", problems)
+        now = self._now()
+        delegating = not (delegate is None and delegate_from is None and delegate_until is None)
         with self.store.write() as tx:
+            if delegating:  # (an UPDATE: the row is locked until the commit, PostgreSQL too)
+                tx.update_user_txn(name, {"updated_at": now})
             current = self.user_txn(tx, name)  # NotFound
-            values.update(self._delegation_txn(tx, current, delegate, delegate_from,
-                                               delegate_until, may_list_users))
+            delegation = self._delegation_txn(tx, current, delegate, delegate_from,
+                                              delegate_until, may_list_users)
+            values.update(delegation)
             if values:
-                tx.update_user_txn(name, {**values, "updated_at": self._now()})
+                tx.update_user_txn(name, {**values, "updated_at": now})
+            after = delegation_of(delegation) if delegation else current.delegation
+            if after != current.delegation:
+                tx.append_events_txn([delegation_changed(name, actor, now, current.delegation,
+                                                         after)])
             if group_list is not None:
                 tx.set_memberships_txn(name, "group", group_list)
             if queue_list is not None:
@@ -310,6 +429,21 @@ class Directory:
         with self.store.read() as tx:
             row = tx.user_row_txn(name)
             return self._to_user_txn(tx, row) if row is not None else None
+
+    def delegation_history(self, name: str, limit: int = HISTORY_LIMIT) -> list[DelegationChange]:
+        """The latest ``limit`` changes (newest first) of the delegation of user ``name``
+        and of the delegations naming them as the delegate (their ``delegation_changed``
+        audit events). NotFound if no such user."""
+        def names(e: Mapping[str, Any]) -> bool:
+            d = e.get("data") or {}
+            return d.get("user") == name or any(
+                isinstance(side, Mapping) and side.get("delegate") == name
+                for side in (d.get("before"), d.get("after")))
+
+        with self.store.read() as tx:
+            self.user_txn(tx, name)
+            events = tx.people_events_txn([DELEGATION_CHANGED], match=names, limit=limit)
+        return [DelegationChange.of(e) for e in events]
 
     def list_users(self) -> list[User]:
         with self.store.read() as tx:

@@ -21,6 +21,7 @@ NameArg = Annotated[str, typer.Argument(help="User name (letters, digits, _ . @ 
 UserArg = Annotated[str, typer.Argument(help="User name", autocompletion=complete.users)]
 EmailOpt = Annotated[str | None, typer.Option("--email", "-e", help="E-mail address (assignment notices go there)")]
 DisplayNameOpt = Annotated[str | None, typer.Option("--display-name", help="The name people see (default: the user name)")]
+CLI_ACTOR = "cli"  # who the audit trail says made a change from the command line (as elsewhere)
 
 
 def _engine() -> Any:
@@ -41,7 +42,7 @@ def _show(user: Any, as_json: bool, verb: str) -> None:
     if as_json:
         print_json(user.to_json())
         return
-    console.print(f"{verb} user [bold]{user.name}[/bold]: roles {', '.join(sorted(user.roles))}"
+    console.print(f"{verb + ' ' if verb else ''}user [bold]{user.name}[/bold]: roles {', '.join(sorted(user.roles))}"
                   + (f"; groups {', '.join(sorted(user.groups))}" if user.groups else "")
                   + (f"; queues {', '.join(sorted(user.queues))}" if user.queues else "")
                   + (f"; e-mail {user.email}" if user.email else "")
@@ -74,7 +75,8 @@ def users_add(
     """Add a user: `baton users add alice --role agent --queue tier1 --email alice@example.com --password`."""
     secret = _read_password(password, password_stdin)
     user = _engine().directory.add_user(name, roles=role or [], groups=group or [], queues=queue or [],
-                                        email=email, password=secret, display_name=display_name)
+                                        email=email, password=secret, display_name=display_name,
+                                        actor=CLI_ACTOR)
     _show(user, as_json, "added")
 
 
@@ -104,7 +106,8 @@ def users_update(
     --capacity, --availability and --calendar change their routing profile (and route
     what waits for them). `baton users update ann --delegate bob --until 2026-12-24`: bob
     may decide ann's approvals until that day (--from/--until alone change the current
-    delegation's dates)."""
+    delegation's dates). A change of the delegation is audited (`baton users show ann`
+    lists them)."""
     if no_delegate and (delegate is not None or delegate_from or delegate_until):
         raise typer.BadParameter("--no-delegate ends the delegation: give no --delegate, "
                                  "--from or --until with it")
@@ -118,7 +121,7 @@ def users_update(
             name, roles=role, groups=group, queues=queue, email=email,
             display_name=display_name, active=active, password=secret,
             delegate="" if no_delegate else delegate, delegate_from=delegate_from,
-            delegate_until=delegate_until)
+            delegate_until=delegate_until, actor=CLI_ACTOR)
         _show(user, as_json and not any(v is not None for v in routing), "updated")
     if any(v is not None for v in routing):
         from baton.work.team import profile_change
@@ -177,6 +180,28 @@ def users_list(as_json: JsonOpt = False) -> None:
           [[u.name, ", ".join(sorted(u.roles)), ", ".join(sorted(u.groups)),
             ", ".join(sorted(u.queues)), u.email or "", "yes" if u.active else "no",
             delegation_text(u)] for u in users])
+
+
+@users_app.command("show")
+def users_show(name: UserArg, as_json: JsonOpt = False) -> None:
+    """One user, and who gave whom approval power: the latest changes of the user's
+    delegation and of the delegations naming them as delegate (who made each, when, the
+    delegate and dates before and after), newest first."""
+    directory = _engine().directory
+    user = directory.get_user(name)
+    history = directory.delegation_history(name)
+    if as_json:
+        print_json(user.to_json() | {"has_password": user.has_password,
+                                     "delegation_history": [c.to_json() for c in history]})
+        return
+    _show(user, False, "")
+    if user.acting_for:
+        console.print(f"acts today for: {', '.join(sorted(user.acting_for))}")
+    if not history:
+        console.print("delegation history: no changes recorded")
+        return
+    table(f"Delegation history of {name} (newest first)", ["at", "by", "change"],
+          [[c.at, c.actor, c.describe()] for c in history])
 
 
 @users_app.command("unlock")

@@ -51,7 +51,7 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 
 from baton import __version__
-from baton.auth.directory import Directory, _check_names
+from baton.auth.directory import Directory, _check_names, ended_by_new_user_txn
 from baton.clock import iso
 from baton.definitions.loader import _finish, check_texts, parse_text
 from baton.definitions.model import LoadedDefinition, ObjectTypeDefinition
@@ -371,7 +371,8 @@ def apply_import(engine: Engine, plan: ImportPlan, actor: str) -> None:
         for name, row, new in plan.users:
             row = dict(row)
             groups, queues = row.pop("groups"), row.pop("queues")
-            if new:
+            if new:  # (delegations to that name made before they existed end: audited)
+                tx.append_events_txn(ended_by_new_user_txn(tx, name, actor, iso(now_dt)))
                 try:
                     tx.insert_user_txn(row)
                 except IntegrityError:  # (created since _check_people_txn read: PostgreSQL)

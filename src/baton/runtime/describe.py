@@ -288,6 +288,17 @@ _DESCRIBED: dict[str, Callable[[Mapping[str, Any], Notation], str]] = {
                                    f"(rollbacks: {_listed(d.get('rollbacks') or []) or 'none'})"),
     "record_deleted": lambda d, n: f"{d.get('object_type')} v{d.get('version')} deleted",
 }
+
+
+def _delegation(d: Mapping[str, Any], n: Notation) -> str:
+    """A change of a user's delegation (no run, no record: the directory's audit trail;
+    ``baton users show``). The directory says it, imported here only when one is said."""
+    from baton.auth.directory import describe_delegation_change
+
+    return describe_delegation_change(d)
+
+
+_DESCRIBED["delegation_changed"] = _delegation
 _DESCRIBED.update({t: partial(_child_event, t=t) for t in (
     "child_run_finished", "child_runs_canceled", "child_run_not_started",
     "child_runs_restarted")})

@@ -4,7 +4,9 @@ logins) as transaction methods: the SQL of :mod:`baton.auth.directory` and
 and call these.
 
 Rows are plain dicts of the table's columns. A plan never writes here (each write is
-refused): the directory is changed by people, not by a worker's batch.
+refused): the directory is changed by people, not by a worker's batch. The directory's
+audit events (a delegation's changes, lockouts) are events of no run and no record, read
+back by :meth:`PeopleSql.people_events_txn`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 from sqlalchemy.exc import IntegrityError
 
 from baton.store import schema as s
+from baton.store.codec import unpack_event_row
 from baton.store.sql.marks import refused
 
 # Read on every request an API token or a session cookie authenticates: compiled once and
@@ -52,9 +55,13 @@ SESSION_DELEGATORS = (select(*DELEGATORS.selected_columns)
                       .where(_se.c.secret_hash == bindparam("_hash")))
 
 
+PEOPLE_EVENTS_SCAN = 500  # event rows read at a time by people_events_txn
+
+
 class PeopleSql:
     conn: Connection
     bump_routing_generation_txn: Callable[[], None]  # RoutingSql's (a change to a pool's people)
+    flush_txn: Callable[[], None]  # SqlTx's (the events appended so far are written)
 
     # SqlTx's: a hot statement's single row, or all its rows.
     def _fetch_one(self, key: Any, stmt: Any, values: dict[str, Any]) -> dict[str, Any] | None:
@@ -138,6 +145,38 @@ class PeopleSql:
             self.conn.execute(insert(m), [{"user_name": user_name, "kind": kind, "name": n}
                                           for n in names])
         self.bump_routing_generation_txn()  # (routing keeps the members of each pool)
+
+    # ---- the directory's audit trail ----------------------------------------------------
+    def people_events_txn(self, types: Sequence[str],
+                          match: Callable[[dict[str, Any]], bool] | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]:
+        """The latest ``limit`` events of these ``types`` that belong to no run and no
+        record (the people directory's: ``delegation_changed``…) and that ``match``
+        accepts (default: all), newest first, each as appended plus its ``id``.
+
+        Events are stored packed (several to a row, their types inside the row's data), so
+        no index finds them by type: the rows of no run and no record are read newest
+        first, ``PEOPLE_EVENTS_SCAN`` at a time (``ix_events_run`` holds the rows of no run
+        in id order), until ``limit`` are found or none are left. That is the directory's
+        audit trail, deploys' and imports' events, and the records' events written outside
+        a run: read for an admin's look at one user, never per run or per request."""
+        self.flush_txn()
+        t, wanted = s.events, set(types)
+        base = (select(t).where(t.c.run_id.is_(None), t.c.record_id.is_(None))
+                .order_by(t.c.id.desc()).limit(PEOPLE_EVENTS_SCAN))
+        out: list[dict[str, Any]] = []
+        q = base
+        while True:
+            rows = self.conn.execute(q).all()
+            for r in rows:
+                for e in reversed(unpack_event_row(r._mapping)):
+                    if e["type"] in wanted and (match is None or match(e)):
+                        out.append(e)
+                        if len(out) >= limit:
+                            return out
+            if len(rows) < PEOPLE_EVENTS_SCAN:
+                return out
+            q = base.where(t.c.id < rows[-1].id)
 
     # ---- API tokens ---------------------------------------------------------------------
     @refused("writes the user directory")

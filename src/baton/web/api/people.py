@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool, field_validator
 
-from baton.auth.directory import EMAIL_PATTERN, NAME_PATTERN, TokenInfo, User
+from baton.auth.directory import EMAIL_PATTERN, HISTORY_LIMIT, NAME_PATTERN, TokenInfo, User
 from baton.auth.roles import Permission, require
 from baton.clock import iso
 from baton.errors import NotFound
@@ -62,6 +62,32 @@ class UserOut(BaseModel):
     delegate_until: str | None = Field(default=None, description="the delegation's last day")
     acting_for: list[str] = Field(default_factory=list, description=(
         "whose approvals this user may act on today, as their delegate"))
+
+
+class DelegationOut(BaseModel):
+    delegate: str
+    delegate_from: str | None
+    delegate_until: str | None
+
+
+class DelegationChangeOut(BaseModel):
+    id: int = Field(description="the audit event's id")
+    at: str
+    actor: str = Field(description="who made the change")
+    user: str = Field(description="whose delegation changed (the approver)")
+    change: Literal["set", "changed", "ended"]
+    before: DelegationOut | None = Field(description="the delegation before; null: none")
+    after: DelegationOut | None = Field(description="the delegation after; null: none")
+    reason: str | None = Field(default=None, description=(
+        "why the directory ended it on its own (a user of the delegate's name was added)"))
+
+
+class UserDetail(UserOut):
+    delegation_history: list[DelegationChangeOut] = Field(
+        default_factory=list, description=(
+            f"who gave whom approval power: the latest {HISTORY_LIMIT} changes of this "
+            "user's delegation and of the delegations naming them as delegate (audited as "
+            "`delegation_changed`), newest first"))
 
 
 class Me(UserOut):
@@ -203,17 +229,24 @@ def add_user(request: Request, body: NewUser, idempotency_key: IdempotencyKey = 
     def create() -> Created:
         user = engine_of(request).directory.add_user(
             body.name, roles=body.roles, groups=body.groups, queues=body.queues,
-            email=body.email, password=body.password, display_name=body.display_name)
+            email=body.email, password=body.password, display_name=body.display_name,
+            actor=principal.name)
         return (user_json(user), {"Location": f"/api/users/{user.name}"}), None
 
     return idempotent_apart(request, principal, idempotency_key, "user", body, UserOut, 201,
                             create, secrets=("password",))
 
 
-@router.get("/users/{name}", response_model=UserOut, summary="One user",
+@router.get("/users/{name}", response_model=UserDetail, summary="One user",
+            description="The user, and `delegation_history`: who gave whom approval power "
+                        "and who changed it (the latest changes of the user's delegation "
+                        "and of those naming them as delegate, newest first).",
             responses=problem_responses(401, 403, 404, 422))
 def get_user(request: Request, name: UserName, _: Principal = USERS) -> dict[str, Any]:
-    return user_json(engine_of(request).directory.get_user(name))
+    directory = engine_of(request).directory
+    user = directory.get_user(name)
+    return user_json(user) | {"delegation_history": [
+        c.to_json() for c in directory.delegation_history(name)]}
 
 
 @router.patch("/users/{name}", response_model=UserOut, summary="Change a user",
@@ -223,7 +256,9 @@ def get_user(request: Request, name: UserName, _: Principal = USERS) -> dict[str
                           "A new `password`, or `active: false`, signs the user out of every "
                           "UI session (but the caller's own, when it is theirs); their API "
                           "tokens stay valid until revoked (`active: false` refuses them while "
-                          "the user is inactive).",
+                          "the user is inactive). A change of the delegation is audited "
+                          "(`delegation_changed`: who, the delegate and dates before and "
+                          "after; see `GET /api/users/{name}`).",
               responses=problem_responses(400, 401, 403, 404, 422))
 def update_user(request: Request, name: UserName, body: UserPatch,
                 principal: Principal = USERS) -> dict[str, Any]:
@@ -233,7 +268,7 @@ def update_user(request: Request, name: UserName, body: UserPatch,
         password=body.password, delegate=body.cleared("delegate"),
         delegate_from=body.cleared("delegate_from"),
         delegate_until=body.cleared("delegate_until"),
-        keep_session=own_session(request, principal, name))
+        keep_session=own_session(request, principal, name), actor=principal.name)
     return user_json(user)
 
 
@@ -244,14 +279,15 @@ def update_user(request: Request, name: UserName, body: UserPatch,
                           "422 when the dates are wrong, or, for a caller who may list users "
                           "(`users` or `team`), when the delegate is not a user; anyone "
                           "else is not told which names exist: a name that is not a user's "
-                          "is kept as given and acts for no one.",
+                          "is kept as given and acts for no one. A change is audited "
+                          "(`delegation_changed`, by the caller).",
               responses=problem_responses(400, 401, 422))
 def update_me(request: Request, body: MePatch, principal: Principal = ME) -> dict[str, Any]:
     user = engine_of(request).directory.update_user(
         principal.name, delegate=body.cleared("delegate"),
         delegate_from=body.cleared("delegate_from"),
         delegate_until=body.cleared("delegate_until"),
-        may_list_users=principal.user.may_list_users)
+        may_list_users=principal.user.may_list_users, actor=principal.name)
     return user_json(user) | {"permissions": sorted(p.value for p in user.permissions),
                               "authenticated_by": principal.via}
 

@@ -4,6 +4,8 @@ Any signed-in user changes their own; an admin changes anyone's with ``baton use
 update`` or ``PATCH /api/users/{name}``. Only who may list users (``users`` or ``team``) is
 told that a delegate is not a user; anyone else is answered alike for every name (it is
 kept as given, and the page says the delegation acts only if that is a user's name).
+A change is audited (``delegation_changed``, by the signed-in user), as the API's and the
+CLI's are.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def save_settings(request: Request, principal: Me, form: Form) -> Response:
         me = directory.update_user(principal.name, delegate=delegate,
                                    delegate_from=start if delegate else None,
                                    delegate_until=until if delegate else None,
-                                   may_list_users=principal.user.may_list_users)
+                                   may_list_users=principal.user.may_list_users,
+                                   actor=principal.name)
     except ValidationError as exc:
         ctx = _context(directory.get_user(principal.name))
         ctx.update(errors=dict(exc.fields), values={"delegate": delegate, "delegate_from": start,
