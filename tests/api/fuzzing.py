@@ -170,7 +170,7 @@ def required_permissions() -> dict[str, frozenset[Permission]]:
 
 
 API_MODULES = ("people", "team", "definitions", "records", "intake", "runs", "plans", "work",
-               "fallout", "incidents", "callbacks")
+               "fallout", "incidents", "callbacks", "bundle")
 
 
 def forbidden_for(role: str) -> frozenset[str]:

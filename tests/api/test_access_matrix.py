@@ -113,6 +113,9 @@ ROUTES: dict[str, Rule] = {
     "GET /api/definitions/{kind}/{name}/diff": perm(P.DEFINITIONS_READ, query="from=1&to=1"),
     "POST /api/definitions/{kind}/{name}/activate": perm(P.DEFINITIONS_WRITE),
     "POST /api/definitions/{kind}/{name}/deactivate": perm(P.DEFINITIONS_WRITE),
+    # (a bundle with people needs `users` too: tests/api/test_bundle_bundleapi_followups.py)
+    "GET /api/bundle": perm(P.DEFINITIONS_READ),
+    "POST /api/bundle/import": perm(P.DEFINITIONS_WRITE),  # ({}: 415, a bundle is gzip)
     # ---- records and intake
     "POST /api/objects/{object_type}/records": perm(P.RECORDS_WRITE),
     "GET /api/records": perm(P.RECORDS_READ),

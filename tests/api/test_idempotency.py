@@ -451,8 +451,8 @@ def test_every_action_post_honours_the_key(sqlite_api: Api) -> None:
         "claim", "release", "accept", "decline", "complete", "recall", "reassign", "cancel",
         "resume", "signal", "retry", "skip", "dismiss", "amend", "activate", "deactivate",
         "unlock", "records", "{target}"}
-    # ... and six creates, the next item, validate and the callbacks
-    assert len(posts) == len(ACTIONS) + 9
+    # ... and seven creates (a bundle's import one), the next item, validate and the callbacks
+    assert len(posts) == len(ACTIONS) + 10
 
 
 def _action_claim(who: str, k: str, path: str, body: Any) -> IdempotencyClaim:

@@ -103,10 +103,10 @@ def import_(
         if not dry_run:
             apply_import(eng, plan, actor="cli")
             step()
-    rows = [{"kind": c.kind, "name": c.name, "change": c.action, "writes": c.writes}
-            for c in plan.changes]
+    report = plan.report(dry_run=dry_run)  # (what POST /api/bundle/import answers)
+    rows = report["changes"]
     if as_json:
-        print_json({"dry_run": dry_run, "changes": rows})
+        print_json(report)
         return
     table("Would change (dry run)" if dry_run else "Imported", ["kind", "name", "change"],
           [[r["kind"], r["name"], r["change"]] for r in rows])

@@ -42,7 +42,7 @@ import io
 import posixpath
 import tarfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
@@ -58,6 +58,7 @@ from baton.definitions.model import LoadedDefinition, ObjectTypeDefinition
 from baton.errors import BatonError, DefinitionError, Issue, TransitionConflict, ValidationError
 from baton.runtime import schedules
 from baton.runtime.definitions import checksum
+from baton.storable import first_problem
 from baton.store.migrations import LATEST
 
 if TYPE_CHECKING:
@@ -118,6 +119,13 @@ class ImportPlan:
     def leaving(self) -> list[tuple[str, str]]:
         """(kind, name) of the definitions it deactivates."""
         return [(kind, name) for kind, name, version in self.activate if version is None]
+
+    def report(self, *, dry_run: bool) -> dict[str, Any]:
+        """What the import changes (or would, ``dry_run``), as ``baton import --json``
+        prints it and ``POST /api/bundle/import`` answers it."""
+        return {"dry_run": dry_run,
+                "changes": [{"kind": c.kind, "name": c.name, "change": c.action,
+                             "writes": c.writes} for c in self.changes]}
 
 
 # ---- export -----------------------------------------------------------------------------
@@ -215,6 +223,19 @@ class _Bounded(io.RawIOBase):
         return len(data)
 
 
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+_PERSON_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "roles": (_names, "a list of names"), "groups": (_names, "a list of names"),
+    "queues": (_names, "a list of names"),
+    "email": (lambda v: isinstance(v, str), "text"),
+    "display_name": (lambda v: isinstance(v, str), "text"),
+    "active": (lambda v: isinstance(v, bool), "true or false")}
+"""A bundled user's optional fields: whether a value fits (null always does), and what fits."""
+
+
 def read_bundle(data: bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> dict[str, Any]:
     """The bundle's members, checked for shape (a clear error naming what is wrong).
     ``max_bytes``: the most it may unpack to (its members and the tar's own headers)."""
@@ -253,6 +274,22 @@ def read_bundle(data: bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> dict[str, Any
     if not isinstance(people, list) or not all(
             isinstance(p, dict) and isinstance(p.get("name"), str) for p in people):
         raise BundleError("people.json: expected a list of users with a name each")
+    seen: set[str] = set()
+    for i, p in enumerate(people):
+        # (each field of the type a user's row has: a number where a list of names goes
+        # is said here, not met as a crash later)
+        wrong = [f"{k}: expected {what}" for k, (fits, what) in _PERSON_FIELDS.items()
+                 if p.get(k) is not None and not fits(p[k])]
+        if wrong:
+            raise BundleError(f"people.json[{i}] (user {p['name'][:200]!r}): "
+                              + ", ".join(wrong))
+        if p["name"] in seen:
+            raise BundleError(f"people.json[{i}]: user {p['name'][:200]!r} is in it twice")
+        seen.add(p["name"])
+    for name, value in out.items():  # (what no database stores: NUL, a lone surrogate)
+        problem = first_problem(value, name)
+        if problem is not None:
+            raise BundleError(problem[:500])
     return out
 
 

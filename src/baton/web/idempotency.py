@@ -4,7 +4,8 @@ an item (a retry takes no second one); and on every POST that acts on something 
 exists: a work item's claim, release, accept, decline, complete, recall and reassign; a
 run's cancel, resume and signal; fallout's retry, complete and skip; an incident's retry
 and dismiss; a plan's cancel and amend; a definition's activate and deactivate; the
-unlocks of a login or an address.
+unlocks of a login or an address. A bundle's import (``POST /api/bundle/import``) reads
+it as a deploy does.
 
 A client that lost the answer (a timeout, a server killed mid-request) sends the request
 again with the same key: within 24 hours the retry does nothing and gets the first
@@ -55,7 +56,8 @@ KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
 log = logging.getLogger(__name__)
 
 HONOURED = ("Honoured by every POST that creates something (records, runs, intake, users, "
-            "API tokens, definition deploys), by POST /api/work/next, which takes an item, "
+            "API tokens, definition deploys, bundle imports), by POST /api/work/next, which "
+            "takes an item, "
             "and by every POST that acts on something that exists (a work item's claim, "
             "release, accept, decline, complete, recall, reassign; a run's cancel, resume, "
             "signal; fallout's retry, complete, skip; an incident's retry, dismiss; a "

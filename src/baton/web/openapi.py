@@ -266,6 +266,8 @@ OPERATION_IDS: dict[str, str] = {
     "GET /api/definitions/{kind}/{name}/diff": "diffDefinitionVersions",
     "POST /api/definitions/{kind}/{name}/activate": "activateDefinition",
     "POST /api/definitions/{kind}/{name}/deactivate": "deactivateDefinition",
+    "GET /api/bundle": "exportBundle",
+    "POST /api/bundle/import": "importBundle",
     # Records
     "POST /api/objects/{object_type}/records": "createRecord",
     "GET /api/records": "listRecords",
@@ -331,7 +333,8 @@ TAGS: tuple[tuple[str, str], ...] = (
                 "mailbox, read a record's messages and attachments, download an attachment.")),
     ("Definitions", ("Object types, orchestrations and calendars, written in YAML. Validate "
                      "and deploy them (each deploy is a new version), activate or deactivate "
-                     "a version, diff two versions.")),
+                     "a version, diff two versions; export them as a bundle and import one "
+                     "(what `baton export` and `baton import` do).")),
     ("Fallout", ("Steps that failed after their retries and wait for an operator: retry "
                  "them, complete them by hand with an output, or skip them.")),
     ("Incidents", ("A definition's bug met at run time (a record trigger's `when` or an "

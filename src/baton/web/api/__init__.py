@@ -11,6 +11,7 @@ create). The OpenAPI document is the same.
 from fastapi import Depends, FastAPI
 
 from baton.web.api import (
+    bundle,
     callbacks,
     definitions,
     fallout,
@@ -25,8 +26,9 @@ from baton.web.api import (
 )
 from baton.web.api.common import clean_input
 
+# (bundles last: two routes no frequent request is matched against)
 AREAS = (people, team, definitions, records, intake, runs, plans, work, fallout, incidents,
-         callbacks)
+         callbacks, bundle)
 PREFIX = "/api"
 
 
