@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from baton.definitions.connection import credential_name
+from baton.definitions.credentials import credential_name
 from baton.definitions.loader import check_texts, load_stored
 from baton.definitions.model import ConnectionDefinition, SecretRef
 

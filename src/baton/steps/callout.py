@@ -72,7 +72,8 @@ from baton.definitions.checks import (
     unknown,
     with_own_input,
 )
-from baton.definitions.connection import check_size, literal_credential
+from baton.definitions.connection import check_size
+from baton.definitions.credentials import literal_credential
 from baton.definitions.model import StepDefinition
 from baton.engine.events import SignalReceived, StartTimer, StepCompleted, TimerFired
 from baton.engine.policy import RetryPolicy, duration
