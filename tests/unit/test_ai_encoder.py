@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import os
 import random
+import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,59 @@ def split() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     to test."""
     rows = banking77(FEW + 900)
     return rows[:FEW + 400], rows[FEW + 400:]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """``b77`` v1, trained on the :func:`split`'s texts by ``baton ai train``'s
+    :func:`~baton.ai.trained.train` into a SQLite file (a test opens a copy of its own)."""
+
+    db: Path
+    row: dict[str, Any]  # what train() returned
+    encoded: list[int]  # how many texts each call of the encoder was given meanwhile
+    model: OfflineClassifier  # the model it trained (from encoding its texts), kept here
+
+
+@pytest.fixture(scope="module")
+def stored(encoded_once: None, encoder: enc.Encoder, split: Any,
+           tmp_path_factory: pytest.TempPathFactory) -> Stored:
+    """Trained once in this module: two tests start from this version (a training of the
+    2,400 texts with the encoder's model is seconds of CPU). The model is the one train()
+    trained (a spy on OfflineClassifier.train keeps what it returns); only read."""
+    from baton.ai.trained import train
+    from baton.runtime.engine import Engine
+
+    rows, _ = split
+    db = tmp_path_factory.mktemp("b77") / "baton.db"
+    calls: list[int] = []
+    models: list[OfflineClassifier] = []
+    real_encode, real_train = enc.Encoder.encode, OfflineClassifier.train
+
+    def counting(self: enc.Encoder, texts: Any) -> Any:
+        calls.append(len(texts))
+        return real_encode(self, texts)
+
+    def kept(cls: type[OfflineClassifier], *args: Any, **kwargs: Any) -> OfflineClassifier:
+        models.append(real_train(*args, **kwargs))  # (cls: OfflineClassifier)
+        return models[-1]
+
+    engine = Engine(f"sqlite:///{db}")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(enc.Encoder, "encode", counting)
+            patch.setattr(OfflineClassifier, "train", classmethod(kept))
+            row = train(engine.store, "b77", [t for t, _ in rows], [c for _, c in rows],
+                        source="v1.csv", actor="test", now="2026-12-04T00:00:00.000Z")
+    finally:
+        engine.close()  # (its WAL checkpointed into the file: a copy is the whole database)
+    (model,) = models
+    return Stored(db, row, calls, model)
+
+
+def copy_of(got: Stored, tmp_path: Path) -> str:
+    """A database of the test's own with ``b77`` v1 in it."""
+    shutil.copyfile(got.db, tmp_path / "baton.db")
+    return f"sqlite:///{tmp_path / 'baton.db'}"
 
 
 def test_with_many_texts_the_encoder_decides_the_close_calls(
@@ -205,22 +260,23 @@ def test_the_train_command_says_it_trained_with_the_encoder(
 
 
 def test_stored_sentence_vectors_train_the_same_model_without_encoding_again(
-        encoder: enc.Encoder, split: Any, tmp_path: Path, encoded: list[int]) -> None:
+        encoder: enc.Encoder, split: Any, stored: Stored, tmp_path: Path,
+        encoded: list[int]) -> None:
     """``baton ai train`` stores its texts' vectors; a worker with the same encoder trains
     from them (only texts it was not given vectors for are encoded) and gets the same model.
     (The worker's model, trained from the vectors read back from the store, is the one
-    compared with the first: a second training from the same vectors outside the store
-    proved nothing more.)"""
+    compared with the first, the model train() trained by encoding the texts: a second
+    training from the same vectors outside the store proved nothing more.)"""
     import numpy as np
 
     from baton.ai.offline import Vectors
-    from baton.ai.trained import TrainedSets, train
+    from baton.ai.trained import TrainedSets
     from baton.runtime.engine import Engine
 
     rows, test = split
     texts, labels = [t for t, _ in rows], [c for _, c in rows]
-    first = OfflineClassifier.train(texts, labels, keep_vectors=True)
-    assert encoded == [len(texts)] and first.vectors is not None
+    first = stored.model  # train()'s, kept with its vectors (keep_vectors=True)
+    assert stored.encoded == [len(texts)] and first.vectors is not None
     assert first.vectors.array.shape == (len(texts), 384)
     assert first.vectors.array.dtype == np.float16
     assert first.vectors.encoder.startswith("all-MiniLM-L6-v2/53aa51172d142c89/")
@@ -241,11 +297,9 @@ def test_stored_sentence_vectors_train_the_same_model_without_encoding_again(
             Vectors.from_json(bad, len(texts))
 
     # Through the store: the classifier's row carries them, the worker's reader hands them on.
-    engine = Engine(f"sqlite:///{tmp_path / 'baton.db'}")
+    engine = Engine(copy_of(stored, tmp_path))
     try:
-        encoded.clear()
-        row = train(engine.store, "b77", texts, labels, source=None, actor="test",
-                    now="2026-12-04T00:00:00.000Z")
+        row = stored.row
         assert row["vectors"] is True and row["encoder"] == "all-MiniLM-L6-v2"
         got = TrainedSets(engine.store.read)("b77")
         assert got.vectors is not None and got.vectors.array.shape == (len(texts), 384)
@@ -326,7 +380,8 @@ def test_with_few_texts_the_encoder_is_asked_only_when_configured(
 
 
 def test_a_retraining_encodes_only_the_texts_the_latest_version_lacks(
-        encoder: enc.Encoder, split: Any, tmp_path: Path, encoded: list[int]) -> None:
+        encoder: enc.Encoder, split: Any, stored: Stored, tmp_path: Path,
+        encoded: list[int]) -> None:
     """``baton ai train`` again on a file with rows added, changed, removed and reordered:
     the texts the latest version holds take its stored vectors, only the others are
     encoded (together, in one call), and the version stores both."""
@@ -336,11 +391,11 @@ def test_a_retraining_encodes_only_the_texts_the_latest_version_lacks(
     from baton.runtime.engine import Engine
 
     rows, _ = split
-    engine = Engine(f"sqlite:///{tmp_path / 'baton.db'}")
+    engine = Engine(copy_of(stored, tmp_path))  # b77 v1: the split's rows
     try:
-        v1 = train(engine.store, "b77", [t for t, _ in rows], [c for _, c in rows],
-                   source="v1.csv", actor="test", now="2026-12-04T00:00:00.000Z")
-        assert v1["reused"] is None and encoded == [len(rows)]
+        v1 = stored.row
+        assert v1["version"] == 1 and v1["source"] == "v1.csv"
+        assert v1["reused"] is None and stored.encoded == [len(rows)]
         new = [("where is my parcel", "parcel"), ("the parcel never came", "parcel"),
                (rows[0][0] + " please", rows[0][1])]  # a changed text is a new text
         changed = rows[20:] + new

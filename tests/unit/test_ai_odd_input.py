@@ -6,6 +6,7 @@ nothing at all to learn from."""
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 
 import pytest
 
@@ -68,6 +69,25 @@ def test_many_one_word_texts_train_too(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [a.category for a in model.classify(["w9999a", "w9998b"])] == ["odd", "even"]
 
 
+@pytest.fixture
+def collect_this_tests_garbage() -> Iterator[None]:
+    """``gc.collect()`` in the test looks at the objects made since it began: what the
+    process held before is frozen (:func:`gc.freeze`) until it ends. In the suite's
+    long-lived processes a full collection walks millions of objects, seconds each; the
+    models that must be collected here are all made in the test. (A serving worker of an
+    earlier test may have frozen the process's objects, :func:`baton.runtime.heap.settle`:
+    they are frozen again after.)"""
+    frozen = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if frozen:
+            gc.freeze()
+
+
+@pytest.mark.usefixtures("collect_this_tests_garbage")
 def test_a_rationale_names_its_own_models_features() -> None:
     """A model's feature names are its own, also when a model that is gone had the same
     id(): they were kept by id (and never let go), so a new model could explain with a dead
