@@ -31,7 +31,7 @@ def test_an_offer_past_its_timeout_is_not_accepted_and_its_timer_passes_it_on(
 
 def test_an_offer_a_moment_before_its_timeout_is_accepted(harness: Any, clock: Any) -> None:
     offers(harness, TWO)
-    rec, item = case(harness)
+    _rec, item = case(harness)
     clock.advance(timedelta(minutes=1, seconds=59))
     accepted = harness.engine.accept(item["id"], "ann")
     assert (accepted["assignee"], accepted["routing_status"]) == ("ann", "routed")
