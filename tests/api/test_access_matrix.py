@@ -124,6 +124,7 @@ ROUTES: dict[str, Rule] = {
     "DELETE /api/records/{record_id}": perm(P.RECORDS_WRITE),
     "GET /api/records/{record_id}/timeline": perm(P.RECORDS_READ),
     "POST /api/intake/{target}": perm(P.RECORDS_WRITE),
+    "GET /api/intake/refused": perm(P.RECORDS_READ),
     "GET /api/records/{record_id}/messages": perm(P.RECORDS_READ),
     "GET /api/records/{record_id}/attachments": perm(P.RECORDS_READ),
     "GET /api/attachments/{attachment_id}": perm(P.RECORDS_READ),

@@ -23,6 +23,13 @@ default; its ``RFC822.SIZE``, asked first) is not fetched at all (outcome ``too_
 each FETCH asks for at most :data:`FETCH_BYTES` of messages (a larger message alone).
 The folder is opened read-only: Baton never marks, moves or deletes mail.
 
+**Refusals are kept**: each message gone past (``unreadable``, ``refused``, ``failed``,
+``too_large``) is recorded with its folder, UIDVALIDITY and UID
+(:meth:`~baton.intake.service.IntakeService.note_refusal`; a message not fetched with
+what its ``ENVELOPE`` says of it), so ``baton intake refused`` lists it; once its cause is
+mended, :func:`fetch_one` (``baton intake imap-fetch --mailbox NAME --uid UID``) takes
+that one message again.
+
 **Which mailboxes**: :class:`ImapPolling` reads the deployed mailboxes when a poll is due,
 and at least every :data:`LOOK_EVERY` seconds otherwise: while no mailbox has an ``imap:``
 source, that is all it does (no database read in between), and a deploy that adds one
@@ -34,7 +41,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +52,7 @@ from baton.clock import iso
 from baton.definitions.model import ImapSource, MailboxDefinition
 from baton.errors import BatonError
 from baton.intake.mail import MailError
-from baton.intake.service import REFUSED, IntakeService
+from baton.intake.service import REFUSED, Accepted, ImapOrigin, IntakeService
 
 log = logging.getLogger(__name__)
 BATCH = 50  # messages fetched per FETCH command
@@ -110,6 +118,46 @@ def poll(intake: IntakeService, box: MailboxDefinition, *, env: Any = None,
     the intake setting, ``intake.limits.max_message_bytes``)."""
     if max_bytes is None:
         max_bytes = intake.limits.max_message_bytes
+    with _session(box, env, connect) as (client, source, uidvalidity):
+        return _take(intake, box, source, client, uidvalidity, max_bytes)
+
+
+def fetch_one(intake: IntakeService, box: MailboxDefinition, uid: int, *,
+              uidvalidity: int | None = None, env: Any = None,
+              connect: Callable[[ImapSource], Any] | None = None,
+              max_bytes: int | None = None) -> Accepted:
+    """Take the message of ``uid`` in the mailbox's folder again, now (one that a poll went
+    past: its cause mended), as a poll takes it; its UID bookkeeping is left as it is.
+    ``uidvalidity``: the folder's as the refusal recorded it; another one means the folder
+    was recreated and the UID names another message now (an :class:`ImapError`)."""
+    if max_bytes is None:
+        max_bytes = intake.limits.max_message_bytes
+    with _session(box, env, connect) as (client, source, valid):
+        if uidvalidity is not None and uidvalidity != valid:
+            raise ImapError(f"folder {source.folder!r} of mailbox {box.name!r} has "
+                            f"UIDVALIDITY {valid} now, not {uidvalidity}: it was recreated and "
+                            f"UID {uid} names another message (save the message as an .eml "
+                            "file and import it with `baton intake eml` instead)")
+        size = (client.fetch([uid], ["RFC822.SIZE"]).get(uid) or {}).get(b"RFC822.SIZE")
+        if size is None:
+            raise ImapError(f"folder {source.folder!r} of mailbox {box.name!r} has no "
+                            f"message of UID {uid} (expunged, or not yet there)")
+        if int(size) > max_bytes:
+            raise MailError(f"the message is {int(size):,} bytes: at most {max_bytes:,} are "
+                            "taken (the intake setting max_message_bytes)")
+        raw = (client.fetch([uid], ["BODY.PEEK[]"]).get(uid) or {}).get(b"BODY[]")
+        if not isinstance(raw, bytes):
+            raise ImapError(f"UID {uid} of {source.account}: the server sent no message")
+        return intake.accept(raw, via="imap", mailbox=box.name, actor=f"imap:{box.name}",
+                             max_bytes=max_bytes,
+                             origin=ImapOrigin(source.account, source.folder, valid, uid))
+
+
+@contextmanager
+def _session(box: MailboxDefinition, env: Any, connect: Callable[[ImapSource], Any] | None
+             ) -> Iterator[tuple[Any, ImapSource, int]]:
+    """Logged in to the mailbox's server, its folder selected read-only: the client, the
+    source and the folder's UIDVALIDITY; logged out after."""
     source = box.imap
     if source is None:
         raise ImapError(f"mailbox {box.name!r} has no imap: source")
@@ -126,8 +174,7 @@ def poll(intake: IntakeService, box: MailboxDefinition, *, env: Any = None,
             raise ImapError(f"IMAP login as {source.username!r} at {source.host} refused: "
                             f"{_clean(exc, secret)}") from None
         selected = client.select_folder(source.folder, readonly=True)
-        uidvalidity = int(selected[b"UIDVALIDITY"])
-        return _take(intake, box, source, client, uidvalidity, max_bytes)
+        yield client, source, int(selected[b"UIDVALIDITY"])
     finally:
         try:
             client.logout()
@@ -158,25 +205,33 @@ def _take(intake: IntakeService, box: MailboxDefinition, source: ImapSource, cli
         for uid in chunk:
             raw = (fetched.get(uid) or {}).get(b"BODY[]")
             outcome = "missing"  # (expunged between SEARCH and FETCH)
+            origin = ImapOrigin(source.account, source.folder, uidvalidity, int(uid))
             if sizes.get(uid, 0) > max_bytes:
                 outcome = "too_large"
                 log.warning("imap %s: UID %s is %s bytes: at most %s are taken; not fetched",
                             box.name, uid, f"{sizes[uid]:,}", f"{max_bytes:,}")
+                intake.note_refusal(
+                    "imap", f"the message is {sizes[uid]:,} bytes: at most {max_bytes:,} are "
+                    "taken (the intake setting max_message_bytes); it was not fetched",
+                    outcome="too_large", head=_envelope(client, int(uid)), size=sizes[uid],
+                    mailbox=box.name, origin=origin)
             elif isinstance(raw, bytes):
-                outcome = _accept(intake, box, source, int(uid), raw, max_bytes)
+                outcome = _accept(intake, box, source, origin, raw, max_bytes)
             _save(intake, box, source, uidvalidity, int(uid))
             last = int(uid)
             taken.append((int(uid), outcome))
     return PollResult(box.name, uidvalidity, tuple(taken), last, reset)
 
 
-def _accept(intake: IntakeService, box: MailboxDefinition, source: ImapSource, uid: int,
-            raw: bytes, max_bytes: int) -> str:
+def _accept(intake: IntakeService, box: MailboxDefinition, source: ImapSource,
+            origin: ImapOrigin, raw: bytes, max_bytes: int) -> str:
     """One message through intake: its outcome. Raises (the poll ends before its UID is
-    recorded) only for a failure that is not the message's own (:func:`_its_own`)."""
+    recorded) only for a failure that is not the message's own (:func:`_its_own`). A
+    refusal is recorded by intake; a failure of its own, here."""
+    uid = origin.uid
     try:
         return intake.accept(raw, via="imap", mailbox=box.name, actor=f"imap:{box.name}",
-                             max_bytes=max_bytes).outcome
+                             max_bytes=max_bytes, origin=origin).outcome
     except REFUSED as exc:
         outcome = "unreadable" if isinstance(exc, MailError) else "refused"
         log.warning("imap %s: UID %s is %s: %s", box.name, uid,
@@ -193,6 +248,9 @@ def _accept(intake: IntakeService, box: MailboxDefinition, source: ImapSource, u
                   "intake eml FILE --mailbox %s` once this is mended", box.name, uid,
                   source.account, type(exc).__name__, _first_line(exc), box.name,
                   exc_info=not isinstance(exc, DBAPIError))
+        if not intake.store.refuses_data(exc):  # (intake recorded those)
+            intake.note_refusal("imap", f"{type(exc).__name__}: {_first_line(exc)}",
+                                outcome="failed", raw=raw, mailbox=box.name, origin=origin)
         return "failed"
 
 
@@ -206,6 +264,31 @@ def _its_own(intake: IntakeService, exc: Exception) -> bool:
     if isinstance(exc, DBAPIError):
         return intake.store.refuses_data(exc)
     return not isinstance(exc, BatonError | OSError | SQLAlchemyError)
+
+
+def _envelope(client: Any, uid: int) -> bytes | None:
+    """What the server's ``ENVELOPE`` says of a message that is not fetched (From, Subject,
+    Message-ID, To, Cc) as header lines, for its refusal; None when it says nothing."""
+    try:
+        env = (client.fetch([uid], ["ENVELOPE"]).get(uid) or {}).get(b"ENVELOPE")
+    except Exception as exc:  # noqa: BLE001 - the refusal is recorded without them
+        log.debug("imap: ENVELOPE of UID %s: %s", uid, exc)
+        return None
+    if env is None:
+        return None
+
+    def text(value: Any) -> str:
+        raw = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+        return " ".join(raw[:4_000].split())
+
+    def addresses(found: Any) -> str:
+        return ", ".join(f"{text(a.mailbox)}@{text(a.host)}" for a in (found or ())
+                         if getattr(a, "mailbox", None) and getattr(a, "host", None))
+
+    lines = [("From", addresses(env.from_)), ("Subject", text(env.subject)),
+             ("Message-ID", text(env.message_id)), ("To", addresses(env.to)),
+             ("Cc", addresses(env.cc))]
+    return "".join(f"{k}: {v}\r\n" for k, v in lines if v).encode("utf-8") + b"\r\n"
 
 
 def _batches(uids: list[int], sizes: dict[int, int], max_bytes: int) -> list[list[int]]:

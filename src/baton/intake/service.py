@@ -26,6 +26,17 @@ object type refuses (a required field the mail leaves empty) raises
 :class:`MessageRefused`: taking it again would fail again (:data:`REFUSED`). A record that
 no message could make (a required field the mailbox does not fill) is the definitions'
 fault, not the sender's: a plain :class:`ValidationError`, worth another try once fixed.
+
+**Refusals are kept** (:meth:`IntakeService.note_refusal`, ``baton_intake_refusals``): a
+message :meth:`IntakeService.accept` refuses (:data:`REFUSED`, or values the database
+refuses) is recorded in a short transaction of its own after the refusal, with what it said
+of itself (From, Subject, Message-ID: bounded; never its body, only the sha256 of its
+bytes), the way in, the reason and, for IMAP, where it stays (:class:`ImapOrigin`); the
+ways in record what only they meet (a message too large to be read, an IMAP poll going
+past one that failed). A write that fails is logged and the refusal stands as it was.
+:meth:`IntakeService.refusals` lists them for ``baton intake refused``, ``GET
+/api/intake/refused`` and the Fallout page, each with what to do to get it in
+(:func:`refusal_view`).
 """
 
 from __future__ import annotations
@@ -34,6 +45,11 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses, parseaddr
 from typing import Any
 
 from baton.clock import Clock, iso
@@ -51,12 +67,20 @@ from baton.runtime.idempotency import IdempotencyClaim
 from baton.settings import IntakeSettings
 from baton.store.ports import Transaction
 from baton.store.sql import SqlStore
+from baton.store.sql.refusals import (
+    KEEP_DAYS,
+    count_refusals_txn,
+    insert_refusal_txn,
+    list_refusals_txn,
+)
 
 log = logging.getLogger(__name__)
 TIMELINE_TEXT = 2_000  # characters of a reply's new text on the timeline event
 ATTACHMENTS_TEXT = 100_000  # characters of attachment text in the attachments_text field
 TEXT_TYPES = frozenset({"string", "text"})  # the field types an empty part fills with ""
-
+HEAD_BYTES = 64 * 1024  # bytes of a refused message read for its From, Subject, Message-ID
+REASON_CHARS = 2_000  # characters of a refusal's reason kept
+SUBJECT_CHARS = 300  # ... of its subject
 
 
 class MessageRefused(ValidationError):
@@ -70,6 +94,17 @@ often it is sent (not an e-mail; a record its object type refuses for what the m
 holds): the SMTP listener answers 5xx (the sender bounces it now, with the reason), IMAP
 polling goes past it. Any other error (a database locked or away, a definition that no
 message can satisfy) is worth another try: 451, the next poll."""
+
+
+@dataclass(frozen=True)
+class ImapOrigin:
+    """Where a polled message stays (an IMAP folder is read, never changed): its refusal
+    says it, so that an operator can find it there."""
+
+    account: str  # user@host:port/folder
+    folder: str
+    uidvalidity: int
+    uid: int
 
 
 @dataclass(frozen=True)
@@ -159,13 +194,34 @@ class IntakeService:
     def accept(self, raw: bytes, *, via: str, recipients: Sequence[str] = (),
                mailbox: str | None = None, actor: str | None = None,
                claim: IdempotencyClaim | None = None,
-               max_bytes: int | None = None) -> Accepted:
+               max_bytes: int | None = None, origin: ImapOrigin | None = None) -> Accepted:
         """Take one message (raises :class:`~baton.intake.mail.MailError` if it is not one,
         or if it is over a bound of :mod:`~baton.intake.mail`: ``max_bytes`` is its size's,
         :attr:`limits`' ``max_message_bytes`` unless given).
 
         ``claim``: an API request's idempotency key, claimed in the transaction that stores
-        the message and bound to the stored message (``msg-…``)."""
+        the message and bound to the stored message (``msg-…``). A message refused for
+        good (:data:`REFUSED`, or values the database refuses) is recorded as refused
+        (:meth:`note_refusal`; ``origin``: where an IMAP message stays) before the error
+        is raised to the way in."""
+        try:
+            return self._accept_once(raw, via, recipients, mailbox, actor, claim, max_bytes)
+        except REFUSED as exc:
+            self.note_refusal(via, str(exc), raw=_bytes(raw), mailbox=mailbox,
+                              recipients=recipients, origin=origin,
+                              outcome="unreadable" if isinstance(exc, MailError)
+                              else "refused")
+            raise
+        except Exception as exc:
+            if self.store.refuses_data(exc):  # (its values: refused again every time)
+                self.note_refusal(via, "the database refused the values it holds: "
+                                  f"{first_line(exc)}", raw=_bytes(raw), mailbox=mailbox,
+                                  recipients=recipients, origin=origin, outcome="failed")
+            raise
+
+    def _accept_once(self, raw: bytes, via: str, recipients: Sequence[str],
+                     mailbox: str | None, actor: str | None,
+                     claim: IdempotencyClaim | None, max_bytes: int | None) -> Accepted:
         if not isinstance(raw, bytes | bytearray | memoryview):
             raise MailError(f"a message is its bytes as received (RFC 5322), got "
                             f"{type(raw).__name__}: encode a text first")
@@ -309,6 +365,70 @@ class IntakeService:
         tx.insert_attachments_txn(rows)
         return row_id
 
+    # ---- refusals ---------------------------------------------------------------------------
+    def note_refusal(self, via: str, reason: str, *, outcome: str = "refused",
+                     raw: bytes | None = None, head: bytes | None = None,
+                     size: int | None = None, sender: str | None = None,
+                     mailbox: str | None = None, recipients: Sequence[str] = (),
+                     origin: ImapOrigin | None = None) -> str | None:
+        """Record that a message was refused or could not be taken (``outcome``: refused |
+        unreadable | too_large | failed), in a write of its own: its id, or None when the
+        write failed (logged: the refusal stands without its row). ``raw``: the message's
+        bytes (its size and sha256 are kept), else ``head``: its start only (a message too
+        large to be read whole); From, Subject and Message-ID are read from their first
+        :data:`HEAD_BYTES` bytes. ``size``, ``sender``: as announced, when the message was
+        not received (SMTP's ``MAIL FROM … SIZE=``). The mailbox: ``mailbox`` if deployed,
+        else the one the recipients (or the message's To and Cc) name, else none."""
+        try:
+            said = _sniff(raw if raw is not None else head or b"")
+            box = self._box_of(mailbox, list(recipients) or said["to"])
+            now = self.clock.now()
+            row = {
+                "id": self.ids.new("rfs"), "refused_at": iso(now), "mailbox": box,
+                "via": via[:20], "outcome": outcome[:20],
+                "reason": _clean(reason, REASON_CHARS) or outcome,
+                "message_id": said["message_id"],
+                "sender": said["sender"] or _clean(sender or "", 320) or None,
+                "subject": said["subject"],
+                "size": len(raw) if raw is not None else size,
+                "raw_sha256": hashlib.sha256(raw).hexdigest() if raw is not None else None,
+                "account": _clean(origin.account, 700) if origin else None,
+                "folder": _clean(origin.folder, 300) if origin else None,
+                "uidvalidity": origin.uidvalidity if origin else None,
+                "uid": origin.uid if origin else None}
+            with self.store.write() as tx:
+                insert_refusal_txn(tx.conn, row,
+                                   expired_before=iso(now - timedelta(days=KEEP_DAYS)))
+        except Exception as exc:  # noqa: BLE001 - logged: the refusal stands as it was
+            log.warning("intake: a refusal (%s, %s) could not be recorded: %s", via,
+                        " ".join(reason.split())[:200], first_line(exc))
+            return None
+        return str(row["id"])
+
+    def _box_of(self, name: str | None, recipients: Sequence[str]) -> str | None:
+        """The deployed mailbox a refused message was for, if one can be told."""
+        boxes = self.definitions.mailboxes()
+        if name is not None:
+            return name if name in boxes else None
+        try:
+            return self.mailbox_for(recipients).name
+        except BatonError:
+            return None
+
+    def refusals(self, mailbox: str | None = None, limit: int = 50, offset: int = 0
+                 ) -> tuple[list[dict[str, Any]], int]:
+        """The refusals kept, newest first (:func:`refusal_view` each), and how many are
+        kept in all (of ``mailbox`` when given)."""
+        with self.store.read() as tx:
+            rows = list_refusals_txn(tx.conn, mailbox, limit, offset)
+            total = count_refusals_txn(tx.conn, mailbox)
+        return [refusal_view(r) for r in rows], total
+
+    def count_refusals(self, since: Any = None) -> int:
+        """How many refusals are kept (``since``: a datetime, those since then)."""
+        with self.store.read() as tx:
+            return count_refusals_txn(tx.conn, None, iso(since) if since else None)
+
     # ---- reading ----------------------------------------------------------------------------
     def messages(self, record_id: str) -> list[dict[str, Any]]:
         """A record's messages, oldest first, each with its attachments (ids included)."""
@@ -364,6 +484,99 @@ def attachment_view(a: dict[str, Any]) -> dict[str, Any]:
             "text_error": a.get("text_error") if stored else None,
             "url": f"/api/attachments/{a['id']}" if stored else None,
             "received_at": a["created_at"]}
+
+
+def refusal_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A refusal as the API, the CLI and the Fallout page show it, with what to do to get
+    the message in once its cause is mended (``remedy``)."""
+    imap = ({"account": row["account"], "folder": row["folder"],
+             "uidvalidity": row["uidvalidity"], "uid": row["uid"]}
+            if row["uid"] is not None else None)
+    return {"id": row["id"], "refused_at": row["refused_at"], "mailbox": row["mailbox"],
+            "via": row["via"], "outcome": row["outcome"], "reason": row["reason"],
+            "message_id": row["message_id"], "sender": row["sender"],
+            "subject": row["subject"], "size": row["size"], "raw_sha256": row["raw_sha256"],
+            "imap": imap, "remedy": _remedy(row)}
+
+
+def _remedy(row: dict[str, Any]) -> str:
+    box = f" --mailbox {row['mailbox']}" if row["mailbox"] else ""
+    again = f"`baton intake eml FILE{box}`"
+    if row["via"] == "imap":
+        where = (f"UID {row['uid']} of folder {row['folder']!r} ({row['account']}, "
+                 f"UIDVALIDITY {row['uidvalidity']})" if row["uid"] is not None
+                 else "the mailbox's IMAP folder")
+        return (f"It stays in {where}, unchanged; Baton does not look at it again. Once the "
+                f"cause is mended, take it in with `baton intake imap-fetch"
+                f"{box or ' --mailbox NAME'} --uid {row['uid']}`, or save it from a mail "
+                f"client as an .eml file and import it with {again}.")
+    if row["via"] == "smtp":
+        return ("The sending server was answered with the refusal (5xx) and bounces it to "
+                "its sender: it is theirs to send again once the cause is mended; or save "
+                f"their copy as an .eml file and import it with {again}.")
+    if row["via"] == "eml":
+        return f"Mend the file, or what refused it, and import it again with {again}."
+    return "The caller was answered with the refusal: it may post the message again, mended."
+
+
+def _sniff(raw: bytes) -> dict[str, Any]:
+    """From, Subject, Message-ID and the To/Cc addresses a message says of itself, read
+    leniently from its first :data:`HEAD_BYTES` bytes (it may be anything: a refused
+    message), each bounded; None (an empty list) for what cannot be read."""
+    out: dict[str, Any] = {"sender": None, "subject": None, "message_id": None, "to": []}
+    head = bytes(raw[:HEAD_BYTES])
+    ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
+    if ends:
+        head = head[:min(ends)] + b"\n\n"
+    try:
+        msg = BytesHeaderParser(policy=compat32).parsebytes(head)
+    except Exception:  # noqa: BLE001 - hostile bytes: nothing said of it
+        return out
+
+    def said(name: str) -> str | None:
+        try:
+            value = msg.get(name)
+        except Exception:  # noqa: BLE001
+            return None
+        if value is None:
+            return None
+        text = str(value)[:4_000]
+        try:
+            decoded = str(make_header(decode_header(text)))
+        except Exception:  # noqa: BLE001 - an encoded word that does not decode: as it is
+            decoded = text
+        return " ".join(decoded.split())
+
+    subject, sender, mid = said("Subject"), said("From"), said("Message-ID")
+    out["subject"] = _clean(subject, SUBJECT_CHARS) if subject is not None else None
+    if sender:
+        out["sender"] = _clean(parseaddr(sender)[1] or sender, 320) or None
+    if mid:
+        out["message_id"] = _clean(mid.strip().removeprefix("<").removesuffix(">"), 500) or None
+    try:
+        listed = getaddresses([v for v in (said("To"), said("Cc")) if v])
+    except Exception:  # noqa: BLE001 - addresses that do not parse: none
+        listed = []
+    out["to"] = [a.lower() for _, a in listed if a][:50]
+    return out
+
+
+def _clean(text: str, most: int) -> str:
+    """``text`` as every database stores it (no NUL, no lone surrogate), at most ``most``
+    characters."""
+    text = text[:most].replace("\x00", "\ufffd")
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _bytes(raw: Any) -> bytes | None:
+    return bytes(raw) if isinstance(raw, bytes | bytearray | memoryview) else None
+
+
+def first_line(exc: BaseException) -> str:
+    """An error in one line: the driver's message for a database error (never SQLAlchemy's
+    statement and parameters: what the message holds), else the error's own."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _parts(mail: Mail, kept: list[Intake]) -> dict[str, Any]:

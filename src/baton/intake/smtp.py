@@ -19,6 +19,11 @@ recipients. What a sending server learns, per the SMTP codes it understands:
   arrives once that is fixed (a retry of a message already stored is a duplicate, accepted
   without a second case);
 * otherwise ``250`` once the message and its record are committed.
+
+A refused message (5xx: over the size limit, refused by intake or by the database) is
+recorded as refused (``baton intake refused``): by intake for what it refuses, here for a
+message too large, which aiosmtpd answers itself (at ``MAIL FROM … SIZE=``, or once the
+data ran over) without the data: its sender and recipients as the envelope says them.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from collections.abc import Sequence
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -88,6 +95,54 @@ class _Handler:
         return f"250 OK {got.outcome}"
 
 
+_MAIL_FROM = re.compile(r"^\s*FROM:\s*<([^<>\s]{0,320})>", re.IGNORECASE)
+_SIZE = re.compile(r"\sSIZE=([0-9]{1,20})(?:\s|$)", re.IGNORECASE)
+
+
+class _Server(SMTP):
+    """aiosmtpd's session, with the messages it refuses for their size itself (552, the
+    handler never called) recorded as refused."""
+
+    _mail_arg = ""
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        self._mail_arg = arg or ""  # (what a 552 at MAIL FROM says the message was)
+        await super().smtp_MAIL(arg)
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str) and status.startswith("552"):
+            await self._too_large()
+        await super().push(status)
+
+    async def _too_large(self) -> None:
+        handler = self.event_handler
+        if not isinstance(handler, _Handler):
+            return
+        envelope = self.envelope
+        recipients = list(envelope.rcpt_tos) if envelope is not None else []
+        sender = envelope.mail_from if envelope is not None else None
+        size: int | None = None
+        if not recipients:  # refused at MAIL FROM, for the SIZE it announced
+            said = _MAIL_FROM.match(self._mail_arg)
+            sender = said.group(1) if said else None
+            announced = _SIZE.search(self._mail_arg)
+            size = int(announced.group(1)) if announced else None
+        reason = (f"the message is over {handler.max_bytes:,} bytes: at most that many are "
+                  "taken (--smtp-max-bytes, else the intake setting max_message_bytes); "
+                  "answered 552")
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, functools.partial(
+                handler.intake.note_refusal, "smtp", reason, outcome="too_large", size=size,
+                sender=sender, recipients=recipients))
+        except Exception as exc:  # noqa: BLE001 - (the loop shutting down): the 552 stands
+            log.warning("a refusal for size could not be recorded: %s", exc)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _Server(self.handler, **self.SMTP_kwargs)
+
+
 class SmtpListener:
     """Start with :meth:`start`, stop with :meth:`stop` (the port is bound on start)."""
 
@@ -103,9 +158,9 @@ class SmtpListener:
             raise BatonError(f"--smtp-max-bytes={max_bytes!r} must be a whole number of bytes "
                              f"from {least:,} to {most:,}")
         self.handler = _Handler(intake, allowed_domains, max_bytes)
-        self.controller = Controller(self.handler, hostname=host, port=port,
-                                     data_size_limit=max_bytes, ready_timeout=10,
-                                     server_hostname="baton")
+        self.controller = _Controller(self.handler, hostname=host, port=port,
+                                      data_size_limit=max_bytes, ready_timeout=10,
+                                      server_hostname="baton")
 
     @property
     def port(self) -> int:

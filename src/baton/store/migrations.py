@@ -494,6 +494,14 @@ def _m031_fallout_steps(conn: Connection) -> None:
         conn.execute(schema.fallout.insert(), out[i:i + 1000])
 
 
+def _m032_intake_refusals(conn: Connection) -> None:
+    """The mail intake refused or could not take, one row each (who sent it, its subject,
+    why, and for IMAP where it stays): an operator's list (``baton intake refused``, ``GET
+    /api/intake/refused``, the Fallout page) where only a log line was before.
+    (Self-contained: it may be renumbered.)"""
+    schema.intake_refusals.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _m001_initial),
     Migration(2, "index jobs by run", _m002_jobs_by_run, concurrent=("ix_jobs_run",)),
@@ -540,6 +548,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _m030_callback_answers),
     Migration(31, "the steps in fallout in rows of their own (the Fallout list's reads)",
               _m031_fallout_steps),
+    Migration(32, "the mail intake refused, for operators to see", _m032_intake_refusals),
 )
 LATEST = MIGRATIONS[-1].version
 _KNOWN = frozenset(m.version for m in MIGRATIONS)

@@ -709,6 +709,36 @@ imap_state = Table(
 )
 
 
+# Mail intake refused or could not take (migration 32, :mod:`baton.store.sql.refusals`): one
+# row per refusal, written in a short transaction of its own where the refusal happens (the
+# SMTP listener's 5xx, an IMAP poll going past a message, an ``.eml`` file or an API post
+# refused), so an operator sees which mail was refused, when, from whom and why. What the
+# message said of itself (From, Subject, Message-ID: bounded), never its body: at most the
+# sha256 of its bytes, to tell which file or message it was. IMAP: where it stays (the
+# account, folder, UIDVALIDITY and UID). Bounded: the newest rows, for a time (refusals.py).
+intake_refusals = Table(
+    "baton_intake_refusals",
+    metadata,
+    Column("id", String(40), primary_key=True),  # rfm_…
+    Column("refused_at", String(40), nullable=False),
+    Column("mailbox", String(200), nullable=True),  # None: no mailbox could be told
+    Column("via", String(20), nullable=False),  # smtp | imap | eml | api
+    Column("outcome", String(20), nullable=False),  # refused | unreadable | too_large | failed
+    Column("reason", Text, nullable=False),  # the refusal's message (bounded)
+    Column("message_id", String(500), nullable=True),  # as its header says it, if any
+    Column("sender", String(320), nullable=True),
+    Column("subject", String(300), nullable=True),  # its start
+    Column("size", BigInteger, nullable=True),  # bytes (as received, or as announced)
+    Column("raw_sha256", String(64), nullable=True),  # of the bytes received, when all were
+    Column("account", String(700), nullable=True),  # IMAP: user@host:port/folder
+    Column("folder", String(300), nullable=True),  # IMAP
+    Column("uidvalidity", BigInteger, nullable=True),  # IMAP
+    Column("uid", BigInteger, nullable=True),  # IMAP
+    Index("ix_intake_refusals_at", "refused_at", "id"),
+    Index("ix_intake_refusals_mailbox", "mailbox", "refused_at", "id"),
+)
+
+
 # Classifiers trained from labelled texts (``baton ai train NAME --from FILE.csv``,
 # :mod:`baton.ai.trained`), versioned: each training is a new version, an ``ai`` step with
 # ``classifier: NAME`` uses the latest. What is stored is the training set (gzip-compressed

@@ -12,6 +12,10 @@ the same checks), with the caller as the actor and without the page's per-addres
 limit (the caller is authenticated). It needs the ``records:write`` permission (it creates
 and updates records: the same people may do it by hand), and takes an ``Idempotency-Key``
 like every create.
+
+``GET /api/intake/refused`` lists the mail intake refused or could not take (every way in:
+SMTP, IMAP, ``.eml`` files, this API), newest first, for who may read records (what a
+refusal shows of a message, its sender and subject, is what its record would show).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from email.utils import format_datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -47,6 +51,7 @@ from baton.web.api.common import (
     Offset,
     Page,
     RequestBody,
+    page,
     page_of,
     start_of,
     under,
@@ -197,6 +202,33 @@ class MessageOut(BaseModel):
     notes: list[str] = Field(description=NOTES)
 
 
+class RefusalImap(BaseModel):
+    account: str = Field(description="user@host:port/folder")
+    folder: str
+    uidvalidity: int
+    uid: int
+
+
+class RefusalOut(BaseModel):
+    id: str
+    refused_at: str
+    mailbox: str | None = Field(description="the mailbox it was for (null: none could be "
+                                            "told, e.g. an SMTP message refused at MAIL FROM)")
+    via: str = Field(description="smtp | imap | eml | api")
+    outcome: str = Field(description="refused (its record's object type refuses what it holds) "
+                                     "| unreadable (not an e-mail intake can read) | too_large "
+                                     "| failed (an error of its own: the database refusing its "
+                                     "values, or a bug met on its content)")
+    reason: str
+    message_id: str | None
+    sender: str | None
+    subject: str | None = Field(description="its start")
+    size: int | None = Field(description="bytes, as received or as announced")
+    raw_sha256: str | None = Field(description="of the bytes received (never the body)")
+    imap: RefusalImap | None = Field(description="where an IMAP message stays")
+    remedy: str = Field(description="how to get it in once the cause is mended")
+
+
 FORM_EXAMPLE = {"subject": "Invoice 4411 is wrong", "sender": "ana@dealer-one.example",
                 "sender_name": "Ana Costa",
                 "body": "Hello,\n\nthe invoice 4411 charges twice.\n\nAna"}
@@ -228,6 +260,25 @@ INTAKE_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"anyOf": [_inlined(IntakeForm), _inlined(FormAnswers)]},
                          "example": FORM_EXAMPLE},
     RFC822: {"schema": {"type": "string", "format": "binary"}, "example": RAW_EXAMPLE}}}}
+
+
+@router.get("/intake/refused", response_model=Page[RefusalOut],
+            operation_id="listIntakeRefusals",
+            summary="Mail intake refused, newest first",
+            description="Every way in (SMTP, IMAP, `.eml` files, this API): when, the "
+                        "mailbox, the sender, subject and Message-ID as the message said "
+                        "them, why, and for IMAP where the message stays; never its body. "
+                        "Each says how to get the message in once the cause is mended. "
+                        "Kept: the newest 10,000, for 90 days. Needs `records:read`.",
+            responses=problem_responses(401, 403, 422))
+def list_refusals(request: Request,
+                  mailbox: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+                  limit: Limit = 50, offset: Offset = 0, after: After = None,
+                  _: Principal = READ) -> dict[str, Any]:
+    tag = f"refused:{mailbox or ''}"
+    start = start_of(tag, after, offset)
+    items, total = engine_of(request).intake.refusals(mailbox, limit, start)
+    return page(items, total, limit, start, tag)
 
 
 @router.post("/intake/{target}", response_model=IntakeOut, status_code=200,

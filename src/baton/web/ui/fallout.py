@@ -2,6 +2,10 @@
 (retry, skip, complete with an output), each with a required reason (audited); beside them
 the open incidents (a trigger's `when` or an evaluation flow that raised: retry, dismiss).
 
+Below them, for who may read records (operators), the mail intake refused lately: how many
+are kept and the newest few (the full list: ``baton intake refused``, ``GET
+/api/intake/refused``), each saying how to get the message in once its cause is mended.
+
 The page says how many there are in all and pages through them: the steps by cursor (the
 last one shown, ``RUN_ID:STEP``; they are listed by run id and step, so a cursor whose
 step was resolved meanwhile still says where the next page starts), the incidents by
@@ -32,6 +36,7 @@ ACTIONS = ("retry", "skip", "complete")
 INCIDENT_ACTIONS = ("retry", "dismiss")
 PAGE = 50  # steps in fallout on a page (each with its form)
 INCIDENT_PAGE = 50
+REFUSALS_SHOWN = 10  # the newest refused messages shown (the rest: the CLI, the API)
 GROUPS_SHOWN = 50  # rows of the "By error" table (the largest groups)
 GROUP_LIMIT = 10_000  # steps one "Retry all" acts on at most (the first, in page order)
 MAX_INCIDENT_OFFSET = 1_000_000
@@ -194,7 +199,11 @@ def _page(request: Request, principal: Principal, after: str | None, incidents: 
     shown_incidents = eng.list_incidents(limit=INCIDENT_PAGE, offset=incidents)
     shown_done = done if done in DONE or RETRIED.fullmatch(done or "") else None
     here = {"after": after or "", "incidents": incidents}
+    refusals, refusal_total = (eng.intake.refusals(limit=REFUSALS_SHOWN)
+                               if Permission.RECORDS_READ in principal.user.permissions
+                               else ([], None))
     return render(request, "fallout.html", principal, {
+        "refusals": refusals, "refusal_total": refusal_total,
         "entries": entries, "total": total, "groups": groups[:GROUPS_SHOWN],
         "more_groups": groups[GROUPS_SHOWN:], "group_limit": GROUP_LIMIT,
         "paging": Paging(Total(total), after, next_cursor, PAGE),
