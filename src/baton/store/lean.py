@@ -25,7 +25,7 @@ from urllib.parse import quote
 from baton.store.base import DefinitionRow
 from baton.store.codec import json_loads, unpack_event_row
 
-SCHEMA_VERSIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, *range(10, 33)})
+SCHEMA_VERSIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, *range(10, 34)})
 """The versions of ``baton.store.migrations.MIGRATIONS`` (a unit test keeps them equal): a
 database with any other set of applied migrations is read through the full path (which
 migrates it first)."""

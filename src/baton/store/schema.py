@@ -291,9 +291,11 @@ _partial_index("ix_runs_attention", runs.c.attention, runs.c.created_at, runs.c.
 # list, its totals and its groups read these rows, not every such run's state. Written by
 # the run writer (store/sql/fallout.py) with each row of a run that has a step in fallout
 # (its ``attention`` holds bit 1), in the same transaction: the run's rows replaced by its
-# steps in fallout as written. A write of a run that has rows deletes them first (a
-# trigger on baton_runs, ``FALLOUT_TRIGGERS``), so a run whose last step in fallout was
-# resolved, or that ended, has none: the writes of runs without fallout cost a test.
+# steps in fallout as written. The writer deletes the rows of every run it writes (one
+# statement per batch of runs), so a run whose last step in fallout was resolved, or that
+# ended, has none. (Migration 31 also made a trigger on baton_runs doing that delete; it
+# cost about 6 % of the CPU per triage run on SQLite, every run write firing it: migration
+# 33 drops it.)
 fallout = Table(
     "baton_fallout",
     metadata,
@@ -310,45 +312,6 @@ fallout = Table(
     # The API's order (the oldest run first, a run's steps in its order): a page is a range.
     Index("ix_fallout_created", "created_at", "run_id", "pos"),
 )
-
-FALLOUT_TRIGGERS: dict[str, tuple[str, ...]] = {
-    # Any write of a run that has rows here deletes them; the run writer then writes them
-    # again when the run still has steps in fallout (fallout.py), after its row. Neither
-    # names ``attention`` outside a function body (so the column can be dropped and made
-    # again, as migration 13's test does). SQLite: a probe of this table's key per run
-    # write (the WHEN); the body only for a run with rows.
-    "sqlite": (
-        ("CREATE TRIGGER IF NOT EXISTS tr_runs_fallout_left AFTER UPDATE ON baton_runs "
-         "WHEN EXISTS (SELECT 1 FROM baton_fallout WHERE run_id = OLD.id) "
-         "BEGIN DELETE FROM baton_fallout WHERE run_id = OLD.id; END"),
-    ),
-    # PostgreSQL: a trigger's WHEN may not read another table; the function tests the old
-    # row's attention (only a run written with the fallout bit has rows here).
-    "postgresql": (
-        ("CREATE OR REPLACE FUNCTION baton_fallout_left() RETURNS trigger "
-         "LANGUAGE plpgsql AS $$ BEGIN "
-         "IF (OLD.attention & 1) = 1 THEN "
-         "DELETE FROM baton_fallout WHERE run_id = OLD.id; END IF; RETURN NULL; END $$"),
-        "DROP TRIGGER IF EXISTS tr_runs_fallout_left ON baton_runs",
-        ("CREATE TRIGGER tr_runs_fallout_left AFTER UPDATE ON baton_runs "
-         "FOR EACH ROW EXECUTE FUNCTION baton_fallout_left()"),
-    ),
-}
-
-
-def create_fallout_triggers(connection: Any) -> None:
-    """Make the trigger that deletes a run's baton_fallout rows (idempotent)."""
-    for statement in FALLOUT_TRIGGERS[connection.dialect.name]:
-        connection.exec_driver_sql(statement)
-
-
-@event.listens_for(metadata, "after_create")
-def _after_create(target: MetaData, connection: Any, **kw: Any) -> None:
-    """(Both tables exist once every table is made: the trigger names them both.)"""
-    tables = kw.get("tables")
-    names = {t.name for t in tables} if tables is not None else {runs.name, fallout.name}
-    if runs.name in names or fallout.name in names:
-        create_fallout_triggers(connection)
 
 # A work item's due time for sorting, no due time last (after any ISO timestamp): the same
 # expression in the indexes and in the queries, so both databases read it from the index.

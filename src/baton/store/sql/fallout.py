@@ -5,12 +5,12 @@ totals and its groups read these rows (an index range for a page, one aggregate 
 totals and groups) instead of every such run's state.
 
 The rows are written by the run writer (:class:`~baton.store.sql.tx.SqlTx`), in the
-transaction of the run's row, for each row written whose ``attention`` holds the fallout bit
-(a run in progress with a step in fallout): its steps in fallout as written. Any update of
-a run that has rows deletes them (a trigger on ``baton_runs``, ``schema.FALLOUT_TRIGGERS``),
-so a run whose last step in fallout was resolved, or that ended, has none. A run without a
-step in fallout costs no statement here: a test of its ``attention`` value, and the
-trigger's test (SQLite: a probe of this table's key; PostgreSQL: a call of its function).
+transaction of the run's rows: the rows of every run it writes are deleted (one statement
+per batch of runs: an index probe per run), and those of the runs whose ``attention`` holds
+the fallout bit (a run in progress with a step in fallout) written again, its steps in
+fallout as written. So a run whose last step in fallout was resolved, or that ended, has
+none. (A trigger on ``baton_runs`` did the delete before migration 33: every run write
+fired it, about 6 % of the CPU per triage run on SQLite.)
 """
 
 from __future__ import annotations
@@ -62,16 +62,16 @@ class FalloutSql:
 
     conn: Connection
 
-    def _sync_fallout_txn(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Write the fallout rows of these runs (rows just written, whose attention holds
-        the fallout bit: :func:`with_fallout`): their steps in fallout as written. (Their
-        rows as stored before were deleted by the trigger their update fired; deleted here
-        too, in case: a run inserted, a database whose trigger is missing.)"""
+    def _sync_fallout_txn(self, written: Sequence[dict[str, Any]],
+                          fallout: Sequence[dict[str, Any]]) -> None:
+        """Keep the fallout rows of the runs just ``written`` (their rows as written, whole:
+        not yet split into their step rows): every one's rows deleted, those of the runs in
+        ``fallout`` (:func:`with_fallout` of them) written again, their steps in fallout."""
         f = s.fallout
-        ids = [r["id"] for r in rows]
+        ids = [r["id"] for r in written]
         for i in range(0, len(ids), _CHUNK):
             self.conn.execute(delete(f).where(f.c.run_id.in_(ids[i:i + _CHUNK])))
-        new_rows = [e for r in rows for e in fallout_rows(r)]
+        new_rows = [e for r in fallout for e in fallout_rows(r)]
         if new_rows:
             self.conn.execute(insert(f), new_rows)
 

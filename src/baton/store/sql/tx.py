@@ -233,7 +233,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             rows = [{**(row() if callable(row) else row), "_id": rid, "_seq": seq}
                     for rid, (row, seq) in self._run_writes.items()]
             self._run_writes = {}
-            fallout = with_fallout(rows)  # (their steps, before a split run's are taken out)
+            whole = list(rows)  # (their steps, before a split run's are taken out)
             steps: list[StepWrites] = []
             for i, row in enumerate(rows):  # (a run of more than SPLIT_STEPS steps: split)
                 if len(row["state"].get("steps") or ()) > SPLIT_STEPS:
@@ -246,8 +246,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
                 raise TransitionConflict("a run of this batch changed concurrently")
             if steps:
                 self._write_steps(steps)
-            if fallout:  # (runs with a step in fallout only: fallout.py)
-                self._sync_fallout_txn(fallout)
+            self._sync_fallout_txn(whole, with_fallout(whole))  # (fallout.py)
         if self._record_writes:
             rows = list(self._record_writes.values())
             self._record_writes = {}
@@ -499,7 +498,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             row = {**row, "state": {**row["state"], "steps": steps.docs()}}
         self._write("insert_run", INSERT_RUN, row)
         if (row.get("attention") or 0) & 1:  # a step in fallout already (fallout.py)
-            self._sync_fallout_txn([row])
+            self._sync_fallout_txn([row], [row])
 
     @reads("runs", "id", "row")
     def get_run_txn(self, run_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
@@ -523,7 +522,6 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             first = self._run_writes.get(row["id"])
             self._run_writes[row["id"]] = (row, first[1] if first else expected_seq)
             return
-        fallout = (row.get("attention") or 0) & 1  # a step in fallout (fallout.py)
         whole = row
         split = split_row(row, self._steps_base(row["id"], expected_seq), expected=expected_seq)
         if split is not None:
@@ -532,8 +530,7 @@ class SqlTx(DefinitionsSql, ListingsSql, PagesSql, PeopleSql, IdempotencySql, In
             raise TransitionConflict(f"run {row['id']} changed concurrently (expected seq {expected_seq})")
         if split is not None:
             self._write_steps([split[1]])
-        if fallout:
-            self._sync_fallout_txn([whole])
+        self._sync_fallout_txn([whole], with_fallout([whole]))  # (fallout.py)
 
     def update_run_lazy_txn(self, run_id: str, build: Callable[[], dict[str, Any]],
                             expected_seq: int) -> None:
