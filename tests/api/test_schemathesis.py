@@ -156,7 +156,7 @@ CHECKED_AGAINST_STATE: dict[str, tuple[tuple[str, ...], str]] = {
        for what in ("runs", "work", "records", "users", "tokens", "definitions",
                     "records/{record_id}/timeline", "runs/{run_id}/events", "fallout",
                     "incidents", "records/{record_id}/messages",
-                    "records/{record_id}/attachments")},
+                    "records/{record_id}/attachments", "intake/refused")},
 }
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # schemathesis' default
 # schemathesis' default, with 413: a body over BATON_MAX_BODY_BYTES is refused before it is read

@@ -95,6 +95,7 @@ def eng(harness: Any) -> Engine:
     d.update_user("dee", active=False)  # left the company: not told
     d.add_user("eve", roles=["agent"], email="eve@example.com")
     d.add_user("fay", roles=["agent"], groups=["nomail"])  # no address either
+    harness.work()  # (adding members to queues routes what waits there: nothing yet)
     return e
 
 

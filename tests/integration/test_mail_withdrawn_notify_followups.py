@@ -30,6 +30,7 @@ def eng(harness: Any) -> Engine:
     d = e.directory
     d.add_user("ann", roles=["agent"], queues=["tier1"], email="ann@example.com")
     d.add_user("eve", roles=["agent"], email="eve@example.com")
+    harness.work()  # (adding members to queues routes what waits there: nothing yet)
     return e
 
 

@@ -21,7 +21,6 @@ from typing import Any
 from baton.engine.state import Run
 from baton.engine.status import RUN_IN_PROGRESS, STEP_RUNNING
 from baton.rows import audit_event
-from baton.steps.background import BACKGROUND
 
 HANDED_BACK = "step_handed_back"
 """The audit event of a step's job handed back: its worker does not have the step's flow."""
@@ -114,11 +113,13 @@ def flow_waits(store: Any, run: Run, candidates: Iterable[str]) -> dict[str, dic
 
 def fill_waits(detail: dict[str, Any], store: Any, run: Run) -> dict[str, Any]:
     """``detail`` (:func:`baton.runtime.views.run_detail`'s) with the ``waiting`` of each of
-    its running background steps filled in (None for every other step)."""
+    its running steps a worker handed back for want of its flow filled in (None for every
+    other step)."""
     steps = detail.get("steps") or []
+    # (every running step: only a background step is handed back, and a type named here
+    # would load the step types on the CLI's lean read path)
     waits = flow_waits(store, run, [s["name"] for s in steps
-                                    if s.get("type") == BACKGROUND.name
-                                    and s.get("status") == STEP_RUNNING.value])
+                                    if s.get("status") == STEP_RUNNING.value])
     for s in steps:
         s["waiting"] = waits.get(s["name"])
     return detail
